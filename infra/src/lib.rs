@@ -17,6 +17,8 @@
 //! Every message is versioned JSON ([`MESSAGE_VERSION`]) and is validated when parsed:
 //! bad input is refused whole, with an error naming the field and what to do.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 mod change;
 mod model;
 mod report;

@@ -21,6 +21,9 @@ pub enum OutcomeStatus {
     Failed,
     /// Not applied: the host already holds a newer decision about this member.
     Stale,
+    /// Sent to HAProxy but not waited for (`--no-wait`): health checks or the drain
+    /// are still running; a later apply or sync confirms it.
+    Pending,
 }
 
 impl OutcomeStatus {
@@ -37,6 +40,7 @@ impl std::fmt::Display for OutcomeStatus {
             Self::Drained => "DRAINED",
             Self::Failed => "FAILED",
             Self::Stale => "STALE",
+            Self::Pending => "PENDING",
         })
     }
 }

@@ -1,0 +1,286 @@
+//! haproxy.cfg: the slot blocks the agent owns inside an operator's configuration.
+//!
+//! Each pool's backend declares its slots with one line of the reload-safe form
+//! (`slot.invalid` with `init-addr last,0.0.0.0`: an IP-literal template comes back as
+//! 0.0.0.0 after a reload, see HAPROXY.md):
+//!
+//! ```text
+//! backend web
+//!     server-template slot 1-16 slot.invalid:8080 init-addr last,0.0.0.0 disabled check inter 500ms
+//! ```
+//!
+//! The agent only ever rewrites the `1-N` of that line (when slots grow or shrink); the
+//! rest of the file is the operator's. [`render`] writes a complete starting
+//! configuration from `agent.toml`, and [`check`] says what a hand-written one lacks.
+
+use crate::config::{AgentConfig, PoolConfig};
+use crate::haproxy::Endpoint;
+
+/// The prefix of every slot server's name: slot 3 of pool `web` is `web/slot3`.
+pub const SLOT_PREFIX: &str = "slot";
+
+/// The server name of slot `n`.
+pub fn slot_name(n: u32) -> String {
+    format!("{SLOT_PREFIX}{n}")
+}
+
+/// The slot number of a server name, if it is a slot.
+pub fn slot_number(server: &str) -> Option<u32> {
+    server.strip_prefix(SLOT_PREFIX)?.parse().ok()
+}
+
+/// The `server-template` line for a pool with `n` slots.
+pub fn slot_line(pool: &PoolConfig, n: u32) -> String {
+    let opts = pool.pool.server_options.as_str();
+    let mut line = format!(
+        "server-template {SLOT_PREFIX} 1-{n} slot.invalid:{} init-addr last,0.0.0.0 disabled",
+        pool.pool.port
+    );
+    if !opts.is_empty() {
+        line.push(' ');
+        line.push_str(opts);
+    }
+    line
+}
+
+/// Why the configuration file can not be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum CfgError {
+    /// A pool has no slot line in its backend.
+    #[error("{path}: backend {pool} has no `server-template {SLOT_PREFIX} 1-N slot.invalid:PORT init-addr last,0.0.0.0 disabled ...` line; add `{line}` to it (or generate a file with `agent config render`)")]
+    MissingBlock {
+        /// The file.
+        path: String,
+        /// The pool.
+        pool: String,
+        /// The line to add.
+        line: String,
+    },
+}
+
+fn section_of(line: &str) -> Option<(&str, Option<&str>)> {
+    let mut w = line.split_whitespace();
+    let kw = w.next()?;
+    if line.starts_with(char::is_whitespace) {
+        return None;
+    }
+    match kw {
+        "global" | "defaults" | "frontend" | "backend" | "listen" | "peers" | "resolvers"
+        | "userlist" | "program" | "cache" | "ring" | "mailers" | "http-errors" => {
+            Some((kw, w.next()))
+        }
+        _ => None,
+    }
+}
+
+/// Where a pool's slot line is: (line index, current slot count).
+pub fn find_block(text: &str, pool: &str) -> Option<(usize, u32)> {
+    let mut in_pool = false;
+    for (i, line) in text.lines().enumerate() {
+        if let Some((kw, name)) = section_of(line) {
+            in_pool = matches!(kw, "backend" | "listen") && name == Some(pool);
+            continue;
+        }
+        if !in_pool {
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() >= 4 && w[0] == "server-template" && w[1] == SLOT_PREFIX {
+            let n = w[2].strip_prefix("1-").and_then(|n| n.parse().ok())?;
+            return Some((i, n));
+        }
+    }
+    None
+}
+
+/// `text` with the pool's slot count set to `n` (None when the pool has no block).
+pub fn set_slots(text: &str, pool: &str, n: u32) -> Option<String> {
+    let (idx, _) = find_block(text, pool)?;
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i == idx {
+            let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+            let body = line.trim();
+            let mut w: Vec<String> = body.split(' ').map(str::to_string).collect();
+            w[2] = format!("1-{n}");
+            out.push_str(&indent);
+            out.push_str(&w.join(" "));
+            if line.ends_with('\n') {
+                out.push('\n');
+            }
+        } else {
+            out.push_str(line);
+        }
+    }
+    Some(out)
+}
+
+/// Problems that keep `text` from working with the agent, each with what to do.
+pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
+    let path = cfg.haproxy.config.display().to_string();
+    let mut problems = Vec::new();
+    for p in &cfg.pools {
+        match find_block(text, p.name().as_str()) {
+            None => problems.push(
+                CfgError::MissingBlock {
+                    path: path.clone(),
+                    pool: p.name().to_string(),
+                    line: slot_line(p, p.slots),
+                }
+                .to_string(),
+            ),
+            Some((i, _)) => {
+                let line = text.lines().nth(i).unwrap_or_default();
+                for needed in ["slot.invalid:", "init-addr last,0.0.0.0", " disabled"] {
+                    if !line.contains(needed) {
+                        problems.push(format!("{path}:{}: the slot line of backend {} lacks `{}`: without it slots lose their address or take traffic on reload; use `{}`", i + 1, p.name(), needed.trim(), slot_line(p, p.slots)));
+                    }
+                }
+            }
+        }
+        if !p.pool.server_options.has_check() {
+            problems.push(format!("pool {}: server_options has no `check`, so new members take traffic before anything proves them healthy; add `check`", p.name()));
+        }
+    }
+    let state = cfg.haproxy.server_state_path().display().to_string();
+    if !text
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["server-state-file", &state])
+    {
+        problems.push(format!("{path}: the global section needs `server-state-file {state}` so slots keep their members across reloads and restarts"));
+    }
+    if !text
+        .lines()
+        .any(|l| l.trim_start().starts_with("load-server-state-from-file global"))
+    {
+        problems.push(format!(
+            "{path}: the defaults section needs `load-server-state-from-file global`"
+        ));
+    }
+    problems
+}
+
+/// The `stats socket` address form for an endpoint.
+fn socket_addr(ep: &Endpoint) -> String {
+    match ep {
+        Endpoint::Unix(p) => p.display().to_string(),
+        Endpoint::Tcp(a) => format!("ipv4@{a}"),
+    }
+}
+
+/// A complete haproxy.cfg for `cfg`: a frontend and a backend per pool, the admin
+/// socket, the server-state file, and slot lines of each pool's initial size.
+pub fn render(cfg: &AgentConfig) -> String {
+    let mut s = String::new();
+    s.push_str("# Written by `agent config render` from the agent's agent.toml.\n");
+    s.push_str("# Edit freely; the agent only rewrites the `1-N` of each `server-template slot` line.\n");
+    s.push_str("global\n");
+    s.push_str("    maxconn 20000\n");
+    s.push_str(&format!(
+        "    stats socket {} mode 600 level admin\n",
+        socket_addr(&cfg.haproxy.admin_socket)
+    ));
+    s.push_str("    stats timeout 30s\n");
+    s.push_str(&format!(
+        "    server-state-file {}\n",
+        cfg.haproxy.server_state_path().display()
+    ));
+    s.push_str("\ndefaults\n");
+    s.push_str("    mode http\n");
+    s.push_str("    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n");
+    s.push_str("    timeout http-keep-alive 10s\n");
+    s.push_str("    # A slot that was ready but failing checks comes back UP after a reload until its\n");
+    s.push_str("    # first failed check; retrying elsewhere keeps those requests from failing.\n");
+    s.push_str("    retries 2\n    option redispatch 1\n");
+    s.push_str("    load-server-state-from-file global\n");
+    for p in &cfg.pools {
+        if let Some(bind) = &p.bind {
+            s.push_str(&format!("\nfrontend {}_in\n", p.name()));
+            let proxy = if cfg.render.accept_proxy {
+                " accept-proxy"
+            } else {
+                ""
+            };
+            s.push_str(&format!("    bind {bind}{proxy}\n"));
+            s.push_str(&format!("    default_backend {}\n", p.name()));
+        }
+        s.push_str(&format!("\nbackend {}\n", p.name()));
+        s.push_str("    balance roundrobin\n");
+        if let Some(path) = &p.health_path {
+            s.push_str(&format!("    option httpchk GET {path}\n"));
+            s.push_str("    http-check expect status 200\n");
+        }
+        s.push_str(&format!("    {}\n", slot_line(p, p.slots)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> AgentConfig {
+        AgentConfig::parse(
+            r#"
+[haproxy]
+config = "/etc/haproxy/haproxy.cfg"
+admin_socket = "/run/admin.sock"
+state_dir = "/var/lib/asg"
+[render]
+accept_proxy = true
+[[pool]]
+name = "web"
+port = 8080
+bind = ":80"
+slots = 4
+health_path = "/healthz"
+[[pool]]
+name = "api"
+port = 9000
+slots = 8
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rendered_config_passes_its_own_check() {
+        let c = cfg();
+        let text = render(&c);
+        assert!(check(&c, &text).is_empty(), "{:?}", check(&c, &text));
+        assert!(text.contains("bind :80 accept-proxy"));
+        assert!(text.contains("server-state-file /var/lib/asg/server-state"));
+        assert_eq!(find_block(&text, "web"), Some((text.lines().position(|l| l.contains("server-template slot 1-4")).unwrap(), 4)));
+        assert_eq!(find_block(&text, "api").map(|b| b.1), Some(8));
+        assert_eq!(find_block(&text, "nope"), None);
+    }
+
+    #[test]
+    fn resizing_touches_only_that_pools_line() {
+        let text = render(&cfg());
+        let grown = set_slots(&text, "web", 32).unwrap();
+        assert_eq!(find_block(&grown, "web").unwrap().1, 32);
+        assert_eq!(find_block(&grown, "api").unwrap().1, 8);
+        let diff: Vec<_> = text.lines().zip(grown.lines()).filter(|(a, b)| a != b).collect();
+        assert_eq!(diff.len(), 1);
+        assert!(diff[0].1.starts_with("    server-template slot 1-32 slot.invalid:8080"));
+        assert!(set_slots(&text, "nope", 3).is_none());
+    }
+
+    #[test]
+    fn check_names_what_is_missing() {
+        let c = cfg();
+        let text = render(&c).replace("server-template slot 1-8 slot.invalid:9000", "server-template slot 1-8 0.0.0.0:9000");
+        let p = check(&c, &text);
+        assert!(p.iter().any(|m| m.contains("backend api") && m.contains("slot.invalid")), "{p:?}");
+        let text = render(&c).replace("    server-state-file /var/lib/asg/server-state\n", "");
+        assert!(check(&c, &text).iter().any(|m| m.contains("server-state-file")));
+    }
+
+    #[test]
+    fn slot_names_round_trip() {
+        assert_eq!(slot_name(12), "slot12");
+        assert_eq!(slot_number("slot12"), Some(12));
+        assert_eq!(slot_number("web1"), None);
+    }
+}

@@ -1,0 +1,398 @@
+//! The one HAProxy client: the admin (stats) socket and the master CLI.
+//!
+//! Framing lives here, command meaning lives with the callers:
+//! - [`Client::query`]: one command on one connection, the reply read to EOF.
+//! - [`Client::batch`]: many commands joined by `;` on as few lines as possible (HAProxy
+//!   applies a whole line before looking at anything else, which is what keeps
+//!   `state ready; health down` from ever being UP in between). Each command's reply ends
+//!   with an empty line; a reply that is not the expected success text is an error that
+//!   carries HAProxy's own words.
+//! - [`Client::pipeline`]: prompt mode, one command per line, each reply delimited by
+//!   the prompt; for many commands whose replies span several lines.
+//! - After a reload, writes sent to the admin socket can still reach the old worker for
+//!   ~100 ms and be lost; [`Client::route_via_master`] switches every later command to
+//!   the master CLI as `@1 <command>`, which always reaches the newest worker.
+
+mod parse;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use parse::{parse_proc, parse_servers_state, parse_stat, ProcInfo, ServerState, StatRow};
+
+/// Longest `;`-joined line sent at once (HAProxy's own ingress controller uses 16,000).
+const MAX_LINE: usize = 16_000;
+
+/// Where a socket is: a unix path or `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// A TCP `host:port`.
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Reads `/path/to.sock`, `unix:/path`, or `host:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            return Ok(Self::Unix(PathBuf::from(p)));
+        }
+        if s.starts_with('/') || s.starts_with('.') {
+            return Ok(Self::Unix(PathBuf::from(s)));
+        }
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Self::Tcp(s.into())),
+            _ => Err(format!(
+                "{s:?} is neither a socket path (/run/haproxy/admin.sock) nor host:port (127.0.0.1:9999)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(p) => write!(f, "{}", p.display()),
+            Self::Tcp(a) => f.write_str(a),
+        }
+    }
+}
+
+/// What went wrong talking to HAProxy.
+#[derive(Debug, thiserror::Error)]
+pub enum HaproxyError {
+    /// Nothing listens at the socket.
+    #[error("cannot reach HAProxy at {endpoint}: {source}. Is HAProxy running, and does its global section have `stats socket {endpoint} level admin` (or `-S` for the master socket)?")]
+    Connect {
+        /// The socket.
+        endpoint: Endpoint,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The connection broke or timed out mid-exchange.
+    #[error("HAProxy at {endpoint} did not answer `{command}`: {source}")]
+    Io {
+        /// The socket.
+        endpoint: Endpoint,
+        /// The command sent (the first, for a batch).
+        command: String,
+        /// The OS error (a timeout shows as `WouldBlock`/`TimedOut`).
+        source: std::io::Error,
+    },
+    /// HAProxy refused a command; `reply` is its own text.
+    #[error("HAProxy refused `{command}`: {reply}")]
+    Refused {
+        /// The command.
+        command: String,
+        /// HAProxy's answer.
+        reply: String,
+    },
+    /// The reply did not have the expected shape.
+    #[error("unexpected reply from HAProxy to `{command}`: {detail}")]
+    Protocol {
+        /// The command.
+        command: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A master-socket operation without a master socket configured.
+    #[error("this needs HAProxy's master socket: run HAProxy in master-worker mode (`haproxy -W -S /run/haproxy/master.sock ...`) and set haproxy.master_socket in agent.toml")]
+    NoMaster,
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn connect(ep: &Endpoint, timeout: Duration) -> std::io::Result<Self> {
+        let s = match ep {
+            Endpoint::Unix(p) => {
+                let s = UnixStream::connect(p)?;
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
+                Self::Unix(s)
+            }
+            Endpoint::Tcp(a) => {
+                let addr = std::net::ToSocketAddrs::to_socket_addrs(a)?
+                    .next()
+                    .ok_or_else(|| std::io::Error::other("address did not resolve"))?;
+                let s = TcpStream::connect_timeout(&addr, timeout)?;
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
+                s.set_nodelay(true)?;
+                Self::Tcp(s)
+            }
+        };
+        Ok(s)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Unix(s) => s.read(buf),
+            Self::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Unix(s) => s.write(buf),
+            Self::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Unix(s) => s.flush(),
+            Self::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection factory for one HAProxy: the admin socket and, optionally, the master.
+#[derive(Debug, Clone)]
+pub struct Client {
+    admin: Endpoint,
+    master: Option<Endpoint>,
+    via_master: bool,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client for `admin` (and `master`, for reloads), with a per-exchange timeout.
+    pub fn new(admin: Endpoint, master: Option<Endpoint>, timeout: Duration) -> Self {
+        Self {
+            admin,
+            master,
+            via_master: false,
+            timeout,
+        }
+    }
+
+    /// Sends every later worker command through the master CLI as `@1 <command>`, so it
+    /// reaches the newest worker (used after a reload; see the module doc).
+    pub fn route_via_master(&mut self) -> Result<(), HaproxyError> {
+        if self.master.is_none() {
+            return Err(HaproxyError::NoMaster);
+        }
+        self.via_master = true;
+        Ok(())
+    }
+
+    /// Whether a master socket is configured.
+    pub fn has_master(&self) -> bool {
+        self.master.is_some()
+    }
+
+    fn worker_endpoint(&self) -> &Endpoint {
+        match (&self.master, self.via_master) {
+            (Some(m), true) => m,
+            _ => &self.admin,
+        }
+    }
+
+    fn worker_cmd(&self, cmd: &str) -> String {
+        if self.via_master {
+            format!("@1 {cmd}")
+        } else {
+            cmd.to_string()
+        }
+    }
+
+    fn exchange(&self, ep: &Endpoint, line: &str, first: &str) -> Result<String, HaproxyError> {
+        let mut s = Stream::connect(ep, self.timeout).map_err(|source| HaproxyError::Connect {
+            endpoint: ep.clone(),
+            source,
+        })?;
+        let io = |source| HaproxyError::Io {
+            endpoint: ep.clone(),
+            command: first.to_string(),
+            source,
+        };
+        s.write_all(line.as_bytes()).map_err(io)?;
+        s.write_all(b"\n").map_err(io)?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).map_err(io)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Sends one worker command and returns HAProxy's whole reply.
+    pub fn query(&self, cmd: &str) -> Result<String, HaproxyError> {
+        let line = self.worker_cmd(cmd);
+        self.exchange(self.worker_endpoint(), &line, cmd)
+    }
+
+    /// Sends one command to the master process itself (`show proc`, `reload`).
+    pub fn master(&self, cmd: &str) -> Result<String, HaproxyError> {
+        let ep = self.master.as_ref().ok_or(HaproxyError::NoMaster)?;
+        self.exchange(ep, cmd, cmd)
+    }
+
+    /// Sends state-changing commands whose success reply is empty or one known line,
+    /// `;`-joined on as few connections as fit; any other reply is
+    /// [`HaproxyError::Refused`]. Commands on one line are applied together.
+    pub fn batch(&self, cmds: &[String]) -> Result<(), HaproxyError> {
+        let mut start = 0;
+        while start < cmds.len() {
+            let mut end = start;
+            let mut len = 0;
+            while end < cmds.len() && (end == start || len + cmds[end].len() + 8 < MAX_LINE) {
+                len += cmds[end].len() + 8;
+                end += 1;
+            }
+            let chunk = &cmds[start..end];
+            let line = chunk
+                .iter()
+                .map(|c| self.worker_cmd(c))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let reply = self.exchange(self.worker_endpoint(), &line, &chunk[0])?;
+            check_batch_reply(chunk, &reply)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Sends commands in prompt mode, pipelined on one connection, and returns each
+    /// command's reply (exactly delimited by the prompt).
+    pub fn pipeline(&self, cmds: &[String]) -> Result<Vec<String>, HaproxyError> {
+        let ep = self.worker_endpoint();
+        let first = cmds.first().cloned().unwrap_or_default();
+        let mut s = Stream::connect(ep, self.timeout).map_err(|source| HaproxyError::Connect {
+            endpoint: ep.clone(),
+            source,
+        })?;
+        let io = |source| HaproxyError::Io {
+            endpoint: ep.clone(),
+            command: first.clone(),
+            source,
+        };
+        let mut text = String::from("prompt\n");
+        for c in cmds {
+            text.push_str(&self.worker_cmd(c));
+            text.push('\n');
+        }
+        text.push_str("quit\n");
+        s.write_all(text.as_bytes()).map_err(io)?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).map_err(io)?;
+        let out = String::from_utf8_lossy(&out);
+        // The reply to `prompt` is the first prompt; each command's reply ends with one.
+        let mut parts: Vec<String> = out.split("\n> ").map(str::to_string).collect();
+        if parts.first().is_some_and(|p| p.trim_start_matches("> ").is_empty()) {
+            parts.remove(0);
+        }
+        let mut replies: Vec<String> = parts
+            .into_iter()
+            .map(|p| p.trim_start_matches("> ").to_string())
+            .collect();
+        replies.truncate(cmds.len());
+        if replies.len() != cmds.len() {
+            return Err(HaproxyError::Protocol {
+                command: first,
+                detail: format!(
+                    "{} commands sent in prompt mode, {} replies read",
+                    cmds.len(),
+                    replies.len()
+                ),
+            });
+        }
+        Ok(replies)
+    }
+}
+
+/// Replies that mean success for the commands [`Client::batch`] sends.
+fn is_success(reply: &str) -> bool {
+    reply.is_empty()
+        || reply.starts_with("IP changed from")
+        || reply.starts_with("no need to change")
+        || reply.starts_with("port changed from")
+}
+
+fn check_batch_reply(cmds: &[String], reply: &str) -> Result<(), HaproxyError> {
+    // Each command's reply is its text followed by an empty line.
+    let mut blocks: Vec<String> = Vec::new();
+    let mut cur: Vec<&str> = Vec::new();
+    for line in reply.split('\n') {
+        if line.is_empty() {
+            blocks.push(cur.join("\n"));
+            cur.clear();
+        } else {
+            cur.push(line);
+        }
+    }
+    if !cur.is_empty() {
+        blocks.push(cur.join("\n"));
+    }
+    for (i, cmd) in cmds.iter().enumerate() {
+        match blocks.get(i) {
+            Some(b) if is_success(b) => {}
+            Some(b) => {
+                return Err(HaproxyError::Refused {
+                    command: cmd.clone(),
+                    reply: b.trim().to_string(),
+                })
+            }
+            None => {
+                return Err(HaproxyError::Protocol {
+                    command: cmd.clone(),
+                    detail: format!(
+                        "{} commands sent, only {} replies: {:?}",
+                        cmds.len(),
+                        blocks.len(),
+                        reply
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            Endpoint::parse("/run/a.sock").unwrap(),
+            Endpoint::Unix("/run/a.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:9999").unwrap(),
+            Endpoint::Tcp("127.0.0.1:9999".into())
+        );
+        assert!(Endpoint::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn batch_replies_are_checked_per_command() {
+        let cmds = vec![
+            "set server web/slot1 addr 10.0.0.1 port 80".to_string(),
+            "set server web/slot1 state ready".to_string(),
+        ];
+        let ok = "IP changed from '0.0.0.0' to '10.0.0.1' by 'stats socket command'\n\n\n";
+        assert!(check_batch_reply(&cmds, ok).is_ok());
+        let bad = "No such server.\n\n\n";
+        match check_batch_reply(&cmds, bad) {
+            Err(HaproxyError::Refused { command, reply }) => {
+                assert_eq!(command, cmds[0]);
+                assert_eq!(reply, "No such server.");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            check_batch_reply(&cmds, ""),
+            Err(HaproxyError::Protocol { .. })
+        ));
+    }
+}

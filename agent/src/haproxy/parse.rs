@@ -1,0 +1,276 @@
+//! Parsers for HAProxy's `show stat`, `show servers state` and `show proc` output.
+//!
+//! Columns are found by their header names, not by position, so an HAProxy that adds
+//! columns does not shift what is read.
+
+use std::collections::HashMap;
+
+/// One server line of `show servers state` (format version 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    /// Backend name.
+    pub backend: String,
+    /// Server (slot) name.
+    pub server: String,
+    /// Current address (`0.0.0.0` for a never-used slot).
+    pub addr: String,
+    /// Current port.
+    pub port: u16,
+    /// `srv_op_state`: 0 stopped, 1 starting, 2 running, 3 stopping.
+    pub op_state: u8,
+    /// `srv_admin_state` bitmask: 0x01 forced maint, 0x02 inherited maint, 0x04
+    /// config maint (template `disabled`), 0x08 forced drain, 0x10/0x20 inherited
+    /// and DNS maint.
+    pub admin_state: u32,
+}
+
+impl ServerState {
+    /// In maintenance for any reason: takes no traffic, runs no checks.
+    pub fn in_maint(&self) -> bool {
+        self.admin_state & (0x01 | 0x02 | 0x04 | 0x20 | 0x40) != 0
+    }
+
+    /// Draining: keeps its connections, takes no new ones.
+    pub fn draining(&self) -> bool {
+        self.admin_state & (0x08 | 0x10) != 0
+    }
+
+    /// Running (UP or going down but still serving).
+    pub fn running(&self) -> bool {
+        self.op_state == 2
+    }
+}
+
+/// Parses `show servers state [backend]`.
+pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    match lines.next() {
+        Some("1") => {}
+        Some(other) => return Err(format!("server state format {other:?} is not version 1")),
+        None => return Err("empty reply".into()),
+    }
+    let header = lines
+        .next()
+        .and_then(|h| h.strip_prefix("# "))
+        .ok_or("missing `# be_id ...` header line")?;
+    let cols: HashMap<&str, usize> = header
+        .split_whitespace()
+        .enumerate()
+        .map(|(i, n)| (n, i))
+        .collect();
+    let col = |name: &str| {
+        cols.get(name)
+            .copied()
+            .ok_or_else(|| format!("no {name} column"))
+    };
+    let (be, sv, addr, port, op, adm) = (
+        col("be_name")?,
+        col("srv_name")?,
+        col("srv_addr")?,
+        col("srv_port")?,
+        col("srv_op_state")?,
+        col("srv_admin_state")?,
+    );
+    let mut out = Vec::new();
+    for line in lines {
+        if line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        let get = |i: usize| f.get(i).copied().ok_or_else(|| format!("short line {line:?}"));
+        out.push(ServerState {
+            backend: get(be)?.to_string(),
+            server: get(sv)?.to_string(),
+            addr: get(addr)?.to_string(),
+            port: get(port)?.parse().map_err(|_| format!("bad port in {line:?}"))?,
+            op_state: get(op)?
+                .parse()
+                .map_err(|_| format!("bad op state in {line:?}"))?,
+            admin_state: get(adm)?
+                .parse()
+                .map_err(|_| format!("bad admin state in {line:?}"))?,
+        });
+    }
+    Ok(out)
+}
+
+/// One server row of `show stat`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatRow {
+    /// Backend name.
+    pub backend: String,
+    /// Server name.
+    pub server: String,
+    /// Current sessions.
+    pub scur: u64,
+    /// Queued requests.
+    pub qcur: u64,
+    /// Total sessions served.
+    pub stot: u64,
+    /// `UP`, `DOWN`, `MAINT`, `DRAIN`, `UP 1/2`, `no check`...
+    pub status: String,
+    /// Last check result (`L4OK`, `L4CON`, `L7STS`, `INI`...).
+    pub check_status: String,
+    /// Last check's description (HAProxy 2.x `last_chk`).
+    pub last_chk: String,
+    /// `addr:port`.
+    pub addr: String,
+}
+
+impl StatRow {
+    /// Passing health checks and taking traffic (or ready with checks disabled).
+    pub fn is_up(&self) -> bool {
+        self.status == "UP" || self.status.starts_with("UP ") || self.status == "no check"
+    }
+
+    /// A short description of the last check, for messages.
+    pub fn check_summary(&self) -> String {
+        match (self.check_status.as_str(), self.last_chk.as_str()) {
+            ("", "") => self.status.clone(),
+            (s, "") => s.to_string(),
+            (s, d) => format!("{s} {d}"),
+        }
+    }
+}
+
+/// Parses `show stat` CSV, keeping server rows only.
+pub fn parse_stat(text: &str) -> Result<Vec<StatRow>, String> {
+    let mut lines = text.lines();
+    let header = lines
+        .find(|l| l.starts_with("# "))
+        .ok_or("missing `# pxname,...` header")?;
+    let cols: HashMap<&str, usize> = header[2..]
+        .split(',')
+        .enumerate()
+        .map(|(i, n)| (n, i))
+        .collect();
+    let idx = |n: &str| cols.get(n).copied();
+    let need = |n: &str| idx(n).ok_or_else(|| format!("no {n} column"));
+    let (px, sv, scur, qcur, stot, status) = (
+        need("pxname")?,
+        need("svname")?,
+        need("scur")?,
+        need("qcur")?,
+        need("stot")?,
+        need("status")?,
+    );
+    let (chk, last, addr) = (idx("check_status"), idx("last_chk"), idx("addr"));
+    let mut out = Vec::new();
+    for line in lines {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        let s = |i: Option<usize>| i.and_then(|i| f.get(i)).copied().unwrap_or("").to_string();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        let name = s(Some(sv));
+        if name == "FRONTEND" || name == "BACKEND" {
+            continue;
+        }
+        out.push(StatRow {
+            backend: s(Some(px)),
+            server: name,
+            scur: n(scur),
+            qcur: n(qcur),
+            stot: n(stot),
+            status: s(Some(status)),
+            check_status: s(chk).trim_start_matches(['*', ' ']).to_string(),
+            last_chk: s(last),
+            addr: s(addr),
+        });
+    }
+    Ok(out)
+}
+
+/// The master's view of its processes (`show proc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// The master's reload count.
+    pub reloads: u64,
+    /// Reloads that failed (bad configuration; the old worker kept serving).
+    pub failed: u64,
+    /// Workers: (pid, reloads survived). The newest has 0.
+    pub workers: Vec<(u32, u64)>,
+}
+
+impl ProcInfo {
+    /// The newest worker's pid.
+    pub fn current_worker(&self) -> Option<u32> {
+        self.workers.iter().find(|w| w.1 == 0).map(|w| w.0)
+    }
+}
+
+/// Parses `show proc`.
+pub fn parse_proc(text: &str) -> Result<ProcInfo, String> {
+    let mut reloads = None;
+    let mut failed = 0;
+    let mut workers = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.get(1).copied() {
+            Some("master") => {
+                reloads = f.get(2).and_then(|v| v.parse().ok());
+                if let Some(i) = f.iter().position(|w| *w == "[failed:") {
+                    failed = f
+                        .get(i + 1)
+                        .map(|v| v.trim_end_matches(']'))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                }
+            }
+            Some("worker") => {
+                if let (Some(pid), Some(r)) = (
+                    f.first().and_then(|v| v.parse().ok()),
+                    f.get(2).and_then(|v| v.parse().ok()),
+                ) {
+                    workers.push((pid, r));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(ProcInfo {
+        reloads: reloads.ok_or_else(|| format!("no master line in {text:?}"))?,
+        failed,
+        workers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 web 1 slot1 127.0.0.9 2 0 1 1 2 1 0 0 14 0 0 0 slot.invalid 9999 - 0 0 - - 0\n3 web 2 slot2 0.0.0.0 0 5 1 1 2 1 0 0 14 0 0 0 slot.invalid 80 - 0 0 - - 0\n\n";
+
+    #[test]
+    fn servers_state_is_read_by_column_name() {
+        let s = parse_servers_state(STATE).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].addr, "127.0.0.9");
+        assert_eq!(s[0].port, 9999);
+        assert!(s[0].running() && !s[0].in_maint());
+        assert!(s[1].in_maint());
+        assert!(parse_servers_state("2\n").is_err());
+    }
+
+    #[test]
+    fn stat_rows_skip_frontends_and_backends() {
+        let text = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,status,check_status,last_chk,addr\nf,FRONTEND,,,0,0,,0,OPEN,,,\nweb,slot1,0,0,3,3,,10,UP,L4OK,,127.0.0.9:9999\nweb,slot2,1,0,0,0,,0,DOWN,* L4CON,Connection refused,127.0.0.10:1\nweb,BACKEND,0,0,3,3,,10,UP,,,\n\n";
+        let rows = parse_stat(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].scur, 3);
+        assert!(rows[0].is_up());
+        assert!(!rows[1].is_up());
+        assert_eq!(rows[1].qcur, 1);
+        assert_eq!(rows[1].check_summary(), "L4CON Connection refused");
+    }
+
+    #[test]
+    fn proc_shows_reloads_and_the_newest_worker() {
+        let text = "#<PID>          <type>          <reloads>       <uptime>        <version>\n5123            master          1 [failed: 2]   0d00h01m05s     2.6.12\n# workers\n5538            worker          0               0d00h00m00s     2.6.12\n5126            worker          1               0d00h01m00s     2.6.12\n# programs\n";
+        let p = parse_proc(text).unwrap();
+        assert_eq!(p.reloads, 1);
+        assert_eq!(p.failed, 2);
+        assert_eq!(p.current_worker(), Some(5538));
+    }
+}

@@ -1,0 +1,204 @@
+//! Reading the truth from AWS (feature `aws`): which pools a group feeds, which members
+//! it has and where they are in their life, and the desired state built from that.
+//!
+//! - [`pools`]: the group -> pools mapping (`POOLS` configuration and the
+//!   `haproxy:pool` / `haproxy:port` group tags). Pure.
+//! - [`Discovery`]: reads groups; [`AwsDiscovery`] is the AWS implementation
+//!   (one `DescribeAutoScalingGroups` plus one `DescribeInstances` per 1000 members).
+//! - [`plan_change`], [`desired_pools`], [`Generations`]: the pure step from a group's
+//!   truth to an [`infra::Change`](crate::Change) or [`infra::Desired`](crate::Desired).
+//! - [`desired_from_aws`]: what `agent sync` without `--desired` calls.
+//!
+//! The SDK configuration ([`sdk_config`]) honours `AWS_ENDPOINT_URL` (the emulator in
+//! tests), `AWS_REGION` and the usual credential chain, and retries throttling and 5xx
+//! answers in the SDK's standard mode with more attempts than the default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+mod discovery;
+pub mod pools;
+mod sdk;
+
+pub use discovery::{
+    desired_from_states, desired_pools, now_ms, phase_of, plan_change, Discovery, Generations,
+    GroupMember, GroupState, Phase, PlannedChange, PENDING_WAIT, TERMINATING_WAIT,
+};
+pub use pools::{resolve_pools, PoolConfig, PoolConfigError, POOL_TAG, PORT_TAG};
+pub use sdk::{AwsDiscovery, DESCRIBE_INSTANCES_BATCH};
+
+use crate::{Desired, Pool};
+
+/// Attempts per AWS call (the first one included) before an error is returned.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Why something could not be read from (or done in) AWS.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// An API call failed after the SDK's retries.
+    #[error("{api} for group {group} failed: {message}")]
+    Api {
+        /// The API operation, e.g. `DescribeAutoScalingGroups`.
+        api: &'static str,
+        /// The Auto Scaling group (or other subject) it was about.
+        group: String,
+        /// The SDK's error with its causes.
+        message: String,
+    },
+    /// The group's pools could not be worked out.
+    #[error(transparent)]
+    Pools(#[from] PoolConfigError),
+}
+
+/// The SDK configuration every client of this project uses: the environment's
+/// region, credentials and endpoint (`AWS_ENDPOINT_URL`), standard retry mode with
+/// [`MAX_ATTEMPTS`] attempts and short backoff, and bounded timeouts.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(5));
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+/// The desired state of every pool fed by `groups` (Auto Scaling group name -> its
+/// configured pools), read from AWS now.
+///
+/// Each group's `haproxy:port` tag overrides the configured port, exactly as the
+/// reactor does; pools the group's `haproxy:pool` tag names beyond those given are
+/// ignored (a host serves only the pools it is configured for). A group that does not
+/// exist contributes no members, so its pools are emptied. The generation is the read
+/// time in ms.
+///
+/// Uses the environment's AWS configuration ([`sdk_config`]); see
+/// [`desired_from_discovery`] to supply another [`Discovery`].
+pub async fn desired_from_aws(groups: &BTreeMap<String, Vec<Pool>>) -> Result<Desired, AwsError> {
+    let discovery = AwsDiscovery::from_env().await;
+    desired_from_discovery(&discovery, groups, &Generations::new()).await
+}
+
+/// [`desired_from_aws`] with any [`Discovery`] and generation counter.
+pub async fn desired_from_discovery<D: Discovery>(
+    discovery: &D,
+    groups: &BTreeMap<String, Vec<Pool>>,
+    generations: &Generations,
+) -> Result<Desired, AwsError> {
+    let names: Vec<String> = groups.keys().cloned().collect();
+    let states = discovery.groups(&names).await?;
+    let mut resolved: Vec<(Vec<Pool>, GroupState)> = Vec::new();
+    for (name, configured) in groups {
+        let state = match states.iter().find(|s| &s.name == name) {
+            Some(s) => s.clone(),
+            None => {
+                tracing::warn!(group = %name, "group not found; its pools will be emptied");
+                GroupState {
+                    name: name.clone(),
+                    tags: BTreeMap::new(),
+                    members: Vec::new(),
+                    read_at_ms: now_ms(),
+                }
+            }
+        };
+        let pools = resolve_pools(name, &state.tags, Some(configured))?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| configured.iter().any(|c| c.name == p.name))
+            .collect();
+        resolved.push((pools, state));
+    }
+    // Pools named in the configuration keep an entry even when no group resolved to
+    // them, so they are emptied rather than left alone.
+    let mut desired = desired_from_states(&resolved, generations);
+    for configured in groups.values() {
+        for p in configured {
+            if !desired.pools.iter().any(|d| d.pool == p.name) {
+                desired.pools.push(crate::PoolDesired {
+                    pool: p.name.clone(),
+                    members: Vec::new(),
+                });
+            }
+        }
+    }
+    Ok(desired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemberId, PoolName, Port};
+
+    struct Fake(Vec<GroupState>);
+
+    impl Discovery for Fake {
+        async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
+            Ok(self.0.iter().find(|g| g.name == name).cloned())
+        }
+        async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|g| names.contains(&g.name))
+                .cloned()
+                .collect())
+        }
+        async fn group_of_instance(&self, _: &str) -> Result<Option<String>, AwsError> {
+            Ok(None)
+        }
+        async fn tagged_groups(&self) -> Result<Vec<String>, AwsError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn pool(name: &str, port: i64) -> Pool {
+        Pool {
+            name: PoolName::new(name).unwrap(),
+            port: Port::new(port).unwrap(),
+            server_options: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn desired_state_from_a_discovery() {
+        let mut tags = BTreeMap::new();
+        tags.insert(PORT_TAG.to_string(), "9090".to_string());
+        let fake = Fake(vec![GroupState {
+            name: "web-asg".into(),
+            tags,
+            members: vec![
+                GroupMember::new(
+                    MemberId::new("i-1").unwrap(),
+                    "InService",
+                    Some("running".into()),
+                    Some("10.0.0.1".parse().unwrap()),
+                ),
+                GroupMember::new(
+                    MemberId::new("i-2").unwrap(),
+                    "Terminating:Wait",
+                    Some("running".into()),
+                    Some("10.0.0.2".parse().unwrap()),
+                ),
+            ],
+            read_at_ms: 42,
+        }]);
+        let mut groups = BTreeMap::new();
+        groups.insert("web-asg".to_string(), vec![pool("web", 8080)]);
+        groups.insert("gone-asg".to_string(), vec![pool("old", 80)]);
+        let d = desired_from_discovery(&fake, &groups, &Generations::new())
+            .await
+            .unwrap();
+        assert_eq!(d.pools.len(), 2);
+        let web = d.pools.iter().find(|p| p.pool.as_str() == "web").unwrap();
+        assert_eq!(web.members.len(), 1);
+        assert_eq!(web.members[0].port.get(), 9090, "the port tag wins");
+        let old = d.pools.iter().find(|p| p.pool.as_str() == "old").unwrap();
+        assert!(old.members.is_empty());
+    }
+}

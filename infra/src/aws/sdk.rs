@@ -1,0 +1,300 @@
+//! [`Discovery`] against AWS: Auto Scaling for membership and lifecycle states, EC2 for
+//! addresses.
+//!
+//! A group of any size costs one `DescribeAutoScalingGroups` page (up to 100 groups and
+//! their instances per page) plus one `DescribeInstances` per 1000 instance ids: a group
+//! of 100 is read in 2 calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use aws_sdk_autoscaling::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter};
+use aws_sdk_ec2::types::Filter as Ec2Filter;
+
+use crate::MemberId;
+
+use super::discovery::{now_ms, Discovery, GroupMember, GroupState};
+use super::pools::POOL_TAG;
+use super::AwsError;
+
+/// Instance ids per `DescribeInstances` call.
+pub const DESCRIBE_INSTANCES_BATCH: usize = 1000;
+/// Values per EC2 filter (the fallback when an id is unknown to EC2).
+const FILTER_VALUES_BATCH: usize = 200;
+/// Group names per `DescribeAutoScalingGroups` call.
+const DESCRIBE_GROUPS_BATCH: usize = 100;
+
+/// Reads groups from Auto Scaling and addresses from EC2.
+#[derive(Debug, Clone)]
+pub struct AwsDiscovery {
+    asg: aws_sdk_autoscaling::Client,
+    ec2: aws_sdk_ec2::Client,
+}
+
+/// What EC2 says about one instance.
+#[derive(Debug, Clone, Default)]
+struct Ec2Facts {
+    address: Option<IpAddr>,
+    state: Option<String>,
+}
+
+fn api_error<E>(api: &'static str, group: &str, e: &E) -> AwsError
+where
+    E: std::error::Error,
+{
+    AwsError::Api {
+        api,
+        group: group.to_string(),
+        message: DisplayErrorContext(e).to_string(),
+    }
+}
+
+impl AwsDiscovery {
+    /// Clients from a loaded SDK configuration (see [`sdk_config`](super::sdk_config)).
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            asg: aws_sdk_autoscaling::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+        }
+    }
+
+    /// Clients built from the environment ([`sdk_config`](super::sdk_config)).
+    pub async fn from_env() -> Self {
+        Self::new(&super::sdk_config().await)
+    }
+
+    async fn describe_groups(
+        &self,
+        names: &[String],
+        context: &str,
+    ) -> Result<Vec<AutoScalingGroup>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in names.chunks(DESCRIBE_GROUPS_BATCH) {
+            let mut pages = self
+                .asg
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| api_error("DescribeAutoScalingGroups", context, &e))?;
+                out.extend(page.auto_scaling_groups().iter().cloned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// EC2 facts for `ids`, batched; ids EC2 no longer knows are simply absent.
+    async fn describe_instances(
+        &self,
+        ids: &[String],
+        context: &str,
+    ) -> Result<HashMap<String, Ec2Facts>, AwsError> {
+        let mut facts = HashMap::new();
+        for chunk in ids.chunks(DESCRIBE_INSTANCES_BATCH) {
+            match self.describe_ids(chunk, &mut facts).await {
+                Ok(()) => {}
+                // One unknown id fails the whole call: look the batch up by filter
+                // instead, which skips unknown ids.
+                Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {
+                    tracing::debug!(group = context, "an instance id is unknown to EC2; looking the batch up by filter");
+                    for part in chunk.chunks(FILTER_VALUES_BATCH) {
+                        self.describe_filtered(part, &mut facts)
+                            .await
+                            .map_err(|e| api_error("DescribeInstances", context, &e))?;
+                    }
+                }
+                Err(e) => return Err(api_error("DescribeInstances", context, &e)),
+            }
+        }
+        Ok(facts)
+    }
+
+    async fn describe_ids(
+        &self,
+        ids: &[String],
+        facts: &mut HashMap<String, Ec2Facts>,
+    ) -> Result<
+        (),
+        aws_sdk_ec2::error::SdkError<
+            aws_sdk_ec2::operation::describe_instances::DescribeInstancesError,
+        >,
+    > {
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            collect_instances(&page?, facts);
+        }
+        Ok(())
+    }
+
+    async fn describe_filtered(
+        &self,
+        ids: &[String],
+        facts: &mut HashMap<String, Ec2Facts>,
+    ) -> Result<
+        (),
+        aws_sdk_ec2::error::SdkError<
+            aws_sdk_ec2::operation::describe_instances::DescribeInstancesError,
+        >,
+    > {
+        let filter = Ec2Filter::builder()
+            .name("instance-id")
+            .set_values(Some(ids.to_vec()))
+            .build();
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .filters(filter)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            collect_instances(&page?, facts);
+        }
+        Ok(())
+    }
+}
+
+fn collect_instances(
+    page: &aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput,
+    facts: &mut HashMap<String, Ec2Facts>,
+) {
+    for r in page.reservations() {
+        for i in r.instances() {
+            let Some(id) = i.instance_id() else { continue };
+            facts.insert(
+                id.to_string(),
+                Ec2Facts {
+                    address: i.private_ip_address().and_then(|a| a.parse().ok()),
+                    state: i
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string()),
+                },
+            );
+        }
+    }
+}
+
+fn group_state(
+    g: &AutoScalingGroup,
+    ec2: &HashMap<String, Ec2Facts>,
+    read_at_ms: u64,
+) -> GroupState {
+    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+    let tags: BTreeMap<String, String> = g
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect();
+    let mut members = Vec::new();
+    for i in g.instances() {
+        let Some(raw_id) = i.instance_id() else { continue };
+        let Ok(id) = MemberId::new(raw_id) else {
+            tracing::warn!(group = %name, instance = raw_id, "instance id not usable as a member id; skipped");
+            continue;
+        };
+        let lifecycle = i
+            .lifecycle_state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        let facts = ec2.get(raw_id).cloned().unwrap_or_default();
+        members.push(GroupMember::new(id, lifecycle, facts.state, facts.address));
+    }
+    GroupState {
+        name,
+        tags,
+        members,
+        read_at_ms,
+    }
+}
+
+fn instance_ids(groups: &[AutoScalingGroup]) -> Vec<String> {
+    let mut ids: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.instances().iter().filter_map(|i| i.instance_id()))
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+impl Discovery for AwsDiscovery {
+    async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
+        let mut states = self.groups(&[name.to_string()]).await?;
+        Ok(states.pop())
+    }
+
+    async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let context = names.join(",");
+        let read_at_ms = now_ms();
+        let groups = self.describe_groups(names, &context).await?;
+        let ids = instance_ids(&groups);
+        let ec2 = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.describe_instances(&ids, &context).await?
+        };
+        Ok(groups
+            .iter()
+            .filter(|g| {
+                g.auto_scaling_group_name()
+                    .is_some_and(|n| names.iter().any(|x| x == n))
+            })
+            .map(|g| group_state(g, &ec2, read_at_ms))
+            .collect())
+    }
+
+    async fn group_of_instance(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .asg
+            .describe_auto_scaling_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| {
+                api_error(
+                    "DescribeAutoScalingInstances",
+                    &format!("(of instance {instance_id})"),
+                    &e,
+                )
+            })?;
+        Ok(out
+            .auto_scaling_instances()
+            .iter()
+            .find(|i| i.instance_id() == Some(instance_id))
+            .and_then(|i| i.auto_scaling_group_name())
+            .map(str::to_string))
+    }
+
+    async fn tagged_groups(&self) -> Result<Vec<String>, AwsError> {
+        let mut pages = self
+            .asg
+            .describe_auto_scaling_groups()
+            .filters(AsgFilter::builder().name("tag-key").values(POOL_TAG).build())
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| api_error("DescribeAutoScalingGroups", "(tagged haproxy:pool)", &e))?;
+            names.extend(
+                page.auto_scaling_groups()
+                    .iter()
+                    .filter_map(|g| g.auto_scaling_group_name())
+                    .map(str::to_string),
+            );
+        }
+        Ok(names)
+    }
+}
