@@ -175,7 +175,6 @@ pub fn render(cfg: &AgentConfig) -> String {
     s.push_str("# Written by `agent config render` from the agent's agent.toml.\n");
     s.push_str("# Edit freely; the agent only rewrites the `1-N` of each `server-template slot` line.\n");
     s.push_str("global\n");
-    s.push_str("    maxconn 20000\n");
     s.push_str(&format!(
         "    stats socket {} mode 600 level admin\n",
         socket_addr(&cfg.haproxy.admin_socket)

@@ -133,6 +133,16 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Tells HAProxy nothing more comes (the master CLI waits for this before answering).
+    fn finish(&self) -> std::io::Result<()> {
+        match self {
+            Self::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Self::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
@@ -219,6 +229,7 @@ impl Client {
         };
         s.write_all(line.as_bytes()).map_err(io)?;
         s.write_all(b"\n").map_err(io)?;
+        s.finish().map_err(io)?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).map_err(io)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
@@ -282,6 +293,7 @@ impl Client {
         }
         text.push_str("quit\n");
         s.write_all(text.as_bytes()).map_err(io)?;
+        s.finish().map_err(io)?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).map_err(io)?;
         let out = String::from_utf8_lossy(&out);

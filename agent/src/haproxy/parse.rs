@@ -18,16 +18,18 @@ pub struct ServerState {
     pub port: u16,
     /// `srv_op_state`: 0 stopped, 1 starting, 2 running, 3 stopping.
     pub op_state: u8,
-    /// `srv_admin_state` bitmask: 0x01 forced maint, 0x02 inherited maint, 0x04
-    /// config maint (template `disabled`), 0x08 forced drain, 0x10/0x20 inherited
-    /// and DNS maint.
+    /// `srv_admin_state` bitmask (HAProxy's `SRV_ADMF_*`): 0x01 forced maint, 0x02
+    /// inherited maint, 0x04 "configured disabled" (a marker that stays set after
+    /// `state ready`, not a maintenance by itself), 0x08/0x10 forced/inherited drain,
+    /// 0x20 maint after a resolution failure.
     pub admin_state: u32,
 }
 
 impl ServerState {
     /// In maintenance for any reason: takes no traffic, runs no checks.
     pub fn in_maint(&self) -> bool {
-        self.admin_state & (0x01 | 0x02 | 0x04 | 0x20 | 0x40) != 0
+        // SRV_ADMF_MAINT: every maintenance flag except the configuration marker.
+        self.admin_state & 0x23 != 0
     }
 
     /// Draining: keeps its connections, takes no new ones.

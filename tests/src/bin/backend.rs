@@ -1,0 +1,106 @@
+//! `backend`: a small real HTTP server standing in for an instance of a backend group.
+//!
+//! `GET /` answers its name; `GET /slow?ms=N` answers after N ms; `GET /healthz` answers
+//! 200 (or 503 with `--unhealthy`); `GET /__stats` answers `{"requests":N}`, the number
+//! of requests served other than health checks and stats. It prints
+//! `listening ADDR` on stdout once it accepts connections, and serves until killed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A real HTTP backend for tests and the demo.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// The name it answers with.
+    #[arg(long, default_value = "backend")]
+    name: String,
+    /// Fail health checks (`/healthz` answers 503) while still serving `/`.
+    #[arg(long)]
+    unhealthy: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener = TcpListener::bind(&args.listen)?;
+    println!("listening {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let served = Arc::new(AtomicU64::new(0));
+    let name: Arc<str> = args.name.into();
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let served = served.clone();
+        let name = name.clone();
+        let unhealthy = args.unhealthy;
+        std::thread::spawn(move || {
+            let _ = serve(conn, &name, unhealthy, &served);
+        });
+    }
+    Ok(())
+}
+
+fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &AtomicU64) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut close = line.contains("HTTP/1.0");
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let lower = h.to_ascii_lowercase();
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let (status, body) = if target == "/healthz" {
+            if unhealthy {
+                ("503 Service Unavailable", "unhealthy\n".to_string())
+            } else {
+                ("200 OK", "ok\n".to_string())
+            }
+        } else if target == "/__stats" {
+            (
+                "200 OK",
+                format!("{{\"requests\":{}}}\n", served.load(Ordering::SeqCst)),
+            )
+        } else {
+            served.fetch_add(1, Ordering::SeqCst);
+            if let Some(ms) = target
+                .strip_prefix("/slow?ms=")
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+            }
+            ("200 OK", format!("{name}\n"))
+        };
+        let conn_hdr = if close { "close" } else { "keep-alive" };
+        write!(
+            out,
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {conn_hdr}\r\n\r\n{body}",
+            body.len()
+        )?;
+        out.flush()?;
+        if close {
+            return Ok(());
+        }
+    }
+}

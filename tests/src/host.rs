@@ -1,0 +1,259 @@
+//! One HAProxy host: a temp directory with its own agent.toml, haproxy.cfg (rendered by
+//! `agent config render`), sockets and state, a real HAProxy in master-worker mode, and
+//! the real `agent` binary to drive it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agent::haproxy::{parse_proc, Client, Endpoint};
+use anyhow::Context;
+use infra::{Change, Report};
+
+use crate::{bins, free_port, wait_for};
+
+/// A pool on a test host.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    /// The pool (backend) name.
+    pub name: String,
+    /// Initial slots.
+    pub slots: u32,
+    /// HTTP health-check path (`None`: TCP checks).
+    pub health_path: Option<String>,
+    /// Health timeout, seconds.
+    pub health_timeout_s: f64,
+    /// Drain timeout, seconds.
+    pub drain_timeout_s: f64,
+    /// Server options.
+    pub server_options: String,
+}
+
+impl PoolSpec {
+    /// A pool with fast checks (inter 100ms, rise 2) and short timeouts, for tests.
+    pub fn new(name: &str, slots: u32) -> Self {
+        Self {
+            name: name.into(),
+            slots,
+            health_path: None,
+            health_timeout_s: 5.0,
+            drain_timeout_s: 10.0,
+            server_options: "check inter 100ms fall 2 rise 2".into(),
+        }
+    }
+}
+
+/// What a host runs.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    /// The host's name (reported by its agent).
+    pub name: String,
+    /// Its pools.
+    pub pools: Vec<PoolSpec>,
+}
+
+/// The result of one agent run.
+#[derive(Debug, Clone)]
+pub struct AgentRun {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A running HAProxy host; HAProxy is stopped when dropped.
+pub struct Host {
+    dir: tempfile::TempDir,
+    /// The host's name.
+    pub name: String,
+    /// Its agent.toml.
+    pub config: PathBuf,
+    /// Frontend address per pool.
+    pub frontends: BTreeMap<String, SocketAddr>,
+    haproxy: Option<Child>,
+}
+
+impl Host {
+    /// Writes the host's files and starts HAProxy.
+    pub fn start(spec: &HostSpec) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("haproxy-asg-").tempdir()?;
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("state"))?;
+        let mut toml = format!(
+            "host = \"{}\"\n[haproxy]\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
+            spec.name,
+            d.join("haproxy.cfg").display(),
+            d.join("admin.sock").display(),
+            d.join("master.sock").display(),
+            d.join("state").display()
+        );
+        let mut frontends = BTreeMap::new();
+        for p in &spec.pools {
+            let port = free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            frontends.insert(p.name.clone(), addr);
+            toml.push_str(&format!(
+                "[[pool]]\nname = \"{}\"\nport = 80\nbind = \"{addr}\"\nslots = {}\nserver_options = \"{}\"\nhealth_timeout_s = {}\ndrain_timeout_s = {}\n",
+                p.name, p.slots, p.server_options, p.health_timeout_s, p.drain_timeout_s
+            ));
+            if let Some(h) = &p.health_path {
+                toml.push_str(&format!("health_path = \"{h}\"\n"));
+            }
+        }
+        let config = d.join("agent.toml");
+        std::fs::write(&config, toml)?;
+        let mut host = Self {
+            dir,
+            name: spec.name.clone(),
+            config,
+            frontends,
+            haproxy: None,
+        };
+        let cfg = host.agent(&["config", "render"], None)?;
+        anyhow::ensure!(cfg.code == 0, "agent config render failed: {}", cfg.stderr);
+        std::fs::write(host.dir.path().join("haproxy.cfg"), cfg.stdout)?;
+        std::fs::write(host.dir.path().join("state/server-state"), "1\n")?;
+        host.start_haproxy()?;
+        Ok(host)
+    }
+
+    /// The host's directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The pool's frontend.
+    pub fn frontend(&self, pool: &str) -> SocketAddr {
+        self.frontends[pool]
+    }
+
+    /// A client for this host's sockets.
+    pub fn client(&self) -> Client {
+        Client::new(
+            Endpoint::Unix(self.dir().join("admin.sock")),
+            Some(Endpoint::Unix(self.dir().join("master.sock"))),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// Starts HAProxy (master-worker, master socket) and waits until it answers.
+    pub fn start_haproxy(&mut self) -> anyhow::Result<()> {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("haproxy.log"))?;
+        let child = Command::new("haproxy")
+            .arg("-W")
+            .arg("-S")
+            .arg(d.join("master.sock"))
+            .arg("-f")
+            .arg(d.join("haproxy.cfg"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start haproxy; install it (apt-get install haproxy)")?;
+        self.haproxy = Some(child);
+        let client = self.client();
+        let up = wait_for(Duration::from_secs(10), || {
+            let info = client.query("show info").ok()?;
+            let procs = client.master("show proc").ok()?;
+            (info.contains("Pid:") && parse_proc(&procs).ok()?.current_worker().is_some())
+                .then_some(())
+        });
+        if up.is_none() {
+            let log = std::fs::read_to_string(d.join("haproxy.log")).unwrap_or_default();
+            anyhow::bail!("haproxy did not come up within 10s; its log:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// Stops HAProxy (SIGTERM to the master, then SIGKILL after 3 s).
+    pub fn stop_haproxy(&mut self) {
+        if let Some(mut c) = self.haproxy.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let done = wait_for(Duration::from_secs(3), || c.try_wait().ok().flatten());
+            if done.is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// Whether HAProxy is running.
+    pub fn haproxy_running(&mut self) -> bool {
+        self.haproxy
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Runs the agent with this host's config and `args`, feeding `stdin`.
+    pub fn agent(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<AgentRun> {
+        let mut cmd = Command::new(bins::path("agent")?);
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        if let Some(mut si) = child.stdin.take() {
+            if let Some(text) = stdin {
+                si.write_all(text.as_bytes())?;
+            }
+        }
+        let out = child.wait_with_output()?;
+        Ok(AgentRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `agent apply --json` of `change`; the report and the raw run.
+    pub fn apply(&self, change: &Change) -> anyhow::Result<(Report, AgentRun)> {
+        let run = self.agent(&["apply", "--json", "--file", "-"], Some(&change.to_json()))?;
+        let report = Report::from_json(run.stdout.trim())
+            .with_context(|| format!("agent apply gave no report (exit {}): {}", run.code, run.stderr))?;
+        Ok((report, run))
+    }
+
+    /// `agent status --json`.
+    pub fn status(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let run = self.agent(&["status", "--json"], None)?;
+        anyhow::ensure!(run.code == 0, "agent status failed: {}", run.stderr);
+        Ok(serde_json::from_str(&run.stdout)?)
+    }
+
+    /// Member -> slot, from `agent status`.
+    pub fn assignments(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        Ok(self
+            .status()?
+            .iter()
+            .filter_map(|r| Some((r["member"].as_str()?.to_string(), r["slot"].as_str()?.to_string())))
+            .collect())
+    }
+
+    /// The master's reload count.
+    pub fn reloads(&self) -> anyhow::Result<u64> {
+        let text = self.client().master("show proc")?;
+        parse_proc(&text).map_err(anyhow::Error::msg).map(|p| p.reloads)
+    }
+
+    /// HAProxy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("haproxy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop_haproxy();
+    }
+}

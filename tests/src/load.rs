@@ -1,0 +1,104 @@
+//! Bounded HTTP load: worker threads sending `GET /` to a frontend until stopped, or
+//! until a time or request cap is reached, counting what failed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::http;
+
+/// What a load run saw.
+#[derive(Debug, Clone, Default)]
+pub struct LoadStats {
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests that did not get a 2xx (or got no answer).
+    pub failed: u64,
+    /// The first few failures, for messages.
+    pub errors: Vec<String>,
+    /// Answers per body (the backend's name), to see who served.
+    pub by_backend: std::collections::BTreeMap<String, u64>,
+}
+
+/// A running load; [`Load::stop`] returns its figures.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<Mutex<LoadStats>>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Load {
+    /// Starts `workers` threads against `addr`, each stopping by itself after
+    /// `max_duration` or once `max_requests` were sent in total.
+    pub fn start(addr: SocketAddr, workers: usize, max_duration: Duration, max_requests: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(LoadStats::default()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + max_duration;
+        let threads = (0..workers)
+            .map(|_| {
+                let (stop, stats, sent) = (stop.clone(), stats.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed)
+                        && Instant::now() < deadline
+                        && sent.fetch_add(1, Ordering::Relaxed) < max_requests
+                    {
+                        let r = http::get(addr, "/", Duration::from_secs(10));
+                        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                        s.requests += 1;
+                        match r {
+                            Ok(r) if (200..300).contains(&r.status) => {
+                                *s.by_backend.entry(r.body.trim().to_string()).or_default() += 1;
+                            }
+                            Ok(r) => {
+                                s.failed += 1;
+                                if s.errors.len() < 10 {
+                                    s.errors.push(format!("HTTP {}", r.status));
+                                }
+                            }
+                            Err(e) => {
+                                s.failed += 1;
+                                if s.errors.len() < 10 {
+                                    s.errors.push(e.to_string());
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            threads,
+            stats,
+            sent,
+        }
+    }
+
+    /// Requests completed so far.
+    pub fn completed(&self) -> u64 {
+        self.stats.lock().map(|s| s.requests).unwrap_or(0)
+    }
+
+    /// Stops the workers and returns the figures.
+    pub fn stop(mut self) -> LoadStats {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = self.sent.load(Ordering::Relaxed);
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

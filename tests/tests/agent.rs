@@ -1,0 +1,457 @@
+//! The agent against a real HAProxy 2.6 and real backend processes.
+//!
+//! Each test starts its own HAProxy (master-worker) in a temp dir, its own backends on
+//! loopback, and drives the real `agent` binary. Every wait is bounded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use e2e::{free_port, http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
+use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
+
+fn member(id: &str, addr: SocketAddr) -> Member {
+    Member::new(
+        MemberId::new(id).unwrap(),
+        addr.ip(),
+        Port::new(addr.port() as i64).unwrap(),
+    )
+    .unwrap()
+}
+
+fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
+    Change::new(
+        generation,
+        vec![PoolChange {
+            pool: PoolName::new("web").unwrap(),
+            add,
+            remove: remove.iter().map(|r| MemberId::new(*r).unwrap()).collect(),
+        }],
+    )
+}
+
+fn host(slots: u32) -> Host {
+    host_with(PoolSpec::new("web", slots))
+}
+
+fn host_with(pool: PoolSpec) -> Host {
+    Host::start(&HostSpec {
+        name: "proxy-test".into(),
+        pools: vec![pool],
+    })
+    .expect("start haproxy host")
+}
+
+fn statuses(r: &Report) -> Vec<(String, OutcomeStatus)> {
+    r.outcomes
+        .iter()
+        .map(|o| (o.member.to_string(), o.status))
+        .collect()
+}
+
+fn all(r: &Report, s: OutcomeStatus) -> bool {
+    !r.outcomes.is_empty() && r.outcomes.iter().all(|o| o.status == s)
+}
+
+/// `show servers state web` without the time-since-last-change column.
+fn servers_state(h: &Host) -> String {
+    h.client()
+        .query("show servers state web")
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(' ').collect();
+            if f.len() > 9 && !l.starts_with('#') {
+                f.remove(9);
+            }
+            f.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn freed_slots_are_reused_and_reapplying_changes_nothing() {
+    let h = host(4);
+    let (a, b, c, d) = (
+        Backend::start("a", "127.0.0.1").unwrap(),
+        Backend::start("b", "127.0.0.1").unwrap(),
+        Backend::start("c", "127.0.0.1").unwrap(),
+        Backend::start("d", "127.0.0.1").unwrap(),
+    );
+    let (r, run) = h
+        .apply(&change(1, vec![member("i-a", a.addr), member("i-b", b.addr), member("i-c", c.addr)], &[]))
+        .unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+    let before = h.assignments().unwrap();
+    assert_eq!(before["i-b"], "slot2");
+
+    let (r, _) = h.apply(&change(2, vec![], &["i-b"])).unwrap();
+    assert_eq!(statuses(&r), vec![("i-b".into(), OutcomeStatus::Drained)]);
+    let (r, _) = h.apply(&change(3, vec![member("i-d", d.addr)], &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+    let after = h.assignments().unwrap();
+    assert_eq!(after["i-d"], "slot2", "the freed slot is reused: {after:?}");
+    assert_eq!(after["i-a"], before["i-a"]);
+    assert_eq!(after["i-c"], before["i-c"]);
+
+    // The same message again: same outcome, HAProxy untouched.
+    let state = servers_state(&h);
+    let (r, run) = h.apply(&change(3, vec![member("i-d", d.addr)], &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+    assert_eq!(run.code, 0);
+    assert_eq!(servers_state(&h), state);
+    assert_eq!(h.reloads().unwrap(), 0);
+}
+
+#[test]
+fn membership_changes_never_reload_while_slots_are_free() {
+    let h = host(4);
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let mut gen = 0;
+    for cycle in 0..3 {
+        for (i, b) in backends.iter().enumerate() {
+            gen += 1;
+            let (r, _) = h.apply(&change(gen, vec![member(&format!("i-{cycle}-{i}"), b.addr)], &[])).unwrap();
+            assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+            assert_eq!(r.reloads, 0);
+        }
+        gen += 1;
+        let ids: Vec<String> = (0..3).map(|i| format!("i-{cycle}-{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (r, _) = h.apply(&change(gen, vec![], &ids)).unwrap();
+        assert!(all(&r, OutcomeStatus::Drained), "{r:?}");
+    }
+    assert_eq!(h.reloads().unwrap(), 0, "no reload while free slots exist");
+    let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
+    assert!(cfg.contains("server-template slot 1-4 "), "{cfg}");
+}
+
+#[test]
+fn growth_reloads_once_and_no_request_fails_across_it() {
+    let h = host(2);
+    let first = Backend::start("first", "127.0.0.1").unwrap();
+    let (r, _) = h.apply(&change(1, vec![member("i-first", first.addr)], &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+
+    let load = Load::start(h.frontend("web"), 4, Duration::from_secs(60), 1_000_000);
+    wait_for(Duration::from_secs(5), || (load.completed() > 50).then_some(()));
+    let more: Vec<Backend> = (0..5)
+        .map(|i| Backend::start(&format!("n{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let add = more
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-n{i}"), b.addr))
+        .collect();
+    let (r, run) = h.apply(&change(2, add, &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+    assert_eq!(r.reloads, 1, "one reload for the growth");
+    // Requests keep flowing after the reload, and reach the new members.
+    let served_before = load.completed();
+    wait_for(Duration::from_secs(5), || (load.completed() > served_before + 200).then_some(()));
+    let stats = load.stop();
+    assert_eq!(stats.failed, 0, "failed requests across the growth reload: {:?}", stats.errors);
+    assert!(stats.requests > 250, "{stats:?}");
+    assert!(more.iter().any(|b| stats.by_backend.get(&b.name).copied().unwrap_or(0) > 0), "{stats:?}");
+    assert_eq!(h.reloads().unwrap(), 1);
+    let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
+    assert!(cfg.contains("server-template slot 1-8 "), "{cfg}");
+    // The new worker has every assignment.
+    let a = h.assignments().unwrap();
+    assert_eq!(a.len(), 6, "{a:?}");
+}
+
+#[test]
+fn drain_lets_an_inflight_request_finish_and_sends_no_new_requests() {
+    let mut pool = PoolSpec::new("web", 4);
+    pool.drain_timeout_s = 20.0;
+    let h = host_with(pool);
+    let (a, b) = (
+        Backend::start("a", "127.0.0.1").unwrap(),
+        Backend::start("b", "127.0.0.1").unwrap(),
+    );
+    let (r, _) = h.apply(&change(1, vec![member("i-b", b.addr)], &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+
+    // A slow request lands on b, the only member.
+    let fe = h.frontend("web");
+    let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=2500", Duration::from_secs(20)));
+    wait_for(Duration::from_secs(5), || (b.served().ok()? == 1).then_some(())).expect("slow request reached b");
+
+    let (r, _) = h.apply(&change(2, vec![member("i-a", a.addr)], &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+
+    let started = Instant::now();
+    let config = h.config.clone();
+    let agent = e2e::bins::path("agent").unwrap();
+    let removal = std::thread::spawn(move || {
+        std::process::Command::new(agent)
+            .arg("--config")
+            .arg(config)
+            .args(["apply", "--json", "--change", &change(3, vec![], &["i-b"]).to_json()])
+            .output()
+    });
+    // Once b is draining, new requests all go to a.
+    wait_for(Duration::from_secs(5), || {
+        let s = h.status().ok()?;
+        s.iter()
+            .any(|r| r["member"] == "i-b" && r["admin"] == "drain")
+            .then_some(())
+    })
+    .expect("b is draining");
+    let b_before = b.served().unwrap();
+    for _ in 0..20 {
+        let r = http::get(fe, "/", Duration::from_secs(5)).unwrap();
+        assert_eq!((r.status, r.body.trim()), (200, "a"));
+    }
+    assert_eq!(b.served().unwrap(), b_before, "a draining member got new requests");
+
+    let slow = slow.join().unwrap().unwrap();
+    assert_eq!((slow.status, slow.body.trim()), (200, "b"), "the in-flight request completed");
+    let out = removal.join().unwrap().unwrap();
+    let report = Report::from_json(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(statuses(&report), vec![("i-b".into(), OutcomeStatus::Drained)]);
+    assert_eq!(report.outcomes[0].reason, None, "drained without forcing: {report:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1000), "the drain waited for the request");
+    let s = h.status().unwrap();
+    assert!(s.iter().all(|r| r["member"] != "i-b"));
+}
+
+#[test]
+fn a_member_that_never_passes_checks_gets_no_traffic_and_is_reported_failed() {
+    let mut pool = PoolSpec::new("web", 4);
+    pool.health_path = Some("/healthz".into());
+    pool.health_timeout_s = 2.0;
+    let h = host_with(pool);
+    let good = Backend::start("good", "127.0.0.1").unwrap();
+    let (r, _) = h.apply(&change(1, vec![member("i-good", good.addr)], &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+
+    let load = Load::start(h.frontend("web"), 3, Duration::from_secs(30), 1_000_000);
+    let unhealthy = Backend::start_unhealthy("sick", "127.0.0.1").unwrap();
+    let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (r, run) = h
+        .apply(&change(2, vec![member("i-closed", closed), member("i-sick", unhealthy.addr)], &[]))
+        .unwrap();
+    let stats = load.stop();
+    assert_eq!(run.code, 1, "exit code says a member failed");
+    assert!(all(&r, OutcomeStatus::Failed), "{r:?}");
+    for o in &r.outcomes {
+        let reason = o.reason.as_deref().unwrap_or("");
+        assert!(reason.contains("did not pass health checks within"), "{reason}");
+    }
+    assert!(run.stdout.contains("L4CON") || run.stdout.contains("L7STS"), "{}", run.stdout);
+    assert_eq!(stats.failed, 0, "{:?}", stats.errors);
+    assert!(stats.requests > 0);
+    assert_eq!(unhealthy.served().unwrap(), 0, "an unhealthy member received requests");
+    assert_eq!(stats.by_backend.keys().collect::<Vec<_>>(), vec!["good"]);
+    // Their slots are free again.
+    let s = h.status().unwrap();
+    let owned: Vec<_> = s.iter().filter(|r| !r["member"].is_null()).collect();
+    assert_eq!(owned.len(), 1, "{s:?}");
+}
+
+#[test]
+fn assignments_survive_a_reload_and_a_full_restart() {
+    let mut h = host(4);
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("s{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-s{i}"), b.addr))
+        .collect();
+    let (r, _) = h.apply(&change(1, add, &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+    let before = h.assignments().unwrap();
+    let fe = h.frontend("web");
+    let all_serve = |h: &Host| {
+        wait_for(Duration::from_secs(10), || {
+            let ups = h.status().ok()?.iter().filter(|r| r["status"] == "UP").count();
+            (ups == 3).then_some(())
+        })
+        .is_some()
+    };
+    let spread = || {
+        let mut seen = BTreeMap::new();
+        for _ in 0..30 {
+            let r = http::get(fe, "/", Duration::from_secs(5)).unwrap();
+            assert_eq!(r.status, 200);
+            *seen.entry(r.body.trim().to_string()).or_insert(0) += 1;
+        }
+        seen.len()
+    };
+
+    let _ = h.client().master("reload");
+    wait_for(Duration::from_secs(10), || (h.reloads().ok()? == 1).then_some(())).expect("reloaded");
+    wait_for(Duration::from_secs(5), || {
+        let s = h.status().ok()?;
+        (s.iter().filter(|r| r["admin"] == "ready").count() == 3).then_some(())
+    });
+    assert_eq!(h.assignments().unwrap(), before);
+    assert!(all_serve(&h));
+    assert_eq!(spread(), 3);
+
+    h.stop_haproxy();
+    assert!(http::get(fe, "/", Duration::from_secs(1)).is_err(), "haproxy is down");
+    h.start_haproxy().unwrap();
+    assert_eq!(h.assignments().unwrap(), before);
+    assert!(all_serve(&h), "{:?}", h.status());
+    assert_eq!(spread(), 3);
+    // The agent agrees: reapplying finds everything in place.
+    let (r, _) = h
+        .apply(&change(
+            1,
+            backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| member(&format!("i-s{i}"), b.addr))
+                .collect(),
+            &[],
+        ))
+        .unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+}
+
+#[test]
+fn concurrent_applies_serialize() {
+    let mut pool = PoolSpec::new("web", 4);
+    pool.health_timeout_s = 2.0;
+    let h = host_with(pool);
+    let good = Backend::start("good", "127.0.0.1").unwrap();
+    let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let agent = e2e::bins::path("agent").unwrap();
+    let run = |c: Change, extra: &'static [&'static str]| {
+        let (agent, config) = (agent.clone(), h.config.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(agent)
+                .arg("--config")
+                .arg(config)
+                .args(["apply", "--json", "--change", &c.to_json()])
+                .args(extra)
+                .output()
+                .unwrap()
+        })
+    };
+    // The first holds the lock for the 2 s health timeout of a member that never comes up.
+    let first = run(change(1, vec![member("i-closed", closed)], &[]), &[]);
+    wait_for(Duration::from_secs(5), || {
+        let s = h.client().query("show servers state web").ok()?;
+        s.contains(&closed.ip().to_string()).then_some(())
+    })
+    .expect("the first apply started");
+    let t = Instant::now();
+    let second = run(change(2, vec![member("i-good", good.addr)], &[]), &[]);
+    let impatient = run(change(3, vec![], &["i-x"]), &["--lock-timeout", "0.2"]);
+
+    let impatient = impatient.join().unwrap();
+    assert_eq!(impatient.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&impatient.stderr);
+    assert!(err.contains("still holds"), "{err}");
+
+    let first = first.join().unwrap();
+    let second = second.join().unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(1000));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("waiting for another agent run"));
+    let r1 = Report::from_json(String::from_utf8_lossy(&first.stdout).trim()).unwrap();
+    let r2 = Report::from_json(String::from_utf8_lossy(&second.stdout).trim()).unwrap();
+    assert!(all(&r1, OutcomeStatus::Failed), "{r1:?}");
+    assert!(all(&r2, OutcomeStatus::Up), "{r2:?}");
+    // The second ran after the first released i-closed's slot, and took it.
+    assert_eq!(h.assignments().unwrap(), BTreeMap::from([("i-good".to_string(), "slot1".to_string())]));
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_changes_nothing() {
+    let mut h = host(4);
+    let a = Backend::start("a", "127.0.0.1").unwrap();
+    let (r, _) = h.apply(&change(1, vec![member("i-a", a.addr)], &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up));
+    let files = |h: &Host| {
+        (
+            std::fs::read(h.dir().join("state/slots.json")).unwrap(),
+            std::fs::read(h.dir().join("state/server-state")).unwrap(),
+            std::fs::read(h.dir().join("haproxy.cfg")).unwrap(),
+        )
+    };
+    let before = (files(&h), servers_state(&h));
+    let body = |pool: &str, addr: &str, port: &str| {
+        format!(r#"{{"version":1,"generation":5,"pools":[{{"pool":"{pool}","add":[{{"id":"i-x","address":"{addr}","port":{port}}}]}}]}}"#)
+    };
+    let cases = [
+        (body("web", "999.1.1.1", "80"), "invalid address \"999.1.1.1\""),
+        (body("web", "127.0.0.1", "0"), "invalid port 0"),
+        (body("web", "127.0.0.1", "99999"), "invalid port 99999"),
+        (body("web", "0.0.0.0", "80"), "can not be a member"),
+        (body("nope", "127.0.0.1", "80"), "unknown pool nope"),
+        (body("web;shutdown", "127.0.0.1", "80"), "invalid pool name"),
+        ("{\"version\":1,\"generation\":".to_string(), "malformed change message"),
+        ("not json".to_string(), "malformed change message"),
+    ];
+    for (input, expected) in &cases {
+        let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
+        assert_eq!(run.code, 2, "{input}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{input}: expected {expected:?} in {}", run.stderr);
+        assert_eq!((files(&h), servers_state(&h)), before, "{input} changed something");
+    }
+
+    // A missing socket.
+    let cfg = std::fs::read_to_string(&h.config).unwrap();
+    let broken = h.dir().join("broken.toml");
+    std::fs::write(&broken, cfg.replace("admin.sock", "missing.sock")).unwrap();
+    let out = std::process::Command::new(e2e::bins::path("agent").unwrap())
+        .arg("--config")
+        .arg(&broken)
+        .args(["apply", "--change", &body("web", "127.0.0.1", "81")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("cannot reach HAProxy at") && err.contains("missing.sock"), "{err}");
+    assert_eq!((files(&h), servers_state(&h)), before);
+
+    // HAProxy down.
+    h.stop_haproxy();
+    let run = h.agent(&["apply", "--change", &body("web", "127.0.0.1", "81")], None).unwrap();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("cannot reach HAProxy"), "{}", run.stderr);
+    h.start_haproxy().unwrap();
+    assert_eq!((files(&h), servers_state(&h)), before);
+}
+
+#[test]
+fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
+    let h = host(2);
+    // An operator's static server named like the next slot makes the grown config invalid.
+    let path = h.dir().join("haproxy.cfg");
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    let with_static = cfg.replace(
+        "    server-template slot 1-2",
+        "    server slot3 127.0.0.1:1 disabled\n    server-template slot 1-2",
+    );
+    std::fs::write(&path, &with_static).unwrap();
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("g{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-g{i}"), b.addr))
+        .collect();
+    let run = h.agent(&["apply", "--change", &change(1, add, &[]).to_json()], None).unwrap();
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.stderr.contains("failed `haproxy -c`"), "{}", run.stderr);
+    assert!(run.stderr.contains("slot3"), "HAProxy's own reason is shown: {}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), with_static);
+    assert_eq!(h.reloads().unwrap(), 0);
+    let leftovers: Vec<_> = std::fs::read_dir(h.dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("agent-new"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
