@@ -1,0 +1,169 @@
+"""The WSGI layer in front of moto: control API, call log, faults, one lock.
+
+Tests steer and observe the emulator over HTTP on the same port as the AWS APIs, under
+``/moto-ext/`` (moto keeps ``/moto-api/``). Every other request is an AWS call: it is
+classified (:mod:`faults`), logged, possibly answered with an injected fault, and otherwise
+served by moto while holding :data:`moto_ext.LOCK`, so moto's models never see a request and
+a lifecycle timer or an SSM result at the same time.
+
+Control endpoints (JSON in and out):
+  GET  /moto-ext/health                     {"ok": true}
+  GET  /moto-ext/calls                      [{"service","action","time","status"}, ...]
+  POST /moto-ext/calls/reset
+  GET|POST|DELETE /moto-ext/faults          list / add one rule (or a list) / clear
+  GET  /moto-ext/lifecycle                  lifecycle actions, pending ones with result null
+  GET  /moto-ext/events                     Auto Scaling events emitted, in order
+  GET|POST|DELETE /moto-ext/ssm/hosts       per-instance Run Command programs
+  POST /moto-ext/reset                      moto's reset plus all extension state
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Iterable
+
+from . import LOCK, events_bridge, faults, lifecycle, ssm_exec
+
+_calls: list[dict[str, Any]] = []
+UNLOCKED_SERVICES = {"sqs"}
+
+
+def reset_all() -> None:
+    from moto.moto_api._internal.models import moto_api_backend
+
+    with LOCK:
+        ssm_exec.reset()
+        lifecycle.reset()
+        events_bridge.reset()
+        faults.clear()
+        _calls.clear()
+        moto_api_backend.reset()
+
+
+class ExtensionApp:
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]]):
+        self.moto_app = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/moto-ext/"):
+            return self._control(environ, start_response)
+        if path.startswith("/moto-api") or path == "/favicon.ico":
+            if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
+                with LOCK:
+                    ssm_exec.reset()
+                    lifecycle.reset()
+                    events_bridge.reset()
+            with LOCK:
+                return _materialize(self.moto_app(environ, start_response))
+        return self._aws(environ, start_response)
+
+    # ------------------------------------------------------------------ AWS calls
+
+    def _aws(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        service, action = faults.classify(environ)
+        entry: dict[str, Any] = {"service": service, "action": action, "time": time.time()}
+        with LOCK:
+            _calls.append(entry)
+        fault = faults.take(service, action)
+        if fault is not None:
+            status, headers, body = faults.render(environ, service, fault)
+            entry["status"] = int(status.split()[0])
+            entry["fault"] = fault["code"]
+            start_response(status, headers)
+            return [body]
+
+        def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+            entry["status"] = int(status.split()[0])
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        if service in UNLOCKED_SERVICES:  # SQS long polls must not block the emulator
+            return _materialize(self.moto_app(environ, recording_start_response))
+        with LOCK:
+            return _materialize(self.moto_app(environ, recording_start_response))
+
+    # ------------------------------------------------------------------ control API
+
+    def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "").rstrip("/")
+        try:
+            body = _json_body(environ)
+            status, payload = self._route(method, path, body)
+        except ValueError as exc:
+            status, payload = 400, {"error": str(exc)}
+        raw = json.dumps(payload, default=str).encode("utf-8")
+        start_response(
+            f"{status} {'OK' if status < 400 else 'Error'}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))],
+        )
+        return [raw]
+
+    def _route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        route = (method, path)
+        if route == ("GET", "/moto-ext/health"):
+            return 200, {"ok": True}
+        if route == ("GET", "/moto-ext/calls"):
+            with LOCK:
+                return 200, [dict(c) for c in _calls]
+        if route == ("POST", "/moto-ext/calls/reset"):
+            with LOCK:
+                _calls.clear()
+            return 200, {"ok": True}
+        if route == ("GET", "/moto-ext/faults"):
+            return 200, faults.rules()
+        if route == ("POST", "/moto-ext/faults"):
+            added = [faults.add(r) for r in (body if isinstance(body, list) else [body])]
+            return 200, added
+        if route == ("DELETE", "/moto-ext/faults"):
+            faults.clear()
+            return 200, {"ok": True}
+        if route == ("GET", "/moto-ext/lifecycle"):
+            return 200, lifecycle.snapshot()
+        if route == ("GET", "/moto-ext/events"):
+            return 200, events_bridge.emitted()
+        if route == ("GET", "/moto-ext/ssm/hosts"):
+            return 200, ssm_exec.hosts()
+        if route == ("POST", "/moto-ext/ssm/hosts"):
+            return 200, ssm_exec.set_hosts(body)
+        if route == ("DELETE", "/moto-ext/ssm/hosts"):
+            ssm_exec.set_hosts({k: None for k in ssm_exec.hosts()})
+            return 200, {"ok": True}
+        if route == ("POST", "/moto-ext/reset"):
+            reset_all()
+            return 200, {"ok": True}
+        return 404, {"error": f"no control endpoint {method} {path}"}
+
+
+def _json_body(environ: dict[str, Any]) -> Any:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length) if length else b""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON body: {exc}") from None
+
+
+def _materialize(result: Iterable[bytes]) -> list[bytes]:
+    try:
+        return [b"".join(result)]
+    finally:
+        close = getattr(result, "close", None)
+        if close:
+            close()
+
+
+def build_app() -> ExtensionApp:
+    """Install every patch into moto and return the WSGI app to serve."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    lifecycle.install()
+    ssm_exec.install()
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    return ExtensionApp(moto_app)

@@ -1,0 +1,467 @@
+"""Lifecycle hooks that hold instances, as AWS Auto Scaling does.
+
+moto stores lifecycle hooks but ignores them: instances are InService or gone at once, and
+CompleteLifecycleAction / RecordLifecycleActionHeartbeat are not implemented. The product's
+whole point is to act while an instance waits in ``Pending:Wait`` / ``Terminating:Wait``, so
+this module patches moto's Auto Scaling models:
+
+* launches (group creation, SetDesiredCapacity, UpdateAutoScalingGroup, replacements) go
+  through :func:`_on_launched`: with a launch hook the instance waits in ``Pending:Wait``,
+  otherwise it is InService at once;
+* every removal (scale-in, TerminateInstanceInAutoScalingGroup) goes through
+  :func:`begin_termination`: with a terminate hook the instance waits in ``Terminating:Wait``
+  (still in the group, EC2 state running), otherwise it is terminated and removed at once;
+* held actions end by CompleteLifecycleAction (token or instance id), or by the hook's
+  DefaultResult when the heartbeat timeout expires (RecordLifecycleActionHeartbeat restarts
+  it), checked by one background timer thread;
+* every transition emits the EventBridge events of :mod:`events_bridge`.
+
+Scale-in keeps moto's documented order (oldest first) without moto's set() reshuffle.
+Deviations from AWS: any heartbeat timeout is accepted (tests use seconds); a launch ABANDON
+terminates without running terminate hooks; ForceDelete semantics for DeleteAutoScalingGroup.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.autoscaling import models as asm
+from moto.autoscaling import responses as asr
+from moto.autoscaling.exceptions import ValidationError
+from moto.core.responses import EmptyResult
+
+from . import LOCK, events_bridge, utcnow
+from .events_bridge import LAUNCHING, TERMINATING
+
+# Lifecycle states that count toward the desired capacity.
+COUNTED = {"Pending", "Pending:Wait", "Pending:Proceed", "InService"}
+RESULTS = {"CONTINUE", "ABANDON"}
+GLOBAL_TIMEOUT_MAX = 172800  # 48 h, or 100 x heartbeat timeout if smaller
+
+
+@dataclass
+class Action:
+    token: str
+    account: str
+    region: str
+    group: str
+    hook: str
+    instance_id: str
+    transition: str
+    heartbeat: float
+    default_result: str
+    deadline: float
+    global_deadline: float
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+_actions: dict[str, Action] = {}  # token -> pending action
+_log: list[dict[str, Any]] = []  # every action, in creation order
+_stop = threading.Event()
+
+
+def reset() -> None:
+    with LOCK:
+        _actions.clear()
+        _log.clear()
+
+
+def snapshot() -> list[dict[str, Any]]:
+    with LOCK:
+        return [dict(r) for r in _log]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _hooks(group: Any, transition: str) -> list[Any]:
+    return [
+        h
+        for h in group.autoscaling_backend.lifecycle_hooks.values()
+        if h.auto_scaling_group_name == group.name and h.lifecycle_transition == transition
+    ]
+
+
+def _pending_for(account: str, region: str, group: str, instance_id: str) -> list[Action]:
+    return [
+        a
+        for a in _actions.values()
+        if (a.account, a.region, a.group, a.instance_id) == (account, region, group, instance_id)
+    ]
+
+
+def _close(action: Action, result: str, by: str) -> None:
+    _actions.pop(action.token, None)
+    action.record.update(result=result, by=by, time=time.time())
+
+
+def _cancel_instance(group: Any, instance_id: str, by: str = "superseded") -> None:
+    for a in _pending_for(group.account_id, group.region, group.name, instance_id):
+        _close(a, "ABANDON", by)
+
+
+def _hold(group: Any, state: Any, transition: str, hooks: list[Any]) -> None:
+    state.lifecycle_state = "Pending:Wait" if transition == LAUNCHING else "Terminating:Wait"
+    now = time.monotonic()
+    for hook in hooks:
+        token = str(uuid.uuid4())
+        heartbeat = float(hook.heartbeat_timeout or 3600)
+        record = {
+            "group": group.name,
+            "hook": hook.name,
+            "instance": state.instance.id,
+            "transition": transition,
+            "result": None,
+            "token": token,
+            "by": None,
+            "time": None,
+            "started": time.time(),
+        }
+        _log.append(record)
+        _actions[token] = Action(
+            token=token,
+            account=group.account_id,
+            region=group.region,
+            group=group.name,
+            hook=hook.name,
+            instance_id=state.instance.id,
+            transition=transition,
+            heartbeat=heartbeat,
+            default_result=(hook.default_result or "ABANDON").upper(),
+            deadline=now + heartbeat,
+            global_deadline=now + min(GLOBAL_TIMEOUT_MAX, 100 * heartbeat),
+            record=record,
+        )
+        events_bridge.lifecycle_action(group, hook, state.instance.id, token)
+
+
+def _remove_state(group: Any, state: Any) -> None:
+    group.instance_states = [s for s in group.instance_states if s is not state]
+    instance = state.instance
+    if instance.state != "terminated":
+        group.autoscaling_backend.ec2_backend.terminate_instances([instance.id])
+
+
+def _refresh_load_balancers(group: Any) -> None:
+    backend = group.autoscaling_backend
+    if group.name in backend.autoscaling_groups:
+        backend.update_attached_elbs(group.name)
+        backend.update_attached_target_groups(group.name)
+
+
+def _find_state(group: Any, instance_id: str) -> Any | None:
+    return next((s for s in group.instance_states if s.instance.id == instance_id), None)
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+def _on_launched(group: Any, states: list[Any]) -> None:
+    hooks = _hooks(group, LAUNCHING)
+    for state in states:
+        state.ext_start = utcnow()
+        if hooks:
+            _hold(group, state, LAUNCHING, hooks)
+        else:
+            _launch_succeeded(group, state)
+
+
+def _launch_succeeded(group: Any, state: Any) -> None:
+    state.lifecycle_state = "InService"
+    cause = (
+        f"At {state.ext_start:%Y-%m-%dT%H:%M:%SZ} an instance was started in response to a "
+        f"difference between desired and actual capacity, increasing the capacity."
+    )
+    events_bridge.activity_result(group, state, "Launch", True, cause, state.ext_start)
+
+
+def _abandon_launch(group: Any, state: Any) -> None:
+    _cancel_instance(group, state.instance.id)
+    _remove_state(group, state)
+    events_bridge.activity_result(
+        group,
+        state,
+        "Launch",
+        False,
+        "Lifecycle action ABANDON for launching instance; the instance was terminated.",
+        getattr(state, "ext_start", None),
+        message="Instance failed to complete user's Lifecycle Action: Lifecycle Action with "
+        "token was abandoned: Lifecycle Action Completed with ABANDON Result",
+    )
+    # As AWS: the group is below desired capacity again and launches a replacement.
+    if group.name in group.autoscaling_backend.autoscaling_groups:
+        group.set_desired_capacity(group.desired_capacity)
+
+
+def begin_termination(group: Any, state: Any, cause: str) -> None:
+    if state.lifecycle_state.startswith("Terminating"):
+        return
+    _cancel_instance(group, state.instance.id)
+    state.ext_start = utcnow()
+    state.ext_cause = cause
+    hooks = [] if getattr(group, "ext_force_delete", False) else _hooks(group, TERMINATING)
+    if hooks:
+        _hold(group, state, TERMINATING, hooks)
+    else:
+        _finish_termination(group, state)
+
+
+def _finish_termination(group: Any, state: Any) -> None:
+    _cancel_instance(group, state.instance.id)
+    _remove_state(group, state)
+    cause = getattr(state, "ext_cause", "") or (
+        f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was taken out of service."
+    )
+    events_bridge.activity_result(
+        group, state, "Terminate", True, cause, getattr(state, "ext_start", None)
+    )
+    _refresh_load_balancers(group)
+
+
+def _resolve(action: Action, result: str, by: str) -> None:
+    """Apply a completed (or expired) action to its instance."""
+    _close(action, result, by)
+    backend = asm.autoscaling_backends[action.account][action.region]
+    group = backend.autoscaling_groups.get(action.group)
+    state = _find_state(group, action.instance_id) if group else None
+    if state is None:
+        return
+    others = _pending_for(action.account, action.region, action.group, action.instance_id)
+    if action.transition == LAUNCHING:
+        if result == "ABANDON":
+            _abandon_launch(group, state)
+        elif not others:
+            _launch_succeeded(group, state)
+            _refresh_load_balancers(group)
+    elif result == "ABANDON" or not others:
+        _finish_termination(group, state)
+
+
+def _find_action(backend: Any, group: str, hook: str, token: str | None, instance_id: str | None) -> Action:
+    def ours(a: Action) -> bool:
+        return (a.account, a.region, a.group, a.hook) == (
+            backend.account_id,
+            backend.region_name,
+            group,
+            hook,
+        )
+
+    if token:
+        action = _actions.get(token)
+        if action and ours(action) and (not instance_id or action.instance_id == instance_id):
+            return action
+        raise ValidationError(f"No active Lifecycle Action found with token {token}")
+    if instance_id:
+        for action in _actions.values():
+            if ours(action) and action.instance_id == instance_id:
+                return action
+        raise ValidationError(f"No active Lifecycle Action found with instance ID {instance_id}")
+    raise ValidationError("A LifecycleActionToken or an InstanceId must be given")
+
+
+def _tick() -> None:
+    now = time.monotonic()
+    with LOCK:
+        for action in list(_actions.values()):
+            if action.token in _actions and now >= min(action.deadline, action.global_deadline):
+                _resolve(action, action.default_result, "timeout")
+
+
+def _timer_loop() -> None:
+    while not _stop.wait(0.05):
+        try:
+            _tick()
+        except Exception as exc:  # never let the timer die
+            print(f"moto_ext: lifecycle timer: {exc!r}", flush=True)
+
+
+# --------------------------------------------------------------------------- moto patches
+
+_orig_replace = asm.FakeAutoScalingGroup.replace_autoscaling_group_instances
+_orig_set_desired = asm.FakeAutoScalingGroup.set_desired_capacity
+_orig_delete_group = asm.AutoScalingBackend.delete_auto_scaling_group
+_orig_detach = asm.AutoScalingBackend.detach_instances
+_orig_create_group_response = asr.AutoScalingResponse.create_auto_scaling_group
+_orig_put_hook_response = asr.AutoScalingResponse.put_lifecycle_hook
+
+
+def _replace_instances(self: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
+    before = {id(s) for s in self.instance_states}
+    _orig_replace(self, count_needed, propagated_tags)
+    _on_launched(self, [s for s in self.instance_states if id(s) not in before])
+
+
+def _set_desired_capacity(self: Any, new_capacity: int | None) -> None:
+    policy = self.mixed_instances_policy or {}
+    if policy.get("LaunchTemplate", {}).get("Overrides"):
+        return _orig_set_desired(self, new_capacity)  # weighted capacity: moto's own logic
+    self.desired_capacity = self.min_size if new_capacity is None else new_capacity
+    counted = [s for s in self.instance_states if s.lifecycle_state in COUNTED]
+    delta = (self.desired_capacity or 0) - len(counted)
+    if delta > 0:
+        self.replace_autoscaling_group_instances(delta, self.get_propagated_tags())
+    elif delta < 0:
+        victims = [s for s in counted if not s.protected_from_scale_in][: -delta]
+        for state in victims:  # instance_states is in launch order: oldest first
+            cause = (
+                f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} a user request explicitly set group desired "
+                f"capacity changing the desired capacity from {len(counted)} to "
+                f"{self.desired_capacity}. An instance was taken out of service in response to "
+                f"a difference between desired and actual capacity, shrinking the capacity."
+            )
+            begin_termination(self, state, cause)
+    _refresh_load_balancers(self)
+
+
+def _terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> Any:
+    state = next(
+        (s for g in self.autoscaling_groups.values() for s in g.instance_states if s.instance.id == instance_id),
+        None,
+    )
+    if state is None:
+        raise ValidationError(
+            f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
+        )
+    group = state.instance.autoscaling_group
+    original = group.desired_capacity
+    if should_decrement and not state.lifecycle_state.startswith("Terminating"):
+        if group.min_size is not None and original - 1 < group.min_size:
+            raise ValidationError(
+                f"Currently, desiredSize equals minSize ({group.min_size}). Terminating instance "
+                "without replacement will violate group's min size constraint. Either set "
+                "shouldDecrementDesiredCapacity flag to false or lower group's min size."
+            )
+        group.desired_capacity = original - 1
+    activity = asm.TerminateInstanceActivity(state.instance, original)
+    begin_termination(group, state, activity.cause)
+    group.set_desired_capacity(group.desired_capacity)  # replacement unless decremented
+    return activity
+
+
+def _notify_terminate_instances(self: Any, instance_ids: list[str]) -> None:
+    """EC2 TerminateInstances on group members: gone now, replaced if below desired."""
+    for group in list(self.autoscaling_groups.values()):
+        gone = [s for s in group.instance_states if s.instance.id in instance_ids]
+        for state in gone:
+            _cancel_instance(group, state.instance.id)
+            group.instance_states = [s for s in group.instance_states if s is not state]
+            events_bridge.activity_result(
+                group,
+                state,
+                "Terminate",
+                True,
+                f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was taken out of service in "
+                "response to an EC2 instance status check failure.",
+                utcnow(),
+            )
+        if gone:
+            group.set_desired_capacity(group.desired_capacity)
+
+
+def _delete_group(self: Any, group_name: str) -> None:
+    group = self.autoscaling_groups.get(group_name)
+    if group is not None:
+        group.ext_force_delete = True
+        for state in list(group.instance_states):
+            if state.lifecycle_state.startswith("Terminating"):
+                _finish_termination(group, state)
+            else:
+                _cancel_instance(group, state.instance.id)
+    _orig_delete_group(self, group_name)
+    if group_name not in self.autoscaling_groups:
+        for key, hook in list(self.lifecycle_hooks.items()):
+            if hook.auto_scaling_group_name == group_name:
+                del self.lifecycle_hooks[key]
+
+
+def _detach_instances(self: Any, group_name: str, instance_ids: list[str], should_decrement: bool) -> Any:
+    group = self.autoscaling_groups.get(group_name)
+    if group is not None:
+        for instance_id in instance_ids:
+            _cancel_instance(group, instance_id)
+    return _orig_detach(self, group_name, instance_ids, should_decrement)
+
+
+def _create_group_response(self: Any) -> Any:
+    # Hooks given at creation must exist before the first instances launch.
+    name = self._get_param("AutoScalingGroupName")
+    specs = self._get_param("LifecycleHookSpecificationList", []) or []
+    created = []
+    for spec in specs:
+        hook = self.autoscaling_backend.create_lifecycle_hook(
+            name=spec.get("LifecycleHookName"),
+            as_name=name,
+            transition=spec.get("LifecycleTransition"),
+            timeout=int(spec["HeartbeatTimeout"]) if spec.get("HeartbeatTimeout") else None,
+            result=spec.get("DefaultResult"),
+        )
+        hook.notification_metadata = spec.get("NotificationMetadata")
+        created.append(hook)
+    try:
+        return _orig_create_group_response(self)
+    except Exception:
+        for hook in created:
+            self.autoscaling_backend.delete_lifecycle_hook(name, hook.name)
+        raise
+
+
+def _put_hook_response(self: Any) -> Any:
+    result = _orig_put_hook_response(self)
+    group, name = self._get_param("AutoScalingGroupName"), self._get_param("LifecycleHookName")
+    hook = self.autoscaling_backend.lifecycle_hooks.get(f"{group}_{name}")
+    if hook is not None:
+        hook.notification_metadata = self._get_param("NotificationMetadata")
+    return result
+
+
+def _complete_lifecycle_action(self: Any) -> Any:
+    result = (self._get_param("LifecycleActionResult") or "").upper()
+    if result not in RESULTS:
+        raise ValidationError(
+            f"1 validation error detected: Value '{result}' at 'lifecycleActionResult' failed to "
+            "satisfy constraint: Member must be CONTINUE or ABANDON"
+        )
+    action = _find_action(
+        self.autoscaling_backend,
+        self._get_param("AutoScalingGroupName"),
+        self._get_param("LifecycleHookName"),
+        self._get_param("LifecycleActionToken"),
+        self._get_param("InstanceId"),
+    )
+    _resolve(action, result, "api")
+    return EmptyResult()
+
+
+def _record_heartbeat(self: Any) -> Any:
+    action = _find_action(
+        self.autoscaling_backend,
+        self._get_param("AutoScalingGroupName"),
+        self._get_param("LifecycleHookName"),
+        self._get_param("LifecycleActionToken"),
+        self._get_param("InstanceId"),
+    )
+    action.deadline = time.monotonic() + action.heartbeat
+    action.record["heartbeats"] = action.record.get("heartbeats", 0) + 1
+    return EmptyResult()
+
+
+def install() -> None:
+    asm.FakeAutoScalingGroup.replace_autoscaling_group_instances = _replace_instances
+    asm.FakeAutoScalingGroup.set_desired_capacity = _set_desired_capacity
+    asm.AutoScalingBackend.terminate_instance = _terminate_instance
+    asm.AutoScalingBackend.notify_terminate_instances = _notify_terminate_instances
+    asm.AutoScalingBackend.delete_auto_scaling_group = _delete_group
+    asm.AutoScalingBackend.detach_instances = _detach_instances
+    asr.AutoScalingResponse.create_auto_scaling_group = _create_group_response
+    asr.AutoScalingResponse.put_lifecycle_hook = _put_hook_response
+    asr.AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
+    asr.AutoScalingResponse.record_lifecycle_action_heartbeat = _record_heartbeat
+    threading.Thread(target=_timer_loop, name="moto-ext-lifecycle", daemon=True).start()
+
+
+def stop() -> None:
+    _stop.set()

@@ -1,0 +1,81 @@
+"""Entry point: moto 5.2.5's server with the project's extension, on loopback only.
+
+    python tests/moto_ext/server.py --host 127.0.0.1 --port 5000
+
+Patches moto in-process (lifecycle hooks, Auto Scaling events, SSM execution, faults,
+call log; see the sibling modules), then serves it with moto's own request handler. Prints
+exactly one line ``moto_ext ready on http://HOST:PORT`` on stdout once the socket accepts
+connections (``--port 0`` picks a free port and prints it). SIGTERM/SIGINT stop it cleanly,
+killing any Run Command processes it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.dirname(HERE) not in sys.path:
+    sys.path.insert(0, os.path.dirname(HERE))  # makes the package importable as moto_ext
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", "-H", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", "-p", type=int, default=5000, help="port (0: any free port)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    if not _loopback(args.host):
+        parser.error(f"refusing to bind {args.host}: the emulator binds loopback addresses only")
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    from werkzeug.serving import make_server
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from moto_ext import control, lifecycle, ssm_exec
+
+    app = control.build_app()
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    port = server.server_port
+    os.environ["MOTO_PORT"] = str(port)  # moto builds some self-URLs from it
+
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"moto_ext ready on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        lifecycle.stop()
+        ssm_exec.reset()
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,589 @@
+"""Self-test of the moto extension: starts tests/moto_ext/server.py as a subprocess on a free
+loopback port and drives it through boto3 and the control API.
+
+Run: ~/.cache/haproxy-asg/venv/bin/python -m pytest tests/moto_ext -q
+Every wait is bounded by a deadline; timing tests use heartbeat timeouts of 2-3 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from typing import Any, Callable
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.retries.standard import ThrottledRetryableChecker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER = os.path.join(HERE, "server.py")
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def wait_until(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1, what: str = "") -> Any:
+    """Poll fn until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or fn}; last={last!r}")
+
+
+class Emulator:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, SERVER, "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        if not line or not line[0].startswith("moto_ext ready on http://127.0.0.1:"):
+            self.proc.kill()
+            raise RuntimeError(f"emulator did not start: {line!r} {self.proc.stderr.read()[-3000:]}")
+        self.url = line[0].split(" on ", 1)[1].strip()
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def client(self, service: str, config: Config | None = None) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=config,
+        )
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    emu = Emulator()
+    yield emu
+    assert emu.stop() == 0, "server must exit cleanly on SIGTERM"
+
+
+@pytest.fixture
+def emu(emulator):
+    emulator.control("POST", "/moto-ext/reset")
+    return emulator
+
+
+class World:
+    """A VPC on 127.0.0.0/16 so instances get loopback private addresses."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.ec2 = emu.client("ec2")
+        self.asg = emu.client("autoscaling")
+        vpc = self.ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock="127.0.1.0/24")["Subnet"]
+        self.subnet, self.zone = subnet["SubnetId"], subnet["AvailabilityZone"]
+        self.ec2.create_launch_template(
+            LaunchTemplateName="backend-lt",
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+        )
+
+    def group(self, name: str = "web", desired: int = 0, hooks: list[dict] | None = None) -> str:
+        self.asg.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            MinSize=0,
+            MaxSize=10,
+            DesiredCapacity=desired,
+            LaunchTemplate={"LaunchTemplateName": "backend-lt"},
+            VPCZoneIdentifier=self.subnet,
+            LifecycleHookSpecificationList=hooks or [],
+        )
+        return name
+
+    def hook(self, group: str, name: str, transition: str, timeout: int = 300, default: str = "ABANDON") -> None:
+        self.asg.put_lifecycle_hook(
+            AutoScalingGroupName=group,
+            LifecycleHookName=name,
+            LifecycleTransition=transition,
+            HeartbeatTimeout=timeout,
+            DefaultResult=default,
+            NotificationMetadata=f"meta-{name}",
+        )
+
+    def members(self, group: str) -> list[tuple[str, str]]:
+        g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+        return [(i["InstanceId"], i["LifecycleState"]) for i in g["Instances"]]
+
+    def states(self, group: str) -> dict[str, str]:
+        return dict(self.members(group))
+
+    def ec2_state(self, instance_id: str) -> str:
+        r = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return r[0]["Instances"][0]["State"]["Name"]
+
+    def private_ip(self, instance_id: str) -> str:
+        r = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return r[0]["Instances"][0]["PrivateIpAddress"]
+
+    def pending(self, instance_id: str | None = None) -> list[dict]:
+        return [
+            r
+            for r in self.emu.control("GET", "/moto-ext/lifecycle")
+            if r["result"] is None and (instance_id is None or r["instance"] == instance_id)
+        ]
+
+    def complete(self, group: str, hook: str, result: str, token: str | None = None, instance: str | None = None) -> None:
+        kwargs: dict[str, Any] = dict(AutoScalingGroupName=group, LifecycleHookName=hook, LifecycleActionResult=result)
+        if token:
+            kwargs["LifecycleActionToken"] = token
+        if instance:
+            kwargs["InstanceId"] = instance
+        self.asg.complete_lifecycle_action(**kwargs)
+
+
+@pytest.fixture
+def world(emu):
+    return World(emu)
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_launch_hook_holds_until_continue(world):
+    g = world.group()
+    world.hook(g, "launch", LAUNCHING)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
+    members = world.members(g)
+    assert [s for _, s in members] == ["Pending:Wait", "Pending:Wait"]
+    ids = [i for i, _ in members]
+    assert [world.private_ip(i) for i in ids] == ["127.0.1.4", "127.0.1.5"]
+    inst = world.asg.describe_auto_scaling_instances(InstanceIds=ids)["AutoScalingInstances"]
+    assert {i["LifecycleState"] for i in inst} == {"Pending:Wait"}
+
+    (first,) = world.pending(ids[0])
+    assert first["hook"] == "launch" and first["transition"] == LAUNCHING
+    uuid.UUID(first["token"], version=4)
+    world.complete(g, "launch", "CONTINUE", token=first["token"])
+    assert world.states(g) == {ids[0]: "InService", ids[1]: "Pending:Wait"}
+    world.complete(g, "launch", "CONTINUE", instance=ids[1])
+    assert world.states(g) == {ids[0]: "InService", ids[1]: "InService"}
+    done = {r["instance"]: r for r in world.emu.control("GET", "/moto-ext/lifecycle")}
+    assert {r["result"] for r in done.values()} == {"CONTINUE"} and {r["by"] for r in done.values()} == {"api"}
+
+
+def test_create_with_hook_specification_and_update_hold(world):
+    g = world.group(
+        desired=1,
+        hooks=[{"LifecycleHookName": "launch", "LifecycleTransition": LAUNCHING, "HeartbeatTimeout": 300}],
+    )
+    assert [s for _, s in world.members(g)] == ["Pending:Wait"]
+    world.asg.update_auto_scaling_group(AutoScalingGroupName=g, DesiredCapacity=2)
+    assert [s for _, s in world.members(g)] == ["Pending:Wait", "Pending:Wait"]
+
+
+def test_abandon_on_launch_terminates_and_replaces(world):
+    g = world.group()
+    world.hook(g, "launch", LAUNCHING)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    (victim, _), = world.members(g)
+    world.complete(g, "launch", "ABANDON", instance=victim)
+    members = world.states(g)
+    assert victim not in members
+    assert world.ec2_state(victim) == "terminated"
+    # Desired capacity is still 1: a replacement launches and is held by the hook too.
+    assert list(members.values()) == ["Pending:Wait"]
+    events = [e["detail-type"] for e in world.emu.control("GET", "/moto-ext/events")]
+    assert "EC2 Instance Launch Unsuccessful" in events
+
+
+def test_terminate_hook_holds_scale_in_oldest_first(world):
+    g = world.group()
+    world.hook(g, "drain", TERMINATING)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=3)
+    ids = [i for i, s in world.members(g)]
+    assert [world.private_ip(i) for i in ids] == ["127.0.1.4", "127.0.1.5", "127.0.1.6"]
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
+    assert world.states(g) == {ids[0]: "Terminating:Wait", ids[1]: "InService", ids[2]: "InService"}
+    assert world.ec2_state(ids[0]) == "running"
+    (action,) = world.pending(ids[0])
+    assert action["transition"] == TERMINATING
+    world.complete(g, "drain", "CONTINUE", token=action["token"])
+    assert world.states(g) == {ids[1]: "InService", ids[2]: "InService"}
+    assert world.ec2_state(ids[0]) == "terminated"
+
+
+def test_terminate_instance_in_group_with_and_without_decrement(world):
+    g = world.group()
+    world.hook(g, "drain", TERMINATING)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
+    a, b = [i for i, _ in world.members(g)]
+
+    world.asg.terminate_instance_in_auto_scaling_group(InstanceId=a, ShouldDecrementDesiredCapacity=True)
+    assert world.states(g) == {a: "Terminating:Wait", b: "InService"}
+    group = world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 1
+    world.complete(g, "drain", "ABANDON", instance=a)
+    assert world.states(g) == {b: "InService"}
+
+    world.asg.terminate_instance_in_auto_scaling_group(InstanceId=b, ShouldDecrementDesiredCapacity=False)
+    states = world.states(g)
+    assert states[b] == "Terminating:Wait"
+    replacement = [i for i in states if i != b]
+    assert len(replacement) == 1 and states[replacement[0]] == "InService"
+    world.complete(g, "drain", "CONTINUE", instance=b)
+    assert world.states(g) == {replacement[0]: "InService"}
+    assert world.ec2_state(b) == "terminated"
+
+
+def test_heartbeat_timeout_applies_default_result(world):
+    g = world.group()
+    world.hook(g, "launch", LAUNCHING, timeout=2, default="CONTINUE")
+    world.hook(g, "drain", TERMINATING, timeout=2, default="ABANDON")
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    (i, state), = world.members(g)
+    assert state == "Pending:Wait"
+    wait_until(lambda: world.states(g).get(i) == "InService", timeout=8, what="launch timeout")
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=0)
+    assert world.states(g) == {i: "Terminating:Wait"}
+    wait_until(lambda: world.states(g) == {}, timeout=8, what="terminate timeout")
+    log = world.emu.control("GET", "/moto-ext/lifecycle")
+    assert [(r["transition"], r["result"], r["by"]) for r in log] == [
+        (LAUNCHING, "CONTINUE", "timeout"),
+        (TERMINATING, "ABANDON", "timeout"),
+    ]
+
+
+def test_wrong_token_and_missing_action_rejected(world):
+    g = world.group()
+    world.hook(g, "launch", LAUNCHING)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    (i, _), = world.members(g)
+    bad = str(uuid.uuid4())
+    with pytest.raises(ClientError) as err:
+        world.complete(g, "launch", "CONTINUE", token=bad)
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert f"No active Lifecycle Action found with token {bad}" in err.value.response["Error"]["Message"]
+    assert world.states(g) == {i: "Pending:Wait"}
+    (action,) = world.pending(i)
+    with pytest.raises(ClientError):  # right token, wrong hook name
+        world.complete(g, "other-hook", "CONTINUE", token=action["token"])
+    world.complete(g, "launch", "CONTINUE", token=action["token"])
+    with pytest.raises(ClientError) as err:  # already completed
+        world.complete(g, "launch", "CONTINUE", token=action["token"])
+    assert "No active Lifecycle Action found with token" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        world.complete(g, "launch", "CONTINUE", instance=i)
+    assert f"No active Lifecycle Action found with instance ID {i}" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        world.asg.record_lifecycle_action_heartbeat(
+            AutoScalingGroupName=g, LifecycleHookName="launch", LifecycleActionToken=bad
+        )
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_heartbeat_restarts_timer(world):
+    g = world.group()
+    world.hook(g, "launch", LAUNCHING, timeout=3, default="ABANDON")
+    t0 = time.monotonic()
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    (i, _), = world.members(g)
+    (action,) = world.pending(i)
+    time.sleep(max(0.0, t0 + 2.0 - time.monotonic()))  # planned: heartbeat before the 3 s expiry
+    world.asg.record_lifecycle_action_heartbeat(
+        AutoScalingGroupName=g, LifecycleHookName="launch", LifecycleActionToken=action["token"]
+    )
+    t_beat = time.monotonic()
+    time.sleep(max(0.0, t0 + 3.8 - time.monotonic()))  # past the original deadline
+    assert world.states(g).get(i) == "Pending:Wait", "heartbeat must restart the timer"
+    wait_until(lambda: i not in world.states(g), timeout=6, what="abandon after renewed timeout")
+    assert time.monotonic() - t_beat >= 2.5
+    (record,) = [r for r in world.emu.control("GET", "/moto-ext/lifecycle") if r["instance"] == i]
+    assert (record["result"], record["by"]) == ("ABANDON", "timeout")
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_events_reach_sqs_through_rule(world):
+    sqs, events = world.emu.client("sqs"), world.emu.client("events")
+    queue = sqs.create_queue(QueueName="asg-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="asg",
+        EventPattern=json.dumps(
+            {
+                "source": ["aws.autoscaling"],
+                "detail-type": ["EC2 Instance-launch Lifecycle Action", "EC2 Instance Launch Successful"],
+            }
+        ),
+    )
+    events.put_targets(Rule="asg", Targets=[{"Id": "q", "Arn": arn}])
+    g = world.group()
+    world.hook(g, "launch", LAUNCHING)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    (i, _), = world.members(g)
+    group_arn = world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g])["AutoScalingGroups"][0][
+        "AutoScalingGroupARN"
+    ]
+
+    def receive() -> list[dict]:
+        msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for m in msgs:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        return [json.loads(m["Body"]) for m in msgs]
+
+    (held,) = wait_until(receive, timeout=10, what="lifecycle action event")
+    assert held["detail-type"] == "EC2 Instance-launch Lifecycle Action"
+    assert held["source"] == "aws.autoscaling" and held["resources"] == [group_arn]
+    assert held["account"] == "123456789012" and held["region"] == "us-east-1"
+    token = held["detail"].pop("LifecycleActionToken")
+    assert held["detail"] == {
+        "AutoScalingGroupName": g,
+        "LifecycleHookName": "launch",
+        "EC2InstanceId": i,
+        "LifecycleTransition": LAUNCHING,
+        "NotificationMetadata": "meta-launch",
+    }
+    world.complete(g, "launch", "CONTINUE", token=token)
+    (ok,) = wait_until(receive, timeout=10, what="launch successful event")
+    assert ok["detail-type"] == "EC2 Instance Launch Successful"
+    d = ok["detail"]
+    assert d["EC2InstanceId"] == i and d["AutoScalingGroupName"] == g
+    assert set(d) >= {"StatusCode", "ActivityId", "Cause", "StartTime", "EndTime", "Details"}
+    assert d["Details"] == {"Availability Zone": world.zone, "Subnet ID": world.subnet}
+
+    # Terminate Successful is emitted (no hook) but filtered out by the rule's pattern.
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=0)
+    assert "EC2 Instance Terminate Successful" in [
+        e["detail-type"] for e in world.emu.control("GET", "/moto-ext/events")
+    ]
+    assert receive() == []
+
+
+# --------------------------------------------------------------------------- SSM
+
+
+def _instances(world, count: int, tags: dict[str, str]) -> list[str]:
+    r = world.ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=count,
+        MaxCount=count,
+        SubnetId=world.subnet,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )
+    return [i["InstanceId"] for i in r["Instances"]]
+
+
+def test_ssm_exec_runs_real_process_with_statuses(world):
+    ssm = world.emu.client("ssm")
+    a, b = _instances(world, 2, {"Role": "proxy"})
+    (other,) = _instances(world, 1, {"Role": "backend"})
+    script = (
+        "import os, sys, time; time.sleep(1.0); "
+        "print('msg=' + os.environ['SSM_PARAM_Message'] + ' doc=' + os.environ['SSM_DOCUMENT_NAME'] "
+        "+ ' extra=' + os.environ['EXTRA']); print('warn', file=sys.stderr)"
+    )
+    world.emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {
+            a: {"exec": ["python3", "-c", script], "env": {"EXTRA": "yes"}},
+            b: {"status": "Failed", "stdout": "boom", "stderr": "bad", "code": 3, "delay_ms": 0},
+        },
+    )
+    cmd = ssm.send_command(
+        InstanceIds=[a, b], DocumentName="AWS-RunShellScript", Parameters={"Message": ["hello", "ignored"]}
+    )["Command"]
+    cid = cmd["CommandId"]
+    assert sorted(cmd["InstanceIds"]) == sorted([a, b]), "only the named instances"
+
+    inv = ssm.get_command_invocation(CommandId=cid, InstanceId=a)
+    assert inv["Status"] == "InProgress"
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "InProgress"
+
+    done = wait_until(
+        lambda: (r := ssm.get_command_invocation(CommandId=cid, InstanceId=a))["Status"] != "InProgress" and r,
+        timeout=15,
+        what="exec to finish",
+    )
+    assert done["Status"] == "Success" and done["ResponseCode"] == 0
+    assert done["StandardOutputContent"] == "msg=hello doc=AWS-RunShellScript extra=yes\n"
+    assert done["StandardErrorContent"] == "warn\n"
+    failed = ssm.get_command_invocation(CommandId=cid, InstanceId=b)
+    assert (failed["Status"], failed["ResponseCode"], failed["StandardOutputContent"]) == ("Failed", 3, "boom")
+
+    listed = ssm.list_commands(CommandId=cid)["Commands"][0]
+    assert (listed["Status"], listed["CompletedCount"], listed["ErrorCount"], listed["TargetCount"]) == (
+        "Failed",
+        2,
+        1,
+        2,
+    )
+    invs = ssm.list_command_invocations(CommandId=cid, Details=True)["CommandInvocations"]
+    by_id = {x["InstanceId"]: x for x in invs}
+    assert set(by_id) == {a, b} and other not in by_id
+    assert by_id[a]["Status"] == "Success" and by_id[b]["Status"] == "Failed"
+    assert by_id[a]["CommandPlugins"][0]["Output"].startswith("msg=hello")
+    assert ssm.list_command_invocations(InstanceId=b)["CommandInvocations"][0]["InstanceId"] == b
+
+    # Targets resolve against EC2 tags; untagged/other instances are not touched.
+    tcmd = ssm.send_command(Targets=[{"Key": "tag:Role", "Values": ["proxy"]}], DocumentName="AWS-RunShellScript")
+    assert sorted(tcmd["Command"]["InstanceIds"]) == sorted([a, b])
+    icmd = ssm.send_command(Targets=[{"Key": "InstanceIds", "Values": [other]}], DocumentName="AWS-RunShellScript")
+    assert icmd["Command"]["InstanceIds"] == [other]
+    plain = ssm.get_command_invocation(CommandId=icmd["Command"]["CommandId"], InstanceId=other)
+    assert (plain["Status"], plain["StandardOutputContent"]) == ("Success", "")
+
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=["i-0000000000000dead"], DocumentName="AWS-RunShellScript")
+    assert err.value.response["Error"]["Code"] == "InvalidInstanceId"
+
+
+def test_ssm_exec_output_truncated_and_exit_code(world):
+    ssm = world.emu.client("ssm")
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    world.emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {a: {"exec": ["python3", "-c", "import sys; sys.stdout.write('x' * 30000); sys.exit(4)"]}},
+    )
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="AWS-RunShellScript")["Command"]["CommandId"]
+    done = wait_until(
+        lambda: (r := ssm.get_command_invocation(CommandId=cid, InstanceId=a))["Status"] != "InProgress" and r,
+        timeout=15,
+    )
+    assert (done["Status"], done["ResponseCode"]) == ("Failed", 4)
+    assert len(done["StandardOutputContent"]) == 24000
+
+
+# --------------------------------------------------------------------------- faults, calls, reset
+
+
+def test_fault_injection_in_each_wire_format(world):
+    emu = world.emu
+    asg = emu.client("autoscaling", NO_RETRY)
+    emu.control(
+        "POST",
+        "/moto-ext/faults",
+        {"service": "autoscaling", "action": "DescribeAutoScalingGroups", "code": "Throttling", "status": 400, "count": 2, "message": "Rate exceeded"},
+    )
+    for _ in range(2):
+        with pytest.raises(ClientError) as err:
+            asg.describe_auto_scaling_groups()
+        e = err.value.response
+        assert (e["Error"]["Code"], e["Error"]["Message"]) == ("Throttling", "Rate exceeded")
+        assert e["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert e["Error"]["Code"] in ThrottledRetryableChecker._THROTTLED_ERROR_CODES
+    asg.describe_auto_scaling_groups()  # count exhausted
+
+    # With standard retries boto3 absorbs the throttles: three attempts, one success.
+    emu.control("POST", "/moto-ext/calls/reset")
+    emu.control("POST", "/moto-ext/faults", {"service": "autoscaling", "action": "*", "code": "Throttling", "count": 2})
+    emu.client("autoscaling", Config(retries={"mode": "standard", "max_attempts": 3})).describe_auto_scaling_groups()
+    calls = emu.control("GET", "/moto-ext/calls")
+    assert [c.get("status") for c in calls] == [400, 400, 200]
+
+    ssm = emu.client("ssm", NO_RETRY)
+    emu.control("POST", "/moto-ext/faults", {"service": "ssm", "code": "InternalFailure", "status": 500, "message": "oops"})
+    with pytest.raises(ClientError) as err:
+        ssm.list_commands()
+    assert err.value.response["Error"]["Code"] == "InternalFailure"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+
+    ec2 = emu.client("ec2", NO_RETRY)
+    emu.control("POST", "/moto-ext/faults", {"service": "ec2", "action": "DescribeInstances", "code": "RequestLimitExceeded", "message": "slow down"})
+    with pytest.raises(ClientError) as err:
+        ec2.describe_instances()
+    assert (err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]) == ("RequestLimitExceeded", "slow down")
+
+    r53 = emu.client("route53", NO_RETRY)
+    zone = r53.create_hosted_zone(Name="example.test", CallerReference="x")["HostedZone"]["Id"]
+    emu.control("POST", "/moto-ext/faults", {"service": "route53", "action": "ChangeResourceRecordSets", "code": "PriorRequestNotComplete", "message": "pending"})
+    change = {
+        "Changes": [
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {"Name": "lb.example.test", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "127.0.0.1"}]},
+            }
+        ]
+    }
+    with pytest.raises(ClientError) as err:
+        r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch=change)
+    assert err.value.response["Error"]["Code"] == "PriorRequestNotComplete"
+    r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch=change)
+
+    events = emu.client("events", NO_RETRY)
+    emu.control("POST", "/moto-ext/faults", {"service": "*", "action": "PutEvents", "code": "ThrottlingException", "message": "slow"})
+    with pytest.raises(ClientError) as err:
+        events.put_events(Entries=[{"Source": "x", "DetailType": "y", "Detail": "{}"}])
+    assert err.value.response["Error"]["Code"] == "ThrottlingException"
+
+    emu.control("POST", "/moto-ext/faults", {"code": "Throttling", "count": -1})
+    assert len(emu.control("GET", "/moto-ext/faults")) == 1
+    emu.control("DELETE", "/moto-ext/faults")
+    assert emu.control("GET", "/moto-ext/faults") == []
+    asg.describe_auto_scaling_groups()
+
+
+def test_calls_log_and_reset(world):
+    emu = world.emu
+    g = world.group(desired=1)
+    emu.control("POST", "/moto-ext/calls/reset")
+    world.asg.describe_auto_scaling_groups()
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
+    emu.client("ssm").list_commands()
+    emu.client("events").list_rules()
+    calls = emu.control("GET", "/moto-ext/calls")
+    assert [(c["service"], c["action"]) for c in calls] == [
+        ("autoscaling", "DescribeAutoScalingGroups"),
+        ("autoscaling", "SetDesiredCapacity"),
+        ("ssm", "ListCommands"),
+        ("events", "ListRules"),
+    ]
+    assert all(isinstance(c["time"], float) for c in calls)
+    assert calls == sorted(calls, key=lambda c: c["time"])
+
+    emu.control("POST", "/moto-ext/faults", {"code": "Throttling", "count": 5})
+    emu.control("POST", "/moto-ext/reset")
+    assert emu.control("GET", "/moto-ext/calls") == []
+    assert emu.control("GET", "/moto-ext/lifecycle") == []
+    assert emu.control("GET", "/moto-ext/faults") == []
+    assert world.asg.describe_auto_scaling_groups()["AutoScalingGroups"] == []
+
+
+def test_refuses_non_loopback_bind():
+    proc = subprocess.run(
+        [sys.executable, SERVER, "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "loopback" in proc.stderr

@@ -1,0 +1,240 @@
+//! `agent-bench`: how fast the agent applies changes over HAProxy's socket, how much
+//! memory it takes, and whether churn under HTTP load loses requests or reloads while
+//! slots are free. Real HAProxy, real backends, the real agent binary; loopback only.
+//!
+//! Prints a table; `--json PATH` also writes the figures.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use clap::Parser;
+use e2e::{Backend, Host, HostSpec, Load, PoolSpec};
+use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port};
+
+/// Measures the agent against a real HAProxy.
+#[derive(Parser)]
+struct Args {
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Add/remove cycles in the churn run.
+    #[arg(long, default_value = "100")]
+    cycles: u32,
+    /// Repetitions per apply size (the median is reported).
+    #[arg(long, default_value = "5")]
+    reps: u32,
+}
+
+fn member(id: String, ip: IpAddr, port: u16) -> Member {
+    Member::new(
+        MemberId::new(id).expect("generated ids are valid"),
+        ip,
+        Port::new(port as i64).expect("generated ports are valid"),
+    )
+    .expect("generated members are valid")
+}
+
+fn change(generation: u64, add: Vec<Member>, remove: Vec<MemberId>) -> Change {
+    Change::new(
+        generation,
+        vec![PoolChange {
+            pool: PoolName::new("web").expect("valid"),
+            add,
+            remove,
+        }],
+    )
+}
+
+/// Peak RSS (KiB) of the largest child process waited for so far.
+fn children_peak_rss_kb() -> i64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    if rc == 0 {
+        u.ru_maxrss
+    } else {
+        -1
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median wall time of `agent apply --no-wait` adding `n` fresh members (socket only).
+fn apply_time(host: &Host, n: usize, reps: u32, gen: &mut u64) -> anyhow::Result<f64> {
+    let mut times = Vec::new();
+    for rep in 0..reps {
+        let add: Vec<Member> = (0..n)
+            .map(|i| {
+                let ip = IpAddr::from([127, 0, 2 + (i / 250) as u8, 1 + (i % 250) as u8]);
+                member(format!("i-{n}-{rep}-{i}"), ip, 8080)
+            })
+            .collect();
+        let ids: Vec<MemberId> = add.iter().map(|m| m.id.clone()).collect();
+        *gen += 1;
+        let body = change(*gen, add, vec![]).to_json();
+        let t = Instant::now();
+        let run = host.agent(&["apply", "--json", "--no-wait", "--change", &body], None)?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        ensure!(run.code == 0, "apply of {n} failed: {}", run.stderr);
+        ensure!(!run.stdout.contains("\"reloads\":1"), "the bench host must not grow");
+        *gen += 1;
+        let run = host.agent(
+            &["apply", "--json", "--change", &change(*gen, vec![], ids).to_json()],
+            None,
+        )?;
+        ensure!(run.code == 0, "removal of {n} failed: {}", run.stderr);
+    }
+    Ok(median(times))
+}
+
+struct Churn {
+    requests: u64,
+    failed: u64,
+    growth_reloads: u64,
+    reloads_while_free: u64,
+    cycles: u32,
+    seconds: f64,
+    errors: Vec<String>,
+}
+
+fn slot_count(host: &Host) -> anyhow::Result<u32> {
+    let cfg = std::fs::read_to_string(host.dir().join("haproxy.cfg"))?;
+    agent::cfgfile::find_block(&cfg, "web")
+        .map(|b| b.1)
+        .context("no slot line")
+}
+
+fn churn(cycles: u32) -> anyhow::Result<Churn> {
+    let host = Host::start(&HostSpec {
+        name: "bench-churn".into(),
+        pools: vec![PoolSpec::new("web", 2)],
+    })?;
+    let backends: Vec<Backend> = (0..12)
+        .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1"))
+        .collect::<Result<_, _>>()?;
+    let load = Load::start(host.frontend("web"), 4, Duration::from_secs(600), 10_000_000);
+    let started = Instant::now();
+    let mut members: std::collections::VecDeque<(MemberId, usize)> = Default::default();
+    let mut next_backend = 0usize;
+    let mut reloads_while_free = 0;
+    let mut gen = 0u64;
+    for c in 0..cycles {
+        let size = slot_count(&host)?;
+        let free_before = (members.len() as u32) < size;
+        // One member in (a backend not currently in the pool), the oldest out once 10 serve.
+        let in_use: Vec<usize> = members.iter().map(|m| m.1).collect();
+        while in_use.contains(&(next_backend % backends.len())) {
+            next_backend += 1;
+        }
+        let bi = next_backend % backends.len();
+        next_backend += 1;
+        let b = &backends[bi];
+        let new = member(format!("i-c{c}"), b.addr.ip(), b.addr.port());
+        let remove: Vec<MemberId> = if members.len() >= 10 {
+            members.pop_front().map(|m| vec![m.0]).unwrap_or_default()
+        } else {
+            vec![]
+        };
+        gen += 1;
+        let before = host.reloads()?;
+        let (report, run) = host.apply(&change(gen, vec![new.clone()], remove))?;
+        ensure!(
+            report.outcomes.iter().all(|o| matches!(o.status, OutcomeStatus::Up | OutcomeStatus::Drained)),
+            "cycle {c}: {report:?} {}",
+            run.stderr
+        );
+        let reloaded = host.reloads()? - before;
+        if free_before {
+            reloads_while_free += reloaded;
+        }
+        members.push_back((new.id, bi));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let stats = load.stop();
+    Ok(Churn {
+        requests: stats.requests,
+        failed: stats.failed,
+        growth_reloads: host.reloads()?,
+        reloads_while_free,
+        cycles,
+        seconds,
+        errors: stats.errors,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut pool = PoolSpec::new("web", 1024);
+    pool.server_options = "check inter 2s fall 2 rise 2".into();
+    let host = Host::start(&HostSpec {
+        name: "bench-apply".into(),
+        pools: vec![pool],
+    })?;
+    let mut gen = 0;
+    eprintln!("agent-bench: timing applies of 1, 100, 1000 members ({} reps each)...", args.reps);
+    let apply_1 = apply_time(&host, 1, args.reps.max(1) * 4, &mut gen)?;
+    let apply_100 = apply_time(&host, 100, args.reps.max(1), &mut gen)?;
+    let apply_1000 = apply_time(&host, 1000, args.reps.max(1), &mut gen)?;
+    let apply_reloads = host.reloads()?;
+    drop(host);
+    eprintln!("agent-bench: churn: {} add/remove cycles under HTTP load...", args.cycles);
+    let c = churn(args.cycles)?;
+    let rss = children_peak_rss_kb();
+
+    println!("agent-bench (real HAProxy {}, loopback)", haproxy_version());
+    println!("{:<44} {:>12} {:>10}", "figure", "value", "target");
+    let rows: Vec<(&str, String, &str)> = vec![
+        ("apply 1 member (ms, median, whole agent run)", format!("{apply_1:.1}"), ""),
+        ("apply 100 members (ms)", format!("{apply_100:.1}"), ""),
+        ("apply 1000 members (ms)", format!("{apply_1000:.1}"), "< 50"),
+        ("reloads during apply timing", apply_reloads.to_string(), "0"),
+        ("agent peak RSS (KiB)", rss.to_string(), "< 15360"),
+        ("churn cycles", c.cycles.to_string(), ""),
+        ("churn seconds", format!("{:.1}", c.seconds), ""),
+        ("churn requests", c.requests.to_string(), ""),
+        ("churn failed requests", c.failed.to_string(), "0"),
+        ("churn growth reloads", c.growth_reloads.to_string(), ">= 3"),
+        ("reloads while slots were free", c.reloads_while_free.to_string(), "0"),
+    ];
+    for (k, v, t) in &rows {
+        println!("{k:<44} {v:>12} {t:>10}");
+    }
+    if !c.errors.is_empty() {
+        println!("first errors: {:?}", c.errors);
+    }
+    if let Some(path) = args.json {
+        let v = serde_json::json!({
+            "apply_1_ms": apply_1,
+            "apply_100_ms": apply_100,
+            "apply_1000_ms": apply_1000,
+            "churn_cycles": c.cycles,
+            "churn_requests": c.requests,
+            "churn_failed_requests": c.failed,
+            "reloads_while_slots_free": c.reloads_while_free,
+            "growth_reloads": c.growth_reloads,
+            "agent_peak_rss_kb": rss,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
+        eprintln!("agent-bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn haproxy_version() -> String {
+    std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(2)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
