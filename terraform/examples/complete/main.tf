@@ -1,0 +1,261 @@
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = {
+      Project    = "haproxy-asg"
+      Deployment = var.name
+    }
+  }
+}
+
+data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:The example takes the first two available zones of the region at apply time; the subnets pin them from then on.
+  state = "available"
+}
+
+data "aws_ami" "debian" {
+  most_recent = true
+  owners      = ["136693071363"] # Debian
+
+  filter {
+    name   = "name"
+    values = ["debian-12-amd64-*"]
+  }
+
+  filter {
+    name   = "architecture"
+    values = ["x86_64"]
+  }
+}
+
+locals {
+  azs         = slice(data.aws_availability_zones.available.names, 0, 2)
+  backend_asg = "${var.name}-web"
+  # What HAProxy serves and where: one pool "web", members on 8080, bound on :80.
+  pool = { name = "web", port = 8080 }
+}
+
+################################################################################
+# VPC: public subnets (load balancer, proxies), private subnets (web app)
+################################################################################
+
+resource "aws_vpc" "this" {
+  #checkov:skip=CKV2_AWS_11:Demo VPC; flow logs would need a log group and a role the example does not need to show.
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true
+
+  tags = { Name = var.name }
+}
+
+# No rule: nothing uses the default security group.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+}
+
+resource "aws_internet_gateway" "this" {
+  vpc_id = aws_vpc.this.id
+
+  tags = { Name = var.name }
+}
+
+resource "aws_subnet" "public" {
+  count = 2
+
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.azs[count.index]
+  cidr_block        = cidrsubnet(var.vpc_cidr, 8, count.index)
+
+  tags = { Name = "${var.name}-public-${local.azs[count.index]}" }
+}
+
+resource "aws_subnet" "private" {
+  count = 2
+
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.azs[count.index]
+  cidr_block        = cidrsubnet(var.vpc_cidr, 8, 10 + count.index)
+
+  tags = { Name = "${var.name}-private-${local.azs[count.index]}" }
+}
+
+resource "aws_route_table" "public" {
+  vpc_id = aws_vpc.this.id
+
+  route {
+    cidr_block = "0.0.0.0/0"
+    gateway_id = aws_internet_gateway.this.id
+  }
+
+  tags = { Name = "${var.name}-public" }
+}
+
+resource "aws_route_table_association" "public" {
+  count = 2
+
+  subnet_id      = aws_subnet.public[count.index].id
+  route_table_id = aws_route_table.public.id
+}
+
+# The web app needs nothing from outside: private subnets keep the VPC's local route only.
+resource "aws_route_table" "private" {
+  vpc_id = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-private" }
+}
+
+resource "aws_route_table_association" "private" {
+  count = 2
+
+  subnet_id      = aws_subnet.private[count.index].id
+  route_table_id = aws_route_table.private.id
+}
+
+################################################################################
+# Backend: a small web app in an Auto Scaling group
+################################################################################
+
+resource "aws_security_group" "web" {
+  name_prefix = "${var.name}-web-"
+  description = "haproxy-asg demo web app: reachable from the proxies only"
+  vpc_id      = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-web" }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "web_from_proxies" {
+  security_group_id            = aws_security_group.web.id
+  description                  = "HTTP from the HAProxy fleet"
+  ip_protocol                  = "tcp"
+  from_port                    = local.pool.port
+  to_port                      = local.pool.port
+  referenced_security_group_id = module.proxy_fleet.security_group_id
+}
+
+resource "aws_launch_template" "web" {
+  name_prefix            = "${var.name}-web-"
+  description            = "haproxy-asg demo web app"
+  image_id               = data.aws_ami.debian.id
+  instance_type          = var.backend_instance_type
+  update_default_version = true
+
+  # python3 ships with Debian's cloud images: a tiny web server naming the instance.
+  user_data = base64encode(<<-EOT
+    #!/bin/bash
+    set -euo pipefail
+    install -d /srv/www
+    echo "hello from $(hostname) ($(hostname -I | cut -d' ' -f1))" > /srv/www/index.html
+    cat > /etc/systemd/system/demo-web.service <<'UNIT'
+    [Unit]
+    Description=haproxy-asg demo web app
+    After=network-online.target
+    [Service]
+    ExecStart=/usr/bin/python3 -m http.server ${local.pool.port} --directory /srv/www
+    DynamicUser=yes
+    Restart=always
+    [Install]
+    WantedBy=multi-user.target
+    UNIT
+    systemctl daemon-reload
+    systemctl enable --now demo-web.service
+  EOT
+  )
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  network_interfaces {
+    associate_public_ip_address = false
+    delete_on_termination       = true
+    security_groups             = [aws_security_group.web.id]
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+
+    ebs {
+      volume_size           = 8
+      volume_type           = "gp3"
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+}
+
+resource "aws_autoscaling_group" "web" {
+  name                      = local.backend_asg
+  min_size                  = 1
+  max_size                  = 6
+  desired_capacity          = var.backend_size
+  vpc_zone_identifier       = aws_subnet.private[*].id
+  health_check_type         = "EC2"
+  health_check_grace_period = 60
+
+  launch_template {
+    id      = aws_launch_template.web.id
+    version = aws_launch_template.web.latest_version
+  }
+
+  tag {
+    key                 = "Name"
+    value               = local.backend_asg
+    propagate_at_launch = true
+  }
+}
+
+################################################################################
+# HAProxy fleet and the reactor
+################################################################################
+
+module "proxy_fleet" {
+  source = "../../modules/proxy-fleet"
+
+  name                        = var.name
+  vpc_id                      = aws_vpc.this.id
+  vpc_cidr_block              = aws_vpc.this.cidr_block
+  subnet_ids                  = aws_subnet.public[*].id
+  associate_public_ip_address = true # no NAT gateway in the demo
+  ingress_cidr_blocks         = var.ingress_cidr_blocks
+  instance_type               = var.proxy_instance_type
+  load_balancer_type          = var.load_balancer_type
+  agent_binary_path           = var.agent_binary_path
+  min_size                    = 2
+  max_size                    = 3
+
+  pools = [
+    { name = local.pool.name, port = local.pool.port, bind = ":80", health_path = "/" },
+  ]
+  groups = {
+    (aws_autoscaling_group.web.name) = [local.pool.name]
+  }
+
+  dns_zone_id     = var.dns_zone_id
+  dns_record_name = var.dns_record_name
+}
+
+module "reactor" {
+  source = "../../modules/reactor"
+
+  name            = "${var.name}-reactor"
+  lambda_zip_path = var.reactor_zip_path
+
+  pools = {
+    (aws_autoscaling_group.web.name) = [local.pool]
+  }
+  proxy_group_name = module.proxy_fleet.autoscaling_group_name
+  proxy_tag_key    = module.proxy_fleet.proxy_tag_key
+  proxy_tag_value  = module.proxy_fleet.proxy_tag_value
+  dns              = module.proxy_fleet.reactor_dns
+}

@@ -1,0 +1,101 @@
+# The example wired end to end, applied against a mocked AWS provider with the modules'
+# test fixtures in place of the built artefacts.
+
+mock_provider "aws" {
+  mock_data "aws_availability_zones" {
+    defaults = { names = ["us-west-2a", "us-west-2b", "us-west-2c"] }
+  }
+  mock_data "aws_ami" {
+    defaults = { id = "ami-0123456789abcdef0" }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "us-west-2" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_resource "aws_launch_template" {
+    defaults = {
+      id             = "lt-0123456789abcdef0"
+      latest_version = 1
+    }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = {
+      id  = "demo-artifacts-0123"
+      arn = "arn:aws:s3:::demo-artifacts-0123"
+    }
+  }
+  mock_resource "aws_iam_instance_profile" {
+    defaults = { arn = "arn:aws:iam::123456789012:instance-profile/demo-0123" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/demo" }
+  }
+  mock_resource "aws_lb" {
+    defaults = {
+      arn      = "arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/net/demo/0123456789abcdef"
+      dns_name = "demo-0123456789abcdef.elb.us-west-2.amazonaws.com"
+      zone_id  = "Z18D5FSROUN65G"
+    }
+  }
+  mock_resource "aws_lb_target_group" {
+    defaults = { arn = "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/demo-80/0123456789abcdef" }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = {
+      arn = "arn:aws:sqs:us-west-2:123456789012:demo-dlq"
+      id  = "https://sqs.us-west-2.amazonaws.com/123456789012/demo-dlq"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = { arn = "arn:aws:lambda:us-west-2:123456789012:function:demo" }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = { arn = "arn:aws:events:us-west-2:123456789012:rule/demo" }
+  }
+}
+
+variables {
+  reactor_zip_path  = "../../modules/reactor/tests/fixtures/reactor.zip"
+  agent_binary_path = "../../modules/proxy-fleet/tests/fixtures/agent"
+}
+
+run "wired" {
+  command = apply
+
+  assert {
+    condition     = output.url == "http://demo-0123456789abcdef.elb.us-west-2.amazonaws.com/"
+    error_message = "The URL must point at the load balancer."
+  }
+  assert {
+    condition     = module.reactor.environment["PROXY_GROUP"] == module.proxy_fleet.autoscaling_group_name
+    error_message = "The reactor must know the proxy fleet's group."
+  }
+  assert {
+    condition = (
+      module.reactor.environment["PROXY_TAG_KEY"] == module.proxy_fleet.proxy_tag_key &&
+      module.reactor.environment["PROXY_TAG_VALUE"] == module.proxy_fleet.proxy_tag_value
+    )
+    error_message = "The reactor must target the proxies' tag."
+  }
+  assert {
+    condition     = jsondecode(module.reactor.environment["POOLS"]) == { "haproxy-asg-demo-web" = [{ name = "web", port = 8080 }] }
+    error_message = "The reactor must manage the web app's group as pool web."
+  }
+  assert {
+    condition     = strcontains(module.proxy_fleet.agent_config, "groups = { \"haproxy-asg-demo-web\" = [\"web\"] }")
+    error_message = "agent sync on the proxies must know the same group and pool."
+  }
+  assert {
+    condition     = toset([for hook in module.reactor.lifecycle_hooks : "${hook.group} ${hook.transition}"]) == toset(["haproxy-asg-demo-web autoscaling:EC2_INSTANCE_LAUNCHING", "haproxy-asg-demo-web autoscaling:EC2_INSTANCE_TERMINATING"])
+    error_message = "The web app's group must carry both hooks."
+  }
+  assert {
+    condition     = module.proxy_fleet.accept_proxy && module.proxy_fleet.listen_ports == [80]
+    error_message = "The proxies must accept proxy protocol on port 80 behind the NLB."
+  }
+}

@@ -1,0 +1,81 @@
+variable "region" {
+  description = "AWS region to deploy to."
+  type        = string
+  default     = "us-west-2"
+}
+
+variable "name" {
+  description = "Name of the deployment: the proxy fleet's group, and a prefix for everything else."
+  type        = string
+  default     = "haproxy-asg-demo"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,15}$", var.name))
+    error_message = "name must be 1-16 lower-case letters, digits and '-'."
+  }
+}
+
+variable "reactor_zip_path" {
+  description = "The reactor Lambda zip built by scripts/build-artifacts."
+  type        = string
+  default     = "../../../dist/reactor.zip"
+}
+
+variable "agent_binary_path" {
+  description = "The agent binary built by scripts/build-artifacts."
+  type        = string
+  default     = "../../../dist/agent"
+}
+
+variable "vpc_cidr" {
+  description = "CIDR block of the example VPC (a /16: public subnets .0/.1, private .10/.11)."
+  type        = string
+  default     = "10.0.0.0/16"
+
+  validation {
+    condition     = can(cidrsubnet(var.vpc_cidr, 8, 11))
+    error_message = "vpc_cidr must be a CIDR block of /16 or larger."
+  }
+}
+
+variable "ingress_cidr_blocks" {
+  description = "Who may reach the demo on port 80."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "load_balancer_type" {
+  description = "nlb (default) or elb: see the proxy-fleet module."
+  type        = string
+  default     = "nlb"
+}
+
+variable "proxy_instance_type" {
+  description = "Instance type of the proxies."
+  type        = string
+  default     = "t3.small"
+}
+
+variable "backend_instance_type" {
+  description = "Instance type of the web app."
+  type        = string
+  default     = "t3.micro"
+}
+
+variable "backend_size" {
+  description = "Desired number of web app instances (scale it to watch the reactor)."
+  type        = number
+  default     = 2
+}
+
+variable "dns_zone_id" {
+  description = "Optional Route 53 zone for an alias record to the load balancer."
+  type        = string
+  default     = null
+}
+
+variable "dns_record_name" {
+  description = "Optional record name (FQDN) in dns_zone_id."
+  type        = string
+  default     = null
+}

@@ -1,0 +1,571 @@
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+data "aws_ami" "debian" {
+  count = var.ami_id == null ? 1 : 0
+
+  most_recent = true
+  owners      = ["136693071363"] # Debian
+
+  filter {
+    name   = "name"
+    values = ["debian-12-${local.deb_arch}-*"]
+  }
+
+  filter {
+    name   = "architecture"
+    values = [var.architecture]
+  }
+
+  filter {
+    name   = "virtualization-type"
+    values = ["hvm"]
+  }
+}
+
+locals {
+  partition = data.aws_partition.current.partition
+  region    = data.aws_region.current.name
+
+  deb_arch        = var.architecture == "arm64" ? "arm64" : "amd64"
+  ami_id          = var.ami_id != null ? var.ami_id : data.aws_ami.debian[0].id
+  proxy_tag_value = coalesce(var.proxy_tag_value, var.name)
+  lb_subnet_ids   = coalesce(var.lb_subnet_ids, var.subnet_ids)
+
+  # One listener / target group per pool bind port.
+  listen_ports = [for pool in var.pools : tonumber(regex(":([0-9]+)$", pool.bind)[0])] # pool order
+  port_keys    = toset([for port in local.listen_ports : tostring(port)])
+
+  # Behind a load balancer that speaks proxy protocol, HAProxy must bind with accept-proxy.
+  accept_proxy = var.load_balancer_type != "none"
+
+  agent_toml = templatefile("${path.module}/templates/agent.toml.tftpl", {
+    accept_proxy = local.accept_proxy
+    pools        = var.pools
+    groups       = var.groups
+  })
+
+  # Content-addressed: a new build is a new object (and a new launch template version).
+  agent_sha256 = filesha256(var.agent_binary_path)
+  agent_key    = "agent/${local.agent_sha256}/agent"
+
+  user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
+    region       = local.region
+    deb_arch     = local.deb_arch
+    agent_bucket = aws_s3_bucket.artifacts.id
+    agent_key    = local.agent_key
+    agent_sha256 = local.agent_sha256
+    agent_toml   = trimspace(local.agent_toml)
+  })
+
+  instance_tags = merge(var.tags, {
+    Name                = var.name
+    (var.proxy_tag_key) = local.proxy_tag_value
+  })
+
+  lb_dns_name = one(concat(aws_lb.this[*].dns_name, aws_elb.this[*].dns_name))
+  lb_zone_id  = one(concat(aws_lb.this[*].zone_id, aws_elb.this[*].zone_id))
+}
+
+################################################################################
+# Artefact bucket: the agent binary
+################################################################################
+
+resource "aws_s3_bucket" "artifacts" {
+  #checkov:skip=CKV_AWS_18:Holds one build artefact written by Terraform; reads are by the proxies' role only. Enable CloudTrail data events for an audit trail.
+  #checkov:skip=CKV_AWS_144:The artefact is rebuilt and re-uploaded by scripts/build-artifacts and terraform apply; cross-region replication adds nothing.
+  #checkov:skip=CKV2_AWS_62:Nothing reacts to uploads: the launch template references the object by its content hash.
+  #checkov:skip=CKV_AWS_145:Encrypted with SSE-S3 by default; a customer-managed key is optional through var.kms_key_arn.
+  bucket_prefix = "${lower(var.name)}-artifacts-"
+  force_destroy = true
+
+  tags = var.tags
+}
+
+resource "aws_s3_bucket_public_access_block" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = var.kms_key_arn == null ? "AES256" : "aws:kms"
+      kms_master_key_id = var.kms_key_arn
+    }
+    bucket_key_enabled = var.kms_key_arn != null
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+
+  rule {
+    id     = "expire-old-builds"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.artifacts]
+}
+
+resource "aws_s3_bucket_policy" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
+        Condition = {
+          Bool = { "aws:SecureTransport" = "false" }
+        }
+      },
+    ]
+  })
+
+  depends_on = [aws_s3_bucket_public_access_block.artifacts]
+}
+
+resource "aws_s3_object" "agent" {
+  bucket      = aws_s3_bucket.artifacts.id
+  key         = local.agent_key
+  source      = var.agent_binary_path
+  source_hash = local.agent_sha256
+  kms_key_id  = var.kms_key_arn
+
+  tags = var.tags
+
+  depends_on = [aws_s3_bucket_server_side_encryption_configuration.artifacts]
+}
+
+################################################################################
+# Instance profile
+################################################################################
+
+resource "aws_iam_role" "instance" {
+  name_prefix = "${var.name}-"
+  description = "haproxy-asg proxies: SSM, the agent binary, read-only group discovery for agent sync"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect    = "Allow"
+        Principal = { Service = "ec2.amazonaws.com" }
+        Action    = "sts:AssumeRole"
+      },
+    ]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "ssm" {
+  role       = aws_iam_role.instance.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy" "instance" {
+  name = "haproxy-asg-proxy"
+  role = aws_iam_role.instance.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        {
+          Sid      = "AgentBinary"
+          Effect   = "Allow"
+          Action   = ["s3:GetObject"]
+          Resource = ["${aws_s3_bucket.artifacts.arn}/${local.agent_key}"]
+        },
+        {
+          # `agent sync` reads the groups' members; these actions support no resource-level permission.
+          Sid      = "Discovery"
+          Effect   = "Allow"
+          Action   = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
+          Resource = ["*"]
+        },
+      ],
+      [for statement in [
+        {
+          Sid      = "Kms"
+          Effect   = "Allow"
+          Action   = ["kms:Decrypt"]
+          Resource = [var.kms_key_arn]
+        },
+      ] : statement if var.kms_key_arn != null],
+    )
+  })
+}
+
+resource "aws_iam_instance_profile" "this" {
+  name_prefix = "${var.name}-"
+  role        = aws_iam_role.instance.name
+
+  tags = var.tags
+}
+
+################################################################################
+# Security groups
+################################################################################
+
+resource "aws_security_group" "proxy" {
+  name_prefix = "${var.name}-proxy-"
+  description = "haproxy-asg proxies"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-proxy" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "clients" {
+  #checkov:skip=CKV_AWS_260:A public entry point: clients reach the bind ports (80 in the example) from var.ingress_cidr_blocks, which operators narrow.
+  for_each = {
+    for pair in setproduct(local.listen_ports, var.ingress_cidr_blocks) :
+    "${pair[0]} ${pair[1]}" => { port = pair[0], cidr = pair[1] } if var.load_balancer_type != "elb"
+  }
+
+  security_group_id = aws_security_group.proxy.id
+  description       = "Clients (addresses preserved through the NLB) to bind port ${each.value.port}"
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = each.value.cidr
+}
+
+resource "aws_vpc_security_group_ingress_rule" "vpc" {
+  for_each = local.port_keys
+
+  security_group_id = aws_security_group.proxy.id
+  description       = "Load balancer nodes and health checks to bind port ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = tonumber(each.key)
+  to_port           = tonumber(each.key)
+  cidr_ipv4         = var.vpc_cidr_block
+}
+
+resource "aws_vpc_security_group_egress_rule" "backends" {
+  security_group_id = aws_security_group.proxy.id
+  description       = "Backends (any member port) and health checks inside the VPC"
+  ip_protocol       = "tcp"
+  from_port         = 1
+  to_port           = 65535
+  cidr_ipv4         = var.vpc_cidr_block
+}
+
+resource "aws_vpc_security_group_egress_rule" "https" {
+  security_group_id = aws_security_group.proxy.id
+  description       = "AWS APIs (SSM, S3, Auto Scaling, EC2) over HTTPS"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "http" {
+  security_group_id = aws_security_group.proxy.id
+  description       = "Debian package mirrors (signed packages over HTTP)"
+  ip_protocol       = "tcp"
+  from_port         = 80
+  to_port           = 80
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+################################################################################
+# Launch template and Auto Scaling group
+################################################################################
+
+resource "aws_launch_template" "this" {
+  #checkov:skip=CKV_AWS_88:Public addresses are off by default (var.associate_public_ip_address); the example turns them on because it has no NAT gateway, and the security group admits only the bind ports.
+  name_prefix            = "${var.name}-"
+  description            = "haproxy-asg proxy: Debian 12, HAProxy and the agent"
+  image_id               = local.ami_id
+  instance_type          = var.instance_type
+  update_default_version = true
+  user_data              = base64encode(local.user_data)
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.this.arn
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  network_interfaces {
+    associate_public_ip_address = var.associate_public_ip_address
+    delete_on_termination       = true
+    security_groups             = [aws_security_group.proxy.id]
+  }
+
+  block_device_mappings {
+    device_name = var.root_device_name
+
+    ebs {
+      volume_size           = var.root_volume_size
+      volume_type           = "gp3"
+      encrypted             = true
+      kms_key_id            = var.kms_key_arn
+      delete_on_termination = true
+    }
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = local.instance_tags
+  }
+
+  tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = alltrue(flatten([for group, pools in var.groups : [for pool in pools : contains([for p in var.pools : p.name], pool)]]))
+      error_message = "Every pool named in var.groups must be one of var.pools."
+    }
+  }
+}
+
+resource "aws_autoscaling_group" "this" {
+  name                      = var.name
+  min_size                  = var.min_size
+  max_size                  = var.max_size
+  desired_capacity          = var.desired_capacity
+  vpc_zone_identifier       = var.subnet_ids
+  health_check_type         = var.load_balancer_type == "none" ? "EC2" : "ELB"
+  health_check_grace_period = var.health_check_grace_period
+  target_group_arns         = [for port in local.listen_ports : aws_lb_target_group.this[tostring(port)].arn if var.load_balancer_type == "nlb"]
+  load_balancers            = aws_elb.this[*].name
+
+  launch_template {
+    id      = aws_launch_template.this.id
+    version = aws_launch_template.this.latest_version
+  }
+
+  instance_refresh {
+    strategy = "Rolling"
+    preferences {
+      min_healthy_percentage = 50
+    }
+  }
+
+  dynamic "tag" {
+    for_each = local.instance_tags
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.max_size >= var.min_size
+      error_message = "max_size must be at least min_size."
+    }
+  }
+}
+
+################################################################################
+# Network Load Balancer (proxy protocol v2)
+################################################################################
+
+resource "aws_lb" "this" {
+  #checkov:skip=CKV_AWS_91:Access logs need an operator-owned log bucket; HAProxy logs every connection with the client address it got through proxy protocol.
+  #checkov:skip=CKV_AWS_150:Deletion protection is a variable (var.enable_deletion_protection), off by default so that the example can be destroyed.
+  #checkov:skip=CKV2_AWS_28:WAF does not attach to a Network Load Balancer (TCP); HAProxy is the layer-7 point.
+  count = var.load_balancer_type == "nlb" ? 1 : 0
+
+  name                             = var.name
+  load_balancer_type               = "network"
+  internal                         = var.internal
+  subnets                          = local.lb_subnet_ids
+  enable_cross_zone_load_balancing = true
+  enable_deletion_protection       = var.enable_deletion_protection
+
+  tags = var.tags
+}
+
+resource "aws_lb_target_group" "this" {
+  for_each = var.load_balancer_type == "nlb" ? local.port_keys : toset([])
+
+  name                 = "${var.name}-${each.key}"
+  port                 = tonumber(each.key)
+  protocol             = "TCP"
+  target_type          = "instance"
+  vpc_id               = var.vpc_id
+  proxy_protocol_v2    = true
+  deregistration_delay = var.deregistration_delay
+
+  health_check {
+    protocol            = "TCP"
+    port                = "traffic-port"
+    interval            = 10
+    healthy_threshold   = 3
+    unhealthy_threshold = 3
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lb_listener" "this" {
+  #checkov:skip=CKV_AWS_2:TCP passthrough by design: HAProxy terminates the protocol (and TLS, if any) and needs proxy protocol v2, which a TLS listener would not add to the client's bytes.
+  #checkov:skip=CKV_AWS_103:Same: a TCP listener has no TLS policy.
+  for_each = var.load_balancer_type == "nlb" ? local.port_keys : toset([])
+
+  load_balancer_arn = aws_lb.this[0].arn
+  port              = tonumber(each.key)
+  protocol          = "TCP"
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this[each.key].arn
+  }
+
+  tags = var.tags
+}
+
+################################################################################
+# Classic ELB (proxy protocol policy), optional
+################################################################################
+
+resource "aws_security_group" "elb" {
+  count = var.load_balancer_type == "elb" ? 1 : 0
+
+  name_prefix = "${var.name}-elb-"
+  description = "haproxy-asg classic ELB"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-elb" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "elb_clients" {
+  #checkov:skip=CKV_AWS_260:A public entry point: clients reach the bind ports from var.ingress_cidr_blocks, which operators narrow.
+  for_each = {
+    for pair in setproduct(local.listen_ports, var.ingress_cidr_blocks) :
+    "${pair[0]} ${pair[1]}" => { port = pair[0], cidr = pair[1] } if var.load_balancer_type == "elb"
+  }
+
+  security_group_id = aws_security_group.elb[0].id
+  description       = "Clients to listener port ${each.value.port}"
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = each.value.cidr
+}
+
+resource "aws_vpc_security_group_egress_rule" "elb_proxies" {
+  for_each = var.load_balancer_type == "elb" ? local.port_keys : toset([])
+
+  security_group_id = aws_security_group.elb[0].id
+  description       = "To the proxies' bind port ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = tonumber(each.key)
+  to_port           = tonumber(each.key)
+  cidr_ipv4         = var.vpc_cidr_block
+}
+
+resource "aws_elb" "this" {
+  #checkov:skip=CKV_AWS_92:Access logs need an operator-owned log bucket; HAProxy logs every connection with the client address it got through proxy protocol.
+  #checkov:skip=CKV_AWS_127:TCP passthrough by design: HAProxy terminates the protocol and needs the proxy protocol header.
+  count = var.load_balancer_type == "elb" ? 1 : 0
+
+  name                        = var.name
+  internal                    = var.internal
+  subnets                     = local.lb_subnet_ids
+  security_groups             = [aws_security_group.elb[0].id]
+  cross_zone_load_balancing   = true
+  connection_draining         = true
+  connection_draining_timeout = var.deregistration_delay
+
+  dynamic "listener" {
+    for_each = local.listen_ports
+    content {
+      lb_port           = listener.value
+      lb_protocol       = "tcp"
+      instance_port     = listener.value
+      instance_protocol = "tcp"
+    }
+  }
+
+  health_check {
+    target              = "TCP:${local.listen_ports[0]}"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 3
+    unhealthy_threshold = 3
+  }
+
+  tags = var.tags
+}
+
+resource "aws_proxy_protocol_policy" "this" {
+  count = var.load_balancer_type == "elb" ? 1 : 0
+
+  load_balancer  = aws_elb.this[0].name
+  instance_ports = [for port in local.listen_ports : tostring(port)]
+}
+
+################################################################################
+# Route 53
+################################################################################
+
+resource "aws_route53_record" "alias" {
+  count = var.dns_zone_id != null && var.dns_record_name != null && var.load_balancer_type != "none" ? 1 : 0
+
+  zone_id = var.dns_zone_id
+  name    = var.dns_record_name
+  type    = "A"
+
+  alias {
+    name                   = local.lb_dns_name
+    zone_id                = local.lb_zone_id
+    evaluate_target_health = true
+  }
+}

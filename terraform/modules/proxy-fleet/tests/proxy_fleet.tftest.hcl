@@ -1,0 +1,309 @@
+# Wiring of the proxy-fleet module, applied against a mocked AWS provider.
+# Run: terraform init -backend=false && terraform test (scripts/check-terraform does it).
+
+mock_provider "aws" {
+  mock_data "aws_region" {
+    defaults = { name = "us-west-2" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_ami" {
+    defaults = { id = "ami-0123456789abcdef0" }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = {
+      id  = "proxy-artifacts-0123"
+      arn = "arn:aws:s3:::proxy-artifacts-0123"
+    }
+  }
+  mock_resource "aws_iam_instance_profile" {
+    defaults = { arn = "arn:aws:iam::123456789012:instance-profile/proxy-0123" }
+  }
+  mock_resource "aws_launch_template" {
+    defaults = {
+      id             = "lt-0123456789abcdef0"
+      latest_version = 1
+    }
+  }
+  mock_resource "aws_lb" {
+    defaults = {
+      arn      = "arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/net/proxy/0123456789abcdef"
+      dns_name = "proxy-0123456789abcdef.elb.us-west-2.amazonaws.com"
+      zone_id  = "Z18D5FSROUN65G"
+    }
+  }
+  mock_resource "aws_lb_target_group" {
+    defaults = { arn = "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/proxy/0123456789abcdef" }
+  }
+  mock_resource "aws_elb" {
+    defaults = {
+      dns_name = "proxy-123.us-west-2.elb.amazonaws.com"
+      zone_id  = "Z1H1FL5HABSF5"
+    }
+  }
+}
+
+variables {
+  name              = "proxy"
+  vpc_id            = "vpc-0123456789abcdef0"
+  vpc_cidr_block    = "10.0.0.0/16"
+  subnet_ids        = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+  agent_binary_path = "tests/fixtures/agent"
+  pools = [
+    { name = "web", port = 8080, bind = ":80", health_path = "/healthz" },
+    { name = "api", port = 9000, bind = ":8443", slots = 8 },
+  ]
+  groups = {
+    "web-asg" = ["web"]
+    "api-asg" = ["api"]
+  }
+}
+
+run "nlb" {
+  command = apply
+
+  # --- NLB with proxy protocol v2, one listener and target group per bind port ---
+  assert {
+    condition     = aws_lb.this[0].load_balancer_type == "network"
+    error_message = "The default load balancer must be an NLB."
+  }
+  assert {
+    condition     = toset(keys(aws_lb_target_group.this)) == toset(["80", "8443"])
+    error_message = "There must be one target group per pool bind port."
+  }
+  assert {
+    condition     = alltrue([for tg in aws_lb_target_group.this : tg.proxy_protocol_v2 == true && tg.protocol == "TCP"])
+    error_message = "Every target group must be TCP with proxy_protocol_v2 = true."
+  }
+  assert {
+    condition     = alltrue([for port, listener in aws_lb_listener.this : listener.protocol == "TCP" && listener.port == tonumber(port) && listener.default_action[0].target_group_arn == aws_lb_target_group.this[port].arn])
+    error_message = "Every listener must be TCP on its port, forwarding to its target group."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.target_group_arns == toset([for tg in aws_lb_target_group.this : tg.arn]) && length(aws_elb.this) == 0 && length(aws_proxy_protocol_policy.this) == 0
+    error_message = "The group must be attached to the NLB's target groups and no classic ELB must exist."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.health_check_type == "ELB"
+    error_message = "Behind a load balancer the group must use its health checks."
+  }
+
+  # --- accept_proxy: agent.toml and user data ---------------------------------
+  assert {
+    condition     = output.accept_proxy == true && strcontains(output.agent_config, "[render]\naccept_proxy = true\n")
+    error_message = "Behind the NLB agent.toml must set accept_proxy = true (HAProxy binds accept-proxy)."
+  }
+  assert {
+    condition     = output.agent_config == <<-EOT
+      # Written by Terraform (haproxy-asg proxy-fleet module); format: docs/interfaces.md.
+      [haproxy]
+      config = "/etc/haproxy/haproxy.cfg"
+      admin_socket = "/run/haproxy/admin.sock"
+      master_socket = "/run/haproxy/master.sock"
+      binary = "/usr/sbin/haproxy"
+      state_dir = "/var/lib/haproxy-asg"
+
+      [render]
+      accept_proxy = true
+
+      [[pool]]
+      name = "web"
+      port = 8080
+      bind = ":80"
+      slots = 16
+      server_options = "check inter 500ms fall 2 rise 2"
+      health_path = "/healthz"
+      health_timeout_s = 30
+      drain_timeout_s = 60
+
+      [[pool]]
+      name = "api"
+      port = 9000
+      bind = ":8443"
+      slots = 8
+      server_options = "check inter 500ms fall 2 rise 2"
+      health_timeout_s = 30
+      drain_timeout_s = 60
+
+      [aws]
+      groups = { "api-asg" = ["api"], "web-asg" = ["web"] }
+      EOT
+    error_message = "agent.toml must follow docs/interfaces.md."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "cat > /etc/haproxy-asg/agent.toml <<'HAPROXY_ASG_AGENT_TOML'\n${trimspace(output.agent_config)}\nHAPROXY_ASG_AGENT_TOML\n")
+    error_message = "The user data must write agent.toml verbatim (quoted heredoc)."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml config render > /etc/haproxy/haproxy.cfg.new")
+    error_message = "The user data must render haproxy.cfg with the agent."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "apt-get install -y -q --no-install-recommends haproxy")
+    error_message = "The user data must install Debian's haproxy."
+  }
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.this.user_data), "Environment=\"EXTRAOPTS=-S /run/haproxy/master.sock\"") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "ExecStart=/usr/sbin/haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS")
+    )
+    error_message = "HAProxy must run master-worker with the master socket of agent.toml."
+  }
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.this.user_data), "Type=oneshot") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "After=haproxy.service") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "ExecStart=/usr/local/bin/agent sync") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "systemctl enable haproxy.service haproxy-asg-sync.service")
+    )
+    error_message = "A oneshot unit must run agent sync at boot after haproxy.service."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "aws s3 cp --region \"us-west-2\" --only-show-errors \"s3://proxy-artifacts-0123/agent/${filesha256("tests/fixtures/agent")}/agent\"")
+    error_message = "The user data must download the uploaded agent object."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "echo \"${filesha256("tests/fixtures/agent")}  /usr/local/bin/agent.download\" | sha256sum -c -")
+    error_message = "The user data must check the agent's SHA-256."
+  }
+  assert {
+    condition     = aws_s3_object.agent.source == "tests/fixtures/agent" && aws_s3_object.agent.key == "agent/${filesha256("tests/fixtures/agent")}/agent"
+    error_message = "The module must upload the agent binary, content-addressed."
+  }
+  assert {
+    condition     = aws_launch_template.this.image_id == "ami-0123456789abcdef0" && data.aws_ami.debian[0].owners == tolist(["136693071363"])
+    error_message = "The proxies must run the Debian 12 AMI found by the data source."
+  }
+  assert {
+    condition     = aws_launch_template.this.metadata_options[0].http_tokens == "required"
+    error_message = "IMDSv2 must be required."
+  }
+
+  # --- IAM ------------------------------------------------------------------------
+  assert {
+    condition     = aws_iam_role_policy_attachment.ssm.policy_arn == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    error_message = "The instance profile must have AmazonSSMManagedInstanceCore."
+  }
+  assert {
+    condition     = [for s in jsondecode(aws_iam_role_policy.instance.policy).Statement : s.Resource if s.Sid == "AgentBinary"][0] == ["arn:aws:s3:::proxy-artifacts-0123/agent/${filesha256("tests/fixtures/agent")}/agent"]
+    error_message = "The proxies may read exactly the agent object."
+  }
+  assert {
+    condition     = toset(flatten([for s in jsondecode(aws_iam_role_policy.instance.policy).Statement : s.Action if s.Resource == ["*"]])) == toset(["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"])
+    error_message = "Unscoped actions must be read-only discovery."
+  }
+
+  # --- Proxy tag, propagated to the instances ------------------------------------
+  assert {
+    condition     = anytrue([for tag in aws_autoscaling_group.this.tag : tag.key == "haproxy-asg:fleet" && tag.value == "proxy" && tag.propagate_at_launch])
+    error_message = "The group must tag its instances with the proxy tag at launch."
+  }
+  assert {
+    condition     = output.proxy_tag_key == "haproxy-asg:fleet" && output.proxy_tag_value == "proxy" && output.autoscaling_group_name == "proxy"
+    error_message = "The outputs must carry the proxy tag and group for the reactor."
+  }
+  assert {
+    condition     = output.reactor_dns == null
+    error_message = "Behind a load balancer the reactor maintains no per-proxy records."
+  }
+}
+
+run "classic_elb_with_alias" {
+  command = apply
+
+  variables {
+    load_balancer_type = "elb"
+    dns_zone_id        = "Z0123456789ABCDEFGHIJ"
+    dns_record_name    = "www.example.com"
+  }
+
+  assert {
+    condition     = length(aws_lb.this) == 0 && length(aws_lb_target_group.this) == 0 && length(aws_elb.this) == 1
+    error_message = "load_balancer_type = elb must create a classic ELB only."
+  }
+  assert {
+    condition     = toset(aws_proxy_protocol_policy.this[0].instance_ports) == toset(["80", "8443"])
+    error_message = "The classic ELB must have a proxy protocol policy on every instance port."
+  }
+  assert {
+    condition     = toset([for l in aws_elb.this[0].listener : "${l.lb_protocol}:${l.lb_port}->${l.instance_port}"]) == toset(["tcp:80->80", "tcp:8443->8443"])
+    error_message = "The classic ELB must have TCP listeners on the bind ports."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.load_balancers == toset([aws_elb.this[0].name])
+    error_message = "The group must be attached to the classic ELB."
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "accept_proxy = true")
+    error_message = "Behind the classic ELB HAProxy must accept proxy protocol."
+  }
+  assert {
+    condition     = aws_route53_record.alias[0].alias[0].name == "proxy-123.us-west-2.elb.amazonaws.com" && aws_route53_record.alias[0].type == "A"
+    error_message = "The DNS record must be an alias to the load balancer."
+  }
+}
+
+run "no_load_balancer_per_proxy_dns" {
+  command = plan
+
+  variables {
+    load_balancer_type = "none"
+    dns_zone_id        = "Z0123456789ABCDEFGHIJ"
+    dns_record_name    = "proxies.example.com"
+    dns_ttl            = 30
+    groups             = {}
+  }
+
+  assert {
+    condition     = length(aws_lb.this) == 0 && length(aws_elb.this) == 0 && length(aws_route53_record.alias) == 0
+    error_message = "load_balancer_type = none must create no load balancer and no alias."
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "accept_proxy = false") && !strcontains(output.agent_config, "[aws]")
+    error_message = "Without a load balancer HAProxy must not expect proxy protocol; no groups, no [aws]."
+  }
+  assert {
+    condition     = output.reactor_dns == { zone_id = "Z0123456789ABCDEFGHIJ", record_name = "proxies.example.com", ttl = 30 }
+    error_message = "The module must hand the per-proxy record to the reactor."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.health_check_type == "EC2"
+    error_message = "Without a load balancer the group must use EC2 health checks."
+  }
+}
+
+run "bind_ports_must_differ" {
+  command = plan
+  variables {
+    pools = [
+      { name = "web", port = 8080, bind = ":80" },
+      { name = "web2", port = 8081, bind = "0.0.0.0:80" },
+    ]
+  }
+  expect_failures = [var.pools]
+}
+
+run "bind_validated" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = "80" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "server_options_cannot_inject" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", server_options = "check\n  server evil 1.2.3.4:80" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "groups_name_known_pools" {
+  command = plan
+  variables {
+    groups = { "web-asg" = ["nope"] }
+  }
+  expect_failures = [aws_launch_template.this]
+}

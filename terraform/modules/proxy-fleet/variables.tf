@@ -1,0 +1,327 @@
+################################################################################
+# General
+################################################################################
+
+variable "name" {
+  description = "Name of the proxy fleet: the Auto Scaling group (PROXY_GROUP for the reactor), the load balancer, and a prefix for the other resources."
+  type        = string
+  default     = "haproxy-asg-proxy"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9-]{0,23}$", var.name)) && !endswith(var.name, "-")
+    error_message = "name must be 1-24 characters of letters, digits and '-', not starting or ending with '-' (load balancer and target group names are limited to 32)."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+################################################################################
+# Network
+################################################################################
+
+variable "vpc_id" {
+  description = "VPC of the proxies and the load balancer."
+  type        = string
+}
+
+variable "vpc_cidr_block" {
+  description = "CIDR block of the VPC: the proxies reach their backends there, and accept load balancer health checks from it."
+  type        = string
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr_block, 0))
+    error_message = "vpc_cidr_block must be a CIDR block."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Subnets of the proxy instances (the Auto Scaling group)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) > 0
+    error_message = "subnet_ids must name at least one subnet."
+  }
+}
+
+variable "lb_subnet_ids" {
+  description = "Subnets of the load balancer; null: subnet_ids."
+  type        = list(string)
+  default     = null
+}
+
+variable "ingress_cidr_blocks" {
+  description = "Client addresses allowed to the pools' bind ports. With an NLB the proxies see the clients' own addresses, so this applies on the proxies too."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = alltrue([for cidr in var.ingress_cidr_blocks : can(cidrhost(cidr, 0))])
+    error_message = "ingress_cidr_blocks must be CIDR blocks."
+  }
+}
+
+variable "associate_public_ip_address" {
+  description = "Give the proxies public addresses (needed without a NAT gateway or VPC endpoints: the proxies fetch Debian packages and talk to SSM and S3)."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# Instances
+################################################################################
+
+variable "architecture" {
+  description = "Instruction set of the proxies: x86_64 (what scripts/build-artifacts builds the agent for) or arm64 (needs an arm64 agent and instance_type)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
+variable "ami_id" {
+  description = "AMI of the proxies; null: the newest official Debian 12 AMI (owner 136693071363) of the architecture. It must be Debian 12 (the user data installs Debian's haproxy 2.6)."
+  type        = string
+  default     = null
+}
+
+variable "root_device_name" {
+  description = "Root device name of the AMI (Debian's AMIs: /dev/xvda); its volume gets encrypted and sized."
+  type        = string
+  default     = "/dev/xvda"
+}
+
+variable "root_volume_size" {
+  description = "Size of the root volume, GiB."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.root_volume_size >= 8 && var.root_volume_size <= 1024
+    error_message = "root_volume_size must be between 8 and 1024."
+  }
+}
+
+variable "instance_type" {
+  description = "Instance type of the proxies."
+  type        = string
+  default     = "t3.small"
+}
+
+variable "min_size" {
+  description = "Minimum number of proxies."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.min_size >= 0
+    error_message = "min_size must be 0 or more."
+  }
+}
+
+variable "max_size" {
+  description = "Maximum number of proxies."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.max_size >= 1
+    error_message = "max_size must be 1 or more."
+  }
+}
+
+variable "desired_capacity" {
+  description = "Desired number of proxies; null: min_size at creation, then left to scaling."
+  type        = number
+  default     = null
+}
+
+variable "health_check_grace_period" {
+  description = "Seconds after launch before load balancer health checks count (covers package install and the first sync)."
+  type        = number
+  default     = 300
+}
+
+variable "kms_key_arn" {
+  description = "Optional customer-managed KMS key for the root volumes and the artefact bucket; null: AWS-managed keys."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null ? true : can(regex("^arn:aws[a-z-]*:kms:", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN or null."
+  }
+}
+
+################################################################################
+# Agent and HAProxy
+################################################################################
+
+variable "agent_binary_path" {
+  description = "Local path of the agent binary (x86_64 Linux; scripts/build-artifacts copies it to dist/agent). The module uploads it to S3; the proxies download it and check its SHA-256."
+  type        = string
+}
+
+variable "pools" {
+  description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port."
+  type = list(object({
+    name             = string
+    port             = number
+    bind             = string
+    slots            = optional(number, 16)
+    server_options   = optional(string, "check inter 500ms fall 2 rise 2")
+    health_path      = optional(string)
+    health_timeout_s = optional(number, 30)
+    drain_timeout_s  = optional(number, 60)
+  }))
+
+  validation {
+    condition     = length(var.pools) > 0
+    error_message = "pools must have at least one pool."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9_.:-]{1,64}$", pool.name))])
+    error_message = "Pool names are HAProxy backend names: 1-64 characters of letters, digits, '_', '.', ':' and '-'."
+  }
+
+  validation {
+    condition     = length(distinct([for pool in var.pools : pool.name])) == length(var.pools)
+    error_message = "Pool names must be unique."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : pool.port >= 1 && pool.port <= 65535 && floor(pool.port) == pool.port])
+    error_message = "Pool ports must be integers between 1 and 65535."
+  }
+
+  validation {
+    condition = alltrue([
+      for pool in var.pools :
+      can(regex("^(\\*|[0-9.]*|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$", pool.bind)) &&
+      try(tonumber(regex(":([0-9]+)$", pool.bind)[0]) >= 1 && tonumber(regex(":([0-9]+)$", pool.bind)[0]) <= 65535, false)
+    ])
+    error_message = "Each bind must be \"[address]:port\" with a port between 1 and 65535, e.g. \":80\" or \"0.0.0.0:443\"."
+  }
+
+  validation {
+    condition     = length(distinct([for pool in var.pools : try(regex(":([0-9]+)$", pool.bind)[0], pool.bind)])) == length(var.pools)
+    error_message = "Each pool needs its own bind port (one load balancer listener per port)."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : pool.slots >= 1 && pool.slots <= 4096 && floor(pool.slots) == pool.slots])
+    error_message = "slots must be an integer between 1 and 4096."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9 _.,:/=+-]*$", pool.server_options))])
+    error_message = "server_options may only hold letters, digits, spaces and _.,:/=+- (it goes into haproxy.cfg)."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : pool.health_path == null ? true : can(regex("^/[A-Za-z0-9_.~/?&=%-]*$", pool.health_path))])
+    error_message = "health_path must be an absolute URL path without spaces or quotes."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : pool.health_timeout_s >= 1 && pool.drain_timeout_s >= 1])
+    error_message = "health_timeout_s and drain_timeout_s must be at least 1."
+  }
+}
+
+variable "groups" {
+  description = "Auto Scaling group -> pool names, written to agent.toml [aws] groups for `agent sync` (at boot and on demand). Empty: no [aws] section."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for group in keys(var.groups) : can(regex("^[A-Za-z0-9._-]{1,255}$", group))])
+    error_message = "Auto Scaling group names must be 1-255 characters of letters, digits, '.', '-' and '_'."
+  }
+}
+
+variable "proxy_tag_key" {
+  description = "Key of the tag every proxy carries; the reactor may send SSM commands only to instances with it."
+  type        = string
+  default     = "haproxy-asg:fleet"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9 _.:/=+@-]{1,128}$", var.proxy_tag_key)) && !startswith(lower(var.proxy_tag_key), "aws:")
+    error_message = "proxy_tag_key must be a valid tag key (1-128 characters, no 'aws:' prefix)."
+  }
+}
+
+variable "proxy_tag_value" {
+  description = "Value of the proxy tag; null: the fleet's name."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.proxy_tag_value == null ? true : can(regex("^[A-Za-z0-9 _.:/=+@-]{1,256}$", var.proxy_tag_value))
+    error_message = "proxy_tag_value must be a valid tag value (1-256 characters)."
+  }
+}
+
+################################################################################
+# Load balancer and DNS
+################################################################################
+
+variable "load_balancer_type" {
+  description = "nlb: Network Load Balancer, TCP listeners, target groups with proxy protocol v2. elb: classic ELB with a proxy protocol policy. none: no load balancer (clients reach the proxies through the reactor's per-proxy DNS records). With nlb or elb, HAProxy binds with accept-proxy."
+  type        = string
+  default     = "nlb"
+
+  validation {
+    condition     = contains(["nlb", "elb", "none"], var.load_balancer_type)
+    error_message = "load_balancer_type must be nlb, elb or none."
+  }
+}
+
+variable "internal" {
+  description = "Make the load balancer internal."
+  type        = bool
+  default     = false
+}
+
+variable "enable_deletion_protection" {
+  description = "Deletion protection of the NLB."
+  type        = bool
+  default     = false
+}
+
+variable "deregistration_delay" {
+  description = "Seconds the load balancer drains a leaving proxy (NLB deregistration delay, ELB connection draining timeout)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.deregistration_delay >= 1 && var.deregistration_delay <= 3600
+    error_message = "deregistration_delay must be between 1 and 3600."
+  }
+}
+
+variable "dns_zone_id" {
+  description = "Route 53 hosted zone for dns_record_name; null: no DNS."
+  type        = string
+  default     = null
+}
+
+variable "dns_record_name" {
+  description = "Record name (FQDN). With a load balancer: an alias A record to it. With load_balancer_type = none: the per-proxy multi-value A records that the reactor maintains (see the reactor_dns output)."
+  type        = string
+  default     = null
+}
+
+variable "dns_ttl" {
+  description = "TTL of the per-proxy records the reactor maintains (load_balancer_type = none)."
+  type        = number
+  default     = 60
+}

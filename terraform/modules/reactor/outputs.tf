@@ -1,0 +1,67 @@
+output "function_name" {
+  description = "Name of the reactor Lambda function."
+  value       = aws_lambda_function.this.function_name
+}
+
+output "function_arn" {
+  description = "ARN of the reactor Lambda function."
+  value       = aws_lambda_function.this.arn
+}
+
+output "role_name" {
+  description = "Name of the reactor's IAM role."
+  value       = aws_iam_role.this.name
+}
+
+output "role_arn" {
+  description = "ARN of the reactor's IAM role."
+  value       = aws_iam_role.this.arn
+}
+
+output "ssm_document_name" {
+  description = "Name of the SSM Command document that runs the agent on the proxies (SSM_DOCUMENT)."
+  value       = aws_ssm_document.agent.name
+}
+
+output "ssm_document_arn" {
+  description = "ARN of the SSM Command document."
+  value       = local.ssm_document_arn
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the dead-letter queue: failed invocations and undeliverable events land here."
+  value       = aws_sqs_queue.dlq.arn
+}
+
+output "dead_letter_queue_url" {
+  description = "URL of the dead-letter queue."
+  value       = aws_sqs_queue.dlq.id
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the reactor."
+  value       = aws_cloudwatch_log_group.this.name
+}
+
+output "lifecycle_hooks" {
+  description = "Lifecycle hooks created, keyed \"<group>/<launch|terminate>\": group, hook name and transition."
+  value = {
+    for key, hook in aws_autoscaling_lifecycle_hook.this :
+    key => { group = hook.autoscaling_group_name, name = hook.name, transition = hook.lifecycle_transition }
+  }
+}
+
+output "event_rule_arns" {
+  description = "ARNs of the EventBridge rules, keyed lifecycle, results and reconcile."
+  value       = { for key, rule in aws_cloudwatch_event_rule.this : key => rule.arn }
+}
+
+output "environment" {
+  description = "The reactor's environment variables (docs/interfaces.md)."
+  value       = local.environment
+}
+
+output "event_patterns" {
+  description = "Event patterns of the lifecycle and results rules (JSON), keyed like event_rule_arns."
+  value       = { for key, rule in aws_cloudwatch_event_rule.this : key => rule.event_pattern if rule.event_pattern != null }
+}

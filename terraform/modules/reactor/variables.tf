@@ -1,0 +1,274 @@
+################################################################################
+# General
+################################################################################
+
+variable "name" {
+  description = "Name of the reactor: used for the Lambda function, its IAM role, the SSM document, the event rules, the lifecycle hooks and the dead-letter queue (with suffixes)."
+  type        = string
+  default     = "haproxy-asg-reactor"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,40}$", var.name))
+    error_message = "name must be 1-40 characters of letters, digits, '-' and '_' (it is suffixed for the event rules, whose names are limited to 64)."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+################################################################################
+# Lambda function
+################################################################################
+
+variable "lambda_zip_path" {
+  description = "Path of the zip that `cargo lambda build --release --output-format zip -p reactor` produced (scripts/build-artifacts copies it to dist/reactor.zip)."
+  type        = string
+
+  validation {
+    condition     = can(regex("\\.zip$", var.lambda_zip_path))
+    error_message = "lambda_zip_path must name a .zip file."
+  }
+}
+
+variable "architecture" {
+  description = "Instruction set of the Lambda function: x86_64 (what scripts/build-artifacts builds by default) or arm64 (build with --arm64)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
+variable "memory_size" {
+  description = "Memory of the Lambda function, in MB."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.memory_size >= 128 && var.memory_size <= 10240 && floor(var.memory_size) == var.memory_size
+    error_message = "memory_size must be an integer between 128 and 10240."
+  }
+}
+
+variable "timeout" {
+  description = "Timeout of the Lambda function in seconds; also the execution timeout of the SSM command on each proxy. Must exceed the longest wait (max of health_timeout_s and drain_timeout_s) by at least 30 s."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.timeout >= 30 && var.timeout <= 900 && floor(var.timeout) == var.timeout
+    error_message = "timeout must be an integer between 30 and 900."
+  }
+}
+
+variable "reserved_concurrent_executions" {
+  description = "Reserved concurrency of the Lambda function (-1: unreserved). Bounds how many events are handled at once, and so the SSM and Auto Scaling API call rate."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.reserved_concurrent_executions == -1 || (var.reserved_concurrent_executions >= 1 && floor(var.reserved_concurrent_executions) == var.reserved_concurrent_executions)
+    error_message = "reserved_concurrent_executions must be -1 or a positive integer (0 would stop the reactor)."
+  }
+}
+
+variable "tracing_mode" {
+  description = "X-Ray tracing mode of the Lambda function: PassThrough (no extra permission) or Active (the role is then allowed to write traces)."
+  type        = string
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.tracing_mode)
+    error_message = "tracing_mode must be PassThrough or Active."
+  }
+}
+
+variable "maximum_retry_attempts" {
+  description = "How often Lambda retries a failed asynchronous invocation (an event) before it goes to the dead-letter queue."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = contains([0, 1, 2], var.maximum_retry_attempts)
+    error_message = "maximum_retry_attempts must be 0, 1 or 2."
+  }
+}
+
+variable "maximum_event_age_in_seconds" {
+  description = "Oldest an event may be and still be handled (older ones go to the dead-letter queue). Keep it below heartbeat_timeout: a late lifecycle event is of no use."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.maximum_event_age_in_seconds >= 60 && var.maximum_event_age_in_seconds <= 21600
+    error_message = "maximum_event_age_in_seconds must be between 60 and 21600."
+  }
+}
+
+variable "log_retention_in_days" {
+  description = "Retention of the Lambda function's CloudWatch log group, in days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_in_days)
+    error_message = "log_retention_in_days must be one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "Optional customer-managed KMS key for the log group, the dead-letter queue and the function's environment. Null: AWS-managed encryption (SSE-SQS for the queue). A key given here must allow CloudWatch Logs, EventBridge and the reactor's role to use it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null ? true : can(regex("^arn:aws[a-z-]*:kms:", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN or null."
+  }
+}
+
+################################################################################
+# What the reactor manages
+################################################################################
+
+variable "pools" {
+  description = "Backend Auto Scaling groups and the HAProxy pools each feeds: { \"<asg name>\" = [{ name = \"web\", port = 8080 }] }. Becomes the POOLS environment variable; the groups get the lifecycle hooks and the event rules. Group tags haproxy:pool / haproxy:port override it at run time."
+  type = map(list(object({
+    name = string
+    port = number
+  })))
+
+  validation {
+    condition     = length(var.pools) > 0
+    error_message = "pools must name at least one Auto Scaling group."
+  }
+
+  validation {
+    condition     = alltrue([for group in keys(var.pools) : can(regex("^[A-Za-z0-9._-]{1,255}$", group))])
+    error_message = "Auto Scaling group names (the keys of pools) must be 1-255 characters of letters, digits, '.', '-' and '_'."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for group, pools in var.pools : [for pool in pools : can(regex("^[A-Za-z0-9_.:-]{1,64}$", pool.name))]]))
+    error_message = "Pool names are HAProxy backend names: 1-64 characters of letters, digits, '_', '.', ':' and '-'."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for group, pools in var.pools : [for pool in pools : pool.port >= 1 && pool.port <= 65535 && floor(pool.port) == pool.port]]))
+    error_message = "Pool ports must be integers between 1 and 65535."
+  }
+}
+
+variable "proxy_group_name" {
+  description = "Name of the proxy fleet's Auto Scaling group (PROXY_GROUP): its launch/terminate results reach the reactor too, for the Route 53 records."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]{1,255}$", var.proxy_group_name))
+    error_message = "proxy_group_name must be 1-255 characters of letters, digits, '.', '-' and '_'."
+  }
+}
+
+variable "proxy_tag_key" {
+  description = "Key of the tag that every proxy instance carries (PROXY_TAG_KEY). ssm:SendCommand is allowed only on instances with this tag."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9 _.:/=+@-]{1,128}$", var.proxy_tag_key)) && !startswith(lower(var.proxy_tag_key), "aws:")
+    error_message = "proxy_tag_key must be a valid tag key (1-128 characters, no 'aws:' prefix)."
+  }
+}
+
+variable "proxy_tag_value" {
+  description = "Value of the proxy tag (PROXY_TAG_VALUE)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9 _.:/=+@-]{1,256}$", var.proxy_tag_value))
+    error_message = "proxy_tag_value must be a valid tag value (1-256 characters)."
+  }
+}
+
+variable "dns" {
+  description = "Optional per-proxy multi-value A records that the reactor maintains (DNS_ZONE_ID, DNS_RECORD_NAME, DNS_TTL): pass the proxy-fleet module's `reactor_dns` output. Null: no Route 53 access."
+  type = object({
+    zone_id     = string
+    record_name = string
+    ttl         = optional(number, 60)
+  })
+  default = null
+
+  validation {
+    condition     = var.dns == null ? true : can(regex("^[A-Z0-9]{1,32}$", var.dns.zone_id))
+    error_message = "dns.zone_id must be a Route 53 hosted zone id (e.g. Z0123456789ABCDEFGHIJ)."
+  }
+
+  validation {
+    condition     = var.dns == null ? true : (var.dns.ttl >= 0 && var.dns.ttl <= 172800)
+    error_message = "dns.ttl must be between 0 and 172800."
+  }
+}
+
+variable "health_timeout_s" {
+  description = "How long the reactor waits for a launching member to be UP on every proxy (HEALTH_TIMEOUT_S) before it abandons the launch. Keep it above the pools' health_timeout_s in agent.toml."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.health_timeout_s >= 1 && var.health_timeout_s <= 3600
+    error_message = "health_timeout_s must be between 1 and 3600."
+  }
+}
+
+variable "drain_timeout_s" {
+  description = "How long the reactor waits for a leaving member to be drained on every proxy (DRAIN_TIMEOUT_S). Keep it above the pools' drain_timeout_s in agent.toml, and below heartbeat_timeout."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.drain_timeout_s >= 1 && var.drain_timeout_s <= 3600
+    error_message = "drain_timeout_s must be between 1 and 3600."
+  }
+}
+
+################################################################################
+# Lifecycle hooks and events
+################################################################################
+
+variable "heartbeat_timeout" {
+  description = "Heartbeat timeout of the lifecycle hooks, in seconds: how long an instance waits in Pending:Wait / Terminating:Wait before default_result applies (the reactor sends heartbeats during long drains)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.heartbeat_timeout >= 30 && var.heartbeat_timeout <= 7200 && floor(var.heartbeat_timeout) == var.heartbeat_timeout
+    error_message = "heartbeat_timeout must be an integer between 30 and 7200."
+  }
+}
+
+variable "default_result" {
+  description = "What Auto Scaling does when a hook times out: ABANDON (a launch that no proxy confirmed is terminated) or CONTINUE."
+  type        = string
+  default     = "ABANDON"
+
+  validation {
+    condition     = contains(["CONTINUE", "ABANDON"], var.default_result)
+    error_message = "default_result must be CONTINUE or ABANDON."
+  }
+}
+
+variable "reconcile_schedule" {
+  description = "How often the reactor reconciles every pool with its group (catches lost events), as an EventBridge rate expression."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)$", var.reconcile_schedule))
+    error_message = "reconcile_schedule must be a rate expression such as \"rate(1 minute)\" or \"rate(5 minutes)\"."
+  }
+}
