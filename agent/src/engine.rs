@@ -181,13 +181,25 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// HAProxy's live server states.
-    pub fn live(&self) -> Result<Vec<ServerState>, EngineError> {
-        let text = self.client.query("show servers state")?;
-        parse_servers_state(&text).map_err(|reason| EngineError::Parse {
-            command: "show servers state",
-            reason,
-        })
+    /// HAProxy's live server states of `pools` (one query per pool, so a host with
+    /// many pools only reads those a message touches).
+    pub fn live<'p>(
+        &self,
+        pools: impl IntoIterator<Item = &'p PoolName>,
+    ) -> Result<Vec<ServerState>, EngineError> {
+        let mut out = Vec::new();
+        for pool in pools {
+            let text = self.client.query(&format!("show servers state {pool}"))?;
+            if !text.starts_with('1') {
+                // "Can't find backend." and the like.
+                return Err(EngineError::NoBackend { pool: pool.clone() });
+            }
+            out.extend(parse_servers_state(&text).map_err(|reason| EngineError::Parse {
+                command: "show servers state",
+                reason,
+            })?);
+        }
+        Ok(out)
     }
 
     fn live_pool(&self, states: &[ServerState], pool: &PoolName) -> Result<LiveSlots, EngineError> {
@@ -205,7 +217,7 @@ impl<'a> Engine<'a> {
         for p in &change.pools {
             self.pool_cfg(&p.pool)?;
         }
-        let states = self.live()?;
+        let states = self.live(change.pools.iter().map(|p| &p.pool))?;
         let mut plans = Vec::new();
         for p in &change.pools {
             let live = self.live_pool(&states, &p.pool)?;
@@ -228,7 +240,7 @@ impl<'a> Engine<'a> {
         for p in &desired.pools {
             self.pool_cfg(&p.pool)?;
         }
-        let states = self.live()?;
+        let states = self.live(desired.pools.iter().map(|p| &p.pool))?;
         let saved = self.table.clone();
         let mut plans = Vec::new();
         let mut diff = Vec::new();
@@ -247,10 +259,17 @@ impl<'a> Engine<'a> {
         Ok((diff, Some(report)))
     }
 
+    /// Writes the slot table and HAProxy's server-state file.
     fn save(&self) -> Result<(), EngineError> {
-        let json = serde_json::to_vec_pretty(&self.table).unwrap_or_default();
-        store::write_atomic(&self.cfg.haproxy.slots_path(), &json)?;
+        self.save_table()?;
         self.save_server_state()
+    }
+
+    /// Writes the slot table only (the intent, before HAProxy is touched).
+    fn save_table(&self) -> Result<(), EngineError> {
+        let json = serde_json::to_vec(&self.table).unwrap_or_default();
+        store::write_atomic(&self.cfg.haproxy.slots_path(), &json)?;
+        Ok(())
     }
 
     fn save_server_state(&self) -> Result<(), EngineError> {
@@ -282,9 +301,11 @@ impl<'a> Engine<'a> {
             }
         }
         if !needs.is_empty() {
-            self.resize(states, &needs)?;
+            self.resize(&needs)?;
         }
-        self.save()?;
+        // The intent, before any command: a run killed from here on is re-asserted by
+        // the next one.
+        self.save_table()?;
 
         let mut cmds = Vec::new();
         let mut pending = Vec::new();
@@ -358,7 +379,10 @@ impl<'a> Engine<'a> {
         }
         if !cmds.is_empty() {
             self.client.batch(&cmds)?;
-            self.save_server_state()?;
+            if opts.wait {
+                // HAProxy changed: keep its state file current while we wait.
+                self.save_server_state()?;
+            }
         }
         if opts.wait {
             self.wait(&mut pending, &mut outcomes, generation, start, opts)?;
@@ -378,15 +402,11 @@ impl<'a> Engine<'a> {
         }
         self.save()?;
         // Report in the message's order.
-        let mut sorted = Vec::with_capacity(order.len());
-        for (pool, member) in &order {
-            if let Some(i) = outcomes
-                .iter()
-                .position(|o| &o.pool == pool && &o.member == member)
-            {
-                sorted.push(outcomes.swap_remove(i));
-            }
-        }
+        let mut by_key: std::collections::HashMap<(PoolName, MemberId), Outcome> = outcomes
+            .into_iter()
+            .map(|o| ((o.pool.clone(), o.member.clone()), o))
+            .collect();
+        let sorted: Vec<Outcome> = order.iter().filter_map(|k| by_key.remove(k)).collect();
         let ok = sorted.iter().all(|o| o.status.is_success());
         Ok(Report {
             host: self.cfg.host.clone(),
@@ -520,11 +540,14 @@ impl<'a> Engine<'a> {
 
     /// Resizes slot blocks (growing those in `needs`, shrinking mostly-free ones),
     /// validates the configuration and reloads HAProxy through the master socket.
-    fn resize(
-        &mut self,
-        states: &[ServerState],
-        needs: &BTreeMap<PoolName, u32>,
-    ) -> Result<(), EngineError> {
+    fn resize(&mut self, needs: &BTreeMap<PoolName, u32>) -> Result<(), EngineError> {
+        // Every pool may shrink here, so read every pool's slots (rare: reloads only).
+        let all = self.client.query("show servers state")?;
+        let states = parse_servers_state(&all).map_err(|reason| EngineError::Parse {
+            command: "show servers state",
+            reason,
+        })?;
+        let states = states.as_slice();
         let path = &self.cfg.haproxy.config;
         let old = std::fs::read_to_string(path).map_err(|e| {
             EngineError::Config(format!("cannot read {}: {e}", path.display()))

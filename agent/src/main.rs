@@ -1,6 +1,6 @@
 //! `agent`: the command operators and SSM run on every HAProxy host.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -306,7 +306,8 @@ fn exit_for(r: &Report) -> ExitCode {
 
 fn print_report(r: &Report, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        // A closed stdout (e.g. piped into `head`) is not worth a panic.
+        let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string(r).unwrap_or_default());
         return;
     }
     for o in &r.outcomes {

@@ -198,6 +198,8 @@ pub fn plan_change(
     let mut steps = Vec::new();
     let mut size_needed = live.size();
     let mut taken = table.used();
+    // Slots are only taken within one plan, so the search resumes where it stopped.
+    let mut cursor = 1;
     let is_free = |n: u32, taken: &BTreeSet<u32>| {
         !taken.contains(&n) && live.slots.get(&n).is_none_or(|s| s.in_maint())
     };
@@ -233,10 +235,10 @@ pub fn plan_change(
             });
             continue;
         }
-        let mut n = 1;
-        while !is_free(n, &taken) {
-            n += 1;
+        while !is_free(cursor, &taken) {
+            cursor += 1;
         }
+        let n = cursor;
         taken.insert(n);
         size_needed = size_needed.max(n);
         table.members.insert(

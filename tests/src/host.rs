@@ -64,6 +64,8 @@ pub struct AgentRun {
     pub stdout: String,
     /// Standard error.
     pub stderr: String,
+    /// The agent process's peak resident memory (KiB), from `wait4`.
+    pub max_rss_kb: i64,
 }
 
 /// A running HAProxy host; HAProxy is stopped when dropped.
@@ -208,11 +210,23 @@ impl Host {
                 si.write_all(text.as_bytes())?;
             }
         }
-        let out = child.wait_with_output()?;
+        let read = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            })
+        };
+        let out = read(child.stdout.take().map(|s| Box::new(s) as _));
+        let err = read(child.stderr.take().map(|s| Box::new(s) as _));
+        let (code, max_rss_kb) = wait_with_rusage(&mut child)?;
         Ok(AgentRun {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+            max_rss_kb,
         })
     }
 
@@ -250,6 +264,26 @@ impl Host {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir().join("haproxy.log")).unwrap_or_default()
     }
+}
+
+/// Waits for `child` with `wait4`, returning its exit code (-1 if signalled) and its
+/// own peak RSS in KiB.
+fn wait_with_rusage(child: &mut Child) -> anyhow::Result<(i32, i64)> {
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: zeroed rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if rc != pid {
+        let out = child.wait()?;
+        return Ok((out.code().unwrap_or(-1), -1));
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ok((code, usage.ru_maxrss))
 }
 
 impl Drop for Host {

@@ -46,25 +46,13 @@ fn change(generation: u64, add: Vec<Member>, remove: Vec<MemberId>) -> Change {
     )
 }
 
-/// Peak RSS (KiB) of the largest child process waited for so far.
-fn children_peak_rss_kb() -> i64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    if rc == 0 {
-        u.ru_maxrss
-    } else {
-        -1
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
 /// Median wall time of `agent apply --no-wait` adding `n` fresh members (socket only).
-fn apply_time(host: &Host, n: usize, reps: u32, gen: &mut u64) -> anyhow::Result<f64> {
+fn apply_time(host: &Host, n: usize, reps: u32, gen: &mut u64, rss: &mut i64) -> anyhow::Result<f64> {
     let mut times = Vec::new();
     for rep in 0..reps {
         let add: Vec<Member> = (0..n)
@@ -80,6 +68,7 @@ fn apply_time(host: &Host, n: usize, reps: u32, gen: &mut u64) -> anyhow::Result
         let run = host.agent(&["apply", "--json", "--no-wait", "--change", &body], None)?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         ensure!(run.code == 0, "apply of {n} failed: {}", run.stderr);
+        *rss = (*rss).max(run.max_rss_kb);
         ensure!(!run.stdout.contains("\"reloads\":1"), "the bench host must not grow");
         *gen += 1;
         let run = host.agent(
@@ -87,6 +76,7 @@ fn apply_time(host: &Host, n: usize, reps: u32, gen: &mut u64) -> anyhow::Result
             None,
         )?;
         ensure!(run.code == 0, "removal of {n} failed: {}", run.stderr);
+        *rss = (*rss).max(run.max_rss_kb);
     }
     Ok(median(times))
 }
@@ -108,7 +98,7 @@ fn slot_count(host: &Host) -> anyhow::Result<u32> {
         .context("no slot line")
 }
 
-fn churn(cycles: u32) -> anyhow::Result<Churn> {
+fn churn(cycles: u32, rss: &mut i64) -> anyhow::Result<Churn> {
     let host = Host::start(&HostSpec {
         name: "bench-churn".into(),
         pools: vec![PoolSpec::new("web", 2)],
@@ -116,12 +106,17 @@ fn churn(cycles: u32) -> anyhow::Result<Churn> {
     let backends: Vec<Backend> = (0..12)
         .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1"))
         .collect::<Result<_, _>>()?;
+    let mut members: std::collections::VecDeque<(MemberId, usize)> = Default::default();
+    let mut gen = 1u64;
+    // The pool serves before the load starts (an empty pool answers 503 by design).
+    let first = member("i-first".into(), backends[0].addr.ip(), backends[0].addr.port());
+    let (report, _) = host.apply(&change(gen, vec![first.clone()], vec![]))?;
+    ensure!(report.ok, "first member: {report:?}");
+    members.push_back((first.id, 0));
     let load = Load::start(host.frontend("web"), 4, Duration::from_secs(600), 10_000_000);
     let started = Instant::now();
-    let mut members: std::collections::VecDeque<(MemberId, usize)> = Default::default();
-    let mut next_backend = 0usize;
+    let mut next_backend = 1usize;
     let mut reloads_while_free = 0;
-    let mut gen = 0u64;
     for c in 0..cycles {
         let size = slot_count(&host)?;
         let free_before = (members.len() as u32) < size;
@@ -142,6 +137,7 @@ fn churn(cycles: u32) -> anyhow::Result<Churn> {
         gen += 1;
         let before = host.reloads()?;
         let (report, run) = host.apply(&change(gen, vec![new.clone()], remove))?;
+        *rss = (*rss).max(run.max_rss_kb);
         ensure!(
             report.outcomes.iter().all(|o| matches!(o.status, OutcomeStatus::Up | OutcomeStatus::Drained)),
             "cycle {c}: {report:?} {}",
@@ -176,14 +172,14 @@ fn main() -> anyhow::Result<()> {
     })?;
     let mut gen = 0;
     eprintln!("agent-bench: timing applies of 1, 100, 1000 members ({} reps each)...", args.reps);
-    let apply_1 = apply_time(&host, 1, args.reps.max(1) * 4, &mut gen)?;
-    let apply_100 = apply_time(&host, 100, args.reps.max(1), &mut gen)?;
-    let apply_1000 = apply_time(&host, 1000, args.reps.max(1), &mut gen)?;
+    let mut rss = 0;
+    let apply_1 = apply_time(&host, 1, args.reps.max(1) * 4, &mut gen, &mut rss)?;
+    let apply_100 = apply_time(&host, 100, args.reps.max(1), &mut gen, &mut rss)?;
+    let apply_1000 = apply_time(&host, 1000, args.reps.max(1), &mut gen, &mut rss)?;
     let apply_reloads = host.reloads()?;
     drop(host);
     eprintln!("agent-bench: churn: {} add/remove cycles under HTTP load...", args.cycles);
-    let c = churn(args.cycles)?;
-    let rss = children_peak_rss_kb();
+    let c = churn(args.cycles, &mut rss)?;
 
     println!("agent-bench (real HAProxy {}, loopback)", haproxy_version());
     println!("{:<44} {:>12} {:>10}", "figure", "value", "target");
