@@ -53,6 +53,8 @@ pub struct HostSpec {
     pub name: String,
     /// Its pools.
     pub pools: Vec<PoolSpec>,
+    /// Extra agent.toml text appended as is (e.g. an `[aws]` section).
+    pub extra_toml: String,
 }
 
 /// The result of one agent run.
@@ -107,6 +109,7 @@ impl Host {
                 toml.push_str(&format!("health_path = \"{h}\"\n"));
             }
         }
+        toml.push_str(&spec.extra_toml);
         let config = d.join("agent.toml");
         std::fs::write(&config, toml)?;
         let mut host = Self {

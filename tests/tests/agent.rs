@@ -38,6 +38,7 @@ fn host_with(pool: PoolSpec) -> Host {
     Host::start(&HostSpec {
         name: "proxy-test".into(),
         pools: vec![pool],
+        extra_toml: String::new(),
     })
     .expect("start haproxy host")
 }
