@@ -10,7 +10,9 @@
 //!   drains, persistence.
 //! - [`store`]: atomic files and the per-host lock.
 //! - [`status`]: what `agent status` shows.
+//! - [`aws`]: the desired state read from AWS (`agent sync` without `--desired`).
 
+pub mod aws;
 pub mod cfgfile;
 pub mod config;
 pub mod engine;

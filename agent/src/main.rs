@@ -292,8 +292,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn desired_from_aws(_cfg: &AgentConfig) -> anyhow::Result<Desired> {
-    bail!("reading the desired state from AWS is not built into this agent yet; pass --desired FILE")
+fn desired_from_aws(cfg: &AgentConfig) -> anyhow::Result<Desired> {
+    eprintln!(
+        "agent: reading groups {} from AWS...",
+        cfg.aws_groups.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
+    Ok(agent::aws::desired(cfg)?)
 }
 
 fn exit_for(r: &Report) -> ExitCode {

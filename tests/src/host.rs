@@ -30,6 +30,8 @@ pub struct PoolSpec {
     pub drain_timeout_s: f64,
     /// Server options.
     pub server_options: String,
+    /// The members' default port.
+    pub port: u16,
 }
 
 impl PoolSpec {
@@ -42,6 +44,7 @@ impl PoolSpec {
             health_timeout_s: 5.0,
             drain_timeout_s: 10.0,
             server_options: "check inter 100ms fall 2 rise 2".into(),
+            port: 80,
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct HostSpec {
     pub pools: Vec<PoolSpec>,
     /// Extra agent.toml text appended as is (e.g. an `[aws]` section).
     pub extra_toml: String,
+    /// Environment for every agent run (e.g. `AWS_ENDPOINT_URL` of the emulator).
+    pub env: Vec<(String, String)>,
 }
 
 /// The result of one agent run.
@@ -79,6 +84,8 @@ pub struct Host {
     pub config: PathBuf,
     /// Frontend address per pool.
     pub frontends: BTreeMap<String, SocketAddr>,
+    /// Environment for every agent run.
+    pub env: Vec<(String, String)>,
     haproxy: Option<Child>,
 }
 
@@ -102,8 +109,8 @@ impl Host {
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
             frontends.insert(p.name.clone(), addr);
             toml.push_str(&format!(
-                "[[pool]]\nname = \"{}\"\nport = 80\nbind = \"{addr}\"\nslots = {}\nserver_options = \"{}\"\nhealth_timeout_s = {}\ndrain_timeout_s = {}\n",
-                p.name, p.slots, p.server_options, p.health_timeout_s, p.drain_timeout_s
+                "[[pool]]\nname = \"{}\"\nport = {}\nbind = \"{addr}\"\nslots = {}\nserver_options = \"{}\"\nhealth_timeout_s = {}\ndrain_timeout_s = {}\n",
+                p.name, p.port, p.slots, p.server_options, p.health_timeout_s, p.drain_timeout_s
             ));
             if let Some(h) = &p.health_path {
                 toml.push_str(&format!("health_path = \"{h}\"\n"));
@@ -117,6 +124,7 @@ impl Host {
             name: spec.name.clone(),
             config,
             frontends,
+            env: spec.env.clone(),
             haproxy: None,
         };
         let cfg = host.agent(&["config", "render"], None)?;
@@ -204,6 +212,7 @@ impl Host {
     pub fn agent(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<AgentRun> {
         let mut cmd = Command::new(bins::path("agent")?);
         cmd.arg("--config").arg(&self.config).args(args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

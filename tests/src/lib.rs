@@ -13,6 +13,8 @@ pub mod bins;
 pub mod host;
 pub mod http;
 pub mod load;
+pub mod moto;
+pub mod watch;
 
 pub use backend::Backend;
 pub use host::{Host, HostSpec, PoolSpec};

@@ -39,6 +39,7 @@ fn host_with(pool: PoolSpec) -> Host {
         name: "proxy-test".into(),
         pools: vec![pool],
         extra_toml: String::new(),
+        env: Vec::new(),
     })
     .expect("start haproxy host")
 }

@@ -54,6 +54,12 @@ pub enum AwsError {
 /// region, credentials and endpoint (`AWS_ENDPOINT_URL`), standard retry mode with
 /// [`MAX_ATTEMPTS`] attempts and short backoff, and bounded timeouts.
 pub async fn sdk_config() -> aws_config::SdkConfig {
+    sdk_loader().load().await
+}
+
+/// The loader behind [`sdk_config`], for callers that set more (an explicit endpoint,
+/// region or credentials, as the tests do against the emulator).
+pub fn sdk_loader() -> aws_config::ConfigLoader {
     let retry = aws_config::retry::RetryConfig::standard()
         .with_max_attempts(MAX_ATTEMPTS)
         .with_initial_backoff(Duration::from_millis(100))
@@ -65,8 +71,6 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(retry)
         .timeout_config(timeouts)
-        .load()
-        .await
 }
 
 /// The desired state of every pool fed by `groups` (Auto Scaling group name -> its

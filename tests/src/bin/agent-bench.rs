@@ -103,6 +103,7 @@ fn churn(cycles: u32, rss: &mut i64) -> anyhow::Result<Churn> {
         name: "bench-churn".into(),
         pools: vec![PoolSpec::new("web", 2)],
         extra_toml: String::new(),
+        env: Vec::new(),
     })?;
     let backends: Vec<Backend> = (0..12)
         .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1"))
@@ -171,6 +172,7 @@ fn main() -> anyhow::Result<()> {
         name: "bench-apply".into(),
         pools: vec![pool],
         extra_toml: String::new(),
+        env: Vec::new(),
     })?;
     let mut gen = 0;
     eprintln!("agent-bench: timing applies of 1, 100, 1000 members ({} reps each)...", args.reps);

@@ -1,15 +1,16 @@
 //! `backend`: a small real HTTP server standing in for an instance of a backend group.
 //!
 //! `GET /` answers its name; `GET /slow?ms=N` answers after N ms; `GET /healthz` answers
-//! 200 (or 503 with `--unhealthy`); `GET /__stats` answers `{"requests":N}`, the number
-//! of requests served other than health checks and stats. It prints
+//! 200 (or 503 with `--unhealthy`); `GET /__stats` answers `{"requests":N,"first_ms":T}`:
+//! the number of requests served other than health checks and stats, and the unix time
+//! in ms of the first of them (`null` before any). It prints
 //! `listening ADDR` on stdout once it accepts connections, and serves until killed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
@@ -32,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(&args.listen)?;
     println!("listening {}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let served = Arc::new(AtomicU64::new(0));
+    let served = Arc::new(Served::default());
     let name: Arc<str> = args.name.into();
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
@@ -46,7 +47,22 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &AtomicU64) -> std::io::Result<()> {
+/// Requests served (health checks and stats excluded) and when the first one came.
+#[derive(Default)]
+struct Served {
+    requests: AtomicU64,
+    /// Unix ms of the first request; 0 before any.
+    first_ms: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &Served) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
@@ -78,12 +94,22 @@ fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &AtomicU64) -> st
                 ("200 OK", "ok\n".to_string())
             }
         } else if target == "/__stats" {
+            let first = match served.first_ms.load(Ordering::SeqCst) {
+                0 => "null".to_string(),
+                t => t.to_string(),
+            };
             (
                 "200 OK",
-                format!("{{\"requests\":{}}}\n", served.load(Ordering::SeqCst)),
+                format!(
+                    "{{\"requests\":{},\"first_ms\":{first}}}\n",
+                    served.requests.load(Ordering::SeqCst)
+                ),
             )
         } else {
-            served.fetch_add(1, Ordering::SeqCst);
+            let _ = served
+                .first_ms
+                .compare_exchange(0, unix_ms(), Ordering::SeqCst, Ordering::SeqCst);
+            served.requests.fetch_add(1, Ordering::SeqCst);
             if let Some(ms) = target
                 .strip_prefix("/slow?ms=")
                 .and_then(|v| v.parse::<u64>().ok())

@@ -1,0 +1,212 @@
+//! Completing lifecycle actions and keeping them alive: the boundary
+//! ([`LifecycleApi`]) and its Auto Scaling implementation.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_sdk_autoscaling::error::{DisplayErrorContext, ProvideErrorMetadata};
+use infra::aws::AwsError;
+
+use crate::event::Transition;
+
+/// A lifecycle hook of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// Its name.
+    pub name: String,
+    /// Launch or terminate.
+    pub transition: Transition,
+    /// How long an action waits without a heartbeat before the default result.
+    pub heartbeat_timeout: Duration,
+}
+
+/// What a completion or heartbeat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Done.
+    Done,
+    /// There was no such action pending (completed already, or timed out): the reason.
+    NotPending(String),
+}
+
+/// Lifecycle hooks and actions of Auto Scaling groups.
+pub trait LifecycleApi: Send + Sync {
+    /// The group's hooks (read once per cold start and cached).
+    fn hooks(&self, group: &str) -> impl Future<Output = Result<Vec<Hook>, AwsError>> + Send;
+
+    /// `CompleteLifecycleAction` with `result` (`CONTINUE` or `ABANDON`).
+    fn complete(
+        &self,
+        group: &str,
+        hook: &str,
+        instance: &str,
+        token: Option<&str>,
+        result: &'static str,
+    ) -> impl Future<Output = Result<Completion, AwsError>> + Send;
+
+    /// `RecordLifecycleActionHeartbeat`: restarts the hook's timeout.
+    fn heartbeat(
+        &self,
+        group: &str,
+        hook: &str,
+        instance: &str,
+        token: Option<&str>,
+    ) -> impl Future<Output = Result<Completion, AwsError>> + Send;
+}
+
+/// [`LifecycleApi`] on Auto Scaling.
+#[derive(Debug)]
+pub struct AwsLifecycle {
+    asg: aws_sdk_autoscaling::Client,
+    hooks: Mutex<HashMap<String, Vec<Hook>>>,
+}
+
+fn not_pending<E: ProvideErrorMetadata>(e: &E) -> Option<String> {
+    let msg = e.message().unwrap_or_default();
+    (e.code() == Some("ValidationError") && msg.contains("No active Lifecycle Action"))
+        .then(|| msg.to_string())
+}
+
+impl AwsLifecycle {
+    /// A client from `config`.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            asg: aws_sdk_autoscaling::Client::new(config),
+            hooks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn complete_once(
+        &self,
+        group: &str,
+        hook: &str,
+        instance: &str,
+        token: Option<&str>,
+        result: &'static str,
+    ) -> Result<Completion, AwsError> {
+        let r = self
+            .asg
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(group)
+            .lifecycle_hook_name(hook)
+            .instance_id(instance)
+            .set_lifecycle_action_token(token.map(str::to_string))
+            .lifecycle_action_result(result)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Completion::Done),
+            Err(e) => match not_pending(&e) {
+                Some(m) => Ok(Completion::NotPending(m)),
+                None => Err(AwsError::Api {
+                    api: "CompleteLifecycleAction",
+                    group: group.to_string(),
+                    message: DisplayErrorContext(&e).to_string(),
+                }),
+            },
+        }
+    }
+
+    async fn heartbeat_once(
+        &self,
+        group: &str,
+        hook: &str,
+        instance: &str,
+        token: Option<&str>,
+    ) -> Result<Completion, AwsError> {
+        let r = self
+            .asg
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(group)
+            .lifecycle_hook_name(hook)
+            .instance_id(instance)
+            .set_lifecycle_action_token(token.map(str::to_string))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Completion::Done),
+            Err(e) => match not_pending(&e) {
+                Some(m) => Ok(Completion::NotPending(m)),
+                None => Err(AwsError::Api {
+                    api: "RecordLifecycleActionHeartbeat",
+                    group: group.to_string(),
+                    message: DisplayErrorContext(&e).to_string(),
+                }),
+            },
+        }
+    }
+}
+
+impl LifecycleApi for AwsLifecycle {
+    async fn hooks(&self, group: &str) -> Result<Vec<Hook>, AwsError> {
+        if let Ok(cache) = self.hooks.lock() {
+            if let Some(h) = cache.get(group) {
+                return Ok(h.clone());
+            }
+        }
+        let out = self
+            .asg
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .map_err(|e| AwsError::Api {
+                api: "DescribeLifecycleHooks",
+                group: group.to_string(),
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        let hooks: Vec<Hook> = out
+            .lifecycle_hooks()
+            .iter()
+            .filter_map(|h| {
+                Some(Hook {
+                    name: h.lifecycle_hook_name()?.to_string(),
+                    transition: Transition::from_aws(h.lifecycle_transition()?)?,
+                    heartbeat_timeout: Duration::from_secs(
+                        u64::try_from(h.heartbeat_timeout().unwrap_or(3600)).unwrap_or(3600),
+                    ),
+                })
+            })
+            .collect();
+        if let Ok(mut cache) = self.hooks.lock() {
+            cache.insert(group.to_string(), hooks.clone());
+        }
+        Ok(hooks)
+    }
+
+    async fn complete(
+        &self,
+        group: &str,
+        hook: &str,
+        instance: &str,
+        token: Option<&str>,
+        result: &'static str,
+    ) -> Result<Completion, AwsError> {
+        let first = self.complete_once(group, hook, instance, token, result).await?;
+        match (first, token) {
+            // A token from an old or duplicated event: the instance id finds the live one.
+            (Completion::NotPending(_), Some(_)) => {
+                self.complete_once(group, hook, instance, None, result).await
+            }
+            (c, _) => Ok(c),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        group: &str,
+        hook: &str,
+        instance: &str,
+        token: Option<&str>,
+    ) -> Result<Completion, AwsError> {
+        let first = self.heartbeat_once(group, hook, instance, token).await?;
+        match (first, token) {
+            (Completion::NotPending(_), Some(_)) => {
+                self.heartbeat_once(group, hook, instance, None).await
+            }
+            (c, _) => Ok(c),
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! The reactor against the project's AWS emulator (`tests/moto_ext`): real lifecycle
+//! hooks, real Run Command processes (`fake_host.py` playing each proxy's agent), fault
+//! injection, Route 53. Each test starts its own emulator on a free port.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const LAUNCH: &str = "EC2 Instance-launch Lifecycle Action";
+const TERMINATE: &str = "EC2 Instance-terminate Lifecycle Action";
+
+fn result_of(records: &[Value]) -> Option<String> {
+    records
+        .iter()
+        .find_map(|r| r["result"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
+    let w = World::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    // The second proxy takes 1.5 s to see the member healthy.
+    let proxies = w
+        .proxies(2, &[host_env(&[]), host_env(&[("FAKE_DELAY_S", "1.5")])])
+        .await;
+    w.scale(GROUP, 1).await;
+    let members = w.members(GROUP).await;
+    let (id, state) = members[0].clone();
+    assert_eq!(state, "Pending:Wait");
+    let event = w.event(LAUNCH, &id);
+
+    let r = w.reactor(&[]);
+    let summary = r.handle(&event, deadline(60)).await.expect("handled");
+
+    // Completed CONTINUE, after the slow proxy reported it up.
+    let records = w.actions_of(&id, "launch");
+    assert_eq!(result_of(&records).as_deref(), Some("CONTINUE"), "{summary:?}");
+    let completed_at = records[0]["time"].as_f64().expect("completion time");
+    for p in &proxies {
+        let log = w.host_log(p);
+        assert_eq!(log.len(), 1, "one change per proxy");
+        let added = &log[0]["change"]["pools"][0]["add"][0];
+        assert_eq!(added["id"], json!(id));
+        assert_eq!(added["address"], json!(w.private_ip(&id).await));
+        assert_eq!(added["port"], json!(8080));
+        let done = log[0]["done"].as_f64().expect("done");
+        assert!(completed_at >= done, "CONTINUE at {completed_at} before host {p} was up at {done}");
+        assert_eq!(w.serving(p, "web"), [id.clone()]);
+    }
+    assert_eq!(w.members(GROUP).await, [(id.clone(), "InService".to_string())]);
+    assert_eq!(summary.actions[0].decision, "CONTINUE");
+    assert_eq!(summary.hosts.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_never_gets_healthy_is_abandoned() {
+    let w = World::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    w.scale(GROUP, 1).await;
+    let (id, _) = w.members(GROUP).await[0].clone();
+    // The first proxy never sees it healthy.
+    w.proxies(2, &[host_env(&[("FAKE_FAIL", id.as_str())]), host_env(&[])]).await;
+    let event = w.event(LAUNCH, &id);
+    let r = w.reactor(&[]);
+    let summary = r.handle(&event, deadline(60)).await.expect("handled");
+    assert_eq!(result_of(&w.actions_of(&id, "launch")).as_deref(), Some("ABANDON"));
+    assert_eq!(summary.actions[0].decision, "ABANDON");
+    assert!(summary.actions[0].reason.contains("health check did not pass"), "{summary:?}");
+    // ABANDON terminates it; the group launches a replacement, held again.
+    assert!(w.members(GROUP).await.iter().all(|(i, _)| *i != id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
+    let w = World::new().await;
+    w.group(GROUP, false, true, &[]).await;
+    w.scale(GROUP, 2).await;
+    // Draining takes 1.5 s on the second proxy.
+    let proxies = w
+        .proxies(2, &[host_env(&[]), host_env(&[("FAKE_DELAY_S", "1.5")])])
+        .await;
+    let r = w.reactor(&[]);
+    // Bring both members in (no launch hook: the schedule adds them).
+    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
+    r.handle(&sched, deadline(60)).await.expect("reconcile");
+    let members = w.members(GROUP).await;
+    assert_eq!(w.serving(&proxies[0], "web").len(), 2);
+
+    w.scale(GROUP, 1).await;
+    let leaving = members[0].0.clone(); // oldest first
+    let states = w.members(GROUP).await;
+    assert!(states.contains(&(leaving.clone(), "Terminating:Wait".to_string())), "{states:?}");
+    let event = w.event(TERMINATE, &leaving);
+    let summary = r.handle(&event, deadline(60)).await.expect("handled");
+
+    let records = w.actions_of(&leaving, "terminate");
+    assert_eq!(result_of(&records).as_deref(), Some("CONTINUE"), "{summary:?}");
+    let completed_at = records[0]["time"].as_f64().expect("time");
+    for p in &proxies {
+        let log = w.host_log(p);
+        let last = log.last().expect("log");
+        assert_eq!(last["change"]["pools"][0]["remove"], json!([leaving]));
+        assert!(completed_at >= last["done"].as_f64().unwrap_or(f64::MAX), "CONTINUE before the drain on {p}");
+        assert_eq!(w.serving(p, "web"), [members[1].0.clone()]);
+    }
+    assert!(w.members(GROUP).await.iter().all(|(i, _)| *i != leaving));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_reordered_and_lost_events_converge() {
+    let w = World::new().await;
+    w.group(GROUP, true, true, &[]).await;
+    let proxies = w.proxies(1, &[host_env(&[])]).await;
+    let r = w.reactor(&[]);
+
+    // A launches; before its launch event is handled it is terminated (terminate before
+    // launch in delivery order).
+    w.scale(GROUP, 1).await;
+    let a = w.members(GROUP).await[0].0.clone();
+    let launch_a = w.event(LAUNCH, &a);
+    w.asg
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(&a)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .expect("terminate");
+    let terminate_a = w.event(TERMINATE, &a);
+    r.handle(&terminate_a, deadline(60)).await.expect("terminate first");
+    assert_eq!(result_of(&w.actions_of(&a, "terminate")).as_deref(), Some("CONTINUE"));
+    // The late launch event and a duplicate of the terminate one change nothing.
+    let late = r.handle(&launch_a, deadline(60)).await.expect("late launch");
+    assert!(late.actions.is_empty(), "{late:?}");
+    r.handle(&terminate_a, deadline(60)).await.expect("duplicate");
+    for entry in w.host_log(&proxies[0]) {
+        for p in entry["change"]["pools"].as_array().unwrap() {
+            assert!(
+                p["add"].as_array().unwrap().iter().all(|m| m["id"] != json!(a)),
+                "A was added by {entry}"
+            );
+        }
+    }
+
+    // B launches and its event is lost: the schedule finds it and finishes the job.
+    w.scale(GROUP, 1).await;
+    let b = w
+        .members(GROUP)
+        .await
+        .into_iter()
+        .find(|(i, _)| *i != a)
+        .expect("B")
+        .0;
+    // Duplicates of B's event delivered twice, out of band of the schedule, are fine too.
+    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
+    let s = r.handle(&sched, deadline(60)).await.expect("reconcile");
+    assert_eq!(result_of(&w.actions_of(&b, "launch")).as_deref(), Some("CONTINUE"), "{s:?}");
+    let launch_b = w.event(LAUNCH, &b);
+    r.handle(&launch_b, deadline(60)).await.expect("dup 1");
+    r.handle(&launch_b, deadline(60)).await.expect("dup 2");
+    assert_eq!(w.serving(&proxies[0], "web"), [b.clone()]);
+    assert_eq!(w.members(GROUP).await, [(b.clone(), "InService".to_string())]);
+    // Generations only grew.
+    let gens: Vec<u64> = w
+        .host_log(&proxies[0])
+        .iter()
+        .map(|e| e["change"]["generation"].as_u64().unwrap())
+        .collect();
+    assert!(gens.windows(2).all(|g| g[1] > g[0]), "{gens:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() {
+    let w = World::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    w.group("other-asg", true, false, &[]).await;
+    w.proxies(1, &[host_env(&[])]).await;
+    w.scale("other-asg", 1).await;
+    let other = w.members("other-asg").await[0].0.clone();
+    let r = w.reactor(&[]);
+
+    let s = r.handle(&w.event(LAUNCH, &other), deadline(30)).await.expect("unmanaged");
+    assert!(s.ignored.as_deref().unwrap_or_default().contains("not managed"), "{s:?}");
+    let mut gone = w.event(LAUNCH, &other);
+    gone["detail"]["AutoScalingGroupName"] = json!("no-such-asg");
+    let s = r.handle(&gone, deadline(30)).await.expect("no such group");
+    assert!(s.ignored.as_deref().unwrap_or_default().contains("does not exist"));
+    for bad in [json!("hello"), json!({"detail-type": LAUNCH, "source": "aws.autoscaling", "detail": {}}), json!(null)] {
+        let s = r.handle(&bad, deadline(30)).await.expect("malformed");
+        assert!(s.ignored.is_some());
+    }
+    assert_eq!(w.count("SendCommand"), 0, "ignored events send nothing");
+    assert_eq!(result_of(&w.actions_of(&other, "launch")), None, "not ours to complete");
+
+    // A terminate event for an instance the group never had (or no longer has).
+    let mut missing = w.event(LAUNCH, &other);
+    missing["detail-type"] = json!(TERMINATE);
+    missing["detail"]["AutoScalingGroupName"] = json!(GROUP);
+    missing["detail"]["EC2InstanceId"] = json!("i-0000000000000dead");
+    missing["detail"]["LifecycleTransition"] = json!("autoscaling:EC2_INSTANCE_TERMINATING");
+    let s = r.handle(&missing, deadline(30)).await.expect("missing instance");
+    let change = s.change.expect("a removal is sent");
+    assert_eq!(change.pools[0].remove[0].as_str(), "i-0000000000000dead");
+    assert!(s.notes.iter().any(|n| n.contains("no longer in the group")), "{:?}", s.notes);
+    assert_eq!(w.count("CompleteLifecycleAction"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_group() {
+    let w = World::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    w.proxies(1, &[host_env(&[])]).await;
+    w.scale(GROUP, 1).await;
+    let first = w.members(GROUP).await[0].0.clone();
+    let r = w.reactor(&[]);
+    let faults = json!([
+        {"service":"autoscaling","action":"DescribeAutoScalingGroups","code":"Throttling","status":400,"count":2},
+        {"service":"ec2","action":"DescribeInstances","code":"RequestLimitExceeded","status":503,"count":1},
+        {"service":"ssm","action":"SendCommand","code":"InternalFailure","status":500,"count":1},
+        {"service":"autoscaling","action":"CompleteLifecycleAction","code":"Throttling","status":400,"count":2}
+    ]);
+    w.moto.control("POST", "/moto-ext/faults", Some(&faults)).expect("faults");
+    let s = r.handle(&w.event(LAUNCH, &first), deadline(60)).await.expect("retried through");
+    assert_eq!(result_of(&w.actions_of(&first, "launch")).as_deref(), Some("CONTINUE"), "{s:?}");
+    let calls = w.moto.control("GET", "/moto-ext/calls", None).unwrap();
+    let faulted = calls.as_array().unwrap().iter().filter(|c| c.get("fault").is_some()).count();
+    assert_eq!(faulted, 6, "every injected fault was hit, then retried");
+
+    // A fault that never clears: the error names the API and the group.
+    let forever = json!({"service":"autoscaling","action":"CompleteLifecycleAction","code":"ServiceUnavailable","status":503,"count":-1});
+    w.moto.control("POST", "/moto-ext/faults", Some(&forever)).expect("faults");
+    w.scale(GROUP, 2).await;
+    let second = w
+        .members(GROUP)
+        .await
+        .into_iter()
+        .find(|(i, _)| *i != first)
+        .expect("second")
+        .0;
+    let e = r
+        .handle(&w.event(LAUNCH, &second), deadline(90))
+        .await
+        .expect_err("gives up")
+        .to_string();
+    assert!(e.contains("CompleteLifecycleAction") && e.contains(GROUP), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
+    let w = World::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    let proxies = w
+        .proxies(
+            3,
+            &[host_env(&[]), host_env(&[("FAKE_MODE", "exit2")]), host_env(&[("FAKE_MODE", "garbage")])],
+        )
+        .await;
+    // A fourth, with a canned SSM failure.
+    let canned = w.proxies(1, &[]).await;
+    w.moto
+        .control(
+            "POST",
+            "/moto-ext/ssm/hosts",
+            Some(&json!({canned[0].clone(): {"status": "TimedOut", "stdout": "", "stderr": "", "code": -1, "delay_ms": 200}})),
+        )
+        .expect("canned");
+    w.scale(GROUP, 1).await;
+    let id = w.members(GROUP).await[0].0.clone();
+    let r = w.reactor(&[]);
+    let s = r.handle(&w.event(LAUNCH, &id), deadline(60)).await.expect("handled");
+    let err_of = |h: &str| {
+        s.hosts
+            .iter()
+            .find(|x| x.host == h)
+            .and_then(|x| x.error.clone())
+            .unwrap_or_default()
+    };
+    assert!(s.hosts.iter().any(|h| h.host == proxies[0] && h.ok));
+    assert!(err_of(&proxies[1]).contains("HAProxy unreachable") && err_of(&proxies[1]).contains("code 2"), "{s:?}");
+    assert!(err_of(&proxies[2]).contains("unparsable"), "{s:?}");
+    assert!(err_of(&canned[0]).contains("TimedOut"), "{s:?}");
+    // Not up everywhere: not continued, and the reason names the hosts.
+    assert_eq!(s.actions[0].decision, "WAIT");
+    assert!(s.actions[0].reason.contains(&proxies[1]), "{}", s.actions[0].reason);
+    assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route53_records_follow_the_proxy_fleet() {
+    let w = World::new().await;
+    let r53 = aws_sdk_route53::Client::new(&w.sdk);
+    let zone = r53
+        .create_hosted_zone()
+        .name("example.com")
+        .caller_reference("t1")
+        .send()
+        .await
+        .expect("zone");
+    let zone_id = zone.hosted_zone().map(|z| z.id().to_string()).expect("zone id");
+    w.group("proxies", false, false, &[]).await;
+    w.scale("proxies", 3).await;
+    let r = w.reactor(&[
+        ("PROXY_GROUP", "proxies"),
+        ("DNS_ZONE_ID", &zone_id),
+        ("DNS_RECORD_NAME", "lb.example.com"),
+        ("DNS_TTL", "30"),
+    ]);
+    let records = |r53: aws_sdk_route53::Client, zone_id: String| async move {
+        let out = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .send()
+            .await
+            .expect("list");
+        let mut v: Vec<(String, String)> = out
+            .resource_record_sets()
+            .iter()
+            .filter(|s| s.name().starts_with("lb.example.com"))
+            .map(|s| {
+                (
+                    s.set_identifier().unwrap_or_default().to_string(),
+                    s.resource_records().first().map(|r| r.value().to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // Route 53 is busy once: retried.
+    let busy = json!({"service":"route53","action":"ChangeResourceRecordSets","code":"PriorRequestNotComplete","status":400,"count":1});
+    w.moto.control("POST", "/moto-ext/faults", Some(&busy)).expect("fault");
+    let members = w.members("proxies").await;
+    let ev = w.event("EC2 Instance Launch Successful", &members[2].0);
+    let s = r.handle(&ev, deadline(60)).await.expect("handled");
+    let mut want = Vec::new();
+    for (id, _) in &members {
+        want.push((id.clone(), w.private_ip(id).await));
+    }
+    want.sort();
+    assert_eq!(records(r53.clone(), zone_id.clone()).await, want, "{s:?}");
+    assert_eq!(s.dns.as_ref().map(|d| d.upserts), Some(3));
+
+    // Scale-in: the gone proxy's record is deleted.
+    w.scale("proxies", 2).await;
+    let gone = members[0].0.clone();
+    let ev = w.event("EC2 Instance Terminate Successful", &gone);
+    let s = r.handle(&ev, deadline(60)).await.expect("handled");
+    want.retain(|(id, _)| *id != gone);
+    assert_eq!(records(r53.clone(), zone_id.clone()).await, want, "{s:?}");
+    assert_eq!(s.dns.as_ref().map(|d| d.deletes), Some(1));
+    assert_eq!(w.count("SendCommand"), 0, "the proxy group is not a backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_dispatcher_runs_the_agent_command_per_host() {
+    let w = World::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    w.scale(GROUP, 1).await;
+    let id = w.members(GROUP).await[0].0.clone();
+    let script = fake_host_script().display().to_string();
+    let python = w.python.display().to_string();
+    let hosts: Vec<Vec<String>> = (0..2)
+        .map(|i| {
+            vec![
+                "env".to_string(),
+                format!("FAKE_DIR={}", w.host_dir(&format!("local{i}"))),
+                format!("FAKE_HOST=local{i}"),
+                python.clone(),
+                script.clone(),
+            ]
+        })
+        .collect();
+    let agents = serde_json::to_string(&hosts).unwrap();
+    let r = w.reactor(&[("LOCAL_AGENTS", &agents)]);
+    let s = r.handle(&w.event(LAUNCH, &id), deadline(60)).await.expect("handled");
+    assert_eq!(result_of(&w.actions_of(&id, "launch")).as_deref(), Some("CONTINUE"), "{s:?}");
+    assert_eq!(w.serving("local0", "web"), [id.clone()]);
+    assert_eq!(w.serving("local1", "web"), [id.clone()]);
+    assert_eq!(w.count("SendCommand"), 0);
+}

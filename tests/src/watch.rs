@@ -1,0 +1,95 @@
+//! Watching a host's runtime socket: a thread polls `show stat` and records, per server
+//! address, when HAProxy was first told about it (the server left MAINT with that
+//! address: the change reached the socket) and when it first was UP (health checks
+//! passed). Used to split event-to-serving latency into "until HAProxy knew" and "until
+//! the checks passed".
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use agent::haproxy::{parse_stat, Client};
+
+/// Unix time in ms.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// What was seen of one address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// First time (unix ms) a server of the backend had this address and was not in MAINT.
+    pub ready_ms: Option<u64>,
+    /// First time (unix ms) it was UP.
+    pub up_ms: Option<u64>,
+}
+
+/// A polling watch of one backend on one host; stops when dropped.
+pub struct SocketWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    seen: Arc<Mutex<BTreeMap<String, Seen>>>,
+}
+
+impl SocketWatch {
+    /// Polls `show stat` through `client` every `every` for at most `max`, for servers
+    /// of `backend`. Addresses are keyed by IP (without the port).
+    pub fn start(client: Client, backend: &str, every: Duration, max: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Arc::default();
+        let backend = backend.to_string();
+        let thread = {
+            let (stop, seen) = (stop.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + max;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if let Ok(rows) = client.query("show stat").map_err(|e| e.to_string()).and_then(|t| parse_stat(&t)) {
+                        let now = unix_ms();
+                        let mut map = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        for r in rows.iter().filter(|r| r.backend == backend) {
+                            let ip = r.addr.rsplit_once(':').map_or(r.addr.as_str(), |(ip, _)| ip);
+                            if ip.is_empty() || ip == "0.0.0.0" || r.status.starts_with("MAINT") {
+                                continue;
+                            }
+                            let e = map.entry(ip.to_string()).or_default();
+                            e.ready_ms.get_or_insert(now);
+                            if r.is_up() {
+                                e.up_ms.get_or_insert(now);
+                            }
+                        }
+                    }
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        Self {
+            stop,
+            thread: Some(thread),
+            seen,
+        }
+    }
+
+    /// What was seen of `ip` so far.
+    pub fn get(&self, ip: &str) -> Option<Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(ip).copied()
+    }
+
+    /// Stops the thread.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SocketWatch {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
