@@ -149,10 +149,10 @@ pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
     {
         problems.push(format!("{path}: the global section needs `server-state-file {state}` so slots keep their members across reloads and restarts"));
     }
-    if !text
-        .lines()
-        .any(|l| l.trim_start().starts_with("load-server-state-from-file global"))
-    {
+    if !text.lines().any(|l| {
+        l.trim_start()
+            .starts_with("load-server-state-from-file global")
+    }) {
         problems.push(format!(
             "{path}: the defaults section needs `load-server-state-from-file global`"
         ));
@@ -173,7 +173,9 @@ fn socket_addr(ep: &Endpoint) -> String {
 pub fn render(cfg: &AgentConfig) -> String {
     let mut s = String::new();
     s.push_str("# Written by `agent config render` from the agent's agent.toml.\n");
-    s.push_str("# Edit freely; the agent only rewrites the `1-N` of each `server-template slot` line.\n");
+    s.push_str(
+        "# Edit freely; the agent only rewrites the `1-N` of each `server-template slot` line.\n",
+    );
     s.push_str("global\n");
     s.push_str(&format!(
         "    stats socket {} mode 600 level admin\n",
@@ -188,7 +190,9 @@ pub fn render(cfg: &AgentConfig) -> String {
     s.push_str("    mode http\n");
     s.push_str("    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n");
     s.push_str("    timeout http-keep-alive 10s\n");
-    s.push_str("    # A slot that was ready but failing checks comes back UP after a reload until its\n");
+    s.push_str(
+        "    # A slot that was ready but failing checks comes back UP after a reload until its\n",
+    );
     s.push_str("    # first failed check; retrying elsewhere keeps those requests from failing.\n");
     s.push_str("    retries 2\n    option redispatch 1\n");
     s.push_str("    load-server-state-from-file global\n");
@@ -249,7 +253,15 @@ slots = 8
         assert!(check(&c, &text).is_empty(), "{:?}", check(&c, &text));
         assert!(text.contains("bind :80 accept-proxy"));
         assert!(text.contains("server-state-file /var/lib/asg/server-state"));
-        assert_eq!(find_block(&text, "web"), Some((text.lines().position(|l| l.contains("server-template slot 1-4")).unwrap(), 4)));
+        assert_eq!(
+            find_block(&text, "web"),
+            Some((
+                text.lines()
+                    .position(|l| l.contains("server-template slot 1-4"))
+                    .unwrap(),
+                4
+            ))
+        );
         assert_eq!(find_block(&text, "api").map(|b| b.1), Some(8));
         assert_eq!(find_block(&text, "nope"), None);
     }
@@ -260,20 +272,35 @@ slots = 8
         let grown = set_slots(&text, "web", 32).unwrap();
         assert_eq!(find_block(&grown, "web").unwrap().1, 32);
         assert_eq!(find_block(&grown, "api").unwrap().1, 8);
-        let diff: Vec<_> = text.lines().zip(grown.lines()).filter(|(a, b)| a != b).collect();
+        let diff: Vec<_> = text
+            .lines()
+            .zip(grown.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
         assert_eq!(diff.len(), 1);
-        assert!(diff[0].1.starts_with("    server-template slot 1-32 slot.invalid:8080"));
+        assert!(diff[0]
+            .1
+            .starts_with("    server-template slot 1-32 slot.invalid:8080"));
         assert!(set_slots(&text, "nope", 3).is_none());
     }
 
     #[test]
     fn check_names_what_is_missing() {
         let c = cfg();
-        let text = render(&c).replace("server-template slot 1-8 slot.invalid:9000", "server-template slot 1-8 0.0.0.0:9000");
+        let text = render(&c).replace(
+            "server-template slot 1-8 slot.invalid:9000",
+            "server-template slot 1-8 0.0.0.0:9000",
+        );
         let p = check(&c, &text);
-        assert!(p.iter().any(|m| m.contains("backend api") && m.contains("slot.invalid")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("backend api") && m.contains("slot.invalid")),
+            "{p:?}"
+        );
         let text = render(&c).replace("    server-state-file /var/lib/asg/server-state\n", "");
-        assert!(check(&c, &text).iter().any(|m| m.contains("server-state-file")));
+        assert!(check(&c, &text)
+            .iter()
+            .any(|m| m.contains("server-state-file")));
     }
 
     #[test]

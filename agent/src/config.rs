@@ -21,7 +21,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-asg/agent.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read agent configuration {path}: {source}. Pass --config PATH or set AGENT_CONFIG")]
+    #[error(
+        "cannot read agent configuration {path}: {source}. Pass --config PATH or set AGENT_CONFIG"
+    )]
     Read {
         /// The file.
         path: PathBuf,
@@ -342,7 +344,8 @@ groups = { "web-asg" = ["web"] }
         assert!(e.contains("pool api, which has no [[pool]] entry"), "{e}");
         let e = AgentConfig::parse(&GOOD.replace("/healthz", "healthz now")).unwrap_err();
         assert!(e.contains("health_path"), "{e}");
-        let e = AgentConfig::parse(&GOOD.replace("bind = \":80\"", "bind = \":80 ssl\"")).unwrap_err();
+        let e =
+            AgentConfig::parse(&GOOD.replace("bind = \":80\"", "bind = \":80 ssl\"")).unwrap_err();
         assert!(e.contains("bind"), "{e}");
         let e = AgentConfig::parse(&GOOD.replace("state_dir", "stat_dir")).unwrap_err();
         assert!(e.contains("stat_dir"), "{e}");

@@ -26,7 +26,9 @@ use tracing::{info, info_span, warn};
 
 use crate::cfgfile::{self, slot_name};
 use crate::config::{AgentConfig, PoolConfig};
-use crate::haproxy::{parse_proc, parse_servers_state, parse_stat, Client, HaproxyError, ServerState};
+use crate::haproxy::{
+    parse_proc, parse_servers_state, parse_stat, Client, HaproxyError, ServerState,
+};
 use crate::slots::{self, EntryState, LiveSlots, PoolPlan, SlotTable, Step};
 use crate::store::{self, Lock, StoreError};
 
@@ -194,10 +196,12 @@ impl<'a> Engine<'a> {
                 // "Can't find backend." and the like.
                 return Err(EngineError::NoBackend { pool: pool.clone() });
             }
-            out.extend(parse_servers_state(&text).map_err(|reason| EngineError::Parse {
-                command: "show servers state",
-                reason,
-            })?);
+            out.extend(
+                parse_servers_state(&text).map_err(|reason| EngineError::Parse {
+                    command: "show servers state",
+                    reason,
+                })?,
+            );
         }
         Ok(out)
     }
@@ -316,7 +320,12 @@ impl<'a> Engine<'a> {
             let check = pc.pool.server_options.has_check();
             for step in &plan.steps {
                 match step {
-                    Step::Join { member, slot, set, fresh } => {
+                    Step::Join {
+                        member,
+                        slot,
+                        set,
+                        fresh,
+                    } => {
                         let srv = format!("{pool}/{}", slot_name(*slot));
                         if *set {
                             cmds.push(format!(
@@ -363,7 +372,12 @@ impl<'a> Engine<'a> {
                             deadline: start + pc.drain_timeout,
                         });
                     }
-                    Step::Done { member, slot, status, reason } => {
+                    Step::Done {
+                        member,
+                        slot,
+                        status,
+                        reason,
+                    } => {
                         order.push((pool.clone(), member.clone()));
                         outcomes.push(Outcome {
                             pool: pool.clone(),
@@ -461,11 +475,18 @@ impl<'a> Engine<'a> {
                                     t.members.remove(m);
                                 }
                             }
-                            Some((OutcomeStatus::Failed, Some(format!(
-                                "did not pass health checks within {:?} (last check: {last}){}",
-                                pc.health_timeout,
-                                if fresh { "; it took no traffic and its slot was released" } else { "" }
-                            ))))
+                            Some((
+                                OutcomeStatus::Failed,
+                                Some(format!(
+                                    "did not pass health checks within {:?} (last check: {last}){}",
+                                    pc.health_timeout,
+                                    if fresh {
+                                        "; it took no traffic and its slot was released"
+                                    } else {
+                                        ""
+                                    }
+                                )),
+                            ))
                         } else {
                             None
                         }
@@ -518,9 +539,16 @@ impl<'a> Engine<'a> {
             if changed {
                 self.save()?;
             }
-            if opts.progress && !pending.is_empty() && last_progress.elapsed() >= Duration::from_secs(1) {
+            if opts.progress
+                && !pending.is_empty()
+                && last_progress.elapsed() >= Duration::from_secs(1)
+            {
                 last_progress = Instant::now();
-                eprintln!("agent: {:.1}s: {}", start.elapsed().as_secs_f64(), progress_line(pending, &rows));
+                eprintln!(
+                    "agent: {:.1}s: {}",
+                    start.elapsed().as_secs_f64(),
+                    progress_line(pending, &rows)
+                );
                 let _ = std::io::stderr().flush();
             }
             if !pending.is_empty() {
@@ -549,9 +577,8 @@ impl<'a> Engine<'a> {
         })?;
         let states = states.as_slice();
         let path = &self.cfg.haproxy.config;
-        let old = std::fs::read_to_string(path).map_err(|e| {
-            EngineError::Config(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let old = std::fs::read_to_string(path)
+            .map_err(|e| EngineError::Config(format!("cannot read {}: {e}", path.display())))?;
         let mut new = old.clone();
         let mut sizes = Vec::new();
         for pc in &self.cfg.pools {
@@ -597,9 +624,15 @@ impl<'a> Engine<'a> {
         }
         let span = info_span!("reload", slots = %sizes.join(", "));
         let _g = span.enter();
-        eprintln!("agent: slots {}: validating and reloading HAProxy", sizes.join(", "));
+        eprintln!(
+            "agent: slots {}: validating and reloading HAProxy",
+            sizes.join(", ")
+        );
         let dir = path.parent().unwrap_or(Path::new("."));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("haproxy.cfg");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("haproxy.cfg");
         let candidate = dir.join(format!(".{name}.agent-new"));
         std::fs::write(&candidate, &new).map_err(|e| {
             EngineError::Config(format!("cannot write {}: {e}", candidate.display()))
@@ -638,7 +671,10 @@ impl<'a> Engine<'a> {
             .map(|s| format!("{}/{}", s.backend, s.server))
             .collect();
         if !parked.is_empty() {
-            let cmds: Vec<String> = parked.iter().map(|s| format!("set server {s} state maint")).collect();
+            let cmds: Vec<String> = parked
+                .iter()
+                .map(|s| format!("set server {s} state maint"))
+                .collect();
             self.client.batch(&cmds)?;
         }
         self.save_server_state()?;
@@ -649,13 +685,17 @@ impl<'a> Engine<'a> {
         loop {
             if Instant::now() >= deadline {
                 let _ = store::write_atomic(path, old.as_bytes());
-                return Err(EngineError::Reload(format!("no new worker within {RELOAD_TIMEOUT:?}")));
+                return Err(EngineError::Reload(format!(
+                    "no new worker within {RELOAD_TIMEOUT:?}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
             let Ok(now) = self.proc_info() else { continue };
             if now.failed > before.failed {
                 let _ = store::write_atomic(path, old.as_bytes());
-                return Err(EngineError::Reload("the master reported `[failed]` for the new configuration".into()));
+                return Err(EngineError::Reload(
+                    "the master reported `[failed]` for the new configuration".into(),
+                ));
             }
             if now.reloads > before.reloads
                 && now.current_worker().is_some()
@@ -722,10 +762,18 @@ fn progress_line(pending: &[Pending], rows: &[crate::haproxy::StatRow]) -> Strin
     }
     let mut parts = Vec::new();
     if !joining.is_empty() {
-        parts.push(format!("waiting for {} to pass checks ({})", joining.len(), joining.join("; ")));
+        parts.push(format!(
+            "waiting for {} to pass checks ({})",
+            joining.len(),
+            joining.join("; ")
+        ));
     }
     if !draining.is_empty() {
-        parts.push(format!("draining {} ({})", draining.len(), draining.join("; ")));
+        parts.push(format!(
+            "draining {} ({})",
+            draining.len(),
+            draining.join("; ")
+        ));
     }
     parts.join(", ")
 }
@@ -734,9 +782,20 @@ fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
     plan.steps
         .iter()
         .map(|s| match s {
-            Step::Join { member, slot, set, fresh } => DiffLine {
+            Step::Join {
+                member,
+                slot,
+                set,
+                fresh,
+            } => DiffLine {
                 pool: pool.to_string(),
-                op: if !set { '=' } else if *fresh { '+' } else { '~' },
+                op: if !set {
+                    '='
+                } else if *fresh {
+                    '+'
+                } else {
+                    '~'
+                },
                 member: member.id.to_string(),
                 slot: Some(slot_name(*slot)),
                 detail: if *set {
@@ -759,12 +818,23 @@ fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
                 slot: Some(slot_name(*slot)),
                 detail: format!("{addr} is served but no member owns it: drain and release"),
             },
-            Step::Done { member, slot, status, reason } => DiffLine {
+            Step::Done {
+                member,
+                slot,
+                status,
+                reason,
+            } => DiffLine {
                 pool: pool.to_string(),
                 op: '=',
                 member: member.to_string(),
                 slot: slot.map(slot_name),
-                detail: format!("{status}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()),
+                detail: format!(
+                    "{status}{}",
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
             },
         })
         .collect()

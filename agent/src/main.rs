@@ -19,7 +19,12 @@ use infra::{Change, Desired, Report};
 /// Exit codes: 0 every member reached its target; 1 some member failed (see its
 /// reason); 2 the input or the host was unusable and nothing was changed.
 #[derive(Parser)]
-#[command(name = "agent", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "agent",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// The agent configuration (sockets, state directory, pools).
     #[arg(long, global = true, env = "AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
@@ -295,7 +300,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn desired_from_aws(cfg: &AgentConfig) -> anyhow::Result<Desired> {
     eprintln!(
         "agent: reading groups {} from AWS...",
-        cfg.aws_groups.keys().cloned().collect::<Vec<_>>().join(", ")
+        cfg.aws_groups
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(agent::aws::desired(cfg)?)
 }
@@ -311,7 +320,11 @@ fn exit_for(r: &Report) -> ExitCode {
 fn print_report(r: &Report, json: bool) {
     if json {
         // A closed stdout (e.g. piped into `head`) is not worth a panic.
-        let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string(r).unwrap_or_default());
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string(r).unwrap_or_default()
+        );
         return;
     }
     for o in &r.outcomes {

@@ -212,12 +212,20 @@ pub fn plan_change(
         }
         if let Some(e) = table.members.get_mut(&m.id) {
             if e.generation > generation {
-                steps.push(stale(&m.id, Some(e.slot), format!("generation {} already applied is newer than this message's {generation}", e.generation)));
+                steps.push(stale(
+                    &m.id,
+                    Some(e.slot),
+                    format!(
+                        "generation {} already applied is newer than this message's {generation}",
+                        e.generation
+                    ),
+                ));
                 continue;
             }
             e.generation = generation;
             let moved = e.address != m.address || e.port != m.port;
-            let set = moved || !live.serves(e.slot, m.address, m.port) || e.state == EntryState::Draining;
+            let set =
+                moved || !live.serves(e.slot, m.address, m.port) || e.state == EntryState::Draining;
             e.address = m.address;
             e.port = m.port;
             if set && e.state != EntryState::Up {
@@ -261,7 +269,14 @@ pub fn plan_change(
     for id in remove {
         match table.members.get_mut(id) {
             Some(e) if e.generation > generation => {
-                steps.push(stale(id, Some(e.slot), format!("generation {} already applied is newer than this message's {generation}", e.generation)));
+                steps.push(stale(
+                    id,
+                    Some(e.slot),
+                    format!(
+                        "generation {} already applied is newer than this message's {generation}",
+                        e.generation
+                    ),
+                ));
             }
             Some(e) => {
                 e.generation = generation;
@@ -397,7 +412,14 @@ mod tests {
     fn members_take_the_lowest_free_slots_and_freed_slots_are_reused() {
         let mut t = PoolSlots::default();
         let p = plan_change(&mut t, &live(4), &[m("a", 1), m("b", 2), m("c", 3)], &[], 1);
-        assert_eq!(joins(&p), vec![("a".into(), 1, true), ("b".into(), 2, true), ("c".into(), 3, true)]);
+        assert_eq!(
+            joins(&p),
+            vec![
+                ("a".into(), 1, true),
+                ("b".into(), 2, true),
+                ("c".into(), 3, true)
+            ]
+        );
         t.retire(&id("b"), 2);
         let p = plan_change(&mut t, &live(4), &[m("d", 4)], &[], 3);
         assert_eq!(joins(&p), vec![("d".into(), 2, true)]);
@@ -424,12 +446,24 @@ mod tests {
         let l = live(4);
         plan_change(&mut t, &l, &[m("a", 1)], &[], 5);
         let p = plan_change(&mut t, &l, &[], &[id("a")], 4);
-        assert!(matches!(&p.steps[0], Step::Done { status: OutcomeStatus::Stale, .. }));
+        assert!(matches!(
+            &p.steps[0],
+            Step::Done {
+                status: OutcomeStatus::Stale,
+                ..
+            }
+        ));
         assert_eq!(t.members[&id("a")].state, EntryState::Joining);
         // A removal at 6, then a late add from generation 5: the member stays out.
         t.retire(&id("a"), 6);
         let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 5);
-        assert!(matches!(&p.steps[0], Step::Done { status: OutcomeStatus::Stale, .. }));
+        assert!(matches!(
+            &p.steps[0],
+            Step::Done {
+                status: OutcomeStatus::Stale,
+                ..
+            }
+        ));
         assert!(t.members.is_empty());
         // A newer add brings it back.
         let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 7);
@@ -440,7 +474,13 @@ mod tests {
     fn a_removal_of_an_unknown_member_is_already_drained() {
         let mut t = PoolSlots::default();
         let p = plan_change(&mut t, &live(2), &[], &[id("x")], 3);
-        assert!(matches!(&p.steps[0], Step::Done { status: OutcomeStatus::Drained, .. }));
+        assert!(matches!(
+            &p.steps[0],
+            Step::Done {
+                status: OutcomeStatus::Drained,
+                ..
+            }
+        ));
         assert_eq!(t.retired[&id("x")], 3);
     }
 
@@ -469,7 +509,10 @@ mod tests {
         serving(&mut l, 1, 9);
         let p = plan_sync(&mut t, &l, &[m("a", 1)], 1);
         assert_eq!(joins(&p), vec![("a".into(), 2, true)]);
-        assert!(p.steps.contains(&Step::Evict { slot: 1, addr: "10.0.0.9:80".into() }));
+        assert!(p.steps.contains(&Step::Evict {
+            slot: 1,
+            addr: "10.0.0.9:80".into()
+        }));
     }
 
     #[test]
@@ -481,7 +524,10 @@ mod tests {
         let p = plan_sync(&mut t, &l, &[], 5);
         assert_eq!(
             p.steps,
-            vec![Step::Leave { member: id("a"), slot: 1 }]
+            vec![Step::Leave {
+                member: id("a"),
+                slot: 1
+            }]
         );
     }
 

@@ -46,12 +46,11 @@ pub fn collect(cfg: &AgentConfig) -> Result<Vec<SlotStatus>, EngineError> {
             reason,
         }
     })?;
-    let rows = parse_stat(&client.query("show stat -1 4 -1")?).map_err(|reason| {
-        EngineError::Parse {
+    let rows =
+        parse_stat(&client.query("show stat -1 4 -1")?).map_err(|reason| EngineError::Parse {
             command: "show stat",
             reason,
-        }
-    })?;
+        })?;
     let mut out = Vec::new();
     for pc in &cfg.pools {
         let pool = pc.name().as_str();

@@ -83,7 +83,11 @@ pub struct Lock {
 
 /// Takes the lock at `path`, waiting up to `timeout`; `on_wait` is called once with the
 /// holder's pid when the lock is busy, so the user knows why nothing happens.
-pub fn lock(path: &Path, timeout: Duration, on_wait: impl FnOnce(&str)) -> Result<Lock, StoreError> {
+pub fn lock(
+    path: &Path,
+    timeout: Duration,
+    on_wait: impl FnOnce(&str),
+) -> Result<Lock, StoreError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
     }
@@ -145,8 +149,14 @@ mod tests {
         let p = d.path().join("lock");
         let _held = lock(&p, Duration::ZERO, |_| {}).unwrap();
         let mut told = None;
-        let e = lock(&p, Duration::from_millis(120), |h| told = Some(h.to_string())).unwrap_err();
-        assert_eq!(told.as_deref(), Some(std::process::id().to_string().as_str()));
+        let e = lock(&p, Duration::from_millis(120), |h| {
+            told = Some(h.to_string())
+        })
+        .unwrap_err();
+        assert_eq!(
+            told.as_deref(),
+            Some(std::process::id().to_string().as_str())
+        );
         assert!(e.to_string().contains("still holds"), "{e}");
     }
 

@@ -214,7 +214,6 @@ impl Desired {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,15 +233,23 @@ mod tests {
 
     #[test]
     fn bad_changes_are_refused_with_the_reason() {
-        let e = err(r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"10.0.0.5","port":99999}]}]}"#);
+        let e = err(
+            r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"10.0.0.5","port":99999}]}]}"#,
+        );
         assert!(e.contains("invalid port 99999"), "{e}");
-        let e = err(r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"10.0.0.5","port":0}]}]}"#);
+        let e = err(
+            r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"10.0.0.5","port":0}]}]}"#,
+        );
         assert!(e.contains("invalid port 0"), "{e}");
-        let e = err(r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"999.1.1.1","port":80}]}]}"#);
+        let e = err(
+            r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"999.1.1.1","port":80}]}]}"#,
+        );
         assert!(e.contains("invalid address \"999.1.1.1\""), "{e}");
         let e = err(r#"{"version":2,"generation":1,"pools":[]}"#);
         assert!(e.contains("unsupported change message version 2"), "{e}");
-        let e = err(r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"10.0.0.5","port":80}],"remove":["i-1"]}]}"#);
+        let e = err(
+            r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[{"id":"i-1","address":"10.0.0.5","port":80}],"remove":["i-1"]}]}"#,
+        );
         assert!(e.contains("member i-1 appears more than once"), "{e}");
         let e = err(r#"{"version":1,"generation":1,"pools":[{"pool":"web"},{"pool":"web"}]}"#);
         assert!(e.contains("pool web appears twice"), "{e}");

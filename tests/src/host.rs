@@ -245,8 +245,12 @@ impl Host {
     /// `agent apply --json` of `change`; the report and the raw run.
     pub fn apply(&self, change: &Change) -> anyhow::Result<(Report, AgentRun)> {
         let run = self.agent(&["apply", "--json", "--file", "-"], Some(&change.to_json()))?;
-        let report = Report::from_json(run.stdout.trim())
-            .with_context(|| format!("agent apply gave no report (exit {}): {}", run.code, run.stderr))?;
+        let report = Report::from_json(run.stdout.trim()).with_context(|| {
+            format!(
+                "agent apply gave no report (exit {}): {}",
+                run.code, run.stderr
+            )
+        })?;
         Ok((report, run))
     }
 
@@ -262,14 +266,21 @@ impl Host {
         Ok(self
             .status()?
             .iter()
-            .filter_map(|r| Some((r["member"].as_str()?.to_string(), r["slot"].as_str()?.to_string())))
+            .filter_map(|r| {
+                Some((
+                    r["member"].as_str()?.to_string(),
+                    r["slot"].as_str()?.to_string(),
+                ))
+            })
             .collect())
     }
 
     /// The master's reload count.
     pub fn reloads(&self) -> anyhow::Result<u64> {
         let text = self.client().master("show proc")?;
-        parse_proc(&text).map_err(anyhow::Error::msg).map(|p| p.reloads)
+        parse_proc(&text)
+            .map_err(anyhow::Error::msg)
+            .map(|p| p.reloads)
     }
 
     /// HAProxy's log so far.

@@ -29,7 +29,9 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<R
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {:?}", text.lines().next())))?;
+        .ok_or_else(|| {
+            std::io::Error::other(format!("no HTTP status in {:?}", text.lines().next()))
+        })?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())

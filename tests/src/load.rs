@@ -33,7 +33,12 @@ pub struct Load {
 impl Load {
     /// Starts `workers` threads against `addr`, each stopping by itself after
     /// `max_duration` or once `max_requests` were sent in total.
-    pub fn start(addr: SocketAddr, workers: usize, max_duration: Duration, max_requests: u64) -> Self {
+    pub fn start(
+        addr: SocketAddr,
+        workers: usize,
+        max_duration: Duration,
+        max_requests: u64,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(LoadStats::default()));
         let sent = Arc::new(AtomicU64::new(0));

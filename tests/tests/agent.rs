@@ -82,7 +82,15 @@ fn freed_slots_are_reused_and_reapplying_changes_nothing() {
         Backend::start("d", "127.0.0.1").unwrap(),
     );
     let (r, run) = h
-        .apply(&change(1, vec![member("i-a", a.addr), member("i-b", b.addr), member("i-c", c.addr)], &[]))
+        .apply(&change(
+            1,
+            vec![
+                member("i-a", a.addr),
+                member("i-b", b.addr),
+                member("i-c", c.addr),
+            ],
+            &[],
+        ))
         .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
     let before = h.assignments().unwrap();
@@ -90,7 +98,9 @@ fn freed_slots_are_reused_and_reapplying_changes_nothing() {
 
     let (r, _) = h.apply(&change(2, vec![], &["i-b"])).unwrap();
     assert_eq!(statuses(&r), vec![("i-b".into(), OutcomeStatus::Drained)]);
-    let (r, _) = h.apply(&change(3, vec![member("i-d", d.addr)], &[])).unwrap();
+    let (r, _) = h
+        .apply(&change(3, vec![member("i-d", d.addr)], &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
     let after = h.assignments().unwrap();
     assert_eq!(after["i-d"], "slot2", "the freed slot is reused: {after:?}");
@@ -99,7 +109,9 @@ fn freed_slots_are_reused_and_reapplying_changes_nothing() {
 
     // The same message again: same outcome, HAProxy untouched.
     let state = servers_state(&h);
-    let (r, run) = h.apply(&change(3, vec![member("i-d", d.addr)], &[])).unwrap();
+    let (r, run) = h
+        .apply(&change(3, vec![member("i-d", d.addr)], &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
     assert_eq!(run.code, 0);
     assert_eq!(servers_state(&h), state);
@@ -116,7 +128,13 @@ fn membership_changes_never_reload_while_slots_are_free() {
     for cycle in 0..3 {
         for (i, b) in backends.iter().enumerate() {
             gen += 1;
-            let (r, _) = h.apply(&change(gen, vec![member(&format!("i-{cycle}-{i}"), b.addr)], &[])).unwrap();
+            let (r, _) = h
+                .apply(&change(
+                    gen,
+                    vec![member(&format!("i-{cycle}-{i}"), b.addr)],
+                    &[],
+                ))
+                .unwrap();
             assert!(all(&r, OutcomeStatus::Up), "{r:?}");
             assert_eq!(r.reloads, 0);
         }
@@ -135,11 +153,15 @@ fn membership_changes_never_reload_while_slots_are_free() {
 fn growth_reloads_once_and_no_request_fails_across_it() {
     let h = host(2);
     let first = Backend::start("first", "127.0.0.1").unwrap();
-    let (r, _) = h.apply(&change(1, vec![member("i-first", first.addr)], &[])).unwrap();
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-first", first.addr)], &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
 
     let load = Load::start(h.frontend("web"), 4, Duration::from_secs(60), 1_000_000);
-    wait_for(Duration::from_secs(5), || (load.completed() > 50).then_some(()));
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > 50).then_some(())
+    });
     let more: Vec<Backend> = (0..5)
         .map(|i| Backend::start(&format!("n{i}"), "127.0.0.1").unwrap())
         .collect();
@@ -153,11 +175,21 @@ fn growth_reloads_once_and_no_request_fails_across_it() {
     assert_eq!(r.reloads, 1, "one reload for the growth");
     // Requests keep flowing after the reload, and reach the new members.
     let served_before = load.completed();
-    wait_for(Duration::from_secs(5), || (load.completed() > served_before + 200).then_some(()));
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > served_before + 200).then_some(())
+    });
     let stats = load.stop();
-    assert_eq!(stats.failed, 0, "failed requests across the growth reload: {:?}", stats.errors);
+    assert_eq!(
+        stats.failed, 0,
+        "failed requests across the growth reload: {:?}",
+        stats.errors
+    );
     assert!(stats.requests > 250, "{stats:?}");
-    assert!(more.iter().any(|b| stats.by_backend.get(&b.name).copied().unwrap_or(0) > 0), "{stats:?}");
+    assert!(
+        more.iter()
+            .any(|b| stats.by_backend.get(&b.name).copied().unwrap_or(0) > 0),
+        "{stats:?}"
+    );
     assert_eq!(h.reloads().unwrap(), 1);
     let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(cfg.contains("server-template slot 1-8 "), "{cfg}");
@@ -175,15 +207,22 @@ fn drain_lets_an_inflight_request_finish_and_sends_no_new_requests() {
         Backend::start("a", "127.0.0.1").unwrap(),
         Backend::start("b", "127.0.0.1").unwrap(),
     );
-    let (r, _) = h.apply(&change(1, vec![member("i-b", b.addr)], &[])).unwrap();
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-b", b.addr)], &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
 
     // A slow request lands on b, the only member.
     let fe = h.frontend("web");
     let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=2500", Duration::from_secs(20)));
-    wait_for(Duration::from_secs(5), || (b.served().ok()? == 1).then_some(())).expect("slow request reached b");
+    wait_for(Duration::from_secs(5), || {
+        (b.served().ok()? == 1).then_some(())
+    })
+    .expect("slow request reached b");
 
-    let (r, _) = h.apply(&change(2, vec![member("i-a", a.addr)], &[])).unwrap();
+    let (r, _) = h
+        .apply(&change(2, vec![member("i-a", a.addr)], &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
 
     let started = Instant::now();
@@ -193,7 +232,12 @@ fn drain_lets_an_inflight_request_finish_and_sends_no_new_requests() {
         std::process::Command::new(agent)
             .arg("--config")
             .arg(config)
-            .args(["apply", "--json", "--change", &change(3, vec![], &["i-b"]).to_json()])
+            .args([
+                "apply",
+                "--json",
+                "--change",
+                &change(3, vec![], &["i-b"]).to_json(),
+            ])
             .output()
     });
     // Once b is draining, new requests all go to a.
@@ -209,15 +253,32 @@ fn drain_lets_an_inflight_request_finish_and_sends_no_new_requests() {
         let r = http::get(fe, "/", Duration::from_secs(5)).unwrap();
         assert_eq!((r.status, r.body.trim()), (200, "a"));
     }
-    assert_eq!(b.served().unwrap(), b_before, "a draining member got new requests");
+    assert_eq!(
+        b.served().unwrap(),
+        b_before,
+        "a draining member got new requests"
+    );
 
     let slow = slow.join().unwrap().unwrap();
-    assert_eq!((slow.status, slow.body.trim()), (200, "b"), "the in-flight request completed");
+    assert_eq!(
+        (slow.status, slow.body.trim()),
+        (200, "b"),
+        "the in-flight request completed"
+    );
     let out = removal.join().unwrap().unwrap();
     let report = Report::from_json(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
-    assert_eq!(statuses(&report), vec![("i-b".into(), OutcomeStatus::Drained)]);
-    assert_eq!(report.outcomes[0].reason, None, "drained without forcing: {report:?}");
-    assert!(started.elapsed() >= Duration::from_millis(1000), "the drain waited for the request");
+    assert_eq!(
+        statuses(&report),
+        vec![("i-b".into(), OutcomeStatus::Drained)]
+    );
+    assert_eq!(
+        report.outcomes[0].reason, None,
+        "drained without forcing: {report:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the drain waited for the request"
+    );
     let s = h.status().unwrap();
     assert!(s.iter().all(|r| r["member"] != "i-b"));
 }
@@ -229,26 +290,43 @@ fn a_member_that_never_passes_checks_gets_no_traffic_and_is_reported_failed() {
     pool.health_timeout_s = 2.0;
     let h = host_with(pool);
     let good = Backend::start("good", "127.0.0.1").unwrap();
-    let (r, _) = h.apply(&change(1, vec![member("i-good", good.addr)], &[])).unwrap();
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-good", good.addr)], &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
 
     let load = Load::start(h.frontend("web"), 3, Duration::from_secs(30), 1_000_000);
     let unhealthy = Backend::start_unhealthy("sick", "127.0.0.1").unwrap();
     let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (r, run) = h
-        .apply(&change(2, vec![member("i-closed", closed), member("i-sick", unhealthy.addr)], &[]))
+        .apply(&change(
+            2,
+            vec![member("i-closed", closed), member("i-sick", unhealthy.addr)],
+            &[],
+        ))
         .unwrap();
     let stats = load.stop();
     assert_eq!(run.code, 1, "exit code says a member failed");
     assert!(all(&r, OutcomeStatus::Failed), "{r:?}");
     for o in &r.outcomes {
         let reason = o.reason.as_deref().unwrap_or("");
-        assert!(reason.contains("did not pass health checks within"), "{reason}");
+        assert!(
+            reason.contains("did not pass health checks within"),
+            "{reason}"
+        );
     }
-    assert!(run.stdout.contains("L4CON") || run.stdout.contains("L7STS"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("L4CON") || run.stdout.contains("L7STS"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(stats.failed, 0, "{:?}", stats.errors);
     assert!(stats.requests > 0);
-    assert_eq!(unhealthy.served().unwrap(), 0, "an unhealthy member received requests");
+    assert_eq!(
+        unhealthy.served().unwrap(),
+        0,
+        "an unhealthy member received requests"
+    );
     assert_eq!(stats.by_backend.keys().collect::<Vec<_>>(), vec!["good"]);
     // Their slots are free again.
     let s = h.status().unwrap();
@@ -273,7 +351,12 @@ fn assignments_survive_a_reload_and_a_full_restart() {
     let fe = h.frontend("web");
     let all_serve = |h: &Host| {
         wait_for(Duration::from_secs(10), || {
-            let ups = h.status().ok()?.iter().filter(|r| r["status"] == "UP").count();
+            let ups = h
+                .status()
+                .ok()?
+                .iter()
+                .filter(|r| r["status"] == "UP")
+                .count();
             (ups == 3).then_some(())
         })
         .is_some()
@@ -289,7 +372,10 @@ fn assignments_survive_a_reload_and_a_full_restart() {
     };
 
     let _ = h.client().master("reload");
-    wait_for(Duration::from_secs(10), || (h.reloads().ok()? == 1).then_some(())).expect("reloaded");
+    wait_for(Duration::from_secs(10), || {
+        (h.reloads().ok()? == 1).then_some(())
+    })
+    .expect("reloaded");
     wait_for(Duration::from_secs(5), || {
         let s = h.status().ok()?;
         (s.iter().filter(|r| r["admin"] == "ready").count() == 3).then_some(())
@@ -299,7 +385,10 @@ fn assignments_survive_a_reload_and_a_full_restart() {
     assert_eq!(spread(), 3);
 
     h.stop_haproxy();
-    assert!(http::get(fe, "/", Duration::from_secs(1)).is_err(), "haproxy is down");
+    assert!(
+        http::get(fe, "/", Duration::from_secs(1)).is_err(),
+        "haproxy is down"
+    );
     h.start_haproxy().unwrap();
     assert_eq!(h.assignments().unwrap(), before);
     assert!(all_serve(&h), "{:?}", h.status());
@@ -364,14 +453,19 @@ fn concurrent_applies_serialize() {
     assert!(all(&r1, OutcomeStatus::Failed), "{r1:?}");
     assert!(all(&r2, OutcomeStatus::Up), "{r2:?}");
     // The second ran after the first released i-closed's slot, and took it.
-    assert_eq!(h.assignments().unwrap(), BTreeMap::from([("i-good".to_string(), "slot1".to_string())]));
+    assert_eq!(
+        h.assignments().unwrap(),
+        BTreeMap::from([("i-good".to_string(), "slot1".to_string())])
+    );
 }
 
 #[test]
 fn bad_input_gives_a_clear_error_and_changes_nothing() {
     let mut h = host(4);
     let a = Backend::start("a", "127.0.0.1").unwrap();
-    let (r, _) = h.apply(&change(1, vec![member("i-a", a.addr)], &[])).unwrap();
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-a", a.addr)], &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up));
     let files = |h: &Host| {
         (
@@ -382,23 +476,39 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     };
     let before = (files(&h), servers_state(&h));
     let body = |pool: &str, addr: &str, port: &str| {
-        format!(r#"{{"version":1,"generation":5,"pools":[{{"pool":"{pool}","add":[{{"id":"i-x","address":"{addr}","port":{port}}}]}}]}}"#)
+        format!(
+            r#"{{"version":1,"generation":5,"pools":[{{"pool":"{pool}","add":[{{"id":"i-x","address":"{addr}","port":{port}}}]}}]}}"#
+        )
     };
     let cases = [
-        (body("web", "999.1.1.1", "80"), "invalid address \"999.1.1.1\""),
+        (
+            body("web", "999.1.1.1", "80"),
+            "invalid address \"999.1.1.1\"",
+        ),
         (body("web", "127.0.0.1", "0"), "invalid port 0"),
         (body("web", "127.0.0.1", "99999"), "invalid port 99999"),
         (body("web", "0.0.0.0", "80"), "can not be a member"),
         (body("nope", "127.0.0.1", "80"), "unknown pool nope"),
         (body("web;shutdown", "127.0.0.1", "80"), "invalid pool name"),
-        ("{\"version\":1,\"generation\":".to_string(), "malformed change message"),
+        (
+            "{\"version\":1,\"generation\":".to_string(),
+            "malformed change message",
+        ),
         ("not json".to_string(), "malformed change message"),
     ];
     for (input, expected) in &cases {
         let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
         assert_eq!(run.code, 2, "{input}: {}", run.stderr);
-        assert!(run.stderr.contains(expected), "{input}: expected {expected:?} in {}", run.stderr);
-        assert_eq!((files(&h), servers_state(&h)), before, "{input} changed something");
+        assert!(
+            run.stderr.contains(expected),
+            "{input}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert_eq!(
+            (files(&h), servers_state(&h)),
+            before,
+            "{input} changed something"
+        );
     }
 
     // A missing socket.
@@ -413,14 +523,26 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(err.contains("cannot reach HAProxy at") && err.contains("missing.sock"), "{err}");
+    assert!(
+        err.contains("cannot reach HAProxy at") && err.contains("missing.sock"),
+        "{err}"
+    );
     assert_eq!((files(&h), servers_state(&h)), before);
 
     // HAProxy down.
     h.stop_haproxy();
-    let run = h.agent(&["apply", "--change", &body("web", "127.0.0.1", "81")], None).unwrap();
+    let run = h
+        .agent(
+            &["apply", "--change", &body("web", "127.0.0.1", "81")],
+            None,
+        )
+        .unwrap();
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("cannot reach HAProxy"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot reach HAProxy"),
+        "{}",
+        run.stderr
+    );
     h.start_haproxy().unwrap();
     assert_eq!((files(&h), servers_state(&h)), before);
 }
@@ -444,10 +566,16 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
         .enumerate()
         .map(|(i, b)| member(&format!("i-g{i}"), b.addr))
         .collect();
-    let run = h.agent(&["apply", "--change", &change(1, add, &[]).to_json()], None).unwrap();
+    let run = h
+        .agent(&["apply", "--change", &change(1, add, &[]).to_json()], None)
+        .unwrap();
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(run.stderr.contains("failed `haproxy -c`"), "{}", run.stderr);
-    assert!(run.stderr.contains("slot3"), "HAProxy's own reason is shown: {}", run.stderr);
+    assert!(
+        run.stderr.contains("slot3"),
+        "HAProxy's own reason is shown: {}",
+        run.stderr
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), with_static);
     assert_eq!(h.reloads().unwrap(), 0);
     let leftovers: Vec<_> = std::fs::read_dir(h.dir())

@@ -23,8 +23,17 @@ impl Moto {
             .arg("--quiet")
             .output()
             .expect("scripts/setup-venv runs");
-        assert!(venv.status.success(), "setup-venv failed: {}", String::from_utf8_lossy(&venv.stderr));
-        let venv = String::from_utf8_lossy(&venv.stdout).lines().last().unwrap_or_default().trim().to_string();
+        assert!(
+            venv.status.success(),
+            "setup-venv failed: {}",
+            String::from_utf8_lossy(&venv.stderr)
+        );
+        let venv = String::from_utf8_lossy(&venv.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let mut child = Command::new(format!("{venv}/bin/python"))
             .arg(format!("{root}/tests/moto_ext/server.py"))
             .args(["--host", "127.0.0.1", "--port", "0"])
@@ -33,7 +42,9 @@ impl Moto {
             .spawn()
             .expect("start moto_ext");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
         let url = line
             .trim()
             .strip_prefix("moto_ext ready on ")
@@ -67,7 +78,9 @@ async fn clients(url: &str) -> (Ec2, Asg) {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(url)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
         .load()
         .await;
     (Ec2::new(&conf), Asg::new(&conf))
@@ -75,7 +88,12 @@ async fn clients(url: &str) -> (Ec2, Asg) {
 
 /// A group of `n` instances with loopback addresses (127.0.1.4, .5, ...), no hooks.
 async fn group(ec2: &Ec2, asg: &Asg, name: &str, n: i32) {
-    let vpc = ec2.create_vpc().cidr_block("127.0.0.0/16").send().await.unwrap();
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("127.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
     let subnet = ec2
         .create_subnet()
@@ -84,7 +102,11 @@ async fn group(ec2: &Ec2, asg: &Asg, name: &str, n: i32) {
         .send()
         .await
         .unwrap();
-    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_string();
+    let subnet_id = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .unwrap()
+        .to_string();
     ec2.create_launch_template()
         .launch_template_name(format!("{name}-lt"))
         .launch_template_data(
@@ -124,11 +146,21 @@ async fn members(ec2: &Ec2, asg: &Asg, name: &str) -> Vec<(String, String)> {
         .iter()
         .filter_map(|i| i.instance_id().map(str::to_string))
         .collect();
-    let d = ec2.describe_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+    let d = ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .unwrap();
     d.reservations()
         .iter()
         .flat_map(|r| r.instances())
-        .filter_map(|i| Some((i.instance_id()?.to_string(), i.private_ip_address()?.to_string())))
+        .filter_map(|i| {
+            Some((
+                i.instance_id()?.to_string(),
+                i.private_ip_address()?.to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -160,11 +192,22 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     let dry = h.agent(&["sync", "--dry-run"], None).unwrap();
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     for (id, ip) in &found {
-        assert!(dry.stdout.contains(&format!("+ web          {id}")), "{}", dry.stdout);
-        assert!(dry.stdout.contains(&format!("{ip}:{port}")), "{}", dry.stdout);
+        assert!(
+            dry.stdout.contains(&format!("+ web          {id}")),
+            "{}",
+            dry.stdout
+        );
+        assert!(
+            dry.stdout.contains(&format!("{ip}:{port}")),
+            "{}",
+            dry.stdout
+        );
     }
     assert!(dry.stdout.contains("dry run: nothing was changed"));
-    assert!(h.assignments().unwrap().is_empty(), "a dry run changes nothing");
+    assert!(
+        h.assignments().unwrap().is_empty(),
+        "a dry run changes nothing"
+    );
 
     let run = h.agent(&["sync"], None).unwrap();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -183,7 +226,10 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     let stray = Backend::start("stray", "127.0.0.1").unwrap();
     let c = h.client();
     c.batch(&[
-        format!("set server web/slot4 addr 127.0.0.1 port {}", stray.addr.port()),
+        format!(
+            "set server web/slot4 addr 127.0.0.1 port {}",
+            stray.addr.port()
+        ),
         "set server web/slot4 state ready".into(),
         "set server web/slot1 state maint".into(),
     ])
@@ -200,9 +246,16 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     assert_eq!(left.len(), 1);
     let run = h.agent(&["sync"], None).unwrap();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("! web"), "the stray server is evicted: {}", run.stdout);
+    assert!(
+        run.stdout.contains("! web"),
+        "the stray server is evicted: {}",
+        run.stdout
+    );
     let a = h.assignments().unwrap();
-    assert_eq!(a.keys().cloned().collect::<Vec<_>>(), vec![left[0].0.clone()]);
+    assert_eq!(
+        a.keys().cloned().collect::<Vec<_>>(),
+        vec![left[0].0.clone()]
+    );
     wait_for(Duration::from_secs(5), || {
         let s = h.status().ok()?;
         let up = s.iter().filter(|r| r["status"] == "UP").count();
@@ -222,6 +275,10 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     std::fs::write(&h.config, cfg.replace("\"web-asg\"", "\"web-asg-typo\"")).unwrap();
     let run = h.agent(&["sync"], None).unwrap();
     assert_eq!(run.code, 2, "{}", run.stdout);
-    assert!(run.stderr.contains("web-asg-typo") && run.stderr.contains("refusing to empty"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("web-asg-typo") && run.stderr.contains("refusing to empty"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(h.assignments().unwrap().len(), 1, "nothing was drained");
 }

@@ -299,7 +299,10 @@ impl Client {
         let out = String::from_utf8_lossy(&out);
         // The reply to `prompt` is the first prompt; each command's reply ends with one.
         let mut parts: Vec<String> = out.split("\n> ").map(str::to_string).collect();
-        if parts.first().is_some_and(|p| p.trim_start_matches("> ").is_empty()) {
+        if parts
+            .first()
+            .is_some_and(|p| p.trim_start_matches("> ").is_empty())
+        {
             parts.remove(0);
         }
         let mut replies: Vec<String> = parts

@@ -79,12 +79,18 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
             continue;
         }
         let f: Vec<&str> = line.split(' ').collect();
-        let get = |i: usize| f.get(i).copied().ok_or_else(|| format!("short line {line:?}"));
+        let get = |i: usize| {
+            f.get(i)
+                .copied()
+                .ok_or_else(|| format!("short line {line:?}"))
+        };
         out.push(ServerState {
             backend: get(be)?.to_string(),
             server: get(sv)?.to_string(),
             addr: get(addr)?.to_string(),
-            port: get(port)?.parse().map_err(|_| format!("bad port in {line:?}"))?,
+            port: get(port)?
+                .parse()
+                .map_err(|_| format!("bad port in {line:?}"))?,
             op_state: get(op)?
                 .parse()
                 .map_err(|_| format!("bad op state in {line:?}"))?,

@@ -52,7 +52,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median wall time of `agent apply --no-wait` adding `n` fresh members (socket only).
-fn apply_time(host: &Host, n: usize, reps: u32, gen: &mut u64, rss: &mut i64) -> anyhow::Result<f64> {
+fn apply_time(
+    host: &Host,
+    n: usize,
+    reps: u32,
+    gen: &mut u64,
+    rss: &mut i64,
+) -> anyhow::Result<f64> {
     let mut times = Vec::new();
     for rep in 0..reps {
         let add: Vec<Member> = (0..n)
@@ -69,10 +75,18 @@ fn apply_time(host: &Host, n: usize, reps: u32, gen: &mut u64, rss: &mut i64) ->
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         ensure!(run.code == 0, "apply of {n} failed: {}", run.stderr);
         *rss = (*rss).max(run.max_rss_kb);
-        ensure!(!run.stdout.contains("\"reloads\":1"), "the bench host must not grow");
+        ensure!(
+            !run.stdout.contains("\"reloads\":1"),
+            "the bench host must not grow"
+        );
         *gen += 1;
         let run = host.agent(
-            &["apply", "--json", "--change", &change(*gen, vec![], ids).to_json()],
+            &[
+                "apply",
+                "--json",
+                "--change",
+                &change(*gen, vec![], ids).to_json(),
+            ],
             None,
         )?;
         ensure!(run.code == 0, "removal of {n} failed: {}", run.stderr);
@@ -111,11 +125,20 @@ fn churn(cycles: u32, rss: &mut i64) -> anyhow::Result<Churn> {
     let mut members: std::collections::VecDeque<(MemberId, usize)> = Default::default();
     let mut gen = 1u64;
     // The pool serves before the load starts (an empty pool answers 503 by design).
-    let first = member("i-first".into(), backends[0].addr.ip(), backends[0].addr.port());
+    let first = member(
+        "i-first".into(),
+        backends[0].addr.ip(),
+        backends[0].addr.port(),
+    );
     let (report, _) = host.apply(&change(gen, vec![first.clone()], vec![]))?;
     ensure!(report.ok, "first member: {report:?}");
     members.push_back((first.id, 0));
-    let load = Load::start(host.frontend("web"), 4, Duration::from_secs(600), 10_000_000);
+    let load = Load::start(
+        host.frontend("web"),
+        4,
+        Duration::from_secs(600),
+        10_000_000,
+    );
     let started = Instant::now();
     let mut next_backend = 1usize;
     let mut reloads_while_free = 0;
@@ -141,7 +164,10 @@ fn churn(cycles: u32, rss: &mut i64) -> anyhow::Result<Churn> {
         let (report, run) = host.apply(&change(gen, vec![new.clone()], remove))?;
         *rss = (*rss).max(run.max_rss_kb);
         ensure!(
-            report.outcomes.iter().all(|o| matches!(o.status, OutcomeStatus::Up | OutcomeStatus::Drained)),
+            report
+                .outcomes
+                .iter()
+                .all(|o| matches!(o.status, OutcomeStatus::Up | OutcomeStatus::Drained)),
             "cycle {c}: {report:?} {}",
             run.stderr
         );
@@ -175,30 +201,52 @@ fn main() -> anyhow::Result<()> {
         env: Vec::new(),
     })?;
     let mut gen = 0;
-    eprintln!("agent-bench: timing applies of 1, 100, 1000 members ({} reps each)...", args.reps);
+    eprintln!(
+        "agent-bench: timing applies of 1, 100, 1000 members ({} reps each)...",
+        args.reps
+    );
     let mut rss = 0;
     let apply_1 = apply_time(&host, 1, args.reps.max(1) * 4, &mut gen, &mut rss)?;
     let apply_100 = apply_time(&host, 100, args.reps.max(1), &mut gen, &mut rss)?;
     let apply_1000 = apply_time(&host, 1000, args.reps.max(1), &mut gen, &mut rss)?;
     let apply_reloads = host.reloads()?;
     drop(host);
-    eprintln!("agent-bench: churn: {} add/remove cycles under HTTP load...", args.cycles);
+    eprintln!(
+        "agent-bench: churn: {} add/remove cycles under HTTP load...",
+        args.cycles
+    );
     let c = churn(args.cycles, &mut rss)?;
 
     println!("agent-bench (real HAProxy {}, loopback)", haproxy_version());
     println!("{:<44} {:>12} {:>10}", "figure", "value", "target");
     let rows: Vec<(&str, String, &str)> = vec![
-        ("apply 1 member (ms, median, whole agent run)", format!("{apply_1:.1}"), ""),
+        (
+            "apply 1 member (ms, median, whole agent run)",
+            format!("{apply_1:.1}"),
+            "",
+        ),
         ("apply 100 members (ms)", format!("{apply_100:.1}"), ""),
-        ("apply 1000 members (ms)", format!("{apply_1000:.1}"), "< 50"),
-        ("reloads during apply timing", apply_reloads.to_string(), "0"),
+        (
+            "apply 1000 members (ms)",
+            format!("{apply_1000:.1}"),
+            "< 50",
+        ),
+        (
+            "reloads during apply timing",
+            apply_reloads.to_string(),
+            "0",
+        ),
         ("agent peak RSS (KiB)", rss.to_string(), "< 15360"),
         ("churn cycles", c.cycles.to_string(), ""),
         ("churn seconds", format!("{:.1}", c.seconds), ""),
         ("churn requests", c.requests.to_string(), ""),
         ("churn failed requests", c.failed.to_string(), "0"),
         ("churn growth reloads", c.growth_reloads.to_string(), ">= 3"),
-        ("reloads while slots were free", c.reloads_while_free.to_string(), "0"),
+        (
+            "reloads while slots were free",
+            c.reloads_while_free.to_string(),
+            "0",
+        ),
     ];
     for (k, v, t) in &rows {
         println!("{k:<44} {v:>12} {t:>10}");
@@ -237,4 +285,3 @@ fn haproxy_version() -> String {
         })
         .unwrap_or_default()
 }
-

@@ -106,9 +106,10 @@ fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &Served) -> std::
                 ),
             )
         } else {
-            let _ = served
-                .first_ms
-                .compare_exchange(0, unix_ms(), Ordering::SeqCst, Ordering::SeqCst);
+            let _ =
+                served
+                    .first_ms
+                    .compare_exchange(0, unix_ms(), Ordering::SeqCst, Ordering::SeqCst);
             served.requests.fetch_add(1, Ordering::SeqCst);
             if let Some(ms) = target
                 .strip_prefix("/slow?ms=")
