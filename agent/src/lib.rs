@@ -2,15 +2,15 @@
 //! HAProxy's runtime socket, without reloads while slots are free and without losing a
 //! request when a member leaves.
 //!
-//! - [`haproxy`]: the one HAProxy client (admin and master sockets, framing, parsers).
-//! - [`config`]: `agent.toml`.
-//! - [`cfgfile`]: the slot lines the agent owns inside haproxy.cfg; render and check.
-//! - [`slots`]: the slot table and the planner (pure logic).
-//! - [`engine`]: carries out plans: growth with a hitless reload, health-gated joins,
+//! - [`haproxy`] is the one HAProxy client (admin and master sockets, framing, parsers).
+//! - [`config`] reads `agent.toml`.
+//! - [`cfgfile`] owns the slot lines inside haproxy.cfg; renders and checks it.
+//! - [`slots`] holds the slot table and the planner (pure logic).
+//! - [`engine`] carries out plans: growth with a hitless reload, health-gated joins,
 //!   drains, persistence.
-//! - [`store`]: atomic files and the per-host lock.
-//! - [`status`]: what `agent status` shows.
-//! - [`aws`]: the desired state read from AWS (`agent sync` without `--desired`).
+//! - [`store`] writes files atomically and holds the per-host lock.
+//! - [`status`] is what `agent status` shows.
+//! - [`aws`] reads the desired state from AWS (`agent sync` without `--desired`).
 
 pub mod aws;
 pub mod cfgfile;
