@@ -1,77 +1,26 @@
 //! `agent sync` reading the desired state from AWS (the moto emulator with the project's
 //! extension), against a real HAProxy and real backends at the instances' addresses.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_autoscaling::Client as Asg;
 use aws_sdk_ec2::Client as Ec2;
+use e2e::moto::MotoServer;
 use e2e::{free_port, http, wait_for, Backend, Host, HostSpec, PoolSpec};
 
-/// The emulator, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let venv = Command::new("bash")
-            .arg(format!("{root}/scripts/setup-venv"))
-            .arg("--quiet")
-            .output()
-            .expect("scripts/setup-venv runs");
-        assert!(
-            venv.status.success(),
-            "setup-venv failed: {}",
-            String::from_utf8_lossy(&venv.stderr)
-        );
-        let venv = String::from_utf8_lossy(&venv.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let mut child = Command::new(format!("{venv}/bin/python"))
-            .arg(format!("{root}/tests/moto_ext/server.py"))
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_ext");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        let url = line
-            .trim()
-            .strip_prefix("moto_ext ready on ")
-            .unwrap_or_else(|| panic!("moto_ext did not start: {line:?}"))
-            .to_string();
-        Self { child, url }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.url.as_str()),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The standard AWS environment pointing at the emulator, for the agent's runs.
+fn aws_env(moto: &MotoServer) -> Vec<(String, String)> {
+    let url = moto.url();
+    [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 async fn clients(url: &str) -> (Ec2, Asg) {
@@ -167,8 +116,8 @@ async fn members(ec2: &Ec2, asg: &Asg, name: &str) -> Vec<(String, String)> {
 #[test]
 fn sync_reads_the_group_from_aws_and_repairs_drift() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let moto = Moto::start();
-    let (ec2, asg) = rt.block_on(clients(&moto.url));
+    let moto = MotoServer::start(None).expect("start the AWS emulator (scripts/setup-venv)");
+    let (ec2, asg) = rt.block_on(clients(&moto.url()));
     rt.block_on(group(&ec2, &asg, "web-asg", 2));
     let found = rt.block_on(members(&ec2, &asg, "web-asg"));
     assert_eq!(found.len(), 2, "{found:?}");
@@ -185,7 +134,7 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
         name: "proxy-aws".into(),
         pools: vec![pool],
         extra_toml: "[aws]\ngroups = { \"web-asg\" = [\"web\"] }\n".into(),
-        env: moto.env(),
+        env: aws_env(&moto),
     })
     .unwrap();
 
