@@ -1,5 +1,9 @@
 //! Bounded HTTP load: worker threads sending `GET /` to a frontend until stopped, or
 //! until a time or request cap is reached, counting what failed.
+//!
+//! Each worker sends at most one request per [`PACE`], so a 2-core machine keeps CPU for
+//! HAProxy and the agent under test (a few hundred requests/s is plenty to catch a
+//! single failed request).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,6 +12,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::http;
+
+/// The shortest interval between two requests of one worker.
+pub const PACE: Duration = Duration::from_millis(2);
 
 /// What a load run saw.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +58,7 @@ impl Load {
                         && Instant::now() < deadline
                         && sent.fetch_add(1, Ordering::Relaxed) < max_requests
                     {
+                        let sent_at = Instant::now();
                         let r = http::get(addr, "/", Duration::from_secs(10));
                         let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
                         s.requests += 1;
@@ -70,6 +78,10 @@ impl Load {
                                     s.errors.push(e.to_string());
                                 }
                             }
+                        }
+                        drop(s);
+                        if let Some(rest) = PACE.checked_sub(sent_at.elapsed()) {
+                            std::thread::sleep(rest);
                         }
                     }
                 })

@@ -24,7 +24,9 @@ pub const ACCOUNT: &str = "123456789012";
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.join("..").canonicalize().unwrap_or_else(|_| here.join(".."))
+    here.join("..")
+        .canonicalize()
+        .unwrap_or_else(|_| here.join(".."))
 }
 
 /// The emulator's virtualenv Python: `$HAPROXY_ASG_VENV` or `~/.cache/haproxy-asg/venv`,
@@ -33,7 +35,8 @@ pub fn venv_python() -> anyhow::Result<PathBuf> {
     let venv = match std::env::var_os("HAPROXY_ASG_VENV") {
         Some(v) => PathBuf::from(v),
         None => {
-            let home = std::env::var_os("HOME").context("no HOME to find the emulator's virtualenv")?;
+            let home =
+                std::env::var_os("HOME").context("no HOME to find the emulator's virtualenv")?;
             Path::new(&home).join(".cache/haproxy-asg/venv")
         }
     };
@@ -66,11 +69,17 @@ pub fn exchange(
     body: &str,
     timeout: Duration,
 ) -> anyhow::Result<(u16, String)> {
-    let sock: std::net::SocketAddr = addr.parse().with_context(|| format!("bad address {addr}"))?;
-    let mut s = TcpStream::connect_timeout(&sock, timeout).with_context(|| format!("connect {addr}"))?;
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad address {addr}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&sock, timeout).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -78,7 +87,8 @@ pub fn exchange(
     req.push_str(body);
     s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).with_context(|| format!("{method} {path}"))?;
+    s.read_to_end(&mut raw)
+        .with_context(|| format!("{method} {path}"))?;
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text
         .split_once("\r\n\r\n")
@@ -88,7 +98,10 @@ pub fn exchange(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("{method} {path}: no HTTP status"))?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_string()
@@ -100,8 +113,12 @@ fn dechunk(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     for _ in 0..100_000 {
-        let Some((size, after)) = rest.split_once("\r\n") else { break };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            break;
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || after.len() < n {
             break;
         }
@@ -180,7 +197,10 @@ impl MotoServer {
             &text,
             Duration::from_secs(30),
         )?;
-        anyhow::ensure!((200..300).contains(&status), "{method} {path}: HTTP {status}: {body}");
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "{method} {path}: HTTP {status}: {body}"
+        );
         if body.trim().is_empty() {
             return Ok(Value::Null);
         }
@@ -190,7 +210,13 @@ impl MotoServer {
     /// An AWS JSON-protocol call: `service` as in the SigV4 scope (`sqs`, `events`),
     /// `target` the `X-Amz-Target` (`AmazonSQS.ReceiveMessage`, `AWSEvents.PutRule`).
     /// The emulator does not check signatures, only the scope that names the service.
-    pub fn aws_json(&self, service: &str, target: &str, body: &Value, timeout: Duration) -> anyhow::Result<Value> {
+    pub fn aws_json(
+        &self,
+        service: &str,
+        target: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
         );
@@ -212,7 +238,10 @@ impl MotoServer {
             &body.to_string(),
             timeout,
         )?;
-        anyhow::ensure!((200..300).contains(&status), "{target}: HTTP {status}: {text}");
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "{target}: HTTP {status}: {text}"
+        );
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }

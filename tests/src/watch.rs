@@ -48,11 +48,18 @@ impl SocketWatch {
             std::thread::spawn(move || {
                 let deadline = Instant::now() + max;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    if let Ok(rows) = client.query("show stat").map_err(|e| e.to_string()).and_then(|t| parse_stat(&t)) {
+                    if let Ok(rows) = client
+                        .query("show stat")
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| parse_stat(&t))
+                    {
                         let now = unix_ms();
                         let mut map = seen.lock().unwrap_or_else(|e| e.into_inner());
                         for r in rows.iter().filter(|r| r.backend == backend) {
-                            let ip = r.addr.rsplit_once(':').map_or(r.addr.as_str(), |(ip, _)| ip);
+                            let ip = r
+                                .addr
+                                .rsplit_once(':')
+                                .map_or(r.addr.as_str(), |(ip, _)| ip);
                             if ip.is_empty() || ip == "0.0.0.0" || r.status.starts_with("MAINT") {
                                 continue;
                             }
@@ -76,7 +83,11 @@ impl SocketWatch {
 
     /// What was seen of `ip` so far.
     pub fn get(&self, ip: &str) -> Option<Seen> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(ip).copied()
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ip)
+            .copied()
     }
 
     /// Stops the thread.

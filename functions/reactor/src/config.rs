@@ -250,7 +250,11 @@ mod tests {
 
     #[test]
     fn local_agents_replace_ssm() {
-        let c = cfg(&[("LOCAL_AGENTS", r#"[["/bin/agent","--config","/tmp/a.toml"]]"#)]).unwrap();
+        let c = cfg(&[(
+            "LOCAL_AGENTS",
+            r#"[["/bin/agent","--config","/tmp/a.toml"]]"#,
+        )])
+        .unwrap();
         assert_eq!(
             c.transport,
             Transport::Local(vec![vec![
@@ -269,7 +273,9 @@ mod tests {
         assert!(e.contains("LOCAL_AGENTS"), "{e}");
         let e = cfg(&[("LOCAL_AGENTS", "[[]]")]).unwrap_err().to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = cfg(&[("LOCAL_AGENTS", "[]"), ("POOLS", "{")]).unwrap_err().to_string();
+        let e = cfg(&[("LOCAL_AGENTS", "[]"), ("POOLS", "{")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("POOLS"), "{e}");
         let e = cfg(&[("LOCAL_AGENTS", "[]"), ("DRAIN_TIMEOUT_S", "soon")])
             .unwrap_err()
@@ -279,9 +285,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("DNS_RECORD_NAME"), "{e}");
-        let e = cfg(&[("LOCAL_AGENTS", "[]"), ("DNS_ZONE_ID", "Z"), ("DNS_RECORD_NAME", "a.b")])
-            .unwrap_err()
-            .to_string();
+        let e = cfg(&[
+            ("LOCAL_AGENTS", "[]"),
+            ("DNS_ZONE_ID", "Z"),
+            ("DNS_RECORD_NAME", "a.b"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("PROXY_GROUP"), "{e}");
     }
 }

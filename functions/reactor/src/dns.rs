@@ -54,7 +54,11 @@ impl RecordChange {
 
 /// The changes bringing `existing` to one record per proxy (`proxies`: instance id ->
 /// address): upserts for new or changed proxies first, then deletes of gone ones.
-pub fn plan_records(existing: &[Record], proxies: &[(String, IpAddr)], ttl: i64) -> Vec<RecordChange> {
+pub fn plan_records(
+    existing: &[Record],
+    proxies: &[(String, IpAddr)],
+    ttl: i64,
+) -> Vec<RecordChange> {
     let mut out = Vec::new();
     for (id, addr) in proxies {
         let want = Record {
@@ -63,7 +67,7 @@ pub fn plan_records(existing: &[Record], proxies: &[(String, IpAddr)], ttl: i64)
             ttl,
             multi_value: true,
         };
-        if existing.iter().any(|r| *r == want) {
+        if existing.contains(&want) {
             continue;
         }
         out.push(RecordChange::Upsert(want));
@@ -117,7 +121,11 @@ pub struct DnsError {
 /// Route 53 records of one name.
 pub trait DnsApi: Send + Sync {
     /// The record sets of `name` (type A, with a set identifier) in `zone`.
-    fn list(&self, zone: &str, name: &str) -> impl Future<Output = Result<Vec<Record>, DnsError>> + Send;
+    fn list(
+        &self,
+        zone: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<Record>, DnsError>> + Send;
 
     /// Applies one batch (all-or-nothing).
     fn change(
@@ -141,7 +149,8 @@ pub fn zone_id(zone: &str) -> &str {
 }
 
 fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 impl Route53Dns {
@@ -168,7 +177,11 @@ impl Route53Dns {
             RecordChange::Delete(r) => (ChangeAction::Delete, r),
         };
         let bad = |e: aws_sdk_route53::error::BuildError| {
-            self.err("ChangeResourceRecordSets", zone, format!("could not build the request: {e}"))
+            self.err(
+                "ChangeResourceRecordSets",
+                zone,
+                format!("could not build the request: {e}"),
+            )
         };
         let mut set = ResourceRecordSet::builder()
             .name(name)
@@ -204,7 +217,13 @@ impl DnsApi for Route53Dns {
                 .set_start_record_identifier(sid)
                 .send()
                 .await
-                .map_err(|e| self.err("ListResourceRecordSets", zone, DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| {
+                    self.err(
+                        "ListResourceRecordSets",
+                        zone,
+                        DisplayErrorContext(&e).to_string(),
+                    )
+                })?;
             let mut past = false;
             for rs in page.resource_record_sets() {
                 if !same_name(rs.name(), name) {
@@ -215,7 +234,10 @@ impl DnsApi for Route53Dns {
                     continue;
                 }
                 let Some(set_id) = rs.set_identifier() else {
-                    tracing::warn!(record = name, "an A record without a set identifier has the fleet's name; left alone");
+                    tracing::warn!(
+                        record = name,
+                        "an A record without a set identifier has the fleet's name; left alone"
+                    );
                     continue;
                 };
                 out.push(Record {
@@ -276,7 +298,11 @@ impl DnsApi for Route53Dns {
                             format!("after {attempt} attempt(s): {}", DisplayErrorContext(&e)),
                         ));
                     }
-                    tracing::info!(attempt, code = e.code().unwrap_or_default(), "Route 53 busy; retrying");
+                    tracing::info!(
+                        attempt,
+                        code = e.code().unwrap_or_default(),
+                        "Route 53 busy; retrying"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
@@ -301,7 +327,11 @@ mod tests {
 
     #[test]
     fn records_follow_the_fleet() {
-        let existing = vec![rec("i-1", "10.0.0.1"), rec("i-2", "10.0.0.2"), rec("i-3", "10.0.0.9")];
+        let existing = vec![
+            rec("i-1", "10.0.0.1"),
+            rec("i-2", "10.0.0.2"),
+            rec("i-3", "10.0.0.9"),
+        ];
         let proxies = vec![
             ("i-1".to_string(), "10.0.0.1".parse().unwrap()),
             ("i-3".to_string(), "10.0.0.3".parse().unwrap()),
@@ -331,7 +361,10 @@ mod tests {
         let dels: Vec<RecordChange> = (0..1200)
             .map(|i| RecordChange::Delete(rec(&format!("i-{i}"), "10.0.0.1")))
             .collect();
-        assert_eq!(batch_changes(dels).iter().map(Vec::len).collect::<Vec<_>>(), [1000, 200]);
+        assert_eq!(
+            batch_changes(dels).iter().map(Vec::len).collect::<Vec<_>>(),
+            [1000, 200]
+        );
         let mixed: Vec<RecordChange> = (0..600)
             .map(|i| {
                 if i % 2 == 0 {

@@ -78,6 +78,8 @@ pub struct Ec2StateDetail {
 }
 
 /// Every event the reactor understands, by `detail-type`, and a catch-all.
+// Parsed once per invocation and consumed at once: the size of the variants is moot.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "detail-type")]
 pub enum Event {
@@ -261,7 +263,11 @@ pub fn classify(value: &Value) -> Classified {
         Event::TerminateSuccessful(env) => activity(env, Activity::TerminateSuccessful),
         Event::TerminateUnsuccessful(env) => activity(env, Activity::TerminateUnsuccessful),
         Event::Ec2StateChange(env) => {
-            if let Some(i) = check_source(&env.source, "aws.ec2", "EC2 Instance State-change Notification") {
+            if let Some(i) = check_source(
+                &env.source,
+                "aws.ec2",
+                "EC2 Instance State-change Notification",
+            ) {
                 return i;
             }
             match non_empty(&env.detail.instance_id) {
@@ -349,9 +355,7 @@ fn explain_other(v: &Value) -> String {
         return "not an EventBridge event: no \"detail-type\"".into();
     };
     let err = match dt {
-        LAUNCH_ACTION | TERMINATE_ACTION => {
-            Envelope::<LifecycleActionDetail>::deserialize(v).err()
-        }
+        LAUNCH_ACTION | TERMINATE_ACTION => Envelope::<LifecycleActionDetail>::deserialize(v).err(),
         "EC2 Instance Launch Successful"
         | "EC2 Instance Launch Unsuccessful"
         | "EC2 Instance Terminate Successful"
@@ -538,7 +542,10 @@ mod tests {
         let mut v = terminate_sample();
         v["detail"].as_object_mut().unwrap().remove("EC2InstanceId");
         let r = reason(v);
-        assert!(r.contains("malformed") && r.contains("EC2InstanceId"), "{r}");
+        assert!(
+            r.contains("malformed") && r.contains("EC2InstanceId"),
+            "{r}"
+        );
         let mut v = terminate_sample();
         v["detail"] = json!("nope");
         assert!(reason(v).contains("malformed"));
@@ -576,7 +583,10 @@ mod tests {
     #[test]
     fn event_times_parse() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("2000-03-01T00:00:01.5Z"), Some(951_868_801_500));
+        assert_eq!(
+            parse_rfc3339_ms("2000-03-01T00:00:01.5Z"),
+            Some(951_868_801_500)
+        );
         assert_eq!(
             parse_rfc3339_ms("2026-11-20T10:00:00Z"),
             Some(1_795_168_800_000)

@@ -184,11 +184,14 @@ impl LifecycleApi for AwsLifecycle {
         token: Option<&str>,
         result: &'static str,
     ) -> Result<Completion, AwsError> {
-        let first = self.complete_once(group, hook, instance, token, result).await?;
+        let first = self
+            .complete_once(group, hook, instance, token, result)
+            .await?;
         match (first, token) {
             // A token from an old or duplicated event: the instance id finds the live one.
             (Completion::NotPending(_), Some(_)) => {
-                self.complete_once(group, hook, instance, None, result).await
+                self.complete_once(group, hook, instance, None, result)
+                    .await
             }
             (c, _) => Ok(c),
         }

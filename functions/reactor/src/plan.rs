@@ -255,10 +255,7 @@ pub fn decide(
         _ => "drained",
     };
     if waiting.is_empty() {
-        return Decision::Continue(format!(
-            "{everywhere} on all {} host(s)",
-            hosts.len()
-        ));
+        return Decision::Continue(format!("{everywhere} on all {} host(s)", hosts.len()));
     }
     let summary = waiting.join("; ");
     if action.transition == Transition::Terminate {
@@ -320,7 +317,8 @@ mod tests {
                         member: MemberId::new(*m).unwrap(),
                         slot: None,
                         status: *s,
-                        reason: (*s == OutcomeStatus::Failed).then(|| "health check timed out".into()),
+                        reason: (*s == OutcomeStatus::Failed)
+                            .then(|| "health check timed out".into()),
                         ms: 1,
                     })
                     .collect(),
@@ -358,24 +356,36 @@ mod tests {
             report("h1", &[("web", "i-1", Up)]),
             report("h2", &[("web", "i-1", Up)]),
         ];
-        assert!(matches!(decide(&a, &pools(), &both, 0, 0), Decision::Continue(_)));
+        assert!(matches!(
+            decide(&a, &pools(), &both, 0, 0),
+            Decision::Continue(_)
+        ));
         let one = [
             report("h1", &[("web", "i-1", Up)]),
             report("h2", &[("web", "i-2", Up)]),
         ];
         let d = decide(&a, &pools(), &one, 0, 0);
-        assert!(matches!(d, Decision::Wait(ref r) if r.contains("host h2 did not report i-1")), "{d:?}");
+        assert!(
+            matches!(d, Decision::Wait(ref r) if r.contains("host h2 did not report i-1")),
+            "{d:?}"
+        );
         let broken = [
             report("h1", &[("web", "i-1", Up)]),
             HostResult::failed("h2", "SSM status TimedOut"),
         ];
         let d = decide(&a, &pools(), &broken, 0, 0);
-        assert!(matches!(d, Decision::Wait(ref r) if r.contains("host h2 failed: SSM status TimedOut")), "{d:?}");
+        assert!(
+            matches!(d, Decision::Wait(ref r) if r.contains("host h2 failed: SSM status TimedOut")),
+            "{d:?}"
+        );
         // Two pools: up in one is not enough.
         let two = vec![PoolName::new("web").unwrap(), PoolName::new("api").unwrap()];
         assert!(matches!(decide(&a, &two, &both, 0, 0), Decision::Wait(_)));
         let stale = [report("h1", &[("web", "i-1", Stale)])];
-        assert!(matches!(decide(&a, &pools(), &stale, 0, 0), Decision::Wait(_)));
+        assert!(matches!(
+            decide(&a, &pools(), &stale, 0, 0),
+            Decision::Wait(_)
+        ));
     }
 
     #[test]
@@ -402,23 +412,35 @@ mod tests {
             report("h1", &[("web", "i-1", Drained)]),
             report("h2", &[("web", "i-1", Drained)]),
         ];
-        assert_eq!(decide(&a, &pools(), &drained, 2_000, 60_000).label(), "CONTINUE");
+        assert_eq!(
+            decide(&a, &pools(), &drained, 2_000, 60_000).label(),
+            "CONTINUE"
+        );
         let partial = [
             report("h1", &[("web", "i-1", Drained)]),
             report("h2", &[("web", "i-1", Failed)]),
         ];
-        assert_eq!(decide(&a, &pools(), &partial, 2_000, 60_000).label(), "WAIT");
+        assert_eq!(
+            decide(&a, &pools(), &partial, 2_000, 60_000).label(),
+            "WAIT"
+        );
         let d = decide(&a, &pools(), &partial, 61_000, 60_000);
         assert_eq!(d.label(), "CONTINUE");
         assert!(d.reason().contains("drain timeout"));
         let mut unknown_start = a.clone();
         unknown_start.started_ms = None;
-        assert_eq!(decide(&unknown_start, &pools(), &partial, u64::MAX, 1).label(), "WAIT");
+        assert_eq!(
+            decide(&unknown_start, &pools(), &partial, u64::MAX, 1).label(),
+            "WAIT"
+        );
     }
 
     #[test]
     fn no_proxy_host_means_nothing_to_gate() {
-        assert_eq!(decide(&action("i-1", Transition::Launch), &pools(), &[], 0, 0).label(), "CONTINUE");
+        assert_eq!(
+            decide(&action("i-1", Transition::Launch), &pools(), &[], 0, 0).label(),
+            "CONTINUE"
+        );
     }
 
     #[test]
@@ -435,7 +457,11 @@ mod tests {
         assert_eq!(plan.pools[0].remove, [MemberId::new("i-2").unwrap()]);
         // The steady member is left alone; the other one in transition is carried along.
         assert_eq!(
-            plan.pools[0].add.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            plan.pools[0]
+                .add
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>(),
             ["i-3"]
         );
         let ev = EventAction {
@@ -447,9 +473,15 @@ mod tests {
         };
         let (actions, notes) = pending_actions(&s, event_selection(Some("i-2")), Some(&ev));
         assert_eq!(actions.len(), 2);
-        let term = actions.iter().find(|a| a.instance.as_str() == "i-2").unwrap();
+        let term = actions
+            .iter()
+            .find(|a| a.instance.as_str() == "i-2")
+            .unwrap();
         assert_eq!(term.transition, Transition::Terminate);
-        assert_eq!(term.token, None, "the launch token is not the terminate token");
+        assert_eq!(
+            term.token, None,
+            "the launch token is not the terminate token"
+        );
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("is Terminating:Wait"), "{}", notes[0]);
         // The event's own action gets its hook and token.
@@ -461,7 +493,10 @@ mod tests {
             started_ms: Some(5),
         };
         let (actions, notes) = pending_actions(&s, event_selection(Some("i-3")), Some(&ev));
-        let launch = actions.iter().find(|a| a.instance.as_str() == "i-3").unwrap();
+        let launch = actions
+            .iter()
+            .find(|a| a.instance.as_str() == "i-3")
+            .unwrap();
         assert_eq!(launch.hook.as_deref(), Some("h"));
         assert_eq!(launch.token.as_deref(), Some("t"));
         assert!(notes.is_empty());

@@ -292,9 +292,8 @@ where
         let Some(pools) = resolve_pools(group, &state.tags, self.config.pools.get(group))
             .map_err(AwsError::from)?
         else {
-            let reason = format!(
-                "group {group} is not managed: no haproxy:pool tag and not in POOLS"
-            );
+            let reason =
+                format!("group {group} is not managed: no haproxy:pool tag and not in POOLS");
             tracing::info!(reason = %reason, "event ignored");
             summary.ignored = Some(reason);
             return Ok(());
@@ -306,16 +305,30 @@ where
         }
         let mut groups = BTreeMap::new();
         groups.insert(group.to_string(), pools);
-        self.apply_and_complete(plan, actions, &groups, state.read_at_ms, group, deadline, summary)
-            .await
+        self.apply_and_complete(
+            plan,
+            actions,
+            &groups,
+            state.read_at_ms,
+            group,
+            deadline,
+            summary,
+        )
+        .await
     }
 
     /// Scheduled: every managed group fully, pending actions completed, DNS in step.
-    async fn reconcile(&self, deadline: Instant, summary: &mut Summary) -> Result<(), ReactorError> {
+    async fn reconcile(
+        &self,
+        deadline: Instant,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
         let mut names: BTreeSet<String> = self.config.pools.groups().map(str::to_string).collect();
         match self.discovery.tagged_groups().await {
             Ok(tagged) => names.extend(tagged),
-            Err(e) => summary.note(format!("could not list tagged groups ({e}); reconciling the configured ones")),
+            Err(e) => summary.note(format!(
+                "could not list tagged groups ({e}); reconciling the configured ones"
+            )),
         }
         if let Some(p) = &self.config.proxy_group {
             names.remove(p);
@@ -334,16 +347,17 @@ where
         let mut groups: BTreeMap<String, Vec<Pool>> = BTreeMap::new();
         let mut read_at = 0;
         for state in &states {
-            let pools = match resolve_pools(&state.name, &state.tags, self.config.pools.get(&state.name)) {
-                Ok(Some(p)) => p,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::error!(group = %state.name, error = %e, "group skipped");
-                    summary.notes.push(e.to_string());
-                    first_error.get_or_insert(AwsError::from(e));
-                    continue;
-                }
-            };
+            let pools =
+                match resolve_pools(&state.name, &state.tags, self.config.pools.get(&state.name)) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(group = %state.name, error = %e, "group skipped");
+                        summary.notes.push(e.to_string());
+                        first_error.get_or_insert(AwsError::from(e));
+                        continue;
+                    }
+                };
             summary.groups.push(state.name.clone());
             read_at = read_at.max(state.read_at_ms);
             let plan = plan_change(&pools, state, |_| true);
@@ -358,8 +372,16 @@ where
             unaddressed,
         };
         if !groups.is_empty() {
-            self.apply_and_complete(plan, all_actions, &groups, read_at, "(reconcile)", deadline, summary)
-                .await?;
+            self.apply_and_complete(
+                plan,
+                all_actions,
+                &groups,
+                read_at,
+                "(reconcile)",
+                deadline,
+                summary,
+            )
+            .await?;
         }
         if let Some(proxy) = self.config.proxy_group.clone() {
             summary.groups.push(proxy.clone());
@@ -385,7 +407,9 @@ where
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
         for id in &plan.unaddressed {
-            summary.note(format!("instance {id} has no private address yet; it is added later"));
+            summary.note(format!(
+                "instance {id} has no private address yet; it is added later"
+            ));
         }
         if plan.is_empty() && actions.is_empty() {
             summary.note("nothing to change");
@@ -400,7 +424,8 @@ where
             let change = plan.into_change(generation);
             summary.generation = Some(generation);
             summary.change = Some(change.clone());
-            let wait = self.config.health_timeout.max(self.config.drain_timeout) + Duration::from_secs(30);
+            let wait =
+                self.config.health_timeout.max(self.config.drain_timeout) + Duration::from_secs(30);
             let until = deadline.min(Instant::now() + wait);
             let started = Instant::now();
             let hosts = tokio::select! {
@@ -452,7 +477,10 @@ where
         let mut out = Vec::new();
         for action in actions {
             let hooks = self.lifecycle.hooks(&action.group).await?;
-            let of_transition: Vec<_> = hooks.iter().filter(|h| h.transition == action.transition).collect();
+            let of_transition: Vec<_> = hooks
+                .iter()
+                .filter(|h| h.transition == action.transition)
+                .collect();
             let names: Vec<String> = match &action.hook {
                 Some(h) => vec![h.clone()],
                 None => of_transition.iter().map(|h| h.name.clone()).collect(),
@@ -499,12 +527,23 @@ where
                 for hook in &t.hooks {
                     let r = self
                         .lifecycle
-                        .heartbeat(&t.action.group, hook, t.action.instance.as_str(), t.action.token.as_deref())
+                        .heartbeat(
+                            &t.action.group,
+                            hook,
+                            t.action.instance.as_str(),
+                            t.action.token.as_deref(),
+                        )
                         .await;
                     match r {
-                        Ok(Completion::Done) => tracing::info!(instance = %t.action.instance, hook, "lifecycle heartbeat recorded"),
-                        Ok(Completion::NotPending(m)) => tracing::info!(instance = %t.action.instance, hook, reason = %m, "no action to heartbeat"),
-                        Err(e) => tracing::warn!(instance = %t.action.instance, hook, error = %e, "lifecycle heartbeat failed"),
+                        Ok(Completion::Done) => {
+                            tracing::info!(instance = %t.action.instance, hook, "lifecycle heartbeat recorded")
+                        }
+                        Ok(Completion::NotPending(m)) => {
+                            tracing::info!(instance = %t.action.instance, hook, reason = %m, "no action to heartbeat")
+                        }
+                        Err(e) => {
+                            tracing::warn!(instance = %t.action.instance, hook, error = %e, "lifecycle heartbeat failed")
+                        }
                     }
                 }
             }
@@ -546,7 +585,12 @@ where
         }
     }
 
-    async fn complete(&self, t: &Target, decision: &Decision, summary: &mut Summary) -> Result<(), AwsError> {
+    async fn complete(
+        &self,
+        t: &Target,
+        decision: &Decision,
+        summary: &mut Summary,
+    ) -> Result<(), AwsError> {
         let a = &t.action;
         let mut completed = false;
         let mut result = Ok(());
@@ -601,7 +645,9 @@ where
         self.sync_dns(group, summary).await?;
         if let Some(a) = action {
             let reason = match a.transition {
-                Transition::Launch => "proxy instance: its agent syncs at boot; it gets a record once in service",
+                Transition::Launch => {
+                    "proxy instance: its agent syncs at boot; it gets a record once in service"
+                }
                 Transition::Terminate => "proxy instance: its record is removed",
             };
             let Ok(instance) = infra::MemberId::new(&a.instance) else {
@@ -634,7 +680,9 @@ where
             return Ok(());
         };
         let Some(state) = self.discovery.group(group).await? else {
-            summary.note(format!("proxy group {group} does not exist; DNS records left as they are"));
+            summary.note(format!(
+                "proxy group {group} does not exist; DNS records left as they are"
+            ));
             return Ok(());
         };
         let proxies = proxy_addresses(&state);

@@ -30,7 +30,13 @@ impl FakeDiscovery {
 
 impl Discovery for FakeDiscovery {
     async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
-        Ok(self.groups.lock().unwrap().iter().find(|g| g.name == name).cloned())
+        Ok(self
+            .groups
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|g| g.name == name)
+            .cloned())
     }
     async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
         Ok(self
@@ -78,13 +84,21 @@ impl FakeHosts {
 }
 
 impl Dispatcher for FakeHosts {
-    async fn dispatch(&self, change: &Change, _: &str, _: Instant) -> Result<Vec<HostResult>, DispatchError> {
+    async fn dispatch(
+        &self,
+        change: &Change,
+        _: &str,
+        _: Instant,
+    ) -> Result<Vec<HostResult>, DispatchError> {
         self.sent.lock().unwrap().push(change.clone());
         let mut out = Vec::new();
         for h in 0..self.hosts {
             let host = format!("h{h}");
             if self.broken_host && h == self.hosts - 1 {
-                out.push(HostResult::failed(host, "SSM status Failed: agent exited with code 2: HAProxy unreachable"));
+                out.push(HostResult::failed(
+                    host,
+                    "SSM status Failed: agent exited with code 2: HAProxy unreachable",
+                ));
                 continue;
             }
             let mut outcomes = Vec::new();
@@ -95,7 +109,11 @@ impl Dispatcher for FakeHosts {
                         pool: p.pool.clone(),
                         member: m.id.clone(),
                         slot: None,
-                        status: if failed { OutcomeStatus::Failed } else { OutcomeStatus::Up },
+                        status: if failed {
+                            OutcomeStatus::Failed
+                        } else {
+                            OutcomeStatus::Up
+                        },
                         reason: failed.then(|| "health check timed out".into()),
                         ms: 1,
                     });
@@ -160,7 +178,13 @@ impl LifecycleApi for FakeLifecycle {
             .push((group.into(), hook.into(), instance.into(), result));
         Ok(Completion::Done)
     }
-    async fn heartbeat(&self, _: &str, _: &str, _: &str, _: Option<&str>) -> Result<Completion, AwsError> {
+    async fn heartbeat(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<Completion, AwsError> {
         Ok(Completion::Done)
     }
 }
@@ -223,13 +247,25 @@ fn fixture(hosts: FakeHosts) -> Fixture {
     .unwrap();
     let mut d = FakeDiscovery::default();
     d.instance_groups.insert("i-2".into(), "web-asg".into());
-    Reactor::new(config, d, hosts, FakeLifecycle::default(), Some(FakeDns::default()))
+    Reactor::new(
+        config,
+        d,
+        hosts,
+        FakeLifecycle::default(),
+        Some(FakeDns::default()),
+    )
 }
 
 fn lifecycle_event(kind: &str, instance: &str) -> Value {
     let (dt, tr) = match kind {
-        "launch" => ("EC2 Instance-launch Lifecycle Action", "autoscaling:EC2_INSTANCE_LAUNCHING"),
-        _ => ("EC2 Instance-terminate Lifecycle Action", "autoscaling:EC2_INSTANCE_TERMINATING"),
+        "launch" => (
+            "EC2 Instance-launch Lifecycle Action",
+            "autoscaling:EC2_INSTANCE_LAUNCHING",
+        ),
+        _ => (
+            "EC2 Instance-terminate Lifecycle Action",
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+        ),
     };
     let hook = format!("{kind}-hook");
     json!({"version":"0","id":"e1","detail-type":dt,"source":"aws.autoscaling",
@@ -257,13 +293,23 @@ async fn launch_is_continued_once_up_on_every_host() {
     let r = fixture(FakeHosts::new(3));
     r.discovery.set(group(
         "web-asg",
-        vec![member("i-1", "InService", 1), member("i-2", "Pending:Wait", 2)],
+        vec![
+            member("i-1", "InService", 1),
+            member("i-2", "Pending:Wait", 2),
+        ],
         1000,
     ));
-    let s = r.handle(&lifecycle_event("launch", "i-2"), far()).await.unwrap();
+    let s = r
+        .handle(&lifecycle_event("launch", "i-2"), far())
+        .await
+        .unwrap();
     let sent = r.dispatcher.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].pools[0].add.len(), 1, "only the member in transition");
+    assert_eq!(
+        sent[0].pools[0].add.len(),
+        1,
+        "only the member in transition"
+    );
     assert_eq!(sent[0].pools[0].add[0].id.as_str(), "i-2");
     assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
     assert_eq!(s.hosts.len(), 3);
@@ -275,9 +321,15 @@ async fn launch_failing_on_one_host_is_abandoned() {
     let mut hosts = FakeHosts::new(2);
     hosts.failing.push("i-2".into());
     let r = fixture(hosts);
-    r.discovery
-        .set(group("web-asg", vec![member("i-2", "Pending:Wait", 2)], 1000));
-    let s = r.handle(&lifecycle_event("launch", "i-2"), far()).await.unwrap();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    let s = r
+        .handle(&lifecycle_event("launch", "i-2"), far())
+        .await
+        .unwrap();
     assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
     assert!(s.actions[0].reason.contains("health check timed out"));
 }
@@ -287,13 +339,27 @@ async fn a_broken_host_leaves_the_launch_pending_and_names_the_host() {
     let mut hosts = FakeHosts::new(2);
     hosts.broken_host = true;
     let r = fixture(hosts);
-    r.discovery
-        .set(group("web-asg", vec![member("i-2", "Pending:Wait", 2)], 1000));
-    let s = r.handle(&lifecycle_event("launch", "i-2"), far()).await.unwrap();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    let s = r
+        .handle(&lifecycle_event("launch", "i-2"), far())
+        .await
+        .unwrap();
     assert!(completed(&r).is_empty());
     assert_eq!(s.actions[0].decision, "WAIT");
-    assert!(s.actions[0].reason.contains("host h1 failed"), "{}", s.actions[0].reason);
-    assert!(s.hosts[1].error.as_deref().unwrap().contains("HAProxy unreachable"));
+    assert!(
+        s.actions[0].reason.contains("host h1 failed"),
+        "{}",
+        s.actions[0].reason
+    );
+    assert!(s.hosts[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("HAProxy unreachable"));
 }
 
 #[tokio::test]
@@ -301,10 +367,15 @@ async fn terminate_is_continued_after_the_drain() {
     let r = fixture(FakeHosts::new(2));
     r.discovery.set(group(
         "web-asg",
-        vec![member("i-1", "InService", 1), member("i-2", "Terminating:Wait", 2)],
+        vec![
+            member("i-1", "InService", 1),
+            member("i-2", "Terminating:Wait", 2),
+        ],
         1000,
     ));
-    r.handle(&lifecycle_event("terminate", "i-2"), far()).await.unwrap();
+    r.handle(&lifecycle_event("terminate", "i-2"), far())
+        .await
+        .unwrap();
     let sent = r.dispatcher.sent.lock().unwrap().clone();
     assert_eq!(sent[0].pools[0].remove, [MemberId::new("i-2").unwrap()]);
     assert!(sent[0].pools[0].add.is_empty());
@@ -314,9 +385,15 @@ async fn terminate_is_continued_after_the_drain() {
 #[tokio::test]
 async fn a_late_launch_event_never_adds_a_terminating_instance() {
     let r = fixture(FakeHosts::new(1));
-    r.discovery
-        .set(group("web-asg", vec![member("i-2", "Terminating:Wait", 2)], 1000));
-    let s = r.handle(&lifecycle_event("launch", "i-2"), far()).await.unwrap();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Terminating:Wait", 2)],
+        1000,
+    ));
+    let s = r
+        .handle(&lifecycle_event("launch", "i-2"), far())
+        .await
+        .unwrap();
     let sent = r.dispatcher.sent.lock().unwrap().clone();
     assert!(sent[0].pools[0].add.is_empty());
     assert_eq!(sent[0].pools[0].remove.len(), 1);
@@ -328,14 +405,22 @@ async fn a_late_launch_event_never_adds_a_terminating_instance() {
 #[tokio::test]
 async fn duplicates_get_newer_generations_and_converge() {
     let r = fixture(FakeHosts::new(1));
-    r.discovery
-        .set(group("web-asg", vec![member("i-2", "Pending:Wait", 2)], 1000));
-    r.handle(&lifecycle_event("launch", "i-2"), far()).await.unwrap();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    r.handle(&lifecycle_event("launch", "i-2"), far())
+        .await
+        .unwrap();
     // The action completed; the group now says InService. The duplicate re-sends the
     // same truth with a newer generation and completes nothing.
     r.discovery
         .set(group("web-asg", vec![member("i-2", "InService", 2)], 1000));
-    let s = r.handle(&lifecycle_event("launch", "i-2"), far()).await.unwrap();
+    let s = r
+        .handle(&lifecycle_event("launch", "i-2"), far())
+        .await
+        .unwrap();
     let sent = r.dispatcher.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 2);
     assert!(sent[1].generation > sent[0].generation);
@@ -347,8 +432,11 @@ async fn duplicates_get_newer_generations_and_converge() {
 #[tokio::test]
 async fn unknown_groups_and_malformed_events_are_acknowledged_without_effect() {
     let r = fixture(FakeHosts::new(1));
-    r.discovery
-        .set(group("other-asg", vec![member("i-9", "Pending:Wait", 9)], 1));
+    r.discovery.set(group(
+        "other-asg",
+        vec![member("i-9", "Pending:Wait", 9)],
+        1,
+    ));
     let mut ev = lifecycle_event("launch", "i-9");
     ev["detail"]["AutoScalingGroupName"] = json!("other-asg");
     let s = r.handle(&ev, far()).await.unwrap();
@@ -396,16 +484,27 @@ async fn the_schedule_completes_what_events_missed() {
     let s = r.handle(&sched, far()).await.unwrap();
     let sent = r.dispatcher.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "one change for every group");
-    let web = sent[0].pools.iter().find(|p| p.pool.as_str() == "web").unwrap();
+    let web = sent[0]
+        .pools
+        .iter()
+        .find(|p| p.pool.as_str() == "web")
+        .unwrap();
     assert_eq!(web.add.len(), 2);
     assert_eq!(web.remove.len(), 1);
-    let api = sent[0].pools.iter().find(|p| p.pool.as_str() == "api").unwrap();
+    let api = sent[0]
+        .pools
+        .iter()
+        .find(|p| p.pool.as_str() == "api")
+        .unwrap();
     assert_eq!(api.add[0].port.get(), 9000);
     let mut done = completed(&r);
     done.sort();
     assert_eq!(
         done,
-        [("i-2".to_string(), "CONTINUE"), ("i-3".to_string(), "CONTINUE")]
+        [
+            ("i-2".to_string(), "CONTINUE"),
+            ("i-3".to_string(), "CONTINUE")
+        ]
     );
     assert!(s.groups.contains(&"tagged-asg".to_string()));
 }
@@ -430,12 +529,18 @@ async fn ec2_state_changes_find_their_group() {
 #[tokio::test]
 async fn proxy_fleet_changes_keep_the_records_in_step() {
     let r = fixture(FakeHosts::new(1));
-    r.dns.as_ref().unwrap().records.lock().unwrap().push(Record {
-        set_id: "p-old".into(),
-        values: vec!["10.9.9.9".into()],
-        ttl: 60,
-        multi_value: true,
-    });
+    r.dns
+        .as_ref()
+        .unwrap()
+        .records
+        .lock()
+        .unwrap()
+        .push(Record {
+            set_id: "p-old".into(),
+            values: vec!["10.9.9.9".into()],
+            ttl: 60,
+            multi_value: true,
+        });
     r.discovery.set(group(
         "proxies",
         vec![
@@ -460,7 +565,17 @@ async fn proxy_fleet_changes_keep_the_records_in_step() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["p-1", "p-2"]);
-    assert_eq!(s.dns, Some(DnsSummary { upserts: 2, deletes: 1, requests: 1 }));
+    assert_eq!(
+        s.dns,
+        Some(DnsSummary {
+            upserts: 2,
+            deletes: 1,
+            requests: 1
+        })
+    );
     assert_eq!(completed(&r), [("p-3".to_string(), "CONTINUE")]);
-    assert!(r.dispatcher.sent.lock().unwrap().is_empty(), "no change for the proxy group itself");
+    assert!(
+        r.dispatcher.sent.lock().unwrap().is_empty(),
+        "no change for the proxy group itself"
+    );
 }

@@ -39,16 +39,25 @@ pub fn venv_python() -> Result<PathBuf, String> {
             .status()
             .map_err(|e| format!("scripts/setup-venv: {e}"))?;
         if !status.success() || !python.exists() {
-            return Err(format!("scripts/setup-venv failed ({status}); {} is missing", python.display()));
+            return Err(format!(
+                "scripts/setup-venv failed ({status}); {} is missing",
+                python.display()
+            ));
         }
     }
     Ok(python)
 }
 
 /// One HTTP/1.1 exchange (the emulator closes every connection). Returns status and body.
-pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -56,7 +65,8 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| format!("{method} {path}: {e}"))?;
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("{method} {path}: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
     let status: u16 = head
@@ -64,8 +74,14 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or("no HTTP status")?;
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     Ok((status, body))
 }
 
@@ -73,7 +89,9 @@ fn dechunk(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || after.len() < n {
             break;
         }
@@ -252,7 +270,9 @@ impl RuntimeApi {
             let mut held = Vec::new();
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let Some((method, path, body)) = read_request(&mut stream) else { continue };
+                let Some((method, path, body)) = read_request(&mut stream) else {
+                    continue;
+                };
                 if method == "GET" && path.ends_with("/runtime/invocation/next") {
                     if let Ok(mut l) = l2.lock() {
                         l.next_at.push(Instant::now());
@@ -263,13 +283,23 @@ impl RuntimeApi {
                             n += 1;
                             let deadline = infra::aws::now_ms() + timeout_ms;
                             let headers = vec![
-                                ("Lambda-Runtime-Aws-Request-Id".to_string(), format!("req-{n}")),
-                                ("Lambda-Runtime-Deadline-Ms".to_string(), deadline.to_string()),
+                                (
+                                    "Lambda-Runtime-Aws-Request-Id".to_string(),
+                                    format!("req-{n}"),
+                                ),
+                                (
+                                    "Lambda-Runtime-Deadline-Ms".to_string(),
+                                    deadline.to_string(),
+                                ),
                                 (
                                     "Lambda-Runtime-Invoked-Function-Arn".to_string(),
-                                    "arn:aws:lambda:us-east-1:123456789012:function:reactor".to_string(),
+                                    "arn:aws:lambda:us-east-1:123456789012:function:reactor"
+                                        .to_string(),
                                 ),
-                                ("Lambda-Runtime-Trace-Id".to_string(), format!("Root=1-00000000-{n:024}")),
+                                (
+                                    "Lambda-Runtime-Trace-Id".to_string(),
+                                    format!("Root=1-00000000-{n:024}"),
+                                ),
                             ];
                             write_response(&mut stream, "200 OK", &headers, &ev.to_string());
                         }
@@ -279,17 +309,16 @@ impl RuntimeApi {
                     continue;
                 }
                 let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-                let id = path
-                    .split('/')
-                    .rev()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_string();
+                let id = path.split('/').rev().nth(1).unwrap_or_default().to_string();
                 if let Ok(mut l) = l2.lock() {
                     if path.ends_with("/response") {
                         l.responses.push((id, value));
                     } else if path.ends_with("/error") {
-                        let id = if path.contains("/init/") { "init".to_string() } else { id };
+                        let id = if path.contains("/init/") {
+                            "init".to_string()
+                        } else {
+                            id
+                        };
                         l.errors.push((id, value));
                     }
                 }
@@ -337,7 +366,10 @@ pub fn lambda_env(addr: SocketAddr) -> Vec<(String, String)> {
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_string()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "test".to_string()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/reactor".to_string()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "/aws/lambda/reactor".to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -35,7 +35,11 @@ async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
 
     // Completed CONTINUE, after the slow proxy reported it up.
     let records = w.actions_of(&id, "launch");
-    assert_eq!(result_of(&records).as_deref(), Some("CONTINUE"), "{summary:?}");
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
+        "{summary:?}"
+    );
     let completed_at = records[0]["time"].as_f64().expect("completion time");
     for p in &proxies {
         let log = w.host_log(p);
@@ -45,10 +49,16 @@ async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
         assert_eq!(added["address"], json!(w.private_ip(&id).await));
         assert_eq!(added["port"], json!(8080));
         let done = log[0]["done"].as_f64().expect("done");
-        assert!(completed_at >= done, "CONTINUE at {completed_at} before host {p} was up at {done}");
-        assert_eq!(w.serving(p, "web"), [id.clone()]);
+        assert!(
+            completed_at >= done,
+            "CONTINUE at {completed_at} before host {p} was up at {done}"
+        );
+        assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
     }
-    assert_eq!(w.members(GROUP).await, [(id.clone(), "InService".to_string())]);
+    assert_eq!(
+        w.members(GROUP).await,
+        [(id.clone(), "InService".to_string())]
+    );
     assert_eq!(summary.actions[0].decision, "CONTINUE");
     assert_eq!(summary.hosts.len(), 2);
 }
@@ -60,13 +70,22 @@ async fn a_member_that_never_gets_healthy_is_abandoned() {
     w.scale(GROUP, 1).await;
     let (id, _) = w.members(GROUP).await[0].clone();
     // The first proxy never sees it healthy.
-    w.proxies(2, &[host_env(&[("FAKE_FAIL", id.as_str())]), host_env(&[])]).await;
+    w.proxies(2, &[host_env(&[("FAKE_FAIL", id.as_str())]), host_env(&[])])
+        .await;
     let event = w.event(LAUNCH, &id);
     let r = w.reactor(&[]);
     let summary = r.handle(&event, deadline(60)).await.expect("handled");
-    assert_eq!(result_of(&w.actions_of(&id, "launch")).as_deref(), Some("ABANDON"));
+    assert_eq!(
+        result_of(&w.actions_of(&id, "launch")).as_deref(),
+        Some("ABANDON")
+    );
     assert_eq!(summary.actions[0].decision, "ABANDON");
-    assert!(summary.actions[0].reason.contains("health check did not pass"), "{summary:?}");
+    assert!(
+        summary.actions[0]
+            .reason
+            .contains("health check did not pass"),
+        "{summary:?}"
+    );
     // ABANDON terminates it; the group launches a replacement, held again.
     assert!(w.members(GROUP).await.iter().all(|(i, _)| *i != id));
 }
@@ -90,18 +109,28 @@ async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
     w.scale(GROUP, 1).await;
     let leaving = members[0].0.clone(); // oldest first
     let states = w.members(GROUP).await;
-    assert!(states.contains(&(leaving.clone(), "Terminating:Wait".to_string())), "{states:?}");
+    assert!(
+        states.contains(&(leaving.clone(), "Terminating:Wait".to_string())),
+        "{states:?}"
+    );
     let event = w.event(TERMINATE, &leaving);
     let summary = r.handle(&event, deadline(60)).await.expect("handled");
 
     let records = w.actions_of(&leaving, "terminate");
-    assert_eq!(result_of(&records).as_deref(), Some("CONTINUE"), "{summary:?}");
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
+        "{summary:?}"
+    );
     let completed_at = records[0]["time"].as_f64().expect("time");
     for p in &proxies {
         let log = w.host_log(p);
         let last = log.last().expect("log");
         assert_eq!(last["change"]["pools"][0]["remove"], json!([leaving]));
-        assert!(completed_at >= last["done"].as_f64().unwrap_or(f64::MAX), "CONTINUE before the drain on {p}");
+        assert!(
+            completed_at >= last["done"].as_f64().unwrap_or(f64::MAX),
+            "CONTINUE before the drain on {p}"
+        );
         assert_eq!(w.serving(p, "web"), [members[1].0.clone()]);
     }
     assert!(w.members(GROUP).await.iter().all(|(i, _)| *i != leaving));
@@ -127,16 +156,30 @@ async fn duplicate_reordered_and_lost_events_converge() {
         .await
         .expect("terminate");
     let terminate_a = w.event(TERMINATE, &a);
-    r.handle(&terminate_a, deadline(60)).await.expect("terminate first");
-    assert_eq!(result_of(&w.actions_of(&a, "terminate")).as_deref(), Some("CONTINUE"));
+    r.handle(&terminate_a, deadline(60))
+        .await
+        .expect("terminate first");
+    assert_eq!(
+        result_of(&w.actions_of(&a, "terminate")).as_deref(),
+        Some("CONTINUE")
+    );
     // The late launch event and a duplicate of the terminate one change nothing.
-    let late = r.handle(&launch_a, deadline(60)).await.expect("late launch");
+    let late = r
+        .handle(&launch_a, deadline(60))
+        .await
+        .expect("late launch");
     assert!(late.actions.is_empty(), "{late:?}");
-    r.handle(&terminate_a, deadline(60)).await.expect("duplicate");
+    r.handle(&terminate_a, deadline(60))
+        .await
+        .expect("duplicate");
     for entry in w.host_log(&proxies[0]) {
         for p in entry["change"]["pools"].as_array().unwrap() {
             assert!(
-                p["add"].as_array().unwrap().iter().all(|m| m["id"] != json!(a)),
+                p["add"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|m| m["id"] != json!(a)),
                 "A was added by {entry}"
             );
         }
@@ -154,12 +197,19 @@ async fn duplicate_reordered_and_lost_events_converge() {
     // Duplicates of B's event delivered twice, out of band of the schedule, are fine too.
     let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
     let s = r.handle(&sched, deadline(60)).await.expect("reconcile");
-    assert_eq!(result_of(&w.actions_of(&b, "launch")).as_deref(), Some("CONTINUE"), "{s:?}");
+    assert_eq!(
+        result_of(&w.actions_of(&b, "launch")).as_deref(),
+        Some("CONTINUE"),
+        "{s:?}"
+    );
     let launch_b = w.event(LAUNCH, &b);
     r.handle(&launch_b, deadline(60)).await.expect("dup 1");
     r.handle(&launch_b, deadline(60)).await.expect("dup 2");
-    assert_eq!(w.serving(&proxies[0], "web"), [b.clone()]);
-    assert_eq!(w.members(GROUP).await, [(b.clone(), "InService".to_string())]);
+    assert_eq!(w.serving(&proxies[0], "web"), std::slice::from_ref(&b));
+    assert_eq!(
+        w.members(GROUP).await,
+        [(b.clone(), "InService".to_string())]
+    );
     // Generations only grew.
     let gens: Vec<u64> = w
         .host_log(&proxies[0])
@@ -179,18 +229,39 @@ async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() 
     let other = w.members("other-asg").await[0].0.clone();
     let r = w.reactor(&[]);
 
-    let s = r.handle(&w.event(LAUNCH, &other), deadline(30)).await.expect("unmanaged");
-    assert!(s.ignored.as_deref().unwrap_or_default().contains("not managed"), "{s:?}");
+    let s = r
+        .handle(&w.event(LAUNCH, &other), deadline(30))
+        .await
+        .expect("unmanaged");
+    assert!(
+        s.ignored
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not managed"),
+        "{s:?}"
+    );
     let mut gone = w.event(LAUNCH, &other);
     gone["detail"]["AutoScalingGroupName"] = json!("no-such-asg");
     let s = r.handle(&gone, deadline(30)).await.expect("no such group");
-    assert!(s.ignored.as_deref().unwrap_or_default().contains("does not exist"));
-    for bad in [json!("hello"), json!({"detail-type": LAUNCH, "source": "aws.autoscaling", "detail": {}}), json!(null)] {
+    assert!(s
+        .ignored
+        .as_deref()
+        .unwrap_or_default()
+        .contains("does not exist"));
+    for bad in [
+        json!("hello"),
+        json!({"detail-type": LAUNCH, "source": "aws.autoscaling", "detail": {}}),
+        json!(null),
+    ] {
         let s = r.handle(&bad, deadline(30)).await.expect("malformed");
         assert!(s.ignored.is_some());
     }
     assert_eq!(w.count("SendCommand"), 0, "ignored events send nothing");
-    assert_eq!(result_of(&w.actions_of(&other, "launch")), None, "not ours to complete");
+    assert_eq!(
+        result_of(&w.actions_of(&other, "launch")),
+        None,
+        "not ours to complete"
+    );
 
     // A terminate event for an instance the group never had (or no longer has).
     let mut missing = w.event(LAUNCH, &other);
@@ -198,10 +269,17 @@ async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() 
     missing["detail"]["AutoScalingGroupName"] = json!(GROUP);
     missing["detail"]["EC2InstanceId"] = json!("i-0000000000000dead");
     missing["detail"]["LifecycleTransition"] = json!("autoscaling:EC2_INSTANCE_TERMINATING");
-    let s = r.handle(&missing, deadline(30)).await.expect("missing instance");
+    let s = r
+        .handle(&missing, deadline(30))
+        .await
+        .expect("missing instance");
     let change = s.change.expect("a removal is sent");
     assert_eq!(change.pools[0].remove[0].as_str(), "i-0000000000000dead");
-    assert!(s.notes.iter().any(|n| n.contains("no longer in the group")), "{:?}", s.notes);
+    assert!(
+        s.notes.iter().any(|n| n.contains("no longer in the group")),
+        "{:?}",
+        s.notes
+    );
     assert_eq!(w.count("CompleteLifecycleAction"), 0);
 }
 
@@ -219,16 +297,32 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         {"service":"ssm","action":"SendCommand","code":"InternalFailure","status":500,"count":1},
         {"service":"autoscaling","action":"CompleteLifecycleAction","code":"Throttling","status":400,"count":2}
     ]);
-    w.moto.control("POST", "/moto-ext/faults", Some(&faults)).expect("faults");
-    let s = r.handle(&w.event(LAUNCH, &first), deadline(60)).await.expect("retried through");
-    assert_eq!(result_of(&w.actions_of(&first, "launch")).as_deref(), Some("CONTINUE"), "{s:?}");
+    w.moto
+        .control("POST", "/moto-ext/faults", Some(&faults))
+        .expect("faults");
+    let s = r
+        .handle(&w.event(LAUNCH, &first), deadline(60))
+        .await
+        .expect("retried through");
+    assert_eq!(
+        result_of(&w.actions_of(&first, "launch")).as_deref(),
+        Some("CONTINUE"),
+        "{s:?}"
+    );
     let calls = w.moto.control("GET", "/moto-ext/calls", None).unwrap();
-    let faulted = calls.as_array().unwrap().iter().filter(|c| c.get("fault").is_some()).count();
+    let faulted = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c.get("fault").is_some())
+        .count();
     assert_eq!(faulted, 6, "every injected fault was hit, then retried");
 
     // A fault that never clears: the error names the API and the group.
     let forever = json!({"service":"autoscaling","action":"CompleteLifecycleAction","code":"ServiceUnavailable","status":503,"count":-1});
-    w.moto.control("POST", "/moto-ext/faults", Some(&forever)).expect("faults");
+    w.moto
+        .control("POST", "/moto-ext/faults", Some(&forever))
+        .expect("faults");
     w.scale(GROUP, 2).await;
     let second = w
         .members(GROUP)
@@ -242,7 +336,10 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         .await
         .expect_err("gives up")
         .to_string();
-    assert!(e.contains("CompleteLifecycleAction") && e.contains(GROUP), "{e}");
+    assert!(
+        e.contains("CompleteLifecycleAction") && e.contains(GROUP),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +349,11 @@ async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
     let proxies = w
         .proxies(
             3,
-            &[host_env(&[]), host_env(&[("FAKE_MODE", "exit2")]), host_env(&[("FAKE_MODE", "garbage")])],
+            &[
+                host_env(&[]),
+                host_env(&[("FAKE_MODE", "exit2")]),
+                host_env(&[("FAKE_MODE", "garbage")]),
+            ],
         )
         .await;
     // A fourth, with a canned SSM failure.
@@ -267,7 +368,10 @@ async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
     let r = w.reactor(&[]);
-    let s = r.handle(&w.event(LAUNCH, &id), deadline(60)).await.expect("handled");
+    let s = r
+        .handle(&w.event(LAUNCH, &id), deadline(60))
+        .await
+        .expect("handled");
     let err_of = |h: &str| {
         s.hosts
             .iter()
@@ -276,12 +380,20 @@ async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
             .unwrap_or_default()
     };
     assert!(s.hosts.iter().any(|h| h.host == proxies[0] && h.ok));
-    assert!(err_of(&proxies[1]).contains("HAProxy unreachable") && err_of(&proxies[1]).contains("code 2"), "{s:?}");
+    assert!(
+        err_of(&proxies[1]).contains("HAProxy unreachable")
+            && err_of(&proxies[1]).contains("code 2"),
+        "{s:?}"
+    );
     assert!(err_of(&proxies[2]).contains("unparsable"), "{s:?}");
     assert!(err_of(&canned[0]).contains("TimedOut"), "{s:?}");
     // Not up everywhere: not continued, and the reason names the hosts.
     assert_eq!(s.actions[0].decision, "WAIT");
-    assert!(s.actions[0].reason.contains(&proxies[1]), "{}", s.actions[0].reason);
+    assert!(
+        s.actions[0].reason.contains(&proxies[1]),
+        "{}",
+        s.actions[0].reason
+    );
     assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
 }
 
@@ -296,7 +408,10 @@ async fn route53_records_follow_the_proxy_fleet() {
         .send()
         .await
         .expect("zone");
-    let zone_id = zone.hosted_zone().map(|z| z.id().to_string()).expect("zone id");
+    let zone_id = zone
+        .hosted_zone()
+        .map(|z| z.id().to_string())
+        .expect("zone id");
     w.group("proxies", false, false, &[]).await;
     w.scale("proxies", 3).await;
     let r = w.reactor(&[
@@ -319,7 +434,10 @@ async fn route53_records_follow_the_proxy_fleet() {
             .map(|s| {
                 (
                     s.set_identifier().unwrap_or_default().to_string(),
-                    s.resource_records().first().map(|r| r.value().to_string()).unwrap_or_default(),
+                    s.resource_records()
+                        .first()
+                        .map(|r| r.value().to_string())
+                        .unwrap_or_default(),
                 )
             })
             .collect();
@@ -328,7 +446,9 @@ async fn route53_records_follow_the_proxy_fleet() {
     };
     // Route 53 is busy once: retried.
     let busy = json!({"service":"route53","action":"ChangeResourceRecordSets","code":"PriorRequestNotComplete","status":400,"count":1});
-    w.moto.control("POST", "/moto-ext/faults", Some(&busy)).expect("fault");
+    w.moto
+        .control("POST", "/moto-ext/faults", Some(&busy))
+        .expect("fault");
     let members = w.members("proxies").await;
     let ev = w.event("EC2 Instance Launch Successful", &members[2].0);
     let s = r.handle(&ev, deadline(60)).await.expect("handled");
@@ -348,7 +468,11 @@ async fn route53_records_follow_the_proxy_fleet() {
     want.retain(|(id, _)| *id != gone);
     assert_eq!(records(r53.clone(), zone_id.clone()).await, want, "{s:?}");
     assert_eq!(s.dns.as_ref().map(|d| d.deletes), Some(1));
-    assert_eq!(w.count("SendCommand"), 0, "the proxy group is not a backend");
+    assert_eq!(
+        w.count("SendCommand"),
+        0,
+        "the proxy group is not a backend"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,9 +496,47 @@ async fn the_local_dispatcher_runs_the_agent_command_per_host() {
         .collect();
     let agents = serde_json::to_string(&hosts).unwrap();
     let r = w.reactor(&[("LOCAL_AGENTS", &agents)]);
-    let s = r.handle(&w.event(LAUNCH, &id), deadline(60)).await.expect("handled");
-    assert_eq!(result_of(&w.actions_of(&id, "launch")).as_deref(), Some("CONTINUE"), "{s:?}");
-    assert_eq!(w.serving("local0", "web"), [id.clone()]);
-    assert_eq!(w.serving("local1", "web"), [id.clone()]);
+    let s = r
+        .handle(&w.event(LAUNCH, &id), deadline(60))
+        .await
+        .expect("handled");
+    assert_eq!(
+        result_of(&w.actions_of(&id, "launch")).as_deref(),
+        Some("CONTINUE"),
+        "{s:?}"
+    );
+    assert_eq!(w.serving("local0", "web"), std::slice::from_ref(&id));
+    assert_eq!(w.serving("local1", "web"), std::slice::from_ref(&id));
     assert_eq!(w.count("SendCommand"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_long_wait_alive() {
+    let w = World::new().await;
+    w.group(GROUP, false, false, &[]).await;
+    // A 2 s heartbeat timeout, and a proxy that needs 3.5 s: without heartbeats the
+    // hook would time out (default ABANDON) before the member is up.
+    w.hook(
+        GROUP,
+        "launch-hook",
+        "autoscaling:EC2_INSTANCE_LAUNCHING",
+        2,
+    )
+    .await;
+    w.proxies(1, &[host_env(&[("FAKE_DELAY_S", "3.5")])]).await;
+    w.scale(GROUP, 1).await;
+    let id = w.members(GROUP).await[0].0.clone();
+    let r = w.reactor(&[]);
+    let s = r
+        .handle(&w.event(LAUNCH, &id), deadline(60))
+        .await
+        .expect("handled");
+    let records = w.actions_of(&id, "launch");
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
+        "{records:?} {s:?}"
+    );
+    assert_eq!(records[0]["by"], json!("api"));
+    assert!(w.count("RecordLifecycleActionHeartbeat") >= 2);
 }

@@ -22,7 +22,10 @@ fn agent_binary() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| reactor::testkit::workspace_root().join("target"));
     let agent = target.join("debug/agent");
-    let help = Command::new(&agent).args(["apply", "--help"]).output().ok()?;
+    let help = Command::new(&agent)
+        .args(["apply", "--help"])
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&help.stdout);
     (help.status.success() && text.contains("--file") && text.contains("--json")).then_some(agent)
 }
@@ -52,7 +55,9 @@ impl Drop for Haproxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_agent_gates_launches_on_health() {
     let Some(agent) = agent_binary() else {
-        eprintln!("SKIPPED: no agent binary supporting `apply --json --file -` (cargo build -p agent)");
+        eprintln!(
+            "SKIPPED: no agent binary supporting `apply --json --file -` (cargo build -p agent)"
+        );
         return;
     };
     if Command::new("haproxy").arg("-v").output().is_err() {
@@ -89,7 +94,11 @@ async fn the_real_agent_gates_launches_on_health() {
         .args(["config", "render"])
         .output()
         .expect("agent config render");
-    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
     std::fs::write(d.join("haproxy.cfg"), &rendered.stdout).expect("haproxy.cfg");
     std::fs::write(d.join("state/server-state"), "1\n").expect("server-state");
     let log = std::fs::File::create(d.join("haproxy.log")).expect("log");
@@ -109,7 +118,11 @@ async fn the_real_agent_gates_launches_on_health() {
     let up = wait_until(Duration::from_secs(10), || {
         std::os::unix::net::UnixStream::connect(&admin).ok()
     });
-    assert!(up.is_some(), "haproxy did not come up: {}", std::fs::read_to_string(d.join("haproxy.log")).unwrap_or_default());
+    assert!(
+        up.is_some(),
+        "haproxy did not come up: {}",
+        std::fs::read_to_string(d.join("haproxy.log")).unwrap_or_default()
+    );
 
     let agents = serde_json::to_string(&vec![vec![
         agent.display().to_string(),
@@ -128,7 +141,12 @@ async fn the_real_agent_gates_launches_on_health() {
             .unwrap_or_default()
     };
     assert_eq!(decision(&healthy), "CONTINUE", "{s:?}");
-    assert_eq!(decision(&sick), "ABANDON", "{s:?}");
+    assert_eq!(
+        decision(&sick),
+        "ABANDON",
+        "the agent reported {sick} up although nothing listens on its address: a slot must not \
+         count as UP before its first health check passed\n{s:?}"
+    );
     let result = |id: &str| -> Option<String> {
         w.actions_of(id, "launch")
             .iter()

@@ -65,13 +65,26 @@ async fn the_binary_serves_events_from_the_runtime_api() {
     let (id0, first) = &log.responses[0];
     assert_eq!(id0, "req-1");
     assert_eq!(first["event"], json!("ignored"));
-    assert!(first["ignored"].as_str().unwrap_or_default().contains("detail-type"), "{first}");
+    assert!(
+        first["ignored"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("detail-type"),
+        "{first}"
+    );
     let (_, second) = &log.responses[1];
-    assert_eq!(second["actions"][0]["decision"], json!("CONTINUE"), "{second}");
+    assert_eq!(
+        second["actions"][0]["decision"],
+        json!("CONTINUE"),
+        "{second}"
+    );
     assert_eq!(second["hosts"].as_array().map(Vec::len), Some(2));
-    assert_eq!(w.members(GROUP).await, [(id.clone(), "InService".to_string())]);
+    assert_eq!(
+        w.members(GROUP).await,
+        [(id.clone(), "InService".to_string())]
+    );
     for p in &proxies {
-        assert_eq!(w.serving(p, "web"), [id.clone()]);
+        assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
     }
     // The third `next` is held open: the reactor waits for work, as in Lambda.
     assert!(log.next_at.len() >= 2);
@@ -86,5 +99,8 @@ async fn the_binary_serves_events_from_the_runtime_api() {
     assert_eq!(decision["fields"]["outcome"], json!("CONTINUE"));
     assert_eq!(decision["fields"]["pool"], json!("web"));
     assert_eq!(decision["fields"]["instance"], json!(id));
-    assert!(decision["span"]["generation"].as_u64().is_some(), "{decision}");
+    assert!(
+        decision["span"]["generation"].as_u64().is_some(),
+        "{decision}"
+    );
 }

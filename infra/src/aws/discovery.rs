@@ -132,8 +132,10 @@ impl GroupState {
 /// [`AwsDiscovery`](super::AwsDiscovery); fakes implement it in tests.
 pub trait Discovery: Send + Sync {
     /// One group, or `None` when it does not exist.
-    fn group(&self, name: &str)
-        -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send;
+    fn group(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send;
 
     /// Several groups at once (missing ones are left out), in as few calls as the API
     /// allows.
@@ -288,7 +290,11 @@ pub fn desired_from_states(
     groups: &[(Vec<Pool>, GroupState)],
     generations: &Generations,
 ) -> Desired {
-    let read = groups.iter().map(|(_, s)| s.read_at_ms).max().unwrap_or_else(now_ms);
+    let read = groups
+        .iter()
+        .map(|(_, s)| s.read_at_ms)
+        .max()
+        .unwrap_or_else(now_ms);
     let pools = desired_pools(groups.iter().map(|(p, s)| (p.as_slice(), s)));
     Desired::new(generations.next(read), pools)
 }

@@ -21,9 +21,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::{ModelError, Pool, PoolName, Port};
 #[cfg(test)]
 use crate::ServerOptions;
+use crate::{ModelError, Pool, PoolName, Port};
 
 /// Tag naming the pools (comma-separated) a group feeds.
 pub const POOL_TAG: &str = "haproxy:pool";
@@ -175,12 +175,15 @@ pub fn resolve_pools(
 }
 
 fn parse_port_tag(group: &str, value: &str) -> Result<Port, PoolConfigError> {
-    value.trim().parse::<Port>().map_err(|_| PoolConfigError::InvalidTag {
-        group: group.to_string(),
-        tag: PORT_TAG,
-        value: value.to_string(),
-        reason: "a port is a number from 1 to 65535".into(),
-    })
+    value
+        .trim()
+        .parse::<Port>()
+        .map_err(|_| PoolConfigError::InvalidTag {
+            group: group.to_string(),
+            tag: PORT_TAG,
+            value: value.to_string(),
+            reason: "a port is a number from 1 to 65535".into(),
+        })
 }
 
 fn parse_pool_tag(group: &str, value: &str) -> Result<Vec<PoolName>, PoolConfigError> {
@@ -273,13 +276,9 @@ mod tests {
 
     #[test]
     fn tags_alone_map_a_group() {
-        let pools = resolve_pools(
-            "x",
-            &tags(&[(POOL_TAG, "a,b,a"), (PORT_TAG, " 80 ")]),
-            None,
-        )
-        .unwrap()
-        .unwrap();
+        let pools = resolve_pools("x", &tags(&[(POOL_TAG, "a,b,a"), (PORT_TAG, " 80 ")]), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
             ["a", "b"]
@@ -288,7 +287,10 @@ mod tests {
 
     #[test]
     fn unmanaged_groups_are_none() {
-        assert_eq!(resolve_pools("other", &tags(&[("Name", "x")]), None), Ok(None));
+        assert_eq!(
+            resolve_pools("other", &tags(&[("Name", "x")]), None),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -297,9 +299,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("group g1") && e.contains("haproxy:port"), "{e}");
-        let e = resolve_pools("g2", &tags(&[(POOL_TAG, "web;evil"), (PORT_TAG, "80")]), None)
-            .unwrap_err()
-            .to_string();
+        let e = resolve_pools(
+            "g2",
+            &tags(&[(POOL_TAG, "web;evil"), (PORT_TAG, "80")]),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("group g2") && e.contains("haproxy:pool"), "{e}");
         let e = resolve_pools("g3", &tags(&[(POOL_TAG, " , ")]), None)
             .unwrap_err()
@@ -327,7 +333,10 @@ mod tests {
         let e = PoolConfig::from_json(r#"{"g":[{"name":"web","port":0}]}"#).unwrap_err();
         assert!(e.to_string().contains("invalid POOLS"), "{e}");
         assert!(PoolConfig::from_json(r#"{"g":[]}"#).is_err());
-        assert!(PoolConfig::from_json(r#"{"g":[{"name":"a","port":1},{"name":"a","port":2}]}"#).is_err());
+        assert!(
+            PoolConfig::from_json(r#"{"g":[{"name":"a","port":1},{"name":"a","port":2}]}"#)
+                .is_err()
+        );
         assert!(PoolConfig::from_json("[1]").is_err());
     }
 }

@@ -78,8 +78,7 @@ impl AwsDiscovery {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| api_error("DescribeAutoScalingGroups", context, &e))?;
+                let page = page.map_err(|e| api_error("DescribeAutoScalingGroups", context, &e))?;
                 out.extend(page.auto_scaling_groups().iter().cloned());
             }
         }
@@ -99,7 +98,10 @@ impl AwsDiscovery {
                 // One unknown id fails the whole call: look the batch up by filter
                 // instead, which skips unknown ids.
                 Err(e) if e.code() == Some("InvalidInstanceID.NotFound") => {
-                    tracing::debug!(group = context, "an instance id is unknown to EC2; looking the batch up by filter");
+                    tracing::debug!(
+                        group = context,
+                        "an instance id is unknown to EC2; looking the batch up by filter"
+                    );
                     for part in chunk.chunks(FILTER_VALUES_BATCH) {
                         self.describe_filtered(part, &mut facts)
                             .await
@@ -191,11 +193,18 @@ fn group_state(
     let tags: BTreeMap<String, String> = g
         .tags()
         .iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
         .collect();
     let mut members = Vec::new();
     for i in g.instances() {
-        let Some(raw_id) = i.instance_id() else { continue };
+        let Some(raw_id) = i.instance_id() else {
+            continue;
+        };
         let Ok(id) = MemberId::new(raw_id) else {
             tracing::warn!(group = %name, instance = raw_id, "instance id not usable as a member id; skipped");
             continue;
@@ -281,7 +290,12 @@ impl Discovery for AwsDiscovery {
         let mut pages = self
             .asg
             .describe_auto_scaling_groups()
-            .filters(AsgFilter::builder().name("tag-key").values(POOL_TAG).build())
+            .filters(
+                AsgFilter::builder()
+                    .name("tag-key")
+                    .values(POOL_TAG)
+                    .build(),
+            )
             .into_paginator()
             .send();
         let mut names = Vec::new();

@@ -120,11 +120,12 @@ fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &Served) -> std::
             ("200 OK", format!("{name}\n"))
         };
         let conn_hdr = if close { "close" } else { "keep-alive" };
-        write!(
-            out,
+        // One write per response: several small writes meet Nagle + delayed ACK (40 ms).
+        let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {conn_hdr}\r\n\r\n{body}",
             body.len()
-        )?;
+        );
+        out.write_all(response.as_bytes())?;
         out.flush()?;
         if close {
             return Ok(());

@@ -98,10 +98,17 @@ fn call_actions(moto: &str) -> Vec<String> {
 }
 
 impl Dispatcher for Timed {
-    async fn dispatch(&self, change: &Change, group: &str, deadline: Instant) -> Result<Vec<HostResult>, DispatchError> {
+    async fn dispatch(
+        &self,
+        change: &Change,
+        group: &str,
+        deadline: Instant,
+    ) -> Result<Vec<HostResult>, DispatchError> {
         let now = Instant::now();
         let moto = self.moto.clone();
-        let before = tokio::task::spawn_blocking(move || call_actions(&moto)).await.unwrap_or_default();
+        let before = tokio::task::spawn_blocking(move || call_actions(&moto))
+            .await
+            .unwrap_or_default();
         if let Ok(mut at) = self.at.lock() {
             *at = Some((now, before));
         }
@@ -119,19 +126,29 @@ struct World {
 }
 
 async fn world(dir: PathBuf) -> Result<World> {
-    let moto = tokio::task::spawn_blocking(Moto::start).await?.map_err(|e| anyhow!(e))?;
+    let moto = tokio::task::spawn_blocking(Moto::start)
+        .await?
+        .map_err(|e| anyhow!(e))?;
     let sdk = moto.sdk().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let asg = aws_sdk_autoscaling::Client::new(&sdk);
     let vpc = ec2.create_vpc().cidr_block("127.0.0.0/16").send().await?;
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).context("vpc id")?.to_string();
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .context("vpc id")?
+        .to_string();
     let subnet = ec2
         .create_subnet()
         .vpc_id(vpc_id)
         .cidr_block("127.0.1.0/24")
         .send()
         .await?;
-    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).context("subnet id")?.to_string();
+    let subnet = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .context("subnet id")?
+        .to_string();
     ec2.create_launch_template()
         .launch_template_name("backend-lt")
         .launch_template_data(
@@ -169,7 +186,9 @@ impl World {
                     .map(|i| {
                         (
                             i.instance_id().unwrap_or_default().to_string(),
-                            i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                            i.lifecycle_state()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
                         )
                     })
                     .collect()
@@ -178,7 +197,10 @@ impl World {
     }
 
     fn launch_event(&self, instance: &str) -> Result<Value> {
-        let events = self.moto.control("GET", "/moto-ext/events", None).map_err(|e| anyhow!(e))?;
+        let events = self
+            .moto
+            .control("GET", "/moto-ext/events", None)
+            .map_err(|e| anyhow!(e))?;
         events
             .as_array()
             .and_then(|a| {
@@ -276,7 +298,10 @@ fn zip_size(binary: Option<&Path>, dir: &Path) -> (Option<u64>, String) {
     match std::fs::metadata(&out) {
         Ok(m) if ok => (
             Some(m.len()),
-            format!("{} zipped as bootstrap by reactor-bench (not a cargo-lambda build)", binary.display()),
+            format!(
+                "{} zipped as bootstrap by reactor-bench (not a cargo-lambda build)",
+                binary.display()
+            ),
         ),
         _ => (None, "zipping the release binary failed".into()),
     }
@@ -308,12 +333,17 @@ async fn run_binary(w: &World, binary: &Path, events: Vec<Value>) -> Result<Bina
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = child.id();
-    let (log, api) = tokio::task::spawn_blocking(move || (api.wait_for(n, Duration::from_secs(120)), api)).await?;
+    let (log, api) =
+        tokio::task::spawn_blocking(move || (api.wait_for(n, Duration::from_secs(120)), api))
+            .await?;
     let peak = vm_hwm_kb(pid);
     let _ = child.kill();
     let _ = child.wait();
     drop(api);
-    let first = log.next_at.first().context("the binary never asked for an event")?;
+    let first = log
+        .next_at
+        .first()
+        .context("the binary never asked for an event")?;
     Ok(BinaryFigures {
         init_ms: ms(first.duration_since(started)),
         peak_rss_kb: peak,
@@ -332,7 +362,10 @@ async fn main() -> Result<()> {
 }
 
 async fn run(args: &Args, tmp: &Path) -> Result<()> {
-    eprintln!("reactor-bench: starting the emulator and a group of {}", args.group_size);
+    eprintln!(
+        "reactor-bench: starting the emulator and a group of {}",
+        args.group_size
+    );
     let w = world(tmp.to_path_buf()).await?;
     w.asg
         .create_auto_scaling_group()
@@ -340,7 +373,11 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         .min_size(0)
         .max_size(args.group_size + i32::try_from(args.events).unwrap_or(1000) + 10)
         .desired_capacity(args.group_size)
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_name("backend-lt").build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_name("backend-lt")
+                .build(),
+        )
         .vpc_zone_identifier(&w.subnet)
         .send()
         .await?;
@@ -380,7 +417,11 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         );
     }
     w.moto
-        .control("POST", "/moto-ext/ssm/hosts", Some(&Value::Object(programs)))
+        .control(
+            "POST",
+            "/moto-ext/ssm/hosts",
+            Some(&Value::Object(programs)),
+        )
         .map_err(|e| anyhow!(e))?;
 
     let env: BTreeMap<String, String> = w.env().into_iter().collect();
@@ -400,7 +441,8 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     );
     // Warm up: every member onto the hosts (not measured).
     let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    r.handle(&sched, Instant::now() + Duration::from_secs(120)).await?;
+    r.handle(&sched, Instant::now() + Duration::from_secs(120))
+        .await?;
 
     let mut to_dispatch = Vec::new();
     let mut totals = Vec::new();
@@ -412,9 +454,13 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     for _ in 0..args.events {
         desired += 1;
         let (id, event) = w.scale_out_one(desired).await?;
-        w.moto.control("POST", "/moto-ext/calls/reset", None).map_err(|e| anyhow!(e))?;
+        w.moto
+            .control("POST", "/moto-ext/calls/reset", None)
+            .map_err(|e| anyhow!(e))?;
         let t0 = Instant::now();
-        let summary = r.handle(&event, Instant::now() + Duration::from_secs(60)).await?;
+        let summary = r
+            .handle(&event, Instant::now() + Duration::from_secs(60))
+            .await?;
         totals.push(ms(t0.elapsed()));
         let (at, before) = r_dispatched(&r)?;
         to_dispatch.push(ms(at.duration_since(t0)));
@@ -427,7 +473,11 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         for c in calls {
             *kinds.entry(c).or_default() += 1;
         }
-        let decided = summary.actions.iter().find(|a| a.instance == id).map(|a| a.decision.clone());
+        let decided = summary
+            .actions
+            .iter()
+            .find(|a| a.instance == id)
+            .map(|a| a.decision.clone());
         if decided.as_deref() != Some("CONTINUE") {
             bail!("instance {id} was not continued: {summary:?}");
         }
@@ -440,10 +490,23 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     let mut emu = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        w.asg.describe_auto_scaling_groups().auto_scaling_group_names(GROUP).send().await?;
+        w.asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(GROUP)
+            .send()
+            .await?;
         emu.push(ms(t.elapsed()));
     }
     emu.sort_by(f64::total_cmp);
+    // The emulator's time for the whole discovery read (both calls) of this group.
+    let discovery = AwsDiscovery::new(&w.sdk);
+    let mut reads = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        infra::aws::Discovery::group(&discovery, GROUP).await?;
+        reads.push(ms(t.elapsed()));
+    }
+    reads.sort_by(f64::total_cmp);
 
     // The release binary.
     let binary = args.reactor.clone().or_else(|| {
@@ -477,6 +540,7 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         "event_to_completion_ms_p50": percentile(&totals, 50.0),
         "event_to_completion_ms_p99": percentile(&totals, 99.0),
         "emulator_call_ms_p50": percentile(&emu, 50.0),
+        "discovery_read_ms_p50": percentile(&reads, 50.0),
         "aws_calls_per_lifecycle_event_by_kind": kinds_per_event,
         "group_size": args.group_size,
         "events": args.events,
@@ -489,18 +553,65 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         Some(v) => format!("{v:.1}"),
         None => "n/a".to_string(),
     };
-    println!("reactor-bench: group of {} members, {} launch events, 2 proxy hosts (SSM emulated)", args.group_size, args.events);
-    println!("{:<44} {:>12}  {}", "figure", "value", "target / note");
+    println!(
+        "reactor-bench: group of {} members, {} launch events, 2 proxy hosts (SSM emulated)",
+        args.group_size, args.events
+    );
+    println!("{:<44} {:>12}  target / note", "figure", "value");
     let rows = [
-        ("event -> change dispatched p50 (ms)", num("event_to_dispatch_ms_p50"), "discovery + planning, emulator calls included".to_string()),
-        ("event -> change dispatched p99 (ms)", num("event_to_dispatch_ms_p99"), String::new()),
-        ("emulator latency per call p50 (ms)", num("emulator_call_ms_p50"), "reported separately".to_string()),
-        ("event -> action completed p50 (ms)", num("event_to_completion_ms_p50"), "incl. SSM round trip and agents".to_string()),
-        ("discovery calls per lifecycle event", num("discovery_calls_per_lifecycle_event"), "<= 2".to_string()),
-        ("AWS calls per lifecycle event", num("aws_calls_per_lifecycle_event"), String::new()),
-        ("release init to first `next` (ms)", num("init_ms"), "< 50".to_string()),
-        ("release peak RSS (kB, VmHWM)", num("peak_rss_kb"), String::new()),
-        ("Lambda zip (bytes)", num("zip_bytes"), format!("< 10 MB; {}", figures["zip_source"].as_str().unwrap_or_default())),
+        (
+            "event -> change dispatched p50 (ms)",
+            num("event_to_dispatch_ms_p50"),
+            "discovery + planning, emulator calls included".to_string(),
+        ),
+        (
+            "event -> change dispatched p99 (ms)",
+            num("event_to_dispatch_ms_p99"),
+            String::new(),
+        ),
+        (
+            "emulator latency per call p50 (ms)",
+            num("emulator_call_ms_p50"),
+            "reported separately".to_string(),
+        ),
+        (
+            "discovery read alone p50 (ms)",
+            num("discovery_read_ms_p50"),
+            "the 2 emulator calls, outside the reactor".to_string(),
+        ),
+        (
+            "event -> action completed p50 (ms)",
+            num("event_to_completion_ms_p50"),
+            "incl. SSM round trip and agents".to_string(),
+        ),
+        (
+            "discovery calls per lifecycle event",
+            num("discovery_calls_per_lifecycle_event"),
+            "<= 2".to_string(),
+        ),
+        (
+            "AWS calls per lifecycle event",
+            num("aws_calls_per_lifecycle_event"),
+            String::new(),
+        ),
+        (
+            "release init to first `next` (ms)",
+            num("init_ms"),
+            "< 50".to_string(),
+        ),
+        (
+            "release peak RSS (kB, VmHWM)",
+            num("peak_rss_kb"),
+            String::new(),
+        ),
+        (
+            "Lambda zip (bytes)",
+            num("zip_bytes"),
+            format!(
+                "< 10 MB; {}",
+                figures["zip_source"].as_str().unwrap_or_default()
+            ),
+        ),
     ];
     for (name, value, note) in rows {
         println!("{name:<44} {value:>12}  {note}");
@@ -514,7 +625,10 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     }
     if let Some(b) = &binary_figures {
         if b.answers < 2 {
-            println!("note: the release binary answered {} of 2 events", b.answers);
+            println!(
+                "note: the release binary answered {} of 2 events",
+                b.answers
+            );
         }
     }
     if let Some(path) = &args.json {

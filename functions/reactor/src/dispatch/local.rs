@@ -33,7 +33,11 @@ pub fn local_host_name(i: usize) -> String {
     format!("local-{i}")
 }
 
-async fn run_one(argv: Vec<String>, input: String, deadline: Instant) -> Result<infra::Report, String> {
+async fn run_one(
+    argv: Vec<String>,
+    input: String,
+    deadline: Instant,
+) -> Result<infra::Report, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("empty agent command line".into());
     };
@@ -95,7 +99,10 @@ impl Dispatcher for LocalDispatcher {
         // A task that died is still a host that did not answer.
         for i in 0..self.hosts.len() {
             if !results.iter().any(|(j, _)| *j == i) {
-                results.push((i, HostResult::failed(local_host_name(i), "dispatch task failed")));
+                results.push((
+                    i,
+                    HostResult::failed(local_host_name(i), "dispatch task failed"),
+                ));
             }
         }
         results.sort_by_key(|(i, _)| *i);

@@ -82,13 +82,21 @@ pub fn parse_agent_output(
         Some(0 | 1) => Report::from_json(stdout.trim()).map_err(|e| {
             format!(
                 "unparsable agent output ({e}): {}",
-                excerpt(if stdout.trim().is_empty() { stderr } else { stdout })
+                excerpt(if stdout.trim().is_empty() {
+                    stderr
+                } else {
+                    stdout
+                })
             )
         }),
         code => Err(format!(
             "agent exited with {}: {}",
             code.map_or_else(|| "a signal".to_string(), |c| format!("code {c}")),
-            excerpt(if stderr.trim().is_empty() { stdout } else { stderr })
+            excerpt(if stderr.trim().is_empty() {
+                stdout
+            } else {
+                stderr
+            })
         )),
     }
 }
@@ -116,12 +124,24 @@ mod tests {
 
     #[test]
     fn agent_output_is_read_by_the_contract() {
-        assert_eq!(parse_agent_output(Some(0), REPORT, "").unwrap().generation, 5);
-        assert!(parse_agent_output(Some(1), REPORT, "").is_ok(), "exit 1 still reports");
+        assert_eq!(
+            parse_agent_output(Some(0), REPORT, "").unwrap().generation,
+            5
+        );
+        assert!(
+            parse_agent_output(Some(1), REPORT, "").is_ok(),
+            "exit 1 still reports"
+        );
         let e = parse_agent_output(Some(2), "", "error: HAProxy unreachable\n").unwrap_err();
-        assert!(e.contains("code 2") && e.contains("HAProxy unreachable"), "{e}");
+        assert!(
+            e.contains("code 2") && e.contains("HAProxy unreachable"),
+            "{e}"
+        );
         let e = parse_agent_output(Some(0), "hello", "").unwrap_err();
-        assert!(e.contains("unparsable agent output") && e.contains("hello"), "{e}");
+        assert!(
+            e.contains("unparsable agent output") && e.contains("hello"),
+            "{e}"
+        );
         let e = parse_agent_output(None, "", "").unwrap_err();
         assert!(e.contains("a signal"), "{e}");
     }

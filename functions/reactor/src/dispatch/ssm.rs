@@ -88,7 +88,11 @@ pub fn judge_invocation(
                 .filter(|d| *d != other)
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default(),
-            excerpt(if stderr.trim().is_empty() { stdout } else { stderr })
+            excerpt(if stderr.trim().is_empty() {
+                stdout
+            } else {
+                stderr
+            })
         )),
     }
 }
@@ -157,7 +161,10 @@ impl SsmDispatcher {
             .max_concurrency(hosts.len().max(1).to_string())
             .max_errors("100%")
             .timeout_seconds(60)
-            .comment(format!("haproxy-asg change generation {}", change.generation))
+            .comment(format!(
+                "haproxy-asg change generation {}",
+                change.generation
+            ))
             .send()
             .await
             .map_err(|e| api("SendCommand", group, &e))?;
@@ -194,7 +201,11 @@ impl SsmDispatcher {
         Ok(out)
     }
 
-    async fn fetch_result(&self, command_id: &str, instance: &str) -> Result<infra::Report, String> {
+    async fn fetch_result(
+        &self,
+        command_id: &str,
+        instance: &str,
+    ) -> Result<infra::Report, String> {
         let out = self
             .ssm
             .get_command_invocation()
@@ -217,12 +228,7 @@ impl SsmDispatcher {
     }
 
     /// Waits for every invocation of `command_id` on `hosts` until `deadline`.
-    async fn wait(
-        &self,
-        command_id: &str,
-        hosts: &[String],
-        deadline: Instant,
-    ) -> Vec<HostResult> {
+    async fn wait(&self, command_id: &str, hosts: &[String], deadline: Instant) -> Vec<HostResult> {
         let mut pending: Vec<String> = hosts.to_vec();
         let mut results = Vec::new();
         let mut delay = Duration::from_millis(150);
@@ -256,7 +262,9 @@ impl SsmDispatcher {
                 for host in pending {
                     let reason = match &last_error {
                         Some(e) => format!("no answer before the deadline (last error: {e})"),
-                        None => format!("no answer before the deadline (command {command_id} still running)"),
+                        None => format!(
+                            "no answer before the deadline (command {command_id} still running)"
+                        ),
                     };
                     results.push(HostResult::failed(host, reason));
                 }
@@ -317,7 +325,10 @@ mod tests {
         // Exit 1: some member failed, and the report says which.
         assert!(judge_invocation("Failed", Some("Failed"), 1, REPORT, "").is_ok());
         let e = judge_invocation("Failed", Some("Failed"), 2, "", "lock timeout").unwrap_err();
-        assert!(e.contains("SSM status Failed") && e.contains("code 2") && e.contains("lock timeout"), "{e}");
+        assert!(
+            e.contains("SSM status Failed") && e.contains("code 2") && e.contains("lock timeout"),
+            "{e}"
+        );
         let e = judge_invocation("TimedOut", Some("DeliveryTimedOut"), -1, "", "").unwrap_err();
         assert!(e.contains("TimedOut (DeliveryTimedOut)"), "{e}");
         let e = judge_invocation("Cancelled", None, -1, "", "").unwrap_err();

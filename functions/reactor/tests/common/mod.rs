@@ -48,7 +48,11 @@ impl World {
             .send()
             .await
             .expect("vpc");
-        let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
+        let vpc_id = vpc
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("vpc id")
+            .to_string();
         let subnet = ec2
             .create_subnet()
             .vpc_id(vpc_id)
@@ -84,7 +88,13 @@ impl World {
     }
 
     /// A group (desired 0) with optional hooks and tags.
-    pub async fn group(&self, name: &str, launch_hook: bool, terminate_hook: bool, tags: &[(&str, &str)]) {
+    pub async fn group(
+        &self,
+        name: &str,
+        launch_hook: bool,
+        terminate_hook: bool,
+        tags: &[(&str, &str)],
+    ) {
         let mut req = self
             .asg
             .create_auto_scaling_group()
@@ -111,11 +121,22 @@ impl World {
         }
         req.send().await.expect("create group");
         if launch_hook {
-            self.hook(name, "launch-hook", "autoscaling:EC2_INSTANCE_LAUNCHING", 300).await;
+            self.hook(
+                name,
+                "launch-hook",
+                "autoscaling:EC2_INSTANCE_LAUNCHING",
+                300,
+            )
+            .await;
         }
         if terminate_hook {
-            self.hook(name, "terminate-hook", "autoscaling:EC2_INSTANCE_TERMINATING", 300)
-                .await;
+            self.hook(
+                name,
+                "terminate-hook",
+                "autoscaling:EC2_INSTANCE_TERMINATING",
+                300,
+            )
+            .await;
         }
     }
 
@@ -159,7 +180,9 @@ impl World {
                     .map(|i| {
                         (
                             i.instance_id().unwrap_or_default().to_string(),
-                            i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                            i.lifecycle_state()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
                         )
                     })
                     .collect()
@@ -221,7 +244,11 @@ impl World {
             );
         }
         self.moto
-            .control("POST", "/moto-ext/ssm/hosts", Some(&Value::Object(programs)))
+            .control(
+                "POST",
+                "/moto-ext/ssm/hosts",
+                Some(&Value::Object(programs)),
+            )
             .expect("program hosts");
         ids
     }
@@ -295,7 +322,8 @@ impl World {
             .unwrap_or_default()
             .into_iter()
             .filter(|e| {
-                e["detail-type"] == json!(detail_type) && e["detail"]["EC2InstanceId"] == json!(instance)
+                e["detail-type"] == json!(detail_type)
+                    && e["detail"]["EC2InstanceId"] == json!(instance)
             })
             .collect()
     }

@@ -1,0 +1,773 @@
+//! `e2e-bench`: the local stack (emulator, instances played by local backends, two
+//! HAProxy hosts under HTTP load) through N scale-out/scale-in cycles, once per approach,
+//! each on fresh HAProxy hosts and its own group:
+//!
+//! - `ours`: lifecycle hooks, EventBridge -> SQS -> the reactor (in-process) -> the
+//!   agents (health-gated join, drain before release, no reload while slots are free);
+//! - `reload_per_change` (baseline, implemented here): on each Auto Scaling event, rewrite
+//!   the config with static `server` lines for the current members and reload HAProxy
+//!   through the master socket, as template-based setups do;
+//! - `polling` (baseline, implemented here): every 5 s DescribeAutoScalingGroups +
+//!   DescribeInstances, then runtime-socket `set server addr` + `state ready` for new
+//!   members and straight `maint` for removed ones, without drain, as ElasticPyProxy does.
+//!
+//! Prints a table; `--json PATH` writes the figures.
+#![recursion_limit = "256"]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use agent::haproxy::{parse_stat, Client};
+use anyhow::Context;
+use clap::Parser;
+use demo::control::{reactor_config, thread_cpu_s, Pump, ReactorRun};
+use demo::fleet::Fleet;
+use demo::world::{GroupSpec, World};
+use demo::{install_signal_handlers, percentile, proxy_host, say, stopping, until};
+use e2e::watch::{unix_ms, SocketWatch};
+use e2e::{bins, free_port, Host, Load};
+use infra::aws::{AwsDiscovery, Discovery, Phase};
+use serde_json::{json, Value};
+use tokio::sync::mpsc as tmpsc;
+
+const POOL: &str = "web";
+const SERVER_OPTIONS: &str = "check inter 100ms fall 2 rise 2";
+
+/// End-to-end benchmark: this project against two baselines, under HTTP load.
+#[derive(Parser, Debug)]
+#[command(name = "e2e-bench", version, max_term_width = 100)]
+struct Args {
+    /// Scale-out/scale-in cycles per approach.
+    #[arg(long, default_value_t = 100)]
+    cycles: usize,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Approaches to run (comma separated): ours, reload_per_change, polling.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ours,reload_per_change,polling"
+    )]
+    approaches: Vec<String>,
+    /// The polling baseline's interval, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    poll_interval_s: f64,
+    /// Initial slots per host (the cycles need 3, so no growth).
+    #[arg(long, default_value_t = 4)]
+    slots: u32,
+    /// HTTP load workers per frontend.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ours,
+    Reload,
+    Polling,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ours => "ours",
+            Kind::Reload => "reload_per_change",
+            Kind::Polling => "polling",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Figures {
+    requests: u64,
+    failed: u64,
+    reloads: u64,
+    serving: Vec<u64>,
+    excl_check: Vec<u64>,
+    control_cpu_s: f64,
+    /// Scale request -> the reactor got the launch event (ours only).
+    delivery: Vec<u64>,
+    cycles: usize,
+    errors: Vec<String>,
+}
+
+impl Figures {
+    fn json(&self) -> Value {
+        json!({
+            "requests": self.requests,
+            "failed_requests": self.failed,
+            "reloads": self.reloads,
+            "event_to_serving_ms_p50": percentile(&self.serving, 50.0),
+            "event_to_serving_ms_p99": percentile(&self.serving, 99.0),
+            "event_to_serving_excl_check_ms_p50": percentile(&self.excl_check, 50.0),
+            "event_to_serving_excl_check_ms_p99": percentile(&self.excl_check, 99.0),
+            "control_cpu_s": (self.control_cpu_s * 1000.0).round() / 1000.0,
+            "event_delivery_ms_p50": percentile(&self.delivery, 50.0),
+            "event_delivery_ms_p99": percentile(&self.delivery, 99.0),
+            "cycles": self.cycles,
+            "samples": self.serving.len(),
+            "errors": self.errors,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("exec-agent") {
+        return exec_agent(&argv[2..]);
+    }
+    let args = Args::parse();
+    install_signal_handlers();
+    demo::elapsed_s();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("e2e-bench: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `e2e-bench exec-agent LOG AGENT ARGS...`: runs the agent with this process's stdio,
+/// appends its CPU time (user + system seconds, from `wait4`) to LOG, and exits with its
+/// code. The reactor's local dispatcher runs the agents through this, so their CPU is
+/// counted exactly.
+fn exec_agent(rest: &[String]) -> ExitCode {
+    let [log, program, args @ ..] = rest else {
+        eprintln!("usage: e2e-bench exec-agent LOG AGENT [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let child = match Command::new(program).args(args).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("exec-agent: cannot start {program}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (code, cpu) = wait_cpu(child);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "{cpu:.6}");
+    }
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// Waits for `child` with `wait4`: exit code (-1 if signalled) and CPU seconds.
+fn wait_cpu(mut child: std::process::Child) -> (i32, f64) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return (child.wait().ok().and_then(|s| s.code()).unwrap_or(-1), 0.0);
+    };
+    let mut status: libc::c_int = 0;
+    // SAFETY: zeroed rusage is valid; wait4 on our own child fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers, our own child.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
+    if rc != pid {
+        return (child.wait().ok().and_then(|s| s.code()).unwrap_or(-1), 0.0);
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let cpu = u.ru_utime.tv_sec as f64
+        + u.ru_utime.tv_usec as f64 / 1e6
+        + u.ru_stime.tv_sec as f64
+        + u.ru_stime.tv_usec as f64 / 1e6;
+    (code, cpu)
+}
+
+fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut kinds = Vec::new();
+    for a in &args.approaches {
+        kinds.push(match a.trim() {
+            "ours" => Kind::Ours,
+            "reload_per_change" | "reload" => Kind::Reload,
+            "polling" => Kind::Polling,
+            other => anyhow::bail!("unknown approach {other:?} (ours, reload_per_change, polling)"),
+        });
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("haproxy-asg-bench-")
+        .tempdir()?;
+    let tag = dir
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("bench")
+        .to_string();
+    std::env::set_var("TMPDIR", dir.path());
+    say!("setup    starting the AWS emulator");
+    let world = Arc::new(World::start(&dir.path().join("moto.log"))?);
+    let mut results: BTreeMap<&'static str, Figures> = BTreeMap::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        if stopping() {
+            break;
+        }
+        say!("approach {} ({} cycles)", kind.name(), args.cycles);
+        let f = run_approach(&world, *kind, i, args, dir.path(), &tag)
+            .with_context(|| format!("approach {}", kind.name()))?;
+        say!(
+            "approach {}: {} requests, {} failed, {} reloads, p99 {} ms ({} ms excl. check), CPU {:.2} s",
+            kind.name(),
+            f.requests,
+            f.failed,
+            f.reloads,
+            percentile(&f.serving, 99.0),
+            percentile(&f.excl_check, 99.0),
+            f.control_cpu_s
+        );
+        results.insert(kind.name(), f);
+    }
+    drop(world);
+    println!();
+    println!(
+        "{:<18} {:>9} {:>7} {:>7} {:>13} {:>13} {:>17} {:>17} {:>10}",
+        "approach",
+        "requests",
+        "failed",
+        "reloads",
+        "e2s p50 ms",
+        "e2s p99 ms",
+        "excl-check p50",
+        "excl-check p99",
+        "ctl CPU s"
+    );
+    for kind in &kinds {
+        let Some(f) = results.get(kind.name()) else {
+            continue;
+        };
+        println!(
+            "{:<18} {:>9} {:>7} {:>7} {:>13} {:>13} {:>17} {:>17} {:>10.2}",
+            kind.name(),
+            f.requests,
+            f.failed,
+            f.reloads,
+            percentile(&f.serving, 50.0),
+            percentile(&f.serving, 99.0),
+            percentile(&f.excl_check, 50.0),
+            percentile(&f.excl_check, 99.0),
+            f.control_cpu_s
+        );
+    }
+    println!("(e2s: scale request -> first request the new member served through HAProxy; excl-check: scale request -> the member's server left MAINT with its address on the last host)");
+    let mut out = serde_json::Map::new();
+    for (k, f) in &results {
+        out.insert((*k).to_string(), f.json());
+    }
+    out.insert(
+        "settings".into(),
+        json!({"cycles": args.cycles, "poll_interval_s": args.poll_interval_s, "hosts": 2,
+               "workers_per_frontend": args.workers, "slots": args.slots,
+               "server_options": SERVER_OPTIONS, "profile": if cfg!(debug_assertions) { "debug" } else { "release" }}),
+    );
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&Value::Object(out))?)
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("figures written to {}", p.display());
+    }
+    if stopping() {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether any server of `host`'s pool has `ip` and is not in MAINT.
+fn serving_ip(host: &Host, ip: &str) -> bool {
+    host.client()
+        .query("show stat")
+        .ok()
+        .and_then(|t| parse_stat(&t).ok())
+        .is_some_and(|rows| {
+            rows.iter().any(|r| {
+                r.backend == POOL
+                    && r.addr.rsplit_once(':').is_some_and(|(a, _)| a == ip)
+                    && !r.status.starts_with("MAINT")
+            })
+        })
+}
+
+fn run_approach(
+    world: &Arc<World>,
+    kind: Kind,
+    idx: usize,
+    args: &Args,
+    dir: &Path,
+    tag: &str,
+) -> anyhow::Result<Figures> {
+    let group = format!("bench-{}", kind.name().replace('_', "-"));
+    let port = free_port();
+    let subnet = world.subnet(&format!("127.0.{}.0/20", 16 * (idx + 1)))?;
+    world.group(&GroupSpec {
+        name: group.clone(),
+        subnet: subnet.clone(),
+        hooks: kind == Kind::Ours,
+        pool: POOL.into(),
+        port,
+        max: 10,
+    })?;
+    let mut hosts = Vec::new();
+    for i in 1..=2 {
+        hosts.push(proxy_host(
+            &format!("{}-{i}", kind.name()),
+            POOL,
+            args.slots,
+            &group,
+        )?);
+    }
+    let max = Duration::from_secs(6 * 3600);
+    let watches: Vec<SocketWatch> = hosts
+        .iter()
+        .map(|h| SocketWatch::start(h.client(), POOL, Duration::from_millis(5), max))
+        .collect();
+    let fleet = Fleet::start(
+        world.clone(),
+        &subnet,
+        port,
+        tag,
+        Duration::from_millis(50),
+        max,
+    );
+    let cpu_log = dir.join(format!("agent-cpu-{}.log", kind.name()));
+    let (tx, rx) = tmpsc::unbounded_channel::<Value>();
+    let mut control = match kind {
+        Kind::Ours => {
+            let me = std::env::current_exe()?.display().to_string();
+            let agent = bins::path("agent")?.display().to_string();
+            let agents: Vec<Vec<String>> = hosts
+                .iter()
+                .map(|h| {
+                    vec![
+                        me.clone(),
+                        "exec-agent".into(),
+                        cpu_log.display().to_string(),
+                        agent.clone(),
+                        "--config".into(),
+                        h.config.display().to_string(),
+                    ]
+                })
+                .collect();
+            let (report_tx, report_rx) = mpsc::channel();
+            let reactor = ReactorRun::start(
+                world,
+                reactor_config(&group, POOL, port, &agents)?,
+                None,
+                report_tx,
+            )?;
+            let queue = world.event_queue(&format!("bench-{idx}"), &[&group])?;
+            let pump = Pump::start(world.clone(), queue, reactor.sender(), max);
+            drop(rx);
+            Control::Ours {
+                pump,
+                reactor,
+                reports: report_rx,
+            }
+        }
+        Kind::Reload => {
+            let queue = world.event_queue(&format!("bench-{idx}"), &[&group])?;
+            let pump = Pump::start(world.clone(), queue, tx, max);
+            let targets: Vec<(PathBuf, Client)> = hosts
+                .iter()
+                .map(|h| (h.dir().join("haproxy.cfg"), h.client()))
+                .collect();
+            let b = Baseline::start(world, group.clone(), port, move |w, g, p, stop| {
+                reload_loop(w, g, p, rx, targets, stop)
+            });
+            Control::Baseline {
+                _pump: Some(pump),
+                baseline: b,
+            }
+        }
+        Kind::Polling => {
+            drop(rx);
+            drop(tx);
+            let clients: Vec<Client> = hosts.iter().map(Host::client).collect();
+            let every = Duration::from_secs_f64(args.poll_interval_s.max(0.1));
+            let slots = args.slots;
+            let b = Baseline::start(world, group.clone(), port, move |w, g, p, stop| {
+                polling_loop(w, g, p, clients, slots, every, stop)
+            });
+            Control::Baseline {
+                _pump: None,
+                baseline: b,
+            }
+        }
+    };
+
+    let mut f = Figures::default();
+    let wait_change = Duration::from_secs(30) + Duration::from_secs_f64(args.poll_interval_s);
+    // Initial capacity: 2 members UP on every host, before the load starts.
+    fleet.requested_ms.store(unix_ms(), Ordering::SeqCst);
+    world.scale(&group, 2)?;
+    let up = until(wait_change * 2, || {
+        let ids = world.members(&group).unwrap_or_default();
+        ids.len() == 2
+            && ids.iter().all(|m| m.state == "InService")
+            && ids.iter().all(|m| {
+                fleet.instance(&m.id).is_some_and(|i| {
+                    watches
+                        .iter()
+                        .all(|w| w.get(&i.ip).is_some_and(|s| s.up_ms.is_some()))
+                })
+            })
+    });
+    anyhow::ensure!(up || stopping(), "the initial 2 members did not come up");
+    let loads: Vec<Load> = hosts
+        .iter()
+        .map(|h| Load::start(h.frontend(POOL), args.workers, max, u64::MAX))
+        .collect();
+    let reloads_before: u64 = hosts.iter().map(|h| h.reloads().unwrap_or(0)).sum();
+    for c in 0..args.cycles {
+        if stopping() {
+            break;
+        }
+        let before: BTreeSet<String> = world.members(&group)?.into_iter().map(|m| m.id).collect();
+        let t0 = unix_ms();
+        fleet.requested_ms.store(t0, Ordering::SeqCst);
+        world.scale(&group, 3)?;
+        let mut new = None;
+        let served = until(wait_change, || {
+            new = fleet
+                .instances()
+                .into_iter()
+                .find(|i| !before.contains(&i.id) && i.started_ms >= t0 && i.first_ms.is_some());
+            new.is_some()
+        });
+        match (&new, served) {
+            (Some(i), true) => {
+                f.serving.push(i.first_ms.unwrap_or(t0).saturating_sub(t0));
+                let told: Option<u64> = watches
+                    .iter()
+                    .map(|w| w.get(&i.ip).and_then(|s| s.ready_ms))
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|v| v.into_iter().max());
+                if let Some(t) = told {
+                    f.excl_check.push(t.saturating_sub(t0));
+                }
+            }
+            _ => f.errors.push(format!(
+                "cycle {c}: the new member served nothing within {wait_change:?}"
+            )),
+        }
+        let leaving = world
+            .members(&group)?
+            .into_iter()
+            .map(|m| m.id)
+            .find(|id| before.contains(id));
+        let leaving_ip = leaving
+            .as_ref()
+            .and_then(|id| fleet.instance(id))
+            .map(|i| i.ip);
+        world.scale(&group, 2)?;
+        let done = until(wait_change, || {
+            let m = world.members(&group).unwrap_or_default();
+            m.len() == 2
+                && m.iter().all(|x| x.state == "InService")
+                && fleet.running().len() == 2
+                && leaving_ip
+                    .as_ref()
+                    .is_none_or(|ip| hosts.iter().all(|h| !serving_ip(h, ip)))
+        });
+        if !done {
+            f.errors.push(format!(
+                "cycle {c}: scale-in did not settle within {wait_change:?}"
+            ));
+        }
+        f.cycles = c + 1;
+        if (c + 1) % 10 == 0 || c + 1 == args.cycles {
+            let sent: u64 = loads.iter().map(Load::completed).sum();
+            say!(
+                "{:<18} cycle {:>4}/{}: p50 {} ms, p99 {} ms | requests {sent}",
+                kind.name(),
+                c + 1,
+                args.cycles,
+                percentile(&f.serving, 50.0),
+                percentile(&f.serving, 99.0)
+            );
+        }
+    }
+    let stats: Vec<_> = loads.into_iter().map(Load::stop).collect();
+    f.requests = stats.iter().map(|s| s.requests).sum();
+    f.failed = stats.iter().map(|s| s.failed).sum();
+    for s in &stats {
+        for e in s.errors.iter().take(3) {
+            f.errors.push(format!("request: {e}"));
+        }
+    }
+    f.reloads = hosts
+        .iter()
+        .map(|h| h.reloads().unwrap_or(0))
+        .sum::<u64>()
+        .saturating_sub(reloads_before);
+    f.control_cpu_s = match &mut control {
+        Control::Ours {
+            pump,
+            reactor,
+            reports,
+        } => {
+            pump.stop();
+            let reactor_cpu = reactor.finish();
+            let requested: BTreeMap<String, u64> = fleet
+                .instances()
+                .into_iter()
+                .map(|i| (i.id, i.requested_ms))
+                .collect();
+            while let Ok(h) = reports.try_recv() {
+                if h.detail_type != "EC2 Instance-launch Lifecycle Action" {
+                    continue;
+                }
+                if let Some(t0) = h.instance.as_ref().and_then(|i| requested.get(i)) {
+                    f.delivery.push(h.received_ms.saturating_sub(*t0));
+                }
+            }
+            let agents: f64 = std::fs::read_to_string(&cpu_log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<f64>().ok())
+                .sum();
+            reactor_cpu + agents
+        }
+        Control::Baseline { baseline, .. } => baseline.finish(),
+    };
+    drop(control);
+    drop(watches);
+    drop(fleet);
+    drop(hosts);
+    // Leave the emulator clean for the next approach.
+    world.scale(&group, 0)?;
+    Ok(f)
+}
+
+enum Control {
+    Ours {
+        pump: Pump,
+        reactor: ReactorRun,
+        reports: mpsc::Receiver<demo::control::Handled>,
+    },
+    Baseline {
+        _pump: Option<Pump>,
+        baseline: Baseline,
+    },
+}
+
+/// A baseline's control loop on its own thread and runtime; its CPU time (thread +
+/// its `haproxy -c` children) comes back from [`Baseline::finish`].
+struct Baseline {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<f64>>,
+}
+
+impl Baseline {
+    fn start<F>(world: &Arc<World>, group: String, port: u16, body: F) -> Self
+    where
+        F: FnOnce(Arc<World>, String, u16, Arc<AtomicBool>) -> f64 + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = world.clone();
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || body(w, group, port, s));
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(&mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The group's in-service members with addresses: id -> ip.
+async fn serving_members(
+    discovery: &AwsDiscovery,
+    group: &str,
+) -> Option<BTreeMap<String, String>> {
+    let state = discovery.group(group).await.ok()??;
+    Some(
+        state
+            .members
+            .iter()
+            .filter(|m| m.phase == Phase::Serving)
+            .filter_map(|m| Some((m.id.to_string(), m.address?.to_string())))
+            .collect(),
+    )
+}
+
+/// `reload_per_change`: every event of the group -> describe -> static config -> check
+/// -> master reload, on every host.
+fn reload_loop(
+    world: Arc<World>,
+    group: String,
+    port: u16,
+    mut events: tmpsc::UnboundedReceiver<Value>,
+    targets: Vec<(PathBuf, Client)>,
+    stop: Arc<AtomicBool>,
+) -> f64 {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 0.0;
+    };
+    let discovery = AwsDiscovery::new(&world.sdk);
+    let mut children_cpu = 0.0;
+    let mut last: Option<BTreeMap<String, String>> = None;
+    rt.block_on(async {
+        while !stop.load(Ordering::Relaxed) {
+            let got = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+            let Ok(Some(_event)) = got else { continue };
+            // Coalesce what is queued, as a template tool's debounce would.
+            while events.try_recv().is_ok() {}
+            let Some(members) = serving_members(&discovery, &group).await else {
+                continue;
+            };
+            if last.as_ref() == Some(&members) {
+                continue;
+            }
+            for (cfg, client) in &targets {
+                match rewrite_and_reload(cfg, client, &members, port) {
+                    Ok(cpu) => children_cpu += cpu,
+                    Err(e) => eprintln!("reload_per_change: {e:#}"),
+                }
+            }
+            last = Some(members);
+        }
+    });
+    thread_cpu_s() + children_cpu
+}
+
+/// Rewrites the pool's servers as static lines, validates (`haproxy -c`) and reloads
+/// through the master socket; the CPU seconds of the check.
+fn rewrite_and_reload(
+    cfg: &Path,
+    client: &Client,
+    members: &BTreeMap<String, String>,
+    port: u16,
+) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(cfg)?;
+    let mut out = String::new();
+    let mut in_pool = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("backend ")
+            || t.starts_with("frontend ")
+            || t.starts_with("defaults")
+            || t.starts_with("global")
+        {
+            in_pool = t == format!("backend {POOL}");
+        }
+        if in_pool && (t.starts_with("server ") || t.starts_with("server-template ")) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if in_pool && t == format!("backend {POOL}") {
+            // Servers go after the backend's other lines; HAProxy accepts them anywhere.
+            for (id, ip) in members {
+                out.push_str(&format!("    server {id} {ip}:{port} {SERVER_OPTIONS}\n"));
+            }
+        }
+    }
+    let tmp = cfg.with_extension("cfg.new");
+    std::fs::write(&tmp, &out)?;
+    let check = Command::new("haproxy")
+        .args(["-c", "-q", "-f"])
+        .arg(&tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let (code, cpu) = wait_cpu(check);
+    anyhow::ensure!(code == 0, "haproxy -c refused the rewritten config");
+    std::fs::rename(&tmp, cfg)?;
+    client
+        .master("reload")
+        .map_err(|e| anyhow::anyhow!("reload: {e}"))?;
+    Ok(cpu)
+}
+
+/// `polling`: every `every`, describe the group and set the slots over the runtime
+/// socket (one connection per command), new members straight to `ready`, removed ones
+/// straight to `maint`.
+fn polling_loop(
+    world: Arc<World>,
+    group: String,
+    port: u16,
+    clients: Vec<Client>,
+    slots: u32,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> f64 {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 0.0;
+    };
+    let discovery = AwsDiscovery::new(&world.sdk);
+    // member -> slot, the same on every host.
+    let mut assigned: BTreeMap<String, String> = BTreeMap::new();
+    let mut next = Instant::now();
+    rt.block_on(async {
+        while !stop.load(Ordering::Relaxed) {
+            if Instant::now() < next {
+                tokio::time::sleep(Duration::from_millis(50).min(next - Instant::now())).await;
+                continue;
+            }
+            next += every;
+            let Some(members) = serving_members(&discovery, &group).await else {
+                continue;
+            };
+            let gone: Vec<String> = assigned
+                .keys()
+                .filter(|id| !members.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in gone {
+                if let Some(slot) = assigned.remove(&id) {
+                    for c in &clients {
+                        let _ = c.query(&format!("set server {POOL}/{slot} state maint"));
+                    }
+                }
+            }
+            for (id, ip) in &members {
+                if assigned.contains_key(id) {
+                    continue;
+                }
+                let used: BTreeSet<&String> = assigned.values().collect();
+                let Some(slot) = (1..=slots)
+                    .map(|i| format!("slot{i}"))
+                    .find(|s| !used.contains(s))
+                else {
+                    eprintln!("polling: no free slot for {id}");
+                    continue;
+                };
+                for c in &clients {
+                    let _ = c.query(&format!("set server {POOL}/{slot} addr {ip} port {port}"));
+                    let _ = c.query(&format!("set server {POOL}/{slot} state ready"));
+                }
+                assigned.insert(id.clone(), slot);
+            }
+        }
+    });
+    thread_cpu_s()
+}

@@ -1,0 +1,156 @@
+//! The whole loop on one machine, for the embedded demo (`demo`) and the end-to-end
+//! benchmark (`e2e-bench`): the AWS emulator ([`world`]), the instances played by local
+//! backends ([`fleet`]), the reactor fed by EventBridge through SQS ([`control`]), and
+//! real HAProxy hosts driven by the real agent (`e2e::Host`).
+#![recursion_limit = "256"]
+
+pub mod control;
+pub mod fleet;
+pub mod world;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use e2e::{Host, HostSpec, PoolSpec};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static START: OnceLock<Instant> = OnceLock::new();
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs SIGINT/SIGTERM handlers that only set the stop flag ([`stopping`]); every
+/// loop checks it, and the stack's handles kill their processes when dropped.
+pub fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Whether a stop was requested (Ctrl-C, SIGTERM).
+pub fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Seconds since the first call (the run's clock for progress lines).
+pub fn elapsed_s() -> f64 {
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// Prints one progress line with the run's clock.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        println!("[{:>8.3}s] {}", $crate::elapsed_s(), format!($($arg)*));
+    }};
+}
+
+/// Prints one progress line stamped with a time taken earlier ([`elapsed_s`]).
+#[macro_export]
+macro_rules! say_at {
+    ($at:expr, $($arg:tt)*) => {{
+        println!("[{:>8.3}s] {}", $at, format!($($arg)*));
+    }};
+}
+
+/// The `p`-th percentile (0-100, nearest rank) of `v`; 0 for an empty list.
+pub fn percentile(v: &[u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+/// A proxy host for the local stack: pool `pool` with `slots` slots, HTTP health checks
+/// (inter 100ms, rise 2), and an `[aws]` section mapping `group` to the pool (for
+/// `agent sync` without `--desired`).
+pub fn proxy_host(name: &str, pool: &str, slots: u32, group: &str) -> anyhow::Result<Host> {
+    let mut p = PoolSpec::new(pool, slots);
+    p.health_path = Some("/healthz".into());
+    p.health_timeout_s = 10.0;
+    p.drain_timeout_s = 15.0;
+    Host::start(&HostSpec {
+        name: name.into(),
+        pools: vec![p],
+        extra_toml: format!("[aws]\ngroups = {{ \"{group}\" = [\"{pool}\"] }}\n"),
+        // The agents inherit the process's AWS environment (set by `World::start`);
+        // passed explicitly too, so `agent sync` reads the emulator either way.
+        env: AWS_ENV
+            .iter()
+            .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
+            .collect(),
+    })
+}
+
+/// The AWS environment variables the agents need.
+const AWS_ENV: [&str; 5] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_EC2_METADATA_DISABLED",
+];
+
+/// The processes whose command line contains `needle` (from `/proc`), other than the
+/// caller: `(pid, command line)`.
+pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) && !is_zombie(pid) {
+            out.push((pid, cmd.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Whether `pid` is alive (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Polls `f` every 50 ms until true, the deadline, or a stop request.
+pub fn until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if stopping() || Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

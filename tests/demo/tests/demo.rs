@@ -1,0 +1,90 @@
+//! `demo --quick` end to end, as a process: it must pass its own checks, fail no
+//! request, leave no lifecycle action pending, and leave no process behind.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use demo::{alive, processes_matching};
+
+#[test]
+fn quick_demo_serves_everything_and_cleans_up() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .arg("--quick")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start demo");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait demo") {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    let log = format!("--- stdout\n{out}\n--- stderr\n{err}");
+    let status =
+        status.unwrap_or_else(|| panic!("demo --quick did not finish within 150 s\n{log}"));
+
+    // Its processes are all gone: everything it started carries the run directory's
+    // name on its command line, except the emulator, whose pid it printed.
+    let run_dir = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RUN_DIR "))
+        .unwrap_or_else(|| panic!("no RUN_DIR line\n{log}"));
+    let tag = run_dir.rsplit('/').next().unwrap_or(run_dir).to_string();
+    let left = processes_matching(&tag);
+    assert!(left.is_empty(), "processes left behind: {left:?}\n{log}");
+    for pid in out.lines().filter_map(|l| l.strip_prefix("CHILD_PID ")) {
+        let pid: u32 = pid.trim().parse().expect("pid");
+        assert!(
+            pid == 0 || !alive(pid),
+            "the emulator (pid {pid}) is still running\n{log}"
+        );
+    }
+
+    let stats: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("STATS "))
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_else(|| panic!("no STATS line\n{log}"));
+    assert_eq!(stats["failed_requests"], 0, "requests failed\n{log}");
+    assert!(
+        stats["requests"].as_u64().unwrap_or(0) > 0,
+        "no requests were sent\n{log}"
+    );
+    assert_eq!(
+        stats["lifecycle_pending"], 0,
+        "lifecycle actions left pending\n{log}"
+    );
+    assert!(
+        stats["lifecycle_completed"].as_u64().unwrap_or(0) > 0,
+        "no lifecycle action completed\n{log}"
+    );
+    assert_eq!(
+        stats["checks_ok"], true,
+        "the demo's own checks failed\n{log}"
+    );
+    assert!(status.success(), "demo exited with {status}\n{log}");
+    assert!(out.contains("RESULT ok"), "{log}");
+}
