@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::haproxy::ServerState;
 
-/// How many departed members are remembered per pool for generation checks.
-pub const RETIRED_KEEP: usize = 10_000;
+/// How many departed members are remembered per pool for generation checks. Late
+/// events arrive seconds to minutes late, and the reactor also checks the group's
+/// truth before sending, so a thousand departures back is plenty; the table stays
+/// small enough to read and write on every run.
+pub const RETIRED_KEEP: usize = 1024;
 
 /// The table format version written to disk.
 pub const TABLE_VERSION: u32 = 1;
