@@ -311,7 +311,8 @@ impl<'a> Engine<'a> {
         // the next one.
         self.save_table()?;
 
-        let mut cmds = Vec::new();
+        // Each member's commands form one group: applied together by HAProxy.
+        let mut groups: Vec<Vec<String>> = Vec::new();
         let mut pending = Vec::new();
         let mut outcomes: Vec<Outcome> = Vec::new();
         let mut order: Vec<(PoolName, MemberId)> = Vec::new();
@@ -328,14 +329,17 @@ impl<'a> Engine<'a> {
                     } => {
                         let srv = format!("{pool}/{}", slot_name(*slot));
                         if *set {
-                            cmds.push(format!(
-                                "set server {srv} addr {} port {}",
-                                member.address, member.port
-                            ));
-                            cmds.push(format!("set server {srv} state ready"));
+                            let mut g = vec![
+                                format!(
+                                    "set server {srv} addr {} port {}",
+                                    member.address, member.port
+                                ),
+                                format!("set server {srv} state ready"),
+                            ];
                             if check {
-                                cmds.push(format!("set server {srv} health down"));
+                                g.push(format!("set server {srv} health down"));
                             }
+                            groups.push(g);
                         }
                         info!(pool = %pool, instance = %member.id, slot = %srv, set, "join");
                         order.push((pool.clone(), member.id.clone()));
@@ -349,7 +353,7 @@ impl<'a> Engine<'a> {
                     }
                     Step::Leave { member, slot } => {
                         let srv = format!("{pool}/{}", slot_name(*slot));
-                        cmds.push(format!("set server {srv} state drain"));
+                        groups.push(vec![format!("set server {srv} state drain")]);
                         info!(pool = %pool, instance = %member, slot = %srv, "drain");
                         order.push((pool.clone(), member.clone()));
                         pending.push(Pending {
@@ -363,7 +367,7 @@ impl<'a> Engine<'a> {
                     Step::Evict { slot, addr } => {
                         let srv = format!("{pool}/{}", slot_name(*slot));
                         warn!(pool = %pool, slot = %srv, addr = %addr, "evicting a server no member owns");
-                        cmds.push(format!("set server {srv} state drain"));
+                        groups.push(vec![format!("set server {srv} state drain")]);
                         pending.push(Pending {
                             pool: pool.clone(),
                             member: None,
@@ -391,8 +395,9 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        if !cmds.is_empty() {
-            self.client.batch(&cmds)?;
+        if !groups.is_empty() {
+            let refs: Vec<&[String]> = groups.iter().map(Vec::as_slice).collect();
+            self.client.batch_groups(&refs)?;
             if opts.wait {
                 // HAProxy changed: keep its state file current while we wait.
                 self.save_server_state()?;
@@ -708,12 +713,17 @@ impl<'a> Engine<'a> {
         // to the new one through the master from now on.
         self.client.route_via_master()?;
         if !parked.is_empty() {
-            let mut cmds = Vec::new();
-            for s in &parked {
-                cmds.push(format!("set server {s} state ready"));
-                cmds.push(format!("set server {s} health down"));
-            }
-            self.client.batch(&cmds)?;
+            let groups: Vec<Vec<String>> = parked
+                .iter()
+                .map(|s| {
+                    vec![
+                        format!("set server {s} state ready"),
+                        format!("set server {s} health down"),
+                    ]
+                })
+                .collect();
+            let refs: Vec<&[String]> = groups.iter().map(Vec::as_slice).collect();
+            self.client.batch_groups(&refs)?;
         }
         self.reloads += 1;
         info!(reloads = self.reloads, "reloaded");

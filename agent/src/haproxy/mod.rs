@@ -26,6 +26,9 @@ pub use parse::{parse_proc, parse_servers_state, parse_stat, ProcInfo, ServerSta
 /// Longest `;`-joined line sent at once (HAProxy's own ingress controller uses 16,000).
 const MAX_LINE: usize = 16_000;
 
+/// Connections a batch may use at once.
+pub const PARALLEL: usize = 4;
+
 /// Where a socket is: a unix path or `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -248,28 +251,77 @@ impl Client {
     }
 
     /// Sends state-changing commands whose success reply is empty or one known line,
-    /// `;`-joined on as few connections as fit; any other reply is
-    /// [`HaproxyError::Refused`]. Commands on one line are applied together.
+    /// `;`-joined on as few lines as fit; any other reply is [`HaproxyError::Refused`].
+    /// For commands that must be applied together, use [`Client::batch_groups`].
     pub fn batch(&self, cmds: &[String]) -> Result<(), HaproxyError> {
-        let mut start = 0;
-        while start < cmds.len() {
-            let mut end = start;
-            let mut len = 0;
-            while end < cmds.len() && (end == start || len + cmds[end].len() + 8 < MAX_LINE) {
-                len += cmds[end].len() + 8;
-                end += 1;
+        let groups: Vec<&[String]> = cmds.chunks(1).collect();
+        self.batch_groups(&groups)
+    }
+
+    /// Sends groups of commands; each group stays on one `;` line, so HAProxy applies
+    /// it as a whole (a new member's `state ready; health down` is never UP in
+    /// between). Lines go over up to [`PARALLEL`] connections at once: HAProxy runs one
+    /// thread per CPU, and commands on different servers proceed in parallel.
+    pub fn batch_groups(&self, groups: &[&[String]]) -> Result<(), HaproxyError> {
+        let mut lines: Vec<Vec<&String>> = Vec::new();
+        let mut cur: Vec<&String> = Vec::new();
+        let mut len = 0;
+        for g in groups {
+            let glen: usize = g.iter().map(|c| c.len() + 8).sum();
+            if !cur.is_empty() && len + glen >= MAX_LINE {
+                lines.push(std::mem::take(&mut cur));
+                len = 0;
             }
-            let chunk = &cmds[start..end];
-            let line = chunk
-                .iter()
-                .map(|c| self.worker_cmd(c))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let reply = self.exchange(self.worker_endpoint(), &line, &chunk[0])?;
-            check_batch_reply(chunk, &reply)?;
-            start = end;
+            cur.extend(g.iter());
+            len += glen;
         }
-        Ok(())
+        if !cur.is_empty() {
+            lines.push(cur);
+        }
+        match lines.len() {
+            0 => Ok(()),
+            1 => self.send_line(&lines[0]),
+            n => {
+                let workers = n.min(PARALLEL);
+                let lines = &lines;
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = (0..workers)
+                        .map(|w| {
+                            scope.spawn(move || {
+                                for line in lines.iter().skip(w).step_by(workers) {
+                                    self.send_line(line)?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .collect();
+                    let mut result = Ok(());
+                    for h in handles {
+                        let r = h.join().unwrap_or_else(|_| {
+                            Err(HaproxyError::Protocol {
+                                command: String::new(),
+                                detail: "a socket writer thread panicked".into(),
+                            })
+                        });
+                        if result.is_ok() {
+                            result = r;
+                        }
+                    }
+                    result
+                })
+            }
+        }
+    }
+
+    fn send_line(&self, chunk: &[&String]) -> Result<(), HaproxyError> {
+        let line = chunk
+            .iter()
+            .map(|c| self.worker_cmd(c))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let first = chunk.first().map(|c| c.as_str()).unwrap_or_default();
+        let reply = self.exchange(self.worker_endpoint(), &line, first)?;
+        check_batch_reply(chunk, &reply)
     }
 
     /// Sends commands in prompt mode, pipelined on one connection, and returns each
@@ -332,7 +384,7 @@ fn is_success(reply: &str) -> bool {
         || reply.starts_with("port changed from")
 }
 
-fn check_batch_reply(cmds: &[String], reply: &str) -> Result<(), HaproxyError> {
+fn check_batch_reply<S: AsRef<str>>(cmds: &[S], reply: &str) -> Result<(), HaproxyError> {
     // Each command's reply is its text followed by an empty line.
     let mut blocks: Vec<String> = Vec::new();
     let mut cur: Vec<&str> = Vec::new();
@@ -348,17 +400,18 @@ fn check_batch_reply(cmds: &[String], reply: &str) -> Result<(), HaproxyError> {
         blocks.push(cur.join("\n"));
     }
     for (i, cmd) in cmds.iter().enumerate() {
+        let cmd = cmd.as_ref();
         match blocks.get(i) {
             Some(b) if is_success(b) => {}
             Some(b) => {
                 return Err(HaproxyError::Refused {
-                    command: cmd.clone(),
+                    command: cmd.to_string(),
                     reply: b.trim().to_string(),
                 })
             }
             None => {
                 return Err(HaproxyError::Protocol {
-                    command: cmd.clone(),
+                    command: cmd.to_string(),
                     detail: format!(
                         "{} commands sent, only {} replies: {:?}",
                         cmds.len(),
@@ -387,6 +440,59 @@ mod tests {
             Endpoint::Tcp("127.0.0.1:9999".into())
         );
         assert!(Endpoint::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn groups_are_never_split_across_lines() {
+        // A Unix socket that records each line and answers one empty reply per command.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = lines.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut line = String::new();
+                let _ = conn.read_to_string(&mut line);
+                let n = line.trim_end().split("; ").count();
+                let _ = conn.write_all("\n".repeat(n).as_bytes());
+                seen.lock().unwrap().push(line.trim_end().to_string());
+            }
+        });
+        let client = Client::new(Endpoint::Unix(path), None, Duration::from_secs(5));
+        let groups: Vec<Vec<String>> = (0..600)
+            .map(|i| {
+                vec![
+                    format!(
+                        "set server web/slot{i} addr 10.0.{}.{} port 8080",
+                        i / 250,
+                        i % 250
+                    ),
+                    format!("set server web/slot{i} state ready"),
+                    format!("set server web/slot{i} health down"),
+                ]
+            })
+            .collect();
+        let refs: Vec<&[String]> = groups.iter().map(Vec::as_slice).collect();
+        client.batch_groups(&refs).unwrap();
+        let lines = lines.lock().unwrap();
+        assert!(lines.len() > 1, "several lines were needed");
+        let mut total = 0;
+        for l in lines.iter() {
+            assert!(l.len() < MAX_LINE + 200);
+            let cmds: Vec<&str> = l.split("; ").collect();
+            assert_eq!(cmds.len() % 3, 0, "a group was split: {l}");
+            for g in cmds.chunks(3) {
+                assert!(
+                    g[0].contains(" addr ")
+                        && g[1].ends_with("state ready")
+                        && g[2].ends_with("health down")
+                );
+            }
+            total += cmds.len();
+        }
+        assert_eq!(total, 1800);
     }
 
     #[test]
