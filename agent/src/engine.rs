@@ -26,9 +26,7 @@ use tracing::{info, info_span, warn};
 
 use crate::cfgfile::{self, slot_name};
 use crate::config::{AgentConfig, PoolConfig};
-use crate::haproxy::{
-    parse_proc, parse_servers_state, parse_stat, Client, HaproxyError, ServerState,
-};
+use crate::haproxy::{Client, HaproxyError, ServerState};
 use crate::slots::{self, EntryState, LiveSlots, PoolPlan, SlotTable, Step};
 use crate::store::{self, Lock, StoreError};
 
@@ -61,14 +59,6 @@ pub enum EngineError {
     /// A state file or the lock failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// HAProxy's reply could not be parsed.
-    #[error("could not read HAProxy's `{command}` output: {reason}")]
-    Parse {
-        /// The command.
-        command: &'static str,
-        /// What was wrong.
-        reason: String,
-    },
     /// The grown configuration failed `haproxy -c`; the running one is untouched.
     #[error("the configuration with more slots failed `haproxy -c` and was not installed; HAProxy keeps running the old one. HAProxy said:\n{output}")]
     ConfigInvalid {
@@ -191,17 +181,14 @@ impl<'a> Engine<'a> {
     ) -> Result<Vec<ServerState>, EngineError> {
         let mut out = Vec::new();
         for pool in pools {
-            let text = self.client.query(&format!("show servers state {pool}"))?;
-            if !text.starts_with('1') {
+            match self.client.servers_state(Some(pool.as_str())) {
+                Ok(states) => out.extend(states),
                 // "Can't find backend." and the like.
-                return Err(EngineError::NoBackend { pool: pool.clone() });
+                Err(HaproxyError::Refused { .. }) => {
+                    return Err(EngineError::NoBackend { pool: pool.clone() })
+                }
+                Err(e) => return Err(e.into()),
             }
-            out.extend(
-                parse_servers_state(&text).map_err(|reason| EngineError::Parse {
-                    command: "show servers state",
-                    reason,
-                })?,
-            );
         }
         Ok(out)
     }
@@ -279,10 +266,11 @@ impl<'a> Engine<'a> {
     fn save_server_state(&self) -> Result<(), EngineError> {
         let text = self.client.query("show servers state")?;
         if !text.starts_with('1') {
-            return Err(EngineError::Parse {
-                command: "show servers state",
-                reason: format!("unexpected start {:?}", text.lines().next()),
-            });
+            return Err(HaproxyError::Protocol {
+                command: "show servers state".into(),
+                detail: format!("unexpected start {:?}", text.lines().next()),
+            }
+            .into());
         }
         store::write_atomic(&self.cfg.haproxy.server_state_path(), text.as_bytes())?;
         Ok(())
@@ -446,11 +434,7 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let mut last_progress = Instant::now();
         while !pending.is_empty() {
-            let text = self.client.query("show stat -1 4 -1")?;
-            let rows = parse_stat(&text).map_err(|reason| EngineError::Parse {
-                command: "show stat",
-                reason,
-            })?;
+            let rows = self.client.stats()?;
             let row = |pool: &PoolName, slot: u32| {
                 let name = slot_name(slot);
                 rows.iter()
@@ -575,11 +559,7 @@ impl<'a> Engine<'a> {
     /// validates the configuration and reloads HAProxy through the master socket.
     fn resize(&mut self, needs: &BTreeMap<PoolName, u32>) -> Result<(), EngineError> {
         // Every pool may shrink here, so read every pool's slots (rare: reloads only).
-        let all = self.client.query("show servers state")?;
-        let states = parse_servers_state(&all).map_err(|reason| EngineError::Parse {
-            command: "show servers state",
-            reason,
-        })?;
+        let states = self.client.servers_state(None)?;
         let states = states.as_slice();
         let path = &self.cfg.haproxy.config;
         let old = std::fs::read_to_string(path)
@@ -683,7 +663,7 @@ impl<'a> Engine<'a> {
             self.client.batch(&cmds)?;
         }
         self.save_server_state()?;
-        let before = self.proc_info()?;
+        let before = self.client.proc_info()?;
         store::write_atomic(path, new.as_bytes())?;
         let _ = self.client.master("reload");
         let deadline = Instant::now() + RELOAD_TIMEOUT;
@@ -695,7 +675,9 @@ impl<'a> Engine<'a> {
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
-            let Ok(now) = self.proc_info() else { continue };
+            let Ok(now) = self.client.proc_info() else {
+                continue;
+            };
             if now.failed > before.failed {
                 let _ = store::write_atomic(path, old.as_bytes());
                 return Err(EngineError::Reload(
@@ -728,14 +710,6 @@ impl<'a> Engine<'a> {
         self.reloads += 1;
         info!(reloads = self.reloads, "reloaded");
         Ok(())
-    }
-
-    fn proc_info(&self) -> Result<crate::haproxy::ProcInfo, EngineError> {
-        let text = self.client.master("show proc")?;
-        parse_proc(&text).map_err(|reason| EngineError::Parse {
-            command: "show proc",
-            reason,
-        })
     }
 }
 

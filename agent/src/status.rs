@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::cfgfile::slot_name;
 use crate::config::AgentConfig;
 use crate::engine::EngineError;
-use crate::haproxy::{parse_servers_state, parse_stat, Client};
+use crate::haproxy::Client;
 use crate::slots::{LiveSlots, SlotTable};
 use crate::store;
 
@@ -40,17 +40,8 @@ pub fn collect(cfg: &AgentConfig) -> Result<Vec<SlotStatus>, EngineError> {
         cfg.haproxy.master_socket.clone(),
         cfg.haproxy.timeout,
     );
-    let states = parse_servers_state(&client.query("show servers state")?).map_err(|reason| {
-        EngineError::Parse {
-            command: "show servers state",
-            reason,
-        }
-    })?;
-    let rows =
-        parse_stat(&client.query("show stat -1 4 -1")?).map_err(|reason| EngineError::Parse {
-            command: "show stat",
-            reason,
-        })?;
+    let states = client.servers_state(None)?;
+    let rows = client.stats()?;
     let mut out = Vec::new();
     for pc in &cfg.pools {
         let pool = pc.name().as_str();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agent::haproxy::{parse_proc, Client, Endpoint};
+use agent::haproxy::{Client, Endpoint};
 use anyhow::Context;
 use infra::{Change, Report};
 
@@ -176,9 +176,8 @@ impl Host {
         let client = self.client();
         let up = wait_for(Duration::from_secs(10), || {
             let info = client.query("show info").ok()?;
-            let procs = client.master("show proc").ok()?;
-            (info.contains("Pid:") && parse_proc(&procs).ok()?.current_worker().is_some())
-                .then_some(())
+            let procs = client.proc_info().ok()?;
+            (info.contains("Pid:") && procs.current_worker().is_some()).then_some(())
         });
         if up.is_none() {
             let log = std::fs::read_to_string(d.join("haproxy.log")).unwrap_or_default();
@@ -277,10 +276,7 @@ impl Host {
 
     /// The master's reload count.
     pub fn reloads(&self) -> anyhow::Result<u64> {
-        let text = self.client().master("show proc")?;
-        parse_proc(&text)
-            .map_err(anyhow::Error::msg)
-            .map(|p| p.reloads)
+        Ok(self.client().proc_info()?.reloads)
     }
 
     /// HAProxy's log so far.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agent::haproxy::{parse_stat, Client};
+use agent::haproxy::Client;
 
 /// Unix time in ms.
 pub fn unix_ms() -> u64 {
@@ -48,11 +48,7 @@ impl SocketWatch {
             std::thread::spawn(move || {
                 let deadline = Instant::now() + max;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    if let Ok(rows) = client
-                        .query("show stat")
-                        .map_err(|e| e.to_string())
-                        .and_then(|t| parse_stat(&t))
-                    {
+                    if let Ok(rows) = client.stats() {
                         let now = unix_ms();
                         let mut map = seen.lock().unwrap_or_else(|e| e.into_inner());
                         for r in rows.iter().filter(|r| r.backend == backend) {

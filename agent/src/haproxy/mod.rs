@@ -220,7 +220,9 @@ impl Client {
         }
     }
 
-    fn exchange(&self, ep: &Endpoint, line: &str, first: &str) -> Result<String, HaproxyError> {
+    /// One connection: writes `payload`, half-closes, reads the reply to EOF. `first`
+    /// names the command in errors.
+    fn exchange(&self, ep: &Endpoint, payload: &str, first: &str) -> Result<String, HaproxyError> {
         let mut s = Stream::connect(ep, self.timeout).map_err(|source| HaproxyError::Connect {
             endpoint: ep.clone(),
             source,
@@ -230,8 +232,7 @@ impl Client {
             command: first.to_string(),
             source,
         };
-        s.write_all(line.as_bytes()).map_err(io)?;
-        s.write_all(b"\n").map_err(io)?;
+        s.write_all(payload.as_bytes()).map_err(io)?;
         s.finish().map_err(io)?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).map_err(io)?;
@@ -241,13 +242,51 @@ impl Client {
     /// Sends one worker command and returns HAProxy's whole reply.
     pub fn query(&self, cmd: &str) -> Result<String, HaproxyError> {
         let line = self.worker_cmd(cmd);
-        self.exchange(self.worker_endpoint(), &line, cmd)
+        self.exchange(self.worker_endpoint(), &format!("{line}\n"), cmd)
+    }
+
+    /// `show servers state [backend]`, parsed. A backend HAProxy does not know is
+    /// [`HaproxyError::Refused`] with HAProxy's own words.
+    pub fn servers_state(&self, backend: Option<&str>) -> Result<Vec<ServerState>, HaproxyError> {
+        let cmd = match backend {
+            Some(b) => format!("show servers state {b}"),
+            None => "show servers state".to_string(),
+        };
+        let text = self.query(&cmd)?;
+        if !text.starts_with('1') {
+            return Err(HaproxyError::Refused {
+                command: cmd,
+                reply: text.trim().to_string(),
+            });
+        }
+        parse_servers_state(&text).map_err(|detail| HaproxyError::Protocol {
+            command: cmd,
+            detail,
+        })
+    }
+
+    /// Every server's row of `show stat`.
+    pub fn stats(&self) -> Result<Vec<StatRow>, HaproxyError> {
+        const CMD: &str = "show stat -1 4 -1";
+        parse_stat(&self.query(CMD)?).map_err(|detail| HaproxyError::Protocol {
+            command: CMD.into(),
+            detail,
+        })
+    }
+
+    /// The master's `show proc`, parsed.
+    pub fn proc_info(&self) -> Result<ProcInfo, HaproxyError> {
+        const CMD: &str = "show proc";
+        parse_proc(&self.master(CMD)?).map_err(|detail| HaproxyError::Protocol {
+            command: CMD.into(),
+            detail,
+        })
     }
 
     /// Sends one command to the master process itself (`show proc`, `reload`).
     pub fn master(&self, cmd: &str) -> Result<String, HaproxyError> {
         let ep = self.master.as_ref().ok_or(HaproxyError::NoMaster)?;
-        self.exchange(ep, cmd, cmd)
+        self.exchange(ep, &format!("{cmd}\n"), cmd)
     }
 
     /// Sends state-changing commands whose success reply is empty or one known line,
@@ -320,35 +359,21 @@ impl Client {
             .collect::<Vec<_>>()
             .join("; ");
         let first = chunk.first().map(|c| c.as_str()).unwrap_or_default();
-        let reply = self.exchange(self.worker_endpoint(), &line, first)?;
+        let reply = self.exchange(self.worker_endpoint(), &format!("{line}\n"), first)?;
         check_batch_reply(chunk, &reply)
     }
 
     /// Sends commands in prompt mode, pipelined on one connection, and returns each
     /// command's reply (exactly delimited by the prompt).
     pub fn pipeline(&self, cmds: &[String]) -> Result<Vec<String>, HaproxyError> {
-        let ep = self.worker_endpoint();
         let first = cmds.first().cloned().unwrap_or_default();
-        let mut s = Stream::connect(ep, self.timeout).map_err(|source| HaproxyError::Connect {
-            endpoint: ep.clone(),
-            source,
-        })?;
-        let io = |source| HaproxyError::Io {
-            endpoint: ep.clone(),
-            command: first.clone(),
-            source,
-        };
         let mut text = String::from("prompt\n");
         for c in cmds {
             text.push_str(&self.worker_cmd(c));
             text.push('\n');
         }
         text.push_str("quit\n");
-        s.write_all(text.as_bytes()).map_err(io)?;
-        s.finish().map_err(io)?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).map_err(io)?;
-        let out = String::from_utf8_lossy(&out);
+        let out = self.exchange(self.worker_endpoint(), &text, &first)?;
         // The reply to `prompt` is the first prompt; each command's reply ends with one.
         let mut parts: Vec<String> = out.split("\n> ").map(str::to_string).collect();
         if parts

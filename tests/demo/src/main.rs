@@ -603,15 +603,11 @@ fn fault(stack: &Stack, t: &mut Tally, dir: &Path, port: u16) -> anyhow::Result<
         .context("starting agent apply")?;
     let client = host.client();
     let reached = until(Duration::from_secs(10), || {
-        client
-            .query("show stat")
-            .ok()
-            .and_then(|t| agent::haproxy::parse_stat(&t).ok())
-            .is_some_and(|rows| {
-                rows.iter().any(|r| {
-                    r.addr.starts_with(&format!("{ghost_ip}:")) && !r.status.starts_with("MAINT")
-                })
+        client.stats().ok().is_some_and(|rows| {
+            rows.iter().any(|r| {
+                r.addr.starts_with(&format!("{ghost_ip}:")) && !r.status.starts_with("MAINT")
             })
+        })
     });
     match child.try_wait()? {
         Some(status) => say!(

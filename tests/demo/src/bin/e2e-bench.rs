@@ -23,7 +23,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agent::haproxy::{parse_stat, Client};
+use agent::haproxy::Client;
 use anyhow::Context;
 use clap::Parser;
 use demo::control::{reactor_config, thread_cpu_s, Pump, ReactorRun};
@@ -284,17 +284,13 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Whether any server of `host`'s pool has `ip` and is not in MAINT.
 fn serving_ip(host: &Host, ip: &str) -> bool {
-    host.client()
-        .query("show stat")
-        .ok()
-        .and_then(|t| parse_stat(&t).ok())
-        .is_some_and(|rows| {
-            rows.iter().any(|r| {
-                r.backend == POOL
-                    && r.addr.rsplit_once(':').is_some_and(|(a, _)| a == ip)
-                    && !r.status.starts_with("MAINT")
-            })
+    host.client().stats().ok().is_some_and(|rows| {
+        rows.iter().any(|r| {
+            r.backend == POOL
+                && r.addr.rsplit_once(':').is_some_and(|(a, _)| a == ip)
+                && !r.status.starts_with("MAINT")
         })
+    })
 }
 
 fn run_approach(
