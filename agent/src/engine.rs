@@ -150,16 +150,6 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// The slot table as this run sees it.
-    pub fn table(&self) -> &SlotTable {
-        &self.table
-    }
-
-    /// The HAProxy client this run uses.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     fn pool_cfg(&self, pool: &PoolName) -> Result<&'a PoolConfig, EngineError> {
         self.cfg.pool(pool).ok_or_else(|| EngineError::UnknownPool {
             pool: pool.clone(),

@@ -34,7 +34,6 @@ pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<Mutex<LoadStats>>,
-    sent: Arc<AtomicU64>,
 }
 
 impl Load {
@@ -91,7 +90,6 @@ impl Load {
             stop,
             threads,
             stats,
-            sent,
         }
     }
 
@@ -106,7 +104,6 @@ impl Load {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let _ = self.sent.load(Ordering::Relaxed);
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
