@@ -69,6 +69,25 @@ fn not_pending<E: ProvideErrorMetadata>(e: &E) -> Option<String> {
         .then(|| msg.to_string())
 }
 
+/// What a lifecycle call's answer means: done, already settled elsewhere, or an error
+/// naming the API and the group.
+fn settle<T, E>(r: Result<T, E>, api: &'static str, group: &str) -> Result<Completion, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match r {
+        Ok(_) => Ok(Completion::Done),
+        Err(e) => match not_pending(&e) {
+            Some(m) => Ok(Completion::NotPending(m)),
+            None => Err(AwsError::Api {
+                api,
+                group: group.to_string(),
+                message: DisplayErrorContext(&e).to_string(),
+            }),
+        },
+    }
+}
+
 impl AwsLifecycle {
     /// A client from `config`.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
@@ -96,17 +115,7 @@ impl AwsLifecycle {
             .lifecycle_action_result(result)
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Completion::Done),
-            Err(e) => match not_pending(&e) {
-                Some(m) => Ok(Completion::NotPending(m)),
-                None => Err(AwsError::Api {
-                    api: "CompleteLifecycleAction",
-                    group: group.to_string(),
-                    message: DisplayErrorContext(&e).to_string(),
-                }),
-            },
-        }
+        settle(r, "CompleteLifecycleAction", group)
     }
 
     async fn heartbeat_once(
@@ -125,17 +134,7 @@ impl AwsLifecycle {
             .set_lifecycle_action_token(token.map(str::to_string))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(Completion::Done),
-            Err(e) => match not_pending(&e) {
-                Some(m) => Ok(Completion::NotPending(m)),
-                None => Err(AwsError::Api {
-                    api: "RecordLifecycleActionHeartbeat",
-                    group: group.to_string(),
-                    message: DisplayErrorContext(&e).to_string(),
-                }),
-            },
-        }
+        settle(r, "RecordLifecycleActionHeartbeat", group)
     }
 }
 
