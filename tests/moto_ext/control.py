@@ -8,11 +8,15 @@ a lifecycle timer or an SSM result at the same time.
 
 Control endpoints (JSON in and out):
   GET  /moto-ext/health                     {"ok": true}
-  GET  /moto-ext/calls                      [{"service","action","time","status"}, ...]
+  GET  /moto-ext/calls                      [{"service","action","time","locked","end","status"}, ...]
+                                            time: arrived, locked: served from, end: answered
   POST /moto-ext/calls/reset
-  GET|POST|DELETE /moto-ext/faults          list / add one rule (or a list) / clear
+  GET|POST|DELETE /moto-ext/faults          list / add one rule (or a list) / clear:
+                                            {"service","action","code","status","count",
+                                             "message","delay_ms"}
   GET  /moto-ext/lifecycle                  lifecycle actions, pending ones with result null
   GET  /moto-ext/events                     Auto Scaling events emitted, in order
+  GET  /moto-ext/instances                  every EC2 instance: {"id","subnet","ip","state"}
   GET|POST|DELETE /moto-ext/ssm/hosts       per-instance Run Command programs
   POST /moto-ext/reset                      moto's reset plus all extension state
 """
@@ -67,10 +71,14 @@ class ExtensionApp:
         with LOCK:
             _calls.append(entry)
         fault = faults.take(service, action)
-        if fault is not None:
+        if fault is not None and fault["delay_ms"]:
+            entry["delay_ms"] = fault["delay_ms"]
+            time.sleep(fault["delay_ms"] / 1000)
+        if fault is not None and fault["code"]:
             status, headers, body = faults.render(environ, service, fault)
             entry["status"] = int(status.split()[0])
             entry["fault"] = fault["code"]
+            entry["end"] = time.time()
             start_response(status, headers)
             return [body]
 
@@ -78,10 +86,14 @@ class ExtensionApp:
             entry["status"] = int(status.split()[0])
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
-        if service in UNLOCKED_SERVICES:  # SQS long polls must not block the emulator
-            return _materialize(self.moto_app(environ, recording_start_response))
-        with LOCK:
-            return _materialize(self.moto_app(environ, recording_start_response))
+        try:
+            if service in UNLOCKED_SERVICES:  # SQS long polls must not block the emulator
+                return _materialize(self.moto_app(environ, recording_start_response))
+            with LOCK:
+                entry["locked"] = time.time()
+                return _materialize(self.moto_app(environ, recording_start_response))
+        finally:
+            entry["end"] = time.time()
 
     # ------------------------------------------------------------------ control API
 
@@ -123,6 +135,8 @@ class ExtensionApp:
             return 200, lifecycle.snapshot()
         if route == ("GET", "/moto-ext/events"):
             return 200, events_bridge.emitted()
+        if route == ("GET", "/moto-ext/instances"):
+            return 200, instances()
         if route == ("GET", "/moto-ext/ssm/hosts"):
             return 200, ssm_exec.hosts()
         if route == ("POST", "/moto-ext/ssm/hosts"):
@@ -134,6 +148,27 @@ class ExtensionApp:
             reset_all()
             return 200, {"ok": True}
         return 404, {"error": f"no control endpoint {method} {path}"}
+
+
+def instances() -> list[dict[str, Any]]:
+    """Every EC2 instance of every account and region, read straight from moto's models.
+
+    The harness that plays instances booting polls this many times a second; a
+    DescribeInstances through moto's XML layer costs 10-30 ms of the emulator's one lock,
+    which would slow down the AWS calls under measurement.
+    """
+    from moto.ec2.models import ec2_backends
+
+    out = []
+    with LOCK:
+        for regions in list(ec2_backends.values()):
+            for backend in list(regions.values()):
+                for reservation in list(backend.reservations.values()):
+                    for i in reservation.instances:
+                        out.append(
+                            {"id": i.id, "subnet": i.subnet_id, "ip": i.private_ip, "state": i.state}
+                        )
+    return out
 
 
 def _json_body(environ: dict[str, Any]) -> Any:

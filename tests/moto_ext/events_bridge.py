@@ -52,6 +52,7 @@ def _put(group: Any, detail_type: str, detail: dict[str, Any]) -> None:
     }
     record = copy.deepcopy(event)
     record["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    record["emitted"] = now.timestamp()  # the extension's own field: emission, epoch seconds
     _emitted.append(record)
     try:
         bus = events_backends[account][region].event_buses.get("default")

@@ -4,7 +4,8 @@ The product must survive throttling, 5xx and Route 53's PriorRequestNotComplete;
 produces them. Tests register fault rules (``POST /moto-ext/faults``); the next ``count``
 matching requests are answered with that error in the service's own wire format, so the
 AWS SDKs (Rust or boto3) parse and classify them (retryable, throttling) as they would
-real ones. The same classification names the entries of the call log (``/moto-ext/calls``).
+real ones. A rule with ``delay_ms`` holds the matching requests that long first (outside
+the emulator's lock), as real AWS's latency would; without a ``code`` they are then served. The same classification names the entries of the call log (``/moto-ext/calls``).
 
 Service comes from the SigV4 credential scope (as moto routes), the action from the form
 field ``Action`` (query protocols: autoscaling, ec2), the ``X-Amz-Target`` header (JSON
@@ -102,15 +103,26 @@ def classify(environ: dict[str, Any]) -> tuple[str, str]:
 
 
 def add(rule: Any) -> dict[str, Any]:
-    if not isinstance(rule, dict) or not isinstance(rule.get("code"), str) or not rule["code"]:
-        raise ValueError('a fault needs at least {"code": "..."}')
+    """A rule: an error ``code`` to answer with, a ``delay_ms`` before serving (the
+    network and service latency of real AWS, which moto does not have), or both."""
+    if not isinstance(rule, dict):
+        raise ValueError('a fault needs {"code": "..."} and/or {"delay_ms": N}')
+    code = rule.get("code")
+    delay_ms = rule.get("delay_ms", 0)
+    if code is not None and (not isinstance(code, str) or not code):
+        raise ValueError("code must be a non-empty string")
+    if not isinstance(delay_ms, int) or not 0 <= delay_ms <= 60000:
+        raise ValueError("delay_ms must be an integer from 0 to 60000")
+    if code is None and delay_ms == 0:
+        raise ValueError('a fault needs {"code": "..."} and/or {"delay_ms": N}')
     normalized = {
         "service": str(rule.get("service", "*")),
         "action": str(rule.get("action", "*")),
-        "code": rule["code"],
+        "code": code,
+        "delay_ms": delay_ms,
         "status": int(rule.get("status", 400)),
         "count": int(rule.get("count", 1)),  # -1: until cleared
-        "message": str(rule.get("message", rule["code"])),
+        "message": str(rule.get("message", code or "")),
     }
     if not 400 <= normalized["status"] <= 599:
         raise ValueError("status must be a 4xx or 5xx HTTP status")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any, Callable
@@ -556,6 +557,40 @@ def test_fault_injection_in_each_wire_format(world):
     asg.describe_auto_scaling_groups()
 
 
+def test_delay_rules_hold_requests_outside_the_lock(world):
+    emu = world.emu
+    asg = emu.client("autoscaling", NO_RETRY)
+    emu.control(
+        "POST", "/moto-ext/faults", {"service": "autoscaling", "action": "DescribeAutoScalingGroups", "delay_ms": 400}
+    )
+    emu.control("POST", "/moto-ext/calls/reset")
+    slow = threading.Thread(target=asg.describe_auto_scaling_groups)
+    slow.start()
+    time.sleep(0.1)
+    # Served while the delayed call waits: the delay does not hold the emulator's lock.
+    world.ec2.describe_vpcs()
+    slow.join(timeout=10)
+    calls = {c["action"]: c for c in emu.control("GET", "/moto-ext/calls")}
+    delayed, other = calls["DescribeAutoScalingGroups"], calls["DescribeVpcs"]
+    assert delayed["status"] == 200 and delayed["delay_ms"] == 400
+    assert delayed["end"] - delayed["time"] >= 0.4
+    assert other["end"] < delayed["end"]
+    assert emu.control("GET", "/moto-ext/faults") == []  # count 1 consumed
+
+    # Delay and error together: the error comes after the delay.
+    emu.control("POST", "/moto-ext/faults", {"service": "ec2", "code": "RequestLimitExceeded", "delay_ms": 200})
+    started = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        emu.client("ec2", NO_RETRY).describe_instances()
+    assert err.value.response["Error"]["Code"] == "RequestLimitExceeded"
+    assert time.monotonic() - started >= 0.2
+
+    for bad in ({}, {"delay_ms": 0}, {"delay_ms": -5}, {"delay_ms": "soon"}, {"code": ""}):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            emu.control("POST", "/moto-ext/faults", bad)
+        assert err.value.code == 400
+
+
 def test_calls_log_and_reset(world):
     emu = world.emu
     g = world.group(desired=1)
@@ -580,6 +615,25 @@ def test_calls_log_and_reset(world):
     assert emu.control("GET", "/moto-ext/lifecycle") == []
     assert emu.control("GET", "/moto-ext/faults") == []
     assert world.asg.describe_auto_scaling_groups()["AutoScalingGroups"] == []
+
+
+def test_instances_listing_matches_describe_instances(world):
+    g = world.group()
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
+    ids = [i for i, _ in world.members(g)]
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    listed = {i["id"]: i for i in world.emu.control("GET", "/moto-ext/instances")}
+    described = {
+        i["InstanceId"]: i
+        for r in world.ec2.describe_instances(InstanceIds=ids)["Reservations"]
+        for i in r["Instances"]
+    }
+    assert set(ids) <= set(listed)
+    for i in ids:
+        assert listed[i]["ip"] == described[i]["PrivateIpAddress"]
+        assert listed[i]["subnet"] == described[i]["SubnetId"]
+        assert listed[i]["state"] == described[i]["State"]["Name"]
+    assert sorted(listed[i]["state"] for i in ids) == ["running", "terminated"]
 
 
 def test_refuses_non_loopback_bind():
