@@ -283,7 +283,7 @@ where
         if self.config.proxy_group.as_deref() == Some(group) {
             return self.proxy_fleet_event(group, action, summary).await;
         }
-        let Some(state) = self.discovery.group(group).await? else {
+        let Some(state) = self.discovery.group_for_event(group, instance).await? else {
             let reason = format!("group {group} does not exist (any more)");
             tracing::warn!(reason = %reason, "event ignored");
             summary.ignored = Some(reason);

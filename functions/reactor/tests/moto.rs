@@ -63,6 +63,114 @@ async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
     assert_eq!(summary.hosts.len(), 2);
 }
 
+/// The calls of `action` the emulator logged since the last reset.
+fn logged(w: &World, action: &str) -> Vec<Value> {
+    let calls = w
+        .moto
+        .control("GET", "/moto-ext/calls", None)
+        .expect("calls");
+    calls
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["action"] == json!(action))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
+    let w = World::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    // The local dispatcher: the only DescribeInstances calls are discovery's.
+    let host = vec![
+        "env".to_string(),
+        format!("FAKE_DIR={}", w.host_dir("local0")),
+        "FAKE_HOST=local0".to_string(),
+        w.python.display().to_string(),
+        fake_host_script().display().to_string(),
+    ];
+    let agents = serde_json::to_string(&[host]).expect("json");
+    // Two launches at once: the event names the first; the second waits too.
+    w.scale(GROUP, 2).await;
+    let members = w.members(GROUP).await;
+    let (first, second) = (members[0].0.clone(), members[1].0.clone());
+    // Real AWS answers in tens of milliseconds; make each read take 400 ms, so reading
+    // the group and then the instance would take 800 ms.
+    let slow = json!([
+        {"service":"autoscaling","action":"DescribeAutoScalingGroups","delay_ms":400,"count":1},
+        {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":1}
+    ]);
+    w.moto
+        .control("POST", "/moto-ext/calls/reset", None)
+        .expect("reset");
+    w.moto
+        .control("POST", "/moto-ext/faults", Some(&slow))
+        .expect("faults");
+    let r = w.reactor(&[("LOCAL_AGENTS", &agents)]);
+    let summary = r
+        .handle(&w.event(LAUNCH, &first), deadline(60))
+        .await
+        .expect("handled");
+
+    let groups = logged(&w, "DescribeAutoScalingGroups");
+    let instances = logged(&w, "DescribeInstances");
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let at = |c: &Value, k: &str| c[k].as_f64().unwrap_or_else(|| panic!("no {k} in {c}"));
+    let (g, i) = (&groups[0], &instances[0]);
+    assert!(
+        at(i, "time") < at(g, "end") && at(g, "time") < at(i, "end"),
+        "the group and the event's instance were read one after the other: {g} {i}"
+    );
+    // The other waiting member's address takes one more call, and both are sent.
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    let change = summary.change.expect("a change was sent");
+    let mut added: Vec<(String, String)> = change.pools[0]
+        .add
+        .iter()
+        .map(|m| (m.id.to_string(), m.address.to_string()))
+        .collect();
+    added.sort();
+    let mut expected = vec![
+        (first.clone(), w.private_ip(&first).await),
+        (second.clone(), w.private_ip(&second).await),
+    ];
+    expected.sort();
+    assert_eq!(added, expected);
+    assert_eq!(
+        result_of(&w.actions_of(&first, "launch")).as_deref(),
+        Some("CONTINUE")
+    );
+
+    // Steady state (the only waiting member is the event's): one read of each.
+    w.moto
+        .control("POST", "/moto-ext/calls/reset", None)
+        .expect("reset");
+    r.handle(&w.event(LAUNCH, &second), deadline(60))
+        .await
+        .expect("handled");
+    w.scale(GROUP, 3).await;
+    let third = w
+        .members(GROUP)
+        .await
+        .into_iter()
+        .find(|(id, _)| *id != first && *id != second)
+        .expect("third")
+        .0;
+    w.moto
+        .control("POST", "/moto-ext/calls/reset", None)
+        .expect("reset");
+    let summary = r
+        .handle(&w.event(LAUNCH, &third), deadline(60))
+        .await
+        .expect("handled");
+    assert_eq!(logged(&w, "DescribeAutoScalingGroups").len(), 1);
+    assert_eq!(logged(&w, "DescribeInstances").len(), 1);
+    let change = summary.change.expect("a change was sent");
+    assert_eq!(change.pools[0].add.len(), 1);
+    assert_eq!(change.pools[0].add[0].id.as_str(), third);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_never_gets_healthy_is_abandoned() {
     let w = World::new().await;

@@ -137,6 +137,23 @@ pub trait Discovery: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send;
 
+    /// One group as an event about `instance` needs it: every member's lifecycle state,
+    /// and EC2's facts (address, state) for the members such an event's change names,
+    /// those not `InService` and `instance` itself. In-service members may come without
+    /// EC2 facts. `None` when the group does not exist.
+    ///
+    /// This is the reactor's hot path: AWS reads the event's instance at the same time
+    /// as the group, so a launch costs one round trip instead of two. The default reads
+    /// the whole group with [`Discovery::group`].
+    fn group_for_event(
+        &self,
+        name: &str,
+        instance: Option<&str>,
+    ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send {
+        let _ = instance;
+        self.group(name)
+    }
+
     /// Several groups at once (missing ones are left out), in as few calls as the API
     /// allows.
     fn groups(

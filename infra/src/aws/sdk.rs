@@ -3,7 +3,8 @@
 //!
 //! A group of any size costs one `DescribeAutoScalingGroups` page (up to 100 groups and
 //! their instances per page) plus one `DescribeInstances` per 1000 instance ids: a group
-//! of 100 is read in 2 calls.
+//! of 100 is read in 2 calls. For an event about one instance, both calls go out at
+//! once (one round trip), see [`Discovery::group_for_event`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -239,6 +240,44 @@ impl Discovery for AwsDiscovery {
     async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
         let mut states = self.groups(&[name.to_string()]).await?;
         Ok(states.pop())
+    }
+
+    async fn group_for_event(
+        &self,
+        name: &str,
+        instance: Option<&str>,
+    ) -> Result<Option<GroupState>, AwsError> {
+        let Some(instance) = instance else {
+            return self.group(name).await;
+        };
+        let read_at_ms = now_ms();
+        let names = [name.to_string()];
+        let first = [instance.to_string()];
+        let (groups, ec2) = tokio::join!(
+            self.describe_groups(&names, name),
+            self.describe_instances(&first, name)
+        );
+        let (groups, mut ec2) = (groups?, ec2?);
+        let Some(group) = groups
+            .iter()
+            .find(|g| g.auto_scaling_group_name() == Some(name))
+        else {
+            return Ok(None);
+        };
+        // Other members the event's change names (a burst of launches or
+        // terminations): one more call, only when there are some.
+        let rest: Vec<String> = group
+            .instances()
+            .iter()
+            .filter(|i| i.lifecycle_state().map(|s| s.as_str()) != Some("InService"))
+            .filter_map(|i| i.instance_id())
+            .filter(|id| *id != instance && !ec2.contains_key(*id))
+            .map(str::to_string)
+            .collect();
+        if !rest.is_empty() {
+            ec2.extend(self.describe_instances(&rest, name).await?);
+        }
+        Ok(Some(group_state(group, &ec2, read_at_ms)))
     }
 
     async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
