@@ -86,9 +86,7 @@ pub fn exchange(
     req.push_str("\r\n");
     req.push_str(body);
     s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .with_context(|| format!("{method} {path}"))?;
+    let raw = read_answer(&mut s).with_context(|| format!("{method} {path}"))?;
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text
         .split_once("\r\n\r\n")
@@ -107,6 +105,41 @@ pub fn exchange(
         rest.to_string()
     };
     Ok((status, body))
+}
+
+/// Reads one HTTP answer: up to its Content-Length when it has one (the emulator closes
+/// the connection only after its handler thread winds down, a few milliseconds later
+/// on a busy machine), otherwise to the end of the connection.
+fn read_answer(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(4096);
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let Some(length) = length else {
+            s.read_to_end(&mut raw)?;
+            return Ok(raw);
+        };
+        while raw.len() < end + 4 + length {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        return Ok(raw);
+    }
 }
 
 fn dechunk(s: &str) -> String {

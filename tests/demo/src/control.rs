@@ -42,7 +42,8 @@ pub struct Pump {
 }
 
 impl Pump {
-    /// Long-polls `queue` (1 s waits) and sends every event to `to`, for at most `max`.
+    /// Long-polls `queue` (1 s waits) and sends every event to `to`, then deletes the
+    /// messages, for at most `max`.
     pub fn start(
         world: Arc<World>,
         queue: String,
@@ -56,11 +57,17 @@ impl Pump {
                 let deadline = Instant::now() + max;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     match world.receive(&queue, 1) {
-                        Ok(events) => {
+                        Ok((events, handles)) => {
+                            // Hand the events on first: deleting costs a round trip the
+                            // reactor need not wait for (a Lambda's SQS trigger deletes
+                            // after the invocation, too).
                             for e in events {
                                 if to.send(e).is_err() {
                                     return;
                                 }
+                            }
+                            if let Err(e) = world.delete(&queue, &handles) {
+                                eprintln!("warning: deleting received events failed: {e:#}");
                             }
                         }
                         Err(e) => {

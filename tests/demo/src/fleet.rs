@@ -75,7 +75,7 @@ impl Fleet {
             std::thread::spawn(move || {
                 let deadline = Instant::now() + max;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let running = match world.block_on(world.running_in_subnet(&subnet)) {
+                    let running = match world.running_in_subnet(&subnet) {
                         Ok(r) => r,
                         Err(e) => {
                             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());

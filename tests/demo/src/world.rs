@@ -2,13 +2,14 @@
 //! (launch template, optional launch and terminate lifecycle hooks, pool tags), and an
 //! EventBridge rule delivering the groups' Auto Scaling events to an SQS queue.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
-use aws_sdk_ec2::types::{Filter, InstanceType, RequestLaunchTemplateData};
+use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use e2e::moto::{MotoServer, ACCOUNT, REGION};
 use serde_json::{json, Value};
 
@@ -232,31 +233,23 @@ impl World {
     }
 
     /// Running (or pending) EC2 instances of a subnet: id -> private address.
-    pub async fn running_in_subnet(&self, subnet: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let out = self
-            .ec2
-            .describe_instances()
-            .filters(Filter::builder().name("subnet-id").values(subnet).build())
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .build(),
-            )
-            .send()
-            .await
-            .context("DescribeInstances")?;
-        Ok(out
-            .reservations()
+    ///
+    /// Read from the extension's `/moto-ext/instances` listing rather than
+    /// DescribeInstances: the fleet polls this every few tens of milliseconds, and an
+    /// emulated DescribeInstances would hold the emulator's lock 10-30 ms each time,
+    /// slowing the AWS calls being measured.
+    pub fn running_in_subnet(&self, subnet: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let listed = self.moto.control("GET", "/moto-ext/instances", None)?;
+        let all = listed
+            .as_array()
+            .context("/moto-ext/instances did not return a list")?;
+        Ok(all
             .iter()
-            .flat_map(|r| r.instances())
-            .filter_map(|i| {
-                Some((
-                    i.instance_id()?.to_string(),
-                    i.private_ip_address()?.to_string(),
-                ))
+            .filter(|i| {
+                i["subnet"].as_str() == Some(subnet)
+                    && matches!(i["state"].as_str(), Some("pending" | "running"))
             })
+            .filter_map(|i| Some((i["id"].as_str()?.to_string(), i["ip"].as_str()?.to_string())))
             .collect())
     }
 
@@ -297,9 +290,10 @@ impl World {
         Ok(url)
     }
 
-    /// Up to 10 messages from the queue, long-polling `wait_s` seconds; each is deleted
-    /// and its body (the EventBridge event) returned.
-    pub fn receive(&self, url: &str, wait_s: u32) -> anyhow::Result<Vec<Value>> {
+    /// Up to 10 messages from the queue, long-polling `wait_s` seconds: the events
+    /// (EventBridge events, the message bodies) and the receipt handles to
+    /// [`World::delete`] them with once they are handed on.
+    pub fn receive(&self, url: &str, wait_s: u32) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
         let t = Duration::from_secs(u64::from(wait_s) + 10);
         let r = self.moto.aws_json(
             "sqs",
@@ -307,24 +301,62 @@ impl World {
             &json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_s}),
             t,
         )?;
-        let mut out = Vec::new();
+        let (mut events, mut handles) = (Vec::new(), Vec::new());
         for m in r["Messages"]
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
             if let Some(h) = m["ReceiptHandle"].as_str() {
-                self.moto.aws_json(
-                    "sqs",
-                    "AmazonSQS.DeleteMessage",
-                    &json!({"QueueUrl": url, "ReceiptHandle": h}),
-                    t,
-                )?;
+                handles.push(h.to_string());
             }
             match m["Body"].as_str().map(serde_json::from_str::<Value>) {
-                Some(Ok(v)) => out.push(v),
+                Some(Ok(v)) => events.push(v),
                 _ => eprintln!("warning: an SQS message is not an event: {m}"),
             }
+        }
+        Ok((events, handles))
+    }
+
+    /// Deletes received messages (one DeleteMessageBatch per 10).
+    pub fn delete(&self, url: &str, handles: &[String]) -> anyhow::Result<()> {
+        for chunk in handles.chunks(10) {
+            let entries: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| json!({"Id": i.to_string(), "ReceiptHandle": h}))
+                .collect();
+            let r = self.moto.aws_json(
+                "sqs",
+                "AmazonSQS.DeleteMessageBatch",
+                &json!({"QueueUrl": url, "Entries": entries}),
+                Duration::from_secs(10),
+            )?;
+            let failed = r["Failed"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(
+                failed == 0,
+                "DeleteMessageBatch failed for {failed} message(s): {r}"
+            );
+        }
+        Ok(())
+    }
+
+    /// When Auto Scaling announced each instance: instance id -> when the emulator
+    /// emitted the first event about it (unix ms; `/moto-ext/events`). For a group with
+    /// a launch hook that is the lifecycle action, otherwise Launch Successful. The
+    /// event-to-serving latencies start here.
+    pub fn announced(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let events = self.moto.control("GET", "/moto-ext/events", None)?;
+        let mut out = BTreeMap::new();
+        for e in events.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let (Some(id), Some(at)) =
+                (e["detail"]["EC2InstanceId"].as_str(), e["emitted"].as_f64())
+            else {
+                continue;
+            };
+            // Listed in emission order: the first one wins.
+            out.entry(id.to_string())
+                .or_insert((at * 1000.0).round() as u64);
         }
         Ok(out)
     }
