@@ -506,10 +506,17 @@ fn scenario(
         }
     }
     let instances = stack.fleet.instances();
+    let announced = match stack.world.announced() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("warning: could not read the emulator's events: {e:#}");
+            BTreeMap::new()
+        }
+    };
     let latencies: Vec<u64> = instances
         .iter()
         .filter(|i| !initial.contains(&i.id))
-        .filter_map(|i| Some(i.first_ms?.saturating_sub(i.requested_ms)))
+        .filter_map(|i| Some(i.first_ms?.saturating_sub(*announced.get(&i.id)?)))
         .collect();
     let mut reloads = Vec::new();
     for h in &stack.hosts {
@@ -534,7 +541,7 @@ fn scenario(
         println!("  PENDING {p}");
     }
     println!(
-        "event-to-serving       {} launches: p50 {} ms, p99 {} ms, max {} ms (scale request -> first request served through HAProxy)",
+        "event-to-serving       {} launches: p50 {} ms, p99 {} ms, max {} ms (Auto Scaling's event about the instance -> first request it served through HAProxy, health-check rise included)",
         latencies.len(),
         percentile(&latencies, 50.0),
         percentile(&latencies, 99.0),

@@ -65,6 +65,11 @@ struct Args {
     /// HTTP load workers per frontend.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Also write, per approach, DIR/<approach>.json: every sample's timestamps, the
+    /// emulator's call log (arrival, lock, end of each AWS call) and the events it
+    /// emitted; to see where the time went.
+    #[arg(long, value_name = "DIR")]
+    trace: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,35 +89,87 @@ impl Kind {
     }
 }
 
+/// One scale-out: when it was asked for, when Auto Scaling announced the instance, when
+/// HAProxy was told, when the member served.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Sample {
+    instance: String,
+    /// SetDesiredCapacity was sent (unix ms).
+    requested_ms: u64,
+    /// The emulator emitted the instance's first Auto Scaling event (unix ms): the
+    /// lifecycle action for `ours`, Launch Successful for the baselines (no hooks).
+    event_ms: Option<u64>,
+    /// The reactor received that event (`ours` only).
+    received_ms: Option<u64>,
+    /// Its server left MAINT with its address on the last host (unix ms).
+    ready_ms: Option<u64>,
+    /// It served its first request through HAProxy (unix ms).
+    first_ms: u64,
+}
+
 #[derive(Debug, Default)]
 struct Figures {
     requests: u64,
     failed: u64,
     reloads: u64,
-    serving: Vec<u64>,
-    excl_check: Vec<u64>,
+    samples: Vec<Sample>,
     control_cpu_s: f64,
-    /// Scale request -> the reactor got the launch event (ours only).
-    delivery: Vec<u64>,
     cycles: usize,
     errors: Vec<String>,
 }
 
+/// `to - from` over the samples having both.
+fn spans(
+    samples: &[Sample],
+    from: impl Fn(&Sample) -> Option<u64>,
+    to: impl Fn(&Sample) -> Option<u64>,
+) -> Vec<u64> {
+    samples
+        .iter()
+        .filter_map(|s| Some(to(s)?.saturating_sub(from(s)?)))
+        .collect()
+}
+
 impl Figures {
+    /// Event -> first request served (with the health-check rise).
+    fn serving(&self) -> Vec<u64> {
+        spans(&self.samples, |s| s.event_ms, |s| Some(s.first_ms))
+    }
+
+    /// Event -> the member's server left MAINT on every host (the rise excluded).
+    fn excl_check(&self) -> Vec<u64> {
+        spans(&self.samples, |s| s.event_ms, |s| s.ready_ms)
+    }
+
     fn json(&self) -> Value {
+        let (serving, excl) = (self.serving(), self.excl_check());
+        let req = spans(
+            &self.samples,
+            |s| Some(s.requested_ms),
+            |s| Some(s.first_ms),
+        );
+        let req_excl = spans(&self.samples, |s| Some(s.requested_ms), |s| s.ready_ms);
+        let launch = spans(&self.samples, |s| Some(s.requested_ms), |s| s.event_ms);
+        let delivery = spans(&self.samples, |s| s.event_ms, |s| s.received_ms);
         json!({
             "requests": self.requests,
             "failed_requests": self.failed,
             "reloads": self.reloads,
-            "event_to_serving_ms_p50": percentile(&self.serving, 50.0),
-            "event_to_serving_ms_p99": percentile(&self.serving, 99.0),
-            "event_to_serving_excl_check_ms_p50": percentile(&self.excl_check, 50.0),
-            "event_to_serving_excl_check_ms_p99": percentile(&self.excl_check, 99.0),
+            "event_to_serving_ms_p50": percentile(&serving, 50.0),
+            "event_to_serving_ms_p99": percentile(&serving, 99.0),
+            "event_to_serving_excl_check_ms_p50": percentile(&excl, 50.0),
+            "event_to_serving_excl_check_ms_p99": percentile(&excl, 99.0),
             "control_cpu_s": (self.control_cpu_s * 1000.0).round() / 1000.0,
-            "event_delivery_ms_p50": percentile(&self.delivery, 50.0),
-            "event_delivery_ms_p99": percentile(&self.delivery, 99.0),
+            "scale_request_to_serving_ms_p50": percentile(&req, 50.0),
+            "scale_request_to_serving_ms_p99": percentile(&req, 99.0),
+            "scale_request_to_serving_excl_check_ms_p50": percentile(&req_excl, 50.0),
+            "scale_request_to_serving_excl_check_ms_p99": percentile(&req_excl, 99.0),
+            "scale_request_to_event_ms_p50": percentile(&launch, 50.0),
+            "scale_request_to_event_ms_p99": percentile(&launch, 99.0),
+            "event_delivery_ms_p50": percentile(&delivery, 50.0),
+            "event_delivery_ms_p99": percentile(&delivery, 99.0),
             "cycles": self.cycles,
-            "samples": self.serving.len(),
+            "samples": excl.len(),
             "errors": self.errors,
         })
     }
@@ -157,7 +214,9 @@ fn exec_agent(rest: &[String]) -> ExitCode {
         .append(true)
         .open(log)
     {
-        let _ = writeln!(f, "{cpu:.6}");
+        // One write per line: agents of both hosts finish at the same time, and
+        // `writeln!` may split a line into several writes that would interleave.
+        let _ = f.write_all(format!("{cpu:.6}\n").as_bytes());
     }
     ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
@@ -223,8 +282,8 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             f.requests,
             f.failed,
             f.reloads,
-            percentile(&f.serving, 99.0),
-            percentile(&f.excl_check, 99.0),
+            percentile(&f.serving(), 99.0),
+            percentile(&f.excl_check(), 99.0),
             f.control_cpu_s
         );
         results.insert(kind.name(), f);
@@ -253,14 +312,14 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             f.requests,
             f.failed,
             f.reloads,
-            percentile(&f.serving, 50.0),
-            percentile(&f.serving, 99.0),
-            percentile(&f.excl_check, 50.0),
-            percentile(&f.excl_check, 99.0),
+            percentile(&f.serving(), 50.0),
+            percentile(&f.serving(), 99.0),
+            percentile(&f.excl_check(), 50.0),
+            percentile(&f.excl_check(), 99.0),
             f.control_cpu_s
         );
     }
-    println!("(e2s: scale request -> first request the new member served through HAProxy; excl-check: scale request -> the member's server left MAINT with its address on the last host)");
+    println!("(e2s: Auto Scaling's event about the new instance -> first request it served through HAProxy; excl-check: that event -> its server left MAINT with its address on the last host. The JSON also has the same figures from the scale request, which add the emulator's launch.)");
     let mut out = serde_json::Map::new();
     for (k, f) in &results {
         out.insert((*k).to_string(), f.json());
@@ -440,17 +499,18 @@ fn run_approach(
             new.is_some()
         });
         match (&new, served) {
-            (Some(i), true) => {
-                f.serving.push(i.first_ms.unwrap_or(t0).saturating_sub(t0));
-                let told: Option<u64> = watches
+            (Some(i), true) => f.samples.push(Sample {
+                instance: i.id.clone(),
+                requested_ms: t0,
+                event_ms: None,
+                received_ms: None,
+                ready_ms: watches
                     .iter()
                     .map(|w| w.get(&i.ip).and_then(|s| s.ready_ms))
                     .collect::<Option<Vec<u64>>>()
-                    .and_then(|v| v.into_iter().max());
-                if let Some(t) = told {
-                    f.excl_check.push(t.saturating_sub(t0));
-                }
-            }
+                    .and_then(|v| v.into_iter().max()),
+                first_ms: i.first_ms.unwrap_or(t0),
+            }),
             _ => f.errors.push(format!(
                 "cycle {c}: the new member served nothing within {wait_change:?}"
             )),
@@ -482,13 +542,14 @@ fn run_approach(
         f.cycles = c + 1;
         if (c + 1) % 10 == 0 || c + 1 == args.cycles {
             let sent: u64 = loads.iter().map(Load::completed).sum();
+            let from_request = spans(&f.samples, |s| Some(s.requested_ms), |s| s.ready_ms);
             say!(
-                "{:<18} cycle {:>4}/{}: p50 {} ms, p99 {} ms | requests {sent}",
+                "{:<18} cycle {:>4}/{}: scale request -> out of MAINT p50 {} ms, p99 {} ms | requests {sent}",
                 kind.name(),
                 c + 1,
                 args.cycles,
-                percentile(&f.serving, 50.0),
-                percentile(&f.serving, 99.0)
+                percentile(&from_request, 50.0),
+                percentile(&from_request, 99.0)
             );
         }
     }
@@ -513,18 +574,16 @@ fn run_approach(
         } => {
             pump.stop();
             let reactor_cpu = reactor.finish();
-            let requested: BTreeMap<String, u64> = fleet
-                .instances()
-                .into_iter()
-                .map(|i| (i.id, i.requested_ms))
-                .collect();
+            let mut received = BTreeMap::new();
             while let Ok(h) = reports.try_recv() {
-                if h.detail_type != "EC2 Instance-launch Lifecycle Action" {
-                    continue;
+                if h.detail_type == "EC2 Instance-launch Lifecycle Action" {
+                    if let Some(i) = h.instance {
+                        received.entry(i).or_insert(h.received_ms);
+                    }
                 }
-                if let Some(t0) = h.instance.as_ref().and_then(|i| requested.get(i)) {
-                    f.delivery.push(h.received_ms.saturating_sub(*t0));
-                }
+            }
+            for s in &mut f.samples {
+                s.received_ms = received.get(&s.instance).copied();
             }
             let agents: f64 = std::fs::read_to_string(&cpu_log)
                 .unwrap_or_default()
@@ -535,6 +594,19 @@ fn run_approach(
         }
         Control::Baseline { baseline, .. } => baseline.finish(),
     };
+    let announced = world.announced()?;
+    for s in &mut f.samples {
+        s.event_ms = announced.get(&s.instance).copied();
+    }
+    if let Some(dir) = &args.trace {
+        let calls = world.moto.control("GET", "/moto-ext/calls", None)?;
+        let events = world.moto.control("GET", "/moto-ext/events", None)?;
+        let path = dir.join(format!("{}.json", kind.name()));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let trace = json!({"samples": f.samples, "emulator_calls": calls, "events": events});
+        std::fs::write(&path, trace.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     drop(control);
     drop(watches);
     drop(fleet);
