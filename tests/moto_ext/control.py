@@ -27,7 +27,7 @@ import json
 import time
 from typing import Any, Callable, Iterable
 
-from . import LOCK, events_bridge, faults, lifecycle, ssm_exec
+from . import LOCK, events_bridge, faults, lifecycle, speed, ssm_exec
 
 _calls: list[dict[str, Any]] = []
 UNLOCKED_SERVICES = {"sqs"}
@@ -198,6 +198,7 @@ def build_app() -> ExtensionApp:
     """Install every patch into moto and return the WSGI app to serve."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    speed.install()
     lifecycle.install()
     ssm_exec.install()
     moto_app = DomainDispatcherApplication(create_backend_app)
