@@ -79,19 +79,47 @@ impl Decision {
     }
 }
 
-/// Which members a change about one event covers: every member not simply in service
-/// (they are in transition, and a lost event of theirs is repaired here too) plus the
-/// event's own instance, whatever its state.
-pub fn event_selection<'a>(instance: Option<&'a str>) -> impl Fn(&GroupMember) -> bool + 'a {
-    move |m| m.lifecycle_state != "InService" || Some(m.id.as_str()) == instance
+/// Which members a change about one event covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// A lifecycle action (or an event naming no instance): every member not simply in
+    /// service (they are in transition, and a lost event of theirs is repaired here
+    /// too) plus the event's own instance, whatever its state.
+    Transitions(Option<&'a str>),
+    /// A result or state-change event, with no action of its own: only its instance.
+    /// It comes after that instance's action was completed; members in transition then
+    /// have their own lifecycle events in flight, and re-asserting them here would queue
+    /// a second drain behind theirs on every host (one agent run at a time per host),
+    /// delaying whatever change comes next. Lost events are the schedule's job.
+    Instance(&'a str),
 }
 
-/// The change for an event about `instance` (if any) of a group: see
-/// [`event_selection`]. An instance the group no longer lists is removed from the pools
-/// (it is gone; draining an unknown member is harmless).
-pub fn plan_for_event(pools: &[Pool], state: &GroupState, instance: Option<&str>) -> PlannedChange {
-    let mut plan = plan_change(pools, state, event_selection(instance));
-    if let Some(id) = instance {
+impl<'a> Scope<'a> {
+    /// The event's own instance, if it names one.
+    pub fn instance(self) -> Option<&'a str> {
+        match self {
+            Self::Transitions(i) => i,
+            Self::Instance(i) => Some(i),
+        }
+    }
+}
+
+/// The members `scope` covers.
+pub fn event_selection<'a>(scope: Scope<'a>) -> impl Fn(&GroupMember) -> bool + 'a {
+    move |m| match scope {
+        Scope::Transitions(instance) => {
+            m.lifecycle_state != "InService" || Some(m.id.as_str()) == instance
+        }
+        Scope::Instance(id) => m.id.as_str() == id,
+    }
+}
+
+/// The change for an event: the members of `scope`. An instance the event names that
+/// the group no longer lists is removed from the pools (it is gone; draining an unknown
+/// member is harmless).
+pub fn plan_for_event(pools: &[Pool], state: &GroupState, scope: Scope<'_>) -> PlannedChange {
+    let mut plan = plan_change(pools, state, event_selection(scope));
+    if let Some(id) = scope.instance() {
         if state.member(id).is_none() {
             if let Ok(id) = MemberId::new(id) {
                 for p in &mut plan.pools {
@@ -452,7 +480,7 @@ mod tests {
             member("i-2", "Terminating:Wait", Some("10.0.0.2")),
             member("i-3", "Pending:Wait", Some("10.0.0.3")),
         ]);
-        let plan = plan_for_event(&[pool("web")], &s, Some("i-2"));
+        let plan = plan_for_event(&[pool("web")], &s, Scope::Transitions(Some("i-2")));
         assert!(plan.pools[0].add.iter().all(|m| m.id.as_str() != "i-2"));
         assert_eq!(plan.pools[0].remove, [MemberId::new("i-2").unwrap()]);
         // The steady member is left alone; the other one in transition is carried along.
@@ -471,7 +499,11 @@ mod tests {
             token: Some("t".into()),
             started_ms: None,
         };
-        let (actions, notes) = pending_actions(&s, event_selection(Some("i-2")), Some(&ev));
+        let (actions, notes) = pending_actions(
+            &s,
+            event_selection(Scope::Transitions(Some("i-2"))),
+            Some(&ev),
+        );
         assert_eq!(actions.len(), 2);
         let term = actions
             .iter()
@@ -492,7 +524,11 @@ mod tests {
             token: Some("t".into()),
             started_ms: Some(5),
         };
-        let (actions, notes) = pending_actions(&s, event_selection(Some("i-3")), Some(&ev));
+        let (actions, notes) = pending_actions(
+            &s,
+            event_selection(Scope::Transitions(Some("i-3"))),
+            Some(&ev),
+        );
         let launch = actions
             .iter()
             .find(|a| a.instance.as_str() == "i-3")
@@ -503,16 +539,41 @@ mod tests {
     }
 
     #[test]
+    fn a_result_event_covers_only_its_instance() {
+        let s = group(vec![
+            member("i-1", "InService", Some("10.0.0.1")),
+            member("i-2", "Terminating:Wait", Some("10.0.0.2")),
+            member("i-3", "Pending:Wait", Some("10.0.0.3")),
+        ]);
+        // "Launch Successful" for i-1: the others in transition are left to their own
+        // lifecycle events.
+        let plan = plan_for_event(&[pool("web")], &s, Scope::Instance("i-1"));
+        let added: Vec<&str> = plan.pools[0].add.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(added, ["i-1"]);
+        assert!(plan.pools[0].remove.is_empty());
+        let (actions, _) = pending_actions(&s, event_selection(Scope::Instance("i-1")), None);
+        assert!(actions.is_empty(), "{actions:?}");
+        // A lifecycle action about i-1 carries them along.
+        let plan = plan_for_event(&[pool("web")], &s, Scope::Transitions(Some("i-1")));
+        let mut added: Vec<&str> = plan.pools[0].add.iter().map(|m| m.id.as_str()).collect();
+        added.sort_unstable();
+        assert_eq!(added, ["i-1", "i-3"]);
+        assert_eq!(plan.pools[0].remove, [MemberId::new("i-2").unwrap()]);
+    }
+
+    #[test]
     fn a_missing_instance_is_removed() {
         let s = group(vec![member("i-1", "InService", Some("10.0.0.1"))]);
-        let plan = plan_for_event(&[pool("web"), pool("api")], &s, Some("i-9"));
-        for p in &plan.pools {
-            assert!(p.add.is_empty());
-            assert_eq!(p.remove, [MemberId::new("i-9").unwrap()]);
+        for scope in [Scope::Transitions(Some("i-9")), Scope::Instance("i-9")] {
+            let plan = plan_for_event(&[pool("web"), pool("api")], &s, scope);
+            for p in &plan.pools {
+                assert!(p.add.is_empty());
+                assert_eq!(p.remove, [MemberId::new("i-9").unwrap()]);
+            }
         }
         let (actions, notes) = pending_actions(
             &s,
-            event_selection(Some("i-9")),
+            event_selection(Scope::Transitions(Some("i-9"))),
             Some(&EventAction {
                 transition: Transition::Terminate,
                 instance: "i-9".into(),

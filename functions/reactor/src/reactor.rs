@@ -24,7 +24,7 @@ use crate::event::{classify, Classified, Transition};
 use crate::lifecycle::{Completion, LifecycleApi};
 use crate::plan::{
     decide, event_selection, merge_pool_changes, pending_actions, plan_for_event, Decision,
-    EventAction, PendingAction,
+    EventAction, PendingAction, Scope,
 };
 
 /// Why an invocation failed (after retries). Unknown or malformed events are not
@@ -298,8 +298,12 @@ where
             summary.ignored = Some(reason);
             return Ok(());
         };
-        let plan = plan_for_event(&pools, &state, instance);
-        let (actions, notes) = pending_actions(&state, event_selection(instance), action.as_ref());
+        let scope = match (instance, &action) {
+            (Some(id), None) => Scope::Instance(id),
+            _ => Scope::Transitions(instance),
+        };
+        let plan = plan_for_event(&pools, &state, scope);
+        let (actions, notes) = pending_actions(&state, event_selection(scope), action.as_ref());
         for n in notes {
             summary.note(n);
         }
