@@ -66,8 +66,9 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Also write, per approach, DIR/<approach>.json: every sample's timestamps, the
-    /// emulator's call log (arrival, lock, end of each AWS call) and the events it
-    /// emitted; to see where the time went.
+    /// events the reactor handled (when received, how long), the emulator's call log
+    /// (arrival, lock, end of each AWS call) and the events it emitted; to see where the
+    /// time went.
     #[arg(long, value_name = "DIR")]
     trace: Option<PathBuf>,
 }
@@ -566,6 +567,7 @@ fn run_approach(
         .map(|h| h.reloads().unwrap_or(0))
         .sum::<u64>()
         .saturating_sub(reloads_before);
+    let mut handled = Vec::new();
     f.control_cpu_s = match &mut control {
         Control::Ours {
             pump,
@@ -576,6 +578,8 @@ fn run_approach(
             let reactor_cpu = reactor.finish();
             let mut received = BTreeMap::new();
             while let Ok(h) = reports.try_recv() {
+                handled.push(json!({"event": h.detail_type, "instance": h.instance,
+                    "received_ms": h.received_ms, "ms": h.ms}));
                 if h.detail_type == "EC2 Instance-launch Lifecycle Action" {
                     if let Some(i) = h.instance {
                         received.entry(i).or_insert(h.received_ms);
@@ -603,7 +607,8 @@ fn run_approach(
         let events = world.moto.control("GET", "/moto-ext/events", None)?;
         let path = dir.join(format!("{}.json", kind.name()));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let trace = json!({"samples": f.samples, "emulator_calls": calls, "events": events});
+        let trace = json!({"samples": f.samples, "reactor": handled, "emulator_calls": calls,
+                           "events": events});
         std::fs::write(&path, trace.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
