@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ impl Backend {
         cmd.args(["--listen", listen, "--name", name])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        // Its own process group: a terminal's Ctrl-C then reaches only the program that
+        // started it, which stops it in order.
+        cmd.process_group(0);
         if unhealthy {
             cmd.arg("--unhealthy");
         }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -170,6 +171,9 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
+            // Its own process group: a terminal's Ctrl-C then reaches only the program
+            // that started it, which stops it in order.
+            .process_group(0)
             .spawn()
             .context("cannot start haproxy; install it (apt-get install haproxy)")?;
         self.haproxy = Some(child);
@@ -214,7 +218,8 @@ impl Host {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .process_group(0);
         let mut child = cmd.spawn()?;
         if let Some(mut si) = child.stdin.take() {
             if let Some(text) = stdin {

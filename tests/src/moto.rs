@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -181,6 +182,9 @@ impl MotoServer {
         let mut child = Command::new(python)
             .arg(server)
             .args(["--host", "127.0.0.1", "--port", "0"])
+            // Its own process group: a terminal's Ctrl-C then reaches only the program
+            // that started it, which stops it in order (the emulator last).
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{mpsc, Arc};
@@ -606,6 +607,7 @@ fn fault(stack: &Stack, t: &mut Tally, dir: &Path, port: u16) -> anyhow::Result<
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .context("starting agent apply")?;
     let client = host.client();

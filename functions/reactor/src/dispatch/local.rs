@@ -44,6 +44,9 @@ async fn run_one(
     let mut child = Command::new(program)
         .args(args)
         .args(["apply", "--json", "--file", "-"])
+        // Its own process group: a Ctrl-C meant for the program running the reactor
+        // (the demo) does not kill an agent halfway through an apply.
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
