@@ -66,7 +66,8 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Also write, per approach, DIR/<approach>.json: every sample's timestamps, the
-    /// events the reactor handled (when received, how long), the emulator's call log
+    /// events the reactor handled (when received, how long), the agent runs (start,
+    /// end), the emulator's call log
     /// (arrival, lock, end of each AWS call) and the events it emitted; to see where the
     /// time went.
     #[arg(long, value_name = "DIR")]
@@ -194,14 +195,15 @@ fn main() -> ExitCode {
 }
 
 /// `e2e-bench exec-agent LOG AGENT ARGS...`: runs the agent with this process's stdio,
-/// appends its CPU time (user + system seconds, from `wait4`) to LOG, and exits with its
-/// code. The reactor's local dispatcher runs the agents through this, so their CPU is
-/// counted exactly.
+/// appends a line to LOG (its CPU time, user + system seconds from `wait4`, and when it
+/// started and ended, unix ms), and exits with its code. The reactor's local dispatcher
+/// runs the agents through this, so their CPU is counted exactly.
 fn exec_agent(rest: &[String]) -> ExitCode {
     let [log, program, args @ ..] = rest else {
         eprintln!("usage: e2e-bench exec-agent LOG AGENT [ARGS...]");
         return ExitCode::from(2);
     };
+    let started_ms = unix_ms();
     let child = match Command::new(program).args(args).spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -217,7 +219,8 @@ fn exec_agent(rest: &[String]) -> ExitCode {
     {
         // One write per line: agents of both hosts finish at the same time, and
         // `writeln!` may split a line into several writes that would interleave.
-        let _ = f.write_all(format!("{cpu:.6}\n").as_bytes());
+        let line = format!("{cpu:.6} {started_ms} {}\n", unix_ms());
+        let _ = f.write_all(line.as_bytes());
     }
     ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
@@ -567,7 +570,7 @@ fn run_approach(
         .map(|h| h.reloads().unwrap_or(0))
         .sum::<u64>()
         .saturating_sub(reloads_before);
-    let mut handled = Vec::new();
+    let (mut handled, mut agent_runs) = (Vec::new(), Vec::new());
     f.control_cpu_s = match &mut control {
         Control::Ours {
             pump,
@@ -589,11 +592,19 @@ fn run_approach(
             for s in &mut f.samples {
                 s.received_ms = received.get(&s.instance).copied();
             }
-            let agents: f64 = std::fs::read_to_string(&cpu_log)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.trim().parse::<f64>().ok())
-                .sum();
+            let log = std::fs::read_to_string(&cpu_log).unwrap_or_default();
+            let mut agents = 0.0;
+            for line in log.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                agents += fields
+                    .first()
+                    .and_then(|c| c.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                if let [_, start, end] = fields[..] {
+                    agent_runs.push(json!({"started_ms": start.parse::<u64>().ok(),
+                                           "ended_ms": end.parse::<u64>().ok()}));
+                }
+            }
             reactor_cpu + agents
         }
         Control::Baseline { baseline, .. } => baseline.finish(),
@@ -607,8 +618,8 @@ fn run_approach(
         let events = world.moto.control("GET", "/moto-ext/events", None)?;
         let path = dir.join(format!("{}.json", kind.name()));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let trace = json!({"samples": f.samples, "reactor": handled, "emulator_calls": calls,
-                           "events": events});
+        let trace = json!({"samples": f.samples, "reactor": handled, "agent_runs": agent_runs,
+                           "emulator_calls": calls, "events": events});
         std::fs::write(&path, trace.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
