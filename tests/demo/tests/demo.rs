@@ -1,5 +1,6 @@
 //! `demo --quick` end to end, as a process: it must pass its own checks, fail no
-//! request, leave no lifecycle action pending, and leave no process behind.
+//! request, leave no lifecycle action pending, and leave no process behind; and when a
+//! terminal's Ctrl-C interrupts it, stop everything in order.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
