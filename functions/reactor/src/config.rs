@@ -1,6 +1,7 @@
 //! The reactor's configuration, from its environment (see `docs/interfaces.md`). Pure:
 //! [`Config::from_lookup`] takes any variable lookup.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use infra::aws::{PoolConfig, PoolConfigError};
@@ -93,6 +94,42 @@ pub struct Config {
     pub health_timeout: Duration,
     /// `DRAIN_TIMEOUT_S` (default 120): how long a drain may take.
     pub drain_timeout: Duration,
+    /// `LIFECYCLE_HOOKS`: the lifecycle hooks the reactor completes (comma separated).
+    /// A group may carry other systems' hooks too (bootstrap, backup); an AWS load
+    /// balancer never completes those, and neither may the reactor. Unset: every hook
+    /// of the transition (a group holding only ours).
+    pub hooks: Option<BTreeSet<String>>,
+}
+
+impl Config {
+    /// Whether the reactor completes actions of this hook.
+    pub fn owns_hook(&self, name: &str) -> bool {
+        self.hooks.as_ref().is_none_or(|h| h.contains(name))
+    }
+}
+
+/// `LIFECYCLE_HOOKS`: names as Auto Scaling allows them (1-255 of `A-Za-z0-9-_/`).
+fn hook_names(value: &str) -> Result<BTreeSet<String>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "LIFECYCLE_HOOKS",
+        value: value.to_string(),
+        reason,
+    };
+    let mut names = BTreeSet::new();
+    for name in value.split(',').map(str::trim) {
+        let valid = (1..=255).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+        if !valid {
+            return Err(invalid(format!(
+                "{name:?} is not a lifecycle hook name (1-255 of A-Za-z0-9-_/); \
+                 expected names separated by commas, like my-reactor-launch,my-reactor-terminate"
+            )));
+        }
+        names.insert(name.to_string());
+    }
+    Ok(names)
 }
 
 fn secs(
@@ -209,6 +246,7 @@ impl Config {
             dns,
             health_timeout: secs(&get, "HEALTH_TIMEOUT_S", 60)?,
             drain_timeout: secs(&get, "DRAIN_TIMEOUT_S", 120)?,
+            hooks: get("LIFECYCLE_HOOKS").map(|v| hook_names(&v)).transpose()?,
         })
     }
 }
@@ -224,6 +262,25 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn lifecycle_hooks_name_the_hooks_completed() {
+        let base = [("LOCAL_AGENTS", "[]")];
+        let c = cfg(&base).unwrap();
+        assert!(c.owns_hook("anything"), "unset: every hook");
+        let c = cfg(&[base[0], ("LIFECYCLE_HOOKS", " r-launch, r-terminate ")]).unwrap();
+        assert!(c.owns_hook("r-launch") && c.owns_hook("r-terminate"));
+        assert!(!c.owns_hook("bootstrap"));
+        for bad in ["r-launch,,r-terminate", "r launch", "r-launch;rm"] {
+            let e = cfg(&[base[0], ("LIFECYCLE_HOOKS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("LIFECYCLE_HOOKS") && e.contains("hook name"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -229,6 +229,15 @@ where
             } => {
                 span.record("group", group.as_str());
                 span.record("instance", instance.as_str());
+                if !self.config.owns_hook(&hook) {
+                    let reason = format!(
+                        "hook {hook} of group {group} is not one of LIFECYCLE_HOOKS: \
+                         left to the system that owns it"
+                    );
+                    tracing::info!(reason = %reason, "event ignored");
+                    summary.ignored = Some(reason);
+                    return Ok(());
+                }
                 let action = EventAction {
                     transition,
                     instance: instance.clone(),
@@ -487,11 +496,15 @@ where
                 .collect();
             let names: Vec<String> = match &action.hook {
                 Some(h) => vec![h.clone()],
-                None => of_transition.iter().map(|h| h.name.clone()).collect(),
+                None => of_transition
+                    .iter()
+                    .filter(|h| self.config.owns_hook(&h.name))
+                    .map(|h| h.name.clone())
+                    .collect(),
             };
             if names.is_empty() {
                 summary.note(format!(
-                    "instance {} of group {} waits on a {} hook the group does not list; left alone",
+                    "instance {} of group {} waits on no {} hook of ours (LIFECYCLE_HOOKS); left alone",
                     action.instance, action.group, action.transition
                 ));
                 continue;

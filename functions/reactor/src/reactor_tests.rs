@@ -147,11 +147,13 @@ impl Dispatcher for FakeHosts {
 #[derive(Default)]
 struct FakeLifecycle {
     completed: Mutex<Vec<(String, String, String, &'static str)>>,
+    /// Other systems' hooks on the group.
+    foreign: Vec<Hook>,
 }
 
 impl LifecycleApi for FakeLifecycle {
     async fn hooks(&self, _: &str) -> Result<Vec<Hook>, AwsError> {
-        Ok(vec![
+        Ok([
             Hook {
                 name: "launch-hook".into(),
                 transition: Transition::Launch,
@@ -162,7 +164,10 @@ impl LifecycleApi for FakeLifecycle {
                 transition: Transition::Terminate,
                 heartbeat_timeout: Duration::from_secs(300),
             },
-        ])
+        ]
+        .into_iter()
+        .chain(self.foreign.iter().cloned())
+        .collect())
     }
     async fn complete(
         &self,
@@ -286,6 +291,87 @@ fn completed(r: &Fixture) -> Vec<(String, &'static str)> {
         .iter()
         .map(|(_, _, i, res)| (i.clone(), *res))
         .collect()
+}
+
+/// A group also holding another system's launch hook ("bootstrap"), and a reactor told
+/// its own hooks.
+fn fixture_with_a_foreign_hook() -> Fixture {
+    let config = Config::from_lookup(|k| match k {
+        "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
+        "LOCAL_AGENTS" => Some("[]".into()),
+        "LIFECYCLE_HOOKS" => Some("launch-hook,terminate-hook".into()),
+        _ => None,
+    })
+    .unwrap();
+    let lifecycle = FakeLifecycle {
+        foreign: vec![Hook {
+            name: "bootstrap".into(),
+            transition: Transition::Launch,
+            heartbeat_timeout: Duration::from_secs(300),
+        }],
+        ..FakeLifecycle::default()
+    };
+    let r = Reactor::new(
+        config,
+        FakeDiscovery::default(),
+        FakeHosts::new(2),
+        lifecycle,
+        None,
+    );
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "InService", 1),
+            member("i-2", "Pending:Wait", 2),
+        ],
+        1000,
+    ));
+    r
+}
+
+#[tokio::test]
+async fn another_systems_hook_is_never_completed() {
+    // Its event is left alone: nothing sent, nothing completed.
+    let r = fixture_with_a_foreign_hook();
+    let mut event = lifecycle_event("launch", "i-2");
+    event["detail"]["LifecycleHookName"] = json!("bootstrap");
+    let s = r.handle(&event, far()).await.unwrap();
+    assert!(
+        s.ignored
+            .as_deref()
+            .is_some_and(|i| i.contains("bootstrap")),
+        "{s:?}"
+    );
+    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
+    assert!(completed(&r).is_empty());
+
+    // Our hook's event completes our hook only.
+    r.handle(&lifecycle_event("launch", "i-2"), far())
+        .await
+        .unwrap();
+    let hooks: Vec<String> = r
+        .lifecycle
+        .completed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.clone())
+        .collect();
+    assert_eq!(hooks, ["launch-hook"]);
+
+    // The schedule, which knows no hook from an event, completes ours only too.
+    let r = fixture_with_a_foreign_hook();
+    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
+    r.handle(&sched, far()).await.unwrap();
+    let hooks: Vec<String> = r
+        .lifecycle
+        .completed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.1.clone())
+        .collect();
+    assert_eq!(hooks, ["launch-hook"]);
 }
 
 #[tokio::test]

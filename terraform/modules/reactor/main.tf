@@ -87,6 +87,9 @@ locals {
       SSM_DOCUMENT     = aws_ssm_document.agent.name
       HEALTH_TIMEOUT_S = tostring(var.health_timeout_s)
       DRAIN_TIMEOUT_S  = tostring(var.drain_timeout_s)
+      # The hooks created below: the reactor completes these and never another
+      # system's hook on the same groups.
+      LIFECYCLE_HOOKS = join(",", sort(distinct([for h in local.hooks : h.name])))
     },
     var.dns == null ? {} : {
       DNS_ZONE_ID     = var.dns.zone_id

@@ -94,6 +94,16 @@ run "defaults" {
     error_message = "The environment must carry the proxy tag, group, document and timeouts."
   }
   assert {
+    condition     = aws_lambda_function.this.environment[0].variables["LIFECYCLE_HOOKS"] == "reactor-launch,reactor-terminate"
+    error_message = "LIFECYCLE_HOOKS must name exactly the hooks the module creates, so the reactor never completes another system's hook."
+  }
+  assert {
+    condition = toset(split(",", aws_lambda_function.this.environment[0].variables["LIFECYCLE_HOOKS"])) == toset(
+      [for h in aws_autoscaling_lifecycle_hook.this : h.name]
+    )
+    error_message = "LIFECYCLE_HOOKS must match the lifecycle hooks created."
+  }
+  assert {
     condition     = !contains(keys(aws_lambda_function.this.environment[0].variables), "DNS_ZONE_ID")
     error_message = "Without var.dns there must be no DNS variables."
   }
