@@ -56,9 +56,10 @@ fn all(r: &Report, s: OutcomeStatus) -> bool {
 }
 
 /// `show servers state web` without the columns HAProxy's health checker moves on its
-/// own (time since the last change, check status, result and health counter: a member
-/// that just came UP keeps climbing to rise + fall - 1 over the next checks). What an
-/// agent sets stays: address, port, operational and admin states, weights.
+/// own: time since the last change, check status, result, health counter (a member
+/// that just came UP keeps climbing to rise + fall - 1) and check state (its
+/// in-progress bit flips with every check). What an agent sets stays: address, port,
+/// operational and admin states, weights.
 fn servers_state(h: &Host) -> String {
     h.client()
         .query("show servers state web")
@@ -66,8 +67,8 @@ fn servers_state(h: &Host) -> String {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            if f.len() > 13 && !l.starts_with('#') {
-                [&f[..9], &f[13..]].concat().join(" ")
+            if f.len() > 14 && !l.starts_with('#') {
+                [&f[..9], &f[14..]].concat().join(" ")
             } else {
                 l.to_string()
             }
