@@ -55,6 +55,20 @@ fn stats(addr: SocketAddr) -> Option<(u64, Option<u64>)> {
     Some((v["requests"].as_u64()?, v["first_ms"].as_u64()))
 }
 
+/// Stops instance `id`'s backend, keeping what it served (count, first request) and
+/// when it stopped.
+fn retire(instances: &mut BTreeMap<String, Instance>, id: &str, mut backend: Backend) {
+    let served = stats(backend.addr);
+    backend.stop();
+    if let Some(i) = instances.get_mut(id) {
+        if let Some((n, first)) = served {
+            i.served = n;
+            i.first_ms = i.first_ms.or(first);
+        }
+        i.stopped_ms = Some(unix_ms());
+    }
+}
+
 impl Fleet {
     /// Starts the loop for `subnet`: backends named `<tag>-<instance>` on `<ip>:<port>`,
     /// polling every `every`, for at most `max`.
@@ -125,16 +139,8 @@ impl Fleet {
                         .cloned()
                         .collect();
                     for id in gone {
-                        if let Some(mut b) = s.running.remove(&id) {
-                            let st = stats(b.addr);
-                            b.stop();
-                            if let Some(i) = s.instances.get_mut(&id) {
-                                if let Some((n, first)) = st {
-                                    i.served = n;
-                                    i.first_ms = i.first_ms.or(first);
-                                }
-                                i.stopped_ms = Some(unix_ms());
-                            }
+                        if let Some(b) = s.running.remove(&id) {
+                            retire(&mut s.instances, &id, b);
                         }
                     }
                     // Record first requests as they happen.
@@ -198,16 +204,8 @@ impl Fleet {
         }
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let running = std::mem::take(&mut s.running);
-        for (id, mut b) in running {
-            let st = stats(b.addr);
-            b.stop();
-            if let Some(i) = s.instances.get_mut(&id) {
-                if let Some((n, first)) = st {
-                    i.served = n;
-                    i.first_ms = i.first_ms.or(first);
-                }
-                i.stopped_ms = Some(unix_ms());
-            }
+        for (id, b) in running {
+            retire(&mut s.instances, &id, b);
         }
     }
 }

@@ -22,6 +22,23 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// A fresh run directory named `<prefix>XXXXXX` and that name (the tag). It becomes
+/// `TMPDIR`, so every host's directory goes under it and every process of the run
+/// (HAProxy, agents, backends named after the tag) is findable by the tag.
+///
+/// Call it before starting other threads: it sets an environment variable.
+pub fn run_dir(prefix: &str) -> std::io::Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let tag = dir
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(prefix)
+        .to_string();
+    std::env::set_var("TMPDIR", dir.path());
+    Ok((dir, tag))
+}
+
 /// Installs SIGINT/SIGTERM handlers that only set the stop flag ([`stopping`]); every
 /// loop checks it, and the stack's handles kill their processes when dropped.
 pub fn install_signal_handlers() {

@@ -261,18 +261,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let dir = tempfile::Builder::new()
-        .prefix("haproxy-asg-demo-")
-        .tempdir()?;
-    let tag = dir
-        .path()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("haproxy-asg-demo")
-        .to_string();
-    // Every host's directory goes under the run directory, so its processes (HAProxy,
-    // agents, backends named after the tag) are all findable by the tag.
-    std::env::set_var("TMPDIR", dir.path());
+    let (dir, tag) = demo::run_dir("haproxy-asg-demo-")?;
     println!("RUN_DIR {}", dir.path().display());
     let mut moto_pid = None;
     let result = scenario(args, dir.path(), &tag, &mut moto_pid);

@@ -260,16 +260,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             other => anyhow::bail!("unknown approach {other:?} (ours, reload_per_change, polling)"),
         });
     }
-    let dir = tempfile::Builder::new()
-        .prefix("haproxy-asg-bench-")
-        .tempdir()?;
-    let tag = dir
-        .path()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("bench")
-        .to_string();
-    std::env::set_var("TMPDIR", dir.path());
+    let (dir, tag) = demo::run_dir("haproxy-asg-bench-")?;
     say!("setup    starting the AWS emulator");
     let world = Arc::new(World::start(&dir.path().join("moto.log"))?);
     let mut results: BTreeMap<&'static str, Figures> = BTreeMap::new();
