@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -48,32 +49,61 @@ pub fn venv_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-/// One HTTP/1.1 exchange (the emulator closes every connection). Returns status and body.
+/// One HTTP/1.1 exchange with the emulator, JSON body: status and body.
 pub fn http(
     addr: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    exchange(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.unwrap_or(""),
+        Duration::from_secs(30),
+    )
+}
+
+/// One HTTP/1.1 exchange with `addr` (the emulator closes every connection): status and
+/// body. `headers` are sent as given.
+pub fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr}: {e}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    let io = |e: std::io::Error| format!("{method} {path}: {e}");
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
+    s.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("{method} {path}: {e}"))?;
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).map_err(io)?;
+    let raw = read_answer(&mut s).map_err(io)?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{method} {path}: malformed HTTP answer"))?;
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or("no HTTP status")?;
+        .ok_or_else(|| format!("{method} {path}: no HTTP status"))?;
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
@@ -83,6 +113,41 @@ pub fn http(
         rest.to_string()
     };
     Ok((status, body))
+}
+
+/// Reads one HTTP answer: up to its Content-Length when it has one (the emulator closes
+/// the connection only after its handler thread winds down, a few milliseconds later
+/// on a busy machine), otherwise to the end of the connection.
+fn read_answer(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(4096);
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let Some(length) = length else {
+            s.read_to_end(&mut raw)?;
+            return Ok(raw);
+        };
+        while raw.len() < end + 4 + length {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        return Ok(raw);
+    }
 }
 
 fn dechunk(s: &str) -> String {
@@ -101,27 +166,43 @@ fn dechunk(s: &str) -> String {
     out
 }
 
-/// The emulator, running as a child process on a free loopback port; stopped on drop.
+/// The emulator, running as a child process on a free loopback port; stopped on drop
+/// (SIGTERM first, so it stops the Run Command processes it started).
 pub struct Moto {
-    child: Child,
+    child: Option<Child>,
     /// `127.0.0.1:PORT`.
     pub addr: String,
 }
 
 impl Moto {
-    /// Starts it and waits (at most 90 s) for its ready line.
+    /// Starts it, its stderr discarded; see [`Moto::start_logged`].
     pub fn start() -> Result<Self, String> {
+        Self::start_logged(None)
+    }
+
+    /// Starts `tests/moto_ext/server.py` on a free port and waits (at most 120 s) for its
+    /// ready line. Its stderr goes to `log` when given.
+    pub fn start_logged(log: Option<&Path>) -> Result<Self, String> {
         let python = venv_python()?;
         let server = workspace_root().join("tests/moto_ext/server.py");
+        let stderr = match log {
+            Some(p) => {
+                Stdio::from(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)
+            }
+            None => Stdio::null(),
+        };
         let mut child = Command::new(python)
             .arg(server)
             .args(["--host", "127.0.0.1", "--port", "0"])
+            // Its own process group: a terminal's Ctrl-C then reaches only the program
+            // that started it, which stops it in order (the emulator last).
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("starting the emulator: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
+            .map_err(|e| format!("starting the emulator (tests/moto_ext/server.py): {e}"))?;
+        let stdout = child.stdout.take().ok_or("the emulator has no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -131,12 +212,35 @@ impl Moto {
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(90)) {
-            Ok(addr) => Ok(Self { child, addr }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err("the emulator did not get ready within 90 s".into())
+        let mut me = Self {
+            child: Some(child),
+            addr: String::new(),
+        };
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => {
+                me.addr = addr;
+                Ok(me)
+            }
+            Err(_) => Err("the emulator did not get ready within 120 s".into()),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the emulator: SIGTERM, then SIGKILL after 5 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: signalling our own child process.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let exited = wait_until(Duration::from_secs(5), || c.try_wait().ok().flatten());
+            if exited.is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
             }
         }
     }
@@ -191,8 +295,7 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
