@@ -7,6 +7,7 @@ use aws_sdk_autoscaling::Client as Asg;
 use aws_sdk_ec2::Client as Ec2;
 use e2e::moto::MotoServer;
 use e2e::{free_port, http, wait_for, Backend, Host, HostSpec, PoolSpec};
+use reactor::testkit::{loopback_vpc, subnet};
 
 /// The standard AWS environment pointing at the emulator, for the agent's runs.
 fn aws_env(moto: &MotoServer) -> Vec<(String, String)> {
@@ -37,36 +38,8 @@ async fn clients(url: &str) -> (Ec2, Asg) {
 
 /// A group of `n` instances with loopback addresses (127.0.1.4, .5, ...), no hooks.
 async fn group(ec2: &Ec2, asg: &Asg, name: &str, n: i32) {
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("127.0.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(vpc_id)
-        .cidr_block("127.0.1.0/24")
-        .send()
-        .await
-        .unwrap();
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .unwrap()
-        .to_string();
-    ec2.create_launch_template()
-        .launch_template_name(format!("{name}-lt"))
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id("ami-12c6146b")
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let vpc = loopback_vpc(ec2, &format!("{name}-lt")).await.unwrap();
+    let subnet_id = subnet(ec2, &vpc, "127.0.1.0/24").await.unwrap();
     asg.create_auto_scaling_group()
         .auto_scaling_group_name(name)
         .launch_template(

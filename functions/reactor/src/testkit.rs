@@ -1,6 +1,7 @@
-//! Support for the reactor's tests and benchmark (not used by the Lambda itself): the
-//! project's AWS emulator (`tests/moto_ext`) as a child process, a tiny HTTP client for
-//! its control API, and a minimal Lambda Runtime API server.
+//! Support for the reactor's tests and benchmark and for the end-to-end harness (not
+//! used by the Lambda itself): the project's AWS emulator (`tests/moto_ext`) as a child
+//! process, a tiny HTTP client for its control API, the emulated network and group
+//! reads every local run shares, and a minimal Lambda Runtime API server.
 //!
 //! Everything here is bounded in time and talks to loopback only.
 
@@ -297,6 +298,97 @@ impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The emulated network every local run uses: a VPC of 127.0.0.0/16, so instances get
+/// loopback addresses that need no setup, and a launch template named
+/// `launch_template` for the groups. The VPC id.
+pub async fn loopback_vpc(
+    ec2: &aws_sdk_ec2::Client,
+    launch_template: &str,
+) -> Result<String, String> {
+    use aws_sdk_ec2::error::DisplayErrorContext;
+    use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("127.0.0.0/16")
+        .send()
+        .await
+        .map_err(|e| format!("CreateVpc: {}", DisplayErrorContext(e)))?;
+    let vpc = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .ok_or("CreateVpc returned no id")?
+        .to_string();
+    ec2.create_launch_template()
+        .launch_template_name(launch_template)
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("ami-12c6146b")
+                .instance_type(InstanceType::T3Micro)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("CreateLaunchTemplate: {}", DisplayErrorContext(e)))?;
+    Ok(vpc)
+}
+
+/// A subnet of `vpc` (e.g. `127.0.1.0/24`); its id.
+pub async fn subnet(ec2: &aws_sdk_ec2::Client, vpc: &str, cidr: &str) -> Result<String, String> {
+    let out = ec2
+        .create_subnet()
+        .vpc_id(vpc)
+        .cidr_block(cidr)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "CreateSubnet {cidr}: {}",
+                aws_sdk_ec2::error::DisplayErrorContext(e)
+            )
+        })?;
+    out.subnet()
+        .and_then(|s| s.subnet_id())
+        .map(str::to_string)
+        .ok_or_else(|| format!("CreateSubnet {cidr} returned no id"))
+}
+
+/// A group's instances and their lifecycle states (`Pending:Wait`, `InService`...), in
+/// the order Auto Scaling lists them; empty when the group does not exist.
+pub async fn group_members(
+    asg: &aws_sdk_autoscaling::Client,
+    group: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let out = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "DescribeAutoScalingGroups {group}: {}",
+                aws_sdk_autoscaling::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(out
+        .auto_scaling_groups()
+        .first()
+        .map(|g| {
+            g.instances()
+                .iter()
+                .map(|i| {
+                    (
+                        i.instance_id().unwrap_or_default().to_string(),
+                        i.lifecycle_state()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// What the runtime API server saw.

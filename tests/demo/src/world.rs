@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
-use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use e2e::moto::{MotoServer, ACCOUNT, REGION};
+use reactor::testkit;
 use serde_json::{json, Value};
 
 /// The launch template every group uses.
@@ -88,26 +88,9 @@ impl World {
         );
         let asg = aws_sdk_autoscaling::Client::new(&sdk);
         let ec2 = aws_sdk_ec2::Client::new(&sdk);
-        let vpc = rt.block_on(async {
-            let vpc = ec2.create_vpc().cidr_block("127.0.0.0/16").send().await?;
-            ec2.create_launch_template()
-                .launch_template_name(LAUNCH_TEMPLATE)
-                .launch_template_data(
-                    RequestLaunchTemplateData::builder()
-                        .image_id("ami-12c6146b")
-                        .instance_type(InstanceType::T3Micro)
-                        .build(),
-                )
-                .send()
-                .await?;
-            anyhow::Ok(
-                vpc.vpc()
-                    .and_then(|v| v.vpc_id())
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })?;
-        anyhow::ensure!(!vpc.is_empty(), "the emulator returned no VPC id");
+        let vpc = rt
+            .block_on(testkit::loopback_vpc(&ec2, LAUNCH_TEMPLATE))
+            .map_err(anyhow::Error::msg)?;
         Ok(Self {
             moto,
             sdk,
@@ -125,20 +108,8 @@ impl World {
 
     /// A subnet of the VPC (e.g. `127.0.1.0/24`); its id.
     pub fn subnet(&self, cidr: &str) -> anyhow::Result<String> {
-        self.block_on(async {
-            let s = self
-                .ec2
-                .create_subnet()
-                .vpc_id(&self.vpc)
-                .cidr_block(cidr)
-                .send()
-                .await
-                .with_context(|| format!("CreateSubnet {cidr}"))?;
-            s.subnet()
-                .and_then(|s| s.subnet_id())
-                .map(str::to_string)
-                .context("CreateSubnet returned no id")
-        })
+        self.block_on(testkit::subnet(&self.ec2, &self.vpc, cidr))
+            .map_err(anyhow::Error::msg)
     }
 
     /// Creates a group with desired capacity 0.
@@ -206,30 +177,13 @@ impl World {
 
     /// The group's instances and their lifecycle states.
     pub fn members(&self, group: &str) -> anyhow::Result<Vec<GroupInstance>> {
-        let out = self
-            .block_on(
-                self.asg
-                    .describe_auto_scaling_groups()
-                    .auto_scaling_group_names(group)
-                    .send(),
-            )
-            .with_context(|| format!("DescribeAutoScalingGroups {group}"))?;
-        Ok(out
-            .auto_scaling_groups()
-            .first()
-            .map(|g| {
-                g.instances()
-                    .iter()
-                    .map(|i| GroupInstance {
-                        id: i.instance_id().unwrap_or_default().to_string(),
-                        state: i
-                            .lifecycle_state()
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        let members = self
+            .block_on(testkit::group_members(&self.asg, group))
+            .map_err(anyhow::Error::msg)?;
+        Ok(members
+            .into_iter()
+            .map(|(id, state)| GroupInstance { id, state })
+            .collect())
     }
 
     /// Running (or pending) EC2 instances of a subnet: id -> private address.

@@ -28,9 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
-use aws_sdk_ec2::types::{
-    InstanceType, RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, TagSpecification,
-};
+use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use infra::aws::AwsDiscovery;
 use infra::Change;
 use reactor::config::Config;
@@ -38,7 +36,10 @@ use reactor::dispatch::{DispatchError, Dispatcher, HostResult, SsmDispatcher};
 use reactor::dns::Route53Dns;
 use reactor::lifecycle::AwsLifecycle;
 use reactor::reactor::Reactor;
-use reactor::testkit::{http, lambda_env, venv_python, workspace_root, Moto, RuntimeApi};
+use reactor::testkit::{
+    group_members, http, lambda_env, loopback_vpc, subnet, venv_python, workspace_root, Moto,
+    RuntimeApi,
+};
 use serde_json::{json, Value};
 
 const GROUP: &str = "web-asg";
@@ -132,33 +133,12 @@ async fn world(dir: PathBuf) -> Result<World> {
     let sdk = moto.sdk().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let asg = aws_sdk_autoscaling::Client::new(&sdk);
-    let vpc = ec2.create_vpc().cidr_block("127.0.0.0/16").send().await?;
-    let vpc_id = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .context("vpc id")?
-        .to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(vpc_id)
-        .cidr_block("127.0.1.0/24")
-        .send()
-        .await?;
-    let subnet = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .context("subnet id")?
-        .to_string();
-    ec2.create_launch_template()
-        .launch_template_name("backend-lt")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id("ami-12c6146b")
-                .instance_type(InstanceType::T3Micro)
-                .build(),
-        )
-        .send()
-        .await?;
+    let vpc = loopback_vpc(&ec2, "backend-lt")
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let subnet = subnet(&ec2, &vpc, "127.0.1.0/24")
+        .await
+        .map_err(|e| anyhow!(e))?;
     Ok(World {
         moto,
         sdk,
@@ -171,29 +151,9 @@ async fn world(dir: PathBuf) -> Result<World> {
 
 impl World {
     async fn members(&self) -> Result<Vec<(String, String)>> {
-        let out = self
-            .asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(GROUP)
-            .send()
-            .await?;
-        Ok(out
-            .auto_scaling_groups()
-            .first()
-            .map(|g| {
-                g.instances()
-                    .iter()
-                    .map(|i| {
-                        (
-                            i.instance_id().unwrap_or_default().to_string(),
-                            i.lifecycle_state()
-                                .map(|s| s.as_str().to_string())
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        group_members(&self.asg, GROUP)
+            .await
+            .map_err(|e| anyhow!(e))
     }
 
     fn launch_event(&self, instance: &str) -> Result<Value> {

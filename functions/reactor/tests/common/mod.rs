@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
-use aws_sdk_ec2::types::{
-    InstanceType, RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, TagSpecification,
-};
+use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
 use reactor::config::Config;
-use reactor::testkit::{venv_python, Moto};
+use reactor::testkit::{group_members, loopback_vpc, subnet, venv_python, Moto};
 use reactor::AwsReactor;
 use serde_json::{json, Value};
 
@@ -42,40 +40,10 @@ impl World {
         let sdk = moto.sdk().await;
         let ec2 = aws_sdk_ec2::Client::new(&sdk);
         let asg = aws_sdk_autoscaling::Client::new(&sdk);
-        let vpc = ec2
-            .create_vpc()
-            .cidr_block("127.0.0.0/16")
-            .send()
+        let vpc = loopback_vpc(&ec2, "backend-lt")
             .await
-            .expect("vpc");
-        let vpc_id = vpc
-            .vpc()
-            .and_then(|v| v.vpc_id())
-            .expect("vpc id")
-            .to_string();
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(vpc_id)
-            .cidr_block("127.0.1.0/24")
-            .send()
-            .await
-            .expect("subnet");
-        let subnet = subnet
-            .subnet()
-            .and_then(|s| s.subnet_id())
-            .expect("subnet id")
-            .to_string();
-        ec2.create_launch_template()
-            .launch_template_name("backend-lt")
-            .launch_template_data(
-                RequestLaunchTemplateData::builder()
-                    .image_id("ami-12c6146b")
-                    .instance_type(InstanceType::T3Micro)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("launch template");
+            .expect("emulated VPC");
+        let subnet = subnet(&ec2, &vpc, "127.0.1.0/24").await.expect("subnet");
         World {
             moto,
             sdk,
@@ -165,29 +133,7 @@ impl World {
 
     /// Instance id -> lifecycle state.
     pub async fn members(&self, group: &str) -> Vec<(String, String)> {
-        let out = self
-            .asg
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .expect("describe");
-        out.auto_scaling_groups()
-            .first()
-            .map(|g| {
-                g.instances()
-                    .iter()
-                    .map(|i| {
-                        (
-                            i.instance_id().unwrap_or_default().to_string(),
-                            i.lifecycle_state()
-                                .map(|s| s.as_str().to_string())
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        group_members(&self.asg, group).await.expect("describe")
     }
 
     pub async fn private_ip(&self, id: &str) -> String {
