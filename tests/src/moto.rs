@@ -1,4 +1,4 @@
-//! The project's AWS emulator (`tests/moto_ext`: moto plus lifecycle hooks, EventBridge
+//! The project's AWS emulator (`tests/emulator`: moto plus lifecycle hooks, EventBridge
 //! events, faults, call log) as a child process on a free loopback port, its control API,
 //! and a tiny client for AWS JSON-protocol services (SQS, EventBridge) that needs no SDK.
 //!
@@ -28,7 +28,7 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts `tests/moto_ext/server.py` on a free port and waits (at most 120 s) for its
+    /// Starts `tests/emulator/server.py` on a free port and waits (at most 120 s) for its
     /// ready line. Its stderr goes to `log` when given.
     pub fn start(log: Option<&Path>) -> anyhow::Result<Self> {
         let inner = Moto::start_logged(log).map_err(anyhow::Error::msg)?;

@@ -1,5 +1,5 @@
 //! Support for the reactor's tests and benchmark and for the end-to-end harness (not
-//! used by the Lambda itself): the project's AWS emulator (`tests/moto_ext`) as a child
+//! used by the Lambda itself): the project's AWS emulator (`tests/emulator`) as a child
 //! process, a tiny HTTP client for its control API, the emulated network and group
 //! reads every local run shares, and a minimal Lambda Runtime API server.
 //!
@@ -181,11 +181,11 @@ impl Moto {
         Self::start_logged(None)
     }
 
-    /// Starts `tests/moto_ext/server.py` on a free port and waits (at most 120 s) for its
+    /// Starts `tests/emulator/server.py` on a free port and waits (at most 120 s) for its
     /// ready line. Its stderr goes to `log` when given.
     pub fn start_logged(log: Option<&Path>) -> Result<Self, String> {
         let python = venv_python()?;
-        let server = workspace_root().join("tests/moto_ext/server.py");
+        let server = workspace_root().join("tests/emulator/server.py");
         let stderr = match log {
             Some(p) => {
                 Stdio::from(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)
@@ -202,13 +202,13 @@ impl Moto {
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("starting the emulator (tests/moto_ext/server.py): {e}"))?;
+            .map_err(|e| format!("starting the emulator (tests/emulator/server.py): {e}"))?;
         let stdout = child.stdout.take().ok_or("the emulator has no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("moto_ext ready on http://") {
+                if let Some(url) = line.strip_prefix("emulator ready on http://") {
                     let _ = tx.send(url.trim().to_string());
                 }
             }

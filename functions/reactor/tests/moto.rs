@@ -1,4 +1,4 @@
-//! The reactor against the project's AWS emulator (`tests/moto_ext`): real lifecycle
+//! The reactor against the project's AWS emulator (`tests/emulator`): real lifecycle
 //! hooks, real Run Command processes (`fake_host.py` playing each proxy's agent), fault
 //! injection, Route 53. Each test starts its own emulator on a free port.
 

@@ -1,6 +1,6 @@
 //! reactor-bench: what one lifecycle event costs the reactor.
 //!
-//! Runs against the project's AWS emulator (`tests/moto_ext`, started on a free port):
+//! Runs against the project's AWS emulator (`tests/emulator`, started on a free port):
 //! a backend group of `--group-size` in-service members (default 100) gets a launch
 //! hook, then scales out one instance at a time (`--events`, default 20); each launch
 //! event goes through the reactor (SSM dispatch to 2 proxy hosts playing an agent).

@@ -276,7 +276,7 @@ def _timer_loop() -> None:
         try:
             _tick()
         except Exception as exc:  # never let the timer die
-            print(f"moto_ext: lifecycle timer: {exc!r}", flush=True)
+            print(f"emulator: lifecycle timer: {exc!r}", flush=True)
 
 
 # --------------------------------------------------------------------------- moto patches

@@ -3,7 +3,7 @@
 Tests steer and observe the emulator over HTTP on the same port as the AWS APIs, under
 ``/moto-ext/`` (moto keeps ``/moto-api/``). Every other request is an AWS call: it is
 classified (:mod:`faults`), logged, possibly answered with an injected fault, and otherwise
-served by moto while holding :data:`moto_ext.LOCK`, so moto's models never see a request and
+served by moto while holding :data:`emulator.LOCK`, so moto's models never see a request and
 a lifecycle timer or an SSM result at the same time.
 
 Control endpoints (JSON in and out):

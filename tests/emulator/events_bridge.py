@@ -67,7 +67,7 @@ def _put(group: Any, detail_type: str, detail: dict[str, Any]) -> None:
                 msg["ingestion-time"] = msg["time"]
             rule.send_to_targets(msg, transform_input=transform)
     except Exception as exc:  # delivery is best effort, like AWS's
-        print(f"moto_ext: event delivery failed: {exc!r}", file=sys.stderr)
+        print(f"emulator: event delivery failed: {exc!r}", file=sys.stderr)
 
 
 def lifecycle_action(group: Any, hook: Any, instance_id: str, token: str) -> None:

@@ -1,10 +1,10 @@
 """Entry point: moto 5.2.5's server with the project's extension, on loopback only.
 
-    python tests/moto_ext/server.py --host 127.0.0.1 --port 5000
+    python tests/emulator/server.py --host 127.0.0.1 --port 5000
 
 Patches moto in-process (lifecycle hooks, Auto Scaling events, SSM execution, faults,
 call log; see the sibling modules), then serves it with moto's own request handler. Prints
-exactly one line ``moto_ext ready on http://HOST:PORT`` on stdout once the socket accepts
+exactly one line ``emulator ready on http://HOST:PORT`` on stdout once the socket accepts
 connections (``--port 0`` picks a free port and prints it). SIGTERM/SIGINT stop it cleanly,
 killing any Run Command processes it started.
 """
@@ -22,7 +22,7 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if os.path.dirname(HERE) not in sys.path:
-    sys.path.insert(0, os.path.dirname(HERE))  # makes the package importable as moto_ext
+    sys.path.insert(0, os.path.dirname(HERE))  # makes the package importable as emulator
 
 
 def _loopback(host: str) -> bool:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from moto_ext import control, lifecycle, ssm_exec
+    from emulator import control, lifecycle, ssm_exec
 
     app = control.build_app()
     # Python's full (generation 2) garbage collections stop every thread for 60-200 ms
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"moto_ext ready on http://{host}:{port}", flush=True)
+    print(f"emulator ready on http://{host}:{port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

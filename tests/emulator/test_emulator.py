@@ -1,7 +1,7 @@
-"""Self-test of the moto extension: starts tests/moto_ext/server.py as a subprocess on a free
+"""Self-test of the moto extension: starts tests/emulator/server.py as a subprocess on a free
 loopback port and drives it through boto3 and the control API.
 
-Run: ~/.cache/haproxy-asg/venv/bin/python -m pytest tests/moto_ext -q
+Run: ~/.cache/haproxy-asg/venv/bin/python -m pytest tests/emulator -q
 Every wait is bounded by a deadline; timing tests use heartbeat timeouts of 2-3 s.
 """
 
@@ -59,7 +59,7 @@ class Emulator:
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout=60)
-        if not line or not line[0].startswith("moto_ext ready on http://127.0.0.1:"):
+        if not line or not line[0].startswith("emulator ready on http://127.0.0.1:"):
             self.proc.kill()
             raise RuntimeError(f"emulator did not start: {line!r} {self.proc.stderr.read()[-3000:]}")
         self.url = line[0].split(" on ", 1)[1].strip()
