@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{AwsDiscovery, AwsError, Discovery, Generations, GroupState};
+use infra::aws::{AwsDiscovery, AwsError, DesiredError, Discovery, Generations, GroupState};
 use infra::{Desired, Pool};
 
 use crate::config::AgentConfig;
@@ -19,7 +19,7 @@ pub enum SourceError {
     NoGroups,
     /// Reading AWS failed.
     #[error("reading the desired state from AWS failed: {0}. Check AWS_REGION, the credentials (the instance profile on a proxy host) and the group names in agent.toml's [aws] section")]
-    Aws(#[from] AwsError),
+    Aws(#[from] DesiredError),
     /// The async runtime could not start.
     #[error("cannot start the AWS client runtime: {0}")]
     Runtime(std::io::Error),
@@ -39,7 +39,7 @@ impl Discovery for Strict {
             if !found.iter().any(|g| &g.name == n) {
                 return Err(AwsError::Api {
                     api: "DescribeAutoScalingGroups",
-                    group: n.clone(),
+                    subject: format!("group {n}"),
                     message: "no such Auto Scaling group in this account and region; refusing to empty its pools".into(),
                 });
             }

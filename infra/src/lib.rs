@@ -1,4 +1,5 @@
-//! The model both halves of the product share.
+//! The model both halves of the product share: pools, members, the change and report
+//! messages, and (feature `aws`) reading Auto Scaling groups.
 //!
 //! The reactor (a Lambda reacting to Auto Scaling events) and the agent (on every
 //! HAProxy host) never share memory, only messages. This crate is the one place those
@@ -16,6 +17,26 @@
 //!
 //! Every message is versioned JSON ([`MESSAGE_VERSION`]) and is validated when parsed:
 //! bad input is refused whole, with an error naming the field and what to do.
+//!
+//! ```
+//! use infra::{Change, Member, MemberId, PoolChange, PoolName, Port};
+//!
+//! // The reactor builds a change...
+//! let web = PoolName::new("web")?;
+//! let joining = Member::new(MemberId::new("i-0abc")?, "10.0.1.23".parse()?, Port::new(8080)?)?;
+//! let change = Change::new(
+//!     1732262400123,
+//!     vec![PoolChange { pool: web, add: vec![joining], remove: vec![MemberId::new("i-0def")?] }],
+//! );
+//! // ...sends it as JSON, and the agent reads back exactly what was meant.
+//! let text = change.to_json();
+//! assert_eq!(Change::from_json(&text)?, change);
+//! // Anything else is refused whole, with the reason.
+//! let bad = text.replace("8080", "99999");
+//! assert!(Change::from_json(&bad).unwrap_err().to_string().contains("invalid port 99999"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use infra::aws::{PoolConfig, PoolConfigError};
+use infra::aws::{GroupPools, GroupPoolsError};
 
 use crate::dispatch::SsmSettings;
 
@@ -13,7 +13,7 @@ use crate::dispatch::SsmSettings;
 pub enum ConfigError {
     /// `POOLS` is not valid.
     #[error(transparent)]
-    Pools(#[from] PoolConfigError),
+    Pools(#[from] GroupPoolsError),
     /// A variable has an unusable value.
     #[error("environment variable {name}={value:?} is invalid: {reason}")]
     Invalid {
@@ -83,7 +83,7 @@ pub struct DnsConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `POOLS`: group -> pools fallback (tags override).
-    pub pools: PoolConfig,
+    pub pools: GroupPools,
     /// How changes reach the hosts.
     pub transport: Transport,
     /// `PROXY_GROUP`: the proxy fleet's own group.
@@ -159,7 +159,7 @@ impl Config {
     /// Reads the configuration through `lookup` (variable name -> value).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
-        let pools = PoolConfig::from_json(&get("POOLS").unwrap_or_default())?;
+        let pools = GroupPools::from_json(&get("POOLS").unwrap_or_default())?;
         let transport = match get("LOCAL_AGENTS") {
             Some(v) => {
                 let hosts: Vec<Vec<String>> =

@@ -18,8 +18,6 @@ pub mod event;
 pub mod lifecycle;
 pub mod plan;
 pub mod reactor;
-#[doc(hidden)]
-pub mod testkit;
 
 use std::time::Instant;
 

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_sdk_autoscaling::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use infra::aws::AwsError;
 
 use crate::event::Transition;
@@ -79,11 +79,7 @@ where
         Ok(_) => Ok(Completion::Done),
         Err(e) => match not_pending(&e) {
             Some(m) => Ok(Completion::NotPending(m)),
-            None => Err(AwsError::Api {
-                api,
-                group: group.to_string(),
-                message: DisplayErrorContext(&e).to_string(),
-            }),
+            None => Err(infra::aws::api_error(api, &format!("group {group}"), &e)),
         },
     }
 }
@@ -151,10 +147,8 @@ impl LifecycleApi for AwsLifecycle {
             .auto_scaling_group_name(group)
             .send()
             .await
-            .map_err(|e| AwsError::Api {
-                api: "DescribeLifecycleHooks",
-                group: group.to_string(),
-                message: DisplayErrorContext(&e).to_string(),
+            .map_err(|e| {
+                infra::aws::api_error("DescribeLifecycleHooks", &format!("group {group}"), &e)
             })?;
         let hooks: Vec<Hook> = out
             .lifecycle_hooks()

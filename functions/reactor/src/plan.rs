@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{plan_change, GroupMember, GroupState, Phase, PlannedChange};
+use infra::aws::{plan_group_change, GroupMember, GroupState, Phase, PlannedChange};
 use infra::{MemberId, OutcomeStatus, Pool, PoolChange, PoolName};
 
 use crate::dispatch::HostResult;
@@ -118,7 +118,7 @@ pub fn event_selection<'a>(scope: Scope<'a>) -> impl Fn(&GroupMember) -> bool + 
 /// the group no longer lists is removed from the pools (it is gone; draining an unknown
 /// member is harmless).
 pub fn plan_for_event(pools: &[Pool], state: &GroupState, scope: Scope<'_>) -> PlannedChange {
-    let mut plan = plan_change(pools, state, event_selection(scope));
+    let mut plan = plan_group_change(pools, state, event_selection(scope));
     if let Some(id) = scope.instance() {
         if state.member(id).is_none() {
             if let Ok(id) = MemberId::new(id) {
@@ -588,12 +588,12 @@ mod tests {
 
     #[test]
     fn pool_changes_of_several_groups_merge() {
-        let a = plan_change(
+        let a = plan_group_change(
             &[pool("web")],
             &group(vec![member("i-1", "InService", Some("10.0.0.1"))]),
             |_| true,
         );
-        let b = plan_change(
+        let b = plan_group_change(
             &[pool("web"), pool("api")],
             &group(vec![member("i-2", "Terminating", Some("10.0.0.2"))]),
             |_| true,

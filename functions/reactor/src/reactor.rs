@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use infra::aws::{
-    now_ms, plan_change, resolve_pools, AwsError, Discovery, Generations, GroupState, Phase,
+    now_ms, plan_group_change, resolve_pools, AwsError, Discovery, Generations, GroupState, Phase,
     PlannedChange,
 };
 use infra::{Pool, PoolName};
@@ -31,9 +31,12 @@ use crate::plan::{
 /// errors: they are acknowledged and logged.
 #[derive(Debug, thiserror::Error)]
 pub enum ReactorError {
-    /// Reading a group or completing an action failed, or a group's tags are invalid.
+    /// Reading a group or completing an action failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// A group's tags name pools or ports that can not be used.
+    #[error(transparent)]
+    Pools(#[from] infra::aws::GroupPoolsError),
     /// The change could not be sent.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
@@ -298,9 +301,7 @@ where
             summary.ignored = Some(reason);
             return Ok(());
         };
-        let Some(pools) = resolve_pools(group, &state.tags, self.config.pools.get(group))
-            .map_err(AwsError::from)?
-        else {
+        let Some(pools) = resolve_pools(group, &state.tags, self.config.pools.get(group))? else {
             let reason =
                 format!("group {group} is not managed: no haproxy:pool tag and not in POOLS");
             tracing::info!(reason = %reason, "event ignored");
@@ -353,7 +354,7 @@ where
                 summary.note(format!("group {n} does not exist"));
             }
         }
-        let mut first_error: Option<AwsError> = None;
+        let mut first_error: Option<ReactorError> = None;
         let mut pool_changes = Vec::new();
         let mut unaddressed = Vec::new();
         let mut all_actions = Vec::new();
@@ -367,13 +368,13 @@ where
                     Err(e) => {
                         tracing::error!(group = %state.name, error = %e, "group skipped");
                         summary.notes.push(e.to_string());
-                        first_error.get_or_insert(AwsError::from(e));
+                        first_error.get_or_insert(ReactorError::Pools(e));
                         continue;
                     }
                 };
             summary.groups.push(state.name.clone());
             read_at = read_at.max(state.read_at_ms);
-            let plan = plan_change(&pools, state, |_| true);
+            let plan = plan_group_change(&pools, state, |_| true);
             pool_changes.extend(plan.pools);
             unaddressed.extend(plan.unaddressed);
             let (actions, _) = pending_actions(state, |_| true, None);
@@ -401,7 +402,7 @@ where
             self.sync_dns(&proxy, summary).await?;
         }
         match first_error {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }

@@ -18,7 +18,7 @@ fn result_of(records: &[Value]) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     // The second proxy takes 1.5 s to see the member healthy.
     let proxies = w
@@ -64,9 +64,9 @@ async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
 }
 
 /// The calls of `action` the emulator logged since the last reset.
-fn logged(w: &World, action: &str) -> Vec<Value> {
+fn logged(w: &Fixture, action: &str) -> Vec<Value> {
     let calls = w
-        .moto
+        .emulator
         .control("GET", "/moto-ext/calls", None)
         .expect("calls");
     calls
@@ -80,7 +80,7 @@ fn logged(w: &World, action: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     // The local dispatcher: the only DescribeInstances calls are discovery's.
     let host = vec![
@@ -101,10 +101,10 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
         {"service":"autoscaling","action":"DescribeAutoScalingGroups","delay_ms":400,"count":1},
         {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":1}
     ]);
-    w.moto
+    w.emulator
         .control("POST", "/moto-ext/calls/reset", None)
         .expect("reset");
-    w.moto
+    w.emulator
         .control("POST", "/moto-ext/faults", Some(&slow))
         .expect("faults");
     let r = w.reactor(&[("LOCAL_AGENTS", &agents)]);
@@ -143,7 +143,7 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     );
 
     // Steady state (the only waiting member is the event's): one read of each.
-    w.moto
+    w.emulator
         .control("POST", "/moto-ext/calls/reset", None)
         .expect("reset");
     r.handle(&w.event(LAUNCH, &second), deadline(60))
@@ -157,7 +157,7 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
         .find(|(id, _)| *id != first && *id != second)
         .expect("third")
         .0;
-    w.moto
+    w.emulator
         .control("POST", "/moto-ext/calls/reset", None)
         .expect("reset");
     let summary = r
@@ -173,7 +173,7 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_never_gets_healthy_is_abandoned() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     w.scale(GROUP, 1).await;
     let (id, _) = w.members(GROUP).await[0].clone();
@@ -200,7 +200,7 @@ async fn a_member_that_never_gets_healthy_is_abandoned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, false, true, &[]).await;
     w.scale(GROUP, 2).await;
     // Draining takes 1.5 s on the second proxy.
@@ -246,7 +246,7 @@ async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_reordered_and_lost_events_converge() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, true, &[]).await;
     let proxies = w.proxies(1, &[host_env(&[])]).await;
     let r = w.reactor(&[]);
@@ -329,7 +329,7 @@ async fn duplicate_reordered_and_lost_events_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     w.group("other-asg", true, false, &[]).await;
     w.proxies(1, &[host_env(&[])]).await;
@@ -393,7 +393,7 @@ async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_group() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     w.proxies(1, &[host_env(&[])]).await;
     w.scale(GROUP, 1).await;
@@ -405,7 +405,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         {"service":"ssm","action":"SendCommand","code":"InternalFailure","status":500,"count":1},
         {"service":"autoscaling","action":"CompleteLifecycleAction","code":"Throttling","status":400,"count":2}
     ]);
-    w.moto
+    w.emulator
         .control("POST", "/moto-ext/faults", Some(&faults))
         .expect("faults");
     let s = r
@@ -417,7 +417,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         Some("CONTINUE"),
         "{s:?}"
     );
-    let calls = w.moto.control("GET", "/moto-ext/calls", None).unwrap();
+    let calls = w.emulator.control("GET", "/moto-ext/calls", None).unwrap();
     let faulted = calls
         .as_array()
         .unwrap()
@@ -428,7 +428,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
 
     // A fault that never clears: the error names the API and the group.
     let forever = json!({"service":"autoscaling","action":"CompleteLifecycleAction","code":"ServiceUnavailable","status":503,"count":-1});
-    w.moto
+    w.emulator
         .control("POST", "/moto-ext/faults", Some(&forever))
         .expect("faults");
     w.scale(GROUP, 2).await;
@@ -452,7 +452,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     let proxies = w
         .proxies(
@@ -466,7 +466,7 @@ async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
         .await;
     // A fourth, with a canned SSM failure.
     let canned = w.proxies(1, &[]).await;
-    w.moto
+    w.emulator
         .control(
             "POST",
             "/moto-ext/ssm/hosts",
@@ -507,7 +507,7 @@ async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route53_records_follow_the_proxy_fleet() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     let r53 = aws_sdk_route53::Client::new(&w.sdk);
     let zone = r53
         .create_hosted_zone()
@@ -554,7 +554,7 @@ async fn route53_records_follow_the_proxy_fleet() {
     };
     // Route 53 is busy once: retried.
     let busy = json!({"service":"route53","action":"ChangeResourceRecordSets","code":"PriorRequestNotComplete","status":400,"count":1});
-    w.moto
+    w.emulator
         .control("POST", "/moto-ext/faults", Some(&busy))
         .expect("fault");
     let members = w.members("proxies").await;
@@ -585,7 +585,7 @@ async fn route53_records_follow_the_proxy_fleet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_dispatcher_runs_the_agent_command_per_host() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
@@ -620,7 +620,7 @@ async fn the_local_dispatcher_runs_the_agent_command_per_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_long_wait_alive() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, false, false, &[]).await;
     // A 2 s heartbeat timeout, and a proxy that needs 3.5 s: without heartbeats the
     // hook would time out (default ABANDON) before the member is up.

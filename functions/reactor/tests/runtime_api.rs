@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use reactor::testkit::{lambda_env, RuntimeApi};
+use harness::runtime_api::{lambda_env, RuntimeApi};
 use serde_json::{json, Value};
 
 struct Killed(std::process::Child);
@@ -21,7 +21,7 @@ impl Drop for Killed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_events_from_the_runtime_api() {
-    let w = World::new().await;
+    let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
     let proxies = w.proxies(2, &[host_env(&[]), host_env(&[])]).await;
     w.scale(GROUP, 1).await;
@@ -34,7 +34,7 @@ async fn the_binary_serves_events_from_the_runtime_api() {
     let log_file = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_reactor"))
         .envs(lambda_env(api.addr))
-        .env("AWS_ENDPOINT_URL", w.moto.url())
+        .env("AWS_ENDPOINT_URL", w.emulator.url())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")

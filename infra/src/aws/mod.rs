@@ -1,12 +1,15 @@
 //! Reading the truth from AWS (feature `aws`): which pools a group feeds, which members
 //! it has and where they are in their life, and the desired state built from that.
 //!
-//! - [`pools`]: the group -> pools mapping (`POOLS` configuration and the
-//!   `haproxy:pool` / `haproxy:port` group tags). Pure.
-//! - [`Discovery`]: reads groups; [`AwsDiscovery`] is the AWS implementation
-//!   (one `DescribeAutoScalingGroups` plus one `DescribeInstances` per 1000 members).
-//! - [`plan_change`], [`desired_pools`], [`Generations`]: the pure step from a group's
-//!   truth to an [`infra::Change`](crate::Change) or [`infra::Desired`](crate::Desired).
+//! - [`pools`]: the group -> pools mapping ([`GroupPools`], the `POOLS` configuration,
+//!   and the `haproxy:pool` / `haproxy:port` group tags). Pure.
+//! - [`group`]: a group's members and where each is in its life ([`Phase`]). Pure.
+//! - [`discovery`]: reading groups ([`Discovery`]); [`AwsDiscovery`] is the AWS
+//!   implementation (one `DescribeAutoScalingGroups` plus one `DescribeInstances` per
+//!   1000 members).
+//! - [`plan`]: the pure step from a group's truth to an [`infra::Change`](crate::Change)
+//!   ([`plan_group_change`]) or [`infra::Desired`](crate::Desired) ([`desired_pools`]),
+//!   ordered by [`Generations`].
 //! - [`desired_from_aws`]: what `agent sync` without `--desired` calls.
 //!
 //! The SDK configuration ([`sdk_config`]) honours `AWS_ENDPOINT_URL` (the emulator in
@@ -16,16 +19,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-mod discovery;
+pub mod discovery;
+pub mod group;
+pub mod plan;
 pub mod pools;
-mod sdk;
 
-pub use discovery::{
-    desired_from_states, desired_pools, now_ms, phase_of, plan_change, Discovery, Generations,
-    GroupMember, GroupState, Phase, PlannedChange, PENDING_WAIT, TERMINATING_WAIT,
+pub use discovery::{AwsDiscovery, Discovery, DESCRIBE_INSTANCES_BATCH};
+pub use group::{phase_of, GroupMember, GroupState, Phase, PENDING_WAIT, TERMINATING_WAIT};
+pub use plan::{
+    desired_from_states, desired_pools, now_ms, plan_group_change, Generations, PlannedChange,
 };
-pub use pools::{resolve_pools, PoolConfig, PoolConfigError, POOL_TAG, PORT_TAG};
-pub use sdk::{AwsDiscovery, DESCRIBE_INSTANCES_BATCH};
+pub use pools::{resolve_pools, GroupPools, GroupPoolsError, POOL_TAG, PORT_TAG};
 
 use crate::{Desired, Pool};
 
@@ -36,18 +40,36 @@ pub const MAX_ATTEMPTS: u32 = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
     /// An API call failed after the SDK's retries.
-    #[error("{api} for group {group} failed: {message}")]
+    #[error("{api} for {subject} failed: {message}")]
     Api {
         /// The API operation, e.g. `DescribeAutoScalingGroups`.
         api: &'static str,
-        /// The Auto Scaling group (or other subject) it was about.
-        group: String,
+        /// What it was about: `group web-asg`, `instance i-1`, `zone Z1`...
+        subject: String,
         /// The SDK's error with its causes.
         message: String,
     },
-    /// The group's pools could not be worked out.
+}
+
+/// The one mapping of an SDK error to [`AwsError::Api`]: the operation, its subject, and
+/// the error with every cause (the SDK's own `Display` hides them).
+pub fn api_error<E: std::error::Error>(api: &'static str, subject: &str, e: &E) -> AwsError {
+    AwsError::Api {
+        api,
+        subject: subject.to_string(),
+        message: aws_sdk_autoscaling::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// Why the desired state could not be read from AWS.
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    /// Reading the groups failed.
     #[error(transparent)]
-    Pools(#[from] PoolConfigError),
+    Aws(#[from] AwsError),
+    /// A group's tags name pools or ports that can not be used.
+    #[error(transparent)]
+    Pools(#[from] GroupPoolsError),
 }
 
 /// The SDK configuration every client of this project uses: the environment's
@@ -84,7 +106,9 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
 ///
 /// Uses the environment's AWS configuration ([`sdk_config`]); see
 /// [`desired_from_discovery`] to supply another [`Discovery`].
-pub async fn desired_from_aws(groups: &BTreeMap<String, Vec<Pool>>) -> Result<Desired, AwsError> {
+pub async fn desired_from_aws(
+    groups: &BTreeMap<String, Vec<Pool>>,
+) -> Result<Desired, DesiredError> {
     let discovery = AwsDiscovery::from_env().await;
     desired_from_discovery(&discovery, groups, &Generations::new()).await
 }
@@ -94,7 +118,7 @@ pub async fn desired_from_discovery<D: Discovery>(
     discovery: &D,
     groups: &BTreeMap<String, Vec<Pool>>,
     generations: &Generations,
-) -> Result<Desired, AwsError> {
+) -> Result<Desired, DesiredError> {
     let names: Vec<String> = groups.keys().cloned().collect();
     let states = discovery.groups(&names).await?;
     let mut resolved: Vec<(Vec<Pool>, GroupState)> = Vec::new();

@@ -32,7 +32,7 @@ pub const PORT_TAG: &str = "haproxy:port";
 
 /// Why a group's pools could not be worked out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PoolConfigError {
+pub enum GroupPoolsError {
     /// The `POOLS` configuration is not the expected JSON.
     #[error("invalid POOLS configuration: {0}. Expected JSON like {{\"web-asg\": [{{\"name\": \"web\", \"port\": 8080}}]}}")]
     Config(String),
@@ -62,11 +62,11 @@ pub enum PoolConfigError {
 
 /// The `POOLS` configuration: Auto Scaling group name -> the pools it feeds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PoolConfig {
+pub struct GroupPools {
     groups: BTreeMap<String, Vec<Pool>>,
 }
 
-impl PoolConfig {
+impl GroupPools {
     /// Wraps an already-built mapping.
     pub fn new(groups: BTreeMap<String, Vec<Pool>>) -> Self {
         Self { groups }
@@ -74,22 +74,22 @@ impl PoolConfig {
 
     /// Parses the `POOLS` JSON. An empty or blank string is an empty configuration
     /// (every group then needs its tags).
-    pub fn from_json(text: &str) -> Result<Self, PoolConfigError> {
+    pub fn from_json(text: &str) -> Result<Self, GroupPoolsError> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
         let groups: BTreeMap<String, Vec<Pool>> =
-            serde_json::from_str(text).map_err(|e| PoolConfigError::Config(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| GroupPoolsError::Config(e.to_string()))?;
         for (group, pools) in &groups {
             if pools.is_empty() {
-                return Err(PoolConfigError::Config(format!(
+                return Err(GroupPoolsError::Config(format!(
                     "group {group} has an empty pool list"
                 )));
             }
             let mut names: Vec<&PoolName> = pools.iter().map(|p| &p.name).collect();
             names.sort();
             if names.windows(2).any(|w| w[0] == w[1]) {
-                return Err(PoolConfigError::Config(format!(
+                return Err(GroupPoolsError::Config(format!(
                     "group {group} names the same pool twice"
                 )));
             }
@@ -120,7 +120,7 @@ pub fn resolve_pools(
     group: &str,
     tags: &BTreeMap<String, String>,
     configured: Option<&[Pool]>,
-) -> Result<Option<Vec<Pool>>, PoolConfigError> {
+) -> Result<Option<Vec<Pool>>, GroupPoolsError> {
     let port_tag = match tags.get(PORT_TAG) {
         Some(v) => Some(parse_port_tag(group, v)?),
         None => None,
@@ -135,7 +135,7 @@ pub fn resolve_pools(
                     (Some(p), _) => p,
                     (None, Some(c)) => c.port,
                     (None, None) => {
-                        return Err(PoolConfigError::MissingTag {
+                        return Err(GroupPoolsError::MissingTag {
                             group: group.to_string(),
                             tag: PORT_TAG,
                             reason: format!(
@@ -162,7 +162,7 @@ pub fn resolve_pools(
                     })
                     .collect(),
             )),
-            None if port_tag.is_some() => Err(PoolConfigError::MissingTag {
+            None if port_tag.is_some() => Err(GroupPoolsError::MissingTag {
                 group: group.to_string(),
                 tag: POOL_TAG,
                 reason: format!(
@@ -174,11 +174,11 @@ pub fn resolve_pools(
     }
 }
 
-fn parse_port_tag(group: &str, value: &str) -> Result<Port, PoolConfigError> {
+fn parse_port_tag(group: &str, value: &str) -> Result<Port, GroupPoolsError> {
     value
         .trim()
         .parse::<Port>()
-        .map_err(|_| PoolConfigError::InvalidTag {
+        .map_err(|_| GroupPoolsError::InvalidTag {
             group: group.to_string(),
             tag: PORT_TAG,
             value: value.to_string(),
@@ -186,8 +186,8 @@ fn parse_port_tag(group: &str, value: &str) -> Result<Port, PoolConfigError> {
         })
 }
 
-fn parse_pool_tag(group: &str, value: &str) -> Result<Vec<PoolName>, PoolConfigError> {
-    let invalid = |reason: String| PoolConfigError::InvalidTag {
+fn parse_pool_tag(group: &str, value: &str) -> Result<Vec<PoolName>, GroupPoolsError> {
+    let invalid = |reason: String| GroupPoolsError::InvalidTag {
         group: group.to_string(),
         tag: POOL_TAG,
         value: value.to_string(),
@@ -222,8 +222,8 @@ mod tests {
             .collect()
     }
 
-    fn conf() -> PoolConfig {
-        PoolConfig::from_json(
+    fn conf() -> GroupPools {
+        GroupPools::from_json(
             r#"{"web-asg":[{"name":"web","port":8080,"server_options":"check inter 1s"}],
                 "api-asg":[{"name":"api","port":9000},{"name":"api-internal","port":9001}]}"#,
         )
@@ -329,14 +329,14 @@ mod tests {
 
     #[test]
     fn bad_configuration_is_refused() {
-        assert!(PoolConfig::from_json("").unwrap().as_map().is_empty());
-        let e = PoolConfig::from_json(r#"{"g":[{"name":"web","port":0}]}"#).unwrap_err();
+        assert!(GroupPools::from_json("").unwrap().as_map().is_empty());
+        let e = GroupPools::from_json(r#"{"g":[{"name":"web","port":0}]}"#).unwrap_err();
         assert!(e.to_string().contains("invalid POOLS"), "{e}");
-        assert!(PoolConfig::from_json(r#"{"g":[]}"#).is_err());
+        assert!(GroupPools::from_json(r#"{"g":[]}"#).is_err());
         assert!(
-            PoolConfig::from_json(r#"{"g":[{"name":"a","port":1},{"name":"a","port":2}]}"#)
+            GroupPools::from_json(r#"{"g":[{"name":"a","port":1},{"name":"a","port":2}]}"#)
                 .is_err()
         );
-        assert!(PoolConfig::from_json("[1]").is_err());
+        assert!(GroupPools::from_json("[1]").is_err());
     }
 }

@@ -1,6 +1,5 @@
-//! The control plane of the local stack: an event pump (long-polls the SQS queue the
-//! EventBridge rule feeds) and the reactor, in-process, on its own thread and runtime
-//! (the same code as the Lambda, with the local dispatcher running the agents), plus a
+//! The control plane of the local stack: the reactor, in-process, on its own thread and
+//! runtime (the same code as the Lambda), fed by the harness's event pump, plus a
 //! periodic reconcile ("Scheduled Event").
 
 use std::cell::Cell;
@@ -10,13 +9,12 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use e2e::moto::{ACCOUNT, REGION};
+use harness::pump::scheduled_event;
+use harness::World;
 use reactor::config::Config;
 use reactor::reactor::Summary;
 use serde_json::{json, Value};
 use tokio::sync::mpsc as tmpsc;
-
-use crate::world::World;
 
 /// One event the reactor handled.
 #[derive(Debug, Clone)]
@@ -33,81 +31,6 @@ pub struct Handled {
     pub at_s: f64,
     /// The reactor's summary, or its error.
     pub result: Result<Summary, String>,
-}
-
-/// The pump thread: queue -> channel, until stopped.
-pub struct Pump {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Pump {
-    /// Long-polls `queue` (1 s waits) and sends every event to `to`, then deletes the
-    /// messages, for at most `max`.
-    pub fn start(
-        world: Arc<World>,
-        queue: String,
-        to: tmpsc::UnboundedSender<Value>,
-        max: Duration,
-    ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + max;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    match world.receive(&queue, 1) {
-                        Ok((events, handles)) => {
-                            // Hand the events on first: deleting costs a round trip the
-                            // reactor need not wait for (a Lambda's SQS trigger deletes
-                            // after the invocation, too).
-                            for e in events {
-                                if to.send(e).is_err() {
-                                    return;
-                                }
-                            }
-                            if let Err(e) = world.delete(&queue, &handles) {
-                                eprintln!("warning: deleting received events failed: {e:#}");
-                            }
-                        }
-                        Err(e) => {
-                            eprintln!("warning: receiving events failed: {e:#}");
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                    }
-                }
-            })
-        };
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops the pump (within its 1 s long poll).
-    pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Pump {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A "Scheduled Event" as EventBridge sends it for a schedule rule.
-pub fn scheduled_event() -> Value {
-    json!({
-        "version": "0", "id": format!("reconcile-{}", e2e::watch::unix_ms()),
-        "detail-type": "Scheduled Event", "source": "aws.events", "account": ACCOUNT,
-        "time": "2026-01-01T00:00:00Z", "region": REGION,
-        "resources": [format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/demo-reconcile")],
-        "detail": {}
-    })
 }
 
 /// The reactor's thread; its CPU time comes back from [`ReactorRun::finish`].
@@ -178,7 +101,7 @@ impl ReactorRun {
                             reconciling.set(true);
                         }
                         tokio::task::spawn_local(async move {
-                            let received_ms = e2e::watch::unix_ms();
+                            let received_ms = harness::unix_ms();
                             let started = Instant::now();
                             let result = reactor
                                 .handle(&event, Instant::now() + Duration::from_secs(300))
@@ -215,7 +138,7 @@ impl ReactorRun {
                             },
                             _ = tick.tick(), if reconcile.is_some() => {
                                 if !reconciling.get() {
-                                    handle(scheduled_event(), true);
+                                    handle(scheduled_event("demo-reconcile"), true);
                                 }
                             }
                             _ = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -1,19 +1,16 @@
 //! The whole loop on one machine, for the embedded demo (`demo`) and the end-to-end
-//! benchmark (`e2e-bench`): the AWS emulator ([`world`]), the instances played by local
-//! backends ([`fleet`]), the reactor fed by EventBridge through SQS ([`control`]), and
-//! real HAProxy hosts driven by the real agent (`e2e::Host`).
+//! benchmark (`e2e-bench`): the reactor in-process, fed by EventBridge through SQS
+//! ([`control`]), on top of the harness's emulated world, instances and HAProxy hosts.
 #![recursion_limit = "256"]
+#![warn(missing_docs)]
 
 pub mod control;
-pub mod fleet;
-pub mod world;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use e2e::{Host, HostSpec, PoolSpec};
+use harness::{Host, HostSpec, PoolSpec};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static START: OnceLock<Instant> = OnceLock::new();
@@ -117,57 +114,14 @@ const AWS_ENV: [&str; 5] = [
     "AWS_EC2_METADATA_DISABLED",
 ];
 
-/// The processes whose command line contains `needle` (from `/proc`), other than the
-/// caller: `(pid, command line)`.
-pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) && !is_zombie(pid) {
-            out.push((pid, cmd.trim().to_string()));
-        }
-    }
-    out
-}
-
-/// Whether `pid` is alive (exists and is not a zombie).
-pub fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-/// Polls `f` every 50 ms until true, the deadline, or a stop request.
+/// Polls `f` ([`harness::wait_for`]) until true, the deadline, or a stop request.
 pub fn until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
+    harness::wait_for(timeout, || {
         if f() {
-            return true;
+            Some(true)
+        } else {
+            stopping().then_some(false)
         }
-        if stopping() || Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
+    .unwrap_or(false)
 }

@@ -12,20 +12,18 @@ use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use demo::control::{reactor_config, Handled, Pump, ReactorRun};
-use demo::fleet::Fleet;
-use demo::world::{GroupSpec, World};
-use demo::{
-    alive, install_signal_handlers, percentile, processes_matching, proxy_host, say, say_at,
-    stopping, until,
-};
-use e2e::watch::unix_ms;
-use e2e::{bins, free_port, Host, Load};
+use demo::control::{reactor_config, Handled, ReactorRun};
+use demo::{install_signal_handlers, percentile, proxy_host, say, say_at, stopping, until};
+use harness::fleet::Fleet;
+use harness::process::{alive, bin_path, processes_matching};
+use harness::pump::Pump;
+use harness::world::Blocking;
+use harness::{free_port, unix_ms, GroupSpec, Host, Load, World};
 
 const GROUP: &str = "demo-web";
 const POOL: &str = "web";
@@ -59,7 +57,7 @@ struct Stack {
     reactor: ReactorRun,
     fleet: Fleet,
     hosts: Vec<Host>,
-    world: Arc<World>,
+    world: Blocking,
     reports: mpsc::Receiver<Handled>,
 }
 
@@ -313,24 +311,27 @@ fn scenario(
     moto_pid: &mut Option<u32>,
 ) -> anyhow::Result<bool> {
     say!("setup    starting the AWS emulator (moto + the project's extension)");
-    let world = Arc::new(World::start(&dir.join("moto.log"))?);
-    *moto_pid = world.moto.pid();
+    let world = Blocking::start(Some(&dir.join("emulator.log")))?;
+    *moto_pid = world.emulator.pid();
     println!("CHILD_PID {}", moto_pid.unwrap_or(0));
+    // The agents the reactor runs inherit the process's environment: point it at the
+    // emulator (before any thread of ours reads the environment).
+    for (k, v) in world.emulator.aws_env() {
+        std::env::set_var(k, v);
+    }
+    std::env::remove_var("AWS_PROFILE");
+    std::env::remove_var("AWS_SESSION_TOKEN");
     say!(
         "setup    emulator on {}; VPC 127.0.0.0/16",
-        world.moto.url()
+        world.emulator.url()
     );
     let port = free_port();
-    let subnet = world.subnet("127.0.1.0/24")?;
-    world.group(&GroupSpec {
-        name: GROUP.into(),
-        subnet: subnet.clone(),
-        hooks: true,
-        pool: POOL.into(),
-        port,
-        max: 20,
-    })?;
-    let queue = world.event_queue("demo-events", &[GROUP])?;
+    let subnet = world.subnet.clone();
+    world.group(&GroupSpec::new(GROUP, &subnet).hooks(120).pool(POOL, port))?;
+    let queue = world.event_queue(
+        "demo-events",
+        &serde_json::json!({"source": ["aws.autoscaling"], "detail": {"AutoScalingGroupName": [GROUP]}}),
+    )?;
     say!("setup    group {GROUP} (launch + terminate lifecycle hooks), subnet 127.0.1.0/24, pool {POOL} port {port}");
     say!("setup    EventBridge rule (source aws.autoscaling) -> SQS queue demo-events");
     let mut hosts = Vec::new();
@@ -344,7 +345,7 @@ fn scenario(
         );
         hosts.push(h);
     }
-    let agent = bins::path("agent")?;
+    let agent = bin_path("agent")?;
     let agents: Vec<Vec<String>> = hosts
         .iter()
         .map(|h| {
@@ -356,7 +357,7 @@ fn scenario(
         })
         .collect();
     let fleet = Fleet::start(
-        world.clone(),
+        world.world.clone(),
         &subnet,
         port,
         tag,
@@ -371,7 +372,7 @@ fn scenario(
         report_tx,
     )?;
     let pump = Pump::start(
-        world.clone(),
+        world.world.clone(),
         queue,
         reactor.sender(),
         Duration::from_secs(1800),
@@ -589,7 +590,7 @@ fn fault(stack: &Stack, t: &mut Tally, dir: &Path, port: u16) -> anyhow::Result<
         unix_ms()
     );
     say!("fault    {}: `agent apply` adds {ghost} ({ghost_ip}, never boots); it will be killed while waiting for health checks", host.name);
-    let mut child = Command::new(bins::path("agent")?)
+    let mut child = Command::new(bin_path("agent")?)
         .arg("--config")
         .arg(&host.config)
         .args(["apply", "--json", "--change", &change])

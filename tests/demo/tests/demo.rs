@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use demo::{alive, processes_matching};
+use harness::process::{alive, processes_matching};
 
 #[test]
 fn quick_demo_serves_everything_and_cleans_up() {

@@ -46,15 +46,8 @@ impl HostResult {
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
     /// An AWS call failed after retries.
-    #[error("{api} for group {group} failed: {message}")]
-    Api {
-        /// The API operation.
-        api: &'static str,
-        /// The group the change was for.
-        group: String,
-        /// The SDK's error.
-        message: String,
-    },
+    #[error(transparent)]
+    Aws(#[from] infra::aws::AwsError),
 }
 
 /// Sends a change to every proxy host and collects each host's report.

@@ -44,11 +44,7 @@ pub struct SsmDispatcher {
 }
 
 fn api<E: std::error::Error>(api: &'static str, group: &str, e: &E) -> DispatchError {
-    DispatchError::Api {
-        api,
-        group: group.to_string(),
-        message: DisplayErrorContext(e).to_string(),
-    }
+    infra::aws::api_error(api, &format!("group {group}"), e).into()
 }
 
 /// Where one invocation stands.
@@ -171,10 +167,13 @@ impl SsmDispatcher {
         out.command()
             .and_then(|c| c.command_id())
             .map(str::to_string)
-            .ok_or_else(|| DispatchError::Api {
-                api: "SendCommand",
-                group: group.to_string(),
-                message: "the answer has no command id".into(),
+            .ok_or_else(|| {
+                infra::aws::AwsError::Api {
+                    api: "SendCommand",
+                    subject: format!("group {group}"),
+                    message: "the answer has no command id".into(),
+                }
+                .into()
             })
     }
 

@@ -6,56 +6,47 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
-use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
+use harness::emulator::venv_python;
+use harness::{GroupSpec, World};
 use reactor::config::Config;
-use reactor::testkit::{group_members, loopback_vpc, subnet, venv_python, Moto};
 use reactor::AwsReactor;
 use serde_json::{json, Value};
 
 pub const GROUP: &str = "web-asg";
 pub const POOLS: &str = r#"{"web-asg":[{"name":"web","port":8080}]}"#;
 
-pub struct World {
-    pub moto: Moto,
-    pub sdk: aws_config::SdkConfig,
-    pub ec2: aws_sdk_ec2::Client,
-    pub asg: aws_sdk_autoscaling::Client,
-    pub subnet: String,
+/// The harness's emulated world, plus proxy hosts whose Run Command plays an agent
+/// (`fake_host.py`, each with its own directory) and the reactor wired to it. Derefs to
+/// the [`World`]; its helpers panic with the reason, as test code may.
+pub struct Fixture {
+    pub world: World,
     pub dir: tempfile::TempDir,
     pub python: PathBuf,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
 }
 
 pub fn fake_host_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fake_host.py")
 }
 
-impl World {
-    pub async fn new() -> World {
+impl Fixture {
+    pub async fn new() -> Fixture {
         let python = venv_python().expect("emulator virtualenv");
-        let moto = tokio::task::spawn_blocking(Moto::start)
-            .await
-            .expect("join")
-            .expect("emulator start");
-        let sdk = moto.sdk().await;
-        let ec2 = aws_sdk_ec2::Client::new(&sdk);
-        let asg = aws_sdk_autoscaling::Client::new(&sdk);
-        let vpc = loopback_vpc(&ec2, "backend-lt")
-            .await
-            .expect("emulated VPC");
-        let subnet = subnet(&ec2, &vpc, "127.0.1.0/24").await.expect("subnet");
-        World {
-            moto,
-            sdk,
-            ec2,
-            asg,
-            subnet,
+        let world = World::start(None).await.expect("emulated world");
+        Fixture {
+            world,
             dir: tempfile::tempdir().expect("tempdir"),
             python,
         }
     }
 
-    /// A group (desired 0) with optional hooks and tags.
+    /// A group (desired 0, at most 20) with optional hooks (300 s heartbeat) and tags.
     pub async fn group(
         &self,
         name: &str,
@@ -63,118 +54,52 @@ impl World {
         terminate_hook: bool,
         tags: &[(&str, &str)],
     ) {
-        let mut req = self
-            .asg
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(name)
-            .min_size(0)
-            .max_size(20)
-            .desired_capacity(0)
-            .launch_template(
-                LaunchTemplateSpecification::builder()
-                    .launch_template_name("backend-lt")
-                    .build(),
-            )
-            .vpc_zone_identifier(&self.subnet);
+        let mut spec = GroupSpec::new(name, &self.world.subnet);
+        spec.launch_hook = launch_hook.then_some(300);
+        spec.terminate_hook = terminate_hook.then_some(300);
         for (k, v) in tags {
-            req = req.tags(
-                AsgTag::builder()
-                    .key(*k)
-                    .value(*v)
-                    .resource_id(name)
-                    .resource_type("auto-scaling-group")
-                    .propagate_at_launch(true)
-                    .build(),
-            );
+            spec = spec.tag(k, v);
         }
-        req.send().await.expect("create group");
-        if launch_hook {
-            self.hook(
-                name,
-                "launch-hook",
-                "autoscaling:EC2_INSTANCE_LAUNCHING",
-                300,
-            )
-            .await;
-        }
-        if terminate_hook {
-            self.hook(
-                name,
-                "terminate-hook",
-                "autoscaling:EC2_INSTANCE_TERMINATING",
-                300,
-            )
-            .await;
-        }
+        self.world.group(&spec).await.expect("create group");
     }
 
     pub async fn hook(&self, group: &str, name: &str, transition: &str, timeout: i32) {
-        self.asg
-            .put_lifecycle_hook()
-            .auto_scaling_group_name(group)
-            .lifecycle_hook_name(name)
-            .lifecycle_transition(transition)
-            .heartbeat_timeout(timeout)
-            .default_result("ABANDON")
-            .send()
+        self.world
+            .hook(group, name, transition, timeout)
             .await
             .expect("hook");
     }
 
     pub async fn scale(&self, group: &str, desired: i32) {
-        self.asg
-            .set_desired_capacity()
-            .auto_scaling_group_name(group)
-            .desired_capacity(desired)
-            .send()
+        self.world
+            .scale(group, desired)
             .await
             .expect("set desired capacity");
     }
 
     /// Instance id -> lifecycle state.
     pub async fn members(&self, group: &str) -> Vec<(String, String)> {
-        group_members(&self.asg, group).await.expect("describe")
+        self.world
+            .members(group)
+            .await
+            .expect("describe")
+            .into_iter()
+            .map(|m| (m.id, m.state))
+            .collect()
     }
 
     pub async fn private_ip(&self, id: &str) -> String {
-        let out = self
-            .ec2
-            .describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .expect("describe instances");
-        out.reservations()[0].instances()[0]
-            .private_ip_address()
-            .unwrap_or_default()
-            .to_string()
+        self.world.private_ip(id).await.expect("describe instances")
     }
 
     /// `n` running proxy hosts (tag Role=proxy), each playing an agent with `env`
     /// (FAKE_DIR is set per host under the world's temp dir).
     pub async fn proxies(&self, n: i32, env: &[HashMap<&str, &str>]) -> Vec<String> {
-        let out = self
-            .ec2
-            .run_instances()
-            .image_id("ami-12c6146b")
-            .min_count(n)
-            .max_count(n)
-            .subnet_id(&self.subnet)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(Ec2Tag::builder().key("Role").value("proxy").build())
-                    .build(),
-            )
-            .send()
+        let ids = self
+            .world
+            .run_instances(n, &self.world.subnet, "Role", "proxy")
             .await
             .expect("run instances");
-        let ids: Vec<String> = out
-            .instances()
-            .iter()
-            .filter_map(|i| i.instance_id())
-            .map(str::to_string)
-            .collect();
         let mut programs = serde_json::Map::new();
         for (k, id) in ids.iter().enumerate() {
             let mut e: serde_json::Map<String, Value> = serde_json::Map::new();
@@ -189,12 +114,8 @@ impl World {
                 json!({"exec": [self.python, fake_host_script()], "env": e}),
             );
         }
-        self.moto
-            .control(
-                "POST",
-                "/moto-ext/ssm/hosts",
-                Some(&Value::Object(programs)),
-            )
+        self.world
+            .program_hosts(&Value::Object(programs))
             .expect("program hosts");
         ids
     }
@@ -237,41 +158,21 @@ impl World {
     }
 
     pub fn lifecycle(&self) -> Vec<Value> {
-        self.moto
-            .control("GET", "/moto-ext/lifecycle", None)
-            .expect("lifecycle")
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.world.lifecycle().expect("lifecycle")
     }
 
     /// The lifecycle action records of `instance` for `transition` ("launch"/"terminate").
     pub fn actions_of(&self, instance: &str, transition: &str) -> Vec<Value> {
-        let t = if transition == "launch" {
-            "autoscaling:EC2_INSTANCE_LAUNCHING"
-        } else {
-            "autoscaling:EC2_INSTANCE_TERMINATING"
-        };
-        self.lifecycle()
-            .into_iter()
-            .filter(|r| r["instance"] == json!(instance) && r["transition"] == json!(t))
-            .collect()
+        self.world
+            .actions_of(instance, transition)
+            .expect("lifecycle")
     }
 
     /// The events the emulator emitted of `detail_type` about `instance`.
     pub fn events(&self, detail_type: &str, instance: &str) -> Vec<Value> {
-        self.moto
-            .control("GET", "/moto-ext/events", None)
+        self.world
+            .events_about(detail_type, instance)
             .expect("events")
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| {
-                e["detail-type"] == json!(detail_type)
-                    && e["detail"]["EC2InstanceId"] == json!(instance)
-            })
-            .collect()
     }
 
     pub fn event(&self, detail_type: &str, instance: &str) -> Value {
@@ -301,17 +202,12 @@ impl World {
     }
 
     pub fn reactor(&self, extra: &[(&str, &str)]) -> AwsReactor {
-        reactor::build(self.config(extra), &self.sdk)
+        reactor::build(self.config(extra), &self.world.sdk)
     }
 
     /// How many AWS calls of `action` the emulator served.
     pub fn count(&self, action: &str) -> usize {
-        self.moto
-            .calls()
-            .expect("calls")
-            .iter()
-            .filter(|(_, a)| a == action)
-            .count()
+        self.world.count(action).expect("calls")
     }
 }
 

@@ -3,96 +3,29 @@
 
 use std::time::Duration;
 
-use aws_sdk_autoscaling::Client as Asg;
-use aws_sdk_ec2::Client as Ec2;
-use e2e::moto::MotoServer;
-use e2e::{free_port, http, wait_for, Backend, Host, HostSpec, PoolSpec};
-use reactor::testkit::{loopback_vpc, subnet};
+use harness::{free_port, http, wait_for, Backend, GroupSpec, Host, HostSpec, PoolSpec, World};
 
-/// The standard AWS environment pointing at the emulator, for the agent's runs.
-fn aws_env(moto: &MotoServer) -> Vec<(String, String)> {
-    let url = moto.url();
-    [
-        ("AWS_ENDPOINT_URL", url.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-async fn clients(url: &str) -> (Ec2, Asg) {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    (Ec2::new(&conf), Asg::new(&conf))
-}
-
-/// A group of `n` instances with loopback addresses (127.0.1.4, .5, ...), no hooks.
-async fn group(ec2: &Ec2, asg: &Asg, name: &str, n: i32) {
-    let vpc = loopback_vpc(ec2, &format!("{name}-lt")).await.unwrap();
-    let subnet_id = subnet(ec2, &vpc, "127.0.1.0/24").await.unwrap();
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name(name)
-        .launch_template(
-            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-                .launch_template_name(format!("{name}-lt"))
-                .build(),
-        )
-        .min_size(0)
-        .max_size(10)
-        .desired_capacity(n)
-        .vpc_zone_identifier(subnet_id)
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn members(ec2: &Ec2, asg: &Asg, name: &str) -> Vec<(String, String)> {
-    let g = asg
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(name)
-        .send()
-        .await
-        .unwrap();
-    let ids: Vec<String> = g.auto_scaling_groups()[0]
-        .instances()
-        .iter()
-        .filter_map(|i| i.instance_id().map(str::to_string))
-        .collect();
-    let d = ec2
-        .describe_instances()
-        .set_instance_ids(Some(ids))
-        .send()
-        .await
-        .unwrap();
-    d.reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter_map(|i| {
-            Some((
-                i.instance_id()?.to_string(),
-                i.private_ip_address()?.to_string(),
-            ))
-        })
-        .collect()
+/// Instance id -> private address, of the group's members.
+async fn members(w: &World, name: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for m in w.members(name).await.unwrap() {
+        let ip = w.private_ip(&m.id).await.unwrap();
+        out.push((m.id, ip));
+    }
+    out
 }
 
 #[test]
 fn sync_reads_the_group_from_aws_and_repairs_drift() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let moto = MotoServer::start(None).expect("start the AWS emulator (scripts/setup-venv)");
-    let (ec2, asg) = rt.block_on(clients(&moto.url()));
-    rt.block_on(group(&ec2, &asg, "web-asg", 2));
-    let found = rt.block_on(members(&ec2, &asg, "web-asg"));
+    let w = rt
+        .block_on(World::start(None))
+        .expect("start the AWS emulator (scripts/setup-venv)");
+    let mut spec = GroupSpec::new("web-asg", &w.subnet);
+    spec.max = 10;
+    spec.desired = 2;
+    rt.block_on(w.group(&spec)).unwrap();
+    let found = rt.block_on(members(&w, "web-asg"));
     assert_eq!(found.len(), 2, "{found:?}");
 
     // Each instance is a real server at its (loopback) private address.
@@ -107,7 +40,7 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
         name: "proxy-aws".into(),
         pools: vec![pool],
         extra_toml: "[aws]\ngroups = { \"web-asg\" = [\"web\"] }\n".into(),
-        env: aws_env(&moto),
+        env: w.emulator.aws_env(),
     })
     .unwrap();
 
@@ -157,14 +90,8 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     ])
     .unwrap();
     // Scale in: the oldest instance goes.
-    rt.block_on(
-        asg.set_desired_capacity()
-            .auto_scaling_group_name("web-asg")
-            .desired_capacity(1)
-            .send(),
-    )
-    .unwrap();
-    let left = rt.block_on(members(&ec2, &asg, "web-asg"));
+    rt.block_on(w.scale("web-asg", 1)).unwrap();
+    let left = rt.block_on(members(&w, "web-asg"));
     assert_eq!(left.len(), 1);
     let run = h.agent(&["sync"], None).unwrap();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
+use harness::process::bin_path;
+use harness::{free_port, http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
 
 fn member(id: &str, addr: SocketAddr) -> Member {
@@ -232,7 +233,7 @@ fn drain_lets_an_inflight_request_finish_and_sends_no_new_requests() {
 
     let started = Instant::now();
     let config = h.config.clone();
-    let agent = e2e::bins::path("agent").unwrap();
+    let agent = bin_path("agent").unwrap();
     let removal = std::thread::spawn(move || {
         std::process::Command::new(agent)
             .arg("--config")
@@ -420,7 +421,7 @@ fn concurrent_applies_serialize() {
     let h = host_with(pool);
     let good = Backend::start("good", "127.0.0.1").unwrap();
     let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let agent = e2e::bins::path("agent").unwrap();
+    let agent = bin_path("agent").unwrap();
     let run = |c: Change, extra: &'static [&'static str]| {
         let (agent, config) = (agent.clone(), h.config.clone());
         std::thread::spawn(move || {
@@ -520,7 +521,7 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     let cfg = std::fs::read_to_string(&h.config).unwrap();
     let broken = h.dir().join("broken.toml");
     std::fs::write(&broken, cfg.replace("admin.sock", "missing.sock")).unwrap();
-    let out = std::process::Command::new(e2e::bins::path("agent").unwrap())
+    let out = std::process::Command::new(bin_path("agent").unwrap())
         .arg("--config")
         .arg(&broken)
         .args(["apply", "--change", &body("web", "127.0.0.1", "81")])

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Parser;
-use e2e::{Backend, Host, HostSpec, Load, PoolSpec};
+use harness::{Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port};
 
 /// Measures the agent against a real HAProxy.

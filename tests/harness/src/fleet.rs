@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use e2e::watch::unix_ms;
-use e2e::{http, Backend};
+use crate::unix_ms;
+use crate::{http, Backend};
 
 use crate::world::World;
 

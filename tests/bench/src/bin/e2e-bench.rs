@@ -26,12 +26,14 @@ use std::time::{Duration, Instant};
 use agent::haproxy::Client;
 use anyhow::Context;
 use clap::Parser;
-use demo::control::{reactor_config, thread_cpu_s, Pump, ReactorRun};
-use demo::fleet::Fleet;
-use demo::world::{GroupSpec, World};
+use demo::control::{reactor_config, thread_cpu_s, ReactorRun};
 use demo::{install_signal_handlers, percentile, proxy_host, say, stopping, until};
-use e2e::watch::{unix_ms, SocketWatch};
-use e2e::{bins, free_port, Host, Load};
+use harness::fleet::Fleet;
+use harness::process::bin_path;
+use harness::pump::Pump;
+use harness::watch::SocketWatch;
+use harness::world::Blocking;
+use harness::{free_port, unix_ms, GroupSpec, Host, Load, World};
 use infra::aws::{AwsDiscovery, Discovery, Phase};
 use serde_json::{json, Value};
 use tokio::sync::mpsc as tmpsc;
@@ -262,7 +264,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let (dir, tag) = demo::run_dir("haproxy-asg-bench-")?;
     say!("setup    starting the AWS emulator");
-    let world = Arc::new(World::start(&dir.path().join("moto.log"))?);
+    let world = Blocking::start(Some(&dir.path().join("emulator.log")))?;
     let mut results: BTreeMap<&'static str, Figures> = BTreeMap::new();
     for (i, kind) in kinds.iter().enumerate() {
         if stopping() {
@@ -336,6 +338,11 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The EventBridge pattern of `group`'s Auto Scaling events.
+fn group_events(group: &str) -> Value {
+    json!({"source": ["aws.autoscaling"], "detail": {"AutoScalingGroupName": [group]}})
+}
+
 /// Whether any server of `host`'s pool has `ip` and is not in MAINT.
 fn serving_ip(host: &Host, ip: &str) -> bool {
     host.client().stats().ok().is_some_and(|rows| {
@@ -348,7 +355,7 @@ fn serving_ip(host: &Host, ip: &str) -> bool {
 }
 
 fn run_approach(
-    world: &Arc<World>,
+    world: &Blocking,
     kind: Kind,
     idx: usize,
     args: &Args,
@@ -357,15 +364,13 @@ fn run_approach(
 ) -> anyhow::Result<Figures> {
     let group = format!("bench-{}", kind.name().replace('_', "-"));
     let port = free_port();
-    let subnet = world.subnet(&format!("127.0.{}.0/20", 16 * (idx + 1)))?;
-    world.group(&GroupSpec {
-        name: group.clone(),
-        subnet: subnet.clone(),
-        hooks: kind == Kind::Ours,
-        pool: POOL.into(),
-        port,
-        max: 10,
-    })?;
+    let subnet = world.add_subnet(&format!("127.0.{}.0/20", 16 * (idx + 1)))?;
+    let mut spec = GroupSpec::new(&group, &subnet).pool(POOL, port);
+    spec.max = 10;
+    if kind == Kind::Ours {
+        spec = spec.hooks(120);
+    }
+    world.group(&spec)?;
     let mut hosts = Vec::new();
     for i in 1..=2 {
         hosts.push(proxy_host(
@@ -381,7 +386,7 @@ fn run_approach(
         .map(|h| SocketWatch::start(h.client(), POOL, Duration::from_millis(5), max))
         .collect();
     let fleet = Fleet::start(
-        world.clone(),
+        world.world.clone(),
         &subnet,
         port,
         tag,
@@ -393,7 +398,7 @@ fn run_approach(
     let mut control = match kind {
         Kind::Ours => {
             let me = std::env::current_exe()?.display().to_string();
-            let agent = bins::path("agent")?.display().to_string();
+            let agent = bin_path("agent")?.display().to_string();
             let agents: Vec<Vec<String>> = hosts
                 .iter()
                 .map(|h| {
@@ -414,8 +419,8 @@ fn run_approach(
                 None,
                 report_tx,
             )?;
-            let queue = world.event_queue(&format!("bench-{idx}"), &[&group])?;
-            let pump = Pump::start(world.clone(), queue, reactor.sender(), max);
+            let queue = world.event_queue(&format!("bench-{idx}"), &group_events(&group))?;
+            let pump = Pump::start(world.world.clone(), queue, reactor.sender(), max);
             drop(rx);
             Control::Ours {
                 pump,
@@ -424,13 +429,13 @@ fn run_approach(
             }
         }
         Kind::Reload => {
-            let queue = world.event_queue(&format!("bench-{idx}"), &[&group])?;
-            let pump = Pump::start(world.clone(), queue, tx, max);
+            let queue = world.event_queue(&format!("bench-{idx}"), &group_events(&group))?;
+            let pump = Pump::start(world.world.clone(), queue, tx, max);
             let targets: Vec<(PathBuf, Client)> = hosts
                 .iter()
                 .map(|h| (h.dir().join("haproxy.cfg"), h.client()))
                 .collect();
-            let b = Baseline::start(world, group.clone(), port, move |w, g, p, stop| {
+            let b = Baseline::start(&world.world, group.clone(), port, move |w, g, p, stop| {
                 reload_loop(w, g, p, rx, targets, stop)
             });
             Control::Baseline {
@@ -444,7 +449,7 @@ fn run_approach(
             let clients: Vec<Client> = hosts.iter().map(Host::client).collect();
             let every = Duration::from_secs_f64(args.poll_interval_s.max(0.1));
             let slots = args.slots;
-            let b = Baseline::start(world, group.clone(), port, move |w, g, p, stop| {
+            let b = Baseline::start(&world.world, group.clone(), port, move |w, g, p, stop| {
                 polling_loop(w, g, p, clients, slots, every, stop)
             });
             Control::Baseline {
@@ -605,8 +610,8 @@ fn run_approach(
         s.event_ms = announced.get(&s.instance).copied();
     }
     if let Some(dir) = &args.trace {
-        let calls = world.moto.control("GET", "/moto-ext/calls", None)?;
-        let events = world.moto.control("GET", "/moto-ext/events", None)?;
+        let calls = world.emulator.control("GET", "/moto-ext/calls", None)?;
+        let events = world.emulator.control("GET", "/moto-ext/events", None)?;
         let path = dir.join(format!("{}.json", kind.name()));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let trace = json!({"samples": f.samples, "reactor": handled, "agent_runs": agent_runs,

@@ -17,7 +17,7 @@
 //!   otherwise the release binary zipped as `bootstrap` here, labelled so).
 //!
 //! `--reactor PATH` names the release binary (default: `reactor` next to this program,
-//! i.e. run it with `cargo run --release -p reactor --bin reactor-bench`).
+//! i.e. build it with `cargo build --release -p reactor -p bench`).
 #![recursion_limit = "256"]
 
 use std::collections::BTreeMap;
@@ -27,8 +27,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
-use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
+use harness::emulator::{venv_python, workspace_root};
+use harness::runtime_api::{lambda_env, RuntimeApi};
+use harness::{GroupSpec, World};
 use infra::aws::AwsDiscovery;
 use infra::Change;
 use reactor::config::Config;
@@ -36,10 +37,6 @@ use reactor::dispatch::{DispatchError, Dispatcher, HostResult, SsmDispatcher};
 use reactor::dns::Route53Dns;
 use reactor::lifecycle::AwsLifecycle;
 use reactor::reactor::Reactor;
-use reactor::testkit::{
-    group_members, http, lambda_env, loopback_vpc, subnet, venv_python, workspace_root, Moto,
-    RuntimeApi,
-};
 use serde_json::{json, Value};
 
 const GROUP: &str = "web-asg";
@@ -83,18 +80,17 @@ fn args() -> Result<Args> {
 /// The SSM dispatcher, noting when it was called and the calls made before.
 struct Timed {
     inner: SsmDispatcher,
-    moto: String,
+    emulator: std::sync::Arc<World>,
     at: Mutex<Option<(Instant, Vec<String>)>>,
 }
 
-fn call_actions(moto: &str) -> Vec<String> {
-    http(moto, "GET", "/moto-ext/calls", None)
-        .ok()
-        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
-        .and_then(|v| v.as_array().cloned())
+fn call_actions(world: &World) -> Vec<String> {
+    world
+        .emulator
+        .calls()
         .unwrap_or_default()
-        .iter()
-        .map(|c| c["action"].as_str().unwrap_or_default().to_string())
+        .into_iter()
+        .map(|(_, action)| action)
         .collect()
 }
 
@@ -106,8 +102,8 @@ impl Dispatcher for Timed {
         deadline: Instant,
     ) -> Result<Vec<HostResult>, DispatchError> {
         let now = Instant::now();
-        let moto = self.moto.clone();
-        let before = tokio::task::spawn_blocking(move || call_actions(&moto))
+        let world = self.emulator.clone();
+        let before = tokio::task::spawn_blocking(move || call_actions(&world))
             .await
             .unwrap_or_default();
         if let Ok(mut at) = self.at.lock() {
@@ -117,72 +113,35 @@ impl Dispatcher for Timed {
     }
 }
 
-struct World {
-    moto: Moto,
-    sdk: aws_config::SdkConfig,
-    ec2: aws_sdk_ec2::Client,
-    asg: aws_sdk_autoscaling::Client,
-    subnet: String,
+/// The emulated world and the bench's scratch directory.
+struct Bench {
+    w: std::sync::Arc<World>,
     dir: PathBuf,
 }
 
-async fn world(dir: PathBuf) -> Result<World> {
-    let moto = tokio::task::spawn_blocking(Moto::start)
-        .await?
-        .map_err(|e| anyhow!(e))?;
-    let sdk = moto.sdk().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let asg = aws_sdk_autoscaling::Client::new(&sdk);
-    let vpc = loopback_vpc(&ec2, "backend-lt")
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let subnet = subnet(&ec2, &vpc, "127.0.1.0/24")
-        .await
-        .map_err(|e| anyhow!(e))?;
-    Ok(World {
-        moto,
-        sdk,
-        ec2,
-        asg,
-        subnet,
-        dir,
-    })
-}
-
-impl World {
+impl Bench {
     async fn members(&self) -> Result<Vec<(String, String)>> {
-        group_members(&self.asg, GROUP)
-            .await
-            .map_err(|e| anyhow!(e))
+        Ok(self
+            .w
+            .members(GROUP)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m.state))
+            .collect())
     }
 
     fn launch_event(&self, instance: &str) -> Result<Value> {
-        let events = self
-            .moto
-            .control("GET", "/moto-ext/events", None)
-            .map_err(|e| anyhow!(e))?;
-        events
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|e| {
-                        e["detail-type"] == json!("EC2 Instance-launch Lifecycle Action")
-                            && e["detail"]["EC2InstanceId"] == json!(instance)
-                    })
-                    .cloned()
-            })
+        self.w
+            .events_about("EC2 Instance-launch Lifecycle Action", instance)?
+            .into_iter()
+            .next()
             .ok_or_else(|| anyhow!("no launch event for {instance}"))
     }
 
     /// Scales out by one and returns the new instance's launch event.
     async fn scale_out_one(&self, desired: i32) -> Result<(String, Value)> {
         let before: Vec<String> = self.members().await?.into_iter().map(|(i, _)| i).collect();
-        self.asg
-            .set_desired_capacity()
-            .auto_scaling_group_name(GROUP)
-            .desired_capacity(desired)
-            .send()
-            .await?;
+        self.w.scale(GROUP, desired).await?;
         let new = self
             .members()
             .await?
@@ -274,14 +233,14 @@ struct BinaryFigures {
 }
 
 /// Runs the release binary through a local Runtime API: init time and peak memory.
-async fn run_binary(w: &World, binary: &Path, events: Vec<Value>) -> Result<BinaryFigures> {
+async fn run_binary(w: &Bench, binary: &Path, events: Vec<Value>) -> Result<BinaryFigures> {
     let n = events.len();
-    let api = RuntimeApi::start(events, 60_000).map_err(|e| anyhow!(e))?;
+    let api = RuntimeApi::start(events, 60_000)?;
     let started = Instant::now();
     let mut child = Command::new(binary)
         .envs(lambda_env(api.addr))
         .envs(w.env())
-        .env("AWS_ENDPOINT_URL", w.moto.url())
+        .env("AWS_ENDPOINT_URL", w.w.emulator.url())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -337,77 +296,41 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         "reactor-bench: starting the emulator and a group of {}",
         args.group_size
     );
-    let w = world(tmp.to_path_buf()).await?;
-    w.asg
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(GROUP)
-        .min_size(0)
-        .max_size(args.group_size + i32::try_from(args.events).unwrap_or(1000) + 10)
-        .desired_capacity(args.group_size)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name("backend-lt")
-                .build(),
-        )
-        .vpc_zone_identifier(&w.subnet)
-        .send()
-        .await?;
-    w.asg
-        .put_lifecycle_hook()
-        .auto_scaling_group_name(GROUP)
-        .lifecycle_hook_name("launch-hook")
-        .lifecycle_transition("autoscaling:EC2_INSTANCE_LAUNCHING")
-        .heartbeat_timeout(300)
-        .default_result("ABANDON")
-        .send()
-        .await?;
+    let w = Bench {
+        w: std::sync::Arc::new(World::start(None).await?),
+        dir: tmp.to_path_buf(),
+    };
+    let mut spec = GroupSpec::new(GROUP, &w.w.subnet);
+    spec.max = args.group_size + i32::try_from(args.events).unwrap_or(1000) + 10;
+    spec.desired = args.group_size;
+    spec.launch_hook = Some(300);
+    w.w.group(&spec).await?;
     // Two proxy hosts playing an agent.
-    let proxies = w
-        .ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .min_count(2)
-        .max_count(2)
-        .subnet_id(&w.subnet)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(Ec2Tag::builder().key("Role").value("proxy").build())
-                .build(),
-        )
-        .send()
-        .await?;
-    let python = venv_python().map_err(|e| anyhow!(e))?;
+    let proxies = w.w.run_instances(2, &w.w.subnet, "Role", "proxy").await?;
+    let python = venv_python()?;
     let script = workspace_root().join("functions/reactor/tests/fake_host.py");
     let mut programs = serde_json::Map::new();
-    for i in proxies.instances() {
-        let id = i.instance_id().unwrap_or_default();
+    for id in &proxies {
         programs.insert(
-            id.to_string(),
+            id.clone(),
             json!({"exec": [python, script], "env": {"FAKE_DIR": w.dir.join(id)}}),
         );
     }
-    w.moto
-        .control(
-            "POST",
-            "/moto-ext/ssm/hosts",
-            Some(&Value::Object(programs)),
-        )
-        .map_err(|e| anyhow!(e))?;
+    w.w.program_hosts(&Value::Object(programs))?;
 
     let env: BTreeMap<String, String> = w.env().into_iter().collect();
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let settings = config.transport.ssm_settings().context("ssm settings")?;
     let timed = Timed {
-        inner: SsmDispatcher::new(settings, &w.sdk),
-        moto: w.moto.addr.clone(),
+        inner: SsmDispatcher::new(settings, &w.w.sdk),
+        emulator: w.w.clone(),
         at: Mutex::new(None),
     };
     let r: Reactor<AwsDiscovery, Timed, AwsLifecycle, Route53Dns> = Reactor::new(
         config,
-        AwsDiscovery::new(&w.sdk),
+        AwsDiscovery::new(&w.w.sdk),
         timed,
-        AwsLifecycle::new(&w.sdk),
+        AwsLifecycle::new(&w.w.sdk),
         None,
     );
     // Warm up: every member onto the hosts (not measured).
@@ -425,9 +348,8 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     for _ in 0..args.events {
         desired += 1;
         let (id, event) = w.scale_out_one(desired).await?;
-        w.moto
-            .control("POST", "/moto-ext/calls/reset", None)
-            .map_err(|e| anyhow!(e))?;
+        w.w.emulator
+            .control("POST", "/moto-ext/calls/reset", None)?;
         let t0 = Instant::now();
         let summary = r
             .handle(&event, Instant::now() + Duration::from_secs(60))
@@ -439,7 +361,7 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             .iter()
             .filter(|a| *a == "DescribeAutoScalingGroups" || *a == "DescribeInstances")
             .count();
-        let calls = call_actions(&w.moto.addr);
+        let calls = call_actions(&w.w);
         all_calls += calls.len();
         for c in calls {
             *kinds.entry(c).or_default() += 1;
@@ -461,7 +383,7 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     let mut emu = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        w.asg
+        w.w.asg
             .describe_auto_scaling_groups()
             .auto_scaling_group_names(GROUP)
             .send()
@@ -470,7 +392,7 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     }
     emu.sort_by(f64::total_cmp);
     // The emulator's time for the whole discovery read (both calls) of this group.
-    let discovery = AwsDiscovery::new(&w.sdk);
+    let discovery = AwsDiscovery::new(&w.w.sdk);
     let mut reads = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();

@@ -6,7 +6,8 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{bins, http};
+use crate::http;
+use crate::process::bin_path;
 
 /// A running backend server, killed on drop.
 pub struct Backend {
@@ -30,7 +31,7 @@ impl Backend {
 
     /// Starts a backend on exactly `listen`.
     pub fn spawn(name: &str, listen: &str, unhealthy: bool) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bins::path("backend")?);
+        let mut cmd = Command::new(bin_path("backend")?);
         cmd.args(["--listen", listen, "--name", name])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());

@@ -14,7 +14,8 @@ use agent::haproxy::{Client, Endpoint};
 use anyhow::Context;
 use infra::{Change, Report};
 
-use crate::{bins, free_port, wait_for};
+use crate::process::bin_path;
+use crate::{free_port, wait_for};
 
 /// A pool on a test host.
 #[derive(Debug, Clone)]
@@ -213,7 +214,7 @@ impl Host {
 
     /// Runs the agent with this host's config and `args`, feeding `stdin`.
     pub fn agent(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<AgentRun> {
-        let mut cmd = Command::new(bins::path("agent")?);
+        let mut cmd = Command::new(bin_path("agent")?);
         cmd.arg("--config").arg(&self.config).args(args);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::piped())

@@ -1,0 +1,254 @@
+//! From a group's truth to a message: the change an event needs ([`plan_group_change`]),
+//! the full membership a sync needs ([`desired_pools`]), and the generations that order
+//! them ([`Generations`]). Pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::{Change, Desired, Member, MemberId, Pool, PoolChange, PoolDesired, PoolName};
+
+use super::group::{GroupMember, GroupState, Phase};
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Hands out generations that only grow: the time of the read, or one more than the
+/// last generation handed out when the clock has not moved past it.
+#[derive(Debug, Default)]
+pub struct Generations {
+    last: AtomicU64,
+}
+
+impl Generations {
+    /// A fresh counter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The generation for a state read at `read_at_ms`: `max(read_at_ms, last + 1)`.
+    pub fn next(&self, read_at_ms: u64) -> u64 {
+        let mut prev = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = read_at_ms.max(prev.saturating_add(1));
+            match self
+                .last
+                .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => prev = seen,
+            }
+        }
+    }
+
+    /// Notes a generation seen elsewhere (for example in a host's report), so the next
+    /// one is newer still.
+    pub fn observe(&self, generation: u64) {
+        self.last.fetch_max(generation, Ordering::Relaxed);
+    }
+}
+
+/// A change planned from a group's truth.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlannedChange {
+    /// Per pool: members to add, members to remove.
+    pub pools: Vec<PoolChange>,
+    /// Joining or serving members selected for the change that have no address yet:
+    /// they can not be added now (a later event or the reconcile adds them).
+    pub unaddressed: Vec<MemberId>,
+}
+
+impl PlannedChange {
+    /// Whether nothing would be sent.
+    pub fn is_empty(&self) -> bool {
+        self.pools
+            .iter()
+            .all(|p| p.add.is_empty() && p.remove.is_empty())
+    }
+
+    /// The message, with its generation.
+    pub fn into_change(self, generation: u64) -> Change {
+        Change::new(generation, self.pools)
+    }
+}
+
+/// Plans the change for `pools` from `state`, for the members `select` keeps.
+///
+/// Joining and serving members are added (with the pool's port), leaving members are
+/// removed: the truth decides, whatever event asked. Members without an address can
+/// not be added and are listed in [`PlannedChange::unaddressed`].
+pub fn plan_group_change(
+    pools: &[Pool],
+    state: &GroupState,
+    select: impl Fn(&GroupMember) -> bool,
+) -> PlannedChange {
+    let mut unaddressed = Vec::new();
+    let mut add_ids = Vec::new();
+    let mut remove = Vec::new();
+    for m in state.members.iter().filter(|m| select(m)) {
+        match (m.phase, m.address) {
+            (Phase::Leaving, _) => remove.push(m.id.clone()),
+            (_, Some(addr)) => add_ids.push((m.id.clone(), addr)),
+            (_, None) => unaddressed.push(m.id.clone()),
+        }
+    }
+    let pools = pools
+        .iter()
+        .map(|p| PoolChange {
+            pool: p.name.clone(),
+            add: add_ids
+                .iter()
+                .filter_map(|(id, addr)| Member::new(id.clone(), *addr, p.port).ok())
+                .collect(),
+            remove: remove.clone(),
+        })
+        .collect();
+    PlannedChange { pools, unaddressed }
+}
+
+/// The full membership of the pools fed by some groups: every joining or serving
+/// member with an address. A pool fed by several groups gets all of their members.
+pub fn desired_pools<'a>(
+    groups: impl IntoIterator<Item = (&'a [Pool], &'a GroupState)>,
+) -> Vec<PoolDesired> {
+    let mut by_pool: BTreeMap<PoolName, (BTreeSet<MemberId>, Vec<Member>)> = BTreeMap::new();
+    for (pools, state) in groups {
+        for pool in pools {
+            let entry = by_pool.entry(pool.name.clone()).or_default();
+            for m in &state.members {
+                if m.phase == Phase::Leaving {
+                    continue;
+                }
+                let Some(addr) = m.address else { continue };
+                if !entry.0.insert(m.id.clone()) {
+                    continue;
+                }
+                if let Ok(member) = Member::new(m.id.clone(), addr, pool.port) {
+                    entry.1.push(member);
+                }
+            }
+        }
+    }
+    by_pool
+        .into_iter()
+        .map(|(pool, (_, members))| PoolDesired { pool, members })
+        .collect()
+}
+
+/// The desired state of the pools fed by `groups`, with the generation taken from the
+/// latest read among them (through `generations`, so it only grows).
+pub fn desired_from_states(
+    groups: &[(Vec<Pool>, GroupState)],
+    generations: &Generations,
+) -> Desired {
+    let read = groups
+        .iter()
+        .map(|(_, s)| s.read_at_ms)
+        .max()
+        .unwrap_or_else(now_ms);
+    let pools = desired_pools(groups.iter().map(|(p, s)| (p.as_slice(), s)));
+    Desired::new(generations.next(read), pools)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::group::GroupMember;
+    use crate::Port;
+
+    fn pool(name: &str, port: i64) -> Pool {
+        Pool {
+            name: PoolName::new(name).unwrap(),
+            port: Port::new(port).unwrap(),
+            server_options: Default::default(),
+        }
+    }
+
+    fn member(id: &str, state: &str, addr: Option<&str>) -> GroupMember {
+        GroupMember::new(
+            MemberId::new(id).unwrap(),
+            state,
+            Some("running".into()),
+            addr.map(|a| a.parse().unwrap()),
+        )
+    }
+
+    fn state(members: Vec<GroupMember>) -> GroupState {
+        GroupState {
+            name: "g".into(),
+            tags: BTreeMap::new(),
+            members,
+            read_at_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn generations_only_grow() {
+        let g = Generations::new();
+        assert_eq!(g.next(100), 100);
+        assert_eq!(g.next(100), 101);
+        assert_eq!(g.next(50), 102, "a clock going back never lowers it");
+        assert_eq!(g.next(500), 500);
+        g.observe(900);
+        assert_eq!(g.next(600), 901);
+    }
+
+    #[test]
+    fn the_truth_decides_add_or_remove() {
+        let s = state(vec![
+            member("i-1", "InService", Some("10.0.0.1")),
+            member("i-2", "Pending:Wait", Some("10.0.0.2")),
+            member("i-3", "Terminating:Wait", Some("10.0.0.3")),
+            member("i-4", "Pending", None),
+        ]);
+        let pools = [pool("web", 8080), pool("api", 9000)];
+        let plan = plan_group_change(&pools, &s, |_| true);
+        assert_eq!(plan.pools.len(), 2);
+        let web = &plan.pools[0];
+        assert_eq!(
+            web.add.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["i-1", "i-2"]
+        );
+        assert_eq!(web.add[0].port.get(), 8080);
+        assert_eq!(plan.pools[1].add[0].port.get(), 9000);
+        assert_eq!(web.remove, [MemberId::new("i-3").unwrap()]);
+        assert_eq!(plan.unaddressed, [MemberId::new("i-4").unwrap()]);
+        // Selecting one member: only it.
+        let plan = plan_group_change(&pools, &s, |m| m.id.as_str() == "i-3");
+        assert!(plan.pools.iter().all(|p| p.add.is_empty()));
+        assert!(!plan.is_empty());
+        let change = plan.into_change(7);
+        assert_eq!(change.generation, 7);
+        // The message is valid for the agent.
+        assert_eq!(Change::from_json(&change.to_json()).unwrap(), change);
+    }
+
+    #[test]
+    fn desired_merges_groups_feeding_one_pool() {
+        let a = state(vec![
+            member("i-1", "InService", Some("10.0.0.1")),
+            member("i-3", "Terminating", Some("10.0.0.3")),
+        ]);
+        let mut b = state(vec![member("i-2", "Pending:Wait", Some("10.0.0.2"))]);
+        b.read_at_ms = 2000;
+        let groups = vec![
+            (vec![pool("web", 80)], a),
+            (vec![pool("web", 81), pool("blue", 82)], b),
+        ];
+        let g = Generations::new();
+        let d = desired_from_states(&groups, &g);
+        assert_eq!(d.generation, 2000);
+        assert_eq!(d.pools.len(), 2);
+        let web = d.pools.iter().find(|p| p.pool.as_str() == "web").unwrap();
+        assert_eq!(web.members.len(), 2);
+        assert_eq!(web.members[1].port.get(), 81);
+        assert_eq!(Desired::from_json(&d.to_json()).unwrap(), d);
+        let d2 = desired_from_states(&groups, &g);
+        assert!(d2.generation > d.generation);
+    }
+}

@@ -1,0 +1,96 @@
+//! The reactor driving the real agent binary and a real HAProxy through the local
+//! dispatcher (`LOCAL_AGENTS`), with the emulator's lifecycle hooks: a member that
+//! answers health checks is continued, one that never does is abandoned.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use harness::process::bin_path;
+use harness::{free_port, GroupSpec, Host, HostSpec, PoolSpec, World};
+use serde_json::Value;
+
+const GROUP: &str = "web-asg";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_agent_gates_launches_on_health() {
+    let w = World::start(None).await.expect("emulated world");
+    let port = free_port();
+    let pools = format!(r#"{{"web-asg":[{{"name":"web","port":{port}}}]}}"#);
+    let mut spec = GroupSpec::new(GROUP, &w.subnet);
+    spec.launch_hook = Some(300);
+    w.group(&spec).await.expect("group");
+    w.scale(GROUP, 2).await.expect("scale");
+    let members = w.members(GROUP).await.expect("members");
+    let (healthy, sick) = (members[0].id.clone(), members[1].id.clone());
+    // Only the first member serves (a TCP check is enough).
+    let ip = w.private_ip(&healthy).await.expect("address");
+    let listener = TcpListener::bind(format!("{ip}:{port}")).expect("backend listener");
+    std::thread::spawn(move || for _ in listener.incoming() {});
+
+    let mut pool = PoolSpec::new("web", 4);
+    pool.port = port;
+    pool.server_options = "check inter 200ms fall 2 rise 1".into();
+    pool.health_timeout_s = 4.0;
+    pool.drain_timeout_s = 2.0;
+    let host = Host::start(&HostSpec {
+        name: "proxy1".into(),
+        pools: vec![pool],
+        extra_toml: String::new(),
+        env: Vec::new(),
+    })
+    .expect("HAProxy host");
+
+    let agents = serde_json::to_string(&vec![vec![
+        bin_path("agent")
+            .expect("agent binary")
+            .display()
+            .to_string(),
+        "--config".to_string(),
+        host.config.display().to_string(),
+    ]])
+    .expect("json");
+    let env: HashMap<&str, &str> = [
+        ("POOLS", pools.as_str()),
+        ("LOCAL_AGENTS", agents.as_str()),
+        ("HEALTH_TIMEOUT_S", "10"),
+        ("DRAIN_TIMEOUT_S", "10"),
+    ]
+    .into_iter()
+    .collect();
+    let config = reactor::config::Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+        .expect("config");
+    let r = reactor::build(config, &w.sdk);
+    let event = w
+        .events_about("EC2 Instance-launch Lifecycle Action", &healthy)
+        .expect("events")
+        .into_iter()
+        .next()
+        .expect("a launch event");
+    let s = r
+        .handle(&event, Instant::now() + Duration::from_secs(60))
+        .await
+        .expect("handled");
+    let decision = |id: &str| {
+        s.actions
+            .iter()
+            .find(|a| a.instance == id)
+            .map(|a| a.decision.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(decision(&healthy), "CONTINUE", "{s:?}");
+    assert_eq!(
+        decision(&sick),
+        "ABANDON",
+        "the agent reported {sick} up although nothing listens on its address: a slot must not \
+         count as UP before its first health check passed\n{s:?}"
+    );
+    let result = |id: &str| -> Option<String> {
+        w.actions_of(id, "launch")
+            .expect("lifecycle")
+            .iter()
+            .find_map(|r: &Value| r["result"].as_str().map(str::to_string))
+    };
+    assert_eq!(result(&healthy).as_deref(), Some("CONTINUE"));
+    assert_eq!(result(&sick).as_deref(), Some("ABANDON"));
+}

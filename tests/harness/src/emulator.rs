@@ -1,0 +1,249 @@
+//! The project's AWS emulator (`tests/emulator`: moto plus lifecycle hooks, Auto Scaling,
+//! EC2 and Run Command events, SSM execution, faults, a call log) as a child process on a
+//! free loopback port, its control API (`/moto-ext/...`), and a client for AWS
+//! JSON-protocol services (SQS, EventBridge) that needs no SDK.
+//!
+//! The process is stopped (SIGTERM, so it stops the Run Command processes it started,
+//! then SIGKILL) when the handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::{http, wait_for};
+
+/// The region every local client uses.
+pub const REGION: &str = "us-east-1";
+/// moto's account.
+pub const ACCOUNT: &str = "123456789012";
+
+/// The workspace root (the harness lives in `tests/harness`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| here.join("../.."))
+}
+
+/// The Python of the emulator's virtualenv, created with `scripts/setup-venv` when
+/// missing.
+pub fn venv_python() -> anyhow::Result<PathBuf> {
+    let venv = std::env::var_os("HAPROXY_ASG_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/haproxy-asg/venv")))
+        .context("no HOME to find the emulator's virtualenv")?;
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let root = workspace_root();
+        let status = Command::new("bash")
+            .arg(root.join("scripts/setup-venv"))
+            .arg("--quiet")
+            .current_dir(&root)
+            .status()
+            .context("running scripts/setup-venv")?;
+        if !status.success() || !python.exists() {
+            bail!(
+                "scripts/setup-venv failed ({status}); {} is missing",
+                python.display()
+            );
+        }
+    }
+    Ok(python)
+}
+
+/// The emulator, running as a child process on a free loopback port.
+pub struct Emulator {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Emulator {
+    /// Starts `tests/emulator/server.py` on a free port and waits (at most 120 s) for its
+    /// ready line. Its stderr goes to `log` when given, else nowhere.
+    pub fn start(log: Option<&Path>) -> anyhow::Result<Self> {
+        let python = venv_python()?;
+        let server = workspace_root().join("tests/emulator/server.py");
+        let stderr = match log {
+            Some(p) => Stdio::from(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
+            None => Stdio::null(),
+        };
+        let mut child = Command::new(python)
+            .arg(&server)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            // Its own process group: a terminal's Ctrl-C then reaches only the program
+            // that started it, which stops it in order (the emulator last).
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting the emulator ({})", server.display()))?;
+        let stdout = child.stdout.take().context("the emulator has no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("emulator ready on http://") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let mut me = Self {
+            child: Some(child),
+            addr: String::new(),
+        };
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => {
+                me.addr = addr;
+                Ok(me)
+            }
+            Err(_) => bail!("the emulator did not get ready within 120 s"),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A control call (`/moto-ext/...`); its JSON answer (`Null` when empty).
+    pub fn control(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let text = body.map(Value::to_string).unwrap_or_default();
+        let r = http::request(
+            self.addr.as_str(),
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            &text,
+            Duration::from_secs(30),
+        )
+        .with_context(|| format!("{method} {path}"))?;
+        if !(200..300).contains(&r.status) {
+            bail!("{method} {path}: HTTP {}: {}", r.status, r.body);
+        }
+        if r.body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&r.body).with_context(|| format!("{method} {path}: {}", r.body))
+    }
+
+    /// The AWS calls served so far: `(service, action)` pairs.
+    pub fn calls(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let v = self.control("GET", "/moto-ext/calls", None)?;
+        Ok(v.as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    c["service"].as_str().unwrap_or_default().to_string(),
+                    c["action"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect())
+    }
+
+    /// An AWS JSON-protocol call: `service` as in the SigV4 scope (`sqs`, `events`),
+    /// `target` the `X-Amz-Target` (`AmazonSQS.ReceiveMessage`, `AWSEvents.PutRule`).
+    /// The emulator does not check signatures, only the scope that names the service.
+    pub fn aws_json(
+        &self,
+        service: &str,
+        target: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
+        );
+        let content_type = if service == "sqs" {
+            "application/x-amz-json-1.0"
+        } else {
+            "application/x-amz-json-1.1"
+        };
+        let r = http::request(
+            self.addr.as_str(),
+            "POST",
+            "/",
+            &[
+                ("Content-Type", content_type),
+                ("X-Amz-Target", target),
+                ("X-Amz-Date", "20260101T000000Z"),
+                ("Authorization", &auth),
+            ],
+            &body.to_string(),
+            timeout,
+        )
+        .with_context(|| target.to_string())?;
+        if !(200..300).contains(&r.status) {
+            bail!("{target}: HTTP {}: {}", r.status, r.body);
+        }
+        if r.body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&r.body).with_context(|| format!("{target}: {}", r.body))
+    }
+
+    /// An SDK configuration for this emulator, with the project's retry settings.
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        infra::aws::sdk_loader()
+            .endpoint_url(self.url())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
+                "test", "test", None, None, "harness",
+            ))
+            .load()
+            .await
+    }
+
+    /// The environment a process needs to use this emulator as AWS (the agents, the
+    /// reactor binary).
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_DEFAULT_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Stops the emulator: SIGTERM, then SIGKILL after 5 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: signalling our own child process.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let exited = wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten());
+            if exited.is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,120 @@
+//! A minimal HTTP/1.1 client for loopback: one request per connection, bounded in time.
+//! Used for the backends, HAProxy's frontends and the emulator's APIs alike.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// A response: status code and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body text (de-chunked).
+    pub body: String,
+}
+
+/// `GET path` from `addr` with `Connection: close`, failing after `timeout`.
+pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<Response> {
+    request(addr, "GET", path, &[], "", timeout)
+}
+
+/// One request to `addr` (`host:port` or a socket address): `headers` are sent as given,
+/// `body` with its Content-Length. The answer is read up to its Content-Length when it
+/// has one (some servers close the connection only a few milliseconds after the
+/// answer), otherwise to the end of the connection.
+pub fn request(
+    addr: impl ToSocketAddrs + std::fmt::Display,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<Response> {
+    let sock = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr} does not resolve")))?;
+    let mut s = TcpStream::connect_timeout(&sock, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.set_nodelay(true)?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    // One write: split writes stall on Nagle + delayed ACK (~40 ms per request).
+    s.write_all(req.as_bytes())?;
+    let raw = read_answer(&mut s)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::other(format!("no HTTP status in {:?}", head.lines().next()))
+        })?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok(Response { status, body })
+}
+
+fn read_answer(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(4096);
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let Some(length) = length else {
+            s.read_to_end(&mut raw)?;
+            return Ok(raw);
+        };
+        while raw.len() < end + 4 + length {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        return Ok(raw);
+    }
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}

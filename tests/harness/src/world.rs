@@ -1,0 +1,561 @@
+//! The emulated AWS every local run shares: the emulator, SDK clients pointed at it, a
+//! VPC of 127.0.0.0/16 (instances get loopback addresses that local processes can bind
+//! without any network setup), a launch template, a backend subnet, and the groups,
+//! hooks, proxy instances and event queues a test or the demo builds on it.
+//!
+//! SDK calls are `async`; control-API reads (`/moto-ext/...`) are plain blocking calls,
+//! so threads that only watch (the fleet, the event pump) need no runtime.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag as AsgTag};
+use aws_sdk_ec2::types::{
+    InstanceType, RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, TagSpecification,
+};
+use serde_json::{json, Value};
+
+use crate::emulator::{Emulator, ACCOUNT, REGION};
+
+/// The launch template every group uses.
+pub const LAUNCH_TEMPLATE: &str = "backend-lt";
+/// The subnet [`World::start`] creates for backend groups.
+pub const BACKEND_SUBNET: &str = "127.0.1.0/24";
+/// The name of the launch hook [`GroupSpec::hooks`] puts on a group.
+pub const LAUNCH_HOOK: &str = "launch-hook";
+/// The name of the terminate hook [`GroupSpec::hooks`] puts on a group.
+pub const TERMINATE_HOOK: &str = "terminate-hook";
+
+/// The emulator and the network built in it.
+pub struct World {
+    /// The emulator process.
+    pub emulator: Emulator,
+    /// The SDK configuration (endpoint = the emulator).
+    pub sdk: aws_config::SdkConfig,
+    /// Auto Scaling.
+    pub asg: aws_sdk_autoscaling::Client,
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// The loopback VPC (127.0.0.0/16).
+    pub vpc: String,
+    /// The backend subnet ([`BACKEND_SUBNET`]): instances get 127.0.1.4, .5, ...
+    pub subnet: String,
+}
+
+/// One instance of a group: id and lifecycle state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInstance {
+    /// The instance id.
+    pub id: String,
+    /// `Pending:Wait`, `InService`, `Terminating:Wait`...
+    pub state: String,
+}
+
+/// A group to create (desired capacity 0 unless said).
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    /// The group's name.
+    pub name: String,
+    /// Its subnet id.
+    pub subnet: String,
+    /// Maximum size.
+    pub max: i32,
+    /// Initial desired capacity.
+    pub desired: i32,
+    /// Heartbeat timeout (s) of a launch hook, when it has one.
+    pub launch_hook: Option<i32>,
+    /// Heartbeat timeout (s) of a terminate hook, when it has one.
+    pub terminate_hook: Option<i32>,
+    /// Group tags.
+    pub tags: Vec<(String, String)>,
+}
+
+impl GroupSpec {
+    /// A group of at most 20 instances, none yet, no hooks, no tags.
+    pub fn new(name: &str, subnet: &str) -> Self {
+        Self {
+            name: name.into(),
+            subnet: subnet.into(),
+            max: 20,
+            desired: 0,
+            launch_hook: None,
+            terminate_hook: None,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Launch and terminate hooks (the product's setup), both with `heartbeat_s`.
+    pub fn hooks(mut self, heartbeat_s: i32) -> Self {
+        self.launch_hook = Some(heartbeat_s);
+        self.terminate_hook = Some(heartbeat_s);
+        self
+    }
+
+    /// One more group tag.
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// The `haproxy:pool` and `haproxy:port` tags.
+    pub fn pool(self, pool: &str, port: u16) -> Self {
+        self.tag(infra::aws::POOL_TAG, pool)
+            .tag(infra::aws::PORT_TAG, &port.to_string())
+    }
+}
+
+impl World {
+    /// Starts the emulator (stderr to `log`) and creates the VPC, the launch template
+    /// and the backend subnet.
+    pub async fn start(log: Option<&Path>) -> anyhow::Result<Self> {
+        let log = log.map(Path::to_path_buf);
+        let emulator = tokio::task::spawn_blocking(move || Emulator::start(log.as_deref()))
+            .await
+            .context("starting the emulator")??;
+        let sdk = emulator.sdk().await;
+        let asg = aws_sdk_autoscaling::Client::new(&sdk);
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("127.0.0.0/16")
+            .send()
+            .await
+            .context("CreateVpc")?
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .context("CreateVpc returned no id")?
+            .to_string();
+        ec2.create_launch_template()
+            .launch_template_name(LAUNCH_TEMPLATE)
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id("ami-12c6146b")
+                    .instance_type(InstanceType::T3Micro)
+                    .build(),
+            )
+            .send()
+            .await
+            .context("CreateLaunchTemplate")?;
+        let mut world = Self {
+            emulator,
+            sdk,
+            asg,
+            ec2,
+            vpc,
+            subnet: String::new(),
+        };
+        world.subnet = world.add_subnet(BACKEND_SUBNET).await?;
+        Ok(world)
+    }
+
+    /// One more subnet of the VPC (e.g. `127.0.2.0/24`); its id.
+    pub async fn add_subnet(&self, cidr: &str) -> anyhow::Result<String> {
+        self.ec2
+            .create_subnet()
+            .vpc_id(&self.vpc)
+            .cidr_block(cidr)
+            .send()
+            .await
+            .with_context(|| format!("CreateSubnet {cidr}"))?
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .map(str::to_string)
+            .with_context(|| format!("CreateSubnet {cidr} returned no id"))
+    }
+
+    /// Creates a group from `spec`.
+    pub async fn group(&self, spec: &GroupSpec) -> anyhow::Result<()> {
+        let mut req = self
+            .asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&spec.name)
+            .min_size(0)
+            .max_size(spec.max)
+            .desired_capacity(spec.desired)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_name(LAUNCH_TEMPLATE)
+                    .build(),
+            )
+            .vpc_zone_identifier(&spec.subnet);
+        for (k, v) in &spec.tags {
+            req = req.tags(
+                AsgTag::builder()
+                    .key(k)
+                    .value(v)
+                    .resource_id(&spec.name)
+                    .resource_type("auto-scaling-group")
+                    .propagate_at_launch(true)
+                    .build(),
+            );
+        }
+        req.send()
+            .await
+            .with_context(|| format!("CreateAutoScalingGroup {}", spec.name))?;
+        if let Some(t) = spec.launch_hook {
+            self.hook(
+                &spec.name,
+                LAUNCH_HOOK,
+                "autoscaling:EC2_INSTANCE_LAUNCHING",
+                t,
+            )
+            .await?;
+        }
+        if let Some(t) = spec.terminate_hook {
+            self.hook(
+                &spec.name,
+                TERMINATE_HOOK,
+                "autoscaling:EC2_INSTANCE_TERMINATING",
+                t,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A lifecycle hook (default result ABANDON).
+    pub async fn hook(
+        &self,
+        group: &str,
+        name: &str,
+        transition: &str,
+        heartbeat_s: i32,
+    ) -> anyhow::Result<()> {
+        self.asg
+            .put_lifecycle_hook()
+            .auto_scaling_group_name(group)
+            .lifecycle_hook_name(name)
+            .lifecycle_transition(transition)
+            .heartbeat_timeout(heartbeat_s)
+            .default_result("ABANDON")
+            .send()
+            .await
+            .with_context(|| format!("PutLifecycleHook {name} on {group}"))?;
+        Ok(())
+    }
+
+    /// `SetDesiredCapacity`.
+    pub async fn scale(&self, group: &str, desired: i32) -> anyhow::Result<()> {
+        self.asg
+            .set_desired_capacity()
+            .auto_scaling_group_name(group)
+            .desired_capacity(desired)
+            .send()
+            .await
+            .with_context(|| format!("SetDesiredCapacity {group} {desired}"))?;
+        Ok(())
+    }
+
+    /// The group's instances and their lifecycle states, in the order Auto Scaling lists
+    /// them; empty when the group does not exist.
+    pub async fn members(&self, group: &str) -> anyhow::Result<Vec<GroupInstance>> {
+        let out = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .with_context(|| format!("DescribeAutoScalingGroups {group}"))?;
+        Ok(out
+            .auto_scaling_groups()
+            .first()
+            .map(|g| {
+                g.instances()
+                    .iter()
+                    .map(|i| GroupInstance {
+                        id: i.instance_id().unwrap_or_default().to_string(),
+                        state: i
+                            .lifecycle_state()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// An instance's private address.
+    pub async fn private_ip(&self, id: &str) -> anyhow::Result<String> {
+        let out = self
+            .ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .with_context(|| format!("DescribeInstances {id}"))?;
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| i.private_ip_address())
+            .map(str::to_string)
+            .with_context(|| format!("instance {id} has no private address"))
+    }
+
+    /// `n` running EC2 instances in `subnet` tagged `key=value`: the proxy hosts an
+    /// instance id stands for. Their ids.
+    pub async fn run_instances(
+        &self,
+        n: i32,
+        subnet: &str,
+        key: &str,
+        value: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .min_count(n)
+            .max_count(n)
+            .subnet_id(subnet)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(Ec2Tag::builder().key(key).value(value).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .context("RunInstances")?;
+        Ok(out
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Programs what Run Command does on each instance (`/moto-ext/ssm/hosts`).
+    pub fn program_hosts(&self, programs: &Value) -> anyhow::Result<()> {
+        self.emulator
+            .control("POST", "/moto-ext/ssm/hosts", Some(programs))?;
+        Ok(())
+    }
+
+    /// Running (or pending) EC2 instances of a subnet: id -> private address.
+    ///
+    /// Read from the emulator's `/moto-ext/instances` listing rather than
+    /// DescribeInstances: the fleet polls this every few tens of milliseconds, and an
+    /// emulated DescribeInstances would hold the emulator's lock 10-30 ms each time,
+    /// slowing the AWS calls being measured.
+    pub fn running_in_subnet(&self, subnet: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let listed = self.emulator.control("GET", "/moto-ext/instances", None)?;
+        let all = listed
+            .as_array()
+            .context("/moto-ext/instances did not return a list")?;
+        Ok(all
+            .iter()
+            .filter(|i| {
+                i["subnet"].as_str() == Some(subnet)
+                    && matches!(i["state"].as_str(), Some("pending" | "running"))
+            })
+            .filter_map(|i| Some((i["id"].as_str()?.to_string(), i["ip"].as_str()?.to_string())))
+            .collect())
+    }
+
+    /// An SQS queue receiving, through an EventBridge rule with `pattern`, the events
+    /// that match it; the queue URL.
+    pub fn event_queue(&self, name: &str, pattern: &Value) -> anyhow::Result<String> {
+        let t = Duration::from_secs(30);
+        let q = self.emulator.aws_json(
+            "sqs",
+            "AmazonSQS.CreateQueue",
+            &json!({"QueueName": name}),
+            t,
+        )?;
+        let url = q["QueueUrl"]
+            .as_str()
+            .context("CreateQueue gave no QueueUrl")?
+            .to_string();
+        let rule = format!("{name}-rule");
+        self.emulator.aws_json(
+            "events",
+            "AWSEvents.PutRule",
+            &json!({"Name": rule, "EventPattern": pattern.to_string(), "State": "ENABLED"}),
+            t,
+        )?;
+        let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}");
+        let r = self.emulator.aws_json(
+            "events",
+            "AWSEvents.PutTargets",
+            &json!({"Rule": rule, "Targets": [{"Id": "queue", "Arn": arn}]}),
+            t,
+        )?;
+        anyhow::ensure!(
+            r["FailedEntryCount"].as_u64().unwrap_or(0) == 0,
+            "PutTargets failed: {r}"
+        );
+        Ok(url)
+    }
+
+    /// Up to 10 messages from the queue, long-polling `wait_s` seconds: the events
+    /// (EventBridge events, the message bodies) and the receipt handles to
+    /// [`World::delete`] them with once they are handed on.
+    pub fn receive(&self, url: &str, wait_s: u32) -> anyhow::Result<(Vec<Value>, Vec<String>)> {
+        let t = Duration::from_secs(u64::from(wait_s) + 10);
+        let r = self.emulator.aws_json(
+            "sqs",
+            "AmazonSQS.ReceiveMessage",
+            &json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_s}),
+            t,
+        )?;
+        let (mut events, mut handles) = (Vec::new(), Vec::new());
+        for m in r["Messages"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let Some(h) = m["ReceiptHandle"].as_str() {
+                handles.push(h.to_string());
+            }
+            match m["Body"].as_str().map(serde_json::from_str::<Value>) {
+                Some(Ok(v)) => events.push(v),
+                _ => eprintln!("warning: an SQS message is not an event: {m}"),
+            }
+        }
+        Ok((events, handles))
+    }
+
+    /// Deletes received messages (one DeleteMessageBatch per 10).
+    pub fn delete(&self, url: &str, handles: &[String]) -> anyhow::Result<()> {
+        for chunk in handles.chunks(10) {
+            let entries: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| json!({"Id": i.to_string(), "ReceiptHandle": h}))
+                .collect();
+            let r = self.emulator.aws_json(
+                "sqs",
+                "AmazonSQS.DeleteMessageBatch",
+                &json!({"QueueUrl": url, "Entries": entries}),
+                Duration::from_secs(10),
+            )?;
+            let failed = r["Failed"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(
+                failed == 0,
+                "DeleteMessageBatch failed for {failed} message(s): {r}"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every event the emulator emitted, in order (`/moto-ext/events`).
+    pub fn events(&self) -> anyhow::Result<Vec<Value>> {
+        let v = self.emulator.control("GET", "/moto-ext/events", None)?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The events of `detail_type` about `instance`, in order.
+    pub fn events_about(&self, detail_type: &str, instance: &str) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .events()?
+            .into_iter()
+            .filter(|e| {
+                e["detail-type"] == json!(detail_type)
+                    && e["detail"]["EC2InstanceId"] == json!(instance)
+            })
+            .collect())
+    }
+
+    /// When Auto Scaling announced each instance: instance id -> when the emulator
+    /// emitted the first event about it (unix ms). For a group with a launch hook that
+    /// is the lifecycle action, otherwise Launch Successful. Event-to-serving latencies
+    /// start here.
+    pub fn announced(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let mut out = BTreeMap::new();
+        for e in self.events()? {
+            let (Some(id), Some(at)) =
+                (e["detail"]["EC2InstanceId"].as_str(), e["emitted"].as_f64())
+            else {
+                continue;
+            };
+            // Listed in emission order: the first one wins.
+            out.entry(id.to_string())
+                .or_insert((at * 1000.0).round() as u64);
+        }
+        Ok(out)
+    }
+
+    /// Every lifecycle action the emulator knows (`/moto-ext/lifecycle`).
+    pub fn lifecycle(&self) -> anyhow::Result<Vec<Value>> {
+        let v = self.emulator.control("GET", "/moto-ext/lifecycle", None)?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The lifecycle actions of `instance` for `transition` (`launch` or `terminate`).
+    pub fn actions_of(&self, instance: &str, transition: &str) -> anyhow::Result<Vec<Value>> {
+        let t = if transition == "launch" {
+            "autoscaling:EC2_INSTANCE_LAUNCHING"
+        } else {
+            "autoscaling:EC2_INSTANCE_TERMINATING"
+        };
+        Ok(self
+            .lifecycle()?
+            .into_iter()
+            .filter(|r| r["instance"] == json!(instance) && r["transition"] == json!(t))
+            .collect())
+    }
+
+    /// How many AWS calls of `action` the emulator served.
+    pub fn count(&self, action: &str) -> anyhow::Result<usize> {
+        Ok(self
+            .emulator
+            .calls()?
+            .iter()
+            .filter(|(_, a)| a == action)
+            .count())
+    }
+}
+
+/// A [`World`] for plain threads (the demo, the end-to-end bench): its SDK calls run on
+/// a runtime of its own. Derefs to the [`World`] for everything else.
+pub struct Blocking {
+    /// The world, shareable with the threads that watch it (fleet, pump).
+    pub world: std::sync::Arc<World>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Blocking {
+    /// Starts the world ([`World::start`]) on a runtime of two worker threads.
+    pub fn start(log: Option<&Path>) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let world = std::sync::Arc::new(rt.block_on(World::start(log))?);
+        Ok(Self { world, rt })
+    }
+
+    /// Runs a future on the world's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// [`World::add_subnet`].
+    pub fn add_subnet(&self, cidr: &str) -> anyhow::Result<String> {
+        self.block_on(self.world.add_subnet(cidr))
+    }
+
+    /// [`World::group`].
+    pub fn group(&self, spec: &GroupSpec) -> anyhow::Result<()> {
+        self.block_on(self.world.group(spec))
+    }
+
+    /// [`World::scale`].
+    pub fn scale(&self, group: &str, desired: i32) -> anyhow::Result<()> {
+        self.block_on(self.world.scale(group, desired))
+    }
+
+    /// [`World::members`].
+    pub fn members(&self, group: &str) -> anyhow::Result<Vec<GroupInstance>> {
+        self.block_on(self.world.members(group))
+    }
+}
+
+impl std::ops::Deref for Blocking {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
