@@ -1,4 +1,5 @@
-//! The desired state read from AWS, for `agent sync` without `--desired`.
+//! The desired state read from AWS: what the service syncs to at start, every
+//! `sync_interval_s`, and on `agent sync` without `--desired`.
 //!
 //! The same discovery the reactor uses (`infra::aws`), with one difference that matters
 //! on a proxy host: a group named in agent.toml that AWS does not know is an error, not

@@ -47,12 +47,23 @@ pub struct AgentConfig {
     pub host: String,
     /// HAProxy's files and sockets.
     pub haproxy: HaproxyConfig,
+    /// The agent service's own socket.
+    pub service: ServiceConfig,
     /// Options for `agent config render`.
     pub render: RenderConfig,
     /// The managed pools, in file order.
     pub pools: Vec<PoolConfig>,
-    /// Auto Scaling group -> pools, for `agent sync` from AWS.
+    /// Auto Scaling group -> pools, for syncing from AWS.
     pub aws_groups: BTreeMap<String, Vec<PoolName>>,
+    /// How often the service syncs from AWS (with `[aws]` groups), besides at start.
+    pub sync_interval: Duration,
+}
+
+/// The agent service (`agent run`).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The control socket `agent apply`, `sync` and `status` talk to (mode 0660).
+    pub control_socket: PathBuf,
 }
 
 /// Where HAProxy is.
@@ -83,7 +94,7 @@ impl HaproxyConfig {
         self.state_dir.join("server-state")
     }
 
-    /// The lock that serialises applies on this host.
+    /// The lock that keeps one agent service per state directory.
     pub fn lock_path(&self) -> PathBuf {
         self.state_dir.join("lock")
     }
@@ -128,6 +139,8 @@ struct RawFile {
     host: Option<String>,
     haproxy: RawHaproxy,
     #[serde(default)]
+    service: RawService,
+    #[serde(default)]
     render: RenderConfig,
     #[serde(default, rename = "pool")]
     pools: Vec<RawPool>,
@@ -150,9 +163,26 @@ struct RawHaproxy {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawService {
+    control_socket: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAws {
     #[serde(default)]
     groups: BTreeMap<String, Vec<PoolName>>,
+    #[serde(default = "default_sync_interval")]
+    sync_interval_s: f64,
+}
+
+impl Default for RawAws {
+    fn default() -> Self {
+        Self {
+            groups: BTreeMap::new(),
+            sync_interval_s: default_sync_interval(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -187,6 +217,9 @@ fn default_health_timeout() -> f64 {
 fn default_drain_timeout() -> f64 {
     60.0
 }
+fn default_sync_interval() -> f64 {
+    300.0
+}
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -196,10 +229,10 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn seconds(field: &str, pool: &PoolName, s: f64) -> Result<Duration, String> {
+fn seconds(field: &str, s: f64) -> Result<Duration, String> {
     if !(s.is_finite() && (0.0..=86_400.0).contains(&s)) {
         return Err(format!(
-            "pool {pool}: {field} = {s} is out of range (0 to 86400 seconds)"
+            "{field} = {s} is out of range (0 to 86400 seconds)"
         ));
     }
     Ok(Duration::from_secs_f64(s))
@@ -263,8 +296,14 @@ impl AgentConfig {
                 }
             }
             pools.push(PoolConfig {
-                health_timeout: seconds("health_timeout_s", &p.name, p.health_timeout_s)?,
-                drain_timeout: seconds("drain_timeout_s", &p.name, p.drain_timeout_s)?,
+                health_timeout: seconds(
+                    &format!("pool {}: health_timeout_s", p.name),
+                    p.health_timeout_s,
+                )?,
+                drain_timeout: seconds(
+                    &format!("pool {}: drain_timeout_s", p.name),
+                    p.drain_timeout_s,
+                )?,
                 pool: Pool {
                     name: p.name,
                     port: p.port,
@@ -284,8 +323,21 @@ impl AgentConfig {
                 }
             }
         }
+        let sync_interval = seconds("aws.sync_interval_s", raw.aws.sync_interval_s)?;
+        if sync_interval < Duration::from_secs(1) {
+            return Err(format!(
+                "aws.sync_interval_s = {} is too short: at least 1 second (300 is the default)",
+                raw.aws.sync_interval_s
+            ));
+        }
+        let control_socket = raw
+            .service
+            .control_socket
+            .unwrap_or_else(|| raw.haproxy.state_dir.join("agent.sock"));
         Ok(Self {
             host: raw.host.unwrap_or_else(hostname),
+            service: ServiceConfig { control_socket },
+            sync_interval,
             haproxy: HaproxyConfig {
                 config: raw.haproxy.config,
                 admin_socket,
@@ -334,6 +386,11 @@ groups = { "web-asg" = ["web"] }
         assert_eq!(c.pools[0].drain_timeout, Duration::from_secs(60));
         assert!(matches!(c.haproxy.master_socket, Some(Endpoint::Tcp(_))));
         assert!(c.pools[0].pool.server_options.has_check());
+        assert_eq!(
+            c.service.control_socket,
+            PathBuf::from("/var/lib/haproxy-asg/agent.sock")
+        );
+        assert_eq!(c.sync_interval, Duration::from_secs(300));
     }
 
     #[test]

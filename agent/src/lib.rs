@@ -2,21 +2,28 @@
 //! HAProxy's runtime socket, without reloads while slots are free and without losing a
 //! request when a member leaves.
 //!
-//! - [`haproxy`] is the one HAProxy client (admin and master sockets, framing, parsers).
-//! - [`config`] reads `agent.toml`.
-//! - [`cfgfile`] owns the slot lines inside haproxy.cfg; renders and checks it.
-//! - [`slots`] holds the slot table and the planner (pure logic).
-//! - [`engine`] carries out plans: growth with a hitless reload, health-gated joins,
-//!   drains, persistence.
-//! - [`store`] writes files atomically and holds the per-host lock.
-//! - [`status`] is what `agent status` shows.
-//! - [`aws`] reads the desired state from AWS (`agent sync` without `--desired`).
+//! One long-running service per host ([`service`], `agent run`) owns HAProxy's runtime
+//! state; `agent apply`, `agent sync` and `agent status` talk to it over its control
+//! socket ([`control`]).
+//!
+//! - [`slots`]: the slot table and every member's state machine (pure logic).
+//! - [`service`]: carries the plans out: health-gated joins, drains, growth with a
+//!   hitless reload, persistence and resume, the periodic sync from AWS.
+//! - [`haproxy`]: the one HAProxy client (typed commands, framing, parsers).
+//! - [`haproxy_cfg`]: the slot lines inside haproxy.cfg; renders and checks it.
+//! - [`config`]: `agent.toml`.
+//! - [`control`]: the control socket's requests and answers, and its client.
+//! - [`status`]: what `agent status` shows.
+//! - [`store`]: atomic file writes and the service's lock.
+//! - [`aws`]: the desired state read from AWS.
+#![warn(missing_docs)]
 
 pub mod aws;
-pub mod cfgfile;
 pub mod config;
-pub mod engine;
+pub mod control;
 pub mod haproxy;
+pub mod haproxy_cfg;
+pub mod service;
 pub mod slots;
 pub mod status;
 pub mod store;

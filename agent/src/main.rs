@@ -1,23 +1,27 @@
 //! `agent`: the command operators and SSM run on every HAProxy host.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
-use agent::engine::{DiffLine, Engine, Options};
-use agent::{cfgfile, status};
+use agent::control::{self, DiffLine, Reply, Request, SyncReply, MAX_MESSAGE};
+use agent::haproxy_cfg;
+use agent::status::Status;
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use infra::{Change, Desired, Report};
 
 /// Keeps HAProxy's backends in step with EC2 Auto Scaling groups, over HAProxy's
 /// runtime socket: members take pre-declared slots (no reload while slots are free),
 /// join only once healthy, and leave only once drained.
 ///
+/// `agent run` is the service (one per host, started by systemd); `apply`, `sync` and
+/// `status` hand their work to it over its control socket.
+///
 /// Exit codes: 0 every member reached its target; 1 some member failed (see its
-/// reason); 2 the input or the host was unusable and nothing was changed.
+/// reason); 2 the input or the host was unusable (or the service is not running) and
+/// nothing was changed.
 #[derive(Parser)]
 #[command(
     name = "agent",
@@ -40,14 +44,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the agent service in the foreground (what its systemd unit starts).
+    ///
+    /// It owns HAProxy's runtime state on this host: the slot table, the server-state
+    /// file, the configuration's slot blocks and every join and drain in flight, each
+    /// member on its own. It listens on the control socket (agent.toml
+    /// `[service] control_socket`, default `<state_dir>/agent.sock`, mode 0660), resumes
+    /// what a stopped service left, and with `[aws]` groups syncs from AWS at start and
+    /// every `sync_interval_s`. SIGTERM or Ctrl-C stops it; operations in flight resume
+    /// at the next start.
+    Run,
     /// Apply a change message: bring members up (health-gated) and drain members out.
     ///
     /// The message is versioned JSON, for example:
     ///   {"version":1,"generation":1732262400123,"pools":[{"pool":"web",
     ///    "add":[{"id":"i-0abc","address":"10.0.1.23","port":8080}],"remove":["i-0def"]}]}
-    /// Read from --change, --file (or `--file -`), else standard input. Prints one line
-    /// per member: UP, DRAINED, FAILED (with the reason) or STALE (a newer message about
-    /// it was already applied). Messages older than what a member has seen change nothing.
+    /// Read from --change, --file (or `--file -`), else standard input; at most 1 MiB.
+    /// Waits only for the members of this change and prints one line per member: UP,
+    /// DRAINED, FAILED (with the reason), STALE (a newer message about it was already
+    /// applied) or PENDING (already converging under an earlier change, named in the
+    /// reason; that change reports it).
     Apply {
         /// The change message as an argument.
         #[arg(long, conflicts_with = "file")]
@@ -59,17 +75,18 @@ enum Cmd {
         /// (outcomes are PENDING).
         #[arg(long)]
         no_wait: bool,
-        #[command(flatten)]
-        run: RunArgs,
+        /// Machine-readable output (one JSON report on stdout).
+        #[arg(long)]
+        json: bool,
     },
     /// Converge HAProxy to a full desired state and print the diff it applies.
     ///
     /// Members missing from the desired state are drained and released; servers HAProxy
     /// runs in a slot no member owns are drained and put in maintenance; members whose
-    /// slot lost its address are set again.
+    /// slot lost its address are set again. Members already converging stay as they are.
     Sync {
         /// A desired-state file ({"version":1,"generation":N,"pools":[{"pool":"web","members":[...]}]}).
-        /// Without it the groups named in agent.toml's [aws] section are read from AWS.
+        /// Without it the service reads the groups of agent.toml's [aws] section from AWS.
         #[arg(long)]
         desired: Option<PathBuf>,
         /// Print the diff only; change nothing.
@@ -78,10 +95,12 @@ enum Cmd {
         /// Do not wait for health checks or drains.
         #[arg(long)]
         no_wait: bool,
-        #[command(flatten)]
-        run: RunArgs,
+        /// Machine-readable output: {"dry_run":..,"diff":[..],"report":{..}|null}.
+        #[arg(long)]
+        json: bool,
     },
-    /// Show every slot: member, address, admin and health state, sessions, last check.
+    /// Show every slot (member, address, admin and health state, sessions, last check)
+    /// and every operation in flight (elapsed, sessions left, deadline).
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -90,16 +109,6 @@ enum Cmd {
     /// Produce or check the HAProxy configuration the pools need.
     #[command(subcommand)]
     Config(ConfigCmd),
-}
-
-#[derive(Args)]
-struct RunArgs {
-    /// Machine-readable output (one JSON report on stdout).
-    #[arg(long)]
-    json: bool,
-    /// How long to wait for another agent run on this host to finish.
-    #[arg(long, default_value = "300", value_name = "SECONDS")]
-    lock_timeout: f64,
 }
 
 #[derive(Subcommand)]
@@ -118,16 +127,28 @@ enum ConfigCmd {
     },
 }
 
+/// How a command ended: its exit code, or an error (exit 2).
+type Outcome = anyhow::Result<ExitCode>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Cmd::Run));
     match run(cli) {
         Ok(code) => code,
+        // Piped into `head` and the like: the reader is gone, nothing is wrong.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("agent: error: {}", error_chain(&e));
+            let _ = writeln!(std::io::stderr(), "agent: error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes, leaving out causes the message already quotes.
@@ -143,10 +164,10 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+fn init_logging(verbose: u8, service: bool) {
+    let default = match (verbose, service) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -157,8 +178,12 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
-    Ok(AgentConfig::load(path)?)
+/// Writes to standard output; a closed pipe comes back as an error [`main`] ends
+/// quietly on.
+fn out(text: &str) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.write_all(b"\n")
 }
 
 fn read_input(change: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
@@ -166,13 +191,16 @@ fn read_input(change: Option<String>, file: Option<PathBuf>) -> anyhow::Result<S
         return Ok(c);
     }
     let mut text = String::new();
+    let limit = u64::try_from(MAX_MESSAGE).unwrap_or(u64::MAX) + 1;
     match file {
         Some(p) if p.as_os_str() != "-" => {
-            text = std::fs::read_to_string(&p)
+            std::fs::File::open(&p)
+                .and_then(|f| f.take(limit).read_to_string(&mut text))
                 .with_context(|| format!("cannot read change file {}", p.display()))?;
         }
         _ => {
             std::io::stdin()
+                .take(limit)
                 .read_to_string(&mut text)
                 .context("cannot read the change message from standard input")?;
         }
@@ -180,133 +208,123 @@ fn read_input(change: Option<String>, file: Option<PathBuf>) -> anyhow::Result<S
     Ok(text)
 }
 
-fn lock_timeout(s: f64) -> anyhow::Result<Duration> {
-    if !(s.is_finite() && s >= 0.0) {
-        bail!("--lock-timeout must be a number of seconds >= 0");
+fn check_size(text: &str) -> anyhow::Result<()> {
+    if text.len() > MAX_MESSAGE {
+        bail!(
+            "message too large: more than {MAX_MESSAGE} bytes (1 MiB); split the change into several messages"
+        );
     }
-    Ok(Duration::from_secs_f64(s))
+    Ok(())
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Sends `request` to the service, showing its progress on stderr.
+fn call(cfg: &AgentConfig, request: &Request) -> anyhow::Result<Reply> {
+    let started = std::time::Instant::now();
+    let reply = control::call(&cfg.service.control_socket, request, |p| {
+        let _ = writeln!(std::io::stderr(), "agent: {p}");
+    })?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "service answered"
+    );
+    Ok(reply)
+}
+
+fn run(cli: Cli) -> Outcome {
+    let cfg = || -> anyhow::Result<AgentConfig> { Ok(AgentConfig::load(&cli.config)?) };
     match cli.command {
+        Cmd::Run => {
+            agent::service::run(cfg()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Apply {
             change,
             file,
             no_wait,
-            run,
+            json,
         } => {
             let text = read_input(change, file)?;
+            check_size(&text)?;
             let change = Change::from_json(&text)?;
-            let cfg = load(&cli.config)?;
-            let mut engine = Engine::open(&cfg, lock_timeout(run.lock_timeout)?)?;
-            let opts = Options {
+            let cfg = cfg()?;
+            let request = Request::Apply {
+                change: serde_json::to_value(&change)?,
                 wait: !no_wait,
-                progress: true,
             };
-            let report = engine.apply(&change, &opts)?;
-            print_report(&report, run.json);
-            Ok(exit_for(&report))
+            match call(&cfg, &request)? {
+                Reply::Report(r) => print_report(&r, json),
+                other => bail!("unexpected answer from the agent service: {other:?}"),
+            }
         }
         Cmd::Sync {
             desired,
             dry_run,
             no_wait,
-            run,
+            json,
         } => {
-            let cfg = load(&cli.config)?;
-            let desired = match desired {
-                Some(p) => {
+            let desired = desired
+                .map(|p| -> anyhow::Result<serde_json::Value> {
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("cannot read desired state {}", p.display()))?;
-                    Desired::from_json(&text)?
-                }
-                None => desired_from_aws(&cfg)?,
-            };
-            let mut engine = Engine::open(&cfg, lock_timeout(run.lock_timeout)?)?;
-            let opts = Options {
+                    check_size(&text)?;
+                    Ok(serde_json::to_value(Desired::from_json(&text)?)?)
+                })
+                .transpose()?;
+            let cfg = cfg()?;
+            let request = Request::Sync {
+                desired,
+                dry_run,
                 wait: !no_wait,
-                progress: true,
             };
-            let (diff, report) = engine.sync(&desired, &opts, dry_run)?;
-            if run.json {
-                let v = serde_json::json!({"dry_run": dry_run, "diff": diff, "report": report});
-                println!("{v}");
-            } else {
-                print_diff(&diff, dry_run);
-                if let Some(r) = &report {
-                    print_report(r, false);
-                }
+            match call(&cfg, &request)? {
+                Reply::Sync(s) => print_sync(&s, json),
+                other => bail!("unexpected answer from the agent service: {other:?}"),
             }
-            Ok(report.as_ref().map(exit_for).unwrap_or(ExitCode::SUCCESS))
         }
         Cmd::Status { json } => {
-            let cfg = load(&cli.config)?;
-            let rows = status::collect(&cfg)?;
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                println!(
-                    "{:<12} {:<8} {:<22} {:<9} {:<24} {:<6} {:<9} {:>5}  LAST CHECK",
-                    "POOL", "SLOT", "MEMBER", "STAGE", "ADDRESS", "ADMIN", "STATUS", "SESS"
-                );
-                for r in rows {
-                    println!(
-                        "{:<12} {:<8} {:<22} {:<9} {:<24} {:<6} {:<9} {:>5}  {}",
-                        r.pool,
-                        r.slot,
-                        r.member.as_deref().unwrap_or("-"),
-                        r.stage.as_deref().unwrap_or("-"),
-                        r.address,
-                        r.admin,
-                        r.status,
-                        r.sessions,
-                        r.last_check
-                    );
-                }
+            let cfg = cfg()?;
+            match call(&cfg, &Request::Status)? {
+                Reply::Status(s) => print_status(&s, json),
+                other => bail!("unexpected answer from the agent service: {other:?}"),
             }
-            Ok(ExitCode::SUCCESS)
         }
-        Cmd::Config(c) => {
-            let cfg = load(&cli.config)?;
-            match c {
-                ConfigCmd::Render => print!("{}", cfgfile::render(&cfg)),
-                ConfigCmd::Block { pool } => {
-                    let name = infra::PoolName::new(pool)?;
-                    let Some(pc) = cfg.pool(&name) else {
-                        bail!("unknown pool {name}: agent.toml defines no such [[pool]]");
-                    };
-                    println!("{}", cfgfile::slot_line(pc, pc.slots));
-                }
-                ConfigCmd::Check => {
-                    let path = &cfg.haproxy.config;
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    let problems = cfgfile::check(&cfg, &text);
-                    if problems.is_empty() {
-                        println!("{}: ok ({} pools)", path.display(), cfg.pools.len());
-                    } else {
-                        for p in &problems {
-                            println!("problem: {p}");
-                        }
-                        return Ok(ExitCode::from(1));
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Config(c) => config_cmd(&cfg()?, c, &cli.config),
     }
 }
 
-fn desired_from_aws(cfg: &AgentConfig) -> anyhow::Result<Desired> {
-    eprintln!(
-        "agent: reading groups {} from AWS...",
-        cfg.aws_groups
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(agent::aws::desired(cfg)?)
+fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
+    match c {
+        ConfigCmd::Render => out(haproxy_cfg::render(cfg).trim_end())?,
+        ConfigCmd::Block { pool } => {
+            let name = infra::PoolName::new(pool)?;
+            let Some(pc) = cfg.pool(&name) else {
+                bail!(
+                    "unknown pool {name}: {} defines no such [[pool]]",
+                    file.display()
+                );
+            };
+            out(&haproxy_cfg::slot_line(pc, pc.slots))?;
+        }
+        ConfigCmd::Check => {
+            let path = &cfg.haproxy.config;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let problems = haproxy_cfg::check(cfg, &text);
+            if problems.is_empty() {
+                out(&format!(
+                    "{}: ok ({} pools)",
+                    path.display(),
+                    cfg.pools.len()
+                ))?;
+            } else {
+                for p in &problems {
+                    out(&format!("problem: {p}"))?;
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exit_for(r: &Report) -> ExitCode {
@@ -317,18 +335,13 @@ fn exit_for(r: &Report) -> ExitCode {
     }
 }
 
-fn print_report(r: &Report, json: bool) {
+fn print_report(r: &Report, json: bool) -> Outcome {
     if json {
-        // A closed stdout (e.g. piped into `head`) is not worth a panic.
-        let _ = writeln!(
-            std::io::stdout(),
-            "{}",
-            serde_json::to_string(r).unwrap_or_default()
-        );
-        return;
+        out(&serde_json::to_string(r)?)?;
+        return Ok(exit_for(r));
     }
     for o in &r.outcomes {
-        println!(
+        out(&format!(
             "{:<12} {:<22} {:<8} {:<8} {:>7.1}s  {}",
             o.pool.as_str(),
             o.member.as_str(),
@@ -336,34 +349,96 @@ fn print_report(r: &Report, json: bool) {
             o.status.to_string(),
             o.ms as f64 / 1000.0,
             o.reason.as_deref().unwrap_or("")
-        );
+        ))?;
     }
     let failed = r.outcomes.iter().filter(|o| !o.status.is_success()).count();
-    println!(
+    out(&format!(
         "{}: {} members, {} reached their target, {} failed; {} reload(s)",
         r.host,
         r.outcomes.len(),
         r.outcomes.len() - failed,
         failed,
         r.reloads
-    );
+    ))?;
+    Ok(exit_for(r))
 }
 
-fn print_diff(diff: &[DiffLine], dry_run: bool) {
+fn print_sync(s: &SyncReply, json: bool) -> Outcome {
+    let code = s.report.as_ref().map(exit_for).unwrap_or(ExitCode::SUCCESS);
+    if json {
+        out(&serde_json::to_string(s)?)?;
+        return Ok(code);
+    }
+    print_diff(&s.diff, s.dry_run)?;
+    if let Some(r) = &s.report {
+        print_report(r, false)?;
+    }
+    Ok(code)
+}
+
+fn print_diff(diff: &[DiffLine], dry_run: bool) -> std::io::Result<()> {
     if diff.is_empty() {
-        println!("nothing to change");
+        out("nothing to change")?;
     }
     for d in diff {
-        println!(
+        out(&format!(
             "{} {:<12} {:<22} {:<8} {}",
             d.op,
             d.pool,
             d.member,
             d.slot.as_deref().unwrap_or("-"),
             d.detail
-        );
+        ))?;
     }
     if dry_run {
-        println!("(dry run: nothing was changed)");
+        out("(dry run: nothing was changed)")?;
     }
+    Ok(())
+}
+
+fn print_status(s: &Status, json: bool) -> Outcome {
+    if json {
+        out(&serde_json::to_string(s)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    out(&format!(
+        "{:<12} {:<8} {:<22} {:<9} {:<24} {:<6} {:<9} {:>5}  LAST CHECK",
+        "POOL", "SLOT", "MEMBER", "STAGE", "ADDRESS", "ADMIN", "STATUS", "SESS"
+    ))?;
+    for r in &s.slots {
+        out(&format!(
+            "{:<12} {:<8} {:<22} {:<9} {:<24} {:<6} {:<9} {:>5}  {}",
+            r.pool,
+            r.slot,
+            r.member.as_deref().unwrap_or("-"),
+            r.stage.as_deref().unwrap_or("-"),
+            r.address,
+            r.admin,
+            r.status,
+            r.sessions,
+            r.last_check
+        ))?;
+    }
+    if !s.operations.is_empty() {
+        out("")?;
+        out(&format!(
+            "{:<12} {:<22} {:<8} {:<6} {:>16} {:>9} {:>10} {:>5}  LAST CHECK",
+            "IN FLIGHT", "MEMBER", "SLOT", "KIND", "CHANGE", "ELAPSED", "DEADLINE", "SESS"
+        ))?;
+        for o in &s.operations {
+            out(&format!(
+                "{:<12} {:<22} {:<8} {:<6} {:>16} {:>8.1}s {:>9.1}s {:>5}  {}",
+                o.pool,
+                o.member,
+                o.slot,
+                o.kind,
+                o.change,
+                o.elapsed_s,
+                o.deadline_in_s,
+                o.sessions,
+                o.last_check
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

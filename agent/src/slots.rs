@@ -1,43 +1,58 @@
-//! The slot table and the planner: which member holds which slot, and what to do
-//! about a change. Pure logic, no I/O, so every rule here is unit-tested.
+//! The slot table and every transition of a member on one host. Pure logic, no I/O, so
+//! every rule here is unit-tested; the service ([`crate::service`]) carries out what it
+//! decides.
+//!
+//! A member is its own state machine, persisted in its [`Entry`]:
+//!
+//! ```text
+//!   (new) --plan--> Joining --UP--> Up --remove--> Draining --sessions 0--> (free, retired)
+//!                      |  \--deadline, fresh--> (failed, slot released)
+//!                      \--remove, no traffic yet--> (released at once)
+//!   Draining --re-added--> Joining (back to ready at once)
+//! ```
 //!
 //! Rules:
-//! - A member keeps its slot for its whole life; the lowest free slot is taken first,
-//!   so freed slots are reused before untouched ones and high slots stay free to shrink.
-//! - A slot is free only when the table has no member in it *and* HAProxy shows it in
-//!   maintenance; a slot HAProxy serves that the table does not know is left alone
-//!   (`agent sync` deals with it).
+//! - A member keeps its slot for its whole life; the lowest free slot is taken first, so
+//!   freed slots are reused before untouched ones and high slots stay free to shrink.
+//! - A slot is free only when the table has no member in it, no eviction runs in it, and
+//!   HAProxy shows it in maintenance; a slot HAProxy serves that the table does not know
+//!   is left alone until a sync evicts it.
 //! - Every member remembers the generation of the last message that touched it, and
 //!   members that left are remembered (bounded) with the generation that removed them:
 //!   an older message about them is `stale` and changes nothing.
+//! - An operation (join, drain) belongs to the change that started it ([`Op::change`]).
+//!   A later change asking the same thing does not start it twice: it reports the member
+//!   `pending`, naming that change. The same change sent again waits for it. A later
+//!   change asking the opposite takes over, and the earlier one's outcome is `stale`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use infra::{Member, MemberId, OutcomeStatus, Port};
+use infra::{Member, MemberId, OutcomeStatus, PoolName, Port};
 use serde::{Deserialize, Serialize};
 
-use crate::haproxy::ServerState;
+use crate::haproxy::{Command, Op as Cmd, ServerState, StatRow};
 
 /// How many departed members are remembered per pool for generation checks. Late
 /// events arrive seconds to minutes late, and the reactor also checks the group's
 /// truth before sending, so a thousand departures back is plenty; the table stays
-/// small enough to read and write on every run.
+/// small enough to read and write on every change.
 pub const RETIRED_KEEP: usize = 1024;
 
-/// The table format version written to disk.
-pub const TABLE_VERSION: u32 = 1;
+/// The table format version written to disk (version 1 had no operations; it is read
+/// and upgraded).
+pub const TABLE_VERSION: u32 = 2;
 
 /// Every pool's slots; written to `slots.json` after every change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotTable {
-    /// Always [`TABLE_VERSION`].
+    /// [`TABLE_VERSION`] once written by this build.
     pub version: u32,
     /// Per pool (HAProxy backend name).
     pub pools: BTreeMap<String, PoolSlots>,
 }
 
-/// One pool's members and departed members.
+/// One pool's members, departed members and evictions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSlots {
     /// Members holding a slot.
@@ -45,6 +60,9 @@ pub struct PoolSlots {
     /// Members that left, with the generation that removed them.
     #[serde(default)]
     pub retired: BTreeMap<MemberId, u64>,
+    /// Slots HAProxy served without an owner, being drained (by slot number).
+    #[serde(default)]
+    pub evicting: BTreeMap<u32, Eviction>,
 }
 
 /// Where a member is in its life on this host.
@@ -57,6 +75,31 @@ pub enum EntryState {
     Up,
     /// Taking no new requests; finishing the ones it has.
     Draining,
+}
+
+impl std::fmt::Display for EntryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Joining => "joining",
+            Self::Up => "up",
+            Self::Draining => "draining",
+        })
+    }
+}
+
+/// A join or drain in flight. Persisted, so a restarted service resumes it with what is
+/// left of its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The generation of the change that started it: its outcome is that change's.
+    pub change: u64,
+    /// When it started (unix ms).
+    pub started_ms: u64,
+    /// When it gives up (join: failed) or forces (drain: sessions closed), unix ms.
+    pub deadline_ms: u64,
+    /// A first join on this host: if it fails, the slot is released.
+    #[serde(default)]
+    pub fresh: bool,
 }
 
 /// A member in its slot.
@@ -72,12 +115,46 @@ pub struct Entry {
     pub generation: u64,
     /// Where it is in its life.
     pub state: EntryState,
+    /// The join or drain in flight (`Joining`, `Draining`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<Op>,
+    /// The service's change counter when this entry last changed; a stats reading
+    /// taken before that is not applied to it. Not persisted.
+    #[serde(skip)]
+    pub touched: u64,
+}
+
+/// A slot served without an owner, being drained before it is put in maintenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eviction {
+    /// What HAProxy had there (`addr:port`).
+    pub addr: String,
+    /// When the drain started (unix ms).
+    pub started_ms: u64,
+    /// When remaining sessions are closed (unix ms).
+    pub deadline_ms: u64,
+    /// See [`Entry::touched`].
+    #[serde(skip)]
+    pub touched: u64,
+}
+
+/// How long operations may take, per pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A join's time to pass its checks, ms.
+    pub health_ms: u64,
+    /// A drain's time for its sessions to end, ms.
+    pub drain_ms: u64,
 }
 
 impl PoolSlots {
-    /// Slot numbers the table holds.
+    /// Slot numbers taken (by members or evictions).
     pub fn used(&self) -> BTreeSet<u32> {
-        self.members.values().map(|e| e.slot).collect()
+        self.members
+            .values()
+            .map(|e| e.slot)
+            .chain(self.evicting.keys().copied())
+            .collect()
     }
 
     /// The member in `slot`, if any.
@@ -102,6 +179,25 @@ impl PoolSlots {
             };
         }
     }
+
+    /// Gives operations a table written before they were persisted (format 1) their
+    /// deadlines, counted from `now_ms`.
+    pub fn upgrade(&mut self, now_ms: u64, t: Timeouts) {
+        for e in self.members.values_mut() {
+            if e.op.is_none() && e.state != EntryState::Up {
+                let ms = match e.state {
+                    EntryState::Draining => t.drain_ms,
+                    _ => t.health_ms,
+                };
+                e.op = Some(Op {
+                    change: e.generation,
+                    started_ms: now_ms,
+                    deadline_ms: now_ms + ms,
+                    fresh: e.state == EntryState::Joining,
+                });
+            }
+        }
+    }
 }
 
 /// What the live HAProxy says about one pool's slots, by slot number.
@@ -117,7 +213,7 @@ impl LiveSlots {
         let slots = states
             .iter()
             .filter(|s| s.backend == backend)
-            .filter_map(|s| crate::cfgfile::slot_number(&s.server).map(|n| (n, s.clone())))
+            .filter_map(|s| crate::haproxy_cfg::slot_number(&s.server).map(|n| (n, s.clone())))
             .collect();
         Self { slots }
     }
@@ -136,37 +232,48 @@ impl LiveSlots {
                 && s.addr.parse::<IpAddr>().ok() == Some(addr)
         })
     }
+
+    /// Whether `slot` is running (UP or going down, so it may hold sessions).
+    pub fn running(&self, slot: u32) -> bool {
+        self.slots.get(&slot).is_some_and(ServerState::running)
+    }
 }
 
-/// One thing to do for one member.
+/// One thing to do, or to report, for one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Bring `member` up in `slot`, health-gated.
+pub enum Action {
+    /// Bring `member` up in `slot` and wait for UP (the table holds its operation).
     Join {
         /// The member.
-        member: Member,
+        member: MemberId,
         /// Its slot.
         slot: u32,
-        /// Send the address and state (false: HAProxy already has it, only wait for UP).
-        set: bool,
-        /// Newly joining in this message: on failure its slot is released.
-        fresh: bool,
+        /// What to send first.
+        send: Send,
     },
-    /// Drain `member` out of `slot`, then release the slot.
-    Leave {
+    /// Drain `member` and wait for its sessions to end (the table holds its operation).
+    Drain {
         /// The member.
         member: MemberId,
         /// Its slot.
         slot: u32,
     },
-    /// A slot HAProxy serves that no member owns (drift): drain it and put it in maint.
+    /// Removed while joining, before it took traffic: its slot goes back to maintenance
+    /// now, and it is drained.
+    Release {
+        /// The member.
+        member: MemberId,
+        /// Its slot.
+        slot: u32,
+    },
+    /// A slot HAProxy serves that no member owns (drift): drain it, then maintenance.
     Evict {
         /// The slot.
         slot: u32,
         /// What HAProxy has there.
         addr: String,
     },
-    /// Nothing to do; the outcome is already known.
+    /// Nothing to do; the outcome is known now.
     Done {
         /// The member.
         member: MemberId,
@@ -177,134 +284,86 @@ pub enum Step {
         /// Why, when not obvious.
         reason: Option<String>,
     },
+    /// Already converging to the same target under an earlier change: reported
+    /// `pending` at once, naming that change (its outcome is that change's).
+    Pending {
+        /// The member.
+        member: MemberId,
+        /// Its slot.
+        slot: u32,
+        /// The change converging it.
+        change: u64,
+    },
+    /// This very change already started the operation (the message was sent again):
+    /// wait for it.
+    Await {
+        /// The member.
+        member: MemberId,
+        /// Its slot.
+        slot: u32,
+    },
 }
 
-/// The steps for one pool and the slot count they need.
+/// What a join sends before waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Send {
+    /// Address, ready, health down (one line: never UP before its checks pass).
+    Join {
+        /// The member's address.
+        addr: IpAddr,
+        /// The member's port.
+        port: Port,
+    },
+    /// Back to ready from a drain: it was serving and healthy a moment ago.
+    Ready,
+}
+
+/// An operation a newer change took over: the older change's outcome for the member.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    /// The member.
+    pub member: MemberId,
+    /// The change whose operation stopped.
+    pub change: u64,
+    /// Why (names the newer change).
+    pub reason: String,
+}
+
+/// The actions for one pool and the slot count they need.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PoolPlan {
-    /// In order: joins first, then leaves, then evictions and known outcomes.
-    pub steps: Vec<Step>,
-    /// Slots HAProxy must have for these steps (more than it has: grow first).
+    /// One per member named, in message order (adds, then removes), then evictions.
+    pub actions: Vec<Action>,
+    /// Operations of earlier changes that this one took over.
+    pub superseded: Vec<Superseded>,
+    /// Slots HAProxy must have for these actions (more than it has: grow first).
     pub size_needed: u32,
 }
 
-/// Plans adding `add` and removing `remove` at `generation`, updating `table` (slot
-/// assignments and states) as if the steps succeed; the caller persists it before
-/// touching HAProxy, so a killed agent leaves an accurate record of its intent.
-pub fn plan_change(
-    table: &mut PoolSlots,
-    live: &LiveSlots,
-    add: &[Member],
-    remove: &[MemberId],
-    generation: u64,
-) -> PoolPlan {
-    let mut steps = Vec::new();
-    let mut size_needed = live.size();
-    let mut taken = table.used();
-    // Slots are only taken within one plan, so the search resumes where it stopped.
-    let mut cursor = 1;
-    let is_free = |n: u32, taken: &BTreeSet<u32>| {
-        !taken.contains(&n) && live.slots.get(&n).is_none_or(|s| s.in_maint())
-    };
-    for m in add {
-        if let Some(&r) = table.retired.get(&m.id) {
-            if r >= generation {
-                steps.push(stale(&m.id, None, format!("it was removed at generation {r}, newer than or equal to this message's {generation}")));
-                continue;
-            }
-        }
-        if let Some(e) = table.members.get_mut(&m.id) {
-            if e.generation > generation {
-                steps.push(stale(
-                    &m.id,
-                    Some(e.slot),
-                    format!(
-                        "generation {} already applied is newer than this message's {generation}",
-                        e.generation
-                    ),
-                ));
-                continue;
-            }
-            e.generation = generation;
-            let moved = e.address != m.address || e.port != m.port;
-            let set =
-                moved || !live.serves(e.slot, m.address, m.port) || e.state == EntryState::Draining;
-            e.address = m.address;
-            e.port = m.port;
-            if set && e.state != EntryState::Up {
-                e.state = EntryState::Joining;
-            }
-            if moved {
-                e.state = EntryState::Joining;
-            }
-            let fresh = e.state == EntryState::Joining;
-            steps.push(Step::Join {
-                member: m.clone(),
-                slot: e.slot,
-                set,
-                fresh,
-            });
-            continue;
-        }
-        while !is_free(cursor, &taken) {
-            cursor += 1;
-        }
-        let n = cursor;
-        taken.insert(n);
-        size_needed = size_needed.max(n);
-        table.members.insert(
-            m.id.clone(),
-            Entry {
-                slot: n,
-                address: m.address,
-                port: m.port,
-                generation,
-                state: EntryState::Joining,
-            },
-        );
-        steps.push(Step::Join {
-            member: m.clone(),
-            slot: n,
-            set: true,
-            fresh: true,
-        });
-    }
-    for id in remove {
-        match table.members.get_mut(id) {
-            Some(e) if e.generation > generation => {
-                steps.push(stale(
-                    id,
-                    Some(e.slot),
-                    format!(
-                        "generation {} already applied is newer than this message's {generation}",
-                        e.generation
-                    ),
-                ));
-            }
-            Some(e) => {
-                e.generation = generation;
-                e.state = EntryState::Draining;
-                steps.push(Step::Leave {
-                    member: id.clone(),
-                    slot: e.slot,
-                });
-            }
-            None => {
-                table.retire(id, generation);
-                steps.push(Step::Done {
-                    member: id.clone(),
-                    slot: None,
-                    status: OutcomeStatus::Drained,
-                    reason: Some("not in the pool on this host".into()),
-                });
-            }
-        }
-    }
-    PoolPlan { steps, size_needed }
+/// When a plan is made and what it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Now, unix ms.
+    pub now_ms: u64,
+    /// The pool's timeouts.
+    pub timeouts: Timeouts,
+    /// The service's change counter, stamped on every entry the plan touches.
+    pub epoch: u64,
 }
 
-fn stale(id: &MemberId, slot: Option<u32>, reason: String) -> Step {
-    Step::Done {
+impl Clock {
+    fn op(&self, change: u64, ms: u64, fresh: bool) -> Op {
+        Op {
+            change,
+            started_ms: self.now_ms,
+            deadline_ms: self.now_ms.saturating_add(ms),
+            fresh,
+        }
+    }
+}
+
+fn stale(id: &MemberId, slot: Option<u32>, reason: String) -> Action {
+    Action::Done {
         member: id.clone(),
         slot,
         status: OutcomeStatus::Stale,
@@ -312,14 +371,245 @@ fn stale(id: &MemberId, slot: Option<u32>, reason: String) -> Step {
     }
 }
 
+fn newer(id: &MemberId, e: &Entry, generation: u64) -> Action {
+    stale(
+        id,
+        Some(e.slot),
+        format!(
+            "generation {} already applied is newer than this message's {generation}",
+            e.generation
+        ),
+    )
+}
+
+/// Plans adding `add` and removing `remove` at `generation`, updating `table` as if the
+/// actions succeed (the caller persists it before touching HAProxy, so a killed service
+/// leaves an accurate record of its intent).
+pub fn plan_change(
+    table: &mut PoolSlots,
+    live: &LiveSlots,
+    add: &[Member],
+    remove: &[MemberId],
+    generation: u64,
+    clock: Clock,
+) -> PoolPlan {
+    let mut plan = PoolPlan {
+        size_needed: live.size(),
+        ..PoolPlan::default()
+    };
+    let mut taken = table.used();
+    // Slots are only taken within one plan, so the search resumes where it stopped.
+    let mut cursor = 1;
+    let is_free = |n: u32, taken: &BTreeSet<u32>| {
+        !taken.contains(&n) && live.slots.get(&n).is_none_or(ServerState::in_maint)
+    };
+    for m in add {
+        if let Some(&r) = table.retired.get(&m.id) {
+            if r >= generation {
+                plan.actions.push(stale(&m.id, None, format!("it was removed at generation {r}, newer than or equal to this message's {generation}")));
+                continue;
+            }
+        }
+        if let Some(e) = table.members.get_mut(&m.id) {
+            plan.actions.push(join_existing(
+                e,
+                m,
+                live,
+                generation,
+                clock,
+                &mut plan.superseded,
+            ));
+            continue;
+        }
+        while !is_free(cursor, &taken) {
+            cursor += 1;
+        }
+        let slot = cursor;
+        taken.insert(slot);
+        plan.size_needed = plan.size_needed.max(slot);
+        table.members.insert(
+            m.id.clone(),
+            Entry {
+                slot,
+                address: m.address,
+                port: m.port,
+                generation,
+                state: EntryState::Joining,
+                op: Some(clock.op(generation, clock.timeouts.health_ms, true)),
+                touched: clock.epoch,
+            },
+        );
+        plan.actions.push(Action::Join {
+            member: m.id.clone(),
+            slot,
+            send: Send::Join {
+                addr: m.address,
+                port: m.port,
+            },
+        });
+    }
+    for id in remove {
+        let action = match table.members.get_mut(id) {
+            Some(e) if e.generation > generation => newer(id, e, generation),
+            Some(e) => leave_existing(id, e, live, generation, clock, &mut plan.superseded),
+            None => {
+                table.retire(id, generation);
+                Action::Done {
+                    member: id.clone(),
+                    slot: None,
+                    status: OutcomeStatus::Drained,
+                    reason: Some("not in the pool on this host".into()),
+                }
+            }
+        };
+        if let Action::Release { member, .. } = &action {
+            table.retire(member, generation);
+        }
+        plan.actions.push(action);
+    }
+    plan
+}
+
+/// An add for a member the table already holds.
+fn join_existing(
+    e: &mut Entry,
+    m: &Member,
+    live: &LiveSlots,
+    generation: u64,
+    clock: Clock,
+    superseded: &mut Vec<Superseded>,
+) -> Action {
+    if e.generation > generation {
+        return newer(&m.id, e, generation);
+    }
+    let moved = e.address != m.address || e.port != m.port;
+    let join = |e: &mut Entry, send: Send, fresh: bool| {
+        e.generation = generation;
+        e.address = m.address;
+        e.port = m.port;
+        e.state = EntryState::Joining;
+        e.op = Some(clock.op(generation, clock.timeouts.health_ms, fresh));
+        e.touched = clock.epoch;
+        Action::Join {
+            member: m.id.clone(),
+            slot: e.slot,
+            send,
+        }
+    };
+    let full = Send::Join {
+        addr: m.address,
+        port: m.port,
+    };
+    match (e.state, e.op) {
+        _ if moved => {
+            if let Some(op) = e.op.filter(|op| op.change != generation) {
+                superseded.push(Superseded {
+                    member: m.id.clone(),
+                    change: op.change,
+                    reason: format!(
+                        "its address changed to {}:{} at generation {generation}",
+                        m.address, m.port
+                    ),
+                });
+            }
+            join(e, full, true)
+        }
+        (EntryState::Up, _) if live.serves(e.slot, m.address, m.port) => {
+            e.generation = generation;
+            e.touched = clock.epoch;
+            Action::Done {
+                member: m.id.clone(),
+                slot: Some(e.slot),
+                status: OutcomeStatus::Up,
+                reason: None,
+            }
+        }
+        // HAProxy lost it (restarted without its state, put in maint by hand).
+        (EntryState::Up, _) => join(e, full, false),
+        (EntryState::Joining, Some(op)) if op.change == generation => Action::Await {
+            member: m.id.clone(),
+            slot: e.slot,
+        },
+        (EntryState::Joining, Some(op)) => {
+            e.generation = generation;
+            Action::Pending {
+                member: m.id.clone(),
+                slot: e.slot,
+                change: op.change,
+            }
+        }
+        (EntryState::Joining, None) => join(e, full, false),
+        (EntryState::Draining, op) => {
+            if let Some(op) = op {
+                superseded.push(Superseded {
+                    member: m.id.clone(),
+                    change: op.change,
+                    reason: format!("added again at generation {generation} while draining"),
+                });
+            }
+            join(e, Send::Ready, false)
+        }
+    }
+}
+
+/// A removal of a member the table holds (not newer than the message).
+fn leave_existing(
+    id: &MemberId,
+    e: &mut Entry,
+    live: &LiveSlots,
+    generation: u64,
+    clock: Clock,
+    superseded: &mut Vec<Superseded>,
+) -> Action {
+    match (e.state, e.op) {
+        (EntryState::Draining, Some(op)) if op.change == generation => Action::Await {
+            member: id.clone(),
+            slot: e.slot,
+        },
+        (EntryState::Draining, Some(op)) => {
+            e.generation = generation;
+            Action::Pending {
+                member: id.clone(),
+                slot: e.slot,
+                change: op.change,
+            }
+        }
+        (state, op) => {
+            if let Some(op) = op.filter(|op| op.change != generation) {
+                superseded.push(Superseded {
+                    member: id.clone(),
+                    change: op.change,
+                    reason: format!("removed at generation {generation} while joining"),
+                });
+            }
+            e.generation = generation;
+            e.touched = clock.epoch;
+            if state == EntryState::Joining && !live.running(e.slot) {
+                // Never UP: it took no traffic, nothing to wait for.
+                return Action::Release {
+                    member: id.clone(),
+                    slot: e.slot,
+                };
+            }
+            e.state = EntryState::Draining;
+            e.op = Some(clock.op(generation, clock.timeouts.drain_ms, false));
+            Action::Drain {
+                member: id.clone(),
+                slot: e.slot,
+            }
+        }
+    }
+}
+
 /// Plans converging a pool to exactly `members` at `generation`: joins for every
-/// member, leaves for table members not listed (unless a newer message added them),
-/// and evictions for slots HAProxy serves that no member owns.
+/// member, leaves for table members not listed (unless a newer message added them), and
+/// evictions for slots HAProxy serves that no member owns.
 pub fn plan_sync(
     table: &mut PoolSlots,
     live: &LiveSlots,
     members: &[Member],
     generation: u64,
+    clock: Clock,
 ) -> PoolPlan {
     let wanted: BTreeSet<&MemberId> = members.iter().map(|m| &m.id).collect();
     let remove: Vec<MemberId> = table
@@ -328,17 +618,180 @@ pub fn plan_sync(
         .filter(|(id, e)| !wanted.contains(id) && e.generation <= generation)
         .map(|(id, _)| id.clone())
         .collect();
-    let mut plan = plan_change(table, live, members, &remove, generation);
+    let mut plan = plan_change(table, live, members, &remove, generation, clock);
     let used = table.used();
     for (n, s) in &live.slots {
         if !used.contains(n) && !s.in_maint() {
-            plan.steps.push(Step::Evict {
-                slot: *n,
-                addr: format!("{}:{}", s.addr, s.port),
-            });
+            let addr = format!("{}:{}", s.addr, s.port);
+            table.evicting.insert(
+                *n,
+                Eviction {
+                    addr: addr.clone(),
+                    started_ms: clock.now_ms,
+                    deadline_ms: clock.now_ms.saturating_add(clock.timeouts.drain_ms),
+                    touched: clock.epoch,
+                },
+            );
+            plan.actions.push(Action::Evict { slot: *n, addr });
         }
     }
     plan
+}
+
+/// The commands an action sends (as groups: each stays on one line).
+pub fn commands(pool: &PoolName, action: &Action, check: bool) -> Vec<Vec<Command>> {
+    match action {
+        Action::Join {
+            slot,
+            send: Send::Join { addr, port },
+            ..
+        } => vec![Command::join(pool, *slot, *addr, *port, check)],
+        Action::Join {
+            slot,
+            send: Send::Ready,
+            ..
+        } => vec![vec![Command::new(pool, *slot, Cmd::Ready)]],
+        Action::Drain { slot, .. } | Action::Evict { slot, .. } => {
+            vec![vec![Command::new(pool, *slot, Cmd::Drain)]]
+        }
+        Action::Release { slot, .. } => vec![vec![Command::new(pool, *slot, Cmd::Maint)]],
+        Action::Done { .. } | Action::Pending { .. } | Action::Await { .. } => Vec::new(),
+    }
+}
+
+/// An operation that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The member (`None` for an eviction).
+    pub member: Option<MemberId>,
+    /// Its slot.
+    pub slot: u32,
+    /// The change it belonged to.
+    pub change: u64,
+    /// Where it ended.
+    pub status: OutcomeStatus,
+    /// Why, when it failed or was forced.
+    pub reason: Option<String>,
+    /// How long it took, ms.
+    pub ms: u64,
+}
+
+/// What a look at HAProxy's stats moved on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advanced {
+    /// Operations that ended.
+    pub finished: Vec<Finished>,
+    /// Commands to send for them (maintenance, closing what a drain left open).
+    pub commands: Vec<Command>,
+}
+
+/// Moves every operation of a pool on from HAProxy's `rows` (by slot) taken at
+/// `now_ms`, when the service's change counter was `seen`: entries changed after that
+/// are left for the next look. Joins end UP (or failed at their deadline: a first join
+/// gives its slot back); drains end when their sessions and queue are empty (or at their
+/// deadline, closing what is left); evictions likewise.
+pub fn advance(
+    pool: &PoolName,
+    table: &mut PoolSlots,
+    rows: &BTreeMap<u32, &StatRow>,
+    now_ms: u64,
+    seen: u64,
+) -> Advanced {
+    let mut out = Advanced::default();
+    let ids: Vec<MemberId> = table
+        .members
+        .iter()
+        .filter(|(_, e)| e.op.is_some() && e.touched <= seen)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in ids {
+        let Some(e) = table.members.get_mut(&id) else {
+            continue;
+        };
+        let Some(op) = e.op else { continue };
+        let row = rows.get(&e.slot).copied();
+        let took = now_ms.saturating_sub(op.started_ms);
+        let allowed =
+            std::time::Duration::from_millis(op.deadline_ms.saturating_sub(op.started_ms));
+        let finished = |status, reason| Finished {
+            member: Some(id.clone()),
+            slot: e.slot,
+            change: op.change,
+            status,
+            reason,
+            ms: took,
+        };
+        match e.state {
+            EntryState::Joining | EntryState::Up => {
+                if row.is_some_and(StatRow::is_up) {
+                    e.state = EntryState::Up;
+                    e.op = None;
+                    out.finished.push(finished(OutcomeStatus::Up, None));
+                } else if now_ms >= op.deadline_ms {
+                    let last = row.map(StatRow::check_summary).unwrap_or_default();
+                    let released = if op.fresh {
+                        "; it took no traffic and its slot was released"
+                    } else {
+                        ""
+                    };
+                    let f = finished(
+                        OutcomeStatus::Failed,
+                        Some(format!(
+                            "did not pass health checks within {allowed:?} (last check: {last}){released}"
+                        )),
+                    );
+                    if op.fresh {
+                        out.commands.push(Command::new(pool, e.slot, Cmd::Maint));
+                        table.members.remove(&id);
+                    } else {
+                        // It stays the slot's owner; HAProxy's checks decide its traffic.
+                        e.state = EntryState::Up;
+                        e.op = None;
+                    }
+                    out.finished.push(f);
+                }
+            }
+            EntryState::Draining => {
+                let (scur, qcur) = row.map_or((0, 0), |r| (r.scur, r.qcur));
+                let reason = if scur == 0 && qcur == 0 {
+                    None
+                } else if now_ms >= op.deadline_ms {
+                    out.commands
+                        .push(Command::new(pool, e.slot, Cmd::ShutdownSessions));
+                    Some(format!(
+                        "drain timeout ({allowed:?}): {scur} sessions were still open and were closed, {qcur} queued"
+                    ))
+                } else {
+                    continue;
+                };
+                out.commands.push(Command::new(pool, e.slot, Cmd::Maint));
+                out.finished.push(finished(OutcomeStatus::Drained, reason));
+                table.retire(&id, op.change);
+            }
+        }
+    }
+    let done: Vec<u32> = table
+        .evicting
+        .iter()
+        .filter(|(_, ev)| ev.touched <= seen)
+        .filter_map(|(slot, ev)| {
+            let (scur, qcur) = rows.get(slot).map_or((0, 0), |r| (r.scur, r.qcur));
+            if scur == 0 && qcur == 0 {
+                Some(*slot)
+            } else if now_ms >= ev.deadline_ms {
+                out.commands
+                    .push(Command::new(pool, *slot, Cmd::ShutdownSessions));
+                Some(*slot)
+            } else {
+                None
+            }
+        })
+        .collect();
+    for slot in done {
+        out.commands.push(Command::new(pool, slot, Cmd::Maint));
+        table.evicting.remove(&slot);
+    }
+    out
 }
 
 /// The slot count a pool should have: at least `needed` (the highest slot in use or
@@ -348,12 +801,12 @@ pub fn target_size(current: u32, floor: u32, needed: u32, used_count: u32) -> u3
     if needed > current {
         let mut n = current.max(floor).max(1);
         while n < needed {
-            n *= 2;
+            n = n.saturating_mul(2);
         }
         return n;
     }
-    if current > floor && used_count * 4 <= current {
-        let want = (used_count * 2).max(floor).max(needed);
+    if current > floor && used_count.saturating_mul(4) <= current {
+        let want = used_count.saturating_mul(2).max(floor).max(needed);
         return want.min(current);
     }
     current
@@ -373,6 +826,20 @@ mod tests {
     }
     fn id(s: &str) -> MemberId {
         MemberId::new(s).unwrap()
+    }
+    fn web() -> PoolName {
+        PoolName::new("web").unwrap()
+    }
+    const T: Timeouts = Timeouts {
+        health_ms: 5_000,
+        drain_ms: 10_000,
+    };
+    fn at(now_ms: u64) -> Clock {
+        Clock {
+            now_ms,
+            timeouts: T,
+            epoch: 1,
+        }
     }
     fn live(n: u32) -> LiveSlots {
         LiveSlots {
@@ -399,33 +866,50 @@ mod tests {
         s.admin_state = 0;
         s.op_state = 2;
     }
-    fn joins(p: &PoolPlan) -> Vec<(String, u32, bool)> {
-        p.steps
+    fn joins(p: &PoolPlan) -> Vec<(String, u32)> {
+        p.actions
             .iter()
             .filter_map(|s| match s {
-                Step::Join {
-                    member, slot, set, ..
-                } => Some((member.id.to_string(), *slot, *set)),
+                Action::Join { member, slot, .. } => Some((member.to_string(), *slot)),
                 _ => None,
             })
             .collect()
+    }
+    fn row(slot: u32, status: &str, scur: u64) -> StatRow {
+        StatRow {
+            backend: "web".into(),
+            server: format!("slot{slot}"),
+            scur,
+            status: status.into(),
+            ..StatRow::default()
+        }
+    }
+    fn advance_with(t: &mut PoolSlots, rows: &[StatRow], now: u64) -> Advanced {
+        let by_slot: BTreeMap<u32, &StatRow> = rows
+            .iter()
+            .filter_map(|r| Some((crate::haproxy_cfg::slot_number(&r.server)?, r)))
+            .collect();
+        advance(&web(), t, &by_slot, now, 1)
     }
 
     #[test]
     fn members_take_the_lowest_free_slots_and_freed_slots_are_reused() {
         let mut t = PoolSlots::default();
-        let p = plan_change(&mut t, &live(4), &[m("a", 1), m("b", 2), m("c", 3)], &[], 1);
+        let p = plan_change(
+            &mut t,
+            &live(4),
+            &[m("a", 1), m("b", 2), m("c", 3)],
+            &[],
+            1,
+            at(0),
+        );
         assert_eq!(
             joins(&p),
-            vec![
-                ("a".into(), 1, true),
-                ("b".into(), 2, true),
-                ("c".into(), 3, true)
-            ]
+            vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]
         );
         t.retire(&id("b"), 2);
-        let p = plan_change(&mut t, &live(4), &[m("d", 4)], &[], 3);
-        assert_eq!(joins(&p), vec![("d".into(), 2, true)]);
+        let p = plan_change(&mut t, &live(4), &[m("d", 4)], &[], 3, at(0));
+        assert_eq!(joins(&p), vec![("d".into(), 2)]);
         assert_eq!(p.size_needed, 4);
     }
 
@@ -433,25 +917,29 @@ mod tests {
     fn applying_the_same_state_twice_sends_nothing() {
         let mut t = PoolSlots::default();
         let mut l = live(4);
-        plan_change(&mut t, &l, &[m("a", 1)], &[], 1);
-        t.members.get_mut(&id("a")).unwrap().state = EntryState::Up;
+        plan_change(&mut t, &l, &[m("a", 1)], &[], 1, at(0));
+        advance_with(&mut t, &[row(1, "UP", 0)], 10);
         serving(&mut l, 1, 1);
-        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 1);
-        assert_eq!(joins(&p), vec![("a".into(), 1, false)]);
-        let before = t.clone();
-        plan_change(&mut t, &l, &[m("a", 1)], &[], 1);
-        assert_eq!(t, before);
+        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 1, at(20));
+        assert!(matches!(
+            p.actions[..],
+            [Action::Done {
+                status: OutcomeStatus::Up,
+                ..
+            }]
+        ));
+        assert!(commands(&web(), &p.actions[0], true).is_empty());
     }
 
     #[test]
     fn older_messages_are_stale() {
         let mut t = PoolSlots::default();
         let l = live(4);
-        plan_change(&mut t, &l, &[m("a", 1)], &[], 5);
-        let p = plan_change(&mut t, &l, &[], &[id("a")], 4);
+        plan_change(&mut t, &l, &[m("a", 1)], &[], 5, at(0));
+        let p = plan_change(&mut t, &l, &[], &[id("a")], 4, at(0));
         assert!(matches!(
-            &p.steps[0],
-            Step::Done {
+            &p.actions[0],
+            Action::Done {
                 status: OutcomeStatus::Stale,
                 ..
             }
@@ -459,27 +947,27 @@ mod tests {
         assert_eq!(t.members[&id("a")].state, EntryState::Joining);
         // A removal at 6, then a late add from generation 5: the member stays out.
         t.retire(&id("a"), 6);
-        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 5);
+        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 5, at(0));
         assert!(matches!(
-            &p.steps[0],
-            Step::Done {
+            &p.actions[0],
+            Action::Done {
                 status: OutcomeStatus::Stale,
                 ..
             }
         ));
         assert!(t.members.is_empty());
         // A newer add brings it back.
-        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 7);
-        assert_eq!(joins(&p), vec![("a".into(), 1, true)]);
+        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 7, at(0));
+        assert_eq!(joins(&p), vec![("a".into(), 1)]);
     }
 
     #[test]
     fn a_removal_of_an_unknown_member_is_already_drained() {
         let mut t = PoolSlots::default();
-        let p = plan_change(&mut t, &live(2), &[], &[id("x")], 3);
+        let p = plan_change(&mut t, &live(2), &[], &[id("x")], 3, at(0));
         assert!(matches!(
-            &p.steps[0],
-            Step::Done {
+            &p.actions[0],
+            Action::Done {
                 status: OutcomeStatus::Drained,
                 ..
             }
@@ -490,7 +978,14 @@ mod tests {
     #[test]
     fn slots_beyond_the_block_mean_growth() {
         let mut t = PoolSlots::default();
-        let p = plan_change(&mut t, &live(2), &[m("a", 1), m("b", 2), m("c", 3)], &[], 1);
+        let p = plan_change(
+            &mut t,
+            &live(2),
+            &[m("a", 1), m("b", 2), m("c", 3)],
+            &[],
+            1,
+            at(0),
+        );
         assert_eq!(p.size_needed, 3);
         assert_eq!(target_size(2, 2, 3, 3), 4);
         assert_eq!(target_size(16, 16, 17, 17), 32);
@@ -510,24 +1005,30 @@ mod tests {
         let mut t = PoolSlots::default();
         let mut l = live(3);
         serving(&mut l, 1, 9);
-        let p = plan_sync(&mut t, &l, &[m("a", 1)], 1);
-        assert_eq!(joins(&p), vec![("a".into(), 2, true)]);
-        assert!(p.steps.contains(&Step::Evict {
+        let p = plan_sync(&mut t, &l, &[m("a", 1)], 1, at(0));
+        assert_eq!(joins(&p), vec![("a".into(), 2)]);
+        assert!(p.actions.contains(&Action::Evict {
             slot: 1,
             addr: "10.0.0.9:80".into()
         }));
+        assert!(t.used().contains(&1), "an eviction holds its slot");
+        // Once its sessions are gone it goes to maintenance and the slot is free.
+        let a = advance_with(&mut t, &[row(1, "DRAIN", 0)], 10);
+        assert_eq!(a.commands, vec![Command::new(&web(), 1, Cmd::Maint)]);
+        assert!(!t.used().contains(&1));
     }
 
     #[test]
     fn sync_removes_members_not_listed_unless_newer() {
         let mut t = PoolSlots::default();
         let l = live(4);
-        plan_change(&mut t, &l, &[m("a", 1)], &[], 1);
-        plan_change(&mut t, &l, &[m("b", 2)], &[], 9);
-        let p = plan_sync(&mut t, &l, &[], 5);
+        plan_change(&mut t, &l, &[m("a", 1)], &[], 1, at(0));
+        plan_change(&mut t, &l, &[m("b", 2)], &[], 9, at(0));
+        advance_with(&mut t, &[row(1, "UP", 0), row(2, "UP", 0)], 10);
+        let p = plan_sync(&mut t, &l, &[], 5, at(20));
         assert_eq!(
-            p.steps,
-            vec![Step::Leave {
+            p.actions,
+            vec![Action::Drain {
                 member: id("a"),
                 slot: 1
             }]
@@ -538,10 +1039,153 @@ mod tests {
     fn a_member_whose_slot_lost_its_address_is_set_again() {
         let mut t = PoolSlots::default();
         let l = live(4);
-        plan_change(&mut t, &l, &[m("a", 1)], &[], 1);
-        t.members.get_mut(&id("a")).unwrap().state = EntryState::Up;
+        plan_change(&mut t, &l, &[m("a", 1)], &[], 1, at(0));
+        advance_with(&mut t, &[row(1, "UP", 0)], 10);
         // HAProxy shows slot 1 in maint at 0.0.0.0 (e.g. restarted without state).
-        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 2);
-        assert_eq!(joins(&p), vec![("a".into(), 1, true)]);
+        let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 2, at(20));
+        assert_eq!(joins(&p), vec![("a".into(), 1)]);
+        assert!(!t.members[&id("a")].op.unwrap().fresh, "not a first join");
+    }
+
+    #[test]
+    fn a_join_ends_up_or_fails_at_its_deadline_releasing_a_fresh_slot() {
+        let mut t = PoolSlots::default();
+        plan_change(&mut t, &live(4), &[m("a", 1), m("b", 2)], &[], 1, at(0));
+        let a = advance_with(&mut t, &[row(1, "UP", 0), row(2, "DOWN", 0)], 1_000);
+        assert_eq!(a.finished.len(), 1);
+        assert_eq!(a.finished[0].status, OutcomeStatus::Up);
+        assert_eq!(a.finished[0].ms, 1_000);
+        assert_eq!(t.members[&id("a")].state, EntryState::Up);
+        let a = advance_with(&mut t, &[row(2, "DOWN", 0)], 5_000);
+        assert_eq!(a.finished[0].status, OutcomeStatus::Failed);
+        assert!(a.finished[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("slot was released"));
+        assert_eq!(a.commands, vec![Command::new(&web(), 2, Cmd::Maint)]);
+        assert!(!t.members.contains_key(&id("b")));
+    }
+
+    #[test]
+    fn a_drain_waits_for_its_sessions_and_forces_at_its_deadline() {
+        let mut t = PoolSlots::default();
+        let mut l = live(4);
+        plan_change(&mut t, &l, &[m("a", 1), m("b", 2)], &[], 1, at(0));
+        advance_with(&mut t, &[row(1, "UP", 0), row(2, "UP", 0)], 100);
+        serving(&mut l, 1, 1);
+        serving(&mut l, 2, 2);
+        let p = plan_change(&mut t, &l, &[], &[id("a"), id("b")], 2, at(1_000));
+        assert_eq!(p.actions.len(), 2);
+        assert!(p.actions.iter().all(|a| matches!(a, Action::Drain { .. })));
+        let a = advance_with(&mut t, &[row(1, "DRAIN", 3), row(2, "DRAIN", 0)], 2_000);
+        assert_eq!(a.finished.len(), 1, "{a:?}");
+        assert_eq!(a.finished[0].member, Some(id("b")));
+        assert_eq!(a.finished[0].reason, None);
+        let a = advance_with(&mut t, &[row(1, "DRAIN", 3)], 11_000);
+        assert_eq!(
+            a.commands,
+            vec![
+                Command::new(&web(), 1, Cmd::ShutdownSessions),
+                Command::new(&web(), 1, Cmd::Maint)
+            ]
+        );
+        assert!(a.finished[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("3 sessions"));
+        assert!(t.members.is_empty());
+        assert_eq!(t.retired[&id("a")], 2);
+    }
+
+    #[test]
+    fn a_later_change_asking_the_same_is_pending_and_the_same_change_waits() {
+        let mut t = PoolSlots::default();
+        let mut l = live(4);
+        plan_change(&mut t, &l, &[m("x", 1)], &[], 1, at(0));
+        advance_with(&mut t, &[row(1, "UP", 0)], 10);
+        serving(&mut l, 1, 1);
+        plan_change(&mut t, &l, &[], &[id("x")], 5, at(100));
+        // A launch's change carrying the same removal: pending, naming change 5.
+        let p = plan_change(&mut t, &l, &[m("y", 2)], &[id("x")], 6, at(200));
+        assert_eq!(
+            p.actions[1],
+            Action::Pending {
+                member: id("x"),
+                slot: 1,
+                change: 5
+            }
+        );
+        assert!(commands(&web(), &p.actions[1], true).is_empty());
+        // Change 5 sent again: it waits for its own drain.
+        let p = plan_change(&mut t, &l, &[], &[id("x")], 6, at(300));
+        assert!(matches!(p.actions[0], Action::Pending { change: 5, .. }));
+        let p = plan_change(&mut t, &l, &[m("y", 2)], &[], 6, at(300));
+        assert!(matches!(p.actions[0], Action::Await { .. }), "{p:?}");
+    }
+
+    #[test]
+    fn a_newer_change_takes_over_a_member_in_flight() {
+        let mut t = PoolSlots::default();
+        let mut l = live(4);
+        // Removed while joining (no traffic yet): released at once.
+        plan_change(&mut t, &l, &[m("j", 1)], &[], 1, at(0));
+        let p = plan_change(&mut t, &l, &[], &[id("j")], 2, at(100));
+        assert_eq!(
+            p.actions,
+            vec![Action::Release {
+                member: id("j"),
+                slot: 1
+            }]
+        );
+        assert_eq!(p.superseded[0].change, 1);
+        assert!(t.members.is_empty() && t.retired[&id("j")] == 2);
+        // Re-added while draining: back to ready at once, the drain's change superseded.
+        plan_change(&mut t, &l, &[m("d", 2)], &[], 3, at(0));
+        advance_with(&mut t, &[row(1, "UP", 0)], 10);
+        serving(&mut l, 1, 2);
+        plan_change(&mut t, &l, &[], &[id("d")], 4, at(100));
+        let p = plan_change(&mut t, &l, &[m("d", 2)], &[], 5, at(200));
+        assert_eq!(
+            p.actions,
+            vec![Action::Join {
+                member: id("d"),
+                slot: 1,
+                send: Send::Ready
+            }]
+        );
+        assert_eq!(p.superseded[0].change, 4);
+        assert_eq!(
+            commands(&web(), &p.actions[0], true),
+            vec![vec![Command::new(&web(), 1, Cmd::Ready)]]
+        );
+    }
+
+    #[test]
+    fn entries_changed_after_a_stats_reading_wait_for_the_next_one() {
+        let mut t = PoolSlots::default();
+        plan_change(
+            &mut t,
+            &live(4),
+            &[m("a", 1)],
+            &[],
+            1,
+            Clock { epoch: 7, ..at(0) },
+        );
+        let rows = [row(1, "UP", 0)];
+        let by_slot: BTreeMap<u32, &StatRow> = rows.iter().map(|r| (1, r)).collect();
+        assert!(advance(&web(), &mut t, &by_slot, 10, 6).finished.is_empty());
+        assert_eq!(advance(&web(), &mut t, &by_slot, 10, 7).finished.len(), 1);
+    }
+
+    #[test]
+    fn a_format_1_table_gets_deadlines() {
+        let text = r#"{"version":1,"pools":{"web":{"members":{"i-1":{"slot":1,"address":"10.0.0.1","port":80,"generation":3,"state":"draining"}},"retired":{}}}}"#;
+        let mut table: SlotTable = serde_json::from_str(text).unwrap();
+        let p = table.pools.get_mut("web").unwrap();
+        p.upgrade(1_000, T);
+        let op = p.members[&id("i-1")].op.unwrap();
+        assert_eq!((op.change, op.deadline_ms), (3, 11_000));
     }
 }

@@ -1,5 +1,5 @@
 //! Files the agent owns: atomic writes (a crash leaves the old or the new file, never
-//! half of one) and the per-host lock that serialises applies.
+//! half of one) and the lock that keeps one service per state directory.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -19,8 +19,8 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Another apply held the lock for longer than the timeout.
-    #[error("another agent run (pid {holder}) still holds {path} after {waited:?}; wait for it to finish or raise --lock-timeout")]
+    /// Another process held the lock for longer than the timeout.
+    #[error("another agent process (pid {holder}) still holds {path} after {waited:?}")]
     LockTimeout {
         /// The lock file.
         path: PathBuf,
@@ -29,6 +29,9 @@ pub enum StoreError {
         /// How long this run waited.
         waited: Duration,
     },
+    /// The slot table could not be encoded (nothing was written).
+    #[error("cannot encode the slot table: {0}")]
+    Encode(String),
     /// The slot table exists but can not be read.
     #[error("slot table {path} is unreadable ({reason}); it was left untouched: move it aside and run `agent sync` to rebuild it from HAProxy and the desired state")]
     Corrupt {

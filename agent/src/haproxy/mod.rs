@@ -1,19 +1,22 @@
 //! The one HAProxy client: the admin (stats) socket and the master CLI.
 //!
-//! Framing lives here, command meaning lives with the callers:
-//! - [`Client::query`]: one command on one connection, the reply read to EOF.
-//! - [`Client::batch`]: many commands joined by `;` on as few lines as possible (HAProxy
-//!   applies a whole line before looking at anything else, which is what keeps
-//!   `state ready; health down` from ever being UP in between). Each command's reply ends
-//!   with an empty line; a reply that is not the expected success text is an error that
-//!   carries HAProxy's own words.
-//! - [`Client::pipeline`]: prompt mode, one command per line, each reply delimited by
-//!   the prompt; for many commands whose replies span several lines.
-//! - After a reload, writes sent to the admin socket can still reach the old worker for
-//!   ~100 ms and be lost; [`Client::route_via_master`] switches every later command to
-//!   the master CLI as `@1 <command>`, which always reaches the newest worker.
+//! Framing and parsing live here; what to send is a typed [`Command`]:
+//! - reads: [`Client::servers_state`], [`Client::stats`], [`Client::proc_info`], each one
+//!   command on one connection, the reply read to EOF and parsed;
+//! - writes: [`Client::batch`] sends groups of [`Command`]s joined by `;` on as few
+//!   lines as possible (HAProxy applies a whole line before looking at anything else,
+//!   which is what keeps `state ready; health down` from ever being UP in between). Each
+//!   command's reply ends with an empty line; a reply that is not the expected success
+//!   text is an error that carries HAProxy's own words;
+//! - the master: [`Client::reload`] and `show proc`;
+//! - after a reload, writes sent to the admin socket can still reach the old worker for
+//!   ~100 ms and be lost; [`Client::via_master`] sends every command through the master
+//!   CLI as `@1 <command>`, which always reaches the newest worker.
 
+mod command;
 mod parse;
+
+pub use command::{Command, Op};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,6 +32,11 @@ const MAX_LINE: usize = 16_000;
 /// Connections a batch may use at once.
 pub const PARALLEL: usize = 4;
 
+/// A socket address that is neither a path nor `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is neither a socket path (/run/haproxy/admin.sock) nor host:port (127.0.0.1:9999)")]
+pub struct EndpointError(pub String);
+
 /// Where a socket is: a unix path or `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -40,7 +48,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Reads `/path/to.sock`, `unix:/path`, or `host:port`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, EndpointError> {
         if let Some(p) = s.strip_prefix("unix:") {
             return Ok(Self::Unix(PathBuf::from(p)));
         }
@@ -49,9 +57,7 @@ impl Endpoint {
         }
         match s.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Self::Tcp(s.into())),
-            _ => Err(format!(
-                "{s:?} is neither a socket path (/run/haproxy/admin.sock) nor host:port (127.0.0.1:9999)"
-            )),
+            _ => Err(EndpointError(s.to_string())),
         }
     }
 }
@@ -190,14 +196,16 @@ impl Client {
         }
     }
 
-    /// Sends every later worker command through the master CLI as `@1 <command>`, so it
-    /// reaches the newest worker (used after a reload; see the module doc).
-    pub fn route_via_master(&mut self) -> Result<(), HaproxyError> {
+    /// A client sending every worker command through the master CLI as `@1 <command>`,
+    /// so it reaches the newest worker (used after a reload; see the module doc).
+    pub fn via_master(&self) -> Result<Self, HaproxyError> {
         if self.master.is_none() {
             return Err(HaproxyError::NoMaster);
         }
-        self.via_master = true;
-        Ok(())
+        Ok(Self {
+            via_master: true,
+            ..self.clone()
+        })
     }
 
     /// Whether a master socket is configured.
@@ -245,6 +253,19 @@ impl Client {
         self.exchange(self.worker_endpoint(), &format!("{line}\n"), cmd)
     }
 
+    /// `show servers state`, as HAProxy writes it (what the server-state file holds).
+    pub fn servers_state_text(&self) -> Result<String, HaproxyError> {
+        const CMD: &str = "show servers state";
+        let text = self.query(CMD)?;
+        if !text.starts_with('1') {
+            return Err(HaproxyError::Protocol {
+                command: CMD.into(),
+                detail: format!("unexpected start {:?}", text.lines().next()),
+            });
+        }
+        Ok(text)
+    }
+
     /// `show servers state [backend]`, parsed. A backend HAProxy does not know is
     /// [`HaproxyError::Refused`] with HAProxy's own words.
     pub fn servers_state(&self, backend: Option<&str>) -> Result<Vec<ServerState>, HaproxyError> {
@@ -289,23 +310,26 @@ impl Client {
         self.exchange(ep, &format!("{cmd}\n"), cmd)
     }
 
-    /// Sends state-changing commands whose success reply is empty or one known line,
-    /// `;`-joined on as few lines as fit; any other reply is [`HaproxyError::Refused`].
-    /// For commands that must be applied together, use [`Client::batch_groups`].
-    pub fn batch(&self, cmds: &[String]) -> Result<(), HaproxyError> {
-        let groups: Vec<&[String]> = cmds.chunks(1).collect();
-        self.batch_groups(&groups)
+    /// Asks the master for a hitless reload. HAProxy 2.6 answers nothing and closes;
+    /// whether it worked shows in [`Client::proc_info`] (a new worker, or `[failed]`).
+    pub fn reload(&self) -> Result<(), HaproxyError> {
+        self.master("reload").map(|_| ())
     }
 
     /// Sends groups of commands; each group stays on one `;` line, so HAProxy applies
     /// it as a whole (a new member's `state ready; health down` is never UP in
     /// between). Lines go over up to [`PARALLEL`] connections at once: HAProxy runs one
-    /// thread per CPU, and commands on different servers proceed in parallel.
-    pub fn batch_groups(&self, groups: &[&[String]]) -> Result<(), HaproxyError> {
+    /// thread per CPU, and commands on different servers proceed in parallel. A reply
+    /// that is not the command's success text is [`HaproxyError::Refused`].
+    pub fn batch(&self, groups: &[Vec<Command>]) -> Result<(), HaproxyError> {
+        let groups: Vec<Vec<String>> = groups
+            .iter()
+            .map(|g| g.iter().map(ToString::to_string).collect())
+            .collect();
         let mut lines: Vec<Vec<&String>> = Vec::new();
         let mut cur: Vec<&String> = Vec::new();
         let mut len = 0;
-        for g in groups {
+        for g in &groups {
             let glen: usize = g.iter().map(|c| c.len() + 8).sum();
             if !cur.is_empty() && len + glen >= MAX_LINE {
                 lines.push(std::mem::take(&mut cur));
@@ -361,43 +385,6 @@ impl Client {
         let first = chunk.first().map(|c| c.as_str()).unwrap_or_default();
         let reply = self.exchange(self.worker_endpoint(), &format!("{line}\n"), first)?;
         check_batch_reply(chunk, &reply)
-    }
-
-    /// Sends commands in prompt mode, pipelined on one connection, and returns each
-    /// command's reply (exactly delimited by the prompt).
-    pub fn pipeline(&self, cmds: &[String]) -> Result<Vec<String>, HaproxyError> {
-        let first = cmds.first().cloned().unwrap_or_default();
-        let mut text = String::from("prompt\n");
-        for c in cmds {
-            text.push_str(&self.worker_cmd(c));
-            text.push('\n');
-        }
-        text.push_str("quit\n");
-        let out = self.exchange(self.worker_endpoint(), &text, &first)?;
-        // The reply to `prompt` is the first prompt; each command's reply ends with one.
-        let mut parts: Vec<String> = out.split("\n> ").map(str::to_string).collect();
-        if parts
-            .first()
-            .is_some_and(|p| p.trim_start_matches("> ").is_empty())
-        {
-            parts.remove(0);
-        }
-        let mut replies: Vec<String> = parts
-            .into_iter()
-            .map(|p| p.trim_start_matches("> ").to_string())
-            .collect();
-        replies.truncate(cmds.len());
-        if replies.len() != cmds.len() {
-            return Err(HaproxyError::Protocol {
-                command: first,
-                detail: format!(
-                    "{} commands sent in prompt mode, {} replies read",
-                    cmds.len(),
-                    replies.len()
-                ),
-            });
-        }
-        Ok(replies)
     }
 }
 
@@ -486,21 +473,15 @@ mod tests {
             }
         });
         let client = Client::new(Endpoint::Unix(path), None, Duration::from_secs(5));
-        let groups: Vec<Vec<String>> = (0..600)
+        let web = infra::PoolName::new("web").unwrap();
+        let port = infra::Port::new(8080).unwrap();
+        let groups: Vec<Vec<Command>> = (0..600u32)
             .map(|i| {
-                vec![
-                    format!(
-                        "set server web/slot{i} addr 10.0.{}.{} port 8080",
-                        i / 250,
-                        i % 250
-                    ),
-                    format!("set server web/slot{i} state ready"),
-                    format!("set server web/slot{i} health down"),
-                ]
+                let addr = std::net::IpAddr::from([10, 0, (i / 250) as u8, (i % 250) as u8]);
+                Command::join(&web, i, addr, port, true)
             })
             .collect();
-        let refs: Vec<&[String]> = groups.iter().map(Vec::as_slice).collect();
-        client.batch_groups(&refs).unwrap();
+        client.batch(&groups).unwrap();
         let lines = lines.lock().unwrap();
         assert!(lines.len() > 1, "several lines were needed");
         let mut total = 0;

@@ -415,57 +415,6 @@ fn assignments_survive_a_reload_and_a_full_restart() {
 }
 
 #[test]
-fn concurrent_applies_serialize() {
-    let mut pool = PoolSpec::new("web", 4);
-    pool.health_timeout_s = 2.0;
-    let h = host_with(pool);
-    let good = Backend::start("good", "127.0.0.1").unwrap();
-    let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let agent = bin_path("agent").unwrap();
-    let run = |c: Change, extra: &'static [&'static str]| {
-        let (agent, config) = (agent.clone(), h.config.clone());
-        std::thread::spawn(move || {
-            std::process::Command::new(agent)
-                .arg("--config")
-                .arg(config)
-                .args(["apply", "--json", "--change", &c.to_json()])
-                .args(extra)
-                .output()
-                .unwrap()
-        })
-    };
-    // The first holds the lock for the 2 s health timeout of a member that never comes up.
-    let first = run(change(1, vec![member("i-closed", closed)], &[]), &[]);
-    wait_for(Duration::from_secs(5), || {
-        let s = h.client().query("show servers state web").ok()?;
-        s.contains(&closed.ip().to_string()).then_some(())
-    })
-    .expect("the first apply started");
-    let t = Instant::now();
-    let second = run(change(2, vec![member("i-good", good.addr)], &[]), &[]);
-    let impatient = run(change(3, vec![], &["i-x"]), &["--lock-timeout", "0.2"]);
-
-    let impatient = impatient.join().unwrap();
-    assert_eq!(impatient.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&impatient.stderr);
-    assert!(err.contains("still holds"), "{err}");
-
-    let first = first.join().unwrap();
-    let second = second.join().unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(1000));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("waiting for another agent run"));
-    let r1 = Report::from_json(String::from_utf8_lossy(&first.stdout).trim()).unwrap();
-    let r2 = Report::from_json(String::from_utf8_lossy(&second.stdout).trim()).unwrap();
-    assert!(all(&r1, OutcomeStatus::Failed), "{r1:?}");
-    assert!(all(&r2, OutcomeStatus::Up), "{r2:?}");
-    // The second ran after the first released i-closed's slot, and took it.
-    assert_eq!(
-        h.assignments().unwrap(),
-        BTreeMap::from([("i-good".to_string(), "slot1".to_string())])
-    );
-}
-
-#[test]
 fn bad_input_gives_a_clear_error_and_changes_nothing() {
     let mut h = host(4);
     let a = Backend::start("a", "127.0.0.1").unwrap();
@@ -517,18 +466,42 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
         );
     }
 
-    // A missing socket.
+    // A service whose HAProxy socket is missing: its own state directory and control
+    // socket, the same HAProxy configuration file.
     let cfg = std::fs::read_to_string(&h.config).unwrap();
-    let broken = h.dir().join("broken.toml");
-    std::fs::write(&broken, cfg.replace("admin.sock", "missing.sock")).unwrap();
-    let out = std::process::Command::new(bin_path("agent").unwrap())
+    let other = h.dir().join("broken");
+    std::fs::create_dir_all(&other).unwrap();
+    let broken = other.join("agent.toml");
+    let state = h.dir().join("state").display().to_string();
+    std::fs::write(
+        &broken,
+        cfg.replace("admin.sock", "missing.sock")
+            .replace(&state, &other.display().to_string()),
+    )
+    .unwrap();
+    let agent = bin_path("agent").unwrap();
+    let mut service = std::process::Command::new(&agent)
+        .arg("--config")
+        .arg(&broken)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(other.join("agent.sock")).ok()
+    })
+    .expect("the second service listens");
+    let out = std::process::Command::new(&agent)
         .arg("--config")
         .arg(&broken)
         .args(["apply", "--change", &body("web", "127.0.0.1", "81")])
         .output()
         .unwrap();
+    let _ = service.kill();
+    let _ = service.wait();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("cannot reach HAProxy at") && err.contains("missing.sock"),
         "{err}"
@@ -551,6 +524,44 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     );
     h.start_haproxy().unwrap();
     assert_eq!((files(&h), servers_state(&h)), before);
+
+    // No service: every command that needs it says so and how to start it.
+    h.stop_service();
+    for args in [
+        vec!["apply", "--change", body("web", "127.0.0.1", "81").as_str()],
+        vec!["sync", "--dry-run"],
+        vec!["status"],
+    ] {
+        let run = h.agent(&args, None).unwrap();
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("the agent service is not running")
+                && run.stderr.contains("agent run"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!((files(&h), servers_state(&h)), before);
+}
+
+#[test]
+fn status_into_a_closed_pipe_ends_quietly() {
+    // 1024 slots: more output than a pipe holds, so the writer meets the closed end.
+    let h = host(1024);
+    // `agent status | head -c 1`: the reader leaves after the first byte.
+    let script = format!(
+        "{} --config {} status | head -c 1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        bin_path("agent").unwrap().display(),
+        h.config.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, "0", "agent status exited {code}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

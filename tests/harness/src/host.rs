@@ -1,6 +1,8 @@
 //! One HAProxy host: a temp directory with its own agent.toml, haproxy.cfg (rendered by
 //! `agent config render`), sockets and state, a real HAProxy in master-worker mode, and
-//! the real `agent` binary to drive it.
+//! the real agent service (`agent run`) under a supervisor that restarts it when it dies,
+//! as its systemd unit's `Restart=on-failure` does; `agent apply`, `sync` and `status`
+//! are the real binary too.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,6 +10,8 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent::haproxy::{Client, Endpoint};
@@ -77,7 +81,17 @@ pub struct AgentRun {
     pub max_rss_kb: i64,
 }
 
-/// A running HAProxy host; HAProxy is stopped when dropped.
+/// The agent service process and its supervisor's switch.
+#[derive(Default)]
+struct Service {
+    child: Option<Child>,
+    /// Restart it when it dies (false while a test stops it on purpose).
+    supervise: bool,
+    /// How many times the supervisor started it again.
+    restarts: u32,
+}
+
+/// A running HAProxy host; the agent service and HAProxy are stopped when dropped.
 pub struct Host {
     dir: tempfile::TempDir,
     /// The host's name.
@@ -89,7 +103,14 @@ pub struct Host {
     /// Environment for every agent run.
     pub env: Vec<(String, String)>,
     haproxy: Option<Child>,
+    service: Arc<Mutex<Service>>,
+    supervisor: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
 }
+
+/// How long the supervisor waits before starting a dead service again (systemd's
+/// `RestartSec` in the unit).
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 impl Host {
     /// Writes the host's files and starts HAProxy.
@@ -128,13 +149,155 @@ impl Host {
             frontends,
             env: spec.env.clone(),
             haproxy: None,
+            service: Arc::default(),
+            supervisor: None,
+            stop: Arc::new(AtomicBool::new(false)),
         };
         let cfg = host.agent(&["config", "render"], None)?;
         anyhow::ensure!(cfg.code == 0, "agent config render failed: {}", cfg.stderr);
         std::fs::write(host.dir.path().join("haproxy.cfg"), cfg.stdout)?;
         std::fs::write(host.dir.path().join("state/server-state"), "1\n")?;
         host.start_haproxy()?;
+        host.start_service()?;
+        host.supervise();
         Ok(host)
+    }
+
+    /// The agent service's control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir().join("state/agent.sock")
+    }
+
+    fn spawn_service(config: &Path, dir: &Path, env: &[(String, String)]) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))?;
+        Command::new(bin_path("agent")?)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting the agent service")
+    }
+
+    /// Starts the agent service (`agent run`) and waits until its control socket
+    /// answers; the supervisor keeps it running from then on.
+    pub fn start_service(&mut self) -> anyhow::Result<()> {
+        let child = Self::spawn_service(&self.config, self.dir(), &self.env)?;
+        {
+            let mut s = self.service.lock().unwrap_or_else(|e| e.into_inner());
+            s.child = Some(child);
+            s.supervise = true;
+        }
+        self.wait_service(Duration::from_secs(10))
+    }
+
+    /// Waits until the service answers `agent status` (bounded).
+    pub fn wait_service(&self, timeout: Duration) -> anyhow::Result<()> {
+        let sock = self.control_socket();
+        let up = wait_for(timeout, || {
+            std::os::unix::net::UnixStream::connect(&sock).ok()
+        });
+        if up.is_none() {
+            anyhow::bail!(
+                "the agent service did not listen on {} within {timeout:?}; its log:\n{}",
+                sock.display(),
+                self.agent_log()
+            );
+        }
+        Ok(())
+    }
+
+    /// The supervisor: restarts the service [`RESTART_DELAY`] after it died.
+    fn supervise(&mut self) {
+        let (service, stop) = (self.service.clone(), self.stop.clone());
+        let (config, dir, env) = (
+            self.config.clone(),
+            self.dir().to_path_buf(),
+            self.env.clone(),
+        );
+        self.supervisor = Some(std::thread::spawn(move || {
+            let mut dead_since: Option<std::time::Instant> = None;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+                let mut s = service.lock().unwrap_or_else(|e| e.into_inner());
+                let exited = s
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                if !(s.supervise && (exited || s.child.is_none())) {
+                    dead_since = None;
+                    continue;
+                }
+                let since = *dead_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() < RESTART_DELAY {
+                    continue;
+                }
+                dead_since = None;
+                match Self::spawn_service(&config, &dir, &env) {
+                    Ok(c) => {
+                        s.child = Some(c);
+                        s.restarts += 1;
+                    }
+                    Err(e) => eprintln!("supervisor: cannot restart the agent service: {e:#}"),
+                }
+            }
+        }));
+    }
+
+    /// The service's pid, when it runs.
+    pub fn service_pid(&self) -> Option<u32> {
+        let s = self.service.lock().unwrap_or_else(|e| e.into_inner());
+        s.child.as_ref().map(Child::id)
+    }
+
+    /// How many times the supervisor restarted the service.
+    pub fn service_restarts(&self) -> u32 {
+        self.service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .restarts
+    }
+
+    /// SIGKILLs the service (a crash); the supervisor starts it again after
+    /// [`RESTART_DELAY`]. Returns the killed pid.
+    pub fn kill_service(&self) -> Option<u32> {
+        let mut s = self.service.lock().unwrap_or_else(|e| e.into_inner());
+        let c = s.child.as_mut()?;
+        let pid = c.id();
+        let _ = c.kill();
+        let _ = c.wait();
+        Some(pid)
+    }
+
+    /// Stops the service for good (SIGTERM, then SIGKILL after 5 s); no restart.
+    pub fn stop_service(&self) {
+        let child = {
+            let mut s = self.service.lock().unwrap_or_else(|e| e.into_inner());
+            s.supervise = false;
+            s.child.take()
+        };
+        if let Some(mut c) = child {
+            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: signalling our own child process.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            if wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten()).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// The service's log so far.
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("agent.log")).unwrap_or_default()
     }
 
     /// The host's directory.
@@ -259,8 +422,23 @@ impl Host {
         Ok((report, run))
     }
 
-    /// `agent status --json`.
+    /// `agent status --json`: the slots.
     pub fn status(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(self.status_all()?["slots"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// `agent status --json`: the operations in flight.
+    pub fn operations(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(self.status_all()?["operations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn status_all(&self) -> anyhow::Result<serde_json::Value> {
         let run = self.agent(&["status", "--json"], None)?;
         anyhow::ensure!(run.code == 0, "agent status failed: {}", run.stderr);
         Ok(serde_json::from_str(&run.stdout)?)
@@ -313,6 +491,11 @@ fn wait_with_rusage(child: &mut Child) -> anyhow::Result<(i32, i64)> {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.supervisor.take() {
+            let _ = t.join();
+        }
+        self.stop_service();
         self.stop_haproxy();
     }
 }

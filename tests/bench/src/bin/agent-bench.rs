@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use agent::haproxy::{Command, Op};
 use anyhow::{ensure, Context};
 use clap::Parser;
 use harness::{Backend, Host, HostSpec, Load, PoolSpec};
@@ -102,23 +103,20 @@ fn socket_time(host: &Host, n: usize, reps: u32) -> anyhow::Result<f64> {
     let client = host.client();
     let mut times = Vec::new();
     for rep in 0..reps {
-        let mut cmds = Vec::with_capacity(n * 3);
-        for i in 1..=n {
-            let srv = format!("web/slot{i}");
-            cmds.push(format!(
-                "set server {srv} addr 127.0.{}.{} port {}",
-                2 + i / 250,
-                1 + i % 250,
-                9000 + rep
-            ));
-            cmds.push(format!("set server {srv} state ready"));
-            cmds.push(format!("set server {srv} health down"));
-        }
+        let web = PoolName::new("web")?;
+        let port = Port::new(i64::from(9000 + rep))?;
+        let cmds: Vec<Vec<Command>> = (1..=n)
+            .map(|i| {
+                let addr =
+                    std::net::IpAddr::from([127, 0, (2 + i / 250) as u8, (1 + i % 250) as u8]);
+                Command::join(&web, i as u32, addr, port, true)
+            })
+            .collect();
         let t = Instant::now();
         client.batch(&cmds)?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
-        let reset: Vec<String> = (1..=n)
-            .map(|i| format!("set server web/slot{i} state maint"))
+        let reset: Vec<Vec<Command>> = (1..=n)
+            .map(|i| vec![Command::new(&web, i as u32, Op::Maint)])
             .collect();
         client.batch(&reset)?;
     }
@@ -137,7 +135,7 @@ struct Churn {
 
 fn slot_count(host: &Host) -> anyhow::Result<u32> {
     let cfg = std::fs::read_to_string(host.dir().join("haproxy.cfg"))?;
-    agent::cfgfile::find_block(&cfg, "web")
+    agent::haproxy_cfg::find_block(&cfg, "web")
         .map(|b| b.1)
         .context("no slot line")
 }

@@ -93,24 +93,22 @@ pub fn find_block(text: &str, pool: &str) -> Option<(usize, u32)> {
     None
 }
 
-/// `text` with the pool's slot count set to `n` (None when the pool has no block).
+/// `text` with the pool's slot count set to `n` (None when the pool has no block). Only
+/// the `1-N` word changes; the line's indentation and separators (spaces or tabs) stay.
 pub fn set_slots(text: &str, pool: &str, n: u32) -> Option<String> {
     let (idx, _) = find_block(text, pool)?;
     let mut out = String::with_capacity(text.len() + 8);
     for (i, line) in text.split_inclusive('\n').enumerate() {
-        if i == idx {
-            let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
-            let body = line.trim();
-            let mut w: Vec<String> = body.split(' ').map(str::to_string).collect();
-            w[2] = format!("1-{n}");
-            out.push_str(&indent);
-            out.push_str(&w.join(" "));
-            if line.ends_with('\n') {
-                out.push('\n');
-            }
-        } else {
+        if i != idx {
             out.push_str(line);
+            continue;
         }
+        // The third word is `1-N` (find_block checked it); words are slices of `line`.
+        let range = line.split_whitespace().nth(2)?;
+        let at = range.as_ptr() as usize - line.as_ptr() as usize;
+        out.push_str(line.get(..at)?);
+        out.push_str(&format!("1-{n}"));
+        out.push_str(line.get(at + range.len()..)?);
     }
     Some(out)
 }
@@ -282,6 +280,18 @@ slots = 8
             .1
             .starts_with("    server-template slot 1-32 slot.invalid:8080"));
         assert!(set_slots(&text, "nope", 3).is_none());
+    }
+
+    #[test]
+    fn a_tab_separated_slot_line_is_read_and_resized_in_place() {
+        let text = "backend web\n\tserver-template\tslot\t1-4\tslot.invalid:80 init-addr last,0.0.0.0 disabled check\n";
+        assert_eq!(find_block(text, "web"), Some((1, 4)));
+        let grown = set_slots(text, "web", 8).unwrap();
+        assert_eq!(
+            grown,
+            "backend web\n\tserver-template\tslot\t1-8\tslot.invalid:80 init-addr last,0.0.0.0 disabled check\n"
+        );
+        assert_eq!(find_block(&grown, "web"), Some((1, 8)));
     }
 
     #[test]

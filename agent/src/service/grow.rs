@@ -1,0 +1,212 @@
+//! Slot growth: a configuration with bigger slot blocks, validated with `haproxy -c`,
+//! installed, and a hitless reload through the master socket. Runs under the state's
+//! lock, so changes arriving meanwhile wait for it and reach the new worker.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+
+use infra::PoolName;
+use tracing::{info, info_span, warn};
+
+use super::{Service, ServiceError, State};
+use crate::haproxy::{Command, Op};
+use crate::haproxy_cfg;
+use crate::slots::{self, LiveSlots};
+use crate::store;
+
+/// How long a reload may take before it is reported as stuck.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the candidate configuration is written for `haproxy -c`.
+pub(super) fn candidate_path(config: &Path) -> PathBuf {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let name = config
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("haproxy.cfg");
+    dir.join(format!(".{name}.agent-new"))
+}
+
+impl Service {
+    /// Resizes slot blocks (growing those in `needs` to at least the size given,
+    /// shrinking mostly-free ones), validates the configuration and reloads HAProxy.
+    pub(super) fn grow(
+        &self,
+        st: &mut State,
+        needs: &BTreeMap<PoolName, u32>,
+    ) -> Result<(), ServiceError> {
+        let client = self.haproxy(st);
+        // Every pool may shrink here, so read every pool's slots (rare: reloads only).
+        let states = client.servers_state(None)?;
+        let path = &self.cfg.haproxy.config;
+        let old = std::fs::read_to_string(path).map_err(|source| ServiceError::ConfigFile {
+            action: "cannot read",
+            path: path.clone(),
+            source,
+        })?;
+        let mut new = old.clone();
+        let mut sizes = Vec::new();
+        let mut short = false;
+        for pc in &self.cfg.pools {
+            let name = pc.name().as_str();
+            let Some((_, cur)) = haproxy_cfg::find_block(&new, name) else {
+                if needs.contains_key(pc.name()) {
+                    return Err(ServiceError::NoSlotLine {
+                        path: path.clone(),
+                        pool: pc.name().clone(),
+                    });
+                }
+                continue;
+            };
+            let live = LiveSlots::of(name, &states);
+            let busy_max = live
+                .slots
+                .iter()
+                .filter(|(_, s)| !s.in_maint())
+                .map(|(n, _)| *n)
+                .max()
+                .unwrap_or(0);
+            let used = st
+                .table
+                .pools
+                .get(name)
+                .map(|t| t.used())
+                .unwrap_or_default();
+            let used_max = used.iter().next_back().copied().unwrap_or(0);
+            let needed = needs
+                .get(pc.name())
+                .copied()
+                .unwrap_or(0)
+                .max(used_max)
+                .max(busy_max);
+            let used_count = u32::try_from(used.len()).unwrap_or(u32::MAX);
+            let target = slots::target_size(cur, pc.slots, needed, used_count);
+            if target != cur {
+                sizes.push(format!("{name} {cur} -> {target}"));
+                if let Some(t) = haproxy_cfg::set_slots(&new, name, target) {
+                    new = t;
+                }
+            }
+            // A reload cut short: the file already has the slots, HAProxy does not.
+            short |= live.size() < needed.min(target);
+        }
+        if new == old && !short {
+            return Ok(());
+        }
+        let span = info_span!("reload", slots = %sizes.join(", "));
+        let _g = span.enter();
+        info!(
+            "slots {}: validating and reloading HAProxy",
+            sizes.join(", ")
+        );
+        self.validate(&new)?;
+        if !client.has_master() {
+            return Err(crate::haproxy::HaproxyError::NoMaster.into());
+        }
+        // Slots ready but DOWN would come back UP after the reload until their first
+        // failed check: park them in maint across it and restore them after.
+        let parked: Vec<(PoolName, u32)> = states
+            .iter()
+            .filter(|s| !s.in_maint() && !s.running())
+            .filter_map(|s| {
+                let slot = haproxy_cfg::slot_number(&s.server)?;
+                let pool = self
+                    .cfg
+                    .pools
+                    .iter()
+                    .find(|p| p.name().as_str() == s.backend)?;
+                Some((pool.name().clone(), slot))
+            })
+            .collect();
+        let park: Vec<Vec<Command>> = parked
+            .iter()
+            .map(|(p, n)| vec![Command::new(p, *n, Op::Maint)])
+            .collect();
+        client.batch(&park)?;
+        self.save_server_state(st)?;
+        let result = self.reload(path, &old, &new);
+        // The parked slots come back (to the new worker, or the old one on failure).
+        let restore: Vec<Vec<Command>> = parked
+            .iter()
+            .map(|(p, n)| {
+                vec![
+                    Command::new(p, *n, Op::Ready),
+                    Command::new(p, *n, Op::HealthDown),
+                ]
+            })
+            .collect();
+        if result.is_ok() {
+            st.reloads += 1;
+            st.reloaded_at = Some(Instant::now());
+        }
+        if let Err(e) = self.haproxy(st).batch(&restore) {
+            warn!(error = %e, "cannot restore the slots parked across the reload");
+        }
+        result?;
+        info!(reloads = st.reloads, "reloaded");
+        Ok(())
+    }
+
+    /// `haproxy -c` on a candidate file beside the configuration.
+    fn validate(&self, text: &str) -> Result<(), ServiceError> {
+        let candidate = candidate_path(&self.cfg.haproxy.config);
+        std::fs::write(&candidate, text).map_err(|source| ServiceError::ConfigFile {
+            action: "cannot write",
+            path: candidate.clone(),
+            source,
+        })?;
+        let out = Process::new(&self.cfg.haproxy.binary)
+            .arg("-c")
+            .arg("-f")
+            .arg(&candidate)
+            .output();
+        let _ = std::fs::remove_file(&candidate);
+        let out = out.map_err(|source| ServiceError::Check {
+            binary: self.cfg.haproxy.binary.clone(),
+            source,
+        })?;
+        if !out.status.success() {
+            let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+            output.push_str(&String::from_utf8_lossy(&out.stderr));
+            return Err(ServiceError::ConfigInvalid { output });
+        }
+        Ok(())
+    }
+
+    /// Installs `new`, reloads through the master, and waits for the new worker; puts
+    /// `old` back when the reload does not take.
+    fn reload(&self, path: &Path, old: &str, new: &str) -> Result<(), ServiceError> {
+        let before = self.client.proc_info()?;
+        store::write_atomic(path, new.as_bytes())?;
+        let put_back = |reason: String| {
+            let _ = store::write_atomic(path, old.as_bytes());
+            ServiceError::Reload(reason)
+        };
+        // HAProxy 2.6 answers nothing and closes; the outcome shows in `show proc`.
+        let _ = self.client.reload();
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(put_back(format!("no new worker within {RELOAD_TIMEOUT:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            // The master refuses connections for ~130 ms while it re-executes.
+            let Ok(now) = self.client.proc_info() else {
+                continue;
+            };
+            if now.failed > before.failed {
+                return Err(put_back(
+                    "the master reported `[failed]` for the new configuration".into(),
+                ));
+            }
+            if now.reloads > before.reloads
+                && now.current_worker().is_some()
+                && now.current_worker() != before.current_worker()
+            {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,989 @@
+//! The agent service (`agent run`): one long-running process per host that owns
+//! HAProxy's runtime state (the slot table, the server-state file, the configuration's
+//! slot blocks) and every join and drain in flight.
+//!
+//! - Each member is its own state machine ([`crate::slots`]), advanced from HAProxy's
+//!   stats by one ticker thread ([`Service::tick`]). Waiting never holds a lock: only
+//!   the short critical sections (planning, a batch of socket commands, a table write, a
+//!   configuration rewrite and reload) hold the state's mutex.
+//! - Requests come over the control socket ([`server`]); `agent apply` hands its change
+//!   over and waits only for the members of its change.
+//! - Everything is written before it is sent ([`Service::save_table`]), so a service
+//!   killed at any moment resumes where it was ([`Service::resume`]).
+//! - With `[aws]` groups, the service syncs from AWS when it starts and every
+//!   `sync_interval_s`, as one more change among the others.
+
+mod grow;
+mod server;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use infra::{Change, Desired, MemberId, MessageError, Outcome, OutcomeStatus, PoolName, Report};
+use tracing::{info, info_span, warn};
+
+use crate::config::{AgentConfig, PoolConfig};
+use crate::control::{DiffLine, SyncReply};
+use crate::haproxy::{Client, Command, HaproxyError, ServerState, StatRow};
+use crate::haproxy_cfg::slot_name;
+use crate::slots::{
+    self, Action, Clock, EntryState, Finished, LiveSlots, PoolPlan, SlotTable, Timeouts,
+};
+use crate::status::Status;
+use crate::store::{self, StoreError};
+
+pub use server::run;
+
+/// How often HAProxy's stats are read while operations are in flight.
+const TICK: Duration = Duration::from_millis(50);
+/// How long after a reload every command goes through the master socket: writes to the
+/// admin socket can reach the old worker for ~100 ms after a reload and be lost.
+const VIA_MASTER_AFTER_RELOAD: Duration = Duration::from_secs(5);
+/// Finished outcomes kept for waiters (the oldest are forgotten first).
+const RESULTS_KEEP: usize = 10_000;
+/// How long a waiter waits past an operation's deadline for its outcome.
+const OUTCOME_GRACE: Duration = Duration::from_secs(10);
+
+/// Why a request could not be carried out. Errors before any command was sent change
+/// nothing; a failed send puts the table back as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The message is malformed or invalid.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The message names a pool agent.toml does not define.
+    #[error("unknown pool {pool}: this host manages {known}; add a [[pool]] entry to agent.toml or fix the message")]
+    UnknownPool {
+        /// The pool named.
+        pool: PoolName,
+        /// The pools this host manages.
+        known: String,
+    },
+    /// HAProxy has no slots for a pool agent.toml defines.
+    #[error("HAProxy has no slots for pool {pool}: its backend lacks the `server-template slot` line, or HAProxy runs another configuration. Run `agent config check`")]
+    NoBackend {
+        /// The pool.
+        pool: PoolName,
+    },
+    /// Talking to HAProxy failed.
+    #[error(transparent)]
+    Haproxy(#[from] HaproxyError),
+    /// A state file or the lock failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// haproxy.cfg could not be read or written.
+    #[error("{action} {path}: {source}")]
+    ConfigFile {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A pool that must grow has no slot line in haproxy.cfg.
+    #[error("{path}: backend {pool} has no `server-template slot` line to grow; run `agent config check`")]
+    NoSlotLine {
+        /// haproxy.cfg.
+        path: PathBuf,
+        /// The pool.
+        pool: PoolName,
+    },
+    /// `haproxy -c` could not be run.
+    #[error("cannot run {binary} -c: {source}; set haproxy.binary in agent.toml")]
+    Check {
+        /// The haproxy binary.
+        binary: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The grown configuration failed `haproxy -c`; the running one is untouched.
+    #[error("the configuration with more slots failed `haproxy -c` and was not installed; HAProxy keeps running the old one. HAProxy said:\n{output}")]
+    ConfigInvalid {
+        /// HAProxy's own output.
+        output: String,
+    },
+    /// The reload did not take.
+    #[error("HAProxy reload failed: {0}. The previous configuration was put back; the old worker keeps serving")]
+    Reload(String),
+    /// Reading the desired state from AWS failed.
+    #[error(transparent)]
+    Aws(#[from] crate::aws::SourceError),
+}
+
+/// A finished outcome, by pool, member and the change it belonged to.
+type ResultKey = (PoolName, MemberId, u64);
+
+/// Outcomes of finished operations, for the callers waiting on them (bounded).
+#[derive(Default)]
+struct Results {
+    by_key: BTreeMap<ResultKey, Finished>,
+    order: VecDeque<ResultKey>,
+}
+
+impl Results {
+    fn record(&mut self, pool: &PoolName, f: Finished) {
+        let Some(member) = f.member.clone() else {
+            return;
+        };
+        let key = (pool.clone(), member, f.change);
+        if self.by_key.insert(key.clone(), f).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > RESULTS_KEEP {
+            if let Some(k) = self.order.pop_front() {
+                self.by_key.remove(&k);
+            }
+        }
+    }
+}
+
+/// Everything the mutex guards.
+struct State {
+    table: SlotTable,
+    results: Results,
+    /// Counts planning steps; see [`slots::Entry::touched`].
+    epoch: u64,
+    reloads: u64,
+    reloaded_at: Option<Instant>,
+    /// The last stats read (progress lines).
+    rows: Vec<StatRow>,
+    /// Why the last stats read failed, if it did.
+    last_error: Option<String>,
+    /// Whether the start-up resume reached HAProxy.
+    resumed: bool,
+}
+
+/// A member this request waits for.
+struct Wait {
+    pool: PoolName,
+    member: MemberId,
+    change: u64,
+    slot: u32,
+    deadline: Instant,
+}
+
+/// What planning a request gave: outcomes known now, members to wait for.
+struct Started {
+    outcomes: Vec<Outcome>,
+    waits: Vec<Wait>,
+    reloads: u32,
+    diff: Vec<DiffLine>,
+}
+
+/// The service: configuration, HAProxy client and the guarded state.
+pub struct Service {
+    cfg: AgentConfig,
+    client: Client,
+    state: Mutex<State>,
+    /// Notified when an operation starts or ends.
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+fn now_ms() -> u64 {
+    infra::aws::now_ms()
+}
+
+fn outcome(
+    pool: &PoolName,
+    member: &MemberId,
+    slot: Option<u32>,
+    status: OutcomeStatus,
+    reason: Option<String>,
+    ms: u64,
+) -> Outcome {
+    Outcome {
+        pool: pool.clone(),
+        member: member.clone(),
+        slot: slot.map(slot_name),
+        status,
+        reason,
+        ms,
+    }
+}
+
+impl Service {
+    /// A service for `cfg` with the table found in its state directory (upgraded to
+    /// this build's format).
+    pub fn open(cfg: AgentConfig) -> Result<Self, ServiceError> {
+        let mut table: SlotTable = store::read_json(&cfg.haproxy.slots_path())?;
+        table.version = slots::TABLE_VERSION;
+        let now = now_ms();
+        for pc in &cfg.pools {
+            if let Some(t) = table.pools.get_mut(pc.name().as_str()) {
+                t.upgrade(now, timeouts(pc));
+            }
+        }
+        let client = Client::new(
+            cfg.haproxy.admin_socket.clone(),
+            cfg.haproxy.master_socket.clone(),
+            cfg.haproxy.timeout,
+        );
+        Ok(Self {
+            cfg,
+            client,
+            state: Mutex::new(State {
+                table,
+                results: Results::default(),
+                epoch: 0,
+                reloads: 0,
+                reloaded_at: None,
+                rows: Vec::new(),
+                last_error: None,
+                resumed: false,
+            }),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the table on disk is still whole, so
+        // keep serving rather than poisoning every later request.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The client for now: through the master for a while after a reload.
+    fn haproxy(&self, st: &State) -> Client {
+        match st.reloaded_at {
+            Some(at) if at.elapsed() < VIA_MASTER_AFTER_RELOAD => self
+                .client
+                .via_master()
+                .unwrap_or_else(|_| self.client.clone()),
+            _ => self.client.clone(),
+        }
+    }
+
+    fn pool_cfg(&self, pool: &PoolName) -> Result<&PoolConfig, ServiceError> {
+        self.cfg
+            .pool(pool)
+            .ok_or_else(|| ServiceError::UnknownPool {
+                pool: pool.clone(),
+                known: self
+                    .cfg
+                    .pools
+                    .iter()
+                    .map(|p| p.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// HAProxy's live slots of `pool`.
+    fn live(client: &Client, pool: &PoolName) -> Result<LiveSlots, ServiceError> {
+        match client.servers_state(Some(pool.as_str())) {
+            Ok(states) => {
+                let live = LiveSlots::of(pool.as_str(), &states);
+                if live.size() == 0 {
+                    return Err(ServiceError::NoBackend { pool: pool.clone() });
+                }
+                Ok(live)
+            }
+            // "Can't find backend." and the like.
+            Err(HaproxyError::Refused { .. }) => {
+                Err(ServiceError::NoBackend { pool: pool.clone() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the slot table (the intent, before HAProxy is touched).
+    fn save_table(&self, st: &State) -> Result<(), ServiceError> {
+        let json = serde_json::to_vec(&st.table).map_err(|e| StoreError::Encode(e.to_string()))?;
+        store::write_atomic(&self.cfg.haproxy.slots_path(), &json)?;
+        Ok(())
+    }
+
+    /// Writes HAProxy's server-state file, which a reload or restart loads.
+    fn save_server_state(&self, st: &State) -> Result<(), ServiceError> {
+        let text = self.haproxy(st).servers_state_text()?;
+        store::write_atomic(&self.cfg.haproxy.server_state_path(), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Both files; failures are logged (the next change writes them again).
+    fn persist(&self, st: &State) {
+        if let Err(e) = self.save_table(st) {
+            warn!(error = %e, "cannot write the slot table");
+        }
+        if let Err(e) = self.save_server_state(st) {
+            warn!(error = %e, "cannot write the server-state file");
+        }
+    }
+
+    /// Plans `per_pool` (pool -> plan function) under the lock, grows slots if needed,
+    /// writes the intent, sends the commands. Nothing is left changed on error.
+    fn start<F>(
+        &self,
+        pools: &[PoolName],
+        generation: u64,
+        dry_run: bool,
+        mut plan_pool: F,
+    ) -> Result<Started, ServiceError>
+    where
+        F: FnMut(&PoolName, &mut slots::PoolSlots, &LiveSlots, Clock) -> PoolPlan,
+    {
+        for p in pools {
+            self.pool_cfg(p)?;
+        }
+        // A change must not act before what a stopped service left was re-sent.
+        self.resume()?;
+        let mut st = self.lock();
+        let client = self.haproxy(&st);
+        let mut lives = BTreeMap::new();
+        for p in pools {
+            lives.insert(p.clone(), Self::live(&client, p)?);
+        }
+        let snapshot = st.table.clone();
+        st.epoch += 1;
+        let now = now_ms();
+        let mut plans = Vec::new();
+        for p in pools {
+            let pc = self.pool_cfg(p)?;
+            let clock = Clock {
+                now_ms: now,
+                timeouts: timeouts(pc),
+                epoch: st.epoch,
+            };
+            let live = &lives[p];
+            let t = st.table.pools.entry(p.to_string()).or_default();
+            plans.push((p.clone(), plan_pool(p, t, live, clock)));
+        }
+        let diff: Vec<DiffLine> = plans
+            .iter()
+            .flat_map(|(p, plan)| diff_lines(p, plan))
+            .collect();
+        if dry_run {
+            st.table = snapshot;
+            return Ok(Started {
+                outcomes: Vec::new(),
+                waits: Vec::new(),
+                reloads: 0,
+                diff,
+            });
+        }
+        let needs: BTreeMap<PoolName, u32> = plans
+            .iter()
+            .filter(|(p, plan)| plan.size_needed > lives[p].size())
+            .map(|(p, plan)| (p.clone(), plan.size_needed))
+            .collect();
+        let mut reloads = 0;
+        if !needs.is_empty() {
+            if let Err(e) = self.grow(&mut st, &needs) {
+                st.table = snapshot;
+                return Err(e);
+            }
+            reloads = 1;
+        }
+        // The intent, before any command: a service killed from here on re-asserts it.
+        if let Err(e) = self.save_table(&st) {
+            st.table = snapshot;
+            return Err(e);
+        }
+        let mut groups = Vec::new();
+        for (p, plan) in &plans {
+            let check = self.pool_cfg(p)?.pool.server_options.has_check();
+            for a in &plan.actions {
+                groups.extend(slots::commands(p, a, check));
+            }
+        }
+        if let Err(e) = self.haproxy(&st).batch(&groups) {
+            st.table = snapshot;
+            self.persist(&st);
+            return Err(e.into());
+        }
+        let mut started = Started {
+            outcomes: Vec::new(),
+            waits: Vec::new(),
+            reloads,
+            diff,
+        };
+        let base = Instant::now();
+        for (p, plan) in plans {
+            for s in plan.superseded {
+                info!(pool = %p, instance = %s.member, generation = s.change, reason = %s.reason, "superseded");
+                st.results.record(
+                    &p,
+                    Finished {
+                        member: Some(s.member),
+                        slot: 0,
+                        change: s.change,
+                        status: OutcomeStatus::Stale,
+                        reason: Some(s.reason),
+                        ms: 0,
+                    },
+                );
+            }
+            for a in plan.actions {
+                self.account(&st, &p, generation, a, base, &mut started);
+            }
+        }
+        self.persist(&st);
+        drop(st);
+        self.changed.notify_all();
+        Ok(started)
+    }
+
+    /// Turns one action into an outcome known now or a member to wait for.
+    fn account(
+        &self,
+        st: &State,
+        pool: &PoolName,
+        generation: u64,
+        action: Action,
+        base: Instant,
+        started: &mut Started,
+    ) {
+        let t = st.table.pools.get(pool.as_str());
+        let deadline_of = |member: &MemberId| {
+            let left = t
+                .and_then(|t| t.members.get(member))
+                .and_then(|e| e.op)
+                .map_or(0, |op| op.deadline_ms.saturating_sub(now_ms()));
+            base + Duration::from_millis(left) + OUTCOME_GRACE
+        };
+        match action {
+            Action::Join { member, slot, .. }
+            | Action::Drain { member, slot }
+            | Action::Await { member, slot } => {
+                info!(pool = %pool, instance = %member, generation, slot = %slot_name(slot), "operation started");
+                started.waits.push(Wait {
+                    deadline: deadline_of(&member),
+                    pool: pool.clone(),
+                    member,
+                    change: generation,
+                    slot,
+                });
+            }
+            Action::Release { member, slot } => {
+                info!(pool = %pool, instance = %member, generation, slot = %slot_name(slot), "released while joining");
+                started.outcomes.push(outcome(
+                    pool,
+                    &member,
+                    Some(slot),
+                    OutcomeStatus::Drained,
+                    Some("removed while joining: it had not passed its checks, took no traffic, and its slot was released".into()),
+                    0,
+                ));
+            }
+            Action::Pending {
+                member,
+                slot,
+                change,
+            } => {
+                started.outcomes.push(outcome(
+                    pool,
+                    &member,
+                    Some(slot),
+                    OutcomeStatus::Pending,
+                    Some(format!(
+                        "already converging under change {change}; that change reports its outcome"
+                    )),
+                    0,
+                ));
+            }
+            Action::Done {
+                member,
+                slot,
+                status,
+                reason,
+            } => {
+                started
+                    .outcomes
+                    .push(outcome(pool, &member, slot, status, reason, 0));
+            }
+            Action::Evict { slot, addr } => {
+                warn!(pool = %pool, slot = %slot_name(slot), addr = %addr, "evicting a server no member owns");
+            }
+        }
+    }
+
+    /// Waits (without the lock) for every member of `waits`, calling `progress` every
+    /// second with what is still in flight.
+    fn wait(&self, waits: Vec<Wait>, progress: &mut dyn FnMut(String)) -> Vec<Outcome> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let mut pending = waits;
+        let mut st = self.lock();
+        let mut last_progress = Instant::now();
+        loop {
+            pending.retain(|w| {
+                match st
+                    .results
+                    .by_key
+                    .get(&(w.pool.clone(), w.member.clone(), w.change))
+                {
+                    Some(f) => {
+                        out.push(outcome(
+                            &w.pool,
+                            &w.member,
+                            Some(w.slot),
+                            f.status,
+                            f.reason.clone(),
+                            f.ms,
+                        ));
+                        false
+                    }
+                    None if Instant::now() >= w.deadline => {
+                        let why = st
+                            .last_error
+                            .clone()
+                            .map(|e| format!(": the service could not read HAProxy's stats ({e})"))
+                            .unwrap_or_default();
+                        out.push(outcome(
+                            &w.pool,
+                            &w.member,
+                            Some(w.slot),
+                            OutcomeStatus::Failed,
+                            Some(format!("no outcome within {:?}{why}", start.elapsed())),
+                            u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        ));
+                        false
+                    }
+                    None => true,
+                }
+            });
+            if pending.is_empty() || self.stop.load(Ordering::Relaxed) {
+                return out;
+            }
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
+                let line = progress_line(&pending, &st.rows);
+                drop(st);
+                progress(format!("{:.1}s: {line}", start.elapsed().as_secs_f64()));
+                st = self.lock();
+                continue;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, Duration::from_millis(250))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Applies a change message: the members' outcomes (waiting for them unless `wait`
+    /// is false, when operations in flight are `pending`).
+    pub fn apply(
+        &self,
+        change: &Change,
+        wait: bool,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<Report, ServiceError> {
+        let span = info_span!("apply", generation = change.generation);
+        let _g = span.enter();
+        let pools: Vec<PoolName> = change.pools.iter().map(|p| p.pool.clone()).collect();
+        let by_pool: BTreeMap<&PoolName, &infra::PoolChange> =
+            change.pools.iter().map(|p| (&p.pool, p)).collect();
+        let started = self.start(&pools, change.generation, false, |p, t, live, clock| {
+            let Some(pc) = by_pool.get(p) else {
+                return PoolPlan::default();
+            };
+            slots::plan_change(t, live, &pc.add, &pc.remove, change.generation, clock)
+        })?;
+        Ok(self.finish(change.generation, started, wait, progress))
+    }
+
+    /// Converges the pools of `desired`; with `dry_run`, only says what it would do.
+    pub fn sync(
+        &self,
+        desired: &Desired,
+        dry_run: bool,
+        wait: bool,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<SyncReply, ServiceError> {
+        let span = info_span!("sync", generation = desired.generation);
+        let _g = span.enter();
+        let pools: Vec<PoolName> = desired.pools.iter().map(|p| p.pool.clone()).collect();
+        let by_pool: BTreeMap<&PoolName, &infra::PoolDesired> =
+            desired.pools.iter().map(|p| (&p.pool, p)).collect();
+        let started = self.start(&pools, desired.generation, dry_run, |p, t, live, clock| {
+            let Some(pd) = by_pool.get(p) else {
+                return PoolPlan::default();
+            };
+            slots::plan_sync(t, live, &pd.members, desired.generation, clock)
+        })?;
+        let diff = started.diff.clone();
+        let report = (!dry_run).then(|| self.finish(desired.generation, started, wait, progress));
+        Ok(SyncReply {
+            dry_run,
+            diff,
+            report,
+        })
+    }
+
+    fn finish(
+        &self,
+        generation: u64,
+        started: Started,
+        wait: bool,
+        progress: &mut dyn FnMut(String),
+    ) -> Report {
+        let mut outcomes = started.outcomes;
+        if wait {
+            outcomes.extend(self.wait(started.waits, progress));
+        } else {
+            outcomes.extend(started.waits.iter().map(|w| {
+                outcome(
+                    &w.pool,
+                    &w.member,
+                    Some(w.slot),
+                    OutcomeStatus::Pending,
+                    Some("sent; not waited for (--no-wait)".into()),
+                    0,
+                )
+            }));
+        }
+        Report {
+            host: self.cfg.host.clone(),
+            generation,
+            ok: outcomes.iter().all(|o| o.status.is_success()),
+            reloads: started.reloads,
+            outcomes,
+        }
+    }
+
+    /// Every slot and every operation in flight.
+    pub fn status(&self) -> Result<Status, ServiceError> {
+        let (client, table, reloads) = {
+            let st = self.lock();
+            (self.haproxy(&st), st.table.clone(), st.reloads)
+        };
+        let states: Vec<ServerState> = client.servers_state(None)?;
+        let rows = client.stats()?;
+        let pools: Vec<String> = self
+            .cfg
+            .pools
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        Ok(crate::status::build(
+            &self.cfg.host,
+            &pools,
+            &table,
+            &states,
+            &rows,
+            now_ms(),
+            reloads,
+        ))
+    }
+
+    /// Whether a join, drain or eviction is in flight.
+    fn busy(st: &State) -> bool {
+        st.table
+            .pools
+            .values()
+            .any(|t| !t.evicting.is_empty() || t.members.values().any(|e| e.op.is_some()))
+    }
+
+    /// One look at HAProxy: moves every operation on, sends what that needs, records
+    /// the outcomes. Returns whether operations are still in flight.
+    pub fn tick(&self) -> bool {
+        let (client, seen, resumed) = {
+            let st = self.lock();
+            if st.resumed && !Self::busy(&st) {
+                return false;
+            }
+            (self.haproxy(&st), st.epoch, st.resumed)
+        };
+        if !resumed {
+            if let Err(e) = self.resume() {
+                // HAProxy is not there yet: try again in a second.
+                self.lock().last_error = Some(e.to_string());
+                return false;
+            }
+        }
+        let rows = match client.stats() {
+            Ok(r) => r,
+            Err(e) => {
+                let mut st = self.lock();
+                if st.last_error.is_none() {
+                    warn!(error = %e, "cannot read HAProxy's stats; operations wait");
+                }
+                st.last_error = Some(e.to_string());
+                return true;
+            }
+        };
+        let mut st = self.lock();
+        st.last_error = None;
+        let now = now_ms();
+        let mut commands: Vec<Vec<Command>> = Vec::new();
+        let mut finished: Vec<(PoolName, Finished)> = Vec::new();
+        for pc in &self.cfg.pools {
+            let pool = pc.name();
+            let Some(t) = st.table.pools.get_mut(pool.as_str()) else {
+                continue;
+            };
+            let by_slot: BTreeMap<u32, &StatRow> = rows
+                .iter()
+                .filter(|r| r.backend == pool.as_str())
+                .filter_map(|r| Some((crate::haproxy_cfg::slot_number(&r.server)?, r)))
+                .collect();
+            let adv = slots::advance(pool, t, &by_slot, now, seen);
+            commands.extend(adv.commands.into_iter().map(|c| vec![c]));
+            finished.extend(adv.finished.into_iter().map(|f| (pool.clone(), f)));
+        }
+        st.rows = rows;
+        if !commands.is_empty() {
+            if let Err(e) = client.batch(&commands) {
+                warn!(error = %e, "cannot send the commands that end operations; the next sync repairs the slots");
+            }
+        }
+        let changed = !finished.is_empty();
+        for (pool, f) in finished {
+            info!(
+                pool = %pool,
+                instance = %f.member.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into()),
+                generation = f.change,
+                slot = %slot_name(f.slot),
+                outcome = %f.status,
+                reason = f.reason.as_deref().unwrap_or(""),
+                ms = f.ms,
+                "operation finished"
+            );
+            st.results.record(&pool, f);
+        }
+        if changed || !commands.is_empty() {
+            self.persist(&st);
+        }
+        let busy = Self::busy(&st);
+        drop(st);
+        if changed {
+            self.changed.notify_all();
+        }
+        busy
+    }
+
+    /// Makes HAProxy match the table after a start: grows slot blocks a killed reload
+    /// left short, re-sends what a killed service may not have sent (a join's address
+    /// and state, a drain), and removes a leftover candidate configuration.
+    pub fn resume(&self) -> Result<(), ServiceError> {
+        let mut st = self.lock();
+        if st.resumed {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(grow::candidate_path(&self.cfg.haproxy.config));
+        let client = self.haproxy(&st);
+        let mut needs = BTreeMap::new();
+        let mut lives = BTreeMap::new();
+        for pc in &self.cfg.pools {
+            let pool = pc.name();
+            let live = Self::live(&client, pool)?;
+            let top = st
+                .table
+                .pools
+                .get(pool.as_str())
+                .and_then(|t| t.used().into_iter().next_back())
+                .unwrap_or(0);
+            if top > live.size() {
+                needs.insert(pool.clone(), top);
+            }
+            lives.insert(pool.clone(), live);
+        }
+        if !needs.is_empty() {
+            warn!(pools = ?needs, "the table holds slots HAProxy lacks (a reload was cut short): growing");
+            self.grow(&mut st, &needs)?;
+            lives.clear();
+            for pc in &self.cfg.pools {
+                lives.insert(
+                    pc.name().clone(),
+                    Self::live(&self.haproxy(&st), pc.name())?,
+                );
+            }
+        }
+        let mut groups = Vec::new();
+        for pc in &self.cfg.pools {
+            let pool = pc.name();
+            let (Some(t), Some(live)) = (st.table.pools.get(pool.as_str()), lives.get(pool)) else {
+                continue;
+            };
+            let check = pc.pool.server_options.has_check();
+            for (id, e) in &t.members {
+                let s = live.slots.get(&e.slot);
+                let action = match e.state {
+                    EntryState::Joining if !live.serves(e.slot, e.address, e.port) => {
+                        Some(slots::Send::Join {
+                            addr: e.address,
+                            port: e.port,
+                        })
+                    }
+                    EntryState::Draining if s.is_some_and(|s| !s.in_maint() && !s.draining()) => {
+                        groups.push(vec![Command::new(pool, e.slot, crate::haproxy::Op::Drain)]);
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(send) = action {
+                    info!(pool = %pool, instance = %id, slot = %slot_name(e.slot), "re-sending a join a stopped service may not have sent");
+                    groups.extend(slots::commands(
+                        pool,
+                        &Action::Join {
+                            member: id.clone(),
+                            slot: e.slot,
+                            send,
+                        },
+                        check,
+                    ));
+                }
+            }
+            for slot in t.evicting.keys() {
+                if live
+                    .slots
+                    .get(slot)
+                    .is_some_and(|s| !s.in_maint() && !s.draining())
+                {
+                    groups.push(vec![Command::new(pool, *slot, crate::haproxy::Op::Drain)]);
+                }
+            }
+        }
+        self.haproxy(&st).batch(&groups)?;
+        st.resumed = true;
+        self.persist(&st);
+        info!(
+            resent = groups.len(),
+            "resumed: HAProxy matches the slot table"
+        );
+        Ok(())
+    }
+
+    /// Asks every loop to stop.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+
+    /// Whether a stop was asked.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// The pool's timeouts in ms.
+fn timeouts(pc: &PoolConfig) -> Timeouts {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Timeouts {
+        health_ms: ms(pc.health_timeout),
+        drain_ms: ms(pc.drain_timeout),
+    }
+}
+
+fn progress_line(pending: &[Wait], rows: &[StatRow]) -> String {
+    let mut parts = Vec::new();
+    for w in pending.iter().take(8) {
+        let name = slot_name(w.slot);
+        let r = rows
+            .iter()
+            .find(|r| r.backend == w.pool.as_str() && r.server == name);
+        let what = match r {
+            Some(r) if r.status.starts_with("DRAIN") || r.status.starts_with("MAINT") => {
+                format!("{} sessions, {} queued", r.scur, r.qcur)
+            }
+            Some(r) => r.check_summary(),
+            None => "no stats yet".into(),
+        };
+        parts.push(format!("{}/{name} {}: {what}", w.pool, w.member));
+    }
+    if pending.len() > 8 {
+        parts.push(format!("and {} more", pending.len() - 8));
+    }
+    format!(
+        "waiting for {} member(s) ({})",
+        pending.len(),
+        parts.join("; ")
+    )
+}
+
+fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
+    let line = |op: char, member: &str, slot: Option<u32>, detail: String| DiffLine {
+        pool: pool.to_string(),
+        op,
+        member: member.to_string(),
+        slot: slot.map(slot_name),
+        detail,
+    };
+    plan.actions
+        .iter()
+        .map(|a| match a {
+            Action::Join {
+                member,
+                slot,
+                send: slots::Send::Join { addr, port },
+            } => line(
+                '+',
+                member.as_str(),
+                Some(*slot),
+                format!("set {addr}:{port} ready, health-gated"),
+            ),
+            Action::Join {
+                member,
+                slot,
+                send: slots::Send::Ready,
+            } => line(
+                '~',
+                member.as_str(),
+                Some(*slot),
+                "back to ready (was draining)".into(),
+            ),
+            Action::Drain { member, slot } => line(
+                '-',
+                member.as_str(),
+                Some(*slot),
+                "drain, then release the slot".into(),
+            ),
+            Action::Release { member, slot } => line(
+                '-',
+                member.as_str(),
+                Some(*slot),
+                "release the slot (never took traffic)".into(),
+            ),
+            Action::Evict { slot, addr } => line(
+                '!',
+                "-",
+                Some(*slot),
+                format!("{addr} is served but no member owns it: drain and release"),
+            ),
+            Action::Pending {
+                member,
+                slot,
+                change,
+            } => line(
+                '=',
+                member.as_str(),
+                Some(*slot),
+                format!("in flight under change {change}"),
+            ),
+            Action::Await { member, slot } => line(
+                '=',
+                member.as_str(),
+                Some(*slot),
+                "in flight under this change".into(),
+            ),
+            Action::Done {
+                member,
+                slot,
+                status,
+                reason,
+            } => line(
+                '=',
+                member.as_str(),
+                *slot,
+                format!(
+                    "{status}{}",
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            ),
+        })
+        .collect()
+}

@@ -1,0 +1,263 @@
+//! `agent run`: the service's threads. The control socket's accept loop (one thread per
+//! request, bounded), the ticker (operations advanced from HAProxy's stats), and, with
+//! `[aws]` groups, the periodic sync from AWS. SIGTERM or SIGINT stops it cleanly; the
+//! operations in flight are in the table and resume at the next start.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infra::{Change, Desired};
+use tracing::{error, info, warn};
+
+use super::{Service, ServiceError, TICK};
+use crate::config::AgentConfig;
+use crate::control::{self, Reply, Request, MAX_MESSAGE};
+use crate::store;
+
+/// Requests served at once; more wait for a place (connections queue in the kernel).
+const MAX_CLIENTS: usize = 64;
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The table or the lock.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// Another service holds the state directory.
+    #[error("another agent service holds {path} (pid {holder}): one service per state directory; stop it first (`systemctl stop haproxy-asg-agent`)")]
+    Running {
+        /// The lock file.
+        path: PathBuf,
+        /// Its holder's pid.
+        holder: String,
+    },
+    /// The control socket could not be set up.
+    #[error("cannot listen on the control socket {path}: {source}")]
+    Listen {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the service in the foreground until SIGTERM or SIGINT.
+pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
+    let dir = cfg.haproxy.state_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| store::StoreError::Io {
+            action: "cannot create state directory",
+            path: dir.clone(),
+            source,
+        })
+        .map_err(ServiceError::from)?;
+    let lock_path = cfg.haproxy.lock_path();
+    let _lock = match store::lock(&lock_path, Duration::ZERO, |_| {}) {
+        Ok(l) => l,
+        Err(store::StoreError::LockTimeout { path, holder, .. }) => {
+            return Err(StartError::Running { path, holder })
+        }
+        Err(e) => return Err(ServiceError::from(e).into()),
+    };
+    let socket = cfg.service.control_socket.clone();
+    let listen = |source| StartError::Listen {
+        path: socket.clone(),
+        source,
+    };
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent).map_err(listen)?;
+    }
+    // We hold the lock: a socket file left behind is a dead service's.
+    match std::fs::remove_file(&socket) {
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(listen(e)),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&socket).map_err(listen)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
+
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+
+    let service = Arc::new(Service::open(cfg)?);
+    if let Err(e) = service.resume() {
+        warn!(error = %e, "cannot reach HAProxy yet; operations resume once it answers");
+    }
+    info!(socket = %socket.display(), pools = service.cfg.pools.len(), "agent service ready");
+    let ticker = {
+        let s = service.clone();
+        std::thread::Builder::new()
+            .name("ticker".into())
+            .spawn(move || ticker(&s))
+            .map_err(listen)?
+    };
+    let syncer = if service.cfg.aws_groups.is_empty() {
+        None
+    } else {
+        let s = service.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("aws-sync".into())
+                .spawn(move || aws_sync(&s))
+                .map_err(listen)?,
+        )
+    };
+    let clients = Arc::new(AtomicUsize::new(0));
+    while !SIGNALLED.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if clients.load(Ordering::SeqCst) >= MAX_CLIENTS {
+                    let _ = stream.set_nonblocking(false);
+                    control::send(&stream, &Reply::Error(format!("the agent service is busy: {MAX_CLIENTS} requests are in flight; try again")));
+                    continue;
+                }
+                clients.fetch_add(1, Ordering::SeqCst);
+                let (s, c) = (service.clone(), clients.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("client".into())
+                    .spawn(move || {
+                        serve(&s, &stream);
+                        c.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    clients.fetch_sub(1, Ordering::SeqCst);
+                    error!(error = %e, "cannot start a thread for a request");
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    info!("stopping: operations in flight stay in the slot table and resume at the next start");
+    service.shutdown();
+    let _ = ticker.join();
+    if let Some(t) = syncer {
+        let _ = t.join();
+    }
+    service.persist(&service.lock());
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// Moves operations on every [`TICK`] while some are in flight, and waits for work
+/// otherwise.
+fn ticker(service: &Service) {
+    while !service.stopping() {
+        let busy = service.tick();
+        let st = service.lock();
+        let wait = if busy { TICK } else { Duration::from_secs(1) };
+        let _ = service.changed.wait_timeout(st, wait);
+    }
+}
+
+/// Syncs from AWS at start and every `sync_interval`, never waiting for outcomes.
+fn aws_sync(service: &Service) {
+    let mut next = Instant::now();
+    while !service.stopping() {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(200).min(next - Instant::now()));
+            continue;
+        }
+        next = Instant::now() + service.cfg.sync_interval;
+        match crate::aws::desired(&service.cfg) {
+            Ok(desired) => match service.sync(&desired, false, false, &mut |_| {}) {
+                Ok(r) => {
+                    let changes = r.diff.iter().filter(|d| d.op != '=').count();
+                    info!(generation = desired.generation, changes, "synced from AWS");
+                }
+                Err(e) => warn!(error = %e, "sync from AWS failed; next try in sync_interval_s"),
+            },
+            Err(e) => {
+                warn!(error = %e, "reading the groups from AWS failed; next try in sync_interval_s")
+            }
+        }
+    }
+}
+
+/// Serves one request on one connection.
+fn serve(service: &Service, stream: &UnixStream) {
+    let _ = stream.set_nonblocking(false);
+    let request = match control::read_request(stream) {
+        Ok(r) => r,
+        Err(e) => {
+            control::send(stream, &Reply::Error(e));
+            return;
+        }
+    };
+    let mut progress = |line: String| {
+        control::send(stream, &Reply::Progress(line));
+    };
+    let reply = match request {
+        Request::Apply { change, wait } => message(&change, Change::from_json)
+            .and_then(|c| {
+                service
+                    .apply(&c, wait, &mut progress)
+                    .map_err(|e| e.to_string())
+            })
+            .map(Reply::Report),
+        Request::Sync {
+            desired,
+            dry_run,
+            wait,
+        } => {
+            let desired = match desired {
+                Some(d) => message(&d, Desired::from_json),
+                None if service.cfg.aws_groups.is_empty() => {
+                    Err(crate::aws::SourceError::NoGroups.to_string())
+                }
+                None => {
+                    progress("reading the groups from AWS...".into());
+                    crate::aws::desired(&service.cfg).map_err(|e| e.to_string())
+                }
+            };
+            desired
+                .and_then(|d| {
+                    service
+                        .sync(&d, dry_run, wait, &mut progress)
+                        .map_err(|e| e.to_string())
+                })
+                .map(Reply::Sync)
+        }
+        Request::Status => service
+            .status()
+            .map(Reply::Status)
+            .map_err(|e| e.to_string()),
+    };
+    control::send(stream, &reply.unwrap_or_else(Reply::Error));
+}
+
+/// A message of a request, bounded and validated.
+fn message<T>(
+    v: &serde_json::Value,
+    parse: impl Fn(&str) -> Result<T, infra::MessageError>,
+) -> Result<T, String> {
+    let text = v.to_string();
+    if text.len() > MAX_MESSAGE {
+        return Err(format!(
+            "message too large: {} bytes, at most {MAX_MESSAGE}",
+            text.len()
+        ));
+    }
+    parse(&text).map_err(|e| e.to_string())
+}
