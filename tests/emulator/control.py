@@ -27,7 +27,7 @@ import json
 import time
 from typing import Any, Callable, Iterable
 
-from . import LOCK, events_bridge, faults, lifecycle, speed, ssm_exec
+from . import LOCK, events_bridge, faults, lifecycle, speed, ssm_exec, timers
 
 _calls: list[dict[str, Any]] = []
 UNLOCKED_SERVICES = {"sqs"}
@@ -38,6 +38,7 @@ def reset_all() -> None:
 
     with LOCK:
         ssm_exec.reset()
+        timers.reset()
         lifecycle.reset()
         events_bridge.reset()
         faults.clear()
@@ -57,6 +58,7 @@ class ExtensionApp:
             if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
                 with LOCK:
                     ssm_exec.reset()
+                    timers.reset()
                     lifecycle.reset()
                     events_bridge.reset()
             with LOCK:

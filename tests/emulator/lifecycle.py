@@ -34,7 +34,7 @@ from moto.autoscaling import responses as asr
 from moto.autoscaling.exceptions import ValidationError
 from moto.core.responses import EmptyResult
 
-from . import LOCK, events_bridge, utcnow
+from . import LOCK, events_bridge, timers, utcnow
 from .events_bridge import LAUNCHING, TERMINATING
 
 # Lifecycle states that count toward the desired capacity.
@@ -275,6 +275,7 @@ def _timer_loop() -> None:
     while not _stop.wait(0.05):
         try:
             _tick()
+            timers.run_due()
         except Exception as exc:  # never let the timer die
             print(f"emulator: lifecycle timer: {exc!r}", flush=True)
 
