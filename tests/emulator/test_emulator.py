@@ -641,3 +641,339 @@ def test_refuses_non_loopback_bind():
         [sys.executable, SERVER, "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2 and "loopback" in proc.stderr
+
+
+# --------------------------------------------------------------------------- SSM: documents, events
+
+
+class EventQueue:
+    """An SQS queue behind an EventBridge rule on the default bus."""
+
+    def __init__(self, emu: Emulator, name: str, pattern: dict) -> None:
+        self.sqs, events = emu.client("sqs"), emu.client("events")
+        self.url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+
+    def receive(self, wait: int = 1) -> list[dict]:
+        msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get(
+            "Messages", []
+        )
+        for m in msgs:
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+        return [json.loads(m["Body"]) for m in msgs]
+
+    def collect(self, done: Callable[[list[dict]], bool], timeout: float = 15) -> list[dict]:
+        got: list[dict] = []
+        wait_until(lambda: (got.extend(self.receive()) or done(got)), timeout=timeout, interval=0, what="events")
+        return got
+
+
+AGENT_DOC = {
+    "schemaVersion": "2.2",
+    "description": "run the agent",
+    "parameters": {
+        "Action": {"type": "String", "allowedValues": ["apply", "sync"], "default": "apply"},
+        "Change": {"type": "String", "allowedPattern": "^[A-Za-z0-9+/]{4,}={0,2}$", "default": "e30g"},
+    },
+    "mainSteps": [
+        {
+            "action": "aws:runShellScript",
+            "name": "agent",
+            "precondition": {"StringEquals": ["platformType", "Linux"]},
+            "inputs": {
+                "timeoutSeconds": "60",
+                "runCommand": [
+                    "set -eu",
+                    "case '{{ Action }}' in",
+                    "  apply) printf '%s' '{{Change}}' | base64 -d | /usr/local/bin/agent apply --json --file - ;;",
+                    "  sync) /usr/local/bin/agent sync --json ;;",
+                    "esac",
+                ],
+            },
+        },
+        {
+            "action": "aws:runPowerShellScript",
+            "name": "windows",
+            "precondition": {"StringEquals": ["platformType", "Windows"]},
+            "inputs": {"runCommand": ["Write-Output never"]},
+        },
+    ],
+}
+
+
+def _fake_agent(tmp_path, name: str = "agent", exit_code: int = 0) -> str:
+    path = tmp_path / name
+    path.write_text(
+        "#!/bin/sh\n"
+        'echo "agent $* config=$AGENT_CONFIG cmd=$SSM_COMMAND_ID inst=$SSM_INSTANCE_ID"\n'
+        'if [ "$1" = apply ]; then cat; echo; fi\n'
+        f"exit {exit_code}\n"
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def _create_document(world, name: str, content: dict | str, fmt: str = "JSON") -> None:
+    world.emu.client("ssm").create_document(
+        Name=name,
+        Content=content if isinstance(content, str) else json.dumps(content),
+        DocumentType="Command",
+        DocumentFormat=fmt,
+    )
+
+
+def _finished(ssm, cid: str, instance: str, timeout: float = 15) -> dict:
+    return wait_until(
+        lambda: (r := ssm.get_command_invocation(CommandId=cid, InstanceId=instance))["Status"] != "InProgress" and r,
+        timeout=timeout,
+        what=f"invocation {instance} to finish",
+    )
+
+
+def test_ssm_document_runs_with_parameters_paths_and_env(world, tmp_path):
+    import base64
+
+    ssm = world.emu.client("ssm")
+    a, b = _instances(world, 2, {"Role": "proxy"})
+    _create_document(world, "haproxy-asg-agent", AGENT_DOC)
+    world.emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {
+            a: {"document": True, "env": {"AGENT_CONFIG": "/tmp/h1/agent.toml"}, "paths": {"/usr/local/bin/agent": _fake_agent(tmp_path)}},
+            b: {"document": True, "paths": {"/usr/local/bin/agent": _fake_agent(tmp_path, "broken", exit_code=3)}},
+        },
+    )
+    change = base64.b64encode(b'{"add": ["10.0.0.1"]}').decode()
+    cid = ssm.send_command(InstanceIds=[a, b], DocumentName="haproxy-asg-agent", Parameters={"Change": [change]})[
+        "Command"
+    ]["CommandId"]
+    done = _finished(ssm, cid, a)
+    assert (done["Status"], done["ResponseCode"]) == ("Success", 0), done
+    assert done["StandardOutputContent"].splitlines()[0] == (
+        f"agent apply --json --file - config=/tmp/h1/agent.toml cmd={cid} inst={a}"
+    )
+    assert '{"add": ["10.0.0.1"]}' in done["StandardOutputContent"]
+    assert "never" not in done["StandardOutputContent"], "a Windows step is skipped on the Linux host"
+    failed = _finished(ssm, cid, b)
+    assert (failed["Status"], failed["ResponseCode"]) == ("Failed", 3)
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "Failed"
+
+    # The default of Action is apply; an explicit sync runs the other branch.
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="haproxy-asg-agent", Parameters={"Action": ["sync"]})[
+        "Command"
+    ]["CommandId"]
+    assert _finished(ssm, cid, a)["StandardOutputContent"].startswith("agent sync --json config=")
+
+    # YAML documents run too; a StringList entry that is one reference expands to its lines.
+    _create_document(
+        world,
+        "yaml-doc",
+        "schemaVersion: '2.2'\n"
+        "description: lines\n"
+        "parameters:\n"
+        "  commands: {type: StringList}\n"
+        "mainSteps:\n"
+        "- action: aws:runShellScript\n"
+        "  name: run\n"
+        "  inputs:\n"
+        "    runCommand: ['{{ commands }}']\n",
+        fmt="YAML",
+    )
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="yaml-doc", Parameters={"commands": ["echo one", "echo two"]})[
+        "Command"
+    ]["CommandId"]
+    assert _finished(ssm, cid, a)["StandardOutputContent"] == "one\ntwo\n"
+
+
+def test_ssm_document_parameters_checked_as_ssm_does(world, tmp_path):
+    ssm = world.emu.client("ssm", NO_RETRY)
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    _create_document(world, "haproxy-asg-agent", AGENT_DOC)
+    _create_document(
+        world,
+        "needs-target",
+        {
+            "schemaVersion": "2.2",
+            "description": "required parameter",
+            "parameters": {"Target": {"type": "String"}},
+            "mainSteps": [{"action": "aws:runShellScript", "name": "s", "inputs": {"runCommand": ["echo {{ Target }}"]}}],
+        },
+    )
+    world.emu.control("POST", "/moto-ext/ssm/hosts", {a: {"document": True, "paths": {"/usr/local/bin/agent": _fake_agent(tmp_path)}}})
+    for doc, params, name in [
+        ("haproxy-asg-agent", {"Bogus": ["x"]}, "Bogus"),
+        ("haproxy-asg-agent", {"Action": ["delete"]}, "Action"),
+        ("haproxy-asg-agent", {"Change": ["'; rm -rf / #"]}, "Change"),
+        ("haproxy-asg-agent", {"Action": ["apply", "sync"]}, "Action"),
+        ("needs-target", {}, "Target"),
+    ]:
+        with pytest.raises(ClientError) as err:
+            ssm.send_command(InstanceIds=[a], DocumentName=doc, Parameters=params)
+        assert err.value.response["Error"]["Code"] == "InvalidParameters", params
+        assert f'"{name}"' in err.value.response["Error"]["Message"]
+    assert ssm.list_commands()["Commands"] == [], "a refused SendCommand creates no command"
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="needs-target", Parameters={"Target": ["here"]})["Command"][
+        "CommandId"
+    ]
+    assert _finished(ssm, cid, a)["StandardOutputContent"] == "here\n"
+
+    # A host that runs the document needs the document.
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[a], DocumentName="never-created")
+    assert err.value.response["Error"]["Code"] == "InvalidDocument"
+
+
+def test_ssm_document_execution_timeout_kills_the_process_group(world, tmp_path):
+    ssm = world.emu.client("ssm")
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    pids = tmp_path / "pids"
+    _create_document(
+        world,
+        "slow",
+        {
+            "schemaVersion": "2.2",
+            "description": "sleeps",
+            "parameters": {"executionTimeout": {"type": "String", "default": "1"}},
+            "mainSteps": [
+                {
+                    "action": "aws:runShellScript",
+                    "name": "sleep",
+                    "inputs": {
+                        "timeoutSeconds": "{{ executionTimeout }}",
+                        "runCommand": [f"sleep 30 & echo $! > {pids}", "echo started", "wait"],
+                    },
+                }
+            ],
+        },
+    )
+    world.emu.control("POST", "/moto-ext/ssm/hosts", {a: {"document": True}})
+    started = time.monotonic()
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="slow")["Command"]["CommandId"]
+    done = _finished(ssm, cid, a, timeout=10)
+    assert time.monotonic() - started < 6
+    assert (done["Status"], done["StatusDetails"], done["ResponseCode"]) == ("TimedOut", "ExecutionTimedOut", 137)
+    assert done["StandardOutputContent"] == "started\n"
+    listed = ssm.list_commands(CommandId=cid)["Commands"][0]
+    assert (listed["Status"], listed["ErrorCount"]) == ("TimedOut", 1)
+    child = int(pids.read_text())
+    wait_until(lambda: not _alive(child), timeout=5, what="the step's child killed with its group")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of someone else still answers kill(0): look at its state
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ssm_parameters_64kb_limit(world):
+    ssm = world.emu.client("ssm", NO_RETRY)
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    doc = {
+        "schemaVersion": "2.2",
+        "description": "blob",
+        "parameters": {"Blob": {"type": "String"}},
+        "mainSteps": [{"action": "aws:runShellScript", "name": "s", "inputs": {"runCommand": ["true"]}}],
+    }
+    content = json.dumps(doc)
+    _create_document(world, "blob", content)
+    room = 65536 - len(content.encode()) - len("Blob")
+    ssm.send_command(InstanceIds=[a], DocumentName="blob", Parameters={"Blob": ["é" * (room // 2)]})  # 2 bytes each
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[a], DocumentName="blob", Parameters={"Blob": ["x" * (room + 1)]})
+    assert err.value.response["Error"]["Code"] == "MaxDocumentSizeExceeded"
+    assert "64 KB" in err.value.response["Error"]["Message"]
+    # A document the emulator does not hold (AWS-owned): the parameters alone count.
+    ssm.send_command(InstanceIds=[a], DocumentName="AWS-RunShellScript", Parameters={"commands": ["x" * (65536 - 8)]})
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[a], DocumentName="AWS-RunShellScript", Parameters={"commands": ["x" * (65536 - 7)]})
+    assert err.value.response["Error"]["Code"] == "MaxDocumentSizeExceeded"
+    assert len(ssm.list_commands()["Commands"]) == 2
+
+
+def test_ssm_status_change_events(world):
+    emu, ssm = world.emu, world.emu.client("ssm")
+    queue = EventQueue(emu, "ssm-events", {"source": ["aws.ssm"]})
+    a, b = _instances(world, 2, {"Role": "proxy"})
+    emu.control("POST", "/moto-ext/ssm/hosts", {b: {"status": "Failed", "stdout": "", "stderr": "x", "code": 2}})
+    cmd = ssm.send_command(InstanceIds=[a, b], DocumentName="AWS-RunShellScript", Parameters={"commands": ["date"]})["Command"]
+    cid = cmd["CommandId"]
+    got = queue.collect(lambda g: len(g) >= 6)
+    assert len(got) == 6
+    arn = {i: f"arn:aws:ec2:us-east-1:123456789012:instance/{i}" for i in (a, b)}
+    kinds = [(e["detail-type"].split()[1], e["detail"].get("instance-id"), e["detail"]["status"]) for e in got]
+    assert kinds == [
+        ("Command", None, "InProgress"),
+        ("Command", a, "InProgress"),
+        ("Command", a, "Success"),
+        ("Command", b, "InProgress"),
+        ("Command", b, "Failed"),
+        ("Command", None, "Failed"),
+    ]
+    first, inv = got[0], got[2]
+    assert first["detail-type"] == "EC2 Command Status-change Notification"
+    assert first["source"] == "aws.ssm" and first["account"] == "123456789012" and first["region"] == "us-east-1"
+    assert first["resources"] == [arn[a], arn[b]]
+    assert set(first["detail"]) == {"command-id", "document-name", "expire-after", "parameters", "requested-date-time", "status"}
+    assert first["detail"]["parameters"] == {"commands": ["date"]}
+    assert first["detail"]["command-id"] == cid and first["detail"]["document-name"] == "AWS-RunShellScript"
+    assert inv["detail-type"] == "EC2 Command Invocation Status-change Notification"
+    assert inv["resources"] == [arn[a]]
+    assert set(inv["detail"]) == {"command-id", "document-name", "instance-id", "requested-date-time", "status"}
+    assert inv["detail"]["requested-date-time"] == first["detail"]["requested-date-time"]
+    recorded = [e for e in emu.control("GET", "/moto-ext/events") if e["source"] == "aws.ssm"]
+    assert [e["id"] for e in recorded] == [e["id"] for e in got]
+    assert all(isinstance(e["emitted"], float) for e in recorded)
+
+
+def test_ssm_event_arrives_after_its_state_is_visible(world):
+    emu, ssm = world.emu, world.emu.client("ssm")
+    queue = EventQueue(emu, "ssm-visible", {"source": ["aws.ssm"], "detail": {"status": ["Success", "Failed"]}})
+    ids = _instances(world, 3, {"Role": "proxy"})
+    emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {i: {"exec": ["python3", "-c", f"import time; time.sleep({0.2 * n})"]} for n, i in enumerate(ids)},
+    )
+    cid = ssm.send_command(InstanceIds=ids, DocumentName="AWS-RunShellScript")["Command"]["CommandId"]
+    seen = 0
+    deadline = time.monotonic() + 15
+    while seen < 4 and time.monotonic() < deadline:
+        for event in queue.receive():
+            seen += 1
+            d = event["detail"]
+            if "instance-id" in d:  # the consumer reads the outcome the moment the event arrives
+                assert ssm.get_command_invocation(CommandId=cid, InstanceId=d["instance-id"])["Status"] == d["status"]
+            else:
+                assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == d["status"]
+    assert seen == 4
+
+
+def test_ssm_cancel_command(world, tmp_path):
+    emu, ssm = world.emu, world.emu.client("ssm")
+    a, b = _instances(world, 2, {"Role": "proxy"})
+    pid_a = tmp_path / "a.pid"
+    emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {"*": {"exec": ["sleep", "30"]}, a: {"exec": ["sh", "-c", f"echo $$ > {pid_a}; exec sleep 30"]}},
+    )
+    cid = ssm.send_command(InstanceIds=[a, b], DocumentName="AWS-RunShellScript")["Command"]["CommandId"]
+    wait_until(lambda: pid_a.exists() and pid_a.read_text().strip(), timeout=5, what="process started")
+    ssm.cancel_command(CommandId=cid, InstanceIds=[a])
+    wait_until(lambda: not _alive(int(pid_a.read_text())), timeout=5, what="cancelled process killed")
+    assert ssm.get_command_invocation(CommandId=cid, InstanceId=a)["Status"] == "Cancelled"
+    assert ssm.get_command_invocation(CommandId=cid, InstanceId=b)["Status"] == "InProgress"
+    ssm.cancel_command(CommandId=cid)
+    assert ssm.get_command_invocation(CommandId=cid, InstanceId=b)["Status"] == "Cancelled"
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "Cancelled"
+    statuses = [e["detail"]["status"] for e in emu.control("GET", "/moto-ext/events") if e["source"] == "aws.ssm"]
+    assert statuses == ["InProgress", "InProgress", "InProgress", "Cancelled", "Cancelled", "Cancelled"]
