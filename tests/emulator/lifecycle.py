@@ -241,6 +241,59 @@ def _resolve(action: Action, result: str, by: str) -> None:
         _finish_termination(group, state)
 
 
+def replace_interrupted(account: str, region: str, instance_id: str, cause: str) -> None:
+    """Auto Scaling takes an interrupted (Spot) instance out of service: terminate hooks, and
+    a replacement at once (the instance no longer counts toward the desired capacity)."""
+    backend = asm.autoscaling_backends[account][region]
+    for group in list(backend.autoscaling_groups.values()):
+        state = _find_state(group, instance_id)
+        if state is not None:
+            if not state.lifecycle_state.startswith("Terminating"):
+                begin_termination(group, state, cause)
+                group.set_desired_capacity(group.desired_capacity)
+            return
+
+
+def reclaim(account: str, region: str, instance_id: str, ec2_action: str = "terminate") -> None:
+    """EC2 takes the instance back whatever Auto Scaling is doing. A group member leaves its
+    group at once (a pending lifecycle action of it ends with by "vanished"), is terminated
+    (Auto Scaling replaces a stopped instance too), and the group launches a replacement if
+    below desired. Outside any group, ``stop``/``hibernate`` only stop the instance."""
+    from moto.ec2.models import ec2_backends
+
+    ec2 = ec2_backends[account][region]
+    try:
+        instance = ec2.get_instance(instance_id)
+    except Exception:
+        return
+    if instance.state == "terminated":
+        return
+    backend = asm.autoscaling_backends[account][region]
+    for group in list(backend.autoscaling_groups.values()):
+        state = _find_state(group, instance_id)
+        if state is None:
+            continue
+        _cancel_instance(group, instance_id, "vanished")
+        group.instance_states = [s for s in group.instance_states if s is not state]
+        ec2.terminate_instances([instance_id])
+        events_bridge.activity_result(
+            group,
+            state,
+            "Terminate",
+            True,
+            f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was taken out of service in response to "
+            "an EC2 health check indicating it has been terminated or stopped.",
+            getattr(state, "ext_start", None) or utcnow(),
+        )
+        _refresh_load_balancers(group)
+        group.set_desired_capacity(group.desired_capacity)
+        return
+    if ec2_action == "terminate":
+        ec2.terminate_instances([instance_id])
+    else:
+        ec2.stop_instances([instance_id])
+
+
 def _find_action(backend: Any, group: str, hook: str, token: str | None, instance_id: str | None) -> Action:
     def ours(a: Action) -> bool:
         return (a.account, a.region, a.group, a.hook) == (

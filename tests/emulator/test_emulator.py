@@ -977,3 +977,88 @@ def test_ssm_cancel_command(world, tmp_path):
     assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "Cancelled"
     statuses = [e["detail"]["status"] for e in emu.control("GET", "/moto-ext/events") if e["source"] == "aws.ssm"]
     assert statuses == ["InProgress", "InProgress", "InProgress", "Cancelled", "Cancelled", "Cancelled"]
+
+
+# --------------------------------------------------------------------------- EC2 spot signals
+
+
+def _lifecycle_of(world, instance: str) -> list[dict]:
+    return [r for r in world.emu.control("GET", "/moto-ext/lifecycle") if r["instance"] == instance]
+
+
+def _details(world, detail_type: str) -> list[dict]:
+    return [e["detail"] for e in world.emu.control("GET", "/moto-ext/events") if e["detail-type"] == detail_type]
+
+
+def test_spot_interruption_warning_then_hook_then_reclaim(world):
+    queue = EventQueue(world.emu, "ec2-events", {"source": ["aws.ec2"]})
+    g = world.group(desired=2)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    a, b = [i for i, _ in world.members(g)]
+    t0 = time.monotonic()
+    answer = world.emu.control(
+        "POST", "/moto-ext/ec2/spot-interruption", {"instance": a, "hook_after_ms": 300, "terminate_after_ms": 1500}
+    )
+    assert answer == {"instance": a, "action": "terminate", "hook_after_ms": 300, "terminate_after_ms": 1500}
+    (warning,) = queue.collect(lambda got: len(got) >= 1)
+    assert warning["detail-type"] == "EC2 Spot Instance Interruption Warning" and warning["source"] == "aws.ec2"
+    assert warning["detail"] == {"instance-id": a, "instance-action": "terminate"}
+    assert warning["resources"] == [f"arn:aws:ec2:us-east-1:123456789012:instance/{a}"]
+    assert world.states(g) == {a: "InService", b: "InService"}, "nothing happens before hook_after_ms"
+    assert [t["action"] for t in world.emu.control("GET", "/moto-ext/timers")] == ["replace_interrupted", "reclaim"]
+
+    states = wait_until(lambda: (s := world.states(g)).get(a) == "Terminating:Wait" and len(s) == 3 and s, timeout=5)
+    assert time.monotonic() - t0 >= 0.3
+    (replacement,) = [i for i in states if i not in (a, b)]
+    assert states[replacement] == "InService" and world.ec2_state(a) == "running"
+    (action,) = world.pending(a)
+    assert action["transition"] == TERMINATING
+
+    wait_until(lambda: a not in world.states(g), timeout=5, what="EC2 reclaims the instance")
+    assert time.monotonic() - t0 >= 1.5
+    assert world.ec2_state(a) == "terminated"
+    assert world.states(g) == {b: "InService", replacement: "InService"}
+    (record,) = _lifecycle_of(world, a)
+    assert (record["result"], record["by"]) == ("ABANDON", "vanished")
+    assert [d["EC2InstanceId"] for d in _details(world, "EC2 Instance Terminate Successful")] == [a]
+    assert world.emu.control("GET", "/moto-ext/timers") == []
+
+
+def test_rebalance_recommendation_and_reclaim_outside_groups(world):
+    (plain,) = _instances(world, 1, {"Role": "spot"})
+    (stopped,) = _instances(world, 1, {"Role": "spot"})
+    answer = world.emu.control("POST", "/moto-ext/ec2/rebalance-recommendation", {"instance": plain})
+    assert answer == {"instance": plain, "hook_after_ms": None, "terminate_after_ms": None}
+    assert _details(world, "EC2 Instance Rebalance Recommendation") == [{"instance-id": plain}]
+    assert world.emu.control("GET", "/moto-ext/timers") == [], "no follow-up unless asked"
+
+    world.emu.control("POST", "/moto-ext/ec2/rebalance-recommendation", {"instance": plain, "terminate_after_ms": 100})
+    world.emu.control(
+        "POST", "/moto-ext/ec2/spot-interruption", {"instance": stopped, "action": "stop", "terminate_after_ms": 100}
+    )
+    assert _details(world, "EC2 Spot Instance Interruption Warning") == [{"instance-id": stopped, "instance-action": "stop"}]
+    wait_until(lambda: world.ec2_state(plain) == "terminated", timeout=5)
+    wait_until(lambda: world.ec2_state(stopped) == "stopped", timeout=5)
+    assert world.private_ip(stopped).startswith("127.0.1.")
+
+    for path, body in [
+        ("/moto-ext/ec2/spot-interruption", {"instance": "i-0000000000000dead"}),
+        ("/moto-ext/ec2/rebalance-recommendation", {"instance": "i-0000000000000dead"}),
+        ("/moto-ext/ec2/spot-interruption", {"instance": stopped, "action": "explode"}),
+        ("/moto-ext/ec2/spot-interruption", {"instance": stopped, "hook_after_ms": -1}),
+        ("/moto-ext/ec2/rebalance-recommendation", {"instance": plain}),  # terminated by now
+        ("/moto-ext/ec2/rebalance-recommendation", {}),
+    ]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            world.emu.control("POST", path, body)
+        assert err.value.code == 400
+        message = json.loads(err.value.read())["error"]
+        assert message and ("i-0000000000000dead" not in json.dumps(body) or "unknown instance" in message)
+
+
+def test_reset_drops_pending_timers(world):
+    (plain,) = _instances(world, 1, {"Role": "spot"})
+    world.emu.control("POST", "/moto-ext/ec2/spot-interruption", {"instance": plain, "hook_after_ms": 60000})
+    assert len(world.emu.control("GET", "/moto-ext/timers")) == 2
+    world.emu.control("POST", "/moto-ext/reset")
+    assert world.emu.control("GET", "/moto-ext/timers") == []

@@ -24,9 +24,14 @@ def schedule(delay_s: float, fn: Callable[..., Any], *args: Any) -> None:
         heapq.heappush(_heap, (time.monotonic() + max(0.0, delay_s), next(_seq), fn, args))
 
 
-def pending() -> int:
+def pending() -> list[dict[str, Any]]:
+    """What is scheduled, soonest first (``GET /moto-ext/timers``)."""
+    now = time.monotonic()
     with LOCK:
-        return len(_heap)
+        return [
+            {"in_ms": max(0, round((due - now) * 1000)), "action": getattr(fn, "__name__", str(fn)), "args": [str(a) for a in args]}
+            for due, _, fn, args in sorted(_heap)
+        ]
 
 
 def reset() -> None:
