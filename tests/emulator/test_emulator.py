@@ -1062,3 +1062,186 @@ def test_reset_drops_pending_timers(world):
     assert len(world.emu.control("GET", "/moto-ext/timers")) == 2
     world.emu.control("POST", "/moto-ext/reset")
     assert world.emu.control("GET", "/moto-ext/timers") == []
+
+
+# --------------------------------------------------------------------------- warm pools
+
+
+def _pool(world, group: str) -> dict[str, str]:
+    return {i["InstanceId"]: i["LifecycleState"] for i in world.asg.describe_warm_pool(AutoScalingGroupName=group)["Instances"]}
+
+
+def _events(world, detail_type: str, instance: str) -> list[dict]:
+    return [d for d in _details(world, detail_type) if d.get("EC2InstanceId") == instance]
+
+
+def _route(world, detail_type: str, instance: str) -> list[tuple[str, str]]:
+    return [(d.get("Origin"), d.get("Destination")) for d in _events(world, detail_type, instance)]
+
+
+def _wait_pool(world, group: str, expected: dict[str, str] | Callable[[dict], bool], what: str = "pool") -> dict:
+    check = expected if callable(expected) else (lambda p: p == expected)
+    return wait_until(lambda: p if check(p := _pool(world, group)) else None, timeout=8, what=what)
+
+
+def test_warm_pool_fills_through_the_launch_hook_then_stops(world):
+    g = world.group(desired=1)
+    world.asg.update_auto_scaling_group(AutoScalingGroupName=g, MaxSize=4)
+    world.hook(g, "launch", LAUNCHING, timeout=300, default="CONTINUE")
+    (member,) = [i for i, _ in world.members(g)]  # launched before the hook: InService
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=3, PoolState="Stopped")
+    pool = _pool(world, g)
+    assert list(pool.values()) == ["Warmed:Pending:Wait", "Warmed:Pending:Wait"], "size max(3 - 1, 1) = 2"
+    first, second = pool
+    assert world.states(g) == {member: "InService"}, "warm instances are not group members"
+    described = world.asg.describe_warm_pool(AutoScalingGroupName=g)
+    assert described["WarmPoolConfiguration"] == {"MaxGroupPreparedCapacity": 3, "MinSize": 1, "PoolState": "Stopped"}
+    group = world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g])["AutoScalingGroups"][0]
+    assert group["WarmPoolSize"] == 2 and group["WarmPoolConfiguration"]["PoolState"] == "Stopped"
+    inst = world.asg.describe_auto_scaling_instances(InstanceIds=[first])["AutoScalingInstances"]
+    assert [(i["InstanceId"], i["LifecycleState"]) for i in inst] == [(first, "Warmed:Pending:Wait")]
+    assert world.ec2_state(first) == "running"
+    ip = world.private_ip(first)
+
+    (action,) = world.pending(first)
+    assert (action["transition"], action["origin"], action["destination"]) == (LAUNCHING, "EC2", "WarmPool")
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", first) == [("EC2", "WarmPool")]
+    world.complete(g, "launch", "CONTINUE", token=action["token"])
+    assert _pool(world, g) == {first: "Warmed:Stopped", second: "Warmed:Pending:Wait"}
+    assert world.ec2_state(first) == "stopped" and world.private_ip(first) == ip
+    assert _route(world, "EC2 Instance Launch Successful", first) == [("EC2", "WarmPool")]
+
+    # Heartbeats and timeouts work for warm transitions too (DefaultResult CONTINUE here).
+    (other,) = world.pending(second)
+    world.asg.record_lifecycle_action_heartbeat(
+        AutoScalingGroupName=g, LifecycleHookName="launch", LifecycleActionToken=other["token"]
+    )
+    world.asg.put_lifecycle_hook(
+        AutoScalingGroupName=g, LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=300
+    )
+    (record,) = _lifecycle_of(world, second)
+    assert record["heartbeats"] == 1
+    world.complete(g, "launch", "ABANDON", instance=second)  # abandoned: terminated, the pool refills
+    pool = _pool(world, g)
+    assert second not in pool and world.ec2_state(second) == "terminated" and len(pool) == 2
+    assert _route(world, "EC2 Instance Launch Unsuccessful", second) == [("EC2", "WarmPool")]
+
+
+def test_warm_pool_timeout_applies_default_result(world):
+    g = world.group(desired=0)
+    world.hook(g, "launch", LAUNCHING, timeout=2, default="CONTINUE")
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=1, PoolState="Running")
+    (warm,) = _pool(world, g)
+    _wait_pool(world, g, {warm: "Warmed:Running"}, what="timeout CONTINUE")
+    assert world.ec2_state(warm) == "running"
+    (record,) = _lifecycle_of(world, warm)
+    assert (record["result"], record["by"]) == ("CONTINUE", "timeout")
+
+
+def test_warm_pool_scale_out_draws_warm_instances_first_and_refills(world):
+    g = world.group(desired=0)
+    world.hook(g, "launch", LAUNCHING, timeout=300)
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=2)
+    older, newer = _pool(world, g)
+    for i in (older, newer):
+        world.complete(g, "launch", "CONTINUE", instance=i)
+    assert _pool(world, g) == {older: "Warmed:Stopped", newer: "Warmed:Stopped"}
+    ips = {i: world.private_ip(i) for i in (older, newer)}
+
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    assert world.states(g) == {older: "Pending:Wait"}, "the oldest warm instance, not a new one"
+    assert world.ec2_state(older) == "running" and world.private_ip(older) == ips[older]
+    assert _pool(world, g) == {newer: "Warmed:Stopped"}, "size max(2 - 1, 1) = 1: no refill needed"
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", older)[-1] == ("WarmPool", "AutoScalingGroup")
+    world.complete(g, "launch", "CONTINUE", instance=older)
+    assert world.states(g) == {older: "InService"}
+    assert _route(world, "EC2 Instance Launch Successful", older) == [("EC2", "WarmPool"), ("WarmPool", "AutoScalingGroup")]
+
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=3)
+    states = world.states(g)
+    (cold,) = [i for i in states if i not in (older, newer)]
+    assert states == {older: "InService", newer: "Pending:Wait", cold: "Pending:Wait"}
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", cold) == [("EC2", "AutoScalingGroup")], "pool empty: cold start"
+    (refill,) = _pool(world, g)
+    assert _pool(world, g) == {refill: "Warmed:Pending:Wait"}, "MinSize 1 refilled"
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", refill) == [("EC2", "WarmPool")]
+
+
+def test_warm_pool_reuse_on_scale_in_goes_back_through_the_terminate_hook(world):
+    g = world.group(desired=2)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    a, b = [i for i, _ in world.members(g)]
+    world.asg.put_warm_pool(
+        AutoScalingGroupName=g, MinSize=0, MaxGroupPreparedCapacity=2, InstanceReusePolicy={"ReuseOnScaleIn": True}
+    )
+    assert _pool(world, g) == {}, "size max(2 - 2, 0) = 0"
+    assert world.asg.describe_warm_pool(AutoScalingGroupName=g)["WarmPoolConfiguration"]["InstanceReusePolicy"] == {
+        "ReuseOnScaleIn": True
+    }
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    assert world.states(g) == {b: "InService"}, "the returning instance has left the group"
+    assert _pool(world, g) == {a: "Warmed:Pending:Wait"}
+    assert world.ec2_state(a) == "running"
+    (action,) = world.pending(a)
+    assert (action["transition"], action["origin"], action["destination"]) == (TERMINATING, "AutoScalingGroup", "WarmPool")
+    assert _route(world, "EC2 Instance-terminate Lifecycle Action", a) == [("AutoScalingGroup", "WarmPool")]
+    world.complete(g, "drain", "CONTINUE", token=action["token"])
+    assert _pool(world, g) == {a: "Warmed:Stopped"}
+    assert world.ec2_state(a) == "stopped"
+    assert _events(world, "EC2 Instance Terminate Successful", a) == [], "returned, not terminated"
+
+    # The pool is over its size (1 > max(2 - 1, 0))? No: 2 - 1 = 1. Scale out takes it back.
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
+    assert world.states(g) == {a: "InService", b: "InService"}
+    assert _pool(world, g) == {}
+
+    # Without reuse, scale-in terminates (the group has a pool: Origin/Destination set).
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=0, MaxGroupPreparedCapacity=2)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    assert world.states(g) == {a: "Terminating:Wait", b: "InService"}
+    assert _route(world, "EC2 Instance-terminate Lifecycle Action", a)[-1] == ("AutoScalingGroup", "EC2")
+    world.complete(g, "drain", "ABANDON", instance=a)
+    assert world.ec2_state(a) == "terminated"
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("AutoScalingGroup", "EC2")]
+    (refill,) = _pool(world, g)  # size 2 - 1 = 1 again
+
+
+def test_delete_warm_pool(world):
+    g = world.group(desired=0)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=2, MaxGroupPreparedCapacity=0)
+    a, b = _pool(world, g)
+    assert _pool(world, g) == {a: "Warmed:Stopped", b: "Warmed:Stopped"}, "no launch hook: straight to Stopped"
+    world.asg.delete_warm_pool(AutoScalingGroupName=g)
+    described = world.asg.describe_warm_pool(AutoScalingGroupName=g)
+    assert described["WarmPoolConfiguration"]["Status"] == "PendingDelete"
+    assert _pool(world, g) == {a: "Warmed:Terminating:Wait", b: "Warmed:Terminating:Wait"}
+    assert _route(world, "EC2 Instance-terminate Lifecycle Action", a) == [("WarmPool", "EC2")]
+    world.complete(g, "drain", "CONTINUE", instance=a)
+    assert world.ec2_state(a) == "terminated" and _pool(world, g) == {b: "Warmed:Terminating:Wait"}
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("WarmPool", "EC2")]
+    world.complete(g, "drain", "CONTINUE", instance=b)
+    assert "WarmPoolConfiguration" not in world.asg.describe_warm_pool(AutoScalingGroupName=g)
+
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=0)
+    (c,) = _pool(world, g)
+    world.asg.delete_warm_pool(AutoScalingGroupName=g, ForceDelete=True)
+    assert world.ec2_state(c) == "terminated" and _pool(world, g) == {}
+    assert "WarmPoolConfiguration" not in world.asg.describe_warm_pool(AutoScalingGroupName=g)
+
+
+def test_warm_instance_terminated_by_ec2_or_auto_scaling_is_replaced(world):
+    g = world.group(desired=0)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=2, MaxGroupPreparedCapacity=0)
+    a, b = _pool(world, g)
+    world.ec2.terminate_instances(InstanceIds=[a])
+    pool = _pool(world, g)
+    assert a not in pool and len(pool) == 2, "EC2 termination: gone at once, the pool refilled"
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("WarmPool", "EC2")]
+    world.asg.terminate_instance_in_auto_scaling_group(InstanceId=b, ShouldDecrementDesiredCapacity=True)
+    assert world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g])["AutoScalingGroups"][0]["DesiredCapacity"] == 0
+    pool = _pool(world, g)
+    assert pool[b] == "Warmed:Terminating:Wait" and len(pool) == 3, "a replacement does not wait for it"
+    world.complete(g, "drain", "CONTINUE", instance=b)
+    assert b not in _pool(world, g) and world.ec2_state(b) == "terminated"
