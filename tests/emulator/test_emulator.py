@@ -1245,3 +1245,23 @@ def test_warm_instance_terminated_by_ec2_or_auto_scaling_is_replaced(world):
     assert pool[b] == "Warmed:Terminating:Wait" and len(pool) == 3, "a replacement does not wait for it"
     world.complete(g, "drain", "CONTINUE", instance=b)
     assert b not in _pool(world, g) and world.ec2_state(b) == "terminated"
+
+
+def test_reset_kills_running_document_steps(world, tmp_path):
+    ssm = world.emu.client("ssm")
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    pid = tmp_path / "pid"
+    _create_document(
+        world,
+        "long",
+        {
+            "schemaVersion": "2.2",
+            "description": "runs long",
+            "mainSteps": [{"action": "aws:runShellScript", "name": "s", "inputs": {"runCommand": [f"echo $$ > {pid}", "sleep 30"]}}],
+        },
+    )
+    world.emu.control("POST", "/moto-ext/ssm/hosts", {a: {"document": True}})
+    ssm.send_command(InstanceIds=[a], DocumentName="long")
+    wait_until(lambda: pid.exists() and pid.read_text().strip(), timeout=5, what="step started")
+    world.emu.control("POST", "/moto-ext/reset")
+    wait_until(lambda: not _alive(int(pid.read_text())), timeout=5, what="reset kills the step's process group")
