@@ -540,6 +540,10 @@ def _run_document(command: Any, inv: dict[str, Any], gen: int, plan: list[dict[s
     outs: list[str] = []
     errs: list[str] = []
     status, details, code = "Success", None, 0
+    if not plan:
+        why = "the document has no mainSteps (the emulator runs schema 2.x documents only)\n"
+        _finish(command, inv, gen, "Failed", 1, "", why)
+        return
     stop = False
     for step in plan:
         if stop and not step["finallyStep"]:

@@ -999,13 +999,13 @@ def test_spot_interruption_warning_then_hook_then_reclaim(world):
     answer = world.emu.control(
         "POST", "/moto-ext/ec2/spot-interruption", {"instance": a, "hook_after_ms": 300, "terminate_after_ms": 1500}
     )
+    assert world.states(g) == {a: "InService", b: "InService"}, "nothing happens before hook_after_ms"
+    assert [t["action"] for t in world.emu.control("GET", "/moto-ext/timers")] == ["replace_interrupted", "reclaim"]
     assert answer == {"instance": a, "action": "terminate", "hook_after_ms": 300, "terminate_after_ms": 1500}
     (warning,) = queue.collect(lambda got: len(got) >= 1)
     assert warning["detail-type"] == "EC2 Spot Instance Interruption Warning" and warning["source"] == "aws.ec2"
     assert warning["detail"] == {"instance-id": a, "instance-action": "terminate"}
     assert warning["resources"] == [f"arn:aws:ec2:us-east-1:123456789012:instance/{a}"]
-    assert world.states(g) == {a: "InService", b: "InService"}, "nothing happens before hook_after_ms"
-    assert [t["action"] for t in world.emu.control("GET", "/moto-ext/timers")] == ["replace_interrupted", "reclaim"]
 
     states = wait_until(lambda: (s := world.states(g)).get(a) == "Terminating:Wait" and len(s) == 3 and s, timeout=5)
     assert time.monotonic() - t0 >= 0.3

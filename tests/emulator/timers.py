@@ -29,7 +29,11 @@ def pending() -> list[dict[str, Any]]:
     now = time.monotonic()
     with LOCK:
         return [
-            {"in_ms": max(0, round((due - now) * 1000)), "action": getattr(fn, "__name__", str(fn)), "args": [str(a) for a in args]}
+            {
+                "in_ms": max(0, round((due - now) * 1000)),
+                "action": getattr(fn, "__name__", str(fn)),
+                "args": [str(a) for a in args],
+            }
             for due, _, fn, args in sorted(_heap)
         ]
 
