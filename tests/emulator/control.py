@@ -15,9 +15,12 @@ Control endpoints (JSON in and out):
                                             {"service","action","code","status","count",
                                              "message","delay_ms"}
   GET  /moto-ext/lifecycle                  lifecycle actions, pending ones with result null
-  GET  /moto-ext/events                     Auto Scaling events emitted, in order
+  GET  /moto-ext/events                     events emitted (aws.autoscaling, aws.ssm, aws.ec2), in order
   GET  /moto-ext/instances                  every EC2 instance: {"id","subnet","ip","state"}
   GET|POST|DELETE /moto-ext/ssm/hosts       per-instance Run Command programs
+  POST /moto-ext/ec2/spot-interruption      {"instance","action","hook_after_ms","terminate_after_ms"}
+  POST /moto-ext/ec2/rebalance-recommendation  {"instance","hook_after_ms","terminate_after_ms"}
+  GET  /moto-ext/timers                     delayed actions still to come
   POST /moto-ext/reset                      moto's reset plus all extension state
 """
 
@@ -27,7 +30,7 @@ import json
 import time
 from typing import Any, Callable, Iterable
 
-from . import LOCK, events_bridge, faults, lifecycle, speed, ssm_exec
+from . import LOCK, ec2_signals, events_bridge, faults, lifecycle, speed, ssm_exec, timers
 
 _calls: list[dict[str, Any]] = []
 UNLOCKED_SERVICES = {"sqs"}
@@ -38,6 +41,7 @@ def reset_all() -> None:
 
     with LOCK:
         ssm_exec.reset()
+        timers.reset()
         lifecycle.reset()
         events_bridge.reset()
         faults.clear()
@@ -57,6 +61,7 @@ class ExtensionApp:
             if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
                 with LOCK:
                     ssm_exec.reset()
+                    timers.reset()
                     lifecycle.reset()
                     events_bridge.reset()
             with LOCK:
@@ -144,6 +149,12 @@ class ExtensionApp:
         if route == ("DELETE", "/moto-ext/ssm/hosts"):
             ssm_exec.set_hosts({k: None for k in ssm_exec.hosts()})
             return 200, {"ok": True}
+        if route == ("POST", "/moto-ext/ec2/spot-interruption"):
+            return 200, ec2_signals.spot_interruption(body)
+        if route == ("POST", "/moto-ext/ec2/rebalance-recommendation"):
+            return 200, ec2_signals.rebalance_recommendation(body)
+        if route == ("GET", "/moto-ext/timers"):
+            return 200, timers.pending()
         if route == ("POST", "/moto-ext/reset"):
             reset_all()
             return 200, {"ok": True}

@@ -1,9 +1,10 @@
-"""Auto Scaling -> EventBridge: the events moto's Auto Scaling never emits.
+"""AWS service events on EventBridge: the events moto never emits.
 
-The reactor is driven by EventBridge events with ``source: aws.autoscaling``. This module
-builds them in AWS's shapes (see shared/AWS.md) and hands them to moto's own EventBridge
-backend (default bus of the group's account and region), so rules with SQS targets and
-event patterns deliver them exactly as they would deliver a PutEvents entry.
+The reactor is driven by EventBridge events with ``source: aws.autoscaling``; Run Command
+(``aws.ssm``) and EC2 (``aws.ec2``: spot interruption warnings, rebalance recommendations)
+events are emitted too. This module builds them in AWS's shapes and hands them to moto's
+own EventBridge backend (default bus of the account and region), so rules with SQS targets
+and event patterns deliver them exactly as they would deliver a PutEvents entry.
 Every emitted event is also kept in order for ``GET /moto-ext/events``.
 """
 
@@ -32,22 +33,36 @@ def emitted() -> list[dict[str, Any]]:
         return copy.deepcopy(_emitted)
 
 
-def _put(group: Any, detail_type: str, detail: dict[str, Any]) -> None:
+def instance_arn(account: str, region: str, instance_id: str) -> str:
+    from moto.utilities.utils import get_partition
+
+    return f"arn:{get_partition(region)}:ec2:{region}:{account}:instance/{instance_id}"
+
+
+def put(
+    account: str,
+    region: str,
+    source: str,
+    detail_type: str,
+    resources: list[str],
+    detail: dict[str, Any],
+) -> None:
+    """Emit one event on the default bus of ``account``/``region``. Called under LOCK,
+    after the state the event reports is in place (a consumer reads it at once)."""
     from moto.core.utils import unix_time
     from moto.events.models import events_backends
 
-    account, region = group.account_id, group.region
     now = utcnow()
     event = {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": detail_type,
-        "source": "aws.autoscaling",
+        "source": source,
         "account": account,
         # moto's SQS target turns a unix time into "2026-11-20T10:00:00Z".
         "time": unix_time(now.replace(tzinfo=None)),
         "region": region,
-        "resources": [group.arn],
+        "resources": list(resources),
         "detail": detail,
     }
     record = copy.deepcopy(event)
@@ -70,7 +85,26 @@ def _put(group: Any, detail_type: str, detail: dict[str, Any]) -> None:
         print(f"emulator: event delivery failed: {exc!r}", file=sys.stderr)
 
 
-def lifecycle_action(group: Any, hook: Any, instance_id: str, token: str) -> None:
+def _put(group: Any, detail_type: str, detail: dict[str, Any]) -> None:
+    put(group.account_id, group.region, "aws.autoscaling", detail_type, [group.arn], detail)
+
+
+def _route(detail: dict[str, Any], origin: str | None, destination: str | None) -> None:
+    # Auto Scaling adds Origin/Destination only for groups with a warm pool (callers
+    # pass None otherwise).
+    if origin and destination:
+        detail["Origin"] = origin
+        detail["Destination"] = destination
+
+
+def lifecycle_action(
+    group: Any,
+    hook: Any,
+    instance_id: str,
+    token: str,
+    origin: str | None = None,
+    destination: str | None = None,
+) -> None:
     transition = hook.lifecycle_transition
     kind = "launch" if transition == LAUNCHING else "terminate"
     detail = {
@@ -83,6 +117,7 @@ def lifecycle_action(group: Any, hook: Any, instance_id: str, token: str) -> Non
     metadata = getattr(hook, "notification_metadata", None)
     if metadata is not None:
         detail["NotificationMetadata"] = metadata
+    _route(detail, origin, destination)
     _put(group, f"EC2 Instance-{kind} Lifecycle Action", detail)
 
 
@@ -94,13 +129,17 @@ def activity_result(
     cause: str,
     start: Any,
     message: str = "",
+    origin: str | None = None,
+    destination: str | None = None,
 ) -> None:
     """``EC2 Instance Launch|Terminate Successful|Unsuccessful``."""
     instance = state.instance
     verb = "Launching a new" if kind == "Launch" else "Terminating"
+    where = " into warm pool" if destination == "WarmPool" else ""
+    where = " from warm pool" if origin == "WarmPool" else where
     detail = {
         "StatusCode": "InProgress" if successful else "Failed",
-        "Description": f"{verb} EC2 instance: {instance.id}",
+        "Description": f"{verb} EC2 instance{where}: {instance.id}",
         "AutoScalingGroupName": group.name,
         "ActivityId": str(uuid.uuid4()),
         "Details": {
@@ -114,5 +153,6 @@ def activity_result(
         "StartTime": iso(start or utcnow()),
         "Cause": cause,
     }
+    _route(detail, origin, destination)
     outcome = "Successful" if successful else "Unsuccessful"
     _put(group, f"EC2 Instance {kind} {outcome}", detail)

@@ -14,7 +14,17 @@ this module patches moto's Auto Scaling models:
 * held actions end by CompleteLifecycleAction (token or instance id), or by the hook's
   DefaultResult when the heartbeat timeout expires (RecordLifecycleActionHeartbeat restarts
   it), checked by one background timer thread;
-* every transition emits the EventBridge events of :mod:`events_bridge`.
+* every transition emits the EventBridge events of :mod:`events_bridge`;
+* EC2 reclaiming an instance (:func:`reclaim`, Spot interruptions) takes it out at once;
+* groups with a warm pool (:mod:`warm_pools`) also move instances into, out of and back to
+  the pool through the same hooks.
+
+Every instance carries the move it is making (``ext_phase``): ``launch`` (EC2 -> group),
+``warm-launch`` (EC2 -> warm pool), ``warm-start`` (warm pool -> group), ``terminate``
+(group -> EC2), ``reuse`` (group -> warm pool, scale-in with ReuseOnScaleIn),
+``warm-terminate`` (warm pool -> EC2), ``warm`` (idle in the pool) or ``in-service``. The
+phase decides
+the wait state, the hooks' transition, the Origin/Destination and what completion does.
 
 Scale-in keeps moto's documented order (oldest first) without moto's set() reshuffle.
 Deviations from AWS: any heartbeat timeout is accepted (tests use seconds); a launch ABANDON
@@ -23,6 +33,7 @@ terminates without running terminate hooks; ForceDelete semantics for DeleteAuto
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -34,13 +45,39 @@ from moto.autoscaling import responses as asr
 from moto.autoscaling.exceptions import ValidationError
 from moto.core.responses import EmptyResult
 
-from . import LOCK, events_bridge, utcnow
+from . import LOCK, events_bridge, timers, utcnow, warm_pools
 from .events_bridge import LAUNCHING, TERMINATING
 
 # Lifecycle states that count toward the desired capacity.
 COUNTED = {"Pending", "Pending:Wait", "Pending:Proceed", "InService"}
 RESULTS = {"CONTINUE", "ABANDON"}
 GLOBAL_TIMEOUT_MAX = 172800  # 48 h, or 100 x heartbeat timeout if smaller
+
+# phase -> (hook transition, wait state, Origin, Destination)
+PHASES = {
+    "launch": (LAUNCHING, "Pending:Wait", "EC2", "AutoScalingGroup"),
+    "warm-start": (LAUNCHING, "Pending:Wait", "WarmPool", "AutoScalingGroup"),
+    "warm-launch": (LAUNCHING, "Warmed:Pending:Wait", "EC2", "WarmPool"),
+    "terminate": (TERMINATING, "Terminating:Wait", "AutoScalingGroup", "EC2"),
+    # AWS: an instance returning to the warm pool waits in Warmed:Pending:Wait for the
+    # EC2_INSTANCE_TERMINATING hooks.
+    "reuse": (TERMINATING, "Warmed:Pending:Wait", "AutoScalingGroup", "WarmPool"),
+    "warm-terminate": (TERMINATING, "Warmed:Terminating:Wait", "WarmPool", "EC2"),
+}
+TERMINATING_PHASES = {"terminate", "warm-terminate"}
+
+
+def phase(state: Any) -> str:
+    return getattr(state, "ext_phase", "launch")
+
+
+def route(group: Any, move: str) -> tuple[str | None, str | None]:
+    """Origin/Destination for events: only groups with a warm pool carry them (AWS: "Events
+    that contain the Origin and Destination fields are only emitted by Auto Scaling groups
+    that have a warm pool")."""
+    if getattr(group, "warm_pool", None) is None:
+        return None, None
+    return PHASES[move][2], PHASES[move][3]
 
 
 @dataclass
@@ -62,6 +99,7 @@ class Action:
 _actions: dict[str, Action] = {}  # token -> pending action
 _log: list[dict[str, Any]] = []  # every action, in creation order
 _stop = threading.Event()
+_launch_seq = itertools.count(1)
 
 
 def reset() -> None:
@@ -104,8 +142,12 @@ def _cancel_instance(group: Any, instance_id: str, by: str = "superseded") -> No
         _close(a, "ABANDON", by)
 
 
-def _hold(group: Any, state: Any, transition: str, hooks: list[Any]) -> None:
-    state.lifecycle_state = "Pending:Wait" if transition == LAUNCHING else "Terminating:Wait"
+def hold(group: Any, state: Any, move: str, hooks: list[Any]) -> None:
+    """Put the instance in the move's wait state, one pending action per hook."""
+    transition, wait_state, origin, destination = PHASES[move]
+    state.ext_phase = move
+    state.lifecycle_state = wait_state
+    event_origin, event_destination = route(group, move)
     now = time.monotonic()
     for hook in hooks:
         token = str(uuid.uuid4())
@@ -115,6 +157,8 @@ def _hold(group: Any, state: Any, transition: str, hooks: list[Any]) -> None:
             "hook": hook.name,
             "instance": state.instance.id,
             "transition": transition,
+            "origin": origin,
+            "destination": destination,
             "result": None,
             "token": token,
             "by": None,
@@ -136,11 +180,13 @@ def _hold(group: Any, state: Any, transition: str, hooks: list[Any]) -> None:
             global_deadline=now + min(GLOBAL_TIMEOUT_MAX, 100 * heartbeat),
             record=record,
         )
-        events_bridge.lifecycle_action(group, hook, state.instance.id, token)
+        events_bridge.lifecycle_action(group, hook, state.instance.id, token, event_origin, event_destination)
 
 
-def _remove_state(group: Any, state: Any) -> None:
+def remove_state(group: Any, state: Any) -> None:
+    """Out of the group and the warm pool; EC2-terminated."""
     group.instance_states = [s for s in group.instance_states if s is not state]
+    warm_pools.discard(group, state)
     instance = state.instance
     if instance.state != "terminated":
         group.autoscaling_backend.ec2_backend.terminate_instances([instance.id])
@@ -153,35 +199,62 @@ def _refresh_load_balancers(group: Any) -> None:
         backend.update_attached_target_groups(group.name)
 
 
-def _find_state(group: Any, instance_id: str) -> Any | None:
-    return next((s for s in group.instance_states if s.instance.id == instance_id), None)
+def find_state(group: Any, instance_id: str) -> Any | None:
+    """A member of the group or of its warm pool."""
+    return next(
+        (s for s in list(group.instance_states) + warm_pools.members(group) if s.instance.id == instance_id),
+        None,
+    )
 
 
 # --------------------------------------------------------------------------- transitions
 
 
+def stamp(state: Any) -> None:
+    """Launch order (scale-in takes the oldest first, also after a stay in the warm pool)."""
+    state.ext_seq = next(_launch_seq)
+
+
+def launch_order(state: Any) -> int:
+    return getattr(state, "ext_seq", 0)
+
+
 def _on_launched(group: Any, states: list[Any]) -> None:
+    """Instances launched straight into the group (cold start)."""
     hooks = _hooks(group, LAUNCHING)
     for state in states:
+        stamp(state)
         state.ext_start = utcnow()
+        state.ext_phase = "launch"
         if hooks:
-            _hold(group, state, LAUNCHING, hooks)
+            hold(group, state, "launch", hooks)
         else:
-            _launch_succeeded(group, state)
+            launch_succeeded(group, state)
 
 
-def _launch_succeeded(group: Any, state: Any) -> None:
+def launch_succeeded(group: Any, state: Any) -> None:
+    """launch / warm-start done: InService."""
+    move = phase(state)
     state.lifecycle_state = "InService"
+    state.ext_phase = "in-service"
+    origin, destination = route(group, move)
+    how = "started from the warm pool" if move == "warm-start" else "started"
     cause = (
-        f"At {state.ext_start:%Y-%m-%dT%H:%M:%SZ} an instance was started in response to a "
+        f"At {state.ext_start:%Y-%m-%dT%H:%M:%SZ} an instance was {how} in response to a "
         f"difference between desired and actual capacity, increasing the capacity."
     )
-    events_bridge.activity_result(group, state, "Launch", True, cause, state.ext_start)
+    events_bridge.activity_result(
+        group, state, "Launch", True, cause, state.ext_start, origin=origin, destination=destination
+    )
 
 
-def _abandon_launch(group: Any, state: Any) -> None:
+def abandon_launch(group: Any, state: Any) -> None:
+    """A launch hook ABANDONed (or timed out so): terminated, Launch Unsuccessful; the group
+    (or the pool) is short again and launches a replacement, as AWS does."""
+    move = phase(state)
+    origin, destination = route(group, move)
     _cancel_instance(group, state.instance.id)
-    _remove_state(group, state)
+    remove_state(group, state)
     events_bridge.activity_result(
         group,
         state,
@@ -191,35 +264,53 @@ def _abandon_launch(group: Any, state: Any) -> None:
         getattr(state, "ext_start", None),
         message="Instance failed to complete user's Lifecycle Action: Lifecycle Action with "
         "token was abandoned: Lifecycle Action Completed with ABANDON Result",
+        origin=origin,
+        destination=destination,
     )
-    # As AWS: the group is below desired capacity again and launches a replacement.
     if group.name in group.autoscaling_backend.autoscaling_groups:
-        group.set_desired_capacity(group.desired_capacity)
+        group.set_desired_capacity(group.desired_capacity)  # refills the pool too
 
 
 def begin_termination(group: Any, state: Any, cause: str) -> None:
-    if state.lifecycle_state.startswith("Terminating"):
+    """Terminate a group member (terminate) or a warm pool member (warm-terminate),
+    through the terminate hooks unless the group is being force-deleted."""
+    if phase(state) in TERMINATING_PHASES:
         return
+    move = "warm-terminate" if warm_pools.is_member(group, state) else "terminate"
     _cancel_instance(group, state.instance.id)
     state.ext_start = utcnow()
     state.ext_cause = cause
+    state.ext_phase = move
     hooks = [] if getattr(group, "ext_force_delete", False) else _hooks(group, TERMINATING)
     if hooks:
-        _hold(group, state, TERMINATING, hooks)
+        hold(group, state, move, hooks)
     else:
-        _finish_termination(group, state)
+        finish_termination(group, state)
 
 
-def _finish_termination(group: Any, state: Any) -> None:
+def finish_termination(group: Any, state: Any) -> None:
+    move = phase(state) if phase(state) in TERMINATING_PHASES else (
+        "warm-terminate" if warm_pools.is_member(group, state) else "terminate"
+    )
+    origin, destination = route(group, move)
     _cancel_instance(group, state.instance.id)
-    _remove_state(group, state)
+    remove_state(group, state)
     cause = getattr(state, "ext_cause", "") or (
         f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was taken out of service."
     )
     events_bridge.activity_result(
-        group, state, "Terminate", True, cause, getattr(state, "ext_start", None)
+        group,
+        state,
+        "Terminate",
+        True,
+        cause,
+        getattr(state, "ext_start", None),
+        origin=origin,
+        destination=destination,
     )
     _refresh_load_balancers(group)
+    if move == "warm-terminate":
+        warm_pools.maintain(group)
 
 
 def _resolve(action: Action, result: str, by: str) -> None:
@@ -227,18 +318,76 @@ def _resolve(action: Action, result: str, by: str) -> None:
     _close(action, result, by)
     backend = asm.autoscaling_backends[action.account][action.region]
     group = backend.autoscaling_groups.get(action.group)
-    state = _find_state(group, action.instance_id) if group else None
+    state = find_state(group, action.instance_id) if group else None
     if state is None:
         return
     others = _pending_for(action.account, action.region, action.group, action.instance_id)
-    if action.transition == LAUNCHING:
+    move = phase(state)
+    if move in ("launch", "warm-start"):
         if result == "ABANDON":
-            _abandon_launch(group, state)
+            abandon_launch(group, state)
         elif not others:
-            _launch_succeeded(group, state)
+            launch_succeeded(group, state)
             _refresh_load_balancers(group)
+    elif move == "warm-launch":
+        if result == "ABANDON":
+            abandon_launch(group, state)
+        elif not others:
+            warm_pools.warmed(group, state)
+    elif move == "reuse":
+        # Both results end the wait; the instance is kept (as CONTINUE and ABANDON both let a
+        # terminating instance terminate).
+        if result == "ABANDON" or not others:
+            warm_pools.warmed(group, state)
     elif result == "ABANDON" or not others:
-        _finish_termination(group, state)
+        finish_termination(group, state)
+
+
+def replace_interrupted(account: str, region: str, instance_id: str, cause: str) -> None:
+    """Auto Scaling takes an interrupted (Spot) instance out of service: terminate hooks, and
+    a replacement at once (the instance no longer counts toward the desired capacity)."""
+    backend = asm.autoscaling_backends[account][region]
+    for group in list(backend.autoscaling_groups.values()):
+        state = find_state(group, instance_id)
+        if state is not None:
+            if phase(state) not in TERMINATING_PHASES:
+                begin_termination(group, state, cause)
+                group.set_desired_capacity(group.desired_capacity)
+            return
+
+
+def reclaim(account: str, region: str, instance_id: str, ec2_action: str = "terminate") -> None:
+    """EC2 takes the instance back whatever Auto Scaling is doing. A group (or warm pool)
+    member leaves at once (a pending lifecycle action of it ends with by "vanished"), is
+    terminated (Auto Scaling replaces a stopped instance too), and the group launches a
+    replacement if below desired. Outside any group, ``stop``/``hibernate`` only stop it."""
+    from moto.ec2.models import ec2_backends
+
+    ec2 = ec2_backends[account][region]
+    try:
+        instance = ec2.get_instance(instance_id)
+    except Exception:
+        return
+    if instance.state == "terminated":
+        return
+    backend = asm.autoscaling_backends[account][region]
+    for group in list(backend.autoscaling_groups.values()):
+        state = find_state(group, instance_id)
+        if state is None:
+            continue
+        _cancel_instance(group, instance_id, "vanished")
+        state.ext_cause = (
+            f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was taken out of service in response to "
+            "an EC2 health check indicating it has been terminated or stopped."
+        )
+        state.ext_start = getattr(state, "ext_start", None) or utcnow()
+        finish_termination(group, state)
+        group.set_desired_capacity(group.desired_capacity)
+        return
+    if ec2_action == "terminate":
+        ec2.terminate_instances([instance_id])
+    else:
+        ec2.stop_instances([instance_id])
 
 
 def _find_action(backend: Any, group: str, hook: str, token: str | None, instance_id: str | None) -> Action:
@@ -275,6 +424,7 @@ def _timer_loop() -> None:
     while not _stop.wait(0.05):
         try:
             _tick()
+            timers.run_due()
         except Exception as exc:  # never let the timer die
             print(f"emulator: lifecycle timer: {exc!r}", flush=True)
 
@@ -285,6 +435,7 @@ _orig_replace = asm.FakeAutoScalingGroup.replace_autoscaling_group_instances
 _orig_set_desired = asm.FakeAutoScalingGroup.set_desired_capacity
 _orig_delete_group = asm.AutoScalingBackend.delete_auto_scaling_group
 _orig_detach = asm.AutoScalingBackend.detach_instances
+_orig_describe_instances = asm.AutoScalingBackend.describe_auto_scaling_instances
 _orig_create_group_response = asr.AutoScalingResponse.create_auto_scaling_group
 _orig_put_hook_response = asr.AutoScalingResponse.put_lifecycle_hook
 
@@ -303,9 +454,12 @@ def _set_desired_capacity(self: Any, new_capacity: int | None) -> None:
     counted = [s for s in self.instance_states if s.lifecycle_state in COUNTED]
     delta = (self.desired_capacity or 0) - len(counted)
     if delta > 0:
-        self.replace_autoscaling_group_instances(delta, self.get_propagated_tags())
+        delta -= warm_pools.draw(self, delta)  # warm instances first
+        if delta > 0:
+            self.replace_autoscaling_group_instances(delta, self.get_propagated_tags())
     elif delta < 0:
         victims = [s for s in counted if not s.protected_from_scale_in][: -delta]
+        reuse = warm_pools.reuses_on_scale_in(self)
         for state in victims:  # instance_states is in launch order: oldest first
             cause = (
                 f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} a user request explicitly set group desired "
@@ -313,22 +467,27 @@ def _set_desired_capacity(self: Any, new_capacity: int | None) -> None:
                 f"{self.desired_capacity}. An instance was taken out of service in response to "
                 f"a difference between desired and actual capacity, shrinking the capacity."
             )
-            begin_termination(self, state, cause)
+            if reuse:
+                warm_pools.begin_reuse(self, state, cause)
+            else:
+                begin_termination(self, state, cause)
+    warm_pools.maintain(self)
     _refresh_load_balancers(self)
 
 
 def _terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> Any:
-    state = next(
-        (s for g in self.autoscaling_groups.values() for s in g.instance_states if s.instance.id == instance_id),
+    found = next(
+        ((g, s) for g in self.autoscaling_groups.values() if (s := find_state(g, instance_id)) is not None),
         None,
     )
-    if state is None:
+    if found is None:
         raise ValidationError(
             f"Instance Id not found - No managed instance found for instance ID: {instance_id}"
         )
-    group = state.instance.autoscaling_group
+    group, state = found
     original = group.desired_capacity
-    if should_decrement and not state.lifecycle_state.startswith("Terminating"):
+    in_group = not warm_pools.is_member(group, state)  # a warm instance never counted
+    if should_decrement and in_group and phase(state) not in TERMINATING_PHASES:
         if group.min_size is not None and original - 1 < group.min_size:
             raise ValidationError(
                 f"Currently, desiredSize equals minSize ({group.min_size}). Terminating instance "
@@ -343,12 +502,16 @@ def _terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> 
 
 
 def _notify_terminate_instances(self: Any, instance_ids: list[str]) -> None:
-    """EC2 TerminateInstances on group members: gone now, replaced if below desired."""
+    """EC2 TerminateInstances on group or warm pool members: gone now, replaced if below
+    desired (the pool refilled)."""
     for group in list(self.autoscaling_groups.values()):
-        gone = [s for s in group.instance_states if s.instance.id in instance_ids]
+        gone = [s for s in list(group.instance_states) + warm_pools.members(group) if s.instance.id in instance_ids]
         for state in gone:
+            move = "warm-terminate" if warm_pools.is_member(group, state) else "terminate"
+            origin, destination = route(group, move)
             _cancel_instance(group, state.instance.id)
             group.instance_states = [s for s in group.instance_states if s is not state]
+            warm_pools.discard(group, state)
             events_bridge.activity_result(
                 group,
                 state,
@@ -357,6 +520,8 @@ def _notify_terminate_instances(self: Any, instance_ids: list[str]) -> None:
                 f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was taken out of service in "
                 "response to an EC2 instance status check failure.",
                 utcnow(),
+                origin=origin,
+                destination=destination,
             )
         if gone:
             group.set_desired_capacity(group.desired_capacity)
@@ -366,9 +531,10 @@ def _delete_group(self: Any, group_name: str) -> None:
     group = self.autoscaling_groups.get(group_name)
     if group is not None:
         group.ext_force_delete = True
+        warm_pools.force_delete(group)
         for state in list(group.instance_states):
-            if state.lifecycle_state.startswith("Terminating"):
-                _finish_termination(group, state)
+            if phase(state) in TERMINATING_PHASES:
+                finish_termination(group, state)
             else:
                 _cancel_instance(group, state.instance.id)
     _orig_delete_group(self, group_name)
@@ -376,6 +542,14 @@ def _delete_group(self: Any, group_name: str) -> None:
         for key, hook in list(self.lifecycle_hooks.items()):
             if hook.auto_scaling_group_name == group_name:
                 del self.lifecycle_hooks[key]
+
+
+def _describe_instances(self: Any, instance_ids: list[str]) -> list[Any]:
+    """DescribeAutoScalingInstances also lists warm pool instances (Warmed:* states)."""
+    found = _orig_describe_instances(self, instance_ids)
+    for group in self.autoscaling_groups.values():
+        found.extend(s for s in warm_pools.members(group) if not instance_ids or s.instance.id in instance_ids)
+    return found
 
 
 def _detach_instances(self: Any, group_name: str, instance_ids: list[str], should_decrement: bool) -> Any:
@@ -456,6 +630,8 @@ def install() -> None:
     asm.AutoScalingBackend.notify_terminate_instances = _notify_terminate_instances
     asm.AutoScalingBackend.delete_auto_scaling_group = _delete_group
     asm.AutoScalingBackend.detach_instances = _detach_instances
+    asm.AutoScalingBackend.describe_auto_scaling_instances = _describe_instances
+    warm_pools.install()
     asr.AutoScalingResponse.create_auto_scaling_group = _create_group_response
     asr.AutoScalingResponse.put_lifecycle_hook = _put_hook_response
     asr.AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action

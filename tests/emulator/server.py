@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from emulator import control, lifecycle, ssm_exec
+    from emulator import control, lifecycle, ssm_exec, timers
 
     app = control.build_app()
     # Python's full (generation 2) garbage collections stop every thread for 60-200 ms
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         lifecycle.stop()
+        timers.reset()
         ssm_exec.reset()
         server.server_close()
     return 0

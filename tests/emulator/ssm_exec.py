@@ -2,25 +2,33 @@
 
 moto records SendCommand and reports every invocation as an instant Success with no output;
 it also sends a command given by InstanceIds to every EC2 instance in the region, and has no
-ListCommandInvocations. The reactor talks to its proxy hosts only through Run Command, so
-tests need real outcomes. This module patches moto's SSM models so that:
+ListCommandInvocations or CancelCommand. The reactor talks to its proxy hosts only through
+Run Command, so tests need real outcomes. This module patches moto's SSM models so that:
 
 * SendCommand targets exactly the given InstanceIds, or the ``Targets`` criteria
   (``InstanceIds``, ``tag:Key``, ``tag-key``; several criteria are ANDed) resolved against EC2;
   unknown or non-running instances answer ``InvalidInstanceId``;
+* a document stored by CreateDocument is checked as SSM checks it: the request's
+  ``Parameters`` against the document's ``parameters`` (``InvalidParameters``), and the
+  document plus the parameters against the 64 KB quota (``MaxDocumentSizeExceeded``);
 * each instance's invocation does what ``POST /moto-ext/ssm/hosts`` programmed for it (key
   ``"*"``: every instance without a program of its own):
-  ``exec`` runs argv as a local process (no shell) in a background thread, or a fixed
+  ``document`` runs the document's ``aws:runShellScript`` steps with ``/bin/sh -c`` (the
+  production path), ``exec`` runs argv as a local process (no shell), or a fixed
   ``status``/``stdout``/``stderr``/``code`` result after ``delay_ms``; instances without a
   program succeed at once with empty output (moto's default);
 * GetCommandInvocation, ListCommands and ListCommandInvocations report consistent statuses
-  (InProgress while running, then Success/Failed), output truncated as AWS does.
+  (InProgress while running, then Success/Failed/TimedOut/Cancelled), output truncated as
+  AWS does; CancelCommand cancels running invocations;
+* every status change is put on EventBridge (``aws.ssm``), after it is visible.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -32,12 +40,23 @@ from moto.ssm import models as ssm_models
 from moto.ssm import responses as ssm_responses
 from moto.ssm.exceptions import SSMException, ValidationException
 
-from . import LOCK, iso, utcnow
+from . import LOCK, events_bridge, iso, utcnow
 
 STDOUT_LIMIT = 24000  # GetCommandInvocation StandardOutputContent
 STDERR_LIMIT = 8000  # GetCommandInvocation StandardErrorContent
 PLUGIN_OUTPUT_LIMIT = 2500  # ListCommandInvocations CommandPlugins[].Output
 RUNNING = {"Pending", "InProgress", "Delayed"}
+# "When creating or cloning a document, the content of the document must not exceed 64KB.
+# This quota also includes the content specified for input parameters at runtime."
+# (CreateDocument Content; SendCommand's error for it is MaxDocumentSizeExceeded).
+DOCUMENT_SIZE_LIMIT = 64 * 1024
+DEFAULT_STEP_TIMEOUT = 3600  # aws:runShellScript timeoutSeconds default
+MAX_STEP_TIMEOUT = 172800
+# SSM Agent on Linux reports a step it killed at its execution timeout with this exit code
+# (128 + SIGKILL) and the invocation as TimedOut / ExecutionTimedOut.
+TIMED_OUT_CODE = 137
+EMULATED_PLATFORM = "Linux"
+_PARAM_REF = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 
 _hosts: dict[str, dict[str, Any]] = {}
 _procs: set[subprocess.Popen] = set()
@@ -49,6 +68,29 @@ class InvalidInstanceId(SSMException):
     code = "InvalidInstanceId"
 
 
+class InvalidParameters(SSMException):
+    __module__ = "moto.ssm.exceptions"
+    code = "InvalidParameters"
+
+
+class MaxDocumentSizeExceeded(SSMException):
+    __module__ = "moto.ssm.exceptions"
+    code = "MaxDocumentSizeExceeded"
+
+
+class InvalidDocument(SSMException):
+    __module__ = "moto.ssm.exceptions"
+    code = "InvalidDocument"
+
+
+def _string_map(instance_id: str, program: dict[str, Any], key: str) -> None:
+    value = program.get(key, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(f"{instance_id}: {key} must map strings to strings")
+
+
 def set_hosts(programs: dict[str, Any]) -> dict[str, Any]:
     """Merge per-instance programs; a null value removes one."""
     if not isinstance(programs, dict):
@@ -58,15 +100,20 @@ def set_hosts(programs: dict[str, Any]) -> dict[str, Any]:
             continue
         if not isinstance(program, dict):
             raise ValueError(f"{instance_id}: program must be an object")
-        if "exec" in program:
+        if "document" in program:
+            if program["document"] is not True:
+                raise ValueError(f"{instance_id}: document must be true")
+            _string_map(instance_id, program, "env")
+            _string_map(instance_id, program, "paths")
+            if any(not k for k in program.get("paths", {})):
+                raise ValueError(f"{instance_id}: paths keys must not be empty")
+        elif "exec" in program:
             argv = program["exec"]
             if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
                 raise ValueError(f"{instance_id}: exec must be a non-empty list of strings")
-            env = program.get("env", {})
-            if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-                raise ValueError(f"{instance_id}: env must map names to strings")
+            _string_map(instance_id, program, "env")
         elif "status" not in program:
-            raise ValueError(f"{instance_id}: give either exec or status")
+            raise ValueError(f"{instance_id}: give document, exec or status")
     with LOCK:
         for instance_id, program in programs.items():
             if program is None:
@@ -97,6 +144,10 @@ def _kill(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError, OSError):
         pass
+
+
+def _program_for(instance_id: str) -> dict[str, Any] | None:
+    return _hosts.get(instance_id, _hosts.get("*"))
 
 
 # --------------------------------------------------------------------------- targeting
@@ -148,17 +199,263 @@ def _check_instances(account: str, region: str, instance_ids: list[str]) -> None
         )
 
 
+# --------------------------------------------------------------------------- documents
+
+
+def _stored_document(backend: Any, name: str | None) -> Any | None:
+    """The default version of a document stored by CreateDocument (name or ARN), or None."""
+    if not name:
+        return None
+    short = name.split(":document/", 1)[1] if ":document/" in name else name
+    documents = backend._documents.get(short)
+    return documents.get_default_version() if documents else None
+
+
+def _check_size(document: Any | None, parameters: dict[str, Any]) -> None:
+    size = 0
+    if document is not None:
+        content = document.content if isinstance(document.content, str) else json.dumps(document.content)
+        size = len(content.encode("utf-8"))
+    for name, values in parameters.items():
+        size += len(str(name).encode("utf-8"))
+        for value in values if isinstance(values, list) else [values]:
+            size += len(str(value).encode("utf-8"))
+    if size > DOCUMENT_SIZE_LIMIT:
+        raise MaxDocumentSizeExceeded(
+            f"The document and its runtime parameters total {size} bytes: the size limit of a "
+            f"document, parameters included, is 64 KB ({DOCUMENT_SIZE_LIMIT} bytes)."
+        )
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return ["" if v is None else (str(v).lower() if isinstance(v, bool) else str(v)) for v in value]
+    if isinstance(value, bool):
+        return [str(value).lower()]
+    return [str(value)]
+
+
+def _resolve_parameters(document: Any, given: dict[str, Any]) -> dict[str, list[str]]:
+    """The document's parameters with the request's values, checked as SSM checks them."""
+    spec = (document.content_json or {}).get("parameters") or {}
+    unknown = [name for name in given if name not in spec]
+    if unknown:
+        raise InvalidParameters(
+            f"Parameter \"{unknown[0]}\" is not defined in document {document.name}."
+        )
+    resolved: dict[str, list[str]] = {}
+    for name, definition in spec.items():
+        definition = definition or {}
+        kind = definition.get("type", "String")
+        if name in given:
+            values = _as_list(given[name])
+        elif "default" in definition:
+            values = _as_list(definition["default"])
+        else:
+            raise InvalidParameters(
+                f"Parameter \"{name}\" is required by document {document.name} and has no default."
+            )
+        if kind in ("String", "Integer", "Boolean") and len(values) != 1 and name in given:
+            raise InvalidParameters(f"Parameter \"{name}\" of type {kind} takes exactly one value.")
+        for value in values if name in given else []:
+            if kind == "Integer" and not re.fullmatch(r"-?[0-9]+", value):
+                raise InvalidParameters(f"Parameter \"{name}\" value \"{value}\" is not an Integer.")
+            if kind == "Boolean" and value not in ("true", "false"):
+                raise InvalidParameters(f"Parameter \"{name}\" value \"{value}\" is not a Boolean.")
+            allowed = definition.get("allowedValues")
+            if allowed is not None and value not in _as_list(allowed):
+                raise InvalidParameters(
+                    f"Parameter \"{name}\" value \"{value}\" is not one of the allowed values "
+                    f"[{', '.join(_as_list(allowed))}]."
+                )
+            pattern = definition.get("allowedPattern")
+            if pattern is not None and re.search(pattern, value) is None:
+                raise InvalidParameters(
+                    f"Parameter \"{name}\" value \"{value}\" does not match the allowed pattern {pattern}."
+                )
+            if "minChars" in definition and len(value) < int(definition["minChars"]):
+                raise InvalidParameters(f"Parameter \"{name}\" is shorter than {definition['minChars']} characters.")
+            if "maxChars" in definition and len(value) > int(definition["maxChars"]):
+                raise InvalidParameters(f"Parameter \"{name}\" is longer than {definition['maxChars']} characters.")
+        if name in given and "minItems" in definition and len(values) < int(definition["minItems"]):
+            raise InvalidParameters(f"Parameter \"{name}\" needs at least {definition['minItems']} values.")
+        if name in given and "maxItems" in definition and len(values) > int(definition["maxItems"]):
+            raise InvalidParameters(f"Parameter \"{name}\" takes at most {definition['maxItems']} values.")
+        resolved[name] = values
+    return resolved
+
+
+def _substitute(text: str, params: dict[str, list[str]]) -> str:
+    def one(match: re.Match[str]) -> str:
+        values = params.get(match.group(1))
+        if values is None:
+            return match.group(0)  # not a document parameter ({{ssm:...}} etc.): left alone
+        return values[0] if values else ""
+
+    return _PARAM_REF.sub(one, text)
+
+
+def _lines(run_command: Any, params: dict[str, list[str]]) -> list[str]:
+    """runCommand as lines; an entry that is exactly one StringList reference expands to
+    all its values (as "{{ commands }}" does in AWS-RunShellScript)."""
+    entries = run_command if isinstance(run_command, list) else [run_command]
+    lines: list[str] = []
+    for entry in entries:
+        entry = "" if entry is None else str(entry)
+        whole = _PARAM_REF.fullmatch(entry.strip())
+        if whole and whole.group(1) in params:
+            lines.extend(params[whole.group(1)])
+        else:
+            lines.append(_substitute(entry, params))
+    return lines
+
+
+def _precondition_holds(step: dict[str, Any]) -> bool:
+    """Emulated hosts are Linux: ``{"StringEquals": ["platformType", X]}`` holds for Linux."""
+    condition = step.get("precondition")
+    if not isinstance(condition, dict):
+        return True
+    equals = condition.get("StringEquals")
+    if isinstance(equals, list) and len(equals) == 2 and equals[0] == "platformType":
+        return equals[1] == EMULATED_PLATFORM
+    return True
+
+
+def _plan_steps(document: Any, params: dict[str, list[str]], program: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each mainSteps step will run on this host (pure; no process yet)."""
+    steps = (document.content_json or {}).get("mainSteps") or []
+    paths = sorted((program.get("paths") or {}).items(), key=lambda kv: -len(kv[0]))
+    plan = []
+    for step in steps:
+        step = step or {}
+        inputs = step.get("inputs") or {}
+        entry: dict[str, Any] = {
+            "name": step.get("name", ""),
+            "action": step.get("action", ""),
+            "onFailure": inputs.get("onFailure"),
+            "onSuccess": inputs.get("onSuccess"),
+            "finallyStep": str(inputs.get("finallyStep", "")).lower() == "true",
+            "skip": None,
+        }
+        if entry["action"] != "aws:runShellScript":
+            entry["skip"] = f"step {entry['name']}: action {entry['action']} is not run by the emulator"
+        elif not _precondition_holds(step):
+            entry["skip"] = f"step {entry['name']}: precondition not met on {EMULATED_PLATFORM}"
+        else:
+            script = "\n".join(_lines(inputs.get("runCommand", []), params))
+            for key, value in paths:
+                script = script.replace(key, value)
+            timeout_text = _substitute(str(inputs.get("timeoutSeconds", DEFAULT_STEP_TIMEOUT)), params)
+            try:
+                timeout = float(timeout_text)
+            except ValueError:
+                timeout = DEFAULT_STEP_TIMEOUT
+            entry["script"] = script
+            entry["timeout"] = min(max(timeout, 0.001), MAX_STEP_TIMEOUT)
+            cwd = _substitute(str(inputs.get("workingDirectory", "") or ""), params)
+            entry["cwd"] = cwd or None
+        plan.append(entry)
+    return plan
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _ts(value: Any) -> str:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return iso(value)
+    return str(value)
+
+
+def _emit_invocation(command: Any, inv: dict[str, Any]) -> None:
+    account, region = command.account_id, command.backend_region
+    events_bridge.put(
+        account,
+        region,
+        "aws.ssm",
+        "EC2 Command Invocation Status-change Notification",
+        [events_bridge.instance_arn(account, region, inv["InstanceId"])],
+        {
+            "command-id": command.command_id,
+            "document-name": command.document_name,
+            "instance-id": inv["InstanceId"],
+            "requested-date-time": _ts(command.requested_date_time),
+            "status": inv["Status"],
+        },
+    )
+
+
+def _emit_command(command: Any, status: str) -> None:
+    account, region = command.account_id, command.backend_region
+    events_bridge.put(
+        account,
+        region,
+        "aws.ssm",
+        "EC2 Command Status-change Notification",
+        [events_bridge.instance_arn(account, region, i) for i in command.instance_ids],
+        {
+            "command-id": command.command_id,
+            "document-name": command.document_name,
+            "expire-after": _ts(command.expires_after),
+            "parameters": {k: _as_list(v) for k, v in (command.parameters or {}).items()},
+            "requested-date-time": _ts(command.requested_date_time),
+            "status": status,
+        },
+    )
+
+
+def _command_status(command: Any) -> tuple[str, str]:
+    """SSM's status for the whole command (MaxErrors is not emulated): InProgress while an
+    invocation runs; then Cancelled if CancelCommand cancelled the command, else Failed if
+    any invocation failed, TimedOut if any timed out, Cancelled if any was cancelled,
+    else Success."""
+    statuses = [inv["Status"] for inv in command.invocations]
+    if any(s in RUNNING for s in statuses):
+        return "InProgress", "InProgress"
+    if getattr(command, "ext_cancelled", False):
+        return "Cancelled", "Cancelled"
+    if "Failed" in statuses:
+        return "Failed", "Failed"
+    if "TimedOut" in statuses:
+        return "TimedOut", "ExecutionTimedOut"
+    if "Cancelled" in statuses:
+        return "Cancelled", "Cancelled"
+    return "Success", "Success"
+
+
+def _maybe_command_done(command: Any) -> None:
+    if getattr(command, "ext_done", False) or not getattr(command, "ext_started", False):
+        return
+    status, _ = _command_status(command)
+    if status != "InProgress":
+        command.ext_done = True
+        _emit_command(command, status)
+
+
 # --------------------------------------------------------------------------- execution
 
 
-def _finish(inv: dict[str, Any], gen: int, status: str, code: int, out: str, err: str) -> None:
+def _finish(
+    command: Any,
+    inv: dict[str, Any],
+    gen: int,
+    status: str,
+    code: int,
+    out: str,
+    err: str,
+    details: str | None = None,
+) -> None:
     with LOCK:
-        if gen != _generation:
-            return
+        if gen != _generation or inv["Status"] not in RUNNING:
+            return  # reset meanwhile, or already cancelled
         end = utcnow()
         inv.update(
             Status=status,
-            StatusDetails=status,
+            StatusDetails=details or status,
             ResponseCode=code,
             StandardOutputContent=out[:STDOUT_LIMIT],
             StandardErrorContent=err[:STDERR_LIMIT],
@@ -167,13 +464,47 @@ def _finish(inv: dict[str, Any], gen: int, status: str, code: int, out: str, err
             _end=end,
             _output=out,
         )
+        _emit_invocation(command, inv)
+        _maybe_command_done(command)
 
 
 def _duration(delta: datetime.timedelta) -> str:
     return f"PT{delta.total_seconds():.3f}S"
 
 
-def _run_exec(inv: dict[str, Any], gen: int, argv: list[str], env: dict[str, str]) -> None:
+def _register(inv: dict[str, Any], gen: int, proc: subprocess.Popen) -> bool:
+    """Track a started process; False (and the process killed) if reset or cancelled meanwhile."""
+    with LOCK:
+        if gen == _generation and inv["Status"] in RUNNING:
+            _procs.add(proc)
+            inv["_proc"] = proc
+            return True
+    _kill(proc)
+    return False
+
+
+def _unregister(inv: dict[str, Any], proc: subprocess.Popen) -> None:
+    with LOCK:
+        _procs.discard(proc)
+        if inv.get("_proc") is proc:
+            inv.pop("_proc", None)
+
+
+def _collect(proc: subprocess.Popen, timeout: float | None) -> tuple[bytes, bytes, bool]:
+    """Output and whether the timeout killed the process group."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return out, err, False
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a descendant escaped the group and holds the pipes
+            out, err = b"", b""
+        return out or b"", err or b"", True
+
+
+def _run_exec(command: Any, inv: dict[str, Any], gen: int, argv: list[str], env: dict[str, str]) -> None:
     try:
         proc = subprocess.Popen(
             argv,
@@ -184,15 +515,16 @@ def _run_exec(inv: dict[str, Any], gen: int, argv: list[str], env: dict[str, str
             start_new_session=True,
         )
     except OSError as exc:
-        _finish(inv, gen, "Failed", 127, "", f"failed to run {argv[0]}: {exc}")
+        _finish(command, inv, gen, "Failed", 127, "", f"failed to run {argv[0]}: {exc}")
         return
-    with LOCK:
-        _procs.add(proc)
-    out, err = proc.communicate()
-    with LOCK:
-        _procs.discard(proc)
+    if not _register(inv, gen, proc):
+        proc.communicate()
+        return
+    out, err, _ = _collect(proc, None)
+    _unregister(inv, proc)
     code = proc.returncode
     _finish(
+        command,
         inv,
         gen,
         "Success" if code == 0 else "Failed",
@@ -202,61 +534,134 @@ def _run_exec(inv: dict[str, Any], gen: int, argv: list[str], env: dict[str, str
     )
 
 
-def _run_fixed(inv: dict[str, Any], gen: int, program: dict[str, Any]) -> None:
+def _run_document(command: Any, inv: dict[str, Any], gen: int, plan: list[dict[str, Any]], env: dict[str, str]) -> None:
+    """Run the planned steps in order (SSM's defaults: a failed step does not stop the
+    others unless its onFailure says exit; onSuccess exit; finallyStep always runs)."""
+    outs: list[str] = []
+    errs: list[str] = []
+    status, details, code = "Success", None, 0
+    if not plan:
+        why = "the document has no mainSteps (the emulator runs schema 2.x documents only)\n"
+        _finish(command, inv, gen, "Failed", 1, "", why)
+        return
+    stop = False
+    for step in plan:
+        if stop and not step["finallyStep"]:
+            continue
+        if step["skip"]:
+            outs.append(f"{step['skip']}\n")
+            continue
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", step["script"]],
+                env=env,
+                cwd=step["cwd"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            errs.append(f"step {step['name']}: failed to start: {exc}\n")
+            status, code = "Failed", 1
+            stop = stop or step["onFailure"] == "exit"
+            continue
+        if not _register(inv, gen, proc):
+            proc.communicate()
+            return
+        out, err, timed_out = _collect(proc, step["timeout"])
+        _unregister(inv, proc)
+        outs.append(out.decode("utf-8", "replace"))
+        errs.append(err.decode("utf-8", "replace"))
+        if timed_out:
+            errs.append(f"step {step['name']}: execution timed out after {step['timeout']:g} s\n")
+            status, details, code = "TimedOut", "ExecutionTimedOut", TIMED_OUT_CODE
+            stop = True
+        elif proc.returncode != 0:
+            if step["onFailure"] == "successAndExit":
+                stop = True
+            else:
+                if status == "Success":
+                    status, code = "Failed", proc.returncode
+                stop = stop or step["onFailure"] == "exit"
+        elif step["onSuccess"] == "exit":
+            stop = True
+    _finish(command, inv, gen, status, code, "".join(outs), "".join(errs), details)
+
+
+def _run_fixed(command: Any, inv: dict[str, Any], gen: int, program: dict[str, Any]) -> None:
     delay = float(program.get("delay_ms", 0) or 0) / 1000.0
     if delay > 0:
         time.sleep(delay)
     status = str(program.get("status", "Success"))
     code = int(program.get("code", 0 if status == "Success" else 1))
-    _finish(inv, gen, status, code, str(program.get("stdout", "")), str(program.get("stderr", "")))
+    _finish(command, inv, gen, status, code, str(program.get("stdout", "")), str(program.get("stderr", "")))
 
 
-def _start(command: Any, inv: dict[str, Any]) -> None:
-    """Called under LOCK for each new invocation."""
+def _begin(inv: dict[str, Any]) -> None:
+    """Under LOCK: the invocation is InProgress (before any event about it)."""
     start = utcnow()
-    inv.update(_start=start, _end=start, _output="", ExecutionStartDateTime=iso(start))
-    program = _hosts.get(inv["InstanceId"], _hosts.get("*"))
-    if program is None:
-        inv["ExecutionEndDateTime"] = iso(start)
-        inv["ExecutionElapsedTime"] = "PT0S"
-        return
     inv.update(
+        _start=start,
+        _end=start,
+        _output="",
         Status="InProgress",
         StatusDetails="InProgress",
         ResponseCode=-1,
+        ExecutionStartDateTime=iso(start),
         ExecutionEndDateTime="",
         ExecutionElapsedTime="",
+        StandardOutputContent="",
+        StandardErrorContent="",
     )
+
+
+def _launch(command: Any, inv: dict[str, Any], document: Any | None) -> None:
+    """Under LOCK: announce the invocation and start what its host runs."""
+    _emit_invocation(command, inv)
     gen = _generation
-    if "exec" in program:
-        env = dict(os.environ)
-        env.update(program.get("env") or {})
+    program = _program_for(inv["InstanceId"])
+    params: dict[str, list[str]] = command.ext_params
+    if program is None:
+        _finish(command, inv, gen, "Success", 0, "", "")  # moto's default: instant Success
+        return
+    env = dict(os.environ)
+    env.update(program.get("env") or {})
+    env["SSM_COMMAND_ID"] = command.command_id
+    env["SSM_INSTANCE_ID"] = inv["InstanceId"]
+    if "document" in program:
+        plan = _plan_steps(document, params, program)
+        target, args = _run_document, (command, inv, gen, plan, env)
+    elif "exec" in program:
         env["SSM_DOCUMENT_NAME"] = command.document_name or ""
-        env["SSM_COMMAND_ID"] = command.command_id
-        env["SSM_INSTANCE_ID"] = inv["InstanceId"]
-        for name, values in (command.parameters or {}).items():
-            first = values[0] if isinstance(values, list) and values else values
-            env[f"SSM_PARAM_{name}"] = "" if first is None else str(first)
-        target, args = _run_exec, (inv, gen, list(program["exec"]), env)
+        for name, values in params.items():
+            env[f"SSM_PARAM_{name}"] = values[0] if values else ""
+        target, args = _run_exec, (command, inv, gen, list(program["exec"]), env)
     elif float(program.get("delay_ms", 0) or 0) > 0:
-        target, args = _run_fixed, (inv, gen, program)
+        target, args = _run_fixed, (command, inv, gen, program)
     else:
-        # Immediate fixed result: no thread, the caller already holds LOCK.
-        status = str(program.get("status", "Success"))
-        end = utcnow()
-        inv.update(
-            Status=status,
-            StatusDetails=status,
-            ResponseCode=int(program.get("code", 0 if status == "Success" else 1)),
-            StandardOutputContent=str(program.get("stdout", ""))[:STDOUT_LIMIT],
-            StandardErrorContent=str(program.get("stderr", ""))[:STDERR_LIMIT],
-            ExecutionEndDateTime=iso(end),
-            ExecutionElapsedTime="PT0S",
-            _end=end,
-            _output=str(program.get("stdout", "")),
-        )
+        _run_fixed(command, inv, gen, program)  # immediate: no thread, LOCK is re-entrant
         return
     threading.Thread(target=target, args=args, name="moto-ext-ssm", daemon=True).start()
+
+
+def cancel(command: Any, instance_ids: list[str]) -> None:
+    """CancelCommand: running invocations (of the given instances, or all) end Cancelled
+    and their processes are killed."""
+    with LOCK:
+        chosen = [
+            inv
+            for inv in command.invocations
+            if inv["Status"] in RUNNING and (not instance_ids or inv["InstanceId"] in instance_ids)
+        ]
+        if chosen and not instance_ids:
+            command.ext_cancelled = True
+        for inv in chosen:
+            proc = inv.pop("_proc", None)
+            if proc is not None:
+                _procs.discard(proc)
+                _kill(proc)
+            _finish(command, inv, _generation, "Cancelled", TIMED_OUT_CODE if proc else -1, "", "")
 
 
 # --------------------------------------------------------------------------- moto patches
@@ -277,35 +682,48 @@ def _send_command(self: Any, **kwargs: Any) -> Any:
         raise ValidationException("Either InstanceIds or Targets must be given")
     if len(instance_ids) > 50:
         raise ValidationException("At most 50 InstanceIds are allowed")
+    parameters = dict(kwargs.get("parameters") or {})
+    document = _stored_document(self, kwargs.get("document_name"))
+    _check_size(document, parameters)
+    if document is not None:
+        resolved = _resolve_parameters(document, parameters)
+    else:
+        resolved = {k: _as_list(v) for k, v in parameters.items()}
     _check_instances(self.account_id, self.region_name, instance_ids)
-    resolved = _resolve_targets(self.account_id, self.region_name, targets)
+    found = _resolve_targets(self.account_id, self.region_name, targets)
+    ordered = list(dict.fromkeys(instance_ids + found))
+    if document is None:
+        runs_document = [i for i in ordered if "document" in (_program_for(i) or {})]
+        if runs_document:
+            raise InvalidDocument(
+                f"The specified document does not exist: {kwargs.get('document_name')} (instance "
+                f"{runs_document[0]} runs the document itself; create it with CreateDocument)"
+            )
     kwargs["instance_ids"] = list(instance_ids)
     command = _orig_send_command(self, **kwargs)
-    ordered = list(dict.fromkeys(instance_ids + resolved))
     command.instance_ids = ordered
     command.invocations = [command.invocation_response(i, "aws:runShellScript") for i in ordered]
     command.target_count = len(ordered)
+    command.ext_params = resolved
     for inv in command.invocations:
-        _start(command, inv)
+        _begin(inv)
+    command.ext_started = True
+    _emit_command(command, "InProgress")
+    for inv in command.invocations:
+        _launch(command, inv, document)
+    _maybe_command_done(command)
     return command
 
 
 def _response_object(self: Any) -> dict[str, Any]:
     response = _orig_response_object(self)
     statuses = [inv["Status"] for inv in self.invocations]
-    done = [s for s in statuses if s not in RUNNING]
-    errors = [s for s in done if s != "Success"]
-    if len(done) < len(statuses):
-        status = "InProgress"
-    elif errors:
-        status = "Failed"
-    else:
-        status = "Success"
+    status, details = _command_status(self)
     response.update(
         Status=status,
-        StatusDetails=status,
-        CompletedCount=len(done),
-        ErrorCount=len(errors),
+        StatusDetails=details,
+        CompletedCount=len([s for s in statuses if s not in RUNNING]),
+        ErrorCount=len([s for s in statuses if s in ("Failed", "TimedOut")]),
         TargetCount=len(statuses),
     )
     return response
@@ -314,6 +732,12 @@ def _response_object(self: Any) -> dict[str, Any]:
 def _get_invocation(self: Any, instance_id: str, plugin_name: str | None) -> dict[str, Any]:
     inv = _orig_get_invocation(self, instance_id, plugin_name)
     return {k: v for k, v in inv.items() if not k.startswith("_")}
+
+
+def _cancel_command(self: Any) -> ActionResult:
+    command = self.ssm_backend.get_command_by_id(self._get_param("CommandId"))
+    cancel(command, list(self._get_param("InstanceIds") or []))
+    return ActionResult({})
 
 
 def _list_command_invocations(self: Any) -> ActionResult:
@@ -378,3 +802,4 @@ def install() -> None:
     ssm_models.Command.get_invocation = _get_invocation
     ssm_models.SimpleSystemManagerBackend.send_command = _send_command
     ssm_responses.SimpleSystemManagerResponse.list_command_invocations = _list_command_invocations
+    ssm_responses.SimpleSystemManagerResponse.cancel_command = _cancel_command

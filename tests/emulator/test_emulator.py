@@ -641,3 +641,627 @@ def test_refuses_non_loopback_bind():
         [sys.executable, SERVER, "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2 and "loopback" in proc.stderr
+
+
+# --------------------------------------------------------------------------- SSM: documents, events
+
+
+class EventQueue:
+    """An SQS queue behind an EventBridge rule on the default bus."""
+
+    def __init__(self, emu: Emulator, name: str, pattern: dict) -> None:
+        self.sqs, events = emu.client("sqs"), emu.client("events")
+        self.url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+
+    def receive(self, wait: int = 1) -> list[dict]:
+        msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get(
+            "Messages", []
+        )
+        for m in msgs:
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+        return [json.loads(m["Body"]) for m in msgs]
+
+    def collect(self, done: Callable[[list[dict]], bool], timeout: float = 15) -> list[dict]:
+        got: list[dict] = []
+        wait_until(lambda: (got.extend(self.receive()) or done(got)), timeout=timeout, interval=0, what="events")
+        return got
+
+
+AGENT_DOC = {
+    "schemaVersion": "2.2",
+    "description": "run the agent",
+    "parameters": {
+        "Action": {"type": "String", "allowedValues": ["apply", "sync"], "default": "apply"},
+        "Change": {"type": "String", "allowedPattern": "^[A-Za-z0-9+/]{4,}={0,2}$", "default": "e30g"},
+    },
+    "mainSteps": [
+        {
+            "action": "aws:runShellScript",
+            "name": "agent",
+            "precondition": {"StringEquals": ["platformType", "Linux"]},
+            "inputs": {
+                "timeoutSeconds": "60",
+                "runCommand": [
+                    "set -eu",
+                    "case '{{ Action }}' in",
+                    "  apply) printf '%s' '{{Change}}' | base64 -d | /usr/local/bin/agent apply --json --file - ;;",
+                    "  sync) /usr/local/bin/agent sync --json ;;",
+                    "esac",
+                ],
+            },
+        },
+        {
+            "action": "aws:runPowerShellScript",
+            "name": "windows",
+            "precondition": {"StringEquals": ["platformType", "Windows"]},
+            "inputs": {"runCommand": ["Write-Output never"]},
+        },
+    ],
+}
+
+
+def _fake_agent(tmp_path, name: str = "agent", exit_code: int = 0) -> str:
+    path = tmp_path / name
+    path.write_text(
+        "#!/bin/sh\n"
+        'echo "agent $* config=$AGENT_CONFIG cmd=$SSM_COMMAND_ID inst=$SSM_INSTANCE_ID"\n'
+        'if [ "$1" = apply ]; then cat; echo; fi\n'
+        f"exit {exit_code}\n"
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def _create_document(world, name: str, content: dict | str, fmt: str = "JSON") -> None:
+    world.emu.client("ssm").create_document(
+        Name=name,
+        Content=content if isinstance(content, str) else json.dumps(content),
+        DocumentType="Command",
+        DocumentFormat=fmt,
+    )
+
+
+def _finished(ssm, cid: str, instance: str, timeout: float = 15) -> dict:
+    return wait_until(
+        lambda: (r := ssm.get_command_invocation(CommandId=cid, InstanceId=instance))["Status"] != "InProgress" and r,
+        timeout=timeout,
+        what=f"invocation {instance} to finish",
+    )
+
+
+def test_ssm_document_runs_with_parameters_paths_and_env(world, tmp_path):
+    import base64
+
+    ssm = world.emu.client("ssm")
+    a, b = _instances(world, 2, {"Role": "proxy"})
+    _create_document(world, "haproxy-asg-agent", AGENT_DOC)
+    world.emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {
+            a: {"document": True, "env": {"AGENT_CONFIG": "/tmp/h1/agent.toml"}, "paths": {"/usr/local/bin/agent": _fake_agent(tmp_path)}},
+            b: {"document": True, "paths": {"/usr/local/bin/agent": _fake_agent(tmp_path, "broken", exit_code=3)}},
+        },
+    )
+    change = base64.b64encode(b'{"add": ["10.0.0.1"]}').decode()
+    cid = ssm.send_command(InstanceIds=[a, b], DocumentName="haproxy-asg-agent", Parameters={"Change": [change]})[
+        "Command"
+    ]["CommandId"]
+    done = _finished(ssm, cid, a)
+    assert (done["Status"], done["ResponseCode"]) == ("Success", 0), done
+    assert done["StandardOutputContent"].splitlines()[0] == (
+        f"agent apply --json --file - config=/tmp/h1/agent.toml cmd={cid} inst={a}"
+    )
+    assert '{"add": ["10.0.0.1"]}' in done["StandardOutputContent"]
+    assert "never" not in done["StandardOutputContent"], "a Windows step is skipped on the Linux host"
+    failed = _finished(ssm, cid, b)
+    assert (failed["Status"], failed["ResponseCode"]) == ("Failed", 3)
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "Failed"
+
+    # The default of Action is apply; an explicit sync runs the other branch.
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="haproxy-asg-agent", Parameters={"Action": ["sync"]})[
+        "Command"
+    ]["CommandId"]
+    assert _finished(ssm, cid, a)["StandardOutputContent"].startswith("agent sync --json config=")
+
+    # YAML documents run too; a StringList entry that is one reference expands to its lines.
+    _create_document(
+        world,
+        "yaml-doc",
+        "schemaVersion: '2.2'\n"
+        "description: lines\n"
+        "parameters:\n"
+        "  commands: {type: StringList}\n"
+        "mainSteps:\n"
+        "- action: aws:runShellScript\n"
+        "  name: run\n"
+        "  inputs:\n"
+        "    runCommand: ['{{ commands }}']\n",
+        fmt="YAML",
+    )
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="yaml-doc", Parameters={"commands": ["echo one", "echo two"]})[
+        "Command"
+    ]["CommandId"]
+    assert _finished(ssm, cid, a)["StandardOutputContent"] == "one\ntwo\n"
+
+
+def test_ssm_document_parameters_checked_as_ssm_does(world, tmp_path):
+    ssm = world.emu.client("ssm", NO_RETRY)
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    _create_document(world, "haproxy-asg-agent", AGENT_DOC)
+    _create_document(
+        world,
+        "needs-target",
+        {
+            "schemaVersion": "2.2",
+            "description": "required parameter",
+            "parameters": {"Target": {"type": "String"}},
+            "mainSteps": [{"action": "aws:runShellScript", "name": "s", "inputs": {"runCommand": ["echo {{ Target }}"]}}],
+        },
+    )
+    world.emu.control("POST", "/moto-ext/ssm/hosts", {a: {"document": True, "paths": {"/usr/local/bin/agent": _fake_agent(tmp_path)}}})
+    for doc, params, name in [
+        ("haproxy-asg-agent", {"Bogus": ["x"]}, "Bogus"),
+        ("haproxy-asg-agent", {"Action": ["delete"]}, "Action"),
+        ("haproxy-asg-agent", {"Change": ["'; rm -rf / #"]}, "Change"),
+        ("haproxy-asg-agent", {"Action": ["apply", "sync"]}, "Action"),
+        ("needs-target", {}, "Target"),
+    ]:
+        with pytest.raises(ClientError) as err:
+            ssm.send_command(InstanceIds=[a], DocumentName=doc, Parameters=params)
+        assert err.value.response["Error"]["Code"] == "InvalidParameters", params
+        assert f'"{name}"' in err.value.response["Error"]["Message"]
+    assert ssm.list_commands()["Commands"] == [], "a refused SendCommand creates no command"
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="needs-target", Parameters={"Target": ["here"]})["Command"][
+        "CommandId"
+    ]
+    assert _finished(ssm, cid, a)["StandardOutputContent"] == "here\n"
+
+    # A host that runs the document needs the document.
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[a], DocumentName="never-created")
+    assert err.value.response["Error"]["Code"] == "InvalidDocument"
+
+
+def test_ssm_document_execution_timeout_kills_the_process_group(world, tmp_path):
+    ssm = world.emu.client("ssm")
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    pids = tmp_path / "pids"
+    _create_document(
+        world,
+        "slow",
+        {
+            "schemaVersion": "2.2",
+            "description": "sleeps",
+            "parameters": {"executionTimeout": {"type": "String", "default": "1"}},
+            "mainSteps": [
+                {
+                    "action": "aws:runShellScript",
+                    "name": "sleep",
+                    "inputs": {
+                        "timeoutSeconds": "{{ executionTimeout }}",
+                        "runCommand": [f"sleep 30 & echo $! > {pids}", "echo started", "wait"],
+                    },
+                }
+            ],
+        },
+    )
+    world.emu.control("POST", "/moto-ext/ssm/hosts", {a: {"document": True}})
+    started = time.monotonic()
+    cid = ssm.send_command(InstanceIds=[a], DocumentName="slow")["Command"]["CommandId"]
+    done = _finished(ssm, cid, a, timeout=10)
+    assert time.monotonic() - started < 6
+    assert (done["Status"], done["StatusDetails"], done["ResponseCode"]) == ("TimedOut", "ExecutionTimedOut", 137)
+    assert done["StandardOutputContent"] == "started\n"
+    listed = ssm.list_commands(CommandId=cid)["Commands"][0]
+    assert (listed["Status"], listed["ErrorCount"]) == ("TimedOut", 1)
+    child = int(pids.read_text())
+    wait_until(lambda: not _alive(child), timeout=5, what="the step's child killed with its group")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of someone else still answers kill(0): look at its state
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ssm_parameters_64kb_limit(world):
+    ssm = world.emu.client("ssm", NO_RETRY)
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    doc = {
+        "schemaVersion": "2.2",
+        "description": "blob",
+        "parameters": {"Blob": {"type": "String"}},
+        "mainSteps": [{"action": "aws:runShellScript", "name": "s", "inputs": {"runCommand": ["true"]}}],
+    }
+    content = json.dumps(doc)
+    _create_document(world, "blob", content)
+    room = 65536 - len(content.encode()) - len("Blob")
+    ssm.send_command(InstanceIds=[a], DocumentName="blob", Parameters={"Blob": ["é" * (room // 2)]})  # 2 bytes each
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[a], DocumentName="blob", Parameters={"Blob": ["x" * (room + 1)]})
+    assert err.value.response["Error"]["Code"] == "MaxDocumentSizeExceeded"
+    assert "64 KB" in err.value.response["Error"]["Message"]
+    # A document the emulator does not hold (AWS-owned): the parameters alone count.
+    ssm.send_command(InstanceIds=[a], DocumentName="AWS-RunShellScript", Parameters={"commands": ["x" * (65536 - 8)]})
+    with pytest.raises(ClientError) as err:
+        ssm.send_command(InstanceIds=[a], DocumentName="AWS-RunShellScript", Parameters={"commands": ["x" * (65536 - 7)]})
+    assert err.value.response["Error"]["Code"] == "MaxDocumentSizeExceeded"
+    assert len(ssm.list_commands()["Commands"]) == 2
+
+
+def test_ssm_status_change_events(world):
+    emu, ssm = world.emu, world.emu.client("ssm")
+    queue = EventQueue(emu, "ssm-events", {"source": ["aws.ssm"]})
+    a, b = _instances(world, 2, {"Role": "proxy"})
+    emu.control("POST", "/moto-ext/ssm/hosts", {b: {"status": "Failed", "stdout": "", "stderr": "x", "code": 2}})
+    cmd = ssm.send_command(InstanceIds=[a, b], DocumentName="AWS-RunShellScript", Parameters={"commands": ["date"]})["Command"]
+    cid = cmd["CommandId"]
+    got = queue.collect(lambda g: len(g) >= 6)
+    assert len(got) == 6
+    arn = {i: f"arn:aws:ec2:us-east-1:123456789012:instance/{i}" for i in (a, b)}
+    kinds = [(e["detail-type"].split()[1], e["detail"].get("instance-id"), e["detail"]["status"]) for e in got]
+    assert kinds == [
+        ("Command", None, "InProgress"),
+        ("Command", a, "InProgress"),
+        ("Command", a, "Success"),
+        ("Command", b, "InProgress"),
+        ("Command", b, "Failed"),
+        ("Command", None, "Failed"),
+    ]
+    first, inv = got[0], got[2]
+    assert first["detail-type"] == "EC2 Command Status-change Notification"
+    assert first["source"] == "aws.ssm" and first["account"] == "123456789012" and first["region"] == "us-east-1"
+    assert first["resources"] == [arn[a], arn[b]]
+    assert set(first["detail"]) == {"command-id", "document-name", "expire-after", "parameters", "requested-date-time", "status"}
+    assert first["detail"]["parameters"] == {"commands": ["date"]}
+    assert first["detail"]["command-id"] == cid and first["detail"]["document-name"] == "AWS-RunShellScript"
+    assert inv["detail-type"] == "EC2 Command Invocation Status-change Notification"
+    assert inv["resources"] == [arn[a]]
+    assert set(inv["detail"]) == {"command-id", "document-name", "instance-id", "requested-date-time", "status"}
+    assert inv["detail"]["requested-date-time"] == first["detail"]["requested-date-time"]
+    recorded = [e for e in emu.control("GET", "/moto-ext/events") if e["source"] == "aws.ssm"]
+    assert [e["id"] for e in recorded] == [e["id"] for e in got]
+    assert all(isinstance(e["emitted"], float) for e in recorded)
+
+
+def test_ssm_event_arrives_after_its_state_is_visible(world):
+    emu, ssm = world.emu, world.emu.client("ssm")
+    queue = EventQueue(emu, "ssm-visible", {"source": ["aws.ssm"], "detail": {"status": ["Success", "Failed"]}})
+    ids = _instances(world, 3, {"Role": "proxy"})
+    emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {i: {"exec": ["python3", "-c", f"import time; time.sleep({0.2 * n})"]} for n, i in enumerate(ids)},
+    )
+    cid = ssm.send_command(InstanceIds=ids, DocumentName="AWS-RunShellScript")["Command"]["CommandId"]
+    seen = 0
+    deadline = time.monotonic() + 15
+    while seen < 4 and time.monotonic() < deadline:
+        for event in queue.receive():
+            seen += 1
+            d = event["detail"]
+            if "instance-id" in d:  # the consumer reads the outcome the moment the event arrives
+                assert ssm.get_command_invocation(CommandId=cid, InstanceId=d["instance-id"])["Status"] == d["status"]
+            else:
+                assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == d["status"]
+    assert seen == 4
+
+
+def test_ssm_cancel_command(world, tmp_path):
+    emu, ssm = world.emu, world.emu.client("ssm")
+    a, b = _instances(world, 2, {"Role": "proxy"})
+    pid_a = tmp_path / "a.pid"
+    emu.control(
+        "POST",
+        "/moto-ext/ssm/hosts",
+        {"*": {"exec": ["sleep", "30"]}, a: {"exec": ["sh", "-c", f"echo $$ > {pid_a}; exec sleep 30"]}},
+    )
+    cid = ssm.send_command(InstanceIds=[a, b], DocumentName="AWS-RunShellScript")["Command"]["CommandId"]
+    wait_until(lambda: pid_a.exists() and pid_a.read_text().strip(), timeout=5, what="process started")
+    ssm.cancel_command(CommandId=cid, InstanceIds=[a])
+    wait_until(lambda: not _alive(int(pid_a.read_text())), timeout=5, what="cancelled process killed")
+    assert ssm.get_command_invocation(CommandId=cid, InstanceId=a)["Status"] == "Cancelled"
+    assert ssm.get_command_invocation(CommandId=cid, InstanceId=b)["Status"] == "InProgress"
+    ssm.cancel_command(CommandId=cid)
+    assert ssm.get_command_invocation(CommandId=cid, InstanceId=b)["Status"] == "Cancelled"
+    assert ssm.list_commands(CommandId=cid)["Commands"][0]["Status"] == "Cancelled"
+    statuses = [e["detail"]["status"] for e in emu.control("GET", "/moto-ext/events") if e["source"] == "aws.ssm"]
+    assert statuses == ["InProgress", "InProgress", "InProgress", "Cancelled", "Cancelled", "Cancelled"]
+
+
+# --------------------------------------------------------------------------- EC2 spot signals
+
+
+def _lifecycle_of(world, instance: str) -> list[dict]:
+    return [r for r in world.emu.control("GET", "/moto-ext/lifecycle") if r["instance"] == instance]
+
+
+def _details(world, detail_type: str) -> list[dict]:
+    return [e["detail"] for e in world.emu.control("GET", "/moto-ext/events") if e["detail-type"] == detail_type]
+
+
+def test_spot_interruption_warning_then_hook_then_reclaim(world):
+    queue = EventQueue(world.emu, "ec2-events", {"source": ["aws.ec2"]})
+    g = world.group(desired=2)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    a, b = [i for i, _ in world.members(g)]
+    t0 = time.monotonic()
+    answer = world.emu.control(
+        "POST", "/moto-ext/ec2/spot-interruption", {"instance": a, "hook_after_ms": 300, "terminate_after_ms": 1500}
+    )
+    assert world.states(g) == {a: "InService", b: "InService"}, "nothing happens before hook_after_ms"
+    assert [t["action"] for t in world.emu.control("GET", "/moto-ext/timers")] == ["replace_interrupted", "reclaim"]
+    assert answer == {"instance": a, "action": "terminate", "hook_after_ms": 300, "terminate_after_ms": 1500}
+    (warning,) = queue.collect(lambda got: len(got) >= 1)
+    assert warning["detail-type"] == "EC2 Spot Instance Interruption Warning" and warning["source"] == "aws.ec2"
+    assert warning["detail"] == {"instance-id": a, "instance-action": "terminate"}
+    assert warning["resources"] == [f"arn:aws:ec2:us-east-1:123456789012:instance/{a}"]
+
+    states = wait_until(lambda: (s := world.states(g)).get(a) == "Terminating:Wait" and len(s) == 3 and s, timeout=5)
+    assert time.monotonic() - t0 >= 0.3
+    (replacement,) = [i for i in states if i not in (a, b)]
+    assert states[replacement] == "InService" and world.ec2_state(a) == "running"
+    (action,) = world.pending(a)
+    assert action["transition"] == TERMINATING
+
+    wait_until(lambda: a not in world.states(g), timeout=5, what="EC2 reclaims the instance")
+    assert time.monotonic() - t0 >= 1.5
+    assert world.ec2_state(a) == "terminated"
+    assert world.states(g) == {b: "InService", replacement: "InService"}
+    (record,) = _lifecycle_of(world, a)
+    assert (record["result"], record["by"]) == ("ABANDON", "vanished")
+    assert [d["EC2InstanceId"] for d in _details(world, "EC2 Instance Terminate Successful")] == [a]
+    assert world.emu.control("GET", "/moto-ext/timers") == []
+
+
+def test_rebalance_recommendation_and_reclaim_outside_groups(world):
+    (plain,) = _instances(world, 1, {"Role": "spot"})
+    (stopped,) = _instances(world, 1, {"Role": "spot"})
+    answer = world.emu.control("POST", "/moto-ext/ec2/rebalance-recommendation", {"instance": plain})
+    assert answer == {"instance": plain, "hook_after_ms": None, "terminate_after_ms": None}
+    assert _details(world, "EC2 Instance Rebalance Recommendation") == [{"instance-id": plain}]
+    assert world.emu.control("GET", "/moto-ext/timers") == [], "no follow-up unless asked"
+
+    world.emu.control("POST", "/moto-ext/ec2/rebalance-recommendation", {"instance": plain, "terminate_after_ms": 100})
+    world.emu.control(
+        "POST", "/moto-ext/ec2/spot-interruption", {"instance": stopped, "action": "stop", "terminate_after_ms": 100}
+    )
+    assert _details(world, "EC2 Spot Instance Interruption Warning") == [{"instance-id": stopped, "instance-action": "stop"}]
+    wait_until(lambda: world.ec2_state(plain) == "terminated", timeout=5)
+    wait_until(lambda: world.ec2_state(stopped) == "stopped", timeout=5)
+    assert world.private_ip(stopped).startswith("127.0.1.")
+
+    for path, body in [
+        ("/moto-ext/ec2/spot-interruption", {"instance": "i-0000000000000dead"}),
+        ("/moto-ext/ec2/rebalance-recommendation", {"instance": "i-0000000000000dead"}),
+        ("/moto-ext/ec2/spot-interruption", {"instance": stopped, "action": "explode"}),
+        ("/moto-ext/ec2/spot-interruption", {"instance": stopped, "hook_after_ms": -1}),
+        ("/moto-ext/ec2/rebalance-recommendation", {"instance": plain}),  # terminated by now
+        ("/moto-ext/ec2/rebalance-recommendation", {}),
+    ]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            world.emu.control("POST", path, body)
+        assert err.value.code == 400
+        message = json.loads(err.value.read())["error"]
+        assert message and ("i-0000000000000dead" not in json.dumps(body) or "unknown instance" in message)
+
+
+def test_reset_drops_pending_timers(world):
+    (plain,) = _instances(world, 1, {"Role": "spot"})
+    world.emu.control("POST", "/moto-ext/ec2/spot-interruption", {"instance": plain, "hook_after_ms": 60000})
+    assert len(world.emu.control("GET", "/moto-ext/timers")) == 2
+    world.emu.control("POST", "/moto-ext/reset")
+    assert world.emu.control("GET", "/moto-ext/timers") == []
+
+
+# --------------------------------------------------------------------------- warm pools
+
+
+def _pool(world, group: str) -> dict[str, str]:
+    return {i["InstanceId"]: i["LifecycleState"] for i in world.asg.describe_warm_pool(AutoScalingGroupName=group)["Instances"]}
+
+
+def _events(world, detail_type: str, instance: str) -> list[dict]:
+    return [d for d in _details(world, detail_type) if d.get("EC2InstanceId") == instance]
+
+
+def _route(world, detail_type: str, instance: str) -> list[tuple[str, str]]:
+    return [(d.get("Origin"), d.get("Destination")) for d in _events(world, detail_type, instance)]
+
+
+def _wait_pool(world, group: str, expected: dict[str, str] | Callable[[dict], bool], what: str = "pool") -> dict:
+    check = expected if callable(expected) else (lambda p: p == expected)
+    return wait_until(lambda: p if check(p := _pool(world, group)) else None, timeout=8, what=what)
+
+
+def test_warm_pool_fills_through_the_launch_hook_then_stops(world):
+    g = world.group(desired=1)
+    world.asg.update_auto_scaling_group(AutoScalingGroupName=g, MaxSize=4)
+    world.hook(g, "launch", LAUNCHING, timeout=300, default="CONTINUE")
+    (member,) = [i for i, _ in world.members(g)]  # launched before the hook: InService
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=3, PoolState="Stopped")
+    pool = _pool(world, g)
+    assert list(pool.values()) == ["Warmed:Pending:Wait", "Warmed:Pending:Wait"], "size max(3 - 1, 1) = 2"
+    first, second = pool
+    assert world.states(g) == {member: "InService"}, "warm instances are not group members"
+    described = world.asg.describe_warm_pool(AutoScalingGroupName=g)
+    assert described["WarmPoolConfiguration"] == {"MaxGroupPreparedCapacity": 3, "MinSize": 1, "PoolState": "Stopped"}
+    group = world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g])["AutoScalingGroups"][0]
+    assert group["WarmPoolSize"] == 2 and group["WarmPoolConfiguration"]["PoolState"] == "Stopped"
+    inst = world.asg.describe_auto_scaling_instances(InstanceIds=[first])["AutoScalingInstances"]
+    assert [(i["InstanceId"], i["LifecycleState"]) for i in inst] == [(first, "Warmed:Pending:Wait")]
+    assert world.ec2_state(first) == "running"
+    ip = world.private_ip(first)
+
+    (action,) = world.pending(first)
+    assert (action["transition"], action["origin"], action["destination"]) == (LAUNCHING, "EC2", "WarmPool")
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", first) == [("EC2", "WarmPool")]
+    world.complete(g, "launch", "CONTINUE", token=action["token"])
+    assert _pool(world, g) == {first: "Warmed:Stopped", second: "Warmed:Pending:Wait"}
+    assert world.ec2_state(first) == "stopped" and world.private_ip(first) == ip
+    assert _route(world, "EC2 Instance Launch Successful", first) == [("EC2", "WarmPool")]
+
+    # Heartbeats and timeouts work for warm transitions too (DefaultResult CONTINUE here).
+    (other,) = world.pending(second)
+    world.asg.record_lifecycle_action_heartbeat(
+        AutoScalingGroupName=g, LifecycleHookName="launch", LifecycleActionToken=other["token"]
+    )
+    world.asg.put_lifecycle_hook(
+        AutoScalingGroupName=g, LifecycleHookName="launch", LifecycleTransition=LAUNCHING, HeartbeatTimeout=300
+    )
+    (record,) = _lifecycle_of(world, second)
+    assert record["heartbeats"] == 1
+    world.complete(g, "launch", "ABANDON", instance=second)  # abandoned: terminated, the pool refills
+    pool = _pool(world, g)
+    assert second not in pool and world.ec2_state(second) == "terminated" and len(pool) == 2
+    assert _route(world, "EC2 Instance Launch Unsuccessful", second) == [("EC2", "WarmPool")]
+
+
+def test_warm_pool_timeout_applies_default_result(world):
+    g = world.group(desired=0)
+    world.hook(g, "launch", LAUNCHING, timeout=2, default="CONTINUE")
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=1, PoolState="Running")
+    (warm,) = _pool(world, g)
+    _wait_pool(world, g, {warm: "Warmed:Running"}, what="timeout CONTINUE")
+    assert world.ec2_state(warm) == "running"
+    (record,) = _lifecycle_of(world, warm)
+    assert (record["result"], record["by"]) == ("CONTINUE", "timeout")
+
+
+def test_warm_pool_scale_out_draws_warm_instances_first_and_refills(world):
+    g = world.group(desired=0)
+    world.hook(g, "launch", LAUNCHING, timeout=300)
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=2)
+    older, newer = _pool(world, g)
+    for i in (older, newer):
+        world.complete(g, "launch", "CONTINUE", instance=i)
+    assert _pool(world, g) == {older: "Warmed:Stopped", newer: "Warmed:Stopped"}
+    ips = {i: world.private_ip(i) for i in (older, newer)}
+
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    assert world.states(g) == {older: "Pending:Wait"}, "the oldest warm instance, not a new one"
+    assert world.ec2_state(older) == "running" and world.private_ip(older) == ips[older]
+    assert _pool(world, g) == {newer: "Warmed:Stopped"}, "size max(2 - 1, 1) = 1: no refill needed"
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", older)[-1] == ("WarmPool", "AutoScalingGroup")
+    world.complete(g, "launch", "CONTINUE", instance=older)
+    assert world.states(g) == {older: "InService"}
+    assert _route(world, "EC2 Instance Launch Successful", older) == [("EC2", "WarmPool"), ("WarmPool", "AutoScalingGroup")]
+
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=3)
+    states = world.states(g)
+    (cold,) = [i for i in states if i not in (older, newer)]
+    assert states == {older: "InService", newer: "Pending:Wait", cold: "Pending:Wait"}
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", cold) == [("EC2", "AutoScalingGroup")], "pool empty: cold start"
+    (refill,) = _pool(world, g)
+    assert _pool(world, g) == {refill: "Warmed:Pending:Wait"}, "MinSize 1 refilled"
+    assert _route(world, "EC2 Instance-launch Lifecycle Action", refill) == [("EC2", "WarmPool")]
+
+
+def test_warm_pool_reuse_on_scale_in_goes_back_through_the_terminate_hook(world):
+    g = world.group(desired=2)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    a, b = [i for i, _ in world.members(g)]
+    world.asg.put_warm_pool(
+        AutoScalingGroupName=g, MinSize=0, MaxGroupPreparedCapacity=2, InstanceReusePolicy={"ReuseOnScaleIn": True}
+    )
+    assert _pool(world, g) == {}, "size max(2 - 2, 0) = 0"
+    assert world.asg.describe_warm_pool(AutoScalingGroupName=g)["WarmPoolConfiguration"]["InstanceReusePolicy"] == {
+        "ReuseOnScaleIn": True
+    }
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    assert world.states(g) == {b: "InService"}, "the returning instance has left the group"
+    assert _pool(world, g) == {a: "Warmed:Pending:Wait"}
+    assert world.ec2_state(a) == "running"
+    (action,) = world.pending(a)
+    assert (action["transition"], action["origin"], action["destination"]) == (TERMINATING, "AutoScalingGroup", "WarmPool")
+    assert _route(world, "EC2 Instance-terminate Lifecycle Action", a) == [("AutoScalingGroup", "WarmPool")]
+    world.complete(g, "drain", "CONTINUE", token=action["token"])
+    assert _pool(world, g) == {a: "Warmed:Stopped"}
+    assert world.ec2_state(a) == "stopped"
+    assert _events(world, "EC2 Instance Terminate Successful", a) == [], "returned, not terminated"
+
+    # The pool is over its size (1 > max(2 - 1, 0))? No: 2 - 1 = 1. Scale out takes it back.
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
+    assert world.states(g) == {a: "InService", b: "InService"}
+    assert _pool(world, g) == {}
+
+    # Without reuse, scale-in terminates (the group has a pool: Origin/Destination set).
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=0, MaxGroupPreparedCapacity=2)
+    world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=1)
+    assert world.states(g) == {a: "Terminating:Wait", b: "InService"}
+    assert _route(world, "EC2 Instance-terminate Lifecycle Action", a)[-1] == ("AutoScalingGroup", "EC2")
+    world.complete(g, "drain", "ABANDON", instance=a)
+    assert world.ec2_state(a) == "terminated"
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("AutoScalingGroup", "EC2")]
+    (refill,) = _pool(world, g)  # size 2 - 1 = 1 again
+
+
+def test_delete_warm_pool(world):
+    g = world.group(desired=0)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=2, MaxGroupPreparedCapacity=0)
+    a, b = _pool(world, g)
+    assert _pool(world, g) == {a: "Warmed:Stopped", b: "Warmed:Stopped"}, "no launch hook: straight to Stopped"
+    world.asg.delete_warm_pool(AutoScalingGroupName=g)
+    described = world.asg.describe_warm_pool(AutoScalingGroupName=g)
+    assert described["WarmPoolConfiguration"]["Status"] == "PendingDelete"
+    assert _pool(world, g) == {a: "Warmed:Terminating:Wait", b: "Warmed:Terminating:Wait"}
+    assert _route(world, "EC2 Instance-terminate Lifecycle Action", a) == [("WarmPool", "EC2")]
+    world.complete(g, "drain", "CONTINUE", instance=a)
+    assert world.ec2_state(a) == "terminated" and _pool(world, g) == {b: "Warmed:Terminating:Wait"}
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("WarmPool", "EC2")]
+    world.complete(g, "drain", "CONTINUE", instance=b)
+    assert "WarmPoolConfiguration" not in world.asg.describe_warm_pool(AutoScalingGroupName=g)
+
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=0)
+    (c,) = _pool(world, g)
+    world.asg.delete_warm_pool(AutoScalingGroupName=g, ForceDelete=True)
+    assert world.ec2_state(c) == "terminated" and _pool(world, g) == {}
+    assert "WarmPoolConfiguration" not in world.asg.describe_warm_pool(AutoScalingGroupName=g)
+
+
+def test_warm_instance_terminated_by_ec2_or_auto_scaling_is_replaced(world):
+    g = world.group(desired=0)
+    world.hook(g, "drain", TERMINATING, timeout=300)
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=2, MaxGroupPreparedCapacity=0)
+    a, b = _pool(world, g)
+    world.ec2.terminate_instances(InstanceIds=[a])
+    pool = _pool(world, g)
+    assert a not in pool and len(pool) == 2, "EC2 termination: gone at once, the pool refilled"
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("WarmPool", "EC2")]
+    world.asg.terminate_instance_in_auto_scaling_group(InstanceId=b, ShouldDecrementDesiredCapacity=True)
+    assert world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g])["AutoScalingGroups"][0]["DesiredCapacity"] == 0
+    pool = _pool(world, g)
+    assert pool[b] == "Warmed:Terminating:Wait" and len(pool) == 3, "a replacement does not wait for it"
+    world.complete(g, "drain", "CONTINUE", instance=b)
+    assert b not in _pool(world, g) and world.ec2_state(b) == "terminated"
+
+
+def test_reset_kills_running_document_steps(world, tmp_path):
+    ssm = world.emu.client("ssm")
+    (a,) = _instances(world, 1, {"Role": "proxy"})
+    pid = tmp_path / "pid"
+    _create_document(
+        world,
+        "long",
+        {
+            "schemaVersion": "2.2",
+            "description": "runs long",
+            "mainSteps": [{"action": "aws:runShellScript", "name": "s", "inputs": {"runCommand": [f"echo $$ > {pid}", "sleep 30"]}}],
+        },
+    )
+    world.emu.control("POST", "/moto-ext/ssm/hosts", {a: {"document": True}})
+    ssm.send_command(InstanceIds=[a], DocumentName="long")
+    wait_until(lambda: pid.exists() and pid.read_text().strip(), timeout=5, what="step started")
+    world.emu.control("POST", "/moto-ext/reset")
+    wait_until(lambda: not _alive(int(pid.read_text())), timeout=5, what="reset kills the step's process group")
