@@ -153,6 +153,9 @@ locals {
       DNS_TTL         = tostring(var.dns.ttl)
     },
   )
+
+  # CloudWatch metrics the reactor writes as Embedded Metric Format log lines.
+  metric_namespace = "HaproxyAsg"
 }
 
 ################################################################################
@@ -520,4 +523,177 @@ resource "aws_lambda_permission" "events" {
   function_name = aws_lambda_function.this.function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.this[each.key].arn
+}
+
+################################################################################
+# Observability: alarms and a dashboard over the reactor's metrics (CloudWatch
+# Embedded Metric Format lines in its log, namespace HaproxyAsg, dimension Function on
+# every metric), the function's own metrics and the dead-letter queue
+################################################################################
+
+resource "aws_cloudwatch_metric_alarm" "dead_letter_queue" {
+  alarm_name          = "${var.name}-dead-letters"
+  alarm_description   = "Events or invocations the reactor could not handle are waiting in ${local.dlq_name}: read them, fix the cause, then redrive or purge."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  alarm_name          = "${var.name}-errors"
+  alarm_description   = "The reactor Lambda failed (function error, timeout or crash): see ${local.log_group_name}."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.this.function_name }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "pending_action_age" {
+  alarm_name        = "${var.name}-pending-action-age"
+  alarm_description = "A lifecycle action has been pending for more than ${var.pending_action_alarm_s} s (an instance stuck in Pending:Wait or Terminating:Wait): see ${local.log_group_name}."
+  namespace         = local.metric_namespace
+  metric_name       = "PendingActionMaxAge"
+  dimensions        = { Function = var.name }
+  statistic         = "Maximum"
+  # The reconcile writes the metric once per run: one period per reconcile.
+  period              = local.reconcile_period_s
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.pending_action_alarm_s
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
+locals {
+  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+
+  alarms = {
+    dead_letter_queue  = aws_cloudwatch_metric_alarm.dead_letter_queue
+    errors             = aws_cloudwatch_metric_alarm.errors
+    pending_action_age = aws_cloudwatch_metric_alarm.pending_action_age
+  }
+
+  # Metrics with a second dimension whose values only the reactor knows (Kind: the event
+  # kind) are shown with a SEARCH expression over that dimension.
+  search = {
+    for metric in ["Events", "InvocationDuration", "EventToDispatch"] :
+    metric => "SEARCH('{${local.metric_namespace},Function,Kind} MetricName=\"${metric}\" Function=\"${var.name}\"', '${metric == "Events" ? "Sum" : "p99"}', 60)"
+  }
+
+  dashboard_widgets = [
+    {
+      title = "Events handled, by kind (Events)"
+      stat  = "Sum"
+      metrics = [
+        [{ expression = local.search["Events"], id = "events", label = "" }],
+      ]
+    },
+    {
+      title   = "Lifecycle decisions (LifecycleDecisions)"
+      stat    = "Sum"
+      metrics = [for result in ["CONTINUE", "ABANDON", "WAIT"] : [local.metric_namespace, "LifecycleDecisions", "Function", var.name, "Result", result]]
+    },
+    {
+      title   = "Hosts that failed a change (HostFailures)"
+      stat    = "Sum"
+      metrics = [[local.metric_namespace, "HostFailures", "Function", var.name]]
+    },
+    {
+      title = "Invocation duration p99, by kind (InvocationDuration, ms)"
+      stat  = "p99"
+      metrics = [
+        [{ expression = local.search["InvocationDuration"], id = "duration", label = "" }],
+      ]
+    },
+    {
+      title = "Event to dispatch p99, by kind (EventToDispatch, ms)"
+      stat  = "p99"
+      metrics = [
+        [{ expression = local.search["EventToDispatch"], id = "dispatch", label = "" }],
+      ]
+    },
+    {
+      title   = "Pending lifecycle actions (PendingActions)"
+      stat    = "Maximum"
+      metrics = [[local.metric_namespace, "PendingActions", "Function", var.name]]
+    },
+    {
+      title   = "Oldest pending lifecycle action (PendingActionMaxAge, s)"
+      stat    = "Maximum"
+      metrics = [[local.metric_namespace, "PendingActionMaxAge", "Function", var.name]]
+      annotations = {
+        horizontal = [{ label = "alarm", value = var.pending_action_alarm_s }]
+      }
+    },
+    {
+      title = "Lambda errors and throttles"
+      stat  = "Sum"
+      metrics = [
+        ["AWS/Lambda", "Errors", "FunctionName", var.name],
+        ["AWS/Lambda", "Throttles", "FunctionName", var.name],
+      ]
+    },
+    {
+      title = "Lambda duration (ms)"
+      stat  = "Maximum"
+      metrics = [
+        ["AWS/Lambda", "Duration", "FunctionName", var.name, { stat = "Average" }],
+        ["AWS/Lambda", "Duration", "FunctionName", var.name, { stat = "Maximum" }],
+      ]
+    },
+    {
+      title   = "Dead-letter queue depth"
+      stat    = "Maximum"
+      metrics = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dlq_name]]
+    },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = var.name
+  dashboard_body = jsonencode({
+    widgets = [
+      for index, widget in local.dashboard_widgets : {
+        type   = "metric"
+        x      = (index % 2) * 12
+        y      = floor(index / 2) * 6
+        width  = 12
+        height = 6
+        properties = merge(
+          {
+            title   = widget.title
+            region  = local.region
+            view    = "timeSeries"
+            stacked = false
+            period  = 60
+            stat    = widget.stat
+            metrics = widget.metrics
+          },
+          try({ annotations = widget.annotations }, {}),
+        )
+      }
+    ]
+  })
 }

@@ -75,3 +75,18 @@ output "ssm_execution_timeout" {
   description = "timeoutSeconds of the SSM document's step: health_timeout_s + drain_timeout_s + 60."
   value       = local.execution_timeout
 }
+
+output "alarm_names" {
+  description = "Names of the CloudWatch alarms, keyed dead_letter_queue, errors and pending_action_age."
+  value       = { for key, alarm in local.alarms : key => alarm.alarm_name }
+}
+
+output "alarm_arns" {
+  description = "ARNs of the CloudWatch alarms, keyed like alarm_names."
+  value       = { for key, alarm in local.alarms : key => alarm.arn }
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard of the reactor's metrics."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}

@@ -321,3 +321,29 @@ variable "reconcile_schedule" {
     error_message = "reconcile_schedule must be \"rate(1 minute)\" or \"rate(N minutes)\" with N from 2 to 1440 (hours and days are not accepted: the heartbeat check works in minutes)."
   }
 }
+
+################################################################################
+# Observability
+################################################################################
+
+variable "alarm_sns_topic_arn" {
+  description = "Optional SNS topic for the alarms' actions (ALARM and OK). Null: the alarms exist without actions. An encrypted topic's key must allow CloudWatch to use it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_sns_topic_arn == null ? true : can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.alarm_sns_topic_arn))
+    error_message = "alarm_sns_topic_arn must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>) or null."
+  }
+}
+
+variable "pending_action_alarm_s" {
+  description = "The PendingActionMaxAge alarm fires when a lifecycle action has been pending longer than this, in seconds. Keep it above the longest drain you expect (drain_timeout_s)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.pending_action_alarm_s >= 60 && var.pending_action_alarm_s <= 86400 && floor(var.pending_action_alarm_s) == var.pending_action_alarm_s
+    error_message = "pending_action_alarm_s must be an integer between 60 and 86400."
+  }
+}

@@ -32,6 +32,9 @@ mock_provider "aws" {
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/reactor" }
   }
+  mock_resource "aws_cloudwatch_metric_alarm" {
+    defaults = { arn = "arn:aws:cloudwatch:us-west-2:123456789012:alarm:reactor-mock" }
+  }
 }
 
 variables {
@@ -385,6 +388,73 @@ run "defaults" {
     ])
     error_message = "The script may only use the restricted parameters Action and Change (never Context)."
   }
+
+  # --- Alarms and dashboard ----------------------------------------------------------
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.dead_letter_queue.namespace == "AWS/SQS" &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.metric_name == "ApproximateNumberOfMessagesVisible" &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.dimensions == tomap({ QueueName = "reactor-dlq" }) &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.threshold == 0
+    )
+    error_message = "The dead-letter alarm must fire on any visible message in the queue."
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.errors.namespace == "AWS/Lambda" &&
+      aws_cloudwatch_metric_alarm.errors.metric_name == "Errors" &&
+      aws_cloudwatch_metric_alarm.errors.dimensions == tomap({ FunctionName = "reactor" }) &&
+      aws_cloudwatch_metric_alarm.errors.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.errors.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.errors.threshold == 0
+    )
+    error_message = "The errors alarm must fire on any Lambda error of the function."
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.pending_action_age.namespace == "HaproxyAsg" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.metric_name == "PendingActionMaxAge" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.dimensions == tomap({ Function = "reactor" }) &&
+      aws_cloudwatch_metric_alarm.pending_action_age.statistic == "Maximum" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.threshold == 600 &&
+      aws_cloudwatch_metric_alarm.pending_action_age.period == 300
+    )
+    error_message = "The pending-action alarm must fire when PendingActionMaxAge exceeds pending_action_alarm_s (600), over one reconcile period."
+  }
+  assert {
+    condition     = alltrue([for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age] : length(alarm.alarm_actions) == 0 && length(alarm.ok_actions) == 0])
+    error_message = "Without alarm_sns_topic_arn the alarms must have no actions."
+  }
+  assert {
+    condition     = output.alarm_names == { dead_letter_queue = "reactor-dead-letters", errors = "reactor-errors", pending_action_age = "reactor-pending-action-age" } && output.dashboard_name == "reactor"
+    error_message = "The outputs must name the alarms and the dashboard."
+  }
+  assert {
+    condition = alltrue([
+      for metric in ["Events", "LifecycleDecisions", "HostFailures", "InvocationDuration", "EventToDispatch", "PendingActions", "PendingActionMaxAge"] :
+      anytrue(flatten([
+        for widget in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
+          for row in widget.properties.metrics :
+          (try(row[0], "") == "HaproxyAsg" && try(row[1], "") == metric && try(row[2], "") == "Function" && try(row[3], "") == "reactor") ||
+          strcontains(try(row[0].expression, ""), "{HaproxyAsg,Function,Kind} MetricName=\"${metric}\" Function=\"reactor\"")
+        ]
+      ]))
+    ])
+    error_message = "The dashboard must show every reactor metric (namespace HaproxyAsg, dimension Function)."
+  }
+  assert {
+    condition = alltrue([
+      for want in [["AWS/Lambda", "Errors"], ["AWS/Lambda", "Duration"], ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]] :
+      anytrue(flatten([
+        for widget in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
+          for row in widget.properties.metrics : try(row[0], "") == want[0] && try(row[1], "") == want[1]
+        ]
+      ]))
+    ])
+    error_message = "The dashboard must show the Lambda's errors and duration and the dead-letter queue's depth."
+  }
 }
 
 # The event samples of tests/events/ against the planned patterns.
@@ -682,6 +752,28 @@ run "glob_sample_not_matched_without_glob" {
   }
 }
 
+run "alarm_topic" {
+  command = plan
+
+  variables {
+    alarm_sns_topic_arn    = "arn:aws:sns:us-west-2:123456789012:ops"
+    pending_action_alarm_s = 1800
+    reconcile_schedule     = "rate(2 minutes)"
+  }
+
+  assert {
+    condition = alltrue([
+      for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age] :
+      alarm.alarm_actions == toset(["arn:aws:sns:us-west-2:123456789012:ops"]) && alarm.ok_actions == toset(["arn:aws:sns:us-west-2:123456789012:ops"])
+    ])
+    error_message = "With alarm_sns_topic_arn every alarm must notify the topic."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.pending_action_age.threshold == 1800 && aws_cloudwatch_metric_alarm.pending_action_age.period == 120
+    error_message = "The pending-action alarm takes its threshold from pending_action_alarm_s and its period from the reconcile schedule."
+  }
+}
+
 run "arm64_with_dns" {
   command = plan
 
@@ -850,6 +942,22 @@ run "managed_groups_validated" {
     managed_groups = ["web-*", "web,api"]
   }
   expect_failures = [var.managed_groups]
+}
+
+run "alarm_topic_validated" {
+  command = plan
+  variables {
+    alarm_sns_topic_arn = "ops-topic"
+  }
+  expect_failures = [var.alarm_sns_topic_arn]
+}
+
+run "pending_action_alarm_validated" {
+  command = plan
+  variables {
+    pending_action_alarm_s = 30
+  }
+  expect_failures = [var.pending_action_alarm_s]
 }
 
 run "pool_name_validated" {
