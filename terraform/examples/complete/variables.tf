@@ -28,26 +28,36 @@ variable "agent_binary_path" {
 }
 
 variable "vpc_cidr" {
-  description = "CIDR block of the example VPC (a /16: public subnets .0/.1, private .10/.11)."
+  description = "CIDR block of the example VPC (a /16: public subnets .0/.1, web app .10/.11, proxies and VPC endpoints .20/.21)."
   type        = string
   default     = "10.0.0.0/16"
 
   validation {
-    condition     = can(cidrsubnet(var.vpc_cidr, 8, 11))
+    condition     = can(cidrsubnet(var.vpc_cidr, 8, 21))
     error_message = "vpc_cidr must be a CIDR block of /16 or larger."
   }
 }
 
 variable "ingress_cidr_blocks" {
-  description = "Who may reach the demo on port 80."
+  description = "Who may reach the demo on port 80 (the load balancer's security group; the proxies accept the load balancer only)."
   type        = list(string)
   default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = alltrue([for cidr in var.ingress_cidr_blocks : can(cidrhost(cidr, 0))])
+    error_message = "ingress_cidr_blocks must be CIDR blocks."
+  }
 }
 
 variable "load_balancer_type" {
   description = "nlb (default) or elb: see the proxy-fleet module."
   type        = string
   default     = "nlb"
+
+  validation {
+    condition     = contains(["nlb", "elb"], var.load_balancer_type)
+    error_message = "load_balancer_type must be nlb or elb (the example's URL is the load balancer's)."
+  }
 }
 
 variable "proxy_instance_type" {

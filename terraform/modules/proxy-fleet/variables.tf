@@ -29,7 +29,7 @@ variable "vpc_id" {
 }
 
 variable "vpc_cidr_block" {
-  description = "CIDR block of the VPC: the proxies reach their backends there, and accept load balancer health checks from it."
+  description = "CIDR block of the VPC: the proxies reach their backends (and any VPC endpoints) there."
   type        = string
 
   validation {
@@ -55,7 +55,7 @@ variable "lb_subnet_ids" {
 }
 
 variable "ingress_cidr_blocks" {
-  description = "Client addresses allowed to the pools' bind ports. With an NLB the proxies see the clients' own addresses, so this applies on the proxies too."
+  description = "Client addresses allowed to the listener ports, on the load balancer's security group (NLB or classic ELB). The proxies accept their bind ports from that security group only. With load_balancer_type = none (no load balancer) it applies to the proxies' own security group."
   type        = list(string)
   default     = ["0.0.0.0/0"]
 
@@ -63,12 +63,6 @@ variable "ingress_cidr_blocks" {
     condition     = alltrue([for cidr in var.ingress_cidr_blocks : can(cidrhost(cidr, 0))])
     error_message = "ingress_cidr_blocks must be CIDR blocks."
   }
-}
-
-variable "associate_public_ip_address" {
-  description = "Give the proxies public addresses (needed without a NAT gateway or VPC endpoints: the proxies fetch Debian packages and talk to SSM and S3)."
-  type        = bool
-  default     = false
 }
 
 ################################################################################

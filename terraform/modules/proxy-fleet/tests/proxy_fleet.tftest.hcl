@@ -44,6 +44,17 @@ mock_provider "aws" {
   }
 }
 
+# Distinct ids, so that the rules can be told apart by the group they reference.
+override_resource {
+  target = aws_security_group.proxy
+  values = { id = "sg-0proxy" }
+}
+
+override_resource {
+  target = aws_security_group.lb
+  values = { id = "sg-0lb" }
+}
+
 variables {
   name              = "proxy"
   vpc_id            = "vpc-0123456789abcdef0"
@@ -87,6 +98,37 @@ run "nlb" {
   assert {
     condition     = aws_autoscaling_group.this.health_check_type == "ELB"
     error_message = "Behind a load balancer the group must use its health checks."
+  }
+
+  # --- The load balancer cannot be bypassed -----------------------------------
+  assert {
+    condition     = aws_lb.this[0].security_groups == toset(["sg-0lb"]) && output.load_balancer_security_group_id == "sg-0lb"
+    error_message = "The NLB must have its own security group."
+  }
+  assert {
+    condition = (
+      toset(keys(aws_vpc_security_group_ingress_rule.from_lb)) == toset(["80", "8443"]) &&
+      alltrue([for port, rule in aws_vpc_security_group_ingress_rule.from_lb : rule.security_group_id == "sg-0proxy" && rule.referenced_security_group_id == "sg-0lb" && rule.cidr_ipv4 == null && rule.from_port == tonumber(port) && rule.to_port == tonumber(port)])
+    )
+    error_message = "The proxies must accept each bind port from the load balancer's security group only (traffic and health checks)."
+  }
+  assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.clients) == 0
+    error_message = "Behind a load balancer no client CIDR (0.0.0.0/0 least of all) may reach the proxies directly."
+  }
+  assert {
+    condition = toset([for rule in aws_vpc_security_group_ingress_rule.lb_clients : "${rule.security_group_id} ${rule.cidr_ipv4} ${rule.from_port}"]) == toset([
+      "sg-0lb 0.0.0.0/0 80", "sg-0lb 0.0.0.0/0 8443",
+    ])
+    error_message = "The load balancer's security group must take the client CIDRs on the listener ports."
+  }
+  assert {
+    condition     = alltrue([for port, rule in aws_vpc_security_group_egress_rule.lb_proxies : rule.security_group_id == "sg-0lb" && rule.referenced_security_group_id == "sg-0proxy" && rule.from_port == tonumber(port)]) && length(aws_vpc_security_group_egress_rule.lb_proxies) == 2
+    error_message = "The load balancer may send to the proxies' bind ports only."
+  }
+  assert {
+    condition     = aws_launch_template.this.network_interfaces[0].associate_public_ip_address == "false"
+    error_message = "The proxies must never get a public address."
   }
 
   # --- accept_proxy: agent.toml and user data ---------------------------------
@@ -235,6 +277,14 @@ run "classic_elb_with_alias" {
     error_message = "The group must be attached to the classic ELB."
   }
   assert {
+    condition = (
+      aws_elb.this[0].security_groups == toset(["sg-0lb"]) &&
+      alltrue([for rule in aws_vpc_security_group_ingress_rule.from_lb : rule.referenced_security_group_id == "sg-0lb" && rule.cidr_ipv4 == null]) &&
+      length(aws_vpc_security_group_ingress_rule.from_lb) == 2 && length(aws_vpc_security_group_ingress_rule.clients) == 0
+    )
+    error_message = "Behind the classic ELB the proxies must accept their bind ports from the ELB's security group only."
+  }
+  assert {
     condition     = strcontains(output.agent_config, "accept_proxy = true")
     error_message = "Behind the classic ELB HAProxy must accept proxy protocol."
   }
@@ -270,6 +320,13 @@ run "no_load_balancer_per_proxy_dns" {
   assert {
     condition     = aws_autoscaling_group.this.health_check_type == "EC2"
     error_message = "Without a load balancer the group must use EC2 health checks."
+  }
+  assert {
+    condition = (
+      length(aws_security_group.lb) == 0 && length(aws_vpc_security_group_ingress_rule.from_lb) == 0 &&
+      toset([for rule in aws_vpc_security_group_ingress_rule.clients : "${rule.cidr_ipv4} ${rule.from_port}"]) == toset(["0.0.0.0/0 80", "0.0.0.0/0 8443"])
+    )
+    error_message = "Without a load balancer the proxies are the entry point: ingress_cidr_blocks reach their bind ports."
   }
 }
 
