@@ -331,6 +331,8 @@ module "proxy_fleet" {
   instance_type       = var.proxy_instance_type
   load_balancer_type  = var.load_balancer_type
   agent_binary_path   = var.agent_binary_path
+  ssm_agent_version   = var.ssm_agent_version
+  ssm_agent_sha256    = var.ssm_agent_sha256
   min_size            = 2
   max_size            = 3
 

@@ -78,6 +78,21 @@ variable "backend_size" {
   default     = 2
 }
 
+variable "ssm_agent_version" {
+  description = "SSM Agent version the proxies install; null: the proxy-fleet module's default. Set with ssm_agent_sha256."
+  type        = string
+  default     = null
+}
+
+variable "ssm_agent_sha256" {
+  description = "SHA-256 of the SSM Agent package per architecture ({ x86_64, arm64 }); null: the proxy-fleet module's placeholders, which match no package: the proxies then refuse to install the agent. Set it for a working deployment."
+  type = object({
+    x86_64 = string
+    arm64  = string
+  })
+  default = null
+}
+
 variable "dns_zone_id" {
   description = "Optional Route 53 zone for an alias record to the load balancer."
   type        = string

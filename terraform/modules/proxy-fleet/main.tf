@@ -56,6 +56,9 @@ locals {
     agent_key    = local.agent_key
     agent_sha256 = local.agent_sha256
     agent_toml   = trimspace(local.agent_toml)
+    # The SSM Agent package, pinned and checked (a mismatch stops the provisioning).
+    ssm_agent_version = var.ssm_agent_version
+    ssm_agent_sha256  = var.ssm_agent_sha256[var.architecture]
   })
 
   instance_tags = merge(var.tags, {
@@ -69,6 +72,14 @@ locals {
 
   lb_dns_name = one(concat(aws_lb.this[*].dns_name, aws_elb.this[*].dns_name))
   lb_zone_id  = one(concat(aws_lb.this[*].zone_id, aws_elb.this[*].zone_id))
+}
+
+# The default checksums are placeholders: warn at every plan until they are set.
+check "ssm_agent_sha256" {
+  assert {
+    condition     = var.ssm_agent_sha256[var.architecture] != "0000000000000000000000000000000000000000000000000000000000000000"
+    error_message = "ssm_agent_sha256.${var.architecture} is the placeholder: the proxies will refuse to install the SSM Agent ${var.ssm_agent_version} (its package matches no such checksum), so the reactor cannot reach them. Set ssm_agent_sha256 to the sha256sum of https://s3.${local.region}.amazonaws.com/amazon-ssm-${local.region}/${var.ssm_agent_version}/debian_${local.deb_arch}/amazon-ssm-agent.deb."
+  }
 }
 
 ################################################################################
@@ -144,23 +155,29 @@ resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
   depends_on = [aws_s3_bucket_versioning.artifacts]
 }
 
+data "aws_iam_policy_document" "artifacts" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
 resource "aws_s3_bucket_policy" "artifacts" {
   bucket = aws_s3_bucket.artifacts.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "DenyInsecureTransport"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:*"
-        Resource  = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
-        Condition = {
-          Bool = { "aws:SecureTransport" = "false" }
-        }
-      },
-    ]
-  })
+  policy = data.aws_iam_policy_document.artifacts.json
 
   depends_on = [aws_s3_bucket_public_access_block.artifacts]
 }
@@ -181,19 +198,23 @@ resource "aws_s3_object" "agent" {
 # Instance profile
 ################################################################################
 
+data "aws_iam_policy_document" "assume_role" {
+  statement {
+    sid     = "Ec2"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
 resource "aws_iam_role" "instance" {
-  name_prefix = "${var.name}-"
-  description = "haproxy-asg proxies: SSM, the agent binary, read-only group discovery for agent sync"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Effect    = "Allow"
-        Principal = { Service = "ec2.amazonaws.com" }
-        Action    = "sts:AssumeRole"
-      },
-    ]
-  })
+  name_prefix        = "${var.name}-"
+  description        = "haproxy-asg proxies: SSM, the agent binary, read-only group discovery for agent sync"
+  assume_role_policy = data.aws_iam_policy_document.assume_role.json
 
   tags = var.tags
 }
@@ -203,37 +224,46 @@ resource "aws_iam_role_policy_attachment" "ssm" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
+data "aws_iam_policy_document" "instance" {
+  statement {
+    sid       = "AgentBinary"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.agent_key}"]
+  }
+
+  statement {
+    # `agent sync` reads the groups' members; these actions support no resource-level permission.
+    sid       = "Discovery"
+    effect    = "Allow"
+    actions   = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
+    resources = ["*"]
+  }
+
+  statement {
+    # AmazonSSMManagedInstanceCore allows reading every Parameter Store parameter of the
+    # account; the proxies need none, and an explicit deny wins over that allow.
+    sid       = "DenyParameterStore"
+    effect    = "Deny"
+    actions   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [1]
+    content {
+      sid       = "Kms"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt"]
+      resources = [var.kms_key_arn]
+    }
+  }
+}
+
 resource "aws_iam_role_policy" "instance" {
-  name = "haproxy-asg-proxy"
-  role = aws_iam_role.instance.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = concat(
-      [
-        {
-          Sid      = "AgentBinary"
-          Effect   = "Allow"
-          Action   = ["s3:GetObject"]
-          Resource = ["${aws_s3_bucket.artifacts.arn}/${local.agent_key}"]
-        },
-        {
-          # `agent sync` reads the groups' members; these actions support no resource-level permission.
-          Sid      = "Discovery"
-          Effect   = "Allow"
-          Action   = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
-          Resource = ["*"]
-        },
-      ],
-      [for statement in [
-        {
-          Sid      = "Kms"
-          Effect   = "Allow"
-          Action   = ["kms:Decrypt"]
-          Resource = [var.kms_key_arn]
-        },
-      ] : statement if var.kms_key_arn != null],
-    )
-  })
+  name   = "haproxy-asg-proxy"
+  role   = aws_iam_role.instance.id
+  policy = data.aws_iam_policy_document.instance.json
 }
 
 resource "aws_iam_instance_profile" "this" {

@@ -65,6 +65,12 @@ mock_provider "aws" {
 variables {
   reactor_zip_path  = "../../modules/reactor/tests/fixtures/reactor.zip"
   agent_binary_path = "../../modules/proxy-fleet/tests/fixtures/agent"
+  # Not the checksums of a real package (the module's placeholders would fail its check
+  # block, which terraform test counts as a failure; a plain plan only warns).
+  ssm_agent_sha256 = {
+    x86_64 = "1111111111111111111111111111111111111111111111111111111111111111"
+    arm64  = "2222222222222222222222222222222222222222222222222222222222222222"
+  }
 }
 
 run "wired" {
