@@ -38,6 +38,9 @@ locals {
   # SSM (Run Command: ssm, ssmmessages, ec2messages) and the agent's sync reads (ec2,
   # autoscaling) from the proxies, without public addresses.
   interface_endpoints = ["ssm", "ssmmessages", "ec2messages", "ec2", "autoscaling"]
+
+  # Spot: every instance of the web app on Spot, spread over these types.
+  backend_spot = length(var.backend_spot_instance_types) > 0
 }
 
 ################################################################################
@@ -300,10 +303,56 @@ resource "aws_autoscaling_group" "web" {
   vpc_zone_identifier       = aws_subnet.private[*].id
   health_check_type         = "EC2"
   health_check_grace_period = 60
+  # With Spot: launch a replacement when EC2 recommends a rebalance (the reactor drains
+  # the old instance through the terminate hook; see the reactor's rebalance).
+  capacity_rebalance = local.backend_spot ? true : null
 
-  launch_template {
-    id      = aws_launch_template.web.id
-    version = aws_launch_template.web.latest_version
+  dynamic "launch_template" {
+    for_each = local.backend_spot ? [] : [1]
+    content {
+      id      = aws_launch_template.web.id
+      version = aws_launch_template.web.latest_version
+    }
+  }
+
+  dynamic "mixed_instances_policy" {
+    for_each = local.backend_spot ? [1] : []
+    content {
+      instances_distribution {
+        on_demand_base_capacity                  = 0
+        on_demand_percentage_above_base_capacity = 0
+        spot_allocation_strategy                 = "price-capacity-optimized"
+      }
+
+      launch_template {
+        launch_template_specification {
+          launch_template_id = aws_launch_template.web.id
+          version            = aws_launch_template.web.latest_version
+        }
+
+        dynamic "override" {
+          for_each = var.backend_spot_instance_types
+          content {
+            instance_type = override.value
+          }
+        }
+      }
+    }
+  }
+
+  # Pre-initialised instances (Auto Scaling does not allow a warm pool with Spot or a
+  # mixed instances policy: variables.tf refuses both at once).
+  dynamic "warm_pool" {
+    for_each = var.backend_warm_pool == null ? [] : [var.backend_warm_pool]
+    content {
+      min_size                    = warm_pool.value.min_size
+      max_group_prepared_capacity = warm_pool.value.max_group_prepared_capacity
+      pool_state                  = warm_pool.value.pool_state
+
+      instance_reuse_policy {
+        reuse_on_scale_in = warm_pool.value.reuse_on_scale_in
+      }
+    }
   }
 
   tag {
@@ -360,4 +409,7 @@ module "reactor" {
   proxy_tag_key    = module.proxy_fleet.proxy_tag_key
   proxy_tag_value  = module.proxy_fleet.proxy_tag_value
   dns              = module.proxy_fleet.reactor_dns
+
+  rebalance           = var.rebalance
+  alarm_sns_topic_arn = var.alarm_sns_topic_arn
 }

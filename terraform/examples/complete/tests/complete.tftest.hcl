@@ -148,4 +148,80 @@ run "wired" {
     condition     = length(aws_route_table.private.route) == 0
     error_message = "The web app's subnets keep the VPC's local route only."
   }
+
+  # --- Backend: On-Demand, no warm pool by default; the reactor's rebalance --------
+  assert {
+    condition     = length(aws_autoscaling_group.web.warm_pool) == 0 && length(aws_autoscaling_group.web.mixed_instances_policy) == 0 && length(aws_autoscaling_group.web.launch_template) == 1
+    error_message = "By default the web app runs On-Demand from its launch template, without a warm pool."
+  }
+  assert {
+    condition     = module.reactor.environment["REBALANCE"] == "ignore"
+    error_message = "The example must pass rebalance through to the reactor."
+  }
+  assert {
+    condition     = output.reactor_dashboard_name == "haproxy-asg-demo-reactor"
+    error_message = "The example must output the reactor's dashboard."
+  }
 }
+
+run "warm_pool" {
+  command = plan
+
+  variables {
+    backend_warm_pool = { min_size = 1, pool_state = "Stopped", reuse_on_scale_in = true }
+    rebalance         = "drain"
+  }
+
+  assert {
+    condition = (
+      aws_autoscaling_group.web.warm_pool[0].min_size == 1 &&
+      aws_autoscaling_group.web.warm_pool[0].pool_state == "Stopped" &&
+      aws_autoscaling_group.web.warm_pool[0].instance_reuse_policy[0].reuse_on_scale_in == true
+    )
+    error_message = "backend_warm_pool must become the web app group's warm pool."
+  }
+  assert {
+    condition     = module.reactor.environment["REBALANCE"] == "drain"
+    error_message = "rebalance must reach the reactor."
+  }
+}
+
+run "spot" {
+  command = plan
+
+  variables {
+    backend_spot_instance_types = ["t3.micro", "t3a.micro"]
+  }
+
+  assert {
+    condition = (
+      length(aws_autoscaling_group.web.launch_template) == 0 &&
+      aws_autoscaling_group.web.capacity_rebalance == true &&
+      aws_autoscaling_group.web.mixed_instances_policy[0].instances_distribution[0].on_demand_percentage_above_base_capacity == 0 &&
+      [for o in aws_autoscaling_group.web.mixed_instances_policy[0].launch_template[0].override : o.instance_type] == ["t3.micro", "t3a.micro"]
+    )
+    error_message = "backend_spot_instance_types must put the web app on Spot over those types, with capacity rebalancing."
+  }
+}
+
+run "warm_pool_excludes_spot" {
+  command = plan
+
+  variables {
+    backend_warm_pool           = { min_size = 1 }
+    backend_spot_instance_types = ["t3.micro"]
+  }
+
+  expect_failures = [var.backend_warm_pool]
+}
+
+run "warm_pool_state_validated" {
+  command = plan
+
+  variables {
+    backend_warm_pool = { pool_state = "Frozen" }
+  }
+
+  expect_failures = [var.backend_warm_pool]
+}
+
