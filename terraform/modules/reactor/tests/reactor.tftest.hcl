@@ -432,6 +432,10 @@ run "defaults" {
     error_message = "The outputs must name the alarms and the dashboard."
   }
   assert {
+    condition     = output.alarm_arns == { for key, alarm in { dead_letter_queue = aws_cloudwatch_metric_alarm.dead_letter_queue, errors = aws_cloudwatch_metric_alarm.errors, pending_action_age = aws_cloudwatch_metric_alarm.pending_action_age } : key => alarm.arn }
+    error_message = "alarm_arns must give each alarm's ARN under the keys of alarm_names."
+  }
+  assert {
     condition = alltrue([
       for metric in ["Events", "LifecycleDecisions", "HostFailures", "InvocationDuration", "EventToDispatch", "PendingActions", "PendingActionMaxAge"] :
       anytrue(flatten([
@@ -680,6 +684,10 @@ run "managed_group_globs" {
   assert {
     condition     = aws_lambda_function.this.environment[0].variables["MANAGED_GROUPS"] == "api-asg,batch/blue,my-asg,web-*"
     error_message = "MANAGED_GROUPS must be the sorted, comma-joined union of managed_groups and the groups of POOLS."
+  }
+  assert {
+    condition     = output.managed_groups == tolist(["api-asg", "batch/blue", "my-asg", "web-*"])
+    error_message = "The managed_groups output must be the list behind MANAGED_GROUPS."
   }
   assert {
     condition     = aws_lambda_function.this.environment[0].variables["REBALANCE"] == "drain"
