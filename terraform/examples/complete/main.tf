@@ -34,10 +34,18 @@ locals {
   backend_asg = "${var.name}-web"
   # What HAProxy serves and where: one pool "web", members on 8080, bound on :80.
   pool = { name = "web", port = 8080 }
+
+  # SSM (Run Command: ssm, ssmmessages, ec2messages) and the agent's sync reads (ec2,
+  # autoscaling) from the proxies, without public addresses.
+  interface_endpoints = ["ssm", "ssmmessages", "ec2messages", "ec2", "autoscaling"]
+
+  # Spot: every instance of the web app on Spot, spread over these types.
+  backend_spot = length(var.backend_spot_instance_types) > 0
 }
 
 ################################################################################
-# VPC: public subnets (load balancer, proxies), private subnets (web app)
+# VPC: public subnets (load balancer, NAT gateway), proxy subnets (proxies, VPC
+# endpoints; no public addresses), private subnets (web app)
 ################################################################################
 
 resource "aws_vpc" "this" {
@@ -80,6 +88,18 @@ resource "aws_subnet" "private" {
   tags = { Name = "${var.name}-private-${local.azs[count.index]}" }
 }
 
+resource "aws_subnet" "proxy" {
+  count = 2
+
+  vpc_id            = aws_vpc.this.id
+  availability_zone = local.azs[count.index]
+  cidr_block        = cidrsubnet(var.vpc_cidr, 8, 20 + count.index)
+  # The proxies take no public address (clients come through the load balancer).
+  map_public_ip_on_launch = false
+
+  tags = { Name = "${var.name}-proxy-${local.azs[count.index]}" }
+}
+
 resource "aws_route_table" "public" {
   vpc_id = aws_vpc.this.id
 
@@ -96,6 +116,87 @@ resource "aws_route_table_association" "public" {
 
   subnet_id      = aws_subnet.public[count.index].id
   route_table_id = aws_route_table.public.id
+}
+
+# The proxies have no public address. AWS (SSM, the agent download, the agent's own
+# Auto Scaling and EC2 reads) is reached through the VPC endpoints below; Debian's
+# package mirrors (haproxy, awscli at first boot) are outside AWS, so the proxy subnets
+# route the rest through one NAT gateway.
+resource "aws_eip" "nat" {
+  domain = "vpc"
+
+  tags = { Name = "${var.name}-nat" }
+
+  depends_on = [aws_internet_gateway.this]
+}
+
+resource "aws_nat_gateway" "this" {
+  allocation_id = aws_eip.nat.id
+  subnet_id     = aws_subnet.public[0].id
+
+  tags = { Name = var.name }
+}
+
+resource "aws_route_table" "proxy" {
+  vpc_id = aws_vpc.this.id
+
+  route {
+    cidr_block     = "0.0.0.0/0"
+    nat_gateway_id = aws_nat_gateway.this.id
+  }
+
+  tags = { Name = "${var.name}-proxy" }
+}
+
+resource "aws_route_table_association" "proxy" {
+  count = 2
+
+  subnet_id      = aws_subnet.proxy[count.index].id
+  route_table_id = aws_route_table.proxy.id
+}
+
+resource "aws_security_group" "endpoints" {
+  name_prefix = "${var.name}-endpoints-"
+  description = "haproxy-asg demo: VPC interface endpoints, HTTPS from the VPC"
+  vpc_id      = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-endpoints" }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
+  security_group_id = aws_security_group.endpoints.id
+  description       = "HTTPS from the VPC (the proxies' SSM Agent, agent and AWS CLI)"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = aws_vpc.this.cidr_block
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each = toset(local.interface_endpoints)
+
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${var.region}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = aws_subnet.proxy[*].id
+  security_group_ids  = [aws_security_group.endpoints.id]
+  private_dns_enabled = true
+
+  tags = { Name = "${var.name}-${each.key}" }
+}
+
+# S3: the agent binary (artefact bucket) and the SSM Agent package (amazon-ssm-<region>).
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${var.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.proxy.id]
+
+  tags = { Name = "${var.name}-s3" }
 }
 
 # The web app needs nothing from outside: private subnets keep the VPC's local route only.
@@ -202,10 +303,56 @@ resource "aws_autoscaling_group" "web" {
   vpc_zone_identifier       = aws_subnet.private[*].id
   health_check_type         = "EC2"
   health_check_grace_period = 60
+  # With Spot: launch a replacement when EC2 recommends a rebalance (the reactor drains
+  # the old instance through the terminate hook; see the reactor's rebalance).
+  capacity_rebalance = local.backend_spot ? true : null
 
-  launch_template {
-    id      = aws_launch_template.web.id
-    version = aws_launch_template.web.latest_version
+  dynamic "launch_template" {
+    for_each = local.backend_spot ? [] : [1]
+    content {
+      id      = aws_launch_template.web.id
+      version = aws_launch_template.web.latest_version
+    }
+  }
+
+  dynamic "mixed_instances_policy" {
+    for_each = local.backend_spot ? [1] : []
+    content {
+      instances_distribution {
+        on_demand_base_capacity                  = 0
+        on_demand_percentage_above_base_capacity = 0
+        spot_allocation_strategy                 = "price-capacity-optimized"
+      }
+
+      launch_template {
+        launch_template_specification {
+          launch_template_id = aws_launch_template.web.id
+          version            = aws_launch_template.web.latest_version
+        }
+
+        dynamic "override" {
+          for_each = var.backend_spot_instance_types
+          content {
+            instance_type = override.value
+          }
+        }
+      }
+    }
+  }
+
+  # Pre-initialised instances (Auto Scaling does not allow a warm pool with Spot or a
+  # mixed instances policy: variables.tf refuses both at once).
+  dynamic "warm_pool" {
+    for_each = var.backend_warm_pool == null ? [] : [var.backend_warm_pool]
+    content {
+      min_size                    = warm_pool.value.min_size
+      max_group_prepared_capacity = warm_pool.value.max_group_prepared_capacity
+      pool_state                  = warm_pool.value.pool_state
+
+      instance_reuse_policy {
+        reuse_on_scale_in = warm_pool.value.reuse_on_scale_in
+      }
+    }
   }
 
   tag {
@@ -222,17 +369,21 @@ resource "aws_autoscaling_group" "web" {
 module "proxy_fleet" {
   source = "../../modules/proxy-fleet"
 
-  name                        = var.name
-  vpc_id                      = aws_vpc.this.id
-  vpc_cidr_block              = aws_vpc.this.cidr_block
-  subnet_ids                  = aws_subnet.public[*].id
-  associate_public_ip_address = true # no NAT gateway in the demo
-  ingress_cidr_blocks         = var.ingress_cidr_blocks
-  instance_type               = var.proxy_instance_type
-  load_balancer_type          = var.load_balancer_type
-  agent_binary_path           = var.agent_binary_path
-  min_size                    = 2
-  max_size                    = 3
+  name           = var.name
+  vpc_id         = aws_vpc.this.id
+  vpc_cidr_block = aws_vpc.this.cidr_block
+  # No public addresses. Through the route table associations, so that the proxies
+  # launch once their subnets route to the NAT gateway (Debian's mirrors at first boot).
+  subnet_ids          = aws_route_table_association.proxy[*].subnet_id
+  lb_subnet_ids       = aws_subnet.public[*].id # the load balancer faces the clients
+  ingress_cidr_blocks = var.ingress_cidr_blocks # on the load balancer's security group
+  instance_type       = var.proxy_instance_type
+  load_balancer_type  = var.load_balancer_type
+  agent_binary_path   = var.agent_binary_path
+  ssm_agent_version   = var.ssm_agent_version
+  ssm_agent_sha256    = var.ssm_agent_sha256
+  min_size            = 2
+  max_size            = 3
 
   pools = [
     { name = local.pool.name, port = local.pool.port, bind = ":80", health_path = "/" },
@@ -258,4 +409,7 @@ module "reactor" {
   proxy_tag_key    = module.proxy_fleet.proxy_tag_key
   proxy_tag_value  = module.proxy_fleet.proxy_tag_value
   dns              = module.proxy_fleet.reactor_dns
+
+  rebalance           = var.rebalance
+  alarm_sns_topic_arn = var.alarm_sns_topic_arn
 }

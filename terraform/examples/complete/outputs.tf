@@ -27,3 +27,13 @@ output "ssm_document_name" {
   description = "The SSM document that runs the agent: `aws ssm send-command --document-name <it> --targets Key=tag:<proxy tag>,Values=<value> --parameters Action=sync`."
   value       = module.reactor.ssm_document_name
 }
+
+output "reactor_dashboard_name" {
+  description = "CloudWatch dashboard of the reactor's metrics."
+  value       = module.reactor.dashboard_name
+}
+
+output "reactor_alarm_names" {
+  description = "The reactor's CloudWatch alarms (dead letters, errors, pending lifecycle actions)."
+  value       = module.reactor.alarm_names
+}

@@ -28,26 +28,36 @@ variable "agent_binary_path" {
 }
 
 variable "vpc_cidr" {
-  description = "CIDR block of the example VPC (a /16: public subnets .0/.1, private .10/.11)."
+  description = "CIDR block of the example VPC (a /16: public subnets .0/.1, web app .10/.11, proxies and VPC endpoints .20/.21)."
   type        = string
   default     = "10.0.0.0/16"
 
   validation {
-    condition     = can(cidrsubnet(var.vpc_cidr, 8, 11))
+    condition     = can(cidrsubnet(var.vpc_cidr, 8, 21))
     error_message = "vpc_cidr must be a CIDR block of /16 or larger."
   }
 }
 
 variable "ingress_cidr_blocks" {
-  description = "Who may reach the demo on port 80."
+  description = "Who may reach the demo on port 80 (the load balancer's security group; the proxies accept the load balancer only)."
   type        = list(string)
   default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = alltrue([for cidr in var.ingress_cidr_blocks : can(cidrhost(cidr, 0))])
+    error_message = "ingress_cidr_blocks must be CIDR blocks."
+  }
 }
 
 variable "load_balancer_type" {
   description = "nlb (default) or elb: see the proxy-fleet module."
   type        = string
   default     = "nlb"
+
+  validation {
+    condition     = contains(["nlb", "elb"], var.load_balancer_type)
+    error_message = "load_balancer_type must be nlb or elb (the example's URL is the load balancer's)."
+  }
 }
 
 variable "proxy_instance_type" {
@@ -66,6 +76,66 @@ variable "backend_size" {
   description = "Desired number of web app instances (scale it to watch the reactor)."
   type        = number
   default     = 2
+}
+
+variable "backend_warm_pool" {
+  description = "Optional warm pool of the web app's group (pre-initialised instances): min_size, max_group_prepared_capacity (null: the group's max_size), pool_state (Stopped, Running or Hibernated), reuse_on_scale_in. Null: none. Auto Scaling allows no warm pool with Spot, so not with backend_spot_instance_types."
+  type = object({
+    min_size                    = optional(number, 0)
+    max_group_prepared_capacity = optional(number)
+    pool_state                  = optional(string, "Stopped")
+    reuse_on_scale_in           = optional(bool, false)
+  })
+  default = null
+
+  validation {
+    condition     = var.backend_warm_pool == null ? true : contains(["Stopped", "Running", "Hibernated"], var.backend_warm_pool.pool_state)
+    error_message = "backend_warm_pool.pool_state must be Stopped, Running or Hibernated."
+  }
+
+  validation {
+    condition     = var.backend_warm_pool == null ? true : (var.backend_warm_pool.min_size >= 0 && (var.backend_warm_pool.max_group_prepared_capacity == null ? true : var.backend_warm_pool.max_group_prepared_capacity >= var.backend_warm_pool.min_size))
+    error_message = "backend_warm_pool.min_size must be 0 or more, and max_group_prepared_capacity (when set) at least min_size."
+  }
+
+  validation {
+    condition     = var.backend_warm_pool == null || length(var.backend_spot_instance_types) == 0
+    error_message = "backend_warm_pool and backend_spot_instance_types exclude each other: Auto Scaling allows no warm pool on a group with a mixed instances policy or Spot Instances."
+  }
+}
+
+variable "backend_spot_instance_types" {
+  description = "Run the web app on Spot Instances of these types (a mixed instances policy, price-capacity-optimized, capacity rebalancing on); the reactor drains an instance on its interruption warning. Empty: On-Demand backend_instance_type."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "rebalance" {
+  description = "What the reactor does with a rebalance recommendation for a web app instance: ignore (Auto Scaling's capacity rebalancing replaces it, through the terminate hook) or drain. See the reactor module."
+  type        = string
+  default     = "ignore"
+}
+
+variable "ssm_agent_version" {
+  description = "SSM Agent version the proxies install; null: the proxy-fleet module's default. Set with ssm_agent_sha256."
+  type        = string
+  default     = null
+}
+
+variable "ssm_agent_sha256" {
+  description = "SHA-256 of the SSM Agent package per architecture ({ x86_64, arm64 }); null: the proxy-fleet module's placeholders, which match no package: the proxies then refuse to install the agent. Set it for a working deployment."
+  type = object({
+    x86_64 = string
+    arm64  = string
+  })
+  default = null
+}
+
+variable "alarm_sns_topic_arn" {
+  description = "Optional SNS topic for the reactor's alarms."
+  type        = string
+  default     = null
 }
 
 variable "dns_zone_id" {

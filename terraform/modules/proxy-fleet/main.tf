@@ -56,6 +56,9 @@ locals {
     agent_key    = local.agent_key
     agent_sha256 = local.agent_sha256
     agent_toml   = trimspace(local.agent_toml)
+    # The SSM Agent package, pinned and checked (a mismatch stops the provisioning).
+    ssm_agent_version = var.ssm_agent_version
+    ssm_agent_sha256  = var.ssm_agent_sha256[var.architecture]
   })
 
   instance_tags = merge(var.tags, {
@@ -63,8 +66,20 @@ locals {
     (var.proxy_tag_key) = local.proxy_tag_value
   })
 
+  # The load balancer's security group (NLB or classic ELB): the only source the
+  # proxies accept on their bind ports when there is a load balancer.
+  lb_security_group_id = one(aws_security_group.lb[*].id)
+
   lb_dns_name = one(concat(aws_lb.this[*].dns_name, aws_elb.this[*].dns_name))
   lb_zone_id  = one(concat(aws_lb.this[*].zone_id, aws_elb.this[*].zone_id))
+}
+
+# The default checksums are placeholders: warn at every plan until they are set.
+check "ssm_agent_sha256" {
+  assert {
+    condition     = var.ssm_agent_sha256[var.architecture] != "0000000000000000000000000000000000000000000000000000000000000000"
+    error_message = "ssm_agent_sha256.${var.architecture} is the placeholder: the proxies will refuse to install the SSM Agent ${var.ssm_agent_version} (its package matches no such checksum), so the reactor cannot reach them. Set ssm_agent_sha256 to the sha256sum of https://s3.${local.region}.amazonaws.com/amazon-ssm-${local.region}/${var.ssm_agent_version}/debian_${local.deb_arch}/amazon-ssm-agent.deb."
+  }
 }
 
 ################################################################################
@@ -140,23 +155,29 @@ resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
   depends_on = [aws_s3_bucket_versioning.artifacts]
 }
 
+data "aws_iam_policy_document" "artifacts" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
 resource "aws_s3_bucket_policy" "artifacts" {
   bucket = aws_s3_bucket.artifacts.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "DenyInsecureTransport"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:*"
-        Resource  = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
-        Condition = {
-          Bool = { "aws:SecureTransport" = "false" }
-        }
-      },
-    ]
-  })
+  policy = data.aws_iam_policy_document.artifacts.json
 
   depends_on = [aws_s3_bucket_public_access_block.artifacts]
 }
@@ -177,19 +198,23 @@ resource "aws_s3_object" "agent" {
 # Instance profile
 ################################################################################
 
+data "aws_iam_policy_document" "assume_role" {
+  statement {
+    sid     = "Ec2"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
 resource "aws_iam_role" "instance" {
-  name_prefix = "${var.name}-"
-  description = "haproxy-asg proxies: SSM, the agent binary, read-only group discovery for agent sync"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Effect    = "Allow"
-        Principal = { Service = "ec2.amazonaws.com" }
-        Action    = "sts:AssumeRole"
-      },
-    ]
-  })
+  name_prefix        = "${var.name}-"
+  description        = "haproxy-asg proxies: SSM, the agent binary, read-only group discovery for agent sync"
+  assume_role_policy = data.aws_iam_policy_document.assume_role.json
 
   tags = var.tags
 }
@@ -199,37 +224,46 @@ resource "aws_iam_role_policy_attachment" "ssm" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
+data "aws_iam_policy_document" "instance" {
+  statement {
+    sid       = "AgentBinary"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/${local.agent_key}"]
+  }
+
+  statement {
+    # `agent sync` reads the groups' members; these actions support no resource-level permission.
+    sid       = "Discovery"
+    effect    = "Allow"
+    actions   = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
+    resources = ["*"]
+  }
+
+  statement {
+    # AmazonSSMManagedInstanceCore allows reading every Parameter Store parameter of the
+    # account; the proxies need none, and an explicit deny wins over that allow.
+    sid       = "DenyParameterStore"
+    effect    = "Deny"
+    actions   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [1]
+    content {
+      sid       = "Kms"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt"]
+      resources = [var.kms_key_arn]
+    }
+  }
+}
+
 resource "aws_iam_role_policy" "instance" {
-  name = "haproxy-asg-proxy"
-  role = aws_iam_role.instance.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = concat(
-      [
-        {
-          Sid      = "AgentBinary"
-          Effect   = "Allow"
-          Action   = ["s3:GetObject"]
-          Resource = ["${aws_s3_bucket.artifacts.arn}/${local.agent_key}"]
-        },
-        {
-          # `agent sync` reads the groups' members; these actions support no resource-level permission.
-          Sid      = "Discovery"
-          Effect   = "Allow"
-          Action   = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
-          Resource = ["*"]
-        },
-      ],
-      [for statement in [
-        {
-          Sid      = "Kms"
-          Effect   = "Allow"
-          Action   = ["kms:Decrypt"]
-          Resource = [var.kms_key_arn]
-        },
-      ] : statement if var.kms_key_arn != null],
-    )
-  })
+  name   = "haproxy-asg-proxy"
+  role   = aws_iam_role.instance.id
+  policy = data.aws_iam_policy_document.instance.json
 }
 
 resource "aws_iam_instance_profile" "this" {
@@ -255,30 +289,34 @@ resource "aws_security_group" "proxy" {
   }
 }
 
+# Behind a load balancer the bind ports accept the load balancer's security group only
+# (client traffic and health checks alike, client IP preservation included): nobody
+# reaches the proxies around it.
+resource "aws_vpc_security_group_ingress_rule" "from_lb" {
+  for_each = var.load_balancer_type == "none" ? toset([]) : local.port_keys
+
+  security_group_id            = aws_security_group.proxy.id
+  description                  = "The load balancer (clients and health checks) to bind port ${each.key}"
+  ip_protocol                  = "tcp"
+  from_port                    = tonumber(each.key)
+  to_port                      = tonumber(each.key)
+  referenced_security_group_id = local.lb_security_group_id
+}
+
+# Without a load balancer the proxies are the entry point (per-proxy DNS records).
 resource "aws_vpc_security_group_ingress_rule" "clients" {
-  #checkov:skip=CKV_AWS_260:A public entry point: clients reach the bind ports (80 in the example) from var.ingress_cidr_blocks, which operators narrow.
+  #checkov:skip=CKV_AWS_260:Only with load_balancer_type = none, where the proxies themselves are the entry point: clients reach the bind ports from var.ingress_cidr_blocks, which operators narrow.
   for_each = {
     for pair in setproduct(local.listen_ports, var.ingress_cidr_blocks) :
-    "${pair[0]} ${pair[1]}" => { port = pair[0], cidr = pair[1] } if var.load_balancer_type != "elb"
+    "${pair[0]} ${pair[1]}" => { port = pair[0], cidr = pair[1] } if var.load_balancer_type == "none"
   }
 
   security_group_id = aws_security_group.proxy.id
-  description       = "Clients (addresses preserved through the NLB) to bind port ${each.value.port}"
+  description       = "Clients to bind port ${each.value.port} (no load balancer)"
   ip_protocol       = "tcp"
   from_port         = each.value.port
   to_port           = each.value.port
   cidr_ipv4         = each.value.cidr
-}
-
-resource "aws_vpc_security_group_ingress_rule" "vpc" {
-  for_each = local.port_keys
-
-  security_group_id = aws_security_group.proxy.id
-  description       = "Load balancer nodes and health checks to bind port ${each.key}"
-  ip_protocol       = "tcp"
-  from_port         = tonumber(each.key)
-  to_port           = tonumber(each.key)
-  cidr_ipv4         = var.vpc_cidr_block
 }
 
 resource "aws_vpc_security_group_egress_rule" "backends" {
@@ -313,7 +351,6 @@ resource "aws_vpc_security_group_egress_rule" "http" {
 ################################################################################
 
 resource "aws_launch_template" "this" {
-  #checkov:skip=CKV_AWS_88:Public addresses are off by default (var.associate_public_ip_address); the example turns them on because it has no NAT gateway, and the security group admits only the bind ports.
   name_prefix            = "${var.name}-"
   description            = "haproxy-asg proxy: Debian 12, HAProxy and the agent"
   image_id               = local.ami_id
@@ -336,7 +373,10 @@ resource "aws_launch_template" "this" {
   }
 
   network_interfaces {
-    associate_public_ip_address = var.associate_public_ip_address
+    # Never a public address: clients come through the load balancer (or, without one,
+    # to the private addresses of the per-proxy records); AWS is reached through NAT or
+    # VPC endpoints.
+    associate_public_ip_address = false
     delete_on_termination       = true
     security_groups             = [aws_security_group.proxy.id]
   }
@@ -409,6 +449,66 @@ resource "aws_autoscaling_group" "this" {
 }
 
 ################################################################################
+# The load balancer's security group (NLB or classic ELB): client CIDRs in, the
+# proxies' bind ports out
+################################################################################
+
+resource "aws_security_group" "lb" {
+  count = var.load_balancer_type == "none" ? 0 : 1
+
+  name_prefix = "${var.name}-lb-"
+  description = "haproxy-asg load balancer: clients in, the proxies' bind ports out"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-lb" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+moved {
+  from = aws_security_group.elb
+  to   = aws_security_group.lb
+}
+
+resource "aws_vpc_security_group_ingress_rule" "lb_clients" {
+  #checkov:skip=CKV_AWS_260:A public entry point: clients reach the listener ports (80 in the example) from var.ingress_cidr_blocks, which operators narrow.
+  for_each = {
+    for pair in setproduct(local.listen_ports, var.ingress_cidr_blocks) :
+    "${pair[0]} ${pair[1]}" => { port = pair[0], cidr = pair[1] } if var.load_balancer_type != "none"
+  }
+
+  security_group_id = aws_security_group.lb[0].id
+  description       = "Clients to listener port ${each.value.port}"
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = each.value.cidr
+}
+
+moved {
+  from = aws_vpc_security_group_ingress_rule.elb_clients
+  to   = aws_vpc_security_group_ingress_rule.lb_clients
+}
+
+resource "aws_vpc_security_group_egress_rule" "lb_proxies" {
+  for_each = var.load_balancer_type == "none" ? toset([]) : local.port_keys
+
+  security_group_id            = aws_security_group.lb[0].id
+  description                  = "To the proxies' bind port ${each.key} (traffic and health checks)"
+  ip_protocol                  = "tcp"
+  from_port                    = tonumber(each.key)
+  to_port                      = tonumber(each.key)
+  referenced_security_group_id = aws_security_group.proxy.id
+}
+
+moved {
+  from = aws_vpc_security_group_egress_rule.elb_proxies
+  to   = aws_vpc_security_group_egress_rule.lb_proxies
+}
+
+################################################################################
 # Network Load Balancer (proxy protocol v2)
 ################################################################################
 
@@ -422,6 +522,7 @@ resource "aws_lb" "this" {
   load_balancer_type               = "network"
   internal                         = var.internal
   subnets                          = local.lb_subnet_ids
+  security_groups                  = [aws_security_group.lb[0].id]
   enable_cross_zone_load_balancing = true
   enable_deletion_protection       = var.enable_deletion_protection
 
@@ -471,46 +572,6 @@ resource "aws_lb_listener" "this" {
 # Classic ELB (proxy protocol policy), optional
 ################################################################################
 
-resource "aws_security_group" "elb" {
-  count = var.load_balancer_type == "elb" ? 1 : 0
-
-  name_prefix = "${var.name}-elb-"
-  description = "haproxy-asg classic ELB"
-  vpc_id      = var.vpc_id
-
-  tags = merge(var.tags, { Name = "${var.name}-elb" })
-
-  lifecycle {
-    create_before_destroy = true
-  }
-}
-
-resource "aws_vpc_security_group_ingress_rule" "elb_clients" {
-  #checkov:skip=CKV_AWS_260:A public entry point: clients reach the bind ports from var.ingress_cidr_blocks, which operators narrow.
-  for_each = {
-    for pair in setproduct(local.listen_ports, var.ingress_cidr_blocks) :
-    "${pair[0]} ${pair[1]}" => { port = pair[0], cidr = pair[1] } if var.load_balancer_type == "elb"
-  }
-
-  security_group_id = aws_security_group.elb[0].id
-  description       = "Clients to listener port ${each.value.port}"
-  ip_protocol       = "tcp"
-  from_port         = each.value.port
-  to_port           = each.value.port
-  cidr_ipv4         = each.value.cidr
-}
-
-resource "aws_vpc_security_group_egress_rule" "elb_proxies" {
-  for_each = var.load_balancer_type == "elb" ? local.port_keys : toset([])
-
-  security_group_id = aws_security_group.elb[0].id
-  description       = "To the proxies' bind port ${each.key}"
-  ip_protocol       = "tcp"
-  from_port         = tonumber(each.key)
-  to_port           = tonumber(each.key)
-  cidr_ipv4         = var.vpc_cidr_block
-}
-
 resource "aws_elb" "this" {
   #checkov:skip=CKV_AWS_92:Access logs need an operator-owned log bucket; HAProxy logs every connection with the client address it got through proxy protocol.
   #checkov:skip=CKV_AWS_127:TCP passthrough by design: HAProxy terminates the protocol and needs the proxy protocol header.
@@ -519,7 +580,7 @@ resource "aws_elb" "this" {
   name                        = var.name
   internal                    = var.internal
   subnets                     = local.lb_subnet_ids
-  security_groups             = [aws_security_group.elb[0].id]
+  security_groups             = [aws_security_group.lb[0].id]
   cross_zone_load_balancing   = true
   connection_draining         = true
   connection_draining_timeout = var.deregistration_delay

@@ -23,6 +23,11 @@ output "security_group_id" {
   value       = aws_security_group.proxy.id
 }
 
+output "load_balancer_security_group_id" {
+  description = "Security group of the load balancer (NLB or classic ELB): the only source the proxies accept on their bind ports. Null with load_balancer_type = none."
+  value       = local.lb_security_group_id
+}
+
 output "launch_template_id" {
   description = "ID of the proxies' launch template."
   value       = aws_launch_template.this.id

@@ -29,7 +29,7 @@ variable "vpc_id" {
 }
 
 variable "vpc_cidr_block" {
-  description = "CIDR block of the VPC: the proxies reach their backends there, and accept load balancer health checks from it."
+  description = "CIDR block of the VPC: the proxies reach their backends (and any VPC endpoints) there."
   type        = string
 
   validation {
@@ -55,7 +55,7 @@ variable "lb_subnet_ids" {
 }
 
 variable "ingress_cidr_blocks" {
-  description = "Client addresses allowed to the pools' bind ports. With an NLB the proxies see the clients' own addresses, so this applies on the proxies too."
+  description = "Client addresses allowed to the listener ports, on the load balancer's security group (NLB or classic ELB). The proxies accept their bind ports from that security group only. With load_balancer_type = none (no load balancer) it applies to the proxies' own security group."
   type        = list(string)
   default     = ["0.0.0.0/0"]
 
@@ -63,12 +63,6 @@ variable "ingress_cidr_blocks" {
     condition     = alltrue([for cidr in var.ingress_cidr_blocks : can(cidrhost(cidr, 0))])
     error_message = "ingress_cidr_blocks must be CIDR blocks."
   }
-}
-
-variable "associate_public_ip_address" {
-  description = "Give the proxies public addresses (needed without a NAT gateway or VPC endpoints: the proxies fetch Debian packages and talk to SSM and S3)."
-  type        = bool
-  default     = false
 }
 
 ################################################################################
@@ -169,6 +163,36 @@ variable "agent_binary_path" {
   type        = string
 }
 
+variable "ssm_agent_version" {
+  description = "Version of the SSM Agent the proxies install (Debian's AMIs lack it), downloaded from https://s3.<region>.amazonaws.com/amazon-ssm-<region>/<version>/debian_<amd64|arm64>/amazon-ssm-agent.deb. Set it together with ssm_agent_sha256. Null: the default."
+  type        = string
+  default     = "3.3.2299.0"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$", var.ssm_agent_version))
+    error_message = "ssm_agent_version must be a version such as 3.3.2299.0 (not \"latest\": the package is checked against a pinned SHA-256)."
+  }
+}
+
+variable "ssm_agent_sha256" {
+  description = "SHA-256 (hex) of the SSM Agent package of ssm_agent_version, per architecture. The user data installs the package only if `sha256sum -c` accepts it, and otherwise stops. The defaults are placeholders (64 zeros) that match no package: set the checksums of the version you pin (sha256sum of each amazon-ssm-agent.deb), or the proxies refuse to install the agent and the reactor cannot reach them. Null: the defaults."
+  type = object({
+    x86_64 = string
+    arm64  = string
+  })
+  default = {
+    x86_64 = "0000000000000000000000000000000000000000000000000000000000000000"
+    arm64  = "0000000000000000000000000000000000000000000000000000000000000000"
+  }
+  nullable = false
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.ssm_agent_sha256.x86_64)) && can(regex("^[0-9a-f]{64}$", var.ssm_agent_sha256.arm64))
+    error_message = "ssm_agent_sha256.x86_64 and .arm64 must be SHA-256 checksums: 64 lower-case hex digits."
+  }
+}
+
 variable "pools" {
   description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port."
   type = list(object({
@@ -188,8 +212,8 @@ variable "pools" {
   }
 
   validation {
-    condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9_.:-]{1,64}$", pool.name))])
-    error_message = "Pool names are HAProxy backend names: 1-64 characters of letters, digits, '_', '.', ':' and '-'."
+    condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9._:-]{1,64}$", pool.name))])
+    error_message = "Pool names are HAProxy backend names: 1-64 characters of letters, digits, '.', '_', ':' and '-' (the agent's own rule)."
   }
 
   validation {
@@ -222,8 +246,8 @@ variable "pools" {
   }
 
   validation {
-    condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9 _.,:/=+-]*$", pool.server_options))])
-    error_message = "server_options may only hold letters, digits, spaces and _.,:/=+- (it goes into haproxy.cfg)."
+    condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9 ._:,/-]{0,512}$", pool.server_options))])
+    error_message = "server_options may only hold up to 512 letters, digits, spaces and '._:,/-' on one line (the agent's own rule: it goes into haproxy.cfg)."
   }
 
   validation {
@@ -245,6 +269,11 @@ variable "groups" {
   validation {
     condition     = alltrue([for group in keys(var.groups) : can(regex("^[A-Za-z0-9._-]{1,255}$", group))])
     error_message = "Auto Scaling group names must be 1-255 characters of letters, digits, '.', '-' and '_'."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for group, pools in var.groups : [for pool in pools : can(regex("^[A-Za-z0-9._:-]{1,64}$", pool))]]))
+    error_message = "The pools of groups are HAProxy backend names: 1-64 characters of letters, digits, '.', '_', ':' and '-'."
   }
 }
 

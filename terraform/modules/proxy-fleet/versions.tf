@@ -1,5 +1,5 @@
 terraform {
-  # 1.7: mock providers in `terraform test`; 1.5: check/precondition features used below.
+  # 1.7: mock providers in `terraform test`; 1.5: check blocks and preconditions.
   required_version = ">= 1.7"
 
   required_providers {

@@ -7,14 +7,26 @@ locals {
   region    = data.aws_region.current.name
   account   = data.aws_caller_identity.current.account_id
 
+  # The groups whose pools var.pools names: they get the lifecycle hooks.
   backend_groups = sort(keys(var.pools))
+  # Every group the reactor may manage (MANAGED_GROUPS): the POOLS groups plus
+  # var.managed_groups, which may hold `*` globs (groups whose pools come from their tags).
+  managed_groups = sort(distinct(concat(local.backend_groups, var.managed_groups == null ? [] : var.managed_groups)))
+  managed_exact  = [for group in local.managed_groups : group if !strcontains(group, "*")]
+  managed_globs  = [for group in local.managed_groups : group if strcontains(group, "*")]
+  # EventBridge matches exact names as values and globs with a wildcard filter.
+  managed_group_filter = concat(local.managed_exact, [for glob in local.managed_globs : { wildcard = glob }])
   # The proxy group's launch/terminate results matter too: they drive the Route 53 records.
-  watched_groups = sort(distinct(concat(local.backend_groups, [var.proxy_group_name])))
+  watched_group_filter = concat(
+    sort(distinct(concat(local.managed_exact, [var.proxy_group_name]))),
+    [for glob in local.managed_globs : { wildcard = glob }],
+  )
 
   # ARNs are built here rather than read from computed attributes so that the policy is
-  # known at plan time (and testable with a mocked provider).
+  # known at plan time (and testable with a mocked provider). IAM treats `*` in a
+  # resource ARN as a wildcard, so the globs of var.managed_groups carry over.
   group_arns = [
-    for group in local.backend_groups :
+    for group in local.managed_groups :
     "arn:${local.partition}:autoscaling:${local.region}:${local.account}:autoScalingGroup:*:autoScalingGroupName/${group}"
   ]
   ssm_document_name = "${var.name}-agent"
@@ -27,6 +39,15 @@ locals {
   zone_arn          = var.dns == null ? null : "arn:${local.partition}:route53:::hostedzone/${var.dns.zone_id}"
   # Route 53 normalises record names to lower case without the trailing dot in its condition keys.
   dns_record_normalized = var.dns == null ? null : trimsuffix(lower(var.dns.record_name), ".")
+
+  # How long one change may run on a proxy: wait for health, then for the drain, plus a
+  # margin for the agent's own start and report. The SSM document's timeoutSeconds.
+  execution_timeout = var.health_timeout_s + var.drain_timeout_s + 60
+  # The reconcile's period in seconds (variables.tf accepts only rate(N minute[s])).
+  reconcile_period_s = 60 * tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0])
+
+  # The tag the reactor puts on an instance that got a Spot interruption warning.
+  interrupted_tag_key = "haproxy:interrupted"
 
   transitions = {
     launch    = "autoscaling:EC2_INSTANCE_LAUNCHING"
@@ -51,28 +72,59 @@ locals {
     "EC2 Instance Terminate Successful",
     "EC2 Instance Terminate Unsuccessful",
   ]
+  # Final states of a command: the reactor completes the lifecycle actions of a change
+  # when its command ends (it no longer waits in the invocation that sent it).
+  command_final_statuses = ["Success", "Failed", "TimedOut", "Cancelled"]
+  spot_detail_types = [
+    "EC2 Spot Instance Interruption Warning",
+    "EC2 Instance Rebalance Recommendation",
+  ]
 
   event_rules = {
     lifecycle = {
-      description = "Lifecycle actions (Pending:Wait, Terminating:Wait) of the backend groups"
+      description = "Lifecycle actions (Pending:Wait, Terminating:Wait) of the managed groups"
       event_pattern = jsonencode({
         source        = ["aws.autoscaling"]
         "detail-type" = local.lifecycle_detail_types
-        detail        = { AutoScalingGroupName = local.backend_groups }
+        detail        = { AutoScalingGroupName = local.managed_group_filter }
       })
       schedule_expression = null
     }
     results = {
-      description = "Launch/terminate results of the backend groups and the proxy group"
+      description = "Launch/terminate results of the managed groups and the proxy group"
       event_pattern = jsonencode({
         source        = ["aws.autoscaling"]
         "detail-type" = local.result_detail_types
-        detail        = { AutoScalingGroupName = local.watched_groups }
+        detail        = { AutoScalingGroupName = local.watched_group_filter }
+      })
+      schedule_expression = null
+    }
+    commands = {
+      description = "Final states of the agent document's commands: completes the lifecycle actions a change was sent for"
+      event_pattern = jsonencode({
+        source        = ["aws.ssm"]
+        "detail-type" = ["EC2 Command Status-change Notification"]
+        detail = {
+          "document-name" = [local.ssm_document_name]
+          status          = local.command_final_statuses
+        }
+      })
+      schedule_expression = null
+    }
+    # No pattern can restrict these two to the managed groups' instances: their detail
+    # holds the instance id only, no group name or tag. Every Spot instance of the account
+    # and region reaches the reactor, which looks the instance up and ignores it unless it
+    # belongs to a managed group.
+    spot = {
+      description = "Spot interruption warnings and rebalance recommendations (every instance; the reactor ignores unmanaged ones)"
+      event_pattern = jsonencode({
+        source        = ["aws.ec2"]
+        "detail-type" = local.spot_detail_types
       })
       schedule_expression = null
     }
     reconcile = {
-      description         = "Periodic reconcile: repairs whatever a lost or reordered event left behind"
+      description         = "Periodic reconcile: repairs whatever a lost or reordered event left behind, heartbeats running drains"
       event_pattern       = null
       schedule_expression = var.reconcile_schedule
     }
@@ -90,6 +142,10 @@ locals {
       # The hooks created below: the reactor completes these and never another
       # system's hook on the same groups.
       LIFECYCLE_HOOKS = join(",", sort(distinct([for h in local.hooks : h.name])))
+      # Only these groups (names or `*` globs) are ever managed.
+      MANAGED_GROUPS       = join(",", local.managed_groups)
+      REBALANCE            = var.rebalance
+      SPOT_DRAIN_TIMEOUT_S = tostring(var.spot_drain_timeout_s)
     },
     var.dns == null ? {} : {
       DNS_ZONE_ID     = var.dns.zone_id
@@ -98,148 +154,29 @@ locals {
     },
   )
 
-  # SSM Command document (docs/interfaces.md): two parameters, both restricted, so that
-  # nothing reaches the shell unvalidated. `Action` can only be one of two words and
-  # `Change` only base64 characters, so the single quotes below cannot be broken out of.
-  ssm_document = {
-    schemaVersion = "2.2"
-    description   = "haproxy-asg: apply a change to (or sync) this host's HAProxy through the agent."
-    parameters = {
-      Action = {
-        type          = "String"
-        description   = "apply: apply the Change; sync: converge with the Auto Scaling groups (Change is ignored)."
-        allowedValues = ["apply", "sync"]
-        default       = "apply"
-      }
-      Change = {
-        type           = "String"
-        description    = "Base64 of the change JSON (infra::Change). Ignored by sync."
-        allowedPattern = "^[A-Za-z0-9+/]{4,}={0,2}$"
-        # base64 of "{} ": the shortest value the pattern admits; `apply` rejects it (exit 2).
-        default = "e30g"
-      }
-    }
-    mainSteps = [
-      {
-        action = "aws:runShellScript"
-        name   = "agent"
-        precondition = {
-          StringEquals = ["platformType", "Linux"]
-        }
-        inputs = {
-          timeoutSeconds = tostring(var.timeout)
-          runCommand = [
-            "set -eu",
-            "case '{{ Action }}' in",
-            "  apply) printf '%s' '{{ Change }}' | base64 -d | /usr/local/bin/agent apply --json --file - ;;",
-            "  sync) /usr/local/bin/agent sync --json ;;",
-            "esac",
-          ]
-        }
-      },
-    ]
-  }
-
-  policy_statements = concat(
-    [
-      {
-        Sid      = "Logs"
-        Effect   = "Allow"
-        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-        Resource = ["${local.log_group_arn}:*"]
-      },
-      {
-        Sid      = "LifecycleActions"
-        Effect   = "Allow"
-        Action   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
-        Resource = local.group_arns
-      },
-      {
-        # Read-only discovery: these actions support no resource-level permission.
-        Sid      = "Discovery"
-        Effect   = "Allow"
-        Action   = ["autoscaling:Describe*", "ec2:DescribeInstances"]
-        Resource = ["*"]
-      },
-      {
-        Sid      = "SendCommandDocument"
-        Effect   = "Allow"
-        Action   = ["ssm:SendCommand"]
-        Resource = [local.ssm_document_arn]
-      },
-      {
-        Sid      = "SendCommandProxies"
-        Effect   = "Allow"
-        Action   = ["ssm:SendCommand"]
-        Resource = [local.instances_arn]
-        Condition = {
-          StringEquals = { "ssm:resourceTag/${var.proxy_tag_key}" = [var.proxy_tag_value] }
-        }
-      },
-      {
-        # Command results: these actions support no resource-level permission.
-        Sid      = "CommandResults"
-        Effect   = "Allow"
-        Action   = ["ssm:GetCommandInvocation", "ssm:ListCommandInvocations"]
-        Resource = ["*"]
-      },
-      {
-        Sid      = "DeadLetterQueue"
-        Effect   = "Allow"
-        Action   = ["sqs:SendMessage"]
-        Resource = [local.dlq_arn]
-      },
-    ],
-    [for statement in [
-      {
-        Sid      = "DnsRecords"
-        Effect   = "Allow"
-        Action   = ["route53:ChangeResourceRecordSets"]
-        Resource = [local.zone_arn]
-        Condition = {
-          "ForAllValues:StringEquals" = {
-            "route53:ChangeResourceRecordSetsNormalizedRecordNames" = [local.dns_record_normalized]
-            "route53:ChangeResourceRecordSetsRecordTypes"           = ["A"]
-          }
-        }
-      },
-      {
-        Sid      = "DnsRead"
-        Effect   = "Allow"
-        Action   = ["route53:ListResourceRecordSets"]
-        Resource = [local.zone_arn]
-      },
-    ] : statement if var.dns != null],
-    [for statement in [
-      {
-        Sid      = "Kms"
-        Effect   = "Allow"
-        Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
-        Resource = [var.kms_key_arn]
-      },
-    ] : statement if var.kms_key_arn != null],
-    [for statement in [
-      {
-        # X-Ray write actions support no resource-level permission.
-        Sid      = "Tracing"
-        Effect   = "Allow"
-        Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-        Resource = ["*"]
-      },
-    ] : statement if var.tracing_mode == "Active"],
-  )
+  # CloudWatch metrics the reactor writes as Embedded Metric Format log lines.
+  metric_namespace = "HaproxyAsg"
 }
 
 ################################################################################
 # SSM Command document run on the proxies
 ################################################################################
 
+# templates/ssm-document.json.tftpl (docs/interfaces.md): three parameters, all
+# restricted, so that nothing reaches the shell unvalidated. `Action` can only be one of
+# two words and `Change` only base64 characters, so the single quotes of the script cannot
+# be broken out of; `Context` (base64 too) is for the reactor alone and the script never
+# uses it. The default Change "e30g" (base64 of "{} ") is the shortest value the pattern
+# admits; `apply` rejects it (exit 2). jsondecode() fails the plan if the template is not
+# JSON once rendered.
 resource "aws_ssm_document" "agent" {
   name            = local.ssm_document_name
   document_type   = "Command"
   document_format = "JSON"
   target_type     = "/AWS::EC2::Instance"
-  content         = jsonencode(local.ssm_document)
+  content = jsonencode(jsondecode(templatefile("${path.module}/templates/ssm-document.json.tftpl", {
+    execution_timeout = local.execution_timeout
+  })))
 
   tags = var.tags
 }
@@ -262,30 +199,172 @@ resource "aws_autoscaling_lifecycle_hook" "this" {
 # IAM role (least privilege)
 ################################################################################
 
-resource "aws_iam_role" "this" {
-  name        = var.name
-  description = "haproxy-asg reactor Lambda"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Effect    = "Allow"
-        Principal = { Service = "lambda.amazonaws.com" }
-        Action    = "sts:AssumeRole"
-      },
+data "aws_iam_policy_document" "assume_role" {
+  statement {
+    sid     = "Lambda"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "reactor" {
+  statement {
+    sid       = "Logs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${local.log_group_arn}:*"]
+  }
+
+  statement {
+    sid       = "LifecycleActions"
+    effect    = "Allow"
+    actions   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
+    resources = local.group_arns
+  }
+
+  statement {
+    # Read-only discovery: these actions support no resource-level permission.
+    sid    = "Discovery"
+    effect = "Allow"
+    actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLifecycleHooks",
+      "autoscaling:DescribeWarmPool",
+      "ec2:DescribeInstances",
     ]
-  })
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "SendCommandDocument"
+    effect    = "Allow"
+    actions   = ["ssm:SendCommand"]
+    resources = [local.ssm_document_arn]
+  }
+
+  statement {
+    sid       = "SendCommandProxies"
+    effect    = "Allow"
+    actions   = ["ssm:SendCommand"]
+    resources = [local.instances_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/${var.proxy_tag_key}"
+      values   = [var.proxy_tag_value]
+    }
+  }
+
+  statement {
+    # Command results, and the reconcile's look for running and recently finished
+    # commands of the document: these actions support no resource-level permission.
+    sid       = "CommandResults"
+    effect    = "Allow"
+    actions   = ["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"]
+    resources = ["*"]
+  }
+
+  statement {
+    # Marks an instance that got a Spot interruption warning: that one tag key only, and
+    # only on instances of the managed groups (Auto Scaling tags its instances with
+    # aws:autoscaling:groupName).
+    sid       = "MarkInterrupted"
+    effect    = "Allow"
+    actions   = ["ec2:CreateTags"]
+    resources = [local.instances_arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = [local.interrupted_tag_key]
+    }
+
+    condition {
+      test     = "StringLike"
+      variable = "ec2:ResourceTag/aws:autoscaling:groupName"
+      values   = local.managed_groups
+    }
+  }
+
+  statement {
+    sid       = "DeadLetterQueue"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [local.dlq_arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.dns == null ? [] : [1]
+    content {
+      sid       = "DnsRecords"
+      effect    = "Allow"
+      actions   = ["route53:ChangeResourceRecordSets"]
+      resources = [local.zone_arn]
+
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "route53:ChangeResourceRecordSetsNormalizedRecordNames"
+        values   = [local.dns_record_normalized]
+      }
+
+      condition {
+        test     = "ForAllValues:StringEquals"
+        variable = "route53:ChangeResourceRecordSetsRecordTypes"
+        values   = ["A"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.dns == null ? [] : [1]
+    content {
+      sid       = "DnsRead"
+      effect    = "Allow"
+      actions   = ["route53:ListResourceRecordSets"]
+      resources = [local.zone_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [1]
+    content {
+      sid       = "Kms"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.kms_key_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.tracing_mode == "Active" ? [1] : []
+    content {
+      # X-Ray write actions support no resource-level permission.
+      sid       = "Tracing"
+      effect    = "Allow"
+      actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+      resources = ["*"]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  name               = var.name
+  description        = "haproxy-asg reactor Lambda"
+  assume_role_policy = data.aws_iam_policy_document.assume_role.json
 
   tags = var.tags
 }
 
 resource "aws_iam_role_policy" "this" {
-  name = "reactor"
-  role = aws_iam_role.this.id
-  policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = local.policy_statements
-  })
+  name   = "reactor"
+  role   = aws_iam_role.this.id
+  policy = data.aws_iam_policy_document.reactor.json
 }
 
 ################################################################################
@@ -301,33 +380,47 @@ resource "aws_sqs_queue" "dlq" {
   tags = var.tags
 }
 
+data "aws_iam_policy_document" "dlq" {
+  statement {
+    sid       = "EventBridgeDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [local.dlq_arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [for rule in aws_cloudwatch_event_rule.this : rule.arn]
+    }
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [local.dlq_arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
 resource "aws_sqs_queue_policy" "dlq" {
   queue_url = aws_sqs_queue.dlq.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "EventBridgeDeadLetters"
-        Effect    = "Allow"
-        Principal = { Service = "events.amazonaws.com" }
-        Action    = "sqs:SendMessage"
-        Resource  = local.dlq_arn
-        Condition = {
-          ArnEquals = { "aws:SourceArn" = [for rule in aws_cloudwatch_event_rule.this : rule.arn] }
-        }
-      },
-      {
-        Sid       = "DenyInsecureTransport"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "sqs:*"
-        Resource  = local.dlq_arn
-        Condition = {
-          Bool = { "aws:SecureTransport" = "false" }
-        }
-      },
-    ]
-  })
+  policy    = data.aws_iam_policy_document.dlq.json
 }
 
 ################################################################################
@@ -381,13 +474,6 @@ resource "aws_lambda_function" "this" {
 
   # Lambda checks at creation that the role may write to the dead-letter queue.
   depends_on = [aws_iam_role_policy.this]
-
-  lifecycle {
-    precondition {
-      condition     = var.timeout >= max(var.health_timeout_s, var.drain_timeout_s) + 30
-      error_message = "timeout must exceed max(health_timeout_s, drain_timeout_s) by at least 30 seconds."
-    }
-  }
 }
 
 resource "aws_lambda_function_event_invoke_config" "this" {
@@ -397,7 +483,8 @@ resource "aws_lambda_function_event_invoke_config" "this" {
 }
 
 ################################################################################
-# EventBridge: lifecycle actions, launch/terminate results, reconcile schedule
+# EventBridge: lifecycle actions, launch/terminate results, command results, Spot
+# warnings, reconcile schedule
 ################################################################################
 
 resource "aws_cloudwatch_event_rule" "this" {
@@ -436,4 +523,177 @@ resource "aws_lambda_permission" "events" {
   function_name = aws_lambda_function.this.function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.this[each.key].arn
+}
+
+################################################################################
+# Observability: alarms and a dashboard over the reactor's metrics (CloudWatch
+# Embedded Metric Format lines in its log, namespace HaproxyAsg, dimension Function on
+# every metric), the function's own metrics and the dead-letter queue
+################################################################################
+
+resource "aws_cloudwatch_metric_alarm" "dead_letter_queue" {
+  alarm_name          = "${var.name}-dead-letters"
+  alarm_description   = "Events or invocations the reactor could not handle are waiting in ${local.dlq_name}: read them, fix the cause, then redrive or purge."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  alarm_name          = "${var.name}-errors"
+  alarm_description   = "The reactor Lambda failed (function error, timeout or crash): see ${local.log_group_name}."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.this.function_name }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "pending_action_age" {
+  alarm_name        = "${var.name}-pending-action-age"
+  alarm_description = "A lifecycle action has been pending for more than ${var.pending_action_alarm_s} s (an instance stuck in Pending:Wait or Terminating:Wait): see ${local.log_group_name}."
+  namespace         = local.metric_namespace
+  metric_name       = "PendingActionMaxAge"
+  dimensions        = { Function = var.name }
+  statistic         = "Maximum"
+  # The reconcile writes the metric once per run: one period per reconcile.
+  period              = local.reconcile_period_s
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.pending_action_alarm_s
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
+locals {
+  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+
+  alarms = {
+    dead_letter_queue  = aws_cloudwatch_metric_alarm.dead_letter_queue
+    errors             = aws_cloudwatch_metric_alarm.errors
+    pending_action_age = aws_cloudwatch_metric_alarm.pending_action_age
+  }
+
+  # Metrics with a second dimension whose values only the reactor knows (Kind: the event
+  # kind) are shown with a SEARCH expression over that dimension.
+  search = {
+    for metric in ["Events", "InvocationDuration", "EventToDispatch"] :
+    metric => "SEARCH('{${local.metric_namespace},Function,Kind} MetricName=\"${metric}\" Function=\"${var.name}\"', '${metric == "Events" ? "Sum" : "p99"}', 60)"
+  }
+
+  dashboard_widgets = [
+    {
+      title = "Events handled, by kind (Events)"
+      stat  = "Sum"
+      metrics = [
+        [{ expression = local.search["Events"], id = "events", label = "" }],
+      ]
+    },
+    {
+      title   = "Lifecycle decisions (LifecycleDecisions)"
+      stat    = "Sum"
+      metrics = [for result in ["CONTINUE", "ABANDON", "WAIT"] : [local.metric_namespace, "LifecycleDecisions", "Function", var.name, "Result", result]]
+    },
+    {
+      title   = "Hosts that failed a change (HostFailures)"
+      stat    = "Sum"
+      metrics = [[local.metric_namespace, "HostFailures", "Function", var.name]]
+    },
+    {
+      title = "Invocation duration p99, by kind (InvocationDuration, ms)"
+      stat  = "p99"
+      metrics = [
+        [{ expression = local.search["InvocationDuration"], id = "duration", label = "" }],
+      ]
+    },
+    {
+      title = "Event to dispatch p99, by kind (EventToDispatch, ms)"
+      stat  = "p99"
+      metrics = [
+        [{ expression = local.search["EventToDispatch"], id = "dispatch", label = "" }],
+      ]
+    },
+    {
+      title   = "Pending lifecycle actions (PendingActions)"
+      stat    = "Maximum"
+      metrics = [[local.metric_namespace, "PendingActions", "Function", var.name]]
+    },
+    {
+      title   = "Oldest pending lifecycle action (PendingActionMaxAge, s)"
+      stat    = "Maximum"
+      metrics = [[local.metric_namespace, "PendingActionMaxAge", "Function", var.name]]
+      annotations = {
+        horizontal = [{ label = "alarm", value = var.pending_action_alarm_s }]
+      }
+    },
+    {
+      title = "Lambda errors and throttles"
+      stat  = "Sum"
+      metrics = [
+        ["AWS/Lambda", "Errors", "FunctionName", var.name],
+        ["AWS/Lambda", "Throttles", "FunctionName", var.name],
+      ]
+    },
+    {
+      title = "Lambda duration (ms)"
+      stat  = "Maximum"
+      metrics = [
+        ["AWS/Lambda", "Duration", "FunctionName", var.name, { stat = "Average" }],
+        ["AWS/Lambda", "Duration", "FunctionName", var.name, { stat = "Maximum" }],
+      ]
+    },
+    {
+      title   = "Dead-letter queue depth"
+      stat    = "Maximum"
+      metrics = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dlq_name]]
+    },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = var.name
+  dashboard_body = jsonencode({
+    widgets = [
+      for index, widget in local.dashboard_widgets : {
+        type   = "metric"
+        x      = (index % 2) * 12
+        y      = floor(index / 2) * 6
+        width  = 12
+        height = 6
+        properties = merge(
+          {
+            title   = widget.title
+            region  = local.region
+            view    = "timeSeries"
+            stacked = false
+            period  = 60
+            stat    = widget.stat
+            metrics = widget.metrics
+          },
+          try({ annotations = widget.annotations }, {}),
+        )
+      }
+    ]
+  })
 }

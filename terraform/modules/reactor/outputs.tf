@@ -52,7 +52,7 @@ output "lifecycle_hooks" {
 }
 
 output "event_rule_arns" {
-  description = "ARNs of the EventBridge rules, keyed lifecycle, results and reconcile."
+  description = "ARNs of the EventBridge rules, keyed lifecycle, results, commands, spot and reconcile."
   value       = { for key, rule in aws_cloudwatch_event_rule.this : key => rule.arn }
 }
 
@@ -62,6 +62,31 @@ output "environment" {
 }
 
 output "event_patterns" {
-  description = "Event patterns of the lifecycle and results rules (JSON), keyed like event_rule_arns."
+  description = "Event patterns of the lifecycle, results, commands and spot rules (JSON), keyed like event_rule_arns."
   value       = { for key, rule in aws_cloudwatch_event_rule.this : key => rule.event_pattern if rule.event_pattern != null }
+}
+
+output "managed_groups" {
+  description = "The groups (names and `*` globs) the reactor may manage: MANAGED_GROUPS, sorted."
+  value       = local.managed_groups
+}
+
+output "ssm_execution_timeout" {
+  description = "timeoutSeconds of the SSM document's step: health_timeout_s + drain_timeout_s + 60."
+  value       = local.execution_timeout
+}
+
+output "alarm_names" {
+  description = "Names of the CloudWatch alarms, keyed dead_letter_queue, errors and pending_action_age."
+  value       = { for key, alarm in local.alarms : key => alarm.alarm_name }
+}
+
+output "alarm_arns" {
+  description = "ARNs of the CloudWatch alarms, keyed like alarm_names."
+  value       = { for key, alarm in local.alarms : key => alarm.arn }
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard of the reactor's metrics."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
 }

@@ -56,13 +56,13 @@ variable "memory_size" {
 }
 
 variable "timeout" {
-  description = "Timeout of the Lambda function in seconds; also the execution timeout of the SSM command on each proxy. Must exceed the longest wait (max of health_timeout_s and drain_timeout_s) by at least 30 s."
+  description = "Timeout of the Lambda function in seconds. No invocation waits for the proxies any more (a change is sent and the invocation returns; its command's status-change event completes it), so a minute covers a reconcile of many groups."
   type        = number
-  default     = 300
+  default     = 60
 
   validation {
-    condition     = var.timeout >= 30 && var.timeout <= 900 && floor(var.timeout) == var.timeout
-    error_message = "timeout must be an integer between 30 and 900."
+    condition     = var.timeout >= 10 && var.timeout <= 900 && floor(var.timeout) == var.timeout
+    error_message = "timeout must be an integer between 10 and 900 (seconds)."
   }
 }
 
@@ -100,13 +100,18 @@ variable "maximum_retry_attempts" {
 }
 
 variable "maximum_event_age_in_seconds" {
-  description = "Oldest an event may be and still be handled (older ones go to the dead-letter queue). Keep it below heartbeat_timeout: a late lifecycle event is of no use."
+  description = "Oldest an event may be and still be handled, in seconds (older ones go to the dead-letter queue); for Lambda's asynchronous retries and the EventBridge targets. Between 60 and heartbeat_timeout: an event older than the heartbeat timeout finds no lifecycle action left to complete."
   type        = number
-  default     = 3600
+  default     = 240
 
   validation {
-    condition     = var.maximum_event_age_in_seconds >= 60 && var.maximum_event_age_in_seconds <= 21600
-    error_message = "maximum_event_age_in_seconds must be between 60 and 21600."
+    condition     = var.maximum_event_age_in_seconds >= 60 && floor(var.maximum_event_age_in_seconds) == var.maximum_event_age_in_seconds
+    error_message = "maximum_event_age_in_seconds must be an integer of at least 60 (the least Lambda and EventBridge accept)."
+  }
+
+  validation {
+    condition     = var.maximum_event_age_in_seconds <= var.heartbeat_timeout
+    error_message = "maximum_event_age_in_seconds (${var.maximum_event_age_in_seconds} s) must not exceed heartbeat_timeout (${var.heartbeat_timeout} s): an event older than the heartbeat timeout finds no lifecycle action left. Lower maximum_event_age_in_seconds to at most ${var.heartbeat_timeout}, or raise heartbeat_timeout to at least ${max(var.maximum_event_age_in_seconds, 60)}."
   }
 }
 
@@ -164,6 +169,17 @@ variable "pools" {
   }
 }
 
+variable "managed_groups" {
+  description = "Auto Scaling groups the reactor may manage (MANAGED_GROUPS), by name or `*` glob (\"web-*\"); the groups of pools are always included. Null: the groups of pools only. Only these groups are ever managed: the lifecycle and results rules match them, the role may complete lifecycle actions and tag instances in them. Groups named here but not in pools get no lifecycle hook from this module (their pools come from their haproxy:pool / haproxy:port tags)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.managed_groups == null ? true : alltrue([for group in var.managed_groups : can(regex("^[A-Za-z0-9*_.:/-]{1,255}$", group))])
+    error_message = "Each of managed_groups must be an Auto Scaling group name or glob: 1-255 characters of letters, digits, '*', '_', '.', ':', '/' and '-'."
+  }
+}
+
 variable "proxy_group_name" {
   description = "Name of the proxy fleet's Auto Scaling group (PROXY_GROUP): its launch/terminate results reach the reactor too, for the Route 53 records."
   type        = string
@@ -215,24 +231,46 @@ variable "dns" {
 }
 
 variable "health_timeout_s" {
-  description = "How long the reactor waits for a launching member to be UP on every proxy (HEALTH_TIMEOUT_S) before it abandons the launch. Keep it above the pools' health_timeout_s in agent.toml."
+  description = "How long a launching member may take to be UP on every proxy (HEALTH_TIMEOUT_S) before the reactor abandons the launch. Keep it above the pools' health_timeout_s in agent.toml."
   type        = number
   default     = 60
 
   validation {
-    condition     = var.health_timeout_s >= 1 && var.health_timeout_s <= 3600
-    error_message = "health_timeout_s must be between 1 and 3600."
+    condition     = var.health_timeout_s >= 1 && var.health_timeout_s <= 3600 && floor(var.health_timeout_s) == var.health_timeout_s
+    error_message = "health_timeout_s must be an integer between 1 and 3600."
   }
 }
 
 variable "drain_timeout_s" {
-  description = "How long the reactor waits for a leaving member to be drained on every proxy (DRAIN_TIMEOUT_S). Keep it above the pools' drain_timeout_s in agent.toml, and below heartbeat_timeout."
+  description = "How long a leaving member may take to drain on every proxy (DRAIN_TIMEOUT_S), up to an hour. Keep it above the pools' drain_timeout_s in agent.toml. A drain longer than heartbeat_timeout is kept alive by the reconcile, which heartbeats every lifecycle action whose change still runs on the proxies (see heartbeat_timeout)."
   type        = number
   default     = 120
 
   validation {
-    condition     = var.drain_timeout_s >= 1 && var.drain_timeout_s <= 3600
-    error_message = "drain_timeout_s must be between 1 and 3600."
+    condition     = var.drain_timeout_s >= 1 && var.drain_timeout_s <= 3600 && floor(var.drain_timeout_s) == var.drain_timeout_s
+    error_message = "drain_timeout_s must be an integer between 1 and 3600."
+  }
+}
+
+variable "rebalance" {
+  description = "What the reactor does with an EC2 Instance Rebalance Recommendation for an instance of a managed group (REBALANCE): drain (take it out of the pools as for a Spot interruption warning) or ignore (leave it to Auto Scaling's capacity rebalancing, whose replacement terminates it through the lifecycle hook)."
+  type        = string
+  default     = "ignore"
+
+  validation {
+    condition     = contains(["drain", "ignore"], var.rebalance)
+    error_message = "rebalance must be drain or ignore."
+  }
+}
+
+variable "spot_drain_timeout_s" {
+  description = "How long the reactor lets a Spot instance that got an interruption warning drain (SPOT_DRAIN_TIMEOUT_S), in seconds. EC2 gives the instance two minutes, so 10-110."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.spot_drain_timeout_s >= 10 && var.spot_drain_timeout_s <= 110 && floor(var.spot_drain_timeout_s) == var.spot_drain_timeout_s
+    error_message = "spot_drain_timeout_s must be an integer between 10 and 110: a Spot instance is interrupted two minutes after its warning."
   }
 }
 
@@ -241,13 +279,21 @@ variable "drain_timeout_s" {
 ################################################################################
 
 variable "heartbeat_timeout" {
-  description = "Heartbeat timeout of the lifecycle hooks, in seconds: how long an instance waits in Pending:Wait / Terminating:Wait before default_result applies (the reactor sends heartbeats during long drains)."
+  description = "Heartbeat timeout of the lifecycle hooks, in seconds: how long an instance waits in Pending:Wait / Terminating:Wait without a heartbeat before default_result applies. When a change may run longer than this (health_timeout_s + drain_timeout_s + 60 > heartbeat_timeout), the reconcile's heartbeats keep the action alive, so it must then be at least twice the reconcile period."
   type        = number
   default     = 300
 
   validation {
     condition     = var.heartbeat_timeout >= 30 && var.heartbeat_timeout <= 7200 && floor(var.heartbeat_timeout) == var.heartbeat_timeout
     error_message = "heartbeat_timeout must be an integer between 30 and 7200."
+  }
+
+  validation {
+    condition = (
+      var.health_timeout_s + var.drain_timeout_s + 60 <= var.heartbeat_timeout ||
+      var.heartbeat_timeout >= 2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)
+    )
+    error_message = "A change may run ${var.health_timeout_s + var.drain_timeout_s + 60} s on the proxies (health_timeout_s + drain_timeout_s + 60), longer than heartbeat_timeout (${var.heartbeat_timeout} s), so its lifecycle action lives on the reconcile's heartbeats: heartbeat_timeout must then be at least twice the reconcile period (reconcile_schedule = \"${var.reconcile_schedule}\", ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)} s for two periods). Raise heartbeat_timeout to at least ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)}${floor(var.heartbeat_timeout / 120) >= 1 ? ", or shorten reconcile_schedule to rate(${floor(var.heartbeat_timeout / 120)} minute${floor(var.heartbeat_timeout / 120) == 1 ? "" : "s"}) or less" : ""}, or lower health_timeout_s + drain_timeout_s to at most ${var.heartbeat_timeout - 60}."
   }
 }
 
@@ -263,12 +309,41 @@ variable "default_result" {
 }
 
 variable "reconcile_schedule" {
-  description = "How often the reactor reconciles every pool with its group (catches lost events), as an EventBridge rate expression."
+  description = "How often the reactor reconciles every pool with its group (catches lost events) and heartbeats the lifecycle actions of changes still running, as an EventBridge rate expression in minutes: rate(1 minute) or rate(N minutes), N up to 1440."
   type        = string
   default     = "rate(5 minutes)"
 
   validation {
-    condition     = can(regex("^rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)$", var.reconcile_schedule))
-    error_message = "reconcile_schedule must be a rate expression such as \"rate(1 minute)\" or \"rate(5 minutes)\"."
+    condition = (
+      can(regex("^rate\\((1 minute|([2-9]|[1-9][0-9]+) minutes)\\)$", var.reconcile_schedule)) &&
+      try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]) <= 1440, false)
+    )
+    error_message = "reconcile_schedule must be \"rate(1 minute)\" or \"rate(N minutes)\" with N from 2 to 1440 (hours and days are not accepted: the heartbeat check works in minutes)."
+  }
+}
+
+################################################################################
+# Observability
+################################################################################
+
+variable "alarm_sns_topic_arn" {
+  description = "Optional SNS topic for the alarms' actions (ALARM and OK). Null: the alarms exist without actions. An encrypted topic's key must allow CloudWatch to use it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_sns_topic_arn == null ? true : can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.alarm_sns_topic_arn))
+    error_message = "alarm_sns_topic_arn must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>) or null."
+  }
+}
+
+variable "pending_action_alarm_s" {
+  description = "The PendingActionMaxAge alarm fires when a lifecycle action has been pending longer than this, in seconds. Keep it above the longest drain you expect (drain_timeout_s)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.pending_action_alarm_s >= 60 && var.pending_action_alarm_s <= 86400 && floor(var.pending_action_alarm_s) == var.pending_action_alarm_s
+    error_message = "pending_action_alarm_s must be an integer between 60 and 86400."
   }
 }

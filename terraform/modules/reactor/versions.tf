@@ -1,6 +1,6 @@
 terraform {
-  # 1.7: mock providers in `terraform test`; 1.5: check/precondition features used below.
-  required_version = ">= 1.7"
+  # 1.9: validations that refer to other variables; 1.7: mock providers in `terraform test`.
+  required_version = ">= 1.9"
 
   required_providers {
     aws = {

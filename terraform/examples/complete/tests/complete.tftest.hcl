@@ -17,6 +17,9 @@ mock_provider "aws" {
   mock_data "aws_partition" {
     defaults = { partition = "aws" }
   }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
   mock_resource "aws_launch_template" {
     defaults = {
       id             = "lt-0123456789abcdef0"
@@ -62,6 +65,12 @@ mock_provider "aws" {
 variables {
   reactor_zip_path  = "../../modules/reactor/tests/fixtures/reactor.zip"
   agent_binary_path = "../../modules/proxy-fleet/tests/fixtures/agent"
+  # Not the checksums of a real package (the module's placeholders would fail its check
+  # block, which terraform test counts as a failure; a plain plan only warns).
+  ssm_agent_sha256 = {
+    x86_64 = "1111111111111111111111111111111111111111111111111111111111111111"
+    arm64  = "2222222222222222222222222222222222222222222222222222222222222222"
+  }
 }
 
 run "wired" {
@@ -98,4 +107,121 @@ run "wired" {
     condition     = module.proxy_fleet.accept_proxy && module.proxy_fleet.listen_ports == [80]
     error_message = "The proxies must accept proxy protocol on port 80 behind the NLB."
   }
+
+  # --- Network: no public address on the proxies, AWS through VPC endpoints ---------
+  assert {
+    condition     = module.proxy_fleet.load_balancer_security_group_id != null
+    error_message = "The NLB must have its own security group (the proxies accept only it)."
+  }
+  assert {
+    condition     = toset([for endpoint in aws_vpc_endpoint.interface : endpoint.service_name]) == toset([for service in ["ssm", "ssmmessages", "ec2messages", "ec2", "autoscaling"] : "com.amazonaws.us-west-2.${service}"])
+    error_message = "SSM, its messages endpoints, EC2 and Auto Scaling need interface endpoints."
+  }
+  assert {
+    condition = alltrue([
+      for endpoint in aws_vpc_endpoint.interface :
+      endpoint.vpc_endpoint_type == "Interface" && endpoint.private_dns_enabled && endpoint.security_group_ids == toset([aws_security_group.endpoints.id]) && endpoint.subnet_ids == toset(aws_subnet.proxy[*].id)
+    ])
+    error_message = "The interface endpoints must sit in the proxy subnets with private DNS and their own security group."
+  }
+  assert {
+    condition     = aws_vpc_endpoint.s3.vpc_endpoint_type == "Gateway" && aws_vpc_endpoint.s3.service_name == "com.amazonaws.us-west-2.s3" && aws_vpc_endpoint.s3.route_table_ids == toset([aws_route_table.proxy.id])
+    error_message = "S3 (the agent and the SSM Agent package) must be reached through a gateway endpoint on the proxies' route table."
+  }
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.endpoints_https.from_port == 443 && aws_vpc_security_group_ingress_rule.endpoints_https.to_port == 443 && aws_vpc_security_group_ingress_rule.endpoints_https.cidr_ipv4 == "10.0.0.0/16"
+    error_message = "The endpoints accept HTTPS from the VPC only."
+  }
+  assert {
+    condition     = [for route in aws_route_table.proxy.route : route.nat_gateway_id if route.cidr_block == "0.0.0.0/0"] == [aws_nat_gateway.this.id]
+    error_message = "The proxy subnets reach Debian's mirrors through the NAT gateway, not an internet gateway."
+  }
+  assert {
+    condition = (
+      alltrue([for subnet in aws_subnet.proxy : subnet.map_public_ip_on_launch == false]) &&
+      aws_route_table_association.proxy[*].subnet_id == aws_subnet.proxy[*].id &&
+      alltrue([for route in aws_route_table.proxy.route : route.gateway_id == null || route.gateway_id == ""])
+    )
+    error_message = "The proxies' subnets hand out no public address and have no route to the internet gateway."
+  }
+  assert {
+    condition     = length(aws_route_table.private.route) == 0
+    error_message = "The web app's subnets keep the VPC's local route only."
+  }
+
+  # --- Backend: On-Demand, no warm pool by default; the reactor's rebalance --------
+  assert {
+    condition     = length(aws_autoscaling_group.web.warm_pool) == 0 && length(aws_autoscaling_group.web.mixed_instances_policy) == 0 && length(aws_autoscaling_group.web.launch_template) == 1
+    error_message = "By default the web app runs On-Demand from its launch template, without a warm pool."
+  }
+  assert {
+    condition     = module.reactor.environment["REBALANCE"] == "ignore"
+    error_message = "The example must pass rebalance through to the reactor."
+  }
+  assert {
+    condition     = output.reactor_dashboard_name == "haproxy-asg-demo-reactor"
+    error_message = "The example must output the reactor's dashboard."
+  }
 }
+
+run "warm_pool" {
+  command = plan
+
+  variables {
+    backend_warm_pool = { min_size = 1, pool_state = "Stopped", reuse_on_scale_in = true }
+    rebalance         = "drain"
+  }
+
+  assert {
+    condition = (
+      aws_autoscaling_group.web.warm_pool[0].min_size == 1 &&
+      aws_autoscaling_group.web.warm_pool[0].pool_state == "Stopped" &&
+      aws_autoscaling_group.web.warm_pool[0].instance_reuse_policy[0].reuse_on_scale_in == true
+    )
+    error_message = "backend_warm_pool must become the web app group's warm pool."
+  }
+  assert {
+    condition     = module.reactor.environment["REBALANCE"] == "drain"
+    error_message = "rebalance must reach the reactor."
+  }
+}
+
+run "spot" {
+  command = plan
+
+  variables {
+    backend_spot_instance_types = ["t3.micro", "t3a.micro"]
+  }
+
+  assert {
+    condition = (
+      length(aws_autoscaling_group.web.launch_template) == 0 &&
+      aws_autoscaling_group.web.capacity_rebalance == true &&
+      aws_autoscaling_group.web.mixed_instances_policy[0].instances_distribution[0].on_demand_percentage_above_base_capacity == 0 &&
+      [for o in aws_autoscaling_group.web.mixed_instances_policy[0].launch_template[0].override : o.instance_type] == ["t3.micro", "t3a.micro"]
+    )
+    error_message = "backend_spot_instance_types must put the web app on Spot over those types, with capacity rebalancing."
+  }
+}
+
+run "warm_pool_excludes_spot" {
+  command = plan
+
+  variables {
+    backend_warm_pool           = { min_size = 1 }
+    backend_spot_instance_types = ["t3.micro"]
+  }
+
+  expect_failures = [var.backend_warm_pool]
+}
+
+run "warm_pool_state_validated" {
+  command = plan
+
+  variables {
+    backend_warm_pool = { pool_state = "Frozen" }
+  }
+
+  expect_failures = [var.backend_warm_pool]
+}
+

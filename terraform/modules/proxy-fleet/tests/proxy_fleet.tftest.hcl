@@ -11,6 +11,9 @@ mock_provider "aws" {
   mock_data "aws_ami" {
     defaults = { id = "ami-0123456789abcdef0" }
   }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
   mock_resource "aws_s3_bucket" {
     defaults = {
       id  = "proxy-artifacts-0123"
@@ -44,6 +47,17 @@ mock_provider "aws" {
   }
 }
 
+# Distinct ids, so that the rules can be told apart by the group they reference.
+override_resource {
+  target = aws_security_group.proxy
+  values = { id = "sg-0proxy" }
+}
+
+override_resource {
+  target = aws_security_group.lb
+  values = { id = "sg-0lb" }
+}
+
 variables {
   name              = "proxy"
   vpc_id            = "vpc-0123456789abcdef0"
@@ -57,6 +71,12 @@ variables {
   groups = {
     "web-asg" = ["web"]
     "api-asg" = ["api"]
+  }
+  # Checksums of no real package: the tests only follow them into the user data.
+  ssm_agent_version = "3.3.1234.0"
+  ssm_agent_sha256 = {
+    x86_64 = "1111111111111111111111111111111111111111111111111111111111111111"
+    arm64  = "2222222222222222222222222222222222222222222222222222222222222222"
   }
 }
 
@@ -87,6 +107,37 @@ run "nlb" {
   assert {
     condition     = aws_autoscaling_group.this.health_check_type == "ELB"
     error_message = "Behind a load balancer the group must use its health checks."
+  }
+
+  # --- The load balancer cannot be bypassed -----------------------------------
+  assert {
+    condition     = aws_lb.this[0].security_groups == toset(["sg-0lb"]) && output.load_balancer_security_group_id == "sg-0lb"
+    error_message = "The NLB must have its own security group."
+  }
+  assert {
+    condition = (
+      toset(keys(aws_vpc_security_group_ingress_rule.from_lb)) == toset(["80", "8443"]) &&
+      alltrue([for port, rule in aws_vpc_security_group_ingress_rule.from_lb : rule.security_group_id == "sg-0proxy" && rule.referenced_security_group_id == "sg-0lb" && rule.cidr_ipv4 == null && rule.from_port == tonumber(port) && rule.to_port == tonumber(port)])
+    )
+    error_message = "The proxies must accept each bind port from the load balancer's security group only (traffic and health checks)."
+  }
+  assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.clients) == 0
+    error_message = "Behind a load balancer no client CIDR (0.0.0.0/0 least of all) may reach the proxies directly."
+  }
+  assert {
+    condition = toset([for rule in aws_vpc_security_group_ingress_rule.lb_clients : "${rule.security_group_id} ${rule.cidr_ipv4} ${rule.from_port}"]) == toset([
+      "sg-0lb 0.0.0.0/0 80", "sg-0lb 0.0.0.0/0 8443",
+    ])
+    error_message = "The load balancer's security group must take the client CIDRs on the listener ports."
+  }
+  assert {
+    condition     = alltrue([for port, rule in aws_vpc_security_group_egress_rule.lb_proxies : rule.security_group_id == "sg-0lb" && rule.referenced_security_group_id == "sg-0proxy" && rule.from_port == tonumber(port)]) && length(aws_vpc_security_group_egress_rule.lb_proxies) == 2
+    error_message = "The load balancer may send to the proxies' bind ports only."
+  }
+  assert {
+    condition     = aws_launch_template.this.network_interfaces[0].associate_public_ip_address == "false"
+    error_message = "The proxies must never get a public address."
   }
 
   # --- accept_proxy: agent.toml and user data ---------------------------------
@@ -168,6 +219,21 @@ run "nlb" {
     error_message = "The user data must check the agent's SHA-256."
   }
   assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "\"https://s3.us-west-2.amazonaws.com/amazon-ssm-us-west-2/3.3.1234.0/debian_amd64/amazon-ssm-agent.deb\"")
+    error_message = "The user data must download the pinned SSM Agent version of the architecture."
+  }
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.this.user_data), "if ! echo \"1111111111111111111111111111111111111111111111111111111111111111  /tmp/amazon-ssm-agent.deb\" | sha256sum -c -; then") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "refusing to install it\" >&2\n    rm -f /tmp/amazon-ssm-agent.deb\n    exit 1\n  fi\n  dpkg -i /tmp/amazon-ssm-agent.deb")
+    )
+    error_message = "The user data must install the SSM Agent only if sha256sum -c accepts its pinned checksum, and stop otherwise."
+  }
+  assert {
+    condition     = !strcontains(base64decode(aws_launch_template.this.user_data), "/latest/")
+    error_message = "The SSM Agent must not come from the unpinned latest/ path."
+  }
+  assert {
     condition     = aws_s3_object.agent.source == "tests/fixtures/agent" && aws_s3_object.agent.key == "agent/${filesha256("tests/fixtures/agent")}/agent"
     error_message = "The module must upload the agent binary, content-addressed."
   }
@@ -186,12 +252,23 @@ run "nlb" {
     error_message = "The instance profile must have AmazonSSMManagedInstanceCore."
   }
   assert {
-    condition     = [for s in jsondecode(aws_iam_role_policy.instance.policy).Statement : s.Resource if s.Sid == "AgentBinary"][0] == ["arn:aws:s3:::proxy-artifacts-0123/agent/${filesha256("tests/fixtures/agent")}/agent"]
+    condition     = aws_iam_role_policy.instance.policy == data.aws_iam_policy_document.instance.json && aws_iam_role.instance.assume_role_policy == data.aws_iam_policy_document.assume_role.json
+    error_message = "The role's policies must be the aws_iam_policy_document data sources."
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.instance.statement : s.resources if s.sid == "AgentBinary"][0] == toset(["arn:aws:s3:::proxy-artifacts-0123/agent/${filesha256("tests/fixtures/agent")}/agent"])
     error_message = "The proxies may read exactly the agent object."
   }
   assert {
-    condition     = toset(flatten([for s in jsondecode(aws_iam_role_policy.instance.policy).Statement : s.Action if s.Resource == ["*"]])) == toset(["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"])
-    error_message = "Unscoped actions must be read-only discovery."
+    condition     = toset(flatten([for s in data.aws_iam_policy_document.instance.statement : s.actions if s.resources == toset(["*"]) && s.effect == "Allow"])) == toset(["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"])
+    error_message = "Unscoped allowed actions must be read-only discovery."
+  }
+  assert {
+    condition = one([
+      for s in data.aws_iam_policy_document.instance.statement : s
+      if s.effect == "Deny" && s.actions == toset(["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]) && s.resources == toset(["*"])
+    ]) != null
+    error_message = "The proxies' role must explicitly deny reading Parameter Store (AmazonSSMManagedInstanceCore allows it)."
   }
 
   # --- Proxy tag, propagated to the instances ------------------------------------
@@ -235,6 +312,14 @@ run "classic_elb_with_alias" {
     error_message = "The group must be attached to the classic ELB."
   }
   assert {
+    condition = (
+      aws_elb.this[0].security_groups == toset(["sg-0lb"]) &&
+      alltrue([for rule in aws_vpc_security_group_ingress_rule.from_lb : rule.referenced_security_group_id == "sg-0lb" && rule.cidr_ipv4 == null]) &&
+      length(aws_vpc_security_group_ingress_rule.from_lb) == 2 && length(aws_vpc_security_group_ingress_rule.clients) == 0
+    )
+    error_message = "Behind the classic ELB the proxies must accept their bind ports from the ELB's security group only."
+  }
+  assert {
     condition     = strcontains(output.agent_config, "accept_proxy = true")
     error_message = "Behind the classic ELB HAProxy must accept proxy protocol."
   }
@@ -271,6 +356,13 @@ run "no_load_balancer_per_proxy_dns" {
     condition     = aws_autoscaling_group.this.health_check_type == "EC2"
     error_message = "Without a load balancer the group must use EC2 health checks."
   }
+  assert {
+    condition = (
+      length(aws_security_group.lb) == 0 && length(aws_vpc_security_group_ingress_rule.from_lb) == 0 &&
+      toset([for rule in aws_vpc_security_group_ingress_rule.clients : "${rule.cidr_ipv4} ${rule.from_port}"]) == toset(["0.0.0.0/0 80", "0.0.0.0/0 8443"])
+    )
+    error_message = "Without a load balancer the proxies are the entry point: ingress_cidr_blocks reach their bind ports."
+  }
 }
 
 run "bind_ports_must_differ" {
@@ -306,4 +398,111 @@ run "groups_name_known_pools" {
     groups = { "web-asg" = ["nope"] }
   }
   expect_failures = [aws_launch_template.this]
+}
+
+run "arm64_ssm_agent" {
+  command = plan
+
+  variables {
+    architecture  = "arm64"
+    instance_type = "t4g.small"
+  }
+
+  assert {
+    condition = (
+      strcontains(local.user_data, "/amazon-ssm-us-west-2/3.3.1234.0/debian_arm64/amazon-ssm-agent.deb") &&
+      strcontains(local.user_data, "echo \"2222222222222222222222222222222222222222222222222222222222222222  /tmp/amazon-ssm-agent.deb\" | sha256sum -c -")
+    )
+    error_message = "An arm64 fleet must download the arm64 package and check the arm64 checksum."
+  }
+}
+
+# The defaults are placeholders: the plan warns (check block) until they are set.
+run "ssm_agent_placeholder_warns" {
+  command = plan
+  variables {
+    ssm_agent_version = null
+    ssm_agent_sha256  = null
+  }
+  assert {
+    condition     = strcontains(local.user_data, "echo \"0000000000000000000000000000000000000000000000000000000000000000  /tmp/amazon-ssm-agent.deb\" | sha256sum -c -")
+    error_message = "Null ssm_agent_sha256 must fall back to the placeholder default."
+  }
+  expect_failures = [check.ssm_agent_sha256]
+}
+
+run "ssm_agent_sha256_validated" {
+  command = plan
+  variables {
+    ssm_agent_sha256 = { x86_64 = "abc", arm64 = "2222222222222222222222222222222222222222222222222222222222222222" }
+  }
+  expect_failures = [var.ssm_agent_sha256]
+}
+
+run "ssm_agent_version_pinned" {
+  command = plan
+  variables {
+    ssm_agent_version = "latest"
+  }
+  expect_failures = [var.ssm_agent_version]
+}
+
+run "pool_name_validated" {
+  command = plan
+  variables {
+    pools = [{ name = "web app", port = 8080, bind = ":80" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "pool_port_validated" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 0, bind = ":80" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "server_options_agent_charset" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", server_options = "check weight=10" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "server_options_length" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", server_options = join(" ", [for i in range(103) : "check"]) }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "server_options_agent_accepts" {
+  command = plan
+  variables {
+    pools  = [{ name = "web:v2", port = 8080, bind = ":80", server_options = "check inter 1s fall 2 rise 2 ssl verify none sni str:a,b/c_d.e" }]
+    groups = { "web-asg" = ["web:v2"] }
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "server_options = \"check inter 1s fall 2 rise 2 ssl verify none sni str:a,b/c_d.e\"")
+    error_message = "Options within the agent's characters must pass through."
+  }
+}
+
+run "group_name_validated" {
+  command = plan
+  variables {
+    groups = { "web asg" = ["web"] }
+  }
+  expect_failures = [var.groups]
+}
+
+run "group_pool_name_validated" {
+  command = plan
+  variables {
+    groups = { "web-asg" = ["web app"] }
+  }
+  expect_failures = [var.groups]
 }

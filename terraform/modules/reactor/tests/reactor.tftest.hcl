@@ -1,5 +1,8 @@
 # Wiring of the reactor module, planned and applied against a mocked AWS provider.
 # Run: terraform init -backend=false && terraform test (scripts/check-terraform does it).
+#
+# IAM policies are data "aws_iam_policy_document" (the mock gives their `json` no
+# meaning), so the statements are checked on the data sources' arguments.
 
 mock_provider "aws" {
   mock_data "aws_caller_identity" {
@@ -10,6 +13,9 @@ mock_provider "aws" {
   }
   mock_data "aws_partition" {
     defaults = { partition = "aws" }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
   mock_resource "aws_sqs_queue" {
     defaults = {
@@ -25,6 +31,9 @@ mock_provider "aws" {
   }
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/reactor" }
+  }
+  mock_resource "aws_cloudwatch_metric_alarm" {
+    defaults = { arn = "arn:aws:cloudwatch:us-west-2:123456789012:alarm:reactor-mock" }
   }
 }
 
@@ -54,6 +63,10 @@ run "defaults" {
     error_message = "The default architecture must be x86_64."
   }
   assert {
+    condition     = aws_lambda_function.this.timeout == 60
+    error_message = "No invocation waits for the hosts: the default Lambda timeout must be 60 s."
+  }
+  assert {
     condition     = aws_lambda_function.this.reserved_concurrent_executions == 10
     error_message = "Reserved concurrency must come from the variable."
   }
@@ -68,6 +81,13 @@ run "defaults" {
   assert {
     condition     = aws_lambda_function_event_invoke_config.this.maximum_retry_attempts == 2
     error_message = "Async retries must be configured."
+  }
+  assert {
+    condition = (
+      aws_lambda_function_event_invoke_config.this.maximum_event_age_in_seconds == 240 &&
+      alltrue([for target in aws_cloudwatch_event_target.this : target.retry_policy[0].maximum_event_age_in_seconds == 240])
+    )
+    error_message = "Events older than the default maximum age (240 s, below the 300 s heartbeat timeout) must go to the dead-letter queue."
   }
   assert {
     condition     = aws_cloudwatch_log_group.this.name == "/aws/lambda/reactor" && aws_cloudwatch_log_group.this.retention_in_days == 365
@@ -104,6 +124,17 @@ run "defaults" {
     error_message = "LIFECYCLE_HOOKS must match the lifecycle hooks created."
   }
   assert {
+    condition     = aws_lambda_function.this.environment[0].variables["MANAGED_GROUPS"] == "api-asg,my-asg"
+    error_message = "Without var.managed_groups, MANAGED_GROUPS must be the sorted groups of POOLS."
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this.environment[0].variables["REBALANCE"] == "ignore" &&
+      aws_lambda_function.this.environment[0].variables["SPOT_DRAIN_TIMEOUT_S"] == "90"
+    )
+    error_message = "REBALANCE must default to ignore and SPOT_DRAIN_TIMEOUT_S to 90."
+  }
+  assert {
     condition     = !contains(keys(aws_lambda_function.this.environment[0].variables), "DNS_ZONE_ID")
     error_message = "Without var.dns there must be no DNS variables."
   }
@@ -124,6 +155,10 @@ run "defaults" {
   }
 
   # --- EventBridge patterns ------------------------------------------------------
+  assert {
+    condition     = toset(keys(aws_cloudwatch_event_rule.this)) == toset(["lifecycle", "results", "commands", "spot", "reconcile"])
+    error_message = "The reactor needs the lifecycle, results, commands, spot and reconcile rules."
+  }
   assert {
     condition     = jsondecode(aws_cloudwatch_event_rule.this["lifecycle"].event_pattern).source == ["aws.autoscaling"]
     error_message = "The lifecycle rule must match source aws.autoscaling."
@@ -152,6 +187,24 @@ run "defaults" {
     error_message = "The results rule must be filtered on the backend groups and the proxy group."
   }
   assert {
+    condition = jsondecode(aws_cloudwatch_event_rule.this["commands"].event_pattern) == {
+      source        = ["aws.ssm"]
+      "detail-type" = ["EC2 Command Status-change Notification"]
+      detail = {
+        "document-name" = ["reactor-agent"]
+        status          = ["Success", "Failed", "TimedOut", "Cancelled"]
+      }
+    }
+    error_message = "The commands rule must match the final command-level status changes of the module's document only."
+  }
+  assert {
+    condition = jsondecode(aws_cloudwatch_event_rule.this["spot"].event_pattern) == {
+      source        = ["aws.ec2"]
+      "detail-type" = ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"]
+    }
+    error_message = "The spot rule must match Spot interruption warnings and rebalance recommendations."
+  }
+  assert {
     condition     = aws_cloudwatch_event_rule.this["reconcile"].schedule_expression == "rate(5 minutes)"
     error_message = "The reconcile schedule must come from the variable."
   }
@@ -163,60 +216,125 @@ run "defaults" {
     condition     = alltrue([for key, permission in aws_lambda_permission.events : permission.principal == "events.amazonaws.com" && permission.source_arn == aws_cloudwatch_event_rule.this[key].arn])
     error_message = "Every rule needs its own invoke permission, scoped to its ARN."
   }
+  assert {
+    condition     = toset(keys(aws_lambda_permission.events)) == toset(keys(aws_cloudwatch_event_rule.this)) && toset(keys(aws_cloudwatch_event_target.this)) == toset(keys(aws_cloudwatch_event_rule.this))
+    error_message = "Every rule needs a target and an invoke permission."
+  }
 
   # --- IAM: least privilege ------------------------------------------------------
   assert {
-    condition = { for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid => s.Resource }["LifecycleActions"] == [
+    condition     = aws_iam_role_policy.this.policy == data.aws_iam_policy_document.reactor.json && aws_iam_role.this.assume_role_policy == data.aws_iam_policy_document.assume_role.json
+    error_message = "The role's policies must be the aws_iam_policy_document data sources."
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.assume_role.statement : [for p in s.principals : "${p.type} ${join(",", p.identifiers)}"]] == [["Service lambda.amazonaws.com"]] && [for s in data.aws_iam_policy_document.assume_role.statement : s.actions] == [toset(["sts:AssumeRole"])]
+    error_message = "Only Lambda may assume the reactor's role."
+  }
+  assert {
+    condition = toset([for s in data.aws_iam_policy_document.reactor.statement : s.sid]) == toset([
+      "Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies",
+      "CommandResults", "MarkInterrupted", "DeadLetterQueue",
+    ])
+    error_message = "Without dns, kms_key_arn or active tracing the policy must hold exactly the base statements."
+  }
+  assert {
+    condition = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "LifecycleActions"][0] == toset([
       "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/api-asg",
       "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/my-asg",
-    ]
+    ])
     error_message = "Lifecycle actions must be allowed on the managed groups' ARNs only."
   }
   assert {
-    condition     = toset({ for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid => s.Action }["LifecycleActions"]) == toset(["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"])
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "LifecycleActions"][0] == toset(["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"])
     error_message = "Only CompleteLifecycleAction and RecordLifecycleActionHeartbeat may be scoped to the groups."
   }
   assert {
-    condition     = { for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid => s.Resource }["SendCommandDocument"] == ["arn:aws:ssm:us-west-2:123456789012:document/reactor-agent"]
+    condition = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "Discovery"][0] == toset([
+      "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLifecycleHooks", "autoscaling:DescribeWarmPool", "ec2:DescribeInstances",
+    ])
+    error_message = "Discovery must name the four Auto Scaling reads and ec2:DescribeInstances, no Describe* wildcard."
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "SendCommandDocument"][0] == toset(["arn:aws:ssm:us-west-2:123456789012:document/reactor-agent"])
     error_message = "ssm:SendCommand must be allowed with the project's document only."
   }
   assert {
     condition = (
-      { for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid => s.Resource }["SendCommandProxies"] == ["arn:aws:ec2:us-west-2:123456789012:instance/*"] &&
-      [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Condition if s.Sid == "SendCommandProxies"][0] == { StringEquals = { "ssm:resourceTag/haproxy-asg:fleet" = ["edge"] } }
+      [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "SendCommandProxies"][0] == toset(["arn:aws:ec2:us-west-2:123456789012:instance/*"]) &&
+      [for s in data.aws_iam_policy_document.reactor.statement : [for c in s.condition : "${c.test} ${c.variable}=${join(",", c.values)}"] if s.sid == "SendCommandProxies"][0] == ["StringEquals ssm:resourceTag/haproxy-asg:fleet=edge"]
     )
     error_message = "ssm:SendCommand on instances must be conditioned on the proxy tag."
   }
   assert {
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "CommandResults"][0] == toset(["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"])
+    error_message = "The reactor must read command results and list the document's commands (the reconcile)."
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "MarkInterrupted"][0] == toset(["ec2:CreateTags"]) &&
+      [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "MarkInterrupted"][0] == toset(["arn:aws:ec2:us-west-2:123456789012:instance/*"])
+    )
+    error_message = "The reactor may only create tags on instances."
+  }
+  assert {
+    condition = toset([for s in data.aws_iam_policy_document.reactor.statement : [for c in s.condition : "${c.test} ${c.variable}=${join(",", c.values)}"] if s.sid == "MarkInterrupted"][0]) == toset([
+      "ForAllValues:StringEquals aws:TagKeys=haproxy:interrupted",
+      "StringLike ec2:ResourceTag/aws:autoscaling:groupName=api-asg,my-asg",
+    ])
+    error_message = "ec2:CreateTags must be limited to the haproxy:interrupted key on instances of the managed groups."
+  }
+  assert {
     condition = alltrue([
-      for s in jsondecode(aws_iam_role_policy.this.policy).Statement :
-      s.Resource != ["*"] || contains(["Discovery", "CommandResults"], s.Sid)
+      for s in data.aws_iam_policy_document.reactor.statement :
+      s.resources != toset(["*"]) || contains(["Discovery", "CommandResults"], s.sid)
     ])
     error_message = "Only read-only discovery and command results may use Resource *."
   }
   assert {
     condition = toset(flatten([
-      for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Action if s.Resource == ["*"]
-    ])) == toset(["autoscaling:Describe*", "ec2:DescribeInstances", "ssm:GetCommandInvocation", "ssm:ListCommandInvocations"])
+      for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.resources == toset(["*"])
+      ])) == toset([
+      "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLifecycleHooks", "autoscaling:DescribeWarmPool", "ec2:DescribeInstances",
+      "ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands",
+    ])
     error_message = "The unscoped actions must be exactly the read-only ones."
   }
   assert {
-    condition     = alltrue([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Effect == "Allow" && !contains(s.Action, "*") && !anytrue([for a in s.Action : endswith(a, ":*")])])
-    error_message = "No statement may allow every action of a service."
+    condition     = alltrue([for s in data.aws_iam_policy_document.reactor.statement : s.effect == "Allow" && !contains(s.actions, "*") && !anytrue([for a in s.actions : endswith(a, "*")])])
+    error_message = "No statement may allow an action wildcard."
   }
   assert {
-    condition     = !contains([for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid], "DnsRecords")
-    error_message = "Without var.dns there must be no Route 53 access."
+    condition = (
+      [for s in data.aws_iam_policy_document.dlq.statement : [for p in s.principals : "${p.type} ${join(",", p.identifiers)}"] if s.sid == "EventBridgeDeadLetters"][0] == ["Service events.amazonaws.com"] &&
+      [for s in data.aws_iam_policy_document.dlq.statement : s.effect if s.sid == "DenyInsecureTransport"][0] == "Deny" &&
+      aws_sqs_queue_policy.dlq.policy == data.aws_iam_policy_document.dlq.json
+    )
+    error_message = "Only EventBridge may send to the dead-letter queue, and only over TLS."
   }
 
-  # --- SSM document: typed, restricted parameters ---------------------------------
+  # --- SSM document: template, typed and restricted parameters -------------------
   assert {
     condition     = jsondecode(aws_ssm_document.agent.content).schemaVersion == "2.2" && aws_ssm_document.agent.document_type == "Command"
     error_message = "The SSM document must be a schema 2.2 Command document."
   }
   assert {
-    condition     = keys(jsondecode(aws_ssm_document.agent.content).parameters) == ["Action", "Change"]
-    error_message = "The document must have exactly the parameters Action and Change."
+    condition     = aws_ssm_document.agent.content == jsonencode(jsondecode(templatefile("templates/ssm-document.json.tftpl", { execution_timeout = 240 })))
+    error_message = "The document must be templates/ssm-document.json.tftpl rendered with execution_timeout = health_timeout_s + drain_timeout_s + 60."
+  }
+  assert {
+    condition = (
+      jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.timeoutSeconds == "240" &&
+      length(regexall("\\$\\{", file("templates/ssm-document.json.tftpl"))) == 1 &&
+      strcontains(file("templates/ssm-document.json.tftpl"), "\"timeoutSeconds\": \"$${execution_timeout}\"") &&
+      !strcontains(file("templates/ssm-document.json.tftpl"), "%%{")
+    )
+    error_message = "The template must use exactly one template variable, $${execution_timeout}, as the string value of timeoutSeconds (the Rust tests substitute it themselves), and no directive."
+  }
+  assert {
+    condition     = keys(jsondecode(aws_ssm_document.agent.content).parameters) == ["Action", "Change", "Context"]
+    error_message = "The document must have exactly the parameters Action, Change and Context."
   }
   assert {
     condition = (
@@ -231,6 +349,25 @@ run "defaults" {
       jsondecode(aws_ssm_document.agent.content).parameters.Action.allowedValues == ["apply", "sync"]
     )
     error_message = "Action must be a String restricted to apply|sync."
+  }
+  assert {
+    condition = jsondecode(aws_ssm_document.agent.content).parameters.Context == {
+      type           = "String"
+      description    = "Base64 of the reactor's completion context (JSON: the lifecycle actions this change completes); the agent never reads it"
+      allowedPattern = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+      default        = ""
+    }
+    error_message = "Context must be a String restricted to base64 (padded), empty by default."
+  }
+  assert {
+    condition = alltrue([
+      for value in ["", "e30=", "eyJhIjoxfQ==", "eyJhY3Rpb25zIjpbXX0="] :
+      can(regex(jsondecode(aws_ssm_document.agent.content).parameters.Context.allowedPattern, value))
+      ]) && !anytrue([
+      for value in ["e30", "'; reboot; '", "e30=e30=", "a b="] :
+      can(regex(jsondecode(aws_ssm_document.agent.content).parameters.Context.allowedPattern, value))
+    ])
+    error_message = "Context's pattern must admit empty and padded base64, and nothing else."
   }
   assert {
     condition     = can(regex(jsondecode(aws_ssm_document.agent.content).parameters.Change.allowedPattern, jsondecode(aws_ssm_document.agent.content).parameters.Change.default))
@@ -249,11 +386,82 @@ run "defaults" {
       for line in jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand :
       alltrue([for p in regexall("\\{\\{ *([A-Za-z]+) *\\}\\}", line) : contains(["Action", "Change"], p[0])])
     ])
-    error_message = "The script may only use the restricted parameters."
+    error_message = "The script may only use the restricted parameters Action and Change (never Context)."
+  }
+
+  # --- Alarms and dashboard ----------------------------------------------------------
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.dead_letter_queue.namespace == "AWS/SQS" &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.metric_name == "ApproximateNumberOfMessagesVisible" &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.dimensions == tomap({ QueueName = "reactor-dlq" }) &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.dead_letter_queue.threshold == 0
+    )
+    error_message = "The dead-letter alarm must fire on any visible message in the queue."
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.errors.namespace == "AWS/Lambda" &&
+      aws_cloudwatch_metric_alarm.errors.metric_name == "Errors" &&
+      aws_cloudwatch_metric_alarm.errors.dimensions == tomap({ FunctionName = "reactor" }) &&
+      aws_cloudwatch_metric_alarm.errors.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.errors.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.errors.threshold == 0
+    )
+    error_message = "The errors alarm must fire on any Lambda error of the function."
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.pending_action_age.namespace == "HaproxyAsg" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.metric_name == "PendingActionMaxAge" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.dimensions == tomap({ Function = "reactor" }) &&
+      aws_cloudwatch_metric_alarm.pending_action_age.statistic == "Maximum" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.pending_action_age.threshold == 600 &&
+      aws_cloudwatch_metric_alarm.pending_action_age.period == 300
+    )
+    error_message = "The pending-action alarm must fire when PendingActionMaxAge exceeds pending_action_alarm_s (600), over one reconcile period."
+  }
+  assert {
+    condition     = alltrue([for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age] : length(alarm.alarm_actions) == 0 && length(alarm.ok_actions) == 0])
+    error_message = "Without alarm_sns_topic_arn the alarms must have no actions."
+  }
+  assert {
+    condition     = output.alarm_names == { dead_letter_queue = "reactor-dead-letters", errors = "reactor-errors", pending_action_age = "reactor-pending-action-age" } && output.dashboard_name == "reactor"
+    error_message = "The outputs must name the alarms and the dashboard."
+  }
+  assert {
+    condition     = output.alarm_arns == { for key, alarm in { dead_letter_queue = aws_cloudwatch_metric_alarm.dead_letter_queue, errors = aws_cloudwatch_metric_alarm.errors, pending_action_age = aws_cloudwatch_metric_alarm.pending_action_age } : key => alarm.arn }
+    error_message = "alarm_arns must give each alarm's ARN under the keys of alarm_names."
+  }
+  assert {
+    condition = alltrue([
+      for metric in ["Events", "LifecycleDecisions", "HostFailures", "InvocationDuration", "EventToDispatch", "PendingActions", "PendingActionMaxAge"] :
+      anytrue(flatten([
+        for widget in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
+          for row in widget.properties.metrics :
+          (try(row[0], "") == "HaproxyAsg" && try(row[1], "") == metric && try(row[2], "") == "Function" && try(row[3], "") == "reactor") ||
+          strcontains(try(row[0].expression, ""), "{HaproxyAsg,Function,Kind} MetricName=\"${metric}\" Function=\"reactor\"")
+        ]
+      ]))
+    ])
+    error_message = "The dashboard must show every reactor metric (namespace HaproxyAsg, dimension Function)."
+  }
+  assert {
+    condition = alltrue([
+      for want in [["AWS/Lambda", "Errors"], ["AWS/Lambda", "Duration"], ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]] :
+      anytrue(flatten([
+        for widget in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
+          for row in widget.properties.metrics : try(row[0], "") == want[0] && try(row[1], "") == want[1]
+        ]
+      ]))
+    ])
+    error_message = "The dashboard must show the Lambda's errors and duration and the dead-letter queue's depth."
   }
 }
 
-# The event samples of /work/shared/AWS.md (tests/events/) against the planned patterns.
+# The event samples of tests/events/ against the planned patterns.
 run "lifecycle_samples_match" {
   command = plan
   module {
@@ -344,6 +552,236 @@ run "unmanaged_group_ignored" {
   }
 }
 
+run "command_success_matches" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["commands"]
+    event   = file("tests/events/command-success.json")
+  }
+  assert {
+    condition     = output.matches
+    error_message = "A Success of the module's document must match the commands rule."
+  }
+}
+
+run "command_failed_matches" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["commands"]
+    event   = file("tests/events/command-failed.json")
+  }
+  assert {
+    condition     = output.matches
+    error_message = "A Failed of the module's document must match the commands rule."
+  }
+}
+
+run "command_in_progress_ignored" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["commands"]
+    event   = file("tests/events/command-in-progress.json")
+  }
+  assert {
+    condition     = !output.matches
+    error_message = "InProgress is no final state: it must not match the commands rule."
+  }
+}
+
+run "other_document_ignored" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["commands"]
+    event   = file("tests/events/command-other-document.json")
+  }
+  assert {
+    condition     = !output.matches
+    error_message = "Another document's commands must not reach the reactor."
+  }
+}
+
+run "command_invocation_ignored" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["commands"]
+    event   = file("tests/events/command-invocation-success.json")
+  }
+  assert {
+    condition     = !output.matches
+    error_message = "Per-host invocation events must not match the commands rule (the command-level event completes the change)."
+  }
+}
+
+run "spot_warning_matches" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["spot"]
+    event   = file("tests/events/spot-interruption-warning.json")
+  }
+  assert {
+    condition     = output.matches
+    error_message = "A Spot interruption warning must match the spot rule."
+  }
+}
+
+run "rebalance_recommendation_matches" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["spot"]
+    event   = file("tests/events/rebalance-recommendation.json")
+  }
+  assert {
+    condition     = output.matches
+    error_message = "A rebalance recommendation must match the spot rule."
+  }
+}
+
+run "instance_state_change_ignored" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["spot"]
+    event   = file("tests/events/instance-state-change.json")
+  }
+  assert {
+    condition     = !output.matches
+    error_message = "Other EC2 events must not match the spot rule."
+  }
+}
+
+# managed_groups: globs reach MANAGED_GROUPS, the rules (wildcard filters) and the role.
+run "managed_group_globs" {
+  command = plan
+
+  variables {
+    managed_groups = ["web-*", "my-asg", "batch/blue"]
+    rebalance      = "drain"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this.environment[0].variables["MANAGED_GROUPS"] == "api-asg,batch/blue,my-asg,web-*"
+    error_message = "MANAGED_GROUPS must be the sorted, comma-joined union of managed_groups and the groups of POOLS."
+  }
+  assert {
+    condition     = output.managed_groups == tolist(["api-asg", "batch/blue", "my-asg", "web-*"])
+    error_message = "The managed_groups output must be the list behind MANAGED_GROUPS."
+  }
+  assert {
+    condition     = aws_lambda_function.this.environment[0].variables["REBALANCE"] == "drain"
+    error_message = "REBALANCE must come from the variable."
+  }
+  assert {
+    condition     = jsonencode(jsondecode(aws_cloudwatch_event_rule.this["lifecycle"].event_pattern).detail.AutoScalingGroupName) == jsonencode(["api-asg", "batch/blue", "my-asg", { wildcard = "web-*" }])
+    error_message = "The lifecycle rule must match the managed names exactly and the globs with a wildcard filter."
+  }
+  assert {
+    condition     = jsonencode(jsondecode(aws_cloudwatch_event_rule.this["results"].event_pattern).detail.AutoScalingGroupName) == jsonencode(["api-asg", "batch/blue", "my-asg", "proxy-asg", { wildcard = "web-*" }])
+    error_message = "The results rule must match the managed groups and the proxy group."
+  }
+  assert {
+    condition     = contains([for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "LifecycleActions"][0], "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/web-*")
+    error_message = "Lifecycle actions must be allowed on the globbed groups too."
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : [for c in s.condition : c.values if c.variable == "ec2:ResourceTag/aws:autoscaling:groupName"][0] if s.sid == "MarkInterrupted"][0] == tolist(["api-asg", "batch/blue", "my-asg", "web-*"])
+    error_message = "Tagging must be allowed on instances of every managed group (StringLike handles the globs)."
+  }
+  assert {
+    condition     = toset([for hook in aws_autoscaling_lifecycle_hook.this : hook.autoscaling_group_name]) == toset(["my-asg", "api-asg"])
+    error_message = "Hooks go on the groups of pools only (a glob names no group to put a hook on)."
+  }
+}
+
+run "glob_lifecycle_sample_matches" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.managed_group_globs.event_patterns["lifecycle"]
+    event   = file("tests/events/launch-lifecycle-action-glob.json")
+  }
+  assert {
+    condition     = output.matches
+    error_message = "A lifecycle action of a group matched by a managed glob must reach the reactor."
+  }
+}
+
+run "glob_does_not_match_unmanaged" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.managed_group_globs.event_patterns["results"]
+    event   = file("tests/events/launch-successful-unmanaged.json")
+  }
+  assert {
+    condition     = !output.matches
+    error_message = "A glob must not let another group's events through."
+  }
+}
+
+run "glob_sample_not_matched_without_glob" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.defaults.event_patterns["lifecycle"]
+    event   = file("tests/events/launch-lifecycle-action-glob.json")
+  }
+  assert {
+    condition     = !output.matches
+    error_message = "Without the glob the web-blue group is not managed."
+  }
+}
+
+run "alarm_topic" {
+  command = plan
+
+  variables {
+    alarm_sns_topic_arn    = "arn:aws:sns:us-west-2:123456789012:ops"
+    pending_action_alarm_s = 1800
+    reconcile_schedule     = "rate(2 minutes)"
+  }
+
+  assert {
+    condition = alltrue([
+      for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age] :
+      alarm.alarm_actions == toset(["arn:aws:sns:us-west-2:123456789012:ops"]) && alarm.ok_actions == toset(["arn:aws:sns:us-west-2:123456789012:ops"])
+    ])
+    error_message = "With alarm_sns_topic_arn every alarm must notify the topic."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.pending_action_age.threshold == 1800 && aws_cloudwatch_metric_alarm.pending_action_age.period == 120
+    error_message = "The pending-action alarm takes its threshold from pending_action_alarm_s and its period from the reconcile schedule."
+  }
+}
+
 run "arm64_with_dns" {
   command = plan
 
@@ -370,17 +808,180 @@ run "arm64_with_dns" {
     error_message = "var.dns must reach DNS_ZONE_ID, DNS_RECORD_NAME and DNS_TTL."
   }
   assert {
-    condition     = { for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid => s.Resource }["DnsRecords"] == ["arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ"]
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "DnsRecords"][0] == toset(["arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ"])
     error_message = "route53:ChangeResourceRecordSets must be allowed on the zone only."
   }
   assert {
-    condition     = [for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Condition if s.Sid == "DnsRecords"][0]["ForAllValues:StringEquals"]["route53:ChangeResourceRecordSetsNormalizedRecordNames"] == ["proxies.example.com"]
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : [for c in s.condition : c.values if c.variable == "route53:ChangeResourceRecordSetsNormalizedRecordNames"][0] if s.sid == "DnsRecords"][0] == tolist(["proxies.example.com"])
     error_message = "Record changes must be limited to the proxies' record name."
   }
   assert {
-    condition     = { for s in jsondecode(aws_iam_role_policy.this.policy).Statement : s.Sid => s.Action }["Tracing"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "Tracing"][0] == toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"])
     error_message = "Active tracing needs the X-Ray write permission."
   }
+}
+
+# A one-hour drain: the change outlives the hook's heartbeat timeout, which is fine when
+# the reconcile heartbeats at least twice per timeout.
+run "long_drain" {
+  command = plan
+
+  variables {
+    drain_timeout_s              = 3600
+    heartbeat_timeout            = 900
+    maximum_event_age_in_seconds = 600
+  }
+
+  assert {
+    condition     = jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.timeoutSeconds == "3720" && output.ssm_execution_timeout == 3720
+    error_message = "timeoutSeconds must be health_timeout_s + drain_timeout_s + 60."
+  }
+  assert {
+    condition     = aws_lambda_function.this.environment[0].variables["DRAIN_TIMEOUT_S"] == "3600"
+    error_message = "DRAIN_TIMEOUT_S must carry the long drain."
+  }
+}
+
+run "heartbeat_shorter_than_two_reconciles" {
+  command = plan
+  variables {
+    drain_timeout_s   = 600
+    heartbeat_timeout = 500
+  }
+  expect_failures = [var.heartbeat_timeout]
+}
+
+# A change that fits in the heartbeat timeout needs no reconcile heartbeat.
+run "heartbeat_free_of_schedule_when_change_fits" {
+  command = plan
+  variables {
+    heartbeat_timeout  = 300
+    reconcile_schedule = "rate(30 minutes)"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_rule.this["reconcile"].schedule_expression == "rate(30 minutes)"
+    error_message = "A 240 s change within a 300 s heartbeat timeout must accept any reconcile period."
+  }
+}
+
+run "event_age_above_heartbeat" {
+  command = plan
+  variables {
+    maximum_event_age_in_seconds = 600
+  }
+  expect_failures = [var.maximum_event_age_in_seconds]
+}
+
+run "event_age_minimum" {
+  command = plan
+  variables {
+    maximum_event_age_in_seconds = 59
+  }
+  expect_failures = [var.maximum_event_age_in_seconds]
+}
+
+run "reconcile_schedule_minutes_only" {
+  command = plan
+  variables {
+    reconcile_schedule = "rate(1 hour)"
+  }
+  expect_failures = [var.reconcile_schedule]
+}
+
+run "reconcile_schedule_plural" {
+  command = plan
+  variables {
+    reconcile_schedule = "rate(5 minute)"
+  }
+  expect_failures = [var.reconcile_schedule]
+}
+
+run "drain_timeout_upper_bound" {
+  command = plan
+  variables {
+    drain_timeout_s = 3601
+  }
+  expect_failures = [var.drain_timeout_s]
+}
+
+run "timeout_lower_bound" {
+  command = plan
+  variables {
+    timeout = 9
+  }
+  expect_failures = [var.timeout]
+}
+
+run "timeout_upper_bound" {
+  command = plan
+  variables {
+    timeout = 901
+  }
+  expect_failures = [var.timeout]
+}
+
+run "rebalance_validated" {
+  command = plan
+  variables {
+    rebalance = "terminate"
+  }
+  expect_failures = [var.rebalance]
+}
+
+run "spot_drain_timeout_upper_bound" {
+  command = plan
+  variables {
+    spot_drain_timeout_s = 111
+  }
+  expect_failures = [var.spot_drain_timeout_s]
+}
+
+run "spot_drain_timeout_lower_bound" {
+  command = plan
+  variables {
+    spot_drain_timeout_s = 9
+  }
+  expect_failures = [var.spot_drain_timeout_s]
+}
+
+run "managed_groups_validated" {
+  command = plan
+  variables {
+    managed_groups = ["web-*", "web,api"]
+  }
+  expect_failures = [var.managed_groups]
+}
+
+run "alarm_topic_validated" {
+  command = plan
+  variables {
+    alarm_sns_topic_arn = "ops-topic"
+  }
+  expect_failures = [var.alarm_sns_topic_arn]
+}
+
+run "pending_action_alarm_validated" {
+  command = plan
+  variables {
+    pending_action_alarm_s = 30
+  }
+  expect_failures = [var.pending_action_alarm_s]
+}
+
+run "pool_name_validated" {
+  command = plan
+  variables {
+    pools = { "my-asg" = [{ name = "web app", port = 8080 }] }
+  }
+  expect_failures = [var.pools]
+}
+
+run "pool_port_validated" {
+  command = plan
+  variables {
+    pools = { "my-asg" = [{ name = "web", port = 65536 }] }
+  }
+  expect_failures = [var.pools]
 }
 
 run "heartbeat_timeout_validated" {
@@ -413,13 +1014,4 @@ run "architecture_validated" {
     architecture = "i386"
   }
   expect_failures = [var.architecture]
-}
-
-run "timeout_must_cover_waits" {
-  command = plan
-  variables {
-    timeout         = 100
-    drain_timeout_s = 120
-  }
-  expect_failures = [aws_lambda_function.this]
 }
