@@ -1,0 +1,517 @@
+//! The agent service: every member's join and drain runs on its own, so no change on a
+//! host waits for another member's drain; a member in flight is taken over by a newer
+//! change; a service killed at any moment resumes where it was.
+//!
+//! Real HAProxy 2.6, real backend processes, the real `agent run` under a supervisor
+//! that restarts it (as systemd does), real `agent apply` processes. Every wait is
+//! bounded.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use harness::{http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
+use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
+use serde_json::Value;
+
+fn member(id: &str, addr: SocketAddr) -> Member {
+    Member::new(
+        MemberId::new(id).unwrap(),
+        addr.ip(),
+        Port::new(i64::from(addr.port())).unwrap(),
+    )
+    .unwrap()
+}
+
+fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
+    Change::new(
+        generation,
+        vec![PoolChange {
+            pool: PoolName::new("web").unwrap(),
+            add,
+            remove: remove.iter().map(|r| MemberId::new(*r).unwrap()).collect(),
+        }],
+    )
+}
+
+fn host_with(pool: PoolSpec) -> Host {
+    Host::start(&HostSpec {
+        name: "proxy-svc".into(),
+        pools: vec![pool],
+        extra_toml: String::new(),
+        env: Vec::new(),
+    })
+    .expect("start haproxy host")
+}
+
+/// What one `agent apply` gave.
+struct Applied {
+    report: Option<Report>,
+    code: i32,
+    stderr: String,
+    /// When it returned.
+    done: Instant,
+}
+
+/// `agent apply --json` of `c` on its own thread.
+fn apply_async(h: &Host, c: &Change) -> JoinHandle<Applied> {
+    let config = h.config.clone();
+    let text = c.to_json();
+    std::thread::spawn(move || {
+        let out = std::process::Command::new(harness::process::bin_path("agent").unwrap())
+            .arg("--config")
+            .arg(config)
+            .args(["apply", "--json", "--change", &text])
+            .output()
+            .unwrap();
+        Applied {
+            report: Report::from_json(String::from_utf8_lossy(&out.stdout).trim()).ok(),
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            done: Instant::now(),
+        }
+    })
+}
+
+fn outcome(r: &Report, id: &str) -> (OutcomeStatus, String) {
+    r.outcomes
+        .iter()
+        .find(|o| o.member.as_str() == id)
+        .map(|o| (o.status, o.reason.clone().unwrap_or_default()))
+        .unwrap_or_else(|| panic!("no outcome for {id} in {r:?}"))
+}
+
+fn slot_of<'a>(rows: &'a [Value], id: &str) -> Option<&'a Value> {
+    rows.iter().find(|r| r["member"] == id)
+}
+
+/// Waits until `agent status` shows `id` in stage `stage`.
+fn wait_stage(h: &Host, id: &str, stage: &str, within: Duration) {
+    wait_for(within, || {
+        let rows = h.status().ok()?;
+        (slot_of(&rows, id)?["stage"] == stage).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{id} never reached stage {stage}: {:?}", h.status()));
+}
+
+/// Every member the table holds is where HAProxy serves it, and every server HAProxy
+/// runs belongs to a member: no slot lost or given twice.
+fn table_matches_haproxy(h: &Host) {
+    let rows = h.status().unwrap();
+    let mut slots = BTreeSet::new();
+    for r in &rows {
+        if let Some(m) = r["member"].as_str() {
+            assert!(
+                slots.insert(r["slot"].to_string()),
+                "slot given twice: {rows:?}"
+            );
+            assert_ne!(
+                r["admin"], "maint",
+                "{m} owns a slot in maintenance: {rows:?}"
+            );
+        } else {
+            assert_eq!(
+                r["admin"], "maint",
+                "a server without an owner runs: {rows:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_launch_during_a_long_drain_is_not_delayed() {
+    let mut pool = PoolSpec::new("web", 4);
+    pool.drain_timeout_s = 40.0;
+    let h = host_with(pool);
+    let (x, y) = (
+        Backend::start("x", "127.0.0.1").unwrap(),
+        Backend::start("y", "127.0.0.1").unwrap(),
+    );
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-x", x.addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-x").0, OutcomeStatus::Up, "{r:?}");
+
+    // A 20 s request lands on X, the only member.
+    let fe = h.frontend("web");
+    let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=20000", Duration::from_secs(60)));
+    wait_for(Duration::from_secs(5), || {
+        (x.served().ok()? == 1).then_some(())
+    })
+    .expect("the slow request reached X");
+
+    // X leaves: its drain waits for the request.
+    let removal = apply_async(&h, &change(2, vec![], &["i-x"]));
+    wait_stage(&h, "i-x", "draining", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+
+    // A second later Y launches; the reactor's change also names X, in transition.
+    let t = Instant::now();
+    let (r, run) = h
+        .apply(&change(3, vec![member("i-y", y.addr)], &["i-x"]))
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(
+        outcome(&r, "i-y").0,
+        OutcomeStatus::Up,
+        "{r:?} {}",
+        run.stderr
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "Y waited {took:?}: a launch must not wait for another member's drain"
+    );
+    let (status, reason) = outcome(&r, "i-x");
+    assert_eq!(status, OutcomeStatus::Pending, "X rides along: {r:?}");
+    assert!(
+        reason.contains("change 2"),
+        "pending names the change draining X: {reason}"
+    );
+
+    // X takes no new request; Y takes them all.
+    let x_before = x.served().unwrap();
+    for _ in 0..20 {
+        let r = http::get(fe, "/", Duration::from_secs(5)).unwrap();
+        assert_eq!((r.status, r.body.trim()), (200, "y"));
+    }
+    assert_eq!(
+        x.served().unwrap(),
+        x_before,
+        "a draining member got new requests"
+    );
+    // X still holds its slot: its request is still open.
+    let rows = h.status().unwrap();
+    let xs = slot_of(&rows, "i-x").expect("X still holds its slot while draining");
+    assert!(xs["sessions"].as_u64().unwrap_or(0) >= 1, "{xs}");
+
+    let slow = slow.join().unwrap().unwrap();
+    let slow_done = Instant::now();
+    assert_eq!(
+        (slow.status, slow.body.trim()),
+        (200, "x"),
+        "the in-flight request completed"
+    );
+    let removed = removal.join().unwrap();
+    let rep = removed.report.expect("the removal reports");
+    assert_eq!(
+        outcome(&rep, "i-x"),
+        (OutcomeStatus::Drained, String::new()),
+        "{}",
+        removed.stderr
+    );
+    assert!(
+        removed.done + Duration::from_millis(50) >= slow_done,
+        "X's slot was freed only after its sessions ended"
+    );
+    assert!(slot_of(&h.status().unwrap(), "i-x").is_none());
+    table_matches_haproxy(&h);
+}
+
+#[test]
+fn ten_separate_applies_at_once_all_come_up_within_the_rise() {
+    let h = host_with(PoolSpec::new("web", 16));
+    let backends: Vec<Backend> = (0..10)
+        .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let go = Arc::new(Barrier::new(11));
+    let runs: Vec<JoinHandle<Applied>> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let c = change(10 + i as u64, vec![member(&format!("i-{i}"), b.addr)], &[]);
+            let (config, go) = (h.config.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                let out = std::process::Command::new(harness::process::bin_path("agent").unwrap())
+                    .arg("--config")
+                    .arg(config)
+                    .args(["apply", "--json", "--change", &c.to_json()])
+                    .output()
+                    .unwrap();
+                Applied {
+                    report: Report::from_json(String::from_utf8_lossy(&out.stdout).trim()).ok(),
+                    code: out.status.code().unwrap_or(-1),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    done: Instant::now(),
+                }
+            })
+        })
+        .collect();
+    go.wait();
+    let t = Instant::now();
+    let done: Vec<Applied> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    let all = t.elapsed();
+    let mut rise = Duration::ZERO;
+    for (i, a) in done.iter().enumerate() {
+        let r = a.report.as_ref().unwrap_or_else(|| panic!("{}", a.stderr));
+        assert_eq!(a.code, 0);
+        let o = &r.outcomes[0];
+        assert_eq!(
+            (o.member.as_str(), o.status),
+            (format!("i-{i}").as_str(), OutcomeStatus::Up)
+        );
+        rise = rise.max(Duration::from_millis(o.ms));
+    }
+    // One at a time would take ten rises; side by side it takes one.
+    assert!(
+        all < rise + Duration::from_secs(1),
+        "10 applies took {all:?} with a rise of {rise:?}"
+    );
+    assert_eq!(h.assignments().unwrap().len(), 10);
+    table_matches_haproxy(&h);
+}
+
+#[test]
+fn a_newer_change_takes_over_a_member_in_flight_under_load() {
+    let mut pool = PoolSpec::new("web", 8);
+    pool.health_path = Some("/healthz".into());
+    pool.health_timeout_s = 15.0;
+    pool.drain_timeout_s = 30.0;
+    let h = host_with(pool);
+    let (a, b) = (
+        Backend::start("a", "127.0.0.1").unwrap(),
+        Backend::start("b", "127.0.0.1").unwrap(),
+    );
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-a", a.addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-a").0, OutcomeStatus::Up);
+    let fe = h.frontend("web");
+    // A request in flight keeps A draining.
+    let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=4000", Duration::from_secs(30)));
+    wait_for(Duration::from_secs(5), || {
+        (a.served().ok()? == 1).then_some(())
+    })
+    .expect("the slow request reached A");
+    let (r, _) = h
+        .apply(&change(2, vec![member("i-b", b.addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-b").0, OutcomeStatus::Up);
+    let load = Load::start(fe, 2, Duration::from_secs(60), 1_000_000);
+
+    // Re-added while draining: back to serving at once; the drain's caller hears why.
+    let removal = apply_async(&h, &change(3, vec![], &["i-a"]));
+    wait_stage(&h, "i-a", "draining", Duration::from_secs(5));
+    let t = Instant::now();
+    let (r, _) = h
+        .apply(&change(4, vec![member("i-a", a.addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-a").0, OutcomeStatus::Up, "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "re-added in {:?}",
+        t.elapsed()
+    );
+    let removed = removal.join().unwrap();
+    let (status, reason) = outcome(removed.report.as_ref().unwrap(), "i-a");
+    assert_eq!(status, OutcomeStatus::Stale, "{reason}");
+    assert!(reason.contains("added again at generation 4"), "{reason}");
+    let before = a.served().unwrap();
+    wait_for(Duration::from_secs(5), || {
+        (a.served().ok()? > before).then_some(())
+    })
+    .expect("A serves new requests again");
+    assert_eq!(slow.join().unwrap().unwrap().status, 200);
+
+    // Removed while joining: C never passes its checks; its join stops and its slot is
+    // released at once.
+    let c = Backend::start_unhealthy("c", "127.0.0.1").unwrap();
+    let join = apply_async(&h, &change(5, vec![member("i-c", c.addr)], &[]));
+    wait_stage(&h, "i-c", "joining", Duration::from_secs(5));
+    let (r, _) = h.apply(&change(6, vec![], &["i-c"])).unwrap();
+    let (status, reason) = outcome(&r, "i-c");
+    assert_eq!(status, OutcomeStatus::Drained, "{r:?}");
+    assert!(reason.contains("removed while joining"), "{reason}");
+    let joined = join.join().unwrap();
+    let (status, reason) = outcome(joined.report.as_ref().unwrap(), "i-c");
+    assert_eq!(status, OutcomeStatus::Stale, "{reason}");
+    assert!(reason.contains("removed at generation 6"), "{reason}");
+    assert!(slot_of(&h.status().unwrap(), "i-c").is_none());
+
+    let stats = load.stop();
+    assert_eq!(stats.failed, 0, "{:?}", stats.errors);
+    assert!(stats.requests > 0);
+    assert_eq!(
+        c.served().unwrap(),
+        0,
+        "a member that never passed its checks took requests"
+    );
+    table_matches_haproxy(&h);
+}
+
+#[test]
+fn two_concurrent_changes_that_need_new_slots_share_one_reload() {
+    let h = host_with(PoolSpec::new("web", 2));
+    let backends: Vec<Backend> = (0..4)
+        .map(|i| Backend::start(&format!("g{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let (r, _) = h
+        .apply(&change(
+            1,
+            vec![
+                member("i-0", backends[0].addr),
+                member("i-1", backends[1].addr),
+            ],
+            &[],
+        ))
+        .unwrap();
+    assert!(r.ok, "{r:?}");
+    let load = Load::start(h.frontend("web"), 2, Duration::from_secs(60), 1_000_000);
+    let first = apply_async(&h, &change(2, vec![member("i-2", backends[2].addr)], &[]));
+    let second = apply_async(&h, &change(3, vec![member("i-3", backends[3].addr)], &[]));
+    let (first, second) = (first.join().unwrap(), second.join().unwrap());
+    for (a, id) in [(&first, "i-2"), (&second, "i-3")] {
+        let r = a.report.as_ref().unwrap_or_else(|| panic!("{}", a.stderr));
+        assert_eq!(outcome(r, id).0, OutcomeStatus::Up, "{r:?}");
+    }
+    assert_eq!(h.reloads().unwrap(), 1, "one reload served both changes");
+    let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
+    assert!(cfg.contains("server-template slot 1-4 "), "{cfg}");
+    let stats = load.stop();
+    assert_eq!(stats.failed, 0, "{:?}", stats.errors);
+    table_matches_haproxy(&h);
+}
+
+#[test]
+fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
+    let mut pool = PoolSpec::new("web", 4);
+    // A join takes ~2 s (20 checks 100 ms apart): time to kill the service mid-join.
+    pool.server_options = "check inter 100ms fall 2 rise 20".into();
+    pool.health_timeout_s = 20.0;
+    pool.drain_timeout_s = 30.0;
+    let h = host_with(pool);
+    let backends: Vec<Backend> = (0..8)
+        .map(|i| Backend::start(&format!("k{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let fe = h.frontend("web");
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-0", backends[0].addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-0").0, OutcomeStatus::Up);
+    let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=6000", Duration::from_secs(60)));
+    wait_for(Duration::from_secs(5), || {
+        (backends[0].served().ok()? == 1).then_some(())
+    })
+    .expect("the slow request reached i-0");
+    let (r, _) = h
+        .apply(&change(2, vec![member("i-1", backends[1].addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-1").0, OutcomeStatus::Up);
+    let load = Load::start(fe, 2, Duration::from_secs(120), 1_000_000);
+
+    // Mid-drain.
+    let removal = apply_async(&h, &change(3, vec![], &["i-0"]));
+    wait_stage(&h, "i-0", "draining", Duration::from_secs(5));
+    let ops = h.operations().unwrap();
+    let left = ops[0]["deadline_in_s"].as_f64().unwrap();
+    h.kill_service().expect("the service was running");
+    let cut = removal.join().unwrap();
+    assert_eq!(cut.code, 2, "{}", cut.stderr);
+    assert!(cut.stderr.contains("stopped answering"), "{}", cut.stderr);
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    let ops = h.operations().unwrap();
+    let drain = ops
+        .iter()
+        .find(|o| o["member"] == "i-0")
+        .expect("the drain resumed");
+    assert_eq!(drain["kind"], "drain");
+    assert!(
+        drain["deadline_in_s"].as_f64().unwrap() < left,
+        "the drain goes on with what was left of its timeout: {drain}"
+    );
+    assert_eq!(
+        slow.join().unwrap().unwrap().status,
+        200,
+        "the in-flight request completed"
+    );
+    wait_for(Duration::from_secs(10), || {
+        slot_of(&h.status().ok()?, "i-0").is_none().then_some(())
+    })
+    .expect("i-0's drain finished after the restart");
+    // Sending the same change again converges.
+    let (r, _) = h.apply(&change(3, vec![], &["i-0"])).unwrap();
+    assert_eq!(outcome(&r, "i-0").0, OutcomeStatus::Drained, "{r:?}");
+
+    // Mid-join.
+    let join = apply_async(&h, &change(4, vec![member("i-2", backends[2].addr)], &[]));
+    wait_stage(&h, "i-2", "joining", Duration::from_secs(5));
+    h.kill_service().expect("the service was running");
+    assert_eq!(join.join().unwrap().code, 2);
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    wait_stage(&h, "i-2", "up", Duration::from_secs(10));
+    let (r, _) = h
+        .apply(&change(4, vec![member("i-2", backends[2].addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-2").0, OutcomeStatus::Up, "{r:?}");
+    table_matches_haproxy(&h);
+
+    // Mid-reload: `haproxy -c` made slow, the service killed while it validates the
+    // grown configuration, then again right after the reload took.
+    let wrapper = h.dir().join("slow-haproxy");
+    std::fs::write(&wrapper, "#!/bin/sh\nsleep 1.5\nexec haproxy \"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        cfg.replace(
+            "[haproxy]\n",
+            &format!("[haproxy]\nbinary = \"{}\"\n", wrapper.display()),
+        ),
+    )
+    .unwrap();
+    h.kill_service();
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    let cfg_before = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
+    let grow = change(
+        5,
+        (3..6)
+            .map(|i| member(&format!("i-{i}"), backends[i].addr))
+            .collect(),
+        &[],
+    );
+    let run = apply_async(&h, &grow);
+    let candidate = h.dir().join(".haproxy.cfg.agent-new");
+    wait_for(Duration::from_secs(5), || candidate.exists().then_some(()))
+        .expect("the grown configuration is being validated");
+    h.kill_service();
+    assert_eq!(run.join().unwrap().code, 2);
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    assert!(!candidate.exists(), "the candidate file is cleaned up");
+    assert_eq!(
+        std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap(),
+        cfg_before
+    );
+    assert_eq!(h.reloads().unwrap(), 0);
+    table_matches_haproxy(&h);
+    // Again, killed as soon as the reload took.
+    let run = apply_async(&h, &grow);
+    wait_for(Duration::from_secs(15), || {
+        (h.reloads().ok()? == 1).then_some(())
+    })
+    .expect("the reload took");
+    h.kill_service();
+    let _ = run.join().unwrap();
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    let (r, _) = h.apply(&grow).unwrap();
+    assert!(r.ok, "{r:?}");
+    for i in 3..6 {
+        assert_eq!(outcome(&r, &format!("i-{i}")).0, OutcomeStatus::Up, "{r:?}");
+    }
+    assert_eq!(h.reloads().unwrap(), 1, "no second reload");
+    assert!(
+        h.service_restarts() >= 5,
+        "the supervisor restarted the service each time"
+    );
+    table_matches_haproxy(&h);
+
+    let stats = load.stop();
+    assert_eq!(
+        stats.failed, 0,
+        "requests failed across the kills: {:?}",
+        stats.errors
+    );
+    assert!(stats.requests > 100, "{stats:?}");
+}
