@@ -1,6 +1,8 @@
-//! `agent-bench`: how fast the agent applies changes over HAProxy's socket, how much
-//! memory it takes, and whether churn under HTTP load loses requests or reloads while
-//! slots are free. Real HAProxy, real backends, the real agent binary; loopback only.
+//! `agent-bench`: how fast the agent service applies changes over HAProxy's socket, how
+//! much memory it takes, whether churn under HTTP load loses requests or reloads while
+//! slots are free, and whether a change waits for other members' drains (a launch during
+//! a long drain, ten separate applies at once). Real HAProxy, real backends, the real
+//! agent service and binary; loopback only.
 //!
 //! Prints a table; `--json PATH` also writes the figures.
 
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use agent::haproxy::{Command, Op};
 use anyhow::{ensure, Context};
 use clap::Parser;
-use harness::{Backend, Host, HostSpec, Load, PoolSpec};
+use harness::{http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port};
 
 /// Measures the agent against a real HAProxy.
@@ -123,6 +125,161 @@ fn socket_time(host: &Host, n: usize, reps: u32) -> anyhow::Result<f64> {
     Ok(median(times))
 }
 
+/// The service's peak resident memory (VmHWM, KiB).
+fn service_rss_kb(host: &Host) -> i64 {
+    host.service_pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(-1)
+}
+
+/// Wall time of one `agent apply` (waiting for the outcome), ms, and the report.
+fn timed_apply(host: &Host, c: &Change) -> anyhow::Result<(f64, infra::Report)> {
+    let t = Instant::now();
+    let (report, run) = host.apply(c)?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    ensure!(report.ok, "{report:?} {}", run.stderr);
+    Ok((ms, report))
+}
+
+/// Timings of changes that must not wait for other members.
+struct Independence {
+    rise_ms: f64,
+    launch_during_drain_ms: f64,
+    burst_10_ms: f64,
+    rss_kb: i64,
+}
+
+/// A host with checks every 100 ms (rise 2): how long a lone join takes (the rise), a
+/// launch while another member drains a 20 s request, and ten separate applies at once.
+fn independence(reps: u32) -> anyhow::Result<Independence> {
+    let mut pool = PoolSpec::new("web", 32);
+    pool.drain_timeout_s = 60.0;
+    let host = Host::start(&HostSpec {
+        name: "bench-independence".into(),
+        pools: vec![pool],
+        extra_toml: String::new(),
+        env: Vec::new(),
+    })?;
+    let backends: Vec<Backend> = (0..14)
+        .map(|i| Backend::start(&format!("m{i}"), "127.0.0.1"))
+        .collect::<Result<_, _>>()?;
+    let m = |i: usize, tag: &str| {
+        member(
+            format!("i-{tag}-{i}"),
+            backends[i].addr.ip(),
+            backends[i].addr.port(),
+        )
+    };
+    let mut gen = 1u64;
+    // The rise: a lone member's change -> UP, with nothing else in flight.
+    let mut rises = Vec::new();
+    for r in 0..reps.max(3) {
+        gen += 1;
+        let (ms, _) = timed_apply(&host, &change(gen, vec![m(13, &r.to_string())], vec![]))?;
+        rises.push(ms);
+        gen += 1;
+        let id = MemberId::new(format!("i-{r}-13"))?;
+        timed_apply(&host, &change(gen, vec![], vec![id]))?;
+    }
+    let rise_ms = median(rises);
+
+    // X serves a 20 s request and is removed; a second later Y launches.
+    gen += 1;
+    timed_apply(&host, &change(gen, vec![m(0, "x")], vec![]))?;
+    let fe = host.frontend("web");
+    let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=20000", Duration::from_secs(60)));
+    wait_for(Duration::from_secs(5), || {
+        (backends[0].served().ok()? == 1).then_some(())
+    })
+    .context("the slow request did not reach X")?;
+    gen += 1;
+    let x = MemberId::new("i-x-0")?;
+    let removal = {
+        let (config, body) = (
+            host.config.clone(),
+            change(gen, vec![], vec![x.clone()]).to_json(),
+        );
+        std::thread::spawn(move || {
+            std::process::Command::new(harness::process::bin_path("agent")?)
+                .arg("--config")
+                .arg(config)
+                .args(["apply", "--json", "--change", &body])
+                .output()
+                .map_err(anyhow::Error::from)
+        })
+    };
+    wait_for(Duration::from_secs(5), || {
+        let rows = host.status().ok()?;
+        rows.iter()
+            .any(|r| r["member"] == "i-x-0" && r["stage"] == "draining")
+            .then_some(())
+    })
+    .context("X did not start draining")?;
+    std::thread::sleep(Duration::from_secs(1));
+    gen += 1;
+    let (launch_during_drain_ms, _) = timed_apply(&host, &change(gen, vec![m(1, "y")], vec![x]))?;
+
+    // Ten members by ten separate applies at once.
+    let go = std::sync::Arc::new(std::sync::Barrier::new(11));
+    let runs: Vec<_> = (2..12)
+        .map(|i| {
+            gen += 1;
+            let (go, config, body) = (
+                go.clone(),
+                host.config.clone(),
+                change(gen, vec![m(i, "b")], vec![]).to_json(),
+            );
+            std::thread::spawn(move || -> anyhow::Result<bool> {
+                go.wait();
+                let out = std::process::Command::new(harness::process::bin_path("agent")?)
+                    .arg("--config")
+                    .arg(config)
+                    .args(["apply", "--json", "--change", &body])
+                    .output()?;
+                Ok(out.status.success())
+            })
+        })
+        .collect();
+    go.wait();
+    let t = Instant::now();
+    for r in runs {
+        ensure!(
+            r.join()
+                .map_err(|_| anyhow::anyhow!("an apply thread panicked"))??,
+            "a burst apply failed"
+        );
+    }
+    let burst_10_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let served = slow
+        .join()
+        .map_err(|_| anyhow::anyhow!("the slow request panicked"))??;
+    ensure!(
+        served.status == 200,
+        "X's in-flight request failed: {}",
+        served.status
+    );
+    let out = removal
+        .join()
+        .map_err(|_| anyhow::anyhow!("the removal panicked"))??;
+    ensure!(
+        out.status.success(),
+        "X's removal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(Independence {
+        rise_ms,
+        launch_during_drain_ms,
+        burst_10_ms,
+        rss_kb: service_rss_kb(&host),
+    })
+}
+
 struct Churn {
     requests: u64,
     failed: u64,
@@ -140,7 +297,12 @@ fn slot_count(host: &Host) -> anyhow::Result<u32> {
         .context("no slot line")
 }
 
-fn churn(cycles: u32, rss: &mut i64, rss_with_check: &mut i64) -> anyhow::Result<Churn> {
+fn churn(
+    cycles: u32,
+    rss: &mut i64,
+    rss_with_check: &mut i64,
+    service_rss: &mut i64,
+) -> anyhow::Result<Churn> {
     let host = Host::start(&HostSpec {
         name: "bench-churn".into(),
         pools: vec![PoolSpec::new("web", 2)],
@@ -212,6 +374,7 @@ fn churn(cycles: u32, rss: &mut i64, rss_with_check: &mut i64) -> anyhow::Result
     }
     let seconds = started.elapsed().as_secs_f64();
     let stats = load.stop();
+    *service_rss = (*service_rss).max(service_rss_kb(&host));
     Ok(Churn {
         requests: stats.requests,
         failed: stats.failed,
@@ -244,13 +407,17 @@ fn main() -> anyhow::Result<()> {
     let apply_1000 = apply_time(&host, 1000, args.reps.max(1), &mut gen, &mut rss)?;
     let socket_1000 = socket_time(&host, 1000, args.reps.max(1))?;
     let apply_reloads = host.reloads()?;
+    let mut service_rss = service_rss_kb(&host);
     drop(host);
+    eprintln!("agent-bench: a launch during a 20 s drain, ten separate applies at once...");
+    let ind = independence(args.reps)?;
+    service_rss = service_rss.max(ind.rss_kb);
     eprintln!(
         "agent-bench: churn: {} add/remove cycles under HTTP load...",
         args.cycles
     );
     let mut rss_with_check = 0;
-    let c = churn(args.cycles, &mut rss, &mut rss_with_check)?;
+    let c = churn(args.cycles, &mut rss, &mut rss_with_check, &mut service_rss)?;
 
     println!("agent-bench (real HAProxy {}, loopback)", haproxy_version());
     println!("{:<44} {:>12} {:>10}", "figure", "value", "target");
@@ -276,11 +443,31 @@ fn main() -> anyhow::Result<()> {
             apply_reloads.to_string(),
             "0",
         ),
-        ("agent peak RSS (KiB)", rss.to_string(), "< 15360"),
+        (
+            "service peak RSS (KiB, VmHWM)",
+            service_rss.to_string(),
+            "< 15360",
+        ),
+        ("`agent apply` client peak RSS (KiB)", rss.to_string(), ""),
         (
             "  growth runs, incl. `haproxy -c` child (KiB)",
             rss_with_check.to_string(),
             "",
+        ),
+        (
+            "rise: a lone member's change -> UP (ms)",
+            format!("{:.0}", ind.rise_ms),
+            "",
+        ),
+        (
+            "launch during a 20 s drain -> UP (ms)",
+            format!("{:.0}", ind.launch_during_drain_ms),
+            "< rise + 200",
+        ),
+        (
+            "10 separate applies at once -> all UP (ms)",
+            format!("{:.0}", ind.burst_10_ms),
+            "< rise + 1000",
         ),
         ("churn cycles", c.cycles.to_string(), ""),
         ("churn seconds", format!("{:.1}", c.seconds), ""),
@@ -312,6 +499,10 @@ fn main() -> anyhow::Result<()> {
             "growth_reloads": c.growth_reloads,
             "agent_peak_rss_kb": rss,
             "agent_growth_run_peak_rss_kb_incl_haproxy_check": rss_with_check,
+            "service_rss_kb": service_rss,
+            "rise_ms": ind.rise_ms,
+            "launch_during_drain_ms": ind.launch_during_drain_ms,
+            "burst_10_separate_applies_ms": ind.burst_10_ms,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
         eprintln!("agent-bench: wrote {}", path.display());
