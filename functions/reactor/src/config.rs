@@ -34,38 +34,61 @@ pub enum ConfigError {
     },
 }
 
-/// How changes reach the proxy hosts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// SSM Run Command of the project's document.
-    Ssm {
-        /// `SSM_DOCUMENT`.
-        document: String,
-        /// `PROXY_TAG_KEY`.
-        tag_key: String,
-        /// `PROXY_TAG_VALUE`.
-        tag_value: String,
-    },
-    /// The agent binary run directly (`LOCAL_AGENTS`: one argv prefix per host).
-    Local(Vec<Vec<String>>),
+/// The groups the reactor manages besides those `POOLS` names: `MANAGED_GROUPS`, names
+/// or `*`-globs. A group tagged `haproxy:pool` is managed only if it is here (or in
+/// `POOLS`): anyone who can tag a group must not be able to put instances into a pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManagedGroups(Vec<String>);
+
+impl ManagedGroups {
+    /// Parses `MANAGED_GROUPS` (comma-separated names or globs; blank: none).
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let mut out = Vec::new();
+        for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let valid = p.len() <= 255
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "*_.:/-".contains(c));
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    name: "MANAGED_GROUPS",
+                    value: value.to_string(),
+                    reason: format!(
+                        "{p:?} is not a group name or glob (1-255 of A-Za-z0-9*_.:/-); expected names or globs separated by commas, like web-asg,api-*"
+                    ),
+                });
+            }
+            out.push(p.to_string());
+        }
+        Ok(Self(out))
+    }
+
+    /// Whether `group` matches one of the names or globs.
+    pub fn matches(&self, group: &str) -> bool {
+        self.0.iter().any(|p| glob(p.as_bytes(), group.as_bytes()))
+    }
 }
 
-impl Transport {
-    /// The SSM settings, when SSM is the transport.
-    pub fn ssm_settings(&self) -> Option<SsmSettings> {
-        match self {
-            Self::Ssm {
-                document,
-                tag_key,
-                tag_value,
-            } => Some(SsmSettings {
-                document: document.clone(),
-                tag_key: tag_key.clone(),
-                tag_value: tag_value.clone(),
-            }),
-            Self::Local(_) => None,
+/// `*` matches any run of characters; everything else matches itself.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => {
+            (0..=text.len()).any(|i| glob(rest, text.get(i..).unwrap_or_default()))
         }
+        Some((c, rest)) => text
+            .split_first()
+            .is_some_and(|(t, tail)| t == c && glob(rest, tail)),
     }
+}
+
+/// What to do with an `EC2 Instance Rebalance Recommendation` (`REBALANCE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rebalance {
+    /// Nothing: Auto Scaling's own termination (with its hook) drains it later.
+    #[default]
+    Ignore,
+    /// Drain it at once, like an interruption warning, without the two-minute deadline.
+    Drain,
 }
 
 /// The proxy fleet's Route 53 records.
@@ -84,8 +107,11 @@ pub struct DnsConfig {
 pub struct Config {
     /// `POOLS`: group -> pools fallback (tags override).
     pub pools: GroupPools,
-    /// How changes reach the hosts.
-    pub transport: Transport,
+    /// `MANAGED_GROUPS`: the other groups that may feed pools (by their tags).
+    pub managed: ManagedGroups,
+    /// SSM Run Command of the project's document (`SSM_DOCUMENT`, `PROXY_TAG_KEY`,
+    /// `PROXY_TAG_VALUE`).
+    pub ssm: SsmSettings,
     /// `PROXY_GROUP`: the proxy fleet's own group.
     pub proxy_group: Option<String>,
     /// Route 53 records of the proxy fleet, when configured.
@@ -94,6 +120,11 @@ pub struct Config {
     pub health_timeout: Duration,
     /// `DRAIN_TIMEOUT_S` (default 120): how long a drain may take.
     pub drain_timeout: Duration,
+    /// `REBALANCE` (`drain` or `ignore`, default `ignore`).
+    pub rebalance: Rebalance,
+    /// `SPOT_DRAIN_TIMEOUT_S` (default 90): the drain deadline after a Spot interruption
+    /// warning, which comes two minutes before the instance is reclaimed.
+    pub spot_drain_timeout: Duration,
     /// `LIFECYCLE_HOOKS`: the lifecycle hooks the reactor completes (comma separated).
     /// A group may carry other systems' hooks too (bootstrap, backup); an AWS load
     /// balancer never completes those, and neither may the reactor. Unset: every hook
@@ -105,6 +136,17 @@ impl Config {
     /// Whether the reactor completes actions of this hook.
     pub fn owns_hook(&self, name: &str) -> bool {
         self.hooks.as_ref().is_none_or(|h| h.contains(name))
+    }
+
+    /// Whether `group` may feed pools: `POOLS` names it or it matches `MANAGED_GROUPS`.
+    pub fn manages(&self, group: &str) -> bool {
+        self.pools.get(group).is_some() || self.managed.matches(group)
+    }
+
+    /// The longest a command of the document runs: a join's health wait and a drain,
+    /// plus a minute (the document's `timeoutSeconds`, Terraform sets the same).
+    pub fn execution_timeout(&self) -> Duration {
+        self.health_timeout + self.drain_timeout + Duration::from_secs(60)
     }
 }
 
@@ -160,38 +202,40 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let pools = GroupPools::from_json(&get("POOLS").unwrap_or_default())?;
-        let transport = match get("LOCAL_AGENTS") {
-            Some(v) => {
-                let hosts: Vec<Vec<String>> =
-                    serde_json::from_str(&v).map_err(|e| ConfigError::Invalid {
-                        name: "LOCAL_AGENTS",
-                        value: v.clone(),
-                        reason: format!("a JSON list of argv prefixes, like [[\"/path/agent\",\"--config\",\"/tmp/h1/agent.toml\"]] ({e})"),
-                    })?;
-                if hosts.iter().any(Vec::is_empty) {
-                    return Err(ConfigError::Invalid {
-                        name: "LOCAL_AGENTS",
-                        value: v,
-                        reason: "an argv prefix is empty".into(),
-                    });
-                }
-                Transport::Local(hosts)
-            }
-            None => Transport::Ssm {
-                document: get("SSM_DOCUMENT").ok_or(ConfigError::Missing {
-                    name: "SSM_DOCUMENT",
-                    reason: "the SSM document that runs the agent (or set LOCAL_AGENTS)",
-                })?,
-                tag_key: get("PROXY_TAG_KEY").ok_or(ConfigError::Missing {
-                    name: "PROXY_TAG_KEY",
-                    reason: "the tag key marking the proxy fleet's instances",
-                })?,
-                tag_value: get("PROXY_TAG_VALUE").ok_or(ConfigError::Missing {
-                    name: "PROXY_TAG_VALUE",
-                    reason: "the tag value marking the proxy fleet's instances",
-                })?,
-            },
+        let ssm = SsmSettings {
+            document: get("SSM_DOCUMENT").ok_or(ConfigError::Missing {
+                name: "SSM_DOCUMENT",
+                reason: "the SSM document that runs the agent",
+            })?,
+            tag_key: get("PROXY_TAG_KEY").ok_or(ConfigError::Missing {
+                name: "PROXY_TAG_KEY",
+                reason: "the tag key marking the proxy fleet's instances",
+            })?,
+            tag_value: get("PROXY_TAG_VALUE").ok_or(ConfigError::Missing {
+                name: "PROXY_TAG_VALUE",
+                reason: "the tag value marking the proxy fleet's instances",
+            })?,
         };
+        let rebalance = match get("REBALANCE").as_deref().map(str::trim) {
+            None | Some("ignore") => Rebalance::Ignore,
+            Some("drain") => Rebalance::Drain,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "REBALANCE",
+                    value: other.to_string(),
+                    reason: "`drain` or `ignore`".into(),
+                })
+            }
+        };
+        let spot_drain_timeout = secs(&get, "SPOT_DRAIN_TIMEOUT_S", 90)?;
+        if spot_drain_timeout >= Duration::from_secs(120) {
+            return Err(ConfigError::Invalid {
+                name: "SPOT_DRAIN_TIMEOUT_S",
+                value: spot_drain_timeout.as_secs().to_string(),
+                reason: "less than 120: a Spot instance is reclaimed two minutes after its warning"
+                    .into(),
+            });
+        }
         let dns = match (get("DNS_ZONE_ID"), get("DNS_RECORD_NAME")) {
             (Some(zone), Some(name)) => {
                 let ttl = match get("DNS_TTL") {
@@ -241,7 +285,10 @@ impl Config {
         }
         Ok(Self {
             pools,
-            transport,
+            managed: ManagedGroups::parse(&get("MANAGED_GROUPS").unwrap_or_default())?,
+            ssm,
+            rebalance,
+            spot_drain_timeout,
             proxy_group: get("PROXY_GROUP"),
             dns,
             health_timeout: secs(&get, "HEALTH_TIMEOUT_S", 60)?,
@@ -256,9 +303,16 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    const SSM: [(&str, &str); 3] = [
+        ("SSM_DOCUMENT", "doc"),
+        ("PROXY_TAG_KEY", "Role"),
+        ("PROXY_TAG_VALUE", "proxy"),
+    ];
+
     fn cfg(kv: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = kv
+        let m: HashMap<String, String> = SSM
             .iter()
+            .chain(kv)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(move |k| m.get(k).cloned())
@@ -266,16 +320,13 @@ mod tests {
 
     #[test]
     fn lifecycle_hooks_name_the_hooks_completed() {
-        let base = [("LOCAL_AGENTS", "[]")];
-        let c = cfg(&base).unwrap();
+        let c = cfg(&[]).unwrap();
         assert!(c.owns_hook("anything"), "unset: every hook");
-        let c = cfg(&[base[0], ("LIFECYCLE_HOOKS", " r-launch, r-terminate ")]).unwrap();
+        let c = cfg(&[("LIFECYCLE_HOOKS", " r-launch, r-terminate ")]).unwrap();
         assert!(c.owns_hook("r-launch") && c.owns_hook("r-terminate"));
         assert!(!c.owns_hook("bootstrap"));
         for bad in ["r-launch,,r-terminate", "r launch", "r-launch;rm"] {
-            let e = cfg(&[base[0], ("LIFECYCLE_HOOKS", bad)])
-                .unwrap_err()
-                .to_string();
+            let e = cfg(&[("LIFECYCLE_HOOKS", bad)]).unwrap_err().to_string();
             assert!(
                 e.contains("LIFECYCLE_HOOKS") && e.contains("hook name"),
                 "{e}"
@@ -287,68 +338,67 @@ mod tests {
     fn ssm_setup() {
         let c = cfg(&[
             ("POOLS", r#"{"web-asg":[{"name":"web","port":8080}]}"#),
-            ("SSM_DOCUMENT", "doc"),
-            ("PROXY_TAG_KEY", "Role"),
-            ("PROXY_TAG_VALUE", "proxy"),
             ("PROXY_GROUP", "proxies"),
             ("DNS_ZONE_ID", "/hostedzone/Z1"),
             ("DNS_RECORD_NAME", "LB.Example.com"),
             ("HEALTH_TIMEOUT_S", "30"),
         ])
         .unwrap();
-        assert!(matches!(c.transport, Transport::Ssm { .. }));
+        assert_eq!(c.ssm.document, "doc");
         assert_eq!(c.pools.get("web-asg").unwrap().len(), 1);
-        let dns = c.dns.unwrap();
+        let dns = c.dns.clone().unwrap();
         assert_eq!(dns.record_name, "lb.example.com.");
         assert_eq!(dns.ttl, 60);
         assert_eq!(c.health_timeout, Duration::from_secs(30));
         assert_eq!(c.drain_timeout, Duration::from_secs(120));
+        assert_eq!(c.execution_timeout(), Duration::from_secs(210));
+        assert_eq!(c.rebalance, Rebalance::Ignore);
+        assert_eq!(c.spot_drain_timeout, Duration::from_secs(90));
     }
 
     #[test]
-    fn local_agents_replace_ssm() {
-        let c = cfg(&[(
-            "LOCAL_AGENTS",
-            r#"[["/bin/agent","--config","/tmp/a.toml"]]"#,
-        )])
+    fn managed_groups_are_pools_groups_and_the_allow_list() {
+        let c = cfg(&[
+            ("POOLS", r#"{"web-asg":[{"name":"web","port":8080}]}"#),
+            ("MANAGED_GROUPS", "api-*, batch"),
+        ])
         .unwrap();
-        assert_eq!(
-            c.transport,
-            Transport::Local(vec![vec![
-                "/bin/agent".into(),
-                "--config".into(),
-                "/tmp/a.toml".into()
-            ]])
+        assert!(
+            c.manages("web-asg")
+                && c.manages("api-blue")
+                && c.manages("api-")
+                && c.manages("batch")
         );
+        assert!(!c.manages("batch-2") && !c.manages("evil") && !c.manages("xapi-1"));
+        assert!(
+            !cfg(&[]).unwrap().manages("anything"),
+            "unset: only POOLS' groups"
+        );
+        let e = cfg(&[("MANAGED_GROUPS", "web asg")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MANAGED_GROUPS") && e.contains("glob"), "{e}");
     }
 
     #[test]
     fn bad_settings_name_the_variable() {
-        let e = cfg(&[]).unwrap_err().to_string();
+        let e = Config::from_lookup(|_| None).unwrap_err().to_string();
         assert!(e.contains("SSM_DOCUMENT"), "{e}");
-        let e = cfg(&[("LOCAL_AGENTS", "x")]).unwrap_err().to_string();
-        assert!(e.contains("LOCAL_AGENTS"), "{e}");
-        let e = cfg(&[("LOCAL_AGENTS", "[[]]")]).unwrap_err().to_string();
-        assert!(e.contains("empty"), "{e}");
-        let e = cfg(&[("LOCAL_AGENTS", "[]"), ("POOLS", "{")])
-            .unwrap_err()
-            .to_string();
+        let e = cfg(&[("POOLS", "{")]).unwrap_err().to_string();
         assert!(e.contains("POOLS"), "{e}");
-        let e = cfg(&[("LOCAL_AGENTS", "[]"), ("DRAIN_TIMEOUT_S", "soon")])
-            .unwrap_err()
-            .to_string();
+        let e = cfg(&[("DRAIN_TIMEOUT_S", "soon")]).unwrap_err().to_string();
         assert!(e.contains("DRAIN_TIMEOUT_S"), "{e}");
-        let e = cfg(&[("LOCAL_AGENTS", "[]"), ("DNS_ZONE_ID", "Z")])
+        let e = cfg(&[("DNS_ZONE_ID", "Z")]).unwrap_err().to_string();
+        assert!(e.contains("DNS_RECORD_NAME"), "{e}");
+        let e = cfg(&[("DNS_ZONE_ID", "Z"), ("DNS_RECORD_NAME", "a.b")])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("DNS_RECORD_NAME"), "{e}");
-        let e = cfg(&[
-            ("LOCAL_AGENTS", "[]"),
-            ("DNS_ZONE_ID", "Z"),
-            ("DNS_RECORD_NAME", "a.b"),
-        ])
-        .unwrap_err()
-        .to_string();
         assert!(e.contains("PROXY_GROUP"), "{e}");
+        let e = cfg(&[("REBALANCE", "maybe")]).unwrap_err().to_string();
+        assert!(e.contains("REBALANCE"), "{e}");
+        let e = cfg(&[("SPOT_DRAIN_TIMEOUT_S", "150")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SPOT_DRAIN_TIMEOUT_S"), "{e}");
     }
 }

@@ -4,7 +4,9 @@
 //! anything the reactor does not know still deserialises; [`classify`] turns it into
 //! what the reactor acts on ([`Classified`]) or a reason to ignore it.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The envelope every EventBridge event shares (only the fields the reactor reads).
@@ -67,6 +69,24 @@ pub struct ActivityDetail {
     pub cause: Option<String>,
 }
 
+/// `EC2 Command Status-change Notification` (source `aws.ssm`): a Run Command command
+/// changed status. Its parameters carry the completion context.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommandStatusDetail {
+    /// The command.
+    #[serde(rename = "command-id")]
+    pub command_id: String,
+    /// The document it runs.
+    #[serde(rename = "document-name", default)]
+    pub document_name: String,
+    /// `Pending`, `InProgress`, `Success`, `Failed`, `TimedOut`, `Cancelled`...
+    #[serde(default)]
+    pub status: String,
+    /// Its parameters, each a list of values.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Vec<String>>,
+}
+
 /// `EC2 Instance State-change Notification` (source `aws.ec2`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Ec2StateDetail {
@@ -104,6 +124,9 @@ pub enum Event {
     /// EC2 changed an instance's state.
     #[serde(rename = "EC2 Instance State-change Notification")]
     Ec2StateChange(Envelope<Ec2StateDetail>),
+    /// A Run Command command changed status.
+    #[serde(rename = "EC2 Command Status-change Notification")]
+    CommandStatus(Envelope<CommandStatusDetail>),
     /// The schedule: reconcile everything.
     #[serde(rename = "Scheduled Event")]
     Scheduled(Envelope<Value>),
@@ -113,7 +136,8 @@ pub enum Event {
 }
 
 /// Which lifecycle hook transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transition {
     /// `autoscaling:EC2_INSTANCE_LAUNCHING`.
     Launch,
@@ -149,19 +173,6 @@ impl std::fmt::Display for Transition {
     }
 }
 
-/// A finished Auto Scaling activity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activity {
-    /// `EC2 Instance Launch Successful`.
-    LaunchSuccessful,
-    /// `EC2 Instance Launch Unsuccessful`.
-    LaunchUnsuccessful,
-    /// `EC2 Instance Terminate Successful`.
-    TerminateSuccessful,
-    /// `EC2 Instance Terminate Unsuccessful`.
-    TerminateUnsuccessful,
-}
-
 /// What the reactor does with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
@@ -180,14 +191,23 @@ pub enum Classified {
         /// When the action started (ms since the epoch), from the event time.
         started_ms: Option<u64>,
     },
-    /// An activity finished: re-read the group.
+    /// An activity (launch or termination) finished: re-read the group.
     Activity {
-        /// Which.
-        activity: Activity,
         /// The group.
         group: String,
         /// The instance, when there is one.
         instance: Option<String>,
+    },
+    /// A Run Command command of some document ended: its hosts have reported.
+    CommandEnded {
+        /// The command.
+        command_id: String,
+        /// Its document.
+        document: String,
+        /// Its final status.
+        status: String,
+        /// Its `Context` parameter (the completion context, base64), if any.
+        context: Option<String>,
     },
     /// EC2 changed an instance's state: find its group, re-read it.
     Ec2State {
@@ -218,6 +238,7 @@ impl Classified {
                 ..
             } => "terminate-lifecycle-action",
             Self::Activity { .. } => "activity",
+            Self::CommandEnded { .. } => "command-ended",
             Self::Ec2State { .. } => "ec2-state-change",
             Self::Reconcile => "reconcile",
             Self::Ignored { .. } => "ignored",
@@ -258,10 +279,11 @@ pub fn classify(value: &Value) -> Classified {
         Event::TerminateLifecycleAction(env) => {
             lifecycle(env, Transition::Terminate, TERMINATE_ACTION)
         }
-        Event::LaunchSuccessful(env) => activity(env, Activity::LaunchSuccessful),
-        Event::LaunchUnsuccessful(env) => activity(env, Activity::LaunchUnsuccessful),
-        Event::TerminateSuccessful(env) => activity(env, Activity::TerminateSuccessful),
-        Event::TerminateUnsuccessful(env) => activity(env, Activity::TerminateUnsuccessful),
+        Event::LaunchSuccessful(env)
+        | Event::LaunchUnsuccessful(env)
+        | Event::TerminateSuccessful(env)
+        | Event::TerminateUnsuccessful(env) => activity(env),
+        Event::CommandStatus(env) => command_status(env),
         Event::Ec2StateChange(env) => {
             if let Some(i) = check_source(
                 &env.source,
@@ -331,7 +353,7 @@ fn lifecycle(
     }
 }
 
-fn activity(env: Envelope<ActivityDetail>, activity: Activity) -> Classified {
+fn activity(env: Envelope<ActivityDetail>) -> Classified {
     if let Some(i) = check_source(&env.source, "aws.autoscaling", "Auto Scaling activity") {
         return i;
     }
@@ -339,9 +361,38 @@ fn activity(env: Envelope<ActivityDetail>, activity: Activity) -> Classified {
         return ignored("Auto Scaling activity event without a group name");
     };
     Classified::Activity {
-        activity,
         group,
         instance: non_empty(&env.detail.ec2_instance_id),
+    }
+}
+
+/// The statuses with which a command has ended.
+const COMMAND_ENDED: [&str; 4] = ["Success", "Failed", "TimedOut", "Cancelled"];
+
+fn command_status(env: Envelope<CommandStatusDetail>) -> Classified {
+    const DT: &str = "EC2 Command Status-change Notification";
+    if let Some(i) = check_source(&env.source, "aws.ssm", DT) {
+        return i;
+    }
+    let d = env.detail;
+    let Some(command_id) = non_empty(&d.command_id) else {
+        return ignored(format!("{DT} without a command id"));
+    };
+    if !COMMAND_ENDED.contains(&d.status.as_str()) {
+        return ignored(format!(
+            "command {command_id} is {:?}, not ended: nothing to decide yet",
+            d.status
+        ));
+    }
+    Classified::CommandEnded {
+        command_id,
+        document: d.document_name,
+        status: d.status,
+        context: d
+            .parameters
+            .get("Context")
+            .and_then(|v| v.first())
+            .and_then(|v| non_empty(v)),
     }
 }
 
@@ -362,6 +413,9 @@ fn explain_other(v: &Value) -> String {
         | "EC2 Instance Terminate Unsuccessful" => Envelope::<ActivityDetail>::deserialize(v).err(),
         "EC2 Instance State-change Notification" => {
             Envelope::<Ec2StateDetail>::deserialize(v).err()
+        }
+        "EC2 Command Status-change Notification" => {
+            Envelope::<CommandStatusDetail>::deserialize(v).err()
         }
         "Scheduled Event" => Envelope::<Value>::deserialize(v).err(),
         other => return format!("unknown detail-type {other:?}"),
@@ -486,20 +540,13 @@ mod tests {
         assert_eq!(
             classify(&launch_successful_sample()),
             Classified::Activity {
-                activity: Activity::LaunchSuccessful,
                 group: "my-asg".into(),
                 instance: Some("i-1234567890abcdef0".into()),
             }
         );
         let mut v = launch_successful_sample();
         v["detail-type"] = json!("EC2 Instance Terminate Unsuccessful");
-        assert!(matches!(
-            classify(&v),
-            Classified::Activity {
-                activity: Activity::TerminateUnsuccessful,
-                ..
-            }
-        ));
+        assert!(matches!(classify(&v), Classified::Activity { .. }));
         let ec2 = json!({"version":"0","id":"x","detail-type":"EC2 Instance State-change Notification",
             "source":"aws.ec2","time":"2026-11-20T10:00:00Z","detail":{"instance-id":"i-0abc","state":"terminated"}});
         assert_eq!(
@@ -512,6 +559,34 @@ mod tests {
         let sched = json!({"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events",
             "time":"2026-11-20T10:00:00Z","resources":["arn:aws:events:us-west-2:123456789012:rule/r"],"detail":{}});
         assert_eq!(classify(&sched), Classified::Reconcile);
+    }
+
+    #[test]
+    fn a_command_status_event_carries_its_context() {
+        let ev = serde_json::json!({"version":"0","id":"51c0891d-0e34-45b1-83d6-95db273d1602","detail-type":"EC2 Command Status-change Notification","source":"aws.ssm","account":"123456789012","time":"2016-07-10T21:51:32Z","region":"us-east-1","resources":["arn:aws:ec2:us-east-1:123456789012:instance/i-abcd1111"],"detail":{"command-id":"e8d3c0e4-71f7-4491-898f-c9b35bee5f3b","document-name":"r-agent","expire-after":"2016-07-14T22:01:30.049Z","parameters":{"Action":["apply"],"Change":["e30="],"Context":["eyJ2IjoxfQ=="]},"requested-date-time":"2016-07-10T21:51:30.049Z","status":"Success"}});
+        assert_eq!(
+            classify(&ev),
+            Classified::CommandEnded {
+                command_id: "e8d3c0e4-71f7-4491-898f-c9b35bee5f3b".into(),
+                document: "r-agent".into(),
+                status: "Success".into(),
+                context: Some("eyJ2IjoxfQ==".into()),
+            }
+        );
+        let mut running = ev.clone();
+        running["detail"]["status"] = "InProgress".into();
+        assert!(
+            matches!(classify(&running), Classified::Ignored { reason } if reason.contains("not ended"))
+        );
+        let mut other = ev.clone();
+        other["source"] = "aws.ec2".into();
+        assert!(matches!(classify(&other), Classified::Ignored { .. }));
+        let mut bare = ev;
+        bare["detail"]["parameters"] = serde_json::json!({});
+        assert!(matches!(
+            classify(&bare),
+            Classified::CommandEnded { context: None, .. }
+        ));
     }
 
     #[test]

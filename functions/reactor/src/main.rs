@@ -2,11 +2,9 @@
 #![recursion_limit = "256"]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use lambda_runtime::{service_fn, LambdaEvent};
-use reactor::reactor::DEADLINE_MARGIN;
 use serde_json::Value;
 
 fn init_tracing() {
@@ -28,13 +26,6 @@ fn init_tracing() {
     }
 }
 
-/// The Lambda deadline (ms since the epoch) as an `Instant`, minus a margin.
-fn deadline_of(deadline_ms: u64) -> Instant {
-    let now = infra::aws::now_ms();
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now));
-    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
@@ -46,9 +37,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let reactor = Arc::clone(&reactor);
         async move {
-            let deadline = deadline_of(event.context.deadline);
             let summary = reactor
-                .handle(&event.payload, deadline)
+                .handle(&event.payload)
                 .await
                 .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
             Ok::<Value, lambda_runtime::Error>(serde_json::to_value(summary)?)

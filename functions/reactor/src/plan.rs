@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use infra::aws::{plan_group_change, GroupMember, GroupState, Phase, PlannedChange};
 use infra::{MemberId, OutcomeStatus, Pool, PoolChange, PoolName};
 
+use crate::context::ActionRef;
 use crate::dispatch::HostResult;
 use crate::event::Transition;
 
@@ -207,30 +208,25 @@ pub fn pending_actions(
     (actions, notes)
 }
 
-/// Decides a pending action from every host's report about the member in `pools`.
+/// Decides an action from every host's report about its member in its pools (the
+/// reports of the command that carried it).
 ///
 /// - launch: CONTINUE when every host reports it `up` in every pool; ABANDON as soon as
-///   one host reports it `failed` (it never got healthy there) or EC2 is already
-///   stopping it; otherwise wait.
+///   one host reports it `failed` (it never got healthy there); otherwise wait.
 /// - terminate: CONTINUE when every host reports it `drained` in every pool, or once
 ///   the drain timeout has passed since the action started; otherwise wait.
 ///
-/// A host that failed as a whole (no report) means waiting: the member's state on it
-/// is unknown. With no proxy host at all there is nothing to gate: CONTINUE.
+/// A host that failed as a whole (no report) means waiting: the member's state on it is
+/// unknown, and the schedule sends the change again. A member a host reports `pending`
+/// converges under another change, whose own event decides it. With no proxy host at all
+/// there is nothing to gate: CONTINUE.
 pub fn decide(
-    action: &PendingAction,
-    pools: &[PoolName],
+    action: &ActionRef,
     hosts: &[HostResult],
     now_ms: u64,
     drain_timeout_ms: u64,
 ) -> Decision {
     let id = &action.instance;
-    if action.transition == Transition::Launch && action.phase == Phase::Leaving {
-        return Decision::Abandon(format!(
-            "instance {id} is leaving (EC2 state {}) before it finished launching",
-            action.ec2_state.as_deref().unwrap_or("unknown")
-        ));
-    }
     if hosts.is_empty() {
         return Decision::Continue("no proxy host to gate on".into());
     }
@@ -242,12 +238,12 @@ pub fn decide(
     for h in hosts {
         let report = match &h.outcome {
             Ok(r) => r,
-            Err(reason) => {
-                waiting.push(format!("host {} failed: {reason}", h.host));
+            Err(failure) => {
+                waiting.push(format!("host {} failed: {failure}", h.host));
                 continue;
             }
         };
-        for pool in pools {
+        for pool in &action.pools {
             let outcome = report
                 .outcomes
                 .iter()
@@ -272,8 +268,13 @@ pub fn decide(
                     ));
                 }
                 Some(o) => waiting.push(format!(
-                    "host {} reports {id} {} in pool {pool}",
-                    h.host, o.status
+                    "host {} reports {id} {} in pool {pool}{}",
+                    h.host,
+                    o.status,
+                    o.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 )),
             }
         }
@@ -354,20 +355,19 @@ mod tests {
         )
     }
 
-    fn action(id: &str, t: Transition) -> PendingAction {
-        PendingAction {
+    fn action(id: &str, t: Transition) -> ActionRef {
+        action_in(id, t, pools())
+    }
+
+    fn action_in(id: &str, t: Transition, pools: Vec<PoolName>) -> ActionRef {
+        ActionRef {
             group: "g".into(),
             instance: MemberId::new(id).unwrap(),
             transition: t,
-            phase: if t == Transition::Launch {
-                Phase::Joining
-            } else {
-                Phase::Leaving
-            },
-            ec2_state: Some("running".into()),
-            hook: None,
+            hooks: vec!["h".into()],
             token: None,
             started_ms: Some(1_000),
+            pools,
         }
     }
 
@@ -384,53 +384,54 @@ mod tests {
             report("h1", &[("web", "i-1", Up)]),
             report("h2", &[("web", "i-1", Up)]),
         ];
-        assert!(matches!(
-            decide(&a, &pools(), &both, 0, 0),
-            Decision::Continue(_)
-        ));
+        assert!(matches!(decide(&a, &both, 0, 0), Decision::Continue(_)));
         let one = [
             report("h1", &[("web", "i-1", Up)]),
             report("h2", &[("web", "i-2", Up)]),
         ];
-        let d = decide(&a, &pools(), &one, 0, 0);
+        let d = decide(&a, &one, 0, 0);
         assert!(
             matches!(d, Decision::Wait(ref r) if r.contains("host h2 did not report i-1")),
             "{d:?}"
         );
         let broken = [
             report("h1", &[("web", "i-1", Up)]),
-            HostResult::failed("h2", "SSM status TimedOut"),
+            HostResult::failed(
+                "h2",
+                crate::dispatch::HostFailure::Status {
+                    status: "TimedOut".into(),
+                    details: None,
+                    excerpt: String::new(),
+                },
+            ),
         ];
-        let d = decide(&a, &pools(), &broken, 0, 0);
+        let d = decide(&a, &broken, 0, 0);
         assert!(
             matches!(d, Decision::Wait(ref r) if r.contains("host h2 failed: SSM status TimedOut")),
             "{d:?}"
         );
         // Two pools: up in one is not enough.
         let two = vec![PoolName::new("web").unwrap(), PoolName::new("api").unwrap()];
-        assert!(matches!(decide(&a, &two, &both, 0, 0), Decision::Wait(_)));
+        let a2 = action_in("i-1", Transition::Launch, two);
+        assert!(matches!(decide(&a2, &both, 0, 0), Decision::Wait(_)));
         let stale = [report("h1", &[("web", "i-1", Stale)])];
-        assert!(matches!(
-            decide(&a, &pools(), &stale, 0, 0),
-            Decision::Wait(_)
-        ));
+        assert!(matches!(decide(&a, &stale, 0, 0), Decision::Wait(_)));
     }
 
     #[test]
     fn launch_is_abandoned_when_a_host_reports_it_failed() {
         let a = action("i-1", Transition::Launch);
         let hosts = [
-            HostResult::failed("h0", "down"),
+            HostResult::failed(
+                "h0",
+                crate::dispatch::HostFailure::Unreadable("down".into()),
+            ),
             report("h1", &[("web", "i-1", Up)]),
             report("h2", &[("web", "i-1", Failed)]),
         ];
-        let d = decide(&a, &pools(), &hosts, 0, 0);
+        let d = decide(&a, &hosts, 0, 0);
         assert_eq!(d.label(), "ABANDON");
         assert!(d.reason().contains("host h2") && d.reason().contains("health check timed out"));
-        let mut leaving = a.clone();
-        leaving.phase = Phase::Leaving;
-        leaving.ec2_state = Some("shutting-down".into());
-        assert_eq!(decide(&leaving, &pools(), &[], 0, 0).label(), "ABANDON");
     }
 
     #[test]
@@ -440,25 +441,19 @@ mod tests {
             report("h1", &[("web", "i-1", Drained)]),
             report("h2", &[("web", "i-1", Drained)]),
         ];
-        assert_eq!(
-            decide(&a, &pools(), &drained, 2_000, 60_000).label(),
-            "CONTINUE"
-        );
+        assert_eq!(decide(&a, &drained, 2_000, 60_000).label(), "CONTINUE");
         let partial = [
             report("h1", &[("web", "i-1", Drained)]),
             report("h2", &[("web", "i-1", Failed)]),
         ];
-        assert_eq!(
-            decide(&a, &pools(), &partial, 2_000, 60_000).label(),
-            "WAIT"
-        );
-        let d = decide(&a, &pools(), &partial, 61_000, 60_000);
+        assert_eq!(decide(&a, &partial, 2_000, 60_000).label(), "WAIT");
+        let d = decide(&a, &partial, 61_000, 60_000);
         assert_eq!(d.label(), "CONTINUE");
         assert!(d.reason().contains("drain timeout"));
         let mut unknown_start = a.clone();
         unknown_start.started_ms = None;
         assert_eq!(
-            decide(&unknown_start, &pools(), &partial, u64::MAX, 1).label(),
+            decide(&unknown_start, &partial, u64::MAX, 1).label(),
             "WAIT"
         );
     }
@@ -466,7 +461,7 @@ mod tests {
     #[test]
     fn no_proxy_host_means_nothing_to_gate() {
         assert_eq!(
-            decide(&action("i-1", Transition::Launch), &pools(), &[], 0, 0).label(),
+            decide(&action("i-1", Transition::Launch), &[], 0, 0).label(),
             "CONTINUE"
         );
     }

@@ -1,24 +1,27 @@
-//! The reactor: one event in, the change out to every host, lifecycle actions completed.
+//! The reactor: one event in, the change out to every host together with what completes
+//! it; when the hosts' command ends, its status-change event brings their reports back
+//! and the lifecycle actions are completed from them. No invocation waits for a host,
+//! and nothing is kept between invocations.
 //!
 //! Generic over its four boundaries ([`Discovery`], [`Dispatcher`], [`LifecycleApi`],
 //! [`DnsApi`]) so the whole flow runs against fakes in unit tests and against AWS (or
 //! the emulator) in the Lambda.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use infra::aws::{
-    now_ms, plan_group_change, resolve_pools, AwsError, Discovery, Generations, GroupState, Phase,
-    PlannedChange,
+    now_ms, plan_group_change, resolve_pools, AwsError, Discovery, Generations, GroupPoolsError,
+    GroupState, Phase, PlannedChange,
 };
-use infra::{Pool, PoolName};
+use infra::{MemberId, Pool, PoolName};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{field, Instrument};
 
 use crate::config::Config;
-use crate::dispatch::{DispatchError, Dispatcher, HostResult};
+use crate::context::{ActionRef, Context};
+use crate::dispatch::{CommandInfo, DispatchError, Dispatcher, HostResult};
 use crate::dns::{batch_changes, plan_records, DnsApi, DnsError, RecordChange};
 use crate::event::{classify, Classified, Transition};
 use crate::lifecycle::{Completion, LifecycleApi};
@@ -26,6 +29,10 @@ use crate::plan::{
     decide, event_selection, merge_pool_changes, pending_actions, plan_for_event, Decision,
     EventAction, PendingAction, Scope,
 };
+
+/// How far back the schedule looks for commands whose status event may have been lost,
+/// beyond the longest a command runs.
+const LOST_EVENT_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 
 /// Why an invocation failed (after retries). Unknown or malformed events are not
 /// errors: they are acknowledged and logged.
@@ -36,8 +43,8 @@ pub enum ReactorError {
     Aws(#[from] AwsError),
     /// A group's tags name pools or ports that can not be used.
     #[error(transparent)]
-    Pools(#[from] infra::aws::GroupPoolsError),
-    /// The change could not be sent.
+    Pools(#[from] GroupPoolsError),
+    /// The change could not be sent, or a command's results not read.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
     /// The proxy fleet's records could not be updated.
@@ -57,7 +64,7 @@ pub struct HostSummary {
     pub error: Option<String>,
 }
 
-/// One lifecycle action's fate.
+/// One lifecycle action's fate in this invocation.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ActionSummary {
     /// The group.
@@ -66,7 +73,7 @@ pub struct ActionSummary {
     pub instance: String,
     /// `launch` or `terminate`.
     pub transition: String,
-    /// `CONTINUE`, `ABANDON` or `WAIT`.
+    /// `CONTINUE`, `ABANDON`, or `WAIT` (sent, or waiting for hosts).
     pub decision: String,
     /// Why.
     pub reason: String,
@@ -102,12 +109,18 @@ pub struct Summary {
     /// The change sent, when one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<infra::Change>,
-    /// Every host's answer.
+    /// The Run Command commands that carry it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// Every host's answer, for a command that ended.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostSummary>,
-    /// Lifecycle actions decided.
+    /// Lifecycle actions decided (or sent, waiting for the hosts).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ActionSummary>,
+    /// Lifecycle actions whose heartbeat was recorded (their command still runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heartbeats: Vec<String>,
     /// Route 53 work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsSummary>,
@@ -122,18 +135,11 @@ impl Summary {
         tracing::info!(note = %s);
         self.notes.push(s);
     }
-}
 
-/// How long before the Lambda deadline the reactor stops waiting, to leave time to
-/// complete actions and answer.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
-
-/// A pending action with the hooks it is completed on.
-struct Target {
-    action: PendingAction,
-    pools: Vec<PoolName>,
-    hooks: Vec<String>,
-    heartbeat: Duration,
+    fn ignore(&mut self, reason: String) {
+        tracing::info!(reason = %reason, "event ignored");
+        self.ignored = Some(reason);
+    }
 }
 
 /// The reactor with its boundaries.
@@ -175,8 +181,8 @@ where
         &self.dispatcher
     }
 
-    /// Handles one event, stopping its waits at `deadline`.
-    pub async fn handle(&self, event: &Value, deadline: Instant) -> Result<Summary, ReactorError> {
+    /// Handles one event.
+    pub async fn handle(&self, event: &Value) -> Result<Summary, ReactorError> {
         let classified = classify(event);
         let span = tracing::info_span!(
             "event",
@@ -190,7 +196,7 @@ where
             ..Summary::default()
         };
         let result = self
-            .dispatch_event(classified, deadline, &mut summary)
+            .dispatch_event(classified, &mut summary)
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -211,7 +217,6 @@ where
     async fn dispatch_event(
         &self,
         classified: Classified,
-        deadline: Instant,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
         let span = tracing::Span::current();
@@ -221,7 +226,7 @@ where
                 summary.ignored = Some(reason);
                 Ok(())
             }
-            Classified::Reconcile => self.reconcile(deadline, summary).await,
+            Classified::Reconcile => self.reconcile(summary).await,
             Classified::LifecycleAction {
                 transition,
                 group,
@@ -233,12 +238,10 @@ where
                 span.record("group", group.as_str());
                 span.record("instance", instance.as_str());
                 if !self.config.owns_hook(&hook) {
-                    let reason = format!(
+                    summary.ignore(format!(
                         "hook {hook} of group {group} is not one of LIFECYCLE_HOOKS: \
                          left to the system that owns it"
-                    );
-                    tracing::info!(reason = %reason, "event ignored");
-                    summary.ignored = Some(reason);
+                    ));
                     return Ok(());
                 }
                 let action = EventAction {
@@ -248,64 +251,72 @@ where
                     token,
                     started_ms,
                 };
-                self.group_event(&group, Some(&instance), Some(action), deadline, summary)
+                self.group_event(&group, Some(&instance), Some(action), summary)
                     .await
             }
-            Classified::Activity {
-                group, instance, ..
-            } => {
+            Classified::Activity { group, instance } => {
                 span.record("group", group.as_str());
                 if let Some(i) = &instance {
                     span.record("instance", i.as_str());
                 }
-                self.group_event(&group, instance.as_deref(), None, deadline, summary)
+                self.group_event(&group, instance.as_deref(), None, summary)
                     .await
             }
             Classified::Ec2State { instance, state } => {
                 span.record("instance", instance.as_str());
                 match self.discovery.group_of_instance(&instance).await? {
                     None => {
-                        let reason = format!(
+                        summary.ignore(format!(
                             "instance {instance} (now {state}) is in no Auto Scaling group"
-                        );
-                        tracing::info!(reason = %reason, "event ignored");
-                        summary.ignored = Some(reason);
+                        ));
                         Ok(())
                     }
                     Some(group) => {
                         span.record("group", group.as_str());
-                        self.group_event(&group, Some(&instance), None, deadline, summary)
+                        self.group_event(&group, Some(&instance), None, summary)
                             .await
                     }
                 }
             }
+            Classified::CommandEnded {
+                command_id,
+                document,
+                status,
+                context,
+            } => {
+                self.command_ended(&command_id, &document, &status, context.as_deref(), summary)
+                    .await
+            }
         }
     }
 
-    /// An event about `group` (and maybe one of its instances).
+    /// An event about `group` (and maybe one of its instances): the change for the
+    /// members it covers, sent with their pending lifecycle actions.
     async fn group_event(
         &self,
         group: &str,
         instance: Option<&str>,
         action: Option<EventAction>,
-        deadline: Instant,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
         summary.groups.push(group.to_string());
         if self.config.proxy_group.as_deref() == Some(group) {
             return self.proxy_fleet_event(group, action, summary).await;
         }
+        if !self.config.manages(group) {
+            summary.ignore(format!(
+                "group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"
+            ));
+            return Ok(());
+        }
         let Some(state) = self.discovery.group_for_event(group, instance).await? else {
-            let reason = format!("group {group} does not exist (any more)");
-            tracing::warn!(reason = %reason, "event ignored");
-            summary.ignored = Some(reason);
+            summary.ignore(format!("group {group} does not exist (any more)"));
             return Ok(());
         };
         let Some(pools) = resolve_pools(group, &state.tags, self.config.pools.get(group))? else {
-            let reason =
-                format!("group {group} is not managed: no haproxy:pool tag and not in POOLS");
-            tracing::info!(reason = %reason, "event ignored");
-            summary.ignored = Some(reason);
+            summary.ignore(format!(
+                "group {group} feeds no pool: no haproxy:pool tag and not in POOLS"
+            ));
             return Ok(());
         };
         let scope = match (instance, &action) {
@@ -317,29 +328,152 @@ where
         for n in notes {
             summary.note(n);
         }
-        let mut groups = BTreeMap::new();
-        groups.insert(group.to_string(), pools);
-        self.apply_and_complete(
-            plan,
-            actions,
-            &groups,
-            state.read_at_ms,
-            group,
-            deadline,
-            summary,
-        )
-        .await
+        let groups = BTreeMap::from([(group.to_string(), pools)]);
+        self.send(plan, actions, &groups, state.read_at_ms, group, summary)
+            .await
     }
 
-    /// Scheduled: every managed group fully, pending actions completed, DNS in step.
-    async fn reconcile(
+    /// Sends the change with the actions it serves in its context, and returns: the
+    /// command's status event completes them. A launch whose instance is already leaving
+    /// is abandoned now; with no proxy host every action is continued now.
+    async fn send(
         &self,
-        deadline: Instant,
+        plan: PlannedChange,
+        actions: Vec<PendingAction>,
+        groups: &BTreeMap<String, Vec<Pool>>,
+        read_at_ms: u64,
+        label: &str,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
+        for id in &plan.unaddressed {
+            summary.note(format!(
+                "instance {id} has no private address yet; it is added later"
+            ));
+        }
+        let mut refs = Vec::new();
+        for (action, hooks) in self.targets(actions, summary).await? {
+            let r = action_ref(&action, hooks, groups);
+            if action.transition == Transition::Launch && action.phase == Phase::Leaving {
+                let d = Decision::Abandon(format!(
+                    "instance {} is leaving (EC2 state {}) before it finished launching",
+                    action.instance,
+                    action.ec2_state.as_deref().unwrap_or("unknown")
+                ));
+                self.complete(&r, &d, summary).await?;
+                continue;
+            }
+            refs.push(r);
+        }
+        if plan.is_empty() {
+            if refs.is_empty() {
+                summary.note("nothing to change");
+            }
+            for r in &refs {
+                self.record(r, &Decision::Wait("nothing could be sent for it yet (no address); a later event or the schedule sends it".into()), false, summary);
+            }
+            return Ok(());
+        }
+        let generation = self.generations.next(read_at_ms);
+        tracing::Span::current().record("generation", generation);
+        let change = plan.into_change(generation);
+        let context = Context::new(generation, refs);
+        let sent = self.dispatcher.send(&change, &context, label).await?;
+        summary.generation = Some(generation);
+        summary.change = Some(change);
+        summary.commands = sent.iter().map(|s| s.command_id.clone()).collect();
+        if sent.is_empty() {
+            for r in &context.actions {
+                let d = decide(r, &[], now_ms(), self.drain_ms());
+                self.complete(r, &d, summary).await?;
+            }
+            return Ok(());
+        }
+        let hosts: usize = sent.iter().map(|s| s.hosts.len()).sum();
+        tracing::info!(
+            generation,
+            commands = sent.len(),
+            hosts,
+            actions = context.actions.len(),
+            "change sent"
+        );
+        let waiting = format!(
+            "sent to {hosts} host(s) in {}; completed when they have reported",
+            summary.commands.join(", ")
+        );
+        for r in &context.actions {
+            self.record(r, &Decision::Wait(waiting.clone()), false, summary);
+        }
+        Ok(())
+    }
+
+    /// A command ended: its hosts have reported; the actions it carries are decided
+    /// from their reports.
+    async fn command_ended(
+        &self,
+        command_id: &str,
+        document: &str,
+        status: &str,
+        context: Option<&str>,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        if document != self.config.ssm.document {
+            summary.ignore(format!(
+                "command {command_id} runs document {document:?}, not ours ({})",
+                self.config.ssm.document
+            ));
+            return Ok(());
+        }
+        let context = match Context::decode(context.unwrap_or_default()) {
+            Ok(Some(c)) if !c.actions.is_empty() => c,
+            Ok(_) => {
+                summary.ignore(format!(
+                    "command {command_id} ({status}) carries no lifecycle action to complete"
+                ));
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!(command_id, error = %e, "a command of our document carries an unreadable context");
+                summary.ignore(format!("command {command_id}: {e}"));
+                return Ok(());
+            }
+        };
+        tracing::Span::current().record("generation", context.generation);
+        summary.generation = Some(context.generation);
+        summary.commands = vec![command_id.to_string()];
+        let hosts = self.dispatcher.results(command_id).await?;
+        self.log_hosts(&hosts, context.generation, summary);
+        let mut first_error = None;
+        for r in &context.actions {
+            let d = decide(r, &hosts, now_ms(), self.drain_ms());
+            if let Err(e) = self.complete(r, &d, summary).await {
+                tracing::error!(error = %e, instance = %r.instance, "lifecycle completion failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Scheduled: heartbeats the actions whose commands still run, completes those whose
+    /// command ended without its status event reaching us, sends every managed group's
+    /// full membership with the actions left, and keeps the proxy fleet's records.
+    async fn reconcile(&self, summary: &mut Summary) -> Result<(), ReactorError> {
         let mut names: BTreeSet<String> = self.config.pools.groups().map(str::to_string).collect();
         match self.discovery.tagged_groups().await {
-            Ok(tagged) => names.extend(tagged),
+            Ok(tagged) => {
+                for g in tagged {
+                    if self.config.manages(&g) {
+                        names.insert(g);
+                    } else if self.config.proxy_group.as_deref() != Some(g.as_str()) {
+                        tracing::warn!(group = %g, "group carries haproxy:pool but is not managed; ignored");
+                        summary.note(format!(
+                            "group {g} carries the haproxy:pool tag but is not managed (POOLS does not name it, it matches no MANAGED_GROUPS entry): its instances are never added"
+                        ));
+                    }
+                }
+            }
             Err(e) => summary.note(format!(
                 "could not list tagged groups ({e}); reconciling the configured ones"
             )),
@@ -381,21 +515,14 @@ where
             all_actions.extend(actions);
             groups.insert(state.name.clone(), pools);
         }
+        let left = self.follow_commands(all_actions, summary).await?;
         let plan = PlannedChange {
             pools: merge_pool_changes(pool_changes),
             unaddressed,
         };
         if !groups.is_empty() {
-            self.apply_and_complete(
-                plan,
-                all_actions,
-                &groups,
-                read_at,
-                "(reconcile)",
-                deadline,
-                summary,
-            )
-            .await?;
+            self.send(plan, left, &groups, read_at, "(reconcile)", summary)
+                .await?;
         }
         if let Some(proxy) = self.config.proxy_group.clone() {
             summary.groups.push(proxy.clone());
@@ -407,99 +534,111 @@ where
         }
     }
 
-    /// Sends the change, waits for every host (heartbeating pending actions), decides
-    /// and completes the actions.
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_and_complete(
+    /// The schedule's look at recent commands: a pending action carried by a command
+    /// still running gets a heartbeat (a drain may outlast the hook's heartbeat timeout);
+    /// one carried by a command that ended is decided from its reports (its status event
+    /// was lost). Returns the pending actions neither covers.
+    async fn follow_commands(
         &self,
-        plan: PlannedChange,
-        actions: Vec<PendingAction>,
-        groups: &BTreeMap<String, Vec<Pool>>,
-        read_at_ms: u64,
-        label: &str,
-        deadline: Instant,
+        pending: Vec<PendingAction>,
         summary: &mut Summary,
-    ) -> Result<(), ReactorError> {
-        for id in &plan.unaddressed {
-            summary.note(format!(
-                "instance {id} has no private address yet; it is added later"
-            ));
+    ) -> Result<Vec<PendingAction>, ReactorError> {
+        if pending.is_empty() {
+            return Ok(pending);
         }
-        if plan.is_empty() && actions.is_empty() {
-            summary.note("nothing to change");
-            return Ok(());
-        }
-        let targets = self.targets(actions, groups, summary).await?;
-        let hosts = if plan.is_empty() {
-            None
-        } else {
-            let generation = self.generations.next(read_at_ms);
-            tracing::Span::current().record("generation", generation);
-            let change = plan.into_change(generation);
-            summary.generation = Some(generation);
-            summary.change = Some(change.clone());
-            let wait =
-                self.config.health_timeout.max(self.config.drain_timeout) + Duration::from_secs(30);
-            let until = deadline.min(Instant::now() + wait);
-            let started = Instant::now();
-            let hosts = tokio::select! {
-                r = self.dispatcher.dispatch(&change, label, until) => r?,
-                never = self.heartbeats(&targets) => match never {},
-            };
-            tracing::info!(
-                generation,
-                hosts = hosts.len(),
-                ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "change applied"
-            );
-            self.log_hosts(&hosts, generation, summary);
-            Some(hosts)
-        };
-        let mut first_error = None;
-        for t in &targets {
-            let decision = match &hosts {
-                Some(h) => decide(
-                    &t.action,
-                    &t.pools,
-                    h,
-                    now_ms(),
-                    u64::try_from(self.config.drain_timeout.as_millis()).unwrap_or(u64::MAX),
-                ),
-                None => Decision::Wait(format!(
-                    "instance {} could not be sent to the hosts (no address yet)",
-                    t.action.instance
-                )),
-            };
-            if let Err(e) = self.complete(t, &decision, summary).await {
-                tracing::error!(error = %e, instance = %t.action.instance, "lifecycle completion failed");
-                first_error.get_or_insert(e);
+        let lookback = self.config.execution_timeout() + LOST_EVENT_LOOKBACK;
+        let since =
+            now_ms().saturating_sub(u64::try_from(lookback.as_millis()).unwrap_or(u64::MAX));
+        let mut commands: Vec<CommandInfo> = self.dispatcher.commands(since).await?;
+        // Newest first: a later command's reports are the truest.
+        commands.sort_by_key(|c| std::cmp::Reverse(c.requested_ms));
+        let key = |g: &str, i: &MemberId, t: Transition| (g.to_string(), i.to_string(), t);
+        let mut left: BTreeMap<_, PendingAction> = pending
+            .into_iter()
+            .map(|a| (key(&a.group, &a.instance, a.transition), a))
+            .collect();
+        // Ended commands first: what their reports decide needs no heartbeat.
+        for c in commands.iter().filter(|c| c.finished) {
+            let Some(ctx) = &c.context else { continue };
+            let carried: Vec<&ActionRef> = ctx
+                .actions
+                .iter()
+                .filter(|r| left.contains_key(&key(&r.group, &r.instance, r.transition)))
+                .collect();
+            if carried.is_empty() {
+                continue;
+            }
+            let hosts = self.dispatcher.results(&c.command_id).await?;
+            for r in carried {
+                let d = decide(r, &hosts, now_ms(), self.drain_ms());
+                if d.result().is_some() {
+                    summary.note(format!(
+                        "command {} ended without its status event reaching the reactor; deciding {} {} from its reports",
+                        c.command_id, r.transition, r.instance
+                    ));
+                    self.complete(r, &d, summary).await?;
+                    left.remove(&key(&r.group, &r.instance, r.transition));
+                }
             }
         }
-        match first_error {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
+        for c in commands.iter().filter(|c| !c.finished) {
+            let Some(ctx) = &c.context else { continue };
+            for r in &ctx.actions {
+                if left
+                    .remove(&key(&r.group, &r.instance, r.transition))
+                    .is_some()
+                {
+                    self.heartbeat(r, summary).await;
+                }
+            }
+        }
+        Ok(left.into_values().collect())
+    }
+
+    async fn heartbeat(&self, r: &ActionRef, summary: &mut Summary) {
+        for hook in &r.hooks {
+            match self
+                .lifecycle
+                .heartbeat(&r.group, hook, r.instance.as_str(), r.token.as_deref())
+                .await
+            {
+                Ok(Completion::Done) => {
+                    tracing::info!(instance = %r.instance, hook, "lifecycle heartbeat recorded");
+                    summary
+                        .heartbeats
+                        .push(format!("{} {}", r.transition, r.instance));
+                }
+                Ok(Completion::NotPending(m)) => {
+                    tracing::info!(instance = %r.instance, hook, reason = %m, "no action to heartbeat")
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %r.instance, hook, error = %e, "lifecycle heartbeat failed")
+                }
+            }
         }
     }
 
-    /// The hooks each action is completed on.
+    fn drain_ms(&self) -> u64 {
+        u64::try_from(self.config.drain_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The hooks each action is completed on (the event's hook, or the transition's hooks
+    /// the reactor owns); actions waiting on no hook of ours are left alone.
     async fn targets(
         &self,
         actions: Vec<PendingAction>,
-        groups: &BTreeMap<String, Vec<Pool>>,
         summary: &mut Summary,
-    ) -> Result<Vec<Target>, ReactorError> {
+    ) -> Result<Vec<(PendingAction, Vec<String>)>, ReactorError> {
         let mut out = Vec::new();
         for action in actions {
-            let hooks = self.lifecycle.hooks(&action.group).await?;
-            let of_transition: Vec<_> = hooks
-                .iter()
-                .filter(|h| h.transition == action.transition)
-                .collect();
             let names: Vec<String> = match &action.hook {
                 Some(h) => vec![h.clone()],
-                None => of_transition
+                None => self
+                    .lifecycle
+                    .hooks(&action.group)
+                    .await?
                     .iter()
-                    .filter(|h| self.config.owns_hook(&h.name))
+                    .filter(|h| h.transition == action.transition && self.config.owns_hook(&h.name))
                     .map(|h| h.name.clone())
                     .collect(),
             };
@@ -510,62 +649,9 @@ where
                 ));
                 continue;
             }
-            let heartbeat = of_transition
-                .iter()
-                .filter(|h| names.contains(&h.name))
-                .map(|h| h.heartbeat_timeout)
-                .min()
-                .unwrap_or(Duration::from_secs(3600));
-            let pools = groups
-                .get(&action.group)
-                .map(|p| p.iter().map(|p| p.name.clone()).collect())
-                .unwrap_or_default();
-            out.push(Target {
-                action,
-                pools,
-                hooks: names,
-                heartbeat,
-            });
+            out.push((action, names));
         }
         Ok(out)
-    }
-
-    /// Keeps the pending actions alive while hosts work: a heartbeat every half
-    /// heartbeat timeout. Never returns (it is raced against the dispatch).
-    async fn heartbeats(&self, targets: &[Target]) -> Infallible {
-        let interval = targets
-            .iter()
-            .map(|t| t.heartbeat / 2)
-            .min()
-            .unwrap_or(Duration::from_secs(3600))
-            .max(Duration::from_secs(1));
-        loop {
-            tokio::time::sleep(interval).await;
-            for t in targets {
-                for hook in &t.hooks {
-                    let r = self
-                        .lifecycle
-                        .heartbeat(
-                            &t.action.group,
-                            hook,
-                            t.action.instance.as_str(),
-                            t.action.token.as_deref(),
-                        )
-                        .await;
-                    match r {
-                        Ok(Completion::Done) => {
-                            tracing::info!(instance = %t.action.instance, hook, "lifecycle heartbeat recorded")
-                        }
-                        Ok(Completion::NotPending(m)) => {
-                            tracing::info!(instance = %t.action.instance, hook, reason = %m, "no action to heartbeat")
-                        }
-                        Err(e) => {
-                            tracing::warn!(instance = %t.action.instance, hook, error = %e, "lifecycle heartbeat failed")
-                        }
-                    }
-                }
-            }
-        }
     }
 
     fn log_hosts(&self, hosts: &[HostResult], generation: u64, summary: &mut Summary) {
@@ -591,37 +677,37 @@ where
                         error: None,
                     });
                 }
-                Err(reason) => {
-                    tracing::error!(host = %h.host, generation, reason = %reason, "host failed");
+                Err(failure) => {
+                    tracing::error!(host = %h.host, generation, reason = %failure, "host failed");
                     summary.hosts.push(HostSummary {
                         host: h.host.clone(),
                         ok: false,
-                        error: Some(reason.clone()),
+                        error: Some(failure.to_string()),
                     });
                 }
             }
         }
     }
 
+    /// Completes (CONTINUE/ABANDON) or leaves (WAIT) an action, and says so.
     async fn complete(
         &self,
-        t: &Target,
+        r: &ActionRef,
         decision: &Decision,
         summary: &mut Summary,
     ) -> Result<(), AwsError> {
-        let a = &t.action;
         let mut completed = false;
         let mut result = Ok(());
-        if let Some(r) = decision.result() {
-            for hook in &t.hooks {
+        if let Some(res) = decision.result() {
+            for hook in &r.hooks {
                 match self
                     .lifecycle
-                    .complete(&a.group, hook, a.instance.as_str(), a.token.as_deref(), r)
+                    .complete(&r.group, hook, r.instance.as_str(), r.token.as_deref(), res)
                     .await
                 {
                     Ok(Completion::Done) => completed = true,
                     Ok(Completion::NotPending(m)) => {
-                        tracing::info!(instance = %a.instance, hook, reason = %m, "action no longer pending")
+                        tracing::info!(instance = %r.instance, hook, reason = %m, "action no longer pending")
                     }
                     Err(e) => {
                         result = Err(e);
@@ -630,11 +716,16 @@ where
                 }
             }
         }
-        for pool in &t.pools {
+        self.record(r, decision, completed, summary);
+        result
+    }
+
+    fn record(&self, r: &ActionRef, decision: &Decision, completed: bool, summary: &mut Summary) {
+        for pool in &r.pools {
             tracing::info!(
                 pool = %pool,
-                instance = %a.instance,
-                transition = %a.transition,
+                instance = %r.instance,
+                transition = %r.transition,
                 outcome = decision.label(),
                 reason = decision.reason(),
                 completed,
@@ -642,14 +733,13 @@ where
             );
         }
         summary.actions.push(ActionSummary {
-            group: a.group.clone(),
-            instance: a.instance.to_string(),
-            transition: a.transition.to_string(),
+            group: r.group.clone(),
+            instance: r.instance.to_string(),
+            transition: r.transition.to_string(),
             decision: decision.label().to_string(),
             reason: decision.reason().to_string(),
             completed,
         });
-        result
     }
 
     /// The proxy fleet's own group changed: records in step, its own lifecycle action
@@ -668,25 +758,19 @@ where
                 }
                 Transition::Terminate => "proxy instance: its record is removed",
             };
-            let Ok(instance) = infra::MemberId::new(&a.instance) else {
+            let Ok(instance) = MemberId::new(&a.instance) else {
                 return Ok(());
             };
-            let target = Target {
-                action: PendingAction {
-                    group: group.to_string(),
-                    instance,
-                    transition: a.transition,
-                    phase: Phase::Joining,
-                    ec2_state: None,
-                    hook: Some(a.hook.clone()),
-                    token: a.token.clone(),
-                    started_ms: a.started_ms,
-                },
-                pools: Vec::new(),
+            let r = ActionRef {
+                group: group.to_string(),
+                instance,
+                transition: a.transition,
                 hooks: vec![a.hook],
-                heartbeat: Duration::from_secs(3600),
+                token: a.token,
+                started_ms: a.started_ms,
+                pools: Vec::new(),
             };
-            self.complete(&target, &Decision::Continue(reason.into()), summary)
+            self.complete(&r, &Decision::Continue(reason.into()), summary)
                 .await?;
         }
         Ok(())
@@ -726,6 +810,26 @@ where
         );
         summary.dns = Some(done);
         Ok(())
+    }
+}
+
+/// What the status event of a change needs about one of its actions.
+fn action_ref(
+    a: &PendingAction,
+    hooks: Vec<String>,
+    groups: &BTreeMap<String, Vec<Pool>>,
+) -> ActionRef {
+    ActionRef {
+        group: a.group.clone(),
+        instance: a.instance.clone(),
+        transition: a.transition,
+        hooks,
+        token: a.token.clone(),
+        started_ms: a.started_ms,
+        pools: groups
+            .get(&a.group)
+            .map(|p| p.iter().map(|p| p.name.clone()).collect::<Vec<PoolName>>())
+            .unwrap_or_default(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use infra::aws::{AwsError, Discovery, GroupMember, GroupState};
 use infra::{Change, MemberId, Outcome, OutcomeStatus, Report};
@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::Config;
-use crate::dispatch::{DispatchError, Dispatcher, HostResult};
+use crate::context::Context;
+use crate::dispatch::{CommandInfo, DispatchError, Dispatcher, HostFailure, HostResult, Sent};
 use crate::dns::{DnsApi, DnsError, Record, RecordChange};
 use crate::lifecycle::{Completion, Hook, LifecycleApi};
 
@@ -64,12 +65,15 @@ impl Discovery for FakeDiscovery {
 }
 
 /// Hosts that bring every added member up (unless told it fails) and drain every
-/// removed one; records every change.
+/// removed one; records every command sent, and answers its results when asked (as SSM
+/// does once the command ended).
 struct FakeHosts {
     hosts: usize,
     failing: Vec<String>,
     broken_host: bool,
-    sent: Mutex<Vec<Change>>,
+    sent: Mutex<Vec<(String, Change, Context)>>,
+    /// Commands still running (the schedule heartbeats their actions).
+    running: Mutex<Vec<String>>,
 }
 
 impl FakeHosts {
@@ -79,25 +83,60 @@ impl FakeHosts {
             failing: Vec::new(),
             broken_host: false,
             sent: Mutex::new(Vec::new()),
+            running: Mutex::new(Vec::new()),
         }
+    }
+
+    fn changes(&self) -> Vec<Change> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.1.clone())
+            .collect()
     }
 }
 
 impl Dispatcher for FakeHosts {
-    async fn dispatch(
+    async fn send(
         &self,
         change: &Change,
+        context: &Context,
         _: &str,
-        _: Instant,
-    ) -> Result<Vec<HostResult>, DispatchError> {
-        self.sent.lock().unwrap().push(change.clone());
+    ) -> Result<Vec<Sent>, DispatchError> {
+        if self.hosts == 0 {
+            return Ok(Vec::new());
+        }
+        let mut sent = self.sent.lock().unwrap();
+        let id = format!("cmd-{}", sent.len() + 1);
+        sent.push((id.clone(), change.clone(), context.clone()));
+        Ok(vec![Sent {
+            command_id: id,
+            hosts: (0..self.hosts).map(|h| format!("h{h}")).collect(),
+        }])
+    }
+
+    async fn results(&self, command_id: &str) -> Result<Vec<HostResult>, DispatchError> {
+        let Some((_, change, _)) = self
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.0 == command_id)
+            .cloned()
+        else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for h in 0..self.hosts {
             let host = format!("h{h}");
             if self.broken_host && h == self.hosts - 1 {
                 out.push(HostResult::failed(
                     host,
-                    "SSM status Failed: agent exited with code 2: HAProxy unreachable",
+                    HostFailure::Exit {
+                        code: Some(2),
+                        excerpt: "error: HAProxy unreachable".into(),
+                    },
                 ));
                 continue;
             }
@@ -142,11 +181,35 @@ impl Dispatcher for FakeHosts {
         }
         Ok(out)
     }
+
+    async fn commands(&self, _: u64) -> Result<Vec<CommandInfo>, DispatchError> {
+        let running = self.running.lock().unwrap().clone();
+        Ok(self
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(n, (id, _, ctx))| CommandInfo {
+                command_id: id.clone(),
+                finished: !running.contains(id),
+                status: if running.contains(id) {
+                    "InProgress"
+                } else {
+                    "Success"
+                }
+                .into(),
+                requested_ms: 1_000 + n as u64,
+                context: Some(ctx.clone()),
+            })
+            .collect())
+    }
 }
 
 #[derive(Default)]
 struct FakeLifecycle {
     completed: Mutex<Vec<(String, String, String, &'static str)>>,
+    heartbeats: Mutex<Vec<String>>,
     /// Other systems' hooks on the group.
     foreign: Vec<Hook>,
 }
@@ -177,19 +240,25 @@ impl LifecycleApi for FakeLifecycle {
         _: Option<&str>,
         result: &'static str,
     ) -> Result<Completion, AwsError> {
-        self.completed
-            .lock()
-            .unwrap()
-            .push((group.into(), hook.into(), instance.into(), result));
+        let mut done = self.completed.lock().unwrap();
+        // An action is completed once; Auto Scaling refuses the second.
+        if done
+            .iter()
+            .any(|(g, h, i, _)| g == group && h == hook && i == instance)
+        {
+            return Ok(Completion::NotPending("No active Lifecycle Action".into()));
+        }
+        done.push((group.into(), hook.into(), instance.into(), result));
         Ok(Completion::Done)
     }
     async fn heartbeat(
         &self,
         _: &str,
         _: &str,
-        _: &str,
+        instance: &str,
         _: Option<&str>,
     ) -> Result<Completion, AwsError> {
+        self.heartbeats.lock().unwrap().push(instance.to_string());
         Ok(Completion::Done)
     }
 }
@@ -243,7 +312,9 @@ fn group(name: &str, members: Vec<GroupMember>, read_at_ms: u64) -> GroupState {
 fn fixture(hosts: FakeHosts) -> Fixture {
     let config = Config::from_lookup(|k| match k {
         "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
-        "LOCAL_AGENTS" => Some("[]".into()),
+        "SSM_DOCUMENT" => Some("doc".into()),
+        "PROXY_TAG_KEY" => Some("Role".into()),
+        "PROXY_TAG_VALUE" => Some("proxy".into()),
         "PROXY_GROUP" => Some("proxies".into()),
         "DNS_ZONE_ID" => Some("Z1".into()),
         "DNS_RECORD_NAME" => Some("lb.example.com".into()),
@@ -279,8 +350,30 @@ fn lifecycle_event(kind: &str, instance: &str) -> Value {
           "LifecycleHookName":hook,"EC2InstanceId":instance,"LifecycleTransition":tr}})
 }
 
-fn far() -> Instant {
-    Instant::now() + Duration::from_secs(60)
+/// The status event of command `id`, as SSM puts it on EventBridge when it ends.
+fn ended(r: &Fixture, id: &str) -> Value {
+    let ctx = r
+        .dispatcher
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.0 == id)
+        .map(|s| s.2.encode())
+        .unwrap_or_default();
+    json!({"version":"0","id":"ev","detail-type":"EC2 Command Status-change Notification",
+        "source":"aws.ssm","detail":{"command-id":id,"document-name":"doc","status":"Success",
+        "parameters":{"Action":["apply"],"Change":["e30="],"Context":[ctx]}}})
+}
+
+/// Ends the last command sent: its status event, handled.
+async fn end_last(r: &Fixture) -> Summary {
+    let id = r.dispatcher.sent.lock().unwrap().last().unwrap().0.clone();
+    r.handle(&ended(r, &id)).await.unwrap()
+}
+
+fn sched() -> Value {
+    json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}})
 }
 
 fn completed(r: &Fixture) -> Vec<(String, &'static str)> {
@@ -298,7 +391,9 @@ fn completed(r: &Fixture) -> Vec<(String, &'static str)> {
 fn fixture_with_a_foreign_hook() -> Fixture {
     let config = Config::from_lookup(|k| match k {
         "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
-        "LOCAL_AGENTS" => Some("[]".into()),
+        "SSM_DOCUMENT" => Some("doc".into()),
+        "PROXY_TAG_KEY" => Some("Role".into()),
+        "PROXY_TAG_VALUE" => Some("proxy".into()),
         "LIFECYCLE_HOOKS" => Some("launch-hook,terminate-hook".into()),
         _ => None,
     })
@@ -335,7 +430,7 @@ async fn another_systems_hook_is_never_completed() {
     let r = fixture_with_a_foreign_hook();
     let mut event = lifecycle_event("launch", "i-2");
     event["detail"]["LifecycleHookName"] = json!("bootstrap");
-    let s = r.handle(&event, far()).await.unwrap();
+    let s = r.handle(&event).await.unwrap();
     assert!(
         s.ignored
             .as_deref()
@@ -345,10 +440,9 @@ async fn another_systems_hook_is_never_completed() {
     assert!(r.dispatcher.sent.lock().unwrap().is_empty());
     assert!(completed(&r).is_empty());
 
-    // Our hook's event completes our hook only.
-    r.handle(&lifecycle_event("launch", "i-2"), far())
-        .await
-        .unwrap();
+    // Our hook's event completes our hook only, once its command ended.
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    end_last(&r).await;
     let hooks: Vec<String> = r
         .lifecycle
         .completed
@@ -361,8 +455,8 @@ async fn another_systems_hook_is_never_completed() {
 
     // The schedule, which knows no hook from an event, completes ours only too.
     let r = fixture_with_a_foreign_hook();
-    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    r.handle(&sched, far()).await.unwrap();
+    r.handle(&sched()).await.unwrap();
+    end_last(&r).await;
     let hooks: Vec<String> = r
         .lifecycle
         .completed
@@ -375,7 +469,7 @@ async fn another_systems_hook_is_never_completed() {
 }
 
 #[tokio::test]
-async fn launch_is_continued_once_up_on_every_host() {
+async fn a_launch_is_sent_at_once_and_continued_when_its_command_reports_up_everywhere() {
     let r = fixture(FakeHosts::new(3));
     r.discovery.set(group(
         "web-asg",
@@ -385,11 +479,8 @@ async fn launch_is_continued_once_up_on_every_host() {
         ],
         1000,
     ));
-    let s = r
-        .handle(&lifecycle_event("launch", "i-2"), far())
-        .await
-        .unwrap();
-    let sent = r.dispatcher.sent.lock().unwrap().clone();
+    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    let sent = r.dispatcher.changes();
     assert_eq!(sent.len(), 1);
     assert_eq!(
         sent[0].pools[0].add.len(),
@@ -397,9 +488,22 @@ async fn launch_is_continued_once_up_on_every_host() {
         "only the member in transition"
     );
     assert_eq!(sent[0].pools[0].add[0].id.as_str(), "i-2");
+    // The invocation returned without completing: the hosts have not reported yet.
+    assert!(completed(&r).is_empty());
+    assert_eq!(s.commands, ["cmd-1"]);
+    assert_eq!(s.actions[0].decision, "WAIT");
+    assert_eq!(s.generation, Some(1000));
+    // The context carries what completes the action.
+    let ctx = r.dispatcher.sent.lock().unwrap()[0].2.clone();
+    assert_eq!(ctx.actions.len(), 1);
+    assert_eq!(ctx.actions[0].instance.as_str(), "i-2");
+    assert_eq!(ctx.actions[0].hooks, ["launch-hook"]);
+    assert_eq!(ctx.actions[0].token.as_deref(), Some("tok"));
+    assert_eq!(ctx.actions[0].pools[0].as_str(), "web");
+
+    let s = end_last(&r).await;
     assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
     assert_eq!(s.hosts.len(), 3);
-    assert_eq!(s.generation, Some(1000));
 }
 
 #[tokio::test]
@@ -412,10 +516,8 @@ async fn launch_failing_on_one_host_is_abandoned() {
         vec![member("i-2", "Pending:Wait", 2)],
         1000,
     ));
-    let s = r
-        .handle(&lifecycle_event("launch", "i-2"), far())
-        .await
-        .unwrap();
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    let s = end_last(&r).await;
     assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
     assert!(s.actions[0].reason.contains("health check timed out"));
 }
@@ -430,10 +532,8 @@ async fn a_broken_host_leaves_the_launch_pending_and_names_the_host() {
         vec![member("i-2", "Pending:Wait", 2)],
         1000,
     ));
-    let s = r
-        .handle(&lifecycle_event("launch", "i-2"), far())
-        .await
-        .unwrap();
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    let s = end_last(&r).await;
     assert!(completed(&r).is_empty());
     assert_eq!(s.actions[0].decision, "WAIT");
     assert!(
@@ -446,6 +546,9 @@ async fn a_broken_host_leaves_the_launch_pending_and_names_the_host() {
         .as_deref()
         .unwrap()
         .contains("HAProxy unreachable"));
+    // The schedule sends it again, and the next command's end settles it.
+    r.handle(&sched()).await.unwrap();
+    assert_eq!(r.dispatcher.changes().len(), 2);
 }
 
 #[tokio::test]
@@ -459,12 +562,14 @@ async fn terminate_is_continued_after_the_drain() {
         ],
         1000,
     ));
-    r.handle(&lifecycle_event("terminate", "i-2"), far())
+    r.handle(&lifecycle_event("terminate", "i-2"))
         .await
         .unwrap();
-    let sent = r.dispatcher.sent.lock().unwrap().clone();
+    let sent = r.dispatcher.changes();
     assert_eq!(sent[0].pools[0].remove, [MemberId::new("i-2").unwrap()]);
     assert!(sent[0].pools[0].add.is_empty());
+    assert!(completed(&r).is_empty(), "no invocation waits for a drain");
+    end_last(&r).await;
     assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
 }
 
@@ -476,43 +581,140 @@ async fn a_late_launch_event_never_adds_a_terminating_instance() {
         vec![member("i-2", "Terminating:Wait", 2)],
         1000,
     ));
-    let s = r
-        .handle(&lifecycle_event("launch", "i-2"), far())
-        .await
-        .unwrap();
-    let sent = r.dispatcher.sent.lock().unwrap().clone();
+    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    let sent = r.dispatcher.changes();
     assert!(sent[0].pools[0].add.is_empty());
     assert_eq!(sent[0].pools[0].remove.len(), 1);
-    // Its terminate action is what is pending, and it is drained: continued.
-    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
     assert!(s.notes.iter().any(|n| n.contains("not pending")));
+    // Its terminate action is what is pending, and it is drained: continued.
+    end_last(&r).await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
 }
 
 #[tokio::test]
-async fn duplicates_get_newer_generations_and_converge() {
+async fn duplicate_and_late_events_change_nothing() {
     let r = fixture(FakeHosts::new(1));
     r.discovery.set(group(
         "web-asg",
         vec![member("i-2", "Pending:Wait", 2)],
         1000,
     ));
-    r.handle(&lifecycle_event("launch", "i-2"), far())
-        .await
-        .unwrap();
-    // The action completed; the group now says InService. The duplicate re-sends the
-    // same truth with a newer generation and completes nothing.
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    end_last(&r).await;
+    // The action completed; the group now says InService. The duplicate lifecycle event
+    // re-sends the same truth with a newer generation and carries no action.
     r.discovery
         .set(group("web-asg", vec![member("i-2", "InService", 2)], 1000));
-    let s = r
-        .handle(&lifecycle_event("launch", "i-2"), far())
-        .await
-        .unwrap();
-    let sent = r.dispatcher.sent.lock().unwrap().clone();
+    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    let sent = r.dispatcher.changes();
     assert_eq!(sent.len(), 2);
     assert!(sent[1].generation > sent[0].generation);
     assert_eq!(sent[1].pools[0].add[0].id.as_str(), "i-2");
-    assert_eq!(completed(&r).len(), 1);
     assert!(s.actions.is_empty());
+    let s = end_last(&r).await;
+    assert!(s.ignored.unwrap().contains("no lifecycle action"));
+    // The first command's status event again (duplicated, late): nothing new completes.
+    let again = r.handle(&ended(&r, "cmd-1")).await.unwrap();
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert!(!again.actions[0].completed, "{again:?}");
+}
+
+#[tokio::test]
+async fn status_events_of_other_documents_and_unreadable_contexts_change_nothing() {
+    let r = fixture(FakeHosts::new(1));
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    let mut other = ended(&r, "cmd-1");
+    other["detail"]["document-name"] = json!("AWS-RunShellScript");
+    let s = r.handle(&other).await.unwrap();
+    assert!(s.ignored.unwrap().contains("not ours"));
+    let mut garbled = ended(&r, "cmd-1");
+    garbled["detail"]["parameters"]["Context"] = json!(["@@@"]);
+    let s = r.handle(&garbled).await.unwrap();
+    assert!(s.ignored.unwrap().contains("base64"));
+    let mut running = ended(&r, "cmd-1");
+    running["detail"]["status"] = json!("InProgress");
+    r.handle(&running).await.unwrap();
+    assert!(completed(&r).is_empty());
+}
+
+#[tokio::test]
+async fn a_lost_status_event_is_repaired_by_the_schedule_and_running_drains_get_heartbeats() {
+    let r = fixture(FakeHosts::new(2));
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-2", "Pending:Wait", 2),
+            member("i-3", "InService", 3),
+        ],
+        1000,
+    ));
+    // The launch's command ended, but its status event never arrived.
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    // The terminate's command still drains.
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-2", "Pending:Wait", 2),
+            member("i-3", "Terminating:Wait", 3),
+        ],
+        2000,
+    ));
+    r.handle(&lifecycle_event("terminate", "i-3"))
+        .await
+        .unwrap();
+    r.dispatcher.running.lock().unwrap().push("cmd-2".into());
+    let s = r.handle(&sched()).await.unwrap();
+    // The launch is decided from its command's reports...
+    assert!(
+        completed(&r).contains(&("i-2".to_string(), "CONTINUE")),
+        "{s:?}"
+    );
+    assert!(s
+        .notes
+        .iter()
+        .any(|n| n.contains("without its status event")));
+    // ...the drain still running is kept alive, not completed, not sent again.
+    assert!(!completed(&r).iter().any(|c| c.0 == "i-3"));
+    assert!(r
+        .lifecycle
+        .heartbeats
+        .lock()
+        .unwrap()
+        .contains(&"i-3".to_string()));
+    let last = r.dispatcher.sent.lock().unwrap().last().unwrap().2.clone();
+    assert!(
+        last.actions.is_empty(),
+        "the schedule's change carries no action another command serves: {last:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_launch_of_a_leaving_instance_is_abandoned_and_no_host_means_continue() {
+    let r = fixture(FakeHosts::new(1));
+    let leaving = GroupMember::new(
+        MemberId::new("i-2").unwrap(),
+        "Pending:Wait",
+        Some("shutting-down".into()),
+        Some("10.0.0.2".parse().unwrap()),
+    );
+    r.discovery.set(group("web-asg", vec![leaving], 1000));
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
+
+    let r = fixture(FakeHosts::new(0));
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert!(s.actions[0].reason.contains("no proxy host"));
 }
 
 #[tokio::test]
@@ -525,12 +727,12 @@ async fn unknown_groups_and_malformed_events_are_acknowledged_without_effect() {
     ));
     let mut ev = lifecycle_event("launch", "i-9");
     ev["detail"]["AutoScalingGroupName"] = json!("other-asg");
-    let s = r.handle(&ev, far()).await.unwrap();
+    let s = r.handle(&ev).await.unwrap();
     assert!(s.ignored.unwrap().contains("not managed"));
     ev["detail"]["AutoScalingGroupName"] = json!("gone-asg");
-    let s = r.handle(&ev, far()).await.unwrap();
-    assert!(s.ignored.unwrap().contains("does not exist"));
-    let s = r.handle(&json!({"detail-type": 3}), far()).await.unwrap();
+    let s = r.handle(&ev).await.unwrap();
+    assert!(s.ignored.unwrap().contains("not managed"));
+    let s = r.handle(&json!({"detail-type": 3})).await.unwrap();
     assert!(s.ignored.is_some());
     assert!(r.dispatcher.sent.lock().unwrap().is_empty());
     assert!(completed(&r).is_empty());
@@ -543,16 +745,30 @@ async fn bad_tags_are_an_error_naming_the_group_and_tag() {
     g.tags.insert("haproxy:port".into(), "http".into());
     r.discovery.set(g);
     let e = r
-        .handle(&lifecycle_event("launch", "i-2"), far())
+        .handle(&lifecycle_event("launch", "i-2"))
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("web-asg") && e.contains("haproxy:port"), "{e}");
 }
 
-#[tokio::test]
-async fn the_schedule_completes_what_events_missed() {
-    let r = fixture(FakeHosts::new(2));
+fn schedule_fixture(managed: Option<&'static str>) -> Fixture {
+    let config = Config::from_lookup(|k| match k {
+        "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
+        "SSM_DOCUMENT" => Some("doc".into()),
+        "PROXY_TAG_KEY" => Some("Role".into()),
+        "PROXY_TAG_VALUE" => Some("proxy".into()),
+        "MANAGED_GROUPS" => managed.map(str::to_string),
+        _ => None,
+    })
+    .unwrap();
+    let r = Reactor::new(
+        config,
+        FakeDiscovery::default(),
+        FakeHosts::new(2),
+        FakeLifecycle::default(),
+        None,
+    );
     r.discovery.set(group(
         "web-asg",
         vec![
@@ -566,9 +782,14 @@ async fn the_schedule_completes_what_events_missed() {
     tagged.tags.insert("haproxy:pool".into(), "api".into());
     tagged.tags.insert("haproxy:port".into(), "9000".into());
     r.discovery.set(tagged);
-    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    let s = r.handle(&sched, far()).await.unwrap();
-    let sent = r.dispatcher.sent.lock().unwrap().clone();
+    r
+}
+
+#[tokio::test]
+async fn the_schedule_completes_what_events_missed() {
+    let r = schedule_fixture(None);
+    r.handle(&sched()).await.unwrap();
+    let sent = r.dispatcher.changes();
     assert_eq!(sent.len(), 1, "one change for every group");
     let web = sent[0]
         .pools
@@ -577,12 +798,7 @@ async fn the_schedule_completes_what_events_missed() {
         .unwrap();
     assert_eq!(web.add.len(), 2);
     assert_eq!(web.remove.len(), 1);
-    let api = sent[0]
-        .pools
-        .iter()
-        .find(|p| p.pool.as_str() == "api")
-        .unwrap();
-    assert_eq!(api.add[0].port.get(), 9000);
+    end_last(&r).await;
     let mut done = completed(&r);
     done.sort();
     assert_eq!(
@@ -592,6 +808,46 @@ async fn the_schedule_completes_what_events_missed() {
             ("i-3".to_string(), "CONTINUE")
         ]
     );
+}
+
+#[tokio::test]
+async fn a_tagged_group_reaches_a_pool_only_when_allowed() {
+    // Tagging a group is not enough: it is never added, and the schedule says why.
+    let r = schedule_fixture(None);
+    let s = r.handle(&sched()).await.unwrap();
+    let sent = r.dispatcher.changes();
+    assert!(
+        sent[0].pools.iter().all(|p| p.pool.as_str() != "api"),
+        "{sent:?}"
+    );
+    assert!(!s.groups.contains(&"tagged-asg".to_string()));
+    assert_eq!(
+        s.notes
+            .iter()
+            .filter(|n| n.contains("tagged-asg") && n.contains("not managed"))
+            .count(),
+        1,
+        "{s:?}"
+    );
+    let mut ev = lifecycle_event("launch", "i-7");
+    ev["detail"]["AutoScalingGroupName"] = json!("tagged-asg");
+    assert!(r
+        .handle(&ev)
+        .await
+        .unwrap()
+        .ignored
+        .unwrap()
+        .contains("not managed"));
+    // Allowed by MANAGED_GROUPS: its tags choose its pool and port.
+    let r = schedule_fixture(Some("tagged-*"));
+    let s = r.handle(&sched()).await.unwrap();
+    let sent = r.dispatcher.changes();
+    let api = sent[0]
+        .pools
+        .iter()
+        .find(|p| p.pool.as_str() == "api")
+        .unwrap();
+    assert_eq!(api.add[0].port.get(), 9000);
     assert!(s.groups.contains(&"tagged-asg".to_string()));
 }
 
@@ -603,12 +859,12 @@ async fn ec2_state_changes_find_their_group() {
     r.discovery.set(group("web-asg", vec![m], 1));
     let ev = json!({"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2",
         "detail":{"instance-id":"i-2","state":"shutting-down"}});
-    r.handle(&ev, far()).await.unwrap();
-    let sent = r.dispatcher.sent.lock().unwrap().clone();
+    r.handle(&ev).await.unwrap();
+    let sent = r.dispatcher.changes();
     assert_eq!(sent[0].pools[0].remove[0].as_str(), "i-2");
     let ev = json!({"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2",
         "detail":{"instance-id":"i-404","state":"running"}});
-    let s = r.handle(&ev, far()).await.unwrap();
+    let s = r.handle(&ev).await.unwrap();
     assert!(s.ignored.unwrap().contains("no Auto Scaling group"));
 }
 
@@ -638,7 +894,7 @@ async fn proxy_fleet_changes_keep_the_records_in_step() {
     ));
     let mut ev = lifecycle_event("launch", "p-3");
     ev["detail"]["AutoScalingGroupName"] = json!("proxies");
-    let s = r.handle(&ev, far()).await.unwrap();
+    let s = r.handle(&ev).await.unwrap();
     let mut ids: Vec<String> = r
         .dns
         .as_ref()

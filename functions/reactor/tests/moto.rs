@@ -1,8 +1,16 @@
 //! The reactor against the project's AWS emulator (`tests/emulator`): real lifecycle
-//! hooks, real Run Command processes (`fake_host.py` playing each proxy's agent), fault
-//! injection, Route 53. Each test starts its own emulator on a free port.
+//! hooks, Run Command running the project's SSM document on each proxy host
+//! (`fake_host.py` playing the agent), the document's status-change events coming back
+//! through EventBridge and SQS, fault injection, Route 53. Each test starts its own
+//! emulator on a free port.
+//!
+//! An invocation never waits for the hosts: a lifecycle event's invocation sends the
+//! change and returns, and the command's status event completes the action
+//! ([`Fixture::settle`] plays Lambda for those, one at a time).
 
 mod common;
+
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -31,7 +39,21 @@ async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
     let event = w.event(LAUNCH, &id);
 
     let r = w.reactor(&[]);
-    let summary = r.handle(&event, deadline(60)).await.expect("handled");
+    let t = Instant::now();
+    let sent = r.handle(&event).await.expect("handled");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "the invocation waited for the hosts: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(sent.actions[0].decision, "WAIT");
+    assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&id, "launch").is_some()
+        })
+        .await;
+    let summary = handled.last().expect("the status event").clone();
 
     // Completed CONTINUE, after the slow proxy reported it up.
     let records = w.actions_of(&id, "launch");
@@ -82,15 +104,7 @@ fn logged(w: &Fixture, action: &str) -> Vec<Value> {
 async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     let w = Fixture::new().await;
     w.group(GROUP, true, false, &[]).await;
-    // The local dispatcher: the only DescribeInstances calls are discovery's.
-    let host = vec![
-        "env".to_string(),
-        format!("FAKE_DIR={}", w.host_dir("local0")),
-        "FAKE_HOST=local0".to_string(),
-        w.python.display().to_string(),
-        fake_host_script().display().to_string(),
-    ];
-    let agents = serde_json::to_string(&[host]).expect("json");
+    w.proxies(1, &[host_env(&[])]).await;
     // Two launches at once: the event names the first; the second waits too.
     w.scale(GROUP, 2).await;
     let members = w.members(GROUP).await;
@@ -107,14 +121,14 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     w.emulator
         .control("POST", "/moto-ext/faults", Some(&slow))
         .expect("faults");
-    let r = w.reactor(&[("LOCAL_AGENTS", &agents)]);
-    let summary = r
-        .handle(&w.event(LAUNCH, &first), deadline(60))
-        .await
-        .expect("handled");
+    let r = w.reactor(&[]);
+    let summary = r.handle(&w.event(LAUNCH, &first)).await.expect("handled");
 
     let groups = logged(&w, "DescribeAutoScalingGroups");
-    let instances = logged(&w, "DescribeInstances");
+    // The last DescribeInstances looks the proxy hosts up for Run Command; the ones
+    // before it are discovery's.
+    let mut instances = logged(&w, "DescribeInstances");
+    instances.pop();
     assert_eq!(groups.len(), 1, "{groups:?}");
     let at = |c: &Value, k: &str| c[k].as_f64().unwrap_or_else(|| panic!("no {k} in {c}"));
     let (g, i) = (&groups[0], &instances[0]);
@@ -137,18 +151,16 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     ];
     expected.sort();
     assert_eq!(added, expected);
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.result(&first, "launch").is_some() && w.result(&second, "launch").is_some()
+    })
+    .await;
     assert_eq!(
         result_of(&w.actions_of(&first, "launch")).as_deref(),
         Some("CONTINUE")
     );
 
     // Steady state (the only waiting member is the event's): one read of each.
-    w.emulator
-        .control("POST", "/moto-ext/calls/reset", None)
-        .expect("reset");
-    r.handle(&w.event(LAUNCH, &second), deadline(60))
-        .await
-        .expect("handled");
     w.scale(GROUP, 3).await;
     let third = w
         .members(GROUP)
@@ -160,12 +172,13 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     w.emulator
         .control("POST", "/moto-ext/calls/reset", None)
         .expect("reset");
-    let summary = r
-        .handle(&w.event(LAUNCH, &third), deadline(60))
-        .await
-        .expect("handled");
+    let summary = r.handle(&w.event(LAUNCH, &third)).await.expect("handled");
     assert_eq!(logged(&w, "DescribeAutoScalingGroups").len(), 1);
-    assert_eq!(logged(&w, "DescribeInstances").len(), 1);
+    assert_eq!(
+        logged(&w, "DescribeInstances").len(),
+        2,
+        "discovery's one, and the proxy hosts'"
+    );
     let change = summary.change.expect("a change was sent");
     assert_eq!(change.pools[0].add.len(), 1);
     assert_eq!(change.pools[0].add[0].id.as_str(), third);
@@ -182,7 +195,13 @@ async fn a_member_that_never_gets_healthy_is_abandoned() {
         .await;
     let event = w.event(LAUNCH, &id);
     let r = w.reactor(&[]);
-    let summary = r.handle(&event, deadline(60)).await.expect("handled");
+    r.handle(&event).await.expect("handled");
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&id, "launch").is_some()
+        })
+        .await;
+    let summary = handled.last().expect("the status event");
     assert_eq!(
         result_of(&w.actions_of(&id, "launch")).as_deref(),
         Some("ABANDON")
@@ -210,7 +229,11 @@ async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
     let r = w.reactor(&[]);
     // Bring both members in (no launch hook: the schedule adds them).
     let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    r.handle(&sched, deadline(60)).await.expect("reconcile");
+    r.handle(&sched).await.expect("reconcile");
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.serving(&proxies[1], "web").len() == 2
+    })
+    .await;
     let members = w.members(GROUP).await;
     assert_eq!(w.serving(&proxies[0], "web").len(), 2);
 
@@ -222,7 +245,18 @@ async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
         "{states:?}"
     );
     let event = w.event(TERMINATE, &leaving);
-    let summary = r.handle(&event, deadline(60)).await.expect("handled");
+    let t = Instant::now();
+    let summary = r.handle(&event).await.expect("handled");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "the invocation waited for the drain: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(result_of(&w.actions_of(&leaving, "terminate")), None);
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.result(&leaving, "terminate").is_some()
+    })
+    .await;
 
     let records = w.actions_of(&leaving, "terminate");
     assert_eq!(
@@ -264,22 +298,23 @@ async fn duplicate_reordered_and_lost_events_converge() {
         .await
         .expect("terminate");
     let terminate_a = w.event(TERMINATE, &a);
-    r.handle(&terminate_a, deadline(60))
-        .await
-        .expect("terminate first");
+    r.handle(&terminate_a).await.expect("terminate first");
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.result(&a, "terminate").is_some()
+    })
+    .await;
     assert_eq!(
         result_of(&w.actions_of(&a, "terminate")).as_deref(),
         Some("CONTINUE")
     );
     // The late launch event and a duplicate of the terminate one change nothing.
-    let late = r
-        .handle(&launch_a, deadline(60))
-        .await
-        .expect("late launch");
+    let late = r.handle(&launch_a).await.expect("late launch");
     assert!(late.actions.is_empty(), "{late:?}");
-    r.handle(&terminate_a, deadline(60))
-        .await
-        .expect("duplicate");
+    r.handle(&terminate_a).await.expect("duplicate");
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.host_log(&proxies[0]).len() >= 3
+    })
+    .await;
     for entry in w.host_log(&proxies[0]) {
         for p in entry["change"]["pools"].as_array().unwrap() {
             assert!(
@@ -304,27 +339,38 @@ async fn duplicate_reordered_and_lost_events_converge() {
         .0;
     // Duplicates of B's event delivered twice, out of band of the schedule, are fine too.
     let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    let s = r.handle(&sched, deadline(60)).await.expect("reconcile");
+    let s = r.handle(&sched).await.expect("reconcile");
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.result(&b, "launch").is_some()
+    })
+    .await;
     assert_eq!(
         result_of(&w.actions_of(&b, "launch")).as_deref(),
         Some("CONTINUE"),
         "{s:?}"
     );
     let launch_b = w.event(LAUNCH, &b);
-    r.handle(&launch_b, deadline(60)).await.expect("dup 1");
-    r.handle(&launch_b, deadline(60)).await.expect("dup 2");
+    let logged_before = w.host_log(&proxies[0]).len();
+    r.handle(&launch_b).await.expect("dup 1");
+    r.handle(&launch_b).await.expect("dup 2");
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.host_log(&proxies[0]).len() >= logged_before + 2
+    })
+    .await;
     assert_eq!(w.serving(&proxies[0], "web"), std::slice::from_ref(&b));
     assert_eq!(
         w.members(GROUP).await,
         [(b.clone(), "InService".to_string())]
     );
-    // Generations only grew.
+    // Every message had its own generation: commands to one host may run in any order
+    // (Run Command does not queue them), and the agent orders them by generation.
     let gens: Vec<u64> = w
         .host_log(&proxies[0])
         .iter()
         .map(|e| e["change"]["generation"].as_u64().unwrap())
         .collect();
-    assert!(gens.windows(2).all(|g| g[1] > g[0]), "{gens:?}");
+    let unique: std::collections::BTreeSet<u64> = gens.iter().copied().collect();
+    assert_eq!(unique.len(), gens.len(), "{gens:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,10 +383,7 @@ async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() 
     let other = w.members("other-asg").await[0].0.clone();
     let r = w.reactor(&[]);
 
-    let s = r
-        .handle(&w.event(LAUNCH, &other), deadline(30))
-        .await
-        .expect("unmanaged");
+    let s = r.handle(&w.event(LAUNCH, &other)).await.expect("unmanaged");
     assert!(
         s.ignored
             .as_deref()
@@ -350,18 +393,18 @@ async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() 
     );
     let mut gone = w.event(LAUNCH, &other);
     gone["detail"]["AutoScalingGroupName"] = json!("no-such-asg");
-    let s = r.handle(&gone, deadline(30)).await.expect("no such group");
+    let s = r.handle(&gone).await.expect("no such group");
     assert!(s
         .ignored
         .as_deref()
         .unwrap_or_default()
-        .contains("does not exist"));
+        .contains("not managed"));
     for bad in [
         json!("hello"),
         json!({"detail-type": LAUNCH, "source": "aws.autoscaling", "detail": {}}),
         json!(null),
     ] {
-        let s = r.handle(&bad, deadline(30)).await.expect("malformed");
+        let s = r.handle(&bad).await.expect("malformed");
         assert!(s.ignored.is_some());
     }
     assert_eq!(w.count("SendCommand"), 0, "ignored events send nothing");
@@ -377,10 +420,7 @@ async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() 
     missing["detail"]["AutoScalingGroupName"] = json!(GROUP);
     missing["detail"]["EC2InstanceId"] = json!("i-0000000000000dead");
     missing["detail"]["LifecycleTransition"] = json!("autoscaling:EC2_INSTANCE_TERMINATING");
-    let s = r
-        .handle(&missing, deadline(30))
-        .await
-        .expect("missing instance");
+    let s = r.handle(&missing).await.expect("missing instance");
     let change = s.change.expect("a removal is sent");
     assert_eq!(change.pools[0].remove[0].as_str(), "i-0000000000000dead");
     assert!(
@@ -409,9 +449,13 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         .control("POST", "/moto-ext/faults", Some(&faults))
         .expect("faults");
     let s = r
-        .handle(&w.event(LAUNCH, &first), deadline(60))
+        .handle(&w.event(LAUNCH, &first))
         .await
         .expect("retried through");
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.result(&first, "launch").is_some()
+    })
+    .await;
     assert_eq!(
         result_of(&w.actions_of(&first, "launch")).as_deref(),
         Some("CONTINUE"),
@@ -439,11 +483,23 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         .find(|(i, _)| *i != first)
         .expect("second")
         .0;
-    let e = r
-        .handle(&w.event(LAUNCH, &second), deadline(90))
-        .await
-        .expect_err("gives up")
-        .to_string();
+    r.handle(&w.event(LAUNCH, &second)).await.expect("sent");
+    // Its command's status event is where the completion fails for good.
+    let until = Instant::now() + Duration::from_secs(90);
+    let e = loop {
+        assert!(Instant::now() < until, "the completion never failed");
+        let (events, handles) = w.world.receive(&w.queue, 1).expect("receive");
+        w.world.delete(&w.queue, &handles).expect("delete");
+        let mut failed = None;
+        for ev in events {
+            if let Err(e) = r.handle(&ev).await {
+                failed = Some(e.to_string());
+            }
+        }
+        if let Some(e) = failed {
+            break e;
+        }
+    };
     assert!(
         e.contains("CompleteLifecycleAction") && e.contains(GROUP),
         "{e}"
@@ -476,10 +532,17 @@ async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
     let r = w.reactor(&[]);
-    let s = r
-        .handle(&w.event(LAUNCH, &id), deadline(60))
-        .await
-        .expect("handled");
+    r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.count("GetCommandInvocation") >= 3
+        })
+        .await;
+    let s = handled
+        .iter()
+        .find(|s| !s.hosts.is_empty())
+        .expect("the status event was handled")
+        .clone();
     let err_of = |h: &str| {
         s.hosts
             .iter()
@@ -559,7 +622,7 @@ async fn route53_records_follow_the_proxy_fleet() {
         .expect("fault");
     let members = w.members("proxies").await;
     let ev = w.event("EC2 Instance Launch Successful", &members[2].0);
-    let s = r.handle(&ev, deadline(60)).await.expect("handled");
+    let s = r.handle(&ev).await.expect("handled");
     let mut want = Vec::new();
     for (id, _) in &members {
         want.push((id.clone(), w.private_ip(id).await));
@@ -572,7 +635,7 @@ async fn route53_records_follow_the_proxy_fleet() {
     w.scale("proxies", 2).await;
     let gone = members[0].0.clone();
     let ev = w.event("EC2 Instance Terminate Successful", &gone);
-    let s = r.handle(&ev, deadline(60)).await.expect("handled");
+    let s = r.handle(&ev).await.expect("handled");
     want.retain(|(id, _)| *id != gone);
     assert_eq!(records(r53.clone(), zone_id.clone()).await, want, "{s:?}");
     assert_eq!(s.dns.as_ref().map(|d| d.deletes), Some(1));
@@ -584,46 +647,12 @@ async fn route53_records_follow_the_proxy_fleet() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_local_dispatcher_runs_the_agent_command_per_host() {
-    let w = Fixture::new().await;
-    w.group(GROUP, true, false, &[]).await;
-    w.scale(GROUP, 1).await;
-    let id = w.members(GROUP).await[0].0.clone();
-    let script = fake_host_script().display().to_string();
-    let python = w.python.display().to_string();
-    let hosts: Vec<Vec<String>> = (0..2)
-        .map(|i| {
-            vec![
-                "env".to_string(),
-                format!("FAKE_DIR={}", w.host_dir(&format!("local{i}"))),
-                format!("FAKE_HOST=local{i}"),
-                python.clone(),
-                script.clone(),
-            ]
-        })
-        .collect();
-    let agents = serde_json::to_string(&hosts).unwrap();
-    let r = w.reactor(&[("LOCAL_AGENTS", &agents)]);
-    let s = r
-        .handle(&w.event(LAUNCH, &id), deadline(60))
-        .await
-        .expect("handled");
-    assert_eq!(
-        result_of(&w.actions_of(&id, "launch")).as_deref(),
-        Some("CONTINUE"),
-        "{s:?}"
-    );
-    assert_eq!(w.serving("local0", "web"), std::slice::from_ref(&id));
-    assert_eq!(w.serving("local1", "web"), std::slice::from_ref(&id));
-    assert_eq!(w.count("SendCommand"), 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_keep_a_long_wait_alive() {
+async fn the_schedule_keeps_a_long_wait_alive_with_heartbeats() {
     let w = Fixture::new().await;
     w.group(GROUP, false, false, &[]).await;
-    // A 2 s heartbeat timeout, and a proxy that needs 3.5 s: without heartbeats the
-    // hook would time out (default ABANDON) before the member is up.
+    // A 2 s heartbeat timeout, and a proxy that needs 3.5 s: without heartbeats the hook
+    // would time out (default ABANDON) before the member is up. The schedule, every
+    // 0.7 s here, heartbeats the actions whose command still runs.
     w.hook(
         GROUP,
         "launch-hook",
@@ -635,16 +664,77 @@ async fn heartbeats_keep_a_long_wait_alive() {
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
     let r = w.reactor(&[]);
-    let s = r
-        .handle(&w.event(LAUNCH, &id), deadline(60))
-        .await
-        .expect("handled");
+    r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
+    let mut next = Instant::now();
+    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
+    let handled = w
+        .settle_with(
+            &r,
+            Duration::from_secs(30),
+            &mut |w: &Fixture| w.result(&id, "launch").is_some(),
+            |now| {
+                (now >= next).then(|| {
+                    next = now + Duration::from_millis(700);
+                    sched.clone()
+                })
+            },
+        )
+        .await;
     let records = w.actions_of(&id, "launch");
     assert_eq!(
         result_of(&records).as_deref(),
         Some("CONTINUE"),
-        "{records:?} {s:?}"
+        "{records:?} {handled:?}"
     );
     assert_eq!(records[0]["by"], json!("api"));
     assert!(w.count("RecordLifecycleActionHeartbeat") >= 2);
+    assert!(
+        handled.iter().any(|s| !s.heartbeats.is_empty()),
+        "{handled:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_status_event_is_repaired_by_the_schedule_and_duplicates_change_nothing() {
+    let w = Fixture::new().await;
+    w.group(GROUP, true, false, &[]).await;
+    w.proxies(2, &[host_env(&[]), host_env(&[])]).await;
+    w.scale(GROUP, 1).await;
+    let id = w.members(GROUP).await[0].0.clone();
+    let r = w.reactor(&[]);
+    r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
+    // The command ends; its status event is lost (taken from the queue, never handled).
+    let mut lost = Vec::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while lost.is_empty() {
+        assert!(Instant::now() < until, "the command never ended");
+        let (events, handles) = w.world.receive(&w.queue, 1).expect("receive");
+        w.world.delete(&w.queue, &handles).expect("delete");
+        lost.extend(events);
+    }
+    assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
+    // The schedule finds the ended command and decides from its reports.
+    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
+    let s = r.handle(&sched).await.expect("reconcile");
+    assert_eq!(
+        result_of(&w.actions_of(&id, "launch")).as_deref(),
+        Some("CONTINUE"),
+        "{s:?}"
+    );
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.contains("without its status event")),
+        "{s:?}"
+    );
+    // The lost event turning up late, twice: nothing changes.
+    let completions = w.count("CompleteLifecycleAction");
+    for ev in [&lost[0], &lost[0]] {
+        let s = r.handle(ev).await.expect("late");
+        assert!(s.actions.iter().all(|a| !a.completed), "{s:?}");
+    }
+    let records = w.actions_of(&id, "launch");
+    assert_eq!(records.len(), 1);
+    assert_eq!(result_of(&records).as_deref(), Some("CONTINUE"));
+    assert!(w.count("CompleteLifecycleAction") >= completions);
 }

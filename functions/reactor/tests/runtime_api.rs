@@ -40,7 +40,7 @@ async fn the_binary_serves_events_from_the_runtime_api() {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("POOLS", POOLS)
-        .env("SSM_DOCUMENT", "haproxy-asg-apply")
+        .env("SSM_DOCUMENT", harness::world::DOCUMENT)
         .env("PROXY_TAG_KEY", "Role")
         .env("PROXY_TAG_VALUE", "proxy")
         .env("HEALTH_TIMEOUT_S", "10")
@@ -53,15 +53,32 @@ async fn the_binary_serves_events_from_the_runtime_api() {
         .expect("reactor binary");
     let _guard = Killed(child);
 
-    let seen = tokio::task::spawn_blocking(move || {
+    let (log, api) = tokio::task::spawn_blocking(move || {
         let l = api.wait_for(2, Duration::from_secs(90));
         (l, api)
     })
     .await
     .expect("join");
-    let (log, _api) = seen;
-    assert!(log.errors.is_empty(), "{:?}", log.errors);
     assert_eq!(log.responses.len(), 2, "{log:?}");
+    assert_eq!(log.responses[1].1["actions"][0]["decision"], json!("WAIT"));
+    // The command's status event, as EventBridge would deliver it to the function.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        assert!(std::time::Instant::now() < until, "no status event");
+        let (mut events, _) = w.world.receive(&w.queue, 1).expect("receive");
+        if let Some(e) = events.pop() {
+            break e;
+        }
+    };
+    api.push(status);
+    let (log, _api) = tokio::task::spawn_blocking(move || {
+        let l = api.wait_for(3, Duration::from_secs(90));
+        (l, api)
+    })
+    .await
+    .expect("join");
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    assert_eq!(log.responses.len(), 3, "{log:?}");
     let (id0, first) = &log.responses[0];
     assert_eq!(id0, "req-1");
     assert_eq!(first["event"], json!("ignored"));
@@ -72,13 +89,14 @@ async fn the_binary_serves_events_from_the_runtime_api() {
             .contains("detail-type"),
         "{first}"
     );
-    let (_, second) = &log.responses[1];
+    let (_, third) = &log.responses[2];
+    assert_eq!(third["event"], json!("command-ended"));
     assert_eq!(
-        second["actions"][0]["decision"],
+        third["actions"][0]["decision"],
         json!("CONTINUE"),
-        "{second}"
+        "{third}"
     );
-    assert_eq!(second["hosts"].as_array().map(Vec::len), Some(2));
+    assert_eq!(third["hosts"].as_array().map(Vec::len), Some(2));
     assert_eq!(
         w.members(GROUP).await,
         [(id.clone(), "InService".to_string())]
@@ -86,15 +104,18 @@ async fn the_binary_serves_events_from_the_runtime_api() {
     for p in &proxies {
         assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
     }
-    // The third `next` is held open: the reactor waits for work, as in Lambda.
-    assert!(log.next_at.len() >= 2);
+    // The fourth `next` is held open: the reactor waits for work, as in Lambda.
+    assert!(log.next_at.len() >= 3);
 
     // Logs are JSON lines with the span's fields.
     let text = std::fs::read_to_string(&log_path).expect("log");
     let decision: Value = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["fields"]["message"] == json!("lifecycle decision"))
+        .find(|v| {
+            v["fields"]["message"] == json!("lifecycle decision")
+                && v["fields"]["outcome"] == json!("CONTINUE")
+        })
         .unwrap_or_else(|| panic!("no JSON decision line in:\n{text}"));
     assert_eq!(decision["fields"]["outcome"], json!("CONTINUE"));
     assert_eq!(decision["fields"]["pool"], json!("web"));

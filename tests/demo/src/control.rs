@@ -103,10 +103,7 @@ impl ReactorRun {
                         tokio::task::spawn_local(async move {
                             let received_ms = harness::unix_ms();
                             let started = Instant::now();
-                            let result = reactor
-                                .handle(&event, Instant::now() + Duration::from_secs(300))
-                                .await
-                                .map_err(|e| e.to_string());
+                            let result = reactor.handle(&event).await.map_err(|e| e.to_string());
                             let _ = report.send(Handled {
                                 detail_type: event["detail-type"]
                                     .as_str()
@@ -182,22 +179,33 @@ impl Drop for ReactorRun {
     }
 }
 
-/// The reactor's configuration for the local stack: `group` feeds `pool` on `port`,
-/// changes go to the agents of `agents` (argv prefixes) directly.
-pub fn reactor_config(
-    group: &str,
-    pool: &str,
-    port: u16,
-    agents: &[Vec<String>],
-) -> anyhow::Result<Config> {
+/// The reactor's configuration for the local stack: `group` feeds `pool` on `port`;
+/// changes go to the proxy fleet through the project's SSM document, as in AWS.
+pub fn reactor_config(group: &str, pool: &str, port: u16) -> anyhow::Result<Config> {
     let pools = json!({ group: [{"name": pool, "port": port}] }).to_string();
-    let agents = serde_json::to_string(agents)?;
+    let (tag_key, tag_value) = harness::world::PROXY_TAG;
     Config::from_lookup(|k| match k {
         "POOLS" => Some(pools.clone()),
-        "LOCAL_AGENTS" => Some(agents.clone()),
-        "HEALTH_TIMEOUT_S" => Some("15".into()),
-        "DRAIN_TIMEOUT_S" => Some("20".into()),
+        "SSM_DOCUMENT" => Some(harness::world::DOCUMENT.into()),
+        "PROXY_TAG_KEY" => Some(tag_key.into()),
+        "PROXY_TAG_VALUE" => Some(tag_value.into()),
+        "HEALTH_TIMEOUT_S" => Some(HEALTH_TIMEOUT_S.to_string()),
+        "DRAIN_TIMEOUT_S" => Some(DRAIN_TIMEOUT_S.to_string()),
+        "LIFECYCLE_HOOKS" => Some(format!(
+            "{},{}",
+            harness::world::LAUNCH_HOOK,
+            harness::world::TERMINATE_HOOK
+        )),
         _ => None,
     })
     .map_err(|e| anyhow::anyhow!("reactor configuration: {e}"))
 }
+
+/// How long a launch may take to get healthy on the local stack (the reactor's and the
+/// agents' setting).
+pub const HEALTH_TIMEOUT_S: u64 = 15;
+/// How long a drain may take on the local stack.
+pub const DRAIN_TIMEOUT_S: u64 = 20;
+
+/// The SSM document's execution timeout on the local stack (as Terraform sets it).
+pub const EXECUTION_TIMEOUT_S: u64 = HEALTH_TIMEOUT_S + DRAIN_TIMEOUT_S + 60;

@@ -85,9 +85,16 @@ pub fn percentile(v: &[u64], p: f64) -> u64 {
 }
 
 /// A proxy host for the local stack: pool `pool` with `slots` slots, HTTP health checks
-/// (inter 100ms, rise 2), and an `[aws]` section mapping `group` to the pool (for
-/// `agent sync` without `--desired`).
-pub fn proxy_host(name: &str, pool: &str, slots: u32, group: &str) -> anyhow::Result<Host> {
+/// (inter 100ms, rise 2), an `[aws]` section mapping `group` to the pool (its agent
+/// service syncs from AWS at start), and `env` (the emulator's AWS environment) for the
+/// agent's runs.
+pub fn proxy_host(
+    name: &str,
+    pool: &str,
+    slots: u32,
+    group: &str,
+    env: Vec<(String, String)>,
+) -> anyhow::Result<Host> {
     let mut p = PoolSpec::new(pool, slots);
     p.health_path = Some("/healthz".into());
     p.health_timeout_s = 10.0;
@@ -96,23 +103,9 @@ pub fn proxy_host(name: &str, pool: &str, slots: u32, group: &str) -> anyhow::Re
         name: name.into(),
         pools: vec![p],
         extra_toml: format!("[aws]\ngroups = {{ \"{group}\" = [\"{pool}\"] }}\n"),
-        // The agents inherit the process's AWS environment (set by `World::start`);
-        // passed explicitly too, so `agent sync` reads the emulator either way.
-        env: AWS_ENV
-            .iter()
-            .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
-            .collect(),
+        env,
     })
 }
-
-/// The AWS environment variables the agents need.
-const AWS_ENV: [&str; 5] = [
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_EC2_METADATA_DISABLED",
-];
 
 /// Polls `f` ([`harness::wait_for`]) until true, the deadline, or a stop request.
 pub fn until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {

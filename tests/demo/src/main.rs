@@ -9,21 +9,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use demo::control::{reactor_config, Handled, ReactorRun};
+use demo::control::{reactor_config, Handled, ReactorRun, EXECUTION_TIMEOUT_S};
 use demo::{install_signal_handlers, percentile, proxy_host, say, say_at, stopping, until};
 use harness::fleet::Fleet;
-use harness::process::{alive, bin_path, processes_matching};
+use harness::process::{alive, processes_matching};
 use harness::pump::Pump;
-use harness::world::Blocking;
-use harness::{free_port, unix_ms, GroupSpec, Host, Load, World};
+use harness::world::{autoscaling_pattern, commands_pattern, Blocking, DOCUMENT};
+use harness::{free_port, unix_ms, GroupSpec, Host, Load};
 
 const GROUP: &str = "demo-web";
 const POOL: &str = "web";
@@ -92,6 +90,10 @@ impl Stack {
                     );
                     t.errors.push(format!("{} {inst}: {e}", h.detail_type));
                 }
+                // A command that served no lifecycle action ended: nothing to say.
+                Ok(s)
+                    if h.detail_type == "EC2 Command Status-change Notification"
+                        && s.ignored.is_some() => {}
                 Ok(s) => {
                     for a in &s.actions {
                         *t.decisions
@@ -99,41 +101,66 @@ impl Stack {
                             .or_default() += 1;
                     }
                     let reconcile = h.detail_type == "Scheduled Event";
+                    let ended = h.detail_type == "EC2 Command Status-change Notification";
                     let what = if reconcile {
                         "reconcile".to_string()
                     } else {
                         short_kind(&h.detail_type).to_string()
                     };
-                    let hosts_ok = s.hosts.iter().filter(|x| x.ok).count();
                     let mut line = format!("reactor  {what:<17} {inst:<20}");
-                    if let Some(c) = &s.change {
+                    if ended && s.ignored.is_none() {
+                        let hosts_ok = s.hosts.iter().filter(|x| x.ok).count();
+                        line.push_str(&format!(
+                            " command {} ended: {hosts_ok}/{} hosts reported",
+                            s.commands.first().map(String::as_str).unwrap_or("?"),
+                            s.hosts.len()
+                        ));
+                        for x in s.hosts.iter().filter(|x| !x.ok) {
+                            line.push_str(&format!(
+                                "; host {} failed: {}",
+                                x.host,
+                                x.error.as_deref().unwrap_or("")
+                            ));
+                        }
+                    } else if let Some(c) = &s.change {
                         let adds: usize = c.pools.iter().map(|p| p.add.len()).sum();
                         let removes: usize = c.pools.iter().map(|p| p.remove.len()).sum();
                         let verb = if reconcile {
-                            "full membership re-sent"
+                            "full membership sent"
                         } else {
-                            "change"
+                            "change sent"
                         };
                         line.push_str(&format!(
-                            " {verb} +{adds}/-{removes} -> {hosts_ok}/{} hosts ok",
-                            s.hosts.len()
+                            " {verb} +{adds}/-{removes} ({} command(s))",
+                            s.commands.len()
                         ));
                     } else if let Some(i) = &s.ignored {
                         line.push_str(&format!(" ignored ({i})"));
                     } else {
                         line.push_str(" in step");
                     }
+                    // One mention per kind of decision, with the count.
+                    let mut kinds: BTreeMap<(String, String, bool), usize> = BTreeMap::new();
                     for a in &s.actions {
-                        line.push_str(&format!(
-                            "; lifecycle {} {} {}",
-                            a.transition,
-                            a.decision,
-                            if a.completed {
-                                "completed"
-                            } else {
-                                "(not pending)"
-                            }
-                        ));
+                        *kinds
+                            .entry((a.transition.clone(), a.decision.clone(), a.completed))
+                            .or_default() += 1;
+                    }
+                    for ((transition, decision, completed), n) in kinds {
+                        let what = match (decision.as_str(), completed) {
+                            ("WAIT", _) => "waits for the hosts' reports",
+                            (_, true) => "completed",
+                            (_, false) => "(no longer pending)",
+                        };
+                        let label = if decision == "WAIT" {
+                            String::new()
+                        } else {
+                            format!(" {decision}")
+                        };
+                        line.push_str(&format!("; {n} {transition}{label} {what}"));
+                    }
+                    if !s.heartbeats.is_empty() {
+                        line.push_str(&format!("; {} heartbeat(s)", s.heartbeats.len()));
                     }
                     line.push_str(&format!(" [{} ms] | requests so far {req}", h.ms));
                     say_at!(h.at_s, "{line}");
@@ -209,6 +236,18 @@ impl Stack {
         Ok(())
     }
 
+    /// Scales the group without waiting for it to converge.
+    fn scale_to(&self, _t: &mut Tally, desired: usize, what: &str) -> anyhow::Result<()> {
+        let before = self.world.members(GROUP)?.len();
+        let (req, _) = self.requests();
+        say!("scenario {what}: {before} -> {desired} instances | requests {req}");
+        self.fleet
+            .requested_ms
+            .store(unix_ms(), std::sync::atomic::Ordering::SeqCst);
+        self.world.scale(GROUP, i32::try_from(desired)?)?;
+        Ok(())
+    }
+
     fn scale(&self, t: &mut Tally, desired: usize, what: &str, served: bool) -> anyhow::Result<()> {
         let before = self.world.members(GROUP)?.len();
         let (req, _) = self.requests();
@@ -236,6 +275,7 @@ fn up_on(host: &Host, ids: &BTreeSet<String>) -> bool {
 
 fn short_kind(detail_type: &str) -> &str {
     match detail_type {
+        "EC2 Command Status-change Notification" => "hosts reported",
         "EC2 Instance-launch Lifecycle Action" => "launch hook",
         "EC2 Instance-terminate Lifecycle Action" => "terminate hook",
         "EC2 Instance Launch Successful" => "launch done",
@@ -314,13 +354,6 @@ fn scenario(
     let world = Blocking::start(Some(&dir.join("emulator.log")))?;
     *moto_pid = world.emulator.pid();
     println!("CHILD_PID {}", moto_pid.unwrap_or(0));
-    // The agents the reactor runs inherit the process's environment: point it at the
-    // emulator (before any thread of ours reads the environment).
-    for (k, v) in world.emulator.aws_env() {
-        std::env::set_var(k, v);
-    }
-    std::env::remove_var("AWS_PROFILE");
-    std::env::remove_var("AWS_SESSION_TOKEN");
     say!(
         "setup    emulator on {}; VPC 127.0.0.0/16",
         world.emulator.url()
@@ -328,15 +361,22 @@ fn scenario(
     let port = free_port();
     let subnet = world.subnet.clone();
     world.group(&GroupSpec::new(GROUP, &subnet).hooks(120).pool(POOL, port))?;
+    world.block_on(world.ssm_document(EXECUTION_TIMEOUT_S))?;
     let queue = world.event_queue(
         "demo-events",
-        &serde_json::json!({"source": ["aws.autoscaling"], "detail": {"AutoScalingGroupName": [GROUP]}}),
+        &[autoscaling_pattern(&[GROUP]), commands_pattern(DOCUMENT)],
     )?;
     say!("setup    group {GROUP} (launch + terminate lifecycle hooks), subnet 127.0.1.0/24, pool {POOL} port {port}");
-    say!("setup    EventBridge rule (source aws.autoscaling) -> SQS queue demo-events");
+    say!("setup    SSM document {DOCUMENT} (Terraform's template); EventBridge rules (the group's Auto Scaling events, the document's command status events) -> SQS queue demo-events");
     let mut hosts = Vec::new();
     for i in 1..=2 {
-        let h = proxy_host(&format!("proxy-{i}"), POOL, args.slots, GROUP)?;
+        let h = proxy_host(
+            &format!("proxy-{i}"),
+            POOL,
+            args.slots,
+            GROUP,
+            world.emulator.aws_env(),
+        )?;
         say!(
             "setup    HAProxy host proxy-{i}: frontend {} , {} slots, dir {}",
             h.frontend(POOL),
@@ -345,17 +385,15 @@ fn scenario(
         );
         hosts.push(h);
     }
-    let agent = bin_path("agent")?;
-    let agents: Vec<Vec<String>> = hosts
-        .iter()
-        .map(|h| {
-            vec![
-                agent.display().to_string(),
-                "--config".into(),
-                h.config.display().to_string(),
-            ]
-        })
-        .collect();
+    let proxy_subnet = world.add_subnet("127.0.2.0/24")?;
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let proxies = world.block_on(world.proxy_fleet(&proxy_subnet, &refs))?;
+    say!(
+        "setup    proxy instances {} (tag {}={}): Run Command runs the document there with the host's agent",
+        proxies.join(", "),
+        harness::world::PROXY_TAG.0,
+        harness::world::PROXY_TAG.1
+    );
     let fleet = Fleet::start(
         world.world.clone(),
         &subnet,
@@ -367,7 +405,7 @@ fn scenario(
     let (report_tx, reports) = mpsc::channel();
     let reactor = ReactorRun::start(
         &world,
-        reactor_config(GROUP, POOL, port, &agents)?,
+        reactor_config(GROUP, POOL, port)?,
         Some(Duration::from_secs(args.reconcile_s.max(1))),
         report_tx,
     )?;
@@ -378,7 +416,7 @@ fn scenario(
         Duration::from_secs(1800),
     );
     say!(
-        "setup    reactor in-process (local dispatcher over both hosts), reconcile every {} s",
+        "setup    reactor in-process (the Lambda's code, SSM to the proxy fleet), reconcile every {} s",
         args.reconcile_s
     );
     let mut stack = Stack {
@@ -440,7 +478,7 @@ fn scenario(
     }
     let mut checks_ok = true;
     if !stopping() {
-        checks_ok &= fault(&stack, &mut t, dir, port)?;
+        checks_ok &= fault(&stack, &mut t)?;
     }
     // A last reconcile-free look: every host holds exactly the group's members.
     stack.drain_reports(&mut t);
@@ -579,107 +617,98 @@ fn scenario(
         && !latencies.is_empty())
 }
 
-/// The injected fault: an `agent apply` on the second host is killed while it waits
-/// for health checks; `agent sync` then repairs the host from AWS's truth.
-fn fault(stack: &Stack, t: &mut Tally, dir: &Path, port: u16) -> anyhow::Result<bool> {
+/// The injected fault: the second host's agent service is SIGKILLed while it drains a
+/// leaving member that still has requests in flight. Its supervisor starts it again (as
+/// systemd's `Restart=on-failure` does), the service resumes the drain with what was left
+/// of its timeout, the in-flight requests complete, and the terminate action, whose
+/// command on that host died with the service, is completed by the schedule.
+fn fault(stack: &Stack, t: &mut Tally) -> anyhow::Result<bool> {
     let host = &stack.hosts[1];
-    let ghost = "i-0fa11ed0000000001";
-    let ghost_ip = "127.0.9.9";
-    let change = format!(
-        r#"{{"version":1,"generation":{},"pools":[{{"pool":"{POOL}","add":[{{"id":"{ghost}","address":"{ghost_ip}","port":{port}}}],"remove":[]}}]}}"#,
-        unix_ms()
-    );
-    say!("fault    {}: `agent apply` adds {ghost} ({ghost_ip}, never boots); it will be killed while waiting for health checks", host.name);
-    let mut child = Command::new(bin_path("agent")?)
-        .arg("--config")
-        .arg(&host.config)
-        .args(["apply", "--json", "--change", &change])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .context("starting agent apply")?;
-    let client = host.client();
-    let reached = until(Duration::from_secs(10), || {
-        client.stats().ok().is_some_and(|rows| {
-            rows.iter().any(|r| {
-                r.addr.starts_with(&format!("{ghost_ip}:")) && !r.status.starts_with("MAINT")
+    let members = stack.world.members(GROUP)?;
+    let n = members.len();
+    let Some(leaving) = members.first().map(|m| m.id.clone()) else {
+        anyhow::bail!("the group has no member to scale in");
+    };
+    // One slow request per member through the second host (round robin spreads them).
+    let fe = host.frontend(POOL);
+    let slow: Vec<std::thread::JoinHandle<std::io::Result<harness::http::Response>>> = (0..n)
+        .map(|_| {
+            std::thread::spawn(move || {
+                harness::http::get(fe, "/slow?ms=6000", Duration::from_secs(30))
             })
         })
+        .collect();
+    let busy = until(Duration::from_secs(10), || {
+        host.status().ok().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["member"] == leaving.as_str() && r["sessions"].as_u64().unwrap_or(0) > 0)
+        })
     });
-    match child.try_wait()? {
-        Some(status) => say!(
-            "fault    the agent finished before it could be killed ({status}); the repair below still runs | requests {}",
-            stack.requests().0
-        ),
-        None => {
-            let _ = child.kill();
-            let status = child.wait()?;
-            say!(
-                "fault    agent killed mid-apply ({status}; its slot change had {}reached the socket) | requests {}",
-                if reached { "" } else { "not " },
-                stack.requests().0
-            );
+    say!(
+        "fault    {} slow requests (6 s) in flight through {}; {leaving} holds {}",
+        n,
+        host.name,
+        if busy { "one of them" } else { "none yet" }
+    );
+    stack.scale_to(t, n - 1, "scale in under slow requests")?;
+    let draining = until(Duration::from_secs(10), || {
+        host.status().ok().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["member"] == leaving.as_str() && r["stage"] == "draining")
+        })
+    });
+    let killed = host.kill_service();
+    say!(
+        "fault    {}'s agent service (pid {}) SIGKILLed while {leaving} {}",
+        host.name,
+        killed.map_or_else(|| "?".into(), |p| p.to_string()),
+        if draining {
+            "drains"
+        } else {
+            "was about to drain"
+        }
+    );
+    let restarted = until(Duration::from_secs(10), || host.service_restarts() >= 1);
+    host.wait_service(Duration::from_secs(10))?;
+    let ops = host.operations().unwrap_or_default();
+    let resumed = ops.iter().find(|o| o["member"] == leaving.as_str());
+    say!(
+        "repair   the supervisor restarted it ({}); {}",
+        if restarted {
+            "after ~1 s"
+        } else {
+            "NOT restarted"
+        },
+        match resumed {
+            Some(o) => format!(
+                "it resumed draining {leaving}: {} session(s) left, {:.1} s of its deadline left",
+                o["sessions"],
+                o["deadline_in_s"].as_f64().unwrap_or(0.0)
+            ),
+            None => "the drain had already ended".into(),
+        }
+    );
+    let mut served = 0;
+    for s in slow {
+        if matches!(s.join(), Ok(Ok(r)) if r.status == 200) {
+            served += 1;
         }
     }
-    let listed = host
-        .assignments()
-        .map(|a| a.contains_key(ghost))
-        .unwrap_or(false);
-    say!("fault    {} now holds {ghost}: {listed}", host.name);
-    stack.drain_reports(t);
-    // Repair: `agent sync` reads the group from AWS (the standard AWS environment and
-    // agent.toml's [aws] groups). Older agents need --desired; build it from the group.
-    let run = host.agent(&["sync", "--json"], None)?;
-    let run = if run.code != 0 && run.stderr.contains("--desired") {
-        say!("repair   this agent cannot read AWS itself yet; syncing with --desired built from the group");
-        let desired = stack
-            .world
-            .block_on(desired_from_group(&stack.world, port))?;
-        let file: PathBuf = dir.join("desired.json");
-        std::fs::write(&file, desired.to_json())?;
-        host.agent(
-            &["sync", "--json", "--desired", &file.display().to_string()],
-            None,
-        )?
-    } else {
-        say!("repair   `agent sync` read the group from AWS");
-        run
-    };
-    for line in run.stdout.lines().chain(run.stderr.lines()).take(12) {
-        say!("repair   | {line}");
-    }
-    let members: BTreeSet<String> = stack
+    say!("fault    {served}/{n} slow requests completed with 200");
+    // The host's command died with the service: the schedule completes the action.
+    stack.converge(t, n - 1, false, Duration::from_secs(60))?;
+    let done = stack
         .world
-        .members(GROUP)?
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    let held: BTreeSet<String> = host.assignments()?.into_keys().collect();
-    let ok = run.code == 0 && held == members;
+        .actions_of(&leaving, "terminate")?
+        .iter()
+        .any(|a| a["result"] == "CONTINUE");
     say!(
-        "repair   agent sync exit {}; {} holds {} members, the group has {}: {}",
-        run.code,
-        host.name,
-        held.len(),
-        members.len(),
-        if ok { "repaired" } else { "NOT repaired" }
+        "repair   {leaving}'s terminate action {}",
+        if done {
+            "completed CONTINUE"
+        } else {
+            "NOT completed"
+        }
     );
-    Ok(ok)
-}
-
-/// The group's desired state, as `agent sync` without `--desired` would read it.
-async fn desired_from_group(world: &World, port: u16) -> anyhow::Result<infra::Desired> {
-    let pool = infra::Pool {
-        name: infra::PoolName::new(POOL)?,
-        port: infra::Port::new(i64::from(port))?,
-        server_options: infra::ServerOptions::default(),
-    };
-    let groups = BTreeMap::from([(GROUP.to_string(), vec![pool])]);
-    let discovery = infra::aws::AwsDiscovery::new(&world.sdk);
-    Ok(
-        infra::aws::desired_from_discovery(&discovery, &groups, &infra::aws::Generations::new())
-            .await?,
-    )
+    Ok(restarted && served == n && done)
 }

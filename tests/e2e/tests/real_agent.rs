@@ -1,12 +1,13 @@
-//! The reactor driving the real agent binary and a real HAProxy through the local
-//! dispatcher (`LOCAL_AGENTS`), with the emulator's lifecycle hooks: a member that
-//! answers health checks is continued, one that never does is abandoned.
+//! The reactor driving real agent services and real HAProxy hosts through the production
+//! path: SSM Run Command of the project's document on each proxy instance, the
+//! command's status event back through EventBridge and SQS, the emulator's lifecycle
+//! hooks. A member that answers health checks is continued, one that never does is
+//! abandoned.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use harness::process::bin_path;
+use harness::world::{commands_pattern, DOCUMENT, LAUNCH_HOOK};
 use harness::{free_port, GroupSpec, Host, HostSpec, PoolSpec, World};
 use serde_json::Value;
 
@@ -16,10 +17,13 @@ const GROUP: &str = "web-asg";
 async fn the_real_agent_gates_launches_on_health() {
     let w = World::start(None).await.expect("emulated world");
     let port = free_port();
-    let pools = format!(r#"{{"web-asg":[{{"name":"web","port":{port}}}]}}"#);
     let mut spec = GroupSpec::new(GROUP, &w.subnet);
     spec.launch_hook = Some(300);
     w.group(&spec).await.expect("group");
+    w.ssm_document(120).await.expect("document");
+    let queue = w
+        .event_queue("commands", &[commands_pattern(DOCUMENT)])
+        .expect("queue");
     w.scale(GROUP, 2).await.expect("scale");
     let members = w.members(GROUP).await.expect("members");
     let (healthy, sick) = (members[0].id.clone(), members[1].id.clone());
@@ -40,26 +44,27 @@ async fn the_real_agent_gates_launches_on_health() {
         env: Vec::new(),
     })
     .expect("HAProxy host");
+    let proxy_subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
+    w.proxy_fleet(&proxy_subnet, &[&host])
+        .await
+        .expect("proxy fleet");
 
-    let agents = serde_json::to_string(&vec![vec![
-        bin_path("agent")
-            .expect("agent binary")
-            .display()
-            .to_string(),
-        "--config".to_string(),
-        host.config.display().to_string(),
-    ]])
-    .expect("json");
-    let env: HashMap<&str, &str> = [
+    let pools = format!(r#"{{"web-asg":[{{"name":"web","port":{port}}}]}}"#);
+    let env = [
         ("POOLS", pools.as_str()),
-        ("LOCAL_AGENTS", agents.as_str()),
+        ("SSM_DOCUMENT", DOCUMENT),
+        ("PROXY_TAG_KEY", harness::world::PROXY_TAG.0),
+        ("PROXY_TAG_VALUE", harness::world::PROXY_TAG.1),
         ("HEALTH_TIMEOUT_S", "10"),
         ("DRAIN_TIMEOUT_S", "10"),
-    ]
-    .into_iter()
-    .collect();
-    let config = reactor::config::Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
-        .expect("config");
+        ("LIFECYCLE_HOOKS", LAUNCH_HOOK),
+    ];
+    let config = reactor::config::Config::from_lookup(|k| {
+        env.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .expect("config");
     let r = reactor::build(config, &w.sdk);
     let event = w
         .events_about("EC2 Instance-launch Lifecycle Action", &healthy)
@@ -67,10 +72,18 @@ async fn the_real_agent_gates_launches_on_health() {
         .into_iter()
         .next()
         .expect("a launch event");
-    let s = r
-        .handle(&event, Instant::now() + Duration::from_secs(60))
-        .await
-        .expect("handled");
+    let sent = r.handle(&event).await.expect("handled");
+    assert_eq!(sent.commands.len(), 1, "{sent:?}");
+    // The hosts' reports come back with the command's status event.
+    let until = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        assert!(Instant::now() < until, "no status event");
+        let (events, handles) = w.receive(&queue, 1).expect("receive");
+        w.delete(&queue, &handles).expect("delete");
+        if let Some(ev) = events.first() {
+            break r.handle(ev).await.expect("handled");
+        }
+    };
     let decision = |id: &str| {
         s.actions
             .iter()

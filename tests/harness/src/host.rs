@@ -113,6 +113,14 @@ pub struct Host {
 pub const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 impl Host {
+    /// The environment Run Command's document needs to run this host's agent: the
+    /// host's own environment plus `AGENT_CONFIG` naming its agent.toml.
+    pub fn document_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.push(("AGENT_CONFIG".into(), self.config.display().to_string()));
+        env
+    }
+
     /// Writes the host's files and starts HAProxy.
     pub fn start(spec: &HostSpec) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("haproxy-asg-").tempdir()?;

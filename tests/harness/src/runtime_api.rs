@@ -21,15 +21,52 @@ pub struct RuntimeLog {
 
 /// A minimal Lambda Runtime API: hands out the queued events one by one on
 /// `GET /2018-06-01/runtime/invocation/next`, records `/response` and `/error`. When
-/// the queue is empty a `next` request is held open (as Lambda does) until the server
-/// is dropped.
+/// the queue is empty a `next` request is held open (as Lambda does) until an event is
+/// pushed or the server is dropped.
 pub struct RuntimeApi {
     /// `127.0.0.1:PORT`: the value of `AWS_LAMBDA_RUNTIME_API`.
     pub addr: SocketAddr,
     log: Arc<Mutex<RuntimeLog>>,
-    queue: Arc<Mutex<Vec<Value>>>,
+    invocations: Arc<Mutex<Invocations>>,
     /// Milliseconds each invocation may take (its deadline).
     pub timeout_ms: u64,
+}
+
+/// Events waiting for a `next` request, and `next` requests waiting for an event.
+#[derive(Default)]
+struct Invocations {
+    /// Oldest last.
+    queue: Vec<Value>,
+    held: Vec<TcpStream>,
+    issued: u64,
+}
+
+impl Invocations {
+    /// Hands `event` to `stream` as the next invocation.
+    fn invoke(&mut self, stream: &mut TcpStream, event: &Value, timeout_ms: u64) {
+        self.issued += 1;
+        let n = self.issued;
+        let deadline = infra::aws::now_ms() + timeout_ms;
+        let headers = vec![
+            (
+                "Lambda-Runtime-Aws-Request-Id".to_string(),
+                format!("req-{n}"),
+            ),
+            (
+                "Lambda-Runtime-Deadline-Ms".to_string(),
+                deadline.to_string(),
+            ),
+            (
+                "Lambda-Runtime-Invoked-Function-Arn".to_string(),
+                "arn:aws:lambda:us-east-1:123456789012:function:reactor".to_string(),
+            ),
+            (
+                "Lambda-Runtime-Trace-Id".to_string(),
+                format!("Root=1-00000000-{n:024}"),
+            ),
+        ];
+        write_response(stream, "200 OK", &headers, &event.to_string());
+    }
 }
 
 fn write_response(stream: &mut TcpStream, status: &str, headers: &[(String, String)], body: &str) {
@@ -75,11 +112,12 @@ impl RuntimeApi {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let log = Arc::new(Mutex::new(RuntimeLog::default()));
-        let queue = Arc::new(Mutex::new(events.into_iter().rev().collect::<Vec<_>>()));
-        let (l2, q2) = (Arc::clone(&log), Arc::clone(&queue));
+        let invocations = Arc::new(Mutex::new(Invocations {
+            queue: events.into_iter().rev().collect(),
+            ..Invocations::default()
+        }));
+        let (l2, i2) = (Arc::clone(&log), Arc::clone(&invocations));
         std::thread::spawn(move || {
-            let mut n = 0u64;
-            let mut held = Vec::new();
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let Some((method, path, body)) = read_request(&mut stream) else {
@@ -89,34 +127,12 @@ impl RuntimeApi {
                     if let Ok(mut l) = l2.lock() {
                         l.next_at.push(Instant::now());
                     }
-                    let event = q2.lock().ok().and_then(|mut q| q.pop());
-                    match event {
-                        Some(ev) => {
-                            n += 1;
-                            let deadline = infra::aws::now_ms() + timeout_ms;
-                            let headers = vec![
-                                (
-                                    "Lambda-Runtime-Aws-Request-Id".to_string(),
-                                    format!("req-{n}"),
-                                ),
-                                (
-                                    "Lambda-Runtime-Deadline-Ms".to_string(),
-                                    deadline.to_string(),
-                                ),
-                                (
-                                    "Lambda-Runtime-Invoked-Function-Arn".to_string(),
-                                    "arn:aws:lambda:us-east-1:123456789012:function:reactor"
-                                        .to_string(),
-                                ),
-                                (
-                                    "Lambda-Runtime-Trace-Id".to_string(),
-                                    format!("Root=1-00000000-{n:024}"),
-                                ),
-                            ];
-                            write_response(&mut stream, "200 OK", &headers, &ev.to_string());
+                    if let Ok(mut inv) = i2.lock() {
+                        match inv.queue.pop() {
+                            Some(ev) => inv.invoke(&mut stream, &ev, timeout_ms),
+                            // Hold the request open: Lambda would freeze the process here.
+                            None => inv.held.push(stream),
                         }
-                        // Hold the request open: Lambda would freeze the process here.
-                        None => held.push(stream),
                     }
                     continue;
                 }
@@ -140,15 +156,18 @@ impl RuntimeApi {
         Ok(Self {
             addr,
             log,
-            queue,
+            invocations,
             timeout_ms,
         })
     }
 
-    /// Queues one more event.
+    /// Queues one more event, or hands it at once to a `next` request held open.
     pub fn push(&self, event: Value) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.insert(0, event);
+        if let Ok(mut inv) = self.invocations.lock() {
+            match inv.held.pop() {
+                Some(mut stream) => inv.invoke(&mut stream, &event, self.timeout_ms),
+                None => inv.queue.insert(0, event),
+            }
         }
     }
 

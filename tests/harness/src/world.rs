@@ -28,6 +28,41 @@ pub const LAUNCH_HOOK: &str = "launch-hook";
 /// The name of the terminate hook [`GroupSpec::hooks`] puts on a group.
 pub const TERMINATE_HOOK: &str = "terminate-hook";
 
+/// The name the project's SSM document gets in the emulator.
+pub const DOCUMENT: &str = "haproxy-asg-agent";
+/// The tag marking the proxy hosts (`PROXY_TAG_KEY=PROXY_TAG_VALUE`).
+pub const PROXY_TAG: (&str, &str) = ("Role", "proxy");
+/// Where the document runs the agent on a real host; each emulated host maps it to the
+/// agent it stands for.
+pub const AGENT_PATH: &str = "/usr/local/bin/agent";
+
+/// The EventBridge pattern of the reactor's `commands` rule (terraform/modules/reactor):
+/// the project document's commands that ended.
+pub fn commands_pattern(document: &str) -> Value {
+    json!({
+        "source": ["aws.ssm"],
+        "detail-type": ["EC2 Command Status-change Notification"],
+        "detail": {"document-name": [document], "status": ["Success", "Failed", "TimedOut", "Cancelled"]}
+    })
+}
+
+/// The EventBridge pattern of the reactor's `lifecycle` and `results` rules for `groups`.
+pub fn autoscaling_pattern(groups: &[&str]) -> Value {
+    json!({"source": ["aws.autoscaling"], "detail": {"AutoScalingGroupName": groups}})
+}
+
+/// One proxy host as Run Command sees it (see [`World::document_hosts`]).
+#[derive(Debug, Clone)]
+pub struct DocumentHost {
+    /// The EC2 instance id the commands target.
+    pub instance: String,
+    /// What the document's `agent` stands for there: an argv joined by spaces (a path, or
+    /// an interpreter and a script).
+    pub agent: String,
+    /// Environment added to the document's run.
+    pub env: Vec<(String, String)>,
+}
+
 /// The emulator and the network built in it.
 pub struct World {
     /// The emulator process.
@@ -276,6 +311,19 @@ impl World {
             .unwrap_or_default())
     }
 
+    /// `TerminateInstanceInAutoScalingGroup`: with `decrement` false, Auto Scaling
+    /// launches a replacement at once.
+    pub async fn terminate(&self, instance: &str, decrement: bool) -> anyhow::Result<()> {
+        self.asg
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance)
+            .should_decrement_desired_capacity(decrement)
+            .send()
+            .await
+            .with_context(|| format!("TerminateInstanceInAutoScalingGroup {instance}"))?;
+        Ok(())
+    }
+
     /// An instance's private address.
     pub async fn private_ip(&self, id: &str) -> anyhow::Result<String> {
         let out = self
@@ -326,6 +374,74 @@ impl World {
             .collect())
     }
 
+    /// Creates the project's SSM document ([`DOCUMENT`]) from the Terraform module's
+    /// template, its commands bounded by `execution_timeout_s`: the tests and the demo run
+    /// exactly what Terraform deploys.
+    pub async fn ssm_document(&self, execution_timeout_s: u64) -> anyhow::Result<()> {
+        let path = crate::emulator::workspace_root()
+            .join("terraform/modules/reactor/templates/ssm-document.json.tftpl");
+        let template = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let content = template.replace("${execution_timeout}", &execution_timeout_s.to_string());
+        aws_sdk_ssm::Client::new(&self.sdk)
+            .create_document()
+            .name(DOCUMENT)
+            .content(content)
+            .document_type(aws_sdk_ssm::types::DocumentType::Command)
+            .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
+            .send()
+            .await
+            .context("CreateDocument")?;
+        Ok(())
+    }
+
+    /// Makes each host a proxy host: Run Command runs the project's document there, with
+    /// [`AGENT_PATH`] standing for its `agent` and its `env` added.
+    pub fn document_hosts(&self, hosts: &[DocumentHost]) -> anyhow::Result<()> {
+        let mut programs = serde_json::Map::new();
+        for h in hosts {
+            let env: serde_json::Map<String, Value> =
+                h.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            programs.insert(
+                h.instance.clone(),
+                json!({"document": true, "env": env, "paths": {AGENT_PATH: h.agent}}),
+            );
+        }
+        self.program_hosts(&Value::Object(programs))
+    }
+
+    /// Makes `hosts` (real HAProxy hosts with their agent service) the proxy fleet: one
+    /// running EC2 instance each in `subnet`, tagged [`PROXY_TAG`], on which Run Command
+    /// runs the project's document with the host's agent and agent.toml. The instance ids,
+    /// in the hosts' order.
+    pub async fn proxy_fleet(
+        &self,
+        subnet: &str,
+        hosts: &[&crate::Host],
+    ) -> anyhow::Result<Vec<String>> {
+        let n = i32::try_from(hosts.len()).context("too many hosts")?;
+        let ids = self
+            .run_instances(n, subnet, PROXY_TAG.0, PROXY_TAG.1)
+            .await?;
+        anyhow::ensure!(
+            ids.len() == hosts.len(),
+            "RunInstances gave {} instances",
+            ids.len()
+        );
+        let agent = crate::process::bin_path("agent")?.display().to_string();
+        let programs: Vec<DocumentHost> = ids
+            .iter()
+            .zip(hosts)
+            .map(|(id, h)| DocumentHost {
+                instance: id.clone(),
+                agent: agent.clone(),
+                env: h.document_env(),
+            })
+            .collect();
+        self.document_hosts(&programs)?;
+        Ok(ids)
+    }
+
     /// Programs what Run Command does on each instance (`/moto-ext/ssm/hosts`).
     pub fn program_hosts(&self, programs: &Value) -> anyhow::Result<()> {
         self.emulator
@@ -354,9 +470,9 @@ impl World {
             .collect())
     }
 
-    /// An SQS queue receiving, through an EventBridge rule with `pattern`, the events
-    /// that match it; the queue URL.
-    pub fn event_queue(&self, name: &str, pattern: &Value) -> anyhow::Result<String> {
+    /// An SQS queue receiving, through one EventBridge rule per pattern, the events that
+    /// match any of `patterns`; the queue URL.
+    pub fn event_queue(&self, name: &str, patterns: &[Value]) -> anyhow::Result<String> {
         let t = Duration::from_secs(30);
         let q = self.emulator.aws_json(
             "sqs",
@@ -368,24 +484,26 @@ impl World {
             .as_str()
             .context("CreateQueue gave no QueueUrl")?
             .to_string();
-        let rule = format!("{name}-rule");
-        self.emulator.aws_json(
-            "events",
-            "AWSEvents.PutRule",
-            &json!({"Name": rule, "EventPattern": pattern.to_string(), "State": "ENABLED"}),
-            t,
-        )?;
         let arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}");
-        let r = self.emulator.aws_json(
-            "events",
-            "AWSEvents.PutTargets",
-            &json!({"Rule": rule, "Targets": [{"Id": "queue", "Arn": arn}]}),
-            t,
-        )?;
-        anyhow::ensure!(
-            r["FailedEntryCount"].as_u64().unwrap_or(0) == 0,
-            "PutTargets failed: {r}"
-        );
+        for (i, pattern) in patterns.iter().enumerate() {
+            let rule = format!("{name}-rule-{i}");
+            self.emulator.aws_json(
+                "events",
+                "AWSEvents.PutRule",
+                &json!({"Name": rule, "EventPattern": pattern.to_string(), "State": "ENABLED"}),
+                t,
+            )?;
+            let r = self.emulator.aws_json(
+                "events",
+                "AWSEvents.PutTargets",
+                &json!({"Rule": rule, "Targets": [{"Id": "queue", "Arn": arn}]}),
+                t,
+            )?;
+            anyhow::ensure!(
+                r["FailedEntryCount"].as_u64().unwrap_or(0) == 0,
+                "PutTargets failed: {r}"
+            );
+        }
         Ok(url)
     }
 

@@ -1,5 +1,7 @@
-//! A small AWS world in the emulator: a loopback VPC, backend groups with hooks, proxy
-//! hosts whose Run Command plays an agent (`fake_host.py`), and the reactor wired to it.
+//! A small AWS world in the emulator: a loopback VPC, backend groups with hooks, the
+//! project's SSM document, proxy hosts on which Run Command runs it with `fake_host.py`
+//! playing the agent, an EventBridge rule bringing the document's command status events
+//! back through SQS, and the reactor wired to it.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -7,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use harness::emulator::venv_python;
+use harness::world::{commands_pattern, DocumentHost, DOCUMENT};
 use harness::{GroupSpec, World};
 use reactor::config::Config;
 use reactor::AwsReactor;
@@ -22,6 +25,8 @@ pub struct Fixture {
     pub world: World,
     pub dir: tempfile::TempDir,
     pub python: PathBuf,
+    /// The SQS queue the `commands` rule delivers to.
+    pub queue: String,
 }
 
 impl std::ops::Deref for Fixture {
@@ -39,10 +44,18 @@ impl Fixture {
     pub async fn new() -> Fixture {
         let python = venv_python().expect("emulator virtualenv");
         let world = World::start(None).await.expect("emulated world");
+        world
+            .ssm_document(600)
+            .await
+            .expect("the project's SSM document");
+        let queue = world
+            .event_queue("commands", &[commands_pattern(DOCUMENT)])
+            .expect("the commands rule");
         Fixture {
             world,
             dir: tempfile::tempdir().expect("tempdir"),
             python,
+            queue,
         }
     }
 
@@ -92,31 +105,32 @@ impl Fixture {
         self.world.private_ip(id).await.expect("describe instances")
     }
 
-    /// `n` running proxy hosts (tag Role=proxy), each playing an agent with `env`
-    /// (FAKE_DIR is set per host under the world's temp dir).
+    /// `n` running proxy hosts (tag Role=proxy): Run Command runs the project's document
+    /// there, `fake_host.py` playing the agent with `env` (FAKE_DIR is set per host under
+    /// the fixture's temp dir).
     pub async fn proxies(&self, n: i32, env: &[HashMap<&str, &str>]) -> Vec<String> {
         let ids = self
             .world
             .run_instances(n, &self.world.subnet, "Role", "proxy")
             .await
             .expect("run instances");
-        let mut programs = serde_json::Map::new();
-        for (k, id) in ids.iter().enumerate() {
-            let mut e: serde_json::Map<String, Value> = serde_json::Map::new();
-            e.insert("FAKE_DIR".into(), json!(self.host_dir(id)));
-            if let Some(extra) = env.get(k) {
-                for (key, v) in extra {
-                    e.insert(key.to_string(), json!(v));
+        let agent = format!("{} {}", self.python.display(), fake_host_script().display());
+        let hosts: Vec<DocumentHost> = ids
+            .iter()
+            .enumerate()
+            .map(|(k, id)| {
+                let mut e = vec![("FAKE_DIR".to_string(), self.host_dir(id))];
+                if let Some(extra) = env.get(k) {
+                    e.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
                 }
-            }
-            programs.insert(
-                id.clone(),
-                json!({"exec": [self.python, fake_host_script()], "env": e}),
-            );
-        }
-        self.world
-            .program_hosts(&Value::Object(programs))
-            .expect("program hosts");
+                DocumentHost {
+                    instance: id.clone(),
+                    agent: agent.clone(),
+                    env: e,
+                }
+            })
+            .collect();
+        self.world.document_hosts(&hosts).expect("program hosts");
         ids
     }
 
@@ -186,7 +200,7 @@ impl Fixture {
     pub fn config(&self, extra: &[(&str, &str)]) -> Config {
         let mut env: HashMap<String, String> = [
             ("POOLS", POOLS),
-            ("SSM_DOCUMENT", "haproxy-asg-apply"),
+            ("SSM_DOCUMENT", DOCUMENT),
             ("PROXY_TAG_KEY", "Role"),
             ("PROXY_TAG_VALUE", "proxy"),
             ("HEALTH_TIMEOUT_S", "10"),
@@ -211,8 +225,58 @@ impl Fixture {
     }
 }
 
-pub fn deadline(secs: u64) -> Instant {
-    Instant::now() + Duration::from_secs(secs)
+/// What handling the events took: the summaries, in order.
+pub type Handled = Vec<reactor::reactor::Summary>;
+
+impl Fixture {
+    /// Lambda's part: handles every status event the `commands` rule delivers, one at a
+    /// time, until `done` says so or `timeout` passes (then it panics with what was
+    /// handled). Returns the summaries.
+    pub async fn settle(
+        &self,
+        r: &AwsReactor,
+        timeout: Duration,
+        mut done: impl FnMut(&Fixture) -> bool,
+    ) -> Handled {
+        self.settle_with(r, timeout, &mut done, |_| None).await
+    }
+
+    /// [`Fixture::settle`], also handling what `extra` returns each round (e.g. a
+    /// scheduled event every few seconds).
+    pub async fn settle_with(
+        &self,
+        r: &AwsReactor,
+        timeout: Duration,
+        done: &mut dyn FnMut(&Fixture) -> bool,
+        mut extra: impl FnMut(Instant) -> Option<Value>,
+    ) -> Handled {
+        let until = Instant::now() + timeout;
+        let mut handled = Vec::new();
+        while !done(self) {
+            assert!(
+                Instant::now() < until,
+                "not settled within {timeout:?}; handled: {handled:#?}"
+            );
+            if let Some(ev) = extra(Instant::now()) {
+                handled.push(r.handle(&ev).await.expect("handled"));
+            }
+            let (events, handles) = self.world.receive(&self.queue, 0).expect("receive");
+            for ev in events {
+                handled.push(r.handle(&ev).await.expect("handled"));
+            }
+            self.world.delete(&self.queue, &handles).expect("delete");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        handled
+    }
+
+    /// The result (`CONTINUE`/`ABANDON`) of `instance`'s `transition` action, if it was
+    /// completed.
+    pub fn result(&self, instance: &str, transition: &str) -> Option<String> {
+        self.actions_of(instance, transition)
+            .iter()
+            .find_map(|r| r["result"].as_str().map(str::to_string))
+    }
 }
 
 pub fn host_env<'a>(pairs: &[(&'a str, &'a str)]) -> HashMap<&'a str, &'a str> {

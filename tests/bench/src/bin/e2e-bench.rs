@@ -2,8 +2,13 @@
 //! HAProxy hosts under HTTP load) through N scale-out/scale-in cycles, once per approach,
 //! each on fresh HAProxy hosts and its own group:
 //!
-//! - `ours`: lifecycle hooks, EventBridge -> SQS -> the reactor (in-process) -> the
-//!   agents (health-gated join, drain before release, no reload while slots are free);
+//! - `ours`: lifecycle hooks, EventBridge -> SQS -> the reactor (in-process) -> SSM Run
+//!   Command of the project's document -> the agents (health-gated join, drain before
+//!   release, no reload while slots are free); the command's status event completes the
+//!   lifecycle action;
+//! - `mixed` (ours again): each cycle terminates one member while a 5 s request is in
+//!   flight on it, and Auto Scaling launches its replacement at once: launches and drains
+//!   overlap, as in an instance refresh;
 //! - `reload_per_change` (baseline, implemented here): on each Auto Scaling event, rewrite
 //!   the config with static `server` lines for the current members and reload HAProxy
 //!   through the master socket, as template-based setups do;
@@ -26,13 +31,13 @@ use std::time::{Duration, Instant};
 use agent::haproxy::Client;
 use anyhow::Context;
 use clap::Parser;
-use demo::control::{reactor_config, thread_cpu_s, ReactorRun};
+use demo::control::{reactor_config, thread_cpu_s, ReactorRun, EXECUTION_TIMEOUT_S};
 use demo::{install_signal_handlers, percentile, proxy_host, say, stopping, until};
 use harness::fleet::Fleet;
 use harness::process::bin_path;
 use harness::pump::Pump;
 use harness::watch::SocketWatch;
-use harness::world::Blocking;
+use harness::world::{autoscaling_pattern, commands_pattern, Blocking, DocumentHost, DOCUMENT};
 use harness::{free_port, unix_ms, GroupSpec, Host, Load, World};
 use infra::aws::{AwsDiscovery, Discovery, Phase};
 use serde_json::{json, Value};
@@ -51,11 +56,11 @@ struct Args {
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Approaches to run (comma separated): ours, reload_per_change, polling.
+    /// Approaches to run (comma separated): ours, mixed, reload_per_change, polling.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ours,reload_per_change,polling"
+        default_value = "ours,mixed,reload_per_change,polling"
     )]
     approaches: Vec<String>,
     /// The polling baseline's interval, seconds.
@@ -79,6 +84,7 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Ours,
+    Mixed,
     Reload,
     Polling,
 }
@@ -87,9 +93,15 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Ours => "ours",
+            Kind::Mixed => "mixed",
             Kind::Reload => "reload_per_change",
             Kind::Polling => "polling",
         }
+    }
+
+    /// This project's setup (hooks, the reactor, the agents).
+    fn ours(self) -> bool {
+        matches!(self, Kind::Ours | Kind::Mixed)
     }
 }
 
@@ -105,6 +117,12 @@ struct Sample {
     event_ms: Option<u64>,
     /// The reactor received that event (`ours` only).
     received_ms: Option<u64>,
+    /// `ours`: the SendCommand carrying the change arrived at the emulator (unix ms).
+    send_ms: Option<u64>,
+    /// `ours`: the command was answered (its InProgress status event, unix ms).
+    sent_ms: Option<u64>,
+    /// `ours`: the document's command started on the last host (unix ms).
+    host_ms: Option<u64>,
     /// Its server left MAINT with its address on the last host (unix ms).
     ready_ms: Option<u64>,
     /// It served its first request through HAProxy (unix ms).
@@ -120,6 +138,8 @@ struct Figures {
     control_cpu_s: f64,
     cycles: usize,
     errors: Vec<String>,
+    /// Mixed: requests in flight on a leaving member that did not complete with 200.
+    slow_failed: u64,
 }
 
 /// `to - from` over the samples having both.
@@ -155,9 +175,39 @@ impl Figures {
         let req_excl = spans(&self.samples, |s| Some(s.requested_ms), |s| s.ready_ms);
         let launch = spans(&self.samples, |s| Some(s.requested_ms), |s| s.event_ms);
         let delivery = spans(&self.samples, |s| s.event_ms, |s| s.received_ms);
+        let stage = |from: fn(&Sample) -> Option<u64>, to: fn(&Sample) -> Option<u64>| {
+            let v = spans(&self.samples, from, to);
+            json!({"p50": percentile(&v, 50.0), "p99": percentile(&v, 99.0), "samples": v.len()})
+        };
+        // The stages other than the emulated SSM hop (SendCommand answered, the command
+        // started on the hosts), per sample.
+        let ours_only: Vec<u64> = self
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let a = s.received_ms?.saturating_sub(s.event_ms?);
+                let b = s.send_ms?.saturating_sub(s.received_ms?);
+                let e = s.ready_ms?.saturating_sub(s.host_ms?);
+                Some(a + b + e)
+            })
+            .collect();
+        let stages = if ours_only.is_empty() {
+            Value::Null
+        } else {
+            json!({
+                "event_to_reactor_ms": stage(|s| s.event_ms, |s| s.received_ms),
+                "discovery_ms": stage(|s| s.received_ms, |s| s.send_ms),
+                "send_command_answered_ms": stage(|s| s.send_ms, |s| s.sent_ms),
+                "host_command_started_ms": stage(|s| s.sent_ms, |s| s.host_ms),
+                "out_of_maint_ms": stage(|s| s.host_ms, |s| s.ready_ms),
+                "without_ssm_hop_ms_p50": percentile(&ours_only, 50.0),
+                "without_ssm_hop_ms_p99": percentile(&ours_only, 99.0),
+            })
+        };
         json!({
+            "stages": stages,
             "requests": self.requests,
-            "failed_requests": self.failed,
+            "failed_requests": self.failed + self.slow_failed,
             "reloads": self.reloads,
             "event_to_serving_ms_p50": percentile(&serving, 50.0),
             "event_to_serving_ms_p99": percentile(&serving, 99.0),
@@ -257,9 +307,12 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for a in &args.approaches {
         kinds.push(match a.trim() {
             "ours" => Kind::Ours,
+            "mixed" => Kind::Mixed,
             "reload_per_change" | "reload" => Kind::Reload,
             "polling" => Kind::Polling,
-            other => anyhow::bail!("unknown approach {other:?} (ours, reload_per_change, polling)"),
+            other => anyhow::bail!(
+                "unknown approach {other:?} (ours, mixed, reload_per_change, polling)"
+            ),
         });
     }
     let (dir, tag) = demo::run_dir("haproxy-asg-bench-")?;
@@ -338,9 +391,47 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The EventBridge pattern of `group`'s Auto Scaling events.
-fn group_events(group: &str) -> Value {
-    json!({"source": ["aws.autoscaling"], "detail": {"AutoScalingGroupName": [group]}})
+/// When the commands of a change were sent (SendCommand's arrival), answered (the
+/// command's InProgress status event) and started on the last host (the invocations'
+/// InProgress events), from the emulator's events and call log (unix ms).
+fn command_stages(
+    ids: &[String],
+    events: &[Value],
+    calls: &Value,
+) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let ms = |v: &Value| v.as_f64().map(|t| (t * 1000.0).round() as u64);
+    let status_at = |dt: &str, id: &str| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| {
+                e["detail-type"] == dt
+                    && e["detail"]["command-id"] == id
+                    && e["detail"]["status"] == "InProgress"
+            })
+            .filter_map(|e| ms(&e["emitted"]))
+            .collect()
+    };
+    let Some(id) = ids.first() else {
+        return (None, None, None);
+    };
+    let sent = status_at("EC2 Command Status-change Notification", id)
+        .into_iter()
+        .min();
+    let host = status_at("EC2 Command Invocation Status-change Notification", id)
+        .into_iter()
+        .max();
+    // The SendCommand served closest before the command's InProgress event.
+    let send = sent.and_then(|at| {
+        calls
+            .as_array()?
+            .iter()
+            .filter(|c| c["action"] == "SendCommand")
+            .filter_map(|c| Some((ms(&c["time"])?, ms(&c["end"])?)))
+            .filter(|(_, end)| *end <= at + 5)
+            .max_by_key(|(_, end)| *end)
+            .map(|(start, _)| start)
+    });
+    (send, sent, host)
 }
 
 /// Whether any server of `host`'s pool has `ip` and is not in MAINT.
@@ -367,7 +458,7 @@ fn run_approach(
     let subnet = world.add_subnet(&format!("127.0.{}.0/20", 16 * (idx + 1)))?;
     let mut spec = GroupSpec::new(&group, &subnet).pool(POOL, port);
     spec.max = 10;
-    if kind == Kind::Ours {
+    if kind.ours() {
         spec = spec.hooks(120);
     }
     world.group(&spec)?;
@@ -378,6 +469,7 @@ fn run_approach(
             POOL,
             args.slots,
             &group,
+            world.emulator.aws_env(),
         )?);
     }
     let max = Duration::from_secs(6 * 3600);
@@ -395,67 +487,71 @@ fn run_approach(
     );
     let cpu_log = dir.join(format!("agent-cpu-{}.log", kind.name()));
     let (tx, rx) = tmpsc::unbounded_channel::<Value>();
-    let mut control = match kind {
-        Kind::Ours => {
-            let me = std::env::current_exe()?.display().to_string();
-            let agent = bin_path("agent")?.display().to_string();
-            let agents: Vec<Vec<String>> = hosts
-                .iter()
-                .map(|h| {
-                    vec![
-                        me.clone(),
-                        "exec-agent".into(),
-                        cpu_log.display().to_string(),
-                        agent.clone(),
-                        "--config".into(),
-                        h.config.display().to_string(),
-                    ]
-                })
-                .collect();
-            let (report_tx, report_rx) = mpsc::channel();
-            let reactor = ReactorRun::start(
-                world,
-                reactor_config(&group, POOL, port, &agents)?,
-                None,
-                report_tx,
-            )?;
-            let queue = world.event_queue(&format!("bench-{idx}"), &group_events(&group))?;
-            let pump = Pump::start(world.world.clone(), queue, reactor.sender(), max);
-            drop(rx);
-            Control::Ours {
-                pump,
-                reactor,
-                reports: report_rx,
-            }
+    let mut control = if kind.ours() {
+        // The proxy fleet: Run Command runs the project's document on each host, with
+        // the agent wrapped to count its CPU.
+        let me = std::env::current_exe()?.display().to_string();
+        let agent = bin_path("agent")?.display().to_string();
+        let proxy_subnet = world.add_subnet(&format!("127.0.{}.0/24", 16 * (idx + 1) + 8))?;
+        let refs: Vec<&Host> = hosts.iter().collect();
+        let ids = world.block_on(world.proxy_fleet(&proxy_subnet, &refs))?;
+        let programs: Vec<DocumentHost> = ids
+            .iter()
+            .zip(&hosts)
+            .map(|(id, h)| DocumentHost {
+                instance: id.clone(),
+                agent: format!("{me} exec-agent {} {agent}", cpu_log.display()),
+                env: h.document_env(),
+            })
+            .collect();
+        world.document_hosts(&programs)?;
+        if world
+            .block_on(world.ssm_document(EXECUTION_TIMEOUT_S))
+            .is_err()
+        {
+            // Created by an earlier approach of this run.
         }
-        Kind::Reload => {
-            let queue = world.event_queue(&format!("bench-{idx}"), &group_events(&group))?;
-            let pump = Pump::start(world.world.clone(), queue, tx, max);
-            let targets: Vec<(PathBuf, Client)> = hosts
-                .iter()
-                .map(|h| (h.dir().join("haproxy.cfg"), h.client()))
-                .collect();
-            let b = Baseline::start(&world.world, group.clone(), port, move |w, g, p, stop| {
-                reload_loop(w, g, p, rx, targets, stop)
-            });
-            Control::Baseline {
-                _pump: Some(pump),
-                baseline: b,
-            }
+        let (report_tx, report_rx) = mpsc::channel();
+        let reactor =
+            ReactorRun::start(world, reactor_config(&group, POOL, port)?, None, report_tx)?;
+        let queue = world.event_queue(
+            &format!("bench-{idx}"),
+            &[autoscaling_pattern(&[&group]), commands_pattern(DOCUMENT)],
+        )?;
+        let pump = Pump::start(world.world.clone(), queue, reactor.sender(), max);
+        drop(rx);
+        Control::Ours {
+            pump,
+            reactor,
+            reports: report_rx,
         }
-        Kind::Polling => {
-            drop(rx);
-            drop(tx);
-            let clients: Vec<Client> = hosts.iter().map(Host::client).collect();
-            let every = Duration::from_secs_f64(args.poll_interval_s.max(0.1));
-            let slots = args.slots;
-            let b = Baseline::start(&world.world, group.clone(), port, move |w, g, p, stop| {
-                polling_loop(w, g, p, clients, slots, every, stop)
-            });
-            Control::Baseline {
-                _pump: None,
-                baseline: b,
-            }
+    } else if kind == Kind::Reload {
+        let queue =
+            world.event_queue(&format!("bench-{idx}"), &[autoscaling_pattern(&[&group])])?;
+        let pump = Pump::start(world.world.clone(), queue, tx, max);
+        let targets: Vec<(PathBuf, Client)> = hosts
+            .iter()
+            .map(|h| (h.dir().join("haproxy.cfg"), h.client()))
+            .collect();
+        let b = Baseline::start(&world.world, group.clone(), port, move |w, g, p, stop| {
+            reload_loop(w, g, p, rx, targets, stop)
+        });
+        Control::Baseline {
+            _pump: Some(pump),
+            baseline: b,
+        }
+    } else {
+        drop(rx);
+        drop(tx);
+        let clients: Vec<Client> = hosts.iter().map(Host::client).collect();
+        let every = Duration::from_secs_f64(args.poll_interval_s.max(0.1));
+        let slots = args.slots;
+        let b = Baseline::start(&world.world, group.clone(), port, move |w, g, p, stop| {
+            polling_loop(w, g, p, clients, slots, every, stop)
+        });
+        Control::Baseline {
+            _pump: None,
+            baseline: b,
         }
     };
 
@@ -486,10 +582,41 @@ fn run_approach(
         if stopping() {
             break;
         }
-        let before: BTreeSet<String> = world.members(&group)?.into_iter().map(|m| m.id).collect();
+        let members = world.members(&group)?;
+        let before: BTreeSet<String> = members.iter().map(|m| m.id.clone()).collect();
+        // Mixed: a 5 s request in flight on the oldest member, through every host.
+        let mut slow = Vec::new();
+        let mut mixed_leaving = None;
+        if kind == Kind::Mixed {
+            let oldest = members.first().map(|m| m.id.clone()).unwrap_or_default();
+            for h in &hosts {
+                let fe = h.frontend(POOL);
+                // Round robin over the two members: two requests reach both.
+                for _ in 0..2 {
+                    slow.push(std::thread::spawn(move || {
+                        harness::http::get(fe, "/slow?ms=5000", Duration::from_secs(30))
+                    }));
+                }
+            }
+            let ip = fleet.instance(&oldest).map(|i| i.ip).unwrap_or_default();
+            until(Duration::from_secs(3), || {
+                hosts.iter().all(|h| {
+                    h.client().stats().ok().is_some_and(|rows| {
+                        rows.iter().any(|r| {
+                            r.addr.rsplit_once(':').is_some_and(|(a, _)| a == ip) && r.scur > 0
+                        })
+                    })
+                })
+            });
+            mixed_leaving = Some(oldest);
+        }
         let t0 = unix_ms();
         fleet.requested_ms.store(t0, Ordering::SeqCst);
-        world.scale(&group, 3)?;
+        match &mixed_leaving {
+            // Terminated without decrement: Auto Scaling launches the replacement at once.
+            Some(oldest) => world.block_on(world.terminate(oldest, false))?,
+            None => world.scale(&group, 3)?,
+        }
         let mut new = None;
         let served = until(wait_change, || {
             new = fleet
@@ -504,6 +631,9 @@ fn run_approach(
                 requested_ms: t0,
                 event_ms: None,
                 received_ms: None,
+                send_ms: None,
+                sent_ms: None,
+                host_ms: None,
                 ready_ms: watches
                     .iter()
                     .map(|w| w.get(&i.ip).and_then(|s| s.ready_ms))
@@ -515,16 +645,21 @@ fn run_approach(
                 "cycle {c}: the new member served nothing within {wait_change:?}"
             )),
         }
-        let leaving = world
-            .members(&group)?
-            .into_iter()
-            .map(|m| m.id)
-            .find(|id| before.contains(id));
+        let leaving = match &mixed_leaving {
+            Some(id) => Some(id.clone()),
+            None => world
+                .members(&group)?
+                .into_iter()
+                .map(|m| m.id)
+                .find(|id| before.contains(id)),
+        };
         let leaving_ip = leaving
             .as_ref()
             .and_then(|id| fleet.instance(id))
             .map(|i| i.ip);
-        world.scale(&group, 2)?;
+        if mixed_leaving.is_none() {
+            world.scale(&group, 2)?;
+        }
         let done = until(wait_change, || {
             let m = world.members(&group).unwrap_or_default();
             m.len() == 2
@@ -538,6 +673,17 @@ fn run_approach(
             f.errors.push(format!(
                 "cycle {c}: scale-in did not settle within {wait_change:?}"
             ));
+        }
+        for s in slow {
+            match s.join() {
+                Ok(Ok(r)) if r.status == 200 => {}
+                other => {
+                    f.slow_failed += 1;
+                    f.errors.push(format!(
+                        "cycle {c}: a request in flight on the leaving member failed: {other:?}"
+                    ));
+                }
+            }
         }
         f.cycles = c + 1;
         if (c + 1) % 10 == 0 || c + 1 == args.cycles {
@@ -576,17 +722,29 @@ fn run_approach(
             pump.stop();
             let reactor_cpu = reactor.finish();
             let mut received = BTreeMap::new();
+            let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
             while let Ok(h) = reports.try_recv() {
+                let ids: Vec<String> = h
+                    .result
+                    .as_ref()
+                    .map(|s| s.commands.clone())
+                    .unwrap_or_default();
                 handled.push(json!({"event": h.detail_type, "instance": h.instance,
-                    "received_ms": h.received_ms, "ms": h.ms}));
+                    "received_ms": h.received_ms, "ms": h.ms, "commands": ids}));
                 if h.detail_type == "EC2 Instance-launch Lifecycle Action" {
                     if let Some(i) = h.instance {
-                        received.entry(i).or_insert(h.received_ms);
+                        received.entry(i.clone()).or_insert(h.received_ms);
+                        commands.entry(i).or_insert(ids);
                     }
                 }
             }
+            let events = world.events()?;
+            let calls = world.emulator.control("GET", "/moto-ext/calls", None)?;
             for s in &mut f.samples {
                 s.received_ms = received.get(&s.instance).copied();
+                if let Some(ids) = commands.get(&s.instance) {
+                    (s.send_ms, s.sent_ms, s.host_ms) = command_stages(ids, &events, &calls);
+                }
             }
             let log = std::fs::read_to_string(&cpu_log).unwrap_or_default();
             let mut agents = 0.0;
