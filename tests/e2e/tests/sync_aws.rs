@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use agent::haproxy::{Command, Op};
 use harness::{free_port, http, wait_for, Backend, GroupSpec, Host, HostSpec, PoolSpec, World};
+use infra::{PoolName, Port};
 
 /// Instance id -> private address, of the group's members.
 async fn members(w: &World, name: &str) -> Vec<(String, String)> {
@@ -80,13 +82,11 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     // Drift: a slot HAProxy serves that no member owns, and a member put in maint by hand.
     let stray = Backend::start("stray", "127.0.0.1").unwrap();
     let c = h.client();
+    let web = PoolName::new("web").unwrap();
+    let port = Port::new(i64::from(stray.addr.port())).unwrap();
     c.batch(&[
-        format!(
-            "set server web/slot4 addr 127.0.0.1 port {}",
-            stray.addr.port()
-        ),
-        "set server web/slot4 state ready".into(),
-        "set server web/slot1 state maint".into(),
+        Command::join(&web, 4, stray.addr.ip(), port, false),
+        vec![Command::new(&web, 1, Op::Maint)],
     ])
     .unwrap();
     // Scale in: the oldest instance goes.
