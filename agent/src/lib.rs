@@ -11,7 +11,7 @@
 //!   hitless reload, persistence and resume, the periodic sync from AWS.
 //! - [`haproxy`]: the one HAProxy client (typed commands, framing, parsers).
 //! - [`haproxy_cfg`]: the slot lines inside haproxy.cfg; renders and checks it.
-//! - [`config`]: `agent.toml`.
+//! - [`config`]: reads and checks `agent.toml`.
 //! - [`control`]: the control socket's requests and answers, and its client.
 //! - [`status`]: what `agent status` shows.
 //! - [`store`]: atomic file writes and the service's lock.
