@@ -12,6 +12,7 @@
 //! - [`haproxy`]: the one HAProxy client (typed commands, framing, parsers).
 //! - [`haproxy_cfg`]: the slot lines inside haproxy.cfg; renders and checks it.
 //! - [`instances`]: the map from slot to instance id the log line reads.
+//! - [`units`]: the systemd units for the agent and HAProxy.
 //! - [`config`]: reads and checks `agent.toml`.
 //! - [`limits`]: what a message may ask (member addresses, members per pool, slots,
 //!   generations), checked before anything changes.
@@ -32,3 +33,4 @@ pub mod service;
 pub mod slots;
 pub mod status;
 pub mod store;
+pub mod units;
