@@ -112,6 +112,9 @@ pub enum ServiceError {
     /// Reading the desired state from AWS failed.
     #[error(transparent)]
     Aws(#[from] crate::aws::SourceError),
+    /// The message (or the growth it needs) is beyond what this host accepts.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
 }
 
 /// A finished outcome, by pool, member and the change it belonged to.
@@ -581,6 +584,7 @@ impl Service {
     ) -> Result<Report, ServiceError> {
         let span = info_span!("apply", generation = change.generation);
         let _g = span.enter();
+        crate::limits::check_change(&self.cfg, change, now_ms())?;
         let pools: Vec<PoolName> = change.pools.iter().map(|p| p.pool.clone()).collect();
         let by_pool: BTreeMap<&PoolName, &infra::PoolChange> =
             change.pools.iter().map(|p| (&p.pool, p)).collect();
@@ -603,6 +607,7 @@ impl Service {
     ) -> Result<SyncReply, ServiceError> {
         let span = info_span!("sync", generation = desired.generation);
         let _g = span.enter();
+        crate::limits::check_desired(&self.cfg, desired, now_ms())?;
         let pools: Vec<PoolName> = desired.pools.iter().map(|p| p.pool.clone()).collect();
         let by_pool: BTreeMap<&PoolName, &infra::PoolDesired> =
             desired.pools.iter().map(|p| (&p.pool, p)).collect();
