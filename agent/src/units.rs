@@ -84,6 +84,13 @@ struct Writable {
 }
 
 impl Writable {
+    /// A directory that must already exist (another package's).
+    fn add_existing(&mut self, dir: String) {
+        if !dir.is_empty() && !self.paths.contains(&dir) {
+            self.paths.push(dir);
+        }
+    }
+
     fn add(&mut self, dir: String) {
         let (list, name) = if let Some(rest) = dir.strip_prefix("/var/lib/") {
             (&mut self.state, rest.to_string())
@@ -235,9 +242,11 @@ pub fn haproxy_dropin(cfg: &AgentConfig) -> Result<String, UnitError> {
         }
         name.to_string()
     };
+    // The pid file and, in Debian's layout, both sockets live in /run/haproxy, which
+    // Debian's tmpfiles.d creates (haproxy:haproxy 2775): writable as it is, not a
+    // RuntimeDirectory= that would take it over.
     let mut writable = Writable::default();
-    // The pid file and, in Debian's layout, both sockets live in /run/haproxy.
-    writable.add("/run/haproxy".into());
+    writable.add_existing("/run/haproxy".into());
     for ep in [
         Some(&cfg.haproxy.admin_socket),
         cfg.haproxy.master_socket.as_ref(),
@@ -246,7 +255,7 @@ pub fn haproxy_dropin(cfg: &AgentConfig) -> Result<String, UnitError> {
     .flatten()
     {
         if let Endpoint::Unix(p) = ep {
-            writable.add(dir_of("a HAProxy socket's directory", p)?);
+            writable.add_existing(dir_of("a HAProxy socket's directory", p)?);
         }
     }
     let mut s = String::new();
@@ -400,18 +409,22 @@ port = 8080
             lines(&d, "CapabilityBoundingSet"),
             ["CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_SYS_CHROOT CAP_KILL"]
         );
-        assert_eq!(lines(&d, "RuntimeDirectory"), ["haproxy"]);
+        assert_eq!(lines(&d, "ReadWritePaths"), ["/run/haproxy"]);
+        assert!(lines(&d, "RuntimeDirectory").is_empty());
         assert_eq!(
             lines(&d, "BindReadOnlyPaths"),
             ["/dev/log:/var/lib/haproxy/dev/log"]
         );
         assert_eq!(lines(&d, "SystemCallFilter"), ["@system-service", "chroot"]);
-        // No chroot: nothing to bind into it. A TCP master socket.
+        // No chroot: nothing to bind into it. A TCP master socket; an admin socket
+        // elsewhere.
         let mut c = cfg("[render]\nchroot = \"\"");
+        c.haproxy.admin_socket = Endpoint::Unix(PathBuf::from("/var/run/lb/admin.sock"));
         c.haproxy.master_socket = Some(Endpoint::Tcp("127.0.0.1:9999".into()));
         let d = haproxy_dropin(&c).unwrap();
         assert!(lines(&d, "BindReadOnlyPaths").is_empty());
         assert!(d.contains("\"EXTRAOPTS=-S ipv4@127.0.0.1:9999\""), "{d}");
+        assert_eq!(lines(&d, "ReadWritePaths"), ["/run/haproxy /var/run/lb"]);
         c.haproxy.master_socket = None;
         let e = haproxy_dropin(&c).unwrap_err();
         assert!(e.to_string().contains("haproxy.master_socket"), "{e}");
