@@ -6,13 +6,15 @@
 //! the agent before it touches HAProxy.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use infra::{Pool, PoolName, Port, ServerOptions};
 use serde::Deserialize;
 
-use crate::haproxy::Endpoint;
+use crate::haproxy::{Endpoint, MapFile};
+use crate::limits::Network;
 
 /// Where the agent looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-asg/agent.toml";
@@ -57,6 +59,9 @@ pub struct AgentConfig {
     pub aws_groups: BTreeMap<String, Vec<PoolName>>,
     /// How often the service syncs from AWS (with `[aws]` groups), besides at start.
     pub sync_interval: Duration,
+    /// The networks members may be in (`member_networks`); empty: any unicast address
+    /// except the ones always refused (see [`crate::limits`]).
+    pub member_networks: Vec<Network>,
 }
 
 /// The agent service (`agent run`).
@@ -81,7 +86,13 @@ pub struct HaproxyConfig {
     pub state_dir: PathBuf,
     /// How long one socket exchange may take.
     pub timeout: Duration,
+    /// The instance map the log line reads (`<state_dir>/instances.map`), checked to be
+    /// safe to write into haproxy.cfg and runtime commands.
+    pub instances_map: MapFile,
 }
+
+/// The instance map's file name inside the state directory.
+pub const INSTANCES_MAP: &str = "instances.map";
 
 impl HaproxyConfig {
     /// The slot table file.
@@ -100,13 +111,139 @@ impl HaproxyConfig {
     }
 }
 
-/// Options for `agent config render`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Options for `agent config render`: how HAProxy is confined and where it logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderConfig {
     /// Bind frontends with `accept-proxy` (behind an NLB with proxy protocol v2).
-    #[serde(default)]
     pub accept_proxy: bool,
+    /// `user`: the workers run as this user, not root (`None`: not rendered).
+    pub user: Option<String>,
+    /// `group`: the workers' group (`None`: not rendered).
+    pub group: Option<String>,
+    /// `chroot`: the workers' root directory (`None`: not rendered).
+    pub chroot: Option<PathBuf>,
+    /// `log <target> local0`: where every request's log line goes.
+    pub log: LogTarget,
+}
+
+/// The user and group HAProxy's workers run as by default (Debian's package creates them).
+pub const DEFAULT_HAPROXY_USER: &str = "haproxy";
+/// HAProxy's default chroot (Debian's package creates it, with `dev/log` for syslog).
+pub const DEFAULT_CHROOT: &str = "/var/lib/haproxy";
+/// The default syslog target.
+pub const DEFAULT_LOG: &str = "/dev/log";
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        Self {
+            accept_proxy: false,
+            user: Some(DEFAULT_HAPROXY_USER.into()),
+            group: Some(DEFAULT_HAPROXY_USER.into()),
+            chroot: Some(PathBuf::from(DEFAULT_CHROOT)),
+            log: LogTarget::Path(PathBuf::from(DEFAULT_LOG)),
+        }
+    }
+}
+
+/// Where HAProxy sends its log lines: a syslog socket path or a UDP `address:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// A unix datagram socket (`/dev/log`). Under a chroot the workers resolve it
+    /// inside the chroot: Debian's unit binds `/dev/log` to `/var/lib/haproxy/dev/log`.
+    Path(PathBuf),
+    /// A syslog server over UDP (`127.0.0.1:514`, `[::1]:514`).
+    Udp(SocketAddr),
+}
+
+impl LogTarget {
+    /// Reads a path (absolute, safe characters) or an IP `address:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            if safe_path(s) {
+                return Ok(Self::Path(PathBuf::from(s)));
+            }
+            return Err(format!(
+                "render.log = {s:?}: a path must hold only letters, digits, '/', '.', '_' and '-'"
+            ));
+        }
+        match s.parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast() => {
+                Ok(Self::Udp(a))
+            }
+            _ => Err(format!(
+                "render.log = {s:?} is neither a socket path (/dev/log) nor an IP address:port (127.0.0.1:514, [::1]:514); host names are not resolved"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Path(p) => write!(f, "{}", p.display()),
+            Self::Udp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// A path HAProxy reads unquoted: absolute, only `[A-Za-z0-9/._-]`.
+fn safe_path(s: &str) -> bool {
+    s.starts_with('/')
+        && s.len() > 1
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+}
+
+/// A user or group name HAProxy can look up and a line can hold.
+fn safe_name(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRender {
+    #[serde(default)]
+    accept_proxy: bool,
+    user: Option<String>,
+    group: Option<String>,
+    chroot: Option<String>,
+    log: Option<String>,
+}
+
+impl RawRender {
+    fn check(self) -> Result<RenderConfig, String> {
+        let name = |field: &str, v: Option<String>| -> Result<Option<String>, String> {
+            match v.as_deref() {
+                None => Ok(Some(DEFAULT_HAPROXY_USER.into())),
+                Some("") => Ok(None),
+                Some(n) if safe_name(n) => Ok(Some(n.into())),
+                Some(n) => Err(format!("render.{field} = {n:?} is not a user or group name (lower-case letters, digits, '_', '-'; at most 32)")),
+            }
+        };
+        let chroot = match self.chroot.as_deref() {
+            None => Some(PathBuf::from(DEFAULT_CHROOT)),
+            Some("") => None,
+            Some(p) if safe_path(p) => Some(PathBuf::from(p)),
+            Some(p) => return Err(format!("render.chroot = {p:?} must be an absolute path of letters, digits, '/', '.', '_' and '-' (or \"\" for no chroot)")),
+        };
+        let log = match self.log.as_deref() {
+            None => LogTarget::Path(PathBuf::from(DEFAULT_LOG)),
+            Some("") => return Err("render.log is empty: HAProxy must log somewhere; give a socket path (/dev/log) or an IP address:port".into()),
+            Some(t) => LogTarget::parse(t)?,
+        };
+        Ok(RenderConfig {
+            accept_proxy: self.accept_proxy,
+            user: name("user", self.user)?,
+            group: name("group", self.group)?,
+            chroot,
+            log,
+        })
+    }
 }
 
 /// One managed pool.
@@ -124,6 +261,10 @@ pub struct PoolConfig {
     pub health_timeout: Duration,
     /// How long a leaving member may take to finish its requests.
     pub drain_timeout: Duration,
+    /// The most members of this pool one message may name (adds and removes).
+    pub max_members: usize,
+    /// The most slots the pool may grow to; a change needing more is refused.
+    pub max_slots: u32,
 }
 
 impl PoolConfig {
@@ -141,7 +282,9 @@ struct RawFile {
     #[serde(default)]
     service: RawService,
     #[serde(default)]
-    render: RenderConfig,
+    render: RawRender,
+    #[serde(default)]
+    member_networks: Vec<String>,
     #[serde(default, rename = "pool")]
     pools: Vec<RawPool>,
     #[serde(default)]
@@ -200,6 +343,10 @@ struct RawPool {
     health_timeout_s: f64,
     #[serde(default = "default_drain_timeout")]
     drain_timeout_s: f64,
+    #[serde(default = "default_max_members")]
+    max_members: usize,
+    #[serde(default = "default_max_slots")]
+    max_slots: u32,
 }
 
 fn default_binary() -> PathBuf {
@@ -219,6 +366,12 @@ fn default_drain_timeout() -> f64 {
 }
 fn default_sync_interval() -> f64 {
     300.0
+}
+fn default_max_members() -> usize {
+    1000
+}
+fn default_max_slots() -> u32 {
+    4096
 }
 
 fn hostname() -> String {
@@ -274,6 +427,18 @@ impl AgentConfig {
                     p.name, p.slots
                 ));
             }
+            if !(1..=100_000).contains(&p.max_slots) || p.max_slots < p.slots {
+                return Err(format!(
+                    "pool {}: max_slots = {} must be from slots ({}) to 100000",
+                    p.name, p.max_slots, p.slots
+                ));
+            }
+            if !(1..=100_000).contains(&p.max_members) {
+                return Err(format!(
+                    "pool {}: max_members = {} is out of range (1 to 100000)",
+                    p.name, p.max_members
+                ));
+            }
             if let Some(path) = &p.health_path {
                 let ok = path.starts_with('/')
                     && path
@@ -312,6 +477,8 @@ impl AgentConfig {
                 bind: p.bind,
                 slots: p.slots,
                 health_path: p.health_path,
+                max_members: p.max_members,
+                max_slots: p.max_slots,
             });
         }
         for (group, names) in &raw.aws.groups {
@@ -334,6 +501,17 @@ impl AgentConfig {
             .service
             .control_socket
             .unwrap_or_else(|| raw.haproxy.state_dir.join("agent.sock"));
+        let instances_map = MapFile::new(&raw.haproxy.state_dir.join(INSTANCES_MAP))
+            .map_err(|e| format!("haproxy.state_dir: {e}"))?;
+        let member_networks = raw
+            .member_networks
+            .iter()
+            .map(|n| {
+                n.parse::<Network>()
+                    .map_err(|e| format!("member_networks: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let render = raw.render.check()?;
         Ok(Self {
             host: raw.host.unwrap_or_else(hostname),
             service: ServiceConfig { control_socket },
@@ -345,10 +523,12 @@ impl AgentConfig {
                 binary: raw.haproxy.binary,
                 state_dir: raw.haproxy.state_dir,
                 timeout: Duration::from_millis(raw.haproxy.timeout_ms.max(1)),
+                instances_map,
             },
-            render: raw.render,
+            render,
             pools,
             aws_groups: raw.aws.groups,
+            member_networks,
         })
     }
 
@@ -391,6 +571,76 @@ groups = { "web-asg" = ["web"] }
             PathBuf::from("/var/lib/haproxy-asg/agent.sock")
         );
         assert_eq!(c.sync_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn confinement_and_limits_default_and_validate() {
+        let c = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(c.render, RenderConfig::default());
+        assert_eq!(c.render.user.as_deref(), Some("haproxy"));
+        assert_eq!(c.render.chroot, Some(PathBuf::from("/var/lib/haproxy")));
+        assert_eq!(c.render.log.to_string(), "/dev/log");
+        assert_eq!(c.pools[0].max_members, 1000);
+        assert_eq!(c.pools[0].max_slots, 4096);
+        assert!(c.member_networks.is_empty());
+        assert_eq!(
+            c.haproxy.instances_map.as_str(),
+            "/var/lib/haproxy-asg/instances.map"
+        );
+
+        let set = GOOD.replace(
+            "[aws]",
+            "max_members = 5\nmax_slots = 64\n[render]\nuser = \"www\"\ngroup = \"\"\nchroot = \"\"\nlog = \"[::1]:5514\"\n[aws]",
+        );
+        let set = format!("member_networks = [\"10.0.0.0/16\", \"fd00::/8\"]\n{set}");
+        let c = AgentConfig::parse(&set).unwrap();
+        assert_eq!(c.render.user.as_deref(), Some("www"));
+        assert_eq!(c.render.group, None, "an empty group is not rendered");
+        assert_eq!(c.render.chroot, None, "an empty chroot disables it");
+        assert_eq!(c.render.log.to_string(), "[::1]:5514");
+        assert_eq!((c.pools[0].max_members, c.pools[0].max_slots), (5, 64));
+        assert_eq!(
+            c.member_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["10.0.0.0/16", "fd00::/8"]
+        );
+    }
+
+    #[test]
+    fn bad_confinement_and_limits_name_the_key() {
+        let with_render = |body: &str| {
+            AgentConfig::parse(&GOOD.replace("[aws]", &format!("[render]\n{body}\n[aws]")))
+                .unwrap_err()
+        };
+        let e = with_render("log = \"syslog.example.com:514\"");
+        assert!(
+            e.contains("render.log") && e.contains("not resolved"),
+            "{e}"
+        );
+        let e = with_render("log = \"/dev/log; rm\"");
+        assert!(e.contains("render.log"), "{e}");
+        let e = with_render("log = \"\"");
+        assert!(e.contains("render.log is empty"), "{e}");
+        let e = with_render("chroot = \"var/lib/haproxy\"");
+        assert!(e.contains("render.chroot"), "{e}");
+        let e = with_render("user = \"root\\nchroot /\"");
+        assert!(e.contains("render.user"), "{e}");
+        let e = AgentConfig::parse(&format!("member_networks = [\"10.0.0.1/16\"]\n{GOOD}"))
+            .unwrap_err();
+        assert!(
+            e.contains("member_networks") && e.contains("10.0.0.0/16"),
+            "{e}"
+        );
+        let e = AgentConfig::parse(&GOOD.replace("[aws]", "slots = 64\nmax_slots = 32\n[aws]"))
+            .unwrap_err();
+        assert!(e.contains("max_slots = 32"), "{e}");
+        let e = AgentConfig::parse(&GOOD.replace("[aws]", "max_members = 0\n[aws]")).unwrap_err();
+        assert!(e.contains("max_members = 0"), "{e}");
+        let e = AgentConfig::parse(&GOOD.replace("/var/lib/haproxy-asg", "/var/lib/my state"))
+            .unwrap_err();
+        assert!(e.contains("haproxy.state_dir"), "{e}");
     }
 
     #[test]

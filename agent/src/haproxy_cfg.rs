@@ -12,9 +12,32 @@
 //! The agent only ever rewrites the `1-N` of that line (when slots grow or shrink); the
 //! rest of the file is the operator's. [`render`] writes a complete starting
 //! configuration from `agent.toml`, and [`check`] says what a hand-written one lacks.
+//!
+//! A rendered configuration confines HAProxy: the master (root) opens the sockets and
+//! reads the server-state and map files, then the workers drop to `user`/`group` inside
+//! `chroot` (agent.toml `[render]`). Every request is logged (`log`, `option httplog`)
+//! with the instance that served it: see [`crate::instances`].
 
 use crate::config::{AgentConfig, PoolConfig};
 use crate::haproxy::Endpoint;
+
+/// The transaction variable each pool's backend sets to `<pool>/slot<N>` (the slot that
+/// served) for the frontend's log line.
+pub const SLOT_VAR: &str = "txn.asg_slot";
+
+/// HAProxy's HTTP log format (`option httplog`, HAProxy 2.6), which the rendered
+/// `log-format` extends.
+pub const HTTPLOG_FORMAT: &str = "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r";
+
+/// The `log-format` of an HTTP frontend: httplog's fields, then `instance=` and the
+/// instance id of the member that served the request, looked up in the instance map
+/// (`-` when no member served it or the slot has no entry).
+pub fn http_log_format(cfg: &AgentConfig) -> String {
+    format!(
+        "{HTTPLOG_FORMAT} instance=%[var({SLOT_VAR}),map({},-)]",
+        cfg.haproxy.instances_map
+    )
+}
 
 /// The prefix of every slot server's name: slot 3 of pool `web` is `web/slot3`.
 pub const SLOT_PREFIX: &str = "slot";
@@ -155,6 +178,50 @@ pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
             "{path}: the defaults section needs `load-server-state-from-file global`"
         ));
     }
+    problems.extend(check_confinement(&path, text));
+    problems
+}
+
+/// The keywords of the global section, one list of words per line (comments dropped).
+fn global_lines(text: &str) -> Vec<Vec<&str>> {
+    let mut in_global = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some((kw, _)) = section_of(line) {
+            in_global = kw == "global";
+            continue;
+        }
+        let code = line.split('#').next().unwrap_or_default();
+        let words: Vec<&str> = code.split_whitespace().collect();
+        if in_global && !words.is_empty() {
+            out.push(words);
+        }
+    }
+    out
+}
+
+/// What a configuration lacks to run HAProxy's workers unprivileged, chrooted and
+/// logging.
+fn check_confinement(path: &str, text: &str) -> Vec<String> {
+    let global = global_lines(text);
+    let has = |kws: &[&str]| {
+        global
+            .iter()
+            .any(|w| w.first().is_some_and(|k| kws.contains(k)))
+    };
+    let mut problems = Vec::new();
+    if !has(&["user", "uid"]) {
+        problems.push(format!("{path}: the global section has no `user`: HAProxy's workers keep running as root; add `user haproxy` (agent.toml [render] user)"));
+    }
+    if !has(&["group", "gid"]) {
+        problems.push(format!("{path}: the global section has no `group`: HAProxy's workers keep root's group; add `group haproxy` (agent.toml [render] group)"));
+    }
+    if !has(&["chroot"]) {
+        problems.push(format!("{path}: the global section has no `chroot`: a compromised worker sees the whole file system; add `chroot /var/lib/haproxy` (agent.toml [render] chroot)"));
+    }
+    if !has(&["log"]) {
+        problems.push(format!("{path}: the global section has no `log`: requests leave no trace; add `log /dev/log local0` (agent.toml [render] log), and `log global` with `option httplog` in defaults"));
+    }
     problems
 }
 
@@ -184,8 +251,28 @@ pub fn render(cfg: &AgentConfig) -> String {
         "    server-state-file {}\n",
         cfg.haproxy.server_state_path().display()
     ));
+    let r = &cfg.render;
+    if r.user.is_some() || r.group.is_some() || r.chroot.is_some() {
+        s.push_str(
+            "    # The master (root) opens the sockets and reads the server-state and map files;\n",
+        );
+        s.push_str("    # then the workers drop to this user and group inside the chroot.\n");
+    }
+    if let Some(u) = &r.user {
+        s.push_str(&format!("    user {u}\n"));
+    }
+    if let Some(g) = &r.group {
+        s.push_str(&format!("    group {g}\n"));
+    }
+    if let Some(c) = &r.chroot {
+        s.push_str(&format!("    chroot {}\n", c.display()));
+    }
+    s.push_str(&format!("    log {} local0\n", r.log));
     s.push_str("\ndefaults\n");
+    // Every pool is HTTP today: a TCP pool would take `mode tcp` and `option tcplog`.
     s.push_str("    mode http\n");
+    s.push_str("    log global\n");
+    s.push_str("    option httplog\n");
     s.push_str("    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n");
     s.push_str("    timeout http-keep-alive 10s\n");
     s.push_str(
@@ -203,10 +290,17 @@ pub fn render(cfg: &AgentConfig) -> String {
                 ""
             };
             s.push_str(&format!("    bind {bind}{proxy}\n"));
+            s.push_str("    # httplog's fields, then the instance that served the request (the agent keeps\n");
+            s.push_str("    # the map of slot to instance in step; `-`: no member served it).\n");
+            s.push_str(&format!("    log-format \"{}\"\n", http_log_format(cfg)));
             s.push_str(&format!("    default_backend {}\n", p.name()));
         }
         s.push_str(&format!("\nbackend {}\n", p.name()));
         s.push_str("    balance roundrobin\n");
+        s.push_str("    # The slot that served (<pool>/slot<N>), for the log line's instance.\n");
+        s.push_str(&format!(
+            "    http-after-response set-var-fmt({SLOT_VAR}) \"%b/%s\"\n"
+        ));
         if let Some(path) = &p.health_path {
             s.push_str(&format!("    option httpchk GET {path}\n"));
             s.push_str("    http-check expect status 200\n");
@@ -262,6 +356,84 @@ slots = 8
         );
         assert_eq!(find_block(&text, "api").map(|b| b.1), Some(8));
         assert_eq!(find_block(&text, "nope"), None);
+    }
+
+    #[test]
+    fn a_rendered_config_is_confined_and_logs_the_instance() {
+        let text = render(&cfg());
+        let global: Vec<String> = global_lines(&text).iter().map(|w| w.join(" ")).collect();
+        for line in [
+            "user haproxy",
+            "group haproxy",
+            "chroot /var/lib/haproxy",
+            "log /dev/log local0",
+        ] {
+            assert!(global.iter().any(|l| l == line), "{line}: {global:?}");
+        }
+        assert!(
+            text.contains("\n    log global\n    option httplog\n"),
+            "{text}"
+        );
+        assert!(text.contains("instance=%[var(txn.asg_slot),map(/var/lib/asg/instances.map,-)]\""));
+        assert!(text.contains(&format!("log-format \"{HTTPLOG_FORMAT} instance=")));
+        // Every pool's backend names its slot, frontend or not.
+        assert_eq!(
+            text.matches("http-after-response set-var-fmt(txn.asg_slot) \"%b/%s\"")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn render_keys_change_or_drop_the_confinement_lines() {
+        let mut c = cfg();
+        c.render.user = Some("www".into());
+        c.render.group = None;
+        c.render.chroot = None;
+        c.render.log = crate::config::LogTarget::parse("127.0.0.1:5514").unwrap();
+        let text = render(&c);
+        assert!(text.contains("    user www\n"));
+        assert!(!text.contains("    group "));
+        assert!(!text.contains("    chroot "));
+        assert!(text.contains("    log 127.0.0.1:5514 local0\n"));
+        let p = check(&c, &text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("no `group`") && p[1].contains("no `chroot`"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn check_names_missing_confinement() {
+        let c = cfg();
+        let text = render(&c);
+        for (drop, says) in [
+            ("    user haproxy\n", "no `user`"),
+            ("    group haproxy\n", "no `group`"),
+            ("    chroot /var/lib/haproxy\n", "no `chroot`"),
+            ("    log /dev/log local0\n", "no `log`"),
+        ] {
+            let p = check(&c, &text.replace(drop, ""));
+            assert_eq!(p.len(), 1, "{drop}: {p:?}");
+            assert!(p[0].contains(says), "{p:?}");
+        }
+        // `uid`/`gid` do as well; a commented-out line or one outside global does not.
+        let alt = text
+            .replace("    user haproxy\n", "    uid 102\n")
+            .replace("    group haproxy\n", "    gid 105\n");
+        assert!(check(&c, &alt).is_empty(), "{:?}", check(&c, &alt));
+        let commented = text.replace(
+            "    chroot /var/lib/haproxy\n",
+            "    # chroot /var/lib/haproxy\n",
+        );
+        assert!(check(&c, &commented)
+            .iter()
+            .any(|m| m.contains("no `chroot`")));
+        let moved = text
+            .replace("    log /dev/log local0\n", "")
+            .replace("defaults\n", "defaults\n    log /dev/log local0\n");
+        assert!(check(&c, &moved).iter().any(|m| m.contains("no `log`")));
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //!   hitless reload, persistence and resume, the periodic sync from AWS.
 //! - [`haproxy`]: the one HAProxy client (typed commands, framing, parsers).
 //! - [`haproxy_cfg`]: the slot lines inside haproxy.cfg; renders and checks it.
-//! - [`config`]: reads `agent.toml`.
+//! - [`instances`]: the map from slot to instance id the log line reads.
+//! - [`units`]: the systemd units for the agent and HAProxy.
+//! - [`config`]: reads and checks `agent.toml`.
+//! - [`limits`]: what a message may ask (member addresses, members per pool, slots,
+//!   generations), checked before anything changes.
 //! - [`control`]: the control socket's requests and answers, and its client.
 //! - [`status`]: what `agent status` shows.
 //! - [`store`]: atomic file writes and the service's lock.
@@ -23,7 +27,10 @@ pub mod config;
 pub mod control;
 pub mod haproxy;
 pub mod haproxy_cfg;
+pub mod instances;
+pub mod limits;
 pub mod service;
 pub mod slots;
 pub mod status;
 pub mod store;
+pub mod units;

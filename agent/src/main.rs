@@ -8,6 +8,7 @@ use agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
 use agent::control::{self, DiffLine, Reply, Request, SyncReply, MAX_MESSAGE};
 use agent::haproxy_cfg;
 use agent::status::Status;
+use agent::units;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use infra::{Change, Desired, Report};
@@ -114,10 +115,15 @@ enum Cmd {
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// Print a complete haproxy.cfg for agent.toml (frontends, backends, slot lines,
-    /// admin socket, server-state file). Run HAProxy with it in master-worker mode:
-    /// `haproxy -W -S /run/haproxy/master.sock -f haproxy.cfg`.
+    /// admin socket, server-state file; workers as `user`/`group` in `chroot`, logging
+    /// every request with the instance that served it). Run HAProxy with it in
+    /// master-worker mode: `haproxy -W -S /run/haproxy/master.sock -f haproxy.cfg`.
+    ///
+    /// Also creates the instance map (`<state_dir>/instances.map`) empty when it does
+    /// not exist: HAProxy refuses to start without it. An existing one is left alone.
     Render,
-    /// Check that haproxy.cfg has what the agent needs, and say what to add if not.
+    /// Check that haproxy.cfg has what the agent needs (slot lines, server-state file,
+    /// user, group, chroot, log), and say what to add if not.
     Check,
     /// Print the slot line for one pool, to paste into a hand-written backend.
     Block {
@@ -125,6 +131,19 @@ enum ConfigCmd {
         #[arg(long)]
         pool: String,
     },
+    /// Print the agent service's systemd unit (install it as
+    /// /etc/systemd/system/haproxy-asg-agent.service): `agent --config <this agent.toml>
+    /// run`, restarted on failure, sandboxed to the state directory, the control
+    /// socket's directory and haproxy.cfg's directory.
+    Unit {
+        /// Where the agent binary is installed on the host.
+        #[arg(long, default_value = units::DEFAULT_AGENT_BINARY)]
+        agent_binary: PathBuf,
+    },
+    /// Print the drop-in for Debian's haproxy.service (install it as
+    /// /etc/systemd/system/haproxy.service.d/haproxy-asg.conf): master-worker with
+    /// agent.toml's master socket and haproxy.cfg, and the sandbox HAProxy tolerates.
+    HaproxyDropin,
 }
 
 /// How a command ended: its exit code, or an error (exit 2).
@@ -292,9 +311,45 @@ fn run(cli: Cli) -> Outcome {
     }
 }
 
+/// Creates the instance map empty when it does not exist (HAProxy refuses to start
+/// without it); says so on stderr, and warns when it can not.
+fn ensure_instances_map(cfg: &AgentConfig) {
+    let path = cfg.haproxy.instances_map.path();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(_) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "agent: created {} (empty): the instance map haproxy.cfg's log-format reads; the agent service keeps it in step",
+                path.display()
+            );
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "agent: warning: cannot create {} ({e}): HAProxy refuses to start without it; create the state directory and run `agent config render` again, or create the file empty",
+                path.display()
+            );
+        }
+    }
+}
+
 fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
     match c {
-        ConfigCmd::Render => out(haproxy_cfg::render(cfg).trim_end())?,
+        ConfigCmd::Render => {
+            out(haproxy_cfg::render(cfg).trim_end())?;
+            ensure_instances_map(cfg);
+        }
+        ConfigCmd::Unit { agent_binary } => {
+            let file = std::path::absolute(file)
+                .with_context(|| format!("cannot make {} absolute", file.display()))?;
+            out(units::agent_unit(cfg, &file, &agent_binary)?.trim_end())?;
+        }
+        ConfigCmd::HaproxyDropin => out(units::haproxy_dropin(cfg)?.trim_end())?,
         ConfigCmd::Block { pool } => {
             let name = infra::PoolName::new(pool)?;
             let Some(pc) = cfg.pool(&name) else {
@@ -309,7 +364,11 @@ fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
             let path = &cfg.haproxy.config;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let problems = haproxy_cfg::check(cfg, &text);
+            let mut problems = haproxy_cfg::check(cfg, &text);
+            let map = cfg.haproxy.instances_map.path();
+            if text.contains(cfg.haproxy.instances_map.as_str()) && !map.exists() {
+                problems.push(format!("{}: the log-format reads {}, which does not exist: HAProxy refuses to start without it; run `agent config render` once (it creates it) or create it empty", path.display(), map.display()));
+            }
             if problems.is_empty() {
                 out(&format!(
                     "{}: ok ({} pools)",

@@ -1,18 +1,68 @@
 //! The runtime-API commands the agent sends about a slot, typed: nothing else in the
 //! agent writes command text, so no value can break out of its command line.
 //!
-//! Every part is validated before it gets here ([`PoolName`] holds only socket-safe
-//! characters, a slot is a number, an address is an IP literal, a port is 1-65535).
+//! Every part is validated before it gets here ([`PoolName`] and [`MemberId`] hold only
+//! socket-safe characters, a slot is a number, an address is an IP literal, a port is
+//! 1-65535, a [`MapFile`] is an absolute path of safe characters).
+//!
+//! Besides the slot's own state, a slot has an entry in the instance map
+//! ([`crate::instances`]): `add map`, `set map` and `del map` keep the key
+//! `<pool>/slot<N>` pointing at the member in the slot, for the log line.
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use infra::{PoolName, Port};
+use infra::{MemberId, PoolName, Port};
 
 use crate::haproxy_cfg::slot_name;
 
+/// A map file path that is safe to write unquoted into haproxy.cfg and onto a
+/// runtime-API line, where HAProxy knows the map by exactly this text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MapFile(Arc<str>);
+
+/// A map file path that could break out of a configuration or command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("map file {0:?} must be an absolute path of letters, digits, '/', '.', '_' and '-' (it is written unquoted into haproxy.cfg and runtime commands); choose a state_dir of such characters")]
+pub struct MapFileError(pub String);
+
+impl MapFile {
+    /// Checks `path`: absolute, and only `[A-Za-z0-9/._-]`.
+    pub fn new(path: &Path) -> Result<Self, MapFileError> {
+        let text = path.to_str().unwrap_or_default();
+        let ok = text.starts_with('/')
+            && text.len() > 1
+            && text.len() <= 1024
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+        if !ok {
+            return Err(MapFileError(path.display().to_string()));
+        }
+        Ok(Self(Arc::from(text)))
+    }
+
+    /// The path as HAProxy names the map (`show map` lists it so).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&*self.0)
+    }
+}
+
+impl fmt::Display for MapFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What to do to one slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// `set server B/S addr A port P`: where the slot sends traffic (and checks).
     SetAddr {
@@ -32,6 +82,49 @@ pub enum Op {
     Maint,
     /// `shutdown sessions server B/S`: closes what a drain left open at its deadline.
     ShutdownSessions,
+    /// `add map M B/S I`: the slot's instance, in the map the log line reads. HAProxy
+    /// keeps duplicates (a lookup returns the first), so an entry that may exist is
+    /// replaced with [`Command::map_put`] instead.
+    MapAdd {
+        /// The instance map.
+        map: MapFile,
+        /// The member in the slot.
+        member: MemberId,
+    },
+    /// `set map M B/S I`: changes an existing entry; HAProxy answers `entry not found.`
+    /// (a refusal) when there is none.
+    MapSet {
+        /// The instance map.
+        map: MapFile,
+        /// The member in the slot.
+        member: MemberId,
+    },
+    /// `del map M B/S`: removes every entry of the slot. `Key not found.` counts as
+    /// done: the slot has no entry either way.
+    MapDel {
+        /// The instance map.
+        map: MapFile,
+    },
+}
+
+impl Op {
+    /// Whether `reply` (one command's reply, without its final empty line) means the
+    /// command did what it was sent for.
+    pub fn succeeded(&self, reply: &str) -> bool {
+        let reply = reply.trim();
+        match self {
+            // A map command succeeds silently (HAProxy 2.6.12).
+            Self::MapAdd { .. } | Self::MapSet { .. } => reply.is_empty(),
+            Self::MapDel { .. } => reply.is_empty() || reply == "Key not found.",
+            // `set server ... addr` reports what it changed; the rest are silent.
+            _ => {
+                reply.is_empty()
+                    || reply.starts_with("IP changed from")
+                    || reply.starts_with("no need to change")
+                    || reply.starts_with("port changed from")
+            }
+        }
+    }
 }
 
 /// One command: an [`Op`] on slot `slot` of pool `pool`.
@@ -68,18 +161,44 @@ impl Command {
         }
         g
     }
+
+    /// Points the slot's map entry at `member` whether or not it had one: `del map`
+    /// then `add map`, one group, so HAProxy applies both on one line and no lookup
+    /// sees the slot without its entry in between.
+    pub fn map_put(pool: &PoolName, slot: u32, map: &MapFile, member: &MemberId) -> Vec<Self> {
+        vec![
+            Self::new(pool, slot, Op::MapDel { map: map.clone() }),
+            Self::new(
+                pool,
+                slot,
+                Op::MapAdd {
+                    map: map.clone(),
+                    member: member.clone(),
+                },
+            ),
+        ]
+    }
+
+    /// The slot's key in the instance map: `<pool>/slot<N>`. Backend names are unique
+    /// in HAProxy, so two pools' slots never share a key.
+    pub fn map_key(&self) -> String {
+        format!("{}/{}", self.pool, slot_name(self.slot))
+    }
 }
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let server = format!("{}/{}", self.pool, slot_name(self.slot));
-        match self.op {
+        match &self.op {
             Op::SetAddr { addr, port } => write!(f, "set server {server} addr {addr} port {port}"),
             Op::Ready => write!(f, "set server {server} state ready"),
             Op::HealthDown => write!(f, "set server {server} health down"),
             Op::Drain => write!(f, "set server {server} state drain"),
             Op::Maint => write!(f, "set server {server} state maint"),
             Op::ShutdownSessions => write!(f, "shutdown sessions server {server}"),
+            Op::MapAdd { map, member } => write!(f, "add map {map} {server} {member}"),
+            Op::MapSet { map, member } => write!(f, "set map {map} {server} {member}"),
+            Op::MapDel { map } => write!(f, "del map {map} {server}"),
         }
     }
 }
@@ -126,5 +245,81 @@ mod tests {
             Command::new(&web, 2, Op::ShutdownSessions).to_string(),
             "shutdown sessions server web/slot2"
         );
+    }
+
+    #[test]
+    fn map_commands_name_the_pool_qualified_slot() {
+        let web = PoolName::new("web").unwrap();
+        let map = MapFile::new(Path::new("/var/lib/haproxy-asg/instances.map")).unwrap();
+        let id = MemberId::new("i-0abc").unwrap();
+        let put: Vec<String> = Command::map_put(&web, 3, &map, &id)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            put,
+            [
+                "del map /var/lib/haproxy-asg/instances.map web/slot3",
+                "add map /var/lib/haproxy-asg/instances.map web/slot3 i-0abc"
+            ]
+        );
+        let set = Command::new(
+            &web,
+            3,
+            Op::MapSet {
+                map: map.clone(),
+                member: id,
+            },
+        );
+        assert_eq!(
+            set.to_string(),
+            "set map /var/lib/haproxy-asg/instances.map web/slot3 i-0abc"
+        );
+        assert_eq!(set.map_key(), "web/slot3");
+    }
+
+    #[test]
+    fn map_files_that_could_break_a_line_are_refused() {
+        for bad in [
+            "relative/instances.map",
+            "/var/lib/with space/instances.map",
+            "/var/lib/x;y/instances.map",
+            "/var/lib/x,y)/instances.map",
+            "/",
+        ] {
+            let e = MapFile::new(Path::new(bad)).unwrap_err();
+            assert!(e.to_string().contains("absolute path"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn replies_are_judged_per_command() {
+        // The replies HAProxy 2.6.12 gives (checked against the real binary).
+        let map = MapFile::new(Path::new("/s/instances.map")).unwrap();
+        let id = MemberId::new("i-1").unwrap();
+        let add = Op::MapAdd {
+            map: map.clone(),
+            member: id.clone(),
+        };
+        let set = Op::MapSet {
+            map: map.clone(),
+            member: id,
+        };
+        let del = Op::MapDel { map };
+        assert!(add.succeeded(""));
+        assert!(!add.succeeded("Unknown map identifier. Please use #<id> or <file>."));
+        assert!(set.succeeded(""));
+        assert!(!set.succeeded("entry not found."));
+        assert!(del.succeeded(""));
+        assert!(del.succeeded("Key not found."));
+        assert!(!del.succeeded("Unknown map identifier. Please use #<id> or <file>."));
+        // `Key not found.` is a refusal for anything but a delete.
+        assert!(!Op::Ready.succeeded("Key not found."));
+        assert!(Op::SetAddr {
+            addr: "10.0.0.1".parse().unwrap(),
+            port: Port::new(80).unwrap()
+        }
+        .succeeded("IP changed from '0.0.0.0' to '10.0.0.1' by 'stats socket command'"));
+        assert!(!Op::Drain.succeeded("No such server."));
     }
 }

@@ -6,8 +6,10 @@
 //! - writes: [`Client::batch`] sends groups of [`Command`]s joined by `;` on as few
 //!   lines as possible (HAProxy applies a whole line before looking at anything else,
 //!   which is what keeps `state ready; health down` from ever being UP in between). Each
-//!   command's reply ends with an empty line; a reply that is not the expected success
-//!   text is an error that carries HAProxy's own words;
+//!   command's reply ends with an empty line; a reply that is not that command's success
+//!   text ([`Op::succeeded`]) is an error that carries HAProxy's own words;
+//! - the instance map the log line reads: [`Op::MapAdd`], [`Op::MapSet`], [`Op::MapDel`]
+//!   (and [`Command::map_put`]) through [`Client::batch`], [`Client::show_map`] to read it;
 //! - the master: [`Client::reload`] and `show proc`;
 //! - after a reload, writes sent to the admin socket can still reach the old worker for
 //!   ~100 ms and be lost; [`Client::via_master`] sends every command through the master
@@ -16,7 +18,7 @@
 mod command;
 mod parse;
 
-pub use command::{Command, Op};
+pub use command::{Command, MapFile, MapFileError, Op};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,7 +26,9 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use parse::{parse_proc, parse_servers_state, parse_stat, ProcInfo, ServerState, StatRow};
+pub use parse::{
+    parse_map, parse_proc, parse_servers_state, parse_stat, ProcInfo, ServerState, StatRow,
+};
 
 /// Longest `;`-joined line sent at once (HAProxy's own ingress controller uses 16,000).
 const MAX_LINE: usize = 16_000;
@@ -322,15 +326,15 @@ impl Client {
     /// thread per CPU, and commands on different servers proceed in parallel. A reply
     /// that is not the command's success text is [`HaproxyError::Refused`].
     pub fn batch(&self, groups: &[Vec<Command>]) -> Result<(), HaproxyError> {
-        let groups: Vec<Vec<String>> = groups
+        let groups: Vec<Vec<(&Command, String)>> = groups
             .iter()
-            .map(|g| g.iter().map(ToString::to_string).collect())
+            .map(|g| g.iter().map(|c| (c, c.to_string())).collect())
             .collect();
-        let mut lines: Vec<Vec<&String>> = Vec::new();
-        let mut cur: Vec<&String> = Vec::new();
+        let mut lines: Vec<Vec<&(&Command, String)>> = Vec::new();
+        let mut cur: Vec<&(&Command, String)> = Vec::new();
         let mut len = 0;
         for g in &groups {
-            let glen: usize = g.iter().map(|c| c.len() + 8).sum();
+            let glen: usize = g.iter().map(|(_, c)| c.len() + 8).sum();
             if !cur.is_empty() && len + glen >= MAX_LINE {
                 lines.push(std::mem::take(&mut cur));
                 len = 0;
@@ -376,27 +380,30 @@ impl Client {
         }
     }
 
-    fn send_line(&self, chunk: &[&String]) -> Result<(), HaproxyError> {
+    fn send_line(&self, chunk: &[&(&Command, String)]) -> Result<(), HaproxyError> {
         let line = chunk
             .iter()
-            .map(|c| self.worker_cmd(c))
+            .map(|(_, c)| self.worker_cmd(c))
             .collect::<Vec<_>>()
             .join("; ");
-        let first = chunk.first().map(|c| c.as_str()).unwrap_or_default();
+        let first = chunk.first().map(|(_, c)| c.as_str()).unwrap_or_default();
         let reply = self.exchange(self.worker_endpoint(), &format!("{line}\n"), first)?;
         check_batch_reply(chunk, &reply)
     }
+
+    /// The entries of a map (`show map <file>`): key and value, in HAProxy's order. A
+    /// map HAProxy does not know is [`HaproxyError::Refused`] with its own words.
+    pub fn show_map(&self, map: &MapFile) -> Result<Vec<(String, String)>, HaproxyError> {
+        let cmd = format!("show map {map}");
+        let text = self.query(&cmd)?;
+        parse::parse_map(&text).map_err(|reply| HaproxyError::Refused {
+            command: cmd,
+            reply,
+        })
+    }
 }
 
-/// Replies that mean success for the commands [`Client::batch`] sends.
-fn is_success(reply: &str) -> bool {
-    reply.is_empty()
-        || reply.starts_with("IP changed from")
-        || reply.starts_with("no need to change")
-        || reply.starts_with("port changed from")
-}
-
-fn check_batch_reply<S: AsRef<str>>(cmds: &[S], reply: &str) -> Result<(), HaproxyError> {
+fn check_batch_reply(cmds: &[&(&Command, String)], reply: &str) -> Result<(), HaproxyError> {
     // Each command's reply is its text followed by an empty line.
     let mut blocks: Vec<String> = Vec::new();
     let mut cur: Vec<&str> = Vec::new();
@@ -411,10 +418,9 @@ fn check_batch_reply<S: AsRef<str>>(cmds: &[S], reply: &str) -> Result<(), Hapro
     if !cur.is_empty() {
         blocks.push(cur.join("\n"));
     }
-    for (i, cmd) in cmds.iter().enumerate() {
-        let cmd = cmd.as_ref();
+    for (i, (typed, cmd)) in cmds.iter().map(|c| (c.0, &c.1)).enumerate() {
         match blocks.get(i) {
-            Some(b) if is_success(b) => {}
+            Some(b) if typed.op.succeeded(b) => {}
             Some(b) => {
                 return Err(HaproxyError::Refused {
                     command: cmd.to_string(),
@@ -503,16 +509,22 @@ mod tests {
 
     #[test]
     fn batch_replies_are_checked_per_command() {
-        let cmds = vec![
-            "set server web/slot1 addr 10.0.0.1 port 80".to_string(),
-            "set server web/slot1 state ready".to_string(),
-        ];
+        let web = infra::PoolName::new("web").unwrap();
+        let typed = Command::join(
+            &web,
+            1,
+            "10.0.0.1".parse().unwrap(),
+            infra::Port::new(80).unwrap(),
+            false,
+        );
+        let pairs: Vec<(&Command, String)> = typed.iter().map(|c| (c, c.to_string())).collect();
+        let cmds: Vec<&(&Command, String)> = pairs.iter().collect();
         let ok = "IP changed from '0.0.0.0' to '10.0.0.1' by 'stats socket command'\n\n\n";
         assert!(check_batch_reply(&cmds, ok).is_ok());
         let bad = "No such server.\n\n\n";
         match check_batch_reply(&cmds, bad) {
             Err(HaproxyError::Refused { command, reply }) => {
-                assert_eq!(command, cmds[0]);
+                assert_eq!(command, "set server web/slot1 addr 10.0.0.1 port 80");
                 assert_eq!(reply, "No such server.");
             }
             other => panic!("{other:?}"),
@@ -520,6 +532,36 @@ mod tests {
         assert!(matches!(
             check_batch_reply(&cmds, ""),
             Err(HaproxyError::Protocol { .. })
+        ));
+    }
+
+    #[test]
+    fn a_map_put_on_a_slot_without_an_entry_succeeds() {
+        // `del map; add map` on one line, as HAProxy 2.6.12 answers it when the slot
+        // had no entry yet: `Key not found.` for the delete, nothing for the add.
+        let web = infra::PoolName::new("web").unwrap();
+        let map = MapFile::new(std::path::Path::new("/s/instances.map")).unwrap();
+        let id = infra::MemberId::new("i-1").unwrap();
+        let typed = Command::map_put(&web, 7, &map, &id);
+        let pairs: Vec<(&Command, String)> = typed.iter().map(|c| (c, c.to_string())).collect();
+        let cmds: Vec<&(&Command, String)> = pairs.iter().collect();
+        assert!(check_batch_reply(&cmds, "Key not found.\n\n\n").is_ok());
+        match check_batch_reply(
+            &cmds,
+            "Unknown map identifier. Please use #<id> or <file>.\n\n\n",
+        ) {
+            Err(HaproxyError::Refused { command, .. }) => {
+                assert_eq!(command, "del map /s/instances.map web/slot7");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The add refused after a delete that found nothing.
+        assert!(matches!(
+            check_batch_reply(
+                &cmds,
+                "Key not found.\n\nUnknown map identifier. Please use #<id> or <file>.\n\n"
+            ),
+            Err(HaproxyError::Refused { .. })
         ));
     }
 }

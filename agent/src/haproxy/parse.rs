@@ -1,4 +1,5 @@
-//! Parsers for HAProxy's `show stat`, `show servers state` and `show proc` output.
+//! Parsers for HAProxy's `show stat`, `show servers state`, `show proc` and `show map`
+//! output.
 //!
 //! Columns are found by their header names, not by position, so an HAProxy that adds
 //! columns does not shift what is read.
@@ -244,9 +245,42 @@ pub fn parse_proc(text: &str) -> Result<ProcInfo, String> {
     })
 }
 
+/// Parses `show map <file>`: one `0x<entry address> <key> <value>` line per entry.
+/// Anything else is HAProxy refusing the command, returned as its words.
+pub fn parse_map(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut w = line.splitn(3, ' ');
+        match (w.next(), w.next(), w.next()) {
+            (Some(ptr), Some(key), Some(value)) if ptr.starts_with("0x") => {
+                out.push((key.to_string(), value.to_string()));
+            }
+            _ => return Err(text.trim().to_string()),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn map_entries_parse_and_refusals_are_errors() {
+        let text = "0x557173c6aaa0 web/slot1 i-one\n0x7fada404c500 api/slot7 i-7\n\n";
+        assert_eq!(
+            parse_map(text).unwrap(),
+            vec![
+                ("web/slot1".to_string(), "i-one".to_string()),
+                ("api/slot7".to_string(), "i-7".to_string())
+            ]
+        );
+        assert!(parse_map("\n").unwrap().is_empty());
+        assert_eq!(
+            parse_map("Unknown map identifier. Please use #<id> or <file>.\n\n").unwrap_err(),
+            "Unknown map identifier. Please use #<id> or <file>."
+        );
+    }
 
     const STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 web 1 slot1 127.0.0.9 2 0 1 1 2 1 0 0 14 0 0 0 slot.invalid 9999 - 0 0 - - 0\n3 web 2 slot2 0.0.0.0 0 5 1 1 2 1 0 0 14 0 0 0 slot.invalid 80 - 0 0 - - 0\n\n";
 

@@ -82,7 +82,9 @@ impl Service {
                 .max(used_max)
                 .max(busy_max);
             let used_count = u32::try_from(used.len()).unwrap_or(u32::MAX);
+            crate::limits::check_growth(pc, cur, needed)?;
             let target = slots::target_size(cur, pc.slots, needed, used_count);
+            let target = crate::limits::capped_size(pc, target, needed);
             if target != cur {
                 sizes.push(format!("{name} {cur} -> {target}"));
                 if let Some(t) = haproxy_cfg::set_slots(&new, name, target) {
@@ -141,6 +143,8 @@ impl Service {
             st.reloads += 1;
             st.reloaded_at = Some(Instant::now());
         }
+        // The new worker read the map file; what it holds is known again by asking.
+        st.instances = None;
         if let Err(e) = self.haproxy(st).batch(&restore) {
             warn!(error = %e, "cannot restore the slots parked across the reload");
         }

@@ -29,6 +29,7 @@ use crate::config::{AgentConfig, PoolConfig};
 use crate::control::{DiffLine, SyncReply};
 use crate::haproxy::{Client, Command, HaproxyError, ServerState, StatRow};
 use crate::haproxy_cfg::slot_name;
+use crate::instances;
 use crate::slots::{
     self, Action, Clock, EntryState, Finished, LiveSlots, PoolPlan, SlotTable, Timeouts,
 };
@@ -112,6 +113,9 @@ pub enum ServiceError {
     /// Reading the desired state from AWS failed.
     #[error(transparent)]
     Aws(#[from] crate::aws::SourceError),
+    /// The message (or the growth it needs) is beyond what this host accepts.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
 }
 
 /// A finished outcome, by pool, member and the change it belonged to.
@@ -155,6 +159,9 @@ struct State {
     last_error: Option<String>,
     /// Whether the start-up resume reached HAProxy.
     resumed: bool,
+    /// What the running worker's instance map holds, as far as we know; `None` after a
+    /// reload or a failed batch, when only `show map` can tell.
+    instances: Option<instances::Entries>,
 }
 
 /// A member this request waits for.
@@ -232,6 +239,7 @@ impl Service {
                 epoch: 0,
                 reloads: 0,
                 reloaded_at: None,
+                instances: None,
                 rows: Vec::new(),
                 last_error: None,
                 resumed: false,
@@ -296,11 +304,38 @@ impl Service {
         }
     }
 
-    /// Writes the slot table (the intent, before HAProxy is touched).
+    /// Writes the slot table (the intent, before HAProxy is touched) and the instance
+    /// map HAProxy reads at its next start or reload.
     fn save_table(&self, st: &State) -> Result<(), ServiceError> {
         let json = serde_json::to_vec(&st.table).map_err(|e| StoreError::Encode(e.to_string()))?;
         store::write_atomic(&self.cfg.haproxy.slots_path(), &json)?;
+        let map = instances::render(&instances::entries(&st.table));
+        store::write_atomic(
+            std::path::Path::new(self.cfg.haproxy.instances_map.as_str()),
+            map.as_bytes(),
+        )?;
         Ok(())
+    }
+
+    /// The commands that bring the worker's instance map to the table; once they are
+    /// sent the worker holds the table's entries. Asks HAProxy first when what it holds
+    /// is unknown, and puts every entry when it cannot say (a put replaces).
+    fn map_commands(&self, st: &mut State, client: &Client) -> Vec<Vec<Command>> {
+        let map = &self.cfg.haproxy.instances_map;
+        let wanted = instances::entries(&st.table);
+        let current: Vec<(instances::Slot, MemberId)> = match st.instances.take() {
+            Some(known) => known.into_iter().collect(),
+            None => match client.show_map(map) {
+                Ok(pairs) => instances::parse_live(&pairs),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the instance map; sending it whole");
+                    Vec::new()
+                }
+            },
+        };
+        let groups = instances::commands(map, current, &wanted);
+        st.instances = Some(wanted);
+        groups
     }
 
     /// Writes HAProxy's server-state file, which a reload or restart loads.
@@ -389,15 +424,19 @@ impl Service {
             st.table = snapshot;
             return Err(e);
         }
-        let mut groups = Vec::new();
+        // The instance map first, so the first request a joining slot serves is
+        // logged with its instance.
+        let client = self.haproxy(&st);
+        let mut groups = self.map_commands(&mut st, &client);
         for (p, plan) in &plans {
             let check = self.pool_cfg(p)?.pool.server_options.has_check();
             for a in &plan.actions {
                 groups.extend(slots::commands(p, a, check));
             }
         }
-        if let Err(e) = self.haproxy(&st).batch(&groups) {
+        if let Err(e) = client.batch(&groups) {
             st.table = snapshot;
+            st.instances = None;
             self.persist(&st);
             return Err(e.into());
         }
@@ -581,6 +620,7 @@ impl Service {
     ) -> Result<Report, ServiceError> {
         let span = info_span!("apply", generation = change.generation);
         let _g = span.enter();
+        crate::limits::check_change(&self.cfg, change, now_ms())?;
         let pools: Vec<PoolName> = change.pools.iter().map(|p| p.pool.clone()).collect();
         let by_pool: BTreeMap<&PoolName, &infra::PoolChange> =
             change.pools.iter().map(|p| (&p.pool, p)).collect();
@@ -603,6 +643,7 @@ impl Service {
     ) -> Result<SyncReply, ServiceError> {
         let span = info_span!("sync", generation = desired.generation);
         let _g = span.enter();
+        crate::limits::check_desired(&self.cfg, desired, now_ms())?;
         let pools: Vec<PoolName> = desired.pools.iter().map(|p| p.pool.clone()).collect();
         let by_pool: BTreeMap<&PoolName, &infra::PoolDesired> =
             desired.pools.iter().map(|p| (&p.pool, p)).collect();
@@ -733,8 +774,13 @@ impl Service {
             finished.extend(adv.finished.into_iter().map(|f| (pool.clone(), f)));
         }
         st.rows = rows;
+        if !finished.is_empty() {
+            // A released slot leaves the map.
+            commands.extend(self.map_commands(&mut st, &client));
+        }
         if !commands.is_empty() {
             if let Err(e) = client.batch(&commands) {
+                st.instances = None;
                 warn!(error = %e, "cannot send the commands that end operations; the next sync repairs the slots");
             }
         }
@@ -845,7 +891,13 @@ impl Service {
                 }
             }
         }
-        self.haproxy(&st).batch(&groups)?;
+        let client = self.haproxy(&st);
+        st.instances = None;
+        groups.extend(self.map_commands(&mut st, &client));
+        if let Err(e) = client.batch(&groups) {
+            st.instances = None;
+            return Err(e.into());
+        }
         st.resumed = true;
         self.persist(&st);
         info!(

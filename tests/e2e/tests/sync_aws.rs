@@ -91,14 +91,9 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     let stray = Backend::start("stray", "127.0.0.1").unwrap();
     let c = h.client();
     let web = PoolName::new("web").unwrap();
+    let port = Port::new(i64::from(stray.addr.port())).unwrap();
     c.batch(&[
-        Command::join(
-            &web,
-            4,
-            stray.addr.ip(),
-            Port::new(i64::from(stray.addr.port())).unwrap(),
-            false,
-        ),
+        Command::join(&web, 4, stray.addr.ip(), port, false),
         vec![Command::new(&web, 1, Op::Maint)],
     ])
     .unwrap();

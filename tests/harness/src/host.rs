@@ -148,6 +148,13 @@ impl Host {
             }
         }
         toml.push_str(&spec.extra_toml);
+        // HAProxy drops to its user inside a chroot only when started as root; a test
+        // run as another user keeps it unconfined (unless the spec says otherwise).
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root && !spec.extra_toml.contains("[render]") {
+            toml.push_str("[render]\nuser = \"\"\ngroup = \"\"\nchroot = \"\"\n");
+        }
         let config = d.join("agent.toml");
         std::fs::write(&config, toml)?;
         let mut host = Self {
