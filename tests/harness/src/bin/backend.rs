@@ -1,6 +1,8 @@
 //! `backend`: a small real HTTP server standing in for an instance of a backend group.
 //!
-//! `GET /` answers its name; `GET /slow?ms=N` answers after N ms; `GET /healthz` answers
+//! `GET /` answers its name; `GET /slow?ms=N` answers after N ms (at most 60 s);
+//! `GET /stream?ms=N` streams its answer over N ms (at most an hour), a byte a second,
+//! as a long download or a websocket would, so no idle timeout cuts it; `GET /healthz` answers
 //! 200 (or 503 with `--unhealthy`); `GET /__stats` answers `{"requests":N,"first_ms":T}`:
 //! the number of requests served other than health checks and stats, and the unix time
 //! in ms of the first of them (`null` before any). It prints
@@ -62,6 +64,26 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Answers over `ms`: the headers at once, then one `.` a second, then the name.
+fn stream(out: &mut TcpStream, name: &str, ms: u64) -> std::io::Result<()> {
+    let ticks = ms / 1000;
+    let rest = Duration::from_millis(ms % 1000);
+    let len = usize::try_from(ticks).unwrap_or(usize::MAX) + name.len() + 1;
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\n"
+    )?;
+    out.flush()?;
+    for _ in 0..ticks {
+        std::thread::sleep(Duration::from_secs(1));
+        out.write_all(b".")?;
+        out.flush()?;
+    }
+    std::thread::sleep(rest);
+    write!(out, "{name}\n")?;
+    out.flush()
+}
+
 fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &Served) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -111,6 +133,16 @@ fn serve(conn: TcpStream, name: &str, unhealthy: bool, served: &Served) -> std::
                     .first_ms
                     .compare_exchange(0, unix_ms(), Ordering::SeqCst, Ordering::SeqCst);
             served.requests.fetch_add(1, Ordering::SeqCst);
+            if let Some(ms) = target
+                .strip_prefix("/stream?ms=")
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                stream(&mut out, name, ms.min(3_600_000))?;
+                if close {
+                    return Ok(());
+                }
+                continue;
+            }
             if let Some(ms) = target
                 .strip_prefix("/slow?ms=")
                 .and_then(|v| v.parse::<u64>().ok())
