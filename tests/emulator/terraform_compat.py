@@ -47,6 +47,14 @@ installs).
   ``...:loadbalancer/app/<name>/<id>``; AWS's network (and gateway) balancers are
   ``loadbalancer/net/...`` (``gwy/``), and their listeners ``listener/net/...``. Here both
   are as AWS has them.
+* **Classic ELB hosted zone.** ``DescribeLoadBalancers`` (``elb``) answered no
+  ``CanonicalHostedZoneNameID``, so an alias record to a classic ELB could not be made
+  (``load_balancer_type = "elb"``). Here it is a fixed made-up id, ``Z3DZXE0EXAMPLE``, as
+  moto's ELBv2 answers ``Z2P70J7EXAMPLE`` (AWS's ids are per region). And
+  ``ModifyLoadBalancerAttributes`` answered a connection draining timeout of 300 s whatever
+  was set (the request's ``Timeout`` was kept under another key than moto's), and reset it
+  to 300 s when a later request gave ``Enabled`` alone, as the provider's second call does.
+  Here the timeout set is kept until another one is set (300 s before any).
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ def install() -> None:
     _launch_template_tags()
     _nat_gateway_network_interface()
     _load_balancer_scheme_and_arn()
+    _classic_load_balancer_zone()
 
 
 def _deny_conditions() -> None:
@@ -264,3 +273,23 @@ def _load_balancer_scheme_and_arn() -> None:
         return balancer
 
     ELBv2Backend.create_load_balancer = create_load_balancer  # type: ignore[method-assign]
+
+
+def _classic_load_balancer_zone() -> None:
+    from moto.elb.models import ELBBackend, LoadBalancer
+
+    LoadBalancer.canonical_hosted_zone_name_id = property(lambda self: "Z3DZXE0EXAMPLE")  # type: ignore[attr-defined]
+
+    original = ELBBackend.modify_load_balancer_attributes
+
+    def modify_load_balancer_attributes(self: Any, load_balancer_name: str, *args: Any, **kwargs: Any) -> Any:
+        draining = kwargs.get("connection_draining")
+        if draining:
+            # moto's own keys are "enabled", "timeout"; the request's "Enabled", "Timeout".
+            given = {key[:1].lower() + key[1:]: value for key, value in draining.items()}
+            current = self.get_load_balancer(load_balancer_name).attributes.get("connection_draining") or {}
+            given.setdefault("timeout", current.get("timeout", 300))
+            kwargs["connection_draining"] = given
+        return original(self, load_balancer_name, *args, **kwargs)
+
+    ELBBackend.modify_load_balancer_attributes = modify_load_balancer_attributes  # type: ignore[method-assign]

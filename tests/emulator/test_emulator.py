@@ -1406,3 +1406,20 @@ def test_network_load_balancer_scheme_and_arn(world):
     assert ":loadbalancer/app/web/" in alb["LoadBalancerArn"] and alb["Scheme"] == "internal"
     elbv2.delete_load_balancer(LoadBalancerArn=arn)
     assert [lb["LoadBalancerName"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]] == ["web"]
+
+
+def test_classic_load_balancer_zone_and_connection_draining(emu):
+    elb = emu.client("elb")
+    elb.create_load_balancer(
+        LoadBalancerName="proxies",
+        Listeners=[{"Protocol": "tcp", "LoadBalancerPort": 80, "InstancePort": 80}],
+        AvailabilityZones=["us-east-1a"],
+    )
+    (lb,) = elb.describe_load_balancers(LoadBalancerNames=["proxies"])["LoadBalancerDescriptions"]
+    assert lb["CanonicalHostedZoneNameID"] == "Z3DZXE0EXAMPLE", "an alias record needs it"
+    draining = lambda: elb.describe_load_balancer_attributes(LoadBalancerName="proxies")["LoadBalancerAttributes"]["ConnectionDraining"]
+    # The provider sets the timeout (with Enabled true), then Enabled alone.
+    elb.modify_load_balancer_attributes(LoadBalancerName="proxies", LoadBalancerAttributes={"ConnectionDraining": {"Enabled": True, "Timeout": 60}})
+    assert draining() == {"Enabled": True, "Timeout": 60}
+    elb.modify_load_balancer_attributes(LoadBalancerName="proxies", LoadBalancerAttributes={"ConnectionDraining": {"Enabled": True}})
+    assert draining() == {"Enabled": True, "Timeout": 60}, "Enabled alone keeps the timeout"
