@@ -367,38 +367,85 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
 
     c.check(f"SSM document {document}: Command, parameters Action/Change/Context as restricted, agent script, timeout 240 s", ssm_document)
 
-    # --- load balancer: target group with proxy protocol v2
-    tg_arn = attr('module.proxy_fleet.aws_lb_target_group.this["80"]', "arn")
-    lb_arn = attr("module.proxy_fleet.aws_lb.this[0]", "arn")
+    # --- the load balancer: an NLB whose target group speaks proxy protocol v2 (default), or
+    # a classic ELB with a proxy protocol policy (load_balancer_type = "elb")
+    lb_sg = attr("module.proxy_fleet.aws_security_group.lb[0]", "id")
+    classic = "module.proxy_fleet.aws_elb.this[0]" in res
 
-    def target_group() -> str | None:
-        attrs = {a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(TargetGroupArn=tg_arn)["Attributes"]}
-        if attrs.get("proxy_protocol_v2.enabled") != "true":
-            return f"proxy_protocol_v2.enabled = {attrs.get('proxy_protocol_v2.enabled')!r}, want 'true'"
-        if attrs.get("deregistration_delay.timeout_seconds") != "60":
-            return f"deregistration delay {attrs.get('deregistration_delay.timeout_seconds')}, want 60"
-        tg = elbv2.describe_target_groups(TargetGroupArns=[tg_arn])["TargetGroups"][0]
-        return expect((tg["Protocol"], tg["Port"], tg["TargetType"]) == ("TCP", 80, "instance"), f"target group {tg['Protocol']}:{tg['Port']} {tg['TargetType']}")
-
-    c.check("target group: TCP 80, instances, proxy_protocol_v2.enabled = true, deregistration delay 60 s", target_group)
-
-    def load_balancer() -> str | None:
-        lb = elbv2.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0]
-        if lb["Type"] != "network" or lb["Scheme"] != "internet-facing" or ":loadbalancer/net/" not in lb_arn:
-            return f"{lb['Type']} {lb['Scheme']} {lb_arn}, want a network (loadbalancer/net/) internet-facing one"
-        lb_sg = attr("module.proxy_fleet.aws_security_group.lb[0]", "id")
-        if lb.get("SecurityGroups") != [lb_sg]:
-            return f"security groups {lb.get('SecurityGroups')}, want [{lb_sg}]"
-        listeners = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
-        wired = [(l["Protocol"], l["Port"], l["DefaultActions"][0].get("TargetGroupArn")) for l in listeners]
-        if wired != [("TCP", 80, tg_arn)]:
-            return f"listeners {wired}, want TCP 80 -> the target group"
+    def proxy_group_registration(target_groups: list[str], load_balancers: list[str]) -> str | None:
         group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[proxy_group])["AutoScalingGroups"][0]
-        if group.get("TargetGroupARNs") != [tg_arn] or group.get("HealthCheckType") != "ELB":
-            return f"proxy group target groups {group.get('TargetGroupARNs')} / health check {group.get('HealthCheckType')}"
-        return None
+        got = (group.get("TargetGroupARNs", []), group.get("LoadBalancerNames", []), group.get("HealthCheckType"))
+        want = (target_groups, load_balancers, "ELB")
+        return expect(got == want, f"proxy group target groups / load balancers / health check {got}, want {want}")
 
-    c.check("NLB: network, internet-facing, its own security group, listener TCP 80 -> the target group; proxy group registers there (ELB health)", load_balancer)
+    if not classic:
+        tg_arn = attr('module.proxy_fleet.aws_lb_target_group.this["80"]', "arn")
+        lb_arn = attr("module.proxy_fleet.aws_lb.this[0]", "arn")
+
+        def target_group() -> str | None:
+            attrs = {a["Key"]: a["Value"] for a in elbv2.describe_target_group_attributes(TargetGroupArn=tg_arn)["Attributes"]}
+            if attrs.get("proxy_protocol_v2.enabled") != "true":
+                return f"proxy_protocol_v2.enabled = {attrs.get('proxy_protocol_v2.enabled')!r}, want 'true'"
+            if attrs.get("deregistration_delay.timeout_seconds") != "60":
+                return f"deregistration delay {attrs.get('deregistration_delay.timeout_seconds')}, want 60"
+            tg = elbv2.describe_target_groups(TargetGroupArns=[tg_arn])["TargetGroups"][0]
+            return expect((tg["Protocol"], tg["Port"], tg["TargetType"]) == ("TCP", 80, "instance"), f"target group {tg['Protocol']}:{tg['Port']} {tg['TargetType']}")
+
+        c.check("target group: TCP 80, instances, proxy_protocol_v2.enabled = true, deregistration delay 60 s", target_group)
+
+        def load_balancer() -> str | None:
+            lb = elbv2.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0]
+            if lb["Type"] != "network" or lb["Scheme"] != "internet-facing" or ":loadbalancer/net/" not in lb_arn:
+                return f"{lb['Type']} {lb['Scheme']} {lb_arn}, want a network (loadbalancer/net/) internet-facing one"
+            if lb.get("SecurityGroups") != [lb_sg]:
+                return f"security groups {lb.get('SecurityGroups')}, want [{lb_sg}]"
+            listeners = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+            wired = [(l["Protocol"], l["Port"], l["DefaultActions"][0].get("TargetGroupArn")) for l in listeners]
+            if wired != [("TCP", 80, tg_arn)]:
+                return f"listeners {wired}, want TCP 80 -> the target group"
+            return proxy_group_registration([tg_arn], [])
+
+        c.check("NLB: network, internet-facing, its own security group, listener TCP 80 -> the target group; proxy group registers there (ELB health)", load_balancer)
+
+        def lb_alias() -> tuple[str, str]:
+            lb = elbv2.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0]
+            return lb["DNSName"], lb["CanonicalHostedZoneId"]
+
+    else:
+        elb = client("elb")
+        elb_name = attr("module.proxy_fleet.aws_elb.this[0]", "name")
+
+        def classic_elb() -> str | None:
+            lb = elb.describe_load_balancers(LoadBalancerNames=[elb_name])["LoadBalancerDescriptions"][0]
+            if lb.get("Scheme") != "internet-facing" or lb.get("SecurityGroups") != [lb_sg]:
+                return f"scheme {lb.get('Scheme')} / security groups {lb.get('SecurityGroups')}, want internet-facing / [{lb_sg}]"
+            listeners = [(d["Listener"]["Protocol"].upper(), d["Listener"]["LoadBalancerPort"], d["Listener"]["InstancePort"]) for d in lb["ListenerDescriptions"]]
+            if listeners != [("TCP", 80, 80)]:
+                return f"listeners {listeners}, want TCP 80 -> 80"
+            backends = {b["InstancePort"]: b.get("PolicyNames", []) for b in lb.get("BackendServerDescriptions", [])}
+            if not backends.get(80):
+                return f"no policy on instance port 80 (backend descriptions {backends})"
+            policies = elb.describe_load_balancer_policies(LoadBalancerName=elb_name, PolicyNames=backends[80])["PolicyDescriptions"]
+            proxy = [
+                p
+                for p in policies
+                if p["PolicyTypeName"] == "ProxyProtocolPolicyType"
+                and any(a["AttributeName"] == "ProxyProtocol" and a["AttributeValue"].lower() == "true" for a in p["PolicyAttributeDescriptions"])
+            ]
+            if not proxy:
+                return f"instance port 80 policies {policies}: none enables ProxyProtocol"
+            draining = elb.describe_load_balancer_attributes(LoadBalancerName=elb_name)["LoadBalancerAttributes"]["ConnectionDraining"]
+            if draining != {"Enabled": True, "Timeout": 60}:
+                return f"connection draining {draining}, want enabled, 60 s"
+            return proxy_group_registration([], [elb_name])
+
+        c.check("classic ELB: internet-facing, its own security group, TCP 80 -> 80, ProxyProtocol on instance port 80, draining 60 s; proxy group registers there (ELB health)", classic_elb)
+
+        def lb_alias() -> tuple[str, str]:
+            lb = elb.describe_load_balancers(LoadBalancerNames=[elb_name])["LoadBalancerDescriptions"][0]
+            return lb["DNSName"], lb["CanonicalHostedZoneNameID"]
+
+    lb_kind = "classic ELB" if classic else "NLB"
 
     # --- Route 53
     def record() -> str | None:
@@ -411,14 +458,53 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         if len(found) != 1:
             return f"{len(found)} A records named {want} in {zone_id}"
         alias = found[0].get("AliasTarget") or {}
-        lb = elbv2.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0]
-        if alias.get("DNSName", "").rstrip(".").lower() != lb["DNSName"].rstrip(".").lower():
-            return f"alias to {alias.get('DNSName')}, want the NLB {lb['DNSName']}"
-        if alias.get("HostedZoneId") != lb["CanonicalHostedZoneId"] or alias.get("EvaluateTargetHealth") is not True:
-            return f"alias zone {alias.get('HostedZoneId')} / evaluate {alias.get('EvaluateTargetHealth')}, want {lb['CanonicalHostedZoneId']} / true"
+        dns_name, lb_zone = lb_alias()
+        if alias.get("DNSName", "").rstrip(".").lower() != dns_name.rstrip(".").lower():
+            return f"alias to {alias.get('DNSName')}, want the {lb_kind} {dns_name}"
+        if alias.get("HostedZoneId") != lb_zone or alias.get("EvaluateTargetHealth") is not True:
+            return f"alias zone {alias.get('HostedZoneId')} / evaluate {alias.get('EvaluateTargetHealth')}, want {lb_zone} / true"
         return None
 
-    c.check(f"Route 53: A alias {record_name} -> the NLB (its zone, target health evaluated)", record)
+    c.check(f"Route 53: A alias {record_name} -> the {lb_kind} (its zone, target health evaluated)", record)
+
+    # --- the web app's warm pool (backend_warm_pool), when set
+    warm = res["aws_autoscaling_group.web"].get("warm_pool") or []
+    if warm:
+
+        def warm_pool() -> str | None:
+            answer = asg.describe_warm_pool(AutoScalingGroupName=backend)
+            conf = answer.get("WarmPoolConfiguration") or {}
+            want = warm[0]
+            got = (conf.get("MinSize"), conf.get("PoolState"), (conf.get("InstanceReusePolicy") or {}).get("ReuseOnScaleIn"))
+            expected = (want["min_size"], want["pool_state"], want["instance_reuse_policy"][0]["reuse_on_scale_in"])
+            if got != expected:
+                return f"warm pool (min size, state, reuse) {got}, want {expected}"
+            return expect(len(answer.get("Instances", [])) >= want["min_size"], f"{len(answer.get('Instances', []))} instances in the pool, want >= {want['min_size']}")
+
+        c.check(f"warm pool of {backend}: min size, pool state, reuse on scale-in as configured, filled", warm_pool)
+
+    # --- the web app on Spot (backend_spot_instance_types), when set
+    mixed = res["aws_autoscaling_group.web"].get("mixed_instances_policy") or []
+    if mixed:
+
+        def spot() -> str | None:
+            group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[backend])["AutoScalingGroups"][0]
+            policy = group.get("MixedInstancesPolicy") or {}
+            overrides = [o.get("InstanceType") for o in policy.get("LaunchTemplate", {}).get("Overrides", [])]
+            want = [o["instance_type"] for o in mixed[0]["launch_template"][0]["override"]]
+            if overrides != want:
+                return f"instance types {overrides}, want {want}"
+            distribution = policy.get("InstancesDistribution") or {}
+            on_demand = (distribution.get("OnDemandBaseCapacity"), distribution.get("OnDemandPercentageAboveBaseCapacity"))
+            if on_demand != (0, 0) or distribution.get("SpotAllocationStrategy") != "price-capacity-optimized":
+                return f"distribution {distribution}, want all Spot, price-capacity-optimized"
+            if group.get("CapacityRebalance") is not True:
+                return "capacity rebalancing is off"
+            rebalance = lam.get_function(FunctionName=function)["Configuration"]["Environment"]["Variables"].get("REBALANCE")
+            want_rebalance = res["module.reactor.aws_lambda_function.this"]["environment"][0]["variables"]["REBALANCE"]
+            return expect(rebalance == want_rebalance, f"REBALANCE {rebalance}, want {want_rebalance}")
+
+        c.check(f"Spot on {backend}: mixed instances policy (the types, all Spot, price-capacity-optimized), capacity rebalancing, the reactor's REBALANCE", spot)
 
     # --- IAM
     def reactor_role() -> str | None:
