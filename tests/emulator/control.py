@@ -30,7 +30,7 @@ import json
 import time
 from typing import Any, Callable, Iterable
 
-from . import LOCK, ec2_signals, events_bridge, faults, lifecycle, speed, ssm_exec, timers
+from . import LOCK, ec2_signals, events_bridge, faults, lifecycle, speed, ssm_exec, terraform_compat, timers
 
 _calls: list[dict[str, Any]] = []
 UNLOCKED_SERVICES = {"sqs"}
@@ -212,5 +212,6 @@ def build_app() -> ExtensionApp:
     speed.install()
     lifecycle.install()
     ssm_exec.install()
+    terraform_compat.install()
     moto_app = DomainDispatcherApplication(create_backend_app)
     return ExtensionApp(moto_app)

@@ -1265,3 +1265,161 @@ def test_reset_kills_running_document_steps(world, tmp_path):
     wait_until(lambda: pid.exists() and pid.read_text().strip(), timeout=5, what="step started")
     world.emu.control("POST", "/moto-ext/reset")
     wait_until(lambda: not _alive(int(pid.read_text())), timeout=5, what="reset kills the step's process group")
+
+
+# --------------------------------------------------------------------------- terraform_compat
+# What the Terraform AWS provider needs of moto to apply and destroy the complete example
+# (scripts/check-terraform-apply).
+
+
+def test_bucket_policy_deny_with_unmet_condition_does_not_apply(emu):
+    s3 = emu.client("s3")
+    s3.create_bucket(Bucket="artefacts")
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": ["arn:aws:s3:::artefacts", "arn:aws:s3:::artefacts/*"]}
+    insecure = dict(deny, Sid="DenyInsecureTransport", Condition={"Bool": {"aws:SecureTransport": "false"}})
+    s3.put_bucket_policy(Bucket="artefacts", Policy=json.dumps({"Version": "2012-10-17", "Statement": [insecure]}))
+    s3.put_object(Bucket="artefacts", Key="agent/x/agent", Body=b"agent")
+    assert s3.head_object(Bucket="artefacts", Key="agent/x/agent")["ContentLength"] == 5
+    assert s3.get_object(Bucket="artefacts", Key="agent/x/agent")["Body"].read() == b"agent"
+    deleted = s3.delete_objects(Bucket="artefacts", Delete={"Objects": [{"Key": "agent/x/agent"}]})
+    assert [d["Key"] for d in deleted.get("Deleted", [])] == ["agent/x/agent"] and not deleted.get("Errors")
+    # A Deny without condition still denies.
+    s3.put_bucket_policy(Bucket="artefacts", Policy=json.dumps({"Version": "2012-10-17", "Statement": [dict(deny, Sid="All")]}))
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="artefacts", Key="k", Body=b"x")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_lifecycle_hooks_have_only_the_targets_they_were_given(world):
+    g = world.group(
+        hooks=[
+            {
+                "LifecycleHookName": "spec",
+                "LifecycleTransition": LAUNCHING,
+                "RoleARN": "arn:aws:iam::123456789012:role/hooks",
+                "NotificationTargetARN": "arn:aws:sqs:us-east-1:123456789012:hooks",
+            }
+        ]
+    )
+    world.hook(g, "plain", TERMINATING)
+    world.asg.put_lifecycle_hook(
+        AutoScalingGroupName=g,
+        LifecycleHookName="targeted",
+        LifecycleTransition=TERMINATING,
+        RoleARN="arn:aws:iam::123456789012:role/hooks",
+        NotificationTargetARN="arn:aws:sns:us-east-1:123456789012:hooks",
+    )
+    hooks = {h["LifecycleHookName"]: h for h in world.asg.describe_lifecycle_hooks(AutoScalingGroupName=g)["LifecycleHooks"]}
+    assert "RoleARN" not in hooks["plain"] and "NotificationTargetARN" not in hooks["plain"]
+    assert hooks["plain"]["NotificationMetadata"] == "meta-plain"
+    assert hooks["targeted"]["NotificationTargetARN"] == "arn:aws:sns:us-east-1:123456789012:hooks"
+    assert hooks["spec"]["RoleARN"] == "arn:aws:iam::123456789012:role/hooks"
+    assert hooks["spec"]["NotificationTargetARN"] == "arn:aws:sqs:us-east-1:123456789012:hooks"
+
+
+def test_lambda_keeps_dead_letter_and_logging_config(emu):
+    import io
+    import zipfile
+
+    role = emu.client("iam").create_role(
+        RoleName="reactor",
+        AssumeRolePolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        ),
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    lam = emu.client("lambda")
+    dlq = "arn:aws:sqs:us-east-1:123456789012:reactor-dlq"
+    lam.create_function(
+        FunctionName="reactor",
+        Role=role,
+        Runtime="provided.al2023",
+        Handler="bootstrap",
+        Code={"ZipFile": code.getvalue()},
+        DeadLetterConfig={"TargetArn": dlq},
+    )
+    conf = lam.get_function(FunctionName="reactor")["Configuration"]
+    assert conf["DeadLetterConfig"] == {"TargetArn": dlq}
+    assert conf["LoggingConfig"] == {"LogFormat": "Text", "LogGroup": "/aws/lambda/reactor"}, "AWS's default"
+    lam.update_function_configuration(
+        FunctionName="reactor",
+        DeadLetterConfig={"TargetArn": dlq + "-2"},
+        LoggingConfig={"LogFormat": "JSON", "LogGroup": "/custom/reactor"},
+    )
+    conf = lam.get_function_configuration(FunctionName="reactor")
+    assert conf["DeadLetterConfig"] == {"TargetArn": dlq + "-2"}
+    assert conf["LoggingConfig"]["LogFormat"] == "JSON" and conf["LoggingConfig"]["LogGroup"] == "/custom/reactor"
+
+
+def test_security_group_rule_referencing_a_group_has_its_description(world):
+    vpc = world.ec2.describe_subnets(SubnetIds=[world.subnet])["Subnets"][0]["VpcId"]
+    web = world.ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    proxy = world.ec2.create_security_group(GroupName="proxy", Description="proxy", VpcId=vpc)["GroupId"]
+    world.ec2.authorize_security_group_ingress(
+        GroupId=web,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "UserIdGroupPairs": [{"GroupId": proxy, "Description": "from the proxies"}]}],
+    )
+    rules = world.ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [web]}])["SecurityGroupRules"]
+    (rule,) = [r for r in rules if not r["IsEgress"]]
+    assert rule["ReferencedGroupInfo"]["GroupId"] == proxy and rule["Description"] == "from the proxies"
+
+
+def test_launch_template_own_tags_stay_off_its_data(world):
+    world.ec2.create_launch_template(
+        LaunchTemplateName="tagged",
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "Role", "Value": "proxy"}]}]},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Project", "Value": "haproxy-asg"}]}],
+    )
+    template = world.ec2.describe_launch_templates(LaunchTemplateNames=["tagged"])["LaunchTemplates"][0]
+    assert {"Key": "Project", "Value": "haproxy-asg"} in template.get("Tags", [])
+    data = world.ec2.describe_launch_template_versions(LaunchTemplateName="tagged")["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert [s["ResourceType"] for s in data["TagSpecifications"]] == ["instance"]
+
+
+def test_nat_gateway_deletion_frees_its_interface_and_address(world):
+    eip = world.ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = world.ec2.create_nat_gateway(SubnetId=world.subnet, AllocationId=eip)["NatGateway"]["NatGatewayId"]
+    enis = lambda: {n["NetworkInterfaceId"] for n in world.ec2.describe_network_interfaces()["NetworkInterfaces"]}
+    (eni,) = {a["NetworkInterfaceId"] for a in world.ec2.describe_addresses(AllocationIds=[eip])["Addresses"]}
+    assert eni in enis()
+    world.ec2.delete_nat_gateway(NatGatewayId=nat)
+    assert eni not in enis()
+    (address,) = world.ec2.describe_addresses(AllocationIds=[eip])["Addresses"]
+    assert not address.get("AssociationId") and not address.get("NetworkInterfaceId")
+    world.ec2.release_address(AllocationId=eip)
+
+
+def test_network_load_balancer_scheme_and_arn(world):
+    elbv2 = world.emu.client("elbv2")
+    nlb = elbv2.create_load_balancer(Name="proxies", Subnets=[world.subnet], Type="network", Tags=[{"Key": "Project", "Value": "haproxy-asg"}])["LoadBalancers"][0]
+    arn = nlb["LoadBalancerArn"]
+    assert ":loadbalancer/net/proxies/" in arn and nlb["Scheme"] == "internet-facing"
+    assert elbv2.describe_load_balancers(Names=["proxies"])["LoadBalancers"][0]["LoadBalancerArn"] == arn
+    assert elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"][0]["Tags"] == [{"Key": "Project", "Value": "haproxy-asg"}]
+    vpc = world.ec2.describe_subnets(SubnetIds=[world.subnet])["Subnets"][0]["VpcId"]
+    tg = elbv2.create_target_group(Name="proxies-80", Protocol="TCP", Port=80, VpcId=vpc, TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+    listener = elbv2.create_listener(LoadBalancerArn=arn, Protocol="TCP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    assert ":listener/net/proxies/" in listener["Listeners"][0]["ListenerArn"]
+    alb = elbv2.create_load_balancer(Name="web", Subnets=[world.subnet], Scheme="internal")["LoadBalancers"][0]
+    assert ":loadbalancer/app/web/" in alb["LoadBalancerArn"] and alb["Scheme"] == "internal"
+    elbv2.delete_load_balancer(LoadBalancerArn=arn)
+    assert [lb["LoadBalancerName"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]] == ["web"]
+
+
+def test_classic_load_balancer_zone_and_connection_draining(emu):
+    elb = emu.client("elb")
+    elb.create_load_balancer(
+        LoadBalancerName="proxies",
+        Listeners=[{"Protocol": "tcp", "LoadBalancerPort": 80, "InstancePort": 80}],
+        AvailabilityZones=["us-east-1a"],
+    )
+    (lb,) = elb.describe_load_balancers(LoadBalancerNames=["proxies"])["LoadBalancerDescriptions"]
+    assert lb["CanonicalHostedZoneNameID"] == "Z3DZXE0EXAMPLE", "an alias record needs it"
+    draining = lambda: elb.describe_load_balancer_attributes(LoadBalancerName="proxies")["LoadBalancerAttributes"]["ConnectionDraining"]
+    # The provider sets the timeout (with Enabled true), then Enabled alone.
+    elb.modify_load_balancer_attributes(LoadBalancerName="proxies", LoadBalancerAttributes={"ConnectionDraining": {"Enabled": True, "Timeout": 60}})
+    assert draining() == {"Enabled": True, "Timeout": 60}
+    elb.modify_load_balancer_attributes(LoadBalancerName="proxies", LoadBalancerAttributes={"ConnectionDraining": {"Enabled": True}})
+    assert draining() == {"Enabled": True, "Timeout": 60}, "Enabled alone keeps the timeout"
