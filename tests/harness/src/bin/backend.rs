@@ -80,7 +80,7 @@ fn stream(out: &mut TcpStream, name: &str, ms: u64) -> std::io::Result<()> {
         out.flush()?;
     }
     std::thread::sleep(rest);
-    write!(out, "{name}\n")?;
+    writeln!(out, "{name}")?;
     out.flush()
 }
 
