@@ -318,6 +318,7 @@ port = 8080
                     .into_iter()
                     .map(|r| MemberId::new(r).unwrap())
                     .collect(),
+                drain_by_ms: Default::default(),
             }],
         )
     }

@@ -393,6 +393,31 @@ pub fn plan_change(
     generation: u64,
     clock: Clock,
 ) -> PoolPlan {
+    plan_change_by(
+        table,
+        live,
+        add,
+        remove,
+        &BTreeMap::new(),
+        generation,
+        clock,
+    )
+}
+
+/// [`plan_change`] where some removals must end their drain by a time of their own
+/// (`drain_by_ms`, ms since the epoch: a Spot instance reclaimed two minutes after its
+/// warning): the drain's deadline is the sooner of that and the pool's drain timeout,
+/// and a drain already running is held to it too. Sessions still open at the deadline
+/// are shut.
+pub fn plan_change_by(
+    table: &mut PoolSlots,
+    live: &LiveSlots,
+    add: &[Member],
+    remove: &[MemberId],
+    drain_by_ms: &BTreeMap<MemberId, u64>,
+    generation: u64,
+    clock: Clock,
+) -> PoolPlan {
     let mut plan = PoolPlan {
         size_needed: live.size(),
         ..PoolPlan::default()
@@ -451,7 +476,15 @@ pub fn plan_change(
     for id in remove {
         let action = match table.members.get_mut(id) {
             Some(e) if e.generation > generation => newer(id, e, generation),
-            Some(e) => leave_existing(id, e, live, generation, clock, &mut plan.superseded),
+            Some(e) => {
+                let action = leave_existing(id, e, live, generation, clock, &mut plan.superseded);
+                if let (Some(by), Some(op)) = (drain_by_ms.get(id), e.op.as_mut()) {
+                    if e.state == EntryState::Draining && *by < op.deadline_ms {
+                        op.deadline_ms = *by;
+                    }
+                }
+                action
+            }
             None => {
                 table.retire(id, generation);
                 Action::Done {
@@ -959,6 +992,33 @@ mod tests {
         // A newer add brings it back.
         let p = plan_change(&mut t, &l, &[m("a", 1)], &[], 7, at(0));
         assert_eq!(joins(&p), vec![("a".into(), 1)]);
+    }
+
+    #[test]
+    fn a_drain_deadline_of_its_own_shortens_the_drain_and_shuts_what_is_left() {
+        let mut t = PoolSlots::default();
+        let mut l = live(4);
+        plan_change(&mut t, &l, &[m("a", 1), m("b", 2)], &[], 1, at(0));
+        advance_with(&mut t, &[row(1, "UP", 0), row(2, "UP", 0)], 10);
+        serving(&mut l, 1, 1);
+        serving(&mut l, 2, 2);
+        // a must be drained by 5 s from now; b drains on the pool's timeout.
+        let by = BTreeMap::from([(id("a"), 5_000)]);
+        plan_change_by(&mut t, &l, &[], &[id("a"), id("b")], &by, 2, at(0));
+        let deadline = |t: &PoolSlots, who: &str| t.members[&id(who)].op.unwrap().deadline_ms;
+        assert_eq!(deadline(&t, "a"), 5_000);
+        assert!(deadline(&t, "b") > 5_000);
+        // Sessions still open at the deadline are shut, and the drain ends.
+        let adv = advance_with(&mut t, &[row(1, "DRAIN", 3), row(2, "DRAIN", 3)], 5_000);
+        assert_eq!(adv.finished.len(), 1, "{:?}", adv.finished);
+        assert!(adv
+            .commands
+            .iter()
+            .any(|c| c.to_string().contains("shutdown sessions server web/slot1")));
+        // A later message with a sooner deadline holds a running drain to it.
+        let by = BTreeMap::from([(id("b"), 7_000)]);
+        plan_change_by(&mut t, &l, &[], &[id("b")], &by, 3, at(6_000));
+        assert_eq!(deadline(&t, "b"), 7_000);
     }
 
     #[test]

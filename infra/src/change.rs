@@ -14,7 +14,7 @@
 //! messages can never undo a newer decision. The reactor uses the time (in ms) at which
 //! it read the group's state as the generation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,11 @@ pub struct PoolChange {
     /// Members that should leave: drained, then their slot is released.
     #[serde(default)]
     pub remove: Vec<MemberId>,
+    /// For some of `remove`: the time (ms since the epoch) by which their drain must end,
+    /// sooner than the pool's drain timeout would (a Spot instance reclaimed two minutes
+    /// after its warning). Sessions still open then are shut.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drain_by_ms: BTreeMap<MemberId, u64>,
 }
 
 /// The complete membership of some pools.
@@ -171,6 +176,15 @@ impl Change {
                 &p.pool,
                 p.add.iter().map(|m| &m.id).chain(p.remove.iter()),
             )?;
+            if let Some(id) = p.drain_by_ms.keys().find(|id| !p.remove.contains(id)) {
+                return Err(MessageError::Invalid {
+                    kind: KIND,
+                    reason: format!(
+                        "pool {}: drain_by_ms names {id}, which is not in remove (a deadline only applies to a member being removed)",
+                        p.pool
+                    ),
+                });
+            }
         }
         Ok(c)
     }
@@ -260,5 +274,29 @@ mod tests {
         assert!(e.contains("unknown field `extra`"), "{e}");
         let e = err(r#"{"version":1,"generation":-3,"pools":[]}"#);
         assert!(e.contains("malformed"), "{e}");
+        let e = err(
+            r#"{"version":1,"generation":1,"pools":[{"pool":"web","remove":["i-1"],"drain_by_ms":{"i-2":5}}]}"#,
+        );
+        assert!(
+            e.contains("drain_by_ms names i-2, which is not in remove"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_drain_deadline_round_trips_and_is_left_out_when_there_is_none() {
+        let text = r#"{"version":1,"generation":1,"pools":[{"pool":"web","remove":["i-1"],"drain_by_ms":{"i-1":1700000000000}}]}"#;
+        let c = Change::from_json(text).unwrap();
+        assert_eq!(
+            c.pools[0].drain_by_ms.get(&MemberId::new("i-1").unwrap()),
+            Some(&1_700_000_000_000)
+        );
+        assert_eq!(Change::from_json(&c.to_json()).unwrap(), c);
+        let plain =
+            r#"{"version":1,"generation":1,"pools":[{"pool":"web","add":[],"remove":["i-1"]}]}"#;
+        assert!(!Change::from_json(plain)
+            .unwrap()
+            .to_json()
+            .contains("drain_by_ms"));
     }
 }

@@ -26,7 +26,7 @@
 //! let joining = Member::new(MemberId::new("i-0abc")?, "10.0.1.23".parse()?, Port::new(8080)?)?;
 //! let change = Change::new(
 //!     1732262400123,
-//!     vec![PoolChange { pool: web, add: vec![joining], remove: vec![MemberId::new("i-0def")?] }],
+//!     vec![PoolChange { pool: web, add: vec![joining], remove: vec![MemberId::new("i-0def")?], drain_by_ms: Default::default() }],
 //! );
 //! // ...sends it as JSON, and the agent reads back exactly what was meant.
 //! let text = change.to_json();

@@ -628,7 +628,15 @@ impl Service {
             let Some(pc) = by_pool.get(p) else {
                 return PoolPlan::default();
             };
-            slots::plan_change(t, live, &pc.add, &pc.remove, change.generation, clock)
+            slots::plan_change_by(
+                t,
+                live,
+                &pc.add,
+                &pc.remove,
+                &pc.drain_by_ms,
+                change.generation,
+                clock,
+            )
         })?;
         Ok(self.finish(change.generation, started, wait, progress))
     }

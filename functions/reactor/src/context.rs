@@ -69,6 +69,22 @@ pub struct Context {
     /// The actions it serves.
     #[serde(rename = "a", default)]
     pub actions: Vec<ActionRef>,
+    /// Members it drains that had no lifecycle action yet (a Spot instance drained on
+    /// its warning, before Auto Scaling's terminate hook): when the command ends, an
+    /// action that has appeared for one of them meanwhile is decided from its reports.
+    #[serde(rename = "r", default, skip_serializing_if = "Vec::is_empty")]
+    pub riders: Vec<Rider>,
+}
+
+/// A member drained by a change without a lifecycle action of its own (yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rider {
+    /// Its Auto Scaling group.
+    #[serde(rename = "g")]
+    pub group: String,
+    /// The instance.
+    #[serde(rename = "i")]
+    pub instance: MemberId,
 }
 
 impl Context {
@@ -78,6 +94,7 @@ impl Context {
             version: CONTEXT_VERSION,
             generation,
             actions,
+            riders: Vec::new(),
         }
     }
 
@@ -122,7 +139,11 @@ mod tests {
 
     #[test]
     fn a_context_round_trips_and_fits_the_documents_pattern() {
-        let c = Context::new(42, vec![action()]);
+        let mut c = Context::new(42, vec![action()]);
+        c.riders.push(Rider {
+            group: "web-asg".into(),
+            instance: MemberId::new("i-0def").unwrap(),
+        });
         let text = c.encode();
         assert!(text
             .chars()

@@ -97,6 +97,18 @@ pub struct Ec2StateDetail {
     pub state: String,
 }
 
+/// `EC2 Spot Instance Interruption Warning` and `EC2 Instance Rebalance Recommendation`
+/// (source `aws.ec2`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ec2WarningDetail {
+    /// The instance.
+    #[serde(rename = "instance-id")]
+    pub instance_id: String,
+    /// What EC2 will do (`terminate`, `stop`, `hibernate`); interruption warnings only.
+    #[serde(rename = "instance-action", default)]
+    pub instance_action: Option<String>,
+}
+
 /// Every event the reactor understands, by `detail-type`, and a catch-all.
 // Parsed once per invocation and consumed at once: the size of the variants is moot.
 #[allow(clippy::large_enum_variant)]
@@ -124,6 +136,12 @@ pub enum Event {
     /// EC2 changed an instance's state.
     #[serde(rename = "EC2 Instance State-change Notification")]
     Ec2StateChange(Envelope<Ec2StateDetail>),
+    /// EC2 reclaims a Spot instance in two minutes.
+    #[serde(rename = "EC2 Spot Instance Interruption Warning")]
+    SpotInterruption(Envelope<Ec2WarningDetail>),
+    /// EC2 says a Spot instance is at elevated risk of interruption.
+    #[serde(rename = "EC2 Instance Rebalance Recommendation")]
+    RebalanceRecommendation(Envelope<Ec2WarningDetail>),
     /// A Run Command command changed status.
     #[serde(rename = "EC2 Command Status-change Notification")]
     CommandStatus(Envelope<CommandStatusDetail>),
@@ -190,6 +208,17 @@ pub enum Classified {
         token: Option<String>,
         /// When the action started (ms since the epoch), from the event time.
         started_ms: Option<u64>,
+        /// Where a warm pool is involved, which way the instance moves.
+        warm: WarmMove,
+    },
+    /// EC2 warned that an instance goes away: drain it now.
+    Warning {
+        /// A Spot interruption or a rebalance recommendation.
+        kind: Warning,
+        /// The instance.
+        instance: String,
+        /// When EC2 sent it (ms since the epoch), from the event time.
+        time_ms: Option<u64>,
     },
     /// An activity (launch or termination) finished: re-read the group.
     Activity {
@@ -225,6 +254,32 @@ pub enum Classified {
     },
 }
 
+/// A warning from EC2 about an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    /// `EC2 Spot Instance Interruption Warning`: reclaimed two minutes later.
+    SpotInterruption,
+    /// `EC2 Instance Rebalance Recommendation`: at elevated risk of interruption.
+    Rebalance,
+}
+
+/// A lifecycle action's move with respect to a warm pool (its `Origin` and
+/// `Destination`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmMove {
+    /// No warm pool involved (or the event said nothing).
+    None,
+    /// Launched into the warm pool (`Destination: WarmPool`): it never joins a pool; its
+    /// action is continued so it can be stopped there.
+    IntoPool,
+    /// Leaves the warm pool for good (terminate, `Origin: WarmPool`): it never was in a
+    /// pool since it entered the warm pool.
+    OutOfPool,
+    /// Goes back to the warm pool on scale-in (terminate, `Destination: WarmPool`):
+    /// drained and released like a termination, although the group no longer lists it.
+    BackToPool,
+}
+
 impl Classified {
     /// A short name for logs and the invocation's answer.
     pub fn kind(&self) -> &'static str {
@@ -237,6 +292,14 @@ impl Classified {
                 transition: Transition::Terminate,
                 ..
             } => "terminate-lifecycle-action",
+            Self::Warning {
+                kind: Warning::SpotInterruption,
+                ..
+            } => "spot-interruption-warning",
+            Self::Warning {
+                kind: Warning::Rebalance,
+                ..
+            } => "rebalance-recommendation",
             Self::Activity { .. } => "activity",
             Self::CommandEnded { .. } => "command-ended",
             Self::Ec2State { .. } => "ec2-state-change",
@@ -284,6 +347,16 @@ pub fn classify(value: &Value) -> Classified {
         | Event::TerminateSuccessful(env)
         | Event::TerminateUnsuccessful(env) => activity(env),
         Event::CommandStatus(env) => command_status(env),
+        Event::SpotInterruption(env) => warning(
+            env,
+            Warning::SpotInterruption,
+            "EC2 Spot Instance Interruption Warning",
+        ),
+        Event::RebalanceRecommendation(env) => warning(
+            env,
+            Warning::Rebalance,
+            "EC2 Instance Rebalance Recommendation",
+        ),
         Event::Ec2StateChange(env) => {
             if let Some(i) = check_source(
                 &env.source,
@@ -338,11 +411,14 @@ fn lifecycle(
             "{detail_type} without a group, instance or hook name"
         ));
     };
-    if d.destination.as_deref() == Some("WarmPool") {
-        return ignored(format!(
-            "{detail_type} for instance {instance} of group {group} going to the warm pool: not a pool member"
-        ));
-    }
+    let to_pool = d.destination.as_deref() == Some("WarmPool");
+    let from_pool = d.origin.as_deref() == Some("WarmPool");
+    let warm = match transition {
+        Transition::Launch if to_pool => WarmMove::IntoPool,
+        Transition::Terminate if to_pool => WarmMove::BackToPool,
+        Transition::Terminate if from_pool => WarmMove::OutOfPool,
+        _ => WarmMove::None,
+    };
     Classified::LifecycleAction {
         transition,
         group,
@@ -350,6 +426,21 @@ fn lifecycle(
         hook,
         token: d.lifecycle_action_token.and_then(|t| non_empty(&t)),
         started_ms: env.time.as_deref().and_then(parse_rfc3339_ms),
+        warm,
+    }
+}
+
+fn warning(env: Envelope<Ec2WarningDetail>, kind: Warning, detail_type: &str) -> Classified {
+    if let Some(i) = check_source(&env.source, "aws.ec2", detail_type) {
+        return i;
+    }
+    match non_empty(&env.detail.instance_id) {
+        Some(instance) => Classified::Warning {
+            kind,
+            instance,
+            time_ms: env.time.as_deref().and_then(parse_rfc3339_ms),
+        },
+        None => ignored(format!("{detail_type} without an instance id")),
     }
 }
 
@@ -413,6 +504,9 @@ fn explain_other(v: &Value) -> String {
         | "EC2 Instance Terminate Unsuccessful" => Envelope::<ActivityDetail>::deserialize(v).err(),
         "EC2 Instance State-change Notification" => {
             Envelope::<Ec2StateDetail>::deserialize(v).err()
+        }
+        "EC2 Spot Instance Interruption Warning" | "EC2 Instance Rebalance Recommendation" => {
+            Envelope::<Ec2WarningDetail>::deserialize(v).err()
         }
         "EC2 Command Status-change Notification" => {
             Envelope::<CommandStatusDetail>::deserialize(v).err()
@@ -528,6 +622,7 @@ mod tests {
                 hook: "my-lifecycle-hook".into(),
                 token: Some("87654321-4321-4321-4321-210987654321".into()),
                 started_ms: parse_rfc3339_ms("2026-11-20T10:00:00Z"),
+                warm: WarmMove::None,
             }
         );
         assert!(matches!(
@@ -595,8 +690,94 @@ mod tests {
         v["detail"]["Origin"] = json!("EC2");
         v["detail"]["Destination"] = json!("AutoScalingGroup");
         assert!(matches!(classify(&v), Classified::LifecycleAction { .. }));
+        assert!(matches!(
+            classify(&v),
+            Classified::LifecycleAction {
+                warm: WarmMove::None,
+                ..
+            }
+        ));
         v["detail"]["Destination"] = json!("WarmPool");
-        assert!(matches!(classify(&v), Classified::Ignored { .. }));
+        assert!(matches!(
+            classify(&v),
+            Classified::LifecycleAction {
+                warm: WarmMove::IntoPool,
+                ..
+            }
+        ));
+        let mut t = terminate_sample();
+        t["detail"]["Origin"] = json!("AutoScalingGroup");
+        t["detail"]["Destination"] = json!("WarmPool");
+        assert!(matches!(
+            classify(&t),
+            Classified::LifecycleAction {
+                warm: WarmMove::BackToPool,
+                ..
+            }
+        ));
+        t["detail"]["Origin"] = json!("WarmPool");
+        t["detail"]["Destination"] = json!("EC2");
+        assert!(matches!(
+            classify(&t),
+            Classified::LifecycleAction {
+                warm: WarmMove::OutOfPool,
+                ..
+            }
+        ));
+        // Into the group from the pool: a launch like any other.
+        v["detail"]["Origin"] = json!("WarmPool");
+        v["detail"]["Destination"] = json!("AutoScalingGroup");
+        assert!(matches!(
+            classify(&v),
+            Classified::LifecycleAction {
+                warm: WarmMove::None,
+                ..
+            }
+        ));
+    }
+
+    /// The samples kept with the Terraform module (its EventBridge patterns are tested
+    /// against the same files).
+    fn module_sample(name: &str) -> Value {
+        let text = match name {
+            "spot" => include_str!(
+                "../../../terraform/modules/reactor/tests/events/spot-interruption-warning.json"
+            ),
+            _ => include_str!(
+                "../../../terraform/modules/reactor/tests/events/rebalance-recommendation.json"
+            ),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn spot_warnings_are_classified_from_the_module_samples() {
+        let t = parse_rfc3339_ms("2026-11-20T10:00:00Z");
+        assert_eq!(
+            classify(&module_sample("spot")),
+            Classified::Warning {
+                kind: Warning::SpotInterruption,
+                instance: "i-1234567890abcdef0".into(),
+                time_ms: t,
+            }
+        );
+        assert_eq!(
+            classify(&module_sample("rebalance")),
+            Classified::Warning {
+                kind: Warning::Rebalance,
+                instance: "i-1234567890abcdef0".into(),
+                time_ms: t,
+            }
+        );
+        let mut v = module_sample("spot");
+        v["source"] = json!("aws.autoscaling");
+        assert!(reason(v).contains("expected \"aws.ec2\""));
+        let mut v = module_sample("spot");
+        v["detail"]["instance-id"] = json!(" ");
+        assert!(reason(v).contains("without an instance id"));
+        let mut v = module_sample("rebalance");
+        v["detail"] = json!({"instance": 1});
+        assert!(reason(v).contains("EC2 Instance Rebalance Recommendation"));
     }
 
     fn reason(v: Value) -> String {

@@ -1,5 +1,6 @@
-//! Completing lifecycle actions and keeping them alive: the boundary
-//! ([`LifecycleApi`]) and its Auto Scaling implementation.
+//! Completing lifecycle actions, keeping them alive, and marking the instances EC2
+//! warned about: the boundary ([`LifecycleApi`]) and its Auto Scaling and EC2
+//! implementation.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
-use infra::aws::AwsError;
+use infra::aws::{AwsError, Interruption, INTERRUPTED_TAG};
 
 use crate::event::Transition;
 
@@ -54,12 +55,22 @@ pub trait LifecycleApi: Send + Sync {
         instance: &str,
         token: Option<&str>,
     ) -> impl Future<Output = Result<Completion, AwsError>> + Send;
+
+    /// Tags `instance` with [`INTERRUPTED_TAG`]: every later read of its group sees it
+    /// leaving, so no event and no schedule adds it back while Auto Scaling still lists
+    /// it in service. The stateless reactor keeps this one fact on the instance itself.
+    fn mark_interrupted(
+        &self,
+        instance: &str,
+        interruption: &Interruption,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 /// [`LifecycleApi`] on Auto Scaling.
 #[derive(Debug)]
 pub struct AwsLifecycle {
     asg: aws_sdk_autoscaling::Client,
+    ec2: aws_sdk_ec2::Client,
     hooks: Mutex<HashMap<String, Vec<Hook>>>,
 }
 
@@ -89,6 +100,7 @@ impl AwsLifecycle {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
             asg: aws_sdk_autoscaling::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
             hooks: Mutex::new(HashMap::new()),
         }
     }
@@ -204,5 +216,26 @@ impl LifecycleApi for AwsLifecycle {
             }
             (c, _) => Ok(c),
         }
+    }
+
+    async fn mark_interrupted(
+        &self,
+        instance: &str,
+        interruption: &Interruption,
+    ) -> Result<(), AwsError> {
+        let tag = aws_sdk_ec2::types::Tag::builder()
+            .key(INTERRUPTED_TAG)
+            .value(interruption.tag_value())
+            .build();
+        self.ec2
+            .create_tags()
+            .resources(instance)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| {
+                infra::aws::api_error("CreateTags", &format!("instance {instance}"), &e)
+            })?;
+        Ok(())
     }
 }

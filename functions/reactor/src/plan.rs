@@ -23,6 +23,9 @@ pub struct EventAction {
     pub token: Option<String>,
     /// When the action started (ms since the epoch).
     pub started_ms: Option<u64>,
+    /// The instance is going back to the warm pool: the group no longer lists it, yet
+    /// its action is pending (the event is the only word on it).
+    pub to_warm_pool: bool,
 }
 
 /// A lifecycle action waiting to be completed, found in the group's truth.
@@ -194,7 +197,21 @@ pub fn pending_actions(
         let matched = actions
             .iter()
             .any(|a| a.instance.as_str() == e.instance && a.transition == e.transition);
-        if !matched {
+        let unlisted = state.member(&e.instance).is_none();
+        if !matched && e.to_warm_pool && unlisted {
+            if let Ok(instance) = MemberId::new(e.instance.as_str()) {
+                actions.push(PendingAction {
+                    group: state.name.clone(),
+                    instance,
+                    transition: e.transition,
+                    phase: Phase::Leaving,
+                    ec2_state: None,
+                    hook: Some(e.hook.clone()),
+                    token: e.token.clone(),
+                    started_ms: e.started_ms,
+                });
+            }
+        } else if !matched {
             let now = match state.member(&e.instance) {
                 Some(m) => format!("is {}", m.lifecycle_state),
                 None => "is no longer in the group".to_string(),
@@ -493,6 +510,7 @@ mod tests {
             hook: "h".into(),
             token: Some("t".into()),
             started_ms: None,
+            to_warm_pool: false,
         };
         let (actions, notes) = pending_actions(
             &s,
@@ -518,6 +536,7 @@ mod tests {
             hook: "h".into(),
             token: Some("t".into()),
             started_ms: Some(5),
+            to_warm_pool: false,
         };
         let (actions, notes) = pending_actions(
             &s,
@@ -575,6 +594,7 @@ mod tests {
                 hook: "h".into(),
                 token: None,
                 started_ms: None,
+                to_warm_pool: false,
             }),
         );
         assert!(actions.is_empty());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use infra::aws::{
     now_ms, plan_group_change, resolve_pools, AwsError, Discovery, Generations, GroupPoolsError,
-    GroupState, Phase, PlannedChange,
+    GroupState, Interruption, Phase, PlannedChange,
 };
 use infra::{MemberId, Pool, PoolName};
 use serde::Serialize;
@@ -20,10 +20,12 @@ use serde_json::Value;
 use tracing::{field, Instrument};
 
 use crate::config::Config;
+use crate::config::Rebalance;
+use crate::context::Rider;
 use crate::context::{ActionRef, Context};
 use crate::dispatch::{CommandInfo, DispatchError, Dispatcher, HostResult};
 use crate::dns::{batch_changes, plan_records, DnsApi, DnsError, RecordChange};
-use crate::event::{classify, Classified, Transition};
+use crate::event::{classify, Classified, Transition, WarmMove, Warning};
 use crate::lifecycle::{Completion, LifecycleApi};
 use crate::plan::{
     decide, event_selection, merge_pool_changes, pending_actions, plan_for_event, Decision,
@@ -234,6 +236,7 @@ where
                 hook,
                 token,
                 started_ms,
+                warm,
             } => {
                 span.record("group", group.as_str());
                 span.record("instance", instance.as_str());
@@ -250,9 +253,25 @@ where
                     hook,
                     token,
                     started_ms,
+                    to_warm_pool: warm == WarmMove::BackToPool,
                 };
-                self.group_event(&group, Some(&instance), Some(action), summary)
-                    .await
+                match warm {
+                    WarmMove::IntoPool | WarmMove::OutOfPool => {
+                        self.warm_pool_action(&group, action, warm, summary).await
+                    }
+                    WarmMove::None | WarmMove::BackToPool => {
+                        self.group_event(&group, Some(&instance), Some(action), summary)
+                            .await
+                    }
+                }
+            }
+            Classified::Warning {
+                kind,
+                instance,
+                time_ms,
+            } => {
+                span.record("instance", instance.as_str());
+                self.warning(kind, &instance, time_ms, summary).await
             }
             Classified::Activity { group, instance } => {
                 span.record("group", group.as_str());
@@ -328,18 +347,168 @@ where
         for n in notes {
             summary.note(n);
         }
+        let riders = riders(group, &plan, &actions);
         let groups = BTreeMap::from([(group.to_string(), pools)]);
-        self.send(plan, actions, &groups, state.read_at_ms, group, summary)
-            .await
+        self.send(
+            plan,
+            actions,
+            riders,
+            &groups,
+            state.read_at_ms,
+            group,
+            summary,
+        )
+        .await
+    }
+
+    /// A lifecycle action of an instance entering or leaving the warm pool without being
+    /// in the group: no pool ever had it, so it is continued at once (a launch into the
+    /// pool goes on to be stopped there).
+    async fn warm_pool_action(
+        &self,
+        group: &str,
+        action: EventAction,
+        warm: WarmMove,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        summary.groups.push(group.to_string());
+        if !self.config.manages(group) && self.config.proxy_group.as_deref() != Some(group) {
+            summary.ignore(format!(
+                "group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"
+            ));
+            return Ok(());
+        }
+        let Ok(instance) = MemberId::new(action.instance.as_str()) else {
+            summary.ignore(format!("instance id {:?} is not usable", action.instance));
+            return Ok(());
+        };
+        let r = ActionRef {
+            group: group.to_string(),
+            instance,
+            transition: action.transition,
+            hooks: vec![action.hook],
+            token: action.token,
+            started_ms: action.started_ms,
+            pools: Vec::new(),
+        };
+        let why = match warm {
+            WarmMove::IntoPool => "launched into the warm pool: it joins no pool until it leaves the warm pool for the group",
+            _ => "leaves the warm pool: no pool has had it since it entered the warm pool",
+        };
+        self.complete(&r, &Decision::Continue(why.into()), summary)
+            .await?;
+        Ok(())
+    }
+
+    /// EC2 warned that an instance goes away (a Spot interruption in two minutes, or a
+    /// rebalance recommendation the deployment drains on): it is marked on the instance
+    /// (so nothing adds it back) and drained on every host at once, a Spot one with a
+    /// deadline that ends the drain before EC2 reclaims it. Its terminate action, when
+    /// Auto Scaling starts one, is completed as soon as the drain is done.
+    async fn warning(
+        &self,
+        kind: Warning,
+        instance: &str,
+        time_ms: Option<u64>,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        if kind == Warning::Rebalance && self.config.rebalance == Rebalance::Ignore {
+            summary.ignore(format!(
+                "rebalance recommendation for instance {instance}: REBALANCE is ignore (set REBALANCE=drain to drain on it)"
+            ));
+            return Ok(());
+        }
+        let Some(group) = self.discovery.group_of_instance(instance).await? else {
+            summary.ignore(format!(
+                "instance {instance} is in no Auto Scaling group: not a pool member"
+            ));
+            return Ok(());
+        };
+        tracing::Span::current().record("group", group.as_str());
+        summary.groups.push(group.clone());
+        if self.config.proxy_group.as_deref() == Some(group.as_str()) {
+            summary.ignore(format!(
+                "instance {instance} is a proxy host: its record follows its group's lifecycle events"
+            ));
+            return Ok(());
+        }
+        if !self.config.manages(&group) {
+            summary.ignore(format!(
+                "group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"
+            ));
+            return Ok(());
+        }
+        let Some(mut state) = self
+            .discovery
+            .group_for_event(&group, Some(instance))
+            .await?
+        else {
+            summary.ignore(format!("group {group} does not exist (any more)"));
+            return Ok(());
+        };
+        let Some(pools) = resolve_pools(&group, &state.tags, self.config.pools.get(&group))? else {
+            summary.ignore(format!(
+                "group {group} feeds no pool: no haproxy:pool tag and not in POOLS"
+            ));
+            return Ok(());
+        };
+        let Some(member) = state.members.iter_mut().find(|m| m.id.as_str() == instance) else {
+            summary.ignore(format!(
+                "instance {instance} is no longer in group {group}: its own events removed it"
+            ));
+            return Ok(());
+        };
+        if let Some(earlier) = member.interrupted {
+            summary.ignore(format!(
+                "instance {instance} is already draining on an earlier warning (deadline {}): nothing more to do",
+                earlier
+                    .drain_by_ms
+                    .map_or("the pool's drain timeout".to_string(), |t| format!("{t} ms"))
+            ));
+            return Ok(());
+        }
+        let interruption = Interruption {
+            drain_by_ms: match kind {
+                Warning::SpotInterruption => Some(time_ms.unwrap_or_else(now_ms).saturating_add(
+                    u64::try_from(self.config.spot_drain_timeout.as_millis()).unwrap_or(u64::MAX),
+                )),
+                Warning::Rebalance => None,
+            },
+        };
+        self.lifecycle
+            .mark_interrupted(instance, &interruption)
+            .await?;
+        *member = member.clone().interrupt(interruption);
+        tracing::info!(
+            drain_by_ms = interruption.drain_by_ms,
+            "instance marked interrupted; draining it on every host"
+        );
+        let scope = Scope::Instance(instance);
+        let plan = plan_for_event(&pools, &state, scope);
+        let (actions, _) = pending_actions(&state, event_selection(scope), None);
+        let riders = riders(&group, &plan, &actions);
+        let groups = BTreeMap::from([(group.clone(), pools)]);
+        self.send(
+            plan,
+            actions,
+            riders,
+            &groups,
+            state.read_at_ms,
+            &group,
+            summary,
+        )
+        .await
     }
 
     /// Sends the change with the actions it serves in its context, and returns: the
     /// command's status event completes them. A launch whose instance is already leaving
     /// is abandoned now; with no proxy host every action is continued now.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         plan: PlannedChange,
         actions: Vec<PendingAction>,
+        riders: Vec<Rider>,
         groups: &BTreeMap<String, Vec<Pool>>,
         read_at_ms: u64,
         label: &str,
@@ -376,7 +545,8 @@ where
         let generation = self.generations.next(read_at_ms);
         tracing::Span::current().record("generation", generation);
         let change = plan.into_change(generation);
-        let context = Context::new(generation, refs);
+        let mut context = Context::new(generation, refs);
+        context.riders = riders;
         let sent = self.dispatcher.send(&change, &context, label).await?;
         summary.generation = Some(generation);
         summary.change = Some(change);
@@ -424,7 +594,7 @@ where
             return Ok(());
         }
         let context = match Context::decode(context.unwrap_or_default()) {
-            Ok(Some(c)) if !c.actions.is_empty() => c,
+            Ok(Some(c)) if !c.actions.is_empty() || !c.riders.is_empty() => c,
             Ok(_) => {
                 summary.ignore(format!(
                     "command {command_id} ({status}) carries no lifecycle action to complete"
@@ -450,10 +620,57 @@ where
                 first_error.get_or_insert(e);
             }
         }
+        if let Err(e) = self.complete_riders(&context, &hosts, summary).await {
+            tracing::error!(error = %e, "completing the actions of drained riders failed");
+            return Err(e);
+        }
         match first_error {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+
+    /// The members a command drained without a lifecycle action of their own: one that
+    /// has one now (Auto Scaling started terminating the interrupted instance while it
+    /// drained) is decided from the command's reports. Only a decision is acted on; an
+    /// action still waiting is left to its own change.
+    async fn complete_riders(
+        &self,
+        context: &Context,
+        hosts: &[HostResult],
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        if context.riders.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = context
+            .riders
+            .iter()
+            .map(|r| r.group.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let riders: BTreeSet<&MemberId> = context.riders.iter().map(|r| &r.instance).collect();
+        let mut found = Vec::new();
+        let mut groups = BTreeMap::new();
+        for state in self.discovery.groups(&names).await? {
+            let Some(pools) =
+                resolve_pools(&state.name, &state.tags, self.config.pools.get(&state.name))?
+            else {
+                continue;
+            };
+            let (actions, _) = pending_actions(&state, |m| riders.contains(&m.id), None);
+            found.extend(actions);
+            groups.insert(state.name.clone(), pools);
+        }
+        for (action, hooks) in self.targets(found, summary).await? {
+            let r = action_ref(&action, hooks, &groups);
+            let d = decide(&r, hosts, now_ms(), self.drain_ms());
+            if d.result().is_some() {
+                self.complete(&r, &d, summary).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Scheduled: heartbeats the actions whose commands still run, completes those whose
@@ -521,8 +738,16 @@ where
             unaddressed,
         };
         if !groups.is_empty() {
-            self.send(plan, left, &groups, read_at, "(reconcile)", summary)
-                .await?;
+            self.send(
+                plan,
+                left,
+                Vec::new(),
+                &groups,
+                read_at,
+                "(reconcile)",
+                summary,
+            )
+            .await?;
         }
         if let Some(proxy) = self.config.proxy_group.clone() {
             summary.groups.push(proxy.clone());
@@ -811,6 +1036,22 @@ where
         summary.dns = Some(done);
         Ok(())
     }
+}
+
+/// The members `plan` drains that no pending action covers (see [`Context::riders`]).
+fn riders(group: &str, plan: &PlannedChange, actions: &[PendingAction]) -> Vec<Rider> {
+    let covered: BTreeSet<&MemberId> = actions.iter().map(|a| &a.instance).collect();
+    plan.pools
+        .iter()
+        .flat_map(|p| p.remove.iter())
+        .filter(|id| !covered.contains(id))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|id| Rider {
+            group: group.to_string(),
+            instance: id.clone(),
+        })
+        .collect()
 }
 
 /// What the status event of a change needs about one of its actions.

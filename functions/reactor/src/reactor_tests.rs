@@ -210,6 +210,8 @@ impl Dispatcher for FakeHosts {
 struct FakeLifecycle {
     completed: Mutex<Vec<(String, String, String, &'static str)>>,
     heartbeats: Mutex<Vec<String>>,
+    /// Instances tagged interrupted, with the tag's value.
+    marked: Mutex<Vec<(String, String)>>,
     /// Other systems' hooks on the group.
     foreign: Vec<Hook>,
 }
@@ -260,6 +262,17 @@ impl LifecycleApi for FakeLifecycle {
     ) -> Result<Completion, AwsError> {
         self.heartbeats.lock().unwrap().push(instance.to_string());
         Ok(Completion::Done)
+    }
+    async fn mark_interrupted(
+        &self,
+        instance: &str,
+        interruption: &infra::aws::Interruption,
+    ) -> Result<(), AwsError> {
+        self.marked
+            .lock()
+            .unwrap()
+            .push((instance.to_string(), interruption.tag_value()));
+        Ok(())
     }
 }
 
@@ -920,4 +933,198 @@ async fn proxy_fleet_changes_keep_the_records_in_step() {
         r.dispatcher.sent.lock().unwrap().is_empty(),
         "no change for the proxy group itself"
     );
+}
+
+fn warning_event(kind: &str, instance: &str) -> Value {
+    let dt = match kind {
+        "spot" => "EC2 Spot Instance Interruption Warning",
+        _ => "EC2 Instance Rebalance Recommendation",
+    };
+    json!({"version":"0","id":"w1","detail-type":dt,"source":"aws.ec2",
+        "time":"2026-11-20T10:00:00Z",
+        "detail":{"instance-id":instance,"instance-action":"terminate"}})
+}
+
+fn fixture_with(extra: &[(&str, &str)]) -> Fixture {
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Config::from_lookup(|k| {
+        if let Some((_, v)) = extra.iter().find(|(n, _)| n == k) {
+            return Some(v.clone());
+        }
+        match k {
+            "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
+            "SSM_DOCUMENT" => Some("doc".into()),
+            "PROXY_TAG_KEY" => Some("Role".into()),
+            "PROXY_TAG_VALUE" => Some("proxy".into()),
+            _ => None,
+        }
+    })
+    .unwrap();
+    let mut d = FakeDiscovery::default();
+    d.instance_groups.insert("i-1".into(), "web-asg".into());
+    d.instance_groups.insert("i-2".into(), "web-asg".into());
+    d.instance_groups.insert("i-9".into(), "other-asg".into());
+    let r = Reactor::new(config, d, FakeHosts::new(2), FakeLifecycle::default(), None);
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-1", "InService", 1), member("i-2", "InService", 2)],
+        1000,
+    ));
+    r
+}
+
+#[tokio::test]
+async fn a_spot_warning_drains_at_once_by_a_deadline_and_its_terminate_is_continued_from_that_drain(
+) {
+    let r = fixture_with(&[]);
+    let s = r.handle(&warning_event("spot", "i-2")).await.unwrap();
+    assert_eq!(s.event, "spot-interruption-warning");
+    // Marked on the instance, with the deadline: the warning's time + 90 s.
+    let warned = crate::event::parse_rfc3339_ms("2026-11-20T10:00:00Z").unwrap();
+    let deadline = warned + 90_000;
+    assert_eq!(
+        r.lifecycle.marked.lock().unwrap().clone(),
+        [("i-2".to_string(), deadline.to_string())]
+    );
+    // Drained on every host at once, by that deadline; i-1 untouched.
+    let sent = r.dispatcher.changes();
+    assert_eq!(sent.len(), 1);
+    let web = &sent[0].pools[0];
+    assert_eq!(web.remove, [MemberId::new("i-2").unwrap()]);
+    assert!(web.add.is_empty());
+    assert_eq!(
+        web.drain_by_ms.values().copied().collect::<Vec<_>>(),
+        [deadline]
+    );
+
+    // While it drains, Auto Scaling starts terminating it; the drain ends.
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "InService", 1),
+            member("i-2", "Terminating:Wait", 2).interrupt(infra::aws::Interruption {
+                drain_by_ms: Some(deadline),
+            }),
+        ],
+        2000,
+    ));
+    let s = r.handle(&ended(&r, "cmd-1")).await.unwrap();
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")], "{s:?}");
+}
+
+#[tokio::test]
+async fn an_interrupted_member_is_never_added_back_and_duplicate_warnings_do_nothing() {
+    let r = fixture_with(&[]);
+    let marked = |id: &str| {
+        member(id, "InService", 2).interrupt(infra::aws::Interruption {
+            drain_by_ms: Some(5),
+        })
+    };
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-1", "InService", 1), marked("i-2")],
+        1000,
+    ));
+    let s = r.handle(&warning_event("spot", "i-2")).await.unwrap();
+    assert!(s.ignored.unwrap().contains("already draining"));
+    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
+    assert!(r.lifecycle.marked.lock().unwrap().is_empty());
+    // The schedule and a launch event's re-read remove it, never add it.
+    r.handle(&sched()).await.unwrap();
+    let sent = r.dispatcher.changes();
+    let web = &sent[0].pools[0];
+    assert!(web.add.iter().all(|m| m.id.as_str() != "i-2"), "{web:?}");
+    assert_eq!(web.remove, [MemberId::new("i-2").unwrap()]);
+    assert_eq!(web.drain_by_ms.values().copied().collect::<Vec<_>>(), [5]);
+}
+
+#[tokio::test]
+async fn rebalance_recommendations_drain_only_when_configured() {
+    let r = fixture_with(&[]);
+    let s = r.handle(&warning_event("rebalance", "i-2")).await.unwrap();
+    assert!(s.ignored.unwrap().contains("REBALANCE is ignore"));
+    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
+
+    let r = fixture_with(&[("REBALANCE", "drain")]);
+    r.handle(&warning_event("rebalance", "i-2")).await.unwrap();
+    assert_eq!(
+        r.lifecycle.marked.lock().unwrap().clone(),
+        [("i-2".to_string(), String::new())],
+        "marked without a deadline of its own"
+    );
+    let sent = r.dispatcher.changes();
+    assert_eq!(sent[0].pools[0].remove, [MemberId::new("i-2").unwrap()]);
+    assert!(sent[0].pools[0].drain_by_ms.is_empty());
+}
+
+#[tokio::test]
+async fn warnings_about_unknown_or_unmanaged_instances_are_acknowledged_without_effect() {
+    let r = fixture_with(&[]);
+    let s = r.handle(&warning_event("spot", "i-404")).await.unwrap();
+    assert!(s.ignored.unwrap().contains("in no Auto Scaling group"));
+    let s = r.handle(&warning_event("spot", "i-9")).await.unwrap();
+    assert!(s.ignored.unwrap().contains("not managed"));
+    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
+    assert!(r.lifecycle.marked.lock().unwrap().is_empty());
+}
+
+fn warm_event(kind: &str, instance: &str, origin: &str, destination: &str) -> Value {
+    let mut e = lifecycle_event(kind, instance);
+    e["detail"]["Origin"] = json!(origin);
+    e["detail"]["Destination"] = json!(destination);
+    e
+}
+
+#[tokio::test]
+async fn warm_pool_instances_never_reach_a_pool_and_one_going_back_is_drained_first() {
+    let r = fixture_with(&[]);
+    // Launched into the warm pool: continued at once, nothing sent.
+    let s = r
+        .handle(&warm_event("launch", "i-7", "EC2", "WarmPool"))
+        .await
+        .unwrap();
+    assert_eq!(completed(&r), [("i-7".to_string(), "CONTINUE")], "{s:?}");
+    // Terminated out of the warm pool: the same.
+    r.handle(&warm_event("terminate", "i-8", "WarmPool", "EC2"))
+        .await
+        .unwrap();
+    assert_eq!(completed(&r).len(), 2);
+    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
+
+    // Scale-in with reuse: i-2 goes back to the pool; the group no longer lists it.
+    r.discovery
+        .set(group("web-asg", vec![member("i-1", "InService", 1)], 2000));
+    let s = r
+        .handle(&warm_event(
+            "terminate",
+            "i-2",
+            "AutoScalingGroup",
+            "WarmPool",
+        ))
+        .await
+        .unwrap();
+    let sent = r.dispatcher.changes();
+    assert_eq!(sent[0].pools[0].remove, [MemberId::new("i-2").unwrap()]);
+    assert_eq!(s.actions[0].decision, "WAIT", "{s:?}");
+    end_last(&r).await;
+    assert_eq!(completed(&r)[2], ("i-2".to_string(), "CONTINUE"));
+
+    // From the pool into the group: a launch like any other, health-gated.
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "InService", 1),
+            member("i-7", "Pending:Wait", 7),
+        ],
+        3000,
+    ));
+    r.handle(&warm_event("launch", "i-7", "WarmPool", "AutoScalingGroup"))
+        .await
+        .unwrap();
+    let sent = r.dispatcher.changes();
+    assert_eq!(sent[1].pools[0].add.len(), 1);
+    assert_eq!(sent[1].pools[0].add[0].id.as_str(), "i-7");
 }

@@ -16,7 +16,7 @@ use aws_sdk_ec2::types::Filter as Ec2Filter;
 
 use crate::MemberId;
 
-use super::group::{GroupMember, GroupState};
+use super::group::{GroupMember, GroupState, Interruption, INTERRUPTED_TAG};
 use super::plan::now_ms;
 use super::pools::POOL_TAG;
 use super::{api_error, AwsError};
@@ -83,6 +83,7 @@ pub struct AwsDiscovery {
 struct Ec2Facts {
     address: Option<IpAddr>,
     state: Option<String>,
+    interrupted: Option<Interruption>,
 }
 
 impl AwsDiscovery {
@@ -213,6 +214,11 @@ fn collect_instances(
                         .state()
                         .and_then(|s| s.name())
                         .map(|n| n.as_str().to_string()),
+                    interrupted: i
+                        .tags()
+                        .iter()
+                        .find(|t| t.key() == Some(INTERRUPTED_TAG))
+                        .map(|t| Interruption::from_tag(t.value().unwrap_or_default())),
                 },
             );
         }
@@ -249,7 +255,11 @@ fn group_state(
             .map(|s| s.as_str().to_string())
             .unwrap_or_default();
         let facts = ec2.get(raw_id).cloned().unwrap_or_default();
-        members.push(GroupMember::new(id, lifecycle, facts.state, facts.address));
+        let member = GroupMember::new(id, lifecycle, facts.state, facts.address);
+        members.push(match facts.interrupted {
+            Some(i) => member.interrupt(i),
+            None => member,
+        });
     }
     GroupState {
         name,

@@ -55,6 +55,35 @@ pub fn phase_of(lifecycle_state: &str, ec2_state: Option<&str>) -> Phase {
     }
 }
 
+/// The instance tag the reactor sets on a member EC2 warned about (a Spot interruption
+/// warning, or a rebalance recommendation the deployment drains on). Its value is the
+/// time (ms since the epoch) by which the drain must end, or empty for no deadline of
+/// its own. A tagged member is leaving whatever Auto Scaling says: neither a later event
+/// nor the schedule adds it back while the group still lists it `InService`.
+pub const INTERRUPTED_TAG: &str = "haproxy:interrupted";
+
+/// EC2 warned that the member goes away: it is drained now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interruption {
+    /// When the drain must end (ms since the epoch), if sooner than the pool's drain
+    /// timeout.
+    pub drain_by_ms: Option<u64>,
+}
+
+impl Interruption {
+    /// Reads the [`INTERRUPTED_TAG`] value; anything not a number means no deadline.
+    pub fn from_tag(value: &str) -> Self {
+        Self {
+            drain_by_ms: value.trim().parse().ok(),
+        }
+    }
+
+    /// The [`INTERRUPTED_TAG`] value.
+    pub fn tag_value(&self) -> String {
+        self.drain_by_ms.map(|t| t.to_string()).unwrap_or_default()
+    }
+}
+
 /// One instance of a group, as read from Auto Scaling and EC2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMember {
@@ -66,7 +95,9 @@ pub struct GroupMember {
     pub ec2_state: Option<String>,
     /// The private address, when EC2 has one for it.
     pub address: Option<IpAddr>,
-    /// Derived from the two states with [`phase_of`].
+    /// Set when EC2 warned that it goes away ([`INTERRUPTED_TAG`]).
+    pub interrupted: Option<Interruption>,
+    /// Derived from the two states with [`phase_of`], and leaving once interrupted.
     pub phase: Phase,
 }
 
@@ -85,8 +116,16 @@ impl GroupMember {
             lifecycle_state,
             ec2_state,
             address,
+            interrupted: None,
             phase,
         }
+    }
+
+    /// Marks it interrupted: it is leaving from now on.
+    pub fn interrupt(mut self, interruption: Interruption) -> Self {
+        self.interrupted = Some(interruption);
+        self.phase = Phase::Leaving;
+        self
     }
 
     /// Whether it waits on a launch lifecycle hook.
@@ -147,5 +186,24 @@ mod tests {
         // EC2's word wins when the instance is going away.
         assert_eq!(phase_of("InService", Some("shutting-down")), Phase::Leaving);
         assert_eq!(phase_of("Pending:Wait", Some("terminated")), Phase::Leaving);
+    }
+
+    #[test]
+    fn an_interrupted_member_is_leaving_while_the_group_lists_it_in_service() {
+        let m = GroupMember::new(
+            MemberId::new("i-1").unwrap(),
+            "InService",
+            Some("running".into()),
+            None,
+        );
+        assert_eq!(m.phase, Phase::Serving);
+        let m = m.interrupt(Interruption::from_tag("1700000000000"));
+        assert_eq!(m.phase, Phase::Leaving);
+        assert_eq!(
+            m.interrupted.and_then(|i| i.drain_by_ms),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(Interruption::from_tag("").drain_by_ms, None);
+        assert_eq!(Interruption::from_tag("x").tag_value(), "");
     }
 }

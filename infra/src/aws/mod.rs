@@ -25,7 +25,10 @@ pub mod plan;
 pub mod pools;
 
 pub use discovery::{AwsDiscovery, Discovery, DESCRIBE_INSTANCES_BATCH};
-pub use group::{phase_of, GroupMember, GroupState, Phase, PENDING_WAIT, TERMINATING_WAIT};
+pub use group::{
+    phase_of, GroupMember, GroupState, Interruption, Phase, INTERRUPTED_TAG, PENDING_WAIT,
+    TERMINATING_WAIT,
+};
 pub use plan::{
     desired_from_states, desired_pools, now_ms, plan_group_change, Generations, PlannedChange,
 };

@@ -90,9 +90,15 @@ pub fn plan_group_change(
     let mut unaddressed = Vec::new();
     let mut add_ids = Vec::new();
     let mut remove = Vec::new();
+    let mut drain_by_ms = BTreeMap::new();
     for m in state.members.iter().filter(|m| select(m)) {
         match (m.phase, m.address) {
-            (Phase::Leaving, _) => remove.push(m.id.clone()),
+            (Phase::Leaving, _) => {
+                remove.push(m.id.clone());
+                if let Some(by) = m.interrupted.and_then(|i| i.drain_by_ms) {
+                    drain_by_ms.insert(m.id.clone(), by);
+                }
+            }
             (_, Some(addr)) => add_ids.push((m.id.clone(), addr)),
             (_, None) => unaddressed.push(m.id.clone()),
         }
@@ -106,6 +112,7 @@ pub fn plan_group_change(
                 .filter_map(|(id, addr)| Member::new(id.clone(), *addr, p.port).ok())
                 .collect(),
             remove: remove.clone(),
+            drain_by_ms: drain_by_ms.clone(),
         })
         .collect();
     PlannedChange { pools, unaddressed }
@@ -226,6 +233,35 @@ mod tests {
         assert_eq!(change.generation, 7);
         // The message is valid for the agent.
         assert_eq!(Change::from_json(&change.to_json()).unwrap(), change);
+    }
+
+    #[test]
+    fn an_interrupted_member_is_removed_with_its_deadline_and_never_desired() {
+        use super::super::group::Interruption;
+        let s = state(vec![
+            member("i-1", "InService", Some("10.0.0.1")).interrupt(Interruption {
+                drain_by_ms: Some(90_000),
+            }),
+            member("i-2", "InService", Some("10.0.0.2"))
+                .interrupt(Interruption { drain_by_ms: None }),
+            member("i-3", "InService", Some("10.0.0.3")),
+        ]);
+        let pools = [pool("web", 8080)];
+        let plan = plan_group_change(&pools, &s, |_| true);
+        let web = &plan.pools[0];
+        assert_eq!(
+            web.add.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["i-3"]
+        );
+        assert_eq!(web.remove.len(), 2);
+        assert_eq!(
+            web.drain_by_ms,
+            BTreeMap::from([(MemberId::new("i-1").unwrap(), 90_000)])
+        );
+        let change = plan.into_change(1);
+        assert_eq!(Change::from_json(&change.to_json()).unwrap(), change);
+        let d = desired_from_states(&[(pools.to_vec(), s)], &Generations::new());
+        assert_eq!(d.pools[0].members.len(), 1);
     }
 
     #[test]

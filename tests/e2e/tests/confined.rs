@@ -47,6 +47,7 @@ fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
             pool: PoolName::new("web").unwrap(),
             add,
             remove: remove.iter().map(|r| MemberId::new(*r).unwrap()).collect(),
+            drain_by_ms: Default::default(),
         }],
     )
 }

@@ -62,7 +62,7 @@ fn retire(instances: &mut BTreeMap<String, Instance>, id: &str, mut backend: Bac
     backend.stop();
     if let Some(i) = instances.get_mut(id) {
         if let Some((n, first)) = served {
-            i.served = n;
+            i.served += n;
             i.first_ms = i.first_ms.or(first);
         }
         i.stopped_ms = Some(unix_ms());
@@ -102,27 +102,34 @@ impl Fleet {
                     };
                     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                     for (id, ip) in &running {
-                        if s.running.contains_key(id)
-                            || s.instances.get(id).is_some_and(|i| i.stopped_ms.is_some())
-                        {
+                        if s.running.contains_key(id) {
                             continue;
                         }
                         match Backend::spawn(&format!("{tag}-{id}"), &format!("{ip}:{port}"), false)
                         {
                             Ok(b) => {
                                 s.running.insert(id.clone(), b);
-                                s.instances.insert(
-                                    id.clone(),
-                                    Instance {
-                                        id: id.clone(),
-                                        ip: ip.clone(),
-                                        requested_ms: requested.load(Ordering::SeqCst),
-                                        started_ms: unix_ms(),
-                                        first_ms: None,
-                                        served: 0,
-                                        stopped_ms: None,
-                                    },
-                                );
+                                match s.instances.get_mut(id) {
+                                    // Started again (out of a warm pool): it boots anew.
+                                    Some(i) => {
+                                        i.stopped_ms = None;
+                                        i.started_ms = unix_ms();
+                                    }
+                                    None => {
+                                        s.instances.insert(
+                                            id.clone(),
+                                            Instance {
+                                                id: id.clone(),
+                                                ip: ip.clone(),
+                                                requested_ms: requested.load(Ordering::SeqCst),
+                                                started_ms: unix_ms(),
+                                                first_ms: None,
+                                                served: 0,
+                                                stopped_ms: None,
+                                            },
+                                        );
+                                    }
+                                }
                             }
                             Err(e) => {
                                 if s.errors.len() < 20 {

@@ -51,6 +51,15 @@ pub fn autoscaling_pattern(groups: &[&str]) -> Value {
     json!({"source": ["aws.autoscaling"], "detail": {"AutoScalingGroupName": groups}})
 }
 
+/// The EventBridge pattern of the reactor's `spot` rule: EC2's interruption warnings and
+/// rebalance recommendations.
+pub fn ec2_warnings_pattern() -> Value {
+    json!({
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"]
+    })
+}
+
 /// One proxy host as Run Command sees it (see [`World::document_hosts`]).
 #[derive(Debug, Clone)]
 pub struct DocumentHost {
@@ -283,6 +292,52 @@ impl World {
         Ok(())
     }
 
+    /// `PutWarmPool`: `prepared` instances in service or waiting stopped (at least `min`
+    /// waiting), taken back on scale-in when `reuse`.
+    pub async fn warm_pool(
+        &self,
+        group: &str,
+        min: i32,
+        prepared: i32,
+        reuse: bool,
+    ) -> anyhow::Result<()> {
+        let policy = aws_sdk_autoscaling::types::InstanceReusePolicy::builder()
+            .reuse_on_scale_in(reuse)
+            .build();
+        self.asg
+            .put_warm_pool()
+            .auto_scaling_group_name(group)
+            .min_size(min)
+            .max_group_prepared_capacity(prepared)
+            .pool_state(aws_sdk_autoscaling::types::WarmPoolState::Stopped)
+            .instance_reuse_policy(policy)
+            .send()
+            .await
+            .with_context(|| format!("PutWarmPool {group}"))?;
+        Ok(())
+    }
+
+    /// The warm pool's instances and their lifecycle states (`Warmed:*`).
+    pub async fn warm_instances(&self, group: &str) -> anyhow::Result<Vec<GroupInstance>> {
+        let out = self
+            .asg
+            .describe_warm_pool()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .with_context(|| format!("DescribeWarmPool {group}"))?;
+        Ok(out
+            .instances()
+            .iter()
+            .filter_map(|i| {
+                Some(GroupInstance {
+                    id: i.instance_id()?.to_string(),
+                    state: i.lifecycle_state()?.as_str().to_string(),
+                })
+            })
+            .collect())
+    }
+
     /// The group's instances and their lifecycle states, in the order Auto Scaling lists
     /// them; empty when the group does not exist.
     pub async fn members(&self, group: &str) -> anyhow::Result<Vec<GroupInstance>> {
@@ -440,6 +495,36 @@ impl World {
             .collect();
         self.document_hosts(&programs)?;
         Ok(ids)
+    }
+
+    /// EC2's two-minute warning for a Spot `instance`; Auto Scaling starts replacing it
+    /// `hook_after_ms` later (its terminate hooks run), and EC2 reclaims it
+    /// `terminate_after_ms` after the warning, whatever Auto Scaling does.
+    pub fn spot_interruption(
+        &self,
+        instance: &str,
+        hook_after_ms: Option<u64>,
+        terminate_after_ms: u64,
+    ) -> anyhow::Result<()> {
+        self.emulator.control(
+            "POST",
+            "/moto-ext/ec2/spot-interruption",
+            Some(
+                &json!({"instance": instance, "hook_after_ms": hook_after_ms,
+                         "terminate_after_ms": terminate_after_ms}),
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// EC2's rebalance recommendation for `instance` (nothing follows it).
+    pub fn rebalance_recommendation(&self, instance: &str) -> anyhow::Result<()> {
+        self.emulator.control(
+            "POST",
+            "/moto-ext/ec2/rebalance-recommendation",
+            Some(&json!({"instance": instance})),
+        )?;
+        Ok(())
     }
 
     /// Programs what Run Command does on each instance (`/moto-ext/ssm/hosts`).

@@ -132,7 +132,19 @@ pub fn split_change(change: &Change, context: &Context, budget: usize) -> Vec<(C
         for item in items {
             let (id, json) = match item {
                 Item::Add(m) => (&m.id, serde_json::to_string(m).unwrap_or_default()),
-                Item::Remove(id) => (id, serde_json::to_string(id).unwrap_or_default()),
+                Item::Remove(id) => {
+                    let deadline = p
+                        .drain_by_ms
+                        .get(id)
+                        .map(|by| {
+                            format!("{}:{by},", serde_json::to_string(id).unwrap_or_default())
+                        })
+                        .unwrap_or_default();
+                    (
+                        id,
+                        serde_json::to_string(id).unwrap_or_default() + &deadline,
+                    )
+                }
             };
             let actions: usize = context
                 .actions
@@ -153,6 +165,7 @@ pub fn split_change(change: &Change, context: &Context, budget: usize) -> Vec<(C
                         pool: p.pool.clone(),
                         add: Vec::new(),
                         remove: Vec::new(),
+                        drain_by_ms: Default::default(),
                     });
                     match part.last_mut() {
                         Some(e) => e,
@@ -162,7 +175,12 @@ pub fn split_change(change: &Change, context: &Context, budget: usize) -> Vec<(C
             };
             match item {
                 Item::Add(m) => entry.add.push(m.clone()),
-                Item::Remove(id) => entry.remove.push(id.clone()),
+                Item::Remove(id) => {
+                    entry.remove.push(id.clone());
+                    if let Some(by) = p.drain_by_ms.get(id) {
+                        entry.drain_by_ms.insert(id.clone(), *by);
+                    }
+                }
             }
         }
     }
@@ -184,10 +202,14 @@ pub fn split_change(change: &Change, context: &Context, budget: usize) -> Vec<(C
                 .filter(|(i, a)| names.contains(&a.instance) && placed.insert(*i))
                 .map(|(_, a)| a.clone())
                 .collect();
-            (
-                Change::new(change.generation, pools),
-                Context::new(context.generation, actions),
-            )
+            let mut part_context = Context::new(context.generation, actions);
+            part_context.riders = context
+                .riders
+                .iter()
+                .filter(|r| names.contains(&r.instance))
+                .cloned()
+                .collect();
+            (Change::new(change.generation, pools), part_context)
         })
         .collect();
     let rest: Vec<_> = context
@@ -537,6 +559,7 @@ mod tests {
                     pool: web,
                     add,
                     remove: vec![MemberId::new("i-gone").unwrap()],
+                    drain_by_ms: Default::default(),
                 }],
             ),
             Context::new(9, actions),

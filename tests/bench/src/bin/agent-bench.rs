@@ -45,6 +45,7 @@ fn change(generation: u64, add: Vec<Member>, remove: Vec<MemberId>) -> Change {
             pool: PoolName::new("web").expect("valid"),
             add,
             remove,
+            drain_by_ms: Default::default(),
         }],
     )
 }
