@@ -10,6 +10,8 @@
 //! - [`dispatch`]: the [`Dispatcher`](dispatch::Dispatcher) boundary and SSM Run Command.
 //! - [`lifecycle`]: completing and heartbeating lifecycle actions.
 //! - [`dns`]: the proxy fleet's Route 53 records (planning and batching pure).
+//! - [`metrics`]: the invocation's metrics as CloudWatch Embedded Metric Format lines
+//!   (pure).
 //! - [`reactor`]: the flow, generic over those boundaries.
 //! - [`config`]: the environment.
 #![warn(missing_docs)]
@@ -20,6 +22,7 @@ pub mod dispatch;
 pub mod dns;
 pub mod event;
 pub mod lifecycle;
+pub mod metrics;
 pub mod plan;
 pub mod reactor;
 

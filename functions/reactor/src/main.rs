@@ -1,7 +1,9 @@
 //! The Lambda entry point: state built once per cold start, then one event at a time.
 #![recursion_limit = "256"]
 
+use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -33,16 +35,34 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .context("reactor configuration (Lambda environment variables)")?;
     let sdk = infra::aws::sdk_config().await;
     let reactor = Arc::new(reactor::build(config, &sdk));
+    let function: Arc<str> = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .unwrap_or_else(|_| "reactor".into())
+        .into();
     tracing::info!("reactor ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let reactor = Arc::clone(&reactor);
+        let function = Arc::clone(&function);
         async move {
-            let summary = reactor
-                .handle(&event.payload)
-                .await
-                .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+            let started = Instant::now();
+            let (summary, result) = reactor.handle_summarised(&event.payload).await;
+            emit_metrics(&function, &summary, result.is_ok(), started);
+            result.map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
             Ok::<Value, lambda_runtime::Error>(serde_json::to_value(summary)?)
         }
     }))
     .await
+}
+
+/// The invocation's metrics, as Embedded Metric Format lines on stdout (CloudWatch Logs
+/// makes them metrics). A closed stdout loses them quietly.
+fn emit_metrics(function: &str, summary: &reactor::reactor::Summary, ok: bool, started: Instant) {
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let lines = reactor::metrics::emf_lines(function, summary, ok, ms, infra::aws::now_ms());
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        if writeln!(out, "{l}").is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
 }

@@ -129,6 +129,25 @@ pub struct Summary {
     /// Anything else worth knowing (late events, members without address...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The schedule's count of lifecycle actions still pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingSummary>,
+    /// When the event happened (its `time`, ms since the epoch), for the metrics.
+    #[serde(skip)]
+    pub event_time_ms: Option<u64>,
+    /// When the change went out (ms since the epoch), for the metrics.
+    #[serde(skip)]
+    pub dispatched_ms: Option<u64>,
+}
+
+/// Lifecycle actions pending when the schedule ran.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct PendingSummary {
+    /// How many.
+    pub actions: usize,
+    /// How long the oldest has been pending (s), as far as the commands that carried it
+    /// tell; 0 when none is.
+    pub max_age_s: u64,
 }
 
 impl Summary {
@@ -185,6 +204,13 @@ where
 
     /// Handles one event.
     pub async fn handle(&self, event: &Value) -> Result<Summary, ReactorError> {
+        let (summary, result) = self.handle_summarised(event).await;
+        result.map(|()| summary)
+    }
+
+    /// Handles one event; what was done is returned even when it failed (the metrics
+    /// count failed invocations too).
+    pub async fn handle_summarised(&self, event: &Value) -> (Summary, Result<(), ReactorError>) {
         let classified = classify(event);
         let span = tracing::info_span!(
             "event",
@@ -195,6 +221,10 @@ where
         );
         let mut summary = Summary {
             event: classified.kind().to_string(),
+            event_time_ms: event
+                .get("time")
+                .and_then(Value::as_str)
+                .and_then(crate::event::parse_rfc3339_ms),
             ..Summary::default()
         };
         let result = self
@@ -213,7 +243,7 @@ where
                 "event failed"
             ),
         }
-        result.map(|()| summary)
+        (summary, result)
     }
 
     async fn dispatch_event(
@@ -548,6 +578,7 @@ where
         let mut context = Context::new(generation, refs);
         context.riders = riders;
         let sent = self.dispatcher.send(&change, &context, label).await?;
+        summary.dispatched_ms = Some(now_ms());
         summary.generation = Some(generation);
         summary.change = Some(change);
         summary.commands = sent.iter().map(|s| s.command_id.clone()).collect();
@@ -769,6 +800,7 @@ where
         summary: &mut Summary,
     ) -> Result<Vec<PendingAction>, ReactorError> {
         if pending.is_empty() {
+            summary.pending = Some(PendingSummary::default());
             return Ok(pending);
         }
         let lookback = self.config.execution_timeout() + LOST_EVENT_LOOKBACK;
@@ -782,6 +814,23 @@ where
             .into_iter()
             .map(|a| (key(&a.group, &a.instance, a.transition), a))
             .collect();
+        // The oldest pending action's age: when it started, or when a command first
+        // carried it.
+        let oldest = commands
+            .iter()
+            .filter_map(|c| Some((c, c.context.as_ref()?)))
+            .flat_map(|(c, ctx)| {
+                ctx.actions
+                    .iter()
+                    .map(move |r| (r, r.started_ms.unwrap_or(c.requested_ms)))
+            })
+            .filter(|(r, _)| left.contains_key(&key(&r.group, &r.instance, r.transition)))
+            .map(|(_, t)| t)
+            .min();
+        summary.pending = Some(PendingSummary {
+            actions: left.len(),
+            max_age_s: oldest.map_or(0, |t| now_ms().saturating_sub(t) / 1000),
+        });
         // Ended commands first: what their reports decide needs no heartbeat.
         for c in commands.iter().filter(|c| c.finished) {
             let Some(ctx) = &c.context else { continue };

@@ -32,6 +32,8 @@ async fn the_binary_serves_events_from_the_runtime_api() {
 
     let log_path = w.dir.path().join("reactor.log");
     let log_file = std::fs::File::create(&log_path).expect("log file");
+    let metrics_path = w.dir.path().join("reactor.stdout");
+    let metrics_file = std::fs::File::create(&metrics_path).expect("stdout file");
     let child = Command::new(env!("CARGO_BIN_EXE_reactor"))
         .envs(lambda_env(api.addr))
         .env("AWS_ENDPOINT_URL", w.emulator.url())
@@ -47,7 +49,7 @@ async fn the_binary_serves_events_from_the_runtime_api() {
         .env("DRAIN_TIMEOUT_S", "10")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(metrics_file)
         .stderr(log_file)
         .spawn()
         .expect("reactor binary");
@@ -123,5 +125,43 @@ async fn the_binary_serves_events_from_the_runtime_api() {
     assert!(
         decision["span"]["generation"].as_u64().is_some(),
         "{decision}"
+    );
+
+    // Metrics: Embedded Metric Format lines on stdout, one invocation's worth each.
+    let text = std::fs::read_to_string(&metrics_path).expect("stdout");
+    let emf: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let metric = |name: &str, dim: &str, value: &str| {
+        emf.iter()
+            .filter(|v| v[dim] == json!(value) && v[name].is_number())
+            .filter(|v| {
+                v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == json!("HaproxyAsg")
+                    && v["Function"] == json!("reactor")
+            })
+            .count()
+    };
+    assert_eq!(metric("Events", "Kind", "ignored"), 1, "{text}");
+    assert_eq!(
+        metric("Events", "Kind", "launch-lifecycle-action"),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        metric("EventToDispatch", "Kind", "launch-lifecycle-action"),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        metric("InvocationDuration", "Kind", "command-ended"),
+        1,
+        "{text}"
+    );
+    assert_eq!(metric("LifecycleDecisions", "Result", "WAIT"), 1, "{text}");
+    assert_eq!(
+        metric("LifecycleDecisions", "Result", "CONTINUE"),
+        1,
+        "{text}"
     );
 }

@@ -1,0 +1,249 @@
+//! The reactor's metrics as CloudWatch Embedded Metric Format (EMF) log lines: one JSON
+//! object per line on stdout, which CloudWatch Logs turns into metrics without an API
+//! call from the function. Pure: [`emf_lines`] builds the lines from what an invocation
+//! did.
+//!
+//! Namespace [`NAMESPACE`]; every metric has the dimension `Function` (the Lambda's
+//! name), some a second one:
+//!
+//! | Metric | Unit | Dimensions | When |
+//! |---|---|---|---|
+//! | `Events` | Count | Function, Kind | every invocation (Kind: the event's kind, `error` suffix when it failed) |
+//! | `InvocationDuration` | Milliseconds | Function, Kind | every invocation |
+//! | `EventToDispatch` | Milliseconds | Function, Kind | an event with a `time` whose change was sent |
+//! | `LifecycleDecisions` | Count | Function, Result | per lifecycle action decided (CONTINUE, ABANDON) or sent and waiting (WAIT) |
+//! | `HostFailures` | Count | Function | per proxy host whose command failed as a whole |
+//! | `PendingActions` | Count | Function | the schedule: lifecycle actions still pending |
+//! | `PendingActionMaxAge` | Seconds | Function | the schedule: the oldest one's age |
+//!
+//! ```
+//! use reactor::metrics::emf_lines;
+//! use reactor::reactor::Summary;
+//!
+//! let summary = Summary { event: "launch-lifecycle-action".into(), ..Summary::default() };
+//! let lines = emf_lines("haproxy-asg", &summary, true, 12, 1_700_000_000_000);
+//! let first: serde_json::Value = serde_json::from_str(&lines[0])?;
+//! assert_eq!(first["Events"], 1);
+//! assert_eq!(first["Kind"], "launch-lifecycle-action");
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::reactor::Summary;
+
+/// The CloudWatch namespace of every metric.
+pub const NAMESPACE: &str = "HaproxyAsg";
+
+/// One EMF line: the values of `metrics` (name, unit, value) under `dimensions`.
+fn line(timestamp_ms: u64, dimensions: &[(&str, &str)], metrics: &[(&str, &str, f64)]) -> String {
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics
+                    .iter()
+                    .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
+                    .collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (k, v) in dimensions {
+        root.insert((*k).into(), Value::from(*v));
+    }
+    for (name, _, v) in metrics {
+        root.insert((*name).into(), json!(v));
+    }
+    Value::Object(root).to_string()
+}
+
+/// The EMF lines for one invocation of function `function` that did `summary` (and
+/// succeeded when `ok`) in `duration_ms`, stamped `now_ms`.
+pub fn emf_lines(
+    function: &str,
+    summary: &Summary,
+    ok: bool,
+    duration_ms: u64,
+    now_ms: u64,
+) -> Vec<String> {
+    let kind = if ok {
+        summary.event.clone()
+    } else {
+        format!("{}-error", summary.event)
+    };
+    let mut per_kind = vec![
+        ("Events", "Count", 1.0),
+        ("InvocationDuration", "Milliseconds", duration_ms as f64),
+    ];
+    if let (Some(event), Some(sent)) = (summary.event_time_ms, summary.dispatched_ms) {
+        per_kind.push((
+            "EventToDispatch",
+            "Milliseconds",
+            sent.saturating_sub(event) as f64,
+        ));
+    }
+    let mut out = vec![line(
+        now_ms,
+        &[("Function", function), ("Kind", &kind)],
+        &per_kind,
+    )];
+    let mut decisions: BTreeMap<&str, f64> = BTreeMap::new();
+    for a in &summary.actions {
+        // A decision that Auto Scaling no longer wanted (completed elsewhere) is not one.
+        if a.decision == "WAIT" || a.completed {
+            *decisions.entry(a.decision.as_str()).or_default() += 1.0;
+        }
+    }
+    for (result, n) in decisions {
+        out.push(line(
+            now_ms,
+            &[("Function", function), ("Result", result)],
+            &[("LifecycleDecisions", "Count", n)],
+        ));
+    }
+    let mut function_only = Vec::new();
+    let failed = summary.hosts.iter().filter(|h| !h.ok).count();
+    if failed > 0 {
+        function_only.push(("HostFailures", "Count", failed as f64));
+    }
+    if let Some(p) = summary.pending {
+        function_only.push(("PendingActions", "Count", p.actions as f64));
+        function_only.push(("PendingActionMaxAge", "Seconds", p.max_age_s as f64));
+    }
+    if !function_only.is_empty() {
+        out.push(line(now_ms, &[("Function", function)], &function_only));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::{ActionSummary, HostSummary, PendingSummary};
+
+    fn action(decision: &str, completed: bool) -> ActionSummary {
+        ActionSummary {
+            group: "web-asg".into(),
+            instance: "i-1".into(),
+            transition: "launch".into(),
+            decision: decision.into(),
+            reason: String::new(),
+            completed,
+        }
+    }
+
+    /// Checks a line against the EMF specification: the directive names the namespace,
+    /// one dimension set whose keys are top-level strings, and metrics whose names are
+    /// top-level numbers. Returns the metric names.
+    fn check_emf(line: &str) -> Vec<String> {
+        let v: Value = serde_json::from_str(line).expect("one JSON object");
+        let aws = &v["_aws"];
+        assert!(aws["Timestamp"].as_u64().is_some(), "{line}");
+        let directive = &aws["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        let dims = directive["Dimensions"][0]
+            .as_array()
+            .expect("a dimension set");
+        assert!(dims.iter().any(|d| d == "Function"), "{line}");
+        for d in dims {
+            assert!(
+                v[d.as_str().unwrap()].is_string(),
+                "dimension {d} in {line}"
+            );
+        }
+        directive["Metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .map(|m| {
+                let name = m["Name"].as_str().expect("name").to_string();
+                assert!(m["Unit"].is_string());
+                assert!(v[&name].is_number(), "{name} in {line}");
+                name
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_line_is_emf_and_carries_the_documented_metrics() {
+        let summary = Summary {
+            event: "command-ended".into(),
+            event_time_ms: Some(1_000),
+            dispatched_ms: Some(1_250),
+            actions: vec![
+                action("CONTINUE", true),
+                action("CONTINUE", true),
+                action("ABANDON", true),
+                action("CONTINUE", false),
+                action("WAIT", false),
+            ],
+            hosts: vec![
+                HostSummary {
+                    host: "i-p1".into(),
+                    ok: true,
+                    error: None,
+                },
+                HostSummary {
+                    host: "i-p2".into(),
+                    ok: false,
+                    error: Some("exit 2".into()),
+                },
+            ],
+            pending: Some(PendingSummary {
+                actions: 3,
+                max_age_s: 42,
+            }),
+            ..Summary::default()
+        };
+        let lines = emf_lines("haproxy-asg", &summary, true, 17, 5_000);
+        let names: Vec<String> = lines.iter().flat_map(|l| check_emf(l)).collect();
+        for m in [
+            "Events",
+            "InvocationDuration",
+            "EventToDispatch",
+            "LifecycleDecisions",
+            "HostFailures",
+            "PendingActions",
+            "PendingActionMaxAge",
+        ] {
+            assert!(names.iter().any(|n| n == m), "{m} missing from {lines:#?}");
+        }
+        let parsed: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(parsed[0]["EventToDispatch"], 250.0);
+        assert_eq!(parsed[0]["InvocationDuration"], 17.0);
+        let decided = |r: &str| {
+            parsed
+                .iter()
+                .find(|p| p["Result"] == r)
+                .map(|p| p["LifecycleDecisions"].as_f64().unwrap())
+        };
+        assert_eq!(decided("CONTINUE"), Some(2.0), "one was no longer pending");
+        assert_eq!(decided("ABANDON"), Some(1.0));
+        assert_eq!(decided("WAIT"), Some(1.0));
+        let last = parsed.last().unwrap();
+        assert_eq!(last["HostFailures"], 1.0);
+        assert_eq!(last["PendingActionMaxAge"], 42.0);
+    }
+
+    #[test]
+    fn a_failed_invocation_is_counted_under_its_kind_with_an_error_suffix() {
+        let summary = Summary {
+            event: "reconcile".into(),
+            ..Summary::default()
+        };
+        let lines = emf_lines("f", &summary, false, 3, 5);
+        assert_eq!(lines.len(), 1);
+        let v: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["Kind"], "reconcile-error");
+        assert!(v.get("EventToDispatch").is_none());
+    }
+}
