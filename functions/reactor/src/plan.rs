@@ -317,6 +317,69 @@ pub fn decide(
     Decision::Wait(summary)
 }
 
+/// Whether some host reports `action`'s member converging under another change there
+/// (`pending`: an older change is bringing it to the same target; `stale`: a newer change
+/// decided it): that other change's reports tell what happened on that host.
+pub fn converging_elsewhere(action: &ActionRef, hosts: &[HostResult]) -> bool {
+    hosts.iter().any(|h| {
+        h.outcome.as_ref().is_ok_and(|r| {
+            r.outcomes.iter().any(|o| {
+                o.member == action.instance
+                    && action.pools.contains(&o.pool)
+                    && matches!(o.status, OutcomeStatus::Pending | OutcomeStatus::Stale)
+            })
+        })
+    })
+}
+
+/// `hosts` (one command's reports) where each `pending` or `stale` outcome of
+/// `action`'s member is replaced by the same host's final outcome (up, drained, failed)
+/// in `others` (the reports of other commands that carried the same action), when one
+/// of them has it. Two changes about the same members can reach the hosts in different
+/// orders, so each command alone may see only part of what happened; together they tell
+/// what every host finally did.
+pub fn merge_reports(
+    action: &ActionRef,
+    hosts: &[HostResult],
+    others: &[Vec<HostResult>],
+) -> Vec<HostResult> {
+    let is_final = |s: OutcomeStatus| {
+        matches!(
+            s,
+            OutcomeStatus::Up | OutcomeStatus::Drained | OutcomeStatus::Failed
+        )
+    };
+    let final_elsewhere = |host: &str, pool: &PoolName| {
+        others
+            .iter()
+            .flatten()
+            .filter(|h| h.host == host)
+            .filter_map(|h| h.outcome.as_ref().ok())
+            .flat_map(|r| r.outcomes.iter())
+            .find(|o| &o.pool == pool && o.member == action.instance && is_final(o.status))
+            .cloned()
+    };
+    hosts
+        .iter()
+        .map(|h| {
+            let mut h = h.clone();
+            if let Ok(report) = &mut h.outcome {
+                for o in &mut report.outcomes {
+                    if o.member == action.instance
+                        && action.pools.contains(&o.pool)
+                        && !is_final(o.status)
+                    {
+                        if let Some(f) = final_elsewhere(&h.host, &o.pool) {
+                            *o = f;
+                        }
+                    }
+                }
+            }
+            h
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,6 +456,41 @@ mod tests {
     }
 
     use OutcomeStatus::*;
+
+    #[test]
+    fn two_changes_crossing_on_the_hosts_decide_together() {
+        // Change A reached h1 first, change B reached h2 first: on h1, B found the
+        // member joining under A (pending); on h2, A came after B (stale).
+        let a = action("i-1", Transition::Launch);
+        let cmd_a = [
+            report("h1", &[("web", "i-1", Up)]),
+            report("h2", &[("web", "i-1", Stale)]),
+        ];
+        let cmd_b = [
+            report("h1", &[("web", "i-1", Pending)]),
+            report("h2", &[("web", "i-1", Up)]),
+        ];
+        // Alone, neither decides.
+        assert!(converging_elsewhere(&a, &cmd_a));
+        assert!(matches!(decide(&a, &cmd_a, 0, 0), Decision::Wait(_)));
+        assert!(matches!(decide(&a, &cmd_b, 0, 0), Decision::Wait(_)));
+        // Together, whichever ends last decides.
+        let merged = merge_reports(&a, &cmd_b, &[cmd_a.to_vec()]);
+        assert!(matches!(decide(&a, &merged, 0, 0), Decision::Continue(_)));
+        let merged = merge_reports(&a, &cmd_a, &[cmd_b.to_vec()]);
+        assert!(matches!(decide(&a, &merged, 0, 0), Decision::Continue(_)));
+        // A failure elsewhere is taken as well; another member's outcome is not.
+        let failed = [report("h2", &[("web", "i-1", Failed)])];
+        let merged = merge_reports(&a, &cmd_a, &[failed.to_vec()]);
+        assert!(matches!(decide(&a, &merged, 0, 0), Decision::Abandon(_)));
+        let other = [report("h2", &[("web", "i-2", Up)])];
+        let merged = merge_reports(&a, &cmd_a, &[other.to_vec()]);
+        assert!(matches!(decide(&a, &merged, 0, 0), Decision::Wait(_)));
+        assert!(!converging_elsewhere(
+            &a,
+            &[report("h1", &[("web", "i-1", Up)])]
+        ));
+    }
 
     #[test]
     fn launch_continues_only_when_up_everywhere() {

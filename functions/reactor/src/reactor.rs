@@ -28,8 +28,8 @@ use crate::dns::{batch_changes, plan_records, DnsApi, DnsError, RecordChange};
 use crate::event::{classify, Classified, Transition, WarmMove, Warning};
 use crate::lifecycle::{Completion, LifecycleApi};
 use crate::plan::{
-    decide, event_selection, merge_pool_changes, pending_actions, plan_for_event, Decision,
-    EventAction, PendingAction, Scope,
+    converging_elsewhere, decide, event_selection, merge_pool_changes, merge_reports,
+    pending_actions, plan_for_event, Decision, EventAction, PendingAction, Scope,
 };
 
 /// How far back the schedule looks for commands whose status event may have been lost,
@@ -643,9 +643,25 @@ where
         summary.commands = vec![command_id.to_string()];
         let hosts = self.dispatcher.results(command_id).await?;
         self.log_hosts(&hosts, context.generation, summary);
+        let crossing: Vec<&ActionRef> = context
+            .actions
+            .iter()
+            .filter(|r| converging_elsewhere(r, &hosts))
+            .collect();
+        let others = self
+            .reports_of_other_commands(command_id, &crossing)
+            .await?;
         let mut first_error = None;
         for r in &context.actions {
-            let d = decide(r, &hosts, now_ms(), self.drain_ms());
+            let merged;
+            let reports = match others.get(&(r.group.clone(), r.instance.clone(), r.transition)) {
+                Some(o) => {
+                    merged = merge_reports(r, &hosts, o);
+                    &merged
+                }
+                None => &hosts,
+            };
+            let d = decide(r, reports, now_ms(), self.drain_ms());
             if let Err(e) = self.complete(r, &d, summary).await {
                 tracing::error!(error = %e, instance = %r.instance, "lifecycle completion failed");
                 first_error.get_or_insert(e);
@@ -659,6 +675,51 @@ where
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+
+    /// For each of `actions` (reported pending or stale by some host: another change
+    /// converges it there), the reports of the other ended commands that carried it.
+    async fn reports_of_other_commands(
+        &self,
+        command_id: &str,
+        actions: &[&ActionRef],
+    ) -> Result<BTreeMap<(String, MemberId, Transition), Vec<Vec<HostResult>>>, ReactorError> {
+        let mut out: BTreeMap<(String, MemberId, Transition), Vec<Vec<HostResult>>> =
+            BTreeMap::new();
+        if actions.is_empty() {
+            return Ok(out);
+        }
+        let lookback = self.config.execution_timeout() + LOST_EVENT_LOOKBACK;
+        let since =
+            now_ms().saturating_sub(u64::try_from(lookback.as_millis()).unwrap_or(u64::MAX));
+        let commands = self.dispatcher.commands(since).await?;
+        for c in commands
+            .iter()
+            .filter(|c| c.finished && c.command_id != command_id)
+        {
+            let Some(ctx) = &c.context else { continue };
+            let carried: Vec<&ActionRef> = actions
+                .iter()
+                .copied()
+                .filter(|a| {
+                    ctx.actions.iter().any(|r| {
+                        r.group == a.group
+                            && r.instance == a.instance
+                            && r.transition == a.transition
+                    })
+                })
+                .collect();
+            if carried.is_empty() {
+                continue;
+            }
+            let results = self.dispatcher.results(&c.command_id).await?;
+            for a in carried {
+                out.entry((a.group.clone(), a.instance.clone(), a.transition))
+                    .or_default()
+                    .push(results.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// The members a command drained without a lifecycle action of their own: one that

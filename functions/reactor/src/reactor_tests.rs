@@ -74,6 +74,8 @@ struct FakeHosts {
     sent: Mutex<Vec<(String, Change, Context)>>,
     /// Commands still running (the schedule heartbeats their actions).
     running: Mutex<Vec<String>>,
+    /// Per command, per host: what it reports for every added member (default: up).
+    scripted: BTreeMap<String, Vec<OutcomeStatus>>,
 }
 
 impl FakeHosts {
@@ -84,6 +86,7 @@ impl FakeHosts {
             broken_host: false,
             sent: Mutex::new(Vec::new()),
             running: Mutex::new(Vec::new()),
+            scripted: BTreeMap::new(),
         }
     }
 
@@ -117,6 +120,7 @@ impl Dispatcher for FakeHosts {
     }
 
     async fn results(&self, command_id: &str) -> Result<Vec<HostResult>, DispatchError> {
+        let script = self.scripted.get(command_id).cloned();
         let Some((_, change, _)) = self
             .sent
             .lock()
@@ -151,7 +155,10 @@ impl Dispatcher for FakeHosts {
                         status: if failed {
                             OutcomeStatus::Failed
                         } else {
-                            OutcomeStatus::Up
+                            script
+                                .as_ref()
+                                .and_then(|s| s.get(h).copied())
+                                .unwrap_or(OutcomeStatus::Up)
                         },
                         reason: failed.then(|| "health check timed out".into()),
                         ms: 1,
@@ -1127,4 +1134,40 @@ async fn warm_pool_instances_never_reach_a_pool_and_one_going_back_is_drained_fi
     let sent = r.dispatcher.changes();
     assert_eq!(sent[1].pools[0].add.len(), 1);
     assert_eq!(sent[1].pools[0].add[0].id.as_str(), "i-7");
+}
+
+#[tokio::test]
+async fn two_launch_commands_crossing_on_the_hosts_complete_the_actions_together() {
+    use OutcomeStatus::{Pending, Stale, Up};
+    // Two launch events, two commands: cmd-1 reached h0 first, cmd-2 reached h1 first.
+    let mut hosts = FakeHosts::new(2);
+    hosts.scripted.insert("cmd-1".into(), vec![Up, Stale]);
+    hosts.scripted.insert("cmd-2".into(), vec![Pending, Up]);
+    let r = fixture(hosts);
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "Pending:Wait", 1),
+            member("i-2", "Pending:Wait", 2),
+        ],
+        1000,
+    ));
+    r.handle(&lifecycle_event("launch", "i-1")).await.unwrap();
+    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    // The first to end cannot tell while the other runs; the last one decides.
+    r.dispatcher.running.lock().unwrap().push("cmd-2".into());
+    let first = r.handle(&ended(&r, "cmd-1")).await.unwrap();
+    assert!(completed(&r).is_empty(), "{first:?}");
+    r.dispatcher.running.lock().unwrap().clear();
+    let last = r.handle(&ended(&r, "cmd-2")).await.unwrap();
+    let mut done = completed(&r);
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            ("i-1".to_string(), "CONTINUE"),
+            ("i-2".to_string(), "CONTINUE")
+        ],
+        "{last:?}"
+    );
 }

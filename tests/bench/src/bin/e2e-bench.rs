@@ -9,6 +9,10 @@
 //! - `mixed` (ours again): each cycle terminates one member while a 5 s request is in
 //!   flight on it, and Auto Scaling launches its replacement at once: launches and drains
 //!   overlap, as in an instance refresh;
+//! - `spot` (ours again): each cycle, EC2's Spot interruption warning for one member,
+//!   which EC2 reclaims 10 s later (no terminate lifecycle action: it vanishes), and Auto
+//!   Scaling's replacement; the warning must drain it first (deadline 8 s) so that no
+//!   request fails;
 //! - `reload_per_change` (baseline, implemented here): on each Auto Scaling event, rewrite
 //!   the config with static `server` lines for the current members and reload HAProxy
 //!   through the master socket, as template-based setups do;
@@ -37,7 +41,9 @@ use harness::fleet::Fleet;
 use harness::process::bin_path;
 use harness::pump::Pump;
 use harness::watch::SocketWatch;
-use harness::world::{autoscaling_pattern, commands_pattern, Blocking, DocumentHost, DOCUMENT};
+use harness::world::{
+    autoscaling_pattern, commands_pattern, ec2_warnings_pattern, Blocking, DocumentHost, DOCUMENT,
+};
 use harness::{free_port, unix_ms, GroupSpec, Host, Load, World};
 use infra::aws::{AwsDiscovery, Discovery, Phase};
 use serde_json::{json, Value};
@@ -45,6 +51,10 @@ use tokio::sync::mpsc as tmpsc;
 
 const POOL: &str = "web";
 const SERVER_OPTIONS: &str = "check inter 100ms fall 2 rise 2";
+/// `spot`: EC2 reclaims an instance this long after its warning.
+const SPOT_RECLAIM_MS: u64 = 10_000;
+/// `spot`: the reactor's drain deadline after a warning (before the reclaim).
+const SPOT_DRAIN: Duration = Duration::from_secs(8);
 
 /// End-to-end benchmark: this project against two baselines, under HTTP load.
 #[derive(Parser, Debug)]
@@ -56,11 +66,12 @@ struct Args {
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Approaches to run (comma separated): ours, mixed, reload_per_change, polling.
+    /// Approaches to run (comma separated): ours, mixed, spot, reload_per_change,
+    /// polling.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ours,mixed,reload_per_change,polling"
+        default_value = "ours,mixed,spot,reload_per_change,polling"
     )]
     approaches: Vec<String>,
     /// The polling baseline's interval, seconds.
@@ -85,6 +96,7 @@ struct Args {
 enum Kind {
     Ours,
     Mixed,
+    Spot,
     Reload,
     Polling,
 }
@@ -94,6 +106,7 @@ impl Kind {
         match self {
             Kind::Ours => "ours",
             Kind::Mixed => "mixed",
+            Kind::Spot => "spot",
             Kind::Reload => "reload_per_change",
             Kind::Polling => "polling",
         }
@@ -101,7 +114,7 @@ impl Kind {
 
     /// This project's setup (hooks, the reactor, the agents).
     fn ours(self) -> bool {
-        matches!(self, Kind::Ours | Kind::Mixed)
+        matches!(self, Kind::Ours | Kind::Mixed | Kind::Spot)
     }
 }
 
@@ -140,6 +153,8 @@ struct Figures {
     errors: Vec<String>,
     /// Mixed: requests in flight on a leaving member that did not complete with 200.
     slow_failed: u64,
+    /// Spot: the warning -> the member out of every host (drained, slot released), ms.
+    warning_to_drained: Vec<u64>,
 }
 
 /// `to - from` over the samples having both.
@@ -204,6 +219,20 @@ impl Figures {
                 "without_ssm_hop_ms_p99": percentile(&ours_only, 99.0),
             })
         };
+        if !self.warning_to_drained.is_empty() {
+            return json!({
+                "requests": self.requests,
+                "failed_requests": self.failed,
+                "reloads": self.reloads,
+                "warning_to_drained_ms_p50": percentile(&self.warning_to_drained, 50.0),
+                "warning_to_drained_ms_p99": percentile(&self.warning_to_drained, 99.0),
+                "replacement_event_to_serving_ms_p50": percentile(&serving, 50.0),
+                "replacement_event_to_serving_ms_p99": percentile(&serving, 99.0),
+                "cycles": self.cycles,
+                "samples": serving.len(),
+                "errors": self.errors,
+            });
+        }
         json!({
             "stages": stages,
             "requests": self.requests,
@@ -308,10 +337,11 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         kinds.push(match a.trim() {
             "ours" => Kind::Ours,
             "mixed" => Kind::Mixed,
+            "spot" => Kind::Spot,
             "reload_per_change" | "reload" => Kind::Reload,
             "polling" => Kind::Polling,
             other => anyhow::bail!(
-                "unknown approach {other:?} (ours, mixed, reload_per_change, polling)"
+                "unknown approach {other:?} (ours, mixed, spot, reload_per_change, polling)"
             ),
         });
     }
@@ -455,7 +485,7 @@ fn run_approach(
 ) -> anyhow::Result<Figures> {
     let group = format!("bench-{}", kind.name().replace('_', "-"));
     let port = free_port();
-    let subnet = world.add_subnet(&format!("127.0.{}.0/20", 16 * (idx + 1)))?;
+    let subnet = world.add_subnet(&format!("127.0.{}.0/21", 16 * (idx + 1)))?;
     let mut spec = GroupSpec::new(&group, &subnet).pool(POOL, port);
     spec.max = 10;
     if kind.ours() {
@@ -512,11 +542,17 @@ fn run_approach(
             // Created by an earlier approach of this run.
         }
         let (report_tx, report_rx) = mpsc::channel();
-        let reactor =
-            ReactorRun::start(world, reactor_config(&group, POOL, port)?, None, report_tx)?;
+        let mut config = reactor_config(&group, POOL, port)?;
+        // EC2 reclaims the bench's Spot instances 10 s after the warning.
+        config.spot_drain_timeout = SPOT_DRAIN;
+        let reactor = ReactorRun::start(world, config, None, report_tx)?;
         let queue = world.event_queue(
             &format!("bench-{idx}"),
-            &[autoscaling_pattern(&[&group]), commands_pattern(DOCUMENT)],
+            &[
+                autoscaling_pattern(&[&group]),
+                commands_pattern(DOCUMENT),
+                ec2_warnings_pattern(),
+            ],
         )?;
         let pump = Pump::start(world.world.clone(), queue, reactor.sender(), max);
         drop(rx);
@@ -572,7 +608,55 @@ fn run_approach(
                 })
             })
     });
-    anyhow::ensure!(up || stopping(), "the initial 2 members did not come up");
+    if !up && !stopping() {
+        let members = world.members(&group).unwrap_or_default();
+        let states: Vec<String> = members
+            .iter()
+            .map(|m| {
+                let seen: Vec<String> = fleet
+                    .instance(&m.id)
+                    .map(|i| {
+                        watches
+                            .iter()
+                            .map(|w| format!("{:?}", w.get(&i.ip)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!("{} {} (on the hosts: {})", m.id, m.state, seen.join(", "))
+            })
+            .collect();
+        let logs: Vec<String> = hosts
+            .iter()
+            .map(|h| {
+                let log = h.agent_log();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                format!("{}: {}", h.name, tail.join(" | "))
+            })
+            .collect();
+        let mut handled = Vec::new();
+        if let Control::Ours { reports, .. } = &control {
+            while let Ok(h) = reports.try_recv() {
+                handled.push(match &h.result {
+                    Ok(s) => format!(
+                        "{} {:?} {:?}",
+                        s.event,
+                        s.ignored,
+                        s.actions
+                            .iter()
+                            .map(|a| format!("{} {} {}", a.instance, a.decision, a.reason))
+                            .collect::<Vec<_>>()
+                    ),
+                    Err(e) => format!("{}: error {e}", h.detail_type),
+                });
+            }
+        }
+        anyhow::bail!(
+            "the initial 2 members did not come up: {}; agents: {}; reactor: {}",
+            states.join("; "),
+            logs.join("; "),
+            handled.join("; ")
+        );
+    }
     let loads: Vec<Load> = hosts
         .iter()
         .map(|h| Load::start(h.frontend(POOL), args.workers, max, u64::MAX))
@@ -612,13 +696,36 @@ fn run_approach(
         }
         let t0 = unix_ms();
         fleet.requested_ms.store(t0, Ordering::SeqCst);
-        match &mixed_leaving {
+        if kind == Kind::Spot {
+            // The warning; EC2 takes the instance 10 s later, Auto Scaling replaces it.
+            let victim = members.first().map(|m| m.id.clone()).unwrap_or_default();
+            let ip = fleet.instance(&victim).map(|i| i.ip).unwrap_or_default();
+            world.spot_interruption(&victim, None, SPOT_RECLAIM_MS)?;
+            let drained = until(Duration::from_millis(SPOT_RECLAIM_MS), || {
+                hosts.iter().all(|h| !serving_ip(h, &ip))
+            });
+            if drained {
+                f.warning_to_drained.push(unix_ms().saturating_sub(t0));
+            } else {
+                f.errors.push(format!(
+                    "cycle {c}: {victim} was still in rotation when EC2 reclaimed it"
+                ));
+            }
+            mixed_leaving = Some(victim);
+        }
+        match (&mixed_leaving, kind) {
+            (Some(_), Kind::Spot) => {}
             // Terminated without decrement: Auto Scaling launches the replacement at once.
-            Some(oldest) => world.block_on(world.terminate(oldest, false))?,
-            None => world.scale(&group, 3)?,
+            (Some(oldest), _) => world.block_on(world.terminate(oldest, false))?,
+            (None, _) => world.scale(&group, 3)?,
         }
         let mut new = None;
-        let served = until(wait_change, || {
+        let wait_new = if kind == Kind::Spot {
+            wait_change + Duration::from_millis(SPOT_RECLAIM_MS)
+        } else {
+            wait_change
+        };
+        let served = until(wait_new, || {
             new = fleet
                 .instances()
                 .into_iter()
