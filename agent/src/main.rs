@@ -100,8 +100,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show every slot (member, address, admin and health state, sessions, last check)
-    /// and every operation in flight (elapsed, sessions left, deadline).
+    /// Show every slot (member, address, admin and health state, sessions, last check),
+    /// each pool's slot -> instance map (slots used and free; per used slot the
+    /// instance, its state and HAProxy's status) and every operation in flight
+    /// (elapsed, sessions left, deadline).
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -477,6 +479,28 @@ fn print_status(s: &Status, json: bool) -> Outcome {
             r.sessions,
             r.last_check
         ))?;
+    }
+    if s.pools
+        .iter()
+        .any(|p| p.slots > 0 || !p.instances.is_empty())
+    {
+        out("")?;
+        out(&format!(
+            "{:<20} {:<22} {:<9} STATUS   (the instance map: a log line's instance=)",
+            "SLOT -> INSTANCE", "INSTANCE", "STATE"
+        ))?;
+        for p in &s.pools {
+            out(&format!(
+                "{}: {} of {} slots used, {} free",
+                p.pool, p.used, p.slots, p.free
+            ))?;
+            for i in &p.instances {
+                out(&format!(
+                    "  {:<18} {:<22} {:<9} {}",
+                    i.key, i.instance, i.state, i.status
+                ))?;
+            }
+        }
     }
     if !s.operations.is_empty() {
         out("")?;
