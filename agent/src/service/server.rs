@@ -240,9 +240,11 @@ fn serve(service: &Service, stream: &UnixStream) {
     let _ = stream.set_nonblocking(false);
     let request = match control::read_request(stream) {
         Ok(r) => r,
+        // A probe that only connected: nothing to answer or count.
+        Err(control::RequestError::Empty) => return,
         Err(e) => {
             service.metric(|m| m.error(Failure::RefusedMessage));
-            control::send(stream, &Reply::Error(e));
+            control::send(stream, &Reply::Error(e.to_string()));
             return;
         }
     };
