@@ -52,8 +52,9 @@ enum Cmd {
     /// member on its own. It listens on the control socket (agent.toml
     /// `[service] control_socket`, default `<state_dir>/agent.sock`, mode 0660), resumes
     /// what a stopped service left, and with `[aws]` groups syncs from AWS at start and
-    /// every `sync_interval_s`. SIGTERM or Ctrl-C stops it; operations in flight resume
-    /// at the next start.
+    /// every `sync_interval_s`. With `[metrics] agent = "IP:PORT"` it serves its own
+    /// Prometheus metrics at `/metrics` there. SIGTERM or Ctrl-C stops it; operations in
+    /// flight resume at the next start.
     Run,
     /// Apply a change message: bring members up (health-gated) and drain members out.
     ///
@@ -118,14 +119,16 @@ enum Cmd {
 enum ConfigCmd {
     /// Print a complete haproxy.cfg for agent.toml (frontends, backends, slot lines,
     /// admin socket, server-state file; workers as `user`/`group` in `chroot`, logging
-    /// every request with the instance that served it). Run HAProxy with it in
+    /// every request with the instance that served it; with `[metrics] haproxy`, a
+    /// frontend serving HAProxy's Prometheus exporter at `/metrics`). Run HAProxy with it in
     /// master-worker mode: `haproxy -W -S /run/haproxy/master.sock -f haproxy.cfg`.
     ///
     /// Also creates the instance map (`<state_dir>/instances.map`) empty when it does
     /// not exist: HAProxy refuses to start without it. An existing one is left alone.
     Render,
     /// Check that haproxy.cfg has what the agent needs (slot lines, server-state file,
-    /// user, group, chroot, log), and say what to add if not.
+    /// user, group, chroot, log; the exporter frontend with `[metrics] haproxy`), and
+    /// say what to add if not.
     Check,
     /// Print the slot line for one pool, to paste into a hand-written backend.
     Block {
