@@ -260,7 +260,8 @@ fn timeline_svg(t: &Timeline, span: (f64, f64)) -> String {
         x0: span.0,
         x1: span.1,
         y0: 0.0,
-        y1: nice_ceil(ymax * 1.05),
+        // Four ticks of a nice step: 0, 2, 4, 6, 8 rather than 0, 2.5, 5...
+        y1: 4.0 * nice_ceil(ymax * 1.05 / 4.0),
         height: HEIGHT,
         log_x: false,
     };
