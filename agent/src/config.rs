@@ -62,6 +62,74 @@ pub struct AgentConfig {
     /// The networks members may be in (`member_networks`); empty: any unicast address
     /// except the ones always refused (see [`crate::limits`]).
     pub member_networks: Vec<Network>,
+    /// Where HAProxy's and the agent's Prometheus metrics are served, if anywhere.
+    pub metrics: MetricsConfig,
+}
+
+/// The `[metrics]` section: where Prometheus scrapes this host. Both are optional and
+/// off by default; each is an IP `address:port` (host names are not resolved: a
+/// listener must not depend on DNS at boot).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// HAProxy's built-in Prometheus exporter: `agent config render` declares a
+    /// frontend there serving `/metrics` (`http-request use-service
+    /// prometheus-exporter`).
+    pub haproxy: Option<SocketAddr>,
+    /// The agent service's own `/metrics` ([`crate::metrics`]).
+    pub agent: Option<SocketAddr>,
+}
+
+impl MetricsConfig {
+    /// Reads one listen address of `[metrics]`: an IP address and a port, neither
+    /// zero nor multicast.
+    pub fn parse_listen(field: &str, s: &str) -> Result<SocketAddr, String> {
+        match s.parse::<SocketAddr>() {
+            Ok(a) if a.port() == 0 => Err(format!(
+                "metrics.{field} = {s:?}: port 0 is not a fixed port Prometheus can scrape; give one (e.g. 127.0.0.1:{})",
+                if field == "haproxy" { 8405 } else { 9405 }
+            )),
+            Ok(a) if a.ip().is_multicast() => Err(format!(
+                "metrics.{field} = {s:?} is a multicast address; give a local address to listen on"
+            )),
+            Ok(a) => Ok(a),
+            Err(_) => Err(format!(
+                "metrics.{field} = {s:?} is not an IP address:port (127.0.0.1:{port}, [::1]:{port}, 0.0.0.0:{port}); host names are not resolved",
+                port = if field == "haproxy" { 8405 } else { 9405 }
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    haproxy: Option<String>,
+    agent: Option<String>,
+}
+
+impl RawMetrics {
+    fn check(self) -> Result<MetricsConfig, String> {
+        let haproxy = self
+            .haproxy
+            .as_deref()
+            .map(|s| MetricsConfig::parse_listen("haproxy", s))
+            .transpose()?;
+        let agent = self
+            .agent
+            .as_deref()
+            .map(|s| MetricsConfig::parse_listen("agent", s))
+            .transpose()?;
+        if let (Some(h), Some(a)) = (haproxy, agent) {
+            if h.port() == a.port()
+                && (h.ip() == a.ip() || h.ip().is_unspecified() || a.ip().is_unspecified())
+            {
+                return Err(format!(
+                    "metrics.haproxy ({h}) and metrics.agent ({a}) would listen on the same port; give them different ports"
+                ));
+            }
+        }
+        Ok(MetricsConfig { haproxy, agent })
+    }
 }
 
 /// The agent service (`agent run`).
@@ -289,6 +357,8 @@ struct RawFile {
     pools: Vec<RawPool>,
     #[serde(default)]
     aws: RawAws,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Deserialize)]
@@ -512,6 +582,7 @@ impl AgentConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let render = raw.render.check()?;
+        let metrics = raw.metrics.check()?;
         Ok(Self {
             host: raw.host.unwrap_or_else(hostname),
             service: ServiceConfig { control_socket },
@@ -529,6 +600,7 @@ impl AgentConfig {
             pools,
             aws_groups: raw.aws.groups,
             member_networks,
+            metrics,
         })
     }
 
@@ -641,6 +713,34 @@ groups = { "web-asg" = ["web"] }
         let e = AgentConfig::parse(&GOOD.replace("/var/lib/haproxy-asg", "/var/lib/my state"))
             .unwrap_err();
         assert!(e.contains("haproxy.state_dir"), "{e}");
+    }
+
+    #[test]
+    fn metrics_addresses_are_optional_and_checked() {
+        let c = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(c.metrics, MetricsConfig::default(), "off unless asked");
+        let with = |body: &str| AgentConfig::parse(&format!("{GOOD}[metrics]\n{body}\n"));
+        let c = with("haproxy = \"127.0.0.1:8405\"\nagent = \"[::1]:9405\"").unwrap();
+        assert_eq!(c.metrics.haproxy, Some("127.0.0.1:8405".parse().unwrap()));
+        assert_eq!(c.metrics.agent, Some("[::1]:9405".parse().unwrap()));
+        let e = with("agent = \"localhost:9405\"").unwrap_err();
+        assert!(
+            e.contains("metrics.agent") && e.contains("host names are not resolved"),
+            "{e}"
+        );
+        let e = with("haproxy = \"8405\"").unwrap_err();
+        assert!(
+            e.contains("metrics.haproxy") && e.contains("IP address:port"),
+            "{e}"
+        );
+        let e = with("haproxy = \"127.0.0.1:0\"").unwrap_err();
+        assert!(e.contains("port 0"), "{e}");
+        let e = with("agent = \"224.0.0.1:9405\"").unwrap_err();
+        assert!(e.contains("multicast"), "{e}");
+        let e = with("haproxy = \"0.0.0.0:9405\"\nagent = \"127.0.0.1:9405\"").unwrap_err();
+        assert!(e.contains("same port"), "{e}");
+        let e = with("prometheus = \"127.0.0.1:1\"").unwrap_err();
+        assert!(e.contains("prometheus"), "{e}");
     }
 
     #[test]

@@ -141,19 +141,35 @@ pub fn call(
     }
 }
 
+/// Why no request could be read from a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The client closed the connection without sending anything (a liveness probe).
+    #[error("the client sent no request")]
+    Empty,
+    /// Reading failed.
+    #[error("cannot read the request: {0}")]
+    Read(std::io::Error),
+    /// The request is over [`MAX_REQUEST`] bytes, or its line never ended.
+    #[error("the request is larger than {MAX_REQUEST} bytes (or incomplete): a message may be at most {MAX_MESSAGE} bytes")]
+    TooLarge,
+    /// The line is not a request.
+    #[error("malformed request: {0}")]
+    Malformed(serde_json::Error),
+}
+
 /// Reads one request from a connection, at most [`MAX_REQUEST`] bytes.
-pub fn read_request(stream: &UnixStream) -> Result<Request, String> {
+pub fn read_request(stream: &UnixStream) -> Result<Request, RequestError> {
     let mut line = String::new();
     let mut limited = BufReader::new(stream.take(MAX_REQUEST));
-    limited
-        .read_line(&mut line)
-        .map_err(|e| format!("cannot read the request: {e}"))?;
-    if !line.ends_with('\n') {
-        return Err(format!(
-            "the request is larger than {MAX_REQUEST} bytes (or incomplete): a message may be at most {MAX_MESSAGE} bytes"
-        ));
+    limited.read_line(&mut line).map_err(RequestError::Read)?;
+    if line.is_empty() {
+        return Err(RequestError::Empty);
     }
-    serde_json::from_str(&line).map_err(|e| format!("malformed request: {e}"))
+    if !line.ends_with('\n') {
+        return Err(RequestError::TooLarge);
+    }
+    serde_json::from_str(&line).map_err(RequestError::Malformed)
 }
 
 /// Writes one reply line (a client that went away is not an error worth more than

@@ -16,7 +16,9 @@
 //! A rendered configuration confines HAProxy: the master (root) opens the sockets and
 //! reads the server-state and map files, then the workers drop to `user`/`group` inside
 //! `chroot` (agent.toml `[render]`). Every request is logged (`log`, `option httplog`)
-//! with the instance that served it: see [`crate::instances`].
+//! with the instance that served it: see [`crate::instances`]. With `[metrics] haproxy`
+//! it also declares a frontend serving HAProxy's built-in Prometheus exporter at
+//! `/metrics` ([`metrics_frontend`]).
 
 use crate::config::{AgentConfig, PoolConfig};
 use crate::haproxy::Endpoint;
@@ -179,6 +181,7 @@ pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
         ));
     }
     problems.extend(check_confinement(&path, text));
+    problems.extend(check_metrics(cfg, &path, text));
     problems
 }
 
@@ -223,6 +226,56 @@ fn check_confinement(path: &str, text: &str) -> Vec<String> {
         problems.push(format!("{path}: the global section has no `log`: requests leave no trace; add `log /dev/log local0` (agent.toml [render] log), and `log global` with `option httplog` in defaults"));
     }
     problems
+}
+
+/// The frontend serving HAProxy's Prometheus exporter (agent.toml `[metrics] haproxy`).
+pub const METRICS_FRONTEND: &str = "asg_metrics";
+
+/// A `bind` address for `addr`, with its family spelled out (`ipv4@127.0.0.1:8405`,
+/// `ipv6@::1:8405`), which HAProxy reads without brackets.
+pub fn bind_addr(addr: &std::net::SocketAddr) -> String {
+    match addr {
+        std::net::SocketAddr::V4(a) => format!("ipv4@{a}"),
+        std::net::SocketAddr::V6(a) => format!("ipv6@{}:{}", a.ip(), a.port()),
+    }
+}
+
+/// The frontend that serves HAProxy's built-in Prometheus exporter at `addr`: `/metrics`
+/// only (anything else is a 404), not logged (scrapes would drown the request log).
+pub fn metrics_frontend(addr: &std::net::SocketAddr) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("\nfrontend {METRICS_FRONTEND}\n"));
+    s.push_str("    # HAProxy's own metrics for Prometheus (agent.toml [metrics] haproxy).\n");
+    s.push_str(&format!("    bind {}\n", bind_addr(addr)));
+    s.push_str("    no log\n");
+    s.push_str("    http-request use-service prometheus-exporter if { path /metrics }\n");
+    s.push_str("    http-request return status 404 content-type text/plain string \"not found: HAProxy's metrics are at /metrics\\n\"\n");
+    s
+}
+
+/// What a configuration lacks to serve HAProxy's exporter at agent.toml's `[metrics]
+/// haproxy` address.
+fn check_metrics(cfg: &AgentConfig, path: &str, text: &str) -> Vec<String> {
+    let Some(addr) = cfg.metrics.haproxy else {
+        return Vec::new();
+    };
+    let bind = bind_addr(&addr);
+    let binds = text.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.first() == Some(&"bind")
+            && w.get(1)
+                .is_some_and(|a| *a == bind || *a == addr.to_string())
+    });
+    let exports = text.lines().any(|l| {
+        l.split('#')
+            .next()
+            .unwrap_or_default()
+            .contains("use-service prometheus-exporter")
+    });
+    if binds && exports {
+        return Vec::new();
+    }
+    vec![format!("{path}: agent.toml's [metrics] haproxy = \"{addr}\" but no frontend binds it with `http-request use-service prometheus-exporter if {{ path /metrics }}`; add this (or generate the file with `agent config render`):{}", metrics_frontend(&addr).trim_end().replace('\n', "\n  "))]
 }
 
 /// The `stats socket` address form for an endpoint.
@@ -307,6 +360,9 @@ pub fn render(cfg: &AgentConfig) -> String {
         }
         s.push_str(&format!("    {}\n", slot_line(p, p.slots)));
     }
+    if let Some(addr) = &cfg.metrics.haproxy {
+        s.push_str(&metrics_frontend(addr));
+    }
     s
 }
 
@@ -356,6 +412,41 @@ slots = 8
         );
         assert_eq!(find_block(&text, "api").map(|b| b.1), Some(8));
         assert_eq!(find_block(&text, "nope"), None);
+    }
+
+    #[test]
+    fn the_haproxy_exporter_frontend_is_rendered_only_when_asked_and_checked() {
+        let c = cfg();
+        let text = render(&c);
+        assert!(!text.contains("prometheus-exporter"), "off by default");
+        let with = |addr: &str| {
+            let mut c = cfg();
+            c.metrics.haproxy = Some(addr.parse().unwrap());
+            c
+        };
+        let c4 = with("127.0.0.1:8405");
+        let text = render(&c4);
+        assert!(check(&c4, &text).is_empty(), "{:?}", check(&c4, &text));
+        let fe = text.split("frontend asg_metrics\n").nth(1).unwrap();
+        for line in [
+            "    bind ipv4@127.0.0.1:8405\n",
+            "    no log\n",
+            "    http-request use-service prometheus-exporter if { path /metrics }\n",
+            "    http-request return status 404 ",
+        ] {
+            assert!(fe.contains(line), "{line:?} in\n{fe}");
+        }
+        let c6 = with("[::1]:8405");
+        assert!(render(&c6).contains("    bind ipv6@::1:8405\n"));
+        // A configuration without it: check says what to add.
+        let problems = check(&c4, &render(&c));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("[metrics] haproxy = \"127.0.0.1:8405\"")
+                && problems[0].contains("bind ipv4@127.0.0.1:8405"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

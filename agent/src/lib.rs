@@ -18,6 +18,7 @@
 //!   generations), checked before anything changes.
 //! - [`control`]: the control socket's requests and answers, and its client.
 //! - [`status`]: what `agent status` shows.
+//! - [`metrics`]: the service's own Prometheus metrics (`[metrics] agent`).
 //! - [`store`]: atomic file writes and the service's lock.
 //! - [`aws`]: the desired state read from AWS.
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ pub mod haproxy;
 pub mod haproxy_cfg;
 pub mod instances;
 pub mod limits;
+pub mod metrics;
 pub mod service;
 pub mod slots;
 pub mod status;

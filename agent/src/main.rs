@@ -52,8 +52,9 @@ enum Cmd {
     /// member on its own. It listens on the control socket (agent.toml
     /// `[service] control_socket`, default `<state_dir>/agent.sock`, mode 0660), resumes
     /// what a stopped service left, and with `[aws]` groups syncs from AWS at start and
-    /// every `sync_interval_s`. SIGTERM or Ctrl-C stops it; operations in flight resume
-    /// at the next start.
+    /// every `sync_interval_s`. With `[metrics] agent = "IP:PORT"` it serves its own
+    /// Prometheus metrics at `/metrics` there. SIGTERM or Ctrl-C stops it; operations in
+    /// flight resume at the next start.
     Run,
     /// Apply a change message: bring members up (health-gated) and drain members out.
     ///
@@ -100,8 +101,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show every slot (member, address, admin and health state, sessions, last check)
-    /// and every operation in flight (elapsed, sessions left, deadline).
+    /// Show every slot (member, address, admin and health state, sessions, last check),
+    /// each pool's slot -> instance map (slots used and free; per used slot the
+    /// instance, its state and HAProxy's status) and every operation in flight
+    /// (elapsed, sessions left, deadline).
     Status {
         /// Machine-readable output.
         #[arg(long)]
@@ -116,14 +119,16 @@ enum Cmd {
 enum ConfigCmd {
     /// Print a complete haproxy.cfg for agent.toml (frontends, backends, slot lines,
     /// admin socket, server-state file; workers as `user`/`group` in `chroot`, logging
-    /// every request with the instance that served it). Run HAProxy with it in
+    /// every request with the instance that served it; with `[metrics] haproxy`, a
+    /// frontend serving HAProxy's Prometheus exporter at `/metrics`). Run HAProxy with it in
     /// master-worker mode: `haproxy -W -S /run/haproxy/master.sock -f haproxy.cfg`.
     ///
     /// Also creates the instance map (`<state_dir>/instances.map`) empty when it does
     /// not exist: HAProxy refuses to start without it. An existing one is left alone.
     Render,
     /// Check that haproxy.cfg has what the agent needs (slot lines, server-state file,
-    /// user, group, chroot, log), and say what to add if not.
+    /// user, group, chroot, log; the exporter frontend with `[metrics] haproxy`), and
+    /// say what to add if not.
     Check,
     /// Print the slot line for one pool, to paste into a hand-written backend.
     Block {
@@ -477,6 +482,28 @@ fn print_status(s: &Status, json: bool) -> Outcome {
             r.sessions,
             r.last_check
         ))?;
+    }
+    if s.pools
+        .iter()
+        .any(|p| p.slots > 0 || !p.instances.is_empty())
+    {
+        out("")?;
+        out(&format!(
+            "{:<20} {:<22} {:<9} STATUS   (the instance map: a log line's instance=)",
+            "SLOT -> INSTANCE", "INSTANCE", "STATE"
+        ))?;
+        for p in &s.pools {
+            out(&format!(
+                "{}: {} of {} slots used, {} free",
+                p.pool, p.used, p.slots, p.free
+            ))?;
+            for i in &p.instances {
+                out(&format!(
+                    "  {:<18} {:<22} {:<9} {}",
+                    i.key, i.instance, i.state, i.status
+                ))?;
+            }
+        }
     }
     if !s.operations.is_empty() {
         out("")?;

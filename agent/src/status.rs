@@ -1,6 +1,6 @@
-//! What `agent status` shows: every slot joined from the slot table and HAProxy, and
-//! every operation in flight with its progress. Built by the service, printed by the
-//! command line.
+//! What `agent status` shows: every slot joined from the slot table and HAProxy, each
+//! pool's slot -> instance map (the map HAProxy's log line reads), and every operation
+//! in flight with its progress. Built by the service, printed by the command line.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +56,38 @@ pub struct OperationStatus {
     pub last_check: String,
 }
 
+/// A slot that holds a member: which instance, where it is in its life, and what
+/// HAProxy says of it. The same pairs as the instance map HAProxy's log line reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInstance {
+    /// The slot (server name, `slot3`).
+    pub slot: String,
+    /// The instance map's key (`web/slot3`), as the log line's backend/server.
+    pub key: String,
+    /// The instance id in it.
+    pub instance: String,
+    /// Its life stage on this host: `joining`, `up` or `draining`.
+    pub state: String,
+    /// HAProxy's status of the slot (`UP`, `DOWN 1/2`, `DRAIN`...; empty when HAProxy
+    /// has no stats row for it).
+    pub status: String,
+}
+
+/// One pool's slot -> instance map and how many slots are left before a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolMap {
+    /// The pool.
+    pub pool: String,
+    /// Slots HAProxy declares.
+    pub slots: u32,
+    /// Slots held by a member or an eviction.
+    pub used: u32,
+    /// Declared slots nobody holds: members that fit without a reload.
+    pub free: u32,
+    /// Every slot holding a member, by slot number.
+    pub instances: Vec<SlotInstance>,
+}
+
 /// Everything `agent status` shows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -63,6 +95,9 @@ pub struct Status {
     pub host: String,
     /// Every slot of every pool.
     pub slots: Vec<SlotStatus>,
+    /// Per pool, the slots that hold a member and which instance (agent.toml's order).
+    #[serde(default)]
+    pub pools: Vec<PoolMap>,
     /// Operations in flight.
     pub operations: Vec<OperationStatus>,
     /// Hitless reloads this service did (slot growth).
@@ -119,7 +154,31 @@ pub fn build(
                 last_check: r.map(StatRow::check_summary).unwrap_or_default(),
             });
         }
-        let Some(t) = t else { continue };
+        let mut map = PoolMap {
+            pool: pool.clone(),
+            slots: live.size(),
+            used: 0,
+            free: live.size(),
+            instances: Vec::new(),
+        };
+        let Some(t) = t else {
+            out.pools.push(map);
+            continue;
+        };
+        map.used = u32::try_from(t.used().len()).unwrap_or(u32::MAX);
+        map.free = map.slots.saturating_sub(map.used);
+        let mut held: Vec<(&infra::MemberId, &crate::slots::Entry)> = t.members.iter().collect();
+        held.sort_by_key(|(_, e)| e.slot);
+        for (id, e) in held {
+            map.instances.push(SlotInstance {
+                slot: slot_name(e.slot),
+                key: format!("{pool}/{}", slot_name(e.slot)),
+                instance: id.to_string(),
+                state: e.state.to_string(),
+                status: row(e.slot).map(|r| r.status.clone()).unwrap_or_default(),
+            });
+        }
+        out.pools.push(map);
         for (id, e) in &t.members {
             let Some(op) = e.op else { continue };
             let r = row(e.slot);
@@ -155,4 +214,106 @@ pub fn build(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slots::{Entry, Op, PoolSlots};
+    use infra::{MemberId, Port};
+
+    fn state(server: &str, admin_state: u32) -> ServerState {
+        ServerState {
+            backend: "web".into(),
+            server: server.into(),
+            addr: "10.0.0.1".into(),
+            port: 80,
+            op_state: 2,
+            admin_state,
+        }
+    }
+
+    fn row(server: &str, status: &str) -> StatRow {
+        StatRow {
+            backend: "web".into(),
+            server: server.into(),
+            scur: 0,
+            qcur: 0,
+            stot: 0,
+            status: status.into(),
+            check_status: String::new(),
+            last_chk: String::new(),
+            addr: "10.0.0.1:80".into(),
+        }
+    }
+
+    #[test]
+    fn each_pool_maps_its_used_slots_to_instances() {
+        let entry = |slot, state, op: bool| Entry {
+            slot,
+            address: [10, 0, 0, 1].into(),
+            port: Port::new(80).unwrap(),
+            generation: 1,
+            state,
+            op: op.then_some(Op {
+                change: 1,
+                started_ms: 0,
+                deadline_ms: 10_000,
+                fresh: true,
+            }),
+            touched: 0,
+        };
+        let mut web = PoolSlots::default();
+        web.members.insert(
+            MemberId::new("i-late").unwrap(),
+            entry(3, EntryState::Joining, true),
+        );
+        web.members.insert(
+            MemberId::new("i-first").unwrap(),
+            entry(1, EntryState::Up, false),
+        );
+        let mut table = SlotTable::default();
+        table.pools.insert("web".into(), web);
+        let states: Vec<ServerState> = (1..=4)
+            .map(|n| state(&slot_name(n), if n == 2 || n == 4 { 0x21 } else { 0 }))
+            .collect();
+        let rows = vec![row("slot1", "UP"), row("slot3", "DOWN 1/2")];
+        let pools = vec!["web".to_string(), "api".to_string()];
+        let s = build("h", &pools, &table, &states, &rows, 0, 0);
+        assert_eq!(s.pools.len(), 2);
+        let web = &s.pools[0];
+        assert_eq!((web.slots, web.used, web.free), (4, 2, 2));
+        let got: Vec<(&str, &str, &str, &str, &str)> = web
+            .instances
+            .iter()
+            .map(|i| {
+                (
+                    i.slot.as_str(),
+                    i.key.as_str(),
+                    i.instance.as_str(),
+                    i.state.as_str(),
+                    i.status.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("slot1", "web/slot1", "i-first", "up", "UP"),
+                ("slot3", "web/slot3", "i-late", "joining", "DOWN 1/2"),
+            ],
+            "by slot number, keyed as the instance map"
+        );
+        assert_eq!(
+            web.instances[0].key,
+            crate::instances::key(&infra::PoolName::new("web").unwrap(), 1)
+        );
+        let api = &s.pools[1];
+        assert_eq!((api.slots, api.used, api.free), (0, 0, 0));
+        assert!(api.instances.is_empty());
+        // Older answers without the map still read.
+        let old: Status =
+            serde_json::from_str(r#"{"host":"h","slots":[],"operations":[],"reloads":0}"#).unwrap();
+        assert!(old.pools.is_empty());
+    }
 }

@@ -48,6 +48,7 @@ impl Service {
         })?;
         let mut new = old.clone();
         let mut sizes = Vec::new();
+        let mut targets = Vec::new();
         let mut short = false;
         for pc in &self.cfg.pools {
             let name = pc.name().as_str();
@@ -85,6 +86,7 @@ impl Service {
             crate::limits::check_growth(pc, cur, needed)?;
             let target = slots::target_size(cur, pc.slots, needed, used_count);
             let target = crate::limits::capped_size(pc, target, needed);
+            targets.push((pc.name().clone(), target));
             if target != cur {
                 sizes.push(format!("{name} {cur} -> {target}"));
                 if let Some(t) = haproxy_cfg::set_slots(&new, name, target) {
@@ -142,6 +144,11 @@ impl Service {
         if result.is_ok() {
             st.reloads += 1;
             st.reloaded_at = Some(Instant::now());
+            self.metric(|m| {
+                for (pool, n) in &targets {
+                    m.set_slots(pool.as_str(), *n);
+                }
+            });
         }
         // The new worker read the map file; what it holds is known again by asking.
         st.instances = None;

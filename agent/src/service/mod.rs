@@ -12,8 +12,11 @@
 //!   killed at any moment resumes where it was ([`Service::resume`]).
 //! - With `[aws]` groups, the service syncs from AWS when it starts and every
 //!   `sync_interval_s`, as one more change among the others.
+//! - With `[metrics] agent`, it serves its own Prometheus metrics ([`scrape`]), fed as
+//!   things happen ([`crate::metrics`]).
 
 mod grow;
+mod scrape;
 mod server;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -30,6 +33,7 @@ use crate::control::{DiffLine, SyncReply};
 use crate::haproxy::{Client, Command, HaproxyError, ServerState, StatRow};
 use crate::haproxy_cfg::slot_name;
 use crate::instances;
+use crate::metrics::{self, ErrorKind};
 use crate::slots::{
     self, Action, Clock, EntryState, Finished, LiveSlots, PoolPlan, SlotTable, Timeouts,
 };
@@ -189,6 +193,35 @@ pub struct Service {
     /// Notified when an operation starts or ends.
     changed: Condvar,
     stop: AtomicBool,
+    /// Counters and histogram for `/metrics`; locked after `state` when both are.
+    metrics: Mutex<metrics::Registry>,
+}
+
+/// The metrics kind of an error a request or a tick met.
+fn error_kind(e: &ServiceError) -> ErrorKind {
+    match e {
+        ServiceError::Message(_) | ServiceError::UnknownPool { .. } | ServiceError::Limit(_) => {
+            ErrorKind::RefusedMessage
+        }
+        ServiceError::NoBackend { .. } => ErrorKind::NoSlots,
+        ServiceError::Haproxy(h) => haproxy_kind(h),
+        ServiceError::Store(_) => ErrorKind::StateWriteFailed,
+        ServiceError::ConfigFile { .. }
+        | ServiceError::NoSlotLine { .. }
+        | ServiceError::Check { .. }
+        | ServiceError::ConfigInvalid { .. }
+        | ServiceError::Reload(_) => ErrorKind::ReloadFailed,
+        ServiceError::Aws(_) => ErrorKind::SyncFailed,
+    }
+}
+
+/// The metrics kind of a failed exchange with HAProxy.
+fn haproxy_kind(e: &HaproxyError) -> ErrorKind {
+    match e {
+        HaproxyError::Connect { .. } | HaproxyError::Io { .. } => ErrorKind::HaproxyUnreachable,
+        HaproxyError::Refused { .. } | HaproxyError::Protocol { .. } => ErrorKind::BatchFailed,
+        HaproxyError::NoMaster => ErrorKind::ReloadFailed,
+    }
 }
 
 fn now_ms() -> u64 {
@@ -230,6 +263,8 @@ impl Service {
             cfg.haproxy.master_socket.clone(),
             cfg.haproxy.timeout,
         );
+        let pools: Vec<String> = cfg.pools.iter().map(|p| p.name().to_string()).collect();
+        let registry = metrics::Registry::new(&pools, now_ms() as f64 / 1000.0);
         Ok(Self {
             cfg,
             client,
@@ -246,7 +281,54 @@ impl Service {
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
+            metrics: Mutex::new(registry),
         })
+    }
+
+    /// Feeds the metrics registry (a panic elsewhere leaves plain numbers: recovered).
+    fn metric(&self, f: impl FnOnce(&mut metrics::Registry)) {
+        f(&mut self.metrics.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Counts `e` by its kind and hands it back.
+    fn counted<T>(&self, r: Result<T, ServiceError>) -> Result<T, ServiceError> {
+        if let Err(e) = &r {
+            self.metric(|m| m.error(error_kind(e)));
+        }
+        r
+    }
+
+    /// Records a successful sync from AWS (its time and count).
+    fn synced_from_aws(&self) {
+        self.metric(|m| m.synced(now_ms() as f64 / 1000.0));
+    }
+
+    /// Records that HAProxy declares `lives`' slot counts.
+    fn record_slots(&self, lives: &BTreeMap<PoolName, LiveSlots>) {
+        self.metric(|m| {
+            for (p, l) in lives {
+                m.set_slots(p.as_str(), l.size());
+            }
+        });
+    }
+
+    /// Everything `/metrics` shows, in Prometheus' text format: the counters, and the
+    /// table's gauges as they are now.
+    pub fn metrics_text(&self) -> String {
+        let pools: Vec<String> = self
+            .cfg
+            .pools
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        let snap = {
+            let st = self.lock();
+            metrics::Snapshot::of(&st.table, &pools, st.reloads)
+        };
+        self.metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .render(&snap)
     }
 
     /// The configuration.
@@ -348,9 +430,11 @@ impl Service {
     /// Both files; failures are logged (the next change writes them again).
     fn persist(&self, st: &State) {
         if let Err(e) = self.save_table(st) {
+            self.metric(|m| m.error(ErrorKind::StateWriteFailed));
             warn!(error = %e, "cannot write the slot table");
         }
         if let Err(e) = self.save_server_state(st) {
+            self.metric(|m| m.error(error_kind(&e)));
             warn!(error = %e, "cannot write the server-state file");
         }
     }
@@ -378,6 +462,7 @@ impl Service {
         for p in pools {
             lives.insert(p.clone(), Self::live(&client, p)?);
         }
+        self.record_slots(&lives);
         let snapshot = st.table.clone();
         st.epoch += 1;
         let now = now_ms();
@@ -620,24 +705,27 @@ impl Service {
     ) -> Result<Report, ServiceError> {
         let span = info_span!("apply", generation = change.generation);
         let _g = span.enter();
-        crate::limits::check_change(&self.cfg, change, now_ms())?;
+        self.counted(crate::limits::check_change(&self.cfg, change, now_ms()).map_err(Into::into))?;
         let pools: Vec<PoolName> = change.pools.iter().map(|p| p.pool.clone()).collect();
         let by_pool: BTreeMap<&PoolName, &infra::PoolChange> =
             change.pools.iter().map(|p| (&p.pool, p)).collect();
-        let started = self.start(&pools, change.generation, false, |p, t, live, clock| {
-            let Some(pc) = by_pool.get(p) else {
-                return PoolPlan::default();
-            };
-            slots::plan_change_by(
-                t,
-                live,
-                &pc.add,
-                &pc.remove,
-                &pc.drain_by_ms,
-                change.generation,
-                clock,
-            )
-        })?;
+        let started =
+            self.counted(
+                self.start(&pools, change.generation, false, |p, t, live, clock| {
+                    let Some(pc) = by_pool.get(p) else {
+                        return PoolPlan::default();
+                    };
+                    slots::plan_change_by(
+                        t,
+                        live,
+                        &pc.add,
+                        &pc.remove,
+                        &pc.drain_by_ms,
+                        change.generation,
+                        clock,
+                    )
+                }),
+            )?;
         Ok(self.finish(change.generation, started, wait, progress))
     }
 
@@ -651,16 +739,21 @@ impl Service {
     ) -> Result<SyncReply, ServiceError> {
         let span = info_span!("sync", generation = desired.generation);
         let _g = span.enter();
-        crate::limits::check_desired(&self.cfg, desired, now_ms())?;
+        self.counted(
+            crate::limits::check_desired(&self.cfg, desired, now_ms()).map_err(Into::into),
+        )?;
         let pools: Vec<PoolName> = desired.pools.iter().map(|p| p.pool.clone()).collect();
         let by_pool: BTreeMap<&PoolName, &infra::PoolDesired> =
             desired.pools.iter().map(|p| (&p.pool, p)).collect();
-        let started = self.start(&pools, desired.generation, dry_run, |p, t, live, clock| {
-            let Some(pd) = by_pool.get(p) else {
-                return PoolPlan::default();
-            };
-            slots::plan_sync(t, live, &pd.members, desired.generation, clock)
-        })?;
+        let started =
+            self.counted(
+                self.start(&pools, desired.generation, dry_run, |p, t, live, clock| {
+                    let Some(pd) = by_pool.get(p) else {
+                        return PoolPlan::default();
+                    };
+                    slots::plan_sync(t, live, &pd.members, desired.generation, clock)
+                }),
+            )?;
         let diff = started.diff.clone();
         let report = (!dry_run).then(|| self.finish(desired.generation, started, wait, progress));
         Ok(SyncReply {
@@ -747,7 +840,11 @@ impl Service {
         if !resumed {
             if let Err(e) = self.resume() {
                 // HAProxy is not there yet: try again in a second.
-                self.lock().last_error = Some(e.to_string());
+                let mut st = self.lock();
+                if st.last_error.is_none() {
+                    self.metric(|m| m.error(error_kind(&e)));
+                }
+                st.last_error = Some(e.to_string());
                 return false;
             }
         }
@@ -756,6 +853,7 @@ impl Service {
             Err(e) => {
                 let mut st = self.lock();
                 if st.last_error.is_none() {
+                    self.metric(|m| m.error(haproxy_kind(&e)));
                     warn!(error = %e, "cannot read HAProxy's stats; operations wait");
                 }
                 st.last_error = Some(e.to_string());
@@ -789,6 +887,7 @@ impl Service {
         if !commands.is_empty() {
             if let Err(e) = client.batch(&commands) {
                 st.instances = None;
+                self.metric(|m| m.error(haproxy_kind(&e)));
                 warn!(error = %e, "cannot send the commands that end operations; the next sync repairs the slots");
             }
         }
@@ -804,6 +903,9 @@ impl Service {
                 ms = f.ms,
                 "operation finished"
             );
+            if f.member.is_some() {
+                self.metric(|m| m.observe(pool.as_str(), f.status, f.ms));
+            }
             st.results.record(&pool, f);
         }
         if changed || !commands.is_empty() {
@@ -843,6 +945,7 @@ impl Service {
             }
             lives.insert(pool.clone(), live);
         }
+        self.record_slots(&lives);
         if !needs.is_empty() {
             warn!(pools = ?needs, "the table holds slots HAProxy lacks (a reload was cut short): growing");
             self.grow(&mut st, &needs)?;
@@ -853,6 +956,7 @@ impl Service {
                     Self::live(&self.haproxy(&st), pc.name())?,
                 );
             }
+            self.record_slots(&lives);
         }
         let mut groups = Vec::new();
         for pc in &self.cfg.pools {

@@ -1,6 +1,7 @@
 //! `agent run`: the service's threads. The control socket's accept loop (one thread per
-//! request, bounded), the ticker (operations advanced from HAProxy's stats), and, with
-//! `[aws]` groups, the periodic sync from AWS. SIGTERM or SIGINT stops it cleanly; the
+//! request, bounded), the ticker (operations advanced from HAProxy's stats), with
+//! `[aws]` groups the periodic sync from AWS, and with `[metrics] agent` the `/metrics`
+//! endpoint ([`super::scrape`]). SIGTERM or SIGINT stops it cleanly; the
 //! operations in flight are in the table and resume at the next start.
 
 use std::io::ErrorKind;
@@ -14,9 +15,10 @@ use std::time::{Duration, Instant};
 use infra::{Change, Desired};
 use tracing::{error, info, warn};
 
-use super::{Service, ServiceError, TICK};
+use super::{scrape, Service, ServiceError, TICK};
 use crate::config::AgentConfig;
 use crate::control::{self, Reply, Request, MAX_MESSAGE};
+use crate::metrics::ErrorKind as Failure;
 use crate::store;
 
 /// Requests served at once; more wait for a place (connections queue in the kernel).
@@ -47,6 +49,14 @@ pub enum StartError {
     Listen {
         /// The socket path.
         path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The metrics endpoint could not be set up.
+    #[error("cannot serve metrics on {addr} (agent.toml [metrics] agent): {source}; free the port or choose another")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
         /// The OS error.
         source: std::io::Error,
     },
@@ -94,6 +104,15 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         libc::signal(libc::SIGINT, handler);
     }
 
+    let metrics = cfg
+        .metrics
+        .agent
+        .map(|addr| {
+            scrape::bind(addr)
+                .map(|l| (addr, l))
+                .map_err(|source| StartError::Metrics { addr, source })
+        })
+        .transpose()?;
     let service = Arc::new(Service::open(cfg)?);
     if let Err(e) = service.resume() {
         warn!(error = %e, "cannot reach HAProxy yet; operations resume once it answers");
@@ -116,6 +135,19 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                 .spawn(move || aws_sync(&s))
                 .map_err(listen)?,
         )
+    };
+    let scraper = match metrics {
+        None => None,
+        Some((addr, listener)) => {
+            let s = service.clone();
+            info!(addr = %addr, "serving the agent's metrics at /metrics");
+            Some(
+                std::thread::Builder::new()
+                    .name("metrics".into())
+                    .spawn(move || scrape::serve(&listener, &s))
+                    .map_err(|source| StartError::Metrics { addr, source })?,
+            )
+        }
     };
     let clients = Arc::new(AtomicUsize::new(0));
     while !SIGNALLED.load(Ordering::SeqCst) {
@@ -155,6 +187,9 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     if let Some(t) = syncer {
         let _ = t.join();
     }
+    if let Some(t) = scraper {
+        let _ = t.join();
+    }
     service.persist(&service.lock());
     let _ = std::fs::remove_file(&socket);
     Ok(())
@@ -183,12 +218,17 @@ fn aws_sync(service: &Service) {
         match crate::aws::desired(&service.cfg) {
             Ok(desired) => match service.sync(&desired, false, false, &mut |_| {}) {
                 Ok(r) => {
+                    service.synced_from_aws();
                     let changes = r.diff.iter().filter(|d| d.op != '=').count();
                     info!(generation = desired.generation, changes, "synced from AWS");
                 }
-                Err(e) => warn!(error = %e, "sync from AWS failed; next try in sync_interval_s"),
+                Err(e) => {
+                    service.metric(|m| m.error(Failure::SyncFailed));
+                    warn!(error = %e, "sync from AWS failed; next try in sync_interval_s")
+                }
             },
             Err(e) => {
+                service.metric(|m| m.error(Failure::SyncFailed));
                 warn!(error = %e, "reading the groups from AWS failed; next try in sync_interval_s")
             }
         }
@@ -200,8 +240,11 @@ fn serve(service: &Service, stream: &UnixStream) {
     let _ = stream.set_nonblocking(false);
     let request = match control::read_request(stream) {
         Ok(r) => r,
+        // A probe that only connected: nothing to answer or count.
+        Err(control::RequestError::Empty) => return,
         Err(e) => {
-            control::send(stream, &Reply::Error(e));
+            service.metric(|m| m.error(Failure::RefusedMessage));
+            control::send(stream, &Reply::Error(e.to_string()));
             return;
         }
     };
@@ -209,7 +252,7 @@ fn serve(service: &Service, stream: &UnixStream) {
         control::send(stream, &Reply::Progress(line));
     };
     let reply = match request {
-        Request::Apply { change, wait } => message(&change, Change::from_json)
+        Request::Apply { change, wait } => message(service, &change, Change::from_json)
             .and_then(|c| {
                 service
                     .apply(&c, wait, &mut progress)
@@ -221,8 +264,9 @@ fn serve(service: &Service, stream: &UnixStream) {
             dry_run,
             wait,
         } => {
+            let from_aws = desired.is_none();
             let desired = match desired {
-                Some(d) => message(&d, Desired::from_json),
+                Some(d) => message(service, &d, Desired::from_json),
                 None if service.cfg.aws_groups.is_empty() => {
                     Err(crate::aws::SourceError::NoGroups.to_string())
                 }
@@ -231,13 +275,19 @@ fn serve(service: &Service, stream: &UnixStream) {
                     crate::aws::desired(&service.cfg).map_err(|e| e.to_string())
                 }
             };
-            desired
+            let reply = desired
                 .and_then(|d| {
                     service
                         .sync(&d, dry_run, wait, &mut progress)
                         .map_err(|e| e.to_string())
                 })
-                .map(Reply::Sync)
+                .map(Reply::Sync);
+            match (&reply, from_aws && !dry_run) {
+                (Ok(_), true) => service.synced_from_aws(),
+                (Err(_), true) => service.metric(|m| m.error(Failure::SyncFailed)),
+                _ => {}
+            }
+            reply
         }
         Request::Status => service
             .status()
@@ -247,17 +297,23 @@ fn serve(service: &Service, stream: &UnixStream) {
     control::send(stream, &reply.unwrap_or_else(Reply::Error));
 }
 
-/// A message of a request, bounded and validated.
+/// A message of a request, bounded and validated (a refusal is counted).
 fn message<T>(
+    service: &Service,
     v: &serde_json::Value,
     parse: impl Fn(&str) -> Result<T, infra::MessageError>,
 ) -> Result<T, String> {
     let text = v.to_string();
-    if text.len() > MAX_MESSAGE {
-        return Err(format!(
+    let parsed = if text.len() > MAX_MESSAGE {
+        Err(format!(
             "message too large: {} bytes, at most {MAX_MESSAGE}",
             text.len()
-        ));
+        ))
+    } else {
+        parse(&text).map_err(|e| e.to_string())
+    };
+    if parsed.is_err() {
+        service.metric(|m| m.error(Failure::RefusedMessage));
     }
-    parse(&text).map_err(|e| e.to_string())
+    parsed
 }

@@ -1,10 +1,14 @@
 //! The whole loop on one machine, for the embedded demo (`demo`) and the end-to-end
 //! benchmark (`e2e-bench`): the reactor in-process, fed by EventBridge through SQS
 //! ([`control`]), on top of the harness's emulated world, instances and HAProxy hosts.
+//! The demo records its run ([`recorder`]) and draws it as one HTML page ([`page`]),
+//! as `e2e-bench --html` draws its latencies.
 #![recursion_limit = "256"]
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod page;
+pub mod recorder;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;

@@ -3,8 +3,9 @@
 //! agents sit in front, and the reactor (the Lambda's code) gets the group's lifecycle
 //! events from EventBridge through SQS. A scripted scenario runs under live HTTP load:
 //! scale out, scale in, churn that forces slot growth, an agent killed mid-apply and
-//! repaired by `agent sync`. Ends with a summary; exit code 0 only if no request failed,
-//! no lifecycle action was left pending and no process was left running.
+//! repaired by `agent sync`. Ends with a summary and a picture of the run (an HTML page
+//! in the run directory, [`demo::page`]); exit code 0 only if no request failed, no
+//! lifecycle action was left pending and no process was left running.
 #![recursion_limit = "256"]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use demo::control::{reactor_config, Handled, ReactorRun, EXECUTION_TIMEOUT_S};
+use demo::recorder::Recorder;
 use demo::{install_signal_handlers, percentile, proxy_host, say, say_at, stopping, until};
 use harness::fleet::Fleet;
 use harness::process::{alive, processes_matching};
@@ -43,13 +45,19 @@ struct Args {
     /// HTTP load workers per HAProxy frontend.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Keep the run directory (logs, configs) instead of deleting it.
+    /// Keep the whole run directory (logs, configs); without it only the run's page
+    /// (page.html) is kept there.
     #[arg(long)]
     keep: bool,
 }
 
-/// Everything running; dropped in field order (load first, emulator last).
+/// The run's picture, in the run directory.
+const PAGE: &str = "page.html";
+
+/// Everything running; dropped in field order (the recorder and the load first, the
+/// emulator last).
 struct Stack {
+    recorder: Recorder,
     loads: Vec<Load>,
     pump: Pump,
     reactor: ReactorRun,
@@ -78,6 +86,22 @@ impl Stack {
     fn drain_reports(&self, t: &mut Tally) {
         while let Ok(h) = self.reports.try_recv() {
             *t.events.entry(h.detail_type.clone()).or_default() += 1;
+            let hook = match h.detail_type.as_str() {
+                LAUNCH_HOOK => Some("launch-hook"),
+                TERMINATE_HOOK => Some("terminate-hook"),
+                _ => None,
+            };
+            if let Some(kind) = hook {
+                self.recorder.mark(
+                    h.at_s,
+                    kind,
+                    format!(
+                        "{} {}",
+                        short_kind(&h.detail_type),
+                        h.instance.as_deref().unwrap_or("")
+                    ),
+                );
+            }
             let (req, _) = self.requests();
             let inst = h.instance.as_deref().unwrap_or("");
             match &h.result {
@@ -241,6 +265,7 @@ impl Stack {
         let before = self.world.members(GROUP)?.len();
         let (req, _) = self.requests();
         say!("scenario {what}: {before} -> {desired} instances | requests {req}");
+        self.requested(desired, what);
         self.fleet
             .requested_ms
             .store(unix_ms(), std::sync::atomic::Ordering::SeqCst);
@@ -248,10 +273,18 @@ impl Stack {
         Ok(())
     }
 
+    /// Records a scale request on the timeline.
+    fn requested(&self, desired: usize, what: &str) {
+        self.recorder.desired(desired as u64);
+        self.recorder
+            .mark(demo::elapsed_s(), "scale", format!("{what}: -> {desired}"));
+    }
+
     fn scale(&self, t: &mut Tally, desired: usize, what: &str, served: bool) -> anyhow::Result<()> {
         let before = self.world.members(GROUP)?.len();
         let (req, _) = self.requests();
         say!("scenario {what}: {before} -> {desired} instances | requests {req}");
+        self.requested(desired, what);
         self.fleet
             .requested_ms
             .store(unix_ms(), std::sync::atomic::Ordering::SeqCst);
@@ -272,6 +305,9 @@ fn up_on(host: &Host, ids: &BTreeSet<String>) -> bool {
         })
     })
 }
+
+const LAUNCH_HOOK: &str = "EC2 Instance-launch Lifecycle Action";
+const TERMINATE_HOOK: &str = "EC2 Instance-terminate Lifecycle Action";
 
 fn short_kind(detail_type: &str) -> &str {
     match detail_type {
@@ -322,6 +358,21 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.keep {
         let kept = dir.keep();
         println!("run directory kept: {}", kept.display());
+    } else if dir.path().join(PAGE).exists() {
+        // The page outlives the run; the logs and configs do not.
+        let kept = dir.keep();
+        if let Ok(entries) = std::fs::read_dir(&kept) {
+            for e in entries.flatten() {
+                if e.file_name() != PAGE {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        }
     }
     let ok = match result {
         Ok(ok) => ok,
@@ -402,6 +453,15 @@ fn scenario(
         Duration::from_millis(100),
         Duration::from_secs(1800),
     );
+    let recorder = Recorder::start(
+        world.world.clone(),
+        &subnet,
+        POOL,
+        hosts.iter().map(|h| (h.name.clone(), h.client())).collect(),
+        Duration::from_millis(500),
+        Duration::from_secs(1800),
+    );
+    recorder.desired(0);
     let (report_tx, reports) = mpsc::channel();
     let reactor = ReactorRun::start(
         &world,
@@ -420,6 +480,7 @@ fn scenario(
         args.reconcile_s
     );
     let mut stack = Stack {
+        recorder,
         loads: Vec::new(),
         pump,
         reactor,
@@ -439,12 +500,14 @@ fn scenario(
         .map(|m| m.id)
         .collect();
     for h in &stack.hosts {
-        stack.loads.push(Load::start(
+        let load = Load::start(
             h.frontend(POOL),
             args.workers,
             Duration::from_secs(1800),
             u64::MAX,
-        ));
+        );
+        stack.recorder.add_load(load.counter());
+        stack.loads.push(load);
     }
     say!(
         "load     {} workers on each of the {} frontends",
@@ -506,6 +569,8 @@ fn scenario(
     let stats: Vec<_> = loads.into_iter().map(Load::stop).collect();
     let requests: u64 = stats.iter().map(|s| s.requests).sum();
     let failed: u64 = stats.iter().map(|s| s.failed).sum();
+    // The last look, with the loads' final counts.
+    stack.recorder.finish();
     stack.pump.stop();
     let reactor_cpu = stack.reactor.finish();
     stack.drain_reports(&mut t);
@@ -597,14 +662,64 @@ fn scenario(
     if !stack.fleet.errors().is_empty() {
         println!("fleet errors           {:?}", stack.fleet.errors());
     }
+    let hooks = |kind: &str| t.events.get(kind).copied().unwrap_or(0);
+    let facts = vec![
+        (
+            "requests".to_string(),
+            format!("{requests} sent, {failed} failed"),
+        ),
+        (
+            "reloads".into(),
+            format!("{} (slot growth only)", reload_text.join(", ")),
+        ),
+        (
+            "lifecycle actions".into(),
+            format!(
+                "{} completed, {} pending",
+                actions.values().sum::<u64>(),
+                pending.len()
+            ),
+        ),
+        (
+            "event-to-serving".into(),
+            format!(
+                "{} launches: p50 {} ms, p99 {} ms",
+                latencies.len(),
+                percentile(&latencies, 50.0),
+                percentile(&latencies, 99.0)
+            ),
+        ),
+        ("events handled".into(), events.to_string()),
+    ];
+    let page = dir.join(PAGE);
+    let picture = stack.recorder.recorded().page(
+        "haproxy-asg demo",
+        &format!(
+            "Auto Scaling group {GROUP} behind two HAProxy hosts (pool {POOL}, {} initial slots each), under HTTP load; {}",
+            args.slots,
+            if args.quick { "--quick scenario" } else { "full scenario" }
+        ),
+        facts,
+    );
+    match picture.write(&page) {
+        Ok(()) => println!("page                   {}", page.display()),
+        Err(e) => eprintln!(
+            "warning: cannot write the run's page {}: {e}",
+            page.display()
+        ),
+    }
     println!(
         "STATS {}",
         serde_json::json!({
             "events": events, "requests": requests, "failed_requests": failed,
             "lifecycle_completed": actions.values().sum::<u64>(), "lifecycle_pending": pending.len(),
             "reloads": reloads.iter().map(|r| r.1).sum::<u64>(),
+            "reloads_by_host": reloads.iter().map(|(h, n)| (h.clone(), *n)).collect::<BTreeMap<_, _>>(),
             "event_to_serving_ms_p50": percentile(&latencies, 50.0),
             "event_to_serving_ms_p99": percentile(&latencies, 99.0),
+            "launch_hooks": hooks(LAUNCH_HOOK), "terminate_hooks": hooks(TERMINATE_HOOK),
+            "final_members": members.len(),
+            "page": page.display().to_string(),
             "checks_ok": checks_ok,
         })
     );
@@ -658,6 +773,11 @@ fn fault(stack: &Stack, t: &mut Tally) -> anyhow::Result<bool> {
         })
     });
     let killed = host.kill_service();
+    stack.recorder.mark(
+        demo::elapsed_s(),
+        "fault",
+        format!("{}'s agent service SIGKILLed", host.name),
+    );
     say!(
         "fault    {}'s agent service (pid {}) SIGKILLed while {leaving} {}",
         host.name,

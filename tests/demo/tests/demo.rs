@@ -1,7 +1,9 @@
 //! `demo --quick` end to end, as a process: it must pass its own checks, fail no
-//! request, leave no lifecycle action pending, and leave no process behind; and when a
-//! terminal's Ctrl-C interrupts it, stop everything in order.
+//! request, leave no lifecycle action pending, leave no process behind, and leave the
+//! run's page, whose series and marks agree with its report; and when a terminal's
+//! Ctrl-C interrupts it, stop everything in order.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,6 +63,143 @@ fn quick_demo_serves_everything_and_cleans_up() {
     );
     assert!(status.success(), "demo exited with {status}\n{log}");
     assert!(out.contains("RESULT ok"), "{log}");
+    check_page(&out, &stats, &log);
+    remove_run_dir(&out);
+}
+
+/// A series' `t:v` samples.
+type Samples = Vec<(f64, f64)>;
+
+/// The opening tags `<name ...>` of `html`, as their attribute text.
+fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+    html.split(&format!("<{name}"))
+        .skip(1)
+        .filter(|s| s.starts_with(' '))
+        .filter_map(|s| s.split('>').next())
+        .collect()
+}
+
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    tag[start..].split('"').next()
+}
+
+/// The page the summary names exists, is self-contained, has one polyline per series
+/// it claims (capacity, UP per host, requests and failures per second), and its figures
+/// agree with the run's report: the totals of the rates are the requests sent and
+/// failed, each host's last UP count and the last desired capacity are the group's
+/// final members, and there is one mark per lifecycle hook event, per reload of each
+/// host, and for the fault.
+fn check_page(out: &str, stats: &serde_json::Value, log: &str) {
+    let path = stats["page"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no page in STATS\n{log}"));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("page ") && l.trim_end().ends_with(path)),
+        "the summary does not print the page's path\n{log}"
+    );
+    let html = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read the page {path}: {e}\n{log}"));
+    for banned in [
+        "<script", "src=", "href=", "url(", "@import", "http:", "https:",
+    ] {
+        assert!(
+            !html.contains(banned),
+            "{banned} in the page: not self-contained"
+        );
+    }
+    // Series name -> (its tag, its samples).
+    let mut series: BTreeMap<&str, (&str, Samples)> = BTreeMap::new();
+    for tag in tags(&html, "polyline") {
+        let name = attr(tag, "data-series").expect("every polyline names its series");
+        let values: Vec<(f64, f64)> = attr(tag, "data-values")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|p| {
+                let (t, v) = p.split_once(':').expect("t:v");
+                (t.parse().expect("t"), v.parse().expect("v"))
+            })
+            .collect();
+        assert!(
+            values.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{name}: samples out of time order"
+        );
+        assert!(
+            series.insert(name, (tag, values)).is_none(),
+            "{name} drawn twice"
+        );
+    }
+    let hosts: Vec<String> = stats["reloads_by_host"]
+        .as_object()
+        .expect("reloads_by_host")
+        .keys()
+        .cloned()
+        .collect();
+    let mut want: Vec<String> = ["desired", "instances", "requests_per_s", "failures_per_s"]
+        .map(String::from)
+        .to_vec();
+    want.extend(hosts.iter().map(|h| format!("up-{h}")));
+    want.sort();
+    assert_eq!(
+        series.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+        want
+    );
+    for (name, (_, values)) in &series {
+        assert!(!values.is_empty(), "{name} has no samples");
+    }
+    let total = |name: &str| attr(series[name].0, "data-total").and_then(|t| t.parse::<u64>().ok());
+    assert_eq!(total("requests_per_s"), stats["requests"].as_u64());
+    assert_eq!(total("failures_per_s"), stats["failed_requests"].as_u64());
+    let last = |name: &str| series[name].1.last().map(|p| p.1);
+    let members = stats["final_members"].as_u64().map(|n| n as f64);
+    assert_eq!(last("desired"), members, "the last desired capacity");
+    for h in &hosts {
+        assert_eq!(
+            last(&format!("up-{h}")),
+            members,
+            "members UP on {h} at the end"
+        );
+    }
+    let max_up = series[format!("up-{}", hosts[0]).as_str()]
+        .1
+        .iter()
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
+    assert!(
+        max_up > members.unwrap_or(0.0),
+        "the scale-out shows: {max_up}"
+    );
+
+    let marks: Vec<&str> = tags(&html, "line")
+        .into_iter()
+        .filter(|t| attr(t, "class") == Some("mark"))
+        .filter_map(|t| attr(t, "data-mark"))
+        .collect();
+    let count = |kind: &str| marks.iter().filter(|m| **m == kind).count() as u64;
+    assert_eq!(Some(count("launch-hook")), stats["launch_hooks"].as_u64());
+    assert_eq!(
+        Some(count("terminate-hook")),
+        stats["terminate_hooks"].as_u64()
+    );
+    for h in &hosts {
+        assert_eq!(
+            Some(count(&format!("reload-{h}"))),
+            stats["reloads_by_host"][h].as_u64(),
+            "reload marks of {h}"
+        );
+    }
+    assert_eq!(count("fault"), 1);
+    assert!(count("scale") > 0);
+}
+
+/// The run directory (kept for its page) goes once the test read it.
+fn remove_run_dir(out: &str) {
+    if let Some(dir) = out.lines().find_map(|l| l.strip_prefix("RUN_DIR ")) {
+        if dir.contains("haproxy-asg-demo-") {
+            let _ = std::fs::remove_dir_all(dir.trim());
+        }
+    }
 }
 
 /// A terminal's Ctrl-C sends SIGINT to the whole foreground process group. The demo must
@@ -137,6 +276,7 @@ fn ctrl_c_on_a_terminal_stops_the_demo_and_everything_it_started() {
         "something under the demo died before it was stopped\n{log}"
     );
     assert_nothing_left(&out, &log);
+    remove_run_dir(&out);
 }
 
 /// The child's exit status, or `None` (after killing it) when it runs longer than `max`.

@@ -17,10 +17,8 @@
 //! wait is bounded.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent::config::AgentConfig;
@@ -28,7 +26,8 @@ use agent::haproxy::Client;
 use agent::instances;
 use agent::slots::SlotTable;
 use harness::process::bin_path;
-use harness::{http, unix_ms, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
+use harness::syslog::{tagged_requests, Syslog};
+use harness::{unix_ms, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
 
 fn member(id: &str, addr: SocketAddr) -> Member {
@@ -95,75 +94,6 @@ fn cannot_confine() -> Option<String> {
     None
 }
 
-/// A syslog receiver: every datagram on 127.0.0.1, as text.
-struct Syslog {
-    addr: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Syslog {
-    fn start() -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let addr = sock.local_addr().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !s.load(Ordering::SeqCst) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
-                    l.lock().unwrap().push(text);
-                }
-            }
-        });
-        Self {
-            addr,
-            lines,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// The request lines logged for `GET /?n=<tag>...`.
-    fn requests(&self, tag: &str) -> Vec<String> {
-        let needle = format!("\"GET /?n={tag}-");
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(&needle))
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for Syslog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Sends `n` requests tagged `tag-0` .. `tag-(n-1)` and returns which backend served
-/// each (its name, what it answers).
-fn tagged_requests(fe: SocketAddr, tag: &str, n: usize) -> BTreeMap<String, String> {
-    (0..n)
-        .map(|i| {
-            let path = format!("/?n={tag}-{i}");
-            let r = http::get(fe, &path, Duration::from_secs(5)).unwrap();
-            assert_eq!(r.status, 200, "{path}");
-            (format!("{tag}-{i}"), r.body.trim().to_string())
-        })
-        .collect()
-}
-
 /// Waits (bounded) until every request of `sent` has its log line, and checks that
 /// each line names the instance of the backend that answered it.
 fn check_logged(
@@ -172,16 +102,9 @@ fn check_logged(
     sent: &BTreeMap<String, String>,
     instance_of: &BTreeMap<String, String>,
 ) {
-    let lines = wait_for(Duration::from_secs(5), || {
-        let l = syslog.requests(tag);
-        (l.len() >= sent.len()).then_some(l)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "not every request was logged: {:?}",
-            syslog.lines.lock().unwrap()
-        )
-    });
+    let lines = syslog
+        .wait_requests(tag, sent.len(), Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("not every request was logged: {:?}", syslog.lines()));
     assert_eq!(lines.len(), sent.len(), "one line per request: {lines:?}");
     for (req, backend) in sent {
         let line = lines
@@ -246,7 +169,7 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
         return;
     }
     let haproxy_uid = uid_of("haproxy").unwrap();
-    let syslog = Syslog::start();
+    let syslog = Syslog::start().unwrap();
     let h = Host::start(&HostSpec {
         name: "proxy-confined".into(),
         pools: vec![PoolSpec::new("web", 4)],
@@ -299,7 +222,7 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
     // The service put both members in the map with their joins: every request's line
     // names the instance that answered it.
     assert_eq!(check_map(&h).len(), 2);
-    let sent = tagged_requests(fe, "mapped", 20);
+    let sent = tagged_requests(fe, "mapped", 20).unwrap();
     assert_eq!(
         sent.values()
             .collect::<std::collections::BTreeSet<_>>()
@@ -339,7 +262,7 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
     assert!(stats.requests > 400, "{stats:?}");
     let new_worker = check_confined(&client, haproxy_uid);
     assert_ne!(new_worker, first_worker);
-    let sent = tagged_requests(fe, "reloaded", 10);
+    let sent = tagged_requests(fe, "reloaded", 10).unwrap();
     check_logged(&syslog, "reloaded", &sent, &instance_of);
 
     // A member leaves: its slot's entry goes with it.
@@ -350,7 +273,7 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
         left.values().map(ToString::to_string).collect::<Vec<_>>(),
         ["i-a"]
     );
-    let sent = tagged_requests(fe, "left", 5);
+    let sent = tagged_requests(fe, "left", 5).unwrap();
     check_logged(&syslog, "left", &sent, &instance_of);
 }
 

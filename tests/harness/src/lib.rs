@@ -8,6 +8,8 @@
 //! - [`backend`], [`fleet`]: real HTTP servers, one per instance of a group.
 //! - [`load`], [`http`]: bounded HTTP load and a small HTTP client.
 //! - [`watch`]: when HAProxy learned about a server and when it came UP.
+//! - [`syslog`]: a UDP syslog receiver for HAProxy's log lines.
+//! - [`metrics`]: scraping and reading a Prometheus endpoint.
 //! - [`pump`]: EventBridge events to a consumer through SQS, as Lambda gets them.
 //! - [`runtime_api`]: a Lambda Runtime API, to run the real reactor binary.
 //! - [`process`]: the project's binaries and the processes a run started.
@@ -26,9 +28,11 @@ pub mod fleet;
 pub mod host;
 pub mod http;
 pub mod load;
+pub mod metrics;
 pub mod process;
 pub mod pump;
 pub mod runtime_api;
+pub mod syslog;
 pub mod watch;
 pub mod world;
 

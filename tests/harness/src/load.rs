@@ -29,6 +29,21 @@ pub struct LoadStats {
     pub by_backend: std::collections::BTreeMap<String, u64>,
 }
 
+/// A handle on a running load's counters, for a thread that samples them while the
+/// load runs (the demo's timeline).
+#[derive(Clone)]
+pub struct LoadCounter(Arc<Mutex<LoadStats>>);
+
+impl LoadCounter {
+    /// Requests completed so far, and how many of them failed.
+    pub fn counts(&self) -> (u64, u64) {
+        self.0
+            .lock()
+            .map(|s| (s.requests, s.failed))
+            .unwrap_or((0, 0))
+    }
+}
+
 /// A running load; [`Load::stop`] returns its figures.
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -91,6 +106,12 @@ impl Load {
             threads,
             stats,
         }
+    }
+
+    /// A handle on the counters for another thread; after [`Load::stop`] it holds the
+    /// final counts.
+    pub fn counter(&self) -> LoadCounter {
+        LoadCounter(self.stats.clone())
     }
 
     /// Requests completed so far.

@@ -20,7 +20,8 @@
 //!   DescribeInstances, then runtime-socket `set server addr` + `state ready` for new
 //!   members and straight `maint` for removed ones, without drain, as ElasticPyProxy does.
 //!
-//! Prints a table; `--json PATH` writes the figures.
+//! Prints a table; `--json PATH` writes the figures, `--html PATH` a page of the latency
+//! distributions per approach ([`demo::page::latencies`]).
 #![recursion_limit = "256"]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +67,9 @@ struct Args {
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write a self-contained HTML page of the latency distributions per approach here.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Approaches to run (comma separated): ours, mixed, spot, reload_per_change,
     /// polling.
     #[arg(
@@ -414,6 +418,24 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::fs::write(p, serde_json::to_string_pretty(&Value::Object(out))?)
             .with_context(|| format!("writing {}", p.display()))?;
         println!("figures written to {}", p.display());
+    }
+    if let Some(p) = &args.html {
+        let rows: Vec<(String, Vec<u64>, Vec<u64>)> = kinds
+            .iter()
+            .filter_map(|k| {
+                results
+                    .get(k.name())
+                    .map(|f| (k.name().into(), f.serving(), f.excl_check()))
+            })
+            .collect();
+        let what = format!(
+            "{} cycles per approach, 2 hosts, {} slots",
+            args.cycles, args.slots
+        );
+        demo::page::latencies("e2e-bench: event to serving per approach", &what, &rows)
+            .write(p)
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("page written to {}", p.display());
     }
     if stopping() {
         return Ok(ExitCode::from(130));
