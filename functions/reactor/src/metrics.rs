@@ -23,7 +23,7 @@
 //! let summary = Summary { event: "launch-lifecycle-action".into(), ..Summary::default() };
 //! let lines = emf_lines("haproxy-asg", &summary, true, 12, 1_700_000_000_000);
 //! let first: serde_json::Value = serde_json::from_str(&lines[0])?;
-//! assert_eq!(first["Events"], 1);
+//! assert_eq!(first["Events"], 1.0);
 //! assert_eq!(first["Kind"], "launch-lifecycle-action");
 //! # Ok::<(), serde_json::Error>(())
 //! ```
