@@ -40,9 +40,13 @@ locals {
   accept_proxy = var.load_balancer_type != "none"
 
   agent_toml = templatefile("${path.module}/templates/agent.toml.tftpl", {
-    accept_proxy = local.accept_proxy
-    pools        = var.pools
-    groups       = var.groups
+    accept_proxy    = local.accept_proxy
+    pools           = var.pools
+    groups          = var.groups
+    sync_interval_s = var.sync_interval_s
+    member_networks = coalesce(var.member_networks, [var.vpc_cidr_block])
+    metrics_haproxy = var.metrics_haproxy
+    metrics_agent   = var.metrics_agent
   })
 
   # Content-addressed: a new build is a new object (and a new launch template version).

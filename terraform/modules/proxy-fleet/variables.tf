@@ -200,6 +200,8 @@ variable "pools" {
     port             = number
     bind             = string
     slots            = optional(number, 16)
+    max_slots        = optional(number, 4096)
+    max_members      = optional(number, 1000)
     server_options   = optional(string, "check inter 500ms fall 2 rise 2")
     health_path      = optional(string)
     health_timeout_s = optional(number, 30)
@@ -246,6 +248,16 @@ variable "pools" {
   }
 
   validation {
+    condition     = alltrue([for pool in var.pools : pool.max_slots >= pool.slots && pool.max_slots <= 100000 && floor(pool.max_slots) == pool.max_slots])
+    error_message = "max_slots must be an integer from slots to 100000: the agent grows a pool's slots (by a hitless reload) up to it, never past it."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : pool.max_members >= 1 && pool.max_members <= 100000 && floor(pool.max_members) == pool.max_members])
+    error_message = "max_members must be an integer between 1 and 100000 (the most members of the pool one change may name)."
+  }
+
+  validation {
     condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9 ._:,/-]{0,512}$", pool.server_options))])
     error_message = "server_options may only hold up to 512 letters, digits, spaces and '._:,/-' on one line (the agent's own rule: it goes into haproxy.cfg)."
   }
@@ -262,7 +274,7 @@ variable "pools" {
 }
 
 variable "groups" {
-  description = "Auto Scaling group -> pool names, written to agent.toml [aws] groups for `agent sync` (at boot and on demand). Empty: no [aws] section."
+  description = "Auto Scaling group -> pool names, written to agent.toml [aws] groups: the agent service syncs these at start and every sync_interval_s (and `agent sync` on demand). Empty: no [aws] section."
   type        = map(list(string))
   default     = {}
 
@@ -274,6 +286,50 @@ variable "groups" {
   validation {
     condition     = alltrue(flatten([for group, pools in var.groups : [for pool in pools : can(regex("^[A-Za-z0-9._:-]{1,64}$", pool))]]))
     error_message = "The pools of groups are HAProxy backend names: 1-64 characters of letters, digits, '.', '_', ':' and '-'."
+  }
+}
+
+variable "sync_interval_s" {
+  description = "Seconds between the agent service's own syncs from the groups (it also syncs at start): what repairs a change it missed. Written to agent.toml [aws] sync_interval_s when groups is set."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.sync_interval_s >= 1 && var.sync_interval_s <= 86400
+    error_message = "sync_interval_s must be between 1 and 86400 seconds."
+  }
+}
+
+variable "member_networks" {
+  description = "CIDR blocks a member address may be in (agent.toml member_networks): the agent refuses any other address, whatever a change says. null: the VPC's block (vpc_cidr_block)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.member_networks == null ? true : length(var.member_networks) > 0 && alltrue([for cidr in var.member_networks : can(cidrhost(cidr, 0))])
+    error_message = "member_networks must be null or a non-empty list of CIDR blocks (10.0.0.0/16, fd00::/8)."
+  }
+}
+
+variable "metrics_haproxy" {
+  description = "address:port where HAProxy serves its Prometheus exporter at /metrics (agent.toml [metrics] haproxy; a frontend in the rendered haproxy.cfg). \"\": none. Loopback by default: only a scraper on the host reaches it."
+  type        = string
+  default     = "127.0.0.1:8405"
+
+  validation {
+    condition     = var.metrics_haproxy == "" || can(regex("^([0-9.]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$", var.metrics_haproxy))
+    error_message = "metrics_haproxy must be \"\" or an IP address:port (127.0.0.1:8405, [::1]:8405); host names are not resolved."
+  }
+}
+
+variable "metrics_agent" {
+  description = "address:port where the agent service serves its own Prometheus /metrics (agent.toml [metrics] agent). \"\": none."
+  type        = string
+  default     = "127.0.0.1:9405"
+
+  validation {
+    condition     = var.metrics_agent == "" || can(regex("^([0-9.]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$", var.metrics_agent))
+    error_message = "metrics_agent must be \"\" or an IP address:port (127.0.0.1:9405, [::1]:9405); host names are not resolved."
   }
 }
 

@@ -31,6 +31,56 @@ pub fn request(
     body: &str,
     timeout: Duration,
 ) -> std::io::Result<Response> {
+    exchange(addr, &[], method, path, headers, body, timeout)
+}
+
+/// `GET path` from `addr` as a load balancer speaking proxy protocol v2 sends it: the
+/// binary PROXY header saying the connection comes from `client` (TCP over IPv4), then
+/// the request. What a frontend bound with `accept-proxy` expects from an NLB.
+pub fn get_behind_proxy(
+    addr: SocketAddr,
+    client: std::net::SocketAddrV4,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<Response> {
+    let SocketAddr::V4(dst) = addr else {
+        return Err(std::io::Error::other(format!(
+            "{addr}: only IPv4 destinations are written here"
+        )));
+    };
+    exchange(
+        addr,
+        &proxy_v2_header(client, dst),
+        "GET",
+        path,
+        &[],
+        "",
+        timeout,
+    )
+}
+
+/// The proxy protocol v2 header of a TCP/IPv4 connection from `src` to `dst`.
+pub fn proxy_v2_header(src: std::net::SocketAddrV4, dst: std::net::SocketAddrV4) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x21); // version 2, PROXY command
+    h.push(0x11); // AF_INET, STREAM
+    h.extend_from_slice(&12u16.to_be_bytes());
+    h.extend_from_slice(&src.ip().octets());
+    h.extend_from_slice(&dst.ip().octets());
+    h.extend_from_slice(&src.port().to_be_bytes());
+    h.extend_from_slice(&dst.port().to_be_bytes());
+    h
+}
+
+fn exchange(
+    addr: impl ToSocketAddrs + std::fmt::Display,
+    preamble: &[u8],
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<Response> {
     let sock = addr
         .to_socket_addrs()?
         .next()
@@ -49,7 +99,9 @@ pub fn request(
     req.push_str("\r\n");
     req.push_str(body);
     // One write: split writes stall on Nagle + delayed ACK (~40 ms per request).
-    s.write_all(req.as_bytes())?;
+    let mut bytes = preamble.to_vec();
+    bytes.extend_from_slice(req.as_bytes());
+    s.write_all(&bytes)?;
     let raw = read_answer(&mut s)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));

@@ -5,6 +5,7 @@
 //! - [`world`]: the emulated network in it (VPC, subnets, groups, hooks, proxy
 //!   instances, EventBridge rules to SQS) and what the emulator saw.
 //! - [`host`]: a real HAProxy host driven by the real `agent` binary.
+//! - [`boot`]: a proxy host booted from its rendered user data in a throwaway root.
 //! - [`backend`], [`fleet`]: real HTTP servers, one per instance of a group.
 //! - [`load`], [`http`]: bounded HTTP load and a small HTTP client.
 //! - [`watch`]: when HAProxy learned about a server and when it came UP.
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod boot;
 pub mod emulator;
 pub mod fleet;
 pub mod host;

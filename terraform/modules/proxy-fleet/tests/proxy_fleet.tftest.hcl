@@ -148,6 +148,8 @@ run "nlb" {
   assert {
     condition     = output.agent_config == <<-EOT
       # Written by Terraform (haproxy-asg proxy-fleet module); format: docs/interfaces.md.
+      member_networks = ["10.0.0.0/16"]
+
       [haproxy]
       config = "/etc/haproxy/haproxy.cfg"
       admin_socket = "/run/haproxy/admin.sock"
@@ -157,12 +159,18 @@ run "nlb" {
 
       [render]
       accept_proxy = true
+      user = "haproxy"
+      group = "haproxy"
+      chroot = "/var/lib/haproxy"
+      log = "/dev/log"
 
       [[pool]]
       name = "web"
       port = 8080
       bind = ":80"
       slots = 16
+      max_slots = 4096
+      max_members = 1000
       server_options = "check inter 500ms fall 2 rise 2"
       health_path = "/healthz"
       health_timeout_s = 30
@@ -173,12 +181,19 @@ run "nlb" {
       port = 9000
       bind = ":8443"
       slots = 8
+      max_slots = 4096
+      max_members = 1000
       server_options = "check inter 500ms fall 2 rise 2"
       health_timeout_s = 30
       drain_timeout_s = 60
 
       [aws]
       groups = { "api-asg" = ["api"], "web-asg" = ["web"] }
+      sync_interval_s = 300
+
+      [metrics]
+      haproxy = "127.0.0.1:8405"
+      agent = "127.0.0.1:9405"
       EOT
     error_message = "agent.toml must follow docs/interfaces.md."
   }
@@ -196,19 +211,18 @@ run "nlb" {
   }
   assert {
     condition = (
-      strcontains(base64decode(aws_launch_template.this.user_data), "Environment=\"EXTRAOPTS=-S /run/haproxy/master.sock\"") &&
-      strcontains(base64decode(aws_launch_template.this.user_data), "ExecStart=/usr/sbin/haproxy -Ws -f $CONFIG -p $PIDFILE $EXTRAOPTS")
+      strcontains(base64decode(aws_launch_template.this.user_data), "/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml config haproxy-dropin > /etc/systemd/system/haproxy.service.d/haproxy-asg.conf") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml config unit > /etc/systemd/system/haproxy-asg-agent.service")
     )
-    error_message = "HAProxy must run master-worker with the master socket of agent.toml."
+    error_message = "The units must be written by the agent from agent.toml (HAProxy's drop-in, the agent service's unit)."
   }
   assert {
     condition = (
-      strcontains(base64decode(aws_launch_template.this.user_data), "Type=oneshot") &&
-      strcontains(base64decode(aws_launch_template.this.user_data), "After=haproxy.service") &&
-      strcontains(base64decode(aws_launch_template.this.user_data), "ExecStart=/usr/local/bin/agent sync") &&
-      strcontains(base64decode(aws_launch_template.this.user_data), "systemctl enable haproxy.service haproxy-asg-sync.service")
+      strcontains(base64decode(aws_launch_template.this.user_data), "systemctl enable haproxy.service haproxy-asg-agent.service") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "systemctl start --no-block haproxy-asg-agent.service") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "cat > /etc/default/haproxy-asg-agent <<'HAPROXY_ASG_AGENT_ENV'\nAWS_REGION=us-west-2\nHAPROXY_ASG_AGENT_ENV\n")
     )
-    error_message = "A oneshot unit must run agent sync at boot after haproxy.service."
+    error_message = "The agent service must be enabled and started, with the region in its environment file."
   }
   assert {
     condition     = strcontains(base64decode(aws_launch_template.this.user_data), "aws s3 cp --region \"us-west-2\" --only-show-errors \"s3://proxy-artifacts-0123/agent/${filesha256("tests/fixtures/agent")}/agent\"")
@@ -338,6 +352,9 @@ run "no_load_balancer_per_proxy_dns" {
     dns_record_name    = "proxies.example.com"
     dns_ttl            = 30
     groups             = {}
+    member_networks    = ["10.1.0.0/16", "fd00::/8"]
+    metrics_haproxy    = ""
+    metrics_agent      = ""
   }
 
   assert {
@@ -347,6 +364,10 @@ run "no_load_balancer_per_proxy_dns" {
   assert {
     condition     = strcontains(output.agent_config, "accept_proxy = false") && !strcontains(output.agent_config, "[aws]")
     error_message = "Without a load balancer HAProxy must not expect proxy protocol; no groups, no [aws]."
+  }
+  assert {
+    condition     = startswith(output.agent_config, "# Written by Terraform (haproxy-asg proxy-fleet module); format: docs/interfaces.md.\nmember_networks = [\"10.1.0.0/16\",\"fd00::/8\"]\n") && !strcontains(output.agent_config, "[metrics]")
+    error_message = "member_networks must be written as given; with both metrics addresses empty, no [metrics]."
   }
   assert {
     condition     = output.reactor_dns == { zone_id = "Z0123456789ABCDEFGHIJ", record_name = "proxies.example.com", ttl = 30 }
@@ -374,6 +395,30 @@ run "bind_ports_must_differ" {
     ]
   }
   expect_failures = [var.pools]
+}
+
+run "max_slots_at_least_slots" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", slots = 64, max_slots = 32 }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "member_networks_validated" {
+  command = plan
+  variables {
+    member_networks = ["10.0.0.0/33"]
+  }
+  expect_failures = [var.member_networks]
+}
+
+run "metrics_address_validated" {
+  command = plan
+  variables {
+    metrics_agent = "localhost:9405"
+  }
+  expect_failures = [var.metrics_agent]
 }
 
 run "bind_validated" {

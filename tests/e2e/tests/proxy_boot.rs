@@ -1,0 +1,479 @@
+//! A proxy host booted from the user data the proxy-fleet module renders, on this
+//! machine, in a throwaway root (`harness::boot`): the user data installs and writes
+//! everything, the units it wrote are started as systemd would, and the host must then
+//! come up from the emulator's group (the agent service's start-up sync), serve the
+//! group's members through the rendered frontend to a client speaking proxy protocol v2
+//! (as the NLB does), and apply a scale-out sent through the emulated SSM document.
+//!
+//! Needs root (mount namespaces), util-linux's `unshare`/`nsenter` and `terraform` (its
+//! `templatefile`, no provider): ignored by plain `cargo test`, run by
+//! `scripts/check-proxy-boot` (part of the project's test command).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use harness::boot::{BootSpec, BootedHost};
+use harness::emulator::workspace_root;
+use harness::fleet::Fleet;
+use harness::world::{Blocking, DocumentHost, DOCUMENT, PROXY_TAG};
+use harness::{free_port, http, wait_for, GroupSpec};
+
+const GROUP: &str = "web-asg";
+const BUCKET: &str = "proxy-artifacts-boot";
+const SSM_AGENT_VERSION: &str = "3.3.0.0";
+const SSM_AGENT_DEB: &[u8] = b"stand-in for amazon-ssm-agent.deb\n";
+/// The client the PROXY header names (what the NLB would say).
+const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000);
+
+fn sha256(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(data).expect("write to sha256sum");
+    }
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
+}
+
+/// The names a `templatefile(...)` call in the proxy-fleet module's main.tf passes.
+fn template_arguments(main_tf: &str, template: &str) -> Vec<String> {
+    let start = main_tf
+        .find(&format!("templates/{template}\", {{"))
+        .unwrap_or_else(|| panic!("main.tf renders templates/{template}"));
+    let body = &main_tf[start..];
+    let body = &body[..body.find("})").expect("the call ends")];
+    let mut names: Vec<String> = body
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.trim().split_once('='))
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('#'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// What differs between boots.
+struct Render {
+    frontend: SocketAddr,
+    backend_port: u16,
+    metrics: (u16, u16),
+    agent_sha256: String,
+    /// A copy of the agent.toml template to render instead of the module's.
+    agent_template: Option<PathBuf>,
+}
+
+/// The user data, rendered by Terraform from the module's templates with the
+/// arguments main.tf passes (checked against main.tf, so the two cannot drift apart).
+fn render_user_data(r: &Render) -> String {
+    let module = workspace_root().join("terraform/modules/proxy-fleet");
+    let main_tf = std::fs::read_to_string(module.join("main.tf")).expect("main.tf");
+    let user_data_args = [
+        "region",
+        "deb_arch",
+        "agent_bucket",
+        "agent_key",
+        "agent_sha256",
+        "agent_toml",
+        "ssm_agent_version",
+        "ssm_agent_sha256",
+    ];
+    let agent_toml_args = [
+        "accept_proxy",
+        "pools",
+        "groups",
+        "sync_interval_s",
+        "member_networks",
+        "metrics_haproxy",
+        "metrics_agent",
+    ];
+    for (template, given) in [
+        ("user-data.sh.tftpl", &user_data_args[..]),
+        ("agent.toml.tftpl", &agent_toml_args[..]),
+    ] {
+        let mut given: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+        given.sort();
+        assert_eq!(
+            template_arguments(&main_tf, template),
+            given,
+            "main.tf renders {template} with other arguments than this test: update the test"
+        );
+    }
+    let agent_template = r
+        .agent_template
+        .clone()
+        .unwrap_or_else(|| module.join("templates/agent.toml.tftpl"));
+    let pools = format!(
+        r#"[{{ name = "web", port = {}, bind = "{}", slots = 4, max_slots = 64, max_members = 1000, server_options = "check inter 200ms fall 2 rise 2", health_path = "/healthz", health_timeout_s = 20, drain_timeout_s = 5 }}]"#,
+        r.backend_port, r.frontend
+    );
+    let agent_toml = format!(
+        r#"trimspace(templatefile("{}", {{ accept_proxy = true, pools = {pools}, groups = {{ "{GROUP}" = ["web"] }}, sync_interval_s = 300, member_networks = ["127.0.0.0/8"], metrics_haproxy = "127.0.0.1:{}", metrics_agent = "127.0.0.1:{}" }}))"#,
+        agent_template.display(),
+        r.metrics.0,
+        r.metrics.1
+    );
+    let expr = format!(
+        r#"base64encode(templatefile("{}", {{ region = "{}", deb_arch = "amd64", agent_bucket = "{BUCKET}", agent_key = "agent/{sha}/agent", agent_sha256 = "{sha}", agent_toml = {agent_toml}, ssm_agent_version = "{SSM_AGENT_VERSION}", ssm_agent_sha256 = "{}" }}))"#,
+        module.join("templates/user-data.sh.tftpl").display(),
+        harness::emulator::REGION,
+        sha256(SSM_AGENT_DEB),
+        sha = r.agent_sha256,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new("terraform")
+        .args(["console", "-no-color"])
+        .current_dir(dir.path())
+        .env("TF_IN_AUTOMATION", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("terraform (on the PATH) renders the templates");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{expr}").expect("write to terraform console");
+    }
+    let out = child.wait_with_output().expect("terraform console");
+    assert!(
+        out.status.success(),
+        "terraform console failed on the templates:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let b64 = text.trim().trim_matches('"');
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_else(|e| panic!("terraform console printed no base64 ({e}): {text}"));
+    String::from_utf8(bytes).expect("UTF-8 user data")
+}
+
+/// The emulator's endpoint and credentials: what the instance profile and AWS's
+/// endpoints would give the agent on an instance. The region stays the one the user
+/// data wrote.
+fn instance_env(w: &Blocking) -> Vec<(String, String)> {
+    w.emulator
+        .aws_env()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_REGION" && k != "AWS_DEFAULT_REGION")
+        .collect()
+}
+
+/// Boots a host for `r` and starts its units.
+fn boot(r: &Render, agent: &Path) -> Result<BootedHost, String> {
+    let spec = BootSpec {
+        user_data: render_user_data(r),
+        s3_objects: vec![(
+            format!("{BUCKET}/agent/{}/agent", r.agent_sha256),
+            agent.to_path_buf(),
+        )],
+        ssm_agent_deb: SSM_AGENT_DEB.to_vec(),
+    };
+    BootedHost::boot(&spec).map_err(|e| format!("{e:#}"))
+}
+
+/// The backend names answering `n` requests through the frontend, behind proxy
+/// protocol (errors as `!<error>`).
+fn answers(frontend: SocketAddr, n: usize) -> Vec<String> {
+    (0..n)
+        .map(
+            |_| match http::get_behind_proxy(frontend, CLIENT, "/", Duration::from_secs(2)) {
+                Ok(r) if r.status == 200 => r.body.trim().to_string(),
+                Ok(r) => format!("!{}", r.status),
+                Err(e) => format!("!{e}"),
+            },
+        )
+        .collect()
+}
+
+fn setup() -> (Blocking, Fleet, u16, PathBuf, String) {
+    let w = Blocking::start(None).expect("start the AWS emulator (scripts/setup-venv)");
+    let backend_port = free_port();
+    let mut spec = GroupSpec::new(GROUP, &w.subnet);
+    spec.desired = 2;
+    w.group(&spec).expect("group");
+    let fleet = Fleet::start(
+        std::sync::Arc::clone(&w.world),
+        &w.subnet,
+        backend_port,
+        "web",
+        Duration::from_millis(100),
+        Duration::from_secs(300),
+    );
+    let agent = harness::process::bin_path("agent").expect("the agent binary (cargo build)");
+    let agent_sha256 = sha256(&std::fs::read(&agent).expect("read the agent binary"));
+    (w, fleet, backend_port, agent, agent_sha256)
+}
+
+#[test]
+#[ignore = "needs root, unshare/nsenter and terraform: scripts/check-proxy-boot runs it"]
+fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
+    let (w, fleet, backend_port, agent, agent_sha256) = setup();
+    let r = Render {
+        frontend: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        backend_port,
+        metrics: (free_port(), free_port()),
+        agent_sha256: agent_sha256.clone(),
+        agent_template: None,
+    };
+    let mut host = boot(&r, &agent).expect("boot");
+    assert_eq!(
+        host.user_data_status(),
+        Some(0),
+        "the user data failed:\n{}",
+        host.user_data_output()
+    );
+
+    // What the user data asked of the stand-ins.
+    let calls = host.calls();
+    let called = |prefix: &str| calls.iter().any(|c| c.starts_with(prefix));
+    assert!(
+        called("apt-get install -y -q --no-install-recommends haproxy"),
+        "{calls:#?}"
+    );
+    assert!(called(&format!("curl -fsSL --retry 5 -o /tmp/amazon-ssm-agent.deb https://s3.{region}.amazonaws.com/amazon-ssm-{region}/{SSM_AGENT_VERSION}/debian_amd64/amazon-ssm-agent.deb", region = harness::emulator::REGION)), "{calls:#?}");
+    assert!(
+        called("dpkg -i /tmp/amazon-ssm-agent.deb"),
+        "the SSM Agent package passed its checksum: {calls:#?}"
+    );
+    assert!(
+        called(&format!(
+            "aws s3 cp --region {} --only-show-errors s3://{BUCKET}/agent/{agent_sha256}/agent /usr/local/bin/agent.download",
+            harness::emulator::REGION
+        )),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        host.units_to_start(),
+        ["haproxy.service", "haproxy-asg-agent.service"],
+        "{calls:#?}"
+    );
+    // The agent binary it installed is the one uploaded.
+    assert_eq!(
+        sha256(&std::fs::read(host.path("/usr/local/bin/agent")).expect("installed agent")),
+        agent_sha256
+    );
+    let dropin = host.load_unit("haproxy.service").expect("haproxy.service");
+    assert!(
+        dropin
+            .exec_start
+            .last()
+            .is_some_and(|l| l.contains("-Ws") && l.contains("$EXTRAOPTS")),
+        "{dropin:?}"
+    );
+
+    // What systemd itself makes of them (where this machine has systemd-analyze).
+    let units = host.units_to_start();
+    match host.verify_units(&units) {
+        Ok(None) => {}
+        Ok(Some(complaints)) => panic!("systemd-analyze verify {units:?}: {complaints}"),
+        Err(e) => eprintln!("systemd-analyze verify could not run here ({e:#}): not checked"),
+    }
+    let started = host
+        .start_units(&instance_env(&w))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(started, ["haproxy.service", "haproxy-asg-agent.service"]);
+
+    // The agent service's start-up sync found the group's two members; both serve.
+    let members = w.members(GROUP).expect("members");
+    assert_eq!(members.len(), 2, "{members:?}");
+    let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
+    let served = wait_for(Duration::from_secs(30), || {
+        let seen = answers(r.frontend, 8);
+        names.iter().all(|n| seen.contains(n)).then_some(seen)
+    });
+    assert!(
+        served.is_some(),
+        "both members serve through the rendered frontend within 30 s; last answers {:?}\nagent: {}\nhaproxy: {}",
+        answers(r.frontend, 4),
+        host.unit_log("haproxy-asg-agent.service"),
+        host.unit_log("haproxy.service"),
+    );
+    // accept-proxy: a client without the PROXY header is not served.
+    let plain = http::get(r.frontend, "/", Duration::from_secs(2));
+    assert!(
+        !matches!(&plain, Ok(resp) if resp.status == 200),
+        "the frontend binds with accept-proxy: {plain:?}"
+    );
+    // The exporter frontend and the agent's metrics answer where agent.toml says.
+    for port in [r.metrics.0, r.metrics.1] {
+        let m = http::get(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "/metrics",
+            Duration::from_secs(2),
+        );
+        assert!(
+            matches!(&m, Ok(resp) if resp.status == 200),
+            "metrics on {port}: {m:?}"
+        );
+    }
+
+    // A scale-out, sent as the reactor sends it: Run Command with the project's document,
+    // which runs the installed agent inside this root.
+    let proxy_subnet = w.add_subnet("127.0.2.0/24").expect("subnet");
+    let proxy = w
+        .block_on(w.run_instances(1, &proxy_subnet, PROXY_TAG.0, PROXY_TAG.1))
+        .expect("proxy instance");
+    let proxy = proxy.first().expect("one proxy instance").clone();
+    w.block_on(w.ssm_document(60)).expect("SSM document");
+    let mut agent_argv = host.enter();
+    agent_argv.push("/usr/local/bin/agent".into());
+    w.document_hosts(&[DocumentHost {
+        instance: proxy.clone(),
+        agent: agent_argv.join(" "),
+        env: Vec::new(),
+    }])
+    .expect("document host");
+    w.scale(GROUP, 3).expect("scale out");
+    let before: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let new = wait_for(Duration::from_secs(20), || {
+        w.members(GROUP)
+            .ok()?
+            .into_iter()
+            .find(|m| !before.contains(&m.id))
+            .filter(|m| fleet.instance(&m.id).is_some())
+    })
+    .expect("a third instance, its backend running");
+    let ip = w.block_on(w.private_ip(&new.id)).expect("its address");
+    let change = serde_json::json!({
+        "version": 1,
+        "generation": harness::unix_ms(),
+        "pools": [{"pool": "web", "add": [{"id": new.id, "address": ip, "port": backend_port}]}],
+    });
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ssm = aws_sdk_ssm::Client::new(&w.sdk);
+    let sent = w
+        .block_on(
+            ssm.send_command()
+                .document_name(DOCUMENT)
+                .instance_ids(&proxy)
+                .parameters("Change", vec![b64(&change.to_string())])
+                .parameters("Action", vec!["apply".to_string()])
+                .parameters("Context", vec![b64("{}")])
+                .send(),
+        )
+        .expect("SendCommand");
+    let command_id = sent
+        .command()
+        .and_then(|c| c.command_id())
+        .expect("a command id")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let invocation = loop {
+        let inv = w.block_on(
+            ssm.get_command_invocation()
+                .command_id(&command_id)
+                .instance_id(&proxy)
+                .send(),
+        );
+        if let Ok(inv) = &inv {
+            let status = inv.status().map(|s| s.as_str().to_string());
+            if !matches!(
+                status.as_deref(),
+                Some("Pending" | "InProgress" | "Delayed")
+            ) {
+                break inv.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command did not end: {inv:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = invocation.standard_output_content().unwrap_or_default();
+    assert_eq!(
+        invocation.status().map(|s| s.as_str()),
+        Some("Success"),
+        "{output}\n{}",
+        invocation.standard_error_content().unwrap_or_default()
+    );
+    let report: serde_json::Value = serde_json::from_str(output.trim()).expect("a JSON report");
+    assert!(
+        report.to_string().contains(&new.id) && report.to_string().contains("\"up\""),
+        "the report says the new member is up: {report}"
+    );
+    let name = format!("web-{}", new.id);
+    let seen = wait_for(Duration::from_secs(10), || {
+        let seen = answers(r.frontend, 12);
+        seen.contains(&name).then_some(seen)
+    });
+    assert!(
+        seen.is_some(),
+        "the new member serves: {:?}",
+        answers(r.frontend, 6)
+    );
+    assert!(host.running("haproxy.service") && host.running("haproxy-asg-agent.service"));
+}
+
+#[test]
+#[ignore = "needs root, unshare/nsenter and terraform: scripts/check-proxy-boot runs it"]
+fn a_wrong_socket_path_in_the_agent_toml_template_fails_the_boot() {
+    let (w, _fleet, backend_port, agent, agent_sha256) = setup();
+    // The admin socket in a directory nothing creates (Debian's package makes /run/haproxy).
+    let template = std::fs::read_to_string(
+        workspace_root().join("terraform/modules/proxy-fleet/templates/agent.toml.tftpl"),
+    )
+    .expect("agent.toml template");
+    assert!(template.contains("admin_socket = \"/run/haproxy/admin.sock\""));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = dir.path().join("agent.toml.tftpl");
+    std::fs::write(
+        &broken,
+        template.replace(
+            "admin_socket = \"/run/haproxy/admin.sock\"",
+            "admin_socket = \"/run/haproxy-asg/admin.sock\"",
+        ),
+    )
+    .expect("write the broken template");
+    let r = Render {
+        frontend: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        backend_port,
+        metrics: (free_port(), free_port()),
+        agent_sha256,
+        agent_template: Some(broken),
+    };
+    let mut host = boot(&r, &agent).expect("boot");
+    let failure = if host.user_data_status() != Some(0) {
+        format!("user data: {}", host.user_data_output())
+    } else {
+        match host.start_units(&instance_env(&w)) {
+            Err(e) => format!("{e:#}"),
+            Ok(started) => {
+                let served = wait_for(Duration::from_secs(15), || {
+                    answers(r.frontend, 4)
+                        .iter()
+                        .any(|a| a.starts_with("web-"))
+                        .then_some(())
+                });
+                assert!(
+                    served.is_none(),
+                    "a host whose agent.toml names a socket nothing creates came up anyway ({started:?})"
+                );
+                format!(
+                    "started but never served:\nhaproxy: {}\nagent: {}",
+                    host.unit_log("haproxy.service"),
+                    host.unit_log("haproxy-asg-agent.service")
+                )
+            }
+        }
+    };
+    assert!(
+        failure.contains("/run/haproxy-asg/admin.sock"),
+        "the failure names the socket: {failure}"
+    );
+    eprintln!("the boot failed, as it should: {failure}");
+}
