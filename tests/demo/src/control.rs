@@ -201,10 +201,11 @@ pub fn reactor_config(group: &str, pool: &str, port: u16) -> anyhow::Result<Conf
     .map_err(|e| anyhow::anyhow!("reactor configuration: {e}"))
 }
 
-/// How long a launch may take to get healthy on the local stack (the reactor's and the
-/// agents' setting).
+/// How long a launch may take to get healthy on the local stack: the reactor's setting.
+/// The agents' own timeouts ([`crate::proxy_host`]: 10 s health, 15 s drain) are shorter,
+/// so a host reports its outcome before the reactor stops waiting for it.
 pub const HEALTH_TIMEOUT_S: u64 = 15;
-/// How long a drain may take on the local stack.
+/// How long a drain may take on the local stack: the reactor's setting.
 pub const DRAIN_TIMEOUT_S: u64 = 20;
 
 /// The SSM document's execution timeout on the local stack (as Terraform sets it).

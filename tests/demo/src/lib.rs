@@ -89,14 +89,15 @@ pub fn percentile(v: &[u64], p: f64) -> u64 {
 }
 
 /// A proxy host for the local stack: pool `pool` with `slots` slots, HTTP health checks
-/// (inter 100ms, rise 2), an `[aws]` section mapping `group` to the pool (its agent
-/// service syncs from AWS at start), and `env` (the emulator's AWS environment) for the
-/// agent's runs.
+/// (inter 100ms, rise 2), with `group`: an `[aws]` section mapping it to the pool (its
+/// agent service syncs from AWS at start and every 300 s; a host something else manages,
+/// like the bench's baselines, has none), and `env` (the emulator's AWS environment) for
+/// the agent's runs.
 pub fn proxy_host(
     name: &str,
     pool: &str,
     slots: u32,
-    group: &str,
+    group: Option<&str>,
     env: Vec<(String, String)>,
 ) -> anyhow::Result<Host> {
     let mut p = PoolSpec::new(pool, slots);
@@ -106,7 +107,9 @@ pub fn proxy_host(
     Host::start(&HostSpec {
         name: name.into(),
         pools: vec![p],
-        extra_toml: format!("[aws]\ngroups = {{ \"{group}\" = [\"{pool}\"] }}\n"),
+        extra_toml: group
+            .map(|g| format!("[aws]\ngroups = {{ \"{g}\" = [\"{pool}\"] }}\n"))
+            .unwrap_or_default(),
         env,
     })
 }

@@ -2,8 +2,8 @@
 //! HTTP servers play a backend group's instances, two real HAProxy hosts with their
 //! agents sit in front, and the reactor (the Lambda's code) gets the group's lifecycle
 //! events from EventBridge through SQS. A scripted scenario runs under live HTTP load:
-//! scale out, scale in, churn that forces slot growth, an agent killed mid-apply and
-//! repaired by `agent sync`. Ends with a summary and a picture of the run (an HTML page
+//! scale out, scale in, churn that forces slot growth, an agent service killed while it
+//! drains, restarted by its supervisor and resuming the drain. Ends with a summary and a picture of the run (an HTML page
 //! in the run directory, [`demo::page`]); exit code 0 only if no request failed, no
 //! lifecycle action was left pending and no process was left running.
 #![recursion_limit = "256"]
@@ -425,7 +425,7 @@ fn scenario(
             &format!("proxy-{i}"),
             POOL,
             args.slots,
-            GROUP,
+            Some(GROUP),
             world.emulator.aws_env(),
         )?;
         say!(

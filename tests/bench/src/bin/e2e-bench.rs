@@ -232,6 +232,7 @@ impl Figures {
                 "warning_to_drained_ms_p99": percentile(&self.warning_to_drained, 99.0),
                 "replacement_event_to_serving_ms_p50": percentile(&serving, 50.0),
                 "replacement_event_to_serving_ms_p99": percentile(&serving, 99.0),
+                "control_cpu_s": (self.control_cpu_s * 1000.0).round() / 1000.0,
                 "cycles": self.cycles,
                 "samples": serving.len(),
                 "errors": self.errors,
@@ -279,10 +280,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// CPU time (user + system, seconds) the hosts' agent services have used so far, from
+/// `/proc/<pid>/stat` (a service that is not running counts 0).
+fn services_cpu_s(hosts: &[Host]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    hosts
+        .iter()
+        .filter_map(|h| h.service_pid())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name (which may hold spaces), from field 3.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .sum()
+}
+
 /// `e2e-bench exec-agent LOG AGENT ARGS...`: runs the agent with this process's stdio,
 /// appends a line to LOG (its CPU time, user + system seconds from `wait4`, and when it
-/// started and ended, unix ms), and exits with its code. The reactor's local dispatcher
-/// runs the agents through this, so their CPU is counted exactly.
+/// started and ended, unix ms), and exits with its code. Run Command runs the agent
+/// through this on the bench's proxy hosts (`DocumentHost::agent`), so the CPU of every
+/// `agent apply` is counted exactly.
 fn exec_agent(rest: &[String]) -> ExitCode {
     let [log, program, args @ ..] = rest else {
         eprintln!("usage: e2e-bench exec-agent LOG AGENT [ARGS...]");
@@ -520,7 +542,8 @@ fn run_approach(
             &format!("{}-{i}", kind.name()),
             POOL,
             args.slots,
-            &group,
+            // The baselines manage their hosts' servers themselves: no agent sync there.
+            kind.ours().then_some(group.as_str()),
             world.emulator.aws_env(),
         )?);
     }
@@ -684,6 +707,7 @@ fn run_approach(
         .map(|h| Load::start(h.frontend(POOL), args.workers, max, u64::MAX))
         .collect();
     let reloads_before: u64 = hosts.iter().map(|h| h.reloads().unwrap_or(0)).sum();
+    let services_before = services_cpu_s(&hosts);
     for c in 0..args.cycles {
         if stopping() {
             break;
@@ -888,7 +912,9 @@ fn run_approach(
                                            "ended_ms": end.parse::<u64>().ok()}));
                 }
             }
-            reactor_cpu + agents
+            // The agent services do the joins and drains: their CPU during the cycles.
+            let services = (services_cpu_s(&hosts) - services_before).max(0.0);
+            reactor_cpu + agents + services
         }
         Control::Baseline { baseline, .. } => baseline.finish(),
     };
