@@ -87,16 +87,19 @@ pub fn parse_live(pairs: &[(String, String)]) -> Vec<(Slot, MemberId)> {
 }
 
 /// The commands that take the map from `current` (what HAProxy has: may hold a key
-/// twice) to `wanted`: a [`Command::map_put`] group for every slot whose member is new
-/// or different (or duplicated), a `del map` for every slot that no longer has one.
-/// Nothing for slots already right.
+/// twice; `None` when that is unknown) to `wanted`, one command per slot where one
+/// does: `add map` for a slot without an entry, `set map` for a slot whose one entry
+/// names another member, a [`Command::map_put`] group (`del` then `add`) where the key
+/// is duplicated or what HAProxy has is unknown, and a `del map` for every slot that no
+/// longer has a member. Nothing for slots already right.
 pub fn commands(
     map: &MapFile,
-    current: impl IntoIterator<Item = (Slot, MemberId)>,
+    current: Option<Vec<(Slot, MemberId)>>,
     wanted: &Entries,
 ) -> Vec<Vec<Command>> {
+    let known = current.is_some();
     let mut have: BTreeMap<Slot, Vec<MemberId>> = BTreeMap::new();
-    for (slot, id) in current {
+    for (slot, id) in current.into_iter().flatten() {
         have.entry(slot).or_default().push(id);
     }
     let mut out = Vec::new();
@@ -110,11 +113,15 @@ pub fn commands(
         }
     }
     for ((pool, slot), id) in wanted {
-        let right = have
-            .get(&(pool.clone(), *slot))
-            .is_some_and(|ids| ids.as_slice() == std::slice::from_ref(id));
-        if !right {
-            out.push(Command::map_put(pool, *slot, map, id));
+        let member = id.clone();
+        let map = map.clone();
+        match have.get(&(pool.clone(), *slot)).map(Vec::as_slice) {
+            Some([one]) if one == id => {}
+            None | Some([]) if known => {
+                out.push(vec![Command::new(pool, *slot, Op::MapAdd { map, member })]);
+            }
+            Some([_]) => out.push(vec![Command::new(pool, *slot, Op::MapSet { map, member })]),
+            _ => out.push(Command::map_put(pool, *slot, &map, id)),
         }
     }
     out
@@ -123,7 +130,11 @@ pub fn commands(
 /// [`commands`] from one table to the next (what a change or a finished operation
 /// did to the slots).
 pub fn table_commands(map: &MapFile, before: &SlotTable, after: &SlotTable) -> Vec<Vec<Command>> {
-    commands(map, entries(before), &entries(after))
+    commands(
+        map,
+        Some(entries(before).into_iter().collect()),
+        &entries(after),
+    )
 }
 
 #[cfg(test)]
@@ -218,11 +229,22 @@ mod tests {
             text(&table_commands(&m, &before, &after)),
             [
                 "del map /var/lib/haproxy-asg/instances.map web/slot2",
-                "del map /var/lib/haproxy-asg/instances.map api/slot1; add map /var/lib/haproxy-asg/instances.map api/slot1 i-f",
-                "del map /var/lib/haproxy-asg/instances.map web/slot3; add map /var/lib/haproxy-asg/instances.map web/slot3 i-e",
+                "set map /var/lib/haproxy-asg/instances.map api/slot1 i-f",
+                "add map /var/lib/haproxy-asg/instances.map web/slot3 i-e",
             ]
         );
         assert!(table_commands(&m, &after, &after).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_live_map_gets_every_entry_put() {
+        let m = map();
+        let wanted = entries(&table(&[("web", "i-a", 1)]));
+        assert_eq!(
+            text(&commands(&m, None, &wanted)),
+            ["del map /var/lib/haproxy-asg/instances.map web/slot1; add map /var/lib/haproxy-asg/instances.map web/slot1 i-a"]
+        );
+        assert!(text(&commands(&m, Some(Vec::new()), &Entries::new())).is_empty());
     }
 
     #[test]
@@ -236,7 +258,7 @@ mod tests {
             ((pool("web"), 4), id("i-y")),
         ];
         assert_eq!(
-            text(&commands(&m, live, &wanted)),
+            text(&commands(&m, Some(live), &wanted)),
             [
                 "del map /var/lib/haproxy-asg/instances.map web/slot4",
                 "del map /var/lib/haproxy-asg/instances.map web/slot1; add map /var/lib/haproxy-asg/instances.map web/slot1 i-a",

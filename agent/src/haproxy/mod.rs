@@ -33,8 +33,18 @@ pub use parse::{
 /// Longest `;`-joined line sent at once (HAProxy's own ingress controller uses 16,000).
 const MAX_LINE: usize = 16_000;
 
-/// Connections a batch may use at once.
+/// Connections a batch may use at most at once.
 pub const PARALLEL: usize = 4;
+
+/// Connections a batch uses at once: one per CPU, up to [`PARALLEL`]. HAProxy runs one
+/// thread per CPU, so more connections than CPUs only queue behind each other and
+/// compete with this process (1000 members on 2 CPUs: 29 ms with 2 connections, 38 ms
+/// with 4).
+fn parallel() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, PARALLEL)
+}
 
 /// A socket address that is neither a path nor `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -322,8 +332,9 @@ impl Client {
 
     /// Sends groups of commands; each group stays on one `;` line, so HAProxy applies
     /// it as a whole (a new member's `state ready; health down` is never UP in
-    /// between). Lines go over up to [`PARALLEL`] connections at once: HAProxy runs one
-    /// thread per CPU, and commands on different servers proceed in parallel. A reply
+    /// between). Lines go over one connection per CPU (at most [`PARALLEL`]) at once:
+    /// HAProxy runs one thread per CPU, and commands on different servers proceed in
+    /// parallel. A reply
     /// that is not the command's success text is [`HaproxyError::Refused`].
     pub fn batch(&self, groups: &[Vec<Command>]) -> Result<(), HaproxyError> {
         let groups: Vec<Vec<(&Command, String)>> = groups
@@ -349,7 +360,7 @@ impl Client {
             0 => Ok(()),
             1 => self.send_line(&lines[0]),
             n => {
-                let workers = n.min(PARALLEL);
+                let workers = n.min(parallel());
                 let lines = &lines;
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = (0..workers)

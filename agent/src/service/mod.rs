@@ -405,13 +405,13 @@ impl Service {
     fn map_commands(&self, st: &mut State, client: &Client) -> Vec<Vec<Command>> {
         let map = &self.cfg.haproxy.instances_map;
         let wanted = instances::entries(&st.table);
-        let current: Vec<(instances::Slot, MemberId)> = match st.instances.take() {
-            Some(known) => known.into_iter().collect(),
+        let current: Option<Vec<(instances::Slot, MemberId)>> = match st.instances.take() {
+            Some(known) => Some(known.into_iter().collect()),
             None => match client.show_map(map) {
-                Ok(pairs) => instances::parse_live(&pairs),
+                Ok(pairs) => Some(instances::parse_live(&pairs)),
                 Err(e) => {
                     warn!(error = %e, "cannot read the instance map; sending it whole");
-                    Vec::new()
+                    None
                 }
             },
         };

@@ -494,16 +494,17 @@ fn command_stages(
     let host = status_at("EC2 Command Invocation Status-change Notification", id)
         .into_iter()
         .max();
-    // The SendCommand served closest before the command's InProgress event.
+    // The last SendCommand to arrive before the command's InProgress event. (The
+    // emulator may emit that event before the call's answer has been written, so the
+    // call's end does not say which call it was.)
     let send = sent.and_then(|at| {
         calls
             .as_array()?
             .iter()
             .filter(|c| c["action"] == "SendCommand")
-            .filter_map(|c| Some((ms(&c["time"])?, ms(&c["end"])?)))
-            .filter(|(_, end)| *end <= at + 5)
-            .max_by_key(|(_, end)| *end)
-            .map(|(start, _)| start)
+            .filter_map(|c| ms(&c["time"]))
+            .filter(|start| *start <= at)
+            .max()
     });
     (send, sent, host)
 }
