@@ -89,6 +89,7 @@ impl BootedHost {
         std::fs::write(src.join("holder.sh"), HOLDER)?;
         let log = File::create(dir.path().join("holder.log"))?;
         let holder = Command::new("unshare")
+            .current_dir("/")
             .args(["--mount", "--propagation", "private", "bash"])
             .arg(src.join("holder.sh"))
             .arg(&src)
@@ -214,6 +215,7 @@ impl BootedHost {
     /// an error when systemd-analyze cannot run here.
     pub fn verify_units(&self, units: &[String]) -> anyhow::Result<Option<String>> {
         let out = Command::new("nsenter")
+            .current_dir("/")
             .arg(format!("--mount=/proc/{}/ns/mnt", self.pid()))
             .args(["--", "systemd-analyze", "verify", "--man=no"])
             .args(units)
@@ -359,7 +361,9 @@ impl BootedHost {
 
     fn command(&self, argv: &[String], env: &BTreeMap<String, String>) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--mount=/proc/{}/ns/mnt", self.pid()))
+        // systemd starts a service in / unless WorkingDirectory= says otherwise.
+        c.current_dir("/")
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.pid()))
             .arg("--")
             .arg("env")
             .arg("-i");
@@ -613,6 +617,8 @@ cp -a "$src/opt/." /opt/boot/
 : >/opt/boot/calls
 mount -t tmpfs -o mode=1777 haproxy-asg-boot /tmp
 set +e
+# As cloud-init runs it: from /, whatever directory started this test.
+cd /
 env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     bash /opt/boot/user-data.sh >/opt/boot/user-data.out 2>&1
 echo $? >/opt/boot/user-data.rc.new
