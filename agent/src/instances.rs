@@ -113,16 +113,14 @@ pub fn commands(
         }
     }
     for ((pool, slot), id) in wanted {
-        let member = id.clone();
-        let map = map.clone();
-        match have.get(&(pool.clone(), *slot)).map(Vec::as_slice) {
-            Some([one]) if one == id => {}
-            None | Some([]) if known => {
-                out.push(vec![Command::new(pool, *slot, Op::MapAdd { map, member })]);
-            }
-            Some([_]) => out.push(vec![Command::new(pool, *slot, Op::MapSet { map, member })]),
-            _ => out.push(Command::map_put(pool, *slot, &map, id)),
-        }
+        let (map, member) = (map.clone(), id.clone());
+        let group = match have.get(&(pool.clone(), *slot)).map(Vec::as_slice) {
+            Some([one]) if one == id => continue,
+            None | Some([]) if known => vec![Command::new(pool, *slot, Op::MapAdd { map, member })],
+            Some([_]) => vec![Command::new(pool, *slot, Op::MapSet { map, member })],
+            _ => Command::map_put(pool, *slot, &map, id),
+        };
+        out.push(group);
     }
     out
 }

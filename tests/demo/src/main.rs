@@ -3,9 +3,10 @@
 //! agents sit in front, and the reactor (the Lambda's code) gets the group's lifecycle
 //! events from EventBridge through SQS. A scripted scenario runs under live HTTP load:
 //! scale out, scale in, churn that forces slot growth, an agent service killed while it
-//! drains, restarted by its supervisor and resuming the drain. Ends with a summary and a picture of the run (an HTML page
-//! in the run directory, [`demo::page`]); exit code 0 only if no request failed, no
-//! lifecycle action was left pending and no process was left running.
+//! drains, restarted by its supervisor and resuming the drain. Ends with a summary and a
+//! picture of the run (an HTML page in the run directory, [`demo::page`]); exit code 0
+//! only if no request failed, no lifecycle action was left pending and no process was
+//! left running.
 #![recursion_limit = "256"]
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,8 +11,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use base64::Engine as _;
 use harness::boot::{BootSpec, BootedHost};
@@ -28,18 +28,28 @@ const SSM_AGENT_DEB: &[u8] = b"stand-in for amazon-ssm-agent.deb\n";
 /// The client the PROXY header names (what the NLB would say).
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000);
 
-fn sha256(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
+/// Runs `cmd` with `input` on its stdin; its output (`what` names it in panics).
+fn run_with_input(mut cmd: Command, input: &[u8], what: &str) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("sha256sum");
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(data).expect("write to sha256sum");
+        stdin
+            .write_all(input)
+            .unwrap_or_else(|e| panic!("writing to {what}: {e}"));
     }
-    let out = child.wait_with_output().expect("sha256sum");
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn sha256(data: &[u8]) -> String {
+    let out = run_with_input(Command::new("sha256sum"), data, "sha256sum");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -133,21 +143,16 @@ fn render_user_data(r: &Render) -> String {
         sha = r.agent_sha256,
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new("terraform")
+    let mut console = Command::new("terraform");
+    console
         .args(["console", "-no-color"])
         .current_dir(dir.path())
-        .env("TF_IN_AUTOMATION", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("terraform (on the PATH) renders the templates");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{expr}").expect("write to terraform console");
-    }
-    let out = child.wait_with_output().expect("terraform console");
+        .env("TF_IN_AUTOMATION", "1");
+    let out = run_with_input(
+        console,
+        format!("{expr}\n").as_bytes(),
+        "terraform console (terraform on the PATH renders the templates)",
+    );
     assert!(
         out.status.success(),
         "terraform console failed on the templates:\n{}",
@@ -371,29 +376,23 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         .and_then(|c| c.command_id())
         .expect("a command id")
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let invocation = loop {
+    let mut last = String::new();
+    let invocation = wait_for(Duration::from_secs(60), || {
         let inv = w.block_on(
             ssm.get_command_invocation()
                 .command_id(&command_id)
                 .instance_id(&proxy)
                 .send(),
         );
-        if let Ok(inv) = &inv {
-            let status = inv.status().map(|s| s.as_str().to_string());
-            if !matches!(
-                status.as_deref(),
-                Some("Pending" | "InProgress" | "Delayed")
-            ) {
-                break inv.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the command did not end: {inv:?}"
+        last = format!("{inv:?}");
+        let inv = inv.ok()?;
+        let running = matches!(
+            inv.status().map(|s| s.as_str()),
+            Some("Pending" | "InProgress" | "Delayed")
         );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        (!running).then_some(inv)
+    })
+    .unwrap_or_else(|| panic!("the command did not end within 60 s: {last}"));
     let output = invocation.standard_output_content().unwrap_or_default();
     assert_eq!(
         invocation.status().map(|s| s.as_str()),

@@ -23,9 +23,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+use crate::process::terminate;
 
 /// Where the stand-ins record their calls, inside the root: one line each, the
 /// program's name then its arguments.
@@ -103,23 +105,24 @@ impl BootedHost {
             holder,
             services: Vec::new(),
         };
-        let deadline = Instant::now() + USER_DATA_TIMEOUT;
-        while host.user_data_status().is_none() {
-            if let Ok(Some(status)) = host.holder.try_wait() {
-                bail!(
-                    "the boot root ended ({status}) before the user data did: {}",
-                    host.holder_log()
-                );
+        // The user data's end, or the root's (Err: how it ended).
+        let ended = crate::wait_for(USER_DATA_TIMEOUT, || {
+            if host.user_data_status().is_some() {
+                return Some(Ok(()));
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "the user data did not end within {USER_DATA_TIMEOUT:?}; so far:\n{}",
-                    host.user_data_output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            host.holder.try_wait().ok().flatten().map(Err)
+        });
+        match ended {
+            Some(Ok(())) => Ok(host),
+            Some(Err(status)) => bail!(
+                "the boot root ended ({status}) before the user data did: {}",
+                host.holder_log()
+            ),
+            None => bail!(
+                "the user data did not end within {USER_DATA_TIMEOUT:?}; so far:\n{}",
+                host.user_data_output()
+            ),
         }
-        Ok(host)
     }
 
     /// The process whose mount namespace is the root.
@@ -387,27 +390,10 @@ impl Drop for BootedHost {
     fn drop(&mut self) {
         // Services first (the agent before HAProxy), then the root.
         for (_, child) in self.services.iter_mut().rev() {
-            stop(child);
+            terminate(child, Duration::from_secs(5));
         }
-        stop(&mut self.holder);
+        terminate(&mut self.holder, Duration::from_secs(5));
     }
-}
-
-fn stop(child: &mut Child) {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill(2) on a child we spawned and have not reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::{http, wait_for};
+use crate::http;
 
 /// The region every local client uses.
 pub const REGION: &str = "us-east-1";
@@ -229,15 +229,7 @@ impl Emulator {
     /// Stops the emulator: SIGTERM, then SIGKILL after 5 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
-                // SAFETY: signalling our own child process.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let exited = wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten());
-            if exited.is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            crate::process::terminate(&mut c, Duration::from_secs(5));
         }
     }
 }

@@ -299,14 +299,7 @@ impl Host {
             s.child.take()
         };
         if let Some(mut c) = child {
-            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
-                // SAFETY: signalling our own child process.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            if wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten()).is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            crate::process::terminate(&mut c, Duration::from_secs(5));
         }
     }
 
@@ -372,14 +365,7 @@ impl Host {
     /// Stops HAProxy (SIGTERM to the master, then SIGKILL after 3 s).
     pub fn stop_haproxy(&mut self) {
         if let Some(mut c) = self.haproxy.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let done = wait_for(Duration::from_secs(3), || c.try_wait().ok().flatten());
-            if done.is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            crate::process::terminate(&mut c, Duration::from_secs(3));
         }
     }
 

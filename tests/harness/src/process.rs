@@ -1,6 +1,21 @@
-//! Finding the project's binaries and the processes a run started.
+//! Finding the project's binaries and the processes a run started, and stopping them.
 
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+/// Stops a child process the way its supervisor would: SIGTERM, then SIGKILL if it has
+/// not exited after `grace`; reaped either way.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: signalling our own child process, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    if crate::wait_for(grace, || child.try_wait().ok().flatten()).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
 
 /// The path of binary `name` built in the same target directory as the running
 /// executable (tests live in `target/<profile>/deps`, binaries in `target/<profile>`).
