@@ -418,8 +418,6 @@ pub struct Unit {
     pub state_directories: Vec<String>,
     /// `RuntimeDirectory=` names (under /run).
     pub runtime_directories: Vec<String>,
-    /// `After=` units.
-    pub after: Vec<String>,
 }
 
 impl Unit {
@@ -454,7 +452,6 @@ impl Unit {
                 };
                 let (key, value) = (key.trim(), value.trim());
                 match (section.as_str(), key) {
-                    ("Unit", "After") => u.after.extend(value.split_whitespace().map(String::from)),
                     ("Service", "Environment") if value.is_empty() => u.environment.clear(),
                     ("Service", "Environment") => {
                         for word in split_words(value) {
