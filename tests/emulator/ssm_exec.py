@@ -534,9 +534,30 @@ def _run_exec(command: Any, inv: dict[str, Any], gen: int, argv: list[str], env:
     )
 
 
-def _run_document(command: Any, inv: dict[str, Any], gen: int, plan: list[dict[str, Any]], env: dict[str, str]) -> None:
+def _start_step(step: dict[str, Any], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["/bin/sh", "-c", step["script"]],
+        env=env,
+        cwd=step["cwd"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _run_document(
+    command: Any,
+    inv: dict[str, Any],
+    gen: int,
+    plan: list[dict[str, Any]],
+    env: dict[str, str],
+    first: subprocess.Popen | OSError | None = None,
+) -> None:
     """Run the planned steps in order (SSM's defaults: a failed step does not stop the
-    others unless its onFailure says exit; onSuccess exit; finallyStep always runs)."""
+    others unless its onFailure says exit; onSuccess exit; finallyStep always runs).
+    ``first``: the first step's process (or why it could not start), when the caller
+    started it already."""
     outs: list[str] = []
     errs: list[str] = []
     status, details, code = "Success", None, 0
@@ -552,15 +573,12 @@ def _run_document(command: Any, inv: dict[str, Any], gen: int, plan: list[dict[s
             outs.append(f"{step['skip']}\n")
             continue
         try:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", step["script"]],
-                env=env,
-                cwd=step["cwd"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            if first is not None and step is plan[0]:
+                if isinstance(first, OSError):
+                    raise first
+                proc = first
+            else:
+                proc = _start_step(step, env)
         except OSError as exc:
             errs.append(f"step {step['name']}: failed to start: {exc}\n")
             status, code = "Failed", 1
@@ -631,7 +649,16 @@ def _launch(command: Any, inv: dict[str, Any], document: Any | None) -> None:
     env["SSM_INSTANCE_ID"] = inv["InstanceId"]
     if "document" in program:
         plan = _plan_steps(document, params, program)
-        target, args = _run_document, (command, inv, gen, plan, env)
+        # The first step's shell starts here, as SSM Agent starts it when it reports the
+        # invocation InProgress; a thread would start it only once it gets the
+        # interpreter, milliseconds later on a busy emulator.
+        first: subprocess.Popen | OSError | None = None
+        if plan and not plan[0]["skip"]:
+            try:
+                first = _start_step(plan[0], env)
+            except OSError as exc:
+                first = exc
+        target, args = _run_document, (command, inv, gen, plan, env, first)
     elif "exec" in program:
         env["SSM_DOCUMENT_NAME"] = command.document_name or ""
         for name, values in params.items():

@@ -1423,3 +1423,38 @@ def test_classic_load_balancer_zone_and_connection_draining(emu):
     assert draining() == {"Enabled": True, "Timeout": 60}
     elb.modify_load_balancer_attributes(LoadBalancerName="proxies", LoadBalancerAttributes={"ConnectionDraining": {"Enabled": True}})
     assert draining() == {"Enabled": True, "Timeout": 60}, "Enabled alone keeps the timeout"
+
+
+def test_tags_read_from_the_table_answer_as_describe_tags(world):
+    # speed.py reads an EC2 resource's tags straight from moto's tag table instead of
+    # filtering every tag of every resource: filters and tag sets must not change.
+    ec2 = world.ec2
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=3, MaxCount=3, SubnetId=world.subnet)["Instances"]
+    ]
+    ec2.create_tags(Resources=ids[:2], Tags=[{"Key": "role", "Value": "proxy"}, {"Key": "Name", "Value": "p"}])
+    ec2.create_tags(Resources=[ids[2]], Tags=[{"Key": "role", "Value": "backend"}])
+    ec2.create_tags(Resources=[world.subnet], Tags=[{"Key": "role", "Value": "proxy"}])
+    ec2.terminate_instances(InstanceIds=[ids[1]])
+    found = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:role", "Values": ["proxy"]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )
+    got = {i["InstanceId"]: i for r in found["Reservations"] for i in r["Instances"]}
+    assert sorted(got) == [ids[0]]
+    tags = {(t["Key"], t["Value"]) for t in got[ids[0]]["Tags"]}
+    assert tags == {("role", "proxy"), ("Name", "p")}
+    described = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [ids[0]]}])["Tags"]
+    assert {(t["Key"], t["Value"], t["ResourceType"]) for t in described} == {
+        ("role", "proxy", "instance"),
+        ("Name", "p", "instance"),
+    }
+    keyed = ec2.describe_instances(Filters=[{"Name": "tag-key", "Values": ["role"]}])
+    assert sorted(i["InstanceId"] for r in keyed["Reservations"] for i in r["Instances"]) == sorted(ids)
+    untagged = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=world.subnet)
+    only = untagged["Instances"][0]["InstanceId"]
+    plain = ec2.describe_instances(InstanceIds=[only])["Reservations"][0]["Instances"][0]
+    assert plain.get("Tags", []) == []

@@ -8,8 +8,8 @@
 //!   configuration rewrite and reload) hold the state's mutex.
 //! - Requests come over the control socket ([`server`]); `agent apply` hands its change
 //!   over and waits only for the members of its change.
-//! - Everything is written before it is sent ([`Service::save_table`]), so a service
-//!   killed at any moment resumes where it was ([`Service::resume`]).
+//! - The slot table is written before anything is sent ([`Service::save_table`]), so a
+//!   service killed at any moment resumes where it was ([`Service::resume`]).
 //! - With `[aws]` groups, the service syncs from AWS when it starts and every
 //!   `sync_interval_s`, as one more change among the others.
 //! - With `[metrics] agent`, it serves its own Prometheus metrics ([`scrape`]), fed as
@@ -386,11 +386,18 @@ impl Service {
         }
     }
 
-    /// Writes the slot table (the intent, before HAProxy is touched) and the instance
-    /// map HAProxy reads at its next start or reload.
+    /// Writes the slot table: the intent, before HAProxy is touched.
     fn save_table(&self, st: &State) -> Result<(), ServiceError> {
         let json = serde_json::to_vec(&st.table).map_err(|e| StoreError::Encode(e.to_string()))?;
         store::write_atomic(&self.cfg.haproxy.slots_path(), &json)?;
+        Ok(())
+    }
+
+    /// Writes the instance map HAProxy reads at its next start or reload. Written after
+    /// the commands (the running worker gets its entries over the socket, and a reload
+    /// only happens under the lock this change holds): one synced write less before a
+    /// member reaches HAProxy. A service killed before it re-writes it when it resumes.
+    fn save_map(&self, st: &State) -> Result<(), ServiceError> {
         let map = instances::render(&instances::entries(&st.table));
         store::write_atomic(
             std::path::Path::new(self.cfg.haproxy.instances_map.as_str()),
@@ -427,9 +434,9 @@ impl Service {
         Ok(())
     }
 
-    /// Both files; failures are logged (the next change writes them again).
+    /// Every file; failures are logged (the next change writes them again).
     fn persist(&self, st: &State) {
-        if let Err(e) = self.save_table(st) {
+        if let Err(e) = self.save_table(st).and_then(|()| self.save_map(st)) {
             self.metric(|m| m.error(ErrorKind::StateWriteFailed));
             warn!(error = %e, "cannot write the slot table");
         }

@@ -23,7 +23,8 @@ use crate::metrics::CONTENT_TYPE;
 pub const MAX_HEAD: usize = 8192;
 /// How long a client may take to send its request, and the answer to be written.
 pub const DEADLINE: Duration = Duration::from_secs(5);
-/// How often the accept loop looks at the stop flag when no one connects.
+/// How often the accept loop looks at the stop flag when no one connects (a connection
+/// wakes it at once).
 const IDLE: Duration = Duration::from_millis(50);
 
 /// Listens on `addr` (before the service reports itself ready, so a taken port stops
@@ -43,7 +44,9 @@ pub(super) fn serve(listener: &TcpListener, service: &Service) {
                     debug!(peer = %peer, error = %e, "metrics request ended early");
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(IDLE),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                super::server::wait_readable(listener, IDLE)
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 warn!(error = %e, "metrics: accept failed");

@@ -1,5 +1,5 @@
-//! `agent run`: the service's threads. The control socket's accept loop (one thread per
-//! request, bounded), the ticker (operations advanced from HAProxy's stats), with
+//! `agent run`: the service's threads. The control socket's accept loop (woken by
+//! `poll` when a client connects; one thread per request, bounded), the ticker (operations advanced from HAProxy's stats), with
 //! `[aws]` groups the periodic sync from AWS, and with `[metrics] agent` the `/metrics`
 //! endpoint ([`super::scrape`]). SIGTERM or SIGINT stops it cleanly; the
 //! operations in flight are in the table and resume at the next start.
@@ -171,9 +171,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     error!(error = %e, "cannot start a thread for a request");
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_for_client(&listener),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -193,6 +191,34 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     service.persist(&service.lock());
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// How long the accept loop sleeps in `poll` between looks at the stop flag when no
+/// client comes (a signal ends the sleep at once, with `EINTR`).
+const ACCEPT_WAIT: Duration = Duration::from_millis(500);
+
+/// Sleeps until a client connects, a signal arrives or [`ACCEPT_WAIT`] passed. A
+/// connection wakes it at once: every `agent apply` that SSM runs pays this wait, so it
+/// must not be a fixed sleep between looks at the socket.
+fn wait_for_client(listener: &UnixListener) {
+    wait_readable(listener, ACCEPT_WAIT);
+}
+
+/// Sleeps until `fd` is readable (a listener: a connection waits), a signal arrives or
+/// `timeout` passed.
+pub(super) fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for a descriptor the caller owns, for the call's duration.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 && std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+        // poll itself failed (it should not): do not spin on it.
+        std::thread::sleep(timeout.min(Duration::from_millis(20)));
+    }
 }
 
 /// Moves operations on every [`TICK`] while some are in flight, and waits for work

@@ -226,6 +226,10 @@ pub enum Classified {
         group: String,
         /// The instance, when there is one.
         instance: Option<String>,
+        /// The transition the activity completed (`Launch/Terminate Successful`); `None`
+        /// when it failed. A transition completed through a lifecycle hook of ours went
+        /// through our own change first.
+        succeeded: Option<Transition>,
     },
     /// A Run Command command of some document ended: its hosts have reported.
     CommandEnded {
@@ -342,10 +346,9 @@ pub fn classify(value: &Value) -> Classified {
         Event::TerminateLifecycleAction(env) => {
             lifecycle(env, Transition::Terminate, TERMINATE_ACTION)
         }
-        Event::LaunchSuccessful(env)
-        | Event::LaunchUnsuccessful(env)
-        | Event::TerminateSuccessful(env)
-        | Event::TerminateUnsuccessful(env) => activity(env),
+        Event::LaunchSuccessful(env) => activity(env, Some(Transition::Launch)),
+        Event::TerminateSuccessful(env) => activity(env, Some(Transition::Terminate)),
+        Event::LaunchUnsuccessful(env) | Event::TerminateUnsuccessful(env) => activity(env, None),
         Event::CommandStatus(env) => command_status(env),
         Event::SpotInterruption(env) => warning(
             env,
@@ -444,7 +447,7 @@ fn warning(env: Envelope<Ec2WarningDetail>, kind: Warning, detail_type: &str) ->
     }
 }
 
-fn activity(env: Envelope<ActivityDetail>) -> Classified {
+fn activity(env: Envelope<ActivityDetail>, succeeded: Option<Transition>) -> Classified {
     if let Some(i) = check_source(&env.source, "aws.autoscaling", "Auto Scaling activity") {
         return i;
     }
@@ -454,6 +457,7 @@ fn activity(env: Envelope<ActivityDetail>) -> Classified {
     Classified::Activity {
         group,
         instance: non_empty(&env.detail.ec2_instance_id),
+        succeeded,
     }
 }
 
@@ -637,11 +641,26 @@ mod tests {
             Classified::Activity {
                 group: "my-asg".into(),
                 instance: Some("i-1234567890abcdef0".into()),
+                succeeded: Some(Transition::Launch),
             }
         );
         let mut v = launch_successful_sample();
+        v["detail-type"] = json!("EC2 Instance Terminate Successful");
+        assert!(matches!(
+            classify(&v),
+            Classified::Activity {
+                succeeded: Some(Transition::Terminate),
+                ..
+            }
+        ));
         v["detail-type"] = json!("EC2 Instance Terminate Unsuccessful");
-        assert!(matches!(classify(&v), Classified::Activity { .. }));
+        assert!(matches!(
+            classify(&v),
+            Classified::Activity {
+                succeeded: None,
+                ..
+            }
+        ));
         let ec2 = json!({"version":"0","id":"x","detail-type":"EC2 Instance State-change Notification",
             "source":"aws.ec2","time":"2026-11-20T10:00:00Z","detail":{"instance-id":"i-0abc","state":"terminated"}});
         assert_eq!(

@@ -36,6 +36,16 @@ use crate::plan::{
 /// beyond the longest a command runs.
 const LOST_EVENT_LOOKBACK: Duration = Duration::from_secs(15 * 60);
 
+/// What one event sends: the change, the lifecycle actions its command's status event
+/// completes, the drained members riding along, and the proxy hosts it goes to (listed
+/// while the group was read).
+struct Outgoing {
+    plan: PlannedChange,
+    actions: Vec<PendingAction>,
+    riders: Vec<Rider>,
+    hosts: Vec<String>,
+}
+
 /// Why an invocation failed (after retries). Unknown or malformed events are not
 /// errors: they are acknowledged and logged.
 #[derive(Debug, thiserror::Error)]
@@ -303,10 +313,26 @@ where
                 span.record("instance", instance.as_str());
                 self.warning(kind, &instance, time_ms, summary).await
             }
-            Classified::Activity { group, instance } => {
+            Classified::Activity {
+                group,
+                instance,
+                succeeded,
+            } => {
                 span.record("group", group.as_str());
                 if let Some(i) = &instance {
                     span.record("instance", i.as_str());
+                }
+                if let (Some(i), Some(t)) = (&instance, succeeded) {
+                    if let Some(hook) = self.gating_hook(&group, t).await {
+                        summary.groups.push(group.clone());
+                        summary.ignore(format!(
+                            "{t} of instance {i} passed through hook {hook} of ours, which is \
+                             completed only from the hosts' reports of the change that carried it: \
+                             nothing left to send (the schedule's reconcile and the hosts' periodic \
+                             sync repair a host a timed-out action left behind)"
+                        ));
+                        return Ok(());
+                    }
                 }
                 self.group_event(&group, instance.as_deref(), None, summary)
                     .await
@@ -358,7 +384,13 @@ where
             ));
             return Ok(());
         }
-        let Some(state) = self.discovery.group_for_event(group, instance).await? else {
+        // The proxy hosts are listed while the group is read: both are needed before
+        // anything can be sent, and neither depends on the other.
+        let (state, hosts) = tokio::join!(
+            self.discovery.group_for_event(group, instance),
+            self.dispatcher.hosts(group)
+        );
+        let Some(state) = state? else {
             summary.ignore(format!("group {group} does not exist (any more)"));
             return Ok(());
         };
@@ -380,9 +412,12 @@ where
         let riders = riders(group, &plan, &actions);
         let groups = BTreeMap::from([(group.to_string(), pools)]);
         self.send(
-            plan,
-            actions,
-            riders,
+            Outgoing {
+                plan,
+                actions,
+                riders,
+                hosts: hosts?,
+            },
             &groups,
             state.read_at_ms,
             group,
@@ -468,11 +503,11 @@ where
             ));
             return Ok(());
         }
-        let Some(mut state) = self
-            .discovery
-            .group_for_event(&group, Some(instance))
-            .await?
-        else {
+        let (state, hosts) = tokio::join!(
+            self.discovery.group_for_event(&group, Some(instance)),
+            self.dispatcher.hosts(&group)
+        );
+        let Some(mut state) = state? else {
             summary.ignore(format!("group {group} does not exist (any more)"));
             return Ok(());
         };
@@ -519,9 +554,12 @@ where
         let riders = riders(&group, &plan, &actions);
         let groups = BTreeMap::from([(group.clone(), pools)]);
         self.send(
-            plan,
-            actions,
-            riders,
+            Outgoing {
+                plan,
+                actions,
+                riders,
+                hosts: hosts?,
+            },
             &groups,
             state.read_at_ms,
             &group,
@@ -533,17 +571,20 @@ where
     /// Sends the change with the actions it serves in its context, and returns: the
     /// command's status event completes them. A launch whose instance is already leaving
     /// is abandoned now; with no proxy host every action is continued now.
-    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
-        plan: PlannedChange,
-        actions: Vec<PendingAction>,
-        riders: Vec<Rider>,
+        out: Outgoing,
         groups: &BTreeMap<String, Vec<Pool>>,
         read_at_ms: u64,
         label: &str,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
+        let Outgoing {
+            plan,
+            actions,
+            riders,
+            hosts,
+        } = out;
         for id in &plan.unaddressed {
             summary.note(format!(
                 "instance {id} has no private address yet; it is added later"
@@ -577,7 +618,10 @@ where
         let change = plan.into_change(generation);
         let mut context = Context::new(generation, refs);
         context.riders = riders;
-        let sent = self.dispatcher.send(&change, &context, label).await?;
+        let sent = self
+            .dispatcher
+            .send(&hosts, &change, &context, label)
+            .await?;
         summary.dispatched_ms = Some(now_ms());
         summary.generation = Some(generation);
         summary.change = Some(change);
@@ -830,10 +874,14 @@ where
             unaddressed,
         };
         if !groups.is_empty() {
+            let hosts = self.dispatcher.hosts("(reconcile)").await?;
             self.send(
-                plan,
-                left,
-                Vec::new(),
+                Outgoing {
+                    plan,
+                    actions: left,
+                    riders: Vec::new(),
+                    hosts,
+                },
                 &groups,
                 read_at,
                 "(reconcile)",
@@ -949,6 +997,29 @@ where
                 Err(e) => {
                     tracing::warn!(instance = %r.instance, hook, error = %e, "lifecycle heartbeat failed")
                 }
+            }
+        }
+    }
+
+    /// The lifecycle hook of ours that gated `transition` in a managed backend `group`,
+    /// if it has one. An instance that finished that transition then went through the
+    /// change the hook's event sent, and its action was completed from every host's
+    /// report of it: re-sending the member would change nothing anywhere and cost a
+    /// command on every host. The proxy group's events are never covered (they keep
+    /// its DNS records); a failure to read the hooks answers `None`, so the event
+    /// re-sends as it would without a hook.
+    async fn gating_hook(&self, group: &str, transition: Transition) -> Option<String> {
+        if self.config.proxy_group.as_deref() == Some(group) || !self.config.manages(group) {
+            return None;
+        }
+        match self.lifecycle.hooks(group).await {
+            Ok(hooks) => hooks
+                .into_iter()
+                .find(|h| h.transition == transition && self.config.owns_hook(&h.name))
+                .map(|h| h.name),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the group's lifecycle hooks failed; re-sending its member");
+                None
             }
         }
     }

@@ -101,13 +101,18 @@ impl FakeHosts {
 }
 
 impl Dispatcher for FakeHosts {
+    async fn hosts(&self, _: &str) -> Result<Vec<String>, DispatchError> {
+        Ok((0..self.hosts).map(|h| format!("h{h}")).collect())
+    }
+
     async fn send(
         &self,
+        hosts: &[String],
         change: &Change,
         context: &Context,
         _: &str,
     ) -> Result<Vec<Sent>, DispatchError> {
-        if self.hosts == 0 {
+        if hosts.is_empty() {
             return Ok(Vec::new());
         }
         let mut sent = self.sent.lock().unwrap();
@@ -115,7 +120,7 @@ impl Dispatcher for FakeHosts {
         sent.push((id.clone(), change.clone(), context.clone()));
         Ok(vec![Sent {
             command_id: id,
-            hosts: (0..self.hosts).map(|h| format!("h{h}")).collect(),
+            hosts: hosts.to_vec(),
         }])
     }
 
@@ -1170,4 +1175,41 @@ async fn two_launch_commands_crossing_on_the_hosts_complete_the_actions_together
         ],
         "{last:?}"
     );
+}
+
+fn activity_event(detail_type: &str, instance: &str) -> Value {
+    json!({"version":"0","id":"a1","detail-type":detail_type,"source":"aws.autoscaling",
+        "time":"2026-11-20T10:00:00Z",
+        "detail":{"AutoScalingGroupName":"web-asg","EC2InstanceId":instance,"StatusCode":"Successful"}})
+}
+
+#[tokio::test]
+async fn a_transition_gated_by_a_hook_of_ours_is_not_sent_again_when_it_succeeds() {
+    // The group has our launch and terminate hooks: the instance went through the change
+    // their events sent, and its action was completed from the hosts' reports.
+    let r = fixture_with(&[]);
+    for dt in [
+        "EC2 Instance Launch Successful",
+        "EC2 Instance Terminate Successful",
+    ] {
+        let s = r.handle(&activity_event(dt, "i-2")).await.unwrap();
+        let why = s.ignored.clone().unwrap_or_default();
+        assert!(why.contains("hook") && why.contains("i-2"), "{dt}: {s:?}");
+    }
+    assert!(r.dispatcher.changes().is_empty(), "nothing sent");
+    // A failed activity is still re-read and sent.
+    r.handle(&activity_event("EC2 Instance Launch Unsuccessful", "i-2"))
+        .await
+        .unwrap();
+    assert_eq!(r.dispatcher.changes().len(), 1);
+
+    // No hook of ours gates the group's launches (LIFECYCLE_HOOKS names another): the
+    // success is the only signal, and the member is sent.
+    let r = fixture_with(&[("LIFECYCLE_HOOKS", "someone-elses-hook")]);
+    r.handle(&activity_event("EC2 Instance Launch Successful", "i-2"))
+        .await
+        .unwrap();
+    let sent = r.dispatcher.changes();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].pools[0].add.iter().any(|m| m.id.as_str() == "i-2"));
 }

@@ -32,20 +32,32 @@ impl Pump {
         let thread = {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let deadline = Instant::now() + max;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    match world.receive(&queue, 1) {
-                        Ok((events, handles)) => {
-                            // Hand the events on first: deleting costs a round trip the
-                            // consumer need not wait for (a Lambda's SQS trigger deletes
-                            // after the invocation, too).
-                            for e in events {
-                                if to.send(e).is_err() {
-                                    return;
-                                }
-                            }
+                // Deleting costs a round trip the next receive need not wait for (a
+                // Lambda's SQS trigger deletes after the invocation, while its pollers
+                // go on receiving): a thread of its own deletes what was handed on.
+                let (done, handed) = std::sync::mpsc::channel::<Vec<String>>();
+                let deleter = {
+                    let (world, queue) = (world.clone(), queue.clone());
+                    std::thread::spawn(move || {
+                        for handles in handed {
                             if let Err(e) = world.delete(&queue, &handles) {
                                 eprintln!("warning: deleting received events failed: {e:#}");
+                            }
+                        }
+                    })
+                };
+                let deadline = Instant::now() + max;
+                'pump: while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match world.receive(&queue, 1) {
+                        Ok((events, handles)) => {
+                            for e in events {
+                                if to.send(e).is_err() {
+                                    // The consumer is gone.
+                                    break 'pump;
+                                }
+                            }
+                            if !handles.is_empty() && done.send(handles).is_err() {
+                                break 'pump;
                             }
                         }
                         Err(e) => {
@@ -54,6 +66,8 @@ impl Pump {
                         }
                     }
                 }
+                drop(done);
+                let _ = deleter.join();
             })
         };
         Self {

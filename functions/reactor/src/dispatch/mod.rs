@@ -116,10 +116,18 @@ pub enum DispatchError {
 
 /// Sends changes to every proxy host and reads their reports.
 pub trait Dispatcher: Send + Sync {
-    /// Sends `change` with `context` (about `group`, for error messages) to every proxy
-    /// host and returns at once; an empty list means there is no proxy host.
+    /// The proxy hosts a change would go to now (about `group`, for error messages).
+    /// Listed apart from [`Dispatcher::send`] so that the reactor can read them while it
+    /// reads the group: the two reads overlap instead of adding up before every change.
+    fn hosts(&self, group: &str)
+        -> impl Future<Output = Result<Vec<String>, DispatchError>> + Send;
+
+    /// Sends `change` with `context` (about `group`, for error messages) to `hosts` (from
+    /// [`Dispatcher::hosts`]) and returns at once; no host means nothing is sent and the
+    /// list is empty.
     fn send(
         &self,
+        hosts: &[String],
         change: &Change,
         context: &Context,
         group: &str,

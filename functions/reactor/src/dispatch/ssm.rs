@@ -2,7 +2,8 @@
 //!
 //! Sending:
 //! 1. The proxy hosts are the running instances tagged `PROXY_TAG_KEY=PROXY_TAG_VALUE`
-//!    (one `DescribeInstances`, paginated).
+//!    (one `DescribeInstances`, paginated; the reactor lists them while it reads the
+//!    group, see [`Dispatcher::hosts`]).
 //! 2. A change whose parameters would pass Run Command's 64 KB limit is split into parts
 //!    of the same generation ([`split_change`]); each action goes with the part holding
 //!    its instance.
@@ -236,7 +237,7 @@ impl SsmDispatcher {
     }
 
     /// The running instances of the proxy fleet.
-    pub async fn proxy_hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
+    async fn proxy_hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
         use aws_sdk_ec2::types::Filter;
         let mut pages = self
             .ec2
@@ -351,13 +352,17 @@ impl SsmDispatcher {
 }
 
 impl Dispatcher for SsmDispatcher {
+    async fn hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
+        self.proxy_hosts(group).await
+    }
+
     async fn send(
         &self,
+        hosts: &[String],
         change: &Change,
         context: &Context,
         group: &str,
     ) -> Result<Vec<Sent>, DispatchError> {
-        let hosts = self.proxy_hosts(group).await?;
         if hosts.is_empty() {
             return Ok(Vec::new());
         }

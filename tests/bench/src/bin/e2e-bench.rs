@@ -25,7 +25,6 @@
 #![recursion_limit = "256"]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -264,10 +263,6 @@ impl Figures {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("exec-agent") {
-        return exec_agent(&argv[2..]);
-    }
     let args = Args::parse();
     install_signal_handlers();
     demo::elapsed_s();
@@ -298,63 +293,6 @@ fn services_cpu_s(hosts: &[Host]) -> f64 {
             Some((utime + stime) / ticks)
         })
         .sum()
-}
-
-/// `e2e-bench exec-agent LOG AGENT ARGS...`: runs the agent with this process's stdio,
-/// appends a line to LOG (its CPU time, user + system seconds from `wait4`, and when it
-/// started and ended, unix ms), and exits with its code. Run Command runs the agent
-/// through this on the bench's proxy hosts (`DocumentHost::agent`), so the CPU of every
-/// `agent apply` is counted exactly.
-fn exec_agent(rest: &[String]) -> ExitCode {
-    let [log, program, args @ ..] = rest else {
-        eprintln!("usage: e2e-bench exec-agent LOG AGENT [ARGS...]");
-        return ExitCode::from(2);
-    };
-    let started_ms = unix_ms();
-    let child = match Command::new(program).args(args).spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("exec-agent: cannot start {program}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let (code, cpu) = wait_cpu(child);
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        // One write per line: agents of both hosts finish at the same time, and
-        // `writeln!` may split a line into several writes that would interleave.
-        let line = format!("{cpu:.6} {started_ms} {}\n", unix_ms());
-        let _ = f.write_all(line.as_bytes());
-    }
-    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
-}
-
-/// Waits for `child` with `wait4`: exit code (-1 if signalled) and CPU seconds.
-fn wait_cpu(mut child: std::process::Child) -> (i32, f64) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        return (child.wait().ok().and_then(|s| s.code()).unwrap_or(-1), 0.0);
-    };
-    let mut status: libc::c_int = 0;
-    // SAFETY: zeroed rusage is valid; wait4 on our own child fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers, our own child.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
-    if rc != pid {
-        return (child.wait().ok().and_then(|s| s.code()).unwrap_or(-1), 0.0);
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    let cpu = u.ru_utime.tv_sec as f64
-        + u.ru_utime.tv_usec as f64 / 1e6
-        + u.ru_stime.tv_sec as f64
-        + u.ru_stime.tv_usec as f64 / 1e6;
-    (code, cpu)
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -566,7 +504,7 @@ fn run_approach(
     let mut control = if kind.ours() {
         // The proxy fleet: Run Command runs the project's document on each host, with
         // the agent wrapped to count its CPU.
-        let me = std::env::current_exe()?.display().to_string();
+        let counter = bin_path("agent-cpu")?.display().to_string();
         let agent = bin_path("agent")?.display().to_string();
         let proxy_subnet = world.add_subnet(&format!("127.0.{}.0/24", 16 * (idx + 1) + 8))?;
         let refs: Vec<&Host> = hosts.iter().collect();
@@ -576,7 +514,7 @@ fn run_approach(
             .zip(&hosts)
             .map(|(id, h)| DocumentHost {
                 instance: id.clone(),
-                agent: format!("{me} exec-agent {} {agent}", cpu_log.display()),
+                agent: format!("{counter} {} {agent}", cpu_log.display()),
                 env: h.document_env(),
             })
             .collect();
@@ -814,14 +752,18 @@ fn run_approach(
         if mixed_leaving.is_none() {
             world.scale(&group, 2)?;
         }
+        // The local checks first: the group is asked (an AWS call, under the emulator's
+        // lock) only once the fleet and the hosts agree, so this watch does not load
+        // the emulator while the leaving member drains.
         let done = until(wait_change, || {
-            let m = world.members(&group).unwrap_or_default();
-            m.len() == 2
-                && m.iter().all(|x| x.state == "InService")
-                && fleet.running().len() == 2
+            fleet.running().len() == 2
                 && leaving_ip
                     .as_ref()
                     .is_none_or(|ip| hosts.iter().all(|h| !serving_ip(h, ip)))
+                && {
+                    let m = world.members(&group).unwrap_or_default();
+                    m.len() == 2 && m.iter().all(|x| x.state == "InService")
+                }
         });
         if !done {
             f.errors.push(format!(
@@ -1090,7 +1032,7 @@ fn rewrite_and_reload(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let (code, cpu) = wait_cpu(check);
+    let (code, cpu) = bench::wait_cpu(check);
     anyhow::ensure!(code == 0, "haproxy -c refused the rewritten config");
     std::fs::rename(&tmp, cfg)?;
     client

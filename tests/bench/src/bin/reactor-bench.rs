@@ -105,8 +105,13 @@ fn call_actions(world: &World) -> Vec<String> {
 }
 
 impl Dispatcher for Timed {
+    async fn hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
+        self.inner.hosts(group).await
+    }
+
     async fn send(
         &self,
+        hosts: &[String],
         change: &Change,
         context: &Completion,
         group: &str,
@@ -119,7 +124,7 @@ impl Dispatcher for Timed {
         if let Ok(mut at) = self.at.lock() {
             *at = Some((now, before));
         }
-        self.inner.send(change, context, group).await
+        self.inner.send(hosts, change, context, group).await
     }
 
     async fn results(&self, command_id: &str) -> Result<Vec<HostResult>, DispatchError> {
