@@ -438,7 +438,7 @@ impl Service {
     fn persist(&self, st: &State) {
         if let Err(e) = self.save_table(st).and_then(|()| self.save_map(st)) {
             self.metric(|m| m.error(ErrorKind::StateWriteFailed));
-            warn!(error = %e, "cannot write the slot table");
+            warn!(error = %e, "cannot write the slot table or the instance map");
         }
         if let Err(e) = self.save_server_state(st) {
             self.metric(|m| m.error(error_kind(&e)));

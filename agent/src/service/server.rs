@@ -1,7 +1,7 @@
 //! `agent run`: the service's threads. The control socket's accept loop (woken by
-//! `poll` when a client connects; one thread per request, bounded), the ticker (operations advanced from HAProxy's stats), with
-//! `[aws]` groups the periodic sync from AWS, and with `[metrics] agent` the `/metrics`
-//! endpoint ([`super::scrape`]). SIGTERM or SIGINT stops it cleanly; the
+//! `poll` when a client connects; one thread per request, bounded), the ticker
+//! (operations advanced from HAProxy's stats), with `[aws]` groups the periodic sync
+//! from AWS, and with `[metrics] agent` the `/metrics` endpoint ([`super::scrape`]). SIGTERM or SIGINT stops it cleanly; the
 //! operations in flight are in the table and resume at the next start.
 
 use std::io::ErrorKind;
@@ -171,7 +171,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     error!(error = %e, "cannot start a thread for a request");
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_for_client(&listener),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_readable(&listener, ACCEPT_WAIT),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -194,15 +194,9 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
 }
 
 /// How long the accept loop sleeps in `poll` between looks at the stop flag when no
-/// client comes (a signal ends the sleep at once, with `EINTR`).
+/// client comes (a signal ends the sleep at once, with `EINTR`; a connection too: every
+/// `agent apply` that SSM runs would pay a fixed sleep between looks at the socket).
 const ACCEPT_WAIT: Duration = Duration::from_millis(500);
-
-/// Sleeps until a client connects, a signal arrives or [`ACCEPT_WAIT`] passed. A
-/// connection wakes it at once: every `agent apply` that SSM runs pays this wait, so it
-/// must not be a fixed sleep between looks at the socket.
-fn wait_for_client(listener: &UnixListener) {
-    wait_readable(listener, ACCEPT_WAIT);
-}
 
 /// Sleeps until `fd` is readable (a listener: a connection waits), a signal arrives or
 /// `timeout` passed.

@@ -236,49 +236,6 @@ impl SsmDispatcher {
         }
     }
 
-    /// The running instances of the proxy fleet.
-    async fn proxy_hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
-        use aws_sdk_ec2::types::Filter;
-        let mut pages = self
-            .ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", self.settings.tag_key))
-                    .values(&self.settings.tag_value)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        let mut ids = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                api(
-                    "DescribeInstances",
-                    &format!("the proxy hosts of group {group}"),
-                    &e,
-                )
-            })?;
-            for r in page.reservations() {
-                ids.extend(
-                    r.instances()
-                        .iter()
-                        .filter_map(|i| i.instance_id())
-                        .map(str::to_string),
-                );
-            }
-        }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
-    }
-
     async fn send_one(
         &self,
         hosts: &[String],
@@ -352,8 +309,47 @@ impl SsmDispatcher {
 }
 
 impl Dispatcher for SsmDispatcher {
+    /// The running instances of the proxy fleet.
     async fn hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
-        self.proxy_hosts(group).await
+        use aws_sdk_ec2::types::Filter;
+        let mut pages = self
+            .ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", self.settings.tag_key))
+                    .values(&self.settings.tag_value)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                api(
+                    "DescribeInstances",
+                    &format!("the proxy hosts of group {group}"),
+                    &e,
+                )
+            })?;
+            for r in page.reservations() {
+                ids.extend(
+                    r.instances()
+                        .iter()
+                        .filter_map(|i| i.instance_id())
+                        .map(str::to_string),
+                );
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     async fn send(

@@ -3,20 +3,14 @@
 //! and ended, unix ms), and exits with its code.
 //!
 //! `e2e-bench` has Run Command run the agent through this on its proxy hosts, so the CPU
-//! of every `agent apply` is counted exactly. It is its own small program (std and libc
-//! only) because it sits on the measured path of every change: starting the benchmark's
-//! own 20 MB binary there cost a few milliseconds per command.
+//! of every `agent apply` is counted exactly. It is its own small program (it links
+//! next to nothing) because it sits on the measured path of every change: starting the
+//! benchmark's own 20 MB binary there cost a few milliseconds per command.
 
 use std::io::Write as _;
 use std::process::{Command, ExitCode};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-fn unix_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-}
+use harness::unix_ms;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
