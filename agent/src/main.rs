@@ -61,15 +61,21 @@ enum Cmd {
     /// The message is versioned JSON, for example:
     ///   {"version":1,"generation":1732262400123,"pools":[{"pool":"web",
     ///    "add":[{"id":"i-0abc","address":"10.0.1.23","port":8080}],"remove":["i-0def"]}]}
-    /// Read from --change, --file (or `--file -`), else standard input; at most 1 MiB.
+    /// Read from --change, --change-base64, --file (or `--file -`), else standard input;
+    /// at most 1 MiB.
     /// Waits only for the members of this change and prints one line per member: UP,
     /// DRAINED, FAILED (with the reason), STALE (a newer message about it was already
     /// applied) or PENDING (already converging under an earlier change, named in the
     /// reason; that change reports it).
     Apply {
         /// The change message as an argument.
-        #[arg(long, conflicts_with = "file")]
+        #[arg(long, conflicts_with_all = ["file", "change_base64"])]
         change: Option<String>,
+        /// The change message as an argument, base64-encoded (standard alphabet, padded).
+        /// What the SSM document passes: base64 needs no shell quoting, and the shell
+        /// can `exec` the agent with no pipeline to start first.
+        #[arg(long, value_name = "BASE64", conflicts_with = "file")]
+        change_base64: Option<String>,
         /// A file holding the change message (`-` for standard input).
         #[arg(long)]
         file: Option<PathBuf>,
@@ -210,9 +216,26 @@ fn out(text: &str) -> std::io::Result<()> {
     o.write_all(b"\n")
 }
 
-fn read_input(change: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+fn read_input(
+    change: Option<String>,
+    change_base64: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<String> {
     if let Some(c) = change {
         return Ok(c);
+    }
+    if let Some(encoded) = change_base64 {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--change-base64 is not valid base64 ({e}): pass the change message encoded with the standard alphabet, padded (`base64 -w0`)"
+                )
+            })?;
+        return String::from_utf8(bytes).map_err(|_| {
+            anyhow::anyhow!("--change-base64 decodes to bytes that are not UTF-8: encode the JSON change message itself")
+        });
     }
     let mut text = String::new();
     let limit = u64::try_from(MAX_MESSAGE).unwrap_or(u64::MAX) + 1;
@@ -263,11 +286,12 @@ fn run(cli: Cli) -> Outcome {
         }
         Cmd::Apply {
             change,
+            change_base64,
             file,
             no_wait,
             json,
         } => {
-            let text = read_input(change, file)?;
+            let text = read_input(change, change_base64, file)?;
             check_size(&text)?;
             let change = Change::from_json(&text)?;
             let cfg = cfg()?;

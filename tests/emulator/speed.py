@@ -14,6 +14,14 @@ ever ran (terminated ones stay listed). A benchmark of a few hundred scaling cyc
 one such call hold the lock 40-60 ms. The tags are read straight from the backend's
 table instead, in the same form and order (an id with a wildcard character still goes
 through ``describe_tags``, whose filter would treat it as a pattern).
+
+Serializing a response walks the botocore shape and, for every member of every object,
+asks six alias providers which attribute names to try (``AttributePicker
+.get_possible_keys``): a sixth of an emulated DescribeInstances. The answer depends only on
+the shape (botocore's shapes live as long as moto's cached service model), the member's
+key and the object's class, so it is computed once per such triple. Likewise xmltodict
+checks every element name of every response for characters XML forbids; the names come
+from the model, so each valid one is checked once.
 """
 
 from __future__ import annotations
@@ -58,3 +66,55 @@ def install() -> None:
         ]
 
     ec2_core.TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
+
+    _memoize_possible_keys()
+    _memoize_valid_names()
+
+
+def _memoize_valid_names() -> None:
+    import xmltodict
+
+    check: Callable[[Any, str], None] = xmltodict._validate_name
+    valid: set[tuple[Any, str]] = set()
+
+    def validate_name(value: Any, kind: str) -> None:
+        if isinstance(value, str) and (value, kind) in valid:
+            return
+        check(value, kind)  # raises on an invalid name: never remembered
+        if isinstance(value, str):
+            valid.add((value, kind))
+
+    xmltodict._validate_name = validate_name
+
+
+def _memoize_possible_keys() -> None:
+    from moto.core import serialize
+
+    keys: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+    def memoized(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], tuple[str, ...]]:
+        def get_possible_keys(self: Any, context: Any) -> tuple[str, ...]:
+            shape = context.shape
+            obj = context.obj
+            # Everything the alias providers read: the method, the picker and its providers, the
+            # object's class (and class-level Meta), the key, the shape and its parent.
+            # Shapes are never freed (moto caches the service model), so ids are stable.
+            key = (
+                original,
+                type(self),
+                tuple(self.alias_providers),
+                type(obj),
+                id(getattr(obj, "Meta", None)),
+                context.key,
+                id(shape),
+                id(getattr(shape, "parent", None)),
+            )
+            found = keys.get(key)
+            if found is None:
+                found = keys[key] = tuple(original(self, context))
+            return found
+
+        return get_possible_keys
+
+    for cls in (serialize.AttributePicker, serialize.XFormedAttributePicker):
+        cls.get_possible_keys = memoized(cls.get_possible_keys)  # type: ignore[method-assign]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1458,3 +1459,56 @@ def test_tags_read_from_the_table_answer_as_describe_tags(world):
     only = untagged["Instances"][0]["InstanceId"]
     plain = ec2.describe_instances(InstanceIds=[only])["Reservations"][0]["Instances"][0]
     assert plain.get("Tags", []) == []
+
+
+def _key_paths(value: Any, path: str = "") -> set[str]:
+    """Every key path of a response (list positions folded), and the scalar values of
+    the fields that do not differ from one emulator to another."""
+    if isinstance(value, dict):
+        out = {path}
+        for k, v in value.items():
+            if k != "ResponseMetadata":
+                out |= _key_paths(v, f"{path}.{k}")
+        return out
+    if isinstance(value, list):
+        return set().union({path + "[]"}, *(_key_paths(v, path + "[]") for v in value))
+    stable = ("InstanceType", "ImageId", "Name", "Key", "Value", "LifecycleState", "HealthStatus", "Code")
+    generated = isinstance(value, str) and re.fullmatch(r"[a-z]+-[0-9a-f]{8,}", value)
+    return {f"{path}={value}" if path.rsplit(".", 1)[-1] in stable and not generated else path}
+
+
+def test_memoized_serializer_answers_as_moto_does(world):
+    # speed.py remembers, per shape, member and class, which attribute names a response
+    # member is read from: a group and its instances must serialize with every field
+    # (and the same values) as moto itself answers in-process, unpatched.
+    from moto import mock_aws
+
+    def scenario(ec2: Any, asg: Any) -> tuple[set[str], set[str]]:
+        vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+        ec2.create_launch_template(
+            LaunchTemplateName="memo-lt",
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+        )
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName="memo",
+            MinSize=0,
+            MaxSize=4,
+            DesiredCapacity=2,
+            LaunchTemplate={"LaunchTemplateName": "memo-lt"},
+            VPCZoneIdentifier=subnet,
+            Tags=[{"Key": "haproxy:pool", "Value": "web", "PropagateAtLaunch": True}],
+        )
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["memo"])
+        ids = [i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"]]
+        ec2.create_tags(Resources=ids[:1], Tags=[{"Key": "Name", "Value": "one"}])
+        instances = ec2.describe_instances(InstanceIds=ids)
+        return _key_paths(group), _key_paths(instances)
+
+    emulated = scenario(world.ec2, world.asg)
+    with mock_aws():
+        kw = dict(region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+        plain = scenario(boto3.client("ec2", **kw), boto3.client("autoscaling", **kw))
+    assert emulated[0] == plain[0], emulated[0] ^ plain[0]
+    assert emulated[1] == plain[1], emulated[1] ^ plain[1]
+    assert ".Reservations[].Instances[].Tags[].Value=one" in emulated[1]

@@ -466,6 +466,25 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
             "{input} changed something"
         );
     }
+    // The SSM document's form: an argument that is not base64, and base64 of a
+    // message that is not one.
+    for (arg, expected) in [
+        ("not base64!", "--change-base64 is not valid base64"),
+        ("bm90IGpzb24=", "malformed change message"),
+    ] {
+        let run = h.agent(&["apply", "--change-base64", arg], None).unwrap();
+        assert_eq!(run.code, 2, "{arg}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{arg}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert_eq!(
+            (files(&h), servers_state(&h)),
+            before,
+            "{arg} changed something"
+        );
+    }
 
     // A service whose HAProxy socket is missing: its own state directory and control
     // socket, the same HAProxy configuration file.

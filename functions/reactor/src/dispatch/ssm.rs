@@ -312,19 +312,21 @@ impl Dispatcher for SsmDispatcher {
     /// The running instances of the proxy fleet.
     async fn hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
         use aws_sdk_ec2::types::Filter;
+        // The state first: an evaluator that stops at the first filter an instance fails
+        // (the emulator does) skips the terminated instances without reading their tags.
         let mut pages = self
             .ec2
             .describe_instances()
             .filters(
                 Filter::builder()
-                    .name(format!("tag:{}", self.settings.tag_key))
-                    .values(&self.settings.tag_value)
+                    .name("instance-state-name")
+                    .values("running")
                     .build(),
             )
             .filters(
                 Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
+                    .name(format!("tag:{}", self.settings.tag_key))
+                    .values(&self.settings.tag_value)
                     .build(),
             )
             .into_paginator()

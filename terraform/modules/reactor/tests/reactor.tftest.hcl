@@ -374,11 +374,11 @@ run "defaults" {
     error_message = "The default Change must satisfy its own pattern."
   }
   assert {
-    condition     = contains(jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand, "  apply) printf '%s' '{{ Change }}' | base64 -d | /usr/local/bin/agent apply --json --file - ;;")
+    condition     = contains(jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand, "  apply) exec /usr/local/bin/agent apply --json --change-base64 '{{ Change }}' ;;")
     error_message = "The apply command must be the one of docs/interfaces.md."
   }
   assert {
-    condition     = contains(jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand, "  sync) /usr/local/bin/agent sync --json ;;")
+    condition     = contains(jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand, "  sync) exec /usr/local/bin/agent sync --json ;;")
     error_message = "The sync command must be the one of docs/interfaces.md."
   }
   assert {

@@ -275,24 +275,72 @@ fn main() -> ExitCode {
     }
 }
 
+/// Fields of `/proc/<pid>/stat` after the command name (which may hold spaces), that is
+/// from field 3 (`state`) on; empty when the process is gone.
+fn proc_stat(pid: u32) -> Vec<f64> {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Vec::new();
+    };
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect()
+}
+
+/// Seconds per clock tick of `/proc/<pid>/stat`'s times.
+fn tick_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    1.0 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64)
+}
+
 /// CPU time (user + system, seconds) the hosts' agent services have used so far, from
 /// `/proc/<pid>/stat` (a service that is not running counts 0).
 fn services_cpu_s(hosts: &[Host]) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     hosts
         .iter()
         .filter_map(|h| h.service_pid())
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the command name (which may hold spaces), from field 3.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks)
+        .map(|pid| {
+            let f = proc_stat(pid);
+            // utime, stime: fields 14 and 15.
+            (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) * tick_s()
         })
         .sum()
+}
+
+/// CPU time (user + system, seconds) of the children `pid` has reaped so far: for the
+/// emulator, every Run Command it ran (the document's shell and the `agent` it execs).
+fn children_cpu_s(pid: Option<u32>) -> f64 {
+    let f = pid.map(proc_stat).unwrap_or_default();
+    // cutime, cstime: fields 16 and 17.
+    (f.get(13).unwrap_or(&0.0) + f.get(14).unwrap_or(&0.0)) * tick_s()
+}
+
+/// Each Run Command invocation's run on its host, from the emulator's status events:
+/// when it went `InProgress` (its process started) and when it ended (unix ms).
+fn command_runs(events: &[Value]) -> Vec<Value> {
+    let mut runs: BTreeMap<(String, String), (Option<u64>, Option<u64>)> = BTreeMap::new();
+    for e in events {
+        if e["detail-type"] != "EC2 Command Invocation Status-change Notification" {
+            continue;
+        }
+        let d = &e["detail"];
+        let key = (
+            d["command-id"].as_str().unwrap_or_default().to_string(),
+            d["instance-id"].as_str().unwrap_or_default().to_string(),
+        );
+        let at = e["emitted"].as_f64().map(|t| (t * 1000.0).round() as u64);
+        let run = runs.entry(key).or_default();
+        match d["status"].as_str() {
+            Some("InProgress") => run.0 = run.0.or(at),
+            Some("Pending" | "Delayed") | None => {}
+            Some(_) => run.1 = at,
+        }
+    }
+    runs.into_iter()
+        .map(|((command, instance), (start, end))| {
+            json!({"command": command, "instance": instance, "started_ms": start, "ended_ms": end})
+        })
+        .collect()
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -318,7 +366,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             break;
         }
         say!("approach {} ({} cycles)", kind.name(), args.cycles);
-        let f = run_approach(&world, *kind, i, args, dir.path(), &tag)
+        let f = run_approach(&world, *kind, i, args, &tag)
             .with_context(|| format!("approach {}", kind.name()))?;
         say!(
             "approach {}: {} requests, {} failed, {} reloads, p99 {} ms ({} ms excl. check), CPU {:.2} s",
@@ -463,7 +511,6 @@ fn run_approach(
     kind: Kind,
     idx: usize,
     args: &Args,
-    dir: &Path,
     tag: &str,
 ) -> anyhow::Result<Figures> {
     let group = format!("bench-{}", kind.name().replace('_', "-"));
@@ -499,12 +546,10 @@ fn run_approach(
         Duration::from_millis(50),
         max,
     );
-    let cpu_log = dir.join(format!("agent-cpu-{}.log", kind.name()));
     let (tx, rx) = tmpsc::unbounded_channel::<Value>();
     let mut control = if kind.ours() {
-        // The proxy fleet: Run Command runs the project's document on each host, with
-        // the agent wrapped to count its CPU.
-        let counter = bin_path("agent-cpu")?.display().to_string();
+        // The proxy fleet: Run Command runs the project's document on each host. The
+        // commands are the emulator's children: their CPU is its children's CPU.
         let agent = bin_path("agent")?.display().to_string();
         let proxy_subnet = world.add_subnet(&format!("127.0.{}.0/24", 16 * (idx + 1) + 8))?;
         let refs: Vec<&Host> = hosts.iter().collect();
@@ -514,7 +559,7 @@ fn run_approach(
             .zip(&hosts)
             .map(|(id, h)| DocumentHost {
                 instance: id.clone(),
-                agent: format!("{counter} {} {agent}", cpu_log.display()),
+                agent: agent.clone(),
                 env: h.document_env(),
             })
             .collect();
@@ -647,6 +692,7 @@ fn run_approach(
         .collect();
     let reloads_before: u64 = hosts.iter().map(|h| h.reloads().unwrap_or(0)).sum();
     let services_before = services_cpu_s(&hosts);
+    let commands_before = children_cpu_s(world.emulator.pid());
     for c in 0..args.cycles {
         if stopping() {
             break;
@@ -842,19 +888,10 @@ fn run_approach(
                     (s.send_ms, s.sent_ms, s.host_ms) = command_stages(ids, &events, &calls);
                 }
             }
-            let log = std::fs::read_to_string(&cpu_log).unwrap_or_default();
-            let mut agents = 0.0;
-            for line in log.lines() {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                agents += fields
-                    .first()
-                    .and_then(|c| c.parse::<f64>().ok())
-                    .unwrap_or(0.0);
-                if let [_, start, end] = fields[..] {
-                    agent_runs.push(json!({"started_ms": start.parse::<u64>().ok(),
-                                           "ended_ms": end.parse::<u64>().ok()}));
-                }
-            }
+            // Every command the hosts ran (`agent apply` and its shell): the emulator
+            // reaped them all by now.
+            let agents = (children_cpu_s(world.emulator.pid()) - commands_before).max(0.0);
+            agent_runs = command_runs(&events);
             // The agent services do the joins and drains: their CPU during the cycles.
             let services = (services_cpu_s(&hosts) - services_before).max(0.0);
             reactor_cpu + agents + services
