@@ -1,7 +1,7 @@
 """Plays an HAProxy host's agent for the reactor's tests (`agent apply --json`).
 
-Reads the change from SSM (env SSM_PARAM_Change, base64) or from stdin (local
-dispatcher: `fake_host.py apply --json --file -`), keeps a per-member state like the agent
+Reads the change the way the agent does: `--change-base64 BASE64` (what the project's
+SSM document passes), else standard input (`apply --json --file -`). Keeps a per-member state like the agent
 does (newer generation wins, older is `stale`), appends what it did to a log, and prints
 an infra::Report. Behaviour from the environment:
 
@@ -19,8 +19,12 @@ import sys
 import time
 
 start = time.time()
-raw = os.environ.get("SSM_PARAM_Change")
-text = base64.b64decode(raw).decode() if raw else sys.stdin.read()
+args = sys.argv[1:]
+if "--change-base64" in args:
+    at = args.index("--change-base64") + 1
+    text = base64.b64decode(args[at] if at < len(args) else "").decode()
+else:
+    text = sys.stdin.read()
 host = os.environ.get("FAKE_HOST") or os.environ.get("SSM_INSTANCE_ID") or "local"
 d = os.environ["FAKE_DIR"]
 os.makedirs(d, exist_ok=True)

@@ -363,7 +363,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         if step["action"] != "aws:runShellScript" or step["inputs"]["timeoutSeconds"] != "240":
             return f"step {step['action']} timeout {step['inputs']['timeoutSeconds']}, want aws:runShellScript 240 (60 + 120 + 60)"
         script = "\n".join(step["inputs"]["runCommand"])
-        return expect("/usr/local/bin/agent apply --json --file -" in script and "{{ Context }}" not in script, f"script {script!r}")
+        return expect("/usr/local/bin/agent apply --json --change-base64 '{{ Change }}'" in script and "{{ Context }}" not in script, f"script {script!r}")
 
     c.check(f"SSM document {document}: Command, parameters Action/Change/Context as restricted, agent script, timeout 240 s", ssm_document)
 
