@@ -9,7 +9,8 @@ a lifecycle timer or an SSM result at the same time.
 Control endpoints (JSON in and out):
   GET  /moto-ext/health                     {"ok": true}
   GET  /moto-ext/calls                      [{"service","action","time","locked","end","status"}, ...]
-                                            time: arrived, locked: served from, end: answered
+                                            time: arrived, locked: served from, end: answered;
+                                            + "attempt", "invocation" on an SDK retry
   POST /moto-ext/calls/reset
   GET|POST|DELETE /moto-ext/faults          list / add one rule (or a list) / clear:
                                             {"service","action","code","status","count",
@@ -49,6 +50,15 @@ def reset_all() -> None:
         moto_api_backend.reset()
 
 
+def _sdk_attempt(environ: dict[str, Any]) -> int:
+    """The attempt number AWS SDKs send in ``amz-sdk-request: attempt=N; max=M`` (1 if none)."""
+    for part in environ.get("HTTP_AMZ_SDK_REQUEST", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "attempt" and value.isdigit():
+            return int(value)
+    return 1
+
+
 class ExtensionApp:
     def __init__(self, moto_app: Callable[..., Iterable[bytes]]):
         self.moto_app = moto_app
@@ -73,6 +83,12 @@ class ExtensionApp:
     def _aws(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         service, action = faults.classify(environ)
         entry: dict[str, Any] = {"service": service, "action": action, "time": time.time()}
+        attempt = _sdk_attempt(environ)
+        if attempt > 1:
+            # An SDK retry: the same invocation id as the attempts before it, so a
+            # mutating call applied twice (a lost answer, a timeout) can be told apart.
+            entry["attempt"] = attempt
+            entry["invocation"] = environ.get("HTTP_AMZ_SDK_INVOCATION_ID", "")
         with LOCK:
             _calls.append(entry)
         fault = faults.take(service, action)

@@ -515,6 +515,9 @@ def test_fault_injection_in_each_wire_format(world):
     emu.client("autoscaling", Config(retries={"mode": "standard", "max_attempts": 3})).describe_auto_scaling_groups()
     calls = emu.control("GET", "/moto-ext/calls")
     assert [c.get("status") for c in calls] == [400, 400, 200]
+    # The log tells the SDK's retries apart (a mutating call applied twice shows up).
+    assert [c.get("attempt") for c in calls] == [None, 2, 3]
+    assert calls[1]["invocation"] and calls[1]["invocation"] == calls[2]["invocation"]
 
     ssm = emu.client("ssm", NO_RETRY)
     emu.control("POST", "/moto-ext/faults", {"service": "ssm", "code": "InternalFailure", "status": 500, "message": "oops"})
