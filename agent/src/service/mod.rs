@@ -19,7 +19,7 @@ mod grow;
 mod scrape;
 mod server;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -47,8 +47,6 @@ const TICK: Duration = Duration::from_millis(50);
 /// How long after a reload every command goes through the master socket: writes to the
 /// admin socket can reach the old worker for ~100 ms after a reload and be lost.
 const VIA_MASTER_AFTER_RELOAD: Duration = Duration::from_secs(5);
-/// Finished outcomes kept for waiters (the oldest are forgotten first).
-const RESULTS_KEEP: usize = 10_000;
 /// How long a waiter waits past an operation's deadline for its outcome.
 const OUTCOME_GRACE: Duration = Duration::from_secs(10);
 
@@ -125,25 +123,43 @@ pub enum ServiceError {
 /// A finished outcome, by pool, member and the change it belonged to.
 type ResultKey = (PoolName, MemberId, u64);
 
-/// Outcomes of finished operations, for the callers waiting on them (bounded).
+/// Outcomes of finished operations, kept only while a caller waits for them. A caller
+/// registers what it waits for in the same critical section that starts the operations,
+/// so no outcome can end before it is wanted; outcomes nobody waits for (`--no-wait`, a
+/// caller gone, operations resumed after a restart) are not kept at all. Keeping every
+/// outcome for a while instead held megabytes after a few thousand-member changes.
 #[derive(Default)]
 struct Results {
     by_key: BTreeMap<ResultKey, Finished>,
-    order: VecDeque<ResultKey>,
+    /// How many callers wait for each key.
+    wanted: BTreeMap<ResultKey, u32>,
 }
 
 impl Results {
+    /// Keeps `f` if a caller waits for it.
     fn record(&mut self, pool: &PoolName, f: Finished) {
         let Some(member) = f.member.clone() else {
             return;
         };
         let key = (pool.clone(), member, f.change);
-        if self.by_key.insert(key.clone(), f).is_none() {
-            self.order.push_back(key);
+        if self.wanted.contains_key(&key) {
+            self.by_key.insert(key, f);
         }
-        while self.order.len() > RESULTS_KEEP {
-            if let Some(k) = self.order.pop_front() {
-                self.by_key.remove(&k);
+    }
+
+    /// One more caller waits for `key`.
+    fn want(&mut self, key: ResultKey) {
+        *self.wanted.entry(key).or_default() += 1;
+    }
+
+    /// A caller stopped waiting for `key` (it read the outcome or gave up); the outcome
+    /// is forgotten with its last caller.
+    fn release(&mut self, key: &ResultKey) {
+        if let Some(n) = self.wanted.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.wanted.remove(key);
+                self.by_key.remove(key);
             }
         }
     }
@@ -175,6 +191,12 @@ struct Wait {
     change: u64,
     slot: u32,
     deadline: Instant,
+}
+
+impl Wait {
+    fn key(&self) -> ResultKey {
+        (self.pool.clone(), self.member.clone(), self.change)
+    }
 }
 
 /// What planning a request gave: outcomes known now, members to wait for.
@@ -558,6 +580,9 @@ impl Service {
                 self.account(&st, &p, generation, a, base, &mut started);
             }
         }
+        for w in &started.waits {
+            st.results.want(w.key());
+        }
         self.persist(&st);
         drop(st);
         self.changed.notify_all();
@@ -648,11 +673,8 @@ impl Service {
         let mut last_progress = Instant::now();
         loop {
             pending.retain(|w| {
-                match st
-                    .results
-                    .by_key
-                    .get(&(w.pool.clone(), w.member.clone(), w.change))
-                {
+                let key = w.key();
+                let keep = match st.results.by_key.get(&key) {
                     Some(f) => {
                         out.push(outcome(
                             &w.pool,
@@ -681,9 +703,16 @@ impl Service {
                         false
                     }
                     None => true,
+                };
+                if !keep {
+                    st.results.release(&key);
                 }
+                keep
             });
             if pending.is_empty() || self.stop.load(Ordering::Relaxed) {
+                for w in &pending {
+                    st.results.release(&w.key());
+                }
                 return out;
             }
             if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -781,6 +810,11 @@ impl Service {
         if wait {
             outcomes.extend(self.wait(started.waits, progress));
         } else {
+            let mut st = self.lock();
+            for w in &started.waits {
+                st.results.release(&w.key());
+            }
+            drop(st);
             outcomes.extend(started.waits.iter().map(|w| {
                 outcome(
                     &w.pool,
@@ -1157,4 +1191,60 @@ fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
             ),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(member: &str, change: u64) -> Finished {
+        Finished {
+            member: Some(MemberId::new(member).unwrap()),
+            slot: 1,
+            change,
+            status: OutcomeStatus::Up,
+            reason: None,
+            ms: 5,
+        }
+    }
+
+    fn key(pool: &PoolName, member: &str, change: u64) -> ResultKey {
+        (pool.clone(), MemberId::new(member).unwrap(), change)
+    }
+
+    #[test]
+    fn outcomes_are_kept_only_while_a_caller_waits_for_them() {
+        let web = PoolName::new("web").unwrap();
+        let mut r = Results::default();
+        // Nobody waits (--no-wait, a caller gone, resumed after a restart): not kept.
+        r.record(&web, finished("i-1", 1));
+        assert!(r.by_key.is_empty());
+
+        r.want(key(&web, "i-2", 2));
+        r.record(&web, finished("i-2", 2));
+        r.record(&web, finished("i-2", 1)); // an older change of the same member
+        assert_eq!(r.by_key.len(), 1);
+        assert_eq!(r.by_key[&key(&web, "i-2", 2)].status, OutcomeStatus::Up);
+        r.release(&key(&web, "i-2", 2));
+        assert!(r.by_key.is_empty() && r.wanted.is_empty());
+    }
+
+    #[test]
+    fn an_outcome_two_callers_wait_for_stays_until_both_read_it() {
+        let web = PoolName::new("web").unwrap();
+        let k = key(&web, "i-1", 7);
+        let mut r = Results::default();
+        r.want(k.clone());
+        r.want(k.clone());
+        r.record(&web, finished("i-1", 7));
+        r.release(&k);
+        assert!(
+            r.by_key.contains_key(&k),
+            "the second caller has not read it yet"
+        );
+        r.release(&k);
+        assert!(r.by_key.is_empty() && r.wanted.is_empty());
+        r.release(&k); // a release too many changes nothing
+        assert!(r.wanted.is_empty());
+    }
 }
