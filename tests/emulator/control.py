@@ -31,7 +31,7 @@ import json
 import time
 from typing import Any, Callable, Iterable
 
-from . import LOCK, ec2_signals, events_bridge, faults, lifecycle, speed, ssm_exec, terraform_compat, timers
+from . import LOCK, ec2_signals, events_bridge, faults, lifecycle, speed, sqs_queues, ssm_exec, terraform_compat, timers
 
 _calls: list[dict[str, Any]] = []
 UNLOCKED_SERVICES = {"sqs"}
@@ -109,7 +109,8 @@ class ExtensionApp:
 
         try:
             if service in UNLOCKED_SERVICES:  # SQS long polls must not block the emulator
-                return _materialize(self.moto_app(environ, recording_start_response))
+                with sqs_queues.LOCK:  # but moto's queues take one request at a time
+                    return _materialize(self.moto_app(environ, recording_start_response))
             with LOCK:
                 entry["locked"] = time.time()
                 return _materialize(self.moto_app(environ, recording_start_response))
@@ -228,6 +229,7 @@ def build_app() -> ExtensionApp:
     speed.install()
     lifecycle.install()
     ssm_exec.install()
+    sqs_queues.install()
     terraform_compat.install()
     moto_app = DomainDispatcherApplication(create_backend_app)
     return ExtensionApp(moto_app)
