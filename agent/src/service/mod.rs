@@ -152,8 +152,8 @@ impl Results {
         *self.wanted.entry(key).or_default() += 1;
     }
 
-    /// A caller stopped waiting for `key` (it read the outcome or gave up); the outcome
-    /// is forgotten with its last caller.
+    /// A caller is done with `key` (its request ended); the outcome is forgotten with
+    /// its last caller.
     fn release(&mut self, key: &ResultKey) {
         if let Some(n) = self.wanted.get_mut(key) {
             *n = n.saturating_sub(1);
@@ -672,47 +672,37 @@ impl Service {
         let mut st = self.lock();
         let mut last_progress = Instant::now();
         loop {
-            pending.retain(|w| {
-                let key = w.key();
-                let keep = match st.results.by_key.get(&key) {
-                    Some(f) => {
-                        out.push(outcome(
-                            &w.pool,
-                            &w.member,
-                            Some(w.slot),
-                            f.status,
-                            f.reason.clone(),
-                            f.ms,
-                        ));
-                        false
-                    }
-                    None if Instant::now() >= w.deadline => {
-                        let why = st
-                            .last_error
-                            .clone()
-                            .map(|e| format!(": the service could not read HAProxy's stats ({e})"))
-                            .unwrap_or_default();
-                        out.push(outcome(
-                            &w.pool,
-                            &w.member,
-                            Some(w.slot),
-                            OutcomeStatus::Failed,
-                            Some(format!("no outcome within {:?}{why}", start.elapsed())),
-                            u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        ));
-                        false
-                    }
-                    None => true,
-                };
-                if !keep {
-                    st.results.release(&key);
+            pending.retain(|w| match st.results.by_key.get(&w.key()) {
+                Some(f) => {
+                    out.push(outcome(
+                        &w.pool,
+                        &w.member,
+                        Some(w.slot),
+                        f.status,
+                        f.reason.clone(),
+                        f.ms,
+                    ));
+                    false
                 }
-                keep
+                None if Instant::now() >= w.deadline => {
+                    let why = st
+                        .last_error
+                        .clone()
+                        .map(|e| format!(": the service could not read HAProxy's stats ({e})"))
+                        .unwrap_or_default();
+                    out.push(outcome(
+                        &w.pool,
+                        &w.member,
+                        Some(w.slot),
+                        OutcomeStatus::Failed,
+                        Some(format!("no outcome within {:?}{why}", start.elapsed())),
+                        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    ));
+                    false
+                }
+                None => true,
             });
             if pending.is_empty() || self.stop.load(Ordering::Relaxed) {
-                for w in &pending {
-                    st.results.release(&w.key());
-                }
                 return out;
             }
             if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -807,14 +797,10 @@ impl Service {
         progress: &mut dyn FnMut(String),
     ) -> Report {
         let mut outcomes = started.outcomes;
+        let keys: Vec<ResultKey> = started.waits.iter().map(Wait::key).collect();
         if wait {
             outcomes.extend(self.wait(started.waits, progress));
         } else {
-            let mut st = self.lock();
-            for w in &started.waits {
-                st.results.release(&w.key());
-            }
-            drop(st);
             outcomes.extend(started.waits.iter().map(|w| {
                 outcome(
                     &w.pool,
@@ -826,6 +812,12 @@ impl Service {
                 )
             }));
         }
+        // This request's outcomes, read or not wanted, are forgotten with it.
+        let mut st = self.lock();
+        for k in &keys {
+            st.results.release(k);
+        }
+        drop(st);
         Report {
             host: self.cfg.host.clone(),
             generation,
