@@ -64,6 +64,70 @@ pub struct AgentConfig {
     pub member_networks: Vec<Network>,
     /// Where HAProxy's and the agent's Prometheus metrics are served, if anywhere.
     pub metrics: MetricsConfig,
+    /// Where members' outcomes are reported (the reactor's inbox), if anywhere.
+    pub report: Option<ReportConfig>,
+}
+
+/// The `[report]` section: the reactor's inbox, an SQS queue the service sends every
+/// member's outcome to (UP, DRAINED, FAILED, STALE) as the member reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportConfig {
+    /// The inbox's queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`).
+    pub queue_url: String,
+    /// Outcomes that end within this window of the first share a message.
+    pub batch: Duration,
+}
+
+/// The default `[report] batch_ms`.
+pub const DEFAULT_REPORT_BATCH_MS: u64 = 5;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    queue_url: String,
+    #[serde(default = "default_report_batch_ms")]
+    batch_ms: u64,
+}
+
+fn default_report_batch_ms() -> u64 {
+    DEFAULT_REPORT_BATCH_MS
+}
+
+impl RawReport {
+    fn check(self, host: &str) -> Result<ReportConfig, String> {
+        let url = self.queue_url.trim();
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        let path = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split_once('/'));
+        let chars_ok = url
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":/._-[]%".contains(c));
+        if !scheme_ok
+            || !chars_ok
+            || path.is_none_or(|(authority, p)| authority.is_empty() || p.is_empty())
+        {
+            return Err(format!(
+                "report.queue_url = {url:?} is not a queue URL: give the reactor's inbox as SQS shows it, e.g. https://sqs.us-east-1.amazonaws.com/123456789012/haproxy-asg-inbox (Terraform's output inbox_queue_url)"
+            ));
+        }
+        if self.batch_ms > 1000 {
+            return Err(format!(
+                "report.batch_ms = {} is out of range (0 to 1000 ms; {DEFAULT_REPORT_BATCH_MS} is the default)",
+                self.batch_ms
+            ));
+        }
+        if infra::HostId::new(host).is_err() {
+            return Err(format!(
+                "host = {host:?} can not name this host in its reports: with [report], host must be the proxy's instance id (1-128 of letters, digits, '-', '_', '.', ':'), e.g. host = \"i-0123456789abcdef0\"; the reactor checks it against the report's sender"
+            ));
+        }
+        Ok(ReportConfig {
+            queue_url: url.to_string(),
+            batch: Duration::from_millis(self.batch_ms),
+        })
+    }
 }
 
 /// The `[metrics]` section: where Prometheus scrapes this host. Both are optional and
@@ -171,6 +235,11 @@ impl HaproxyConfig {
     /// HAProxy's server-state file (`server-state-file` in haproxy.cfg).
     pub fn server_state_path(&self) -> PathBuf {
         self.state_dir.join("server-state")
+    }
+
+    /// The outbox of reports waiting for the reactor's inbox (`[report]`).
+    pub fn reports_path(&self) -> PathBuf {
+        self.state_dir.join("reports.json")
     }
 
     /// The lock that keeps one agent service per state directory.
@@ -359,6 +428,7 @@ struct RawFile {
     aws: RawAws,
     #[serde(default)]
     metrics: RawMetrics,
+    report: Option<RawReport>,
 }
 
 #[derive(Deserialize)]
@@ -583,8 +653,11 @@ impl AgentConfig {
             .collect::<Result<Vec<_>, _>>()?;
         let render = raw.render.check()?;
         let metrics = raw.metrics.check()?;
+        let host = raw.host.unwrap_or_else(hostname);
+        let report = raw.report.map(|r| r.check(&host)).transpose()?;
         Ok(Self {
-            host: raw.host.unwrap_or_else(hostname),
+            host,
+            report,
             service: ServiceConfig { control_socket },
             sync_interval,
             haproxy: HaproxyConfig {
@@ -643,6 +716,48 @@ groups = { "web-asg" = ["web"] }
             PathBuf::from("/var/lib/haproxy-asg/agent.sock")
         );
         assert_eq!(c.sync_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_report_section_names_the_inbox_and_needs_an_instance_id() {
+        assert_eq!(AgentConfig::parse(GOOD).unwrap().report, None);
+        let with = |host: &str, body: &str| {
+            AgentConfig::parse(
+                &GOOD
+                    .replace("host = \"proxy-a\"", &format!("host = \"{host}\""))
+                    .replace("[aws]", &format!("[report]\n{body}\n[aws]")),
+            )
+        };
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/haproxy-asg-inbox";
+        let c = with("i-0123456789abcdef0", &format!("queue_url = \"{url}\"")).unwrap();
+        assert_eq!(
+            c.report,
+            Some(ReportConfig {
+                queue_url: url.into(),
+                batch: Duration::from_millis(DEFAULT_REPORT_BATCH_MS),
+            })
+        );
+        let c = with(
+            "i-1",
+            "queue_url = \"http://127.0.0.1:5000/123456789012/inbox\"\nbatch_ms = 0",
+        )
+        .unwrap();
+        assert_eq!(c.report.map(|r| r.batch), Some(Duration::ZERO));
+        let e = with("i-1", "queue_url = \"inbox\"").unwrap_err();
+        assert!(
+            e.contains("report.queue_url") && e.contains("inbox_queue_url"),
+            "{e}"
+        );
+        let e = with(
+            "i-1",
+            "queue_url = \"https://sqs.example.com/q\"\nbatch_ms = 5000",
+        )
+        .unwrap_err();
+        assert!(e.contains("report.batch_ms"), "{e}");
+        let e = with("proxy a", &format!("queue_url = \"{url}\"")).unwrap_err();
+        assert!(e.contains("instance id"), "{e}");
+        let e = with("i-1", "queue = \"x\"").unwrap_err();
+        assert!(e.contains("queue"), "{e}");
     }
 
     #[test]

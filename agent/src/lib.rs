@@ -19,6 +19,7 @@
 //! - [`control`]: the control socket's requests and answers, and its client.
 //! - [`status`]: what `agent status` shows.
 //! - [`metrics`]: the service's own Prometheus metrics (`[metrics] agent`).
+//! - [`outbox`]: members' outcomes waiting for the reactor's inbox (pure).
 //! - [`store`]: atomic file writes and the service's lock.
 //! - [`aws`]: the desired state read from AWS.
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod haproxy_cfg;
 pub mod instances;
 pub mod limits;
 pub mod metrics;
+pub mod outbox;
 pub mod service;
 pub mod slots;
 pub mod status;

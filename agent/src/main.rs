@@ -20,9 +20,9 @@ use infra::{Change, Desired, Report};
 /// `agent run` is the service (one per host, started by systemd); `apply`, `sync` and
 /// `status` hand their work to it over its control socket.
 ///
-/// Exit codes: 0 every member reached its target; 1 some member failed (see its
-/// reason); 2 the input or the host was unusable (or the service is not running) and
-/// nothing was changed.
+/// Exit codes: 0 the change was accepted (`apply`), or every member reached its target
+/// (`apply --wait`, `sync`); 1 some member failed (see its reason); 2 the input or the
+/// host was unusable (or the service is not running) and nothing was changed.
 #[derive(Parser)]
 #[command(
     name = "agent",
@@ -63,10 +63,16 @@ enum Cmd {
     ///    "add":[{"id":"i-0abc","address":"10.0.1.23","port":8080}],"remove":["i-0def"]}]}
     /// Read from --change, --change-base64, --file (or `--file -`), else standard input;
     /// at most 1 MiB.
-    /// Waits only for the members of this change and prints one line per member: UP,
-    /// DRAINED, FAILED (with the reason), STALE (a newer message about it was already
-    /// applied) or PENDING (already converging under an earlier change, named in the
-    /// reason; that change reports it).
+    ///
+    /// Returns as soon as the service accepted the change (what Run Command runs: no
+    /// health rise or drain holds it), printing one line per member: PENDING (started,
+    /// or already converging under an earlier change, named in the reason), or what is
+    /// known at once: UP (already serving), DRAINED (not in the pool), STALE (a newer
+    /// message about it was already applied). Each member's outcome then goes to the
+    /// reactor's inbox ([report] in agent.toml) when it is reached.
+    ///
+    /// With --wait it waits for this change's members instead and prints their
+    /// outcomes: UP, DRAINED, FAILED (with the reason), STALE or PENDING.
     Apply {
         /// The change message as an argument.
         #[arg(long, conflicts_with_all = ["file", "change_base64"])]
@@ -79,9 +85,13 @@ enum Cmd {
         /// A file holding the change message (`-` for standard input).
         #[arg(long)]
         file: Option<PathBuf>,
-        /// Send the commands and return without waiting for health checks or drains
-        /// (outcomes are PENDING).
+        /// Wait for every member of this change to reach its target (health checks
+        /// passed, drain ended) and exit 1 if one failed; progress goes to stderr.
         #[arg(long)]
+        wait: bool,
+        /// Accepted for scripts written before `apply` returned at once (it is the
+        /// default now).
+        #[arg(long, hide = true, conflicts_with = "wait")]
         no_wait: bool,
         /// Machine-readable output (one JSON report on stdout).
         #[arg(long)]
@@ -288,7 +298,8 @@ fn run(cli: Cli) -> Outcome {
             change,
             change_base64,
             file,
-            no_wait,
+            wait,
+            no_wait: _,
             json,
         } => {
             let text = read_input(change, change_base64, file)?;
@@ -297,10 +308,11 @@ fn run(cli: Cli) -> Outcome {
             let cfg = cfg()?;
             let request = Request::Apply {
                 change: serde_json::to_value(&change)?,
-                wait: !no_wait,
+                wait,
             };
             match call(&cfg, &request)? {
-                Reply::Report(r) => print_report(&r, json),
+                Reply::Report(r) if wait => print_report(&r, json),
+                Reply::Report(r) => print_acceptance(&r, json, cfg.report.is_some()),
                 other => bail!("unexpected answer from the agent service: {other:?}"),
             }
         }
@@ -446,6 +458,44 @@ fn print_report(r: &Report, json: bool) -> Outcome {
         r.outcomes.len(),
         r.outcomes.len() - failed,
         failed,
+        r.reloads
+    ))?;
+    Ok(exit_for(r))
+}
+
+/// What `agent apply` prints when it returns at once: the members as the service
+/// accepted them, and where their outcomes go.
+fn print_acceptance(r: &Report, json: bool, reporting: bool) -> Outcome {
+    if json {
+        out(&serde_json::to_string(r)?)?;
+        return Ok(exit_for(r));
+    }
+    for o in &r.outcomes {
+        out(&format!(
+            "{:<12} {:<22} {:<8} {:<8} {}",
+            o.pool.as_str(),
+            o.member.as_str(),
+            o.slot.as_deref().unwrap_or("-"),
+            o.status.to_string(),
+            o.reason.as_deref().unwrap_or("")
+        ))?;
+    }
+    let pending = r
+        .outcomes
+        .iter()
+        .filter(|o| o.status == infra::OutcomeStatus::Pending)
+        .count();
+    let whereto = if reporting {
+        "their outcomes go to the reactor's inbox as they are reached"
+    } else {
+        "`agent status` shows them; `agent apply --wait` waits for them"
+    };
+    out(&format!(
+        "{}: accepted {} members: {} in progress, {} settled at once; {} reload(s); {whereto}",
+        r.host,
+        r.outcomes.len(),
+        pending,
+        r.outcomes.len() - pending,
         r.reloads
     ))?;
     Ok(exit_for(r))

@@ -137,6 +137,9 @@ pub struct Registry {
     aws_syncs: u64,
     aws_last_sync_s: f64,
     start_time_s: f64,
+    reports_sent: u64,
+    report_failures: u64,
+    reports_dropped: u64,
 }
 
 /// One pool's gauges, read from the slot table at scrape time.
@@ -159,6 +162,8 @@ pub struct Snapshot {
     pub pools: Vec<PoolSnapshot>,
     /// Hitless reloads the service did.
     pub reloads: u64,
+    /// Reports waiting in the outbox for the reactor's inbox.
+    pub reports_pending: u64,
 }
 
 const STATES: [&str; 3] = ["joining", "up", "draining"];
@@ -197,7 +202,11 @@ impl Snapshot {
                 s
             })
             .collect();
-        Self { pools, reloads }
+        Self {
+            pools,
+            reloads,
+            reports_pending: 0,
+        }
     }
 }
 
@@ -299,6 +308,21 @@ impl Registry {
     /// How many errors of `kind` so far.
     pub fn errors(&self, kind: ErrorKind) -> u64 {
         self.errors.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// `n` members' reports reached the reactor's inbox.
+    pub fn reports_sent(&mut self, n: usize) {
+        self.reports_sent += n as u64;
+    }
+
+    /// A batch of reports could not be sent (it stays in the outbox).
+    pub fn report_failed(&mut self) {
+        self.report_failures += 1;
+    }
+
+    /// `n` reports were dropped from a full outbox.
+    pub fn reports_dropped(&mut self, n: usize) {
+        self.reports_dropped += n as u64;
     }
 
     /// A sync from AWS succeeded at `unix_s`.
@@ -420,6 +444,34 @@ impl Registry {
             "Unix time the agent service started.",
         );
         o.sample("start_time_seconds", &[], self.start_time_s);
+        o.family(
+            "reports_sent_total",
+            "counter",
+            "Members' outcomes delivered to the reactor's inbox ([report] queue_url).",
+        );
+        o.sample("reports_sent_total", &[], self.reports_sent as f64);
+        o.family(
+            "report_send_failures_total",
+            "counter",
+            "Attempts to send a batch of reports that failed; the reports stay in the outbox and are sent again after a backoff.",
+        );
+        o.sample(
+            "report_send_failures_total",
+            &[],
+            self.report_failures as f64,
+        );
+        o.family(
+            "reports_dropped_total",
+            "counter",
+            "Reports dropped because the outbox was full (100000 waiting): the reactor's schedule repairs what they would have said.",
+        );
+        o.sample("reports_dropped_total", &[], self.reports_dropped as f64);
+        o.family(
+            "reports_pending",
+            "gauge",
+            "Reports waiting in the outbox (persisted) for the reactor's inbox.",
+        );
+        o.sample("reports_pending", &[], snap.reports_pending as f64);
         o.0
     }
 }
@@ -475,6 +527,48 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' '))
             .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn reports_to_the_inbox_are_counted() {
+        let pools = vec!["web".to_string()];
+        let mut r = Registry::new(&pools, 0.0);
+        let mut snap = Snapshot::of(&table(), &pools, 0);
+        let text = r.render(&snap);
+        for name in [
+            "reports_sent_total",
+            "report_send_failures_total",
+            "reports_dropped_total",
+            "reports_pending",
+        ] {
+            assert_eq!(
+                sample(&text, &format!("haproxy_asg_agent_{name}")),
+                Some(0.0),
+                "{name} exists from the start"
+            );
+        }
+        r.reports_sent(3);
+        r.reports_sent(2);
+        r.report_failed();
+        r.reports_dropped(7);
+        snap.reports_pending = 4;
+        let text = r.render(&snap);
+        assert_eq!(
+            sample(&text, "haproxy_asg_agent_reports_sent_total"),
+            Some(5.0)
+        );
+        assert_eq!(
+            sample(&text, "haproxy_asg_agent_report_send_failures_total"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "haproxy_asg_agent_reports_dropped_total"),
+            Some(7.0)
+        );
+        assert_eq!(
+            sample(&text, "haproxy_asg_agent_reports_pending"),
+            Some(4.0)
+        );
     }
 
     #[test]

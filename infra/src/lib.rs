@@ -14,6 +14,8 @@
 //!   Both carry a *generation*, a number that only grows, so a duplicate or late message
 //!   can never undo a newer one.
 //! - [`Outcome`] / [`Report`]: what the agent answers, per member.
+//! - [`HostReport`]: what an agent service sends the reactor's inbox when members reach
+//!   their target on its host.
 //!
 //! Every message is versioned JSON ([`MESSAGE_VERSION`]) and is validated when parsed:
 //! bad input is refused whole, with an error naming the field and what to do.
@@ -41,9 +43,14 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 mod change;
+mod inbox;
 mod model;
 mod report;
 
 pub use change::{Change, Desired, MessageError, PoolChange, PoolDesired, MESSAGE_VERSION};
-pub use model::{Member, MemberId, ModelError, Pool, PoolName, Port, ServerOptions};
+pub use inbox::{
+    HostReport, MemberReport, HOST_REPORT_KIND, HOST_REPORT_VERSION, MAX_MESSAGE_BYTES,
+    MAX_REASON_CHARS,
+};
+pub use model::{HostId, Member, MemberId, ModelError, Pool, PoolName, Port, ServerOptions};
 pub use report::{Outcome, OutcomeStatus, Report};

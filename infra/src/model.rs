@@ -16,6 +16,9 @@ pub enum ModelError {
     /// A member id that could not be written safely on a runtime-socket line.
     #[error("invalid member id {0:?}: use 1-128 characters of letters, digits, '-', '_', '.' or ':' (an EC2 instance id such as i-0abc123 fits)")]
     MemberId(String),
+    /// A proxy host id (its EC2 instance id) that could not be used.
+    #[error("invalid host id {0:?}: use 1-128 characters of letters, digits, '-', '_', '.' or ':' (on AWS, the proxy's EC2 instance id such as i-0abc123)")]
+    HostId(String),
     /// Port 0 or above 65535 (HAProxy silently wraps 99999 to 34463, so it is refused here).
     #[error("invalid port {0}: a port is a number from 1 to 65535")]
     Port(i64),
@@ -92,6 +95,11 @@ name_type!(
     /// A member's stable identity, normally its EC2 instance id. It keeps its slot for
     /// its whole life, whatever its address does.
     MemberId, 128, MemberId
+);
+name_type!(
+    /// A proxy host's identity: on AWS its EC2 instance id, which is also the role
+    /// session name of its instance profile (how the reactor knows who sent a report).
+    HostId, 128, HostId
 );
 
 /// A TCP port, 1 to 65535.

@@ -8,9 +8,10 @@ a lifecycle timer or an SSM result at the same time.
 
 Control endpoints (JSON in and out):
   GET  /moto-ext/health                     {"ok": true}
-  GET  /moto-ext/calls                      [{"service","action","time","locked","end","status"}, ...]
+  GET  /moto-ext/calls                      [{"service","action","time","locked","end","status","key"}, ...]
                                             time: arrived, locked: served from, end: answered;
-                                            + "attempt", "invocation" on an SDK retry
+                                            + "attempt", "invocation" on an SDK retry;
+                                            + "throttled": true, "quota" when a quota answered
   POST /moto-ext/calls/reset
   GET|POST|DELETE /moto-ext/faults          list / add one rule (or a list) / clear:
                                             {"service","action","code","status","count",
@@ -19,6 +20,9 @@ Control endpoints (JSON in and out):
   GET  /moto-ext/events                     events emitted (aws.autoscaling, aws.ssm, aws.ec2), in order
   GET  /moto-ext/instances                  every EC2 instance: {"id","subnet","ip","state"}
   GET|POST|DELETE /moto-ext/ssm/hosts       per-instance Run Command programs
+  GET|POST /moto-ext/ssm/agent              SSM Agent settings: {"workers","buffer","delivery_scale"}
+  GET|POST|DELETE /moto-ext/quotas          request quotas (token buckets): {"service:Action": {"burst","rate"}},
+                                            {"profile": "aws-default"}
   POST /moto-ext/ec2/spot-interruption      {"instance","action","hook_after_ms","terminate_after_ms"}
   POST /moto-ext/ec2/rebalance-recommendation  {"instance","hook_after_ms","terminate_after_ms"}
   GET  /moto-ext/timers                     delayed actions still to come
@@ -31,7 +35,19 @@ import json
 import time
 from typing import Any, Callable, Iterable
 
-from . import LOCK, ec2_signals, events_bridge, faults, lifecycle, speed, sqs_queues, ssm_exec, terraform_compat, timers
+from . import (
+    LOCK,
+    ec2_signals,
+    events_bridge,
+    faults,
+    lifecycle,
+    quotas,
+    speed,
+    sqs_queues,
+    ssm_exec,
+    terraform_compat,
+    timers,
+)
 
 _calls: list[dict[str, Any]] = []
 UNLOCKED_SERVICES = {"sqs"}
@@ -46,6 +62,8 @@ def reset_all() -> None:
         lifecycle.reset()
         events_bridge.reset()
         faults.clear()
+        quotas.reset()
+        sqs_queues.reset()
         _calls.clear()
         moto_api_backend.reset()
 
@@ -57,6 +75,17 @@ def _sdk_attempt(environ: dict[str, Any]) -> int:
         if name == "attempt" and value.isdigit():
             return int(value)
     return 1
+
+
+def _access_key(environ: dict[str, Any]) -> str:
+    """The access key id of the request's SigV4 ``Credential=KEY/date/region/service/...``
+    (which principal called: benchmarks attribute calls to the reactor, the agents and
+    themselves by it)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    start = auth.find("Credential=")
+    if start < 0:
+        return ""
+    return auth[start + 11 :].split("/", 1)[0]
 
 
 class ExtensionApp:
@@ -74,6 +103,7 @@ class ExtensionApp:
                     timers.reset()
                     lifecycle.reset()
                     events_bridge.reset()
+                    sqs_queues.reset()
             with LOCK:
                 return _materialize(self.moto_app(environ, start_response))
         return self._aws(environ, start_response)
@@ -83,6 +113,9 @@ class ExtensionApp:
     def _aws(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         service, action = faults.classify(environ)
         entry: dict[str, Any] = {"service": service, "action": action, "time": time.time()}
+        key = _access_key(environ)
+        if key:
+            entry["key"] = key
         attempt = _sdk_attempt(environ)
         if attempt > 1:
             # An SDK retry: the same invocation id as the attempts before it, so a
@@ -99,6 +132,15 @@ class ExtensionApp:
             status, headers, body = faults.render(environ, service, fault)
             entry["status"] = int(status.split()[0])
             entry["fault"] = fault["code"]
+            entry["end"] = time.time()
+            start_response(status, headers)
+            return [body]
+        throttle = quotas.take(environ, service, action)
+        if throttle is not None:
+            status, headers, body = faults.render(environ, service, throttle)
+            entry["status"] = int(status.split()[0])
+            entry["throttled"] = True
+            entry["quota"] = throttle["quota"]
             entry["end"] = time.time()
             start_response(status, headers)
             return [body]
@@ -165,6 +207,17 @@ class ExtensionApp:
             return 200, ssm_exec.set_hosts(body)
         if route == ("DELETE", "/moto-ext/ssm/hosts"):
             ssm_exec.set_hosts({k: None for k in ssm_exec.hosts()})
+            return 200, {"ok": True}
+        if route == ("GET", "/moto-ext/ssm/agent"):
+            return 200, ssm_exec.agent()
+        if route == ("POST", "/moto-ext/ssm/agent"):
+            return 200, ssm_exec.set_agent(body)
+        if route == ("GET", "/moto-ext/quotas"):
+            return 200, quotas.listing()
+        if route == ("POST", "/moto-ext/quotas"):
+            return 200, quotas.configure(body)
+        if route == ("DELETE", "/moto-ext/quotas"):
+            quotas.clear()
             return 200, {"ok": True}
         if route == ("POST", "/moto-ext/ec2/spot-interruption"):
             return 200, ec2_signals.spot_interruption(body)

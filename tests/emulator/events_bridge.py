@@ -85,13 +85,17 @@ def put(
         print(f"emulator: event delivery failed: {exc!r}", file=sys.stderr)
 
 
-def _put(group: Any, detail_type: str, detail: dict[str, Any]) -> None:
-    put(group.account_id, group.region, "aws.autoscaling", detail_type, [group.arn], detail)
+def _put(group: Any, detail_type: str, detail: dict[str, Any], instance_id: str | None = None) -> None:
+    # Lifecycle actions name the group; activity results the group and the instance.
+    resources = [group.arn]
+    if instance_id:
+        resources.append(instance_arn(group.account_id, group.region, instance_id))
+    put(group.account_id, group.region, "aws.autoscaling", detail_type, resources, detail)
 
 
 def _route(detail: dict[str, Any], origin: str | None, destination: str | None) -> None:
-    # Auto Scaling adds Origin/Destination only for groups with a warm pool (callers
-    # pass None otherwise).
+    # AWS's event reference shows Origin/Destination on every lifecycle action and
+    # activity result example (EC2, AutoScalingGroup or WarmPool), warm pool or not.
     if origin and destination:
         detail["Origin"] = origin
         detail["Destination"] = destination
@@ -131,17 +135,21 @@ def activity_result(
     message: str = "",
     origin: str | None = None,
     destination: str | None = None,
+    activity_id: str | None = None,
 ) -> None:
-    """``EC2 Instance Launch|Terminate Successful|Unsuccessful``."""
+    """``EC2 Instance Launch|Terminate|Detach Successful|Unsuccessful``."""
     instance = state.instance
-    verb = "Launching a new" if kind == "Launch" else "Terminating"
+    verb = {"Launch": "Launching a new", "Terminate": "Terminating", "Detach": "Detaching"}[kind]
     where = " into warm pool" if destination == "WarmPool" else ""
     where = " from warm pool" if origin == "WarmPool" else where
+    description = f"{verb} EC2 instance{where}: {instance.id}"
+    if kind == "Terminate" and destination == "WarmPool":
+        description = f"Returning EC2 instance to warm pool: {instance.id}"
     detail = {
         "StatusCode": "InProgress" if successful else "Failed",
-        "Description": f"{verb} EC2 instance{where}: {instance.id}",
+        "Description": description,
         "AutoScalingGroupName": group.name,
-        "ActivityId": str(uuid.uuid4()),
+        "ActivityId": activity_id or str(uuid.uuid4()),
         "Details": {
             "Availability Zone": instance.placement.zone if instance.placement else "",
             "Subnet ID": getattr(instance, "subnet_id", None) or "",
@@ -155,4 +163,4 @@ def activity_result(
     }
     _route(detail, origin, destination)
     outcome = "Successful" if successful else "Unsuccessful"
-    _put(group, f"EC2 Instance {kind} {outcome}", detail)
+    _put(group, f"EC2 Instance {kind} {outcome}", detail, instance.id)

@@ -48,6 +48,8 @@ ROUTE53_ACTIONS = [
 ]
 
 _rules: list[dict[str, Any]] = []
+FORM_KEY = "moto_ext.form"  # environ: the parsed query-protocol parameters
+REGION_KEY = "moto_ext.region"  # environ: the region of the SigV4 credential scope
 
 
 # --------------------------------------------------------------------------- classification
@@ -65,6 +67,7 @@ def _form(environ: dict[str, Any]) -> dict[str, list[str]]:
             body = environ["wsgi.input"].read(length)
             environ["wsgi.input"] = io.BytesIO(body)
             params.update(parse_qs(body.decode("utf-8", "replace")))
+    environ[FORM_KEY] = params  # quotas.py reads EC2's Filter/MaxResults from it
     return params
 
 
@@ -79,6 +82,7 @@ def classify(environ: dict[str, Any]) -> tuple[str, str]:
         try:
             scope = auth.split(",")[0].split()[1].split("/")
             service = scope[3].lower()
+            environ[REGION_KEY] = scope[2]
         except IndexError:
             service = ""
         service = SIGNING_ALIASES.get(service, service)
@@ -180,6 +184,10 @@ def render(environ: dict[str, Any], service: str, rule: dict[str, Any]) -> tuple
             f"{error_xml}<RequestId>{request_id}</RequestId></ErrorResponse>"
         )
         content_type = "text/xml"
+    elif service == "dynamodb":
+        # DynamoDB's JSON 1.0 errors name the shape with its namespace.
+        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
+        content_type = "application/x-amz-json-1.0"
     elif environ.get("HTTP_X_AMZ_TARGET"):
         body = json.dumps({"__type": code, "message": message})
         content_type = "application/x-amz-json-1.1"

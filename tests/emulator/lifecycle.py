@@ -72,11 +72,9 @@ def phase(state: Any) -> str:
 
 
 def route(group: Any, move: str) -> tuple[str | None, str | None]:
-    """Origin/Destination for events: only groups with a warm pool carry them (AWS: "Events
-    that contain the Origin and Destination fields are only emitted by Auto Scaling groups
-    that have a warm pool")."""
-    if getattr(group, "warm_pool", None) is None:
-        return None, None
+    """Origin/Destination for events. AWS's event reference (ec2-auto-scaling-event-reference)
+    shows them on every lifecycle action and Launch/Terminate Successful/Unsuccessful example,
+    for groups with or without a warm pool."""
     return PHASES[move][2], PHASES[move][3]
 
 
@@ -434,7 +432,6 @@ def _timer_loop() -> None:
 _orig_replace = asm.FakeAutoScalingGroup.replace_autoscaling_group_instances
 _orig_set_desired = asm.FakeAutoScalingGroup.set_desired_capacity
 _orig_delete_group = asm.AutoScalingBackend.delete_auto_scaling_group
-_orig_detach = asm.AutoScalingBackend.detach_instances
 _orig_describe_instances = asm.AutoScalingBackend.describe_auto_scaling_instances
 _orig_create_group_response = asr.AutoScalingResponse.create_auto_scaling_group
 _orig_put_hook_response = asr.AutoScalingResponse.put_lifecycle_hook
@@ -553,11 +550,68 @@ def _describe_instances(self: Any, instance_ids: list[str]) -> list[Any]:
 
 
 def _detach_instances(self: Any, group_name: str, instance_ids: list[str], should_decrement: bool) -> Any:
+    """DetachInstances: the instances leave the group at once (no lifecycle hook; EC2 keeps
+    them running), ``EC2 Instance Detach Successful`` per instance, then the group launches
+    replacements unless the desired capacity was decremented. Only InService (or Standby)
+    members can be detached; decrementing below MinSize is refused, as for
+    TerminateInstanceInAutoScalingGroup."""
     group = self.autoscaling_groups.get(group_name)
-    if group is not None:
-        for instance_id in instance_ids:
-            _cancel_instance(group, instance_id)
-    return _orig_detach(self, group_name, instance_ids, should_decrement)
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {group_name} not found")
+    if len(instance_ids) > 20:  # "You can specify up to 20 instances." (DetachInstances)
+        raise ValidationError(
+            "1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: "
+            "Member must have length less than or equal to 20"
+        )
+    states = []
+    for instance_id in dict.fromkeys(instance_ids):
+        state = next((s for s in group.instance_states if s.instance.id == instance_id), None)
+        if state is None:
+            raise ValidationError(f"The instance {instance_id} is not part of Auto Scaling group {group_name}.")
+        if state.lifecycle_state not in ("InService", "Standby"):
+            raise ValidationError(f"The instance {instance_id} is not in InService or Standby.")
+        states.append(state)
+    original = group.desired_capacity or 0
+    if should_decrement and group.min_size is not None and original - len(states) < group.min_size:
+        raise ValidationError(
+            f"Currently, desiredSize equals minSize ({group.min_size}). Detaching instance without "
+            "replacement will violate group's min size constraint. Either set "
+            "shouldDecrementDesiredCapacity flag to false or lower group's min size."
+        )
+    activities = []
+    for state in states:
+        instance = state.instance
+        activity = asm.DetachInstanceActivity(instance)
+        # AWS's DetachInstances example: "At 2015-04-12T15:02:16Z instance i-93633f9b was
+        # detached in response to a user request, shrinking the capacity from 2 to 1."
+        activity.cause = f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} instance {instance.id} was detached in response to a user request"
+        if should_decrement:
+            activity.cause += f", shrinking the capacity from {original} to {original - len(states)}."
+        else:
+            activity.cause += "."
+        activities.append(activity)
+        _cancel_instance(group, instance.id)
+        group.instance_states = [s for s in group.instance_states if s is not state]
+        state.ext_phase = "detached"
+        state.lifecycle_state = "Detached"
+        self.ec2_backend.delete_tags([instance.id], {asm.ASG_NAME_TAG: group.name})
+        origin, destination = route(group, "terminate")
+        events_bridge.activity_result(
+            group,
+            state,
+            "Detach",
+            True,
+            activity.cause,
+            utcnow(),
+            origin=origin,
+            destination=destination,
+            activity_id=activity.activity_id,
+        )
+    if should_decrement:
+        group.desired_capacity = original - len(states)
+    group.set_desired_capacity(group.desired_capacity)  # replacements unless decremented
+    _refresh_load_balancers(group)
+    return activities
 
 
 def _create_group_response(self: Any) -> Any:

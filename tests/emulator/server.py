@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", "-H", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", "-p", type=int, default=5000, help="port (0: any free port)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--quotas",
+        metavar="PROFILE|FILE",
+        help="request quotas from the start (token buckets; kept across POST /moto-ext/reset): "
+        "a profile (aws-default) or a JSON file of rules as POST /moto-ext/quotas takes",
+    )
     args = parser.parse_args(argv)
     if not _loopback(args.host):
         parser.error(f"refusing to bind {args.host}: the emulator binds loopback addresses only")
@@ -50,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from emulator import control, lifecycle, ssm_exec, timers
+    from emulator import control, lifecycle, quotas, ssm_exec, timers
 
     app = control.build_app()
+    if args.quotas:
+        try:
+            quotas.set_startup(args.quotas)
+        except ValueError as exc:
+            parser.error(str(exc))
     # Python's full (generation 2) garbage collections stop every thread for 60-200 ms
     # once moto holds a few hundred instances: a stall no AWS endpoint has, which would
     # land on whatever call is being timed. Startup objects (moto, botocore models) are

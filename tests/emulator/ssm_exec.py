@@ -14,18 +14,25 @@ Run Command, so tests need real outcomes. This module patches moto's SSM models 
 * each instance's invocation does what ``POST /moto-ext/ssm/hosts`` programmed for it (key
   ``"*"``: every instance without a program of its own):
   ``document`` runs the document's ``aws:runShellScript`` steps with ``/bin/sh -c`` (the
-  production path), ``exec`` runs argv as a local process (no shell), or a fixed
+  production path), ``exec`` runs argv as a local process (no shell), ``forward`` POSTs the
+  invocation to a stand-in host on loopback and ends it from the answer, or a fixed
   ``status``/``stdout``/``stderr``/``code`` result after ``delay_ms``; instances without a
   program succeed at once with empty output (moto's default);
+* document, exec and forward programs go through the SSM Agent's limits: at most
+  ``workers`` (5) run at once per instance, ``buffer`` (5) more wait InProgress, the rest
+  Pending, FIFO; one not started when TimeoutSeconds is over ends TimedOut /
+  DeliveryTimedOut and never runs, one still running at the total timeout likewise;
 * GetCommandInvocation, ListCommands and ListCommandInvocations report consistent statuses
-  (InProgress while running, then Success/Failed/TimedOut/Cancelled), output truncated as
-  AWS does; CancelCommand cancels running invocations;
+  (Pending/InProgress, then Success/Failed/TimedOut/Cancelled), output truncated as AWS
+  does; CancelCommand cancels running and waiting invocations;
 * every status change is put on EventBridge (``aws.ssm``), after it is visible.
 """
 
 from __future__ import annotations
 
 import datetime
+import http.client
+import ipaddress
 import json
 import os
 import re
@@ -34,13 +41,14 @@ import subprocess
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from moto.core.responses import ActionResult
 from moto.ssm import models as ssm_models
 from moto.ssm import responses as ssm_responses
 from moto.ssm.exceptions import SSMException, ValidationException
 
-from . import LOCK, events_bridge, iso, utcnow
+from . import LOCK, events_bridge, iso, timers, utcnow
 
 STDOUT_LIMIT = 24000  # GetCommandInvocation StandardOutputContent
 STDERR_LIMIT = 8000  # GetCommandInvocation StandardErrorContent
@@ -57,10 +65,24 @@ MAX_STEP_TIMEOUT = 172800
 TIMED_OUT_CODE = 137
 EMULATED_PLATFORM = "Linux"
 _PARAM_REF = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+# SSM Agent (aws/amazon-ssm-agent, agent/appconfig/constants.go): DefaultCommandWorkersLimit
+# = 5 documents run at once; DefaultCommandWorkerBufferLimit = 5 more are accepted (and
+# reported InProgress) while they wait for a worker; both have a minimum of 1.
+DEFAULT_WORKERS = 5
+DEFAULT_BUFFER = 5
+# SendCommand TimeoutSeconds: "Valid Range: Minimum value of 30. Maximum value of 2592000."
+TIMEOUT_SECONDS_RANGE = (30, 2592000)
+DEFAULT_EXECUTION_TIMEOUT = 3600  # AWS-RunShellScript executionTimeout default
+# Programs that run on the host through the agent, and so wait for one of its workers.
+AGENT_PROGRAMS = ("document", "exec", "forward")
 
 _hosts: dict[str, dict[str, Any]] = {}
 _procs: set[subprocess.Popen] = set()
 _generation = 0
+_AGENT_DEFAULTS = {"workers": DEFAULT_WORKERS, "buffer": DEFAULT_BUFFER, "delivery_scale": 1.0}
+_agent: dict[str, Any] = dict(_AGENT_DEFAULTS)
+# Per instance: how many agent programs run, and the invocations waiting for a worker (FIFO).
+_slots: dict[str, dict[str, Any]] = {}
 
 
 class InvalidInstanceId(SSMException):
@@ -112,14 +134,23 @@ def set_hosts(programs: dict[str, Any]) -> dict[str, Any]:
             if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
                 raise ValueError(f"{instance_id}: exec must be a non-empty list of strings")
             _string_map(instance_id, program, "env")
+        elif "forward" in program:
+            _check_forward_url(instance_id, program["forward"])
         elif "status" not in program:
-            raise ValueError(f"{instance_id}: give document, exec or status")
+            raise ValueError(f"{instance_id}: give document, exec, forward or status")
+        for key in ("workers", "buffer"):
+            if key in program:
+                if not any(kind in program for kind in AGENT_PROGRAMS):
+                    raise ValueError(f"{instance_id}: {key} applies to document, exec and forward programs only")
+                _positive_int(program[key], f"{instance_id}: {key}")
     with LOCK:
         for instance_id, program in programs.items():
             if program is None:
                 _hosts.pop(instance_id, None)
             else:
                 _hosts[instance_id] = dict(program)
+        for instance_id in list(_slots):
+            _pump(instance_id)  # new limits apply to what waits
         return dict(_hosts)
 
 
@@ -128,11 +159,75 @@ def hosts() -> dict[str, Any]:
         return dict(_hosts)
 
 
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1")
+    return value
+
+
+def _check_forward_url(instance_id: str, url: Any) -> None:
+    """A forward program POSTs to loopback only (the emulator never talks to the network)."""
+    if not isinstance(url, str):
+        raise ValueError(f"{instance_id}: forward must be an http://127.0.0.1:PORT/PATH URL")
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    try:
+        parts.port
+    except ValueError:
+        loopback = False
+    if parts.scheme != "http" or not loopback:
+        raise ValueError(f"{instance_id}: forward must be an http:// URL on a loopback address, not {url!r}")
+
+
+def agent() -> dict[str, Any]:
+    """``GET /moto-ext/ssm/agent``: the SSM Agent settings every host has by default, and
+    what waits for a worker per instance."""
+    with LOCK:
+        queues = {
+            i: {"running": slot["running"], "waiting": [inv["CommandId"] for _, inv in slot["queue"]]}
+            for i, slot in sorted(_slots.items())
+            if slot["running"] or slot["queue"]
+        }
+        return {**_agent, "instances": queues}
+
+
+def set_agent(body: Any) -> dict[str, Any]:
+    """``POST /moto-ext/ssm/agent``: ``{"workers": N, "buffer": N, "delivery_scale": X}``
+    (each optional). ``delivery_scale`` multiplies SendCommand's TimeoutSeconds (the
+    delivery timeout) so that tests can use short ones: 0.01 makes the minimum 30 s 0.3 s."""
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    unknown = set(body) - set(_AGENT_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown agent setting(s) {sorted(unknown)}; known: {sorted(_AGENT_DEFAULTS)}")
+    update: dict[str, Any] = {}
+    for key in ("workers", "buffer"):
+        if key in body:
+            update[key] = _positive_int(body[key], key)
+    if "delivery_scale" in body:
+        scale = body["delivery_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1000:
+            raise ValueError("delivery_scale must be a number > 0 (and <= 1000)")
+        update["delivery_scale"] = float(scale)
+    with LOCK:
+        _agent.update(update)
+        for instance_id in list(_slots):
+            _pump(instance_id)  # more workers: waiting invocations start now
+    return agent()
+
+
 def reset() -> None:
     global _generation
     with LOCK:
         _generation += 1
         _hosts.clear()
+        _agent.clear()
+        _agent.update(_AGENT_DEFAULTS)
+        _slots.clear()
         procs = list(_procs)
         _procs.clear()
     for proc in procs:
@@ -410,9 +505,10 @@ def _emit_command(command: Any, status: str) -> None:
 
 def _command_status(command: Any) -> tuple[str, str]:
     """SSM's status for the whole command (MaxErrors is not emulated): InProgress while an
-    invocation runs; then Cancelled if CancelCommand cancelled the command, else Failed if
-    any invocation failed, TimedOut if any timed out, Cancelled if any was cancelled,
-    else Success."""
+    invocation is not done; then Cancelled if CancelCommand cancelled the command, else
+    Failed if any invocation failed, TimedOut if any timed out (StatusDetails
+    ExecutionTimedOut if one ran out of time, else DeliveryTimedOut), Cancelled if any was
+    cancelled, else Success."""
     statuses = [inv["Status"] for inv in command.invocations]
     if any(s in RUNNING for s in statuses):
         return "InProgress", "InProgress"
@@ -421,7 +517,9 @@ def _command_status(command: Any) -> tuple[str, str]:
     if "Failed" in statuses:
         return "Failed", "Failed"
     if "TimedOut" in statuses:
-        return "TimedOut", "ExecutionTimedOut"
+        if any(inv["StatusDetails"] == "ExecutionTimedOut" for inv in command.invocations):
+            return "TimedOut", "ExecutionTimedOut"
+        return "TimedOut", "DeliveryTimedOut"
     if "Cancelled" in statuses:
         return "Cancelled", "Cancelled"
     return "Success", "Success"
@@ -453,18 +551,21 @@ def _finish(
         if gen != _generation or inv["Status"] not in RUNNING:
             return  # reset meanwhile, or already cancelled
         end = utcnow()
+        started = inv.get("_start")
         inv.update(
             Status=status,
             StatusDetails=details or status,
             ResponseCode=code,
             StandardOutputContent=out[:STDOUT_LIMIT],
             StandardErrorContent=err[:STDERR_LIMIT],
-            ExecutionEndDateTime=iso(end),
-            ExecutionElapsedTime=_duration(end - inv["_start"]),
+            ExecutionEndDateTime=iso(end) if started else "",
+            ExecutionElapsedTime=_duration(end - started) if started else "",
             _end=end,
             _output=out,
         )
         _emit_invocation(command, inv)
+        if _leave(inv):
+            _pump(inv["InstanceId"])
         _maybe_command_done(command)
 
 
@@ -616,8 +717,25 @@ def _run_fixed(command: Any, inv: dict[str, Any], gen: int, program: dict[str, A
     _finish(command, inv, gen, status, code, str(program.get("stdout", "")), str(program.get("stderr", "")))
 
 
+def _pending(inv: dict[str, Any]) -> None:
+    """Under LOCK: not yet received by the host's agent (SendCommand just created it)."""
+    inv.update(
+        _start=None,
+        _end=None,
+        _output="",
+        Status="Pending",
+        StatusDetails="Pending",
+        ResponseCode=-1,
+        ExecutionStartDateTime="",
+        ExecutionEndDateTime="",
+        ExecutionElapsedTime="",
+        StandardOutputContent="",
+        StandardErrorContent="",
+    )
+
+
 def _begin(inv: dict[str, Any]) -> None:
-    """Under LOCK: the invocation is InProgress (before any event about it)."""
+    """Under LOCK: the invocation is InProgress and starts now (before any event about it)."""
     start = utcnow()
     inv.update(
         _start=start,
@@ -634,11 +752,131 @@ def _begin(inv: dict[str, Any]) -> None:
     )
 
 
-def _launch(command: Any, inv: dict[str, Any], document: Any | None) -> None:
-    """Under LOCK: announce the invocation and start what its host runs."""
-    _emit_invocation(command, inv)
-    gen = _generation
+def _is_agent_program(program: dict[str, Any] | None) -> bool:
+    return program is not None and any(kind in program for kind in AGENT_PROGRAMS)
+
+
+def _limit(instance_id: str, key: str) -> int:
+    program = _program_for(instance_id) or {}
+    return int(program.get(key, _agent[key]) if _is_agent_program(program) else _agent[key])
+
+
+def _dispatch(command: Any, inv: dict[str, Any], document: Any | None) -> None:
+    """Under LOCK: hand the invocation to its host. Agent programs (document, exec,
+    forward) take one of the instance's workers, or wait for one in FIFO order; the others
+    (fixed outcomes, no program) run at once."""
     program = _program_for(inv["InstanceId"])
+    if not _is_agent_program(program):
+        _begin(inv)
+        _launch(command, inv, document, program)
+        return
+    slot = _slots.setdefault(inv["InstanceId"], {"running": 0, "queue": []})
+    inv["_queued"] = (document, program)
+    slot["queue"].append((command, inv))
+    _pump(inv["InstanceId"])
+
+
+def _pump(instance_id: str) -> None:
+    """Under LOCK: start waiting invocations while the instance has free workers; the
+    next ``buffer`` waiting ones are accepted by the agent (InProgress, as SSM Agent
+    reports a document it buffered), the rest stay Pending (not yet received)."""
+    slot = _slots.get(instance_id)
+    if slot is None:
+        return
+    workers, buffer = _limit(instance_id, "workers"), _limit(instance_id, "buffer")
+    while slot["queue"] and slot["running"] < workers:
+        command, inv = slot["queue"].pop(0)
+        document, program = inv.pop("_queued")
+        announced = inv["Status"] == "InProgress"
+        slot["running"] += 1
+        inv["_slot"] = True
+        _begin(inv)
+        _launch(command, inv, document, program, announce=not announced)
+    for command, inv in slot["queue"][:buffer]:
+        if inv["Status"] == "Pending":
+            inv.update(Status="InProgress", StatusDetails="InProgress")
+            _emit_invocation(command, inv)
+    if not slot["running"] and not slot["queue"]:
+        _slots.pop(instance_id, None)
+
+
+def _leave(inv: dict[str, Any]) -> bool:
+    """Under LOCK: an invocation that ended gives back its worker, or its place in the
+    queue. True if it held either."""
+    slot = _slots.get(inv["InstanceId"])
+    if inv.pop("_slot", False):
+        if slot is not None:
+            slot["running"] -= 1
+        return True
+    if inv.pop("_queued", None) is not None:
+        if slot is not None:
+            slot["queue"] = [entry for entry in slot["queue"] if entry[1] is not inv]
+        return True
+    return False
+
+
+def _execution_timeout(document: Any | None, params: dict[str, list[str]]) -> float:
+    """The document's execution timeout (SSM's total timeout is TimeoutSeconds plus it):
+    the sum of its aws:runShellScript steps' timeoutSeconds (3600 each by default), or the
+    executionTimeout parameter of a document the emulator does not hold (AWS-RunShellScript's,
+    default 3600)."""
+    if document is None:
+        values = params.get("executionTimeout") or []
+        try:
+            return max(float(values[0]), 0.0) if values else float(DEFAULT_EXECUTION_TIMEOUT)
+        except ValueError:
+            return float(DEFAULT_EXECUTION_TIMEOUT)
+    total = 0.0
+    for step in (document.content_json or {}).get("mainSteps") or []:
+        step = step or {}
+        if step.get("action") != "aws:runShellScript":
+            continue
+        text = _substitute(str((step.get("inputs") or {}).get("timeoutSeconds", DEFAULT_STEP_TIMEOUT)), params)
+        try:
+            total += min(max(float(text), 0.001), MAX_STEP_TIMEOUT)
+        except ValueError:
+            total += DEFAULT_STEP_TIMEOUT
+    return total or float(DEFAULT_EXECUTION_TIMEOUT)
+
+
+def _undelivered(command: Any, gen: int) -> None:
+    """SendCommand's TimeoutSeconds is over: "If this time is reached and the command hasn't
+    already started running, it won't run" (SendCommand API reference). Every invocation
+    of an agent program still waiting for a worker (InProgress in the agent's buffer, or
+    Pending) ends TimedOut / DeliveryTimedOut and never runs."""
+    with LOCK:
+        if gen != _generation:
+            return
+        for inv in [inv for inv in command.invocations if inv["Status"] in RUNNING and "_queued" in inv]:
+            _finish(command, inv, gen, "TimedOut", -1, "", "", "DeliveryTimedOut")
+
+
+def _expire(command: Any, gen: int) -> None:
+    """The command's total timeout (TimeoutSeconds + execution timeout, ExpiresAfter) is
+    over: SSM "changes status to DeliveryTimedOut for all invocations" still InProgress,
+    Pending or Delayed. An agent program still running then (an exec without end, a forward
+    without answer) is killed: its result could no longer be reported."""
+    with LOCK:
+        if gen != _generation:
+            return
+        waiting = [inv for inv in command.invocations if inv["Status"] in RUNNING and "_queued" in inv]
+        running = [inv for inv in command.invocations if inv["Status"] in RUNNING and inv.get("_slot")]
+        for inv in waiting + running:  # the waiting first: a freed worker must not start them
+            proc = inv.pop("_proc", None)
+            if proc is not None:
+                _procs.discard(proc)
+                _kill(proc)
+            _finish(command, inv, gen, "TimedOut", -1, "", "", "DeliveryTimedOut")
+
+
+def _launch(
+    command: Any, inv: dict[str, Any], document: Any | None, program: dict[str, Any] | None, announce: bool = True
+) -> None:
+    """Under LOCK: announce the invocation (unless the agent already reported it
+    InProgress while it waited) and start what its host runs."""
+    if announce:
+        _emit_invocation(command, inv)
+    gen = _generation
     params: dict[str, list[str]] = command.ext_params
     if program is None:
         _finish(command, inv, gen, "Success", 0, "", "")  # moto's default: instant Success
@@ -664,12 +902,70 @@ def _launch(command: Any, inv: dict[str, Any], document: Any | None) -> None:
         for name, values in params.items():
             env[f"SSM_PARAM_{name}"] = values[0] if values else ""
         target, args = _run_exec, (command, inv, gen, list(program["exec"]), env)
+    elif "forward" in program:
+        payload = {
+            "command_id": command.command_id,
+            "instance_id": inv["InstanceId"],
+            "document_name": command.document_name,
+            "parameters": params,
+            "requested_ms": _epoch_ms(command.requested_date_time),
+        }
+        target, args = _run_forward, (command, inv, gen, program["forward"], payload, command.ext_exec_timeout)
     elif float(program.get("delay_ms", 0) or 0) > 0:
         target, args = _run_fixed, (command, inv, gen, program)
     else:
         _run_fixed(command, inv, gen, program)  # immediate: no thread, LOCK is re-entrant
         return
     threading.Thread(target=target, args=args, name="moto-ext-ssm", daemon=True).start()
+
+
+def _epoch_ms(value: Any) -> int:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return int(value.timestamp() * 1000)
+    return 0
+
+
+def _run_forward(
+    command: Any, inv: dict[str, Any], gen: int, url: str, payload: dict[str, Any], timeout: float
+) -> None:
+    """POST the invocation to a stand-in host on loopback and end it from the answer:
+    200 with {"code", "stdout", "stderr"}: Success if code is 0, else Failed (ResponseCode
+    = code); anything else: Failed, why in stderr. No answer within the document's
+    execution timeout: TimedOut / ExecutionTimedOut, as the agent would have killed it."""
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=max(timeout, 0.001))
+    try:
+        conn.request("POST", path, body=json.dumps(payload), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        raw = response.read()
+        status = response.status
+    except TimeoutError:
+        why = f"forward {url}: no answer within the execution timeout ({timeout:g} s)\n"
+        _finish(command, inv, gen, "TimedOut", TIMED_OUT_CODE, "", why, "ExecutionTimedOut")
+        return
+    except (OSError, http.client.HTTPException) as exc:
+        _finish(command, inv, gen, "Failed", 1, "", f"forward {url}: {exc!r}\n")
+        return
+    finally:
+        conn.close()
+    text = raw.decode("utf-8", "replace")
+    if status != 200:
+        _finish(command, inv, gen, "Failed", 1, "", f"forward {url}: HTTP {status}: {text[:2000]}\n")
+        return
+    try:
+        answer = json.loads(text)
+        code = answer["code"]
+        out, err = answer.get("stdout", ""), answer.get("stderr", "")
+        if isinstance(code, bool) or not isinstance(code, int) or not isinstance(out, str) or not isinstance(err, str):
+            raise TypeError("code must be an integer, stdout and stderr strings")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = f"forward {url}: answer is not {{\"code\": int, \"stdout\": str, \"stderr\": str}}: {exc!r}: {text[:2000]}\n"
+        _finish(command, inv, gen, "Failed", 1, "", why)
+        return
+    _finish(command, inv, gen, "Success" if code == 0 else "Failed", code, out, err)
 
 
 def cancel(command: Any, instance_ids: list[str]) -> None:
@@ -681,6 +977,7 @@ def cancel(command: Any, instance_ids: list[str]) -> None:
             for inv in command.invocations
             if inv["Status"] in RUNNING and (not instance_ids or inv["InstanceId"] in instance_ids)
         ]
+        chosen.sort(key=lambda inv: "_queued" not in inv)  # waiting first: no freed worker starts them
         if chosen and not instance_ids:
             command.ext_cancelled = True
         for inv in chosen:
@@ -709,6 +1006,14 @@ def _send_command(self: Any, **kwargs: Any) -> Any:
         raise ValidationException("Either InstanceIds or Targets must be given")
     if len(instance_ids) > 50:
         raise ValidationException("At most 50 InstanceIds are allowed")
+    timeout_seconds = kwargs.get("timeout_seconds")
+    low, high = TIMEOUT_SECONDS_RANGE
+    if timeout_seconds is not None and not low <= timeout_seconds <= high:
+        bound = f"greater than or equal to {low}" if timeout_seconds < low else f"less than or equal to {high}"
+        raise ValidationException(
+            f"1 validation error detected: Value '{timeout_seconds}' at 'timeoutSeconds' failed to "
+            f"satisfy constraint: Member must have value {bound}"
+        )
     parameters = dict(kwargs.get("parameters") or {})
     document = _stored_document(self, kwargs.get("document_name"))
     _check_size(document, parameters)
@@ -732,12 +1037,22 @@ def _send_command(self: Any, **kwargs: Any) -> Any:
     command.invocations = [command.invocation_response(i, "aws:runShellScript") for i in ordered]
     command.target_count = len(ordered)
     command.ext_params = resolved
+    # SSM's total timeout: the delivery timeout (TimeoutSeconds, scaled for tests) plus the
+    # document's execution timeout; invocations not done by then end DeliveryTimedOut.
+    command.ext_exec_timeout = _execution_timeout(document, resolved)
+    delivery = command.timeout_seconds * _agent["delivery_scale"]
+    total = delivery + command.ext_exec_timeout
+    command.expires_after = command.requested_date_time + datetime.timedelta(seconds=total)
     for inv in command.invocations:
-        _begin(inv)
+        _pending(inv)
     command.ext_started = True
     _emit_command(command, "InProgress")
     for inv in command.invocations:
-        _launch(command, inv, document)
+        _dispatch(command, inv, document)
+    if any(inv.get("_slot") or "_queued" in inv for inv in command.invocations):
+        if any("_queued" in inv for inv in command.invocations):
+            timers.schedule(delivery, _undelivered, command, _generation)
+        timers.schedule(total, _expire, command, _generation)
     _maybe_command_done(command)
     return command
 
@@ -746,11 +1061,14 @@ def _response_object(self: Any) -> dict[str, Any]:
     response = _orig_response_object(self)
     statuses = [inv["Status"] for inv in self.invocations]
     status, details = _command_status(self)
+    delivery_timed_out = len([inv for inv in self.invocations if inv["StatusDetails"] == "DeliveryTimedOut"])
     response.update(
         Status=status,
         StatusDetails=details,
         CompletedCount=len([s for s in statuses if s not in RUNNING]),
-        ErrorCount=len([s for s in statuses if s in ("Failed", "TimedOut")]),
+        # "The number of targets for which the status is Failed or Execution Timed Out."
+        ErrorCount=len([s for s in statuses if s in ("Failed", "TimedOut")]) - delivery_timed_out,
+        DeliveryTimedOutCount=delivery_timed_out,
         TargetCount=len(statuses),
     )
     return response
@@ -788,7 +1106,7 @@ def _list_command_invocations(self: Any) -> ActionResult:
                         "Status": inv["Status"],
                         "StatusDetails": inv["StatusDetails"],
                         "ResponseCode": inv["ResponseCode"],
-                        "ResponseStartDateTime": inv.get("_start", command.requested_date_time),
+                        "ResponseStartDateTime": inv.get("_start") or command.requested_date_time,
                         "ResponseFinishDateTime": inv.get("_end") if inv["Status"] not in RUNNING else None,
                         "Output": (inv.get("_output") or "")[:PLUGIN_OUTPUT_LIMIT],
                         "StandardOutputUrl": "",

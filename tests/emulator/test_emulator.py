@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -26,155 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.retries.standard import ThrottledRetryableChecker
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SERVER = os.path.join(HERE, "server.py")
-LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
-TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
-
-
-# --------------------------------------------------------------------------- harness
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1, what: str = "") -> Any:
-    """Poll fn until it returns a truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or fn}; last={last!r}")
-
-
-class Emulator:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, SERVER, "--host", "127.0.0.1", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout=60)
-        if not line or not line[0].startswith("emulator ready on http://127.0.0.1:"):
-            self.proc.kill()
-            raise RuntimeError(f"emulator did not start: {line!r} {self.proc.stderr.read()[-3000:]}")
-        self.url = line[0].split(" on ", 1)[1].strip()
-
-    def control(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def client(self, service: str, config: Config | None = None) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=config,
-        )
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-
-
-@pytest.fixture(scope="session")
-def emulator():
-    emu = Emulator()
-    yield emu
-    assert emu.stop() == 0, "server must exit cleanly on SIGTERM"
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.control("POST", "/moto-ext/reset")
-    return emulator
-
-
-class World:
-    """A VPC on 127.0.0.0/16 so instances get loopback private addresses."""
-
-    def __init__(self, emu: Emulator) -> None:
-        self.emu = emu
-        self.ec2 = emu.client("ec2")
-        self.asg = emu.client("autoscaling")
-        vpc = self.ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock="127.0.1.0/24")["Subnet"]
-        self.subnet, self.zone = subnet["SubnetId"], subnet["AvailabilityZone"]
-        self.ec2.create_launch_template(
-            LaunchTemplateName="backend-lt",
-            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
-        )
-
-    def group(self, name: str = "web", desired: int = 0, hooks: list[dict] | None = None) -> str:
-        self.asg.create_auto_scaling_group(
-            AutoScalingGroupName=name,
-            MinSize=0,
-            MaxSize=10,
-            DesiredCapacity=desired,
-            LaunchTemplate={"LaunchTemplateName": "backend-lt"},
-            VPCZoneIdentifier=self.subnet,
-            LifecycleHookSpecificationList=hooks or [],
-        )
-        return name
-
-    def hook(self, group: str, name: str, transition: str, timeout: int = 300, default: str = "ABANDON") -> None:
-        self.asg.put_lifecycle_hook(
-            AutoScalingGroupName=group,
-            LifecycleHookName=name,
-            LifecycleTransition=transition,
-            HeartbeatTimeout=timeout,
-            DefaultResult=default,
-            NotificationMetadata=f"meta-{name}",
-        )
-
-    def members(self, group: str) -> list[tuple[str, str]]:
-        g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
-        return [(i["InstanceId"], i["LifecycleState"]) for i in g["Instances"]]
-
-    def states(self, group: str) -> dict[str, str]:
-        return dict(self.members(group))
-
-    def ec2_state(self, instance_id: str) -> str:
-        r = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-        return r[0]["Instances"][0]["State"]["Name"]
-
-    def private_ip(self, instance_id: str) -> str:
-        r = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-        return r[0]["Instances"][0]["PrivateIpAddress"]
-
-    def pending(self, instance_id: str | None = None) -> list[dict]:
-        return [
-            r
-            for r in self.emu.control("GET", "/moto-ext/lifecycle")
-            if r["result"] is None and (instance_id is None or r["instance"] == instance_id)
-        ]
-
-    def complete(self, group: str, hook: str, result: str, token: str | None = None, instance: str | None = None) -> None:
-        kwargs: dict[str, Any] = dict(AutoScalingGroupName=group, LifecycleHookName=hook, LifecycleActionResult=result)
-        if token:
-            kwargs["LifecycleActionToken"] = token
-        if instance:
-            kwargs["InstanceId"] = instance
-        self.asg.complete_lifecycle_action(**kwargs)
-
-
-@pytest.fixture
-def world(emu):
-    return World(emu)
+from .conftest import LAUNCHING, NO_RETRY, SERVER, TERMINATING, Emulator, wait_until
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -368,26 +219,30 @@ def test_events_reach_sqs_through_rule(world):
     assert held["source"] == "aws.autoscaling" and held["resources"] == [group_arn]
     assert held["account"] == "123456789012" and held["region"] == "us-east-1"
     token = held["detail"].pop("LifecycleActionToken")
+    # The event reference's lifecycle action examples carry Origin/Destination (no warm pool here).
     assert held["detail"] == {
         "AutoScalingGroupName": g,
         "LifecycleHookName": "launch",
         "EC2InstanceId": i,
         "LifecycleTransition": LAUNCHING,
         "NotificationMetadata": "meta-launch",
+        "Origin": "EC2",
+        "Destination": "AutoScalingGroup",
     }
     world.complete(g, "launch", "CONTINUE", token=token)
     (ok,) = wait_until(receive, timeout=10, what="launch successful event")
     assert ok["detail-type"] == "EC2 Instance Launch Successful"
+    assert ok["resources"] == [group_arn, f"arn:aws:ec2:us-east-1:123456789012:instance/{i}"], "group and instance"
     d = ok["detail"]
     assert d["EC2InstanceId"] == i and d["AutoScalingGroupName"] == g
     assert set(d) >= {"StatusCode", "ActivityId", "Cause", "StartTime", "EndTime", "Details"}
     assert d["Details"] == {"Availability Zone": world.zone, "Subnet ID": world.subnet}
+    assert (d["Origin"], d["Destination"]) == ("EC2", "AutoScalingGroup")
 
     # Terminate Successful is emitted (no hook) but filtered out by the rule's pattern.
     world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=0)
-    assert "EC2 Instance Terminate Successful" in [
-        e["detail-type"] for e in world.emu.control("GET", "/moto-ext/events")
-    ]
+    (gone,) = [e for e in world.emu.control("GET", "/moto-ext/events") if e["detail-type"] == "EC2 Instance Terminate Successful"]
+    assert (gone["detail"]["Origin"], gone["detail"]["Destination"]) == ("AutoScalingGroup", "EC2")
     assert receive() == []
 
 
@@ -668,6 +523,9 @@ def test_calls_log_and_reset(world):
     ]
     assert all(isinstance(c["time"], float) for c in calls)
     assert calls == sorted(calls, key=lambda c: c["time"])
+    # Who called: the access key of each request's credential.
+    keys = {c.get("key") for c in calls}
+    assert len(keys) == 1 and None not in keys and "" not in keys, keys
 
     emu.control("POST", "/moto-ext/faults", {"code": "Throttling", "count": 5})
     emu.control("POST", "/moto-ext/reset")
@@ -1248,7 +1106,9 @@ def test_warm_pool_reuse_on_scale_in_goes_back_through_the_terminate_hook(world)
     world.complete(g, "drain", "CONTINUE", token=action["token"])
     assert _pool(world, g) == {a: "Warmed:Stopped"}
     assert world.ec2_state(a) == "stopped"
-    assert _events(world, "EC2 Instance Terminate Successful", a) == [], "returned, not terminated"
+    # AWS: returning to the warm pool "can also generate EC2 Instance Terminate Successful
+    # events", with WarmPool as the Destination (the instance is not terminated).
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("AutoScalingGroup", "WarmPool")]
 
     # The pool is over its size (1 > max(2 - 1, 0))? No: 2 - 1 = 1. Scale out takes it back.
     world.asg.set_desired_capacity(AutoScalingGroupName=g, DesiredCapacity=2)
@@ -1262,7 +1122,7 @@ def test_warm_pool_reuse_on_scale_in_goes_back_through_the_terminate_hook(world)
     assert _route(world, "EC2 Instance-terminate Lifecycle Action", a)[-1] == ("AutoScalingGroup", "EC2")
     world.complete(g, "drain", "ABANDON", instance=a)
     assert world.ec2_state(a) == "terminated"
-    assert _route(world, "EC2 Instance Terminate Successful", a) == [("AutoScalingGroup", "EC2")]
+    assert _route(world, "EC2 Instance Terminate Successful", a) == [("AutoScalingGroup", "WarmPool"), ("AutoScalingGroup", "EC2")]
     (refill,) = _pool(world, g)  # size 2 - 1 = 1 again
 
 

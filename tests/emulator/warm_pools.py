@@ -155,6 +155,20 @@ def warmed(group: Any, state: Any) -> None:
         ec2.stop_instances([state.instance.id])
     state.lifecycle_state = POOL_STATES.get(pool_state, "Warmed:Stopped")
     state.ext_phase = "warm"
+    if move == "reuse":
+        # AWS: "returning instances to the warm pool can also generate EC2 Instance
+        # Terminate Successful events ... WarmPool as the value for Destination".
+        origin, destination = lifecycle.route(group, "reuse")
+        events_bridge.activity_result(
+            group,
+            state,
+            "Terminate",
+            True,
+            getattr(state, "ext_cause", "") or f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} an instance was returned to the warm pool.",
+            state.ext_start,
+            origin=origin,
+            destination=destination,
+        )
     if move == "warm-launch":
         origin, destination = lifecycle.route(group, "warm-launch")
         cause = (

@@ -14,8 +14,12 @@
 //!   `sync_interval_s`, as one more change among the others.
 //! - With `[metrics] agent`, it serves its own Prometheus metrics ([`scrape`]), fed as
 //!   things happen ([`crate::metrics`]).
+//! - With `[report]`, every member's outcome (UP, DRAINED, FAILED, STALE) goes to the
+//!   reactor's inbox as it is reached ([`inbox`]), through an outbox persisted with the
+//!   table ([`crate::outbox`]).
 
 mod grow;
+pub mod inbox;
 mod scrape;
 mod server;
 
@@ -34,6 +38,7 @@ use crate::haproxy::{Client, Command, HaproxyError, ServerState, StatRow};
 use crate::haproxy_cfg::slot_name;
 use crate::instances;
 use crate::metrics::{self, ErrorKind};
+use crate::outbox::Outbox;
 use crate::slots::{
     self, Action, Clock, EntryState, Finished, LiveSlots, PoolPlan, SlotTable, Timeouts,
 };
@@ -182,6 +187,31 @@ struct State {
     /// What the running worker's instance map holds, as far as we know; `None` after a
     /// reload or a failed batch, when only `show map` can tell.
     instances: Option<instances::Entries>,
+    /// Outcomes waiting for the reactor's inbox (`[report]`; empty without it).
+    outbox: Outbox,
+    /// For members in flight: the newest generation that asked for their target while
+    /// an earlier change's operation converged them. Their outcome is reported under it,
+    /// so the change that found them converging learns how it ended.
+    asked: BTreeMap<(PoolName, MemberId), u64>,
+}
+
+/// An outcome for the inbox.
+struct Reported {
+    generation: u64,
+    status: OutcomeStatus,
+    reason: Option<String>,
+    ms: u64,
+}
+
+impl Reported {
+    fn now(generation: u64, status: OutcomeStatus, reason: Option<String>) -> Self {
+        Self {
+            generation,
+            status,
+            reason,
+            ms: 0,
+        }
+    }
 }
 
 /// A member this request waits for.
@@ -273,6 +303,10 @@ impl Service {
     /// this build's format).
     pub fn open(cfg: AgentConfig) -> Result<Self, ServiceError> {
         let mut table: SlotTable = store::read_json(&cfg.haproxy.slots_path())?;
+        let outbox: Outbox = match cfg.report {
+            Some(_) => store::read_json(&cfg.haproxy.reports_path())?,
+            None => Outbox::default(),
+        };
         table.version = slots::TABLE_VERSION;
         let now = now_ms();
         for pc in &cfg.pools {
@@ -300,6 +334,8 @@ impl Service {
                 rows: Vec::new(),
                 last_error: None,
                 resumed: false,
+                outbox,
+                asked: BTreeMap::new(),
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -345,7 +381,9 @@ impl Service {
             .collect();
         let snap = {
             let st = self.lock();
-            metrics::Snapshot::of(&st.table, &pools, st.reloads)
+            let mut snap = metrics::Snapshot::of(&st.table, &pools, st.reloads);
+            snap.reports_pending = st.outbox.len() as u64;
+            snap
         };
         self.metrics
             .lock()
@@ -456,12 +494,54 @@ impl Service {
         Ok(())
     }
 
+    /// Writes the outbox (`[report]` only); a failure is logged and counted, the
+    /// reports stay in memory and the next write tries again.
+    fn save_outbox(&self, st: &State) {
+        if self.cfg.report.is_none() {
+            return;
+        }
+        let written = serde_json::to_vec(&st.outbox)
+            .map_err(|e| StoreError::Encode(e.to_string()))
+            .and_then(|json| store::write_atomic(&self.cfg.haproxy.reports_path(), &json));
+        if let Err(e) = written {
+            self.metric(|m| m.error(ErrorKind::StateWriteFailed));
+            warn!(error = %e, "cannot write the outbox of reports; they stay in memory");
+        }
+    }
+
+    /// Puts a member's outcome in the outbox for the reactor's inbox (`[report]` only):
+    /// under the newest generation that asked for it, when a later change found it
+    /// converging.
+    fn report(&self, st: &mut State, pool: &PoolName, member: &MemberId, f: Reported) {
+        let asked = st.asked.remove(&(pool.clone(), member.clone()));
+        if self.cfg.report.is_none() || f.status == OutcomeStatus::Pending {
+            return;
+        }
+        let generation = asked.map_or(f.generation, |a| a.max(f.generation));
+        let dropped = st.outbox.push(
+            infra::MemberReport::new(
+                pool.clone(),
+                member.clone(),
+                generation,
+                f.status,
+                f.reason,
+                f.ms,
+            ),
+            now_ms(),
+        );
+        if dropped > 0 {
+            self.metric(|m| m.reports_dropped(dropped));
+            tracing::error!(dropped, "the outbox is full: the oldest reports were dropped (the reactor's schedule repairs what they said)");
+        }
+    }
+
     /// Every file; failures are logged (the next change writes them again).
     fn persist(&self, st: &State) {
         if let Err(e) = self.save_table(st).and_then(|()| self.save_map(st)) {
             self.metric(|m| m.error(ErrorKind::StateWriteFailed));
             warn!(error = %e, "cannot write the slot table or the instance map");
         }
+        self.save_outbox(st);
         if let Err(e) = self.save_server_state(st) {
             self.metric(|m| m.error(error_kind(&e)));
             warn!(error = %e, "cannot write the server-state file");
@@ -564,6 +644,17 @@ impl Service {
         for (p, plan) in plans {
             for s in plan.superseded {
                 info!(pool = %p, instance = %s.member, generation = s.change, reason = %s.reason, "superseded");
+                self.report(
+                    &mut st,
+                    &p,
+                    &s.member,
+                    Reported {
+                        generation: s.change,
+                        status: OutcomeStatus::Stale,
+                        reason: Some(s.reason.clone()),
+                        ms: 0,
+                    },
+                );
                 st.results.record(
                     &p,
                     Finished {
@@ -577,6 +668,7 @@ impl Service {
                 );
             }
             for a in plan.actions {
+                self.track(&mut st, &p, generation, &a);
                 self.account(&st, &p, generation, a, base, &mut started);
             }
         }
@@ -587,6 +679,42 @@ impl Service {
         drop(st);
         self.changed.notify_all();
         Ok(started)
+    }
+
+    /// What the inbox learns from one planned action: an outcome known now is reported
+    /// at once; a member found converging under an earlier change is remembered, so its
+    /// outcome is reported under this change's generation too.
+    fn track(&self, st: &mut State, pool: &PoolName, generation: u64, action: &Action) {
+        match action {
+            Action::Pending { member, .. } => {
+                let asked = st.asked.entry((pool.clone(), member.clone())).or_default();
+                *asked = (*asked).max(generation);
+            }
+            Action::Join { member, .. } | Action::Drain { member, .. } => {
+                st.asked.remove(&(pool.clone(), member.clone()));
+            }
+            Action::Release { member, .. } => {
+                let reason = "removed while joining: it took no traffic and its slot was released";
+                self.report(
+                    st,
+                    pool,
+                    member,
+                    Reported::now(generation, OutcomeStatus::Drained, Some(reason.into())),
+                );
+            }
+            Action::Done {
+                member,
+                status,
+                reason,
+                ..
+            } => self.report(
+                st,
+                pool,
+                member,
+                Reported::now(generation, *status, reason.clone()),
+            ),
+            Action::Await { .. } | Action::Evict { .. } => {}
+        }
     }
 
     /// Turns one action into an outcome known now or a member to wait for.
@@ -801,13 +929,19 @@ impl Service {
         if wait {
             outcomes.extend(self.wait(started.waits, progress));
         } else {
+            let why = match &self.cfg.report {
+                Some(_) => "started; its outcome goes to the reactor's inbox when it ends",
+                None => {
+                    "started; not waited for (`agent status` shows it, `agent apply --wait` waits)"
+                }
+            };
             outcomes.extend(started.waits.iter().map(|w| {
                 outcome(
                     &w.pool,
                     &w.member,
                     Some(w.slot),
                     OutcomeStatus::Pending,
-                    Some("sent; not waited for (--no-wait)".into()),
+                    Some(why.into()),
                     0,
                 )
             }));
@@ -936,8 +1070,15 @@ impl Service {
                 ms = f.ms,
                 "operation finished"
             );
-            if f.member.is_some() {
+            if let Some(member) = &f.member {
                 self.metric(|m| m.observe(pool.as_str(), f.status, f.ms));
+                let reported = Reported {
+                    generation: f.change,
+                    status: f.status,
+                    reason: f.reason.clone(),
+                    ms: f.ms,
+                };
+                self.report(&mut st, &pool, member, reported);
             }
             st.results.record(&pool, f);
         }

@@ -52,6 +52,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The sender of reports to the reactor's inbox could not start.
+    #[error("cannot start reporting to the reactor's inbox ([report] in agent.toml): {0}")]
+    Report(String),
     /// The metrics endpoint could not be set up.
     #[error("cannot serve metrics on {addr} (agent.toml [metrics] agent): {source}; free the port or choose another")]
     Metrics {
@@ -137,6 +140,23 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                 .map_err(listen)?,
         )
     };
+    let sender = match service.cfg.report.clone() {
+        None => None,
+        Some(report) => {
+            let host = infra::HostId::new(service.cfg.host.as_str())
+                .map_err(|e| StartError::Report(e.to_string()))?;
+            let mut sink = super::inbox::SqsSink::new(&report.queue_url)
+                .map_err(|e| StartError::Report(e.to_string()))?;
+            let s = service.clone();
+            info!(queue = %report.queue_url, host = %host, "reporting members' outcomes to the reactor's inbox");
+            Some(
+                std::thread::Builder::new()
+                    .name("inbox".into())
+                    .spawn(move || super::inbox::run(&s, &host, report.batch, &mut sink))
+                    .map_err(|e| StartError::Report(e.to_string()))?,
+            )
+        }
+    };
     let scraper = match metrics {
         None => None,
         Some((addr, listener)) => {
@@ -187,6 +207,9 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         let _ = t.join();
     }
     if let Some(t) = scraper {
+        let _ = t.join();
+    }
+    if let Some(t) = sender {
         let _ = t.join();
     }
     service.persist(&service.lock());

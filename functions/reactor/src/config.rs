@@ -109,11 +109,24 @@ pub struct Config {
     pub pools: GroupPools,
     /// `MANAGED_GROUPS`: the other groups that may feed pools (by their tags).
     pub managed: ManagedGroups,
-    /// SSM Run Command of the project's document (`SSM_DOCUMENT`, `PROXY_TAG_KEY`,
-    /// `PROXY_TAG_VALUE`).
+    /// SSM Run Command of the project's document to the proxies (`SSM_DOCUMENT`,
+    /// `PROXY_GROUP`, `PROXY_TAG_KEY`, `PROXY_TAG_VALUE`).
     pub ssm: SsmSettings,
-    /// `PROXY_GROUP`: the proxy fleet's own group.
-    pub proxy_group: Option<String>,
+    /// `PROXY_GROUP`: the proxy fleet's own group; its in-service instances carrying the
+    /// proxy tag are the proxies.
+    pub proxy_group: String,
+    /// `PROXY_ROLE_ID`: the unique id (`AROA...`) of the proxies' instance role. A host
+    /// report is believed only from a session of it named after the host it reports for.
+    pub proxy_role_id: String,
+    /// `LEDGER_TABLE`: the lifecycle ledger's DynamoDB table.
+    pub ledger_table: String,
+    /// `INBOX_QUEUE_URL`: the reactor's inbox, where it sends itself reminders.
+    pub inbox_url: String,
+    /// `LEDGER_TTL_S` (default 86400): how long a decided item stays in the ledger.
+    pub ledger_ttl: Duration,
+    /// `HOST_REPORT_TIMEOUT_S` (default 30): a host silent this long after another host
+    /// reported on an action is dropped from that action's quorum.
+    pub host_report_timeout: Duration,
     /// Route 53 records of the proxy fleet, when configured.
     pub dns: Option<DnsConfig>,
     /// `HEALTH_TIMEOUT_S` (default 60): how long a launch may take to get healthy.
@@ -141,12 +154,6 @@ impl Config {
     /// Whether `group` may feed pools: `POOLS` names it or it matches `MANAGED_GROUPS`.
     pub fn manages(&self, group: &str) -> bool {
         self.pools.get(group).is_some() || self.managed.matches(group)
-    }
-
-    /// The longest a command of the document runs: a join's health wait and a drain,
-    /// plus a minute (the document's `timeoutSeconds`, Terraform sets the same).
-    pub fn execution_timeout(&self) -> Duration {
-        self.health_timeout + self.drain_timeout + Duration::from_secs(60)
     }
 }
 
@@ -179,14 +186,27 @@ fn secs(
     name: &'static str,
     default: u64,
 ) -> Result<Duration, ConfigError> {
+    secs_in(lookup, name, default, 1..=86_400)
+}
+
+fn secs_in(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
     match lookup(name).filter(|v| !v.trim().is_empty()) {
         None => Ok(Duration::from_secs(default)),
         Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+            Ok(n) if range.contains(&n) => Ok(Duration::from_secs(n)),
             _ => Err(ConfigError::Invalid {
                 name,
                 value: v,
-                reason: "a number of seconds from 1 to 86400".into(),
+                reason: format!(
+                    "a number of seconds from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
             }),
         },
     }
@@ -202,19 +222,44 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let pools = GroupPools::from_json(&get("POOLS").unwrap_or_default())?;
+        let required = |name: &'static str, reason: &'static str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .ok_or(ConfigError::Missing { name, reason })
+        };
+        let document = required("SSM_DOCUMENT", "the SSM document that runs the agent")?;
+        let tag_key = required(
+            "PROXY_TAG_KEY",
+            "the tag key marking the proxy fleet's instances",
+        )?;
+        let tag_value = required(
+            "PROXY_TAG_VALUE",
+            "the tag value marking the proxy fleet's instances",
+        )?;
+        let proxy_group = required("PROXY_GROUP", "the proxy fleet's Auto Scaling group: its in-service instances carrying the proxy tag are the proxies changes go to and reports are believed from")?;
+        let proxy_role_id = required("PROXY_ROLE_ID", "the unique id (AROA...) of the proxies' instance role: host reports are believed only from its sessions")?;
+        if !(proxy_role_id.len() >= 9
+            && proxy_role_id.starts_with("AROA")
+            && proxy_role_id
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+        {
+            return Err(ConfigError::Invalid {
+                name: "PROXY_ROLE_ID",
+                value: proxy_role_id,
+                reason: "an IAM role's unique id: AROA followed by upper-case letters and digits (aws iam get-role --query Role.RoleId; Terraform: the proxy fleet's role_unique_id)".into(),
+            });
+        }
+        let ledger_table = required(
+            "LEDGER_TABLE",
+            "the lifecycle ledger's DynamoDB table (the reactor module creates it)",
+        )?;
+        let inbox_url = required("INBOX_QUEUE_URL", "the reactor's inbox (the SQS queue its event source mapping reads): it sends itself reminders there")?;
         let ssm = SsmSettings {
-            document: get("SSM_DOCUMENT").ok_or(ConfigError::Missing {
-                name: "SSM_DOCUMENT",
-                reason: "the SSM document that runs the agent",
-            })?,
-            tag_key: get("PROXY_TAG_KEY").ok_or(ConfigError::Missing {
-                name: "PROXY_TAG_KEY",
-                reason: "the tag key marking the proxy fleet's instances",
-            })?,
-            tag_value: get("PROXY_TAG_VALUE").ok_or(ConfigError::Missing {
-                name: "PROXY_TAG_VALUE",
-                reason: "the tag value marking the proxy fleet's instances",
-            })?,
+            proxy_group: proxy_group.clone(),
+            document,
+            tag_key,
+            tag_value,
         };
         let rebalance = match get("REBALANCE").as_deref().map(str::trim) {
             None | Some("ignore") => Rebalance::Ignore,
@@ -277,19 +322,18 @@ impl Config {
                 })
             }
         };
-        if dns.is_some() && get("PROXY_GROUP").is_none() {
-            return Err(ConfigError::Missing {
-                name: "PROXY_GROUP",
-                reason: "the DNS records follow the proxy fleet's group",
-            });
-        }
         Ok(Self {
             pools,
             managed: ManagedGroups::parse(&get("MANAGED_GROUPS").unwrap_or_default())?,
             ssm,
             rebalance,
             spot_drain_timeout,
-            proxy_group: get("PROXY_GROUP"),
+            proxy_group,
+            proxy_role_id,
+            ledger_table,
+            inbox_url,
+            ledger_ttl: secs_in(&get, "LEDGER_TTL_S", 86_400, 60..=31_536_000)?,
+            host_report_timeout: secs_in(&get, "HOST_REPORT_TIMEOUT_S", 30, 1..=3_600)?,
             dns,
             health_timeout: secs(&get, "HEALTH_TIMEOUT_S", 60)?,
             drain_timeout: secs(&get, "DRAIN_TIMEOUT_S", 120)?,
@@ -303,15 +347,23 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const SSM: [(&str, &str); 3] = [
+    const SSM: [(&str, &str); 7] = [
         ("SSM_DOCUMENT", "doc"),
         ("PROXY_TAG_KEY", "Role"),
         ("PROXY_TAG_VALUE", "proxy"),
+        ("PROXY_GROUP", "proxies"),
+        ("PROXY_ROLE_ID", "AROAEXAMPLEPROXY1"),
+        ("LEDGER_TABLE", "r-ledger"),
+        (
+            "INBOX_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/r-inbox",
+        ),
     ];
 
     fn cfg(kv: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let m: HashMap<String, String> = SSM
             .iter()
+            .filter(|(k, _)| !kv.iter().any(|(n, _)| n == k))
             .chain(kv)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
@@ -351,7 +403,16 @@ mod tests {
         assert_eq!(dns.ttl, 60);
         assert_eq!(c.health_timeout, Duration::from_secs(30));
         assert_eq!(c.drain_timeout, Duration::from_secs(120));
-        assert_eq!(c.execution_timeout(), Duration::from_secs(210));
+        assert_eq!(c.host_report_timeout, Duration::from_secs(30));
+        assert_eq!(c.ledger_ttl, Duration::from_secs(86_400));
+        assert_eq!(
+            (
+                c.proxy_group.as_str(),
+                c.proxy_role_id.as_str(),
+                c.ledger_table.as_str()
+            ),
+            ("proxies", "AROAEXAMPLEPROXY1", "r-ledger")
+        );
         assert_eq!(c.rebalance, Rebalance::Ignore);
         assert_eq!(c.spot_drain_timeout, Duration::from_secs(90));
     }
@@ -390,10 +451,21 @@ mod tests {
         assert!(e.contains("DRAIN_TIMEOUT_S"), "{e}");
         let e = cfg(&[("DNS_ZONE_ID", "Z")]).unwrap_err().to_string();
         assert!(e.contains("DNS_RECORD_NAME"), "{e}");
-        let e = cfg(&[("DNS_ZONE_ID", "Z"), ("DNS_RECORD_NAME", "a.b")])
+        let e = cfg(&[("PROXY_GROUP", "")]).unwrap_err().to_string();
+        assert!(e.contains("PROXY_GROUP is required"), "{e}");
+        let e = cfg(&[("PROXY_ROLE_ID", "arn:aws:iam::1:role/p")])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("PROXY_GROUP"), "{e}");
+        assert!(e.contains("PROXY_ROLE_ID") && e.contains("AROA"), "{e}");
+        let e = cfg(&[("LEDGER_TABLE", " ")]).unwrap_err().to_string();
+        assert!(e.contains("LEDGER_TABLE is required"), "{e}");
+        let e = cfg(&[("HOST_REPORT_TIMEOUT_S", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HOST_REPORT_TIMEOUT_S") && e.contains("1 to 3600"),
+            "{e}"
+        );
         let e = cfg(&[("REBALANCE", "maybe")]).unwrap_err().to_string();
         assert!(e.contains("REBALANCE"), "{e}");
         let e = cfg(&[("SPOT_DRAIN_TIMEOUT_S", "150")])

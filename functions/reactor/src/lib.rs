@@ -1,53 +1,87 @@
-//! The reactor Lambda: Auto Scaling (and EC2, Run Command, scheduled) events in, HAProxy
-//! backend changes out to every proxy host, lifecycle actions completed from the hosts'
-//! reports, the proxy fleet's DNS records kept in step.
+//! The reactor Lambda: what reaches its inbox (Auto Scaling and EC2 events, the
+//! schedule, the proxies' reports) in; HAProxy backend changes out to every proxy host;
+//! lifecycle actions completed from a ledger of what the hosts reported; the proxy
+//! fleet's DNS records kept in step.
 //!
-//! - [`event`]: classification of EventBridge events (pure).
-//! - [`plan`]: which members a change covers, which actions are pending, and the
-//!   completion decision from the hosts' reports (pure).
-//! - [`context`]: what travels with a change so its status event can complete the
-//!   actions it serves (pure).
-//! - [`dispatch`]: the [`Dispatcher`](dispatch::Dispatcher) boundary and SSM Run Command.
+//! - [`inbox`]: the SQS batch Lambda delivers, read record by record (who sent what),
+//!   and the answer naming the records to retry (pure).
+//! - [`input`]: one file per kind of input, each opening with AWS's own sample of it:
+//!   how it is read (pure) and what the reactor does with it.
+//! - [`plan`]: which members a change covers and which lifecycle actions it serves
+//!   (pure).
+//! - [`ledger`]: one item per lifecycle action: the hosts it waits for, what each
+//!   reported, the decision ([`ledger::Item`], pure); the [`ledger::Ledger`] boundary
+//!   and its DynamoDB adapter.
+//! - [`dispatch`]: the [`Dispatcher`](dispatch::Dispatcher) boundary and SSM Run
+//!   Command to the proxies.
 //! - [`lifecycle`]: completing and heartbeating lifecycle actions.
 //! - [`dns`]: the proxy fleet's Route 53 records (planning and batching pure).
+//! - [`fleet`]: the proxy fleet's own events.
+//! - [`remind`]: reminders the reactor sends itself through its inbox.
 //! - [`metrics`]: the invocation's metrics as CloudWatch Embedded Metric Format lines
 //!   (pure).
-//! - [`reactor`]: the flow, generic over those boundaries.
+//! - [`reactor`]: the flow, generic over those boundaries; [`summary`]: what an
+//!   invocation did.
 //! - [`config`]: the environment.
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod context;
+mod decide;
 pub mod dispatch;
 pub mod dns;
-pub mod event;
+pub mod fleet;
+pub mod inbox;
+pub mod input;
+pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
+mod outgoing;
 pub mod plan;
 pub mod reactor;
+pub mod remind;
+pub mod summary;
 
 use infra::aws::AwsDiscovery;
 
 use crate::config::Config;
 use crate::dispatch::SsmDispatcher;
 use crate::dns::Route53Dns;
+use crate::ledger::DynamoLedger;
 use crate::lifecycle::AwsLifecycle;
+use crate::reactor::{Boundaries, Parts, Reactor};
+use crate::remind::SqsReminders;
+
+/// The reactor's boundaries on AWS.
+pub struct OnAws;
+
+impl Boundaries for OnAws {
+    type Discovery = AwsDiscovery;
+    type Dispatcher = SsmDispatcher;
+    type Lifecycle = AwsLifecycle;
+    type Dns = Route53Dns;
+    type Ledger = DynamoLedger;
+    type Reminders = SqsReminders;
+}
 
 /// The reactor wired to AWS.
-pub type AwsReactor = reactor::Reactor<AwsDiscovery, SsmDispatcher, AwsLifecycle, Route53Dns>;
+pub type AwsReactor = Reactor<OnAws>;
 
 /// Builds the reactor from a configuration and an SDK configuration.
 pub fn build(config: Config, sdk: &aws_config::SdkConfig) -> AwsReactor {
-    let dispatcher = SsmDispatcher::new(config.ssm.clone(), sdk);
-    let dns = match (&config.dns, &config.proxy_group) {
-        (Some(_), Some(group)) => Some(Route53Dns::new(sdk, group.clone())),
-        _ => None,
-    };
-    reactor::Reactor::new(
-        config,
-        AwsDiscovery::new(sdk),
-        dispatcher,
-        AwsLifecycle::new(sdk),
-        dns,
+    let dns = config
+        .dns
+        .as_ref()
+        .map(|_| Route53Dns::new(sdk, config.proxy_group.clone()));
+    let ledger = DynamoLedger::new(sdk, &config.ledger_table, config.ledger_ttl.as_secs());
+    Reactor::new(
+        config.clone(),
+        Parts {
+            discovery: AwsDiscovery::new(sdk),
+            dispatcher: SsmDispatcher::new(config.ssm.clone(), sdk),
+            lifecycle: AwsLifecycle::new(sdk),
+            dns,
+            ledger,
+            reminders: SqsReminders::new(sdk, &config.inbox_url),
+        },
     )
 }

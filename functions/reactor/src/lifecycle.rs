@@ -10,7 +10,45 @@ use std::time::Duration;
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use infra::aws::{AwsError, Interruption, INTERRUPTED_TAG};
 
-use crate::event::Transition;
+use serde::{Deserialize, Serialize};
+
+/// Which lifecycle hook transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transition {
+    /// `autoscaling:EC2_INSTANCE_LAUNCHING`.
+    Launch,
+    /// `autoscaling:EC2_INSTANCE_TERMINATING`.
+    Terminate,
+}
+
+impl Transition {
+    /// The name Auto Scaling uses.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            Self::Launch => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            Self::Terminate => "autoscaling:EC2_INSTANCE_TERMINATING",
+        }
+    }
+
+    /// Parses the Auto Scaling name.
+    pub fn from_aws(s: &str) -> Option<Self> {
+        match s {
+            "autoscaling:EC2_INSTANCE_LAUNCHING" => Some(Self::Launch),
+            "autoscaling:EC2_INSTANCE_TERMINATING" => Some(Self::Terminate),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Transition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Launch => "launch",
+            Self::Terminate => "terminate",
+        })
+    }
+}
 
 /// A lifecycle hook of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]

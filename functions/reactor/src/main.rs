@@ -1,4 +1,5 @@
-//! The Lambda entry point: state built once per cold start, then one event at a time.
+//! The Lambda entry point: state built once per cold start, then one invocation (a batch
+//! of the inbox, or a bare event) at a time.
 #![recursion_limit = "256"]
 
 use std::io::Write as _;
@@ -44,10 +45,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let function = Arc::clone(&function);
         async move {
             let started = Instant::now();
-            let (summary, result) = reactor.handle_summarised(&event.payload).await;
-            emit_metrics(&function, &summary, result.is_ok(), started);
-            result.map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
-            Ok::<Value, lambda_runtime::Error>(serde_json::to_value(summary)?)
+            let invocation = reactor.invoke(&event.payload).await;
+            emit_metrics(
+                &function,
+                &invocation.summary,
+                invocation.result.is_ok(),
+                started,
+            );
+            invocation
+                .result
+                .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+            Ok::<Value, lambda_runtime::Error>(invocation.response)
         }
     }))
     .await
@@ -55,7 +63,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 /// The invocation's metrics, as Embedded Metric Format lines on stdout (CloudWatch Logs
 /// makes them metrics). A closed stdout loses them quietly.
-fn emit_metrics(function: &str, summary: &reactor::reactor::Summary, ok: bool, started: Instant) {
+fn emit_metrics(function: &str, summary: &reactor::summary::Summary, ok: bool, started: Instant) {
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let lines = reactor::metrics::emf_lines(function, summary, ok, ms, infra::aws::now_ms());
     let mut out = std::io::stdout().lock();

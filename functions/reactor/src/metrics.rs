@@ -8,19 +8,22 @@
 //!
 //! | Metric | Unit | Dimensions | When |
 //! |---|---|---|---|
-//! | `Events` | Count | Function, Kind | every invocation (Kind: the event's kind, `error` suffix when it failed) |
-//! | `InvocationDuration` | Milliseconds | Function, Kind | every invocation |
-//! | `EventToDispatch` | Milliseconds | Function, Kind | an event with a `time` whose change was sent |
+//! | `Events` | Count | Function, Kind | every invocation: its inputs by kind (`-error` suffix when the input failed and was given back to the queue) |
+//! | `InvocationDuration` | Milliseconds | Function, Kind | every invocation (Kind: its inputs' one kind, or `mixed`) |
+//! | `EventToDispatch` | Milliseconds | Function, Kind | per change sent for events that carry a `time` |
 //! | `LifecycleDecisions` | Count | Function, Result | per lifecycle action decided (CONTINUE, ABANDON) or sent and waiting (WAIT) |
-//! | `HostFailures` | Count | Function | per proxy host whose command failed as a whole |
-//! | `PendingActions` | Count | Function | the schedule: lifecycle actions still pending |
+//! | `ReportsApplied` | Count | Function | member reports of the proxies recorded in the ledger |
+//! | `ForgedReports` | Count | Function | inbox messages refused: a report not sent by the host it names, an event body sent by a proxy |
+//! | `HostsDropped` | Count | Function | hosts dropped from an action's quorum (silent past `HOST_REPORT_TIMEOUT_S`, or out of service) |
+//! | `PendingActions` | Count | Function | the schedule: lifecycle actions still open |
 //! | `PendingActionMaxAge` | Seconds | Function | the schedule: the oldest one's age |
 //!
 //! ```
 //! use reactor::metrics::emf_lines;
-//! use reactor::reactor::Summary;
+//! use reactor::summary::Summary;
 //!
-//! let summary = Summary { event: "launch-lifecycle-action".into(), ..Summary::default() };
+//! let mut summary = Summary::default();
+//! summary.inputs.insert("launch-lifecycle-action".into(), 1);
 //! let lines = emf_lines("haproxy-asg", &summary, true, 12, 1_700_000_000_000);
 //! let first: serde_json::Value = serde_json::from_str(&lines[0])?;
 //! assert_eq!(first["Events"], 1.0);
@@ -32,7 +35,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::reactor::Summary;
+use crate::summary::Summary;
 
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "HaproxyAsg";
@@ -72,27 +75,39 @@ pub fn emf_lines(
     duration_ms: u64,
     now_ms: u64,
 ) -> Vec<String> {
-    let kind = if ok {
-        summary.event.clone()
-    } else {
-        format!("{}-error", summary.event)
+    let suffix = |kind: &str| {
+        if ok && summary.failed.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}-error")
+        }
     };
-    let mut per_kind = vec![
-        ("Events", "Count", 1.0),
-        ("InvocationDuration", "Milliseconds", duration_ms as f64),
-    ];
-    if let (Some(event), Some(sent)) = (summary.event_time_ms, summary.dispatched_ms) {
-        per_kind.push((
-            "EventToDispatch",
-            "Milliseconds",
-            sent.saturating_sub(event) as f64,
+    let mut out = Vec::new();
+    for (kind, n) in &summary.inputs {
+        out.push(line(
+            now_ms,
+            &[("Function", function), ("Kind", &suffix(kind))],
+            &[("Events", "Count", *n as f64)],
         ));
     }
-    let mut out = vec![line(
+    out.push(line(
         now_ms,
-        &[("Function", function), ("Kind", &kind)],
-        &per_kind,
-    )];
+        &[("Function", function), ("Kind", &summary.kind())],
+        &[("InvocationDuration", "Milliseconds", duration_ms as f64)],
+    ));
+    for c in &summary.changes {
+        if let Some(event) = c.event_ms {
+            out.push(line(
+                now_ms,
+                &[("Function", function), ("Kind", &c.kind)],
+                &[(
+                    "EventToDispatch",
+                    "Milliseconds",
+                    c.sent_ms.saturating_sub(event) as f64,
+                )],
+            ));
+        }
+    }
     let mut decisions: BTreeMap<&str, f64> = BTreeMap::new();
     for a in &summary.actions {
         // A decision that Auto Scaling no longer wanted (completed elsewhere) is not one.
@@ -107,10 +122,16 @@ pub fn emf_lines(
             &[("LifecycleDecisions", "Count", n)],
         ));
     }
+    let r = &summary.reports;
     let mut function_only = Vec::new();
-    let failed = summary.hosts.iter().filter(|h| !h.ok).count();
-    if failed > 0 {
-        function_only.push(("HostFailures", "Count", failed as f64));
+    for (name, n) in [
+        ("ReportsApplied", r.applied),
+        ("ForgedReports", r.forged),
+        ("HostsDropped", r.hosts_dropped.len()),
+    ] {
+        if n > 0 {
+            function_only.push((name, "Count", n as f64));
+        }
     }
     if let Some(p) = summary.pending {
         function_only.push(("PendingActions", "Count", p.actions as f64));
@@ -125,7 +146,7 @@ pub fn emf_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reactor::{ActionSummary, HostSummary, PendingSummary};
+    use crate::summary::{ActionSummary, PendingSummary, SentChange};
 
     fn action(decision: &str, completed: bool) -> ActionSummary {
         ActionSummary {
@@ -172,10 +193,7 @@ mod tests {
 
     #[test]
     fn every_line_is_emf_and_carries_the_documented_metrics() {
-        let summary = Summary {
-            event: "command-ended".into(),
-            event_time_ms: Some(1_000),
-            dispatched_ms: Some(1_250),
+        let mut summary = Summary {
             actions: vec![
                 action("CONTINUE", true),
                 action("CONTINUE", true),
@@ -183,24 +201,30 @@ mod tests {
                 action("CONTINUE", false),
                 action("WAIT", false),
             ],
-            hosts: vec![
-                HostSummary {
-                    host: "i-p1".into(),
-                    ok: true,
-                    error: None,
-                },
-                HostSummary {
-                    host: "i-p2".into(),
-                    ok: false,
-                    error: Some("exit 2".into()),
-                },
-            ],
+            changes: vec![SentChange {
+                label: "web-asg".into(),
+                generation: 1,
+                commands: vec!["c".into()],
+                hosts: 2,
+                change: infra::Change::new(1, Vec::new()),
+                sent_ms: 1_250,
+                event_ms: Some(1_000),
+                kind: "launch-lifecycle-action".into(),
+            }],
             pending: Some(PendingSummary {
                 actions: 3,
                 max_age_s: 42,
             }),
             ..Summary::default()
         };
+        summary.inputs.insert("host-report".into(), 7);
+        summary.inputs.insert("launch-lifecycle-action".into(), 2);
+        summary.reports.applied = 9;
+        summary.reports.forged = 1;
+        summary
+            .reports
+            .hosts_dropped
+            .push("i-p2 launch i-1 (silent)".into());
         let lines = emf_lines("haproxy-asg", &summary, true, 17, 5_000);
         let names: Vec<String> = lines.iter().flat_map(|l| check_emf(l)).collect();
         for m in [
@@ -208,7 +232,9 @@ mod tests {
             "InvocationDuration",
             "EventToDispatch",
             "LifecycleDecisions",
-            "HostFailures",
+            "ReportsApplied",
+            "ForgedReports",
+            "HostsDropped",
             "PendingActions",
             "PendingActionMaxAge",
         ] {
@@ -218,8 +244,21 @@ mod tests {
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(parsed[0]["EventToDispatch"], 250.0);
-        assert_eq!(parsed[0]["InvocationDuration"], 17.0);
+        let find = |metric: &str| parsed.iter().find(|p| p.get(metric).is_some()).unwrap();
+        assert_eq!(find("EventToDispatch")["EventToDispatch"], 250.0);
+        assert_eq!(find("EventToDispatch")["Kind"], "launch-lifecycle-action");
+        assert_eq!(find("InvocationDuration")["Kind"], "mixed");
+        let events: Vec<(String, f64)> = parsed
+            .iter()
+            .filter_map(|p| Some((p["Kind"].as_str()?.to_string(), p.get("Events")?.as_f64()?)))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("host-report".into(), 7.0),
+                ("launch-lifecycle-action".into(), 2.0)
+            ]
+        );
         let decided = |r: &str| {
             parsed
                 .iter()
@@ -230,20 +269,25 @@ mod tests {
         assert_eq!(decided("ABANDON"), Some(1.0));
         assert_eq!(decided("WAIT"), Some(1.0));
         let last = parsed.last().unwrap();
-        assert_eq!(last["HostFailures"], 1.0);
+        assert_eq!(last["HostsDropped"], 1.0);
+        assert_eq!(last["ForgedReports"], 1.0);
+        assert_eq!(last["ReportsApplied"], 9.0);
         assert_eq!(last["PendingActionMaxAge"], 42.0);
     }
 
     #[test]
-    fn a_failed_invocation_is_counted_under_its_kind_with_an_error_suffix() {
-        let summary = Summary {
-            event: "reconcile".into(),
-            ..Summary::default()
-        };
-        let lines = emf_lines("f", &summary, false, 3, 5);
-        assert_eq!(lines.len(), 1);
+    fn inputs_given_back_are_counted_under_their_kind_with_an_error_suffix() {
+        let mut summary = Summary::default();
+        summary.inputs.insert("reconcile".into(), 1);
+        summary.failed.push("m-1".into());
+        let lines = emf_lines("f", &summary, true, 3, 5);
+        assert_eq!(lines.len(), 2);
         let v: Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["Kind"], "reconcile-error");
-        assert!(v.get("EventToDispatch").is_none());
+        let v: Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(
+            (v["Kind"].as_str(), v["InvocationDuration"].as_f64()),
+            (Some("reconcile"), Some(3.0))
+        );
     }
 }

@@ -1,24 +1,35 @@
-//! The whole flow against in-process fakes of the four boundaries.
+//! The whole flow against in-process fakes of the boundaries: inputs arrive as the
+//! inbox delivers them (SQS batches of EventBridge events and host reports), the
+//! ledger is the in-memory one.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use infra::aws::{AwsError, Discovery, GroupMember, GroupState};
-use infra::{Change, MemberId, Outcome, OutcomeStatus, Report};
+use infra::{
+    Change, HostId, HostReport, MemberId, MemberReport, OutcomeStatus, PoolName, MAX_MESSAGE_BYTES,
+};
 use serde_json::{json, Value};
 
 use super::*;
 use crate::config::Config;
-use crate::context::Context;
-use crate::dispatch::{CommandInfo, DispatchError, Dispatcher, HostFailure, HostResult, Sent};
+use crate::dispatch::{DispatchError, Dispatcher, Sent};
 use crate::dns::{DnsApi, DnsError, Record, RecordChange};
-use crate::lifecycle::{Completion, Hook, LifecycleApi};
+use crate::input::samples::sample;
+use crate::ledger::memory::MemoryLedger;
+use crate::ledger::ActionKey;
+use crate::lifecycle::{Completion, Hook, LifecycleApi, Transition};
+use crate::summary::DnsSummary;
+
+const ROLE: &str = "AROAPROXYROLEEXAMPLE";
 
 #[derive(Default)]
 struct FakeDiscovery {
     groups: Mutex<Vec<GroupState>>,
     instance_groups: BTreeMap<String, String>,
+    /// Groups whose reads fail.
+    broken: Vec<String>,
 }
 
 impl FakeDiscovery {
@@ -31,6 +42,13 @@ impl FakeDiscovery {
 
 impl Discovery for FakeDiscovery {
     async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
+        if self.broken.iter().any(|b| b == name) {
+            return Err(AwsError::Api {
+                api: "DescribeAutoScalingGroups",
+                subject: format!("group {name}"),
+                message: "throttled".into(),
+            });
+        }
         Ok(self
             .groups
             .lock()
@@ -64,29 +82,22 @@ impl Discovery for FakeDiscovery {
     }
 }
 
-/// Hosts that bring every added member up (unless told it fails) and drain every
-/// removed one; records every command sent, and answers its results when asked (as SSM
-/// does once the command ended).
+/// The proxies: records every change sent (to whom); reports come as inbox messages
+/// the tests write.
 struct FakeHosts {
-    hosts: usize,
-    failing: Vec<String>,
-    broken_host: bool,
-    sent: Mutex<Vec<(String, Change, Context)>>,
-    /// Commands still running (the schedule heartbeats their actions).
-    running: Mutex<Vec<String>>,
-    /// Per command, per host: what it reports for every added member (default: up).
-    scripted: BTreeMap<String, Vec<OutcomeStatus>>,
+    hosts: Mutex<Vec<HostId>>,
+    sent: Mutex<Vec<(Vec<HostId>, Change)>>,
 }
 
 impl FakeHosts {
-    fn new(hosts: usize) -> Self {
+    fn new(n: usize) -> Self {
         Self {
-            hosts,
-            failing: Vec::new(),
-            broken_host: false,
+            hosts: Mutex::new(
+                (0..n)
+                    .map(|h| HostId::new(format!("i-p{h}")).unwrap())
+                    .collect(),
+            ),
             sent: Mutex::new(Vec::new()),
-            running: Mutex::new(Vec::new()),
-            scripted: BTreeMap::new(),
         }
     }
 
@@ -101,120 +112,22 @@ impl FakeHosts {
 }
 
 impl Dispatcher for FakeHosts {
-    async fn hosts(&self, _: &str) -> Result<Vec<String>, DispatchError> {
-        Ok((0..self.hosts).map(|h| format!("h{h}")).collect())
+    async fn hosts(&self) -> Result<Vec<HostId>, DispatchError> {
+        Ok(self.hosts.lock().unwrap().clone())
     }
 
     async fn send(
         &self,
-        hosts: &[String],
+        hosts: &[HostId],
         change: &Change,
-        context: &Context,
         _: &str,
     ) -> Result<Vec<Sent>, DispatchError> {
-        if hosts.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut sent = self.sent.lock().unwrap();
-        let id = format!("cmd-{}", sent.len() + 1);
-        sent.push((id.clone(), change.clone(), context.clone()));
+        sent.push((hosts.to_vec(), change.clone()));
         Ok(vec![Sent {
-            command_id: id,
+            command_id: format!("cmd-{}", sent.len()),
             hosts: hosts.to_vec(),
         }])
-    }
-
-    async fn results(&self, command_id: &str) -> Result<Vec<HostResult>, DispatchError> {
-        let script = self.scripted.get(command_id).cloned();
-        let Some((_, change, _)) = self
-            .sent
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s.0 == command_id)
-            .cloned()
-        else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for h in 0..self.hosts {
-            let host = format!("h{h}");
-            if self.broken_host && h == self.hosts - 1 {
-                out.push(HostResult::failed(
-                    host,
-                    HostFailure::Exit {
-                        code: Some(2),
-                        excerpt: "error: HAProxy unreachable".into(),
-                    },
-                ));
-                continue;
-            }
-            let mut outcomes = Vec::new();
-            for p in &change.pools {
-                for m in &p.add {
-                    let failed = self.failing.contains(&m.id.to_string()) && h == 0;
-                    outcomes.push(Outcome {
-                        pool: p.pool.clone(),
-                        member: m.id.clone(),
-                        slot: None,
-                        status: if failed {
-                            OutcomeStatus::Failed
-                        } else {
-                            script
-                                .as_ref()
-                                .and_then(|s| s.get(h).copied())
-                                .unwrap_or(OutcomeStatus::Up)
-                        },
-                        reason: failed.then(|| "health check timed out".into()),
-                        ms: 1,
-                    });
-                }
-                for id in &p.remove {
-                    outcomes.push(Outcome {
-                        pool: p.pool.clone(),
-                        member: id.clone(),
-                        slot: None,
-                        status: OutcomeStatus::Drained,
-                        reason: None,
-                        ms: 1,
-                    });
-                }
-            }
-            out.push(HostResult::report(
-                host.clone(),
-                Report {
-                    host,
-                    generation: change.generation,
-                    ok: true,
-                    reloads: 0,
-                    outcomes,
-                },
-            ));
-        }
-        Ok(out)
-    }
-
-    async fn commands(&self, _: u64) -> Result<Vec<CommandInfo>, DispatchError> {
-        let running = self.running.lock().unwrap().clone();
-        Ok(self
-            .sent
-            .lock()
-            .unwrap()
-            .iter()
-            .enumerate()
-            .map(|(n, (id, _, ctx))| CommandInfo {
-                command_id: id.clone(),
-                finished: !running.contains(id),
-                status: if running.contains(id) {
-                    "InProgress"
-                } else {
-                    "Success"
-                }
-                .into(),
-                requested_ms: 1_000 + n as u64,
-                context: Some(ctx.clone()),
-            })
-            .collect())
     }
 }
 
@@ -222,7 +135,6 @@ impl Dispatcher for FakeHosts {
 struct FakeLifecycle {
     completed: Mutex<Vec<(String, String, String, &'static str)>>,
     heartbeats: Mutex<Vec<String>>,
-    /// Instances tagged interrupted, with the tag's value.
     marked: Mutex<Vec<(String, String)>>,
     /// Other systems' hooks on the group.
     foreign: Vec<Hook>,
@@ -230,17 +142,14 @@ struct FakeLifecycle {
 
 impl LifecycleApi for FakeLifecycle {
     async fn hooks(&self, _: &str) -> Result<Vec<Hook>, AwsError> {
+        let hook = |name: &str, transition| Hook {
+            name: name.into(),
+            transition,
+            heartbeat_timeout: Duration::from_secs(300),
+        };
         Ok([
-            Hook {
-                name: "launch-hook".into(),
-                transition: Transition::Launch,
-                heartbeat_timeout: Duration::from_secs(300),
-            },
-            Hook {
-                name: "terminate-hook".into(),
-                transition: Transition::Terminate,
-                heartbeat_timeout: Duration::from_secs(300),
-            },
+            hook("launch-hook", Transition::Launch),
+            hook("terminate-hook", Transition::Terminate),
         ]
         .into_iter()
         .chain(self.foreign.iter().cloned())
@@ -291,7 +200,6 @@ impl LifecycleApi for FakeLifecycle {
 #[derive(Default)]
 struct FakeDns {
     records: Mutex<Vec<Record>>,
-    requests: Mutex<usize>,
 }
 
 impl DnsApi for FakeDns {
@@ -299,7 +207,6 @@ impl DnsApi for FakeDns {
         Ok(self.records.lock().unwrap().clone())
     }
     async fn change(&self, _: &str, _: &str, batch: &[RecordChange]) -> Result<(), DnsError> {
-        *self.requests.lock().unwrap() += 1;
         let mut r = self.records.lock().unwrap();
         for c in batch {
             match c {
@@ -314,7 +221,31 @@ impl DnsApi for FakeDns {
     }
 }
 
-type Fixture = Reactor<FakeDiscovery, FakeHosts, FakeLifecycle, FakeDns>;
+/// Reminders, recorded (the tests deliver them when they want).
+#[derive(Default)]
+struct FakeReminders {
+    set: Mutex<Vec<(Vec<ActionKey>, Duration)>>,
+}
+
+impl crate::remind::Reminders for FakeReminders {
+    async fn remind(&self, actions: &[ActionKey], after: Duration) -> Result<(), AwsError> {
+        self.set.lock().unwrap().push((actions.to_vec(), after));
+        Ok(())
+    }
+}
+
+struct Fakes;
+
+impl Boundaries for Fakes {
+    type Discovery = FakeDiscovery;
+    type Dispatcher = FakeHosts;
+    type Lifecycle = FakeLifecycle;
+    type Dns = FakeDns;
+    type Ledger = MemoryLedger;
+    type Reminders = FakeReminders;
+}
+
+type Fixture = Reactor<Fakes>;
 
 fn member(id: &str, state: &str, n: u8) -> GroupMember {
     GroupMember::new(
@@ -334,71 +265,148 @@ fn group(name: &str, members: Vec<GroupMember>, read_at_ms: u64) -> GroupState {
     }
 }
 
-fn fixture(hosts: FakeHosts) -> Fixture {
-    let config = Config::from_lookup(|k| match k {
-        "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
-        "SSM_DOCUMENT" => Some("doc".into()),
-        "PROXY_TAG_KEY" => Some("Role".into()),
-        "PROXY_TAG_VALUE" => Some("proxy".into()),
-        "PROXY_GROUP" => Some("proxies".into()),
-        "DNS_ZONE_ID" => Some("Z1".into()),
-        "DNS_RECORD_NAME" => Some("lb.example.com".into()),
-        _ => None,
+fn config(extra: &[(&str, &str)]) -> Config {
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|k| {
+        if let Some((_, v)) = extra.iter().find(|(n, _)| n == k) {
+            return Some(v.clone());
+        }
+        match k {
+            "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
+            "SSM_DOCUMENT" => Some("doc".into()),
+            "PROXY_TAG_KEY" => Some("Role".into()),
+            "PROXY_TAG_VALUE" => Some("proxy".into()),
+            "PROXY_GROUP" => Some("proxies".into()),
+            "PROXY_ROLE_ID" => Some(ROLE.into()),
+            "LEDGER_TABLE" => Some("ledger".into()),
+            "INBOX_QUEUE_URL" => {
+                Some("https://sqs.us-east-1.amazonaws.com/123456789012/inbox".into())
+            }
+            "DNS_ZONE_ID" => Some("Z1".into()),
+            "DNS_RECORD_NAME" => Some("lb.example.com".into()),
+            _ => None,
+        }
     })
-    .unwrap();
+    .unwrap()
+}
+
+fn build(config: Config, hosts: FakeHosts, lifecycle: FakeLifecycle) -> Fixture {
     let mut d = FakeDiscovery::default();
-    d.instance_groups.insert("i-2".into(), "web-asg".into());
+    for i in ["i-1", "i-2", "i-3"] {
+        d.instance_groups.insert(i.into(), "web-asg".into());
+    }
+    d.instance_groups.insert("i-9".into(), "other-asg".into());
     Reactor::new(
         config,
-        d,
-        hosts,
-        FakeLifecycle::default(),
-        Some(FakeDns::default()),
+        Parts {
+            discovery: d,
+            dispatcher: hosts,
+            lifecycle,
+            dns: Some(FakeDns::default()),
+            ledger: MemoryLedger::default(),
+            reminders: FakeReminders::default(),
+        },
     )
 }
 
+/// Two proxies, a group with i-1 in service.
+fn fixture() -> Fixture {
+    let r = build(config(&[]), FakeHosts::new(2), FakeLifecycle::default());
+    r.discovery
+        .set(group("web-asg", vec![member("i-1", "InService", 1)], 1000));
+    r
+}
+
+/// `ms` since the epoch as EventBridge writes times.
+fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[test]
+fn times_written_here_read_back() {
+    let now = infra::aws::now_ms() / 1000 * 1000;
+    assert_eq!(crate::input::parse_rfc3339_ms(&rfc3339(now)), Some(now));
+}
+
+/// AWS's sample of a lifecycle action event about `instance` of web-asg, happening now.
 fn lifecycle_event(kind: &str, instance: &str) -> Value {
-    let (dt, tr) = match kind {
-        "launch" => (
-            "EC2 Instance-launch Lifecycle Action",
-            "autoscaling:EC2_INSTANCE_LAUNCHING",
-        ),
-        _ => (
-            "EC2 Instance-terminate Lifecycle Action",
-            "autoscaling:EC2_INSTANCE_TERMINATING",
-        ),
-    };
-    let hook = format!("{kind}-hook");
-    json!({"version":"0","id":"e1","detail-type":dt,"source":"aws.autoscaling",
-        "time":"2026-11-20T10:00:00Z",
-        "detail":{"LifecycleActionToken":"tok","AutoScalingGroupName":"web-asg",
-          "LifecycleHookName":hook,"EC2InstanceId":instance,"LifecycleTransition":tr}})
+    let mut e = sample(&format!("{kind}-lifecycle-action"));
+    e["time"] = json!(rfc3339(infra::aws::now_ms()));
+    e["detail"]["AutoScalingGroupName"] = json!("web-asg");
+    e["detail"]["LifecycleHookName"] = json!(format!("{kind}-hook"));
+    e["detail"]["EC2InstanceId"] = json!(instance);
+    e
 }
 
-/// The status event of command `id`, as SSM puts it on EventBridge when it ends.
-fn ended(r: &Fixture, id: &str) -> Value {
-    let ctx = r
-        .dispatcher
-        .sent
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|s| s.0 == id)
-        .map(|s| s.2.encode())
-        .unwrap_or_default();
-    json!({"version":"0","id":"ev","detail-type":"EC2 Command Status-change Notification",
-        "source":"aws.ssm","detail":{"command-id":id,"document-name":"doc","status":"Success",
-        "parameters":{"Action":["apply"],"Change":["e30="],"Context":[ctx]}}})
+/// An SQS record as the inbox delivers it.
+fn record(id: &str, sender: &str, body: &str) -> Value {
+    let mut r = sample("sqs-lambda-event")["Records"][0].clone();
+    r["messageId"] = json!(id);
+    r["body"] = json!(body);
+    r["attributes"]["SenderId"] = json!(sender);
+    r
 }
 
-/// Ends the last command sent: its status event, handled.
-async fn end_last(r: &Fixture) -> Summary {
-    let id = r.dispatcher.sent.lock().unwrap().last().unwrap().0.clone();
-    r.handle(&ended(r, &id)).await.unwrap()
+/// An EventBridge event delivered to the inbox.
+fn event_record(id: &str, event: &Value) -> Value {
+    record(id, "AIDAEVENTBRIDGEEXAMPLE", &event.to_string())
 }
 
-fn sched() -> Value {
-    json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}})
+/// Host `host`'s report of `members`, sent from its own session.
+fn report_record(host: &str, members: &[(&str, OutcomeStatus, u64)]) -> Value {
+    let body = report_body(host, members);
+    record(&format!("r-{host}"), &format!("{ROLE}:{host}"), &body)
+}
+
+fn report_body(host: &str, members: &[(&str, OutcomeStatus, u64)]) -> String {
+    HostReport {
+        host: HostId::new(host).unwrap(),
+        sent_ms: 1,
+        reports: members
+            .iter()
+            .map(|(m, status, generation)| {
+                MemberReport::new(
+                    PoolName::new("web").unwrap(),
+                    MemberId::new(*m).unwrap(),
+                    *generation,
+                    *status,
+                    (*status == OutcomeStatus::Failed).then(|| "did not pass health checks".into()),
+                    5,
+                )
+            })
+            .collect(),
+    }
+    .to_messages(MAX_MESSAGE_BYTES)
+    .remove(0)
+}
+
+async fn deliver(r: &Fixture, records: Vec<Value>) -> Invocation {
+    r.invoke(&json!({ "Records": records })).await
+}
+
+/// The generation of the last change sent.
+fn last_generation(r: &Fixture) -> u64 {
+    r.dispatcher.changes().last().map(|c| c.generation).unwrap()
 }
 
 fn completed(r: &Fixture) -> Vec<(String, &'static str)> {
@@ -411,18 +419,466 @@ fn completed(r: &Fixture) -> Vec<(String, &'static str)> {
         .collect()
 }
 
-/// A group also holding another system's launch hook ("bootstrap"), and a reactor told
-/// its own hooks.
-fn fixture_with_a_foreign_hook() -> Fixture {
-    let config = Config::from_lookup(|k| match k {
-        "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
-        "SSM_DOCUMENT" => Some("doc".into()),
-        "PROXY_TAG_KEY" => Some("Role".into()),
-        "PROXY_TAG_VALUE" => Some("proxy".into()),
-        "LIFECYCLE_HOOKS" => Some("launch-hook,terminate-hook".into()),
-        _ => None,
-    })
-    .unwrap();
+fn key(instance: &str, transition: Transition) -> ActionKey {
+    ActionKey {
+        instance: MemberId::new(instance).unwrap(),
+        transition,
+    }
+}
+
+fn sched() -> Value {
+    sample("scheduled-event")
+}
+
+use OutcomeStatus::{Drained, Failed, Stale, Up};
+
+#[tokio::test]
+async fn a_launch_is_sent_at_once_and_continued_when_every_host_reports_it_up() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "InService", 1),
+            member("i-2", "Pending:Wait", 2),
+        ],
+        1000,
+    ));
+    let i = deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    assert_eq!(i.response, json!({"batchItemFailures": []}));
+    // Sent to both proxies, the action opened and waiting, nothing completed yet.
+    let sent = r.dispatcher.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.len(), 2);
+    assert_eq!(sent[0].1.pools[0].add[0].id.as_str(), "i-2");
+    assert_eq!(i.summary.actions[0].decision, "WAIT");
+    assert!(completed(&r).is_empty());
+    let g = last_generation(&r);
+    let item = r.ledger.item(&key("i-2", Transition::Launch)).unwrap();
+    assert_eq!((item.first_generation, item.hosts.len()), (g, 2));
+    assert_eq!(
+        item.token.as_deref(),
+        Some("87654321-4321-4321-4321-210987654321")
+    );
+
+    // One host reports it up: still waiting for the other.
+    let i = deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
+    assert_eq!(i.summary.reports.applied, 1);
+    assert!(completed(&r).is_empty());
+    // The other one too: continued at once, the item closed.
+    let i = deliver(&r, vec![report_record("i-p1", &[("i-2", Up, g)])]).await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert_eq!(i.summary.actions[0].reason, "UP on all 2 host(s)");
+    assert!(r.ledger.open_items().is_empty());
+}
+
+#[tokio::test]
+async fn a_launch_failing_on_one_host_is_abandoned() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let g = last_generation(&r);
+    let i = deliver(
+        &r,
+        vec![
+            report_record("i-p0", &[("i-2", Up, g)]),
+            report_record("i-p1", &[("i-2", Failed, g)]),
+        ],
+    )
+    .await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
+    assert!(i.summary.actions[0].reason.contains("host i-p1"), "{i:?}");
+}
+
+#[tokio::test]
+async fn a_terminate_is_continued_once_drained_everywhere() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "InService", 1),
+            member("i-3", "Terminating:Wait", 3),
+        ],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("terminate", "i-3"))],
+    )
+    .await;
+    let change = r.dispatcher.changes().remove(0);
+    assert_eq!(change.pools[0].remove, [MemberId::new("i-3").unwrap()]);
+    assert!(
+        change.pools[0].add.is_empty(),
+        "the steady member is not sent"
+    );
+    let g = change.generation;
+    // A join's report says nothing about a drain; the drain reports do.
+    deliver(&r, vec![report_record("i-p0", &[("i-3", Up, g)])]).await;
+    assert!(completed(&r).is_empty());
+    deliver(
+        &r,
+        vec![
+            report_record("i-p0", &[("i-3", Drained, g)]),
+            report_record("i-p1", &[("i-3", Drained, g)]),
+        ],
+    )
+    .await;
+    assert_eq!(completed(&r), [("i-3".to_string(), "CONTINUE")]);
+}
+
+#[tokio::test]
+async fn events_of_one_group_in_a_batch_are_one_change() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "Pending:Wait", 1),
+            member("i-2", "Pending:Wait", 2),
+            member("i-3", "Terminating:Wait", 3),
+        ],
+        1000,
+    ));
+    let i = deliver(
+        &r,
+        vec![
+            event_record("e1", &lifecycle_event("launch", "i-1")),
+            event_record("e2", &lifecycle_event("launch", "i-2")),
+            event_record("e3", &lifecycle_event("terminate", "i-3")),
+        ],
+    )
+    .await;
+    let changes = r.dispatcher.changes();
+    assert_eq!(changes.len(), 1, "one change for the group");
+    assert_eq!(
+        (
+            changes[0].pools[0].add.len(),
+            changes[0].pools[0].remove.len()
+        ),
+        (2, 1)
+    );
+    assert_eq!(i.summary.inputs.get("launch-lifecycle-action"), Some(&2));
+    assert_eq!(r.ledger.open_items().len(), 3);
+    // Each action keeps its own event's hook and token.
+    assert!(r
+        .ledger
+        .open_items()
+        .iter()
+        .all(|i| i.token.is_some() && i.hooks.len() == 1));
+}
+
+#[tokio::test]
+async fn one_failing_group_gives_back_only_its_records() {
+    let mut d = FakeDiscovery::default();
+    d.broken.push("broken-asg".into());
+    let r: Fixture = Reactor::new(
+        config(&[(
+            "POOLS",
+            r#"{"web-asg":[{"name":"web","port":8080}],"broken-asg":[{"name":"b","port":8081}]}"#,
+        )]),
+        Parts {
+            discovery: d,
+            dispatcher: FakeHosts::new(1),
+            lifecycle: FakeLifecycle::default(),
+            dns: None,
+            ledger: MemoryLedger::default(),
+            reminders: FakeReminders::default(),
+        },
+    );
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    let mut broken = lifecycle_event("launch", "i-5");
+    broken["detail"]["AutoScalingGroupName"] = json!("broken-asg");
+    let i = deliver(
+        &r,
+        vec![
+            event_record("ok", &lifecycle_event("launch", "i-2")),
+            event_record("bad", &broken),
+            record("junk", "AIDA", "{not json"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        i.response,
+        json!({"batchItemFailures": [{"itemIdentifier": "bad"}]})
+    );
+    assert_eq!(
+        r.dispatcher.changes().len(),
+        1,
+        "the good group's change went out"
+    );
+    assert!(i.summary.ignored.iter().any(|w| w.contains("not JSON")));
+}
+
+#[tokio::test]
+async fn reports_lost_duplicated_reordered_or_late_change_nothing_wrong() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    // A report that comes before the action exists (about an earlier change) is ignored.
+    deliver(&r, vec![report_record("i-p0", &[("i-2", Failed, 1)])]).await;
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let g = last_generation(&r);
+    // Duplicated and older reports of one host count once.
+    deliver(
+        &r,
+        vec![
+            report_record("i-p0", &[("i-2", Up, g)]),
+            report_record("i-p0", &[("i-2", Up, g)]),
+        ],
+    )
+    .await;
+    let i = deliver(&r, vec![report_record("i-p0", &[("i-2", Failed, g - 1)])]).await;
+    assert_eq!(i.summary.reports.applied, 0);
+    assert!(completed(&r).is_empty());
+    // A stale report (a newer change rules the member) decides nothing.
+    deliver(&r, vec![report_record("i-p1", &[("i-2", Stale, g)])]).await;
+    assert!(completed(&r).is_empty());
+    deliver(&r, vec![report_record("i-p1", &[("i-2", Up, g + 5)])]).await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    // After the decision, a late failure changes nothing.
+    let i = deliver(&r, vec![report_record("i-p1", &[("i-2", Failed, g + 9)])]).await;
+    assert_eq!(completed(&r).len(), 1);
+    assert_eq!(i.summary.reports.applied, 0);
+}
+
+#[tokio::test]
+async fn a_forged_report_and_an_event_from_a_proxy_complete_nothing() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let g = last_generation(&r);
+    let body = report_body("i-p0", &[("i-2", Up, g)]);
+    let body1 = report_body("i-p1", &[("i-2", Up, g)]);
+    let i = deliver(
+        &r,
+        vec![
+            // i-p1 sends a report naming i-p0; someone else (not a proxy session) does too.
+            record("f1", &format!("{ROLE}:i-p1"), &body),
+            record("f2", "AIDAOTHERUSER", &body),
+            record("f3", &format!("AROAOTHERROLE:i-p1"), &body1),
+            // A proxy sends an event body: refused too.
+            record(
+                "f4",
+                &format!("{ROLE}:i-p0"),
+                &lifecycle_event("terminate", "i-2").to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(i.summary.reports.forged, 4, "{i:?}");
+    assert_eq!(
+        i.response,
+        json!({"batchItemFailures": []}),
+        "refused, not retried"
+    );
+    assert!(completed(&r).is_empty());
+    assert_eq!(r.dispatcher.changes().len(), 1, "nothing more sent");
+    // A report from a host that is not one the action waits for changes nothing either.
+    deliver(&r, vec![report_record("i-p7", &[("i-2", Up, g)])]).await;
+    assert!(completed(&r).is_empty());
+}
+
+#[tokio::test]
+async fn a_silent_host_is_dropped_after_the_report_timeout_and_never_vetoes() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let g = last_generation(&r);
+    deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
+    assert!(completed(&r).is_empty());
+    // 31 s later (HOST_REPORT_TIMEOUT_S 30), the schedule drops the silent host.
+    r.ledger.age(31_000);
+    let i = r.handle(&sched()).await.unwrap();
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert_eq!(i.reports.hosts_dropped.len(), 1);
+    assert!(
+        i.reports.hosts_dropped[0].starts_with("i-p1 launch i-2"),
+        "{i:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_first_report_sets_a_reminder_that_drops_a_silent_host_when_it_comes() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let g = last_generation(&r);
+    assert!(
+        r.reminders.set.lock().unwrap().is_empty(),
+        "no report yet: no reminder"
+    );
+    deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
+    let set = r.reminders.set.lock().unwrap().clone();
+    assert_eq!(
+        set,
+        [(
+            vec![key("i-2", Transition::Launch)],
+            Duration::from_secs(31)
+        )]
+    );
+    // The reminder comes back after the timeout, as a message of the inbox.
+    r.ledger.age(31_000);
+    let body = crate::input::recheck::Recheck::messages(&set[0].0).remove(0);
+    let i = deliver(
+        &r,
+        vec![record("m-recheck", "AROAREACTORROLE:reactor", &body)],
+    )
+    .await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert_eq!(i.summary.reports.hosts_dropped.len(), 1, "{i:?}");
+    // One from a proxy is refused.
+    let i = deliver(&r, vec![record("m-forged", &format!("{ROLE}:i-p0"), &body)]).await;
+    assert_eq!(i.summary.reports.forged, 1);
+}
+
+#[tokio::test]
+async fn a_proxy_leaving_service_is_removed_from_every_open_action() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    r.discovery.set(group(
+        "proxies",
+        vec![
+            member("i-p0", "InService", 10),
+            member("i-p1", "Terminating:Wait", 11),
+        ],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let g = last_generation(&r);
+    deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
+    let mut ev = lifecycle_event("terminate", "i-p1");
+    ev["detail"]["AutoScalingGroupName"] = json!("proxies");
+    let i = deliver(&r, vec![event_record("p", &ev)]).await;
+    let done = completed(&r);
+    assert!(
+        done.contains(&("i-p1".to_string(), "CONTINUE")),
+        "the proxy's own action: {done:?}"
+    );
+    assert!(
+        done.contains(&("i-2".to_string(), "CONTINUE")),
+        "the launch no longer waits for it: {done:?}"
+    );
+    assert!(i
+        .summary
+        .reports
+        .hosts_dropped
+        .iter()
+        .any(|d| d.contains("left service")));
+}
+
+#[tokio::test]
+async fn a_late_launch_event_never_adds_a_terminating_instance() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Terminating:Wait", 2)],
+        1000,
+    ));
+    let i = deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let change = r.dispatcher.changes().remove(0);
+    assert!(change.pools[0].add.is_empty());
+    assert_eq!(change.pools[0].remove, [MemberId::new("i-2").unwrap()]);
+    assert!(
+        i.summary.notes.iter().any(|n| n.contains("not pending")),
+        "{i:?}"
+    );
+    assert!(r.ledger.item(&key("i-2", Transition::Launch)).is_none());
+    assert!(r.ledger.item(&key("i-2", Transition::Terminate)).is_some());
+}
+
+#[tokio::test]
+async fn a_launch_of_a_leaving_instance_is_abandoned_and_no_proxy_means_continue() {
+    let r = fixture();
+    let leaving = GroupMember::new(
+        MemberId::new("i-2").unwrap(),
+        "Pending:Wait",
+        Some("shutting-down".into()),
+        Some("10.0.0.2".parse().unwrap()),
+    );
+    r.discovery.set(group("web-asg", vec![leaving], 1000));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
+
+    let r = build(config(&[]), FakeHosts::new(0), FakeLifecycle::default());
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    let i = deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert!(i.summary.actions[0].reason.contains("no proxy host"));
+    assert!(r.dispatcher.changes().is_empty());
+}
+
+#[tokio::test]
+async fn another_systems_hook_is_never_completed() {
     let lifecycle = FakeLifecycle {
         foreign: vec![Hook {
             name: "bootstrap".into(),
@@ -431,57 +887,29 @@ fn fixture_with_a_foreign_hook() -> Fixture {
         }],
         ..FakeLifecycle::default()
     };
-    let r = Reactor::new(
-        config,
-        FakeDiscovery::default(),
-        FakeHosts::new(2),
+    let r = build(
+        config(&[("LIFECYCLE_HOOKS", "launch-hook,terminate-hook")]),
+        FakeHosts::new(1),
         lifecycle,
-        None,
     );
     r.discovery.set(group(
         "web-asg",
-        vec![
-            member("i-1", "InService", 1),
-            member("i-2", "Pending:Wait", 2),
-        ],
+        vec![member("i-2", "Pending:Wait", 2)],
         1000,
     ));
-    r
-}
-
-#[tokio::test]
-async fn another_systems_hook_is_never_completed() {
-    // Its event is left alone: nothing sent, nothing completed.
-    let r = fixture_with_a_foreign_hook();
     let mut event = lifecycle_event("launch", "i-2");
     event["detail"]["LifecycleHookName"] = json!("bootstrap");
-    let s = r.handle(&event).await.unwrap();
-    assert!(
-        s.ignored
-            .as_deref()
-            .is_some_and(|i| i.contains("bootstrap")),
-        "{s:?}"
-    );
-    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
-    assert!(completed(&r).is_empty());
-
-    // Our hook's event completes our hook only, once its command ended.
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    end_last(&r).await;
-    let hooks: Vec<String> = r
-        .lifecycle
-        .completed
-        .lock()
-        .unwrap()
+    let i = deliver(&r, vec![event_record("e1", &event)]).await;
+    assert!(i
+        .summary
+        .ignored
         .iter()
-        .map(|c| c.1.clone())
-        .collect();
-    assert_eq!(hooks, ["launch-hook"]);
-
-    // The schedule, which knows no hook from an event, completes ours only too.
-    let r = fixture_with_a_foreign_hook();
+        .any(|w| w.contains("not one of LIFECYCLE_HOOKS")));
+    assert!(r.dispatcher.changes().is_empty());
+    // The schedule finds the action pending and completes only our hook.
     r.handle(&sched()).await.unwrap();
-    end_last(&r).await;
+    let g = last_generation(&r);
+    deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
     let hooks: Vec<String> = r
         .lifecycle
         .completed
@@ -494,280 +922,76 @@ async fn another_systems_hook_is_never_completed() {
 }
 
 #[tokio::test]
-async fn a_launch_is_sent_at_once_and_continued_when_its_command_reports_up_everywhere() {
-    let r = fixture(FakeHosts::new(3));
+async fn the_schedule_opens_what_events_missed_closes_what_settled_and_heartbeats_long_drains() {
+    let r = fixture();
     r.discovery.set(group(
         "web-asg",
         vec![
             member("i-1", "InService", 1),
             member("i-2", "Pending:Wait", 2),
+            member("i-3", "Terminating:Wait", 3),
         ],
         1000,
     ));
-    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent.len(), 1);
+    // No event came: the schedule sends the whole membership with both actions.
+    let s = r.handle(&sched()).await.unwrap();
+    let change = r.dispatcher.changes().remove(0);
     assert_eq!(
-        sent[0].pools[0].add.len(),
-        1,
-        "only the member in transition"
+        (change.pools[0].add.len(), change.pools[0].remove.len()),
+        (2, 1)
     );
-    assert_eq!(sent[0].pools[0].add[0].id.as_str(), "i-2");
-    // The invocation returned without completing: the hosts have not reported yet.
-    assert!(completed(&r).is_empty());
-    assert_eq!(s.commands, ["cmd-1"]);
-    assert_eq!(s.actions[0].decision, "WAIT");
-    assert_eq!(s.generation, Some(1000));
-    // The context carries what completes the action.
-    let ctx = r.dispatcher.sent.lock().unwrap()[0].2.clone();
-    assert_eq!(ctx.actions.len(), 1);
-    assert_eq!(ctx.actions[0].instance.as_str(), "i-2");
-    assert_eq!(ctx.actions[0].hooks, ["launch-hook"]);
-    assert_eq!(ctx.actions[0].token.as_deref(), Some("tok"));
-    assert_eq!(ctx.actions[0].pools[0].as_str(), "web");
-
-    let s = end_last(&r).await;
-    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
-    assert_eq!(s.hosts.len(), 3);
-}
-
-#[tokio::test]
-async fn launch_failing_on_one_host_is_abandoned() {
-    let mut hosts = FakeHosts::new(2);
-    hosts.failing.push("i-2".into());
-    let r = fixture(hosts);
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    let s = end_last(&r).await;
-    assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
-    assert!(s.actions[0].reason.contains("health check timed out"));
-}
-
-#[tokio::test]
-async fn a_broken_host_leaves_the_launch_pending_and_names_the_host() {
-    let mut hosts = FakeHosts::new(2);
-    hosts.broken_host = true;
-    let r = fixture(hosts);
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    let s = end_last(&r).await;
-    assert!(completed(&r).is_empty());
-    assert_eq!(s.actions[0].decision, "WAIT");
-    assert!(
-        s.actions[0].reason.contains("host h1 failed"),
-        "{}",
-        s.actions[0].reason
+    assert_eq!(r.ledger.open_items().len(), 2);
+    assert_eq!(
+        s.pending.map(|p| p.actions),
+        Some(0),
+        "nothing was open before"
     );
-    assert!(s.hosts[1]
-        .error
-        .as_deref()
-        .unwrap()
-        .contains("HAProxy unreachable"));
-    // The schedule sends it again, and the next command's end settles it.
-    r.handle(&sched()).await.unwrap();
-    assert_eq!(r.dispatcher.changes().len(), 2);
-}
-
-#[tokio::test]
-async fn terminate_is_continued_after_the_drain() {
-    let r = fixture(FakeHosts::new(2));
+    // A minute on, the drain still runs: heartbeat; the launch completed elsewhere is closed.
+    r.ledger.age(60_000);
     r.discovery.set(group(
         "web-asg",
         vec![
             member("i-1", "InService", 1),
-            member("i-2", "Terminating:Wait", 2),
-        ],
-        1000,
-    ));
-    r.handle(&lifecycle_event("terminate", "i-2"))
-        .await
-        .unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent[0].pools[0].remove, [MemberId::new("i-2").unwrap()]);
-    assert!(sent[0].pools[0].add.is_empty());
-    assert!(completed(&r).is_empty(), "no invocation waits for a drain");
-    end_last(&r).await;
-    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
-}
-
-#[tokio::test]
-async fn a_late_launch_event_never_adds_a_terminating_instance() {
-    let r = fixture(FakeHosts::new(1));
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Terminating:Wait", 2)],
-        1000,
-    ));
-    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    let sent = r.dispatcher.changes();
-    assert!(sent[0].pools[0].add.is_empty());
-    assert_eq!(sent[0].pools[0].remove.len(), 1);
-    assert!(s.notes.iter().any(|n| n.contains("not pending")));
-    // Its terminate action is what is pending, and it is drained: continued.
-    end_last(&r).await;
-    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
-}
-
-#[tokio::test]
-async fn duplicate_and_late_events_change_nothing() {
-    let r = fixture(FakeHosts::new(1));
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    end_last(&r).await;
-    // The action completed; the group now says InService. The duplicate lifecycle event
-    // re-sends the same truth with a newer generation and carries no action.
-    r.discovery
-        .set(group("web-asg", vec![member("i-2", "InService", 2)], 1000));
-    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent.len(), 2);
-    assert!(sent[1].generation > sent[0].generation);
-    assert_eq!(sent[1].pools[0].add[0].id.as_str(), "i-2");
-    assert!(s.actions.is_empty());
-    let s = end_last(&r).await;
-    assert!(s.ignored.unwrap().contains("no lifecycle action"));
-    // The first command's status event again (duplicated, late): nothing new completes.
-    let again = r.handle(&ended(&r, "cmd-1")).await.unwrap();
-    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
-    assert!(!again.actions[0].completed, "{again:?}");
-}
-
-#[tokio::test]
-async fn status_events_of_other_documents_and_unreadable_contexts_change_nothing() {
-    let r = fixture(FakeHosts::new(1));
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    let mut other = ended(&r, "cmd-1");
-    other["detail"]["document-name"] = json!("AWS-RunShellScript");
-    let s = r.handle(&other).await.unwrap();
-    assert!(s.ignored.unwrap().contains("not ours"));
-    let mut garbled = ended(&r, "cmd-1");
-    garbled["detail"]["parameters"]["Context"] = json!(["@@@"]);
-    let s = r.handle(&garbled).await.unwrap();
-    assert!(s.ignored.unwrap().contains("base64"));
-    let mut running = ended(&r, "cmd-1");
-    running["detail"]["status"] = json!("InProgress");
-    r.handle(&running).await.unwrap();
-    assert!(completed(&r).is_empty());
-}
-
-#[tokio::test]
-async fn a_lost_status_event_is_repaired_by_the_schedule_and_running_drains_get_heartbeats() {
-    let r = fixture(FakeHosts::new(2));
-    r.discovery.set(group(
-        "web-asg",
-        vec![
-            member("i-2", "Pending:Wait", 2),
-            member("i-3", "InService", 3),
-        ],
-        1000,
-    ));
-    // The launch's command ended, but its status event never arrived.
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    // The terminate's command still drains.
-    r.discovery.set(group(
-        "web-asg",
-        vec![
-            member("i-2", "Pending:Wait", 2),
+            member("i-2", "InService", 2),
             member("i-3", "Terminating:Wait", 3),
         ],
         2000,
     ));
-    r.handle(&lifecycle_event("terminate", "i-3"))
-        .await
-        .unwrap();
-    r.dispatcher.running.lock().unwrap().push("cmd-2".into());
     let s = r.handle(&sched()).await.unwrap();
-    // The launch is decided from its command's reports...
-    assert!(
-        completed(&r).contains(&("i-2".to_string(), "CONTINUE")),
-        "{s:?}"
-    );
-    assert!(s
-        .notes
-        .iter()
-        .any(|n| n.contains("without its status event")));
-    // ...the drain still running is kept alive, not completed, not sent again.
-    assert!(!completed(&r).iter().any(|c| c.0 == "i-3"));
-    assert!(r
-        .lifecycle
-        .heartbeats
-        .lock()
-        .unwrap()
-        .contains(&"i-3".to_string()));
-    let last = r.dispatcher.sent.lock().unwrap().last().unwrap().2.clone();
-    assert!(
-        last.actions.is_empty(),
-        "the schedule's change carries no action another command serves: {last:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_launch_of_a_leaving_instance_is_abandoned_and_no_host_means_continue() {
-    let r = fixture(FakeHosts::new(1));
-    let leaving = GroupMember::new(
-        MemberId::new("i-2").unwrap(),
-        "Pending:Wait",
-        Some("shutting-down".into()),
-        Some("10.0.0.2".parse().unwrap()),
-    );
-    r.discovery.set(group("web-asg", vec![leaving], 1000));
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
-
-    let r = fixture(FakeHosts::new(0));
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
-    assert!(s.actions[0].reason.contains("no proxy host"));
+    assert_eq!(s.heartbeats, ["terminate i-3"]);
+    assert_eq!(s.pending.map(|p| p.actions), Some(1));
+    let launch = r.ledger.item(&key("i-2", Transition::Launch)).unwrap();
+    assert!(launch
+        .decided
+        .is_some_and(|d| !d.completed && d.reason.contains("settled elsewhere")));
+    assert!(completed(&r).is_empty(), "nothing completed by us");
+    // Past its drain timeout (120 s) the terminate is continued anyway.
+    r.ledger.age(61_000);
+    r.handle(&sched()).await.unwrap();
+    assert_eq!(completed(&r), [("i-3".to_string(), "CONTINUE")]);
 }
 
 #[tokio::test]
 async fn unknown_groups_and_malformed_events_are_acknowledged_without_effect() {
-    let r = fixture(FakeHosts::new(1));
-    r.discovery.set(group(
-        "other-asg",
-        vec![member("i-9", "Pending:Wait", 9)],
-        1,
-    ));
-    let mut ev = lifecycle_event("launch", "i-9");
-    ev["detail"]["AutoScalingGroupName"] = json!("other-asg");
-    let s = r.handle(&ev).await.unwrap();
-    assert!(s.ignored.unwrap().contains("not managed"));
-    ev["detail"]["AutoScalingGroupName"] = json!("gone-asg");
-    let s = r.handle(&ev).await.unwrap();
-    assert!(s.ignored.unwrap().contains("not managed"));
-    let s = r.handle(&json!({"detail-type": 3})).await.unwrap();
-    assert!(s.ignored.is_some());
-    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
-    assert!(completed(&r).is_empty());
+    let r = fixture();
+    let mut unknown = lifecycle_event("launch", "i-5");
+    unknown["detail"]["AutoScalingGroupName"] = json!("someone-elses-asg");
+    let i = deliver(
+        &r,
+        vec![event_record("u", &unknown), record("m", "AIDA", "[1,2]")],
+    )
+    .await;
+    assert_eq!(i.response, json!({"batchItemFailures": []}));
+    assert!(i.summary.ignored.iter().any(|w| w.contains("not managed")));
+    assert!(i.summary.ignored.iter().any(|w| w.contains("JSON array")));
+    assert!(r.dispatcher.changes().is_empty() && completed(&r).is_empty());
 }
 
 #[tokio::test]
 async fn bad_tags_are_an_error_naming_the_group_and_tag() {
-    let r = fixture(FakeHosts::new(1));
+    let r = fixture();
     let mut g = group("web-asg", vec![member("i-2", "Pending:Wait", 2)], 1);
-    g.tags.insert("haproxy:port".into(), "http".into());
+    g.tags.insert("haproxy:port".into(), "99999".into());
     r.discovery.set(g);
     let e = r
         .handle(&lifecycle_event("launch", "i-2"))
@@ -777,125 +1001,109 @@ async fn bad_tags_are_an_error_naming_the_group_and_tag() {
     assert!(e.contains("web-asg") && e.contains("haproxy:port"), "{e}");
 }
 
-fn schedule_fixture(managed: Option<&'static str>) -> Fixture {
-    let config = Config::from_lookup(|k| match k {
-        "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
-        "SSM_DOCUMENT" => Some("doc".into()),
-        "PROXY_TAG_KEY" => Some("Role".into()),
-        "PROXY_TAG_VALUE" => Some("proxy".into()),
-        "MANAGED_GROUPS" => managed.map(str::to_string),
-        _ => None,
-    })
-    .unwrap();
-    let r = Reactor::new(
-        config,
-        FakeDiscovery::default(),
-        FakeHosts::new(2),
-        FakeLifecycle::default(),
-        None,
-    );
-    r.discovery.set(group(
-        "web-asg",
-        vec![
-            member("i-1", "InService", 1),
-            member("i-2", "Pending:Wait", 2),
-            member("i-3", "Terminating:Wait", 3),
-        ],
-        5000,
-    ));
-    let mut tagged = group("tagged-asg", vec![member("i-7", "InService", 7)], 5000);
-    tagged.tags.insert("haproxy:pool".into(), "api".into());
-    tagged.tags.insert("haproxy:port".into(), "9000".into());
-    r.discovery.set(tagged);
-    r
-}
-
-#[tokio::test]
-async fn the_schedule_completes_what_events_missed() {
-    let r = schedule_fixture(None);
-    r.handle(&sched()).await.unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent.len(), 1, "one change for every group");
-    let web = sent[0]
-        .pools
-        .iter()
-        .find(|p| p.pool.as_str() == "web")
-        .unwrap();
-    assert_eq!(web.add.len(), 2);
-    assert_eq!(web.remove.len(), 1);
-    end_last(&r).await;
-    let mut done = completed(&r);
-    done.sort();
-    assert_eq!(
-        done,
-        [
-            ("i-2".to_string(), "CONTINUE"),
-            ("i-3".to_string(), "CONTINUE")
-        ]
-    );
-}
-
 #[tokio::test]
 async fn a_tagged_group_reaches_a_pool_only_when_allowed() {
-    // Tagging a group is not enough: it is never added, and the schedule says why.
-    let r = schedule_fixture(None);
-    let s = r.handle(&sched()).await.unwrap();
-    let sent = r.dispatcher.changes();
-    assert!(
-        sent[0].pools.iter().all(|p| p.pool.as_str() != "api"),
-        "{sent:?}"
+    let r = build(
+        config(&[("MANAGED_GROUPS", "api-*")]),
+        FakeHosts::new(1),
+        FakeLifecycle::default(),
     );
-    assert!(!s.groups.contains(&"tagged-asg".to_string()));
-    assert_eq!(
-        s.notes
-            .iter()
-            .filter(|n| n.contains("tagged-asg") && n.contains("not managed"))
-            .count(),
-        1,
-        "{s:?}"
-    );
-    let mut ev = lifecycle_event("launch", "i-7");
-    ev["detail"]["AutoScalingGroupName"] = json!("tagged-asg");
-    assert!(r
-        .handle(&ev)
-        .await
-        .unwrap()
-        .ignored
-        .unwrap()
-        .contains("not managed"));
-    // Allowed by MANAGED_GROUPS: its tags choose its pool and port.
-    let r = schedule_fixture(Some("tagged-*"));
+    for (name, n) in [("api-blue", 5), ("evil", 6)] {
+        let mut g = group(name, vec![member(&format!("i-{n}"), "InService", n)], 1);
+        g.tags.insert("haproxy:pool".into(), "api".into());
+        g.tags.insert("haproxy:port".into(), "9000".into());
+        r.discovery.set(g);
+    }
     let s = r.handle(&sched()).await.unwrap();
-    let sent = r.dispatcher.changes();
-    let api = sent[0]
+    let change = r.dispatcher.changes().remove(0);
+    let added: Vec<&str> = change
         .pools
         .iter()
-        .find(|p| p.pool.as_str() == "api")
-        .unwrap();
-    assert_eq!(api.add[0].port.get(), 9000);
-    assert!(s.groups.contains(&"tagged-asg".to_string()));
+        .flat_map(|p| p.add.iter().map(|m| m.id.as_str()))
+        .collect();
+    assert_eq!(added, ["i-5"]);
+    assert!(s
+        .notes
+        .iter()
+        .any(|n| n.contains("evil") && n.contains("not managed")));
 }
 
 #[tokio::test]
 async fn ec2_state_changes_find_their_group() {
-    let r = fixture(FakeHosts::new(1));
-    let mut m = member("i-2", "InService", 2);
-    m = GroupMember::new(m.id, "InService", Some("shutting-down".into()), m.address);
+    let r = fixture();
+    let m = GroupMember::new(
+        MemberId::new("i-2").unwrap(),
+        "InService",
+        Some("shutting-down".into()),
+        Some("10.0.0.2".parse().unwrap()),
+    );
     r.discovery.set(group("web-asg", vec![m], 1));
-    let ev = json!({"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2",
-        "detail":{"instance-id":"i-2","state":"shutting-down"}});
+    let mut ev = sample("instance-state-change");
+    ev["detail"]["instance-id"] = json!("i-2");
     r.handle(&ev).await.unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent[0].pools[0].remove[0].as_str(), "i-2");
-    let ev = json!({"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2",
-        "detail":{"instance-id":"i-404","state":"running"}});
+    assert_eq!(r.dispatcher.changes()[0].pools[0].remove[0].as_str(), "i-2");
+    ev["detail"]["instance-id"] = json!("i-404");
     let s = r.handle(&ev).await.unwrap();
-    assert!(s.ignored.unwrap().contains("no Auto Scaling group"));
+    assert!(s
+        .ignored
+        .iter()
+        .any(|w| w.contains("no Auto Scaling group")));
+}
+
+#[tokio::test]
+async fn activities_send_their_instance_unless_it_changes_nothing() {
+    let activity = |name: &str, instance: Value| {
+        let mut e = sample(name);
+        e["detail"]["AutoScalingGroupName"] = json!("web-asg");
+        e["detail"]["EC2InstanceId"] = instance;
+        e
+    };
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-1", "InService", 1), member("i-2", "InService", 2)],
+        1,
+    ));
+    // Gated by a hook of ours: the change already went through.
+    for name in ["launch-successful", "terminate-successful"] {
+        let s = r.handle(&activity(name, json!("i-2"))).await.unwrap();
+        assert!(
+            s.ignored
+                .iter()
+                .any(|w| w.contains("hook launch-hook") || w.contains("hook terminate-hook")),
+            "{name}: {s:?}"
+        );
+    }
+    // Into the warm pool, or no instance at all: nothing to send.
+    let s = r
+        .handle(&activity("launch-successful-to-warm-pool", json!("i-7")))
+        .await
+        .unwrap();
+    assert!(s.ignored.iter().any(|w| w.contains("warm pool")));
+    let s = r
+        .handle(&activity("launch-unsuccessful", Value::Null))
+        .await
+        .unwrap();
+    assert!(s.ignored.iter().any(|w| w.contains("names no instance")));
+    assert!(r.dispatcher.changes().is_empty());
+    // A failed launch is re-read and sent; a detached member leaves the pools.
+    r.handle(&activity("launch-unsuccessful", json!("i-2")))
+        .await
+        .unwrap();
+    assert_eq!(r.dispatcher.changes().len(), 1);
+    r.discovery
+        .set(group("web-asg", vec![member("i-1", "InService", 1)], 2));
+    r.handle(&activity("detach-successful", json!("i-2")))
+        .await
+        .unwrap();
+    let change = r.dispatcher.changes().pop().unwrap();
+    assert_eq!(change.pools[0].remove, [MemberId::new("i-2").unwrap()]);
+    assert!(change.pools[0].add.is_empty());
 }
 
 #[tokio::test]
 async fn proxy_fleet_changes_keep_the_records_in_step() {
-    let r = fixture(FakeHosts::new(1));
+    let r = fixture();
     r.dns
         .as_ref()
         .unwrap()
@@ -942,274 +1150,178 @@ async fn proxy_fleet_changes_keep_the_records_in_step() {
     );
     assert_eq!(completed(&r), [("p-3".to_string(), "CONTINUE")]);
     assert!(
-        r.dispatcher.sent.lock().unwrap().is_empty(),
+        r.dispatcher.changes().is_empty(),
         "no change for the proxy group itself"
     );
 }
 
 fn warning_event(kind: &str, instance: &str) -> Value {
-    let dt = match kind {
-        "spot" => "EC2 Spot Instance Interruption Warning",
-        _ => "EC2 Instance Rebalance Recommendation",
-    };
-    json!({"version":"0","id":"w1","detail-type":dt,"source":"aws.ec2",
-        "time":"2026-11-20T10:00:00Z",
-        "detail":{"instance-id":instance,"instance-action":"terminate"}})
-}
-
-fn fixture_with(extra: &[(&str, &str)]) -> Fixture {
-    let extra: Vec<(String, String)> = extra
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let config = Config::from_lookup(|k| {
-        if let Some((_, v)) = extra.iter().find(|(n, _)| n == k) {
-            return Some(v.clone());
-        }
-        match k {
-            "POOLS" => Some(r#"{"web-asg":[{"name":"web","port":8080}]}"#.into()),
-            "SSM_DOCUMENT" => Some("doc".into()),
-            "PROXY_TAG_KEY" => Some("Role".into()),
-            "PROXY_TAG_VALUE" => Some("proxy".into()),
-            _ => None,
-        }
-    })
-    .unwrap();
-    let mut d = FakeDiscovery::default();
-    d.instance_groups.insert("i-1".into(), "web-asg".into());
-    d.instance_groups.insert("i-2".into(), "web-asg".into());
-    d.instance_groups.insert("i-9".into(), "other-asg".into());
-    let r = Reactor::new(config, d, FakeHosts::new(2), FakeLifecycle::default(), None);
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-1", "InService", 1), member("i-2", "InService", 2)],
-        1000,
-    ));
-    r
+    let mut e = sample(if kind == "spot" {
+        "spot-interruption-warning"
+    } else {
+        "rebalance-recommendation"
+    });
+    e["detail"]["instance-id"] = json!(instance);
+    e
 }
 
 #[tokio::test]
 async fn a_spot_warning_drains_at_once_by_a_deadline_and_its_terminate_is_continued_from_that_drain(
 ) {
-    let r = fixture_with(&[]);
-    let s = r.handle(&warning_event("spot", "i-2")).await.unwrap();
-    assert_eq!(s.event, "spot-interruption-warning");
-    // Marked on the instance, with the deadline: the warning's time + 90 s.
-    let warned = crate::event::parse_rfc3339_ms("2026-11-20T10:00:00Z").unwrap();
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-1", "InService", 1), member("i-2", "InService", 2)],
+        1000,
+    ));
+    r.handle(&warning_event("spot", "i-2")).await.unwrap();
+    let warned = crate::input::parse_rfc3339_ms("2026-11-20T10:00:00Z").unwrap();
     let deadline = warned + 90_000;
     assert_eq!(
         r.lifecycle.marked.lock().unwrap().clone(),
         [("i-2".to_string(), deadline.to_string())]
     );
-    // Drained on every host at once, by that deadline; i-1 untouched.
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent.len(), 1);
-    let web = &sent[0].pools[0];
-    assert_eq!(web.remove, [MemberId::new("i-2").unwrap()]);
-    assert!(web.add.is_empty());
+    let change = r.dispatcher.changes().remove(0);
+    assert_eq!(change.pools[0].remove, [MemberId::new("i-2").unwrap()]);
     assert_eq!(
-        web.drain_by_ms.values().copied().collect::<Vec<_>>(),
+        change.pools[0]
+            .drain_by_ms
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
         [deadline]
     );
-
-    // While it drains, Auto Scaling starts terminating it; the drain ends.
+    assert!(r.ledger.items().is_empty(), "no action yet");
+    // The drain ends on the hosts before Auto Scaling's hook: their reports find no action.
+    let warning_generation = change.generation;
+    deliver(
+        &r,
+        vec![report_record(
+            "i-p0",
+            &[("i-2", Drained, warning_generation)],
+        )],
+    )
+    .await;
+    // Auto Scaling starts the terminate: the hosts answer for the new change (a host
+    // still draining reports under its generation when done).
     r.discovery.set(group(
         "web-asg",
         vec![
             member("i-1", "InService", 1),
-            member("i-2", "Terminating:Wait", 2).interrupt(infra::aws::Interruption {
-                drain_by_ms: Some(deadline),
-            }),
+            member("i-2", "Terminating:Wait", 2),
         ],
         2000,
     ));
-    let s = r.handle(&ended(&r, "cmd-1")).await.unwrap();
-    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")], "{s:?}");
+    deliver(
+        &r,
+        vec![event_record("t", &lifecycle_event("terminate", "i-2"))],
+    )
+    .await;
+    let g = last_generation(&r);
+    assert!(g > warning_generation);
+    deliver(
+        &r,
+        vec![
+            report_record("i-p0", &[("i-2", Drained, g)]),
+            report_record("i-p1", &[("i-2", Drained, g)]),
+        ],
+    )
+    .await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
 }
 
 #[tokio::test]
 async fn an_interrupted_member_is_never_added_back_and_duplicate_warnings_do_nothing() {
-    let r = fixture_with(&[]);
-    let marked = |id: &str| {
-        member(id, "InService", 2).interrupt(infra::aws::Interruption {
-            drain_by_ms: Some(5),
-        })
-    };
+    let r = fixture();
+    let interrupted = member("i-2", "InService", 2).interrupt(infra::aws::Interruption {
+        drain_by_ms: Some(5),
+    });
     r.discovery.set(group(
         "web-asg",
-        vec![member("i-1", "InService", 1), marked("i-2")],
+        vec![member("i-1", "InService", 1), interrupted],
         1000,
     ));
     let s = r.handle(&warning_event("spot", "i-2")).await.unwrap();
-    assert!(s.ignored.unwrap().contains("already draining"));
-    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
-    assert!(r.lifecycle.marked.lock().unwrap().is_empty());
-    // The schedule and a launch event's re-read remove it, never add it.
+    assert!(s.ignored.iter().any(|w| w.contains("already draining")));
     r.handle(&sched()).await.unwrap();
-    let sent = r.dispatcher.changes();
-    let web = &sent[0].pools[0];
-    assert!(web.add.iter().all(|m| m.id.as_str() != "i-2"), "{web:?}");
-    assert_eq!(web.remove, [MemberId::new("i-2").unwrap()]);
-    assert_eq!(web.drain_by_ms.values().copied().collect::<Vec<_>>(), [5]);
+    let change = r.dispatcher.changes().remove(0);
+    assert!(change.pools[0].add.iter().all(|m| m.id.as_str() != "i-2"));
+    assert!(change.pools[0].remove.iter().any(|m| m.as_str() == "i-2"));
 }
 
 #[tokio::test]
 async fn rebalance_recommendations_drain_only_when_configured() {
-    let r = fixture_with(&[]);
+    let r = fixture();
+    r.discovery
+        .set(group("web-asg", vec![member("i-2", "InService", 2)], 1000));
     let s = r.handle(&warning_event("rebalance", "i-2")).await.unwrap();
-    assert!(s.ignored.unwrap().contains("REBALANCE is ignore"));
-    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
-
-    let r = fixture_with(&[("REBALANCE", "drain")]);
-    r.handle(&warning_event("rebalance", "i-2")).await.unwrap();
-    assert_eq!(
-        r.lifecycle.marked.lock().unwrap().clone(),
-        [("i-2".to_string(), String::new())],
-        "marked without a deadline of its own"
+    assert!(s.ignored.iter().any(|w| w.contains("REBALANCE is ignore")));
+    assert!(r.dispatcher.changes().is_empty());
+    let r = build(
+        config(&[("REBALANCE", "drain")]),
+        FakeHosts::new(1),
+        FakeLifecycle::default(),
     );
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent[0].pools[0].remove, [MemberId::new("i-2").unwrap()]);
-    assert!(sent[0].pools[0].drain_by_ms.is_empty());
+    r.discovery
+        .set(group("web-asg", vec![member("i-2", "InService", 2)], 1000));
+    r.handle(&warning_event("rebalance", "i-2")).await.unwrap();
+    let change = r.dispatcher.changes().remove(0);
+    assert_eq!(change.pools[0].remove, [MemberId::new("i-2").unwrap()]);
+    assert!(
+        change.pools[0].drain_by_ms.is_empty(),
+        "no deadline of its own"
+    );
 }
 
 #[tokio::test]
 async fn warnings_about_unknown_or_unmanaged_instances_are_acknowledged_without_effect() {
-    let r = fixture_with(&[]);
-    let s = r.handle(&warning_event("spot", "i-404")).await.unwrap();
-    assert!(s.ignored.unwrap().contains("in no Auto Scaling group"));
-    let s = r.handle(&warning_event("spot", "i-9")).await.unwrap();
-    assert!(s.ignored.unwrap().contains("not managed"));
-    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
+    let r = fixture();
+    for i in ["i-404", "i-9"] {
+        r.handle(&warning_event("spot", i)).await.unwrap();
+    }
+    assert!(r.dispatcher.changes().is_empty());
     assert!(r.lifecycle.marked.lock().unwrap().is_empty());
-}
-
-fn warm_event(kind: &str, instance: &str, origin: &str, destination: &str) -> Value {
-    let mut e = lifecycle_event(kind, instance);
-    e["detail"]["Origin"] = json!(origin);
-    e["detail"]["Destination"] = json!(destination);
-    e
 }
 
 #[tokio::test]
 async fn warm_pool_instances_never_reach_a_pool_and_one_going_back_is_drained_first() {
-    let r = fixture_with(&[]);
-    // Launched into the warm pool: continued at once, nothing sent.
-    let s = r
-        .handle(&warm_event("launch", "i-7", "EC2", "WarmPool"))
+    let r = fixture();
+    let warm = |kind: &str, instance: &str, origin: &str, destination: &str| {
+        let mut e = lifecycle_event(kind, instance);
+        e["detail"]["Origin"] = json!(origin);
+        e["detail"]["Destination"] = json!(destination);
+        e
+    };
+    r.handle(&warm("launch", "i-7", "EC2", "WarmPool"))
         .await
         .unwrap();
-    assert_eq!(completed(&r), [("i-7".to_string(), "CONTINUE")], "{s:?}");
-    // Terminated out of the warm pool: the same.
-    r.handle(&warm_event("terminate", "i-8", "WarmPool", "EC2"))
+    r.handle(&warm("terminate", "i-8", "WarmPool", "EC2"))
         .await
         .unwrap();
-    assert_eq!(completed(&r).len(), 2);
-    assert!(r.dispatcher.sent.lock().unwrap().is_empty());
-
+    assert_eq!(
+        completed(&r),
+        [
+            ("i-7".to_string(), "CONTINUE"),
+            ("i-8".to_string(), "CONTINUE")
+        ]
+    );
+    assert!(r.dispatcher.changes().is_empty());
     // Scale-in with reuse: i-2 goes back to the pool; the group no longer lists it.
     r.discovery
         .set(group("web-asg", vec![member("i-1", "InService", 1)], 2000));
-    let s = r
-        .handle(&warm_event(
-            "terminate",
-            "i-2",
-            "AutoScalingGroup",
-            "WarmPool",
-        ))
+    r.handle(&warm("terminate", "i-2", "AutoScalingGroup", "WarmPool"))
         .await
         .unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent[0].pools[0].remove, [MemberId::new("i-2").unwrap()]);
-    assert_eq!(s.actions[0].decision, "WAIT", "{s:?}");
-    end_last(&r).await;
+    let change = r.dispatcher.changes().remove(0);
+    assert_eq!(change.pools[0].remove, [MemberId::new("i-2").unwrap()]);
+    let g = change.generation;
+    deliver(
+        &r,
+        vec![
+            report_record("i-p0", &[("i-2", Drained, g)]),
+            report_record("i-p1", &[("i-2", Drained, g)]),
+        ],
+    )
+    .await;
     assert_eq!(completed(&r)[2], ("i-2".to_string(), "CONTINUE"));
-
-    // From the pool into the group: a launch like any other, health-gated.
-    r.discovery.set(group(
-        "web-asg",
-        vec![
-            member("i-1", "InService", 1),
-            member("i-7", "Pending:Wait", 7),
-        ],
-        3000,
-    ));
-    r.handle(&warm_event("launch", "i-7", "WarmPool", "AutoScalingGroup"))
-        .await
-        .unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent[1].pools[0].add.len(), 1);
-    assert_eq!(sent[1].pools[0].add[0].id.as_str(), "i-7");
-}
-
-#[tokio::test]
-async fn two_launch_commands_crossing_on_the_hosts_complete_the_actions_together() {
-    use OutcomeStatus::{Pending, Stale, Up};
-    // Two launch events, two commands: cmd-1 reached h0 first, cmd-2 reached h1 first.
-    let mut hosts = FakeHosts::new(2);
-    hosts.scripted.insert("cmd-1".into(), vec![Up, Stale]);
-    hosts.scripted.insert("cmd-2".into(), vec![Pending, Up]);
-    let r = fixture(hosts);
-    r.discovery.set(group(
-        "web-asg",
-        vec![
-            member("i-1", "Pending:Wait", 1),
-            member("i-2", "Pending:Wait", 2),
-        ],
-        1000,
-    ));
-    r.handle(&lifecycle_event("launch", "i-1")).await.unwrap();
-    r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
-    // The first to end cannot tell while the other runs; the last one decides.
-    r.dispatcher.running.lock().unwrap().push("cmd-2".into());
-    let first = r.handle(&ended(&r, "cmd-1")).await.unwrap();
-    assert!(completed(&r).is_empty(), "{first:?}");
-    r.dispatcher.running.lock().unwrap().clear();
-    let last = r.handle(&ended(&r, "cmd-2")).await.unwrap();
-    let mut done = completed(&r);
-    done.sort();
-    assert_eq!(
-        done,
-        [
-            ("i-1".to_string(), "CONTINUE"),
-            ("i-2".to_string(), "CONTINUE")
-        ],
-        "{last:?}"
-    );
-}
-
-fn activity_event(detail_type: &str, instance: &str) -> Value {
-    json!({"version":"0","id":"a1","detail-type":detail_type,"source":"aws.autoscaling",
-        "time":"2026-11-20T10:00:00Z",
-        "detail":{"AutoScalingGroupName":"web-asg","EC2InstanceId":instance,"StatusCode":"Successful"}})
-}
-
-#[tokio::test]
-async fn a_transition_gated_by_a_hook_of_ours_is_not_sent_again_when_it_succeeds() {
-    // The group has our launch and terminate hooks: the instance went through the change
-    // their events sent, and its action was completed from the hosts' reports.
-    let r = fixture_with(&[]);
-    for dt in [
-        "EC2 Instance Launch Successful",
-        "EC2 Instance Terminate Successful",
-    ] {
-        let s = r.handle(&activity_event(dt, "i-2")).await.unwrap();
-        let why = s.ignored.clone().unwrap_or_default();
-        assert!(why.contains("hook") && why.contains("i-2"), "{dt}: {s:?}");
-    }
-    assert!(r.dispatcher.changes().is_empty(), "nothing sent");
-    // A failed activity is still re-read and sent.
-    r.handle(&activity_event("EC2 Instance Launch Unsuccessful", "i-2"))
-        .await
-        .unwrap();
-    assert_eq!(r.dispatcher.changes().len(), 1);
-
-    // No hook of ours gates the group's launches (LIFECYCLE_HOOKS names another): the
-    // success is the only signal, and the member is sent.
-    let r = fixture_with(&[("LIFECYCLE_HOOKS", "someone-elses-hook")]);
-    r.handle(&activity_event("EC2 Instance Launch Successful", "i-2"))
-        .await
-        .unwrap();
-    let sent = r.dispatcher.changes();
-    assert_eq!(sent.len(), 1);
-    assert!(sent[0].pools[0].add.iter().any(|m| m.id.as_str() == "i-2"));
 }

@@ -30,20 +30,20 @@ pub trait Discovery: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send;
 
-    /// One group as an event about `instance` needs it: every member's lifecycle state,
-    /// and EC2's facts (address, state) for the members such an event's change names,
-    /// those not `InService` and `instance` itself. In-service members may come without
-    /// EC2 facts. `None` when the group does not exist.
+    /// One group as events about `instances` need it: every member's lifecycle state,
+    /// and EC2's facts (address, state) for the members such events' change names,
+    /// those not `InService` and `instances` themselves. In-service members may come
+    /// without EC2 facts. `None` when the group does not exist.
     ///
-    /// This is the reactor's hot path: AWS reads the event's instance at the same time
+    /// This is the reactor's hot path: AWS reads the events' instances at the same time
     /// as the group, so a launch costs one round trip instead of two. The default reads
     /// the whole group with [`Discovery::group`].
     fn group_for_event(
         &self,
         name: &str,
-        instance: Option<&str>,
+        instances: &[String],
     ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send {
-        let _ = instance;
+        let _ = instances;
         self.group(name)
     }
 
@@ -289,18 +289,17 @@ impl Discovery for AwsDiscovery {
     async fn group_for_event(
         &self,
         name: &str,
-        instance: Option<&str>,
+        instances: &[String],
     ) -> Result<Option<GroupState>, AwsError> {
-        let Some(instance) = instance else {
+        if instances.is_empty() {
             return self.group(name).await;
-        };
+        }
         let read_at_ms = now_ms();
         let names = [name.to_string()];
-        let first = [instance.to_string()];
         let context = format!("group {name}");
         let (groups, ec2) = tokio::join!(
             self.describe_groups(&names, &context),
-            self.describe_instances(&first, &context)
+            self.describe_instances(instances, &context)
         );
         let (groups, mut ec2) = (groups?, ec2?);
         let Some(group) = groups
@@ -316,7 +315,7 @@ impl Discovery for AwsDiscovery {
             .iter()
             .filter(|i| i.lifecycle_state().map(|s| s.as_str()) != Some("InService"))
             .filter_map(|i| i.instance_id())
-            .filter(|id| *id != instance && !ec2.contains_key(*id))
+            .filter(|id| !ec2.contains_key(*id))
             .map(str::to_string)
             .collect();
         if !rest.is_empty() {

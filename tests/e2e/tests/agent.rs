@@ -241,6 +241,7 @@ fn drain_lets_an_inflight_request_finish_and_sends_no_new_requests() {
             .arg(config)
             .args([
                 "apply",
+                "--wait",
                 "--json",
                 "--change",
                 &change(3, vec![], &["i-b"]).to_json(),

@@ -1,16 +1,22 @@
-//! Lifecycle actions completed by events, never by a waiting invocation: the reactor,
-//! run as Lambda runs it with one concurrent invocation (events handled one at a time,
-//! in the order EventBridge delivered them), against the emulator's Auto Scaling, EC2,
-//! Run Command and EventBridge, two real HAProxy hosts with their agent service, and
-//! real backends on the instances' addresses.
+//! Lifecycle actions completed from the hosts' reports, never by a waiting invocation:
+//! the reactor fed by its inbox as Lambda's SQS event source mapping feeds it, against
+//! the emulator's Auto Scaling, EC2, Run Command (whose SSM Agent runs 5 commands at
+//! once per instance, as the real one does), EventBridge, SQS and DynamoDB; two real
+//! HAProxy hosts whose agent service reports to the inbox; real backends.
 //!
-//! - A terminate whose member drains a 20 s request does not hold up a launch a second
-//!   later: the launch serves on every host within 2 s of its event and is continued
-//!   within 1 s of being UP everywhere; the terminate's invocation returns at once and
-//!   its CONTINUE comes from the command's status event once the drain ended.
+//! - Six members leave with 20 s drains, then one member is launched: it serves on
+//!   every host within 2 s of its event (delivery returns at once: no SSM Agent worker
+//!   is held by a drain), and every terminate is continued after its own drain, from
+//!   the hosts' reports.
 //! - A 90 s drain under a 30 s hook heartbeat timeout: the schedule heartbeats the
-//!   action while the command runs, the hook never times out, and the action ends with
-//!   CONTINUE from the reactor.
+//!   action, the hook never times out, the action ends with CONTINUE from the reactor.
+//! - A proxy whose agent is dead: the launch is continued `HOST_REPORT_TIMEOUT_S` after
+//!   the other proxy reported, not at the hook's timeout; the dead host is reported.
+//! - A host killed mid-drain resumes, and its report still arrives.
+//! - A host that missed the change stays silent; the schedule re-sends it, and its
+//!   report decides the action.
+//! - A forged report and a command of the document sent by someone else complete
+//!   nothing.
 
 mod common;
 
@@ -18,19 +24,21 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use harness::pump::scheduled_event;
 use harness::unix_ms;
 use harness::watch::SocketWatch;
+use harness::world::DocumentHost;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_launch_is_not_held_up_by_a_drain_and_each_action_completes_from_its_own_event() {
-    let s = Stack::start(StackSpec::new(300, 30)).await;
-    let ids = s.launched(2).await;
-    let leaving = ids[0].clone();
-    let leaving_ip = s.w.private_ip(&leaving).await.expect("address");
-
-    // A 20 s request on the member that leaves, on every host.
-    let requests = s.long_requests_to(&leaving_ip, 20_000).await;
+async fn a_launch_serves_at_once_while_six_drains_run_and_each_terminate_waits_for_its_own() {
+    let s = Stack::start(StackSpec::new(300, 60)).await;
+    let ids = s.launched(7).await;
+    let leaving: Vec<String> = ids[..6].to_vec();
+    let mut requests = Vec::new();
+    for id in &leaving {
+        let ip = s.w.private_ip(id).await.expect("address");
+        requests.push(s.long_requests_to(&ip, 20_000).await);
+    }
     let mut watches: Vec<SocketWatch> = s
         .hosts
         .iter()
@@ -39,19 +47,20 @@ async fn a_launch_is_not_held_up_by_a_drain_and_each_action_completes_from_its_o
                 h.client(),
                 "web",
                 Duration::from_millis(10),
-                Duration::from_secs(60),
+                Duration::from_secs(90),
             )
         })
         .collect();
     let opened = Instant::now();
-    s.w.terminate(&leaving, true).await.expect("terminate");
+    for id in &leaving {
+        s.w.terminate(id, true).await.expect("terminate");
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     s.w.scale(GROUP, 2).await.expect("scale out");
     let joining = s.new_member(&ids).await;
     let joining_ip = s.w.private_ip(&joining).await.expect("address");
 
-    // The launch: serving everywhere within 2 s of its event, continued within 1 s of
-    // being UP everywhere, long before the drain ends.
+    // The launch: serving everywhere within 2 s of its event, continued at once.
     let (result, by, event_ms, continued_ms) = s
         .completed(&joining, "launch", Duration::from_secs(15))
         .await;
@@ -77,44 +86,39 @@ async fn a_launch_is_not_held_up_by_a_drain_and_each_action_completes_from_its_o
     );
     assert!(
         opened.elapsed() < Duration::from_secs(15),
-        "the launch waited for the drain"
+        "the launch waited for the drains"
     );
     for w in &mut watches {
         w.stop();
     }
 
-    // The terminate: its invocation returned at once; its CONTINUE came once the drain
-    // ended, from the command's status event.
-    let (result, by, _, terminated_ms) = s
-        .completed(&leaving, "terminate", Duration::from_secs(60))
-        .await;
-    assert_eq!((result.as_str(), by.as_str()), ("CONTINUE", "api"));
-    for r in requests {
+    // Each terminate: continued once its own drain ended, from the hosts' reports.
+    for id in &leaving {
+        let (result, by, started, done) =
+            s.completed(id, "terminate", Duration::from_secs(60)).await;
+        assert_eq!((result.as_str(), by.as_str()), ("CONTINUE", "api"), "{id}");
+        assert!(
+            done >= started + 15_000,
+            "{id} continued {} ms after its action started, before its 20 s drain ended",
+            done - started
+        );
+    }
+    for r in requests.into_iter().flatten() {
         let (status, len) = r.join().expect("request thread").expect("the long request");
-        assert_eq!(status, 200, "the draining member's request was cut");
+        assert_eq!(status, 200, "a draining member's request was cut");
         assert!(len >= 20, "the whole streamed answer arrived ({len} bytes)");
     }
-    let drained_ms = unix_ms();
     let handled = s.stop().await;
-    let terminate = action_event(&handled, &leaving, "terminate");
-    assert!(
-        terminate.ms < 2_000,
-        "the terminate's invocation took {} ms",
-        terminate.ms
-    );
-    let by_status = decided(&handled, &leaving, "terminate", "CONTINUE");
-    assert_eq!(by_status.summary.event, "command-ended", "{by_status:#?}");
-    assert!(
-        by_status.started_ms >= terminate.started_ms + 19_000 && terminated_ms <= drained_ms,
-        "the terminate was continued {} ms after its event, before the 20 s drain ended: {:#?}",
-        by_status.started_ms.saturating_sub(terminate.started_ms),
-        by_status.summary
-    );
-    let launch = decided(&handled, &joining, "launch", "CONTINUE");
-    assert!(
-        launch.started_ms < by_status.started_ms,
-        "the launch was decided after the terminate"
-    );
+    for id in &leaving {
+        let event = action_event(&handled, id, "terminate");
+        assert!(
+            event.ms < 2_000,
+            "the terminate's invocation took {} ms",
+            event.ms
+        );
+        let by_report = decided(&handled, id, "terminate", "CONTINUE");
+        assert!(by_report.is("host-report"), "{by_report:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -140,7 +144,7 @@ async fn a_drain_longer_than_the_heartbeat_timeout_is_kept_alive_and_continued()
         );
         if Instant::now() >= next {
             next += Duration::from_secs(10);
-            s.tx.send(scheduled_event("schedule")).expect("schedule");
+            s.schedule();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -167,15 +171,228 @@ async fn a_drain_longer_than_the_heartbeat_timeout_is_kept_alive_and_continued()
         assert!(len >= 90, "the whole streamed answer arrived ({len} bytes)");
     }
     let handled = s.stop().await;
-    let heartbeat_runs: BTreeMap<String, usize> = handled
+    let heartbeat_runs: BTreeMap<bool, usize> = handled
         .iter()
         .filter(|h| !h.summary.heartbeats.is_empty())
         .fold(BTreeMap::new(), |mut m, h| {
-            *m.entry(h.summary.event.clone()).or_default() += 1;
+            *m.entry(h.is("reconcile")).or_default() += 1;
             m
         });
     assert!(
-        heartbeat_runs.contains_key("reconcile"),
+        heartbeat_runs.contains_key(&true),
         "the schedule heartbeats running drains: {heartbeat_runs:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proxy_whose_agent_is_dead_holds_a_launch_only_for_the_report_timeout() {
+    let mut spec = StackSpec::new(300, 30);
+    spec.env.push(("HOST_REPORT_TIMEOUT_S", "3".into()));
+    let s = Stack::start(spec).await;
+    let ids = s.launched(1).await;
+    let dead = s.hosts[1].name.clone();
+    s.hosts[1].stop_service();
+    s.w.scale(GROUP, 2).await.expect("scale out");
+    let joining = s.new_member(&ids).await;
+    let (result, by, started, done) = s
+        .completed(&joining, "launch", Duration::from_secs(30))
+        .await;
+    assert_eq!((result.as_str(), by.as_str()), ("CONTINUE", "api"));
+    assert!(
+        done < started + 20_000,
+        "continued {} ms after its event: the hook's 300 s timeout was not waited for",
+        done - started
+    );
+    // The schedule notices the silence (reports alone never come from the dead host).
+    let until = Instant::now() + Duration::from_secs(20);
+    let handled = loop {
+        let handled = s.handled();
+        if handled.iter().any(|h| {
+            h.summary
+                .reports
+                .hosts_dropped
+                .iter()
+                .any(|d| d.starts_with(&dead))
+        }) {
+            break handled;
+        }
+        assert!(
+            Instant::now() < until,
+            "the dead host was never reported: {handled:#?}"
+        );
+        s.schedule();
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    };
+    let decision = decided(&handled, &joining, "launch", "CONTINUE");
+    let reason = &decision
+        .summary
+        .decision(&joining, "launch")
+        .expect("decision")
+        .reason;
+    assert!(reason.contains("dropped"), "{reason}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_killed_mid_drain_resumes_and_its_report_still_arrives() {
+    let s = Stack::start(StackSpec::new(300, 60)).await;
+    let ids = s.launched(2).await;
+    let leaving = ids[0].clone();
+    let ip = s.w.private_ip(&leaving).await.expect("address");
+    let requests = s.long_requests_to(&ip, 6_000).await;
+    s.w.terminate(&leaving, true).await.expect("terminate");
+    // Once the drain runs on host 0, its service is killed; the supervisor restarts it.
+    let h = &s.hosts[0];
+    harness::wait_for(Duration::from_secs(10), || {
+        h.status()
+            .ok()?
+            .iter()
+            .any(|r| r["member"] == leaving.as_str() && r["admin"] == "drain")
+            .then_some(())
+    })
+    .expect("draining on host 0");
+    let killed = h.kill_service().expect("a service to kill");
+    let (result, by, started, done) = s
+        .completed(&leaving, "terminate", Duration::from_secs(40))
+        .await;
+    assert_eq!((result.as_str(), by.as_str()), ("CONTINUE", "api"));
+    assert!(
+        done >= started + 5_000,
+        "continued before the 6 s drain ended"
+    );
+    assert!(
+        h.service_restarts() >= 1 && h.service_pid() != Some(killed),
+        "the service was restarted"
+    );
+    for r in requests {
+        assert_eq!(r.join().expect("thread").expect("request").0, 200);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_schedule_re_sends_to_a_host_that_missed_a_change() {
+    let s = Stack::start(StackSpec::new(300, 30)).await;
+    let ids = s.launched(1).await;
+    // Host 1 misses the next change: its Run Command fails without running the agent.
+    let missing = &s.hosts[1];
+    s.w.program_hosts(&json!({ missing.name.clone(): {"status": "Failed", "code": 1, "stderr": "the SSM Agent is down"} }))
+        .expect("program");
+    s.w.scale(GROUP, 2).await.expect("scale out");
+    let joining = s.new_member(&ids).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        s.action(&joining, "launch").is_none(),
+        "decided without host 1's report"
+    );
+    // It comes back; the schedule re-sends the membership; its report decides.
+    let agent = harness::process::bin_path("agent")
+        .expect("agent")
+        .display()
+        .to_string();
+    s.w.document_hosts(&[DocumentHost {
+        instance: missing.name.clone(),
+        agent,
+        env: missing.document_env(),
+    }])
+    .expect("program");
+    s.schedule();
+    let (result, by, _, done) = s
+        .completed(&joining, "launch", Duration::from_secs(20))
+        .await;
+    assert_eq!((result.as_str(), by.as_str()), ("CONTINUE", "api"));
+    assert!(done <= unix_ms());
+    let handled = s.stop().await;
+    let d = decided(&handled, &joining, "launch", "CONTINUE");
+    assert!(d.is("host-report"), "decided by a report: {d:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_report_and_someone_elses_command_complete_nothing() {
+    let mut spec = StackSpec::new(300, 30);
+    spec.env.push(("HOST_REPORT_TIMEOUT_S", "600".into()));
+    let s = Stack::start(spec).await;
+    let ids = s.launched(1).await;
+    // No agent answers: the launch stays open in the ledger, waiting for both proxies.
+    for h in &s.hosts {
+        h.stop_service();
+    }
+    s.w.scale(GROUP, 2).await.expect("scale out");
+    let joining = s.new_member(&ids).await;
+    harness::wait_for(Duration::from_secs(10), || {
+        s.handled()
+            .iter()
+            .any(|h| h.summary.decision(&joining, "launch").is_some())
+            .then_some(())
+    })
+    .expect("the launch was sent");
+    let g = s
+        .handled()
+        .iter()
+        .flat_map(|h| h.summary.changes.clone())
+        .map(|c| c.generation)
+        .max()
+        .expect("a change");
+    let up = |host: &str| {
+        infra::HostReport {
+            host: infra::HostId::new(host).unwrap(),
+            sent_ms: unix_ms(),
+            reports: vec![infra::MemberReport::new(
+                infra::PoolName::new("web").unwrap(),
+                infra::MemberId::new(joining.as_str()).unwrap(),
+                g,
+                infra::OutcomeStatus::Up,
+                None,
+                1,
+            )],
+        }
+        .to_messages(infra::MAX_MESSAGE_BYTES)
+        .remove(0)
+    };
+    let (p0, p1) = (s.hosts[0].name.clone(), s.hosts[1].name.clone());
+    // Proxy 1 reports for both, and a principal that is no proxy reports for proxy 0.
+    let session1 = s.w.proxy_session(&s.path, &p1).expect("session");
+    for (key, body) in [
+        (session1.access_key.as_str(), up(&p0)),
+        ("testing", up(&p0)),
+        ("testing", up(&p1)),
+    ] {
+        s.w.emulator
+            .aws_json_as(
+                key,
+                "sqs",
+                "AmazonSQS.SendMessage",
+                &json!({"QueueUrl": s.path.inbox, "MessageBody": body}),
+                Duration::from_secs(10),
+            )
+            .expect("send");
+    }
+    harness::wait_for(Duration::from_secs(10), || {
+        (s.handled()
+            .iter()
+            .map(|h| h.summary.reports.forged)
+            .sum::<usize>()
+            >= 3)
+            .then_some(())
+    })
+    .expect("three forged reports refused");
+    // A command of the document with a completion context of its own is refused by the
+    // document; one that adds another member changes nothing about this launch.
+    let ssm = aws_sdk_ssm::Client::new(&s.w.sdk);
+    let forged = ssm
+        .send_command()
+        .document_name(harness::world::DOCUMENT)
+        .instance_ids(p0.clone())
+        .parameters("Change", vec!["e30g".into()])
+        .parameters("Context", vec!["eyJ2IjoxfQ==".into()])
+        .send()
+        .await;
+    assert!(forged.is_err(), "the document takes no Context parameter");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        s.action(&joining, "launch").is_none(),
+        "completed by a forgery: {:#?}",
+        s.handled()
+    );
+    s.stop().await;
 }

@@ -381,7 +381,7 @@ fn agent_status_shows_the_slot_to_instance_map() {
     let b_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let run = h
         .agent(
-            &["apply", "--no-wait", "--file", "-"],
+            &["apply", "--file", "-"],
             Some(&adds(1, vec![member("i-a", a.addr), member("i-b", b_addr)]).to_json()),
         )
         .unwrap();

@@ -1,15 +1,16 @@
-//! The reactor driving real agent services and real HAProxy hosts through the production
-//! path: SSM Run Command of the project's document on each proxy instance, the
-//! command's status event back through EventBridge and SQS, the emulator's lifecycle
-//! hooks. A member that answers health checks is continued, one that never does is
-//! abandoned.
+//! The reactor driving a real agent service and a real HAProxy host through the
+//! production path: SSM Run Command of the project's document on the proxy instance,
+//! which returns as soon as the service accepted the change; the service's reports back
+//! through the inbox (an SQS queue, sent with the proxy's own session); the emulator's
+//! lifecycle hooks. A member that answers health checks is continued, one that never
+//! does is abandoned.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use harness::world::{commands_pattern, DOCUMENT, LAUNCH_HOOK};
-use harness::{free_port, GroupSpec, Host, HostSpec, PoolSpec, World};
-use serde_json::Value;
+use harness::world::{autoscaling_pattern, LAUNCH_HOOK, PROXY_GROUP};
+use harness::{free_port, GroupSpec, HostSpec, PoolSpec, World};
+use serde_json::{json, Value};
 
 const GROUP: &str = "web-asg";
 
@@ -21,9 +22,29 @@ async fn the_real_agent_gates_launches_on_health() {
     spec.launch_hook = Some(300);
     w.group(&spec).await.expect("group");
     w.ssm_document(120).await.expect("document");
-    let queue = w
-        .event_queue("commands", &[commands_pattern(DOCUMENT)])
-        .expect("queue");
+    // Only the proxies' reports reach the inbox: the events are handed over by hand.
+    let path = w
+        .control_path("reactor", &[autoscaling_pattern(&["no-such-group"])])
+        .expect("control path");
+    let mut pool = PoolSpec::new("web", 4);
+    pool.port = port;
+    pool.server_options = "check inter 200ms fall 2 rise 1".into();
+    pool.health_timeout_s = 4.0;
+    pool.drain_timeout_s = 2.0;
+    let proxy_subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
+    let hosts = w
+        .proxy_fleet(
+            &path,
+            &proxy_subnet,
+            vec![HostSpec {
+                name: String::new(),
+                pools: vec![pool],
+                extra_toml: String::new(),
+                env: Vec::new(),
+            }],
+        )
+        .await
+        .expect("proxy fleet");
     w.scale(GROUP, 2).await.expect("scale");
     let members = w.members(GROUP).await.expect("members");
     let (healthy, sick) = (members[0].id.clone(), members[1].id.clone());
@@ -32,37 +53,18 @@ async fn the_real_agent_gates_launches_on_health() {
     let listener = TcpListener::bind(format!("{ip}:{port}")).expect("backend listener");
     std::thread::spawn(move || for _ in listener.incoming() {});
 
-    let mut pool = PoolSpec::new("web", 4);
-    pool.port = port;
-    pool.server_options = "check inter 200ms fall 2 rise 1".into();
-    pool.health_timeout_s = 4.0;
-    pool.drain_timeout_s = 2.0;
-    let host = Host::start(&HostSpec {
-        name: "proxy1".into(),
-        pools: vec![pool],
-        extra_toml: String::new(),
-        env: Vec::new(),
-    })
-    .expect("HAProxy host");
-    let proxy_subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
-    w.proxy_fleet(&proxy_subnet, &[&host])
-        .await
-        .expect("proxy fleet");
-
-    let pools = format!(r#"{{"web-asg":[{{"name":"web","port":{port}}}]}}"#);
-    let env = [
-        ("POOLS", pools.as_str()),
-        ("SSM_DOCUMENT", DOCUMENT),
-        ("PROXY_TAG_KEY", harness::world::PROXY_TAG.0),
-        ("PROXY_TAG_VALUE", harness::world::PROXY_TAG.1),
-        ("HEALTH_TIMEOUT_S", "10"),
-        ("DRAIN_TIMEOUT_S", "10"),
-        ("LIFECYCLE_HOOKS", LAUNCH_HOOK),
-    ];
+    let mut env = path.reactor_env();
+    env.extend([
+        (
+            "POOLS",
+            format!(r#"{{"web-asg":[{{"name":"web","port":{port}}}]}}"#),
+        ),
+        ("HEALTH_TIMEOUT_S", "10".into()),
+        ("DRAIN_TIMEOUT_S", "10".into()),
+        ("LIFECYCLE_HOOKS", LAUNCH_HOOK.into()),
+    ]);
     let config = reactor::config::Config::from_lookup(|k| {
-        env.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
     })
     .expect("config");
     let r = reactor::build(config, &w.sdk);
@@ -73,30 +75,60 @@ async fn the_real_agent_gates_launches_on_health() {
         .next()
         .expect("a launch event");
     let sent = r.handle(&event).await.expect("handled");
-    assert_eq!(sent.commands.len(), 1, "{sent:?}");
-    // The hosts' reports come back with the command's status event.
+    assert_eq!(sent.changes.len(), 1, "{sent:?}");
+    assert_eq!(sent.changes[0].hosts, 1);
+    assert!(
+        sent.actions.iter().all(|a| a.decision == "WAIT"),
+        "{sent:?}"
+    );
+    // The host's reports come back through the inbox, sent from its own session.
     let until = Instant::now() + Duration::from_secs(60);
-    let s = loop {
-        assert!(Instant::now() < until, "no status event");
-        let (events, handles) = w.receive(&queue, 1).expect("receive");
-        w.delete(&queue, &handles).expect("delete");
-        if let Some(ev) = events.first() {
-            break r.handle(ev).await.expect("handled");
+    let mut decisions = Vec::new();
+    while decisions.len() < 2 {
+        assert!(
+            Instant::now() < until,
+            "no decision for both launches: {decisions:?}"
+        );
+        let records = w.receive_records(&path.inbox, 1).expect("receive");
+        if records.is_empty() {
+            continue;
         }
-    };
+        for m in &records {
+            assert!(
+                m.attributes["SenderId"]
+                    .as_str()
+                    .is_some_and(|s| s == format!("{}:{}", path.role_id, hosts[0].name)),
+                "sent by the proxy's session: {:?}",
+                m.attributes
+            );
+        }
+        let batch = json!({"Records": records.iter().map(|m| json!({
+            "messageId": m.id, "body": m.body, "attributes": m.attributes, "eventSource": "aws:sqs"
+        })).collect::<Vec<_>>()});
+        let i = r.invoke(&batch).await;
+        assert_eq!(i.response, json!({"batchItemFailures": []}), "{i:?}");
+        decisions.extend(
+            i.summary
+                .actions
+                .iter()
+                .map(|a| (a.instance.clone(), a.decision.clone())),
+        );
+        let handles: Vec<String> = records.iter().map(|m| m.handle.clone()).collect();
+        w.delete(&path.inbox, &handles).expect("delete");
+    }
     let decision = |id: &str| {
-        s.actions
+        decisions
             .iter()
-            .find(|a| a.instance == id)
-            .map(|a| a.decision.clone())
+            .find(|(i, _)| i == id)
+            .map(|(_, d)| d.clone())
             .unwrap_or_default()
     };
-    assert_eq!(decision(&healthy), "CONTINUE", "{s:?}");
+    assert_eq!(decision(&healthy), "CONTINUE", "{decisions:?}");
     assert_eq!(
         decision(&sick),
         "ABANDON",
         "the agent reported {sick} up although nothing listens on its address: a slot must not \
-         count as UP before its first health check passed\n{s:?}"
+         count as UP before its first health check passed\n{decisions:?}"
     );
     let result = |id: &str| -> Option<String> {
         w.actions_of(id, "launch")
@@ -106,4 +138,5 @@ async fn the_real_agent_gates_launches_on_health() {
     };
     assert_eq!(result(&healthy).as_deref(), Some("CONTINUE"));
     assert_eq!(result(&sick).as_deref(), Some("ABANDON"));
+    let _ = PROXY_GROUP;
 }

@@ -65,7 +65,7 @@ fn apply_async(h: &Host, c: &Change) -> JoinHandle<Applied> {
         let out = std::process::Command::new(harness::process::bin_path("agent").unwrap())
             .arg("--config")
             .arg(config)
-            .args(["apply", "--json", "--change", &text])
+            .args(["apply", "--wait", "--json", "--change", &text])
             .output()
             .unwrap();
         Applied {
@@ -229,7 +229,7 @@ fn ten_separate_applies_at_once_all_come_up_within_the_rise() {
                 let out = std::process::Command::new(harness::process::bin_path("agent").unwrap())
                     .arg("--config")
                     .arg(config)
-                    .args(["apply", "--json", "--change", &c.to_json()])
+                    .args(["apply", "--wait", "--json", "--change", &c.to_json()])
                     .output()
                     .unwrap();
                 Applied {
@@ -515,4 +515,146 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
         stats.errors
     );
     assert!(stats.requests > 100, "{stats:?}");
+}
+
+/// `agent apply` returns as soon as the service accepted the change (what Run Command
+/// runs: no health rise holds it), and `--wait` waits for the outcome.
+#[test]
+fn apply_returns_once_accepted_and_wait_waits() {
+    let b = Backend::start("slow", "127.0.0.1").expect("backend");
+    let mut pool = PoolSpec::new("web", 4);
+    pool.server_options = "check inter 500ms fall 2 rise 3".into();
+    let h = host_with(pool);
+    let t = Instant::now();
+    let run = h
+        .agent(
+            &[
+                "apply",
+                "--json",
+                "--change",
+                &change(1, vec![member("i-acc", b.addr)], &[]).to_json(),
+            ],
+            None,
+        )
+        .expect("apply");
+    let quick = t.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = Report::from_json(run.stdout.trim()).expect("report");
+    assert_eq!(
+        outcome(&report, "i-acc").0,
+        OutcomeStatus::Pending,
+        "{report:?}"
+    );
+    assert!(
+        outcome(&report, "i-acc").1.contains("started"),
+        "{report:?}"
+    );
+    assert!(
+        quick < Duration::from_millis(1000),
+        "apply waited {quick:?} for a rise of 1.5 s"
+    );
+    // The human form says where the outcomes go.
+    let run = h
+        .agent(
+            &[
+                "apply",
+                "--change",
+                &change(2, vec![], &["i-none"]).to_json(),
+            ],
+            None,
+        )
+        .expect("apply");
+    assert!(run.stdout.contains("accepted 1 members"), "{}", run.stdout);
+    // --wait waits for the rise.
+    let t = Instant::now();
+    let (report, run) = h
+        .apply(&change(3, vec![member("i-acc2", b.addr)], &[]))
+        .expect("apply --wait");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(outcome(&report, "i-acc2").0, OutcomeStatus::Up);
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "--wait returned before three checks"
+    );
+}
+
+/// The service's reports reach the reactor's inbox through an SQS outage and a restart:
+/// retried with backoff while SendMessage fails (counted), kept in the outbox file
+/// across a stop, and sent by the next service, from the host's own session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_survive_an_sqs_outage_and_a_restart_of_the_service() {
+    let w = harness::World::start(None).await.expect("world");
+    let path = w.control_path("reactor", &[]).expect("control path");
+    let b = Backend::start("reported", "127.0.0.1").expect("backend");
+    let mut pool = PoolSpec::new("web", 4);
+    pool.server_options = "check inter 100ms fall 2 rise 1".into();
+    let subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
+    let metrics: SocketAddr = format!("127.0.0.1:{}", harness::free_port())
+        .parse()
+        .unwrap();
+    let spec = HostSpec {
+        name: String::new(),
+        pools: vec![pool],
+        extra_toml: format!("\n[metrics]\nagent = \"{metrics}\"\n"),
+        env: Vec::new(),
+    };
+    let mut hosts = w
+        .proxy_fleet(&path, &subnet, vec![spec])
+        .await
+        .expect("proxy");
+    let mut h = hosts.remove(0);
+    let fault = serde_json::json!({"service": "sqs", "action": "SendMessage", "code": "ServiceUnavailable", "status": 503, "count": -1});
+    w.emulator
+        .control("POST", "/moto-ext/faults", Some(&fault))
+        .expect("fault");
+    let (report, _) = h
+        .apply(&change(7, vec![member("i-rep", b.addr)], &[]))
+        .expect("apply");
+    assert_eq!(outcome(&report, "i-rep").0, OutcomeStatus::Up);
+    let failing = wait_for(Duration::from_secs(10), || {
+        let m = harness::metrics::scrape(metrics).ok()?;
+        (m.value("haproxy_asg_agent_report_send_failures_total", &[])? >= 1.0).then_some(m)
+    })
+    .expect("failed sends are counted");
+    assert_eq!(
+        failing.value("haproxy_asg_agent_reports_pending", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        failing.value("haproxy_asg_agent_reports_sent_total", &[]),
+        Some(0.0)
+    );
+    // Stopped with the report unsent: it is in the outbox file.
+    h.stop_service();
+    let outbox = std::fs::read_to_string(h.dir().join("state/reports.json")).expect("outbox");
+    assert!(outbox.contains("i-rep"), "{outbox}");
+    w.emulator
+        .control("DELETE", "/moto-ext/faults", None)
+        .expect("clear");
+    assert!(
+        w.receive_records(&path.inbox, 0)
+            .expect("receive")
+            .is_empty(),
+        "nothing got through the outage"
+    );
+    h.start_service().expect("restart");
+    let got = wait_for(Duration::from_secs(20), || {
+        let r = w.receive_records(&path.inbox, 1).ok()?;
+        (!r.is_empty()).then_some(r)
+    })
+    .expect("the report arrives after the restart");
+    assert_eq!(
+        got[0].attributes["SenderId"],
+        Value::from(format!("{}:{}", path.role_id, h.name))
+    );
+    let body = infra::HostReport::from_json(&got[0].body).expect("a host report");
+    assert_eq!(body.host.as_str(), h.name);
+    assert_eq!(
+        (
+            body.reports[0].member.as_str(),
+            body.reports[0].status,
+            body.reports[0].generation
+        ),
+        ("i-rep", OutcomeStatus::Up, 7)
+    );
 }

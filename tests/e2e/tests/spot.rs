@@ -21,7 +21,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use harness::pump::scheduled_event;
 use harness::{http, Host, Load};
 
 /// HAProxy's status (`UP`, `DRAIN`, `MAINT`...) of the server at `ip` on `host`, if a
@@ -102,7 +101,7 @@ async fn pool_until(
             s.handled()
                 .iter()
                 .map(|h| (
-                    h.summary.event.clone(),
+                    h.summary.inputs.clone(),
                     h.summary.ignored.clone(),
                     h.summary.actions.clone()
                 ))
@@ -114,27 +113,32 @@ async fn pool_until(
 
 /// The number of events of `kind` handled so far.
 fn handled_count(s: &Stack, kind: &str) -> usize {
-    s.handled()
-        .iter()
-        .filter(|h| h.summary.event == kind)
-        .count()
+    s.handled().iter().filter(|h| h.is(kind)).count()
 }
 
-/// Sends the schedule and waits until its command ended and was handled.
+/// Sends the schedule and waits until it was handled and every host accepted its
+/// change (Run Command ended the commands that carried it).
 async fn schedule(s: &Stack) {
-    let before = handled_count(s, "command-ended");
     let reconciles = handled_count(s, "reconcile");
-    s.tx.send(scheduled_event("schedule")).expect("schedule");
+    s.schedule();
     until("the schedule ran", Duration::from_secs(10), || {
         handled_count(s, "reconcile") > reconciles
     })
     .await;
-    until(
-        "the schedule's command ended",
-        Duration::from_secs(15),
-        || handled_count(s, "command-ended") > before,
-    )
-    .await;
+    let commands: Vec<String> = s
+        .handled()
+        .iter()
+        .filter(|h| h.is("reconcile"))
+        .last()
+        .map(|h| {
+            h.summary
+                .changes
+                .iter()
+                .flat_map(|c| c.commands.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    s.commands_ended(&commands, Duration::from_secs(15)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -160,14 +164,14 @@ async fn a_spot_warning_drains_the_member_before_it_is_reclaimed_and_nothing_bri
     let warning = s
         .handled()
         .into_iter()
-        .find(|h| h.summary.event == "spot-interruption-warning")
+        .find(|h| h.is("spot-interruption-warning"))
         .expect("handled");
     assert_eq!(
         warning
             .summary
-            .change
-            .as_ref()
-            .map(|c| c.pools[0].remove.len()),
+            .changes
+            .first()
+            .map(|c| c.change.pools[0].remove.len()),
         Some(1)
     );
     // Out of rotation on every host once the command reached them.
@@ -275,14 +279,14 @@ async fn a_rebalance_recommendation_drains_only_with_rebalance_drain() {
             let h = s.handled();
             let handled = h
                 .iter()
-                .find(|h| h.summary.event == "rebalance-recommendation")
+                .find(|h| h.is("rebalance-recommendation"))
                 .expect("handled");
             assert!(
                 handled
                     .summary
                     .ignored
-                    .as_deref()
-                    .is_some_and(|i| i.contains("REBALANCE is ignore")),
+                    .iter()
+                    .any(|i| i.contains("REBALANCE is ignore")),
                 "{handled:?}"
             );
             schedule(&s).await;

@@ -157,9 +157,10 @@ impl Emulator {
             .collect())
     }
 
-    /// An AWS JSON-protocol call: `service` as in the SigV4 scope (`sqs`, `events`),
-    /// `target` the `X-Amz-Target` (`AmazonSQS.ReceiveMessage`, `AWSEvents.PutRule`).
-    /// The emulator does not check signatures, only the scope that names the service.
+    /// An AWS JSON-protocol call: `service` as in the SigV4 scope (`sqs`, `events`,
+    /// `dynamodb`), `target` the `X-Amz-Target` (`AmazonSQS.ReceiveMessage`,
+    /// `AWSEvents.PutRule`). The emulator does not check signatures, only the scope that
+    /// names the service.
     pub fn aws_json(
         &self,
         service: &str,
@@ -167,10 +168,23 @@ impl Emulator {
         body: &Value,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
+        self.aws_json_as("testing", service, target, body, timeout)
+    }
+
+    /// [`Emulator::aws_json`] with the access key `access_key` (a proxy's session
+    /// credentials: SQS then names that session as the message's sender).
+    pub fn aws_json_as(
+        &self,
+        access_key: &str,
+        service: &str,
+        target: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
+            "AWS4-HMAC-SHA256 Credential={access_key}/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
         );
-        let content_type = if service == "sqs" {
+        let content_type = if service == "sqs" || service == "dynamodb" {
             "application/x-amz-json-1.0"
         } else {
             "application/x-amz-json-1.1"
@@ -198,13 +212,59 @@ impl Emulator {
         serde_json::from_str(&r.body).with_context(|| format!("{target}: {}", r.body))
     }
 
+    /// An AWS query-protocol call (IAM, STS): `Action` and its parameters, form-encoded;
+    /// the XML answer as text.
+    pub fn aws_query(
+        &self,
+        service: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
+        );
+        let mut body = format!("Action={action}&Version={}", query_version(service));
+        for (k, v) in params {
+            body.push('&');
+            body.push_str(k);
+            body.push('=');
+            body.push_str(&form_encode(v));
+        }
+        let r = http::request(
+            self.addr.as_str(),
+            "POST",
+            "/",
+            &[
+                (
+                    "Content-Type",
+                    "application/x-www-form-urlencoded; charset=utf-8",
+                ),
+                ("X-Amz-Date", "20260101T000000Z"),
+                ("Authorization", &auth),
+            ],
+            &body,
+            Duration::from_secs(30),
+        )
+        .with_context(|| format!("{service} {action}"))?;
+        if !(200..300).contains(&r.status) {
+            bail!("{service} {action}: HTTP {}: {}", r.status, r.body);
+        }
+        Ok(r.body)
+    }
+
     /// An SDK configuration for this emulator, with the project's retry settings.
     pub async fn sdk(&self) -> aws_config::SdkConfig {
+        self.sdk_as("test").await
+    }
+
+    /// [`Emulator::sdk`] with the access key `key` (the call log names the caller by it:
+    /// a benchmark gives the reactor one of its own).
+    pub async fn sdk_as(&self, key: &str) -> aws_config::SdkConfig {
         infra::aws::sdk_loader()
             .endpoint_url(self.url())
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
-                "test", "test", None, None, "harness",
+                key, "test", None, None, "harness",
             ))
             .load()
             .await
@@ -232,6 +292,37 @@ impl Emulator {
             crate::process::terminate(&mut c, Duration::from_secs(5));
         }
     }
+}
+
+/// The API version a query-protocol service wants.
+fn query_version(service: &str) -> &'static str {
+    match service {
+        "iam" => "2010-05-08",
+        "sts" => "2011-06-15",
+        _ => "2011-01-01",
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of a value.
+fn form_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The text of the first `<tag>...</tag>` in an XML answer.
+pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let len = xml.get(start..)?.find(&format!("</{tag}>"))?;
+    Some(xml.get(start..start + len)?.trim().to_string())
 }
 
 impl Drop for Emulator {

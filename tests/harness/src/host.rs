@@ -413,7 +413,10 @@ impl Host {
 
     /// `agent apply --json` of `change`; the report and the raw run.
     pub fn apply(&self, change: &Change) -> anyhow::Result<(Report, AgentRun)> {
-        let run = self.agent(&["apply", "--json", "--file", "-"], Some(&change.to_json()))?;
+        let run = self.agent(
+            &["apply", "--wait", "--json", "--file", "-"],
+            Some(&change.to_json()),
+        )?;
         let report = Report::from_json(run.stdout.trim()).with_context(|| {
             format!(
                 "agent apply gave no report (exit {}): {}",

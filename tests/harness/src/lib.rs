@@ -6,12 +6,16 @@
 //!   instances, EventBridge rules to SQS) and what the emulator saw.
 //! - [`host`]: a real HAProxy host driven by the real `agent` binary.
 //! - [`boot`]: a proxy host booted from its rendered user data in a throwaway root.
-//! - [`backend`], [`fleet`]: real HTTP servers, one per instance of a group.
+//! - [`backend`], [`fleet`]: real HTTP servers, one per instance of a group;
+//!   [`listeners`]: many of them in one process, for hundreds of instances.
 //! - [`load`], [`http`]: bounded HTTP load and a small HTTP client.
 //! - [`watch`]: when HAProxy learned about a server and when it came UP.
 //! - [`syslog`]: a UDP syslog receiver for HAProxy's log lines.
 //! - [`metrics`]: scraping and reading a Prometheus endpoint.
-//! - [`pump`]: EventBridge events to a consumer through SQS, as Lambda gets them.
+//! - [`pump`]: the reactor's inbox (SQS) to a consumer, as Lambda's event source
+//!   mapping delivers it.
+//! - [`standin`]: stand-in proxies that answer Run Command and report to the inbox like
+//!   the agent service, without HAProxy.
 //! - [`runtime_api`]: a Lambda Runtime API, to run the real reactor binary.
 //! - [`process`]: the project's binaries and the processes a run started.
 //!
@@ -29,11 +33,13 @@ pub mod emulator;
 pub mod fleet;
 pub mod host;
 pub mod http;
+pub mod listeners;
 pub mod load;
 pub mod metrics;
 pub mod process;
 pub mod pump;
 pub mod runtime_api;
+pub mod standin;
 pub mod syslog;
 pub mod watch;
 pub mod world;

@@ -71,6 +71,11 @@ impl SocketWatch {
         }
     }
 
+    /// Everything seen so far, by address.
+    pub fn all(&self) -> BTreeMap<String, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// What was seen of `ip` so far.
     pub fn get(&self, ip: &str) -> Option<Seen> {
         self.seen

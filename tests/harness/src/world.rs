@@ -36,14 +36,79 @@ pub const PROXY_TAG: (&str, &str) = ("Role", "proxy");
 /// agent it stands for.
 pub const AGENT_PATH: &str = "/usr/local/bin/agent";
 
-/// The EventBridge pattern of the reactor's `commands` rule (terraform/modules/reactor):
-/// the project document's commands that ended.
-pub fn commands_pattern(document: &str) -> Value {
-    json!({
-        "source": ["aws.ssm"],
-        "detail-type": ["EC2 Command Status-change Notification"],
-        "detail": {"document-name": [document], "status": ["Success", "Failed", "TimedOut", "Cancelled"]}
-    })
+/// The proxy fleet's group in local runs (`PROXY_GROUP`).
+pub const PROXY_GROUP: &str = "proxies";
+
+/// The reactor's control path in the emulator (what the Terraform reactor module
+/// creates): the inbox queue the event rules and the proxies send to, the lifecycle
+/// ledger, and the role whose sessions the proxies report with.
+#[derive(Debug, Clone)]
+pub struct ControlPath {
+    /// The inbox's queue URL (`[report] queue_url` of the agents).
+    pub inbox: String,
+    /// The ledger table (`LEDGER_TABLE`).
+    pub table: String,
+    /// The proxies' role ARN.
+    pub role_arn: String,
+    /// Its unique id (`PROXY_ROLE_ID`).
+    pub role_id: String,
+}
+
+impl ControlPath {
+    /// The reactor's environment for this control path and the local proxy fleet
+    /// ([`DOCUMENT`], [`PROXY_TAG`], [`PROXY_GROUP`]); the rest (`POOLS`, timeouts) is the
+    /// caller's.
+    pub fn reactor_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SSM_DOCUMENT", DOCUMENT.to_string()),
+            ("PROXY_TAG_KEY", PROXY_TAG.0.to_string()),
+            ("PROXY_TAG_VALUE", PROXY_TAG.1.to_string()),
+            ("PROXY_GROUP", PROXY_GROUP.to_string()),
+            ("PROXY_ROLE_ID", self.role_id.clone()),
+            ("LEDGER_TABLE", self.table.clone()),
+            ("INBOX_QUEUE_URL", self.inbox.clone()),
+        ]
+    }
+
+    /// agent.toml's `[report]` section for a proxy of this control path.
+    pub fn report_toml(&self) -> String {
+        format!("\n[report]\nqueue_url = \"{}\"\n", self.inbox)
+    }
+}
+
+/// A message received from a queue.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Its message id.
+    pub id: String,
+    /// Its receipt handle.
+    pub handle: String,
+    /// Its body.
+    pub body: String,
+    /// Its system attributes (`SenderId`, ...).
+    pub attributes: Value,
+}
+
+/// Temporary credentials (an STS session).
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_key: String,
+    /// `AWS_SESSION_TOKEN`.
+    pub token: String,
+}
+
+impl Session {
+    /// The environment that makes a process use these credentials.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("AWS_SESSION_TOKEN".into(), self.token.clone()),
+        ]
+    }
 }
 
 /// The EventBridge pattern of the reactor's `lifecycle` and `results` rules for `groups`.
@@ -437,6 +502,7 @@ impl World {
             .join("terraform/modules/reactor/templates/ssm-document.json.tftpl");
         let template = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
+        // The template has a fixed timeout now; older ones took `execution_timeout`.
         let content = template.replace("${execution_timeout}", &execution_timeout_s.to_string());
         aws_sdk_ssm::Client::new(&self.sdk)
             .create_document()
@@ -465,36 +531,54 @@ impl World {
         self.program_hosts(&Value::Object(programs))
     }
 
-    /// Makes `hosts` (real HAProxy hosts with their agent service) the proxy fleet: one
-    /// running EC2 instance each in `subnet`, tagged [`PROXY_TAG`], on which Run Command
-    /// runs the project's document with the host's agent and agent.toml. The instance ids,
-    /// in the hosts' order.
+    /// The proxy fleet: the proxy group with one instance per spec in `subnet`, and for
+    /// each instance a real HAProxy host named after it (its `host`, as the user data
+    /// writes it on AWS) whose agent service reports to `path`'s inbox with the
+    /// instance's own session; Run Command runs the project's document there with that
+    /// host's agent. The hosts, in the specs' order.
     pub async fn proxy_fleet(
         &self,
+        path: &ControlPath,
         subnet: &str,
-        hosts: &[&crate::Host],
-    ) -> anyhow::Result<Vec<String>> {
-        let n = i32::try_from(hosts.len()).context("too many hosts")?;
-        let ids = self
-            .run_instances(n, subnet, PROXY_TAG.0, PROXY_TAG.1)
-            .await?;
-        anyhow::ensure!(
-            ids.len() == hosts.len(),
-            "RunInstances gave {} instances",
-            ids.len()
-        );
+        specs: Vec<crate::HostSpec>,
+    ) -> anyhow::Result<Vec<crate::Host>> {
+        let n = i32::try_from(specs.len()).context("too many hosts")?;
+        let ids = self.proxy_group(subnet, n).await?;
+        self.proxy_hosts(path, &ids, specs).await
+    }
+
+    /// Real HAProxy hosts for proxy instances `ids` (see [`World::proxy_fleet`]), one
+    /// per spec, in order.
+    pub async fn proxy_hosts(
+        &self,
+        path: &ControlPath,
+        ids: &[String],
+        specs: Vec<crate::HostSpec>,
+    ) -> anyhow::Result<Vec<crate::Host>> {
         let agent = crate::process::bin_path("agent")?.display().to_string();
-        let programs: Vec<DocumentHost> = ids
-            .iter()
-            .zip(hosts)
-            .map(|(id, h)| DocumentHost {
+        let mut hosts = Vec::new();
+        let mut programs = Vec::new();
+        for (id, mut spec) in ids.iter().zip(specs) {
+            let session = self.proxy_session(path, id)?;
+            spec.name = id.clone();
+            spec.extra_toml.push_str(&path.report_toml());
+            spec.env.extend(self.emulator.aws_env());
+            // The instance profile's credentials, not the harness's.
+            spec.env
+                .retain(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY");
+            spec.env.extend(session.env());
+            let host = tokio::task::spawn_blocking(move || crate::Host::start(&spec))
+                .await
+                .context("starting a proxy host")??;
+            programs.push(DocumentHost {
                 instance: id.clone(),
                 agent: agent.clone(),
-                env: h.document_env(),
-            })
-            .collect();
+                env: host.document_env(),
+            });
+            hosts.push(host);
+        }
         self.document_hosts(&programs)?;
-        Ok(ids)
+        Ok(hosts)
     }
 
     /// EC2's two-minute warning for a Spot `instance`; Auto Scaling starts replacing it
@@ -620,6 +704,32 @@ impl World {
         Ok((events, handles))
     }
 
+    /// Up to 10 messages of the inbox, long-polling `wait_s` seconds, as Lambda's event
+    /// source mapping receives them: each with its id, receipt handle, body and system
+    /// attributes (`SenderId`, `SentTimestamp`, ...).
+    pub fn receive_records(&self, url: &str, wait_s: u32) -> anyhow::Result<Vec<Received>> {
+        let t = Duration::from_secs(u64::from(wait_s) + 10);
+        let r = self.emulator.aws_json(
+            "sqs",
+            "AmazonSQS.ReceiveMessage",
+            &json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_s,
+                    "AttributeNames": ["All"], "MessageSystemAttributeNames": ["All"]}),
+            t,
+        )?;
+        Ok(r["Messages"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| Received {
+                id: m["MessageId"].as_str().unwrap_or_default().to_string(),
+                handle: m["ReceiptHandle"].as_str().unwrap_or_default().to_string(),
+                body: m["Body"].as_str().unwrap_or_default().to_string(),
+                attributes: m["Attributes"].clone(),
+            })
+            .collect())
+    }
+
     /// Deletes received messages (one DeleteMessageBatch per 10).
     pub fn delete(&self, url: &str, handles: &[String]) -> anyhow::Result<()> {
         for chunk in handles.chunks(10) {
@@ -641,6 +751,111 @@ impl World {
             );
         }
         Ok(())
+    }
+
+    /// The control path named `name`: the inbox queue (failed records visible again
+    /// after 5 s, as a retried Lambda batch) fed by one EventBridge rule per pattern, the
+    /// ledger table (on-demand, the sparse `open` index, TTL on `expires_at`), and the
+    /// proxies' role.
+    pub fn control_path(&self, name: &str, patterns: &[Value]) -> anyhow::Result<ControlPath> {
+        let inbox = self.event_queue(&format!("{name}-inbox"), patterns)?;
+        let t = Duration::from_secs(30);
+        self.emulator.aws_json(
+            "sqs",
+            "AmazonSQS.SetQueueAttributes",
+            &json!({"QueueUrl": inbox, "Attributes": {"VisibilityTimeout": "5"}}),
+            t,
+        )?;
+        let table = format!("{name}-ledger");
+        let attr = |n: &str| json!({"AttributeName": n, "AttributeType": "S"});
+        self.emulator.aws_json(
+            "dynamodb",
+            "DynamoDB_20120810.CreateTable",
+            &json!({
+                "TableName": table,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [attr("id"), attr("open")],
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "GlobalSecondaryIndexes": [{
+                    "IndexName": "open",
+                    "KeySchema": [{"AttributeName": "open", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"}
+                }]
+            }),
+            t,
+        )?;
+        self.emulator.aws_json(
+            "dynamodb",
+            "DynamoDB_20120810.UpdateTimeToLive",
+            &json!({"TableName": table, "TimeToLiveSpecification": {"Enabled": true, "AttributeName": "expires_at"}}),
+            t,
+        )?;
+        let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+        let role = self.emulator.aws_query(
+            "iam",
+            "CreateRole",
+            &[
+                ("RoleName", &format!("{name}-proxy")),
+                ("AssumeRolePolicyDocument", &trust.to_string()),
+            ],
+        )?;
+        let text = |tag: &str| {
+            crate::emulator::xml_text(&role, tag)
+                .with_context(|| format!("CreateRole gave no {tag}: {role}"))
+        };
+        Ok(ControlPath {
+            inbox,
+            table,
+            role_arn: text("Arn")?,
+            role_id: text("RoleId")?,
+        })
+    }
+
+    /// The credentials `instance`'s instance profile gets: a session of the proxies' role
+    /// named after the instance (what EC2 does, and what SQS then names as the sender of
+    /// its messages).
+    pub fn proxy_session(&self, path: &ControlPath, instance: &str) -> anyhow::Result<Session> {
+        let xml = self.emulator.aws_query(
+            "sts",
+            "AssumeRole",
+            &[
+                ("RoleArn", path.role_arn.as_str()),
+                ("RoleSessionName", instance),
+            ],
+        )?;
+        let text = |tag: &str| {
+            crate::emulator::xml_text(&xml, tag)
+                .with_context(|| format!("AssumeRole gave no {tag}: {xml}"))
+        };
+        Ok(Session {
+            access_key: text("AccessKeyId")?,
+            secret_key: text("SecretAccessKey")?,
+            token: text("SessionToken")?,
+        })
+    }
+
+    /// The proxy fleet's group ([`PROXY_GROUP`]) with `n` instances in `subnet`, tagged
+    /// [`PROXY_TAG`]; their ids once every one is in service.
+    pub async fn proxy_group(&self, subnet: &str, n: i32) -> anyhow::Result<Vec<String>> {
+        let mut spec = GroupSpec::new(PROXY_GROUP, subnet).tag(PROXY_TAG.0, PROXY_TAG.1);
+        spec.max = n.max(1) * 2;
+        spec.desired = n;
+        self.group(&spec).await?;
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let m = self.members(PROXY_GROUP).await?;
+            if m.len() == usize::try_from(n).unwrap_or(0)
+                && m.iter().all(|i| i.state == "InService")
+            {
+                return Ok(m.into_iter().map(|i| i.id).collect());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < until,
+                "the proxy group did not reach {n} in-service instances: {m:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every event the emulator emitted, in order (`/moto-ext/events`).

@@ -1,8 +1,9 @@
 //! The stack the end-to-end lifecycle tests share: the emulator's Auto Scaling, EC2,
-//! Run Command and EventBridge; two real HAProxy hosts with their agent service as the
-//! proxy fleet; real backends on the instances' addresses; and the reactor, run as
-//! Lambda runs it with one concurrent invocation (events handled one at a time, in the
-//! order EventBridge delivered them).
+//! Run Command, EventBridge, SQS and DynamoDB; two real HAProxy hosts, the proxy group's
+//! instances, with their agent service reporting to the reactor's inbox; real backends
+//! on the instances' addresses; and the reactor, fed by the inbox as Lambda's SQS event
+//! source mapping feeds it (one poller: batches handled one at a time, in the order the
+//! queue gave them).
 
 #![allow(dead_code)]
 
@@ -10,26 +11,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::fleet::Fleet;
-use harness::pump::Pump;
+use harness::pump::{Delivery, Pump};
 use harness::world::{
-    autoscaling_pattern, commands_pattern, ec2_warnings_pattern, DOCUMENT, LAUNCH_HOOK, PROXY_TAG,
+    autoscaling_pattern, ec2_warnings_pattern, ControlPath, LAUNCH_HOOK, PROXY_GROUP,
     TERMINATE_HOOK,
 };
 use harness::{free_port, http, unix_ms, GroupSpec, Host, HostSpec, PoolSpec, World};
-use reactor::reactor::Summary;
+use reactor::summary::Summary;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 /// The backend group.
 pub const GROUP: &str = "web-asg";
 
-/// One handled event: its kind, when its invocation started and how long it took, and
-/// what the reactor answered.
+/// One handled invocation: when it started, how long it took, and what it did.
 #[derive(Debug, Clone)]
 pub struct Handled {
     pub started_ms: u64,
     pub ms: u64,
     pub summary: Summary,
+}
+
+impl Handled {
+    /// Whether it handled an input of `kind`.
+    pub fn is(&self, kind: &str) -> bool {
+        self.summary.inputs.contains_key(kind)
+    }
 }
 
 /// The stack under test.
@@ -38,9 +45,10 @@ pub struct Stack {
     pub hosts: Vec<Host>,
     pub port: u16,
     pub fleet: Fleet,
+    pub path: ControlPath,
     pump: Pump,
-    /// Events for the reactor (the pump's, and scheduled ones).
-    pub tx: mpsc::UnboundedSender<Value>,
+    /// Invocations for the reactor (the pump's, and bare scheduled events).
+    pub tx: mpsc::UnboundedSender<Delivery>,
     handled: Arc<Mutex<Vec<Handled>>>,
     consumer: tokio::task::JoinHandle<()>,
 }
@@ -59,10 +67,12 @@ pub struct StackSpec {
     /// The group's desired capacity before the reactor starts (none of its events is
     /// handled: a warm pool fills then).
     pub initial: i32,
+    /// How many proxies.
+    pub proxies: usize,
 }
 
 impl StackSpec {
-    /// Hooks with `heartbeat_s`, pools draining for up to `drain_s`, nothing else.
+    /// Hooks with `heartbeat_s`, pools draining for up to `drain_s`, two proxies.
     pub fn new(heartbeat_s: i32, drain_s: u64) -> Self {
         Self {
             heartbeat_s,
@@ -70,37 +80,32 @@ impl StackSpec {
             env: Vec::new(),
             warm_pool: None,
             initial: 0,
+            proxies: 2,
         }
     }
 }
 
+/// The health timeout of the stack's pools and reactor.
+pub const HEALTH_S: u64 = 10;
+
 impl Stack {
-    /// A group with both hooks, two proxy hosts, and the reactor consuming the group's,
-    /// the document's and EC2's warning events.
+    /// A group with both hooks, the proxies, and the reactor consuming the inbox.
     pub async fn start(spec: StackSpec) -> Self {
-        let StackSpec {
-            heartbeat_s,
-            drain_s,
-            ..
-        } = spec;
         let w = Arc::new(World::start(None).await.expect("emulated world"));
         let port = free_port();
-        w.group(&GroupSpec::new(GROUP, &w.subnet).hooks(heartbeat_s))
+        w.group(&GroupSpec::new(GROUP, &w.subnet).hooks(spec.heartbeat_s))
             .await
             .expect("group");
-        let health_s = 10;
-        let execution_timeout = health_s + drain_s + 60;
-        w.ssm_document(execution_timeout).await.expect("document");
-        let queue = w
-            .event_queue(
+        w.ssm_document(120).await.expect("document");
+        let path = w
+            .control_path(
                 "reactor",
                 &[
-                    autoscaling_pattern(&[GROUP]),
-                    commands_pattern(DOCUMENT),
+                    autoscaling_pattern(&[GROUP, PROXY_GROUP]),
                     ec2_warnings_pattern(),
                 ],
             )
-            .expect("queue");
+            .expect("control path");
         // After the rules: its launches into the pool are events too.
         if let Some((min, prepared, reuse)) = spec.warm_pool {
             w.warm_pool(GROUP, min, prepared, reuse)
@@ -115,77 +120,44 @@ impl Stack {
             Duration::from_millis(50),
             Duration::from_secs(600),
         );
-        let mut hosts = Vec::new();
-        for name in ["proxy1", "proxy2"] {
-            let mut pool = PoolSpec::new("web", 4);
-            pool.port = port;
-            pool.server_options = "check inter 100ms fall 2 rise 1".into();
-            pool.health_timeout_s = health_s as f64;
-            pool.drain_timeout_s = drain_s as f64;
-            hosts.push(
-                Host::start(&HostSpec {
-                    name: name.into(),
-                    pools: vec![pool],
-                    extra_toml: String::new(),
-                    env: Vec::new(),
-                })
-                .expect("HAProxy host"),
-            );
-        }
         let proxy_subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
-        let refs: Vec<&Host> = hosts.iter().collect();
-        w.proxy_fleet(&proxy_subnet, &refs)
+        let specs = (0..spec.proxies)
+            .map(|_| proxy_spec(port, spec.drain_s))
+            .collect();
+        let hosts = w
+            .proxy_fleet(&path, &proxy_subnet, specs)
             .await
             .expect("proxy fleet");
-
-        let pools = format!(r#"{{"{GROUP}":[{{"name":"web","port":{port}}}]}}"#);
-        let hooks = format!("{LAUNCH_HOOK},{TERMINATE_HOOK}");
-        let (health, drain) = (health_s.to_string(), drain_s.to_string());
-        let env = [
-            ("POOLS", pools.as_str()),
-            ("SSM_DOCUMENT", DOCUMENT),
-            ("PROXY_TAG_KEY", PROXY_TAG.0),
-            ("PROXY_TAG_VALUE", PROXY_TAG.1),
-            ("HEALTH_TIMEOUT_S", health.as_str()),
-            ("DRAIN_TIMEOUT_S", drain.as_str()),
-            ("LIFECYCLE_HOOKS", hooks.as_str()),
-        ];
-        let config = reactor::config::Config::from_lookup(|k| {
-            spec.env
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.clone())
-                .or_else(|| {
-                    env.iter()
-                        .find(|(n, _)| *n == k)
-                        .map(|(_, v)| v.to_string())
-                })
-        })
-        .expect("config");
         if spec.initial > 0 {
             w.scale(GROUP, spec.initial)
                 .await
                 .expect("initial capacity");
         }
-        let r = reactor::build(config, &w.sdk);
-
-        // One concurrent invocation: events are handled one after the other.
-        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
-        let pump = Pump::start(Arc::clone(&w), queue, tx.clone(), Duration::from_secs(600));
+        let r = reactor::build(reactor_config(&path, port, spec.drain_s, &spec.env), &w.sdk);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
+        let pump = Pump::start(
+            Arc::clone(&w),
+            path.inbox.clone(),
+            tx.clone(),
+            Duration::from_secs(600),
+            1,
+        );
         let handled: Arc<Mutex<Vec<Handled>>> = Arc::default();
         let log = Arc::clone(&handled);
         let consumer = tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
+            while let Some(d) = rx.recv().await {
                 let started_ms = unix_ms();
                 let t = Instant::now();
-                match r.handle(&event).await {
-                    Ok(summary) => log.lock().unwrap().push(Handled {
-                        started_ms,
-                        ms: t.elapsed().as_millis() as u64,
-                        summary,
-                    }),
-                    Err(e) => panic!("the reactor failed on {event}: {e:#}"),
+                let i = r.invoke(&d.event).await;
+                if let Err(e) = &i.result {
+                    panic!("the reactor failed on {}: {e:#}", d.event);
                 }
+                log.lock().unwrap().push(Handled {
+                    started_ms,
+                    ms: t.elapsed().as_millis() as u64,
+                    summary: i.summary,
+                });
+                d.answer(i.response);
             }
         });
         Self {
@@ -193,6 +165,7 @@ impl Stack {
             hosts,
             port,
             fleet,
+            path,
             pump,
             tx,
             handled,
@@ -202,6 +175,13 @@ impl Stack {
 
     pub fn handled(&self) -> Vec<Handled> {
         self.handled.lock().unwrap().clone()
+    }
+
+    /// Sends the schedule's event to the reactor (directly, as a bare event).
+    pub fn schedule(&self) {
+        self.tx
+            .send(Delivery::bare(harness::pump::scheduled_event("schedule")))
+            .expect("schedule");
     }
 
     /// The lifecycle action of `id` for `transition`: its result, who completed it, when
@@ -286,43 +266,33 @@ impl Stack {
     ) -> Vec<std::thread::JoinHandle<Result<(u16, usize), String>>> {
         let mut threads = Vec::new();
         for h in &self.hosts {
-            let fe = h.frontend("web");
-            let client = h.client();
-            let port = self.port;
-            let ip = ip.to_string();
-            // Round robin over the members: open requests until one lands on `ip`.
-            let until = Instant::now() + Duration::from_secs(10);
-            loop {
-                assert!(
-                    Instant::now() < until,
-                    "no long request reached {ip}: {:#?}",
-                    client.stats()
-                );
-                threads.push(std::thread::spawn(move || {
-                    http::get(fe, &format!("/stream?ms={ms}"), Duration::from_secs(5))
-                        .map(|r| (r.status, r.body.len()))
-                        .map_err(|e| e.to_string())
-                }));
-                let on_ip = |rows: &[agent::haproxy::StatRow]| {
-                    rows.iter()
-                        .filter(|r| r.addr == format!("{ip}:{port}"))
-                        .map(|r| r.scur)
-                        .sum::<u64>()
-                };
-                let mut seen = 0;
-                for _ in 0..20 {
-                    seen = on_ip(&client.stats().expect("stats"));
-                    if seen > 0 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-                if seen > 0 {
-                    break;
-                }
-            }
+            threads.extend(long_requests_on(h, ip, self.port, ms).await);
         }
         threads
+    }
+
+    /// Waits (bounded) until Run Command ended every one of `commands` (their
+    /// command-level status event): every host accepted the change they carry.
+    pub async fn commands_ended(&self, commands: &[String], within: Duration) {
+        let until = Instant::now() + within;
+        loop {
+            let events = self.w.events().expect("events");
+            let ended = |id: &String| {
+                events.iter().any(|e| {
+                    e["detail-type"] == "EC2 Command Status-change Notification"
+                        && e["detail"]["command-id"] == id.as_str()
+                        && e["detail"]["status"] != "InProgress"
+                })
+            };
+            if commands.iter().all(ended) {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "commands {commands:?} did not end within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops the pump and the consumer; the hosts stop when dropped.
@@ -335,12 +305,93 @@ impl Stack {
     }
 }
 
+/// A proxy's host spec: the web pool on `port`, fast checks, drains up to `drain_s`.
+pub fn proxy_spec(port: u16, drain_s: u64) -> HostSpec {
+    let mut pool = PoolSpec::new("web", 4);
+    pool.port = port;
+    pool.server_options = "check inter 100ms fall 2 rise 1".into();
+    pool.health_timeout_s = HEALTH_S as f64;
+    pool.drain_timeout_s = drain_s as f64;
+    HostSpec {
+        name: String::new(),
+        pools: vec![pool],
+        extra_toml: String::new(),
+        env: Vec::new(),
+    }
+}
+
+/// The reactor's configuration for `path`, the web pool on `port`, drains up to
+/// `drain_s`, and `extra` settings.
+pub fn reactor_config(
+    path: &ControlPath,
+    port: u16,
+    drain_s: u64,
+    extra: &[(&'static str, String)],
+) -> reactor::config::Config {
+    let mut env = path.reactor_env();
+    env.extend([
+        (
+            "POOLS",
+            format!(r#"{{"{GROUP}":[{{"name":"web","port":{port}}}]}}"#),
+        ),
+        ("HEALTH_TIMEOUT_S", HEALTH_S.to_string()),
+        ("DRAIN_TIMEOUT_S", drain_s.to_string()),
+        ("LIFECYCLE_HOOKS", format!("{LAUNCH_HOOK},{TERMINATE_HOOK}")),
+    ]);
+    reactor::config::Config::from_lookup(|k| {
+        extra
+            .iter()
+            .chain(env.iter())
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("reactor config")
+}
+
+/// Requests through `h`'s frontend streaming for `ms`, opened until one lands on `ip`'s
+/// server (round robin over the members), which `h` then shows holding a session.
+pub async fn long_requests_on(
+    h: &Host,
+    ip: &str,
+    port: u16,
+    ms: u64,
+) -> Vec<std::thread::JoinHandle<Result<(u16, usize), String>>> {
+    let mut threads = Vec::new();
+    let fe = h.frontend("web");
+    let client = h.client();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < until,
+            "no long request reached {ip}: {:#?}",
+            client.stats()
+        );
+        threads.push(std::thread::spawn(move || {
+            http::get(fe, &format!("/stream?ms={ms}"), Duration::from_secs(5))
+                .map(|r| (r.status, r.body.len()))
+                .map_err(|e| e.to_string())
+        }));
+        let on_ip = |rows: &[agent::haproxy::StatRow]| {
+            rows.iter()
+                .filter(|r| r.addr == format!("{ip}:{port}"))
+                .map(|r| r.scur)
+                .sum::<u64>()
+        };
+        for _ in 0..20 {
+            if on_ip(&client.stats().expect("stats")) > 0 {
+                return threads;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
 /// The invocation that handled the lifecycle action event of `id` for `transition`.
 pub fn action_event<'a>(handled: &'a [Handled], id: &str, transition: &str) -> &'a Handled {
     let kind = format!("{transition}-lifecycle-action");
     handled
         .iter()
-        .find(|h| h.summary.event == kind && h.summary.actions.iter().any(|a| a.instance == id))
+        .find(|h| h.is(&kind) && h.summary.actions.iter().any(|a| a.instance == id))
         .unwrap_or_else(|| panic!("no {kind} event of {id} was handled: {handled:#?}"))
 }
 

@@ -1,0 +1,242 @@
+//! Deciding and completing lifecycle actions: from the ledger's items (the hosts'
+//! reports, the deadlines) to `CompleteLifecycleAction`, the item closed once Auto
+//! Scaling took it; heartbeats for actions that wait long; which hooks an action is
+//! completed on.
+
+use std::collections::BTreeMap;
+
+use infra::aws::{now_ms, AwsError};
+
+use crate::ledger::{self, ActionKey, Decision, Item, Opening, Verdict};
+use crate::lifecycle::{Completion, LifecycleApi, Transition};
+use crate::plan::PendingAction;
+use crate::reactor::{Boundaries, Reactor, ReactorError};
+use crate::summary::{ActionSummary, Summary};
+
+impl<B: Boundaries> Reactor<B> {
+    /// Decides every open item of `items` now: those their reports (or deadline) decide
+    /// are completed and closed in the ledger; with `record_waits`, the others are noted
+    /// as waiting. A completion that fails leaves its item open (retried by the next
+    /// report or the schedule) and is returned as the error, after the others.
+    pub(crate) async fn decide_items(
+        &self,
+        items: &[Item],
+        record_waits: bool,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        let now = now_ms();
+        let mut closing: BTreeMap<ActionKey, (Verdict, String, bool)> = BTreeMap::new();
+        let mut first_error = None;
+        for item in items.iter().filter(|i| i.is_open()) {
+            match item.decide(now) {
+                Decision::Complete(verdict, reason) => {
+                    match self.complete(item, verdict, &reason).await {
+                        Ok(completed) => {
+                            record(summary, item, verdict.as_aws(), &reason, completed);
+                            closing.insert(item.key(), (verdict, reason, completed));
+                        }
+                        Err(e) => {
+                            tracing::error!(instance = %item.instance, error = %e, "lifecycle completion failed; the action stays open");
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                Decision::Wait(reason) if record_waits => {
+                    record(summary, item, "WAIT", &reason, false);
+                }
+                Decision::Wait(_) => {}
+            }
+        }
+        self.close(&closing, now).await?;
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the open items of `closing` in the ledger.
+    async fn close(
+        &self,
+        closing: &BTreeMap<ActionKey, (Verdict, String, bool)>,
+        now: u64,
+    ) -> Result<(), ReactorError> {
+        if closing.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<ActionKey> = closing.keys().cloned().collect();
+        ledger::update(&self.ledger, &keys, |k, item| {
+            let mut item = item.filter(Item::is_open)?;
+            let (verdict, reason, completed) = closing.get(k)?;
+            item.close(*verdict, reason, *completed, now);
+            Some(item)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `CompleteLifecycleAction` with `verdict` on every hook of `item`, and logs it;
+    /// whether Auto Scaling took it (false: no such action was pending any more).
+    pub(crate) async fn complete(
+        &self,
+        item: &Item,
+        verdict: Verdict,
+        reason: &str,
+    ) -> Result<bool, AwsError> {
+        let mut completed = false;
+        for hook in &item.hooks {
+            let done = self
+                .lifecycle
+                .complete(
+                    &item.group,
+                    hook,
+                    item.instance.as_str(),
+                    item.token.as_deref(),
+                    verdict.as_aws(),
+                )
+                .await?;
+            match done {
+                Completion::Done => completed = true,
+                Completion::NotPending(m) => {
+                    tracing::info!(instance = %item.instance, hook, reason = %m, "action no longer pending")
+                }
+            }
+        }
+        for pool in &item.pools {
+            tracing::info!(
+                pool = %pool,
+                instance = %item.instance,
+                group = %item.group,
+                transition = %item.transition,
+                generation = item.first_generation,
+                outcome = verdict.as_aws(),
+                reason,
+                completed,
+                "lifecycle decision"
+            );
+        }
+        Ok(completed)
+    }
+
+    /// Completes an action that needs no host's word (a warm pool move, a proxy's own
+    /// action, a launch of an instance already leaving, no proxy at all), and closes
+    /// its item when the ledger has an open one (with `tracked`).
+    pub(crate) async fn complete_at_once(
+        &self,
+        opening: Opening,
+        verdict: Verdict,
+        reason: &str,
+        tracked: bool,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        let item = Item::open(opening, self.timing());
+        let completed = self.complete(&item, verdict, reason).await?;
+        record(summary, &item, verdict.as_aws(), reason, completed);
+        if tracked {
+            let closing = BTreeMap::from([(item.key(), (verdict, reason.to_string(), completed))]);
+            self.close(&closing, now_ms()).await?;
+        }
+        Ok(())
+    }
+
+    /// `RecordLifecycleActionHeartbeat` on every hook of `item`: a drain may outlast
+    /// the hook's heartbeat timeout. A failure is logged, not returned.
+    pub(crate) async fn heartbeat(&self, item: &Item, summary: &mut Summary) {
+        for hook in &item.hooks {
+            let r = self
+                .lifecycle
+                .heartbeat(
+                    &item.group,
+                    hook,
+                    item.instance.as_str(),
+                    item.token.as_deref(),
+                )
+                .await;
+            match r {
+                Ok(Completion::Done) => {
+                    tracing::info!(instance = %item.instance, hook, "lifecycle heartbeat recorded");
+                    summary
+                        .heartbeats
+                        .push(format!("{} {}", item.transition, item.instance));
+                }
+                Ok(Completion::NotPending(m)) => {
+                    tracing::info!(instance = %item.instance, hook, reason = %m, "no action to heartbeat")
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %item.instance, hook, error = %e, "lifecycle heartbeat failed")
+                }
+            }
+        }
+    }
+
+    /// The hooks each action is completed on (the event's hook, or the transition's
+    /// hooks the reactor owns); actions waiting on no hook of ours are left alone.
+    pub(crate) async fn targets(
+        &self,
+        actions: Vec<PendingAction>,
+        summary: &mut Summary,
+    ) -> Result<Vec<(PendingAction, Vec<String>)>, ReactorError> {
+        let mut out = Vec::new();
+        for action in actions {
+            let names: Vec<String> = match &action.hook {
+                Some(h) => vec![h.clone()],
+                None => self
+                    .lifecycle
+                    .hooks(&action.group)
+                    .await?
+                    .iter()
+                    .filter(|h| h.transition == action.transition && self.config.owns_hook(&h.name))
+                    .map(|h| h.name.clone())
+                    .collect(),
+            };
+            if names.is_empty() {
+                summary.note(format!(
+                    "instance {} of group {} waits on no {} hook of ours (LIFECYCLE_HOOKS); left alone",
+                    action.instance, action.group, action.transition
+                ));
+                continue;
+            }
+            out.push((action, names));
+        }
+        Ok(out)
+    }
+
+    /// The lifecycle hook of ours that gated `transition` in a managed backend `group`,
+    /// if it has one. An instance that finished that transition then went through the
+    /// change the hook's event sent, and its action was completed from every host's
+    /// report: re-sending the member would change nothing anywhere and cost a command on
+    /// every host. The proxy group's events are never covered (they keep its DNS
+    /// records); a failure to read the hooks answers `None`, so the event re-sends.
+    pub(crate) async fn gating_hook(&self, group: &str, transition: Transition) -> Option<String> {
+        if self.config.proxy_group == group || !self.config.manages(group) {
+            return None;
+        }
+        match self.lifecycle.hooks(group).await {
+            Ok(hooks) => hooks
+                .into_iter()
+                .find(|h| h.transition == transition && self.config.owns_hook(&h.name))
+                .map(|h| h.name),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the group's lifecycle hooks failed; re-sending its member");
+                None
+            }
+        }
+    }
+}
+
+/// Notes an action's fate in the summary.
+pub(crate) fn record(
+    summary: &mut Summary,
+    item: &Item,
+    decision: &str,
+    reason: &str,
+    completed: bool,
+) {
+    summary.actions.push(ActionSummary {
+        group: item.group.clone(),
+        instance: item.instance.to_string(),
+        transition: item.transition.to_string(),
+        decision: decision.to_string(),
+        reason: reason.to_string(),
+        completed,
+    });
+}

@@ -1,0 +1,386 @@
+//! `EC2 Instance-launch Lifecycle Action` / `EC2 Instance-terminate Lifecycle Action`: a
+//! lifecycle hook holds an instance in `Pending:Wait` or `Terminating:Wait`. AWS's
+//! sample (Amazon EC2 Auto Scaling event reference; `tests/samples`):
+//!
+//! ```json
+//! { "version": "0", "id": "12345678-1234-1234-1234-123456789012",
+//!   "detail-type": "EC2 Instance-launch Lifecycle Action", "source": "aws.autoscaling",
+//!   "account": "123456789012", "time": "yyyy-mm-ddThh:mm:ssZ", "region": "us-west-2",
+//!   "resources": [ "auto-scaling-group-arn" ],
+//!   "detail": { "LifecycleActionToken": "87654321-4321-4321-4321-210987654321",
+//!     "AutoScalingGroupName": "my-asg", "LifecycleHookName": "my-lifecycle-hook",
+//!     "EC2InstanceId": "i-1234567890abcdef0",
+//!     "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+//!     "NotificationMetadata": "additional-info",
+//!     "Origin": "EC2", "Destination": "AutoScalingGroup" } }
+//! ```
+//!
+//! The events of one batch about one group are one change: the group is read once
+//! (every member not simply in service rides along, so a lost event is repaired too),
+//! the actions are opened in the ledger and the change goes to every proxy. A move into
+//! or out of the warm pool never touches a pool: it is continued at once. The truth
+//! decides, not the event: a late launch event of an instance already terminating
+//! removes it.
+
+use std::collections::BTreeMap;
+
+use infra::aws::{resolve_pools, Discovery, GroupState};
+use infra::MemberId;
+use serde::Deserialize;
+
+use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
+use crate::ledger::{ActionKey, Opening, Verdict};
+use crate::lifecycle::Transition;
+use crate::outgoing::Outgoing;
+use crate::plan::{event_selection, pending_actions, plan_for_event, EventAction, Scope};
+use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
+use crate::summary::Summary;
+
+/// The launch detail type.
+pub const LAUNCH_ACTION: &str = "EC2 Instance-launch Lifecycle Action";
+/// The terminate detail type.
+pub const TERMINATE_ACTION: &str = "EC2 Instance-terminate Lifecycle Action";
+
+/// The detail of a lifecycle action event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LifecycleActionDetail {
+    /// The token completing this very action.
+    #[serde(default)]
+    pub lifecycle_action_token: Option<String>,
+    /// The group.
+    pub auto_scaling_group_name: String,
+    /// The hook holding the instance.
+    pub lifecycle_hook_name: String,
+    /// The instance.
+    #[serde(rename = "EC2InstanceId")]
+    pub ec2_instance_id: String,
+    /// `autoscaling:EC2_INSTANCE_LAUNCHING` or `autoscaling:EC2_INSTANCE_TERMINATING`.
+    pub lifecycle_transition: String,
+    /// Free text set on the hook.
+    #[serde(default)]
+    pub notification_metadata: Option<String>,
+    /// Where the instance comes from: `EC2`, `AutoScalingGroup`, `WarmPool`.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Where it goes.
+    #[serde(default)]
+    pub destination: Option<String>,
+}
+
+/// A lifecycle action's move with respect to a warm pool (its `Origin` and
+/// `Destination`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmMove {
+    /// No warm pool involved (or the event said nothing).
+    None,
+    /// Launched into the warm pool (`Destination: WarmPool`): it never joins a pool; its
+    /// action is continued so it can be stopped there.
+    IntoPool,
+    /// Leaves the warm pool for good (terminate, `Origin: WarmPool`): it never was in a
+    /// pool since it entered the warm pool.
+    OutOfPool,
+    /// Goes back to the warm pool on scale-in (terminate, `Destination: WarmPool`):
+    /// drained and released like a termination, although the group no longer lists it.
+    BackToPool,
+}
+
+/// A lifecycle action event, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleEvent {
+    /// Launch or terminate.
+    pub transition: Transition,
+    /// The group.
+    pub group: String,
+    /// The instance.
+    pub instance: String,
+    /// The hook.
+    pub hook: String,
+    /// The token, when the event carried one.
+    pub token: Option<String>,
+    /// When the action started (ms since the epoch), from the event's time.
+    pub started_ms: Option<u64>,
+    /// Where a warm pool is involved, which way the instance moves.
+    pub warm: WarmMove,
+}
+
+impl LifecycleEvent {
+    /// `launch-lifecycle-action` or `terminate-lifecycle-action`.
+    pub fn kind(&self) -> &'static str {
+        match self.transition {
+            Transition::Launch => "launch-lifecycle-action",
+            Transition::Terminate => "terminate-lifecycle-action",
+        }
+    }
+
+    fn action(&self) -> EventAction {
+        EventAction {
+            transition: self.transition,
+            instance: self.instance.clone(),
+            hook: self.hook.clone(),
+            token: self.token.clone(),
+            started_ms: self.started_ms,
+            to_warm_pool: self.warm == WarmMove::BackToPool,
+        }
+    }
+}
+
+/// Reads a lifecycle action event of `expected` transition.
+pub fn classify(env: Envelope<LifecycleActionDetail>, expected: Transition) -> Input {
+    let detail_type = match expected {
+        Transition::Launch => LAUNCH_ACTION,
+        Transition::Terminate => TERMINATE_ACTION,
+    };
+    if let Some(i) = check_source(&env.source, "aws.autoscaling", detail_type) {
+        return i;
+    }
+    let d = env.detail;
+    let transition = match Transition::from_aws(&d.lifecycle_transition) {
+        Some(t) if t == expected => t,
+        _ => {
+            return ignored(format!(
+                "{detail_type} with LifecycleTransition {:?}, expected {}",
+                d.lifecycle_transition,
+                expected.as_aws()
+            ))
+        }
+    };
+    let (Some(group), Some(instance), Some(hook)) = (
+        non_empty(&d.auto_scaling_group_name),
+        non_empty(&d.ec2_instance_id),
+        non_empty(&d.lifecycle_hook_name),
+    ) else {
+        return ignored(format!(
+            "{detail_type} without a group, instance or hook name"
+        ));
+    };
+    let to_pool = d.destination.as_deref() == Some("WarmPool");
+    let from_pool = d.origin.as_deref() == Some("WarmPool");
+    let warm = match transition {
+        Transition::Launch if to_pool => WarmMove::IntoPool,
+        Transition::Terminate if to_pool => WarmMove::BackToPool,
+        Transition::Terminate if from_pool => WarmMove::OutOfPool,
+        _ => WarmMove::None,
+    };
+    Input::Lifecycle(LifecycleEvent {
+        transition,
+        group,
+        instance,
+        hook,
+        token: d.lifecycle_action_token.and_then(|t| non_empty(&t)),
+        started_ms: env.time.as_deref().and_then(parse_rfc3339_ms),
+        warm,
+    })
+}
+
+impl<B: Boundaries> Reactor<B> {
+    /// The lifecycle events of one batch about `group`: one read, one change.
+    pub(crate) async fn lifecycle_events(
+        &self,
+        batch: &Batch,
+        group: &str,
+        events: Vec<LifecycleEvent>,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        summary.groups.push(group.to_string());
+        if self.config.proxy_group == group {
+            return self.proxy_lifecycle(group, events, summary).await;
+        }
+        if !self.config.manages(group) {
+            summary.ignore(format!("group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"));
+            return Ok(());
+        }
+        let mut actions = Vec::new();
+        for e in events {
+            if !self.config.owns_hook(&e.hook) {
+                summary.ignore(format!("hook {} of group {group} is not one of LIFECYCLE_HOOKS: left to the system that owns it", e.hook));
+            } else if matches!(e.warm, WarmMove::IntoPool | WarmMove::OutOfPool) {
+                self.warm_pool_move(group, &e, summary).await?;
+            } else {
+                actions.push(e);
+            }
+        }
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let instances: Vec<String> = actions.iter().map(|e| e.instance.clone()).collect();
+        let (state, hosts) = tokio::join!(
+            self.discovery.group_for_event(group, &instances),
+            batch.hosts(&self.dispatcher)
+        );
+        let Some(state) = state? else {
+            summary.ignore(format!("group {group} does not exist (any more)"));
+            return Ok(());
+        };
+        let event_actions: Vec<EventAction> = actions.iter().map(LifecycleEvent::action).collect();
+        let Some(out) = self.group_change(
+            &state,
+            Scope::Transitions(&instances),
+            &event_actions,
+            summary,
+        )?
+        else {
+            return Ok(());
+        };
+        let event_ms = actions.iter().filter_map(|e| e.started_ms).min();
+        let kind = actions.first().map_or("lifecycle", LifecycleEvent::kind);
+        self.send(
+            Outgoing {
+                hosts: hosts?,
+                event_ms,
+                kind,
+                ..out
+            },
+            summary,
+        )
+        .await
+    }
+
+    /// The change for `scope` of a group's `state`, with the actions it serves (`None`
+    /// when the group feeds no pool).
+    pub(crate) fn group_change(
+        &self,
+        state: &GroupState,
+        scope: Scope<'_>,
+        events: &[EventAction],
+        summary: &mut Summary,
+    ) -> Result<Option<Outgoing>, ReactorError> {
+        let group = state.name.as_str();
+        let Some(pools) = resolve_pools(group, &state.tags, self.config.pools.get(group))? else {
+            summary.ignore(format!(
+                "group {group} feeds no pool: no haproxy:pool tag and not in POOLS"
+            ));
+            return Ok(None);
+        };
+        let plan = plan_for_event(&pools, state, scope);
+        let (actions, notes) = pending_actions(state, event_selection(scope), events);
+        for n in notes {
+            summary.note(n);
+        }
+        Ok(Some(Outgoing {
+            plan,
+            actions,
+            hosts: Vec::new(),
+            groups: BTreeMap::from([(group.to_string(), pools)]),
+            read_at_ms: state.read_at_ms,
+            label: group.to_string(),
+            kind: "",
+            event_ms: None,
+        }))
+    }
+
+    /// A lifecycle action of an instance entering or leaving the warm pool without being
+    /// in the group: no pool ever had it, so it is continued at once (a launch into the
+    /// pool goes on to be stopped there).
+    async fn warm_pool_move(
+        &self,
+        group: &str,
+        e: &LifecycleEvent,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        let Ok(instance) = MemberId::new(e.instance.as_str()) else {
+            summary.ignore(format!("instance id {:?} is not usable", e.instance));
+            return Ok(());
+        };
+        let why = match e.warm {
+            WarmMove::IntoPool => "launched into the warm pool: it joins no pool until it leaves the warm pool for the group",
+            _ => "leaves the warm pool: no pool has had it since it entered the warm pool",
+        };
+        let opening = Opening {
+            key: ActionKey {
+                instance,
+                transition: e.transition,
+            },
+            group: group.to_string(),
+            hooks: vec![e.hook.clone()],
+            token: e.token.clone(),
+            pools: Vec::new(),
+            started_ms: e.started_ms.unwrap_or_default(),
+            generation: 0,
+            hosts: Vec::new(),
+        };
+        self.complete_at_once(opening, Verdict::Continue, why, false, summary)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::classify;
+    use crate::input::samples::sample;
+    use serde_json::json;
+
+    fn read(v: &serde_json::Value) -> LifecycleEvent {
+        match classify(v) {
+            Input::Lifecycle(e) => e,
+            other => panic!("expected a lifecycle event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_aws_samples_are_read() {
+        let launch = read(&sample("launch-lifecycle-action"));
+        assert_eq!(
+            launch,
+            LifecycleEvent {
+                transition: Transition::Launch,
+                group: "my-asg".into(),
+                instance: "i-1234567890abcdef0".into(),
+                hook: "my-lifecycle-hook".into(),
+                token: Some("87654321-4321-4321-4321-210987654321".into()),
+                started_ms: parse_rfc3339_ms("2026-11-20T10:00:00Z"),
+                warm: WarmMove::None,
+            }
+        );
+        assert_eq!(launch.kind(), "launch-lifecycle-action");
+        let terminate = read(&sample("terminate-lifecycle-action"));
+        assert_eq!(
+            (terminate.transition, terminate.warm),
+            (Transition::Terminate, WarmMove::None)
+        );
+        // Warm pools: into the pool on launch, back to the pool on scale-in.
+        assert_eq!(
+            read(&sample("launch-lifecycle-action-to-warm-pool")).warm,
+            WarmMove::IntoPool
+        );
+        assert_eq!(
+            read(&sample("terminate-lifecycle-action-to-warm-pool")).warm,
+            WarmMove::BackToPool
+        );
+        let mut out = sample("terminate-lifecycle-action");
+        out["detail"]["Origin"] = json!("WarmPool");
+        out["detail"]["Destination"] = json!("EC2");
+        assert_eq!(read(&out).warm, WarmMove::OutOfPool);
+        let mut into_group = sample("launch-lifecycle-action");
+        into_group["detail"]["Origin"] = json!("WarmPool");
+        assert_eq!(
+            read(&into_group).warm,
+            WarmMove::None,
+            "a launch like any other"
+        );
+        // Without Origin/Destination (older events) it is read the same way.
+        let mut bare = sample("launch-lifecycle-action");
+        let d = bare["detail"].as_object_mut().unwrap();
+        d.remove("Origin");
+        d.remove("Destination");
+        assert_eq!(read(&bare).warm, WarmMove::None);
+    }
+
+    #[test]
+    fn a_lifecycle_event_that_lies_about_itself_is_ignored() {
+        let reason = |v: serde_json::Value| match classify(&v) {
+            Input::Ignored(r) => r,
+            other => panic!("expected ignored, got {other:?}"),
+        };
+        let mut v = sample("terminate-lifecycle-action");
+        v["detail"]["LifecycleTransition"] = json!("autoscaling:EC2_INSTANCE_LAUNCHING");
+        assert!(reason(v).contains("expected autoscaling:EC2_INSTANCE_TERMINATING"));
+        let mut v = sample("terminate-lifecycle-action");
+        v["source"] = json!("my.app");
+        assert!(reason(v).contains("source \"my.app\""));
+        let mut v = sample("launch-lifecycle-action");
+        v["detail"]["EC2InstanceId"] = json!("");
+        assert!(reason(v).contains("without a group, instance or hook"));
+    }
+}

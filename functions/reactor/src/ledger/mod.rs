@@ -1,0 +1,259 @@
+//! The lifecycle ledger: one item per lifecycle action, written only by the reactor.
+//!
+//! An item ([`Item`], pure) holds the action (group, instance, transition, hooks,
+//! token), the hosts it waits for, what each reported, its deadline and, once made,
+//! the decision. [`Ledger`] is the boundary: [`DynamoLedger`] keeps items in a DynamoDB
+//! table (on-demand, TTL on decided items, a sparse index of the open ones); unit tests
+//! use an in-memory one.
+//!
+//! Writes are optimistic: every item carries a version, a write succeeds only if the
+//! stored version is still the one read, and [`update`] re-reads and re-applies what
+//! conflicted (another invocation wrote the same item meanwhile). Items of one batch go
+//! out together (up to 100 per DynamoDB transaction), so a burst of reports costs a few
+//! calls, not one per host.
+
+mod dynamo;
+mod item;
+#[cfg(test)]
+pub mod memory;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use infra::aws::AwsError;
+
+pub use dynamo::{DynamoLedger, OPEN_INDEX};
+pub use item::{
+    ActionKey, Applied, Decided, Decision, HostReports, Item, Opening, PoolOutcome, Timing, Verdict,
+};
+
+/// Why the ledger could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A DynamoDB call failed after retries.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// An item the table holds is not one this build can read.
+    #[error("ledger item {id} is unreadable ({reason}); delete it, the schedule opens it again from the group's truth")]
+    Corrupt {
+        /// The item's id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Concurrent writers kept changing the same items.
+    #[error("ledger items {ids} kept changing under concurrent writers ({rounds} tries); the message is retried")]
+    Contended {
+        /// The items.
+        ids: String,
+        /// How many tries.
+        rounds: u32,
+    },
+}
+
+/// Where items live.
+pub trait Ledger: Send + Sync {
+    /// The items of `keys` that exist (strongly consistent reads).
+    fn get(
+        &self,
+        keys: &[ActionKey],
+    ) -> impl Future<Output = Result<Vec<Item>, LedgerError>> + Send;
+
+    /// Writes `items`: one whose version is 0 only if it does not exist, any other only
+    /// if the stored version is still its version; the stored version becomes one more.
+    /// Returns the keys of the items not written because of that condition (the others
+    /// were written).
+    fn put(
+        &self,
+        items: &[Item],
+    ) -> impl Future<Output = Result<Vec<ActionKey>, LedgerError>> + Send;
+
+    /// Every undecided item.
+    fn open(&self) -> impl Future<Output = Result<Vec<Item>, LedgerError>> + Send;
+}
+
+/// How many times [`update`] re-reads conflicting items before it gives up.
+pub const MAX_ROUNDS: u32 = 8;
+
+/// Reads the items of `keys`, lets `change` edit each (`None` for one that does not
+/// exist; it returns the item to store, or `None` to leave it alone), writes what
+/// changed, and repeats for the items another writer changed meanwhile (`change` is
+/// called again with the fresh item, so it must only depend on what it is given).
+/// Returns the items as they stand afterwards (missing ones left alone are left out).
+pub async fn update<L, F>(
+    ledger: &L,
+    keys: &[ActionKey],
+    mut change: F,
+) -> Result<Vec<Item>, LedgerError>
+where
+    L: Ledger + ?Sized,
+    F: FnMut(&ActionKey, Option<Item>) -> Option<Item>,
+{
+    let mut done: BTreeMap<ActionKey, Item> = BTreeMap::new();
+    let mut todo: Vec<ActionKey> = keys
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for _ in 0..MAX_ROUNDS {
+        if todo.is_empty() {
+            break;
+        }
+        let current: BTreeMap<ActionKey, Item> = ledger
+            .get(&todo)
+            .await?
+            .into_iter()
+            .map(|i| (i.key(), i))
+            .collect();
+        let mut writes = Vec::new();
+        for k in &todo {
+            let before = current.get(k);
+            match change(k, before.cloned()) {
+                Some(after) if Some(&after) != before => writes.push(after),
+                Some(after) => {
+                    done.insert(k.clone(), after);
+                }
+                None => {
+                    if let Some(b) = before {
+                        done.insert(k.clone(), b.clone());
+                    }
+                }
+            }
+        }
+        if writes.is_empty() {
+            todo.clear();
+            break;
+        }
+        let conflicts: BTreeSet<ActionKey> = ledger.put(&writes).await?.into_iter().collect();
+        for mut w in writes {
+            if !conflicts.contains(&w.key()) {
+                w.version += 1;
+                done.insert(w.key(), w);
+            }
+        }
+        todo = conflicts.into_iter().collect();
+    }
+    if !todo.is_empty() {
+        return Err(LedgerError::Contended {
+            ids: todo
+                .iter()
+                .map(ActionKey::id)
+                .collect::<Vec<_>>()
+                .join(", "),
+            rounds: MAX_ROUNDS,
+        });
+    }
+    Ok(done.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryLedger;
+    use super::*;
+    use crate::lifecycle::Transition;
+    use infra::{HostId, MemberId, MemberReport, OutcomeStatus, PoolName};
+
+    fn key(i: &str) -> ActionKey {
+        ActionKey {
+            instance: MemberId::new(i).unwrap(),
+            transition: Transition::Launch,
+        }
+    }
+
+    fn opening(i: &str) -> Opening {
+        Opening {
+            key: key(i),
+            group: "g".into(),
+            hooks: vec!["h".into()],
+            token: None,
+            pools: vec![PoolName::new("web").unwrap()],
+            started_ms: 0,
+            generation: 1,
+            hosts: vec![HostId::new("h1").unwrap(), HostId::new("h2").unwrap()],
+        }
+    }
+
+    const T: Timing = Timing {
+        health_ms: 1_000,
+        drain_ms: 1_000,
+        host_report_ms: 1_000,
+    };
+
+    fn up(host: &str) -> impl FnMut(&ActionKey, Option<Item>) -> Option<Item> {
+        let host = HostId::new(host).unwrap();
+        move |k, item| {
+            let mut item = item?;
+            let r = MemberReport::new(
+                PoolName::new("web").unwrap(),
+                k.instance.clone(),
+                1,
+                OutcomeStatus::Up,
+                None,
+                1,
+            );
+            item.apply(&host, &r, 5);
+            Some(item)
+        }
+    }
+
+    #[tokio::test]
+    async fn items_are_created_once_and_updated_by_version() {
+        let l = MemoryLedger::default();
+        let created = update(&l, &[key("i-1"), key("i-2")], |k, old| {
+            old.or_else(|| Some(Item::open(opening(k.instance.as_str()), T)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(created.len(), 2);
+        assert!(created.iter().all(|i| i.version == 1));
+        // Reports for an item that does not exist write nothing.
+        let none = update(&l, &[key("i-9")], up("h1")).await.unwrap();
+        assert!(none.is_empty());
+        let after = update(&l, &[key("i-1")], up("h1")).await.unwrap();
+        assert_eq!(after[0].version, 2);
+        // The same report again changes nothing: no write.
+        let writes = l.writes();
+        let again = update(&l, &[key("i-1")], up("h1")).await.unwrap();
+        assert_eq!((again[0].version, l.writes()), (2, writes));
+        assert_eq!(l.open_items().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_write_is_re_read_and_re_applied() {
+        let l = MemoryLedger::default();
+        update(&l, &[key("i-1")], |k, _| {
+            Some(Item::open(opening(k.instance.as_str()), T))
+        })
+        .await
+        .unwrap();
+        // Another writer records h2's report between our read and our write.
+        l.interfere_once(|item| {
+            item.apply(
+                &HostId::new("h2").unwrap(),
+                &MemberReport::new(
+                    PoolName::new("web").unwrap(),
+                    item.instance.clone(),
+                    1,
+                    OutcomeStatus::Up,
+                    None,
+                    1,
+                ),
+                3,
+            );
+        });
+        let after = update(&l, &[key("i-1")], up("h1")).await.unwrap();
+        assert_eq!(after[0].decide(0).label(), "CONTINUE", "both reports kept");
+        assert_eq!(after[0].version, 3);
+        // A writer that never lets go: a clear error after the bounded rounds.
+        l.interfere_always();
+        let e = update(&l, &[key("i-1")], |_, i| {
+            let mut i = i?;
+            i.hooks.push("x".into());
+            Some(i)
+        })
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("i-1#launch"), "{e}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Sending a change: the lifecycle actions it serves are opened in the ledger (with the
+//! proxies it goes to as the hosts they wait for), then the change goes to every proxy
+//! and the invocation returns. The hosts' reports decide the actions later.
+
+use std::collections::BTreeMap;
+
+use infra::aws::{now_ms, Phase, PlannedChange};
+use infra::{HostId, Pool, PoolName};
+
+use crate::dispatch::Dispatcher;
+use crate::ledger::{self, ActionKey, Item, Opening, Verdict};
+use crate::lifecycle::Transition;
+use crate::plan::PendingAction;
+use crate::reactor::{Boundaries, Reactor, ReactorError};
+use crate::summary::{SentChange, Summary};
+
+/// A decided item is replaced by a new one for the same instance and transition (a
+/// warm pool instance launching again) once its decision is this old, or at once when
+/// the new lifecycle event carries another token.
+const REOPEN_AFTER_MS: u64 = 60_000;
+
+/// What one input sends.
+pub(crate) struct Outgoing {
+    /// The change.
+    pub plan: PlannedChange,
+    /// The lifecycle actions it serves.
+    pub actions: Vec<PendingAction>,
+    /// The proxies it goes to.
+    pub hosts: Vec<HostId>,
+    /// The pools of each group it covers.
+    pub groups: BTreeMap<String, Vec<Pool>>,
+    /// When the groups were read (ms): the generation is at least this.
+    pub read_at_ms: u64,
+    /// What it is for (a group name, `(reconcile)`), for logs and Run Command.
+    pub label: String,
+    /// The kind of input that sends it, for the metrics.
+    pub kind: &'static str,
+    /// The earliest time of the events it answers, if known.
+    pub event_ms: Option<u64>,
+}
+
+impl<B: Boundaries> Reactor<B> {
+    /// Opens the actions `out` serves in the ledger, then sends its change to its
+    /// hosts, and returns. A launch whose instance is already leaving is abandoned now;
+    /// with no proxy host, every action is continued now.
+    pub(crate) async fn send(
+        &self,
+        out: Outgoing,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        for id in &out.plan.unaddressed {
+            summary.note(format!(
+                "instance {id} has no private address yet; it is added later"
+            ));
+        }
+        let mut openings = Vec::new();
+        for (action, hooks) in self.targets(out.actions, summary).await? {
+            let opening = Opening {
+                key: ActionKey {
+                    instance: action.instance.clone(),
+                    transition: action.transition,
+                },
+                group: action.group.clone(),
+                hooks,
+                token: action.token.clone(),
+                pools: pool_names(&out.groups, &action.group),
+                started_ms: action.started_ms.unwrap_or_else(now_ms),
+                generation: 0,
+                hosts: out.hosts.clone(),
+            };
+            if action.transition == Transition::Launch && action.phase == Phase::Leaving {
+                let why = format!(
+                    "instance {} is leaving (EC2 state {}) before it finished launching",
+                    action.instance,
+                    action.ec2_state.as_deref().unwrap_or("unknown")
+                );
+                self.complete_at_once(opening, Verdict::Abandon, &why, true, summary)
+                    .await?;
+                continue;
+            }
+            openings.push(opening);
+        }
+        if out.plan.is_empty() {
+            if openings.is_empty() {
+                summary.note("nothing to change");
+            }
+            for o in &openings {
+                let item = Item::open(o.clone(), self.timing());
+                crate::decide::record(summary, &item, "WAIT", "nothing could be sent for it yet (no address); a later event or the schedule sends it", false);
+            }
+            return Ok(());
+        }
+        if out.hosts.is_empty() {
+            for o in openings {
+                self.complete_at_once(
+                    o,
+                    Verdict::Continue,
+                    "no proxy host to gate on",
+                    true,
+                    summary,
+                )
+                .await?;
+            }
+            summary.note("no proxy host is in service: nothing was sent");
+            return Ok(());
+        }
+        let generation = self.generations.next(out.read_at_ms);
+        tracing::Span::current().record("generation", generation);
+        let change = out.plan.into_change(generation);
+        for o in &mut openings {
+            o.generation = generation;
+        }
+        // The ledger first: a host may report before SendCommand has even answered.
+        let items = self.open(&openings).await?;
+        let sent = self
+            .dispatcher
+            .send(&out.hosts, &change, &out.label)
+            .await?;
+        let commands: Vec<String> = sent.iter().map(|s| s.command_id.clone()).collect();
+        tracing::info!(
+            generation,
+            commands = commands.len(),
+            hosts = out.hosts.len(),
+            actions = items.len(),
+            "change sent"
+        );
+        let waiting = format!(
+            "sent to {} host(s) at generation {generation}; decided from their reports",
+            out.hosts.len()
+        );
+        for item in &items {
+            crate::decide::record(summary, item, "WAIT", &waiting, false);
+        }
+        summary.changes.push(SentChange {
+            label: out.label,
+            generation,
+            commands,
+            hosts: out.hosts.len(),
+            change,
+            sent_ms: now_ms(),
+            event_ms: out.event_ms,
+            kind: out.kind.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Opens (or refreshes) the ledger items of `openings`; returns them as stored.
+    async fn open(&self, openings: &[Opening]) -> Result<Vec<Item>, ReactorError> {
+        if openings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let by_key: BTreeMap<ActionKey, &Opening> =
+            openings.iter().map(|o| (o.key.clone(), o)).collect();
+        let keys: Vec<ActionKey> = by_key.keys().cloned().collect();
+        let timing = self.timing();
+        let now = now_ms();
+        let items = ledger::update(&self.ledger, &keys, |k, existing| {
+            let o = by_key.get(k)?;
+            match existing {
+                Some(mut item) if item.is_open() => {
+                    item.merge(o);
+                    Some(item)
+                }
+                Some(item) if !replaces(&item, o, now) => Some(item),
+                Some(old) => {
+                    let mut fresh = Item::open((*o).clone(), timing);
+                    fresh.version = old.version;
+                    Some(fresh)
+                }
+                None => Some(Item::open((*o).clone(), timing)),
+            }
+        })
+        .await?;
+        Ok(items.into_iter().filter(Item::is_open).collect())
+    }
+}
+
+/// Whether a new action replaces the decided `item` of the same instance and transition.
+fn replaces(item: &Item, o: &Opening, now: u64) -> bool {
+    let other_token = matches!((&item.token, &o.token), (Some(a), Some(b)) if a != b);
+    let old = item
+        .decided
+        .as_ref()
+        .is_some_and(|d| now.saturating_sub(d.at_ms) >= REOPEN_AFTER_MS);
+    other_token || old
+}
+
+/// The names of `group`'s pools.
+fn pool_names(groups: &BTreeMap<String, Vec<Pool>>, group: &str) -> Vec<PoolName> {
+    groups
+        .get(group)
+        .map(|p| p.iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default()
+}
