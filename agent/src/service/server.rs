@@ -140,23 +140,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                 .map_err(listen)?,
         )
     };
-    let sender = match service.cfg.report.clone() {
-        None => None,
-        Some(report) => {
-            let host = infra::HostId::new(service.cfg.host.as_str())
-                .map_err(|e| StartError::Report(e.to_string()))?;
-            let mut sink = super::inbox::SqsSink::new(&report.queue_url)
-                .map_err(|e| StartError::Report(e.to_string()))?;
-            let s = service.clone();
-            info!(queue = %report.queue_url, host = %host, "reporting members' outcomes to the reactor's inbox");
-            Some(
-                std::thread::Builder::new()
-                    .name("inbox".into())
-                    .spawn(move || super::inbox::run(&s, &host, report.batch, &mut sink))
-                    .map_err(|e| StartError::Report(e.to_string()))?,
-            )
-        }
-    };
+    let sender = spawn_sender(&service)?;
     let scraper = match metrics {
         None => None,
         Some((addr, listener)) => {
@@ -215,6 +199,24 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     service.persist(&service.lock());
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// With `[report]`, the thread that sends members' outcomes to the reactor's inbox.
+fn spawn_sender(service: &Arc<Service>) -> Result<Option<std::thread::JoinHandle<()>>, StartError> {
+    let Some(report) = service.cfg.report.clone() else {
+        return Ok(None);
+    };
+    let failed = |e: String| StartError::Report(e);
+    let host = infra::HostId::new(service.cfg.host.as_str()).map_err(|e| failed(e.to_string()))?;
+    let mut sink =
+        super::inbox::SqsSink::new(&report.queue_url).map_err(|e| failed(e.to_string()))?;
+    let s = service.clone();
+    info!(queue = %report.queue_url, host = %host, "reporting members' outcomes to the reactor's inbox");
+    std::thread::Builder::new()
+        .name("inbox".into())
+        .spawn(move || super::inbox::run(&s, &host, report.batch, &mut sink))
+        .map(Some)
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// Caps glibc's malloc at two arenas. Each request is served on a thread of its own, and

@@ -212,6 +212,84 @@ fn secs_in(
     }
 }
 
+/// `PROXY_ROLE_ID`: an IAM role's unique id.
+fn role_id(value: String) -> Result<String, ConfigError> {
+    let valid = value.len() >= 9
+        && value.starts_with("AROA")
+        && value
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if valid {
+        return Ok(value);
+    }
+    Err(ConfigError::Invalid {
+        name: "PROXY_ROLE_ID",
+        value,
+        reason: "an IAM role's unique id: AROA followed by upper-case letters and digits (aws iam get-role --query Role.RoleId; Terraform: the proxy fleet's role_unique_id)".into(),
+    })
+}
+
+/// `REBALANCE`.
+fn rebalance(value: Option<String>) -> Result<Rebalance, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("ignore") => Ok(Rebalance::Ignore),
+        Some("drain") => Ok(Rebalance::Drain),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "REBALANCE",
+            value: other.to_string(),
+            reason: "`drain` or `ignore`".into(),
+        }),
+    }
+}
+
+/// `DNS_ZONE_ID`, `DNS_RECORD_NAME`, `DNS_TTL`: both names or neither.
+fn dns(
+    zone: Option<String>,
+    name: Option<String>,
+    ttl: Option<String>,
+) -> Result<Option<DnsConfig>, ConfigError> {
+    let (zone, name) = match (zone, name) {
+        (Some(zone), Some(name)) => (zone, name),
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(ConfigError::Missing {
+                name: "DNS_RECORD_NAME",
+                reason: "DNS_ZONE_ID is set, so the record name is needed too",
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing {
+                name: "DNS_ZONE_ID",
+                reason: "DNS_RECORD_NAME is set, so the hosted zone is needed too",
+            })
+        }
+    };
+    let ttl = match ttl {
+        None => 60,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if (0..=2_147_483_647).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "DNS_TTL",
+                    value: v,
+                    reason: "a number of seconds".into(),
+                })
+            }
+        },
+    };
+    let name = name.trim().to_ascii_lowercase();
+    let record_name = if name.ends_with('.') {
+        name
+    } else {
+        format!("{name}.")
+    };
+    Ok(Some(DnsConfig {
+        zone_id: zone.trim().to_string(),
+        record_name,
+        ttl,
+    }))
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -237,19 +315,7 @@ impl Config {
             "the tag value marking the proxy fleet's instances",
         )?;
         let proxy_group = required("PROXY_GROUP", "the proxy fleet's Auto Scaling group: its in-service instances carrying the proxy tag are the proxies changes go to and reports are believed from")?;
-        let proxy_role_id = required("PROXY_ROLE_ID", "the unique id (AROA...) of the proxies' instance role: host reports are believed only from its sessions")?;
-        if !(proxy_role_id.len() >= 9
-            && proxy_role_id.starts_with("AROA")
-            && proxy_role_id
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
-        {
-            return Err(ConfigError::Invalid {
-                name: "PROXY_ROLE_ID",
-                value: proxy_role_id,
-                reason: "an IAM role's unique id: AROA followed by upper-case letters and digits (aws iam get-role --query Role.RoleId; Terraform: the proxy fleet's role_unique_id)".into(),
-            });
-        }
+        let proxy_role_id = role_id(required("PROXY_ROLE_ID", "the unique id (AROA...) of the proxies' instance role: host reports are believed only from its sessions")?)?;
         let ledger_table = required(
             "LEDGER_TABLE",
             "the lifecycle ledger's DynamoDB table (the reactor module creates it)",
@@ -261,17 +327,7 @@ impl Config {
             tag_key,
             tag_value,
         };
-        let rebalance = match get("REBALANCE").as_deref().map(str::trim) {
-            None | Some("ignore") => Rebalance::Ignore,
-            Some("drain") => Rebalance::Drain,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "REBALANCE",
-                    value: other.to_string(),
-                    reason: "`drain` or `ignore`".into(),
-                })
-            }
-        };
+        let rebalance = rebalance(get("REBALANCE"))?;
         let spot_drain_timeout = secs(&get, "SPOT_DRAIN_TIMEOUT_S", 90)?;
         if spot_drain_timeout >= Duration::from_secs(120) {
             return Err(ConfigError::Invalid {
@@ -281,47 +337,7 @@ impl Config {
                     .into(),
             });
         }
-        let dns = match (get("DNS_ZONE_ID"), get("DNS_RECORD_NAME")) {
-            (Some(zone), Some(name)) => {
-                let ttl = match get("DNS_TTL") {
-                    None => 60,
-                    Some(v) => match v.trim().parse::<i64>() {
-                        Ok(n) if (0..=2_147_483_647).contains(&n) => n,
-                        _ => {
-                            return Err(ConfigError::Invalid {
-                                name: "DNS_TTL",
-                                value: v,
-                                reason: "a number of seconds".into(),
-                            })
-                        }
-                    },
-                };
-                let name = name.trim().to_ascii_lowercase();
-                let record_name = if name.ends_with('.') {
-                    name
-                } else {
-                    format!("{name}.")
-                };
-                Some(DnsConfig {
-                    zone_id: zone.trim().to_string(),
-                    record_name,
-                    ttl,
-                })
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::Missing {
-                    name: "DNS_RECORD_NAME",
-                    reason: "DNS_ZONE_ID is set, so the record name is needed too",
-                })
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Missing {
-                    name: "DNS_ZONE_ID",
-                    reason: "DNS_RECORD_NAME is set, so the hosted zone is needed too",
-                })
-            }
-        };
+        let dns = dns(get("DNS_ZONE_ID"), get("DNS_RECORD_NAME"), get("DNS_TTL"))?;
         Ok(Self {
             pools,
             managed: ManagedGroups::parse(&get("MANAGED_GROUPS").unwrap_or_default())?,

@@ -95,40 +95,7 @@ fn record(r: SqsRecord, proxy_role_id: &str) -> Record {
         .and_then(|rest| rest.strip_prefix(':'))
         .filter(|_| !proxy_role_id.is_empty());
     if HostReport::is_host_report(&body) {
-        let report = match HostReport::from_json(&r.body) {
-            Ok(report) => report,
-            Err(e) => {
-                return Record {
-                    id,
-                    input: Input::Ignored(format!("a host report that can not be read: {e}")),
-                    forged: None,
-                }
-            }
-        };
-        return match session {
-            Some(instance) if instance == report.host.as_str() => Record {
-                id,
-                input: Input::Report(HostMessage {
-                    host: report.host.clone(),
-                    report,
-                }),
-                forged: None,
-            },
-            Some(instance) => refuse(
-                id,
-                format!(
-                    "a report naming host {} sent by proxy {instance}: refused (a proxy reports only for itself)",
-                    report.host
-                ),
-            ),
-            None => refuse(
-                id,
-                format!(
-                    "a report naming host {} sent by {sender:?}, not a session of the proxy role (PROXY_ROLE_ID {proxy_role_id}): refused",
-                    report.host
-                ),
-            ),
-        };
+        return report_record(id, &r.body, session, &sender, proxy_role_id);
     }
     if let Some(instance) = session {
         if crate::input::recheck::Recheck::is_recheck(&body) {
@@ -157,6 +124,52 @@ fn record(r: SqsRecord, proxy_role_id: &str) -> Record {
         id,
         input: classify(&body),
         forged: None,
+    }
+}
+
+/// A record whose body is a host report: believed only from the session of the host it
+/// names.
+fn report_record(
+    id: String,
+    body: &str,
+    session: Option<&str>,
+    sender: &str,
+    role: &str,
+) -> Record {
+    let report = match HostReport::from_json(body) {
+        Ok(report) => report,
+        Err(e) => {
+            return Record {
+                id,
+                input: Input::Ignored(format!("a host report that can not be read: {e}")),
+                forged: None,
+            }
+        }
+    };
+    let why = match session {
+        Some(instance) if instance == report.host.as_str() => {
+            return Record {
+                id,
+                input: Input::Report(HostMessage {
+                    host: report.host.clone(),
+                    report,
+                }),
+                forged: None,
+            }
+        }
+        Some(instance) => format!(
+            "a report naming host {} sent by proxy {instance}: refused (a proxy reports only for itself)",
+            report.host
+        ),
+        None => format!(
+            "a report naming host {} sent by {sender:?}, not a session of the proxy role (PROXY_ROLE_ID {role}): refused",
+            report.host
+        ),
+    };
+    Record {
+        id,
+        input: Input::Ignored(why.clone()),
+        forged: Some(why),
     }
 }
 

@@ -53,33 +53,7 @@ impl<B: Boundaries> Reactor<B> {
                 "instance {id} has no private address yet; it is added later"
             ));
         }
-        let mut openings = Vec::new();
-        for (action, hooks) in self.targets(out.actions, summary).await? {
-            let opening = Opening {
-                key: ActionKey {
-                    instance: action.instance.clone(),
-                    transition: action.transition,
-                },
-                group: action.group.clone(),
-                hooks,
-                token: action.token.clone(),
-                pools: pool_names(&out.groups, &action.group),
-                started_ms: action.started_ms.unwrap_or_else(now_ms),
-                generation: 0,
-                hosts: out.hosts.clone(),
-            };
-            if action.transition == Transition::Launch && action.phase == Phase::Leaving {
-                let why = format!(
-                    "instance {} is leaving (EC2 state {}) before it finished launching",
-                    action.instance,
-                    action.ec2_state.as_deref().unwrap_or("unknown")
-                );
-                self.complete_at_once(opening, Verdict::Abandon, &why, true, summary)
-                    .await?;
-                continue;
-            }
-            openings.push(opening);
-        }
+        let mut openings = self.openings(&out, summary).await?;
         if out.plan.is_empty() {
             if openings.is_empty() {
                 summary.note("nothing to change");
@@ -142,6 +116,43 @@ impl<B: Boundaries> Reactor<B> {
             kind: out.kind.to_string(),
         });
         Ok(())
+    }
+
+    /// What the ledger opens for `out`'s actions (those on a hook of ours); a launch whose
+    /// instance is already leaving is abandoned now instead.
+    async fn openings(
+        &self,
+        out: &Outgoing,
+        summary: &mut Summary,
+    ) -> Result<Vec<Opening>, ReactorError> {
+        let mut openings = Vec::new();
+        for (action, hooks) in self.targets(out.actions.clone(), summary).await? {
+            let opening = Opening {
+                key: ActionKey {
+                    instance: action.instance.clone(),
+                    transition: action.transition,
+                },
+                group: action.group.clone(),
+                hooks,
+                token: action.token.clone(),
+                pools: pool_names(&out.groups, &action.group),
+                started_ms: action.started_ms.unwrap_or_else(now_ms),
+                generation: 0,
+                hosts: out.hosts.clone(),
+            };
+            if action.transition == Transition::Launch && action.phase == Phase::Leaving {
+                let why = format!(
+                    "instance {} is leaving (EC2 state {}) before it finished launching",
+                    action.instance,
+                    action.ec2_state.as_deref().unwrap_or("unknown")
+                );
+                self.complete_at_once(opening, Verdict::Abandon, &why, true, summary)
+                    .await?;
+                continue;
+            }
+            openings.push(opening);
+        }
+        Ok(openings)
     }
 
     /// Opens (or refreshes) the ledger items of `openings`; returns them as stored.

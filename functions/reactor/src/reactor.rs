@@ -251,6 +251,7 @@ impl<B: Boundaries> Reactor<B> {
             let mut failed = |ids: &[String], e: ReactorError, summary: &mut Summary| {
                 tracing::error!(error = %e, records = ids.len(), "input failed; its records are retried");
                 summary.failed.extend(ids.iter().cloned());
+                summary.errors.push(e.to_string());
                 first_error.get_or_insert(e);
             };
             for (group, (ids, events)) in work.lifecycle {

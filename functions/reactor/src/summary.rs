@@ -113,6 +113,9 @@ pub struct Summary {
     /// Records given back to the queue to be retried (their message ids).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
+    /// Why they were (one line per input that failed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl Summary {

@@ -1,22 +1,25 @@
-//! The reactor against the project's AWS emulator (`tests/emulator`): real lifecycle
-//! hooks, Run Command running the project's SSM document on each proxy host
-//! (`fake_host.py` playing the agent), the document's status-change events coming back
-//! through EventBridge and SQS, fault injection, Route 53. Each test starts its own
-//! emulator on a free port.
+//! The reactor against the project's AWS emulator (`tests/emulator`) on its control
+//! path: real lifecycle hooks, Run Command of the project's SSM document to the proxy
+//! fleet's instances (stand-in proxies, which answer at once and report each member's
+//! outcome to the reactor's inbox with their own role session, as the agent service
+//! does), the inbox (SQS) and the lifecycle ledger (DynamoDB), fault injection,
+//! Route 53. Each test starts its own emulator on a free port.
 //!
-//! An invocation never waits for the hosts: a lifecycle event's invocation sends the
-//! change and returns, and the command's status event completes the action
-//! ([`Fixture::settle`] plays Lambda for those, one at a time).
+//! An invocation never waits for the hosts: a lifecycle event's invocation opens the
+//! action in the ledger, sends the change and returns; the hosts' reports, batches of the
+//! inbox ([`Fixture::settle`] plays Lambda's event source mapping for them), decide it.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::*;
+use harness::standin::Behaviour;
+use harness::world::{Received, LAUNCH_HOOK, PROXY_GROUP};
+use harness::GroupSpec;
+use infra::OutcomeStatus;
 use serde_json::{json, Value};
-
-const LAUNCH: &str = "EC2 Instance-launch Lifecycle Action";
-const TERMINATE: &str = "EC2 Instance-terminate Lifecycle Action";
 
 fn result_of(records: &[Value]) -> Option<String> {
     records
@@ -24,65 +27,31 @@ fn result_of(records: &[Value]) -> Option<String> {
         .find_map(|r| r["result"].as_str().map(str::to_string))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
-    let w = Fixture::new().await;
-    w.group(GROUP, true, false, &[]).await;
-    // The second proxy takes 1.5 s to see the member healthy.
-    let proxies = w
-        .proxies(2, &[host_env(&[]), host_env(&[("FAKE_DELAY_S", "1.5")])])
-        .await;
-    w.scale(GROUP, 1).await;
-    let members = w.members(GROUP).await;
-    let (id, state) = members[0].clone();
-    assert_eq!(state, "Pending:Wait");
-    let event = w.event(LAUNCH, &id);
+/// When an action was completed (ms since the epoch), from the emulator's record.
+fn completed_ms(records: &[Value]) -> u64 {
+    let s = records
+        .iter()
+        .find(|r| r["result"].is_string())
+        .and_then(|r| r["time"].as_f64())
+        .unwrap_or_else(|| panic!("no completion time in {records:?}"));
+    (s * 1000.0) as u64
+}
 
-    let r = w.reactor(&[]);
-    let t = Instant::now();
-    let sent = r.handle(&event).await.expect("handled");
-    assert!(
-        t.elapsed() < Duration::from_millis(1500),
-        "the invocation waited for the hosts: {:?}",
-        t.elapsed()
-    );
-    assert_eq!(sent.actions[0].decision, "WAIT");
-    assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
+/// The invocation that decided `instance`'s `transition`.
+fn deciding<'a>(handled: &'a [Handled], instance: &str, transition: &str) -> &'a Handled {
+    handled
+        .iter()
+        .find(|h| {
+            h.summary
+                .decision(instance, transition)
+                .is_some_and(|a| a.decision != "WAIT")
         })
-        .await;
-    let summary = handled.last().expect("the status event").clone();
-
-    // Completed CONTINUE, after the slow proxy reported it up.
-    let records = w.actions_of(&id, "launch");
-    assert_eq!(
-        result_of(&records).as_deref(),
-        Some("CONTINUE"),
-        "{summary:?}"
-    );
-    let completed_at = records[0]["time"].as_f64().expect("completion time");
-    for p in &proxies {
-        let log = w.host_log(p);
-        assert_eq!(log.len(), 1, "one change per proxy");
-        let added = &log[0]["change"]["pools"][0]["add"][0];
-        assert_eq!(added["id"], json!(id));
-        assert_eq!(added["address"], json!(w.private_ip(&id).await));
-        assert_eq!(added["port"], json!(8080));
-        let done = log[0]["done"].as_f64().expect("done");
-        assert!(
-            completed_at >= done,
-            "CONTINUE at {completed_at} before host {p} was up at {done}"
-        );
-        assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
-    }
-    assert_eq!(
-        w.members(GROUP).await,
-        [(id.clone(), "InService".to_string())]
-    );
-    assert_eq!(summary.actions[0].decision, "CONTINUE");
-    assert_eq!(summary.hosts.len(), 2);
+        .unwrap_or_else(|| {
+            panic!(
+                "no invocation decided {transition} {instance}:\n{}",
+                describe(handled)
+            )
+        })
 }
 
 /// The calls of `action` the emulator logged since the last reset.
@@ -100,20 +69,107 @@ fn logged(w: &Fixture, action: &str) -> Vec<Value> {
         .collect()
 }
 
+fn at(c: &Value, k: &str) -> f64 {
+    c[k].as_f64().unwrap_or_else(|| panic!("no {k} in {c}"))
+}
+
+/// The changes sent by `handled`'s invocations (one command per
+/// change and host here: small changes, a handful of hosts).
+fn sent(handled: &[Handled]) -> usize {
+    handled.iter().map(|h| h.summary.changes.len()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
+    let w = Fixture::new(2, Behaviour::default()).await;
+    // The second proxy takes 1.5 s to see the member healthy.
+    let slow = w.proxies[1].clone();
+    w.standins
+        .set(&slow, |b| b.rise = Duration::from_millis(1500));
+    w.group(GROUP, true, false, &[]).await;
+    w.scale(GROUP, 1).await;
+    let (id, state) = w.members(GROUP).await[0].clone();
+    assert_eq!(state, "Pending:Wait");
+
+    let r = w.reactor(&[]);
+    let t = Instant::now();
+    let sent = r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "the invocation waited for the hosts: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(sent.actions.len(), 1, "{sent:?}");
+    assert_eq!(sent.actions[0].decision, "WAIT");
+    assert_eq!(sent.changes.len(), 1);
+    assert_eq!(sent.changes[0].hosts, 2);
+    assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&id, "launch").is_some()
+        })
+        .await;
+
+    // Completed CONTINUE, after the slow proxy reported it up.
+    let records = w.actions_of(&id, "launch");
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
+        "{}",
+        describe(&handled)
+    );
+    let completed = completed_ms(&records);
+    let address = w.private_ip(&id).await;
+    for p in &w.proxies {
+        let changes = w.standins.changes(p);
+        assert_eq!(changes.len(), 1, "one change per proxy");
+        let added = &changes[0].pools[0].add[0];
+        assert_eq!(added.id.as_str(), id);
+        assert_eq!(added.address.to_string(), address);
+        assert_eq!(added.port.get(), 8080);
+        let up = report_sent_ms(&handled, p, &id, OutcomeStatus::Up)
+            .unwrap_or_else(|| panic!("no UP report from {p}:\n{}", describe(&handled)));
+        assert!(
+            completed >= up,
+            "CONTINUE at {completed} before host {p} reported it up at {up}"
+        );
+        assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
+    }
+    // The fast proxy's report alone decided nothing: the slow one's did.
+    let d = deciding(&handled, &id, "launch");
+    assert!(
+        d.reports()
+            .iter()
+            .any(|(h, r)| *h == slow && r.member.as_str() == id),
+        "{}",
+        describe(&handled)
+    );
+    let decision = d.summary.decision(&id, "launch").expect("decision");
+    assert_eq!(decision.decision, "CONTINUE");
+    assert_eq!(decision.reason, "UP on all 2 host(s)");
+    assert!(decision.completed);
+    assert!(handled.iter().all(|h| h.failures().is_empty()));
+    assert_eq!(
+        w.members(GROUP).await,
+        [(id.clone(), "InService".to_string())]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
-    let w = Fixture::new().await;
+    let w = Fixture::new(1, Behaviour::default()).await;
     w.group(GROUP, true, false, &[]).await;
-    w.proxies(1, &[host_env(&[])]).await;
     // Two launches at once: the event names the first; the second waits too.
     w.scale(GROUP, 2).await;
     let members = w.members(GROUP).await;
     let (first, second) = (members[0].0.clone(), members[1].0.clone());
+    let event = w.event(LAUNCH, &first);
+    let r = w.reactor(&[]);
     // Real AWS answers in tens of milliseconds; make each read take 400 ms, so reading
-    // the group and then the instance would take 800 ms.
+    // one thing after the other shows.
     let slow = json!([
-        {"service":"autoscaling","action":"DescribeAutoScalingGroups","delay_ms":400,"count":1},
-        {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":1}
+        {"service":"autoscaling","action":"DescribeAutoScalingGroups","delay_ms":400,"count":-1},
+        {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":-1}
     ]);
     w.emulator
         .control("POST", "/moto-ext/calls/reset", None)
@@ -121,24 +177,39 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     w.emulator
         .control("POST", "/moto-ext/faults", Some(&slow))
         .expect("faults");
-    let r = w.reactor(&[]);
-    let summary = r.handle(&w.event(LAUNCH, &first)).await.expect("handled");
+    let summary = r.handle(&event).await.expect("handled");
+    w.emulator
+        .control("DELETE", "/moto-ext/faults", None)
+        .expect("clear faults");
 
+    // The reads: the backend group and the proxy group (the proxies are the proxy
+    // group's in-service instances, looked up with DescribeAutoScalingGroups); the
+    // event's instance, the other waiting member (one more call, only because there is
+    // one), and the proxies' tag (DescribeInstances of the proxy group's ids).
     let groups = logged(&w, "DescribeAutoScalingGroups");
-    // The last DescribeInstances looks the proxy hosts up for Run Command; the ones
-    // before it are discovery's.
-    let mut instances = logged(&w, "DescribeInstances");
-    instances.pop();
-    assert_eq!(groups.len(), 1, "{groups:?}");
-    let at = |c: &Value, k: &str| c[k].as_f64().unwrap_or_else(|| panic!("no {k} in {c}"));
-    let (g, i) = (&groups[0], &instances[0]);
-    assert!(
-        at(i, "time") < at(g, "end") && at(g, "time") < at(i, "end"),
-        "the group and the event's instance were read one after the other: {g} {i}"
+    let instances = logged(&w, "DescribeInstances");
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert_eq!(instances.len(), 3, "{instances:?}");
+    // The first round trip: both groups and the event's instance, at once.
+    let reads: Vec<&Value> = groups.iter().chain(&instances).collect();
+    let first_end = reads.iter().map(|c| at(c, "end")).fold(f64::MAX, f64::min);
+    let wave: Vec<&&Value> = reads.iter().filter(|c| at(c, "time") < first_end).collect();
+    let wave_actions: BTreeMap<&str, usize> = wave.iter().fold(BTreeMap::new(), |mut m, c| {
+        *m.entry(c["action"].as_str().unwrap_or_default())
+            .or_default() += 1;
+        m
+    });
+    assert_eq!(
+        wave_actions,
+        BTreeMap::from([("DescribeAutoScalingGroups", 2), ("DescribeInstances", 1)]),
+        "the group, the proxy group and the event's instance were not read at once: {reads:?}"
     );
-    // The other waiting member's address takes one more call, and both are sent.
-    assert_eq!(instances.len(), 2, "{instances:?}");
-    let change = summary.change.expect("a change was sent");
+    // Two round trips of 400 ms in all (the second: the other member, the proxies' tags).
+    let span = reads.iter().map(|c| at(c, "end")).fold(0.0, f64::max)
+        - reads.iter().map(|c| at(c, "time")).fold(f64::MAX, f64::min);
+    assert!(span < 1.2, "the reads took {span:.3} s: {reads:?}");
+
+    let change = &summary.changes[0].change;
     let mut added: Vec<(String, String)> = change.pools[0]
         .add
         .iter()
@@ -155,12 +226,11 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
         w.result(&first, "launch").is_some() && w.result(&second, "launch").is_some()
     })
     .await;
-    assert_eq!(
-        result_of(&w.actions_of(&first, "launch")).as_deref(),
-        Some("CONTINUE")
-    );
+    assert_eq!(w.result(&first, "launch").as_deref(), Some("CONTINUE"));
+    assert_eq!(w.result(&second, "launch").as_deref(), Some("CONTINUE"));
 
-    // Steady state (the only waiting member is the event's): one read of each.
+    // Steady state (the only waiting member is the event's): the group and the proxy
+    // group, the event's instance and the proxies.
     w.scale(GROUP, 3).await;
     let third = w
         .members(GROUP)
@@ -169,49 +239,54 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
         .find(|(id, _)| *id != first && *id != second)
         .expect("third")
         .0;
+    let event = w.event(LAUNCH, &third);
     w.emulator
         .control("POST", "/moto-ext/calls/reset", None)
         .expect("reset");
-    let summary = r.handle(&w.event(LAUNCH, &third)).await.expect("handled");
-    assert_eq!(logged(&w, "DescribeAutoScalingGroups").len(), 1);
+    let summary = r.handle(&event).await.expect("handled");
+    assert_eq!(logged(&w, "DescribeAutoScalingGroups").len(), 2);
     assert_eq!(
         logged(&w, "DescribeInstances").len(),
         2,
-        "discovery's one, and the proxy hosts'"
+        "the event's instance, and the proxies"
     );
-    let change = summary.change.expect("a change was sent");
+    let change = &summary.changes[0].change;
     assert_eq!(change.pools[0].add.len(), 1);
     assert_eq!(change.pools[0].add[0].id.as_str(), third);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_never_gets_healthy_is_abandoned() {
-    let w = Fixture::new().await;
+    let w = Fixture::new(2, Behaviour::default()).await;
     w.group(GROUP, true, false, &[]).await;
     w.scale(GROUP, 1).await;
     let (id, _) = w.members(GROUP).await[0].clone();
-    // The first proxy never sees it healthy.
-    w.proxies(2, &[host_env(&[("FAKE_FAIL", id.as_str())]), host_env(&[])])
-        .await;
-    let event = w.event(LAUNCH, &id);
+    // The first proxy never sees it healthy: it reports it failed after 1 s.
+    let sick = w.proxies[0].clone();
+    w.standins.set(&sick, |b| {
+        b.failing.insert(id.clone());
+        b.health_timeout = Duration::from_secs(1);
+    });
     let r = w.reactor(&[]);
-    r.handle(&event).await.expect("handled");
+    r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
     let handled = w
         .settle(&r, Duration::from_secs(30), |w| {
             w.result(&id, "launch").is_some()
         })
         .await;
-    let summary = handled.last().expect("the status event");
     assert_eq!(
-        result_of(&w.actions_of(&id, "launch")).as_deref(),
-        Some("ABANDON")
+        w.result(&id, "launch").as_deref(),
+        Some("ABANDON"),
+        "{}",
+        describe(&handled)
     );
-    assert_eq!(summary.actions[0].decision, "ABANDON");
+    let d = deciding(&handled, &id, "launch");
+    let decision = d.summary.decision(&id, "launch").expect("decision");
+    assert_eq!(decision.decision, "ABANDON");
     assert!(
-        summary.actions[0]
-            .reason
-            .contains("health check did not pass"),
-        "{summary:?}"
+        decision.reason.contains(&format!("host {sick}"))
+            && decision.reason.contains("did not pass health checks"),
+        "{decision:?}"
     );
     // ABANDON terminates it; the group launches a replacement, held again.
     assert!(w.members(GROUP).await.iter().all(|(i, _)| *i != id));
@@ -219,23 +294,22 @@ async fn a_member_that_never_gets_healthy_is_abandoned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
-    let w = Fixture::new().await;
+    let w = Fixture::new(2, Behaviour::default()).await;
+    // Draining takes 1.5 s on the second proxy.
+    let slow = w.proxies[1].clone();
+    w.standins
+        .set(&slow, |b| b.drain = Duration::from_millis(1500));
     w.group(GROUP, false, true, &[]).await;
     w.scale(GROUP, 2).await;
-    // Draining takes 1.5 s on the second proxy.
-    let proxies = w
-        .proxies(2, &[host_env(&[]), host_env(&[("FAKE_DELAY_S", "1.5")])])
-        .await;
     let r = w.reactor(&[]);
-    // Bring both members in (no launch hook: the schedule adds them).
-    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    r.handle(&sched).await.expect("reconcile");
+    // Bring both members in (no launch hook: the schedule adds them), through the inbox
+    // as the schedule's rule delivers it.
+    w.to_inbox(&scheduled());
     w.settle(&r, Duration::from_secs(30), |w| {
-        w.serving(&proxies[1], "web").len() == 2
+        w.proxies.iter().all(|p| w.serving(p, "web").len() == 2)
     })
     .await;
     let members = w.members(GROUP).await;
-    assert_eq!(w.serving(&proxies[0], "web").len(), 2);
 
     w.scale(GROUP, 1).await;
     let leaving = members[0].0.clone(); // oldest first
@@ -252,78 +326,88 @@ async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
         "the invocation waited for the drain: {:?}",
         t.elapsed()
     );
+    assert_eq!(summary.actions[0].decision, "WAIT", "{summary:?}");
     assert_eq!(result_of(&w.actions_of(&leaving, "terminate")), None);
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&leaving, "terminate").is_some()
-    })
-    .await;
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&leaving, "terminate").is_some()
+        })
+        .await;
 
     let records = w.actions_of(&leaving, "terminate");
     assert_eq!(
         result_of(&records).as_deref(),
         Some("CONTINUE"),
-        "{summary:?}"
+        "{}",
+        describe(&handled)
     );
-    let completed_at = records[0]["time"].as_f64().expect("time");
-    for p in &proxies {
-        let log = w.host_log(p);
-        let last = log.last().expect("log");
-        assert_eq!(last["change"]["pools"][0]["remove"], json!([leaving]));
-        assert!(
-            completed_at >= last["done"].as_f64().unwrap_or(f64::MAX),
-            "CONTINUE before the drain on {p}"
+    let completed = completed_ms(&records);
+    for p in &w.proxies {
+        let changes = w.standins.changes(p);
+        let last = changes.last().expect("changes");
+        assert_eq!(
+            last.pools[0].remove,
+            [infra::MemberId::new(leaving.as_str()).unwrap()]
         );
+        let drained = report_sent_ms(&handled, p, &leaving, OutcomeStatus::Drained)
+            .unwrap_or_else(|| panic!("no DRAINED report from {p}:\n{}", describe(&handled)));
+        assert!(completed >= drained, "CONTINUE before the drain on {p}");
         assert_eq!(w.serving(p, "web"), [members[1].0.clone()]);
     }
+    let d = deciding(&handled, &leaving, "terminate");
+    assert_eq!(
+        d.summary
+            .decision(&leaving, "terminate")
+            .map(|a| a.reason.as_str()),
+        Some("drained on all 2 host(s)")
+    );
     assert!(w.members(GROUP).await.iter().all(|(i, _)| *i != leaving));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_reordered_and_lost_events_converge() {
-    let w = Fixture::new().await;
+    let w = Fixture::new(1, Behaviour::default()).await;
+    let proxy = w.proxies[0].clone();
     w.group(GROUP, true, true, &[]).await;
-    let proxies = w.proxies(1, &[host_env(&[])]).await;
     let r = w.reactor(&[]);
+    let mut summaries = Vec::new();
 
     // A launches; before its launch event is handled it is terminated (terminate before
     // launch in delivery order).
     w.scale(GROUP, 1).await;
     let a = w.members(GROUP).await[0].0.clone();
     let launch_a = w.event(LAUNCH, &a);
-    w.asg
-        .terminate_instance_in_auto_scaling_group()
-        .instance_id(&a)
-        .should_decrement_desired_capacity(true)
-        .send()
-        .await
-        .expect("terminate");
+    w.terminate(&a, true).await.expect("terminate");
     let terminate_a = w.event(TERMINATE, &a);
-    r.handle(&terminate_a).await.expect("terminate first");
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&a, "terminate").is_some()
-    })
-    .await;
+    summaries.push(r.handle(&terminate_a).await.expect("terminate first"));
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&a, "terminate").is_some()
+        })
+        .await;
     assert_eq!(
-        result_of(&w.actions_of(&a, "terminate")).as_deref(),
-        Some("CONTINUE")
+        w.result(&a, "terminate").as_deref(),
+        Some("CONTINUE"),
+        "{}",
+        describe(&handled)
     );
     // The late launch event and a duplicate of the terminate one change nothing.
-    let late = r.handle(&launch_a).await.expect("late launch");
-    assert!(late.actions.is_empty(), "{late:?}");
-    r.handle(&terminate_a).await.expect("duplicate");
+    for late in [&launch_a, &terminate_a] {
+        let s = r.handle(late).await.expect("late");
+        assert!(s.actions.is_empty(), "{s:?}");
+        summaries.push(s);
+    }
+    let expected: usize = summaries.iter().map(|s| s.changes.len()).sum::<usize>() + sent(&handled);
     w.settle(&r, Duration::from_secs(30), |w| {
-        w.host_log(&proxies[0]).len() >= 3
+        w.standins.changes(&proxy).len() >= expected
     })
     .await;
-    for entry in w.host_log(&proxies[0]) {
-        for p in entry["change"]["pools"].as_array().unwrap() {
+    for c in w.standins.changes(&proxy) {
+        for p in &c.pools {
             assert!(
-                p["add"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|m| m["id"] != json!(a)),
-                "A was added by {entry}"
+                p.add.iter().all(|m| m.id.as_str() != a),
+                "A was added by generation {}",
+                c.generation
             );
         }
     }
@@ -337,82 +421,173 @@ async fn duplicate_reordered_and_lost_events_converge() {
         .find(|(i, _)| *i != a)
         .expect("B")
         .0;
-    // Duplicates of B's event delivered twice, out of band of the schedule, are fine too.
-    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    let s = r.handle(&sched).await.expect("reconcile");
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&b, "launch").is_some()
-    })
-    .await;
+    w.to_inbox(&scheduled());
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&b, "launch").is_some()
+        })
+        .await;
     assert_eq!(
-        result_of(&w.actions_of(&b, "launch")).as_deref(),
+        w.result(&b, "launch").as_deref(),
         Some("CONTINUE"),
-        "{s:?}"
+        "{}",
+        describe(&handled)
     );
+    let schedule = handled
+        .iter()
+        .find(|h| h.summary.inputs.contains_key("reconcile"))
+        .expect("the schedule was handled");
+    assert_eq!(
+        schedule
+            .summary
+            .decision(&b, "launch")
+            .map(|a| a.decision.as_str()),
+        Some("WAIT"),
+        "the schedule opened B's action: {:?}",
+        schedule.summary
+    );
+    // B's event turning up late, twice: nothing changes.
     let launch_b = w.event(LAUNCH, &b);
-    let logged_before = w.host_log(&proxies[0]).len();
-    r.handle(&launch_b).await.expect("dup 1");
-    r.handle(&launch_b).await.expect("dup 2");
+    let completions = w.count("CompleteLifecycleAction");
+    let before = w.standins.changes(&proxy).len();
+    let mut more = 0;
+    for _ in 0..2 {
+        let s = r.handle(&launch_b).await.expect("late again");
+        assert!(s.actions.is_empty(), "{s:?}");
+        more += s.changes.len();
+    }
+    assert_eq!(w.count("CompleteLifecycleAction"), completions);
+    assert_eq!(w.actions_of(&b, "launch").len(), 1);
     w.settle(&r, Duration::from_secs(30), |w| {
-        w.host_log(&proxies[0]).len() >= logged_before + 2
+        w.standins.changes(&proxy).len() >= before + more
     })
     .await;
-    assert_eq!(w.serving(&proxies[0], "web"), std::slice::from_ref(&b));
+    assert_eq!(w.serving(&proxy, "web"), std::slice::from_ref(&b));
     assert_eq!(
         w.members(GROUP).await,
         [(b.clone(), "InService".to_string())]
     );
-    // Every message had its own generation: commands to one host may run in any order
+    // Every change had its own generation: commands to one host may run in any order
     // (Run Command does not queue them), and the agent orders them by generation.
     let gens: Vec<u64> = w
-        .host_log(&proxies[0])
+        .standins
+        .changes(&proxy)
         .iter()
-        .map(|e| e["change"]["generation"].as_u64().unwrap())
+        .map(|c| c.generation)
         .collect();
-    let unique: std::collections::BTreeSet<u64> = gens.iter().copied().collect();
+    let unique: BTreeSet<u64> = gens.iter().copied().collect();
     assert_eq!(unique.len(), gens.len(), "{gens:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_about_one_instance_in_one_batch_are_one_change() {
+    // The inbox delivers at least once: one batch may hold an event twice, or two events
+    // about one instance (a late launch and its terminate).
+    let w = Fixture::new(1, Behaviour::default()).await;
+    w.group(GROUP, true, true, &[]).await;
+    w.scale(GROUP, 1).await;
+    let a = w.members(GROUP).await[0].0.clone();
+    let launch = w.event(LAUNCH, &a);
+    let r = w.reactor(&[]);
+    let twice = w
+        .invoke_batch(
+            &r,
+            vec![event_record("e1", &launch), event_record("e2", &launch)],
+        )
+        .await;
+    assert!(twice.failures().is_empty(), "{:?}", twice.summary);
+    assert_eq!(twice.summary.changes.len(), 1, "{:?}", twice.summary);
+    assert_eq!(twice.summary.actions.len(), 1, "{:?}", twice.summary);
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.result(&a, "launch").is_some()
+    })
+    .await;
+    assert_eq!(w.result(&a, "launch").as_deref(), Some("CONTINUE"));
+
+    w.terminate(&a, true).await.expect("terminate");
+    let terminate = w.event(TERMINATE, &a);
+    let both = w
+        .invoke_batch(
+            &r,
+            vec![event_record("late", &launch), event_record("t", &terminate)],
+        )
+        .await;
+    assert!(both.failures().is_empty(), "{:?}", both.summary);
+    assert_eq!(both.summary.changes.len(), 1, "{:?}", both.summary);
+    let removed = &both.summary.changes[0].change.pools[0];
+    assert!(removed.add.is_empty(), "{removed:?}");
+    assert_eq!(removed.remove.len(), 1, "{removed:?}");
+    assert_eq!(
+        both.summary
+            .decision(&a, "terminate")
+            .map(|d| d.decision.as_str()),
+        Some("WAIT")
+    );
+    w.settle(&r, Duration::from_secs(30), |w| {
+        w.result(&a, "terminate").is_some()
+    })
+    .await;
+    assert_eq!(w.result(&a, "terminate").as_deref(), Some("CONTINUE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() {
-    let w = Fixture::new().await;
+    let w = Fixture::new(1, Behaviour::default()).await;
     w.group(GROUP, true, false, &[]).await;
     w.group("other-asg", true, false, &[]).await;
-    w.proxies(1, &[host_env(&[])]).await;
     w.scale("other-asg", 1).await;
     let other = w.members("other-asg").await[0].0.clone();
     let r = w.reactor(&[]);
 
-    let s = r.handle(&w.event(LAUNCH, &other)).await.expect("unmanaged");
-    assert!(
-        s.ignored
-            .as_deref()
-            .unwrap_or_default()
-            .contains("not managed"),
-        "{s:?}"
-    );
+    let unmanaged = w.event(LAUNCH, &other);
+    let s = r.handle(&unmanaged).await.expect("unmanaged");
+    assert!(s.ignored.iter().any(|i| i.contains("not managed")), "{s:?}");
     let mut gone = w.event(LAUNCH, &other);
     gone["detail"]["AutoScalingGroupName"] = json!("no-such-asg");
     let s = r.handle(&gone).await.expect("no such group");
-    assert!(s
-        .ignored
-        .as_deref()
-        .unwrap_or_default()
-        .contains("not managed"));
-    for bad in [
+    assert!(s.ignored.iter().any(|i| i.contains("not managed")), "{s:?}");
+    let bad = [
         json!("hello"),
         json!({"detail-type": LAUNCH, "source": "aws.autoscaling", "detail": {}}),
         json!(null),
-    ] {
-        let s = r.handle(&bad).await.expect("malformed");
-        assert!(s.ignored.is_some());
+    ];
+    for b in &bad {
+        let s = r.handle(b).await.expect("malformed");
+        assert!(!s.ignored.is_empty(), "{s:?}");
     }
+
+    // The same through the inbox, with a body that is not JSON and an event sent with
+    // a proxy's credentials: all acknowledged, none given back to be retried.
+    w.to_inbox(&unmanaged);
+    w.to_inbox(&gone);
+    for b in &bad {
+        w.to_inbox(b);
+    }
+    w.to_inbox_raw("hello, not JSON");
+    let session = w
+        .proxy_session(&w.path, &w.proxies[0])
+        .expect("a proxy's session");
+    w.emulator
+        .aws_json_as(
+            &session.access_key,
+            "sqs",
+            "AmazonSQS.SendMessage",
+            &json!({"QueueUrl": w.path.inbox, "MessageBody": unmanaged.to_string()}),
+            Duration::from_secs(30),
+        )
+        .expect("a proxy sends an event");
+    let handled = w.settle_records(&r, 7, Duration::from_secs(30)).await;
+    for h in &handled {
+        assert!(h.failures().is_empty(), "{}", describe(&handled));
+        assert!(h.summary.changes.is_empty() && h.summary.actions.is_empty());
+    }
+    let ignored: usize = handled.iter().map(|h| h.summary.ignored.len()).sum();
+    assert_eq!(ignored, 7, "{}", describe(&handled));
+    let forged: usize = handled.iter().map(|h| h.summary.reports.forged).sum();
+    assert_eq!(forged, 1, "{}", describe(&handled));
+    assert!(w.receive().is_empty(), "every record was deleted");
     assert_eq!(w.count("SendCommand"), 0, "ignored events send nothing");
-    assert_eq!(
-        result_of(&w.actions_of(&other, "launch")),
-        None,
-        "not ours to complete"
-    );
+    assert_eq!(w.result(&other, "launch"), None, "not ours to complete");
 
     // A terminate event for an instance the group never had (or no longer has).
     let mut missing = w.event(LAUNCH, &other);
@@ -421,56 +596,63 @@ async fn unknown_group_missing_instance_and_malformed_events_are_acknowledged() 
     missing["detail"]["EC2InstanceId"] = json!("i-0000000000000dead");
     missing["detail"]["LifecycleTransition"] = json!("autoscaling:EC2_INSTANCE_TERMINATING");
     let s = r.handle(&missing).await.expect("missing instance");
-    let change = s.change.expect("a removal is sent");
+    let change = &s.changes.first().expect("a removal is sent").change;
     assert_eq!(change.pools[0].remove[0].as_str(), "i-0000000000000dead");
     assert!(
         s.notes.iter().any(|n| n.contains("no longer in the group")),
         "{:?}",
         s.notes
     );
+    assert!(s.actions.is_empty(), "{s:?}");
     assert_eq!(w.count("CompleteLifecycleAction"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_group() {
-    let w = Fixture::new().await;
+    let w = Fixture::new(1, Behaviour::default()).await;
     w.group(GROUP, true, false, &[]).await;
-    w.proxies(1, &[host_env(&[])]).await;
     w.scale(GROUP, 1).await;
     let first = w.members(GROUP).await[0].0.clone();
+    let event = w.event(LAUNCH, &first);
     let r = w.reactor(&[]);
     let faults = json!([
         {"service":"autoscaling","action":"DescribeAutoScalingGroups","code":"Throttling","status":400,"count":2},
         {"service":"ec2","action":"DescribeInstances","code":"RequestLimitExceeded","status":503,"count":1},
+        {"service":"dynamodb","action":"BatchGetItem","code":"ThrottlingException","status":400,"count":1},
+        {"service":"dynamodb","action":"PutItem","code":"ProvisionedThroughputExceededException","status":400,"count":1},
         {"service":"ssm","action":"SendCommand","code":"InternalFailure","status":500,"count":1},
         {"service":"autoscaling","action":"CompleteLifecycleAction","code":"Throttling","status":400,"count":2}
     ]);
     w.emulator
         .control("POST", "/moto-ext/faults", Some(&faults))
         .expect("faults");
-    let s = r
-        .handle(&w.event(LAUNCH, &first))
-        .await
-        .expect("retried through");
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&first, "launch").is_some()
-    })
-    .await;
+    let s = r.handle(&event).await.expect("retried through");
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&first, "launch").is_some()
+        })
+        .await;
     assert_eq!(
-        result_of(&w.actions_of(&first, "launch")).as_deref(),
+        w.result(&first, "launch").as_deref(),
         Some("CONTINUE"),
-        "{s:?}"
+        "{s:?}\n{}",
+        describe(&handled)
     );
     let calls = w.emulator.control("GET", "/moto-ext/calls", None).unwrap();
-    let faulted = calls
+    let faulted: Vec<&Value> = calls
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c.get("fault").is_some())
-        .count();
-    assert_eq!(faulted, 6, "every injected fault was hit, then retried");
+        .collect();
+    assert_eq!(
+        faulted.len(),
+        8,
+        "every injected fault was hit, then retried: {faulted:?}"
+    );
 
-    // A fault that never clears: the error names the API and the group.
+    // A fault that never clears: the hosts' report is given back to the queue, and the
+    // error names the API and the group.
     let forever = json!({"service":"autoscaling","action":"CompleteLifecycleAction","code":"ServiceUnavailable","status":503,"count":-1});
     w.emulator
         .control("POST", "/moto-ext/faults", Some(&forever))
@@ -483,94 +665,124 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         .find(|(i, _)| *i != first)
         .expect("second")
         .0;
-    r.handle(&w.event(LAUNCH, &second)).await.expect("sent");
-    // Its command's status event is where the completion fails for good.
-    let until = Instant::now() + Duration::from_secs(90);
-    let e = loop {
-        assert!(Instant::now() < until, "the completion never failed");
-        let (events, handles) = w.world.receive(&w.queue, 1).expect("receive");
-        w.world.delete(&w.queue, &handles).expect("delete");
-        let mut failed = None;
-        for ev in events {
-            if let Err(e) = r.handle(&ev).await {
-                failed = Some(e.to_string());
-            }
-        }
-        if let Some(e) = failed {
-            break e;
-        }
-    };
+    let s = r.handle(&w.event(LAUNCH, &second)).await.expect("sent");
+    assert_eq!(s.actions[0].decision, "WAIT");
+    // The report's batch is where the completion fails for good.
+    let mut failing = |_: &Fixture, h: &[Handled]| h.iter().any(|x| !x.failures().is_empty());
+    let handled = w
+        .settle_with(&r, Duration::from_secs(90), &mut failing, |_| None)
+        .await;
+    let failed = handled
+        .iter()
+        .find(|h| !h.failures().is_empty())
+        .expect("a failure");
+    let report_ids: Vec<String> = failed
+        .records
+        .iter()
+        .filter(|m| infra::HostReport::from_json(&m.body).is_ok())
+        .map(|m| m.id.clone())
+        .collect();
+    assert!(!report_ids.is_empty(), "{}", describe(&handled));
+    assert_eq!(
+        failed.failures(),
+        report_ids,
+        "the report's records are retried"
+    );
+    assert_eq!(failed.summary.failed, report_ids);
+    assert_eq!(w.result(&second, "launch"), None);
+    // The schedule, handed the same action, says why.
+    let e = r
+        .handle(&scheduled())
+        .await
+        .expect_err("the completion fails for good")
+        .to_string();
     assert!(
         e.contains("CompleteLifecycleAction") && e.contains(GROUP),
         "{e}"
     );
+    // Once the API is back, the retried report completes it.
+    w.emulator
+        .control("DELETE", "/moto-ext/faults", None)
+        .expect("clear faults");
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&second, "launch").is_some()
+        })
+        .await;
+    assert_eq!(
+        w.result(&second, "launch").as_deref(),
+        Some("CONTINUE"),
+        "{}",
+        describe(&handled)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ssm_host_failure_is_reported_with_the_host_and_the_reason() {
-    let w = Fixture::new().await;
+async fn a_host_whose_run_command_fails_is_dropped_from_the_quorum_after_the_report_timeout() {
+    let w = Fixture::new(2, Behaviour::default()).await;
+    let (good, broken) = (w.proxies[0].clone(), w.proxies[1].clone());
+    // Run Command fails on the second proxy: the change never reaches its agent, which
+    // so never reports.
+    w.program_hosts(&json!({broken.clone(): {"status": "Failed", "stdout": "", "stderr": "agent: the service is not running", "code": 1, "delay_ms": 100}}))
+        .expect("a failing host");
     w.group(GROUP, true, false, &[]).await;
-    let proxies = w
-        .proxies(
-            3,
-            &[
-                host_env(&[]),
-                host_env(&[("FAKE_MODE", "exit2")]),
-                host_env(&[("FAKE_MODE", "garbage")]),
-            ],
-        )
-        .await;
-    // A fourth, with a canned SSM failure.
-    let canned = w.proxies(1, &[]).await;
-    w.emulator
-        .control(
-            "POST",
-            "/moto-ext/ssm/hosts",
-            Some(&json!({canned[0].clone(): {"status": "TimedOut", "stdout": "", "stderr": "", "code": -1, "delay_ms": 200}})),
-        )
-        .expect("canned");
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
-    let r = w.reactor(&[]);
-    r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
+    let r = w.reactor(&[("HOST_REPORT_TIMEOUT_S", "1")]);
+    let sent = r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
+    assert_eq!(sent.actions[0].decision, "WAIT");
+    assert_eq!(sent.changes[0].hosts, 2);
     let handled = w
         .settle(&r, Duration::from_secs(30), |w| {
-            w.count("GetCommandInvocation") >= 3
+            w.result(&id, "launch").is_some()
         })
         .await;
-    let s = handled
-        .iter()
-        .find(|s| !s.hosts.is_empty())
-        .expect("the status event was handled")
-        .clone();
-    let err_of = |h: &str| {
-        s.hosts
-            .iter()
-            .find(|x| x.host == h)
-            .and_then(|x| x.error.clone())
-            .unwrap_or_default()
-    };
-    assert!(s.hosts.iter().any(|h| h.host == proxies[0] && h.ok));
-    assert!(
-        err_of(&proxies[1]).contains("HAProxy unreachable")
-            && err_of(&proxies[1]).contains("code 2"),
-        "{s:?}"
-    );
-    assert!(err_of(&proxies[2]).contains("unparsable"), "{s:?}");
-    assert!(err_of(&canned[0]).contains("TimedOut"), "{s:?}");
-    // Not up everywhere: not continued, and the reason names the hosts.
-    assert_eq!(s.actions[0].decision, "WAIT");
-    assert!(
-        s.actions[0].reason.contains(&proxies[1]),
+    let records = w.actions_of(&id, "launch");
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
         "{}",
-        s.actions[0].reason
+        describe(&handled)
     );
-    assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
+    // Not before the timeout: the good host's report alone decided nothing, the
+    // reminder the reactor set itself brought it back a second later.
+    let up =
+        report_sent_ms(&handled, &good, &id, OutcomeStatus::Up).expect("the good host's report");
+    assert!(completed_ms(&records) >= up + 1_000);
+    let d = deciding(&handled, &id, "launch");
+    assert!(d.summary.inputs.contains_key("recheck"), "{:?}", d.summary);
+    let decision = d.summary.decision(&id, "launch").expect("decision");
+    assert_eq!(
+        decision.reason,
+        "UP on all 1 host(s) (1 dropped from the quorum)"
+    );
+    let dropped = &d.summary.reports.hosts_dropped;
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert!(
+        dropped[0].starts_with(&format!("{broken} launch {id} "))
+            && dropped[0].contains("HOST_REPORT_TIMEOUT_S"),
+        "{dropped:?}"
+    );
+    // The broken host never got the change, and Run Command says so.
+    assert!(w.standins.changes(&broken).is_empty());
+    let ssm = aws_sdk_ssm::Client::new(&w.sdk);
+    let invocation = ssm
+        .get_command_invocation()
+        .command_id(&sent.changes[0].commands[0])
+        .instance_id(&broken)
+        .send()
+        .await
+        .expect("GetCommandInvocation");
+    assert_eq!(
+        invocation.status().map(|s| s.as_str()),
+        Some("Failed"),
+        "{invocation:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route53_records_follow_the_proxy_fleet() {
-    let w = Fixture::new().await;
+    let w = Fixture::new(3, Behaviour::default()).await;
     let r53 = aws_sdk_route53::Client::new(&w.sdk);
     let zone = r53
         .create_hosted_zone()
@@ -583,10 +795,7 @@ async fn route53_records_follow_the_proxy_fleet() {
         .hosted_zone()
         .map(|z| z.id().to_string())
         .expect("zone id");
-    w.group("proxies", false, false, &[]).await;
-    w.scale("proxies", 3).await;
     let r = w.reactor(&[
-        ("PROXY_GROUP", "proxies"),
         ("DNS_ZONE_ID", &zone_id),
         ("DNS_RECORD_NAME", "lb.example.com"),
         ("DNS_TTL", "30"),
@@ -620,7 +829,8 @@ async fn route53_records_follow_the_proxy_fleet() {
     w.emulator
         .control("POST", "/moto-ext/faults", Some(&busy))
         .expect("fault");
-    let members = w.members("proxies").await;
+    let members = w.members(PROXY_GROUP).await;
+    assert_eq!(members.len(), 3);
     let ev = w.event("EC2 Instance Launch Successful", &members[2].0);
     let s = r.handle(&ev).await.expect("handled");
     let mut want = Vec::new();
@@ -632,7 +842,7 @@ async fn route53_records_follow_the_proxy_fleet() {
     assert_eq!(s.dns.as_ref().map(|d| d.upserts), Some(3));
 
     // Scale-in: the gone proxy's record is deleted.
-    w.scale("proxies", 2).await;
+    w.scale(PROXY_GROUP, 2).await;
     let gone = members[0].0.clone();
     let ev = w.event("EC2 Instance Terminate Successful", &gone);
     let s = r.handle(&ev).await.expect("handled");
@@ -648,34 +858,27 @@ async fn route53_records_follow_the_proxy_fleet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_keeps_a_long_wait_alive_with_heartbeats() {
-    let w = Fixture::new().await;
-    w.group(GROUP, false, false, &[]).await;
-    // A 2 s heartbeat timeout, and a proxy that needs 3.5 s: without heartbeats the hook
+    // A 7 s heartbeat timeout, and a proxy that needs 9 s: without heartbeats the hook
     // would time out (default ABANDON) before the member is up. The schedule, every
-    // 0.7 s here, heartbeats the actions whose command still runs.
-    w.hook(
-        GROUP,
-        "launch-hook",
-        "autoscaling:EC2_INSTANCE_LAUNCHING",
-        2,
-    )
-    .await;
-    w.proxies(1, &[host_env(&[("FAKE_DELAY_S", "3.5")])]).await;
+    // 0.5 s here, heartbeats the actions open for more than 5 s.
+    let w = Fixture::new(1, behaviour(|b| b.rise = Duration::from_secs(9))).await;
+    w.group(GROUP, false, false, &[]).await;
+    w.hook(GROUP, LAUNCH_HOOK, "autoscaling:EC2_INSTANCE_LAUNCHING", 7)
+        .await;
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
     let r = w.reactor(&[]);
     r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
     let mut next = Instant::now();
-    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
     let handled = w
         .settle_with(
             &r,
-            Duration::from_secs(30),
-            &mut |w: &Fixture| w.result(&id, "launch").is_some(),
+            Duration::from_secs(40),
+            &mut |w: &Fixture, _: &[Handled]| w.result(&id, "launch").is_some(),
             |now| {
                 (now >= next).then(|| {
-                    next = now + Duration::from_millis(700);
-                    sched.clone()
+                    next = now + Duration::from_millis(500);
+                    scheduled()
                 })
             },
         )
@@ -684,57 +887,225 @@ async fn the_schedule_keeps_a_long_wait_alive_with_heartbeats() {
     assert_eq!(
         result_of(&records).as_deref(),
         Some("CONTINUE"),
-        "{records:?} {handled:?}"
+        "{records:?}\n{}",
+        describe(&handled)
     );
     assert_eq!(records[0]["by"], json!("api"));
     assert!(w.count("RecordLifecycleActionHeartbeat") >= 2);
     assert!(
-        handled.iter().any(|s| !s.heartbeats.is_empty()),
-        "{handled:?}"
+        handled.iter().any(|h| !h.summary.heartbeats.is_empty()),
+        "{}",
+        describe(&handled)
+    );
+    assert!(
+        handled
+            .iter()
+            .filter_map(|h| h.summary.pending)
+            .any(|p| p.actions == 1 && p.max_age_s >= 5),
+        "the schedule counts the open action: {}",
+        describe(&handled)
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_status_event_is_repaired_by_the_schedule_and_duplicates_change_nothing() {
-    let w = Fixture::new().await;
+async fn a_lost_report_is_repaired_by_the_schedule_and_duplicates_change_nothing() {
+    // Each proxy's reports of its first change are lost on the way.
+    let w = Fixture::new(2, behaviour(|b| b.lose = 1)).await;
     w.group(GROUP, true, false, &[]).await;
-    w.proxies(2, &[host_env(&[]), host_env(&[])]).await;
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
     let r = w.reactor(&[]);
-    r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
-    // The command ends; its status event is lost (taken from the queue, never handled).
-    let mut lost = Vec::new();
-    let until = Instant::now() + Duration::from_secs(30);
-    while lost.is_empty() {
-        assert!(Instant::now() < until, "the command never ended");
-        let (events, handles) = w.world.receive(&w.queue, 1).expect("receive");
-        w.world.delete(&w.queue, &handles).expect("delete");
-        lost.extend(events);
-    }
-    assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
-    // The schedule finds the ended command and decides from its reports.
-    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    let s = r.handle(&sched).await.expect("reconcile");
-    assert_eq!(
-        result_of(&w.actions_of(&id, "launch")).as_deref(),
-        Some("CONTINUE"),
-        "{s:?}"
-    );
-    assert!(
-        s.notes
+    let first = r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
+    assert_eq!(first.actions[0].decision, "WAIT");
+    // Both proxies applied the change and reported it: lost.
+    let lost = harness::wait_for(Duration::from_secs(10), || {
+        w.proxies
             .iter()
-            .any(|n| n.contains("without its status event")),
-        "{s:?}"
+            .all(|p| w.standins.lost(p) == 1)
+            .then_some(())
+    });
+    assert!(lost.is_some(), "the reports were never sent");
+    assert!(w.receive().is_empty(), "a lost report reached the inbox");
+    assert_eq!(w.result(&id, "launch"), None);
+    // The schedule sends every proxy the group's membership again; they report it.
+    let s = r.handle(&scheduled()).await.expect("reconcile");
+    assert_eq!(s.pending.map(|p| p.actions), Some(1), "{s:?}");
+    assert_eq!(s.changes.len(), 1, "{s:?}");
+    let generation = s.changes[0].generation;
+    let handled = w
+        .settle(&r, Duration::from_secs(30), |w| {
+            w.result(&id, "launch").is_some()
+        })
+        .await;
+    let records = w.actions_of(&id, "launch");
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
+        "{s:?}\n{}",
+        describe(&handled)
     );
-    // The lost event turning up late, twice: nothing changes.
+    let d = deciding(&handled, &id, "launch");
+    assert_eq!(
+        d.summary.decision(&id, "launch").map(|a| a.reason.as_str()),
+        Some("UP on all 2 host(s)")
+    );
+    assert!(reports(&handled)
+        .iter()
+        .all(|(_, r)| r.generation == generation));
+
+    // The reports turning up again, twice: nothing changes.
+    let again: Vec<Received> = handled.iter().flat_map(|h| h.records.clone()).collect();
     let completions = w.count("CompleteLifecycleAction");
-    for ev in [&lost[0], &lost[0]] {
-        let s = r.handle(ev).await.expect("late");
-        assert!(s.actions.iter().all(|a| !a.completed), "{s:?}");
+    for _ in 0..2 {
+        let h = w.invoke_batch(&r, again.clone()).await;
+        assert!(h.failures().is_empty());
+        assert_eq!(h.summary.reports.applied, 0, "{:?}", h.summary);
+        assert!(h.summary.actions.is_empty(), "{:?}", h.summary);
     }
+    assert_eq!(w.count("CompleteLifecycleAction"), completions);
     let records = w.actions_of(&id, "launch");
     assert_eq!(records.len(), 1);
     assert_eq!(result_of(&records).as_deref(), Some("CONTINUE"));
-    assert!(w.count("CompleteLifecycleAction") >= completions);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
+    const N: usize = 1000;
+    let t0 = Instant::now();
+    let w = Fixture::new(2, Behaviour::default()).await;
+    // 1,000 addresses: a /20 of their own.
+    let subnet = w.add_subnet("127.0.16.0/20").await.expect("subnet");
+    let mut spec = GroupSpec::new(GROUP, &subnet);
+    spec.max = N as i32;
+    spec.launch_hook = Some(600);
+    w.world.group(&spec).await.expect("group");
+    // Every instance waits in Pending:Wait; their events are never delivered.
+    w.scale(GROUP, N as i32).await;
+    let members = w.members(GROUP).await;
+    assert_eq!(members.len(), N);
+    assert!(members.iter().all(|(_, s)| s == "Pending:Wait"));
+    let created = t0.elapsed();
+
+    let r = w.reactor(&[]);
+    let t1 = Instant::now();
+    let s = r.handle(&scheduled()).await.expect("reconcile");
+    let reconciled = t1.elapsed();
+    assert_eq!(s.actions.len(), N, "every action opened");
+    assert!(s.actions.iter().all(|a| a.decision == "WAIT"));
+    assert_eq!(s.changes.len(), 1);
+    let commands = s.changes[0].commands.clone();
+    assert!(
+        commands.len() >= 2,
+        "a change of {N} members is split over several commands: {commands:?}"
+    );
+    let generation = s.changes[0].generation;
+
+    let t2 = Instant::now();
+    let continued = |w: &Fixture| {
+        w.lifecycle()
+            .iter()
+            .filter(|a| a["group"] == json!(GROUP) && a["result"] == json!("CONTINUE"))
+            .count()
+    };
+    let handled = w
+        .settle(&r, Duration::from_secs(120), |w| continued(w) == N)
+        .await;
+    let decided = t2.elapsed();
+
+    // Every action continued by the reactor, none abandoned or timed out.
+    let actions: Vec<Value> = w
+        .lifecycle()
+        .into_iter()
+        .filter(|a| a["group"] == json!(GROUP))
+        .collect();
+    assert_eq!(actions.len(), N);
+    assert!(
+        actions
+            .iter()
+            .all(|a| a["result"] == json!("CONTINUE") && a["by"] == json!("api")),
+        "{:?}",
+        actions.iter().find(|a| a["result"] != json!("CONTINUE"))
+    );
+    assert!(
+        handled.iter().all(|h| h.failures().is_empty()),
+        "{}",
+        describe(&handled)
+    );
+    // Each proxy got the parts of one generation, every member once, and every command
+    // succeeded on both: none failed for its size.
+    let ids: BTreeSet<String> = members.iter().map(|(i, _)| i.clone()).collect();
+    for p in &w.proxies {
+        let changes = w.standins.changes(p);
+        assert_eq!(changes.len(), commands.len(), "one part per command");
+        assert!(changes.iter().all(|c| c.generation == generation));
+        let added: Vec<String> = changes
+            .iter()
+            .flat_map(|c| {
+                c.pools
+                    .iter()
+                    .flat_map(|p| p.add.iter().map(|m| m.id.to_string()))
+            })
+            .collect();
+        assert_eq!(added.len(), N);
+        assert_eq!(added.into_iter().collect::<BTreeSet<_>>(), ids);
+    }
+    let ssm = aws_sdk_ssm::Client::new(&w.sdk);
+    for c in &commands {
+        for p in &w.proxies {
+            let i = ssm
+                .get_command_invocation()
+                .command_id(c)
+                .instance_id(p)
+                .send()
+                .await
+                .expect("GetCommandInvocation");
+            assert_eq!(i.status().map(|s| s.as_str()), Some("Success"), "{i:?}");
+        }
+    }
+    // Each proxy reported every member up, in messages under SQS's 256 KiB.
+    let report_records: Vec<&Received> = handled
+        .iter()
+        .flat_map(|h| &h.records)
+        .filter(|m| infra::HostReport::from_json(&m.body).is_ok())
+        .collect();
+    let largest = report_records
+        .iter()
+        .map(|m| m.body.len())
+        .max()
+        .unwrap_or(0);
+    assert!(largest <= 262_144, "a report of {largest} bytes");
+    let mut up: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (host, r) in reports(&handled) {
+        if r.status == OutcomeStatus::Up {
+            up.entry(host).or_default().insert(r.member.to_string());
+        }
+    }
+    for p in &w.proxies {
+        assert_eq!(up.get(p), Some(&ids), "{p}'s reports");
+    }
+    // Where the time went: the emulator's calls by action (count, seconds served).
+    let calls = w
+        .emulator
+        .control("GET", "/moto-ext/calls", None)
+        .expect("calls");
+    let mut by_action: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for c in calls.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let e = by_action
+            .entry(c["action"].as_str().unwrap_or_default().to_string())
+            .or_default();
+        e.0 += 1;
+        e.1 += c["end"].as_f64().unwrap_or(0.0) - c["time"].as_f64().unwrap_or(0.0);
+    }
+    let mut busiest: Vec<(String, (usize, f64))> = by_action.into_iter().collect();
+    busiest.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    busiest.truncate(8);
+    eprintln!("{N} members, the emulator's busiest calls: {busiest:?}");
+    eprintln!(
+        "{N} members: created in {created:?}, reconciled in {reconciled:?} ({} commands), decided in {decided:?} \
+         ({} report messages, largest {largest} bytes, {} invocations); {:?} in all",
+        commands.len(),
+        report_records.len(),
+        handled.len(),
+        t0.elapsed()
+    );
 }

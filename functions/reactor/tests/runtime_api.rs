@@ -1,13 +1,17 @@
 //! The real reactor binary through a local Lambda Runtime API: the `lambda_runtime`
-//! entry point, state built at cold start, events in, answers out, JSON logs.
+//! entry point, state built at cold start from the control path's environment, bare
+//! events and batches of the inbox (SQS events) in, answers out (a batch's names the
+//! records to retry), JSON logs, Embedded Metric Format lines.
 
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
-use harness::runtime_api::{lambda_env, RuntimeApi};
+use harness::runtime_api::{lambda_env, RuntimeApi, RuntimeLog};
+use harness::standin::Behaviour;
+use harness::world::Received;
 use serde_json::{json, Value};
 
 struct Killed(std::process::Child);
@@ -19,34 +23,48 @@ impl Drop for Killed {
     }
 }
 
+/// Waits (bounded) for the `n`th answer, off the runtime's threads.
+async fn answers(api: RuntimeApi, n: usize) -> (RuntimeLog, RuntimeApi) {
+    tokio::task::spawn_blocking(move || {
+        let l = api.wait_for(n, Duration::from_secs(90));
+        (l, api)
+    })
+    .await
+    .expect("join")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_events_from_the_runtime_api() {
-    let w = Fixture::new().await;
+async fn the_binary_serves_events_and_inbox_batches_from_the_runtime_api() {
+    let w = Fixture::new(2, Behaviour::default()).await;
     w.group(GROUP, true, false, &[]).await;
-    let proxies = w.proxies(2, &[host_env(&[]), host_env(&[])]).await;
     w.scale(GROUP, 1).await;
     let id = w.members(GROUP).await[0].0.clone();
-    let launch = w.event("EC2 Instance-launch Lifecycle Action", &id);
-    let events = vec![json!({"not": "an event"}), launch];
-    let api = RuntimeApi::start(events, 60_000).expect("runtime api");
+    let launch = w.event(LAUNCH, &id);
+    // 1: a bare event that is none; 2: a batch of the inbox with the launch event in a
+    // record (as the lifecycle rule delivers it) beside one that is not JSON.
+    let batch = sqs_event(
+        &w.path.inbox,
+        &[
+            event_record("m-launch", &launch),
+            Received {
+                body: "not json".into(),
+                ..event_record("m-junk", &json!(null))
+            },
+        ],
+    );
+    let api =
+        RuntimeApi::start(vec![json!({"not": "an event"}), batch], 60_000).expect("runtime api");
 
     let log_path = w.dir.path().join("reactor.log");
     let log_file = std::fs::File::create(&log_path).expect("log file");
     let metrics_path = w.dir.path().join("reactor.stdout");
     let metrics_file = std::fs::File::create(&metrics_path).expect("stdout file");
     let child = Command::new(env!("CARGO_BIN_EXE_reactor"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(lambda_env(api.addr))
-        .env("AWS_ENDPOINT_URL", w.emulator.url())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("POOLS", POOLS)
-        .env("SSM_DOCUMENT", harness::world::DOCUMENT)
-        .env("PROXY_TAG_KEY", "Role")
-        .env("PROXY_TAG_VALUE", "proxy")
-        .env("HEALTH_TIMEOUT_S", "10")
-        .env("DRAIN_TIMEOUT_S", "10")
+        .envs(w.emulator.aws_env())
+        .envs(w.env(&[]))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(metrics_file)
@@ -55,76 +73,110 @@ async fn the_binary_serves_events_from_the_runtime_api() {
         .expect("reactor binary");
     let _guard = Killed(child);
 
-    let (log, api) = tokio::task::spawn_blocking(move || {
-        let l = api.wait_for(2, Duration::from_secs(90));
-        (l, api)
-    })
-    .await
-    .expect("join");
-    assert_eq!(log.responses.len(), 2, "{log:?}");
-    assert_eq!(log.responses[1].1["actions"][0]["decision"], json!("WAIT"));
-    // The command's status event, as EventBridge would deliver it to the function.
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        assert!(std::time::Instant::now() < until, "no status event");
-        let (mut events, _) = w.world.receive(&w.queue, 1).expect("receive");
-        if let Some(e) = events.pop() {
-            break e;
-        }
-    };
-    api.push(status);
-    let (log, _api) = tokio::task::spawn_blocking(move || {
-        let l = api.wait_for(3, Duration::from_secs(90));
-        (l, api)
-    })
-    .await
-    .expect("join");
+    let (log, api) = answers(api, 2).await;
     assert!(log.errors.is_empty(), "{:?}", log.errors);
-    assert_eq!(log.responses.len(), 3, "{log:?}");
+    assert_eq!(log.responses.len(), 2, "{log:?}");
     let (id0, first) = &log.responses[0];
     assert_eq!(id0, "req-1");
-    assert_eq!(first["event"], json!("ignored"));
+    assert_eq!(first["inputs"], json!({"ignored": 1}), "{first}");
     assert!(
-        first["ignored"]
+        first["ignored"][0]
             .as_str()
             .unwrap_or_default()
             .contains("detail-type"),
         "{first}"
     );
-    let (_, third) = &log.responses[2];
-    assert_eq!(third["event"], json!("command-ended"));
-    assert_eq!(
-        third["actions"][0]["decision"],
-        json!("CONTINUE"),
-        "{third}"
-    );
-    assert_eq!(third["hosts"].as_array().map(Vec::len), Some(2));
+    // A batch's answer names the records to retry: none.
+    assert_eq!(log.responses[1].1, json!({"batchItemFailures": []}));
+    assert_eq!(w.result(&id, "launch"), None, "sent, waiting for the hosts");
+
+    // 3: the hosts' reports, as the event source mapping hands them over.
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut records: Vec<Received> = Vec::new();
+    let reporters = |records: &[Received]| {
+        records
+            .iter()
+            .filter_map(|m| infra::HostReport::from_json(&m.body).ok())
+            .filter(|m| m.reports.iter().any(|r| r.member.as_str() == id))
+            .map(|m| m.host.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    while reporters(&records).len() < 2 {
+        assert!(
+            Instant::now() < until,
+            "no reports from both hosts: {records:?}"
+        );
+        records.extend(w.world.receive_records(&w.path.inbox, 1).expect("receive"));
+    }
+    api.push(sqs_event(&w.path.inbox, &records));
+    let (log, api) = answers(api, 3).await;
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    assert_eq!(log.responses.len(), 3, "{log:?}");
+    assert_eq!(log.responses[2].1, json!({"batchItemFailures": []}));
+    let handles: Vec<String> = records.iter().map(|m| m.handle.clone()).collect();
+    w.delete(&w.path.inbox, &handles).expect("delete");
+    assert_eq!(w.result(&id, "launch").as_deref(), Some("CONTINUE"));
     assert_eq!(
         w.members(GROUP).await,
         [(id.clone(), "InService".to_string())]
     );
-    for p in &proxies {
+    for p in &w.proxies {
         assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
     }
-    // The fourth `next` is held open: the reactor waits for work, as in Lambda.
-    assert!(log.next_at.len() >= 3);
+
+    // 4: a batch whose event can not be handled (Auto Scaling keeps failing): its record,
+    // and only it, is given back to the queue.
+    let forever = json!({"service":"autoscaling","action":"DescribeAutoScalingGroups","code":"ServiceUnavailable","status":503,"count":-1});
+    w.emulator
+        .control("POST", "/moto-ext/faults", Some(&forever))
+        .expect("faults");
+    let mut junk = event_record("m-junk-2", &json!(null));
+    junk.body = "[1, 2]".into();
+    api.push(sqs_event(
+        &w.path.inbox,
+        &[event_record("m-again", &launch), junk],
+    ));
+    let (log, _api) = answers(api, 4).await;
+    w.emulator
+        .control("DELETE", "/moto-ext/faults", None)
+        .expect("clear faults");
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    assert_eq!(log.responses.len(), 4, "{log:?}");
+    assert_eq!(
+        log.responses[3].1,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-again"}]})
+    );
+    // The fifth `next` is held open: the reactor waits for work, as in Lambda.
+    assert!(log.next_at.len() >= 4);
 
     // Logs are JSON lines with the span's fields.
     let text = std::fs::read_to_string(&log_path).expect("log");
-    let decision: Value = text
+    let lines: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let decision = lines
+        .iter()
         .find(|v| {
             v["fields"]["message"] == json!("lifecycle decision")
                 && v["fields"]["outcome"] == json!("CONTINUE")
         })
         .unwrap_or_else(|| panic!("no JSON decision line in:\n{text}"));
-    assert_eq!(decision["fields"]["outcome"], json!("CONTINUE"));
     assert_eq!(decision["fields"]["pool"], json!("web"));
     assert_eq!(decision["fields"]["instance"], json!(id));
     assert!(
-        decision["span"]["generation"].as_u64().is_some(),
+        decision["fields"]["generation"].as_u64().is_some(),
         "{decision}"
+    );
+    assert_eq!(decision["span"]["name"], json!("batch"), "{decision}");
+    let failure = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == json!("input failed; its records are retried"))
+        .unwrap_or_else(|| panic!("no failure line in:\n{text}"));
+    let error = failure["fields"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("DescribeAutoScalingGroups") && error.contains(GROUP),
+        "{failure}"
     );
 
     // Metrics: Embedded Metric Format lines on stdout, one invocation's worth each.
@@ -133,35 +185,52 @@ async fn the_binary_serves_events_from_the_runtime_api() {
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    let ours = |v: &&Value| {
+        v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == json!("HaproxyAsg")
+            && v["Function"] == json!("reactor")
+    };
     let metric = |name: &str, dim: &str, value: &str| {
         emf.iter()
+            .filter(ours)
             .filter(|v| v[dim] == json!(value) && v[name].is_number())
-            .filter(|v| {
-                v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == json!("HaproxyAsg")
-                    && v["Function"] == json!("reactor")
-            })
             .count()
     };
-    assert_eq!(metric("Events", "Kind", "ignored"), 1, "{text}");
+    let sum = |name: &str| -> f64 {
+        emf.iter()
+            .filter(ours)
+            .filter_map(|v| v[name].as_f64())
+            .sum()
+    };
+    assert_eq!(metric("Events", "Kind", "ignored"), 2, "{text}");
+    assert_eq!(metric("Events", "Kind", "ignored-error"), 1, "{text}");
     assert_eq!(
         metric("Events", "Kind", "launch-lifecycle-action"),
         1,
         "{text}"
     );
     assert_eq!(
+        metric("Events", "Kind", "launch-lifecycle-action-error"),
+        1,
+        "{text}"
+    );
+    assert_eq!(metric("Events", "Kind", "host-report"), 1, "{text}");
+    assert_eq!(
         metric("EventToDispatch", "Kind", "launch-lifecycle-action"),
         1,
         "{text}"
     );
     assert_eq!(
-        metric("InvocationDuration", "Kind", "command-ended"),
+        metric("InvocationDuration", "Kind", "host-report"),
         1,
         "{text}"
     );
+    assert_eq!(metric("InvocationDuration", "Kind", "mixed"), 2, "{text}");
     assert_eq!(metric("LifecycleDecisions", "Result", "WAIT"), 1, "{text}");
     assert_eq!(
         metric("LifecycleDecisions", "Result", "CONTINUE"),
         1,
         "{text}"
     );
+    assert!(sum("ReportsApplied") >= 2.0, "{text}");
+    assert_eq!(sum("ForgedReports"), 0.0, "{text}");
 }

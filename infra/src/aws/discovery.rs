@@ -128,6 +128,11 @@ impl AwsDiscovery {
         context: &str,
     ) -> Result<HashMap<String, Ec2Facts>, AwsError> {
         let mut facts = HashMap::new();
+        // Each id once: a repeated one is no more information, and not every endpoint
+        // takes it.
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
         for chunk in ids.chunks(DESCRIBE_INSTANCES_BATCH) {
             match self.describe_ids(chunk, &mut facts).await {
                 Ok(()) => {}

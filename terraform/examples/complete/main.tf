@@ -35,9 +35,10 @@ locals {
   # What HAProxy serves and where: one pool "web", members on 8080, bound on :80.
   pool = { name = "web", port = 8080 }
 
-  # SSM (Run Command: ssm, ssmmessages, ec2messages) and the agent's sync reads (ec2,
-  # autoscaling) from the proxies, without public addresses.
-  interface_endpoints = ["ssm", "ssmmessages", "ec2messages", "ec2", "autoscaling"]
+  # SSM (Run Command: ssm, ssmmessages, ec2messages), the agent's sync reads (ec2,
+  # autoscaling) and its reports to the reactor's inbox (sqs) from the proxies, without
+  # public addresses.
+  interface_endpoints = ["ssm", "ssmmessages", "ec2messages", "ec2", "autoscaling", "sqs"]
 
   # Spot: every instance of the web app on Spot, spread over these types.
   backend_spot = length(var.backend_spot_instance_types) > 0
@@ -119,7 +120,8 @@ resource "aws_route_table_association" "public" {
 }
 
 # The proxies have no public address. AWS (SSM, the agent download, the agent's own
-# Auto Scaling and EC2 reads) is reached through the VPC endpoints below; Debian's
+# Auto Scaling and EC2 reads, its reports to the reactor's inbox) is reached through the
+# VPC endpoints below; Debian's
 # package mirrors (haproxy, awscli at first boot) are outside AWS, so the proxy subnets
 # route the rest through one NAT gateway.
 resource "aws_eip" "nat" {
@@ -394,6 +396,10 @@ module "proxy_fleet" {
 
   dns_zone_id     = var.dns_zone_id
   dns_record_name = var.dns_record_name
+
+  # The agents report each change's outcome to the reactor's inbox.
+  report_queue_url = module.reactor.inbox_queue_url
+  report_queue_arn = module.reactor.inbox_queue_arn
 }
 
 module "reactor" {
@@ -409,6 +415,11 @@ module "reactor" {
   proxy_tag_key    = module.proxy_fleet.proxy_tag_key
   proxy_tag_value  = module.proxy_fleet.proxy_tag_value
   dns              = module.proxy_fleet.reactor_dns
+  # Who may report to the inbox, and whose reports the reactor accepts. The two modules
+  # feed each other output by output (the inbox does not wait for the fleet, nor the
+  # fleet's role for the reactor), so there is no cycle.
+  proxy_role_arn = module.proxy_fleet.role_arn
+  proxy_role_id  = module.proxy_fleet.role_unique_id
 
   rebalance           = var.rebalance
   alarm_sns_topic_arn = var.alarm_sns_topic_arn

@@ -18,6 +18,16 @@ output "reactor_function_name" {
   value       = module.reactor.function_name
 }
 
+output "reactor_inbox_queue_url" {
+  description = "The reactor's inbox: its event rules and the proxies' reports deliver here (the Lambda reads it)."
+  value       = module.reactor.inbox_queue_url
+}
+
+output "reactor_ledger_table_name" {
+  description = "The reactor's lifecycle ledger (DynamoDB): one item per lifecycle action, the undecided ones in the index open."
+  value       = module.reactor.ledger_table_name
+}
+
 output "reactor_dead_letter_queue_url" {
   description = "Events the reactor failed to handle end up here."
   value       = module.reactor.dead_letter_queue_url
@@ -34,6 +44,6 @@ output "reactor_dashboard_name" {
 }
 
 output "reactor_alarm_names" {
-  description = "The reactor's CloudWatch alarms (dead letters, errors, pending lifecycle actions)."
+  description = "The reactor's CloudWatch alarms (dead letters, errors, pending lifecycle actions, hosts dropped, inbox age)."
   value       = module.reactor.alarm_names
 }

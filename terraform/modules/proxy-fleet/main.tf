@@ -47,6 +47,7 @@ locals {
     member_networks = coalesce(var.member_networks, [var.vpc_cidr_block])
     metrics_haproxy = var.metrics_haproxy
     metrics_agent   = var.metrics_agent
+    report_queue    = var.report_queue_url
   })
 
   # Content-addressed: a new build is a new object (and a new launch template version).
@@ -217,7 +218,7 @@ data "aws_iam_policy_document" "assume_role" {
 
 resource "aws_iam_role" "instance" {
   name_prefix        = "${var.name}-"
-  description        = "haproxy-asg proxies: SSM, the agent binary, read-only group discovery for agent sync"
+  description        = "haproxy-asg proxies: SSM, the agent binary, read-only group discovery for agent sync, reports to the reactor's inbox"
   assume_role_policy = data.aws_iam_policy_document.assume_role.json
 
   tags = var.tags
@@ -242,6 +243,16 @@ data "aws_iam_policy_document" "instance" {
     effect    = "Allow"
     actions   = ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
     resources = ["*"]
+  }
+
+  statement {
+    # The agent service's reports (each member's outcome) to the reactor's inbox, whose
+    # queue policy lets this role's sessions in; SQS records the sender as
+    # <role unique id>:<instance id>, which the reactor checks.
+    sid       = "Reports"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [var.report_queue_arn]
   }
 
   statement {
@@ -334,7 +345,7 @@ resource "aws_vpc_security_group_egress_rule" "backends" {
 
 resource "aws_vpc_security_group_egress_rule" "https" {
   security_group_id = aws_security_group.proxy.id
-  description       = "AWS APIs (SSM, S3, Auto Scaling, EC2) over HTTPS"
+  description       = "AWS APIs (SSM, S3, Auto Scaling, EC2, SQS) over HTTPS"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443

@@ -38,6 +38,16 @@ output "instance_role_name" {
   value       = aws_iam_role.instance.name
 }
 
+output "role_arn" {
+  description = "ARN of the proxies' IAM role (the reactor's proxy_role_arn: the inbox's queue policy lets its sessions send reports)."
+  value       = aws_iam_role.instance.arn
+}
+
+output "role_unique_id" {
+  description = "Unique id (AROA...) of the proxies' IAM role (the reactor's proxy_role_id): SQS names a report's sender <role_unique_id>:<instance id>."
+  value       = aws_iam_role.instance.unique_id
+}
+
 output "artifact_bucket" {
   description = "Bucket holding the agent binary."
   value       = aws_s3_bucket.artifacts.id
@@ -49,7 +59,7 @@ output "agent_object_key" {
 }
 
 output "agent_config" {
-  description = "The rendered /etc/haproxy-asg/agent.toml."
+  description = "The rendered /etc/haproxy-asg/agent.toml but for its top: at boot the user data writes host = \"<instance id>\" (read from IMDSv2) above it."
   value       = local.agent_toml
 }
 

@@ -334,7 +334,7 @@ variable "metrics_agent" {
 }
 
 variable "proxy_tag_key" {
-  description = "Key of the tag every proxy carries; the reactor may send SSM commands only to instances with it."
+  description = "Key of the tag every proxy carries; the reactor may send SSM commands only to instances with it, and counts as proxies the InService instances of the group with it."
   type        = string
   default     = "haproxy-asg:fleet"
 
@@ -352,6 +352,35 @@ variable "proxy_tag_value" {
   validation {
     condition     = var.proxy_tag_value == null ? true : can(regex("^[A-Za-z0-9 _.:/=+@-]{1,256}$", var.proxy_tag_value))
     error_message = "proxy_tag_value must be a valid tag value (1-256 characters)."
+  }
+}
+
+################################################################################
+# Reports to the reactor
+################################################################################
+
+variable "report_queue_url" {
+  description = "URL of the reactor's inbox (the reactor module's inbox_queue_url): agent.toml [report] queue_url, where each proxy's agent service sends the outcome of every change (UP, drained, failed) with the instance's credentials."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(https://[A-Za-z0-9.-]+|http://(127\\.[0-9]+\\.[0-9]+\\.[0-9]+|localhost)(:[0-9]{1,5})?)/[0-9]{12}/[A-Za-z0-9_-]{1,80}$", var.report_queue_url))
+    error_message = "report_queue_url must be an SQS queue URL, https://sqs.<region>.amazonaws.com/<account>/<queue> (plain http only to a loopback emulator)."
+  }
+}
+
+variable "report_queue_arn" {
+  description = "ARN of the reactor's inbox (the reactor module's inbox_queue_arn): the proxies' role may sqs:SendMessage there, and nowhere else."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:sqs:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,80}$", var.report_queue_arn))
+    error_message = "report_queue_arn must be an SQS queue ARN (arn:aws:sqs:<region>:<account>:<queue>)."
+  }
+
+  validation {
+    condition     = try(endswith(var.report_queue_url, "/${split(":", var.report_queue_arn)[4]}/${split(":", var.report_queue_arn)[5]}"), false)
+    error_message = "report_queue_arn and report_queue_url must name the same queue (account and name): the role may send only where the agent sends."
   }
 }
 

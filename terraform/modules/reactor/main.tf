@@ -36,13 +36,24 @@ locals {
   log_group_arn     = "arn:${local.partition}:logs:${local.region}:${local.account}:log-group:${local.log_group_name}"
   dlq_name          = "${var.name}-dlq"
   dlq_arn           = "arn:${local.partition}:sqs:${local.region}:${local.account}:${local.dlq_name}"
+  inbox_name        = "${var.name}-inbox"
+  inbox_arn         = "arn:${local.partition}:sqs:${local.region}:${local.account}:${local.inbox_name}"
+  ledger_name       = "${var.name}-ledger"
+  ledger_arn        = "arn:${local.partition}:dynamodb:${local.region}:${local.account}:table/${local.ledger_name}"
+  ledger_index      = "open"
+  ledger_index_arn  = "${local.ledger_arn}/index/${local.ledger_index}"
   zone_arn          = var.dns == null ? null : "arn:${local.partition}:route53:::hostedzone/${var.dns.zone_id}"
   # Route 53 normalises record names to lower case without the trailing dot in its condition keys.
   dns_record_normalized = var.dns == null ? null : trimsuffix(lower(var.dns.record_name), ".")
 
-  # How long one change may run on a proxy: wait for health, then for the drain, plus a
-  # margin for the agent's own start and report. The SSM document's timeoutSeconds.
-  execution_timeout = var.health_timeout_s + var.drain_timeout_s + 60
+  # The SSM document's timeoutSeconds: delivery only. The agent returns as soon as its
+  # service accepted the change; health and drains are reported through the inbox.
+  execution_timeout = 120
+  # AWS: the source queue's visibility timeout at least six times the function's
+  # timeout (room for Lambda's retries of a throttled batch), plus the batching window.
+  inbox_visibility_timeout = 6 * var.timeout + var.inbox_batching_window_s
+  # Receives of one message before the inbox redrives it to the dead-letter queue.
+  inbox_max_receive_count = 5
   # The reconcile's period in seconds (variables.tf accepts only rate(N minute[s])).
   reconcile_period_s = 60 * tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0])
 
@@ -71,10 +82,9 @@ locals {
     "EC2 Instance Launch Unsuccessful",
     "EC2 Instance Terminate Successful",
     "EC2 Instance Terminate Unsuccessful",
+    "EC2 Instance Detach Successful",
+    "EC2 Instance Detach Unsuccessful",
   ]
-  # Final states of a command: the reactor completes the lifecycle actions of a change
-  # when its command ends (it no longer waits in the invocation that sent it).
-  command_final_statuses = ["Success", "Failed", "TimedOut", "Cancelled"]
   spot_detail_types = [
     "EC2 Spot Instance Interruption Warning",
     "EC2 Instance Rebalance Recommendation",
@@ -91,23 +101,11 @@ locals {
       schedule_expression = null
     }
     results = {
-      description = "Launch/terminate results of the managed groups and the proxy group"
+      description = "Launch/terminate/detach results of the managed groups and the proxy group"
       event_pattern = jsonencode({
         source        = ["aws.autoscaling"]
         "detail-type" = local.result_detail_types
         detail        = { AutoScalingGroupName = local.watched_group_filter }
-      })
-      schedule_expression = null
-    }
-    commands = {
-      description = "Final states of the agent document's commands: completes the lifecycle actions a change was sent for"
-      event_pattern = jsonencode({
-        source        = ["aws.ssm"]
-        "detail-type" = ["EC2 Command Status-change Notification"]
-        detail = {
-          "document-name" = [local.ssm_document_name]
-          status          = local.command_final_statuses
-        }
       })
       schedule_expression = null
     }
@@ -146,6 +144,12 @@ locals {
       MANAGED_GROUPS       = join(",", local.managed_groups)
       REBALANCE            = var.rebalance
       SPOT_DRAIN_TIMEOUT_S = tostring(var.spot_drain_timeout_s)
+      # The lifecycle ledger, and who may report: the proxies' role (SQS SenderId
+      # <PROXY_ROLE_ID>:<instance id>).
+      LEDGER_TABLE          = aws_dynamodb_table.ledger.name
+      LEDGER_TTL_S          = tostring(var.ledger_ttl_s)
+      PROXY_ROLE_ID         = var.proxy_role_id
+      HOST_REPORT_TIMEOUT_S = tostring(var.host_report_timeout_s)
     },
     var.dns == null ? {} : {
       DNS_ZONE_ID     = var.dns.zone_id
@@ -162,13 +166,15 @@ locals {
 # SSM Command document run on the proxies
 ################################################################################
 
-# templates/ssm-document.json.tftpl (docs/interfaces.md): three parameters, all
+# templates/ssm-document.json.tftpl (docs/interfaces.md): two parameters, both
 # restricted, so that nothing reaches the shell unvalidated. `Action` can only be one of
 # two words and `Change` only base64 characters, so the single quotes of the script cannot
-# be broken out of; `Context` (base64 too) is for the reactor alone and the script never
-# uses it. The default Change "e30g" (base64 of "{} ") is the shortest value the pattern
-# admits; `apply` rejects it (exit 2). jsondecode() fails the plan if the template is not
-# JSON once rendered.
+# be broken out of. The default Change "e30g" (base64 of "{} ") is the shortest value the
+# pattern admits; `apply` rejects it (exit 2). The script returns as soon as the agent's
+# service accepted the change (`sync --no-wait` too): timeoutSeconds is a fixed 120,
+# delivery only. The template keeps it as its one template variable, which the Rust test
+# harness substitutes with its own bound. jsondecode() fails the plan if the template is
+# not JSON once rendered.
 resource "aws_ssm_document" "agent" {
   name            = local.ssm_document_name
   document_type   = "Command"
@@ -262,15 +268,6 @@ data "aws_iam_policy_document" "reactor" {
   }
 
   statement {
-    # Command results, and the reconcile's look for running and recently finished
-    # commands of the document: these actions support no resource-level permission.
-    sid       = "CommandResults"
-    effect    = "Allow"
-    actions   = ["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"]
-    resources = ["*"]
-  }
-
-  statement {
     # Marks an instance that got a Spot interruption warning: that one tag key only, and
     # only on instances of the managed groups (Auto Scaling tags its instances with
     # aws:autoscaling:groupName).
@@ -293,10 +290,28 @@ data "aws_iam_policy_document" "reactor" {
   }
 
   statement {
-    sid       = "DeadLetterQueue"
+    # The event source mapping polls the inbox with the function's role.
+    sid       = "Inbox"
     effect    = "Allow"
-    actions   = ["sqs:SendMessage"]
-    resources = [local.dlq_arn]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [local.inbox_arn]
+  }
+
+  statement {
+    # The lifecycle ledger: conditional writes and transactions (TransactWriteItems is
+    # authorised through the PutItem, UpdateItem and ConditionCheckItem it holds).
+    sid       = "Ledger"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"]
+    resources = [local.ledger_arn]
+  }
+
+  statement {
+    # The undecided items: a Query on the sparse index `open`.
+    sid       = "LedgerOpen"
+    effect    = "Allow"
+    actions   = ["dynamodb:Query"]
+    resources = [local.ledger_index_arn]
   }
 
   dynamic "statement" {
@@ -368,7 +383,8 @@ resource "aws_iam_role_policy" "this" {
 }
 
 ################################################################################
-# Dead-letter queue (failed asynchronous invocations and undeliverable events)
+# Dead-letter queue: inbox messages received 5 times without success (redrive) and
+# events EventBridge could not deliver to the inbox
 ################################################################################
 
 resource "aws_sqs_queue" "dlq" {
@@ -380,6 +396,8 @@ resource "aws_sqs_queue" "dlq" {
   tags = var.tags
 }
 
+# The inbox's redrive needs no statement here (SQS moves the messages itself); the
+# EventBridge targets send their undeliverable events with the rules' own identity.
 data "aws_iam_policy_document" "dlq" {
   statement {
     sid       = "EventBridgeDeadLetters"
@@ -424,6 +442,135 @@ resource "aws_sqs_queue_policy" "dlq" {
 }
 
 ################################################################################
+# Inbox: every event rule's target and the proxies' host reports; the reactor's
+# input through its event source mapping
+################################################################################
+
+resource "aws_sqs_queue" "inbox" {
+  name                       = local.inbox_name
+  visibility_timeout_seconds = local.inbox_visibility_timeout
+  # Four days (SQS's default); the dead-letter queue keeps 14, longer than any message
+  # can spend here first (its age carries over when it is redriven).
+  message_retention_seconds = 345600
+  sqs_managed_sse_enabled   = var.kms_key_arn == null ? true : null
+  kms_master_key_id         = var.kms_key_arn
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dlq.arn
+    maxReceiveCount     = local.inbox_max_receive_count
+  })
+
+  tags = var.tags
+}
+
+# Who may send: the module's EventBridge rules (by aws:SourceArn) and the proxies' role
+# (any of its sessions: each proxy's instance profile). The reactor tells reports from
+# events by the sender SQS records (SenderId): a report must come from
+# <proxy_role_id>:<its instance id>, an event never from a proxy. No explicit deny of
+# other senders: principals of the account that IAM allows sqs:SendMessage (an
+# operator's redrive from the dead-letter queue) keep working; what they send is judged
+# by its SenderId like the rest.
+data "aws_iam_policy_document" "inbox" {
+  statement {
+    sid       = "EventBridgeRules"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [local.inbox_arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [for rule in aws_cloudwatch_event_rule.this : rule.arn]
+    }
+  }
+
+  statement {
+    sid       = "ProxyReports"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [local.inbox_arn]
+
+    principals {
+      type        = "AWS"
+      identifiers = [var.proxy_role_arn]
+    }
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [local.inbox_arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "inbox" {
+  queue_url = aws_sqs_queue.inbox.id
+  policy    = data.aws_iam_policy_document.inbox.json
+}
+
+################################################################################
+# Lifecycle ledger: one item per lifecycle action (<instance id>#<launch|terminate>),
+# undecided ones in the sparse index `open`, decided ones expired by TTL
+################################################################################
+
+resource "aws_dynamodb_table" "ledger" {
+  #checkov:skip=CKV_AWS_119:A customer-managed key is optional (var.kms_key_arn); without one the table is encrypted with DynamoDB's AWS managed key. The ledger holds instance ids and decisions, no secrets.
+  name         = local.ledger_name
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "id"
+
+  attribute {
+    name = "id"
+    type = "S"
+  }
+
+  attribute {
+    name = local.ledger_index
+    type = "S"
+  }
+
+  # Only undecided items carry `open`: the index holds them and nothing else.
+  global_secondary_index {
+    name            = local.ledger_index
+    hash_key        = local.ledger_index
+    projection_type = "ALL"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
+  }
+
+  tags = var.tags
+}
+
+################################################################################
 # Lambda function
 ################################################################################
 
@@ -437,9 +584,10 @@ resource "aws_cloudwatch_log_group" "this" {
 }
 
 resource "aws_lambda_function" "this" {
-  #checkov:skip=CKV_AWS_117:The reactor only calls AWS APIs (Auto Scaling, EC2, SSM, Route 53); a VPC would add NAT or endpoints and no protection.
+  #checkov:skip=CKV_AWS_117:The reactor only calls AWS APIs (Auto Scaling, EC2, SSM, DynamoDB, SQS, Route 53); a VPC would add NAT or endpoints and no protection.
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the operator owns; the zip is built from this repository by scripts/build-artifacts.
-  #checkov:skip=CKV_AWS_173:The environment holds no secrets (group names, tag, document name); a customer-managed key is optional through var.kms_key_arn.
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (group names, tag, document, table and role ids); a customer-managed key is optional through var.kms_key_arn.
+  #checkov:skip=CKV_AWS_116:No asynchronous invocation: the inbox's event source mapping invokes the function synchronously (messages that keep failing are redriven to the dead-letter queue after 5 receives), operators invoke it directly.
   function_name                  = var.name
   description                    = "haproxy-asg reactor: Auto Scaling lifecycle events in, HAProxy backend changes out"
   role                           = aws_iam_role.this.arn
@@ -457,10 +605,6 @@ resource "aws_lambda_function" "this" {
     variables = local.environment
   }
 
-  dead_letter_config {
-    target_arn = aws_sqs_queue.dlq.arn
-  }
-
   tracing_config {
     mode = var.tracing_mode
   }
@@ -471,20 +615,29 @@ resource "aws_lambda_function" "this" {
   }
 
   tags = var.tags
+}
 
-  # Lambda checks at creation that the role may write to the dead-letter queue.
+# The inbox -> the reactor: batches of up to inbox_batch_size messages; the reactor
+# answers the messages it could not handle (batchItemFailures), which return to the
+# inbox, and after 5 receives go to the dead-letter queue.
+resource "aws_lambda_event_source_mapping" "inbox" {
+  event_source_arn                   = aws_sqs_queue.inbox.arn
+  function_name                      = aws_lambda_function.this.arn
+  batch_size                         = var.inbox_batch_size
+  maximum_batching_window_in_seconds = var.inbox_batching_window_s
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = var.inbox_max_concurrency
+  }
+
+  # Lambda checks at creation that the function's role may receive from the queue.
   depends_on = [aws_iam_role_policy.this]
 }
 
-resource "aws_lambda_function_event_invoke_config" "this" {
-  function_name                = aws_lambda_function.this.function_name
-  maximum_retry_attempts       = var.maximum_retry_attempts
-  maximum_event_age_in_seconds = var.maximum_event_age_in_seconds
-}
-
 ################################################################################
-# EventBridge: lifecycle actions, launch/terminate results, command results, Spot
-# warnings, reconcile schedule
+# EventBridge: lifecycle actions, launch/terminate/detach results, Spot warnings,
+# reconcile schedule; every rule delivers to the inbox
 ################################################################################
 
 resource "aws_cloudwatch_event_rule" "this" {
@@ -501,9 +654,10 @@ resource "aws_cloudwatch_event_rule" "this" {
 resource "aws_cloudwatch_event_target" "this" {
   for_each = local.event_rules
 
-  rule      = aws_cloudwatch_event_rule.this[each.key].name
+  rule = aws_cloudwatch_event_rule.this[each.key].name
+  # Same id as when the rules targeted the function: the target is updated in place.
   target_id = "reactor"
-  arn       = aws_lambda_function.this.arn
+  arn       = aws_sqs_queue.inbox.arn
 
   dead_letter_config {
     arn = aws_sqs_queue.dlq.arn
@@ -515,25 +669,15 @@ resource "aws_cloudwatch_event_target" "this" {
   }
 }
 
-resource "aws_lambda_permission" "events" {
-  for_each = local.event_rules
-
-  statement_id  = "AllowEventBridge-${each.key}"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.this.function_name
-  principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.this[each.key].arn
-}
-
 ################################################################################
 # Observability: alarms and a dashboard over the reactor's metrics (CloudWatch
 # Embedded Metric Format lines in its log, namespace HaproxyAsg, dimension Function on
-# every metric), the function's own metrics and the dead-letter queue
+# every metric), the function's own metrics, the inbox and the dead-letter queue
 ################################################################################
 
 resource "aws_cloudwatch_metric_alarm" "dead_letter_queue" {
   alarm_name          = "${var.name}-dead-letters"
-  alarm_description   = "Events or invocations the reactor could not handle are waiting in ${local.dlq_name}: read them, fix the cause, then redrive or purge."
+  alarm_description   = "Messages the reactor could not handle (inbox messages received ${local.inbox_max_receive_count} times, events EventBridge could not deliver) are waiting in ${local.dlq_name}: read them, fix the cause, then redrive them to ${local.inbox_name} or purge."
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = aws_sqs_queue.dlq.name }
@@ -586,6 +730,42 @@ resource "aws_cloudwatch_metric_alarm" "pending_action_age" {
   tags = var.tags
 }
 
+resource "aws_cloudwatch_metric_alarm" "hosts_dropped" {
+  alarm_name          = "${var.name}-hosts-dropped"
+  alarm_description   = "A proxy stayed silent for host_report_timeout_s (${var.host_report_timeout_s} s) while the others reported, and was dropped from a change's quorum: see ${local.log_group_name} for the host, and check its agent service and its way to ${local.inbox_name}."
+  namespace           = local.metric_namespace
+  metric_name         = "HostsDropped"
+  dimensions          = { Function = var.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "inbox_age" {
+  alarm_name          = "${var.name}-inbox-age"
+  alarm_description   = "The oldest message of ${local.inbox_name} is older than ${var.inbox_age_alarm_s} s: events and host reports are not reaching the reactor (event source mapping disabled, throttling, failing invocations). See ${local.log_group_name}."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.inbox.name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.inbox_age_alarm_s
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = var.tags
+}
+
 locals {
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
 
@@ -593,6 +773,8 @@ locals {
     dead_letter_queue  = aws_cloudwatch_metric_alarm.dead_letter_queue
     errors             = aws_cloudwatch_metric_alarm.errors
     pending_action_age = aws_cloudwatch_metric_alarm.pending_action_age
+    hosts_dropped      = aws_cloudwatch_metric_alarm.hosts_dropped
+    inbox_age          = aws_cloudwatch_metric_alarm.inbox_age
   }
 
   # Metrics with a second dimension whose values only the reactor knows (Kind: the event
@@ -619,6 +801,19 @@ locals {
       title   = "Hosts that failed a change (HostFailures)"
       stat    = "Sum"
       metrics = [[local.metric_namespace, "HostFailures", "Function", var.name]]
+    },
+    {
+      title   = "Hosts dropped from a change's quorum, silent for host_report_timeout_s (HostsDropped)"
+      stat    = "Sum"
+      metrics = [[local.metric_namespace, "HostsDropped", "Function", var.name]]
+    },
+    {
+      title = "Host reports applied and refused as forged (ReportsApplied, ForgedReports)"
+      stat  = "Sum"
+      metrics = [
+        [local.metric_namespace, "ReportsApplied", "Function", var.name],
+        [local.metric_namespace, "ForgedReports", "Function", var.name],
+      ]
     },
     {
       title = "Invocation duration p99, by kind (InvocationDuration, ms)"
@@ -662,6 +857,22 @@ locals {
         ["AWS/Lambda", "Duration", "FunctionName", var.name, { stat = "Average" }],
         ["AWS/Lambda", "Duration", "FunctionName", var.name, { stat = "Maximum" }],
       ]
+    },
+    {
+      title = "Inbox depth (visible, in flight)"
+      stat  = "Maximum"
+      metrics = [
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.inbox_name],
+        ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", local.inbox_name],
+      ]
+    },
+    {
+      title   = "Oldest inbox message (ApproximateAgeOfOldestMessage, s)"
+      stat    = "Maximum"
+      metrics = [["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", local.inbox_name]]
+      annotations = {
+        horizontal = [{ label = "alarm", value = var.inbox_age_alarm_s }]
+      }
     },
     {
       title   = "Dead-letter queue depth"

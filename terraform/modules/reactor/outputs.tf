@@ -28,8 +28,28 @@ output "ssm_document_arn" {
   value       = local.ssm_document_arn
 }
 
+output "inbox_queue_url" {
+  description = "URL of the inbox, the SQS queue every event rule and the proxies' host reports deliver to (the proxy-fleet module's report_queue_url)."
+  value       = aws_sqs_queue.inbox.id
+}
+
+output "inbox_queue_arn" {
+  description = "ARN of the inbox (the proxy-fleet module's report_queue_arn: its role may send there)."
+  value       = aws_sqs_queue.inbox.arn
+}
+
+output "ledger_table_name" {
+  description = "Name of the lifecycle ledger, the DynamoDB table the reactor keeps its lifecycle actions in (LEDGER_TABLE)."
+  value       = aws_dynamodb_table.ledger.name
+}
+
+output "ledger_table_arn" {
+  description = "ARN of the lifecycle ledger table."
+  value       = aws_dynamodb_table.ledger.arn
+}
+
 output "dead_letter_queue_arn" {
-  description = "ARN of the dead-letter queue: failed invocations and undeliverable events land here."
+  description = "ARN of the dead-letter queue: inbox messages received 5 times without success and events EventBridge could not deliver land here."
   value       = aws_sqs_queue.dlq.arn
 }
 
@@ -52,7 +72,7 @@ output "lifecycle_hooks" {
 }
 
 output "event_rule_arns" {
-  description = "ARNs of the EventBridge rules, keyed lifecycle, results, commands, spot and reconcile."
+  description = "ARNs of the EventBridge rules, keyed lifecycle, results, spot and reconcile."
   value       = { for key, rule in aws_cloudwatch_event_rule.this : key => rule.arn }
 }
 
@@ -62,7 +82,7 @@ output "environment" {
 }
 
 output "event_patterns" {
-  description = "Event patterns of the lifecycle, results, commands and spot rules (JSON), keyed like event_rule_arns."
+  description = "Event patterns of the lifecycle, results and spot rules (JSON), keyed like event_rule_arns."
   value       = { for key, rule in aws_cloudwatch_event_rule.this : key => rule.event_pattern if rule.event_pattern != null }
 }
 
@@ -72,12 +92,12 @@ output "managed_groups" {
 }
 
 output "ssm_execution_timeout" {
-  description = "timeoutSeconds of the SSM document's step: health_timeout_s + drain_timeout_s + 60."
+  description = "timeoutSeconds of the SSM document's step: a fixed 120 (delivery only: the agent returns once its service accepted the change)."
   value       = local.execution_timeout
 }
 
 output "alarm_names" {
-  description = "Names of the CloudWatch alarms, keyed dead_letter_queue, errors and pending_action_age."
+  description = "Names of the CloudWatch alarms, keyed dead_letter_queue, errors, pending_action_age, hosts_dropped and inbox_age."
   value       = { for key, alarm in local.alarms : key => alarm.alarm_name }
 }
 

@@ -3,7 +3,7 @@
 ################################################################################
 
 variable "name" {
-  description = "Name of the reactor: used for the Lambda function, its IAM role, the SSM document, the event rules, the lifecycle hooks and the dead-letter queue (with suffixes)."
+  description = "Name of the reactor: used for the Lambda function, its IAM role, the SSM document, the event rules, the lifecycle hooks, the inbox and dead-letter queues and the ledger table (with suffixes)."
   type        = string
   default     = "haproxy-asg-reactor"
 
@@ -56,7 +56,7 @@ variable "memory_size" {
 }
 
 variable "timeout" {
-  description = "Timeout of the Lambda function in seconds. No invocation waits for the proxies any more (a change is sent and the invocation returns; its command's status-change event completes it), so a minute covers a reconcile of many groups."
+  description = "Timeout of the Lambda function in seconds. No invocation waits for the proxies (a change is sent and the invocation returns; the hosts' reports complete it), so a minute covers a reconcile of many groups. The inbox's visibility timeout follows it (6 x timeout + inbox_batching_window_s)."
   type        = number
   default     = 60
 
@@ -67,7 +67,7 @@ variable "timeout" {
 }
 
 variable "reserved_concurrent_executions" {
-  description = "Reserved concurrency of the Lambda function (-1: unreserved). Bounds how many events are handled at once, and so the SSM and Auto Scaling API call rate."
+  description = "Reserved concurrency of the Lambda function (-1: unreserved). Bounds how many batches of the inbox are handled at once, and so the SSM, Auto Scaling and DynamoDB call rate. At least inbox_max_concurrency: the event source mapping does not count it, and throttled batches return to the inbox and count towards its redrive to the dead-letter queue."
   type        = number
   default     = 10
 
@@ -88,25 +88,14 @@ variable "tracing_mode" {
   }
 }
 
-variable "maximum_retry_attempts" {
-  description = "How often Lambda retries a failed asynchronous invocation (an event) before it goes to the dead-letter queue."
-  type        = number
-  default     = 2
-
-  validation {
-    condition     = contains([0, 1, 2], var.maximum_retry_attempts)
-    error_message = "maximum_retry_attempts must be 0, 1 or 2."
-  }
-}
-
 variable "maximum_event_age_in_seconds" {
-  description = "Oldest an event may be and still be handled, in seconds (older ones go to the dead-letter queue); for Lambda's asynchronous retries and the EventBridge targets. Between 60 and heartbeat_timeout: an event older than the heartbeat timeout finds no lifecycle action left to complete."
+  description = "Oldest an event may be and still be delivered to the inbox, in seconds: EventBridge retries a failed delivery to the inbox (the targets' retry policy) until then, and sends it to the dead-letter queue after. Between 60 and heartbeat_timeout: an event older than the heartbeat timeout finds no lifecycle action left to complete."
   type        = number
   default     = 240
 
   validation {
     condition     = var.maximum_event_age_in_seconds >= 60 && floor(var.maximum_event_age_in_seconds) == var.maximum_event_age_in_seconds
-    error_message = "maximum_event_age_in_seconds must be an integer of at least 60 (the least Lambda and EventBridge accept)."
+    error_message = "maximum_event_age_in_seconds must be an integer of at least 60 (the least EventBridge accepts)."
   }
 
   validation {
@@ -127,7 +116,7 @@ variable "log_retention_in_days" {
 }
 
 variable "kms_key_arn" {
-  description = "Optional customer-managed KMS key for the log group, the dead-letter queue and the function's environment. Null: AWS-managed encryption (SSE-SQS for the queue). A key given here must allow CloudWatch Logs, EventBridge and the reactor's role to use it."
+  description = "Optional customer-managed KMS key for the log group, the inbox and dead-letter queues, the ledger table and the function's environment. Null: AWS-managed encryption (SSE-SQS for the queues, DynamoDB's AWS managed key for the table). A key given here must allow CloudWatch Logs, EventBridge, DynamoDB and the reactor's role to use it, and the proxies' role (proxy_role_arn) kms:GenerateDataKey and kms:Decrypt: their reports are sent to the inbox."
   type        = string
   default     = null
 
@@ -181,7 +170,7 @@ variable "managed_groups" {
 }
 
 variable "proxy_group_name" {
-  description = "Name of the proxy fleet's Auto Scaling group (PROXY_GROUP): its launch/terminate results reach the reactor too, for the Route 53 records."
+  description = "Name of the proxy fleet's Auto Scaling group (PROXY_GROUP): the proxies are its InService instances with the proxy tag; its launch/terminate results reach the reactor too, for the Route 53 records."
   type        = string
 
   validation {
@@ -210,6 +199,26 @@ variable "proxy_tag_value" {
   }
 }
 
+variable "proxy_role_arn" {
+  description = "ARN of the proxy instances' IAM role (the proxy-fleet module's role_arn): the inbox's queue policy lets its sessions send host reports (sqs:SendMessage), nobody else but the module's EventBridge rules."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,576}$", var.proxy_role_arn))
+    error_message = "proxy_role_arn must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)."
+  }
+}
+
+variable "proxy_role_id" {
+  description = "Unique id (AROA...) of the proxy instances' IAM role (the proxy-fleet module's role_unique_id; PROXY_ROLE_ID): a host report is accepted only when SQS names its sender <proxy_role_id>:<instance id>, the instance the report says it comes from."
+  type        = string
+
+  validation {
+    condition     = can(regex("^AROA[A-Z0-9]{5,}$", var.proxy_role_id))
+    error_message = "proxy_role_id must be an IAM role's unique id (AROA followed by upper-case letters and digits), as aws_iam_role.unique_id gives it; not its name or ARN."
+  }
+}
+
 variable "dns" {
   description = "Optional per-proxy multi-value A records that the reactor maintains (DNS_ZONE_ID, DNS_RECORD_NAME, DNS_TTL): pass the proxy-fleet module's `reactor_dns` output. Null: no Route 53 access."
   type = object({
@@ -231,7 +240,7 @@ variable "dns" {
 }
 
 variable "health_timeout_s" {
-  description = "How long a launching member may take to be UP on every proxy (HEALTH_TIMEOUT_S) before the reactor abandons the launch. Keep it above the pools' health_timeout_s in agent.toml."
+  description = "How long a launching member may take to be reported UP by every proxy (HEALTH_TIMEOUT_S) before the reactor abandons the launch. Keep it above the pools' health_timeout_s in agent.toml."
   type        = number
   default     = 60
 
@@ -242,13 +251,24 @@ variable "health_timeout_s" {
 }
 
 variable "drain_timeout_s" {
-  description = "How long a leaving member may take to drain on every proxy (DRAIN_TIMEOUT_S), up to an hour. Keep it above the pools' drain_timeout_s in agent.toml. A drain longer than heartbeat_timeout is kept alive by the reconcile, which heartbeats every lifecycle action whose change still runs on the proxies (see heartbeat_timeout)."
+  description = "How long a leaving member may take to be reported drained by every proxy (DRAIN_TIMEOUT_S), up to an hour. Keep it above the pools' drain_timeout_s in agent.toml. A drain longer than heartbeat_timeout is kept alive by the reconcile, which heartbeats every lifecycle action still undecided (see heartbeat_timeout)."
   type        = number
   default     = 120
 
   validation {
     condition     = var.drain_timeout_s >= 1 && var.drain_timeout_s <= 3600 && floor(var.drain_timeout_s) == var.drain_timeout_s
     error_message = "drain_timeout_s must be an integer between 1 and 3600."
+  }
+}
+
+variable "host_report_timeout_s" {
+  description = "How long a proxy may stay silent about a change while the others have reported (HOST_REPORT_TIMEOUT_S), in seconds: then it is dropped from that change's quorum (logged, metric HostsDropped, alarm hosts_dropped) so that one lost host does not hold every launch and termination."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.host_report_timeout_s >= 1 && var.host_report_timeout_s <= 3600 && floor(var.host_report_timeout_s) == var.host_report_timeout_s
+    error_message = "host_report_timeout_s must be an integer between 1 and 3600."
   }
 }
 
@@ -279,7 +299,7 @@ variable "spot_drain_timeout_s" {
 ################################################################################
 
 variable "heartbeat_timeout" {
-  description = "Heartbeat timeout of the lifecycle hooks, in seconds: how long an instance waits in Pending:Wait / Terminating:Wait without a heartbeat before default_result applies. When a change may run longer than this (health_timeout_s + drain_timeout_s + 60 > heartbeat_timeout), the reconcile's heartbeats keep the action alive, so it must then be at least twice the reconcile period."
+  description = "Heartbeat timeout of the lifecycle hooks, in seconds: how long an instance waits in Pending:Wait / Terminating:Wait without a heartbeat before default_result applies. When a lifecycle action may stay undecided longer than this (health_timeout_s + drain_timeout_s + 60 > heartbeat_timeout), the reconcile's heartbeats keep it alive, so it must then be at least twice the reconcile period."
   type        = number
   default     = 300
 
@@ -293,7 +313,7 @@ variable "heartbeat_timeout" {
       var.health_timeout_s + var.drain_timeout_s + 60 <= var.heartbeat_timeout ||
       var.heartbeat_timeout >= 2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)
     )
-    error_message = "A change may run ${var.health_timeout_s + var.drain_timeout_s + 60} s on the proxies (health_timeout_s + drain_timeout_s + 60), longer than heartbeat_timeout (${var.heartbeat_timeout} s), so its lifecycle action lives on the reconcile's heartbeats: heartbeat_timeout must then be at least twice the reconcile period (reconcile_schedule = \"${var.reconcile_schedule}\", ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)} s for two periods). Raise heartbeat_timeout to at least ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)}${floor(var.heartbeat_timeout / 120) >= 1 ? ", or shorten reconcile_schedule to rate(${floor(var.heartbeat_timeout / 120)} minute${floor(var.heartbeat_timeout / 120) == 1 ? "" : "s"}) or less" : ""}, or lower health_timeout_s + drain_timeout_s to at most ${var.heartbeat_timeout - 60}."
+    error_message = "A lifecycle action may stay undecided ${var.health_timeout_s + var.drain_timeout_s + 60} s (health_timeout_s + drain_timeout_s + 60), longer than heartbeat_timeout (${var.heartbeat_timeout} s), so it lives on the reconcile's heartbeats: heartbeat_timeout must then be at least twice the reconcile period (reconcile_schedule = \"${var.reconcile_schedule}\", ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)} s for two periods). Raise heartbeat_timeout to at least ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)}${floor(var.heartbeat_timeout / 120) >= 1 ? ", or shorten reconcile_schedule to rate(${floor(var.heartbeat_timeout / 120)} minute${floor(var.heartbeat_timeout / 120) == 1 ? "" : "s"}) or less" : ""}, or lower health_timeout_s + drain_timeout_s to at most ${var.heartbeat_timeout - 60}."
   }
 }
 
@@ -309,7 +329,7 @@ variable "default_result" {
 }
 
 variable "reconcile_schedule" {
-  description = "How often the reactor reconciles every pool with its group (catches lost events) and heartbeats the lifecycle actions of changes still running, as an EventBridge rate expression in minutes: rate(1 minute) or rate(N minutes), N up to 1440."
+  description = "How often the reactor reconciles every pool with its group (catches lost events) and heartbeats the lifecycle actions still undecided, as an EventBridge rate expression in minutes: rate(1 minute) or rate(N minutes), N up to 1440."
   type        = string
   default     = "rate(5 minutes)"
 
@@ -319,6 +339,84 @@ variable "reconcile_schedule" {
       try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]) <= 1440, false)
     )
     error_message = "reconcile_schedule must be \"rate(1 minute)\" or \"rate(N minutes)\" with N from 2 to 1440 (hours and days are not accepted: the heartbeat check works in minutes)."
+  }
+}
+
+################################################################################
+# Inbox (SQS) and its event source mapping
+################################################################################
+
+variable "inbox_batch_size" {
+  description = "Most messages of the inbox (events and host reports) one invocation gets (the event source mapping's batch_size). Above 10, inbox_batching_window_s must be at least 1 (AWS's rule for SQS event sources)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.inbox_batch_size >= 1 && var.inbox_batch_size <= 10000 && floor(var.inbox_batch_size) == var.inbox_batch_size
+    error_message = "inbox_batch_size must be an integer between 1 and 10000 (the most a standard queue's event source mapping takes)."
+  }
+}
+
+variable "inbox_batching_window_s" {
+  description = "How long Lambda may gather inbox messages before it invokes the reactor, in seconds (the event source mapping's maximum_batching_window_in_seconds). 0: at once. Must be at least 1 when inbox_batch_size is above 10."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.inbox_batching_window_s >= 0 && var.inbox_batching_window_s <= 300 && floor(var.inbox_batching_window_s) == var.inbox_batching_window_s
+    error_message = "inbox_batching_window_s must be an integer between 0 and 300."
+  }
+
+  validation {
+    condition     = var.inbox_batch_size <= 10 || var.inbox_batching_window_s >= 1
+    error_message = "inbox_batch_size = ${var.inbox_batch_size} needs inbox_batching_window_s >= 1: for SQS event sources AWS accepts a batch size above 10 only with a batching window of at least one second. Set inbox_batching_window_s to 1 or more, or inbox_batch_size to 10 or less."
+  }
+}
+
+variable "inbox_max_concurrency" {
+  description = "Most concurrent invocations the inbox's event source mapping starts (scaling_config.maximum_concurrency, 2-1000). At most reserved_concurrent_executions when that is set: throttled batches return to the inbox and count towards its redrive to the dead-letter queue."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.inbox_max_concurrency >= 2 && var.inbox_max_concurrency <= 1000 && floor(var.inbox_max_concurrency) == var.inbox_max_concurrency
+    error_message = "inbox_max_concurrency must be an integer between 2 and 1000."
+  }
+
+  validation {
+    condition     = var.reserved_concurrent_executions == -1 || var.inbox_max_concurrency <= var.reserved_concurrent_executions
+    error_message = "inbox_max_concurrency (${var.inbox_max_concurrency}) must not exceed reserved_concurrent_executions (${var.reserved_concurrent_executions}): Lambda would throttle the extra batches, which return to the inbox and, after 5 receives, go to the dead-letter queue. Lower inbox_max_concurrency to at most ${var.reserved_concurrent_executions}, or raise reserved_concurrent_executions to at least ${var.inbox_max_concurrency} (or -1)."
+  }
+}
+
+variable "inbox_age_alarm_s" {
+  description = "The inbox-age alarm fires when the oldest message of the inbox (ApproximateAgeOfOldestMessage) is older than this, in seconds: events and host reports wait there instead of reaching the reactor."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.inbox_age_alarm_s >= 60 && var.inbox_age_alarm_s <= 86400 && floor(var.inbox_age_alarm_s) == var.inbox_age_alarm_s
+    error_message = "inbox_age_alarm_s must be an integer between 60 and 86400."
+  }
+}
+
+################################################################################
+# Ledger (DynamoDB)
+################################################################################
+
+variable "ledger_ttl_s" {
+  description = "How long a decided item of the lifecycle ledger stays before DynamoDB's TTL removes it (LEDGER_TTL_S), in seconds: a late duplicate of an event finds its decision while the item is there. At least maximum_event_age_in_seconds (the oldest event EventBridge still delivers), at most a year."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.ledger_ttl_s >= 3600 && var.ledger_ttl_s <= 31536000 && floor(var.ledger_ttl_s) == var.ledger_ttl_s
+    error_message = "ledger_ttl_s must be an integer between 3600 (an hour) and 31536000 (a year)."
+  }
+
+  validation {
+    condition     = var.ledger_ttl_s >= var.maximum_event_age_in_seconds
+    error_message = "ledger_ttl_s (${var.ledger_ttl_s} s) must be at least maximum_event_age_in_seconds (${var.maximum_event_age_in_seconds} s): a late delivery of an event must still find the decision it led to."
   }
 }
 

@@ -379,7 +379,7 @@ fn report(
             let mut hosts = hosts.lock().unwrap_or_else(|e| e.into_inner());
             for (id, h) in hosts.iter_mut() {
                 let first = h.due.iter().map(|(t, _, _)| *t).min();
-                if !first.is_some_and(|t| t + h.behaviour.batch <= now) {
+                if first.is_none_or(|t| t + h.behaviour.batch > now) {
                     continue;
                 }
                 let (ready, later): (Vec<_>, Vec<_>) =

@@ -203,7 +203,9 @@ impl<B: Boundaries> Reactor<B> {
         if actions.is_empty() {
             return Ok(());
         }
-        let instances: Vec<String> = actions.iter().map(|e| e.instance.clone()).collect();
+        let mut instances: Vec<String> = actions.iter().map(|e| e.instance.clone()).collect();
+        instances.sort();
+        instances.dedup();
         let (state, hosts) = tokio::join!(
             self.discovery.group_for_event(group, &instances),
             batch.hosts(&self.dispatcher)

@@ -21,7 +21,8 @@
 //! deadline that ends the drain before EC2 reclaims it. Its terminate action, when Auto
 //! Scaling starts one, is opened then: the hosts report it drained as soon as it is.
 
-use infra::aws::{now_ms, resolve_pools, Discovery, Interruption};
+use infra::aws::{now_ms, resolve_pools, Discovery, GroupState, Interruption};
+use infra::HostId;
 use serde::Deserialize;
 
 use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
@@ -110,37 +111,10 @@ impl<B: Boundaries> Reactor<B> {
             summary.ignore(format!("rebalance recommendation for instance {instance}: REBALANCE is ignore (set REBALANCE=drain to drain on it)"));
             return Ok(());
         }
-        let Some(group) = self.discovery.group_of_instance(instance).await? else {
-            summary.ignore(format!(
-                "instance {instance} is in no Auto Scaling group: not a pool member"
-            ));
+        let Some((mut state, hosts)) = self.warned_group(batch, instance, summary).await? else {
             return Ok(());
         };
-        tracing::Span::current().record("group", group.as_str());
-        summary.groups.push(group.clone());
-        if self.config.proxy_group == group {
-            summary.ignore(format!("instance {instance} is a proxy host: its record follows its group's lifecycle events"));
-            return Ok(());
-        }
-        if !self.config.manages(&group) {
-            summary.ignore(format!("group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"));
-            return Ok(());
-        }
-        let instances = [w.instance.clone()];
-        let (state, hosts) = tokio::join!(
-            self.discovery.group_for_event(&group, &instances),
-            batch.hosts(&self.dispatcher)
-        );
-        let Some(mut state) = state? else {
-            summary.ignore(format!("group {group} does not exist (any more)"));
-            return Ok(());
-        };
-        if resolve_pools(&group, &state.tags, self.config.pools.get(&group))?.is_none() {
-            summary.ignore(format!(
-                "group {group} feeds no pool: no haproxy:pool tag and not in POOLS"
-            ));
-            return Ok(());
-        }
+        let group = state.name.clone();
         let Some(member) = state.members.iter_mut().find(|m| m.id.as_str() == instance) else {
             summary.ignore(format!(
                 "instance {instance} is no longer in group {group}: its own events removed it"
@@ -175,13 +149,14 @@ impl<B: Boundaries> Reactor<B> {
             drain_by_ms = interruption.drain_by_ms,
             "instance marked interrupted; draining it on every host"
         );
+        let instances = [w.instance.clone()];
         let Some(out) = self.group_change(&state, Scope::Instances(&instances), &[], summary)?
         else {
             return Ok(());
         };
         self.send(
             Outgoing {
-                hosts: hosts?,
+                hosts,
                 event_ms: w.time_ms,
                 kind: w.kind.label(),
                 ..out
@@ -189,6 +164,48 @@ impl<B: Boundaries> Reactor<B> {
             summary,
         )
         .await
+    }
+
+    /// The managed group of a warned `instance`, read, and the proxies; `None` (noted)
+    /// when the instance is in no group of ours or its group feeds no pool.
+    async fn warned_group(
+        &self,
+        batch: &Batch,
+        instance: &str,
+        summary: &mut Summary,
+    ) -> Result<Option<(GroupState, Vec<HostId>)>, ReactorError> {
+        let Some(group) = self.discovery.group_of_instance(instance).await? else {
+            summary.ignore(format!(
+                "instance {instance} is in no Auto Scaling group: not a pool member"
+            ));
+            return Ok(None);
+        };
+        tracing::Span::current().record("group", group.as_str());
+        summary.groups.push(group.clone());
+        if self.config.proxy_group == group {
+            summary.ignore(format!("instance {instance} is a proxy host: its record follows its group's lifecycle events"));
+            return Ok(None);
+        }
+        if !self.config.manages(&group) {
+            summary.ignore(format!("group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"));
+            return Ok(None);
+        }
+        let instances = [instance.to_string()];
+        let (state, hosts) = tokio::join!(
+            self.discovery.group_for_event(&group, &instances),
+            batch.hosts(&self.dispatcher)
+        );
+        let Some(state) = state? else {
+            summary.ignore(format!("group {group} does not exist (any more)"));
+            return Ok(None);
+        };
+        if resolve_pools(&group, &state.tags, self.config.pools.get(&group))?.is_none() {
+            summary.ignore(format!(
+                "group {group} feeds no pool: no haproxy:pool tag and not in POOLS"
+            ));
+            return Ok(None);
+        }
+        Ok(Some((state, hosts?)))
     }
 }
 

@@ -1,32 +1,55 @@
-//! A small AWS world in the emulator: a loopback VPC, backend groups with hooks, the
-//! project's SSM document, proxy hosts on which Run Command runs it with `fake_host.py`
-//! playing the agent, an EventBridge rule bringing the document's command status events
-//! back through SQS, and the reactor wired to it.
+//! A small AWS world in the emulator on the control path the reactor runs on: the
+//! inbox (SQS) every input reaches it through, the lifecycle ledger (DynamoDB), the
+//! proxies' role, the project's SSM document, the proxy fleet's group whose instances
+//! are stand-in proxies (Run Command forwards the document to them; they answer at once
+//! and report every member's outcome to the inbox with their own role session, as the
+//! agent service does), backend groups with hooks, and the reactor wired to all of it.
+//!
+//! No EventBridge rule feeds the inbox here: the tests hand Auto Scaling's events over
+//! themselves (directly, or through the inbox), so they can lose, duplicate and reorder
+//! them. [`Fixture::settle`] plays Lambda's event source mapping for the inbox.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::emulator::venv_python;
-use harness::world::{commands_pattern, DocumentHost, DOCUMENT};
+use harness::emulator::{ACCOUNT, REGION};
+use harness::standin::{Behaviour, StandIns};
+use harness::world::{ControlPath, Received};
 use harness::{GroupSpec, World};
+use infra::{HostReport, MemberReport};
 use reactor::config::Config;
+use reactor::summary::Summary;
 use reactor::AwsReactor;
 use serde_json::{json, Value};
 
 pub const GROUP: &str = "web-asg";
 pub const POOLS: &str = r#"{"web-asg":[{"name":"web","port":8080}]}"#;
+/// The proxies' subnet (the backends are in the world's own, 127.0.1.0/24).
+pub const PROXY_SUBNET: &str = "127.0.2.0/24";
+pub const LAUNCH: &str = "EC2 Instance-launch Lifecycle Action";
+pub const TERMINATE: &str = "EC2 Instance-terminate Lifecycle Action";
 
-/// The harness's emulated world, plus proxy hosts whose Run Command plays an agent
-/// (`fake_host.py`, each with its own directory) and the reactor wired to it. Derefs to
+/// The reactor's settings in these tests besides the control path's: short health and
+/// drain timeouts, and a host report timeout no slow stand-in reaches (the test of a
+/// silent host sets its own).
+pub const SETTINGS: [(&str, &str); 4] = [
+    ("POOLS", POOLS),
+    ("HEALTH_TIMEOUT_S", "10"),
+    ("DRAIN_TIMEOUT_S", "10"),
+    ("HOST_REPORT_TIMEOUT_S", "10"),
+];
+
+/// The emulated world, its control path, and the proxy fleet of stand-ins. Derefs to
 /// the [`World`]; its helpers panic with the reason, as test code may.
 pub struct Fixture {
-    pub world: World,
+    pub world: Arc<World>,
+    pub path: ControlPath,
+    /// The proxies (instances of the proxy group), in the group's order.
+    pub proxies: Vec<String>,
+    pub standins: StandIns,
     pub dir: tempfile::TempDir,
-    pub python: PathBuf,
-    /// The SQS queue the `commands` rule delivers to.
-    pub queue: String,
 }
 
 impl std::ops::Deref for Fixture {
@@ -36,26 +59,153 @@ impl std::ops::Deref for Fixture {
     }
 }
 
-pub fn fake_host_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fake_host.py")
+/// One invocation of the reactor with a batch of the inbox.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    /// The records it was given.
+    pub records: Vec<Received>,
+    /// What it did.
+    pub summary: Summary,
+    /// Its answer (`batchItemFailures`).
+    pub response: Value,
+}
+
+impl Handled {
+    /// The host reports among its records: (sender's host, report).
+    pub fn reports(&self) -> Vec<(String, MemberReport)> {
+        self.records
+            .iter()
+            .filter_map(|r| HostReport::from_json(&r.body).ok())
+            .flat_map(|m| {
+                let host = m.host.to_string();
+                m.reports.into_iter().map(move |r| (host.clone(), r))
+            })
+            .collect()
+    }
+
+    /// The message ids its answer gives back to the queue.
+    pub fn failures(&self) -> Vec<String> {
+        self.response["batchItemFailures"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// Every host report of `handled`: (host, report), in the order handled.
+pub fn reports(handled: &[Handled]) -> Vec<(String, MemberReport)> {
+    handled.iter().flat_map(Handled::reports).collect()
+}
+
+/// When a host's report about `member` of `status` was sent (ms since the epoch), from
+/// the message that carried it.
+pub fn report_sent_ms(
+    handled: &[Handled],
+    host: &str,
+    member: &str,
+    status: infra::OutcomeStatus,
+) -> Option<u64> {
+    handled
+        .iter()
+        .flat_map(|h| &h.records)
+        .filter_map(|r| HostReport::from_json(&r.body).ok())
+        .filter(|m| m.host.as_str() == host)
+        .find(|m| {
+            m.reports
+                .iter()
+                .any(|x| x.member.as_str() == member && x.status == status)
+        })
+        .map(|m| m.sent_ms)
+}
+
+/// One line per invocation, for panic messages.
+pub fn describe(handled: &[Handled]) -> String {
+    handled
+        .iter()
+        .map(|h| {
+            let full = serde_json::to_string(&h.summary).unwrap_or_default();
+            let mut line: String = full.chars().take(3_000).collect();
+            if line.len() < full.len() {
+                line.push_str("...");
+            }
+            format!(
+                "  {} record(s), failed {:?}: {line}",
+                h.records.len(),
+                h.failures()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The SQS event Lambda's event source mapping hands the function for `records` of the
+/// queue `url`.
+pub fn sqs_event(url: &str, records: &[Received]) -> Value {
+    let arn = format!(
+        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
+        url.rsplit('/').next().unwrap_or_default()
+    );
+    let records: Vec<Value> = records
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.id, "receiptHandle": m.handle, "body": m.body,
+                "attributes": m.attributes, "messageAttributes": {},
+                "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": arn,
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// A record as EventBridge would put `event` in the inbox (its sender: not a proxy).
+pub fn event_record(id: &str, event: &Value) -> Received {
+    Received {
+        id: id.to_string(),
+        handle: format!("handle-{id}"),
+        body: event.to_string(),
+        attributes: json!({"SenderId": "AIDAIT2UOQQY3AUEKVGXU", "ApproximateReceiveCount": "1", "SentTimestamp": "1"}),
+    }
+}
+
+/// The schedule's event, as its rule sends it.
+pub fn scheduled() -> Value {
+    harness::pump::scheduled_event("reactor-reconcile")
 }
 
 impl Fixture {
-    pub async fn new() -> Fixture {
-        let python = venv_python().expect("emulator virtualenv");
-        let world = World::start(None).await.expect("emulated world");
+    /// The world, its control path, the project's SSM document and a proxy group of
+    /// `proxies` stand-ins behaving as `behaviour` (per host: [`StandIns::set`]).
+    pub async fn new(proxies: i32, behaviour: Behaviour) -> Fixture {
+        let world = Arc::new(World::start(None).await.expect("emulated world"));
+        // No rule: the tests hand the events over themselves.
+        let path = world
+            .control_path("reactor", &[])
+            .expect("the control path");
         world
-            .ssm_document(600)
+            .ssm_document(120)
             .await
             .expect("the project's SSM document");
-        let queue = world
-            .event_queue("commands", &[commands_pattern(DOCUMENT)])
-            .expect("the commands rule");
+        let subnet = world.add_subnet(PROXY_SUBNET).await.expect("proxy subnet");
+        let ids = world
+            .proxy_group(&subnet, proxies)
+            .await
+            .expect("the proxy group");
+        let standins =
+            StandIns::start(world.clone(), &path, &ids, &behaviour).expect("stand-in proxies");
+        world
+            .program_hosts(&standins.programs())
+            .expect("Run Command to the stand-ins");
         Fixture {
             world,
+            path,
+            proxies: ids,
+            standins,
             dir: tempfile::tempdir().expect("tempdir"),
-            python,
-            queue,
         }
     }
 
@@ -105,70 +255,23 @@ impl Fixture {
         self.world.private_ip(id).await.expect("describe instances")
     }
 
-    /// `n` running proxy hosts (tag Role=proxy): Run Command runs the project's document
-    /// there, `fake_host.py` playing the agent with `env` (FAKE_DIR is set per host under
-    /// the fixture's temp dir).
-    pub async fn proxies(&self, n: i32, env: &[HashMap<&str, &str>]) -> Vec<String> {
-        let ids = self
-            .world
-            .run_instances(n, &self.world.subnet, "Role", "proxy")
-            .await
-            .expect("run instances");
-        let agent = format!("{} {}", self.python.display(), fake_host_script().display());
-        let hosts: Vec<DocumentHost> = ids
-            .iter()
-            .enumerate()
-            .map(|(k, id)| {
-                let mut e = vec![("FAKE_DIR".to_string(), self.host_dir(id))];
-                if let Some(extra) = env.get(k) {
-                    e.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
-                }
-                DocumentHost {
-                    instance: id.clone(),
-                    agent: agent.clone(),
-                    env: e,
-                }
-            })
-            .collect();
-        self.world.document_hosts(&hosts).expect("program hosts");
-        ids
-    }
-
-    pub fn host_dir(&self, host: &str) -> String {
-        self.dir.path().join(host).display().to_string()
-    }
-
-    /// What a fake host applied, in order.
-    pub fn host_log(&self, host: &str) -> Vec<Value> {
-        std::fs::read_to_string(format!("{}/log.jsonl", self.host_dir(host)))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// A fake host's member table: pool -> member -> {gen, present, ...}.
-    pub fn host_state(&self, host: &str) -> Value {
-        std::fs::read_to_string(format!("{}/state.json", self.host_dir(host)))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    }
-
-    /// The members a fake host serves in `pool`.
+    /// The members stand-in `host` serves in `pool` after the changes it got (applied in
+    /// generation order, as the agent does).
     pub fn serving(&self, host: &str, pool: &str) -> Vec<String> {
-        let state = self.host_state(host);
-        let mut out: Vec<String> = state[pool]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, v)| v["present"] == json!(true))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
+        let mut changes = self.standins.changes(host);
+        changes.sort_by_key(|c| c.generation);
+        let mut serving = std::collections::BTreeSet::new();
+        for c in &changes {
+            for p in c.pools.iter().filter(|p| p.pool.as_str() == pool) {
+                for m in &p.add {
+                    serving.insert(m.id.to_string());
+                }
+                for m in &p.remove {
+                    serving.remove(m.as_str());
+                }
+            }
+        }
+        serving.into_iter().collect()
     }
 
     pub fn lifecycle(&self) -> Vec<Value> {
@@ -196,22 +299,22 @@ impl Fixture {
             .unwrap_or_else(|| panic!("no {detail_type:?} event for {instance}"))
     }
 
-    /// The reactor's configuration: SSM to the Role=proxy hosts, plus `extra`.
-    pub fn config(&self, extra: &[(&str, &str)]) -> Config {
-        let mut env: HashMap<String, String> = [
-            ("POOLS", POOLS),
-            ("SSM_DOCUMENT", DOCUMENT),
-            ("PROXY_TAG_KEY", "Role"),
-            ("PROXY_TAG_VALUE", "proxy"),
-            ("HEALTH_TIMEOUT_S", "10"),
-            ("DRAIN_TIMEOUT_S", "10"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in extra {
+    /// The reactor's environment: the control path's, [`SETTINGS`], then `extra`.
+    pub fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env: HashMap<String, String> = self
+            .path
+            .reactor_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for (k, v) in SETTINGS.iter().chain(extra) {
             env.insert(k.to_string(), v.to_string());
         }
+        env
+    }
+
+    pub fn config(&self, extra: &[(&str, &str)]) -> Config {
+        let env = self.env(extra);
         Config::from_lookup(|k| env.get(k).cloned()).expect("config")
     }
 
@@ -223,52 +326,6 @@ impl Fixture {
     pub fn count(&self, action: &str) -> usize {
         self.world.count(action).expect("calls")
     }
-}
-
-/// What handling the events took: the summaries, in order.
-pub type Handled = Vec<reactor::reactor::Summary>;
-
-impl Fixture {
-    /// Lambda's part: handles every status event the `commands` rule delivers, one at a
-    /// time, until `done` says so or `timeout` passes (then it panics with what was
-    /// handled). Returns the summaries.
-    pub async fn settle(
-        &self,
-        r: &AwsReactor,
-        timeout: Duration,
-        mut done: impl FnMut(&Fixture) -> bool,
-    ) -> Handled {
-        self.settle_with(r, timeout, &mut done, |_| None).await
-    }
-
-    /// [`Fixture::settle`], also handling what `extra` returns each round (e.g. a
-    /// scheduled event every few seconds).
-    pub async fn settle_with(
-        &self,
-        r: &AwsReactor,
-        timeout: Duration,
-        done: &mut dyn FnMut(&Fixture) -> bool,
-        mut extra: impl FnMut(Instant) -> Option<Value>,
-    ) -> Handled {
-        let until = Instant::now() + timeout;
-        let mut handled = Vec::new();
-        while !done(self) {
-            assert!(
-                Instant::now() < until,
-                "not settled within {timeout:?}; handled: {handled:#?}"
-            );
-            if let Some(ev) = extra(Instant::now()) {
-                handled.push(r.handle(&ev).await.expect("handled"));
-            }
-            let (events, handles) = self.world.receive(&self.queue, 0).expect("receive");
-            for ev in events {
-                handled.push(r.handle(&ev).await.expect("handled"));
-            }
-            self.world.delete(&self.queue, &handles).expect("delete");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        handled
-    }
 
     /// The result (`CONTINUE`/`ABANDON`) of `instance`'s `transition` action, if it was
     /// completed.
@@ -277,8 +334,129 @@ impl Fixture {
             .iter()
             .find_map(|r| r["result"].as_str().map(str::to_string))
     }
+
+    /// Puts `event` in the inbox, as an EventBridge rule targeting it does.
+    pub fn to_inbox(&self, event: &Value) {
+        self.world
+            .emulator
+            .aws_json(
+                "sqs",
+                "AmazonSQS.SendMessage",
+                &json!({"QueueUrl": self.path.inbox, "MessageBody": event.to_string()}),
+                Duration::from_secs(30),
+            )
+            .expect("SendMessage to the inbox");
+    }
+
+    /// Puts `body` in the inbox as it is (e.g. not JSON).
+    pub fn to_inbox_raw(&self, body: &str) {
+        self.world
+            .emulator
+            .aws_json(
+                "sqs",
+                "AmazonSQS.SendMessage",
+                &json!({"QueueUrl": self.path.inbox, "MessageBody": body}),
+                Duration::from_secs(30),
+            )
+            .expect("SendMessage to the inbox");
+    }
+
+    /// Up to 10 records of the inbox (no wait).
+    pub fn receive(&self) -> Vec<Received> {
+        self.world
+            .receive_records(&self.path.inbox, 0)
+            .expect("receive from the inbox")
+    }
+
+    /// Invokes the reactor with `records` as an SQS event (records made up, or received
+    /// again: nothing is deleted).
+    pub async fn invoke_batch(&self, r: &AwsReactor, records: Vec<Received>) -> Handled {
+        let i = r.invoke(&sqs_event(&self.path.inbox, &records)).await;
+        Handled {
+            records,
+            summary: i.summary,
+            response: i.response,
+        }
+    }
+
+    /// Lambda's part for one batch received from the inbox: invokes the reactor with
+    /// `records`, then deletes the records its answer does not give back (those come
+    /// back after the queue's visibility timeout).
+    pub async fn deliver(&self, r: &AwsReactor, records: Vec<Received>) -> Handled {
+        let handled = self.invoke_batch(r, records).await;
+        let failed = handled.failures();
+        let done: Vec<String> = handled
+            .records
+            .iter()
+            .filter(|m| !failed.contains(&m.id))
+            .map(|m| m.handle.clone())
+            .collect();
+        self.world
+            .delete(&self.path.inbox, &done)
+            .expect("delete handled records");
+        handled
+    }
+
+    /// Lambda's event source mapping: hands every batch of the inbox to `r` until `done`
+    /// says so, or panics after `timeout` with what was handled. Returns the invocations.
+    pub async fn settle(
+        &self,
+        r: &AwsReactor,
+        timeout: Duration,
+        mut done: impl FnMut(&Fixture) -> bool,
+    ) -> Vec<Handled> {
+        self.settle_with(r, timeout, &mut |w, _| done(w), |_| None)
+            .await
+    }
+
+    /// [`Fixture::settle`] until `done` says so of the fixture and the invocations so
+    /// far, also putting in the inbox what `extra` returns each round (e.g. the
+    /// schedule's event every so often).
+    pub async fn settle_with(
+        &self,
+        r: &AwsReactor,
+        timeout: Duration,
+        done: &mut dyn FnMut(&Fixture, &[Handled]) -> bool,
+        mut extra: impl FnMut(Instant) -> Option<Value>,
+    ) -> Vec<Handled> {
+        let until = Instant::now() + timeout;
+        let mut handled = Vec::new();
+        while !done(self, &handled) {
+            assert!(
+                Instant::now() < until,
+                "not settled within {timeout:?}; handled:\n{}",
+                describe(&handled)
+            );
+            if let Some(ev) = extra(Instant::now()) {
+                self.to_inbox(&ev);
+            }
+            let records = self.receive();
+            if records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            handled.push(self.deliver(r, records).await);
+        }
+        handled
+    }
+
+    /// Hands the inbox's batches to `r` until `n` records were handled (at most
+    /// `timeout`).
+    pub async fn settle_records(
+        &self,
+        r: &AwsReactor,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Handled> {
+        let mut enough =
+            |_: &Fixture, h: &[Handled]| h.iter().map(|x| x.records.len()).sum::<usize>() >= n;
+        self.settle_with(r, timeout, &mut enough, |_| None).await
+    }
 }
 
-pub fn host_env<'a>(pairs: &[(&'a str, &'a str)]) -> HashMap<&'a str, &'a str> {
-    pairs.iter().cloned().collect()
+/// A behaviour like the default one, changed by `f`.
+pub fn behaviour(f: impl FnOnce(&mut Behaviour)) -> Behaviour {
+    let mut b = Behaviour::default();
+    f(&mut b);
+    b
 }

@@ -36,7 +36,10 @@ mock_provider "aws" {
     defaults = { arn = "arn:aws:iam::123456789012:instance-profile/demo-0123" }
   }
   mock_resource "aws_iam_role" {
-    defaults = { arn = "arn:aws:iam::123456789012:role/demo" }
+    defaults = {
+      arn       = "arn:aws:iam::123456789012:role/demo"
+      unique_id = "AROA1234567890EXAMPLE"
+    }
   }
   mock_resource "aws_lb" {
     defaults = {
@@ -59,6 +62,26 @@ mock_provider "aws" {
   }
   mock_resource "aws_cloudwatch_event_rule" {
     defaults = { arn = "arn:aws:events:us-west-2:123456789012:rule/demo" }
+  }
+  mock_resource "aws_dynamodb_table" {
+    defaults = { arn = "arn:aws:dynamodb:us-west-2:123456789012:table/haproxy-asg-demo-reactor-ledger" }
+  }
+}
+
+# The reactor's two queues and the two roles told apart.
+override_resource {
+  target = module.reactor.aws_sqs_queue.inbox
+  values = {
+    arn = "arn:aws:sqs:us-west-2:123456789012:haproxy-asg-demo-reactor-inbox"
+    id  = "https://sqs.us-west-2.amazonaws.com/123456789012/haproxy-asg-demo-reactor-inbox"
+  }
+}
+
+override_resource {
+  target = module.proxy_fleet.aws_iam_role.instance
+  values = {
+    arn       = "arn:aws:iam::123456789012:role/haproxy-asg-demo-20260101000000000000000001"
+    unique_id = "AROAPROXY0123456789"
   }
 }
 
@@ -108,14 +131,39 @@ run "wired" {
     error_message = "The proxies must accept proxy protocol on port 80 behind the NLB."
   }
 
+  # --- The control path: reports from the proxies to the reactor's inbox ------------
+  assert {
+    condition     = strcontains(module.proxy_fleet.agent_config, "[report]\nqueue_url = \"https://sqs.us-west-2.amazonaws.com/123456789012/haproxy-asg-demo-reactor-inbox\"\n")
+    error_message = "The agents must report to the reactor's inbox (agent.toml [report] queue_url)."
+  }
+  assert {
+    condition = (
+      output.reactor_inbox_queue_url == "https://sqs.us-west-2.amazonaws.com/123456789012/haproxy-asg-demo-reactor-inbox" &&
+      output.reactor_ledger_table_name == "haproxy-asg-demo-reactor-ledger"
+    )
+    error_message = "The example must output the reactor's inbox and ledger."
+  }
+  assert {
+    condition = (
+      module.reactor.environment["PROXY_ROLE_ID"] == "AROAPROXY0123456789" &&
+      module.reactor.environment["PROXY_ROLE_ID"] == module.proxy_fleet.role_unique_id &&
+      module.reactor.environment["LEDGER_TABLE"] == "haproxy-asg-demo-reactor-ledger"
+    )
+    error_message = "The reactor must know the proxies' role by its unique id (SenderId of their reports) and its ledger."
+  }
+  assert {
+    condition     = module.proxy_fleet.role_arn == "arn:aws:iam::123456789012:role/haproxy-asg-demo-20260101000000000000000001"
+    error_message = "The fleet must hand its role's ARN to the reactor (the inbox's queue policy)."
+  }
+
   # --- Network: no public address on the proxies, AWS through VPC endpoints ---------
   assert {
     condition     = module.proxy_fleet.load_balancer_security_group_id != null
     error_message = "The NLB must have its own security group (the proxies accept only it)."
   }
   assert {
-    condition     = toset([for endpoint in aws_vpc_endpoint.interface : endpoint.service_name]) == toset([for service in ["ssm", "ssmmessages", "ec2messages", "ec2", "autoscaling"] : "com.amazonaws.us-west-2.${service}"])
-    error_message = "SSM, its messages endpoints, EC2 and Auto Scaling need interface endpoints."
+    condition     = toset([for endpoint in aws_vpc_endpoint.interface : endpoint.service_name]) == toset([for service in ["ssm", "ssmmessages", "ec2messages", "ec2", "autoscaling", "sqs"] : "com.amazonaws.us-west-2.${service}"])
+    error_message = "SSM, its messages endpoints, EC2, Auto Scaling and SQS (the reports to the inbox) need interface endpoints."
   }
   assert {
     condition = alltrue([

@@ -20,6 +20,12 @@ mock_provider "aws" {
       arn = "arn:aws:s3:::proxy-artifacts-0123"
     }
   }
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn       = "arn:aws:iam::123456789012:role/proxy-0123"
+      unique_id = "AROA1234567890EXAMPLE"
+    }
+  }
   mock_resource "aws_iam_instance_profile" {
     defaults = { arn = "arn:aws:iam::123456789012:instance-profile/proxy-0123" }
   }
@@ -72,6 +78,8 @@ variables {
     "web-asg" = ["web"]
     "api-asg" = ["api"]
   }
+  report_queue_url = "https://sqs.us-west-2.amazonaws.com/123456789012/reactor-inbox"
+  report_queue_arn = "arn:aws:sqs:us-west-2:123456789012:reactor-inbox"
   # Checksums of no real package: the tests only follow them into the user data.
   ssm_agent_version = "3.3.1234.0"
   ssm_agent_sha256 = {
@@ -194,12 +202,35 @@ run "nlb" {
       [metrics]
       haproxy = "127.0.0.1:8405"
       agent = "127.0.0.1:9405"
+
+      [report]
+      queue_url = "https://sqs.us-west-2.amazonaws.com/123456789012/reactor-inbox"
       EOT
-    error_message = "agent.toml must follow docs/interfaces.md."
+    error_message = "agent.toml must follow docs/interfaces.md, with [report] queue_url the reactor's inbox."
   }
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "cat > /etc/haproxy-asg/agent.toml <<'HAPROXY_ASG_AGENT_TOML'\n${trimspace(output.agent_config)}\nHAPROXY_ASG_AGENT_TOML\n")
-    error_message = "The user data must write agent.toml verbatim (quoted heredoc)."
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "{\n  printf '# This instance (IMDSv2, at first boot): the host its reports name.\\nhost = \"%s\"\\n' \"$instance_id\"\n  cat <<'HAPROXY_ASG_AGENT_TOML'\n${trimspace(output.agent_config)}\nHAPROXY_ASG_AGENT_TOML\n} > /etc/haproxy-asg/agent.toml\n")
+    error_message = "The user data must write host = the instance id, then agent.toml verbatim (quoted heredoc)."
+  }
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.this.user_data), "token=\"$(curl -fsS --max-time 2 -X PUT -H \"X-aws-ec2-metadata-token-ttl-seconds: 60\" http://169.254.169.254/latest/api/token)\"") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "instance_id=\"$(curl -fsS --max-time 2 -H \"X-aws-ec2-metadata-token: $token\" http://169.254.169.254/latest/meta-data/instance-id)\"") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "[[ \"$instance_id\" =~ ^i-[0-9a-f]{8,17}$ ]]")
+    )
+    error_message = "The user data must read the instance id from IMDSv2 (a token, then meta-data/instance-id) and check its shape before it goes into agent.toml."
+  }
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.this.user_data), "for attempt in 1 2 3 4 5 6 7 8 9 10; do") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "could not read this instance's id from IMDSv2") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "stopping\" >&2\n  exit 1\nfi\n")
+    )
+    error_message = "Reading the instance id must be retried a bounded number of times, and stop the provisioning with a clear message when it fails."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "apt-get install -y -q --no-install-recommends haproxy awscli ca-certificates curl\n") && strcontains(base64decode(aws_launch_template.this.user_data), "systemctl stop haproxy.service || true\n\n# This instance's id")
+    error_message = "The instance id is read once curl is installed."
   }
   assert {
     condition     = strcontains(base64decode(aws_launch_template.this.user_data), "/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml config render > /etc/haproxy/haproxy.cfg.new")
@@ -244,7 +275,7 @@ run "nlb" {
     error_message = "The user data must install the SSM Agent only if sha256sum -c accepts its pinned checksum, and stop otherwise."
   }
   assert {
-    condition     = !strcontains(base64decode(aws_launch_template.this.user_data), "/latest/")
+    condition     = !strcontains(base64decode(aws_launch_template.this.user_data), "amazon-ssm-us-west-2/latest/")
     error_message = "The SSM Agent must not come from the unpinned latest/ path."
   }
   assert {
@@ -283,6 +314,25 @@ run "nlb" {
       if s.effect == "Deny" && s.actions == toset(["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]) && s.resources == toset(["*"])
     ]) != null
     error_message = "The proxies' role must explicitly deny reading Parameter Store (AmazonSSMManagedInstanceCore allows it)."
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.instance.statement : s.actions if s.sid == "Reports"][0] == toset(["sqs:SendMessage"]) &&
+      [for s in data.aws_iam_policy_document.instance.statement : s.resources if s.sid == "Reports"][0] == toset(["arn:aws:sqs:us-west-2:123456789012:reactor-inbox"])
+    )
+    error_message = "The proxies may send their reports to the reactor's inbox, and nowhere else."
+  }
+  assert {
+    condition     = toset(flatten([for s in data.aws_iam_policy_document.instance.statement : [for a in s.actions : a if startswith(a, "sqs:")]])) == toset(["sqs:SendMessage"])
+    error_message = "sqs:SendMessage is the proxies' only SQS action."
+  }
+  assert {
+    condition     = toset([for s in data.aws_iam_policy_document.instance.statement : s.sid]) == toset(["AgentBinary", "Discovery", "Reports", "DenyParameterStore"])
+    error_message = "Without kms_key_arn the proxies' policy must hold exactly the agent binary, discovery, reports and the Parameter Store deny."
+  }
+  assert {
+    condition     = output.role_arn == "arn:aws:iam::123456789012:role/proxy-0123" && output.role_unique_id == "AROA1234567890EXAMPLE"
+    error_message = "The outputs must give the role's ARN and unique id (the reactor's proxy_role_arn and proxy_role_id)."
   }
 
   # --- Proxy tag, propagated to the instances ------------------------------------
@@ -550,4 +600,57 @@ run "group_pool_name_validated" {
     groups = { "web-asg" = ["web app"] }
   }
   expect_failures = [var.groups]
+}
+
+run "report_queue_url_validated" {
+  command = plan
+  variables {
+    report_queue_url = "reactor-inbox"
+  }
+  expect_failures = [var.report_queue_url]
+}
+
+# Plain http only to a loopback emulator.
+run "report_queue_url_https" {
+  command = plan
+  variables {
+    report_queue_url = "http://sqs.us-west-2.amazonaws.com/123456789012/reactor-inbox"
+  }
+  expect_failures = [var.report_queue_url]
+}
+
+# TOML-breaking characters never reach agent.toml.
+run "report_queue_url_cannot_inject" {
+  command = plan
+  variables {
+    report_queue_url = "https://sqs.us-west-2.amazonaws.com/123456789012/reactor-inbox\"\nhost = \"x"
+  }
+  expect_failures = [var.report_queue_url]
+}
+
+run "report_queue_url_emulator" {
+  command = plan
+  variables {
+    report_queue_url = "http://127.0.0.1:5000/123456789012/reactor-inbox"
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "[report]\nqueue_url = \"http://127.0.0.1:5000/123456789012/reactor-inbox\"\n")
+    error_message = "The emulator's loopback queue URL must be accepted and written as given."
+  }
+}
+
+run "report_queue_arn_validated" {
+  command = plan
+  variables {
+    report_queue_arn = "arn:aws:sns:us-west-2:123456789012:reactor-inbox"
+  }
+  expect_failures = [var.report_queue_arn]
+}
+
+run "report_queue_arn_and_url_agree" {
+  command = plan
+  variables {
+    report_queue_arn = "arn:aws:sqs:us-west-2:123456789012:another-queue"
+  }
+  expect_failures = [var.report_queue_arn]
 }

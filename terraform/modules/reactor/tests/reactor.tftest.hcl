@@ -35,6 +35,19 @@ mock_provider "aws" {
   mock_resource "aws_cloudwatch_metric_alarm" {
     defaults = { arn = "arn:aws:cloudwatch:us-west-2:123456789012:alarm:reactor-mock" }
   }
+  mock_resource "aws_dynamodb_table" {
+    defaults = { arn = "arn:aws:dynamodb:us-west-2:123456789012:table/reactor-ledger" }
+  }
+}
+
+# The two queues told apart (the mock gives every aws_sqs_queue the dead-letter queue's
+# ARN and URL otherwise).
+override_resource {
+  target = aws_sqs_queue.inbox
+  values = {
+    arn = "arn:aws:sqs:us-west-2:123456789012:reactor-inbox"
+    id  = "https://sqs.us-west-2.amazonaws.com/123456789012/reactor-inbox"
+  }
 }
 
 variables {
@@ -48,6 +61,8 @@ variables {
   proxy_group_name = "proxy-asg"
   proxy_tag_key    = "haproxy-asg:fleet"
   proxy_tag_value  = "edge"
+  proxy_role_arn   = "arn:aws:iam::123456789012:role/proxy-20260101000000000000000001"
+  proxy_role_id    = "AROA1234567890EXAMPLE"
 }
 
 run "defaults" {
@@ -71,23 +86,134 @@ run "defaults" {
     error_message = "Reserved concurrency must come from the variable."
   }
   assert {
-    condition     = aws_lambda_function.this.dead_letter_config[0].target_arn == aws_sqs_queue.dlq.arn
-    error_message = "Failed asynchronous invocations must go to the dead-letter queue."
+    condition     = length(aws_lambda_function.this.dead_letter_config) == 0
+    error_message = "Nothing invokes the function asynchronously any more: no dead-letter config on it (the inbox redrives to the dead-letter queue)."
   }
   assert {
-    condition     = aws_sqs_queue.dlq.sqs_managed_sse_enabled == true
-    error_message = "The dead-letter queue must be encrypted."
+    condition     = aws_sqs_queue.dlq.sqs_managed_sse_enabled == true && aws_sqs_queue.dlq.name == "reactor-dlq" && aws_sqs_queue.dlq.message_retention_seconds == 1209600
+    error_message = "The dead-letter queue must be encrypted and keep its messages 14 days."
   }
   assert {
-    condition     = aws_lambda_function_event_invoke_config.this.maximum_retry_attempts == 2
-    error_message = "Async retries must be configured."
+    condition     = alltrue([for target in aws_cloudwatch_event_target.this : target.retry_policy[0].maximum_event_age_in_seconds == 240 && target.retry_policy[0].maximum_retry_attempts == 185])
+    error_message = "Events older than the default maximum age (240 s, below the 300 s heartbeat timeout) must go to the dead-letter queue."
+  }
+
+  # --- Inbox (SQS) and the event source mapping ------------------------------------
+  assert {
+    condition = (
+      aws_sqs_queue.inbox.name == "reactor-inbox" &&
+      aws_sqs_queue.inbox.fifo_queue != true &&
+      aws_sqs_queue.inbox.sqs_managed_sse_enabled == true && aws_sqs_queue.inbox.kms_master_key_id == null
+    )
+    error_message = "The inbox must be a standard queue <name>-inbox, encrypted (SSE-SQS without kms_key_arn)."
+  }
+  assert {
+    condition     = aws_sqs_queue.inbox.visibility_timeout_seconds == 360
+    error_message = "The inbox's visibility timeout must be 6 x the Lambda timeout (60 s) + the batching window (0)."
+  }
+  assert {
+    condition     = aws_sqs_queue.inbox.visibility_timeout_seconds >= 6 * aws_lambda_function.this.timeout
+    error_message = "AWS: the source queue's visibility timeout must be at least six times the function's timeout."
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.inbox.redrive_policy) == { deadLetterTargetArn = aws_sqs_queue.dlq.arn, maxReceiveCount = 5 }
+    error_message = "The inbox must redrive to the dead-letter queue after 5 receives."
+  }
+  assert {
+    condition     = aws_sqs_queue.inbox.message_retention_seconds < aws_sqs_queue.dlq.message_retention_seconds
+    error_message = "The dead-letter queue must keep messages longer than the inbox (a redriven message keeps its age)."
   }
   assert {
     condition = (
-      aws_lambda_function_event_invoke_config.this.maximum_event_age_in_seconds == 240 &&
-      alltrue([for target in aws_cloudwatch_event_target.this : target.retry_policy[0].maximum_event_age_in_seconds == 240])
+      aws_lambda_event_source_mapping.inbox.event_source_arn == aws_sqs_queue.inbox.arn &&
+      aws_lambda_event_source_mapping.inbox.function_name == aws_lambda_function.this.arn &&
+      aws_lambda_event_source_mapping.inbox.batch_size == 10 &&
+      aws_lambda_event_source_mapping.inbox.maximum_batching_window_in_seconds == 0 &&
+      aws_lambda_event_source_mapping.inbox.function_response_types == toset(["ReportBatchItemFailures"]) &&
+      aws_lambda_event_source_mapping.inbox.scaling_config[0].maximum_concurrency == 5
     )
-    error_message = "Events older than the default maximum age (240 s, below the 300 s heartbeat timeout) must go to the dead-letter queue."
+    error_message = "The inbox must feed the reactor: batches of 10, no window, partial batch failures reported, at most 5 concurrent invocations."
+  }
+  assert {
+    condition     = output.inbox_queue_url == aws_sqs_queue.inbox.id && output.inbox_queue_arn == "arn:aws:sqs:us-west-2:123456789012:reactor-inbox"
+    error_message = "The outputs must give the inbox's URL and ARN (for the proxy-fleet module)."
+  }
+
+  # --- Inbox queue policy: the module's rules and the proxy role, TLS only -----------
+  assert {
+    condition     = aws_sqs_queue_policy.inbox.queue_url == aws_sqs_queue.inbox.id && aws_sqs_queue_policy.inbox.policy == data.aws_iam_policy_document.inbox.json
+    error_message = "The inbox's policy must be the aws_iam_policy_document."
+  }
+  assert {
+    condition     = toset([for st in data.aws_iam_policy_document.inbox.statement : st.sid]) == toset(["EventBridgeRules", "ProxyReports", "DenyInsecureTransport"])
+    error_message = "The inbox's policy must hold exactly the rules', the proxies' and the TLS statements."
+  }
+  assert {
+    condition = one([
+      for st in data.aws_iam_policy_document.inbox.statement : st
+      if st.sid == "EventBridgeRules" && st.effect == "Allow" && st.actions == toset(["sqs:SendMessage"]) && st.resources == toset(["arn:aws:sqs:us-west-2:123456789012:reactor-inbox"]) &&
+      [for pr in st.principals : "${pr.type} ${join(",", pr.identifiers)}"] == ["Service events.amazonaws.com"] &&
+      [for c in st.condition : "${c.test} ${c.variable}"] == ["ArnEquals aws:SourceArn"] &&
+      [for c in st.condition : toset(c.values)] == [toset([for rule in aws_cloudwatch_event_rule.this : rule.arn])]
+    ]) != null
+    error_message = "EventBridge may send to the inbox only from the module's rules (aws:SourceArn)."
+  }
+  assert {
+    condition = one([
+      for st in data.aws_iam_policy_document.inbox.statement : st
+      if st.sid == "ProxyReports" && st.effect == "Allow" && st.actions == toset(["sqs:SendMessage"]) && st.resources == toset(["arn:aws:sqs:us-west-2:123456789012:reactor-inbox"]) &&
+      [for pr in st.principals : "${pr.type} ${join(",", pr.identifiers)}"] == ["AWS arn:aws:iam::123456789012:role/proxy-20260101000000000000000001"]
+    ]) != null
+    error_message = "The proxy role (its sessions) may send its reports to the inbox: sqs:SendMessage only."
+  }
+  assert {
+    condition = one([
+      for st in data.aws_iam_policy_document.inbox.statement : st
+      if st.sid == "DenyInsecureTransport" && st.effect == "Deny" && st.actions == toset(["sqs:*"]) &&
+      [for c in st.condition : "${c.test} ${c.variable}=${join(",", c.values)}"] == ["Bool aws:SecureTransport=false"]
+    ]) != null
+    error_message = "The inbox must refuse every request without TLS."
+  }
+  assert {
+    condition     = alltrue([for st in data.aws_iam_policy_document.inbox.statement : st.effect == "Deny" || st.actions == toset(["sqs:SendMessage"])])
+    error_message = "The inbox's policy may allow nothing but sqs:SendMessage."
+  }
+
+  # --- Ledger (DynamoDB) ------------------------------------------------------------
+  assert {
+    condition = (
+      aws_dynamodb_table.ledger.name == "reactor-ledger" &&
+      aws_dynamodb_table.ledger.billing_mode == "PAY_PER_REQUEST" &&
+      aws_dynamodb_table.ledger.hash_key == "id" && aws_dynamodb_table.ledger.range_key == null
+    )
+    error_message = "The ledger must be <name>-ledger, on demand, with the hash key id only."
+  }
+  assert {
+    condition     = toset([for a in aws_dynamodb_table.ledger.attribute : "${a.name}:${a.type}"]) == toset(["id:S", "open:S"])
+    error_message = "The ledger declares the attributes id and open (strings), the keys of the table and its index."
+  }
+  assert {
+    condition = [
+      for g in aws_dynamodb_table.ledger.global_secondary_index : "${g.name} ${g.hash_key} ${coalesce(g.range_key, "-")} ${g.projection_type}"
+    ] == ["open open - ALL"]
+    error_message = "The ledger needs exactly one global secondary index: open (hash key open, projection ALL), sparse over the undecided items."
+  }
+  assert {
+    condition     = aws_dynamodb_table.ledger.ttl[0].attribute_name == "expires_at" && aws_dynamodb_table.ledger.ttl[0].enabled
+    error_message = "Decided items must expire through TTL on expires_at."
+  }
+  assert {
+    condition     = aws_dynamodb_table.ledger.point_in_time_recovery[0].enabled
+    error_message = "The ledger needs point-in-time recovery."
+  }
+  assert {
+    # Without kms_key_arn the key is DynamoDB's AWS managed one (computed).
+    condition     = aws_dynamodb_table.ledger.server_side_encryption[0].enabled
+    error_message = "The ledger must be encrypted (DynamoDB's AWS managed key without kms_key_arn)."
+  }
+  assert {
+    condition     = output.ledger_table_name == "reactor-ledger" && output.ledger_table_arn == "arn:aws:dynamodb:us-west-2:123456789012:table/reactor-ledger"
+    error_message = "The outputs must name the ledger table and give its ARN."
   }
   assert {
     condition     = aws_cloudwatch_log_group.this.name == "/aws/lambda/reactor" && aws_cloudwatch_log_group.this.retention_in_days == 365
@@ -112,6 +238,23 @@ run "defaults" {
       aws_lambda_function.this.environment[0].variables["DRAIN_TIMEOUT_S"] == "120"
     )
     error_message = "The environment must carry the proxy tag, group, document and timeouts."
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this.environment[0].variables["LEDGER_TABLE"] == "reactor-ledger" &&
+      aws_lambda_function.this.environment[0].variables["LEDGER_TTL_S"] == "86400" &&
+      aws_lambda_function.this.environment[0].variables["PROXY_ROLE_ID"] == "AROA1234567890EXAMPLE" &&
+      aws_lambda_function.this.environment[0].variables["HOST_REPORT_TIMEOUT_S"] == "30"
+    )
+    error_message = "The environment must carry the ledger table, its TTL, the proxy role's unique id and the host report timeout (docs/interfaces.md)."
+  }
+  assert {
+    condition = toset(keys(aws_lambda_function.this.environment[0].variables)) == toset([
+      "POOLS", "PROXY_TAG_KEY", "PROXY_TAG_VALUE", "PROXY_GROUP", "SSM_DOCUMENT", "HEALTH_TIMEOUT_S",
+      "DRAIN_TIMEOUT_S", "LIFECYCLE_HOOKS", "MANAGED_GROUPS", "REBALANCE", "SPOT_DRAIN_TIMEOUT_S",
+      "LEDGER_TABLE", "LEDGER_TTL_S", "PROXY_ROLE_ID", "HOST_REPORT_TIMEOUT_S",
+    ])
+    error_message = "Without dns the environment must hold exactly the variables of the contract."
   }
   assert {
     condition     = aws_lambda_function.this.environment[0].variables["LIFECYCLE_HOOKS"] == "reactor-launch,reactor-terminate"
@@ -156,8 +299,8 @@ run "defaults" {
 
   # --- EventBridge patterns ------------------------------------------------------
   assert {
-    condition     = toset(keys(aws_cloudwatch_event_rule.this)) == toset(["lifecycle", "results", "commands", "spot", "reconcile"])
-    error_message = "The reactor needs the lifecycle, results, commands, spot and reconcile rules."
+    condition     = toset(keys(aws_cloudwatch_event_rule.this)) == toset(["lifecycle", "results", "spot", "reconcile"])
+    error_message = "The reactor needs the lifecycle, results, spot and reconcile rules (the commands rule is gone: hosts report through the inbox)."
   }
   assert {
     condition     = jsondecode(aws_cloudwatch_event_rule.this["lifecycle"].event_pattern).source == ["aws.autoscaling"]
@@ -179,23 +322,13 @@ run "defaults" {
     condition = toset(jsondecode(aws_cloudwatch_event_rule.this["results"].event_pattern)["detail-type"]) == toset([
       "EC2 Instance Launch Successful", "EC2 Instance Launch Unsuccessful",
       "EC2 Instance Terminate Successful", "EC2 Instance Terminate Unsuccessful",
+      "EC2 Instance Detach Successful", "EC2 Instance Detach Unsuccessful",
     ])
-    error_message = "The results rule must match launch/terminate successful/unsuccessful."
+    error_message = "The results rule must match launch/terminate/detach successful/unsuccessful."
   }
   assert {
     condition     = toset(jsondecode(aws_cloudwatch_event_rule.this["results"].event_pattern).detail.AutoScalingGroupName) == toset(["my-asg", "api-asg", "proxy-asg"])
     error_message = "The results rule must be filtered on the backend groups and the proxy group."
-  }
-  assert {
-    condition = jsondecode(aws_cloudwatch_event_rule.this["commands"].event_pattern) == {
-      source        = ["aws.ssm"]
-      "detail-type" = ["EC2 Command Status-change Notification"]
-      detail = {
-        "document-name" = ["reactor-agent"]
-        status          = ["Success", "Failed", "TimedOut", "Cancelled"]
-      }
-    }
-    error_message = "The commands rule must match the final command-level status changes of the module's document only."
   }
   assert {
     condition = jsondecode(aws_cloudwatch_event_rule.this["spot"].event_pattern) == {
@@ -209,16 +342,15 @@ run "defaults" {
     error_message = "The reconcile schedule must come from the variable."
   }
   assert {
-    condition     = alltrue([for target in aws_cloudwatch_event_target.this : target.arn == aws_lambda_function.this.arn && target.dead_letter_config[0].arn == aws_sqs_queue.dlq.arn])
-    error_message = "Every rule must target the reactor, with the dead-letter queue for undeliverable events."
+    condition = alltrue([
+      for key, target in aws_cloudwatch_event_target.this :
+      target.rule == "reactor-${key}" && target.arn == aws_sqs_queue.inbox.arn && target.arn != aws_lambda_function.this.arn && target.dead_letter_config[0].arn == aws_sqs_queue.dlq.arn
+    ])
+    error_message = "Every rule must target the inbox (not the function), with the dead-letter queue for undeliverable events."
   }
   assert {
-    condition     = alltrue([for key, permission in aws_lambda_permission.events : permission.principal == "events.amazonaws.com" && permission.source_arn == aws_cloudwatch_event_rule.this[key].arn])
-    error_message = "Every rule needs its own invoke permission, scoped to its ARN."
-  }
-  assert {
-    condition     = toset(keys(aws_lambda_permission.events)) == toset(keys(aws_cloudwatch_event_rule.this)) && toset(keys(aws_cloudwatch_event_target.this)) == toset(keys(aws_cloudwatch_event_rule.this))
-    error_message = "Every rule needs a target and an invoke permission."
+    condition     = toset(keys(aws_cloudwatch_event_target.this)) == toset(keys(aws_cloudwatch_event_rule.this))
+    error_message = "Every rule needs its target."
   }
 
   # --- IAM: least privilege ------------------------------------------------------
@@ -233,7 +365,7 @@ run "defaults" {
   assert {
     condition = toset([for s in data.aws_iam_policy_document.reactor.statement : s.sid]) == toset([
       "Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies",
-      "CommandResults", "MarkInterrupted", "DeadLetterQueue",
+      "MarkInterrupted", "Inbox", "Ledger", "LedgerOpen",
     ])
     error_message = "Without dns, kms_key_arn or active tracing the policy must hold exactly the base statements."
   }
@@ -267,8 +399,33 @@ run "defaults" {
     error_message = "ssm:SendCommand on instances must be conditioned on the proxy tag."
   }
   assert {
-    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "CommandResults"][0] == toset(["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"])
-    error_message = "The reactor must read command results and list the document's commands (the reconcile)."
+    condition     = !anytrue([for s in data.aws_iam_policy_document.reactor.statement : anytrue([for a in s.actions : contains(["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"], a)])])
+    error_message = "The reactor no longer reads command results: no ssm:GetCommandInvocation, ssm:ListCommandInvocations or ssm:ListCommands."
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "Inbox"][0] == toset(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]) &&
+      [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "Inbox"][0] == toset(["arn:aws:sqs:us-west-2:123456789012:reactor-inbox"])
+    )
+    error_message = "The event source mapping needs to receive, delete, and change the visibility of the inbox's messages, and read its attributes: on the inbox only."
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "Ledger"][0] == toset(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"]) &&
+      [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "Ledger"][0] == toset(["arn:aws:dynamodb:us-west-2:123456789012:table/reactor-ledger"])
+    )
+    error_message = "The ledger's item actions (transactions included) must be allowed on the table only."
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "LedgerOpen"][0] == toset(["dynamodb:Query"]) &&
+      [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "LedgerOpen"][0] == toset(["arn:aws:dynamodb:us-west-2:123456789012:table/reactor-ledger/index/open"])
+    )
+    error_message = "Query must be allowed on the ledger's open index only."
+  }
+  assert {
+    condition     = !anytrue([for s in data.aws_iam_policy_document.reactor.statement : anytrue([for a in s.actions : startswith(a, "sqs:") && a != "sqs:ReceiveMessage" && a != "sqs:DeleteMessage" && a != "sqs:GetQueueAttributes" && a != "sqs:ChangeMessageVisibility"])])
+    error_message = "The reactor sends to no queue (nothing invokes it asynchronously; the inbox redrives by itself)."
   }
   assert {
     condition = (
@@ -287,9 +444,9 @@ run "defaults" {
   assert {
     condition = alltrue([
       for s in data.aws_iam_policy_document.reactor.statement :
-      s.resources != toset(["*"]) || contains(["Discovery", "CommandResults"], s.sid)
+      s.resources != toset(["*"]) || s.sid == "Discovery"
     ])
-    error_message = "Only read-only discovery and command results may use Resource *."
+    error_message = "Only read-only discovery may use Resource *."
   }
   assert {
     condition = toset(flatten([
@@ -297,7 +454,6 @@ run "defaults" {
       ])) == toset([
       "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
       "autoscaling:DescribeLifecycleHooks", "autoscaling:DescribeWarmPool", "ec2:DescribeInstances",
-      "ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands",
     ])
     error_message = "The unscoped actions must be exactly the read-only ones."
   }
@@ -313,6 +469,10 @@ run "defaults" {
     )
     error_message = "Only EventBridge may send to the dead-letter queue, and only over TLS."
   }
+  assert {
+    condition     = toset([for s in data.aws_iam_policy_document.dlq.statement : one(s.condition).values if s.sid == "EventBridgeDeadLetters"][0]) == toset([for rule in aws_cloudwatch_event_rule.this : rule.arn])
+    error_message = "The dead-letter queue takes the undeliverable events of the module's rules (aws:SourceArn)."
+  }
 
   # --- SSM document: template, typed and restricted parameters -------------------
   assert {
@@ -320,12 +480,12 @@ run "defaults" {
     error_message = "The SSM document must be a schema 2.2 Command document."
   }
   assert {
-    condition     = aws_ssm_document.agent.content == jsonencode(jsondecode(templatefile("templates/ssm-document.json.tftpl", { execution_timeout = 240 })))
-    error_message = "The document must be templates/ssm-document.json.tftpl rendered with execution_timeout = health_timeout_s + drain_timeout_s + 60."
+    condition     = aws_ssm_document.agent.content == jsonencode(jsondecode(templatefile("templates/ssm-document.json.tftpl", { execution_timeout = 120 })))
+    error_message = "The document must be templates/ssm-document.json.tftpl rendered with execution_timeout = 120 (delivery only)."
   }
   assert {
     condition = (
-      jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.timeoutSeconds == "240" &&
+      jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.timeoutSeconds == "120" && output.ssm_execution_timeout == 120 &&
       length(regexall("\\$\\{", file("templates/ssm-document.json.tftpl"))) == 1 &&
       strcontains(file("templates/ssm-document.json.tftpl"), "\"timeoutSeconds\": \"$${execution_timeout}\"") &&
       !strcontains(file("templates/ssm-document.json.tftpl"), "%%{")
@@ -333,8 +493,8 @@ run "defaults" {
     error_message = "The template must use exactly one template variable, $${execution_timeout}, as the string value of timeoutSeconds (the Rust tests substitute it themselves), and no directive."
   }
   assert {
-    condition     = keys(jsondecode(aws_ssm_document.agent.content).parameters) == ["Action", "Change", "Context"]
-    error_message = "The document must have exactly the parameters Action, Change and Context."
+    condition     = keys(jsondecode(aws_ssm_document.agent.content).parameters) == ["Action", "Change"]
+    error_message = "The document must have exactly the parameters Action and Change (Context is gone)."
   }
   assert {
     condition = (
@@ -351,23 +511,11 @@ run "defaults" {
     error_message = "Action must be a String restricted to apply|sync."
   }
   assert {
-    condition = jsondecode(aws_ssm_document.agent.content).parameters.Context == {
-      type           = "String"
-      description    = "Base64 of the reactor's completion context (JSON: the lifecycle actions this change completes); the agent never reads it"
-      allowedPattern = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-      default        = ""
-    }
-    error_message = "Context must be a String restricted to base64 (padded), empty by default."
-  }
-  assert {
-    condition = alltrue([
-      for value in ["", "e30=", "eyJhIjoxfQ==", "eyJhY3Rpb25zIjpbXX0="] :
-      can(regex(jsondecode(aws_ssm_document.agent.content).parameters.Context.allowedPattern, value))
-      ]) && !anytrue([
-      for value in ["e30", "'; reboot; '", "e30=e30=", "a b="] :
-      can(regex(jsondecode(aws_ssm_document.agent.content).parameters.Context.allowedPattern, value))
+    condition = !anytrue([
+      for value in ["'; reboot; '", "e30g' x", "a b=", "$(id)"] :
+      can(regex(jsondecode(aws_ssm_document.agent.content).parameters.Change.allowedPattern, value))
     ])
-    error_message = "Context's pattern must admit empty and padded base64, and nothing else."
+    error_message = "Change's pattern must refuse anything but base64 characters."
   }
   assert {
     condition     = can(regex(jsondecode(aws_ssm_document.agent.content).parameters.Change.allowedPattern, jsondecode(aws_ssm_document.agent.content).parameters.Change.default))
@@ -378,15 +526,21 @@ run "defaults" {
     error_message = "The apply command must be the one of docs/interfaces.md."
   }
   assert {
-    condition     = contains(jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand, "  sync) exec /usr/local/bin/agent sync --json ;;")
-    error_message = "The sync command must be the one of docs/interfaces.md."
+    condition     = contains(jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand, "  sync) exec /usr/local/bin/agent sync --json --no-wait ;;")
+    error_message = "The sync command must be the one of the contract (returns at once: --no-wait)."
+  }
+  assert {
+    condition = !anytrue([
+      for line in jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand : strcontains(line, "--wait")
+    ])
+    error_message = "apply must return once the service accepted the change: never --wait."
   }
   assert {
     condition = alltrue([
       for line in jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.runCommand :
       alltrue([for p in regexall("\\{\\{ *([A-Za-z]+) *\\}\\}", line) : contains(["Action", "Change"], p[0])])
     ])
-    error_message = "The script may only use the restricted parameters Action and Change (never Context)."
+    error_message = "The script may only use the restricted parameters Action and Change."
   }
 
   # --- Alarms and dashboard ----------------------------------------------------------
@@ -424,20 +578,55 @@ run "defaults" {
     error_message = "The pending-action alarm must fire when PendingActionMaxAge exceeds pending_action_alarm_s (600), over one reconcile period."
   }
   assert {
-    condition     = alltrue([for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age] : length(alarm.alarm_actions) == 0 && length(alarm.ok_actions) == 0])
+    condition = (
+      aws_cloudwatch_metric_alarm.hosts_dropped.namespace == "HaproxyAsg" &&
+      aws_cloudwatch_metric_alarm.hosts_dropped.metric_name == "HostsDropped" &&
+      aws_cloudwatch_metric_alarm.hosts_dropped.dimensions == tomap({ Function = "reactor" }) &&
+      aws_cloudwatch_metric_alarm.hosts_dropped.statistic == "Sum" &&
+      aws_cloudwatch_metric_alarm.hosts_dropped.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.hosts_dropped.threshold == 0 &&
+      aws_cloudwatch_metric_alarm.hosts_dropped.evaluation_periods == 1
+    )
+    error_message = "The hosts-dropped alarm must fire on any HostsDropped in a period."
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.inbox_age.namespace == "AWS/SQS" &&
+      aws_cloudwatch_metric_alarm.inbox_age.metric_name == "ApproximateAgeOfOldestMessage" &&
+      aws_cloudwatch_metric_alarm.inbox_age.dimensions == tomap({ QueueName = "reactor-inbox" }) &&
+      aws_cloudwatch_metric_alarm.inbox_age.statistic == "Maximum" &&
+      aws_cloudwatch_metric_alarm.inbox_age.comparison_operator == "GreaterThanThreshold" &&
+      aws_cloudwatch_metric_alarm.inbox_age.threshold == 300
+    )
+    error_message = "The inbox-age alarm must fire when the inbox's oldest message is older than inbox_age_alarm_s (300)."
+  }
+  assert {
+    condition     = alltrue([for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age, aws_cloudwatch_metric_alarm.hosts_dropped, aws_cloudwatch_metric_alarm.inbox_age] : length(alarm.alarm_actions) == 0 && length(alarm.ok_actions) == 0])
     error_message = "Without alarm_sns_topic_arn the alarms must have no actions."
   }
   assert {
-    condition     = output.alarm_names == { dead_letter_queue = "reactor-dead-letters", errors = "reactor-errors", pending_action_age = "reactor-pending-action-age" } && output.dashboard_name == "reactor"
+    condition = output.alarm_names == {
+      dead_letter_queue  = "reactor-dead-letters"
+      errors             = "reactor-errors"
+      pending_action_age = "reactor-pending-action-age"
+      hosts_dropped      = "reactor-hosts-dropped"
+      inbox_age          = "reactor-inbox-age"
+    } && output.dashboard_name == "reactor"
     error_message = "The outputs must name the alarms and the dashboard."
   }
   assert {
-    condition     = output.alarm_arns == { for key, alarm in { dead_letter_queue = aws_cloudwatch_metric_alarm.dead_letter_queue, errors = aws_cloudwatch_metric_alarm.errors, pending_action_age = aws_cloudwatch_metric_alarm.pending_action_age } : key => alarm.arn }
+    condition = output.alarm_arns == { for key, alarm in {
+      dead_letter_queue  = aws_cloudwatch_metric_alarm.dead_letter_queue
+      errors             = aws_cloudwatch_metric_alarm.errors
+      pending_action_age = aws_cloudwatch_metric_alarm.pending_action_age
+      hosts_dropped      = aws_cloudwatch_metric_alarm.hosts_dropped
+      inbox_age          = aws_cloudwatch_metric_alarm.inbox_age
+    } : key => alarm.arn }
     error_message = "alarm_arns must give each alarm's ARN under the keys of alarm_names."
   }
   assert {
     condition = alltrue([
-      for metric in ["Events", "LifecycleDecisions", "HostFailures", "InvocationDuration", "EventToDispatch", "PendingActions", "PendingActionMaxAge"] :
+      for metric in ["Events", "LifecycleDecisions", "HostFailures", "InvocationDuration", "EventToDispatch", "PendingActions", "PendingActionMaxAge", "HostsDropped", "ForgedReports", "ReportsApplied"] :
       anytrue(flatten([
         for widget in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
           for row in widget.properties.metrics :
@@ -450,14 +639,14 @@ run "defaults" {
   }
   assert {
     condition = alltrue([
-      for want in [["AWS/Lambda", "Errors"], ["AWS/Lambda", "Duration"], ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]] :
+      for want in [["AWS/Lambda", "Errors", "reactor"], ["AWS/Lambda", "Duration", "reactor"], ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "reactor-dlq"], ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "reactor-inbox"], ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "reactor-inbox"], ["AWS/SQS", "ApproximateAgeOfOldestMessage", "reactor-inbox"]] :
       anytrue(flatten([
         for widget in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
-          for row in widget.properties.metrics : try(row[0], "") == want[0] && try(row[1], "") == want[1]
+          for row in widget.properties.metrics : try(row[0], "") == want[0] && try(row[1], "") == want[1] && try(row[3], "") == want[2]
         ]
       ]))
     ])
-    error_message = "The dashboard must show the Lambda's errors and duration and the dead-letter queue's depth."
+    error_message = "The dashboard must show the Lambda's errors and duration, the inbox's depth and age and the dead-letter queue's depth."
   }
 }
 
@@ -552,78 +741,63 @@ run "unmanaged_group_ignored" {
   }
 }
 
-run "command_success_matches" {
+run "detach_successful_matches" {
   command = plan
   module {
     source = "./tests/event-match"
   }
   variables {
-    pattern = run.defaults.event_patterns["commands"]
-    event   = file("tests/events/command-success.json")
+    pattern = run.defaults.event_patterns["results"]
+    event   = file("tests/events/detach-successful.json")
   }
   assert {
     condition     = output.matches
-    error_message = "A Success of the module's document must match the commands rule."
+    error_message = "A backend group's Detach Successful must match the results rule (a detached instance leaves the pools)."
   }
 }
 
-run "command_failed_matches" {
+run "detach_unsuccessful_proxy_matches" {
   command = plan
   module {
     source = "./tests/event-match"
   }
   variables {
-    pattern = run.defaults.event_patterns["commands"]
-    event   = file("tests/events/command-failed.json")
+    pattern = run.defaults.event_patterns["results"]
+    event   = file("tests/events/detach-unsuccessful-proxy.json")
   }
   assert {
     condition     = output.matches
-    error_message = "A Failed of the module's document must match the commands rule."
+    error_message = "The proxy group's Detach Unsuccessful must match the results rule."
   }
 }
 
-run "command_in_progress_ignored" {
+run "detach_unmanaged_ignored" {
   command = plan
   module {
     source = "./tests/event-match"
   }
   variables {
-    pattern = run.defaults.event_patterns["commands"]
-    event   = file("tests/events/command-in-progress.json")
+    pattern = run.defaults.event_patterns["results"]
+    event   = file("tests/events/detach-successful-unmanaged.json")
   }
   assert {
     condition     = !output.matches
-    error_message = "InProgress is no final state: it must not match the commands rule."
+    error_message = "Another group's detach must not reach the reactor."
   }
 }
 
-run "other_document_ignored" {
+run "detach_not_lifecycle" {
   command = plan
   module {
     source = "./tests/event-match"
   }
   variables {
-    pattern = run.defaults.event_patterns["commands"]
-    event   = file("tests/events/command-other-document.json")
+    pattern = run.defaults.event_patterns["lifecycle"]
+    event   = file("tests/events/detach-successful.json")
   }
   assert {
     condition     = !output.matches
-    error_message = "Another document's commands must not reach the reactor."
-  }
-}
-
-run "command_invocation_ignored" {
-  command = plan
-  module {
-    source = "./tests/event-match"
-  }
-  variables {
-    pattern = run.defaults.event_patterns["commands"]
-    event   = file("tests/events/command-invocation-success.json")
-  }
-  assert {
-    condition     = !output.matches
-    error_message = "Per-host invocation events must not match the commands rule (the command-level event completes the change)."
+    error_message = "A detach result must not match the lifecycle rule."
   }
 }
 
@@ -767,11 +941,17 @@ run "alarm_topic" {
     alarm_sns_topic_arn    = "arn:aws:sns:us-west-2:123456789012:ops"
     pending_action_alarm_s = 1800
     reconcile_schedule     = "rate(2 minutes)"
+    inbox_age_alarm_s      = 900
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.inbox_age.threshold == 900
+    error_message = "The inbox-age alarm takes its threshold from inbox_age_alarm_s."
   }
 
   assert {
     condition = alltrue([
-      for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age] :
+      for alarm in [aws_cloudwatch_metric_alarm.dead_letter_queue, aws_cloudwatch_metric_alarm.errors, aws_cloudwatch_metric_alarm.pending_action_age, aws_cloudwatch_metric_alarm.hosts_dropped, aws_cloudwatch_metric_alarm.inbox_age] :
       alarm.alarm_actions == toset(["arn:aws:sns:us-west-2:123456789012:ops"]) && alarm.ok_actions == toset(["arn:aws:sns:us-west-2:123456789012:ops"])
     ])
     error_message = "With alarm_sns_topic_arn every alarm must notify the topic."
@@ -821,8 +1001,8 @@ run "arm64_with_dns" {
   }
 }
 
-# A one-hour drain: the change outlives the hook's heartbeat timeout, which is fine when
-# the reconcile heartbeats at least twice per timeout.
+# A one-hour drain: the lifecycle action outlives the hook's heartbeat timeout, which is
+# fine when the reconcile heartbeats at least twice per timeout.
 run "long_drain" {
   command = plan
 
@@ -833,8 +1013,8 @@ run "long_drain" {
   }
 
   assert {
-    condition     = jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.timeoutSeconds == "3720" && output.ssm_execution_timeout == 3720
-    error_message = "timeoutSeconds must be health_timeout_s + drain_timeout_s + 60."
+    condition     = jsondecode(aws_ssm_document.agent.content).mainSteps[0].inputs.timeoutSeconds == "120" && output.ssm_execution_timeout == 120
+    error_message = "timeoutSeconds is a fixed 120 (delivery only), whatever the drain and health timeouts."
   }
   assert {
     condition     = aws_lambda_function.this.environment[0].variables["DRAIN_TIMEOUT_S"] == "3600"
@@ -860,7 +1040,7 @@ run "heartbeat_free_of_schedule_when_change_fits" {
   }
   assert {
     condition     = aws_cloudwatch_event_rule.this["reconcile"].schedule_expression == "rate(30 minutes)"
-    error_message = "A 240 s change within a 300 s heartbeat timeout must accept any reconcile period."
+    error_message = "A 240 s lifecycle action within a 300 s heartbeat timeout must accept any reconcile period."
   }
 }
 
@@ -1014,4 +1194,209 @@ run "architecture_validated" {
     architecture = "i386"
   }
   expect_failures = [var.architecture]
+}
+
+# --- The inbox's event source mapping, the ledger's key: tuned and validated ----------
+
+# Batches above 10 with a batching window (AWS's rule), a longer Lambda timeout, a
+# customer-managed key: the queues, the table and the role follow.
+run "inbox_tuned_with_kms" {
+  command = plan
+
+  variables {
+    timeout                        = 120
+    inbox_batch_size               = 100
+    inbox_batching_window_s        = 5
+    inbox_max_concurrency          = 20
+    reserved_concurrent_executions = 20
+    host_report_timeout_s          = 45
+    ledger_ttl_s                   = 172800
+    kms_key_arn                    = "arn:aws:kms:us-west-2:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
+  }
+
+  assert {
+    condition = (
+      aws_lambda_event_source_mapping.inbox.batch_size == 100 &&
+      aws_lambda_event_source_mapping.inbox.maximum_batching_window_in_seconds == 5 &&
+      aws_lambda_event_source_mapping.inbox.scaling_config[0].maximum_concurrency == 20
+    )
+    error_message = "The event source mapping must take batch size, window and maximum concurrency from the variables."
+  }
+  assert {
+    condition     = aws_sqs_queue.inbox.visibility_timeout_seconds == 6 * 120 + 5
+    error_message = "The inbox's visibility timeout must follow the Lambda timeout and the batching window."
+  }
+  assert {
+    condition = (
+      aws_sqs_queue.inbox.kms_master_key_id == "arn:aws:kms:us-west-2:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab" &&
+      aws_sqs_queue.dlq.kms_master_key_id == "arn:aws:kms:us-west-2:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab" &&
+      aws_dynamodb_table.ledger.server_side_encryption[0].enabled && aws_dynamodb_table.ledger.server_side_encryption[0].kms_key_arn == "arn:aws:kms:us-west-2:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
+    )
+    error_message = "With kms_key_arn the queues and the ledger must be encrypted with that key."
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "Kms"][0] == toset(["arn:aws:kms:us-west-2:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"])
+    error_message = "With kms_key_arn the role must be allowed the key (the inbox's and the ledger's data)."
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this.environment[0].variables["HOST_REPORT_TIMEOUT_S"] == "45" &&
+      aws_lambda_function.this.environment[0].variables["LEDGER_TTL_S"] == "172800"
+    )
+    error_message = "HOST_REPORT_TIMEOUT_S and LEDGER_TTL_S must come from the variables."
+  }
+}
+
+run "unreserved_concurrency_takes_any_maximum" {
+  command = plan
+  variables {
+    reserved_concurrent_executions = -1
+    inbox_max_concurrency          = 1000
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.inbox.scaling_config[0].maximum_concurrency == 1000
+    error_message = "Without reserved concurrency any maximum concurrency up to 1000 is accepted."
+  }
+}
+
+run "batch_above_ten_needs_window" {
+  command = plan
+  variables {
+    inbox_batch_size = 11
+  }
+  expect_failures = [var.inbox_batching_window_s]
+}
+
+run "batch_size_lower_bound" {
+  command = plan
+  variables {
+    inbox_batch_size = 0
+  }
+  expect_failures = [var.inbox_batch_size]
+}
+
+run "batch_size_upper_bound" {
+  command = plan
+  variables {
+    inbox_batch_size        = 10001
+    inbox_batching_window_s = 1
+  }
+  expect_failures = [var.inbox_batch_size]
+}
+
+run "batching_window_upper_bound" {
+  command = plan
+  variables {
+    inbox_batching_window_s = 301
+  }
+  expect_failures = [var.inbox_batching_window_s]
+}
+
+run "max_concurrency_lower_bound" {
+  command = plan
+  variables {
+    inbox_max_concurrency = 1
+  }
+  expect_failures = [var.inbox_max_concurrency]
+}
+
+run "max_concurrency_upper_bound" {
+  command = plan
+  variables {
+    reserved_concurrent_executions = -1
+    inbox_max_concurrency          = 1001
+  }
+  expect_failures = [var.inbox_max_concurrency]
+}
+
+run "max_concurrency_above_reserved" {
+  command = plan
+  variables {
+    inbox_max_concurrency = 11
+  }
+  expect_failures = [var.inbox_max_concurrency]
+}
+
+run "inbox_age_alarm_validated" {
+  command = plan
+  variables {
+    inbox_age_alarm_s = 59
+  }
+  expect_failures = [var.inbox_age_alarm_s]
+}
+
+run "host_report_timeout_lower_bound" {
+  command = plan
+  variables {
+    host_report_timeout_s = 0
+  }
+  expect_failures = [var.host_report_timeout_s]
+}
+
+run "host_report_timeout_upper_bound" {
+  command = plan
+  variables {
+    host_report_timeout_s = 3601
+  }
+  expect_failures = [var.host_report_timeout_s]
+}
+
+run "ledger_ttl_lower_bound" {
+  command = plan
+  variables {
+    ledger_ttl_s = 3599
+  }
+  expect_failures = [var.ledger_ttl_s]
+}
+
+run "ledger_ttl_upper_bound" {
+  command = plan
+  variables {
+    ledger_ttl_s = 31536001
+  }
+  expect_failures = [var.ledger_ttl_s]
+}
+
+# A decided item must outlive the oldest event EventBridge may still deliver.
+run "ledger_ttl_below_event_age" {
+  command = plan
+  variables {
+    heartbeat_timeout            = 7200
+    maximum_event_age_in_seconds = 7200
+    ledger_ttl_s                 = 3600
+  }
+  expect_failures = [var.ledger_ttl_s]
+}
+
+run "proxy_role_arn_validated" {
+  command = plan
+  variables {
+    proxy_role_arn = "proxy-role"
+  }
+  expect_failures = [var.proxy_role_arn]
+}
+
+run "proxy_role_arn_not_a_user" {
+  command = plan
+  variables {
+    proxy_role_arn = "arn:aws:iam::123456789012:user/proxy"
+  }
+  expect_failures = [var.proxy_role_arn]
+}
+
+run "proxy_role_id_validated" {
+  command = plan
+  variables {
+    proxy_role_id = "proxy-20260101000000000000000001"
+  }
+  expect_failures = [var.proxy_role_id]
+}
+
+# A user's unique id (AIDA...) is no role's: its sessions could never be a proxy's.
+run "proxy_role_id_not_a_user_id" {
+  command = plan
+  variables {
+    proxy_role_id = "AIDA1234567890EXAMPLE"
+  }
+  expect_failures = [var.proxy_role_id]
 }

@@ -122,7 +122,9 @@ def inventory() -> dict[str, list[str]]:
         "iam instance profiles": [p["InstanceProfileName"] for p in pages("iam", "list_instance_profiles", "InstanceProfiles")],
         "iam customer policies": [p["Arn"] for p in pages("iam", "list_policies", "Policies", Scope="Local")],
         "lambda functions": [f["FunctionName"] for f in pages("lambda", "list_functions", "Functions")],
+        "lambda event source mappings": [m["UUID"] for m in pages("lambda", "list_event_source_mappings", "EventSourceMappings")],
         "sqs queues": client("sqs").list_queues().get("QueueUrls", []),
+        "dynamodb tables": pages("dynamodb", "list_tables", "TableNames"),
         "ssm documents (own)": [
             d["Name"] for d in pages("ssm", "list_documents", "DocumentIdentifiers", Filters=[{"Key": "Owner", "Values": ["Self"]}])
         ],
@@ -216,6 +218,12 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
     reactor = function  # the reactor module's name: prefix of its rules, hooks, role
     function_arn = attr("module.reactor.aws_lambda_function.this", "arn")
     dlq_arn = attr("module.reactor.aws_sqs_queue.dlq", "arn")
+    inbox_arn = attr("module.reactor.aws_sqs_queue.inbox", "arn")
+    inbox_url = outputs["reactor_inbox_queue_url"]
+    ledger = outputs["reactor_ledger_table_name"]
+    proxy_role_name = attr("module.proxy_fleet.aws_iam_role.instance", "name")
+    proxy_role_arn = attr("module.proxy_fleet.aws_iam_role.instance", "arn")
+    sqs, ddb = client("sqs"), client("dynamodb")
 
     # --- lifecycle hooks on the backend group
     def hooks() -> str | None:
@@ -246,7 +254,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
     c.check(f"no lifecycle hook on the proxy group {proxy_group}", proxy_group_no_hooks)
 
     # --- EventBridge rules and targets
-    rule_keys = ["lifecycle", "results", "commands", "spot", "reconcile"]
+    rule_keys = ["lifecycle", "results", "spot", "reconcile"]
 
     def rules() -> str | None:
         names = {r["Name"]: r for r in events.list_rules(NamePrefix=f"{reactor}-")["Rules"]}
@@ -262,11 +270,10 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         groups = pattern["results"]["detail"]["AutoScalingGroupName"]
         if backend not in groups or proxy_group not in groups:
             return f"results rule groups {groups}, want {backend} and {proxy_group}"
-        commands = pattern["commands"]
-        if commands["source"] != ["aws.ssm"] or commands["detail"]["document-name"] != [document]:
-            return f"commands rule pattern {commands} does not select the document {document}"
-        if sorted(commands["detail"]["status"]) != ["Cancelled", "Failed", "Success", "TimedOut"]:
-            return f"commands rule statuses {commands['detail']['status']}"
+        results = sorted(pattern["results"]["detail-type"])
+        want_results = sorted(f"EC2 Instance {what} {how}" for what in ("Launch", "Terminate", "Detach") for how in ("Successful", "Unsuccessful"))
+        if results != want_results:
+            return f"results rule detail-type {results}, want {want_results}"
         if pattern["spot"]["source"] != ["aws.ec2"]:
             return f"spot rule pattern {pattern['spot']}"
         schedule = names[f"{reactor}-reconcile"].get("ScheduleExpression")
@@ -275,7 +282,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         disabled = [n for n, r in names.items() if r.get("State") != "ENABLED"]
         return expect(not disabled, f"rules not ENABLED: {disabled}")
 
-    c.check("EventBridge rules: lifecycle (backend group), results (+ proxy group), commands (the document's final states), spot, reconcile rate(5 minutes)", rules)
+    c.check("EventBridge rules: lifecycle (backend group), results (launch/terminate/detach, + proxy group), spot, reconcile rate(5 minutes); no commands rule", rules)
 
     def targets() -> str | None:
         for key in rule_keys:
@@ -283,8 +290,8 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             if len(found) != 1:
                 return f"rule {key}: {len(found)} targets, want 1"
             t = found[0]
-            if t["Id"] != "reactor" or t["Arn"] != function_arn:
-                return f"rule {key}: target {t['Id']} -> {t['Arn']}, want reactor -> {function_arn}"
+            if t["Id"] != "reactor" or t["Arn"] != inbox_arn:
+                return f"rule {key}: target {t['Id']} -> {t['Arn']}, want reactor -> the inbox {inbox_arn}"
             if (t.get("DeadLetterConfig") or {}).get("Arn") != dlq_arn:
                 return f"rule {key}: dead-letter queue {t.get('DeadLetterConfig')}, want {dlq_arn}"
             retry = t.get("RetryPolicy") or {}
@@ -292,22 +299,134 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
                 return f"rule {key}: retry policy {retry}, want 240 s / 185 attempts"
         return None
 
-    c.check("EventBridge targets: each rule -> the reactor Lambda, dead letters to the DLQ, retry 240 s / 185", targets)
+    c.check("EventBridge targets: each rule -> the inbox (not the Lambda), dead letters to the DLQ, retry 240 s / 185", targets)
+
+    try:
+        rule_arns = sorted(events.describe_rule(Name=f"{reactor}-{k}")["Arn"] for k in rule_keys)
+    except Exception as exc:  # the rules check above says what is missing
+        rule_arns = [f"<rules not readable: {type(exc).__name__}>"]
 
     def permissions() -> str | None:
-        policy = json.loads(lam.get_policy(FunctionName=function)["Policy"])
-        sources = {}
-        for statement in policy["Statement"]:
-            principal = statement.get("Principal")
-            service = principal.get("Service") if isinstance(principal, dict) else principal
-            arn = (statement.get("Condition") or {}).get("ArnLike", {}).get("AWS:SourceArn")
-            if service == "events.amazonaws.com" and statement.get("Action") == "lambda:InvokeFunction":
-                sources[statement["Sid"]] = arn
-        rule_arns = {k: events.describe_rule(Name=f"{reactor}-{k}")["Arn"] for k in rule_keys}
-        want = {f"AllowEventBridge-{k}": rule_arns[k] for k in rule_keys}
-        return expect(sources == want, f"invoke permissions {sources}, want {want}")
+        try:
+            policy = json.loads(lam.get_policy(FunctionName=function)["Policy"])
+        except lam.exceptions.ResourceNotFoundException:
+            return None  # no resource policy at all
+        statements = [s.get("Sid") for s in policy.get("Statement", [])]
+        return expect(not statements, f"the function has a resource policy {statements}: nothing invokes it but its event source mapping")
 
-    c.check("Lambda permissions: events.amazonaws.com may invoke the reactor from each rule (and only from it)", permissions)
+    c.check("Lambda permissions: none (EventBridge no longer invokes the reactor; the inbox's event source mapping does)", permissions)
+
+    # --- the inbox, its policy and redrive; the dead-letter queue's policy
+    def as_list(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    def queue_policy(url: str) -> dict[str, dict[str, Any]]:
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]
+        return {s["Sid"]: s for s in json.loads(attrs.get("Policy") or "{}").get("Statement", [])}
+
+    def inbox() -> str | None:
+        if not inbox_url.rstrip("/").endswith(f"/{reactor}-inbox"):
+            return f"inbox URL {inbox_url}, want .../{reactor}-inbox"
+        attrs = sqs.get_queue_attributes(QueueUrl=inbox_url, AttributeNames=["All"])["Attributes"]
+        if attrs.get("QueueArn") != inbox_arn:
+            return f"QueueArn {attrs.get('QueueArn')}, want {inbox_arn}"
+        if attrs.get("VisibilityTimeout") != "360":
+            return f"VisibilityTimeout {attrs.get('VisibilityTimeout')}, want 360 (6 x the 60 s Lambda timeout)"
+        if str(attrs.get("SqsManagedSseEnabled")).lower() != "true":
+            return f"SqsManagedSseEnabled {attrs.get('SqsManagedSseEnabled')}, want true"
+        redrive = json.loads(attrs.get("RedrivePolicy") or "{}")
+        if redrive.get("deadLetterTargetArn") != dlq_arn or int(redrive.get("maxReceiveCount", 0)) != 5:
+            return f"RedrivePolicy {redrive}, want {dlq_arn} after 5 receives"
+        if attrs.get("FifoQueue") == "true":
+            return "the inbox is a FIFO queue, want a standard one"
+        return None
+
+    c.check(f"inbox {reactor}-inbox: standard, SSE-SQS, visibility 360 s, redrive to the DLQ after 5 receives", inbox)
+
+    def inbox_policy() -> str | None:
+        sids = queue_policy(inbox_url)
+        if set(sids) != {"EventBridgeRules", "ProxyReports", "DenyInsecureTransport"}:
+            return f"statements {sorted(sids)}, want EventBridgeRules, ProxyReports, DenyInsecureTransport"
+        rules_st, proxy_st, tls_st = sids["EventBridgeRules"], sids["ProxyReports"], sids["DenyInsecureTransport"]
+        if (rules_st.get("Principal") or {}).get("Service") != "events.amazonaws.com" or as_list(rules_st["Action"]) != ["sqs:SendMessage"]:
+            return f"EventBridgeRules {rules_st}"
+        sources = sorted(as_list((rules_st.get("Condition") or {}).get("ArnEquals", {}).get("aws:SourceArn", [])))
+        if sources != rule_arns:
+            return f"EventBridgeRules aws:SourceArn {sources}, want the rules {rule_arns}"
+        if as_list((proxy_st.get("Principal") or {}).get("AWS")) != [proxy_role_arn] or as_list(proxy_st["Action"]) != ["sqs:SendMessage"] or proxy_st.get("Condition"):
+            return f"ProxyReports {proxy_st}, want sqs:SendMessage for {proxy_role_arn}"
+        if tls_st.get("Effect") != "Deny" or (tls_st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") != "false":
+            return f"DenyInsecureTransport {tls_st}"
+        allowed = [s for s in sids.values() if s.get("Effect") == "Allow" and as_list(s["Action"]) != ["sqs:SendMessage"]]
+        return expect(not allowed, f"statements allowing more than sqs:SendMessage: {allowed}")
+
+    c.check("inbox policy: sqs:SendMessage for EventBridge from the module's rules (aws:SourceArn) and for the proxy role, nobody else; TLS only", inbox_policy)
+
+    def dlq_policy() -> str | None:
+        dlq_url = outputs["reactor_dead_letter_queue_url"]
+        sids = queue_policy(dlq_url)
+        st = sids.get("EventBridgeDeadLetters") or {}
+        sources = sorted(as_list((st.get("Condition") or {}).get("ArnEquals", {}).get("aws:SourceArn", [])))
+        if sources != rule_arns:
+            return f"EventBridgeDeadLetters aws:SourceArn {sources}, want the rules {rule_arns}"
+        return expect((sids.get("DenyInsecureTransport") or {}).get("Effect") == "Deny", "no DenyInsecureTransport statement")
+
+    c.check("dead-letter queue policy: EventBridge from the module's rules (the targets' dead letters), TLS only", dlq_policy)
+
+    def event_source_mapping() -> str | None:
+        # By the queue: moto 5.2.5 filters FunctionName against the name or ARN the mapping
+        # was created with (Terraform gives the ARN), AWS against both.
+        found = lam.list_event_source_mappings(EventSourceArn=inbox_arn)["EventSourceMappings"]
+        if len(found) != 1:
+            return f"{len(found)} event source mappings on the inbox {inbox_arn}, want 1"
+        m = lam.get_event_source_mapping(UUID=found[0]["UUID"])
+        got = {
+            "EventSourceArn": m.get("EventSourceArn"),
+            "BatchSize": m.get("BatchSize"),
+            # Absent means the default, 0 for SQS (moto 5.2.5 answers null when none was sent).
+            "MaximumBatchingWindowInSeconds": m.get("MaximumBatchingWindowInSeconds") or 0,
+            "FunctionResponseTypes": m.get("FunctionResponseTypes"),
+            "MaximumConcurrency": (m.get("ScalingConfig") or {}).get("MaximumConcurrency"),
+        }
+        want = {
+            "EventSourceArn": inbox_arn,
+            "BatchSize": 10,
+            "MaximumBatchingWindowInSeconds": 0,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "MaximumConcurrency": 5,
+        }
+        if got != want:
+            return f"event source mapping {got}, want {want}"
+        return expect(m.get("FunctionArn") == function_arn, f"mapping invokes {m.get('FunctionArn')}, want {function_arn}")
+
+    c.check("event source mapping: the inbox -> the reactor, batch 10, no window, ReportBatchItemFailures, maximum concurrency 5", event_source_mapping)
+
+    # --- the lifecycle ledger
+    def ledger_table() -> str | None:
+        t = ddb.describe_table(TableName=ledger)["Table"]
+        if t.get("KeySchema") != [{"AttributeName": "id", "KeyType": "HASH"}]:
+            return f"key schema {t.get('KeySchema')}, want id (HASH) only"
+        if (t.get("BillingModeSummary") or {}).get("BillingMode") != "PAY_PER_REQUEST":
+            return f"billing {t.get('BillingModeSummary')}, want PAY_PER_REQUEST"
+        attrs = sorted((a["AttributeName"], a["AttributeType"]) for a in t.get("AttributeDefinitions", []))
+        if attrs != [("id", "S"), ("open", "S")]:
+            return f"attributes {attrs}, want id (S), open (S)"
+        gsis = [
+            (g["IndexName"], g["KeySchema"], g["Projection"].get("ProjectionType"))
+            for g in t.get("GlobalSecondaryIndexes", [])
+        ]
+        if gsis != [("open", [{"AttributeName": "open", "KeyType": "HASH"}], "ALL")]:
+            return f"global secondary indexes {gsis}, want open (hash open, projection ALL)"
+        if (t.get("SSEDescription") or {}).get("Status") not in ("ENABLED", "ENABLING"):
+            return f"SSE {t.get('SSEDescription')}, want enabled"
+        ttl = ddb.describe_time_to_live(TableName=ledger)["TimeToLiveDescription"]
+        if (ttl.get("AttributeName"), ttl.get("TimeToLiveStatus")) != ("expires_at", "ENABLED"):
+            return f"TTL {ttl}, want expires_at ENABLED"
+        pitr = ddb.describe_continuous_backups(TableName=ledger)["ContinuousBackupsDescription"]
+        status = (pitr.get("PointInTimeRecoveryDescription") or {}).get("PointInTimeRecoveryStatus")
+        return expect(status == "ENABLED", f"point-in-time recovery {status}, want ENABLED")
+
+    c.check(f"ledger {ledger}: on demand, hash key id, sparse GSI open (ALL), TTL expires_at, PITR, SSE", ledger_table)
 
     # --- the Lambda itself
     def function_config() -> str | None:
@@ -320,6 +439,10 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             "LIFECYCLE_HOOKS": f"{reactor}-launch,{reactor}-terminate",
             "PROXY_TAG_KEY": "haproxy-asg:fleet",
             "PROXY_TAG_VALUE": proxy_group,
+            "LEDGER_TABLE": ledger,
+            "LEDGER_TTL_S": "86400",
+            "PROXY_ROLE_ID": iam.get_role(RoleName=proxy_role_name)["Role"]["RoleId"],
+            "HOST_REPORT_TIMEOUT_S": "30",
         }
         wrong = {k: env.get(k) for k, v in want_env.items() if env.get(k) != v}
         if wrong:
@@ -329,21 +452,42 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             return f"POOLS {pools}"
         if conf.get("Handler") != "bootstrap" or conf.get("Runtime") != "provided.al2023":
             return f"handler/runtime {conf.get('Handler')}/{conf.get('Runtime')}, want bootstrap/provided.al2023"
-        if (conf.get("DeadLetterConfig") or {}).get("TargetArn") != dlq_arn:
-            return f"dead-letter config {conf.get('DeadLetterConfig')}, want {dlq_arn}"
+        if (conf.get("DeadLetterConfig") or {}).get("TargetArn"):
+            return f"dead-letter config {conf.get('DeadLetterConfig')}, want none (nothing invokes the function asynchronously)"
         if conf.get("Role") != attr("module.reactor.aws_iam_role.this", "arn"):
             return f"role {conf.get('Role')}"
         log_group = (conf.get("LoggingConfig") or {}).get("LogGroup")
         return expect(log_group == f"/aws/lambda/{function}", f"log group {log_group}")
 
-    c.check("reactor Lambda: bootstrap on provided.al2023, environment (document, groups, hooks, tag, POOLS), DLQ, role, log group", function_config)
+    c.check("reactor Lambda: bootstrap on provided.al2023, environment (document, groups, hooks, tag, POOLS, ledger, proxy role id = the proxy role's RoleId, report timeout), no DLQ config, role, log group", function_config)
 
     def invoke_config() -> str | None:
-        conf = lam.get_function_event_invoke_config(FunctionName=function)
-        got = (conf.get("MaximumRetryAttempts"), conf.get("MaximumEventAgeInSeconds"))
-        return expect(got == (2, 240), f"retries/age {got}, want (2, 240)")
+        try:
+            conf = lam.get_function_event_invoke_config(FunctionName=function)
+        except lam.exceptions.ResourceNotFoundException:
+            return None
+        return f"an asynchronous invocation config {conf}: nothing invokes the function asynchronously any more"
 
-    c.check("reactor Lambda asynchronous invocation: 2 retries, events up to 240 s old", invoke_config)
+    c.check("reactor Lambda: no asynchronous invocation config", invoke_config)
+
+    # --- the alarms on the new path
+    def alarms() -> str | None:
+        cw = client("cloudwatch")
+        found = {a["AlarmName"]: a for a in cw.describe_alarms(AlarmNamePrefix=f"{reactor}-")["MetricAlarms"]}
+        want = {
+            f"{reactor}-hosts-dropped": ("HaproxyAsg", "HostsDropped", "Sum", 0.0, [{"Name": "Function", "Value": reactor}]),
+            f"{reactor}-inbox-age": ("AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", 300.0, [{"Name": "QueueName", "Value": f"{reactor}-inbox"}]),
+        }
+        for name, (namespace, metric, statistic, threshold, dimensions) in want.items():
+            a = found.get(name)
+            if not a:
+                return f"no alarm {name} (alarms: {sorted(found)})"
+            got = (a.get("Namespace"), a.get("MetricName"), a.get("Statistic"), a.get("Threshold"), a.get("Dimensions"))
+            if got != (namespace, metric, statistic, threshold, dimensions) or a.get("ComparisonOperator") != "GreaterThanThreshold":
+                return f"{name}: {got} {a.get('ComparisonOperator')}, want {(namespace, metric, statistic, threshold, dimensions)} GreaterThanThreshold"
+        return None
+
+    c.check(f"alarms {reactor}-hosts-dropped (HostsDropped > 0) and {reactor}-inbox-age (oldest inbox message > 300 s)", alarms)
 
     # --- the SSM document
     def ssm_document() -> str | None:
@@ -351,8 +495,8 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         if desc["DocumentType"] != "Command" or desc.get("TargetType") != "/AWS::EC2::Instance":
             return f"type {desc['DocumentType']} / target {desc.get('TargetType')}"
         params = {p["Name"]: p for p in desc.get("Parameters", [])}
-        if sorted(params) != ["Action", "Change", "Context"]:
-            return f"parameters {sorted(params)}, want Action, Change, Context"
+        if sorted(params) != ["Action", "Change"]:
+            return f"parameters {sorted(params)}, want Action, Change (no Context)"
         content = json.loads(ssm.get_document(Name=document, DocumentFormat="JSON")["Content"])
         cparams = content["parameters"]
         if cparams["Action"]["allowedValues"] != ["apply", "sync"]:
@@ -360,12 +504,16 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         if cparams["Change"]["allowedPattern"] != "^[A-Za-z0-9+/]{4,}={0,2}$":
             return f"Change allowedPattern {cparams['Change']['allowedPattern']}"
         step = content["mainSteps"][0]
-        if step["action"] != "aws:runShellScript" or step["inputs"]["timeoutSeconds"] != "240":
-            return f"step {step['action']} timeout {step['inputs']['timeoutSeconds']}, want aws:runShellScript 240 (60 + 120 + 60)"
-        script = "\n".join(step["inputs"]["runCommand"])
-        return expect("/usr/local/bin/agent apply --json --change-base64 '{{ Change }}'" in script and "{{ Context }}" not in script, f"script {script!r}")
+        if step["action"] != "aws:runShellScript" or step["inputs"]["timeoutSeconds"] != "120":
+            return f"step {step['action']} timeout {step['inputs']['timeoutSeconds']}, want aws:runShellScript 120 (delivery only)"
+        script = step["inputs"]["runCommand"]
+        want = [
+            "  apply) exec /usr/local/bin/agent apply --json --change-base64 '{{ Change }}' ;;",
+            "  sync) exec /usr/local/bin/agent sync --json --no-wait ;;",
+        ]
+        return expect(all(line in script for line in want) and not any("Context" in line for line in script), f"script {script!r}")
 
-    c.check(f"SSM document {document}: Command, parameters Action/Change/Context as restricted, agent script, timeout 240 s", ssm_document)
+    c.check(f"SSM document {document}: Command, parameters Action/Change as restricted, agent script (apply returns at once, sync --no-wait), timeout 120 s", ssm_document)
 
     # --- the load balancer: an NLB whose target group speaks proxy protocol v2 (default), or
     # a classic ELB with a proxy protocol policy (load_balancer_type = "elb")
@@ -519,9 +667,13 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             return f"inline {names}, attached {[a['PolicyArn'] for a in attached]}, want inline 'reactor' only"
         doc = iam.get_role_policy(RoleName=reactor, PolicyName="reactor")["PolicyDocument"]
         sids = {s["Sid"]: s for s in doc["Statement"]}
-        want = {"Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies", "CommandResults", "MarkInterrupted", "DeadLetterQueue"}
+        want = {"Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies", "MarkInterrupted", "Inbox", "Ledger", "LedgerOpen"}
         if set(sids) != want:
             return f"statements {sorted(sids)}, want {sorted(want)}"
+        actions = {a for s in doc["Statement"] for a in as_list(s["Action"])}
+        command_reads = actions & {"ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"}
+        if command_reads:
+            return f"the role still reads command results: {sorted(command_reads)}"
         group_arn = f"autoScalingGroupName/{backend}"
         lifecycle_resources = sids["LifecycleActions"]["Resource"]
         lifecycle_resources = lifecycle_resources if isinstance(lifecycle_resources, list) else [lifecycle_resources]
@@ -529,11 +681,18 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             return f"LifecycleActions on {lifecycle_resources}, want {backend} only"
         if not str(sids["SendCommandDocument"]["Resource"]).endswith(f":document/{document}"):
             return f"SendCommand on {sids['SendCommandDocument']['Resource']}, want the document {document}"
-        if sids["DeadLetterQueue"]["Resource"] != dlq_arn:
-            return f"DeadLetterQueue on {sids['DeadLetterQueue']['Resource']}"
-        return None
+        if as_list(sids["Inbox"]["Resource"]) != [inbox_arn] or sorted(as_list(sids["Inbox"]["Action"])) != ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]:
+            return f"Inbox {sids['Inbox']}, want receive/delete/visibility/attributes on {inbox_arn}"
+        table_arn = ddb.describe_table(TableName=ledger)["Table"]["TableArn"]
+        if as_list(sids["Ledger"]["Resource"]) != [table_arn]:
+            return f"Ledger on {sids['Ledger']['Resource']}, want the table {table_arn}"
+        if sorted(as_list(sids["Ledger"]["Action"])) != ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]:
+            return f"Ledger actions {sids['Ledger']['Action']}"
+        if as_list(sids["LedgerOpen"]["Resource"]) != [f"{table_arn}/index/open"] or as_list(sids["LedgerOpen"]["Action"]) != ["dynamodb:Query"]:
+            return f"LedgerOpen {sids['LedgerOpen']}, want dynamodb:Query on {table_arn}/index/open"
+        return expect(not any(a.startswith("sqs:Send") for a in actions), "the role may send to a queue")
 
-    c.check(f"IAM role {reactor}: trusted by Lambda, one inline policy (lifecycle actions on {backend} only, SendCommand on the document, DLQ)", reactor_role)
+    c.check(f"IAM role {reactor}: trusted by Lambda, one inline policy (lifecycle actions on {backend} only, SendCommand on the document, the inbox, the ledger and its index; no command reads)", reactor_role)
 
     role_name = attr("module.proxy_fleet.aws_iam_role.instance", "name")
     agent_key = attr("module.proxy_fleet.aws_s3_object.agent", "key")
@@ -553,12 +712,18 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             return f"AgentBinary on {sids.get('AgentBinary', {}).get('Resource')}, want the agent object"
         if sids.get("DenyParameterStore", {}).get("Effect") != "Deny":
             return "no DenyParameterStore statement"
+        reports = sids.get("Reports", {})
+        if as_list(reports.get("Action")) != ["sqs:SendMessage"] or as_list(reports.get("Resource")) != [inbox_arn]:
+            return f"Reports {reports}, want sqs:SendMessage on the inbox {inbox_arn}"
+        sqs_actions = {a for s in doc["Statement"] if s.get("Effect") == "Allow" for a in as_list(s["Action"]) if a.startswith("sqs:")}
+        if sqs_actions != {"sqs:SendMessage"}:
+            return f"SQS actions {sorted(sqs_actions)}, want sqs:SendMessage only"
         profile_arn = attr("module.proxy_fleet.aws_iam_instance_profile.this", "arn")
         profile = iam.get_instance_profile(InstanceProfileName=profile_arn.split("/")[-1])["InstanceProfile"]
         roles = [r["RoleName"] for r in profile["Roles"]]
         return expect(roles == [role_name], f"instance profile roles {roles}, want [{role_name}]")
 
-    c.check(f"IAM role {role_name}: trusted by EC2, SSM core attached, the agent object readable, Parameter Store denied, in the instance profile", proxy_role)
+    c.check(f"IAM role {role_name}: trusted by EC2, SSM core attached, the agent object readable, reports to the inbox only, Parameter Store denied, in the instance profile", proxy_role)
 
     # --- the agent binary and the proxies' launch template
     def agent_object() -> str | None:
@@ -576,10 +741,14 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         user_data = base64.b64decode(version["LaunchTemplateData"].get("UserData", "")).decode()
         if agent_key not in user_data or digest not in user_data:
             return "the proxies' user data does not name the uploaded agent object and its SHA-256"
+        if f'[report]\nqueue_url = "{inbox_url}"\n' not in user_data:
+            return f"the proxies' agent.toml does not report to the inbox {inbox_url}"
+        if "http://169.254.169.254/latest/meta-data/instance-id" not in user_data or 'host = "%s"' not in user_data:
+            return "the proxies' user data does not write the instance id (IMDSv2) as host"
         group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[proxy_group])["AutoScalingGroups"][0]
         return expect(group["LaunchTemplate"]["LaunchTemplateId"] == lt_id, f"proxy group launches {group.get('LaunchTemplate')}, want {lt_id}")
 
-    c.check("agent binary: uploaded content-addressed (agent/<sha256>/agent), named with its SHA-256 in the proxies' user data", agent_object)
+    c.check("agent binary: uploaded content-addressed (agent/<sha256>/agent), named with its SHA-256 in the proxies' user data, which reports to the inbox as its instance id", agent_object)
 
     def instances() -> str | None:
         out = []

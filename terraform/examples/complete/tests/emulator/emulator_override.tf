@@ -4,6 +4,8 @@
 # (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, set by scripts/check-terraform-apply).
 # The account id is read from the emulator's STS (123456789012), not skipped: the provider
 # needs it to read security group rules that reference a group of the same account.
+# kms: reading the reactor's ledger table, the provider asks KMS (DescribeKey
+# alias/aws/dynamodb) whether its key is DynamoDB's AWS managed one.
 
 provider "aws" {
   skip_credentials_validation = true
@@ -14,11 +16,13 @@ provider "aws" {
   endpoints {
     autoscaling = var.emulator_endpoint
     cloudwatch  = var.emulator_endpoint
+    dynamodb    = var.emulator_endpoint
     ec2         = var.emulator_endpoint
     elb         = var.emulator_endpoint
     elbv2       = var.emulator_endpoint
     events      = var.emulator_endpoint
     iam         = var.emulator_endpoint
+    kms         = var.emulator_endpoint
     lambda      = var.emulator_endpoint
     logs        = var.emulator_endpoint
     route53     = var.emulator_endpoint
