@@ -55,6 +55,9 @@ installs).
   was set (the request's ``Timeout`` was kept under another key than moto's), and reset it
   to 300 s when a later request gave ``Enabled`` alone, as the provider's second call does.
   Here the timeout set is kept until another one is set (300 s before any).
+- a queue's ``RedrivePolicy`` is answered compact, as AWS keeps it (moto re-serialised it
+  with spaces, and the provider, which compares it as a string, then planned an in-place
+  change after every apply).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def install() -> None:
     _nat_gateway_network_interface()
     _load_balancer_scheme_and_arn()
     _classic_load_balancer_zone()
+    _compact_redrive_policy()
 
 
 def _deny_conditions() -> None:
@@ -293,3 +297,19 @@ def _classic_load_balancer_zone() -> None:
         return original(self, load_balancer_name, *args, **kwargs)
 
     ELBBackend.modify_load_balancer_attributes = modify_load_balancer_attributes  # type: ignore[method-assign]
+
+
+def _compact_redrive_policy() -> None:
+    import json
+
+    from moto.sqs.models import Queue
+
+    original = Queue.attributes
+
+    def attributes(self: Any) -> dict[str, Any]:
+        result = original.fget(self)  # type: ignore[union-attr]
+        if self.redrive_policy:
+            result["RedrivePolicy"] = json.dumps(self.redrive_policy, separators=(",", ":"))
+        return result
+
+    Queue.attributes = property(attributes)  # type: ignore[method-assign,assignment]

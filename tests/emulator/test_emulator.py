@@ -1210,6 +1210,16 @@ def test_bucket_policy_deny_with_unmet_condition_does_not_apply(emu):
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
+def test_a_redrive_policy_is_answered_as_it_was_set(emu):
+    sqs = emu.client("sqs")
+    dlq = sqs.create_queue(QueueName="dead")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 5}, separators=(",", ":"))
+    inbox = sqs.create_queue(QueueName="inbox", Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    got = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]
+    assert got == policy
+
+
 def test_lifecycle_hooks_have_only_the_targets_they_were_given(world):
     g = world.group(
         hooks=[

@@ -150,6 +150,9 @@ locals {
       LEDGER_TTL_S          = tostring(var.ledger_ttl_s)
       PROXY_ROLE_ID         = var.proxy_role_id
       HOST_REPORT_TIMEOUT_S = tostring(var.host_report_timeout_s)
+      # Where the reactor sends itself reminders (delayed messages): a host silent past
+      # HOST_REPORT_TIMEOUT_S is dropped from an action's quorum when one comes back.
+      INBOX_QUEUE_URL = aws_sqs_queue.inbox.id
     },
     var.dns == null ? {} : {
       DNS_ZONE_ID     = var.dns.zone_id
@@ -294,6 +297,14 @@ data "aws_iam_policy_document" "reactor" {
     sid       = "Inbox"
     effect    = "Allow"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [local.inbox_arn]
+  }
+
+  statement {
+    # The reactor's reminders to itself: delayed messages to its own inbox.
+    sid       = "Reminders"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
     resources = [local.inbox_arn]
   }
 

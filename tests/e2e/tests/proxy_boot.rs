@@ -3,7 +3,9 @@
 //! everything, the units it wrote are started as systemd would, and the host must then
 //! come up from the emulator's group (the agent service's start-up sync), serve the
 //! group's members through the rendered frontend to a client speaking proxy protocol v2
-//! (as the NLB does), and apply a scale-out sent through the emulated SSM document.
+//! (as the NLB does), and apply a scale-out sent through the emulated SSM document,
+//! reporting the new member's outcome to the reactor's inbox as the instance it is
+//! (its id from IMDSv2, its messages sent with its role's session).
 //!
 //! Needs root (mount namespaces), util-linux's `unshare`/`nsenter` and `terraform` (its
 //! `templatefile`, no provider): ignored by plain `cargo test`, run by
@@ -18,7 +20,7 @@ use base64::Engine as _;
 use harness::boot::{BootSpec, BootedHost};
 use harness::emulator::workspace_root;
 use harness::fleet::Fleet;
-use harness::world::{Blocking, DocumentHost, DOCUMENT, PROXY_TAG};
+use harness::world::{Blocking, ControlPath, DocumentHost, DOCUMENT, PROXY_TAG};
 use harness::{free_port, http, wait_for, GroupSpec};
 
 const GROUP: &str = "web-asg";
@@ -81,6 +83,10 @@ struct Render {
     backend_port: u16,
     metrics: (u16, u16),
     agent_sha256: String,
+    /// The instance the host is (what IMDSv2 answers).
+    instance_id: String,
+    /// The reactor's inbox (`report_queue`).
+    report_queue: String,
     /// A copy of the agent.toml template to render instead of the module's.
     agent_template: Option<PathBuf>,
 }
@@ -108,6 +114,7 @@ fn render_user_data(r: &Render) -> String {
         "member_networks",
         "metrics_haproxy",
         "metrics_agent",
+        "report_queue",
     ];
     for (template, given) in [
         ("user-data.sh.tftpl", &user_data_args[..]),
@@ -130,10 +137,11 @@ fn render_user_data(r: &Render) -> String {
         r.backend_port, r.frontend
     );
     let agent_toml = format!(
-        r#"trimspace(templatefile("{}", {{ accept_proxy = true, pools = {pools}, groups = {{ "{GROUP}" = ["web"] }}, sync_interval_s = 300, member_networks = ["127.0.0.0/8"], metrics_haproxy = "127.0.0.1:{}", metrics_agent = "127.0.0.1:{}" }}))"#,
+        r#"trimspace(templatefile("{}", {{ accept_proxy = true, pools = {pools}, groups = {{ "{GROUP}" = ["web"] }}, sync_interval_s = 300, member_networks = ["127.0.0.0/8"], metrics_haproxy = "127.0.0.1:{}", metrics_agent = "127.0.0.1:{}", report_queue = "{}" }}))"#,
         agent_template.display(),
         r.metrics.0,
-        r.metrics.1
+        r.metrics.1,
+        r.report_queue
     );
     let expr = format!(
         r#"base64encode(templatefile("{}", {{ region = "{}", deb_arch = "amd64", agent_bucket = "{BUCKET}", agent_key = "agent/{sha}/agent", agent_sha256 = "{sha}", agent_toml = {agent_toml}, ssm_agent_version = "{SSM_AGENT_VERSION}", ssm_agent_sha256 = "{}" }}))"#,
@@ -166,15 +174,26 @@ fn render_user_data(r: &Render) -> String {
     String::from_utf8(bytes).expect("UTF-8 user data")
 }
 
-/// The emulator's endpoint and credentials: what the instance profile and AWS's
-/// endpoints would give the agent on an instance. The region stays the one the user
-/// data wrote.
-fn instance_env(w: &Blocking) -> Vec<(String, String)> {
-    w.emulator
+/// The emulator's endpoint and a session of the proxies' role named after the
+/// instance: what AWS's endpoints and the instance profile would give the agent on
+/// `instance`. The region stays the one the user data wrote.
+fn instance_env(w: &Blocking, path: &ControlPath, instance: &str) -> Vec<(String, String)> {
+    let session = w
+        .proxy_session(path, instance)
+        .expect("a session of the proxies' role");
+    let mut env: Vec<(String, String)> = w
+        .emulator
         .aws_env()
         .into_iter()
-        .filter(|(k, _)| k != "AWS_REGION" && k != "AWS_DEFAULT_REGION")
-        .collect()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "AWS_REGION" | "AWS_DEFAULT_REGION" | "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY"
+            )
+        })
+        .collect();
+    env.extend(session.env());
+    env
 }
 
 /// Boots a host for `r` and starts its units.
@@ -186,6 +205,7 @@ fn boot(r: &Render, agent: &Path) -> Result<BootedHost, String> {
             agent.to_path_buf(),
         )],
         ssm_agent_deb: SSM_AGENT_DEB.to_vec(),
+        instance_id: r.instance_id.clone(),
     };
     BootedHost::boot(&spec).map_err(|e| format!("{e:#}"))
 }
@@ -204,8 +224,41 @@ fn answers(frontend: SocketAddr, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn setup() -> (Blocking, Fleet, u16, PathBuf, String) {
+/// The emulated world of a boot: the member group and its backends, the reactor's
+/// control path, and the proxy instance the booted host is.
+struct Setup {
+    w: Blocking,
+    fleet: Fleet,
+    backend_port: u16,
+    agent: PathBuf,
+    agent_sha256: String,
+    path: ControlPath,
+    proxy: String,
+}
+
+impl Setup {
+    /// What to render for this world, on a fresh frontend and metrics ports.
+    fn render(&self, agent_template: Option<PathBuf>) -> Render {
+        Render {
+            frontend: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            backend_port: self.backend_port,
+            metrics: (free_port(), free_port()),
+            agent_sha256: self.agent_sha256.clone(),
+            instance_id: self.proxy.clone(),
+            report_queue: self.path.inbox.clone(),
+            agent_template,
+        }
+    }
+}
+
+fn setup() -> Setup {
     let w = Blocking::start(None).expect("start the AWS emulator (scripts/setup-venv)");
+    let path = w.control_path("boot", &[]).expect("control path");
+    let proxy_subnet = w.add_subnet("127.0.2.0/24").expect("subnet");
+    let proxy = w
+        .block_on(w.run_instances(1, &proxy_subnet, PROXY_TAG.0, PROXY_TAG.1))
+        .expect("proxy instance");
+    let proxy = proxy.first().expect("one proxy instance").clone();
     let backend_port = free_port();
     let mut spec = GroupSpec::new(GROUP, &w.subnet);
     spec.desired = 2;
@@ -220,21 +273,25 @@ fn setup() -> (Blocking, Fleet, u16, PathBuf, String) {
     );
     let agent = harness::process::bin_path("agent").expect("the agent binary (cargo build)");
     let agent_sha256 = sha256(&std::fs::read(&agent).expect("read the agent binary"));
-    (w, fleet, backend_port, agent, agent_sha256)
+    Setup {
+        w,
+        fleet,
+        backend_port,
+        agent,
+        agent_sha256,
+        path,
+        proxy,
+    }
 }
 
 #[test]
 #[ignore = "needs root, unshare/nsenter and terraform: scripts/check-proxy-boot runs it"]
 fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
-    let (w, fleet, backend_port, agent, agent_sha256) = setup();
-    let r = Render {
-        frontend: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        backend_port,
-        metrics: (free_port(), free_port()),
-        agent_sha256: agent_sha256.clone(),
-        agent_template: None,
-    };
-    let mut host = boot(&r, &agent).expect("boot");
+    let s = setup();
+    let (w, fleet, backend_port, proxy) = (&s.w, &s.fleet, s.backend_port, &s.proxy);
+    let agent_sha256 = s.agent_sha256.clone();
+    let r = s.render(None);
+    let mut host = boot(&r, &s.agent).expect("boot");
     assert_eq!(
         host.user_data_status(),
         Some(0),
@@ -250,6 +307,15 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         "{calls:#?}"
     );
     assert!(called(&format!("curl -fsSL --retry 5 -o /tmp/amazon-ssm-agent.deb https://s3.{region}.amazonaws.com/amazon-ssm-{region}/{SSM_AGENT_VERSION}/debian_amd64/amazon-ssm-agent.deb", region = harness::emulator::REGION)), "{calls:#?}");
+    assert!(
+        called("curl -fsS --max-time 2 -X PUT -H X-aws-ec2-metadata-token-ttl-seconds: 60 http://169.254.169.254/latest/api/token"),
+        "IMDSv2, a session token first: {calls:#?}"
+    );
+    let toml = std::fs::read_to_string(host.path("/etc/haproxy-asg/agent.toml")).expect("agent.toml");
+    assert!(
+        toml.contains(&format!("host = \"{proxy}\"")) && toml.contains(&s.path.inbox),
+        "agent.toml names this instance as host and the inbox: {toml}"
+    );
     assert!(
         called("dpkg -i /tmp/amazon-ssm-agent.deb"),
         "the SSM Agent package passed its checksum: {calls:#?}"
@@ -288,7 +354,7 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         Err(e) => eprintln!("systemd-analyze verify could not run here ({e:#}): not checked"),
     }
     let started = host
-        .start_units(&instance_env(&w))
+        .start_units(&instance_env(w, &s.path, proxy))
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(started, ["haproxy.service", "haproxy-asg-agent.service"]);
 
@@ -327,17 +393,13 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
     }
 
     // A scale-out, sent as the reactor sends it: Run Command with the project's document,
-    // which runs the installed agent inside this root.
-    let proxy_subnet = w.add_subnet("127.0.2.0/24").expect("subnet");
-    let proxy = w
-        .block_on(w.run_instances(1, &proxy_subnet, PROXY_TAG.0, PROXY_TAG.1))
-        .expect("proxy instance");
-    let proxy = proxy.first().expect("one proxy instance").clone();
+    // which runs the installed agent inside this root; it returns once the service
+    // accepted the change, and the outcome goes to the inbox.
     w.block_on(w.ssm_document(60)).expect("SSM document");
     let mut agent_argv = host.enter();
     agent_argv.push("/usr/local/bin/agent".into());
     w.document_hosts(&[DocumentHost {
-        instance: proxy.clone(),
+        instance: proxy.to_string(),
         agent: agent_argv.join(" "),
         env: Vec::new(),
     }])
@@ -364,10 +426,9 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         .block_on(
             ssm.send_command()
                 .document_name(DOCUMENT)
-                .instance_ids(&proxy)
+                .instance_ids(proxy)
                 .parameters("Change", vec![b64(&change.to_string())])
                 .parameters("Action", vec!["apply".to_string()])
-                .parameters("Context", vec![b64("{}")])
                 .send(),
         )
         .expect("SendCommand");
@@ -381,7 +442,7 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         let inv = w.block_on(
             ssm.get_command_invocation()
                 .command_id(&command_id)
-                .instance_id(&proxy)
+                .instance_id(proxy)
                 .send(),
         );
         last = format!("{inv:?}");
@@ -400,10 +461,41 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         "{output}\n{}",
         invocation.standard_error_content().unwrap_or_default()
     );
-    let report: serde_json::Value = serde_json::from_str(output.trim()).expect("a JSON report");
+    let accepted: serde_json::Value =
+        serde_json::from_str(output.trim()).expect("a JSON acceptance");
     assert!(
-        report.to_string().contains(&new.id) && report.to_string().contains("\"up\""),
-        "the report says the new member is up: {report}"
+        accepted.to_string().contains(&new.id),
+        "the acceptance names the new member: {accepted}"
+    );
+    // The outcome, in the inbox, sent as this instance with its role's session.
+    let mut seen_reports = Vec::new();
+    let report = wait_for(Duration::from_secs(60), || {
+        let got = w.receive_records(&s.path.inbox, 2).ok()?;
+        seen_reports.extend(got.iter().map(|m| m.body.clone()));
+        got.into_iter().find_map(|m| {
+            let body: serde_json::Value = serde_json::from_str(&m.body).ok()?;
+            let up = body["reports"].as_array()?.iter().any(|o| {
+                o["member"] == new.id.as_str() && o["status"] == "up" && o["pool"] == "web"
+            });
+            (up && body["host"] == proxy.as_str()).then_some((body, m.attributes))
+        })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no host report says the new member is up within 60 s; messages: {seen_reports:?}\nagent: {}",
+            host.unit_log("haproxy-asg-agent.service")
+        )
+    });
+    assert_eq!(
+        report.0["kind"], "haproxy-asg.host-report",
+        "{}",
+        report.0
+    );
+    assert_eq!(
+        report.1["SenderId"].as_str(),
+        Some(format!("{}:{proxy}", s.path.role_id).as_str()),
+        "sent with the instance's own session of the proxies' role: {}",
+        report.1
     );
     let name = format!("web-{}", new.id);
     let seen = wait_for(Duration::from_secs(10), || {
@@ -421,7 +513,7 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
 #[test]
 #[ignore = "needs root, unshare/nsenter and terraform: scripts/check-proxy-boot runs it"]
 fn a_wrong_socket_path_in_the_agent_toml_template_fails_the_boot() {
-    let (w, _fleet, backend_port, agent, agent_sha256) = setup();
+    let s = setup();
     // The admin socket in a directory nothing creates (Debian's package makes /run/haproxy).
     let template = std::fs::read_to_string(
         workspace_root().join("terraform/modules/proxy-fleet/templates/agent.toml.tftpl"),
@@ -438,18 +530,12 @@ fn a_wrong_socket_path_in_the_agent_toml_template_fails_the_boot() {
         ),
     )
     .expect("write the broken template");
-    let r = Render {
-        frontend: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        backend_port,
-        metrics: (free_port(), free_port()),
-        agent_sha256,
-        agent_template: Some(broken),
-    };
-    let mut host = boot(&r, &agent).expect("boot");
+    let r = s.render(Some(broken));
+    let mut host = boot(&r, &s.agent).expect("boot");
     let failure = if host.user_data_status() != Some(0) {
         format!("user data: {}", host.user_data_output())
     } else {
-        match host.start_units(&instance_env(&w)) {
+        match host.start_units(&instance_env(&s.w, &s.path, &s.proxy)) {
             Err(e) => format!("{e:#}"),
             Ok(started) => {
                 let served = wait_for(Duration::from_secs(15), || {

@@ -13,8 +13,8 @@
 //! What cannot run here is replaced by stand-ins in `/usr/local/sbin` (first on the
 //! user data's `PATH`), each of which records how it was called in [`CALLS`]:
 //! `apt-get` (this machine's haproxy stands for Debian's package; it creates what the
-//! package would: the chroot directory and `/run/haproxy`), `curl` (hands out the SSM
-//! Agent package the test gives), `dpkg`, `aws s3 cp` (copies the objects the test
+//! package would: the chroot directory and `/run/haproxy`), `curl` (answers IMDSv2 with
+//! the instance id the test gives and hands out the SSM Agent package it gives), `dpkg`, `aws s3 cp` (copies the objects the test
 //! put in the emulated bucket) and `systemctl` (records; [`BootedHost::start_units`]
 //! then starts what it was asked to start, reading the unit files the user data
 //! wrote, as systemd would).
@@ -49,6 +49,9 @@ pub struct BootSpec {
     pub s3_objects: Vec<(String, PathBuf)>,
     /// What `curl` hands out as the SSM Agent's `.deb`.
     pub ssm_agent_deb: Vec<u8>,
+    /// What `curl` answers for IMDSv2's `meta-data/instance-id` (after handing out a
+    /// session token): the instance the host is.
+    pub instance_id: String,
 }
 
 /// A proxy host booted from its user data (see the module doc). Dropping it stops its
@@ -87,6 +90,7 @@ impl BootedHost {
                 .with_context(|| format!("copying {} to s3://{object}", file.display()))?;
         }
         std::fs::write(opt.join("amazon-ssm-agent.deb"), &spec.ssm_agent_deb)?;
+        std::fs::write(opt.join("instance-id"), &spec.instance_id)?;
         std::fs::write(opt.join("user-data.sh"), &spec.user_data)?;
         std::fs::write(src.join("holder.sh"), HOLDER)?;
         let log = File::create(dir.path().join("holder.log"))?;
@@ -643,14 +647,30 @@ printf '%s\n' "dpkg $*" >>/opt/boot/calls
     (
         "curl",
         r#"#!/bin/bash
-# Stand-in: the only download is the SSM Agent's package; hands out the test's.
+# Stand-in: IMDSv2 (a session token, then the instance id, which needs the token) and
+# the SSM Agent's package (hands out the test's).
 printf '%s\n' "curl $*" >>/opt/boot/calls
 out=""
+url=""
+token=""
 while (($#)); do
-    if [[ "$1" == "-o" ]]; then out="$2"; shift; fi
+    case "$1" in
+        -o) out="$2"; shift ;;
+        -H) [[ "$2" == X-aws-ec2-metadata-token:* ]] && token="${2#*: }"; shift ;;
+        -X | --max-time | --retry) shift ;;
+        -*) ;;
+        *) url="$1" ;;
+    esac
     shift
 done
-[[ -n "$out" ]] || { echo "curl (boot stand-in): no -o FILE" >&2; exit 2; }
+case "$url" in
+    http://169.254.169.254/latest/api/token) printf 'boot-token'; exit 0 ;;
+    http://169.254.169.254/latest/meta-data/instance-id)
+        [[ "$token" == boot-token ]] || { echo "curl: (22) The requested URL returned error: 401" >&2; exit 22; }
+        cat /opt/boot/instance-id; exit 0 ;;
+    http://169.254.169.254/*) echo "curl: (22) The requested URL returned error: 404" >&2; exit 22 ;;
+esac
+[[ -n "$out" ]] || { echo "curl (boot stand-in): no -o FILE for $url" >&2; exit 2; }
 cp /opt/boot/amazon-ssm-agent.deb "$out"
 "#,
     ),

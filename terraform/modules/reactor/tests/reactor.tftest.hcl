@@ -244,7 +244,8 @@ run "defaults" {
       aws_lambda_function.this.environment[0].variables["LEDGER_TABLE"] == "reactor-ledger" &&
       aws_lambda_function.this.environment[0].variables["LEDGER_TTL_S"] == "86400" &&
       aws_lambda_function.this.environment[0].variables["PROXY_ROLE_ID"] == "AROA1234567890EXAMPLE" &&
-      aws_lambda_function.this.environment[0].variables["HOST_REPORT_TIMEOUT_S"] == "30"
+      aws_lambda_function.this.environment[0].variables["HOST_REPORT_TIMEOUT_S"] == "30" &&
+      aws_lambda_function.this.environment[0].variables["INBOX_QUEUE_URL"] == aws_sqs_queue.inbox.id
     )
     error_message = "The environment must carry the ledger table, its TTL, the proxy role's unique id and the host report timeout (docs/interfaces.md)."
   }
@@ -252,7 +253,7 @@ run "defaults" {
     condition = toset(keys(aws_lambda_function.this.environment[0].variables)) == toset([
       "POOLS", "PROXY_TAG_KEY", "PROXY_TAG_VALUE", "PROXY_GROUP", "SSM_DOCUMENT", "HEALTH_TIMEOUT_S",
       "DRAIN_TIMEOUT_S", "LIFECYCLE_HOOKS", "MANAGED_GROUPS", "REBALANCE", "SPOT_DRAIN_TIMEOUT_S",
-      "LEDGER_TABLE", "LEDGER_TTL_S", "PROXY_ROLE_ID", "HOST_REPORT_TIMEOUT_S",
+      "LEDGER_TABLE", "LEDGER_TTL_S", "PROXY_ROLE_ID", "HOST_REPORT_TIMEOUT_S", "INBOX_QUEUE_URL",
     ])
     error_message = "Without dns the environment must hold exactly the variables of the contract."
   }
@@ -365,7 +366,7 @@ run "defaults" {
   assert {
     condition = toset([for s in data.aws_iam_policy_document.reactor.statement : s.sid]) == toset([
       "Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies",
-      "MarkInterrupted", "Inbox", "Ledger", "LedgerOpen",
+      "MarkInterrupted", "Inbox", "Reminders", "Ledger", "LedgerOpen",
     ])
     error_message = "Without dns, kms_key_arn or active tracing the policy must hold exactly the base statements."
   }
@@ -424,8 +425,12 @@ run "defaults" {
     error_message = "Query must be allowed on the ledger's open index only."
   }
   assert {
-    condition     = !anytrue([for s in data.aws_iam_policy_document.reactor.statement : anytrue([for a in s.actions : startswith(a, "sqs:") && a != "sqs:ReceiveMessage" && a != "sqs:DeleteMessage" && a != "sqs:GetQueueAttributes" && a != "sqs:ChangeMessageVisibility"])])
-    error_message = "The reactor sends to no queue (nothing invokes it asynchronously; the inbox redrives by itself)."
+    condition = (
+      [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "Reminders"][0] == toset(["sqs:SendMessage"]) &&
+      [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "Reminders"][0] == toset(["arn:aws:sqs:us-west-2:123456789012:reactor-inbox"]) &&
+      !anytrue([for s in data.aws_iam_policy_document.reactor.statement : anytrue([for a in s.actions : a == "sqs:SendMessage"]) if s.sid != "Reminders"])
+    )
+    error_message = "The reactor may send only to its own inbox (its reminders; the inbox redrives to the DLQ by itself)."
   }
   assert {
     condition = (

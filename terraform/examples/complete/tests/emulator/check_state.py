@@ -443,6 +443,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             "LEDGER_TTL_S": "86400",
             "PROXY_ROLE_ID": iam.get_role(RoleName=proxy_role_name)["Role"]["RoleId"],
             "HOST_REPORT_TIMEOUT_S": "30",
+            "INBOX_QUEUE_URL": attr("module.reactor.aws_sqs_queue.inbox", "id"),
         }
         wrong = {k: env.get(k) for k, v in want_env.items() if env.get(k) != v}
         if wrong:
@@ -667,7 +668,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             return f"inline {names}, attached {[a['PolicyArn'] for a in attached]}, want inline 'reactor' only"
         doc = iam.get_role_policy(RoleName=reactor, PolicyName="reactor")["PolicyDocument"]
         sids = {s["Sid"]: s for s in doc["Statement"]}
-        want = {"Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies", "MarkInterrupted", "Inbox", "Ledger", "LedgerOpen"}
+        want = {"Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies", "MarkInterrupted", "Inbox", "Reminders", "Ledger", "LedgerOpen"}
         if set(sids) != want:
             return f"statements {sorted(sids)}, want {sorted(want)}"
         actions = {a for s in doc["Statement"] for a in as_list(s["Action"])}
@@ -690,9 +691,12 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             return f"Ledger actions {sids['Ledger']['Action']}"
         if as_list(sids["LedgerOpen"]["Resource"]) != [f"{table_arn}/index/open"] or as_list(sids["LedgerOpen"]["Action"]) != ["dynamodb:Query"]:
             return f"LedgerOpen {sids['LedgerOpen']}, want dynamodb:Query on {table_arn}/index/open"
-        return expect(not any(a.startswith("sqs:Send") for a in actions), "the role may send to a queue")
+        if as_list(sids["Reminders"]["Resource"]) != [inbox_arn] or as_list(sids["Reminders"]["Action"]) != ["sqs:SendMessage"]:
+            return f"Reminders {sids['Reminders']}, want sqs:SendMessage on {inbox_arn} only"
+        senders = [s["Sid"] for s in doc["Statement"] if s["Sid"] != "Reminders" and any(a.startswith("sqs:Send") for a in as_list(s["Action"]))]
+        return expect(not senders, f"statements {senders} may send to a queue")
 
-    c.check(f"IAM role {reactor}: trusted by Lambda, one inline policy (lifecycle actions on {backend} only, SendCommand on the document, the inbox, the ledger and its index; no command reads)", reactor_role)
+    c.check(f"IAM role {reactor}: trusted by Lambda, one inline policy (lifecycle actions on {backend} only, SendCommand on the document, the inbox and its reminders, the ledger and its index; no command reads)", reactor_role)
 
     role_name = attr("module.proxy_fleet.aws_iam_role.instance", "name")
     agent_key = attr("module.proxy_fleet.aws_s3_object.agent", "key")
