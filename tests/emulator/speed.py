@@ -29,6 +29,15 @@ the shape (botocore's shapes live as long as moto's cached service model), the m
 key and the object's class, so it is computed once per such triple. Likewise xmltodict
 checks every element name of every response for characters XML forbids; the names come
 from the model, so each valid one is checked once.
+
+SQS ReceiveMessage checks each message it hands out against the queue's retention period
+by asking ``get_queue_attributes`` for it, which builds every attribute of the queue (three
+times), counting the messages in flight and delayed on the way: a receive costs time in
+the square of the queue's backlog, and a backlog of a few thousand host reports held the
+queue's lock for seconds. The period is read from the queue directly. SendMessage reads
+one attribute (``ContentBasedDeduplication``) the same way, through every attribute: while
+a message is sent, the three message counts (the only attributes that walk the messages)
+are not counted.
 """
 
 from __future__ import annotations
@@ -77,6 +86,19 @@ def install() -> None:
     _memoize_possible_keys()
     _memoize_valid_names()
     _copy_each_table_once()
+    _retention_from_the_queue()
+    _no_counting_while_sending()
+
+
+def _retention_from_the_queue() -> None:
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        period = int(self.get_queue(queue_name).message_retention_period)
+        return bool(period + message.sent_timestamp / 1000 > unix_time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
 
 def _copy_each_table_once() -> None:
@@ -161,3 +183,34 @@ def _memoize_possible_keys() -> None:
 
     for cls in (serialize.AttributePicker, serialize.XFormedAttributePicker):
         cls.get_possible_keys = memoized(cls.get_possible_keys)  # type: ignore[method-assign]
+
+
+def _no_counting_while_sending() -> None:
+    import threading
+
+    from moto.sqs.models import Queue, SQSBackend
+
+    sending = threading.local()
+
+    def uncounted(count: Any) -> property:
+        def get(self: Any) -> int:
+            return 0 if getattr(sending, "on", False) else int(count.fget(self))
+
+        return property(get)
+
+    for name in (
+        "approximate_number_of_messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+    ):
+        setattr(Queue, name, uncounted(getattr(Queue, name)))
+    original = SQSBackend.send_message
+
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sending.on = True
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            sending.on = False
+
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]

@@ -1220,6 +1220,25 @@ def test_a_redrive_policy_is_answered_as_it_was_set(emu):
     assert got == policy
 
 
+def test_messages_within_their_retention_are_received_from_a_backlog(emu):
+    # speed.py reads the retention period from the queue instead of building every
+    # attribute per message handed out; what is received must not change.
+    sqs = emu.client("sqs")
+    url = sqs.create_queue(QueueName="backlog", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    for start in range(0, 300, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)])
+    # Sending skips the message counts; asking for them still counts.
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "300", counts
+    seen = set()
+    for _ in range(60):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
+        if not got:
+            break
+        seen.update(m["Body"] for m in got)
+    assert seen == {f"m{i}" for i in range(300)}
+
+
 def test_lifecycle_hooks_have_only_the_targets_they_were_given(world):
     g = world.group(
         hooks=[

@@ -190,7 +190,7 @@ mod tests {
             })
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while s.lock().outbox.len() > 0 && std::time::Instant::now() < deadline {
+        while !s.lock().outbox.is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         s.shutdown();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use infra::aws::{now_ms, AwsError};
 
-use crate::ledger::{self, ActionKey, Decision, Item, Opening, Verdict};
+use crate::ledger::{self, ActionKey, Decision, Item, Ledger as _, Opening, Verdict};
 use crate::lifecycle::{Completion, LifecycleApi, Transition};
 use crate::plan::PendingAction;
 use crate::reactor::{Boundaries, Reactor, ReactorError};
@@ -15,28 +15,41 @@ use crate::summary::{ActionSummary, Summary};
 
 impl<B: Boundaries> Reactor<B> {
     /// Decides every open item of `items` now: those their reports (or deadline) decide
-    /// are completed and closed in the ledger; with `record_waits`, the others are noted
-    /// as waiting. A completion that fails leaves its item open (retried by the next
-    /// report or the schedule) and is returned as the error, after the others.
+    /// are claimed for `by` (unless `by` already holds them), completed and closed in
+    /// the ledger; one another invocation holds is left to it. With `record_waits`, the
+    /// others are noted as waiting. A completion that fails gives its claim back and
+    /// leaves its item open (retried by the next report or the schedule), and is
+    /// returned as the error, after the others.
     pub(crate) async fn decide_items(
         &self,
         items: &[Item],
+        by: &str,
         record_waits: bool,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
         let now = now_ms();
+        let items = self.claim(items, by, now).await?;
         let mut closing: BTreeMap<ActionKey, (Verdict, String, bool)> = BTreeMap::new();
+        let mut closed = Vec::new();
+        let mut failed = Vec::new();
         let mut first_error = None;
         for item in items.iter().filter(|i| i.is_open()) {
             match item.decide(now) {
+                Decision::Complete(..) if !item.claimed_by(by) => {
+                    tracing::debug!(instance = %item.instance, "another invocation completes this action");
+                }
                 Decision::Complete(verdict, reason) => {
                     match self.complete(item, verdict, &reason).await {
                         Ok(completed) => {
                             record(summary, item, verdict.as_aws(), &reason, completed);
+                            let mut done = item.clone();
+                            done.close(verdict, &reason, completed, now);
+                            closed.push(done);
                             closing.insert(item.key(), (verdict, reason, completed));
                         }
                         Err(e) => {
                             tracing::error!(instance = %item.instance, error = %e, "lifecycle completion failed; the action stays open");
+                            failed.push(item.key());
                             first_error.get_or_insert(e);
                         }
                     }
@@ -47,11 +60,58 @@ impl<B: Boundaries> Reactor<B> {
                 Decision::Wait(_) => {}
             }
         }
-        self.close(&closing, now).await?;
+        // Written as read (the claim's write gave the version): a conflict is re-read.
+        let conflicts = if closed.is_empty() {
+            Vec::new()
+        } else {
+            self.ledger.put(&closed).await?
+        };
+        if !conflicts.is_empty() {
+            closing.retain(|k, _| conflicts.contains(k));
+            self.close(&closing, now).await?;
+        }
+        if !failed.is_empty() {
+            let released = ledger::update(&self.ledger, &failed, |_, item| {
+                let mut item = item?;
+                item.release(by).then_some(item)
+            })
+            .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "cannot give claims back; they lapse on their own");
+            }
+        }
         match first_error {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+
+    /// `items`, with those decided now but not yet held by `by` claimed for it where no
+    /// other invocation holds them (one conditional write for all of them).
+    async fn claim(&self, items: &[Item], by: &str, now: u64) -> Result<Vec<Item>, ReactorError> {
+        let wanted: Vec<ActionKey> = items
+            .iter()
+            .filter(|i| {
+                i.is_open() && !i.claimed_by(by) && matches!(i.decide(now), Decision::Complete(..))
+            })
+            .map(Item::key)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(items.to_vec());
+        }
+        let claimed: BTreeMap<ActionKey, Item> =
+            ledger::update(&self.ledger, &wanted, |_, item| {
+                let mut item = item?;
+                item.claim(by, now).then_some(item)
+            })
+            .await?
+            .into_iter()
+            .map(|i| (i.key(), i))
+            .collect();
+        Ok(items
+            .iter()
+            .map(|i| claimed.get(&i.key()).cloned().unwrap_or_else(|| i.clone()))
+            .collect())
     }
 
     /// Closes the open items of `closing` in the ledger.

@@ -104,11 +104,14 @@ impl<B: Boundaries> Reactor<B> {
         if keys.is_empty() {
             return Ok(());
         }
+        let by = ledger::claim_id();
+        let now = now_ms();
         let items = ledger::update(&self.ledger, &keys, |_, item| {
             let mut item = item.filter(Item::is_open)?;
             for h in hosts {
                 item.remove_host(h, "the proxy left service");
             }
+            item.claim(&by, now);
             Some(item)
         })
         .await?;
@@ -123,10 +126,10 @@ impl<B: Boundaries> Reactor<B> {
         tracing::info!(
             proxies = hosts.len(),
             actions = items.len(),
-            at_ms = now_ms(),
+            at_ms = now,
             "proxies that left service removed from the open actions"
         );
-        self.decide_items(&items, false, summary).await
+        self.decide_items(&items, &by, false, summary).await
     }
 
     /// Brings the fleet's Route 53 records to one per in-service proxy.

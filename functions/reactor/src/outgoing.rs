@@ -1,11 +1,17 @@
 //! Sending a change: the lifecycle actions it serves are opened in the ledger (with the
 //! proxies it goes to as the hosts they wait for), then the change goes to every proxy
 //! and the invocation returns. The hosts' reports decide the actions later.
+//!
+//! A lifecycle event's change covers every member in transition (a lost event is
+//! repaired by the next one), but a member whose action the ledger already has open
+//! was sent by the change that opened it: it is left out unless an event of this batch
+//! names it, so a burst of launches sends each member once, not once per event (the
+//! schedule re-sends to hosts that stay silent).
 
 use std::collections::BTreeMap;
 
 use infra::aws::{now_ms, Phase, PlannedChange};
-use infra::{HostId, Pool, PoolName};
+use infra::{HostId, MemberId, Pool, PoolName};
 
 use crate::dispatch::Dispatcher;
 use crate::ledger::{self, ActionKey, Item, Opening, Verdict};
@@ -37,6 +43,9 @@ pub(crate) struct Outgoing {
     pub kind: &'static str,
     /// The earliest time of the events it answers, if known.
     pub event_ms: Option<u64>,
+    /// The instances its events name, when members already in flight (an open action)
+    /// but not named are to be left out; `None` sends every member of the plan.
+    pub named: Option<Vec<String>>,
 }
 
 impl<B: Boundaries> Reactor<B> {
@@ -80,12 +89,19 @@ impl<B: Boundaries> Reactor<B> {
         }
         let generation = self.generations.next(out.read_at_ms);
         tracing::Span::current().record("generation", generation);
-        let change = out.plan.into_change(generation);
         for o in &mut openings {
             o.generation = generation;
         }
         // The ledger first: a host may report before SendCommand has even answered.
         let items = self.open(&openings).await?;
+        let (plan, items) = leave_in_flight(out.plan, items, out.named.as_deref(), generation);
+        if plan.is_empty() {
+            summary.note(
+                "every member in transition was already sent by the change that opened its action",
+            );
+            return Ok(());
+        }
+        let change = plan.into_change(generation);
         let sent = self
             .dispatcher
             .send(&out.hosts, &change, &out.label)
@@ -184,6 +200,40 @@ impl<B: Boundaries> Reactor<B> {
         .await?;
         Ok(items.into_iter().filter(Item::is_open).collect())
     }
+}
+
+/// With `named` (the events' instances), `plan` and `items` without the members whose
+/// action an earlier change opened (and so carried) and no event names.
+fn leave_in_flight(
+    mut plan: PlannedChange,
+    mut items: Vec<Item>,
+    named: Option<&[String]>,
+    generation: u64,
+) -> (PlannedChange, Vec<Item>) {
+    let Some(named) = named else {
+        return (plan, items);
+    };
+    let in_flight: Vec<MemberId> = items
+        .iter()
+        .filter(|i| i.first_generation < generation)
+        .filter(|i| !named.iter().any(|n| n == i.instance.as_str()))
+        .map(|i| i.instance.clone())
+        .collect();
+    if in_flight.is_empty() {
+        return (plan, items);
+    }
+    tracing::debug!(
+        members = in_flight.len(),
+        "members already sent by the change that opened their action: left out"
+    );
+    for p in &mut plan.pools {
+        p.add.retain(|m| !in_flight.contains(&m.id));
+        p.remove.retain(|m| !in_flight.contains(m));
+    }
+    plan.pools
+        .retain(|p| !p.add.is_empty() || !p.remove.is_empty());
+    items.retain(|i| !in_flight.contains(&i.instance));
+    (plan, items)
 }
 
 /// Whether a new action replaces the decided `item` of the same instance and transition.

@@ -134,6 +134,8 @@ impl Dispatcher for FakeHosts {
 #[derive(Default)]
 struct FakeLifecycle {
     completed: Mutex<Vec<(String, String, String, &'static str)>>,
+    /// Every CompleteLifecycleAction call, taken or refused.
+    calls: Mutex<usize>,
     heartbeats: Mutex<Vec<String>>,
     marked: Mutex<Vec<(String, String)>>,
     /// Other systems' hooks on the group.
@@ -163,6 +165,9 @@ impl LifecycleApi for FakeLifecycle {
         _: Option<&str>,
         result: &'static str,
     ) -> Result<Completion, AwsError> {
+        *self.calls.lock().unwrap() += 1;
+        // A network call: other invocations run meanwhile.
+        tokio::task::yield_now().await;
         let mut done = self.completed.lock().unwrap();
         // An action is completed once; Auto Scaling refuses the second.
         if done
@@ -579,6 +584,64 @@ async fn events_of_one_group_in_a_batch_are_one_change() {
 }
 
 #[tokio::test]
+async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaired() {
+    let r = fixture();
+    let adds = |r: &Fixture| -> Vec<Vec<String>> {
+        r.dispatcher
+            .changes()
+            .iter()
+            .map(|c| {
+                c.pools
+                    .iter()
+                    .flat_map(|p| p.add.iter().map(|m| m.id.to_string()))
+                    .collect()
+            })
+            .collect()
+    };
+    // i-1's event was lost; i-2's opens its action and repairs i-1 on the way.
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "Pending:Wait", 1),
+            member("i-2", "Pending:Wait", 2),
+        ],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e2", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    assert_eq!(adds(&r), [vec!["i-1", "i-2"]]);
+    // The next launch sends its own member only: the others are in flight.
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "Pending:Wait", 1),
+            member("i-2", "Pending:Wait", 2),
+            member("i-3", "Pending:Wait", 3),
+        ],
+        1001,
+    ));
+    let i = deliver(
+        &r,
+        vec![event_record("e3", &lifecycle_event("launch", "i-3"))],
+    )
+    .await;
+    assert_eq!(adds(&r)[1], ["i-3"]);
+    assert_eq!(i.summary.actions.len(), 1, "{:?}", i.summary.actions);
+    // An event redelivered for a member in flight sends it again (its hosts may have
+    // missed it), and nothing else.
+    deliver(
+        &r,
+        vec![event_record("e2", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    assert_eq!(adds(&r)[2], ["i-2"]);
+    assert_eq!(r.ledger.open_items().len(), 3);
+}
+
+#[tokio::test]
 async fn one_failing_group_gives_back_only_its_records() {
     let mut d = FakeDiscovery::default();
     d.broken.push("broken-asg".into());
@@ -664,6 +727,79 @@ async fn reports_lost_duplicated_reordered_or_late_change_nothing_wrong() {
 }
 
 #[tokio::test]
+async fn concurrent_invocations_complete_an_action_once_and_a_dead_claimant_is_replaced() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-2", "Pending:Wait", 2),
+            member("i-3", "Pending:Wait", 3),
+        ],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![
+            event_record("e1", &lifecycle_event("launch", "i-2")),
+            event_record("e2", &lifecycle_event("launch", "i-3")),
+        ],
+    )
+    .await;
+    let g = last_generation(&r);
+    deliver(
+        &r,
+        vec![report_record("i-p0", &[("i-2", Up, g), ("i-3", Up, g)])],
+    )
+    .await;
+    // The last report, delivered twice (SQS is at-least-once) to two invocations that
+    // run at the same time: both read the item decided, one completes it.
+    let last = report_record("i-p1", &[("i-2", Up, g)]);
+    let (a, b) = tokio::join!(deliver(&r, vec![last.clone()]), deliver(&r, vec![last]));
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert_eq!(
+        *r.lifecycle.calls.lock().unwrap(),
+        1,
+        "one CompleteLifecycleAction"
+    );
+    assert_eq!(a.summary.actions.len() + b.summary.actions.len(), 1);
+    assert!(r
+        .ledger
+        .item(&key("i-2", Transition::Launch))
+        .unwrap()
+        .decided
+        .is_some());
+
+    // An invocation that claimed i-3 and died before completing it: while its claim
+    // holds, a duplicate report completes nothing; once it lapsed, the schedule does.
+    let k3 = key("i-3", Transition::Launch);
+    let mut dead = r.ledger.item(&k3).unwrap();
+    dead.apply(
+        &HostId::new("i-p1").unwrap(),
+        &MemberReport::new(
+            PoolName::new("web").unwrap(),
+            k3.instance.clone(),
+            g,
+            Up,
+            None,
+            1,
+        ),
+        infra::aws::now_ms(),
+    );
+    assert!(dead.claim("dead", infra::aws::now_ms()));
+    assert!(r.ledger.put(&[dead]).await.unwrap().is_empty());
+    deliver(&r, vec![report_record("i-p1", &[("i-3", Up, g)])]).await;
+    r.handle(&sched()).await.unwrap();
+    assert_eq!(completed(&r).len(), 1, "i-3 is someone else's, for now");
+    r.ledger.age(crate::ledger::CLAIM_MS);
+    r.handle(&sched()).await.unwrap();
+    assert_eq!(
+        completed(&r),
+        [("i-2".into(), "CONTINUE"), ("i-3".into(), "CONTINUE")]
+    );
+    assert!(r.ledger.open_items().is_empty());
+}
+
+#[tokio::test]
 async fn a_forged_report_and_an_event_from_a_proxy_complete_nothing() {
     let r = fixture();
     r.discovery.set(group(
@@ -685,7 +821,7 @@ async fn a_forged_report_and_an_event_from_a_proxy_complete_nothing() {
             // i-p1 sends a report naming i-p0; someone else (not a proxy session) does too.
             record("f1", &format!("{ROLE}:i-p1"), &body),
             record("f2", "AIDAOTHERUSER", &body),
-            record("f3", &format!("AROAOTHERROLE:i-p1"), &body1),
+            record("f3", "AROAOTHERROLE:i-p1", &body1),
             // A proxy sends an event body: refused too.
             record(
                 "f4",

@@ -1,6 +1,8 @@
 //! The control plane of the local stack: the reactor, in-process, on its own thread and
-//! runtime (the same code as the Lambda), fed by the harness's event pump, plus a
-//! periodic reconcile ("Scheduled Event").
+//! runtime (the same code as the Lambda), answering the invocations the harness's pump
+//! makes from its inbox ([`harness::pump`]: SQS batches of EventBridge events and host
+//! reports, as Lambda's event source mapping delivers them), plus a periodic reconcile
+//! (the schedule's event, sent directly).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -9,34 +11,111 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use harness::pump::scheduled_event;
+use harness::pump::{scheduled_event, Delivery, Pump};
+use harness::world::ControlPath;
 use harness::World;
+use infra::{HostReport, MemberReport};
 use reactor::config::Config;
-use reactor::reactor::Summary;
+use reactor::summary::Summary;
 use serde_json::{json, Value};
 use tokio::sync::mpsc as tmpsc;
 
-/// One event the reactor handled.
+/// The `detail-type`-like label of a host report ([`Record::kind`]).
+pub const HOST_REPORT: &str = "Host report";
+/// The kind of the reminders the reactor sends itself through its inbox.
+pub const RECHECK: &str = "haproxy-asg.recheck";
+
+/// How many pollers feed the reactor: the event source mapping's default maximum
+/// concurrency (`inbox_max_concurrency`, 5), so up to 5 batches are handled at once, as
+/// Lambda runs up to 5 invocations at once.
+pub const POLLERS: usize = 5;
+
+/// One record of an invocation (or the bare event of a direct one).
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// An EventBridge event's `detail-type` (`Scheduled Event` for reconciles),
+    /// [`HOST_REPORT`], or [`RECHECK`] for the reactor's own reminders.
+    pub kind: String,
+    /// The instance an event is about, or the host a report comes from.
+    pub instance: Option<String>,
+    /// When the message reached the inbox (SQS's `SentTimestamp`, unix ms); `None` for
+    /// a bare event.
+    pub inbox_ms: Option<u64>,
+    /// A host report's member reports.
+    pub reports: Vec<MemberReport>,
+}
+
+impl Record {
+    /// The records of an invocation's payload: an SQS batch's, or the bare event.
+    pub fn of(payload: &Value) -> Vec<Record> {
+        match payload["Records"].as_array() {
+            Some(records) => records
+                .iter()
+                .map(|r| {
+                    let body = r["body"].as_str().unwrap_or_default();
+                    let inbox_ms = r["attributes"]["SentTimestamp"]
+                        .as_str()
+                        .and_then(|t| t.parse().ok());
+                    let parsed: Value = serde_json::from_str(body).unwrap_or_default();
+                    let mut rec = if HostReport::is_host_report(&parsed) {
+                        match HostReport::from_json(body) {
+                            Ok(m) => Record {
+                                kind: HOST_REPORT.into(),
+                                instance: Some(m.host.to_string()),
+                                inbox_ms: None,
+                                reports: m.reports,
+                            },
+                            Err(_) => Record::event(&Value::Null),
+                        }
+                    } else {
+                        Record::event(&parsed)
+                    };
+                    rec.inbox_ms = inbox_ms;
+                    rec
+                })
+                .collect(),
+            None => vec![Record::event(payload)],
+        }
+    }
+
+    /// An EventBridge event (its `detail-type`), or another message of the inbox (its
+    /// `kind`: the reactor's reminders, `haproxy-asg.recheck`).
+    fn event(event: &Value) -> Record {
+        Record {
+            kind: event["detail-type"]
+                .as_str()
+                .or_else(|| event["kind"].as_str())
+                .unwrap_or("?")
+                .to_string(),
+            instance: event["detail"]["EC2InstanceId"]
+                .as_str()
+                .map(str::to_string),
+            inbox_ms: None,
+            reports: Vec::new(),
+        }
+    }
+}
+
+/// One invocation the reactor handled.
 #[derive(Debug, Clone)]
 pub struct Handled {
-    /// `detail-type` of the event (`Scheduled Event` for reconciles).
-    pub detail_type: String,
-    /// The instance it was about, if any.
-    pub instance: Option<String>,
+    /// What it was given.
+    pub records: Vec<Record>,
     /// When the reactor got it (unix ms).
     pub received_ms: u64,
     /// How long handling took.
     pub ms: u64,
     /// When it was done, on the run's clock ([`crate::elapsed_s`]).
     pub at_s: f64,
-    /// The reactor's summary, or its error.
+    /// The reactor's summary (records it failed are in its `failed`), or the error of
+    /// a direct invocation.
     pub result: Result<Summary, String>,
 }
 
 /// The reactor's thread; its CPU time comes back from [`ReactorRun::finish`].
 pub struct ReactorRun {
     stop: Arc<AtomicBool>,
-    tx: tmpsc::UnboundedSender<Value>,
+    tx: tmpsc::UnboundedSender<Delivery>,
     thread: Option<JoinHandle<f64>>,
 }
 
@@ -63,9 +142,10 @@ fn tv(t: libc::timeval) -> f64 {
 }
 
 impl ReactorRun {
-    /// Starts the reactor thread: every event sent to [`ReactorRun::sender`] is handled
-    /// concurrently (as Lambda invocations are), a reconcile runs every `reconcile`
-    /// (when given and none is running), and every outcome goes to `report`.
+    /// Starts the reactor thread: every invocation sent to [`ReactorRun::sender`] is
+    /// handled concurrently (as Lambda invocations are) and answered, a reconcile runs
+    /// every `reconcile` (when given and none is running), and every outcome goes to
+    /// `report`.
     pub fn start(
         world: &World,
         config: Config,
@@ -73,7 +153,7 @@ impl ReactorRun {
         report: mpsc::Sender<Handled>,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = tmpsc::unbounded_channel::<Value>();
+        let (tx, mut rx) = tmpsc::unbounded_channel::<Delivery>();
         let sdk = world.sdk.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -89,7 +169,7 @@ impl ReactorRun {
                     let mut tick =
                         tokio::time::interval(reconcile.unwrap_or(Duration::from_secs(3600)));
                     tick.tick().await;
-                    let handle = |event: Value, reconcile: bool| {
+                    let handle = |delivery: Delivery, reconcile: bool| {
                         let (reactor, in_flight, report, reconciling) = (
                             reactor.clone(),
                             in_flight.clone(),
@@ -103,20 +183,17 @@ impl ReactorRun {
                         tokio::task::spawn_local(async move {
                             let received_ms = harness::unix_ms();
                             let started = Instant::now();
-                            let result = reactor.handle(&event).await.map_err(|e| e.to_string());
+                            let i = reactor.invoke(&delivery.event).await;
+                            let ms =
+                                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                            let records = Record::of(&delivery.event);
+                            delivery.answer(i.response);
                             let _ = report.send(Handled {
-                                detail_type: event["detail-type"]
-                                    .as_str()
-                                    .unwrap_or("?")
-                                    .to_string(),
-                                instance: event["detail"]["EC2InstanceId"]
-                                    .as_str()
-                                    .map(str::to_string),
+                                records,
                                 received_ms,
-                                ms: u64::try_from(started.elapsed().as_millis())
-                                    .unwrap_or(u64::MAX),
+                                ms,
                                 at_s: crate::elapsed_s(),
-                                result,
+                                result: i.result.map(|()| i.summary).map_err(|e| e.to_string()),
                             });
                             in_flight.set(in_flight.get().saturating_sub(1));
                             if reconcile {
@@ -129,19 +206,20 @@ impl ReactorRun {
                             break;
                         }
                         tokio::select! {
-                            ev = rx.recv() => match ev {
-                                Some(ev) => handle(ev, false),
+                            d = rx.recv() => match d {
+                                Some(d) => handle(d, false),
                                 None => break,
                             },
                             _ = tick.tick(), if reconcile.is_some() => {
                                 if !reconciling.get() {
-                                    handle(scheduled_event("demo-reconcile"), true);
+                                    handle(Delivery::bare(scheduled_event("demo-reconcile")), true);
                                 }
                             }
                             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         }
                     }
-                    // Let what is running finish (bounded).
+                    // Let what is running finish (bounded); a delivery still queued is
+                    // dropped unanswered, and its poller gives its records back.
                     let until = Instant::now() + Duration::from_secs(60);
                     while in_flight.get() > 0 && Instant::now() < until {
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -157,12 +235,30 @@ impl ReactorRun {
         })
     }
 
-    /// Where to send events.
-    pub fn sender(&self) -> tmpsc::UnboundedSender<Value> {
+    /// Where invocations go.
+    pub fn sender(&self) -> tmpsc::UnboundedSender<Delivery> {
         self.tx.clone()
     }
 
-    /// Stops taking events, waits (at most 60 s) for those in flight; the reactor
+    /// The inbox of `path` feeding this reactor: `pollers` pollers (the event source
+    /// mapping's concurrency: [`POLLERS`] by default), for at most `max`.
+    pub fn pump(
+        &self,
+        world: &Arc<World>,
+        path: &ControlPath,
+        pollers: usize,
+        max: Duration,
+    ) -> Pump {
+        Pump::start(
+            world.clone(),
+            path.inbox.clone(),
+            self.sender(),
+            max,
+            pollers,
+        )
+    }
+
+    /// Stops taking invocations, waits (at most 60 s) for those in flight; the reactor
     /// thread's CPU time in seconds.
     pub fn finish(&mut self) -> f64 {
         self.stop.store(true, Ordering::Relaxed);
@@ -180,33 +276,41 @@ impl Drop for ReactorRun {
 }
 
 /// The reactor's configuration for the local stack: `group` feeds `pool` on `port`;
-/// changes go to the proxy fleet through the project's SSM document, as in AWS.
-pub fn reactor_config(group: &str, pool: &str, port: u16) -> anyhow::Result<Config> {
-    let pools = json!({ group: [{"name": pool, "port": port}] }).to_string();
-    let (tag_key, tag_value) = harness::world::PROXY_TAG;
-    Config::from_lookup(|k| match k {
-        "POOLS" => Some(pools.clone()),
-        "SSM_DOCUMENT" => Some(harness::world::DOCUMENT.into()),
-        "PROXY_TAG_KEY" => Some(tag_key.into()),
-        "PROXY_TAG_VALUE" => Some(tag_value.into()),
-        "HEALTH_TIMEOUT_S" => Some(HEALTH_TIMEOUT_S.to_string()),
-        "DRAIN_TIMEOUT_S" => Some(DRAIN_TIMEOUT_S.to_string()),
-        "LIFECYCLE_HOOKS" => Some(format!(
-            "{},{}",
-            harness::world::LAUNCH_HOOK,
-            harness::world::TERMINATE_HOOK
-        )),
-        _ => None,
-    })
-    .map_err(|e| anyhow::anyhow!("reactor configuration: {e}"))
+/// changes go to the proxy fleet through the project's SSM document, the hosts report
+/// to `path`'s inbox and the ledger is `path`'s table, as in AWS.
+pub fn reactor_config(
+    path: &ControlPath,
+    group: &str,
+    pool: &str,
+    port: u16,
+) -> anyhow::Result<Config> {
+    let mut env = path.reactor_env();
+    env.extend([
+        (
+            "POOLS",
+            json!({ group: [{"name": pool, "port": port}] }).to_string(),
+        ),
+        ("HEALTH_TIMEOUT_S", HEALTH_TIMEOUT_S.to_string()),
+        ("DRAIN_TIMEOUT_S", DRAIN_TIMEOUT_S.to_string()),
+        (
+            "LIFECYCLE_HOOKS",
+            format!(
+                "{},{}",
+                harness::world::LAUNCH_HOOK,
+                harness::world::TERMINATE_HOOK
+            ),
+        ),
+    ]);
+    Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        .map_err(|e| anyhow::anyhow!("reactor configuration: {e}"))
 }
 
 /// How long a launch may take to get healthy on the local stack: the reactor's setting.
-/// The agents' own timeouts ([`crate::proxy_host`]: 10 s health, 15 s drain) are shorter,
-/// so a host reports its outcome before the reactor stops waiting for it.
+/// The agents' own timeouts ([`crate::proxy_spec`]: 10 s health, 15 s drain) are
+/// shorter, so a host reports its outcome before the reactor stops waiting for it.
 pub const HEALTH_TIMEOUT_S: u64 = 15;
 /// How long a drain may take on the local stack: the reactor's setting.
 pub const DRAIN_TIMEOUT_S: u64 = 20;
-
-/// The SSM document's execution timeout on the local stack (as Terraform sets it).
-pub const EXECUTION_TIMEOUT_S: u64 = HEALTH_TIMEOUT_S + DRAIN_TIMEOUT_S + 60;
+/// The SSM document's timeout (fixed in Terraform's template: the agent returns as soon
+/// as its service accepted the change).
+pub const DOCUMENT_TIMEOUT_S: u64 = 120;

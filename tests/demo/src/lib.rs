@@ -1,6 +1,7 @@
 //! The whole loop on one machine, for the embedded demo (`demo`) and the end-to-end
-//! benchmark (`e2e-bench`): the reactor in-process, fed by EventBridge through SQS
-//! ([`control`]), on top of the harness's emulated world, instances and HAProxy hosts.
+//! benchmark (`e2e-bench`): the reactor in-process, fed by its inbox (EventBridge's
+//! events and the proxies' reports, through SQS) as Lambda's event source mapping feeds
+//! it ([`control`]), on top of the harness's emulated world, instances and HAProxy hosts.
 //! The demo records its run ([`recorder`]) and draws it as one HTML page ([`page`]),
 //! as `e2e-bench --html` draws its latencies.
 #![recursion_limit = "256"]
@@ -88,11 +89,29 @@ pub fn percentile(v: &[u64], p: f64) -> u64 {
     s[rank.clamp(1, s.len()) - 1]
 }
 
-/// A proxy host for the local stack: pool `pool` with `slots` slots, HTTP health checks
-/// (inter 100ms, rise 2), with `group`: an `[aws]` section mapping it to the pool (its
-/// agent service syncs from AWS at start and every 300 s; a host something else manages,
-/// like the bench's baselines, has none), and `env` (the emulator's AWS environment) for
-/// the agent's runs.
+/// A proxy host's spec for the local stack: pool `pool` with `slots` slots, HTTP health
+/// checks (inter 100ms, rise 2), 10 s health and 15 s drain timeouts, and with `group`
+/// an `[aws]` section mapping it to the pool (its agent service syncs from AWS at start
+/// and every 300 s; a host something else manages, like the bench's baselines, has
+/// none). [`harness::World::proxy_fleet`] names it after its instance and points its
+/// reports at the inbox.
+pub fn proxy_spec(pool: &str, slots: u32, group: Option<&str>) -> HostSpec {
+    let mut p = PoolSpec::new(pool, slots);
+    p.health_path = Some("/healthz".into());
+    p.health_timeout_s = 10.0;
+    p.drain_timeout_s = 15.0;
+    HostSpec {
+        name: String::new(),
+        pools: vec![p],
+        extra_toml: group
+            .map(|g| format!("[aws]\ngroups = {{ \"{g}\" = [\"{pool}\"] }}\n"))
+            .unwrap_or_default(),
+        env: Vec::new(),
+    }
+}
+
+/// A proxy host outside the proxy fleet (the bench's baselines): [`proxy_spec`] named
+/// `name`, with `env` (the emulator's AWS environment) for the agent's runs.
 pub fn proxy_host(
     name: &str,
     pool: &str,
@@ -100,18 +119,10 @@ pub fn proxy_host(
     group: Option<&str>,
     env: Vec<(String, String)>,
 ) -> anyhow::Result<Host> {
-    let mut p = PoolSpec::new(pool, slots);
-    p.health_path = Some("/healthz".into());
-    p.health_timeout_s = 10.0;
-    p.drain_timeout_s = 15.0;
-    Host::start(&HostSpec {
-        name: name.into(),
-        pools: vec![p],
-        extra_toml: group
-            .map(|g| format!("[aws]\ngroups = {{ \"{g}\" = [\"{pool}\"] }}\n"))
-            .unwrap_or_default(),
-        env,
-    })
+    let mut spec = proxy_spec(pool, slots, group);
+    spec.name = name.into();
+    spec.env = env;
+    Host::start(&spec)
 }
 
 /// Polls `f` ([`harness::wait_for`]) until true, the deadline, or a stop request.

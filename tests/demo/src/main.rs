@@ -1,12 +1,15 @@
 //! `demo`: the whole loop on this machine. The AWS emulator stands in for AWS, local
-//! HTTP servers play a backend group's instances, two real HAProxy hosts with their
-//! agents sit in front, and the reactor (the Lambda's code) gets the group's lifecycle
-//! events from EventBridge through SQS. A scripted scenario runs under live HTTP load:
-//! scale out, scale in, churn that forces slot growth, an agent service killed while it
-//! drains, restarted by its supervisor and resuming the drain. Ends with a summary and a
-//! picture of the run (an HTML page in the run directory, [`demo::page`]); exit code 0
-//! only if no request failed, no lifecycle action was left pending and no process was
-//! left running.
+//! HTTP servers play a backend group's instances, the proxy group's two instances are
+//! real HAProxy hosts with their agents, and the reactor (the Lambda's code) takes its
+//! inbox: the groups' lifecycle events from EventBridge and the hosts' reports, through
+//! SQS, in batches as Lambda's event source mapping delivers them. It sends each change
+//! to the hosts with Run Command and completes the lifecycle actions from the hosts'
+//! reports, kept in its ledger (DynamoDB). A scripted scenario runs under live HTTP
+//! load: scale out, scale in, churn that forces slot growth, an agent service killed
+//! while it drains, restarted by its supervisor, resuming the drain and reporting it.
+//! Ends with a summary and a picture of the run (an HTML page in the run directory,
+//! [`demo::page`]); exit code 0 only if no request failed, no lifecycle action was left
+//! pending and no process was left running.
 #![recursion_limit = "256"]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,13 +20,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use demo::control::{reactor_config, Handled, ReactorRun, EXECUTION_TIMEOUT_S};
+use demo::control::{
+    reactor_config, Handled, ReactorRun, Record, DOCUMENT_TIMEOUT_S, HOST_REPORT, RECHECK,
+};
 use demo::recorder::Recorder;
-use demo::{install_signal_handlers, percentile, proxy_host, say, say_at, stopping, until};
+use demo::{install_signal_handlers, percentile, proxy_spec, say, say_at, stopping, until};
 use harness::fleet::Fleet;
 use harness::process::{alive, processes_matching};
 use harness::pump::Pump;
-use harness::world::{autoscaling_pattern, commands_pattern, Blocking, DOCUMENT};
+use harness::world::{autoscaling_pattern, Blocking, DOCUMENT, PROXY_GROUP};
 use harness::{free_port, unix_ms, GroupSpec, Host, Load};
 
 const GROUP: &str = "demo-web";
@@ -75,6 +80,16 @@ struct Tally {
     decisions: BTreeMap<(String, String, bool), u64>,
     errors: Vec<String>,
     last_state: String,
+    /// Member reports the hosts sent (in every report message).
+    member_reports: u64,
+    /// Of which the reactor recorded in its ledger.
+    applied: u64,
+    /// Hosts dropped from an action's quorum.
+    dropped: u64,
+    /// Report messages refused as forged.
+    forged: u64,
+    /// Invocations of the reactor.
+    invocations: u64,
 }
 
 impl Stack {
@@ -83,86 +98,96 @@ impl Stack {
         (self.loads.iter().map(Load::completed).sum(), 0)
     }
 
-    /// Prints what the reactor did since the last call.
+    /// Prints what the reactor did since the last call: one line per invocation that
+    /// did something (a batch of host reports that changed nothing is not printed).
     fn drain_reports(&self, t: &mut Tally) {
         while let Ok(h) = self.reports.try_recv() {
-            *t.events.entry(h.detail_type.clone()).or_default() += 1;
-            let hook = match h.detail_type.as_str() {
-                LAUNCH_HOOK => Some("launch-hook"),
-                TERMINATE_HOOK => Some("terminate-hook"),
-                _ => None,
-            };
-            if let Some(kind) = hook {
-                self.recorder.mark(
-                    h.at_s,
-                    kind,
-                    format!(
-                        "{} {}",
-                        short_kind(&h.detail_type),
-                        h.instance.as_deref().unwrap_or("")
-                    ),
-                );
+            t.invocations += 1;
+            for r in &h.records {
+                *t.events.entry(r.kind.clone()).or_default() += 1;
+                let inst = r.instance.as_deref().unwrap_or("");
+                let mark = match r.kind.as_str() {
+                    LAUNCH_HOOK => Some(("launch-hook", format!("launch hook {inst}"))),
+                    TERMINATE_HOOK => Some(("terminate-hook", format!("terminate hook {inst}"))),
+                    HOST_REPORT => {
+                        t.member_reports += r.reports.len() as u64;
+                        let what: Vec<String> = r
+                            .reports
+                            .iter()
+                            .map(|m| format!("{} {}", m.member, m.status))
+                            .collect();
+                        Some(("report", format!("{inst} reported {}", what.join(", "))))
+                    }
+                    _ => None,
+                };
+                if let Some((kind, label)) = mark {
+                    self.recorder.mark(h.at_s, kind, label);
+                }
             }
             let (req, _) = self.requests();
-            let inst = h.instance.as_deref().unwrap_or("");
+            let what = describe(&h.records);
             match &h.result {
                 Err(e) => {
-                    say_at!(
-                        h.at_s,
-                        "reactor  {} {inst}: FAILED after {} ms: {e}",
-                        h.detail_type,
-                        h.ms
-                    );
-                    t.errors.push(format!("{} {inst}: {e}", h.detail_type));
+                    say_at!(h.at_s, "reactor  {what}: FAILED after {} ms: {e}", h.ms);
+                    t.errors.push(format!("{what}: {e}"));
                 }
-                // A command that served no lifecycle action ended: nothing to say.
-                Ok(s)
-                    if h.detail_type == "EC2 Command Status-change Notification"
-                        && s.ignored.is_some() => {}
                 Ok(s) => {
                     for a in &s.actions {
                         *t.decisions
                             .entry((a.transition.clone(), a.decision.clone(), a.completed))
                             .or_default() += 1;
                     }
-                    let reconcile = h.detail_type == "Scheduled Event";
-                    let ended = h.detail_type == "EC2 Command Status-change Notification";
-                    let what = if reconcile {
-                        "reconcile".to_string()
-                    } else {
-                        short_kind(&h.detail_type).to_string()
-                    };
-                    let mut line = format!("reactor  {what:<17} {inst:<20}");
-                    if ended && s.ignored.is_none() {
-                        let hosts_ok = s.hosts.iter().filter(|x| x.ok).count();
-                        line.push_str(&format!(
-                            " command {} ended: {hosts_ok}/{} hosts reported",
-                            s.commands.first().map(String::as_str).unwrap_or("?"),
-                            s.hosts.len()
+                    t.applied += s.reports.applied as u64;
+                    t.dropped += s.reports.hosts_dropped.len() as u64;
+                    t.forged += s.reports.forged as u64;
+                    if !s.failed.is_empty() {
+                        t.errors.push(format!(
+                            "{what}: {} record(s) given back to the inbox",
+                            s.failed.len()
                         ));
-                        for x in s.hosts.iter().filter(|x| !x.ok) {
-                            line.push_str(&format!(
-                                "; host {} failed: {}",
-                                x.host,
-                                x.error.as_deref().unwrap_or("")
-                            ));
-                        }
-                    } else if let Some(c) = &s.change {
-                        let adds: usize = c.pools.iter().map(|p| p.add.len()).sum();
-                        let removes: usize = c.pools.iter().map(|p| p.remove.len()).sum();
-                        let verb = if reconcile {
+                    }
+                    let reports_only = h.records.iter().all(|r| r.kind == HOST_REPORT);
+                    let quiet = s.actions.is_empty()
+                        && s.changes.is_empty()
+                        && s.reports.hosts_dropped.is_empty()
+                        && s.reports.forged == 0
+                        && s.failed.is_empty();
+                    if reports_only && quiet {
+                        continue;
+                    }
+                    let mut line = format!("reactor  {what:<37}");
+                    if reports_only {
+                        line.push_str(&format!(
+                            " {} member report(s) applied, {} changed nothing",
+                            s.reports.applied, s.reports.ignored
+                        ));
+                    }
+                    for c in &s.changes {
+                        let adds: usize = c.change.pools.iter().map(|p| p.add.len()).sum();
+                        let removes: usize = c.change.pools.iter().map(|p| p.remove.len()).sum();
+                        let verb = if c.label == "(reconcile)" {
                             "full membership sent"
                         } else {
                             "change sent"
                         };
                         line.push_str(&format!(
-                            " {verb} +{adds}/-{removes} ({} command(s))",
-                            s.commands.len()
+                            " {verb} +{adds}/-{removes} to {} host(s), generation {} ({} command(s));",
+                            c.hosts,
+                            c.generation,
+                            c.commands.len()
                         ));
-                    } else if let Some(i) = &s.ignored {
-                        line.push_str(&format!(" ignored ({i})"));
-                    } else {
-                        line.push_str(" in step");
+                    }
+                    if s.changes.is_empty() && !reports_only {
+                        if !s.ignored.is_empty() && s.actions.is_empty() {
+                            let why = s.ignored.join("; ");
+                            let why = match why.char_indices().nth(100) {
+                                Some((i, _)) => format!("{}...", &why[..i]),
+                                None => why,
+                            };
+                            line.push_str(&format!(" ignored ({why})"));
+                        } else {
+                            line.push_str(" in step");
+                        }
                     }
                     // One mention per kind of decision, with the count.
                     let mut kinds: BTreeMap<(String, String, bool), usize> = BTreeMap::new();
@@ -182,13 +207,22 @@ impl Stack {
                         } else {
                             format!(" {decision}")
                         };
-                        line.push_str(&format!("; {n} {transition}{label} {what}"));
+                        line.push_str(&format!(" {n} {transition}{label} {what};"));
                     }
                     if !s.heartbeats.is_empty() {
-                        line.push_str(&format!("; {} heartbeat(s)", s.heartbeats.len()));
+                        line.push_str(&format!(" {} heartbeat(s);", s.heartbeats.len()));
                     }
-                    line.push_str(&format!(" [{} ms] | requests so far {req}", h.ms));
-                    say_at!(h.at_s, "{line}");
+                    for d in &s.reports.hosts_dropped {
+                        line.push_str(&format!(" host dropped from the quorum: {d};"));
+                    }
+                    if s.reports.forged > 0 {
+                        line.push_str(&format!(" {} forged message(s) refused;", s.reports.forged));
+                    }
+                    if !s.failed.is_empty() {
+                        line.push_str(&format!(" {} record(s) to retry;", s.failed.len()));
+                    }
+                    let line = line.trim_end_matches(';');
+                    say_at!(h.at_s, "{line} [{} ms] | requests so far {req}", h.ms);
                 }
             }
         }
@@ -310,9 +344,11 @@ fn up_on(host: &Host, ids: &BTreeSet<String>) -> bool {
 const LAUNCH_HOOK: &str = "EC2 Instance-launch Lifecycle Action";
 const TERMINATE_HOOK: &str = "EC2 Instance-terminate Lifecycle Action";
 
-fn short_kind(detail_type: &str) -> &str {
-    match detail_type {
-        "EC2 Command Status-change Notification" => "hosts reported",
+fn short_kind(kind: &str) -> &str {
+    match kind {
+        HOST_REPORT => "host report",
+        RECHECK => "recheck reminder",
+        "Scheduled Event" => "reconcile",
         "EC2 Instance-launch Lifecycle Action" => "launch hook",
         "EC2 Instance-terminate Lifecycle Action" => "terminate hook",
         "EC2 Instance Launch Successful" => "launch done",
@@ -320,6 +356,33 @@ fn short_kind(detail_type: &str) -> &str {
         "EC2 Instance Launch Unsuccessful" => "launch failed",
         other => other,
     }
+}
+
+/// What an invocation was given, in a few words: `launch hook i-0abc`, `2 host reports
+/// (i-1, i-2)`, `reconcile`, or a batch's parts joined by `+`.
+fn describe(records: &[Record]) -> String {
+    let mut hosts: Vec<&str> = records
+        .iter()
+        .filter(|r| r.kind == HOST_REPORT)
+        .filter_map(|r| r.instance.as_deref())
+        .collect();
+    let messages = hosts.len();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let mut parts: Vec<String> = records
+        .iter()
+        .filter(|r| r.kind != HOST_REPORT)
+        .map(|r| match &r.instance {
+            Some(i) => format!("{} {i}", short_kind(&r.kind)),
+            None => short_kind(&r.kind).to_string(),
+        })
+        .collect();
+    match messages {
+        0 => {}
+        1 => parts.push(format!("host report ({})", hosts.join(", "))),
+        n => parts.push(format!("{n} host reports ({})", hosts.join(", "))),
+    }
+    parts.join(" + ")
 }
 
 fn main() -> ExitCode {
@@ -413,36 +476,27 @@ fn scenario(
     let port = free_port();
     let subnet = world.subnet.clone();
     world.group(&GroupSpec::new(GROUP, &subnet).hooks(120).pool(POOL, port))?;
-    world.block_on(world.ssm_document(EXECUTION_TIMEOUT_S))?;
-    let queue = world.event_queue(
-        "demo-events",
-        &[autoscaling_pattern(&[GROUP]), commands_pattern(DOCUMENT)],
-    )?;
+    world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S))?;
+    let path = world.control_path("demo", &[autoscaling_pattern(&[GROUP, PROXY_GROUP])])?;
     say!("setup    group {GROUP} (launch + terminate lifecycle hooks), subnet 127.0.1.0/24, pool {POOL} port {port}");
-    say!("setup    SSM document {DOCUMENT} (Terraform's template); EventBridge rules (the group's Auto Scaling events, the document's command status events) -> SQS queue demo-events");
-    let mut hosts = Vec::new();
-    for i in 1..=2 {
-        let h = proxy_host(
-            &format!("proxy-{i}"),
-            POOL,
-            args.slots,
-            Some(GROUP),
-            world.emulator.aws_env(),
-        )?;
+    say!("setup    SSM document {DOCUMENT} (Terraform's template); the reactor's inbox demo-inbox (SQS), fed by an EventBridge rule (the groups' Auto Scaling events) and by the proxies' reports; its ledger demo-ledger (DynamoDB); the proxies' role demo-proxy");
+    let proxy_subnet = world.add_subnet("127.0.2.0/24")?;
+    let specs = (0..2)
+        .map(|_| proxy_spec(POOL, args.slots, Some(GROUP)))
+        .collect();
+    let hosts = world.block_on(world.proxy_fleet(&path, &proxy_subnet, specs))?;
+    for h in &hosts {
         say!(
-            "setup    HAProxy host proxy-{i}: frontend {} , {} slots, dir {}",
+            "setup    HAProxy host {}: frontend {} , {} slots, dir {}",
+            h.name,
             h.frontend(POOL),
             args.slots,
             h.dir().display()
         );
-        hosts.push(h);
     }
-    let proxy_subnet = world.add_subnet("127.0.2.0/24")?;
-    let refs: Vec<&Host> = hosts.iter().collect();
-    let proxies = world.block_on(world.proxy_fleet(&proxy_subnet, &refs))?;
     say!(
-        "setup    proxy instances {} (tag {}={}): Run Command runs the document there with the host's agent",
-        proxies.join(", "),
+        "setup    proxy group {PROXY_GROUP}: instances {} (subnet 127.0.2.0/24, tag {}={}), one HAProxy host each, named after it; Run Command runs the document there with the host's agent, whose service reports to the inbox with the instance's own session",
+        hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
         harness::world::PROXY_TAG.0,
         harness::world::PROXY_TAG.1
     );
@@ -466,18 +520,19 @@ fn scenario(
     let (report_tx, reports) = mpsc::channel();
     let reactor = ReactorRun::start(
         &world,
-        reactor_config(GROUP, POOL, port)?,
+        reactor_config(&path, GROUP, POOL, port)?,
         Some(Duration::from_secs(args.reconcile_s.max(1))),
         report_tx,
     )?;
-    let pump = Pump::start(
-        world.world.clone(),
-        queue,
-        reactor.sender(),
+    let pump = reactor.pump(
+        &world.world,
+        &path,
+        demo::control::POLLERS,
         Duration::from_secs(1800),
     );
     say!(
-        "setup    reactor in-process (the Lambda's code, SSM to the proxy fleet), reconcile every {} s",
+        "setup    reactor in-process (the Lambda's code: SSM to the proxy fleet, the ledger in DynamoDB), fed by the inbox as Lambda's event source mapping feeds it ({} pollers, batches of up to 10), reconcile every {} s",
+        demo::control::POLLERS,
         args.reconcile_s
     );
     let mut stack = Stack {
@@ -619,11 +674,21 @@ fn scenario(
     }
     println!();
     println!("==================== summary ====================");
-    let events: u64 = t.events.values().sum();
-    println!("events handled         {events}");
+    let host_reports = t.events.get(HOST_REPORT).copied().unwrap_or(0);
+    let reminders = t.events.get(RECHECK).copied().unwrap_or(0);
+    let events: u64 = t.events.values().sum::<u64>() - host_reports - reminders;
+    println!(
+        "inputs handled         {} ({events} events, {host_reports} host reports, {reminders} reminders) in {} invocations",
+        events + host_reports + reminders,
+        t.invocations
+    );
     for (k, n) in &t.events {
         println!("  {n:>5}  {k}");
     }
+    println!(
+        "host reports           {host_reports} messages, {} member reports, {} applied to the ledger, {} hosts dropped from a quorum, {} forged",
+        t.member_reports, t.applied, t.dropped, t.forged
+    );
     println!(
         "lifecycle actions      {} completed, {} pending",
         actions.values().sum::<u64>(),
@@ -690,7 +755,13 @@ fn scenario(
                 percentile(&latencies, 99.0)
             ),
         ),
-        ("events handled".into(), events.to_string()),
+        (
+            "inputs handled".into(),
+            format!(
+                "{events} events, {host_reports} host reports ({} member reports, {} applied), in {} invocations",
+                t.member_reports, t.applied, t.invocations
+            ),
+        ),
     ];
     let page = dir.join(PAGE);
     let picture = stack.recorder.recorded().page(
@@ -712,7 +783,9 @@ fn scenario(
     println!(
         "STATS {}",
         serde_json::json!({
-            "events": events, "requests": requests, "failed_requests": failed,
+            "events": events, "host_reports": host_reports, "reminders": reminders, "member_reports": t.member_reports,
+            "reports_applied": t.applied, "hosts_dropped": t.dropped, "forged_reports": t.forged,
+            "invocations": t.invocations, "requests": requests, "failed_requests": failed,
             "lifecycle_completed": actions.values().sum::<u64>(), "lifecycle_pending": pending.len(),
             "reloads": reloads.iter().map(|r| r.1).sum::<u64>(),
             "reloads_by_host": reloads.iter().map(|(h, n)| (h.clone(), *n)).collect::<BTreeMap<_, _>>(),
@@ -736,8 +809,8 @@ fn scenario(
 /// The injected fault: the second host's agent service is SIGKILLed while it drains a
 /// leaving member that still has requests in flight. Its supervisor starts it again (as
 /// systemd's `Restart=on-failure` does), the service resumes the drain with what was left
-/// of its timeout, the in-flight requests complete, and the terminate action, whose
-/// command on that host died with the service, is completed by the schedule.
+/// of its timeout, the in-flight requests complete, and the restarted service reports
+/// the member drained: that report completes the terminate action.
 fn fault(stack: &Stack, t: &mut Tally) -> anyhow::Result<bool> {
     let host = &stack.hosts[1];
     let members = stack.world.members(GROUP)?;
@@ -816,7 +889,7 @@ fn fault(stack: &Stack, t: &mut Tally) -> anyhow::Result<bool> {
         }
     }
     say!("fault    {served}/{n} slow requests completed with 200");
-    // The host's command died with the service: the schedule completes the action.
+    // The restarted service reports the drain it resumed: that completes the action.
     stack.converge(t, n - 1, false, Duration::from_secs(60))?;
     let done = stack
         .world

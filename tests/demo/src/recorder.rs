@@ -300,7 +300,9 @@ impl Recorded {
                 Chart::Timeline(up),
                 Chart::Timeline(traffic),
                 Chart::Marks {
-                    title: "Scale requests, lifecycle events, reloads, the fault".into(),
+                    title:
+                        "Scale requests, lifecycle events, the hosts' reports, reloads, the fault"
+                            .into(),
                     marks,
                 },
             ],

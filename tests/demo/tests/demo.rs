@@ -88,8 +88,8 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
 /// it claims (capacity, UP per host, requests and failures per second), and its figures
 /// agree with the run's report: the totals of the rates are the requests sent and
 /// failed, each host's last UP count and the last desired capacity are the group's
-/// final members, and there is one mark per lifecycle hook event, per reload of each
-/// host, and for the fault.
+/// final members, and there is one mark per lifecycle hook event, per host report, per
+/// reload of each host, and for the fault.
 fn check_page(out: &str, stats: &serde_json::Value, log: &str) {
     let path = stats["page"]
         .as_str()
@@ -189,6 +189,13 @@ fn check_page(out: &str, stats: &serde_json::Value, log: &str) {
             "reload marks of {h}"
         );
     }
+    // One mark per report message the reactor got from a host; the actions were
+    // completed from those reports.
+    assert_eq!(Some(count("report")), stats["host_reports"].as_u64());
+    assert!(
+        stats["reports_applied"].as_u64().unwrap_or(0) > 0,
+        "no host report was applied: {stats}"
+    );
     assert_eq!(count("fault"), 1);
     assert!(count("scale") > 0);
 }

@@ -63,10 +63,13 @@ fn all(r: &Report, s: OutcomeStatus) -> bool {
 /// in-progress bit flips with every check). What an agent sets stays: address, port,
 /// operational and admin states, weights.
 fn servers_state(h: &Host) -> String {
-    h.client()
-        .query("show servers state web")
-        .unwrap()
-        .lines()
+    without_times(&h.client().query("show servers state web").unwrap())
+}
+
+/// A `show servers state` dump, or the server-state file the service writes in the same
+/// format (on every change and when it stops), without those columns.
+fn without_times(dump: &str) -> String {
+    dump.lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             if f.len() > 14 && !l.starts_with('#') {
@@ -427,7 +430,7 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     let files = |h: &Host| {
         (
             std::fs::read(h.dir().join("state/slots.json")).unwrap(),
-            std::fs::read(h.dir().join("state/server-state")).unwrap(),
+            without_times(&std::fs::read_to_string(h.dir().join("state/server-state")).unwrap()),
             std::fs::read(h.dir().join("haproxy.cfg")).unwrap(),
         )
     };

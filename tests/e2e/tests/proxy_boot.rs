@@ -311,7 +311,8 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         called("curl -fsS --max-time 2 -X PUT -H X-aws-ec2-metadata-token-ttl-seconds: 60 http://169.254.169.254/latest/api/token"),
         "IMDSv2, a session token first: {calls:#?}"
     );
-    let toml = std::fs::read_to_string(host.path("/etc/haproxy-asg/agent.toml")).expect("agent.toml");
+    let toml =
+        std::fs::read_to_string(host.path("/etc/haproxy-asg/agent.toml")).expect("agent.toml");
     assert!(
         toml.contains(&format!("host = \"{proxy}\"")) && toml.contains(&s.path.inbox),
         "agent.toml names this instance as host and the inbox: {toml}"
@@ -486,11 +487,7 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
             host.unit_log("haproxy-asg-agent.service")
         )
     });
-    assert_eq!(
-        report.0["kind"], "haproxy-asg.host-report",
-        "{}",
-        report.0
-    );
+    assert_eq!(report.0["kind"], "haproxy-asg.host-report", "{}", report.0);
     assert_eq!(
         report.1["SenderId"].as_str(),
         Some(format!("{}:{proxy}", s.path.role_id).as_str()),

@@ -128,8 +128,7 @@ async fn schedule(s: &Stack) {
     let commands: Vec<String> = s
         .handled()
         .iter()
-        .filter(|h| h.is("reconcile"))
-        .last()
+        .rfind(|h| h.is("reconcile"))
         .map(|h| {
             h.summary
                 .changes

@@ -103,6 +103,7 @@ fn exchange(
     bytes.extend_from_slice(req.as_bytes());
     s.write_all(&bytes)?;
     let raw = read_answer(&mut s)?;
+    abort_on_close(&s);
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -121,6 +122,35 @@ fn exchange(
         rest.to_string()
     };
     Ok(Response { status, body })
+}
+
+/// Makes dropping `s` reset the connection instead of closing it: the answer is read,
+/// and a client that closes first keeps the connection in TIME_WAIT for a minute. At a
+/// few hundred requests a second (a hundred stand-in proxies, the pollers) those use up
+/// the ephemeral ports to the emulator and `connect` fails with EAGAIN.
+fn abort_on_close(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a `linger` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        // Only the port's reuse is at stake; the answer is read.
+        eprintln!(
+            "warning: SO_LINGER on a client socket: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 fn read_answer(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {

@@ -60,6 +60,18 @@ impl Load {
         max_duration: Duration,
         max_requests: u64,
     ) -> Self {
+        Self::start_paced(addr, workers, PACE, max_duration, max_requests)
+    }
+
+    /// [`Load::start`] with each worker sending at most one request per `pace` (many
+    /// loads at once on a 2-core machine: a fleet's worth of frontends).
+    pub fn start_paced(
+        addr: SocketAddr,
+        workers: usize,
+        pace: Duration,
+        max_duration: Duration,
+        max_requests: u64,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(LoadStats::default()));
         let sent = Arc::new(AtomicU64::new(0));
@@ -94,7 +106,7 @@ impl Load {
                             }
                         }
                         drop(s);
-                        if let Some(rest) = PACE.checked_sub(sent_at.elapsed()) {
+                        if let Some(rest) = pace.checked_sub(sent_at.elapsed()) {
                             std::thread::sleep(rest);
                         }
                     }

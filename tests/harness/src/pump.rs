@@ -1,5 +1,6 @@
 //! The inbox delivered to a consumer as Lambda's SQS event source mapping delivers it:
-//! pollers long-poll the queue, hand each batch of up to 10 messages (an SQS event:
+//! pollers long-poll the queue, gather a batch ([`Batching`]: up to 10 messages at once
+//! by default, as the mapping's defaults), hand it (an SQS event:
 //! `Records` with each message's body and `SenderId`) to the consumer, wait for its
 //! answer, and delete the records it did not name in `batchItemFailures`; those become
 //! visible again after the queue's visibility timeout and are delivered again. And the
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::emulator::{ACCOUNT, REGION};
-use crate::world::World;
+use crate::world::{Received, World};
 
 /// How long a poller waits for the consumer's answer to a batch (a Lambda's timeout).
 pub const INVOCATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,6 +43,27 @@ impl Delivery {
     }
 }
 
+/// How each poller gathers a batch: the event source mapping's `batch_size` and
+/// `maximum_batching_window_in_seconds`. It hands over what it has once it holds `size`
+/// messages or `window` has passed since its first one (with no window: what one
+/// receive brings, at most 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// The most messages a batch holds.
+    pub size: usize,
+    /// How long a poller may gather.
+    pub window: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            size: 10,
+            window: Duration::ZERO,
+        }
+    }
+}
+
 /// The pollers: queue -> consumer, until stopped.
 pub struct Pump {
     stop: Arc<AtomicBool>,
@@ -58,6 +80,18 @@ impl Pump {
         max: Duration,
         pollers: usize,
     ) -> Self {
+        Self::start_batched(world, queue, to, max, pollers, Batching::default())
+    }
+
+    /// [`Pump::start`], each poller gathering its batches as `batching` says.
+    pub fn start_batched(
+        world: Arc<World>,
+        queue: String,
+        to: UnboundedSender<Delivery>,
+        max: Duration,
+        pollers: usize,
+        batching: Batching,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + max;
         let threads = (0..pollers.max(1))
@@ -66,7 +100,7 @@ impl Pump {
                     (stop.clone(), world.clone(), queue.clone(), to.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                        if !poll_once(&world, &queue, &to) {
+                        if !poll_once(&world, &queue, &to, batching) {
                             break;
                         }
                     }
@@ -91,9 +125,37 @@ impl Drop for Pump {
     }
 }
 
-/// One receive, one invocation, the deletes. `false` once the consumer is gone.
-fn poll_once(world: &World, queue: &str, to: &UnboundedSender<Delivery>) -> bool {
-    let messages = match world.receive_records(queue, 1) {
+/// Up to `batching.size` messages: a long poll, then (with a window) more receives
+/// until the batch is full or the window since the first message passed.
+fn gather(world: &World, queue: &str, batching: Batching) -> anyhow::Result<Vec<Received>> {
+    let mut messages = world.receive_up_to(queue, 1, batching.size)?;
+    let Some(until) = Instant::now().checked_add(batching.window) else {
+        return Ok(messages);
+    };
+    while !messages.is_empty() && messages.len() < batching.size {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        // A long poll waits whole seconds: with less left, short polls a beat apart.
+        let wait = u32::try_from(left.as_secs()).unwrap_or(u32::MAX).min(1);
+        let more = world.receive_up_to(queue, wait, batching.size - messages.len())?;
+        if more.is_empty() && wait == 0 {
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        messages.extend(more);
+    }
+    Ok(messages)
+}
+
+/// One batch, one invocation, the deletes. `false` once the consumer is gone.
+fn poll_once(
+    world: &World,
+    queue: &str,
+    to: &UnboundedSender<Delivery>,
+    batching: Batching,
+) -> bool {
+    let messages = match gather(world, queue, batching) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("warning: receiving from the inbox failed: {e:#}");

@@ -708,11 +708,16 @@ impl World {
     /// source mapping receives them: each with its id, receipt handle, body and system
     /// attributes (`SenderId`, `SentTimestamp`, ...).
     pub fn receive_records(&self, url: &str, wait_s: u32) -> anyhow::Result<Vec<Received>> {
+        self.receive_up_to(url, wait_s, 10)
+    }
+
+    /// [`World::receive_records`], at most `n` messages (1 to 10).
+    pub fn receive_up_to(&self, url: &str, wait_s: u32, n: usize) -> anyhow::Result<Vec<Received>> {
         let t = Duration::from_secs(u64::from(wait_s) + 10);
         let r = self.emulator.aws_json(
             "sqs",
             "AmazonSQS.ReceiveMessage",
-            &json!({"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_s,
+            &json!({"QueueUrl": url, "MaxNumberOfMessages": n.clamp(1, 10), "WaitTimeSeconds": wait_s,
                     "AttributeNames": ["All"], "MessageSystemAttributeNames": ["All"]}),
             t,
         )?;

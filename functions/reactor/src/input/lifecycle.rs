@@ -231,6 +231,7 @@ impl<B: Boundaries> Reactor<B> {
                 hosts: hosts?,
                 event_ms,
                 kind,
+                named: Some(instances),
                 ..out
             },
             summary,
@@ -268,6 +269,7 @@ impl<B: Boundaries> Reactor<B> {
             label: group.to_string(),
             kind: "",
             event_ms: None,
+            named: None,
         }))
     }
 

@@ -93,6 +93,7 @@ impl<B: Boundaries> Reactor<B> {
         let now = now_ms();
         let timing = self.timing();
         let mut dropped: BTreeMap<ActionKey, Vec<String>> = BTreeMap::new();
+        let by = ledger::claim_id();
         let items = ledger::update(&self.ledger, &actions, |k, item| {
             let mut item = item.filter(ledger::Item::is_open)?;
             let gone = item
@@ -101,6 +102,7 @@ impl<B: Boundaries> Reactor<B> {
                 .map(|(h, why)| format!("{h} {k} ({why})"))
                 .collect();
             dropped.insert(k.clone(), gone);
+            item.claim(&by, now);
             Some(item)
         })
         .await?;
@@ -108,7 +110,7 @@ impl<B: Boundaries> Reactor<B> {
             tracing::warn!(dropped = %d, "a host dropped from an action's quorum");
             summary.reports.hosts_dropped.push(d);
         }
-        self.decide_items(&items, false, summary).await
+        self.decide_items(&items, &by, false, summary).await
     }
 }
 

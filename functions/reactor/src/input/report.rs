@@ -66,6 +66,9 @@ impl<B: Boundaries> Reactor<B> {
         let timing = self.timing();
         // Re-run on a conflict: what each key's reports did is kept from the last run.
         let mut effects: BTreeMap<ActionKey, (usize, Vec<String>, bool)> = BTreeMap::new();
+        // What these reports decide is claimed in the same write: a concurrent batch
+        // that read the item before sees the claim and leaves the completion to us.
+        let by = ledger::claim_id();
         let items = ledger::update(&self.ledger, &keys, |k, item| {
             let mut item = item?;
             let first = !item.hosts.values().any(|h| !h.pools.is_empty());
@@ -87,6 +90,7 @@ impl<B: Boundaries> Reactor<B> {
             // from now, and a reminder brings the reactor back when it ran out.
             let started = first && item.hosts.values().any(|h| !h.pools.is_empty());
             effects.insert(k.clone(), (applied, dropped, started));
+            item.claim(&by, now);
             Some(item)
         })
         .await?;
@@ -104,7 +108,7 @@ impl<B: Boundaries> Reactor<B> {
                 remind.push(k);
             }
         }
-        let decided = self.decide_items(&items, false, summary).await;
+        let decided = self.decide_items(&items, &by, false, summary).await;
         let open: Vec<ActionKey> = items
             .iter()
             .filter(|i| {

@@ -89,6 +89,7 @@ impl<B: Boundaries> Reactor<B> {
                         label: "(reconcile)".into(),
                         kind: "reconcile",
                         event_ms: None,
+                        named: None,
                     },
                     summary,
                 )
@@ -192,6 +193,7 @@ impl<B: Boundaries> Reactor<B> {
         let proxies: BTreeSet<&HostId> = proxies.iter().collect();
         let keys: Vec<ActionKey> = open.iter().map(Item::key).collect();
         let mut dropped: BTreeMap<ActionKey, Vec<String>> = BTreeMap::new();
+        let by = ledger::claim_id();
         let items = ledger::update(&self.ledger, &keys, |k, item| {
             let mut item = item.filter(Item::is_open)?;
             let mut gone: Vec<String> = Vec::new();
@@ -209,6 +211,7 @@ impl<B: Boundaries> Reactor<B> {
                 gone.push(format!("{h} {k} ({why})"));
             }
             dropped.insert(k.clone(), gone);
+            item.claim(&by, now);
             Some(item)
         })
         .await?;
@@ -216,7 +219,7 @@ impl<B: Boundaries> Reactor<B> {
             tracing::warn!(dropped = %d, "a host dropped from an action's quorum");
             summary.reports.hosts_dropped.push(d);
         }
-        let decided = self.decide_items(&items, false, summary).await;
+        let decided = self.decide_items(&items, &by, false, summary).await;
         let still: Vec<&Item> = items
             .iter()
             .filter(|i| i.is_open() && !matches!(i.decide(now), ledger::Decision::Complete(..)))

@@ -17,6 +17,12 @@
 //! Reports are idempotent: a duplicate, an older one, one about an earlier life of the
 //! instance (a generation below the item's first) or one arriving after the decision
 //! changes nothing.
+//!
+//! Invocations run concurrently (the event source mapping's pollers), and two may read
+//! the same decided item. Only the one holding its [`Claim`] completes the action: the
+//! claim is taken in the same conditional write that recorded the deciding reports (or
+//! in one of its own), and lapses after [`CLAIM_MS`] should its holder die before it
+//! closed the item.
 
 use std::collections::BTreeMap;
 
@@ -150,6 +156,33 @@ impl Decision {
     }
 }
 
+/// How long a claim holds (ms): longer than completing an action's hooks takes, short
+/// enough that the schedule decides an item whose claimant died.
+pub const CLAIM_MS: u64 = 30_000;
+
+/// An invocation's claim to complete an item's action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// Who holds it (an id drawn per invocation, [`claim_id`]).
+    pub by: String,
+    /// When it was taken (ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// A fresh claimant id: random, so concurrent invocations (in one process or many)
+/// never share one.
+pub fn claim_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
 /// The reactor's timeouts, in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -199,6 +232,9 @@ pub struct Item {
     /// The decision, once made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided: Option<Decided>,
+    /// Who is completing it, while it is decided but not yet closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
     /// The ledger's version of this item (0: not written yet). Not part of the
     /// document: the table keeps it in an attribute of its own.
     #[serde(skip)]
@@ -249,6 +285,7 @@ impl Item {
                 .map(|h| (h, HostReports::default()))
                 .collect(),
             decided: None,
+            claim: None,
             version: 0,
         }
     }
@@ -450,8 +487,42 @@ impl Item {
         Decision::Wait(format!("waiting for {}", waiting.join(", ")))
     }
 
+    /// Claims it for `by` when its reports decide it now and no other claimant holds
+    /// it (a claim younger than [`CLAIM_MS`]); whether `by` holds it afterwards.
+    pub fn claim(&mut self, by: &str, now_ms: u64) -> bool {
+        if !self.is_open() || !matches!(self.decide(now_ms), Decision::Complete(..)) {
+            return false;
+        }
+        match &self.claim {
+            Some(c) if c.by == by => return true,
+            Some(c) if now_ms < c.at_ms.saturating_add(CLAIM_MS) => return false,
+            _ => {}
+        }
+        self.claim = Some(Claim {
+            by: by.to_string(),
+            at_ms: now_ms,
+        });
+        true
+    }
+
+    /// Whether `by` holds its claim.
+    pub fn claimed_by(&self, by: &str) -> bool {
+        self.claim.as_ref().is_some_and(|c| c.by == by)
+    }
+
+    /// Gives up `by`'s claim (its completion failed: the next report or the schedule
+    /// tries again); whether it held one.
+    pub fn release(&mut self, by: &str) -> bool {
+        let held = self.claimed_by(by);
+        if held {
+            self.claim = None;
+        }
+        held
+    }
+
     /// Marks it decided at `now_ms`; `completed` says whether Auto Scaling took it.
     pub fn close(&mut self, verdict: Verdict, reason: &str, completed: bool, now_ms: u64) {
+        self.claim = None;
         self.decided = Some(Decided {
             verdict,
             reason: reason.to_string(),
@@ -668,5 +739,30 @@ mod tests {
         });
         assert_eq!((o.token.as_deref(), o.hooks.len()), (Some("t"), 2));
         assert_eq!(o.key().id(), "i-1#launch");
+    }
+
+    #[test]
+    fn one_claimant_completes_a_decided_item_until_its_claim_lapses() {
+        let mut i = item(Transition::Launch, &["web"], &["h1"]);
+        assert!(!i.claim("a", 0), "nothing decides it yet: no claim");
+        i.apply(&host("h1"), &r("web", Up, 100), 0);
+        assert!(i.claim("a", 10) && i.claimed_by("a"));
+        assert!(i.claim("a", 20), "its holder keeps it");
+        assert!(
+            !i.claim("b", 20) && !i.claimed_by("b"),
+            "another invocation does not"
+        );
+        assert!(i.claim("b", 10 + CLAIM_MS), "a lapsed claim is taken over");
+        assert!(!i.release("a") && i.release("b") && i.claim.is_none());
+        i.claim("a", 0);
+        i.close(Verdict::Continue, "UP", true, 50);
+        assert!(
+            i.claim.is_none() && !i.claim("c", 60),
+            "a closed item is claimed by no one"
+        );
+        assert_ne!(claim_id(), claim_id());
+        let text = serde_json::to_string(&i).unwrap();
+        let back: Item = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, i);
     }
 }

@@ -51,6 +51,9 @@ impl MemoryLedger {
             if let Some(d) = item.decided.as_mut() {
                 d.at_ms = d.at_ms.saturating_sub(ms);
             }
+            if let Some(c) = item.claim.as_mut() {
+                c.at_ms = c.at_ms.saturating_sub(ms);
+            }
         }
     }
 

@@ -24,7 +24,8 @@ use infra::aws::AwsError;
 
 pub use dynamo::{DynamoLedger, OPEN_INDEX};
 pub use item::{
-    ActionKey, Applied, Decided, Decision, HostReports, Item, Opening, PoolOutcome, Timing, Verdict,
+    claim_id, ActionKey, Applied, Claim, Decided, Decision, HostReports, Item, Opening,
+    PoolOutcome, Timing, Verdict, CLAIM_MS,
 };
 
 /// Why the ledger could not be read or written.

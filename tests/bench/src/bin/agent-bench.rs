@@ -75,7 +75,7 @@ fn apply_time(
         *gen += 1;
         let body = change(*gen, add, vec![]).to_json();
         let t = Instant::now();
-        let run = host.agent(&["apply", "--json", "--no-wait", "--change", &body], None)?;
+        let run = host.agent(&["apply", "--json", "--change", &body], None)?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         ensure!(run.code == 0, "apply of {n} failed: {}", run.stderr);
         *rss = (*rss).max(run.max_rss_kb);
@@ -87,6 +87,7 @@ fn apply_time(
         let run = host.agent(
             &[
                 "apply",
+                "--wait",
                 "--json",
                 "--change",
                 &change(*gen, vec![], ids).to_json(),
@@ -210,7 +211,7 @@ fn independence(reps: u32) -> anyhow::Result<Independence> {
             std::process::Command::new(harness::process::bin_path("agent")?)
                 .arg("--config")
                 .arg(config)
-                .args(["apply", "--json", "--change", &body])
+                .args(["apply", "--wait", "--json", "--change", &body])
                 .output()
                 .map_err(anyhow::Error::from)
         })
@@ -241,7 +242,7 @@ fn independence(reps: u32) -> anyhow::Result<Independence> {
                 let out = std::process::Command::new(harness::process::bin_path("agent")?)
                     .arg("--config")
                     .arg(config)
-                    .args(["apply", "--json", "--change", &body])
+                    .args(["apply", "--wait", "--json", "--change", &body])
                     .output()?;
                 Ok(out.status.success())
             })

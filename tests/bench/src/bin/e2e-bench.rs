@@ -2,10 +2,11 @@
 //! HAProxy hosts under HTTP load) through N scale-out/scale-in cycles, once per approach,
 //! each on fresh HAProxy hosts and its own group:
 //!
-//! - `ours`: lifecycle hooks, EventBridge -> SQS -> the reactor (in-process) -> SSM Run
-//!   Command of the project's document -> the agents (health-gated join, drain before
-//!   release, no reload while slots are free); the command's status event completes the
-//!   lifecycle action;
+//! - `ours`: lifecycle hooks, EventBridge -> the reactor's inbox (SQS) -> the reactor
+//!   (in-process, fed as Lambda's event source mapping feeds it) -> SSM Run Command of
+//!   the project's document -> `agent apply` -> the agent services (health-gated join,
+//!   drain before release, no reload while slots are free), which report each member's
+//!   outcome to the inbox; the hosts' reports complete the lifecycle action;
 //! - `mixed` (ours again): each cycle terminates one member while a 5 s request is in
 //!   flight on it, and Auto Scaling launches its replacement at once: launches and drains
 //!   overlap, as in an instance refresh;
@@ -35,17 +36,15 @@ use std::time::{Duration, Instant};
 use agent::haproxy::Client;
 use anyhow::Context;
 use clap::Parser;
-use demo::control::{reactor_config, thread_cpu_s, ReactorRun, EXECUTION_TIMEOUT_S};
-use demo::{install_signal_handlers, percentile, proxy_host, say, stopping, until};
+use demo::control::{reactor_config, thread_cpu_s, ReactorRun, DOCUMENT_TIMEOUT_S, HOST_REPORT};
+use demo::{install_signal_handlers, percentile, proxy_host, proxy_spec, say, stopping, until};
 use harness::fleet::Fleet;
-use harness::process::bin_path;
-use harness::pump::Pump;
+use harness::pump::{Delivery, Pump};
 use harness::watch::SocketWatch;
-use harness::world::{
-    autoscaling_pattern, commands_pattern, ec2_warnings_pattern, Blocking, DocumentHost, DOCUMENT,
-};
+use harness::world::{autoscaling_pattern, ec2_warnings_pattern, Blocking, PROXY_GROUP};
 use harness::{free_port, unix_ms, GroupSpec, Host, Load, World};
 use infra::aws::{AwsDiscovery, Discovery, Phase};
+use infra::OutcomeStatus;
 use serde_json::{json, Value};
 use tokio::sync::mpsc as tmpsc;
 
@@ -86,11 +85,14 @@ struct Args {
     /// HTTP load workers per frontend.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Ours: pollers feeding the reactor from its inbox (the event source mapping's
+    /// maximum concurrency; Terraform's default is 5).
+    #[arg(long, default_value_t = demo::control::POLLERS)]
+    pollers: usize,
     /// Also write, per approach, DIR/<approach>.json: every sample's timestamps, the
-    /// events the reactor handled (when received, how long), the agent runs (start,
-    /// end), the emulator's call log
-    /// (arrival, lock, end of each AWS call) and the events it emitted; to see where the
-    /// time went.
+    /// reactor's invocations (their records, when received, how long, what they did),
+    /// the agent runs (start, end), the emulator's call log (arrival, lock, end of each
+    /// AWS call) and the events it emitted; to see where the time went.
     #[arg(long, value_name = "DIR")]
     trace: Option<PathBuf>,
 }
@@ -141,6 +143,13 @@ struct Sample {
     host_ms: Option<u64>,
     /// Its server left MAINT with its address on the last host (unix ms).
     ready_ms: Option<u64>,
+    /// Its server was UP (health checks passed) on the last host (unix ms).
+    up_ms: Option<u64>,
+    /// `ours`: the last host's report of it `up` reached the inbox (SQS's
+    /// `SentTimestamp`, unix ms).
+    reported_ms: Option<u64>,
+    /// `ours`: its launch action was completed (CompleteLifecycleAction served, unix ms).
+    completed_ms: Option<u64>,
     /// It served its first request through HAProxy (unix ms).
     first_ms: u64,
 }
@@ -197,8 +206,8 @@ impl Figures {
             let v = spans(&self.samples, from, to);
             json!({"p50": percentile(&v, 50.0), "p99": percentile(&v, 99.0), "samples": v.len()})
         };
-        // The stages other than the emulated SSM hop (SendCommand answered, the command
-        // started on the hosts), per sample.
+        // The stages to the socket other than the emulated SSM hop (SendCommand
+        // answered, the command started on the hosts), per sample.
         let ours_only: Vec<u64> = self
             .samples
             .iter()
@@ -220,6 +229,10 @@ impl Figures {
                 "out_of_maint_ms": stage(|s| s.host_ms, |s| s.ready_ms),
                 "without_ssm_hop_ms_p50": percentile(&ours_only, 50.0),
                 "without_ssm_hop_ms_p99": percentile(&ours_only, 99.0),
+                "health_rise_ms": stage(|s| s.ready_ms, |s| s.up_ms),
+                "up_to_reported_ms": stage(|s| s.up_ms, |s| s.reported_ms),
+                "reported_to_completed_ms": stage(|s| s.reported_ms, |s| s.completed_ms),
+                "event_to_completed_ms": stage(|s| s.event_ms, |s| s.completed_ms),
             })
         };
         if !self.warning_to_drained.is_empty() {
@@ -316,7 +329,9 @@ fn children_cpu_s(pid: Option<u32>) -> f64 {
 }
 
 /// Each Run Command invocation's run on its host, from the emulator's status events:
-/// when it went `InProgress` (its process started) and when it ended (unix ms).
+/// when it went `InProgress` (its process started) and when it ended (unix ms): `agent
+/// apply` handing the change to the service, not the join or the drain, which the hosts'
+/// reports tell.
 fn command_runs(events: &[Value]) -> Vec<Value> {
     let mut runs: BTreeMap<(String, String), (Option<u64>, Option<u64>)> = BTreeMap::new();
     for e in events {
@@ -419,7 +434,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     out.insert(
         "settings".into(),
         json!({"cycles": args.cycles, "poll_interval_s": args.poll_interval_s, "hosts": 2,
-               "workers_per_frontend": args.workers, "slots": args.slots,
+               "workers_per_frontend": args.workers, "slots": args.slots, "pollers": args.pollers,
                "server_options": SERVER_OPTIONS, "profile": if cfg!(debug_assertions) { "debug" } else { "release" }}),
     );
     if let Some(p) = &args.json {
@@ -522,18 +537,41 @@ fn run_approach(
         spec = spec.hooks(120);
     }
     world.group(&spec)?;
-    let mut hosts = Vec::new();
-    for i in 1..=2 {
-        hosts.push(proxy_host(
-            &format!("{}-{i}", kind.name()),
-            POOL,
-            args.slots,
-            // The baselines manage their hosts' servers themselves: no agent sync there.
-            kind.ours().then_some(group.as_str()),
-            world.emulator.aws_env(),
-        )?);
-    }
     let max = Duration::from_secs(6 * 3600);
+    // Ours: the control path (the inbox fed by the group's and the proxies' Auto
+    // Scaling events and the EC2 warnings, the ledger, the proxies' role) and the proxy
+    // fleet, whose hosts report to the inbox; the baselines: two hosts of their own.
+    let mut path = None;
+    let hosts = if kind.ours() {
+        world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S)).ok(); // Or an earlier approach's.
+        let p = world.control_path(
+            &format!("bench-{idx}"),
+            &[
+                autoscaling_pattern(&[&group, PROXY_GROUP]),
+                ec2_warnings_pattern(),
+            ],
+        )?;
+        let proxy_subnet = world.add_subnet(&format!("127.0.{}.0/24", 16 * (idx + 1) + 8))?;
+        let specs = (0..2)
+            .map(|_| proxy_spec(POOL, args.slots, Some(&group)))
+            .collect();
+        let hosts = world.block_on(world.proxy_fleet(&p, &proxy_subnet, specs))?;
+        path = Some(p);
+        hosts
+    } else {
+        let mut hosts = Vec::new();
+        for i in 1..=2 {
+            // The baselines manage their hosts' servers themselves: no agent sync there.
+            hosts.push(proxy_host(
+                &format!("{}-{i}", kind.name()),
+                POOL,
+                args.slots,
+                None,
+                world.emulator.aws_env(),
+            )?);
+        }
+        hosts
+    };
     let watches: Vec<SocketWatch> = hosts
         .iter()
         .map(|h| SocketWatch::start(h.client(), POOL, Duration::from_millis(5), max))
@@ -546,44 +584,14 @@ fn run_approach(
         Duration::from_millis(50),
         max,
     );
-    let (tx, rx) = tmpsc::unbounded_channel::<Value>();
-    let mut control = if kind.ours() {
-        // The proxy fleet: Run Command runs the project's document on each host. The
-        // commands are the emulator's children: their CPU is its children's CPU.
-        let agent = bin_path("agent")?.display().to_string();
-        let proxy_subnet = world.add_subnet(&format!("127.0.{}.0/24", 16 * (idx + 1) + 8))?;
-        let refs: Vec<&Host> = hosts.iter().collect();
-        let ids = world.block_on(world.proxy_fleet(&proxy_subnet, &refs))?;
-        let programs: Vec<DocumentHost> = ids
-            .iter()
-            .zip(&hosts)
-            .map(|(id, h)| DocumentHost {
-                instance: id.clone(),
-                agent: agent.clone(),
-                env: h.document_env(),
-            })
-            .collect();
-        world.document_hosts(&programs)?;
-        if world
-            .block_on(world.ssm_document(EXECUTION_TIMEOUT_S))
-            .is_err()
-        {
-            // Created by an earlier approach of this run.
-        }
+    let (tx, rx) = tmpsc::unbounded_channel::<Delivery>();
+    let mut control = if let Some(path) = &path {
         let (report_tx, report_rx) = mpsc::channel();
-        let mut config = reactor_config(&group, POOL, port)?;
+        let mut config = reactor_config(path, &group, POOL, port)?;
         // EC2 reclaims the bench's Spot instances 10 s after the warning.
         config.spot_drain_timeout = SPOT_DRAIN;
         let reactor = ReactorRun::start(world, config, None, report_tx)?;
-        let queue = world.event_queue(
-            &format!("bench-{idx}"),
-            &[
-                autoscaling_pattern(&[&group]),
-                commands_pattern(DOCUMENT),
-                ec2_warnings_pattern(),
-            ],
-        )?;
-        let pump = Pump::start(world.world.clone(), queue, reactor.sender(), max);
+        let pump = reactor.pump(&world.world, path, args.pollers, max);
         drop(rx);
         Control::Ours {
             pump,
@@ -593,7 +601,8 @@ fn run_approach(
     } else if kind == Kind::Reload {
         let queue =
             world.event_queue(&format!("bench-{idx}"), &[autoscaling_pattern(&[&group])])?;
-        let pump = Pump::start(world.world.clone(), queue, tx, max);
+        // One poller, as a template tool's single watcher.
+        let pump = Pump::start(world.world.clone(), queue, tx, max, 1);
         let targets: Vec<(PathBuf, Client)> = hosts
             .iter()
             .map(|h| (h.dir().join("haproxy.cfg"), h.client()))
@@ -665,18 +674,7 @@ fn run_approach(
         let mut handled = Vec::new();
         if let Control::Ours { reports, .. } = &control {
             while let Ok(h) = reports.try_recv() {
-                handled.push(match &h.result {
-                    Ok(s) => format!(
-                        "{} {:?} {:?}",
-                        s.event,
-                        s.ignored,
-                        s.actions
-                            .iter()
-                            .map(|a| format!("{} {} {}", a.instance, a.decision, a.reason))
-                            .collect::<Vec<_>>()
-                    ),
-                    Err(e) => format!("{}: error {e}", h.detail_type),
-                });
+                handled.push(handled_json(&h).to_string());
             }
         }
         anyhow::bail!(
@@ -777,6 +775,13 @@ fn run_approach(
                     .map(|w| w.get(&i.ip).and_then(|s| s.ready_ms))
                     .collect::<Option<Vec<u64>>>()
                     .and_then(|v| v.into_iter().max()),
+                up_ms: watches
+                    .iter()
+                    .map(|w| w.get(&i.ip).and_then(|s| s.up_ms))
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|v| v.into_iter().max()),
+                reported_ms: None,
+                completed_ms: None,
                 first_ms: i.first_ms.unwrap_or(t0),
             }),
             _ => f.errors.push(format!(
@@ -863,30 +868,69 @@ fn run_approach(
         } => {
             pump.stop();
             let reactor_cpu = reactor.finish();
+            // Per launched instance: when the reactor got its launch action and the
+            // commands of the change that added it; when each host's first report of
+            // it `up` reached the inbox.
             let mut received = BTreeMap::new();
             let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut reported: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
             while let Ok(h) = reports.try_recv() {
-                let ids: Vec<String> = h
-                    .result
-                    .as_ref()
-                    .map(|s| s.commands.clone())
-                    .unwrap_or_default();
-                handled.push(json!({"event": h.detail_type, "instance": h.instance,
-                    "received_ms": h.received_ms, "ms": h.ms, "commands": ids}));
-                if h.detail_type == "EC2 Instance-launch Lifecycle Action" {
-                    if let Some(i) = h.instance {
-                        received.entry(i.clone()).or_insert(h.received_ms);
-                        commands.entry(i).or_insert(ids);
+                handled.push(handled_json(&h));
+                for r in &h.records {
+                    let Some(instance) = &r.instance else {
+                        continue;
+                    };
+                    if r.kind == HOST_REPORT {
+                        for m in r.reports.iter().filter(|m| m.status == OutcomeStatus::Up) {
+                            let at = reported
+                                .entry(m.member.to_string())
+                                .or_default()
+                                .entry(instance.clone())
+                                .or_insert(u64::MAX);
+                            *at = (*at).min(r.inbox_ms.unwrap_or(h.received_ms));
+                        }
+                    } else if r.kind == "EC2 Instance-launch Lifecycle Action" {
+                        received.entry(instance.clone()).or_insert(h.received_ms);
+                        let adds = |c: &&reactor::summary::SentChange| {
+                            c.change
+                                .pools
+                                .iter()
+                                .any(|p| p.add.iter().any(|m| m.id.as_str() == instance))
+                        };
+                        if let Some(c) = h
+                            .result
+                            .as_ref()
+                            .ok()
+                            .and_then(|s| s.changes.iter().find(adds))
+                        {
+                            commands
+                                .entry(instance.clone())
+                                .or_insert(c.commands.clone());
+                        }
                     }
                 }
             }
             let events = world.events()?;
             let calls = world.emulator.control("GET", "/moto-ext/calls", None)?;
+            let lifecycle = world.lifecycle()?;
             for s in &mut f.samples {
                 s.received_ms = received.get(&s.instance).copied();
                 if let Some(ids) = commands.get(&s.instance) {
                     (s.send_ms, s.sent_ms, s.host_ms) = command_stages(ids, &events, &calls);
                 }
+                s.reported_ms = reported
+                    .get(&s.instance)
+                    .filter(|by_host| by_host.len() == hosts.len())
+                    .and_then(|by_host| by_host.values().max().copied());
+                s.completed_ms = lifecycle
+                    .iter()
+                    .find(|a| {
+                        a["instance"] == s.instance.as_str()
+                            && a["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+                            && a["result"] == "CONTINUE"
+                    })
+                    .and_then(|a| a["time"].as_f64())
+                    .map(|t| (t * 1000.0).round() as u64);
             }
             // Every command the hosts ran (`agent apply` and its shell): the emulator
             // reaped them all by now.
@@ -901,6 +945,19 @@ fn run_approach(
     let announced = world.announced()?;
     for s in &mut f.samples {
         s.event_ms = announced.get(&s.instance).copied();
+        // On the last host, as the watches saw it by now: the member may have served
+        // through one host before the other had it out of MAINT or UP.
+        if let Some(ip) = fleet.instance(&s.instance).map(|i| i.ip) {
+            let last = |f: fn(&harness::watch::Seen) -> Option<u64>| {
+                watches
+                    .iter()
+                    .map(|w| w.get(&ip).as_ref().and_then(f))
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|v| v.into_iter().max())
+            };
+            s.ready_ms = last(|x| x.ready_ms);
+            s.up_ms = last(|x| x.up_ms);
+        }
     }
     if let Some(dir) = &args.trace {
         let calls = world.emulator.control("GET", "/moto-ext/calls", None)?;
@@ -916,9 +973,48 @@ fn run_approach(
     drop(watches);
     drop(fleet);
     drop(hosts);
-    // Leave the emulator clean for the next approach.
+    // Leave the emulator clean for the next approach (whose proxy fleet is a new group
+    // of the same name).
     world.scale(&group, 0)?;
+    if kind.ours() {
+        world
+            .block_on(
+                world
+                    .asg
+                    .delete_auto_scaling_group()
+                    .auto_scaling_group_name(PROXY_GROUP)
+                    .force_delete(true)
+                    .send(),
+            )
+            .context("DeleteAutoScalingGroup of the proxy fleet")?;
+    }
     Ok(f)
+}
+
+/// One invocation of the reactor, for `--trace` and the setup's diagnostics: each record
+/// (kind, instance or reporting host, arrival in the inbox, member reports), when the
+/// reactor got it, how long it took, the changes it sent (generation, commands), the
+/// actions it decided, what the reports did.
+fn handled_json(h: &demo::control::Handled) -> Value {
+    let records: Vec<Value> = h
+        .records
+        .iter()
+        .map(|r| {
+            json!({"kind": r.kind, "instance": r.instance, "inbox_ms": r.inbox_ms,
+                   "reports": r.reports.iter().map(|m| format!("{} {} {}", m.member, m.status, m.generation)).collect::<Vec<_>>()})
+        })
+        .collect();
+    let summary = match &h.result {
+        Ok(s) => json!({
+            "changes": s.changes.iter().map(|c| json!({"label": c.label, "generation": c.generation,
+                "commands": c.commands, "hosts": c.hosts, "sent_ms": c.sent_ms})).collect::<Vec<_>>(),
+            "actions": s.actions.iter().map(|a| format!("{} {} {} {}", a.transition, a.instance, a.decision,
+                if a.completed { "completed" } else { "" })).collect::<Vec<_>>(),
+            "reports": s.reports, "ignored": s.ignored, "failed": s.failed,
+        }),
+        Err(e) => json!({"error": e}),
+    };
+    json!({"records": records, "received_ms": h.received_ms, "ms": h.ms, "summary": summary})
 }
 
 enum Control {
@@ -992,7 +1088,7 @@ fn reload_loop(
     world: Arc<World>,
     group: String,
     port: u16,
-    mut events: tmpsc::UnboundedReceiver<Value>,
+    mut events: tmpsc::UnboundedReceiver<Delivery>,
     targets: Vec<(PathBuf, Client)>,
     stop: Arc<AtomicBool>,
 ) -> f64 {
@@ -1008,9 +1104,13 @@ fn reload_loop(
     rt.block_on(async {
         while !stop.load(Ordering::Relaxed) {
             let got = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
-            let Ok(Some(_event)) = got else { continue };
-            // Coalesce what is queued, as a template tool's debounce would.
-            while events.try_recv().is_ok() {}
+            let Ok(Some(event)) = got else { continue };
+            // Taken: the poller deletes it. Coalesce what is queued, as a template
+            // tool's debounce would.
+            event.answer(json!({"batchItemFailures": []}));
+            while let Ok(more) = events.try_recv() {
+                more.answer(json!({"batchItemFailures": []}));
+            }
             let Some(members) = serving_members(&discovery, &group).await else {
                 continue;
             };

@@ -1,21 +1,30 @@
-//! reactor-bench: what one event costs the reactor.
+//! reactor-bench: what one event, and one batch of host reports, costs the reactor.
 //!
 //! Runs against the project's AWS emulator (`tests/emulator`, started on a free port):
 //! a backend group of `--group-size` in-service members (default 100) with launch and
-//! terminate hooks, and 2 proxy hosts on which Run Command runs the project's document
-//! (`fake_host.py` playing the agent, `--drain-s` seconds per command, default 2, so
-//! drains are in progress when later events come). The group scales out one instance at
-//! a time (`--events`, default 20), then in one at a time; every lifecycle event, and
-//! every command's status event, goes through the reactor.
+//! terminate hooks; the reactor's control path (its inbox queue, the lifecycle ledger
+//! table, the proxies' role); and the proxy group's 2 instances, on which Run Command
+//! runs the project's document and forwards it to stand-in proxies
+//! ([`harness::standin`]: the agent's side without HAProxy). A stand-in answers at once,
+//! as `agent apply` does, and reports each member's outcome to the inbox with its
+//! instance's own session, as the agent service does: a join `up` 200 ms later, a drain
+//! `drained` `--drain-s` seconds later (default 2, so drains are in progress when later
+//! events come). The group scales out one instance at a time (`--events`, default 20):
+//! each launch action goes to the reactor, then the batch of the two hosts' reports that
+//! completes it; then it scales in one at a time, each terminate action handled while
+//! the earlier drains run, and the inbox's batches of drain reports are handled until
+//! every action is completed.
 //!
 //! Reports, as a table (and with `--json PATH` as JSON):
-//! - invocation time per event kind, p50/p99: a launch action, a terminate action while
-//!   drains run on the hosts, a command's status event (no invocation waits for a host);
-//! - event in -> change dispatched (discovery + planning), p50/p99; the emulator's own
-//!   latency per call is reported separately;
-//! - AWS calls per lifecycle event, by kind (from `/moto-ext/calls`), and how many of
-//!   them are discovery (`DescribeAutoScalingGroups` + `DescribeInstances` before the
-//!   dispatch); AWS calls per status event;
+//! - invocation time per input, p50/p99: a launch action, a terminate action while
+//!   drains run on the hosts (no invocation waits for a host), a batch of host reports
+//!   (an SQS batch of up to 10 messages, as Lambda's event source mapping delivers it);
+//! - event in -> change dispatched (discovery + planning + the ledger), p50/p99; the
+//!   emulator's own latency per call is reported separately;
+//! - the reactor's AWS calls (the call log's, by the reactor's own access key: not the
+//!   stand-ins' reports) per lifecycle event and per batch of reports, by kind, and how
+//!   many of a lifecycle event's are discovery (`DescribeAutoScalingGroups` +
+//!   `DescribeInstances` before the dispatch, the proxy listing left out);
 //! - the release binary's init time (process start -> first `next` request on a local
 //!   Lambda Runtime API) and peak memory (VmHWM) after serving events;
 //! - the Lambda zip size (`dist/reactor.zip` or cargo-lambda's zip if present,
@@ -28,26 +37,33 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use harness::emulator::{venv_python, workspace_root};
+use harness::emulator::{workspace_root, ACCOUNT, REGION};
 use harness::runtime_api::{lambda_env, RuntimeApi};
-use harness::world::{commands_pattern, DocumentHost, DOCUMENT, PROXY_TAG};
+use harness::standin::{Behaviour, StandIns};
+use harness::world::{ControlPath, Received};
 use harness::{GroupSpec, World};
 use infra::aws::AwsDiscovery;
-use infra::Change;
+use infra::{Change, HostId};
 use reactor::config::Config;
-use reactor::context::Context as Completion;
-use reactor::dispatch::{CommandInfo, DispatchError, Dispatcher, HostResult, Sent, SsmDispatcher};
+use reactor::dispatch::{DispatchError, Dispatcher, Sent, SsmDispatcher};
 use reactor::dns::Route53Dns;
+use reactor::ledger::DynamoLedger;
 use reactor::lifecycle::AwsLifecycle;
-use reactor::reactor::Reactor;
+use reactor::reactor::{Boundaries, Parts, Reactor};
+use reactor::remind::SqsReminders;
+use reactor::summary::Summary;
 use serde_json::{json, Value};
 
 const GROUP: &str = "web-asg";
 const POOLS: &str = r#"{"web-asg":[{"name":"web","port":8080}]}"#;
+/// The reactor's access key: the call log names its calls by it.
+const REACTOR_KEY: &str = "reactor-bench";
+/// A stand-in's join takes this long (its health rise) before it reports `up`.
+const RISE: Duration = Duration::from_millis(200);
 
 struct Args {
     json: Option<PathBuf>,
@@ -87,74 +103,88 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
-/// The SSM dispatcher, noting when a change was sent and the calls made before.
+/// The SSM dispatcher, noting when a change was sent and the reactor's calls before.
 struct Timed {
     inner: SsmDispatcher,
-    world: std::sync::Arc<World>,
+    world: Arc<World>,
     at: Mutex<Option<(Instant, Vec<String>)>>,
 }
 
-fn call_actions(world: &World) -> Vec<String> {
-    world
+/// The reactor's AWS calls since the call log's last reset (its access key's).
+fn reactor_calls(world: &World) -> Vec<String> {
+    let log = world
         .emulator
-        .calls()
+        .control("GET", "/moto-ext/calls", None)
+        .unwrap_or_default();
+    log.as_array()
+        .map(Vec::as_slice)
         .unwrap_or_default()
-        .into_iter()
-        .map(|(_, action)| action)
+        .iter()
+        .filter(|c| c["key"] == REACTOR_KEY)
+        .filter_map(|c| c["action"].as_str().map(str::to_string))
         .collect()
 }
 
 impl Dispatcher for Timed {
-    async fn hosts(&self, group: &str) -> Result<Vec<String>, DispatchError> {
-        self.inner.hosts(group).await
+    async fn hosts(&self) -> Result<Vec<HostId>, DispatchError> {
+        self.inner.hosts().await
     }
 
     async fn send(
         &self,
-        hosts: &[String],
+        hosts: &[HostId],
         change: &Change,
-        context: &Completion,
-        group: &str,
+        label: &str,
     ) -> Result<Vec<Sent>, DispatchError> {
         let now = Instant::now();
         let world = self.world.clone();
-        let before = tokio::task::spawn_blocking(move || call_actions(&world))
+        let before = tokio::task::spawn_blocking(move || reactor_calls(&world))
             .await
             .unwrap_or_default();
         if let Ok(mut at) = self.at.lock() {
             *at = Some((now, before));
         }
-        self.inner.send(hosts, change, context, group).await
-    }
-
-    async fn results(&self, command_id: &str) -> Result<Vec<HostResult>, DispatchError> {
-        self.inner.results(command_id).await
-    }
-
-    async fn commands(&self, since_ms: u64) -> Result<Vec<CommandInfo>, DispatchError> {
-        self.inner.commands(since_ms).await
+        self.inner.send(hosts, change, label).await
     }
 }
 
-type Bench = Reactor<AwsDiscovery, Timed, AwsLifecycle, Route53Dns>;
+/// The reactor's boundaries here: AWS (the emulator), with the timed dispatcher.
+struct OnBench;
 
-fn env() -> Vec<(String, String)> {
-    [
-        ("POOLS", POOLS),
-        ("SSM_DOCUMENT", DOCUMENT),
-        ("PROXY_TAG_KEY", PROXY_TAG.0),
-        ("PROXY_TAG_VALUE", PROXY_TAG.1),
-        ("HEALTH_TIMEOUT_S", "10"),
-        ("DRAIN_TIMEOUT_S", "10"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+impl Boundaries for OnBench {
+    type Discovery = AwsDiscovery;
+    type Dispatcher = Timed;
+    type Lifecycle = AwsLifecycle;
+    type Dns = Route53Dns;
+    type Ledger = DynamoLedger;
+    type Reminders = SqsReminders;
+}
+
+type Bench = Reactor<OnBench>;
+
+/// The reactor's environment: the control path's, the pools, the timeouts.
+fn env(path: &ControlPath) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = path
+        .reactor_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.extend(
+        [
+            ("POOLS", POOLS),
+            ("HEALTH_TIMEOUT_S", "10"),
+            ("DRAIN_TIMEOUT_S", "10"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env
 }
 
 /// What the release binary's runs need of the world.
 struct BenchWorld {
-    w: std::sync::Arc<World>,
+    w: Arc<World>,
+    env: Vec<(String, String)>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -229,10 +259,10 @@ async fn run_binary(w: &BenchWorld, binary: &Path, events: Vec<Value>) -> Result
     let started = Instant::now();
     let mut child = Command::new(binary)
         .envs(lambda_env(api.addr))
-        .envs(env())
+        .envs(w.env.clone())
         .env("AWS_ENDPOINT_URL", w.w.emulator.url())
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_ACCESS_KEY_ID", REACTOR_KEY)
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn")
@@ -304,31 +334,113 @@ async fn scale(w: &World, desired: i32) -> Result<String> {
         .context("no instance came or went")
 }
 
-/// Handles every status event waiting in the queue (timing each), until `n` were handled.
-async fn status_events(
+/// The SQS event Lambda's event source mapping makes of `messages` received from
+/// `queue`.
+fn sqs_event(queue: &str, messages: &[Received]) -> Value {
+    let arn = format!(
+        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
+        queue.rsplit('/').next().unwrap_or_default()
+    );
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.id, "receiptHandle": m.handle, "body": m.body,
+                "attributes": m.attributes, "messageAttributes": {},
+                "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The batches of host reports handed to the reactor, and what they cost.
+#[derive(Default)]
+struct Batches {
+    /// Invocation time of each, ms.
+    ms: Vec<f64>,
+    /// Messages in them.
+    messages: usize,
+    /// The reactor's AWS calls, by kind.
+    kinds: BTreeMap<String, usize>,
+    /// Inputs, by the reactor's kind (`host-report`, `recheck`...).
+    inputs: BTreeMap<String, usize>,
+    /// Member reports recorded in the ledger / that changed nothing.
+    applied: usize,
+    ignored: usize,
+    /// Records given back, messages refused as forged, hosts dropped.
+    failed: usize,
+    forged: usize,
+    dropped: usize,
+}
+
+impl Batches {
+    fn calls(&self) -> usize {
+        self.kinds.values().sum()
+    }
+}
+
+/// Receives what the inbox has (up to 10 messages, waiting up to 1 s), hands it to the
+/// reactor as one batch (timed, its AWS calls counted) and deletes what the answer does
+/// not name, as the event source mapping does. The reactor's summary, if there was a
+/// batch.
+async fn one_batch(r: &Bench, w: &World, inbox: &str, b: &mut Batches) -> Result<Option<Summary>> {
+    let messages = w.receive_records(inbox, 1)?;
+    if messages.is_empty() {
+        return Ok(None);
+    }
+    let event = sqs_event(inbox, &messages);
+    w.emulator.control("POST", "/moto-ext/calls/reset", None)?;
+    let t = Instant::now();
+    let i = r.invoke(&event).await;
+    b.ms.push(ms(t.elapsed()));
+    for c in reactor_calls(w) {
+        *b.kinds.entry(c).or_default() += 1;
+    }
+    let s = i.summary;
+    b.messages += messages.len();
+    for (k, n) in &s.inputs {
+        *b.inputs.entry(k.clone()).or_default() += n;
+    }
+    b.applied += s.reports.applied;
+    b.ignored += s.reports.ignored;
+    b.forged += s.reports.forged;
+    b.dropped += s.reports.hosts_dropped.len();
+    b.failed += s.failed.len();
+    let handles: Vec<String> = messages
+        .iter()
+        .filter(|m| !s.failed.contains(&m.id))
+        .map(|m| m.handle.clone())
+        .collect();
+    w.delete(inbox, &handles)?;
+    Ok(Some(s))
+}
+
+/// Lifecycle actions still pending in the emulator.
+fn pending(w: &World) -> Result<usize> {
+    Ok(w.lifecycle()?
+        .iter()
+        .filter(|a| a["result"].is_null())
+        .count())
+}
+
+/// Handles the inbox's batches until no lifecycle action is pending (at most `within`).
+async fn until_decided(
     r: &Bench,
     w: &World,
-    queue: &str,
-    n: usize,
-    times: &mut Vec<f64>,
-    calls: &mut usize,
+    inbox: &str,
+    b: &mut Batches,
+    within: Duration,
 ) -> Result<()> {
-    let until = Instant::now() + Duration::from_secs(300);
-    let mut handled = 0;
-    while handled < n {
+    let until = Instant::now() + within;
+    while pending(w)? > 0 {
         if Instant::now() > until {
-            bail!("only {handled} of {n} status events came within 300 s");
+            bail!(
+                "{} lifecycle action(s) still pending after {within:?}",
+                pending(w)?
+            );
         }
-        let (events, handles) = w.receive(queue, 1)?;
-        w.delete(queue, &handles)?;
-        for ev in events {
-            w.emulator.control("POST", "/moto-ext/calls/reset", None)?;
-            let t = Instant::now();
-            r.handle(&ev).await?;
-            times.push(ms(t.elapsed()));
-            *calls += call_actions(w).len();
-            handled += 1;
-        }
+        one_batch(r, w, inbox, b).await?;
     }
     Ok(())
 }
@@ -338,68 +450,74 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         "reactor-bench: starting the emulator and a group of {}",
         args.group_size
     );
-    let w = std::sync::Arc::new(World::start(None).await?);
+    let w = Arc::new(World::start(None).await?);
     let mut spec = GroupSpec::new(GROUP, &w.subnet).hooks(600);
     spec.max = args.group_size + i32::try_from(args.events).unwrap_or(1000) + 10;
     spec.desired = args.group_size;
     w.group(&spec).await?;
     // The initial members wait on the launch hook; the warm-up reconcile completes them.
-    w.ssm_document(600).await?;
-    let queue = w.event_queue("commands", &[commands_pattern(DOCUMENT)])?;
+    w.ssm_document(120).await?;
+    // No event rule: the bench hands the lifecycle events to the reactor itself; the
+    // inbox gets the stand-ins' reports (and the reactor's reminders).
+    let path = w.control_path("bench", &[])?;
     let proxy_subnet = w.add_subnet("127.0.2.0/24").await?;
-    let proxies = w
-        .run_instances(2, &proxy_subnet, PROXY_TAG.0, PROXY_TAG.1)
-        .await?;
-    let agent = format!(
-        "{} {}",
-        venv_python()?.display(),
-        workspace_root()
-            .join("functions/reactor/tests/fake_host.py")
-            .display()
-    );
-    let hosts: Vec<DocumentHost> = proxies
-        .iter()
-        .map(|id| DocumentHost {
-            instance: id.clone(),
-            agent: agent.clone(),
-            env: vec![
-                ("FAKE_DIR".to_string(), tmp.join(id).display().to_string()),
-                ("FAKE_DELAY_S".to_string(), args.drain_s.to_string()),
-            ],
-        })
-        .collect();
-    w.document_hosts(&hosts)?;
+    let proxies = w.proxy_group(&proxy_subnet, 2).await?;
+    let behaviour = Behaviour {
+        rise: RISE,
+        drain: Duration::from_secs_f64(args.drain_s),
+        ..Behaviour::default()
+    };
+    let standins = StandIns::start(w.clone(), &path, &proxies, &behaviour)?;
+    w.program_hosts(&standins.programs())?;
 
-    let env: BTreeMap<String, String> = env().into_iter().collect();
-    let config = Config::from_lookup(|k| env.get(k).cloned())?;
+    let env = env(&path);
+    let config = Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
+    let sdk = w.emulator.sdk_as(REACTOR_KEY).await;
     let timed = Timed {
-        inner: SsmDispatcher::new(config.ssm.clone(), &w.sdk),
+        inner: SsmDispatcher::new(config.ssm.clone(), &sdk),
         world: w.clone(),
         at: Mutex::new(None),
     };
+    let ledger = DynamoLedger::new(&sdk, &config.ledger_table, config.ledger_ttl.as_secs());
+    let reminders = SqsReminders::new(&sdk, &config.inbox_url);
     let r: Bench = Reactor::new(
         config,
-        AwsDiscovery::new(&w.sdk),
-        timed,
-        AwsLifecycle::new(&w.sdk),
-        None,
+        Parts {
+            discovery: AwsDiscovery::new(&sdk),
+            dispatcher: timed,
+            lifecycle: AwsLifecycle::new(&sdk),
+            dns: None,
+            ledger,
+            reminders,
+        },
     );
-    // Warm up: every member onto the hosts, their launch actions completed (not measured).
+    // Warm up: every member onto the hosts, their launch actions completed from the
+    // hosts' reports (not measured).
     let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
     r.handle(&sched).await?;
-    status_events(&r, &w, &queue, 1, &mut Vec::new(), &mut 0).await?;
+    until_decided(
+        &r,
+        &w,
+        &path.inbox,
+        &mut Batches::default(),
+        Duration::from_secs(120),
+    )
+    .await
+    .context("warm-up")?;
 
     let mut to_dispatch = Vec::new();
     let mut launch_ms = Vec::new();
     let mut terminate_ms = Vec::new();
-    let mut status_ms = Vec::new();
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut terminate_kinds: BTreeMap<String, usize> = BTreeMap::new();
     let mut discovery_calls = 0usize;
-    let mut all_calls = 0usize;
-    let mut status_calls = 0usize;
     let mut desired = args.group_size;
-    eprintln!("reactor-bench: {} launch events", args.events);
     let mut commands = 0;
+    // The batches of reports that complete a launch (the two hosts' `up`), and those
+    // of the drains, which come while later events are handled.
+    let mut launch_batches = Batches::default();
+    let mut drain_batches = Batches::default();
+    eprintln!("reactor-bench: {} launch events", args.events);
     for _ in 0..args.events {
         desired += 1;
         let id = scale(&w, desired).await?;
@@ -408,7 +526,11 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         let t0 = Instant::now();
         let summary = r.handle(&event).await?;
         launch_ms.push(ms(t0.elapsed()));
-        commands += summary.commands.len();
+        commands += summary
+            .changes
+            .iter()
+            .map(|c| c.commands.len())
+            .sum::<usize>();
         let (at, before) = r
             .dispatcher()
             .at
@@ -421,12 +543,23 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             .iter()
             .filter(|a| *a == "DescribeAutoScalingGroups" || *a == "DescribeInstances")
             .count()
-            // The proxy hosts' lookup is the dispatcher's, not discovery's.
-            .saturating_sub(1);
-        let calls = call_actions(&w);
-        all_calls += calls.len();
-        for c in calls {
+            // The proxies' listing (their group, their tags) is the dispatcher's.
+            .saturating_sub(2);
+        for c in reactor_calls(&w) {
             *kinds.entry(c).or_default() += 1;
+        }
+        // The hosts' reports, batch by batch as they come, until one completes it.
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if Instant::now() > until {
+                bail!("the launch of {id} was not completed from the hosts' reports within 30 s");
+            }
+            let done = one_batch(&r, &w, &path.inbox, &mut launch_batches)
+                .await?
+                .is_some_and(|s| s.decision(&id, "launch").is_some_and(|a| a.completed));
+            if done {
+                break;
+            }
         }
     }
     eprintln!(
@@ -437,24 +570,43 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         desired -= 1;
         let id = scale(&w, desired).await?;
         let event = event_of(&w, "EC2 Instance-terminate Lifecycle Action", &id)?;
+        w.emulator.control("POST", "/moto-ext/calls/reset", None)?;
         let t0 = Instant::now();
         let summary = r.handle(&event).await?;
         terminate_ms.push(ms(t0.elapsed()));
-        commands += summary.commands.len();
+        for c in reactor_calls(&w) {
+            *terminate_kinds.entry(c).or_default() += 1;
+        }
+        commands += summary
+            .changes
+            .iter()
+            .map(|c| c.commands.len())
+            .sum::<usize>();
     }
-    eprintln!("reactor-bench: {commands} status events");
-    status_events(&r, &w, &queue, commands, &mut status_ms, &mut status_calls).await?;
-    let lifecycle = w.lifecycle()?;
-    let pending = lifecycle.iter().filter(|a| a["result"].is_null()).count();
-    if pending > 0 {
-        bail!("{pending} lifecycle action(s) left pending");
-    }
+    eprintln!("reactor-bench: the drains' reports");
+    until_decided(
+        &r,
+        &w,
+        &path.inbox,
+        &mut drain_batches,
+        Duration::from_secs(300),
+    )
+    .await?;
+    let reports_sent = standins.messages_sent();
     let n = args.events as f64;
+    let mut batch_ms: Vec<f64> = launch_batches
+        .ms
+        .iter()
+        .chain(&drain_batches.ms)
+        .copied()
+        .collect();
     for v in [
         &mut to_dispatch,
         &mut launch_ms,
         &mut terminate_ms,
-        &mut status_ms,
+        &mut batch_ms,
+        &mut launch_batches.ms,
+        &mut drain_batches.ms,
     ] {
         v.sort_by(f64::total_cmp);
     }
@@ -479,7 +631,10 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             .and_then(|p| p.parent().map(|d| d.join("reactor")))
             .filter(|p| p.exists())
     });
-    let bench = BenchWorld { w: w.clone() };
+    let bench = BenchWorld {
+        w: w.clone(),
+        env: env.clone(),
+    };
     let binary_figures = match &binary {
         Some(b) => {
             // Cold starts: the median of 5 (the machine may be busy), then one run
@@ -500,36 +655,70 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     };
     let (zip_bytes, zip_source) = zip_size(binary.as_deref(), tmp);
 
-    let mut kinds_per_event = serde_json::Map::new();
-    for (k, v) in &kinds {
-        kinds_per_event.insert(k.clone(), json!(*v as f64 / n));
+    let per = |kinds: &BTreeMap<String, usize>, n: f64| -> serde_json::Map<String, Value> {
+        kinds
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(*v as f64 / n)))
+            .collect()
+    };
+    let batches = (launch_batches.ms.len() + drain_batches.ms.len()).max(1) as f64;
+    let messages = (launch_batches.messages + drain_batches.messages).max(1) as f64;
+    let mut batch_kinds = launch_batches.kinds.clone();
+    for (k, v) in &drain_batches.kinds {
+        *batch_kinds.entry(k.clone()).or_default() += v;
     }
+    let mut batch_inputs = launch_batches.inputs.clone();
+    for (k, v) in &drain_batches.inputs {
+        *batch_inputs.entry(k.clone()).or_default() += v;
+    }
+    let all_calls: usize = kinds.values().sum();
     let figures = json!({
         "invocation_ms_p50": {
             "launch_action": percentile(&launch_ms, 50.0),
             "terminate_action": percentile(&terminate_ms, 50.0),
-            "status_event": percentile(&status_ms, 50.0),
+            "report_batch": percentile(&batch_ms, 50.0),
+            "launch_report_batch": percentile(&launch_batches.ms, 50.0),
+            "drain_report_batch": percentile(&drain_batches.ms, 50.0),
         },
         "invocation_ms_p99": {
             "launch_action": percentile(&launch_ms, 99.0),
             "terminate_action": percentile(&terminate_ms, 99.0),
-            "status_event": percentile(&status_ms, 99.0),
+            "report_batch": percentile(&batch_ms, 99.0),
+            "launch_report_batch": percentile(&launch_batches.ms, 99.0),
+            "drain_report_batch": percentile(&drain_batches.ms, 99.0),
         },
         "event_to_dispatch_ms_p50": percentile(&to_dispatch, 50.0),
         "event_to_dispatch_ms_p99": percentile(&to_dispatch, 99.0),
         "discovery_calls_per_lifecycle_event": discovery_calls as f64 / n,
         "aws_calls_per_lifecycle_event": all_calls as f64 / n,
-        "aws_calls_per_status_event": status_calls as f64 / status_ms.len().max(1) as f64,
+        "aws_calls_per_terminate_event": terminate_kinds.values().sum::<usize>() as f64 / n,
+        "aws_calls_per_report_batch": (launch_batches.calls() + drain_batches.calls()) as f64 / batches,
+        "aws_calls_per_report_message": (launch_batches.calls() + drain_batches.calls()) as f64 / messages,
+        "aws_calls_per_launch_report_batch": launch_batches.calls() as f64 / launch_batches.ms.len().max(1) as f64,
+        "aws_calls_per_drain_report_batch": drain_batches.calls() as f64 / drain_batches.ms.len().max(1) as f64,
+        "messages_per_report_batch": messages / batches,
         "init_ms": binary_figures.as_ref().map(|b| b.init_ms),
         "peak_rss_kb": binary_figures.as_ref().and_then(|b| b.peak_rss_kb),
         "zip_bytes": zip_bytes,
         "emulator_call_ms_p50": percentile(&emu, 50.0),
-        "aws_calls_per_lifecycle_event_by_kind": kinds_per_event,
+        "aws_calls_per_lifecycle_event_by_kind": per(&kinds, n),
+        "aws_calls_per_terminate_event_by_kind": per(&terminate_kinds, n),
+        "aws_calls_per_report_batch_by_kind": per(&batch_kinds, batches),
+        "report_batch_inputs": batch_inputs,
+        "report_batches": batches as usize,
+        "report_messages": messages as usize,
+        "report_messages_sent": reports_sent,
+        "member_reports_applied": launch_batches.applied + drain_batches.applied,
+        "member_reports_ignored": launch_batches.ignored + drain_batches.ignored,
+        "records_failed": launch_batches.failed + drain_batches.failed,
+        "forged": launch_batches.forged + drain_batches.forged,
+        "hosts_dropped": launch_batches.dropped + drain_batches.dropped,
+        "commands": commands,
         "group_size": args.group_size,
         "events": args.events,
-        "status_events": status_ms.len(),
         "drain_s": args.drain_s,
-        "proxy_hosts": 2,
+        "rise_ms": RISE.as_millis() as u64,
+        "proxy_hosts": proxies.len(),
         "zip_source": zip_source,
         "binary": binary.as_ref().map(|b| b.display().to_string()),
     });
@@ -539,42 +728,54 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         None => "n/a".to_string(),
     };
     println!(
-        "reactor-bench: group of {} members, {} launch and {} terminate events, {} status events, 2 proxy hosts (SSM emulated, {} s per command)",
-        args.group_size, args.events, args.events, status_ms.len(), args.drain_s
+        "reactor-bench: group of {} members, {} launch and {} terminate events, {} batches of host reports ({} messages), {} proxy hosts (Run Command emulated, stand-ins reporting {} ms after a join, {} s after a drain)",
+        args.group_size,
+        args.events,
+        args.events,
+        figures["report_batches"],
+        figures["report_messages"],
+        proxies.len(),
+        RISE.as_millis(),
+        args.drain_s
     );
     println!("{:<48} {:>12}  target / note", "figure", "value");
+    let pair = |a: &str, b: &str| {
+        format!(
+            "{} / {}",
+            num(&figures["invocation_ms_p50"][a]),
+            num(&figures["invocation_ms_p99"][b])
+        )
+    };
     let rows = [
         (
             "invocation: launch action p50 / p99 (ms)",
-            format!(
-                "{} / {}",
-                num(&figures["invocation_ms_p50"]["launch_action"]),
-                num(&figures["invocation_ms_p99"]["launch_action"])
-            ),
+            pair("launch_action", "launch_action"),
             "returns after sending".to_string(),
         ),
         (
             "invocation: terminate action, drains running (ms)",
-            format!(
-                "{} / {}",
-                num(&figures["invocation_ms_p50"]["terminate_action"]),
-                num(&figures["invocation_ms_p99"]["terminate_action"])
-            ),
+            pair("terminate_action", "terminate_action"),
             "p99 < 2000 whatever the drain".to_string(),
         ),
         (
-            "invocation: status event p50 / p99 (ms)",
-            format!(
-                "{} / {}",
-                num(&figures["invocation_ms_p50"]["status_event"]),
-                num(&figures["invocation_ms_p99"]["status_event"])
-            ),
-            "reads every host's report, completes".to_string(),
+            "invocation: batch of host reports p50 / p99 (ms)",
+            pair("report_batch", "report_batch"),
+            "records the reports, completes what they decide".to_string(),
+        ),
+        (
+            "  of which completing a launch (ms)",
+            pair("launch_report_batch", "launch_report_batch"),
+            String::new(),
+        ),
+        (
+            "  of which drains' reports (ms)",
+            pair("drain_report_batch", "drain_report_batch"),
+            String::new(),
         ),
         (
             "event -> change dispatched p50 (ms)",
             num(&figures["event_to_dispatch_ms_p50"]),
-            "discovery + planning, emulator calls included".to_string(),
+            "discovery + planning + ledger, emulator calls included".to_string(),
         ),
         (
             "event -> change dispatched p99 (ms)",
@@ -592,13 +793,26 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             "<= 2".to_string(),
         ),
         (
-            "AWS calls per lifecycle event",
+            "AWS calls per launch event",
             num(&figures["aws_calls_per_lifecycle_event"]),
             String::new(),
         ),
         (
-            "AWS calls per status event",
-            num(&figures["aws_calls_per_status_event"]),
+            "AWS calls per terminate event",
+            num(&figures["aws_calls_per_terminate_event"]),
+            String::new(),
+        ),
+        (
+            "AWS calls per batch of host reports",
+            num(&figures["aws_calls_per_report_batch"]),
+            format!(
+                "{} messages per batch; no per-host read",
+                num(&figures["messages_per_report_batch"])
+            ),
+        ),
+        (
+            "AWS calls per host report message",
+            num(&figures["aws_calls_per_report_message"]),
             String::new(),
         ),
         (
@@ -623,9 +837,23 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     for (name, value, note) in rows {
         println!("{name:<48} {value:>12}  {note}");
     }
-    println!("AWS calls per lifecycle event, by kind:");
-    for (k, v) in &kinds {
-        println!("  {k:<46} {:>12.2}", *v as f64 / n);
+    for (title, kinds, n) in [
+        ("AWS calls per launch event, by kind:", &kinds, n),
+        (
+            "AWS calls per terminate event, by kind:",
+            &terminate_kinds,
+            n,
+        ),
+        (
+            "AWS calls per batch of host reports, by kind:",
+            &batch_kinds,
+            batches,
+        ),
+    ] {
+        println!("{title}");
+        for (k, v) in kinds {
+            println!("  {k:<46} {:>12.2}", *v as f64 / n);
+        }
     }
     if binary.is_none() {
         println!("note: no release reactor binary found; build it with `cargo build --release -p reactor` or pass --reactor PATH");
