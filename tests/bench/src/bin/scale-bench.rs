@@ -247,25 +247,47 @@ async fn start(args: &Args) -> anyhow::Result<Run> {
     let standins = StandIns::start(w.clone(), &path, standin_ids, &behaviour)?;
     w.program_hosts(&standins.programs())?;
     let (pump, invocations) = reactor(&w, &path, args, &groups, port).await?;
-    // The base members, through the same path, before anything is measured.
+    launch_base(&w, args, &groups).await?;
+    let (watches, loads) = watch_and_load(&hosts, &groups);
+    Ok(Run {
+        w,
+        groups,
+        hosts,
+        _standins: standins,
+        _listeners: listeners,
+        pump,
+        invocations,
+        watches,
+        loads,
+    })
+}
+
+/// The base members, through the same path, before anything is measured.
+async fn launch_base(w: &Arc<World>, args: &Args, groups: &[String]) -> anyhow::Result<()> {
     let t = harness::unix_ms() as f64 / 1000.0;
-    for g in &groups {
+    for g in groups {
         w.scale(g, i32::try_from(args.base)?).await?;
     }
-    let run_base = |w: &Arc<World>| -> anyhow::Result<usize> {
+    let launched = |w: &Arc<World>| -> anyhow::Result<usize> {
         Ok(completed(&w.lifecycle()?, "launch")
             .iter()
             .filter(|c| c.1 >= t)
             .count())
     };
     let until = Instant::now() + Duration::from_secs(args.timeout_s);
-    while run_base(&w)? < args.base * groups.len() {
+    while launched(w)? < args.base * groups.len() {
         ensure!(
             Instant::now() < until,
             "the base members were not launched within --timeout-s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
+}
+
+/// On each real host, per pool: a watch of its servers (when each member came UP) and
+/// a paced HTTP load through its frontend.
+fn watch_and_load(hosts: &[Host], groups: &[String]) -> (Vec<SocketWatch>, Vec<Load>) {
     let watches = hosts
         .iter()
         .flat_map(|h| {
@@ -293,17 +315,7 @@ async fn start(args: &Args) -> anyhow::Result<Run> {
             })
         })
         .collect();
-    Ok(Run {
-        w,
-        groups,
-        hosts,
-        _standins: standins,
-        _listeners: listeners,
-        pump,
-        invocations,
-        watches,
-        loads,
-    })
+    (watches, loads)
 }
 
 fn pool(group: &str) -> String {
