@@ -38,6 +38,14 @@ queue's lock for seconds. The period is read from the queue directly. SendMessag
 one attribute (``ContentBasedDeduplication``) the same way, through every attribute: while
 a message is sent, the three message counts (the only attributes that walk the messages)
 are not counted.
+
+DeleteMessage finds its message by walking the whole queue twice, asking each message for
+a fresh list of every receipt handle it ever had; DeleteMessageBatch does that once per
+entry. With the inbox's backlog of in-flight host reports, a batch of 100 deletes walked
+hundreds of thousands of messages under the queue's lock. A batch now walks the queue
+once for all its entries, and a single delete once. A long poll woken by a new message
+asked whether any message was visible by listing every visible one, from the oldest
+(the in-flight ones come first); it looks from the newest and stops at the first.
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ def install() -> None:
     _copy_each_table_once()
     _retention_from_the_queue()
     _no_counting_while_sending()
+    _fewer_walks_of_the_queue()
 
 
 def _retention_from_the_queue() -> None:
@@ -214,3 +223,62 @@ def _no_counting_while_sending() -> None:
             sending.on = False
 
     SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
+
+def _fewer_walks_of_the_queue() -> None:
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+    from moto.sqs.models import Queue, SQSBackend
+
+    def delete_handles(queue: Any, handles: set[str]) -> set[str]:
+        """Deletes the messages that ever had one of `handles`; the handles found."""
+        found: set[str] = set()
+        kept = []
+        for message in queue._messages:
+            mine = handles.intersection(message.all_receipt_handles)
+            if mine:
+                found.update(mine)
+                queue.pending_messages.discard(message)
+                queue.deleted_messages.update(message.all_receipt_handles)
+                continue
+            kept.append(message)
+        if found:
+            queue._messages = kept
+        return found
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return
+        if not delete_handles(self, {receipt_handle}):
+            raise ReceiptHandleIsInvalid()
+
+    def delete_message_batch(self: Any, queue_name: str, receipts: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, str]]]:
+        queue = self.get_queue(queue_name)
+        wanted = {r["ReceiptHandle"] for r in receipts} - queue.deleted_messages
+        found = delete_handles(queue, wanted) if wanted else set()
+        success: list[str] = []
+        errors: list[dict[str, Any]] = []
+        for r in receipts:
+            handle = r["ReceiptHandle"]
+            if handle in found or handle in queue.deleted_messages:
+                success.append(r["Id"])
+            else:
+                errors.append(
+                    {
+                        "Id": r["Id"],
+                        "SenderFault": True,
+                        "Code": "ReceiptHandleIsInvalid",
+                        "Message": f'The input receipt handle "{handle}" is not a valid receipt handle.',
+                    }
+                )
+        return success, errors
+
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        def any_visible() -> bool:
+            return any(m.visible and not m.delayed for m in reversed(self._messages))
+
+        with self._messages_lock:
+            self._messages_lock.wait_for(any_visible, timeout=timeout)
+
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+    SQSBackend.delete_message_batch = delete_message_batch  # type: ignore[method-assign]

@@ -1239,6 +1239,47 @@ def test_messages_within_their_retention_are_received_from_a_backlog(emu):
     assert seen == {f"m{i}" for i in range(300)}
 
 
+def test_deletes_from_a_backlog_remove_exactly_the_messages_named(emu):
+    # speed.py deletes a batch in one walk of the queue; what is deleted, and what each
+    # entry answers, must not change: a handle deleted before succeeds again, an old
+    # handle of a message received twice deletes it, an unknown handle fails alone.
+    sqs = emu.client("sqs")
+    url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
+    for start in range(0, 200, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)])
+    got = []
+    for _ in range(10):
+        got += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)["Messages"]
+    assert len(got) == 100
+    first = sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": "a", "ReceiptHandle": got[0]["ReceiptHandle"]}])
+    assert [e["Id"] for e in first["Successful"]] == ["a"]
+    # One message received again: its first handle still deletes it.
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=got[1]["ReceiptHandle"], VisibilityTimeout=0)
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=300)["Messages"]
+    assert again and again[0]["Body"] == got[1]["Body"]
+    entries = [{"Id": f"e{i}", "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got[1:10], start=1)]
+    entries.append({"Id": "gone", "ReceiptHandle": got[0]["ReceiptHandle"]})
+    entries.append({"Id": "bad", "ReceiptHandle": "not-a-handle"})
+    out = sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    assert sorted(e["Id"] for e in out["Successful"]) == sorted([f"e{i}" for i in range(1, 10)] + ["gone"])
+    assert [(e["Id"], e["Code"]) for e in out["Failed"]] == [("bad", "ReceiptHandleIsInvalid")]
+    with pytest.raises(ClientError) as e:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    assert e.value.response["Error"]["Code"] == "ReceiptHandleIsInvalid"
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=got[10]["ReceiptHandle"])
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=got[10]["ReceiptHandle"])
+    # 11 deleted: the other 89 in flight stay, the 100 never received are received.
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "89", counts
+    rest = set()
+    for _ in range(30):
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
+        if not batch:
+            break
+        rest.update(m["Body"] for m in batch)
+    assert rest == {f"m{i}" for i in range(200)} - {m["Body"] for m in got}
+
+
 def test_lifecycle_hooks_have_only_the_targets_they_were_given(world):
     g = world.group(
         hooks=[
