@@ -1220,23 +1220,33 @@ def test_a_redrive_policy_is_answered_as_it_was_set(emu):
     assert got == policy
 
 
+def _send_numbered(sqs: Any, url: str, n: int) -> None:
+    """Sends the bodies m0 .. m{n-1}, ten to a batch."""
+    for start in range(0, n, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(min(10, n - start))])
+
+
+def _receive_bodies(sqs: Any, url: str, rounds: int) -> set[str]:
+    """The bodies received (kept in flight) until a receive comes back empty."""
+    bodies: set[str] = set()
+    for _ in range(rounds):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
+        if not got:
+            break
+        bodies.update(m["Body"] for m in got)
+    return bodies
+
+
 def test_messages_within_their_retention_are_received_from_a_backlog(emu):
     # speed.py reads the retention period from the queue instead of building every
     # attribute per message handed out; what is received must not change.
     sqs = emu.client("sqs")
     url = sqs.create_queue(QueueName="backlog", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
-    for start in range(0, 300, 10):
-        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)])
+    _send_numbered(sqs, url, 300)
     # Sending skips the message counts; asking for them still counts.
     counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert counts["ApproximateNumberOfMessages"] == "300", counts
-    seen = set()
-    for _ in range(60):
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
-        if not got:
-            break
-        seen.update(m["Body"] for m in got)
-    assert seen == {f"m{i}" for i in range(300)}
+    assert _receive_bodies(sqs, url, 60) == {f"m{i}" for i in range(300)}
 
 
 def test_deletes_from_a_backlog_remove_exactly_the_messages_named(emu):
@@ -1245,8 +1255,7 @@ def test_deletes_from_a_backlog_remove_exactly_the_messages_named(emu):
     # handle of a message received twice deletes it, an unknown handle fails alone.
     sqs = emu.client("sqs")
     url = sqs.create_queue(QueueName="deletes")["QueueUrl"]
-    for start in range(0, 200, 10):
-        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)])
+    _send_numbered(sqs, url, 200)
     got = []
     for _ in range(10):
         got += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)["Messages"]
@@ -1271,13 +1280,7 @@ def test_deletes_from_a_backlog_remove_exactly_the_messages_named(emu):
     # 11 deleted: the other 89 in flight stay, the 100 never received are received.
     counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert counts["ApproximateNumberOfMessagesNotVisible"] == "89", counts
-    rest = set()
-    for _ in range(30):
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
-        if not batch:
-            break
-        rest.update(m["Body"] for m in batch)
-    assert rest == {f"m{i}" for i in range(200)} - {m["Body"] for m in got}
+    assert _receive_bodies(sqs, url, 30) == {f"m{i}" for i in range(200)} - {m["Body"] for m in got}
 
 
 def test_lifecycle_hooks_have_only_the_targets_they_were_given(world):

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use infra::aws::{now_ms, AwsError};
 
-use crate::ledger::{self, ActionKey, Decision, Item, Ledger as _, Opening, Verdict};
+use crate::ledger::{self, ActionKey, Decided, Decision, Item, Ledger as _, Opening, Verdict};
 use crate::lifecycle::{Completion, LifecycleApi, Transition};
 use crate::plan::PendingAction;
 use crate::reactor::{Boundaries, Reactor, ReactorError};
@@ -29,7 +29,6 @@ impl<B: Boundaries> Reactor<B> {
     ) -> Result<(), ReactorError> {
         let now = now_ms();
         let items = self.claim(items, by, now).await?;
-        let mut closing: BTreeMap<ActionKey, (Verdict, String, bool)> = BTreeMap::new();
         let mut closed = Vec::new();
         let mut failed = Vec::new();
         let mut first_error = None;
@@ -45,7 +44,6 @@ impl<B: Boundaries> Reactor<B> {
                             let mut done = item.clone();
                             done.close(verdict, &reason, completed, now);
                             closed.push(done);
-                            closing.insert(item.key(), (verdict, reason, completed));
                         }
                         Err(e) => {
                             tracing::error!(instance = %item.instance, error = %e, "lifecycle completion failed; the action stays open");
@@ -67,8 +65,8 @@ impl<B: Boundaries> Reactor<B> {
             self.ledger.put(&closed).await?
         };
         if !conflicts.is_empty() {
-            closing.retain(|k, _| conflicts.contains(k));
-            self.close(&closing, now).await?;
+            closed.retain(|i| conflicts.contains(&i.key()));
+            self.close(&closed, now).await?;
         }
         if !failed.is_empty() {
             let released = ledger::update(&self.ledger, &failed, |_, item| {
@@ -114,20 +112,21 @@ impl<B: Boundaries> Reactor<B> {
             .collect())
     }
 
-    /// Closes the open items of `closing` in the ledger.
-    async fn close(
-        &self,
-        closing: &BTreeMap<ActionKey, (Verdict, String, bool)>,
-        now: u64,
-    ) -> Result<(), ReactorError> {
-        if closing.is_empty() {
+    /// Writes the decision each item of `done` carries onto its item in the ledger,
+    /// re-read, where that one is still open.
+    async fn close(&self, done: &[Item], now: u64) -> Result<(), ReactorError> {
+        let decided: BTreeMap<ActionKey, &Decided> = done
+            .iter()
+            .filter_map(|i| Some((i.key(), i.decided.as_ref()?)))
+            .collect();
+        if decided.is_empty() {
             return Ok(());
         }
-        let keys: Vec<ActionKey> = closing.keys().cloned().collect();
+        let keys: Vec<ActionKey> = decided.keys().cloned().collect();
         ledger::update(&self.ledger, &keys, |k, item| {
             let mut item = item.filter(Item::is_open)?;
-            let (verdict, reason, completed) = closing.get(k)?;
-            item.close(*verdict, reason, *completed, now);
+            let d = decided.get(k)?;
+            item.close(d.verdict, &d.reason, d.completed, now);
             Some(item)
         })
         .await?;
@@ -188,12 +187,13 @@ impl<B: Boundaries> Reactor<B> {
         tracked: bool,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
-        let item = Item::open(opening, self.timing());
+        let mut item = Item::open(opening, self.timing());
         let completed = self.complete(&item, verdict, reason).await?;
         record(summary, &item, verdict.as_aws(), reason, completed);
         if tracked {
-            let closing = BTreeMap::from([(item.key(), (verdict, reason.to_string(), completed))]);
-            self.close(&closing, now_ms()).await?;
+            let now = now_ms();
+            item.close(verdict, reason, completed, now);
+            self.close(&[item], now).await?;
         }
         Ok(())
     }

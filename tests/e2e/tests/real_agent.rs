@@ -8,6 +8,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use harness::pump::sqs_event;
 use harness::world::{autoscaling_pattern, LAUNCH_HOOK, PROXY_GROUP};
 use harness::{free_port, GroupSpec, HostSpec, PoolSpec, World};
 use serde_json::{json, Value};
@@ -102,10 +103,7 @@ async fn the_real_agent_gates_launches_on_health() {
                 m.attributes
             );
         }
-        let batch = json!({"Records": records.iter().map(|m| json!({
-            "messageId": m.id, "body": m.body, "attributes": m.attributes, "eventSource": "aws:sqs"
-        })).collect::<Vec<_>>()});
-        let i = r.invoke(&batch).await;
+        let i = r.invoke(&sqs_event(&path.inbox, &records)).await;
         assert_eq!(i.response, json!({"batchItemFailures": []}), "{i:?}");
         decisions.extend(
             i.summary

@@ -125,6 +125,27 @@ impl Drop for Pump {
     }
 }
 
+/// The SQS event Lambda's event source mapping hands the function for `records`
+/// received from the queue `url`.
+pub fn sqs_event(url: &str, records: &[Received]) -> Value {
+    let arn = format!(
+        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
+        url.rsplit('/').next().unwrap_or_default()
+    );
+    let records: Vec<Value> = records
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.id, "receiptHandle": m.handle, "body": m.body,
+                "attributes": m.attributes, "messageAttributes": {},
+                "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": arn,
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
 /// Up to `batching.size` messages: a long poll, then (with a window) more receives
 /// until the batch is full or the window since the first message passed.
 fn gather(world: &World, queue: &str, batching: Batching) -> anyhow::Result<Vec<Received>> {
@@ -166,23 +187,9 @@ fn poll_once(
     if messages.is_empty() {
         return true;
     }
-    let arn = format!(
-        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
-        queue.rsplit('/').next().unwrap_or_default()
-    );
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.id, "receiptHandle": m.handle, "body": m.body,
-                "attributes": m.attributes, "messageAttributes": {},
-                "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": REGION,
-            })
-        })
-        .collect();
     let (tx, rx) = std::sync::mpsc::channel();
     let delivery = Delivery {
-        event: json!({ "Records": records }),
+        event: sqs_event(queue, &messages),
         reply: Some(tx),
     };
     if to.send(delivery).is_err() {

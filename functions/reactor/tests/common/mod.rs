@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::emulator::{ACCOUNT, REGION};
 use harness::standin::{Behaviour, StandIns};
 use harness::world::{ControlPath, Received};
 use harness::{GroupSpec, World};
@@ -141,26 +140,7 @@ pub fn describe(handled: &[Handled]) -> String {
         .join("\n")
 }
 
-/// The SQS event Lambda's event source mapping hands the function for `records` of the
-/// queue `url`.
-pub fn sqs_event(url: &str, records: &[Received]) -> Value {
-    let arn = format!(
-        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
-        url.rsplit('/').next().unwrap_or_default()
-    );
-    let records: Vec<Value> = records
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.id, "receiptHandle": m.handle, "body": m.body,
-                "attributes": m.attributes, "messageAttributes": {},
-                "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": arn,
-                "awsRegion": REGION,
-            })
-        })
-        .collect();
-    json!({ "Records": records })
-}
+pub use harness::pump::sqs_event;
 
 /// A record as EventBridge would put `event` in the inbox (its sender: not a proxy).
 pub fn event_record(id: &str, event: &Value) -> Received {

@@ -41,10 +41,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use harness::emulator::{workspace_root, ACCOUNT, REGION};
+use harness::emulator::workspace_root;
+use harness::pump::sqs_event;
 use harness::runtime_api::{lambda_env, RuntimeApi};
 use harness::standin::{Behaviour, StandIns};
-use harness::world::{ControlPath, Received};
+use harness::world::ControlPath;
 use harness::{GroupSpec, World};
 use infra::aws::AwsDiscovery;
 use infra::{Change, HostId};
@@ -332,26 +333,6 @@ async fn scale(w: &World, desired: i32) -> Result<String> {
         .find(|m| m.state == "Terminating:Wait")
         .map(|m| m.id.clone())
         .context("no instance came or went")
-}
-
-/// The SQS event Lambda's event source mapping makes of `messages` received from
-/// `queue`.
-fn sqs_event(queue: &str, messages: &[Received]) -> Value {
-    let arn = format!(
-        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
-        queue.rsplit('/').next().unwrap_or_default()
-    );
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.id, "receiptHandle": m.handle, "body": m.body,
-                "attributes": m.attributes, "messageAttributes": {},
-                "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": REGION,
-            })
-        })
-        .collect();
-    json!({ "Records": records })
 }
 
 /// The batches of host reports handed to the reactor, and what they cost.

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Parser;
+use demo::percentile;
 use harness::listeners::Listeners;
 use harness::pump::{Batching, Delivery, Pump};
 use harness::standin::{Behaviour, StandIns};
@@ -475,10 +476,6 @@ fn up_times(r: &Run) -> BTreeMap<String, u64> {
         .filter(|(_, (n, _))| *n >= needed)
         .map(|(ip, (_, t))| (ip, t))
         .collect()
-}
-
-fn percentile(v: &[u64], p: f64) -> u64 {
-    demo::percentile(v, p)
 }
 
 /// When members served on every real host, and every instance's address.
