@@ -11,6 +11,8 @@ Control endpoints (JSON in and out):
   GET  /moto-ext/calls                      [{"service","action","time","locked","end","status","key"}, ...]
                                             time: arrived, locked: served from, end: answered;
                                             + "attempt", "invocation" on an SDK retry;
+                                            + "replayed": true when a retry got the answer
+                                              its call already had (see replay.py)
                                             + "throttled": true, "quota" when a quota answered
   POST /moto-ext/calls/reset
   GET|POST|DELETE /moto-ext/faults          list / add one rule (or a list) / clear:
@@ -42,6 +44,7 @@ from . import (
     faults,
     lifecycle,
     quotas,
+    replay,
     speed,
     sqs_queues,
     ssm_exec,
@@ -63,6 +66,7 @@ def reset_all() -> None:
         events_bridge.reset()
         faults.clear()
         quotas.reset()
+        replay.reset()
         sqs_queues.reset()
         _calls.clear()
         moto_api_backend.reset()
@@ -103,6 +107,7 @@ class ExtensionApp:
                     timers.reset()
                     lifecycle.reset()
                     events_bridge.reset()
+                    replay.reset()
                     sqs_queues.reset()
             with LOCK:
                 return _materialize(self.moto_app(environ, start_response))
@@ -145,8 +150,19 @@ class ExtensionApp:
             start_response(status, headers)
             return [body]
 
+        kept = replay.recall(environ, attempt)
+        if kept is not None:
+            status, headers, body = kept
+            entry["status"] = int(status.split()[0])
+            entry["replayed"] = True
+            entry["end"] = time.time()
+            start_response(status, headers)
+            return [body]
+        answer: dict[str, Any] = {}
+
         def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
             entry["status"] = int(status.split()[0])
+            answer["status"], answer["headers"] = status, headers
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         try:
@@ -155,7 +171,10 @@ class ExtensionApp:
                     return _materialize(self.moto_app(environ, recording_start_response))
             with LOCK:
                 entry["locked"] = time.time()
-                return _materialize(self.moto_app(environ, recording_start_response))
+                body = _materialize(self.moto_app(environ, recording_start_response))
+            if replay.keeps(service, action) and "status" in answer:
+                replay.remember(environ, answer["status"], answer["headers"], b"".join(body))
+            return body
         finally:
             entry["end"] = time.time()
 

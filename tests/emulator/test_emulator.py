@@ -403,6 +403,41 @@ def test_ssm_exec_output_truncated_and_exit_code(world):
 # --------------------------------------------------------------------------- faults, calls, reset
 
 
+def test_a_retry_of_an_applied_call_gets_its_answer_again(world):
+    """An SDK retry (same invocation id, attempt 2) of a mutating call already answered
+    with success is answered the same, not applied twice: an answer lost on the way
+    (seen from this emulator's HTTP server) must not fail a Terraform destroy."""
+    emu = world.emu
+    ec2 = emu.client("ec2", NO_RETRY)
+    sg = ec2.create_security_group(GroupName="replay", Description="replay")["GroupId"]
+    headers = {"amz-sdk-invocation-id": "inv-1", "amz-sdk-request": "attempt=1; max=3"}
+
+    def stamp(request, **_):
+        for k, v in headers.items():
+            request.headers[k] = v
+
+    ec2.meta.events.register("before-send.ec2.AuthorizeSecurityGroupEgress", stamp)
+    rule = [{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "127.0.0.0/8"}]}]
+    emu.control("POST", "/moto-ext/calls/reset")
+    first = ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=rule)
+    headers["amz-sdk-request"] = "attempt=2; max=3"
+    again = ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=rule)
+    assert again["Return"] is True
+    assert again["SecurityGroupRules"] == first["SecurityGroupRules"]
+    calls = [c for c in emu.control("GET", "/moto-ext/calls") if c["action"] == "AuthorizeSecurityGroupEgress"]
+    assert [c.get("replayed") for c in calls] == [None, True]
+    # A new call (another invocation) is applied: the rule exists already.
+    headers.update({"amz-sdk-invocation-id": "inv-2", "amz-sdk-request": "attempt=1; max=3"})
+    with pytest.raises(ClientError) as err:
+        ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=rule)
+    assert err.value.response["Error"]["Code"] == "InvalidPermission.Duplicate"
+    # A retry of a call that failed is applied again (and fails again here).
+    headers["amz-sdk-request"] = "attempt=2; max=3"
+    with pytest.raises(ClientError) as err:
+        ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=rule)
+    assert err.value.response["Error"]["Code"] == "InvalidPermission.Duplicate"
+
+
 def test_fault_injection_in_each_wire_format(world):
     emu = world.emu
     asg = emu.client("autoscaling", NO_RETRY)

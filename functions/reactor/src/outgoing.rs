@@ -16,7 +16,7 @@ use infra::{HostId, MemberId, Pool, PoolName};
 use crate::dispatch::Dispatcher;
 use crate::ledger::{self, ActionKey, Item, Opening, Verdict};
 use crate::lifecycle::Transition;
-use crate::plan::PendingAction;
+use crate::plan::{merge_pool_changes, PendingAction};
 use crate::reactor::{Boundaries, Reactor, ReactorError};
 use crate::summary::{SentChange, Summary};
 
@@ -46,6 +46,43 @@ pub(crate) struct Outgoing {
     /// The instances its events name, when members already in flight (an open action)
     /// but not named are to be left out; `None` sends every member of the plan.
     pub named: Option<Vec<String>>,
+}
+
+impl Outgoing {
+    /// `self` and `other` (another group's events of the same batch) as one change:
+    /// their pool changes merged, their actions served together.
+    pub(crate) fn merge(mut self, other: Outgoing) -> Outgoing {
+        let pools = self
+            .plan
+            .pools
+            .into_iter()
+            .chain(other.plan.pools)
+            .collect();
+        self.plan.pools = merge_pool_changes(pools);
+        self.plan.unaddressed.extend(other.plan.unaddressed);
+        self.actions.extend(other.actions);
+        self.hosts.extend(other.hosts);
+        self.hosts.sort();
+        self.hosts.dedup();
+        self.groups.extend(other.groups);
+        self.read_at_ms = self.read_at_ms.max(other.read_at_ms);
+        self.label = format!("{},{}", self.label, other.label);
+        if self.kind != other.kind {
+            self.kind = "mixed";
+        }
+        self.event_ms = match (self.event_ms, other.event_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.named = match (self.named, other.named) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        self
+    }
 }
 
 impl<B: Boundaries> Reactor<B> {

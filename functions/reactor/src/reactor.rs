@@ -21,7 +21,7 @@ use crate::dispatch::{DispatchError, Dispatcher};
 use crate::dns::{DnsApi, DnsError};
 use crate::inbox::{self, Record};
 use crate::input::activity::ActivityEvent;
-use crate::input::lifecycle::LifecycleEvent;
+use crate::input::lifecycle::LifecycleWork;
 use crate::input::report::HostMessage;
 use crate::input::{classify, Input};
 use crate::ledger::ActionKey;
@@ -116,7 +116,7 @@ pub struct Invocation {
 /// The units of work a batch holds, with the records each came from.
 #[derive(Default)]
 struct Work {
-    lifecycle: BTreeMap<String, (Vec<String>, Vec<LifecycleEvent>)>,
+    lifecycle: LifecycleWork,
     activity: BTreeMap<String, (Vec<String>, Vec<ActivityEvent>)>,
     singles: Vec<(String, Input)>,
     reports: (Vec<String>, Vec<HostMessage>),
@@ -254,11 +254,8 @@ impl<B: Boundaries> Reactor<B> {
                 summary.errors.push(e.to_string());
                 first_error.get_or_insert(e);
             };
-            for (group, (ids, events)) in work.lifecycle {
-                let span = tracing::info_span!("lifecycle", group = %group, generation = tracing::field::Empty);
-                if let Err(e) = self.lifecycle_events(&batch, &group, events, &mut summary).instrument(span).await {
-                    failed(&ids, e, &mut summary);
-                }
+            for (ids, e) in self.lifecycle_events(&batch, work.lifecycle, &mut summary).await {
+                failed(&ids, e, &mut summary);
             }
             for (id, input) in work.singles {
                 if let Err(e) = self.single(&batch, input, &mut summary).await {

@@ -2,7 +2,7 @@
 //! inbox delivers them (SQS batches of EventBridge events and host reports), the
 //! ledger is the in-memory one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -58,6 +58,13 @@ impl Discovery for FakeDiscovery {
             .cloned())
     }
     async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
+        if let Some(b) = self.broken.iter().find(|b| names.contains(b)) {
+            return Err(AwsError::Api {
+                api: "DescribeAutoScalingGroups",
+                subject: format!("group {b}"),
+                message: "throttled".into(),
+            });
+        }
         Ok(self
             .groups
             .lock()
@@ -136,6 +143,8 @@ struct FakeLifecycle {
     completed: Mutex<Vec<(String, String, String, &'static str)>>,
     /// Every CompleteLifecycleAction call, taken or refused.
     calls: Mutex<usize>,
+    /// CompleteLifecycleAction calls in flight now, and at most.
+    in_flight: Mutex<(usize, usize)>,
     heartbeats: Mutex<Vec<String>>,
     marked: Mutex<Vec<(String, String)>>,
     /// Other systems' hooks on the group.
@@ -166,8 +175,14 @@ impl LifecycleApi for FakeLifecycle {
         result: &'static str,
     ) -> Result<Completion, AwsError> {
         *self.calls.lock().unwrap() += 1;
+        {
+            let mut f = self.in_flight.lock().unwrap();
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+        }
         // A network call: other invocations run meanwhile.
         tokio::task::yield_now().await;
+        self.in_flight.lock().unwrap().0 -= 1;
         let mut done = self.completed.lock().unwrap();
         // An action is completed once; Auto Scaling refuses the second.
         if done
@@ -384,6 +399,11 @@ fn report_record(host: &str, members: &[(&str, OutcomeStatus, u64)]) -> Value {
 }
 
 fn report_body(host: &str, members: &[(&str, OutcomeStatus, u64)]) -> String {
+    pool_report_body(host, "web", members)
+}
+
+/// A host's report about members of `pool`.
+fn pool_report_body(host: &str, pool: &str, members: &[(&str, OutcomeStatus, u64)]) -> String {
     HostReport {
         host: HostId::new(host).unwrap(),
         sent_ms: 1,
@@ -391,7 +411,7 @@ fn report_body(host: &str, members: &[(&str, OutcomeStatus, u64)]) -> String {
             .iter()
             .map(|(m, status, generation)| {
                 MemberReport::new(
-                    PoolName::new("web").unwrap(),
+                    PoolName::new(pool).unwrap(),
                     MemberId::new(*m).unwrap(),
                     *generation,
                     *status,
@@ -641,36 +661,131 @@ async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaire
     assert_eq!(r.ledger.open_items().len(), 3);
 }
 
-#[tokio::test]
-async fn one_failing_group_gives_back_only_its_records() {
-    let mut d = FakeDiscovery::default();
-    d.broken.push("broken-asg".into());
-    let r: Fixture = Reactor::new(
+/// A reactor with `web-asg` (pool `web`) and `api-asg` (pool `api`) in `POOLS`, and
+/// `discovery`.
+fn two_groups(discovery: FakeDiscovery) -> Fixture {
+    Reactor::new(
         config(&[(
             "POOLS",
-            r#"{"web-asg":[{"name":"web","port":8080}],"broken-asg":[{"name":"b","port":8081}]}"#,
+            r#"{"web-asg":[{"name":"web","port":8080}],"api-asg":[{"name":"api","port":8081}]}"#,
         )]),
         Parts {
-            discovery: d,
-            dispatcher: FakeHosts::new(1),
+            discovery,
+            dispatcher: FakeHosts::new(2),
             lifecycle: FakeLifecycle::default(),
             dns: None,
             ledger: MemoryLedger::default(),
             reminders: FakeReminders::default(),
         },
+    )
+}
+
+/// A lifecycle event of `kind` about `instance` of `group`.
+fn group_event(kind: &str, group: &str, instance: &str) -> Value {
+    let mut e = lifecycle_event(kind, instance);
+    e["detail"]["AutoScalingGroupName"] = json!(group);
+    e
+}
+
+#[tokio::test]
+async fn events_of_several_groups_in_a_batch_are_one_change() {
+    let r = two_groups(FakeDiscovery::default());
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "Pending:Wait", 1),
+            member("i-2", "Terminating:Wait", 2),
+        ],
+        1000,
+    ));
+    r.discovery.set(group(
+        "api-asg",
+        vec![member("i-3", "Pending:Wait", 3)],
+        1000,
+    ));
+    let i = deliver(
+        &r,
+        vec![
+            event_record("e1", &group_event("launch", "web-asg", "i-1")),
+            event_record("e2", &group_event("terminate", "web-asg", "i-2")),
+            event_record("e3", &group_event("launch", "api-asg", "i-3")),
+        ],
+    )
+    .await;
+    let changes = r.dispatcher.changes();
+    assert_eq!(changes.len(), 1, "one change for both groups: {changes:?}");
+    let pool = |name: &str| {
+        let p = changes[0].pools.iter().find(|p| p.pool.as_str() == name);
+        p.map(|p| (p.add.len(), p.remove.len()))
+    };
+    assert_eq!((pool("web"), pool("api")), (Some((1, 1)), Some((1, 0))));
+    assert_eq!(i.summary.changes.len(), 1);
+    assert_eq!(i.summary.changes[0].kind, "mixed");
+    // Every action waits for that one change's reports.
+    let g = changes[0].generation;
+    let items = r.ledger.open_items();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|i| i.first_generation == g), "{items:?}");
+    let mut reports = Vec::new();
+    for host in ["i-p0", "i-p1"] {
+        reports.push(report_record(host, &[("i-1", Up, g), ("i-2", Drained, g)]));
+        let api = pool_report_body(host, "api", &[("i-3", Up, g)]);
+        reports.push(record(
+            &format!("a-{host}"),
+            &format!("{ROLE}:{host}"),
+            &api,
+        ));
+    }
+    deliver(&r, reports).await;
+    assert_eq!(completed(&r).len(), 3, "{:?}", completed(&r));
+}
+
+#[tokio::test]
+async fn a_burst_of_decisions_is_completed_a_few_at_once() {
+    let r = fixture();
+    let ids: Vec<String> = (1..=12).map(|n| format!("i-{n}")).collect();
+    let members = ids
+        .iter()
+        .zip(1u8..)
+        .map(|(id, n)| member(id, "Pending:Wait", n))
+        .collect();
+    r.discovery.set(group("web-asg", members, 1000));
+    let events = ids
+        .iter()
+        .map(|id| event_record(&format!("e-{id}"), &lifecycle_event("launch", id)))
+        .collect();
+    deliver(&r, events).await;
+    let g = last_generation(&r);
+    let up: Vec<(&str, OutcomeStatus, u64)> = ids.iter().map(|id| (id.as_str(), Up, g)).collect();
+    deliver(
+        &r,
+        vec![report_record("i-p0", &up), report_record("i-p1", &up)],
+    )
+    .await;
+    assert_eq!(completed(&r).len(), 12);
+    assert_eq!(
+        r.lifecycle.in_flight.lock().unwrap().1,
+        5,
+        "completions side by side, five at most"
     );
+}
+
+#[tokio::test]
+async fn one_unusable_group_gives_back_only_its_records() {
+    let r = two_groups(FakeDiscovery::default());
     r.discovery.set(group(
         "web-asg",
         vec![member("i-2", "Pending:Wait", 2)],
         1000,
     ));
-    let mut broken = lifecycle_event("launch", "i-5");
-    broken["detail"]["AutoScalingGroupName"] = json!("broken-asg");
+    let mut bad = group("api-asg", vec![member("i-5", "Pending:Wait", 5)], 1000);
+    bad.tags.insert("haproxy:port".into(), "not-a-port".into());
+    r.discovery.set(bad);
     let i = deliver(
         &r,
         vec![
-            event_record("ok", &lifecycle_event("launch", "i-2")),
-            event_record("bad", &broken),
+            event_record("ok", &group_event("launch", "web-asg", "i-2")),
+            event_record("bad", &group_event("launch", "api-asg", "i-5")),
             record("junk", "AIDA", "{not json"),
         ],
     )
@@ -679,12 +794,42 @@ async fn one_failing_group_gives_back_only_its_records() {
         i.response,
         json!({"batchItemFailures": [{"itemIdentifier": "bad"}]})
     );
-    assert_eq!(
-        r.dispatcher.changes().len(),
-        1,
-        "the good group's change went out"
-    );
+    let changes = r.dispatcher.changes();
+    assert_eq!(changes.len(), 1, "the good group's change went out");
+    assert_eq!(changes[0].pools.len(), 1);
+    assert_eq!(changes[0].pools[0].pool.as_str(), "web");
     assert!(i.summary.ignored.iter().any(|w| w.contains("not JSON")));
+}
+
+#[tokio::test]
+async fn a_failed_read_gives_back_the_lifecycle_records_only() {
+    let mut d = FakeDiscovery::default();
+    d.broken.push("api-asg".into());
+    let r = two_groups(d);
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-2", "Pending:Wait", 2)],
+        1000,
+    ));
+    let i = deliver(
+        &r,
+        vec![
+            event_record("web", &group_event("launch", "web-asg", "i-2")),
+            event_record("api", &group_event("launch", "api-asg", "i-5")),
+            report_record("i-p0", &[("i-9", Up, 1)]),
+        ],
+    )
+    .await;
+    // The groups are read in one call: when it fails, both groups' events are retried
+    // (nothing was sent for either); the report is not.
+    let failed = i.response["batchItemFailures"].as_array().unwrap().clone();
+    let ids: BTreeSet<&str> = failed
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["api", "web"]));
+    assert!(r.dispatcher.changes().is_empty());
+    assert!(r.ledger.open_items().is_empty());
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 //!
 //! A group of any size costs one `DescribeAutoScalingGroups` page (up to 100 groups and
 //! their instances per page) plus one `DescribeInstances` per 1000 instance ids: a group
-//! of 100 is read in 2 calls. For an event about one instance, both calls go out at
-//! once (one round trip), see [`Discovery::group_for_event`].
+//! of 100 is read in 2 calls. For events about some instances, both calls go out at
+//! once (one round trip), see [`Discovery::groups_for_events`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -33,18 +33,35 @@ pub trait Discovery: Send + Sync {
     /// One group as events about `instances` need it: every member's lifecycle state,
     /// and EC2's facts (address, state) for the members such events' change names,
     /// those not `InService` and `instances` themselves. In-service members may come
-    /// without EC2 facts. `None` when the group does not exist.
-    ///
-    /// This is the reactor's hot path: AWS reads the events' instances at the same time
-    /// as the group, so a launch costs one round trip instead of two. The default reads
-    /// the whole group with [`Discovery::group`].
+    /// without EC2 facts. `None` when the group does not exist. See
+    /// [`Discovery::groups_for_events`].
     fn group_for_event(
         &self,
         name: &str,
         instances: &[String],
     ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send {
+        async move {
+            let mut states = self
+                .groups_for_events(&[name.to_string()], instances)
+                .await?;
+            Ok(states.pop())
+        }
+    }
+
+    /// The groups `names` as events about `instances` (members of any of them) need
+    /// them, as [`Discovery::group_for_event`] reads one; missing groups are left out.
+    ///
+    /// This is the reactor's hot path: AWS reads the events' instances at the same time
+    /// as the groups, so a batch of launches into several groups costs one round trip
+    /// (plus one call for other members in transition) instead of two per group. The
+    /// default reads the whole groups with [`Discovery::groups`].
+    fn groups_for_events(
+        &self,
+        names: &[String],
+        instances: &[String],
+    ) -> impl Future<Output = Result<Vec<GroupState>, AwsError>> + Send {
         let _ = instances;
-        self.group(name)
+        self.groups(names)
     }
 
     /// Several groups at once (missing ones are left out), in as few calls as the API
@@ -291,42 +308,47 @@ impl Discovery for AwsDiscovery {
         Ok(states.pop())
     }
 
-    async fn group_for_event(
+    async fn groups_for_events(
         &self,
-        name: &str,
+        names: &[String],
         instances: &[String],
-    ) -> Result<Option<GroupState>, AwsError> {
+    ) -> Result<Vec<GroupState>, AwsError> {
         if instances.is_empty() {
-            return self.group(name).await;
+            return self.groups(names).await;
         }
         let read_at_ms = now_ms();
-        let names = [name.to_string()];
-        let context = format!("group {name}");
+        let context = format!("group {}", names.join(","));
         let (groups, ec2) = tokio::join!(
-            self.describe_groups(&names, &context),
+            self.describe_groups(names, &context),
             self.describe_instances(instances, &context)
         );
         let (groups, mut ec2) = (groups?, ec2?);
-        let Some(group) = groups
+        let groups: Vec<&AutoScalingGroup> = groups
             .iter()
-            .find(|g| g.auto_scaling_group_name() == Some(name))
-        else {
-            return Ok(None);
-        };
-        // Other members the event's change names (a burst of launches or
+            .filter(|g| {
+                g.auto_scaling_group_name()
+                    .is_some_and(|n| names.iter().any(|x| x == n))
+            })
+            .collect();
+        // Other members the events' change names (a burst of launches or
         // terminations): one more call, only when there are some.
-        let rest: Vec<String> = group
-            .instances()
+        let mut rest: Vec<String> = groups
             .iter()
+            .flat_map(|g| g.instances())
             .filter(|i| i.lifecycle_state().map(|s| s.as_str()) != Some("InService"))
             .filter_map(|i| i.instance_id())
             .filter(|id| !ec2.contains_key(*id))
             .map(str::to_string)
             .collect();
+        rest.sort();
+        rest.dedup();
         if !rest.is_empty() {
             ec2.extend(self.describe_instances(&rest, &context).await?);
         }
-        Ok(Some(group_state(group, &ec2, read_at_ms)))
+        Ok(groups
+            .into_iter()
+            .map(|g| group_state(g, &ec2, read_at_ms))
+            .collect())
     }
 
     async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {

@@ -364,6 +364,44 @@ fn invocation(body: &str, hosts: &Mutex<BTreeMap<String, Host>>) -> Value {
     json!({"code": 0, "stdout": format!("accepted generation {}", change.generation)})
 }
 
+/// Report messages in flight at once, at most: the stand-ins' hosts send side by side
+/// as a fleet's do.
+const SENDERS: usize = 8;
+
+/// Sends one host's `reports` to the inbox with its own session.
+fn send_report(
+    world: &World,
+    inbox: &str,
+    id: &str,
+    session: &Session,
+    reports: &[MemberReport],
+    sent: &AtomicUsize,
+) {
+    let Ok(host) = HostId::new(id) else {
+        return;
+    };
+    let message = HostReport {
+        host,
+        sent_ms: crate::unix_ms(),
+        reports: reports.to_vec(),
+    };
+    for body in message.to_messages(infra::MAX_MESSAGE_BYTES) {
+        let r = world.emulator.aws_json_as(
+            &session.access_key,
+            "sqs",
+            "AmazonSQS.SendMessage",
+            &json!({"QueueUrl": inbox, "MessageBody": body}),
+            Duration::from_secs(30),
+        );
+        match r {
+            Ok(_) => {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => eprintln!("warning: stand-in {id} could not report: {e:#}"),
+        }
+    }
+}
+
 /// Sends the reports that are due, batched per host, until stopped.
 fn report(
     world: &World,
@@ -397,31 +435,17 @@ fn report(
                 }
             }
         }
-        for (id, session, reports) in out {
-            let Ok(host) = HostId::new(id.as_str()) else {
-                continue;
-            };
-            let message = HostReport {
-                host,
-                sent_ms: crate::unix_ms(),
-                reports,
-            };
-            for body in message.to_messages(infra::MAX_MESSAGE_BYTES) {
-                let r = world.emulator.aws_json_as(
-                    &session.access_key,
-                    "sqs",
-                    "AmazonSQS.SendMessage",
-                    &json!({"QueueUrl": inbox, "MessageBody": body}),
-                    Duration::from_secs(30),
-                );
-                match r {
-                    Ok(_) => {
-                        sent.fetch_add(1, Ordering::Relaxed);
+        // Each host sends on its own as real hosts do, a few at once.
+        let chunk = out.len().div_ceil(SENDERS).max(1);
+        std::thread::scope(|scope| {
+            for part in out.chunks(chunk) {
+                scope.spawn(move || {
+                    for (id, session, reports) in part {
+                        send_report(world, inbox, id, session, reports, sent);
                     }
-                    Err(e) => eprintln!("warning: stand-in {id} could not report: {e:#}"),
-                }
+                });
             }
-        }
+        });
         std::thread::sleep(Duration::from_millis(2));
     }
 }

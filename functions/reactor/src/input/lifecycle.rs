@@ -15,9 +15,9 @@
 //!     "Origin": "EC2", "Destination": "AutoScalingGroup" } }
 //! ```
 //!
-//! The events of one batch about one group are one change: the group is read once
-//! (every member not simply in service rides along, so a lost event is repaired too),
-//! the actions are opened in the ledger and the change goes to every proxy. A move into
+//! The events of one batch are one change: their groups are read at once (every member
+//! not simply in service rides along, so a lost event is repaired too), the actions are
+//! opened in the ledger and the change goes to every proxy. A move into
 //! or out of the warm pool never touches a pool: it is continued at once. The truth
 //! decides, not the event: a late launch event of an instance already terminating
 //! removes it.
@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use infra::aws::{resolve_pools, Discovery, GroupState};
 use infra::MemberId;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
 use crate::ledger::{ActionKey, Opening, Verdict};
@@ -173,22 +174,81 @@ pub fn classify(env: Envelope<LifecycleActionDetail>, expected: Transition) -> I
     })
 }
 
+/// A batch's lifecycle events by group, with the records each came from.
+pub(crate) type LifecycleWork = BTreeMap<String, (Vec<String>, Vec<LifecycleEvent>)>;
+
+/// Records that failed, with why (they go back to the queue).
+pub(crate) type Failed = Vec<(Vec<String>, ReactorError)>;
+
+/// One group's events that go into the batch's change.
+struct Unit {
+    group: String,
+    ids: Vec<String>,
+    actions: Vec<LifecycleEvent>,
+}
+
 impl<B: Boundaries> Reactor<B> {
-    /// The lifecycle events of one batch about `group`: one read, one change.
+    /// The lifecycle events of one batch. The proxy group's are handled apart; every
+    /// other group is read at once and all of them make one change (one generation,
+    /// one ledger write, one command per 50 proxies), so a burst spread over groups
+    /// costs what one group's does. Returns the records that failed, with why.
     pub(crate) async fn lifecycle_events(
         &self,
         batch: &Batch,
+        work: LifecycleWork,
+        summary: &mut Summary,
+    ) -> Failed {
+        let mut failed = Vec::new();
+        let mut units = Vec::new();
+        for (group, (ids, events)) in work {
+            summary.groups.push(group.clone());
+            match self.group_actions(&group, events, summary).await {
+                Ok(actions) if actions.is_empty() => {}
+                Ok(actions) => units.push(Unit {
+                    group,
+                    ids,
+                    actions,
+                }),
+                Err(e) => failed.push((ids, e)),
+            }
+        }
+        if units.is_empty() {
+            return failed;
+        }
+        let names: Vec<&str> = units.iter().map(|u| u.group.as_str()).collect();
+        let span = tracing::info_span!(
+            "lifecycle",
+            groups = %names.join(","),
+            generation = tracing::field::Empty
+        );
+        let (out, mut unplanned) = self
+            .lifecycle_change(batch, &units, summary)
+            .instrument(span.clone())
+            .await;
+        failed.append(&mut unplanned);
+        if let Some((out, ids)) = out {
+            if let Err(e) = self.send(out, summary).instrument(span).await {
+                failed.push((ids, e));
+            }
+        }
+        failed
+    }
+
+    /// The events of `group` that go into the batch's change: the proxy group's and
+    /// moves into or out of a warm pool are handled here, other hooks' left alone.
+    async fn group_actions(
+        &self,
         group: &str,
         events: Vec<LifecycleEvent>,
         summary: &mut Summary,
-    ) -> Result<(), ReactorError> {
-        summary.groups.push(group.to_string());
+    ) -> Result<Vec<LifecycleEvent>, ReactorError> {
         if self.config.proxy_group == group {
-            return self.proxy_lifecycle(group, events, summary).await;
+            self.proxy_lifecycle(group, events, summary).await?;
+            return Ok(Vec::new());
         }
         if !self.config.manages(group) {
             summary.ignore(format!("group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"));
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut actions = Vec::new();
         for e in events {
@@ -200,43 +260,59 @@ impl<B: Boundaries> Reactor<B> {
                 actions.push(e);
             }
         }
-        if actions.is_empty() {
-            return Ok(());
-        }
-        let mut instances: Vec<String> = actions.iter().map(|e| e.instance.clone()).collect();
-        instances.sort();
-        instances.dedup();
-        let (state, hosts) = tokio::join!(
-            self.discovery.group_for_event(group, &instances),
+        Ok(actions)
+    }
+
+    /// The groups of `units`, read at once with the proxies, as one change with the
+    /// records it answers (`None` when no group feeds a pool); the records of groups
+    /// that could not be planned, with why.
+    async fn lifecycle_change(
+        &self,
+        batch: &Batch,
+        units: &[Unit],
+        summary: &mut Summary,
+    ) -> (Option<(Outgoing, Vec<String>)>, Failed) {
+        let names: Vec<String> = units.iter().map(|u| u.group.clone()).collect();
+        let instances = sorted_instances(units.iter().flat_map(|u| &u.actions));
+        let (states, hosts) = tokio::join!(
+            self.discovery.groups_for_events(&names, &instances),
             batch.hosts(&self.dispatcher)
         );
-        let Some(state) = state? else {
-            summary.ignore(format!("group {group} does not exist (any more)"));
-            return Ok(());
+        let all = || units.iter().flat_map(|u| u.ids.iter().cloned()).collect();
+        let (states, hosts) = match (states, hosts) {
+            (Ok(s), Ok(h)) => (s, h),
+            (Err(e), _) => return (None, vec![(all(), e.into())]),
+            (_, Err(e)) => return (None, vec![(all(), e.into())]),
         };
-        let event_actions: Vec<EventAction> = actions.iter().map(LifecycleEvent::action).collect();
-        let Some(out) = self.group_change(
-            &state,
-            Scope::Transitions(&instances),
-            &event_actions,
-            summary,
-        )?
-        else {
-            return Ok(());
-        };
-        let event_ms = actions.iter().filter_map(|e| e.started_ms).min();
-        let kind = actions.first().map_or("lifecycle", LifecycleEvent::kind);
-        self.send(
-            Outgoing {
-                hosts: hosts?,
-                event_ms,
-                kind,
-                named: Some(instances),
-                ..out
-            },
-            summary,
-        )
-        .await
+        let (mut merged, mut ids, mut failed) = (None::<Outgoing>, Vec::new(), Vec::new());
+        for u in units {
+            let Some(state) = states.iter().find(|s| s.name == u.group) else {
+                summary.ignore(format!("group {} does not exist (any more)", u.group));
+                continue;
+            };
+            let named = sorted_instances(&u.actions);
+            let event_actions: Vec<EventAction> =
+                u.actions.iter().map(LifecycleEvent::action).collect();
+            match self.group_change(state, Scope::Transitions(&named), &event_actions, summary) {
+                Ok(Some(out)) => {
+                    let out = Outgoing {
+                        event_ms: u.actions.iter().filter_map(|e| e.started_ms).min(),
+                        kind: kind_of(&u.actions),
+                        named: Some(named),
+                        ..out
+                    };
+                    ids.extend(u.ids.iter().cloned());
+                    merged = Some(match merged {
+                        None => out,
+                        Some(m) => m.merge(out),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => failed.push((u.ids.clone(), e)),
+            }
+        }
+        let out = merged.map(|m| (Outgoing { hosts, ..m }, ids));
+        (out, failed)
     }
 
     /// The change for `scope` of a group's `state`, with the actions it serves (`None`
@@ -306,6 +382,25 @@ impl<B: Boundaries> Reactor<B> {
         self.complete_at_once(opening, Verdict::Continue, why, false, summary)
             .await
     }
+}
+
+/// The events' one kind, or `mixed` (a batch of launches and terminations).
+fn kind_of(events: &[LifecycleEvent]) -> &'static str {
+    let mut kinds = events.iter().map(LifecycleEvent::kind);
+    let first = kinds.next().unwrap_or("mixed");
+    if kinds.all(|k| k == first) {
+        first
+    } else {
+        "mixed"
+    }
+}
+
+/// The instances `events` name, sorted, once each.
+fn sorted_instances<'a>(events: impl IntoIterator<Item = &'a LifecycleEvent>) -> Vec<String> {
+    let mut out: Vec<String> = events.into_iter().map(|e| e.instance.clone()).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]

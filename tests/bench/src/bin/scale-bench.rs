@@ -99,6 +99,16 @@ struct Args {
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Write the raw logs the figures come from as JSON here (`calls`: the emulator's
+    /// call log, `lifecycle`: its lifecycle actions), for a closer look at a run.
+    #[arg(long)]
+    log: Option<std::path::PathBuf>,
+    /// The real hosts' health check interval, ms (HAProxy's `inter`): a slot leaving
+    /// maintenance is first checked at its next tick, so a join there takes up to this
+    /// long whatever else is fast. Every member of every pool is checked this often on
+    /// each real host.
+    #[arg(long, default_value_t = 2000)]
+    check_inter_ms: u64,
     /// Give up a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -186,6 +196,11 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
             .into_iter()
             .filter(|a| a["started"].as_f64().is_some_and(|s| s >= since))
             .collect();
+    if let Some(p) = &args.log {
+        let raw = json!({"calls": calls, "lifecycle": lifecycle});
+        std::fs::write(p, serde_json::to_string(&raw)? + "\n")
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
     r.pump.stop();
     for w in &mut r.watches {
         w.stop();
@@ -238,7 +253,7 @@ async fn start(args: &Args) -> anyhow::Result<Run> {
         .await?;
     let (real_ids, standin_ids) = ids.split_at(args.real);
     let specs = (0..args.real)
-        .map(|_| host_spec(&groups, port, per_group))
+        .map(|_| host_spec(&groups, port, per_group, args.check_inter_ms))
         .collect();
     let hosts = w.proxy_hosts(&path, real_ids, specs).await?;
     let behaviour = Behaviour {
@@ -323,14 +338,14 @@ fn pool(group: &str) -> String {
     format!("p{}", group.trim_start_matches('g'))
 }
 
-fn host_spec(groups: &[String], port: u16, per_group: usize) -> HostSpec {
+fn host_spec(groups: &[String], port: u16, per_group: usize, inter_ms: u64) -> HostSpec {
     let pools = groups
         .iter()
         .map(|g| {
             let mut p = PoolSpec::new(&pool(g), u32::try_from(per_group + 16).unwrap_or(256));
             p.port = port;
             p.server_options =
-                "check inter 2s fastinter 200ms downinter 200ms fall 2 rise 1".into();
+                format!("check inter {inter_ms}ms fastinter 200ms downinter 200ms fall 2 rise 1");
             p.health_timeout_s = 20.0;
             p.drain_timeout_s = 10.0;
             p
@@ -566,7 +581,7 @@ fn figures(
         "hosts": args.hosts, "real_hosts": args.real, "groups": args.groups, "members": args.members,
         "base": args.base, "step": args.step, "interval_ms": args.interval_ms, "pollers": args.pollers,
         "batch_size": args.batch_size, "batching_window_ms": args.batching_window_ms, "quotas": args.quotas,
-        "report_batch_ms": args.report_batch_ms,
+        "report_batch_ms": args.report_batch_ms, "check_inter_ms": args.check_inter_ms,
         "lifecycle_actions": decided.len(), "completed_by_reactor": by_api_decided,
         "aws_calls_per_lifecycle_action": per(reactor),
         "report_messages_per_lifecycle_action": per(proxies),
