@@ -11,7 +11,7 @@ use agent::status::Status;
 use agent::units;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use infra::{Change, Desired, Report};
+use infra::{Change, Desired, OutcomeStatus, Report};
 
 /// Keeps HAProxy's backends in step with EC2 Auto Scaling groups, over HAProxy's
 /// runtime socket: members take pre-declared slots (no reload while slots are free),
@@ -86,7 +86,9 @@ enum Cmd {
         #[arg(long)]
         file: Option<PathBuf>,
         /// Wait for every member of this change to reach its target (health checks
-        /// passed, drain ended) and exit 1 if one failed; progress goes to stderr.
+        /// passed, drain ended); exit 1 if one failed, 2 if the service stopped before
+        /// one had an outcome (it is `pending`, and resumes when the service starts
+        /// again); progress goes to stderr.
         #[arg(long)]
         wait: bool,
         /// Accepted for scripts written before `apply` returned at once (it is the
@@ -337,7 +339,7 @@ fn run(cli: Cli) -> Outcome {
                 wait: !no_wait,
             };
             match call(&cfg, &request)? {
-                Reply::Sync(s) => print_sync(&s, json),
+                Reply::Sync(s) => print_sync(&s, json, !no_wait),
                 other => bail!("unexpected answer from the agent service: {other:?}"),
             }
         }
@@ -427,9 +429,18 @@ fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-fn exit_for(r: &Report) -> ExitCode {
+/// 0 when every member reached its target (or, not `waited`, was started), 2 when a
+/// `waited` request ended without an outcome for one of them (`pending`: the service
+/// stopped), 1 when one failed.
+fn exit_for(r: &Report, waited: bool) -> ExitCode {
     if r.ok {
         ExitCode::SUCCESS
+    } else if waited
+        && r.outcomes
+            .iter()
+            .any(|o| o.status == OutcomeStatus::Pending)
+    {
+        ExitCode::from(2)
     } else {
         ExitCode::from(1)
     }
@@ -438,7 +449,7 @@ fn exit_for(r: &Report) -> ExitCode {
 fn print_report(r: &Report, json: bool) -> Outcome {
     if json {
         out(&serde_json::to_string(r)?)?;
-        return Ok(exit_for(r));
+        return Ok(exit_for(r, true));
     }
     for o in &r.outcomes {
         out(&format!(
@@ -451,16 +462,18 @@ fn print_report(r: &Report, json: bool) -> Outcome {
             o.reason.as_deref().unwrap_or("")
         ))?;
     }
-    let failed = r.outcomes.iter().filter(|o| !o.status.is_success()).count();
+    let count = |s: OutcomeStatus| r.outcomes.iter().filter(|o| o.status == s).count();
+    let (failed, pending) = (count(OutcomeStatus::Failed), count(OutcomeStatus::Pending));
     out(&format!(
-        "{}: {} members, {} reached their target, {} failed; {} reload(s)",
+        "{}: {} members, {} reached their target, {} failed, {} without an outcome; {} reload(s)",
         r.host,
         r.outcomes.len(),
-        r.outcomes.len() - failed,
+        r.outcomes.len() - failed - pending,
         failed,
+        pending,
         r.reloads
     ))?;
-    Ok(exit_for(r))
+    Ok(exit_for(r, true))
 }
 
 /// What `agent apply` prints when it returns at once: the members as the service
@@ -468,7 +481,7 @@ fn print_report(r: &Report, json: bool) -> Outcome {
 fn print_acceptance(r: &Report, json: bool, reporting: bool) -> Outcome {
     if json {
         out(&serde_json::to_string(r)?)?;
-        return Ok(exit_for(r));
+        return Ok(exit_for(r, false));
     }
     for o in &r.outcomes {
         out(&format!(
@@ -498,11 +511,15 @@ fn print_acceptance(r: &Report, json: bool, reporting: bool) -> Outcome {
         r.outcomes.len() - pending,
         r.reloads
     ))?;
-    Ok(exit_for(r))
+    Ok(exit_for(r, false))
 }
 
-fn print_sync(s: &SyncReply, json: bool) -> Outcome {
-    let code = s.report.as_ref().map(exit_for).unwrap_or(ExitCode::SUCCESS);
+fn print_sync(s: &SyncReply, json: bool, waited: bool) -> Outcome {
+    let code = s
+        .report
+        .as_ref()
+        .map(|r| exit_for(r, waited))
+        .unwrap_or(ExitCode::SUCCESS);
     if json {
         out(&serde_json::to_string(s)?)?;
         return Ok(code);

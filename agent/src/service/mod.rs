@@ -49,6 +49,9 @@ pub use server::run;
 
 /// How often HAProxy's stats are read while operations are in flight.
 const TICK: Duration = Duration::from_millis(50);
+/// The reason of a member a waiting request got no outcome for because the service
+/// stopped.
+const STOPPED_WHILE_WAITING: &str = "no outcome: the agent service stopped while this request waited; the operation stays in the slot table and resumes when the service starts again (`agent status` shows it)";
 /// How long after a reload every command goes through the master socket: writes to the
 /// admin socket can reach the old worker for ~100 ms after a reload and be lost.
 const VIA_MASTER_AFTER_RELOAD: Duration = Duration::from_secs(5);
@@ -830,7 +833,21 @@ impl Service {
                 }
                 None => true,
             });
-            if pending.is_empty() || self.stop.load(Ordering::Relaxed) {
+            if pending.is_empty() {
+                return out;
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                // No outcome is not success: say what goes on instead.
+                out.extend(pending.iter().map(|w| {
+                    outcome(
+                        &w.pool,
+                        &w.member,
+                        Some(w.slot),
+                        OutcomeStatus::Pending,
+                        Some(STOPPED_WHILE_WAITING.into()),
+                        u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    )
+                }));
                 return out;
             }
             if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -952,10 +969,13 @@ impl Service {
             st.results.release(k);
         }
         drop(st);
+        // A waited request is ok only when every member reached its target; without
+        // waiting, `pending` is what was asked for.
+        let unfinished = wait && outcomes.iter().any(|o| o.status == OutcomeStatus::Pending);
         Report {
             host: self.cfg.host.clone(),
             generation,
-            ok: outcomes.iter().all(|o| o.status.is_success()),
+            ok: !unfinished && outcomes.iter().all(|o| o.status.is_success()),
             reloads: started.reloads,
             outcomes,
         }

@@ -578,6 +578,27 @@ fn apply_returns_once_accepted_and_wait_waits() {
     );
 }
 
+/// A waiting `agent apply --wait` whose service stops is not told "ok": it exits 2 with
+/// the member `pending` and why (it used to exit 0 with `"ok":true` and no outcome).
+#[test]
+fn a_wait_cut_short_by_the_service_stopping_is_no_success() {
+    let b = Backend::start("cut", "127.0.0.1").expect("backend");
+    let mut pool = PoolSpec::new("web", 4);
+    // A rise of 20 checks 500 ms apart: the join is still running when the service stops.
+    pool.server_options = "check inter 500ms fall 2 rise 20".into();
+    let h = host_with(pool);
+    let waiting = apply_async(&h, &change(1, vec![member("i-cut", b.addr)], &[]));
+    wait_stage(&h, "i-cut", "joining", Duration::from_secs(10));
+    h.stop_service();
+    let applied = waiting.join().expect("apply thread");
+    assert_eq!(applied.code, 2, "{}", applied.stderr);
+    let report = applied.report.expect("a JSON report");
+    assert!(!report.ok, "{report:?}");
+    let (status, reason) = outcome(&report, "i-cut");
+    assert_eq!(status, OutcomeStatus::Pending, "{report:?}");
+    assert!(reason.contains("stopped"), "{reason}");
+}
+
 /// The service's reports reach the reactor's inbox through an SQS outage and a restart:
 /// retried with backoff while SendMessage fails (counted), kept in the outbox file
 /// across a stop, and sent by the next service, from the host's own session.
