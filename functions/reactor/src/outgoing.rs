@@ -18,7 +18,7 @@ use crate::ledger::{self, ActionKey, Item, Opening, Verdict};
 use crate::lifecycle::Transition;
 use crate::plan::{merge_pool_changes, PendingAction};
 use crate::reactor::{Boundaries, Reactor, ReactorError};
-use crate::summary::{SentChange, Summary};
+use crate::summary::{SentChange, Summary, MIXED};
 
 /// A decided item is replaced by a new one for the same instance and transition (a
 /// warm pool instance launching again) once its decision is this old, or at once when
@@ -50,7 +50,8 @@ pub(crate) struct Outgoing {
 
 impl Outgoing {
     /// `self` and `other` (another group's events of the same batch) as one change:
-    /// their pool changes merged, their actions served together.
+    /// their pool changes merged, their actions served together. The hosts stay
+    /// `self`'s: the caller names them once for the merged change.
     pub(crate) fn merge(mut self, other: Outgoing) -> Outgoing {
         let pools = self
             .plan
@@ -61,14 +62,11 @@ impl Outgoing {
         self.plan.pools = merge_pool_changes(pools);
         self.plan.unaddressed.extend(other.plan.unaddressed);
         self.actions.extend(other.actions);
-        self.hosts.extend(other.hosts);
-        self.hosts.sort();
-        self.hosts.dedup();
         self.groups.extend(other.groups);
         self.read_at_ms = self.read_at_ms.max(other.read_at_ms);
         self.label = format!("{},{}", self.label, other.label);
         if self.kind != other.kind {
-            self.kind = "mixed";
+            self.kind = MIXED;
         }
         self.event_ms = match (self.event_ms, other.event_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),

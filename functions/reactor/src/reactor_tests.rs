@@ -33,6 +33,18 @@ struct FakeDiscovery {
 }
 
 impl FakeDiscovery {
+    /// A throttled read when one of `names` is broken.
+    fn read(&self, names: &[String]) -> Result<(), AwsError> {
+        match self.broken.iter().find(|b| names.contains(b)) {
+            Some(b) => Err(AwsError::Api {
+                api: "DescribeAutoScalingGroups",
+                subject: format!("group {b}"),
+                message: "throttled".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn set(&self, state: GroupState) {
         let mut g = self.groups.lock().unwrap();
         g.retain(|s| s.name != state.name);
@@ -42,13 +54,7 @@ impl FakeDiscovery {
 
 impl Discovery for FakeDiscovery {
     async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
-        if self.broken.iter().any(|b| b == name) {
-            return Err(AwsError::Api {
-                api: "DescribeAutoScalingGroups",
-                subject: format!("group {name}"),
-                message: "throttled".into(),
-            });
-        }
+        self.read(&[name.to_string()])?;
         Ok(self
             .groups
             .lock()
@@ -58,13 +64,7 @@ impl Discovery for FakeDiscovery {
             .cloned())
     }
     async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
-        if let Some(b) = self.broken.iter().find(|b| names.contains(b)) {
-            return Err(AwsError::Api {
-                api: "DescribeAutoScalingGroups",
-                subject: format!("group {b}"),
-                message: "throttled".into(),
-            });
-        }
+        self.read(names)?;
         Ok(self
             .groups
             .lock()
@@ -661,22 +661,14 @@ async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaire
     assert_eq!(r.ledger.open_items().len(), 3);
 }
 
-/// A reactor with `web-asg` (pool `web`) and `api-asg` (pool `api`) in `POOLS`, and
-/// `discovery`.
-fn two_groups(discovery: FakeDiscovery) -> Fixture {
-    Reactor::new(
-        config(&[(
-            "POOLS",
-            r#"{"web-asg":[{"name":"web","port":8080}],"api-asg":[{"name":"api","port":8081}]}"#,
-        )]),
-        Parts {
-            discovery,
-            dispatcher: FakeHosts::new(2),
-            lifecycle: FakeLifecycle::default(),
-            dns: None,
-            ledger: MemoryLedger::default(),
-            reminders: FakeReminders::default(),
-        },
+/// Two proxies, `web-asg` (pool `web`) and `api-asg` (pool `api`) in `POOLS`.
+fn two_groups() -> Fixture {
+    let pools =
+        r#"{"web-asg":[{"name":"web","port":8080}],"api-asg":[{"name":"api","port":8081}]}"#;
+    build(
+        config(&[("POOLS", pools)]),
+        FakeHosts::new(2),
+        FakeLifecycle::default(),
     )
 }
 
@@ -689,7 +681,7 @@ fn group_event(kind: &str, group: &str, instance: &str) -> Value {
 
 #[tokio::test]
 async fn events_of_several_groups_in_a_batch_are_one_change() {
-    let r = two_groups(FakeDiscovery::default());
+    let r = two_groups();
     r.discovery.set(group(
         "web-asg",
         vec![
@@ -772,7 +764,7 @@ async fn a_burst_of_decisions_is_completed_a_few_at_once() {
 
 #[tokio::test]
 async fn one_unusable_group_gives_back_only_its_records() {
-    let r = two_groups(FakeDiscovery::default());
+    let r = two_groups();
     r.discovery.set(group(
         "web-asg",
         vec![member("i-2", "Pending:Wait", 2)],
@@ -803,9 +795,8 @@ async fn one_unusable_group_gives_back_only_its_records() {
 
 #[tokio::test]
 async fn a_failed_read_gives_back_the_lifecycle_records_only() {
-    let mut d = FakeDiscovery::default();
-    d.broken.push("api-asg".into());
-    let r = two_groups(d);
+    let mut r = two_groups();
+    r.discovery.broken.push("api-asg".into());
     r.discovery.set(group(
         "web-asg",
         vec![member("i-2", "Pending:Wait", 2)],

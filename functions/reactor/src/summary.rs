@@ -118,6 +118,9 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+/// The kind of an invocation, or of a change, that serves inputs of several kinds.
+pub const MIXED: &str = "mixed";
+
 impl Summary {
     /// Notes `s`, and logs it.
     pub fn note(&mut self, s: impl Into<String>) {
@@ -133,12 +136,12 @@ impl Summary {
         self.ignored.push(reason);
     }
 
-    /// The one kind of input handled, or `mixed`.
+    /// The one kind of input handled, or [`MIXED`].
     pub fn kind(&self) -> String {
         match self.inputs.keys().collect::<Vec<_>>().as_slice() {
             [] => "empty".into(),
             [one] => (*one).clone(),
-            _ => "mixed".into(),
+            _ => MIXED.into(),
         }
     }
 

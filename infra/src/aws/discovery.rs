@@ -291,6 +291,17 @@ fn group_state(
     }
 }
 
+/// The groups of `groups` that `names` asked for (a filter may bring others).
+fn named<'a>(
+    groups: &'a [AutoScalingGroup],
+    names: &'a [String],
+) -> impl Iterator<Item = &'a AutoScalingGroup> {
+    groups.iter().filter(|g| {
+        g.auto_scaling_group_name()
+            .is_some_and(|n| names.iter().any(|x| x == n))
+    })
+}
+
 fn instance_ids(groups: &[AutoScalingGroup]) -> Vec<String> {
     let mut ids: Vec<String> = groups
         .iter()
@@ -323,13 +334,7 @@ impl Discovery for AwsDiscovery {
             self.describe_instances(instances, &context)
         );
         let (groups, mut ec2) = (groups?, ec2?);
-        let groups: Vec<&AutoScalingGroup> = groups
-            .iter()
-            .filter(|g| {
-                g.auto_scaling_group_name()
-                    .is_some_and(|n| names.iter().any(|x| x == n))
-            })
-            .collect();
+        let groups: Vec<&AutoScalingGroup> = named(&groups, names).collect();
         // Other members the events' change names (a burst of launches or
         // terminations): one more call, only when there are some.
         let mut rest: Vec<String> = groups
@@ -364,12 +369,7 @@ impl Discovery for AwsDiscovery {
         } else {
             self.describe_instances(&ids, &context).await?
         };
-        Ok(groups
-            .iter()
-            .filter(|g| {
-                g.auto_scaling_group_name()
-                    .is_some_and(|n| names.iter().any(|x| x == n))
-            })
+        Ok(named(&groups, names)
             .map(|g| group_state(g, &ec2, read_at_ms))
             .collect())
     }

@@ -35,7 +35,7 @@ use crate::lifecycle::Transition;
 use crate::outgoing::Outgoing;
 use crate::plan::{event_selection, pending_actions, plan_for_event, EventAction, Scope};
 use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
-use crate::summary::Summary;
+use crate::summary::{Summary, MIXED};
 
 /// The launch detail type.
 pub const LAUNCH_ACTION: &str = "EC2 Instance-launch Lifecycle Action";
@@ -384,14 +384,14 @@ impl<B: Boundaries> Reactor<B> {
     }
 }
 
-/// The events' one kind, or `mixed` (a batch of launches and terminations).
+/// The events' one kind, or [`MIXED`] (a batch of launches and terminations).
 fn kind_of(events: &[LifecycleEvent]) -> &'static str {
     let mut kinds = events.iter().map(LifecycleEvent::kind);
-    let first = kinds.next().unwrap_or("mixed");
+    let first = kinds.next().unwrap_or(MIXED);
     if kinds.all(|k| k == first) {
         first
     } else {
-        "mixed"
+        MIXED
     }
 }
 
