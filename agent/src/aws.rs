@@ -7,8 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{AwsDiscovery, AwsError, DesiredError, Discovery, Generations, GroupState};
-use infra::{Desired, Pool};
+use infra::aws::{
+    AllowedPool, AwsDiscovery, AwsError, DesiredError, DesiredFromAws, Discovery, Generations,
+    GroupState,
+};
+
+use infra::{Desired, Member, MemberId, PoolName};
 
 use crate::config::AgentConfig;
 
@@ -57,15 +61,17 @@ impl Discovery for Strict {
     }
 }
 
-/// The groups of agent.toml's `[aws]` section with their pools' definitions.
-pub fn groups(cfg: &AgentConfig) -> BTreeMap<String, Vec<Pool>> {
+/// The groups of agent.toml's `[aws]` section with the pools each may feed (and the
+/// ports a tag may choose for them): a group's tags only narrow these, as the
+/// reactor's do.
+pub fn groups(cfg: &AgentConfig) -> BTreeMap<String, Vec<AllowedPool>> {
     cfg.aws_groups
         .iter()
         .map(|(g, names)| {
             let pools = names
                 .iter()
                 .filter_map(|n| cfg.pool(n))
-                .map(|p| p.pool.clone())
+                .map(|p| AllowedPool::with_ports(p.pool.clone(), p.ports.clone()))
                 .collect();
             (g.clone(), pools)
         })
@@ -73,8 +79,9 @@ pub fn groups(cfg: &AgentConfig) -> BTreeMap<String, Vec<Pool>> {
 }
 
 /// Reads every configured group from AWS (the environment's configuration:
-/// `AWS_REGION`, credentials, `AWS_ENDPOINT_URL`) and returns its pools' desired state.
-pub fn desired(cfg: &AgentConfig) -> Result<Desired, SourceError> {
+/// `AWS_REGION`, credentials, `AWS_ENDPOINT_URL`) and returns its pools' desired state,
+/// with the group tags that were refused.
+pub fn desired(cfg: &AgentConfig) -> Result<DesiredFromAws, SourceError> {
     let groups = groups(cfg);
     if groups.is_empty() {
         return Err(SourceError::NoGroups);
@@ -87,4 +94,108 @@ pub fn desired(cfg: &AgentConfig) -> Result<Desired, SourceError> {
         let discovery = Strict(AwsDiscovery::from_env().await);
         Ok(infra::aws::desired_from_discovery(&discovery, &groups, &Generations::new()).await?)
     })
+}
+
+/// A member this host serves that the groups agent.toml maps do not list, and the Auto
+/// Scaling group its instance is in (`None`: in none, e.g. terminated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stray {
+    /// Its pool.
+    pub pool: PoolName,
+    /// The member, as this host serves it.
+    pub member: Member,
+    /// Its instance's group, if any.
+    pub group: Option<String>,
+}
+
+/// The Auto Scaling group of each of `instances` (`None`: in no group), read from AWS
+/// (`DescribeAutoScalingInstances`, one call per instance).
+pub fn groups_of(
+    instances: &[MemberId],
+) -> Result<BTreeMap<MemberId, Option<String>>, SourceError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SourceError::Runtime)?;
+    rt.block_on(async {
+        let discovery = AwsDiscovery::from_env().await;
+        let mut out = BTreeMap::new();
+        for id in instances {
+            let group = discovery
+                .group_of_instance(id.as_str())
+                .await
+                .map_err(DesiredError::from)?;
+            out.insert(id.clone(), group);
+        }
+        Ok(out)
+    })
+}
+
+/// Keeps in `desired` the strays whose instance is in a group agent.toml does not map:
+/// the reactor put them there (its map holds that group), so draining them would only
+/// have the next reconcile add them back. Those in no group, or in a mapped group that
+/// no longer lists them, stay out (drained as before). Returns the ones kept.
+pub fn keep_unmapped(
+    desired: &mut Desired,
+    strays: Vec<Stray>,
+    mapped: &BTreeMap<String, Vec<PoolName>>,
+) -> Vec<Stray> {
+    let kept: Vec<Stray> = strays
+        .into_iter()
+        .filter(|s| s.group.as_ref().is_some_and(|g| !mapped.contains_key(g)))
+        .collect();
+    for s in &kept {
+        if let Some(p) = desired.pools.iter_mut().find(|p| p.pool == s.pool) {
+            p.members.push(s.member.clone());
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stray(id: &str, group: Option<&str>) -> Stray {
+        Stray {
+            pool: PoolName::new("web").unwrap(),
+            member: Member::new(
+                MemberId::new(id).unwrap(),
+                "10.0.0.9".parse().unwrap(),
+                infra::Port::new(8080).unwrap(),
+            )
+            .unwrap(),
+            group: group.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn only_members_of_groups_agent_toml_does_not_map_are_kept() {
+        let mut desired = Desired::from_json(
+            r#"{"version":1,"generation":5,"pools":[{"pool":"web","members":[]}]}"#,
+        )
+        .unwrap();
+        let mapped = BTreeMap::from([("web-asg".to_string(), vec![PoolName::new("web").unwrap()])]);
+        let kept = keep_unmapped(
+            &mut desired,
+            vec![
+                stray("i-other", Some("batch-asg")),
+                stray("i-gone", None),
+                stray("i-left", Some("web-asg")),
+            ],
+            &mapped,
+        );
+        let kept: Vec<&str> = kept.iter().map(|s| s.member.id.as_str()).collect();
+        assert_eq!(kept, ["i-other"]);
+        let listed: Vec<&str> = desired.pools[0]
+            .members
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
+        assert_eq!(
+            listed,
+            ["i-other"],
+            "terminated members and those a mapped group dropped are still drained"
+        );
+    }
 }

@@ -261,7 +261,21 @@ pub struct RenderConfig {
     pub chroot: Option<PathBuf>,
     /// `log <target> local0`: where every request's log line goes.
     pub log: LogTarget,
+    /// `timeout http-request`: how long a client may take to send a request's head
+    /// (HAProxy's own anti-slowloris advice is a few seconds; the client timeout would
+    /// otherwise apply).
+    pub http_request_timeout_s: u32,
+    /// `hard-stop-after`: how long an old worker may keep its sessions after a reload
+    /// (each growth past the slots reloads; without it long sessions keep old workers
+    /// forever).
+    pub hard_stop_after_s: u32,
 }
+
+/// Default `timeout http-request`, seconds.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT_S: u32 = 10;
+/// Default `hard-stop-after`, seconds (an hour: long enough for most long polls and
+/// downloads, short enough that reloads do not pile up workers).
+pub const DEFAULT_HARD_STOP_AFTER_S: u32 = 3600;
 
 /// The user and group HAProxy's workers run as by default (Debian's package creates them).
 pub const DEFAULT_HAPROXY_USER: &str = "haproxy";
@@ -278,6 +292,8 @@ impl Default for RenderConfig {
             group: Some(DEFAULT_HAPROXY_USER.into()),
             chroot: Some(PathBuf::from(DEFAULT_CHROOT)),
             log: LogTarget::Path(PathBuf::from(DEFAULT_LOG)),
+            http_request_timeout_s: DEFAULT_HTTP_REQUEST_TIMEOUT_S,
+            hard_stop_after_s: DEFAULT_HARD_STOP_AFTER_S,
         }
     }
 }
@@ -350,6 +366,8 @@ struct RawRender {
     group: Option<String>,
     chroot: Option<String>,
     log: Option<String>,
+    http_request_timeout_s: Option<u32>,
+    hard_stop_after_s: Option<u32>,
 }
 
 impl RawRender {
@@ -373,12 +391,24 @@ impl RawRender {
             Some("") => return Err("render.log is empty: HAProxy must log somewhere; give a socket path (/dev/log) or an IP address:port".into()),
             Some(t) => LogTarget::parse(t)?,
         };
+        let http_request_timeout_s = self
+            .http_request_timeout_s
+            .unwrap_or(DEFAULT_HTTP_REQUEST_TIMEOUT_S);
+        if !(1..=300).contains(&http_request_timeout_s) {
+            return Err(format!("render.http_request_timeout_s = {http_request_timeout_s} must be from 1 to 300 seconds (a few seconds is HAProxy's own advice against slow request heads)"));
+        }
+        let hard_stop_after_s = self.hard_stop_after_s.unwrap_or(DEFAULT_HARD_STOP_AFTER_S);
+        if !(10..=604_800).contains(&hard_stop_after_s) {
+            return Err(format!("render.hard_stop_after_s = {hard_stop_after_s} must be from 10 seconds to a week (604800): how long an old worker keeps its sessions after a reload"));
+        }
         Ok(RenderConfig {
             accept_proxy: self.accept_proxy,
             user: name("user", self.user)?,
             group: name("group", self.group)?,
             chroot,
             log,
+            http_request_timeout_s,
+            hard_stop_after_s,
         })
     }
 }
@@ -388,6 +418,9 @@ impl RawRender {
 pub struct PoolConfig {
     /// Name, default port and server options.
     pub pool: Pool,
+    /// The other ports a group's `haproxy:port` tag may choose for this pool (the
+    /// reactor's `POOLS` `ports`; default none: the tag can not move the port).
+    pub ports: Vec<Port>,
     /// Frontend bind (for `agent config render`), e.g. `:80` or `127.0.0.1:8080`.
     pub bind: Option<String>,
     /// The slot count a fresh config starts with, and the floor slots shrink to.
@@ -478,6 +511,8 @@ struct RawPool {
     slots: u32,
     #[serde(default)]
     server_options: ServerOptions,
+    #[serde(default)]
+    ports: Vec<Port>,
     health_path: Option<String>,
     #[serde(default = "default_health_timeout")]
     health_timeout_s: f64,
@@ -614,6 +649,7 @@ impl AgentConfig {
                     port: p.port,
                     server_options: p.server_options,
                 },
+                ports: p.ports,
                 bind: p.bind,
                 slots: p.slots,
                 health_path: p.health_path,
@@ -814,6 +850,10 @@ groups = { "web-asg" = ["web"] }
         assert!(e.contains("render.chroot"), "{e}");
         let e = with_render("user = \"root\\nchroot /\"");
         assert!(e.contains("render.user"), "{e}");
+        let e = with_render("http_request_timeout_s = 0");
+        assert!(e.contains("render.http_request_timeout_s = 0"), "{e}");
+        let e = with_render("hard_stop_after_s = 5");
+        assert!(e.contains("render.hard_stop_after_s = 5"), "{e}");
         let e = AgentConfig::parse(&format!("member_networks = [\"10.0.0.1/16\"]\n{GOOD}"))
             .unwrap_err();
         assert!(

@@ -23,6 +23,9 @@ pub const MAX_MESSAGE: usize = 1024 * 1024;
 /// How long a client waits for the next line before it gives up on the service (the
 /// service sends progress every second while it waits).
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the service waits for a client's request line: a client that connects and
+/// stays silent must not hold one of the service's request slots.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a client asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,6 +150,11 @@ pub enum RequestError {
     /// The client closed the connection without sending anything (a liveness probe).
     #[error("the client sent no request")]
     Empty,
+    /// The client sent no whole request line in time.
+    #[error(
+        "no request within {0:?}: send one JSON line, ended by a newline, as soon as connected"
+    )]
+    Silent(Duration),
     /// Reading failed.
     #[error("cannot read the request: {0}")]
     Read(std::io::Error),
@@ -158,11 +166,28 @@ pub enum RequestError {
     Malformed(serde_json::Error),
 }
 
-/// Reads one request from a connection, at most [`MAX_REQUEST`] bytes.
+/// Reads one request from a connection, at most [`MAX_REQUEST`] bytes, within
+/// [`REQUEST_TIMEOUT`].
 pub fn read_request(stream: &UnixStream) -> Result<Request, RequestError> {
+    read_request_within(stream, REQUEST_TIMEOUT)
+}
+
+/// [`read_request`] with another timeout.
+pub fn read_request_within(
+    stream: &UnixStream,
+    timeout: Duration,
+) -> Result<Request, RequestError> {
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(RequestError::Read)?;
     let mut line = String::new();
     let mut limited = BufReader::new(stream.take(MAX_REQUEST));
-    limited.read_line(&mut line).map_err(RequestError::Read)?;
+    limited.read_line(&mut line).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            RequestError::Silent(timeout)
+        }
+        _ => RequestError::Read(e),
+    })?;
     if line.is_empty() {
         return Err(RequestError::Empty);
     }
@@ -180,4 +205,27 @@ pub fn send(mut stream: &UnixStream, reply: &Reply) -> bool {
     };
     line.push('\n');
     stream.write_all(line.as_bytes()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_client_is_let_go_and_a_prompt_one_is_read() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let e = read_request_within(&server, Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(e, RequestError::Silent(_)), "{e}");
+        assert!(e.to_string().contains("no request within"), "{e}");
+        // Half a line, then silence: let go too.
+        client.write_all(b"{\"op\":").unwrap();
+        let e = read_request_within(&server, Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(e, RequestError::Silent(_)), "{e}");
+        let (server, mut client) = UnixStream::pair().unwrap();
+        client.write_all(b"{\"op\":\"status\"}\n").unwrap();
+        assert!(matches!(
+            read_request_within(&server, Duration::from_millis(100)),
+            Ok(Request::Status)
+        ));
+    }
 }

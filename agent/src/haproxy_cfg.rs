@@ -185,6 +185,35 @@ pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
     problems
 }
 
+/// What a configuration had better have, each with what to do: not needed for the agent
+/// to work (existing configurations keep working), but HAProxy's own hardening.
+pub fn advice(cfg: &AgentConfig, text: &str) -> Vec<String> {
+    let path = cfg.haproxy.config.display().to_string();
+    let r = &cfg.render;
+    let mut out = Vec::new();
+    let has = |kw: &[&str]| {
+        text.lines().any(|l| {
+            let words: Vec<&str> = l
+                .split('#')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            words.starts_with(kw)
+        })
+    };
+    if !has(&["timeout", "http-request"]) {
+        out.push(format!("{path}: no `timeout http-request`: a client may take the whole client timeout to send a request head (slowloris); add `timeout http-request {}s` to defaults (agent.toml [render] http_request_timeout_s)", r.http_request_timeout_s));
+    }
+    if !global_lines(text)
+        .iter()
+        .any(|w| w.first() == Some(&"hard-stop-after"))
+    {
+        out.push(format!("{path}: no `hard-stop-after`: after each reload (growth past the slots) old workers keep long sessions for ever; add `hard-stop-after {}s` to global (agent.toml [render] hard_stop_after_s)", r.hard_stop_after_s));
+    }
+    out
+}
+
 /// The keywords of the global section, one list of words per line (comments dropped).
 fn global_lines(text: &str) -> Vec<Vec<&str>> {
     let mut in_global = false;
@@ -321,6 +350,10 @@ pub fn render(cfg: &AgentConfig) -> String {
         s.push_str(&format!("    chroot {}\n", c.display()));
     }
     s.push_str(&format!("    log {} local0\n", r.log));
+    s.push_str(
+        "    # Old workers keep their sessions this long after a reload (agent.toml [render]).\n",
+    );
+    s.push_str(&format!("    hard-stop-after {}s\n", r.hard_stop_after_s));
     s.push_str("\ndefaults\n");
     // Every pool is HTTP today: a TCP pool would take `mode tcp` and `option tcplog`.
     s.push_str("    mode http\n");
@@ -328,6 +361,13 @@ pub fn render(cfg: &AgentConfig) -> String {
     s.push_str("    option httplog\n");
     s.push_str("    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n");
     s.push_str("    timeout http-keep-alive 10s\n");
+    s.push_str(
+        "    # A request head must arrive within this (slow clients; agent.toml [render]).\n",
+    );
+    s.push_str(&format!(
+        "    timeout http-request {}s\n",
+        r.http_request_timeout_s
+    ));
     s.push_str(
         "    # A slot that was ready but failing checks comes back UP after a reload until its\n",
     );
@@ -392,6 +432,27 @@ slots = 8
 "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn hardening_is_rendered_and_its_absence_is_advised_not_refused() {
+        let c = cfg();
+        let text = render(&c);
+        assert!(text.contains("    hard-stop-after 3600s\n"), "{text}");
+        assert!(text.contains("    timeout http-request 10s\n"), "{text}");
+        assert!(advice(&c, &text).is_empty(), "{:?}", advice(&c, &text));
+        // An older configuration without them still works; `config check` warns.
+        let old: String = text
+            .lines()
+            .filter(|l| !l.contains("hard-stop-after") && !l.contains("timeout http-request"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(check(&c, &old).is_empty(), "{:?}", check(&c, &old));
+        let a = advice(&c, &old).join("\n");
+        assert!(
+            a.contains("timeout http-request 10s") && a.contains("hard-stop-after 3600s"),
+            "{a}"
+        );
     }
 
     #[test]

@@ -23,8 +23,9 @@ use infra::{Change, Desired, Member, MemberId, PoolName};
 
 use crate::config::{AgentConfig, PoolConfig};
 
-/// How far ahead of this host's clock a generation may be: one hour.
-pub const MAX_GENERATION_AHEAD_MS: u64 = 3_600_000;
+/// How far ahead of this host's clock a generation may be: one hour (the reactor holds
+/// host reports to the same bound).
+pub use infra::MAX_GENERATION_AHEAD_MS;
 
 /// Why a message (or the growth it needs) was refused. Nothing of it was applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -412,6 +412,9 @@ fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
             if text.contains(cfg.haproxy.instances_map.as_str()) && !map.exists() {
                 problems.push(format!("{}: the log-format reads {}, which does not exist: HAProxy refuses to start without it; run `agent config render` once (it creates it) or create it empty", path.display(), map.display()));
             }
+            for a in haproxy_cfg::advice(cfg, &text) {
+                out(&format!("warning: {a}"))?;
+            }
             if problems.is_empty() {
                 out(&format!(
                     "{}: ok ({} pools)",

@@ -64,11 +64,17 @@ pub enum ErrorKind {
     NoSlots,
     /// The slot table, instance map or server-state file could not be written.
     StateWriteFailed,
+    /// A group's `haproxy:pool` or `haproxy:port` tag was refused (it named a pool or
+    /// port agent.toml does not allow that group): counted once per refusal.
+    TagRefused,
+    /// A member from a group agent.toml does not map was kept instead of drained by a
+    /// sync from AWS (the maps of the reactor and the agents differ): once per member.
+    UnmappedMember,
 }
 
 impl ErrorKind {
     /// Every kind, in the order rendered.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 9] = [
         Self::HaproxyUnreachable,
         Self::BatchFailed,
         Self::SyncFailed,
@@ -76,6 +82,8 @@ impl ErrorKind {
         Self::ReloadFailed,
         Self::NoSlots,
         Self::StateWriteFailed,
+        Self::TagRefused,
+        Self::UnmappedMember,
     ];
 
     /// The `kind` label's value.
@@ -88,6 +96,8 @@ impl ErrorKind {
             Self::ReloadFailed => "reload_failed",
             Self::NoSlots => "no_slots",
             Self::StateWriteFailed => "state_write_failed",
+            Self::TagRefused => "tag_refused",
+            Self::UnmappedMember => "unmapped_member",
         }
     }
 }
@@ -140,6 +150,10 @@ pub struct Registry {
     reports_sent: u64,
     report_failures: u64,
     reports_dropped: u64,
+    /// The tag refusals already counted.
+    refused_tags: std::collections::BTreeSet<String>,
+    /// The unmapped members already counted.
+    unmapped: std::collections::BTreeSet<String>,
 }
 
 /// One pool's gauges, read from the slot table at scrape time.
@@ -305,6 +319,26 @@ impl Registry {
         *self.errors.entry(kind).or_default() += 1;
     }
 
+    /// A group tag was refused for `why`: counted (as [`ErrorKind::TagRefused`]) the
+    /// first time only. True when it is new, for the caller to log it once.
+    pub fn tag_refused(&mut self, why: &str) -> bool {
+        let new = self.refused_tags.insert(why.to_string());
+        if new {
+            self.error(ErrorKind::TagRefused);
+        }
+        new
+    }
+
+    /// A member of a group agent.toml does not map (`what`: pool/instance) was kept:
+    /// counted (as [`ErrorKind::UnmappedMember`]) the first time only. True when new.
+    pub fn unmapped(&mut self, what: &str) -> bool {
+        let new = self.unmapped.insert(what.to_string());
+        if new {
+            self.error(ErrorKind::UnmappedMember);
+        }
+        new
+    }
+
     /// How many errors of `kind` so far.
     pub fn errors(&self, kind: ErrorKind) -> u64 {
         self.errors.get(&kind).copied().unwrap_or(0)
@@ -421,7 +455,7 @@ impl Registry {
         o.family(
             "errors_total",
             "counter",
-            "Errors by kind: haproxy_unreachable, batch_failed, sync_failed, refused_message, reload_failed, no_slots, state_write_failed.",
+            "Errors by kind: haproxy_unreachable, batch_failed, sync_failed, refused_message, reload_failed, no_slots, state_write_failed, tag_refused, unmapped_member.",
         );
         for (k, n) in &self.errors {
             o.sample("errors_total", &[("kind", k.label())], *n as f64);
@@ -694,6 +728,11 @@ mod tests {
         r.error(ErrorKind::RefusedMessage);
         r.error(ErrorKind::RefusedMessage);
         r.error(ErrorKind::HaproxyUnreachable);
+        // A refused tag counts once however often each sync meets it again.
+        assert!(r.tag_refused("group g: tag haproxy:pool=\"x\" refused"));
+        assert!(!r.tag_refused("group g: tag haproxy:pool=\"x\" refused"));
+        assert!(r.tag_refused("group g: tag haproxy:port=\"22\" refused"));
+        assert_eq!(r.errors(ErrorKind::TagRefused), 2);
         r.synced(1_700_000_123.5);
         r.synced(1_700_000_456.25);
         let text = r.render(&snap);

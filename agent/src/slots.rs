@@ -304,6 +304,15 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Whether it brings a member into service (a join): everything else takes traffic
+    /// away or changes nothing, which is safe to do even when the intent cannot be
+    /// written first.
+    pub fn is_join(&self) -> bool {
+        matches!(self, Self::Join { .. })
+    }
+}
+
 /// What a join sends before waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Send {

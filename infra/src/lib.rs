@@ -47,7 +47,10 @@ mod inbox;
 mod model;
 mod report;
 
-pub use change::{Change, Desired, MessageError, PoolChange, PoolDesired, MESSAGE_VERSION};
+pub use change::{
+    Change, Desired, MessageError, PoolChange, PoolDesired, MAX_GENERATION_AHEAD_MS,
+    MESSAGE_VERSION,
+};
 pub use inbox::{
     HostReport, MemberReport, HOST_REPORT_KIND, HOST_REPORT_VERSION, MAX_MESSAGE_BYTES,
     MAX_REASON_CHARS,

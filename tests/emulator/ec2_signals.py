@@ -1,6 +1,9 @@
 """EC2's warnings about Spot capacity, and what follows them (``source: aws.ec2``).
 
-moto has no Spot interruptions. Tests ask for one over the control API:
+moto has no Spot interruptions, and launches On-Demand instances only. Tests ask for a
+warning over the control API, and its instance becomes a Spot instance first (EC2 warns
+Spot instances only; ``DescribeInstances`` then answers ``InstanceLifecycle: spot``, which
+the reactor and the agents require before they believe an ``haproxy:interrupted`` tag):
 
 * ``POST /moto-ext/ec2/spot-interruption`` puts ``EC2 Spot Instance Interruption Warning``
   (detail ``instance-id``, ``instance-action``) at once;
@@ -63,6 +66,11 @@ def _follow_ups(account: str, region: str, instance_id: str, hook_ms: int | None
         timers.schedule(reclaim_ms / 1000, lifecycle.reclaim, account, region, instance_id, ec2_action)
 
 
+def _as_spot(instance: Any) -> None:
+    """EC2 warns Spot instances only: the warned instance is one from now on."""
+    instance.lifecycle = "spot"
+
+
 def spot_interruption(body: Any) -> dict[str, Any]:
     action = (body or {}).get("action", "terminate") if isinstance(body, dict) else "terminate"
     if action not in ACTIONS:
@@ -71,6 +79,7 @@ def spot_interruption(body: Any) -> dict[str, Any]:
     reclaim_ms = _delay(body, "terminate_after_ms", 120_000)
     with LOCK:
         account, region, instance = _target(body)
+        _as_spot(instance)
         events_bridge.put(
             account,
             region,
@@ -92,6 +101,7 @@ def rebalance_recommendation(body: Any) -> dict[str, Any]:
     reclaim_ms = _delay(body if isinstance(body, dict) else {}, "terminate_after_ms", None)
     with LOCK:
         account, region, instance = _target(body)
+        _as_spot(instance)
         events_bridge.put(
             account,
             region,

@@ -948,10 +948,17 @@ def test_spot_interruption_warning_then_hook_then_reclaim(world):
     g = world.group(desired=2)
     world.hook(g, "drain", TERMINATING, timeout=300)
     a, b = [i for i, _ in world.members(g)]
+
+    def lifecycle(i):
+        (r,) = world.ec2.describe_instances(InstanceIds=[i])["Reservations"]
+        return r["Instances"][0].get("InstanceLifecycle")
+
+    assert lifecycle(a) is None, "moto launches On-Demand instances"
     t0 = time.monotonic()
     answer = world.emu.control(
         "POST", "/moto-ext/ec2/spot-interruption", {"instance": a, "hook_after_ms": 300, "terminate_after_ms": 1500}
     )
+    assert (lifecycle(a), lifecycle(b)) == ("spot", None), "EC2 warns Spot instances only: the warned one is one"
     assert world.states(g) == {a: "InService", b: "InService"}, "nothing happens before hook_after_ms"
     assert [t["action"] for t in world.emu.control("GET", "/moto-ext/timers")] == ["replace_interrupted", "reclaim"]
     assert answer == {"instance": a, "action": "terminate", "hook_after_ms": 300, "terminate_after_ms": 1500}

@@ -9,7 +9,9 @@
 //! - Requests come over the control socket ([`server`]); `agent apply` hands its change
 //!   over and waits only for the members of its change.
 //! - The slot table is written before anything is sent ([`Service::save_table`]), so a
-//!   service killed at any moment resumes where it was ([`Service::resume`]).
+//!   service killed at any moment resumes where it was ([`Service::resume`]). When it
+//!   cannot be written, a change that only takes traffic away (drains, releases,
+//!   evictions) goes ahead anyway, the table kept in memory; a join is refused.
 //! - With `[aws]` groups, the service syncs from AWS when it starts and every
 //!   `sync_interval_s`, as one more change among the others.
 //! - With `[metrics] agent`, it serves its own Prometheus metrics ([`scrape`]), fed as
@@ -347,8 +349,8 @@ impl Service {
     }
 
     /// Feeds the metrics registry (a panic elsewhere leaves plain numbers: recovered).
-    fn metric(&self, f: impl FnOnce(&mut metrics::Registry)) {
-        f(&mut self.metrics.lock().unwrap_or_else(|e| e.into_inner()));
+    fn metric<T>(&self, f: impl FnOnce(&mut metrics::Registry) -> T) -> T {
+        f(&mut self.metrics.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Counts `e` by its kind and hands it back.
@@ -360,6 +362,28 @@ impl Service {
     }
 
     /// Records a successful sync from AWS (its time and count).
+    /// The members this host serves (joining or up) in `desired`'s pools that `desired`
+    /// leaves out: what a sync to it would drain.
+    fn strays(&self, desired: &Desired) -> Vec<(PoolName, infra::Member)> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for pd in &desired.pools {
+            let Some(t) = st.table.pools.get(pd.pool.as_str()) else {
+                continue;
+            };
+            for (id, e) in &t.members {
+                let listed = pd.members.iter().any(|m| &m.id == id);
+                if listed || e.state == slots::EntryState::Draining {
+                    continue;
+                }
+                if let Ok(m) = infra::Member::new(id.clone(), e.address, e.port) {
+                    out.push((pd.pool.clone(), m));
+                }
+            }
+        }
+        out
+    }
+
     fn synced_from_aws(&self) {
         self.metric(|m| m.synced(now_ms() as f64 / 1000.0));
     }
@@ -454,6 +478,20 @@ impl Service {
         let json = serde_json::to_vec(&st.table).map_err(|e| StoreError::Encode(e.to_string()))?;
         store::write_atomic(&self.cfg.haproxy.slots_path(), &json)?;
         Ok(())
+    }
+
+    /// Writes the slot table before a change touches HAProxy. When it cannot be written,
+    /// a change that `joins` nothing goes ahead anyway: taking traffic away must never
+    /// wait for a disk (the table stays in memory and the next change writes it).
+    fn save_intent(&self, st: &State, joins: bool) -> Result<(), ServiceError> {
+        match self.save_table(st) {
+            Err(e) if !joins => {
+                self.metric(|m| m.error(ErrorKind::StateWriteFailed));
+                tracing::error!(error = %e, "cannot write the slot table; draining anyway (the table is kept in memory until it can be written; a restart before then forgets these drains and the reactor's next reconcile repeats them)");
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Writes the instance map HAProxy reads at its next start or reload. Written after
@@ -617,7 +655,11 @@ impl Service {
             reloads = 1;
         }
         // The intent, before any command: a service killed from here on re-asserts it.
-        if let Err(e) = self.save_table(&st) {
+        let joins = !needs.is_empty()
+            || plans
+                .iter()
+                .any(|(_, p)| p.actions.iter().any(slots::Action::is_join));
+        if let Err(e) = self.save_intent(&st, joins) {
             st.table = snapshot;
             return Err(e);
         }

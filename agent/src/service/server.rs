@@ -272,7 +272,10 @@ fn aws_sync(service: &Service) {
             continue;
         }
         next = Instant::now() + service.cfg.sync_interval;
-        match crate::aws::desired(&service.cfg) {
+        match crate::aws::desired(&service.cfg)
+            .map_err(|e| e.to_string())
+            .and_then(|read| desired_from_aws(service, read))
+        {
             Ok(desired) => match service.sync(&desired, false, false, &mut |_| {}) {
                 Ok(r) => {
                     service.synced_from_aws();
@@ -290,6 +293,46 @@ fn aws_sync(service: &Service) {
             }
         }
     }
+}
+
+/// The desired state read from AWS, after logging (once each) and counting the group
+/// tags it refused (a tag never widens what this host serves), and with the members
+/// this host serves from groups agent.toml does not map kept as they are (logged and
+/// counted once each): the reactor's map holds their group, so draining them would
+/// only have its next reconcile add them back.
+fn desired_from_aws(
+    service: &Service,
+    read: infra::aws::DesiredFromAws,
+) -> Result<Desired, String> {
+    for t in &read.refused {
+        if service.metric(|m| m.tag_refused(&t.to_string())) {
+            warn!(group = %t.group, tag = t.tag, refused = %t, "a group tag was refused; counted in errors_total{{kind=\"tag_refused\"}}");
+        }
+    }
+    let mut desired = read.desired;
+    let strays = service.strays(&desired);
+    if strays.is_empty() {
+        return Ok(desired);
+    }
+    let ids: Vec<infra::MemberId> = strays.iter().map(|(_, m)| m.id.clone()).collect();
+    let groups = crate::aws::groups_of(&ids).map_err(|e| {
+        format!("cannot tell the groups of the members this host serves that the groups of agent.toml do not list ({e}); nothing was drained")
+    })?;
+    let strays = strays
+        .into_iter()
+        .map(|(pool, member)| crate::aws::Stray {
+            group: groups.get(&member.id).cloned().flatten(),
+            pool,
+            member,
+        })
+        .collect();
+    for s in crate::aws::keep_unmapped(&mut desired, strays, &service.cfg.aws_groups) {
+        let what = format!("{}/{}", s.pool, s.member.id);
+        if service.metric(|m| m.unmapped(&what)) {
+            warn!(pool = %s.pool, instance = %s.member.id, group = s.group.as_deref().unwrap_or(""), "a member from a group agent.toml does not map is kept, not drained: add the group to [aws] groups (the reactor maps it); counted in errors_total{{kind=\"unmapped_member\"}}");
+        }
+    }
+    Ok(desired)
 }
 
 /// Serves one request on one connection.
@@ -329,7 +372,9 @@ fn serve(service: &Service, stream: &UnixStream) {
                 }
                 None => {
                     progress("reading the groups from AWS...".into());
-                    crate::aws::desired(&service.cfg).map_err(|e| e.to_string())
+                    crate::aws::desired(&service.cfg)
+                        .map_err(|e| e.to_string())
+                        .and_then(|read| desired_from_aws(service, read))
                 }
             };
             let reply = desired

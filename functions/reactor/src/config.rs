@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use infra::aws::{GroupPools, GroupPoolsError};
+use infra::aws::{AllowedPool, GroupPools, GroupPoolsError};
+
+use crate::managed::ManagedGroups;
 
 use crate::dispatch::SsmSettings;
 
@@ -34,53 +36,6 @@ pub enum ConfigError {
     },
 }
 
-/// The groups the reactor manages besides those `POOLS` names: `MANAGED_GROUPS`, names
-/// or `*`-globs. A group tagged `haproxy:pool` is managed only if it is here (or in
-/// `POOLS`): anyone who can tag a group must not be able to put instances into a pool.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ManagedGroups(Vec<String>);
-
-impl ManagedGroups {
-    /// Parses `MANAGED_GROUPS` (comma-separated names or globs; blank: none).
-    pub fn parse(value: &str) -> Result<Self, ConfigError> {
-        let mut out = Vec::new();
-        for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let valid = p.len() <= 255
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "*_.:/-".contains(c));
-            if !valid {
-                return Err(ConfigError::Invalid {
-                    name: "MANAGED_GROUPS",
-                    value: value.to_string(),
-                    reason: format!(
-                        "{p:?} is not a group name or glob (1-255 of A-Za-z0-9*_.:/-); expected names or globs separated by commas, like web-asg,api-*"
-                    ),
-                });
-            }
-            out.push(p.to_string());
-        }
-        Ok(Self(out))
-    }
-
-    /// Whether `group` matches one of the names or globs.
-    pub fn matches(&self, group: &str) -> bool {
-        self.0.iter().any(|p| glob(p.as_bytes(), group.as_bytes()))
-    }
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => {
-            (0..=text.len()).any(|i| glob(rest, text.get(i..).unwrap_or_default()))
-        }
-        Some((c, rest)) => text
-            .split_first()
-            .is_some_and(|(t, tail)| t == c && glob(rest, tail)),
-    }
-}
-
 /// What to do with an `EC2 Instance Rebalance Recommendation` (`REBALANCE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Rebalance {
@@ -105,9 +60,9 @@ pub struct DnsConfig {
 /// Everything the reactor reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `POOLS`: group -> pools fallback (tags override).
+    /// `POOLS`: group -> the pools it may feed (its tags may narrow them).
     pub pools: GroupPools,
-    /// `MANAGED_GROUPS`: the other groups that may feed pools (by their tags).
+    /// `MANAGED_GROUPS`: the other groups (globs) and the pools each may feed.
     pub managed: ManagedGroups,
     /// SSM Run Command of the project's document to the proxies (`SSM_DOCUMENT`,
     /// `PROXY_GROUP`, `PROXY_TAG_KEY`, `PROXY_TAG_VALUE`).
@@ -153,7 +108,15 @@ impl Config {
 
     /// Whether `group` may feed pools: `POOLS` names it or it matches `MANAGED_GROUPS`.
     pub fn manages(&self, group: &str) -> bool {
-        self.pools.get(group).is_some() || self.managed.matches(group)
+        self.allowed(group).is_some()
+    }
+
+    /// The pools `group` may feed (`POOLS`' entry, else the first `MANAGED_GROUPS`
+    /// glob it matches); its tags may only narrow them.
+    pub fn allowed(&self, group: &str) -> Option<&[AllowedPool]> {
+        self.pools
+            .get(group)
+            .or_else(|| self.managed.allowed(group))
     }
 }
 
@@ -300,6 +263,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let pools = GroupPools::from_json(&get("POOLS").unwrap_or_default())?;
+        let managed = ManagedGroups::parse(&get("MANAGED_GROUPS").unwrap_or_default(), &pools)?;
         let required = |name: &'static str, reason: &'static str| {
             get(name)
                 .map(|v| v.trim().to_string())
@@ -340,7 +304,7 @@ impl Config {
         let dns = dns(get("DNS_ZONE_ID"), get("DNS_RECORD_NAME"), get("DNS_TTL"))?;
         Ok(Self {
             pools,
-            managed: ManagedGroups::parse(&get("MANAGED_GROUPS").unwrap_or_default())?,
+            managed,
             ssm,
             rebalance,
             spot_drain_timeout,
@@ -437,7 +401,7 @@ mod tests {
     fn managed_groups_are_pools_groups_and_the_allow_list() {
         let c = cfg(&[
             ("POOLS", r#"{"web-asg":[{"name":"web","port":8080}]}"#),
-            ("MANAGED_GROUPS", "api-*, batch"),
+            ("MANAGED_GROUPS", "api-* -> api:9000, batch -> web, web-asg"),
         ])
         .unwrap();
         assert!(
@@ -451,10 +415,12 @@ mod tests {
             !cfg(&[]).unwrap().manages("anything"),
             "unset: only POOLS' groups"
         );
-        let e = cfg(&[("MANAGED_GROUPS", "web asg")])
+        let e = cfg(&[("MANAGED_GROUPS", "web asg -> web")])
             .unwrap_err()
             .to_string();
         assert!(e.contains("MANAGED_GROUPS") && e.contains("glob"), "{e}");
+        let e = cfg(&[("MANAGED_GROUPS", "api-*")]).unwrap_err().to_string();
+        assert!(e.contains("names no pools"), "{e}");
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!   (pure).
 //! - [`reactor`]: the flow, generic over those boundaries; [`summary`]: what an
 //!   invocation did.
-//! - [`config`]: the environment.
+//! - [`config`]: the environment; [`managed`]: `MANAGED_GROUPS`, the globs and the
+//!   pools each may feed (pure).
 #![warn(missing_docs)]
 
 pub mod config;
@@ -34,6 +35,7 @@ pub mod inbox;
 pub mod input;
 pub mod ledger;
 pub mod lifecycle;
+pub mod managed;
 pub mod metrics;
 mod outgoing;
 pub mod plan;

@@ -15,6 +15,7 @@
 //! | `ReportsApplied` | Count | Function | member reports of the proxies recorded in the ledger |
 //! | `ForgedReports` | Count | Function | inbox messages refused: a report not sent by the host it names, an event body sent by a proxy |
 //! | `HostsDropped` | Count | Function | hosts dropped from an action's quorum (silent past `HOST_REPORT_TIMEOUT_S`, or out of service) |
+//! | `TagsRefused` | Count | Function | group tags not followed: a `haproxy:pool` or `haproxy:port` naming a pool or port the configuration does not allow that group (tags only narrow) |
 //! | `PendingActions` | Count | Function | the schedule: lifecycle actions still open |
 //! | `PendingActionMaxAge` | Seconds | Function | the schedule: the oldest one's age |
 //!
@@ -128,6 +129,7 @@ pub fn emf_lines(
         ("ReportsApplied", r.applied),
         ("ForgedReports", r.forged),
         ("HostsDropped", r.hosts_dropped.len()),
+        ("TagsRefused", summary.tags_refused.len()),
     ] {
         if n > 0 {
             function_only.push((name, "Count", n as f64));
@@ -225,6 +227,9 @@ mod tests {
             .reports
             .hosts_dropped
             .push("i-p2 launch i-1 (silent)".into());
+        summary
+            .tags_refused
+            .push("group g: tag haproxy:pool=\"x\" refused".into());
         let lines = emf_lines("haproxy-asg", &summary, true, 17, 5_000);
         let names: Vec<String> = lines.iter().flat_map(|l| check_emf(l)).collect();
         for m in [
@@ -235,6 +240,7 @@ mod tests {
             "ReportsApplied",
             "ForgedReports",
             "HostsDropped",
+            "TagsRefused",
             "PendingActions",
             "PendingActionMaxAge",
         ] {
@@ -271,6 +277,7 @@ mod tests {
         let last = parsed.last().unwrap();
         assert_eq!(last["HostsDropped"], 1.0);
         assert_eq!(last["ForgedReports"], 1.0);
+        assert_eq!(last["TagsRefused"], 1.0);
         assert_eq!(last["ReportsApplied"], 9.0);
         assert_eq!(last["PendingActionMaxAge"], 42.0);
     }

@@ -11,8 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{AwsError, Discovery, Generations, GroupPoolsError};
+use infra::aws::{resolve_pools, AwsError, Discovery, Generations, GroupPoolsError, GroupState};
 use infra::HostId;
+use infra::Pool;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -165,6 +166,17 @@ pub struct Reactor<B: Boundaries> {
 }
 
 impl<B: Boundaries> Reactor<B> {
+    /// The pools `state`'s group feeds: those the configuration allows it, narrowed by
+    /// its tags (refused tags noted); `None` when the group is not managed.
+    pub(crate) fn pools_of(&self, state: &GroupState, summary: &mut Summary) -> Option<Vec<Pool>> {
+        let allowed = self.config.allowed(&state.name)?;
+        let r = resolve_pools(&state.name, &state.tags, allowed);
+        for t in &r.refused {
+            summary.tag_refused(t);
+        }
+        Some(r.pools)
+    }
+
     /// Builds the reactor (once per cold start).
     pub fn new(config: Config, parts: Parts<B>) -> Self {
         Self {

@@ -763,7 +763,7 @@ async fn a_burst_of_decisions_is_completed_a_few_at_once() {
 }
 
 #[tokio::test]
-async fn one_unusable_group_gives_back_only_its_records() {
+async fn a_bad_tag_in_a_batch_is_refused_and_its_group_still_served() {
     let r = two_groups();
     r.discovery.set(group(
         "web-asg",
@@ -782,14 +782,25 @@ async fn one_unusable_group_gives_back_only_its_records() {
         ],
     )
     .await;
-    assert_eq!(
-        i.response,
-        json!({"batchItemFailures": [{"itemIdentifier": "bad"}]})
-    );
+    assert_eq!(i.response, json!({"batchItemFailures": []}));
     let changes = r.dispatcher.changes();
-    assert_eq!(changes.len(), 1, "the good group's change went out");
-    assert_eq!(changes[0].pools.len(), 1);
-    assert_eq!(changes[0].pools[0].pool.as_str(), "web");
+    assert_eq!(changes.len(), 1, "one change for both groups");
+    let ports: Vec<(&str, u16)> = changes[0]
+        .pools
+        .iter()
+        .flat_map(|p| p.add.iter().map(|m| (p.pool.as_str(), m.port.get())))
+        .collect();
+    assert_eq!(
+        ports,
+        [("api", 8081), ("web", 8080)],
+        "the port POOLS gives"
+    );
+    assert_eq!(i.summary.tags_refused.len(), 1, "{:?}", i.summary);
+    let why = &i.summary.tags_refused[0];
+    assert!(
+        why.contains("api-asg") && why.contains("haproxy:port"),
+        "{why}"
+    );
     assert!(i.summary.ignored.iter().any(|w| w.contains("not JSON")));
 }
 
@@ -1259,24 +1270,59 @@ async fn unknown_groups_and_malformed_events_are_acknowledged_without_effect() {
     assert!(r.dispatcher.changes().is_empty() && completed(&r).is_empty());
 }
 
+/// The members each pool of the one change sent gets, with their ports.
+fn added(r: &Fixture) -> Vec<(String, String, u16)> {
+    r.dispatcher
+        .changes()
+        .iter()
+        .flat_map(|c| c.pools.clone())
+        .flat_map(|p| {
+            p.add
+                .iter()
+                .map(|m| (p.pool.to_string(), m.id.to_string(), m.port.get()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn bad_tags_are_an_error_naming_the_group_and_tag() {
-    let r = fixture();
-    let mut g = group("web-asg", vec![member("i-2", "Pending:Wait", 2)], 1);
-    g.tags.insert("haproxy:port".into(), "99999".into());
-    r.discovery.set(g);
-    let e = r
-        .handle(&lifecycle_event("launch", "i-2"))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("web-asg") && e.contains("haproxy:port"), "{e}");
+async fn a_group_tagged_into_another_pool_or_port_reaches_neither() {
+    let pools = r#"{"web-asg":[{"name":"web","port":8080}],
+                    "internal-asg":[{"name":"internal","port":9999}]}"#;
+    let r = build(
+        config(&[("POOLS", pools), ("MANAGED_GROUPS", "api-* -> api:9000")]),
+        FakeHosts::new(1),
+        FakeLifecycle::default(),
+    );
+    // Whoever can tag a managed group tries to move it into the internal pool, onto
+    // the internal port; whoever can create a group matching the glob, the same.
+    let mut web = group("web-asg", vec![member("i-2", "Pending:Wait", 2)], 1);
+    web.tags.insert("haproxy:pool".into(), "internal".into());
+    web.tags.insert("haproxy:port".into(), "9999".into());
+    r.discovery.set(web);
+    let s = r.handle(&lifecycle_event("launch", "i-2")).await.unwrap();
+    assert_eq!(added(&r), [("web".into(), "i-2".into(), 8080)]);
+    let refused = s.tags_refused.join("\n");
+    assert!(
+        refused.contains("haproxy:pool=\"internal\"") && refused.contains("haproxy:port=\"9999\""),
+        "{refused}"
+    );
+    let mut api = group("api-blue", vec![member("i-5", "Pending:Wait", 5)], 1);
+    api.tags
+        .insert("haproxy:pool".into(), "internal,api".into());
+    r.discovery.set(api);
+    let mut e = lifecycle_event("launch", "i-5");
+    e["detail"]["AutoScalingGroupName"] = json!("api-blue");
+    let s = r.handle(&e).await.unwrap();
+    assert!(added(&r).contains(&("api".into(), "i-5".into(), 9000)));
+    assert!(!added(&r).iter().any(|(p, _, _)| p == "internal"));
+    assert_eq!(s.tags_refused.len(), 1, "{s:?}");
 }
 
 #[tokio::test]
 async fn a_tagged_group_reaches_a_pool_only_when_allowed() {
     let r = build(
-        config(&[("MANAGED_GROUPS", "api-*")]),
+        config(&[("MANAGED_GROUPS", "api-* -> api:9000")]),
         FakeHosts::new(1),
         FakeLifecycle::default(),
     );

@@ -107,6 +107,9 @@ pub struct Summary {
     /// Anything else worth knowing (late events, members without address...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Group tags that were not followed (tags only narrow), once each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags_refused: Vec<String>,
     /// The schedule's count of open lifecycle actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingSummary>,
@@ -127,6 +130,15 @@ impl Summary {
         let s = s.into();
         tracing::info!(note = %s);
         self.notes.push(s);
+    }
+
+    /// Notes a refused group tag (once per invocation), and logs it as a warning.
+    pub fn tag_refused(&mut self, refused: &infra::aws::TagRefused) {
+        let s = refused.to_string();
+        if !self.tags_refused.contains(&s) {
+            tracing::warn!(group = %refused.group, tag = refused.tag, refused = %s, "a group tag was refused");
+            self.tags_refused.push(s);
+        }
     }
 
     /// Notes why an input was ignored, and logs it.

@@ -100,7 +100,10 @@ pub struct AwsDiscovery {
 struct Ec2Facts {
     address: Option<IpAddr>,
     state: Option<String>,
-    interrupted: Option<Interruption>,
+    /// EC2's `InstanceLifecycle` is `spot`.
+    spot: bool,
+    /// The [`INTERRUPTED_TAG`] value, as tagged (believed or not in [`group_state`]).
+    interrupted: Option<String>,
 }
 
 impl AwsDiscovery {
@@ -236,11 +239,13 @@ fn collect_instances(
                         .state()
                         .and_then(|s| s.name())
                         .map(|n| n.as_str().to_string()),
+                    spot: i.instance_lifecycle()
+                        == Some(&aws_sdk_ec2::types::InstanceLifecycleType::Spot),
                     interrupted: i
                         .tags()
                         .iter()
                         .find(|t| t.key() == Some(INTERRUPTED_TAG))
-                        .map(|t| Interruption::from_tag(t.value().unwrap_or_default())),
+                        .map(|t| t.value().unwrap_or_default().to_string()),
                 },
             );
         }
@@ -277,17 +282,35 @@ fn group_state(
             .map(|s| s.as_str().to_string())
             .unwrap_or_default();
         let facts = ec2.get(raw_id).cloned().unwrap_or_default();
-        let member = GroupMember::new(id, lifecycle, facts.state, facts.address);
-        members.push(match facts.interrupted {
-            Some(i) => member.interrupt(i),
-            None => member,
-        });
+        members.push(member(&name, id, lifecycle, facts, read_at_ms));
     }
     GroupState {
         name,
         tags,
         members,
         read_at_ms,
+    }
+}
+
+/// One member from what Auto Scaling and EC2 say of it, read at `now_ms`: interrupted
+/// when its [`INTERRUPTED_TAG`] is to be believed (a warning is logged when not).
+fn member(
+    group: &str,
+    id: MemberId,
+    lifecycle: String,
+    facts: Ec2Facts,
+    now_ms: u64,
+) -> GroupMember {
+    let m = GroupMember::new(id, lifecycle, facts.state, facts.address);
+    let Some(value) = facts.interrupted else {
+        return m;
+    };
+    match Interruption::believed(&value, facts.spot, &m.lifecycle_state, now_ms) {
+        Ok(i) => m.interrupt(i),
+        Err(why) => {
+            tracing::warn!(group, instance = %m.id, value = %value, "tag {INTERRUPTED_TAG} ignored: {why}");
+            m
+        }
     }
 }
 
@@ -425,5 +448,51 @@ impl Discovery for AwsDiscovery {
             );
         }
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::Phase;
+
+    fn read(spot: bool, state: &str, tag: Option<&str>) -> GroupMember {
+        let facts = Ec2Facts {
+            address: Some("10.0.0.1".parse().unwrap()),
+            state: Some("running".into()),
+            spot,
+            interrupted: tag.map(str::to_string),
+        };
+        member(
+            "g",
+            MemberId::new("i-1").unwrap(),
+            state.into(),
+            facts,
+            1_700_000_000_000,
+        )
+    }
+
+    #[test]
+    fn a_hand_put_interrupted_tag_drains_nothing_ec2_could_not_have_warned() {
+        let deadline = Some("1700000060000");
+        // On-Demand, or still launching: the tag changes nothing.
+        for m in [
+            read(false, "InService", deadline),
+            read(false, "InService", Some("rebalance")),
+            read(true, "Pending:Wait", deadline),
+            read(true, "InService", Some("")),
+        ] {
+            assert!(m.interrupted.is_none(), "{m:?}");
+            assert_ne!(m.phase, Phase::Leaving, "{m:?}");
+        }
+        assert_eq!(read(true, "Pending:Wait", deadline).phase, Phase::Joining);
+        // A Spot member with a deadline of EC2's: drained as before.
+        let m = read(true, "InService", deadline);
+        assert_eq!(m.phase, Phase::Leaving);
+        assert_eq!(
+            m.interrupted.and_then(|i| i.drain_by_ms),
+            Some(1_700_000_060_000)
+        );
+        assert_eq!(read(true, "InService", None).phase, Phase::Serving);
     }
 }

@@ -57,10 +57,25 @@ pub fn phase_of(lifecycle_state: &str, ec2_state: Option<&str>) -> Phase {
 
 /// The instance tag the reactor sets on a member EC2 warned about (a Spot interruption
 /// warning, or a rebalance recommendation the deployment drains on). Its value is the
-/// time (ms since the epoch) by which the drain must end, or empty for no deadline of
-/// its own. A tagged member is leaving whatever Auto Scaling says: neither a later event
-/// nor the schedule adds it back while the group still lists it `InService`.
+/// time (ms since the epoch) by which the drain must end, or [`REBALANCE_MARK`] for no
+/// deadline of its own. A tagged member is leaving whatever Auto Scaling says: neither a
+/// later event nor the schedule adds it back while the group still lists it `InService`.
+///
+/// Anyone allowed to tag instances can put it, so it is believed only where EC2 itself
+/// could have warned ([`Interruption::believed`]): on a Spot instance that is no longer
+/// launching, with a deadline close to now.
 pub const INTERRUPTED_TAG: &str = "haproxy:interrupted";
+
+/// The [`INTERRUPTED_TAG`] value of a rebalance recommendation (no deadline of its own).
+pub const REBALANCE_MARK: &str = "rebalance";
+
+/// How long after its deadline an interruption is still believed: EC2 reclaims a Spot
+/// instance two minutes after its warning, so an older deadline is no warning of EC2's.
+pub const INTERRUPTION_PAST_MS: u64 = 600_000;
+
+/// How far ahead a deadline may be: the reactor writes the warning's time plus
+/// `SPOT_DRAIN_TIMEOUT_S`, which is under the two minutes EC2 gives.
+pub const INTERRUPTION_AHEAD_MS: u64 = 120_000;
 
 /// EC2 warned that the member goes away: it is drained now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,16 +86,50 @@ pub struct Interruption {
 }
 
 impl Interruption {
-    /// Reads the [`INTERRUPTED_TAG`] value; anything not a number means no deadline.
-    pub fn from_tag(value: &str) -> Self {
-        Self {
-            drain_by_ms: value.trim().parse().ok(),
+    /// The interruption an [`INTERRUPTED_TAG`] value says, if it is to be believed on an
+    /// instance that is `spot` (EC2's `InstanceLifecycle`) in Auto Scaling's
+    /// `lifecycle_state`, read at `now_ms`; otherwise why not.
+    pub fn believed(
+        value: &str,
+        spot: bool,
+        lifecycle_state: &str,
+        now_ms: u64,
+    ) -> Result<Self, String> {
+        if !spot {
+            return Err(
+                "the instance is not a Spot instance: EC2 warns Spot instances only".into(),
+            );
         }
+        if lifecycle_state.starts_with("Pending") || lifecycle_state.starts_with("Warmed:Pending") {
+            return Err(format!(
+                "the instance is still launching ({lifecycle_state}): EC2's warnings are drained once it serves"
+            ));
+        }
+        let value = value.trim();
+        if value == REBALANCE_MARK {
+            return Ok(Self { drain_by_ms: None });
+        }
+        let Ok(by) = value.parse::<u64>() else {
+            return Err(format!(
+                "{value:?} is neither a deadline (ms since 1970) nor {REBALANCE_MARK:?}"
+            ));
+        };
+        if by.saturating_add(INTERRUPTION_PAST_MS) < now_ms
+            || by > now_ms.saturating_add(INTERRUPTION_AHEAD_MS)
+        {
+            return Err(format!(
+                "its deadline {by} is not within 10 minutes before or 2 minutes after now ({now_ms})"
+            ));
+        }
+        Ok(Self {
+            drain_by_ms: Some(by),
+        })
     }
 
     /// The [`INTERRUPTED_TAG`] value.
     pub fn tag_value(&self) -> String {
-        self.drain_by_ms.map(|t| t.to_string()).unwrap_or_default()
+        self.drain_by_ms
+            .map_or_else(|| REBALANCE_MARK.to_string(), |t| t.to_string())
     }
 }
 
@@ -197,13 +246,42 @@ mod tests {
             None,
         );
         assert_eq!(m.phase, Phase::Serving);
-        let m = m.interrupt(Interruption::from_tag("1700000000000"));
+        let now = 1_700_000_000_000;
+        let i = Interruption::believed("1700000000000", true, "InService", now).unwrap();
+        let m = m.interrupt(i);
         assert_eq!(m.phase, Phase::Leaving);
-        assert_eq!(
-            m.interrupted.and_then(|i| i.drain_by_ms),
-            Some(1_700_000_000_000)
-        );
-        assert_eq!(Interruption::from_tag("").drain_by_ms, None);
-        assert_eq!(Interruption::from_tag("x").tag_value(), "");
+        assert_eq!(m.interrupted.and_then(|i| i.drain_by_ms), Some(now));
+        let r = Interruption::believed(REBALANCE_MARK, true, "InService", now).unwrap();
+        assert_eq!(r.drain_by_ms, None);
+        assert_eq!(r.tag_value(), REBALANCE_MARK);
+        assert_eq!(i.tag_value(), "1700000000000");
+    }
+
+    #[test]
+    fn the_interrupted_tag_is_believed_only_where_ec2_could_have_warned() {
+        let now = 1_700_000_000_000;
+        let believed =
+            |value: &str, spot, state: &str| Interruption::believed(value, spot, state, now);
+        let deadline = (now + 90_000).to_string();
+        assert!(believed(&deadline, true, "InService").is_ok());
+        assert!(believed(&(now - 599_000).to_string(), true, "InService").is_ok());
+        for (value, spot, state, says) in [
+            (deadline.as_str(), false, "InService", "not a Spot instance"),
+            ("rebalance", false, "InService", "not a Spot instance"),
+            (deadline.as_str(), true, "Pending:Wait", "still launching"),
+            (
+                deadline.as_str(),
+                true,
+                "Warmed:Pending:Wait",
+                "still launching",
+            ),
+            ("", true, "InService", "neither a deadline"),
+            ("soon", true, "InService", "neither a deadline"),
+            ("1800000000000", true, "InService", "not within"),
+            ("1699999000000", true, "InService", "not within"),
+        ] {
+            let why = believed(value, spot, state).unwrap_err();
+            assert!(why.contains(says), "{value} {spot} {state}: {why}");
+        }
     }
 }

@@ -27,12 +27,15 @@ pub mod pools;
 pub use discovery::{AwsDiscovery, Discovery, DESCRIBE_INSTANCES_BATCH};
 pub use group::{
     phase_of, GroupMember, GroupState, Interruption, Phase, INTERRUPTED_TAG, PENDING_WAIT,
-    TERMINATING_WAIT,
+    REBALANCE_MARK, TERMINATING_WAIT,
 };
 pub use plan::{
     desired_from_states, desired_pools, now_ms, plan_group_change, Generations, PlannedChange,
 };
-pub use pools::{resolve_pools, GroupPools, GroupPoolsError, POOL_TAG, PORT_TAG};
+pub use pools::{
+    resolve_pools, AllowedPool, GroupPools, GroupPoolsError, Resolved, TagRefused, POOL_TAG,
+    PORT_TAG,
+};
 
 use crate::{Desired, Pool};
 
@@ -70,9 +73,6 @@ pub enum DesiredError {
     /// Reading the groups failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
-    /// A group's tags name pools or ports that can not be used.
-    #[error(transparent)]
-    Pools(#[from] GroupPoolsError),
 }
 
 /// The SDK configuration every client of this project uses: the environment's
@@ -98,33 +98,43 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
         .timeout_config(timeouts)
 }
 
-/// The desired state of every pool fed by `groups` (Auto Scaling group name -> its
-/// configured pools), read from AWS now.
+/// The desired state of every pool fed by `groups` (Auto Scaling group name -> the
+/// pools it may feed on this host), read from AWS now.
 ///
-/// Each group's `haproxy:port` tag overrides the configured port, exactly as the
-/// reactor does; pools the group's `haproxy:pool` tag names beyond those given are
-/// ignored (a host serves only the pools it is configured for). A group that does not
-/// exist contributes no members, so its pools are emptied. The generation is the read
-/// time in ms.
+/// Each group's tags pick among those pools and their allowed ports exactly as the
+/// reactor's do ([`resolve_pools`]: tags only narrow); a refused tag is logged as a
+/// warning and returned in [`Desired`]'s company ([`DesiredFromAws::refused`]). A group
+/// that does not exist contributes no members, so its pools are emptied. The generation
+/// is the read time in ms.
 ///
 /// Uses the environment's AWS configuration ([`sdk_config`]); see
 /// [`desired_from_discovery`] to supply another [`Discovery`].
 pub async fn desired_from_aws(
-    groups: &BTreeMap<String, Vec<Pool>>,
-) -> Result<Desired, DesiredError> {
+    groups: &BTreeMap<String, Vec<AllowedPool>>,
+) -> Result<DesiredFromAws, DesiredError> {
     let discovery = AwsDiscovery::from_env().await;
     desired_from_discovery(&discovery, groups, &Generations::new()).await
+}
+
+/// What [`desired_from_discovery`] read: the desired state and the tags it refused.
+#[derive(Debug, Clone)]
+pub struct DesiredFromAws {
+    /// Every pool's members.
+    pub desired: Desired,
+    /// The group tags that were not followed (once per group).
+    pub refused: Vec<TagRefused>,
 }
 
 /// [`desired_from_aws`] with any [`Discovery`] and generation counter.
 pub async fn desired_from_discovery<D: Discovery>(
     discovery: &D,
-    groups: &BTreeMap<String, Vec<Pool>>,
+    groups: &BTreeMap<String, Vec<AllowedPool>>,
     generations: &Generations,
-) -> Result<Desired, DesiredError> {
+) -> Result<DesiredFromAws, DesiredError> {
     let names: Vec<String> = groups.keys().cloned().collect();
     let states = discovery.groups(&names).await?;
     let mut resolved: Vec<(Vec<Pool>, GroupState)> = Vec::new();
+    let mut refused = Vec::new();
     for (name, configured) in groups {
         let state = match states.iter().find(|s| &s.name == name) {
             Some(s) => s.clone(),
@@ -138,18 +148,16 @@ pub async fn desired_from_discovery<D: Discovery>(
                 }
             }
         };
-        let pools = resolve_pools(name, &state.tags, Some(configured))?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| configured.iter().any(|c| c.name == p.name))
-            .collect();
+        let r = resolve_pools(name, &state.tags, configured);
+        refused.extend(r.refused);
+        let pools = r.pools;
         resolved.push((pools, state));
     }
     // Pools named in the configuration keep an entry even when no group resolved to
     // them, so they are emptied rather than left alone.
     let mut desired = desired_from_states(&resolved, generations);
     for configured in groups.values() {
-        for p in configured {
+        for p in configured.iter().map(|a| &a.pool) {
             if !desired.pools.iter().any(|d| d.pool == p.name) {
                 desired.pools.push(crate::PoolDesired {
                     pool: p.name.clone(),
@@ -158,7 +166,7 @@ pub async fn desired_from_discovery<D: Discovery>(
             }
         }
     }
-    Ok(desired)
+    Ok(DesiredFromAws { desired, refused })
 }
 
 #[cfg(test)]
@@ -220,16 +228,64 @@ mod tests {
             read_at_ms: 42,
         }]);
         let mut groups = BTreeMap::new();
-        groups.insert("web-asg".to_string(), vec![pool("web", 8080)]);
-        groups.insert("gone-asg".to_string(), vec![pool("old", 80)]);
-        let d = desired_from_discovery(&fake, &groups, &Generations::new())
+        let web = AllowedPool::with_ports(pool("web", 8080), vec![Port::new(9090).unwrap()]);
+        groups.insert("web-asg".to_string(), vec![web]);
+        groups.insert(
+            "gone-asg".to_string(),
+            vec![AllowedPool::only(pool("old", 80))],
+        );
+        let got = desired_from_discovery(&fake, &groups, &Generations::new())
             .await
             .unwrap();
+        assert!(got.refused.is_empty(), "{:?}", got.refused);
+        let d = got.desired;
         assert_eq!(d.pools.len(), 2);
         let web = d.pools.iter().find(|p| p.pool.as_str() == "web").unwrap();
         assert_eq!(web.members.len(), 1);
-        assert_eq!(web.members[0].port.get(), 9090, "the port tag wins");
+        assert_eq!(
+            web.members[0].port.get(),
+            9090,
+            "the port tag picks an allowed port"
+        );
         let old = d.pools.iter().find(|p| p.pool.as_str() == "old").unwrap();
         assert!(old.members.is_empty());
+    }
+
+    #[tokio::test]
+    async fn tags_never_widen_what_a_host_serves() {
+        let mut tags = BTreeMap::new();
+        tags.insert(POOL_TAG.to_string(), "internal".to_string());
+        tags.insert(PORT_TAG.to_string(), "22".to_string());
+        let fake = Fake(vec![GroupState {
+            name: "web-asg".into(),
+            tags,
+            members: vec![GroupMember::new(
+                MemberId::new("i-1").unwrap(),
+                "InService",
+                Some("running".into()),
+                Some("10.0.0.1".parse().unwrap()),
+            )],
+            read_at_ms: 42,
+        }]);
+        let mut groups = BTreeMap::new();
+        groups.insert(
+            "web-asg".to_string(),
+            vec![AllowedPool::only(pool("web", 8080))],
+        );
+        let got = desired_from_discovery(&fake, &groups, &Generations::new())
+            .await
+            .unwrap();
+        let pools: Vec<(&str, Vec<u16>)> = got
+            .desired
+            .pools
+            .iter()
+            .map(|p| {
+                let ports = p.members.iter().map(|m| m.port.get()).collect();
+                (p.pool.as_str(), ports)
+            })
+            .collect();
+        assert_eq!(pools, [("web", vec![8080])]);
+        let tags: Vec<&str> = got.refused.iter().map(|t| t.tag).collect();
+        assert_eq!(tags, [POOL_TAG, PORT_TAG]);
     }
 }

@@ -371,9 +371,10 @@ resource "aws_autoscaling_group" "web" {
 module "proxy_fleet" {
   source = "../../modules/proxy-fleet"
 
-  name           = var.name
-  vpc_id         = aws_vpc.this.id
-  vpc_cidr_block = aws_vpc.this.cidr_block
+  name   = var.name
+  vpc_id = aws_vpc.this.id
+  # The web app's subnets: the proxies send there, on the pool's port, and nowhere else.
+  backend_cidr_blocks = aws_subnet.private[*].cidr_block
   # No public addresses. Through the route table associations, so that the proxies
   # launch once their subnets route to the NAT gateway (Debian's mirrors at first boot).
   subnet_ids          = aws_route_table_association.proxy[*].subnet_id
@@ -390,9 +391,8 @@ module "proxy_fleet" {
   pools = [
     { name = local.pool.name, port = local.pool.port, bind = ":80", health_path = "/" },
   ]
-  groups = {
-    (aws_autoscaling_group.web.name) = [local.pool.name]
-  }
+  # One map for both sides: the agents sync the groups the reactor feeds pools from.
+  reactor_group_pools = module.reactor.group_pools
 
   dns_zone_id     = var.dns_zone_id
   dns_record_name = var.dns_record_name

@@ -124,12 +124,8 @@ variable "ssm_agent_version" {
 }
 
 variable "ssm_agent_sha256" {
-  description = "SHA-256 of the SSM Agent package per architecture ({ x86_64, arm64 }); null: the proxy-fleet module's placeholders, which match no package: the proxies then refuse to install the agent. Set it for a working deployment."
-  type = object({
-    x86_64 = string
-    arm64  = string
-  })
-  default = null
+  description = "SHA-256 of the SSM Agent package (ssm_agent_version, or the proxy-fleet module's default version) by architecture ({ x86_64 = \"...\" }): required, since the proxies install the package only if it matches. See the proxy-fleet module's README for where the package is."
+  type        = map(string)
 }
 
 variable "alarm_sns_topic_arn" {

@@ -39,12 +39,34 @@ locals {
   # Behind a load balancer that speaks proxy protocol, HAProxy must bind with accept-proxy.
   accept_proxy = var.load_balancer_type != "none"
 
+  # One map: the reactor's (reactor_group_pools) when given, unless groups says it again.
+  reactor_groups = var.reactor_group_pools == null ? {} : {
+    for group, pools in var.reactor_group_pools : group => [for pool in pools : pool.name]
+  }
+  groups = length(var.groups) == 0 ? local.reactor_groups : var.groups
+  # Where the agents' map differs from the reactor's (empty when it agrees or is unknown).
+  map_differences = var.reactor_group_pools == null ? [] : concat(
+    [
+      for group in sort(distinct(concat(keys(local.groups), keys(local.reactor_groups)))) :
+      "group ${group}: agents ${jsonencode(sort(try(local.groups[group], tolist([]))))}, reactor ${jsonencode(sort(try(local.reactor_groups[group], tolist([]))))}"
+      if toset(try(local.groups[group], tolist([]))) != toset(try(local.reactor_groups[group], tolist([])))
+    ],
+    flatten([
+      for group, pools in var.reactor_group_pools : [
+        for pool in pools : [
+          for mine in var.pools : "pool ${pool.name}: agents port ${mine.port} ports ${jsonencode(sort(mine.ports))}, reactor port ${pool.port} ports ${jsonencode(sort(pool.ports))}"
+          if mine.name == pool.name && (mine.port != pool.port || toset(mine.ports) != toset(pool.ports))
+        ]
+      ]
+    ]),
+  )
+
   agent_toml = templatefile("${path.module}/templates/agent.toml.tftpl", {
     accept_proxy    = local.accept_proxy
     pools           = var.pools
-    groups          = var.groups
+    groups          = local.groups
     sync_interval_s = var.sync_interval_s
-    member_networks = coalesce(var.member_networks, [var.vpc_cidr_block])
+    member_networks = coalesce(var.member_networks, var.backend_cidr_blocks)
     metrics_haproxy = var.metrics_haproxy
     metrics_agent   = var.metrics_agent
     report_queue    = var.report_queue_url
@@ -63,7 +85,7 @@ locals {
     agent_toml   = trimspace(local.agent_toml)
     # The SSM Agent package, pinned and checked (a mismatch stops the provisioning).
     ssm_agent_version = var.ssm_agent_version
-    ssm_agent_sha256  = var.ssm_agent_sha256[var.architecture]
+    ssm_agent_sha256  = lookup(var.ssm_agent_sha256, var.architecture, "")
   })
 
   instance_tags = merge(var.tags, {
@@ -79,13 +101,6 @@ locals {
   lb_zone_id  = one(concat(aws_lb.this[*].zone_id, aws_elb.this[*].zone_id))
 }
 
-# The default checksums are placeholders: warn at every plan until they are set.
-check "ssm_agent_sha256" {
-  assert {
-    condition     = var.ssm_agent_sha256[var.architecture] != "0000000000000000000000000000000000000000000000000000000000000000"
-    error_message = "ssm_agent_sha256.${var.architecture} is the placeholder: the proxies will refuse to install the SSM Agent ${var.ssm_agent_version} (its package matches no such checksum), so the reactor cannot reach them. Set ssm_agent_sha256 to the sha256sum of https://s3.${local.region}.amazonaws.com/amazon-ssm-${local.region}/${var.ssm_agent_version}/debian_${local.deb_arch}/amazon-ssm-agent.deb."
-  }
-}
 
 ################################################################################
 # Artefact bucket: the agent binary
@@ -334,13 +349,20 @@ resource "aws_vpc_security_group_ingress_rule" "clients" {
   cidr_ipv4         = each.value.cidr
 }
 
+# The backends: their subnets only, on the pools' ports (and the other ports a group's
+# tag may choose) only. A health check on another port (`check port N`) needs its own rule.
 resource "aws_vpc_security_group_egress_rule" "backends" {
+  for_each = {
+    for pair in setproduct(var.backend_cidr_blocks, sort(distinct(flatten([for pool in var.pools : concat([pool.port], pool.ports)])))) :
+    "${pair[0]}:${pair[1]}" => { cidr = pair[0], port = pair[1] }
+  }
+
   security_group_id = aws_security_group.proxy.id
-  description       = "Backends (any member port) and health checks inside the VPC"
+  description       = "Backends and their health checks: port ${each.value.port}"
   ip_protocol       = "tcp"
-  from_port         = 1
-  to_port           = 65535
-  cidr_ipv4         = var.vpc_cidr_block
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = each.value.cidr
 }
 
 resource "aws_vpc_security_group_egress_rule" "https" {
@@ -417,8 +439,16 @@ resource "aws_launch_template" "this" {
 
   lifecycle {
     precondition {
-      condition     = alltrue(flatten([for group, pools in var.groups : [for pool in pools : contains([for p in var.pools : p.name], pool)]]))
-      error_message = "Every pool named in var.groups must be one of var.pools."
+      condition     = alltrue(flatten([for group, pools in local.groups : [for pool in pools : contains([for p in var.pools : p.name], pool)]]))
+      error_message = "Every pool named in var.groups (or reactor_group_pools) must be one of var.pools."
+    }
+    precondition {
+      condition     = length(local.map_differences) == 0
+      error_message = "The agents' group -> pools map differs from the reactor's (reactor_group_pools), so members would flap between an agent sync that drains them and a reconcile that adds them back: ${join("; ", local.map_differences)}. Leave groups empty to take the reactor's, or make them agree."
+    }
+    precondition {
+      condition     = contains(keys(var.ssm_agent_sha256), var.architecture)
+      error_message = "ssm_agent_sha256 has no checksum for ${var.architecture}, the proxies' architecture: add ${var.architecture} = the sha256sum of https://s3.${local.region}.amazonaws.com/amazon-ssm-${local.region}/${var.ssm_agent_version}/debian_${local.deb_arch}/amazon-ssm-agent.deb."
     }
   }
 }

@@ -28,13 +28,14 @@ variable "vpc_id" {
   type        = string
 }
 
-variable "vpc_cidr_block" {
-  description = "CIDR block of the VPC: the proxies reach their backends (and any VPC endpoints) there."
-  type        = string
+variable "backend_cidr_blocks" {
+  description = "CIDR blocks of the backend groups' subnets: the only addresses the proxies may send to on the pools' ports (their security group's egress), and agent.toml's member_networks unless that is given. Not the whole VPC: a forged change could otherwise aim a public pool at internal services."
+  type        = list(string)
+  nullable    = false
 
   validation {
-    condition     = can(cidrhost(var.vpc_cidr_block, 0))
-    error_message = "vpc_cidr_block must be a CIDR block."
+    condition     = length(var.backend_cidr_blocks) > 0 && alltrue([for cidr in var.backend_cidr_blocks : can(cidrhost(cidr, 0))])
+    error_message = "backend_cidr_blocks must be a non-empty list of CIDR blocks (the backend subnets: 10.0.10.0/24, ...)."
   }
 }
 
@@ -176,28 +177,27 @@ variable "ssm_agent_version" {
 }
 
 variable "ssm_agent_sha256" {
-  description = "SHA-256 (hex) of the SSM Agent package of ssm_agent_version, per architecture. The user data installs the package only if `sha256sum -c` accepts it, and otherwise stops. The defaults are placeholders (64 zeros) that match no package: set the checksums of the version you pin (sha256sum of each amazon-ssm-agent.deb), or the proxies refuse to install the agent and the reactor cannot reach them. Null: the defaults."
-  type = object({
-    x86_64 = string
-    arm64  = string
-  })
-  default = {
-    x86_64 = "0000000000000000000000000000000000000000000000000000000000000000"
-    arm64  = "0000000000000000000000000000000000000000000000000000000000000000"
-  }
-  nullable = false
+  description = "SHA-256 (hex) of the SSM Agent package of ssm_agent_version, by architecture ({ x86_64 = \"...\", arm64 = \"...\" }; the architecture the proxies run is required, the other may be left out): the sha256sum of https://s3.<region>.amazonaws.com/amazon-ssm-<region>/<ssm_agent_version>/debian_<amd64|arm64>/amazon-ssm-agent.deb. The user data installs the package only if `sha256sum -c` accepts it, and otherwise stops: without a true checksum every proxy stops at boot, so there is no default."
+  type        = map(string)
+  nullable    = false
 
   validation {
-    condition     = can(regex("^[0-9a-f]{64}$", var.ssm_agent_sha256.x86_64)) && can(regex("^[0-9a-f]{64}$", var.ssm_agent_sha256.arm64))
-    error_message = "ssm_agent_sha256.x86_64 and .arm64 must be SHA-256 checksums: 64 lower-case hex digits."
+    condition     = length(var.ssm_agent_sha256) > 0 && alltrue([for arch in keys(var.ssm_agent_sha256) : contains(["x86_64", "arm64"], arch)])
+    error_message = "ssm_agent_sha256 is keyed by architecture: x86_64 and/or arm64."
+  }
+
+  validation {
+    condition     = alltrue([for sum in values(var.ssm_agent_sha256) : can(regex("^[0-9a-f]{64}$", sum)) && sum != "0000000000000000000000000000000000000000000000000000000000000000"])
+    error_message = "Each ssm_agent_sha256 value must be the package's SHA-256: 64 lower-case hex digits (the old all-zero placeholder matches no package)."
   }
 }
 
 variable "pools" {
-  description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port."
+  description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port. `ports`: the other ports a group's haproxy:port tag may choose for the pool (the reactor's pools[].ports; default none): tags only narrow."
   type = list(object({
     name             = string
     port             = number
+    ports            = optional(list(number), [])
     bind             = string
     slots            = optional(number, 16)
     max_slots        = optional(number, 4096)
@@ -224,8 +224,8 @@ variable "pools" {
   }
 
   validation {
-    condition     = alltrue([for pool in var.pools : pool.port >= 1 && pool.port <= 65535 && floor(pool.port) == pool.port])
-    error_message = "Pool ports must be integers between 1 and 65535."
+    condition     = alltrue(flatten([for pool in var.pools : [for port in concat([pool.port], pool.ports) : port >= 1 && port <= 65535 && floor(port) == port]]))
+    error_message = "Pool ports (port and each of ports) must be integers between 1 and 65535."
   }
 
   validation {
@@ -274,7 +274,7 @@ variable "pools" {
 }
 
 variable "groups" {
-  description = "Auto Scaling group -> pool names, written to agent.toml [aws] groups: the agent service syncs these at start and every sync_interval_s (and `agent sync` on demand). Empty: no [aws] section."
+  description = "Auto Scaling group -> pool names, written to agent.toml [aws] groups: the agent service syncs these at start and every sync_interval_s (and `agent sync` on demand). Empty: reactor_group_pools' groups when given, else no [aws] section."
   type        = map(list(string))
   default     = {}
 
@@ -289,6 +289,16 @@ variable "groups" {
   }
 }
 
+variable "reactor_group_pools" {
+  description = "The reactor module's group_pools output (group -> its pools, each { name, port, ports }): one map for both sides. With it, groups may be left empty (agent.toml [aws] groups is then this map's pool names), and the plan fails where groups or a pool's port or ports differ from it: a member the reactor adds from a group the agents do not map would otherwise be drained by every agent sync and added back by every reconcile. Null: not checked."
+  type = map(list(object({
+    name  = string
+    port  = number
+    ports = optional(list(number), [])
+  })))
+  default = null
+}
+
 variable "sync_interval_s" {
   description = "Seconds between the agent service's own syncs from the groups (it also syncs at start): what repairs a change it missed. Written to agent.toml [aws] sync_interval_s when groups is set."
   type        = number
@@ -301,7 +311,7 @@ variable "sync_interval_s" {
 }
 
 variable "member_networks" {
-  description = "CIDR blocks a member address may be in (agent.toml member_networks): the agent refuses any other address, whatever a change says. null: the VPC's block (vpc_cidr_block)."
+  description = "CIDR blocks a member address may be in (agent.toml member_networks): the agent refuses any other address, whatever a change says. null: backend_cidr_blocks."
   type        = list(string)
   default     = null
 
@@ -330,6 +340,11 @@ variable "metrics_agent" {
   validation {
     condition     = var.metrics_agent == "" || can(regex("^([0-9.]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$", var.metrics_agent))
     error_message = "metrics_agent must be \"\" or an IP address:port (127.0.0.1:9405, [::1]:9405); host names are not resolved."
+  }
+
+  validation {
+    condition     = var.metrics_agent == "" || try(tonumber(regex(":([0-9]+)$", var.metrics_agent)[0]) >= 1024 && tonumber(regex(":([0-9]+)$", var.metrics_agent)[0]) <= 65535, false)
+    error_message = "metrics_agent's port must be from 1024 to 65535: the agent's unit runs without capabilities and cannot bind a privileged port (it would fail at every start)."
   }
 }
 

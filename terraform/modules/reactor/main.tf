@@ -9,9 +9,11 @@ locals {
 
   # The groups whose pools var.pools names: they get the lifecycle hooks.
   backend_groups = sort(keys(var.pools))
-  # Every group the reactor may manage (MANAGED_GROUPS): the POOLS groups plus
-  # var.managed_groups, which may hold `*` globs (groups whose pools come from their tags).
-  managed_groups = sort(distinct(concat(local.backend_groups, var.managed_groups == null ? [] : var.managed_groups)))
+  # Every group the reactor may manage: the POOLS groups plus the names and `*` globs
+  # of var.managed_groups (each with the pools its groups may feed: MANAGED_GROUPS).
+  more_groups    = var.managed_groups == null ? {} : var.managed_groups
+  managed_groups = sort(distinct(concat(local.backend_groups, keys(local.more_groups))))
+  managed_env    = join(", ", [for group in sort(keys(local.more_groups)) : "${group} -> ${join(" ", local.more_groups[group])}"])
   managed_exact  = [for group in local.managed_groups : group if !strcontains(group, "*")]
   managed_globs  = [for group in local.managed_groups : group if strcontains(group, "*")]
   # EventBridge matches exact names as values and globs with a wildcard filter.
@@ -29,6 +31,9 @@ locals {
     for group in local.managed_groups :
     "arn:${local.partition}:autoscaling:${local.region}:${local.account}:autoScalingGroup:*:autoScalingGroupName/${group}"
   ]
+  # The proxy group's own lifecycle actions (where an operator puts one of
+  # LIFECYCLE_HOOKS on it) are the reactor's to complete too: at once, records in step.
+  proxy_group_arn   = "arn:${local.partition}:autoscaling:${local.region}:${local.account}:autoScalingGroup:*:autoScalingGroupName/${var.proxy_group_name}"
   ssm_document_name = "${var.name}-agent"
   ssm_document_arn  = "arn:${local.partition}:ssm:${local.region}:${local.account}:document/${local.ssm_document_name}"
   instances_arn     = "arn:${local.partition}:ec2:${local.region}:${local.account}:instance/*"
@@ -85,18 +90,20 @@ locals {
     "EC2 Instance Detach Successful",
     "EC2 Instance Detach Unsuccessful",
   ]
-  spot_detail_types = [
-    "EC2 Spot Instance Interruption Warning",
-    "EC2 Instance Rebalance Recommendation",
-  ]
+  # Rebalance recommendations reach the reactor only when it drains on them: with
+  # rebalance = "ignore" every one of the region's would be an invocation for nothing.
+  spot_detail_types = concat(
+    ["EC2 Spot Instance Interruption Warning"],
+    var.rebalance == "drain" ? ["EC2 Instance Rebalance Recommendation"] : [],
+  )
 
   event_rules = {
     lifecycle = {
-      description = "Lifecycle actions (Pending:Wait, Terminating:Wait) of the managed groups"
+      description = "Lifecycle actions (Pending:Wait, Terminating:Wait) of the managed groups and the proxy group"
       event_pattern = jsonencode({
         source        = ["aws.autoscaling"]
         "detail-type" = local.lifecycle_detail_types
-        detail        = { AutoScalingGroupName = local.managed_group_filter }
+        detail        = { AutoScalingGroupName = local.watched_group_filter }
       })
       schedule_expression = null
     }
@@ -141,7 +148,7 @@ locals {
       # system's hook on the same groups.
       LIFECYCLE_HOOKS = join(",", sort(distinct([for h in local.hooks : h.name])))
       # Only these groups (names or `*` globs) are ever managed.
-      MANAGED_GROUPS       = join(",", local.managed_groups)
+      MANAGED_GROUPS       = local.managed_env
       REBALANCE            = var.rebalance
       SPOT_DRAIN_TIMEOUT_S = tostring(var.spot_drain_timeout_s)
       # The lifecycle ledger, and who may report: the proxies' role (SQS SenderId
@@ -233,7 +240,7 @@ data "aws_iam_policy_document" "reactor" {
     sid       = "LifecycleActions"
     effect    = "Allow"
     actions   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
-    resources = local.group_arns
+    resources = distinct(concat(local.group_arns, [local.proxy_group_arn]))
   }
 
   statement {
@@ -917,5 +924,25 @@ resource "aws_cloudwatch_dashboard" "this" {
         )
       }
     ]
+  })
+}
+
+# Who may write haproxy:interrupted: the reactor only. IAM within an account only allows,
+# so this deny is offered as a service control policy (output) for the operator to attach
+# in AWS Organizations; the module cannot attach it itself. Built with jsonencode so that
+# it is known at plan time.
+locals {
+  interrupted_tag_guard = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "OnlyTheReactorMarksInterruptions"
+      Effect   = "Deny"
+      Action   = ["ec2:CreateTags", "ec2:DeleteTags"]
+      Resource = "arn:${local.partition}:ec2:*:*:instance/*"
+      Condition = {
+        "ForAnyValue:StringEquals" = { "aws:TagKeys" = local.interrupted_tag_key }
+        ArnNotLike                 = { "aws:PrincipalArn" = "arn:${local.partition}:iam::${local.account}:role/${var.name}" }
+      }
+    }]
   })
 }

@@ -87,7 +87,7 @@ output "event_patterns" {
 }
 
 output "managed_groups" {
-  description = "The groups (names and `*` globs) the reactor may manage: MANAGED_GROUPS, sorted."
+  description = "The groups (names and `*` globs) the reactor may manage: the groups of pools and the keys of managed_groups, sorted."
   value       = local.managed_groups
 }
 
@@ -109,4 +109,16 @@ output "alarm_arns" {
 output "dashboard_name" {
   description = "Name of the CloudWatch dashboard of the reactor's metrics."
   value       = aws_cloudwatch_dashboard.this.dashboard_name
+}
+
+output "group_pools" {
+  description = "The group -> pools map the reactor uses (POOLS: each group's pools with their port and the ports a tag may choose). Give it to the proxy-fleet module (reactor_group_pools): its agents then map the same groups to the same pools and ports, and a plan fails where the two differ."
+  value = {
+    for group, pools in var.pools : group => [for pool in pools : { name = pool.name, port = pool.port, ports = pool.ports }]
+  }
+}
+
+output "interrupted_tag_guard_policy" {
+  description = "A service control policy (JSON) that denies writing or removing the haproxy:interrupted instance tag to every principal but the reactor's role. Attach it in AWS Organizations where you can: a module inside one account cannot deny other principals (IAM only allows), so without it anyone allowed ec2:CreateTags on instances can write the tag, which the reactor and the agents then believe only on a Spot instance that is no longer launching, with a deadline within 10 minutes before to 2 minutes after the read."
+  value       = local.interrupted_tag_guard
 }

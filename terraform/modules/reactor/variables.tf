@@ -131,10 +131,11 @@ variable "kms_key_arn" {
 ################################################################################
 
 variable "pools" {
-  description = "Backend Auto Scaling groups and the HAProxy pools each feeds: { \"<asg name>\" = [{ name = \"web\", port = 8080 }] }. Becomes the POOLS environment variable; the groups get the lifecycle hooks and the event rules. Group tags haproxy:pool / haproxy:port override it at run time."
+  description = "Backend Auto Scaling groups and the HAProxy pools each may feed: { \"<asg name>\" = [{ name = \"web\", port = 8080, ports = [8443] }] } (ports: the other ports a haproxy:port tag may choose; default none). Becomes the POOLS environment variable; the groups get the lifecycle hooks and the event rules. Group tags only narrow this at run time: haproxy:pool picks among a group's pools, haproxy:port among a pool's ports; any other tag value is refused (logged, counted in TagsRefused)."
   type = map(list(object({
-    name = string
-    port = number
+    name  = string
+    port  = number
+    ports = optional(list(number), [])
   })))
 
   validation {
@@ -153,19 +154,33 @@ variable "pools" {
   }
 
   validation {
-    condition     = alltrue(flatten([for group, pools in var.pools : [for pool in pools : pool.port >= 1 && pool.port <= 65535 && floor(pool.port) == pool.port]]))
-    error_message = "Pool ports must be integers between 1 and 65535."
+    condition     = alltrue(flatten([for group, pools in var.pools : [for pool in pools : [for port in concat([pool.port], pool.ports) : port >= 1 && port <= 65535 && floor(port) == port]]]))
+    error_message = "Pool ports (port and each of ports) must be integers between 1 and 65535."
   }
 }
 
 variable "managed_groups" {
-  description = "Auto Scaling groups the reactor may manage (MANAGED_GROUPS), by name or `*` glob (\"web-*\"); the groups of pools are always included. Null: the groups of pools only. Only these groups are ever managed: the lifecycle and results rules match them, the role may complete lifecycle actions and tag instances in them. Groups named here but not in pools get no lifecycle hook from this module (their pools come from their haproxy:pool / haproxy:port tags)."
-  type        = list(string)
+  description = "More Auto Scaling groups the reactor may manage (MANAGED_GROUPS), by name or `*` glob, each with the pools its groups may feed: { \"api-*\" = [\"api\", \"api-internal:9001\"] }. A pool is `name` (its port and ports as pools defines a pool of that name) or `name:port`. A group's haproxy:pool tag may only pick among them (tags only narrow): whoever can create a group matching a glob feeds no other pool. Null: the groups of pools only. Only managed groups are ever acted on: the lifecycle and results rules match them, the role may complete lifecycle actions and tag instances in them. These groups get no lifecycle hook from this module; the schedule finds them by their haproxy:pool tag."
+  type        = map(list(string))
   default     = null
 
   validation {
-    condition     = var.managed_groups == null ? true : alltrue([for group in var.managed_groups : can(regex("^[A-Za-z0-9*_.:/-]{1,255}$", group))])
-    error_message = "Each of managed_groups must be an Auto Scaling group name or glob: 1-255 characters of letters, digits, '*', '_', '.', ':', '/' and '-'."
+    condition     = var.managed_groups == null ? true : alltrue([for group in keys(var.managed_groups) : can(regex("^[A-Za-z0-9*_.:/-]{1,255}$", group))])
+    error_message = "Each key of managed_groups must be an Auto Scaling group name or glob: 1-255 characters of letters, digits, '*', '_', '.', ':', '/' and '-'."
+  }
+
+  validation {
+    condition     = var.managed_groups == null ? true : alltrue([for group, pools in var.managed_groups : length(pools) > 0 && alltrue([for pool in pools : can(regex("^[A-Za-z0-9_.-]{1,64}(:[0-9]{1,5})?$", pool))])])
+    error_message = "Each entry of managed_groups lists the pools its groups may feed (at least one): `name` or `name:port`, names of 1-64 letters, digits, '_', '.' and '-'."
+  }
+
+  validation {
+    condition = var.managed_groups == null ? true : alltrue(flatten([
+      for group, pools in var.managed_groups : [
+        for pool in pools : strcontains(pool, ":") || contains(flatten([for g, ps in var.pools : [for p in ps : p.name]]), pool)
+      ]
+    ]))
+    error_message = "A pool of managed_groups written without a port must be one that pools defines (its port comes from there); write it `name:port` otherwise."
   }
 }
 
@@ -299,9 +314,9 @@ variable "spot_drain_timeout_s" {
 ################################################################################
 
 variable "heartbeat_timeout" {
-  description = "Heartbeat timeout of the lifecycle hooks, in seconds: how long an instance waits in Pending:Wait / Terminating:Wait without a heartbeat before default_result applies. When a lifecycle action may stay undecided longer than this (health_timeout_s + drain_timeout_s + 60 > heartbeat_timeout), the reconcile's heartbeats keep it alive, so it must then be at least twice the reconcile period."
+  description = "Heartbeat timeout of the lifecycle hooks, in seconds: how long an instance waits in Pending:Wait / Terminating:Wait without a heartbeat before default_result applies. The reconcile is what repairs a lost event and heartbeats a long wait, so this must cover two reconcile periods plus one invocation (timeout): otherwise a lost terminate event lets an instance die still in the pools."
   type        = number
-  default     = 300
+  default     = 720
 
   validation {
     condition     = var.heartbeat_timeout >= 30 && var.heartbeat_timeout <= 7200 && floor(var.heartbeat_timeout) == var.heartbeat_timeout
@@ -309,11 +324,8 @@ variable "heartbeat_timeout" {
   }
 
   validation {
-    condition = (
-      var.health_timeout_s + var.drain_timeout_s + 60 <= var.heartbeat_timeout ||
-      var.heartbeat_timeout >= 2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)
-    )
-    error_message = "A lifecycle action may stay undecided ${var.health_timeout_s + var.drain_timeout_s + 60} s (health_timeout_s + drain_timeout_s + 60), longer than heartbeat_timeout (${var.heartbeat_timeout} s), so it lives on the reconcile's heartbeats: heartbeat_timeout must then be at least twice the reconcile period (reconcile_schedule = \"${var.reconcile_schedule}\", ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)} s for two periods). Raise heartbeat_timeout to at least ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)}${floor(var.heartbeat_timeout / 120) >= 1 ? ", or shorten reconcile_schedule to rate(${floor(var.heartbeat_timeout / 120)} minute${floor(var.heartbeat_timeout / 120) == 1 ? "" : "s"}) or less" : ""}, or lower health_timeout_s + drain_timeout_s to at most ${var.heartbeat_timeout - 60}."
+    condition     = var.heartbeat_timeout >= 2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0) + var.timeout
+    error_message = "heartbeat_timeout (${var.heartbeat_timeout} s) must cover two reconcile periods (reconcile_schedule = \"${var.reconcile_schedule}\": ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0)} s) plus one invocation (timeout = ${var.timeout} s), so that a lifecycle action whose event was lost is seen and heartbeated before it times out: raise heartbeat_timeout to at least ${2 * 60 * try(tonumber(regex("^rate\\(([0-9]+) minutes?\\)$", var.reconcile_schedule)[0]), 0) + var.timeout}${floor((var.heartbeat_timeout - var.timeout) / 120) >= 1 ? ", or shorten reconcile_schedule to rate(${floor((var.heartbeat_timeout - var.timeout) / 120)} minute${floor((var.heartbeat_timeout - var.timeout) / 120) == 1 ? "" : "s"}) or less" : ""}."
   }
 }
 

@@ -89,14 +89,16 @@ pub fn percentile(v: &[u64], p: f64) -> u64 {
     s[rank.clamp(1, s.len()) - 1]
 }
 
-/// A proxy host's spec for the local stack: pool `pool` with `slots` slots, HTTP health
-/// checks (inter 100ms, rise 2), 10 s health and 15 s drain timeouts, and with `group`
-/// an `[aws]` section mapping it to the pool (its agent service syncs from AWS at start
-/// and every 300 s; a host something else manages, like the bench's baselines, has
-/// none). [`harness::World::proxy_fleet`] names it after its instance and points its
-/// reports at the inbox.
-pub fn proxy_spec(pool: &str, slots: u32, group: Option<&str>) -> HostSpec {
+/// A proxy host's spec for the local stack: pool `pool` on the members' `port` with
+/// `slots` slots, HTTP health checks (inter 100ms, rise 2), 10 s health and 15 s drain
+/// timeouts, and with `group` an `[aws]` section mapping it to the pool (its agent
+/// service syncs from AWS at start and every 300 s; a host something else manages, like
+/// the bench's baselines, has none). [`harness::World::proxy_fleet`] names it after its
+/// instance and points its reports at the inbox. The port is the one the reactor's
+/// `POOLS` gives the pool: a group's tag cannot move it (tags only narrow).
+pub fn proxy_spec(pool: &str, port: u16, slots: u32, group: Option<&str>) -> HostSpec {
     let mut p = PoolSpec::new(pool, slots);
+    p.port = port;
     p.health_path = Some("/healthz".into());
     p.health_timeout_s = 10.0;
     p.drain_timeout_s = 15.0;
@@ -114,12 +116,12 @@ pub fn proxy_spec(pool: &str, slots: u32, group: Option<&str>) -> HostSpec {
 /// `name`, with `env` (the emulator's AWS environment) for the agent's runs.
 pub fn proxy_host(
     name: &str,
-    pool: &str,
+    (pool, port): (&str, u16),
     slots: u32,
     group: Option<&str>,
     env: Vec<(String, String)>,
 ) -> anyhow::Result<Host> {
-    let mut spec = proxy_spec(pool, slots, group);
+    let mut spec = proxy_spec(pool, port, slots, group);
     spec.name = name.into();
     spec.env = env;
     Host::start(&spec)

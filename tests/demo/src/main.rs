@@ -482,7 +482,7 @@ fn scenario(
     say!("setup    SSM document {DOCUMENT} (Terraform's template); the reactor's inbox demo-inbox (SQS), fed by an EventBridge rule (the groups' Auto Scaling events) and by the proxies' reports; its ledger demo-ledger (DynamoDB); the proxies' role demo-proxy");
     let proxy_subnet = world.add_subnet("127.0.2.0/24")?;
     let specs = (0..2)
-        .map(|_| proxy_spec(POOL, args.slots, Some(GROUP)))
+        .map(|_| proxy_spec(POOL, port, args.slots, Some(GROUP)))
         .collect();
     let hosts = world.block_on(world.proxy_fleet(&path, &proxy_subnet, specs))?;
     for h in &hosts {

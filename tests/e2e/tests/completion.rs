@@ -313,6 +313,14 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
     spec.env.push(("HOST_REPORT_TIMEOUT_S", "600".into()));
     let s = Stack::start(spec).await;
     let ids = s.launched(1).await;
+    // An instance outside the proxy group that carries the proxy tag (anyone who can
+    // tag an instance can make one): it is no proxy.
+    let (tag_key, tag_value) = harness::world::PROXY_TAG;
+    let rogue =
+        s.w.run_instances(1, &s.w.subnet, tag_key, tag_value)
+            .await
+            .expect("a tagged instance")
+            .remove(0);
     // No agent answers: the launch stays open in the ledger, waiting for both proxies.
     for h in &s.hosts {
         h.stop_service();
@@ -350,6 +358,16 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
         .remove(0)
     };
     let (p0, p1) = (s.hosts[0].name.clone(), s.hosts[1].name.clone());
+    let sent: Vec<usize> = s
+        .handled()
+        .iter()
+        .flat_map(|h| h.summary.changes.clone())
+        .map(|c| c.hosts)
+        .collect();
+    assert!(
+        sent.iter().all(|n| *n == 2),
+        "changes went to the two proxies only: {sent:?}"
+    );
     // Proxy 1 reports for both, and a principal that is no proxy reports for proxy 0.
     let session1 = s.w.proxy_session(&s.path, &p1).expect("session");
     for (key, body) in [
@@ -376,6 +394,29 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
             .then_some(())
     })
     .expect("three forged reports refused");
+    // The tagged instance reports the member up with the proxies' role, as itself: a
+    // true sender, but no host this action waits for.
+    let ignored = |s: &Stack| {
+        s.handled()
+            .iter()
+            .map(|h| h.summary.reports.ignored)
+            .sum::<usize>()
+    };
+    let before = ignored(&s);
+    let rogue_session = s.w.proxy_session(&s.path, &rogue).expect("session");
+    s.w.emulator
+        .aws_json_as(
+            &rogue_session.access_key,
+            "sqs",
+            "AmazonSQS.SendMessage",
+            &json!({"QueueUrl": s.path.inbox, "MessageBody": up(&rogue)}),
+            Duration::from_secs(10),
+        )
+        .expect("send");
+    harness::wait_for(Duration::from_secs(10), || {
+        (ignored(&s) > before).then_some(())
+    })
+    .expect("the tagged instance's report was read and changed nothing");
     // A command of the document with a completion context of its own is refused by the
     // document; one that adds another member changes nothing about this launch.
     let ssm = aws_sdk_ssm::Client::new(&s.w.sdk);

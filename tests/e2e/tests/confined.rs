@@ -12,6 +12,9 @@
 //!   change nothing.
 //! - The systemd units pass `systemd-analyze verify` (skipped, with a message, where
 //!   systemd-analyze is missing).
+//! - HAProxy's own hardening in a rendered configuration: a slow request head is cut at
+//!   `timeout http-request` (408), and a growth reload's old worker holding a long
+//!   request is gone at `hard-stop-after`.
 //!
 //! Syslog goes to a UDP receiver on 127.0.0.1; all traffic stays on loopback, and every
 //! wait is bounded.
@@ -521,6 +524,79 @@ fn exposure(security: &str) -> f64 {
             rest.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(10.0)
+}
+
+/// A host whose rendered configuration has short hardening timeouts (unconfined: these
+/// do not need root).
+fn hardened_host(slots: u32) -> Host {
+    Host::start(&HostSpec {
+        name: "proxy-hardened".into(),
+        pools: vec![PoolSpec::new("web", slots)],
+        extra_toml: "[render]\nuser = \"\"\ngroup = \"\"\nchroot = \"\"\nhttp_request_timeout_s = 1\nhard_stop_after_s = 10\n".into(),
+        env: Vec::new(),
+    })
+    .expect("start haproxy host")
+}
+
+#[test]
+fn a_slow_request_head_is_cut_at_timeout_http_request() {
+    use std::io::{Read, Write};
+    let h = hardened_host(2);
+    let b = Backend::start("b", "127.0.0.1").unwrap();
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-b", b.addr)], &[]))
+        .unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+    let mut c = std::net::TcpStream::connect(h.frontend("web")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // A request head that never ends (slowloris).
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let t = std::time::Instant::now();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert_eq!(b.served().unwrap(), 0, "nothing reached the backend");
+}
+
+#[test]
+fn an_old_worker_holding_a_long_request_is_gone_at_hard_stop_after() {
+    let h = hardened_host(1);
+    let b = Backend::start("b", "127.0.0.1").unwrap();
+    let (r, _) = h
+        .apply(&change(1, vec![member("i-b", b.addr)], &[]))
+        .unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+    // A 40 s request in flight on the first worker.
+    let fe = h.frontend("web");
+    let long = std::thread::spawn(move || {
+        harness::http::get(fe, "/slow?ms=40000", Duration::from_secs(50))
+    });
+    wait_for(Duration::from_secs(5), || {
+        let rows = h.client().stats().ok()?;
+        rows.iter().any(|r| r.scur > 0).then_some(())
+    })
+    .expect("the long request is in flight");
+    // Growth past the one slot reloads: the old worker keeps the long request.
+    let c = Backend::start("c", "127.0.0.1").unwrap();
+    let (r, _) = h
+        .apply(&change(2, vec![member("i-c", c.addr)], &[]))
+        .unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+    assert_eq!(r.reloads, 1);
+    let workers = |h: &Host| h.client().proc_info().map(|p| p.workers.len());
+    assert_eq!(
+        workers(&h).ok(),
+        Some(2),
+        "the old worker still serves its request"
+    );
+    let t = std::time::Instant::now();
+    wait_for(Duration::from_secs(25), || {
+        (workers(&h).ok()? == 1).then_some(())
+    })
+    .expect("the old worker is gone at hard-stop-after (10 s), not at the request's end (40 s)");
+    assert!(t.elapsed() < Duration::from_secs(25));
+    let _ = long.join();
 }
 
 #[test]

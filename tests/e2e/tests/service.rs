@@ -599,6 +599,62 @@ fn a_wait_cut_short_by_the_service_stopping_is_no_success() {
     assert!(reason.contains("stopped"), "{reason}");
 }
 
+/// A state directory that cannot be written (full, read-only) refuses joins, which need
+/// their intent on disk first, but never a drain: taking traffic away must not wait for
+/// a disk.
+#[test]
+fn a_state_directory_that_cannot_be_written_still_drains() {
+    let b = Backend::start("ro", "127.0.0.1").expect("backend");
+    let other = Backend::start("ro-2", "127.0.0.1").expect("backend");
+    let h = host_with(PoolSpec::new("web", 4));
+    let up = h
+        .apply(&change(1, vec![member("i-ro", b.addr)], &[]))
+        .expect("apply");
+    assert_eq!(
+        outcome(&up.0, "i-ro").0,
+        OutcomeStatus::Up,
+        "{}",
+        up.1.stderr
+    );
+    // The slot table can no longer be replaced (as root, permissions would not stop it:
+    // a directory where its file goes does).
+    let table = h.dir().join("state").join("slots.json");
+    assert!(table.exists(), "{}", table.display());
+    std::fs::remove_file(&table).unwrap();
+    std::fs::create_dir(&table).unwrap();
+    let join = h
+        .agent(
+            &[
+                "apply",
+                "--wait",
+                "--json",
+                "--change",
+                &change(2, vec![member("i-ro-2", other.addr)], &[]).to_json(),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        join.code, 2,
+        "a join without its intent on disk: {}",
+        join.stdout
+    );
+    let drain = h.apply(&change(3, vec![], &["i-ro"])).expect("apply");
+    assert_eq!(
+        outcome(&drain.0, "i-ro").0,
+        OutcomeStatus::Drained,
+        "{}",
+        drain.1.stderr
+    );
+    let rows = h.status().unwrap();
+    assert!(slot_of(&rows, "i-ro").is_none(), "{rows:?}");
+    assert!(
+        h.agent_log().contains("draining anyway"),
+        "{}",
+        h.agent_log()
+    );
+}
+
 /// The service's reports reach the reactor's inbox through an SQS outage and a restart:
 /// retried with backoff while SendMessage fails (counted), kept in the outbox file
 /// across a stop, and sent by the next service, from the host's own session.

@@ -10,6 +10,8 @@
 //!   termination costs no request.
 //! - A rebalance recommendation drains the member with `REBALANCE=drain` and changes
 //!   nothing with the default `ignore`.
+//! - `haproxy:interrupted` put by anyone but the reactor on EC2's word (here a group tag
+//!   every launch carries, on On-Demand instances) drains nothing and abandons no launch.
 //! - A warm pool: an instance launched into the pool never reaches HAProxy; scale-out
 //!   from the pool joins health-gated and is continued; scale-in with reuse drains and
 //!   releases the member before it goes back to the pool; the schedule never adds a
@@ -246,6 +248,42 @@ async fn a_spot_warning_drains_the_member_before_it_is_reclaimed_and_nothing_bri
             .is_some_and(|i| i.stopped_ms.is_some())
     })
     .await;
+    no_failures(loads);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_tag_put_by_hand_drains_nothing_and_abandons_no_launch() {
+    let mut spec = StackSpec::new(300, 30);
+    // A deadline EC2 could have given: the only thing wrong is who put it where.
+    let deadline = harness::unix_ms() + 100_000;
+    spec.tags
+        .push((infra::aws::INTERRUPTED_TAG, deadline.to_string()));
+    let s = Stack::start(spec).await;
+    // Both launches are continued (not abandoned), with the tag on each instance.
+    let ids = s.launched(2).await;
+    for id in &ids {
+        let out = s.w.ec2.describe_instances().instance_ids(id).send().await;
+        let tagged = out.ok().is_some_and(|o| {
+            o.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .any(|i| {
+                    i.tags()
+                        .iter()
+                        .any(|t| t.key() == Some(infra::aws::INTERRUPTED_TAG))
+                })
+        });
+        assert!(tagged, "{id} carries the tag it launched with");
+    }
+    let loads = load(&s).await;
+    schedule(&s).await;
+    for id in &ids {
+        let ip = s.w.private_ip(id).await.expect("address");
+        for h in &s.hosts {
+            assert_eq!(status_of(h, &ip).as_deref(), Some("UP"), "{id}");
+        }
+    }
     no_failures(loads);
     s.stop().await;
 }

@@ -194,3 +194,186 @@ fn the_service_syncs_from_aws_at_start_and_every_interval() {
         h.agent_log()
     );
 }
+
+/// Tags only narrow: whoever can tag a group that feeds `web` cannot move its instances
+/// into another pool this host serves (`internal`) or onto another port.
+#[test]
+fn a_group_tag_never_moves_members_into_another_pool_or_port() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt
+        .block_on(World::start(None))
+        .expect("start the AWS emulator (scripts/setup-venv)");
+    let (port, internal_port) = (free_port(), free_port());
+    let mut spec = GroupSpec::new("web-asg", &w.subnet)
+        .tag(infra::aws::POOL_TAG, "internal")
+        .tag(infra::aws::PORT_TAG, &internal_port.to_string());
+    spec.max = 10;
+    spec.desired = 2;
+    rt.block_on(w.group(&spec)).unwrap();
+    let found = rt.block_on(members(&w, "web-asg"));
+    assert_eq!(found.len(), 2, "{found:?}");
+    let _backends: Vec<Backend> = found
+        .iter()
+        .map(|(id, ip)| Backend::spawn(id, &format!("{ip}:{port}"), false).unwrap())
+        .collect();
+    let mut web = PoolSpec::new("web", 4);
+    web.port = port;
+    let mut internal = PoolSpec::new("internal", 4);
+    internal.port = internal_port;
+    let h = Host::start(&HostSpec {
+        name: "proxy-tags".into(),
+        pools: vec![web, internal],
+        extra_toml: "[aws]\ngroups = { \"web-asg\" = [\"web\"] }\n".into(),
+        env: w.emulator.aws_env(),
+    })
+    .unwrap();
+    // The service's start-up sync, then one asked for: both meet the same tags.
+    wait_for(Duration::from_secs(10), || {
+        let s = h.status().ok()?;
+        let up = s.iter().filter(|r| r["status"] == "UP").count();
+        (up == 2).then_some(())
+    })
+    .expect("the start-up sync brought both members up");
+    let run = h.agent(&["sync"], None).unwrap();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let mut placed: Vec<(String, String)> = h
+        .status()
+        .unwrap()
+        .iter()
+        .filter(|r| r["member"].is_string())
+        .map(|r| {
+            let pool = r["pool"].as_str().unwrap_or_default().to_string();
+            (pool, r["address"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    placed.sort();
+    let mut want: Vec<(String, String)> = found
+        .iter()
+        .map(|(_, ip)| ("web".to_string(), format!("{ip}:{port}")))
+        .collect();
+    want.sort();
+    assert_eq!(
+        placed, want,
+        "in web, at web's port ({internal_port} is internal's)"
+    );
+    let fe = h.frontend("web");
+    wait_for(Duration::from_secs(10), || {
+        let r = http::get(fe, "/", Duration::from_secs(2)).ok()?;
+        (r.status == 200).then_some(())
+    })
+    .expect("the members serve in web, at the port agent.toml gives it");
+    let r = http::get(h.frontend("internal"), "/", Duration::from_secs(2)).unwrap();
+    assert_eq!(r.status, 503, "no member reached the internal pool");
+    let log = h.agent_log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("a group tag was refused"))
+        .collect();
+    assert_eq!(refused.len(), 2, "one line per refused tag, once: {log}");
+    assert!(
+        refused.iter().any(|l| l.contains("haproxy:pool"))
+            && refused.iter().any(|l| l.contains("haproxy:port")),
+        "{log}"
+    );
+}
+
+/// One map for both sides, or at least no flapping: a member the reactor added from a
+/// group agent.toml does not map is kept by the agent's syncs (logged and counted once),
+/// while a member in no group at all is still drained.
+#[test]
+fn a_member_from_a_group_agent_toml_does_not_map_does_not_flap() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt
+        .block_on(World::start(None))
+        .expect("start the AWS emulator (scripts/setup-venv)");
+    let port = free_port();
+    for (name, n) in [("web-asg", 1), ("batch-asg", 1)] {
+        let mut spec = GroupSpec::new(name, &w.subnet);
+        spec.max = 4;
+        spec.desired = n;
+        rt.block_on(w.group(&spec)).unwrap();
+    }
+    let web = rt.block_on(members(&w, "web-asg"));
+    let batch = rt.block_on(members(&w, "batch-asg"));
+    let _backends: Vec<Backend> = web
+        .iter()
+        .chain(&batch)
+        .map(|(id, ip)| Backend::spawn(id, &format!("{ip}:{port}"), false).unwrap())
+        .collect();
+    let stranger = Backend::start("i-0000000000000beef", "127.0.0.1").unwrap();
+    let mut pool = PoolSpec::new("web", 4);
+    pool.port = port;
+    let h = Host::start(&HostSpec {
+        name: "proxy-map".into(),
+        pools: vec![pool],
+        extra_toml: "[aws]\ngroups = { \"web-asg\" = [\"web\"] }\n".into(),
+        env: w.emulator.aws_env(),
+    })
+    .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        h.assignments().ok()?.contains_key(&web[0].0).then_some(())
+    })
+    .expect("the service's start-up sync added web-asg's instance");
+    // The reactor (whose map holds batch-asg) adds batch-asg's instance; someone adds an
+    // instance that is in no group.
+    let member = |id: &str, addr: &str, port: u16| infra::Member {
+        id: infra::MemberId::new(id).unwrap(),
+        address: addr.parse().unwrap(),
+        port: Port::new(i64::from(port)).unwrap(),
+    };
+    let (bid, bip) = &batch[0];
+    let change = infra::Change {
+        version: infra::MESSAGE_VERSION,
+        generation: harness::unix_ms(),
+        pools: vec![infra::PoolChange {
+            pool: PoolName::new("web").unwrap(),
+            add: vec![
+                member(bid, bip, port),
+                member("i-0000000000000beef", "127.0.0.1", stranger.addr.port()),
+            ],
+            remove: vec![],
+            drain_by_ms: Default::default(),
+        }],
+    };
+    let (report, run) = h.apply(&change).unwrap();
+    assert!(report.ok, "{}", run.stderr);
+    wait_for(Duration::from_secs(10), || {
+        let s = h.status().ok()?;
+        let up = s.iter().filter(|r| r["status"] == "UP").count();
+        (up >= 2).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "web-asg's and batch-asg's instances serve: {:#?}\n{}",
+            h.status(),
+            h.agent_log()
+        )
+    });
+    for round in 0..3 {
+        let run = h.agent(&["sync"], None).unwrap();
+        assert_eq!(run.code, 0, "sync {round}: {}\n{}", run.stdout, run.stderr);
+        let a = h.assignments().unwrap();
+        assert!(
+            a.contains_key(bid),
+            "sync {round} drained the unmapped member: {a:?}"
+        );
+        assert!(a.contains_key(&web[0].0), "sync {round}: {a:?}");
+        assert!(
+            !a.contains_key("i-0000000000000beef"),
+            "sync {round} kept a member in no group: {a:?}"
+        );
+    }
+    let up = wait_for(Duration::from_secs(10), || {
+        let s = h.status().ok()?;
+        s.iter()
+            .any(|r| r["member"] == bid.as_str() && r["status"] == "UP")
+            .then_some(())
+    });
+    assert!(up.is_some(), "the unmapped member serves throughout");
+    let log = h.agent_log();
+    let kept = log
+        .lines()
+        .filter(|l| l.contains("is kept, not drained"))
+        .count();
+    assert_eq!(kept, 1, "logged once over three syncs: {log}");
+}

@@ -91,7 +91,7 @@ impl<B: Boundaries> Reactor<B> {
             summary.ignore(format!("group {group} does not exist (any more)"));
             return Ok(());
         };
-        let Some(out) = self.group_change(&state, Scope::Instances(&instances), &[], summary)?
+        let Some(out) = self.group_change(&state, Scope::Instances(&instances), &[], summary)
         else {
             return Ok(());
         };

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{resolve_pools, Discovery, GroupState};
+use infra::aws::{Discovery, GroupState};
 use infra::MemberId;
 use serde::Deserialize;
 use tracing::Instrument;
@@ -284,7 +284,7 @@ impl<B: Boundaries> Reactor<B> {
             (Err(e), _) => return (None, vec![(all(), e.into())]),
             (_, Err(e)) => return (None, vec![(all(), e.into())]),
         };
-        let (mut merged, mut ids, mut failed) = (None::<Outgoing>, Vec::new(), Vec::new());
+        let (mut merged, mut ids) = (None::<Outgoing>, Vec::new());
         for u in units {
             let Some(state) = states.iter().find(|s| s.name == u.group) else {
                 summary.ignore(format!("group {} does not exist (any more)", u.group));
@@ -293,26 +293,25 @@ impl<B: Boundaries> Reactor<B> {
             let named = sorted_instances(&u.actions);
             let event_actions: Vec<EventAction> =
                 u.actions.iter().map(LifecycleEvent::action).collect();
-            match self.group_change(state, Scope::Transitions(&named), &event_actions, summary) {
-                Ok(Some(out)) => {
-                    let out = Outgoing {
-                        event_ms: u.actions.iter().filter_map(|e| e.started_ms).min(),
-                        kind: kind_of(&u.actions),
-                        named: Some(named),
-                        ..out
-                    };
-                    ids.extend(u.ids.iter().cloned());
-                    merged = Some(match merged {
-                        None => out,
-                        Some(m) => m.merge(out),
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => failed.push((u.ids.clone(), e)),
-            }
+            let Some(out) =
+                self.group_change(state, Scope::Transitions(&named), &event_actions, summary)
+            else {
+                continue;
+            };
+            let out = Outgoing {
+                event_ms: u.actions.iter().filter_map(|e| e.started_ms).min(),
+                kind: kind_of(&u.actions),
+                named: Some(named),
+                ..out
+            };
+            ids.extend(u.ids.iter().cloned());
+            merged = Some(match merged {
+                None => out,
+                Some(m) => m.merge(out),
+            });
         }
         let out = merged.map(|m| (Outgoing { hosts, ..m }, ids));
-        (out, failed)
+        (out, Vec::new())
     }
 
     /// The change for `scope` of a group's `state`, with the actions it serves (`None`
@@ -323,20 +322,18 @@ impl<B: Boundaries> Reactor<B> {
         scope: Scope<'_>,
         events: &[EventAction],
         summary: &mut Summary,
-    ) -> Result<Option<Outgoing>, ReactorError> {
+    ) -> Option<Outgoing> {
         let group = state.name.as_str();
-        let Some(pools) = resolve_pools(group, &state.tags, self.config.pools.get(group))? else {
-            summary.ignore(format!(
-                "group {group} feeds no pool: no haproxy:pool tag and not in POOLS"
-            ));
-            return Ok(None);
+        let Some(pools) = self.pools_of(state, summary) else {
+            summary.ignore(format!("group {group} is not managed: POOLS does not name it and it matches no MANAGED_GROUPS entry"));
+            return None;
         };
         let plan = plan_for_event(&pools, state, scope);
         let (actions, notes) = pending_actions(state, event_selection(scope), events);
         for n in notes {
             summary.note(n);
         }
-        Ok(Some(Outgoing {
+        Some(Outgoing {
             plan,
             actions,
             hosts: Vec::new(),
@@ -346,7 +343,7 @@ impl<B: Boundaries> Reactor<B> {
             kind: "",
             event_ms: None,
             named: None,
-        }))
+        })
     }
 
     /// A lifecycle action of an instance entering or leaving the warm pool without being

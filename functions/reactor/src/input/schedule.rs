@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infra::aws::{now_ms, plan_group_change, resolve_pools, Discovery, GroupState, PlannedChange};
+use infra::aws::{now_ms, plan_group_change, Discovery, GroupState, PlannedChange};
 use infra::{HostId, Pool};
 use serde_json::Value;
 
@@ -75,7 +75,8 @@ impl<B: Boundaries> Reactor<B> {
                 summary.note(format!("group {n} does not exist"));
             }
         }
-        let (truth, mut first_error) = self.truth(&states, summary);
+        let truth = self.truth(&states, summary);
+        let mut first_error = None;
         let left = self.reconcile_ledger(open, &truth, &hosts, summary).await?;
         if !truth.groups.is_empty() {
             let sent = self
@@ -129,25 +130,16 @@ impl<B: Boundaries> Reactor<B> {
     }
 
     /// The full membership of `states` and their pending actions.
-    fn truth(&self, states: &[GroupState], summary: &mut Summary) -> (Truth, Option<ReactorError>) {
-        let mut first_error = None;
+    fn truth(&self, states: &[GroupState], summary: &mut Summary) -> Truth {
         let mut pool_changes = Vec::new();
         let mut unaddressed = Vec::new();
         let mut pending = Vec::new();
         let mut groups = BTreeMap::new();
         let mut read_at_ms = 0;
         for state in states {
-            let pools =
-                match resolve_pools(&state.name, &state.tags, self.config.pools.get(&state.name)) {
-                    Ok(Some(p)) => p,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::error!(group = %state.name, error = %e, "group skipped");
-                        summary.notes.push(e.to_string());
-                        first_error.get_or_insert(ReactorError::Pools(e));
-                        continue;
-                    }
-                };
+            let Some(pools) = self.pools_of(state, summary) else {
+                continue;
+            };
             summary.groups.push(state.name.clone());
             read_at_ms = read_at_ms.max(state.read_at_ms);
             let plan = plan_group_change(&pools, state, |_| true);
@@ -160,15 +152,12 @@ impl<B: Boundaries> Reactor<B> {
             pools: merge_pool_changes(pool_changes),
             unaddressed,
         };
-        (
-            Truth {
-                plan,
-                pending,
-                groups,
-                read_at_ms,
-            },
-            first_error,
-        )
+        Truth {
+            plan,
+            pending,
+            groups,
+            read_at_ms,
+        }
     }
 
     /// Brings the open items in step with the truth and the proxies, decides and

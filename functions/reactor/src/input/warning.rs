@@ -21,7 +21,7 @@
 //! deadline that ends the drain before EC2 reclaims it. Its terminate action, when Auto
 //! Scaling starts one, is opened then: the hosts report it drained as soon as it is.
 
-use infra::aws::{now_ms, resolve_pools, Discovery, GroupState, Interruption};
+use infra::aws::{now_ms, Discovery, GroupState, Interruption};
 use infra::HostId;
 use serde::Deserialize;
 
@@ -150,7 +150,7 @@ impl<B: Boundaries> Reactor<B> {
             "instance marked interrupted; draining it on every host"
         );
         let instances = [w.instance.clone()];
-        let Some(out) = self.group_change(&state, Scope::Instances(&instances), &[], summary)?
+        let Some(out) = self.group_change(&state, Scope::Instances(&instances), &[], summary)
         else {
             return Ok(());
         };
@@ -199,12 +199,6 @@ impl<B: Boundaries> Reactor<B> {
             summary.ignore(format!("group {group} does not exist (any more)"));
             return Ok(None);
         };
-        if resolve_pools(&group, &state.tags, self.config.pools.get(&group))?.is_none() {
-            summary.ignore(format!(
-                "group {group} feeds no pool: no haproxy:pool tag and not in POOLS"
-            ));
-            return Ok(None);
-        }
         Ok(Some((state, hosts?)))
     }
 }

@@ -332,6 +332,12 @@ impl Item {
         if !self.pools.contains(&r.pool) {
             return ignored(format!("pool {} does not decide this action", r.pool));
         }
+        if r.generation > now_ms.saturating_add(infra::MAX_GENERATION_AHEAD_MS) {
+            return ignored(format!(
+                "generation {} is more than an hour ahead of the reactor's clock ({now_ms} ms): no change was ever sent at it",
+                r.generation
+            ));
+        }
         if r.generation < self.first_generation {
             return ignored(format!(
                 "generation {} is older than the first change sent for this action ({})",
@@ -655,6 +661,24 @@ mod tests {
         // The document round-trips (the version lives beside it).
         let back: Item = serde_json::from_str(&serde_json::to_string(&i).unwrap()).unwrap();
         assert_eq!(back, Item { version: 0, ..i });
+    }
+
+    #[test]
+    fn a_report_from_the_future_changes_nothing() {
+        let now = 1_800_000_000_000;
+        let mut i = item(Transition::Launch, &["web"], &["h1"]);
+        for g in [u64::MAX, now + infra::MAX_GENERATION_AHEAD_MS + 1] {
+            assert!(
+                matches!(i.apply(&host("h1"), &r("web", Failed, g), now), Applied::Ignored(w) if w.contains("ahead of the reactor's clock")),
+                "{g}"
+            );
+        }
+        // It did not hide the host's true report behind a huge generation.
+        assert_eq!(
+            i.apply(&host("h1"), &r("web", Up, now), now),
+            Applied::Recorded
+        );
+        assert_eq!(i.decide(now).label(), "CONTINUE");
     }
 
     #[test]

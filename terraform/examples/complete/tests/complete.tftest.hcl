@@ -115,7 +115,7 @@ run "wired" {
     error_message = "The reactor must target the proxies' tag."
   }
   assert {
-    condition     = jsondecode(module.reactor.environment["POOLS"]) == { "haproxy-asg-demo-web" = [{ name = "web", port = 8080 }] }
+    condition     = jsondecode(module.reactor.environment["POOLS"]) == { "haproxy-asg-demo-web" = [{ name = "web", port = 8080, ports = [] }] }
     error_message = "The reactor must manage the web app's group as pool web."
   }
   assert {

@@ -65,11 +65,11 @@ override_resource {
 }
 
 variables {
-  name              = "proxy"
-  vpc_id            = "vpc-0123456789abcdef0"
-  vpc_cidr_block    = "10.0.0.0/16"
-  subnet_ids        = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
-  agent_binary_path = "tests/fixtures/agent"
+  name                = "proxy"
+  vpc_id              = "vpc-0123456789abcdef0"
+  backend_cidr_blocks = ["10.0.10.0/24", "10.0.11.0/24"]
+  subnet_ids          = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+  agent_binary_path   = "tests/fixtures/agent"
   pools = [
     { name = "web", port = 8080, bind = ":80", health_path = "/healthz" },
     { name = "api", port = 9000, bind = ":8443", slots = 8 },
@@ -156,7 +156,7 @@ run "nlb" {
   assert {
     condition     = output.agent_config == <<-EOT
       # Written by Terraform (haproxy-asg proxy-fleet module); format: docs/interfaces.md.
-      member_networks = ["10.0.0.0/16"]
+      member_networks = ["10.0.10.0/24","10.0.11.0/24"]
 
       [haproxy]
       config = "/etc/haproxy/haproxy.cfg"
@@ -175,6 +175,7 @@ run "nlb" {
       [[pool]]
       name = "web"
       port = 8080
+      ports = []
       bind = ":80"
       slots = 16
       max_slots = 4096
@@ -187,6 +188,7 @@ run "nlb" {
       [[pool]]
       name = "api"
       port = 9000
+      ports = []
       bind = ":8443"
       slots = 8
       max_slots = 4096
@@ -512,18 +514,50 @@ run "arm64_ssm_agent" {
   }
 }
 
-# The defaults are placeholders: the plan warns (check block) until they are set.
-run "ssm_agent_placeholder_warns" {
+# No default (a plan without it stops at "Required variable not set"); an empty map, the
+# old placeholder, or no checksum of the proxies' architecture fails too: every proxy
+# would stop at boot.
+run "ssm_agent_sha256_not_empty" {
   command = plan
   variables {
-    ssm_agent_version = null
-    ssm_agent_sha256  = null
+    ssm_agent_sha256 = {}
+  }
+  expect_failures = [var.ssm_agent_sha256]
+}
+
+run "ssm_agent_placeholder_refused" {
+  command = plan
+  variables {
+    ssm_agent_sha256 = { x86_64 = "0000000000000000000000000000000000000000000000000000000000000000" }
+  }
+  expect_failures = [var.ssm_agent_sha256]
+}
+
+run "ssm_agent_sha256_for_the_architecture" {
+  command = plan
+  variables {
+    ssm_agent_sha256 = { arm64 = "2222222222222222222222222222222222222222222222222222222222222222" }
+  }
+  expect_failures = [aws_launch_template.this]
+}
+
+run "ssm_agent_sha256_of_one_architecture_is_enough" {
+  command = plan
+  variables {
+    ssm_agent_sha256 = { x86_64 = "1111111111111111111111111111111111111111111111111111111111111111" }
   }
   assert {
-    condition     = strcontains(local.user_data, "echo \"0000000000000000000000000000000000000000000000000000000000000000  /tmp/amazon-ssm-agent.deb\" | sha256sum -c -")
-    error_message = "Null ssm_agent_sha256 must fall back to the placeholder default."
+    condition     = strcontains(local.user_data, "echo \"1111111111111111111111111111111111111111111111111111111111111111  /tmp/amazon-ssm-agent.deb\" | sha256sum -c -")
+    error_message = "The checksum of the proxies' architecture must reach the user data."
   }
-  expect_failures = [check.ssm_agent_sha256]
+}
+
+run "metrics_agent_unprivileged_port" {
+  command = plan
+  variables {
+    metrics_agent = "127.0.0.1:443"
+  }
+  expect_failures = [var.metrics_agent]
 }
 
 run "ssm_agent_sha256_validated" {
@@ -653,4 +687,98 @@ run "report_queue_arn_and_url_agree" {
     report_queue_arn = "arn:aws:sqs:us-west-2:123456789012:another-queue"
   }
   expect_failures = [var.report_queue_arn]
+}
+
+# One map: the reactor's group -> pools map, given to the fleet, is what the agents sync.
+run "one_map_from_the_reactor" {
+  command = plan
+  variables {
+    groups = {}
+    reactor_group_pools = {
+      "web-asg" = [{ name = "web", port = 8080 }]
+      "api-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "\"api-asg\" = [\"api\"]") && strcontains(output.agent_config, "\"web-asg\" = [\"web\"]")
+    error_message = "With groups empty, agent.toml's [aws] groups must be the reactor's map."
+  }
+}
+
+run "one_map_agreeing_groups_pass" {
+  command = plan
+  variables {
+    reactor_group_pools = {
+      "web-asg" = [{ name = "web", port = 8080, ports = [] }]
+      "api-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+}
+
+run "one_map_other_groups_fail" {
+  command = plan
+  variables {
+    reactor_group_pools = {
+      "web-asg"   = [{ name = "web", port = 8080 }]
+      "api-asg"   = [{ name = "api", port = 9000 }]
+      "batch-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+  expect_failures = [aws_launch_template.this]
+}
+
+run "one_map_other_port_fails" {
+  command = plan
+  variables {
+    reactor_group_pools = {
+      "web-asg" = [{ name = "web", port = 8081 }]
+      "api-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+  expect_failures = [aws_launch_template.this]
+}
+
+run "one_map_other_ports_fail" {
+  command = plan
+  variables {
+    reactor_group_pools = {
+      "web-asg" = [{ name = "web", port = 8080, ports = [8443] }]
+      "api-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+  expect_failures = [aws_launch_template.this]
+}
+
+# The proxies reach the backend subnets on the pools' ports only, and accept members there.
+run "egress_to_the_backends_on_the_pool_ports" {
+  command = plan
+  variables {
+    pools = [
+      { name = "web", port = 8080, ports = [8443], bind = ":80" },
+      { name = "api", port = 9000, bind = ":8443" },
+    ]
+  }
+  assert {
+    condition = toset(keys(aws_vpc_security_group_egress_rule.backends)) == toset([
+      "10.0.10.0/24:8080", "10.0.10.0/24:8443", "10.0.10.0/24:9000",
+      "10.0.11.0/24:8080", "10.0.11.0/24:8443", "10.0.11.0/24:9000",
+    ])
+    error_message = "Egress to the backends must be the backend subnets times the pools' ports, nothing else."
+  }
+  assert {
+    condition     = alltrue([for r in aws_vpc_security_group_egress_rule.backends : r.from_port == r.to_port])
+    error_message = "Each backend egress rule must open one port."
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "member_networks = [\"10.0.10.0/24\",\"10.0.11.0/24\"]")
+    error_message = "member_networks must default to the backend subnets, not the VPC."
+  }
+}
+
+run "backend_cidr_blocks_validated" {
+  command = plan
+  variables {
+    backend_cidr_blocks = []
+  }
+  expect_failures = [var.backend_cidr_blocks]
 }

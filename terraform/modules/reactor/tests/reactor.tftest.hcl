@@ -223,8 +223,8 @@ run "defaults" {
   # --- Environment (docs/interfaces.md) ---------------------------------------
   assert {
     condition = jsondecode(aws_lambda_function.this.environment[0].variables["POOLS"]) == {
-      "my-asg"  = [{ name = "web", port = 8080 }]
-      "api-asg" = [{ name = "api", port = 9000 }, { name = "api-admin", port = 9001 }]
+      "my-asg"  = [{ name = "web", port = 8080, ports = [] }]
+      "api-asg" = [{ name = "api", port = 9000, ports = [] }, { name = "api-admin", port = 9001, ports = [] }]
     }
     error_message = "POOLS must be the JSON of var.pools."
   }
@@ -268,8 +268,8 @@ run "defaults" {
     error_message = "LIFECYCLE_HOOKS must match the lifecycle hooks created."
   }
   assert {
-    condition     = aws_lambda_function.this.environment[0].variables["MANAGED_GROUPS"] == "api-asg,my-asg"
-    error_message = "Without var.managed_groups, MANAGED_GROUPS must be the sorted groups of POOLS."
+    condition     = aws_lambda_function.this.environment[0].variables["MANAGED_GROUPS"] == ""
+    error_message = "Without var.managed_groups, MANAGED_GROUPS must be empty: POOLS alone says which groups feed which pools."
   }
   assert {
     condition = (
@@ -294,7 +294,7 @@ run "defaults" {
     error_message = "Each backend group needs a launch and a terminate hook, and the proxy group none."
   }
   assert {
-    condition     = alltrue([for hook in aws_autoscaling_lifecycle_hook.this : hook.heartbeat_timeout == 300 && hook.default_result == "ABANDON"])
+    condition     = alltrue([for hook in aws_autoscaling_lifecycle_hook.this : hook.heartbeat_timeout == 720 && hook.default_result == "ABANDON"])
     error_message = "Hooks must take heartbeat timeout and default result from the variables."
   }
 
@@ -312,8 +312,8 @@ run "defaults" {
     error_message = "The lifecycle rule must match both lifecycle action detail-types."
   }
   assert {
-    condition     = toset(jsondecode(aws_cloudwatch_event_rule.this["lifecycle"].event_pattern).detail.AutoScalingGroupName) == toset(["my-asg", "api-asg"])
-    error_message = "The lifecycle rule must be filtered on the backend groups only."
+    condition     = toset(jsondecode(aws_cloudwatch_event_rule.this["lifecycle"].event_pattern).detail.AutoScalingGroupName) == toset(["my-asg", "api-asg", "proxy-asg"])
+    error_message = "The lifecycle rule must be filtered on the backend groups and the proxy group (whose actions the reactor completes at once)."
   }
   assert {
     condition     = jsondecode(aws_cloudwatch_event_rule.this["results"].event_pattern).source == ["aws.autoscaling"]
@@ -334,9 +334,9 @@ run "defaults" {
   assert {
     condition = jsondecode(aws_cloudwatch_event_rule.this["spot"].event_pattern) == {
       source        = ["aws.ec2"]
-      "detail-type" = ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"]
+      "detail-type" = ["EC2 Spot Instance Interruption Warning"]
     }
-    error_message = "The spot rule must match Spot interruption warnings and rebalance recommendations."
+    error_message = "With rebalance = ignore (the default) the spot rule must match Spot interruption warnings only."
   }
   assert {
     condition     = aws_cloudwatch_event_rule.this["reconcile"].schedule_expression == "rate(5 minutes)"
@@ -374,8 +374,9 @@ run "defaults" {
     condition = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "LifecycleActions"][0] == toset([
       "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/api-asg",
       "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/my-asg",
+      "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/proxy-asg",
     ])
-    error_message = "Lifecycle actions must be allowed on the managed groups' ARNs only."
+    error_message = "Lifecycle actions must be allowed on the managed groups' and the proxy group's ARNs only."
   }
   assert {
     condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "LifecycleActions"][0] == toset(["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"])
@@ -821,7 +822,35 @@ run "spot_warning_matches" {
   }
 }
 
-run "rebalance_recommendation_matches" {
+run "with_rebalance_drain" {
+  command = plan
+  variables {
+    rebalance = "drain"
+  }
+  assert {
+    condition = jsondecode(aws_cloudwatch_event_rule.this["spot"].event_pattern)["detail-type"] == [
+      "EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation",
+    ]
+    error_message = "With rebalance = drain the spot rule must match rebalance recommendations too."
+  }
+}
+
+run "rebalance_recommendation_matches_with_drain" {
+  command = plan
+  module {
+    source = "./tests/event-match"
+  }
+  variables {
+    pattern = run.with_rebalance_drain.event_patterns["spot"]
+    event   = file("tests/events/rebalance-recommendation.json")
+  }
+  assert {
+    condition     = output.matches
+    error_message = "With rebalance = drain a rebalance recommendation must match the spot rule."
+  }
+}
+
+run "rebalance_recommendation_stays_out_with_ignore" {
   command = plan
   module {
     source = "./tests/event-match"
@@ -831,8 +860,8 @@ run "rebalance_recommendation_matches" {
     event   = file("tests/events/rebalance-recommendation.json")
   }
   assert {
-    condition     = output.matches
-    error_message = "A rebalance recommendation must match the spot rule."
+    condition     = !output.matches
+    error_message = "With rebalance = ignore a rebalance recommendation must not reach the inbox at all."
   }
 }
 
@@ -856,24 +885,24 @@ run "managed_group_globs" {
   command = plan
 
   variables {
-    managed_groups = ["web-*", "my-asg", "batch/blue"]
+    managed_groups = { "web-*" = ["web", "web-canary:8081"], "my-asg" = ["web"], "batch/blue" = ["api"] }
     rebalance      = "drain"
   }
 
   assert {
-    condition     = aws_lambda_function.this.environment[0].variables["MANAGED_GROUPS"] == "api-asg,batch/blue,my-asg,web-*"
-    error_message = "MANAGED_GROUPS must be the sorted, comma-joined union of managed_groups and the groups of POOLS."
+    condition     = aws_lambda_function.this.environment[0].variables["MANAGED_GROUPS"] == "batch/blue -> api, my-asg -> web, web-* -> web web-canary:8081"
+    error_message = "MANAGED_GROUPS must be managed_groups' entries, sorted, each `glob -> pools`."
   }
   assert {
     condition     = output.managed_groups == tolist(["api-asg", "batch/blue", "my-asg", "web-*"])
-    error_message = "The managed_groups output must be the list behind MANAGED_GROUPS."
+    error_message = "The managed_groups output must list every group managed: POOLS' and managed_groups' names and globs."
   }
   assert {
     condition     = aws_lambda_function.this.environment[0].variables["REBALANCE"] == "drain"
     error_message = "REBALANCE must come from the variable."
   }
   assert {
-    condition     = jsonencode(jsondecode(aws_cloudwatch_event_rule.this["lifecycle"].event_pattern).detail.AutoScalingGroupName) == jsonencode(["api-asg", "batch/blue", "my-asg", { wildcard = "web-*" }])
+    condition     = jsonencode(jsondecode(aws_cloudwatch_event_rule.this["lifecycle"].event_pattern).detail.AutoScalingGroupName) == jsonencode(["api-asg", "batch/blue", "my-asg", "proxy-asg", { wildcard = "web-*" }])
     error_message = "The lifecycle rule must match the managed names exactly and the globs with a wildcard filter."
   }
   assert {
@@ -1036,23 +1065,45 @@ run "heartbeat_shorter_than_two_reconciles" {
   expect_failures = [var.heartbeat_timeout]
 }
 
-# A change that fits in the heartbeat timeout needs no reconcile heartbeat.
-run "heartbeat_free_of_schedule_when_change_fits" {
+# Even a change that fits in the heartbeat timeout needs the reconcile within it: a lost
+# terminate event is only seen by the reconcile (AWS's own default was a heartbeat of one
+# reconcile period: the instance died still in the pools).
+run "heartbeat_one_reconcile_period_is_refused" {
   command = plan
   variables {
     heartbeat_timeout  = 300
-    reconcile_schedule = "rate(30 minutes)"
+    reconcile_schedule = "rate(5 minutes)"
+  }
+  expect_failures = [var.heartbeat_timeout]
+}
+
+run "heartbeat_two_reconciles_and_a_run" {
+  command = plan
+  variables {
+    heartbeat_timeout  = 300
+    reconcile_schedule = "rate(2 minutes)"
+    timeout            = 60
   }
   assert {
-    condition     = aws_cloudwatch_event_rule.this["reconcile"].schedule_expression == "rate(30 minutes)"
-    error_message = "A 240 s lifecycle action within a 300 s heartbeat timeout must accept any reconcile period."
+    condition     = aws_cloudwatch_event_rule.this["reconcile"].schedule_expression == "rate(2 minutes)"
+    error_message = "300 s covers two 2-minute reconciles and a 60 s invocation."
   }
+}
+
+run "heartbeat_two_reconciles_but_not_the_run" {
+  command = plan
+  variables {
+    heartbeat_timeout  = 300
+    reconcile_schedule = "rate(2 minutes)"
+    timeout            = 61
+  }
+  expect_failures = [var.heartbeat_timeout]
 }
 
 run "event_age_above_heartbeat" {
   command = plan
   variables {
-    maximum_event_age_in_seconds = 600
+    maximum_event_age_in_seconds = 721
   }
   expect_failures = [var.maximum_event_age_in_seconds]
 }
@@ -1132,9 +1183,35 @@ run "spot_drain_timeout_lower_bound" {
 run "managed_groups_validated" {
   command = plan
   variables {
-    managed_groups = ["web-*", "web,api"]
+    managed_groups = { "web-*" = ["web"], "web,api" = ["web"] }
   }
   expect_failures = [var.managed_groups]
+}
+
+# Tags only narrow: an entry must say which pools its groups may feed, each one pools
+# defines or written with its port.
+run "managed_groups_name_their_pools" {
+  command = plan
+  variables {
+    managed_groups = { "web-*" = [] }
+  }
+  expect_failures = [var.managed_groups]
+}
+
+run "managed_groups_pools_have_a_port" {
+  command = plan
+  variables {
+    managed_groups = { "web-*" = ["internal"] }
+  }
+  expect_failures = [var.managed_groups]
+}
+
+run "pool_ports_validated" {
+  command = plan
+  variables {
+    pools = { "my-asg" = [{ name = "web", port = 8080, ports = [8443, 70000] }] }
+  }
+  expect_failures = [var.pools]
 }
 
 run "alarm_topic_validated" {
@@ -1404,4 +1481,18 @@ run "proxy_role_id_not_a_user_id" {
     proxy_role_id = "AIDA1234567890EXAMPLE"
   }
   expect_failures = [var.proxy_role_id]
+}
+
+# The boundary: a deny of haproxy:interrupted to everyone but the reactor, as an SCP.
+run "interrupted_tag_guard" {
+  command = plan
+  assert {
+    condition = (
+      jsondecode(output.interrupted_tag_guard_policy).Statement[0].Effect == "Deny" &&
+      toset(jsondecode(output.interrupted_tag_guard_policy).Statement[0].Action) == toset(["ec2:CreateTags", "ec2:DeleteTags"]) &&
+      jsondecode(output.interrupted_tag_guard_policy).Statement[0].Condition["ForAnyValue:StringEquals"]["aws:TagKeys"] == "haproxy:interrupted" &&
+      jsondecode(output.interrupted_tag_guard_policy).Statement[0].Condition["ArnNotLike"]["aws:PrincipalArn"] == "arn:aws:iam::123456789012:role/reactor"
+    )
+    error_message = "The guard must deny creating and deleting the haproxy:interrupted tag."
+  }
 }

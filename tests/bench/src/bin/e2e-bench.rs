@@ -553,7 +553,7 @@ fn run_approach(
         )?;
         let proxy_subnet = world.add_subnet(&format!("127.0.{}.0/24", 16 * (idx + 1) + 8))?;
         let specs = (0..2)
-            .map(|_| proxy_spec(POOL, args.slots, Some(&group)))
+            .map(|_| proxy_spec(POOL, port, args.slots, Some(&group)))
             .collect();
         let hosts = world.block_on(world.proxy_fleet(&p, &proxy_subnet, specs))?;
         path = Some(p);
@@ -564,7 +564,7 @@ fn run_approach(
             // The baselines manage their hosts' servers themselves: no agent sync there.
             hosts.push(proxy_host(
                 &format!("{}-{i}", kind.name()),
-                POOL,
+                (POOL, port),
                 args.slots,
                 None,
                 world.emulator.aws_env(),

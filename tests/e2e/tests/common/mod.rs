@@ -69,6 +69,8 @@ pub struct StackSpec {
     pub initial: i32,
     /// How many proxies.
     pub proxies: usize,
+    /// More group tags (propagated to the instances it launches).
+    pub tags: Vec<(&'static str, String)>,
 }
 
 impl StackSpec {
@@ -81,6 +83,7 @@ impl StackSpec {
             warm_pool: None,
             initial: 0,
             proxies: 2,
+            tags: Vec::new(),
         }
     }
 }
@@ -93,9 +96,11 @@ impl Stack {
     pub async fn start(spec: StackSpec) -> Self {
         let w = Arc::new(World::start(None).await.expect("emulated world"));
         let port = free_port();
-        w.group(&GroupSpec::new(GROUP, &w.subnet).hooks(spec.heartbeat_s))
-            .await
-            .expect("group");
+        let group = spec.tags.iter().fold(
+            GroupSpec::new(GROUP, &w.subnet).hooks(spec.heartbeat_s),
+            |g, (k, v)| g.tag(k, v),
+        );
+        w.group(&group).await.expect("group");
         w.ssm_document(120).await.expect("document");
         let path = w
             .control_path(

@@ -239,13 +239,13 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             h = by_name[name]
             if h["LifecycleTransition"] != transition:
                 return f"{name}: transition {h['LifecycleTransition']}, want {transition}"
-            if h["HeartbeatTimeout"] != 300 or h["DefaultResult"] != "ABANDON":
-                return f"{name}: heartbeat {h['HeartbeatTimeout']} / default {h['DefaultResult']}, want 300 / ABANDON"
+            if h["HeartbeatTimeout"] != 720 or h["DefaultResult"] != "ABANDON":
+                return f"{name}: heartbeat {h['HeartbeatTimeout']} / default {h['DefaultResult']}, want 720 / ABANDON"
             if h.get("NotificationTargetARN") or h.get("RoleARN"):
                 return f"{name}: a notification target ({h.get('NotificationTargetARN')}); the reactor hears hooks through EventBridge only"
         return None
 
-    c.check(f"lifecycle hooks on {backend}: launch + terminate, heartbeat 300 s, default ABANDON, EventBridge only", hooks)
+    c.check(f"lifecycle hooks on {backend}: launch + terminate, heartbeat 720 s, default ABANDON, EventBridge only", hooks)
 
     def proxy_group_no_hooks() -> str | None:
         found = asg.describe_lifecycle_hooks(AutoScalingGroupName=proxy_group)["LifecycleHooks"]
@@ -435,7 +435,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         want_env = {
             "SSM_DOCUMENT": document,
             "PROXY_GROUP": proxy_group,
-            "MANAGED_GROUPS": backend,
+            "MANAGED_GROUPS": "",
             "LIFECYCLE_HOOKS": f"{reactor}-launch,{reactor}-terminate",
             "PROXY_TAG_KEY": "haproxy-asg:fleet",
             "PROXY_TAG_VALUE": proxy_group,
@@ -449,7 +449,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         if wrong:
             return f"environment {wrong}, want {want_env}"
         pools = json.loads(env.get("POOLS", "{}"))
-        if pools != {backend: [{"name": "web", "port": 8080}]}:
+        if pools != {backend: [{"name": "web", "port": 8080, "ports": []}]}:
             return f"POOLS {pools}"
         if conf.get("Handler") != "bootstrap" or conf.get("Runtime") != "provided.al2023":
             return f"handler/runtime {conf.get('Handler')}/{conf.get('Runtime')}, want bootstrap/provided.al2023"
@@ -675,11 +675,11 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         command_reads = actions & {"ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"}
         if command_reads:
             return f"the role still reads command results: {sorted(command_reads)}"
-        group_arn = f"autoScalingGroupName/{backend}"
         lifecycle_resources = sids["LifecycleActions"]["Resource"]
         lifecycle_resources = lifecycle_resources if isinstance(lifecycle_resources, list) else [lifecycle_resources]
-        if not all(r.endswith(group_arn) for r in lifecycle_resources) or not lifecycle_resources:
-            return f"LifecycleActions on {lifecycle_resources}, want {backend} only"
+        wanted = {f"autoScalingGroupName/{backend}", f"autoScalingGroupName/{proxy_group}"}
+        if {r.rsplit(":", 1)[-1] for r in lifecycle_resources} != wanted:
+            return f"LifecycleActions on {lifecycle_resources}, want {backend} and the proxy group {proxy_group} only"
         if not str(sids["SendCommandDocument"]["Resource"]).endswith(f":document/{document}"):
             return f"SendCommand on {sids['SendCommandDocument']['Resource']}, want the document {document}"
         if as_list(sids["Inbox"]["Resource"]) != [inbox_arn] or sorted(as_list(sids["Inbox"]["Action"])) != ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]:
@@ -696,7 +696,7 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
         senders = [s["Sid"] for s in doc["Statement"] if s["Sid"] != "Reminders" and any(a.startswith("sqs:Send") for a in as_list(s["Action"]))]
         return expect(not senders, f"statements {senders} may send to a queue")
 
-    c.check(f"IAM role {reactor}: trusted by Lambda, one inline policy (lifecycle actions on {backend} only, SendCommand on the document, the inbox and its reminders, the ledger and its index; no command reads)", reactor_role)
+    c.check(f"IAM role {reactor}: trusted by Lambda, one inline policy (lifecycle actions on {backend} and {proxy_group} only, SendCommand on the document, the inbox and its reminders, the ledger and its index; no command reads)", reactor_role)
 
     role_name = attr("module.proxy_fleet.aws_iam_role.instance", "name")
     agent_key = attr("module.proxy_fleet.aws_s3_object.agent", "key")
