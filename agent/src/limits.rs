@@ -23,8 +23,8 @@ use infra::{Change, Desired, Member, MemberId, PoolName};
 
 use crate::config::{AgentConfig, PoolConfig};
 
-/// How far ahead of this host's clock a generation may be: one hour (the reactor holds
-/// host reports to the same bound).
+/// How far ahead of this host's clock a generation may be: five minutes (the reactor
+/// holds host reports to the same bound).
 pub use infra::MAX_GENERATION_AHEAD_MS;
 
 /// Why a message (or the growth it needs) was refused. Nothing of it was applied.
@@ -63,7 +63,7 @@ pub enum LimitError {
         max: u32,
     },
     /// A generation far ahead of this host's clock.
-    #[error("generation {generation} is {ahead_s} s ahead of this host's clock (now {now_ms} ms since 1970), more than 1 hour: it would make every later change about its members stale, so the message was refused and nothing was changed. Generations are the unix time in ms at which the sender read the group: check the sender's and this host's clocks (NTP)")]
+    #[error("generation {generation} is {ahead_s} s ahead of this host's clock (now {now_ms} ms since 1970), more than 5 minutes: it would make every later change about its members stale, so the message was refused and nothing was changed. Generations are the unix time in ms at which the sender read the group: check the sender's and this host's clocks (NTP)")]
     FutureGeneration {
         /// The message's generation.
         generation: u64,
@@ -479,7 +479,7 @@ port = 8080
     }
 
     #[test]
-    fn a_generation_more_than_an_hour_ahead_is_refused() {
+    fn a_generation_more_than_five_minutes_ahead_is_refused() {
         let c = cfg("", "");
         check_change(
             &c,
@@ -495,11 +495,11 @@ port = 8080
         )
         .unwrap_err();
         assert!(
-            matches!(e, LimitError::FutureGeneration { ahead_s: 3600, .. }),
+            matches!(e, LimitError::FutureGeneration { ahead_s: 300, .. }),
             "{e:?}"
         );
         let e = check_desired(&c, &Desired::new(u64::MAX, vec![]), NOW).unwrap_err();
-        assert!(e.to_string().contains("more than 1 hour"), "{e}");
+        assert!(e.to_string().contains("more than 5 minutes"), "{e}");
     }
 
     #[test]

@@ -23,11 +23,12 @@ use crate::model::{Member, MemberId, PoolName};
 /// The message format version this build reads and writes.
 pub const MESSAGE_VERSION: u32 = 1;
 
-/// How far ahead of a reader's clock a generation may be (one hour): the agent refuses
-/// a message further ahead, and the reactor a host report. One generation far in the
-/// future would make every later change about its members (or every later report of
-/// that host) look older.
-pub const MAX_GENERATION_AHEAD_MS: u64 = 3_600_000;
+/// How far ahead of a reader's clock a generation may be (five minutes: generations are
+/// read times, and clocks kept by NTP differ by far less): the agent refuses a message
+/// further ahead, and the reactor a host report. One generation far in the future would
+/// make every later change about its members (or every later report of that host) look
+/// older.
+pub const MAX_GENERATION_AHEAD_MS: u64 = 300_000;
 
 /// Why a message was refused. Nothing of a refused message is applied.
 #[derive(Debug, thiserror::Error)]

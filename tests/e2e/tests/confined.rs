@@ -437,7 +437,7 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
         (
             "a far-future generation",
             adds(far, &[("i-e", "127.0.0.16", port)]),
-            vec![format!("generation {far} is"), "more than 1 hour".into()],
+            vec![format!("generation {far} is"), "more than 5 minutes".into()],
         ),
     ];
     for (what, input, expected) in &cases {

@@ -334,7 +334,7 @@ impl Item {
         }
         if r.generation > now_ms.saturating_add(infra::MAX_GENERATION_AHEAD_MS) {
             return ignored(format!(
-                "generation {} is more than an hour ahead of the reactor's clock ({now_ms} ms): no change was ever sent at it",
+                "generation {} is more than 5 minutes ahead of the reactor's clock ({now_ms} ms): no change was ever sent at it",
                 r.generation
             ));
         }
