@@ -22,6 +22,7 @@ use std::str::FromStr;
 use infra::{Change, Desired, Member, MemberId, PoolName};
 
 use crate::config::{AgentConfig, PoolConfig};
+use crate::slots::{EntryState, SlotTable};
 
 /// How far ahead of this host's clock a generation may be: five minutes (the reactor
 /// holds host reports to the same bound).
@@ -30,6 +31,21 @@ pub use infra::MAX_GENERATION_AHEAD_MS;
 /// Why a message (or the growth it needs) was refused. Nothing of it was applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
+    /// A member would share its address and port with another member.
+    #[error("member {member} of pool {pool} at {addr} is refused: {holder} already holds that address and port ({how}), so nothing was changed. Two members at one address get twice its share of the traffic: if the instance behind it changed, remove {holder} in the same change; otherwise fix the address")]
+    AddressHeld {
+        /// The pool.
+        pool: PoolName,
+        /// The member refused.
+        member: MemberId,
+        /// Its address and port.
+        addr: String,
+        /// The member holding them.
+        holder: MemberId,
+        /// Where the holder is (`joining on this host`, `up on this host`, `also named
+        /// by this change`).
+        how: String,
+    },
     /// A member's address is one the agent never sends traffic to.
     #[error("member {member} of pool {pool} has address {address}, which is {why}; the message was refused and nothing was changed. Fix the member's address in the message (or its group)")]
     Address {
@@ -234,6 +250,43 @@ pub fn check_change(cfg: &AgentConfig, change: &Change, now_ms: u64) -> Result<(
         check_count(pc, p.add.len() + p.remove.len())?;
         for m in &p.add {
             check_member(&cfg.member_networks, &p.pool, m)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that no member `change` adds takes the address and port of another: one
+/// joining or up in `table` (a draining member is leaving, and one the change removes
+/// is let go), or another member of the same change.
+pub fn check_addresses(change: &Change, table: &SlotTable) -> Result<(), LimitError> {
+    for p in &change.pools {
+        let held = table.pools.get(p.pool.as_str());
+        let mut named: Vec<&Member> = Vec::new();
+        for m in &p.add {
+            let refuse = |holder: &MemberId, how: String| LimitError::AddressHeld {
+                pool: p.pool.clone(),
+                member: m.id.clone(),
+                addr: std::net::SocketAddr::new(m.address, m.port.get()).to_string(),
+                holder: holder.clone(),
+                how,
+            };
+            if let Some(other) = named
+                .iter()
+                .find(|o| o.id != m.id && (o.address, o.port) == (m.address, m.port))
+            {
+                return Err(refuse(&other.id, "also named by this change".into()));
+            }
+            named.push(m);
+            let holders = held.into_iter().flat_map(|t| t.members.iter());
+            for (id, e) in holders {
+                let leaving = e.state == EntryState::Draining || p.remove.contains(id);
+                if id != &m.id && !leaving && (e.address, e.port) == (m.address, m.port) {
+                    return Err(refuse(
+                        id,
+                        format!("{} on this host in slot{}", e.state, e.slot),
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -523,5 +576,57 @@ port = 8080
         assert_eq!(capped_size(pc, 16, 5), 8);
         assert_eq!(capped_size(pc, 4, 3), 4);
         assert_eq!(capped_size(pc, 16, 12), 12);
+    }
+
+    #[test]
+    fn a_second_member_at_a_held_address_is_refused_naming_the_holder() {
+        let entry = |addr: &str, state| crate::slots::Entry {
+            slot: 3,
+            address: addr.parse().unwrap(),
+            port: Port::new(8080).unwrap(),
+            generation: 1,
+            state,
+            op: None,
+            touched: 0,
+        };
+        let mut table = SlotTable::default();
+        let pool = table.pools.entry("web".into()).or_default();
+        pool.members.insert(
+            MemberId::new("i-a").unwrap(),
+            entry("10.0.0.5", EntryState::Up),
+        );
+        pool.members.insert(
+            MemberId::new("i-old").unwrap(),
+            entry("10.0.0.6", EntryState::Draining),
+        );
+        let e = check_addresses(&change(2, vec![m("i-twin", "10.0.0.5")], vec![]), &table)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("member i-twin of pool web at 10.0.0.5:8080")
+                && e.contains("i-a already holds")
+                && e.contains("up on this host in slot3")
+                && e.contains("nothing was changed"),
+            "{e}"
+        );
+        // The holder itself, a holder the change removes, and a draining one: fine.
+        for (add, remove) in [
+            (m("i-a", "10.0.0.5"), vec![]),
+            (m("i-new", "10.0.0.5"), vec!["i-a"]),
+            (m("i-new", "10.0.0.6"), vec![]),
+        ] {
+            check_addresses(&change(2, vec![add], remove), &table).unwrap();
+        }
+        // Two members of one change at one address.
+        let e = check_addresses(
+            &change(2, vec![m("i-x", "10.0.0.9"), m("i-y", "10.0.0.9")], vec![]),
+            &table,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("i-x already holds") && e.contains("also named by this change"),
+            "{e}"
+        );
     }
 }

@@ -919,6 +919,8 @@ impl Service {
         let span = info_span!("apply", generation = change.generation);
         let _g = span.enter();
         self.counted(crate::limits::check_change(&self.cfg, change, now_ms()).map_err(Into::into))?;
+        let held = crate::limits::check_addresses(change, &self.lock().table);
+        self.counted(held.map_err(Into::into))?;
         let pools: Vec<PoolName> = change.pools.iter().map(|p| p.pool.clone()).collect();
         let by_pool: BTreeMap<&PoolName, &infra::PoolChange> =
             change.pools.iter().map(|p| (&p.pool, p)).collect();

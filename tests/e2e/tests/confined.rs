@@ -435,6 +435,23 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
             ],
         ),
         (
+            "a second member at an address a member holds",
+            adds(5, &[("i-twin", "127.0.0.1", port)]),
+            vec![
+                format!("member i-twin of pool web at 127.0.0.1:{port} is refused"),
+                "i-a already holds that address and port".into(),
+                "nothing was changed".into(),
+            ],
+        ),
+        (
+            "two members at one address",
+            adds(
+                5,
+                &[("i-x", "127.0.0.21", port), ("i-y", "127.0.0.21", port)],
+            ),
+            vec!["i-x already holds that address and port (also named by this change)".into()],
+        ),
+        (
             "a far-future generation",
             adds(far, &[("i-e", "127.0.0.16", port)]),
             vec![format!("generation {far} is"), "more than 5 minutes".into()],
