@@ -440,7 +440,7 @@ pub fn plan_change_by(
     for m in add {
         if let Some(&r) = table.retired.get(&m.id) {
             if r >= generation {
-                plan.actions.push(stale(&m.id, None, format!("it was removed at generation {r}, newer than or equal to this message's {generation}")));
+                plan.actions.push(stale(&m.id, None, format!("it left this host (removed, or its first join failed) at generation {r}, newer than or equal to this message's {generation}")));
                 continue;
             }
         }
@@ -784,7 +784,12 @@ pub fn advance(
                     );
                     if op.fresh {
                         out.commands.push(Command::new(pool, e.slot, Cmd::Maint));
-                        table.members.remove(&id);
+                        // Its generation stays known: a message no newer than the one
+                        // that failed is stale, a newer one tries again.
+                        let generation = e.generation;
+                        out.finished.push(f);
+                        table.retire(&id, generation);
+                        continue;
                     } else {
                         // It stays the slot's owner; HAProxy's checks decide its traffic.
                         e.state = EntryState::Up;
@@ -1134,6 +1139,18 @@ mod tests {
             .contains("slot was released"));
         assert_eq!(a.commands, vec![Command::new(&web(), 2, Cmd::Maint)]);
         assert!(!t.members.contains_key(&id("b")));
+        // The failed join's generation is honoured: the same or an older message is
+        // stale (a duplicate must not start it again), a newer one tries again.
+        for g in [1, 0] {
+            let p = plan_change(&mut t, &live(4), &[m("b", 2)], &[], g, at(6_000));
+            assert!(
+                matches!(&p.actions[..], [Action::Done { status: OutcomeStatus::Stale, reason: Some(r), .. }] if r.contains("its first join failed) at generation 1")),
+                "{:?}",
+                p.actions
+            );
+        }
+        let p = plan_change(&mut t, &live(4), &[m("b", 2)], &[], 2, at(7_000));
+        assert_eq!(joins(&p), vec![("b".into(), 2)]);
     }
 
     #[test]

@@ -565,10 +565,11 @@ fn apply_returns_once_accepted_and_wait_waits() {
         )
         .expect("apply");
     assert!(run.stdout.contains("accepted 1 members"), "{}", run.stdout);
-    // --wait waits for the rise.
+    // --wait waits for the rise (another backend: one address, one member).
+    let b2 = Backend::start("slow-2", "127.0.0.1").expect("backend");
     let t = Instant::now();
     let (report, run) = h
-        .apply(&change(3, vec![member("i-acc2", b.addr)], &[]))
+        .apply(&change(3, vec![member("i-acc2", b2.addr)], &[]))
         .expect("apply --wait");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(outcome(&report, "i-acc2").0, OutcomeStatus::Up);
