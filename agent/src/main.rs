@@ -62,7 +62,8 @@ enum Cmd {
     ///   {"version":1,"generation":1732262400123,"pools":[{"pool":"web",
     ///    "add":[{"id":"i-0abc","address":"10.0.1.23","port":8080}],"remove":["i-0def"]}]}
     /// Read from --change, --change-base64, --file (or `--file -`), else standard input;
-    /// at most 1 MiB.
+    /// at most 1 MiB. By hand, `"generation":"now"` takes this host's clock (ms): newer
+    /// than anything sent before, so it is never STALE.
     ///
     /// Returns as soon as the service accepted the change (what Run Command runs: no
     /// health rise or drain holds it), printing one line per member: PENDING (started,
@@ -306,6 +307,7 @@ fn run(cli: Cli) -> Outcome {
         } => {
             let text = read_input(change, change_base64, file)?;
             check_size(&text)?;
+            let text = control::generation_now(&text, infra::aws::now_ms());
             let change = Change::from_json(&text)?;
             let cfg = cfg()?;
             let request = Request::Apply {
@@ -329,6 +331,7 @@ fn run(cli: Cli) -> Outcome {
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("cannot read desired state {}", p.display()))?;
                     check_size(&text)?;
+                    let text = control::generation_now(&text, infra::aws::now_ms());
                     Ok(serde_json::to_value(Desired::from_json(&text)?)?)
                 })
                 .transpose()?;
