@@ -330,6 +330,11 @@ variable "metrics_haproxy" {
     condition     = var.metrics_haproxy == "" || can(regex("^([0-9.]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$", var.metrics_haproxy))
     error_message = "metrics_haproxy must be \"\" or an IP address:port (127.0.0.1:8405, [::1]:8405); host names are not resolved."
   }
+
+  validation {
+    condition     = var.metrics_haproxy == "" || try(tonumber(regex(":([0-9]+)$", var.metrics_haproxy)[0]) >= 1024 && tonumber(regex(":([0-9]+)$", var.metrics_haproxy)[0]) <= 65535, false)
+    error_message = "metrics_haproxy's port must be from 1024 to 65535: the privileged ports are the clients' (80, 443), and a scraper needs none of them."
+  }
 }
 
 variable "metrics_agent" {

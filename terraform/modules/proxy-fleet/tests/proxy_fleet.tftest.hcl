@@ -552,6 +552,14 @@ run "ssm_agent_sha256_of_one_architecture_is_enough" {
   }
 }
 
+run "metrics_haproxy_unprivileged_port" {
+  command = plan
+  variables {
+    metrics_haproxy = "0.0.0.0:443"
+  }
+  expect_failures = [var.metrics_haproxy]
+}
+
 run "metrics_agent_unprivileged_port" {
   command = plan
   variables {
