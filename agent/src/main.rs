@@ -470,12 +470,14 @@ fn print_report(r: &Report, json: bool) -> Outcome {
     }
     let count = |s: OutcomeStatus| r.outcomes.iter().filter(|o| o.status == s).count();
     let (failed, pending) = (count(OutcomeStatus::Failed), count(OutcomeStatus::Pending));
+    let stale = count(OutcomeStatus::Stale);
     out(&format!(
-        "{}: {} members, {} reached their target, {} failed, {} without an outcome; {} reload(s)",
+        "{}: {} members, {} reached their target, {} failed, {} stale (a newer message rules them), {} without an outcome; {} reload(s)",
         r.host,
         r.outcomes.len(),
-        r.outcomes.len() - failed - pending,
+        r.outcomes.len() - failed - pending - stale,
         failed,
+        stale,
         pending,
         r.reloads
     ))?;

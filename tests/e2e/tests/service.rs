@@ -600,6 +600,34 @@ fn a_wait_cut_short_by_the_service_stopping_is_no_success() {
     assert!(reason.contains("stopped"), "{reason}");
 }
 
+/// The human summary of `agent apply --wait` counts a STALE member apart: it did not
+/// reach the target this message asked for (a newer message rules it).
+#[test]
+fn a_stale_member_is_counted_apart_from_those_that_reached_their_target() {
+    let b = Backend::start("st", "127.0.0.1").expect("backend");
+    let h = host_with(PoolSpec::new("web", 4));
+    let up = h
+        .apply(&change(5, vec![member("i-st", b.addr)], &[]))
+        .expect("apply");
+    assert_eq!(
+        outcome(&up.0, "i-st").0,
+        OutcomeStatus::Up,
+        "{}",
+        up.1.stderr
+    );
+    let older = change(4, vec![], &["i-st"]).to_json();
+    let run = h
+        .agent(&["apply", "--wait", "--change", &older], None)
+        .unwrap();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("1 members, 0 reached their target, 0 failed, 1 stale"),
+        "{}",
+        run.stdout
+    );
+}
+
 /// A state directory that cannot be written (full, read-only) refuses joins, which need
 /// their intent on disk first, but never a drain: taking traffic away must not wait for
 /// a disk.
