@@ -144,7 +144,16 @@ enum ConfigCmd {
     ///
     /// Also creates the instance map (`<state_dir>/instances.map`) empty when it does
     /// not exist: HAProxy refuses to start without it. An existing one is left alone.
-    Render,
+    ///
+    /// With --output, writes the file instead of printing it: only once `haproxy -c`
+    /// accepts it, and atomically (a shell redirection `> haproxy.cfg` empties the file
+    /// before anything is rendered, and leaves it empty when rendering fails).
+    Render {
+        /// Where to write it (e.g. /etc/haproxy/haproxy.cfg); the file is left as it was
+        /// when the rendered configuration is refused.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
     /// Check that haproxy.cfg has what the agent needs (slot lines, server-state file,
     /// user, group, chroot, log; the exporter frontend with `[metrics] haproxy`), and
     /// say what to add if not.
@@ -359,6 +368,41 @@ fn run(cli: Cli) -> Outcome {
 
 /// Creates the instance map empty when it does not exist (HAProxy refuses to start
 /// without it); says so on stderr, and warns when it can not.
+/// Writes the rendered configuration to `path` once `haproxy -c` accepts it, atomically;
+/// `path` is untouched otherwise.
+fn render_to(cfg: &AgentConfig, path: &Path) -> anyhow::Result<()> {
+    let text = haproxy_cfg::render(cfg);
+    let mut name = path.as_os_str().to_owned();
+    name.push(".agent-render");
+    let candidate = PathBuf::from(name);
+    std::fs::write(&candidate, &text)
+        .with_context(|| format!("cannot write {}", candidate.display()))?;
+    let checked = std::process::Command::new(&cfg.haproxy.binary)
+        .arg("-c")
+        .arg("-f")
+        .arg(&candidate)
+        .output();
+    let _ = std::fs::remove_file(&candidate);
+    let checked = checked.with_context(|| {
+        format!(
+            "cannot run {} -c to check the rendered configuration; {} was not written",
+            cfg.haproxy.binary.display(),
+            path.display()
+        )
+    })?;
+    if !checked.status.success() {
+        bail!(
+            "haproxy -c refused the rendered configuration, so {} was left as it was:\n{}{}",
+            path.display(),
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+    agent::store::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 fn ensure_instances_map(cfg: &AgentConfig) {
     let path = cfg.haproxy.instances_map.path();
     match std::fs::OpenOptions::new()
@@ -386,9 +430,18 @@ fn ensure_instances_map(cfg: &AgentConfig) {
 
 fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
     match c {
-        ConfigCmd::Render => {
+        ConfigCmd::Render { output: None } => {
             out(haproxy_cfg::render(cfg).trim_end())?;
             ensure_instances_map(cfg);
+        }
+        ConfigCmd::Render { output: Some(path) } => {
+            ensure_instances_map(cfg);
+            render_to(cfg, &path)?;
+            let _ = writeln!(
+                std::io::stderr(),
+                "agent: wrote {} (haproxy -c accepted it)",
+                path.display()
+            );
         }
         ConfigCmd::Unit { agent_binary } => {
             let file = std::path::absolute(file)

@@ -555,6 +555,39 @@ fn hardened_host(slots: u32) -> Host {
     .expect("start haproxy host")
 }
 
+/// `agent config render --output` writes only what `haproxy -c` accepts, atomically: a
+/// shell redirection would have emptied the file before a failed render.
+#[test]
+fn render_output_writes_only_a_configuration_haproxy_accepts() {
+    let h = hardened_host(2);
+    let out = h.dir().join("rendered.cfg");
+    let out_s = out.to_str().unwrap();
+    let run = h
+        .agent(&["config", "render", "--output", out_s], None)
+        .unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.contains("server-template slot 1-2 "), "{written}");
+    assert!(
+        run.stderr.contains("haproxy -c accepted it"),
+        "{}",
+        run.stderr
+    );
+    // A configuration HAProxy refuses (here: a check that always fails) leaves the file.
+    let toml = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        toml.replacen("[haproxy]\n", "[haproxy]\nbinary = \"/bin/false\"\n", 1),
+    )
+    .unwrap();
+    let run = h
+        .agent(&["config", "render", "--output", out_s], None)
+        .unwrap();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("was left as it was"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), written);
+}
+
 #[test]
 fn a_slow_request_head_is_cut_at_timeout_http_request() {
     use std::io::{Read, Write};
