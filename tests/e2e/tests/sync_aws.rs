@@ -271,6 +271,10 @@ fn a_group_tag_never_moves_members_into_another_pool_or_port() {
         .collect();
     assert_eq!(refused.len(), 2, "one line per refused tag, once: {log}");
     assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log that is no terminal: {log:?}"
+    );
+    assert!(
         refused.iter().any(|l| l.contains("haproxy:pool"))
             && refused.iter().any(|l| l.contains("haproxy:port")),
         "{log}"
