@@ -35,7 +35,8 @@ struct Cli {
     #[arg(long, global = true, env = "AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
 
-    /// More logging on stderr (-v info, -vv debug). RUST_LOG overrides.
+    /// More logging on stderr: -v info, -vv debug (`run` logs info already: there -v is
+    /// debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -216,12 +217,19 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
-fn init_logging(verbose: u8, service: bool) {
-    let default = match (verbose, service) {
+/// The log level `-v` (counted) asks for: the service logs info by default, a command
+/// warnings.
+fn log_level(verbose: u8, service: bool) -> &'static str {
+    match (verbose, service) {
         (0, false) => "warn",
-        (0, true) | (1, _) => "info",
-        _ => "debug",
-    };
+        (1, false) | (0, true) => "info",
+        (_, false) | (1, true) => "debug",
+        (_, true) => "trace",
+    }
+}
+
+fn init_logging(verbose: u8, service: bool) {
+    let default = log_level(verbose, service);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour only on a terminal: the journal (or a log file) would keep the escape codes.
@@ -681,4 +689,16 @@ fn print_status(s: &Status, json: bool) -> Outcome {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_v_adds_a_level_to_what_the_command_logs_anyway() {
+        let levels = |service| (0..3).map(|v| log_level(v, service)).collect::<Vec<_>>();
+        assert_eq!(levels(false), ["warn", "info", "debug"]);
+        assert_eq!(levels(true), ["info", "debug", "trace"]);
+    }
 }
