@@ -344,12 +344,18 @@ fn serve(service: &Service, stream: &UnixStream) {
         Err(control::RequestError::Empty) => return,
         Err(e) => {
             service.metric(|m| m.error(Failure::RefusedMessage));
+            warn!(error = %e, "a request was refused");
             control::send(stream, &Reply::Error(e.to_string()));
             return;
         }
     };
     let mut progress = |line: String| {
         control::send(stream, &Reply::Progress(line));
+    };
+    let what = match &request {
+        Request::Apply { .. } => "apply",
+        Request::Sync { .. } => "sync",
+        Request::Status => "status",
     };
     let reply = match request {
         Request::Apply { change, wait } => message(service, &change, Change::from_json)
@@ -396,6 +402,10 @@ fn serve(service: &Service, stream: &UnixStream) {
             .map(Reply::Status)
             .map_err(|e| e.to_string()),
     };
+    if let Err(e) = &reply {
+        // What the caller is told, the log keeps too (the caller may be Run Command).
+        warn!(request = what, error = %e, "a request was refused or failed (the caller was told why)");
+    }
     control::send(stream, &reply.unwrap_or_else(Reply::Error));
 }
 

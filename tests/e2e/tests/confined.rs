@@ -469,6 +469,17 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
         }
         assert_eq!(snapshot(&h), before, "{what} changed something");
     }
+    // The service's log tells too (the caller may be Run Command, whose output is gone).
+    let log = h.agent_log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("a request was refused or failed"))
+        .count();
+    assert!(
+        warned >= cases.len(),
+        "{warned} WARN lines for {} refusals: {log}",
+        cases.len()
+    );
 
     // A desired state is held to the same rules.
     let desired = h.dir().join("desired.json");
