@@ -125,10 +125,20 @@ enum Cmd {
     /// each pool's slot -> instance map (slots used and free; per used slot the
     /// instance, its state and HAProxy's status) and every operation in flight
     /// (elapsed, sessions left, deadline).
+    ///
+    /// A summary comes first (per pool: members by stage, slots used and free). When
+    /// HAProxy does not answer, it says so and shows the agent's own table, HAProxy's
+    /// columns `?`.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Only this pool.
+        #[arg(long)]
+        pool: Option<String>,
+        /// Only the slots that hold a member.
+        #[arg(long)]
+        used: bool,
     },
     /// Produce or check the HAProxy configuration the pools need.
     #[command(subcommand)]
@@ -365,10 +375,22 @@ fn run(cli: Cli) -> Outcome {
                 other => bail!("unexpected answer from the agent service: {other:?}"),
             }
         }
-        Cmd::Status { json } => {
+        Cmd::Status { json, pool, used } => {
             let cfg = cfg()?;
+            if let Some(p) = &pool {
+                if !cfg.pools.iter().any(|c| c.name().as_str() == p) {
+                    bail!(
+                        "unknown pool {p}: agent.toml defines {}",
+                        cfg.pools
+                            .iter()
+                            .map(|c| c.name().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
             match call(&cfg, &Request::Status)? {
-                Reply::Status(s) => print_status(&s, json),
+                Reply::Status(s) => print_status(&s.only(pool.as_deref(), used), json),
                 other => bail!("unexpected answer from the agent service: {other:?}"),
             }
         }
@@ -376,8 +398,6 @@ fn run(cli: Cli) -> Outcome {
     }
 }
 
-/// Creates the instance map empty when it does not exist (HAProxy refuses to start
-/// without it); says so on stderr, and warns when it can not.
 /// Writes the rendered configuration to `path` once `haproxy -c` accepts it, atomically;
 /// `path` is untouched otherwise.
 fn render_to(cfg: &AgentConfig, path: &Path) -> anyhow::Result<()> {
@@ -413,6 +433,8 @@ fn render_to(cfg: &AgentConfig, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the instance map empty when it does not exist (HAProxy refuses to start
+/// without it); says so on stderr, and warns when it can not.
 fn ensure_instances_map(cfg: &AgentConfig) {
     let path = cfg.haproxy.instances_map.path();
     match std::fs::OpenOptions::new()
@@ -627,6 +649,13 @@ fn print_status(s: &Status, json: bool) -> Outcome {
         out(&serde_json::to_string(s)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(why) = &s.haproxy_down {
+        out(&format!("HAProxy does not answer: {why}"))?;
+    }
+    for line in s.summary() {
+        out(&line)?;
+    }
+    out("")?;
     out(&format!(
         "{:<12} {:<8} {:<22} {:<9} {:<24} {:<6} {:<9} {:>5}  LAST CHECK",
         "POOL", "SLOT", "MEMBER", "STAGE", "ADDRESS", "ADMIN", "STATUS", "SESS"

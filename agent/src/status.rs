@@ -102,6 +102,10 @@ pub struct Status {
     pub operations: Vec<OperationStatus>,
     /// Hitless reloads this service did (slot growth).
     pub reloads: u64,
+    /// Why HAProxy's sockets did not answer, when they did not: the slots are then the
+    /// agent's table alone, HAProxy's columns `?`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy_down: Option<String>,
 }
 
 fn admin_word(s: &ServerState) -> &'static str {
@@ -112,6 +116,77 @@ fn admin_word(s: &ServerState) -> &'static str {
     } else {
         "ready"
     }
+}
+
+impl Status {
+    /// Only `pool`'s slots, maps and operations (all pools without one), and with
+    /// `used` only the slots that hold a member (a pool at its cap lists 4,096 otherwise).
+    pub fn only(mut self, pool: Option<&str>, used: bool) -> Self {
+        let keep = |p: &str| pool.is_none_or(|want| want == p);
+        self.slots
+            .retain(|s| keep(&s.pool) && (!used || s.member.is_some()));
+        self.pools.retain(|p| keep(&p.pool));
+        self.operations.retain(|o| keep(&o.pool));
+        self
+    }
+
+    /// One line per pool first: its members by stage and its slots.
+    pub fn summary(&self) -> Vec<String> {
+        self.pools
+            .iter()
+            .map(|p| {
+                let stage = |s: &str| p.instances.iter().filter(|i| i.state == s).count();
+                let slots = if self.haproxy_down.is_some() {
+                    "slots ? (HAProxy does not answer)".to_string()
+                } else {
+                    format!("{} of {} slots used, {} free", p.used, p.slots, p.free)
+                };
+                format!(
+                    "{}: {} members ({} joining, {} up, {} draining); {slots}",
+                    p.pool,
+                    p.instances.len(),
+                    stage("joining"),
+                    stage("up"),
+                    stage("draining")
+                )
+            })
+            .collect()
+    }
+}
+
+/// The agent's own view when HAProxy does not answer (`why`): one row per member of the
+/// table, HAProxy's columns `?`.
+pub fn without_haproxy(
+    host: &str,
+    pools: &[String],
+    table: &SlotTable,
+    reloads: u64,
+    why: String,
+) -> Status {
+    let mut out = build(host, pools, table, &[], &[], 0, reloads);
+    out.operations.clear();
+    for pool in pools {
+        let Some(t) = table.pools.get(pool) else {
+            continue;
+        };
+        let mut held: Vec<(&infra::MemberId, &crate::slots::Entry)> = t.members.iter().collect();
+        held.sort_by_key(|(_, e)| e.slot);
+        for (id, e) in held {
+            out.slots.push(SlotStatus {
+                pool: pool.clone(),
+                slot: slot_name(e.slot),
+                member: Some(id.to_string()),
+                stage: Some(e.state.to_string()),
+                address: format!("{}:{}", e.address, e.port),
+                admin: "?".into(),
+                status: "?".into(),
+                sessions: 0,
+                last_check: "?".into(),
+            });
+        }
+    }
+    out.haproxy_down = Some(why);
+    out
 }
 
 /// Joins the table with HAProxy's server states and stats, for the pools named.

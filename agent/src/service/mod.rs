@@ -1031,14 +1031,25 @@ impl Service {
             let st = self.lock();
             (self.haproxy(&st), st.table.clone(), st.reloads)
         };
-        let states: Vec<ServerState> = client.servers_state(None)?;
-        let rows = client.stats()?;
         let pools: Vec<String> = self
             .cfg
             .pools
             .iter()
             .map(|p| p.name().to_string())
             .collect();
+        let (states, rows) = match client
+            .servers_state(None)
+            .and_then(|s| Ok((s, client.stats()?)))
+        {
+            Ok(read) => read,
+            Err(e) => {
+                let why = format!("{e}: the slots below are the agent's table; is HAProxy running (`systemctl status haproxy`)?");
+                let status =
+                    crate::status::without_haproxy(&self.cfg.host, &pools, &table, reloads, why);
+                return Ok(status);
+            }
+        };
+        let states: Vec<ServerState> = states;
         Ok(crate::status::build(
             &self.cfg.host,
             &pools,

@@ -600,6 +600,54 @@ fn a_wait_cut_short_by_the_service_stopping_is_no_success() {
     assert!(reason.contains("stopped"), "{reason}");
 }
 
+/// `agent status` summarises first, filters by pool and to the used slots, and still
+/// answers when HAProxy is down (the agent's own table, HAProxy's columns `?`).
+#[test]
+fn status_summarises_filters_and_answers_with_haproxy_down() {
+    let b = Backend::start("stat", "127.0.0.1").expect("backend");
+    let mut h = host_with(PoolSpec::new("web", 4));
+    let up = h
+        .apply(&change(1, vec![member("i-stat", b.addr)], &[]))
+        .expect("apply");
+    assert_eq!(
+        outcome(&up.0, "i-stat").0,
+        OutcomeStatus::Up,
+        "{}",
+        up.1.stderr
+    );
+    let run = h.agent(&["status", "--used"], None).unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let first = run.stdout.lines().next().unwrap_or_default();
+    assert_eq!(
+        first, "web: 1 members (0 joining, 1 up, 0 draining); 1 of 4 slots used, 3 free",
+        "{}",
+        run.stdout
+    );
+    let slot_rows = run.stdout.lines().filter(|l| l.starts_with("web ")).count();
+    assert_eq!(
+        slot_rows, 1,
+        "--used shows the member's slot only: {}",
+        run.stdout
+    );
+    let run = h.agent(&["status", "--pool", "nope"], None).unwrap();
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.stderr.contains("unknown pool nope"), "{}", run.stderr);
+    h.stop_haproxy();
+    let run = h.agent(&["status"], None).unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("HAProxy does not answer"),
+        "{}",
+        run.stdout
+    );
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("i-stat"))
+        .unwrap_or_else(|| panic!("the member from the table: {}", run.stdout));
+    assert!(row.contains(" ? ") && row.contains("up"), "{row}");
+}
+
 /// The human summary of `agent apply --wait` counts a STALE member apart: it did not
 /// reach the target this message asked for (a newer message rules it).
 #[test]
