@@ -5,13 +5,14 @@
 //!   `haproxy` user inside `/var/lib/haproxy`, logs one line per request to syslog
 //!   naming the instance that served it (once the instance map holds it), and still
 //!   reloads hitlessly. Starting HAProxy that way needs root (setuid, chroot) and
-//!   Debian's `haproxy` user and `/var/lib/haproxy`: without them the test says why and
-//!   skips.
+//!   Debian's `haproxy` user and `/var/lib/haproxy`: the test is `#[ignore]`d and
+//!   `scripts/check-confined` runs it where those exist, and says SKIPPED and why where
+//!   they do not.
 //! - Refused messages (link-local or out-of-network members, too many members, the slot
 //!   cap, a far-future generation, an oversized message) exit 2 with a clear error and
 //!   change nothing.
-//! - The systemd units pass `systemd-analyze verify` (skipped, with a message, where
-//!   systemd-analyze is missing).
+//! - The systemd units pass `systemd-analyze verify` (`#[ignore]`d, run by
+//!   `scripts/check-confined` where systemd-analyze exists).
 //! - HAProxy's own hardening in a rendered configuration: a slow request head is cut at
 //!   `timeout http-request` (408), and a growth reload's old worker holding a long
 //!   request is gone at `hard-stop-after`.
@@ -166,10 +167,10 @@ fn check_confined(client: &Client, haproxy_uid: u32) -> u32 {
 }
 
 #[test]
+#[ignore = "needs root, Debian's haproxy user and /var/lib/haproxy: scripts/check-confined runs it where it can, and says SKIPPED and why where it cannot"]
 fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
     if let Some(why) = cannot_confine() {
-        eprintln!("SKIPPED a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly: {why}");
-        return;
+        panic!("cannot run here: {why} (scripts/check-confined checks this first)");
     }
     let haproxy_uid = uid_of("haproxy").unwrap();
     let syslog = Syslog::start().unwrap();
@@ -661,15 +662,16 @@ fn an_old_worker_holding_a_long_request_is_gone_at_hard_stop_after() {
 }
 
 #[test]
+#[ignore = "needs systemd-analyze: scripts/check-confined runs it where it can, and says SKIPPED and why where it cannot"]
 fn the_systemd_units_pass_systemd_analyze() {
-    if std::process::Command::new("systemd-analyze")
+    let present = std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED the_systemd_units_pass_systemd_analyze: systemd-analyze is not installed (apt-get install systemd)");
-        return;
-    }
+        .is_ok();
+    assert!(
+        present,
+        "systemd-analyze is not installed (apt-get install systemd); scripts/check-confined checks this first"
+    );
     let tmp = tempfile::Builder::new()
         .prefix("haproxy-asg-units-")
         .tempdir()
