@@ -121,6 +121,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     if let Err(e) = service.resume() {
         warn!(error = %e, "cannot reach HAProxy yet; operations resume once it answers");
     }
+    probe_master(&service);
     info!(socket = %socket.display(), pools = service.cfg.pools.len(), "agent service ready");
     let ticker = {
         let s = service.clone();
@@ -260,6 +261,19 @@ fn ticker(service: &Service) {
         let st = service.lock();
         let wait = if busy { TICK } else { Duration::from_secs(1) };
         let _ = service.changed.wait_timeout(st, wait);
+    }
+}
+
+/// Says at start, not at the first growth, when HAProxy's master socket (what a reload
+/// past the declared slots goes through) is not configured or does not answer, with the
+/// fix: HAProxy started in master-worker mode with that socket.
+fn probe_master(service: &Service) {
+    let Some(master) = &service.cfg.haproxy.master_socket else {
+        warn!("agent.toml sets no haproxy.master_socket: a pool that outgrows its slots cannot be reloaded; set it and start HAProxy with `-W -S <that socket>` (`agent config haproxy-dropin` writes the systemd drop-in)");
+        return;
+    };
+    if let Err(e) = service.client.proc_info() {
+        warn!(error = %e, "HAProxy's master socket {master} does not answer: a pool that outgrows its slots cannot be reloaded; start HAProxy in master-worker mode with `-W -S {master}` (`agent config haproxy-dropin` writes the systemd drop-in that does; a `stats socket` line is not it)");
     }
 }
 

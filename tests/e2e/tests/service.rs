@@ -648,6 +648,30 @@ fn status_summarises_filters_and_answers_with_haproxy_down() {
     assert!(row.contains(" ? ") && row.contains("up"), "{row}");
 }
 
+/// A master socket that does not answer is said at start, with the right fix (HAProxy in
+/// master-worker mode with that socket), not first at a growth, long after.
+#[test]
+fn a_master_socket_that_does_not_answer_is_said_at_start() {
+    let mut h = host_with(PoolSpec::new("web", 4));
+    let toml = std::fs::read_to_string(&h.config).unwrap();
+    let line = toml
+        .lines()
+        .find(|l| l.starts_with("master_socket"))
+        .expect("a master_socket line")
+        .to_string();
+    let nowhere = h.dir().join("nowhere.sock");
+    let toml = toml.replace(&line, &format!("master_socket = \"{}\"", nowhere.display()));
+    std::fs::write(&h.config, toml).unwrap();
+    h.stop_service();
+    h.start_service().unwrap();
+    wait_for(Duration::from_secs(10), || {
+        let log = h.agent_log();
+        (log.contains("master socket") && log.contains("does not answer") && log.contains("-W -S"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no start-up warning: {}", h.agent_log()));
+}
+
 /// The human summary of `agent apply --wait` counts a STALE member apart: it did not
 /// reach the target this message asked for (a newer message rules it).
 #[test]
