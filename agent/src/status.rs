@@ -102,6 +102,9 @@ pub struct Status {
     pub operations: Vec<OperationStatus>,
     /// Hitless reloads this service did (slot growth).
     pub reloads: u64,
+    /// The version of the HAProxy the service drives (`show info`), once it reached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy_version: Option<String>,
 }
 
 fn admin_word(s: &ServerState) -> &'static str {

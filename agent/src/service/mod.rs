@@ -22,6 +22,7 @@ mod grow;
 pub mod inbox;
 mod scrape;
 mod server;
+mod version;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -187,6 +188,8 @@ struct State {
     last_error: Option<String>,
     /// Whether the start-up resume reached HAProxy.
     resumed: bool,
+    /// The version HAProxy reported (`show info`), when known.
+    haproxy_version: Option<String>,
     /// What the running worker's instance map holds, as far as we know; `None` after a
     /// reload or a failed batch, when only `show map` can tell.
     instances: Option<instances::Entries>,
@@ -276,6 +279,7 @@ fn haproxy_kind(e: &HaproxyError) -> ErrorKind {
         HaproxyError::Connect { .. } | HaproxyError::Io { .. } => ErrorKind::HaproxyUnreachable,
         HaproxyError::Refused { .. } | HaproxyError::Protocol { .. } => ErrorKind::BatchFailed,
         HaproxyError::NoMaster => ErrorKind::ReloadFailed,
+        HaproxyError::Unsupported { .. } => ErrorKind::UnsupportedHaproxy,
     }
 }
 
@@ -337,6 +341,7 @@ impl Service {
                 rows: Vec::new(),
                 last_error: None,
                 resumed: false,
+                haproxy_version: None,
                 outbox,
                 asked: BTreeMap::new(),
             }),
@@ -386,6 +391,7 @@ impl Service {
             let st = self.lock();
             let mut snap = metrics::Snapshot::of(&st.table, &pools, st.reloads);
             snap.reports_pending = st.outbox.len() as u64;
+            snap.haproxy_version.clone_from(&st.haproxy_version);
             snap
         };
         self.metrics
@@ -983,9 +989,10 @@ impl Service {
 
     /// Every slot and every operation in flight.
     pub fn status(&self) -> Result<Status, ServiceError> {
-        let (client, table, reloads) = {
+        let (client, table, reloads, version) = {
             let st = self.lock();
-            (self.haproxy(&st), st.table.clone(), st.reloads)
+            let version = st.haproxy_version.clone();
+            (self.haproxy(&st), st.table.clone(), st.reloads, version)
         };
         let states: Vec<ServerState> = client.servers_state(None)?;
         let rows = client.stats()?;
@@ -995,7 +1002,7 @@ impl Service {
             .iter()
             .map(|p| p.name().to_string())
             .collect();
-        Ok(crate::status::build(
+        let mut status = crate::status::build(
             &self.cfg.host,
             &pools,
             &table,
@@ -1003,7 +1010,9 @@ impl Service {
             &rows,
             now_ms(),
             reloads,
-        ))
+        );
+        status.haproxy_version = version;
+        Ok(status)
     }
 
     /// Whether a join, drain or eviction is in flight.
@@ -1123,6 +1132,7 @@ impl Service {
         }
         let _ = std::fs::remove_file(grow::candidate_path(&self.cfg.haproxy.config));
         let client = self.haproxy(&st);
+        self.learn_version(&mut st, &client)?;
         let mut needs = BTreeMap::new();
         let mut lives = BTreeMap::new();
         for pc in &self.cfg.pools {

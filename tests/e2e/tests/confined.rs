@@ -240,7 +240,7 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
         (load.completed() > 100).then_some(())
     })
     .expect("load is flowing");
-    let _ = client.reload();
+    let _ = client.reload(Duration::from_secs(10));
     let after = wait_for(Duration::from_secs(10), || {
         let now = client.proc_info().ok()?;
         (now.reloads > before.reloads && now.current_worker() != before.current_worker())
