@@ -27,6 +27,10 @@ struct Args {
     /// Repetitions per apply size (the median is reported).
     #[arg(long, default_value = "5")]
     reps: u32,
+    /// The HAProxy binary to run (default: `$HAPROXY_BIN`, else `haproxy` from PATH),
+    /// e.g. one `scripts/haproxy-versions` printed.
+    #[arg(long)]
+    haproxy: Option<std::path::PathBuf>,
 }
 
 fn member(id: String, ip: IpAddr, port: u16) -> Member {
@@ -390,6 +394,11 @@ fn churn(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(bin) = &args.haproxy {
+        // Read by the harness for every host it starts and their agents' `haproxy -c`;
+        // set before any thread starts.
+        std::env::set_var("HAPROXY_BIN", bin);
+    }
     let mut pool = PoolSpec::new("web", 1024);
     pool.server_options = "check inter 2s fall 2 rise 2".into();
     let host = Host::start(&HostSpec {
@@ -507,6 +516,7 @@ fn main() -> anyhow::Result<()> {
             "rise_ms": ind.rise_ms,
             "launch_during_drain_ms": ind.launch_during_drain_ms,
             "burst_10_separate_applies_ms": ind.burst_10_ms,
+            "haproxy_version": haproxy_version(),
         });
         std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
         eprintln!("agent-bench: wrote {}", path.display());
@@ -515,7 +525,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn haproxy_version() -> String {
-    std::process::Command::new("haproxy")
+    std::process::Command::new(harness::process::haproxy_bin())
         .arg("-v")
         .output()
         .ok()
