@@ -1,4 +1,5 @@
-//! The agent against a real HAProxy 2.6 and real backend processes.
+//! The agent against a real HAProxy (Debian 12's 2.6, or `$HAPROXY_BIN`: `scripts/test` runs
+//! it again against 3.0 and 3.2) and real backend processes.
 //!
 //! Each test starts its own HAProxy (master-worker) in a temp dir, its own backends on
 //! loopback, and drives the real `agent` binary. Every wait is bounded.

@@ -1,4 +1,4 @@
-//! What an operator sees of a host, against a real HAProxy 2.6, real backends and the
+//! What an operator sees of a host, against a real HAProxy (2.6, or `$HAPROXY_BIN`), real backends and the
 //! real agent service:
 //!
 //! - the agent's own `/metrics` (`[metrics] agent`) and HAProxy's built-in Prometheus

@@ -2,7 +2,7 @@
 //! host waits for another member's drain; a member in flight is taken over by a newer
 //! change; a service killed at any moment resumes where it was.
 //!
-//! Real HAProxy 2.6, real backend processes, the real `agent run` under a supervisor
+//! Real HAProxy (2.6, or `$HAPROXY_BIN`), real backend processes, the real `agent run` under a supervisor
 //! that restarts it (as systemd does), real `agent apply` processes. Every wait is
 //! bounded.
 
