@@ -1,5 +1,5 @@
-//! What an operator sees of a host, against a real HAProxy (2.6, or `$HAPROXY_BIN`), real backends and the
-//! real agent service:
+//! What an operator sees of a host, against a real HAProxy (2.6, or `$HAPROXY_BIN`),
+//! real backends and the real agent service:
 //!
 //! - the agent's own `/metrics` (`[metrics] agent`) and HAProxy's built-in Prometheus
 //!   exporter (`[metrics] haproxy`, a frontend `agent config render` declares) follow a
