@@ -201,18 +201,25 @@ impl Service {
             ServiceError::Reload(reason)
         };
         // 2.8+ answer once the new worker is up or failed (a failure with HAProxy's
-        // reasons); 2.6 answers nothing at once: then `show proc` tells.
+        // reasons); 2.6 answers nothing at once: then `show proc` tells. One deadline
+        // for both.
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
         match self.client.reload(RELOAD_TIMEOUT) {
             Ok(ReloadAnswer::Failed { log }) => {
-                return Err(put_back(format!(
-                    "HAProxy did not load the new configuration: {}",
+                // Its [ALERT] lines say why; the [NOTICE] lines around them do not.
+                let alerts: Vec<&str> = log.lines().filter(|l| l.contains("[ALERT]")).collect();
+                let why = if alerts.is_empty() {
                     log.replace('\n', " | ")
-                )))
+                } else {
+                    alerts.join(" | ")
+                };
+                return Err(put_back(format!(
+                    "HAProxy did not load the new configuration: {why}"
+                )));
             }
             Ok(ReloadAnswer::Succeeded { .. } | ReloadAnswer::Unconfirmed) => {}
             Err(e) => warn!(error = %e, "no answer to the reload; asking `show proc`"),
         }
-        let deadline = Instant::now() + RELOAD_TIMEOUT;
         loop {
             if Instant::now() >= deadline {
                 return Err(put_back(format!("no new worker within {RELOAD_TIMEOUT:?}")));
