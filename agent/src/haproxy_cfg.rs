@@ -276,7 +276,9 @@ pub fn metrics_frontend(addr: &std::net::SocketAddr) -> String {
     s.push_str(&format!("\nfrontend {METRICS_FRONTEND}\n"));
     s.push_str("    # HAProxy's own metrics for Prometheus (agent.toml [metrics] haproxy).\n");
     s.push_str(&format!("    bind {}\n", bind_addr(addr)));
-    s.push_str("    no log\n");
+    // Not `no log`: with the defaults' `option httplog` it warns `log format ignored
+    // for frontend 'asg_metrics' since it has no log address` on every version.
+    s.push_str("    http-request set-log-level silent\n");
     s.push_str("    http-request use-service prometheus-exporter if { path /metrics }\n");
     s.push_str("    http-request return status 404 content-type text/plain string \"not found: HAProxy's metrics are at /metrics\\n\"\n");
     s
@@ -491,7 +493,7 @@ slots = 8
         let fe = text.split("frontend asg_metrics\n").nth(1).unwrap();
         for line in [
             "    bind ipv4@127.0.0.1:8405\n",
-            "    no log\n",
+            "    http-request set-log-level silent\n",
             "    http-request use-service prometheus-exporter if { path /metrics }\n",
             "    http-request return status 404 ",
         ] {

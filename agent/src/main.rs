@@ -717,6 +717,13 @@ fn print_status(s: &Status, json: bool) -> Outcome {
             ))?;
         }
     }
+    if let Some(v) = &s.haproxy_version {
+        out("")?;
+        out(&format!(
+            "HAProxy {v}, {} reloads by this service",
+            s.reloads
+        ))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

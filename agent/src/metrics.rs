@@ -18,6 +18,7 @@
 //! | `haproxy_asg_agent_operations_in_flight` | gauge | `pool`, `kind` | joins, drains, evictions in flight |
 //! | `haproxy_asg_agent_operation_duration_seconds` | histogram | `pool`, `outcome` | a change reaching the service -> the member's outcome (`up`, `drained`, `failed`) |
 //! | `haproxy_asg_agent_reloads_total` | counter | | hitless reloads (slot growth) |
+//! | `haproxy_asg_agent_haproxy_info` | gauge | `version` | 1, labelled with the version HAProxy reported (absent until the agent reached it) |
 //! | `haproxy_asg_agent_errors_total` | counter | `kind` | see [`ErrorKind`] |
 //! | `haproxy_asg_agent_aws_syncs_total` | counter | | successful syncs from AWS |
 //! | `haproxy_asg_agent_aws_last_sync_timestamp_seconds` | gauge | | unix time of the last one (0: none yet) |
@@ -70,11 +71,13 @@ pub enum ErrorKind {
     /// A member from a group agent.toml does not map was kept instead of drained by a
     /// sync from AWS (the maps of the reactor and the agents differ): once per member.
     UnmappedMember,
+    /// HAProxy is a version the agent does not drive (older than 2.6).
+    UnsupportedHaproxy,
 }
 
 impl ErrorKind {
     /// Every kind, in the order rendered.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         Self::HaproxyUnreachable,
         Self::BatchFailed,
         Self::SyncFailed,
@@ -84,6 +87,7 @@ impl ErrorKind {
         Self::StateWriteFailed,
         Self::TagRefused,
         Self::UnmappedMember,
+        Self::UnsupportedHaproxy,
     ];
 
     /// The `kind` label's value.
@@ -98,6 +102,7 @@ impl ErrorKind {
             Self::StateWriteFailed => "state_write_failed",
             Self::TagRefused => "tag_refused",
             Self::UnmappedMember => "unmapped_member",
+            Self::UnsupportedHaproxy => "unsupported_haproxy",
         }
     }
 }
@@ -178,6 +183,8 @@ pub struct Snapshot {
     pub reloads: u64,
     /// Reports waiting in the outbox for the reactor's inbox.
     pub reports_pending: u64,
+    /// The version HAProxy reported, once the service reached it.
+    pub haproxy_version: Option<String>,
 }
 
 const STATES: [&str; 3] = ["joining", "up", "draining"];
@@ -220,6 +227,7 @@ impl Snapshot {
             pools,
             reloads,
             reports_pending: 0,
+            haproxy_version: None,
         }
     }
 }
@@ -452,10 +460,18 @@ impl Registry {
             "Hitless reloads of HAProxy this service did (slot growth only).",
         );
         o.sample("reloads_total", &[], snap.reloads as f64);
+        if let Some(version) = &snap.haproxy_version {
+            o.family(
+                "haproxy_info",
+                "gauge",
+                "The HAProxy this agent drives: 1, labelled with the version it reported (show info).",
+            );
+            o.sample("haproxy_info", &[("version", version)], 1.0);
+        }
         o.family(
             "errors_total",
             "counter",
-            "Errors by kind: haproxy_unreachable, batch_failed, sync_failed, refused_message, reload_failed, no_slots, state_write_failed, tag_refused, unmapped_member.",
+            "Errors by kind: haproxy_unreachable, batch_failed, sync_failed, refused_message, reload_failed, no_slots, state_write_failed, tag_refused, unmapped_member, unsupported_haproxy.",
         );
         for (k, n) in &self.errors {
             o.sample("errors_total", &[("kind", k.label())], *n as f64);
@@ -610,8 +626,18 @@ mod tests {
         let pools = vec!["web".to_string(), "api".to_string()];
         let mut r = Registry::new(&pools, 1_700_000_000.0);
         r.set_slots("web", 8);
-        let text = r.render(&Snapshot::of(&table(), &pools, 2));
+        let mut snap = Snapshot::of(&table(), &pools, 2);
+        assert!(
+            !r.render(&snap).contains("haproxy_info"),
+            "unknown until reached"
+        );
+        snap.haproxy_version = Some("3.0.11-9e587df".into());
+        let text = r.render(&snap);
         let s = |l: &str| sample(&text, l).unwrap_or_else(|| panic!("no {l} in\n{text}"));
+        assert_eq!(
+            s("haproxy_asg_agent_haproxy_info{version=\"3.0.11-9e587df\"}"),
+            1.0
+        );
         assert_eq!(s("haproxy_asg_agent_slots{pool=\"web\"}"), 8.0);
         assert_eq!(s("haproxy_asg_agent_slots_used{pool=\"web\"}"), 4.0);
         assert_eq!(s("haproxy_asg_agent_slots_free{pool=\"web\"}"), 4.0);

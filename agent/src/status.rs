@@ -106,6 +106,9 @@ pub struct Status {
     /// agent's table alone, HAProxy's columns `?`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy_down: Option<String>,
+    /// The version of the HAProxy the service drives (`show info`), once it reached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy_version: Option<String>,
 }
 
 fn admin_word(s: &ServerState) -> &'static str {

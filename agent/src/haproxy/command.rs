@@ -113,18 +113,40 @@ impl Op {
     pub fn succeeded(&self, reply: &str) -> bool {
         let reply = reply.trim();
         match self {
-            // A map command succeeds silently (HAProxy 2.6.12).
+            // A map command succeeds silently (every version).
             Self::MapAdd { .. } | Self::MapSet { .. } => reply.is_empty(),
             Self::MapDel { .. } => reply.is_empty() || reply == "Key not found.",
-            // `set server ... addr` reports what it changed; the rest are silent.
-            _ => {
-                reply.is_empty()
-                    || reply.starts_with("IP changed from")
-                    || reply.starts_with("no need to change")
-                    || reply.starts_with("port changed from")
-            }
+            Self::SetAddr { .. } => set_addr_succeeded(reply),
+            // The state and session commands are silent.
+            _ => reply.is_empty(),
         }
     }
+}
+
+/// Whether a reply to `set server B/S addr A port P` says the server now has that
+/// address and port. HAProxy reports each part it looked at, then who asked:
+/// - changed: `IP changed from '0.0.0.0' to '10.0.0.5', port changed from '80' to
+///   '8080' by 'stats socket command'` (every version; 3.0+ leaves out the part that did
+///   not change: `port changed from '9999' to '9998' by ...`);
+/// - unchanged: 2.6 and 2.8 say `no need to change the addr, no need to change the
+///   port by 'stats socket command'`, 3.0 and later `nothing changed`. Either is
+///   success: the server has what was asked (a member back at its old address);
+/// - a part it refused (`problem converting port 'abc' to an int`, on 2.6 after the
+///   address was applied) or any other text is a refusal.
+fn set_addr_succeeded(reply: &str) -> bool {
+    if reply == "nothing changed" {
+        return true;
+    }
+    let parts = match reply.rsplit_once(" by '") {
+        Some((parts, who)) if who.ends_with('\'') => parts,
+        _ => return false,
+    };
+    parts.split(", ").all(|part| {
+        part.starts_with("IP changed from '")
+            || part.starts_with("port changed from '")
+            || part == "no need to change the addr"
+            || part == "no need to change the port"
+    })
 }
 
 /// One command: an [`Op`] on slot `slot` of pool `pool`.
@@ -321,5 +343,54 @@ mod tests {
         }
         .succeeded("IP changed from '0.0.0.0' to '10.0.0.1' by 'stats socket command'"));
         assert!(!Op::Drain.succeeded("No such server."));
+    }
+
+    /// The replies to `set server web/slot1 addr 127.0.0.9 port 9999` (and its
+    /// neighbours) of each version, captured from the real binaries (2.6.12, 3.0.11,
+    /// 3.2.26); 2.8's as the 2.6 code that 2.8 keeps writes them.
+    #[test]
+    fn set_addr_replies_of_every_version() {
+        let op = Op::SetAddr {
+            addr: "127.0.0.9".parse().unwrap(),
+            port: Port::new(9999).unwrap(),
+        };
+        let by = " by 'stats socket command'";
+        let changed = format!(
+            "IP changed from '0.0.0.0' to '127.0.0.9', port changed from '80' to '9999'{by}"
+        );
+        // Both parts changed: the same text on every version.
+        assert!(op.succeeded(&changed));
+        // Unchanged: a member back at the address and port its slot still holds.
+        let unchanged_2_6 = format!("no need to change the addr, no need to change the port{by}");
+        assert!(op.succeeded(&unchanged_2_6), "2.6/2.8");
+        assert!(op.succeeded("nothing changed"), "3.0/3.2");
+        // One part changed.
+        assert!(op.succeeded(&format!(
+            "no need to change the addr, port changed from '9999' to '9998'{by}"
+        )));
+        assert!(op.succeeded(&format!(
+            "IP changed from '127.0.0.9' to '127.0.0.8', no need to change the port{by}"
+        )));
+        assert!(
+            op.succeeded(&format!("port changed from '9999' to '9998'{by}")),
+            "3.0+"
+        );
+        assert!(
+            op.succeeded(&format!("IP changed from '127.0.0.9' to '127.0.0.8'{by}")),
+            "3.0+"
+        );
+        // A refused part is a refusal, even when 2.6 applied the address before it.
+        assert!(!op.succeeded(&format!(
+            "IP changed from '0.0.0.0' to '127.0.0.7', problem converting port 'abc' to an int{by}"
+        )));
+        assert!(
+            !op.succeeded("problem converting port 'abc' to an int"),
+            "3.0+"
+        );
+        assert!(!op.succeeded("No such server."));
+        assert!(!op.succeeded("Require 'backend/server'."));
+        // The state commands answer nothing: an address change's words are not theirs.
+        assert!(!Op::Ready.succeeded("nothing changed"));
+        assert!(Op::Ready.succeeded(""));
     }
 }

@@ -10,7 +10,9 @@
 //!   text ([`Op::succeeded`]) is an error that carries HAProxy's own words;
 //! - the instance map the log line reads: [`Op::MapAdd`], [`Op::MapSet`], [`Op::MapDel`]
 //!   (and [`Command::map_put`]) through [`Client::batch`], [`Client::show_map`] to read it;
-//! - the master: [`Client::reload`] and `show proc`;
+//! - the master: [`Client::reload`] (its answer: [`ReloadAnswer`]) and `show proc`;
+//! - which HAProxy it is: [`Client::version`] (`show info`), refused below
+//!   [`MIN_VERSION`];
 //! - after a reload, writes sent to the admin socket can still reach the old worker for
 //!   ~100 ms and be lost; [`Client::via_master`] sends every command through the master
 //!   CLI as `@1 <command>`, which always reaches the newest worker.
@@ -27,8 +29,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use parse::{
-    parse_map, parse_proc, parse_servers_state, parse_stat, ProcInfo, ServerState, StatRow,
+    parse_info_version, parse_map, parse_proc, parse_reload, parse_servers_state, parse_stat,
+    ProcInfo, ReloadAnswer, ServerState, StatRow, Version,
 };
+
+/// The oldest HAProxy branch the agent drives: 2.6 (the first LTS with `add server`
+/// and `del server` stable, and what Debian 12 ships).
+pub const MIN_VERSION: (u32, u32) = (2, 6);
+
+/// The branches tested in CI against real binaries (`scripts/test`); 2.8 by its
+/// answers' texts (unit tests).
+pub const TESTED_VERSIONS: &str = "2.6, 2.8, 3.0 and 3.2";
+
+/// [`TESTED_VERSIONS`] as branches.
+pub const TESTED_BRANCHES: [(u32, u32); 4] = [(2, 6), (2, 8), (3, 0), (3, 2)];
 
 /// Longest `;`-joined line sent at once (HAProxy's own ingress controller uses 16,000).
 const MAX_LINE: usize = 16_000;
@@ -125,6 +139,12 @@ pub enum HaproxyError {
         command: String,
         /// What was wrong with it.
         detail: String,
+    },
+    /// An HAProxy older than [`MIN_VERSION`].
+    #[error("HAProxy {version} is not supported: the agent drives HAProxy 2.6 or later (tested: {TESTED_VERSIONS}); upgrade HAProxy")]
+    Unsupported {
+        /// The version HAProxy reported.
+        version: String,
     },
     /// A master-socket operation without a master socket configured.
     #[error("this needs HAProxy's master socket: run HAProxy in master-worker mode (`haproxy -W -S /run/haproxy/master.sock ...`) and set haproxy.master_socket in agent.toml")]
@@ -328,10 +348,33 @@ impl Client {
         self.exchange(ep, &format!("{cmd}\n"), cmd)
     }
 
-    /// Asks the master for a hitless reload. HAProxy 2.6 answers nothing and closes;
-    /// whether it worked shows in [`Client::proc_info`] (a new worker, or `[failed]`).
-    pub fn reload(&self) -> Result<(), HaproxyError> {
-        self.master("reload").map(|_| ())
+    /// Asks the master for a hitless reload, waiting up to `wait` for its answer.
+    /// HAProxy 2.6 answers nothing and closes ([`ReloadAnswer::Unconfirmed`]: whether
+    /// it worked shows in [`Client::proc_info`], a new worker or `[failed]`); 2.8 and
+    /// later answer once the new worker is up or failed, with the start-up log.
+    pub fn reload(&self, wait: Duration) -> Result<ReloadAnswer, HaproxyError> {
+        const CMD: &str = "reload";
+        let ep = self.master.as_ref().ok_or(HaproxyError::NoMaster)?;
+        let patient = Self {
+            timeout: wait.max(self.timeout),
+            ..self.clone()
+        };
+        let text = patient.exchange(ep, "reload\n", CMD)?;
+        parse_reload(&text).map_err(|detail| HaproxyError::Protocol {
+            command: CMD.into(),
+            detail,
+        })
+    }
+
+    /// The version of the HAProxy behind the admin socket (`show info`), refused with
+    /// [`HaproxyError::Unsupported`] when older than [`MIN_VERSION`].
+    pub fn version(&self) -> Result<Version, HaproxyError> {
+        const CMD: &str = "show info";
+        let v = parse_info_version(&self.query(CMD)?).map_err(|detail| HaproxyError::Protocol {
+            command: CMD.into(),
+            detail,
+        })?;
+        supported(v)
     }
 
     /// Sends groups of commands; each group stays on one `;` line, so HAProxy applies
@@ -418,11 +461,20 @@ impl Client {
     }
 }
 
+/// `v` when the agent drives it, else [`HaproxyError::Unsupported`].
+pub fn supported(v: Version) -> Result<Version, HaproxyError> {
+    if v.branch < MIN_VERSION {
+        return Err(HaproxyError::Unsupported { version: v.text });
+    }
+    Ok(v)
+}
+
 fn check_batch_reply(cmds: &[&(&Command, String)], reply: &str) -> Result<(), HaproxyError> {
-    // Each command's reply is its text followed by an empty line.
+    // Each command's reply is its text followed by an empty line (`lines`, not
+    // `split`: the last newline ends the last reply, it does not start another).
     let mut blocks: Vec<String> = Vec::new();
     let mut cur: Vec<&str> = Vec::new();
-    for line in reply.split('\n') {
+    for line in reply.lines() {
         if line.is_empty() {
             blocks.push(cur.join("\n"));
             cur.clear();
@@ -477,7 +529,8 @@ mod tests {
 
     #[test]
     fn groups_are_never_split_across_lines() {
-        // A Unix socket that records each line and answers one empty reply per command.
+        // A Unix socket that records each line and answers each command as HAProxy 3.0
+        // does when nothing changes: `nothing changed` to an address, nothing to a state.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
@@ -488,8 +541,18 @@ mod tests {
                 let Ok(mut conn) = conn else { break };
                 let mut line = String::new();
                 let _ = conn.read_to_string(&mut line);
-                let n = line.trim_end().split("; ").count();
-                let _ = conn.write_all("\n".repeat(n).as_bytes());
+                let reply: String = line
+                    .trim_end()
+                    .split("; ")
+                    .map(|c| {
+                        if c.contains(" addr ") {
+                            "nothing changed\n\n"
+                        } else {
+                            "\n"
+                        }
+                    })
+                    .collect();
+                let _ = conn.write_all(reply.as_bytes());
                 seen.lock().unwrap().push(line.trim_end().to_string());
             }
         });
@@ -520,6 +583,52 @@ mod tests {
             total += cmds.len();
         }
         assert_eq!(total, 1800);
+    }
+
+    /// A socket answering every connection with `reply` (a stand-in for HAProxy only
+    /// where no real HAProxy can give the answer: a version it is not).
+    fn answering(dir: &std::path::Path, reply: &'static str) -> Endpoint {
+        let path = dir.join("admin.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let mut asked = String::new();
+                let _ = conn.read_to_string(&mut asked);
+                let _ = conn.write_all(reply.as_bytes());
+            }
+        });
+        Endpoint::Unix(path)
+    }
+
+    #[test]
+    fn an_haproxy_older_than_2_6_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = answering(
+            dir.path(),
+            "Name: HAProxy\nVersion: 2.4.22-0ubuntu0.22.04.3\nRelease_date: 2023/02/14\n\n",
+        );
+        let client = Client::new(ep, None, Duration::from_secs(5));
+        let e = client.version().unwrap_err();
+        assert!(matches!(e, HaproxyError::Unsupported { .. }), "{e:?}");
+        let msg = e.to_string();
+        for words in [
+            "HAProxy 2.4.22-0ubuntu0.22.04.3 is not supported",
+            "2.6 or later",
+            "3.2",
+        ] {
+            assert!(msg.contains(words), "{words:?} in {msg}");
+        }
+        for ok in [
+            "2.6.12-1+deb12u4",
+            "2.8.5",
+            "3.0.11-9e587df",
+            "3.2.26-1",
+            "3.3-dev4",
+        ] {
+            assert!(supported(Version::parse(ok).unwrap()).is_ok(), "{ok}");
+        }
+        assert!(supported(Version::parse("1.8.30").unwrap()).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Parsers for HAProxy's `show stat`, `show servers state`, `show proc` and `show map`
-//! output.
+//! Parsers for HAProxy's `show stat`, `show servers state`, `show proc`, `show map`,
+//! `show info` (its version) and the master's `reload` answers.
 //!
 //! Columns are found by their header names, not by position, so an HAProxy that adds
 //! columns does not shift what is read.
@@ -209,7 +209,12 @@ impl ProcInfo {
     }
 }
 
-/// Parses `show proc`.
+/// Parses `show proc`. Every version lists the master, then `# workers`; a worker's
+/// `<reloads>` is how many reloads it survived (the current one 0, but 1 after a failed
+/// reload, on every version). 2.6 to 3.0 end with `# programs`; 3.1+ list the workers
+/// left from earlier reloads (and, after a failed reload, the one still serving) under
+/// `# old workers` instead, and have no `# programs`. Worker lines read the same in
+/// either section.
 pub fn parse_proc(text: &str) -> Result<ProcInfo, String> {
     let mut reloads = None;
     let mut failed = 0;
@@ -243,6 +248,92 @@ pub fn parse_proc(text: &str) -> Result<ProcInfo, String> {
         failed,
         workers,
     })
+}
+
+/// What the master CLI's `reload` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadAnswer {
+    /// HAProxy 2.6 answers nothing at once (the reload runs after the connection
+    /// closed): only `show proc` tells how it went.
+    Unconfirmed,
+    /// 2.8 and later answer once the new worker is up or failed: `Success=1`, `--`,
+    /// then the start-up log. The new worker is serving.
+    Succeeded {
+        /// The start-up log (`[NOTICE] ... Loading success.` ...).
+        log: String,
+    },
+    /// `Success=0`: the new configuration did not load; the old worker keeps serving.
+    Failed {
+        /// HAProxy's reasons (`[ALERT] ... config : parsing [...] : ...`).
+        log: String,
+    },
+}
+
+/// Parses the master's answer to `reload`:
+/// - 2.6: empty;
+/// - 2.8+: `Success=1` or `Success=0`, a `--` line, then the new worker's start-up log
+///   (on 3.0.11: `[NOTICE]   (2151) : New worker (2178) forked`, `Loading success.`;
+///   on failure the `[ALERT]` lines and `[WARNING] ... Loading failure!`).
+pub fn parse_reload(text: &str) -> Result<ReloadAnswer, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(ReloadAnswer::Unconfirmed);
+    }
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let log = rest
+        .trim_start()
+        .strip_prefix("--")
+        .unwrap_or(rest)
+        .trim()
+        .to_string();
+    match first.trim() {
+        "Success=1" => Ok(ReloadAnswer::Succeeded { log }),
+        "Success=0" => Ok(ReloadAnswer::Failed { log }),
+        _ => Err(format!("neither empty nor `Success=0|1`: {text:?}")),
+    }
+}
+
+/// The HAProxy a socket answers for (`show info`'s `Version:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// As HAProxy writes it: `2.6.12-1+deb12u4`, `3.0.11-9e587df`, `3.2.26-1`.
+    pub text: String,
+    /// The branch: (2, 6), (3, 0), (3, 2)...
+    pub branch: (u32, u32),
+}
+
+impl Version {
+    /// Reads a version string (`3.0.11-9e587df`, `2.6.12-1+deb12u4`, `3.3-dev4`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let mut parts = text.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(Self {
+            text: text.to_string(),
+            branch: (major, minor),
+        })
+    }
+
+    /// `major.minor`.
+    pub fn branch_text(&self) -> String {
+        format!("{}.{}", self.branch.0, self.branch.1)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Parses `show info` for its `Version:` line.
+pub fn parse_info_version(text: &str) -> Result<Version, String> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Version:"))
+        .ok_or_else(|| format!("no `Version:` line in {:?}", text.trim()))?;
+    Version::parse(line).ok_or_else(|| format!("unreadable version {:?}", line.trim()))
 }
 
 /// Parses `show map <file>`: one `0x<entry address> <key> <value>` line per entry.
@@ -305,6 +396,100 @@ mod tests {
         assert!(!rows[1].is_up());
         assert_eq!(rows[1].qcur, 1);
         assert_eq!(rows[1].check_summary(), "L4CON Connection refused");
+    }
+
+    // `show proc` of each version, captured from the real binaries: after a reload,
+    // then after a failed reload (the serving worker then has 1 reload).
+    const PROC_2_6: [&str; 2] = [
+        "#<PID>          <type>          <reloads>       <uptime>        <version>      \n539             master          1 [failed: 0]   0d00h00m01s     2.6.12-1+deb12u4\n# workers\n549             worker          0               0d00h00m00s     2.6.12-1+deb12u4\n# programs\n\n",
+        "#<PID>          <type>          <reloads>       <uptime>        <version>      \n539             master          2 [failed: 1]   0d00h00m02s     2.6.12-1+deb12u4\n# workers\n549             worker          1               0d00h00m01s     2.6.12-1+deb12u4\n# programs\n\n",
+    ];
+    const PROC_3_0: [&str; 2] = [
+        "#<PID>          <type>          <reloads>       <uptime>        <version>      \n2151            master          1 [failed: 0]   0d00h00m01s     3.0.11-9e587df \n# workers\n2178            worker          0               0d00h00m01s     3.0.11-9e587df \n# programs\n\n",
+        "#<PID>          <type>          <reloads>       <uptime>        <version>      \n2151            master          2 [failed: 1]   0d00h00m02s     3.0.11-9e587df \n# workers\n2178            worker          1               0d00h00m02s     3.0.11-9e587df \n# programs\n\n",
+    ];
+    const PROC_3_2: [&str; 2] = [
+        "#<PID>          <type>          <reloads>       <uptime>        <version>      \n3488            master          1 [failed: 0]   0d00h00m01s     3.2.26-1       \n# workers\n3501            worker          0               0d00h00m01s     3.2.26-1       \n\n",
+        "#<PID>          <type>          <reloads>       <uptime>        <version>      \n3488            master          2 [failed: 1]   0d00h00m01s     3.2.26-1       \n# workers\n# old workers\n3501            worker          1               0d00h00m01s     3.2.26-1       \n\n",
+    ];
+
+    #[test]
+    fn proc_reads_the_same_on_every_version() {
+        for (version, [reloaded, failed], worker) in [
+            ("2.6", PROC_2_6, 549),
+            ("3.0", PROC_3_0, 2178),
+            ("3.2", PROC_3_2, 3501),
+        ] {
+            let p = parse_proc(reloaded).unwrap();
+            assert_eq!((p.reloads, p.failed), (1, 0), "{version}");
+            assert_eq!(p.current_worker(), Some(worker), "{version}");
+            let p = parse_proc(failed).unwrap();
+            assert_eq!((p.reloads, p.failed), (2, 1), "{version}");
+            assert_eq!(p.workers, vec![(worker, 1)], "{version}");
+            assert_eq!(p.current_worker(), None, "{version}");
+        }
+    }
+
+    #[test]
+    fn reload_answers_of_every_version() {
+        // 2.6.12: nothing, at once.
+        assert_eq!(parse_reload("").unwrap(), ReloadAnswer::Unconfirmed);
+        // 3.0.11 (2.8 answers the same way), once the new worker is up.
+        let ok = "Success=1\n--\n[NOTICE]   (2151) : New worker (2178) forked\n[NOTICE]   (2151) : Loading success.\n[NOTICE]   (2151) : haproxy version is 3.0.11-9e587df\n[NOTICE]   (2151) : path to executable is /root/.cache/haproxy-asg/haproxy/3.0/bin/haproxy\n[WARNING]  (2151) : Former worker (2153) exited with code 0 (Exit)\n\n";
+        match parse_reload(ok).unwrap() {
+            ReloadAnswer::Succeeded { log } => {
+                assert!(log.starts_with("[NOTICE]   (2151) : New worker (2178) forked"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let failed_3_0 = "Success=0\n--\n[NOTICE]   (2151) : haproxy version is 3.0.11-9e587df\n[NOTICE]   (2151) : path to executable is /root/.cache/haproxy-asg/haproxy/3.0/bin/haproxy\n[ALERT]    (2151) : config : parsing [/tmp/cap24-tsd2jo6w/haproxy.cfg:13] : unknown keyword 'bogus' in 'backend' section\n[ALERT]    (2151) : config : Error(s) found in configuration file : /tmp/cap24-tsd2jo6w/haproxy.cfg\n[ALERT]    (2151) : config : Fatal errors found in configuration.\n[WARNING]  (2151) : Loading failure!\n\n";
+        // 3.2.26: the new worker parses the file itself and says so.
+        let ok_3_2 = "Success=1\n--\n[NOTICE]   (3488) : Initializing new worker (3501)\n[NOTICE]   (3488) : Loading success.\n[NOTICE]   (3488) : haproxy version is 3.2.26-1\n[NOTICE]   (3488) : path to executable is /root/.cache/haproxy-asg/haproxy/3.2/root/usr/sbin/haproxy\n[WARNING]  (3488) : Former worker (3493) exited with code 0 (Exit)\n\n";
+        assert!(matches!(
+            parse_reload(ok_3_2).unwrap(),
+            ReloadAnswer::Succeeded { .. }
+        ));
+        let failed_3_2 = "Success=0\n--\n[NOTICE]   (3488) : Initializing new worker (3514)\n[NOTICE]   (3514) : haproxy version is 3.2.26-1\n[NOTICE]   (3514) : path to executable is /root/.cache/haproxy-asg/haproxy/3.2/root/usr/sbin/haproxy\n[ALERT]    (3514) : config : parsing [/tmp/cap24-af3h6cy2/haproxy.cfg:13] : unknown keyword 'bogus' in 'backend' section\n[ALERT]    (3514) : config : Error(s) found in configuration file : /tmp/cap24-af3h6cy2/haproxy.cfg\n[ALERT]    (3514) : config : Fatal errors found in configuration.\n[NOTICE]   (3488) : haproxy version is 3.2.26-1\n[NOTICE]   (3488) : path to executable is /root/.cache/haproxy-asg/haproxy/3.2/root/usr/sbin/haproxy\n[WARNING]  (3488) : Failed to load worker (3514) exited with code 1 (Exit)\n\n";
+        for failed in [failed_3_0, failed_3_2] {
+            match parse_reload(failed).unwrap() {
+                ReloadAnswer::Failed { log } => {
+                    assert!(
+                        log.contains("unknown keyword 'bogus' in 'backend' section"),
+                        "{log}"
+                    );
+                    assert!(!log.starts_with("--"));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(parse_reload("Unknown command: 'reload'\n").is_err());
+    }
+
+    #[test]
+    fn versions_are_read_from_show_info() {
+        for (info, text, branch) in [
+            (
+                "Name: HAProxy\nVersion: 2.6.12-1+deb12u4\nRelease_date: 2026/10/17\n",
+                "2.6.12-1+deb12u4",
+                (2, 6),
+            ),
+            (
+                "Name: HAProxy\nVersion: 3.0.11-9e587df\nRelease_date: 2025/06/02\n",
+                "3.0.11-9e587df",
+                (3, 0),
+            ),
+            (
+                "Name: HAProxy\nVersion: 3.2.26-1\nRelease_date: 2026/10/14\n",
+                "3.2.26-1",
+                (3, 2),
+            ),
+            ("Version: 3.3-dev4\n", "3.3-dev4", (3, 3)),
+        ] {
+            let v = parse_info_version(info).unwrap();
+            assert_eq!((v.text.as_str(), v.branch), (text, branch));
+        }
+        assert!(parse_info_version("Name: HAProxy\n").is_err());
+        assert!(parse_info_version("Version: banana\n").is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use infra::PoolName;
 use tracing::{info, info_span, warn};
 
 use super::{Service, ServiceError, State};
-use crate::haproxy::{Command, Op};
+use crate::haproxy::{Command, Op, ReloadAnswer};
 use crate::haproxy_cfg;
 use crate::slots::{self, LiveSlots};
 use crate::store;
@@ -144,6 +144,11 @@ impl Service {
         if result.is_ok() {
             st.reloads += 1;
             st.reloaded_at = Some(Instant::now());
+            // The new worker may be another binary (a package upgrade reloads into it).
+            let client = self.haproxy(st);
+            if let Err(e) = self.learn_version(st, &client) {
+                warn!(error = %e, "cannot read HAProxy's version after the reload");
+            }
             self.metric(|m| {
                 for (pool, n) in &targets {
                     m.set_slots(pool.as_str(), *n);
@@ -195,9 +200,26 @@ impl Service {
             let _ = store::write_atomic(path, old.as_bytes());
             ServiceError::Reload(reason)
         };
-        // HAProxy 2.6 answers nothing and closes; the outcome shows in `show proc`.
-        let _ = self.client.reload();
+        // 2.8+ answer once the new worker is up or failed (a failure with HAProxy's
+        // reasons); 2.6 answers nothing at once: then `show proc` tells. One deadline
+        // for both.
         let deadline = Instant::now() + RELOAD_TIMEOUT;
+        match self.client.reload(RELOAD_TIMEOUT) {
+            Ok(ReloadAnswer::Failed { log }) => {
+                // Its [ALERT] lines say why; the [NOTICE] lines around them do not.
+                let alerts: Vec<&str> = log.lines().filter(|l| l.contains("[ALERT]")).collect();
+                let why = if alerts.is_empty() {
+                    log.replace('\n', " | ")
+                } else {
+                    alerts.join(" | ")
+                };
+                return Err(put_back(format!(
+                    "HAProxy did not load the new configuration: {why}"
+                )));
+            }
+            Ok(ReloadAnswer::Succeeded { .. } | ReloadAnswer::Unconfirmed) => {}
+            Err(e) => warn!(error = %e, "no answer to the reload; asking `show proc`"),
+        }
         loop {
             if Instant::now() >= deadline {
                 return Err(put_back(format!("no new worker within {RELOAD_TIMEOUT:?}")));

@@ -24,6 +24,7 @@ mod grow;
 pub mod inbox;
 mod scrape;
 mod server;
+mod version;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -189,6 +190,8 @@ struct State {
     last_error: Option<String>,
     /// Whether the start-up resume reached HAProxy.
     resumed: bool,
+    /// The version HAProxy reported (`show info`), when known.
+    haproxy_version: Option<String>,
     /// What the running worker's instance map holds, as far as we know; `None` after a
     /// reload or a failed batch, when only `show map` can tell.
     instances: Option<instances::Entries>,
@@ -278,6 +281,7 @@ fn haproxy_kind(e: &HaproxyError) -> ErrorKind {
         HaproxyError::Connect { .. } | HaproxyError::Io { .. } => ErrorKind::HaproxyUnreachable,
         HaproxyError::Refused { .. } | HaproxyError::Protocol { .. } => ErrorKind::BatchFailed,
         HaproxyError::NoMaster => ErrorKind::ReloadFailed,
+        HaproxyError::Unsupported { .. } => ErrorKind::UnsupportedHaproxy,
     }
 }
 
@@ -339,6 +343,7 @@ impl Service {
                 rows: Vec::new(),
                 last_error: None,
                 resumed: false,
+                haproxy_version: None,
                 outbox,
                 asked: BTreeMap::new(),
             }),
@@ -410,6 +415,7 @@ impl Service {
             let st = self.lock();
             let mut snap = metrics::Snapshot::of(&st.table, &pools, st.reloads);
             snap.reports_pending = st.outbox.len() as u64;
+            snap.haproxy_version.clone_from(&st.haproxy_version);
             snap
         };
         self.metrics
@@ -1027,9 +1033,10 @@ impl Service {
 
     /// Every slot and every operation in flight.
     pub fn status(&self) -> Result<Status, ServiceError> {
-        let (client, table, reloads) = {
+        let (client, table, reloads, version) = {
             let st = self.lock();
-            (self.haproxy(&st), st.table.clone(), st.reloads)
+            let version = st.haproxy_version.clone();
+            (self.haproxy(&st), st.table.clone(), st.reloads, version)
         };
         let pools: Vec<String> = self
             .cfg
@@ -1044,13 +1051,14 @@ impl Service {
             Ok(read) => read,
             Err(e) => {
                 let why = format!("{e}: the slots below are the agent's table; is HAProxy running (`systemctl status haproxy`)?");
-                let status =
+                let mut status =
                     crate::status::without_haproxy(&self.cfg.host, &pools, &table, reloads, why);
+                status.haproxy_version = version;
                 return Ok(status);
             }
         };
         let states: Vec<ServerState> = states;
-        Ok(crate::status::build(
+        let mut status = crate::status::build(
             &self.cfg.host,
             &pools,
             &table,
@@ -1058,7 +1066,9 @@ impl Service {
             &rows,
             now_ms(),
             reloads,
-        ))
+        );
+        status.haproxy_version = version;
+        Ok(status)
     }
 
     /// Whether a join, drain or eviction is in flight.
@@ -1178,6 +1188,7 @@ impl Service {
         }
         let _ = std::fs::remove_file(grow::candidate_path(&self.cfg.haproxy.config));
         let client = self.haproxy(&st);
+        self.learn_version(&mut st, &client)?;
         let mut needs = BTreeMap::new();
         let mut lives = BTreeMap::new();
         for pc in &self.cfg.pools {

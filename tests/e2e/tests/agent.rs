@@ -1,4 +1,5 @@
-//! The agent against a real HAProxy 2.6 and real backend processes.
+//! The agent against a real HAProxy (Debian 12's 2.6, or `$HAPROXY_BIN`: `scripts/test` runs
+//! it again against 3.0 and 3.2) and real backend processes.
 //!
 //! Each test starts its own HAProxy (master-worker) in a temp dir, its own backends on
 //! loopback, and drives the real `agent` binary. Every wait is bounded.
@@ -586,6 +587,75 @@ fn status_into_a_closed_pipe_ends_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code, "0", "agent status exited {code}: {err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A reload HAProxy refuses although `haproxy -c` passed (here a check that passes
+/// everything, so the invalid file reaches the master): the agent reports it failed,
+/// with HAProxy's own reasons where the version gives them in the reload's answer
+/// (2.8+: `Success=0`, `--`, the [ALERT] lines), puts the old file back, and the old
+/// worker keeps serving.
+#[test]
+fn a_reload_haproxy_refuses_fails_with_its_reasons_and_keeps_the_old_worker() {
+    let h = host(2);
+    let version = h.client().version().unwrap();
+    let path = h.dir().join("haproxy.cfg");
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    let with_static = cfg.replace(
+        "    server-template slot 1-2",
+        "    server slot3 127.0.0.1:1 disabled\n    server-template slot 1-2",
+    );
+    std::fs::write(&path, &with_static).unwrap();
+    let passes = h.dir().join("check-passes");
+    std::fs::write(&passes, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&passes, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let toml = std::fs::read_to_string(&h.config).unwrap();
+    let binary = format!(
+        "binary = \"{}\"\n",
+        harness::process::haproxy_bin().display()
+    );
+    assert!(toml.contains(&binary), "{toml}");
+    let toml = toml.replace(&binary, &format!("binary = \"{}\"\n", passes.display()));
+    std::fs::write(&h.config, toml).unwrap();
+    h.kill_service();
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    let before = h.client().proc_info().unwrap();
+
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("r{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-r{i}"), b.addr))
+        .collect();
+    let run = h
+        .agent(&["apply", "--change", &change(1, add, &[]).to_json()], None)
+        .unwrap();
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("HAProxy reload failed"),
+        "{}",
+        run.stderr
+    );
+    if version.branch >= (2, 8) {
+        assert!(
+            run.stderr.contains("did not load the new configuration")
+                && run.stderr.contains("slot3"),
+            "HAProxy {version}'s reasons are shown: {}",
+            run.stderr
+        );
+    } else {
+        assert!(run.stderr.contains("[failed]"), "{}", run.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), with_static);
+    let after = h.client().proc_info().unwrap();
+    assert_eq!(after.failed, before.failed + 1, "{after:?}");
+    assert_eq!(
+        after.workers.len(),
+        1,
+        "the old worker serves on: {after:?}"
+    );
+    assert!(http::get(h.frontend("web"), "/", Duration::from_secs(5)).is_ok());
 }
 
 #[test]

@@ -244,7 +244,7 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
         (load.completed() > 100).then_some(())
     })
     .expect("load is flowing");
-    let _ = client.reload();
+    let _ = client.reload(Duration::from_secs(10));
     let after = wait_for(Duration::from_secs(10), || {
         let now = client.proc_info().ok()?;
         (now.reloads > before.reloads && now.current_worker() != before.current_worker())
@@ -587,11 +587,16 @@ fn render_output_writes_only_a_configuration_haproxy_accepts() {
     );
     // A configuration HAProxy refuses (here: a check that always fails) leaves the file.
     let toml = std::fs::read_to_string(&h.config).unwrap();
-    std::fs::write(
-        &h.config,
-        toml.replacen("[haproxy]\n", "[haproxy]\nbinary = \"/bin/false\"\n", 1),
-    )
-    .unwrap();
+    let binary = toml
+        .lines()
+        .find(|l| l.starts_with("binary = "))
+        .map_or(String::new(), str::to_string);
+    let toml = if binary.is_empty() {
+        toml.replacen("[haproxy]\n", "[haproxy]\nbinary = \"/bin/false\"\n", 1)
+    } else {
+        toml.replacen(&binary, "binary = \"/bin/false\"", 1)
+    };
+    std::fs::write(&h.config, toml).unwrap();
     let run = h
         .agent(&["config", "render", "--output", out_s], None)
         .unwrap();

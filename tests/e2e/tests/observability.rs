@@ -1,5 +1,5 @@
-//! What an operator sees of a host, against a real HAProxy 2.6, real backends and the
-//! real agent service:
+//! What an operator sees of a host, against a real HAProxy (2.6, or `$HAPROXY_BIN`),
+//! real backends and the real agent service:
 //!
 //! - the agent's own `/metrics` (`[metrics] agent`) and HAProxy's built-in Prometheus
 //!   exporter (`[metrics] haproxy`, a frontend `agent config render` declares) follow a
@@ -469,4 +469,62 @@ fn agent_status_shows_the_slot_to_instance_map() {
         m.iter().all(|x| x.2 == "up" && x.3 == "UP").then_some(m)
     });
     assert!(both_up.is_some(), "i-b never showed up in agent status");
+}
+
+/// The version `haproxy -v` of the binary the hosts run prints (`3.0.11-9e587df`).
+fn haproxy_v() -> String {
+    let out = std::process::Command::new(harness::process::haproxy_bin())
+        .arg("-v")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_rendered_configuration_checks_clean_and_the_agent_names_its_haproxy() {
+    let syslog = Syslog::start().unwrap();
+    let o = observed("proxy-version", 2, &syslog);
+    let h = &o.host;
+
+    // `agent config render`'s configuration, metrics frontend included, passes
+    // `haproxy -c` without a warning (each version warned `log format ignored for
+    // frontend 'asg_metrics'` with `no log` there), so `zero-warning` could be set.
+    let check = std::process::Command::new(harness::process::haproxy_bin())
+        .arg("-c")
+        .arg("-f")
+        .arg(h.dir().join("haproxy.cfg"))
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "haproxy -c: {said}");
+    assert!(!said.contains("WARNING"), "haproxy -c warned: {said}");
+
+    // The service read HAProxy's version when it reached it: in /metrics and status.
+    let version = haproxy_v();
+    let info = wait_for(Duration::from_secs(20), || {
+        scrape(o.agent)
+            .ok()?
+            .value("haproxy_asg_agent_haproxy_info", &[("version", &version)])
+    })
+    .unwrap_or_else(|| panic!("haproxy_info{{version={version:?}}} in the agent's metrics"));
+    assert_eq!(info, 1.0);
+    let run = h.agent(&["status", "--json"], None).unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["haproxy_version"], version.as_str());
+    let run = h.agent(&["status"], None).unwrap();
+    assert!(
+        run.stdout
+            .contains(&format!("HAProxy {version}, 0 reloads")),
+        "{}",
+        run.stdout
+    );
 }

@@ -2,7 +2,7 @@
 //! host waits for another member's drain; a member in flight is taken over by a newer
 //! change; a service killed at any moment resumes where it was.
 //!
-//! Real HAProxy 2.6, real backend processes, the real `agent run` under a supervisor
+//! Real HAProxy (2.6, or `$HAPROXY_BIN`), real backend processes, the real `agent run` under a supervisor
 //! that restarts it (as systemd does), real `agent apply` processes. Every wait is
 //! bounded.
 
@@ -452,15 +452,19 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
     // Mid-reload: `haproxy -c` made slow, the service killed while it validates the
     // grown configuration, then again right after the reload took.
     let wrapper = h.dir().join("slow-haproxy");
-    std::fs::write(&wrapper, "#!/bin/sh\nsleep 1.5\nexec haproxy \"$@\"\n").unwrap();
+    let haproxy = harness::process::haproxy_bin();
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nsleep 1.5\nexec {} \"$@\"\n", haproxy.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cfg = std::fs::read_to_string(&h.config).unwrap();
+    let binary = format!("binary = \"{}\"\n", haproxy.display());
+    assert!(cfg.contains(&binary), "{cfg}");
     std::fs::write(
         &h.config,
-        cfg.replace(
-            "[haproxy]\n",
-            &format!("[haproxy]\nbinary = \"{}\"\n", wrapper.display()),
-        ),
+        cfg.replace(&binary, &format!("binary = \"{}\"\n", wrapper.display())),
     )
     .unwrap();
     h.kill_service();

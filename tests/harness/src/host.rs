@@ -127,8 +127,9 @@ impl Host {
         let d = dir.path();
         std::fs::create_dir_all(d.join("state"))?;
         let mut toml = format!(
-            "host = \"{}\"\n[haproxy]\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
+            "host = \"{}\"\n[haproxy]\nbinary = \"{}\"\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
             spec.name,
+            crate::process::haproxy_bin().display(),
             d.join("haproxy.cfg").display(),
             d.join("admin.sock").display(),
             d.join("master.sock").display(),
@@ -334,7 +335,7 @@ impl Host {
             .create(true)
             .append(true)
             .open(d.join("haproxy.log"))?;
-        let child = Command::new("haproxy")
+        let child = Command::new(crate::process::haproxy_bin())
             .arg("-W")
             .arg("-S")
             .arg(d.join("master.sock"))

@@ -17,6 +17,15 @@ pub fn terminate(child: &mut Child, grace: Duration) {
     }
 }
 
+/// The HAProxy every host runs (and its agent checks configurations with): `$HAPROXY_BIN`
+/// when set (`scripts/test` runs the real-HAProxy suites once per version so), else
+/// `haproxy` from `PATH`.
+pub fn haproxy_bin() -> PathBuf {
+    std::env::var_os("HAPROXY_BIN")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("haproxy"), PathBuf::from)
+}
+
 /// The path of binary `name` built in the same target directory as the running
 /// executable (tests live in `target/<profile>/deps`, binaries in `target/<profile>`).
 pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
