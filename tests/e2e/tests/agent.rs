@@ -620,17 +620,7 @@ fn a_reload_haproxy_refuses_fails_with_its_reasons_and_keeps_the_old_worker() {
     h.wait_service(Duration::from_secs(10)).unwrap();
     let before = h.client().proc_info().unwrap();
 
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("r{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-r{i}"), b.addr))
-        .collect();
-    let run = h
-        .agent(&["apply", "--change", &change(1, add, &[]).to_json()], None)
-        .unwrap();
+    let (_backends, run) = apply_three(&h, "r");
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(
         run.stderr.contains("HAProxy reload failed"),
@@ -658,6 +648,23 @@ fn a_reload_haproxy_refuses_fails_with_its_reasons_and_keeps_the_old_worker() {
     assert!(http::get(h.frontend("web"), "/", Duration::from_secs(5)).is_ok());
 }
 
+/// Three new members (`i-<prefix>0..2`, each a real backend) in one `agent apply`, which
+/// needs more slots than a 2-slot pool has; the backends and the run.
+fn apply_three(h: &Host, prefix: &str) -> (Vec<Backend>, harness::host::AgentRun) {
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend::start(&format!("{prefix}{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-{prefix}{i}"), b.addr))
+        .collect();
+    let run = h
+        .agent(&["apply", "--change", &change(1, add, &[]).to_json()], None)
+        .unwrap();
+    (backends, run)
+}
+
 #[test]
 fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
     let h = host(2);
@@ -669,17 +676,7 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
         "    server slot3 127.0.0.1:1 disabled\n    server-template slot 1-2",
     );
     std::fs::write(&path, &with_static).unwrap();
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("g{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-g{i}"), b.addr))
-        .collect();
-    let run = h
-        .agent(&["apply", "--change", &change(1, add, &[]).to_json()], None)
-        .unwrap();
+    let (_backends, run) = apply_three(&h, "g");
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(run.stderr.contains("failed `haproxy -c`"), "{}", run.stderr);
     assert!(
