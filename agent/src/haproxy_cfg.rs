@@ -68,6 +68,41 @@ pub fn slot_line(pool: &PoolConfig, n: u32) -> String {
     line
 }
 
+/// Why `haproxy -c` did not accept a configuration ([`haproxy_check`]).
+#[derive(Debug)]
+pub enum CheckFailure {
+    /// The candidate file could not be written.
+    Write(std::io::Error),
+    /// The haproxy binary could not be run.
+    Run(std::io::Error),
+    /// HAProxy refused it: its own output.
+    Invalid(String),
+}
+
+/// Writes `text` to `candidate`, runs `binary -c -f candidate` on it, and removes it: the
+/// one `haproxy -c` of a configuration before it is installed (a growth, or `agent config
+/// render --output`).
+pub fn haproxy_check(
+    binary: &std::path::Path,
+    candidate: &std::path::Path,
+    text: &str,
+) -> Result<(), CheckFailure> {
+    std::fs::write(candidate, text).map_err(CheckFailure::Write)?;
+    let out = std::process::Command::new(binary)
+        .arg("-c")
+        .arg("-f")
+        .arg(candidate)
+        .output();
+    let _ = std::fs::remove_file(candidate);
+    let out = out.map_err(CheckFailure::Run)?;
+    if !out.status.success() {
+        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&out.stderr));
+        return Err(CheckFailure::Invalid(output));
+    }
+    Ok(())
+}
+
 /// Why the configuration file can not be used as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum CfgError {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
 use agent::control::{self, DiffLine, Reply, Request, SyncReply, MAX_MESSAGE};
-use agent::haproxy_cfg;
+use agent::haproxy_cfg::{self, CheckFailure};
 use agent::status::Status;
 use agent::units;
 use anyhow::{bail, Context};
@@ -378,14 +378,13 @@ fn run(cli: Cli) -> Outcome {
         Cmd::Status { json, pool, used } => {
             let cfg = cfg()?;
             if let Some(p) = &pool {
-                if !cfg.pools.iter().any(|c| c.name().as_str() == p) {
+                if cfg.pool(&infra::PoolName::new(p.as_str())?).is_none() {
+                    let names: Vec<String> =
+                        cfg.pools.iter().map(|c| c.name().to_string()).collect();
                     bail!(
-                        "unknown pool {p}: agent.toml defines {}",
-                        cfg.pools
-                            .iter()
-                            .map(|c| c.name().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "unknown pool {p}: {} defines no such [[pool]] (its pools: {})",
+                        cli.config.display(),
+                        names.join(", ")
                     );
                 }
             }
@@ -405,28 +404,18 @@ fn render_to(cfg: &AgentConfig, path: &Path) -> anyhow::Result<()> {
     let mut name = path.as_os_str().to_owned();
     name.push(".agent-render");
     let candidate = PathBuf::from(name);
-    std::fs::write(&candidate, &text)
-        .with_context(|| format!("cannot write {}", candidate.display()))?;
-    let checked = std::process::Command::new(&cfg.haproxy.binary)
-        .arg("-c")
-        .arg("-f")
-        .arg(&candidate)
-        .output();
-    let _ = std::fs::remove_file(&candidate);
-    let checked = checked.with_context(|| {
-        format!(
-            "cannot run {} -c to check the rendered configuration; {} was not written",
+    match haproxy_cfg::haproxy_check(&cfg.haproxy.binary, &candidate, &text) {
+        Ok(()) => {}
+        Err(CheckFailure::Write(e)) => bail!("cannot write {}: {e}", candidate.display()),
+        Err(CheckFailure::Run(e)) => bail!(
+            "cannot run {} -c to check the rendered configuration ({e}); {} was not written",
             cfg.haproxy.binary.display(),
             path.display()
-        )
-    })?;
-    if !checked.status.success() {
-        bail!(
-            "haproxy -c refused the rendered configuration, so {} was left as it was:\n{}{}",
-            path.display(),
-            String::from_utf8_lossy(&checked.stdout),
-            String::from_utf8_lossy(&checked.stderr)
-        );
+        ),
+        Err(CheckFailure::Invalid(output)) => bail!(
+            "haproxy -c refused the rendered configuration, so {} was left as it was:\n{output}",
+            path.display()
+        ),
     }
     agent::store::write_atomic(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;

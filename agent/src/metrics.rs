@@ -155,10 +155,8 @@ pub struct Registry {
     reports_sent: u64,
     report_failures: u64,
     reports_dropped: u64,
-    /// The tag refusals already counted.
-    refused_tags: std::collections::BTreeSet<String>,
-    /// The unmapped members already counted.
-    unmapped: std::collections::BTreeSet<String>,
+    /// What [`Registry::once`] already counted, by kind.
+    counted_once: std::collections::BTreeSet<(ErrorKind, String)>,
 }
 
 /// One pool's gauges, read from the slot table at scrape time.
@@ -327,22 +325,13 @@ impl Registry {
         *self.errors.entry(kind).or_default() += 1;
     }
 
-    /// A group tag was refused for `why`: counted (as [`ErrorKind::TagRefused`]) the
-    /// first time only. True when it is new, for the caller to log it once.
-    pub fn tag_refused(&mut self, why: &str) -> bool {
-        let new = self.refused_tags.insert(why.to_string());
+    /// One error of `kind` about `what` (a refused tag, an unmapped pool/instance),
+    /// counted the first time only, however often each sync meets it again. True when
+    /// it is new, for the caller to log it once.
+    pub fn once(&mut self, kind: ErrorKind, what: &str) -> bool {
+        let new = self.counted_once.insert((kind, what.to_string()));
         if new {
-            self.error(ErrorKind::TagRefused);
-        }
-        new
-    }
-
-    /// A member of a group agent.toml does not map (`what`: pool/instance) was kept:
-    /// counted (as [`ErrorKind::UnmappedMember`]) the first time only. True when new.
-    pub fn unmapped(&mut self, what: &str) -> bool {
-        let new = self.unmapped.insert(what.to_string());
-        if new {
-            self.error(ErrorKind::UnmappedMember);
+            self.error(kind);
         }
         new
     }
@@ -755,9 +744,14 @@ mod tests {
         r.error(ErrorKind::RefusedMessage);
         r.error(ErrorKind::HaproxyUnreachable);
         // A refused tag counts once however often each sync meets it again.
-        assert!(r.tag_refused("group g: tag haproxy:pool=\"x\" refused"));
-        assert!(!r.tag_refused("group g: tag haproxy:pool=\"x\" refused"));
-        assert!(r.tag_refused("group g: tag haproxy:port=\"22\" refused"));
+        let refused = |r: &mut Registry, why: &str| r.once(ErrorKind::TagRefused, why);
+        assert!(refused(&mut r, "group g: tag haproxy:pool=\"x\" refused"));
+        assert!(!refused(&mut r, "group g: tag haproxy:pool=\"x\" refused"));
+        assert!(refused(&mut r, "group g: tag haproxy:port=\"22\" refused"));
+        assert!(r.once(
+            ErrorKind::UnmappedMember,
+            "group g: tag haproxy:pool=\"x\" refused"
+        ));
         assert_eq!(r.errors(ErrorKind::TagRefused), 2);
         r.synced(1_700_000_123.5);
         r.synced(1_700_000_456.25);

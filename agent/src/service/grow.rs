@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use infra::PoolName;
@@ -12,7 +11,7 @@ use tracing::{info, info_span, warn};
 
 use super::{Service, ServiceError, State};
 use crate::haproxy::{Command, Op, ReloadAnswer};
-use crate::haproxy_cfg;
+use crate::haproxy_cfg::{self, CheckFailure};
 use crate::slots::{self, LiveSlots};
 use crate::store;
 
@@ -168,27 +167,19 @@ impl Service {
     /// `haproxy -c` on a candidate file beside the configuration.
     fn validate(&self, text: &str) -> Result<(), ServiceError> {
         let candidate = candidate_path(&self.cfg.haproxy.config);
-        std::fs::write(&candidate, text).map_err(|source| ServiceError::ConfigFile {
-            action: "cannot write",
-            path: candidate.clone(),
-            source,
-        })?;
-        let out = Process::new(&self.cfg.haproxy.binary)
-            .arg("-c")
-            .arg("-f")
-            .arg(&candidate)
-            .output();
-        let _ = std::fs::remove_file(&candidate);
-        let out = out.map_err(|source| ServiceError::Check {
-            binary: self.cfg.haproxy.binary.clone(),
-            source,
-        })?;
-        if !out.status.success() {
-            let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
-            output.push_str(&String::from_utf8_lossy(&out.stderr));
-            return Err(ServiceError::ConfigInvalid { output });
-        }
-        Ok(())
+        let binary = &self.cfg.haproxy.binary;
+        haproxy_cfg::haproxy_check(binary, &candidate, text).map_err(|e| match e {
+            CheckFailure::Write(source) => ServiceError::ConfigFile {
+                action: "cannot write",
+                path: candidate.clone(),
+                source,
+            },
+            CheckFailure::Run(source) => ServiceError::Check {
+                binary: binary.clone(),
+                source,
+            },
+            CheckFailure::Invalid(output) => ServiceError::ConfigInvalid { output },
+        })
     }
 
     /// Installs `new`, reloads through the master, and waits for the new worker; puts

@@ -319,7 +319,7 @@ fn desired_from_aws(
     read: infra::aws::DesiredFromAws,
 ) -> Result<Desired, String> {
     for t in &read.refused {
-        if service.metric(|m| m.tag_refused(&t.to_string())) {
+        if service.metric(|m| m.once(Failure::TagRefused, &t.to_string())) {
             warn!(group = %t.group, tag = t.tag, refused = %t, "a group tag was refused; counted in errors_total{{kind=\"tag_refused\"}}");
         }
     }
@@ -342,7 +342,7 @@ fn desired_from_aws(
         .collect();
     for s in crate::aws::keep_unmapped(&mut desired, strays, &service.cfg.aws_groups) {
         let what = format!("{}/{}", s.pool, s.member.id);
-        if service.metric(|m| m.unmapped(&what)) {
+        if service.metric(|m| m.once(Failure::UnmappedMember, &what)) {
             warn!(pool = %s.pool, instance = %s.member.id, group = s.group.as_deref().unwrap_or(""), "a member from a group agent.toml does not map is kept, not drained: add the group to [aws] groups (the reactor maps it); counted in errors_total{{kind=\"unmapped_member\"}}");
         }
     }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{resolve_pools, AwsError, Discovery, Generations, GroupPoolsError, GroupState};
+use infra::aws::{resolve_pools, AwsError, Discovery, Generations, GroupState};
 use infra::HostId;
 use infra::Pool;
 use serde_json::Value;
@@ -70,9 +70,6 @@ pub enum ReactorError {
     /// Reading a group or completing an action failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
-    /// A group's tags name pools or ports that can not be used.
-    #[error(transparent)]
-    Pools(#[from] GroupPoolsError),
     /// The change could not be sent.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),

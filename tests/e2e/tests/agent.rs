@@ -598,13 +598,7 @@ fn status_into_a_closed_pipe_ends_quietly() {
 fn a_reload_haproxy_refuses_fails_with_its_reasons_and_keeps_the_old_worker() {
     let h = host(2);
     let version = h.client().version().unwrap();
-    let path = h.dir().join("haproxy.cfg");
-    let cfg = std::fs::read_to_string(&path).unwrap();
-    let with_static = cfg.replace(
-        "    server-template slot 1-2",
-        "    server slot3 127.0.0.1:1 disabled\n    server-template slot 1-2",
-    );
-    std::fs::write(&path, &with_static).unwrap();
+    let (path, with_static) = static_slot3(&h);
     let passes = h.dir().join("check-passes");
     std::fs::write(&passes, "#!/bin/sh\nexit 0\n").unwrap();
     std::fs::set_permissions(&passes, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -648,6 +642,19 @@ fn a_reload_haproxy_refuses_fails_with_its_reasons_and_keeps_the_old_worker() {
     assert!(http::get(h.frontend("web"), "/", Duration::from_secs(5)).is_ok());
 }
 
+/// An operator's static server named like the next slot (`slot3`) in a 2-slot pool's
+/// haproxy.cfg, which makes the grown configuration invalid: the file and its text.
+fn static_slot3(h: &Host) -> (std::path::PathBuf, String) {
+    let path = h.dir().join("haproxy.cfg");
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    let with_static = cfg.replace(
+        "    server-template slot 1-2",
+        "    server slot3 127.0.0.1:1 disabled\n    server-template slot 1-2",
+    );
+    std::fs::write(&path, &with_static).unwrap();
+    (path, with_static)
+}
+
 /// Three new members (`i-<prefix>0..2`, each a real backend) in one `agent apply`, which
 /// needs more slots than a 2-slot pool has; the backends and the run.
 fn apply_three(h: &Host, prefix: &str) -> (Vec<Backend>, harness::host::AgentRun) {
@@ -669,13 +676,7 @@ fn apply_three(h: &Host, prefix: &str) -> (Vec<Backend>, harness::host::AgentRun
 fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
     let h = host(2);
     // An operator's static server named like the next slot makes the grown config invalid.
-    let path = h.dir().join("haproxy.cfg");
-    let cfg = std::fs::read_to_string(&path).unwrap();
-    let with_static = cfg.replace(
-        "    server-template slot 1-2",
-        "    server slot3 127.0.0.1:1 disabled\n    server-template slot 1-2",
-    );
-    std::fs::write(&path, &with_static).unwrap();
+    let (path, with_static) = static_slot3(&h);
     let (_backends, run) = apply_three(&h, "g");
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(run.stderr.contains("failed `haproxy -c`"), "{}", run.stderr);
