@@ -88,9 +88,10 @@ enum Cmd {
         #[arg(long)]
         file: Option<PathBuf>,
         /// Wait for every member of this change to reach its target (health checks
-        /// passed, drain ended); exit 1 if one failed, 2 if the service stopped before
-        /// one had an outcome (it is `pending`, and resumes when the service starts
-        /// again); progress goes to stderr.
+        /// passed, drain ended; a member already converging under an earlier change is
+        /// waited for until that operation ends); exit 1 if one failed, 2 if the service
+        /// stopped before one had an outcome (it is `pending`, and resumes when the
+        /// service starts again); progress goes to stderr.
         #[arg(long)]
         wait: bool,
         /// Accepted for scripts written before `apply` returned at once (it is the
@@ -105,7 +106,8 @@ enum Cmd {
     ///
     /// Members missing from the desired state are drained and released; servers HAProxy
     /// runs in a slot no member owns are drained and put in maintenance; members whose
-    /// slot lost its address are set again. Members already converging stay as they are.
+    /// slot lost its address are set again. Members already converging stay as they are
+    /// (waited for until their operation ends, unless --no-wait).
     Sync {
         /// A desired-state file ({"version":1,"generation":N,"pools":[{"pool":"web","members":[...]}]}).
         /// Without it the service reads the groups of agent.toml's [aws] section from AWS.

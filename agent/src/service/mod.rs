@@ -810,21 +810,21 @@ impl Service {
                     0,
                 ));
             }
+            // Converging under an earlier change: a waiting caller waits for that
+            // change's outcome of the member (a caller that does not wait is told so).
             Action::Pending {
                 member,
                 slot,
                 change,
             } => {
-                started.outcomes.push(outcome(
-                    pool,
-                    &member,
-                    Some(slot),
-                    OutcomeStatus::Pending,
-                    Some(format!(
-                        "already converging under change {change}; that change reports its outcome"
-                    )),
-                    0,
-                ));
+                info!(pool = %pool, instance = %member, generation, slot = %slot_name(slot), earlier = change, "already converging");
+                started.waits.push(Wait {
+                    deadline: deadline_of(&member),
+                    pool: pool.clone(),
+                    member,
+                    change,
+                    slot,
+                });
             }
             Action::Done {
                 member,
@@ -1003,12 +1003,20 @@ impl Service {
                 }
             };
             outcomes.extend(started.waits.iter().map(|w| {
+                let why = if w.change == generation {
+                    why.to_string()
+                } else {
+                    format!(
+                        "already converging under change {}; that change reports its outcome",
+                        w.change
+                    )
+                };
                 outcome(
                     &w.pool,
                     &w.member,
                     Some(w.slot),
                     OutcomeStatus::Pending,
-                    Some(why.into()),
+                    Some(why),
                     0,
                 )
             }));

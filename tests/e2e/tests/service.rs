@@ -150,26 +150,18 @@ fn a_launch_during_a_long_drain_is_not_delayed() {
     std::thread::sleep(Duration::from_secs(1));
 
     // A second later Y launches; the reactor's change also names X, in transition.
+    // Y serves within its rise: the launch waits for no other member's drain.
     let t = Instant::now();
-    let (r, run) = h
-        .apply(&change(3, vec![member("i-y", y.addr)], &["i-x"]))
-        .unwrap();
+    let launch = apply_async(&h, &change(3, vec![member("i-y", y.addr)], &["i-x"]));
+    wait_stage(&h, "i-y", "up", Duration::from_secs(5));
     let took = t.elapsed();
-    assert_eq!(
-        outcome(&r, "i-y").0,
-        OutcomeStatus::Up,
-        "{r:?} {}",
-        run.stderr
-    );
     assert!(
         took < Duration::from_secs(2),
         "Y waited {took:?}: a launch must not wait for another member's drain"
     );
-    let (status, reason) = outcome(&r, "i-x");
-    assert_eq!(status, OutcomeStatus::Pending, "X rides along: {r:?}");
     assert!(
-        reason.contains("change 2"),
-        "pending names the change draining X: {reason}"
+        !launch.is_finished(),
+        "change 3 waits for X's drain as well"
     );
 
     // X takes no new request; Y takes them all.
@@ -207,6 +199,12 @@ fn a_launch_during_a_long_drain_is_not_delayed() {
         removed.done + Duration::from_millis(50) >= slow_done,
         "X's slot was freed only after its sessions ended"
     );
+    // Change 3, waiting, learned how X's drain (started by change 2) ended.
+    let launched = launch.join().unwrap();
+    assert_eq!(launched.code, 0, "{}", launched.stderr);
+    let rep = launched.report.expect("change 3 reports");
+    assert_eq!(outcome(&rep, "i-y").0, OutcomeStatus::Up, "{rep:?}");
+    assert_eq!(outcome(&rep, "i-x").0, OutcomeStatus::Drained, "{rep:?}");
     assert!(slot_of(&h.status().unwrap(), "i-x").is_none());
     table_matches_haproxy(&h);
 }
@@ -838,5 +836,52 @@ async fn reports_survive_an_sqs_outage_and_a_restart_of_the_service() {
             body.reports[0].generation
         ),
         ("i-rep", OutcomeStatus::Up, 7)
+    );
+}
+
+/// A waiting `agent sync` that finds a member still joining under an earlier change (the
+/// service's own start-up sync, a `--no-wait` apply) waits for that join and reports its
+/// outcome: it is not a member "without an outcome" and the sync exits 0.
+#[test]
+fn a_waiting_sync_waits_for_a_member_already_joining() {
+    let b = Backend::start("joining", "127.0.0.1").expect("backend");
+    let mut pool = PoolSpec::new("web", 4);
+    // A rise of 6 checks 500 ms apart: the join takes about 3 s.
+    pool.server_options = "check inter 500ms fall 2 rise 6".into();
+    let h = host_with(pool);
+    let accepted = h
+        .agent(
+            &[
+                "apply",
+                "--change",
+                &change(1, vec![member("i-j", b.addr)], &[]).to_json(),
+            ],
+            None,
+        )
+        .expect("apply");
+    assert_eq!(accepted.code, 0, "{}", accepted.stderr);
+    wait_stage(&h, "i-j", "joining", Duration::from_secs(5));
+    let desired = h.dir().join("desired.json");
+    let d = infra::Desired::new(
+        2,
+        vec![infra::PoolDesired {
+            pool: PoolName::new("web").unwrap(),
+            members: vec![member("i-j", b.addr)],
+        }],
+    );
+    std::fs::write(&desired, d.to_json()).unwrap();
+    let run = h
+        .agent(&["sync", "--desired", desired.to_str().unwrap()], None)
+        .expect("sync");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("1 members, 1 reached their target, 0 failed, 0 stale"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        slot_of(&h.status().unwrap(), "i-j").map(|r| r["stage"].clone()),
+        Some(Value::from("up"))
     );
 }
