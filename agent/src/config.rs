@@ -227,6 +227,11 @@ pub struct HaproxyConfig {
 pub const INSTANCES_MAP: &str = "instances.map";
 
 impl HaproxyConfig {
+    /// The file that holds the pools' slot blocks, which the agent resizes.
+    pub fn slots_file(&self) -> &std::path::Path {
+        &self.config
+    }
+
     /// The slot table file.
     pub fn slots_path(&self) -> PathBuf {
         self.state_dir.join("slots.json")

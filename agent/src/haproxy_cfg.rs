@@ -22,6 +22,7 @@
 
 use crate::config::{AgentConfig, PoolConfig};
 use crate::haproxy::Endpoint;
+use crate::slots::SlotTable;
 
 /// The transaction variable each pool's backend sets to `<pool>/slot<N>` (the slot that
 /// served) for the frontend's log line.
@@ -218,6 +219,31 @@ pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
     problems.extend(check_confinement(&path, text));
     problems.extend(check_metrics(cfg, &path, text));
     problems
+}
+
+/// Slot blocks smaller than the slot table uses (a template or a tool put back an older
+/// size after the agent grew it), each with what happens and what to do. `text` is the
+/// file that holds the slot blocks.
+pub fn check_against_table(cfg: &AgentConfig, text: &str, table: &SlotTable) -> Vec<String> {
+    let path = cfg.haproxy.slots_file().display().to_string();
+    let mut out = Vec::new();
+    for p in &cfg.pools {
+        let name = p.name().as_str();
+        let Some((i, declared)) = find_block(text, name) else {
+            continue;
+        };
+        let Some(top) = table
+            .pools
+            .get(name)
+            .and_then(|t| t.used().into_iter().next_back())
+        else {
+            continue;
+        };
+        if top > declared {
+            out.push(format!("{path}:{}: backend {name} declares {declared} slots but the slot table holds a member in {}: HAProxy's next reload or restart serves only the members in the first {declared} (the agent service grows the block back once it sees that reload); put back the `1-N` the agent wrote (at least `1-{top}`), or set [haproxy] pools_config so the agent keeps its backends in a file of its own", i + 1, slot_name(top)));
+        }
+    }
+    out
 }
 
 /// What a configuration had better have, each with what to do: not needed for the agent
@@ -446,6 +472,37 @@ pub fn render(cfg: &AgentConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_smaller_than_the_table_is_named_with_the_fix() {
+        let c = cfg();
+        let text = render(&c);
+        let mut table = SlotTable::default();
+        let t = table.pools.entry("web".into()).or_default();
+        t.members.insert(
+            infra::MemberId::new("i-9").unwrap(),
+            crate::slots::Entry {
+                slot: 9,
+                address: [10, 0, 0, 9].into(),
+                port: infra::Port::new(8080).unwrap(),
+                generation: 1,
+                state: crate::slots::EntryState::Up,
+                op: None,
+                touched: 0,
+            },
+        );
+        let p = check_against_table(&c, &text, &table);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("backend web declares 4 slots")
+                && p[0].contains("slot9")
+                && p[0].contains("1-9"),
+            "{}",
+            p[0]
+        );
+        let grown = set_slots(&text, "web", 16).unwrap();
+        assert!(check_against_table(&c, &grown, &table).is_empty());
+    }
 
     fn cfg() -> AgentConfig {
         AgentConfig::parse(

@@ -7,6 +7,8 @@
 //! socket ([`control`]).
 //!
 //! - [`slots`]: the slot table and every member's state machine (pure logic).
+//! - [`reassert`]: what HAProxy is sent when it lost state (a restart of the service, a
+//!   reload or restart of HAProxy by anyone; pure logic).
 //! - [`service`]: carries the plans out: health-gated joins, drains, growth with a
 //!   hitless reload, persistence and resume, the periodic sync from AWS.
 //! - [`haproxy`]: the one HAProxy client (typed commands, framing, parsers).
@@ -33,6 +35,7 @@ pub mod instances;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod reassert;
 pub mod service;
 pub mod slots;
 pub mod status;

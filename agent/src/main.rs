@@ -491,6 +491,9 @@ fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
             if text.contains(cfg.haproxy.instances_map.as_str()) && !map.exists() {
                 problems.push(format!("{}: the log-format reads {}, which does not exist: HAProxy refuses to start without it; run `agent config render` once (it creates it) or create it empty", path.display(), map.display()));
             }
+            let table: agent::slots::SlotTable =
+                agent::store::read_json(&cfg.haproxy.slots_path())?;
+            problems.extend(haproxy_cfg::check_against_table(cfg, &text, &table));
             for a in haproxy_cfg::advice(cfg, &text) {
                 out(&format!("warning: {a}"))?;
             }
@@ -708,12 +711,9 @@ fn print_status(s: &Status, json: bool) -> Outcome {
             ))?;
         }
     }
-    if let Some(v) = &s.haproxy_version {
-        out("")?;
-        out(&format!(
-            "HAProxy {v}, {} reloads by this service",
-            s.reloads
-        ))?;
+    out("")?;
+    for line in s.footer(infra::aws::now_ms()) {
+        out(&line)?;
     }
     Ok(ExitCode::SUCCESS)
 }

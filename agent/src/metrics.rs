@@ -18,6 +18,8 @@
 //! | `haproxy_asg_agent_operations_in_flight` | gauge | `pool`, `kind` | joins, drains, evictions in flight |
 //! | `haproxy_asg_agent_operation_duration_seconds` | histogram | `pool`, `outcome` | a change reaching the service -> the member's outcome (`up`, `drained`, `failed`) |
 //! | `haproxy_asg_agent_reloads_total` | counter | | hitless reloads (slot growth) |
+//! | `haproxy_asg_agent_external_reloads_total` | counter | | HAProxy workers this service did not start (a reload or restart by someone else) |
+//! | `haproxy_asg_agent_restored_total` | counter | | members and drains re-sent to HAProxy because it lacked them (after such a reload, or a restart of the service) |
 //! | `haproxy_asg_agent_haproxy_info` | gauge | `version` | 1, labelled with the version HAProxy reported (absent until the agent reached it) |
 //! | `haproxy_asg_agent_errors_total` | counter | `kind` | see [`ErrorKind`] |
 //! | `haproxy_asg_agent_aws_syncs_total` | counter | | successful syncs from AWS |
@@ -155,6 +157,8 @@ pub struct Registry {
     reports_sent: u64,
     report_failures: u64,
     reports_dropped: u64,
+    external_reloads: u64,
+    restored: u64,
     /// What [`Registry::once`] already counted, by kind.
     counted_once: std::collections::BTreeSet<(ErrorKind, String)>,
 }
@@ -336,6 +340,16 @@ impl Registry {
         new
     }
 
+    /// HAProxy has a worker this service did not start.
+    pub fn external_reload(&mut self) {
+        self.external_reloads += 1;
+    }
+
+    /// `n` members or drains were re-sent because HAProxy lacked them.
+    pub fn restored(&mut self, n: usize) {
+        self.restored += n as u64;
+    }
+
     /// How many errors of `kind` so far.
     pub fn errors(&self, kind: ErrorKind) -> u64 {
         self.errors.get(&kind).copied().unwrap_or(0)
@@ -449,6 +463,18 @@ impl Registry {
             "Hitless reloads of HAProxy this service did (slot growth only).",
         );
         o.sample("reloads_total", &[], snap.reloads as f64);
+        o.family(
+            "external_reloads_total",
+            "counter",
+            "HAProxy workers this service did not start: reloads or restarts by someone else, each followed by a restore of what HAProxy lacked.",
+        );
+        o.sample("external_reloads_total", &[], self.external_reloads as f64);
+        o.family(
+            "restored_total",
+            "counter",
+            "Members and drains re-sent to HAProxy because it lacked them (after a reload by someone else, or a restart of this service).",
+        );
+        o.sample("restored_total", &[], self.restored as f64);
         if let Some(version) = &snap.haproxy_version {
             o.family(
                 "haproxy_info",

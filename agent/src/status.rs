@@ -88,6 +88,32 @@ pub struct PoolMap {
     pub instances: Vec<SlotInstance>,
 }
 
+/// One of HAProxy's sockets the agent uses, and whether it answered `agent status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketStatus {
+    /// `admin` (the stats socket: every command) or `master` (the master CLI: reloads,
+    /// and noticing reloads by someone else).
+    pub role: String,
+    /// Where it is (agent.toml).
+    pub endpoint: String,
+    /// Why it did not answer; `None` when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A reload or restart of HAProxy by someone else, as the service noticed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalReload {
+    /// When it was noticed (unix ms).
+    pub at_ms: u64,
+    /// The worker before (pid).
+    pub from_pid: u32,
+    /// The new worker (pid).
+    pub to_pid: u32,
+    /// Members and drains re-sent to the new worker (`None`: not restored yet).
+    pub restored: Option<u64>,
+}
+
 /// Everything `agent status` shows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -109,6 +135,15 @@ pub struct Status {
     /// The version of the HAProxy the service drives (`show info`), once it reached it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy_version: Option<String>,
+    /// HAProxy's sockets and whether they answered.
+    #[serde(default)]
+    pub sockets: Vec<SocketStatus>,
+    /// HAProxy workers the service did not start (reloads or restarts by someone else).
+    #[serde(default)]
+    pub external_reloads: u64,
+    /// The last of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_external_reload: Option<ExternalReload>,
 }
 
 fn admin_word(s: &ServerState) -> &'static str {
@@ -131,6 +166,43 @@ impl Status {
         self.pools.retain(|p| keep(&p.pool));
         self.operations.retain(|o| keep(&o.pool));
         self
+    }
+
+    /// The lines after the tables: HAProxy's version and reloads (this service's and
+    /// anyone else's), and its sockets. `now_ms`: for "how long ago".
+    pub fn footer(&self, now_ms: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        let version = self
+            .haproxy_version
+            .as_deref()
+            .map_or("HAProxy (version not read yet)".to_string(), |v| {
+                format!("HAProxy {v}")
+            });
+        let mut line = format!(
+            "{version}: {} reloads by this service, {} by someone else",
+            self.reloads, self.external_reloads
+        );
+        if let Some(x) = &self.last_external_reload {
+            let ago = now_ms.saturating_sub(x.at_ms) as f64 / 1000.0;
+            let restored = x.restored.map_or("not restored yet".to_string(), |n| {
+                format!("{n} members or drains restored")
+            });
+            line.push_str(&format!(
+                " (last {ago:.0}s ago: worker {} -> {}, {restored})",
+                x.from_pid, x.to_pid
+            ));
+        }
+        out.push(line);
+        for sock in &self.sockets {
+            out.push(match &sock.error {
+                None => format!("{} socket {}: answers", sock.role, sock.endpoint),
+                Some(e) => format!(
+                    "{} socket {}: does not answer ({e})",
+                    sock.role, sock.endpoint
+                ),
+            });
+        }
+        out
     }
 
     /// One line per pool first: its members by stage and its slots.

@@ -143,6 +143,12 @@ impl Service {
         if result.is_ok() {
             st.reloads += 1;
             st.reloaded_at = Some(Instant::now());
+            // This worker is ours: the watch must not take it for someone else's.
+            st.worker = self
+                .client
+                .proc_info()
+                .ok()
+                .and_then(|p| p.current_worker());
             // The new worker may be another binary (a package upgrade reloads into it).
             let client = self.haproxy(st);
             if let Err(e) = self.learn_version(st, &client) {

@@ -22,6 +22,7 @@
 
 mod grow;
 pub mod inbox;
+mod resume;
 mod scrape;
 mod server;
 mod version;
@@ -37,14 +38,12 @@ use tracing::{info, info_span, warn};
 
 use crate::config::{AgentConfig, PoolConfig};
 use crate::control::{DiffLine, SyncReply};
-use crate::haproxy::{Client, Command, HaproxyError, ServerState, StatRow};
+use crate::haproxy::{Client, Command, HaproxyError, StatRow};
 use crate::haproxy_cfg::slot_name;
 use crate::instances;
 use crate::metrics::{self, ErrorKind};
 use crate::outbox::Outbox;
-use crate::slots::{
-    self, Action, Clock, EntryState, Finished, LiveSlots, PoolPlan, SlotTable, Timeouts,
-};
+use crate::slots::{self, Action, Clock, Finished, LiveSlots, PoolPlan, SlotTable, Timeouts};
 use crate::status::Status;
 use crate::store::{self, StoreError};
 
@@ -201,6 +200,13 @@ struct State {
     /// an earlier change's operation converged them. Their outcome is reported under it,
     /// so the change that found them converging learns how it ended.
     asked: BTreeMap<(PoolName, MemberId), u64>,
+    /// The HAProxy worker the table was last made true on (its pid): another one is a
+    /// reload or restart by someone else ([`Service::watch`]).
+    worker: Option<u32>,
+    /// Workers this service did not start that it has seen.
+    external_reloads: u64,
+    /// The last of them.
+    external: Option<crate::status::ExternalReload>,
 }
 
 /// An outcome for the inbox.
@@ -346,6 +352,9 @@ impl Service {
                 haproxy_version: None,
                 outbox,
                 asked: BTreeMap::new(),
+                worker: None,
+                external_reloads: 0,
+                external: None,
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -1041,10 +1050,17 @@ impl Service {
 
     /// Every slot and every operation in flight.
     pub fn status(&self) -> Result<Status, ServiceError> {
-        let (client, table, reloads, version) = {
+        let (client, table, reloads, version, external) = {
             let st = self.lock();
+            let external = (st.external_reloads, st.external.clone());
             let version = st.haproxy_version.clone();
-            (self.haproxy(&st), st.table.clone(), st.reloads, version)
+            (
+                self.haproxy(&st),
+                st.table.clone(),
+                st.reloads,
+                version,
+                external,
+            )
         };
         let pools: Vec<String> = self
             .cfg
@@ -1052,30 +1068,40 @@ impl Service {
             .iter()
             .map(|p| p.name().to_string())
             .collect();
-        let (states, rows) = match client
+        let read = client
             .servers_state(None)
-            .and_then(|s| Ok((s, client.stats()?)))
-        {
-            Ok(read) => read,
+            .and_then(|s| Ok((s, client.stats()?)));
+        let mut sockets = vec![crate::status::SocketStatus {
+            role: "admin".into(),
+            endpoint: self.cfg.haproxy.admin_socket.to_string(),
+            error: read.as_ref().err().map(ToString::to_string),
+        }];
+        if let Some(master) = &self.cfg.haproxy.master_socket {
+            sockets.push(crate::status::SocketStatus {
+                role: "master".into(),
+                endpoint: master.to_string(),
+                error: self.client.proc_info().err().map(|e| e.to_string()),
+            });
+        }
+        let mut status = match read {
+            Ok((states, rows)) => crate::status::build(
+                &self.cfg.host,
+                &pools,
+                &table,
+                &states,
+                &rows,
+                now_ms(),
+                reloads,
+            ),
             Err(e) => {
                 let why = format!("{e}: the slots below are the agent's table; is HAProxy running (`systemctl status haproxy`)?");
-                let mut status =
-                    crate::status::without_haproxy(&self.cfg.host, &pools, &table, reloads, why);
-                status.haproxy_version = version;
-                return Ok(status);
+                crate::status::without_haproxy(&self.cfg.host, &pools, &table, reloads, why)
             }
         };
-        let states: Vec<ServerState> = states;
-        let mut status = crate::status::build(
-            &self.cfg.host,
-            &pools,
-            &table,
-            &states,
-            &rows,
-            now_ms(),
-            reloads,
-        );
         status.haproxy_version = version;
+        status.sockets = sockets;
+        status.external_reloads = external.0;
+        status.last_external_reload = external.1;
         Ok(status)
     }
 
@@ -1184,107 +1210,6 @@ impl Service {
             self.changed.notify_all();
         }
         busy
-    }
-
-    /// Makes HAProxy match the table after a start: grows slot blocks a killed reload
-    /// left short, re-sends what a killed service may not have sent (a join's address
-    /// and state, a drain), and removes a leftover candidate configuration.
-    pub fn resume(&self) -> Result<(), ServiceError> {
-        let mut st = self.lock();
-        if st.resumed {
-            return Ok(());
-        }
-        let _ = std::fs::remove_file(grow::candidate_path(&self.cfg.haproxy.config));
-        let client = self.haproxy(&st);
-        self.learn_version(&mut st, &client)?;
-        let mut needs = BTreeMap::new();
-        let mut lives = BTreeMap::new();
-        for pc in &self.cfg.pools {
-            let pool = pc.name();
-            let live = Self::live(&client, pool)?;
-            let top = st
-                .table
-                .pools
-                .get(pool.as_str())
-                .and_then(|t| t.used().into_iter().next_back())
-                .unwrap_or(0);
-            if top > live.size() {
-                needs.insert(pool.clone(), top);
-            }
-            lives.insert(pool.clone(), live);
-        }
-        self.record_slots(&lives);
-        if !needs.is_empty() {
-            warn!(pools = ?needs, "the table holds slots HAProxy lacks (a reload was cut short): growing");
-            self.grow(&mut st, &needs)?;
-            lives.clear();
-            for pc in &self.cfg.pools {
-                lives.insert(
-                    pc.name().clone(),
-                    Self::live(&self.haproxy(&st), pc.name())?,
-                );
-            }
-            self.record_slots(&lives);
-        }
-        let mut groups = Vec::new();
-        for pc in &self.cfg.pools {
-            let pool = pc.name();
-            let (Some(t), Some(live)) = (st.table.pools.get(pool.as_str()), lives.get(pool)) else {
-                continue;
-            };
-            let check = pc.pool.server_options.has_check();
-            for (id, e) in &t.members {
-                let s = live.slots.get(&e.slot);
-                let action = match e.state {
-                    EntryState::Joining if !live.serves(e.slot, e.address, e.port) => {
-                        Some(slots::Send::Join {
-                            addr: e.address,
-                            port: e.port,
-                        })
-                    }
-                    EntryState::Draining if s.is_some_and(|s| !s.in_maint() && !s.draining()) => {
-                        groups.push(vec![Command::new(pool, e.slot, crate::haproxy::Op::Drain)]);
-                        None
-                    }
-                    _ => None,
-                };
-                if let Some(send) = action {
-                    info!(pool = %pool, instance = %id, slot = %slot_name(e.slot), "re-sending a join a stopped service may not have sent");
-                    groups.extend(slots::commands(
-                        pool,
-                        &Action::Join {
-                            member: id.clone(),
-                            slot: e.slot,
-                            send,
-                        },
-                        check,
-                    ));
-                }
-            }
-            for slot in t.evicting.keys() {
-                if live
-                    .slots
-                    .get(slot)
-                    .is_some_and(|s| !s.in_maint() && !s.draining())
-                {
-                    groups.push(vec![Command::new(pool, *slot, crate::haproxy::Op::Drain)]);
-                }
-            }
-        }
-        let client = self.haproxy(&st);
-        st.instances = None;
-        groups.extend(self.map_commands(&mut st, &client));
-        if let Err(e) = client.batch(&groups) {
-            st.instances = None;
-            return Err(e.into());
-        }
-        st.resumed = true;
-        self.persist(&st);
-        info!(
-            resent = groups.len(),
-            "resumed: HAProxy matches the slot table"
-        );
-        Ok(())
     }
 
     /// Asks every loop to stop.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use infra::{Change, Desired};
 use tracing::{error, info, warn};
 
+use super::resume::WATCH;
 use super::{scrape, Service, ServiceError, TICK};
 use crate::config::AgentConfig;
 use crate::control::{self, Reply, Request, MAX_MESSAGE};
@@ -254,12 +255,17 @@ pub(super) fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) {
 }
 
 /// Moves operations on every [`TICK`] while some are in flight, and waits for work
-/// otherwise.
+/// otherwise; looks at which HAProxy worker serves every [`WATCH`].
 fn ticker(service: &Service) {
+    let mut watched = Instant::now();
     while !service.stopping() {
         let busy = service.tick();
+        if watched.elapsed() >= WATCH {
+            service.watch();
+            watched = Instant::now();
+        }
         let st = service.lock();
-        let wait = if busy { TICK } else { Duration::from_secs(1) };
+        let wait = if busy { TICK } else { WATCH };
         let _ = service.changed.wait_timeout(st, wait);
     }
 }

@@ -694,3 +694,91 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// What an operator's tools do to HAProxy behind the agent's back: the agent grew the
+/// pool to 16 slots for 9 members; a template run puts back haproxy.cfg with the initial
+/// 4 slots and reloads through the master socket, and later HAProxy is restarted
+/// `-sf`-style (a new master taking over from the old). Each time every member serves
+/// again, no request fails, and the log, the metrics and `agent status` say so.
+#[test]
+fn a_reload_or_restart_by_someone_else_loses_no_member() {
+    let mut h = host(4);
+    let backends: Vec<Backend> = (0..9)
+        .map(|i| Backend::start(&format!("m{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let original = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-m{i}"), b.addr))
+        .collect();
+    let (r, run) = h.apply(&change(1, add, &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+    assert_eq!(r.reloads, 1, "one reload for the growth");
+    let every_member_serves = |h: &Host| {
+        let rows = h.status().ok()?;
+        let up = rows
+            .iter()
+            .filter(|r| r["member"].is_string() && r["status"] == "UP")
+            .count();
+        (up == 9).then_some(())
+    };
+    every_member_serves(&h).expect("nine members UP before");
+
+    let load = Load::start(h.frontend("web"), 3, Duration::from_secs(60), 1_000_000);
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > 50).then_some(())
+    });
+
+    // 1. The operator's template gives back the initial block; a reload by hand.
+    std::fs::write(h.dir().join("haproxy.cfg"), &original).unwrap();
+    let check = h.agent(&["config", "check"], None).unwrap();
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("backend web declares 4 slots but the slot table holds a member in slot9"),
+        "{}",
+        check.stdout
+    );
+    h.client().master("reload").unwrap();
+    wait_for(Duration::from_secs(3), || every_member_serves(&h)).unwrap_or_else(|| {
+        panic!(
+            "members lost after a reload by hand: {:?}\n{}",
+            h.status(),
+            h.agent_log()
+        )
+    });
+    let log = h.agent_log();
+    assert!(
+        log.contains("HAProxy has a worker this service did not start"),
+        "{log}"
+    );
+    assert!(log.contains("declares 4 slots for pool web"), "{log}");
+    let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
+    assert!(
+        cfg.contains("server-template slot 1-16 "),
+        "grown back: {cfg}"
+    );
+
+    // 2. A new master takes over from the old one (`haproxy -sf`).
+    h.restart_haproxy_sf().unwrap();
+    wait_for(Duration::from_secs(3), || every_member_serves(&h)).unwrap_or_else(|| {
+        panic!(
+            "members lost after a restart: {:?}\n{}",
+            h.status(),
+            h.agent_log()
+        )
+    });
+
+    let served = load.completed();
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > served + 100).then_some(())
+    });
+    let stats = load.stop();
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.errors);
+    let s = h.status_all().unwrap();
+    assert_eq!(s["external_reloads"], 2, "{s}");
+    let shown = h.agent(&["status"], None).unwrap().stdout;
+    assert!(shown.contains("2 by someone else"), "{shown}");
+}

@@ -522,9 +522,20 @@ fn the_rendered_configuration_checks_clean_and_the_agent_names_its_haproxy() {
     assert_eq!(status["haproxy_version"], version.as_str());
     let run = h.agent(&["status"], None).unwrap();
     assert!(
-        run.stdout
-            .contains(&format!("HAProxy {version}, 0 reloads")),
+        run.stdout.contains(&format!(
+            "HAProxy {version}: 0 reloads by this service, 0 by someone else"
+        )),
         "{}",
         run.stdout
     );
+    // Both sockets, and whether they answer.
+    for role in ["admin", "master"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{role} socket ")) && l.ends_with(": answers")),
+            "{}",
+            run.stdout
+        );
+    }
 }

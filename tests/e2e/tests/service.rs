@@ -648,6 +648,16 @@ fn status_summarises_filters_and_answers_with_haproxy_down() {
         .find(|l| l.contains("i-stat"))
         .unwrap_or_else(|| panic!("the member from the table: {}", run.stdout));
     assert!(row.contains(" ? ") && row.contains("up"), "{row}");
+    for role in ["admin", "master"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{role} socket "))
+                    && l.contains(": does not answer (")),
+            "{}",
+            run.stdout
+        );
+    }
 }
 
 /// A master socket that does not answer is said at start, with the right fix (HAProxy in

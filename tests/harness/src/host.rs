@@ -330,6 +330,29 @@ impl Host {
 
     /// Starts HAProxy (master-worker, master socket) and waits until it answers.
     pub fn start_haproxy(&mut self) -> anyhow::Result<()> {
+        self.spawn_haproxy(&[], None)
+    }
+
+    /// Restarts HAProxy the way `haproxy -sf <pid>` does (an operator's script, an older
+    /// init system): a new master starts from the same files and tells the old one to
+    /// finish; returns once the new master's worker answers. The old master exits by
+    /// itself once its worker finished (its sessions closed).
+    pub fn restart_haproxy_sf(&mut self) -> anyhow::Result<()> {
+        let old = self.haproxy.take().context("HAProxy is not running")?;
+        let before = self.client().proc_info()?.current_worker();
+        let pid = old.id().to_string();
+        self.spawn_haproxy(&["-sf", &pid], before)?;
+        // Reaped in the background: it ends once its worker's sessions are done.
+        std::thread::spawn(move || {
+            let mut old = old;
+            let _ = old.wait();
+        });
+        Ok(())
+    }
+
+    /// Starts HAProxy with `extra` arguments and waits until a worker other than
+    /// `not_worker` answers.
+    fn spawn_haproxy(&mut self, extra: &[&str], not_worker: Option<u32>) -> anyhow::Result<()> {
         let d = self.dir.path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -341,6 +364,7 @@ impl Host {
             .arg(d.join("master.sock"))
             .arg("-f")
             .arg(d.join("haproxy.cfg"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -354,7 +378,8 @@ impl Host {
         let up = wait_for(Duration::from_secs(10), || {
             let info = client.query("show info").ok()?;
             let procs = client.proc_info().ok()?;
-            (info.contains("Pid:") && procs.current_worker().is_some()).then_some(())
+            let worker = procs.current_worker();
+            (info.contains("Pid:") && worker.is_some() && worker != not_worker).then_some(())
         });
         if up.is_none() {
             let log = std::fs::read_to_string(d.join("haproxy.log")).unwrap_or_default();
@@ -443,7 +468,8 @@ impl Host {
             .unwrap_or_default())
     }
 
-    fn status_all(&self) -> anyhow::Result<serde_json::Value> {
+    /// `agent status --json`, whole.
+    pub fn status_all(&self) -> anyhow::Result<serde_json::Value> {
         let run = self.agent(&["status", "--json"], None)?;
         anyhow::ensure!(run.code == 0, "agent status failed: {}", run.stderr);
         Ok(serde_json::from_str(&run.stdout)?)
