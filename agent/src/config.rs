@@ -206,8 +206,13 @@ pub struct ServiceConfig {
 /// Where HAProxy is.
 #[derive(Debug, Clone)]
 pub struct HaproxyConfig {
-    /// haproxy.cfg, which holds the pools' slot blocks.
+    /// haproxy.cfg: the operator's (frontends, rules), and the pools' slot blocks too
+    /// unless `pools_config` is set.
     pub config: PathBuf,
+    /// A file of the agent's own holding the pools' backends (slot blocks, server
+    /// options, the server-state wiring), loaded by HAProxy as a second `-f`: the agent
+    /// writes it and never touches `config`. `None`: the slot blocks live in `config`.
+    pub pools_config: Option<PathBuf>,
     /// The admin-level stats socket.
     pub admin_socket: Endpoint,
     /// The master CLI socket (master-worker mode), needed for hitless reloads.
@@ -227,9 +232,10 @@ pub struct HaproxyConfig {
 pub const INSTANCES_MAP: &str = "instances.map";
 
 impl HaproxyConfig {
-    /// The file that holds the pools' slot blocks, which the agent resizes.
+    /// The file that holds the pools' slot blocks, which the agent resizes:
+    /// `pools_config` when set, else `config`.
     pub fn slots_file(&self) -> &std::path::Path {
-        &self.config
+        self.pools_config.as_deref().unwrap_or(&self.config)
     }
 
     /// The slot table file.
@@ -473,6 +479,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawHaproxy {
     config: PathBuf,
+    pools_config: Option<PathBuf>,
     admin_socket: String,
     master_socket: Option<String>,
     #[serde(default = "default_binary")]
@@ -596,6 +603,11 @@ impl AgentConfig {
             .map(Endpoint::parse)
             .transpose()
             .map_err(|e| format!("haproxy.master_socket: {e}"))?;
+        if let Some(p) = &raw.haproxy.pools_config {
+            if !p.is_absolute() || *p == raw.haproxy.config {
+                return Err(format!("haproxy.pools_config = {:?}: give an absolute path of its own, not haproxy.config (e.g. \"/etc/haproxy/haproxy-asg.cfg\"): the agent writes the pools' backends there and HAProxy loads it as a second -f", p.display()));
+            }
+        }
         let mut pools = Vec::new();
         for p in raw.pools {
             if pools.iter().any(|q: &PoolConfig| q.pool.name == p.name) {
@@ -703,6 +715,7 @@ impl AgentConfig {
             sync_interval,
             haproxy: HaproxyConfig {
                 config: raw.haproxy.config,
+                pools_config: raw.haproxy.pools_config,
                 admin_socket,
                 master_socket,
                 binary: raw.haproxy.binary,
@@ -727,6 +740,30 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every agent.toml the docs show (README.md, docs/interfaces.md) is one the agent
+    /// reads: a key renamed in the code and not in the docs fails here.
+    #[test]
+    fn the_agent_toml_examples_in_the_docs_parse() {
+        let docs = [
+            ("README.md", include_str!("../../README.md")),
+            ("docs/interfaces.md", include_str!("../../docs/interfaces.md")),
+        ];
+        let mut seen = 0;
+        for (name, text) in docs {
+            for block in text.split("```toml\n").skip(1) {
+                let block = block.split("```").next().unwrap_or_default();
+                if !block.contains("[haproxy]") {
+                    continue;
+                }
+                seen += 1;
+                if let Err(e) = AgentConfig::parse(block) {
+                    panic!("{name}: an agent.toml example does not parse: {e}\n{block}");
+                }
+            }
+        }
+        assert!(seen >= 2, "the docs' agent.toml examples were not found");
+    }
 
     const GOOD: &str = r#"
 host = "proxy-a"

@@ -80,20 +80,24 @@ pub enum CheckFailure {
     Invalid(String),
 }
 
-/// Writes `text` to `candidate`, runs `binary -c -f candidate` on it, and removes it: the
-/// one `haproxy -c` of a configuration before it is installed (a growth, or `agent config
-/// render --output`).
+/// Writes `text` to `candidate`, runs `binary -c` on it (after `before`, before `after`:
+/// haproxy.cfg and the agent's own file of backends load together), and removes it: the
+/// one `haproxy -c` of a configuration before it is installed (a growth, `agent config
+/// render --output`, the service writing its file of backends).
 pub fn haproxy_check(
     binary: &std::path::Path,
     candidate: &std::path::Path,
     text: &str,
+    before: Option<&std::path::Path>,
+    after: Option<&std::path::Path>,
 ) -> Result<(), CheckFailure> {
     std::fs::write(candidate, text).map_err(CheckFailure::Write)?;
-    let out = std::process::Command::new(binary)
-        .arg("-c")
-        .arg("-f")
-        .arg(candidate)
-        .output();
+    let mut cmd = std::process::Command::new(binary);
+    cmd.arg("-c");
+    for f in [before, Some(candidate), after].into_iter().flatten() {
+        cmd.arg("-f").arg(f);
+    }
+    let out = cmd.output();
     let _ = std::fs::remove_file(candidate);
     let out = out.map_err(CheckFailure::Run)?;
     if !out.status.success() {
@@ -174,15 +178,72 @@ pub fn set_slots(text: &str, pool: &str, n: u32) -> Option<String> {
     Some(out)
 }
 
-/// Problems that keep `text` from working with the agent, each with what to do.
+/// The agent's own file of backends as it should be now: each pool's block at the
+/// largest of its `slots`, the size `existing` (the file as it is) gives it, and the
+/// highest slot the table uses, so rewriting it never takes a slot from a member.
+pub fn pools_file(cfg: &AgentConfig, existing: Option<&str>, table: &SlotTable) -> String {
+    render_pools(cfg, |p| {
+        let name = p.name().as_str();
+        let had = existing
+            .and_then(|t| find_block(t, name))
+            .map_or(0, |b| b.1);
+        let top = table
+            .pools
+            .get(name)
+            .and_then(|t| t.used().into_iter().next_back())
+            .unwrap_or(0);
+        p.slots.max(had).max(top)
+    })
+}
+
+/// Problems that keep `text` (haproxy.cfg) from working with the agent, each with what
+/// to do. With `[haproxy] pools_config`, the slot blocks are checked in that file
+/// ([`check_pools_file`]) and haproxy.cfg must leave the pools' backends to it.
 pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
     let path = cfg.haproxy.config.display().to_string();
+    let mut problems = Vec::new();
+    match &cfg.haproxy.pools_config {
+        None => {
+            problems.extend(check_blocks(cfg, &path, text));
+            problems.extend(check_state_lines(cfg, &path, text));
+        }
+        Some(own) => {
+            for p in &cfg.pools {
+                let defined = text.lines().any(|l| {
+                    section_of(l).is_some_and(|(kw, name)| {
+                        matches!(kw, "backend" | "listen") && name == Some(p.name().as_str())
+                    })
+                });
+                if defined {
+                    problems.push(format!("{path}: defines backend {}, which the agent keeps in {} ([haproxy] pools_config): HAProxy refuses two backends of one name; remove it from {path} (route to it with `use_backend`/`default_backend` by name)", p.name(), own.display()));
+                }
+            }
+        }
+    }
+    for p in &cfg.pools {
+        if !p.pool.server_options.has_check() {
+            problems.push(format!("pool {}: server_options has no `check`, so new members take traffic before anything proves them healthy; add `check`", p.name()));
+        }
+    }
+    problems.extend(check_confinement(&path, text));
+    problems.extend(check_metrics(cfg, &path, text));
+    problems
+}
+
+/// Problems of the agent's own file of backends (`[haproxy] pools_config`).
+pub fn check_pools_file(cfg: &AgentConfig, text: &str) -> Vec<String> {
+    let path = cfg.haproxy.slots_file().display().to_string();
+    check_blocks(cfg, &path, text)
+}
+
+/// Each pool's slot line in `text` (the file at `path`), and what it must hold.
+fn check_blocks(cfg: &AgentConfig, path: &str, text: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for p in &cfg.pools {
         match find_block(text, p.name().as_str()) {
             None => problems.push(
                 CfgError::MissingBlock {
-                    path: path.clone(),
+                    path: path.to_string(),
                     pool: p.name().to_string(),
                     line: slot_line(p, p.slots),
                 }
@@ -197,10 +258,13 @@ pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
                 }
             }
         }
-        if !p.pool.server_options.has_check() {
-            problems.push(format!("pool {}: server_options has no `check`, so new members take traffic before anything proves them healthy; add `check`", p.name()));
-        }
     }
+    problems
+}
+
+/// The server-state lines haproxy.cfg needs when it holds the slot blocks.
+fn check_state_lines(cfg: &AgentConfig, path: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
     let state = cfg.haproxy.server_state_path().display().to_string();
     if !text
         .lines()
@@ -216,8 +280,6 @@ pub fn check(cfg: &AgentConfig, text: &str) -> Vec<String> {
             "{path}: the defaults section needs `load-server-state-from-file global`"
         ));
     }
-    problems.extend(check_confinement(&path, text));
-    problems.extend(check_metrics(cfg, &path, text));
     problems
 }
 
@@ -378,24 +440,71 @@ fn socket_addr(ep: &Endpoint) -> String {
     }
 }
 
-/// A complete haproxy.cfg for `cfg`: a frontend and a backend per pool, the admin
-/// socket, the server-state file, and slot lines of each pool's initial size.
+/// A complete haproxy.cfg for `cfg`: a frontend per pool with a `bind`, the admin
+/// socket, and (unless `[haproxy] pools_config` puts them in the agent's own file,
+/// [`render_pools`]) a backend per pool with its slot line at the initial size and the
+/// server-state file.
 pub fn render(cfg: &AgentConfig) -> String {
+    let own_file = cfg.haproxy.pools_config.as_deref();
     let mut s = String::new();
     s.push_str("# Written by `agent config render` from the agent's agent.toml.\n");
-    s.push_str(
-        "# Edit freely; the agent only rewrites the `1-N` of each `server-template slot` line.\n",
-    );
+    match own_file {
+        None => s.push_str(
+            "# Edit freely; the agent only rewrites the `1-N` of each `server-template slot` line.\n",
+        ),
+        Some(pools) => {
+            s.push_str("# Yours to edit: the agent never writes it. The pools' backends are in\n");
+            s.push_str(&format!(
+                "# {}, which the agent writes: HAProxy loads both\n",
+                pools.display()
+            ));
+            s.push_str(&format!(
+                "# (`-f {} -f {}`; `agent config haproxy-dropin` does). Route to the pools\n",
+                cfg.haproxy.config.display(),
+                pools.display()
+            ));
+            s.push_str("# by name (`use_backend`, `default_backend`); define no backend of theirs here.\n");
+        }
+    }
+    render_global(cfg, &mut s, own_file.is_none());
+    render_defaults(cfg, &mut s, own_file.is_none());
+    for p in &cfg.pools {
+        if let Some(bind) = &p.bind {
+            s.push_str(&format!("\nfrontend {}_in\n", p.name()));
+            let proxy = if cfg.render.accept_proxy {
+                " accept-proxy"
+            } else {
+                ""
+            };
+            s.push_str(&format!("    bind {bind}{proxy}\n"));
+            s.push_str("    # httplog's fields, then the instance that served the request (the agent keeps\n");
+            s.push_str("    # the map of slot to instance in step; `-`: no member served it).\n");
+            s.push_str(&format!("    log-format \"{}\"\n", http_log_format(cfg)));
+            s.push_str(&format!("    default_backend {}\n", p.name()));
+        }
+        if own_file.is_none() {
+            s.push_str(&backend_section(p, p.slots, None));
+        }
+    }
+    if let Some(addr) = &cfg.metrics.haproxy {
+        s.push_str(&metrics_frontend(addr));
+    }
+    s
+}
+
+fn render_global(cfg: &AgentConfig, s: &mut String, state_file: bool) {
     s.push_str("global\n");
     s.push_str(&format!(
         "    stats socket {} mode 600 level admin\n",
         socket_addr(&cfg.haproxy.admin_socket)
     ));
     s.push_str("    stats timeout 30s\n");
-    s.push_str(&format!(
-        "    server-state-file {}\n",
-        cfg.haproxy.server_state_path().display()
-    ));
+    if state_file {
+        s.push_str(&format!(
+            "    server-state-file {}\n",
+            cfg.haproxy.server_state_path().display()
+        ));
+    }
     let r = &cfg.render;
     if r.user.is_some() || r.group.is_some() || r.chroot.is_some() {
         s.push_str(
@@ -417,6 +526,9 @@ pub fn render(cfg: &AgentConfig) -> String {
         "    # Old workers keep their sessions this long after a reload (agent.toml [render]).\n",
     );
     s.push_str(&format!("    hard-stop-after {}s\n", r.hard_stop_after_s));
+}
+
+fn render_defaults(cfg: &AgentConfig, s: &mut String, state_file: bool) {
     s.push_str("\ndefaults\n");
     // Every pool is HTTP today: a TCP pool would take `mode tcp` and `option tcplog`.
     s.push_str("    mode http\n");
@@ -429,42 +541,58 @@ pub fn render(cfg: &AgentConfig) -> String {
     );
     s.push_str(&format!(
         "    timeout http-request {}s\n",
-        r.http_request_timeout_s
+        cfg.render.http_request_timeout_s
     ));
     s.push_str(
         "    # A slot that was ready but failing checks comes back UP after a reload until its\n",
     );
     s.push_str("    # first failed check; retrying elsewhere keeps those requests from failing.\n");
     s.push_str("    retries 2\n    option redispatch 1\n");
-    s.push_str("    load-server-state-from-file global\n");
-    for p in &cfg.pools {
-        if let Some(bind) = &p.bind {
-            s.push_str(&format!("\nfrontend {}_in\n", p.name()));
-            let proxy = if cfg.render.accept_proxy {
-                " accept-proxy"
-            } else {
-                ""
-            };
-            s.push_str(&format!("    bind {bind}{proxy}\n"));
-            s.push_str("    # httplog's fields, then the instance that served the request (the agent keeps\n");
-            s.push_str("    # the map of slot to instance in step; `-`: no member served it).\n");
-            s.push_str(&format!("    log-format \"{}\"\n", http_log_format(cfg)));
-            s.push_str(&format!("    default_backend {}\n", p.name()));
-        }
-        s.push_str(&format!("\nbackend {}\n", p.name()));
-        s.push_str("    balance roundrobin\n");
-        s.push_str("    # The slot that served (<pool>/slot<N>), for the log line's instance.\n");
-        s.push_str(&format!(
-            "    http-after-response set-var-fmt({SLOT_VAR}) \"%b/%s\"\n"
-        ));
-        if let Some(path) = &p.health_path {
-            s.push_str(&format!("    option httpchk GET {path}\n"));
-            s.push_str("    http-check expect status 200\n");
-        }
-        s.push_str(&format!("    {}\n", slot_line(p, p.slots)));
+    if state_file {
+        s.push_str("    load-server-state-from-file global\n");
     }
-    if let Some(addr) = &cfg.metrics.haproxy {
-        s.push_str(&metrics_frontend(addr));
+}
+
+/// One pool's backend: balance, the variable naming the slot that served, the health
+/// check, the slot line with `n` slots. `state_file`: in the agent's own file, the
+/// server-state file each backend loads by itself (`local`), so the operator's
+/// haproxy.cfg needs no line for it.
+fn backend_section(p: &PoolConfig, n: u32, state_file: Option<&std::path::Path>) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("\nbackend {}\n", p.name()));
+    s.push_str("    balance roundrobin\n");
+    if let Some(path) = state_file {
+        s.push_str("    load-server-state-from-file local\n");
+        s.push_str(&format!("    server-state-file-name {}\n", path.display()));
+    }
+    s.push_str("    # The slot that served (<pool>/slot<N>), for the log line's instance.\n");
+    s.push_str(&format!(
+        "    http-after-response set-var-fmt({SLOT_VAR}) \"%b/%s\"\n"
+    ));
+    if let Some(path) = &p.health_path {
+        s.push_str(&format!("    option httpchk GET {path}\n"));
+        s.push_str("    http-check expect status 200\n");
+    }
+    s.push_str(&format!("    {}\n", slot_line(p, n)));
+    s
+}
+
+/// The agent's own file of the pools' backends (`[haproxy] pools_config`), each slot
+/// block of `size(pool)` slots. Written by the agent service; HAProxy loads it after
+/// haproxy.cfg.
+pub fn render_pools(cfg: &AgentConfig, size: impl Fn(&PoolConfig) -> u32) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "# Written by the haproxy-asg agent from agent.toml ([[pool]]): do not edit, it is\n",
+    );
+    s.push_str("# rewritten. The slot blocks grow with the pools; HAProxy loads this file after\n");
+    s.push_str(&format!(
+        "# {} (a second -f).\n",
+        cfg.haproxy.config.display()
+    ));
+    let state = cfg.haproxy.server_state_path();
+    for p in &cfg.pools {
+        s.push_str(&backend_section(p, size(p), Some(&state)));
     }
     s
 }
@@ -472,6 +600,45 @@ pub fn render(cfg: &AgentConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_own_file() -> AgentConfig {
+        let mut c = cfg();
+        c.haproxy.pools_config = Some("/etc/haproxy/haproxy-asg.cfg".into());
+        c
+    }
+
+    #[test]
+    fn with_a_file_of_its_own_the_agent_leaves_haproxy_cfg_to_the_operator() {
+        let c = with_own_file();
+        let ours = render(&c);
+        assert!(!ours.contains("\nbackend "), "{ours}");
+        assert!(!ours.contains("server-state-file"), "{ours}");
+        assert!(ours.contains("default_backend web"), "{ours}");
+        assert!(ours.contains("-f /etc/haproxy/haproxy.cfg -f /etc/haproxy/haproxy-asg.cfg"));
+        assert!(check(&c, &ours).is_empty(), "{:?}", check(&c, &ours));
+        let pools = pools_file(&c, None, &SlotTable::default());
+        assert!(check_pools_file(&c, &pools).is_empty(), "{pools}");
+        for line in [
+            "\nbackend web\n",
+            "    load-server-state-from-file local\n",
+            "    server-state-file-name /var/lib/asg/server-state\n",
+            "    server-template slot 1-4 slot.invalid:8080 ",
+            "    server-template slot 1-8 slot.invalid:9000 ",
+        ] {
+            assert!(pools.contains(line), "{line:?} in\n{pools}");
+        }
+        // A grown block stays grown; a pool's backend left in haproxy.cfg is named.
+        let grown = set_slots(&pools, "web", 32).unwrap();
+        let again = pools_file(&c, Some(&grown), &SlotTable::default());
+        assert_eq!(find_block(&again, "web").map(|b| b.1), Some(32));
+        let p = check(&c, &render(&cfg()));
+        assert!(
+            p.iter().any(|m| m.contains(
+                "defines backend web, which the agent keeps in /etc/haproxy/haproxy-asg.cfg"
+            )),
+            "{p:?}"
+        );
+    }
 
     #[test]
     fn a_block_smaller_than_the_table_is_named_with_the_fix() {

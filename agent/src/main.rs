@@ -155,6 +155,12 @@ enum ConfigCmd {
     /// frontend serving HAProxy's Prometheus exporter at `/metrics`). Run HAProxy with it in
     /// master-worker mode: `haproxy -W -S /run/haproxy/master.sock -f haproxy.cfg`.
     ///
+    /// With `[haproxy] pools_config` the backends are not in it: they live in that file,
+    /// which the agent writes (the service at start and on growth; --output when it does
+    /// not exist yet), and HAProxy loads it after haproxy.cfg
+    /// (`-f haproxy.cfg -f <pools_config>`). haproxy.cfg is then yours: route to the
+    /// pools by name; the agent never writes it again.
+    ///
     /// Also creates the instance map (`<state_dir>/instances.map`) empty when it does
     /// not exist: HAProxy refuses to start without it. An existing one is left alone.
     ///
@@ -406,7 +412,30 @@ fn render_to(cfg: &AgentConfig, path: &Path) -> anyhow::Result<()> {
     let mut name = path.as_os_str().to_owned();
     name.push(".agent-render");
     let candidate = PathBuf::from(name);
-    match haproxy_cfg::haproxy_check(&cfg.haproxy.binary, &candidate, &text) {
+    // HAProxy loads the agent's own file of backends with it: written now when there is
+    // none yet, so HAProxy can start before the agent service first runs.
+    let pools = cfg.haproxy.pools_config.as_deref();
+    let new_pools = pools.filter(|p| !p.exists());
+    if let Some(p) = new_pools {
+        let table: agent::slots::SlotTable = agent::store::read_json(&cfg.haproxy.slots_path())?;
+        let backends = haproxy_cfg::pools_file(cfg, None, &table);
+        agent::store::write_atomic(p, backends.as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    let checked = haproxy_cfg::haproxy_check(&cfg.haproxy.binary, &candidate, &text, None, pools);
+    if checked.is_err() {
+        if let Some(p) = new_pools {
+            let _ = std::fs::remove_file(p);
+        }
+    } else if let Some(p) = new_pools {
+        let _ = writeln!(
+            std::io::stderr(),
+            "agent: wrote {} (the pools' backends, which the agent keeps; HAProxy loads it after {})",
+            p.display(),
+            path.display()
+        );
+    }
+    match checked {
         Ok(()) => {}
         Err(CheckFailure::Write(e)) => bail!("cannot write {}: {e}", candidate.display()),
         Err(CheckFailure::Run(e)) => bail!(
@@ -482,36 +511,54 @@ fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
             };
             out(&haproxy_cfg::slot_line(pc, pc.slots))?;
         }
-        ConfigCmd::Check => {
-            let path = &cfg.haproxy.config;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let mut problems = haproxy_cfg::check(cfg, &text);
-            let map = cfg.haproxy.instances_map.path();
-            if text.contains(cfg.haproxy.instances_map.as_str()) && !map.exists() {
-                problems.push(format!("{}: the log-format reads {}, which does not exist: HAProxy refuses to start without it; run `agent config render` once (it creates it) or create it empty", path.display(), map.display()));
-            }
-            let table: agent::slots::SlotTable =
-                agent::store::read_json(&cfg.haproxy.slots_path())?;
-            problems.extend(haproxy_cfg::check_against_table(cfg, &text, &table));
-            for a in haproxy_cfg::advice(cfg, &text) {
-                out(&format!("warning: {a}"))?;
-            }
-            if problems.is_empty() {
-                out(&format!(
-                    "{}: ok ({} pools)",
-                    path.display(),
-                    cfg.pools.len()
-                ))?;
-            } else {
-                for p in &problems {
-                    out(&format!("problem: {p}"))?;
-                }
-                return Ok(ExitCode::from(1));
-            }
-        }
+        ConfigCmd::Check => return config_check(cfg),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `agent config check`: haproxy.cfg (and the agent's own file of backends) against
+/// agent.toml and the slot table; exit 1 with each problem and its fix.
+fn config_check(cfg: &AgentConfig) -> Outcome {
+    let path = &cfg.haproxy.config;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut problems = haproxy_cfg::check(cfg, &text);
+    let map = cfg.haproxy.instances_map.path();
+    if text.contains(cfg.haproxy.instances_map.as_str()) && !map.exists() {
+        problems.push(format!("{}: the log-format reads {}, which does not exist: HAProxy refuses to start without it; run `agent config render` once (it creates it) or create it empty", path.display(), map.display()));
+    }
+    let blocks = match &cfg.haproxy.pools_config {
+        None => Some(text.clone()),
+        Some(own) => match std::fs::read_to_string(own) {
+            Ok(t) => {
+                problems.extend(haproxy_cfg::check_pools_file(cfg, &t));
+                Some(t)
+            }
+            Err(e) => {
+                problems.push(format!("{}: cannot read it ({e}): the agent service writes it when it starts, `agent config render --output` when it is missing; HAProxy refuses to start without it", own.display()));
+                None
+            }
+        },
+    };
+    let table: agent::slots::SlotTable = agent::store::read_json(&cfg.haproxy.slots_path())?;
+    if let Some(blocks) = &blocks {
+        problems.extend(haproxy_cfg::check_against_table(cfg, blocks, &table));
+    }
+    for a in haproxy_cfg::advice(cfg, &text) {
+        out(&format!("warning: {a}"))?;
+    }
+    if problems.is_empty() {
+        out(&format!(
+            "{}: ok ({} pools)",
+            path.display(),
+            cfg.pools.len()
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &problems {
+        out(&format!("problem: {p}"))?;
+    }
+    Ok(ExitCode::from(1))
 }
 
 /// 0 when every member reached its target (or, not `waited`, was started), 2 when a

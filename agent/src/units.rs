@@ -262,8 +262,13 @@ pub fn haproxy_dropin(cfg: &AgentConfig) -> Result<String, UnitError> {
     s.push_str(&format!("# {HAPROXY_DROPIN_PATH}\n"));
     s.push_str("# Written by `agent config haproxy-dropin` from agent.toml; paths follow it.\n");
     s.push_str("[Service]\n");
+    // The agent's own file of backends loads after haproxy.cfg (start and reload check).
+    let pools = match &cfg.haproxy.pools_config {
+        Some(p) => format!(" -f {}", unit_path("haproxy.pools_config", p)?),
+        None => String::new(),
+    };
     s.push_str(&format!(
-        "Environment=\"CONFIG={config}\" \"PIDFILE=/run/haproxy/haproxy.pid\" \"EXTRAOPTS=-S {master}\"\n"
+        "Environment=\"CONFIG={config}\" \"PIDFILE=/run/haproxy/haproxy.pid\" \"EXTRAOPTS=-S {master}{pools}\"\n"
     ));
     s.push_str("# Master-worker (-Ws: -W plus the notification Type=notify needs), with the\n");
     s.push_str("# master socket for the agent's hitless reloads.\n");
@@ -428,5 +433,18 @@ port = 8080
         c.haproxy.master_socket = None;
         let e = haproxy_dropin(&c).unwrap_err();
         assert!(e.to_string().contains("haproxy.master_socket"), "{e}");
+    }
+
+    #[test]
+    fn the_agents_own_file_of_backends_loads_after_haproxy_cfg() {
+        let c = cfg("pools_config = \"/etc/haproxy/haproxy-asg.cfg\"");
+        let d = haproxy_dropin(&c).unwrap();
+        assert!(
+            d.contains("\"EXTRAOPTS=-S /run/haproxy/master.sock -f /etc/haproxy/haproxy-asg.cfg\""),
+            "{d}"
+        );
+        // Start and the reload's check both load it.
+        assert!(d.contains("-f $CONFIG -p $PIDFILE $EXTRAOPTS"), "{d}");
+        assert!(d.contains("-f $CONFIG -c -q $EXTRAOPTS"), "{d}");
     }
 }

@@ -39,10 +39,10 @@ impl Service {
         let client = self.haproxy(st);
         // Every pool may shrink here, so read every pool's slots (rare: reloads only).
         let states = client.servers_state(None)?;
-        let path = &self.cfg.haproxy.config;
+        let path = self.cfg.haproxy.slots_file();
         let old = std::fs::read_to_string(path).map_err(|source| ServiceError::ConfigFile {
             action: "cannot read",
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })?;
         let mut new = old.clone();
@@ -54,7 +54,7 @@ impl Service {
             let Some((_, cur)) = haproxy_cfg::find_block(&new, name) else {
                 if needs.contains_key(pc.name()) {
                     return Err(ServiceError::NoSlotLine {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         pool: pc.name().clone(),
                     });
                 }
@@ -170,11 +170,48 @@ impl Service {
         Ok(())
     }
 
+    /// With `[haproxy] pools_config`: writes the agent's own file of backends when it is
+    /// missing or differs from agent.toml (a pool added, options changed), each block at
+    /// least as large as it was and as the table uses; checked with haproxy.cfg first.
+    /// HAProxy reads it at its next start or reload. Returns whether it was written.
+    pub(super) fn write_pools_file(&self) -> Result<bool, ServiceError> {
+        let Some(path) = &self.cfg.haproxy.pools_config else {
+            return Ok(false);
+        };
+        let st = self.lock();
+        let existing = match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(ServiceError::ConfigFile {
+                    action: "cannot read",
+                    path: path.clone(),
+                    source,
+                })
+            }
+        };
+        let text = haproxy_cfg::pools_file(&self.cfg, existing.as_deref(), &st.table);
+        if existing.as_deref() == Some(text.as_str()) {
+            return Ok(false);
+        }
+        self.validate(&text)?;
+        store::write_atomic(path, text.as_bytes())?;
+        info!(file = %path.display(), "wrote the pools' backends from agent.toml; HAProxy loads them at its next start or reload");
+        Ok(true)
+    }
+
     /// `haproxy -c` on a candidate file beside the configuration.
     fn validate(&self, text: &str) -> Result<(), ServiceError> {
-        let candidate = candidate_path(&self.cfg.haproxy.config);
+        let candidate = candidate_path(self.cfg.haproxy.slots_file());
         let binary = &self.cfg.haproxy.binary;
-        haproxy_cfg::haproxy_check(binary, &candidate, text).map_err(|e| match e {
+        // The agent's own file of backends is checked after haproxy.cfg, as HAProxy loads it.
+        let before = self
+            .cfg
+            .haproxy
+            .pools_config
+            .as_ref()
+            .map(|_| self.cfg.haproxy.config.as_path());
+        haproxy_cfg::haproxy_check(binary, &candidate, text, before, None).map_err(|e| match e {
             CheckFailure::Write(source) => ServiceError::ConfigFile {
                 action: "cannot write",
                 path: candidate.clone(),

@@ -119,6 +119,9 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         })
         .transpose()?;
     let service = Arc::new(Service::open(cfg)?);
+    if let Err(e) = service.write_pools_file() {
+        error!(error = %e, "cannot write the pools' backends ([haproxy] pools_config); HAProxy keeps what it loaded, and growth fails until this is fixed");
+    }
     if let Err(e) = service.resume() {
         warn!(error = %e, "cannot reach HAProxy yet; operations resume once it answers");
     }

@@ -782,3 +782,106 @@ fn a_reload_or_restart_by_someone_else_loses_no_member() {
     let shown = h.agent(&["status"], None).unwrap().stdout;
     assert!(shown.contains("2 by someone else"), "{shown}");
 }
+
+/// With `[haproxy] pools_config` haproxy.cfg is the operator's: the pools' backends live
+/// in the agent's own file (a second `-f`). After growth to 9 members the operator puts
+/// their own haproxy.cfg in place (frontends only) and reloads through the master
+/// socket, then restarts HAProxy `-sf`-style: every member serves, no request fails,
+/// and the agent never wrote haproxy.cfg.
+#[test]
+fn with_a_file_of_its_own_the_agent_never_rewrites_haproxy_cfg() {
+    let mut h = Host::start_with_pools_file(&HostSpec {
+        name: "proxy-own".into(),
+        pools: vec![PoolSpec::new("web", 4)],
+        extra_toml: String::new(),
+        env: Vec::new(),
+    })
+    .unwrap();
+    let own = h.dir().join("haproxy-asg.cfg");
+    let rendered = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
+    assert!(!rendered.contains("\nbackend web"), "{rendered}");
+    let backends: Vec<Backend> = (0..9)
+        .map(|i| Backend::start(&format!("o{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-o{i}"), b.addr))
+        .collect();
+    let (r, run) = h.apply(&change(1, add, &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+    assert_eq!(r.reloads, 1, "one reload for the growth");
+    let grown = std::fs::read_to_string(&own).unwrap();
+    assert!(grown.contains("server-template slot 1-16 "), "{grown}");
+    assert_eq!(
+        std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap(),
+        rendered,
+        "growth rewrote the agent's own file only"
+    );
+    let every_member_serves = |h: &Host| {
+        let rows = h.status().ok()?;
+        let up = rows
+            .iter()
+            .filter(|r| r["member"].is_string() && r["status"] == "UP")
+            .count();
+        (up == 9).then_some(())
+    };
+    let fe = h.frontend("web");
+    let load = Load::start(fe, 3, Duration::from_secs(60), 1_000_000);
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > 50).then_some(())
+    });
+
+    // The operator's own haproxy.cfg: the global and defaults `agent config render`
+    // started them with, then their own frontend, routing to the pool by name.
+    let head = rendered
+        .split("\nfrontend ")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mine = format!(
+        "{head}\nfrontend mine\n    bind {fe}\n    http-request set-header X-Operator yes\n    default_backend web\n"
+    );
+    std::fs::write(h.dir().join("haproxy.cfg"), &mine).unwrap();
+    let check = h.agent(&["config", "check"], None).unwrap();
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    h.client().master("reload").unwrap();
+    wait_for(Duration::from_secs(3), || {
+        (h.agent_log().contains("did not start") && every_member_serves(&h).is_some()).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "after the operator's reload: {:?}\n{}",
+            h.status(),
+            h.agent_log()
+        )
+    });
+    h.restart_haproxy_sf().unwrap();
+    wait_for(Duration::from_secs(3), || every_member_serves(&h))
+        .unwrap_or_else(|| panic!("after a restart: {:?}\n{}", h.status(), h.agent_log()));
+
+    let served = load.completed();
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > served + 100).then_some(())
+    });
+    let stats = load.stop();
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.errors);
+    assert!(
+        backends
+            .iter()
+            .filter(|b| stats.by_backend.contains_key(&b.name))
+            .count()
+            == 9,
+        "every member served: {stats:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap(),
+        mine,
+        "the operator's file is theirs"
+    );
+    assert!(
+        !h.agent_log().contains("declares 4 slots"),
+        "{}",
+        h.agent_log()
+    );
+}

@@ -103,6 +103,8 @@ pub struct Host {
     /// Environment for every agent run.
     pub env: Vec<(String, String)>,
     haproxy: Option<Child>,
+    /// The agent's own file of backends, when it has one (a second `-f`).
+    pools_file: Option<PathBuf>,
     service: Arc<Mutex<Service>>,
     supervisor: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
@@ -121,8 +123,20 @@ impl Host {
         env
     }
 
-    /// Writes the host's files and starts HAProxy.
+    /// Writes the host's files and starts HAProxy: the pools' slot blocks inside
+    /// haproxy.cfg.
     pub fn start(spec: &HostSpec) -> anyhow::Result<Self> {
+        Self::start_as(spec, false)
+    }
+
+    /// [`Host::start`] with the pools' backends in a file of the agent's own
+    /// (`[haproxy] pools_config`, `haproxy-asg.cfg` beside haproxy.cfg), written by
+    /// `agent config render --output` and loaded by HAProxy as a second `-f`.
+    pub fn start_with_pools_file(spec: &HostSpec) -> anyhow::Result<Self> {
+        Self::start_as(spec, true)
+    }
+
+    fn start_as(spec: &HostSpec, pools_file: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("haproxy-asg-").tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("state"))?;
@@ -135,6 +149,10 @@ impl Host {
             d.join("master.sock").display(),
             d.join("state").display()
         );
+        let pools_file = pools_file.then(|| d.join("haproxy-asg.cfg"));
+        if let Some(p) = &pools_file {
+            toml.push_str(&format!("pools_config = \"{}\"\n", p.display()));
+        }
         let mut frontends = BTreeMap::new();
         for p in &spec.pools {
             let port = free_port();
@@ -165,13 +183,25 @@ impl Host {
             frontends,
             env: spec.env.clone(),
             haproxy: None,
+            pools_file,
             service: Arc::default(),
             supervisor: None,
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let cfg = host.agent(&["config", "render"], None)?;
-        anyhow::ensure!(cfg.code == 0, "agent config render failed: {}", cfg.stderr);
-        std::fs::write(host.dir.path().join("haproxy.cfg"), cfg.stdout)?;
+        if host.pools_file.is_some() {
+            let out = host.dir.path().join("haproxy.cfg");
+            let args = ["config", "render", "--output", path_str(&out)?];
+            let cfg = host.agent(&args, None)?;
+            anyhow::ensure!(
+                cfg.code == 0,
+                "agent config render --output failed: {}",
+                cfg.stderr
+            );
+        } else {
+            let cfg = host.agent(&["config", "render"], None)?;
+            anyhow::ensure!(cfg.code == 0, "agent config render failed: {}", cfg.stderr);
+            std::fs::write(host.dir.path().join("haproxy.cfg"), cfg.stdout)?;
+        }
         std::fs::write(host.dir.path().join("state/server-state"), "1\n")?;
         host.start_haproxy()?;
         host.start_service()?;
@@ -364,6 +394,11 @@ impl Host {
             .arg(d.join("master.sock"))
             .arg("-f")
             .arg(d.join("haproxy.cfg"))
+            .args(
+                self.pools_file
+                    .iter()
+                    .flat_map(|p| ["-f".as_ref(), p.as_os_str()]),
+            )
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -529,4 +564,9 @@ impl Drop for Host {
         self.stop_service();
         self.stop_haproxy();
     }
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not UTF-8", p.display()))
 }
