@@ -747,7 +747,10 @@ mod tests {
     fn the_agent_toml_examples_in_the_docs_parse() {
         let docs = [
             ("README.md", include_str!("../../README.md")),
-            ("docs/interfaces.md", include_str!("../../docs/interfaces.md")),
+            (
+                "docs/interfaces.md",
+                include_str!("../../docs/interfaces.md"),
+            ),
         ];
         let mut seen = 0;
         for (name, text) in docs {

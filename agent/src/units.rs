@@ -158,7 +158,12 @@ pub fn agent_unit(
         "the control socket's directory",
         &cfg.service.control_socket,
     )?);
-    writable.add(dir_of("haproxy.cfg's directory", &cfg.haproxy.config)?);
+    // Where it writes the slot blocks (haproxy.cfg, or its own file of backends) and
+    // the candidate `haproxy -c` checks beside them.
+    writable.add(dir_of(
+        "the slot blocks' directory",
+        cfg.haproxy.slots_file(),
+    )?);
     let mut s = String::new();
     s.push_str(&format!("# {AGENT_UNIT_PATH}\n"));
     s.push_str(&format!(

@@ -160,6 +160,8 @@ run "nlb" {
 
       [haproxy]
       config = "/etc/haproxy/haproxy.cfg"
+      # The pools' backends: the agent's own file, a second -f (haproxy.cfg is the operator's).
+      pools_config = "/etc/haproxy/haproxy-asg.cfg"
       admin_socket = "/run/haproxy/admin.sock"
       master_socket = "/run/haproxy/master.sock"
       binary = "/usr/sbin/haproxy"
@@ -235,8 +237,8 @@ run "nlb" {
     error_message = "The instance id is read once curl is installed."
   }
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml config render > /etc/haproxy/haproxy.cfg.new")
-    error_message = "The user data must render haproxy.cfg with the agent."
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml config render --output /etc/haproxy/haproxy.cfg\n") && strcontains(base64decode(aws_launch_template.this.user_data), "pools_config = \"/etc/haproxy/haproxy-asg.cfg\"")
+    error_message = "The user data must render haproxy.cfg (checked, atomically) and the agent's own file of backends with the agent."
   }
   assert {
     condition     = strcontains(base64decode(aws_launch_template.this.user_data), "apt-get install -y -q --no-install-recommends haproxy")

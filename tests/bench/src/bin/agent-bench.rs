@@ -1,7 +1,8 @@
 //! `agent-bench`: how fast the agent service applies changes over HAProxy's socket, how
 //! much memory it takes, whether churn under HTTP load loses requests or reloads while
 //! slots are free, and whether a change waits for other members' drains (a launch during
-//! a long drain, ten separate applies at once). Real HAProxy, real backends, the real
+//! a long drain, ten separate applies at once), and how fast every member serves again
+//! after a reload by someone else. Real HAProxy, real backends, the real
 //! agent service and binary; loopback only.
 //!
 //! Prints a table; `--json PATH` also writes the figures.
@@ -52,6 +53,10 @@ fn change(generation: u64, add: Vec<Member>, remove: Vec<MemberId>) -> Change {
             drain_by_ms: Default::default(),
         }],
     )
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -295,6 +300,91 @@ struct Churn {
     errors: Vec<String>,
 }
 
+/// An operator's reload behind the agent's back, `reps` times: how long until every
+/// member serves again, and the requests of the load across them.
+struct Recovery {
+    ms: Vec<f64>,
+    requests: u64,
+    failed: u64,
+}
+
+/// After growth to 9 members (4 slots -> 16), each rep puts back the haproxy.cfg the
+/// host started with and reloads HAProxy through the master socket, under HTTP load.
+/// Without `pools_file` that file holds the initial slot block (a template run): the
+/// agent notices the new worker and grows the block back. With it, the pools' backends
+/// are in the agent's own file and haproxy.cfg is the operator's alone. Timed: the
+/// reload sent -> all 9 UP in the new worker (read through the master, 20 ms polls).
+fn external_reload(reps: u32, pools_file: bool) -> anyhow::Result<Recovery> {
+    let spec = HostSpec {
+        name: "bench-reload".into(),
+        pools: vec![PoolSpec::new("web", 4)],
+        extra_toml: String::new(),
+        env: Vec::new(),
+    };
+    let host = if pools_file {
+        Host::start_with_pools_file(&spec)?
+    } else {
+        Host::start(&spec)?
+    };
+    let cfg = host.dir().join("haproxy.cfg");
+    let original = std::fs::read_to_string(&cfg)?;
+    let backends: Vec<Backend> = (0..9)
+        .map(|i| Backend::start(&format!("r{i}"), "127.0.0.1"))
+        .collect::<Result<_, _>>()?;
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(format!("i-r{i}"), b.addr.ip(), b.addr.port()))
+        .collect();
+    let (report, _) = host.apply(&change(1, add, vec![]))?;
+    ensure!(report.ok, "9 members: {report:?}");
+    let load = Load::start(
+        host.frontend("web"),
+        2,
+        Duration::from_secs(300),
+        10_000_000,
+    );
+    let client = host.client();
+    let all_up = |before: Option<u32>| {
+        let now = client.proc_info().ok()?.current_worker()?;
+        if Some(now) == before {
+            return None;
+        }
+        let rows = client.via_master().ok()?.stats().ok()?;
+        let up = rows
+            .iter()
+            .filter(|r| r.backend == "web" && r.is_up())
+            .count();
+        (up == 9).then_some(now)
+    };
+    let mut ms = Vec::new();
+    for rep in 0..reps {
+        std::fs::write(&cfg, &original)?;
+        let before = client.proc_info()?.current_worker();
+        let since = harness::unix_ms();
+        let t = Instant::now();
+        client.master("reload")?;
+        wait_for(Duration::from_secs(10), || all_up(before))
+            .with_context(|| format!("rep {rep}: the members were not all back within 10 s"))?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        // The agent noticed this reload and finished its restore (a regrowth included)
+        // before the next rep.
+        wait_for(Duration::from_secs(10), || {
+            let s = host.status_all().ok()?;
+            let x = &s["last_external_reload"];
+            let done = x["at_ms"].as_u64()? >= since && x["restored"].is_u64();
+            (done && all_up(None).is_some()).then_some(())
+        })
+        .with_context(|| format!("rep {rep}: the agent did not finish its restore"))?;
+    }
+    let stats = load.stop();
+    Ok(Recovery {
+        ms,
+        requests: stats.requests,
+        failed: stats.failed,
+    })
+}
+
 fn slot_count(host: &Host) -> anyhow::Result<u32> {
     let cfg = std::fs::read_to_string(host.dir().join("haproxy.cfg"))?;
     agent::haproxy_cfg::find_block(&cfg, "web")
@@ -430,6 +520,12 @@ fn main() -> anyhow::Result<()> {
     );
     let mut rss_with_check = 0;
     let c = churn(args.cycles, &mut rss, &mut rss_with_check, &mut service_rss)?;
+    eprintln!(
+        "agent-bench: reloads by someone else ({} each): a 4-slot haproxy.cfg put back, then an operator's haproxy.cfg beside the agent's own file...",
+        args.reps
+    );
+    let shrunk = external_reload(args.reps.max(1), false)?;
+    let own = external_reload(args.reps.max(1), true)?;
 
     println!("agent-bench (real HAProxy {}, loopback)", haproxy_version());
     println!("{:<44} {:>12} {:>10}", "figure", "value", "target");
@@ -491,6 +587,30 @@ fn main() -> anyhow::Result<()> {
             c.reloads_while_free.to_string(),
             "0",
         ),
+        (
+            "reload by someone else, block put back -> all UP (ms, median)",
+            format!("{:.0}", median(shrunk.ms.clone())),
+            "< 1000",
+        ),
+        (
+            "  the slowest of them (ms)",
+            format!("{:.0}", max(&shrunk.ms)),
+            "< 1000",
+        ),
+        (
+            "  with pools_config (ms, median)",
+            format!("{:.0}", median(own.ms.clone())),
+            "< 1000",
+        ),
+        (
+            "  failed requests across them",
+            format!(
+                "{} of {}",
+                shrunk.failed + own.failed,
+                shrunk.requests + own.requests
+            ),
+            "0",
+        ),
     ];
     for (k, v, t) in &rows {
         println!("{k:<44} {v:>12} {t:>10}");
@@ -516,6 +636,11 @@ fn main() -> anyhow::Result<()> {
             "launch_during_drain_ms": ind.launch_during_drain_ms,
             "burst_10_separate_applies_ms": ind.burst_10_ms,
             "haproxy_version": haproxy_version(),
+            "external_reload_recovery_ms": median(shrunk.ms.clone()),
+            "external_reload_recovery_max_ms": max(&shrunk.ms),
+            "external_reload_recovery_pools_config_ms": median(own.ms.clone()),
+            "external_reload_failed_requests": shrunk.failed + own.failed,
+            "external_reload_requests": shrunk.requests + own.requests,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
         eprintln!("agent-bench: wrote {}", path.display());
