@@ -243,7 +243,7 @@ impl Service {
         pools: &[PoolName],
         generation: u64,
         dry_run: bool,
-        mut plan_pool: F,
+        plan_pool: F,
     ) -> Result<Started, ServiceError>
     where
         F: FnMut(&PoolName, &mut slots::PoolSlots, &LiveSlots, Clock) -> PoolPlan,
@@ -261,20 +261,7 @@ impl Service {
         }
         self.record_slots(&lives);
         let snapshot = st.table.clone();
-        st.epoch += 1;
-        let now = now_ms();
-        let mut plans = Vec::new();
-        for p in pools {
-            let pc = self.pool_cfg(p)?;
-            let clock = Clock {
-                now_ms: now,
-                timeouts: timeouts(pc),
-                epoch: st.epoch,
-            };
-            let live = &lives[p];
-            let t = st.table.pools.entry(p.to_string()).or_default();
-            plans.push((p.clone(), plan_pool(p, t, live, clock)));
-        }
+        let plans = self.plan(&mut st, pools, &lives, plan_pool)?;
         let diff: Vec<DiffLine> = plans
             .iter()
             .flat_map(|(p, plan)| diff_lines(p, plan))
@@ -288,44 +275,106 @@ impl Service {
                 diff,
             });
         }
-        let needs: BTreeMap<PoolName, u32> = plans
-            .iter()
-            .filter(|(p, plan)| plan.size_needed > lives[p].size())
-            .map(|(p, plan)| (p.clone(), plan.size_needed))
-            .collect();
-        let mut reloads = 0;
-        if !needs.is_empty() {
-            if let Err(e) = self.grow(&mut st, &needs) {
+        let reloads = match self.send(&mut st, &plans, &lives) {
+            Ok(r) => r,
+            Err(e) => {
+                // As it was, on disk too (a failed batch may have reached HAProxy in part:
+                // the next change or sync repairs it from this table).
                 st.table = snapshot;
+                if matches!(e, ServiceError::Haproxy(_)) {
+                    self.persist(&st);
+                }
                 return Err(e);
             }
-            reloads = 1;
+        };
+        let started = self.record_started(&mut st, plans, generation, reloads, diff);
+        self.persist(&st);
+        drop(st);
+        self.changed.notify_all();
+        Ok(started)
+    }
+
+    /// Each pool's plan, the table changed as it says (the caller puts it back when
+    /// what follows fails).
+    fn plan<F>(
+        &self,
+        st: &mut State,
+        pools: &[PoolName],
+        lives: &BTreeMap<PoolName, LiveSlots>,
+        mut plan_pool: F,
+    ) -> Result<Vec<(PoolName, PoolPlan)>, ServiceError>
+    where
+        F: FnMut(&PoolName, &mut slots::PoolSlots, &LiveSlots, Clock) -> PoolPlan,
+    {
+        st.epoch += 1;
+        let now = now_ms();
+        let mut plans = Vec::new();
+        for p in pools {
+            let pc = self.pool_cfg(p)?;
+            let clock = Clock {
+                now_ms: now,
+                timeouts: timeouts(pc),
+                epoch: st.epoch,
+            };
+            let empty = LiveSlots::default();
+            let live = lives.get(p).unwrap_or(&empty);
+            let t = st.table.pools.entry(p.to_string()).or_default();
+            plans.push((p.clone(), plan_pool(p, t, live, clock)));
+        }
+        Ok(plans)
+    }
+
+    /// Grows what the plans need, writes the intent, sends the commands; the reloads it
+    /// took. On error the caller puts the table back.
+    fn send(
+        &self,
+        st: &mut State,
+        plans: &[(PoolName, PoolPlan)],
+        lives: &BTreeMap<PoolName, LiveSlots>,
+    ) -> Result<u32, ServiceError> {
+        let needs: BTreeMap<PoolName, u32> = plans
+            .iter()
+            .filter(|(p, plan)| plan.size_needed > lives.get(p).map_or(0, LiveSlots::size))
+            .map(|(p, plan)| (p.clone(), plan.size_needed))
+            .collect();
+        let reloads = u32::from(!needs.is_empty());
+        if !needs.is_empty() {
+            self.grow(st, &needs)?;
         }
         // The intent, before any command: a service killed from here on re-asserts it.
         let joins = !needs.is_empty()
             || plans
                 .iter()
                 .any(|(_, p)| p.actions.iter().any(slots::Action::is_join));
-        if let Err(e) = self.save_intent(&st, joins) {
-            st.table = snapshot;
-            return Err(e);
-        }
+        self.save_intent(st, joins)?;
         // The instance map first, so the first request a joining slot serves is
         // logged with its instance.
-        let client = self.haproxy(&st);
-        let mut groups = self.map_commands(&mut st, &client);
-        for (p, plan) in &plans {
+        let client = self.haproxy(st);
+        let mut groups = self.map_commands(st, &client);
+        for (p, plan) in plans {
             let check = self.pool_cfg(p)?.pool.server_options.has_check();
             for a in &plan.actions {
                 groups.extend(slots::commands(p, a, check));
             }
         }
         if let Err(e) = client.batch(&groups) {
-            st.table = snapshot;
             st.instances = None;
-            self.persist(&st);
             return Err(e.into());
         }
+        Ok(reloads)
+    }
+
+    /// After the commands went out: superseded operations reported STALE, each action
+    /// tracked and turned into an outcome or a member to wait for (wanted at once, in
+    /// this critical section, so no outcome ends before it is wanted).
+    fn record_started(
+        &self,
+        st: &mut State,
+        plans: Vec<(PoolName, PoolPlan)>,
+        generation: u64,
+        reloads: u32,
+        diff: Vec<DiffLine>,
+    ) -> Started {
         let mut started = Started {
             outcomes: Vec::new(),
             waits: Vec::new(),
@@ -337,7 +386,7 @@ impl Service {
             for s in plan.superseded {
                 info!(pool = %p, instance = %s.member, generation = s.change, reason = %s.reason, "superseded");
                 self.report(
-                    &mut st,
+                    st,
                     &p,
                     &s.member,
                     Reported {
@@ -360,17 +409,14 @@ impl Service {
                 );
             }
             for a in plan.actions {
-                self.track(&mut st, &p, generation, &a);
-                self.account(&st, &p, generation, a, base, &mut started);
+                self.track(st, &p, generation, &a);
+                self.account(st, &p, generation, a, base, &mut started);
             }
         }
         for w in &started.waits {
             st.results.want(w.key());
         }
-        self.persist(&st);
-        drop(st);
-        self.changed.notify_all();
-        Ok(started)
+        started
     }
 
     /// What the inbox learns from one planned action: an outcome known now is reported

@@ -81,6 +81,21 @@ impl Service {
             }
         }
         let changed = !finished.is_empty();
+        self.record_finished(&mut st, finished);
+        if changed || !commands.is_empty() {
+            self.persist(&st);
+        }
+        let busy = Self::busy(&st);
+        drop(st);
+        if changed {
+            self.changed.notify_all();
+        }
+        busy
+    }
+
+    /// Logs, counts and reports each operation that ended, and keeps its outcome for a
+    /// caller waiting for it.
+    fn record_finished(&self, st: &mut State, finished: Vec<(PoolName, Finished)>) {
         for (pool, f) in finished {
             info!(
                 pool = %pool,
@@ -100,18 +115,9 @@ impl Service {
                     reason: f.reason.clone(),
                     ms: f.ms,
                 };
-                self.report(&mut st, &pool, member, reported);
+                self.report(st, &pool, member, reported);
             }
             st.results.record(&pool, f);
         }
-        if changed || !commands.is_empty() {
-            self.persist(&st);
-        }
-        let busy = Self::busy(&st);
-        drop(st);
-        if changed {
-            self.changed.notify_all();
-        }
-        busy
     }
 }
