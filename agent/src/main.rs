@@ -767,7 +767,70 @@ fn print_status(s: &Status, json: bool) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use clap::CommandFactory;
+
     use super::*;
+
+    /// Each command of clap's tree and its long options, but `--help`/`--version` and
+    /// hidden ones; the global options once, on the root.
+    fn tree(c: &clap::Command, path: &str, out: &mut BTreeMap<String, BTreeSet<String>>) {
+        let root = path.is_empty();
+        let flags = c
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter(|a| root || !a.is_global_set())
+            .filter_map(|a| a.get_long())
+            .filter(|l| !matches!(*l, "help" | "version"))
+            .map(str::to_string)
+            .collect();
+        if root || c.get_subcommands().next().is_none() {
+            out.insert(path.to_string(), flags);
+        }
+        for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            let p = format!("{path} {}", sub.get_name());
+            tree(sub, p.trim(), out);
+        }
+    }
+
+    /// docs/interfaces.md's synopsis names every command and option the binary has, and
+    /// none it does not.
+    #[test]
+    fn the_cli_synopsis_in_the_docs_is_the_command_tree() {
+        let doc = include_str!("../../docs/interfaces.md");
+        let block = doc
+            .split("## Agent command line\n```\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("the synopsis block");
+        let mut documented = BTreeMap::new();
+        for line in block.lines().filter(|l| l.starts_with("agent ")) {
+            // The synopsis, before the description (two spaces or more apart).
+            let line = line.split("  ").next().unwrap_or_default();
+            let path: Vec<&str> = line
+                .split_whitespace()
+                .skip(1)
+                .take_while(|w| !w.starts_with('[') && !w.starts_with('-'))
+                .collect();
+            let flags: BTreeSet<String> = line
+                .split("--")
+                .skip(1)
+                .map(|f| {
+                    f.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect::<String>()
+                })
+                .filter(|f| !f.is_empty())
+                .collect();
+            documented.insert(path.join(" "), flags);
+        }
+        let mut actual = BTreeMap::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        tree(&cmd, "", &mut actual);
+        assert_eq!(documented, actual);
+    }
 
     #[test]
     fn each_v_adds_a_level_to_what_the_command_logs_anyway() {

@@ -456,6 +456,26 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
             "malformed change message",
         ),
         ("not json".to_string(), "malformed change message"),
+        // A second member at i-a's address and port.
+        (
+            body("web", &a.addr.ip().to_string(), &a.addr.port().to_string()),
+            "i-a already holds that address and port",
+        ),
+        // More than the 1 MiB a message may be.
+        (
+            format!(
+                "{}{}",
+                body("web", "127.0.0.1", "80"),
+                " ".repeat(1024 * 1024)
+            ),
+            "message too large",
+        ),
+        // A generation far ahead of this host's clock.
+        (
+            body("web", "127.0.0.1", "80")
+                .replace("\"generation\":5", "\"generation\":99999999999999"),
+            "ahead of this host's clock",
+        ),
     ];
     for (input, expected) in &cases {
         let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();

@@ -588,12 +588,12 @@ fn main() -> anyhow::Result<()> {
             "0",
         ),
         (
-            "reload by someone else, block put back -> all UP (ms, median)",
+            "reload by someone else -> all UP (ms, median)",
             format!("{:.0}", median(shrunk.ms.clone())),
             "< 1000",
         ),
         (
-            "  the slowest of them (ms)",
+            "  slowest of them (ms)",
             format!("{:.0}", max(&shrunk.ms)),
             "< 1000",
         ),
