@@ -43,7 +43,7 @@ pub enum ConfigError {
 }
 
 /// The whole agent configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     /// The name this host reports (defaults to the hostname).
     pub host: String,
@@ -197,14 +197,14 @@ impl RawMetrics {
 }
 
 /// The agent service (`agent run`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     /// The control socket `agent apply`, `sync` and `status` talk to (mode 0660).
     pub control_socket: PathBuf,
 }
 
 /// Where HAProxy is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HaproxyConfig {
     /// haproxy.cfg: the operator's (frontends, rules), and the pools' slot blocks too
     /// unless `pools_config` is set.
@@ -425,7 +425,7 @@ impl RawRender {
 }
 
 /// One managed pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     /// Name, default port and server options.
     pub pool: Pool,

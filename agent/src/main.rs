@@ -331,7 +331,7 @@ fn run(cli: Cli) -> Outcome {
     let cfg = || -> anyhow::Result<AgentConfig> { Ok(AgentConfig::load(&cli.config)?) };
     match cli.command {
         Cmd::Run => {
-            agent::service::run(cfg()?)?;
+            agent::service::run(cfg()?, &cli.config)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Apply {

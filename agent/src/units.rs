@@ -178,6 +178,8 @@ pub fn agent_unit(
     s.push_str("\n[Service]\n");
     s.push_str("Type=simple\n");
     s.push_str(&format!("ExecStart={binary} --config {config} run\n"));
+    s.push_str("# `systemctl reload`: agent.toml read again, applied in place when it may be.\n");
+    s.push_str("ExecReload=/bin/kill -HUP $MAINPID\n");
     s.push_str("Restart=on-failure\n");
     s.push_str("RestartSec=1\n");
     s.push_str("# AWS_REGION and the like, for syncing from AWS.\n");
@@ -351,6 +353,7 @@ port = 8080
             lines(&u, "ExecStart"),
             ["/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml run"]
         );
+        assert_eq!(lines(&u, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
         assert_eq!(lines(&u, "Restart"), ["on-failure"]);
         assert_eq!(lines(&u, "RestartSec"), ["1"]);
         assert_eq!(

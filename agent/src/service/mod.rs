@@ -25,6 +25,7 @@ mod files;
 mod grow;
 pub mod inbox;
 mod request;
+mod reread;
 mod resume;
 mod scrape;
 mod server;

@@ -1,13 +1,14 @@
 //! `agent run`: the service's threads. The control socket's accept loop (woken by
 //! `poll` when a client connects; one thread per request, bounded), the ticker
 //! (operations advanced from HAProxy's stats), with `[aws]` groups the periodic sync
-//! from AWS, and with `[metrics] agent` the `/metrics` endpoint ([`super::scrape`]). SIGTERM or SIGINT stops it cleanly; the
-//! operations in flight are in the table and resume at the next start.
+//! from AWS, and with `[metrics] agent` the `/metrics` endpoint ([`super::scrape`]).
+//! SIGTERM or SIGINT stops it cleanly; the operations in flight are in the table and
+//! resume at the next start. SIGHUP re-reads agent.toml ([`super::reread`]).
 
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +27,15 @@ use crate::store;
 const MAX_CLIENTS: usize = 64;
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// A SIGHUP came: agent.toml is to be read again.
+static HANGUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_hup(_: libc::c_int) {
+    HANGUP.store(true, Ordering::SeqCst);
 }
 
 /// Why the service could not start.
@@ -66,101 +73,155 @@ pub enum StartError {
     },
 }
 
-/// Runs the service in the foreground until SIGTERM or SIGINT.
-pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
+/// Runs the service in the foreground until SIGTERM or SIGINT. SIGHUP re-reads the
+/// configuration at `path` ([`super::reread`]): one that reads and changes only what may
+/// change restarts the service in place (the same process, lock, control socket and
+/// metrics listener; operations in flight continue from the slot table, a waiting
+/// `agent apply --wait` is told its members are pending).
+pub fn run(cfg: AgentConfig, path: &Path) -> Result<(), StartError> {
     few_malloc_arenas();
-    let dir = cfg.haproxy.state_dir.clone();
-    std::fs::create_dir_all(&dir)
+    let _lock = take_lock(&cfg)?;
+    let socket = cfg.service.control_socket.clone();
+    let listener = listen(&socket)?;
+    let on = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    let hup = on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on);
+        libc::signal(libc::SIGINT, on);
+        libc::signal(libc::SIGHUP, hup);
+    }
+    let metrics = cfg
+        .metrics
+        .agent
+        .map(|addr| {
+            scrape::bind(addr)
+                .map(|l| (addr, Arc::new(l)))
+                .map_err(|source| StartError::Metrics { addr, source })
+        })
+        .transpose()?;
+    let mut cfg = cfg;
+    loop {
+        let service = Arc::new(Service::open(cfg.clone())?);
+        let threads = start(&service, metrics.as_ref(), &socket)?;
+        let next = accept(&listener, &service, path);
+        match &next {
+            None => info!("stopping: operations in flight stay in the slot table and resume at the next start"),
+            Some(_) => info!("restarting in place with the re-read agent.toml: operations in flight stay in the slot table and resume at once"),
+        }
+        service.shutdown();
+        for t in threads {
+            let _ = t.join();
+        }
+        service.persist(&service.lock());
+        match next {
+            Some(new) => cfg = new,
+            None => break,
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// One service per state directory: its lock, held until the process ends.
+fn take_lock(cfg: &AgentConfig) -> Result<store::Lock, StartError> {
+    let dir = &cfg.haproxy.state_dir;
+    std::fs::create_dir_all(dir)
         .map_err(|source| store::StoreError::Io {
             action: "cannot create state directory",
             path: dir.clone(),
             source,
         })
         .map_err(ServiceError::from)?;
-    let lock_path = cfg.haproxy.lock_path();
-    let _lock = match store::lock(&lock_path, Duration::ZERO, |_| {}) {
-        Ok(l) => l,
+    match store::lock(&cfg.haproxy.lock_path(), Duration::ZERO, |_| {}) {
+        Ok(l) => Ok(l),
         Err(store::StoreError::LockTimeout { path, holder, .. }) => {
-            return Err(StartError::Running { path, holder })
+            Err(StartError::Running { path, holder })
         }
-        Err(e) => return Err(ServiceError::from(e).into()),
-    };
-    let socket = cfg.service.control_socket.clone();
+        Err(e) => Err(ServiceError::from(e).into()),
+    }
+}
+
+/// The control socket, mode 0660; a socket file left behind (by a dead service: we hold
+/// the lock) is replaced.
+fn listen(socket: &Path) -> Result<UnixListener, StartError> {
     let listen = |source| StartError::Listen {
-        path: socket.clone(),
+        path: socket.to_path_buf(),
         source,
     };
     if let Some(parent) = socket.parent() {
         std::fs::create_dir_all(parent).map_err(listen)?;
     }
-    // We hold the lock: a socket file left behind is a dead service's.
-    match std::fs::remove_file(&socket) {
+    match std::fs::remove_file(socket) {
         Err(e) if e.kind() != ErrorKind::NotFound => return Err(listen(e)),
         _ => {}
     }
-    let listener = UnixListener::bind(&socket).map_err(listen)?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
+    let listener = UnixListener::bind(socket).map_err(listen)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).map_err(listen)?;
     listener.set_nonblocking(true).map_err(listen)?;
+    Ok(listener)
+}
 
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, handler);
-        libc::signal(libc::SIGINT, handler);
-    }
-
-    let metrics = cfg
-        .metrics
-        .agent
-        .map(|addr| {
-            scrape::bind(addr)
-                .map(|l| (addr, l))
-                .map_err(|source| StartError::Metrics { addr, source })
-        })
-        .transpose()?;
-    let service = Arc::new(Service::open(cfg)?);
+/// Brings `service` up (its own file of backends, the resume, the master probe) and
+/// starts its threads: the ticker, the sync from AWS, the inbox sender, the metrics.
+fn start(
+    service: &Arc<Service>,
+    metrics: Option<&(std::net::SocketAddr, Arc<std::net::TcpListener>)>,
+    socket: &Path,
+) -> Result<Vec<std::thread::JoinHandle<()>>, StartError> {
+    let spawn_failed = |source| StartError::Listen {
+        path: socket.to_path_buf(),
+        source,
+    };
     if let Err(e) = service.write_pools_file() {
         error!(error = %e, "cannot write the pools' backends ([haproxy] pools_config); HAProxy keeps what it loaded, and growth fails until this is fixed");
     }
     if let Err(e) = service.resume() {
         warn!(error = %e, "cannot reach HAProxy yet; operations resume once it answers");
     }
-    probe_master(&service);
+    probe_master(service);
     info!(socket = %socket.display(), pools = service.cfg.pools.len(), "agent service ready");
-    let ticker = {
-        let s = service.clone();
+    let mut threads = Vec::new();
+    let s = service.clone();
+    threads.push(
         std::thread::Builder::new()
             .name("ticker".into())
             .spawn(move || ticker(&s))
-            .map_err(listen)?
-    };
-    let syncer = if service.cfg.aws_groups.is_empty() {
-        None
-    } else {
+            .map_err(spawn_failed)?,
+    );
+    if !service.cfg.aws_groups.is_empty() {
         let s = service.clone();
-        Some(
+        threads.push(
             std::thread::Builder::new()
                 .name("aws-sync".into())
                 .spawn(move || aws_sync(&s))
-                .map_err(listen)?,
-        )
-    };
-    let sender = spawn_sender(&service)?;
-    let scraper = match metrics {
-        None => None,
-        Some((addr, listener)) => {
-            let s = service.clone();
-            info!(addr = %addr, "serving the agent's metrics at /metrics");
-            Some(
-                std::thread::Builder::new()
-                    .name("metrics".into())
-                    .spawn(move || scrape::serve(&listener, &s))
-                    .map_err(|source| StartError::Metrics { addr, source })?,
-            )
-        }
-    };
+                .map_err(spawn_failed)?,
+        );
+    }
+    threads.extend(spawn_sender(service)?);
+    if let Some((addr, listener)) = metrics {
+        let (s, l, addr) = (service.clone(), listener.clone(), *addr);
+        info!(addr = %addr, "serving the agent's metrics at /metrics");
+        threads.push(
+            std::thread::Builder::new()
+                .name("metrics".into())
+                .spawn(move || scrape::serve(&l, &s))
+                .map_err(|source| StartError::Metrics { addr, source })?,
+        );
+    }
+    Ok(threads)
+}
+
+/// Serves the control socket until SIGTERM or SIGINT (`None`) or a SIGHUP whose
+/// agent.toml is to be applied (`Some`, the new configuration).
+fn accept(listener: &UnixListener, service: &Arc<Service>, path: &Path) -> Option<AgentConfig> {
     let clients = Arc::new(AtomicUsize::new(0));
     while !SIGNALLED.load(Ordering::SeqCst) {
+        if HANGUP.swap(false, Ordering::SeqCst) {
+            if let Some(new) = super::reread::reread(path, &service.cfg) {
+                return Some(new);
+            }
+        }
         match listener.accept() {
             Ok((stream, _)) => {
                 if clients.load(Ordering::SeqCst) >= MAX_CLIENTS {
@@ -181,7 +242,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     error!(error = %e, "cannot start a thread for a request");
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_readable(&listener, ACCEPT_WAIT),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_readable(listener, ACCEPT_WAIT),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -189,21 +250,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             }
         }
     }
-    info!("stopping: operations in flight stay in the slot table and resume at the next start");
-    service.shutdown();
-    let _ = ticker.join();
-    if let Some(t) = syncer {
-        let _ = t.join();
-    }
-    if let Some(t) = scraper {
-        let _ = t.join();
-    }
-    if let Some(t) = sender {
-        let _ = t.join();
-    }
-    service.persist(&service.lock());
-    let _ = std::fs::remove_file(&socket);
-    Ok(())
+    None
 }
 
 /// With `[report]`, the thread that sends members' outcomes to the reactor's inbox.

@@ -895,3 +895,63 @@ fn a_waiting_sync_waits_for_a_member_already_joining() {
         Some(Value::from("up"))
     );
 }
+
+/// SIGHUP (the unit's `systemctl reload`) re-reads agent.toml: a limit lowered there holds
+/// at once in the same process; a file that does not read, or that moves the state
+/// directory the process holds, is refused with a log line and changes nothing.
+#[test]
+fn sighup_rereads_agent_toml_and_refuses_what_cannot_change_in_place() {
+    let h = host_with(PoolSpec::new("web", 4));
+    let pid = h.service_pid().expect("the service runs");
+    let (a, b) = (
+        Backend::start("hup-a", "127.0.0.1").unwrap(),
+        Backend::start("hup-b", "127.0.0.1").unwrap(),
+    );
+    let hup = |h: &Host, says: &str| {
+        let before = h.agent_log().matches(says).count();
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        wait_for(Duration::from_secs(10), || {
+            (h.agent_log().matches(says).count() > before).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no {says:?} after SIGHUP:\n{}", h.agent_log()));
+    };
+    let toml = std::fs::read_to_string(&h.config).unwrap();
+    // Lowered: one member per message in pool web.
+    let lowered = toml.replacen("name = \"web\"\n", "name = \"web\"\nmax_members = 1\n", 1);
+    std::fs::write(&h.config, &lowered).unwrap();
+    hup(&h, "[[pool]] changed");
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    let two = change(1, vec![member("i-a", a.addr), member("i-b", b.addr)], &[]);
+    let run = h
+        .agent(&["apply", "--change", &two.to_json()], None)
+        .unwrap();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("max_members = 1"), "{}", run.stderr);
+    assert_eq!(h.service_pid(), Some(pid), "the same process");
+
+    // A file that does not read: refused, the service goes on with what it had.
+    std::fs::write(&h.config, "[haproxy\n").unwrap();
+    hup(&h, "does not read, so nothing changed");
+    // (The command line reads the file too: put it back for `agent apply`.)
+    std::fs::write(&h.config, &lowered).unwrap();
+    let run = h
+        .agent(
+            &[
+                "apply",
+                "--change",
+                &change(2, vec![member("i-a", a.addr)], &[]).to_json(),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // A state directory the running process holds: refused by name.
+    std::fs::write(&h.config, lowered.replace("/state\"", "/elsewhere\"")).unwrap();
+    hup(&h, "SIGHUP: [haproxy] state_dir");
+    assert_eq!(h.service_pid(), Some(pid));
+    assert_eq!(h.service_restarts(), 0, "{}", h.agent_log());
+}
