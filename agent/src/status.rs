@@ -369,6 +369,36 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON examples of docs/interfaces.md read as the types that carry them: the
+    /// change message, the apply report, the host report and `agent status --json`
+    /// (its `[...]` shortenings read as empty lists).
+    #[test]
+    fn the_json_examples_in_the_docs_read_as_the_real_types() {
+        let doc = include_str!("../../docs/interfaces.md");
+        let blocks: Vec<&str> = doc
+            .split("```json\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        let find = |start: &str| {
+            blocks
+                .iter()
+                .find(|b| b.starts_with(start))
+                .unwrap_or_else(|| panic!("no example starting {start:?} in docs/interfaces.md"))
+                .to_string()
+        };
+        let change = find("{\"version\":1,\"generation\"");
+        infra::Change::from_json(&change).unwrap_or_else(|e| panic!("{e}\n{change}"));
+        let report = find("{\"host\":\"i-");
+        infra::Report::from_json(&report).unwrap_or_else(|e| panic!("{e}\n{report}"));
+        let host = find("{\"kind\":\"haproxy-asg.host-report\"");
+        infra::HostReport::from_json(&host).unwrap_or_else(|e| panic!("{e}\n{host}"));
+        let status = find("{\"host\":\"proxy-a\"").replace("[...]", "[]");
+        let s: Status = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}\n{status}"));
+        assert_eq!(s.external_reloads, 1);
+        assert_eq!(s.sockets.len(), 2);
+    }
     use crate::slots::{Entry, Op, PoolSlots};
     use infra::{MemberId, Port};
 

@@ -28,6 +28,18 @@ pub(super) fn candidate_path(config: &Path) -> PathBuf {
     dir.join(format!(".{name}.agent-new"))
 }
 
+/// The file holding the slot blocks, resized.
+struct Resized {
+    /// Its new text.
+    text: String,
+    /// `pool cur -> new` for each block that changed.
+    sizes: Vec<String>,
+    /// Each pool's size after it.
+    targets: Vec<(PoolName, u32)>,
+    /// HAProxy serves fewer slots than needed although the file has them.
+    short: bool,
+}
+
 impl Service {
     /// Resizes slot blocks (growing those in `needs` to at least the size given,
     /// shrinking mostly-free ones), validates the configuration and reloads HAProxy.
@@ -45,22 +57,78 @@ impl Service {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut new = old.clone();
-        let mut sizes = Vec::new();
-        let mut targets = Vec::new();
-        let mut short = false;
+        let resized = self.resize(st, &old, &states, needs)?;
+        if resized.text == old && !resized.short {
+            return Ok(());
+        }
+        let sizes = resized.sizes.join(", ");
+        let span = info_span!("reload", slots = %sizes);
+        let _g = span.enter();
+        info!("slots {sizes}: validating and reloading HAProxy");
+        self.validate(&resized.text)?;
+        if !client.has_master() {
+            return Err(crate::haproxy::HaproxyError::NoMaster.into());
+        }
+        // Slots ready but DOWN would come back UP after the reload until their first
+        // failed check: park them in maint across it and restore them after.
+        let parked = self.parked(&states);
+        let park: Vec<Vec<Command>> = parked
+            .iter()
+            .map(|(p, n)| vec![Command::new(p, *n, Op::Maint)])
+            .collect();
+        client.batch(&park)?;
+        self.save_server_state(st)?;
+        let result = self.reload(path, &old, &resized.text);
+        if result.is_ok() {
+            self.reloaded(st, &resized.targets);
+        }
+        // The new worker read the map file; what it holds is known again by asking.
+        st.instances = None;
+        // The parked slots come back (to the new worker, or the old one on failure).
+        let restore: Vec<Vec<Command>> = parked
+            .iter()
+            .map(|(p, n)| {
+                vec![
+                    Command::new(p, *n, Op::Ready),
+                    Command::new(p, *n, Op::HealthDown),
+                ]
+            })
+            .collect();
+        if let Err(e) = self.haproxy(st).batch(&restore) {
+            warn!(error = %e, "cannot restore the slots parked across the reload");
+        }
+        result?;
+        info!(reloads = st.reloads, "reloaded");
+        Ok(())
+    }
+
+    /// `text` (the file holding the slot blocks) with each pool's block at the size it
+    /// needs: what `needs` asks, the table uses and HAProxy serves, within its limits.
+    fn resize(
+        &self,
+        st: &State,
+        text: &str,
+        states: &[crate::haproxy::ServerState],
+        needs: &BTreeMap<PoolName, u32>,
+    ) -> Result<Resized, ServiceError> {
+        let mut out = Resized {
+            text: text.to_string(),
+            sizes: Vec::new(),
+            targets: Vec::new(),
+            short: false,
+        };
         for pc in &self.cfg.pools {
             let name = pc.name().as_str();
-            let Some((_, cur)) = haproxy_cfg::find_block(&new, name) else {
+            let Some((_, cur)) = haproxy_cfg::find_block(&out.text, name) else {
                 if needs.contains_key(pc.name()) {
                     return Err(ServiceError::NoSlotLine {
-                        path: path.to_path_buf(),
+                        path: self.cfg.haproxy.slots_file().to_path_buf(),
                         pool: pc.name().clone(),
                     });
                 }
                 continue;
             };
-            let live = LiveSlots::of(name, &states);
+            let live = LiveSlots::of(name, states);
             let busy_max = live
                 .slots
                 .iter()
@@ -75,42 +143,28 @@ impl Service {
                 .map(|t| t.used())
                 .unwrap_or_default();
             let used_max = used.iter().next_back().copied().unwrap_or(0);
-            let needed = needs
-                .get(pc.name())
-                .copied()
-                .unwrap_or(0)
-                .max(used_max)
-                .max(busy_max);
+            let asked = needs.get(pc.name()).copied().unwrap_or(0);
+            let needed = asked.max(used_max).max(busy_max);
             let used_count = u32::try_from(used.len()).unwrap_or(u32::MAX);
             crate::limits::check_growth(pc, cur, needed)?;
             let target = slots::target_size(cur, pc.slots, needed, used_count);
             let target = crate::limits::capped_size(pc, target, needed);
-            targets.push((pc.name().clone(), target));
+            out.targets.push((pc.name().clone(), target));
             if target != cur {
-                sizes.push(format!("{name} {cur} -> {target}"));
-                if let Some(t) = haproxy_cfg::set_slots(&new, name, target) {
-                    new = t;
+                out.sizes.push(format!("{name} {cur} -> {target}"));
+                if let Some(t) = haproxy_cfg::set_slots(&out.text, name, target) {
+                    out.text = t;
                 }
             }
             // A reload cut short: the file already has the slots, HAProxy does not.
-            short |= live.size() < needed.min(target);
+            out.short |= live.size() < needed.min(target);
         }
-        if new == old && !short {
-            return Ok(());
-        }
-        let span = info_span!("reload", slots = %sizes.join(", "));
-        let _g = span.enter();
-        info!(
-            "slots {}: validating and reloading HAProxy",
-            sizes.join(", ")
-        );
-        self.validate(&new)?;
-        if !client.has_master() {
-            return Err(crate::haproxy::HaproxyError::NoMaster.into());
-        }
-        // Slots ready but DOWN would come back UP after the reload until their first
-        // failed check: park them in maint across it and restore them after.
-        let parked: Vec<(PoolName, u32)> = states
+        Ok(out)
+    }
+
+    /// The pools' slots that are ready but DOWN.
+    fn parked(&self, states: &[crate::haproxy::ServerState]) -> Vec<(PoolName, u32)> {
+        states
             .iter()
             .filter(|s| !s.in_maint() && !s.running())
             .filter_map(|s| {
@@ -122,52 +176,29 @@ impl Service {
                     .find(|p| p.name().as_str() == s.backend)?;
                 Some((pool.name().clone(), slot))
             })
-            .collect();
-        let park: Vec<Vec<Command>> = parked
-            .iter()
-            .map(|(p, n)| vec![Command::new(p, *n, Op::Maint)])
-            .collect();
-        client.batch(&park)?;
-        self.save_server_state(st)?;
-        let result = self.reload(path, &old, &new);
-        // The parked slots come back (to the new worker, or the old one on failure).
-        let restore: Vec<Vec<Command>> = parked
-            .iter()
-            .map(|(p, n)| {
-                vec![
-                    Command::new(p, *n, Op::Ready),
-                    Command::new(p, *n, Op::HealthDown),
-                ]
-            })
-            .collect();
-        if result.is_ok() {
-            st.reloads += 1;
-            st.reloaded_at = Some(Instant::now());
-            // This worker is ours: the watch must not take it for someone else's.
-            st.worker = self
-                .client
-                .proc_info()
-                .ok()
-                .and_then(|p| p.current_worker());
-            // The new worker may be another binary (a package upgrade reloads into it).
-            let client = self.haproxy(st);
-            if let Err(e) = self.learn_version(st, &client) {
-                warn!(error = %e, "cannot read HAProxy's version after the reload");
+            .collect()
+    }
+
+    /// After a reload of ours: counted, its worker known as ours (the watch must not
+    /// take it for someone else's), its version read, the slot gauges set.
+    fn reloaded(&self, st: &mut State, targets: &[(PoolName, u32)]) {
+        st.reloads += 1;
+        st.reloaded_at = Some(Instant::now());
+        st.worker = self
+            .client
+            .proc_info()
+            .ok()
+            .and_then(|p| p.current_worker());
+        // The new worker may be another binary (a package upgrade reloads into it).
+        let client = self.haproxy(st);
+        if let Err(e) = self.learn_version(st, &client) {
+            warn!(error = %e, "cannot read HAProxy's version after the reload");
+        }
+        self.metric(|m| {
+            for (pool, n) in targets {
+                m.set_slots(pool.as_str(), *n);
             }
-            self.metric(|m| {
-                for (pool, n) in &targets {
-                    m.set_slots(pool.as_str(), *n);
-                }
-            });
-        }
-        // The new worker read the map file; what it holds is known again by asking.
-        st.instances = None;
-        if let Err(e) = self.haproxy(st).batch(&restore) {
-            warn!(error = %e, "cannot restore the slots parked across the reload");
-        }
-        result?;
-        info!(reloads = st.reloads, "reloaded");
-        Ok(())
+        });
     }
 
     /// With `[haproxy] pools_config`: writes the agent's own file of backends when it is

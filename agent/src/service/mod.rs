@@ -100,6 +100,8 @@ struct State {
     external_reloads: u64,
     /// The last of them.
     external: Option<crate::status::ExternalReload>,
+    /// HAProxy's master stopped answering the watch (logged once until it answers).
+    haproxy_lost: bool,
 }
 
 /// The service: configuration, HAProxy client and the guarded state.
@@ -160,6 +162,7 @@ impl Service {
                 worker: None,
                 external_reloads: 0,
                 external: None,
+                haproxy_lost: false,
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),

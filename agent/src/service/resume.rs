@@ -135,12 +135,22 @@ impl Service {
         if self.cfg.haproxy.master_socket.is_none() || !st.resumed {
             return;
         }
-        let Some(now) = self
-            .client
-            .proc_info()
-            .ok()
-            .and_then(|p| p.current_worker())
-        else {
+        let procs = match self.client.proc_info() {
+            Ok(p) => p,
+            Err(e) => {
+                if !st.haproxy_lost {
+                    st.haproxy_lost = true;
+                    self.metric(|m| m.error(crate::metrics::ErrorKind::HaproxyUnreachable));
+                    warn!(error = %e, "HAProxy's master does not answer: HAProxy is stopped or restarting; what a new worker lacks is restored once it answers");
+                }
+                return;
+            }
+        };
+        if st.haproxy_lost {
+            st.haproxy_lost = false;
+            info!("HAProxy's master answers again");
+        }
+        let Some(now) = procs.current_worker() else {
             return;
         };
         let before = match st.worker {

@@ -401,7 +401,20 @@ fn assignments_survive_a_reload_and_a_full_restart() {
         http::get(fe, "/", Duration::from_secs(1)).is_err(),
         "haproxy is down"
     );
+    // The service says HAProxy went away, and that it is back.
+    wait_for(Duration::from_secs(5), || {
+        h.agent_log()
+            .contains("HAProxy's master does not answer")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("HAProxy lost, unsaid:\n{}", h.agent_log()));
     h.start_haproxy().unwrap();
+    wait_for(Duration::from_secs(5), || {
+        h.agent_log()
+            .contains("HAProxy's master answers again")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("HAProxy back, unsaid:\n{}", h.agent_log()));
     assert_eq!(h.assignments().unwrap(), before);
     assert!(all_serve(&h), "{:?}", h.status());
     assert_eq!(spread(), 3);
