@@ -457,6 +457,10 @@ fn render_to(cfg: &AgentConfig, path: &Path) -> anyhow::Result<()> {
 /// without it); says so on stderr, and warns when it can not.
 fn ensure_instances_map(cfg: &AgentConfig) {
     let path = cfg.haproxy.instances_map.path();
+    // The state directory too, on a fresh host (the service would create it later).
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -477,6 +481,16 @@ fn ensure_instances_map(cfg: &AgentConfig) {
                 path.display()
             );
         }
+    }
+    // An empty server-state file (its format's version line), so HAProxy's first start
+    // does not warn about a missing one; the service writes it after every change.
+    let state = cfg.haproxy.server_state_path();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&state)
+    {
+        let _ = f.write_all(b"1\n");
     }
 }
 

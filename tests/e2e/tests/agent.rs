@@ -922,3 +922,56 @@ fn with_a_file_of_its_own_the_agent_never_rewrites_haproxy_cfg() {
         h.agent_log()
     );
 }
+
+/// README.md's "Running the agent" block, run as it is in a clean directory with the
+/// built `agent` and the HAProxy under test first on the PATH, gives a working host: a
+/// member applied through the service serves through HAProxy.
+#[test]
+fn the_readme_quick_start_runs_as_written() {
+    let readme = include_str!("../../../README.md");
+    let block = readme
+        .split("end-to-end test runs this block as it is):\n\n```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("README.md's quick-start block");
+    let agent_dir = bin_path("agent").unwrap().parent().unwrap().to_path_buf();
+    let haproxy = harness::process::haproxy_bin();
+    let mut path = vec![agent_dir];
+    if let Some(dir) = haproxy.parent().filter(|d| !d.as_os_str().is_empty()) {
+        path.push(dir.to_path_buf());
+    }
+    let path = std::env::join_paths(path.into_iter().chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let run = std::process::Command::new("timeout")
+        .args(["120", "bash", "-e", "-c", block])
+        .env("PATH", path)
+        .env_remove("AGENT_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    // What a failed run left behind (the block's last line stops them otherwise).
+    if !run.status.success() {
+        for f in ["agent.pid", "backend.pid", "haproxy.pid"] {
+            let pid =
+                std::fs::read_to_string(format!("/tmp/haproxy-asg-try/{f}")).unwrap_or_default();
+            if let Ok(pid) = pid.trim().parse::<u32>() {
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 reached their target"), "{stdout}");
+    assert!(stdout.contains("200 from the pool"), "{stdout}");
+    assert!(
+        stdout.contains("web          slot1    i-local                up"),
+        "{stdout}"
+    );
+}
