@@ -33,6 +33,14 @@ fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
     )
 }
 
+fn outcome_of(r: &Report, id: &str) -> OutcomeStatus {
+    r.outcomes
+        .iter()
+        .find(|o| o.member.as_str() == id)
+        .map(|o| o.status)
+        .unwrap_or_else(|| panic!("no outcome for {id} in {r:?}"))
+}
+
 fn host(slots: u32) -> Host {
     host_with(PoolSpec::new("web", slots))
 }
@@ -344,6 +352,21 @@ fn a_member_that_never_passes_checks_gets_no_traffic_and_is_reported_failed() {
     let s = h.status().unwrap();
     let owned: Vec<_> = s.iter().filter(|r| !r["member"].is_null()).collect();
     assert_eq!(owned.len(), 1, "{s:?}");
+    // The failed join's generation is honoured: the same message again (a retry, a
+    // re-delivery) is STALE and takes no slot; a newer one tries again.
+    let (r, run) = h
+        .apply(&change(2, vec![member("i-sick", unhealthy.addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome_of(&r, "i-sick"), OutcomeStatus::Stale, "{r:?}");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        h.status()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["member"].is_null())
+            .count(),
+        1
+    );
 }
 
 #[test]
