@@ -513,6 +513,102 @@ impl Default for RawAws {
     }
 }
 
+impl RawHaproxy {
+    fn check(self) -> Result<HaproxyConfig, String> {
+        let admin_socket = Endpoint::parse(&self.admin_socket)
+            .map_err(|e| format!("haproxy.admin_socket: {e}"))?;
+        let master_socket = self
+            .master_socket
+            .as_deref()
+            .map(Endpoint::parse)
+            .transpose()
+            .map_err(|e| format!("haproxy.master_socket: {e}"))?;
+        if let Some(p) = &self.pools_config {
+            if !p.is_absolute() || *p == self.config {
+                return Err(format!("haproxy.pools_config = {:?}: give an absolute path of its own, not haproxy.config (e.g. \"/etc/haproxy/haproxy-asg.cfg\"): the agent writes the pools' backends there and HAProxy loads it as a second -f", p.display()));
+            }
+        }
+        let instances_map = MapFile::new(&self.state_dir.join(INSTANCES_MAP))
+            .map_err(|e| format!("haproxy.state_dir: {e}"))?;
+        Ok(HaproxyConfig {
+            config: self.config,
+            pools_config: self.pools_config,
+            admin_socket,
+            master_socket,
+            binary: self.binary,
+            state_dir: self.state_dir,
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            instances_map,
+        })
+    }
+}
+
+impl RawPool {
+    fn check(self) -> Result<PoolConfig, String> {
+        let p = self;
+        if !(1..=100_000).contains(&p.slots) {
+            return Err(format!(
+                "pool {}: slots = {} is out of range (1 to 100000)",
+                p.name, p.slots
+            ));
+        }
+        if !(1..=100_000).contains(&p.max_slots) || p.max_slots < p.slots {
+            return Err(format!(
+                "pool {}: max_slots = {} must be from slots ({}) to 100000",
+                p.name, p.max_slots, p.slots
+            ));
+        }
+        if !(1..=100_000).contains(&p.max_members) {
+            return Err(format!(
+                "pool {}: max_members = {} is out of range (1 to 100000)",
+                p.name, p.max_members
+            ));
+        }
+        if let Some(path) = &p.health_path {
+            let ok = path.starts_with('/')
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/-_.~%?=&".contains(c));
+            if !ok {
+                return Err(format!("pool {}: health_path {path:?} must start with '/' and hold only URL-safe characters", p.name));
+            }
+        }
+        if let Some(bind) = &p.bind {
+            let ok = !bind.is_empty()
+                && bind
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ":.[]*".contains(c));
+            if !ok {
+                return Err(format!(
+                    "pool {}: bind {bind:?} must look like ':80' or '127.0.0.1:8080'",
+                    p.name
+                ));
+            }
+        }
+        Ok(PoolConfig {
+            health_timeout: seconds(
+                &format!("pool {}: health_timeout_s", p.name),
+                p.health_timeout_s,
+            )?,
+            drain_timeout: seconds(
+                &format!("pool {}: drain_timeout_s", p.name),
+                p.drain_timeout_s,
+            )?,
+            pool: Pool {
+                name: p.name,
+                port: p.port,
+                server_options: p.server_options,
+            },
+            ports: p.ports,
+            bind: p.bind,
+            slots: p.slots,
+            health_path: p.health_path,
+            max_members: p.max_members,
+            max_slots: p.max_slots,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
@@ -594,85 +690,12 @@ impl AgentConfig {
     /// Parses configuration text (the checks of [`AgentConfig::load`]).
     pub fn parse(text: &str) -> Result<Self, String> {
         let raw: RawFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        let admin_socket = Endpoint::parse(&raw.haproxy.admin_socket)
-            .map_err(|e| format!("haproxy.admin_socket: {e}"))?;
-        let master_socket = raw
-            .haproxy
-            .master_socket
-            .as_deref()
-            .map(Endpoint::parse)
-            .transpose()
-            .map_err(|e| format!("haproxy.master_socket: {e}"))?;
-        if let Some(p) = &raw.haproxy.pools_config {
-            if !p.is_absolute() || *p == raw.haproxy.config {
-                return Err(format!("haproxy.pools_config = {:?}: give an absolute path of its own, not haproxy.config (e.g. \"/etc/haproxy/haproxy-asg.cfg\"): the agent writes the pools' backends there and HAProxy loads it as a second -f", p.display()));
-            }
-        }
         let mut pools = Vec::new();
         for p in raw.pools {
             if pools.iter().any(|q: &PoolConfig| q.pool.name == p.name) {
                 return Err(format!("pool {} is defined twice", p.name));
             }
-            if !(1..=100_000).contains(&p.slots) {
-                return Err(format!(
-                    "pool {}: slots = {} is out of range (1 to 100000)",
-                    p.name, p.slots
-                ));
-            }
-            if !(1..=100_000).contains(&p.max_slots) || p.max_slots < p.slots {
-                return Err(format!(
-                    "pool {}: max_slots = {} must be from slots ({}) to 100000",
-                    p.name, p.max_slots, p.slots
-                ));
-            }
-            if !(1..=100_000).contains(&p.max_members) {
-                return Err(format!(
-                    "pool {}: max_members = {} is out of range (1 to 100000)",
-                    p.name, p.max_members
-                ));
-            }
-            if let Some(path) = &p.health_path {
-                let ok = path.starts_with('/')
-                    && path
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "/-_.~%?=&".contains(c));
-                if !ok {
-                    return Err(format!("pool {}: health_path {path:?} must start with '/' and hold only URL-safe characters", p.name));
-                }
-            }
-            if let Some(bind) = &p.bind {
-                let ok = !bind.is_empty()
-                    && bind
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || ":.[]*".contains(c));
-                if !ok {
-                    return Err(format!(
-                        "pool {}: bind {bind:?} must look like ':80' or '127.0.0.1:8080'",
-                        p.name
-                    ));
-                }
-            }
-            pools.push(PoolConfig {
-                health_timeout: seconds(
-                    &format!("pool {}: health_timeout_s", p.name),
-                    p.health_timeout_s,
-                )?,
-                drain_timeout: seconds(
-                    &format!("pool {}: drain_timeout_s", p.name),
-                    p.drain_timeout_s,
-                )?,
-                pool: Pool {
-                    name: p.name,
-                    port: p.port,
-                    server_options: p.server_options,
-                },
-                ports: p.ports,
-                bind: p.bind,
-                slots: p.slots,
-                health_path: p.health_path,
-                max_members: p.max_members,
-                max_slots: p.max_slots,
-            });
+            pools.push(p.check()?);
         }
         for (group, names) in &raw.aws.groups {
             for n in names {
@@ -694,8 +717,7 @@ impl AgentConfig {
             .service
             .control_socket
             .unwrap_or_else(|| raw.haproxy.state_dir.join("agent.sock"));
-        let instances_map = MapFile::new(&raw.haproxy.state_dir.join(INSTANCES_MAP))
-            .map_err(|e| format!("haproxy.state_dir: {e}"))?;
+        let haproxy = raw.haproxy.check()?;
         let member_networks = raw
             .member_networks
             .iter()
@@ -713,16 +735,7 @@ impl AgentConfig {
             report,
             service: ServiceConfig { control_socket },
             sync_interval,
-            haproxy: HaproxyConfig {
-                config: raw.haproxy.config,
-                pools_config: raw.haproxy.pools_config,
-                admin_socket,
-                master_socket,
-                binary: raw.haproxy.binary,
-                state_dir: raw.haproxy.state_dir,
-                timeout: Duration::from_millis(raw.haproxy.timeout_ms.max(1)),
-                instances_map,
-            },
+            haproxy,
             render,
             pools,
             aws_groups: raw.aws.groups,

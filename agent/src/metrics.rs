@@ -379,6 +379,14 @@ impl Registry {
     /// Every metric, in the text format, with the table's gauges from `snap`.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut o = Out(String::with_capacity(4096));
+        self.render_table(&mut o, snap);
+        self.render_durations(&mut o);
+        self.render_counters(&mut o, snap);
+        o.0
+    }
+
+    /// The gauges that describe the slot table.
+    fn render_table(&self, o: &mut Out, snap: &Snapshot) {
         o.family(
             "slots",
             "gauge",
@@ -433,6 +441,10 @@ impl Registry {
                 );
             }
         }
+    }
+
+    /// The histogram of operations' durations.
+    fn render_durations(&self, o: &mut Out) {
         o.family(
             "operation_duration_seconds",
             "histogram",
@@ -457,6 +469,10 @@ impl Registry {
             o.sample("operation_duration_seconds_sum", &labels, h.sum);
             o.sample("operation_duration_seconds_count", &labels, h.count as f64);
         }
+    }
+
+    /// Reloads, the version, errors, syncs and reports.
+    fn render_counters(&self, o: &mut Out, snap: &Snapshot) {
         o.family(
             "reloads_total",
             "counter",
@@ -537,7 +553,6 @@ impl Registry {
             "Reports waiting in the outbox (persisted) for the reactor's inbox.",
         );
         o.sample("reports_pending", &[], snap.reports_pending as f64);
-        o.0
     }
 }
 

@@ -817,6 +817,20 @@ pub fn advance(
             }
         }
     }
+    advance_evictions(pool, table, rows, now_ms, seen, &mut out);
+    out
+}
+
+/// Evictions (servers no member owns, being drained) that ended: put in maintenance,
+/// what a deadline left open closed.
+fn advance_evictions(
+    pool: &PoolName,
+    table: &mut PoolSlots,
+    rows: &BTreeMap<u32, &StatRow>,
+    now_ms: u64,
+    seen: u64,
+    out: &mut Advanced,
+) {
     let done: Vec<u32> = table
         .evicting
         .iter()
@@ -838,7 +852,6 @@ pub fn advance(
         out.commands.push(Command::new(pool, slot, Cmd::Maint));
         table.evicting.remove(&slot);
     }
-    out
 }
 
 /// The slot count a pool should have: at least `needed` (the highest slot in use or

@@ -279,7 +279,6 @@ pub fn build(
         reloads,
         ..Status::default()
     };
-    let secs = |ms: u64| ms as f64 / 1000.0;
     for pool in pools {
         let live = LiveSlots::of(pool, states);
         let by_name: BTreeMap<&str, &StatRow> = rows
@@ -329,41 +328,54 @@ pub fn build(
             });
         }
         out.pools.push(map);
-        for (id, e) in &t.members {
-            let Some(op) = e.op else { continue };
-            let r = row(e.slot);
-            out.operations.push(OperationStatus {
-                pool: pool.clone(),
-                member: id.to_string(),
-                slot: slot_name(e.slot),
-                kind: match e.state {
-                    EntryState::Draining => "drain",
-                    _ => "join",
-                }
-                .into(),
-                change: op.change,
-                elapsed_s: secs(now_ms.saturating_sub(op.started_ms)),
-                deadline_in_s: secs(op.deadline_ms.saturating_sub(now_ms)),
-                sessions: r.map_or(0, |r| r.scur),
-                last_check: r.map(StatRow::check_summary).unwrap_or_default(),
-            });
-        }
-        for (slot, ev) in &t.evicting {
-            let r = row(*slot);
-            out.operations.push(OperationStatus {
-                pool: pool.clone(),
-                member: "-".into(),
-                slot: slot_name(*slot),
-                kind: "evict".into(),
-                change: 0,
-                elapsed_s: secs(now_ms.saturating_sub(ev.started_ms)),
-                deadline_in_s: secs(ev.deadline_ms.saturating_sub(now_ms)),
-                sessions: r.map_or(0, |r| r.scur),
-                last_check: r.map(StatRow::check_summary).unwrap_or_default(),
-            });
-        }
+        out.operations.extend(operations(pool, t, &row, now_ms));
     }
     out
+}
+
+/// `pool`'s joins, drains and evictions in flight, with what HAProxy says of their slots.
+fn operations<'a>(
+    pool: &str,
+    t: &crate::slots::PoolSlots,
+    row: &dyn Fn(u32) -> Option<&'a StatRow>,
+    now_ms: u64,
+) -> Vec<OperationStatus> {
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    let mut ops = Vec::new();
+    for (id, e) in &t.members {
+        let Some(op) = e.op else { continue };
+        let r = row(e.slot);
+        ops.push(OperationStatus {
+            pool: pool.to_string(),
+            member: id.to_string(),
+            slot: slot_name(e.slot),
+            kind: match e.state {
+                EntryState::Draining => "drain",
+                _ => "join",
+            }
+            .into(),
+            change: op.change,
+            elapsed_s: secs(now_ms.saturating_sub(op.started_ms)),
+            deadline_in_s: secs(op.deadline_ms.saturating_sub(now_ms)),
+            sessions: r.map_or(0, |r| r.scur),
+            last_check: r.map(StatRow::check_summary).unwrap_or_default(),
+        });
+    }
+    for (slot, ev) in &t.evicting {
+        let r = row(*slot);
+        ops.push(OperationStatus {
+            pool: pool.to_string(),
+            member: "-".into(),
+            slot: slot_name(*slot),
+            kind: "evict".into(),
+            change: 0,
+            elapsed_s: secs(now_ms.saturating_sub(ev.started_ms)),
+            deadline_in_s: secs(ev.deadline_ms.saturating_sub(now_ms)),
+            sessions: r.map_or(0, |r| r.scur),
+            last_check: r.map(StatRow::check_summary).unwrap_or_default(),
+        });
+    }
+    ops
 }
 
 #[cfg(test)]
