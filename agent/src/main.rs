@@ -327,6 +327,35 @@ fn call(cfg: &AgentConfig, request: &Request) -> anyhow::Result<Reply> {
     Ok(reply)
 }
 
+/// What an interrupted waiting command prints before it exits 130.
+static INTERRUPTED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    if let Some(m) = INTERRUPTED.get() {
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer was set before
+        // the handler was installed and lives for the whole process.
+        unsafe {
+            libc::write(2, m.as_ptr().cast(), m.len());
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(130) }
+}
+
+/// Ctrl-C (or SIGTERM) while a command waits for the service stops only the command:
+/// it says so, and what goes on in the service (`what`), then exits 130.
+fn say_on_interrupt(what: String) {
+    let text = format!("\nagent: interrupted: only this command stopped; {what}\n");
+    if INTERRUPTED.set(text.into_bytes()).is_ok() {
+        let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(libc::SIGINT, handler);
+            libc::signal(libc::SIGTERM, handler);
+        }
+    }
+}
+
 fn run(cli: Cli) -> Outcome {
     let cfg = || -> anyhow::Result<AgentConfig> { Ok(AgentConfig::load(&cli.config)?) };
     match cli.command {
@@ -351,6 +380,17 @@ fn run(cli: Cli) -> Outcome {
                 change: serde_json::to_value(&change)?,
                 wait,
             };
+            if wait {
+                let goes = if cfg.report.is_some() {
+                    "their outcomes go to the reactor's inbox"
+                } else {
+                    "`agent status` shows them"
+                };
+                say_on_interrupt(format!(
+                    "the service carries change {} on: its members keep joining and draining, and {goes}",
+                    change.generation
+                ));
+            }
             match call(&cfg, &request)? {
                 Reply::Report(r) if wait => print_report(&r, json),
                 Reply::Report(r) => print_acceptance(&r, json, cfg.report.is_some()),
@@ -378,6 +418,9 @@ fn run(cli: Cli) -> Outcome {
                 dry_run,
                 wait: !no_wait,
             };
+            if !no_wait && !dry_run {
+                say_on_interrupt("the service carries the sync on: its members keep joining and draining, and `agent status` shows them".into());
+            }
             match call(&cfg, &request)? {
                 Reply::Sync(s) => print_sync(&s, json, !no_wait),
                 other => bail!("unexpected answer from the agent service: {other:?}"),

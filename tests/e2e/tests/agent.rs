@@ -751,6 +751,33 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
     assert!(leftovers.is_empty());
 }
 
+/// Nine members (backends named `<prefix>0..8`) applied to a 4-slot pool: one growth
+/// reload, all UP.
+fn grow_to_nine(h: &Host, prefix: &str) -> Vec<Backend> {
+    let backends: Vec<Backend> = (0..9)
+        .map(|i| Backend::start(&format!("{prefix}{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let add = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| member(&format!("i-{prefix}{i}"), b.addr))
+        .collect();
+    let (r, run) = h.apply(&change(1, add, &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+    assert_eq!(r.reloads, 1, "one reload for the growth");
+    backends
+}
+
+/// All nine members UP in HAProxy, as `agent status` shows them.
+fn every_member_serves(h: &Host) -> Option<()> {
+    let rows = h.status().ok()?;
+    let up = rows
+        .iter()
+        .filter(|r| r["member"].is_string() && r["status"] == "UP")
+        .count();
+    (up == 9).then_some(())
+}
+
 /// What an operator's tools do to HAProxy behind the agent's back: the agent grew the
 /// pool to 16 slots for 9 members; a template run puts back haproxy.cfg with the initial
 /// 4 slots and reloads through the master socket, and later HAProxy is restarted
@@ -759,26 +786,8 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
 #[test]
 fn a_reload_or_restart_by_someone_else_loses_no_member() {
     let mut h = host(4);
-    let backends: Vec<Backend> = (0..9)
-        .map(|i| Backend::start(&format!("m{i}"), "127.0.0.1").unwrap())
-        .collect();
     let original = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-m{i}"), b.addr))
-        .collect();
-    let (r, run) = h.apply(&change(1, add, &[])).unwrap();
-    assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
-    assert_eq!(r.reloads, 1, "one reload for the growth");
-    let every_member_serves = |h: &Host| {
-        let rows = h.status().ok()?;
-        let up = rows
-            .iter()
-            .filter(|r| r["member"].is_string() && r["status"] == "UP")
-            .count();
-        (up == 9).then_some(())
-    };
+    let _backends = grow_to_nine(&h, "m");
     every_member_serves(&h).expect("nine members UP before");
 
     let load = Load::start(h.frontend("web"), 3, Duration::from_secs(60), 1_000_000);
@@ -860,17 +869,7 @@ fn with_a_file_of_its_own_the_agent_never_rewrites_haproxy_cfg() {
     let own = h.dir().join("haproxy-asg.cfg");
     let rendered = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(!rendered.contains("\nbackend web"), "{rendered}");
-    let backends: Vec<Backend> = (0..9)
-        .map(|i| Backend::start(&format!("o{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-o{i}"), b.addr))
-        .collect();
-    let (r, run) = h.apply(&change(1, add, &[])).unwrap();
-    assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
-    assert_eq!(r.reloads, 1, "one reload for the growth");
+    let backends = grow_to_nine(&h, "o");
     let grown = std::fs::read_to_string(&own).unwrap();
     assert!(grown.contains("server-template slot 1-16 "), "{grown}");
     assert_eq!(
@@ -878,14 +877,6 @@ fn with_a_file_of_its_own_the_agent_never_rewrites_haproxy_cfg() {
         rendered,
         "growth rewrote the agent's own file only"
     );
-    let every_member_serves = |h: &Host| {
-        let rows = h.status().ok()?;
-        let up = rows
-            .iter()
-            .filter(|r| r["member"].is_string() && r["status"] == "UP")
-            .count();
-        (up == 9).then_some(())
-    };
     let fe = h.frontend("web");
     let load = Load::start(fe, 3, Duration::from_secs(60), 1_000_000);
     wait_for(Duration::from_secs(5), || {

@@ -955,3 +955,37 @@ fn sighup_rereads_agent_toml_and_refuses_what_cannot_change_in_place() {
     assert_eq!(h.service_pid(), Some(pid));
     assert_eq!(h.service_restarts(), 0, "{}", h.agent_log());
 }
+
+/// Ctrl-C on a waiting `agent apply --wait` stops only the command: it says so and that
+/// the service carries the change on (naming it), exits 130, and the member still joins.
+#[test]
+fn an_interrupted_apply_says_the_service_carries_the_change_on() {
+    let b = Backend::start("int", "127.0.0.1").unwrap();
+    let mut pool = PoolSpec::new("web", 4);
+    // A rise of 4 checks 500 ms apart: the join is running when Ctrl-C comes.
+    pool.server_options = "check inter 500ms fall 2 rise 4".into();
+    let h = host_with(pool);
+    let child = std::process::Command::new(harness::process::bin_path("agent").unwrap())
+        .arg("--config")
+        .arg(&h.config)
+        .args(["apply", "--wait", "--change"])
+        .arg(change(7, vec![member("i-int", b.addr)], &[]).to_json())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_stage(&h, "i-int", "joining", Duration::from_secs(5));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted: only this command stopped; the service carries change 7 on"),
+        "{err}"
+    );
+    wait_stage(&h, "i-int", "up", Duration::from_secs(10));
+}
