@@ -187,12 +187,7 @@ pub fn pools_file(cfg: &AgentConfig, existing: Option<&str>, table: &SlotTable) 
         let had = existing
             .and_then(|t| find_block(t, name))
             .map_or(0, |b| b.1);
-        let top = table
-            .pools
-            .get(name)
-            .and_then(|t| t.used().into_iter().next_back())
-            .unwrap_or(0);
-        p.slots.max(had).max(top)
+        p.slots.max(had).max(table.highest_used(name))
     })
 }
 
@@ -294,13 +289,7 @@ pub fn check_against_table(cfg: &AgentConfig, text: &str, table: &SlotTable) -> 
         let Some((i, declared)) = find_block(text, name) else {
             continue;
         };
-        let Some(top) = table
-            .pools
-            .get(name)
-            .and_then(|t| t.used().into_iter().next_back())
-        else {
-            continue;
-        };
+        let top = table.highest_used(name);
         if top > declared {
             out.push(format!("{path}:{}: backend {name} declares {declared} slots but the slot table holds a member in {}: HAProxy's next reload or restart serves only the members in the first {declared} (the agent service grows the block back once it sees that reload); put back the `1-N` the agent wrote (at least `1-{top}`), or set [haproxy] pools_config so the agent keeps its backends in a file of its own", i + 1, slot_name(top)));
         }

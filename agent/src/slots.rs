@@ -147,6 +147,17 @@ pub struct Timeouts {
     pub drain_ms: u64,
 }
 
+impl SlotTable {
+    /// The highest slot `pool` uses (a member or an eviction; 0 for none): the slot
+    /// block must declare at least this many.
+    pub fn highest_used(&self, pool: &str) -> u32 {
+        self.pools
+            .get(pool)
+            .and_then(|t| t.used().into_iter().next_back())
+            .unwrap_or(0)
+    }
+}
+
 impl PoolSlots {
     /// Slot numbers taken (by members or evictions).
     pub fn used(&self) -> BTreeSet<u32> {

@@ -91,12 +91,7 @@ impl Service {
         for pc in &self.cfg.pools {
             let pool = pc.name();
             let live = Self::live(&self.haproxy(st), pool)?;
-            let top = st
-                .table
-                .pools
-                .get(pool.as_str())
-                .and_then(|t| t.used().into_iter().next_back())
-                .unwrap_or(0);
+            let top = st.table.highest_used(pool.as_str());
             if top > live.size() {
                 needs.insert(pool.clone(), top);
                 error!(
