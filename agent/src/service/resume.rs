@@ -126,11 +126,25 @@ impl Service {
     /// every change, so that is mostly a slot block that came back short). Needs the
     /// master socket.
     pub(super) fn watch(&self) {
-        let mut st = self.lock();
-        if self.cfg.haproxy.master_socket.is_none() || !st.resumed {
+        if self.cfg.haproxy.master_socket.is_none() {
             return;
         }
-        let procs = match self.client.proc_info() {
+        let ours = {
+            let st = self.lock();
+            if !st.resumed {
+                return;
+            }
+            st.reloads
+        };
+        // Asked without the lock: a master re-executing for a reload answers only once
+        // it is up again, and no request waits for that.
+        let asked = self.client.proc_info();
+        let mut st = self.lock();
+        // A reload of ours meanwhile recorded its own worker; the next look compares.
+        if st.reloads != ours || !st.resumed {
+            return;
+        }
+        let procs = match asked {
             Ok(p) => p,
             Err(e) => {
                 if !st.haproxy_lost {
