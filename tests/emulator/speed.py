@@ -17,10 +17,13 @@ through ``describe_tags``, whose filter would treat it as a pattern).
 
 A DynamoDB ``TransactWriteItems`` keeps a copy of each table it writes, to put back if a
 condition fails; moto 5.2.5 takes that deep copy once per item instead of once per
-table, so a 100-item transaction copies the table 100 times (a ledger of 2,000 items:
-about 2 s per call, under the lock). Within a transaction the copies of one table are
-the same (nothing is written before the last is taken), so the first is kept for the
-others.
+table, so a 100-item transaction copied the table 100 times (a ledger of 2,000 items:
+about 2 s per call, under the lock). ``dynamodb_rollback`` takes one per table, and for
+the ledger's kind of table copies only the items the transaction names. Each condition
+expression of a transaction was then parsed three times per item (its check, and twice in
+``put_item``): about half of what a 100-Put transaction costs. The parsed expression
+(moto's ``Op`` tree, which evaluating never changes) is kept per (expression, attribute
+names, attribute values).
 
 Serializing a response walks the botocore shape and, for every member of every object,
 asks six alias providers which attribute names to try (``AttributePicker
@@ -51,6 +54,8 @@ asked whether any message was visible by listing every visible one, from the old
 from __future__ import annotations
 
 from typing import Any, Callable
+
+from . import dynamodb_rollback, serialize_speed
 
 
 def install() -> None:
@@ -93,7 +98,9 @@ def install() -> None:
 
     _memoize_possible_keys()
     _memoize_valid_names()
-    _copy_each_table_once()
+    serialize_speed.install()
+    dynamodb_rollback.install()
+    _memoize_conditions()
     _retention_from_the_queue()
     _no_counting_while_sending()
     _fewer_walks_of_the_queue()
@@ -110,39 +117,31 @@ def _retention_from_the_queue() -> None:
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
 
-def _copy_each_table_once() -> None:
-    import copy
-    import threading
+def _memoize_conditions() -> None:
+    import json
 
-    from moto.dynamodb import models
-    from moto.dynamodb.models.table import Table
+    from moto.dynamodb import comparisons, models
+    from moto.dynamodb.models import table
 
-    state = threading.local()
-    real = copy.deepcopy
+    parse: Callable[..., Any] = comparisons.get_filter_expression
+    trees: dict[tuple[Any, str, str], Any] = {}
 
-    def deepcopy(obj: Any, memo: Any = None) -> Any:
-        copies = getattr(state, "tables", None)
-        if copies is None or not isinstance(obj, Table):
-            return real(obj, memo)
-        if id(obj) not in copies:
-            copies[id(obj)] = real(obj, memo)
-        return copies[id(obj)]
-
-    class _Copy:
-        def __getattr__(self, name: str) -> Any:
-            return deepcopy if name == "deepcopy" else getattr(copy, name)
-
-    models.copy = _Copy()  # type: ignore[assignment]
-    original = models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: Any) -> Any:
-        state.tables = {}
+    def get_filter_expression(expr: Any, names: Any, values: Any) -> Any:
         try:
-            return original(self, transact_items)
-        finally:
-            state.tables = None
+            key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+            hash(key)
+        except (TypeError, ValueError):
+            return parse(expr, names, values)
+        tree = trees.get(key)
+        if tree is None:
+            tree = parse(expr, names, values)  # raises on an invalid expression: never kept
+            if len(trees) >= 10_000:
+                trees.clear()
+            trees[key] = tree
+        return tree
 
-    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    models.get_filter_expression = get_filter_expression  # type: ignore[attr-defined]
+    table.get_filter_expression = get_filter_expression  # type: ignore[attr-defined]
 
 
 def _memoize_valid_names() -> None:

@@ -38,7 +38,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +47,7 @@ from moto.ssm import models as ssm_models
 from moto.ssm import responses as ssm_responses
 from moto.ssm.exceptions import SSMException, ValidationException
 
-from . import LOCK, events_bridge, iso, timers, utcnow
+from . import LOCK, events_bridge, iso, timers, utcnow, workers
 
 STDOUT_LIMIT = 24000  # GetCommandInvocation StandardOutputContent
 STDERR_LIMIT = 8000  # GetCommandInvocation StandardErrorContent
@@ -881,10 +880,7 @@ def _launch(
     if program is None:
         _finish(command, inv, gen, "Success", 0, "", "")  # moto's default: instant Success
         return
-    env = dict(os.environ)
-    env.update(program.get("env") or {})
-    env["SSM_COMMAND_ID"] = command.command_id
-    env["SSM_INSTANCE_ID"] = inv["InstanceId"]
+    env = _environment(command, inv, program) if "document" in program or "exec" in program else {}
     if "document" in program:
         plan = _plan_steps(document, params, program)
         # The first step's shell starts here, as SSM Agent starts it when it reports the
@@ -916,7 +912,17 @@ def _launch(
     else:
         _run_fixed(command, inv, gen, program)  # immediate: no thread, LOCK is re-entrant
         return
-    threading.Thread(target=target, args=args, name="moto-ext-ssm", daemon=True).start()
+    workers.submit(target, *args)  # at once, on a thread of its own (no thread start under LOCK)
+
+
+def _environment(command: Any, inv: dict[str, Any], program: dict[str, Any]) -> dict[str, str]:
+    """A document's or exec's environment: the server's, the program's env, the ids.
+    (Copying os.environ costs ~50 us: forward and fixed programs go without.)"""
+    env = dict(os.environ)
+    env.update(program.get("env") or {})
+    env["SSM_COMMAND_ID"] = command.command_id
+    env["SSM_INSTANCE_ID"] = inv["InstanceId"]
+    return env
 
 
 def _epoch_ms(value: Any) -> int:
