@@ -4,12 +4,10 @@
 //! completed on.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 
 use infra::aws::{now_ms, AwsError};
 
+use crate::join::join_all;
 use crate::ledger::{self, ActionKey, Decided, Decision, Item, Ledger as _, Opening, Verdict};
 use crate::lifecycle::{Completion, LifecycleApi, Transition};
 use crate::plan::PendingAction;
@@ -316,28 +314,4 @@ pub(crate) fn record(
         reason: reason.to_string(),
         completed,
     });
-}
-
-/// Runs `futures` side by side; their outputs in their order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }

@@ -33,6 +33,7 @@ pub mod dns;
 pub mod fleet;
 pub mod inbox;
 pub mod input;
+mod join;
 pub mod ledger;
 pub mod lifecycle;
 pub mod managed;

@@ -1109,3 +1109,61 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
         t0.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commands_of_one_change_are_sent_side_by_side() {
+    use reactor::dispatch::{Dispatcher, SsmDispatcher, SsmSettings};
+    let w = Fixture::new(1, Behaviour::default()).await;
+    // 6,000 members leaving: more than one command's 60 KB of parameters, so the change
+    // goes out as several commands to the one proxy.
+    let remove: Vec<infra::MemberId> = (0..6_000)
+        .map(|i| infra::MemberId::new(format!("i-{i:017x}")).expect("member id"))
+        .collect();
+    let change = infra::Change::new(
+        infra::aws::now_ms(),
+        vec![infra::PoolChange {
+            pool: infra::PoolName::new("web").expect("pool"),
+            add: Vec::new(),
+            remove,
+            drain_by_ms: BTreeMap::new(),
+        }],
+    );
+    let dispatcher = SsmDispatcher::new(
+        SsmSettings {
+            document: harness::world::DOCUMENT.to_string(),
+            tag_key: harness::world::PROXY_TAG.0.to_string(),
+            tag_value: harness::world::PROXY_TAG.1.to_string(),
+            proxy_group: PROXY_GROUP.to_string(),
+        },
+        &w.sdk,
+    );
+    let hosts = dispatcher.hosts().await.expect("the proxies");
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    // Real SSM answers SendCommand in about 100 ms; make each take 400 ms, so sending
+    // one after the other shows.
+    let slow = json!([{"service":"ssm","action":"SendCommand","delay_ms":400,"count":-1}]);
+    w.emulator
+        .control("POST", "/moto-ext/calls/reset", None)
+        .expect("reset");
+    w.emulator
+        .control("POST", "/moto-ext/faults", Some(&slow))
+        .expect("faults");
+    let sent = dispatcher.send(&hosts, &change, "a large scale-in").await;
+    w.emulator
+        .control("DELETE", "/moto-ext/faults", None)
+        .expect("clear faults");
+    let sent = sent.expect("sent");
+    let calls = logged(&w, "SendCommand");
+    assert!(sent.len() >= 2, "several commands: {sent:?}");
+    assert_eq!(calls.len(), sent.len(), "{calls:?}");
+    // Every command was asked for before the first one was answered.
+    let first_end = calls.iter().map(|c| at(c, "end")).fold(f64::MAX, f64::min);
+    let late: Vec<&Value> = calls
+        .iter()
+        .filter(|c| at(c, "time") >= first_end)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "commands sent one after the other: {late:?} of {calls:?}"
+    );
+}

@@ -6,20 +6,28 @@
 //!    instance does not make it a proxy, and a proxy leaving service gets nothing more.
 //! 2. A change whose parameters would pass Run Command's 64 KB limit is split into parts
 //!    of the same generation ([`split_change`]).
-//! 3. `SendCommand` per part and per 50 instance ids (the API's limit), parameters
-//!    `Change` (base64 of the change JSON) and `Action=apply`; `TimeoutSeconds` 60 (the
-//!    delivery timeout: the agent returns as soon as its service accepted the change),
-//!    `MaxConcurrency` the whole chunk, `MaxErrors` 100% (one broken host must not
-//!    cancel the others). Nothing waits for the hosts and nothing is read back.
+//! 3. `SendCommand` per part and per 50 instance ids (the API's limit), a few side by
+//!    side, parameters `Change` (base64 of the change JSON) and `Action=apply`;
+//!    `TimeoutSeconds` 60 (the delivery timeout: the agent returns as soon as its
+//!    service accepted the change), `MaxConcurrency` the whole chunk, `MaxErrors` 100%
+//!    (one broken host must not cancel the others). Nothing waits for the hosts and
+//!    nothing is read back.
 
 use base64::Engine;
 use infra::aws::{api_error, AwsError};
 use infra::{Change, HostId, MemberId, PoolChange};
 
 use super::{DispatchError, Dispatcher, Sent};
+use crate::join::join_all;
 
 /// Instance ids per `SendCommand` (the API's limit).
 pub const SSM_INSTANCE_BATCH: usize = 50;
+
+/// `SendCommand` calls in flight at once: a change for 100 proxies is 2 or 3 commands,
+/// sent side by side instead of one after the other (each is a round trip of about
+/// 100 ms); a few at once stays inside SSM's request rate, whose figure AWS does not
+/// publish for SendCommand (the emulator models it as a token bucket, tests/emulator).
+const SENDS_AT_ONCE: usize = 5;
 
 /// The bytes of parameters one command may carry: Run Command refuses a request whose
 /// document and parameters pass 64 KB; the document takes about 2 KB of it.
@@ -263,16 +271,33 @@ impl Dispatcher for SsmDispatcher {
                 "change split to fit Run Command's parameter limit"
             );
         }
-        let mut sent = Vec::new();
-        for part in &parts {
-            for chunk in hosts.chunks(SSM_INSTANCE_BATCH) {
-                let id = self.send_one(chunk, part, label).await?;
-                tracing::debug!(command_id = %id, hosts = chunk.len(), generation = change.generation, "command sent");
-                sent.push(Sent {
-                    command_id: id,
-                    hosts: chunk.to_vec(),
-                });
+        let commands: Vec<(&Change, &[HostId])> = parts
+            .iter()
+            .flat_map(|part| hosts.chunks(SSM_INSTANCE_BATCH).map(move |c| (part, c)))
+            .collect();
+        let mut sent = Vec::with_capacity(commands.len());
+        let mut first_error = None;
+        for batch in commands.chunks(SENDS_AT_ONCE) {
+            let calls = batch
+                .iter()
+                .map(|(part, chunk)| self.send_one(chunk, part, label));
+            for ((_, chunk), result) in batch.iter().zip(join_all(calls.collect()).await) {
+                match result {
+                    Ok(id) => {
+                        tracing::debug!(command_id = %id, hosts = chunk.len(), generation = change.generation, "command sent");
+                        sent.push(Sent {
+                            command_id: id,
+                            hosts: chunk.to_vec(),
+                        });
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         Ok(sent)
     }

@@ -89,8 +89,9 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     batching_window_ms: u64,
     /// The stand-ins' batching window (agent.toml `[report] batch_ms`): outcomes that end
-    /// within it share a message (the real hosts keep the agent's default).
-    #[arg(long, default_value_t = 250)]
+    /// within it share a message. The agent's default, as the real hosts keep: a
+    /// stand-in's members of one change rise (or drain) together, so they share one.
+    #[arg(long, default_value_t = agent::config::DEFAULT_REPORT_BATCH_MS)]
     report_batch_ms: u64,
     /// The emulator's request quotas during the burst: a profile (`aws-default`) or
     /// `none`.
