@@ -203,9 +203,11 @@ pub struct ProcInfo {
 }
 
 impl ProcInfo {
-    /// The newest worker's pid.
+    /// The serving worker's pid: the newest, the one that survived the fewest reloads
+    /// (0 after a successful reload; after a failed one the worker still serving has
+    /// survived it, 1, and the old ones more).
     pub fn current_worker(&self) -> Option<u32> {
-        self.workers.iter().find(|w| w.1 == 0).map(|w| w.0)
+        self.workers.iter().min_by_key(|w| w.1).map(|w| w.0)
     }
 }
 
@@ -426,7 +428,8 @@ mod tests {
             let p = parse_proc(failed).unwrap();
             assert_eq!((p.reloads, p.failed), (2, 1), "{version}");
             assert_eq!(p.workers, vec![(worker, 1)], "{version}");
-            assert_eq!(p.current_worker(), None, "{version}");
+            // The worker that kept serving through the failed reload.
+            assert_eq!(p.current_worker(), Some(worker), "{version}");
         }
     }
 

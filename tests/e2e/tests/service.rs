@@ -989,3 +989,50 @@ fn an_interrupted_apply_says_the_service_carries_the_change_on() {
     );
     wait_stage(&h, "i-int", "up", Duration::from_secs(10));
 }
+
+/// An operator's reload that HAProxy refuses leaves its old worker serving (which then
+/// counts one reload survived, on every version). A service started meanwhile still
+/// knows that worker as the one serving, so the operator's next, good reload is seen as
+/// someone else's and what its new worker lacks is restored.
+#[test]
+fn a_good_reload_after_a_refused_one_is_seen_and_restored() {
+    let b = Backend::start("fr", "127.0.0.1").unwrap();
+    let h = host_with(PoolSpec::new("web", 4));
+    let (r, run) = h
+        .apply(&change(1, vec![member("i-fr", b.addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, "i-fr").0, OutcomeStatus::Up, "{}", run.stderr);
+
+    let cfg = h.dir().join("haproxy.cfg");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}\nnot-a-keyword here\n")).unwrap();
+    let _ = h.client().master("reload");
+    wait_for(Duration::from_secs(10), || {
+        (h.client().proc_info().ok()?.failed == 1).then_some(())
+    })
+    .expect("HAProxy refused the broken file");
+    std::fs::write(&cfg, &good).unwrap();
+    // The service starts again while the refused reload's worker serves.
+    h.kill_service();
+    h.wait_service(Duration::from_secs(10)).unwrap();
+    wait_stage(&h, "i-fr", "up", Duration::from_secs(5));
+
+    let _ = h.client().master("reload");
+    wait_for(Duration::from_secs(5), || {
+        (h.status_all().ok()?["external_reloads"] == 1).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the operator's reload was not seen: {:?}\n{}",
+            h.status_all(),
+            h.agent_log()
+        )
+    });
+    // HAProxy's new worker serves the member again.
+    wait_for(Duration::from_secs(5), || {
+        let rows = h.status().ok()?;
+        (slot_of(&rows, "i-fr")?["status"] == "UP").then_some(())
+    })
+    .unwrap_or_else(|| panic!("i-fr lost: {:?}\n{}", h.status(), h.agent_log()));
+    assert!(http::get(h.frontend("web"), "/", Duration::from_secs(5)).is_ok());
+}
