@@ -36,7 +36,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,7 +129,7 @@ struct Run {
     _standins: StandIns,
     _listeners: Listeners,
     pump: Pump,
-    invocations: Arc<AtomicU64>,
+    invocations: Invocations,
     watches: Vec<SocketWatch>,
     loads: Vec<Load>,
 }
@@ -198,7 +197,8 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
             .filter(|a| a["started"].as_f64().is_some_and(|s| s >= since))
             .collect();
     if let Some(p) = &args.log {
-        let raw = json!({"calls": calls, "lifecycle": lifecycle});
+        let handled = r.invocations.lock().map(|v| v.clone()).unwrap_or_default();
+        let raw = json!({"calls": calls, "lifecycle": lifecycle, "invocations": handled});
         std::fs::write(p, serde_json::to_string(&raw)? + "\n")
             .with_context(|| format!("writing {}", p.display()))?;
     }
@@ -220,7 +220,10 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
         &lifecycle,
         &Serving { up, ips },
         (requests, failed),
-        r.invocations.load(Ordering::Relaxed),
+        r.invocations
+            .lock()
+            .map(|v| v.len() as u64)
+            .unwrap_or_default(),
     ))
 }
 
@@ -360,15 +363,20 @@ fn host_spec(groups: &[String], port: u16, per_group: usize, inter_ms: u64) -> H
     }
 }
 
+/// What each invocation of the reactor did (for `--log`): when it started and ended
+/// (s since the epoch), its inputs by kind, the changes it sent (hosts each) and the
+/// lifecycle actions it decided.
+type Invocations = Arc<std::sync::Mutex<Vec<Value>>>;
+
 /// The reactor, fed by `pollers` pollers of its inbox, each batch handled as its own
-/// invocation; the count of invocations.
+/// invocation; what each invocation did.
 async fn reactor(
     w: &Arc<World>,
     path: &ControlPath,
     args: &Args,
     groups: &[String],
     port: u16,
-) -> anyhow::Result<(Pump, Arc<AtomicU64>)> {
+) -> anyhow::Result<(Pump, Invocations)> {
     let pools: BTreeMap<&String, Value> = groups
         .iter()
         .map(|g| (g, json!([{"name": pool(g), "port": port}])))
@@ -388,14 +396,25 @@ async fn reactor(
         &w.emulator.sdk_as(REACTOR_KEY).await,
     ));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
-    let invocations = Arc::new(AtomicU64::new(0));
-    let count = invocations.clone();
+    let invocations = Invocations::default();
+    let handled = invocations.clone();
     tokio::spawn(async move {
         while let Some(d) = rx.recv().await {
-            let (r, count) = (r.clone(), count.clone());
+            let (r, handled) = (r.clone(), handled.clone());
             tokio::spawn(async move {
+                let started = harness::unix_ms();
                 let i = r.invoke(&d.event).await;
-                count.fetch_add(1, Ordering::Relaxed);
+                let s = &i.summary;
+                let done = json!({
+                    "started": started as f64 / 1000.0,
+                    "ended": harness::unix_ms() as f64 / 1000.0,
+                    "inputs": s.inputs,
+                    "changes": s.changes.iter().map(|c| c.hosts).collect::<Vec<_>>(),
+                    "decided": s.actions.iter().filter(|a| a.decision != "WAIT").count(),
+                });
+                if let Ok(mut v) = handled.lock() {
+                    v.push(done);
+                }
                 d.answer(i.response);
             });
         }
