@@ -171,16 +171,9 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
         {"service":"autoscaling","action":"DescribeAutoScalingGroups","delay_ms":400,"count":-1},
         {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":-1}
     ]);
-    w.emulator
-        .control("POST", "/moto-ext/calls/reset", None)
-        .expect("reset");
-    w.emulator
-        .control("POST", "/moto-ext/faults", Some(&slow))
-        .expect("faults");
+    w.fresh_calls_with_faults(&slow);
     let summary = r.handle(&event).await.expect("handled");
-    w.emulator
-        .control("DELETE", "/moto-ext/faults", None)
-        .expect("clear faults");
+    w.clear_faults();
 
     // The reads: the backend group and the proxy group (the proxies are the proxy
     // group's in-service instances, looked up with DescribeAutoScalingGroups); the
@@ -701,9 +694,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         "{e}"
     );
     // Once the API is back, the retried report completes it.
-    w.emulator
-        .control("DELETE", "/moto-ext/faults", None)
-        .expect("clear faults");
+    w.clear_faults();
     let handled = w
         .settle(&r, Duration::from_secs(30), |w| {
             w.result(&second, "launch").is_some()
@@ -1142,16 +1133,9 @@ async fn the_commands_of_one_change_are_sent_side_by_side() {
     // Real SSM answers SendCommand in about 100 ms; make each take 400 ms, so sending
     // one after the other shows.
     let slow = json!([{"service":"ssm","action":"SendCommand","delay_ms":400,"count":-1}]);
-    w.emulator
-        .control("POST", "/moto-ext/calls/reset", None)
-        .expect("reset");
-    w.emulator
-        .control("POST", "/moto-ext/faults", Some(&slow))
-        .expect("faults");
+    w.fresh_calls_with_faults(&slow);
     let sent = dispatcher.send(&hosts, &change, "a large scale-in").await;
-    w.emulator
-        .control("DELETE", "/moto-ext/faults", None)
-        .expect("clear faults");
+    w.clear_faults();
     let sent = sent.expect("sent");
     let calls = logged(&w, "SendCommand");
     assert!(sent.len() >= 2, "several commands: {sent:?}");

@@ -189,6 +189,24 @@ impl Fixture {
         }
     }
 
+    /// Forgets the emulator's call log, then has AWS answer as `faults` says
+    /// (`/moto-ext/faults`: delays, errors).
+    pub fn fresh_calls_with_faults(&self, faults: &Value) {
+        self.emulator
+            .control("POST", "/moto-ext/calls/reset", None)
+            .expect("reset the call log");
+        self.emulator
+            .control("POST", "/moto-ext/faults", Some(faults))
+            .expect("faults");
+    }
+
+    /// AWS answers as itself again.
+    pub fn clear_faults(&self) {
+        self.emulator
+            .control("DELETE", "/moto-ext/faults", None)
+            .expect("clear faults");
+    }
+
     /// A group (desired 0, at most 20) with optional hooks (300 s heartbeat) and tags.
     pub async fn group(
         &self,
