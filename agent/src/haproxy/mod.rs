@@ -20,7 +20,7 @@
 mod command;
 mod parse;
 
-pub use command::{Command, MapFile, MapFileError, Op};
+pub use command::{Command, MapFile, MapFileError, Op, REMOVABLE_WAIT_MS};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -43,6 +43,41 @@ pub const TESTED_VERSIONS: &str = "2.6, 2.8, 3.0 and 3.2";
 
 /// [`TESTED_VERSIONS`] as branches.
 pub const TESTED_BRANCHES: [(u32, u32); 4] = [(2, 6), (2, 8), (3, 0), (3, 2)];
+
+/// The first branch on which the agent adds servers at runtime when a pool's slots run
+/// out, instead of growing the block with a reload. 2.6 keeps the reload: deleting a
+/// server with live streams could crash it, and servers added at runtime did not reuse
+/// connections; 2.8 is not tested against a real binary here, so it keeps it too.
+pub const RUNTIME_SERVERS_SINCE: (u32, u32) = (3, 0);
+
+/// Whether the agent adds servers at runtime on HAProxy `v` (see
+/// [`RUNTIME_SERVERS_SINCE`]); otherwise it grows the slot block with a reload.
+pub fn adds_servers(v: &Version) -> bool {
+    v.branch >= RUNTIME_SERVERS_SINCE
+}
+
+/// Why HAProxy `v` keeps the reload path, for logs and `agent config check`; `None`
+/// when it adds servers at runtime.
+pub fn reload_path_reason(v: &Version) -> Option<String> {
+    if adds_servers(v) {
+        return None;
+    }
+    let why = match v.branch {
+        (2, 6) => "HAProxy 2.6 could crash deleting a server that still had streams, and did not reuse connections to servers added at runtime",
+        _ => "servers added at runtime are not tested against this branch",
+    };
+    Some(format!(
+        "HAProxy {} grows a pool past its slots with a hitless reload ({why}); from {}.{} the agent adds servers at runtime instead",
+        v.text, RUNTIME_SERVERS_SINCE.0, RUNTIME_SERVERS_SINCE.1
+    ))
+}
+
+/// Whether `reply` to `add server` is HAProxy refusing servers added at runtime in a
+/// backend whose balance algorithm is static (`static-rr`, a map-based hash): the pool
+/// then keeps the reload path. Every version answers it in these words.
+pub fn refuses_for_balance(reply: &str) -> bool {
+    reply.contains("must use a dynamic load balancing to support dynamic servers")
+}
 
 /// Longest `;`-joined line sent at once (HAProxy's own ingress controller uses 16,000).
 const MAX_LINE: usize = 16_000;
@@ -686,6 +721,71 @@ mod tests {
                 "Key not found.\n\nUnknown map identifier. Please use #<id> or <file>.\n\n"
             ),
             Err(HaproxyError::Refused { .. })
+        ));
+    }
+
+    /// A slot given back on one line, as HAProxy 3.0.11 and 3.2.26 answer it (`state
+    /// maint` silent, then `Done.`, then `Server deleted.`, each with its empty line),
+    /// and as they answer when the server still has a connection.
+    #[test]
+    fn a_slot_removal_is_judged_per_command() {
+        let web = infra::PoolName::new("web").unwrap();
+        let typed = Command::remove_slot(&web, 5);
+        let pairs: Vec<(&Command, String)> = typed.iter().map(|c| (c, c.to_string())).collect();
+        let cmds: Vec<&(&Command, String)> = pairs.iter().collect();
+        assert!(check_batch_reply(&cmds, "\nDone.\n\nServer deleted.\n\n").is_ok());
+        match check_batch_reply(
+            &cmds,
+            "\nFailed.\n\nServer still has connections attached to it, cannot remove it.\n\n",
+        ) {
+            Err(HaproxyError::Refused { command, reply }) => {
+                assert_eq!(command, "wait 200ms srv-removable web/slot5");
+                assert_eq!(reply, "Failed.");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An added slot: `New server registered.` then the silent `enable health`.
+        let opts = infra::ServerOptions::new("check").unwrap();
+        let typed = Command::add_slot(&web, 5, infra::Port::new(80).unwrap(), &opts);
+        let pairs: Vec<(&Command, String)> = typed.iter().map(|c| (c, c.to_string())).collect();
+        let cmds: Vec<&(&Command, String)> = pairs.iter().collect();
+        assert!(check_batch_reply(&cmds, "New server registered.\n\n\n").is_ok());
+        match check_batch_reply(
+            &cmds,
+            "Backend must use a dynamic load balancing to support dynamic servers.\n\nNo such server.\n\n",
+        ) {
+            Err(HaproxyError::Refused { reply, .. }) => assert!(refuses_for_balance(&reply)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn servers_are_added_at_runtime_from_3_0_and_2_6_keeps_the_reload() {
+        for (text, adds) in [
+            ("2.6.12-1+deb12u4", false),
+            ("2.8.5", false),
+            ("3.0.11-9e587df", true),
+            ("3.2.26-1", true),
+            ("3.3-dev4", true),
+        ] {
+            let v = Version::parse(text).unwrap();
+            assert_eq!(adds_servers(&v), adds, "{text}");
+            assert_eq!(reload_path_reason(&v).is_none(), adds, "{text}");
+        }
+        let why = reload_path_reason(&Version::parse("2.6.12-1+deb12u4").unwrap()).unwrap();
+        for words in [
+            "HAProxy 2.6.12-1+deb12u4",
+            "hitless reload",
+            "crash",
+            "from 3.0",
+        ] {
+            assert!(why.contains(words), "{words:?} in {why}");
+        }
+        assert!(refuses_for_balance(
+            "Backend must use a dynamic load balancing to support dynamic servers."
+        ));
+        assert!(!refuses_for_balance(
+            "'init-addr' option is not accepted for dynamic server"
         ));
     }
 }
