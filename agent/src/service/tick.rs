@@ -10,10 +10,12 @@ use super::*;
 impl Service {
     /// Whether a join, drain or eviction is in flight.
     pub(super) fn busy(st: &State) -> bool {
-        st.table
-            .pools
-            .values()
-            .any(|t| !t.evicting.is_empty() || t.members.values().any(|e| e.op.is_some()))
+        st.removals_pending
+            || st
+                .table
+                .pools
+                .values()
+                .any(|t| !t.evicting.is_empty() || t.members.values().any(|e| e.op.is_some()))
     }
 
     /// One look at HAProxy: moves every operation on, sends what that needs, records
@@ -68,6 +70,14 @@ impl Service {
             commands.extend(adv.commands.into_iter().map(|c| vec![c]));
             finished.extend(adv.finished.into_iter().map(|f| (pool.clone(), f)));
         }
+        // A drain that ended may leave a server past the slots to give back: it shows
+        // in maintenance from the next look on.
+        let mut removed = 0;
+        if std::mem::replace(&mut st.removals_pending, !finished.is_empty()) {
+            let (n, left) = self.remove_empty(&mut st, &rows);
+            removed = n;
+            st.removals_pending |= left;
+        }
         st.rows = rows;
         if !finished.is_empty() {
             // A released slot leaves the map.
@@ -82,7 +92,7 @@ impl Service {
         }
         let changed = !finished.is_empty();
         self.record_finished(&mut st, finished);
-        if changed || !commands.is_empty() {
+        if changed || removed > 0 || !commands.is_empty() {
             self.persist(&st);
         }
         let busy = Self::busy(&st);
