@@ -120,7 +120,9 @@ pub enum Op {
     /// `enable health B/S`: a server added at runtime has its checks off until this.
     EnableHealth,
     /// `wait <ms>ms srv-removable B/S` (3.0+): waits up to `ms` for the server to be
-    /// removable (in maintenance, no connection left); `Done.` or `Failed.`.
+    /// removable (in maintenance, no connection left): `Done.`; otherwise `Failed.` (no
+    /// such server), or when the delay ends `Wait delay expired.` (3.0) or
+    /// `Interrupted.` (3.2).
     WaitRemovable {
         /// The longest wait, ms.
         ms: u32,
@@ -537,10 +539,10 @@ mod tests {
         assert!(Op::EnableHealth.succeeded(""));
         let wait = Op::WaitRemovable { ms: 200 };
         assert!(wait.succeeded("Done."), "3.0/3.2: removable");
-        assert!(
-            !wait.succeeded("Failed."),
-            "3.0/3.2: still busy, or no such server"
-        );
+        assert!(!wait.succeeded("Failed."), "3.0/3.2: no such server");
+        // Still holding a connection when the delay ends: the versions differ.
+        assert!(!wait.succeeded("Wait delay expired."), "3.0");
+        assert!(!wait.succeeded("Interrupted."), "3.2");
         assert!(
             !wait.succeeded(
                 "Unknown command, but maybe one of the following ones is a better match:"
@@ -550,5 +552,7 @@ mod tests {
         assert!(Op::DelServer.succeeded("Server deleted."));
         assert!(Op::DelServer.succeeded("No such server."), "already gone");
         assert!(!Op::DelServer.succeeded("Only servers in maintenance mode can be deleted."));
+        assert!(!Op::DelServer
+            .succeeded("Server still has connections attached to it, cannot remove it."));
     }
 }

@@ -726,7 +726,7 @@ mod tests {
 
     /// A slot given back on one line, as HAProxy 3.0.11 and 3.2.26 answer it (`state
     /// maint` silent, then `Done.`, then `Server deleted.`, each with its empty line),
-    /// and as they answer when the server still has a connection.
+    /// and as each answers when the server still holds a connection.
     #[test]
     fn a_slot_removal_is_judged_per_command() {
         let web = infra::PoolName::new("web").unwrap();
@@ -734,15 +734,17 @@ mod tests {
         let pairs: Vec<(&Command, String)> = typed.iter().map(|c| (c, c.to_string())).collect();
         let cmds: Vec<&(&Command, String)> = pairs.iter().collect();
         assert!(check_batch_reply(&cmds, "\nDone.\n\nServer deleted.\n\n").is_ok());
-        match check_batch_reply(
-            &cmds,
-            "\nFailed.\n\nServer still has connections attached to it, cannot remove it.\n\n",
-        ) {
-            Err(HaproxyError::Refused { command, reply }) => {
-                assert_eq!(command, "wait 200ms srv-removable web/slot5");
-                assert_eq!(reply, "Failed.");
+        for (version, expired) in [("3.0", "Wait delay expired."), ("3.2", "Interrupted.")] {
+            let reply = format!(
+                "\n{expired}\n\nServer still has connections attached to it, cannot remove it.\n\n"
+            );
+            match check_batch_reply(&cmds, &reply) {
+                Err(HaproxyError::Refused { command, reply }) => {
+                    assert_eq!(command, "wait 200ms srv-removable web/slot5", "{version}");
+                    assert_eq!(reply, expired, "{version}");
+                }
+                other => panic!("{version}: {other:?}"),
             }
-            other => panic!("{other:?}"),
         }
         // An added slot: `New server registered.` then the silent `enable health`.
         let opts = infra::ServerOptions::new("check").unwrap();
