@@ -123,6 +123,36 @@ pub enum CfgError {
     },
 }
 
+/// What `agent config check` says about growth past the slots: why the HAProxy at
+/// `version` keeps the reload path (2.6, 2.8), or, where it adds servers at runtime, each
+/// pool that keeps it anyway (a static balance algorithm in `blocks`, the file holding
+/// the slot blocks; server options HAProxy refuses for servers added at runtime).
+pub fn growth_notes(
+    cfg: &AgentConfig,
+    blocks: Option<&str>,
+    version: Result<&crate::haproxy::Version, String>,
+) -> Vec<String> {
+    let v = match version {
+        Ok(v) => v,
+        Err(e) => return vec![format!("cannot tell how pools grow past their slots: {e}")],
+    };
+    if let Some(why) = crate::haproxy::reload_path_reason(v) {
+        return vec![why];
+    }
+    let mut out = Vec::new();
+    for p in &cfg.pools {
+        let name = p.name().as_str();
+        if let Some(why) = blocks.and_then(|t| static_balance(t, name)) {
+            out.push(format!("pool {name} grows past its slots with a reload, not with servers added at runtime: {why}; use roundrobin, leastconn, random or `hash-type consistent` to grow without reloads"));
+        }
+        let refused = crate::haproxy::refused_at_runtime(&p.pool.server_options);
+        if !refused.is_empty() {
+            out.push(format!("pool {name} grows past its slots with a reload, not with servers added at runtime: its server_options hold {}, which HAProxy refuses for servers added at runtime", refused.join(", ")));
+        }
+    }
+    out
+}
+
 /// Why servers cannot be added at runtime to backend `pool` as `text` declares it (its
 /// balance algorithm is static: `static-rr`, or a hash-based one without `hash-type
 /// consistent`, which is map-based), or `None` when they can. Reads the backend's own
@@ -992,5 +1022,31 @@ slots = 8
         assert_eq!(static_balance(text, "web"), None);
         // A backend the text does not have: nothing to say.
         assert_eq!(static_balance(text, "api"), None);
+    }
+
+    #[test]
+    fn config_check_says_which_pools_grow_with_a_reload_and_why() {
+        use crate::haproxy::Version;
+        let mut c = cfg();
+        let text = render(&c);
+        let v26 = Version::parse("2.6.12-1+deb12u4").unwrap();
+        let v30 = Version::parse("3.0.11-9e587df").unwrap();
+        let notes = growth_notes(&c, Some(&text), Ok(&v26));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains(
+                "HAProxy 2.6.12-1+deb12u4 grows a pool past its slots with a hitless reload"
+            ),
+            "{notes:?}"
+        );
+        assert!(growth_notes(&c, Some(&text), Ok(&v30)).is_empty());
+        c.pools[0].balance = "static-rr".into();
+        c.pools[0].pool.server_options = infra::ServerOptions::new("check resolvers dns").unwrap();
+        let notes = growth_notes(&c, Some(&render(&c)), Ok(&v30));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("balance static-rr"), "{notes:?}");
+        assert!(notes[1].contains("resolvers"), "{notes:?}");
+        let notes = growth_notes(&c, None, Err("no haproxy".into()));
+        assert!(notes[0].contains("cannot tell"), "{notes:?}");
     }
 }

@@ -29,8 +29,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use parse::{
-    parse_info_version, parse_map, parse_proc, parse_reload, parse_servers_state, parse_stat,
-    ProcInfo, ReloadAnswer, ServerState, StatRow, Version,
+    parse_binary_version, parse_info_version, parse_map, parse_proc, parse_reload,
+    parse_servers_state, parse_stat, ProcInfo, ReloadAnswer, ServerState, StatRow, Version,
 };
 
 /// The oldest HAProxy branch the agent drives: 2.6 (the first LTS with `add server`
@@ -70,6 +70,50 @@ pub fn reload_path_reason(v: &Version) -> Option<String> {
         "HAProxy {} grows a pool past its slots with a hitless reload ({why}); from {}.{} the agent adds servers at runtime instead",
         v.text, RUNTIME_SERVERS_SINCE.0, RUNTIME_SERVERS_SINCE.1
     ))
+}
+
+/// Server options HAProxy refuses for a server added at runtime (`'<keyword>' option is
+/// not accepted for dynamic server`), as 3.0.11 and 3.2.26 answer: a pool whose
+/// `server_options` hold one keeps the reload path.
+pub const REFUSED_AT_RUNTIME: [&str; 11] = [
+    "init-addr",
+    "resolvers",
+    "resolve-prefer",
+    "resolve-net",
+    "resolve-opts",
+    "namespace",
+    "redir",
+    "socks4",
+    "tcp-ut",
+    "max-reuse",
+    "log-proto",
+];
+
+/// The keywords of `options` HAProxy refuses for a server added at runtime.
+pub fn refused_at_runtime(options: &infra::ServerOptions) -> Vec<&'static str> {
+    let words: Vec<&str> = options.as_str().split(' ').collect();
+    REFUSED_AT_RUNTIME
+        .into_iter()
+        .filter(|k| words.contains(k))
+        .collect()
+}
+
+/// The version of the HAProxy binary at `binary` (`haproxy -v`), for `agent config
+/// check` (the service asks the running HAProxy instead).
+pub fn binary_version(binary: &std::path::Path) -> Result<Version, HaproxyError> {
+    let out = std::process::Command::new(binary)
+        .arg("-v")
+        .output()
+        .map_err(|e| HaproxyError::Binary {
+            binary: binary.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    parse_binary_version(&String::from_utf8_lossy(&out.stdout)).map_err(|detail| {
+        HaproxyError::Binary {
+            binary: binary.to_path_buf(),
+            detail,
+        }
+    })
 }
 
 /// Whether `reply` to `add server` is HAProxy refusing servers added at runtime in a
@@ -180,6 +224,14 @@ pub enum HaproxyError {
     Unsupported {
         /// The version HAProxy reported.
         version: String,
+    },
+    /// `haproxy -v` did not run or did not say its version.
+    #[error("cannot read the version of {binary} (`{binary} -v`): {detail}")]
+    Binary {
+        /// The binary.
+        binary: PathBuf,
+        /// Why.
+        detail: String,
     },
     /// A master-socket operation without a master socket configured.
     #[error("this needs HAProxy's master socket: run HAProxy in master-worker mode (`haproxy -W -S /run/haproxy/master.sock ...`) and set haproxy.master_socket in agent.toml")]
@@ -789,5 +841,11 @@ mod tests {
         assert!(!refuses_for_balance(
             "'init-addr' option is not accepted for dynamic server"
         ));
+        let opts = |s: &str| infra::ServerOptions::new(s).unwrap();
+        assert!(refused_at_runtime(&opts("check inter 500ms weight 10 slowstart 10s")).is_empty());
+        assert_eq!(
+            refused_at_runtime(&opts("check resolvers dns resolve-prefer ipv4")),
+            ["resolvers", "resolve-prefer"]
+        );
     }
 }

@@ -76,6 +76,14 @@ impl Service {
         if let Some(why) = st.runtime_refused.get(pc.name()) {
             return Err(why.clone());
         }
+        let refused = haproxy::refused_at_runtime(&pc.pool.server_options);
+        if !refused.is_empty() {
+            return Err(format!(
+                "pool {}'s server_options hold {}, which HAProxy refuses for servers added at runtime",
+                pc.name(),
+                refused.join(", ")
+            ));
+        }
         let text = std::fs::read_to_string(self.cfg.haproxy.slots_file()).unwrap_or_default();
         match haproxy_cfg::static_balance(&text, pc.name().as_str()) {
             Some(why) => Err(why),

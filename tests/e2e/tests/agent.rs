@@ -220,12 +220,23 @@ fn growth_reloads_once_and_no_request_fails_across_it() {
     assert_eq!(h.reloads().unwrap(), 1);
     let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(cfg.contains("server-template slot 1-8 "), "{cfg}");
-    // Why it reloaded, where HAProxy could otherwise add servers at runtime.
+    // Why it reloads, in the log and in `agent config check`: the pool's balance
+    // algorithm, or on 2.6 the version.
+    let check = h.agent(&["config", "check"], None).unwrap().stdout;
     if harness::process::haproxy_adds_servers() {
         let log = h.agent_log();
         assert!(
             log.contains("growing the block with a reload (backend web uses `balance static-rr`"),
             "{log}"
+        );
+        assert!(
+            check.contains("warning: pool web grows past its slots with a reload, not with servers added at runtime: backend web uses `balance static-rr`"),
+            "{check}"
+        );
+    } else {
+        assert!(
+            check.contains("grows a pool past its slots with a hitless reload (HAProxy 2.6 could crash deleting a server that still had streams"),
+            "{check}"
         );
     }
     // The new worker has every assignment.
@@ -1111,6 +1122,9 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
         );
         let log = h.agent_log();
         assert!(log.contains("at runtime"), "{log}");
+        let check = h.agent(&["config", "check"], None).unwrap();
+        assert_eq!(check.code, 0, "{}", check.stdout);
+        assert!(!check.stdout.contains("with a reload"), "{}", check.stdout);
     } else {
         assert!(reloads >= 1, "2.6 grows with a reload");
         assert!(h.reloads().unwrap() >= 1);
