@@ -126,7 +126,11 @@ impl Service {
                     st.runtime_refused.insert(pool.clone(), why);
                     reload.insert(pool.clone(), w.size.max(current));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // Some may have been added: empty past the slots, they are given back.
+                    st.removals_pending = true;
+                    return Err(e);
+                }
             }
         }
         if added {

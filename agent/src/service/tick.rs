@@ -70,14 +70,7 @@ impl Service {
             commands.extend(adv.commands.into_iter().map(|c| vec![c]));
             finished.extend(adv.finished.into_iter().map(|f| (pool.clone(), f)));
         }
-        // A drain that ended may leave a server past the slots to give back: it shows
-        // in maintenance from the next look on.
-        let mut removed = 0;
-        if std::mem::replace(&mut st.removals_pending, !finished.is_empty()) {
-            let (n, left) = self.remove_empty(&mut st, &rows);
-            removed = n;
-            st.removals_pending |= left;
-        }
+        let removed = self.look_for_removals(&mut st, &rows, !finished.is_empty());
         st.rows = rows;
         if !finished.is_empty() {
             // A released slot leaves the map.
@@ -101,6 +94,18 @@ impl Service {
             self.changed.notify_all();
         }
         busy
+    }
+
+    /// Gives back the empty servers past the pools' slots when one may be waiting
+    /// ([`State::removals_pending`]); returns how many. An operation that `ended` in this
+    /// look may leave one: it shows in maintenance from the next look on.
+    fn look_for_removals(&self, st: &mut State, rows: &[StatRow], ended: bool) -> usize {
+        if !std::mem::replace(&mut st.removals_pending, ended) {
+            return 0;
+        }
+        let (removed, left) = self.remove_empty(st, rows);
+        st.removals_pending |= left;
+        removed
     }
 
     /// Logs, counts and reports each operation that ended, and keeps its outcome for a
