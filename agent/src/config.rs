@@ -446,6 +446,10 @@ pub struct PoolConfig {
     pub max_members: usize,
     /// The most slots the pool may grow to; a change needing more is refused.
     pub max_slots: u32,
+    /// The backend's `balance` line as rendered (default `roundrobin`). A static
+    /// algorithm (`static-rr`, a hash without `hash-type consistent`) cannot take
+    /// servers added at runtime: such a pool grows with a reload on every version.
+    pub balance: String,
 }
 
 impl PoolConfig {
@@ -564,6 +568,17 @@ impl RawPool {
                 p.name, p.max_members
             ));
         }
+        let balance_ok = !p.balance.trim().is_empty()
+            && p.balance.len() <= 128
+            && p.balance
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " -_.,()".contains(c));
+        if !balance_ok {
+            return Err(format!(
+                "pool {}: balance {:?} must be an HAProxy balance algorithm (roundrobin, leastconn, static-rr, source...) of letters, digits and ' -_.,()'",
+                p.name, p.balance
+            ));
+        }
         if let Some(path) = &p.health_path {
             let ok = path.starts_with('/')
                 && path
@@ -605,6 +620,7 @@ impl RawPool {
             health_path: p.health_path,
             max_members: p.max_members,
             max_slots: p.max_slots,
+            balance: p.balance.split_whitespace().collect::<Vec<_>>().join(" "),
         })
     }
 }
@@ -630,6 +646,8 @@ struct RawPool {
     max_members: usize,
     #[serde(default = "default_max_slots")]
     max_slots: u32,
+    #[serde(default = "default_balance")]
+    balance: String,
 }
 
 fn default_binary() -> PathBuf {
@@ -655,6 +673,9 @@ fn default_max_members() -> usize {
 }
 fn default_max_slots() -> u32 {
     4096
+}
+fn default_balance() -> String {
+    "roundrobin".into()
 }
 
 fn hostname() -> String {
@@ -969,5 +990,23 @@ groups = { "web-asg" = ["web"] }
         assert!(e.contains("bind"), "{e}");
         let e = AgentConfig::parse(&GOOD.replace("state_dir", "stat_dir")).unwrap_err();
         assert!(e.contains("stat_dir"), "{e}");
+    }
+
+    #[test]
+    fn a_pool_balances_round_robin_unless_it_says_otherwise() {
+        let c = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(c.pools[0].balance, "roundrobin");
+        let with = |b: &str| {
+            AgentConfig::parse(&GOOD.replace(
+                "bind = \":80\"",
+                &format!("bind = \":80\"\nbalance = \"{b}\""),
+            ))
+        };
+        assert_eq!(with("static-rr").unwrap().pools[0].balance, "static-rr");
+        assert_eq!(with("hdr(host)  ").unwrap().pools[0].balance, "hdr(host)");
+        for bad in ["", "roundrobin; del server web/slot1", "uri\\nbackend x"] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("balance"), "{bad}: {e}");
+        }
     }
 }

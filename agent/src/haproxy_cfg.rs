@@ -123,6 +123,97 @@ pub enum CfgError {
     },
 }
 
+/// What `agent config check` says about growth past the slots: why the HAProxy at
+/// `version` keeps the reload path (2.6, 2.8), or, where it adds servers at runtime, each
+/// pool that keeps it anyway (a static balance algorithm in `blocks`, the file holding
+/// the slot blocks; server options HAProxy refuses for servers added at runtime).
+pub fn growth_notes(
+    cfg: &AgentConfig,
+    blocks: Option<&str>,
+    version: Result<&crate::haproxy::Version, String>,
+) -> Vec<String> {
+    let v = match version {
+        Ok(v) => v,
+        Err(e) => return vec![format!("cannot tell how pools grow past their slots: {e}")],
+    };
+    if let Some(why) = crate::haproxy::reload_path_reason(v) {
+        return vec![why];
+    }
+    let mut out = Vec::new();
+    for p in &cfg.pools {
+        let name = p.name().as_str();
+        if let Some(why) = blocks.and_then(|t| static_balance(t, name)) {
+            out.push(format!("pool {name} grows past its slots with a reload, not with servers added at runtime: {why}; use roundrobin, leastconn, random or `hash-type consistent` to grow without reloads"));
+        }
+        let refused = crate::haproxy::refused_at_runtime(&p.pool.server_options);
+        if !refused.is_empty() {
+            out.push(format!("pool {name} grows past its slots with a reload, not with servers added at runtime: its server_options hold {}, which HAProxy refuses for servers added at runtime", refused.join(", ")));
+        }
+    }
+    out
+}
+
+/// Why servers cannot be added at runtime to backend `pool` as `text` declares it (its
+/// balance algorithm is static: `static-rr`, or a hash-based one without `hash-type
+/// consistent`, which is map-based), or `None` when they can. Reads the backend's own
+/// `balance` and `hash-type`, else the last `defaults` section's before it.
+pub fn static_balance(text: &str, pool: &str) -> Option<String> {
+    let mut defaults: (Option<String>, Option<String>) = (None, None);
+    let mut own: Option<(Option<String>, Option<String>)> = None;
+    let mut section = "";
+    for line in text.lines() {
+        if let Some((kw, name)) = section_of(line) {
+            if own.is_some() {
+                break;
+            }
+            section = kw;
+            if matches!(kw, "backend" | "listen") && name == Some(pool) {
+                own = Some(defaults.clone());
+            } else if kw == "defaults" {
+                defaults = (None, None);
+            }
+            continue;
+        }
+        let words: Vec<&str> = line
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let (Some(&kw), Some(_)) = (words.first(), words.get(1)) else {
+            continue;
+        };
+        let value = words.get(1..).unwrap_or_default().join(" ");
+        let slot = match (&mut own, section) {
+            (Some(o), _) => o,
+            (None, "defaults") => &mut defaults,
+            _ => continue,
+        };
+        match kw {
+            "balance" => slot.0 = Some(value),
+            "hash-type" => slot.1 = Some(value),
+            _ => {}
+        }
+    }
+    let (balance, hash_type) = own?;
+    let balance = balance.unwrap_or_else(|| "roundrobin".into());
+    let algo = balance.split([' ', '(']).next().unwrap_or_default();
+    if algo == "static-rr" {
+        return Some(format!("backend {pool} uses `balance static-rr`, which HAProxy cannot give servers added at runtime"));
+    }
+    let hashed = matches!(
+        algo,
+        "source" | "uri" | "url_param" | "hdr" | "rdp-cookie" | "hash"
+    );
+    let consistent = hash_type
+        .as_deref()
+        .is_some_and(|h| h.split(' ').next() == Some("consistent"));
+    if hashed && !consistent {
+        return Some(format!("backend {pool} uses `balance {balance}` with a map-based hash (no `hash-type consistent`), which HAProxy cannot give servers added at runtime"));
+    }
+    None
+}
+
 fn section_of(line: &str) -> Option<(&str, Option<&str>)> {
     let mut w = line.split_whitespace();
     let kw = w.next()?;
@@ -549,7 +640,7 @@ fn render_defaults(cfg: &AgentConfig, s: &mut String, state_file: bool) {
 fn backend_section(p: &PoolConfig, n: u32, state_file: Option<&std::path::Path>) -> String {
     let mut s = String::new();
     s.push_str(&format!("\nbackend {}\n", p.name()));
-    s.push_str("    balance roundrobin\n");
+    s.push_str(&format!("    balance {}\n", p.balance));
     if let Some(path) = state_file {
         s.push_str("    load-server-state-from-file local\n");
         s.push_str(&format!("    server-state-file-name {}\n", path.display()));
@@ -892,5 +983,70 @@ slots = 8
         assert_eq!(slot_name(12), "slot12");
         assert_eq!(slot_number("slot12"), Some(12));
         assert_eq!(slot_number("web1"), None);
+    }
+
+    #[test]
+    fn static_balance_algorithms_are_named_and_dynamic_ones_pass() {
+        let backend = |lines: &str| {
+            format!("defaults\n    mode http\n\nbackend web\n{lines}\n    server-template slot 1-4 slot.invalid:80 init-addr last,0.0.0.0 disabled check\n\nbackend other\n    balance static-rr\n")
+        };
+        for dynamic in [
+            "    balance roundrobin",
+            "    balance leastconn",
+            "    balance first",
+            "    balance random",
+            "    balance source\n    hash-type consistent",
+            "    balance hdr(host)\n    hash-type consistent sdbm avalanche",
+            "",
+        ] {
+            assert_eq!(static_balance(&backend(dynamic), "web"), None, "{dynamic}");
+        }
+        for (fixed, words) in [
+            ("    balance static-rr", "static-rr"),
+            ("    balance source", "map-based"),
+            ("    balance uri whole", "map-based"),
+            ("    balance hdr(host)", "map-based"),
+            ("    balance source\n    hash-type map-based", "map-based"),
+        ] {
+            let why = static_balance(&backend(fixed), "web").unwrap_or_default();
+            assert!(
+                why.contains(words) && why.contains("backend web"),
+                "{fixed}: {why}"
+            );
+        }
+        // The defaults' balance holds unless the backend says otherwise.
+        let text =
+            "defaults\n    balance static-rr\n\nbackend web\n    server-template slot 1-4 x\n";
+        assert!(static_balance(text, "web").is_some());
+        let text = "defaults\n    balance static-rr\n\nbackend web\n    balance roundrobin\n";
+        assert_eq!(static_balance(text, "web"), None);
+        // A backend the text does not have: nothing to say.
+        assert_eq!(static_balance(text, "api"), None);
+    }
+
+    #[test]
+    fn config_check_says_which_pools_grow_with_a_reload_and_why() {
+        use crate::haproxy::Version;
+        let mut c = cfg();
+        let text = render(&c);
+        let v26 = Version::parse("2.6.12-1+deb12u4").unwrap();
+        let v30 = Version::parse("3.0.11-9e587df").unwrap();
+        let notes = growth_notes(&c, Some(&text), Ok(&v26));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains(
+                "HAProxy 2.6.12-1+deb12u4 grows a pool past its slots with a hitless reload"
+            ),
+            "{notes:?}"
+        );
+        assert!(growth_notes(&c, Some(&text), Ok(&v30)).is_empty());
+        c.pools[0].balance = "static-rr".into();
+        c.pools[0].pool.server_options = infra::ServerOptions::new("check resolvers dns").unwrap();
+        let notes = growth_notes(&c, Some(&render(&c)), Ok(&v30));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("balance static-rr"), "{notes:?}");
+        assert!(notes[1].contains("resolvers"), "{notes:?}");
+        let notes = growth_notes(&c, None, Err("no haproxy".into()));
+        assert!(notes[0].contains("cannot tell"), "{notes:?}");
     }
 }

@@ -604,6 +604,14 @@ fn config_check(cfg: &AgentConfig) -> Outcome {
     for a in haproxy_cfg::advice(cfg, &text) {
         out(&format!("warning: {a}"))?;
     }
+    let version = agent::haproxy::binary_version(&cfg.haproxy.binary).map_err(|e| e.to_string());
+    for n in haproxy_cfg::growth_notes(
+        cfg,
+        blocks.as_deref(),
+        version.as_ref().map_err(Clone::clone),
+    ) {
+        out(&format!("warning: {n}"))?;
+    }
     if problems.is_empty() {
         out(&format!(
             "{}: ok ({} pools)",

@@ -20,6 +20,8 @@
 //! | `haproxy_asg_agent_reloads_total` | counter | | hitless reloads (slot growth) |
 //! | `haproxy_asg_agent_external_reloads_total` | counter | | HAProxy workers this service did not start (a reload or restart by someone else) |
 //! | `haproxy_asg_agent_restored_total` | counter | | members and drains re-sent to HAProxy because it lacked them (after such a reload, or a restart of the service) |
+//! | `haproxy_asg_agent_servers_added_total` | counter | | servers added at runtime past a pool's declared slots (HAProxy 3.0+, no reload) |
+//! | `haproxy_asg_agent_servers_removed_total` | counter | | empty servers past a pool's `slots` given back with `del server` |
 //! | `haproxy_asg_agent_haproxy_info` | gauge | `version` | 1, labelled with the version HAProxy reported (absent until the agent reached it) |
 //! | `haproxy_asg_agent_errors_total` | counter | `kind` | see [`ErrorKind`] |
 //! | `haproxy_asg_agent_aws_syncs_total` | counter | | successful syncs from AWS |
@@ -159,6 +161,8 @@ pub struct Registry {
     reports_dropped: u64,
     external_reloads: u64,
     restored: u64,
+    servers_added: u64,
+    servers_removed: u64,
     /// What [`Registry::once`] already counted, by kind.
     counted_once: std::collections::BTreeSet<(ErrorKind, String)>,
 }
@@ -350,6 +354,16 @@ impl Registry {
         self.restored += n as u64;
     }
 
+    /// `n` servers were added at runtime past a pool's declared slots.
+    pub fn servers_added(&mut self, n: usize) {
+        self.servers_added += n as u64;
+    }
+
+    /// `n` empty servers past a pool's `slots` were given back (`del server`).
+    pub fn servers_removed(&mut self, n: usize) {
+        self.servers_removed += n as u64;
+    }
+
     /// How many errors of `kind` so far.
     pub fn errors(&self, kind: ErrorKind) -> u64 {
         self.errors.get(&kind).copied().unwrap_or(0)
@@ -491,6 +505,18 @@ impl Registry {
             "Members and drains re-sent to HAProxy because it lacked them (after a reload by someone else, or a restart of this service).",
         );
         o.sample("restored_total", &[], self.restored as f64);
+        o.family(
+            "servers_added_total",
+            "counter",
+            "Servers added at runtime past a pool's declared slots (HAProxy 3.0 and later): growth without a reload.",
+        );
+        o.sample("servers_added_total", &[], self.servers_added as f64);
+        o.family(
+            "servers_removed_total",
+            "counter",
+            "Empty servers past a pool's slots given back with del server once their drain ended.",
+        );
+        o.sample("servers_removed_total", &[], self.servers_removed as f64);
         if let Some(version) = &snap.haproxy_version {
             o.family(
                 "haproxy_info",

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use infra::{MemberId, PoolName, Port};
+use infra::{MemberId, PoolName, Port, ServerOptions};
 
 use crate::haproxy_cfg::slot_name;
 
@@ -105,6 +105,32 @@ pub enum Op {
         /// The instance map.
         map: MapFile,
     },
+    /// `add server B/S 0.0.0.0:P <options> disabled` (3.0+ here): a slot added at
+    /// runtime, in maintenance at 0.0.0.0 like a declared slot, with the pool's server
+    /// options. HAProxy answers `New server registered.`; an option it does not take
+    /// for a server added at runtime (`'init-addr' option is not accepted for dynamic
+    /// server`) or a static balance algorithm (`Backend must use a dynamic load
+    /// balancing to support dynamic servers.`) is a refusal in its own words.
+    AddServer {
+        /// The port the slot starts on (the pool's; a join sets the member's).
+        port: Port,
+        /// The pool's server options.
+        options: ServerOptions,
+    },
+    /// `enable health B/S`: a server added at runtime has its checks off until this.
+    EnableHealth,
+    /// `wait <ms>ms srv-removable B/S` (3.0+): waits up to `ms` for the server to be
+    /// removable (in maintenance, no connection left): `Done.`; otherwise `Failed.` (no
+    /// such server), or when the delay ends `Wait delay expired.` (3.0) or
+    /// `Interrupted.` (3.2).
+    WaitRemovable {
+        /// The longest wait, ms.
+        ms: u32,
+    },
+    /// `del server B/S`: gives a slot beyond the pool's `slots` back once it is empty
+    /// and in maintenance. `No such server.` counts as done (a reload already dropped
+    /// it).
+    DelServer,
 }
 
 impl Op {
@@ -117,6 +143,9 @@ impl Op {
             Self::MapAdd { .. } | Self::MapSet { .. } => reply.is_empty(),
             Self::MapDel { .. } => reply.is_empty() || reply == "Key not found.",
             Self::SetAddr { .. } => set_addr_succeeded(reply),
+            Self::AddServer { .. } => reply == "New server registered.",
+            Self::WaitRemovable { .. } => reply == "Done.",
+            Self::DelServer => reply == "Server deleted." || reply == "No such server.",
             // The state and session commands are silent.
             _ => reply.is_empty(),
         }
@@ -148,6 +177,10 @@ fn set_addr_succeeded(reply: &str) -> bool {
             || part == "no need to change the port"
     })
 }
+
+/// How long a removal waits for a slot's last connections to go (`wait ...
+/// srv-removable`); a slot still busy then is tried again at the next look.
+pub const REMOVABLE_WAIT_MS: u32 = 200;
 
 /// One command: an [`Op`] on slot `slot` of pool `pool`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +215,40 @@ impl Command {
             g.push(Self::new(pool, slot, Op::HealthDown));
         }
         g
+    }
+
+    /// The commands that add slot `slot` at runtime, as a declared slot is (in
+    /// maintenance, nothing to serve) and with its checks on when the pool has them, so
+    /// a join on it is the same as on a declared slot: one group.
+    pub fn add_slot(pool: &PoolName, slot: u32, port: Port, options: &ServerOptions) -> Vec<Self> {
+        let mut g = vec![Self::new(
+            pool,
+            slot,
+            Op::AddServer {
+                port,
+                options: options.clone(),
+            },
+        )];
+        if options.has_check() {
+            g.push(Self::new(pool, slot, Op::EnableHealth));
+        }
+        g
+    }
+
+    /// The commands that give an empty slot added at runtime back: maintenance (again:
+    /// a no-op when it is), wait until it holds no connection, delete. One group.
+    pub fn remove_slot(pool: &PoolName, slot: u32) -> Vec<Self> {
+        vec![
+            Self::new(pool, slot, Op::Maint),
+            Self::new(
+                pool,
+                slot,
+                Op::WaitRemovable {
+                    ms: REMOVABLE_WAIT_MS,
+                },
+            ),
+            Self::new(pool, slot, Op::DelServer),
+        ]
     }
 
     /// Points the slot's map entry at `member` whether or not it had one: `del map`
@@ -221,6 +288,16 @@ impl fmt::Display for Command {
             Op::MapAdd { map, member } => write!(f, "add map {map} {server} {member}"),
             Op::MapSet { map, member } => write!(f, "set map {map} {server} {member}"),
             Op::MapDel { map } => write!(f, "del map {map} {server}"),
+            Op::AddServer { port, options } => {
+                write!(f, "add server {server} 0.0.0.0:{port}")?;
+                if !options.as_str().is_empty() {
+                    write!(f, " {}", options.as_str())?;
+                }
+                f.write_str(" disabled")
+            }
+            Op::EnableHealth => write!(f, "enable health {server}"),
+            Op::WaitRemovable { ms } => write!(f, "wait {ms}ms srv-removable {server}"),
+            Op::DelServer => write!(f, "del server {server}"),
         }
     }
 }
@@ -392,5 +469,90 @@ mod tests {
         // The state commands answer nothing: an address change's words are not theirs.
         assert!(!Op::Ready.succeeded("nothing changed"));
         assert!(Op::Ready.succeeded(""));
+    }
+
+    /// The slot added at runtime and given back, as the agent writes it.
+    #[test]
+    fn runtime_slot_commands_read_as_haproxy_expects_them() {
+        let web = PoolName::new("web").unwrap();
+        let port = Port::new(8080).unwrap();
+        let opts = ServerOptions::new("check inter 500ms fall 2 rise 2").unwrap();
+        let add: Vec<String> = Command::add_slot(&web, 5, port, &opts)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            add,
+            [
+                "add server web/slot5 0.0.0.0:8080 check inter 500ms fall 2 rise 2 disabled",
+                "enable health web/slot5"
+            ]
+        );
+        // Without checks there is no health to enable.
+        let plain = ServerOptions::new("weight 10").unwrap();
+        let add: Vec<String> = Command::add_slot(&web, 6, port, &plain)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            add,
+            ["add server web/slot6 0.0.0.0:8080 weight 10 disabled"]
+        );
+        let none = ServerOptions::new("").unwrap();
+        assert_eq!(
+            Command::add_slot(&web, 7, port, &none)[0].to_string(),
+            "add server web/slot7 0.0.0.0:8080 disabled"
+        );
+        let del: Vec<String> = Command::remove_slot(&web, 5)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            del,
+            [
+                "set server web/slot5 state maint",
+                "wait 200ms srv-removable web/slot5",
+                "del server web/slot5"
+            ]
+        );
+    }
+
+    /// The answers to `add server`, `enable health`, `wait ... srv-removable` and `del
+    /// server`, captured from the real binaries: 3.0.11 and 3.2.26 answer alike; 2.6.12
+    /// (which the agent never sends them to) has no `wait` and ends some answers
+    /// without their empty line.
+    #[test]
+    fn runtime_slot_replies_of_every_version() {
+        let add = Op::AddServer {
+            port: Port::new(80).unwrap(),
+            options: ServerOptions::new("check").unwrap(),
+        };
+        // 3.0 and 3.2 (2.6 alike).
+        assert!(add.succeeded("New server registered."));
+        // An option a server added at runtime does not take (every version).
+        assert!(!add.succeeded("'init-addr' option is not accepted for dynamic server"));
+        // A static balance algorithm (static-rr, a map-based hash; every version).
+        assert!(
+            !add.succeeded("Backend must use a dynamic load balancing to support dynamic servers.")
+        );
+        assert!(!add.succeeded("Already exists a server with the same name in backend."));
+        assert!(Op::EnableHealth.succeeded(""));
+        let wait = Op::WaitRemovable { ms: 200 };
+        assert!(wait.succeeded("Done."), "3.0/3.2: removable");
+        assert!(!wait.succeeded("Failed."), "3.0/3.2: no such server");
+        // Still holding a connection when the delay ends: the versions differ.
+        assert!(!wait.succeeded("Wait delay expired."), "3.0");
+        assert!(!wait.succeeded("Interrupted."), "3.2");
+        assert!(
+            !wait.succeeded(
+                "Unknown command, but maybe one of the following ones is a better match:"
+            ),
+            "2.6 has no `wait`"
+        );
+        assert!(Op::DelServer.succeeded("Server deleted."));
+        assert!(Op::DelServer.succeeded("No such server."), "already gone");
+        assert!(!Op::DelServer.succeeded("Only servers in maintenance mode can be deleted."));
+        assert!(!Op::DelServer
+            .succeeded("Server still has connections attached to it, cannot remove it."));
     }
 }

@@ -20,7 +20,7 @@
 mod command;
 mod parse;
 
-pub use command::{Command, MapFile, MapFileError, Op};
+pub use command::{Command, MapFile, MapFileError, Op, REMOVABLE_WAIT_MS};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,8 +29,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use parse::{
-    parse_info_version, parse_map, parse_proc, parse_reload, parse_servers_state, parse_stat,
-    ProcInfo, ReloadAnswer, ServerState, StatRow, Version,
+    parse_binary_version, parse_info_version, parse_map, parse_proc, parse_reload,
+    parse_servers_state, parse_stat, ProcInfo, ReloadAnswer, ServerState, StatRow, Version,
 };
 
 /// The oldest HAProxy branch the agent drives: 2.6 (the first LTS with `add server`
@@ -43,6 +43,85 @@ pub const TESTED_VERSIONS: &str = "2.6, 2.8, 3.0 and 3.2";
 
 /// [`TESTED_VERSIONS`] as branches.
 pub const TESTED_BRANCHES: [(u32, u32); 4] = [(2, 6), (2, 8), (3, 0), (3, 2)];
+
+/// The first branch on which the agent adds servers at runtime when a pool's slots run
+/// out, instead of growing the block with a reload. 2.6 keeps the reload: deleting a
+/// server with live streams could crash it, and servers added at runtime did not reuse
+/// connections; 2.8 is not tested against a real binary here, so it keeps it too.
+pub const RUNTIME_SERVERS_SINCE: (u32, u32) = (3, 0);
+
+/// Whether the agent adds servers at runtime on HAProxy `v` (see
+/// [`RUNTIME_SERVERS_SINCE`]); otherwise it grows the slot block with a reload.
+pub fn adds_servers(v: &Version) -> bool {
+    v.branch >= RUNTIME_SERVERS_SINCE
+}
+
+/// Why HAProxy `v` keeps the reload path, for logs and `agent config check`; `None`
+/// when it adds servers at runtime.
+pub fn reload_path_reason(v: &Version) -> Option<String> {
+    if adds_servers(v) {
+        return None;
+    }
+    let why = match v.branch {
+        (2, 6) => "HAProxy 2.6 could crash deleting a server that still had streams, and did not reuse connections to servers added at runtime",
+        _ => "servers added at runtime are not tested against this branch",
+    };
+    Some(format!(
+        "HAProxy {} grows a pool past its slots with a hitless reload ({why}); from {}.{} the agent adds servers at runtime instead",
+        v.text, RUNTIME_SERVERS_SINCE.0, RUNTIME_SERVERS_SINCE.1
+    ))
+}
+
+/// Server options HAProxy refuses for a server added at runtime (`'<keyword>' option is
+/// not accepted for dynamic server`), as 3.0.11 and 3.2.26 answer: a pool whose
+/// `server_options` hold one keeps the reload path.
+pub const REFUSED_AT_RUNTIME: [&str; 11] = [
+    "init-addr",
+    "resolvers",
+    "resolve-prefer",
+    "resolve-net",
+    "resolve-opts",
+    "namespace",
+    "redir",
+    "socks4",
+    "tcp-ut",
+    "max-reuse",
+    "log-proto",
+];
+
+/// The keywords of `options` HAProxy refuses for a server added at runtime.
+pub fn refused_at_runtime(options: &infra::ServerOptions) -> Vec<&'static str> {
+    let words: Vec<&str> = options.as_str().split(' ').collect();
+    REFUSED_AT_RUNTIME
+        .into_iter()
+        .filter(|k| words.contains(k))
+        .collect()
+}
+
+/// The version of the HAProxy binary at `binary` (`haproxy -v`), for `agent config
+/// check` (the service asks the running HAProxy instead).
+pub fn binary_version(binary: &std::path::Path) -> Result<Version, HaproxyError> {
+    let out = std::process::Command::new(binary)
+        .arg("-v")
+        .output()
+        .map_err(|e| HaproxyError::Binary {
+            binary: binary.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    parse_binary_version(&String::from_utf8_lossy(&out.stdout)).map_err(|detail| {
+        HaproxyError::Binary {
+            binary: binary.to_path_buf(),
+            detail,
+        }
+    })
+}
+
+/// Whether `reply` to `add server` is HAProxy refusing servers added at runtime in a
+/// backend whose balance algorithm is static (`static-rr`, a map-based hash): the pool
+/// then keeps the reload path. Every version answers it in these words.
+pub fn refuses_for_balance(reply: &str) -> bool {
+    reply.contains("must use a dynamic load balancing to support dynamic servers")
+}
 
 /// Longest `;`-joined line sent at once (HAProxy's own ingress controller uses 16,000).
 const MAX_LINE: usize = 16_000;
@@ -145,6 +224,14 @@ pub enum HaproxyError {
     Unsupported {
         /// The version HAProxy reported.
         version: String,
+    },
+    /// `haproxy -v` did not run or did not say its version.
+    #[error("cannot read the version of {binary} (`{binary} -v`): {detail}")]
+    Binary {
+        /// The binary.
+        binary: PathBuf,
+        /// Why.
+        detail: String,
     },
     /// A master-socket operation without a master socket configured.
     #[error("this needs HAProxy's master socket: run HAProxy in master-worker mode (`haproxy -W -S /run/haproxy/master.sock ...`) and set haproxy.master_socket in agent.toml")]
@@ -687,5 +774,78 @@ mod tests {
             ),
             Err(HaproxyError::Refused { .. })
         ));
+    }
+
+    /// A slot given back on one line, as HAProxy 3.0.11 and 3.2.26 answer it (`state
+    /// maint` silent, then `Done.`, then `Server deleted.`, each with its empty line),
+    /// and as each answers when the server still holds a connection.
+    #[test]
+    fn a_slot_removal_is_judged_per_command() {
+        let web = infra::PoolName::new("web").unwrap();
+        let typed = Command::remove_slot(&web, 5);
+        let pairs: Vec<(&Command, String)> = typed.iter().map(|c| (c, c.to_string())).collect();
+        let cmds: Vec<&(&Command, String)> = pairs.iter().collect();
+        assert!(check_batch_reply(&cmds, "\nDone.\n\nServer deleted.\n\n").is_ok());
+        for (version, expired) in [("3.0", "Wait delay expired."), ("3.2", "Interrupted.")] {
+            let reply = format!(
+                "\n{expired}\n\nServer still has connections attached to it, cannot remove it.\n\n"
+            );
+            match check_batch_reply(&cmds, &reply) {
+                Err(HaproxyError::Refused { command, reply }) => {
+                    assert_eq!(command, "wait 200ms srv-removable web/slot5", "{version}");
+                    assert_eq!(reply, expired, "{version}");
+                }
+                other => panic!("{version}: {other:?}"),
+            }
+        }
+        // An added slot: `New server registered.` then the silent `enable health`.
+        let opts = infra::ServerOptions::new("check").unwrap();
+        let typed = Command::add_slot(&web, 5, infra::Port::new(80).unwrap(), &opts);
+        let pairs: Vec<(&Command, String)> = typed.iter().map(|c| (c, c.to_string())).collect();
+        let cmds: Vec<&(&Command, String)> = pairs.iter().collect();
+        assert!(check_batch_reply(&cmds, "New server registered.\n\n\n").is_ok());
+        match check_batch_reply(
+            &cmds,
+            "Backend must use a dynamic load balancing to support dynamic servers.\n\nNo such server.\n\n",
+        ) {
+            Err(HaproxyError::Refused { reply, .. }) => assert!(refuses_for_balance(&reply)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn servers_are_added_at_runtime_from_3_0_and_2_6_keeps_the_reload() {
+        for (text, adds) in [
+            ("2.6.12-1+deb12u4", false),
+            ("2.8.5", false),
+            ("3.0.11-9e587df", true),
+            ("3.2.26-1", true),
+            ("3.3-dev4", true),
+        ] {
+            let v = Version::parse(text).unwrap();
+            assert_eq!(adds_servers(&v), adds, "{text}");
+            assert_eq!(reload_path_reason(&v).is_none(), adds, "{text}");
+        }
+        let why = reload_path_reason(&Version::parse("2.6.12-1+deb12u4").unwrap()).unwrap();
+        for words in [
+            "HAProxy 2.6.12-1+deb12u4",
+            "hitless reload",
+            "crash",
+            "from 3.0",
+        ] {
+            assert!(why.contains(words), "{words:?} in {why}");
+        }
+        assert!(refuses_for_balance(
+            "Backend must use a dynamic load balancing to support dynamic servers."
+        ));
+        assert!(!refuses_for_balance(
+            "'init-addr' option is not accepted for dynamic server"
+        ));
+        let opts = |s: &str| infra::ServerOptions::new(s).unwrap();
+        assert!(refused_at_runtime(&opts("check inter 500ms weight 10 slowstart 10s")).is_empty());
+        assert_eq!(
+            refused_at_runtime(&opts("check resolvers dns resolve-prefer ipv4")),
+            ["resolvers", "resolve-prefer"]
+        );
     }
 }

@@ -338,6 +338,17 @@ pub fn parse_info_version(text: &str) -> Result<Version, String> {
     Version::parse(line).ok_or_else(|| format!("unreadable version {:?}", line.trim()))
 }
 
+/// Parses `haproxy -v`'s first line (`HAProxy version 3.0.11-9e587df 2025/06/02 -
+/// https://haproxy.org/`) for its version.
+pub fn parse_binary_version(text: &str) -> Result<Version, String> {
+    let word = text
+        .lines()
+        .find_map(|l| l.strip_prefix("HAProxy version "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| format!("no `HAProxy version` line in {:?}", text.trim()))?;
+    Version::parse(word).ok_or_else(|| format!("unreadable version {word:?}"))
+}
+
 /// Parses `show map <file>`: one `0x<entry address> <key> <value>` line per entry.
 /// Anything else is HAProxy refusing the command, returned as its words.
 pub fn parse_map(text: &str) -> Result<Vec<(String, String)>, String> {
@@ -502,5 +513,20 @@ mod tests {
         assert_eq!(p.reloads, 1);
         assert_eq!(p.failed, 2);
         assert_eq!(p.current_worker(), Some(5538));
+    }
+
+    /// `haproxy -v` of each binary tested (their first lines, as printed).
+    #[test]
+    fn binary_versions_of_every_version() {
+        for (text, branch) in [
+            ("HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/\nStatus: long-term supported branch - will stop receiving fixes around Q2 2027.\n", (2, 6)),
+            ("HAProxy version 3.0.11-9e587df 2025/06/02 - https://haproxy.org/\n", (3, 0)),
+            ("HAProxy version 3.2.26-1 2026/10/14 - https://haproxy.org/\n", (3, 2)),
+        ] {
+            let v = parse_binary_version(text).unwrap();
+            assert_eq!(v.branch, branch, "{text}");
+            assert!(text.contains(&v.text));
+        }
+        assert!(parse_binary_version("haproxy: not found").is_err());
     }
 }

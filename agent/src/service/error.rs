@@ -98,7 +98,7 @@ pub(super) fn haproxy_kind(e: &HaproxyError) -> ErrorKind {
     match e {
         HaproxyError::Connect { .. } | HaproxyError::Io { .. } => ErrorKind::HaproxyUnreachable,
         HaproxyError::Refused { .. } | HaproxyError::Protocol { .. } => ErrorKind::BatchFailed,
-        HaproxyError::NoMaster => ErrorKind::ReloadFailed,
+        HaproxyError::NoMaster | HaproxyError::Binary { .. } => ErrorKind::ReloadFailed,
         HaproxyError::Unsupported { .. } => ErrorKind::UnsupportedHaproxy,
     }
 }

@@ -232,7 +232,7 @@ impl Service {
     }
 
     /// `haproxy -c` on a candidate file beside the configuration.
-    fn validate(&self, text: &str) -> Result<(), ServiceError> {
+    pub(super) fn validate(&self, text: &str) -> Result<(), ServiceError> {
         let candidate = candidate_path(self.cfg.haproxy.slots_file());
         let binary = &self.cfg.haproxy.binary;
         // The agent's own file of backends is checked after haproxy.cfg, as HAProxy loads it.

@@ -27,6 +27,7 @@ pub mod inbox;
 mod request;
 mod reread;
 mod resume;
+mod runtime;
 mod scrape;
 mod server;
 mod tick;
@@ -102,6 +103,12 @@ struct State {
     external: Option<crate::status::ExternalReload>,
     /// HAProxy's master stopped answering the watch (logged once until it answers).
     haproxy_lost: bool,
+    /// Pools HAProxy refused an `add server` for (why): they grow with a reload until
+    /// the service restarts.
+    runtime_refused: BTreeMap<PoolName, String>,
+    /// Empty servers past a pool's slots may be waiting to be given back
+    /// ([`Service::remove_empty`]): the ticker keeps looking.
+    removals_pending: bool,
 }
 
 /// The service: configuration, HAProxy client and the guarded state.
@@ -163,6 +170,8 @@ impl Service {
                 external_reloads: 0,
                 external: None,
                 haproxy_lost: false,
+                runtime_refused: BTreeMap::new(),
+                removals_pending: false,
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),

@@ -235,6 +235,37 @@ pub(super) fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
         .collect()
 }
 
+/// Per pool, the slots the plans join that HAProxy lacks and the slot count they need
+/// (pools that need nothing left out).
+fn wanted_slots(
+    plans: &[(PoolName, PoolPlan)],
+    lives: &BTreeMap<PoolName, LiveSlots>,
+) -> BTreeMap<PoolName, runtime::Wanted> {
+    let mut out = BTreeMap::new();
+    for (p, plan) in plans {
+        let empty = LiveSlots::default();
+        let live = lives.get(p).unwrap_or(&empty);
+        let missing: std::collections::BTreeSet<u32> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Join { slot, .. } if !live.slots.contains_key(slot) => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() || plan.size_needed > live.size() {
+            out.insert(
+                p.clone(),
+                runtime::Wanted {
+                    missing,
+                    size: plan.size_needed,
+                },
+            );
+        }
+    }
+    out
+}
+
 impl Service {
     /// Plans `per_pool` (pool -> plan function) under the lock, grows slots if needed,
     /// writes the intent, sends the commands. Nothing is left changed on error.
@@ -287,6 +318,12 @@ impl Service {
                 return Err(e);
             }
         };
+        // A released slot past the pool's slots is given back by the ticker.
+        st.removals_pending |= plans.iter().any(|(_, p)| {
+            p.actions
+                .iter()
+                .any(|a| matches!(a, Action::Release { .. }))
+        });
         let started = self.record_started(&mut st, plans, generation, reloads, diff);
         self.persist(&st);
         drop(st);
@@ -332,17 +369,16 @@ impl Service {
         plans: &[(PoolName, PoolPlan)],
         lives: &BTreeMap<PoolName, LiveSlots>,
     ) -> Result<u32, ServiceError> {
-        let needs: BTreeMap<PoolName, u32> = plans
-            .iter()
-            .filter(|(p, plan)| plan.size_needed > lives.get(p).map_or(0, LiveSlots::size))
-            .map(|(p, plan)| (p.clone(), plan.size_needed))
-            .collect();
+        let wanted = wanted_slots(plans, lives);
+        // Slots HAProxy lacks: added at runtime where the version and the pool allow
+        // it, the rest grown with a reload.
+        let needs = self.add_missing(st, &wanted, lives)?;
         let reloads = u32::from(!needs.is_empty());
         if !needs.is_empty() {
             self.grow(st, &needs)?;
         }
         // The intent, before any command: a service killed from here on re-asserts it.
-        let joins = !needs.is_empty()
+        let joins = !wanted.is_empty()
             || plans
                 .iter()
                 .any(|(_, p)| p.actions.iter().any(slots::Action::is_join));

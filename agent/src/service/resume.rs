@@ -4,12 +4,13 @@
 //! upgrade). What is sent comes from [`crate::reassert`]; this file reads HAProxy, grows
 //! a slot block that came back short, sends, logs and counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use infra::PoolName;
 use tracing::{error, info, warn};
 
+use super::runtime::Wanted;
 use super::{grow, now_ms, Service, ServiceError, State};
 use crate::haproxy_cfg::slot_name;
 use crate::reassert;
@@ -68,6 +69,8 @@ impl Service {
             return Err(e.into());
         }
         st.resumed = true;
+        // Empty servers past the slots (a reload declared them) are given back.
+        st.removals_pending = true;
         if let Some(x) = st.external.as_mut() {
             if x.restored.is_none() {
                 x.restored = Some(restored as u64);
@@ -83,34 +86,53 @@ impl Service {
         Ok(())
     }
 
-    /// Grows every slot block HAProxy declares shorter than the table uses, and returns
-    /// each pool's slots as HAProxy has them then.
+    /// Gives HAProxy back every slot the table uses that it lacks (a configuration
+    /// replaced or re-rendered with a smaller block, a reload cut short): added at
+    /// runtime where the version and the pool allow it, else the block grown with a
+    /// reload. Returns each pool's slots as HAProxy has them then.
     fn regrow(&self, st: &mut State) -> Result<BTreeMap<PoolName, LiveSlots>, ServiceError> {
-        let mut needs = BTreeMap::new();
+        let mut wanted = BTreeMap::new();
         let mut lives = BTreeMap::new();
         for pc in &self.cfg.pools {
             let pool = pc.name();
             let live = Self::live(&self.haproxy(st), pool)?;
-            let top = st.table.highest_used(pool.as_str());
-            if top > live.size() {
-                needs.insert(pool.clone(), top);
+            let used = st
+                .table
+                .pools
+                .get(pool.as_str())
+                .map(|t| t.used())
+                .unwrap_or_default();
+            let missing: BTreeSet<u32> = used
+                .into_iter()
+                .filter(|n| !live.slots.contains_key(n))
+                .collect();
+            if let Some(top) = missing.iter().next_back().copied() {
+                let how = match self.runtime_path(st, pc) {
+                    Ok(()) => "adding the servers it lacks at runtime".to_string(),
+                    Err(_) => "growing the block back".to_string(),
+                };
                 error!(
                     pool = %pool,
                     file = %self.cfg.haproxy.slots_file().display(),
                     declared = live.size(),
                     used = top,
-                    "HAProxy declares {} slots for pool {pool} but the slot table holds a member in {}: growing the block back (the file was replaced or re-rendered without the agent's slot line, or a reload was cut short); keep the `1-N` the agent writes, or set [haproxy] pools_config so the agent keeps its backends in a file of its own",
+                    "HAProxy declares {} slots for pool {pool} but the slot table holds a member in {}: {how} (the file was replaced or re-rendered without the agent's slot line, or a reload was cut short); keep the `1-N` the agent writes, or set [haproxy] pools_config so the agent keeps its backends in a file of its own",
                     live.size(),
                     slot_name(top)
                 );
+                let size = top.max(live.size());
+                wanted.insert(pool.clone(), Wanted { missing, size });
             }
             lives.insert(pool.clone(), live);
         }
         self.record_slots(&lives);
-        if needs.is_empty() {
+        if wanted.is_empty() {
             return Ok(lives);
         }
-        self.grow(st, &needs)?;
+        let needs = self.add_missing(st, &wanted, &lives)?;
+        if !needs.is_empty() {
+            self.grow(st, &needs)?;
+        }
         lives.clear();
         for pc in &self.cfg.pools {
             let live = Self::live(&self.haproxy(st), pc.name())?;

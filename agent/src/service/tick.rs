@@ -10,10 +10,12 @@ use super::*;
 impl Service {
     /// Whether a join, drain or eviction is in flight.
     pub(super) fn busy(st: &State) -> bool {
-        st.table
-            .pools
-            .values()
-            .any(|t| !t.evicting.is_empty() || t.members.values().any(|e| e.op.is_some()))
+        st.removals_pending
+            || st
+                .table
+                .pools
+                .values()
+                .any(|t| !t.evicting.is_empty() || t.members.values().any(|e| e.op.is_some()))
     }
 
     /// One look at HAProxy: moves every operation on, sends what that needs, records
@@ -68,6 +70,7 @@ impl Service {
             commands.extend(adv.commands.into_iter().map(|c| vec![c]));
             finished.extend(adv.finished.into_iter().map(|f| (pool.clone(), f)));
         }
+        let removed = self.look_for_removals(&mut st, &rows, !finished.is_empty());
         st.rows = rows;
         if !finished.is_empty() {
             // A released slot leaves the map.
@@ -82,7 +85,7 @@ impl Service {
         }
         let changed = !finished.is_empty();
         self.record_finished(&mut st, finished);
-        if changed || !commands.is_empty() {
+        if changed || removed > 0 || !commands.is_empty() {
             self.persist(&st);
         }
         let busy = Self::busy(&st);
@@ -91,6 +94,18 @@ impl Service {
             self.changed.notify_all();
         }
         busy
+    }
+
+    /// Gives back the empty servers past the pools' slots when one may be waiting
+    /// ([`State::removals_pending`]); returns how many. An operation that `ended` in this
+    /// look may leave one: it shows in maintenance from the next look on.
+    fn look_for_removals(&self, st: &mut State, rows: &[StatRow], ended: bool) -> usize {
+        if !std::mem::replace(&mut st.removals_pending, ended) {
+            return 0;
+        }
+        let (removed, left) = self.remove_empty(st, rows);
+        st.removals_pending |= left;
+        removed
     }
 
     /// Logs, counts and reports each operation that ended, and keeps its outcome for a

@@ -45,6 +45,12 @@ fn host(slots: u32) -> Host {
     host_with(PoolSpec::new("web", slots))
 }
 
+/// A pool HAProxy cannot add servers to at runtime (`balance static-rr`): it grows with a
+/// reload on every version, so the tests of the reload path hold on each.
+fn reload_host(slots: u32) -> Host {
+    host_with(PoolSpec::new("web", slots).static_rr())
+}
+
 fn host_with(pool: PoolSpec) -> Host {
     Host::start(&HostSpec {
         name: "proxy-test".into(),
@@ -168,9 +174,11 @@ fn membership_changes_never_reload_while_slots_are_free() {
     assert!(cfg.contains("server-template slot 1-4 "), "{cfg}");
 }
 
+/// A pool whose balance algorithm cannot take servers added at runtime (`static-rr`;
+/// on 2.6 any pool) grows its slot block with one hitless reload.
 #[test]
 fn growth_reloads_once_and_no_request_fails_across_it() {
-    let h = host(2);
+    let h = reload_host(2);
     let first = Backend::start("first", "127.0.0.1").unwrap();
     let (r, _) = h
         .apply(&change(1, vec![member("i-first", first.addr)], &[]))
@@ -212,6 +220,25 @@ fn growth_reloads_once_and_no_request_fails_across_it() {
     assert_eq!(h.reloads().unwrap(), 1);
     let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(cfg.contains("server-template slot 1-8 "), "{cfg}");
+    // Why it reloads, in the log and in `agent config check`: the pool's balance
+    // algorithm, or on 2.6 the version.
+    let check = h.agent(&["config", "check"], None).unwrap().stdout;
+    if harness::process::haproxy_adds_servers() {
+        let log = h.agent_log();
+        assert!(
+            log.contains("growing the block with a reload (backend web uses `balance static-rr`"),
+            "{log}"
+        );
+        assert!(
+            check.contains("warning: pool web grows past its slots with a reload, not with servers added at runtime: backend web uses `balance static-rr`"),
+            "{check}"
+        );
+    } else {
+        assert!(
+            check.contains("grows a pool past its slots with a hitless reload (HAProxy 2.6 could crash deleting a server that still had streams"),
+            "{check}"
+        );
+    }
     // The new worker has every assignment.
     let a = h.assignments().unwrap();
     assert_eq!(a.len(), 6, "{a:?}");
@@ -652,7 +679,7 @@ fn status_into_a_closed_pipe_ends_quietly() {
 /// worker keeps serving.
 #[test]
 fn a_reload_haproxy_refuses_fails_with_its_reasons_and_keeps_the_old_worker() {
-    let h = host(2);
+    let h = reload_host(2);
     let version = h.client().version().unwrap();
     let (path, with_static) = static_slot3(&h);
     let passes = h.dir().join("check-passes");
@@ -730,7 +757,7 @@ fn apply_three(h: &Host, prefix: &str) -> (Vec<Backend>, harness::host::AgentRun
 
 #[test]
 fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
-    let h = host(2);
+    let h = reload_host(2);
     // An operator's static server named like the next slot makes the grown config invalid.
     let (path, with_static) = static_slot3(&h);
     let (_backends, run) = apply_three(&h, "g");
@@ -751,9 +778,11 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
     assert!(leftovers.is_empty());
 }
 
-/// Nine members (backends named `<prefix>0..8`) applied to a 4-slot pool: one growth
-/// reload, all UP.
-fn grow_to_nine(h: &Host, prefix: &str) -> Vec<Backend> {
+/// Nine members (backends named `<prefix>0..8`) applied to a 4-slot pool, all UP: from
+/// HAProxy 3.0 five servers added at runtime (no reload, the block declared `1-9`), on
+/// 2.6 one growth reload (`1-16`). Returns the backends and the block size expected in
+/// the file.
+fn grow_to_nine(h: &Host, prefix: &str) -> (Vec<Backend>, u32) {
     let backends: Vec<Backend> = (0..9)
         .map(|i| Backend::start(&format!("{prefix}{i}"), "127.0.0.1").unwrap())
         .collect();
@@ -764,8 +793,13 @@ fn grow_to_nine(h: &Host, prefix: &str) -> Vec<Backend> {
         .collect();
     let (r, run) = h.apply(&change(1, add, &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
-    assert_eq!(r.reloads, 1, "one reload for the growth");
-    backends
+    if harness::process::haproxy_adds_servers() {
+        assert_eq!(r.reloads, 0, "servers added at runtime");
+        (backends, 9)
+    } else {
+        assert_eq!(r.reloads, 1, "one reload for the growth");
+        (backends, 16)
+    }
 }
 
 /// All nine members UP in HAProxy, as `agent status` shows them.
@@ -779,15 +813,17 @@ fn every_member_serves(h: &Host) -> Option<()> {
 }
 
 /// What an operator's tools do to HAProxy behind the agent's back: the agent grew the
-/// pool to 16 slots for 9 members; a template run puts back haproxy.cfg with the initial
-/// 4 slots and reloads through the master socket, and later HAProxy is restarted
+/// pool for 9 members (servers added at runtime from 3.0, a reload to 16 slots on 2.6);
+/// a template run puts back haproxy.cfg with the initial 4 slots and reloads through the
+/// master socket (the agent adds what the new worker lacks at runtime, or grows the
+/// block back with a reload), and later HAProxy is restarted
 /// `-sf`-style (a new master taking over from the old). Each time every member serves
 /// again, no request fails, and the log, the metrics and `agent status` say so.
 #[test]
 fn a_reload_or_restart_by_someone_else_loses_no_member() {
     let mut h = host(4);
     let original = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
-    let _backends = grow_to_nine(&h, "m");
+    let (_backends, size) = grow_to_nine(&h, "m");
     every_member_serves(&h).expect("nine members UP before");
 
     let load = Load::start(h.frontend("web"), 3, Duration::from_secs(60), 1_000_000);
@@ -822,7 +858,7 @@ fn a_reload_or_restart_by_someone_else_loses_no_member() {
     assert!(log.contains("declares 4 slots for pool web"), "{log}");
     let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(
-        cfg.contains("server-template slot 1-16 "),
+        cfg.contains(&format!("server-template slot 1-{size} ")),
         "grown back: {cfg}"
     );
 
@@ -869,9 +905,12 @@ fn with_a_file_of_its_own_the_agent_never_rewrites_haproxy_cfg() {
     let own = h.dir().join("haproxy-asg.cfg");
     let rendered = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(!rendered.contains("\nbackend web"), "{rendered}");
-    let backends = grow_to_nine(&h, "o");
+    let (backends, size) = grow_to_nine(&h, "o");
     let grown = std::fs::read_to_string(&own).unwrap();
-    assert!(grown.contains("server-template slot 1-16 "), "{grown}");
+    assert!(
+        grown.contains(&format!("server-template slot 1-{size} ")),
+        "{grown}"
+    );
     assert_eq!(
         std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap(),
         rendered,
@@ -988,4 +1027,166 @@ fn the_readme_quick_start_runs_as_written() {
         stdout.contains("web          slot1    i-local                up"),
         "{stdout}"
     );
+}
+
+/// The servers HAProxy's running worker has in backend `web` (`show servers state web`).
+fn web_servers(h: &Host) -> usize {
+    h.client()
+        .servers_state(Some("web"))
+        .map(|s| s.len())
+        .unwrap_or(0)
+}
+
+/// Members `i-r<from>..i-r<to>` (backends `r<n>`) in one change.
+fn members(backends: &[Backend], from: usize, to: usize) -> Vec<Member> {
+    (from..to)
+        .map(|i| member(&format!("i-r{i}"), backends[i].addr))
+        .collect()
+}
+
+/// Every member of `ids` UP in HAProxy as `agent status` shows it.
+fn all_up(h: &Host, n: usize) -> Option<()> {
+    let rows = h.status().ok()?;
+    let up = rows
+        .iter()
+        .filter(|r| r["member"].is_string() && r["status"] == "UP")
+        .count();
+    (up == n).then_some(())
+}
+
+/// Issue 24: a pool of 4 slots grows to 40 members under load and shrinks back to 4.
+/// From HAProxy 3.0 it grows with servers added at runtime (no reload), a reload by
+/// someone else in the middle loses none of them (the agent's own file declares them),
+/// and once their drains end the servers past the 4 slots are deleted (`show servers
+/// state` lists 4 again, the file declares 4 again). On 2.6 the same growth reloads.
+/// No request fails on any version.
+#[test]
+fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
+    let runtime = harness::process::haproxy_adds_servers();
+    let h = Host::start_with_pools_file(&HostSpec {
+        name: "proxy-test".into(),
+        pools: vec![PoolSpec::new("web", 4)],
+        extra_toml: String::new(),
+        env: Vec::new(),
+    })
+    .unwrap();
+    let pools_file = h.dir().join("haproxy-asg.cfg");
+    let backends: Vec<Backend> = (0..40)
+        .map(|i| Backend::start(&format!("r{i}"), "127.0.0.1").unwrap())
+        .collect();
+    let (r, _) = h.apply(&change(1, members(&backends, 0, 4), &[])).unwrap();
+    assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+    let load = Load::start(h.frontend("web"), 4, Duration::from_secs(120), 10_000_000);
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > 50).then_some(())
+    });
+
+    let mut reloads = 0;
+    for (gen, (from, to)) in [(4, 16), (16, 28), (28, 40)].into_iter().enumerate() {
+        let (r, run) = h
+            .apply(&change(2 + gen as u64, members(&backends, from, to), &[]))
+            .unwrap();
+        assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+        reloads += r.reloads;
+        if gen == 1 {
+            // Someone else reloads HAProxy mid-growth: every member serves again.
+            h.client().master("reload").unwrap();
+            wait_for(Duration::from_secs(5), || {
+                (h.status_all().ok()?["external_reloads"] == 1).then_some(())
+            })
+            .expect("the reload by someone else was seen");
+            wait_for(Duration::from_secs(5), || all_up(&h, 28)).unwrap_or_else(|| {
+                panic!(
+                    "members lost after a reload by someone else: {:?}\n{}",
+                    h.status(),
+                    h.agent_log()
+                )
+            });
+        }
+    }
+    wait_for(Duration::from_secs(5), || all_up(&h, 40))
+        .unwrap_or_else(|| panic!("40 members UP: {:?}", h.status()));
+    let file = std::fs::read_to_string(&pools_file).unwrap();
+    if runtime {
+        assert_eq!(
+            reloads,
+            0,
+            "growth past the slots without a reload: {}",
+            h.agent_log()
+        );
+        assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
+        assert_eq!(web_servers(&h), 40, "4 declared + 36 added at runtime");
+        assert!(
+            file.contains("server-template slot 1-40 "),
+            "the added servers are declared for the next reload: {file}"
+        );
+        let log = h.agent_log();
+        assert!(log.contains("at runtime"), "{log}");
+        let check = h.agent(&["config", "check"], None).unwrap();
+        assert_eq!(check.code, 0, "{}", check.stdout);
+        assert!(!check.stdout.contains("with a reload"), "{}", check.stdout);
+    } else {
+        assert!(reloads >= 1, "2.6 grows with a reload");
+        assert!(h.reloads().unwrap() >= 1);
+    }
+    // Every member took traffic.
+    let served_before = load.completed();
+    wait_for(Duration::from_secs(10), || {
+        (load.completed() > served_before + 400).then_some(())
+    });
+
+    // Back to the first 4 members.
+    let gone: Vec<String> = (4..40).map(|i| format!("i-r{i}")).collect();
+    let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+    let (r, run) = h.apply(&change(10, vec![], &gone)).unwrap();
+    assert!(all(&r, OutcomeStatus::Drained), "{r:?} {}", run.stderr);
+    wait_for(Duration::from_secs(5), || all_up(&h, 4))
+        .unwrap_or_else(|| panic!("4 members UP: {:?}", h.status()));
+    if runtime {
+        wait_for(Duration::from_secs(10), || {
+            (web_servers(&h) == 4).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the empty servers past the 4 slots are deleted: {}\n{}",
+                h.client().query("show servers state web").unwrap(),
+                h.agent_log()
+            )
+        });
+        let stat = h.client().query("show stat -1 4 -1").unwrap();
+        let listed = stat.lines().filter(|l| l.starts_with("web,")).count();
+        assert_eq!(listed, 4, "{stat}");
+        wait_for(Duration::from_secs(5), || {
+            std::fs::read_to_string(&pools_file)
+                .ok()?
+                .contains("server-template slot 1-4 ")
+                .then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the file declares 4 again: {}",
+                std::fs::read_to_string(&pools_file).unwrap()
+            )
+        });
+        assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
+    }
+    let served = load.completed();
+    wait_for(Duration::from_secs(5), || {
+        (load.completed() > served + 100).then_some(())
+    });
+    let stats = load.stop();
+    assert_eq!(
+        stats.failed,
+        0,
+        "failed requests: {:?}\n{}",
+        stats.errors,
+        h.agent_log()
+    );
+    for b in &backends {
+        assert!(
+            stats.by_backend.get(&b.name).copied().unwrap_or(0) > 0,
+            "{} served nothing: {stats:?}",
+            b.name
+        );
+    }
 }

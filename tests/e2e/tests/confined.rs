@@ -373,7 +373,10 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
         ))
         .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
-    assert_eq!(r.reloads, 1);
+    // From 3.0 the third slot is a server added at runtime (declared in the file for
+    // the next reload); 2.6 reloads.
+    let reloads = u32::from(!harness::process::haproxy_adds_servers());
+    assert_eq!(r.reloads, reloads);
     let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(cfg.contains("server-template slot 1-3 "), "{cfg}");
 
@@ -558,9 +561,14 @@ fn exposure(security: &str) -> f64 {
 /// A host whose rendered configuration has short hardening timeouts (unconfined: these
 /// do not need root).
 fn hardened_host(slots: u32) -> Host {
+    hardened_host_with(PoolSpec::new("web", slots))
+}
+
+/// [`hardened_host`] with `pool`.
+fn hardened_host_with(pool: PoolSpec) -> Host {
     Host::start(&HostSpec {
         name: "proxy-hardened".into(),
-        pools: vec![PoolSpec::new("web", slots)],
+        pools: vec![pool],
         extra_toml: "[render]\nuser = \"\"\ngroup = \"\"\nchroot = \"\"\nhttp_request_timeout_s = 1\nhard_stop_after_s = 10\n".into(),
         env: Vec::new(),
     })
@@ -628,7 +636,8 @@ fn a_slow_request_head_is_cut_at_timeout_http_request() {
 
 #[test]
 fn an_old_worker_holding_a_long_request_is_gone_at_hard_stop_after() {
-    let h = hardened_host(1);
+    // `static-rr`: growth reloads on every version.
+    let h = hardened_host_with(PoolSpec::new("web", 1).static_rr());
     let b = Backend::start("b", "127.0.0.1").unwrap();
     let (r, _) = h
         .apply(&change(1, vec![member("i-b", b.addr)], &[]))

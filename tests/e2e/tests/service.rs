@@ -341,9 +341,11 @@ fn a_newer_change_takes_over_a_member_in_flight_under_load() {
     table_matches_haproxy(&h);
 }
 
+/// Growth with a reload (a `static-rr` pool, which HAProxy cannot add servers to at
+/// runtime; any pool on 2.6): two changes needing new slots at once share one reload.
 #[test]
 fn two_concurrent_changes_that_need_new_slots_share_one_reload() {
-    let h = host_with(PoolSpec::new("web", 2));
+    let h = host_with(PoolSpec::new("web", 2).static_rr());
     let backends: Vec<Backend> = (0..4)
         .map(|i| Backend::start(&format!("g{i}"), "127.0.0.1").unwrap())
         .collect();
@@ -376,7 +378,8 @@ fn two_concurrent_changes_that_need_new_slots_share_one_reload() {
 
 #[test]
 fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
-    let mut pool = PoolSpec::new("web", 4);
+    // `static-rr`: the growth below reloads on every version (killed mid-reload).
+    let mut pool = PoolSpec::new("web", 4).static_rr();
     // A join takes ~2 s (20 checks 100 ms apart): time to kill the service mid-join.
     pool.server_options = "check inter 100ms fall 2 rise 20".into();
     pool.health_timeout_s = 20.0;

@@ -38,6 +38,8 @@ pub struct PoolSpec {
     pub server_options: String,
     /// The members' default port.
     pub port: u16,
+    /// The backend's `balance` (`None`: agent.toml's default, roundrobin).
+    pub balance: Option<String>,
 }
 
 impl PoolSpec {
@@ -51,7 +53,16 @@ impl PoolSpec {
             drain_timeout_s: 10.0,
             server_options: "check inter 100ms fall 2 rise 2".into(),
             port: 80,
+            balance: None,
         }
+    }
+
+    /// The same pool with `balance static-rr`: HAProxy cannot add servers to it at
+    /// runtime, so it grows with a reload on every version (the tests of the reload
+    /// path run on every version so).
+    pub fn static_rr(mut self) -> Self {
+        self.balance = Some("static-rr".into());
+        self
     }
 }
 
@@ -164,6 +175,9 @@ impl Host {
             ));
             if let Some(h) = &p.health_path {
                 toml.push_str(&format!("health_path = \"{h}\"\n"));
+            }
+            if let Some(b) = &p.balance {
+                toml.push_str(&format!("balance = \"{b}\"\n"));
             }
         }
         toml.push_str(&spec.extra_toml);

@@ -26,6 +26,33 @@ pub fn haproxy_bin() -> PathBuf {
         .map_or_else(|| PathBuf::from("haproxy"), PathBuf::from)
 }
 
+/// The branch of [`haproxy_bin`] (`haproxy -v`): (2, 6), (3, 0), (3, 2)...
+pub fn haproxy_branch() -> anyhow::Result<(u32, u32)> {
+    let out = std::process::Command::new(haproxy_bin())
+        .arg("-v")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `HAProxy version 3.0.11-9e587df 2025/06/02 - https://haproxy.org/`
+    let version = text
+        .split_whitespace()
+        .nth(2)
+        .ok_or_else(|| anyhow::anyhow!("no version in `haproxy -v`: {text}"))?;
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let mut next = || -> anyhow::Result<u32> {
+        Ok(parts
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("bad version {version}"))?
+            .parse()?)
+    };
+    Ok((next()?, next()?))
+}
+
+/// Whether the agent adds servers at runtime on [`haproxy_bin`] (3.0 and later) instead
+/// of growing a pool's slot block with a reload.
+pub fn haproxy_adds_servers() -> bool {
+    haproxy_branch().is_ok_and(|b| b >= (3, 0))
+}
+
 /// The path of binary `name` built in the same target directory as the running
 /// executable (tests live in `target/<profile>/deps`, binaries in `target/<profile>`).
 pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
