@@ -246,7 +246,7 @@ variable "haproxy" {
 }
 
 variable "pools" {
-  description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port. `ports`: the other ports a group's haproxy:port tag may choose for the pool (the reactor's pools[].ports; default none): tags only narrow."
+  description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port. `ports`: the other ports a group's haproxy:port tag may choose for the pool (the reactor's pools[].ports; default none): tags only narrow. `balance`: the backend's balance algorithm (default roundrobin); with HAProxy 3.0+ a dynamic one lets the pool grow past its slots without a reload, static-rr and map-based hashes keep the reload."
   type = list(object({
     name             = string
     port             = number
@@ -254,6 +254,7 @@ variable "pools" {
     bind             = string
     slots            = optional(number, 16)
     max_slots        = optional(number, 4096)
+    balance          = optional(string, "roundrobin")
     max_members      = optional(number, 1000)
     server_options   = optional(string, "check inter 500ms fall 2 rise 2")
     health_path      = optional(string)
@@ -308,6 +309,11 @@ variable "pools" {
   validation {
     condition     = alltrue([for pool in var.pools : pool.max_members >= 1 && pool.max_members <= 100000 && floor(pool.max_members) == pool.max_members])
     error_message = "max_members must be an integer between 1 and 100000 (the most members of the pool one change may name)."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : can(regex("^[A-Za-z0-9 ._,()-]{1,128}$", pool.balance)) && trimspace(pool.balance) != ""])
+    error_message = "balance must be an HAProxy balance algorithm (roundrobin, leastconn, static-rr, source, uri, hdr(host)...): up to 128 letters, digits and ' -_.,()' (the agent's own rule)."
   }
 
   validation {

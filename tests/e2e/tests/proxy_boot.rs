@@ -170,7 +170,7 @@ fn render_user_data(r: &Render) -> String {
         .clone()
         .unwrap_or_else(|| module.join("templates/agent.toml.tftpl"));
     let pools = format!(
-        r#"[{{ name = "web", port = {}, ports = [], bind = "{}", slots = 4, max_slots = 64, max_members = 1000, server_options = "check inter 200ms fall 2 rise 2", health_path = "/healthz", health_timeout_s = 20, drain_timeout_s = 5 }}]"#,
+        r#"[{{ name = "web", port = {}, ports = [], bind = "{}", slots = 4, max_slots = 64, balance = "roundrobin", max_members = 1000, server_options = "check inter 200ms fall 2 rise 2", health_path = "/healthz", health_timeout_s = 20, drain_timeout_s = 5 }}]"#,
         r.backend_port, r.frontend
     );
     let agent_toml = format!(

@@ -181,6 +181,7 @@ run "nlb" {
       bind = ":80"
       slots = 16
       max_slots = 4096
+      balance = "roundrobin"
       max_members = 1000
       server_options = "check inter 500ms fall 2 rise 2"
       health_path = "/healthz"
@@ -194,6 +195,7 @@ run "nlb" {
       bind = ":8443"
       slots = 8
       max_slots = 4096
+      balance = "roundrobin"
       max_members = 1000
       server_options = "check inter 500ms fall 2 rise 2"
       health_timeout_s = 30
@@ -600,6 +602,32 @@ run "pool_port_validated" {
     pools = [{ name = "web", port = 0, bind = ":80" }]
   }
   expect_failures = [var.pools]
+}
+
+run "pool_balance_validated" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", balance = "roundrobin; reload" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "pool_balance_rendered" {
+  command = plan
+  variables {
+    pools = [
+      { name = "web", port = 8080, bind = ":80" },
+      { name = "api", port = 9090, bind = ":81", balance = "leastconn" },
+    ]
+  }
+  assert {
+    condition     = strcontains(local.agent_toml, "name = \"web\"\nport = 8080\nports = []\nbind = \":80\"\nslots = 16\nmax_slots = 4096\nbalance = \"roundrobin\"\n")
+    error_message = "a pool without balance renders roundrobin"
+  }
+  assert {
+    condition     = strcontains(local.agent_toml, "balance = \"leastconn\"\n")
+    error_message = "a pool's balance is rendered"
+  }
 }
 
 run "server_options_agent_charset" {
