@@ -605,6 +605,11 @@ fn config_check(cfg: &AgentConfig) -> Outcome {
         out(&format!("warning: {a}"))?;
     }
     let version = agent::haproxy::binary_version(&cfg.haproxy.binary).map_err(|e| e.to_string());
+    if let Ok(v) = &version {
+        if let Err(e) = agent::haproxy::supported(v.clone()) {
+            problems.push(format!("{}: {e}", cfg.haproxy.binary.display()));
+        }
+    }
     for n in haproxy_cfg::growth_notes(
         cfg,
         blocks.as_deref(),

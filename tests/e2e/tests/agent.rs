@@ -1190,3 +1190,41 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
         );
     }
 }
+
+/// An HAProxy older than the agent drives (a stand-in `haproxy` printing 2.4's version,
+/// as `[haproxy] binary`): `agent config check` refuses it, naming the binary, the
+/// version and what to do.
+#[test]
+fn an_unsupported_haproxy_binary_is_refused_by_config_check() {
+    let h = host(2);
+    let old = h.dir().join("haproxy-2.4");
+    std::fs::write(
+        &old,
+        "#!/bin/sh\necho 'HAProxy version 2.4.22-f8e3218 2023/02/14 - https://haproxy.org/'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let toml = std::fs::read_to_string(&h.config).unwrap();
+    let binary = format!(
+        "binary = \"{}\"\n",
+        harness::process::haproxy_bin().display()
+    );
+    assert!(toml.contains(&binary), "{toml}");
+    let check = h.agent(&["config", "check"], None).unwrap();
+    assert_eq!(check.code, 0, "the real binary passes: {}", check.stdout);
+    std::fs::write(
+        &h.config,
+        toml.replace(&binary, &format!("binary = \"{}\"\n", old.display())),
+    )
+    .unwrap();
+    let check = h.agent(&["config", "check"], None).unwrap();
+    assert_eq!(check.code, 1, "{}\n{}", check.stdout, check.stderr);
+    assert!(
+        check.stdout.contains(&format!(
+            "problem: {}: HAProxy 2.4.22-f8e3218 is not supported: the agent drives HAProxy 2.6 or later",
+            old.display()
+        )) && check.stdout.contains("upgrade HAProxy"),
+        "{}",
+        check.stdout
+    );
+}
