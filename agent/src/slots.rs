@@ -148,13 +148,18 @@ pub struct Timeouts {
 }
 
 impl SlotTable {
+    /// The slots `pool` uses (by members or evictions; none for a pool it does not hold).
+    pub fn used(&self, pool: &str) -> BTreeSet<u32> {
+        self.pools
+            .get(pool)
+            .map(PoolSlots::used)
+            .unwrap_or_default()
+    }
+
     /// The highest slot `pool` uses (a member or an eviction; 0 for none): the slot
     /// block must declare at least this many.
     pub fn highest_used(&self, pool: &str) -> u32 {
-        self.pools
-            .get(pool)
-            .and_then(|t| t.used().into_iter().next_back())
-            .unwrap_or(0)
+        self.used(pool).into_iter().next_back().unwrap_or(0)
     }
 }
 

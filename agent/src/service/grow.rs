@@ -136,12 +136,7 @@ impl Service {
                 .map(|(n, _)| *n)
                 .max()
                 .unwrap_or(0);
-            let used = st
-                .table
-                .pools
-                .get(name)
-                .map(|t| t.used())
-                .unwrap_or_default();
+            let used = st.table.used(name);
             let used_max = used.iter().next_back().copied().unwrap_or(0);
             let asked = needs.get(pc.name()).copied().unwrap_or(0);
             let needed = asked.max(used_max).max(busy_max);

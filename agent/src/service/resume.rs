@@ -96,12 +96,7 @@ impl Service {
         for pc in &self.cfg.pools {
             let pool = pc.name();
             let live = Self::live(&self.haproxy(st), pool)?;
-            let used = st
-                .table
-                .pools
-                .get(pool.as_str())
-                .map(|t| t.used())
-                .unwrap_or_default();
+            let used = st.table.used(pool.as_str());
             let missing: BTreeSet<u32> = used
                 .into_iter()
                 .filter(|n| !live.slots.contains_key(n))

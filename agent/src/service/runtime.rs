@@ -224,12 +224,7 @@ impl Service {
         let mut left = false;
         for pc in &self.cfg.pools {
             let name = pc.name().as_str();
-            let used = st
-                .table
-                .pools
-                .get(name)
-                .map(|t| t.used())
-                .unwrap_or_default();
+            let used = st.table.used(name);
             let empty: Vec<u32> = rows
                 .iter()
                 .filter(|r| r.backend == name && r.status.starts_with("MAINT"))
