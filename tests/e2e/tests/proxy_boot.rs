@@ -275,6 +275,22 @@ fn answers(frontend: SocketAddr, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Waits (at most 30 s) until every one of `names` has answered through `frontend`;
+/// panics naming `who`, with the last answers and both units' logs, when they do not.
+fn members_serve(frontend: SocketAddr, names: &[String], host: &BootedHost, who: &str) {
+    let served = wait_for(Duration::from_secs(30), || {
+        let seen = answers(frontend, 8);
+        names.iter().all(|n| seen.contains(n)).then_some(seen)
+    });
+    assert!(
+        served.is_some(),
+        "{who} serve through the rendered frontend within 30 s; last answers {:?}\nagent: {}\nhaproxy: {}",
+        answers(frontend, 4),
+        host.unit_log("haproxy-asg-agent.service"),
+        host.unit_log("haproxy.service"),
+    );
+}
+
 /// The emulated world of a boot: the member group and its backends, the reactor's
 /// control path, and the proxy instance the booted host is.
 struct Setup {
@@ -428,17 +444,7 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
     let members = w.members(GROUP).expect("members");
     assert_eq!(members.len(), 2, "{members:?}");
     let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
-    let served = wait_for(Duration::from_secs(30), || {
-        let seen = answers(r.frontend, 8);
-        names.iter().all(|n| seen.contains(n)).then_some(seen)
-    });
-    assert!(
-        served.is_some(),
-        "both members serve through the rendered frontend within 30 s; last answers {:?}\nagent: {}\nhaproxy: {}",
-        answers(r.frontend, 4),
-        host.unit_log("haproxy-asg-agent.service"),
-        host.unit_log("haproxy.service"),
-    );
+    members_serve(r.frontend, &names, &host, "both members");
     // accept-proxy: a client without the PROXY header is not served.
     let plain = http::get(r.frontend, "/", Duration::from_secs(2));
     assert!(
@@ -782,15 +788,5 @@ fn a_proxy_boots_from_a_haproxy_package_of_its_own_checked_held_and_serving() {
     assert_eq!(started, ["haproxy.service", "haproxy-asg-agent.service"]);
     let members = s.w.members(GROUP).expect("members");
     let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
-    let served = wait_for(Duration::from_secs(30), || {
-        let seen = answers(r.frontend, 8);
-        names.iter().all(|n| seen.contains(n)).then_some(seen)
-    });
-    assert!(
-        served.is_some(),
-        "the group's members serve through the rendered frontend within 30 s; last answers {:?}\nagent: {}\nhaproxy: {}",
-        answers(r.frontend, 4),
-        host.unit_log("haproxy-asg-agent.service"),
-        host.unit_log("haproxy.service"),
-    );
+    members_serve(r.frontend, &names, &host, "the group's members");
 }
