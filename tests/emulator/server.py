@@ -53,10 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    from werkzeug.serving import make_server
-
     from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from emulator import control, lifecycle, quotas, ssm_exec, timers
+    from werkzeug.serving import ThreadedWSGIServer
+
+    from emulator import control, lifecycle, quotas, ssm_exec, timers, workers
+
+    class PooledWSGIServer(ThreadedWSGIServer):
+        """Each accepted connection is served on a reused thread (workers.py), as a
+        threaded server serves it on a new one."""
+
+        def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+            workers.REQUESTS.submit(self.process_request_thread, request, client_address)
 
     app = control.build_app()
     if args.quotas:
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     # default up to 5 ms per handoff, which is most of an AWS call's cost here on a busy
     # machine. Handing over every 0.5 ms costs the busy thread little.
     sys.setswitchinterval(0.0005)
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    server = PooledWSGIServer(args.host, args.port, app, MotoRequestHandler)
     port = server.server_port
     os.environ["MOTO_PORT"] = str(port)  # moto builds some self-URLs from it
 

@@ -6,6 +6,10 @@ response class's methods (``method_names_from_class``) to find the action. Toget
 is about a fifth of what an emulated DescribeInstances costs, and the emulator's lock is
 held meanwhile. The results depend only on the installed moto, so they are computed once.
 
+DescribeTags with a ``resource-id`` filter of exact ids (the reactor's read of which
+in-service proxies carry the proxy tag) does the same walk: it reads those resources'
+rows only.
+
 An EC2 resource's tags (``TaggedEC2Resource.get_tags``) are read by moto through
 ``describe_tags`` with a ``resource-id`` filter, which matches a regular expression
 against every tag of every resource: DescribeInstances with a tag filter, or rendering
@@ -96,6 +100,7 @@ def install() -> None:
 
     ec2_core.TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
 
+    _describe_tags_by_id()
     _memoize_possible_keys()
     _memoize_valid_names()
     serialize_speed.install()
@@ -104,6 +109,41 @@ def install() -> None:
     _retention_from_the_queue()
     _no_counting_while_sending()
     _fewer_walks_of_the_queue()
+
+
+class _TagView:
+    """The part of moto's TagBackend that ``describe_tags`` reads: its table of tags."""
+
+    def __init__(self, tags: dict[str, dict[str, str]], valid: list[str]) -> None:
+        self.tags = tags
+        self.VALID_TAG_FILTERS = valid
+
+
+def tags_of_ids(original: Callable[..., Any], backend: Any, filters: dict[str, list[str]] | None) -> Any:
+    """``describe_tags`` (moto's, ``original``) of ``backend``: with a ``resource-id``
+    filter of exact ids (fnmatch.translate anchors them), the same rows in the same order
+    from the resources named, instead of every pattern against every tag of every
+    resource (a DescribeTags of 100 proxies among 1,100 instances held the emulator's lock
+    about 100 ms in scale-bench)."""
+    ids = (filters or {}).get("resource-id")
+    if not ids or any(c in i for i in ids for c in "*?[]\\"):
+        return original(backend, filters)
+    wanted = set(ids)
+    table = {rid: tags for rid, tags in list(backend.tags.items()) if rid in wanted}
+    rest = {k: v for k, v in (filters or {}).items() if k != "resource-id"}
+    return original(_TagView(table, backend.VALID_TAG_FILTERS), rest)
+
+
+def _describe_tags_by_id() -> None:
+    from moto.ec2.models.tags import TagBackend
+
+    original = TagBackend.describe_tags
+
+    def describe_tags(self: Any, filters: dict[str, list[str]] | None = None) -> Any:
+        return tags_of_ids(original, self, filters)
+
+    describe_tags.moto_original = original  # type: ignore[attr-defined]
+    TagBackend.describe_tags = describe_tags  # type: ignore[method-assign]
 
 
 def _retention_from_the_queue() -> None:

@@ -1,5 +1,6 @@
 """The serializer speed-ups (serialize_speed.py) answer exactly what moto's own serializer
-answers, and the Run Command thread pool (workers.py) starts every job at once.
+answers, DescribeTags of exact ids (speed.py) what moto's walk answers, and the Run
+Command thread pool (workers.py) starts every job at once.
 
 The answers are compared in this process, not through the emulator: moto's server runs
 here (``ThreadedMotoServer`` on a free loopback port, moto unpatched except for
@@ -18,7 +19,7 @@ import boto3
 import pytest
 import xmltodict
 
-from emulator import serialize_speed, workers
+from emulator import serialize_speed, speed, workers
 
 from .conftest import wait_until
 
@@ -238,6 +239,34 @@ def test_xml_errors_are_xmltodict_s(body):
     assert str(ours.value) == str(theirs.value)
 
 
+def test_describe_tags_of_exact_ids_answers_what_moto_answers():
+    from moto.ec2.models.tags import TagBackend
+
+    original = getattr(TagBackend.describe_tags, "moto_original", TagBackend.describe_tags)
+    table: dict[str, dict[str, str]] = {}
+    for n in range(40):
+        table[f"i-{n:017x}"] = {"Role": "proxy" if n % 3 else "backend", "Name": f"host {n}"}
+    table["i-1"] = {"Role": "proxy"}  # a prefix of others: exact ids only
+    table["subnet-0abc"] = {"Role": "proxy"}
+    table["i-00000000000000005"] = {}
+    backend = speed._TagView(table, TagBackend.VALID_TAG_FILTERS)
+    ids = [f"i-{n:017x}" for n in range(0, 40, 2)] + ["i-1", "i-unknown", "subnet-0abc"]
+    cases = [
+        {"resource-id": ids},
+        {"resource-id": ids, "key": ["Role"], "value": ["proxy"]},
+        {"resource-id": ids, "key": ["Ro*"]},
+        {"resource-id": ids, "resource-type": ["instance"]},
+        {"resource-id": ["i-1"]},
+        {"resource-id": ["i-1*"]},  # a pattern: moto's own walk
+        {"key": ["Role"]},
+        None,
+    ]
+    for filters in cases:
+        got = speed.tags_of_ids(original, backend, filters)
+        assert got == original(backend, filters), filters
+    assert len(speed.tags_of_ids(original, backend, {"resource-id": ["i-1"]})) == 1
+
+
 def _pool_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name == "moto-ext-ssm")
 
@@ -260,7 +289,7 @@ def test_pool_starts_every_job_at_once_reuses_idle_threads_and_ends_idle_ones(mo
     workers.submit(done.set)
     assert done.wait(10)
     assert _pool_threads() == threads  # an idle thread took it: none started
-    monkeypatch.setattr(workers, "IDLE_S", 0.05)  # for the waits begun from now on
+    monkeypatch.setattr(workers.RUN_COMMAND, "idle_s", 0.05)  # for the waits begun from now on
     for _ in range(5):
         workers.submit(lambda: None)
     wait_until(lambda: _pool_threads() < threads, timeout=10, what="an idle thread ended")

@@ -14,6 +14,7 @@ use infra::HostReport;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::input::lifecycle::LifecycleEvent;
 use crate::input::report::HostMessage;
 use crate::input::{classify, Input};
 
@@ -48,6 +49,17 @@ struct SqsRecord {
 struct SqsAttributes {
     #[serde(rename = "SenderId", default)]
     sender_id: String,
+    /// How many times SQS has handed the message out, this time included ("1" the
+    /// first time); absent or unreadable reads as the first.
+    #[serde(rename = "ApproximateReceiveCount", default)]
+    receive_count: String,
+}
+
+impl SqsAttributes {
+    /// The inbox handed the message out before (a batch that had it failed).
+    fn redelivered(&self) -> bool {
+        self.receive_count.parse::<u32>().is_ok_and(|n| n > 1)
+    }
 }
 
 /// The records of an SQS batch, or `None` when `payload` is not one (a bare event).
@@ -74,6 +86,7 @@ pub fn records(payload: &Value, proxy_role_id: &str) -> Option<Vec<Record>> {
 
 fn record(r: SqsRecord, proxy_role_id: &str) -> Record {
     let id = r.message_id;
+    let redelivered = r.attributes.redelivered();
     let sender = r.attributes.sender_id;
     let refuse = |id: String, why: String| Record {
         id,
@@ -120,9 +133,13 @@ fn record(r: SqsRecord, proxy_role_id: &str) -> Record {
             forged: None,
         };
     }
+    let input = match classify(&body) {
+        Input::Lifecycle(e) => Input::Lifecycle(LifecycleEvent { redelivered, ..e }),
+        other => other,
+    };
     Record {
         id,
-        input: classify(&body),
+        input,
         forged: None,
     }
 }

@@ -31,6 +31,15 @@ impl Transition {
         }
     }
 
+    /// The kind of input its lifecycle event is (`launch-lifecycle-action`,
+    /// `terminate-lifecycle-action`), as summaries and metrics name it.
+    pub fn event_kind(self) -> &'static str {
+        match self {
+            Self::Launch => "launch-lifecycle-action",
+            Self::Terminate => "terminate-lifecycle-action",
+        }
+    }
+
     /// Parses the Auto Scaling name.
     pub fn from_aws(s: &str) -> Option<Self> {
         match s {

@@ -43,9 +43,10 @@ pub(crate) struct Outgoing {
     pub kind: &'static str,
     /// The earliest time of the events it answers, if known.
     pub event_ms: Option<u64>,
-    /// The instances its events name, when members already in flight (an open action)
-    /// but not named are to be left out; `None` sends every member of the plan.
-    pub named: Option<Vec<String>>,
+    /// When members already in flight (an action an earlier change opened, and so
+    /// carried) are to be left out: the ones to send all the same (the instances of
+    /// events the inbox delivered again); `None` sends every member of the plan.
+    pub resend: Option<Vec<String>>,
 }
 
 impl Outgoing {
@@ -72,7 +73,7 @@ impl Outgoing {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.named = match (self.named, other.named) {
+        self.resend = match (self.resend, other.resend) {
             (Some(mut a), Some(b)) => {
                 a.extend(b);
                 Some(a)
@@ -129,7 +130,7 @@ impl<B: Boundaries> Reactor<B> {
         }
         // The ledger first: a host may report before SendCommand has even answered.
         let items = self.open(&openings).await?;
-        let (plan, items) = leave_in_flight(out.plan, items, out.named.as_deref(), generation);
+        let (plan, items) = leave_in_flight(out.plan, items, out.resend.as_deref(), generation);
         if plan.is_empty() {
             summary.note(
                 "every member in transition was already sent by the change that opened its action",
@@ -237,21 +238,21 @@ impl<B: Boundaries> Reactor<B> {
     }
 }
 
-/// With `named` (the events' instances), `plan` and `items` without the members whose
-/// action an earlier change opened (and so carried) and no event names.
+/// With `resend`, `plan` and `items` without the members whose action an earlier change
+/// opened (and so carried), but those of `resend`.
 fn leave_in_flight(
     mut plan: PlannedChange,
     mut items: Vec<Item>,
-    named: Option<&[String]>,
+    resend: Option<&[String]>,
     generation: u64,
 ) -> (PlannedChange, Vec<Item>) {
-    let Some(named) = named else {
+    let Some(resend) = resend else {
         return (plan, items);
     };
     let in_flight: Vec<MemberId> = items
         .iter()
         .filter(|i| i.first_generation < generation)
-        .filter(|i| !named.iter().any(|n| n == i.instance.as_str()))
+        .filter(|i| !resend.iter().any(|n| n == i.instance.as_str()))
         .map(|i| i.instance.clone())
         .collect();
     if in_flight.is_empty() {

@@ -650,15 +650,74 @@ async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaire
     .await;
     assert_eq!(adds(&r)[1], ["i-3"]);
     assert_eq!(i.summary.actions.len(), 1, "{:?}", i.summary.actions);
-    // An event redelivered for a member in flight sends it again (its hosts may have
-    // missed it), and nothing else.
-    deliver(
+    // i-1's own event arriving late: the change that opened its action carried it.
+    let i = deliver(
         &r,
-        vec![event_record("e2", &lifecycle_event("launch", "i-2"))],
+        vec![event_record("e1", &lifecycle_event("launch", "i-1"))],
     )
     .await;
+    assert_eq!(adds(&r).len(), 2, "sent again: {:?}", adds(&r));
+    assert!(i.summary.changes.is_empty());
+    // An event redelivered for a member in flight (the batch that had it failed, so
+    // its hosts may have missed it) sends it again, and nothing else.
+    let mut again = event_record("e2", &lifecycle_event("launch", "i-2"));
+    again["attributes"]["ApproximateReceiveCount"] = json!("2");
+    deliver(&r, vec![again]).await;
     assert_eq!(adds(&r)[2], ["i-2"]);
     assert_eq!(r.ledger.open_items().len(), 3);
+}
+
+#[tokio::test]
+async fn a_burst_over_the_groups_of_pools_is_sent_by_the_first_batch_that_sees_it() {
+    let r = two_groups();
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "Pending:Wait", 1),
+            member("i-2", "InService", 2),
+        ],
+        1000,
+    ));
+    r.discovery.set(group(
+        "api-asg",
+        vec![
+            member("i-3", "Pending:Wait", 3),
+            member("i-4", "Terminating:Wait", 4),
+            member("i-5", "InService", 5),
+        ],
+        1000,
+    ));
+    // web-asg's event: api-asg's waiting members ride along in the same change.
+    let i = deliver(
+        &r,
+        vec![event_record("e1", &group_event("launch", "web-asg", "i-1"))],
+    )
+    .await;
+    assert_eq!(i.summary.changes.len(), 1);
+    let change = &r.dispatcher.changes()[0];
+    let pool = |name: &str| {
+        change
+            .pools
+            .iter()
+            .find(|p| p.pool.as_str() == name)
+            .unwrap_or_else(|| panic!("no pool {name} in {change:?}"))
+    };
+    assert_eq!(pool("web").add.len(), 1);
+    assert_eq!(pool("api").add.len(), 1, "{change:?}");
+    assert_eq!(pool("api").add[0].id.as_str(), "i-3");
+    assert_eq!(pool("api").remove, [MemberId::new("i-4").unwrap()]);
+    assert_eq!(r.ledger.open_items().len(), 3);
+    // Their own events come next: nothing more to send.
+    let i = deliver(
+        &r,
+        vec![
+            event_record("e3", &group_event("launch", "api-asg", "i-3")),
+            event_record("e4", &group_event("terminate", "api-asg", "i-4")),
+        ],
+    )
+    .await;
+    assert!(i.summary.changes.is_empty(), "{:?}", i.summary.changes);
+    assert_eq!(r.dispatcher.changes().len(), 1);
 }
 
 /// Two proxies, `web-asg` (pool `web`) and `api-asg` (pool `api`) in `POOLS`.
@@ -1316,7 +1375,13 @@ async fn a_group_tagged_into_another_pool_or_port_reaches_neither() {
     let s = r.handle(&e).await.unwrap();
     assert!(added(&r).contains(&("api".into(), "i-5".into(), 9000)));
     assert!(!added(&r).iter().any(|(p, _, _)| p == "internal"));
-    assert_eq!(s.tags_refused.len(), 1, "{s:?}");
+    // (web-asg's waiting member rides along, so its refusals are told again.)
+    let of_api: Vec<&String> = s
+        .tags_refused
+        .iter()
+        .filter(|t| t.starts_with("group api-blue:"))
+        .collect();
+    assert_eq!(of_api.len(), 1, "{s:?}");
 }
 
 #[tokio::test]

@@ -169,7 +169,8 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     // one thing after the other shows.
     let slow = json!([
         {"service":"autoscaling","action":"DescribeAutoScalingGroups","delay_ms":400,"count":-1},
-        {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":-1}
+        {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":-1},
+        {"service":"ec2","action":"DescribeTags","delay_ms":400,"count":-1}
     ]);
     w.fresh_calls_with_faults(&slow);
     let summary = r.handle(&event).await.expect("handled");
@@ -178,13 +179,15 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     // The reads: the backend group and the proxy group (the proxies are the proxy
     // group's in-service instances, looked up with DescribeAutoScalingGroups); the
     // event's instance, the other waiting member (one more call, only because there is
-    // one), and the proxies' tag (DescribeInstances of the proxy group's ids).
+    // one), and the proxies' tag (DescribeTags of the proxy group's ids).
     let groups = logged(&w, "DescribeAutoScalingGroups");
     let instances = logged(&w, "DescribeInstances");
+    let tags = logged(&w, "DescribeTags");
     assert_eq!(groups.len(), 2, "{groups:?}");
-    assert_eq!(instances.len(), 3, "{instances:?}");
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    assert_eq!(tags.len(), 1, "{tags:?}");
     // The first round trip: both groups and the event's instance, at once.
-    let reads: Vec<&Value> = groups.iter().chain(&instances).collect();
+    let reads: Vec<&Value> = groups.iter().chain(&instances).chain(&tags).collect();
     let first_end = reads.iter().map(|c| at(c, "end")).fold(f64::MAX, f64::min);
     let wave: Vec<&&Value> = reads.iter().filter(|c| at(c, "time") < first_end).collect();
     let wave_actions: BTreeMap<&str, usize> = wave.iter().fold(BTreeMap::new(), |mut m, c| {
@@ -240,9 +243,10 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     assert_eq!(logged(&w, "DescribeAutoScalingGroups").len(), 2);
     assert_eq!(
         logged(&w, "DescribeInstances").len(),
-        2,
-        "the event's instance, and the proxies"
+        1,
+        "the event's instance"
     );
+    assert_eq!(logged(&w, "DescribeTags").len(), 1, "the proxies' tags");
     let change = &summary.changes[0].change;
     assert_eq!(change.pools[0].add.len(), 1);
     assert_eq!(change.pools[0].add[0].id.as_str(), third);

@@ -253,6 +253,7 @@ data "aws_iam_policy_document" "reactor" {
       "autoscaling:DescribeLifecycleHooks",
       "autoscaling:DescribeWarmPool",
       "ec2:DescribeInstances",
+      "ec2:DescribeTags",
     ]
     resources = ["*"]
   }

@@ -2,8 +2,9 @@
 //!
 //! 1. The proxies are the in-service instances of the proxy group (`PROXY_GROUP`,
 //!    one `DescribeAutoScalingGroups`) that carry the proxy tag (`PROXY_TAG_KEY` =
-//!    `PROXY_TAG_VALUE`, one `DescribeInstances` of those ids): tagging another
-//!    instance does not make it a proxy, and a proxy leaving service gets nothing more.
+//!    `PROXY_TAG_VALUE`, one `DescribeTags` of those ids: the instances' tags without
+//!    the rest of what `DescribeInstances` renders): tagging another instance does not
+//!    make it a proxy, and a proxy leaving service gets nothing more.
 //! 2. A change whose parameters would pass Run Command's 64 KB limit is split into parts
 //!    of the same generation ([`split_change`]).
 //! 3. `SendCommand` per part and per 50 instance ids (the API's limit), a few side by
@@ -19,6 +20,9 @@ use infra::{Change, HostId, MemberId, PoolChange};
 
 use super::{DispatchError, Dispatcher, Sent};
 use crate::join::join_all;
+
+/// Values per EC2 filter (the API's limit), so instance ids per `DescribeTags`.
+const TAG_FILTER_VALUES: usize = 200;
 
 /// Instance ids per `SendCommand` (the API's limit).
 pub const SSM_INSTANCE_BATCH: usize = 50;
@@ -224,29 +228,32 @@ impl Dispatcher for SsmDispatcher {
         }
         let subject = format!("the proxies of group {}", self.settings.proxy_group);
         let mut ids = Vec::new();
-        for chunk in in_service.chunks(1000) {
+        for chunk in in_service.chunks(TAG_FILTER_VALUES) {
+            let filter = |name: &str, values: &[String]| {
+                Filter::builder()
+                    .name(name)
+                    .set_values(Some(values.to_vec()))
+                    .build()
+            };
             let mut pages = self
                 .ec2
-                .describe_instances()
-                .set_instance_ids(Some(chunk.to_vec()))
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{}", self.settings.tag_key))
-                        .values(&self.settings.tag_value)
-                        .build(),
-                )
+                .describe_tags()
+                .filters(filter("resource-id", chunk))
+                .filters(filter("key", std::slice::from_ref(&self.settings.tag_key)))
+                .filters(filter(
+                    "value",
+                    std::slice::from_ref(&self.settings.tag_value),
+                ))
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| api("DescribeInstances", &subject, &e))?;
-                for r in page.reservations() {
-                    ids.extend(
-                        r.instances()
-                            .iter()
-                            .filter_map(|i| i.instance_id())
-                            .filter_map(|id| HostId::new(id).ok()),
-                    );
-                }
+                let page = page.map_err(|e| api("DescribeTags", &subject, &e))?;
+                ids.extend(
+                    page.tags()
+                        .iter()
+                        .filter_map(|t| t.resource_id())
+                        .filter_map(|id| HostId::new(id).ok()),
+                );
             }
         }
         ids.sort();

@@ -15,16 +15,19 @@
 //!     "Origin": "EC2", "Destination": "AutoScalingGroup" } }
 //! ```
 //!
-//! The events of one batch are one change: their groups are read at once (every member
-//! not simply in service rides along, so a lost event is repaired too), the actions are
-//! opened in the ledger and the change goes to every proxy. A move into
+//! The events of one batch are one change: their groups and every other group `POOLS`
+//! names are read at once (every member not simply in service rides along, so a lost
+//! event is repaired too, and a burst over several groups is sent by the first batch
+//! that sees it), the actions are opened in the ledger and the change goes to every
+//! proxy. A member an earlier change already carries is left out (its hosts have it),
+//! unless its own event comes back from the inbox (that change may have failed). A move into
 //! or out of the warm pool never touches a pool: it is continued at once. The truth
 //! decides, not the event: a late launch event of an instance already terminating
 //! removes it.
 
 use std::collections::BTreeMap;
 
-use infra::aws::{Discovery, GroupState};
+use infra::aws::{Discovery, GroupMember, GroupState};
 use infra::MemberId;
 use serde::Deserialize;
 use tracing::Instrument;
@@ -103,15 +106,16 @@ pub struct LifecycleEvent {
     pub started_ms: Option<u64>,
     /// Where a warm pool is involved, which way the instance moves.
     pub warm: WarmMove,
+    /// The inbox delivered it before (SQS `ApproximateReceiveCount` > 1: the batch that
+    /// had it failed). Its member is sent again even when an earlier change carries it,
+    /// since that change may never have reached the hosts.
+    pub redelivered: bool,
 }
 
 impl LifecycleEvent {
     /// `launch-lifecycle-action` or `terminate-lifecycle-action`.
     pub fn kind(&self) -> &'static str {
-        match self.transition {
-            Transition::Launch => "launch-lifecycle-action",
-            Transition::Terminate => "terminate-lifecycle-action",
-        }
+        self.transition.event_kind()
     }
 
     fn action(&self) -> EventAction {
@@ -171,6 +175,7 @@ pub fn classify(env: Envelope<LifecycleActionDetail>, expected: Transition) -> I
         token: d.lifecycle_action_token.and_then(|t| non_empty(&t)),
         started_ms: env.time.as_deref().and_then(parse_rfc3339_ms),
         warm,
+        redelivered: false,
     })
 }
 
@@ -214,6 +219,15 @@ impl<B: Boundaries> Reactor<B> {
         }
         if units.is_empty() {
             return failed;
+        }
+        for group in self.config.pools.groups() {
+            if group != self.config.proxy_group && !units.iter().any(|u| u.group == group) {
+                units.push(Unit {
+                    group: group.to_string(),
+                    ids: Vec::new(),
+                    actions: Vec::new(),
+                });
+            }
         }
         let names: Vec<&str> = units.iter().map(|u| u.group.as_str()).collect();
         let span = tracing::info_span!(
@@ -287,9 +301,14 @@ impl<B: Boundaries> Reactor<B> {
         let (mut merged, mut ids) = (None::<Outgoing>, Vec::new());
         for u in units {
             let Some(state) = states.iter().find(|s| s.name == u.group) else {
-                summary.ignore(format!("group {} does not exist (any more)", u.group));
+                if !u.actions.is_empty() {
+                    summary.ignore(format!("group {} does not exist (any more)", u.group));
+                }
                 continue;
             };
+            if u.actions.is_empty() && !state.members.iter().any(waits) {
+                continue; // a group of POOLS with nothing in transition
+            }
             let named = sorted_instances(&u.actions);
             let event_actions: Vec<EventAction> =
                 u.actions.iter().map(LifecycleEvent::action).collect();
@@ -300,8 +319,8 @@ impl<B: Boundaries> Reactor<B> {
             };
             let out = Outgoing {
                 event_ms: u.actions.iter().filter_map(|e| e.started_ms).min(),
-                kind: kind_of(&u.actions),
-                named: Some(named),
+                kind: kind_of(&u.actions, state),
+                resend: Some(sorted_instances(u.actions.iter().filter(|e| e.redelivered))),
                 ..out
             };
             ids.extend(u.ids.iter().cloned());
@@ -342,7 +361,7 @@ impl<B: Boundaries> Reactor<B> {
             label: group.to_string(),
             kind: "",
             event_ms: None,
-            named: None,
+            resend: None,
         })
     }
 
@@ -381,14 +400,34 @@ impl<B: Boundaries> Reactor<B> {
     }
 }
 
-/// The events' one kind, or [`MIXED`] (a batch of launches and terminations).
-fn kind_of(events: &[LifecycleEvent]) -> &'static str {
-    let mut kinds = events.iter().map(LifecycleEvent::kind);
-    let first = kinds.next().unwrap_or(MIXED);
-    if kinds.all(|k| k == first) {
-        first
+/// Whether `m` waits in a lifecycle hook.
+fn waits(m: &GroupMember) -> bool {
+    m.is_pending_wait() || m.is_terminating_wait()
+}
+
+/// The events' one kind, or [`MIXED`] (a batch of launches and terminations); for a
+/// group that rides along without events, its waiting members'.
+fn kind_of(events: &[LifecycleEvent], state: &GroupState) -> &'static str {
+    let kinds: Vec<&'static str> = if events.is_empty() {
+        let transition = |m: &GroupMember| {
+            if m.is_pending_wait() {
+                Transition::Launch
+            } else {
+                Transition::Terminate
+            }
+        };
+        state
+            .members
+            .iter()
+            .filter(|m| waits(m))
+            .map(|m| transition(m).event_kind())
+            .collect()
     } else {
-        MIXED
+        events.iter().map(LifecycleEvent::kind).collect()
+    };
+    match kinds.split_first() {
+        Some((first, rest)) if rest.iter().all(|k| k == first) => first,
+        _ => MIXED,
     }
 }
 
@@ -427,6 +466,7 @@ mod tests {
                 token: Some("87654321-4321-4321-4321-210987654321".into()),
                 started_ms: parse_rfc3339_ms("2026-11-20T10:00:00Z"),
                 warm: WarmMove::None,
+                redelivered: false,
             }
         );
         assert_eq!(launch.kind(), "launch-lifecycle-action");

@@ -90,7 +90,7 @@ impl<B: Boundaries> Reactor<B> {
                         label: "(reconcile)".into(),
                         kind: "reconcile",
                         event_ms: None,
-                        named: None,
+                        resend: None,
                     },
                     summary,
                 )

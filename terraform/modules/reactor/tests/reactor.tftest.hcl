@@ -386,8 +386,9 @@ run "defaults" {
     condition = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "Discovery"][0] == toset([
       "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
       "autoscaling:DescribeLifecycleHooks", "autoscaling:DescribeWarmPool", "ec2:DescribeInstances",
+      "ec2:DescribeTags",
     ])
-    error_message = "Discovery must name the four Auto Scaling reads and ec2:DescribeInstances, no Describe* wildcard."
+    error_message = "Discovery must name the four Auto Scaling reads, ec2:DescribeInstances and ec2:DescribeTags, no Describe* wildcard."
   }
   assert {
     condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "SendCommandDocument"][0] == toset(["arn:aws:ssm:us-west-2:123456789012:document/reactor-agent"])
@@ -460,6 +461,7 @@ run "defaults" {
       ])) == toset([
       "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
       "autoscaling:DescribeLifecycleHooks", "autoscaling:DescribeWarmPool", "ec2:DescribeInstances",
+      "ec2:DescribeTags",
     ])
     error_message = "The unscoped actions must be exactly the read-only ones."
   }
