@@ -22,8 +22,16 @@
 //!   members and straight `maint` for removed ones, without drain, as ElasticPyProxy does.
 //!
 //! Prints a table; `--json PATH` writes the figures, `--html PATH` a page of the latency
-//! distributions per approach ([`demo::page::latencies`]).
+//! distributions per approach ([`demo::page::latencies`]).//!
+//! The parts: [`figures`] holds what a run measures, [`cpu`] the control plane's CPU
+//! time, [`trace`] the `--trace` files and [`report`] the table and the files written at
+//! the end.
 #![recursion_limit = "256"]
+
+mod cpu;
+mod figures;
+mod report;
+mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -47,6 +55,10 @@ use infra::aws::{AwsDiscovery, Discovery, Phase};
 use infra::OutcomeStatus;
 use serde_json::{json, Value};
 use tokio::sync::mpsc as tmpsc;
+
+use crate::cpu::{children_cpu_s, services_cpu_s};
+use crate::figures::{spans, Figures, Sample};
+use crate::trace::{command_runs, handled_json, Trace};
 
 const POOL: &str = "web";
 const SERVER_OPTIONS: &str = "check inter 100ms fall 2 rise 2";
@@ -123,158 +135,6 @@ impl Kind {
     }
 }
 
-/// One scale-out: when it was asked for, when Auto Scaling announced the instance, when
-/// HAProxy was told, when the member served.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Sample {
-    instance: String,
-    /// SetDesiredCapacity was sent (unix ms).
-    requested_ms: u64,
-    /// The emulator emitted the instance's first Auto Scaling event (unix ms): the
-    /// lifecycle action for `ours`, Launch Successful for the baselines (no hooks).
-    event_ms: Option<u64>,
-    /// The reactor received that event (`ours` only).
-    received_ms: Option<u64>,
-    /// `ours`: the SendCommand carrying the change arrived at the emulator (unix ms).
-    send_ms: Option<u64>,
-    /// `ours`: the command was answered (its InProgress status event, unix ms).
-    sent_ms: Option<u64>,
-    /// `ours`: the document's command started on the last host (unix ms).
-    host_ms: Option<u64>,
-    /// Its server left MAINT with its address on the last host (unix ms).
-    ready_ms: Option<u64>,
-    /// Its server was UP (health checks passed) on the last host (unix ms).
-    up_ms: Option<u64>,
-    /// `ours`: the last host's report of it `up` reached the inbox (SQS's
-    /// `SentTimestamp`, unix ms).
-    reported_ms: Option<u64>,
-    /// `ours`: its launch action was completed (CompleteLifecycleAction served, unix ms).
-    completed_ms: Option<u64>,
-    /// It served its first request through HAProxy (unix ms).
-    first_ms: u64,
-}
-
-#[derive(Debug, Default)]
-struct Figures {
-    requests: u64,
-    failed: u64,
-    reloads: u64,
-    samples: Vec<Sample>,
-    control_cpu_s: f64,
-    cycles: usize,
-    errors: Vec<String>,
-    /// Mixed: requests in flight on a leaving member that did not complete with 200.
-    slow_failed: u64,
-    /// Spot: the warning -> the member out of every host (drained, slot released), ms.
-    warning_to_drained: Vec<u64>,
-}
-
-/// `to - from` over the samples having both.
-fn spans(
-    samples: &[Sample],
-    from: impl Fn(&Sample) -> Option<u64>,
-    to: impl Fn(&Sample) -> Option<u64>,
-) -> Vec<u64> {
-    samples
-        .iter()
-        .filter_map(|s| Some(to(s)?.saturating_sub(from(s)?)))
-        .collect()
-}
-
-impl Figures {
-    /// Event -> first request served (with the health-check rise).
-    fn serving(&self) -> Vec<u64> {
-        spans(&self.samples, |s| s.event_ms, |s| Some(s.first_ms))
-    }
-
-    /// Event -> the member's server left MAINT on every host (the rise excluded).
-    fn excl_check(&self) -> Vec<u64> {
-        spans(&self.samples, |s| s.event_ms, |s| s.ready_ms)
-    }
-
-    fn json(&self) -> Value {
-        let (serving, excl) = (self.serving(), self.excl_check());
-        let req = spans(
-            &self.samples,
-            |s| Some(s.requested_ms),
-            |s| Some(s.first_ms),
-        );
-        let req_excl = spans(&self.samples, |s| Some(s.requested_ms), |s| s.ready_ms);
-        let launch = spans(&self.samples, |s| Some(s.requested_ms), |s| s.event_ms);
-        let delivery = spans(&self.samples, |s| s.event_ms, |s| s.received_ms);
-        let stage = |from: fn(&Sample) -> Option<u64>, to: fn(&Sample) -> Option<u64>| {
-            let v = spans(&self.samples, from, to);
-            json!({"p50": percentile(&v, 50.0), "p99": percentile(&v, 99.0), "samples": v.len()})
-        };
-        // The stages to the socket other than the emulated SSM hop (SendCommand
-        // answered, the command started on the hosts), per sample.
-        let ours_only: Vec<u64> = self
-            .samples
-            .iter()
-            .filter_map(|s| {
-                let a = s.received_ms?.saturating_sub(s.event_ms?);
-                let b = s.send_ms?.saturating_sub(s.received_ms?);
-                let e = s.ready_ms?.saturating_sub(s.host_ms?);
-                Some(a + b + e)
-            })
-            .collect();
-        let stages = if ours_only.is_empty() {
-            Value::Null
-        } else {
-            json!({
-                "event_to_reactor_ms": stage(|s| s.event_ms, |s| s.received_ms),
-                "discovery_ms": stage(|s| s.received_ms, |s| s.send_ms),
-                "send_command_answered_ms": stage(|s| s.send_ms, |s| s.sent_ms),
-                "host_command_started_ms": stage(|s| s.sent_ms, |s| s.host_ms),
-                "out_of_maint_ms": stage(|s| s.host_ms, |s| s.ready_ms),
-                "without_ssm_hop_ms_p50": percentile(&ours_only, 50.0),
-                "without_ssm_hop_ms_p99": percentile(&ours_only, 99.0),
-                "health_rise_ms": stage(|s| s.ready_ms, |s| s.up_ms),
-                "up_to_reported_ms": stage(|s| s.up_ms, |s| s.reported_ms),
-                "reported_to_completed_ms": stage(|s| s.reported_ms, |s| s.completed_ms),
-                "event_to_completed_ms": stage(|s| s.event_ms, |s| s.completed_ms),
-            })
-        };
-        if !self.warning_to_drained.is_empty() {
-            return json!({
-                "requests": self.requests,
-                "failed_requests": self.failed,
-                "reloads": self.reloads,
-                "warning_to_drained_ms_p50": percentile(&self.warning_to_drained, 50.0),
-                "warning_to_drained_ms_p99": percentile(&self.warning_to_drained, 99.0),
-                "replacement_event_to_serving_ms_p50": percentile(&serving, 50.0),
-                "replacement_event_to_serving_ms_p99": percentile(&serving, 99.0),
-                "control_cpu_s": (self.control_cpu_s * 1000.0).round() / 1000.0,
-                "cycles": self.cycles,
-                "samples": serving.len(),
-                "errors": self.errors,
-            });
-        }
-        json!({
-            "stages": stages,
-            "requests": self.requests,
-            "failed_requests": self.failed + self.slow_failed,
-            "reloads": self.reloads,
-            "event_to_serving_ms_p50": percentile(&serving, 50.0),
-            "event_to_serving_ms_p99": percentile(&serving, 99.0),
-            "event_to_serving_excl_check_ms_p50": percentile(&excl, 50.0),
-            "event_to_serving_excl_check_ms_p99": percentile(&excl, 99.0),
-            "control_cpu_s": (self.control_cpu_s * 1000.0).round() / 1000.0,
-            "scale_request_to_serving_ms_p50": percentile(&req, 50.0),
-            "scale_request_to_serving_ms_p99": percentile(&req, 99.0),
-            "scale_request_to_serving_excl_check_ms_p50": percentile(&req_excl, 50.0),
-            "scale_request_to_serving_excl_check_ms_p99": percentile(&req_excl, 99.0),
-            "scale_request_to_event_ms_p50": percentile(&launch, 50.0),
-            "scale_request_to_event_ms_p99": percentile(&launch, 99.0),
-            "event_delivery_ms_p50": percentile(&delivery, 50.0),
-            "event_delivery_ms_p99": percentile(&delivery, 99.0),
-            "cycles": self.cycles,
-            "samples": excl.len(),
-            "errors": self.errors,
-        })
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     install_signal_handlers();
@@ -286,76 +146,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Fields of `/proc/<pid>/stat` after the command name (which may hold spaces), that is
-/// from field 3 (`state`) on; empty when the process is gone.
-fn proc_stat(pid: u32) -> Vec<f64> {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Vec::new();
-    };
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    rest.split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect()
-}
-
-/// Seconds per clock tick of `/proc/<pid>/stat`'s times.
-fn tick_s() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    1.0 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64)
-}
-
-/// CPU time (user + system, seconds) the hosts' agent services have used so far, from
-/// `/proc/<pid>/stat` (a service that is not running counts 0).
-fn services_cpu_s(hosts: &[Host]) -> f64 {
-    hosts
-        .iter()
-        .filter_map(|h| h.service_pid())
-        .map(|pid| {
-            let f = proc_stat(pid);
-            // utime, stime: fields 14 and 15.
-            (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) * tick_s()
-        })
-        .sum()
-}
-
-/// CPU time (user + system, seconds) of the children `pid` has reaped so far: for the
-/// emulator, every Run Command it ran (the document's shell and the `agent` it execs).
-fn children_cpu_s(pid: Option<u32>) -> f64 {
-    let f = pid.map(proc_stat).unwrap_or_default();
-    // cutime, cstime: fields 16 and 17.
-    (f.get(13).unwrap_or(&0.0) + f.get(14).unwrap_or(&0.0)) * tick_s()
-}
-
-/// Each Run Command invocation's run on its host, from the emulator's status events:
-/// when it went `InProgress` (its process started) and when it ended (unix ms): `agent
-/// apply` handing the change to the service, not the join or the drain, which the hosts'
-/// reports tell.
-fn command_runs(events: &[Value]) -> Vec<Value> {
-    let mut runs: BTreeMap<(String, String), (Option<u64>, Option<u64>)> = BTreeMap::new();
-    for e in events {
-        if e["detail-type"] != "EC2 Command Invocation Status-change Notification" {
-            continue;
-        }
-        let d = &e["detail"];
-        let key = (
-            d["command-id"].as_str().unwrap_or_default().to_string(),
-            d["instance-id"].as_str().unwrap_or_default().to_string(),
-        );
-        let at = e["emitted"].as_f64().map(|t| (t * 1000.0).round() as u64);
-        let run = runs.entry(key).or_default();
-        match d["status"].as_str() {
-            Some("InProgress") => run.0 = run.0.or(at),
-            Some("Pending" | "Delayed") | None => {}
-            Some(_) => run.1 = at,
-        }
-    }
-    runs.into_iter()
-        .map(|((command, instance), (start, end))| {
-            json!({"command": command, "instance": instance, "started_ms": start, "ended_ms": end})
-        })
-        .collect()
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -396,70 +186,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         results.insert(kind.name(), f);
     }
     drop(world);
-    println!();
-    println!(
-        "{:<18} {:>9} {:>7} {:>7} {:>13} {:>13} {:>17} {:>17} {:>10}",
-        "approach",
-        "requests",
-        "failed",
-        "reloads",
-        "e2s p50 ms",
-        "e2s p99 ms",
-        "excl-check p50",
-        "excl-check p99",
-        "ctl CPU s"
-    );
-    for kind in &kinds {
-        let Some(f) = results.get(kind.name()) else {
-            continue;
-        };
-        println!(
-            "{:<18} {:>9} {:>7} {:>7} {:>13} {:>13} {:>17} {:>17} {:>10.2}",
-            kind.name(),
-            f.requests,
-            f.failed,
-            f.reloads,
-            percentile(&f.serving(), 50.0),
-            percentile(&f.serving(), 99.0),
-            percentile(&f.excl_check(), 50.0),
-            percentile(&f.excl_check(), 99.0),
-            f.control_cpu_s
-        );
-    }
-    println!("(e2s: Auto Scaling's event about the new instance -> first request it served through HAProxy; excl-check: that event -> its server left MAINT with its address on the last host. The JSON also has the same figures from the scale request, which add the emulator's launch.)");
-    let mut out = serde_json::Map::new();
-    for (k, f) in &results {
-        out.insert((*k).to_string(), f.json());
-    }
-    out.insert(
-        "settings".into(),
-        json!({"cycles": args.cycles, "poll_interval_s": args.poll_interval_s, "hosts": 2,
-               "workers_per_frontend": args.workers, "slots": args.slots, "pollers": args.pollers,
-               "server_options": SERVER_OPTIONS, "profile": if cfg!(debug_assertions) { "debug" } else { "release" }}),
-    );
-    if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&Value::Object(out))?)
-            .with_context(|| format!("writing {}", p.display()))?;
-        println!("figures written to {}", p.display());
-    }
-    if let Some(p) = &args.html {
-        let rows: Vec<(String, Vec<u64>, Vec<u64>)> = kinds
-            .iter()
-            .filter_map(|k| {
-                results
-                    .get(k.name())
-                    .map(|f| (k.name().into(), f.serving(), f.excl_check()))
-            })
-            .collect();
-        let what = format!(
-            "{} cycles per approach, 2 hosts, {} slots",
-            args.cycles, args.slots
-        );
-        demo::page::latencies("e2e-bench: event to serving per approach", &what, &rows)
-            .write(p)
-            .with_context(|| format!("writing {}", p.display()))?;
-        println!("page written to {}", p.display());
-    }
+    let names: Vec<&'static str> = kinds.iter().map(|k| k.name()).collect();
+    report::table(&names, &results);
+    report::json(args, &results)?;
+    report::html(args, &names, &results)?;
     if stopping() {
         return Ok(ExitCode::from(130));
     }
@@ -960,14 +690,11 @@ fn run_approach(
         }
     }
     if let Some(dir) = &args.trace {
-        let calls = world.emulator.control("GET", "/moto-ext/calls", None)?;
-        let events = world.emulator.control("GET", "/moto-ext/events", None)?;
-        let path = dir.join(format!("{}.json", kind.name()));
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let trace = json!({"samples": f.samples, "reactor": handled, "agent_runs": agent_runs,
-                           "emulator_calls": calls, "events": events});
-        std::fs::write(&path, trace.to_string())
-            .with_context(|| format!("writing {}", path.display()))?;
+        let trace = Trace {
+            reactor: handled,
+            agent_runs,
+        };
+        trace::write(dir, kind.name(), world, &f, trace)?;
     }
     drop(control);
     drop(watches);
@@ -989,32 +716,6 @@ fn run_approach(
             .context("DeleteAutoScalingGroup of the proxy fleet")?;
     }
     Ok(f)
-}
-
-/// One invocation of the reactor, for `--trace` and the setup's diagnostics: each record
-/// (kind, instance or reporting host, arrival in the inbox, member reports), when the
-/// reactor got it, how long it took, the changes it sent (generation, commands), the
-/// actions it decided, what the reports did.
-fn handled_json(h: &demo::control::Handled) -> Value {
-    let records: Vec<Value> = h
-        .records
-        .iter()
-        .map(|r| {
-            json!({"kind": r.kind, "instance": r.instance, "inbox_ms": r.inbox_ms,
-                   "reports": r.reports.iter().map(|m| format!("{} {} {}", m.member, m.status, m.generation)).collect::<Vec<_>>()})
-        })
-        .collect();
-    let summary = match &h.result {
-        Ok(s) => json!({
-            "changes": s.changes.iter().map(|c| json!({"label": c.label, "generation": c.generation,
-                "commands": c.commands, "hosts": c.hosts, "sent_ms": c.sent_ms})).collect::<Vec<_>>(),
-            "actions": s.actions.iter().map(|a| format!("{} {} {} {}", a.transition, a.instance, a.decision,
-                if a.completed { "completed" } else { "" })).collect::<Vec<_>>(),
-            "reports": s.reports, "ignored": s.ignored, "failed": s.failed,
-        }),
-        Err(e) => json!({"error": e}),
-    };
-    json!({"records": records, "received_ms": h.received_ms, "ms": h.ms, "summary": summary})
 }
 
 enum Control {
