@@ -1,7 +1,27 @@
 //! CPU time of the processes outside this one that do an approach's work: the hosts'
-//! agent services and the Run Commands the emulator ran, read from `/proc/<pid>/stat`.
+//! agent services and the Run Commands the emulator ran, read from `/proc/<pid>/stat`;
+//! [`CpuMark`] takes both before the cycles so that only the cycles count.
 
 use harness::Host;
+
+/// The counters at the start of the cycles.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    /// [`services_cpu_s`] of the hosts.
+    pub services_s: f64,
+    /// [`children_cpu_s`] of the emulator.
+    pub commands_s: f64,
+}
+
+impl CpuMark {
+    /// Both counters now.
+    pub fn take(hosts: &[Host], emulator: Option<u32>) -> Self {
+        Self {
+            services_s: services_cpu_s(hosts),
+            commands_s: children_cpu_s(emulator),
+        }
+    }
+}
 
 /// Fields of `/proc/<pid>/stat` after the command name (which may hold spaces), that is
 /// from field 3 (`state`) on; empty when the process is gone.
