@@ -1,6 +1,6 @@
 //! The run: every approach asked for, in order, on one emulator ([`all`]), and one
 //! approach's course ([`one`]): its start, the initial capacity, the cycles under load,
-//! its stop and figures, and its teardown.
+//! its stop and figures, and its teardown, which leaves the emulator as it was found.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

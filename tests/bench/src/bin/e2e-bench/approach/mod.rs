@@ -21,7 +21,7 @@ use crate::rig::{Rig, Setup};
 use crate::trace::Trace;
 
 /// One way of delivering an Auto Scaling group's membership changes to the HAProxy
-/// hosts, as the run drives it: started, cycled, stopped, cleaned up.
+/// hosts, as the run drives it: started, cycled, stopped, cleaned away.
 pub trait Approach {
     /// Creates the approach's group, its two HAProxy hosts and its control plane, and
     /// starts the control plane; the hosts.
@@ -37,8 +37,8 @@ pub trait Approach {
     /// the stages only it saw go to `f`; what it adds to the `--trace` file.
     fn stop(&mut self, rig: &Rig, since: &CpuMark, f: &mut Figures) -> anyhow::Result<Trace>;
 
-    /// Once the hosts are gone, readies the emulator for the next approach: its group
-    /// scaled to 0, and for ours the proxy group deleted.
+    /// Once the hosts are gone, removes what [`Approach::start`] created in the
+    /// emulator: the next approach finds it as this one did.
     fn clean(self: Box<Self>, world: &Blocking) -> anyhow::Result<()>;
 
     /// What the control plane did so far, for the diagnostics of a failed setup (the

@@ -21,7 +21,7 @@ use crate::cpu::CpuMark;
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup};
 use crate::trace::Trace;
-use crate::{cycle, POOL};
+use crate::{cleanup, cycle, POOL};
 
 /// Its name.
 pub const NAME: &str = "polling";
@@ -65,7 +65,7 @@ impl Approach for Polling {
     }
 
     fn clean(self: Box<Self>, world: &Blocking) -> anyhow::Result<()> {
-        world.scale(&self.group, 0)
+        cleanup::delete_group(world, &self.group)
     }
 }
 

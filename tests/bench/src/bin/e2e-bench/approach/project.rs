@@ -26,11 +26,17 @@ use crate::POOL;
 pub struct Project {
     /// The approach's group.
     group: String,
+    /// The inbox's queue name (`bench-<idx>-inbox`) and URL.
+    inbox: (String, String),
     pump: Pump,
     reactor: ReactorRun,
     /// Every invocation the reactor handled.
     reports: mpsc::Receiver<Handled>,
 }
+
+/// The EventBridge rules feeding the inbox: the groups' Auto Scaling events, EC2's
+/// warnings.
+const INBOX_RULES: usize = 2;
 
 impl Project {
     /// Creates the group (with hooks), the SSM document, the control path and the proxy
@@ -38,7 +44,7 @@ impl Project {
     pub fn start(setup: &Setup) -> anyhow::Result<(Self, Vec<Host>)> {
         let world = setup.world;
         setup.create_group(true)?;
-        world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S)).ok(); // Or an earlier approach's.
+        world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S))?;
         let path = world.control_path(
             &setup.prefix(),
             &[
@@ -59,6 +65,7 @@ impl Project {
         let pump = reactor.pump(&world.world, &path, setup.args.pollers, MAX);
         let project = Self {
             group: setup.group.clone(),
+            inbox: (format!("{}-inbox", setup.prefix()), path.inbox),
             pump,
             reactor,
             reports,
@@ -95,10 +102,12 @@ impl Project {
         })
     }
 
-    /// Scales the group to 0 and deletes the proxy group: the next approach of ours
-    /// starts a fresh one of the same name.
+    /// Deletes the proxy group (the next approach of ours starts a fresh one of the same
+    /// name), the group, the inbox and its rules, and the SSM document.
     pub fn clean(self, world: &Blocking) -> anyhow::Result<()> {
-        world.scale(&self.group, 0)?;
-        cleanup::delete_group(world, PROXY_GROUP)
+        cleanup::delete_group(world, PROXY_GROUP)?;
+        cleanup::delete_group(world, &self.group)?;
+        cleanup::delete_queue(world, &self.inbox.0, &self.inbox.1, INBOX_RULES)?;
+        cleanup::delete_document(world)
     }
 }

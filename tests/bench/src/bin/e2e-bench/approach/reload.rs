@@ -29,7 +29,7 @@ use crate::cpu::CpuMark;
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup, MAX};
 use crate::trace::Trace;
-use crate::{cycle, POOL, SERVER_OPTIONS};
+use crate::{cleanup, cycle, POOL, SERVER_OPTIONS};
 
 /// Its name.
 pub const NAME: &str = "reload_per_change";
@@ -38,6 +38,8 @@ pub const NAME: &str = "reload_per_change";
 pub struct Reload {
     /// The group.
     group: String,
+    /// The queue's name (`bench-<idx>`) and URL.
+    queue: (String, String),
     pump: Pump,
     baseline: Baseline,
 }
@@ -46,10 +48,11 @@ impl Approach for Reload {
     fn start(setup: &Setup) -> anyhow::Result<(Self, Vec<Host>)> {
         let hosts = baseline::start(setup, NAME)?;
         let world = setup.world;
-        let url = world.event_queue(&setup.prefix(), &[autoscaling_pattern(&[&setup.group])])?;
+        let name = setup.prefix();
+        let url = world.event_queue(&name, &[autoscaling_pattern(&[&setup.group])])?;
         let (tx, rx) = tmpsc::unbounded_channel::<Delivery>();
         // One poller, as a template tool's single watcher.
-        let pump = Pump::start(world.world.clone(), url, tx, MAX, 1);
+        let pump = Pump::start(world.world.clone(), url.clone(), tx, MAX, 1);
         let targets: Vec<(PathBuf, Client)> = hosts
             .iter()
             .map(|h| (h.dir().join("haproxy.cfg"), h.client()))
@@ -60,6 +63,7 @@ impl Approach for Reload {
         });
         let reload = Self {
             group: setup.group.clone(),
+            queue: (name, url),
             pump,
             baseline,
         };
@@ -78,7 +82,8 @@ impl Approach for Reload {
     }
 
     fn clean(self: Box<Self>, world: &Blocking) -> anyhow::Result<()> {
-        world.scale(&self.group, 0)
+        cleanup::delete_group(world, &self.group)?;
+        cleanup::delete_queue(world, &self.queue.0, &self.queue.1, 1)
     }
 }
 
