@@ -156,9 +156,19 @@ impl<'a> Rig<'a> {
         })
     }
 
-    /// The reloads the hosts' HAProxy did so far.
-    pub fn reloads(&self) -> u64 {
-        self.hosts.iter().map(|h| h.reloads().unwrap_or(0)).sum()
+    /// The reloads the hosts' HAProxy did so far. A host whose master did not answer
+    /// counts 0, and `errors` says so.
+    pub fn reloads(&self, errors: &mut Vec<String>) -> u64 {
+        self.hosts
+            .iter()
+            .map(|h| match h.reloads() {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(format!("reloads: {}'s count unread: {e:#}", h.name));
+                    0
+                }
+            })
+            .sum()
     }
 }
 

@@ -146,9 +146,9 @@ fn cycles(
         .iter()
         .map(|h| Load::start(h.frontend(POOL), args.workers, MAX, u64::MAX))
         .collect();
-    let reloads_before = rig.reloads();
-    let mark = CpuMark::take(&rig.hosts, rig.world.emulator.pid());
     let mut f = Figures::default();
+    let reloads_before = rig.reloads(&mut f.errors);
+    let mark = CpuMark::take(&rig.hosts, rig.world.emulator.pid());
     for c in 0..args.cycles {
         if stopping() {
             break;
@@ -176,7 +176,7 @@ fn cycles(
             f.errors.push(format!("request: {e}"));
         }
     }
-    f.reloads = rig.reloads().saturating_sub(reloads_before);
+    f.reloads = rig.reloads(&mut f.errors).saturating_sub(reloads_before);
     Ok((f, mark))
 }
 

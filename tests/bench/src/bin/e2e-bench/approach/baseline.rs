@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use anyhow::Context;
 use demo::control::thread_cpu_s;
 use demo::proxy_host;
 use harness::{Host, World};
@@ -47,28 +48,26 @@ impl Baseline {
     /// Runs `body` (given the group's discovery through `world`'s SDK and the stop flag;
     /// its result: CPU seconds outside the thread) on a current-thread runtime, on a
     /// thread of its own.
-    pub fn start<F, Fut>(world: &Arc<World>, body: F) -> Self
+    pub fn start<F, Fut>(world: &Arc<World>, body: F) -> anyhow::Result<Self>
     where
         F: FnOnce(AwsDiscovery, Arc<AtomicBool>) -> Fut + Send + 'static,
         Fut: Future<Output = f64>,
     {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("the baseline's runtime")?;
         let stop = Arc::new(AtomicBool::new(false));
         let (w, s) = (world.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return 0.0;
-            };
             let discovery = AwsDiscovery::new(&w.sdk);
             let outside = rt.block_on(body(discovery, s));
             thread_cpu_s() + outside
         });
-        Self {
+        Ok(Self {
             stop,
             thread: Some(thread),
-        }
+        })
     }
 
     /// Stops the loop; its CPU seconds (0 once finished).
@@ -87,12 +86,20 @@ impl Drop for Baseline {
     }
 }
 
-/// The group's in-service members with addresses: id -> ip.
+/// The group's in-service members with addresses, id -> ip; `None` when the group
+/// could not be read (said on stderr, as `who`) or does not exist.
 pub async fn serving_members(
     discovery: &AwsDiscovery,
     group: &str,
+    who: &str,
 ) -> Option<BTreeMap<String, String>> {
-    let state = discovery.group(group).await.ok()??;
+    let state = match discovery.group(group).await {
+        Ok(state) => state?,
+        Err(e) => {
+            eprintln!("{who}: reading the group {group}: {e}");
+            return None;
+        }
+    };
     Some(
         state
             .members

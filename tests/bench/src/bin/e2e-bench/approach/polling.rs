@@ -46,7 +46,7 @@ impl Approach for Polling {
         let group = setup.group.clone();
         let baseline = Baseline::start(&setup.world.world, move |discovery, stop| {
             polling_loop(discovery, stop, group, slots, every)
-        });
+        })?;
         let polling = Self {
             group: setup.group.clone(),
             baseline,
@@ -84,7 +84,7 @@ async fn polling_loop(
             continue;
         }
         next += every;
-        let Some(members) = serving_members(&discovery, &group).await else {
+        let Some(members) = serving_members(&discovery, &group, NAME).await else {
             continue;
         };
         slots.release_gone(&members);
@@ -143,11 +143,14 @@ impl Slots {
         }
     }
 
-    /// Sends `commands` to each host in turn.
+    /// Sends `commands` to each host in turn; a command a host's socket did not take is
+    /// said on stderr.
     fn send(&self, commands: &[String]) {
         for c in &self.clients {
             for command in commands {
-                let _ = c.query(command);
+                if let Err(e) = c.query(command) {
+                    eprintln!("{NAME}: {command}: {e}");
+                }
             }
         }
     }

@@ -60,7 +60,7 @@ impl Approach for Reload {
         let (group, port) = (setup.group.clone(), setup.port);
         let baseline = Baseline::start(&world.world, move |discovery, stop| {
             reload_loop(discovery, stop, group, port, rx, targets)
-        });
+        })?;
         let reload = Self {
             group: setup.group.clone(),
             queue: (name, url),
@@ -108,7 +108,7 @@ async fn reload_loop(
         while let Ok(more) = events.try_recv() {
             more.answer(json!({"batchItemFailures": []}));
         }
-        let Some(members) = serving_members(&discovery, &group).await else {
+        let Some(members) = serving_members(&discovery, &group, NAME).await else {
             continue;
         };
         if last.as_ref() == Some(&members) {
