@@ -4,41 +4,31 @@
 //! a session on the oldest member, and terminates that member without decrement: its
 //! drain runs while Auto Scaling launches its replacement. Every one of those requests
 //! must complete with a 200.
+//!
+//! [`Project`]: super::project::Project
 
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use demo::until;
-use harness::world::Blocking;
-use harness::Host;
 
-use super::project::Project;
-use super::Approach;
-use crate::cpu::CpuMark;
+use super::project::ProjectCycle;
 use crate::cycle::{await_new, members_before, settle};
 use crate::figures::Figures;
-use crate::rig::{Rig, Setup};
-use crate::trace::Trace;
+use crate::rig::Rig;
 use crate::POOL;
 
 /// Its name.
 pub const NAME: &str = "mixed";
 
-/// `mixed`, started.
-pub struct Mixed {
-    project: Project,
-}
+/// `mixed`'s cycle.
+pub struct Mixed;
 
 /// A 5 s request in flight through a host: its response or its error.
 type Slow = JoinHandle<std::io::Result<harness::http::Response>>;
 
-impl Approach for Mixed {
-    fn start(setup: &Setup) -> anyhow::Result<(Self, Vec<Host>)> {
-        let (project, hosts) = Project::start(setup)?;
-        Ok((Self { project }, hosts))
-    }
-
-    fn cycle(&mut self, rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()> {
+impl ProjectCycle for Mixed {
+    fn cycle(rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()> {
         let (members, before) = members_before(rig)?;
         let oldest = members.first().map(|m| m.id.clone()).unwrap_or_default();
         let slow = slow_requests(rig);
@@ -62,18 +52,6 @@ impl Approach for Mixed {
             }
         }
         Ok(())
-    }
-
-    fn stop(&mut self, rig: &Rig, since: &CpuMark, f: &mut Figures) -> anyhow::Result<Trace> {
-        self.project.stop(rig, since, f)
-    }
-
-    fn clean(self: Box<Self>, world: &Blocking) -> anyhow::Result<()> {
-        self.project.clean(world)
-    }
-
-    fn handled(&mut self) -> Vec<String> {
-        self.project.handled()
     }
 }
 

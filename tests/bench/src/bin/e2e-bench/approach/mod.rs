@@ -15,6 +15,7 @@ mod stages;
 use harness::world::Blocking;
 use harness::Host;
 
+use self::project::OnProject;
 use crate::cpu::CpuMark;
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup};
@@ -67,15 +68,15 @@ fn boxed<A: Approach + 'static>(setup: &Setup) -> anyhow::Result<(Box<dyn Approa
 static ALL: [Kind; 5] = [
     Kind {
         name: ours::NAME,
-        start: boxed::<ours::Ours>,
+        start: boxed::<OnProject<ours::Ours>>,
     },
     Kind {
         name: mixed::NAME,
-        start: boxed::<mixed::Mixed>,
+        start: boxed::<OnProject<mixed::Mixed>>,
     },
     Kind {
         name: spot::NAME,
-        start: boxed::<spot::Spot>,
+        start: boxed::<OnProject<spot::Spot>>,
     },
     Kind {
         name: reload::NAME,

@@ -4,45 +4,22 @@
 //! hands it to the agent services: a health-gated join into a free slot, a drain before
 //! the release, no reload while slots are free. The hosts' reports come back through
 //! the inbox and complete the lifecycle actions. A cycle scales out to 3 and back to 2.
+//!
+//! [`Project`]: super::project::Project
 
-use harness::world::Blocking;
-use harness::Host;
-
-use super::project::Project;
-use super::Approach;
-use crate::cpu::CpuMark;
+use super::project::ProjectCycle;
 use crate::cycle;
 use crate::figures::Figures;
-use crate::rig::{Rig, Setup};
-use crate::trace::Trace;
+use crate::rig::Rig;
 
 /// Its name.
 pub const NAME: &str = "ours";
 
-/// `ours`, started.
-pub struct Ours {
-    project: Project,
-}
+/// `ours`'s cycle.
+pub struct Ours;
 
-impl Approach for Ours {
-    fn start(setup: &Setup) -> anyhow::Result<(Self, Vec<Host>)> {
-        let (project, hosts) = Project::start(setup)?;
-        Ok((Self { project }, hosts))
-    }
-
-    fn cycle(&mut self, rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()> {
+impl ProjectCycle for Ours {
+    fn cycle(rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()> {
         cycle::scale_out_in(rig, c, f)
-    }
-
-    fn stop(&mut self, rig: &Rig, since: &CpuMark, f: &mut Figures) -> anyhow::Result<Trace> {
-        self.project.stop(rig, since, f)
-    }
-
-    fn clean(self: Box<Self>, world: &Blocking) -> anyhow::Result<()> {
-        self.project.clean(world)
-    }
-
-    fn handled(&mut self) -> Vec<String> {
-        self.project.handled()
     }
 }

@@ -5,6 +5,7 @@
 //! in-process, fed from the inbox as Lambda's event source mapping feeds it, sending
 //! the changes to the hosts through the project's SSM document.
 
+use std::marker::PhantomData;
 use std::sync::mpsc;
 
 use demo::control::{reactor_config, Handled, ReactorRun, DOCUMENT_TIMEOUT_S};
@@ -15,6 +16,7 @@ use harness::Host;
 
 use super::spot::SPOT_DRAIN;
 use super::stages::Stages;
+use super::Approach;
 use crate::cleanup;
 use crate::cpu::{children_cpu_s, services_cpu_s, CpuMark};
 use crate::figures::Figures;
@@ -109,5 +111,41 @@ impl Project {
         cleanup::delete_group(world, &self.group)?;
         cleanup::delete_queue(world, &self.inbox.0, &self.inbox.1, INBOX_RULES)?;
         cleanup::delete_document(world)
+    }
+}
+
+/// What one of this project's approaches does in a cycle; [`OnProject`] is the rest.
+pub trait ProjectCycle {
+    /// Cycle `c` (as [`Approach::cycle`]).
+    fn cycle(rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()>;
+}
+
+/// One of this project's approaches: the control plane ([`Project`]) and `C`'s cycle.
+pub struct OnProject<C> {
+    project: Project,
+    cycle: PhantomData<C>,
+}
+
+impl<C: ProjectCycle> Approach for OnProject<C> {
+    fn start(setup: &Setup) -> anyhow::Result<(Self, Vec<Host>)> {
+        let (project, hosts) = Project::start(setup)?;
+        let cycle = PhantomData;
+        Ok((Self { project, cycle }, hosts))
+    }
+
+    fn cycle(&mut self, rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()> {
+        C::cycle(rig, c, f)
+    }
+
+    fn stop(&mut self, rig: &Rig, since: &CpuMark, f: &mut Figures) -> anyhow::Result<Trace> {
+        self.project.stop(rig, since, f)
+    }
+
+    fn clean(self: Box<Self>, world: &Blocking) -> anyhow::Result<()> {
+        self.project.clean(world)
+    }
+
+    fn handled(&mut self) -> Vec<String> {
+        self.project.handled()
     }
 }

@@ -5,20 +5,18 @@
 //! replacement. The warning reaches the reactor through the inbox; the reactor drains
 //! the member on both hosts by the deadline, so that no request fails. A member still
 //! in rotation when EC2 reclaims it is an error.
+//!
+//! [`Project`]: super::project::Project
 
 use std::time::Duration;
 
 use demo::until;
-use harness::world::Blocking;
-use harness::{unix_ms, Host};
+use harness::unix_ms;
 
-use super::project::Project;
-use super::Approach;
-use crate::cpu::CpuMark;
+use super::project::ProjectCycle;
 use crate::cycle::{await_new, members_before, settle};
 use crate::figures::Figures;
-use crate::rig::{Rig, Setup};
-use crate::trace::Trace;
+use crate::rig::Rig;
 
 /// EC2 reclaims an instance this long after its warning.
 pub const SPOT_RECLAIM_MS: u64 = 10_000;
@@ -28,18 +26,11 @@ pub const SPOT_DRAIN: Duration = Duration::from_secs(8);
 /// Its name.
 pub const NAME: &str = "spot";
 
-/// `spot`, started.
-pub struct Spot {
-    project: Project,
-}
+/// `spot`'s cycle.
+pub struct Spot;
 
-impl Approach for Spot {
-    fn start(setup: &Setup) -> anyhow::Result<(Self, Vec<Host>)> {
-        let (project, hosts) = Project::start(setup)?;
-        Ok((Self { project }, hosts))
-    }
-
-    fn cycle(&mut self, rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()> {
+impl ProjectCycle for Spot {
+    fn cycle(rig: &Rig, c: usize, f: &mut Figures) -> anyhow::Result<()> {
         let (members, before) = members_before(rig)?;
         let t0 = rig.request();
         // The warning; EC2 takes the instance 10 s later, Auto Scaling replaces it.
@@ -62,17 +53,5 @@ impl Approach for Spot {
         let leaving_ip = rig.ip(&victim);
         settle(rig, leaving_ip.as_deref(), c, f);
         Ok(())
-    }
-
-    fn stop(&mut self, rig: &Rig, since: &CpuMark, f: &mut Figures) -> anyhow::Result<Trace> {
-        self.project.stop(rig, since, f)
-    }
-
-    fn clean(self: Box<Self>, world: &Blocking) -> anyhow::Result<()> {
-        self.project.clean(world)
-    }
-
-    fn handled(&mut self) -> Vec<String> {
-        self.project.handled()
     }
 }
