@@ -125,6 +125,17 @@ pub fn merge_pool_changes(changes: Vec<PoolChange>) -> Vec<PoolChange> {
     by_pool.into_values().collect()
 }
 
+/// The transition `m` waits in a lifecycle hook for (`Pending:Wait`, `Terminating:Wait`).
+pub fn hook_transition(m: &GroupMember) -> Option<Transition> {
+    if m.is_pending_wait() {
+        Some(Transition::Launch)
+    } else if m.is_terminating_wait() {
+        Some(Transition::Terminate)
+    } else {
+        None
+    }
+}
+
 /// The lifecycle actions pending among the selected members, with what the events said
 /// about their own, plus notes on events whose action is no longer pending (late or
 /// duplicate events: nothing to complete, the truth rules).
@@ -136,11 +147,7 @@ pub fn pending_actions(
     let mut actions = Vec::new();
     let mut notes = Vec::new();
     for m in state.members.iter().filter(|m| select(m)) {
-        let transition = if m.is_pending_wait() {
-            Transition::Launch
-        } else if m.is_terminating_wait() {
-            Transition::Terminate
-        } else {
+        let Some(transition) = hook_transition(m) else {
             continue;
         };
         let from_event = events

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{Discovery, GroupMember, GroupState};
+use infra::aws::{Discovery, GroupState};
 use infra::MemberId;
 use serde::Deserialize;
 use tracing::Instrument;
@@ -36,7 +36,9 @@ use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input}
 use crate::ledger::{ActionKey, Opening, Verdict};
 use crate::lifecycle::Transition;
 use crate::outgoing::Outgoing;
-use crate::plan::{event_selection, pending_actions, plan_for_event, EventAction, Scope};
+use crate::plan::{
+    event_selection, hook_transition, pending_actions, plan_for_event, EventAction, Scope,
+};
 use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::{Summary, MIXED};
 
@@ -306,7 +308,7 @@ impl<B: Boundaries> Reactor<B> {
                 }
                 continue;
             };
-            if u.actions.is_empty() && !state.members.iter().any(waits) {
+            if u.actions.is_empty() && !state.members.iter().any(|m| hook_transition(m).is_some()) {
                 continue; // a group of POOLS with nothing in transition
             }
             let named = sorted_instances(&u.actions);
@@ -400,27 +402,15 @@ impl<B: Boundaries> Reactor<B> {
     }
 }
 
-/// Whether `m` waits in a lifecycle hook.
-fn waits(m: &GroupMember) -> bool {
-    m.is_pending_wait() || m.is_terminating_wait()
-}
-
 /// The events' one kind, or [`MIXED`] (a batch of launches and terminations); for a
 /// group that rides along without events, its waiting members'.
 fn kind_of(events: &[LifecycleEvent], state: &GroupState) -> &'static str {
     let kinds: Vec<&'static str> = if events.is_empty() {
-        let transition = |m: &GroupMember| {
-            if m.is_pending_wait() {
-                Transition::Launch
-            } else {
-                Transition::Terminate
-            }
-        };
         state
             .members
             .iter()
-            .filter(|m| waits(m))
-            .map(|m| transition(m).event_kind())
+            .filter_map(hook_transition)
+            .map(Transition::event_kind)
             .collect()
     } else {
         events.iter().map(LifecycleEvent::kind).collect()
