@@ -613,6 +613,7 @@ impl RawPool {
                 name: p.name,
                 port: p.port,
                 server_options: p.server_options,
+                weight: None,
             },
             ports: p.ports,
             bind: p.bind,

@@ -8,6 +8,12 @@
 //!               "status": "up", "ms": 520}]}
 //! ```
 //!
+//! A message may also carry `health`: members whose health checks changed on the host
+//! after they had been UP there (`{"pool": "web", "member": "i-0aaa", "healthy": false,
+//! "since_ms": 1764000000100}`), which the reactor weighs against the other proxies'
+//! before it tells Auto Scaling an instance is unhealthy. An older reactor refuses a
+//! message carrying it: upgrade the reactor first.
+//!
 //! The agent sends one when operations end (reports finished within a few milliseconds
 //! share a message) as an SQS message to the reactor's inbox; the reactor records each
 //! in its lifecycle ledger. `host` is the proxy's instance id, and the reactor believes
@@ -74,6 +80,21 @@ impl MemberReport {
     }
 }
 
+/// A member whose health checks changed on the reporting host after it had been UP
+/// there: DOWN (`healthy` false) or back UP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthReport {
+    /// The pool (HAProxy backend).
+    pub pool: PoolName,
+    /// The member.
+    pub member: MemberId,
+    /// Whether HAProxy sees it UP now.
+    pub healthy: bool,
+    /// When HAProxy saw it change (the host's clock, ms since the epoch).
+    pub since_ms: u64,
+}
+
 /// Everything one message of a host says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostReport {
@@ -81,8 +102,10 @@ pub struct HostReport {
     pub host: HostId,
     /// When the message was written (the host's clock, ms since the epoch).
     pub sent_ms: u64,
-    /// The members.
+    /// The members that reached (or failed to reach) their target.
     pub reports: Vec<MemberReport>,
+    /// Members whose health changed after they were UP.
+    pub health: Vec<HealthReport>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -93,6 +116,8 @@ struct Wire {
     host: HostId,
     sent_ms: u64,
     reports: Vec<MemberReport>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    health: Vec<HealthReport>,
 }
 
 impl HostReport {
@@ -138,40 +163,46 @@ impl HostReport {
             host: wire.host,
             sent_ms: wire.sent_ms,
             reports: wire.reports,
+            health: wire.health,
         })
     }
 
-    fn wire(&self, reports: &[MemberReport]) -> String {
+    fn wire(&self, reports: &[MemberReport], health: &[HealthReport]) -> String {
         let wire = Wire {
             kind: HOST_REPORT_KIND.into(),
             version: HOST_REPORT_VERSION,
             host: self.host.clone(),
             sent_ms: self.sent_ms,
             reports: reports.to_vec(),
+            health: health.to_vec(),
         };
         // Plain strings and numbers: serialising can not fail.
         serde_json::to_string(&wire).unwrap_or_default()
     }
 
     /// The report as messages of at most `max_bytes` each (every report in exactly one,
-    /// in order). A single report larger than that on its own (it can not be: reasons
-    /// are bounded) would still get a message of its own.
+    /// in order; the health changes in the first, which is never larger than the
+    /// limit for them: a host has far fewer members than a message holds). A single
+    /// report larger than that on its own (it can not be: reasons are bounded) would
+    /// still get a message of its own.
     pub fn to_messages(&self, max_bytes: usize) -> Vec<String> {
-        let envelope = self.wire(&[]).len();
+        let mut health: &[HealthReport] = &self.health;
+        let envelope = self.wire(&[], health).len();
         let mut out = Vec::new();
         let mut start = 0;
         let mut size = envelope;
         for (i, r) in self.reports.iter().enumerate() {
             let len = serde_json::to_string(r).map(|s| s.len()).unwrap_or(0) + 1;
             if size + len > max_bytes && i > start {
-                out.push(self.wire(self.reports.get(start..i).unwrap_or_default()));
+                out.push(self.wire(self.reports.get(start..i).unwrap_or_default(), health));
+                health = &[];
                 start = i;
-                size = envelope;
+                size = self.wire(&[], &[]).len();
             }
             size += len;
         }
         if start < self.reports.len() || out.is_empty() {
-            out.push(self.wire(self.reports.get(start..).unwrap_or_default()));
+            out.push(self.wire(self.reports.get(start..).unwrap_or_default(), health));
         }
         out
     }
@@ -199,6 +230,7 @@ mod tests {
             reports: (0..n)
                 .map(|i| report(&format!("i-{i}"), OutcomeStatus::Up))
                 .collect(),
+            health: Vec::new(),
         }
     }
 
@@ -235,6 +267,28 @@ mod tests {
         let tiny = host_report(3).to_messages(10);
         assert_eq!(tiny.len(), 3);
         assert_eq!(host_report(0).to_messages(MAX_MESSAGE_BYTES).len(), 1);
+    }
+
+    #[test]
+    fn health_changes_ride_in_the_first_message_and_old_messages_read_without_them() {
+        let mut r = host_report(5_000);
+        r.health.push(HealthReport {
+            pool: PoolName::new("web").unwrap(),
+            member: MemberId::new("i-7").unwrap(),
+            healthy: false,
+            since_ms: 1_764_000_000_000,
+        });
+        let messages = r.to_messages(MAX_MESSAGE_BYTES);
+        assert!(messages.len() > 1);
+        let read: Vec<HostReport> = messages
+            .iter()
+            .map(|m| HostReport::from_json(m).unwrap())
+            .collect();
+        assert_eq!(read[0].health, r.health);
+        assert!(read[1..].iter().all(|m| m.health.is_empty()));
+        let plain = host_report(1).to_messages(MAX_MESSAGE_BYTES).remove(0);
+        assert!(!plain.contains("health"), "{plain}");
+        assert!(HostReport::from_json(&plain).unwrap().health.is_empty());
     }
 
     #[test]

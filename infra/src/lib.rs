@@ -52,8 +52,10 @@ pub use change::{
     MESSAGE_VERSION,
 };
 pub use inbox::{
-    HostReport, MemberReport, HOST_REPORT_KIND, HOST_REPORT_VERSION, MAX_MESSAGE_BYTES,
-    MAX_REASON_CHARS,
+    HealthReport, HostReport, MemberReport, HOST_REPORT_KIND, HOST_REPORT_VERSION,
+    MAX_MESSAGE_BYTES, MAX_REASON_CHARS,
 };
-pub use model::{HostId, Member, MemberId, ModelError, Pool, PoolName, Port, ServerOptions};
+pub use model::{
+    HostId, Member, MemberId, ModelError, Pool, PoolName, Port, ServerOptions, Weight, Zone,
+};
 pub use report::{Outcome, OutcomeStatus, Report};

@@ -31,6 +31,12 @@ pub enum ModelError {
     /// Server options that could break out of their configuration line.
     #[error("invalid server options {0:?}: keep to one line of letters, digits, spaces and '-_.:,/' (no '#', quotes or newlines)")]
     ServerOptions(String),
+    /// An Availability Zone name that could not be used.
+    #[error("invalid zone {0:?}: use 1-64 characters of letters, digits, '-', '_', '.' or ':' (an Availability Zone name such as us-east-1a, or its id such as use1-az1)")]
+    Zone(String),
+    /// A weight HAProxy would not take.
+    #[error("invalid weight {0}: a weight is a number from 0 to 256 (HAProxy's range; 0 takes no new traffic)")]
+    Weight(i64),
 }
 
 fn is_name_char(c: char) -> bool {
@@ -101,6 +107,50 @@ name_type!(
     /// session name of its instance profile (how the reactor knows who sent a report).
     HostId, 128, HostId
 );
+
+name_type!(
+    /// An Availability Zone (its name, such as `us-east-1a`): where a member or a proxy
+    /// host runs, for same-zone routing.
+    Zone, 64, Zone
+);
+
+/// A member's share of its pool's traffic against the other members (HAProxy's
+/// `weight`, 0 to 256; 0 takes no new traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Weight(u16);
+
+impl Weight {
+    /// HAProxy's largest weight.
+    pub const MAX: u16 = 256;
+
+    /// Validates `n` (0 to 256).
+    pub fn new(n: i64) -> Result<Self, ModelError> {
+        u16::try_from(n)
+            .ok()
+            .filter(|w| *w <= Self::MAX)
+            .map(Self)
+            .ok_or(ModelError::Weight(n))
+    }
+
+    /// The number.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for Weight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        Self::new(n).map_err(serde::de::Error::custom)
+    }
+}
 
 /// A TCP port, 1 to 65535.
 ///
@@ -175,13 +225,39 @@ pub struct Member {
     pub address: IpAddr,
     /// The port the member serves on.
     pub port: Port,
+    /// Its Availability Zone, when the sender knows it (for same-zone routing). Absent
+    /// from messages of older reactors; an older agent refuses a message carrying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<Zone>,
+    /// Its weight in the pool, when its group has one (`POOLS`); absent: HAProxy's (the
+    /// server options' `weight`, else 1). An older agent refuses a message carrying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
 }
 
 impl Member {
     /// Builds a member, refusing unusable addresses.
     pub fn new(id: MemberId, address: IpAddr, port: Port) -> Result<Self, ModelError> {
         check_address(address)?;
-        Ok(Self { id, address, port })
+        Ok(Self {
+            id,
+            address,
+            port,
+            zone: None,
+            weight: None,
+        })
+    }
+
+    /// The same member in `zone`.
+    pub fn with_zone(mut self, zone: Option<Zone>) -> Self {
+        self.zone = zone;
+        self
+    }
+
+    /// The same member with `weight`.
+    pub fn with_weight(mut self, weight: Option<Weight>) -> Self {
+        self.weight = weight;
+        self
     }
 }
 
@@ -193,6 +269,10 @@ impl<'de> Deserialize<'de> for Member {
             id: MemberId,
             address: String,
             port: Port,
+            #[serde(default)]
+            zone: Option<Zone>,
+            #[serde(default)]
+            weight: Option<Weight>,
         }
         let raw = Raw::deserialize(d)?;
         let address = parse_address(&raw.address)
@@ -201,6 +281,8 @@ impl<'de> Deserialize<'de> for Member {
             id: raw.id,
             address,
             port: raw.port,
+            zone: raw.zone,
+            weight: raw.weight,
         })
     }
 }
@@ -259,6 +341,10 @@ pub struct Pool {
     /// Options for every slot of the pool (health checks, weights, TLS...).
     #[serde(default)]
     pub server_options: ServerOptions,
+    /// The weight of the members a group brings into this pool (`POOLS`' `weight`: two
+    /// groups feeding one pool at 90 and 10 share its traffic 90/10); none: HAProxy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
 }
 
 #[cfg(test)]
@@ -307,5 +393,36 @@ mod tests {
         assert!(ServerOptions::new("check;").is_err());
         assert!(ServerOptions::default().has_check());
         assert!(!ServerOptions::new("weight 10").unwrap().has_check());
+    }
+
+    #[test]
+    fn weights_are_haproxys_0_to_256_and_zones_are_names() {
+        assert_eq!(Weight::new(0).unwrap().get(), 0);
+        assert_eq!(Weight::new(256).unwrap().get(), 256);
+        assert!(Weight::new(257)
+            .unwrap_err()
+            .to_string()
+            .contains("0 to 256"));
+        assert!(Weight::new(-1).is_err());
+        assert!(Zone::new("us-east-1a").is_ok());
+        assert!(Zone::new("use1-az1").is_ok());
+        assert!(Zone::new("a zone").is_err());
+        assert!(Zone::new("").is_err());
+    }
+
+    #[test]
+    fn a_member_without_zone_or_weight_reads_and_writes_as_before() {
+        let old = r#"{"id":"i-1","address":"10.0.0.5","port":8080}"#;
+        let m: Member = serde_json::from_str(old).unwrap();
+        assert_eq!((m.zone.as_ref(), m.weight), (None, None));
+        assert_eq!(serde_json::to_string(&m).unwrap(), old);
+        let new =
+            r#"{"id":"i-1","address":"10.0.0.5","port":8080,"zone":"us-east-1a","weight":90}"#;
+        let m: Member = serde_json::from_str(new).unwrap();
+        assert_eq!(m.zone.as_ref().map(Zone::as_str), Some("us-east-1a"));
+        assert_eq!(m.weight.map(Weight::get), Some(90));
+        assert_eq!(serde_json::to_string(&m).unwrap(), new);
+        let bad = new.replace("90", "300");
+        assert!(serde_json::from_str::<Member>(&bad).is_err());
     }
 }

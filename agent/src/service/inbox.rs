@@ -85,6 +85,7 @@ pub(super) fn run(service: &Service, host: &HostId, window: Duration, sink: &mut
             host: host.clone(),
             sent_ms: now_ms(),
             reports: batch.reports,
+            health: Vec::new(),
         };
         let result = message
             .to_messages(MAX_MESSAGE_BYTES)

@@ -226,6 +226,7 @@ mod tests {
                 None,
                 3,
             )],
+            health: Vec::new(),
         }
         .to_messages(MAX_MESSAGE_BYTES)
         .remove(0)

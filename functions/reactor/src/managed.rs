@@ -102,6 +102,7 @@ fn allowed_pool(text: &str, pools: &GroupPools) -> Result<AllowedPool, String> {
                 name,
                 port,
                 server_options,
+                weight: None,
             }))
         }
     }

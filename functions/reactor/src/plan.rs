@@ -225,6 +225,7 @@ mod tests {
             name: PoolName::new(name).unwrap(),
             port: Port::new(8080).unwrap(),
             server_options: Default::default(),
+            weight: None,
         }
     }
 

@@ -420,6 +420,7 @@ fn pool_report_body(host: &str, pool: &str, members: &[(&str, OutcomeStatus, u64
                 )
             })
             .collect(),
+        health: Vec::new(),
     }
     .to_messages(MAX_MESSAGE_BYTES)
     .remove(0)

@@ -14,7 +14,7 @@ use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter};
 use aws_sdk_ec2::types::Filter as Ec2Filter;
 
-use crate::MemberId;
+use crate::{MemberId, Zone};
 
 use super::group::{GroupMember, GroupState, Interruption, INTERRUPTED_TAG};
 use super::plan::now_ms;
@@ -282,7 +282,8 @@ fn group_state(
             .map(|s| s.as_str().to_string())
             .unwrap_or_default();
         let facts = ec2.get(raw_id).cloned().unwrap_or_default();
-        members.push(member(&name, id, lifecycle, facts, read_at_ms));
+        let zone = i.availability_zone().and_then(|z| Zone::new(z).ok());
+        members.push(member(&name, id, lifecycle, facts, read_at_ms).in_zone(zone));
     }
     GroupState {
         name,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::MemberId;
+use crate::{MemberId, Zone};
 
 /// Where a member is in its life, as far as the pools are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,6 +144,8 @@ pub struct GroupMember {
     pub ec2_state: Option<String>,
     /// The private address, when EC2 has one for it.
     pub address: Option<IpAddr>,
+    /// Its Availability Zone, as Auto Scaling lists it.
+    pub zone: Option<Zone>,
     /// Set when EC2 warned that it goes away ([`INTERRUPTED_TAG`]).
     pub interrupted: Option<Interruption>,
     /// Derived from the two states with [`phase_of`], and leaving once interrupted.
@@ -165,9 +167,16 @@ impl GroupMember {
             lifecycle_state,
             ec2_state,
             address,
+            zone: None,
             interrupted: None,
             phase,
         }
+    }
+
+    /// The same member in `zone`.
+    pub fn in_zone(mut self, zone: Option<Zone>) -> Self {
+        self.zone = zone;
+        self
     }
 
     /// Marks it interrupted: it is leaving from now on.

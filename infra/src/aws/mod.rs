@@ -201,6 +201,7 @@ mod tests {
             name: PoolName::new(name).unwrap(),
             port: Port::new(port).unwrap(),
             server_options: Default::default(),
+            weight: None,
         }
     }
 

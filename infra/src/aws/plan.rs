@@ -99,7 +99,7 @@ pub fn plan_group_change(
                     drain_by_ms.insert(m.id.clone(), by);
                 }
             }
-            (_, Some(addr)) => add_ids.push((m.id.clone(), addr)),
+            (_, Some(addr)) => add_ids.push((m.id.clone(), addr, m.zone.clone())),
             (_, None) => unaddressed.push(m.id.clone()),
         }
     }
@@ -109,7 +109,10 @@ pub fn plan_group_change(
             pool: p.name.clone(),
             add: add_ids
                 .iter()
-                .filter_map(|(id, addr)| Member::new(id.clone(), *addr, p.port).ok())
+                .filter_map(|(id, addr, zone)| {
+                    let m = Member::new(id.clone(), *addr, p.port).ok()?;
+                    Some(m.with_zone(zone.clone()).with_weight(p.weight))
+                })
                 .collect(),
             remove: remove.clone(),
             drain_by_ms: drain_by_ms.clone(),
@@ -136,7 +139,9 @@ pub fn desired_pools<'a>(
                     continue;
                 }
                 if let Ok(member) = Member::new(m.id.clone(), addr, pool.port) {
-                    entry.1.push(member);
+                    entry
+                        .1
+                        .push(member.with_zone(m.zone.clone()).with_weight(pool.weight));
                 }
             }
         }
@@ -173,6 +178,7 @@ mod tests {
             name: PoolName::new(name).unwrap(),
             port: Port::new(port).unwrap(),
             server_options: Default::default(),
+            weight: None,
         }
     }
 

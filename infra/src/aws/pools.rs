@@ -8,8 +8,9 @@
 //!
 //! `POOLS` (JSON, see `docs/interfaces.md`):
 //! `{"web-asg": [{"name": "web", "port": 8080, "ports": [8080, 8443]}]}`, each entry an
-//! [`infra::Pool`](crate::Pool) (`name`, `port`, optional `server_options`) with an
-//! optional `ports` (the ports `haproxy:port` may choose; default: `port` alone).
+//! [`infra::Pool`](crate::Pool) (`name`, `port`, optional `server_options`, optional
+//! `weight`: the weight of this group's members in that pool, 0-256) with an optional
+//! `ports` (the ports `haproxy:port` may choose; default: `port` alone).
 //!
 //! **Tags only narrow.** Whoever can tag a group must not be able to move its instances
 //! into another pool or onto another port. So, for one group ([`resolve_pools`]):
@@ -27,7 +28,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::{ModelError, Pool, PoolName, Port, ServerOptions};
+use crate::{ModelError, Pool, PoolName, Port, ServerOptions, Weight};
 
 /// Tag naming the pools (comma-separated) a group feeds, among those allowed.
 pub const POOL_TAG: &str = "haproxy:pool";
@@ -108,6 +109,8 @@ struct PoolEntry {
     server_options: ServerOptions,
     #[serde(default)]
     ports: Vec<Port>,
+    #[serde(default)]
+    weight: Option<Weight>,
 }
 
 /// The `POOLS` configuration: Auto Scaling group name -> the pools it may feed.
@@ -150,6 +153,7 @@ impl GroupPools {
                         name: e.name,
                         port: e.port,
                         server_options: e.server_options,
+                        weight: e.weight,
                     };
                     AllowedPool::with_ports(pool, e.ports)
                 })

@@ -353,6 +353,7 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
                 None,
                 1,
             )],
+            health: Vec::new(),
         }
         .to_messages(infra::MAX_MESSAGE_BYTES)
         .remove(0)

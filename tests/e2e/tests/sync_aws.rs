@@ -320,10 +320,13 @@ fn a_member_from_a_group_agent_toml_does_not_map_does_not_flap() {
     .expect("the service's start-up sync added web-asg's instance");
     // The reactor (whose map holds batch-asg) adds batch-asg's instance; someone adds an
     // instance that is in no group.
-    let member = |id: &str, addr: &str, port: u16| infra::Member {
-        id: infra::MemberId::new(id).unwrap(),
-        address: addr.parse().unwrap(),
-        port: Port::new(i64::from(port)).unwrap(),
+    let member = |id: &str, addr: &str, port: u16| {
+        infra::Member::new(
+            infra::MemberId::new(id).unwrap(),
+            addr.parse().unwrap(),
+            Port::new(i64::from(port)).unwrap(),
+        )
+        .unwrap()
     };
     let (bid, bip) = &batch[0];
     let change = infra::Change {

@@ -384,6 +384,7 @@ fn send_report(
         host,
         sent_ms: crate::unix_ms(),
         reports: reports.to_vec(),
+        health: Vec::new(),
     };
     for body in message.to_messages(infra::MAX_MESSAGE_BYTES) {
         let r = world.emulator.aws_json_as(
