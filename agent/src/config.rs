@@ -76,7 +76,13 @@ pub struct ReportConfig {
     pub queue_url: String,
     /// Outcomes that end within this window of the first share a message.
     pub batch: Duration,
+    /// How often members that are UP are looked at for a health change to report
+    /// (`health_interval_ms`, default 1000); `None`: never (0).
+    pub health_interval: Option<Duration>,
 }
+
+/// The default `[report] health_interval_ms`.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 1000;
 
 /// The default `[report] batch_ms`.
 pub const DEFAULT_REPORT_BATCH_MS: u64 = 5;
@@ -87,6 +93,12 @@ struct RawReport {
     queue_url: String,
     #[serde(default = "default_report_batch_ms")]
     batch_ms: u64,
+    #[serde(default = "default_health_interval_ms")]
+    health_interval_ms: u64,
+}
+
+fn default_health_interval_ms() -> u64 {
+    DEFAULT_HEALTH_INTERVAL_MS
 }
 
 fn default_report_batch_ms() -> u64 {
@@ -123,9 +135,17 @@ impl RawReport {
                 "host = {host:?} can not name this host in its reports: with [report], host must be the proxy's instance id (1-128 of letters, digits, '-', '_', '.', ':'), e.g. host = \"i-0123456789abcdef0\"; the reactor checks it against the report's sender"
             ));
         }
+        if self.health_interval_ms > 60_000 {
+            return Err(format!(
+                "report.health_interval_ms = {} is out of range (0 to 60000 ms; 0 reports no health changes, {DEFAULT_HEALTH_INTERVAL_MS} is the default)",
+                self.health_interval_ms
+            ));
+        }
         Ok(ReportConfig {
             queue_url: url.to_string(),
             batch: Duration::from_millis(self.batch_ms),
+            health_interval: (self.health_interval_ms > 0)
+                .then(|| Duration::from_millis(self.health_interval_ms)),
         })
     }
 }
@@ -851,8 +871,21 @@ groups = { "web-asg" = ["web"] }
             Some(ReportConfig {
                 queue_url: url.into(),
                 batch: Duration::from_millis(DEFAULT_REPORT_BATCH_MS),
+                health_interval: Some(Duration::from_millis(DEFAULT_HEALTH_INTERVAL_MS)),
             })
         );
+        let c = with(
+            "i-1",
+            &format!("queue_url = \"{url}\"\nhealth_interval_ms = 0"),
+        )
+        .unwrap();
+        assert_eq!(c.report.map(|r| r.health_interval), Some(None));
+        let e = with(
+            "i-1",
+            &format!("queue_url = \"{url}\"\nhealth_interval_ms = 600000"),
+        )
+        .unwrap_err();
+        assert!(e.contains("report.health_interval_ms"), "{e}");
         let c = with(
             "i-1",
             "queue_url = \"http://127.0.0.1:5000/123456789012/inbox\"\nbatch_ms = 0",

@@ -22,6 +22,7 @@
 //! - [`status`]: what `agent status` shows.
 //! - [`metrics`]: the service's own Prometheus metrics (`[metrics] agent`).
 //! - [`outbox`]: members' outcomes waiting for the reactor's inbox (pure).
+//! - [`health`]: members that went DOWN or came back UP after they were UP (pure).
 //! - [`store`]: atomic file writes and the service's lock.
 //! - [`aws`]: the desired state read from AWS.
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod haproxy;
 pub mod haproxy_cfg;
+pub mod health;
 pub mod instances;
 pub mod limits;
 pub mod metrics;

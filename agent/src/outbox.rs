@@ -1,5 +1,6 @@
-//! Members' outcomes waiting to reach the reactor's inbox (agent.toml `[report]`). Pure:
-//! the service adds what ends, its sender takes a batch, then says whether it went out.
+//! Members' outcomes waiting to reach the reactor's inbox (agent.toml `[report]`), and
+//! the health changes of members that were UP ([`infra::HealthReport`]). Pure: the
+//! service adds what ends, its sender takes a batch, then says whether it went out.
 //!
 //! The outbox is persisted with the slot table (`reports.json` in the state directory),
 //! so a report survives a restart of the service until it was sent. A batch that fails
@@ -10,7 +11,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use infra::MemberReport;
+use infra::{HealthReport, MemberReport};
 use serde::{Deserialize, Serialize};
 
 /// The most reports kept waiting; beyond it the oldest are dropped (and counted).
@@ -22,12 +23,16 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest wait between two tries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// One report waiting.
+/// One report waiting: a member's outcome or a health change (files written before
+/// health changes existed hold outcomes only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Queued {
     seq: u64,
     added_ms: u64,
-    report: MemberReport,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    report: Option<MemberReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health: Option<HealthReport>,
 }
 
 /// Reports taken to be sent, up to and including sequence number `upto`.
@@ -35,8 +40,10 @@ struct Queued {
 pub struct Batch {
     /// The last sequence number taken.
     pub upto: u64,
-    /// The reports, oldest first.
+    /// The outcomes, oldest first.
     pub reports: Vec<MemberReport>,
+    /// The health changes, oldest first.
+    pub health: Vec<HealthReport>,
 }
 
 /// The reports waiting, oldest first.
@@ -59,10 +66,25 @@ impl Outbox {
     /// Adds a report at `now_ms`; returns how many of the oldest were dropped to stay
     /// within [`MAX_PENDING`].
     pub fn push(&mut self, report: MemberReport, now_ms: u64) -> usize {
+        self.queue(Some(report), None, now_ms)
+    }
+
+    /// Adds a health change at `now_ms`, as [`Outbox::push`] does an outcome.
+    pub fn push_health(&mut self, health: HealthReport, now_ms: u64) -> usize {
+        self.queue(None, Some(health), now_ms)
+    }
+
+    fn queue(
+        &mut self,
+        report: Option<MemberReport>,
+        health: Option<HealthReport>,
+        now_ms: u64,
+    ) -> usize {
         self.pending.push_back(Queued {
             seq: self.next_seq,
             added_ms: now_ms,
             report,
+            health,
         });
         self.next_seq += 1;
         let mut dropped = 0;
@@ -110,7 +132,8 @@ impl Outbox {
         self.in_flight = true;
         Some(Batch {
             upto,
-            reports: taken.into_iter().map(|q| q.report.clone()).collect(),
+            reports: taken.iter().filter_map(|q| q.report.clone()).collect(),
+            health: taken.iter().filter_map(|q| q.health.clone()).collect(),
         })
     }
 
@@ -203,6 +226,27 @@ mod tests {
         let b = o.take(10, WINDOW).unwrap();
         assert_eq!(b.reports.len(), MAX_BATCH);
         assert_eq!(b.reports[0], report(10), "the oldest were dropped");
+    }
+
+    #[test]
+    fn health_changes_go_out_with_the_outcomes_and_old_files_still_read() {
+        let mut o = Outbox::default();
+        o.push(report(1), 0);
+        let down = HealthReport {
+            pool: PoolName::new("web").unwrap(),
+            member: MemberId::new("i-9").unwrap(),
+            healthy: false,
+            since_ms: 1,
+        };
+        o.push_health(down.clone(), 1);
+        let b = o.take(10, WINDOW).unwrap();
+        assert_eq!((b.reports, b.health), (vec![report(1)], vec![down]));
+        let old = r#"{"next_seq":1,"pending":[{"seq":0,"added_ms":7,"report":{"pool":"web","member":"i-1","generation":1,"status":"up","ms":3}}]}"#;
+        let mut back: Outbox = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            back.take(100, WINDOW).map(|b| b.reports),
+            Some(vec![report(1)])
+        );
     }
 
     #[test]

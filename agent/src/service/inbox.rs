@@ -80,12 +80,12 @@ pub(super) fn run(service: &Service, host: &HostId, window: Duration, sink: &mut
                 }
             }
         };
-        let count = batch.reports.len();
+        let count = batch.reports.len() + batch.health.len();
         let message = HostReport {
             host: host.clone(),
             sent_ms: now_ms(),
             reports: batch.reports,
-            health: Vec::new(),
+            health: batch.health,
         };
         let result = message
             .to_messages(MAX_MESSAGE_BYTES)

@@ -23,6 +23,7 @@
 mod error;
 mod files;
 mod grow;
+mod health;
 pub mod inbox;
 mod request;
 mod reread;

@@ -202,6 +202,15 @@ fn start(
         );
     }
     threads.extend(spawn_sender(service)?);
+    if let Some(interval) = service.cfg.report.as_ref().and_then(|r| r.health_interval) {
+        let s = service.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("health".into())
+                .spawn(move || s.watch_health(interval))
+                .map_err(spawn_failed)?,
+        );
+    }
     if let Some((addr, listener)) = metrics {
         let (s, l, addr) = (service.clone(), listener.clone(), *addr);
         info!(addr = %addr, "serving the agent's metrics at /metrics");

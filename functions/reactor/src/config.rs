@@ -1,6 +1,7 @@
 //! The reactor's configuration, from its environment (see `docs/interfaces.md`). Pure:
 //! [`Config::from_lookup`] takes any variable lookup.
 
+use crate::health::HealthPolicy;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -98,6 +99,13 @@ pub struct Config {
     /// balancer never completes those, and neither may the reactor. Unset: every hook
     /// of the transition (a group holding only ours).
     pub hooks: Option<BTreeSet<String>>,
+    /// `MEMBER_ZONES` (`true` or `false`, default `false`): send each member's
+    /// Availability Zone in changes (for the agents' same-zone routing). Agents older
+    /// than zones refuse a change carrying one: upgrade them first.
+    pub member_zones: bool,
+    /// `PROXY_HEALTH_GROUPS`, `UNHEALTHY_AFTER_S`, `UNHEALTHY_QUORUM`,
+    /// `MAX_UNHEALTHY_FRACTION`: proxy-detected health ([`crate::health`]).
+    pub health: HealthPolicy,
 }
 
 impl Config {
@@ -318,8 +326,71 @@ impl Config {
             health_timeout: secs(&get, "HEALTH_TIMEOUT_S", 60)?,
             drain_timeout: secs(&get, "DRAIN_TIMEOUT_S", 120)?,
             hooks: get("LIFECYCLE_HOOKS").map(|v| hook_names(&v)).transpose()?,
+            member_zones: flag(&get, "MEMBER_ZONES")?,
+            health: health_policy(&get)?,
         })
     }
+}
+
+/// A `true`/`false` variable (unset: false).
+fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(ConfigError::Invalid {
+            name,
+            value: v.to_string(),
+            reason: "give true or false".into(),
+        }),
+    }
+}
+
+/// `PROXY_HEALTH_GROUPS` and the settings of proxy-detected health.
+fn health_policy(lookup: &impl Fn(&str) -> Option<String>) -> Result<HealthPolicy, ConfigError> {
+    let invalid = |name, value: String, reason: &str| ConfigError::Invalid {
+        name,
+        value,
+        reason: reason.into(),
+    };
+    let groups: Vec<String> = lookup("PROXY_HEALTH_GROUPS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if let Some(bad) = groups
+        .iter()
+        .find(|g| g.len() > 255 || g.chars().any(char::is_whitespace))
+    {
+        return Err(invalid("PROXY_HEALTH_GROUPS", bad.clone(), "comma-separated Auto Scaling group names or globs with *, each 1-255 characters without spaces"));
+    }
+    let quorum = match lookup("UNHEALTHY_QUORUM") {
+        None => 0,
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 1000)
+            .ok_or_else(|| {
+                invalid(
+                    "UNHEALTHY_QUORUM",
+                    v.clone(),
+                    "0 (a majority of the proxies in service) or a number of proxies up to 1000",
+                )
+            })?,
+    };
+    let max_fraction = match lookup("MAX_UNHEALTHY_FRACTION") {
+        None => 0.25,
+        Some(v) => v.trim().parse::<f64>().ok().filter(|f| *f > 0.0 && *f <= 1.0).ok_or_else(|| {
+            invalid("MAX_UNHEALTHY_FRACTION", v.clone(), "a fraction above 0 and at most 1 (0.25: at most a quarter of a group's members at once)")
+        })?,
+    };
+    Ok(HealthPolicy {
+        groups,
+        after: secs_in(lookup, "UNHEALTHY_AFTER_S", 30, 5..=3_600)?,
+        quorum,
+        max_fraction,
+    })
 }
 
 #[cfg(test)]
@@ -348,6 +419,38 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn zones_and_proxy_health_default_off_and_validate() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.member_zones && !c.health.is_on());
+        assert_eq!(c.health, HealthPolicy::default());
+        let c = cfg(&[
+            ("MEMBER_ZONES", "true"),
+            ("PROXY_HEALTH_GROUPS", "web-asg, api-*"),
+            ("UNHEALTHY_AFTER_S", "60"),
+            ("UNHEALTHY_QUORUM", "2"),
+            ("MAX_UNHEALTHY_FRACTION", "0.5"),
+        ])
+        .unwrap();
+        assert!(c.member_zones);
+        assert_eq!(c.health.groups, vec!["web-asg", "api-*"]);
+        assert_eq!(
+            (c.health.after, c.health.quorum, c.health.max_fraction),
+            (Duration::from_secs(60), 2, 0.5)
+        );
+        for (name, value) in [
+            ("MEMBER_ZONES", "yes"),
+            ("UNHEALTHY_AFTER_S", "1"),
+            ("UNHEALTHY_QUORUM", "-1"),
+            ("MAX_UNHEALTHY_FRACTION", "0"),
+            ("MAX_UNHEALTHY_FRACTION", "1.5"),
+            ("PROXY_HEALTH_GROUPS", "web asg,x"),
+        ] {
+            let e = cfg(&[(name, value)]).unwrap_err().to_string();
+            assert!(e.contains(name), "{name}={value}: {e}");
+        }
     }
 
     #[test]

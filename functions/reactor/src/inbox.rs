@@ -123,9 +123,14 @@ fn record(r: SqsRecord, proxy_role_id: &str) -> Record {
         );
     }
     if crate::input::recheck::Recheck::is_recheck(&body) {
-        let input = match crate::input::recheck::Recheck::from_json(&r.body) {
-            Ok(keys) => Input::Recheck(keys),
-            Err(e) => Input::Ignored(e),
+        use crate::input::recheck::Recheck;
+        let input = match (
+            Recheck::from_json(&r.body),
+            Recheck::health_from_json(&r.body),
+        ) {
+            (Ok(keys), Ok(health)) if health.is_empty() => Input::Recheck(keys),
+            (Ok(_), Ok(health)) => Input::HealthRecheck(health),
+            (Err(e), _) | (_, Err(e)) => Input::Ignored(e),
         };
         return Record {
             id,

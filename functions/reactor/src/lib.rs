@@ -31,6 +31,7 @@ mod decide;
 pub mod dispatch;
 pub mod dns;
 pub mod fleet;
+pub mod health;
 pub mod inbox;
 pub mod input;
 mod join;

@@ -111,6 +111,30 @@ pub trait LifecycleApi: Send + Sync {
         instance: &str,
         interruption: &Interruption,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// `DescribeAutoScalingInstances`: the group, lifecycle state and health of each of
+    /// `instances` that a group holds (others are left out).
+    fn instances(
+        &self,
+        instances: &[String],
+    ) -> impl Future<Output = Result<Vec<InstanceOfGroup>, AwsError>> + Send;
+
+    /// `SetInstanceHealth(Unhealthy)`, respecting the group's grace period: Auto Scaling
+    /// replaces the instance through its terminate hook.
+    fn set_unhealthy(&self, instance: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// An instance as Auto Scaling lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceOfGroup {
+    /// The instance id.
+    pub instance: String,
+    /// Its group.
+    pub group: String,
+    /// `InService`, `Terminating:Wait`, ...
+    pub lifecycle_state: String,
+    /// Whether Auto Scaling holds it healthy.
+    pub healthy: bool,
 }
 
 /// [`LifecycleApi`] on Auto Scaling.
@@ -282,6 +306,47 @@ impl LifecycleApi for AwsLifecycle {
             .await
             .map_err(|e| {
                 infra::aws::api_error("CreateTags", &format!("instance {instance}"), &e)
+            })?;
+        Ok(())
+    }
+
+    async fn instances(&self, instances: &[String]) -> Result<Vec<InstanceOfGroup>, AwsError> {
+        let mut out = Vec::new();
+        // The API takes 50 ids a call.
+        for chunk in instances.chunks(50) {
+            let answer = self
+                .asg
+                .describe_auto_scaling_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| {
+                    infra::aws::api_error("DescribeAutoScalingInstances", "instances", &e)
+                })?;
+            out.extend(answer.auto_scaling_instances().iter().filter_map(|i| {
+                Some(InstanceOfGroup {
+                    instance: i.instance_id()?.to_string(),
+                    group: i.auto_scaling_group_name()?.to_string(),
+                    lifecycle_state: i.lifecycle_state()?.to_string(),
+                    healthy: i
+                        .health_status()
+                        .is_none_or(|h| h.eq_ignore_ascii_case("healthy")),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn set_unhealthy(&self, instance: &str) -> Result<(), AwsError> {
+        self.asg
+            .set_instance_health()
+            .instance_id(instance)
+            .health_status("Unhealthy")
+            .should_respect_grace_period(true)
+            .send()
+            .await
+            .map_err(|e| {
+                infra::aws::api_error("SetInstanceHealth", &format!("instance {instance}"), &e)
             })?;
         Ok(())
     }

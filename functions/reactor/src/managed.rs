@@ -109,7 +109,7 @@ fn allowed_pool(text: &str, pools: &GroupPools) -> Result<AllowedPool, String> {
 }
 
 /// `*` matches any run of characters; everything else matches itself.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn glob(pattern: &[u8], text: &[u8]) -> bool {
     match pattern.split_first() {
         None => text.is_empty(),
         Some((b'*', rest)) => {

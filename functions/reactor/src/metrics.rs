@@ -16,6 +16,8 @@
 //! | `ForgedReports` | Count | Function | inbox messages refused: a report not sent by the host it names, an event body sent by a proxy |
 //! | `HostsDropped` | Count | Function | hosts dropped from an action's quorum (silent past `HOST_REPORT_TIMEOUT_S`, or out of service) |
 //! | `TagsRefused` | Count | Function | group tags not followed: a `haproxy:pool` or `haproxy:port` naming a pool or port the configuration does not allow that group (tags only narrow) |
+//! | `SetUnhealthy` | Count | Function | members set unhealthy in Auto Scaling because a quorum of proxies saw them DOWN for `UNHEALTHY_AFTER_S` (`PROXY_HEALTH_GROUPS`) |
+//! | `UnhealthyHeld` | Count | Function | members the proxies see down that were not set unhealthy: their group already has `MAX_UNHEALTHY_FRACTION` of its members set unhealthy |
 //! | `PendingActions` | Count | Function | the schedule: lifecycle actions still open |
 //! | `PendingActionMaxAge` | Seconds | Function | the schedule: the oldest one's age |
 //!
@@ -130,6 +132,8 @@ pub fn emf_lines(
         ("ForgedReports", r.forged),
         ("HostsDropped", r.hosts_dropped.len()),
         ("TagsRefused", summary.tags_refused.len()),
+        ("SetUnhealthy", summary.unhealthy.len()),
+        ("UnhealthyHeld", summary.unhealthy_held.len()),
     ] {
         if n > 0 {
             function_only.push((name, "Count", n as f64));
@@ -230,6 +234,8 @@ mod tests {
         summary
             .tags_refused
             .push("group g: tag haproxy:pool=\"x\" refused".into());
+        summary.unhealthy.push("i-1 in web-asg".into());
+        summary.unhealthy_held.push("i-2 in web-asg".into());
         let lines = emf_lines("haproxy-asg", &summary, true, 17, 5_000);
         let names: Vec<String> = lines.iter().flat_map(|l| check_emf(l)).collect();
         for m in [
@@ -241,6 +247,8 @@ mod tests {
             "ForgedReports",
             "HostsDropped",
             "TagsRefused",
+            "SetUnhealthy",
+            "UnhealthyHeld",
             "PendingActions",
             "PendingActionMaxAge",
         ] {

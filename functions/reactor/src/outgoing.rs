@@ -137,7 +137,15 @@ impl<B: Boundaries> Reactor<B> {
             );
             return Ok(());
         }
-        let change = plan.into_change(generation);
+        let mut change = plan.into_change(generation);
+        if !self.config.member_zones {
+            // Agents older than zones refuse a member carrying one (MEMBER_ZONES).
+            change
+                .pools
+                .iter_mut()
+                .flat_map(|p| p.add.iter_mut())
+                .for_each(|m| m.zone = None);
+        }
         let sent = self
             .dispatcher
             .send(&out.hosts, &change, &out.label)

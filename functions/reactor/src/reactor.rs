@@ -119,6 +119,7 @@ struct Work {
     singles: Vec<(String, Input)>,
     reports: (Vec<String>, Vec<HostMessage>),
     rechecks: (Vec<String>, Vec<ActionKey>),
+    health: (Vec<String>, Vec<infra::MemberId>),
     schedule: Vec<String>,
 }
 
@@ -142,6 +143,10 @@ impl Work {
             Input::Recheck(keys) => {
                 self.rechecks.0.push(id);
                 self.rechecks.1.extend(keys);
+            }
+            Input::HealthRecheck(members) => {
+                self.health.0.push(id);
+                self.health.1.extend(members);
             }
             Input::Schedule => self.schedule.push(id),
             Input::Ignored(reason) => summary.ignore(reason),
@@ -286,6 +291,12 @@ impl<B: Boundaries> Reactor<B> {
             let (ids, actions) = work.rechecks;
             if !actions.is_empty() {
                 if let Err(e) = self.recheck(actions, &mut summary).await {
+                    failed(&ids, e, &mut summary);
+                }
+            }
+            let (ids, members) = work.health;
+            if !members.is_empty() {
+                if let Err(e) = self.judge_health(&members, &mut summary).await {
                     failed(&ids, e, &mut summary);
                 }
             }

@@ -147,6 +147,10 @@ struct FakeLifecycle {
     in_flight: Mutex<(usize, usize)>,
     heartbeats: Mutex<Vec<String>>,
     marked: Mutex<Vec<(String, String)>>,
+    /// Instance -> its group, as DescribeAutoScalingInstances answers.
+    groups_of: Mutex<Vec<(String, String)>>,
+    /// SetInstanceHealth(Unhealthy) calls, in order.
+    unhealthy: Mutex<Vec<String>>,
     /// Other systems' hooks on the group.
     foreign: Vec<Hook>,
 }
@@ -215,6 +219,29 @@ impl LifecycleApi for FakeLifecycle {
             .push((instance.to_string(), interruption.tag_value()));
         Ok(())
     }
+    async fn instances(
+        &self,
+        instances: &[String],
+    ) -> Result<Vec<crate::lifecycle::InstanceOfGroup>, AwsError> {
+        let unhealthy = self.unhealthy.lock().unwrap();
+        Ok(self
+            .groups_of
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, _)| instances.contains(i))
+            .map(|(i, g)| crate::lifecycle::InstanceOfGroup {
+                instance: i.clone(),
+                group: g.clone(),
+                lifecycle_state: "InService".into(),
+                healthy: !unhealthy.contains(i),
+            })
+            .collect())
+    }
+    async fn set_unhealthy(&self, instance: &str) -> Result<(), AwsError> {
+        self.unhealthy.lock().unwrap().push(instance.to_string());
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -245,11 +272,16 @@ impl DnsApi for FakeDns {
 #[derive(Default)]
 struct FakeReminders {
     set: Mutex<Vec<(Vec<ActionKey>, Duration)>>,
+    health: Mutex<Vec<(Vec<MemberId>, Duration)>>,
 }
 
 impl crate::remind::Reminders for FakeReminders {
     async fn remind(&self, actions: &[ActionKey], after: Duration) -> Result<(), AwsError> {
         self.set.lock().unwrap().push((actions.to_vec(), after));
+        Ok(())
+    }
+    async fn remind_health(&self, members: &[MemberId], after: Duration) -> Result<(), AwsError> {
+        self.health.lock().unwrap().push((members.to_vec(), after));
         Ok(())
     }
 }
@@ -1708,4 +1740,180 @@ async fn warm_pool_instances_never_reach_a_pool_and_one_going_back_is_drained_fi
     )
     .await;
     assert_eq!(completed(&r)[2], ("i-2".to_string(), "CONTINUE"));
+}
+
+/// Host `host`'s word on the health of `members` (DOWN since `since_ms` when
+/// `healthy` is false), sent from its own session.
+fn health_record(host: &str, members: &[&str], healthy: bool, since_ms: u64) -> Value {
+    let body = HostReport {
+        host: HostId::new(host).unwrap(),
+        sent_ms: since_ms,
+        reports: Vec::new(),
+        health: members
+            .iter()
+            .map(|m| infra::HealthReport {
+                pool: PoolName::new("web").unwrap(),
+                member: MemberId::new(*m).unwrap(),
+                healthy,
+                since_ms,
+            })
+            .collect(),
+    }
+    .to_messages(MAX_MESSAGE_BYTES)
+    .remove(0);
+    record(
+        &format!("h-{host}-{since_ms}"),
+        &format!("{ROLE}:{host}"),
+        &body,
+    )
+}
+
+/// Three proxies, web-asg of four members in service, opted in to proxy health.
+fn health_fixture(extra: &[(&str, &str)]) -> Fixture {
+    // The first of a name wins: `extra` before the defaults.
+    let mut kv = extra.to_vec();
+    kv.extend([
+        ("PROXY_HEALTH_GROUPS", "web-*"),
+        ("UNHEALTHY_AFTER_S", "30"),
+    ]);
+    let lifecycle = FakeLifecycle::default();
+    let ids = ["i-1", "i-2", "i-3", "i-4"];
+    *lifecycle.groups_of.lock().unwrap() =
+        ids.map(|i| (i.to_string(), "web-asg".to_string())).to_vec();
+    let r = build(config(&kv), FakeHosts::new(3), lifecycle);
+    let members = ids
+        .iter()
+        .zip(1..)
+        .map(|(i, n)| member(i, "InService", n))
+        .collect();
+    r.discovery.set(group("web-asg", members, 1000));
+    r
+}
+
+fn set_unhealthy(r: &Fixture) -> Vec<String> {
+    r.lifecycle.unhealthy.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_member_a_quorum_of_proxies_sees_down_long_enough_is_set_unhealthy_once() {
+    let r = health_fixture(&[]);
+    let now = infra::aws::now_ms();
+    // One of three proxies: no quorum, however long.
+    deliver(
+        &r,
+        vec![health_record("i-p0", &["i-2"], false, now - 120_000)],
+    )
+    .await;
+    assert!(
+        set_unhealthy(&r).is_empty(),
+        "one proxy of three is no majority"
+    );
+    // A second, just now: a quorum, but not for 30 s yet; a reminder comes back then.
+    deliver(&r, vec![health_record("i-p1", &["i-2"], false, now)]).await;
+    assert!(
+        set_unhealthy(&r).is_empty(),
+        "not down for UNHEALTHY_AFTER_S yet"
+    );
+    let reminded = r.reminders.health.lock().unwrap().clone();
+    assert_eq!(reminded.len(), 1);
+    assert_eq!(reminded[0].0, vec![MemberId::new("i-2").unwrap()]);
+    assert!(
+        reminded[0].1 >= Duration::from_secs(30) && reminded[0].1 <= Duration::from_secs(32),
+        "{:?}",
+        reminded[0].1
+    );
+    // The same words, older: now the quorum has seen it down for long enough.
+    deliver(
+        &r,
+        vec![health_record("i-p1", &["i-2"], false, now - 60_000)],
+    )
+    .await;
+    assert!(
+        set_unhealthy(&r).is_empty(),
+        "an older word changes nothing"
+    );
+    let inv = deliver(
+        &r,
+        vec![health_record("i-p2", &["i-2"], false, now - 40_000)],
+    )
+    .await;
+    assert_eq!(set_unhealthy(&r), vec!["i-2".to_string()]);
+    assert_eq!(inv.summary.unhealthy.len(), 1);
+    assert!(
+        inv.summary.unhealthy[0].contains("i-p0") && inv.summary.unhealthy[0].contains("i-p2"),
+        "{:?}",
+        inv.summary.unhealthy
+    );
+    // Said again, and reminded: never a second call.
+    deliver(
+        &r,
+        vec![health_record("i-p1", &["i-2"], false, now - 50_000)],
+    )
+    .await;
+    let body =
+        crate::input::recheck::Recheck::health_messages(&[MemberId::new("i-2").unwrap()]).remove(0);
+    deliver(&r, vec![record("rh", "AIDAREACTOREXAMPLE", &body)]).await;
+    assert_eq!(set_unhealthy(&r), vec!["i-2".to_string()], "once");
+}
+
+#[tokio::test]
+async fn a_member_back_up_or_a_group_not_opted_in_is_never_set_unhealthy() {
+    let r = health_fixture(&[("PROXY_HEALTH_GROUPS", "api-*")]);
+    let old = infra::aws::now_ms() - 120_000;
+    let all: Vec<Value> = ["i-p0", "i-p1", "i-p2"]
+        .iter()
+        .map(|h| health_record(h, &["i-1"], false, old))
+        .collect();
+    deliver(&r, all).await;
+    assert!(set_unhealthy(&r).is_empty(), "web-asg did not opt in");
+    let r = health_fixture(&[]);
+    deliver(&r, vec![health_record("i-p0", &["i-1"], false, old)]).await;
+    deliver(&r, vec![health_record("i-p0", &["i-1"], true, old + 1_000)]).await;
+    deliver(&r, vec![health_record("i-p1", &["i-1"], false, old)]).await;
+    assert!(
+        set_unhealthy(&r).is_empty(),
+        "i-p0 sees it up again: one of three"
+    );
+    // Opted out entirely: reports are not even kept.
+    let r = build(config(&[]), FakeHosts::new(1), FakeLifecycle::default());
+    deliver(&r, vec![health_record("i-p0", &["i-1"], false, old)]).await;
+    assert!(r
+        .ledger
+        .docs(&["health#i-1".to_string()])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn every_member_failing_at_once_sets_at_most_the_fraction_unhealthy() {
+    let r = health_fixture(&[]);
+    let old = infra::aws::now_ms() - 120_000;
+    let ids = ["i-1", "i-2", "i-3", "i-4"];
+    let words: Vec<Value> = ["i-p0", "i-p1", "i-p2"]
+        .iter()
+        .map(|h| health_record(h, &ids, false, old))
+        .collect();
+    let inv = deliver(&r, words).await;
+    assert_eq!(
+        set_unhealthy(&r).len(),
+        1,
+        "a quarter of four: {:?}",
+        set_unhealthy(&r)
+    );
+    assert_eq!(inv.summary.unhealthy_held.len(), 3, "{:?}", inv.summary);
+    // The one set unhealthy is replaced (it left the group): the next may go.
+    let gone = set_unhealthy(&r)[0].clone();
+    let members = ids
+        .iter()
+        .zip(1..)
+        .filter(|(i, _)| **i != gone)
+        .map(|(i, n)| member(i, "InService", n))
+        .collect();
+    r.discovery.set(group("web-asg", members, 2000));
+    let next = ids.iter().find(|i| **i != gone).unwrap();
+    let body =
+        crate::input::recheck::Recheck::health_messages(&[MemberId::new(*next).unwrap()]).remove(0);
+    deliver(&r, vec![record("rh", "AIDAREACTOREXAMPLE", &body)]).await;
+    assert_eq!(set_unhealthy(&r).len(), 2, "{:?}", set_unhealthy(&r));
 }

@@ -15,6 +15,7 @@ use infra::aws::{api_error, AwsError};
 
 use crate::input::recheck::Recheck;
 use crate::ledger::ActionKey;
+use infra::MemberId;
 
 /// The longest delay SQS gives a message.
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
@@ -25,6 +26,13 @@ pub trait Reminders: Send + Sync {
     fn remind(
         &self,
         actions: &[ActionKey],
+        after: Duration,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Brings the health watches of `members` back to the reactor `after` from now.
+    fn remind_health(
+        &self,
+        members: &[MemberId],
         after: Duration,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
@@ -51,8 +59,22 @@ impl Reminders for SqsReminders {
         if actions.is_empty() {
             return Ok(());
         }
+        self.send_all(Recheck::messages(actions), after).await
+    }
+
+    async fn remind_health(&self, members: &[MemberId], after: Duration) -> Result<(), AwsError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.send_all(Recheck::health_messages(members), after)
+            .await
+    }
+}
+
+impl SqsReminders {
+    async fn send_all(&self, bodies: Vec<String>, after: Duration) -> Result<(), AwsError> {
         let delay = i32::try_from(after.min(MAX_DELAY).as_secs()).unwrap_or(900);
-        for body in Recheck::messages(actions) {
+        for body in bodies {
             self.client
                 .send_message()
                 .queue_url(&self.queue_url)

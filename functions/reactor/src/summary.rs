@@ -113,6 +113,13 @@ pub struct Summary {
     /// The schedule's count of open lifecycle actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingSummary>,
+    /// Members set unhealthy in Auto Scaling from the proxies' health checks, with the
+    /// evidence.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy: Vec<String>,
+    /// Members the proxies see down but held back by `MAX_UNHEALTHY_FRACTION`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy_held: Vec<String>,
     /// Records given back to the queue to be retried (their message ids).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,

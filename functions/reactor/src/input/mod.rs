@@ -19,6 +19,7 @@
 
 pub mod activity;
 pub mod ec2_state;
+pub mod health;
 pub mod lifecycle;
 pub mod recheck;
 pub mod report;
@@ -106,6 +107,8 @@ pub enum Input {
     Report(report::HostMessage),
     /// A reminder the reactor set itself: look at these actions again.
     Recheck(Vec<crate::ledger::ActionKey>),
+    /// A reminder the reactor set itself: look at these members' health watches again.
+    HealthRecheck(Vec<infra::MemberId>),
     /// Reconcile every managed group, decide what is overdue.
     Schedule,
     /// Nothing to do, and why.
@@ -121,7 +124,7 @@ impl Input {
             Self::Ec2State(_) => "ec2-state-change",
             Self::Warning(w) => w.kind.label(),
             Self::Report(_) => "host-report",
-            Self::Recheck(_) => "recheck",
+            Self::Recheck(_) | Self::HealthRecheck(_) => "recheck",
             Self::Schedule => "reconcile",
             Self::Ignored(_) => "ignored",
         }

@@ -34,7 +34,11 @@ pub struct Recheck {
     kind: String,
     version: u32,
     /// The actions, as ledger ids (`<instance>#<launch|terminate>`).
+    #[serde(default)]
     actions: Vec<String>,
+    /// Members whose health watch to look at again ([`crate::health`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    health: Vec<MemberId>,
 }
 
 impl Recheck {
@@ -47,10 +51,35 @@ impl Recheck {
                     kind: RECHECK_KIND.into(),
                     version: 1,
                     actions: c.iter().map(ActionKey::id).collect(),
+                    health: Vec::new(),
                 };
                 serde_json::to_string(&r).unwrap_or_default()
             })
             .collect()
+    }
+
+    /// The messages reminding of the health watches of `members`.
+    pub fn health_messages(members: &[MemberId]) -> Vec<String> {
+        members
+            .chunks(PER_MESSAGE)
+            .map(|c| {
+                let r = Recheck {
+                    kind: RECHECK_KIND.into(),
+                    version: 1,
+                    actions: Vec::new(),
+                    health: c.to_vec(),
+                };
+                serde_json::to_string(&r).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The members whose health watch a reminder's body names (none for one about
+    /// actions).
+    pub fn health_from_json(text: &str) -> Result<Vec<MemberId>, String> {
+        let r: Recheck = serde_json::from_str(text)
+            .map_err(|e| format!("a reminder that can not be read: {e}"))?;
+        Ok(r.health)
     }
 
     /// Whether a message body is a reminder.

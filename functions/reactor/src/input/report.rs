@@ -50,7 +50,9 @@ impl<B: Boundaries> Reactor<B> {
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
         let mut by_key: BTreeMap<ActionKey, Vec<(HostId, MemberReport)>> = BTreeMap::new();
+        let mut health = Vec::new();
         for m in messages {
+            health.extend(m.report.health.into_iter().map(|h| (m.host.clone(), h)));
             for r in m.report.reports {
                 match ActionKey::of_report(&r.member, r.status) {
                     Some(k) => by_key.entry(k).or_default().push((m.host.clone(), r)),
@@ -109,6 +111,8 @@ impl<B: Boundaries> Reactor<B> {
             }
         }
         let decided = self.decide_items(&items, &by, false, summary).await;
+        // Health words ride along; their failure retries the batch like the rest.
+        self.health_reports(health, summary).await?;
         let open: Vec<ActionKey> = items
             .iter()
             .filter(|i| {

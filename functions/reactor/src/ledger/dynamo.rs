@@ -10,6 +10,9 @@
 //! | `decision` | S | `CONTINUE` or `ABANDON`, once decided |
 //! | `expires_at` | N | once decided: epoch seconds after which TTL removes it |
 //!
+//! Records kept beside the actions ([`Doc`]: `health#<instance>`, `unhealthy#<group>`)
+//! have `id`, `version`, `doc` and `expires_at`, never `open`.
+//!
 //! Reads are `BatchGetItem` (100 keys a call, strongly consistent); one item is written
 //! with a conditional `PutItem`, several with `TransactWriteItems` (100 a call): a
 //! transaction is all or nothing, so when some conditions fail their items are left out
@@ -20,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use infra::aws::{api_error, AwsError};
 
-use super::{ActionKey, Item, Ledger, LedgerError};
+use super::{ActionKey, Doc, Item, Ledger, LedgerError};
 
 /// The sparse index of undecided items.
 pub const OPEN_INDEX: &str = "open";
@@ -123,6 +126,44 @@ impl DynamoLedger {
         Ok(item)
     }
 
+    /// `BatchGetItem` of at most [`BATCH`] keys, strongly consistent, asking again for
+    /// the keys DynamoDB left unprocessed under load.
+    async fn batch_get(&self, mut wanted: Vec<Attrs>) -> Result<Vec<Attrs>, LedgerError> {
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            if wanted.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut wanted)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| api_error("BatchGetItem", &self.subject(), &e))?;
+            let answer = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| api_error("BatchGetItem", &self.subject(), &e))?;
+            if let Some(got) = answer.responses().and_then(|r| r.get(&self.table)) {
+                out.extend(got.iter().cloned());
+            }
+            if let Some(left) = answer.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                wanted = left.keys().to_vec();
+            }
+        }
+        if !wanted.is_empty() {
+            return Err(AwsError::Api {
+                api: "BatchGetItem",
+                subject: self.subject(),
+                message: format!("{} keys stayed unprocessed after 10 tries", wanted.len()),
+            }
+            .into());
+        }
+        Ok(out)
+    }
+
     async fn put_one(&self, item: &Item) -> Result<bool, LedgerError> {
         let (condition, values) = Self::condition(item);
         let r = self
@@ -198,46 +239,12 @@ impl Ledger for DynamoLedger {
         let mut out = Vec::new();
         for chunk in keys.chunks(BATCH) {
             let ids: BTreeSet<String> = chunk.iter().map(ActionKey::id).collect();
-            let mut wanted: Vec<Attrs> = ids
+            let wanted: Vec<Attrs> = ids
                 .into_iter()
                 .map(|id| HashMap::from([("id".to_string(), s(id))]))
                 .collect();
-            // BatchGetItem may leave keys unprocessed under load: ask again for those.
-            for _ in 0..10 {
-                if wanted.is_empty() {
-                    break;
-                }
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut wanted)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| api_error("BatchGetItem", &self.subject(), &e))?;
-                let answer = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| api_error("BatchGetItem", &self.subject(), &e))?;
-                for attrs in answer
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                {
-                    out.push(Self::read(attrs)?);
-                }
-                if let Some(left) = answer.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                    wanted = left.keys().to_vec();
-                }
-            }
-            if !wanted.is_empty() {
-                return Err(AwsError::Api {
-                    api: "BatchGetItem",
-                    subject: self.subject(),
-                    message: format!("{} keys stayed unprocessed after 10 tries", wanted.len()),
-                }
-                .into());
+            for attrs in self.batch_get(wanted).await? {
+                out.push(Self::read(&attrs)?);
             }
         }
         Ok(out)
@@ -273,6 +280,74 @@ impl Ledger for DynamoLedger {
             }
         }
         Ok(conflicts)
+    }
+
+    async fn docs(&self, ids: &[String]) -> Result<Vec<Doc>, LedgerError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(BATCH) {
+            let keys: Vec<Attrs> = chunk
+                .iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|id| HashMap::from([("id".to_string(), s(id.clone()))]))
+                .collect();
+            for attrs in self.batch_get(keys).await? {
+                let field = |k: &str| match attrs.get(k) {
+                    Some(AttributeValue::S(v) | AttributeValue::N(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                let (Some(id), Some(version), Some(body)) =
+                    (field("id"), field("version"), field("doc"))
+                else {
+                    continue;
+                };
+                out.push(Doc {
+                    id,
+                    version: version.parse().unwrap_or(0),
+                    body,
+                    expires_at_s: field("expires_at").and_then(|e| e.parse().ok()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_doc(&self, doc: &Doc) -> Result<bool, LedgerError> {
+        let mut item: Attrs = HashMap::from([
+            ("id".to_string(), s(doc.id.clone())),
+            ("version".into(), n(doc.version + 1)),
+            ("doc".into(), s(doc.body.clone())),
+        ]);
+        if let Some(at) = doc.expires_at_s {
+            item.insert("expires_at".into(), n(at));
+        }
+        let (condition, values) = if doc.version == 0 {
+            ("attribute_not_exists(id)", None)
+        } else {
+            (
+                "version = :v",
+                Some(HashMap::from([(":v".to_string(), n(doc.version))])),
+            )
+        };
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(api_error("PutItem", &self.subject(), &e).into()),
+        }
     }
 
     async fn open(&self) -> Result<Vec<Item>, LedgerError> {

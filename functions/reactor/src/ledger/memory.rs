@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{ActionKey, Item, Ledger, LedgerError};
+use super::{ActionKey, Doc, Item, Ledger, LedgerError};
 
 type Interference = Box<dyn FnMut(&mut Item) + Send>;
 
@@ -12,6 +12,7 @@ type Interference = Box<dyn FnMut(&mut Item) + Send>;
 #[derive(Default)]
 pub struct MemoryLedger {
     items: Mutex<BTreeMap<String, Item>>,
+    docs: Mutex<BTreeMap<String, Doc>>,
     writes: Mutex<usize>,
     interfere: Mutex<Option<(Interference, bool)>>,
 }
@@ -109,5 +110,22 @@ impl Ledger for MemoryLedger {
 
     async fn open(&self) -> Result<Vec<Item>, LedgerError> {
         Ok(self.open_items())
+    }
+
+    async fn docs(&self, ids: &[String]) -> Result<Vec<Doc>, LedgerError> {
+        let docs = self.docs.lock().unwrap();
+        Ok(ids.iter().filter_map(|id| docs.get(id).cloned()).collect())
+    }
+
+    async fn put_doc(&self, doc: &Doc) -> Result<bool, LedgerError> {
+        let mut docs = self.docs.lock().unwrap();
+        let current = docs.get(&doc.id).map_or(0, |d| d.version);
+        if current != doc.version {
+            return Ok(false);
+        }
+        let mut written = doc.clone();
+        written.version += 1;
+        docs.insert(doc.id.clone(), written);
+        Ok(true)
     }
 }

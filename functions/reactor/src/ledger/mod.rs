@@ -71,6 +71,27 @@ pub trait Ledger: Send + Sync {
 
     /// Every undecided item.
     fn open(&self) -> impl Future<Output = Result<Vec<Item>, LedgerError>> + Send;
+
+    /// The records of `ids` kept beside the actions (health watches, a group's marks)
+    /// that exist (strongly consistent reads).
+    fn docs(&self, ids: &[String]) -> impl Future<Output = Result<Vec<Doc>, LedgerError>> + Send;
+
+    /// Writes `doc` only if the stored version is still its version (0: it does not
+    /// exist); the stored version becomes one more. Returns whether it was written.
+    fn put_doc(&self, doc: &Doc) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+}
+
+/// A record kept beside the actions: its id, version and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    /// Its id (`health#<instance>`, `unhealthy#<group>`).
+    pub id: String,
+    /// The version read (0: new).
+    pub version: u64,
+    /// The record as JSON.
+    pub body: String,
+    /// When TTL may remove it (epoch seconds), if ever.
+    pub expires_at_s: Option<u64>,
 }
 
 /// How many times [`update`] re-reads conflicting items before it gives up.

@@ -1,0 +1,272 @@
+//! The health part of a host report: members that went DOWN (or came back UP) on a
+//! proxy after they were UP there. It rides in the host report's message
+//! ([`crate::input::report`]), its sender checked the same way:
+//!
+//! ```json
+//! {"kind": "haproxy-asg.host-report", "version": 1, "host": "i-0123456789abcdef0",
+//!  "sent_ms": 1764000000123, "reports": [],
+//!  "health": [{"pool": "web", "member": "i-0aaa", "healthy": false, "since_ms": 1764000000100}]}
+//! ```
+//!
+//! Each host's word is kept in the member's watch ([`crate::health::Watch`]); when the
+//! proxies' quorum has seen it DOWN long enough, the member is set unhealthy in Auto
+//! Scaling once, within the group's guard rail, and the decision is logged with its
+//! evidence. A reminder brings the reactor back when a quorum's DOWN words will have
+//! lasted long enough; any later report about the member looks again too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use infra::aws::{now_ms, Discovery};
+use infra::{HealthReport, HostId, MemberId};
+
+use crate::dispatch::Dispatcher;
+use crate::health::{Marks, Watch};
+use crate::ledger::{Doc, Ledger, LedgerError};
+use crate::lifecycle::{InstanceOfGroup, LifecycleApi};
+use crate::reactor::{Boundaries, Reactor, ReactorError};
+use crate::remind::Reminders;
+use crate::summary::Summary;
+
+/// How many times a record is re-read after another writer changed it.
+const ROUNDS: usize = 5;
+/// How long a watch or a group's marks stay after their last change (TTL).
+const KEEP_S: u64 = 7 * 86_400;
+
+fn doc_of<T: serde::Serialize>(id: String, version: u64, body: &T) -> Doc {
+    Doc {
+        id,
+        version,
+        body: serde_json::to_string(body).unwrap_or_default(),
+        expires_at_s: Some(now_ms() / 1000 + KEEP_S),
+    }
+}
+
+fn corrupt(id: &str, e: serde_json::Error) -> LedgerError {
+    LedgerError::Corrupt {
+        id: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl<B: Boundaries> Reactor<B> {
+    /// Records the hosts' health words, then judges the members they are about.
+    pub(crate) async fn health_reports(
+        &self,
+        words: Vec<(HostId, HealthReport)>,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        if !self.config.health.is_on() || words.is_empty() {
+            return Ok(());
+        }
+        let mut by_member: BTreeMap<MemberId, Vec<(HostId, HealthReport)>> = BTreeMap::new();
+        for (host, r) in words {
+            tracing::info!(host = %host, pool = %r.pool, instance = %r.member, healthy = r.healthy, "a proxy saw a member's health change");
+            by_member
+                .entry(r.member.clone())
+                .or_default()
+                .push((host, r));
+        }
+        for (member, words) in &by_member {
+            self.hear(member, words).await?;
+        }
+        let members: Vec<MemberId> = by_member.into_keys().collect();
+        self.judge_health(&members, summary).await
+    }
+
+    /// Adds `words` to the watch of `member` (optimistic, re-read on a conflict).
+    async fn hear(
+        &self,
+        member: &MemberId,
+        words: &[(HostId, HealthReport)],
+    ) -> Result<(), ReactorError> {
+        let id = Watch::id_of(member);
+        for _ in 0..ROUNDS {
+            let (mut watch, version) =
+                match self.ledger.docs(std::slice::from_ref(&id)).await?.pop() {
+                    Some(d) => (
+                        serde_json::from_str::<Watch>(&d.body).map_err(|e| corrupt(&id, e))?,
+                        d.version,
+                    ),
+                    None => {
+                        let pool = words.first().map(|(_, r)| r.pool.clone());
+                        let Some(pool) = pool else { return Ok(()) };
+                        (Watch::new(member.clone(), pool), 0)
+                    }
+                };
+            let changed = words.iter().fold(false, |c, (h, r)| watch.hear(h, r) || c);
+            if !changed
+                || self
+                    .ledger
+                    .put_doc(&doc_of(id.clone(), version, &watch))
+                    .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(LedgerError::Contended {
+            ids: id,
+            rounds: ROUNDS as u32,
+        }
+        .into())
+    }
+
+    /// Sets unhealthy the members of `members` whose watch is due, within each group's
+    /// guard rail; sets a reminder for the others whose quorum is only waiting.
+    pub(crate) async fn judge_health(
+        &self,
+        members: &[MemberId],
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        let policy = &self.config.health;
+        let ids: Vec<String> = members.iter().map(Watch::id_of).collect();
+        let mut watches = Vec::new();
+        for d in self.ledger.docs(&ids).await? {
+            let w: Watch = serde_json::from_str(&d.body).map_err(|e| corrupt(&d.id, e))?;
+            watches.push((w, d.version));
+        }
+        if watches.iter().all(|(w, _)| w.marked_ms.is_some()) {
+            return Ok(());
+        }
+        let proxies: BTreeSet<HostId> = self.dispatcher.hosts().await?.into_iter().collect();
+        let quorum = policy.quorum_of(proxies.len());
+        let now = now_ms();
+        let mut later = Vec::new();
+        let mut due = Vec::new();
+        for (w, version) in watches {
+            if w.is_due(&proxies, policy, now) {
+                due.push((w, version));
+            } else if let Some(at) = w.look_again_at(policy, quorum).filter(|at| *at > now) {
+                later.push((w.instance.clone(), at - now));
+            }
+        }
+        if let Some(wait) = later.iter().map(|(_, ms)| *ms).max() {
+            let members: Vec<MemberId> = later.into_iter().map(|(m, _)| m).collect();
+            let after = std::time::Duration::from_millis(wait + 1_000);
+            if let Err(e) = self.reminders.remind_health(&members, after).await {
+                tracing::warn!(error = %e, "cannot set a reminder for health watches; the next report about them looks again");
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = due.iter().map(|(w, _)| w.instance.to_string()).collect();
+        let of_group: BTreeMap<String, InstanceOfGroup> = self
+            .lifecycle
+            .instances(&names)
+            .await?
+            .into_iter()
+            .map(|i| (i.instance.clone(), i))
+            .collect();
+        for (w, version) in due {
+            let evidence = w.evidence(&proxies, policy, now);
+            match of_group.get(w.instance.as_str()) {
+                Some(i)
+                    if policy.covers(&i.group) && i.healthy && i.lifecycle_state == "InService" =>
+                {
+                    self.set_unhealthy(w, version, i, &evidence, summary)
+                        .await?;
+                }
+                Some(i) => {
+                    tracing::debug!(instance = %w.instance, group = %i.group, state = %i.lifecycle_state, healthy = i.healthy, "proxies see it down; not set unhealthy (group not opted in, already unhealthy or leaving)")
+                }
+                None => {
+                    tracing::debug!(instance = %w.instance, "proxies see it down; no group holds it")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims the watch, takes a place in the group's guard rail, and calls
+    /// `SetInstanceHealth`; held back (logged, counted) when the group is at its limit.
+    async fn set_unhealthy(
+        &self,
+        mut watch: Watch,
+        version: u64,
+        instance: &InstanceOfGroup,
+        evidence: &[(HostId, u64)],
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
+        let group = &instance.group;
+        let seen: Vec<String> = evidence
+            .iter()
+            .map(|(h, since)| format!("{h} since {since}"))
+            .collect();
+        let line = format!(
+            "{} in {group} (pool {}): DOWN on {}",
+            watch.instance,
+            watch.pool,
+            seen.join(", ")
+        );
+        if let Err(held) = self.take_place(group, &watch.instance).await? {
+            let marked: Vec<String> = held.marked.iter().map(ToString::to_string).collect();
+            tracing::warn!(instance = %watch.instance, group = %group, evidence = %seen.join(", "), marked = %marked.join(","), allowed = held.allowed, "the proxies see it down, but the group already has as many members set unhealthy as MAX_UNHEALTHY_FRACTION allows; held back");
+            summary.unhealthy_held.push(line);
+            return Ok(());
+        }
+        let now = now_ms();
+        watch.marked_ms = Some(now);
+        let id = Watch::id_of(&watch.instance);
+        if !self.ledger.put_doc(&doc_of(id, version, &watch)).await? {
+            // Another invocation changed the watch: the next report or reminder judges.
+            return Ok(());
+        }
+        self.lifecycle
+            .set_unhealthy(instance.instance.as_str())
+            .await?;
+        tracing::warn!(instance = %watch.instance, group = %group, pool = %watch.pool, evidence = %seen.join(", "), "set unhealthy in Auto Scaling: a quorum of proxies saw it down long enough; Auto Scaling replaces it through its terminate hook");
+        summary.unhealthy.push(line);
+        Ok(())
+    }
+
+    /// A place for `instance` among the group's members set unhealthy (optimistic).
+    async fn take_place(
+        &self,
+        group: &str,
+        instance: &MemberId,
+    ) -> Result<Result<(), crate::health::Held>, ReactorError> {
+        let state = self.discovery.groups(&[group.to_string()]).await?;
+        let members: BTreeSet<MemberId> = state
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.id.clone()))
+            .collect();
+        let serving = state
+            .iter()
+            .flat_map(|g| &g.members)
+            .filter(|m| m.phase != infra::aws::Phase::Leaving)
+            .count();
+        let allowed = self.config.health.allowed(serving.max(1));
+        let id = Marks::id_of(group);
+        for _ in 0..ROUNDS {
+            let (mut marks, version) =
+                match self.ledger.docs(std::slice::from_ref(&id)).await?.pop() {
+                    Some(d) => (
+                        serde_json::from_str::<Marks>(&d.body).map_err(|e| corrupt(&id, e))?,
+                        d.version,
+                    ),
+                    None => (
+                        Marks {
+                            group: group.to_string(),
+                            ..Marks::default()
+                        },
+                        0,
+                    ),
+                };
+            if let Err(held) = marks.admit(instance, &members, allowed, now_ms()) {
+                return Ok(Err(held));
+            }
+            if self
+                .ledger
+                .put_doc(&doc_of(id.clone(), version, &marks))
+                .await?
+            {
+                return Ok(Ok(()));
+            }
+        }
+        Err(LedgerError::Contended {
+            ids: id,
+            rounds: ROUNDS as u32,
+        }
+        .into())
+    }
+}
