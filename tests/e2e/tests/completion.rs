@@ -17,6 +17,8 @@
 //!   report decides the action.
 //! - A forged report and a command of the document sent by someone else complete
 //!   nothing.
+//! - A member whose backend dies is seen DOWN by both proxies, set unhealthy once
+//!   (`PROXY_HEALTH_GROUPS`), and replaced through the hooks.
 
 mod common;
 
@@ -437,4 +439,41 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
         s.handled()
     );
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_both_proxies_see_down_is_set_unhealthy_once_and_replaced() {
+    let mut spec = StackSpec::new(300, 5);
+    spec.env = vec![
+        ("PROXY_HEALTH_GROUPS", "web-*".into()),
+        ("UNHEALTHY_AFTER_S", "5".into()),
+    ];
+    let s = Stack::start(spec).await;
+    let ids = s.launched(4).await;
+    let sick = ids[0].clone();
+    assert!(s.fleet.fail(&sick), "{sick}'s backend was running");
+    // Both proxies see it DOWN within a few checks and report it; 5 s later the
+    // reactor sets it unhealthy, and Auto Scaling replaces it through the hooks.
+    let (result, by, _, _) = s
+        .completed(&sick, "terminate", Duration::from_secs(60))
+        .await;
+    assert_eq!((result.as_str(), by.as_str()), ("CONTINUE", "api"));
+    let new = s.new_member(&ids).await;
+    let (result, _, _, _) = s.completed(&new, "launch", Duration::from_secs(30)).await;
+    assert_eq!(result, "CONTINUE", "{:#?}", s.handled());
+    for id in &ids[1..] {
+        assert!(s.action(id, "terminate").is_none(), "{id} is healthy");
+    }
+    // Its reports kept coming until it was gone: still one call.
+    assert_eq!(s.w.count("SetInstanceHealth").expect("calls"), 1);
+    let handled = s.stop().await;
+    let set: Vec<String> = handled
+        .iter()
+        .flat_map(|h| h.summary.unhealthy.clone())
+        .collect();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(
+        set[0].starts_with(&sick) && set[0].contains("DOWN on"),
+        "{set:?}"
+    );
 }

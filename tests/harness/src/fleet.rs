@@ -37,6 +37,8 @@ pub struct Instance {
 struct State {
     instances: BTreeMap<String, Instance>,
     running: BTreeMap<String, Backend>,
+    /// Instances whose backend was made to fail: never started again.
+    failed: std::collections::BTreeSet<String>,
     errors: Vec<String>,
 }
 
@@ -102,7 +104,7 @@ impl Fleet {
                     };
                     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                     for (id, ip) in &running {
-                        if s.running.contains_key(id) {
+                        if s.running.contains_key(id) || s.failed.contains(id) {
                             continue;
                         }
                         match Backend::spawn(&format!("{tag}-{id}"), &format!("{ip}:{port}"), false)
@@ -195,6 +197,20 @@ impl Fleet {
     pub fn running(&self) -> Vec<String> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.running.keys().cloned().collect()
+    }
+
+    /// Makes instance `id`'s backend fail (stops it for good, while the instance runs):
+    /// its health checks fail from now on. Returns whether it was running.
+    pub fn fail(&self, id: &str) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.failed.insert(id.to_string());
+        match s.running.remove(id) {
+            Some(b) => {
+                retire(&mut s.instances, id, b);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Errors met (starting backends, reading the instances).
