@@ -1917,3 +1917,31 @@ async fn every_member_failing_at_once_sets_at_most_the_fraction_unhealthy() {
     deliver(&r, vec![record("rh", "AIDAREACTOREXAMPLE", &body)]).await;
     assert_eq!(set_unhealthy(&r).len(), 2, "{:?}", set_unhealthy(&r));
 }
+
+#[tokio::test]
+async fn members_carry_their_zone_only_with_member_zones_and_their_groups_weight() {
+    for (zones, weight) in [("false", None), ("true", Some(90))] {
+        let pools = match weight {
+            Some(w) => format!(r#"{{"web-asg":[{{"name":"web","port":8080,"weight":{w}}}]}}"#),
+            None => r#"{"web-asg":[{"name":"web","port":8080}]}"#.to_string(),
+        };
+        let cfg = config(&[("MEMBER_ZONES", zones), ("POOLS", &pools)]);
+        let r = build(cfg, FakeHosts::new(2), FakeLifecycle::default());
+        let zone = Some(infra::Zone::new("us-east-1b").unwrap());
+        let joining = member("i-2", "Pending:Wait", 2).in_zone(zone.clone());
+        r.discovery.set(group("web-asg", vec![joining], 1000));
+        deliver(
+            &r,
+            vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
+        )
+        .await;
+        let change = r.dispatcher.changes().pop().unwrap();
+        let added = &change.pools[0].add[0];
+        assert_eq!(
+            added.zone,
+            zone.filter(|_| zones == "true"),
+            "MEMBER_ZONES={zones}"
+        );
+        assert_eq!(added.weight.map(infra::Weight::get), weight.map(|w: u16| w));
+    }
+}
