@@ -1902,6 +1902,13 @@ async fn every_member_failing_at_once_sets_at_most_the_fraction_unhealthy() {
         set_unhealthy(&r)
     );
     assert_eq!(inv.summary.unhealthy_held.len(), 3, "{:?}", inv.summary);
+    // The held ones are looked at again later: their group's place may be free then.
+    let reminded = r.reminders.health.lock().unwrap().clone();
+    assert_eq!(
+        reminded.last().map(|(m, _)| m.len()),
+        Some(3),
+        "{reminded:?}"
+    );
     // The one set unhealthy is replaced (it left the group): the next may go.
     let gone = set_unhealthy(&r)[0].clone();
     let members = ids

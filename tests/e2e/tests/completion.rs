@@ -477,3 +477,48 @@ async fn a_member_both_proxies_see_down_is_set_unhealthy_once_and_replaced() {
         "{set:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_failing_at_once_has_at_most_the_fraction_set_unhealthy_at_a_time() {
+    let mut spec = StackSpec::new(300, 5);
+    spec.env = vec![
+        ("PROXY_HEALTH_GROUPS", "web-asg".into()),
+        ("UNHEALTHY_AFTER_S", "5".into()),
+        ("MAX_UNHEALTHY_FRACTION", "0.25".into()),
+    ];
+    let s = Stack::start(spec).await;
+    let ids = s.launched(4).await;
+    for id in &ids {
+        assert!(s.fleet.fail(id), "{id}'s backend was running");
+    }
+    // A shared dependency failing: every member DOWN on both proxies. A quarter of four
+    // may be unhealthy at once; watch the group until two were set unhealthy in turn
+    // (the first replaced before the second), never two at once.
+    let until = Instant::now() + Duration::from_secs(90);
+    let mut most = 0;
+    while s.w.count("SetInstanceHealth").expect("calls") < 2 {
+        assert!(
+            Instant::now() < until,
+            "no second replacement within 90 s: {:#?}",
+            s.handled()
+        );
+        let members = s.w.members(GROUP).await.expect("members");
+        let unhealthy = members
+            .iter()
+            .filter(|m| ids.contains(&m.id) && !m.healthy)
+            .count();
+        most = most.max(unhealthy);
+        assert!(
+            unhealthy <= 1,
+            "{unhealthy} set unhealthy at once: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(most, 1, "the first was set unhealthy and seen so");
+    let handled = s.stop().await;
+    let held: usize = handled.iter().map(|h| h.summary.unhealthy_held.len()).sum();
+    assert!(
+        held >= 1,
+        "the others were held back while one was unhealthy"
+    );
+}

@@ -160,6 +160,8 @@ pub struct GroupInstance {
     pub id: String,
     /// `Pending:Wait`, `InService`, `Terminating:Wait`...
     pub state: String,
+    /// Auto Scaling holds it healthy (its `HealthStatus`).
+    pub healthy: bool,
 }
 
 /// A group to create (desired capacity 0 unless said).
@@ -398,6 +400,7 @@ impl World {
                 Some(GroupInstance {
                     id: i.instance_id()?.to_string(),
                     state: i.lifecycle_state()?.as_str().to_string(),
+                    healthy: i.health_status() != Some("Unhealthy"),
                 })
             })
             .collect())
@@ -425,6 +428,7 @@ impl World {
                             .lifecycle_state()
                             .map(|s| s.as_str().to_string())
                             .unwrap_or_default(),
+                        healthy: i.health_status() != Some("Unhealthy"),
                     })
                     .collect()
             })

@@ -111,13 +111,13 @@ impl<B: Boundaries> Reactor<B> {
     }
 
     /// Sets unhealthy the members of `members` whose watch is due, within each group's
-    /// guard rail; sets a reminder for the others whose quorum is only waiting.
+    /// guard rail; sets a reminder for those whose quorum is only waiting, and for those
+    /// held back (their group's place may be free by then).
     pub(crate) async fn judge_health(
         &self,
         members: &[MemberId],
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
-        let policy = &self.config.health;
         let ids: Vec<String> = members.iter().map(Watch::id_of).collect();
         let mut watches = Vec::new();
         for d in self.ledger.docs(&ids).await? {
@@ -128,27 +128,61 @@ impl<B: Boundaries> Reactor<B> {
             return Ok(());
         }
         let proxies: BTreeSet<HostId> = self.dispatcher.hosts().await?.into_iter().collect();
+        let (due, later) = self.sort_watches(watches, &proxies);
+        let held = self.act_on_due(due, &proxies, summary).await?;
+        let policy = &self.config.health;
+        let mut reminders: Vec<(Vec<MemberId>, u64)> = Vec::new();
+        if let Some(wait) = later.iter().map(|(_, ms)| *ms).max() {
+            reminders.push((later.into_iter().map(|(m, _)| m).collect(), wait));
+        }
+        if !held.is_empty() {
+            let wait = u64::try_from(policy.after.as_millis()).unwrap_or(u64::MAX);
+            reminders.push((held, wait));
+        }
+        for (members, wait) in reminders {
+            let after = std::time::Duration::from_millis(wait.saturating_add(1_000));
+            if let Err(e) = self.reminders.remind_health(&members, after).await {
+                tracing::warn!(error = %e, "cannot set a reminder for health watches; the next report about them looks again");
+            }
+        }
+        Ok(())
+    }
+
+    /// The watches due now (with their versions), and the members to look at again
+    /// later (in how many ms) because their quorum only waits for time.
+    #[allow(clippy::type_complexity)]
+    fn sort_watches(
+        &self,
+        watches: Vec<(Watch, u64)>,
+        proxies: &BTreeSet<HostId>,
+    ) -> (Vec<(Watch, u64)>, Vec<(MemberId, u64)>) {
+        let policy = &self.config.health;
         let quorum = policy.quorum_of(proxies.len());
         let now = now_ms();
-        let mut later = Vec::new();
         let mut due = Vec::new();
+        let mut later = Vec::new();
         for (w, version) in watches {
-            if w.is_due(&proxies, policy, now) {
+            if w.is_due(proxies, policy, now) {
                 due.push((w, version));
             } else if let Some(at) = w.look_again_at(policy, quorum).filter(|at| *at > now) {
                 later.push((w.instance.clone(), at - now));
             }
         }
-        if let Some(wait) = later.iter().map(|(_, ms)| *ms).max() {
-            let members: Vec<MemberId> = later.into_iter().map(|(m, _)| m).collect();
-            let after = std::time::Duration::from_millis(wait + 1_000);
-            if let Err(e) = self.reminders.remind_health(&members, after).await {
-                tracing::warn!(error = %e, "cannot set a reminder for health watches; the next report about them looks again");
-            }
-        }
+        (due, later)
+    }
+
+    /// Sets unhealthy each of `due` Auto Scaling still holds healthy and in service in
+    /// a group that opted in; returns those held back by their group's guard rail.
+    async fn act_on_due(
+        &self,
+        due: Vec<(Watch, u64)>,
+        proxies: &BTreeSet<HostId>,
+        summary: &mut Summary,
+    ) -> Result<Vec<MemberId>, ReactorError> {
         if due.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let policy = &self.config.health;
         let names: Vec<String> = due.iter().map(|(w, _)| w.instance.to_string()).collect();
         let of_group: BTreeMap<String, InstanceOfGroup> = self
             .lifecycle
@@ -157,14 +191,21 @@ impl<B: Boundaries> Reactor<B> {
             .into_iter()
             .map(|i| (i.instance.clone(), i))
             .collect();
+        let now = now_ms();
+        let mut held = Vec::new();
         for (w, version) in due {
-            let evidence = w.evidence(&proxies, policy, now);
+            let evidence = w.evidence(proxies, policy, now);
             match of_group.get(w.instance.as_str()) {
                 Some(i)
                     if policy.covers(&i.group) && i.healthy && i.lifecycle_state == "InService" =>
                 {
-                    self.set_unhealthy(w, version, i, &evidence, summary)
-                        .await?;
+                    let instance = w.instance.clone();
+                    if !self
+                        .set_unhealthy(w, version, i, &evidence, summary)
+                        .await?
+                    {
+                        held.push(instance);
+                    }
                 }
                 Some(i) => {
                     tracing::debug!(instance = %w.instance, group = %i.group, state = %i.lifecycle_state, healthy = i.healthy, "proxies see it down; not set unhealthy (group not opted in, already unhealthy or leaving)")
@@ -174,11 +215,12 @@ impl<B: Boundaries> Reactor<B> {
                 }
             }
         }
-        Ok(())
+        Ok(held)
     }
 
     /// Claims the watch, takes a place in the group's guard rail, and calls
     /// `SetInstanceHealth`; held back (logged, counted) when the group is at its limit.
+    /// Returns false when held back.
     async fn set_unhealthy(
         &self,
         mut watch: Watch,
@@ -186,7 +228,7 @@ impl<B: Boundaries> Reactor<B> {
         instance: &InstanceOfGroup,
         evidence: &[(HostId, u64)],
         summary: &mut Summary,
-    ) -> Result<(), ReactorError> {
+    ) -> Result<bool, ReactorError> {
         let group = &instance.group;
         let seen: Vec<String> = evidence
             .iter()
@@ -202,21 +244,32 @@ impl<B: Boundaries> Reactor<B> {
             let marked: Vec<String> = held.marked.iter().map(ToString::to_string).collect();
             tracing::warn!(instance = %watch.instance, group = %group, evidence = %seen.join(", "), marked = %marked.join(","), allowed = held.allowed, "the proxies see it down, but the group already has as many members set unhealthy as MAX_UNHEALTHY_FRACTION allows; held back");
             summary.unhealthy_held.push(line);
-            return Ok(());
+            return Ok(false);
         }
         let now = now_ms();
         watch.marked_ms = Some(now);
         let id = Watch::id_of(&watch.instance);
-        if !self.ledger.put_doc(&doc_of(id, version, &watch)).await? {
+        if !self
+            .ledger
+            .put_doc(&doc_of(id.clone(), version, &watch))
+            .await?
+        {
             // Another invocation changed the watch: the next report or reminder judges.
-            return Ok(());
+            return Ok(true);
         }
-        self.lifecycle
+        if let Err(e) = self
+            .lifecycle
             .set_unhealthy(instance.instance.as_str())
-            .await?;
+            .await
+        {
+            // Not set: the watch unclaimed, so the retried batch judges it again.
+            watch.marked_ms = None;
+            let _ = self.ledger.put_doc(&doc_of(id, version + 1, &watch)).await;
+            return Err(e.into());
+        }
         tracing::warn!(instance = %watch.instance, group = %group, pool = %watch.pool, evidence = %seen.join(", "), "set unhealthy in Auto Scaling: a quorum of proxies saw it down long enough; Auto Scaling replaces it through its terminate hook");
         summary.unhealthy.push(line);
-        Ok(())
+        Ok(true)
     }
 
     /// A place for `instance` among the group's members set unhealthy (optimistic).
