@@ -236,6 +236,7 @@ def launch_succeeded(group: Any, state: Any) -> None:
     move = phase(state)
     state.lifecycle_state = "InService"
     state.ext_phase = "in-service"
+    state.ext_in_service = time.monotonic()  # the health check grace period starts (health.py)
     origin, destination = route(group, move)
     how = "started from the warm pool" if move == "warm-start" else "started"
     cause = (

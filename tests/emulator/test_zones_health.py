@@ -1,4 +1,4 @@
-"""Self-test of Availability Zones (zones.py).
+"""Self-test of Availability Zones (zones.py) and SetInstanceHealth replacement (health.py).
 
 Run: ~/.cache/haproxy-asg/venv/bin/python -m pytest tests/emulator/test_zones_health.py -q
 Every wait is bounded by a deadline.
@@ -6,10 +6,14 @@ Every wait is bounded by a deadline.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
-from .conftest import LAUNCHING, TERMINATING
+import pytest
+from botocore.exceptions import ClientError
+
+from .conftest import LAUNCHING, TERMINATING, wait_until
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
@@ -79,6 +83,32 @@ def _events(world, detail_type: str, instance: str | None = None) -> list[dict]:
         for e in world.emu.control("GET", "/moto-ext/events")
         if e["detail-type"] == detail_type and (instance is None or e["detail"]["EC2InstanceId"] == instance)
     ]
+
+
+def _health_log(world, event: str | None = None) -> list[dict]:
+    log = world.emu.control("GET", "/moto-ext/instance-health")["log"]
+    return [r for r in log if event is None or r["event"] == event]
+
+
+def _no_replacement_timer(world) -> bool:
+    return not any(t["action"] == "_replace" for t in world.emu.control("GET", "/moto-ext/timers"))
+
+
+def _in_service(world, group: str, n: int, hook: str = "launch") -> list[str]:
+    """Completes every pending launch action of the group until n members are InService."""
+    for r in world.pending():
+        if r["group"] == group and r["transition"] == LAUNCHING:
+            world.complete(group, hook, "CONTINUE", token=r["token"])
+    states = world.states(group)
+    assert list(states.values()) == ["InService"] * n, states
+    return list(states)
+
+
+def _unhealthy(world, instance: str, respect: bool | None = False, status: str = "Unhealthy") -> None:
+    kwargs: dict[str, Any] = {"InstanceId": instance, "HealthStatus": status}
+    if respect is not None:
+        kwargs["ShouldRespectGracePeriod"] = respect
+    world.asg.set_instance_health(**kwargs)
 
 
 # --------------------------------------------------------------------------- zones
@@ -155,3 +185,174 @@ def test_a_group_of_zones_without_subnets_and_a_warm_pool_are_balanced_too(world
     world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=4, MaxGroupPreparedCapacity=4, PoolState="Running")
     pool = world.asg.describe_warm_pool(AutoScalingGroupName=g)["Instances"]
     assert Counter(i["AvailabilityZone"] for i in pool) == {"us-east-1a": 2, "us-east-1b": 2}
+
+
+# --------------------------------------------------------------------------- SetInstanceHealth
+
+
+def test_unhealthy_is_replaced_through_the_terminate_hook_and_a_launch_hook(world):
+    subnets = _subnets(world, ZONES[:2])
+    g = _group(world, "web", subnets, desired=2, hooks=_hooks())
+    first, second = _in_service(world, g, 2)
+    world.emu.control("POST", "/moto-ext/calls/reset")
+    assert world.emu.control("GET", "/moto-ext/instance-health")["replace_after_ms"] == 2000, "the default"
+
+    _unhealthy(world, second)
+    member = _asg_instances(world, g)[second]
+    assert (member["HealthStatus"], member["LifecycleState"]) == ("Unhealthy", "InService"), "marked now, replaced later"
+    (described,) = world.asg.describe_auto_scaling_instances(InstanceIds=[second])["AutoScalingInstances"]
+    assert described["HealthStatus"] == "Unhealthy"
+    (scheduled,) = _health_log(world)
+    assert (scheduled["outcome"], scheduled["replace_in_ms"], scheduled["respect_grace_period"]) == ("scheduled", 2000, False)
+
+    wait_until(lambda: world.states(g).get(second) == "Terminating:Wait", timeout=8, what="Terminating:Wait")
+    states = world.states(g)
+    (new,) = [i for i in states if i not in (first, second)]
+    assert states == {first: "InService", second: "Terminating:Wait", new: "Pending:Wait"}, "launched while it terminates"
+    assert world.ec2_state(second) == "running"
+    (action,) = world.pending(second)
+    assert (action["hook"], action["transition"], action["origin"], action["destination"]) == (
+        "terminate", TERMINATING, "AutoScalingGroup", "EC2")
+    (event,) = _events(world, "EC2 Instance-terminate Lifecycle Action", second)
+    assert event["detail"]["LifecycleActionToken"] == action["token"]
+    assert (event["detail"]["Origin"], event["detail"]["Destination"]) == ("AutoScalingGroup", "EC2")
+    (launch_event,) = _events(world, "EC2 Instance-launch Lifecycle Action", new)
+    zones = {i: m["AvailabilityZone"] for i, m in _asg_instances(world, g).items()}
+    assert zones[new] == zones[second] != zones[first], "the replacement goes where the group is short"
+    (replace,) = _health_log(world, "replace")
+    assert replace["instance"] == second and replace["cause"].endswith(
+        "an instance was taken out of service in response to a user health-check.")
+
+    # The event is the one a scale-in emits: same keys, same resources.
+    other = _group(world, "other", [world.subnet], desired=1, hooks=_hooks(launch=False))
+    world.asg.set_desired_capacity(AutoScalingGroupName=other, DesiredCapacity=0)
+    (scale_event,) = [e for e in _events(world, "EC2 Instance-terminate Lifecycle Action") if e["detail"]["AutoScalingGroupName"] == other]
+    assert set(scale_event["detail"]) == set(event["detail"])
+    arns = {
+        x["AutoScalingGroupName"]: x["AutoScalingGroupARN"]
+        for x in world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g, other])["AutoScalingGroups"]
+    }
+    assert (scale_event["resources"], event["resources"]) == ([arns[other]], [arns[g]])
+
+    world.complete(g, "terminate", "CONTINUE", token=action["token"])
+    assert second not in world.states(g) and world.ec2_state(second) == "terminated"
+    (done,) = _events(world, "EC2 Instance Terminate Successful", second)
+    assert done["detail"]["Cause"] == replace["cause"]
+    world.complete(g, "launch", "CONTINUE", token=launch_event["detail"]["LifecycleActionToken"])
+    assert world.states(g)[new] == "InService"
+    calls = [c for c in world.emu.control("GET", "/moto-ext/calls") if c["action"] == "SetInstanceHealth"]
+    assert [(c["service"], c["status"]) for c in calls] == [("autoscaling", 200)]
+
+
+def test_healthy_before_the_replacement_cancels_it(world):
+    g = _group(world, "web", [world.subnet], desired=2, hooks=_hooks())
+    first, second = _in_service(world, g, 2)
+    world.emu.control("POST", "/moto-ext/instance-health", {"replace_after_ms": 1500})
+    _unhealthy(world, first)
+    _unhealthy(world, first, status="Healthy")
+    assert _asg_instances(world, g)[first]["HealthStatus"] == "Healthy"
+    wait_until(lambda: _no_replacement_timer(world), timeout=8, what="the replacement timer ran")
+    assert world.states(g) == {first: "InService", second: "InService"}
+    assert _asg_instances(world, g)[first]["HealthStatus"] == "Healthy"
+    assert [r for r in world.emu.control("GET", "/moto-ext/lifecycle") if r["transition"] == TERMINATING] == []
+    assert [r["outcome"] for r in _health_log(world)] == ["scheduled", "cancelled"]
+
+    # Marked again later: replaced after all (the cancelled timer does not count).
+    world.emu.control("POST", "/moto-ext/instance-health", {"replace_after_ms": 0})
+    _unhealthy(world, first)
+    wait_until(lambda: world.states(g).get(first) == "Terminating:Wait", timeout=8, what="replaced")
+
+
+def test_a_second_unhealthy_replaces_once(world):
+    g = _group(world, "web", [world.subnet], desired=2, hooks=_hooks())
+    first, second = _in_service(world, g, 2)
+    world.emu.control("POST", "/moto-ext/instance-health", {"replace_after_ms": 300})
+    _unhealthy(world, first)
+    _unhealthy(world, first)
+    wait_until(lambda: world.states(g).get(first) == "Terminating:Wait", timeout=8, what="Terminating:Wait")
+    wait_until(lambda: _no_replacement_timer(world), timeout=8, what="every timer ran")
+    _unhealthy(world, first)  # already leaving: nothing
+    _unhealthy(world, first, status="Healthy")  # too late to cancel
+    states = world.states(g)
+    assert Counter(states.values()) == {"InService": 1, "Terminating:Wait": 1, "Pending:Wait": 1}, states
+    assert len([r for r in world.emu.control("GET", "/moto-ext/lifecycle") if r["transition"] == TERMINATING]) == 1
+    assert len(_events(world, "EC2 Instance-terminate Lifecycle Action")) == 1
+    assert len([r for r in world.emu.control("GET", "/moto-ext/lifecycle") if r["transition"] == LAUNCHING]) == 3
+    assert [r["outcome"] for r in _health_log(world, "SetInstanceHealth")] == [
+        "scheduled", "already-unhealthy", "leaving", "leaving"]
+    assert len(_health_log(world, "replace")) == 1
+    assert _asg_instances(world, g)[first]["HealthStatus"] == "Unhealthy"
+    group = world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[g])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 2
+
+
+def test_the_grace_period_is_respected_unless_told_otherwise(world):
+    plain = _group(world, "plain", [world.subnet], desired=1)
+    zero = _group(world, "zero", [world.subnet], desired=1, HealthCheckGracePeriod=0)
+    graced = _group(world, "graced", [world.subnet], desired=1, HealthCheckGracePeriod=600)
+    periods = {
+        g["AutoScalingGroupName"]: g["HealthCheckGracePeriod"]
+        for g in world.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[plain, zero, graced])["AutoScalingGroups"]
+    }
+    assert periods == {"plain": 0, "zero": 0, "graced": 600}, "AWS's API default is 0; 0 stays 0"
+    world.emu.control("POST", "/moto-ext/instance-health", {"replace_after_ms": 0})
+
+    (young,) = world.states(graced)
+    _unhealthy(world, young, respect=None)  # the default: respect it
+    _unhealthy(world, young, respect=True)
+    assert _asg_instances(world, graced)[young]["HealthStatus"] == "Healthy"
+    assert _no_replacement_timer(world)
+    _unhealthy(world, young, respect=False)
+    wait_until(lambda: world.states(graced).get(young) is None, timeout=8, what="replaced (no terminate hook)")
+    assert world.ec2_state(young) == "terminated" and len(world.states(graced)) == 1
+
+    (member,) = world.states(zero)
+    _unhealthy(world, member, respect=True)  # no grace period to respect
+    wait_until(lambda: member not in world.states(zero), timeout=8, what="replaced")
+    assert [r["outcome"] for r in _health_log(world, "SetInstanceHealth")] == [
+        "grace-period", "grace-period", "scheduled", "scheduled"]
+
+
+def test_an_instance_still_launching_is_replaced_once_in_service(world):
+    g = _group(world, "web", [world.subnet], desired=1, hooks=_hooks(terminate=False))
+    (member,) = world.states(g)
+    world.emu.control("POST", "/moto-ext/instance-health", {"replace_after_ms": 200})
+    _unhealthy(world, member)
+    time.sleep(1.0)  # five rounds of the timer
+    assert not _no_replacement_timer(world) and _health_log(world, "replace") == [], "still waiting for InService"
+    assert world.states(g) == {member: "Pending:Wait"}
+    world.complete(g, "launch", "CONTINUE", instance=member)
+    wait_until(lambda: member not in world.states(g), timeout=8, what="replaced once InService")
+    (new,) = world.states(g)
+    assert world.states(g) == {new: "Pending:Wait"} and world.ec2_state(member) == "terminated"
+
+
+def test_a_warm_pool_instance_marked_unhealthy_is_replaced_in_the_pool(world):
+    g = _group(world, "web", [world.subnet], desired=0, hooks=_hooks(launch=False))
+    world.asg.put_warm_pool(AutoScalingGroupName=g, MinSize=1, MaxGroupPreparedCapacity=1, PoolState="Stopped")
+    (warm,) = [i["InstanceId"] for i in world.asg.describe_warm_pool(AutoScalingGroupName=g)["Instances"]]
+    world.emu.control("POST", "/moto-ext/instance-health", {"replace_after_ms": 0})
+    _unhealthy(world, warm, respect=True)  # no grace period in a warm pool
+    wait_until(lambda: world.pending(warm), timeout=8, what="the terminate hook")
+    pool = {i["InstanceId"]: i["LifecycleState"] for i in world.asg.describe_warm_pool(AutoScalingGroupName=g)["Instances"]}
+    (refill,) = [i for i in pool if i != warm]
+    assert pool == {warm: "Warmed:Terminating:Wait", refill: "Warmed:Stopped"}
+    world.complete(g, "terminate", "CONTINUE", instance=warm)
+    assert world.ec2_state(warm) == "terminated"
+
+
+def test_set_instance_health_refuses_what_aws_refuses(world):
+    g = _group(world, "web", [world.subnet], desired=1)
+    (member,) = world.states(g)
+    loose = world.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=world.subnet)
+    for instance, status, message in [
+        (loose["Instances"][0]["InstanceId"], "Unhealthy", "No managed instance found for instance ID"),
+        ("i-0123456789abcdef0", "Unhealthy", "No managed instance found for instance ID"),
+        (member, "Sick", "Valid instance health states are: [Healthy, Unhealthy]"),
+    ]:
+        with pytest.raises(ClientError) as err:
+            world.asg.set_instance_health(InstanceId=instance, HealthStatus=status)
+        assert err.value.response["Error"]["Code"] == "ValidationError" and message in err.value.response["Error"]["Message"]
+    assert _health_log(world) == [] and world.states(g) == {member: "InService"}
+    with pytest.raises(Exception):
+        world.emu.control("POST", "/moto-ext/instance-health", {"replace_after_ms": -1})
