@@ -18,7 +18,8 @@ without ``HealthCheckGracePeriod`` (or with 0) gets 300 s. AWS, as documented:
   response to a user health-check." (AWS's example activity ran 43 s from start to end.)
 * Health check grace period (user guide): "the minimum amount of time (in seconds) to
   keep a new instance in service before terminating it if it's found to be unhealthy";
-  it starts when the instance enters ``InService``; "Its default value is 0 seconds when
+  it starts when the instance enters ``InService`` (also for "instances that you manually
+  attach to the group"); "Its default value is 0 seconds when
   you create an Auto Scaling group using the AWS CLI or an SDK. A value of 0 turns off
   the health check grace period." Warm pool instances have none ("there is no health
   check grace period for warm pool instances").
@@ -123,7 +124,9 @@ def _within_grace(group: Any, state: Any) -> bool:
     if grace <= 0 or warm_pools.is_member(group, state):
         return False
     since = getattr(state, "ext_in_service", None)
-    return since is None or time.monotonic() - since < grace
+    if since is None:  # not InService yet (or put there by moto itself, e.g. AttachInstances)
+        return state.lifecycle_state != "InService"
+    return time.monotonic() - since < grace
 
 
 def set_instance_health(backend: Any, instance_id: str, status: str, respect: bool) -> None:
@@ -189,6 +192,7 @@ def _replace(account: str, region: str, group_name: str, instance_id: str, mark:
 # --------------------------------------------------------------------------- moto patches
 
 _orig_create_group = asm.AutoScalingBackend.create_auto_scaling_group
+_orig_attach = asm.AutoScalingBackend.attach_instances
 
 
 def _set_instance_health_response(self: Any) -> Any:
@@ -209,6 +213,17 @@ def _create_group(self: Any, *args: Any, **kwargs: Any) -> Any:
     return group
 
 
+def _attach_instances(self: Any, group_name: str, instance_ids: list[str]) -> None:
+    """AttachInstances: InService at once (moto's); the grace period applies to "instances
+    that you manually attach to the group" from then on."""
+    _orig_attach(self, group_name, instance_ids)
+    group = self.autoscaling_groups.get(group_name)
+    for state in group.instance_states if group is not None else []:
+        if state.instance.id in instance_ids and getattr(state, "ext_in_service", None) is None:
+            state.ext_in_service = time.monotonic()
+
+
 def install() -> None:
     asr.AutoScalingResponse.set_instance_health = _set_instance_health_response
     asm.AutoScalingBackend.create_auto_scaling_group = _create_group
+    asm.AutoScalingBackend.attach_instances = _attach_instances

@@ -313,6 +313,19 @@ def test_the_grace_period_is_respected_unless_told_otherwise(world):
         "grace-period", "grace-period", "scheduled", "scheduled"]
 
 
+def test_an_attached_instance_has_the_grace_period_too(world):
+    g = _group(world, "graced", [world.subnet], desired=0, HealthCheckGracePeriod=600)
+    (attached,) = [i["InstanceId"] for i in world.ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=world.subnet)["Instances"]]
+    world.asg.attach_instances(AutoScalingGroupName=g, InstanceIds=[attached])
+    assert world.states(g) == {attached: "InService"}
+    _unhealthy(world, attached, respect=True)
+    assert _asg_instances(world, g)[attached]["HealthStatus"] == "Healthy"
+    _unhealthy(world, attached, respect=False)
+    assert _asg_instances(world, g)[attached]["HealthStatus"] == "Unhealthy"
+    assert [r["outcome"] for r in _health_log(world)] == ["grace-period", "scheduled"]
+
+
 def test_an_instance_still_launching_is_replaced_once_in_service(world):
     g = _group(world, "web", [world.subnet], desired=1, hooks=_hooks(terminate=False))
     (member,) = world.states(g)
