@@ -27,6 +27,8 @@ Control endpoints (JSON in and out):
                                             {"profile": "aws-default"}
   POST /moto-ext/ec2/spot-interruption      {"instance","action","hook_after_ms","terminate_after_ms"}
   POST /moto-ext/ec2/rebalance-recommendation  {"instance","hook_after_ms","terminate_after_ms"}
+  GET|POST /moto-ext/instance-health       SetInstanceHealth: {"replace_after_ms"} (POST sets it), and
+                                            GET's "log": every call applied and replacement started
   GET  /moto-ext/timers                     delayed actions still to come
   POST /moto-ext/reset                      moto's reset plus all extension state
 """
@@ -42,6 +44,7 @@ from . import (
     ec2_signals,
     events_bridge,
     faults,
+    health,
     lifecycle,
     quotas,
     replay,
@@ -63,6 +66,7 @@ def reset_all() -> None:
         ssm_exec.reset()
         timers.reset()
         lifecycle.reset()
+        health.reset()
         events_bridge.reset()
         faults.clear()
         quotas.reset()
@@ -106,6 +110,7 @@ class ExtensionApp:
                     ssm_exec.reset()
                     timers.reset()
                     lifecycle.reset()
+                    health.reset()
                     events_bridge.reset()
                     replay.reset()
                     sqs_queues.reset()
@@ -242,6 +247,10 @@ class ExtensionApp:
             return 200, ec2_signals.spot_interruption(body)
         if route == ("POST", "/moto-ext/ec2/rebalance-recommendation"):
             return 200, ec2_signals.rebalance_recommendation(body)
+        if route == ("GET", "/moto-ext/instance-health"):
+            return 200, health.listing()
+        if route == ("POST", "/moto-ext/instance-health"):
+            return 200, health.configure(body)
         if route == ("GET", "/moto-ext/timers"):
             return 200, timers.pending()
         if route == ("POST", "/moto-ext/reset"):
@@ -300,6 +309,7 @@ def build_app() -> ExtensionApp:
 
     speed.install()
     lifecycle.install()
+    health.install()
     ssm_exec.install()
     sqs_queues.install()
     terraform_compat.install()

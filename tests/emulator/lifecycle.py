@@ -26,7 +26,8 @@ Every instance carries the move it is making (``ext_phase``): ``launch`` (EC2 ->
 phase decides
 the wait state, the hooks' transition, the Origin/Destination and what completion does.
 
-Scale-in keeps moto's documented order (oldest first) without moto's set() reshuffle.
+Launches are spread over the group's Availability Zones and scale-in takes from the fullest
+zone first, oldest first within it (:mod:`zones`), without moto's set() reshuffle.
 Deviations from AWS: any heartbeat timeout is accepted (tests use seconds); a launch ABANDON
 terminates without running terminate hooks; ForceDelete semantics for DeleteAutoScalingGroup.
 """
@@ -45,7 +46,7 @@ from moto.autoscaling import responses as asr
 from moto.autoscaling.exceptions import ValidationError
 from moto.core.responses import EmptyResult
 
-from . import LOCK, events_bridge, timers, utcnow, warm_pools
+from . import LOCK, events_bridge, timers, utcnow, warm_pools, zones
 from .events_bridge import LAUNCHING, TERMINATING
 
 # Lifecycle states that count toward the desired capacity.
@@ -235,6 +236,7 @@ def launch_succeeded(group: Any, state: Any) -> None:
     move = phase(state)
     state.lifecycle_state = "InService"
     state.ext_phase = "in-service"
+    state.ext_in_service = time.monotonic()  # the health check grace period starts (health.py)
     origin, destination = route(group, move)
     how = "started from the warm pool" if move == "warm-start" else "started"
     cause = (
@@ -439,7 +441,8 @@ _orig_put_hook_response = asr.AutoScalingResponse.put_lifecycle_hook
 
 def _replace_instances(self: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
     before = {id(s) for s in self.instance_states}
-    _orig_replace(self, count_needed, propagated_tags)
+    counted = [s for s in self.instance_states if s.lifecycle_state in COUNTED]
+    zones.launch(self, count_needed, propagated_tags, counted)  # the zone with the fewest first
     _on_launched(self, [s for s in self.instance_states if id(s) not in before])
 
 
@@ -455,9 +458,11 @@ def _set_desired_capacity(self: Any, new_capacity: int | None) -> None:
         if delta > 0:
             self.replace_autoscaling_group_instances(delta, self.get_propagated_tags())
     elif delta < 0:
-        victims = [s for s in counted if not s.protected_from_scale_in][: -delta]
+        # The zone with the most instances first, oldest first in it (instance_states is
+        # in launch order); in a group with one zone: oldest first.
+        victims = zones.scale_in_victims(counted, -delta)
         reuse = warm_pools.reuses_on_scale_in(self)
-        for state in victims:  # instance_states is in launch order: oldest first
+        for state in victims:
             cause = (
                 f"At {utcnow():%Y-%m-%dT%H:%M:%SZ} a user request explicitly set group desired "
                 f"capacity changing the desired capacity from {len(counted)} to "

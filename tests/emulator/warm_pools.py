@@ -32,7 +32,7 @@ from moto.autoscaling import responses as asr
 from moto.autoscaling.exceptions import ValidationError
 from moto.core.responses import ActionResult, EmptyResult
 
-from . import events_bridge, lifecycle, utcnow
+from . import events_bridge, lifecycle, utcnow, zones
 from .events_bridge import LAUNCHING, TERMINATING
 
 POOL_STATES = {"Stopped": "Warmed:Stopped", "Running": "Warmed:Running", "Hibernated": "Warmed:Hibernated"}
@@ -116,7 +116,8 @@ def maintain(group: Any) -> None:
 
 def _launch_into_pool(group: Any, count: int) -> None:
     before = {id(s) for s in group.instance_states}
-    lifecycle._orig_replace(group, count, group.get_propagated_tags())  # moto's launch, no hooks
+    live = [s for s in members(group) if lifecycle.phase(s) not in lifecycle.TERMINATING_PHASES]
+    zones.launch(group, count, group.get_propagated_tags(), live)  # moto's launch, no hooks
     new = [s for s in group.instance_states if id(s) not in before]
     group.instance_states = [s for s in group.instance_states if id(s) in before]
     for state in new:

@@ -44,6 +44,15 @@ locals {
     for group, pools in var.reactor_group_pools : group => [for pool in pools : pool.name]
   }
   groups = length(var.groups) == 0 ? local.reactor_groups : var.groups
+  # [aws] weights: group_weights, else the reactor's where a group's pools there all carry
+  # one weight (the agents' table has one per group).
+  reactor_weight_sets = var.reactor_group_pools == null ? {} : {
+    for group, pools in var.reactor_group_pools : group => distinct([for pool in pools : pool.weight])
+  }
+  reactor_weights = {
+    for group, set in local.reactor_weight_sets : group => set[0] if length(set) == 1 && set[0] != null
+  }
+  weights = length(var.group_weights) == 0 ? local.reactor_weights : var.group_weights
   # Where the agents' map differs from the reactor's (empty when it agrees or is unknown).
   map_differences = var.reactor_group_pools == null ? [] : concat(
     [
@@ -59,12 +68,18 @@ locals {
         ]
       ]
     ]),
+    [
+      for group, set in local.reactor_weight_sets :
+      length(set) == 1 ? "group ${group}: agents weight ${try(tostring(local.weights[group]), "none")}, reactor weight ${set[0] == null ? "none" : tostring(set[0])}" : "group ${group}: the reactor gives its pools different weights (${join(", ", [for w in set : w == null ? "none" : tostring(w)])}), which [aws] weights (one per group) cannot say"
+      if length(set) != 1 || try(local.weights[group], null) != set[0]
+    ],
   )
 
   agent_toml = templatefile("${path.module}/templates/agent.toml.tftpl", {
     accept_proxy    = local.accept_proxy
     pools           = var.pools
     groups          = local.groups
+    weights         = local.weights
     sync_interval_s = var.sync_interval_s
     member_networks = coalesce(var.member_networks, var.backend_cidr_blocks)
     metrics_haproxy = var.metrics_haproxy
@@ -465,8 +480,12 @@ resource "aws_launch_template" "this" {
       error_message = "Every pool named in var.groups (or reactor_group_pools) must be one of var.pools."
     }
     precondition {
+      condition     = alltrue([for group in keys(local.weights) : contains(keys(local.groups), group)])
+      error_message = "group_weights names groups that [aws] groups does not map (${join(", ", [for group in sort(keys(local.weights)) : group if !contains(keys(local.groups), group)])}): a weight is for the members of a group the agents sync. Add the group to groups (or reactor_group_pools), or drop its weight."
+    }
+    precondition {
       condition     = length(local.map_differences) == 0
-      error_message = "The agents' group -> pools map differs from the reactor's (reactor_group_pools), so members would flap between an agent sync that drains them and a reconcile that adds them back: ${join("; ", local.map_differences)}. Leave groups empty to take the reactor's, or make them agree."
+      error_message = "The agents' group -> pools map differs from the reactor's (reactor_group_pools), so members would flap between an agent sync that drains them (or reweighs them) and a reconcile that adds them back: ${join("; ", local.map_differences)}. Leave groups and group_weights empty to take the reactor's, or make them agree."
     }
     precondition {
       condition     = contains(keys(var.ssm_agent_sha256), var.architecture)

@@ -59,7 +59,7 @@ output "agent_object_key" {
 }
 
 output "agent_config" {
-  description = "The rendered /etc/haproxy-asg/agent.toml but for its top: at boot the user data writes host = \"<instance id>\" (read from IMDSv2) above it."
+  description = "The rendered /etc/haproxy-asg/agent.toml but for its top: at boot the user data writes host = \"<instance id>\" and zone = \"<availability zone>\" (read from IMDSv2) above it."
   value       = local.agent_toml
 }
 

@@ -246,7 +246,7 @@ variable "haproxy" {
 }
 
 variable "pools" {
-  description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port. `ports`: the other ports a group's haproxy:port tag may choose for the pool (the reactor's pools[].ports; default none): tags only narrow. `balance`: the backend's balance algorithm (default roundrobin); with HAProxy 3.0+ a dynamic one lets the pool grow past its slots without a reload, static-rr and map-based hashes keep the reload."
+  description = "HAProxy pools, written to /etc/haproxy-asg/agent.toml as [[pool]] (docs/interfaces.md). `bind` is the frontend bind (\":80\"); its port is also the load balancer's listener port. `ports`: the other ports a group's haproxy:port tag may choose for the pool (the reactor's pools[].ports; default none): tags only narrow. `balance`: the backend's balance algorithm (default roundrobin); with HAProxy 3.0+ a dynamic one lets the pool grow past its slots without a reload, static-rr and map-based hashes keep the reload. `zone_affinity`: \"off\" (default) or \"prefer\": the pool sends to the members in the proxy's own Availability Zone (agent.toml's zone, which the user data writes) while at least `min_zone_members` (default 1) of them are UP there, else to every member; it needs the reactor's member_zones = true and agents of this version. Each is written to the pool's [[pool]] only when set away from its default."
   type = list(object({
     name             = string
     port             = number
@@ -260,6 +260,8 @@ variable "pools" {
     health_path      = optional(string)
     health_timeout_s = optional(number, 30)
     drain_timeout_s  = optional(number, 60)
+    zone_affinity    = optional(string, "off")
+    min_zone_members = optional(number, 1)
   }))
 
   validation {
@@ -330,6 +332,16 @@ variable "pools" {
     condition     = alltrue([for pool in var.pools : pool.health_timeout_s >= 1 && pool.drain_timeout_s >= 1])
     error_message = "health_timeout_s and drain_timeout_s must be at least 1."
   }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : contains(["off", "prefer"], pool.zone_affinity)])
+    error_message = "zone_affinity must be \"off\" (every member alike, the default) or \"prefer\" (the proxy's own zone first): ${join(", ", [for pool in var.pools : "${pool.name} has ${jsonencode(pool.zone_affinity)}" if !contains(["off", "prefer"], pool.zone_affinity)])}."
+  }
+
+  validation {
+    condition     = alltrue([for pool in var.pools : pool.min_zone_members >= 1 && pool.min_zone_members <= 100000 && floor(pool.min_zone_members) == pool.min_zone_members])
+    error_message = "min_zone_members must be an integer from 1 to 100000: how many members UP in the proxy's own zone a pool with zone_affinity = \"prefer\" needs before it keeps to them (1, the default: any)."
+  }
 }
 
 variable "groups" {
@@ -349,13 +361,30 @@ variable "groups" {
 }
 
 variable "reactor_group_pools" {
-  description = "The reactor module's group_pools output (group -> its pools, each { name, port, ports }): one map for both sides. With it, groups may be left empty (agent.toml [aws] groups is then this map's pool names), and the plan fails where groups or a pool's port or ports differ from it: a member the reactor adds from a group the agents do not map would otherwise be drained by every agent sync and added back by every reconcile. Null: not checked."
+  description = "The reactor module's group_pools output (group -> its pools, each { name, port, ports, weight }): one map for both sides. With it, groups may be left empty (agent.toml [aws] groups is then this map's pool names, and [aws] weights its groups' weights where group_weights is empty), and the plan fails where groups, a pool's port or ports, or a group's weight differ from it: a member the reactor adds from a group the agents do not map would otherwise be drained by every agent sync and added back by every reconcile. Null: not checked."
   type = map(list(object({
-    name  = string
-    port  = number
-    ports = optional(list(number), [])
+    name   = string
+    port   = number
+    ports  = optional(list(number), [])
+    weight = optional(number)
   })))
   default = null
+}
+
+variable "group_weights" {
+  description = "Auto Scaling group -> the HAProxy weight of its members (0-256; 0 takes no new traffic), written to agent.toml [aws] weights for the agent's own syncs (needs agents of this version): the same weight the reactor's pools give the group's entries (its weight), or members would change weight between a reactor change and an agent sync. Each group must be one of [aws] groups. Empty: taken from reactor_group_pools where a group's pools there all carry the same weight; else none (HAProxy's, from the pool's server options)."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for group, weight in var.group_weights : weight >= 0 && weight <= 256 && floor(weight) == weight])
+    error_message = "group_weights' weights must be integers from 0 to 256 (HAProxy's range; 0 takes no new traffic): ${join(", ", [for group, weight in var.group_weights : "${group} = ${weight}" if !(weight >= 0 && weight <= 256 && floor(weight) == weight)])}."
+  }
+
+  validation {
+    condition     = alltrue([for group in keys(var.group_weights) : can(regex("^[A-Za-z0-9._-]{1,255}$", group))])
+    error_message = "The keys of group_weights must be Auto Scaling group names: 1-255 characters of letters, digits, '.', '-' and '_'."
+  }
 }
 
 variable "sync_interval_s" {

@@ -24,6 +24,14 @@ locals {
     [for glob in local.managed_globs : { wildcard = glob }],
   )
 
+  # POOLS: var.pools, an entry's weight only when it has one (an older reactor or agent
+  # never sees the key unless it is used).
+  pools_env = {
+    for group, pools in var.pools : group => [
+      for pool in pools : merge({ name = pool.name, port = pool.port, ports = pool.ports }, pool.weight == null ? {} : { weight = pool.weight })
+    ]
+  }
+
   # ARNs are built here rather than read from computed attributes so that the policy is
   # known at plan time (and testable with a mocked provider). IAM treats `*` in a
   # resource ARN as a wildcard, so the globs of var.managed_groups carry over.
@@ -33,6 +41,12 @@ locals {
   ]
   # The proxy group's own lifecycle actions (where an operator puts one of
   # LIFECYCLE_HOOKS on it) are the reactor's to complete too: at once, records in step.
+  # The groups whose members the proxies' health checks may mark Unhealthy (each one the
+  # module manages: variables.tf checks it).
+  health_group_arns = [
+    for group in sort(distinct(var.proxy_health_groups)) :
+    "arn:${local.partition}:autoscaling:${local.region}:${local.account}:autoScalingGroup:*:autoScalingGroupName/${group}"
+  ]
   proxy_group_arn   = "arn:${local.partition}:autoscaling:${local.region}:${local.account}:autoScalingGroup:*:autoScalingGroupName/${var.proxy_group_name}"
   ssm_document_name = "${var.name}-agent"
   ssm_document_arn  = "arn:${local.partition}:ssm:${local.region}:${local.account}:document/${local.ssm_document_name}"
@@ -137,7 +151,7 @@ locals {
 
   environment = merge(
     {
-      POOLS            = jsonencode(var.pools)
+      POOLS            = jsonencode(local.pools_env)
       PROXY_TAG_KEY    = var.proxy_tag_key
       PROXY_TAG_VALUE  = var.proxy_tag_value
       PROXY_GROUP      = var.proxy_group_name
@@ -160,6 +174,13 @@ locals {
       # Where the reactor sends itself reminders (delayed messages): a host silent past
       # HOST_REPORT_TIMEOUT_S is dropped from an action's quorum when one comes back.
       INBOX_QUEUE_URL = aws_sqs_queue.inbox.id
+      # Zones in the changes, and the proxies' health checks acted on by Auto Scaling
+      # (SetInstanceHealth) in the groups that opted in.
+      MEMBER_ZONES           = tostring(var.member_zones)
+      PROXY_HEALTH_GROUPS    = join(",", var.proxy_health_groups)
+      UNHEALTHY_AFTER_S      = tostring(var.unhealthy_after_s)
+      UNHEALTHY_QUORUM       = tostring(var.unhealthy_quorum)
+      MAX_UNHEALTHY_FRACTION = tostring(var.max_unhealthy_fraction)
     },
     var.dns == null ? {} : {
       DNS_ZONE_ID     = var.dns.zone_id
@@ -241,6 +262,19 @@ data "aws_iam_policy_document" "reactor" {
     effect    = "Allow"
     actions   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
     resources = distinct(concat(local.group_arns, [local.proxy_group_arn]))
+  }
+
+  dynamic "statement" {
+    # Proxy-detected health (proxy_health_groups): the reactor marks a member a quorum of
+    # proxies saw DOWN Unhealthy, and Auto Scaling replaces it through the terminate hook.
+    # Scoped as the lifecycle actions are, by group ARN, to the groups that opted in.
+    for_each = length(var.proxy_health_groups) == 0 ? [] : [1]
+    content {
+      sid       = "InstanceHealth"
+      effect    = "Allow"
+      actions   = ["autoscaling:SetInstanceHealth"]
+      resources = local.health_group_arns
+    }
   }
 
   statement {

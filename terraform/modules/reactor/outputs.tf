@@ -112,9 +112,9 @@ output "dashboard_name" {
 }
 
 output "group_pools" {
-  description = "The group -> pools map the reactor uses (POOLS: each group's pools with their port and the ports a tag may choose). Give it to the proxy-fleet module (reactor_group_pools): its agents then map the same groups to the same pools and ports, and a plan fails where the two differ."
+  description = "The group -> pools map the reactor uses (POOLS: each group's pools with their port, the ports a tag may choose and their weight, null when unset). Give it to the proxy-fleet module (reactor_group_pools): its agents then map the same groups to the same pools and ports, and a plan fails where the two differ."
   value = {
-    for group, pools in var.pools : group => [for pool in pools : { name = pool.name, port = pool.port, ports = pool.ports }]
+    for group, pools in var.pools : group => [for pool in pools : { name = pool.name, port = pool.port, ports = pool.ports, weight = pool.weight }]
   }
 }
 

@@ -131,11 +131,12 @@ variable "kms_key_arn" {
 ################################################################################
 
 variable "pools" {
-  description = "Backend Auto Scaling groups and the HAProxy pools each may feed: { \"<asg name>\" = [{ name = \"web\", port = 8080, ports = [8443] }] } (ports: the other ports a haproxy:port tag may choose; default none). Becomes the POOLS environment variable; the groups get the lifecycle hooks and the event rules. Group tags only narrow this at run time: haproxy:pool picks among a group's pools, haproxy:port among a pool's ports; any other tag value is refused (logged, counted in TagsRefused)."
+  description = "Backend Auto Scaling groups and the HAProxy pools each may feed: { \"<asg name>\" = [{ name = \"web\", port = 8080, ports = [8443], weight = 50 }] } (ports: the other ports a haproxy:port tag may choose; default none. weight: the HAProxy weight of this group's members in that pool, 0-256, 0 taking no new traffic; default none: the pool's server options' weight, else HAProxy's 1. A weight reaches the agents in the changes: it needs agents of this version). Becomes the POOLS environment variable (an entry's \"weight\" only when set); the groups get the lifecycle hooks and the event rules. Group tags only narrow this at run time: haproxy:pool picks among a group's pools, haproxy:port among a pool's ports; any other tag value is refused (logged, counted in TagsRefused)."
   type = map(list(object({
-    name  = string
-    port  = number
-    ports = optional(list(number), [])
+    name   = string
+    port   = number
+    ports  = optional(list(number), [])
+    weight = optional(number)
   })))
 
   validation {
@@ -156,6 +157,11 @@ variable "pools" {
   validation {
     condition     = alltrue(flatten([for group, pools in var.pools : [for pool in pools : [for port in concat([pool.port], pool.ports) : port >= 1 && port <= 65535 && floor(port) == port]]]))
     error_message = "Pool ports (port and each of ports) must be integers between 1 and 65535."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for group, pools in var.pools : [for pool in pools : pool.weight == null ? true : (pool.weight >= 0 && pool.weight <= 256 && floor(pool.weight) == pool.weight)]]))
+    error_message = "A pool's weight must be an integer from 0 to 256 (HAProxy's range; 0 takes no new traffic), or left out for the pool's own (server options' weight, else 1): ${join(", ", flatten([for group, pools in var.pools : [for pool in pools : "${group}/${pool.name} = ${pool.weight}" if pool.weight != null && !(try(pool.weight >= 0 && pool.weight <= 256 && floor(pool.weight) == pool.weight, false))]]))}."
   }
 }
 
@@ -306,6 +312,72 @@ variable "spot_drain_timeout_s" {
   validation {
     condition     = var.spot_drain_timeout_s >= 10 && var.spot_drain_timeout_s <= 110 && floor(var.spot_drain_timeout_s) == var.spot_drain_timeout_s
     error_message = "spot_drain_timeout_s must be an integer between 10 and 110: a Spot instance is interrupted two minutes after its warning."
+  }
+}
+
+################################################################################
+# Zones and proxy-detected health
+################################################################################
+
+variable "member_zones" {
+  description = "Send each member's Availability Zone (from DescribeAutoScalingGroups' Instances[].AvailabilityZone) in the changes to the proxies (MEMBER_ZONES), for the pools' zone affinity (agent.toml: the host's top-level zone, a pool's zone_affinity). Needs agents of this version on every proxy: an older agent refuses a change that carries a zone. Turn it on once the whole fleet runs them."
+  type        = bool
+  default     = false
+}
+
+variable "proxy_health_groups" {
+  description = "Groups whose members the proxies' health checks may mark Unhealthy in Auto Scaling (PROXY_HEALTH_GROUPS, comma-joined): when a quorum of proxies (unhealthy_quorum) has seen a member DOWN for unhealthy_after_s, the reactor calls SetInstanceHealth Unhealthy and Auto Scaling replaces it through the terminate lifecycle hook, as with an ELB health check type. Opt-in per group: names, or `*` globs, each one of the managed groups (a name of pools or managed_groups, a name that one of their globs matches, or one of their globs exactly). Empty: no proxy marks anything, and the role may not call SetInstanceHealth."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for group in var.proxy_health_groups : can(regex("^[A-Za-z0-9*_.:/-]{1,255}$", group))])
+    error_message = "Each entry of proxy_health_groups must be an Auto Scaling group name or `*` glob: 1-255 characters of letters, digits, '*', '_', '.', ':', '/' and '-' (no commas: the list is joined with them)."
+  }
+
+  validation {
+    condition = alltrue([
+      for group in var.proxy_health_groups : contains(concat(keys(var.pools), keys(coalesce(var.managed_groups, {}))), group) || (
+        !strcontains(group, "*") && anytrue([
+          for managed in keys(coalesce(var.managed_groups, {})) :
+          strcontains(managed, "*") && can(regex("^${replace(replace(managed, ".", "\\."), "*", ".*")}$", group))
+        ])
+      )
+    ])
+    error_message = "proxy_health_groups may only name groups the reactor manages: ${join(", ", [for group in var.proxy_health_groups : group if !contains(concat(keys(var.pools), keys(coalesce(var.managed_groups, {}))), group)])} is not a group of pools or managed_groups (a glob must be one of managed_groups' globs exactly; a name may also be one that such a glob matches). Add it to pools or managed_groups, or drop it from proxy_health_groups."
+  }
+}
+
+variable "unhealthy_after_s" {
+  description = "How long a member must have been seen DOWN by a quorum of proxies (UNHEALTHY_AFTER_S), in seconds, before the reactor marks it Unhealthy (only in proxy_health_groups). Longer than a deploy's restart of the backends, shorter than you can bear a dead member in the group."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.unhealthy_after_s >= 5 && var.unhealthy_after_s <= 3600 && floor(var.unhealthy_after_s) == var.unhealthy_after_s
+    error_message = "unhealthy_after_s must be an integer between 5 and 3600 (seconds)."
+  }
+}
+
+variable "unhealthy_quorum" {
+  description = "How many proxies must see a member DOWN before the reactor marks it Unhealthy (UNHEALTHY_QUORUM). 0: a majority of the proxies in service (more than half), so that one proxy's own network trouble replaces nothing."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.unhealthy_quorum >= 0 && var.unhealthy_quorum <= 1000 && floor(var.unhealthy_quorum) == var.unhealthy_quorum
+    error_message = "unhealthy_quorum must be an integer between 0 (a majority of the proxies in service) and 1000."
+  }
+}
+
+variable "max_unhealthy_fraction" {
+  description = "The largest share of a group's members the reactor marks Unhealthy at once (MAX_UNHEALTHY_FRACTION), above 0 and at most 1: when more of a group look DOWN, the fault is more likely the proxies' or a dependency's than the members', and replacing them all would make it worse."
+  type        = number
+  default     = 0.25
+
+  validation {
+    condition     = var.max_unhealthy_fraction > 0 && var.max_unhealthy_fraction <= 1
+    error_message = "max_unhealthy_fraction must be above 0 and at most 1 (a share of a group's members, e.g. 0.25)."
   }
 }
 

@@ -215,8 +215,17 @@ run "nlb" {
     error_message = "agent.toml must follow docs/interfaces.md, with [report] queue_url the reactor's inbox."
   }
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "{\n  printf '# This instance (IMDSv2, at first boot): the host its reports name.\\nhost = \"%s\"\\n' \"$instance_id\"\n  cat <<'HAPROXY_ASG_AGENT_TOML'\n${trimspace(output.agent_config)}\nHAPROXY_ASG_AGENT_TOML\n} > /etc/haproxy-asg/agent.toml\n")
-    error_message = "The user data must write host = the instance id, then agent.toml verbatim (quoted heredoc)."
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "{\n  printf '# This instance (IMDSv2, at first boot): the host its reports name.\\nhost = \"%s\"\\n' \"$instance_id\"\n  printf '# Its Availability Zone (IMDSv2 placement/availability-zone).\\nzone = \"%s\"\\n' \"$zone\"\n  cat <<'HAPROXY_ASG_AGENT_TOML'\n${trimspace(output.agent_config)}\nHAPROXY_ASG_AGENT_TOML\n} > /etc/haproxy-asg/agent.toml\n")
+    error_message = "The user data must write host = the instance id and zone = its Availability Zone (top-level keys, before any table), then agent.toml verbatim (quoted heredoc)."
+  }
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.this.user_data), "zone=\"$(curl -fsS --max-time 2 -H \"X-aws-ec2-metadata-token: $token\" http://169.254.169.254/latest/meta-data/placement/availability-zone)\"") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "[[ \"$zone\" =~ ^[a-z]{2}(-[a-z0-9]+)+$ ]]") &&
+      strcontains(base64decode(aws_launch_template.this.user_data), "could not read this instance's Availability Zone from IMDSv2") &&
+      !strcontains(output.agent_config, "\nzone = ")
+    )
+    error_message = "The user data must read the zone from IMDSv2 (meta-data/placement/availability-zone, with a token, retried, shape-checked, stopping when it cannot); Terraform renders no zone of its own (each proxy has its own)."
   }
   assert {
     condition = (
@@ -785,6 +794,113 @@ run "one_map_other_ports_fail" {
     }
   }
   expect_failures = [aws_launch_template.this]
+}
+
+# Zone affinity per pool (only what differs from the defaults is written) and the
+# agents' per-group weights.
+run "zone_affinity_and_weights" {
+  command = plan
+  variables {
+    pools = [
+      { name = "web", port = 8080, bind = ":80", health_path = "/healthz", zone_affinity = "prefer", min_zone_members = 2 },
+      { name = "api", port = 9000, bind = ":8443", slots = 8, zone_affinity = "off" },
+    ]
+    group_weights = { "web-asg" = 50, "api-asg" = 0 }
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "health_path = \"/healthz\"\nhealth_timeout_s = 30\ndrain_timeout_s = 60\nzone_affinity = \"prefer\"\nmin_zone_members = 2\n\n[[pool]]\nname = \"api\"")
+    error_message = "A pool with zone_affinity = \"prefer\" and min_zone_members = 2 must say both in its [[pool]]."
+  }
+  assert {
+    condition     = length(regexall("zone_affinity", output.agent_config)) == 1 && length(regexall("min_zone_members", output.agent_config)) == 1
+    error_message = "A pool left at zone_affinity = \"off\" and min_zone_members = 1 must not write them."
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "[aws]\ngroups = { \"api-asg\" = [\"api\"], \"web-asg\" = [\"web\"] }\nsync_interval_s = 300\nweights = { \"api-asg\" = 0, \"web-asg\" = 50 }\n")
+    error_message = "group_weights must be written to [aws] weights, sorted, 0 included."
+  }
+}
+
+run "min_zone_members_alone" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", min_zone_members = 3 }, { name = "api", port = 9000, bind = ":8443" }]
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "drain_timeout_s = 60\nmin_zone_members = 3\n") && !strcontains(output.agent_config, "zone_affinity") && !strcontains(output.agent_config, "weights =")
+    error_message = "min_zone_members is written alone when only it differs; without group_weights there is no [aws] weights."
+  }
+}
+
+run "weights_from_the_reactor" {
+  command = plan
+  variables {
+    groups = {}
+    reactor_group_pools = {
+      "web-asg" = [{ name = "web", port = 8080, weight = 50 }]
+      "api-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+  assert {
+    condition     = strcontains(output.agent_config, "sync_interval_s = 300\nweights = { \"web-asg\" = 50 }\n")
+    error_message = "Without group_weights, [aws] weights must be the reactor's weights (a group whose pools carry none has none)."
+  }
+}
+
+run "weights_differ_from_the_reactor" {
+  command = plan
+  variables {
+    group_weights = { "web-asg" = 10 }
+    reactor_group_pools = {
+      "web-asg" = [{ name = "web", port = 8080, weight = 50 }]
+      "api-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+  expect_failures = [aws_launch_template.this]
+}
+
+run "weights_missing_from_the_reactor" {
+  command = plan
+  variables {
+    group_weights = { "api-asg" = 10 }
+    reactor_group_pools = {
+      "web-asg" = [{ name = "web", port = 8080 }]
+      "api-asg" = [{ name = "api", port = 9000 }]
+    }
+  }
+  expect_failures = [aws_launch_template.this]
+}
+
+run "group_weights_name_known_groups" {
+  command = plan
+  variables {
+    group_weights = { "batch-asg" = 10 }
+  }
+  expect_failures = [aws_launch_template.this]
+}
+
+run "group_weights_validated" {
+  command = plan
+  variables {
+    group_weights = { "web-asg" = 257 }
+  }
+  expect_failures = [var.group_weights]
+}
+
+run "zone_affinity_validated" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", zone_affinity = "always" }]
+  }
+  expect_failures = [var.pools]
+}
+
+run "min_zone_members_validated" {
+  command = plan
+  variables {
+    pools = [{ name = "web", port = 8080, bind = ":80", min_zone_members = 0 }]
+  }
+  expect_failures = [var.pools]
 }
 
 # The proxies reach the backend subnets on the pools' ports only, and accept members there.

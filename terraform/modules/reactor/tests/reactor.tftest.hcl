@@ -254,8 +254,27 @@ run "defaults" {
       "POOLS", "PROXY_TAG_KEY", "PROXY_TAG_VALUE", "PROXY_GROUP", "SSM_DOCUMENT", "HEALTH_TIMEOUT_S",
       "DRAIN_TIMEOUT_S", "LIFECYCLE_HOOKS", "MANAGED_GROUPS", "REBALANCE", "SPOT_DRAIN_TIMEOUT_S",
       "LEDGER_TABLE", "LEDGER_TTL_S", "PROXY_ROLE_ID", "HOST_REPORT_TIMEOUT_S", "INBOX_QUEUE_URL",
+      "MEMBER_ZONES", "PROXY_HEALTH_GROUPS", "UNHEALTHY_AFTER_S", "UNHEALTHY_QUORUM", "MAX_UNHEALTHY_FRACTION",
     ])
     error_message = "Without dns the environment must hold exactly the variables of the contract."
+  }
+  assert {
+    condition = (
+      aws_lambda_function.this.environment[0].variables["MEMBER_ZONES"] == "false" &&
+      aws_lambda_function.this.environment[0].variables["PROXY_HEALTH_GROUPS"] == "" &&
+      aws_lambda_function.this.environment[0].variables["UNHEALTHY_AFTER_S"] == "30" &&
+      aws_lambda_function.this.environment[0].variables["UNHEALTHY_QUORUM"] == "0" &&
+      aws_lambda_function.this.environment[0].variables["MAX_UNHEALTHY_FRACTION"] == "0.25"
+    )
+    error_message = "By default no zones in the changes and no group opted in to proxy-detected health: MEMBER_ZONES false, PROXY_HEALTH_GROUPS empty, UNHEALTHY_AFTER_S 30, UNHEALTHY_QUORUM 0 (a majority), MAX_UNHEALTHY_FRACTION 0.25."
+  }
+  assert {
+    condition     = alltrue(flatten([for group, pools in jsondecode(aws_lambda_function.this.environment[0].variables["POOLS"]) : [for pool in pools : !contains(keys(pool), "weight")]]))
+    error_message = "POOLS must carry no weight key for an entry without a weight (absent, not null)."
+  }
+  assert {
+    condition     = alltrue(flatten([for group, pools in output.group_pools : [for pool in pools : pool.weight == null]]))
+    error_message = "group_pools must give a null weight where pools sets none."
   }
   assert {
     condition     = aws_lambda_function.this.environment[0].variables["LIFECYCLE_HOOKS"] == "reactor-launch,reactor-terminate"
@@ -368,7 +387,11 @@ run "defaults" {
       "Logs", "LifecycleActions", "Discovery", "SendCommandDocument", "SendCommandProxies",
       "MarkInterrupted", "Inbox", "Reminders", "Ledger", "LedgerOpen",
     ])
-    error_message = "Without dns, kms_key_arn or active tracing the policy must hold exactly the base statements."
+    error_message = "Without dns, kms_key_arn, active tracing or proxy_health_groups the policy must hold exactly the base statements (no autoscaling:SetInstanceHealth)."
+  }
+  assert {
+    condition     = !contains(flatten([for s in data.aws_iam_policy_document.reactor.statement : tolist(s.actions)]), "autoscaling:SetInstanceHealth")
+    error_message = "Without proxy_health_groups the role must not be allowed autoscaling:SetInstanceHealth."
   }
   assert {
     condition = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "LifecycleActions"][0] == toset([
@@ -1035,6 +1058,154 @@ run "arm64_with_dns" {
     condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "Tracing"][0] == toset(["xray:PutTraceSegments", "xray:PutTelemetryRecords"])
     error_message = "Active tracing needs the X-Ray write permission."
   }
+}
+
+# Zones, weights and proxy-detected health: the environment, POOLS' weights, and
+# SetInstanceHealth scoped to the groups that opted in (names, a managed glob, a name a
+# managed glob matches).
+run "zones_weights_and_proxy_health" {
+  command = plan
+
+  variables {
+    pools = {
+      "my-asg"  = [{ name = "web", port = 8080, weight = 50 }]
+      "api-asg" = [{ name = "api", port = 9000, weight = 0 }, { name = "api-admin", port = 9001 }]
+    }
+    managed_groups         = { "web-*" = ["web"] }
+    member_zones           = true
+    proxy_health_groups    = ["my-asg", "web-*", "web-blue"]
+    unhealthy_after_s      = 60
+    unhealthy_quorum       = 2
+    max_unhealthy_fraction = 0.5
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function.this.environment[0].variables["MEMBER_ZONES"] == "true" &&
+      aws_lambda_function.this.environment[0].variables["PROXY_HEALTH_GROUPS"] == "my-asg,web-*,web-blue" &&
+      aws_lambda_function.this.environment[0].variables["UNHEALTHY_AFTER_S"] == "60" &&
+      aws_lambda_function.this.environment[0].variables["UNHEALTHY_QUORUM"] == "2" &&
+      aws_lambda_function.this.environment[0].variables["MAX_UNHEALTHY_FRACTION"] == "0.5"
+    )
+    error_message = "member_zones, proxy_health_groups (comma-joined, in order), unhealthy_after_s, unhealthy_quorum and max_unhealthy_fraction must reach MEMBER_ZONES, PROXY_HEALTH_GROUPS, UNHEALTHY_AFTER_S, UNHEALTHY_QUORUM and MAX_UNHEALTHY_FRACTION."
+  }
+  assert {
+    condition = jsondecode(aws_lambda_function.this.environment[0].variables["POOLS"]) == {
+      "my-asg"  = [{ name = "web", port = 8080, ports = [], weight = 50 }]
+      "api-asg" = [{ name = "api", port = 9000, ports = [], weight = 0 }, { name = "api-admin", port = 9001, ports = [] }]
+    }
+    error_message = "POOLS must carry \"weight\" on the entries that set one (0 included) and on no other."
+  }
+  assert {
+    condition     = output.group_pools["my-asg"][0].weight == 50 && output.group_pools["api-asg"][0].weight == 0 && output.group_pools["api-asg"][1].weight == null
+    error_message = "group_pools must carry each entry's weight (null when unset)."
+  }
+  assert {
+    condition     = [for s in data.aws_iam_policy_document.reactor.statement : s.actions if s.sid == "InstanceHealth"][0] == toset(["autoscaling:SetInstanceHealth"])
+    error_message = "With proxy_health_groups the role needs autoscaling:SetInstanceHealth, in a statement of its own."
+  }
+  assert {
+    condition = [for s in data.aws_iam_policy_document.reactor.statement : s.resources if s.sid == "InstanceHealth"][0] == toset([
+      "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/my-asg",
+      "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/web-*",
+      "arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/web-blue",
+    ])
+    error_message = "autoscaling:SetInstanceHealth must be scoped by group ARN to proxy_health_groups (as the lifecycle actions are to the managed groups): not api-asg, not the proxy group, not *."
+  }
+  assert {
+    condition     = length([for s in data.aws_iam_policy_document.reactor.statement : s if contains(tolist(s.actions), "autoscaling:SetInstanceHealth")]) == 1 && length([for s in data.aws_iam_policy_document.reactor.statement : s if s.sid == "InstanceHealth" && length(s.condition) == 0]) == 1
+    error_message = "SetInstanceHealth must be in the InstanceHealth statement only."
+  }
+}
+
+run "proxy_health_groups_must_be_managed" {
+  command = plan
+  variables {
+    proxy_health_groups = ["my-asg", "other-asg"]
+  }
+  expect_failures = [var.proxy_health_groups]
+}
+
+# A glob wider or other than a managed one could reach groups the reactor does not manage.
+run "proxy_health_glob_must_be_a_managed_glob" {
+  command = plan
+  variables {
+    managed_groups      = { "web-*" = ["web"] }
+    proxy_health_groups = ["web-b*"]
+  }
+  expect_failures = [var.proxy_health_groups]
+}
+
+run "proxy_health_groups_validated" {
+  command = plan
+  variables {
+    proxy_health_groups = ["my-asg,api-asg"]
+  }
+  expect_failures = [var.proxy_health_groups]
+}
+
+run "unhealthy_after_lower_bound" {
+  command = plan
+  variables {
+    unhealthy_after_s = 4
+  }
+  expect_failures = [var.unhealthy_after_s]
+}
+
+run "unhealthy_after_upper_bound" {
+  command = plan
+  variables {
+    unhealthy_after_s = 3601
+  }
+  expect_failures = [var.unhealthy_after_s]
+}
+
+run "unhealthy_quorum_bounds" {
+  command = plan
+  variables {
+    unhealthy_quorum = 1001
+  }
+  expect_failures = [var.unhealthy_quorum]
+}
+
+run "unhealthy_quorum_integer" {
+  command = plan
+  variables {
+    unhealthy_quorum = 1.5
+  }
+  expect_failures = [var.unhealthy_quorum]
+}
+
+run "max_unhealthy_fraction_above_zero" {
+  command = plan
+  variables {
+    max_unhealthy_fraction = 0
+  }
+  expect_failures = [var.max_unhealthy_fraction]
+}
+
+run "max_unhealthy_fraction_at_most_one" {
+  command = plan
+  variables {
+    max_unhealthy_fraction = 1.5
+  }
+  expect_failures = [var.max_unhealthy_fraction]
+}
+
+run "pool_weight_upper_bound" {
+  command = plan
+  variables {
+    pools = { "my-asg" = [{ name = "web", port = 8080, weight = 257 }] }
+  }
+  expect_failures = [var.pools]
+}
+
+run "pool_weight_integer" {
+  command = plan
+  variables {
+    pools = { "my-asg" = [{ name = "web", port = 8080, weight = 1.5 }] }
+  }
+  expect_failures = [var.pools]
 }
 
 # A one-hour drain: the lifecycle action outlives the hook's heartbeat timeout, which is

@@ -749,10 +749,12 @@ def wiring(state_path: str, zone_id: str, record_name: str, agent_file: str) -> 
             return f"the proxies' agent.toml does not report to the inbox {inbox_url}"
         if "http://169.254.169.254/latest/meta-data/instance-id" not in user_data or 'host = "%s"' not in user_data:
             return "the proxies' user data does not write the instance id (IMDSv2) as host"
+        if "http://169.254.169.254/latest/meta-data/placement/availability-zone" not in user_data or 'zone = "%s"' not in user_data:
+            return "the proxies' user data does not write the Availability Zone (IMDSv2) as zone"
         group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[proxy_group])["AutoScalingGroups"][0]
         return expect(group["LaunchTemplate"]["LaunchTemplateId"] == lt_id, f"proxy group launches {group.get('LaunchTemplate')}, want {lt_id}")
 
-    c.check("agent binary: uploaded content-addressed (agent/<sha256>/agent), named with its SHA-256 in the proxies' user data, which reports to the inbox as its instance id", agent_object)
+    c.check("agent binary: uploaded content-addressed (agent/<sha256>/agent), named with its SHA-256 in the proxies' user data, which reports to the inbox as its instance id and writes its zone", agent_object)
 
     def instances() -> str | None:
         out = []
