@@ -24,6 +24,8 @@
 //! - [`outbox`]: members' outcomes waiting for the reactor's inbox (pure).
 //! - [`store`]: atomic file writes and the service's lock.
 //! - [`aws`]: the desired state read from AWS.
+//! - [`zones`]: members' weights, same-zone routing with spill, zones taken away
+//!   (pure logic).
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -41,3 +43,4 @@ pub mod slots;
 pub mod status;
 pub mod store;
 pub mod units;
+pub mod zones;
