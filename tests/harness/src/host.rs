@@ -40,6 +40,8 @@ pub struct PoolSpec {
     pub port: u16,
     /// The backend's `balance` (`None`: agent.toml's default, roundrobin).
     pub balance: Option<String>,
+    /// More keys of the pool's `[[pool]]` table, as is (e.g. `zone_affinity = "prefer"`).
+    pub extra_toml: String,
 }
 
 impl PoolSpec {
@@ -54,6 +56,7 @@ impl PoolSpec {
             server_options: "check inter 100ms fall 2 rise 2".into(),
             port: 80,
             balance: None,
+            extra_toml: String::new(),
         }
     }
 
@@ -73,7 +76,9 @@ pub struct HostSpec {
     pub name: String,
     /// Its pools.
     pub pools: Vec<PoolSpec>,
-    /// Extra agent.toml text appended as is (e.g. an `[aws]` section).
+    /// Extra agent.toml text appended as is (e.g. an `[aws]` section); its lines
+    /// before its first `[section]` go at the top of the file instead (top-level keys
+    /// such as `zone = "zone-a"`).
     pub extra_toml: String,
     /// Environment for every agent run (e.g. `AWS_ENDPOINT_URL` of the emulator).
     pub env: Vec<(String, String)>,
@@ -151,8 +156,9 @@ impl Host {
         let dir = tempfile::Builder::new().prefix("haproxy-asg-").tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("state"))?;
+        let (top, extra) = split_top(&spec.extra_toml);
         let mut toml = format!(
-            "host = \"{}\"\n[haproxy]\nbinary = \"{}\"\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
+            "host = \"{}\"\n{top}[haproxy]\nbinary = \"{}\"\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
             spec.name,
             crate::process::haproxy_bin().display(),
             d.join("haproxy.cfg").display(),
@@ -179,8 +185,9 @@ impl Host {
             if let Some(b) = &p.balance {
                 toml.push_str(&format!("balance = \"{b}\"\n"));
             }
+            toml.push_str(&p.extra_toml);
         }
-        toml.push_str(&spec.extra_toml);
+        toml.push_str(extra);
         // HAProxy drops to its user inside a chroot only when started as root; a test
         // run as another user keeps it unconfined (unless the spec says otherwise).
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -578,6 +585,18 @@ impl Drop for Host {
         self.stop_service();
         self.stop_haproxy();
     }
+}
+
+/// `extra`'s top-level lines (before its first `[section]`) and the rest.
+fn split_top(extra: &str) -> (&str, &str) {
+    let mut at = 0;
+    for line in extra.split_inclusive('\n') {
+        if line.trim_start().starts_with('[') {
+            break;
+        }
+        at += line.len();
+    }
+    extra.split_at(at)
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
