@@ -886,8 +886,8 @@ fn print_status(s: &Status, json: bool) -> Outcome {
     {
         out("")?;
         out(&format!(
-            "{:<20} {:<22} {:<9} {:<12} {:>6} {:>9} STATUS   (the instance map: a log line's instance=)",
-            "SLOT -> INSTANCE", "INSTANCE", "STATE", "ZONE", "WEIGHT", "EFFECTIVE"
+            "{:<20} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}  (the instance map: a log line's instance=)",
+            "SLOT -> INSTANCE", "INSTANCE", "STATE", "STATUS", "ZONE", "WEIGHT", "EFFECTIVE"
         ))?;
         for p in &s.pools {
             out(&format!(
@@ -896,14 +896,14 @@ fn print_status(s: &Status, json: bool) -> Outcome {
             ))?;
             for i in &p.instances {
                 out(&format!(
-                    "  {:<18} {:<22} {:<9} {:<12} {:>6} {:>9} {}",
+                    "  {:<18} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}",
                     i.key,
                     i.instance,
                     i.state,
+                    if i.status.is_empty() { "-" } else { &i.status },
                     i.zone.as_deref().unwrap_or("-"),
                     i.weight.map_or("-".to_string(), |w| w.to_string()),
                     i.effective.as_deref().unwrap_or("-"),
-                    i.status
                 ))?;
             }
         }
