@@ -850,6 +850,42 @@ fn print_zones(z: &control::ZonesReply) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `agent status`'s slot -> instance map of each pool, with each member's zone and
+/// weights (nothing when no pool has a slot).
+fn print_instance_maps(s: &Status) -> std::io::Result<()> {
+    if !s
+        .pools
+        .iter()
+        .any(|p| p.slots > 0 || !p.instances.is_empty())
+    {
+        return Ok(());
+    }
+    out("")?;
+    out(&format!(
+        "{:<20} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}  (the instance map: a log line's instance=)",
+        "SLOT -> INSTANCE", "INSTANCE", "STATE", "STATUS", "ZONE", "WEIGHT", "EFFECTIVE"
+    ))?;
+    for p in &s.pools {
+        out(&format!(
+            "{}: {} of {} slots used, {} free",
+            p.pool, p.used, p.slots, p.free
+        ))?;
+        for i in &p.instances {
+            out(&format!(
+                "  {:<18} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}",
+                i.key,
+                i.instance,
+                i.state,
+                if i.status.is_empty() { "-" } else { &i.status },
+                i.zone.as_deref().unwrap_or("-"),
+                i.weight.map_or("-".to_string(), |w| w.to_string()),
+                i.effective.as_deref().unwrap_or("-"),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 fn print_status(s: &Status, json: bool) -> Outcome {
     if json {
         out(&serde_json::to_string(s)?)?;
@@ -880,34 +916,7 @@ fn print_status(s: &Status, json: bool) -> Outcome {
             r.last_check
         ))?;
     }
-    if s.pools
-        .iter()
-        .any(|p| p.slots > 0 || !p.instances.is_empty())
-    {
-        out("")?;
-        out(&format!(
-            "{:<20} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}  (the instance map: a log line's instance=)",
-            "SLOT -> INSTANCE", "INSTANCE", "STATE", "STATUS", "ZONE", "WEIGHT", "EFFECTIVE"
-        ))?;
-        for p in &s.pools {
-            out(&format!(
-                "{}: {} of {} slots used, {} free",
-                p.pool, p.used, p.slots, p.free
-            ))?;
-            for i in &p.instances {
-                out(&format!(
-                    "  {:<18} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}",
-                    i.key,
-                    i.instance,
-                    i.state,
-                    if i.status.is_empty() { "-" } else { &i.status },
-                    i.zone.as_deref().unwrap_or("-"),
-                    i.weight.map_or("-".to_string(), |w| w.to_string()),
-                    i.effective.as_deref().unwrap_or("-"),
-                ))?;
-            }
-        }
-    }
+    print_instance_maps(s)?;
     if !s.operations.is_empty() {
         out("")?;
         out(&format!(

@@ -76,9 +76,7 @@ pub struct HostSpec {
     pub name: String,
     /// Its pools.
     pub pools: Vec<PoolSpec>,
-    /// Extra agent.toml text appended as is (e.g. an `[aws]` section); its lines
-    /// before its first `[section]` go at the top of the file instead (top-level keys
-    /// such as `zone = "zone-a"`).
+    /// Extra agent.toml text appended as is (e.g. an `[aws]` section).
     pub extra_toml: String,
     /// Environment for every agent run (e.g. `AWS_ENDPOINT_URL` of the emulator).
     pub env: Vec<(String, String)>,
@@ -142,21 +140,26 @@ impl Host {
     /// Writes the host's files and starts HAProxy: the pools' slot blocks inside
     /// haproxy.cfg.
     pub fn start(spec: &HostSpec) -> anyhow::Result<Self> {
-        Self::start_as(spec, false)
+        Self::start_as(spec, false, "")
+    }
+
+    /// [`Host::start`] with top-level agent.toml keys (`top`, e.g. `zone = "zone-a"\n`)
+    /// before the first section.
+    pub fn start_with_top(spec: &HostSpec, top: &str) -> anyhow::Result<Self> {
+        Self::start_as(spec, false, top)
     }
 
     /// [`Host::start`] with the pools' backends in a file of the agent's own
     /// (`[haproxy] pools_config`, `haproxy-asg.cfg` beside haproxy.cfg), written by
     /// `agent config render --output` and loaded by HAProxy as a second `-f`.
     pub fn start_with_pools_file(spec: &HostSpec) -> anyhow::Result<Self> {
-        Self::start_as(spec, true)
+        Self::start_as(spec, true, "")
     }
 
-    fn start_as(spec: &HostSpec, pools_file: bool) -> anyhow::Result<Self> {
+    fn start_as(spec: &HostSpec, pools_file: bool, top: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("haproxy-asg-").tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("state"))?;
-        let (top, extra) = split_top(&spec.extra_toml);
         let mut toml = format!(
             "host = \"{}\"\n{top}[haproxy]\nbinary = \"{}\"\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
             spec.name,
@@ -187,7 +190,7 @@ impl Host {
             }
             toml.push_str(&p.extra_toml);
         }
-        toml.push_str(extra);
+        toml.push_str(&spec.extra_toml);
         // HAProxy drops to its user inside a chroot only when started as root; a test
         // run as another user keeps it unconfined (unless the spec says otherwise).
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -585,18 +588,6 @@ impl Drop for Host {
         self.stop_service();
         self.stop_haproxy();
     }
-}
-
-/// `extra`'s top-level lines (before its first `[section]`) and the rest.
-fn split_top(extra: &str) -> (&str, &str) {
-    let mut at = 0;
-    for line in extra.split_inclusive('\n') {
-        if line.trim_start().starts_with('[') {
-            break;
-        }
-        at += line.len();
-    }
-    extra.split_at(at)
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {

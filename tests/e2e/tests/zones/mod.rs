@@ -19,13 +19,13 @@ use super::{change, member, outcome};
 fn host_in(name: &str, zone: &str, pool_toml: &str) -> Host {
     let mut pool = PoolSpec::new("web", 8);
     pool.extra_toml = pool_toml.into();
-    Host::start(&HostSpec {
+    let spec = HostSpec {
         name: name.into(),
         pools: vec![pool],
-        extra_toml: format!("zone = \"{zone}\"\n"),
+        extra_toml: String::new(),
         env: Vec::new(),
-    })
-    .expect("start haproxy host")
+    };
+    Host::start_with_top(&spec, &format!("zone = \"{zone}\"\n")).expect("start haproxy host")
 }
 
 const PREFER: &str = "zone_affinity = \"prefer\"\nmin_zone_members = 1\n";
