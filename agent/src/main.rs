@@ -1030,6 +1030,20 @@ mod tests {
     }
 
     #[test]
+    fn config_check_names_the_pools_that_prefer_their_zone() {
+        let toml = "[haproxy]\nconfig = \"/etc/haproxy/haproxy.cfg\"\nadmin_socket = \"/run/admin.sock\"\nstate_dir = \"/var/lib/asg\"\n[[pool]]\nname = \"web\"\nport = 80\nzone_affinity = \"prefer\"\nmin_zone_members = 2\n[[pool]]\nname = \"api\"\nport = 81\n";
+        let cfg = AgentConfig::parse(&format!("zone = \"zone-a\"\n{toml}")).unwrap();
+        let notes = affinity_notes(&cfg);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("pool web prefers zone zone-a") && notes[0].contains("at least 2"),
+            "{notes:?}"
+        );
+        let plain = AgentConfig::parse(&toml.replace("zone_affinity = \"prefer\"\n", "")).unwrap();
+        assert!(affinity_notes(&plain).is_empty());
+    }
+
+    #[test]
     fn each_v_adds_a_level_to_what_the_command_logs_anyway() {
         let levels = |service| (0..3).map(|v| log_level(v, service)).collect::<Vec<_>>();
         assert_eq!(levels(false), ["warn", "info", "debug"]);

@@ -143,12 +143,12 @@ impl Service {
     /// The ticker's look at HAProxy for the policy: a member that went DOWN or came
     /// UP moves traffic between zones at once.
     pub fn rebalance(&self) {
-        let (client, seen) = {
+        let client = {
             let st = self.lock();
             if !st.resumed {
                 return;
             }
-            (self.haproxy(&st), st.epoch)
+            self.haproxy(&st)
         };
         let states = match client.servers_state(None) {
             Ok(s) => s,
@@ -157,9 +157,11 @@ impl Service {
                 return;
             }
         };
+        // A change meanwhile may have sent some of this already: what is sent again is
+        // the same (the table is read now, and a weight or state command is idempotent),
+        // so a steady flow of changes does not hold the policy back.
         let mut st = self.lock();
-        // A change meanwhile: the next look reads what it did.
-        if st.epoch != seen || !st.resumed {
+        if !st.resumed {
             return;
         }
         let lives = lives_of(&self.cfg, &states);

@@ -285,6 +285,15 @@ fn a_zone_taken_away_gets_no_new_request_until_it_is_back_even_across_a_restart(
     wait_for(Duration::from_secs(10), || a.status_all().ok()).expect("the service is back");
     let w = window(&a, 300);
     assert_eq!(w.by_backend.get("a1"), None, "{w:?}");
+    // A member joining into the away zone joins (UP: it passes its checks) drained.
+    let a2 = Backend::start("a2", "127.0.0.3").unwrap();
+    apply_all(&[&a], 2, &[zoned("i-a2", a2.addr, "zone-a")], &[]);
+    let w = window(&a, 300);
+    assert_eq!(
+        (w.by_backend.get("a1"), w.by_backend.get("a2")),
+        (None, None),
+        "{w:?}"
+    );
     let listed = a.agent(&["zone"], None).unwrap();
     assert!(
         listed.stdout.contains("zones away: zone-a"),
@@ -299,7 +308,40 @@ fn a_zone_taken_away_gets_no_new_request_until_it_is_back_even_across_a_restart(
     let back = window(&a, 500);
     let stats = all.stop();
     assert_eq!(stats.failed, 0, "requests failed: {stats:?}");
-    assert!(share(&back, &["a1"]) >= 0.95, "{back:?}");
+    assert!(share(&back, &["a1", "a2"]) >= 0.95, "{back:?}");
+    assert!(
+        back.by_backend.get("a2").copied().unwrap_or(0) > 100,
+        "{back:?}"
+    );
+}
+
+#[test]
+fn weights_are_restored_after_haproxy_is_restarted_by_someone_else() {
+    let mut h = host_in("proxy-weights", "zone-a", "");
+    let blue = Backend::start("blue", "127.0.0.2").unwrap();
+    let green = Backend::start("green", "127.0.0.3").unwrap();
+    apply_all(
+        &[&h],
+        1,
+        &[
+            weighted("i-blue", blue.addr, 90),
+            weighted("i-green", green.addr, 10),
+        ],
+        &[],
+    );
+    // Someone restarts HAProxy from a server-state file that knows nothing: the new
+    // worker starts every slot at its configured weight, and the service restores it.
+    std::fs::write(h.dir().join("state/server-state"), "1\n").unwrap();
+    h.restart_haproxy_sf().unwrap();
+    wait_for(Duration::from_secs(10), || {
+        (haproxy_weight(&h, "i-blue") == Some(90) && haproxy_weight(&h, "i-green") == Some(10))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("weights not restored: {}", h.agent_log()));
+    let w = window(&h, 2000);
+    assert_eq!(w.failed, 0, "{w:?}");
+    let s = share(&w, &["blue"]);
+    assert!((0.85..=0.95).contains(&s), "blue's share {s:.3}: {w:?}");
 }
 
 #[test]
