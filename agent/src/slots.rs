@@ -1324,6 +1324,60 @@ mod tests {
     }
 
     #[test]
+    fn a_table_without_zones_or_weights_loads_and_one_with_them_round_trips() {
+        let old = r#"{"version":2,"pools":{"web":{"members":{"i-1":{"slot":1,"address":"10.0.0.1","port":80,"generation":3,"state":"up"}},"retired":{}}}}"#;
+        let table: SlotTable = serde_json::from_str(old).unwrap();
+        let e = &table.pools["web"].members[&id("i-1")];
+        assert_eq!((&e.zone, e.weight), (&None, None));
+        assert!(table.away_zones.is_empty());
+        let text = serde_json::to_string(&table).unwrap();
+        assert!(!text.contains("zone") && !text.contains("weight"), "{text}");
+        let mut zoned = table.clone();
+        zoned.away_zones.insert(Zone::new("zone-a").unwrap());
+        let e = zoned
+            .pools
+            .get_mut("web")
+            .unwrap()
+            .members
+            .get_mut(&id("i-1"))
+            .unwrap();
+        e.zone = Some(Zone::new("zone-b").unwrap());
+        e.weight = Some(Weight::new(90).unwrap());
+        let back: SlotTable =
+            serde_json::from_str(&serde_json::to_string(&zoned).unwrap()).unwrap();
+        assert_eq!(back, zoned);
+    }
+
+    #[test]
+    fn a_later_message_sets_the_weight_and_keeps_a_zone_it_does_not_say() {
+        let mut t = PoolSlots::default();
+        let mut l = live(4);
+        let zone = Some(Zone::new("zone-a").unwrap());
+        let w = |n| Some(Weight::new(n).unwrap());
+        plan_change(
+            &mut t,
+            &l,
+            &[m("a", 1).with_zone(zone.clone()).with_weight(w(90))],
+            &[],
+            1,
+            at(0),
+        );
+        assert_eq!(t.members[&id("a")].weight, w(90));
+        advance_with(&mut t, &[row(1, "UP", 0)], 10);
+        serving(&mut l, 1, 1);
+        plan_change(&mut t, &l, &[m("a", 1).with_weight(w(10))], &[], 2, at(20));
+        let e = &t.members[&id("a")];
+        assert_eq!((&e.zone, e.weight), (&zone, w(10)));
+        // An older message changes nothing.
+        plan_change(&mut t, &l, &[m("a", 1).with_weight(w(50))], &[], 1, at(30));
+        assert_eq!(t.members[&id("a")].weight, w(10));
+        // A drained member (its zone away) passing its checks ends its join UP.
+        plan_change(&mut t, &l, &[m("d", 2).with_zone(zone)], &[], 3, at(40));
+        let adv = advance_with(&mut t, &[row(2, "DRAIN", 0)], 50);
+        assert_eq!(adv.finished[0].status, OutcomeStatus::Up);
+    }
+
+    #[test]
     fn a_format_1_table_gets_deadlines() {
         let text = r#"{"version":1,"pools":{"web":{"members":{"i-1":{"slot":1,"address":"10.0.0.1","port":80,"generation":3,"state":"draining"}},"retired":{}}}}"#;
         let mut table: SlotTable = serde_json::from_str(text).unwrap();
