@@ -388,3 +388,50 @@ fn two_groups_weighted_90_10_share_a_pool_90_10_and_a_new_weight_applies_without
     let e = effective(&h);
     assert_eq!(e["i-green"], "90", "{e:?}");
 }
+
+#[test]
+fn zone_affinity_turned_on_and_off_by_sighup_moves_traffic_in_place() {
+    let h = host_in("proxy-zone-a", "zone-a", "");
+    let pid = h.service_pid().expect("the service runs");
+    let a1 = Backend::start("a1", "127.0.0.2").unwrap();
+    let b1 = Backend::start("b1", "127.0.0.4").unwrap();
+    apply_all(
+        &[&h],
+        1,
+        &[
+            zoned("i-a1", a1.addr, "zone-a"),
+            zoned("i-b1", b1.addr, "zone-b"),
+        ],
+        &[],
+    );
+    let both = window(&h, 400);
+    assert!(share(&both, &["b1"]) > 0.3, "affinity is off: {both:?}");
+    let hup = |toml: &str, restarts: usize| {
+        std::fs::write(&h.config, toml).unwrap();
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        wait_for(Duration::from_secs(10), || {
+            (h.agent_log().matches("[[pool]] changed").count() >= restarts).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no restart in place:\n{}", h.agent_log()));
+        h.wait_service(Duration::from_secs(10)).unwrap();
+    };
+    let off = std::fs::read_to_string(&h.config).unwrap();
+    let on = off.replacen("name = \"web\"\n", &format!("name = \"web\"\n{PREFER}"), 1);
+    hup(&on, 1);
+    wait_standby(&h, &["i-b1"]);
+    let kept = window(&h, 500);
+    assert!(share(&kept, &["a1"]) >= 0.95, "{kept:?}");
+    // Off again: the restarted service gives zone-b its weight back.
+    hup(&off, 2);
+    wait_for(Duration::from_secs(10), || {
+        (haproxy_weight(&h, "i-b1") == Some(1)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("zone-b never got its weight back:\n{}", h.agent_log()));
+    let both = window(&h, 400);
+    assert!(share(&both, &["b1"]) > 0.3, "{both:?}");
+    assert_eq!(h.service_pid(), Some(pid), "the same process");
+}
