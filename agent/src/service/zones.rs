@@ -31,10 +31,21 @@ pub(super) fn staged(
     plans: &BTreeMap<PoolName, PoolZones>,
 ) -> (Vec<Vec<Command>>, Vec<Vec<Command>>) {
     for (pool, z) in plans {
+        if z.raise.is_empty() && z.lower.is_empty() {
+            continue;
+        }
+        let span = info_span!("zones", pool = %pool);
+        let _g = span.enter();
+        info!(
+            raise = z.raise.len(),
+            lower = z.lower.len(),
+            spilled = z.spilled,
+            "traffic policy: {} commands give traffic, {} take it away",
+            z.raise.len(),
+            z.lower.len()
+        );
         for c in z.raise.iter().chain(&z.lower) {
-            let span = info_span!("zones", pool = %pool, slot = %slot_name(c.slot));
-            let _g = span.enter();
-            info!(command = %c, "traffic policy");
+            tracing::debug!(slot = %slot_name(c.slot), command = %c, "traffic policy");
         }
     }
     let one = |c: &Command| vec![c.clone()];
