@@ -62,8 +62,8 @@ impl Discovery for Strict {
 }
 
 /// The groups of agent.toml's `[aws]` section with the pools each may feed (and the
-/// ports a tag may choose for them): a group's tags only narrow these, as the
-/// reactor's do.
+/// ports a tag may choose for them, and the group's weight from `[aws] weights`): a
+/// group's tags only narrow these, as the reactor's do.
 pub fn groups(cfg: &AgentConfig) -> BTreeMap<String, Vec<AllowedPool>> {
     cfg.aws_groups
         .iter()
@@ -71,7 +71,13 @@ pub fn groups(cfg: &AgentConfig) -> BTreeMap<String, Vec<AllowedPool>> {
             let pools = names
                 .iter()
                 .filter_map(|n| cfg.pool(n))
-                .map(|p| AllowedPool::with_ports(p.pool.clone(), p.ports.clone()))
+                .map(|p| {
+                    let pool = infra::Pool {
+                        weight: cfg.aws_weights.get(g).copied(),
+                        ..p.pool.clone()
+                    };
+                    AllowedPool::with_ports(pool, p.ports.clone())
+                })
                 .collect();
             (g.clone(), pools)
         })
@@ -167,6 +173,17 @@ mod tests {
             .unwrap(),
             group: group.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn a_groups_weight_goes_with_every_pool_it_feeds() {
+        let cfg = crate::config::AgentConfig::parse(
+            "[haproxy]\nconfig = \"/etc/haproxy/haproxy.cfg\"\nadmin_socket = \"/run/admin.sock\"\nstate_dir = \"/var/lib/asg\"\n[[pool]]\nname = \"web\"\nport = 80\n[aws]\ngroups = { \"blue\" = [\"web\"], \"green\" = [\"web\"] }\nweights = { \"blue\" = 90 }\n",
+        )
+        .unwrap();
+        let g = groups(&cfg);
+        assert_eq!(g["blue"][0].pool.weight.map(infra::Weight::get), Some(90));
+        assert_eq!(g["green"][0].pool.weight, None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use infra::{Pool, PoolName, Port, ServerOptions};
+use infra::{Pool, PoolName, Port, ServerOptions, Weight, Zone};
 use serde::Deserialize;
 
 use crate::haproxy::{Endpoint, MapFile};
@@ -47,6 +47,9 @@ pub enum ConfigError {
 pub struct AgentConfig {
     /// The name this host reports (defaults to the hostname).
     pub host: String,
+    /// The Availability Zone this proxy runs in (`zone`), for pools with
+    /// `zone_affinity = "prefer"`.
+    pub zone: Option<Zone>,
     /// HAProxy's files and sockets.
     pub haproxy: HaproxyConfig,
     /// The agent service's own socket.
@@ -57,6 +60,9 @@ pub struct AgentConfig {
     pub pools: Vec<PoolConfig>,
     /// Auto Scaling group -> pools, for syncing from AWS.
     pub aws_groups: BTreeMap<String, Vec<PoolName>>,
+    /// Auto Scaling group -> the weight of its members in every pool it feeds
+    /// (`[aws] weights`), for syncing from AWS.
+    pub aws_weights: BTreeMap<String, Weight>,
     /// How often the service syncs from AWS (with `[aws]` groups), besides at start.
     pub sync_interval: Duration,
     /// The networks members may be in (`member_networks`); empty: any unicast address
@@ -470,6 +476,34 @@ pub struct PoolConfig {
     /// algorithm (`static-rr`, a hash without `hash-type consistent`) cannot take
     /// servers added at runtime: such a pool grows with a reload on every version.
     pub balance: String,
+    /// Same-zone routing (`zone_affinity`): with `prefer`, members of other zones get
+    /// weight 0 while enough members of this host's zone are UP.
+    pub zone_affinity: ZoneAffinity,
+    /// How many members of this host's zone must be UP for `prefer` to keep traffic in
+    /// the zone (`min_zone_members`, at least 1); below it, traffic spills to every zone.
+    pub min_zone_members: u32,
+}
+
+/// A pool's same-zone routing (`zone_affinity` in agent.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneAffinity {
+    /// Every member takes its share, whatever its zone (the default).
+    #[default]
+    Off,
+    /// Members of this host's zone take the traffic while at least `min_zone_members`
+    /// of them are UP; the others stand by at weight 0 (still health-checked) and take
+    /// their share again as soon as the zone falls below that.
+    Prefer,
+}
+
+impl std::fmt::Display for ZoneAffinity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Prefer => "prefer",
+        })
+    }
 }
 
 impl PoolConfig {
@@ -483,6 +517,7 @@ impl PoolConfig {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     host: Option<String>,
+    zone: Option<Zone>,
     haproxy: RawHaproxy,
     #[serde(default)]
     service: RawService,
@@ -526,12 +561,15 @@ struct RawAws {
     groups: BTreeMap<String, Vec<PoolName>>,
     #[serde(default = "default_sync_interval")]
     sync_interval_s: f64,
+    #[serde(default)]
+    weights: BTreeMap<String, Weight>,
 }
 
 impl Default for RawAws {
     fn default() -> Self {
         Self {
             groups: BTreeMap::new(),
+            weights: BTreeMap::new(),
             sync_interval_s: default_sync_interval(),
         }
     }
@@ -608,6 +646,12 @@ impl RawPool {
                 return Err(format!("pool {}: health_path {path:?} must start with '/' and hold only URL-safe characters", p.name));
             }
         }
+        if p.min_zone_members == 0 || p.min_zone_members > 100_000 {
+            return Err(format!(
+                "pool {}: min_zone_members = {} is out of range (1 to 100000): how many members of this host's zone must be UP to keep traffic in the zone",
+                p.name, p.min_zone_members
+            ));
+        }
         if let Some(bind) = &p.bind {
             let ok = !bind.is_empty()
                 && bind
@@ -642,6 +686,8 @@ impl RawPool {
             max_members: p.max_members,
             max_slots: p.max_slots,
             balance: p.balance.split_whitespace().collect::<Vec<_>>().join(" "),
+            zone_affinity: p.zone_affinity,
+            min_zone_members: p.min_zone_members,
         })
     }
 }
@@ -669,6 +715,10 @@ struct RawPool {
     max_slots: u32,
     #[serde(default = "default_balance")]
     balance: String,
+    #[serde(default)]
+    zone_affinity: ZoneAffinity,
+    #[serde(default = "default_min_zone_members")]
+    min_zone_members: u32,
 }
 
 fn default_binary() -> PathBuf {
@@ -695,6 +745,9 @@ fn default_max_members() -> usize {
 fn default_max_slots() -> u32 {
     4096
 }
+fn default_min_zone_members() -> u32 {
+    1
+}
 fn default_balance() -> String {
     "roundrobin".into()
 }
@@ -716,7 +769,45 @@ fn seconds(field: &str, s: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(s))
 }
 
+/// `[aws] weights` name groups of `[aws] groups`.
+fn check_weights(aws: &RawAws) -> Result<(), String> {
+    for group in aws.weights.keys() {
+        if !aws.groups.contains_key(group) {
+            return Err(format!(
+                "aws.weights: group {group} is not in aws.groups: a weight is that group's members' weight in the pools it feeds; add the group to aws.groups or remove its weight"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A pool with `zone_affinity = "prefer"` needs the host's `zone`.
+fn check_affinity(zone: Option<&Zone>, pools: &[PoolConfig]) -> Result<(), String> {
+    if zone.is_some() {
+        return Ok(());
+    }
+    match pools
+        .iter()
+        .find(|p| p.zone_affinity == ZoneAffinity::Prefer)
+    {
+        Some(p) => Err(format!(
+            "pool {}: zone_affinity = \"prefer\" needs the top-level zone (this proxy's Availability Zone, e.g. zone = \"us-east-1a\" before the first [section]): without it no member is in this host's zone; set zone, or zone_affinity = \"off\"",
+            p.name()
+        )),
+        None => Ok(()),
+    }
+}
+
 impl AgentConfig {
+    /// Whether some pool routes to its own zone first.
+    pub fn affinity_anywhere(&self) -> bool {
+        self.zone.is_some()
+            && self
+                .pools
+                .iter()
+                .any(|p| p.zone_affinity == ZoneAffinity::Prefer)
+    }
+
     /// Reads and checks the configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -748,6 +839,8 @@ impl AgentConfig {
                 }
             }
         }
+        check_weights(&raw.aws)?;
+        check_affinity(raw.zone.as_ref(), &pools)?;
         let sync_interval = seconds("aws.sync_interval_s", raw.aws.sync_interval_s)?;
         if sync_interval < Duration::from_secs(1) {
             return Err(format!(
@@ -774,6 +867,8 @@ impl AgentConfig {
         let report = raw.report.map(|r| r.check(&host)).transpose()?;
         Ok(Self {
             host,
+            zone: raw.zone,
+            aws_weights: raw.aws.weights,
             report,
             service: ServiceConfig { control_socket },
             sync_interval,
@@ -1042,5 +1137,51 @@ groups = { "web-asg" = ["web"] }
             let e = with(bad).unwrap_err();
             assert!(e.contains("balance"), "{bad}: {e}");
         }
+    }
+    #[test]
+    fn zone_affinity_defaults_off_and_prefer_needs_the_hosts_zone() {
+        let c = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(c.zone, None);
+        assert_eq!(c.pools[0].zone_affinity, ZoneAffinity::Off);
+        assert_eq!(c.pools[0].min_zone_members, 1);
+        assert!(!c.affinity_anywhere());
+        let prefer = GOOD.replace(
+            "[aws]",
+            "zone_affinity = \"prefer\"\nmin_zone_members = 2\n[aws]",
+        );
+        let e = AgentConfig::parse(&prefer).unwrap_err();
+        assert!(
+            e.contains("zone_affinity = \"prefer\"") && e.contains("top-level zone"),
+            "{e}"
+        );
+        let c = AgentConfig::parse(&format!("zone = \"us-east-1a\"\n{prefer}")).unwrap();
+        assert_eq!(c.zone.as_ref().map(Zone::as_str), Some("us-east-1a"));
+        assert_eq!(c.pools[0].zone_affinity, ZoneAffinity::Prefer);
+        assert_eq!(c.pools[0].min_zone_members, 2);
+        assert!(c.affinity_anywhere());
+        let e = AgentConfig::parse(&GOOD.replace("[aws]", "zone_affinity = \"always\"\n[aws]"))
+            .unwrap_err();
+        assert!(e.contains("always") && e.contains("prefer"), "{e}");
+        let e =
+            AgentConfig::parse(&GOOD.replace("[aws]", "min_zone_members = 0\n[aws]")).unwrap_err();
+        assert!(e.contains("min_zone_members = 0"), "{e}");
+        let e = AgentConfig::parse(&format!("zone = \"us east\"\n{GOOD}")).unwrap_err();
+        assert!(e.contains("invalid zone"), "{e}");
+    }
+
+    #[test]
+    fn aws_weights_name_groups_of_aws_groups() {
+        let with = |w: &str| {
+            AgentConfig::parse(&GOOD.replace(
+                "groups = { \"web-asg\" = [\"web\"] }",
+                &format!("groups = {{ \"web-asg\" = [\"web\"] }}\nweights = {w}"),
+            ))
+        };
+        let c = with("{ \"web-asg\" = 90 }").unwrap();
+        assert_eq!(c.aws_weights["web-asg"].get(), 90);
+        let e = with("{ \"api-asg\" = 90 }").unwrap_err();
+        assert!(e.contains("aws.weights") && e.contains("api-asg"), "{e}");
+        let e = with("{ \"web-asg\" = 300 }").unwrap_err();
+        assert!(e.contains("invalid weight 300"), "{e}");
     }
 }

@@ -49,6 +49,34 @@ pub enum Request {
     },
     /// Every slot and every operation in flight.
     Status,
+    /// Take a zone away, bring it back, or (`None`) only say which are away.
+    Zone {
+        /// What to do.
+        action: Option<ZoneAction>,
+    },
+}
+
+/// What `agent zone` asks of the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneAction {
+    /// Drain this zone's members on this host (kept, not removed) until it is back.
+    Away(infra::Zone),
+    /// Make this zone's members ready again.
+    Back(infra::Zone),
+}
+
+/// What `agent zone` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZonesReply {
+    /// This host's zone (agent.toml `zone`).
+    pub host_zone: Option<String>,
+    /// The zones away on this host.
+    pub away: Vec<String>,
+    /// Pools whose traffic spills out of this host's zone.
+    pub spilled: Vec<String>,
+    /// Commands this request sent to HAProxy (drains, readies, weights).
+    pub commands: u64,
 }
 
 /// One line of what `agent sync` changes.
@@ -89,6 +117,8 @@ pub enum Reply {
     Sync(SyncReply),
     /// The slots and operations.
     Status(Status),
+    /// The zones away.
+    Zones(ZonesReply),
     /// The request could not be carried out; nothing was changed.
     Error(String),
 }

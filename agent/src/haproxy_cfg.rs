@@ -735,6 +735,8 @@ mod tests {
                 generation: 1,
                 state: crate::slots::EntryState::Up,
                 op: None,
+                zone: None,
+                weight: None,
                 touched: 0,
             },
         );

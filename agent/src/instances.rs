@@ -157,6 +157,8 @@ mod tests {
             generation: 1,
             state,
             op: None,
+            zone: None,
+            weight: None,
             touched: 0,
         }
     }

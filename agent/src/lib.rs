@@ -25,6 +25,8 @@
 //! - [`health`]: members that went DOWN or came back UP after they were UP (pure).
 //! - [`store`]: atomic file writes and the service's lock.
 //! - [`aws`]: the desired state read from AWS.
+//! - [`zones`]: members' weights, same-zone routing with spill, zones taken away
+//!   (pure logic).
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -43,3 +45,4 @@ pub mod slots;
 pub mod status;
 pub mod store;
 pub mod units;
+pub mod zones;

@@ -587,6 +587,8 @@ port = 8080
             generation: 1,
             state,
             op: None,
+            zone: None,
+            weight: None,
             touched: 0,
         };
         let mut table = SlotTable::default();

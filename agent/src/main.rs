@@ -142,9 +142,45 @@ enum Cmd {
         #[arg(long)]
         used: bool,
     },
+    /// Take an Availability Zone away on this host, bring it back, or list those away.
+    ///
+    /// `agent zone away us-east-1a` drains this host's members in that zone (in every
+    /// pool): they take no new request, the ones they have finish, and they keep their
+    /// slots (nothing is removed, no change message is needed). Members that join into
+    /// it later join drained. `agent zone back us-east-1a` makes them ready again. Which
+    /// zones are away is kept in the service's state: it survives a restart.
+    ///
+    /// It acts on this host only: to take a zone away for the whole fleet, run it on
+    /// every proxy, e.g. with Run Command (AWS-RunShellScript) targeting the proxies'
+    /// tag. Auto Scaling's zonal shift is not read (the reactor does not learn of it).
+    ///
+    /// With `zone_affinity = "prefer"`, members of an away zone do not count as this
+    /// host's zone: taking the host's own zone away spills its traffic to the others
+    /// first, then drains.
+    Zone {
+        #[command(subcommand)]
+        action: Option<ZoneCmd>,
+    },
     /// Produce or check the HAProxy configuration the pools need.
     #[command(subcommand)]
     Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ZoneCmd {
+    /// Drain this host's members in ZONE (kept, not removed) until `agent zone back`.
+    Away {
+        /// The zone, as the members' messages name it (e.g. us-east-1a).
+        zone: String,
+    },
+    /// Make this host's members in ZONE ready again (those otherwise joining or up).
+    Back {
+        /// The zone.
+        zone: String,
+    },
+    /// Print this host's zone, the zones away and the pools whose traffic spills out
+    /// of this host's zone (the default).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -444,6 +480,18 @@ fn run(cli: Cli) -> Outcome {
                 other => bail!("unexpected answer from the agent service: {other:?}"),
             }
         }
+        Cmd::Zone { action } => {
+            let cfg = cfg()?;
+            let action = match action.unwrap_or(ZoneCmd::List) {
+                ZoneCmd::Away { zone } => Some(control::ZoneAction::Away(infra::Zone::new(zone)?)),
+                ZoneCmd::Back { zone } => Some(control::ZoneAction::Back(infra::Zone::new(zone)?)),
+                ZoneCmd::List => None,
+            };
+            match call(&cfg, &Request::Zone { action })? {
+                Reply::Zones(z) => print_zones(&z),
+                other => bail!("unexpected answer from the agent service: {other:?}"),
+            }
+        }
         Cmd::Config(c) => config_cmd(&cfg()?, c, &cli.config),
     }
 }
@@ -617,6 +665,9 @@ fn config_check(cfg: &AgentConfig) -> Outcome {
     ) {
         out(&format!("warning: {n}"))?;
     }
+    for line in affinity_notes(cfg) {
+        out(&line)?;
+    }
     if problems.is_empty() {
         out(&format!(
             "{}: ok ({} pools)",
@@ -629,6 +680,25 @@ fn config_check(cfg: &AgentConfig) -> Outcome {
         out(&format!("problem: {p}"))?;
     }
     Ok(ExitCode::from(1))
+}
+
+/// `agent config check`'s word on same-zone routing: each pool that prefers this
+/// host's zone, and what spills it.
+fn affinity_notes(cfg: &AgentConfig) -> Vec<String> {
+    let Some(zone) = &cfg.zone else {
+        return Vec::new();
+    };
+    cfg.pools
+        .iter()
+        .filter(|p| p.zone_affinity == agent::config::ZoneAffinity::Prefer)
+        .map(|p| {
+            format!(
+                "zone affinity: pool {} prefers zone {zone}: members of other zones stand by at weight 0 while at least {} member(s) of {zone} are UP, and take traffic again below that; members need their zone in the change messages (the reactor's MEMBER_ZONES)",
+                p.name(),
+                p.min_zone_members
+            )
+        })
+        .collect()
 }
 
 /// 0 when every member reached its target (or, not `waited`, was started), 2 when a
@@ -755,6 +825,67 @@ fn print_diff(diff: &[DiffLine], dry_run: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+fn print_zones(z: &control::ZonesReply) -> Outcome {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    out(&format!(
+        "host zone: {}",
+        z.host_zone
+            .as_deref()
+            .unwrap_or("(not set: agent.toml zone)")
+    ))?;
+    out(&format!("zones away: {}", list(&z.away)))?;
+    out(&format!(
+        "pools spilled out of this zone: {}",
+        list(&z.spilled)
+    ))?;
+    if z.commands > 0 {
+        out(&format!("{} commands sent to HAProxy", z.commands))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agent status`'s slot -> instance map of each pool, with each member's zone and
+/// weights (nothing when no pool has a slot).
+fn print_instance_maps(s: &Status) -> std::io::Result<()> {
+    if !s
+        .pools
+        .iter()
+        .any(|p| p.slots > 0 || !p.instances.is_empty())
+    {
+        return Ok(());
+    }
+    out("")?;
+    out(&format!(
+        "{:<20} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}  (the instance map: a log line's instance=)",
+        "SLOT -> INSTANCE", "INSTANCE", "STATE", "STATUS", "ZONE", "WEIGHT", "EFFECTIVE"
+    ))?;
+    for p in &s.pools {
+        out(&format!(
+            "{}: {} of {} slots used, {} free",
+            p.pool, p.used, p.slots, p.free
+        ))?;
+        for i in &p.instances {
+            out(&format!(
+                "  {:<18} {:<22} {:<9} {:<9} {:<12} {:>6} {:>9}",
+                i.key,
+                i.instance,
+                i.state,
+                if i.status.is_empty() { "-" } else { &i.status },
+                i.zone.as_deref().unwrap_or("-"),
+                i.weight.map_or("-".to_string(), |w| w.to_string()),
+                i.effective.as_deref().unwrap_or("-"),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 fn print_status(s: &Status, json: bool) -> Outcome {
     if json {
         out(&serde_json::to_string(s)?)?;
@@ -785,28 +916,7 @@ fn print_status(s: &Status, json: bool) -> Outcome {
             r.last_check
         ))?;
     }
-    if s.pools
-        .iter()
-        .any(|p| p.slots > 0 || !p.instances.is_empty())
-    {
-        out("")?;
-        out(&format!(
-            "{:<20} {:<22} {:<9} STATUS   (the instance map: a log line's instance=)",
-            "SLOT -> INSTANCE", "INSTANCE", "STATE"
-        ))?;
-        for p in &s.pools {
-            out(&format!(
-                "{}: {} of {} slots used, {} free",
-                p.pool, p.used, p.slots, p.free
-            ))?;
-            for i in &p.instances {
-                out(&format!(
-                    "  {:<18} {:<22} {:<9} {}",
-                    i.key, i.instance, i.state, i.status
-                ))?;
-            }
-        }
-    }
+    print_instance_maps(s)?;
     if !s.operations.is_empty() {
         out("")?;
         out(&format!(
@@ -827,6 +937,23 @@ fn print_status(s: &Status, json: bool) -> Outcome {
                 o.last_check
             ))?;
         }
+    }
+    if s.host_zone.is_some() || !s.away_zones.is_empty() {
+        out("")?;
+        out(&format!(
+            "zone {}; zones away: {}; spilled out of this zone: {}",
+            s.host_zone.as_deref().unwrap_or("(not set)"),
+            if s.away_zones.is_empty() {
+                "none".into()
+            } else {
+                s.away_zones.join(", ")
+            },
+            if s.spilled.is_empty() {
+                "none".into()
+            } else {
+                s.spilled.join(", ")
+            }
+        ))?;
     }
     out("")?;
     for line in s.footer(infra::aws::now_ms()) {
@@ -881,7 +1008,7 @@ mod tests {
             let path: Vec<&str> = line
                 .split_whitespace()
                 .skip(1)
-                .take_while(|w| !w.starts_with('[') && !w.starts_with('-'))
+                .take_while(|w| !w.starts_with(['[', '-', '<']))
                 .collect();
             let flags: BTreeSet<String> = line
                 .split("--")
@@ -900,6 +1027,20 @@ mod tests {
         cmd.build();
         tree(&cmd, "", &mut actual);
         assert_eq!(documented, actual);
+    }
+
+    #[test]
+    fn config_check_names_the_pools_that_prefer_their_zone() {
+        let toml = "[haproxy]\nconfig = \"/etc/haproxy/haproxy.cfg\"\nadmin_socket = \"/run/admin.sock\"\nstate_dir = \"/var/lib/asg\"\n[[pool]]\nname = \"web\"\nport = 80\nzone_affinity = \"prefer\"\nmin_zone_members = 2\n[[pool]]\nname = \"api\"\nport = 81\n";
+        let cfg = AgentConfig::parse(&format!("zone = \"zone-a\"\n{toml}")).unwrap();
+        let notes = affinity_notes(&cfg);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("pool web prefers zone zone-a") && notes[0].contains("at least 2"),
+            "{notes:?}"
+        );
+        let plain = AgentConfig::parse(&toml.replace("zone_affinity = \"prefer\"\n", "")).unwrap();
+        assert!(affinity_notes(&plain).is_empty());
     }
 
     #[test]

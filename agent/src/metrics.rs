@@ -16,6 +16,9 @@
 //! | `haproxy_asg_agent_slots_free` | gauge | `pool` | declared minus used |
 //! | `haproxy_asg_agent_members` | gauge | `pool`, `state` | members by life stage (`joining`, `up`, `draining`) |
 //! | `haproxy_asg_agent_operations_in_flight` | gauge | `pool`, `kind` | joins, drains, evictions in flight |
+//! | `haproxy_asg_agent_members_by_zone` | gauge | `pool`, `zone` | members joining or up, by Availability Zone (`zone=""`: no message said it) |
+//! | `haproxy_asg_agent_pool_spilled` | gauge | `pool` | 1 while the pool prefers this host's zone but too few of its members are UP there, so every zone takes traffic |
+//! | `haproxy_asg_agent_zones_away` | gauge | | zones taken away on this host (`agent zone away`) |
 //! | `haproxy_asg_agent_operation_duration_seconds` | histogram | `pool`, `outcome` | a change reaching the service -> the member's outcome (`up`, `drained`, `failed`) |
 //! | `haproxy_asg_agent_reloads_total` | counter | | hitless reloads (slot growth) |
 //! | `haproxy_asg_agent_external_reloads_total` | counter | | HAProxy workers this service did not start (a reload or restart by someone else) |
@@ -178,6 +181,10 @@ pub struct PoolSnapshot {
     pub members: [u64; 3],
     /// Joins, drains, evictions in flight.
     pub operations: [u64; 3],
+    /// Members joining or up, by zone (`""`: unknown).
+    pub zones: BTreeMap<String, u64>,
+    /// Traffic spills out of this host's zone.
+    pub spilled: bool,
 }
 
 /// The gauges that describe the slot table, and the reload count, at scrape time.
@@ -191,6 +198,8 @@ pub struct Snapshot {
     pub reports_pending: u64,
     /// The version HAProxy reported, once the service reached it.
     pub haproxy_version: Option<String>,
+    /// Zones taken away on this host.
+    pub zones_away: u64,
 }
 
 const STATES: [&str; 3] = ["joining", "up", "draining"];
@@ -216,6 +225,10 @@ impl Snapshot {
                             EntryState::Draining => 2,
                         };
                         s.members[i] += 1;
+                        if e.state != EntryState::Draining {
+                            let zone = e.zone.as_ref().map_or("", infra::Zone::as_str);
+                            *s.zones.entry(zone.to_string()).or_default() += 1;
+                        }
                         if e.op.is_some() {
                             s.operations[if e.state == EntryState::Draining {
                                 1
@@ -234,6 +247,7 @@ impl Snapshot {
             reloads,
             reports_pending: 0,
             haproxy_version: None,
+            zones_away: table.away_zones.len() as u64,
         }
     }
 }
@@ -441,6 +455,7 @@ impl Registry {
                 o.sample("members", &[("pool", &s.pool), ("state", state)], n as f64);
             }
         }
+        self.render_zones(o, snap);
         o.family(
             "operations_in_flight",
             "gauge",
@@ -455,6 +470,42 @@ impl Registry {
                 );
             }
         }
+    }
+
+    /// The traffic policy's gauges.
+    fn render_zones(&self, o: &mut Out, snap: &Snapshot) {
+        o.family(
+            "members_by_zone",
+            "gauge",
+            "Members joining or up on this host by Availability Zone (zone=\"\": no message said it).",
+        );
+        for s in &snap.pools {
+            for (zone, n) in &s.zones {
+                o.sample(
+                    "members_by_zone",
+                    &[("pool", &s.pool), ("zone", zone)],
+                    *n as f64,
+                );
+            }
+        }
+        o.family(
+            "pool_spilled",
+            "gauge",
+            "1 while the pool prefers this host's zone but too few members of it are UP, so every zone takes traffic.",
+        );
+        for s in &snap.pools {
+            o.sample(
+                "pool_spilled",
+                &[("pool", &s.pool)],
+                f64::from(u8::from(s.spilled)),
+            );
+        }
+        o.family(
+            "zones_away",
+            "gauge",
+            "Zones taken away on this host (agent zone away): their members are drained.",
+        );
+        o.sample("zones_away", &[], snap.zones_away as f64);
     }
 
     /// The histogram of operations' durations.
@@ -601,6 +652,8 @@ mod tests {
                 deadline_ms: 1,
                 fresh: true,
             }),
+            zone: None,
+            weight: None,
             touched: 0,
         }
     }
@@ -718,6 +771,23 @@ mod tests {
                 "{kind}"
             );
         }
+        // Zones: members not leaving by zone (none said: ""), spills, zones away.
+        assert_eq!(
+            s("haproxy_asg_agent_members_by_zone{pool=\"web\",zone=\"\"}"),
+            2.0
+        );
+        assert_eq!(s("haproxy_asg_agent_pool_spilled{pool=\"web\"}"), 0.0);
+        assert_eq!(s("haproxy_asg_agent_zones_away"), 0.0);
+        let mut t = table();
+        t.away_zones.insert(infra::Zone::new("zone-a").unwrap());
+        let mut zoned = Snapshot::of(&t, &pools, 2);
+        zoned.pools[0].spilled = true;
+        let text = r.render(&zoned);
+        assert_eq!(sample(&text, "haproxy_asg_agent_zones_away"), Some(1.0));
+        assert_eq!(
+            sample(&text, "haproxy_asg_agent_pool_spilled{pool=\"web\"}"),
+            Some(1.0)
+        );
         // A pool the table has not seen yet still has every series, at 0.
         assert_eq!(s("haproxy_asg_agent_slots{pool=\"api\"}"), 0.0);
         assert_eq!(

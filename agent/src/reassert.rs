@@ -7,7 +7,9 @@
 //! Pure: the slot table and HAProxy's server states in, the commands out. The service
 //! ([`crate::service`]) reads the states, sends the commands and logs what was restored.
 
-use infra::{MemberId, PoolName};
+use std::collections::BTreeSet;
+
+use infra::{MemberId, PoolName, Zone};
 
 use crate::haproxy::{Command, Op};
 use crate::slots::{EntryState, LiveSlots, PoolSlots};
@@ -54,6 +56,19 @@ pub fn restore(
     live: &LiveSlots,
     check: bool,
 ) -> (Vec<Vec<Command>>, Vec<Line>) {
+    restore_away(pool, table, live, check, &BTreeSet::new())
+}
+
+/// [`restore`] on a host where the zones `away` are taken away: their members are
+/// restored drained (address, `ready`, `drain` on one line: never a request between),
+/// and one that HAProxy holds drained at its address is left so.
+pub fn restore_away(
+    pool: &PoolName,
+    table: &PoolSlots,
+    live: &LiveSlots,
+    check: bool,
+    away: &BTreeSet<Zone>,
+) -> (Vec<Vec<Command>>, Vec<Line>) {
     let mut groups = Vec::new();
     let mut lines = Vec::new();
     let serving_normally = |slot: u32| {
@@ -65,13 +80,26 @@ pub fn restore(
         if !live.slots.contains_key(&e.slot) {
             continue;
         }
+        let is_away = e.zone.as_ref().is_some_and(|z| away.contains(z));
+        let held = if is_away {
+            live.holds(e.slot, e.address, e.port)
+        } else {
+            live.serves(e.slot, e.address, e.port)
+        };
+        let join = |check: bool| {
+            let mut g = Command::join(pool, e.slot, e.address, e.port, check);
+            if is_away {
+                g.push(Command::new(pool, e.slot, Op::Drain));
+            }
+            g
+        };
         let restored = match e.state {
-            EntryState::Up if !live.serves(e.slot, e.address, e.port) => {
-                groups.push(Command::join(pool, e.slot, e.address, e.port, false));
+            EntryState::Up if !held => {
+                groups.push(join(false));
                 Restored::Up
             }
-            EntryState::Joining if !live.serves(e.slot, e.address, e.port) => {
-                groups.push(Command::join(pool, e.slot, e.address, e.port, check));
+            EntryState::Joining if !held => {
+                groups.push(join(check));
                 Restored::Joining
             }
             EntryState::Draining if serving_normally(e.slot) => {
@@ -125,6 +153,8 @@ mod tests {
                         port: 80,
                         op_state: 0,
                         admin_state: 0x01,
+                        uweight: 1,
+                        iweight: 1,
                     };
                     (i, s)
                 })
@@ -147,6 +177,8 @@ mod tests {
             generation: 1,
             state,
             op: None,
+            zone: None,
+            weight: None,
             touched: 0,
         }
     }
@@ -169,6 +201,29 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_member_of_an_away_zone_comes_back_drained_and_stays_so() {
+        let a = Zone::new("zone-a").unwrap();
+        let mut e = entry(1, 1, EntryState::Up);
+        e.zone = Some(a.clone());
+        let t = table(&[("i-a", e)]);
+        let away = BTreeSet::from([a]);
+        let (groups, _) = restore_away(&web(), &t, &fresh(2), true, &away);
+        let text: Vec<String> = groups[0].iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "set server web/slot1 addr 10.0.0.1 port 80",
+                "set server web/slot1 state ready",
+                "set server web/slot1 state drain"
+            ]
+        );
+        // Drained at its address already: left so.
+        let mut live = fresh(2);
+        serve(&mut live, 1, 1, 0x08);
+        assert!(restore_away(&web(), &t, &live, true, &away).0.is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use infra::{Member, MemberId, OutcomeStatus, PoolName, Port};
+use infra::{Member, MemberId, OutcomeStatus, PoolName, Port, Weight, Zone};
 use serde::{Deserialize, Serialize};
 
 use crate::haproxy::{Command, Op as Cmd, ServerState, StatRow};
@@ -50,6 +50,10 @@ pub struct SlotTable {
     pub version: u32,
     /// Per pool (HAProxy backend name).
     pub pools: BTreeMap<String, PoolSlots>,
+    /// Zones taken away on this host (`agent zone away`): their members are drained,
+    /// not removed, until `agent zone back`. Absent from tables written before zones.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub away_zones: BTreeSet<Zone>,
 }
 
 /// One pool's members, departed members and evictions.
@@ -118,6 +122,14 @@ pub struct Entry {
     /// The join or drain in flight (`Joining`, `Draining`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<Op>,
+    /// Its Availability Zone, as the last message naming it said (kept when a later
+    /// message does not say: an instance never changes zone). Absent from older tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<Zone>,
+    /// Its configured weight, as the last message naming it said (`None`: HAProxy's).
+    /// Absent from older tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<Weight>,
     /// The service's change counter when this entry last changed; a stats reading
     /// taken before that is not applied to it. Not persisted.
     #[serde(skip)]
@@ -246,6 +258,13 @@ impl LiveSlots {
                 && !s.draining()
                 && s.port == port.get()
                 && s.addr.parse::<IpAddr>().ok() == Some(addr)
+        })
+    }
+
+    /// Whether `slot` is at `addr:port` and not in maintenance (ready or drained).
+    pub fn holds(&self, slot: u32, addr: IpAddr, port: Port) -> bool {
+        self.slots.get(&slot).is_some_and(|s| {
+            !s.in_maint() && s.port == port.get() && s.addr.parse::<IpAddr>().ok() == Some(addr)
         })
     }
 
@@ -486,6 +505,8 @@ pub fn plan_change_by(
                 generation,
                 state: EntryState::Joining,
                 op: Some(clock.op(generation, clock.timeouts.health_ms, true)),
+                zone: m.zone.clone(),
+                weight: m.weight,
                 touched: clock.epoch,
             },
         );
@@ -539,6 +560,11 @@ fn join_existing(
 ) -> Action {
     if e.generation > generation {
         return newer(&m.id, e, generation);
+    }
+    // The message says its weight (none: HAProxy's); a zone it does not say is kept.
+    e.weight = m.weight;
+    if m.zone.is_some() {
+        e.zone.clone_from(&m.zone);
     }
     let moved = e.address != m.address || e.port != m.port;
     let join = |e: &mut Entry, send: Send, fresh: bool| {
@@ -781,7 +807,8 @@ pub fn advance(
         };
         match e.state {
             EntryState::Joining | EntryState::Up => {
-                if row.is_some_and(StatRow::is_up) {
+                // Passing its checks: UP, or drained because its zone is away.
+                if row.is_some_and(StatRow::passes_checks) {
                     e.state = EntryState::Up;
                     e.op = None;
                     out.finished.push(finished(OutcomeStatus::Up, None));
@@ -930,6 +957,8 @@ mod tests {
                             port: 80,
                             op_state: 0,
                             admin_state: 5,
+                            uweight: 1,
+                            iweight: 1,
                         },
                     )
                 })
@@ -1292,6 +1321,60 @@ mod tests {
         let by_slot: BTreeMap<u32, &StatRow> = rows.iter().map(|r| (1, r)).collect();
         assert!(advance(&web(), &mut t, &by_slot, 10, 6).finished.is_empty());
         assert_eq!(advance(&web(), &mut t, &by_slot, 10, 7).finished.len(), 1);
+    }
+
+    #[test]
+    fn a_table_without_zones_or_weights_loads_and_one_with_them_round_trips() {
+        let old = r#"{"version":2,"pools":{"web":{"members":{"i-1":{"slot":1,"address":"10.0.0.1","port":80,"generation":3,"state":"up"}},"retired":{}}}}"#;
+        let table: SlotTable = serde_json::from_str(old).unwrap();
+        let e = &table.pools["web"].members[&id("i-1")];
+        assert_eq!((&e.zone, e.weight), (&None, None));
+        assert!(table.away_zones.is_empty());
+        let text = serde_json::to_string(&table).unwrap();
+        assert!(!text.contains("zone") && !text.contains("weight"), "{text}");
+        let mut zoned = table.clone();
+        zoned.away_zones.insert(Zone::new("zone-a").unwrap());
+        let e = zoned
+            .pools
+            .get_mut("web")
+            .unwrap()
+            .members
+            .get_mut(&id("i-1"))
+            .unwrap();
+        e.zone = Some(Zone::new("zone-b").unwrap());
+        e.weight = Some(Weight::new(90).unwrap());
+        let back: SlotTable =
+            serde_json::from_str(&serde_json::to_string(&zoned).unwrap()).unwrap();
+        assert_eq!(back, zoned);
+    }
+
+    #[test]
+    fn a_later_message_sets_the_weight_and_keeps_a_zone_it_does_not_say() {
+        let mut t = PoolSlots::default();
+        let mut l = live(4);
+        let zone = Some(Zone::new("zone-a").unwrap());
+        let w = |n| Some(Weight::new(n).unwrap());
+        plan_change(
+            &mut t,
+            &l,
+            &[m("a", 1).with_zone(zone.clone()).with_weight(w(90))],
+            &[],
+            1,
+            at(0),
+        );
+        assert_eq!(t.members[&id("a")].weight, w(90));
+        advance_with(&mut t, &[row(1, "UP", 0)], 10);
+        serving(&mut l, 1, 1);
+        plan_change(&mut t, &l, &[m("a", 1).with_weight(w(10))], &[], 2, at(20));
+        let e = &t.members[&id("a")];
+        assert_eq!((&e.zone, e.weight), (&zone, w(10)));
+        // An older message changes nothing.
+        plan_change(&mut t, &l, &[m("a", 1).with_weight(w(50))], &[], 1, at(30));
+        assert_eq!(t.members[&id("a")].weight, w(10));
+        // A drained member (its zone away) passing its checks ends its join UP.
+        plan_change(&mut t, &l, &[m("d", 2).with_zone(zone)], &[], 3, at(40));
+        let adv = advance_with(&mut t, &[row(2, "DRAIN", 0)], 50);
+        assert_eq!(adv.finished[0].status, OutcomeStatus::Up);
     }
 
     #[test]

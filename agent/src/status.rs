@@ -71,6 +71,16 @@ pub struct SlotInstance {
     /// HAProxy's status of the slot (`UP`, `DOWN 1/2`, `DRAIN`...; empty when HAProxy
     /// has no stats row for it).
     pub status: String,
+    /// Its Availability Zone, when a message said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Its configured weight (`None`: HAProxy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    /// The weight the traffic policy gives it now (`0` standing by for another zone,
+    /// `100%` HAProxy's own); `None` while leaving or when HAProxy does not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective: Option<String>,
 }
 
 /// One pool's slot -> instance map and how many slots are left before a reload.
@@ -144,6 +154,15 @@ pub struct Status {
     /// The last of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_external_reload: Option<ExternalReload>,
+    /// This host's zone (agent.toml `zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_zone: Option<String>,
+    /// Zones taken away on this host (`agent zone away`): their members are drained.
+    #[serde(default)]
+    pub away_zones: Vec<String>,
+    /// Pools whose traffic spills out of this host's zone (too few of its members UP).
+    #[serde(default)]
+    pub spilled: Vec<String>,
 }
 
 fn admin_word(s: &ServerState) -> &'static str {
@@ -325,6 +344,9 @@ pub fn build(
                 instance: id.to_string(),
                 state: e.state.to_string(),
                 status: row(e.slot).map(|r| r.status.clone()).unwrap_or_default(),
+                zone: e.zone.as_ref().map(ToString::to_string),
+                weight: e.weight.map(infra::Weight::get),
+                effective: None,
             });
         }
         out.pools.push(map);
@@ -422,6 +444,8 @@ mod tests {
             port: 80,
             op_state: 2,
             admin_state,
+            uweight: 1,
+            iweight: 1,
         }
     }
 
@@ -453,6 +477,8 @@ mod tests {
                 deadline_ms: 10_000,
                 fresh: true,
             }),
+            zone: None,
+            weight: None,
             touched: 0,
         };
         let mut web = PoolSlots::default();

@@ -131,6 +131,41 @@ pub enum Op {
     /// and in maintenance. `No such server.` counts as done (a reload already dropped
     /// it).
     DelServer,
+    /// `set server B/S weight N` (0-256; 0 takes no new traffic but is still
+    /// health-checked), or `weight 100%` with [`SetWeight::Initial`]: the weight the
+    /// configuration gave it. Silent on success. A backend with a static balance
+    /// algorithm refuses any weight but 0 and 100%.
+    Weight(SetWeight),
+}
+
+/// The weight a [`Op::Weight`] sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetWeight {
+    /// This many (0-256).
+    To(u16),
+    /// The configured one (`100%`): HAProxy's own behaviour for a member without a
+    /// weight.
+    Initial,
+}
+
+impl SetWeight {
+    /// Whether a server whose runtime weight is `uweight` and configured one
+    /// `iweight` has this weight.
+    pub fn holds(self, uweight: u16, iweight: u16) -> bool {
+        match self {
+            Self::To(n) => uweight == n,
+            Self::Initial => uweight == iweight,
+        }
+    }
+}
+
+impl fmt::Display for SetWeight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::To(n) => write!(f, "{n}"),
+            Self::Initial => f.write_str("100%"),
+        }
+    }
 }
 
 impl Op {
@@ -298,6 +333,7 @@ impl fmt::Display for Command {
             Op::EnableHealth => write!(f, "enable health {server}"),
             Op::WaitRemovable { ms } => write!(f, "wait {ms}ms srv-removable {server}"),
             Op::DelServer => write!(f, "del server {server}"),
+            Op::Weight(w) => write!(f, "set server {server} weight {w}"),
         }
     }
 }

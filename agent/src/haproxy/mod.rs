@@ -20,7 +20,7 @@
 mod command;
 mod parse;
 
-pub use command::{Command, MapFile, MapFileError, Op, REMOVABLE_WAIT_MS};
+pub use command::{Command, MapFile, MapFileError, Op, SetWeight, REMOVABLE_WAIT_MS};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -24,6 +24,12 @@ pub struct ServerState {
     /// `state ready`, not a maintenance by itself), 0x08/0x10 forced/inherited drain,
     /// 0x20 maint after a resolution failure.
     pub admin_state: u32,
+    /// `srv_uweight`: the weight set at runtime (`set server ... weight`), or the
+    /// configured one.
+    pub uweight: u16,
+    /// `srv_iweight`: the weight the configuration gave it (`weight` in the server
+    /// options, else 1): what `weight 100%` goes back to.
+    pub iweight: u16,
 }
 
 impl ServerState {
@@ -74,6 +80,10 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
         col("srv_op_state")?,
         col("srv_admin_state")?,
     );
+    let (uw, iw) = (
+        cols.get("srv_uweight").copied(),
+        cols.get("srv_iweight").copied(),
+    );
     let mut out = Vec::new();
     for line in lines {
         if line.starts_with('#') {
@@ -84,6 +94,11 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
             f.get(i)
                 .copied()
                 .ok_or_else(|| format!("short line {line:?}"))
+        };
+        let weight = |i: Option<usize>| {
+            i.and_then(|i| f.get(i))
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(1)
         };
         out.push(ServerState {
             backend: get(be)?.to_string(),
@@ -98,6 +113,8 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
             admin_state: get(adm)?
                 .parse()
                 .map_err(|_| format!("bad admin state in {line:?}"))?,
+            uweight: weight(uw),
+            iweight: weight(iw),
         });
     }
     Ok(out)
@@ -130,6 +147,12 @@ impl StatRow {
     /// Passing health checks and taking traffic (or ready with checks disabled).
     pub fn is_up(&self) -> bool {
         self.status == "UP" || self.status.starts_with("UP ") || self.status == "no check"
+    }
+
+    /// Passing its health checks, whether it takes new traffic or is drained
+    /// (`DRAIN`: running, admin-drained; a member joining into a zone taken away).
+    pub fn passes_checks(&self) -> bool {
+        self.is_up() || self.status == "DRAIN" || self.status.starts_with("DRAIN ")
     }
 
     /// A short description of the last check, for messages.

@@ -33,6 +33,7 @@ mod scrape;
 mod server;
 mod tick;
 mod version;
+mod zones;
 
 pub use error::ServiceError;
 use error::{error_kind, haproxy_kind};
@@ -110,6 +111,9 @@ struct State {
     /// Empty servers past a pool's slots may be waiting to be given back
     /// ([`Service::remove_empty`]): the ticker keeps looking.
     removals_pending: bool,
+    /// Pools whose traffic spills out of this host's zone, as last seen
+    /// ([`crate::zones`]).
+    spilled: BTreeMap<PoolName, bool>,
 }
 
 /// The service: configuration, HAProxy client and the guarded state.
@@ -173,6 +177,7 @@ impl Service {
                 haproxy_lost: false,
                 runtime_refused: BTreeMap::new(),
                 removals_pending: false,
+                spilled: BTreeMap::new(),
             }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -243,6 +248,12 @@ impl Service {
             let mut snap = metrics::Snapshot::of(&st.table, &pools, st.reloads);
             snap.reports_pending = st.outbox.len() as u64;
             snap.haproxy_version.clone_from(&st.haproxy_version);
+            for p in &mut snap.pools {
+                p.spilled = st
+                    .spilled
+                    .iter()
+                    .any(|(name, s)| *s && name.as_str() == p.pool);
+            }
             snap
         };
         self.metrics
@@ -341,6 +352,10 @@ impl Service {
                 error: self.client.proc_info().err().map(|e| e.to_string()),
             });
         }
+        let lives = read
+            .as_ref()
+            .ok()
+            .map(|(states, _)| zones::lives_of(&self.cfg, states));
         let mut status = match read {
             Ok((states, rows)) => crate::status::build(
                 &self.cfg.host,
@@ -360,6 +375,7 @@ impl Service {
         status.sockets = sockets;
         status.external_reloads = external.0;
         status.last_external_reload = external.1;
+        self.fill_zones(&mut status, &table, lives.as_ref());
         Ok(status)
     }
 

@@ -387,17 +387,68 @@ impl Service {
         // logged with its instance.
         let client = self.haproxy(st);
         let mut groups = self.map_commands(st, &client);
+        // The traffic policy as the plans leave the table: a join gets its weight (and
+        // its drain, into an away zone) on its own line.
+        let mut zoned = self.zone_plans(&st.table, lives, None);
         for (p, plan) in plans {
-            let check = self.pool_cfg(p)?.pool.server_options.has_check();
-            for a in &plan.actions {
-                groups.extend(slots::commands(p, a, check));
-            }
+            groups.extend(self.plan_groups(st, p, plan, lives, zoned.get_mut(p))?);
         }
-        if let Err(e) = client.batch(&groups) {
+        // What gives traffic first (the spill before the drain of a zone's last member),
+        // what takes it away last.
+        let (raise, lower) = zones::staged(&zoned);
+        let sent = client.batch(&raise).and_then(|()| client.batch(&groups));
+        if let Err(e) = sent {
             st.instances = None;
             return Err(e.into());
         }
+        if let Err(e) = client.batch(&lower) {
+            self.metric(|m| m.error(haproxy_kind(&e)));
+            warn!(error = %e, "cannot set the weights the traffic policy takes away; the next look tries again");
+        }
+        self.note_spills(st, &zoned);
         Ok(reloads)
+    }
+
+    /// The command groups of one pool's plan, each join with the traffic policy's
+    /// commands around it ([`Service::around_join`]).
+    fn plan_groups(
+        &self,
+        st: &State,
+        p: &PoolName,
+        plan: &PoolPlan,
+        lives: &BTreeMap<PoolName, LiveSlots>,
+        mut zoned: Option<&mut crate::zones::PoolZones>,
+    ) -> Result<Vec<Vec<Command>>, ServiceError> {
+        let pc = self.pool_cfg(p)?;
+        let check = pc.pool.server_options.has_check();
+        let empty = LiveSlots::default();
+        let live = lives.get(p).unwrap_or(&empty);
+        let policy = self.policy(pc, &st.table);
+        let mut groups = Vec::new();
+        for a in &plan.actions {
+            let cmds = slots::commands(p, a, check);
+            let Action::Join { member, slot, .. } = a else {
+                groups.extend(cmds);
+                continue;
+            };
+            let entry = st
+                .table
+                .pools
+                .get(p.as_str())
+                .and_then(|t| t.members.get(member));
+            for g in cmds {
+                let z = zoned.as_deref_mut();
+                groups.push(Self::around_join(
+                    z,
+                    &policy,
+                    entry,
+                    live,
+                    (p, member, *slot),
+                    g,
+                ));
+            }
+        }
+        Ok(groups)
     }
 
     /// After the commands went out: superseded operations reported STALE, each action

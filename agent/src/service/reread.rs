@@ -3,7 +3,10 @@
 //! its control socket, its metrics listener), is refused with a log line naming what to
 //! do, and the service goes on as it was. Otherwise the service restarts in place with
 //! the new configuration ([`super::server::run`]): limits, timeouts, server options,
-//! pools added or removed, the groups to sync, HAProxy's sockets and files, reporting.
+//! pools added or removed, the groups to sync, HAProxy's sockets and files, reporting,
+//! and the traffic policy: the host's `zone`, a pool's `zone_affinity` and
+//! `min_zone_members`, `[aws] weights` (the restarted service's resume sends every
+//! member's weight again; the zones taken away are in the slot table and stay away).
 
 use std::path::Path;
 
@@ -15,13 +18,16 @@ use crate::config::AgentConfig;
 pub fn changed(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
     let sections = [
         ("host", old.host != new.host),
+        ("zone", old.zone != new.zone),
         ("[haproxy]", old.haproxy != new.haproxy),
         ("[service]", old.service != new.service),
         ("[render]", old.render != new.render),
         ("[[pool]]", old.pools != new.pools),
         (
             "[aws]",
-            old.aws_groups != new.aws_groups || old.sync_interval != new.sync_interval,
+            old.aws_groups != new.aws_groups
+                || old.aws_weights != new.aws_weights
+                || old.sync_interval != new.sync_interval,
         ),
         (
             "member_networks",
@@ -99,6 +105,16 @@ mod tests {
         let more = cfg("max_members = 10\n", "/var/lib/asg");
         assert_eq!(changed(&old, &more), vec!["[[pool]]"]);
         assert!(fixed(&old, &more).is_empty());
+        let prefer = "zone_affinity = \"prefer\"\nmin_zone_members = 2\n";
+        let zoned = AgentConfig::parse(&format!(
+            "zone = \"zone-a\"\n[haproxy]\nconfig = \"/etc/haproxy/haproxy.cfg\"\nadmin_socket = \"/run/admin.sock\"\nstate_dir = \"/var/lib/asg\"\n[[pool]]\nname = \"web\"\nport = 8080\n{prefer}"
+        ))
+        .unwrap();
+        assert_eq!(changed(&old, &zoned), vec!["zone", "[[pool]]"]);
+        assert!(
+            fixed(&old, &zoned).is_empty(),
+            "the traffic policy changes in place"
+        );
         let moved = cfg("", "/var/lib/other");
         assert!(fixed(&old, &moved).contains(&"[haproxy] state_dir"));
     }

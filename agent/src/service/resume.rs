@@ -50,7 +50,8 @@ impl Service {
                 continue;
             };
             let check = pc.pool.server_options.has_check();
-            let (g, lines) = reassert::restore(pool, t, live, check);
+            let away = &st.table.away_zones;
+            let (g, lines) = reassert::restore_away(pool, t, live, check, away);
             for l in &lines {
                 let who = l
                     .member
@@ -69,6 +70,7 @@ impl Service {
             return Err(e.into());
         }
         st.resumed = true;
+        self.zones_after_resume(&mut st);
         // Empty servers past the slots (a reload declared them) are given back.
         st.removals_pending = true;
         if let Some(x) = st.external.as_mut() {

@@ -17,6 +17,7 @@ use infra::{Change, Desired};
 use tracing::{error, info, warn};
 
 use super::resume::WATCH;
+use super::zones::ZONE_LOOK;
 use super::{scrape, Service, ServiceError, TICK};
 use crate::config::AgentConfig;
 use crate::control::{self, Reply, Request, MAX_MESSAGE};
@@ -317,14 +318,22 @@ pub(super) fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) {
 }
 
 /// Moves operations on every [`TICK`] while some are in flight, and waits for work
-/// otherwise; looks at which HAProxy worker serves every [`WATCH`].
+/// otherwise; looks at which HAProxy worker serves every [`WATCH`], and with a traffic
+/// policy to keep ([`Service::rebalance`]) at HAProxy's servers every [`ZONE_LOOK`].
 fn ticker(service: &Service) {
     let mut watched = Instant::now();
+    let mut zoned = Instant::now();
     while !service.stopping() {
         let busy = service.tick();
         if watched.elapsed() >= WATCH {
             service.watch();
             watched = Instant::now();
+        }
+        // Only while some pool prefers its zone (or a zone is away): one read of
+        // HAProxy's servers per look.
+        if zoned.elapsed() >= ZONE_LOOK && service.zones_watched() {
+            service.rebalance();
+            zoned = Instant::now();
         }
         let st = service.lock();
         let wait = if busy { TICK } else { WATCH };
@@ -438,6 +447,7 @@ fn serve(service: &Service, stream: &UnixStream) {
         Request::Apply { .. } => "apply",
         Request::Sync { .. } => "sync",
         Request::Status => "status",
+        Request::Zone { .. } => "zone",
     };
     let reply = match request {
         Request::Apply { change, wait } => message(service, &change, Change::from_json)
@@ -482,6 +492,10 @@ fn serve(service: &Service, stream: &UnixStream) {
         Request::Status => service
             .status()
             .map(Reply::Status)
+            .map_err(|e| e.to_string()),
+        Request::Zone { action } => service
+            .zone(action)
+            .map(Reply::Zones)
             .map_err(|e| e.to_string()),
     };
     if let Err(e) = &reply {

@@ -17,6 +17,8 @@ use harness::{http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
 use serde_json::Value;
 
+mod zones;
+
 fn member(id: &str, addr: SocketAddr) -> Member {
     Member::new(
         MemberId::new(id).unwrap(),

@@ -40,6 +40,8 @@ pub struct PoolSpec {
     pub port: u16,
     /// The backend's `balance` (`None`: agent.toml's default, roundrobin).
     pub balance: Option<String>,
+    /// More keys of the pool's `[[pool]]` table, as is (e.g. `zone_affinity = "prefer"`).
+    pub extra_toml: String,
 }
 
 impl PoolSpec {
@@ -54,6 +56,7 @@ impl PoolSpec {
             server_options: "check inter 100ms fall 2 rise 2".into(),
             port: 80,
             balance: None,
+            extra_toml: String::new(),
         }
     }
 
@@ -137,22 +140,28 @@ impl Host {
     /// Writes the host's files and starts HAProxy: the pools' slot blocks inside
     /// haproxy.cfg.
     pub fn start(spec: &HostSpec) -> anyhow::Result<Self> {
-        Self::start_as(spec, false)
+        Self::start_as(spec, false, "")
+    }
+
+    /// [`Host::start`] with top-level agent.toml keys (`top`, e.g. `zone = "zone-a"\n`)
+    /// before the first section.
+    pub fn start_with_top(spec: &HostSpec, top: &str) -> anyhow::Result<Self> {
+        Self::start_as(spec, false, top)
     }
 
     /// [`Host::start`] with the pools' backends in a file of the agent's own
     /// (`[haproxy] pools_config`, `haproxy-asg.cfg` beside haproxy.cfg), written by
     /// `agent config render --output` and loaded by HAProxy as a second `-f`.
     pub fn start_with_pools_file(spec: &HostSpec) -> anyhow::Result<Self> {
-        Self::start_as(spec, true)
+        Self::start_as(spec, true, "")
     }
 
-    fn start_as(spec: &HostSpec, pools_file: bool) -> anyhow::Result<Self> {
+    fn start_as(spec: &HostSpec, pools_file: bool, top: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("haproxy-asg-").tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("state"))?;
         let mut toml = format!(
-            "host = \"{}\"\n[haproxy]\nbinary = \"{}\"\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
+            "host = \"{}\"\n{top}[haproxy]\nbinary = \"{}\"\nconfig = \"{}\"\nadmin_socket = \"{}\"\nmaster_socket = \"{}\"\nstate_dir = \"{}\"\n",
             spec.name,
             crate::process::haproxy_bin().display(),
             d.join("haproxy.cfg").display(),
@@ -179,6 +188,7 @@ impl Host {
             if let Some(b) = &p.balance {
                 toml.push_str(&format!("balance = \"{b}\"\n"));
             }
+            toml.push_str(&p.extra_toml);
         }
         toml.push_str(&spec.extra_toml);
         // HAProxy drops to its user inside a chroot only when started as root; a test
