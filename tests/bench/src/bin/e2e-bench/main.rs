@@ -19,7 +19,11 @@
 //!   through the master socket, as template-based setups do;
 //! - `polling` (baseline, implemented here): every 5 s DescribeAutoScalingGroups +
 //!   DescribeInstances, then runtime-socket `set server addr` + `state ready` for new
-//!   members and straight `maint` for removed ones, without drain, as ElasticPyProxy does.
+//!   members and straight `maint` for removed ones, without drain, as ElasticPyProxy does;
+//! - `zones` (not cycles, [`zones`]): same-zone routing on two hosts in two zones: the
+//!   share kept in each proxy's zone with `zone_affinity = "prefer"` and without, the
+//!   requests failed while a zone's members leave, and how long a proxy takes to spill
+//!   when its zone's last member dies.
 //!
 //! Prints a table; `--json PATH` writes the figures, `--html PATH` a page of the latency
 //! distributions per approach ([`demo::page::latencies`]).
@@ -41,6 +45,7 @@ mod report;
 mod rig;
 mod run;
 mod trace;
+mod zones;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,11 +71,11 @@ struct Args {
     #[arg(long)]
     html: Option<PathBuf>,
     /// Approaches to run (comma separated): ours, mixed, spot, reload_per_change,
-    /// polling.
+    /// polling, zones (same-zone routing on two hosts in two zones: not cycles).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ours,mixed,spot,reload_per_change,polling"
+        default_value = "ours,mixed,spot,reload_per_change,polling,zones"
     )]
     approaches: Vec<String>,
     /// The polling baseline's interval, seconds.

@@ -46,13 +46,20 @@ pub fn table(names: &[&'static str], results: &BTreeMap<&'static str, Figures>) 
 }
 
 /// With `--json`, writes each approach's figures ([`Figures::json`]) and the settings.
-pub fn json(args: &Args, results: &BTreeMap<&'static str, Figures>) -> anyhow::Result<()> {
+pub fn json(
+    args: &Args,
+    results: &BTreeMap<&'static str, Figures>,
+    zones: Option<&Value>,
+) -> anyhow::Result<()> {
     let Some(p) = &args.json else {
         return Ok(());
     };
     let mut out = serde_json::Map::new();
     for (k, f) in results {
         out.insert((*k).to_string(), f.json());
+    }
+    if let Some(z) = zones {
+        out.insert(crate::zones::NAME.into(), z.clone());
     }
     out.insert(
         "settings".into(),
@@ -64,6 +71,20 @@ pub fn json(args: &Args, results: &BTreeMap<&'static str, Figures>) -> anyhow::R
         .with_context(|| format!("writing {}", p.display()))?;
     println!("figures written to {}", p.display());
     Ok(())
+}
+
+/// Prints the `zones` approach's figures, each with its target.
+pub fn zones(z: &Value) {
+    println!("zones (2 hosts in two zones, real HAProxy and agent service, loopback backends):");
+    for (key, target) in [
+        ("same_zone_fraction", ">= 0.95"),
+        ("same_zone_fraction_blind", "zone-blind, for comparison"),
+        ("zone_loss_failed_requests", "0"),
+        ("zone_spill_ms", "< 1000"),
+        ("zone_death_failed_requests", "an unannounced death, noticed by HAProxy's checks"),
+    ] {
+        println!("  {key:<30} {:>10}  {target}", z[key]);
+    }
 }
 
 /// With `--html`, writes the page of the latency distributions per approach, in

@@ -14,15 +14,49 @@ use crate::approach::{self, Approach};
 use crate::cpu::CpuMark;
 use crate::figures::{spans, Figures};
 use crate::rig::{Rig, Setup, MAX};
-use crate::{report, trace, Args, POOL};
+use crate::{report, trace, zones, Args, POOL};
 
 /// Runs every approach of `args` and reports their figures; exit code 130 when stopped.
 pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
-    let kinds = args
+    let (zones, cycled): (Vec<&str>, Vec<&str>) = args
         .approaches
         .iter()
-        .map(|a| approach::by_name(a.trim()))
+        .map(|a| a.trim())
+        .partition(|a| *a == zones::NAME);
+    let kinds = cycled
+        .iter()
+        .map(|a| approach::by_name(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let results = if kinds.is_empty() {
+        BTreeMap::new()
+    } else {
+        cycled_approaches(args, &kinds)?
+    };
+    let zone_figures = match zones.is_empty() || stopping() {
+        true => None,
+        false => {
+            say!("approach {} (2 hosts in two zones, 4 measurements)", zones::NAME);
+            Some(zones::run().context("approach zones")?)
+        }
+    };
+    let names: Vec<&'static str> = kinds.iter().map(|k| k.name).collect();
+    report::table(&names, &results);
+    if let Some(z) = &zone_figures {
+        report::zones(z);
+    }
+    report::json(args, &results, zone_figures.as_ref())?;
+    report::html(args, &names, &results)?;
+    if stopping() {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the approaches that cycle a group, each on the one emulator, in order.
+fn cycled_approaches(
+    args: &Args,
+    kinds: &[&'static approach::Kind],
+) -> anyhow::Result<BTreeMap<&'static str, Figures>> {
     let (dir, tag) = demo::run_dir("haproxy-asg-bench-")?;
     say!("setup    starting the AWS emulator");
     let world = Blocking::start(Some(&dir.path().join("emulator.log")))?;
@@ -47,14 +81,7 @@ pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
         results.insert(kind.name, f);
     }
     drop(world);
-    let names: Vec<&'static str> = kinds.iter().map(|k| k.name).collect();
-    report::table(&names, &results);
-    report::json(args, &results)?;
-    report::html(args, &names, &results)?;
-    if stopping() {
-        return Ok(ExitCode::from(130));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(results)
 }
 
 /// Approach `kind`, the `idx`-th of the run, from its start to its teardown; its figures.

@@ -92,6 +92,8 @@ static ALL: [Kind; 5] = [
 pub fn by_name(name: &str) -> anyhow::Result<&'static Kind> {
     let name = if name == "reload" { reload::NAME } else { name };
     ALL.iter().find(|k| k.name == name).ok_or_else(|| {
-        anyhow::anyhow!("unknown approach {name:?} (ours, mixed, spot, reload_per_change, polling)")
+        anyhow::anyhow!(
+            "unknown approach {name:?} (ours, mixed, spot, reload_per_change, polling, zones)"
+        )
     })
 }
