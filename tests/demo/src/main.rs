@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -28,8 +28,9 @@ use demo::{install_signal_handlers, percentile, proxy_spec, say, say_at, stoppin
 use harness::fleet::Fleet;
 use harness::process::{alive, processes_matching};
 use harness::pump::Pump;
-use harness::world::{autoscaling_pattern, Blocking, DOCUMENT, PROXY_GROUP};
-use harness::{free_port, unix_ms, GroupSpec, Host, Load};
+use harness::world::{autoscaling_pattern, Blocking, ControlPath, DOCUMENT, PROXY_GROUP};
+use harness::{free_port, unix_ms, GroupSpec, Host, Load, LoadStats};
+use reactor::summary::Summary;
 
 const GROUP: &str = "demo-web";
 const POOL: &str = "web";
@@ -103,27 +104,7 @@ impl Stack {
     fn drain_reports(&self, t: &mut Tally) {
         while let Ok(h) = self.reports.try_recv() {
             t.invocations += 1;
-            for r in &h.records {
-                *t.events.entry(r.kind.clone()).or_default() += 1;
-                let inst = r.instance.as_deref().unwrap_or("");
-                let mark = match r.kind.as_str() {
-                    LAUNCH_HOOK => Some(("launch-hook", format!("launch hook {inst}"))),
-                    TERMINATE_HOOK => Some(("terminate-hook", format!("terminate hook {inst}"))),
-                    HOST_REPORT => {
-                        t.member_reports += r.reports.len() as u64;
-                        let what: Vec<String> = r
-                            .reports
-                            .iter()
-                            .map(|m| format!("{} {}", m.member, m.status))
-                            .collect();
-                        Some(("report", format!("{inst} reported {}", what.join(", "))))
-                    }
-                    _ => None,
-                };
-                if let Some((kind, label)) = mark {
-                    self.recorder.mark(h.at_s, kind, label);
-                }
-            }
+            self.mark_records(&h, t);
             let (req, _) = self.requests();
             let what = describe(&h.records);
             match &h.result {
@@ -132,98 +113,37 @@ impl Stack {
                     t.errors.push(format!("{what}: {e}"));
                 }
                 Ok(s) => {
-                    for a in &s.actions {
-                        *t.decisions
-                            .entry((a.transition.clone(), a.decision.clone(), a.completed))
-                            .or_default() += 1;
+                    t.add_summary(s, &what);
+                    if let Some(line) = summary_line(&h.records, s, &what) {
+                        say_at!(h.at_s, "{line} [{} ms] | requests so far {req}", h.ms);
                     }
-                    t.applied += s.reports.applied as u64;
-                    t.dropped += s.reports.hosts_dropped.len() as u64;
-                    t.forged += s.reports.forged as u64;
-                    if !s.failed.is_empty() {
-                        t.errors.push(format!(
-                            "{what}: {} record(s) given back to the inbox",
-                            s.failed.len()
-                        ));
-                    }
-                    let reports_only = h.records.iter().all(|r| r.kind == HOST_REPORT);
-                    let quiet = s.actions.is_empty()
-                        && s.changes.is_empty()
-                        && s.reports.hosts_dropped.is_empty()
-                        && s.reports.forged == 0
-                        && s.failed.is_empty();
-                    if reports_only && quiet {
-                        continue;
-                    }
-                    let mut line = format!("reactor  {what:<37}");
-                    if reports_only {
-                        line.push_str(&format!(
-                            " {} member report(s) applied, {} changed nothing",
-                            s.reports.applied, s.reports.ignored
-                        ));
-                    }
-                    for c in &s.changes {
-                        let adds: usize = c.change.pools.iter().map(|p| p.add.len()).sum();
-                        let removes: usize = c.change.pools.iter().map(|p| p.remove.len()).sum();
-                        let verb = if c.label == "(reconcile)" {
-                            "full membership sent"
-                        } else {
-                            "change sent"
-                        };
-                        line.push_str(&format!(
-                            " {verb} +{adds}/-{removes} to {} host(s), generation {} ({} command(s));",
-                            c.hosts,
-                            c.generation,
-                            c.commands.len()
-                        ));
-                    }
-                    if s.changes.is_empty() && !reports_only {
-                        if !s.ignored.is_empty() && s.actions.is_empty() {
-                            let why = s.ignored.join("; ");
-                            let why = match why.char_indices().nth(100) {
-                                Some((i, _)) => format!("{}...", &why[..i]),
-                                None => why,
-                            };
-                            line.push_str(&format!(" ignored ({why})"));
-                        } else {
-                            line.push_str(" in step");
-                        }
-                    }
-                    // One mention per kind of decision, with the count.
-                    let mut kinds: BTreeMap<(String, String, bool), usize> = BTreeMap::new();
-                    for a in &s.actions {
-                        *kinds
-                            .entry((a.transition.clone(), a.decision.clone(), a.completed))
-                            .or_default() += 1;
-                    }
-                    for ((transition, decision, completed), n) in kinds {
-                        let what = match (decision.as_str(), completed) {
-                            ("WAIT", _) => "waits for the hosts' reports",
-                            (_, true) => "completed",
-                            (_, false) => "(no longer pending)",
-                        };
-                        let label = if decision == "WAIT" {
-                            String::new()
-                        } else {
-                            format!(" {decision}")
-                        };
-                        line.push_str(&format!(" {n} {transition}{label} {what};"));
-                    }
-                    if !s.heartbeats.is_empty() {
-                        line.push_str(&format!(" {} heartbeat(s);", s.heartbeats.len()));
-                    }
-                    for d in &s.reports.hosts_dropped {
-                        line.push_str(&format!(" host dropped from the quorum: {d};"));
-                    }
-                    if s.reports.forged > 0 {
-                        line.push_str(&format!(" {} forged message(s) refused;", s.reports.forged));
-                    }
-                    if !s.failed.is_empty() {
-                        line.push_str(&format!(" {} record(s) to retry;", s.failed.len()));
-                    }
-                    let line = line.trim_end_matches(';');
-                    say_at!(h.at_s, "{line} [{} ms] | requests so far {req}", h.ms);
                 }
+            }
+        }
+    }
+
+    /// Counts an invocation's inputs, and marks its lifecycle hooks and hosts' reports
+    /// on the timeline.
+    fn mark_records(&self, h: &Handled, t: &mut Tally) {
+        for r in &h.records {
+            *t.events.entry(r.kind.clone()).or_default() += 1;
+            let inst = r.instance.as_deref().unwrap_or("");
+            let mark = match r.kind.as_str() {
+                LAUNCH_HOOK => Some(("launch-hook", format!("launch hook {inst}"))),
+                TERMINATE_HOOK => Some(("terminate-hook", format!("terminate hook {inst}"))),
+                HOST_REPORT => {
+                    t.member_reports += r.reports.len() as u64;
+                    let what: Vec<String> = r
+                        .reports
+                        .iter()
+                        .map(|m| format!("{} {}", m.member, m.status))
+                        .collect();
+                    Some(("report", format!("{inst} reported {}", what.join(", "))))
+                }
+                _ => None,
+            };
+            if let Some((kind, label)) = mark {
+                self.recorder.mark(h.at_s, kind, label);
             }
         }
     }
@@ -385,6 +305,123 @@ fn describe(records: &[Record]) -> String {
     parts.join(" + ")
 }
 
+impl Tally {
+    /// Counts what the reactor's summary of an invocation (`what`) decided and recorded.
+    fn add_summary(&mut self, s: &Summary, what: &str) {
+        for a in &s.actions {
+            *self
+                .decisions
+                .entry((a.transition.clone(), a.decision.clone(), a.completed))
+                .or_default() += 1;
+        }
+        self.applied += s.reports.applied as u64;
+        self.dropped += s.reports.hosts_dropped.len() as u64;
+        self.forged += s.reports.forged as u64;
+        if !s.failed.is_empty() {
+            self.errors.push(format!(
+                "{what}: {} record(s) given back to the inbox",
+                s.failed.len()
+            ));
+        }
+    }
+}
+
+/// The line an invocation (`what`, given `records`) is printed as, without its time and
+/// the requests so far; none for a batch of host reports that changed nothing.
+fn summary_line(records: &[Record], s: &Summary, what: &str) -> Option<String> {
+    let reports_only = records.iter().all(|r| r.kind == HOST_REPORT);
+    let quiet = s.actions.is_empty()
+        && s.changes.is_empty()
+        && s.reports.hosts_dropped.is_empty()
+        && s.reports.forged == 0
+        && s.failed.is_empty();
+    if reports_only && quiet {
+        return None;
+    }
+    let mut line = format!("reactor  {what:<37}");
+    if reports_only {
+        line.push_str(&format!(
+            " {} member report(s) applied, {} changed nothing",
+            s.reports.applied, s.reports.ignored
+        ));
+    }
+    line.push_str(&changes_text(s, reports_only));
+    line.push_str(&decisions_text(s));
+    Some(line.trim_end_matches(';').to_string())
+}
+
+/// The changes an invocation sent, each with its `;`; or, when it sent none (and was not
+/// only host reports), why: what it ignored, or that the hosts were in step.
+fn changes_text(s: &Summary, reports_only: bool) -> String {
+    let mut text = String::new();
+    for c in &s.changes {
+        let adds: usize = c.change.pools.iter().map(|p| p.add.len()).sum();
+        let removes: usize = c.change.pools.iter().map(|p| p.remove.len()).sum();
+        let verb = if c.label == "(reconcile)" {
+            "full membership sent"
+        } else {
+            "change sent"
+        };
+        text.push_str(&format!(
+            " {verb} +{adds}/-{removes} to {} host(s), generation {} ({} command(s));",
+            c.hosts,
+            c.generation,
+            c.commands.len()
+        ));
+    }
+    if s.changes.is_empty() && !reports_only {
+        if !s.ignored.is_empty() && s.actions.is_empty() {
+            let why = s.ignored.join("; ");
+            let why = match why.char_indices().nth(100) {
+                Some((i, _)) => format!("{}...", &why[..i]),
+                None => why,
+            };
+            text.push_str(&format!(" ignored ({why})"));
+        } else {
+            text.push_str(" in step");
+        }
+    }
+    text
+}
+
+/// An invocation's decisions (one mention per kind, with the count), heartbeats, hosts
+/// dropped, forged messages and records to retry, each with its `;`.
+fn decisions_text(s: &Summary) -> String {
+    let mut text = String::new();
+    let mut kinds: BTreeMap<(String, String, bool), usize> = BTreeMap::new();
+    for a in &s.actions {
+        *kinds
+            .entry((a.transition.clone(), a.decision.clone(), a.completed))
+            .or_default() += 1;
+    }
+    for ((transition, decision, completed), n) in kinds {
+        let what = match (decision.as_str(), completed) {
+            ("WAIT", _) => "waits for the hosts' reports",
+            (_, true) => "completed",
+            (_, false) => "(no longer pending)",
+        };
+        let label = if decision == "WAIT" {
+            String::new()
+        } else {
+            format!(" {decision}")
+        };
+        text.push_str(&format!(" {n} {transition}{label} {what};"));
+    }
+    if !s.heartbeats.is_empty() {
+        text.push_str(&format!(" {} heartbeat(s);", s.heartbeats.len()));
+    }
+    for d in &s.reports.hosts_dropped {
+        text.push_str(&format!(" host dropped from the quorum: {d};"));
+    }
+    if s.reports.forged > 0 {
+        text.push_str(&format!(" {} forged message(s) refused;", s.reports.forged));
+    }
+    if !s.failed.is_empty() {
+        text.push_str(&format!(" {} record(s) to retry;", s.failed.len()));
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     install_signal_handlers();
@@ -465,44 +502,56 @@ fn scenario(
     tag: &str,
     moto_pid: &mut Option<u32>,
 ) -> anyhow::Result<bool> {
-    say!("setup    starting the AWS emulator (moto + the project's extension)");
-    let world = Blocking::start(Some(&dir.join("emulator.log")))?;
-    *moto_pid = world.emulator.pid();
-    println!("CHILD_PID {}", moto_pid.unwrap_or(0));
-    say!(
-        "setup    emulator on {}; VPC 127.0.0.0/16",
-        world.emulator.url()
-    );
-    let port = free_port();
-    let subnet = world.subnet.clone();
-    world.group(&GroupSpec::new(GROUP, &subnet).hooks(120).pool(POOL, port))?;
-    world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S))?;
-    let path = world.control_path("demo", &[autoscaling_pattern(&[GROUP, PROXY_GROUP])])?;
-    say!("setup    group {GROUP} (launch + terminate lifecycle hooks), subnet 127.0.1.0/24, pool {POOL} port {port}");
-    say!("setup    SSM document {DOCUMENT} (Terraform's template); the reactor's inbox demo-inbox (SQS), fed by an EventBridge rule (the groups' Auto Scaling events) and by the proxies' reports; its ledger demo-ledger (DynamoDB); the proxies' role demo-proxy");
-    let proxy_subnet = world.add_subnet("127.0.2.0/24")?;
-    let specs = (0..2)
-        .map(|_| proxy_spec(POOL, port, args.slots, Some(GROUP)))
-        .collect();
-    let hosts = world.block_on(world.proxy_fleet(&path, &proxy_subnet, specs))?;
-    for h in &hosts {
-        say!(
-            "setup    HAProxy host {}: frontend {} , {} slots, dir {}",
-            h.name,
-            h.frontend(POOL),
-            args.slots,
-            h.dir().display()
-        );
+    let mut stack = start_stack(args, dir, tag, moto_pid)?;
+    let mut t = Tally::default();
+    let initial = start_load(&mut stack, &mut t, args)?;
+    for (n, what) in steps(args) {
+        if stopping() {
+            break;
+        }
+        stack.scale(&mut t, n, what, true)?;
     }
-    say!(
-        "setup    proxy group {PROXY_GROUP}: instances {} (subnet 127.0.2.0/24, tag {}={}), one HAProxy host each, named after it; Run Command runs the document there with the host's agent, whose service reports to the inbox with the instance's own session",
-        hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
-        harness::world::PROXY_TAG.0,
-        harness::world::PROXY_TAG.1
-    );
+    let mut checks_ok = true;
+    if !stopping() {
+        checks_ok &= fault(&stack, &mut t)?;
+    }
+    // A last reconcile-free look: every host holds exactly the group's members.
+    stack.drain_reports(&mut t);
+    let members: BTreeSet<String> = stack
+        .world
+        .members(GROUP)?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    checks_ok &= hosts_hold(&stack, &members)?;
+    let f = Figures::collect(&mut stack, &mut t, &initial)?;
+    print_summary(&stack, &t, &f);
+    let page = write_page(args, dir, &stack, &t, &f);
+    print_stats(&t, &f, members.len(), &page, checks_ok);
+    let _ = std::io::stdout().flush();
+    drop(stack);
+    Ok(checks_ok
+        && f.failed == 0
+        && f.pending.is_empty()
+        && t.errors.is_empty()
+        && !f.latencies.is_empty())
+}
+
+/// Starts the emulator (its pid in `moto_pid`), the group with its control path, the
+/// proxy group's HAProxy hosts, the fleet playing the instances, the recorder and the
+/// reactor with its inbox's pollers.
+fn start_stack(
+    args: &Args,
+    dir: &Path,
+    tag: &str,
+    moto_pid: &mut Option<u32>,
+) -> anyhow::Result<Stack> {
+    let world = start_emulator(dir, moto_pid)?;
+    let (port, path) = backend_group(&world)?;
+    let hosts = proxy_hosts(&world, &path, port, args.slots)?;
     let fleet = Fleet::start(
         world.world.clone(),
-        &subnet,
+        &world.subnet,
         port,
         tag,
         Duration::from_millis(100),
@@ -510,7 +559,7 @@ fn scenario(
     );
     let recorder = Recorder::start(
         world.world.clone(),
-        &subnet,
+        &world.subnet,
         POOL,
         hosts.iter().map(|h| (h.name.clone(), h.client())).collect(),
         Duration::from_millis(500),
@@ -535,7 +584,7 @@ fn scenario(
         demo::control::POLLERS,
         args.reconcile_s
     );
-    let mut stack = Stack {
+    Ok(Stack {
         recorder,
         loads: Vec::new(),
         pump,
@@ -544,11 +593,69 @@ fn scenario(
         hosts,
         world,
         reports,
-    };
-    let mut t = Tally::default();
+    })
+}
 
-    stack.scale(&mut t, 2, "initial capacity", false)?;
-    // Latency counts the launches made under load, not the initial ones.
+/// Starts the AWS emulator, its log in `dir`; its pid in `moto_pid`.
+fn start_emulator(dir: &Path, moto_pid: &mut Option<u32>) -> anyhow::Result<Blocking> {
+    say!("setup    starting the AWS emulator (moto + the project's extension)");
+    let world = Blocking::start(Some(&dir.join("emulator.log")))?;
+    *moto_pid = world.emulator.pid();
+    println!("CHILD_PID {}", moto_pid.unwrap_or(0));
+    say!(
+        "setup    emulator on {}; VPC 127.0.0.0/16",
+        world.emulator.url()
+    );
+    Ok(world)
+}
+
+/// The backend group (with lifecycle hooks, its pool on a free port), the SSM document
+/// and the reactor's control path: the port and the path.
+fn backend_group(world: &Blocking) -> anyhow::Result<(u16, ControlPath)> {
+    let port = free_port();
+    let subnet = world.subnet.clone();
+    world.group(&GroupSpec::new(GROUP, &subnet).hooks(120).pool(POOL, port))?;
+    world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S))?;
+    let path = world.control_path("demo", &[autoscaling_pattern(&[GROUP, PROXY_GROUP])])?;
+    say!("setup    group {GROUP} (launch + terminate lifecycle hooks), subnet 127.0.1.0/24, pool {POOL} port {port}");
+    say!("setup    SSM document {DOCUMENT} (Terraform's template); the reactor's inbox demo-inbox (SQS), fed by an EventBridge rule (the groups' Auto Scaling events) and by the proxies' reports; its ledger demo-ledger (DynamoDB); the proxies' role demo-proxy");
+    Ok((port, path))
+}
+
+/// The proxy group's two instances, one HAProxy host each with `slots` slots.
+fn proxy_hosts(
+    world: &Blocking,
+    path: &ControlPath,
+    port: u16,
+    slots: u32,
+) -> anyhow::Result<Vec<Host>> {
+    let proxy_subnet = world.add_subnet("127.0.2.0/24")?;
+    let specs = (0..2)
+        .map(|_| proxy_spec(POOL, port, slots, Some(GROUP)))
+        .collect();
+    let hosts = world.block_on(world.proxy_fleet(path, &proxy_subnet, specs))?;
+    for h in &hosts {
+        say!(
+            "setup    HAProxy host {}: frontend {} , {} slots, dir {}",
+            h.name,
+            h.frontend(POOL),
+            slots,
+            h.dir().display()
+        );
+    }
+    say!(
+        "setup    proxy group {PROXY_GROUP}: instances {} (subnet 127.0.2.0/24, tag {}={}), one HAProxy host each, named after it; Run Command runs the document there with the host's agent, whose service reports to the inbox with the instance's own session",
+        hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+        harness::world::PROXY_TAG.0,
+        harness::world::PROXY_TAG.1
+    );
+    Ok(hosts)
+}
+
+/// Scales to the initial capacity, then starts the HTTP load on every frontend: the
+/// initial members (latency counts the launches made under load, not these).
+fn start_load(stack: &mut Stack, t: &mut Tally, args: &Args) -> anyhow::Result<BTreeSet<String>> {
+    stack.scale(t, 2, "initial capacity", false)?;
     let initial: BTreeSet<String> = stack
         .world
         .members(GROUP)?
@@ -570,7 +677,12 @@ fn scenario(
         args.workers,
         stack.hosts.len()
     );
-    let steps: Vec<(usize, &str)> = if args.quick {
+    Ok(initial)
+}
+
+/// The scenario's steps under load: (desired instances, what).
+fn steps(args: &Args) -> Vec<(usize, &'static str)> {
+    if args.quick {
         vec![
             (3, "scale out"),
             (2, "scale in"),
@@ -588,52 +700,115 @@ fn scenario(
             (4, "scale out"),
             (3, "scale in"),
         ]
-    };
-    for (n, what) in steps {
-        if stopping() {
-            break;
-        }
-        stack.scale(&mut t, n, what, true)?;
     }
-    let mut checks_ok = true;
-    if !stopping() {
-        checks_ok &= fault(&stack, &mut t)?;
-    }
-    // A last reconcile-free look: every host holds exactly the group's members.
-    stack.drain_reports(&mut t);
-    let members: BTreeSet<String> = stack
-        .world
-        .members(GROUP)?
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
+}
+
+/// Whether every host holds exactly the group's `members` (each one that does not is
+/// printed; not a failure once the demo is stopping).
+fn hosts_hold(stack: &Stack, members: &BTreeSet<String>) -> anyhow::Result<bool> {
+    let mut ok = true;
     for h in &stack.hosts {
         let got: BTreeSet<String> = h.assignments()?.into_keys().collect();
-        if got != members && !stopping() {
+        if &got != members && !stopping() {
             say!(
                 "check    {} holds {:?}, the group has {:?}",
                 h.name,
                 got,
                 members
             );
-            checks_ok = false;
+            ok = false;
         }
     }
+    Ok(ok)
+}
 
-    // Figures.
-    let loads = std::mem::take(&mut stack.loads);
-    let stats: Vec<_> = loads.into_iter().map(Load::stop).collect();
-    let requests: u64 = stats.iter().map(|s| s.requests).sum();
-    let failed: u64 = stats.iter().map(|s| s.failed).sum();
-    // The last look, with the loads' final counts.
-    stack.recorder.finish();
-    stack.pump.stop();
-    let reactor_cpu = stack.reactor.finish();
-    stack.drain_reports(&mut t);
-    let lifecycle = stack.world.lifecycle()?;
+/// The run's figures, once the load stopped.
+struct Figures {
+    /// Each load's counts.
+    stats: Vec<LoadStats>,
+    requests: u64,
+    failed: u64,
+    /// The reactor's CPU time, s.
+    reactor_cpu: f64,
+    /// Completed lifecycle actions: (transition, `RESULT by WHO`) -> count.
+    actions: BTreeMap<(String, String), u64>,
+    /// Lifecycle actions still pending: `transition instance`.
+    pending: Vec<String>,
+    /// Event-to-serving of the launches under load, ms.
+    latencies: Vec<u64>,
+    /// Reloads by host.
+    reloads: Vec<(String, u64)>,
+    /// Inputs handled: events, host reports, reminders.
+    events: u64,
+    host_reports: u64,
+    reminders: u64,
+}
+
+impl Figures {
+    /// Stops the loads, the recorder, the pump and the reactor, and reads the figures
+    /// (`initial`: the members before the load).
+    fn collect(
+        stack: &mut Stack,
+        t: &mut Tally,
+        initial: &BTreeSet<String>,
+    ) -> anyhow::Result<Figures> {
+        let loads = std::mem::take(&mut stack.loads);
+        let stats: Vec<_> = loads.into_iter().map(Load::stop).collect();
+        let requests: u64 = stats.iter().map(|s| s.requests).sum();
+        let failed: u64 = stats.iter().map(|s| s.failed).sum();
+        // The last look, with the loads' final counts.
+        stack.recorder.finish();
+        stack.pump.stop();
+        let reactor_cpu = stack.reactor.finish();
+        stack.drain_reports(t);
+        let (actions, pending) = lifecycle_actions(&stack.world.lifecycle()?);
+        let latencies = latencies(stack, initial);
+        let mut reloads = Vec::new();
+        for h in &stack.hosts {
+            reloads.push((h.name.clone(), h.reloads().unwrap_or(0)));
+        }
+        let host_reports = t.events.get(HOST_REPORT).copied().unwrap_or(0);
+        let reminders = t.events.get(RECHECK).copied().unwrap_or(0);
+        let events: u64 = t.events.values().sum::<u64>() - host_reports - reminders;
+        Ok(Figures {
+            stats,
+            requests,
+            failed,
+            reactor_cpu,
+            actions,
+            pending,
+            latencies,
+            reloads,
+            events,
+            host_reports,
+            reminders,
+        })
+    }
+
+    /// Lifecycle actions completed.
+    fn completed(&self) -> u64 {
+        self.actions.values().sum::<u64>()
+    }
+
+    /// The reloads, as `host n, host n`.
+    fn reload_text(&self) -> String {
+        let reload_text: Vec<String> = self
+            .reloads
+            .iter()
+            .map(|(h, n)| format!("{h} {n}"))
+            .collect();
+        reload_text.join(", ")
+    }
+}
+
+/// The emulator's lifecycle actions: the completed ones counted by (transition,
+/// `RESULT by WHO`), and the pending ones as `transition instance`.
+fn lifecycle_actions(
+    lifecycle: &[serde_json::Value],
+) -> (BTreeMap<(String, String), u64>, Vec<String>) {
     let mut actions: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut pending = Vec::new();
-    for a in &lifecycle {
+    for a in lifecycle {
         let transition = a["transition"]
             .as_str()
             .unwrap_or("?")
@@ -655,6 +830,12 @@ fn scenario(
             )),
         }
     }
+    (actions, pending)
+}
+
+/// Event-to-serving of each instance launched under load (not in `initial`): Auto
+/// Scaling's event about it -> the first request it served through HAProxy, ms.
+fn latencies(stack: &Stack, initial: &BTreeSet<String>) -> Vec<u64> {
     let instances = stack.fleet.instances();
     let announced = match stack.world.announced() {
         Ok(a) => a,
@@ -663,20 +844,18 @@ fn scenario(
             BTreeMap::new()
         }
     };
-    let latencies: Vec<u64> = instances
+    instances
         .iter()
         .filter(|i| !initial.contains(&i.id))
         .filter_map(|i| Some(i.first_ms?.saturating_sub(*announced.get(&i.id)?)))
-        .collect();
-    let mut reloads = Vec::new();
-    for h in &stack.hosts {
-        reloads.push((h.name.clone(), h.reloads().unwrap_or(0)));
-    }
+        .collect()
+}
+
+/// Prints the summary.
+fn print_summary(stack: &Stack, t: &Tally, f: &Figures) {
     println!();
     println!("==================== summary ====================");
-    let host_reports = t.events.get(HOST_REPORT).copied().unwrap_or(0);
-    let reminders = t.events.get(RECHECK).copied().unwrap_or(0);
-    let events: u64 = t.events.values().sum::<u64>() - host_reports - reminders;
+    let (events, host_reports, reminders) = (f.events, f.host_reports, f.reminders);
     println!(
         "inputs handled         {} ({events} events, {host_reports} host reports, {reminders} reminders) in {} invocations",
         events + host_reports + reminders,
@@ -691,78 +870,48 @@ fn scenario(
     );
     println!(
         "lifecycle actions      {} completed, {} pending",
-        actions.values().sum::<u64>(),
-        pending.len()
+        f.completed(),
+        f.pending.len()
     );
-    for ((tr, r), n) in &actions {
+    for ((tr, r), n) in &f.actions {
         println!("  {n:>5}  {tr} {r}");
     }
-    for p in &pending {
+    for p in &f.pending {
         println!("  PENDING {p}");
     }
+    let latencies = &f.latencies;
     println!(
         "event-to-serving       {} launches: p50 {} ms, p99 {} ms, max {} ms (Auto Scaling's event about the instance -> first request it served through HAProxy, health-check rise included)",
         latencies.len(),
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
+        percentile(latencies, 50.0),
+        percentile(latencies, 99.0),
         latencies.iter().max().copied().unwrap_or(0)
     );
+    let (requests, failed) = (f.requests, f.failed);
     println!(
         "requests               {requests} sent, {} served, {failed} failed",
         requests - failed
     );
-    for s in &stats {
+    for s in &f.stats {
         for e in s.errors.iter().take(5) {
             println!("  error: {e}");
         }
     }
-    let reload_text: Vec<String> = reloads.iter().map(|(h, n)| format!("{h} {n}")).collect();
     println!(
         "reloads                {} (slot growth only)",
-        reload_text.join(", ")
+        f.reload_text()
     );
-    println!("reactor CPU            {reactor_cpu:.2} s");
+    println!("reactor CPU            {:.2} s", f.reactor_cpu);
     if !t.errors.is_empty() {
         println!("reactor errors         {}", t.errors.len());
     }
     if !stack.fleet.errors().is_empty() {
         println!("fleet errors           {:?}", stack.fleet.errors());
     }
-    let hooks = |kind: &str| t.events.get(kind).copied().unwrap_or(0);
-    let facts = vec![
-        (
-            "requests".to_string(),
-            format!("{requests} sent, {failed} failed"),
-        ),
-        (
-            "reloads".into(),
-            format!("{} (slot growth only)", reload_text.join(", ")),
-        ),
-        (
-            "lifecycle actions".into(),
-            format!(
-                "{} completed, {} pending",
-                actions.values().sum::<u64>(),
-                pending.len()
-            ),
-        ),
-        (
-            "event-to-serving".into(),
-            format!(
-                "{} launches: p50 {} ms, p99 {} ms",
-                latencies.len(),
-                percentile(&latencies, 50.0),
-                percentile(&latencies, 99.0)
-            ),
-        ),
-        (
-            "inputs handled".into(),
-            format!(
-                "{events} events, {host_reports} host reports ({} member reports, {} applied), in {} invocations",
-                t.member_reports, t.applied, t.invocations
-            ),
-        ),
-    ];
+}
+
+/// Writes the run's page in `dir` (printing where, or a warning); its path.
+fn write_page(args: &Args, dir: &Path, stack: &Stack, t: &Tally, f: &Figures) -> PathBuf {
     let page = dir.join(PAGE);
     let picture = stack.recorder.recorded().page(
         "haproxy-asg demo",
@@ -771,7 +920,7 @@ fn scenario(
             args.slots,
             if args.quick { "--quick scenario" } else { "full scenario" }
         ),
-        facts,
+        page_facts(t, f),
     );
     match picture.write(&page) {
         Ok(()) => println!("page                   {}", page.display()),
@@ -780,30 +929,64 @@ fn scenario(
             page.display()
         ),
     }
+    page
+}
+
+/// The facts the run's page shows beside its picture.
+fn page_facts(t: &Tally, f: &Figures) -> Vec<(String, String)> {
+    vec![
+        (
+            "requests".to_string(),
+            format!("{} sent, {} failed", f.requests, f.failed),
+        ),
+        (
+            "reloads".into(),
+            format!("{} (slot growth only)", f.reload_text()),
+        ),
+        (
+            "lifecycle actions".into(),
+            format!("{} completed, {} pending", f.completed(), f.pending.len()),
+        ),
+        (
+            "event-to-serving".into(),
+            format!(
+                "{} launches: p50 {} ms, p99 {} ms",
+                f.latencies.len(),
+                percentile(&f.latencies, 50.0),
+                percentile(&f.latencies, 99.0)
+            ),
+        ),
+        (
+            "inputs handled".into(),
+            format!(
+                "{} events, {} host reports ({} member reports, {} applied), in {} invocations",
+                f.events, f.host_reports, t.member_reports, t.applied, t.invocations
+            ),
+        ),
+    ]
+}
+
+/// Prints the `STATS` line (JSON) the tests read; `members`: the group's final size.
+fn print_stats(t: &Tally, f: &Figures, members: usize, page: &Path, checks_ok: bool) {
+    let hooks = |kind: &str| t.events.get(kind).copied().unwrap_or(0);
+    let reloads = &f.reloads;
     println!(
         "STATS {}",
         serde_json::json!({
-            "events": events, "host_reports": host_reports, "reminders": reminders, "member_reports": t.member_reports,
+            "events": f.events, "host_reports": f.host_reports, "reminders": f.reminders, "member_reports": t.member_reports,
             "reports_applied": t.applied, "hosts_dropped": t.dropped, "forged_reports": t.forged,
-            "invocations": t.invocations, "requests": requests, "failed_requests": failed,
-            "lifecycle_completed": actions.values().sum::<u64>(), "lifecycle_pending": pending.len(),
+            "invocations": t.invocations, "requests": f.requests, "failed_requests": f.failed,
+            "lifecycle_completed": f.completed(), "lifecycle_pending": f.pending.len(),
             "reloads": reloads.iter().map(|r| r.1).sum::<u64>(),
             "reloads_by_host": reloads.iter().map(|(h, n)| (h.clone(), *n)).collect::<BTreeMap<_, _>>(),
-            "event_to_serving_ms_p50": percentile(&latencies, 50.0),
-            "event_to_serving_ms_p99": percentile(&latencies, 99.0),
+            "event_to_serving_ms_p50": percentile(&f.latencies, 50.0),
+            "event_to_serving_ms_p99": percentile(&f.latencies, 99.0),
             "launch_hooks": hooks(LAUNCH_HOOK), "terminate_hooks": hooks(TERMINATE_HOOK),
-            "final_members": members.len(),
+            "final_members": members,
             "page": page.display().to_string(),
             "checks_ok": checks_ok,
         })
     );
-    let _ = std::io::stdout().flush();
-    drop(stack);
-    Ok(checks_ok
-        && failed == 0
-        && pending.is_empty()
-        && t.errors.is_empty()
-        && !latencies.is_empty())
 }
 
 /// The injected fault: the second host's agent service is SIGKILLed while it drains a
@@ -818,70 +1001,9 @@ fn fault(stack: &Stack, t: &mut Tally) -> anyhow::Result<bool> {
     let Some(leaving) = members.first().map(|m| m.id.clone()) else {
         anyhow::bail!("the group has no member to scale in");
     };
-    // One slow request per member through the second host (round robin spreads them).
-    let fe = host.frontend(POOL);
-    let slow: Vec<std::thread::JoinHandle<std::io::Result<harness::http::Response>>> = (0..n)
-        .map(|_| {
-            std::thread::spawn(move || {
-                harness::http::get(fe, "/slow?ms=6000", Duration::from_secs(30))
-            })
-        })
-        .collect();
-    let busy = until(Duration::from_secs(10), || {
-        host.status().ok().is_some_and(|rows| {
-            rows.iter()
-                .any(|r| r["member"] == leaving.as_str() && r["sessions"].as_u64().unwrap_or(0) > 0)
-        })
-    });
-    say!(
-        "fault    {} slow requests (6 s) in flight through {}; {leaving} holds {}",
-        n,
-        host.name,
-        if busy { "one of them" } else { "none yet" }
-    );
+    let slow = slow_requests(host, &leaving, n);
     stack.scale_to(t, n - 1, "scale in under slow requests")?;
-    let draining = until(Duration::from_secs(10), || {
-        host.status().ok().is_some_and(|rows| {
-            rows.iter()
-                .any(|r| r["member"] == leaving.as_str() && r["stage"] == "draining")
-        })
-    });
-    let killed = host.kill_service();
-    stack.recorder.mark(
-        demo::elapsed_s(),
-        "fault",
-        format!("{}'s agent service SIGKILLed", host.name),
-    );
-    say!(
-        "fault    {}'s agent service (pid {}) SIGKILLed while {leaving} {}",
-        host.name,
-        killed.map_or_else(|| "?".into(), |p| p.to_string()),
-        if draining {
-            "drains"
-        } else {
-            "was about to drain"
-        }
-    );
-    let restarted = until(Duration::from_secs(10), || host.service_restarts() >= 1);
-    host.wait_service(Duration::from_secs(10))?;
-    let ops = host.operations().unwrap_or_default();
-    let resumed = ops.iter().find(|o| o["member"] == leaving.as_str());
-    say!(
-        "repair   the supervisor restarted it ({}); {}",
-        if restarted {
-            "after ~1 s"
-        } else {
-            "NOT restarted"
-        },
-        match resumed {
-            Some(o) => format!(
-                "it resumed draining {leaving}: {} session(s) left, {:.1} s of its deadline left",
-                o["sessions"],
-                o["deadline_in_s"].as_f64().unwrap_or(0.0)
-            ),
-            None => "the drain had already ended".into(),
-        }
-    );
+    let restarted = kill_while_draining(stack, host, &leaving)?;
     let mut served = 0;
     for s in slow {
         if matches!(s.join(), Ok(Ok(r)) if r.status == 200) {
@@ -905,4 +1027,81 @@ fn fault(stack: &Stack, t: &mut Tally) -> anyhow::Result<bool> {
         }
     );
     Ok(restarted && served == n && done)
+}
+
+/// A slow request (6 s) in flight.
+type SlowRequest = std::thread::JoinHandle<std::io::Result<harness::http::Response>>;
+
+/// One slow request per member (`n` of them) through `host` (round robin spreads them);
+/// waits (a while) until `leaving` holds one.
+fn slow_requests(host: &Host, leaving: &str, n: usize) -> Vec<SlowRequest> {
+    let fe = host.frontend(POOL);
+    let slow: Vec<SlowRequest> = (0..n)
+        .map(|_| {
+            std::thread::spawn(move || {
+                harness::http::get(fe, "/slow?ms=6000", Duration::from_secs(30))
+            })
+        })
+        .collect();
+    let busy = until(Duration::from_secs(10), || {
+        host.status().ok().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["member"] == leaving && r["sessions"].as_u64().unwrap_or(0) > 0)
+        })
+    });
+    say!(
+        "fault    {} slow requests (6 s) in flight through {}; {leaving} holds {}",
+        n,
+        host.name,
+        if busy { "one of them" } else { "none yet" }
+    );
+    slow
+}
+
+/// SIGKILLs `host`'s agent service once `leaving` drains there (or after a while), and
+/// waits for its supervisor to restart it: whether it did.
+fn kill_while_draining(stack: &Stack, host: &Host, leaving: &str) -> anyhow::Result<bool> {
+    let draining = until(Duration::from_secs(10), || {
+        host.status().ok().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["member"] == leaving && r["stage"] == "draining")
+        })
+    });
+    let killed = host.kill_service();
+    stack.recorder.mark(
+        demo::elapsed_s(),
+        "fault",
+        format!("{}'s agent service SIGKILLed", host.name),
+    );
+    say!(
+        "fault    {}'s agent service (pid {}) SIGKILLed while {leaving} {}",
+        host.name,
+        killed.map_or_else(|| "?".into(), |p| p.to_string()),
+        if draining {
+            "drains"
+        } else {
+            "was about to drain"
+        }
+    );
+    let restarted = until(Duration::from_secs(10), || host.service_restarts() >= 1);
+    host.wait_service(Duration::from_secs(10))?;
+    let ops = host.operations().unwrap_or_default();
+    let resumed = ops.iter().find(|o| o["member"] == leaving);
+    say!(
+        "repair   the supervisor restarted it ({}); {}",
+        if restarted {
+            "after ~1 s"
+        } else {
+            "NOT restarted"
+        },
+        match resumed {
+            Some(o) => format!(
+                "it resumed draining {leaving}: {} session(s) left, {:.1} s of its deadline left",
+                o["sessions"],
+                o["deadline_in_s"].as_f64().unwrap_or(0.0)
+            ),
+            None => "the drain had already ended".into(),
+        }
+    );
+    Ok(restarted)
 }

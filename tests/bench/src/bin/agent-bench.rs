@@ -169,50 +169,94 @@ struct Independence {
 /// A host with checks every 100 ms (rise 2): how long a lone join takes (the rise), a
 /// launch while another member drains a 20 s request, and ten separate applies at once.
 fn independence(reps: u32) -> anyhow::Result<Independence> {
-    let mut pool = PoolSpec::new("web", 32);
-    pool.drain_timeout_s = 60.0;
-    let host = Host::start(&HostSpec {
-        name: "bench-independence".into(),
-        pools: vec![pool],
-        extra_toml: String::new(),
-        env: Vec::new(),
-    })?;
-    let backends: Vec<Backend> = (0..14)
-        .map(|i| Backend::start(&format!("m{i}"), "127.0.0.1"))
-        .collect::<Result<_, _>>()?;
-    let m = |i: usize, tag: &str| {
+    let bed = Bed::start()?;
+    let mut gen = 1u64;
+    let rise_ms = rise(&bed, reps, &mut gen)?;
+    let drain = launch_during_drain(&bed, &mut gen)?;
+    let launch_during_drain_ms = drain.launch_ms;
+    let burst_10_ms = burst(&bed, &mut gen)?;
+    drain.finish()?;
+    Ok(Independence {
+        rise_ms,
+        launch_during_drain_ms,
+        burst_10_ms,
+        rss_kb: service_rss_kb(&bed.host),
+    })
+}
+
+/// The independence runs' host and its 14 backends (dropped first).
+struct Bed {
+    backends: Vec<Backend>,
+    host: Host,
+}
+
+impl Bed {
+    fn start() -> anyhow::Result<Bed> {
+        let mut pool = PoolSpec::new("web", 32);
+        pool.drain_timeout_s = 60.0;
+        let host = Host::start(&HostSpec {
+            name: "bench-independence".into(),
+            pools: vec![pool],
+            extra_toml: String::new(),
+            env: Vec::new(),
+        })?;
+        let backends: Vec<Backend> = (0..14)
+            .map(|i| Backend::start(&format!("m{i}"), "127.0.0.1"))
+            .collect::<Result<_, _>>()?;
+        Ok(Bed { backends, host })
+    }
+
+    /// Backend `i` as member `i-TAG-i`.
+    fn m(&self, i: usize, tag: &str) -> Member {
         member(
             format!("i-{tag}-{i}"),
-            backends[i].addr.ip(),
-            backends[i].addr.port(),
+            self.backends[i].addr.ip(),
+            self.backends[i].addr.port(),
         )
-    };
-    let mut gen = 1u64;
-    // The rise: a lone member's change -> UP, with nothing else in flight.
+    }
+}
+
+/// The rise: a lone member's change -> UP, with nothing else in flight (median of
+/// `reps`, at least 3).
+fn rise(bed: &Bed, reps: u32, gen: &mut u64) -> anyhow::Result<f64> {
     let mut rises = Vec::new();
     for r in 0..reps.max(3) {
-        gen += 1;
-        let (ms, _) = timed_apply(&host, &change(gen, vec![m(13, &r.to_string())], vec![]))?;
+        *gen += 1;
+        let (ms, _) = timed_apply(
+            &bed.host,
+            &change(*gen, vec![bed.m(13, &r.to_string())], vec![]),
+        )?;
         rises.push(ms);
-        gen += 1;
+        *gen += 1;
         let id = MemberId::new(format!("i-{r}-13"))?;
-        timed_apply(&host, &change(gen, vec![], vec![id]))?;
+        timed_apply(&bed.host, &change(*gen, vec![], vec![id]))?;
     }
-    let rise_ms = median(rises);
+    Ok(median(rises))
+}
 
-    // X serves a 20 s request and is removed; a second later Y launches.
-    gen += 1;
-    timed_apply(&host, &change(gen, vec![m(0, "x")], vec![]))?;
+/// X's drain under way while Y launched: its slow request and its removal, still
+/// running, and Y's launch time.
+struct Drain {
+    slow: std::thread::JoinHandle<std::io::Result<http::Response>>,
+    removal: std::thread::JoinHandle<anyhow::Result<std::process::Output>>,
+    launch_ms: f64,
+}
+
+/// X serves a 20 s request and is removed; a second later Y launches.
+fn launch_during_drain(bed: &Bed, gen: &mut u64) -> anyhow::Result<Drain> {
+    let host = &bed.host;
+    *gen += 1;
+    timed_apply(host, &change(*gen, vec![bed.m(0, "x")], vec![]))?;
     let fe = host.frontend("web");
     let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=20000", Duration::from_secs(60)));
     wait_for(Duration::from_secs(5), || {
-        (backends[0].served().ok()? == 1).then_some(())
+        (bed.backends[0].served().ok()? == 1).then_some(())
     })
     .context("the slow request did not reach X")?;
-    gen += 1;
+    *gen += 1;
     let x = MemberId::new("i-x-0")?;
     let removal = {
-        let (config, body) = (host.config.clone(), change(gen, vec![], vec![x]).to_json());
+        let (config, body) = (host.config.clone(), change(*gen, vec![], vec![x]).to_json());
         std::thread::spawn(move || {
             std::process::Command::new(harness::process::bin_path("agent")?)
                 .arg("--config")
@@ -230,20 +274,52 @@ fn independence(reps: u32) -> anyhow::Result<Independence> {
     })
     .context("X did not start draining")?;
     std::thread::sleep(Duration::from_secs(1));
-    gen += 1;
+    *gen += 1;
     // X is left out: a member in flight is converging under its own change (naming it
     // again answers `pending`, and the report is not ok).
-    let (launch_during_drain_ms, _) = timed_apply(&host, &change(gen, vec![m(1, "y")], vec![]))?;
+    let (launch_ms, _) = timed_apply(host, &change(*gen, vec![bed.m(1, "y")], vec![]))?;
+    Ok(Drain {
+        slow,
+        removal,
+        launch_ms,
+    })
+}
 
-    // Ten members by ten separate applies at once.
+impl Drain {
+    /// Waits for X's in-flight request (which must succeed) and its removal.
+    fn finish(self) -> anyhow::Result<()> {
+        let served = self
+            .slow
+            .join()
+            .map_err(|_| anyhow::anyhow!("the slow request panicked"))??;
+        ensure!(
+            served.status == 200,
+            "X's in-flight request failed: {}",
+            served.status
+        );
+        let out = self
+            .removal
+            .join()
+            .map_err(|_| anyhow::anyhow!("the removal panicked"))??;
+        ensure!(
+            out.status.success(),
+            "X's removal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+/// Ten members by ten separate applies at once: until all are UP, ms.
+fn burst(bed: &Bed, gen: &mut u64) -> anyhow::Result<f64> {
     let go = std::sync::Arc::new(std::sync::Barrier::new(11));
     let runs: Vec<_> = (2..12)
         .map(|i| {
-            gen += 1;
+            *gen += 1;
             let (go, config, body) = (
                 go.clone(),
-                host.config.clone(),
-                change(gen, vec![m(i, "b")], vec![]).to_json(),
+                bed.host.config.clone(),
+                change(*gen, vec![bed.m(i, "b")], vec![]).to_json(),
             );
             std::thread::spawn(move || -> anyhow::Result<bool> {
                 go.wait();
@@ -265,29 +341,7 @@ fn independence(reps: u32) -> anyhow::Result<Independence> {
             "a burst apply failed"
         );
     }
-    let burst_10_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let served = slow
-        .join()
-        .map_err(|_| anyhow::anyhow!("the slow request panicked"))??;
-    ensure!(
-        served.status == 200,
-        "X's in-flight request failed: {}",
-        served.status
-    );
-    let out = removal
-        .join()
-        .map_err(|_| anyhow::anyhow!("the removal panicked"))??;
-    ensure!(
-        out.status.success(),
-        "X's removal: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(Independence {
-        rise_ms,
-        launch_during_drain_ms,
-        burst_10_ms,
-        rss_kb: service_rss_kb(&host),
-    })
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
 struct Churn {
@@ -397,6 +451,51 @@ fn slot_count(host: &Host) -> anyhow::Result<u32> {
         .context("no slot line")
 }
 
+/// The churn run's members: each with the index of its backend.
+type ChurnMembers = std::collections::VecDeque<(MemberId, usize)>;
+
+/// The next backend (from `next` on, round robin over `backends`) that is not a member's.
+fn next_free_backend(members: &ChurnMembers, backends: usize, next: &mut usize) -> usize {
+    let in_use: Vec<usize> = members.iter().map(|m| m.1).collect();
+    while in_use.contains(&(*next % backends)) {
+        *next += 1;
+    }
+    let bi = *next % backends;
+    *next += 1;
+    bi
+}
+
+/// The oldest member, taken out of `members` once 10 serve; else none.
+fn oldest_out(members: &mut ChurnMembers) -> Vec<MemberId> {
+    if members.len() >= 10 {
+        members.pop_front().map(|m| vec![m.0]).unwrap_or_default()
+    } else {
+        vec![]
+    }
+}
+
+/// The churn run's reloads, counted cycle by cycle.
+#[derive(Default)]
+struct ChurnReloads {
+    /// Reloads in cycles that had a slot free.
+    while_free: u64,
+    /// Cycles that needed a slot beyond the ones the pool had, and their reloads.
+    growths_past_slots: u64,
+    past_slots: u64,
+}
+
+impl ChurnReloads {
+    /// Counts a cycle's `reloaded` reloads (`free_before`: it had a slot free).
+    fn count(&mut self, free_before: bool, reloaded: u64) {
+        if free_before {
+            self.while_free += reloaded;
+        } else {
+            self.growths_past_slots += 1;
+            self.past_slots += reloaded;
+        }
+    }
+}
+
 fn churn(
     cycles: u32,
     rss: &mut i64,
@@ -412,7 +511,7 @@ fn churn(
     let backends: Vec<Backend> = (0..12)
         .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1"))
         .collect::<Result<_, _>>()?;
-    let mut members: std::collections::VecDeque<(MemberId, usize)> = Default::default();
+    let mut members: ChurnMembers = Default::default();
     let mut gen = 1u64;
     // The pool serves before the load starts (an empty pool answers 503 by design).
     let first = member(
@@ -431,26 +530,15 @@ fn churn(
     );
     let started = Instant::now();
     let mut next_backend = 1usize;
-    let mut reloads_while_free = 0;
-    let mut growths_past_slots = 0;
-    let mut reloads_past_slots = 0;
+    let mut reloads = ChurnReloads::default();
     for c in 0..cycles {
         let size = slot_count(&host)?;
         let free_before = (members.len() as u32) < size;
         // One member in (a backend not currently in the pool), the oldest out once 10 serve.
-        let in_use: Vec<usize> = members.iter().map(|m| m.1).collect();
-        while in_use.contains(&(next_backend % backends.len())) {
-            next_backend += 1;
-        }
-        let bi = next_backend % backends.len();
-        next_backend += 1;
+        let bi = next_free_backend(&members, backends.len(), &mut next_backend);
         let b = &backends[bi];
         let new = member(format!("i-c{c}"), b.addr.ip(), b.addr.port());
-        let remove: Vec<MemberId> = if members.len() >= 10 {
-            members.pop_front().map(|m| vec![m.0]).unwrap_or_default()
-        } else {
-            vec![]
-        };
+        let remove = oldest_out(&mut members);
         gen += 1;
         let before = host.reloads()?;
         let (report, run) = host.apply(&change(gen, vec![new.clone()], remove))?;
@@ -469,12 +557,7 @@ fn churn(
         } else {
             *rss_with_check = (*rss_with_check).max(run.max_rss_kb);
         }
-        if free_before {
-            reloads_while_free += reloaded;
-        } else {
-            growths_past_slots += 1;
-            reloads_past_slots += reloaded;
-        }
+        reloads.count(free_before, reloaded);
         members.push_back((new.id, bi));
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -484,9 +567,9 @@ fn churn(
         requests: stats.requests,
         failed: stats.failed,
         growth_reloads: host.reloads()?,
-        reloads_while_free,
-        growths_past_slots,
-        reloads_past_slots,
+        reloads_while_free: reloads.while_free,
+        growths_past_slots: reloads.growths_past_slots,
+        reloads_past_slots: reloads.past_slots,
         cycles,
         seconds,
         errors: stats.errors,
@@ -500,6 +583,41 @@ fn main() -> anyhow::Result<()> {
         // set before any thread starts.
         std::env::set_var("HAPROXY_BIN", bin);
     }
+    let f = measure(&args)?;
+    println!("agent-bench (real HAProxy {}, loopback)", haproxy_version());
+    println!("{:<44} {:>12} {:>10}", "figure", "value", "target");
+    let rows = apply_rows(&f)
+        .into_iter()
+        .chain(churn_rows(&f.churn))
+        .chain(reload_rows(&f));
+    for (k, v, t) in rows {
+        println!("{k:<44} {v:>12} {t:>10}");
+    }
+    if !f.churn.errors.is_empty() {
+        println!("first errors: {:?}", f.churn.errors);
+    }
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&f.json())? + "\n")?;
+        eprintln!("agent-bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The apply timings on a host with 1024 slots.
+struct Applies {
+    apply_1: f64,
+    apply_100: f64,
+    apply_1000: f64,
+    socket_1000: f64,
+    /// HAProxy reloads during them.
+    reloads: u64,
+    /// The service's peak RSS (KiB).
+    service_rss: i64,
+}
+
+/// Times applies of 1, 100 and 1000 members (whole agent runs) and a 1000-member add
+/// over the socket only; `rss`: the `agent apply` client's peak RSS so far.
+fn applies(args: &Args, rss: &mut i64) -> anyhow::Result<Applies> {
     let mut pool = PoolSpec::new("web", 1024);
     pool.server_options = "check inter 2s fall 2 rise 2".into();
     let host = Host::start(&HostSpec {
@@ -513,16 +631,44 @@ fn main() -> anyhow::Result<()> {
         "agent-bench: timing applies of 1, 100, 1000 members ({} reps each)...",
         args.reps
     );
-    let mut rss = 0;
-    let apply_1 = apply_time(&host, 1, args.reps.max(1) * 4, &mut gen, &mut rss)?;
-    let apply_100 = apply_time(&host, 100, args.reps.max(1), &mut gen, &mut rss)?;
-    let apply_1000 = apply_time(&host, 1000, args.reps.max(1), &mut gen, &mut rss)?;
+    let reps = args.reps.max(1);
+    let apply_1 = apply_time(&host, 1, reps * 4, &mut gen, rss)?;
+    let apply_100 = apply_time(&host, 100, reps, &mut gen, rss)?;
+    let apply_1000 = apply_time(&host, 1000, reps, &mut gen, rss)?;
     // 40 ms a rep: four times the reps, so one preempted rep on a busy machine does not
     // move the median.
-    let socket_1000 = socket_time(&host, 1000, args.reps.max(1) * 4)?;
-    let apply_reloads = host.reloads()?;
-    let mut service_rss = service_rss_kb(&host);
-    drop(host);
+    let socket_1000 = socket_time(&host, 1000, reps * 4)?;
+    Ok(Applies {
+        apply_1,
+        apply_100,
+        apply_1000,
+        socket_1000,
+        reloads: host.reloads()?,
+        service_rss: service_rss_kb(&host),
+    })
+}
+
+/// Every figure of the bench.
+struct Figures {
+    applies: Applies,
+    ind: Independence,
+    churn: Churn,
+    /// `agent apply` client peak RSS (KiB), without / with a `haproxy -c` child.
+    rss: i64,
+    rss_with_check: i64,
+    /// The service's peak RSS over every host (KiB).
+    service_rss: i64,
+    /// Reloads by someone else: with the initial slot block put back, and with the
+    /// pools in the agent's own file.
+    shrunk: Recovery,
+    own: Recovery,
+}
+
+/// Runs every measurement, in turn.
+fn measure(args: &Args) -> anyhow::Result<Figures> {
+    let mut rss = 0;
+    let applies = applies(args, &mut rss)?;
+    let mut service_rss = applies.service_rss;
     eprintln!("agent-bench: a launch during a 20 s drain, ten separate applies at once...");
     let ind = independence(args.reps)?;
     service_rss = service_rss.max(ind.rss_kb);
@@ -531,47 +677,58 @@ fn main() -> anyhow::Result<()> {
         args.cycles
     );
     let mut rss_with_check = 0;
-    let c = churn(args.cycles, &mut rss, &mut rss_with_check, &mut service_rss)?;
+    let churn = churn(args.cycles, &mut rss, &mut rss_with_check, &mut service_rss)?;
     eprintln!(
         "agent-bench: reloads by someone else ({} each): a 4-slot haproxy.cfg put back, then an operator's haproxy.cfg beside the agent's own file...",
         args.reps
     );
     let shrunk = external_reload(args.reps.max(1), false)?;
     let own = external_reload(args.reps.max(1), true)?;
+    Ok(Figures {
+        applies,
+        ind,
+        churn,
+        rss,
+        rss_with_check,
+        service_rss,
+        shrunk,
+        own,
+    })
+}
 
-    println!("agent-bench (real HAProxy {}, loopback)", haproxy_version());
-    println!("{:<44} {:>12} {:>10}", "figure", "value", "target");
-    let rows: Vec<(&str, String, &str)> = vec![
+/// A row of the table: the figure, its value, its target.
+type Row = (&'static str, String, &'static str);
+
+/// The table's rows of applies, memory and independence.
+fn apply_rows(f: &Figures) -> Vec<Row> {
+    let (a, ind) = (&f.applies, &f.ind);
+    vec![
         (
             "apply 1 member (ms, median, whole agent run)",
-            format!("{apply_1:.1}"),
+            format!("{:.1}", a.apply_1),
             "",
         ),
-        ("apply 100 members (ms)", format!("{apply_100:.1}"), ""),
+        ("apply 100 members (ms)", format!("{:.1}", a.apply_100), ""),
         (
             "apply 1000 members (ms, whole agent run)",
-            format!("{apply_1000:.1}"),
+            format!("{:.1}", a.apply_1000),
             "",
         ),
         (
             "apply 1000 members, socket only (ms)",
-            format!("{socket_1000:.1}"),
+            format!("{:.1}", a.socket_1000),
             "< 50",
         ),
-        (
-            "reloads during apply timing",
-            apply_reloads.to_string(),
-            "0",
-        ),
+        ("reloads during apply timing", a.reloads.to_string(), "0"),
         (
             "service peak RSS (KiB, VmHWM)",
-            service_rss.to_string(),
+            f.service_rss.to_string(),
             "< 15360",
         ),
-        ("`agent apply` client peak RSS (KiB)", rss.to_string(), ""),
+        ("`agent apply` client peak RSS (KiB)", f.rss.to_string(), ""),
         (
             "  growth runs, incl. `haproxy -c` child (KiB)",
-            rss_with_check.to_string(),
+            f.rss_with_check.to_string(),
             "",
         ),
         (
@@ -589,6 +746,12 @@ fn main() -> anyhow::Result<()> {
             format!("{:.0}", ind.burst_10_ms),
             "< rise + 1000",
         ),
+    ]
+}
+
+/// The table's rows of the churn run.
+fn churn_rows(c: &Churn) -> Vec<Row> {
+    vec![
         ("churn cycles", c.cycles.to_string(), ""),
         ("churn seconds", format!("{:.1}", c.seconds), ""),
         ("churn requests", c.requests.to_string(), ""),
@@ -613,6 +776,13 @@ fn main() -> anyhow::Result<()> {
             c.reloads_while_free.to_string(),
             "0",
         ),
+    ]
+}
+
+/// The table's rows of reloads by someone else.
+fn reload_rows(f: &Figures) -> Vec<Row> {
+    let (shrunk, own) = (&f.shrunk, &f.own);
+    vec![
         (
             "reload by someone else -> all UP (ms, median)",
             format!("{:.0}", median(shrunk.ms.clone())),
@@ -637,19 +807,19 @@ fn main() -> anyhow::Result<()> {
             ),
             "0",
         ),
-    ];
-    for (k, v, t) in &rows {
-        println!("{k:<44} {v:>12} {t:>10}");
-    }
-    if !c.errors.is_empty() {
-        println!("first errors: {:?}", c.errors);
-    }
-    if let Some(path) = args.json {
-        let v = serde_json::json!({
-            "apply_1_ms": apply_1,
-            "apply_100_ms": apply_100,
-            "apply_1000_ms": apply_1000,
-            "apply_1000_socket_ms": socket_1000,
+    ]
+}
+
+impl Figures {
+    /// The figures as `--json` writes them.
+    fn json(&self) -> serde_json::Value {
+        let (a, c, ind) = (&self.applies, &self.churn, &self.ind);
+        let (shrunk, own) = (&self.shrunk, &self.own);
+        serde_json::json!({
+            "apply_1_ms": a.apply_1,
+            "apply_100_ms": a.apply_100,
+            "apply_1000_ms": a.apply_1000,
+            "apply_1000_socket_ms": a.socket_1000,
             "churn_cycles": c.cycles,
             "churn_requests": c.requests,
             "churn_failed_requests": c.failed,
@@ -657,9 +827,9 @@ fn main() -> anyhow::Result<()> {
             "growth_reloads": c.growth_reloads,
             "growths_past_slots": c.growths_past_slots,
             "reloads_past_slots": c.reloads_past_slots,
-            "agent_peak_rss_kb": rss,
-            "agent_growth_run_peak_rss_kb_incl_haproxy_check": rss_with_check,
-            "service_rss_kb": service_rss,
+            "agent_peak_rss_kb": self.rss,
+            "agent_growth_run_peak_rss_kb_incl_haproxy_check": self.rss_with_check,
+            "service_rss_kb": self.service_rss,
             "rise_ms": ind.rise_ms,
             "launch_during_drain_ms": ind.launch_during_drain_ms,
             "burst_10_separate_applies_ms": ind.burst_10_ms,
@@ -669,11 +839,8 @@ fn main() -> anyhow::Result<()> {
             "external_reload_recovery_pools_config_ms": median(own.ms.clone()),
             "external_reload_failed_requests": shrunk.failed + own.failed,
             "external_reload_requests": shrunk.requests + own.requests,
-        });
-        std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
-        eprintln!("agent-bench: wrote {}", path.display());
+        })
     }
-    Ok(())
 }
 
 fn haproxy_version() -> String {

@@ -427,31 +427,101 @@ async fn until_decided(
 }
 
 async fn run(args: &Args, tmp: &Path) -> Result<()> {
-    eprintln!(
-        "reactor-bench: starting the emulator and a group of {}",
-        args.group_size
-    );
-    let w = Arc::new(World::start(None).await?);
-    let mut spec = GroupSpec::new(GROUP, &w.subnet).hooks(600);
-    spec.max = args.group_size + i32::try_from(args.events).unwrap_or(1000) + 10;
-    spec.desired = args.group_size;
-    w.group(&spec).await?;
-    // The initial members wait on the launch hook; the warm-up reconcile completes them.
-    w.ssm_document(120).await?;
-    // No event rule: the bench hands the lifecycle events to the reactor itself; the
-    // inbox gets the stand-ins' reports (and the reactor's reminders).
-    let path = w.control_path("bench", &[])?;
-    let proxy_subnet = w.add_subnet("127.0.2.0/24").await?;
-    let proxies = w.proxy_group(&proxy_subnet, 2).await?;
-    let behaviour = Behaviour {
-        rise: RISE,
-        drain: Duration::from_secs_f64(args.drain_s),
-        ..Behaviour::default()
+    let rig = Rig::start(args).await?;
+    warm_up(&rig).await?;
+    let mut desired = args.group_size;
+    let launches = launch_phase(&rig, args.events, &mut desired).await?;
+    let terminates = terminate_phase(&rig, args, &mut desired).await?;
+    eprintln!("reactor-bench: the drains' reports");
+    let mut drains = Batches::default();
+    until_decided(
+        &rig.r,
+        &rig.w,
+        &rig.path.inbox,
+        &mut drains,
+        Duration::from_secs(300),
+    )
+    .await?;
+    let mut measured = Measured {
+        launches,
+        terminates,
+        drains,
+        reports_sent: rig.standins.messages_sent(),
+        emulator_ms: Vec::new(),
     };
-    let standins = StandIns::start(w.clone(), &path, &proxies, &behaviour)?;
-    w.program_hosts(&standins.programs())?;
+    measured.sort();
+    measured.emulator_ms = emulator_latency(&rig.w).await?;
+    let release = release_binary(args, &rig, &mut desired, tmp).await?;
 
-    let env = env(&path);
+    let all = AllBatches::of(&measured);
+    let figures = figures(args, &rig, &measured, &all, &release);
+    print_table(args, &figures, rig.proxies.len());
+    print_by_kind(args, &measured, &all);
+    print_notes(&release);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("reactor-bench: figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The world the bench runs in (the emulator with the backend group, the control path,
+/// the proxy group and its stand-ins) and the reactor under test. Dropped in field
+/// order: the reactor first, the world last.
+struct Rig {
+    r: Bench,
+    /// The reactor's environment.
+    env: Vec<(String, String)>,
+    standins: StandIns,
+    /// The proxy group's instances.
+    proxies: Vec<String>,
+    path: ControlPath,
+    w: Arc<World>,
+}
+
+impl Rig {
+    /// Starts the emulator, the backend group, the control path, the proxy group with
+    /// its stand-ins, and the reactor (with the timed dispatcher).
+    async fn start(args: &Args) -> Result<Rig> {
+        eprintln!(
+            "reactor-bench: starting the emulator and a group of {}",
+            args.group_size
+        );
+        let w = Arc::new(World::start(None).await?);
+        let mut spec = GroupSpec::new(GROUP, &w.subnet).hooks(600);
+        spec.max = args.group_size + i32::try_from(args.events).unwrap_or(1000) + 10;
+        spec.desired = args.group_size;
+        w.group(&spec).await?;
+        // The initial members wait on the launch hook; the warm-up reconcile completes them.
+        w.ssm_document(120).await?;
+        // No event rule: the bench hands the lifecycle events to the reactor itself; the
+        // inbox gets the stand-ins' reports (and the reactor's reminders).
+        let path = w.control_path("bench", &[])?;
+        let proxy_subnet = w.add_subnet("127.0.2.0/24").await?;
+        let proxies = w.proxy_group(&proxy_subnet, 2).await?;
+        let behaviour = Behaviour {
+            rise: RISE,
+            drain: Duration::from_secs_f64(args.drain_s),
+            ..Behaviour::default()
+        };
+        let standins = StandIns::start(w.clone(), &path, &proxies, &behaviour)?;
+        w.program_hosts(&standins.programs())?;
+        let env = env(&path);
+        let r = reactor(&w, &env).await?;
+        Ok(Rig {
+            r,
+            env,
+            standins,
+            proxies,
+            path,
+            w,
+        })
+    }
+}
+
+/// The reactor on the emulator, as the reactor's access key, with the timed dispatcher.
+async fn reactor(w: &Arc<World>, env: &[(String, String)]) -> Result<Bench> {
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
     let sdk = w.emulator.sdk_as(REACTOR_KEY).await;
     let timed = Timed {
@@ -461,7 +531,7 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
     };
     let ledger = DynamoLedger::new(&sdk, &config.ledger_table, config.ledger_ttl.as_secs());
     let reminders = SqsReminders::new(&sdk, &config.inbox_url);
-    let r: Bench = Reactor::new(
+    Ok(Reactor::new(
         config,
         Parts {
             discovery: AwsDiscovery::new(&sdk),
@@ -471,128 +541,177 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             ledger,
             reminders,
         },
-    );
-    // Warm up: every member onto the hosts, their launch actions completed from the
-    // hosts' reports (not measured).
-    let sched = json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}});
-    r.handle(&sched).await?;
+    ))
+}
+
+/// The scheduled event (a reconcile).
+fn scheduled_event() -> Value {
+    json!({"detail-type":"Scheduled Event","source":"aws.events","detail":{}})
+}
+
+/// Warm up: every member onto the hosts, their launch actions completed from the hosts'
+/// reports (not measured).
+async fn warm_up(rig: &Rig) -> Result<()> {
+    rig.r.handle(&scheduled_event()).await?;
     until_decided(
-        &r,
-        &w,
-        &path.inbox,
+        &rig.r,
+        &rig.w,
+        &rig.path.inbox,
         &mut Batches::default(),
         Duration::from_secs(120),
     )
     .await
-    .context("warm-up")?;
+    .context("warm-up")
+}
 
-    let mut to_dispatch = Vec::new();
-    let mut launch_ms = Vec::new();
-    let mut terminate_ms = Vec::new();
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    let mut terminate_kinds: BTreeMap<String, usize> = BTreeMap::new();
-    let mut discovery_calls = 0usize;
-    let mut desired = args.group_size;
-    let mut commands = 0;
-    // The batches of reports that complete a launch (the two hosts' `up`), and those
-    // of the drains, which come while later events are handled.
-    let mut launch_batches = Batches::default();
-    let mut drain_batches = Batches::default();
-    eprintln!("reactor-bench: {} launch events", args.events);
-    for _ in 0..args.events {
-        desired += 1;
-        let id = scale(&w, desired).await?;
-        let event = event_of(&w, "EC2 Instance-launch Lifecycle Action", &id)?;
-        w.emulator.control("POST", "/moto-ext/calls/reset", None)?;
+/// What the launch phase measured.
+#[derive(Default)]
+struct Launches {
+    /// Invocation time of each launch action, ms.
+    ms: Vec<f64>,
+    /// Event in -> change dispatched, ms.
+    to_dispatch: Vec<f64>,
+    /// The reactor's AWS calls, by kind.
+    kinds: BTreeMap<String, usize>,
+    /// Of which discovery, the proxies' listing left out.
+    discovery_calls: usize,
+    /// Commands the changes were sent as.
+    commands: usize,
+    /// The batches of reports that complete a launch (the two hosts' `up`).
+    batches: Batches,
+}
+
+/// What the terminate phase measured.
+#[derive(Default)]
+struct Terminates {
+    /// Invocation time of each terminate action, ms.
+    ms: Vec<f64>,
+    /// The reactor's AWS calls, by kind.
+    kinds: BTreeMap<String, usize>,
+    /// Commands the changes were sent as.
+    commands: usize,
+}
+
+/// Everything the two phases measured, and the emulator's own latency.
+struct Measured {
+    launches: Launches,
+    terminates: Terminates,
+    /// The batches of the drains' reports, which come while later events are handled.
+    drains: Batches,
+    /// Report messages the stand-ins sent.
+    reports_sent: usize,
+    /// The emulator's own latency per call, ms, sorted.
+    emulator_ms: Vec<f64>,
+}
+
+impl Measured {
+    /// Sorts the timings, for their percentiles.
+    fn sort(&mut self) {
+        for v in [
+            &mut self.launches.to_dispatch,
+            &mut self.launches.ms,
+            &mut self.terminates.ms,
+            &mut self.launches.batches.ms,
+            &mut self.drains.ms,
+        ] {
+            v.sort_by(f64::total_cmp);
+        }
+    }
+}
+
+/// Scales out one instance at a time, `events` times: each launch action to the
+/// reactor (timed, its calls counted), then the hosts' reports until one batch
+/// completes it.
+async fn launch_phase(rig: &Rig, events: usize, desired: &mut i32) -> Result<Launches> {
+    let mut l = Launches::default();
+    eprintln!("reactor-bench: {events} launch events");
+    for _ in 0..events {
+        *desired += 1;
+        let id = scale(&rig.w, *desired).await?;
+        let event = event_of(&rig.w, "EC2 Instance-launch Lifecycle Action", &id)?;
+        rig.w
+            .emulator
+            .control("POST", "/moto-ext/calls/reset", None)?;
         let t0 = Instant::now();
-        let summary = r.handle(&event).await?;
-        launch_ms.push(ms(t0.elapsed()));
-        commands += summary
-            .changes
-            .iter()
-            .map(|c| c.commands.len())
-            .sum::<usize>();
-        let (at, before) = r
+        let summary = rig.r.handle(&event).await?;
+        l.ms.push(ms(t0.elapsed()));
+        l.commands += commands_of(&summary);
+        let (at, before) = rig
+            .r
             .dispatcher()
             .at
             .lock()
             .map_err(|_| anyhow!("poisoned"))?
             .take()
             .context("the change was never dispatched")?;
-        to_dispatch.push(ms(at.duration_since(t0)));
-        discovery_calls += before
+        l.to_dispatch.push(ms(at.duration_since(t0)));
+        l.discovery_calls += before
             .iter()
             .filter(|a| *a == "DescribeAutoScalingGroups" || *a == "DescribeInstances")
             .count()
             // The proxies' listing (their group, their tags) is the dispatcher's.
             .saturating_sub(2);
-        for c in reactor_calls(&w) {
-            *kinds.entry(c).or_default() += 1;
+        for c in reactor_calls(&rig.w) {
+            *l.kinds.entry(c).or_default() += 1;
         }
-        // The hosts' reports, batch by batch as they come, until one completes it.
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if Instant::now() > until {
-                bail!("the launch of {id} was not completed from the hosts' reports within 30 s");
-            }
-            let done = one_batch(&r, &w, &path.inbox, &mut launch_batches)
-                .await?
-                .is_some_and(|s| s.decision(&id, "launch").is_some_and(|a| a.completed));
-            if done {
-                break;
-            }
+        until_launched(rig, &id, &mut l.batches).await?;
+    }
+    Ok(l)
+}
+
+/// The commands a summary's changes were sent as.
+fn commands_of(summary: &Summary) -> usize {
+    summary
+        .changes
+        .iter()
+        .map(|c| c.commands.len())
+        .sum::<usize>()
+}
+
+/// The hosts' reports, batch by batch as they come, until one completes `id`'s launch.
+async fn until_launched(rig: &Rig, id: &str, batches: &mut Batches) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if Instant::now() > until {
+            bail!("the launch of {id} was not completed from the hosts' reports within 30 s");
+        }
+        let done = one_batch(&rig.r, &rig.w, &rig.path.inbox, batches)
+            .await?
+            .is_some_and(|s| s.decision(id, "launch").is_some_and(|a| a.completed));
+        if done {
+            return Ok(());
         }
     }
+}
+
+/// Scales in one instance at a time, `--events` times, each terminate action handled
+/// (timed, its calls counted) while the earlier drains run.
+async fn terminate_phase(rig: &Rig, args: &Args, desired: &mut i32) -> Result<Terminates> {
+    let mut t = Terminates::default();
     eprintln!(
         "reactor-bench: {} terminate events while drains run ({} s each)",
         args.events, args.drain_s
     );
     for _ in 0..args.events {
-        desired -= 1;
-        let id = scale(&w, desired).await?;
-        let event = event_of(&w, "EC2 Instance-terminate Lifecycle Action", &id)?;
-        w.emulator.control("POST", "/moto-ext/calls/reset", None)?;
+        *desired -= 1;
+        let id = scale(&rig.w, *desired).await?;
+        let event = event_of(&rig.w, "EC2 Instance-terminate Lifecycle Action", &id)?;
+        rig.w
+            .emulator
+            .control("POST", "/moto-ext/calls/reset", None)?;
         let t0 = Instant::now();
-        let summary = r.handle(&event).await?;
-        terminate_ms.push(ms(t0.elapsed()));
-        for c in reactor_calls(&w) {
-            *terminate_kinds.entry(c).or_default() += 1;
+        let summary = rig.r.handle(&event).await?;
+        t.ms.push(ms(t0.elapsed()));
+        for c in reactor_calls(&rig.w) {
+            *t.kinds.entry(c).or_default() += 1;
         }
-        commands += summary
-            .changes
-            .iter()
-            .map(|c| c.commands.len())
-            .sum::<usize>();
+        t.commands += commands_of(&summary);
     }
-    eprintln!("reactor-bench: the drains' reports");
-    until_decided(
-        &r,
-        &w,
-        &path.inbox,
-        &mut drain_batches,
-        Duration::from_secs(300),
-    )
-    .await?;
-    let reports_sent = standins.messages_sent();
-    let n = args.events as f64;
-    let mut batch_ms: Vec<f64> = launch_batches
-        .ms
-        .iter()
-        .chain(&drain_batches.ms)
-        .copied()
-        .collect();
-    for v in [
-        &mut to_dispatch,
-        &mut launch_ms,
-        &mut terminate_ms,
-        &mut batch_ms,
-        &mut launch_batches.ms,
-        &mut drain_batches.ms,
-    ] {
-        v.sort_by(f64::total_cmp);
-    }
+    Ok(t)
+}
 
-    // The emulator's own latency, per call.
+/// The emulator's own latency, per call, ms, sorted.
+async fn emulator_latency(w: &World) -> Result<Vec<f64>> {
     let mut emu = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
@@ -604,8 +723,20 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         emu.push(ms(t.elapsed()));
     }
     emu.sort_by(f64::total_cmp);
+    Ok(emu)
+}
 
-    // The release binary.
+/// The release binary, its figures if there is one, and the Lambda zip's size.
+struct Release {
+    binary: Option<PathBuf>,
+    figures: Option<BinaryFigures>,
+    zip_bytes: Option<u64>,
+    zip_source: String,
+}
+
+/// The release binary's figures (if there is one) and the Lambda zip's size. Scales
+/// out one more instance for the binary's lifecycle event.
+async fn release_binary(args: &Args, rig: &Rig, desired: &mut i32, tmp: &Path) -> Result<Release> {
     let binary = args.reactor.clone().or_else(|| {
         std::env::current_exe()
             .ok()
@@ -613,101 +744,263 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             .filter(|p| p.exists())
     });
     let bench = BenchWorld {
-        w: w.clone(),
-        env: env.clone(),
+        w: rig.w.clone(),
+        env: rig.env.clone(),
     };
-    let binary_figures = match &binary {
-        Some(b) => {
-            // Cold starts: the median of 5 (the machine may be busy), then one run
-            // serving a reconcile and a lifecycle event for the peak memory.
-            let mut inits = Vec::new();
-            for _ in 0..5 {
-                inits.push(run_binary(&bench, b, Vec::new()).await?.init_ms);
-            }
-            inits.sort_by(f64::total_cmp);
-            desired += 1;
-            let id = scale(&w, desired).await?;
-            let ev = event_of(&w, "EC2 Instance-launch Lifecycle Action", &id)?;
-            let mut f = run_binary(&bench, b, vec![sched.clone(), ev]).await?;
-            f.init_ms = percentile(&inits, 50.0);
-            Some(f)
-        }
+    let figures = match &binary {
+        Some(b) => Some(binary_figures(&bench, b, desired).await?),
         None => None,
     };
     let (zip_bytes, zip_source) = zip_size(binary.as_deref(), tmp);
+    Ok(Release {
+        binary,
+        figures,
+        zip_bytes,
+        zip_source,
+    })
+}
 
-    let per = |kinds: &BTreeMap<String, usize>, n: f64| -> serde_json::Map<String, Value> {
-        kinds
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(*v as f64 / n)))
-            .collect()
-    };
-    let batches = (launch_batches.ms.len() + drain_batches.ms.len()).max(1) as f64;
-    let messages = (launch_batches.messages + drain_batches.messages).max(1) as f64;
-    let mut batch_kinds = launch_batches.kinds.clone();
-    for (k, v) in &drain_batches.kinds {
-        *batch_kinds.entry(k.clone()).or_default() += v;
+/// Cold starts: the median of 5 (the machine may be busy), then one run serving a
+/// reconcile and a lifecycle event for the peak memory.
+async fn binary_figures(bench: &BenchWorld, b: &Path, desired: &mut i32) -> Result<BinaryFigures> {
+    let mut inits = Vec::new();
+    for _ in 0..5 {
+        inits.push(run_binary(bench, b, Vec::new()).await?.init_ms);
     }
-    let mut batch_inputs = launch_batches.inputs.clone();
-    for (k, v) in &drain_batches.inputs {
-        *batch_inputs.entry(k.clone()).or_default() += v;
+    inits.sort_by(f64::total_cmp);
+    *desired += 1;
+    let id = scale(&bench.w, *desired).await?;
+    let ev = event_of(&bench.w, "EC2 Instance-launch Lifecycle Action", &id)?;
+    let mut f = run_binary(bench, b, vec![scheduled_event(), ev]).await?;
+    f.init_ms = percentile(&inits, 50.0);
+    Ok(f)
+}
+
+/// The batches of host reports of both phases (the launches' and the drains'), together.
+struct AllBatches {
+    /// Invocation time of each, ms, sorted.
+    ms: Vec<f64>,
+    /// How many (at least 1, to divide by).
+    count: f64,
+    /// Messages in them (at least 1, to divide by).
+    messages: f64,
+    /// The reactor's AWS calls, by kind.
+    kinds: BTreeMap<String, usize>,
+    /// Inputs, by the reactor's kind.
+    inputs: BTreeMap<String, usize>,
+}
+
+impl AllBatches {
+    fn of(m: &Measured) -> AllBatches {
+        let (launch, drain) = (&m.launches.batches, &m.drains);
+        let mut ms: Vec<f64> = launch.ms.iter().chain(&drain.ms).copied().collect();
+        ms.sort_by(f64::total_cmp);
+        let mut kinds = launch.kinds.clone();
+        for (k, v) in &drain.kinds {
+            *kinds.entry(k.clone()).or_default() += v;
+        }
+        let mut inputs = launch.inputs.clone();
+        for (k, v) in &drain.inputs {
+            *inputs.entry(k.clone()).or_default() += v;
+        }
+        AllBatches {
+            ms,
+            count: (launch.ms.len() + drain.ms.len()).max(1) as f64,
+            messages: (launch.messages + drain.messages).max(1) as f64,
+            kinds,
+            inputs,
+        }
     }
-    let all_calls: usize = kinds.values().sum();
-    let figures = json!({
-        "invocation_ms_p50": {
-            "launch_action": percentile(&launch_ms, 50.0),
-            "terminate_action": percentile(&terminate_ms, 50.0),
-            "report_batch": percentile(&batch_ms, 50.0),
-            "launch_report_batch": percentile(&launch_batches.ms, 50.0),
-            "drain_report_batch": percentile(&drain_batches.ms, 50.0),
-        },
-        "invocation_ms_p99": {
-            "launch_action": percentile(&launch_ms, 99.0),
-            "terminate_action": percentile(&terminate_ms, 99.0),
-            "report_batch": percentile(&batch_ms, 99.0),
-            "launch_report_batch": percentile(&launch_batches.ms, 99.0),
-            "drain_report_batch": percentile(&drain_batches.ms, 99.0),
-        },
-        "event_to_dispatch_ms_p50": percentile(&to_dispatch, 50.0),
-        "event_to_dispatch_ms_p99": percentile(&to_dispatch, 99.0),
-        "discovery_calls_per_lifecycle_event": discovery_calls as f64 / n,
+}
+
+/// Calls by kind, per input (`n` inputs).
+fn per(kinds: &BTreeMap<String, usize>, n: f64) -> serde_json::Map<String, Value> {
+    kinds
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(*v as f64 / n)))
+        .collect()
+}
+
+/// The invocation times' `p`th percentiles, by input.
+fn invocation_ms(m: &Measured, all: &AllBatches, p: f64) -> Value {
+    json!({
+        "launch_action": percentile(&m.launches.ms, p),
+        "terminate_action": percentile(&m.terminates.ms, p),
+        "report_batch": percentile(&all.ms, p),
+        "launch_report_batch": percentile(&m.launches.batches.ms, p),
+        "drain_report_batch": percentile(&m.drains.ms, p),
+    })
+}
+
+/// The figures, as the JSON `--json` writes.
+fn figures(args: &Args, rig: &Rig, m: &Measured, all: &AllBatches, release: &Release) -> Value {
+    let n = args.events as f64;
+    let (l, t, d) = (&m.launches, &m.terminates, &m.drains);
+    let batch_calls = (l.batches.calls() + d.calls()) as f64;
+    let all_calls: usize = l.kinds.values().sum();
+    json!({
+        "invocation_ms_p50": invocation_ms(m, all, 50.0),
+        "invocation_ms_p99": invocation_ms(m, all, 99.0),
+        "event_to_dispatch_ms_p50": percentile(&l.to_dispatch, 50.0),
+        "event_to_dispatch_ms_p99": percentile(&l.to_dispatch, 99.0),
+        "discovery_calls_per_lifecycle_event": l.discovery_calls as f64 / n,
         "aws_calls_per_lifecycle_event": all_calls as f64 / n,
-        "aws_calls_per_terminate_event": terminate_kinds.values().sum::<usize>() as f64 / n,
-        "aws_calls_per_report_batch": (launch_batches.calls() + drain_batches.calls()) as f64 / batches,
-        "aws_calls_per_report_message": (launch_batches.calls() + drain_batches.calls()) as f64 / messages,
-        "aws_calls_per_launch_report_batch": launch_batches.calls() as f64 / launch_batches.ms.len().max(1) as f64,
-        "aws_calls_per_drain_report_batch": drain_batches.calls() as f64 / drain_batches.ms.len().max(1) as f64,
-        "messages_per_report_batch": messages / batches,
-        "init_ms": binary_figures.as_ref().map(|b| b.init_ms),
-        "peak_rss_kb": binary_figures.as_ref().and_then(|b| b.peak_rss_kb),
-        "zip_bytes": zip_bytes,
-        "emulator_call_ms_p50": percentile(&emu, 50.0),
-        "aws_calls_per_lifecycle_event_by_kind": per(&kinds, n),
-        "aws_calls_per_terminate_event_by_kind": per(&terminate_kinds, n),
-        "aws_calls_per_report_batch_by_kind": per(&batch_kinds, batches),
-        "report_batch_inputs": batch_inputs,
-        "report_batches": batches as usize,
-        "report_messages": messages as usize,
-        "report_messages_sent": reports_sent,
-        "member_reports_applied": launch_batches.applied + drain_batches.applied,
-        "member_reports_ignored": launch_batches.ignored + drain_batches.ignored,
-        "records_failed": launch_batches.failed + drain_batches.failed,
-        "forged": launch_batches.forged + drain_batches.forged,
-        "hosts_dropped": launch_batches.dropped + drain_batches.dropped,
-        "commands": commands,
+        "aws_calls_per_terminate_event": t.kinds.values().sum::<usize>() as f64 / n,
+        "aws_calls_per_report_batch": batch_calls / all.count,
+        "aws_calls_per_report_message": batch_calls / all.messages,
+        "aws_calls_per_launch_report_batch": l.batches.calls() as f64 / l.batches.ms.len().max(1) as f64,
+        "aws_calls_per_drain_report_batch": d.calls() as f64 / d.ms.len().max(1) as f64,
+        "messages_per_report_batch": all.messages / all.count,
+        "init_ms": release.figures.as_ref().map(|b| b.init_ms),
+        "peak_rss_kb": release.figures.as_ref().and_then(|b| b.peak_rss_kb),
+        "zip_bytes": release.zip_bytes,
+        "emulator_call_ms_p50": percentile(&m.emulator_ms, 50.0),
+        "aws_calls_per_lifecycle_event_by_kind": per(&l.kinds, n),
+        "aws_calls_per_terminate_event_by_kind": per(&t.kinds, n),
+        "aws_calls_per_report_batch_by_kind": per(&all.kinds, all.count),
+        "report_batch_inputs": all.inputs,
+        "report_batches": all.count as usize,
+        "report_messages": all.messages as usize,
+        "report_messages_sent": m.reports_sent,
+        "member_reports_applied": l.batches.applied + d.applied,
+        "member_reports_ignored": l.batches.ignored + d.ignored,
+        "records_failed": l.batches.failed + d.failed,
+        "forged": l.batches.forged + d.forged,
+        "hosts_dropped": l.batches.dropped + d.dropped,
+        "commands": l.commands + t.commands,
         "group_size": args.group_size,
         "events": args.events,
         "drain_s": args.drain_s,
         "rise_ms": RISE.as_millis() as u64,
-        "proxy_hosts": proxies.len(),
-        "zip_source": zip_source,
-        "binary": binary.as_ref().map(|b| b.display().to_string()),
-    });
+        "proxy_hosts": rig.proxies.len(),
+        "zip_source": release.zip_source,
+        "binary": release.binary.as_ref().map(|b| b.display().to_string()),
+    })
+}
 
-    let num = |v: &Value| match v.as_f64() {
+/// A figure with one decimal, or `n/a`.
+fn num(v: &Value) -> String {
+    match v.as_f64() {
         Some(v) => format!("{v:.1}"),
         None => "n/a".to_string(),
-    };
+    }
+}
+
+/// An invocation time's `p50 / p99`.
+fn pair(figures: &Value, a: &str, b: &str) -> String {
+    format!(
+        "{} / {}",
+        num(&figures["invocation_ms_p50"][a]),
+        num(&figures["invocation_ms_p99"][b])
+    )
+}
+
+/// A row of the table: the figure, its value, the target or a note.
+type Row = (&'static str, String, String);
+
+/// The table's rows of invocation and dispatch times.
+fn time_rows(f: &Value) -> Vec<Row> {
+    vec![
+        (
+            "invocation: launch action p50 / p99 (ms)",
+            pair(f, "launch_action", "launch_action"),
+            "returns after sending".to_string(),
+        ),
+        (
+            "invocation: terminate action, drains running (ms)",
+            pair(f, "terminate_action", "terminate_action"),
+            "p99 < 2000 whatever the drain".to_string(),
+        ),
+        (
+            "invocation: batch of host reports p50 / p99 (ms)",
+            pair(f, "report_batch", "report_batch"),
+            "records the reports, completes what they decide".to_string(),
+        ),
+        (
+            "  of which completing a launch (ms)",
+            pair(f, "launch_report_batch", "launch_report_batch"),
+            String::new(),
+        ),
+        (
+            "  of which drains' reports (ms)",
+            pair(f, "drain_report_batch", "drain_report_batch"),
+            String::new(),
+        ),
+        (
+            "event -> change dispatched p50 (ms)",
+            num(&f["event_to_dispatch_ms_p50"]),
+            "discovery + planning + ledger, emulator calls included".to_string(),
+        ),
+        (
+            "event -> change dispatched p99 (ms)",
+            num(&f["event_to_dispatch_ms_p99"]),
+            String::new(),
+        ),
+        (
+            "emulator latency per call p50 (ms)",
+            num(&f["emulator_call_ms_p50"]),
+            "reported separately".to_string(),
+        ),
+    ]
+}
+
+/// The table's rows of AWS calls.
+fn call_rows(f: &Value) -> Vec<Row> {
+    vec![
+        (
+            "discovery calls per lifecycle event",
+            num(&f["discovery_calls_per_lifecycle_event"]),
+            "<= 2".to_string(),
+        ),
+        (
+            "AWS calls per launch event",
+            num(&f["aws_calls_per_lifecycle_event"]),
+            String::new(),
+        ),
+        (
+            "AWS calls per terminate event",
+            num(&f["aws_calls_per_terminate_event"]),
+            String::new(),
+        ),
+        (
+            "AWS calls per batch of host reports",
+            num(&f["aws_calls_per_report_batch"]),
+            format!(
+                "{} messages per batch; no per-host read",
+                num(&f["messages_per_report_batch"])
+            ),
+        ),
+        (
+            "AWS calls per host report message",
+            num(&f["aws_calls_per_report_message"]),
+            String::new(),
+        ),
+    ]
+}
+
+/// The table's rows of the release binary and the zip.
+fn release_rows(f: &Value) -> Vec<Row> {
+    vec![
+        (
+            "release init to first `next` (ms)",
+            num(&f["init_ms"]),
+            "< 50".to_string(),
+        ),
+        (
+            "release peak RSS (kB, VmHWM)",
+            num(&f["peak_rss_kb"]),
+            String::new(),
+        ),
+        (
+            "Lambda zip (bytes)",
+            num(&f["zip_bytes"]),
+            format!("< 10 MB; {}", f["zip_source"].as_str().unwrap_or_default()),
+        ),
+    ]
+}
+
+/// Prints the headline and the table of figures.
+fn print_table(args: &Args, figures: &Value, proxy_hosts: usize) {
     println!(
         "reactor-bench: group of {} members, {} launch and {} terminate events, {} batches of host reports ({} messages), {} proxy hosts (Run Command emulated, stand-ins reporting {} ms after a join, {} s after a drain)",
         args.group_size,
@@ -715,120 +1008,34 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
         args.events,
         figures["report_batches"],
         figures["report_messages"],
-        proxies.len(),
+        proxy_hosts,
         RISE.as_millis(),
         args.drain_s
     );
     println!("{:<48} {:>12}  target / note", "figure", "value");
-    let pair = |a: &str, b: &str| {
-        format!(
-            "{} / {}",
-            num(&figures["invocation_ms_p50"][a]),
-            num(&figures["invocation_ms_p99"][b])
-        )
-    };
-    let rows = [
-        (
-            "invocation: launch action p50 / p99 (ms)",
-            pair("launch_action", "launch_action"),
-            "returns after sending".to_string(),
-        ),
-        (
-            "invocation: terminate action, drains running (ms)",
-            pair("terminate_action", "terminate_action"),
-            "p99 < 2000 whatever the drain".to_string(),
-        ),
-        (
-            "invocation: batch of host reports p50 / p99 (ms)",
-            pair("report_batch", "report_batch"),
-            "records the reports, completes what they decide".to_string(),
-        ),
-        (
-            "  of which completing a launch (ms)",
-            pair("launch_report_batch", "launch_report_batch"),
-            String::new(),
-        ),
-        (
-            "  of which drains' reports (ms)",
-            pair("drain_report_batch", "drain_report_batch"),
-            String::new(),
-        ),
-        (
-            "event -> change dispatched p50 (ms)",
-            num(&figures["event_to_dispatch_ms_p50"]),
-            "discovery + planning + ledger, emulator calls included".to_string(),
-        ),
-        (
-            "event -> change dispatched p99 (ms)",
-            num(&figures["event_to_dispatch_ms_p99"]),
-            String::new(),
-        ),
-        (
-            "emulator latency per call p50 (ms)",
-            num(&figures["emulator_call_ms_p50"]),
-            "reported separately".to_string(),
-        ),
-        (
-            "discovery calls per lifecycle event",
-            num(&figures["discovery_calls_per_lifecycle_event"]),
-            "<= 2".to_string(),
-        ),
-        (
-            "AWS calls per launch event",
-            num(&figures["aws_calls_per_lifecycle_event"]),
-            String::new(),
-        ),
-        (
-            "AWS calls per terminate event",
-            num(&figures["aws_calls_per_terminate_event"]),
-            String::new(),
-        ),
-        (
-            "AWS calls per batch of host reports",
-            num(&figures["aws_calls_per_report_batch"]),
-            format!(
-                "{} messages per batch; no per-host read",
-                num(&figures["messages_per_report_batch"])
-            ),
-        ),
-        (
-            "AWS calls per host report message",
-            num(&figures["aws_calls_per_report_message"]),
-            String::new(),
-        ),
-        (
-            "release init to first `next` (ms)",
-            num(&figures["init_ms"]),
-            "< 50".to_string(),
-        ),
-        (
-            "release peak RSS (kB, VmHWM)",
-            num(&figures["peak_rss_kb"]),
-            String::new(),
-        ),
-        (
-            "Lambda zip (bytes)",
-            num(&figures["zip_bytes"]),
-            format!(
-                "< 10 MB; {}",
-                figures["zip_source"].as_str().unwrap_or_default()
-            ),
-        ),
-    ];
+    let rows = time_rows(figures)
+        .into_iter()
+        .chain(call_rows(figures))
+        .chain(release_rows(figures));
     for (name, value, note) in rows {
         println!("{name:<48} {value:>12}  {note}");
     }
+}
+
+/// Prints the AWS calls per input, by kind.
+fn print_by_kind(args: &Args, m: &Measured, all: &AllBatches) {
+    let n = args.events as f64;
     for (title, kinds, n) in [
-        ("AWS calls per launch event, by kind:", &kinds, n),
+        ("AWS calls per launch event, by kind:", &m.launches.kinds, n),
         (
             "AWS calls per terminate event, by kind:",
-            &terminate_kinds,
+            &m.terminates.kinds,
             n,
         ),
         (
             "AWS calls per batch of host reports, by kind:",
-            &batch_kinds,
-            batches,
+            &all.kinds,
+            all.count,
         ),
     ] {
         println!("{title}");
@@ -836,10 +1043,14 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             println!("  {k:<46} {:>12.2}", *v as f64 / n);
         }
     }
-    if binary.is_none() {
+}
+
+/// Notes about the release binary: none found, or not every event answered.
+fn print_notes(release: &Release) {
+    if release.binary.is_none() {
         println!("note: no release reactor binary found; build it with `cargo build --release -p reactor` or pass --reactor PATH");
     }
-    if let Some(b) = &binary_figures {
+    if let Some(b) = &release.figures {
         if b.answers < 2 {
             println!(
                 "note: the release binary answered {} of 2 events",
@@ -847,10 +1058,4 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
             );
         }
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("reactor-bench: figures written to {}", path.display());
-    }
-    Ok(())
 }
