@@ -81,7 +81,10 @@ pub fn zones(z: &Value) {
         ("same_zone_fraction_blind", "zone-blind, for comparison"),
         ("zone_loss_failed_requests", "0"),
         ("zone_spill_ms", "< 1000"),
-        ("zone_death_failed_requests", "an unannounced death, noticed by HAProxy's checks"),
+        (
+            "zone_death_failed_requests",
+            "an unannounced death, noticed by HAProxy's checks",
+        ),
     ] {
         println!("  {key:<30} {:>10}  {target}", z[key]);
     }

@@ -35,7 +35,10 @@ pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
     let zone_figures = match zones.is_empty() || stopping() {
         true => None,
         false => {
-            say!("approach {} (2 hosts in two zones, 4 measurements)", zones::NAME);
+            say!(
+                "approach {} (2 hosts in two zones, 4 measurements)",
+                zones::NAME
+            );
             Some(zones::run().context("approach zones")?)
         }
     };

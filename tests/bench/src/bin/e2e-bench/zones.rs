@@ -83,17 +83,27 @@ fn backends(names: &[(&str, u8)]) -> anyhow::Result<Vec<Backend>> {
 fn member(b: &Backend) -> anyhow::Result<Member> {
     let zone = format!("zone-{}", &b.name[..1]);
     let port = Port::new(i64::from(b.addr.port()))?;
-    Ok(Member::new(MemberId::new(format!("i-{}", b.name))?, b.addr.ip(), port)?
-        .with_zone(Some(Zone::new(zone)?)))
+    Ok(
+        Member::new(MemberId::new(format!("i-{}", b.name))?, b.addr.ip(), port)?
+            .with_zone(Some(Zone::new(zone)?)),
+    )
 }
 
 /// Applies a change (`add`, `remove` by backend name) on `hosts`, waiting for it.
-fn apply(hosts: &[&Host], generation: u64, add: &[&Backend], remove: &[&str]) -> anyhow::Result<()> {
+fn apply(
+    hosts: &[&Host],
+    generation: u64,
+    add: &[&Backend],
+    remove: &[&str],
+) -> anyhow::Result<()> {
     let change = Change::new(
         generation,
         vec![PoolChange {
             pool: PoolName::new(crate::POOL)?,
-            add: add.iter().map(|b| member(b)).collect::<anyhow::Result<_>>()?,
+            add: add
+                .iter()
+                .map(|b| member(b))
+                .collect::<anyhow::Result<_>>()?,
             remove: remove
                 .iter()
                 .map(|n| MemberId::new(format!("i-{n}")))
@@ -104,7 +114,11 @@ fn apply(hosts: &[&Host], generation: u64, add: &[&Backend], remove: &[&str]) ->
     for h in hosts {
         let (r, run) = h.apply(&change)?;
         if !r.ok {
-            bail!("{}: the change did not converge: {r:?} {}", h.name, run.stderr);
+            bail!(
+                "{}: the change did not converge: {r:?} {}",
+                h.name,
+                run.stderr
+            );
         }
     }
     Ok(())
@@ -166,7 +180,12 @@ fn zone_loss() -> anyhow::Result<u64> {
     let bs = backends(&[("a1", 2), ("a2", 3), ("b1", 4), ("b2", 5)])?;
     apply(&[&a, &b], 1, &bs.iter().collect::<Vec<_>>(), &[])?;
     settle(&a, "a")?;
-    let load = Load::start(a.frontend(crate::POOL), 4, Duration::from_secs(60), u64::MAX);
+    let load = Load::start(
+        a.frontend(crate::POOL),
+        4,
+        Duration::from_secs(60),
+        u64::MAX,
+    );
     std::thread::sleep(Duration::from_millis(500));
     apply(&[&a, &b], 2, &[], &["a1"])?;
     apply(&[&a, &b], 3, &[], &["a2"])?;
