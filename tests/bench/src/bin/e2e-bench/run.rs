@@ -43,7 +43,9 @@ pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let names: Vec<&'static str> = kinds.iter().map(|k| k.name).collect();
-    report::table(&names, &results);
+    if !names.is_empty() {
+        report::table(&names, &results);
+    }
     if let Some(z) = &zone_figures {
         report::zones(z);
     }
