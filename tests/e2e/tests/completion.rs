@@ -19,6 +19,8 @@
 //!   nothing.
 //! - A member whose backend dies is seen DOWN by both proxies, set unhealthy once
 //!   (`PROXY_HEALTH_GROUPS`), and replaced through the hooks.
+//! - A group over two zones: the reactor sends members' zones (`MEMBER_ZONES`), and each
+//!   proxy, in one zone with `zone_affinity = "prefer"`, keeps its traffic there.
 
 mod common;
 
@@ -521,4 +523,69 @@ async fn every_member_failing_at_once_has_at_most_the_fraction_set_unhealthy_at_
         held >= 1,
         "the others were held back while one was unhealthy"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reactor_sends_members_zones_and_each_proxy_keeps_its_traffic_in_its_zone() {
+    let mut spec = StackSpec::new(300, 5);
+    spec.zones = true;
+    let s = Stack::start(spec).await;
+    s.launched(4).await;
+    let members = s.w.members(GROUP).await.expect("members");
+    let zone_of: BTreeMap<String, String> = members
+        .iter()
+        .map(|m| (format!("web-{}", m.id), m.zone.clone()))
+        .collect();
+    for zone in ZONES {
+        let n = zone_of.values().filter(|z| *z == zone).count();
+        assert_eq!(
+            n, 2,
+            "Auto Scaling spreads the group over its zones: {zone_of:?}"
+        );
+    }
+    for (h, zone) in s.hosts.iter().zip(ZONES) {
+        // Until the other zone stands by (bounded), then a window of requests.
+        let until = Instant::now() + Duration::from_secs(10);
+        let local = |st: &harness::LoadStats| {
+            let ok: u64 = st.by_backend.values().sum();
+            let here: u64 = st
+                .by_backend
+                .iter()
+                .filter(|(b, _)| zone_of.get(*b).is_some_and(|z| z == zone))
+                .map(|(_, n)| n)
+                .sum();
+            here as f64 / ok.max(1) as f64
+        };
+        let fe = h.frontend("web");
+        while local(&requests_through(fe, 100).await) < 1.0 {
+            assert!(
+                Instant::now() < until,
+                "{}: traffic never stayed in {zone}",
+                h.name
+            );
+        }
+        let st = requests_through(fe, 1_000).await;
+        assert_eq!(st.failed, 0, "{st:?}");
+        assert!(
+            local(&st) >= 0.95,
+            "{}: {:.3} in {zone}: {st:?}",
+            h.name,
+            local(&st)
+        );
+    }
+    s.stop().await;
+}
+
+/// `n` requests through frontend `fe` (4 workers, at most 60 s), off the runtime.
+async fn requests_through(fe: std::net::SocketAddr, n: u64) -> harness::LoadStats {
+    tokio::task::spawn_blocking(move || {
+        let l = harness::Load::start(fe, 4, Duration::from_secs(60), n);
+        let until = Instant::now() + Duration::from_secs(60);
+        while l.completed() < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        l.stop()
+    })
+    .await
+    .expect("requests")
 }

@@ -162,6 +162,8 @@ pub struct GroupInstance {
     pub state: String,
     /// Auto Scaling holds it healthy (its `HealthStatus`).
     pub healthy: bool,
+    /// Its Availability Zone (empty when not said).
+    pub zone: String,
 }
 
 /// A group to create (desired capacity 0 unless said).
@@ -263,10 +265,17 @@ impl World {
 
     /// One more subnet of the VPC (e.g. `127.0.2.0/24`); its id.
     pub async fn add_subnet(&self, cidr: &str) -> anyhow::Result<String> {
+        self.add_subnet_in(cidr, None).await
+    }
+
+    /// One more subnet of the VPC in Availability Zone `zone` (the emulator's choice when
+    /// `None`); its id.
+    pub async fn add_subnet_in(&self, cidr: &str, zone: Option<&str>) -> anyhow::Result<String> {
         self.ec2
             .create_subnet()
             .vpc_id(&self.vpc)
             .cidr_block(cidr)
+            .set_availability_zone(zone.map(str::to_string))
             .send()
             .await
             .with_context(|| format!("CreateSubnet {cidr}"))?
@@ -401,6 +410,7 @@ impl World {
                     id: i.instance_id()?.to_string(),
                     state: i.lifecycle_state()?.as_str().to_string(),
                     healthy: i.health_status() != Some("Unhealthy"),
+                    zone: i.availability_zone().unwrap_or_default().to_string(),
                 })
             })
             .collect())
@@ -429,6 +439,7 @@ impl World {
                             .map(|s| s.as_str().to_string())
                             .unwrap_or_default(),
                         healthy: i.health_status() != Some("Unhealthy"),
+                        zone: i.availability_zone().unwrap_or_default().to_string(),
                     })
                     .collect()
             })
@@ -551,6 +562,21 @@ impl World {
         self.proxy_hosts(path, &ids, specs).await
     }
 
+    /// [`World::proxy_fleet`] whose host `i` has agent.toml's top-level `zone =
+    /// zones[i]`, as the proxy fleet's user data writes it.
+    pub async fn proxy_fleet_in_zones(
+        &self,
+        path: &ControlPath,
+        subnet: &str,
+        specs: Vec<crate::HostSpec>,
+        zones: &[&str],
+    ) -> anyhow::Result<Vec<crate::Host>> {
+        let n = i32::try_from(specs.len()).context("too many hosts")?;
+        let ids = self.proxy_group(subnet, n).await?;
+        let tops = zones.iter().map(|z| format!("zone = \"{z}\"\n")).collect();
+        self.hosts_with_top(path, &ids, specs, tops).await
+    }
+
     /// Real HAProxy hosts for proxy instances `ids` (see [`World::proxy_fleet`]), one
     /// per spec, in order.
     pub async fn proxy_hosts(
@@ -559,10 +585,22 @@ impl World {
         ids: &[String],
         specs: Vec<crate::HostSpec>,
     ) -> anyhow::Result<Vec<crate::Host>> {
+        self.hosts_with_top(path, ids, specs, Vec::new()).await
+    }
+
+    /// [`World::proxy_hosts`], host `i` with top-level agent.toml keys `tops[i]`.
+    async fn hosts_with_top(
+        &self,
+        path: &ControlPath,
+        ids: &[String],
+        specs: Vec<crate::HostSpec>,
+        tops: Vec<String>,
+    ) -> anyhow::Result<Vec<crate::Host>> {
         let agent = crate::process::bin_path("agent")?.display().to_string();
         let mut hosts = Vec::new();
         let mut programs = Vec::new();
-        for (id, mut spec) in ids.iter().zip(specs) {
+        for (i, (id, mut spec)) in ids.iter().zip(specs).enumerate() {
+            let top = tops.get(i).cloned().unwrap_or_default();
             let session = self.proxy_session(path, id)?;
             spec.name = id.clone();
             spec.extra_toml.push_str(&path.report_toml());
@@ -571,9 +609,10 @@ impl World {
             spec.env
                 .retain(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY");
             spec.env.extend(session.env());
-            let host = tokio::task::spawn_blocking(move || crate::Host::start(&spec))
-                .await
-                .context("starting a proxy host")??;
+            let host =
+                tokio::task::spawn_blocking(move || crate::Host::start_with_top(&spec, &top))
+                    .await
+                    .context("starting a proxy host")??;
             programs.push(DocumentHost {
                 instance: id.clone(),
                 agent: agent.clone(),
@@ -636,7 +675,7 @@ impl World {
         Ok(all
             .iter()
             .filter(|i| {
-                i["subnet"].as_str() == Some(subnet)
+                subnet.split(',').any(|s| i["subnet"].as_str() == Some(s))
                     && matches!(i["state"].as_str(), Some("pending" | "running"))
             })
             .filter_map(|i| Some((i["id"].as_str()?.to_string(), i["ip"].as_str()?.to_string())))

@@ -73,6 +73,22 @@ impl<B: Boundaries> Reactor<B> {
         self.judge_health(&members, summary).await
     }
 
+    /// The record `id` read as a `T`, with its version; `new()` at version 0 when there
+    /// is none.
+    async fn read_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        new: impl FnOnce() -> T,
+    ) -> Result<(T, u64), ReactorError> {
+        match self.ledger.docs(&[id.to_string()]).await?.pop() {
+            Some(d) => {
+                let t = serde_json::from_str(&d.body).map_err(|e| corrupt(id, e))?;
+                Ok((t, d.version))
+            }
+            None => Ok((new(), 0)),
+        }
+    }
+
     /// Adds `words` to the watch of `member` (optimistic, re-read on a conflict).
     async fn hear(
         &self,
@@ -81,18 +97,12 @@ impl<B: Boundaries> Reactor<B> {
     ) -> Result<(), ReactorError> {
         let id = Watch::id_of(member);
         for _ in 0..ROUNDS {
-            let (mut watch, version) =
-                match self.ledger.docs(std::slice::from_ref(&id)).await?.pop() {
-                    Some(d) => (
-                        serde_json::from_str::<Watch>(&d.body).map_err(|e| corrupt(&id, e))?,
-                        d.version,
-                    ),
-                    None => {
-                        let pool = words.first().map(|(_, r)| r.pool.clone());
-                        let Some(pool) = pool else { return Ok(()) };
-                        (Watch::new(member.clone(), pool), 0)
-                    }
-                };
+            let Some(pool) = words.first().map(|(_, r)| r.pool.clone()) else {
+                return Ok(());
+            };
+            let (mut watch, version) = self
+                .read_doc(&id, || Watch::new(member.clone(), pool))
+                .await?;
             let changed = words.iter().fold(false, |c, (h, r)| watch.hear(h, r) || c);
             if !changed
                 || self
@@ -291,20 +301,12 @@ impl<B: Boundaries> Reactor<B> {
         let allowed = self.config.health.allowed(serving.max(1));
         let id = Marks::id_of(group);
         for _ in 0..ROUNDS {
-            let (mut marks, version) =
-                match self.ledger.docs(std::slice::from_ref(&id)).await?.pop() {
-                    Some(d) => (
-                        serde_json::from_str::<Marks>(&d.body).map_err(|e| corrupt(&id, e))?,
-                        d.version,
-                    ),
-                    None => (
-                        Marks {
-                            group: group.to_string(),
-                            ..Marks::default()
-                        },
-                        0,
-                    ),
-                };
+            let (mut marks, version) = self
+                .read_doc(&id, || Marks {
+                    group: group.to_string(),
+                    ..Marks::default()
+                })
+                .await?;
             if let Err(held) = marks.admit(instance, &members, allowed, now_ms()) {
                 return Ok(Err(held));
             }

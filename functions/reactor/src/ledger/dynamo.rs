@@ -92,12 +92,17 @@ impl DynamoLedger {
 
     /// The condition a write of `item` needs, with its values.
     fn condition(item: &Item) -> (&'static str, Option<Attrs>) {
-        if item.version == 0 {
+        Self::condition_on(item.version)
+    }
+
+    /// The condition a write needs when `version` was read (0: the item must not exist).
+    fn condition_on(version: u64) -> (&'static str, Option<Attrs>) {
+        if version == 0 {
             ("attribute_not_exists(id)", None)
         } else {
             (
                 "version = :v",
-                Some(HashMap::from([(":v".to_string(), n(item.version))])),
+                Some(HashMap::from([(":v".to_string(), n(version))])),
             )
         }
     }
@@ -165,12 +170,18 @@ impl DynamoLedger {
     }
 
     async fn put_one(&self, item: &Item) -> Result<bool, LedgerError> {
-        let (condition, values) = Self::condition(item);
+        self.put_if(self.attributes(item), item.version).await
+    }
+
+    /// A `PutItem` of `attrs` on the condition that the stored version is `version`;
+    /// whether it was written.
+    async fn put_if(&self, attrs: Attrs, version: u64) -> Result<bool, LedgerError> {
+        let (condition, values) = Self::condition_on(version);
         let r = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.attributes(item)))
+            .set_item(Some(attrs))
             .condition_expression(condition)
             .set_expression_attribute_values(values)
             .send()
@@ -321,33 +332,7 @@ impl Ledger for DynamoLedger {
         if let Some(at) = doc.expires_at_s {
             item.insert("expires_at".into(), n(at));
         }
-        let (condition, values) = if doc.version == 0 {
-            ("attribute_not_exists(id)", None)
-        } else {
-            (
-                "version = :v",
-                Some(HashMap::from([(":v".to_string(), n(doc.version))])),
-            )
-        };
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .set_expression_attribute_values(values)
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(api_error("PutItem", &self.subject(), &e).into()),
-        }
+        self.put_if(item, doc.version).await
     }
 
     async fn open(&self) -> Result<Vec<Item>, LedgerError> {

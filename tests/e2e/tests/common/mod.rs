@@ -71,7 +71,13 @@ pub struct StackSpec {
     pub proxies: usize,
     /// More group tags (propagated to the instances it launches).
     pub tags: Vec<(&'static str, String)>,
+    /// The group over two subnets in [`ZONES`], the proxies one in each zone with
+    /// `zone_affinity = "prefer"`, and the reactor sending members' zones.
+    pub zones: bool,
 }
+
+/// The zones of a [`StackSpec::zones`] stack: proxy `i` is in `ZONES[i]`.
+pub const ZONES: [&str; 2] = ["us-east-1a", "us-east-1b"];
 
 impl StackSpec {
     /// Hooks with `heartbeat_s`, pools draining for up to `drain_s`, two proxies.
@@ -84,6 +90,7 @@ impl StackSpec {
             initial: 0,
             proxies: 2,
             tags: Vec::new(),
+            zones: false,
         }
     }
 }
@@ -96,8 +103,12 @@ impl Stack {
     pub async fn start(spec: StackSpec) -> Self {
         let w = Arc::new(World::start(None).await.expect("emulated world"));
         let port = free_port();
+        let subnet = match spec.zones {
+            false => w.subnet.clone(),
+            true => zone_subnets(&w).await,
+        };
         let group = spec.tags.iter().fold(
-            GroupSpec::new(GROUP, &w.subnet).hooks(spec.heartbeat_s),
+            GroupSpec::new(GROUP, &subnet).hooks(spec.heartbeat_s),
             |g, (k, v)| g.tag(k, v),
         );
         w.group(&group).await.expect("group");
@@ -119,26 +130,23 @@ impl Stack {
         }
         let fleet = Fleet::start(
             Arc::clone(&w),
-            &w.subnet,
+            &subnet,
             port,
             "web",
             Duration::from_millis(50),
             Duration::from_secs(600),
         );
-        let proxy_subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
-        let specs = (0..spec.proxies)
-            .map(|_| proxy_spec(port, spec.drain_s))
-            .collect();
-        let hosts = w
-            .proxy_fleet(&path, &proxy_subnet, specs)
-            .await
-            .expect("proxy fleet");
+        let hosts = proxies(&w, &path, &spec, port).await;
         if spec.initial > 0 {
             w.scale(GROUP, spec.initial)
                 .await
                 .expect("initial capacity");
         }
-        let r = reactor::build(reactor_config(&path, port, spec.drain_s, &spec.env), &w.sdk);
+        let mut env = spec.env.clone();
+        if spec.zones {
+            env.push(("MEMBER_ZONES", "true".into()));
+        }
+        let r = reactor::build(reactor_config(&path, port, spec.drain_s, &env), &w.sdk);
         let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
         let pump = Pump::start(
             Arc::clone(&w),
@@ -308,6 +316,39 @@ impl Stack {
         let h = self.handled.lock().unwrap().clone();
         h
     }
+}
+
+/// Two backend subnets, one in each of [`ZONES`]: their ids, comma-joined (a group's
+/// `VPCZoneIdentifier`, the fleet's subnets).
+async fn zone_subnets(w: &World) -> String {
+    let mut ids = Vec::new();
+    for (zone, cidr) in ZONES.iter().zip(["127.0.3.0/24", "127.0.4.0/24"]) {
+        ids.push(w.add_subnet_in(cidr, Some(zone)).await.expect("subnet"));
+    }
+    ids.join(",")
+}
+
+/// The proxy fleet of `spec`: with zones, proxy `i` in `ZONES[i]`, its pool preferring
+/// its zone.
+async fn proxies(w: &World, path: &ControlPath, spec: &StackSpec, port: u16) -> Vec<Host> {
+    let proxy_subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
+    let mut specs: Vec<HostSpec> = (0..spec.proxies)
+        .map(|_| proxy_spec(port, spec.drain_s))
+        .collect();
+    if !spec.zones {
+        return w
+            .proxy_fleet(path, &proxy_subnet, specs)
+            .await
+            .expect("proxy fleet");
+    }
+    for s in &mut specs {
+        for p in &mut s.pools {
+            p.extra_toml = "zone_affinity = \"prefer\"\n".into();
+        }
+    }
+    w.proxy_fleet_in_zones(path, &proxy_subnet, specs, &ZONES)
+        .await
+        .expect("proxy fleet")
 }
 
 /// A proxy's host spec: the web pool on `port`, fast checks, drains up to `drain_s`.

@@ -73,6 +73,20 @@ fn haproxy_weight(h: &Host, id: &str) -> Option<u16> {
     states.iter().find(|s| s.server == slot).map(|s| s.uweight)
 }
 
+/// Whether HAProxy's current worker has member `id`'s slot UP.
+fn haproxy_up(h: &Host, id: &str) -> bool {
+    let slot = h.status().ok().and_then(|rows| {
+        rows.iter()
+            .find(|r| r["member"] == id)
+            .and_then(|r| r["slot"].as_str().map(str::to_string))
+    });
+    let Some(slot) = slot else { return false };
+    h.client().stats().is_ok_and(|rows| {
+        rows.iter()
+            .any(|r| r.backend == "web" && r.server == slot && r.is_up())
+    })
+}
+
 /// Waits (bounded) until the policy gives `ids` the effective weight 0 and HAProxy
 /// has it: traffic stays in the host's zone from then on.
 fn wait_standby(h: &Host, ids: &[&str]) {
@@ -338,6 +352,12 @@ fn weights_are_restored_after_haproxy_is_restarted_by_someone_else() {
             .then_some(())
     })
     .unwrap_or_else(|| panic!("weights not restored: {}", h.agent_log()));
+    // A new worker from a state file that knows nothing starts its servers over: HAProxy
+    // 3.2 holds them DOWN until their first checks pass (2.6 and 3.0 do not).
+    wait_for(Duration::from_secs(10), || {
+        (haproxy_up(&h, "i-blue") && haproxy_up(&h, "i-green")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the new worker's servers never came UP: {}", h.agent_log()));
     let w = window(&h, 2000);
     assert_eq!(w.failed, 0, "{w:?}");
     let s = share(&w, &["blue"]);
