@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use infra::aws::{now_ms, Phase, PlannedChange};
-use infra::{HostId, MemberId, Pool, PoolName};
+use infra::{Change, HostId, MemberId, Pool, PoolName};
 
 use crate::dispatch::Dispatcher;
 use crate::ledger::{self, ActionKey, Item, Opening, Verdict};
@@ -84,6 +84,19 @@ impl Outgoing {
     }
 }
 
+/// `change` as sent: its members' zones left out unless `MEMBER_ZONES` (an agent older
+/// than zones refuses a member carrying one).
+fn without_zones_unless(mut change: Change, member_zones: bool) -> Change {
+    if !member_zones {
+        change
+            .pools
+            .iter_mut()
+            .flat_map(|p| p.add.iter_mut())
+            .for_each(|m| m.zone = None);
+    }
+    change
+}
+
 impl<B: Boundaries> Reactor<B> {
     /// Opens the actions `out` serves in the ledger, then sends its change to its
     /// hosts, and returns. A launch whose instance is already leaving is abandoned now;
@@ -137,15 +150,7 @@ impl<B: Boundaries> Reactor<B> {
             );
             return Ok(());
         }
-        let mut change = plan.into_change(generation);
-        if !self.config.member_zones {
-            // Agents older than zones refuse a member carrying one (MEMBER_ZONES).
-            change
-                .pools
-                .iter_mut()
-                .flat_map(|p| p.add.iter_mut())
-                .for_each(|m| m.zone = None);
-        }
+        let change = without_zones_unless(plan.into_change(generation), self.config.member_zones);
         let sent = self
             .dispatcher
             .send(&out.hosts, &change, &out.label)
