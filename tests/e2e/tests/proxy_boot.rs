@@ -152,6 +152,7 @@ fn render_user_data(r: &Render) -> String {
         "metrics_haproxy",
         "metrics_agent",
         "report_queue",
+        "weights",
     ];
     for (template, given) in [
         ("user-data.sh.tftpl", &user_data_args[..]),
@@ -170,11 +171,11 @@ fn render_user_data(r: &Render) -> String {
         .clone()
         .unwrap_or_else(|| module.join("templates/agent.toml.tftpl"));
     let pools = format!(
-        r#"[{{ name = "web", port = {}, ports = [], bind = "{}", slots = 4, max_slots = 64, balance = "roundrobin", max_members = 1000, server_options = "check inter 200ms fall 2 rise 2", health_path = "/healthz", health_timeout_s = 20, drain_timeout_s = 5 }}]"#,
+        r#"[{{ name = "web", port = {}, ports = [], bind = "{}", slots = 4, max_slots = 64, balance = "roundrobin", max_members = 1000, server_options = "check inter 200ms fall 2 rise 2", health_path = "/healthz", health_timeout_s = 20, drain_timeout_s = 5, zone_affinity = "off", min_zone_members = 1 }}]"#,
         r.backend_port, r.frontend
     );
     let agent_toml = format!(
-        r#"trimspace(templatefile("{}", {{ accept_proxy = true, pools = {pools}, groups = {{ "{GROUP}" = ["web"] }}, sync_interval_s = 300, member_networks = ["127.0.0.0/8"], metrics_haproxy = "127.0.0.1:{}", metrics_agent = "127.0.0.1:{}", report_queue = "{}" }}))"#,
+        r#"trimspace(templatefile("{}", {{ accept_proxy = true, pools = {pools}, groups = {{ "{GROUP}" = ["web"] }}, sync_interval_s = 300, member_networks = ["127.0.0.0/8"], metrics_haproxy = "127.0.0.1:{}", metrics_agent = "127.0.0.1:{}", report_queue = "{}", weights = {{}} }}))"#,
         agent_template.display(),
         r.metrics.0,
         r.metrics.1,
@@ -257,6 +258,7 @@ fn boot(r: &Render, agent: &Path) -> Result<BootedHost, String> {
         s3_objects,
         ssm_agent_deb: SSM_AGENT_DEB.to_vec(),
         instance_id: r.instance_id.clone(),
+        zone: "us-east-1b".into(),
     };
     BootedHost::boot(&spec).map_err(|e| format!("{e:#}"))
 }
@@ -395,8 +397,10 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
     let toml =
         std::fs::read_to_string(host.path("/etc/haproxy-asg/agent.toml")).expect("agent.toml");
     assert!(
-        toml.contains(&format!("host = \"{proxy}\"")) && toml.contains(&s.path.inbox),
-        "agent.toml names this instance as host and the inbox: {toml}"
+        toml.contains(&format!("host = \"{proxy}\""))
+            && toml.contains("zone = \"us-east-1b\"")
+            && toml.contains(&s.path.inbox),
+        "agent.toml names this instance as host, its zone (IMDSv2) and the inbox: {toml}"
     );
     assert!(
         called("dpkg -i /tmp/amazon-ssm-agent.deb"),

@@ -52,6 +52,9 @@ pub struct BootSpec {
     /// What `curl` answers for IMDSv2's `meta-data/instance-id` (after handing out a
     /// session token): the instance the host is.
     pub instance_id: String,
+    /// What it answers for `meta-data/placement/availability-zone` (`us-east-1a` when
+    /// empty).
+    pub zone: String,
 }
 
 /// A proxy host booted from its user data (see the module doc). Dropping it stops its
@@ -91,6 +94,12 @@ impl BootedHost {
         }
         std::fs::write(opt.join("amazon-ssm-agent.deb"), &spec.ssm_agent_deb)?;
         std::fs::write(opt.join("instance-id"), &spec.instance_id)?;
+        let zone = if spec.zone.is_empty() {
+            "us-east-1a"
+        } else {
+            &spec.zone
+        };
+        std::fs::write(opt.join("zone"), zone)?;
         std::fs::write(opt.join("user-data.sh"), &spec.user_data)?;
         std::fs::write(src.join("holder.sh"), HOLDER)?;
         let log = File::create(dir.path().join("holder.log"))?;
@@ -652,8 +661,8 @@ printf '%s\n' "dpkg $*" >>/opt/boot/calls
     (
         "curl",
         r#"#!/bin/bash
-# Stand-in: IMDSv2 (a session token, then the instance id, which needs the token) and
-# the SSM Agent's package (hands out the test's).
+# Stand-in: IMDSv2 (a session token, then the instance id and the zone, which need the
+# token) and the SSM Agent's package (hands out the test's).
 printf '%s\n' "curl $*" >>/opt/boot/calls
 out=""
 url=""
@@ -673,6 +682,9 @@ case "$url" in
     http://169.254.169.254/latest/meta-data/instance-id)
         [[ "$token" == boot-token ]] || { echo "curl: (22) The requested URL returned error: 401" >&2; exit 22; }
         cat /opt/boot/instance-id; exit 0 ;;
+    http://169.254.169.254/latest/meta-data/placement/availability-zone)
+        [[ "$token" == boot-token ]] || { echo "curl: (22) The requested URL returned error: 401" >&2; exit 22; }
+        cat /opt/boot/zone; exit 0 ;;
     http://169.254.169.254/*) echo "curl: (22) The requested URL returned error: 404" >&2; exit 22 ;;
 esac
 [[ -n "$out" ]] || { echo "curl (boot stand-in): no -o FILE for $url" >&2; exit 2; }
