@@ -284,7 +284,7 @@ impl<B: Boundaries> Reactor<B> {
             }
             let (ids, reports) = work.reports;
             if !reports.is_empty() {
-                if let Err(e) = self.host_reports(reports, &mut summary).await {
+                if let Err(e) = self.host_reports(&batch, reports, &mut summary).await {
                     failed(&ids, e, &mut summary);
                 }
             }
@@ -296,7 +296,7 @@ impl<B: Boundaries> Reactor<B> {
             }
             let (ids, members) = work.health;
             if !members.is_empty() {
-                if let Err(e) = self.judge_health(&members, &mut summary).await {
+                if let Err(e) = self.judge_health(&batch, &members, &mut summary).await {
                     failed(&ids, e, &mut summary);
                 }
             }

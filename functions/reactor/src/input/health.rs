@@ -19,11 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use infra::aws::{now_ms, Discovery};
 use infra::{HealthReport, HostId, MemberId};
 
-use crate::dispatch::Dispatcher;
 use crate::health::{Marks, Watch};
 use crate::ledger::{Doc, Ledger, LedgerError};
 use crate::lifecycle::{InstanceOfGroup, LifecycleApi};
-use crate::reactor::{Boundaries, Reactor, ReactorError};
+use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::remind::Reminders;
 use crate::summary::Summary;
 
@@ -52,6 +51,7 @@ impl<B: Boundaries> Reactor<B> {
     /// Records the hosts' health words, then judges the members they are about.
     pub(crate) async fn health_reports(
         &self,
+        batch: &Batch,
         words: Vec<(HostId, HealthReport)>,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
@@ -66,11 +66,11 @@ impl<B: Boundaries> Reactor<B> {
                 .or_default()
                 .push((host, r));
         }
+        let mut watches = Vec::new();
         for (member, words) in &by_member {
-            self.hear(member, words).await?;
+            watches.extend(self.hear(member, words).await?);
         }
-        let members: Vec<MemberId> = by_member.into_keys().collect();
-        self.judge_health(&members, summary).await
+        self.judge_watches(batch, watches, summary).await
     }
 
     /// The record `id` read as a `T`, with its version; `new()` at version 0 when there
@@ -89,28 +89,31 @@ impl<B: Boundaries> Reactor<B> {
         }
     }
 
-    /// Adds `words` to the watch of `member` (optimistic, re-read on a conflict).
+    /// Adds `words` to the watch of `member` (optimistic, re-read on a conflict); the
+    /// watch as stored, with its version (none for no words).
     async fn hear(
         &self,
         member: &MemberId,
         words: &[(HostId, HealthReport)],
-    ) -> Result<(), ReactorError> {
+    ) -> Result<Option<(Watch, u64)>, ReactorError> {
         let id = Watch::id_of(member);
         for _ in 0..ROUNDS {
             let Some(pool) = words.first().map(|(_, r)| r.pool.clone()) else {
-                return Ok(());
+                return Ok(None);
             };
             let (mut watch, version) = self
                 .read_doc(&id, || Watch::new(member.clone(), pool))
                 .await?;
             let changed = words.iter().fold(false, |c, (h, r)| watch.hear(h, r) || c);
-            if !changed
-                || self
-                    .ledger
-                    .put_doc(&doc_of(id.clone(), version, &watch))
-                    .await?
+            if !changed {
+                return Ok(Some((watch, version)));
+            }
+            if self
+                .ledger
+                .put_doc(&doc_of(id.clone(), version, &watch))
+                .await?
             {
-                return Ok(());
+                return Ok(Some((watch, version + 1)));
             }
         }
         Err(LedgerError::Contended {
@@ -120,11 +123,10 @@ impl<B: Boundaries> Reactor<B> {
         .into())
     }
 
-    /// Sets unhealthy the members of `members` whose watch is due, within each group's
-    /// guard rail; sets a reminder for those whose quorum is only waiting, and for those
-    /// held back (their group's place may be free by then).
+    /// Judges the watches of `members` (a reminder's), as [`Reactor::judge_watches`].
     pub(crate) async fn judge_health(
         &self,
+        batch: &Batch,
         members: &[MemberId],
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
@@ -134,10 +136,23 @@ impl<B: Boundaries> Reactor<B> {
             let w: Watch = serde_json::from_str(&d.body).map_err(|e| corrupt(&d.id, e))?;
             watches.push((w, d.version));
         }
+        self.judge_watches(batch, watches, summary).await
+    }
+
+    /// Sets unhealthy the members whose watch (with its stored version) is due, within
+    /// each group's guard rail; sets a reminder for those whose quorum is only waiting,
+    /// and for those held back (their group's place may be free by then).
+    async fn judge_watches(
+        &self,
+        batch: &Batch,
+        watches: Vec<(Watch, u64)>,
+        summary: &mut Summary,
+    ) -> Result<(), ReactorError> {
         if watches.iter().all(|(w, _)| w.marked_ms.is_some()) {
             return Ok(());
         }
-        let proxies: BTreeSet<HostId> = self.dispatcher.hosts().await?.into_iter().collect();
+        // The proxies as the batch's other inputs see them: listed once.
+        let proxies: BTreeSet<HostId> = batch.hosts(&self.dispatcher).await?.into_iter().collect();
         let (due, later) = self.sort_watches(watches, &proxies);
         let held = self.act_on_due(due, &proxies, summary).await?;
         let policy = &self.config.health;

@@ -29,7 +29,7 @@ use infra::aws::now_ms;
 use infra::{HostId, HostReport, MemberReport};
 
 use crate::ledger::{self, ActionKey, Applied};
-use crate::reactor::{Boundaries, Reactor, ReactorError};
+use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::remind::Reminders;
 use crate::summary::Summary;
 
@@ -46,6 +46,7 @@ impl<B: Boundaries> Reactor<B> {
     /// Applies a batch's reports to the ledger and decides what they complete.
     pub(crate) async fn host_reports(
         &self,
+        batch: &Batch,
         messages: Vec<HostMessage>,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
@@ -112,7 +113,7 @@ impl<B: Boundaries> Reactor<B> {
         }
         let decided = self.decide_items(&items, &by, false, summary).await;
         // Health words ride along; their failure retries the batch like the rest.
-        self.health_reports(health, summary).await?;
+        self.health_reports(batch, health, summary).await?;
         let open: Vec<ActionKey> = items
             .iter()
             .filter(|i| {
