@@ -27,10 +27,12 @@ pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|a| approach::by_name(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The run's directory (TMPDIR: every host's files) lives until the last approach.
+    let (dir, tag) = demo::run_dir("haproxy-asg-bench-")?;
     let results = if kinds.is_empty() {
         BTreeMap::new()
     } else {
-        cycled_approaches(args, &kinds)?
+        cycled_approaches(args, &kinds, dir.path(), &tag)?
     };
     let zone_figures = match zones.is_empty() || stopping() {
         true => None,
@@ -51,6 +53,7 @@ pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
     }
     report::json(args, &results, zone_figures.as_ref())?;
     report::html(args, &names, &results)?;
+    drop(dir);
     if stopping() {
         return Ok(ExitCode::from(130));
     }
@@ -61,10 +64,11 @@ pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
 fn cycled_approaches(
     args: &Args,
     kinds: &[&'static approach::Kind],
+    dir: &std::path::Path,
+    tag: &str,
 ) -> anyhow::Result<BTreeMap<&'static str, Figures>> {
-    let (dir, tag) = demo::run_dir("haproxy-asg-bench-")?;
     say!("setup    starting the AWS emulator");
-    let world = Blocking::start(Some(&dir.path().join("emulator.log")))?;
+    let world = Blocking::start(Some(&dir.join("emulator.log")))?;
     let mut results: BTreeMap<&'static str, Figures> = BTreeMap::new();
     for (i, kind) in kinds.iter().enumerate() {
         if stopping() {
@@ -72,7 +76,7 @@ fn cycled_approaches(
         }
         say!("approach {} ({} cycles)", kind.name, args.cycles);
         let f =
-            one(&world, kind, i, args, &tag).with_context(|| format!("approach {}", kind.name))?;
+            one(&world, kind, i, args, tag).with_context(|| format!("approach {}", kind.name))?;
         say!(
             "approach {}: {} requests, {} failed, {} reloads, p99 {} ms ({} ms excl. check), CPU {:.2} s",
             kind.name,
