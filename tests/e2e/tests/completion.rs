@@ -579,12 +579,7 @@ async fn the_reactor_sends_members_zones_and_each_proxy_keeps_its_traffic_in_its
 /// `n` requests through frontend `fe` (4 workers, at most 60 s), off the runtime.
 async fn requests_through(fe: std::net::SocketAddr, n: u64) -> harness::LoadStats {
     tokio::task::spawn_blocking(move || {
-        let l = harness::Load::start(fe, 4, Duration::from_secs(60), n);
-        let until = Instant::now() + Duration::from_secs(60);
-        while l.completed() < n && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        l.stop()
+        harness::Load::start(fe, 4, Duration::from_secs(60), n).wait()
     })
     .await
     .expect("requests")

@@ -131,13 +131,19 @@ impl Load {
         self.stats.lock().map(|s| s.requests).unwrap_or(0)
     }
 
-    /// Stops the workers and returns the figures.
-    pub fn stop(mut self) -> LoadStats {
-        self.stop.store(true, Ordering::Relaxed);
+    /// Waits for the workers to end by themselves (their request count or duration ran
+    /// out) and returns the figures: `n` requests in a row, `Load::start(.., n).wait()`.
+    pub fn wait(mut self) -> LoadStats {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops the workers and returns the figures.
+    pub fn stop(self) -> LoadStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wait()
     }
 }
 

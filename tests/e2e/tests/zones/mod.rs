@@ -109,11 +109,7 @@ fn wait_standby(h: &Host, ids: &[&str]) {
 
 /// `n` requests to `h`'s frontend (4 workers, at most 60 s).
 fn window(h: &Host, n: u64) -> LoadStats {
-    let l = Load::start(h.frontend("web"), 4, Duration::from_secs(60), n);
-    wait_for(Duration::from_secs(60), || {
-        (l.completed() >= n).then_some(())
-    });
-    l.stop()
+    Load::start(h.frontend("web"), 4, Duration::from_secs(60), n).wait()
 }
 
 /// The share of `stats`' answers served by backends named in `names`.

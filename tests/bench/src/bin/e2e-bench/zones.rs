@@ -126,12 +126,7 @@ fn apply(
 
 /// `n` requests through `h` (4 workers, at most 60 s).
 fn window(h: &Host, n: u64) -> LoadStats {
-    let l = Load::start(h.frontend(crate::POOL), 4, Duration::from_secs(60), n);
-    let until = Instant::now() + Duration::from_secs(60);
-    while l.completed() < n && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    l.stop()
+    Load::start(h.frontend(crate::POOL), 4, Duration::from_secs(60), n).wait()
 }
 
 /// The share of `stats`' answers served by backends of `zone` (`a`, `b`).
