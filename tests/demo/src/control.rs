@@ -114,9 +114,44 @@ pub struct Handled {
 
 /// The reactor's thread; its CPU time comes back from [`ReactorRun::finish`].
 pub struct ReactorRun {
-    stop: Arc<AtomicBool>,
     tx: tmpsc::UnboundedSender<Delivery>,
+    run: CpuThread,
+}
+
+/// A thread that runs until its stop flag is set and answers its CPU seconds: the
+/// reactor's here, a baseline's control loop in e2e-bench. Dropped, it is stopped and
+/// joined.
+pub struct CpuThread {
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<f64>>,
+}
+
+impl CpuThread {
+    /// Runs `body` on a thread of its own, given the stop flag it must watch; `body`
+    /// answers its CPU seconds.
+    pub fn spawn(body: impl FnOnce(Arc<AtomicBool>) -> f64 + Send + 'static) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        Self {
+            stop,
+            thread: Some(std::thread::spawn(move || body(flag))),
+        }
+    }
+
+    /// Sets the stop flag and waits for the thread; its CPU seconds (0 once finished).
+    pub fn finish(&mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for CpuThread {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 /// CPU time (user + system, seconds) of the calling thread.
@@ -152,87 +187,78 @@ impl ReactorRun {
         reconcile: Option<Duration>,
         report: mpsc::Sender<Handled>,
     ) -> anyhow::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
         let (tx, mut rx) = tmpsc::unbounded_channel::<Delivery>();
         let sdk = world.sdk.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, async move {
-                    let reactor = Rc::new(reactor::build(config, &sdk));
-                    let in_flight = Rc::new(Cell::new(0usize));
-                    let reconciling = Rc::new(Cell::new(false));
-                    let mut tick =
-                        tokio::time::interval(reconcile.unwrap_or(Duration::from_secs(3600)));
-                    tick.tick().await;
-                    let handle = |delivery: Delivery, reconcile: bool| {
-                        let (reactor, in_flight, report, reconciling) = (
-                            reactor.clone(),
-                            in_flight.clone(),
-                            report.clone(),
-                            reconciling.clone(),
-                        );
-                        in_flight.set(in_flight.get() + 1);
-                        if reconcile {
-                            reconciling.set(true);
-                        }
-                        tokio::task::spawn_local(async move {
-                            let received_ms = harness::unix_ms();
-                            let started = Instant::now();
-                            let i = reactor.invoke(&delivery.event).await;
-                            let ms =
-                                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                            let records = Record::of(&delivery.event);
-                            delivery.answer(i.response);
-                            let _ = report.send(Handled {
-                                records,
-                                received_ms,
-                                ms,
-                                at_s: crate::elapsed_s(),
-                                result: i.result.map(|()| i.summary).map_err(|e| e.to_string()),
-                            });
-                            in_flight.set(in_flight.get().saturating_sub(1));
-                            if reconcile {
-                                reconciling.set(false);
-                            }
+        let run = CpuThread::spawn(move |stop| {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let reactor = Rc::new(reactor::build(config, &sdk));
+                let in_flight = Rc::new(Cell::new(0usize));
+                let reconciling = Rc::new(Cell::new(false));
+                let mut tick =
+                    tokio::time::interval(reconcile.unwrap_or(Duration::from_secs(3600)));
+                tick.tick().await;
+                let handle = |delivery: Delivery, reconcile: bool| {
+                    let (reactor, in_flight, report, reconciling) = (
+                        reactor.clone(),
+                        in_flight.clone(),
+                        report.clone(),
+                        reconciling.clone(),
+                    );
+                    in_flight.set(in_flight.get() + 1);
+                    if reconcile {
+                        reconciling.set(true);
+                    }
+                    tokio::task::spawn_local(async move {
+                        let received_ms = harness::unix_ms();
+                        let started = Instant::now();
+                        let i = reactor.invoke(&delivery.event).await;
+                        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        let records = Record::of(&delivery.event);
+                        delivery.answer(i.response);
+                        let _ = report.send(Handled {
+                            records,
+                            received_ms,
+                            ms,
+                            at_s: crate::elapsed_s(),
+                            result: i.result.map(|()| i.summary).map_err(|e| e.to_string()),
                         });
-                    };
-                    loop {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
+                        in_flight.set(in_flight.get().saturating_sub(1));
+                        if reconcile {
+                            reconciling.set(false);
                         }
-                        tokio::select! {
-                            d = rx.recv() => match d {
-                                Some(d) => handle(d, false),
-                                None => break,
-                            },
-                            _ = tick.tick(), if reconcile.is_some() => {
-                                if !reconciling.get() {
-                                    handle(Delivery::bare(scheduled_event("demo-reconcile")), true);
-                                }
+                    });
+                };
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    tokio::select! {
+                        d = rx.recv() => match d {
+                            Some(d) => handle(d, false),
+                            None => break,
+                        },
+                        _ = tick.tick(), if reconcile.is_some() => {
+                            if !reconciling.get() {
+                                handle(Delivery::bare(scheduled_event("demo-reconcile")), true);
                             }
-                            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         }
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     }
-                    // Let what is running finish (bounded); a delivery still queued is
-                    // dropped unanswered, and its poller gives its records back.
-                    let until = Instant::now() + Duration::from_secs(60);
-                    while in_flight.get() > 0 && Instant::now() < until {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                });
-                thread_cpu_s()
-            })
-        };
-        Ok(Self {
-            stop,
-            tx,
-            thread: Some(thread),
-        })
+                }
+                // Let what is running finish (bounded); a delivery still queued is
+                // dropped unanswered, and its poller gives its records back.
+                let until = Instant::now() + Duration::from_secs(60);
+                while in_flight.get() > 0 && Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            thread_cpu_s()
+        });
+        Ok(Self { tx, run })
     }
 
     /// Where invocations go.
@@ -261,17 +287,7 @@ impl ReactorRun {
     /// Stops taking invocations, waits (at most 60 s) for those in flight; the reactor
     /// thread's CPU time in seconds.
     pub fn finish(&mut self) -> f64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or(0.0)
-    }
-}
-
-impl Drop for ReactorRun {
-    fn drop(&mut self) {
-        self.finish();
+        self.run.finish()
     }
 }
 

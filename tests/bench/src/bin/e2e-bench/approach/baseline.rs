@@ -6,12 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use anyhow::Context;
-use demo::control::thread_cpu_s;
+use demo::control::{thread_cpu_s, CpuThread};
 use demo::proxy_host;
 use harness::{Host, World};
 use infra::aws::{AwsDiscovery, Discovery, Phase};
@@ -40,8 +39,7 @@ pub fn start(setup: &Setup, name: &str) -> anyhow::Result<Vec<Host>> {
 /// and what the loop adds: its `haproxy -c` children) comes back from
 /// [`Baseline::finish`].
 pub struct Baseline {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<f64>>,
+    run: CpuThread,
 }
 
 impl Baseline {
@@ -57,32 +55,18 @@ impl Baseline {
             .enable_all()
             .build()
             .context("the baseline's runtime")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (w, s) = (world.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
+        let w = world.clone();
+        let run = CpuThread::spawn(move |stop| {
             let discovery = AwsDiscovery::new(&w.sdk);
-            let outside = rt.block_on(body(discovery, s));
+            let outside = rt.block_on(body(discovery, stop));
             thread_cpu_s() + outside
         });
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
+        Ok(Self { run })
     }
 
     /// Stops the loop; its CPU seconds (0 once finished).
     pub fn finish(&mut self) -> f64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or(0.0)
-    }
-}
-
-impl Drop for Baseline {
-    fn drop(&mut self) {
-        self.finish();
+        self.run.finish()
     }
 }
 
