@@ -476,8 +476,8 @@ pub struct PoolConfig {
     /// algorithm (`static-rr`, a hash without `hash-type consistent`) cannot take
     /// servers added at runtime: such a pool grows with a reload on every version.
     pub balance: String,
-    /// Same-zone routing (`zone_affinity`): with `prefer`, members of other zones get
-    /// weight 0 while enough members of this host's zone are UP.
+    /// Same-zone routing (`zone_affinity`): with `prefer`, members of other zones stand
+    /// by at weight 1 while enough members of this host's zone are UP.
     pub zone_affinity: ZoneAffinity,
     /// How many members of this host's zone must be UP for `prefer` to keep traffic in
     /// the zone (`min_zone_members`, at least 1); below it, traffic spills to every zone.
@@ -492,8 +492,9 @@ pub enum ZoneAffinity {
     #[default]
     Off,
     /// Members of this host's zone take the traffic while at least `min_zone_members`
-    /// of them are UP; the others stand by at weight 0 (still health-checked) and take
-    /// their share again as soon as the zone falls below that.
+    /// of them are UP (sharing weight 256 by their own weights); the others stand by at
+    /// weight 1 (health-checked, a trickle of traffic HAProxy fails over to at once) and
+    /// take their share again as soon as the zone falls below that.
     Prefer,
 }
 

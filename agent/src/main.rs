@@ -693,7 +693,7 @@ fn affinity_notes(cfg: &AgentConfig) -> Vec<String> {
         .filter(|p| p.zone_affinity == agent::config::ZoneAffinity::Prefer)
         .map(|p| {
             format!(
-                "zone affinity: pool {} prefers zone {zone}: members of other zones stand by at weight 0 while at least {} member(s) of {zone} are UP, and take traffic again below that; members need their zone in the change messages (the reactor's MEMBER_ZONES)",
+                "zone affinity: pool {} prefers zone {zone}: while at least {} member(s) of {zone} are UP they share weight 256 and members of other zones stand by at weight 1 (a trickle HAProxy fails over to the moment the last local one fails), below that every member takes its own weight; members need their zone in the change messages (the reactor's MEMBER_ZONES)",
                 p.name(),
                 p.min_zone_members
             )

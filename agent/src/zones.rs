@@ -7,9 +7,14 @@
 //!   without keeps HAProxy's (`weight 100%`: the server options' `weight`, else 1).
 //! - With `zone_affinity = "prefer"` on a host in zone Z, while at least
 //!   `min_zone_members` members of Z are UP in HAProxy (passing checks, ready, their zone
-//!   not away, not leaving), members of other zones (and members without a zone) get
-//!   weight 0: HAProxy still checks them, so when Z falls below that, giving them their
-//!   weight back spills traffic at once, without a reload.
+//!   not away, not leaving), Z's members share HAProxy's top weight (256) by their own
+//!   weights and members of other zones (and members without a zone) stand by at weight
+//!   1 ([`STANDBY_WEIGHT`]): a trickle of about 1 request in 256 per local member. That
+//!   trickle is what makes an unannounced death cost nothing: the moment Z's last member
+//!   fails, HAProxy's own retry (`option redispatch`) and balancing find the members
+//!   standing by, before its checks mark the member DOWN and without waiting for the
+//!   agent's next look, which then gives every member its own weight back (the spill).
+//!   At weight 0 they would get nothing, and HAProxy would answer 503 until that look.
 //! - Members of a zone taken away (`agent zone away`) are drained, not removed; they are
 //!   made ready again when the zone comes back.
 
@@ -20,6 +25,14 @@ use infra::{MemberId, PoolName, Weight, Zone};
 use crate::config::ZoneAffinity;
 use crate::haproxy::{Command, Op, SetWeight};
 use crate::slots::{EntryState, LiveSlots, PoolSlots};
+
+/// The weight members outside this host's zone stand by at while it holds its traffic
+/// (a member whose own weight is 0 keeps 0).
+pub const STANDBY_WEIGHT: u16 = 1;
+
+/// The weight the heaviest local member gets while its zone holds the traffic
+/// (HAProxy's maximum); the others get theirs in proportion.
+pub const LOCAL_TOP_WEIGHT: u16 = Weight::MAX;
 
 /// What one pool's traffic policy depends on besides its members.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +73,8 @@ pub struct Seen<'a> {
     pub zone: Option<&'a Zone>,
     /// Its configured weight (`None`: HAProxy's).
     pub weight: Option<Weight>,
+    /// HAProxy's initial weight for its slot (the server options' `weight`, else 1).
+    pub initial: u16,
     /// UP in HAProxy: passing its checks and ready (not drained, not in maintenance).
     pub up: bool,
     /// Leaving (being drained out of the pool): it counts for nothing.
@@ -78,24 +93,27 @@ pub struct Decision {
     pub local_up: u32,
 }
 
-/// Each member's effective weight: its configured weight (or HAProxy's), or 0 when the
-/// pool prefers this host's zone, the member is not in it, and at least
-/// `min_zone_members` members of it are UP.
+/// Each member's effective weight: its configured weight (or HAProxy's); while the
+/// pool prefers this host's zone and at least `min_zone_members` members of it are UP,
+/// local members share [`LOCAL_TOP_WEIGHT`] by their weights and every other member
+/// stands by at [`STANDBY_WEIGHT`].
 pub fn effective(policy: &Policy, members: &[Seen]) -> Decision {
-    let local_up = members
-        .iter()
-        .filter(|m| m.up && !m.leaving && policy.local(m.zone))
-        .count();
+    let own = |m: &Seen| m.weight.map_or(m.initial, Weight::get);
+    let local = |m: &&Seen| !m.leaving && policy.local(m.zone) && own(m) > 0;
+    let local_up = members.iter().filter(local).filter(|m| m.up).count();
     let local_up = u32::try_from(local_up).unwrap_or(u32::MAX);
     let holds = policy.prefers() && local_up >= policy.min_zone_members.max(1);
+    let top = members.iter().filter(local).map(own).max().unwrap_or(1);
     let weights = members
         .iter()
         .map(|m| {
-            if holds && !policy.local(m.zone) {
-                SetWeight::To(0)
-            } else {
+            if !holds {
                 m.weight
                     .map_or(SetWeight::Initial, |w| SetWeight::To(w.get()))
+            } else if policy.local(m.zone) {
+                SetWeight::To(scaled(own(m), top))
+            } else {
+                SetWeight::To(own(m).min(STANDBY_WEIGHT))
             }
         })
         .collect();
@@ -107,9 +125,19 @@ pub fn effective(policy: &Policy, members: &[Seen]) -> Decision {
     }
 }
 
+/// `w` of the heaviest `top`, as a share of [`LOCAL_TOP_WEIGHT`] (at least 1 unless 0).
+fn scaled(w: u16, top: u16) -> u16 {
+    if w == 0 || top == 0 {
+        return 0;
+    }
+    let (w, top) = (u32::from(w.min(top)), u32::from(top));
+    let n = (w * u32::from(LOCAL_TOP_WEIGHT) + top / 2) / top;
+    u16::try_from(n.max(1)).unwrap_or(LOCAL_TOP_WEIGHT)
+}
+
 /// What a pool's slots need to match the policy, split so nothing ever leaves a pool
-/// without somewhere to send traffic: `raise` (weights given back, members made ready)
-/// goes before `lower` (weights set to 0, members drained).
+/// without somewhere to send traffic: `raise` (weights that grow, members made ready)
+/// goes before `lower` (weights that shrink, members drained).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolZones {
     /// Commands that give traffic: send first.
@@ -155,6 +183,7 @@ pub fn plan_pool(
         .map(|(_, e)| Seen {
             zone: e.zone.as_ref(),
             weight: e.weight,
+            initial: live.slots.get(&e.slot).map_or(1, |s| s.iweight),
             up: live
                 .slots
                 .get(&e.slot)
@@ -178,7 +207,11 @@ pub fn plan_pool(
         };
         if !w.holds(state.uweight, state.iweight) {
             let c = Command::new(pool, e.slot, Op::Weight(w));
-            if w == SetWeight::To(0) {
+            let to = match w {
+                SetWeight::To(n) => n,
+                SetWeight::Initial => state.iweight,
+            };
+            if to < state.uweight {
                 out.lower.push(c);
             } else {
                 out.raise.push(c);
@@ -214,6 +247,7 @@ mod tests {
         Seen {
             zone,
             weight: None,
+            initial: 1,
             up,
             leaving: false,
         }
@@ -228,7 +262,8 @@ mod tests {
         }
     }
 
-    const ZERO: SetWeight = SetWeight::To(0);
+    const STANDBY: SetWeight = SetWeight::To(STANDBY_WEIGHT);
+    const TOP: SetWeight = SetWeight::To(LOCAL_TOP_WEIGHT);
     const INITIAL: SetWeight = SetWeight::Initial;
 
     #[test]
@@ -242,8 +277,8 @@ mod tests {
         );
         assert_eq!(
             d.weights,
-            [INITIAL, ZERO, ZERO],
-            "no zone counts as another zone"
+            [TOP, STANDBY, STANDBY],
+            "the local member at the top weight, the others standing by; no zone counts as another zone"
         );
         assert!(!d.spilled);
         assert_eq!(d.local_up, 1);
@@ -282,8 +317,55 @@ mod tests {
         );
         assert!(d.spilled);
         let d = effective(&policy(&a, &none, 1), &members);
-        assert_eq!(d.weights, [SetWeight::To(90), SetWeight::To(90), ZERO]);
+        assert_eq!(
+            d.weights,
+            [TOP, TOP, STANDBY],
+            "local members share the top weight by their own weights"
+        );
         assert!(!d.spilled);
+    }
+
+    #[test]
+    fn local_members_keep_their_proportions_and_a_zero_weight_stays_zero() {
+        let (a, b) = (z("zone-a"), z("zone-b"));
+        let none = BTreeSet::new();
+        let weighted = |zone, w| Seen {
+            weight: Some(Weight::new(w).unwrap()),
+            ..seen(Some(zone), true)
+        };
+        let d = effective(
+            &policy(&a, &none, 1),
+            &[
+                weighted(&a, 90),
+                weighted(&a, 10),
+                weighted(&a, 0),
+                weighted(&b, 0),
+                Seen {
+                    initial: 100,
+                    ..seen(Some(&a), true)
+                },
+            ],
+        );
+        assert_eq!(
+            d.weights,
+            [
+                SetWeight::To(230),
+                SetWeight::To(26),
+                SetWeight::To(0),
+                SetWeight::To(0),
+                TOP
+            ],
+            "90/10 of the heaviest (HAProxy's initial 100 for the last), 0 stays 0"
+        );
+        // A local member at weight 0 takes no traffic: it does not hold the zone.
+        let d = effective(
+            &policy(&a, &none, 1),
+            &[weighted(&a, 0), seen(Some(&b), true)],
+        );
+        assert_eq!(d.weights, [SetWeight::To(0), INITIAL]);
+        assert!(d.spilled);
+        assert_eq!(scaled(1, 256), 1);
+        assert_eq!(scaled(1, 1000), 1, "never 0 unless 0");
     }
 
     #[test]
@@ -378,7 +460,7 @@ mod tests {
             .insert(MemberId::new("i-b").unwrap(), entry(2, &b, EntryState::Up));
         let none = BTreeSet::new();
         let p = policy(&a, &none, 1);
-        // Both at HAProxy's weight: i-b goes to 0.
+        // Both at HAProxy's weight 1: i-a goes to the top, i-b stands by at 1 already.
         let z1 = plan_pool(
             &web,
             &t,
@@ -386,26 +468,36 @@ mod tests {
             &p,
             None,
         );
-        assert!(z1.raise.is_empty());
-        assert_eq!(text(&z1.lower), ["set server web/slot2 weight 0"]);
+        assert_eq!(text(&z1.raise), ["set server web/slot1 weight 256"]);
+        assert!(z1.lower.is_empty());
         // Already so: nothing to send.
         let z2 = plan_pool(
             &web,
             &t,
-            &live(&[(1, true, 0, 1), (2, true, 0, 0)]),
+            &live(&[(1, true, 0, 256), (2, true, 0, 1)]),
             &p,
             None,
         );
         assert!(z2.raise.is_empty() && z2.lower.is_empty());
-        // i-a goes DOWN: i-b gets its weight back.
+        // i-b was at 100 (someone set it): standing by is a lower.
+        let z2b = plan_pool(
+            &web,
+            &t,
+            &live(&[(1, true, 0, 256), (2, true, 0, 100)]),
+            &p,
+            None,
+        );
+        assert_eq!(text(&z2b.lower), ["set server web/slot2 weight 1"]);
+        // i-a goes DOWN: both get HAProxy's weight back; i-a's is a lower.
         let z3 = plan_pool(
             &web,
             &t,
-            &live(&[(1, false, 0, 1), (2, true, 0, 0)]),
+            &live(&[(1, false, 0, 256), (2, true, 0, 1)]),
             &p,
             None,
         );
         assert_eq!(text(&z3.raise), ["set server web/slot2 weight 100%"]);
+        assert_eq!(text(&z3.lower), ["set server web/slot1 weight 100%"]);
         assert!(z3.spilled);
         // i-a is removed (draining): spill, and nothing is sent to i-a.
         t.members

@@ -127,7 +127,7 @@ impl Service {
             if z.spilled {
                 warn!(pool = %pool, zone, up = z.local_up, min_zone_members = min, "traffic spills to other zones: {} of the {min} members of zone {zone} needed are UP (and not away)", z.local_up);
             } else {
-                info!(pool = %pool, zone, up = z.local_up, "traffic back in zone {zone}: members of other zones stand by at weight 0");
+                info!(pool = %pool, zone, up = z.local_up, "traffic back in zone {zone}: members of other zones stand by at weight 1");
             }
         }
     }

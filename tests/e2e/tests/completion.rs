@@ -544,7 +544,8 @@ async fn the_reactor_sends_members_zones_and_each_proxy_keeps_its_traffic_in_its
         );
     }
     for (h, zone) in s.hosts.iter().zip(ZONES) {
-        // Until the other zone stands by (bounded), then a window of requests.
+        // Until the other zone stands by (bounded; it still gets a trickle, about 1
+        // request in 256 per local member), then a window of requests.
         let until = Instant::now() + Duration::from_secs(10);
         let local = |st: &harness::LoadStats| {
             let ok: u64 = st.by_backend.values().sum();
@@ -557,7 +558,7 @@ async fn the_reactor_sends_members_zones_and_each_proxy_keeps_its_traffic_in_its
             here as f64 / ok.max(1) as f64
         };
         let fe = h.frontend("web");
-        while local(&requests_through(fe, 100).await) < 1.0 {
+        while local(&requests_through(fe, 100).await) < 0.95 {
             assert!(
                 Instant::now() < until,
                 "{}: traffic never stayed in {zone}",

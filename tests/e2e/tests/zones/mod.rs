@@ -87,20 +87,22 @@ fn haproxy_up(h: &Host, id: &str) -> bool {
     })
 }
 
-/// Waits (bounded) until the policy gives `ids` the effective weight 0 and HAProxy
-/// has it: traffic stays in the host's zone from then on.
+/// Waits (bounded) until the policy has `ids` standing by (effective weight 1), every
+/// other member at the weight the policy gives it (the local ones at 256), and HAProxy
+/// has all of them so: traffic stays in the host's zone from then on, but for a trickle.
 fn wait_standby(h: &Host, ids: &[&str]) {
     wait_for(Duration::from_secs(10), || {
         let e = effective(h);
-        ids.iter()
-            .all(|id| {
-                e.get(*id).map(String::as_str) == Some("0") && haproxy_weight(h, id) == Some(0)
-            })
-            .then_some(())
+        let standing_by = ids.iter().all(|id| e.get(*id).map(String::as_str) == Some("1"));
+        let in_haproxy = e.iter().all(|(id, w)| {
+            w.parse::<u16>()
+                .is_ok_and(|w| haproxy_weight(h, id) == Some(w))
+        });
+        (standing_by && in_haproxy && e.len() > ids.len()).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
-            "{}: {ids:?} never stood by at weight 0: {:?}",
+            "{}: {ids:?} never stood by at weight 1: {:?}",
             h.name,
             effective(h)
         )
@@ -224,19 +226,25 @@ fn a_local_member_down_by_health_check_spills_and_its_return_brings_traffic_back
     let before = window(&a, 500);
     assert!(share(&before, &["a1"]) >= 0.95, "{before:?}");
 
-    // a1 dies: its checks fail, and zone-b takes the traffic (within a bounded wait:
-    // requests in the moment before its checks fail may fail).
+    // a1 dies, unannounced, under load (one request at a time): only the request in
+    // flight on it at that moment may fail. HAProxy redispatches the others to i-b1,
+    // standing by at weight 1, before its checks mark a1 DOWN and before the agent
+    // looks again; then the agent gives i-b1 its weight (the spill).
+    let load = Load::start(a.frontend("web"), 1, Duration::from_secs(60), 1_000_000);
+    wait_for(Duration::from_secs(10), || {
+        (load.completed() > 50).then_some(())
+    })
+    .expect("the load runs");
     a1.stop();
-    let fe = a.frontend("web");
-    wait_for(Duration::from_secs(5), || {
-        (0..20)
-            .all(|_| {
-                harness::http::get(fe, "/", Duration::from_secs(2))
-                    .is_ok_and(|r| r.status == 200 && r.body.trim() == "b1")
-            })
-            .then_some(())
+    wait_for(Duration::from_secs(10), || {
+        (effective(&a).get("i-b1").map(String::as_str) == Some("100%")).then_some(())
     })
     .unwrap_or_else(|| panic!("traffic never spilled to zone-b: {:?}", a.status_all()));
+    let through = load.stop();
+    assert!(
+        through.failed <= 1,
+        "more than the request in flight on the dead member failed: {through:?}"
+    );
     let spilled = window(&a, 500);
     assert_eq!(spilled.failed, 0, "{spilled:?}");
     assert_eq!(share(&spilled, &["b1"]), 1.0, "{spilled:?}");
@@ -446,12 +454,16 @@ fn zone_affinity_turned_on_and_off_by_sighup_moves_traffic_in_place() {
     wait_standby(&h, &["i-b1"]);
     let kept = window(&h, 500);
     assert!(share(&kept, &["a1"]) >= 0.95, "{kept:?}");
-    // Off again: the restarted service gives zone-b its weight back.
+    // Off again: the restarted service gives both their configured weight (1) back.
     hup(&off, 2);
     wait_for(Duration::from_secs(10), || {
-        (haproxy_weight(&h, "i-b1") == Some(1)).then_some(())
+        let e = effective(&h);
+        (e.values().all(|w| w == "100%")
+            && haproxy_weight(&h, "i-a1") == Some(1)
+            && haproxy_weight(&h, "i-b1") == Some(1))
+        .then_some(())
     })
-    .unwrap_or_else(|| panic!("zone-b never got its weight back:\n{}", h.agent_log()));
+    .unwrap_or_else(|| panic!("the weights never went back:\n{}", h.agent_log()));
     let both = window(&h, 400);
     assert!(share(&both, &["b1"]) > 0.3, "{both:?}");
     assert_eq!(h.service_pid(), Some(pid), "the same process");
