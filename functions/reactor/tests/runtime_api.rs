@@ -64,7 +64,7 @@ async fn the_binary_serves_events_and_inbox_batches_from_the_runtime_api() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(lambda_env(api.addr))
         .envs(w.emulator.aws_env())
-        .envs(w.env(&[]))
+        .envs(w.env(&[]).vars())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(metrics_file)

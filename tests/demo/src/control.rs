@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use harness::pump::{scheduled_event, Delivery, Pump};
 use harness::world::ControlPath;
-use harness::World;
+use harness::{ReactorEnv, World};
 use infra::{HostReport, MemberReport};
 use reactor::config::Config;
 use reactor::summary::Summary;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc as tmpsc;
 
 /// The `detail-type`-like label of a host report ([`Record::kind`]).
@@ -300,25 +300,11 @@ pub fn reactor_config(
     pool: &str,
     port: u16,
 ) -> anyhow::Result<Config> {
-    let mut env = path.reactor_env();
-    env.extend([
-        (
-            "POOLS",
-            json!({ group: [{"name": pool, "port": port}] }).to_string(),
-        ),
-        ("HEALTH_TIMEOUT_S", HEALTH_TIMEOUT_S.to_string()),
-        ("DRAIN_TIMEOUT_S", DRAIN_TIMEOUT_S.to_string()),
-        (
-            "LIFECYCLE_HOOKS",
-            format!(
-                "{},{}",
-                harness::world::LAUNCH_HOOK,
-                harness::world::TERMINATE_HOOK
-            ),
-        ),
-    ]);
-    Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-        .map_err(|e| anyhow::anyhow!("reactor configuration: {e}"))
+    let env = ReactorEnv::new(path)
+        .pool(group, pool, port)
+        .timeouts(HEALTH_TIMEOUT_S, DRAIN_TIMEOUT_S)
+        .hooks(&[harness::world::LAUNCH_HOOK, harness::world::TERMINATE_HOOK]);
+    Config::from_lookup(|k| env.get(k)).map_err(|e| anyhow::anyhow!("reactor configuration: {e}"))
 }
 
 /// How long a launch may take to get healthy on the local stack: the reactor's setting.

@@ -8,38 +8,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::util::{all, change, member, outcome};
 use harness::process::bin_path;
 use harness::{free_port, http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
-use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
-
-fn member(id: &str, addr: SocketAddr) -> Member {
-    Member::new(
-        MemberId::new(id).unwrap(),
-        addr.ip(),
-        Port::new(addr.port() as i64).unwrap(),
-    )
-    .unwrap()
-}
-
-fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
-    Change::new(
-        generation,
-        vec![PoolChange {
-            pool: PoolName::new("web").unwrap(),
-            add,
-            remove: remove.iter().map(|r| MemberId::new(*r).unwrap()).collect(),
-            drain_by_ms: Default::default(),
-        }],
-    )
-}
-
-fn outcome_of(r: &Report, id: &str) -> OutcomeStatus {
-    r.outcomes
-        .iter()
-        .find(|o| o.member.as_str() == id)
-        .map(|o| o.status)
-        .unwrap_or_else(|| panic!("no outcome for {id} in {r:?}"))
-}
+use infra::{Member, OutcomeStatus, Report};
 
 fn host(slots: u32) -> Host {
     host_with(PoolSpec::new("web", slots))
@@ -66,10 +38,6 @@ fn statuses(r: &Report) -> Vec<(String, OutcomeStatus)> {
         .iter()
         .map(|o| (o.member.to_string(), o.status))
         .collect()
-}
-
-fn all(r: &Report, s: OutcomeStatus) -> bool {
-    !r.outcomes.is_empty() && r.outcomes.iter().all(|o| o.status == s)
 }
 
 /// `show servers state web` without the columns HAProxy's health checker moves on its
@@ -384,7 +352,7 @@ fn a_member_that_never_passes_checks_gets_no_traffic_and_is_reported_failed() {
     let (r, run) = h
         .apply(&change(2, vec![member("i-sick", unhealthy.addr)], &[]))
         .unwrap();
-    assert_eq!(outcome_of(&r, "i-sick"), OutcomeStatus::Stale, "{r:?}");
+    assert_eq!(outcome(&r, "i-sick").0, OutcomeStatus::Stale, "{r:?}");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         h.status()

@@ -22,12 +22,10 @@
 //! - A group over two zones: the reactor sends members' zones (`MEMBER_ZONES`), and each
 //!   proxy, in one zone with `zone_affinity = "prefer"`, keeps its traffic there.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::stack::*;
 use harness::unix_ms;
 use harness::watch::SocketWatch;
 use harness::world::DocumentHost;

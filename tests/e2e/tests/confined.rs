@@ -21,10 +21,10 @@
 //! wait is bounded.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::util::{all, change, member};
 use agent::config::AgentConfig;
 use agent::haproxy::Client;
 use agent::instances;
@@ -32,32 +32,7 @@ use agent::slots::SlotTable;
 use harness::process::bin_path;
 use harness::syslog::{tagged_requests, Syslog};
 use harness::{unix_ms, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
-use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
-
-fn member(id: &str, addr: SocketAddr) -> Member {
-    Member::new(
-        MemberId::new(id).unwrap(),
-        addr.ip(),
-        Port::new(i64::from(addr.port())).unwrap(),
-    )
-    .unwrap()
-}
-
-fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
-    Change::new(
-        generation,
-        vec![PoolChange {
-            pool: PoolName::new("web").unwrap(),
-            add,
-            remove: remove.iter().map(|r| MemberId::new(*r).unwrap()).collect(),
-            drain_by_ms: Default::default(),
-        }],
-    )
-}
-
-fn all(r: &Report, s: OutcomeStatus) -> bool {
-    !r.outcomes.is_empty() && r.outcomes.iter().all(|o| o.status == s)
-}
+use infra::OutcomeStatus;
 
 /// The uid of `user` from /etc/passwd.
 fn uid_of(user: &str) -> Option<u32> {

@@ -17,32 +17,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::util::{change, member};
 use agent::config::AgentConfig;
 use harness::metrics::{scrape, Scrape};
 use harness::syslog::{tagged_requests, Syslog};
 use harness::{free_port, http, wait_for, Backend, Host, HostSpec, PoolSpec};
-use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port};
-
-fn member(id: &str, addr: SocketAddr) -> Member {
-    Member::new(
-        MemberId::new(id).unwrap(),
-        addr.ip(),
-        Port::new(i64::from(addr.port())).unwrap(),
-    )
-    .unwrap()
-}
-
-fn adds(generation: u64, members: Vec<Member>) -> Change {
-    Change::new(
-        generation,
-        vec![PoolChange {
-            pool: PoolName::new("web").unwrap(),
-            add: members,
-            remove: Vec::new(),
-            drain_by_ms: Default::default(),
-        }],
-    )
-}
+use infra::OutcomeStatus;
 
 /// A host observed: its metrics addresses, logging to `syslog`.
 struct Observed {
@@ -167,12 +147,13 @@ fn both_metrics_endpoints_follow_a_scale_out_that_grows_the_slots() {
         .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
         .collect();
     let ids = ["i-a", "i-b", "i-c"];
-    let change = adds(
+    let change = change(
         1,
         ids.iter()
             .zip(&ports)
             .map(|(id, a)| member(id, *a))
             .collect(),
+        &[],
     );
     std::thread::scope(|scope| {
         let apply = scope.spawn(|| h.apply(&change).unwrap());
@@ -310,9 +291,10 @@ fn refused_messages_are_counted_and_only_get_metrics_is_served() {
         0.0
     );
     // A member at a link-local address: refused whole, counted by kind.
-    let bad = adds(
+    let bad = change(
         1,
         vec![member("i-bad", "169.254.169.254:80".parse().unwrap())],
+        &[],
     );
     let run = h
         .agent(&["apply", "--json", "--file", "-"], Some(&bad.to_json()))
@@ -345,7 +327,11 @@ fn a_request_through_haproxy_logs_the_instance_that_served_it() {
         Backend::start("b", "127.0.0.1").unwrap(),
     );
     let (report, run) = h
-        .apply(&adds(1, vec![member("i-a", a.addr), member("i-b", b.addr)]))
+        .apply(&change(
+            1,
+            vec![member("i-a", a.addr), member("i-b", b.addr)],
+            &[],
+        ))
         .unwrap();
     assert!(
         report
@@ -394,7 +380,7 @@ fn agent_status_shows_the_slot_to_instance_map() {
     let run = h
         .agent(
             &["apply", "--file", "-"],
-            Some(&adds(1, vec![member("i-a", a.addr), member("i-b", b_addr)]).to_json()),
+            Some(&change(1, vec![member("i-a", a.addr), member("i-b", b_addr)], &[]).to_json()),
         )
         .unwrap();
     assert_eq!(run.code, 0, "{}", run.stderr);

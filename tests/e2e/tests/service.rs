@@ -13,32 +13,10 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::util::{change, member, outcome};
 use harness::{http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
-use infra::{Change, Member, MemberId, OutcomeStatus, PoolChange, PoolName, Port, Report};
+use infra::{Change, OutcomeStatus, PoolName, Report};
 use serde_json::Value;
-
-mod zones;
-
-fn member(id: &str, addr: SocketAddr) -> Member {
-    Member::new(
-        MemberId::new(id).unwrap(),
-        addr.ip(),
-        Port::new(i64::from(addr.port())).unwrap(),
-    )
-    .unwrap()
-}
-
-fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
-    Change::new(
-        generation,
-        vec![PoolChange {
-            pool: PoolName::new("web").unwrap(),
-            add,
-            remove: remove.iter().map(|r| MemberId::new(*r).unwrap()).collect(),
-            drain_by_ms: Default::default(),
-        }],
-    )
-}
 
 fn host_with(pool: PoolSpec) -> Host {
     Host::start(&HostSpec {
@@ -77,14 +55,6 @@ fn apply_async(h: &Host, c: &Change) -> JoinHandle<Applied> {
             done: Instant::now(),
         }
     })
-}
-
-fn outcome(r: &Report, id: &str) -> (OutcomeStatus, String) {
-    r.outcomes
-        .iter()
-        .find(|o| o.member.as_str() == id)
-        .map(|o| (o.status, o.reason.clone().unwrap_or_default()))
-        .unwrap_or_else(|| panic!("no outcome for {id} in {r:?}"))
 }
 
 fn slot_of<'a>(rows: &'a [Value], id: &str) -> Option<&'a Value> {

@@ -17,12 +17,10 @@
 //!   releases the member before it goes back to the pool; the schedule never adds a
 //!   pool instance.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::stack::*;
 use harness::{http, Host, Load};
 
 /// HAProxy's status (`UP`, `DRAIN`, `MAINT`...) of the server at `ip` on `host`, if a

@@ -16,6 +16,7 @@
 //!   mapping delivers it.
 //! - [`standin`]: stand-in proxies that answer Run Command and report to the inbox like
 //!   the agent service, without HAProxy.
+//! - [`reactor_env`]: the reactor's environment (settings), assembled in one place.
 //! - [`runtime_api`]: a Lambda Runtime API, to run the real reactor binary.
 //! - [`process`]: the project's binaries and the processes a run started.
 //!
@@ -38,6 +39,7 @@ pub mod load;
 pub mod metrics;
 pub mod process;
 pub mod pump;
+pub mod reactor_env;
 pub mod runtime_api;
 pub mod standin;
 pub mod syslog;
@@ -48,6 +50,7 @@ pub use backend::Backend;
 pub use emulator::Emulator;
 pub use host::{Host, HostSpec, PoolSpec};
 pub use load::{Load, LoadStats};
+pub use reactor_env::ReactorEnv;
 pub use world::{GroupSpec, World};
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

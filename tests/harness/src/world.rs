@@ -55,21 +55,6 @@ pub struct ControlPath {
 }
 
 impl ControlPath {
-    /// The reactor's environment for this control path and the local proxy fleet
-    /// ([`DOCUMENT`], [`PROXY_TAG`], [`PROXY_GROUP`]); the rest (`POOLS`, timeouts) is the
-    /// caller's.
-    pub fn reactor_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("SSM_DOCUMENT", DOCUMENT.to_string()),
-            ("PROXY_TAG_KEY", PROXY_TAG.0.to_string()),
-            ("PROXY_TAG_VALUE", PROXY_TAG.1.to_string()),
-            ("PROXY_GROUP", PROXY_GROUP.to_string()),
-            ("PROXY_ROLE_ID", self.role_id.clone()),
-            ("LEDGER_TABLE", self.table.clone()),
-            ("INBOX_QUEUE_URL", self.inbox.clone()),
-        ]
-    }
-
     /// agent.toml's `[report]` section for a proxy of this control path.
     pub fn report_toml(&self) -> String {
         format!("\n[report]\nqueue_url = \"{}\"\n", self.inbox)

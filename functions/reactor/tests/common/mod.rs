@@ -10,13 +10,12 @@
 //! them. [`Fixture::settle`] plays Lambda's event source mapping for the inbox.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::standin::{Behaviour, StandIns};
 use harness::world::{ControlPath, Received};
-use harness::{GroupSpec, World};
+use harness::{GroupSpec, ReactorEnv, World};
 use infra::{HostReport, MemberReport};
 use reactor::config::Config;
 use reactor::summary::Summary;
@@ -298,22 +297,15 @@ impl Fixture {
     }
 
     /// The reactor's environment: the control path's, [`SETTINGS`], then `extra`.
-    pub fn env(&self, extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut env: HashMap<String, String> = self
-            .path
-            .reactor_env()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        for (k, v) in SETTINGS.iter().chain(extra) {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
+    pub fn env(&self, extra: &[(&str, &str)]) -> ReactorEnv {
+        ReactorEnv::new(&self.path)
+            .set_all(SETTINGS)
+            .set_all(extra.iter().copied())
     }
 
     pub fn config(&self, extra: &[(&str, &str)]) -> Config {
         let env = self.env(extra);
-        Config::from_lookup(|k| env.get(k).cloned()).expect("config")
+        Config::from_lookup(|k| env.get(k)).expect("config")
     }
 
     pub fn reactor(&self, extra: &[(&str, &str)]) -> AwsReactor {

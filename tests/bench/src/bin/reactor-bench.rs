@@ -46,7 +46,7 @@ use harness::pump::sqs_event;
 use harness::runtime_api::{lambda_env, RuntimeApi};
 use harness::standin::{Behaviour, StandIns};
 use harness::world::ControlPath;
-use harness::{GroupSpec, World};
+use harness::{GroupSpec, ReactorEnv, World};
 use infra::aws::AwsDiscovery;
 use infra::{Change, HostId};
 use reactor::config::Config;
@@ -60,7 +60,6 @@ use reactor::summary::Summary;
 use serde_json::{json, Value};
 
 const GROUP: &str = "web-asg";
-const POOLS: &str = r#"{"web-asg":[{"name":"web","port":8080}]}"#;
 /// The reactor's access key: the call log names its calls by it.
 const REACTOR_KEY: &str = "reactor-bench";
 /// A stand-in's join takes this long (its health rise) before it reports `up`.
@@ -163,23 +162,11 @@ impl Boundaries for OnBench {
 
 type Bench = Reactor<OnBench>;
 
-/// The reactor's environment: the control path's, the pools, the timeouts.
-fn env(path: &ControlPath) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = path
-        .reactor_env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    env.extend(
-        [
-            ("POOLS", POOLS),
-            ("HEALTH_TIMEOUT_S", "10"),
-            ("DRAIN_TIMEOUT_S", "10"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    env
+/// The reactor's environment: the control path's, the pool, the timeouts.
+fn env(path: &ControlPath) -> ReactorEnv {
+    ReactorEnv::new(path)
+        .pool(GROUP, "web", 8080)
+        .timeouts(10, 10)
 }
 
 /// What the release binary's runs need of the world.
@@ -472,7 +459,7 @@ async fn run(args: &Args, tmp: &Path) -> Result<()> {
 struct Rig {
     r: Bench,
     /// The reactor's environment.
-    env: Vec<(String, String)>,
+    env: ReactorEnv,
     standins: StandIns,
     /// The proxy group's instances.
     proxies: Vec<String>,
@@ -521,8 +508,8 @@ impl Rig {
 }
 
 /// The reactor on the emulator, as the reactor's access key, with the timed dispatcher.
-async fn reactor(w: &Arc<World>, env: &[(String, String)]) -> Result<Bench> {
-    let config = Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
+async fn reactor(w: &Arc<World>, env: &ReactorEnv) -> Result<Bench> {
+    let config = Config::from_lookup(|k| env.get(k))?;
     let sdk = w.emulator.sdk_as(REACTOR_KEY).await;
     let timed = Timed {
         inner: SsmDispatcher::new(config.ssm.clone(), &sdk),
@@ -745,7 +732,7 @@ async fn release_binary(args: &Args, rig: &Rig, desired: &mut i32, tmp: &Path) -
     });
     let bench = BenchWorld {
         w: rig.w.clone(),
-        env: rig.env.clone(),
+        env: rig.env.vars(),
     };
     let figures = match &binary {
         Some(b) => Some(binary_figures(&bench, b, desired).await?),

@@ -47,7 +47,7 @@ use harness::pump::{Batching, Delivery, Pump};
 use harness::standin::{Behaviour, StandIns};
 use harness::watch::SocketWatch;
 use harness::world::{autoscaling_pattern, ControlPath, LAUNCH_HOOK, PROXY_GROUP, TERMINATE_HOOK};
-use harness::{free_port, GroupSpec, Host, HostSpec, Load, PoolSpec, World};
+use harness::{free_port, GroupSpec, Host, HostSpec, Load, PoolSpec, ReactorEnv, World};
 use serde_json::{json, Value};
 
 /// The control path at fleet scale: a burst of launches, then of terminations, against
@@ -377,20 +377,12 @@ async fn reactor(
     groups: &[String],
     port: u16,
 ) -> anyhow::Result<(Pump, Invocations)> {
-    let pools: BTreeMap<&String, Value> = groups
+    let env = groups
         .iter()
-        .map(|g| (g, json!([{"name": pool(g), "port": port}])))
-        .collect();
-    let mut env = path.reactor_env();
-    env.extend([
-        ("POOLS", serde_json::to_string(&pools)?),
-        ("HEALTH_TIMEOUT_S", "20".into()),
-        ("DRAIN_TIMEOUT_S", "10".into()),
-        ("LIFECYCLE_HOOKS", format!("{LAUNCH_HOOK},{TERMINATE_HOOK}")),
-    ]);
-    let config = reactor::config::Config::from_lookup(|k| {
-        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })?;
+        .fold(ReactorEnv::new(path), |e, g| e.pool(g, &pool(g), port))
+        .timeouts(20, 10)
+        .hooks(&[LAUNCH_HOOK, TERMINATE_HOOK]);
+    let config = reactor::config::Config::from_lookup(|k| env.get(k))?;
     let r = Arc::new(reactor::build(
         config,
         &w.emulator.sdk_as(REACTOR_KEY).await,

@@ -1,4 +1,4 @@
-//! Traffic policy (a module of the `service` test binary): members' weights, same-zone
+//! Traffic policy: members' weights, same-zone
 //! routing with spill (`zone_affinity = "prefer"`), zones taken away (`agent zone`).
 //!
 //! Two proxy hosts, one in zone-a and one in zone-b (agent.toml `zone`), real HAProxy,
@@ -13,7 +13,7 @@ use std::time::Duration;
 use harness::{wait_for, Backend, Host, HostSpec, Load, LoadStats, PoolSpec};
 use infra::{Member, OutcomeStatus, Weight, Zone};
 
-use super::{change, member, outcome};
+use crate::util::{change, member, outcome};
 
 /// A host in `zone` whose pool `web` has `pool_toml` (e.g. `zone_affinity = "prefer"`).
 fn host_in(name: &str, zone: &str, pool_toml: &str) -> Host {
@@ -93,7 +93,9 @@ fn haproxy_up(h: &Host, id: &str) -> bool {
 fn wait_standby(h: &Host, ids: &[&str]) {
     wait_for(Duration::from_secs(10), || {
         let e = effective(h);
-        let standing_by = ids.iter().all(|id| e.get(*id).map(String::as_str) == Some("1"));
+        let standing_by = ids
+            .iter()
+            .all(|id| e.get(*id).map(String::as_str) == Some("1"));
         let in_haproxy = e.iter().all(|(id, w)| {
             w.parse::<u16>()
                 .is_ok_and(|w| haproxy_weight(h, id) == Some(w))

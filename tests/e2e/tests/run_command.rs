@@ -54,20 +54,11 @@ async fn the_real_agent_gates_launches_on_health() {
     let listener = TcpListener::bind(format!("{ip}:{port}")).expect("backend listener");
     std::thread::spawn(move || for _ in listener.incoming() {});
 
-    let mut env = path.reactor_env();
-    env.extend([
-        (
-            "POOLS",
-            format!(r#"{{"web-asg":[{{"name":"web","port":{port}}}]}}"#),
-        ),
-        ("HEALTH_TIMEOUT_S", "10".into()),
-        ("DRAIN_TIMEOUT_S", "10".into()),
-        ("LIFECYCLE_HOOKS", LAUNCH_HOOK.into()),
-    ]);
-    let config = reactor::config::Config::from_lookup(|k| {
-        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .expect("config");
+    let env = harness::ReactorEnv::new(&path)
+        .pool("web-asg", "web", port)
+        .timeouts(10, 10)
+        .hooks(&[LAUNCH_HOOK]);
+    let config = reactor::config::Config::from_lookup(|k| env.get(k)).expect("config");
     let r = reactor::build(config, &w.sdk);
     let event = w
         .events_about("EC2 Instance-launch Lifecycle Action", &healthy)

@@ -5,8 +5,6 @@
 //! source mapping feeds it (one poller: batches handled one at a time, in the order the
 //! queue gave them).
 
-#![allow(dead_code)]
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,7 @@ use harness::world::{
     autoscaling_pattern, ec2_warnings_pattern, ControlPath, LAUNCH_HOOK, PROXY_GROUP,
     TERMINATE_HOOK,
 };
-use harness::{free_port, http, unix_ms, GroupSpec, Host, HostSpec, PoolSpec, World};
+use harness::{free_port, http, GroupSpec, Host, HostSpec, PoolSpec, ReactorEnv, World};
 use reactor::summary::Summary;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -24,10 +22,9 @@ use tokio::sync::mpsc;
 /// The backend group.
 pub const GROUP: &str = "web-asg";
 
-/// One handled invocation: when it started, how long it took, and what it did.
+/// One handled invocation: how long it took, and what it did.
 #[derive(Debug, Clone)]
 pub struct Handled {
-    pub started_ms: u64,
     pub ms: u64,
     pub summary: Summary,
 }
@@ -159,14 +156,12 @@ impl Stack {
         let log = Arc::clone(&handled);
         let consumer = tokio::spawn(async move {
             while let Some(d) = rx.recv().await {
-                let started_ms = unix_ms();
                 let t = Instant::now();
                 let i = r.invoke(&d.event).await;
                 if let Err(e) = &i.result {
                     panic!("the reactor failed on {}: {e:#}", d.event);
                 }
                 log.lock().unwrap().push(Handled {
-                    started_ms,
                     ms: t.elapsed().as_millis() as u64,
                     summary: i.summary,
                 });
@@ -374,24 +369,12 @@ pub fn reactor_config(
     drain_s: u64,
     extra: &[(&'static str, String)],
 ) -> reactor::config::Config {
-    let mut env = path.reactor_env();
-    env.extend([
-        (
-            "POOLS",
-            format!(r#"{{"{GROUP}":[{{"name":"web","port":{port}}}]}}"#),
-        ),
-        ("HEALTH_TIMEOUT_S", HEALTH_S.to_string()),
-        ("DRAIN_TIMEOUT_S", drain_s.to_string()),
-        ("LIFECYCLE_HOOKS", format!("{LAUNCH_HOOK},{TERMINATE_HOOK}")),
-    ]);
-    reactor::config::Config::from_lookup(|k| {
-        extra
-            .iter()
-            .chain(env.iter())
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.clone())
-    })
-    .expect("reactor config")
+    let env = ReactorEnv::new(path)
+        .pool(GROUP, "web", port)
+        .timeouts(HEALTH_S, drain_s)
+        .hooks(&[LAUNCH_HOOK, TERMINATE_HOOK])
+        .set_all(extra.iter().cloned());
+    reactor::config::Config::from_lookup(|k| env.get(k)).expect("reactor config")
 }
 
 /// Requests through `h`'s frontend streaming for `ms`, opened until one lands on `ip`'s

@@ -1,1 +1,0 @@
-//! End-to-end tests that cross components live in `tests/`; this crate has no code of its own.
