@@ -49,7 +49,7 @@ pub mod world;
 pub use backend::Backend;
 pub use emulator::Emulator;
 pub use host::{Host, HostSpec, PoolSpec};
-pub use load::{Load, LoadStats};
+pub use load::{probe, Load, LoadStats, Probe};
 pub use reactor_env::ReactorEnv;
 pub use world::{GroupSpec, World};
 

@@ -155,3 +155,65 @@ impl Drop for Load {
         }
     }
 }
+
+/// One answer of [`probe`]: when its request was sent and answered (since the probe
+/// began), and the status and body, or the error.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// When it was sent.
+    pub sent: Duration,
+    /// When it was answered (or failed).
+    pub done: Duration,
+    /// `(status, body trimmed)`, or the error.
+    pub answer: Result<(u16, String), String>,
+}
+
+impl Probe {
+    /// Whether it got a 2xx answer.
+    pub fn ok(&self) -> bool {
+        self.answer
+            .as_ref()
+            .is_ok_and(|(s, _)| (200..300).contains(s))
+    }
+
+    /// The body of a 2xx answer (the backend's name).
+    pub fn served_by(&self) -> Option<&str> {
+        match &self.answer {
+            Ok((s, body)) if (200..300).contains(s) => Some(body),
+            _ => None,
+        }
+    }
+}
+
+/// One `GET /` to `addr` every `every` for `span`, each on a thread of its own (as a
+/// loaded proxy sees them: one request held back, queued or retried, does not hold back
+/// the next), each waiting at most 5 s; the answers in the order sent. At most
+/// `span / every` requests (and threads).
+pub fn probe(addr: SocketAddr, every: Duration, span: Duration) -> Vec<Probe> {
+    let t0 = Instant::now();
+    let mut threads = Vec::new();
+    while t0.elapsed() < span {
+        let sent = t0.elapsed();
+        threads.push(std::thread::spawn(move || {
+            let answer = http::get(addr, "/", Duration::from_secs(5))
+                .map(|r| (r.status, r.body.trim().to_string()))
+                .map_err(|e| e.to_string());
+            Probe {
+                sent,
+                done: t0.elapsed(),
+                answer,
+            }
+        }));
+        std::thread::sleep(every);
+    }
+    threads
+        .into_iter()
+        .map(|t| {
+            t.join().unwrap_or_else(|_| Probe {
+                sent: Duration::ZERO,
+                done: Duration::ZERO,
+                answer: Err("the probe's thread panicked".into()),
+            })
+        })
+        .collect()
+}

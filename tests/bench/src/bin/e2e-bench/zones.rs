@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use demo::say;
-use harness::{http, Backend, Host, HostSpec, Load, LoadStats, PoolSpec};
+use harness::{Backend, Host, HostSpec, Load, LoadStats, PoolSpec};
 use infra::{Change, Member, MemberId, PoolChange, PoolName, Port, Zone};
 use serde_json::{json, Value};
 
@@ -208,35 +208,24 @@ fn zone_death(prefer: bool) -> anyhow::Result<(u64, u64)> {
     if prefer {
         settle(&a, "a")?;
     }
-    let fe = a.frontend(crate::POOL);
-    let t0 = Instant::now();
     bs[0].stop();
-    let mut probes = Vec::new();
-    while t0.elapsed() < Duration::from_secs(3) {
-        probes.push(std::thread::spawn(move || {
-            let r = http::get(fe, "/", Duration::from_secs(5));
-            (
-                t0.elapsed(),
-                r.map(|r| (r.status, r.body.trim().to_string())),
-            )
-        }));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let probes = harness::probe(
+        a.frontend(crate::POOL),
+        Duration::from_millis(20),
+        Duration::from_secs(3),
+    );
     // In the order sent: the spill is done at the first answer from zone-b after the
     // last one that was not (a failure, or zone-a's member before it died).
     let mut spilled = None::<Duration>;
-    let mut failed = 0;
-    for p in probes {
-        match p.join() {
-            Ok((at, Ok((200, body)))) if body.starts_with('b') => {
-                spilled.get_or_insert(at);
+    for p in &probes {
+        match p.served_by() {
+            Some(b) if b.starts_with('b') => {
+                spilled.get_or_insert(p.done);
             }
-            other => {
-                failed += u64::from(!matches!(other, Ok((_, Ok((200, _))))));
-                spilled = None;
-            }
+            _ => spilled = None,
         }
     }
+    let failed = probes.iter().filter(|p| !p.ok()).count() as u64;
     let spilled = spilled
         .context("zone-a's proxy did not spill to zone-b within 3 s of its last member's death")?;
     Ok((spilled.as_millis() as u64, failed))
