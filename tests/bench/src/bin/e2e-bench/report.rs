@@ -83,7 +83,11 @@ pub fn zones(z: &Value) {
         ("zone_spill_ms", "< 1000"),
         (
             "zone_death_failed_requests",
-            "an unannounced death, noticed by HAProxy's checks",
+            "the last local member dies unannounced",
+        ),
+        (
+            "zone_death_failed_requests_blind",
+            "a member dies unannounced, zone-blind, for comparison",
         ),
     ] {
         println!("  {key:<30} {:>10}  {target}", z[key]);
