@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::util::stack::*;
+use crate::util::lifecycle::*;
 use harness::unix_ms;
 use harness::watch::SocketWatch;
 use harness::world::DocumentHost;

@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::util::stack::*;
+use crate::util::lifecycle::*;
 use harness::{http, Host, Load};
 
 /// HAProxy's status (`UP`, `DRAIN`, `MAINT`...) of the server at `ip` on `host`, if a

@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Parser;
-use demo::percentile;
 use harness::listeners::Listeners;
 use harness::pump::{Batching, Delivery, Pump};
 use harness::standin::{Behaviour, StandIns};
@@ -49,6 +48,7 @@ use harness::watch::SocketWatch;
 use harness::world::{autoscaling_pattern, ControlPath, LAUNCH_HOOK, PROXY_GROUP, TERMINATE_HOOK};
 use harness::{free_port, GroupSpec, Host, HostSpec, Load, PoolSpec, ReactorEnv, World};
 use serde_json::{json, Value};
+use stack::percentile;
 
 /// The control path at fleet scale: a burst of launches, then of terminations, against
 /// a proxy fleet of stand-ins and real hosts, with AWS's request quotas on.

@@ -1,8 +1,8 @@
 //! What the suites share: changes and members as the reactor sends them
 //! ([`member`], [`change`]), reading a host's report ([`outcome`], [`all`]), and the
-//! whole local loop the lifecycle suites run on ([`stack`]).
+//! whole local loop the lifecycle suites run on ([`lifecycle`]).
 
-pub mod stack;
+pub mod lifecycle;
 
 use std::net::SocketAddr;
 

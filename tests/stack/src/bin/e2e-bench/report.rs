@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use demo::percentile;
 use serde_json::{json, Value};
+use stack::percentile;
 
 use crate::figures::Figures;
 use crate::{Args, SERVER_OPTIONS};
@@ -116,7 +116,7 @@ pub fn html(
         "{} cycles per approach, 2 hosts, {} slots",
         args.cycles, args.slots
     );
-    demo::page::latencies("e2e-bench: event to serving per approach", &what, &rows)
+    stack::page::latencies("e2e-bench: event to serving per approach", &what, &rows)
         .write(p)
         .with_context(|| format!("writing {}", p.display()))?;
     println!("page written to {}", p.display());

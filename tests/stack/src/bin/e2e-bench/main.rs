@@ -26,7 +26,7 @@
 //!   when its zone's last member dies.
 //!
 //! Prints a table; `--json PATH` writes the figures, `--html PATH` a page of the latency
-//! distributions per approach ([`demo::page::latencies`]).
+//! distributions per approach ([`stack::page::latencies`]).
 //!
 //! The parts: each approach is an [`approach::Approach`] in a file of its own under
 //! [`approach`]; [`run`] takes one through its setup, its cycles and its teardown on a
@@ -38,7 +38,6 @@
 
 mod approach;
 mod cleanup;
-mod cpu;
 mod cycle;
 mod figures;
 mod report;
@@ -89,7 +88,7 @@ struct Args {
     workers: usize,
     /// Ours: pollers feeding the reactor from its inbox (the event source mapping's
     /// maximum concurrency; Terraform's default is 5).
-    #[arg(long, default_value_t = demo::control::POLLERS)]
+    #[arg(long, default_value_t = stack::control::POLLERS)]
     pollers: usize,
     /// Also write, per approach, DIR/<approach>.json: every sample's timestamps, the
     /// reactor's invocations (their records, when received, how long, what they did),
@@ -101,8 +100,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    demo::install_signal_handlers();
-    demo::elapsed_s();
+    stack::install_signal_handlers();
+    stack::elapsed_s();
     match run::all(&args) {
         Ok(code) => code,
         Err(e) => {

@@ -154,26 +154,16 @@ impl Drop for CpuThread {
     }
 }
 
-/// CPU time (user + system, seconds) of the calling thread.
-pub fn thread_cpu_s() -> f64 {
-    // SAFETY: zeroed rusage is valid; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_THREAD with a valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// CPU time (user + system, seconds) of the waited-for children of this process.
-pub fn children_cpu_s() -> f64 {
-    // SAFETY: as above.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_CHILDREN with a valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-fn tv(t: libc::timeval) -> f64 {
-    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+/// How the reactor's thread takes its invocations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// A reconcile (the schedule's event, sent directly) every this long, when none is
+    /// running.
+    pub reconcile: Option<Duration>,
+    /// One invocation at a time, in the order received (the tests' single poller, whose
+    /// batches and scheduled events then never overlap); otherwise each runs as it
+    /// comes, as Lambda runs invocations side by side.
+    pub one_at_a_time: bool,
 }
 
 impl ReactorRun {
@@ -185,6 +175,20 @@ impl ReactorRun {
         world: &World,
         config: Config,
         reconcile: Option<Duration>,
+        report: mpsc::Sender<Handled>,
+    ) -> anyhow::Result<Self> {
+        let options = RunOptions {
+            reconcile,
+            one_at_a_time: false,
+        };
+        Self::start_with(world, config, options, report)
+    }
+
+    /// [`ReactorRun::start`] with `options`.
+    pub fn start_with(
+        world: &World,
+        config: Config,
+        options: RunOptions,
         report: mpsc::Sender<Handled>,
     ) -> anyhow::Result<Self> {
         let (tx, mut rx) = tmpsc::unbounded_channel::<Delivery>();
@@ -199,7 +203,7 @@ impl ReactorRun {
                 let in_flight = Rc::new(Cell::new(0usize));
                 let reconciling = Rc::new(Cell::new(false));
                 let mut tick =
-                    tokio::time::interval(reconcile.unwrap_or(Duration::from_secs(3600)));
+                    tokio::time::interval(options.reconcile.unwrap_or(Duration::from_secs(3600)));
                 tick.tick().await;
                 let handle = |delivery: Delivery, reconcile: bool| {
                     let (reactor, in_flight, report, reconciling) = (
@@ -209,44 +213,30 @@ impl ReactorRun {
                         reconciling.clone(),
                     );
                     in_flight.set(in_flight.get() + 1);
-                    if reconcile {
-                        reconciling.set(true);
-                    }
+                    reconciling.set(reconciling.get() || reconcile);
                     tokio::task::spawn_local(async move {
-                        let received_ms = harness::unix_ms();
-                        let started = Instant::now();
-                        let i = reactor.invoke(&delivery.event).await;
-                        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        let records = Record::of(&delivery.event);
-                        delivery.answer(i.response);
-                        let _ = report.send(Handled {
-                            records,
-                            received_ms,
-                            ms,
-                            at_s: crate::elapsed_s(),
-                            result: i.result.map(|()| i.summary).map_err(|e| e.to_string()),
-                        });
+                        let _ = report.send(invoke(&reactor, delivery).await);
                         in_flight.set(in_flight.get().saturating_sub(1));
                         if reconcile {
                             reconciling.set(false);
                         }
-                    });
+                    })
                 };
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    tokio::select! {
+                while !stop.load(Ordering::Relaxed) {
+                    let running = tokio::select! {
                         d = rx.recv() => match d {
-                            Some(d) => handle(d, false),
+                            Some(d) => Some(handle(d, false)),
                             None => break,
                         },
-                        _ = tick.tick(), if reconcile.is_some() => {
-                            if !reconciling.get() {
-                                handle(Delivery::bare(scheduled_event("demo-reconcile")), true);
-                            }
+                        _ = tick.tick(), if options.reconcile.is_some() => {
+                            (!reconciling.get()).then(|| {
+                                handle(Delivery::bare(scheduled_event("demo-reconcile")), true)
+                            })
                         }
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => None,
+                    };
+                    if let Some(running) = running.filter(|_| options.one_at_a_time) {
+                        let _ = running.await;
                     }
                 }
                 // Let what is running finish (bounded); a delivery still queued is
@@ -256,7 +246,7 @@ impl ReactorRun {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             });
-            thread_cpu_s()
+            crate::cpu::thread_cpu_s()
         });
         Ok(Self { tx, run })
     }
@@ -288,6 +278,23 @@ impl ReactorRun {
     /// thread's CPU time in seconds.
     pub fn finish(&mut self) -> f64 {
         self.run.finish()
+    }
+}
+
+/// Hands `delivery` to `reactor`, answers it, and says what happened.
+async fn invoke(reactor: &reactor::AwsReactor, delivery: Delivery) -> Handled {
+    let received_ms = harness::unix_ms();
+    let started = Instant::now();
+    let i = reactor.invoke(&delivery.event).await;
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let records = Record::of(&delivery.event);
+    delivery.answer(i.response);
+    Handled {
+        records,
+        received_ms,
+        ms,
+        at_s: crate::elapsed_s(),
+        result: i.result.map(|()| i.summary).map_err(|e| e.to_string()),
     }
 }
 

@@ -1,6 +1,9 @@
-//! CPU time of the processes outside this one that do an approach's work: the hosts'
-//! agent services and the Run Commands the emulator ran, read from `/proc/<pid>/stat`;
-//! [`CpuMark`] takes both before the cycles so that only the cycles count.
+//! CPU time, measured one way for the whole local loop: of a thread of this process
+//! (the reactor's, a baseline's control loop: `getrusage`), of a child waited for
+//! ([`wait_cpu`]: `wait4`), and of the processes outside this one that do an approach's
+//! work (the hosts' agent services and the Run Commands the emulator ran, read from
+//! `/proc/<pid>/stat`); [`CpuMark`] takes the latter before the cycles so that only the
+//! cycles count.
 
 use harness::Host;
 
@@ -61,4 +64,43 @@ pub fn children_cpu_s(pid: Option<u32>) -> f64 {
     let f = pid.map(proc_stat).unwrap_or_default();
     // cutime, cstime: fields 16 and 17.
     (f.get(13).unwrap_or(&0.0) + f.get(14).unwrap_or(&0.0)) * tick_s()
+}
+
+/// CPU time (user + system, seconds) of the calling thread.
+pub fn thread_cpu_s() -> f64 {
+    // SAFETY: zeroed rusage is valid; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn tv(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// Waits for `child` with `wait4`: its exit code (-1 if it was signalled) and the CPU
+/// time it and the children it waited for used, user + system seconds.
+pub fn wait_cpu(mut child: std::process::Child) -> (i32, f64) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return (child.wait().ok().and_then(|s| s.code()).unwrap_or(-1), 0.0);
+    };
+    let mut status: libc::c_int = 0;
+    // SAFETY: zeroed rusage is valid; wait4 on our own child fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers, our own child.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut u) };
+    if rc != pid {
+        return (child.wait().ok().and_then(|s| s.code()).unwrap_or(-1), 0.0);
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let cpu = u.ru_utime.tv_sec as f64
+        + u.ru_utime.tv_usec as f64 / 1e6
+        + u.ru_stime.tv_sec as f64
+        + u.ru_stime.tv_usec as f64 / 1e6;
+    (code, cpu)
 }

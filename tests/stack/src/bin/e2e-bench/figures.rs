@@ -2,8 +2,8 @@
 //! load's requests and failures, the reloads, the control plane's CPU time, the errors;
 //! and their percentiles as the JSON figures.
 
-use demo::percentile;
 use serde_json::{json, Value};
+use stack::percentile;
 
 /// One scale-out: when it was asked for, when Auto Scaling announced the instance, when
 /// HAProxy was told, when the member served.

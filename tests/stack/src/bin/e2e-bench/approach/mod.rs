@@ -16,10 +16,10 @@ use harness::world::Blocking;
 use harness::Host;
 
 use self::project::OnProject;
-use crate::cpu::CpuMark;
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup};
 use crate::trace::Trace;
+use stack::cpu::CpuMark;
 
 /// One way of delivering an Auto Scaling group's membership changes to the HAProxy
 /// hosts, as the run drives it: started, cycled, stopped, cleaned away.

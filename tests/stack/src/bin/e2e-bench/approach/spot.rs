@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use demo::until;
 use harness::unix_ms;
+use stack::until;
 
 use super::project::ProjectCycle;
 use crate::cycle::{await_new, members_before, settle};

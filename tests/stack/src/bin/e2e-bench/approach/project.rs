@@ -8,21 +8,22 @@
 use std::marker::PhantomData;
 use std::sync::mpsc;
 
-use demo::control::{reactor_config, Handled, ReactorRun, DOCUMENT_TIMEOUT_S};
-use demo::proxy_spec;
 use harness::pump::Pump;
 use harness::world::{autoscaling_pattern, ec2_warnings_pattern, Blocking, PROXY_GROUP};
 use harness::Host;
+use stack::control::{reactor_config, Handled, ReactorRun, DOCUMENT_TIMEOUT_S};
+use stack::plane::{ControlPlane, PlaneSpec};
+use stack::proxy_spec;
 
 use super::spot::SPOT_DRAIN;
 use super::stages::Stages;
 use super::Approach;
 use crate::cleanup;
-use crate::cpu::{children_cpu_s, services_cpu_s, CpuMark};
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup, MAX};
 use crate::trace::{command_runs, handled_json, Trace};
 use crate::POOL;
+use stack::cpu::{children_cpu_s, services_cpu_s, CpuMark};
 
 /// The running control plane of one of this project's approaches.
 pub struct Project {
@@ -46,19 +47,20 @@ impl Project {
     pub fn start(setup: &Setup) -> anyhow::Result<(Self, Vec<Host>)> {
         let world = setup.world;
         setup.create_group(true)?;
-        world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S))?;
-        let path = world.control_path(
-            &setup.prefix(),
-            &[
+        let spec = PlaneSpec {
+            name: setup.prefix(),
+            rules: vec![
                 autoscaling_pattern(&[&setup.group, PROXY_GROUP]),
                 ec2_warnings_pattern(),
             ],
-        )?;
-        let proxy_subnet = world.add_subnet(&format!("127.0.{}.0/24", 16 * (setup.idx + 1) + 8))?;
-        let specs = (0..2)
-            .map(|_| proxy_spec(POOL, setup.port, setup.args.slots, Some(&setup.group)))
-            .collect();
-        let hosts = world.block_on(world.proxy_fleet(&path, &proxy_subnet, specs))?;
+            document_timeout_s: DOCUMENT_TIMEOUT_S,
+            proxy_subnet: format!("127.0.{}.0/24", 16 * (setup.idx + 1) + 8),
+            proxies: (0..2)
+                .map(|_| proxy_spec(POOL, setup.port, setup.args.slots, Some(&setup.group)))
+                .collect(),
+            zones: Vec::new(),
+        };
+        let ControlPlane { path, hosts } = world.block_on(ControlPlane::start(world, spec))?;
         let (report_tx, reports) = mpsc::channel();
         let mut config = reactor_config(&path, &setup.group, POOL, setup.port)?;
         // EC2 reclaims the bench's Spot instances 10 s after the warning.

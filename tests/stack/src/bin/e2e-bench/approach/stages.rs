@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 
-use demo::control::{Handled, Record, HOST_REPORT};
 use harness::world::Blocking;
 use infra::OutcomeStatus;
 use serde_json::Value;
+use stack::control::{Handled, Record, HOST_REPORT};
 
 use crate::figures::Sample;
 use crate::trace::handled_json;

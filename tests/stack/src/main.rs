@@ -8,7 +8,7 @@
 //! load: scale out, scale in, churn that forces slot growth, an agent service killed
 //! while it drains, restarted by its supervisor, resuming the drain and reporting it.
 //! Ends with a summary and a picture of the run (an HTML page in the run directory,
-//! [`demo::page`]); exit code 0 only if no request failed, no lifecycle action was left
+//! [`stack::page`]); exit code 0 only if no request failed, no lifecycle action was left
 //! pending and no process was left running.
 #![recursion_limit = "256"]
 
@@ -20,17 +20,18 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use demo::control::{
-    reactor_config, Handled, ReactorRun, Record, DOCUMENT_TIMEOUT_S, HOST_REPORT, RECHECK,
-};
-use demo::recorder::Recorder;
-use demo::{install_signal_handlers, percentile, proxy_spec, say, say_at, stopping, until};
 use harness::fleet::Fleet;
 use harness::process::{alive, processes_matching};
 use harness::pump::Pump;
-use harness::world::{autoscaling_pattern, Blocking, ControlPath, DOCUMENT, PROXY_GROUP};
+use harness::world::{autoscaling_pattern, Blocking, DOCUMENT, PROXY_GROUP};
 use harness::{free_port, unix_ms, GroupSpec, Host, Load, LoadStats};
 use reactor::summary::Summary;
+use stack::control::{
+    reactor_config, Handled, ReactorRun, Record, DOCUMENT_TIMEOUT_S, HOST_REPORT, RECHECK,
+};
+use stack::plane::{ControlPlane, PlaneSpec};
+use stack::recorder::Recorder;
+use stack::{install_signal_handlers, percentile, proxy_spec, say, say_at, stopping, until};
 
 const GROUP: &str = "demo-web";
 const POOL: &str = "web";
@@ -232,7 +233,7 @@ impl Stack {
     fn requested(&self, desired: usize, what: &str) {
         self.recorder.desired(desired as u64);
         self.recorder
-            .mark(demo::elapsed_s(), "scale", format!("{what}: -> {desired}"));
+            .mark(stack::elapsed_s(), "scale", format!("{what}: -> {desired}"));
     }
 
     fn scale(&self, t: &mut Tally, desired: usize, what: &str, served: bool) -> anyhow::Result<()> {
@@ -425,7 +426,7 @@ fn decisions_text(s: &Summary) -> String {
 fn main() -> ExitCode {
     let args = Args::parse();
     install_signal_handlers();
-    demo::elapsed_s();
+    stack::elapsed_s();
     match run(&args) {
         Ok(code) => code,
         Err(e) => {
@@ -436,7 +437,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let (dir, tag) = demo::run_dir("haproxy-asg-demo-")?;
+    let (dir, tag) = stack::run_dir("haproxy-asg-demo-")?;
     println!("RUN_DIR {}", dir.path().display());
     let mut moto_pid = None;
     let result = scenario(args, dir.path(), &tag, &mut moto_pid);
@@ -547,8 +548,8 @@ fn start_stack(
     moto_pid: &mut Option<u32>,
 ) -> anyhow::Result<Stack> {
     let world = start_emulator(dir, moto_pid)?;
-    let (port, path) = backend_group(&world)?;
-    let hosts = proxy_hosts(&world, &path, port, args.slots)?;
+    let port = backend_group(&world)?;
+    let ControlPlane { path, hosts } = control_plane(&world, port, args.slots)?;
     let fleet = Fleet::start(
         world.world.clone(),
         &world.subnet,
@@ -576,12 +577,12 @@ fn start_stack(
     let pump = reactor.pump(
         &world.world,
         &path,
-        demo::control::POLLERS,
+        stack::control::POLLERS,
         Duration::from_secs(1800),
     );
     say!(
         "setup    reactor in-process (the Lambda's code: SSM to the proxy fleet, the ledger in DynamoDB), fed by the inbox as Lambda's event source mapping feeds it ({} pollers, batches of up to 10), reconcile every {} s",
-        demo::control::POLLERS,
+        stack::control::POLLERS,
         args.reconcile_s
     );
     Ok(Stack {
@@ -609,32 +610,31 @@ fn start_emulator(dir: &Path, moto_pid: &mut Option<u32>) -> anyhow::Result<Bloc
     Ok(world)
 }
 
-/// The backend group (with lifecycle hooks, its pool on a free port), the SSM document
-/// and the reactor's control path: the port and the path.
-fn backend_group(world: &Blocking) -> anyhow::Result<(u16, ControlPath)> {
+/// The backend group (with lifecycle hooks, its pool on a free port): its port.
+fn backend_group(world: &Blocking) -> anyhow::Result<u16> {
     let port = free_port();
     let subnet = world.subnet.clone();
     world.group(&GroupSpec::new(GROUP, &subnet).hooks(120).pool(POOL, port))?;
-    world.block_on(world.ssm_document(DOCUMENT_TIMEOUT_S))?;
-    let path = world.control_path("demo", &[autoscaling_pattern(&[GROUP, PROXY_GROUP])])?;
     say!("setup    group {GROUP} (launch + terminate lifecycle hooks), subnet 127.0.1.0/24, pool {POOL} port {port}");
-    say!("setup    SSM document {DOCUMENT} (Terraform's template); the reactor's inbox demo-inbox (SQS), fed by an EventBridge rule (the groups' Auto Scaling events) and by the proxies' reports; its ledger demo-ledger (DynamoDB); the proxies' role demo-proxy");
-    Ok((port, path))
+    Ok(port)
 }
 
-/// The proxy group's two instances, one HAProxy host each with `slots` slots.
-fn proxy_hosts(
-    world: &Blocking,
-    path: &ControlPath,
-    port: u16,
-    slots: u32,
-) -> anyhow::Result<Vec<Host>> {
-    let proxy_subnet = world.add_subnet("127.0.2.0/24")?;
-    let specs = (0..2)
-        .map(|_| proxy_spec(POOL, port, slots, Some(GROUP)))
-        .collect();
-    let hosts = world.block_on(world.proxy_fleet(path, &proxy_subnet, specs))?;
-    for h in &hosts {
+/// The control plane ([`ControlPlane`]): the SSM document, the reactor's control path
+/// and the proxy group's two instances, one HAProxy host each with `slots` slots.
+fn control_plane(world: &Blocking, port: u16, slots: u32) -> anyhow::Result<ControlPlane> {
+    let spec = PlaneSpec {
+        name: "demo".into(),
+        rules: vec![autoscaling_pattern(&[GROUP, PROXY_GROUP])],
+        document_timeout_s: DOCUMENT_TIMEOUT_S,
+        proxy_subnet: "127.0.2.0/24".into(),
+        proxies: (0..2)
+            .map(|_| proxy_spec(POOL, port, slots, Some(GROUP)))
+            .collect(),
+        zones: Vec::new(),
+    };
+    let plane = world.block_on(ControlPlane::start(world, spec))?;
+    say!("setup    SSM document {DOCUMENT} (Terraform's template); the reactor's inbox demo-inbox (SQS), fed by an EventBridge rule (the groups' Auto Scaling events) and by the proxies' reports; its ledger demo-ledger (DynamoDB); the proxies' role demo-proxy");
+    for h in &plane.hosts {
         say!(
             "setup    HAProxy host {}: frontend {} , {} slots, dir {}",
             h.name,
@@ -645,11 +645,11 @@ fn proxy_hosts(
     }
     say!(
         "setup    proxy group {PROXY_GROUP}: instances {} (subnet 127.0.2.0/24, tag {}={}), one HAProxy host each, named after it; Run Command runs the document there with the host's agent, whose service reports to the inbox with the instance's own session",
-        hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+        plane.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
         harness::world::PROXY_TAG.0,
         harness::world::PROXY_TAG.1
     );
-    Ok(hosts)
+    Ok(plane)
 }
 
 /// Scales to the initial capacity, then starts the HTTP load on every frontend: the
@@ -1069,7 +1069,7 @@ fn kill_while_draining(stack: &Stack, host: &Host, leaving: &str) -> anyhow::Res
     });
     let killed = host.kill_service();
     stack.recorder.mark(
-        demo::elapsed_s(),
+        stack::elapsed_s(),
         "fault",
         format!("{}'s agent service SIGKILLed", host.name),
     );

@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use demo::until;
 use harness::fleet::Instance;
 use harness::world::GroupInstance;
+use stack::until;
 
 use crate::figures::{Figures, Sample};
 use crate::rig::Rig;

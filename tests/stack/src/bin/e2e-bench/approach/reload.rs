@@ -25,11 +25,11 @@ use tokio::sync::mpsc as tmpsc;
 
 use super::baseline::{self, serving_members, Baseline};
 use super::Approach;
-use crate::cpu::CpuMark;
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup, MAX};
 use crate::trace::Trace;
 use crate::{cleanup, cycle, POOL, SERVER_OPTIONS};
+use stack::cpu::CpuMark;
 
 /// Its name.
 pub const NAME: &str = "reload_per_change";
@@ -145,7 +145,7 @@ fn rewrite_and_reload(
         .stderr(Stdio::null())
         .spawn()
         .context("running haproxy -c")?;
-    let (code, cpu) = bench::wait_cpu(check);
+    let (code, cpu) = stack::cpu::wait_cpu(check);
     anyhow::ensure!(code == 0, "haproxy -c refused the rewritten config");
     std::fs::rename(&tmp, cfg).with_context(|| format!("replacing {}", cfg.display()))?;
     client

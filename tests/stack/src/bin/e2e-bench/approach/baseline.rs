@@ -10,10 +10,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use demo::control::{thread_cpu_s, CpuThread};
-use demo::proxy_host;
 use harness::{Host, World};
 use infra::aws::{AwsDiscovery, Discovery, Phase};
+use stack::control::CpuThread;
+use stack::cpu::thread_cpu_s;
+use stack::proxy_host;
 
 use crate::rig::Setup;
 use crate::POOL;

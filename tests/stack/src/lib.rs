@@ -1,14 +1,19 @@
-//! The whole loop on one machine, for the embedded demo (`demo`) and the end-to-end
-//! benchmark (`e2e-bench`): the reactor in-process, fed by its inbox (EventBridge's
-//! events and the proxies' reports, through SQS) as Lambda's event source mapping feeds
-//! it ([`control`]), on top of the harness's emulated world, instances and HAProxy hosts.
-//! The demo records its run ([`recorder`]) and draws it as one HTML page ([`page`]),
-//! as `e2e-bench --html` draws its latencies.
+//! The whole local loop, for its two programs (the embedded demo, `demo`, and the
+//! end-to-end benchmark, `e2e-bench`) and for the end-to-end tests: on top of the
+//! harness's emulated world, instances and HAProxy hosts, the project's control plane as
+//! Terraform deploys it ([`plane`]: the document, the reactor's inbox and ledger, the
+//! proxy fleet) and the reactor in-process, fed by its inbox (EventBridge's events and
+//! the proxies' reports, through SQS) as Lambda's event source mapping feeds it
+//! ([`control`], which also accounts for CPU time). The demo records its run
+//! ([`recorder`]) and draws it as one HTML page ([`page`]), as `e2e-bench --html` draws
+//! its latencies.
 #![recursion_limit = "256"]
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod cpu;
 pub mod page;
+pub mod plane;
 pub mod recorder;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,15 +6,15 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use demo::{percentile, say, stopping, until};
 use harness::world::Blocking;
 use harness::{Load, LoadStats};
+use stack::{percentile, say, stopping, until};
 
 use crate::approach::{self, Approach};
-use crate::cpu::CpuMark;
 use crate::figures::{spans, Figures};
 use crate::rig::{Rig, Setup, MAX};
 use crate::{report, trace, zones, Args, POOL};
+use stack::cpu::CpuMark;
 
 /// Runs every approach of `args` and reports their figures; exit code 130 when stopped.
 pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
@@ -28,7 +28,7 @@ pub fn all(args: &Args) -> anyhow::Result<ExitCode> {
         .map(|a| approach::by_name(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // The run's directory (TMPDIR: every host's files) lives until the last approach.
-    let (dir, tag) = demo::run_dir("haproxy-asg-bench-")?;
+    let (dir, tag) = stack::run_dir("haproxy-asg-bench-")?;
     let results = if kinds.is_empty() {
         BTreeMap::new()
     } else {

@@ -3,9 +3,10 @@
 //! instances, with their agent service reporting to the reactor's inbox; real backends
 //! on the instances' addresses; and the reactor, fed by the inbox as Lambda's SQS event
 //! source mapping feeds it (one poller: batches handled one at a time, in the order the
-//! queue gave them).
+//! queue gave them). The control plane and the reactor's run are the `stack` crate's,
+//! as the demo and e2e-bench run them; the backend group and the waits are the tests'.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::fleet::Fleet;
@@ -17,7 +18,8 @@ use harness::world::{
 use harness::{free_port, http, GroupSpec, Host, HostSpec, PoolSpec, ReactorEnv, World};
 use reactor::summary::Summary;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use stack::control::{self, ReactorRun, RunOptions};
+use stack::plane::{ControlPlane, PlaneSpec};
 
 /// The backend group.
 pub const GROUP: &str = "web-asg";
@@ -36,7 +38,9 @@ impl Handled {
     }
 }
 
-/// The stack under test.
+/// The stack under test: the world, its backend group and fleet, and the stack crate's
+/// control plane ([`ControlPlane`]) and reactor ([`ReactorRun`], one invocation at a
+/// time, fed by one poller).
 pub struct Stack {
     pub w: Arc<World>,
     pub hosts: Vec<Host>,
@@ -44,10 +48,9 @@ pub struct Stack {
     pub fleet: Fleet,
     pub path: ControlPath,
     pump: Pump,
-    /// Invocations for the reactor (the pump's, and bare scheduled events).
-    pub tx: mpsc::UnboundedSender<Delivery>,
-    handled: Arc<Mutex<Vec<Handled>>>,
-    consumer: tokio::task::JoinHandle<()>,
+    reactor: ReactorRun,
+    /// What the reactor handled: received, and taken from the channel so far.
+    handled: Mutex<(mpsc::Receiver<control::Handled>, Vec<Handled>)>,
 }
 
 /// What to build.
@@ -109,16 +112,9 @@ impl Stack {
             |g, (k, v)| g.tag(k, v),
         );
         w.group(&group).await.expect("group");
-        w.ssm_document(120).await.expect("document");
-        let path = w
-            .control_path(
-                "reactor",
-                &[
-                    autoscaling_pattern(&[GROUP, PROXY_GROUP]),
-                    ec2_warnings_pattern(),
-                ],
-            )
-            .expect("control path");
+        let ControlPlane { path, hosts } = ControlPlane::start(&w, plane(&spec, port))
+            .await
+            .expect("control plane");
         // After the rules: its launches into the pool are events too.
         if let Some((min, prepared, reuse)) = spec.warm_pool {
             w.warm_pool(GROUP, min, prepared, reuse)
@@ -133,7 +129,6 @@ impl Stack {
             Duration::from_millis(50),
             Duration::from_secs(600),
         );
-        let hosts = proxies(&w, &path, &spec, port).await;
         if spec.initial > 0 {
             w.scale(GROUP, spec.initial)
                 .await
@@ -143,31 +138,14 @@ impl Stack {
         if spec.zones {
             env.push(("MEMBER_ZONES", "true".into()));
         }
-        let r = reactor::build(reactor_config(&path, port, spec.drain_s, &env), &w.sdk);
-        let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
-        let pump = Pump::start(
-            Arc::clone(&w),
-            path.inbox.clone(),
-            tx.clone(),
-            Duration::from_secs(600),
-            1,
-        );
-        let handled: Arc<Mutex<Vec<Handled>>> = Arc::default();
-        let log = Arc::clone(&handled);
-        let consumer = tokio::spawn(async move {
-            while let Some(d) = rx.recv().await {
-                let t = Instant::now();
-                let i = r.invoke(&d.event).await;
-                if let Err(e) = &i.result {
-                    panic!("the reactor failed on {}: {e:#}", d.event);
-                }
-                log.lock().unwrap().push(Handled {
-                    ms: t.elapsed().as_millis() as u64,
-                    summary: i.summary,
-                });
-                d.answer(i.response);
-            }
-        });
+        let config = reactor_config(&path, port, spec.drain_s, &env);
+        let (report, reports) = mpsc::channel();
+        let options = RunOptions {
+            reconcile: None,
+            one_at_a_time: true,
+        };
+        let reactor = ReactorRun::start_with(&w, config, options, report).expect("reactor");
+        let pump = reactor.pump(&w, &path, 1, Duration::from_secs(600));
         Self {
             w,
             hosts,
@@ -175,19 +153,29 @@ impl Stack {
             fleet,
             path,
             pump,
-            tx,
-            handled,
-            consumer,
+            reactor,
+            handled: Mutex::new((reports, Vec::new())),
         }
     }
 
+    /// What the reactor handled so far; panics if it failed on something (the error
+    /// and what it was given).
     pub fn handled(&self) -> Vec<Handled> {
-        self.handled.lock().unwrap().clone()
+        let mut guard = self.handled.lock().unwrap();
+        let (reports, seen) = &mut *guard;
+        for h in reports.try_iter() {
+            match h.result {
+                Ok(summary) => seen.push(Handled { ms: h.ms, summary }),
+                Err(e) => panic!("the reactor failed on {:?}: {e}", h.records),
+            }
+        }
+        seen.clone()
     }
 
     /// Sends the schedule's event to the reactor (directly, as a bare event).
     pub fn schedule(&self) {
-        self.tx
+        self.reactor
+            .sender()
             .send(Delivery::bare(harness::pump::scheduled_event("schedule")))
             .expect("schedule");
     }
@@ -303,13 +291,12 @@ impl Stack {
         }
     }
 
-    /// Stops the pump and the consumer; the hosts stop when dropped.
+    /// Stops the pump and the reactor (what is in flight finishes, bounded); what it
+    /// handled. The hosts stop when dropped.
     pub async fn stop(mut self) -> Vec<Handled> {
         self.pump.stop();
-        drop(self.tx);
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.consumer).await;
-        let h = self.handled.lock().unwrap().clone();
-        h
+        self.reactor.finish();
+        self.handled()
     }
 }
 
@@ -323,27 +310,33 @@ async fn zone_subnets(w: &World) -> String {
     ids.join(",")
 }
 
-/// The proxy fleet of `spec`: with zones, proxy `i` in `ZONES[i]`, its pool preferring
-/// its zone.
-async fn proxies(w: &World, path: &ControlPath, spec: &StackSpec, port: u16) -> Vec<Host> {
-    let proxy_subnet = w.add_subnet("127.0.2.0/24").await.expect("subnet");
-    let mut specs: Vec<HostSpec> = (0..spec.proxies)
+/// The control plane of `spec`: the inbox fed by the groups' Auto Scaling events and
+/// EC2's warnings; the proxy fleet, with zones proxy `i` in `ZONES[i]`, its pool
+/// preferring its zone.
+fn plane(spec: &StackSpec, port: u16) -> PlaneSpec {
+    let mut proxies: Vec<HostSpec> = (0..spec.proxies)
         .map(|_| proxy_spec(port, spec.drain_s))
         .collect();
-    if !spec.zones {
-        return w
-            .proxy_fleet(path, &proxy_subnet, specs)
-            .await
-            .expect("proxy fleet");
-    }
-    for s in &mut specs {
-        for p in &mut s.pools {
-            p.extra_toml = "zone_affinity = \"prefer\"\n".into();
+    let mut zones = Vec::new();
+    if spec.zones {
+        for s in &mut proxies {
+            for p in &mut s.pools {
+                p.extra_toml = "zone_affinity = \"prefer\"\n".into();
+            }
         }
+        zones = ZONES.iter().map(|z| z.to_string()).collect();
     }
-    w.proxy_fleet_in_zones(path, &proxy_subnet, specs, &ZONES)
-        .await
-        .expect("proxy fleet")
+    PlaneSpec {
+        name: "reactor".into(),
+        rules: vec![
+            autoscaling_pattern(&[GROUP, PROXY_GROUP]),
+            ec2_warnings_pattern(),
+        ],
+        document_timeout_s: 120,
+        proxy_subnet: "127.0.2.0/24".into(),
+        proxies,
+        zones,
+    }
 }
 
 /// A proxy's host spec: the web pool on `port`, fast checks, drains up to `drain_s`.

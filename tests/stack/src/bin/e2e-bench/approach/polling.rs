@@ -17,11 +17,11 @@ use infra::aws::AwsDiscovery;
 
 use super::baseline::{self, serving_members, Baseline};
 use super::Approach;
-use crate::cpu::CpuMark;
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup};
 use crate::trace::Trace;
 use crate::{cleanup, cycle, POOL};
+use stack::cpu::CpuMark;
 
 /// Its name.
 pub const NAME: &str = "polling";

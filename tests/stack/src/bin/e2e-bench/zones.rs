@@ -19,10 +19,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use demo::say;
 use harness::{Backend, Host, HostSpec, Load, LoadStats, PoolSpec};
 use infra::{Change, Member, MemberId, PoolChange, PoolName, Port, Zone};
 use serde_json::{json, Value};
+use stack::say;
 
 /// Its name.
 pub const NAME: &str = "zones";

@@ -10,7 +10,7 @@
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use demo::until;
+use stack::until;
 
 use super::project::ProjectCycle;
 use crate::cycle::{await_new, members_before, settle};

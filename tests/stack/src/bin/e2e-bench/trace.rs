@@ -41,7 +41,7 @@ pub fn write(
 /// (kind, instance or reporting host, arrival in the inbox, member reports), when the
 /// reactor got it, how long it took, the changes it sent (generation, commands), the
 /// actions it decided, what the reports did.
-pub fn handled_json(h: &demo::control::Handled) -> Value {
+pub fn handled_json(h: &stack::control::Handled) -> Value {
     let records: Vec<Value> = h
         .records
         .iter()
