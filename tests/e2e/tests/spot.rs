@@ -18,7 +18,7 @@
 //!   pool instance.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::lifecycle::*;
 use harness::{http, Host, Load};
@@ -54,11 +54,10 @@ fn served(ip: &str, port: u16) -> u64 {
 
 /// Waits (bounded) until `f` holds.
 async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let every = Duration::from_millis(20);
+    harness::wait_for_async(within, every, || std::future::ready(f().then_some(())))
+        .await
+        .unwrap_or_else(|| panic!("{what}: not within {within:?}"));
 }
 
 /// Load on every host's frontend, flowing.
@@ -89,15 +88,19 @@ async fn pool_until(
     what: &str,
     f: impl Fn(&[harness::world::GroupInstance]) -> bool,
 ) -> Vec<harness::world::GroupInstance> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let last = std::cell::RefCell::new(Vec::new());
+    let every = Duration::from_millis(100);
+    let found = harness::wait_for_async(Duration::from_secs(20), every, || async {
         let pool = s.w.warm_instances(GROUP).await.expect("warm pool");
-        if f(&pool) {
-            return pool;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within 20 s: {pool:?}; handled: {:#?}",
+        let done = f(&pool);
+        *last.borrow_mut() = pool.clone();
+        done.then_some(pool)
+    })
+    .await;
+    found.unwrap_or_else(|| {
+        panic!(
+            "{what}: not within 20 s: {:?}; handled: {:#?}",
+            last.borrow(),
             s.handled()
                 .iter()
                 .map(|h| (
@@ -106,9 +109,8 @@ async fn pool_until(
                     h.summary.actions.clone()
                 ))
                 .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    })
 }
 
 /// The number of events of `kind` handled so far.

@@ -78,6 +78,25 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// [`wait_for`]'s twin for async code: polls `f` every `every` (sleeping on the
+/// runtime, never blocking it) until it returns `Some`, or `None` after `timeout`.
+pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> F,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Unix time in ms.
 pub fn unix_ms() -> u64 {
     SystemTime::now()

@@ -15,7 +15,9 @@ use harness::world::{
     autoscaling_pattern, ec2_warnings_pattern, ControlPath, LAUNCH_HOOK, PROXY_GROUP,
     TERMINATE_HOOK,
 };
-use harness::{free_port, http, GroupSpec, Host, HostSpec, PoolSpec, ReactorEnv, World};
+use harness::{
+    free_port, http, wait_for_async, GroupSpec, Host, HostSpec, PoolSpec, ReactorEnv, World,
+};
 use reactor::summary::Summary;
 use serde_json::Value;
 use stack::control::{self, ReactorRun, RunOptions};
@@ -201,44 +203,46 @@ impl Stack {
         transition: &str,
         within: Duration,
     ) -> (String, String, u64, u64) {
-        let until = Instant::now() + within;
-        loop {
-            if let Some(a) = self.action(id, transition) {
-                return a;
-            }
-            assert!(
-                Instant::now() < until,
+        wait_for_async(within, Duration::from_millis(50), || async {
+            self.action(id, transition)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
                 "the {transition} action of {id} was not completed within {within:?}: {:#?}",
                 self.handled()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            )
+        })
     }
 
     /// The group's members, waiting (bounded) until there are `n` of them.
     pub async fn members(&self, n: usize) -> Vec<String> {
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = self.w.members(GROUP).await.expect("members");
-            if m.len() == n {
-                return m.into_iter().map(|m| m.id).collect();
-            }
-            assert!(Instant::now() < until, "{} members, not {n}", m.len());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let seen = std::cell::Cell::new(0);
+        wait_for_async(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || async {
+                let m = self.w.members(GROUP).await.expect("members");
+                seen.set(m.len());
+                (m.len() == n).then(|| m.into_iter().map(|m| m.id).collect())
+            },
+        )
+        .await
+        .unwrap_or_else(|| panic!("{} members, not {n}", seen.get()))
     }
 
     /// The first member (waiting, bounded) that is not one of `known`.
     pub async fn new_member(&self, known: &[String]) -> String {
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = self.w.members(GROUP).await.expect("members");
-            if let Some(new) = m.into_iter().find(|m| !known.contains(&m.id)) {
-                return new.id;
-            }
-            assert!(Instant::now() < until, "no new member within 20 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_async(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || async {
+                let m = self.w.members(GROUP).await.expect("members");
+                m.into_iter().find(|m| !known.contains(&m.id)).map(|m| m.id)
+            },
+        )
+        .await
+        .expect("no new member within 20 s")
     }
 
     /// Scales to `n` members and waits until every launch was continued.
@@ -270,8 +274,7 @@ impl Stack {
     /// Waits (bounded) until Run Command ended every one of `commands` (their
     /// command-level status event): every host accepted the change they carry.
     pub async fn commands_ended(&self, commands: &[String], within: Duration) {
-        let until = Instant::now() + within;
-        loop {
+        wait_for_async(within, Duration::from_millis(50), || async {
             let events = self.w.events().expect("events");
             let ended = |id: &String| {
                 events.iter().any(|e| {
@@ -280,15 +283,10 @@ impl Stack {
                         && e["detail"]["status"] != "InProgress"
                 })
             };
-            if commands.iter().all(ended) {
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "commands {commands:?} did not end within {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            commands.iter().all(ended).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("commands {commands:?} did not end within {within:?}"))
     }
 
     /// Stops the pump and the reactor (what is in flight finishes, bounded); what it
