@@ -246,7 +246,7 @@ impl ReactorRun {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             });
-            crate::cpu::thread_cpu_s()
+            crate::usage::thread_cpu_s()
         });
         Ok(Self { tx, run })
     }

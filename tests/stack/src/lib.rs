@@ -11,10 +11,10 @@
 #![warn(missing_docs)]
 
 pub mod control;
-pub mod cpu;
 pub mod page;
 pub mod plane;
 pub mod recorder;
+pub mod usage;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;

@@ -136,16 +136,11 @@ fn socket_time(host: &Host, n: usize, reps: u32) -> anyhow::Result<f64> {
     Ok(median(times))
 }
 
-/// The service's peak resident memory (VmHWM, KiB).
+/// The service's peak resident memory (VmHWM, KiB; -1 when it does not run).
 fn service_rss_kb(host: &Host) -> i64 {
     host.service_pid()
-        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
+        .and_then(stack::usage::peak_rss_kb)
+        .and_then(|kb| i64::try_from(kb).ok())
         .unwrap_or(-1)
 }
 

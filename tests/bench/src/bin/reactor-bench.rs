@@ -187,15 +187,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-}
-
 /// The Lambda zip: an existing artefact, or the release binary zipped as `bootstrap`.
 fn zip_size(binary: Option<&Path>, dir: &Path) -> (Option<u64>, String) {
     let root = workspace_root();
@@ -274,7 +265,7 @@ async fn run_binary(w: &BenchWorld, binary: &Path, events: Vec<Value>) -> Result
         (log, api)
     })
     .await?;
-    let peak = vm_hwm_kb(pid);
+    let peak = stack::usage::peak_rss_kb(pid);
     let _ = child.kill();
     let _ = child.wait();
     drop(api);

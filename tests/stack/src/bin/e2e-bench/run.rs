@@ -14,7 +14,7 @@ use crate::approach::{self, Approach};
 use crate::figures::{spans, Figures};
 use crate::rig::{Rig, Setup, MAX};
 use crate::{report, trace, zones, Args, POOL};
-use stack::cpu::CpuMark;
+use stack::usage::CpuMark;
 
 /// Runs every approach of `args` and reports their figures; exit code 130 when stopped.
 pub fn all(args: &Args) -> anyhow::Result<ExitCode> {

@@ -13,8 +13,8 @@ use anyhow::Context;
 use harness::{Host, World};
 use infra::aws::{AwsDiscovery, Discovery, Phase};
 use stack::control::CpuThread;
-use stack::cpu::thread_cpu_s;
 use stack::proxy_host;
+use stack::usage::thread_cpu_s;
 
 use crate::rig::Setup;
 use crate::POOL;

@@ -19,7 +19,7 @@ use self::project::OnProject;
 use crate::figures::Figures;
 use crate::rig::{Rig, Setup};
 use crate::trace::Trace;
-use stack::cpu::CpuMark;
+use stack::usage::CpuMark;
 
 /// One way of delivering an Auto Scaling group's membership changes to the HAProxy
 /// hosts, as the run drives it: started, cycled, stopped, cleaned away.

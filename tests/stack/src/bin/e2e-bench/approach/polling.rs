@@ -21,7 +21,7 @@ use crate::figures::Figures;
 use crate::rig::{Rig, Setup};
 use crate::trace::Trace;
 use crate::{cleanup, cycle, POOL};
-use stack::cpu::CpuMark;
+use stack::usage::CpuMark;
 
 /// Its name.
 pub const NAME: &str = "polling";

@@ -23,7 +23,7 @@ use crate::figures::Figures;
 use crate::rig::{Rig, Setup, MAX};
 use crate::trace::{command_runs, handled_json, Trace};
 use crate::POOL;
-use stack::cpu::{children_cpu_s, services_cpu_s, CpuMark};
+use stack::usage::{children_cpu_s, services_cpu_s, CpuMark};
 
 /// The running control plane of one of this project's approaches.
 pub struct Project {

@@ -29,7 +29,7 @@ use crate::figures::Figures;
 use crate::rig::{Rig, Setup, MAX};
 use crate::trace::Trace;
 use crate::{cleanup, cycle, POOL, SERVER_OPTIONS};
-use stack::cpu::CpuMark;
+use stack::usage::CpuMark;
 
 /// Its name.
 pub const NAME: &str = "reload_per_change";
@@ -145,7 +145,7 @@ fn rewrite_and_reload(
         .stderr(Stdio::null())
         .spawn()
         .context("running haproxy -c")?;
-    let (code, cpu) = stack::cpu::wait_cpu(check);
+    let (code, cpu) = stack::usage::wait_cpu(check);
     anyhow::ensure!(code == 0, "haproxy -c refused the rewritten config");
     std::fs::rename(&tmp, cfg).with_context(|| format!("replacing {}", cfg.display()))?;
     client

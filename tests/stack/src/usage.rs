@@ -1,4 +1,5 @@
-//! CPU time, measured one way for the whole local loop: of a thread of this process
+//! What the local loop's processes use, measured one way for every program: peak
+//! memory ([`peak_rss_kb`], `/proc/<pid>/status`) and CPU time: of a thread of this process
 //! (the reactor's, a baseline's control loop: `getrusage`), of a child waited for
 //! ([`wait_cpu`]: `wait4`), and of the processes outside this one that do an approach's
 //! work (the hosts' agent services and the Run Commands the emulator ran, read from
@@ -103,4 +104,14 @@ pub fn wait_cpu(mut child: std::process::Child) -> (i32, f64) {
         + u.ru_stime.tv_sec as f64
         + u.ru_stime.tv_usec as f64 / 1e6;
     (code, cpu)
+}
+
+/// The peak resident memory of process `pid` (its `VmHWM`, KiB), if it runs.
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
 }
