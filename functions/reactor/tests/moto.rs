@@ -968,17 +968,7 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
     const N: usize = 1000;
     let t0 = Instant::now();
     let w = Fixture::new(2, Behaviour::default()).await;
-    // 1,000 addresses: a /20 of their own.
-    let subnet = w.add_subnet("127.0.16.0/20").await.expect("subnet");
-    let mut spec = GroupSpec::new(GROUP, &subnet);
-    spec.max = N as i32;
-    spec.launch_hook = Some(600);
-    w.world.group(&spec).await.expect("group");
-    // Every instance waits in Pending:Wait; their events are never delivered.
-    w.scale(GROUP, N as i32).await;
-    let members = w.members(GROUP).await;
-    assert_eq!(members.len(), N);
-    assert!(members.iter().all(|(_, s)| s == "Pending:Wait"));
+    let members = members_waiting_in_pending(&w, N).await;
     let created = t0.elapsed();
 
     let r = w.reactor(&[]);
@@ -1007,13 +997,49 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
         .await;
     let decided = t2.elapsed();
 
-    // Every action continued by the reactor, none abandoned or timed out.
+    every_action_continued_by_the_reactor(&w, &handled, N);
+    let ids: BTreeSet<String> = members.iter().map(|(i, _)| i.clone()).collect();
+    every_proxy_got_every_member_once(&w, &commands, generation, &ids).await;
+    let (report_messages, largest) = every_proxy_reported_every_member_up(&w, &handled, &ids);
+    eprintln!(
+        "{N} members, the emulator's busiest calls: {:?}",
+        busiest_calls(&w)
+    );
+    eprintln!(
+        "{N} members: created in {created:?}, reconciled in {reconciled:?} ({} commands), decided in {decided:?} \
+         ({report_messages} report messages, largest {largest} bytes, {} invocations); {:?} in all",
+        commands.len(),
+        handled.len(),
+        t0.elapsed()
+    );
+}
+
+/// A group of `n` members in a /20 of their own, every instance waiting in
+/// Pending:Wait; their events are never delivered. Returns the members.
+async fn members_waiting_in_pending(w: &Fixture, n: usize) -> Vec<(String, String)> {
+    // 1,000 addresses: a /20 of their own.
+    let subnet = w.add_subnet("127.0.16.0/20").await.expect("subnet");
+    let mut spec = GroupSpec::new(GROUP, &subnet);
+    spec.max = n as i32;
+    spec.launch_hook = Some(600);
+    w.world.group(&spec).await.expect("group");
+    // Every instance waits in Pending:Wait; their events are never delivered.
+    w.scale(GROUP, n as i32).await;
+    let members = w.members(GROUP).await;
+    assert_eq!(members.len(), n);
+    assert!(members.iter().all(|(_, s)| s == "Pending:Wait"));
+    members
+}
+
+/// Every one of the `n` actions continued by the reactor, none abandoned or timed out,
+/// and no invocation failed.
+fn every_action_continued_by_the_reactor(w: &Fixture, handled: &[Handled], n: usize) {
     let actions: Vec<Value> = w
         .lifecycle()
         .into_iter()
         .filter(|a| a["group"] == json!(GROUP))
         .collect();
-    assert_eq!(actions.len(), N);
+    assert_eq!(actions.len(), n);
     assert!(
         actions
             .iter()
@@ -1024,11 +1050,18 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
     assert!(
         handled.iter().all(|h| h.failures().is_empty()),
         "{}",
-        describe(&handled)
+        describe(handled)
     );
-    // Each proxy got the parts of one generation, every member once, and every command
-    // succeeded on both: none failed for its size.
-    let ids: BTreeSet<String> = members.iter().map(|(i, _)| i.clone()).collect();
+}
+
+/// Each proxy got the parts of one generation, every member once, and every command
+/// succeeded on both: none failed for its size.
+async fn every_proxy_got_every_member_once(
+    w: &Fixture,
+    commands: &[String],
+    generation: u64,
+    ids: &BTreeSet<String>,
+) {
     for p in &w.proxies {
         let changes = w.standins.changes(p);
         assert_eq!(changes.len(), commands.len(), "one part per command");
@@ -1041,11 +1074,11 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
                     .flat_map(|p| p.add.iter().map(|m| m.id.to_string()))
             })
             .collect();
-        assert_eq!(added.len(), N);
-        assert_eq!(added.into_iter().collect::<BTreeSet<_>>(), ids);
+        assert_eq!(added.len(), ids.len());
+        assert_eq!(added.into_iter().collect::<BTreeSet<_>>(), *ids);
     }
     let ssm = aws_sdk_ssm::Client::new(&w.sdk);
-    for c in &commands {
+    for c in commands {
         for p in &w.proxies {
             let i = ssm
                 .get_command_invocation()
@@ -1057,7 +1090,15 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
             assert_eq!(i.status().map(|s| s.as_str()), Some("Success"), "{i:?}");
         }
     }
-    // Each proxy reported every member up, in messages under SQS's 256 KiB.
+}
+
+/// Each proxy reported every member up, in messages under SQS's 256 KiB. Returns how
+/// many report messages there were and the largest's size.
+fn every_proxy_reported_every_member_up(
+    w: &Fixture,
+    handled: &[Handled],
+    ids: &BTreeSet<String>,
+) -> (usize, usize) {
     let report_records: Vec<&Received> = handled
         .iter()
         .flat_map(|h| &h.records)
@@ -1070,15 +1111,20 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
         .unwrap_or(0);
     assert!(largest <= 262_144, "a report of {largest} bytes");
     let mut up: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (host, r) in reports(&handled) {
+    for (host, r) in reports(handled) {
         if r.status == OutcomeStatus::Up {
             up.entry(host).or_default().insert(r.member.to_string());
         }
     }
     for p in &w.proxies {
-        assert_eq!(up.get(p), Some(&ids), "{p}'s reports");
+        assert_eq!(up.get(p), Some(ids), "{p}'s reports");
     }
-    // Where the time went: the emulator's calls by action (count, seconds served).
+    (report_records.len(), largest)
+}
+
+/// Where the time went: the emulator's calls by action (count, seconds served), the
+/// eight busiest.
+fn busiest_calls(w: &Fixture) -> Vec<(String, (usize, f64))> {
     let calls = w
         .emulator
         .control("GET", "/moto-ext/calls", None)
@@ -1094,15 +1140,7 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
     let mut busiest: Vec<(String, (usize, f64))> = by_action.into_iter().collect();
     busiest.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
     busiest.truncate(8);
-    eprintln!("{N} members, the emulator's busiest calls: {busiest:?}");
-    eprintln!(
-        "{N} members: created in {created:?}, reconciled in {reconciled:?} ({} commands), decided in {decided:?} \
-         ({} report messages, largest {largest} bytes, {} invocations); {:?} in all",
-        commands.len(),
-        report_records.len(),
-        handled.len(),
-        t0.elapsed()
-    );
+    busiest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
