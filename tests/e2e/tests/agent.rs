@@ -451,6 +451,26 @@ fn assignments_survive_a_reload_and_a_full_restart() {
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
 }
 
+/// What a refused message must leave as it was: the slot table, the server-state
+/// file (without its times), haproxy.cfg, and HAProxy's servers.
+type Untouched = ((Vec<u8>, String, Vec<u8>), String);
+
+fn untouched(h: &Host) -> Untouched {
+    let files = (
+        std::fs::read(h.dir().join("state/slots.json")).unwrap(),
+        without_times(&std::fs::read_to_string(h.dir().join("state/server-state")).unwrap()),
+        std::fs::read(h.dir().join("haproxy.cfg")).unwrap(),
+    );
+    (files, servers_state(h))
+}
+
+/// A change (generation 5) adding member i-x at `addr`:`port` to `pool`, as text.
+fn adding_i_x(pool: &str, addr: &str, port: &str) -> String {
+    format!(
+        r#"{{"version":1,"generation":5,"pools":[{{"pool":"{pool}","add":[{{"id":"i-x","address":"{addr}","port":{port}}}]}}]}}"#
+    )
+}
+
 #[test]
 fn bad_input_gives_a_clear_error_and_changes_nothing() {
     let mut h = host(4);
@@ -459,20 +479,80 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
         .apply(&change(1, vec![member("i-a", a.addr)], &[]))
         .unwrap();
     assert!(all(&r, OutcomeStatus::Up));
-    let files = |h: &Host| {
-        (
-            std::fs::read(h.dir().join("state/slots.json")).unwrap(),
-            without_times(&std::fs::read_to_string(h.dir().join("state/server-state")).unwrap()),
-            std::fs::read(h.dir().join("haproxy.cfg")).unwrap(),
+    let before = untouched(&h);
+    for (input, expected) in &bad_changes(&a) {
+        let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
+        assert_eq!(run.code, 2, "{input}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{input}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert_eq!(untouched(&h), before, "{input} changed something");
+    }
+    // The SSM document's form: an argument that is not base64, and base64 of a
+    // message that is not one.
+    for (arg, expected) in [
+        ("not base64!", "--change-base64 is not valid base64"),
+        ("bm90IGpzb24=", "malformed change message"),
+    ] {
+        let run = h.agent(&["apply", "--change-base64", arg], None).unwrap();
+        assert_eq!(run.code, 2, "{arg}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{arg}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert_eq!(untouched(&h), before, "{arg} changed something");
+    }
+
+    a_service_without_its_haproxy_socket_refuses(&h, &before);
+
+    // HAProxy down.
+    h.stop_haproxy();
+    let run = h
+        .agent(
+            &["apply", "--change", &adding_i_x("web", "127.0.0.1", "81")],
+            None,
         )
-    };
-    let before = (files(&h), servers_state(&h));
-    let body = |pool: &str, addr: &str, port: &str| {
-        format!(
-            r#"{{"version":1,"generation":5,"pools":[{{"pool":"{pool}","add":[{{"id":"i-x","address":"{addr}","port":{port}}}]}}]}}"#
-        )
-    };
-    let cases = [
+        .unwrap();
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot reach HAProxy"),
+        "{}",
+        run.stderr
+    );
+    h.start_haproxy().unwrap();
+    assert_eq!(untouched(&h), before);
+
+    // No service: every command that needs it says so and how to start it.
+    h.stop_service();
+    for args in [
+        vec![
+            "apply",
+            "--change",
+            adding_i_x("web", "127.0.0.1", "81").as_str(),
+        ],
+        vec!["sync", "--dry-run"],
+        vec!["status"],
+    ] {
+        let run = h.agent(&args, None).unwrap();
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("the agent service is not running")
+                && run.stderr.contains("agent run"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(untouched(&h), before);
+}
+
+/// Messages `agent apply` refuses, and what its error says of each; `a` serves member
+/// i-a.
+fn bad_changes(a: &Backend) -> Vec<(String, &'static str)> {
+    let body = adding_i_x;
+    vec![
         (
             body("web", "999.1.1.1", "80"),
             "invalid address \"999.1.1.1\"",
@@ -507,43 +587,13 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
                 .replace("\"generation\":5", "\"generation\":99999999999999"),
             "ahead of this host's clock",
         ),
-    ];
-    for (input, expected) in &cases {
-        let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
-        assert_eq!(run.code, 2, "{input}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(expected),
-            "{input}: expected {expected:?} in {}",
-            run.stderr
-        );
-        assert_eq!(
-            (files(&h), servers_state(&h)),
-            before,
-            "{input} changed something"
-        );
-    }
-    // The SSM document's form: an argument that is not base64, and base64 of a
-    // message that is not one.
-    for (arg, expected) in [
-        ("not base64!", "--change-base64 is not valid base64"),
-        ("bm90IGpzb24=", "malformed change message"),
-    ] {
-        let run = h.agent(&["apply", "--change-base64", arg], None).unwrap();
-        assert_eq!(run.code, 2, "{arg}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(expected),
-            "{arg}: expected {expected:?} in {}",
-            run.stderr
-        );
-        assert_eq!(
-            (files(&h), servers_state(&h)),
-            before,
-            "{arg} changed something"
-        );
-    }
+    ]
+}
 
-    // A service whose HAProxy socket is missing: its own state directory and control
-    // socket, the same HAProxy configuration file.
+/// A service whose HAProxy socket is missing (its own state directory and control
+/// socket, the same HAProxy configuration file as `h`'s): `apply` says it cannot reach
+/// HAProxy, and nothing of `h` changes.
+fn a_service_without_its_haproxy_socket_refuses(h: &Host, before: &Untouched) {
     let cfg = std::fs::read_to_string(&h.config).unwrap();
     let other = h.dir().join("broken");
     std::fs::create_dir_all(&other).unwrap();
@@ -571,7 +621,7 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     let out = std::process::Command::new(&agent)
         .arg("--config")
         .arg(&broken)
-        .args(["apply", "--change", &body("web", "127.0.0.1", "81")])
+        .args(["apply", "--change", &adding_i_x("web", "127.0.0.1", "81")])
         .output()
         .unwrap();
     let _ = service.kill();
@@ -582,42 +632,7 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
         err.contains("cannot reach HAProxy at") && err.contains("missing.sock"),
         "{err}"
     );
-    assert_eq!((files(&h), servers_state(&h)), before);
-
-    // HAProxy down.
-    h.stop_haproxy();
-    let run = h
-        .agent(
-            &["apply", "--change", &body("web", "127.0.0.1", "81")],
-            None,
-        )
-        .unwrap();
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("cannot reach HAProxy"),
-        "{}",
-        run.stderr
-    );
-    h.start_haproxy().unwrap();
-    assert_eq!((files(&h), servers_state(&h)), before);
-
-    // No service: every command that needs it says so and how to start it.
-    h.stop_service();
-    for args in [
-        vec!["apply", "--change", body("web", "127.0.0.1", "81").as_str()],
-        vec!["sync", "--dry-run"],
-        vec!["status"],
-    ] {
-        let run = h.agent(&args, None).unwrap();
-        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr.contains("the agent service is not running")
-                && run.stderr.contains("agent run"),
-            "{args:?}: {}",
-            run.stderr
-        );
-    }
-    assert_eq!((files(&h), servers_state(&h)), before);
+    assert_eq!(untouched(h), *before);
 }
 
 #[test]
@@ -1049,50 +1064,12 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
         (load.completed() > 50).then_some(())
     });
 
-    let mut reloads = 0;
-    for (gen, (from, to)) in [(4, 16), (16, 28), (28, 40)].into_iter().enumerate() {
-        let (r, run) = h
-            .apply(&change(2 + gen as u64, members(&backends, from, to), &[]))
-            .unwrap();
-        assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
-        reloads += r.reloads;
-        if gen == 1 {
-            // Someone else reloads HAProxy mid-growth: every member serves again.
-            h.client().master("reload").unwrap();
-            wait_for(Duration::from_secs(5), || {
-                (h.status_all().ok()?["external_reloads"] == 1).then_some(())
-            })
-            .expect("the reload by someone else was seen");
-            wait_for(Duration::from_secs(5), || all_up(&h, 28)).unwrap_or_else(|| {
-                panic!(
-                    "members lost after a reload by someone else: {:?}\n{}",
-                    h.status(),
-                    h.agent_log()
-                )
-            });
-        }
-    }
+    let reloads = grow_to_40_through_a_reload_by_someone_else(&h, &backends);
     wait_for(Duration::from_secs(5), || all_up(&h, 40))
         .unwrap_or_else(|| panic!("40 members UP: {:?}", h.status()));
     let file = std::fs::read_to_string(&pools_file).unwrap();
     if runtime {
-        assert_eq!(
-            reloads,
-            0,
-            "growth past the slots without a reload: {}",
-            h.agent_log()
-        );
-        assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
-        assert_eq!(web_servers(&h), 40, "4 declared + 36 added at runtime");
-        assert!(
-            file.contains("server-template slot 1-40 "),
-            "the added servers are declared for the next reload: {file}"
-        );
-        let log = h.agent_log();
-        assert!(log.contains("at runtime"), "{log}");
-        let check = h.agent(&["config", "check"], None).unwrap();
-        assert_eq!(check.code, 0, "{}", check.stdout);
-        assert!(!check.stdout.contains("with a reload"), "{}", check.stdout);
+        grown_at_runtime(&h, reloads, &file);
     } else {
         assert!(reloads >= 1, "2.6 grows with a reload");
         assert!(h.reloads().unwrap() >= 1);
@@ -1111,32 +1088,7 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
     wait_for(Duration::from_secs(5), || all_up(&h, 4))
         .unwrap_or_else(|| panic!("4 members UP: {:?}", h.status()));
     if runtime {
-        wait_for(Duration::from_secs(10), || {
-            (web_servers(&h) == 4).then_some(())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the empty servers past the 4 slots are deleted: {}\n{}",
-                h.client().query("show servers state web").unwrap(),
-                h.agent_log()
-            )
-        });
-        let stat = h.client().query("show stat -1 4 -1").unwrap();
-        let listed = stat.lines().filter(|l| l.starts_with("web,")).count();
-        assert_eq!(listed, 4, "{stat}");
-        wait_for(Duration::from_secs(5), || {
-            std::fs::read_to_string(&pools_file)
-                .ok()?
-                .contains("server-template slot 1-4 ")
-                .then_some(())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the file declares 4 again: {}",
-                std::fs::read_to_string(&pools_file).unwrap()
-            )
-        });
-        assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
+        shrunk_at_runtime(&h, &pools_file);
     }
     let served = load.completed();
     wait_for(Duration::from_secs(5), || {
@@ -1157,6 +1109,88 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
             b.name
         );
     }
+}
+
+/// Members 4 to 40 join the 4 of `h` in three changes; in the middle, someone else
+/// reloads HAProxy and every member serves again. The reloads the changes made.
+fn grow_to_40_through_a_reload_by_someone_else(h: &Host, backends: &[Backend]) -> u32 {
+    let mut reloads = 0;
+    for (gen, (from, to)) in [(4, 16), (16, 28), (28, 40)].into_iter().enumerate() {
+        let (r, run) = h
+            .apply(&change(2 + gen as u64, members(backends, from, to), &[]))
+            .unwrap();
+        assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+        reloads += r.reloads;
+        if gen == 1 {
+            // Someone else reloads HAProxy mid-growth: every member serves again.
+            h.client().master("reload").unwrap();
+            wait_for(Duration::from_secs(5), || {
+                (h.status_all().ok()?["external_reloads"] == 1).then_some(())
+            })
+            .expect("the reload by someone else was seen");
+            wait_for(Duration::from_secs(5), || all_up(h, 28)).unwrap_or_else(|| {
+                panic!(
+                    "members lost after a reload by someone else: {:?}\n{}",
+                    h.status(),
+                    h.agent_log()
+                )
+            });
+        }
+    }
+    reloads
+}
+
+/// Grown past the slots from HAProxy 3.0 on: no reload but someone else's, 36 servers
+/// added at runtime and declared in the pools `file` for the next reload.
+fn grown_at_runtime(h: &Host, reloads: u32, file: &str) {
+    assert_eq!(
+        reloads,
+        0,
+        "growth past the slots without a reload: {}",
+        h.agent_log()
+    );
+    assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
+    assert_eq!(web_servers(h), 40, "4 declared + 36 added at runtime");
+    assert!(
+        file.contains("server-template slot 1-40 "),
+        "the added servers are declared for the next reload: {file}"
+    );
+    let log = h.agent_log();
+    assert!(log.contains("at runtime"), "{log}");
+    let check = h.agent(&["config", "check"], None).unwrap();
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    assert!(!check.stdout.contains("with a reload"), "{}", check.stdout);
+}
+
+/// Shrunk back to 4 from HAProxy 3.0 on: the empty servers past the 4 slots deleted,
+/// the pools file declaring 4 again, no reload but someone else's.
+fn shrunk_at_runtime(h: &Host, pools_file: &std::path::Path) {
+    wait_for(Duration::from_secs(10), || {
+        (web_servers(h) == 4).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the empty servers past the 4 slots are deleted: {}\n{}",
+            h.client().query("show servers state web").unwrap(),
+            h.agent_log()
+        )
+    });
+    let stat = h.client().query("show stat -1 4 -1").unwrap();
+    let listed = stat.lines().filter(|l| l.starts_with("web,")).count();
+    assert_eq!(listed, 4, "{stat}");
+    wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(pools_file)
+            .ok()?
+            .contains("server-template slot 1-4 ")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the file declares 4 again: {}",
+            std::fs::read_to_string(pools_file).unwrap()
+        )
+    });
+    assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
 }
 
 /// An HAProxy older than the agent drives (a stand-in `haproxy` printing 2.4's version,
