@@ -376,9 +376,25 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
     assert_eq!(outcome(&r, "i-1").0, OutcomeStatus::Up);
     let load = Load::start(fe, 2, Duration::from_secs(120), 1_000_000);
 
-    // Mid-drain.
-    let removal = apply_async(&h, &change(3, vec![], &["i-0"]));
-    wait_stage(&h, "i-0", "draining", Duration::from_secs(5));
+    killed_mid_drain(&h, slow);
+    killed_mid_join(&h, &backends);
+    killed_mid_reload(&h, &backends);
+
+    let stats = load.stop();
+    assert_eq!(
+        stats.failed, 0,
+        "requests failed across the kills: {:?}",
+        stats.errors
+    );
+    assert!(stats.requests > 100, "{stats:?}");
+}
+
+/// The service killed while i-0 drains (a slow request in flight on it, `slow`): the
+/// drain resumes with what was left of its timeout, the request completes, and the
+/// same change sent again converges.
+fn killed_mid_drain(h: &Host, slow: JoinHandle<std::io::Result<http::Response>>) {
+    let removal = apply_async(h, &change(3, vec![], &["i-0"]));
+    wait_stage(h, "i-0", "draining", Duration::from_secs(5));
     let ops = h.operations().unwrap();
     let left = ops[0]["deadline_in_s"].as_f64().unwrap();
     h.kill_service().expect("the service was running");
@@ -408,22 +424,28 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
     // Sending the same change again converges.
     let (r, _) = h.apply(&change(3, vec![], &["i-0"])).unwrap();
     assert_eq!(outcome(&r, "i-0").0, OutcomeStatus::Drained, "{r:?}");
+}
 
-    // Mid-join.
-    let join = apply_async(&h, &change(4, vec![member("i-2", backends[2].addr)], &[]));
-    wait_stage(&h, "i-2", "joining", Duration::from_secs(5));
+/// The service killed while i-2 joins: the join goes on to UP, and the same change sent
+/// again converges.
+fn killed_mid_join(h: &Host, backends: &[Backend]) {
+    let join = apply_async(h, &change(4, vec![member("i-2", backends[2].addr)], &[]));
+    wait_stage(h, "i-2", "joining", Duration::from_secs(5));
     h.kill_service().expect("the service was running");
     assert_eq!(join.join().unwrap().code, 2);
     h.wait_service(Duration::from_secs(10)).unwrap();
-    wait_stage(&h, "i-2", "up", Duration::from_secs(10));
+    wait_stage(h, "i-2", "up", Duration::from_secs(10));
     let (r, _) = h
         .apply(&change(4, vec![member("i-2", backends[2].addr)], &[]))
         .unwrap();
     assert_eq!(outcome(&r, "i-2").0, OutcomeStatus::Up, "{r:?}");
-    table_matches_haproxy(&h);
+    table_matches_haproxy(h);
+}
 
-    // Mid-reload: `haproxy -c` made slow, the service killed while it validates the
-    // grown configuration, then again right after the reload took.
+/// Mid-reload: `haproxy -c` made slow, the service killed while it validates the
+/// grown configuration (nothing of it stays), then again right after the reload took
+/// (the change sent again converges without a second reload).
+fn killed_mid_reload(h: &Host, backends: &[Backend]) {
     let wrapper = h.dir().join("slow-haproxy");
     let haproxy = harness::process::haproxy_bin();
     std::fs::write(
@@ -450,7 +472,7 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
             .collect(),
         &[],
     );
-    let run = apply_async(&h, &grow);
+    let run = apply_async(h, &grow);
     let candidate = h.dir().join(".haproxy.cfg.agent-new");
     wait_for(Duration::from_secs(5), || candidate.exists().then_some(()))
         .expect("the grown configuration is being validated");
@@ -463,9 +485,9 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
         cfg_before
     );
     assert_eq!(h.reloads().unwrap(), 0);
-    table_matches_haproxy(&h);
+    table_matches_haproxy(h);
     // Again, killed as soon as the reload took.
-    let run = apply_async(&h, &grow);
+    let run = apply_async(h, &grow);
     wait_for(Duration::from_secs(15), || {
         (h.reloads().ok()? == 1).then_some(())
     })
@@ -483,15 +505,7 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
         h.service_restarts() >= 5,
         "the supervisor restarted the service each time"
     );
-    table_matches_haproxy(&h);
-
-    let stats = load.stop();
-    assert_eq!(
-        stats.failed, 0,
-        "requests failed across the kills: {:?}",
-        stats.errors
-    );
-    assert!(stats.requests > 100, "{stats:?}");
+    table_matches_haproxy(h);
 }
 
 /// `agent apply` returns as soon as the service accepted the change (what Run Command
