@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::util::{all, change, member, outcome};
+use crate::util::{
+    self, all, backends, change, member, members_of, outcome, servers_state, without_times,
+};
 use harness::process::bin_path;
 use harness::{free_port, http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
-use infra::{Member, OutcomeStatus, Report};
+use infra::{OutcomeStatus, Report};
 
 fn host(slots: u32) -> Host {
     host_with(PoolSpec::new("web", slots))
@@ -24,13 +26,7 @@ fn reload_host(slots: u32) -> Host {
 }
 
 fn host_with(pool: PoolSpec) -> Host {
-    Host::start(&HostSpec {
-        name: "proxy-test".into(),
-        pools: vec![pool],
-        extra_toml: String::new(),
-        env: Vec::new(),
-    })
-    .expect("start haproxy host")
+    util::host_with("proxy-test", pool)
 }
 
 fn statuses(r: &Report) -> Vec<(String, OutcomeStatus)> {
@@ -38,31 +34,6 @@ fn statuses(r: &Report) -> Vec<(String, OutcomeStatus)> {
         .iter()
         .map(|o| (o.member.to_string(), o.status))
         .collect()
-}
-
-/// `show servers state web` without the columns HAProxy's health checker moves on its
-/// own: time since the last change, check status, result, health counter (a member
-/// that just came UP keeps climbing to rise + fall - 1) and check state (its
-/// in-progress bit flips with every check). What an agent sets stays: address, port,
-/// operational and admin states, weights.
-fn servers_state(h: &Host) -> String {
-    without_times(&h.client().query("show servers state web").unwrap())
-}
-
-/// A `show servers state` dump, or the server-state file the service writes in the same
-/// format (on every change and when it stops), without those columns.
-fn without_times(dump: &str) -> String {
-    dump.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() > 14 && !l.starts_with('#') {
-                [&f[..9], &f[14..]].concat().join(" ")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
@@ -114,9 +85,7 @@ fn freed_slots_are_reused_and_reapplying_changes_nothing() {
 #[test]
 fn membership_changes_never_reload_while_slots_are_free() {
     let h = host(4);
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("b", 3);
     let mut gen = 0;
     for cycle in 0..3 {
         for (i, b) in backends.iter().enumerate() {
@@ -157,14 +126,8 @@ fn growth_reloads_once_and_no_request_fails_across_it() {
     wait_for(Duration::from_secs(5), || {
         (load.completed() > 50).then_some(())
     });
-    let more: Vec<Backend> = (0..5)
-        .map(|i| Backend::start(&format!("n{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = more
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-n{i}"), b.addr))
-        .collect();
+    let more = backends("n", 5);
+    let add = members_of(&more);
     let (r, run) = h.apply(&change(2, add, &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
     assert_eq!(r.reloads, 1, "one reload for the growth");
@@ -367,14 +330,8 @@ fn a_member_that_never_passes_checks_gets_no_traffic_and_is_reported_failed() {
 #[test]
 fn assignments_survive_a_reload_and_a_full_restart() {
     let mut h = host(4);
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("s{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-s{i}"), b.addr))
-        .collect();
+    let backends = backends("s", 3);
+    let add = members_of(&backends);
     let (r, _) = h.apply(&change(1, add, &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
     let before = h.assignments().unwrap();
@@ -437,17 +394,7 @@ fn assignments_survive_a_reload_and_a_full_restart() {
     assert!(all_serve(&h), "{:?}", h.status());
     assert_eq!(spread(), 3);
     // The agent agrees: reapplying finds everything in place.
-    let (r, _) = h
-        .apply(&change(
-            1,
-            backends
-                .iter()
-                .enumerate()
-                .map(|(i, b)| member(&format!("i-s{i}"), b.addr))
-                .collect(),
-            &[],
-        ))
-        .unwrap();
+    let (r, _) = h.apply(&change(1, members_of(&backends), &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
 }
 
@@ -724,14 +671,8 @@ fn static_slot3(h: &Host) -> (std::path::PathBuf, String) {
 /// Three new members (`i-<prefix>0..2`, each a real backend) in one `agent apply`, which
 /// needs more slots than a 2-slot pool has; the backends and the run.
 fn apply_three(h: &Host, prefix: &str) -> (Vec<Backend>, harness::host::AgentRun) {
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("{prefix}{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-{prefix}{i}"), b.addr))
-        .collect();
+    let backends = backends(prefix, 3);
+    let add = members_of(&backends);
     let run = h
         .agent(&["apply", "--change", &change(1, add, &[]).to_json()], None)
         .unwrap();
@@ -766,14 +707,8 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
 /// 2.6 one growth reload (`1-16`). Returns the backends and the block size expected in
 /// the file.
 fn grow_to_nine(h: &Host, prefix: &str) -> (Vec<Backend>, u32) {
-    let backends: Vec<Backend> = (0..9)
-        .map(|i| Backend::start(&format!("{prefix}{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-{prefix}{i}"), b.addr))
-        .collect();
+    let backends = backends(prefix, 9);
+    let add = members_of(&backends);
     let (r, run) = h.apply(&change(1, add, &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
     if harness::process::haproxy_adds_servers() {
@@ -1020,13 +955,6 @@ fn web_servers(h: &Host) -> usize {
         .unwrap_or(0)
 }
 
-/// Members `i-r<from>..i-r<to>` (backends `r<n>`) in one change.
-fn members(backends: &[Backend], from: usize, to: usize) -> Vec<Member> {
-    (from..to)
-        .map(|i| member(&format!("i-r{i}"), backends[i].addr))
-        .collect()
-}
-
 /// Every member of `ids` UP in HAProxy as `agent status` shows it.
 fn all_up(h: &Host, n: usize) -> Option<()> {
     let rows = h.status().ok()?;
@@ -1054,10 +982,10 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
     })
     .unwrap();
     let pools_file = h.dir().join("haproxy-asg.cfg");
-    let backends: Vec<Backend> = (0..40)
-        .map(|i| Backend::start(&format!("r{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let (r, _) = h.apply(&change(1, members(&backends, 0, 4), &[])).unwrap();
+    let backends = backends("r", 40);
+    let (r, _) = h
+        .apply(&change(1, members_of(&backends[0..4]), &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
     let load = Load::start(h.frontend("web"), 4, Duration::from_secs(120), 10_000_000);
     wait_for(Duration::from_secs(5), || {
@@ -1117,7 +1045,11 @@ fn grow_to_40_through_a_reload_by_someone_else(h: &Host, backends: &[Backend]) -
     let mut reloads = 0;
     for (gen, (from, to)) in [(4, 16), (16, 28), (28, 40)].into_iter().enumerate() {
         let (r, run) = h
-            .apply(&change(2 + gen as u64, members(backends, from, to), &[]))
+            .apply(&change(
+                2 + gen as u64,
+                members_of(&backends[from..to]),
+                &[],
+            ))
             .unwrap();
         assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
         reloads += r.reloads;

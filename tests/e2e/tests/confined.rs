@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{all, change, member};
+use crate::util::{all, change, member, servers_state};
 use agent::config::AgentConfig;
 use agent::haproxy::Client;
 use agent::instances;
@@ -254,24 +254,6 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
     );
     let sent = tagged_requests(fe, "left", 5).unwrap();
     check_logged(&syslog, "left", &sent, &instance_of);
-}
-
-/// `show servers state web` without the columns the health checker moves on its own.
-fn servers_state(h: &Host) -> String {
-    h.client()
-        .query("show servers state web")
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() > 14 && !l.starts_with('#') {
-                [&f[..9], &f[14..]].concat().join(" ")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 type Snapshot = (Vec<Vec<u8>>, String, u64);

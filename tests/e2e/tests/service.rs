@@ -13,19 +13,13 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::util::{change, member, outcome};
+use crate::util::{self, backends, change, member, outcome};
 use harness::{http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, OutcomeStatus, PoolName, Report};
 use serde_json::Value;
 
 fn host_with(pool: PoolSpec) -> Host {
-    Host::start(&HostSpec {
-        name: "proxy-svc".into(),
-        pools: vec![pool],
-        extra_toml: String::new(),
-        env: Vec::new(),
-    })
-    .expect("start haproxy host")
+    util::host_with("proxy-svc", pool)
 }
 
 /// What one `agent apply` gave.
@@ -184,9 +178,7 @@ fn a_launch_during_a_long_drain_is_not_delayed() {
 #[test]
 fn ten_separate_applies_at_once_all_come_up_within_the_rise() {
     let h = host_with(PoolSpec::new("web", 16));
-    let backends: Vec<Backend> = (0..10)
-        .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("b", 10);
     let go = Arc::new(Barrier::new(11));
     let runs: Vec<JoinHandle<Applied>> = backends
         .iter()
@@ -318,9 +310,7 @@ fn a_newer_change_takes_over_a_member_in_flight_under_load() {
 #[test]
 fn two_concurrent_changes_that_need_new_slots_share_one_reload() {
     let h = host_with(PoolSpec::new("web", 2).static_rr());
-    let backends: Vec<Backend> = (0..4)
-        .map(|i| Backend::start(&format!("g{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("g", 4);
     let (r, _) = h
         .apply(&change(
             1,
@@ -357,9 +347,7 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
     pool.health_timeout_s = 20.0;
     pool.drain_timeout_s = 30.0;
     let h = host_with(pool);
-    let backends: Vec<Backend> = (0..8)
-        .map(|i| Backend::start(&format!("k{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("k", 8);
     let fe = h.frontend("web");
     let (r, _) = h
         .apply(&change(1, vec![member("i-0", backends[0].addr)], &[]))
