@@ -19,6 +19,7 @@ use harness::standin::Behaviour;
 use harness::world::{Received, LAUNCH_HOOK, PROXY_GROUP};
 use harness::GroupSpec;
 use infra::OutcomeStatus;
+use reactor::AwsReactor;
 use serde_json::{json, Value};
 
 fn result_of(records: &[Value]) -> Option<String> {
@@ -35,6 +36,33 @@ fn completed_ms(records: &[Value]) -> u64 {
         .and_then(|r| r["time"].as_f64())
         .unwrap_or_else(|| panic!("no completion time in {records:?}"));
     (s * 1000.0) as u64
+}
+
+/// Settles the reactor's work (30 s at most) until `instance`'s `transition` action has
+/// a result; what the reactor handled on the way.
+async fn settled(w: &Fixture, r: &AwsReactor, instance: &str, transition: &str) -> Vec<Handled> {
+    w.settle(r, Duration::from_secs(30), |w| {
+        w.result(instance, transition).is_some()
+    })
+    .await
+}
+
+/// [`settled`], and the action's records, which say CONTINUE.
+async fn continued(
+    w: &Fixture,
+    r: &AwsReactor,
+    instance: &str,
+    transition: &str,
+) -> (Vec<Handled>, Vec<Value>) {
+    let handled = settled(w, r, instance, transition).await;
+    let records = w.actions_of(instance, transition);
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
+        "{}",
+        describe(&handled)
+    );
+    (handled, records)
 }
 
 /// The invocation that decided `instance`'s `transition`.
@@ -104,20 +132,9 @@ async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
     assert_eq!(sent.changes.len(), 1);
     assert_eq!(sent.changes[0].hosts, 2);
     assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
 
     // Completed CONTINUE, after the slow proxy reported it up.
-    let records = w.actions_of(&id, "launch");
-    assert_eq!(
-        result_of(&records).as_deref(),
-        Some("CONTINUE"),
-        "{}",
-        describe(&handled)
-    );
+    let (handled, records) = continued(&w, &r, &id, "launch").await;
     let completed = completed_ms(&records);
     let address = w.private_ip(&id).await;
     for p in &w.proxies {
@@ -266,11 +283,7 @@ async fn a_member_that_never_gets_healthy_is_abandoned() {
     });
     let r = w.reactor(&[]);
     r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &id, "launch").await;
     assert_eq!(
         w.result(&id, "launch").as_deref(),
         Some("ABANDON"),
@@ -325,19 +338,8 @@ async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
     );
     assert_eq!(summary.actions[0].decision, "WAIT", "{summary:?}");
     assert_eq!(result_of(&w.actions_of(&leaving, "terminate")), None);
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&leaving, "terminate").is_some()
-        })
-        .await;
 
-    let records = w.actions_of(&leaving, "terminate");
-    assert_eq!(
-        result_of(&records).as_deref(),
-        Some("CONTINUE"),
-        "{}",
-        describe(&handled)
-    );
+    let (handled, records) = continued(&w, &r, &leaving, "terminate").await;
     let completed = completed_ms(&records);
     for p in &w.proxies {
         let changes = w.standins.changes(p);
@@ -377,11 +379,7 @@ async fn duplicate_reordered_and_lost_events_converge() {
     w.terminate(&a, true).await.expect("terminate");
     let terminate_a = w.event(TERMINATE, &a);
     summaries.push(r.handle(&terminate_a).await.expect("terminate first"));
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&a, "terminate").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &a, "terminate").await;
     assert_eq!(
         w.result(&a, "terminate").as_deref(),
         Some("CONTINUE"),
@@ -419,11 +417,7 @@ async fn duplicate_reordered_and_lost_events_converge() {
         .expect("B")
         .0;
     w.to_inbox(&scheduled());
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&b, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &b, "launch").await;
     assert_eq!(
         w.result(&b, "launch").as_deref(),
         Some("CONTINUE"),
@@ -495,10 +489,7 @@ async fn events_about_one_instance_in_one_batch_are_one_change() {
     assert!(twice.failures().is_empty(), "{:?}", twice.summary);
     assert_eq!(twice.summary.changes.len(), 1, "{:?}", twice.summary);
     assert_eq!(twice.summary.actions.len(), 1, "{:?}", twice.summary);
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&a, "launch").is_some()
-    })
-    .await;
+    settled(&w, &r, &a, "launch").await;
     assert_eq!(w.result(&a, "launch").as_deref(), Some("CONTINUE"));
 
     w.terminate(&a, true).await.expect("terminate");
@@ -520,10 +511,7 @@ async fn events_about_one_instance_in_one_batch_are_one_change() {
             .map(|d| d.decision.as_str()),
         Some("WAIT")
     );
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&a, "terminate").is_some()
-    })
-    .await;
+    settled(&w, &r, &a, "terminate").await;
     assert_eq!(w.result(&a, "terminate").as_deref(), Some("CONTINUE"));
 }
 
@@ -624,11 +612,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         .control("POST", "/moto-ext/faults", Some(&faults))
         .expect("faults");
     let s = r.handle(&event).await.expect("retried through");
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&first, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &first, "launch").await;
     assert_eq!(
         w.result(&first, "launch").as_deref(),
         Some("CONTINUE"),
@@ -699,11 +683,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
     );
     // Once the API is back, the retried report completes it.
     w.clear_faults();
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&second, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &second, "launch").await;
     assert_eq!(
         w.result(&second, "launch").as_deref(),
         Some("CONTINUE"),
@@ -727,18 +707,7 @@ async fn a_host_whose_run_command_fails_is_dropped_from_the_quorum_after_the_rep
     let sent = r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
     assert_eq!(sent.actions[0].decision, "WAIT");
     assert_eq!(sent.changes[0].hosts, 2);
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
-    let records = w.actions_of(&id, "launch");
-    assert_eq!(
-        result_of(&records).as_deref(),
-        Some("CONTINUE"),
-        "{}",
-        describe(&handled)
-    );
+    let (handled, records) = continued(&w, &r, &id, "launch").await;
     // Not before the timeout: the good host's report alone decided nothing, the
     // reminder the reactor set itself brought it back a second later.
     let up =
@@ -927,11 +896,7 @@ async fn a_lost_report_is_repaired_by_the_schedule_and_duplicates_change_nothing
     assert_eq!(s.pending.map(|p| p.actions), Some(1), "{s:?}");
     assert_eq!(s.changes.len(), 1, "{s:?}");
     let generation = s.changes[0].generation;
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &id, "launch").await;
     let records = w.actions_of(&id, "launch");
     assert_eq!(
         result_of(&records).as_deref(),
