@@ -19,6 +19,7 @@ use harness::standin::Behaviour;
 use harness::world::{Received, LAUNCH_HOOK, PROXY_GROUP};
 use harness::GroupSpec;
 use infra::OutcomeStatus;
+use reactor::AwsReactor;
 use serde_json::{json, Value};
 
 fn result_of(records: &[Value]) -> Option<String> {
@@ -35,6 +36,33 @@ fn completed_ms(records: &[Value]) -> u64 {
         .and_then(|r| r["time"].as_f64())
         .unwrap_or_else(|| panic!("no completion time in {records:?}"));
     (s * 1000.0) as u64
+}
+
+/// Settles the reactor's work (30 s at most) until `instance`'s `transition` action has
+/// a result; what the reactor handled on the way.
+async fn settled(w: &Fixture, r: &AwsReactor, instance: &str, transition: &str) -> Vec<Handled> {
+    w.settle(r, Duration::from_secs(30), |w| {
+        w.result(instance, transition).is_some()
+    })
+    .await
+}
+
+/// [`settled`], and the action's records, which say CONTINUE.
+async fn continued(
+    w: &Fixture,
+    r: &AwsReactor,
+    instance: &str,
+    transition: &str,
+) -> (Vec<Handled>, Vec<Value>) {
+    let handled = settled(w, r, instance, transition).await;
+    let records = w.actions_of(instance, transition);
+    assert_eq!(
+        result_of(&records).as_deref(),
+        Some("CONTINUE"),
+        "{}",
+        describe(&handled)
+    );
+    (handled, records)
 }
 
 /// The invocation that decided `instance`'s `transition`.
@@ -104,20 +132,9 @@ async fn scale_out_continues_only_after_the_member_is_up_on_every_proxy() {
     assert_eq!(sent.changes.len(), 1);
     assert_eq!(sent.changes[0].hosts, 2);
     assert_eq!(result_of(&w.actions_of(&id, "launch")), None);
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
 
     // Completed CONTINUE, after the slow proxy reported it up.
-    let records = w.actions_of(&id, "launch");
-    assert_eq!(
-        result_of(&records).as_deref(),
-        Some("CONTINUE"),
-        "{}",
-        describe(&handled)
-    );
+    let (handled, records) = continued(&w, &r, &id, "launch").await;
     let completed = completed_ms(&records);
     let address = w.private_ip(&id).await;
     for p in &w.proxies {
@@ -266,11 +283,7 @@ async fn a_member_that_never_gets_healthy_is_abandoned() {
     });
     let r = w.reactor(&[]);
     r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &id, "launch").await;
     assert_eq!(
         w.result(&id, "launch").as_deref(),
         Some("ABANDON"),
@@ -325,19 +338,8 @@ async fn scale_in_completes_the_terminate_hook_only_after_the_drain() {
     );
     assert_eq!(summary.actions[0].decision, "WAIT", "{summary:?}");
     assert_eq!(result_of(&w.actions_of(&leaving, "terminate")), None);
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&leaving, "terminate").is_some()
-        })
-        .await;
 
-    let records = w.actions_of(&leaving, "terminate");
-    assert_eq!(
-        result_of(&records).as_deref(),
-        Some("CONTINUE"),
-        "{}",
-        describe(&handled)
-    );
+    let (handled, records) = continued(&w, &r, &leaving, "terminate").await;
     let completed = completed_ms(&records);
     for p in &w.proxies {
         let changes = w.standins.changes(p);
@@ -377,11 +379,7 @@ async fn duplicate_reordered_and_lost_events_converge() {
     w.terminate(&a, true).await.expect("terminate");
     let terminate_a = w.event(TERMINATE, &a);
     summaries.push(r.handle(&terminate_a).await.expect("terminate first"));
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&a, "terminate").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &a, "terminate").await;
     assert_eq!(
         w.result(&a, "terminate").as_deref(),
         Some("CONTINUE"),
@@ -419,11 +417,7 @@ async fn duplicate_reordered_and_lost_events_converge() {
         .expect("B")
         .0;
     w.to_inbox(&scheduled());
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&b, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &b, "launch").await;
     assert_eq!(
         w.result(&b, "launch").as_deref(),
         Some("CONTINUE"),
@@ -495,10 +489,7 @@ async fn events_about_one_instance_in_one_batch_are_one_change() {
     assert!(twice.failures().is_empty(), "{:?}", twice.summary);
     assert_eq!(twice.summary.changes.len(), 1, "{:?}", twice.summary);
     assert_eq!(twice.summary.actions.len(), 1, "{:?}", twice.summary);
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&a, "launch").is_some()
-    })
-    .await;
+    settled(&w, &r, &a, "launch").await;
     assert_eq!(w.result(&a, "launch").as_deref(), Some("CONTINUE"));
 
     w.terminate(&a, true).await.expect("terminate");
@@ -520,10 +511,7 @@ async fn events_about_one_instance_in_one_batch_are_one_change() {
             .map(|d| d.decision.as_str()),
         Some("WAIT")
     );
-    w.settle(&r, Duration::from_secs(30), |w| {
-        w.result(&a, "terminate").is_some()
-    })
-    .await;
+    settled(&w, &r, &a, "terminate").await;
     assert_eq!(w.result(&a, "terminate").as_deref(), Some("CONTINUE"));
 }
 
@@ -624,11 +612,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
         .control("POST", "/moto-ext/faults", Some(&faults))
         .expect("faults");
     let s = r.handle(&event).await.expect("retried through");
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&first, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &first, "launch").await;
     assert_eq!(
         w.result(&first, "launch").as_deref(),
         Some("CONTINUE"),
@@ -699,11 +683,7 @@ async fn throttling_and_5xx_are_retried_and_a_final_failure_names_the_api_and_gr
     );
     // Once the API is back, the retried report completes it.
     w.clear_faults();
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&second, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &second, "launch").await;
     assert_eq!(
         w.result(&second, "launch").as_deref(),
         Some("CONTINUE"),
@@ -727,18 +707,7 @@ async fn a_host_whose_run_command_fails_is_dropped_from_the_quorum_after_the_rep
     let sent = r.handle(&w.event(LAUNCH, &id)).await.expect("handled");
     assert_eq!(sent.actions[0].decision, "WAIT");
     assert_eq!(sent.changes[0].hosts, 2);
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
-    let records = w.actions_of(&id, "launch");
-    assert_eq!(
-        result_of(&records).as_deref(),
-        Some("CONTINUE"),
-        "{}",
-        describe(&handled)
-    );
+    let (handled, records) = continued(&w, &r, &id, "launch").await;
     // Not before the timeout: the good host's report alone decided nothing, the
     // reminder the reactor set itself brought it back a second later.
     let up =
@@ -927,11 +896,7 @@ async fn a_lost_report_is_repaired_by_the_schedule_and_duplicates_change_nothing
     assert_eq!(s.pending.map(|p| p.actions), Some(1), "{s:?}");
     assert_eq!(s.changes.len(), 1, "{s:?}");
     let generation = s.changes[0].generation;
-    let handled = w
-        .settle(&r, Duration::from_secs(30), |w| {
-            w.result(&id, "launch").is_some()
-        })
-        .await;
+    let handled = settled(&w, &r, &id, "launch").await;
     let records = w.actions_of(&id, "launch");
     assert_eq!(
         result_of(&records).as_deref(),
@@ -968,17 +933,7 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
     const N: usize = 1000;
     let t0 = Instant::now();
     let w = Fixture::new(2, Behaviour::default()).await;
-    // 1,000 addresses: a /20 of their own.
-    let subnet = w.add_subnet("127.0.16.0/20").await.expect("subnet");
-    let mut spec = GroupSpec::new(GROUP, &subnet);
-    spec.max = N as i32;
-    spec.launch_hook = Some(600);
-    w.world.group(&spec).await.expect("group");
-    // Every instance waits in Pending:Wait; their events are never delivered.
-    w.scale(GROUP, N as i32).await;
-    let members = w.members(GROUP).await;
-    assert_eq!(members.len(), N);
-    assert!(members.iter().all(|(_, s)| s == "Pending:Wait"));
+    let members = members_waiting_in_pending(&w, N).await;
     let created = t0.elapsed();
 
     let r = w.reactor(&[]);
@@ -1007,13 +962,49 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
         .await;
     let decided = t2.elapsed();
 
-    // Every action continued by the reactor, none abandoned or timed out.
+    every_action_continued_by_the_reactor(&w, &handled, N);
+    let ids: BTreeSet<String> = members.iter().map(|(i, _)| i.clone()).collect();
+    every_proxy_got_every_member_once(&w, &commands, generation, &ids).await;
+    let (report_messages, largest) = every_proxy_reported_every_member_up(&w, &handled, &ids);
+    eprintln!(
+        "{N} members, the emulator's busiest calls: {:?}",
+        busiest_calls(&w)
+    );
+    eprintln!(
+        "{N} members: created in {created:?}, reconciled in {reconciled:?} ({} commands), decided in {decided:?} \
+         ({report_messages} report messages, largest {largest} bytes, {} invocations); {:?} in all",
+        commands.len(),
+        handled.len(),
+        t0.elapsed()
+    );
+}
+
+/// A group of `n` members in a /20 of their own, every instance waiting in
+/// Pending:Wait; their events are never delivered. Returns the members.
+async fn members_waiting_in_pending(w: &Fixture, n: usize) -> Vec<(String, String)> {
+    // 1,000 addresses: a /20 of their own.
+    let subnet = w.add_subnet("127.0.16.0/20").await.expect("subnet");
+    let mut spec = GroupSpec::new(GROUP, &subnet);
+    spec.max = n as i32;
+    spec.launch_hook = Some(600);
+    w.world.group(&spec).await.expect("group");
+    // Every instance waits in Pending:Wait; their events are never delivered.
+    w.scale(GROUP, n as i32).await;
+    let members = w.members(GROUP).await;
+    assert_eq!(members.len(), n);
+    assert!(members.iter().all(|(_, s)| s == "Pending:Wait"));
+    members
+}
+
+/// Every one of the `n` actions continued by the reactor, none abandoned or timed out,
+/// and no invocation failed.
+fn every_action_continued_by_the_reactor(w: &Fixture, handled: &[Handled], n: usize) {
     let actions: Vec<Value> = w
         .lifecycle()
         .into_iter()
         .filter(|a| a["group"] == json!(GROUP))
         .collect();
-    assert_eq!(actions.len(), N);
+    assert_eq!(actions.len(), n);
     assert!(
         actions
             .iter()
@@ -1024,11 +1015,18 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
     assert!(
         handled.iter().all(|h| h.failures().is_empty()),
         "{}",
-        describe(&handled)
+        describe(handled)
     );
-    // Each proxy got the parts of one generation, every member once, and every command
-    // succeeded on both: none failed for its size.
-    let ids: BTreeSet<String> = members.iter().map(|(i, _)| i.clone()).collect();
+}
+
+/// Each proxy got the parts of one generation, every member once, and every command
+/// succeeded on both: none failed for its size.
+async fn every_proxy_got_every_member_once(
+    w: &Fixture,
+    commands: &[String],
+    generation: u64,
+    ids: &BTreeSet<String>,
+) {
     for p in &w.proxies {
         let changes = w.standins.changes(p);
         assert_eq!(changes.len(), commands.len(), "one part per command");
@@ -1041,11 +1039,11 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
                     .flat_map(|p| p.add.iter().map(|m| m.id.to_string()))
             })
             .collect();
-        assert_eq!(added.len(), N);
-        assert_eq!(added.into_iter().collect::<BTreeSet<_>>(), ids);
+        assert_eq!(added.len(), ids.len());
+        assert_eq!(added.into_iter().collect::<BTreeSet<_>>(), *ids);
     }
     let ssm = aws_sdk_ssm::Client::new(&w.sdk);
-    for c in &commands {
+    for c in commands {
         for p in &w.proxies {
             let i = ssm
                 .get_command_invocation()
@@ -1057,7 +1055,15 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
             assert_eq!(i.status().map(|s| s.as_str()), Some("Success"), "{i:?}");
         }
     }
-    // Each proxy reported every member up, in messages under SQS's 256 KiB.
+}
+
+/// Each proxy reported every member up, in messages under SQS's 256 KiB. Returns how
+/// many report messages there were and the largest's size.
+fn every_proxy_reported_every_member_up(
+    w: &Fixture,
+    handled: &[Handled],
+    ids: &BTreeSet<String>,
+) -> (usize, usize) {
     let report_records: Vec<&Received> = handled
         .iter()
         .flat_map(|h| &h.records)
@@ -1070,15 +1076,20 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
         .unwrap_or(0);
     assert!(largest <= 262_144, "a report of {largest} bytes");
     let mut up: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (host, r) in reports(&handled) {
+    for (host, r) in reports(handled) {
         if r.status == OutcomeStatus::Up {
             up.entry(host).or_default().insert(r.member.to_string());
         }
     }
     for p in &w.proxies {
-        assert_eq!(up.get(p), Some(&ids), "{p}'s reports");
+        assert_eq!(up.get(p), Some(ids), "{p}'s reports");
     }
-    // Where the time went: the emulator's calls by action (count, seconds served).
+    (report_records.len(), largest)
+}
+
+/// Where the time went: the emulator's calls by action (count, seconds served), the
+/// eight busiest.
+fn busiest_calls(w: &Fixture) -> Vec<(String, (usize, f64))> {
     let calls = w
         .emulator
         .control("GET", "/moto-ext/calls", None)
@@ -1094,15 +1105,7 @@ async fn a_reconcile_of_1000_members_on_2_hosts_is_decided() {
     let mut busiest: Vec<(String, (usize, f64))> = by_action.into_iter().collect();
     busiest.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
     busiest.truncate(8);
-    eprintln!("{N} members, the emulator's busiest calls: {busiest:?}");
-    eprintln!(
-        "{N} members: created in {created:?}, reconciled in {reconciled:?} ({} commands), decided in {decided:?} \
-         ({} report messages, largest {largest} bytes, {} invocations); {:?} in all",
-        commands.len(),
-        report_records.len(),
-        handled.len(),
-        t0.elapsed()
-    );
+    busiest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

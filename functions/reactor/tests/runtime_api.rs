@@ -54,26 +54,164 @@ async fn the_binary_serves_events_and_inbox_batches_from_the_runtime_api() {
     );
     let api =
         RuntimeApi::start(vec![json!({"not": "an event"}), batch], 60_000).expect("runtime api");
-
-    let log_path = w.dir.path().join("reactor.log");
-    let log_file = std::fs::File::create(&log_path).expect("log file");
-    let metrics_path = w.dir.path().join("reactor.stdout");
-    let metrics_file = std::fs::File::create(&metrics_path).expect("stdout file");
-    let child = Command::new(env!("CARGO_BIN_EXE_reactor"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(lambda_env(api.addr))
-        .envs(w.emulator.aws_env())
-        .envs(w.env(&[]).vars())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(metrics_file)
-        .stderr(log_file)
-        .spawn()
-        .expect("reactor binary");
-    let _guard = Killed(child);
+    let reactor = Reactor::start(&w, &api);
 
     let (log, api) = answers(api, 2).await;
+    first_two_answers(&log);
+    assert_eq!(w.result(&id, "launch"), None, "sent, waiting for the hosts");
+
+    // 3: the hosts' reports, as the event source mapping hands them over.
+    let records = reports_of_both_hosts(&w, &id);
+    api.push(sqs_event(&w.path.inbox, &records));
+    let (log, api) = answers(api, 3).await;
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    assert_eq!(log.responses.len(), 3, "{log:?}");
+    assert_eq!(log.responses[2].1, json!({"batchItemFailures": []}));
+    let handles: Vec<String> = records.iter().map(|m| m.handle.clone()).collect();
+    w.delete(&w.path.inbox, &handles).expect("delete");
+    assert_eq!(w.result(&id, "launch").as_deref(), Some("CONTINUE"));
+    assert_eq!(
+        w.members(GROUP).await,
+        [(id.clone(), "InService".to_string())]
+    );
+    for p in &w.proxies {
+        assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
+    }
+
+    // 4: a batch whose event can not be handled: its record, and only it, is retried.
+    let _api = a_failing_batch_gives_back_its_record(&w, api, &launch).await;
+
+    reactor.logs_are_json_lines_with_the_spans_fields(&id);
+    reactor.metrics_are_emf_lines();
+}
+
+/// The reactor binary under the runtime API at `api`, its logs (stderr) and its
+/// Embedded Metric Format lines (stdout) in files of the fixture's directory; killed
+/// on drop.
+struct Reactor {
+    log_path: std::path::PathBuf,
+    metrics_path: std::path::PathBuf,
+    _child: Killed,
+}
+
+impl Reactor {
+    fn start(w: &Fixture, api: &RuntimeApi) -> Self {
+        let log_path = w.dir.path().join("reactor.log");
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let metrics_path = w.dir.path().join("reactor.stdout");
+        let metrics_file = std::fs::File::create(&metrics_path).expect("stdout file");
+        let child = Command::new(env!("CARGO_BIN_EXE_reactor"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(lambda_env(api.addr))
+            .envs(w.emulator.aws_env())
+            .envs(w.env(&[]).vars())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(metrics_file)
+            .stderr(log_file)
+            .spawn()
+            .expect("reactor binary");
+        Self {
+            log_path,
+            metrics_path,
+            _child: Killed(child),
+        }
+    }
+
+    /// Logs are JSON lines with the span's fields: the decision on member `id`, and
+    /// the failed input.
+    fn logs_are_json_lines_with_the_spans_fields(&self, id: &str) {
+        let text = std::fs::read_to_string(&self.log_path).expect("log");
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        let decision = lines
+            .iter()
+            .find(|v| {
+                v["fields"]["message"] == json!("lifecycle decision")
+                    && v["fields"]["outcome"] == json!("CONTINUE")
+            })
+            .unwrap_or_else(|| panic!("no JSON decision line in:\n{text}"));
+        assert_eq!(decision["fields"]["pool"], json!("web"));
+        assert_eq!(decision["fields"]["instance"], json!(id));
+        assert!(
+            decision["fields"]["generation"].as_u64().is_some(),
+            "{decision}"
+        );
+        assert_eq!(decision["span"]["name"], json!("batch"), "{decision}");
+        let failure = lines
+            .iter()
+            .find(|v| v["fields"]["message"] == json!("input failed; its records are retried"))
+            .unwrap_or_else(|| panic!("no failure line in:\n{text}"));
+        let error = failure["fields"]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("DescribeAutoScalingGroups") && error.contains(GROUP),
+            "{failure}"
+        );
+    }
+
+    /// Metrics: Embedded Metric Format lines on stdout, one invocation's worth each.
+    fn metrics_are_emf_lines(&self) {
+        let text = std::fs::read_to_string(&self.metrics_path).expect("stdout");
+        let emf: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let ours = |v: &&Value| {
+            v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == json!("HaproxyAsg")
+                && v["Function"] == json!("reactor")
+        };
+        let metric = |name: &str, dim: &str, value: &str| {
+            emf.iter()
+                .filter(ours)
+                .filter(|v| v[dim] == json!(value) && v[name].is_number())
+                .count()
+        };
+        let sum = |name: &str| -> f64 {
+            emf.iter()
+                .filter(ours)
+                .filter_map(|v| v[name].as_f64())
+                .sum()
+        };
+        assert_eq!(metric("Events", "Kind", "ignored"), 2, "{text}");
+        assert_eq!(metric("Events", "Kind", "ignored-error"), 1, "{text}");
+        assert_eq!(
+            metric("Events", "Kind", "launch-lifecycle-action"),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            metric("Events", "Kind", "launch-lifecycle-action-error"),
+            1,
+            "{text}"
+        );
+        assert_eq!(metric("Events", "Kind", "host-report"), 1, "{text}");
+        assert_eq!(
+            metric("EventToDispatch", "Kind", "launch-lifecycle-action"),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            metric("InvocationDuration", "Kind", "host-report"),
+            1,
+            "{text}"
+        );
+        assert_eq!(metric("InvocationDuration", "Kind", "mixed"), 2, "{text}");
+        assert_eq!(metric("LifecycleDecisions", "Result", "WAIT"), 1, "{text}");
+        assert_eq!(
+            metric("LifecycleDecisions", "Result", "CONTINUE"),
+            1,
+            "{text}"
+        );
+        assert!(sum("ReportsApplied") >= 2.0, "{text}");
+        assert_eq!(sum("ForgedReports"), 0.0, "{text}");
+    }
+}
+
+/// The answers to 1 (a bare event that is none) and 2 (the batch with the launch).
+fn first_two_answers(log: &RuntimeLog) {
     assert!(log.errors.is_empty(), "{:?}", log.errors);
     assert_eq!(log.responses.len(), 2, "{log:?}");
     let (id0, first) = &log.responses[0];
@@ -88,9 +226,10 @@ async fn the_binary_serves_events_and_inbox_batches_from_the_runtime_api() {
     );
     // A batch's answer names the records to retry: none.
     assert_eq!(log.responses[1].1, json!({"batchItemFailures": []}));
-    assert_eq!(w.result(&id, "launch"), None, "sent, waiting for the hosts");
+}
 
-    // 3: the hosts' reports, as the event source mapping hands them over.
+/// Receives (bounded, 30 s) records of the inbox until both hosts have reported on `id`.
+fn reports_of_both_hosts(w: &Fixture, id: &str) -> Vec<Received> {
     let until = Instant::now() + Duration::from_secs(30);
     let mut records: Vec<Received> = Vec::new();
     let reporters = |records: &[Received]| {
@@ -108,24 +247,17 @@ async fn the_binary_serves_events_and_inbox_batches_from_the_runtime_api() {
         );
         records.extend(w.world.receive_records(&w.path.inbox, 1).expect("receive"));
     }
-    api.push(sqs_event(&w.path.inbox, &records));
-    let (log, api) = answers(api, 3).await;
-    assert!(log.errors.is_empty(), "{:?}", log.errors);
-    assert_eq!(log.responses.len(), 3, "{log:?}");
-    assert_eq!(log.responses[2].1, json!({"batchItemFailures": []}));
-    let handles: Vec<String> = records.iter().map(|m| m.handle.clone()).collect();
-    w.delete(&w.path.inbox, &handles).expect("delete");
-    assert_eq!(w.result(&id, "launch").as_deref(), Some("CONTINUE"));
-    assert_eq!(
-        w.members(GROUP).await,
-        [(id.clone(), "InService".to_string())]
-    );
-    for p in &w.proxies {
-        assert_eq!(w.serving(p, "web"), std::slice::from_ref(&id));
-    }
+    records
+}
 
-    // 4: a batch whose event can not be handled (Auto Scaling keeps failing): its record,
-    // and only it, is given back to the queue.
+/// 4: a batch whose event can not be handled (Auto Scaling keeps failing): its record,
+/// and only it, is given back to the queue. Returns the runtime API, which holds the
+/// fifth `next` open.
+async fn a_failing_batch_gives_back_its_record(
+    w: &Fixture,
+    api: RuntimeApi,
+    launch: &Value,
+) -> RuntimeApi {
     let forever = json!({"service":"autoscaling","action":"DescribeAutoScalingGroups","code":"ServiceUnavailable","status":503,"count":-1});
     w.emulator
         .control("POST", "/moto-ext/faults", Some(&forever))
@@ -134,9 +266,9 @@ async fn the_binary_serves_events_and_inbox_batches_from_the_runtime_api() {
     junk.body = "[1, 2]".into();
     api.push(sqs_event(
         &w.path.inbox,
-        &[event_record("m-again", &launch), junk],
+        &[event_record("m-again", launch), junk],
     ));
-    let (log, _api) = answers(api, 4).await;
+    let (log, api) = answers(api, 4).await;
     w.emulator
         .control("DELETE", "/moto-ext/faults", None)
         .expect("clear faults");
@@ -148,89 +280,5 @@ async fn the_binary_serves_events_and_inbox_batches_from_the_runtime_api() {
     );
     // The fifth `next` is held open: the reactor waits for work, as in Lambda.
     assert!(log.next_at.len() >= 4);
-
-    // Logs are JSON lines with the span's fields.
-    let text = std::fs::read_to_string(&log_path).expect("log");
-    let lines: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect();
-    let decision = lines
-        .iter()
-        .find(|v| {
-            v["fields"]["message"] == json!("lifecycle decision")
-                && v["fields"]["outcome"] == json!("CONTINUE")
-        })
-        .unwrap_or_else(|| panic!("no JSON decision line in:\n{text}"));
-    assert_eq!(decision["fields"]["pool"], json!("web"));
-    assert_eq!(decision["fields"]["instance"], json!(id));
-    assert!(
-        decision["fields"]["generation"].as_u64().is_some(),
-        "{decision}"
-    );
-    assert_eq!(decision["span"]["name"], json!("batch"), "{decision}");
-    let failure = lines
-        .iter()
-        .find(|v| v["fields"]["message"] == json!("input failed; its records are retried"))
-        .unwrap_or_else(|| panic!("no failure line in:\n{text}"));
-    let error = failure["fields"]["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("DescribeAutoScalingGroups") && error.contains(GROUP),
-        "{failure}"
-    );
-
-    // Metrics: Embedded Metric Format lines on stdout, one invocation's worth each.
-    let text = std::fs::read_to_string(&metrics_path).expect("stdout");
-    let emf: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let ours = |v: &&Value| {
-        v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == json!("HaproxyAsg")
-            && v["Function"] == json!("reactor")
-    };
-    let metric = |name: &str, dim: &str, value: &str| {
-        emf.iter()
-            .filter(ours)
-            .filter(|v| v[dim] == json!(value) && v[name].is_number())
-            .count()
-    };
-    let sum = |name: &str| -> f64 {
-        emf.iter()
-            .filter(ours)
-            .filter_map(|v| v[name].as_f64())
-            .sum()
-    };
-    assert_eq!(metric("Events", "Kind", "ignored"), 2, "{text}");
-    assert_eq!(metric("Events", "Kind", "ignored-error"), 1, "{text}");
-    assert_eq!(
-        metric("Events", "Kind", "launch-lifecycle-action"),
-        1,
-        "{text}"
-    );
-    assert_eq!(
-        metric("Events", "Kind", "launch-lifecycle-action-error"),
-        1,
-        "{text}"
-    );
-    assert_eq!(metric("Events", "Kind", "host-report"), 1, "{text}");
-    assert_eq!(
-        metric("EventToDispatch", "Kind", "launch-lifecycle-action"),
-        1,
-        "{text}"
-    );
-    assert_eq!(
-        metric("InvocationDuration", "Kind", "host-report"),
-        1,
-        "{text}"
-    );
-    assert_eq!(metric("InvocationDuration", "Kind", "mixed"), 2, "{text}");
-    assert_eq!(metric("LifecycleDecisions", "Result", "WAIT"), 1, "{text}");
-    assert_eq!(
-        metric("LifecycleDecisions", "Result", "CONTINUE"),
-        1,
-        "{text}"
-    );
-    assert!(sum("ReportsApplied") >= 2.0, "{text}");
-    assert_eq!(sum("ForgedReports"), 0.0, "{text}");
+    api
 }

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::util::{all, change, member, outcome};
+use crate::util::{
+    self, all, backends, change, member, members_of, outcome, servers_state, without_times,
+};
 use harness::process::bin_path;
 use harness::{free_port, http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
-use infra::{Member, OutcomeStatus, Report};
+use infra::{OutcomeStatus, Report};
 
 fn host(slots: u32) -> Host {
     host_with(PoolSpec::new("web", slots))
@@ -24,13 +26,7 @@ fn reload_host(slots: u32) -> Host {
 }
 
 fn host_with(pool: PoolSpec) -> Host {
-    Host::start(&HostSpec {
-        name: "proxy-test".into(),
-        pools: vec![pool],
-        extra_toml: String::new(),
-        env: Vec::new(),
-    })
-    .expect("start haproxy host")
+    util::host_with("proxy-test", pool)
 }
 
 fn statuses(r: &Report) -> Vec<(String, OutcomeStatus)> {
@@ -38,31 +34,6 @@ fn statuses(r: &Report) -> Vec<(String, OutcomeStatus)> {
         .iter()
         .map(|o| (o.member.to_string(), o.status))
         .collect()
-}
-
-/// `show servers state web` without the columns HAProxy's health checker moves on its
-/// own: time since the last change, check status, result, health counter (a member
-/// that just came UP keeps climbing to rise + fall - 1) and check state (its
-/// in-progress bit flips with every check). What an agent sets stays: address, port,
-/// operational and admin states, weights.
-fn servers_state(h: &Host) -> String {
-    without_times(&h.client().query("show servers state web").unwrap())
-}
-
-/// A `show servers state` dump, or the server-state file the service writes in the same
-/// format (on every change and when it stops), without those columns.
-fn without_times(dump: &str) -> String {
-    dump.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() > 14 && !l.starts_with('#') {
-                [&f[..9], &f[14..]].concat().join(" ")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
@@ -114,9 +85,7 @@ fn freed_slots_are_reused_and_reapplying_changes_nothing() {
 #[test]
 fn membership_changes_never_reload_while_slots_are_free() {
     let h = host(4);
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("b", 3);
     let mut gen = 0;
     for cycle in 0..3 {
         for (i, b) in backends.iter().enumerate() {
@@ -157,14 +126,8 @@ fn growth_reloads_once_and_no_request_fails_across_it() {
     wait_for(Duration::from_secs(5), || {
         (load.completed() > 50).then_some(())
     });
-    let more: Vec<Backend> = (0..5)
-        .map(|i| Backend::start(&format!("n{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = more
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-n{i}"), b.addr))
-        .collect();
+    let more = backends("n", 5);
+    let add = members_of(&more);
     let (r, run) = h.apply(&change(2, add, &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
     assert_eq!(r.reloads, 1, "one reload for the growth");
@@ -367,14 +330,8 @@ fn a_member_that_never_passes_checks_gets_no_traffic_and_is_reported_failed() {
 #[test]
 fn assignments_survive_a_reload_and_a_full_restart() {
     let mut h = host(4);
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("s{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-s{i}"), b.addr))
-        .collect();
+    let backends = backends("s", 3);
+    let add = members_of(&backends);
     let (r, _) = h.apply(&change(1, add, &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
     let before = h.assignments().unwrap();
@@ -437,18 +394,28 @@ fn assignments_survive_a_reload_and_a_full_restart() {
     assert!(all_serve(&h), "{:?}", h.status());
     assert_eq!(spread(), 3);
     // The agent agrees: reapplying finds everything in place.
-    let (r, _) = h
-        .apply(&change(
-            1,
-            backends
-                .iter()
-                .enumerate()
-                .map(|(i, b)| member(&format!("i-s{i}"), b.addr))
-                .collect(),
-            &[],
-        ))
-        .unwrap();
+    let (r, _) = h.apply(&change(1, members_of(&backends), &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
+}
+
+/// What a refused message must leave as it was: the slot table, the server-state
+/// file (without its times), haproxy.cfg, and HAProxy's servers.
+type Untouched = ((Vec<u8>, String, Vec<u8>), String);
+
+fn untouched(h: &Host) -> Untouched {
+    let files = (
+        std::fs::read(h.dir().join("state/slots.json")).unwrap(),
+        without_times(&std::fs::read_to_string(h.dir().join("state/server-state")).unwrap()),
+        std::fs::read(h.dir().join("haproxy.cfg")).unwrap(),
+    );
+    (files, servers_state(h))
+}
+
+/// A change (generation 5) adding member i-x at `addr`:`port` to `pool`, as text.
+fn adding_i_x(pool: &str, addr: &str, port: &str) -> String {
+    format!(
+        r#"{{"version":1,"generation":5,"pools":[{{"pool":"{pool}","add":[{{"id":"i-x","address":"{addr}","port":{port}}}]}}]}}"#
+    )
 }
 
 #[test]
@@ -459,20 +426,80 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
         .apply(&change(1, vec![member("i-a", a.addr)], &[]))
         .unwrap();
     assert!(all(&r, OutcomeStatus::Up));
-    let files = |h: &Host| {
-        (
-            std::fs::read(h.dir().join("state/slots.json")).unwrap(),
-            without_times(&std::fs::read_to_string(h.dir().join("state/server-state")).unwrap()),
-            std::fs::read(h.dir().join("haproxy.cfg")).unwrap(),
+    let before = untouched(&h);
+    for (input, expected) in &bad_changes(&a) {
+        let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
+        assert_eq!(run.code, 2, "{input}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{input}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert_eq!(untouched(&h), before, "{input} changed something");
+    }
+    // The SSM document's form: an argument that is not base64, and base64 of a
+    // message that is not one.
+    for (arg, expected) in [
+        ("not base64!", "--change-base64 is not valid base64"),
+        ("bm90IGpzb24=", "malformed change message"),
+    ] {
+        let run = h.agent(&["apply", "--change-base64", arg], None).unwrap();
+        assert_eq!(run.code, 2, "{arg}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{arg}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert_eq!(untouched(&h), before, "{arg} changed something");
+    }
+
+    a_service_without_its_haproxy_socket_refuses(&h, &before);
+
+    // HAProxy down.
+    h.stop_haproxy();
+    let run = h
+        .agent(
+            &["apply", "--change", &adding_i_x("web", "127.0.0.1", "81")],
+            None,
         )
-    };
-    let before = (files(&h), servers_state(&h));
-    let body = |pool: &str, addr: &str, port: &str| {
-        format!(
-            r#"{{"version":1,"generation":5,"pools":[{{"pool":"{pool}","add":[{{"id":"i-x","address":"{addr}","port":{port}}}]}}]}}"#
-        )
-    };
-    let cases = [
+        .unwrap();
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot reach HAProxy"),
+        "{}",
+        run.stderr
+    );
+    h.start_haproxy().unwrap();
+    assert_eq!(untouched(&h), before);
+
+    // No service: every command that needs it says so and how to start it.
+    h.stop_service();
+    for args in [
+        vec![
+            "apply",
+            "--change",
+            adding_i_x("web", "127.0.0.1", "81").as_str(),
+        ],
+        vec!["sync", "--dry-run"],
+        vec!["status"],
+    ] {
+        let run = h.agent(&args, None).unwrap();
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("the agent service is not running")
+                && run.stderr.contains("agent run"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(untouched(&h), before);
+}
+
+/// Messages `agent apply` refuses, and what its error says of each; `a` serves member
+/// i-a.
+fn bad_changes(a: &Backend) -> Vec<(String, &'static str)> {
+    let body = adding_i_x;
+    vec![
         (
             body("web", "999.1.1.1", "80"),
             "invalid address \"999.1.1.1\"",
@@ -507,43 +534,13 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
                 .replace("\"generation\":5", "\"generation\":99999999999999"),
             "ahead of this host's clock",
         ),
-    ];
-    for (input, expected) in &cases {
-        let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
-        assert_eq!(run.code, 2, "{input}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(expected),
-            "{input}: expected {expected:?} in {}",
-            run.stderr
-        );
-        assert_eq!(
-            (files(&h), servers_state(&h)),
-            before,
-            "{input} changed something"
-        );
-    }
-    // The SSM document's form: an argument that is not base64, and base64 of a
-    // message that is not one.
-    for (arg, expected) in [
-        ("not base64!", "--change-base64 is not valid base64"),
-        ("bm90IGpzb24=", "malformed change message"),
-    ] {
-        let run = h.agent(&["apply", "--change-base64", arg], None).unwrap();
-        assert_eq!(run.code, 2, "{arg}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(expected),
-            "{arg}: expected {expected:?} in {}",
-            run.stderr
-        );
-        assert_eq!(
-            (files(&h), servers_state(&h)),
-            before,
-            "{arg} changed something"
-        );
-    }
+    ]
+}
 
-    // A service whose HAProxy socket is missing: its own state directory and control
-    // socket, the same HAProxy configuration file.
+/// A service whose HAProxy socket is missing (its own state directory and control
+/// socket, the same HAProxy configuration file as `h`'s): `apply` says it cannot reach
+/// HAProxy, and nothing of `h` changes.
+fn a_service_without_its_haproxy_socket_refuses(h: &Host, before: &Untouched) {
     let cfg = std::fs::read_to_string(&h.config).unwrap();
     let other = h.dir().join("broken");
     std::fs::create_dir_all(&other).unwrap();
@@ -571,7 +568,7 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
     let out = std::process::Command::new(&agent)
         .arg("--config")
         .arg(&broken)
-        .args(["apply", "--change", &body("web", "127.0.0.1", "81")])
+        .args(["apply", "--change", &adding_i_x("web", "127.0.0.1", "81")])
         .output()
         .unwrap();
     let _ = service.kill();
@@ -582,42 +579,7 @@ fn bad_input_gives_a_clear_error_and_changes_nothing() {
         err.contains("cannot reach HAProxy at") && err.contains("missing.sock"),
         "{err}"
     );
-    assert_eq!((files(&h), servers_state(&h)), before);
-
-    // HAProxy down.
-    h.stop_haproxy();
-    let run = h
-        .agent(
-            &["apply", "--change", &body("web", "127.0.0.1", "81")],
-            None,
-        )
-        .unwrap();
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("cannot reach HAProxy"),
-        "{}",
-        run.stderr
-    );
-    h.start_haproxy().unwrap();
-    assert_eq!((files(&h), servers_state(&h)), before);
-
-    // No service: every command that needs it says so and how to start it.
-    h.stop_service();
-    for args in [
-        vec!["apply", "--change", body("web", "127.0.0.1", "81").as_str()],
-        vec!["sync", "--dry-run"],
-        vec!["status"],
-    ] {
-        let run = h.agent(&args, None).unwrap();
-        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr.contains("the agent service is not running")
-                && run.stderr.contains("agent run"),
-            "{args:?}: {}",
-            run.stderr
-        );
-    }
-    assert_eq!((files(&h), servers_state(&h)), before);
+    assert_eq!(untouched(h), *before);
 }
 
 #[test]
@@ -709,14 +671,8 @@ fn static_slot3(h: &Host) -> (std::path::PathBuf, String) {
 /// Three new members (`i-<prefix>0..2`, each a real backend) in one `agent apply`, which
 /// needs more slots than a 2-slot pool has; the backends and the run.
 fn apply_three(h: &Host, prefix: &str) -> (Vec<Backend>, harness::host::AgentRun) {
-    let backends: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&format!("{prefix}{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-{prefix}{i}"), b.addr))
-        .collect();
+    let backends = backends(prefix, 3);
+    let add = members_of(&backends);
     let run = h
         .agent(&["apply", "--change", &change(1, add, &[]).to_json()], None)
         .unwrap();
@@ -751,14 +707,8 @@ fn growth_refuses_an_invalid_config_and_keeps_the_old_one() {
 /// 2.6 one growth reload (`1-16`). Returns the backends and the block size expected in
 /// the file.
 fn grow_to_nine(h: &Host, prefix: &str) -> (Vec<Backend>, u32) {
-    let backends: Vec<Backend> = (0..9)
-        .map(|i| Backend::start(&format!("{prefix}{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let add = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| member(&format!("i-{prefix}{i}"), b.addr))
-        .collect();
+    let backends = backends(prefix, 9);
+    let add = members_of(&backends);
     let (r, run) = h.apply(&change(1, add, &[])).unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
     if harness::process::haproxy_adds_servers() {
@@ -1005,13 +955,6 @@ fn web_servers(h: &Host) -> usize {
         .unwrap_or(0)
 }
 
-/// Members `i-r<from>..i-r<to>` (backends `r<n>`) in one change.
-fn members(backends: &[Backend], from: usize, to: usize) -> Vec<Member> {
-    (from..to)
-        .map(|i| member(&format!("i-r{i}"), backends[i].addr))
-        .collect()
-}
-
 /// Every member of `ids` UP in HAProxy as `agent status` shows it.
 fn all_up(h: &Host, n: usize) -> Option<()> {
     let rows = h.status().ok()?;
@@ -1039,60 +982,22 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
     })
     .unwrap();
     let pools_file = h.dir().join("haproxy-asg.cfg");
-    let backends: Vec<Backend> = (0..40)
-        .map(|i| Backend::start(&format!("r{i}"), "127.0.0.1").unwrap())
-        .collect();
-    let (r, _) = h.apply(&change(1, members(&backends, 0, 4), &[])).unwrap();
+    let backends = backends("r", 40);
+    let (r, _) = h
+        .apply(&change(1, members_of(&backends[0..4]), &[]))
+        .unwrap();
     assert!(all(&r, OutcomeStatus::Up), "{r:?}");
     let load = Load::start(h.frontend("web"), 4, Duration::from_secs(120), 10_000_000);
     wait_for(Duration::from_secs(5), || {
         (load.completed() > 50).then_some(())
     });
 
-    let mut reloads = 0;
-    for (gen, (from, to)) in [(4, 16), (16, 28), (28, 40)].into_iter().enumerate() {
-        let (r, run) = h
-            .apply(&change(2 + gen as u64, members(&backends, from, to), &[]))
-            .unwrap();
-        assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
-        reloads += r.reloads;
-        if gen == 1 {
-            // Someone else reloads HAProxy mid-growth: every member serves again.
-            h.client().master("reload").unwrap();
-            wait_for(Duration::from_secs(5), || {
-                (h.status_all().ok()?["external_reloads"] == 1).then_some(())
-            })
-            .expect("the reload by someone else was seen");
-            wait_for(Duration::from_secs(5), || all_up(&h, 28)).unwrap_or_else(|| {
-                panic!(
-                    "members lost after a reload by someone else: {:?}\n{}",
-                    h.status(),
-                    h.agent_log()
-                )
-            });
-        }
-    }
+    let reloads = grow_to_40_through_a_reload_by_someone_else(&h, &backends);
     wait_for(Duration::from_secs(5), || all_up(&h, 40))
         .unwrap_or_else(|| panic!("40 members UP: {:?}", h.status()));
     let file = std::fs::read_to_string(&pools_file).unwrap();
     if runtime {
-        assert_eq!(
-            reloads,
-            0,
-            "growth past the slots without a reload: {}",
-            h.agent_log()
-        );
-        assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
-        assert_eq!(web_servers(&h), 40, "4 declared + 36 added at runtime");
-        assert!(
-            file.contains("server-template slot 1-40 "),
-            "the added servers are declared for the next reload: {file}"
-        );
-        let log = h.agent_log();
-        assert!(log.contains("at runtime"), "{log}");
-        let check = h.agent(&["config", "check"], None).unwrap();
-        assert_eq!(check.code, 0, "{}", check.stdout);
-        assert!(!check.stdout.contains("with a reload"), "{}", check.stdout);
+        grown_at_runtime(&h, reloads, &file);
     } else {
         assert!(reloads >= 1, "2.6 grows with a reload");
         assert!(h.reloads().unwrap() >= 1);
@@ -1111,32 +1016,7 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
     wait_for(Duration::from_secs(5), || all_up(&h, 4))
         .unwrap_or_else(|| panic!("4 members UP: {:?}", h.status()));
     if runtime {
-        wait_for(Duration::from_secs(10), || {
-            (web_servers(&h) == 4).then_some(())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the empty servers past the 4 slots are deleted: {}\n{}",
-                h.client().query("show servers state web").unwrap(),
-                h.agent_log()
-            )
-        });
-        let stat = h.client().query("show stat -1 4 -1").unwrap();
-        let listed = stat.lines().filter(|l| l.starts_with("web,")).count();
-        assert_eq!(listed, 4, "{stat}");
-        wait_for(Duration::from_secs(5), || {
-            std::fs::read_to_string(&pools_file)
-                .ok()?
-                .contains("server-template slot 1-4 ")
-                .then_some(())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the file declares 4 again: {}",
-                std::fs::read_to_string(&pools_file).unwrap()
-            )
-        });
-        assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
+        shrunk_at_runtime(&h, &pools_file);
     }
     let served = load.completed();
     wait_for(Duration::from_secs(5), || {
@@ -1157,6 +1037,92 @@ fn a_pool_grows_past_its_slots_and_shrinks_back_without_failing_a_request() {
             b.name
         );
     }
+}
+
+/// Members 4 to 40 join the 4 of `h` in three changes; in the middle, someone else
+/// reloads HAProxy and every member serves again. The reloads the changes made.
+fn grow_to_40_through_a_reload_by_someone_else(h: &Host, backends: &[Backend]) -> u32 {
+    let mut reloads = 0;
+    for (gen, (from, to)) in [(4, 16), (16, 28), (28, 40)].into_iter().enumerate() {
+        let (r, run) = h
+            .apply(&change(
+                2 + gen as u64,
+                members_of(&backends[from..to]),
+                &[],
+            ))
+            .unwrap();
+        assert!(all(&r, OutcomeStatus::Up), "{r:?} {}", run.stderr);
+        reloads += r.reloads;
+        if gen == 1 {
+            // Someone else reloads HAProxy mid-growth: every member serves again.
+            h.client().master("reload").unwrap();
+            wait_for(Duration::from_secs(5), || {
+                (h.status_all().ok()?["external_reloads"] == 1).then_some(())
+            })
+            .expect("the reload by someone else was seen");
+            wait_for(Duration::from_secs(5), || all_up(h, 28)).unwrap_or_else(|| {
+                panic!(
+                    "members lost after a reload by someone else: {:?}\n{}",
+                    h.status(),
+                    h.agent_log()
+                )
+            });
+        }
+    }
+    reloads
+}
+
+/// Grown past the slots from HAProxy 3.0 on: no reload but someone else's, 36 servers
+/// added at runtime and declared in the pools `file` for the next reload.
+fn grown_at_runtime(h: &Host, reloads: u32, file: &str) {
+    assert_eq!(
+        reloads,
+        0,
+        "growth past the slots without a reload: {}",
+        h.agent_log()
+    );
+    assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
+    assert_eq!(web_servers(h), 40, "4 declared + 36 added at runtime");
+    assert!(
+        file.contains("server-template slot 1-40 "),
+        "the added servers are declared for the next reload: {file}"
+    );
+    let log = h.agent_log();
+    assert!(log.contains("at runtime"), "{log}");
+    let check = h.agent(&["config", "check"], None).unwrap();
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    assert!(!check.stdout.contains("with a reload"), "{}", check.stdout);
+}
+
+/// Shrunk back to 4 from HAProxy 3.0 on: the empty servers past the 4 slots deleted,
+/// the pools file declaring 4 again, no reload but someone else's.
+fn shrunk_at_runtime(h: &Host, pools_file: &std::path::Path) {
+    wait_for(Duration::from_secs(10), || {
+        (web_servers(h) == 4).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the empty servers past the 4 slots are deleted: {}\n{}",
+            h.client().query("show servers state web").unwrap(),
+            h.agent_log()
+        )
+    });
+    let stat = h.client().query("show stat -1 4 -1").unwrap();
+    let listed = stat.lines().filter(|l| l.starts_with("web,")).count();
+    assert_eq!(listed, 4, "{stat}");
+    wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(pools_file)
+            .ok()?
+            .contains("server-template slot 1-4 ")
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the file declares 4 again: {}",
+            std::fs::read_to_string(pools_file).unwrap()
+        )
+    });
+    assert_eq!(h.reloads().unwrap(), 1, "only the reload by someone else");
 }
 
 /// An HAProxy older than the agent drives (a stand-in `haproxy` printing 2.4's version,

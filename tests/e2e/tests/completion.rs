@@ -329,48 +329,9 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
     }
     s.w.scale(GROUP, 2).await.expect("scale out");
     let joining = s.new_member(&ids).await;
-    harness::wait_for(Duration::from_secs(10), || {
-        s.handled()
-            .iter()
-            .any(|h| h.summary.decision(&joining, "launch").is_some())
-            .then_some(())
-    })
-    .expect("the launch was sent");
-    let g = s
-        .handled()
-        .iter()
-        .flat_map(|h| h.summary.changes.clone())
-        .map(|c| c.generation)
-        .max()
-        .expect("a change");
-    let up = |host: &str| {
-        infra::HostReport {
-            host: infra::HostId::new(host).unwrap(),
-            sent_ms: unix_ms(),
-            reports: vec![infra::MemberReport::new(
-                infra::PoolName::new("web").unwrap(),
-                infra::MemberId::new(joining.as_str()).unwrap(),
-                g,
-                infra::OutcomeStatus::Up,
-                None,
-                1,
-            )],
-            health: Vec::new(),
-        }
-        .to_messages(infra::MAX_MESSAGE_BYTES)
-        .remove(0)
-    };
+    let g = the_launch_sent_to_the_two_proxies(&s, &joining);
+    let up = |host: &str| up_report(host, &joining, g);
     let (p0, p1) = (s.hosts[0].name.clone(), s.hosts[1].name.clone());
-    let sent: Vec<usize> = s
-        .handled()
-        .iter()
-        .flat_map(|h| h.summary.changes.clone())
-        .map(|c| c.hosts)
-        .collect();
-    assert!(
-        sent.iter().all(|n| *n == 2),
-        "changes went to the two proxies only: {sent:?}"
-    );
     // Proxy 1 reports for both, and a principal that is no proxy reports for proxy 0.
     let session1 = s.w.proxy_session(&s.path, &p1).expect("session");
     for (key, body) in [
@@ -378,15 +339,7 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
         ("testing", up(&p0)),
         ("testing", up(&p1)),
     ] {
-        s.w.emulator
-            .aws_json_as(
-                key,
-                "sqs",
-                "AmazonSQS.SendMessage",
-                &json!({"QueueUrl": s.path.inbox, "MessageBody": body}),
-                Duration::from_secs(10),
-            )
-            .expect("send");
+        send_to_the_inbox(&s, key, &body);
     }
     harness::wait_for(Duration::from_secs(10), || {
         (s.handled()
@@ -397,8 +350,6 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
             .then_some(())
     })
     .expect("three forged reports refused");
-    // The tagged instance reports the member up with the proxies' role, as itself: a
-    // true sender, but no host this action waits for.
     let ignored = |s: &Stack| {
         s.handled()
             .iter()
@@ -406,32 +357,17 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
             .sum::<usize>()
     };
     let before = ignored(&s);
+    // The tagged instance reports the member up with the proxies' role, as itself: a
+    // true sender, but no host this action waits for.
     let rogue_session = s.w.proxy_session(&s.path, &rogue).expect("session");
-    s.w.emulator
-        .aws_json_as(
-            &rogue_session.access_key,
-            "sqs",
-            "AmazonSQS.SendMessage",
-            &json!({"QueueUrl": s.path.inbox, "MessageBody": up(&rogue)}),
-            Duration::from_secs(10),
-        )
-        .expect("send");
+    send_to_the_inbox(&s, &rogue_session.access_key, &up(&rogue));
     harness::wait_for(Duration::from_secs(10), || {
         (ignored(&s) > before).then_some(())
     })
     .expect("the tagged instance's report was read and changed nothing");
     // A command of the document with a completion context of its own is refused by the
     // document; one that adds another member changes nothing about this launch.
-    let ssm = aws_sdk_ssm::Client::new(&s.w.sdk);
-    let forged = ssm
-        .send_command()
-        .document_name(harness::world::DOCUMENT)
-        .instance_ids(p0.clone())
-        .parameters("Change", vec!["e30g".into()])
-        .parameters("Context", vec!["eyJ2IjoxfQ==".into()])
-        .send()
-        .await;
-    assert!(forged.is_err(), "the document takes no Context parameter");
+    a_command_with_a_context_of_its_own_is_refused(&s, &p0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         s.action(&joining, "launch").is_none(),
@@ -439,6 +375,84 @@ async fn a_forged_report_and_someone_elses_command_complete_nothing() {
         s.handled()
     );
     s.stop().await;
+}
+
+/// Waits (10 s) until the launch of `joining` was sent, and checks every change went
+/// to the two proxies only; the latest change's generation.
+fn the_launch_sent_to_the_two_proxies(s: &Stack, joining: &str) -> u64 {
+    harness::wait_for(Duration::from_secs(10), || {
+        s.handled()
+            .iter()
+            .any(|h| h.summary.decision(joining, "launch").is_some())
+            .then_some(())
+    })
+    .expect("the launch was sent");
+    let g = s
+        .handled()
+        .iter()
+        .flat_map(|h| h.summary.changes.clone())
+        .map(|c| c.generation)
+        .max()
+        .expect("a change");
+    let sent: Vec<usize> = s
+        .handled()
+        .iter()
+        .flat_map(|h| h.summary.changes.clone())
+        .map(|c| c.hosts)
+        .collect();
+    assert!(
+        sent.iter().all(|n| *n == 2),
+        "changes went to the two proxies only: {sent:?}"
+    );
+    g
+}
+
+/// A command of the document with a completion context of its own is refused by the
+/// document.
+async fn a_command_with_a_context_of_its_own_is_refused(s: &Stack, p0: &str) {
+    let ssm = aws_sdk_ssm::Client::new(&s.w.sdk);
+    let forged = ssm
+        .send_command()
+        .document_name(harness::world::DOCUMENT)
+        .instance_ids(p0)
+        .parameters("Change", vec!["e30g".into()])
+        .parameters("Context", vec!["eyJ2IjoxfQ==".into()])
+        .send()
+        .await;
+    assert!(forged.is_err(), "the document takes no Context parameter");
+}
+
+/// A host report of `host` saying member `id` of pool `web` is up at generation `g`,
+/// as the one message the agent would send.
+fn up_report(host: &str, id: &str, g: u64) -> String {
+    infra::HostReport {
+        host: infra::HostId::new(host).unwrap(),
+        sent_ms: unix_ms(),
+        reports: vec![infra::MemberReport::new(
+            infra::PoolName::new("web").unwrap(),
+            infra::MemberId::new(id).unwrap(),
+            g,
+            infra::OutcomeStatus::Up,
+            None,
+            1,
+        )],
+        health: Vec::new(),
+    }
+    .to_messages(infra::MAX_MESSAGE_BYTES)
+    .remove(0)
+}
+
+/// Sends `body` to the reactor's inbox as the holder of access key `key`.
+fn send_to_the_inbox(s: &Stack, key: &str, body: &str) {
+    s.w.emulator
+        .aws_json_as(
+            key,
+            "sqs",
+            "AmazonSQS.SendMessage",
+            &json!({"QueueUrl": s.path.inbox, "MessageBody": body}),
+            Duration::from_secs(10),
+        )
+        .expect("send");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

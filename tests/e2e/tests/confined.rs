@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{all, change, member};
+use crate::util::{all, change, member, servers_state};
 use agent::config::AgentConfig;
 use agent::haproxy::Client;
 use agent::instances;
@@ -256,24 +256,6 @@ fn a_rendered_haproxy_runs_confined_logs_the_instance_and_reloads_hitlessly() {
     check_logged(&syslog, "left", &sent, &instance_of);
 }
 
-/// `show servers state web` without the columns the health checker moves on its own.
-fn servers_state(h: &Host) -> String {
-    h.client()
-        .query("show servers state web")
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() > 14 && !l.starts_with('#') {
-                [&f[..9], &f[14..]].concat().join(" ")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 type Snapshot = (Vec<Vec<u8>>, String, u64);
 
 /// Everything a refused message must leave as it was: the slot table, the
@@ -305,6 +287,49 @@ fn adds(generation: u64, members: &[(&str, &str, u16)]) -> String {
 
 #[test]
 fn messages_beyond_the_limits_are_refused_and_change_nothing() {
+    let h = limits_host();
+    let backends = three_members_within_the_cap(&h);
+    config_check_names_what_is_missing(&h);
+
+    let before = snapshot(&h);
+    let port = backends[0].addr.port();
+    let cases = refused_changes(port);
+    for (what, input, expected) in &cases {
+        let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
+        assert_eq!(run.code, 2, "{what}: {}{}", run.stdout, run.stderr);
+        for e in expected {
+            assert!(
+                run.stderr.contains(e.as_str()),
+                "{what}: expected {e:?} in {}",
+                run.stderr
+            );
+        }
+        assert_eq!(snapshot(&h), before, "{what} changed something");
+    }
+    // The service's log tells too (the caller may be Run Command, whose output is gone).
+    let log = h.agent_log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("a request was refused or failed"))
+        .count();
+    assert!(
+        warned >= cases.len(),
+        "{warned} WARN lines for {} refusals: {log}",
+        cases.len()
+    );
+
+    a_refused_desired_state_changes_nothing(&h, port, &before);
+    a_message_over_1_mib_is_refused_unread(&h, &before);
+
+    // What is within the limits still goes through.
+    let (r, _) = h.apply(&change(8, vec![], &["i-c"])).unwrap();
+    assert!(all(&r, OutcomeStatus::Drained), "{r:?}");
+}
+
+/// A host whose last pool (`web`, 2 slots) takes 3 members and 3 slots at most, with no
+/// confinement (so the test runs without root too), taking members of 127.0.0.0/8 and
+/// ::1/128.
+fn limits_host() -> Host {
     let mut pool = PoolSpec::new("web", 2);
     pool.health_timeout_s = 10.0;
     let mut h = Host::start(&HostSpec {
@@ -327,7 +352,12 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
     .unwrap();
     h.stop_service();
     h.start_service().unwrap();
+    h
+}
 
+/// Three members joined: the growth within the cap (2 slots, 3 needed; doubling would
+/// give 4, the cap says 3). Their backends.
+fn three_members_within_the_cap(h: &Host) -> Vec<Backend> {
     let backends: Vec<Backend> = ["a", "b", "c"]
         .iter()
         .map(|n| Backend::start(n, "127.0.0.1").unwrap())
@@ -354,19 +384,24 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
     assert_eq!(r.reloads, reloads);
     let cfg = std::fs::read_to_string(h.dir().join("haproxy.cfg")).unwrap();
     assert!(cfg.contains("server-template slot 1-3 "), "{cfg}");
+    backends
+}
 
-    // A configuration without user, group and chroot: `agent config check` says so.
+/// A configuration without user, group and chroot: `agent config check` says so.
+fn config_check_names_what_is_missing(h: &Host) {
     let run = h.agent(&["config", "check"], None).unwrap();
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     for missing in ["no `user`", "no `group`", "no `chroot`"] {
         assert!(run.stdout.contains(missing), "{missing}: {}", run.stdout);
     }
     assert!(!run.stdout.contains("no `log`"), "{}", run.stdout);
+}
 
-    let before = snapshot(&h);
-    let port = backends[0].addr.port();
+/// The changes beyond a limit of [`limits_host`] (a member of it serves on `port`): what
+/// each is, its input, what its refusal says.
+fn refused_changes(port: u16) -> Vec<(&'static str, String, Vec<String>)> {
     let far = unix_ms() + 2 * 3_600_000;
-    let cases: Vec<(&str, String, Vec<String>)> = vec![
+    vec![
         (
             "a link-local member",
             adds(5, &[("i-ll", "169.254.169.254", 80)]),
@@ -435,32 +470,11 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
             adds(far, &[("i-e", "127.0.0.16", port)]),
             vec![format!("generation {far} is"), "more than 5 minutes".into()],
         ),
-    ];
-    for (what, input, expected) in &cases {
-        let run = h.agent(&["apply", "--file", "-"], Some(input)).unwrap();
-        assert_eq!(run.code, 2, "{what}: {}{}", run.stdout, run.stderr);
-        for e in expected {
-            assert!(
-                run.stderr.contains(e.as_str()),
-                "{what}: expected {e:?} in {}",
-                run.stderr
-            );
-        }
-        assert_eq!(snapshot(&h), before, "{what} changed something");
-    }
-    // The service's log tells too (the caller may be Run Command, whose output is gone).
-    let log = h.agent_log();
-    let warned = log
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains("a request was refused or failed"))
-        .count();
-    assert!(
-        warned >= cases.len(),
-        "{warned} WARN lines for {} refusals: {log}",
-        cases.len()
-    );
+    ]
+}
 
-    // A desired state is held to the same rules.
+/// A desired state is held to the same rules: a refused one leaves `before` as it is.
+fn a_refused_desired_state_changes_nothing(h: &Host, port: u16, before: &Snapshot) {
     let desired = h.dir().join("desired.json");
     std::fs::write(
         &desired,
@@ -479,9 +493,11 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
         "{}",
         run.stderr
     );
-    assert_eq!(snapshot(&h), before, "the refused sync changed something");
+    assert_eq!(snapshot(h), *before, "the refused sync changed something");
+}
 
-    // A message over 1 MiB is refused before it is read as JSON.
+/// A message over 1 MiB is refused before it is read as JSON, by `apply` and `sync`.
+fn a_message_over_1_mib_is_refused_unread(h: &Host, before: &Snapshot) {
     let ids: Vec<String> = (0..80_000).map(|i| format!("\"i-{i:010}\"")).collect();
     let big = format!(
         r#"{{"version":1,"generation":7,"pools":[{{"pool":"web","remove":[{}]}}]}}"#,
@@ -501,12 +517,8 @@ fn messages_beyond_the_limits_are_refused_and_change_nothing() {
             "{args:?}: {}",
             run.stderr
         );
-        assert_eq!(snapshot(&h), before, "{args:?} changed something");
+        assert_eq!(snapshot(h), *before, "{args:?} changed something");
     }
-
-    // What is within the limits still goes through.
-    let (r, _) = h.apply(&change(8, vec![], &["i-c"])).unwrap();
-    assert!(all(&r, OutcomeStatus::Drained), "{r:?}");
 }
 
 /// Runs `systemd-analyze` with `args`; (exit code, stdout, stderr).

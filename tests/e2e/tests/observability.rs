@@ -96,8 +96,65 @@ fn both_metrics_endpoints_follow_a_scale_out_that_grows_the_slots() {
     let syslog = Syslog::start().unwrap();
     let o = observed("proxy-metrics", 2, &syslog);
     let h = &o.host;
+    two_free_slots_nothing_up_no_reload_every_series_present(&o);
 
-    // Before: two free slots, nothing up, no reload, every series present.
+    let runtime = harness::process::haproxy_adds_servers();
+    // Three members for two free slots: the service grows the pool (a server added at
+    // runtime from 3.0, a reload on 2.6) and joins them; nothing listens on their ports yet, so they stay joining.
+    let ports: Vec<SocketAddr> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+        .collect();
+    let ids = ["i-a", "i-b", "i-c"];
+    let change = change(
+        1,
+        ids.iter()
+            .zip(&ports)
+            .map(|(id, a)| member(id, *a))
+            .collect(),
+        &[],
+    );
+    std::thread::scope(|scope| {
+        let apply = scope.spawn(|| h.apply(&change).unwrap());
+        let during = wait_for(Duration::from_secs(20), || {
+            let s = scrape(o.agent).ok()?;
+            (web(&s, "members", &[("state", "joining")]) == 3.0).then_some(s)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the agent's metrics never showed 3 members joining; its log:\n{}",
+                h.agent_log()
+            )
+        });
+        // From HAProxy 3.0 one server is added at runtime (no reload); 2.6 doubles the
+        // block with a reload.
+        let (slots, reloads) = if runtime { (3, 0) } else { (4, 1) };
+        three_joining_in_grown_slots(&o, &during, slots, reloads);
+
+        // Their instances boot: the joins end UP.
+        let backends: Vec<Backend> = ids
+            .iter()
+            .zip(&ports)
+            .map(|(id, a)| Backend::spawn(id, &a.to_string(), false).unwrap())
+            .collect();
+        let (report, run) = apply.join().unwrap();
+        assert!(
+            report.outcomes.len() == 3
+                && report
+                    .outcomes
+                    .iter()
+                    .all(|o| o.status == OutcomeStatus::Up),
+            "{report:?} {}",
+            run.stderr
+        );
+        assert_eq!(report.reloads, reloads);
+
+        three_up_with_their_latencies_and_the_reload_if_any(&o, slots, reloads);
+        drop(backends);
+    });
+}
+
+/// Before: two free slots, nothing up, no reload, every series present.
+fn two_free_slots_nothing_up_no_reload_every_series_present(o: &Observed) {
     let before = scrape(o.agent).unwrap();
     for (family, kind) in [
         ("slots", "gauge"),
@@ -139,145 +196,104 @@ fn both_metrics_endpoints_follow_a_scale_out_that_grows_the_slots() {
         Some(0.0)
     );
     assert_eq!(haproxy_server_count(&hp), 2, "two slots declared");
+}
 
-    let runtime = harness::process::haproxy_adds_servers();
-    // Three members for two free slots: the service grows the pool (a server added at
-    // runtime from 3.0, a reload on 2.6) and joins them; nothing listens on their ports yet, so they stay joining.
-    let ports: Vec<SocketAddr> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
-        .collect();
-    let ids = ["i-a", "i-b", "i-c"];
-    let change = change(
-        1,
-        ids.iter()
-            .zip(&ports)
-            .map(|(id, a)| member(id, *a))
-            .collect(),
-        &[],
+/// While three members join (nothing listens on their ports yet), as the agent's
+/// metrics showed them (`during`) and as HAProxy's exporter shows them: `slots` slots,
+/// `reloads` reloads.
+fn three_joining_in_grown_slots(o: &Observed, during: &Scrape, slots: u32, reloads: u32) {
+    assert_eq!(web(during, "slots", &[]), f64::from(slots), "grown from 2");
+    assert_eq!(web(during, "slots_used", &[]), 3.0);
+    assert_eq!(web(during, "slots_free", &[]), f64::from(slots - 3));
+    assert_eq!(
+        web(during, "operations_in_flight", &[("kind", "join")]),
+        3.0
     );
-    std::thread::scope(|scope| {
-        let apply = scope.spawn(|| h.apply(&change).unwrap());
-        let during = wait_for(Duration::from_secs(20), || {
-            let s = scrape(o.agent).ok()?;
-            (web(&s, "members", &[("state", "joining")]) == 3.0).then_some(s)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the agent's metrics never showed 3 members joining; its log:\n{}",
-                h.agent_log()
-            )
-        });
-        // From HAProxy 3.0 one server is added at runtime (no reload); 2.6 doubles the
-        // block with a reload.
-        let (slots, reloads) = if runtime { (3, 0) } else { (4, 1) };
-        assert_eq!(web(&during, "slots", &[]), f64::from(slots), "grown from 2");
-        assert_eq!(web(&during, "slots_used", &[]), 3.0);
-        assert_eq!(web(&during, "slots_free", &[]), f64::from(slots - 3));
-        assert_eq!(
-            web(&during, "operations_in_flight", &[("kind", "join")]),
-            3.0
-        );
-        assert_eq!(web(&during, "members", &[("state", "up")]), 0.0);
-        assert_eq!(
-            agent_value(&during, "reloads_total", &[]),
-            f64::from(reloads)
-        );
-        assert_eq!(
-            agent_value(&during, "servers_added_total", &[]),
-            f64::from(1 - reloads),
-            "one server added at runtime, or none on the reload path"
-        );
-        let hp = scrape(o.haproxy).unwrap();
-        assert_eq!(
-            haproxy_server_count(&hp),
-            slots as usize,
-            "HAProxy has the slots"
-        );
-        assert_eq!(haproxy_servers(&hp, "UP"), 0.0, "nothing passed its checks");
-        assert_eq!(
-            hp.value("haproxy_backend_active_servers", &[("proxy", "web")]),
-            Some(0.0)
-        );
+    assert_eq!(web(during, "members", &[("state", "up")]), 0.0);
+    assert_eq!(
+        agent_value(during, "reloads_total", &[]),
+        f64::from(reloads)
+    );
+    assert_eq!(
+        agent_value(during, "servers_added_total", &[]),
+        f64::from(1 - reloads),
+        "one server added at runtime, or none on the reload path"
+    );
+    let hp = scrape(o.haproxy).unwrap();
+    assert_eq!(
+        haproxy_server_count(&hp),
+        slots as usize,
+        "HAProxy has the slots"
+    );
+    assert_eq!(haproxy_servers(&hp, "UP"), 0.0, "nothing passed its checks");
+    assert_eq!(
+        hp.value("haproxy_backend_active_servers", &[("proxy", "web")]),
+        Some(0.0)
+    );
+}
 
-        // Their instances boot: the joins end UP.
-        let backends: Vec<Backend> = ids
-            .iter()
-            .zip(&ports)
-            .map(|(id, a)| Backend::spawn(id, &a.to_string(), false).unwrap())
-            .collect();
-        let (report, run) = apply.join().unwrap();
-        assert!(
-            report.outcomes.len() == 3
-                && report
-                    .outcomes
-                    .iter()
-                    .all(|o| o.status == OutcomeStatus::Up),
-            "{report:?} {}",
-            run.stderr
-        );
-        assert_eq!(report.reloads, reloads);
+/// After: three members up, their latencies in the histogram, the reload if any; in
+/// HAProxy's exporter, the members' slots are UP.
+fn three_up_with_their_latencies_and_the_reload_if_any(o: &Observed, slots: u32, reloads: u32) {
+    let h = &o.host;
+    let s = scrape(o.agent).unwrap();
+    assert_eq!(web(&s, "members", &[("state", "up")]), 3.0);
+    assert_eq!(web(&s, "members", &[("state", "joining")]), 0.0);
+    assert_eq!(web(&s, "operations_in_flight", &[("kind", "join")]), 0.0);
+    assert_eq!(
+        (web(&s, "slots", &[]), web(&s, "slots_used", &[])),
+        (f64::from(slots), 3.0)
+    );
+    assert_eq!(agent_value(&s, "reloads_total", &[]), f64::from(reloads));
+    let up = [("outcome", "up")];
+    assert_eq!(web(&s, "operation_duration_seconds_count", &up), 3.0);
+    assert_eq!(
+        web(
+            &s,
+            "operation_duration_seconds_bucket",
+            &[("outcome", "up"), ("le", "+Inf")]
+        ),
+        3.0
+    );
+    assert!(web(&s, "operation_duration_seconds_sum", &up) > 0.0);
+    let buckets: Vec<f64> = s
+        .matching(
+            "haproxy_asg_agent_operation_duration_seconds_bucket",
+            &[("pool", "web"), ("outcome", "up")],
+        )
+        .map(|x| x.value)
+        .collect();
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {buckets:?}"
+    );
+    assert_eq!(
+        s.sum("haproxy_asg_agent_errors_total", &[]),
+        0.0,
+        "no error: {:?}; the agent's log:\n{}",
+        s.matching("haproxy_asg_agent_errors_total", &[])
+            .map(|x| (x.labels["kind"].clone(), x.value))
+            .collect::<Vec<_>>(),
+        h.agent_log()
+    );
 
-        // After: three members up, their latencies in the histogram, the reload if any.
-        let s = scrape(o.agent).unwrap();
-        assert_eq!(web(&s, "members", &[("state", "up")]), 3.0);
-        assert_eq!(web(&s, "members", &[("state", "joining")]), 0.0);
-        assert_eq!(web(&s, "operations_in_flight", &[("kind", "join")]), 0.0);
+    // HAProxy's exporter: the members' slots are UP.
+    let hp = scrape(o.haproxy).unwrap();
+    assert_eq!(
+        hp.value("haproxy_backend_active_servers", &[("proxy", "web")]),
+        Some(3.0)
+    );
+    assert_eq!(haproxy_servers(&hp, "UP"), 3.0);
+    for slot in h.assignments().unwrap().values() {
         assert_eq!(
-            (web(&s, "slots", &[]), web(&s, "slots_used", &[])),
-            (f64::from(slots), 3.0)
-        );
-        assert_eq!(agent_value(&s, "reloads_total", &[]), f64::from(reloads));
-        let up = [("outcome", "up")];
-        assert_eq!(web(&s, "operation_duration_seconds_count", &up), 3.0);
-        assert_eq!(
-            web(
-                &s,
-                "operation_duration_seconds_bucket",
-                &[("outcome", "up"), ("le", "+Inf")]
+            hp.value(
+                "haproxy_server_status",
+                &[("proxy", "web"), ("server", slot), ("state", "UP")]
             ),
-            3.0
+            Some(1.0),
+            "{slot}"
         );
-        assert!(web(&s, "operation_duration_seconds_sum", &up) > 0.0);
-        let buckets: Vec<f64> = s
-            .matching(
-                "haproxy_asg_agent_operation_duration_seconds_bucket",
-                &[("pool", "web"), ("outcome", "up")],
-            )
-            .map(|x| x.value)
-            .collect();
-        assert!(
-            buckets.windows(2).all(|w| w[0] <= w[1]),
-            "cumulative: {buckets:?}"
-        );
-        assert_eq!(
-            s.sum("haproxy_asg_agent_errors_total", &[]),
-            0.0,
-            "no error: {:?}; the agent's log:\n{}",
-            s.matching("haproxy_asg_agent_errors_total", &[])
-                .map(|x| (x.labels["kind"].clone(), x.value))
-                .collect::<Vec<_>>(),
-            h.agent_log()
-        );
-
-        // HAProxy's exporter: the members' slots are UP.
-        let hp = scrape(o.haproxy).unwrap();
-        assert_eq!(
-            hp.value("haproxy_backend_active_servers", &[("proxy", "web")]),
-            Some(3.0)
-        );
-        assert_eq!(haproxy_servers(&hp, "UP"), 3.0);
-        for slot in h.assignments().unwrap().values() {
-            assert_eq!(
-                hp.value(
-                    "haproxy_server_status",
-                    &[("proxy", "web"), ("server", slot), ("state", "UP")]
-                ),
-                Some(1.0),
-                "{slot}"
-            );
-        }
-        drop(backends);
-    });
+    }
 }
 
 #[test]

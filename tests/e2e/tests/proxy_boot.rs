@@ -311,6 +311,15 @@ impl Setup {
         self.render_with(agent_template, Haproxy::debian())
     }
 
+    /// Starts the units the booted `host` wrote, in the environment of the instance it
+    /// is: HAProxy, then the agent.
+    fn start_units(&self, host: &mut BootedHost) {
+        let started = host
+            .start_units(&instance_env(&self.w, &self.path, &self.proxy))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(started, ["haproxy.service", "haproxy-asg-agent.service"]);
+    }
+
     /// The same, installing `haproxy`.
     fn render_with(&self, agent_template: Option<PathBuf>, haproxy: Haproxy) -> Render {
         Render {
@@ -363,8 +372,7 @@ fn setup() -> Setup {
 #[ignore = "needs root, unshare/nsenter and terraform: scripts/check-proxy-boot runs it"]
 fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
     let s = setup();
-    let (w, fleet, backend_port, proxy) = (&s.w, &s.fleet, s.backend_port, &s.proxy);
-    let agent_sha256 = s.agent_sha256.clone();
+    let (w, proxy) = (&s.w, &s.proxy);
     let r = s.render(None);
     let mut host = boot(&r, &s.agent).expect("boot");
     assert_eq!(
@@ -373,8 +381,54 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         "the user data failed:\n{}",
         host.user_data_output()
     );
+    what_the_user_data_asked_of_the_stand_ins(&s, &host);
 
-    // What the user data asked of the stand-ins.
+    // What systemd itself makes of them (where this machine has systemd-analyze).
+    let units = host.units_to_start();
+    match host.verify_units(&units) {
+        Ok(None) => {}
+        Ok(Some(complaints)) => panic!("systemd-analyze verify {units:?}: {complaints}"),
+        Err(e) => eprintln!("systemd-analyze verify could not run here ({e:#}): not checked"),
+    }
+    s.start_units(&mut host);
+
+    // The agent service's start-up sync found the group's two members; both serve.
+    let members = w.members(GROUP).expect("members");
+    assert_eq!(members.len(), 2, "{members:?}");
+    let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
+    members_serve(r.frontend, &names, &host, "both members");
+    only_behind_proxy_protocol_with_metrics_where_asked(&r);
+
+    // A scale-out, sent as the reactor sends it: Run Command with the project's document,
+    // which runs the installed agent inside this root; it returns once the service
+    // accepted the change, and the outcome goes to the inbox.
+    let before: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let new = scale_out_through_the_document(&s, &host, &before);
+    // The outcome, in the inbox, sent as this instance with its role's session.
+    let report = report_of_the_new_member_up(&s, &host, &new);
+    assert_eq!(report.0["kind"], "haproxy-asg.host-report", "{}", report.0);
+    assert_eq!(
+        report.1["SenderId"].as_str(),
+        Some(format!("{}:{proxy}", s.path.role_id).as_str()),
+        "sent with the instance's own session of the proxies' role: {}",
+        report.1
+    );
+    let name = format!("web-{}", new.id);
+    let seen = wait_for(Duration::from_secs(10), || {
+        let seen = answers(r.frontend, 12);
+        seen.contains(&name).then_some(seen)
+    });
+    assert!(
+        seen.is_some(),
+        "the new member serves: {:?}",
+        answers(r.frontend, 6)
+    );
+    assert!(host.running("haproxy.service") && host.running("haproxy-asg-agent.service"));
+}
+
+/// What the user data asked of the stand-ins, wrote and installed on a host of `s`.
+fn what_the_user_data_asked_of_the_stand_ins(s: &Setup, host: &BootedHost) {
+    let (proxy, agent_sha256) = (&s.proxy, &s.agent_sha256);
     let calls = host.calls();
     let called = |prefix: &str| calls.iter().any(|c| c.starts_with(prefix));
     assert!(
@@ -421,7 +475,7 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
     // The agent binary it installed is the one uploaded.
     assert_eq!(
         sha256(&std::fs::read(host.path("/usr/local/bin/agent")).expect("installed agent")),
-        agent_sha256
+        *agent_sha256
     );
     let dropin = host.load_unit("haproxy.service").expect("haproxy.service");
     assert!(
@@ -431,31 +485,16 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
             .is_some_and(|l| l.contains("-Ws") && l.contains("$EXTRAOPTS")),
         "{dropin:?}"
     );
+}
 
-    // What systemd itself makes of them (where this machine has systemd-analyze).
-    let units = host.units_to_start();
-    match host.verify_units(&units) {
-        Ok(None) => {}
-        Ok(Some(complaints)) => panic!("systemd-analyze verify {units:?}: {complaints}"),
-        Err(e) => eprintln!("systemd-analyze verify could not run here ({e:#}): not checked"),
-    }
-    let started = host
-        .start_units(&instance_env(w, &s.path, proxy))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(started, ["haproxy.service", "haproxy-asg-agent.service"]);
-
-    // The agent service's start-up sync found the group's two members; both serve.
-    let members = w.members(GROUP).expect("members");
-    assert_eq!(members.len(), 2, "{members:?}");
-    let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
-    members_serve(r.frontend, &names, &host, "both members");
-    // accept-proxy: a client without the PROXY header is not served.
+/// accept-proxy: a client without the PROXY header is not served; the exporter
+/// frontend and the agent's metrics answer where agent.toml says.
+fn only_behind_proxy_protocol_with_metrics_where_asked(r: &Render) {
     let plain = http::get(r.frontend, "/", Duration::from_secs(2));
     assert!(
         !matches!(&plain, Ok(resp) if resp.status == 200),
         "the frontend binds with accept-proxy: {plain:?}"
     );
-    // The exporter frontend and the agent's metrics answer where agent.toml says.
     for port in [r.metrics.0, r.metrics.1] {
         let m = http::get(
             SocketAddr::from(([127, 0, 0, 1], port)),
@@ -467,10 +506,18 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
             "metrics on {port}: {m:?}"
         );
     }
+}
 
-    // A scale-out, sent as the reactor sends it: Run Command with the project's document,
-    // which runs the installed agent inside this root; it returns once the service
-    // accepted the change, and the outcome goes to the inbox.
+/// Scales the group out by one and sends the new member (once its backend runs) to the
+/// booted host as the reactor does: Run Command with the project's document, running
+/// the installed agent inside the root. Waits (60 s) for the command's success and
+/// checks the acceptance names the new member; the new member.
+fn scale_out_through_the_document(
+    s: &Setup,
+    host: &BootedHost,
+    before: &[String],
+) -> harness::world::GroupInstance {
+    let (w, fleet, backend_port, proxy) = (&s.w, &s.fleet, s.backend_port, &s.proxy);
     w.block_on(w.ssm_document(60)).expect("SSM document");
     let mut agent_argv = host.enter();
     agent_argv.push("/usr/local/bin/agent".into());
@@ -481,7 +528,6 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
     }])
     .expect("document host");
     w.scale(GROUP, 3).expect("scale out");
-    let before: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let new = wait_for(Duration::from_secs(20), || {
         w.members(GROUP)
             .ok()?
@@ -496,6 +542,20 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         "generation": harness::unix_ms(),
         "pools": [{"pool": "web", "add": [{"id": new.id, "address": ip, "port": backend_port}]}],
     });
+    let output = send_through_the_document(s, &change);
+    let accepted: serde_json::Value =
+        serde_json::from_str(output.trim()).expect("a JSON acceptance");
+    assert!(
+        accepted.to_string().contains(&new.id),
+        "the acceptance names the new member: {accepted}"
+    );
+    new
+}
+
+/// Sends `change` to the booted host of `s` with Run Command of the project's document
+/// (action `apply`) and waits (60 s) for the command to end, in success; its output.
+fn send_through_the_document(s: &Setup, change: &serde_json::Value) -> String {
+    let (w, proxy) = (&s.w, &s.proxy);
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let ssm = aws_sdk_ssm::Client::new(&w.sdk);
     let sent = w
@@ -537,15 +597,19 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
         "{output}\n{}",
         invocation.standard_error_content().unwrap_or_default()
     );
-    let accepted: serde_json::Value =
-        serde_json::from_str(output.trim()).expect("a JSON acceptance");
-    assert!(
-        accepted.to_string().contains(&new.id),
-        "the acceptance names the new member: {accepted}"
-    );
-    // The outcome, in the inbox, sent as this instance with its role's session.
+    output.to_string()
+}
+
+/// Waits (60 s) for the host report in the inbox that says `new` is up, sent by the
+/// booted host; the report and the message's attributes.
+fn report_of_the_new_member_up(
+    s: &Setup,
+    host: &BootedHost,
+    new: &harness::world::GroupInstance,
+) -> (serde_json::Value, serde_json::Value) {
+    let (w, proxy) = (&s.w, &s.proxy);
     let mut seen_reports = Vec::new();
-    let report = wait_for(Duration::from_secs(60), || {
+    wait_for(Duration::from_secs(60), || {
         let got = w.receive_records(&s.path.inbox, 2).ok()?;
         seen_reports.extend(got.iter().map(|m| m.body.clone()));
         got.into_iter().find_map(|m| {
@@ -561,25 +625,7 @@ fn a_proxy_boots_from_its_user_data_serves_the_group_and_applies_a_scale_out() {
             "no host report says the new member is up within 60 s; messages: {seen_reports:?}\nagent: {}",
             host.unit_log("haproxy-asg-agent.service")
         )
-    });
-    assert_eq!(report.0["kind"], "haproxy-asg.host-report", "{}", report.0);
-    assert_eq!(
-        report.1["SenderId"].as_str(),
-        Some(format!("{}:{proxy}", s.path.role_id).as_str()),
-        "sent with the instance's own session of the proxies' role: {}",
-        report.1
-    );
-    let name = format!("web-{}", new.id);
-    let seen = wait_for(Duration::from_secs(10), || {
-        let seen = answers(r.frontend, 12);
-        seen.contains(&name).then_some(seen)
-    });
-    assert!(
-        seen.is_some(),
-        "the new member serves: {:?}",
-        answers(r.frontend, 6)
-    );
-    assert!(host.running("haproxy.service") && host.running("haproxy-asg-agent.service"));
+    })
 }
 
 #[test]
@@ -724,6 +770,18 @@ fn a_proxy_boots_from_a_haproxy_package_of_its_own_checked_held_and_serving() {
         Some(0),
         "the user data failed:\n{said}"
     );
+    installed_from_s3_and_held(&host, &said, &url);
+    what_debian_packaging_makes(&host);
+    s.start_units(&mut host);
+    let members = s.w.members(GROUP).expect("members");
+    let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
+    members_serve(r.frontend, &names, &host, "the group's members");
+}
+
+/// The package chosen: fetched from `url`, installed by apt (which brings what it depends
+/// on from Debian, not Debian's haproxy), checked by its version (the user data said
+/// `said`), held.
+fn installed_from_s3_and_held(host: &BootedHost, said: &str, url: &str) {
     let calls = host.calls();
     let called = |prefix: &str| calls.iter().any(|c| c.starts_with(prefix));
     assert!(
@@ -753,16 +811,18 @@ fn a_proxy_boots_from_a_haproxy_package_of_its_own_checked_held_and_serving() {
         "the user data prints haproxy -v and checks it: {said}"
     );
     assert!(
-        run_in(&host, &["apt-mark", "showhold"])
+        run_in(host, &["apt-mark", "showhold"])
             .lines()
             .any(|l| l.trim() == "haproxy"),
         "the package is held"
     );
+}
 
-    // What Debian's packaging makes and the apt-get stand-in makes only for a haproxy
-    // asked for by name: /run/haproxy (its tmpfiles.d) and the workers' chroot.
+/// What Debian's packaging makes and the apt-get stand-in makes only for a haproxy
+/// asked for by name: /run/haproxy (its tmpfiles.d) and the workers' chroot.
+fn what_debian_packaging_makes(host: &BootedHost) {
     run_in(
-        &host,
+        host,
         &[
             "install",
             "-d",
@@ -776,7 +836,7 @@ fn a_proxy_boots_from_a_haproxy_package_of_its_own_checked_held_and_serving() {
         ],
     );
     run_in(
-        &host,
+        host,
         &[
             "install",
             "-d",
@@ -786,11 +846,4 @@ fn a_proxy_boots_from_a_haproxy_package_of_its_own_checked_held_and_serving() {
             "/var/lib/haproxy/dev",
         ],
     );
-    let started = host
-        .start_units(&instance_env(&s.w, &s.path, &s.proxy))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(started, ["haproxy.service", "haproxy-asg-agent.service"]);
-    let members = s.w.members(GROUP).expect("members");
-    let names: Vec<String> = members.iter().map(|m| format!("web-{}", m.id)).collect();
-    members_serve(r.frontend, &names, &host, "the group's members");
 }

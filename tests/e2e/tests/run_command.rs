@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use harness::pump::sqs_event;
-use harness::world::{autoscaling_pattern, LAUNCH_HOOK, PROXY_GROUP};
+use harness::world::{autoscaling_pattern, ControlPath, LAUNCH_HOOK, PROXY_GROUP};
 use harness::{free_port, GroupSpec, HostSpec, PoolSpec, World};
 use serde_json::{json, Value};
 
@@ -54,12 +54,7 @@ async fn the_real_agent_gates_launches_on_health() {
     let listener = TcpListener::bind(format!("{ip}:{port}")).expect("backend listener");
     std::thread::spawn(move || for _ in listener.incoming() {});
 
-    let env = harness::ReactorEnv::new(&path)
-        .pool("web-asg", "web", port)
-        .timeouts(10, 10)
-        .hooks(&[LAUNCH_HOOK]);
-    let config = reactor::config::Config::from_lookup(|k| env.get(k)).expect("config");
-    let r = reactor::build(config, &w.sdk);
+    let r = reactor_for(&w, &path, port);
     let event = w
         .events_about("EC2 Instance-launch Lifecycle Action", &healthy)
         .expect("events")
@@ -74,37 +69,7 @@ async fn the_real_agent_gates_launches_on_health() {
         "{sent:?}"
     );
     // The host's reports come back through the inbox, sent from its own session.
-    let until = Instant::now() + Duration::from_secs(60);
-    let mut decisions = Vec::new();
-    while decisions.len() < 2 {
-        assert!(
-            Instant::now() < until,
-            "no decision for both launches: {decisions:?}"
-        );
-        let records = w.receive_records(&path.inbox, 1).expect("receive");
-        if records.is_empty() {
-            continue;
-        }
-        for m in &records {
-            assert!(
-                m.attributes["SenderId"]
-                    .as_str()
-                    .is_some_and(|s| s == format!("{}:{}", path.role_id, hosts[0].name)),
-                "sent by the proxy's session: {:?}",
-                m.attributes
-            );
-        }
-        let i = r.invoke(&sqs_event(&path.inbox, &records)).await;
-        assert_eq!(i.response, json!({"batchItemFailures": []}), "{i:?}");
-        decisions.extend(
-            i.summary
-                .actions
-                .iter()
-                .map(|a| (a.instance.clone(), a.decision.clone())),
-        );
-        let handles: Vec<String> = records.iter().map(|m| m.handle.clone()).collect();
-        w.delete(&path.inbox, &handles).expect("delete");
-    }
+    let decisions = decisions_from_the_reports(&w, &path, &hosts[0].name, &r).await;
     let decision = |id: &str| {
         decisions
             .iter()
@@ -128,4 +93,58 @@ async fn the_real_agent_gates_launches_on_health() {
     assert_eq!(result(&healthy).as_deref(), Some("CONTINUE"));
     assert_eq!(result(&sick).as_deref(), Some("ABANDON"));
     let _ = PROXY_GROUP;
+}
+
+/// The reactor of `path` in `w`, for pool `web` of group web-asg on `port`, its launch hook
+/// and 10 s timeouts.
+fn reactor_for(w: &World, path: &ControlPath, port: u16) -> reactor::AwsReactor {
+    let env = harness::ReactorEnv::new(path)
+        .pool("web-asg", "web", port)
+        .timeouts(10, 10)
+        .hooks(&[LAUNCH_HOOK]);
+    let config = reactor::config::Config::from_lookup(|k| env.get(k)).expect("config");
+    reactor::build(config, &w.sdk)
+}
+
+/// The host's reports come back through the inbox, sent from its own session (`host`'s,
+/// of the proxies' role); `r` handles them until (60 s at most) it decided two
+/// launches. The decisions: (instance, decision).
+async fn decisions_from_the_reports(
+    w: &World,
+    path: &ControlPath,
+    host: &str,
+    r: &reactor::AwsReactor,
+) -> Vec<(String, String)> {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut decisions = Vec::new();
+    while decisions.len() < 2 {
+        assert!(
+            Instant::now() < until,
+            "no decision for both launches: {decisions:?}"
+        );
+        let records = w.receive_records(&path.inbox, 1).expect("receive");
+        if records.is_empty() {
+            continue;
+        }
+        for m in &records {
+            assert!(
+                m.attributes["SenderId"]
+                    .as_str()
+                    .is_some_and(|s| s == format!("{}:{}", path.role_id, host)),
+                "sent by the proxy's session: {:?}",
+                m.attributes
+            );
+        }
+        let i = r.invoke(&sqs_event(&path.inbox, &records)).await;
+        assert_eq!(i.response, json!({"batchItemFailures": []}), "{i:?}");
+        decisions.extend(
+            i.summary
+                .actions
+                .iter()
+                .map(|a| (a.instance.clone(), a.decision.clone())),
+        );
+        let handles: Vec<String> = records.iter().map(|m| m.handle.clone()).collect();
+        w.delete(&path.inbox, &handles).expect("delete");
+    }
+    decisions
 }

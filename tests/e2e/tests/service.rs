@@ -13,19 +13,13 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::util::{change, member, outcome};
+use crate::util::{self, backends, change, member, outcome};
 use harness::{http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, OutcomeStatus, PoolName, Report};
 use serde_json::Value;
 
 fn host_with(pool: PoolSpec) -> Host {
-    Host::start(&HostSpec {
-        name: "proxy-svc".into(),
-        pools: vec![pool],
-        extra_toml: String::new(),
-        env: Vec::new(),
-    })
-    .expect("start haproxy host")
+    util::host_with("proxy-svc", pool)
 }
 
 /// What one `agent apply` gave.
@@ -184,9 +178,7 @@ fn a_launch_during_a_long_drain_is_not_delayed() {
 #[test]
 fn ten_separate_applies_at_once_all_come_up_within_the_rise() {
     let h = host_with(PoolSpec::new("web", 16));
-    let backends: Vec<Backend> = (0..10)
-        .map(|i| Backend::start(&format!("b{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("b", 10);
     let go = Arc::new(Barrier::new(11));
     let runs: Vec<JoinHandle<Applied>> = backends
         .iter()
@@ -318,9 +310,7 @@ fn a_newer_change_takes_over_a_member_in_flight_under_load() {
 #[test]
 fn two_concurrent_changes_that_need_new_slots_share_one_reload() {
     let h = host_with(PoolSpec::new("web", 2).static_rr());
-    let backends: Vec<Backend> = (0..4)
-        .map(|i| Backend::start(&format!("g{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("g", 4);
     let (r, _) = h
         .apply(&change(
             1,
@@ -357,9 +347,7 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
     pool.health_timeout_s = 20.0;
     pool.drain_timeout_s = 30.0;
     let h = host_with(pool);
-    let backends: Vec<Backend> = (0..8)
-        .map(|i| Backend::start(&format!("k{i}"), "127.0.0.1").unwrap())
-        .collect();
+    let backends = backends("k", 8);
     let fe = h.frontend("web");
     let (r, _) = h
         .apply(&change(1, vec![member("i-0", backends[0].addr)], &[]))
@@ -376,9 +364,25 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
     assert_eq!(outcome(&r, "i-1").0, OutcomeStatus::Up);
     let load = Load::start(fe, 2, Duration::from_secs(120), 1_000_000);
 
-    // Mid-drain.
-    let removal = apply_async(&h, &change(3, vec![], &["i-0"]));
-    wait_stage(&h, "i-0", "draining", Duration::from_secs(5));
+    killed_mid_drain(&h, slow);
+    killed_mid_join(&h, &backends);
+    killed_mid_reload(&h, &backends);
+
+    let stats = load.stop();
+    assert_eq!(
+        stats.failed, 0,
+        "requests failed across the kills: {:?}",
+        stats.errors
+    );
+    assert!(stats.requests > 100, "{stats:?}");
+}
+
+/// The service killed while i-0 drains (a slow request in flight on it, `slow`): the
+/// drain resumes with what was left of its timeout, the request completes, and the
+/// same change sent again converges.
+fn killed_mid_drain(h: &Host, slow: JoinHandle<std::io::Result<http::Response>>) {
+    let removal = apply_async(h, &change(3, vec![], &["i-0"]));
+    wait_stage(h, "i-0", "draining", Duration::from_secs(5));
     let ops = h.operations().unwrap();
     let left = ops[0]["deadline_in_s"].as_f64().unwrap();
     h.kill_service().expect("the service was running");
@@ -408,22 +412,28 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
     // Sending the same change again converges.
     let (r, _) = h.apply(&change(3, vec![], &["i-0"])).unwrap();
     assert_eq!(outcome(&r, "i-0").0, OutcomeStatus::Drained, "{r:?}");
+}
 
-    // Mid-join.
-    let join = apply_async(&h, &change(4, vec![member("i-2", backends[2].addr)], &[]));
-    wait_stage(&h, "i-2", "joining", Duration::from_secs(5));
+/// The service killed while i-2 joins: the join goes on to UP, and the same change sent
+/// again converges.
+fn killed_mid_join(h: &Host, backends: &[Backend]) {
+    let join = apply_async(h, &change(4, vec![member("i-2", backends[2].addr)], &[]));
+    wait_stage(h, "i-2", "joining", Duration::from_secs(5));
     h.kill_service().expect("the service was running");
     assert_eq!(join.join().unwrap().code, 2);
     h.wait_service(Duration::from_secs(10)).unwrap();
-    wait_stage(&h, "i-2", "up", Duration::from_secs(10));
+    wait_stage(h, "i-2", "up", Duration::from_secs(10));
     let (r, _) = h
         .apply(&change(4, vec![member("i-2", backends[2].addr)], &[]))
         .unwrap();
     assert_eq!(outcome(&r, "i-2").0, OutcomeStatus::Up, "{r:?}");
-    table_matches_haproxy(&h);
+    table_matches_haproxy(h);
+}
 
-    // Mid-reload: `haproxy -c` made slow, the service killed while it validates the
-    // grown configuration, then again right after the reload took.
+/// Mid-reload: `haproxy -c` made slow, the service killed while it validates the
+/// grown configuration (nothing of it stays), then again right after the reload took
+/// (the change sent again converges without a second reload).
+fn killed_mid_reload(h: &Host, backends: &[Backend]) {
     let wrapper = h.dir().join("slow-haproxy");
     let haproxy = harness::process::haproxy_bin();
     std::fs::write(
@@ -450,7 +460,7 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
             .collect(),
         &[],
     );
-    let run = apply_async(&h, &grow);
+    let run = apply_async(h, &grow);
     let candidate = h.dir().join(".haproxy.cfg.agent-new");
     wait_for(Duration::from_secs(5), || candidate.exists().then_some(()))
         .expect("the grown configuration is being validated");
@@ -463,9 +473,9 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
         cfg_before
     );
     assert_eq!(h.reloads().unwrap(), 0);
-    table_matches_haproxy(&h);
+    table_matches_haproxy(h);
     // Again, killed as soon as the reload took.
-    let run = apply_async(&h, &grow);
+    let run = apply_async(h, &grow);
     wait_for(Duration::from_secs(15), || {
         (h.reloads().ok()? == 1).then_some(())
     })
@@ -483,15 +493,7 @@ fn a_killed_service_resumes_drains_joins_and_reloads_and_no_request_fails() {
         h.service_restarts() >= 5,
         "the supervisor restarted the service each time"
     );
-    table_matches_haproxy(&h);
-
-    let stats = load.stop();
-    assert_eq!(
-        stats.failed, 0,
-        "requests failed across the kills: {:?}",
-        stats.errors
-    );
-    assert!(stats.requests > 100, "{stats:?}");
+    table_matches_haproxy(h);
 }
 
 /// `agent apply` returns as soon as the service accepted the change (what Run Command

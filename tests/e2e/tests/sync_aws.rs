@@ -23,24 +23,8 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     let w = rt
         .block_on(World::start(None))
         .expect("start the AWS emulator (scripts/setup-venv)");
-    // The host starts before the group exists: its service's start-up sync finds no
-    // group, refuses to empty the pool, and leaves the syncing to the commands below.
     let port = free_port();
-    let mut pool = PoolSpec::new("web", 4);
-    pool.port = port;
-    let h = Host::start(&HostSpec {
-        name: "proxy-aws".into(),
-        pools: vec![pool],
-        extra_toml: "[aws]\ngroups = { \"web-asg\" = [\"web\"] }\n".into(),
-        env: w.emulator.aws_env(),
-    })
-    .unwrap();
-    wait_for(Duration::from_secs(10), || {
-        h.agent_log()
-            .contains("no such Auto Scaling group")
-            .then_some(())
-    })
-    .expect("the start-up sync ran and refused a group AWS does not know");
+    let h = a_host_started_before_its_group(&w, port);
     let mut spec = GroupSpec::new("web-asg", &w.subnet);
     spec.max = 10;
     spec.desired = 2;
@@ -54,25 +38,7 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
         .map(|(id, ip)| Backend::spawn(id, &format!("{ip}:{port}"), false).unwrap())
         .collect();
 
-    let dry = h.agent(&["sync", "--dry-run"], None).unwrap();
-    assert_eq!(dry.code, 0, "{}", dry.stderr);
-    for (id, ip) in &found {
-        assert!(
-            dry.stdout.contains(&format!("+ web          {id}")),
-            "{}",
-            dry.stdout
-        );
-        assert!(
-            dry.stdout.contains(&format!("{ip}:{port}")),
-            "{}",
-            dry.stdout
-        );
-    }
-    assert!(dry.stdout.contains("dry run: nothing was changed"));
-    assert!(
-        h.assignments().unwrap().is_empty(),
-        "a dry run changes nothing"
-    );
+    a_dry_run_lists_the_members_and_changes_nothing(&h, &found, port);
 
     let run = h.agent(&["sync"], None).unwrap();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -88,15 +54,7 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     assert_eq!(seen.len(), 2, "both instances serve: {seen:?}");
 
     // Drift: a slot HAProxy serves that no member owns, and a member put in maint by hand.
-    let stray = Backend::start("stray", "127.0.0.1").unwrap();
-    let c = h.client();
-    let web = PoolName::new("web").unwrap();
-    let port = Port::new(i64::from(stray.addr.port())).unwrap();
-    c.batch(&[
-        Command::join(&web, 4, stray.addr.ip(), port, false),
-        vec![Command::new(&web, 1, Op::Maint)],
-    ])
-    .unwrap();
+    let stray = a_stray_server_and_a_member_in_maint(&h);
     // Scale in: the oldest instance goes.
     rt.block_on(w.scale("web-asg", 1)).unwrap();
     let left = rt.block_on(members(&w, "web-asg"));
@@ -127,7 +85,76 @@ fn sync_reads_the_group_from_aws_and_repairs_drift() {
     assert_eq!(stray.served().unwrap(), before);
     drop(backends);
 
-    // A group AWS does not know is an error, never an empty pool.
+    a_group_aws_does_not_know_is_an_error_never_an_empty_pool(&h);
+}
+
+/// A host of pool `web` on `port` whose agent.toml maps group web-asg to it, started
+/// before the group exists: its service's start-up sync finds no group, refuses to
+/// empty the pool, and leaves the syncing to the commands of the test.
+fn a_host_started_before_its_group(w: &World, port: u16) -> Host {
+    let mut pool = PoolSpec::new("web", 4);
+    pool.port = port;
+    let h = Host::start(&HostSpec {
+        name: "proxy-aws".into(),
+        pools: vec![pool],
+        extra_toml: "[aws]\ngroups = { \"web-asg\" = [\"web\"] }\n".into(),
+        env: w.emulator.aws_env(),
+    })
+    .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        h.agent_log()
+            .contains("no such Auto Scaling group")
+            .then_some(())
+    })
+    .expect("the start-up sync ran and refused a group AWS does not know");
+    h
+}
+
+/// `agent sync --dry-run` lists every member `found` (id, address) on `port`, and
+/// changes nothing.
+fn a_dry_run_lists_the_members_and_changes_nothing(
+    h: &Host,
+    found: &[(String, String)],
+    port: u16,
+) {
+    let dry = h.agent(&["sync", "--dry-run"], None).unwrap();
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    for (id, ip) in found {
+        assert!(
+            dry.stdout.contains(&format!("+ web          {id}")),
+            "{}",
+            dry.stdout
+        );
+        assert!(
+            dry.stdout.contains(&format!("{ip}:{port}")),
+            "{}",
+            dry.stdout
+        );
+    }
+    assert!(dry.stdout.contains("dry run: nothing was changed"));
+    assert!(
+        h.assignments().unwrap().is_empty(),
+        "a dry run changes nothing"
+    );
+}
+
+/// Drift: a slot HAProxy serves that no member owns (slot 4: the returned backend), and
+/// a member put in maint by hand (slot 1).
+fn a_stray_server_and_a_member_in_maint(h: &Host) -> Backend {
+    let stray = Backend::start("stray", "127.0.0.1").unwrap();
+    let c = h.client();
+    let web = PoolName::new("web").unwrap();
+    let port = Port::new(i64::from(stray.addr.port())).unwrap();
+    c.batch(&[
+        Command::join(&web, 4, stray.addr.ip(), port, false),
+        vec![Command::new(&web, 1, Op::Maint)],
+    ])
+    .unwrap();
+    stray
+}
+
+/// A group AWS does not know is an error, never an empty pool.
+fn a_group_aws_does_not_know_is_an_error_never_an_empty_pool(h: &Host) {
     let cfg = std::fs::read_to_string(&h.config).unwrap();
     std::fs::write(&h.config, cfg.replace("\"web-asg\"", "\"web-asg-typo\"")).unwrap();
     // The service reads agent.toml when it starts: restart it (as after an edit).
