@@ -884,18 +884,7 @@ fn sighup_rereads_agent_toml_and_refuses_what_cannot_change_in_place() {
         Backend::start("hup-a", "127.0.0.1").unwrap(),
         Backend::start("hup-b", "127.0.0.1").unwrap(),
     );
-    let hup = |h: &Host, says: &str| {
-        let before = h.agent_log().matches(says).count();
-        let sent = std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        wait_for(Duration::from_secs(10), || {
-            (h.agent_log().matches(says).count() > before).then_some(())
-        })
-        .unwrap_or_else(|| panic!("no {says:?} after SIGHUP:\n{}", h.agent_log()));
-    };
+    let hup = |h: &Host, says: &str| h.hup_service(says).unwrap();
     let toml = std::fs::read_to_string(&h.config).unwrap();
     // Lowered: one member per message in pool web.
     let lowered = toml.replacen("name = \"web\"\n", "name = \"web\"\nmax_members = 1\n", 1);

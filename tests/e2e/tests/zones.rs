@@ -209,12 +209,12 @@ fn removing_a_zones_last_member_spills_first_and_traffic_returns_once_a_new_one_
     assert!(share(&back, &["a3"]) >= 0.95, "{back:?}");
 }
 
-#[test]
-fn a_local_member_down_by_health_check_spills_and_its_return_brings_traffic_back() {
+/// zone-a's proxy preferring its zone, with one member in each zone (i-a1, i-b1) joined
+/// and i-b1 standing by.
+fn one_member_each() -> (Host, Backend, Backend) {
     let a = host_in("proxy-zone-a", "zone-a", PREFER);
-    let mut a1 = Backend::start("a1", "127.0.0.2").unwrap();
+    let a1 = Backend::start("a1", "127.0.0.2").unwrap();
     let b1 = Backend::start("b1", "127.0.0.4").unwrap();
-    let a1_addr = a1.addr;
     apply_all(
         &[&a],
         1,
@@ -225,6 +225,13 @@ fn a_local_member_down_by_health_check_spills_and_its_return_brings_traffic_back
         &[],
     );
     wait_standby(&a, &["i-b1"]);
+    (a, a1, b1)
+}
+
+#[test]
+fn a_local_member_down_by_health_check_spills_and_its_return_brings_traffic_back() {
+    let (a, mut a1, _b1) = one_member_each();
+    let a1_addr = a1.addr;
     let before = window(&a, 500);
     assert!(share(&before, &["a1"]) >= 0.95, "{before:?}");
 
@@ -258,19 +265,7 @@ fn a_local_member_down_by_health_check_spills_and_its_return_brings_traffic_back
 
 #[test]
 fn a_zone_taken_away_gets_no_new_request_until_it_is_back_even_across_a_restart() {
-    let a = host_in("proxy-zone-a", "zone-a", PREFER);
-    let a1 = Backend::start("a1", "127.0.0.2").unwrap();
-    let b1 = Backend::start("b1", "127.0.0.4").unwrap();
-    apply_all(
-        &[&a],
-        1,
-        &[
-            zoned("i-a1", a1.addr, "zone-a"),
-            zoned("i-b1", b1.addr, "zone-b"),
-        ],
-        &[],
-    );
-    wait_standby(&a, &["i-b1"]);
+    let (a, _a1, _b1) = one_member_each();
     let all = Load::start(a.frontend("web"), 2, Duration::from_secs(120), 1_000_000);
 
     let run = a.agent(&["zone", "away", "zone-a"], None).unwrap();
@@ -436,15 +431,12 @@ fn zone_affinity_turned_on_and_off_by_sighup_moves_traffic_in_place() {
     assert!(share(&both, &["b1"]) > 0.3, "affinity is off: {both:?}");
     let hup = |toml: &str, restarts: usize| {
         std::fs::write(&h.config, toml).unwrap();
-        let sent = std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        wait_for(Duration::from_secs(10), || {
-            (h.agent_log().matches("[[pool]] changed").count() >= restarts).then_some(())
-        })
-        .unwrap_or_else(|| panic!("no restart in place:\n{}", h.agent_log()));
+        h.hup_service("[[pool]] changed").unwrap();
+        assert_eq!(
+            h.agent_log().matches("[[pool]] changed").count(),
+            restarts,
+            "one restart in place per SIGHUP"
+        );
         h.wait_service(Duration::from_secs(10)).unwrap();
     };
     let off = std::fs::read_to_string(&h.config).unwrap();

@@ -327,6 +327,25 @@ impl Host {
         s.child.as_ref().map(Child::id)
     }
 
+    /// Sends the agent service SIGHUP (it re-reads agent.toml in place, as `systemctl
+    /// reload` does), and waits (at most 10 s) until its log has one more line
+    /// containing `says` than before.
+    pub fn hup_service(&self, says: &str) -> anyhow::Result<()> {
+        let before = self.agent_log().matches(says).count();
+        let pid = self
+            .service_pid()
+            .context("the agent service does not run")?;
+        let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+        // SAFETY: kill(2) with a pid of our own child and a valid signal.
+        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+            anyhow::bail!("kill -HUP {pid}: {}", std::io::Error::last_os_error());
+        }
+        crate::wait_for(Duration::from_secs(10), || {
+            (self.agent_log().matches(says).count() > before).then_some(())
+        })
+        .with_context(|| format!("no {says:?} after SIGHUP:\n{}", self.agent_log()))
+    }
+
     /// How many times the supervisor restarted the service.
     pub fn service_restarts(&self) -> u32 {
         self.service

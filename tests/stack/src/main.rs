@@ -236,15 +236,9 @@ impl Stack {
             .mark(stack::elapsed_s(), "scale", format!("{what}: -> {desired}"));
     }
 
+    /// Scales the group and waits (at most 90 s) for it to converge.
     fn scale(&self, t: &mut Tally, desired: usize, what: &str, served: bool) -> anyhow::Result<()> {
-        let before = self.world.members(GROUP)?.len();
-        let (req, _) = self.requests();
-        say!("scenario {what}: {before} -> {desired} instances | requests {req}");
-        self.requested(desired, what);
-        self.fleet
-            .requested_ms
-            .store(unix_ms(), std::sync::atomic::Ordering::SeqCst);
-        self.world.scale(GROUP, i32::try_from(desired)?)?;
+        self.scale_to(t, desired, what)?;
         self.converge(t, desired, served, Duration::from_secs(90))
     }
 }

@@ -589,23 +589,25 @@ pub fn latencies(title: &str, subtitle: &str, rows: &[LatencyRow]) -> Page {
     }
 }
 
+/// The opening tags `<name ...>` of a drawn page, as their attribute text: to read a
+/// page back (its checks, the demo's test).
+pub fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+    html.split(&format!("<{name}"))
+        .skip(1)
+        .filter(|s| s.starts_with(' '))
+        .filter_map(|s| s.split('>').next())
+        .collect()
+}
+
+/// Attribute `name`'s value in a tag's attribute text ([`tags`]).
+pub fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    tag.get(start..)?.split('"').next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every `<tag ...>` opening of `html`, as its attribute text.
-    fn tags<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
-        html.split(&format!("<{tag}"))
-            .skip(1)
-            .filter(|s| s.starts_with(' '))
-            .filter_map(|s| s.split('>').next())
-            .collect()
-    }
-
-    fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-        let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-        tag[start..].split('"').next()
-    }
 
     fn page() -> Page {
         Page {

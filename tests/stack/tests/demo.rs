@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::process::{alive, processes_matching};
+use stack::page::{attr, tags};
 
 #[test]
 fn quick_demo_serves_everything_and_cleans_up() {
@@ -69,20 +70,6 @@ fn quick_demo_serves_everything_and_cleans_up() {
 
 /// A series' `t:v` samples.
 type Samples = Vec<(f64, f64)>;
-
-/// The opening tags `<name ...>` of `html`, as their attribute text.
-fn tags<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
-    html.split(&format!("<{name}"))
-        .skip(1)
-        .filter(|s| s.starts_with(' '))
-        .filter_map(|s| s.split('>').next())
-        .collect()
-}
-
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-    tag[start..].split('"').next()
-}
 
 /// The page the summary names exists, is self-contained, has one polyline per series
 /// it claims (capacity, UP per host, requests and failures per second), and its figures
