@@ -88,19 +88,27 @@ fn table_matches_haproxy(h: &Host) {
     }
 }
 
+/// A host of `pool` and two backends named `first` and `second`; `i-<first>` joined
+/// (UP), the other not yet.
+fn first_of_two(pool: PoolSpec, first: &str, second: &str) -> (Host, Backend, Backend) {
+    let h = host_with(pool);
+    let (one, two) = (
+        Backend::start(first, "127.0.0.1").unwrap(),
+        Backend::start(second, "127.0.0.1").unwrap(),
+    );
+    let id = format!("i-{first}");
+    let (r, _) = h
+        .apply(&change(1, vec![member(&id, one.addr)], &[]))
+        .unwrap();
+    assert_eq!(outcome(&r, &id).0, OutcomeStatus::Up, "{r:?}");
+    (h, one, two)
+}
+
 #[test]
 fn a_launch_during_a_long_drain_is_not_delayed() {
     let mut pool = PoolSpec::new("web", 4);
     pool.drain_timeout_s = 40.0;
-    let h = host_with(pool);
-    let (x, y) = (
-        Backend::start("x", "127.0.0.1").unwrap(),
-        Backend::start("y", "127.0.0.1").unwrap(),
-    );
-    let (r, _) = h
-        .apply(&change(1, vec![member("i-x", x.addr)], &[]))
-        .unwrap();
-    assert_eq!(outcome(&r, "i-x").0, OutcomeStatus::Up, "{r:?}");
+    let (h, x, y) = first_of_two(pool, "x", "y");
 
     // A 20 s request lands on X, the only member.
     let fe = h.frontend("web");
@@ -233,15 +241,7 @@ fn a_newer_change_takes_over_a_member_in_flight_under_load() {
     pool.health_path = Some("/healthz".into());
     pool.health_timeout_s = 15.0;
     pool.drain_timeout_s = 30.0;
-    let h = host_with(pool);
-    let (a, b) = (
-        Backend::start("a", "127.0.0.1").unwrap(),
-        Backend::start("b", "127.0.0.1").unwrap(),
-    );
-    let (r, _) = h
-        .apply(&change(1, vec![member("i-a", a.addr)], &[]))
-        .unwrap();
-    assert_eq!(outcome(&r, "i-a").0, OutcomeStatus::Up);
+    let (h, a, b) = first_of_two(pool, "a", "b");
     let fe = h.frontend("web");
     // A request in flight keeps A draining.
     let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=4000", Duration::from_secs(30)));

@@ -212,11 +212,17 @@ fn removing_a_zones_last_member_spills_first_and_traffic_returns_once_a_new_one_
 /// zone-a's proxy preferring its zone, with one member in each zone (i-a1, i-b1) joined
 /// and i-b1 standing by.
 fn one_member_each() -> (Host, Backend, Backend) {
-    let a = host_in("proxy-zone-a", "zone-a", PREFER);
+    let (a, a1, b1) = one_member_each_on(host_in("proxy-zone-a", "zone-a", PREFER));
+    wait_standby(&a, &["i-b1"]);
+    (a, a1, b1)
+}
+
+/// `h` (in zone-a) with one member in each zone (i-a1, i-b1) joined.
+fn one_member_each_on(h: Host) -> (Host, Backend, Backend) {
     let a1 = Backend::start("a1", "127.0.0.2").unwrap();
     let b1 = Backend::start("b1", "127.0.0.4").unwrap();
     apply_all(
-        &[&a],
+        &[&h],
         1,
         &[
             zoned("i-a1", a1.addr, "zone-a"),
@@ -224,8 +230,7 @@ fn one_member_each() -> (Host, Backend, Backend) {
         ],
         &[],
     );
-    wait_standby(&a, &["i-b1"]);
-    (a, a1, b1)
+    (h, a1, b1)
 }
 
 #[test]
@@ -414,19 +419,8 @@ fn two_groups_weighted_90_10_share_a_pool_90_10_and_a_new_weight_applies_without
 
 #[test]
 fn zone_affinity_turned_on_and_off_by_sighup_moves_traffic_in_place() {
-    let h = host_in("proxy-zone-a", "zone-a", "");
+    let (h, _a1, _b1) = one_member_each_on(host_in("proxy-zone-a", "zone-a", ""));
     let pid = h.service_pid().expect("the service runs");
-    let a1 = Backend::start("a1", "127.0.0.2").unwrap();
-    let b1 = Backend::start("b1", "127.0.0.4").unwrap();
-    apply_all(
-        &[&h],
-        1,
-        &[
-            zoned("i-a1", a1.addr, "zone-a"),
-            zoned("i-b1", b1.addr, "zone-b"),
-        ],
-        &[],
-    );
     let both = window(&h, 400);
     assert!(share(&both, &["b1"]) > 0.3, "affinity is off: {both:?}");
     let hup = |toml: &str, restarts: usize| {
