@@ -104,6 +104,24 @@ fn first_of_two(pool: PoolSpec, first: &str, second: &str) -> (Host, Backend, Ba
     (h, one, two)
 }
 
+/// A request through `h` that its backend answers slowly (`ms`; the client gives up
+/// after `timeout`), sent while `b` is the only member so it lands there; waits (at
+/// most 5 s) until `b` has it.
+fn slow_request_to(
+    h: &Host,
+    b: &Backend,
+    ms: u64,
+    timeout: Duration,
+) -> JoinHandle<std::io::Result<harness::http::Response>> {
+    let fe = h.frontend("web");
+    let slow = std::thread::spawn(move || http::get(fe, &format!("/slow?ms={ms}"), timeout));
+    wait_for(Duration::from_secs(5), || {
+        (b.served().ok()? == 1).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the slow request reached {}", b.name));
+    slow
+}
+
 #[test]
 fn a_launch_during_a_long_drain_is_not_delayed() {
     let mut pool = PoolSpec::new("web", 4);
@@ -112,11 +130,7 @@ fn a_launch_during_a_long_drain_is_not_delayed() {
 
     // A 20 s request lands on X, the only member.
     let fe = h.frontend("web");
-    let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=20000", Duration::from_secs(60)));
-    wait_for(Duration::from_secs(5), || {
-        (x.served().ok()? == 1).then_some(())
-    })
-    .expect("the slow request reached X");
+    let slow = slow_request_to(&h, &x, 20_000, Duration::from_secs(60));
 
     // X leaves: its drain waits for the request.
     let removal = apply_async(&h, &change(2, vec![], &["i-x"]));
@@ -244,11 +258,7 @@ fn a_newer_change_takes_over_a_member_in_flight_under_load() {
     let (h, a, b) = first_of_two(pool, "a", "b");
     let fe = h.frontend("web");
     // A request in flight keeps A draining.
-    let slow = std::thread::spawn(move || http::get(fe, "/slow?ms=4000", Duration::from_secs(30)));
-    wait_for(Duration::from_secs(5), || {
-        (a.served().ok()? == 1).then_some(())
-    })
-    .expect("the slow request reached A");
+    let slow = slow_request_to(&h, &a, 4_000, Duration::from_secs(30));
     let (r, _) = h
         .apply(&change(2, vec![member("i-b", b.addr)], &[]))
         .unwrap();

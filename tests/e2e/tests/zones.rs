@@ -332,9 +332,10 @@ fn a_zone_taken_away_gets_no_new_request_until_it_is_back_even_across_a_restart(
     );
 }
 
-#[test]
-fn weights_are_restored_after_haproxy_is_restarted_by_someone_else() {
-    let mut h = host_in("proxy-weights", "zone-a", "");
+/// A host without affinity whose pool has two members weighted 90 (i-blue) and 10
+/// (i-green), joined.
+fn blue_green_90_10() -> (Host, Backend, Backend) {
+    let h = host_in("proxy-weights", "zone-a", "");
     let blue = Backend::start("blue", "127.0.0.2").unwrap();
     let green = Backend::start("green", "127.0.0.3").unwrap();
     apply_all(
@@ -346,6 +347,12 @@ fn weights_are_restored_after_haproxy_is_restarted_by_someone_else() {
         ],
         &[],
     );
+    (h, blue, green)
+}
+
+#[test]
+fn weights_are_restored_after_haproxy_is_restarted_by_someone_else() {
+    let (mut h, _blue, _green) = blue_green_90_10();
     // Someone restarts HAProxy from a server-state file that knows nothing: the new
     // worker starts every slot at its configured weight, and the service restores it.
     std::fs::write(h.dir().join("state/server-state"), "1\n").unwrap();
@@ -374,18 +381,7 @@ fn weights_are_restored_after_haproxy_is_restarted_by_someone_else() {
 
 #[test]
 fn two_groups_weighted_90_10_share_a_pool_90_10_and_a_new_weight_applies_without_reload() {
-    let h = host_in("proxy-weights", "zone-a", "");
-    let blue = Backend::start("blue", "127.0.0.2").unwrap();
-    let green = Backend::start("green", "127.0.0.3").unwrap();
-    apply_all(
-        &[&h],
-        1,
-        &[
-            weighted("i-blue", blue.addr, 90),
-            weighted("i-green", green.addr, 10),
-        ],
-        &[],
-    );
+    let (h, blue, green) = blue_green_90_10();
     let w = window(&h, 2000);
     assert_eq!(w.failed, 0, "{w:?}");
     let s = share(&w, &["blue"]);
