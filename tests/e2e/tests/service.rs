@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::util::{self, backends, change, member, outcome};
+use crate::util::{self, backends, change, join_one, member, outcome};
 use harness::{http, wait_for, Backend, Host, HostSpec, Load, PoolSpec};
 use infra::{Change, OutcomeStatus, PoolName, Report};
 use serde_json::Value;
@@ -595,15 +595,7 @@ fn a_wait_cut_short_by_the_service_stopping_is_no_success() {
 fn status_summarises_filters_and_answers_with_haproxy_down() {
     let b = Backend::start("stat", "127.0.0.1").expect("backend");
     let mut h = host_with(PoolSpec::new("web", 4));
-    let up = h
-        .apply(&change(1, vec![member("i-stat", b.addr)], &[]))
-        .expect("apply");
-    assert_eq!(
-        outcome(&up.0, "i-stat").0,
-        OutcomeStatus::Up,
-        "{}",
-        up.1.stderr
-    );
+    join_one(&h, 1, "i-stat", b.addr);
     let run = h.agent(&["status", "--used"], None).unwrap();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let first = run.stdout.lines().next().unwrap_or_default();
@@ -677,15 +669,7 @@ fn a_master_socket_that_does_not_answer_is_said_at_start() {
 fn a_stale_member_is_counted_apart_from_those_that_reached_their_target() {
     let b = Backend::start("st", "127.0.0.1").expect("backend");
     let h = host_with(PoolSpec::new("web", 4));
-    let up = h
-        .apply(&change(5, vec![member("i-st", b.addr)], &[]))
-        .expect("apply");
-    assert_eq!(
-        outcome(&up.0, "i-st").0,
-        OutcomeStatus::Up,
-        "{}",
-        up.1.stderr
-    );
+    join_one(&h, 5, "i-st", b.addr);
     let older = change(4, vec![], &["i-st"]).to_json();
     let run = h
         .agent(&["apply", "--wait", "--change", &older], None)
@@ -707,15 +691,7 @@ fn a_state_directory_that_cannot_be_written_still_drains() {
     let b = Backend::start("ro", "127.0.0.1").expect("backend");
     let other = Backend::start("ro-2", "127.0.0.1").expect("backend");
     let h = host_with(PoolSpec::new("web", 4));
-    let up = h
-        .apply(&change(1, vec![member("i-ro", b.addr)], &[]))
-        .expect("apply");
-    assert_eq!(
-        outcome(&up.0, "i-ro").0,
-        OutcomeStatus::Up,
-        "{}",
-        up.1.stderr
-    );
+    join_one(&h, 1, "i-ro", b.addr);
     // The slot table can no longer be replaced (as root, permissions would not stop it:
     // a directory where its file goes does).
     let table = h.dir().join("state").join("slots.json");

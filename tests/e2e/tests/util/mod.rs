@@ -34,6 +34,16 @@ pub fn change(generation: u64, add: Vec<Member>, remove: &[&str]) -> Change {
     )
 }
 
+/// Applies a change of `generation` on `h` that adds member `id` at `addr`, and
+/// asserts it came UP; the report.
+pub fn join_one(h: &Host, generation: u64, id: &str, addr: SocketAddr) -> Report {
+    let (r, run) = h
+        .apply(&change(generation, vec![member(id, addr)], &[]))
+        .expect("apply");
+    assert_eq!(outcome(&r, id).0, OutcomeStatus::Up, "{}", run.stderr);
+    r
+}
+
 /// Member `id`'s outcome in `r` and its reason (empty without); panics without one.
 pub fn outcome(r: &Report, id: &str) -> (OutcomeStatus, String) {
     r.outcomes
