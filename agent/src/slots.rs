@@ -284,7 +284,7 @@ pub enum Action {
         /// Its slot.
         slot: u32,
         /// What to send first.
-        send: Send,
+        send: JoinSend,
     },
     /// Drain `member` and wait for its sessions to end (the table holds its operation).
     Drain {
@@ -350,7 +350,7 @@ impl Action {
 
 /// What a join sends before waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Send {
+pub enum JoinSend {
     /// Address, ready, health down (one line: never UP before its checks pass).
     Join {
         /// The member's address.
@@ -513,7 +513,7 @@ pub fn plan_change_by(
         plan.actions.push(Action::Join {
             member: m.id.clone(),
             slot,
-            send: Send::Join {
+            send: JoinSend::Join {
                 addr: m.address,
                 port: m.port,
             },
@@ -567,7 +567,7 @@ fn join_existing(
         e.zone.clone_from(&m.zone);
     }
     let moved = e.address != m.address || e.port != m.port;
-    let join = |e: &mut Entry, send: Send, fresh: bool| {
+    let join = |e: &mut Entry, send: JoinSend, fresh: bool| {
         e.generation = generation;
         e.address = m.address;
         e.port = m.port;
@@ -580,7 +580,7 @@ fn join_existing(
             send,
         }
     };
-    let full = Send::Join {
+    let full = JoinSend::Join {
         addr: m.address,
         port: m.port,
     };
@@ -631,7 +631,7 @@ fn join_existing(
                     reason: format!("added again at generation {generation} while draining"),
                 });
             }
-            join(e, Send::Ready, false)
+            join(e, JoinSend::Ready, false)
         }
     }
 }
@@ -727,12 +727,12 @@ pub fn commands(pool: &PoolName, action: &Action, check: bool) -> Vec<Vec<Comman
     match action {
         Action::Join {
             slot,
-            send: Send::Join { addr, port },
+            send: JoinSend::Join { addr, port },
             ..
         } => vec![Command::join(pool, *slot, *addr, *port, check)],
         Action::Join {
             slot,
-            send: Send::Ready,
+            send: JoinSend::Ready,
             ..
         } => vec![vec![Command::new(pool, *slot, Cmd::Ready)]],
         Action::Drain { slot, .. } | Action::Evict { slot, .. } => {
@@ -1296,7 +1296,7 @@ mod tests {
             vec![Action::Join {
                 member: id("d"),
                 slot: 1,
-                send: Send::Ready
+                send: JoinSend::Ready
             }]
         );
         assert_eq!(p.superseded[0].change, 4);

@@ -163,7 +163,7 @@ pub(super) fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
             Action::Join {
                 member,
                 slot,
-                send: slots::Send::Join { addr, port },
+                send: slots::JoinSend::Join { addr, port },
             } => line(
                 '+',
                 member.as_str(),
@@ -173,7 +173,7 @@ pub(super) fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
             Action::Join {
                 member,
                 slot,
-                send: slots::Send::Ready,
+                send: slots::JoinSend::Ready,
             } => line(
                 '~',
                 member.as_str(),
