@@ -31,7 +31,7 @@ use std::net::IpAddr;
 use infra::{Member, MemberId, OutcomeStatus, PoolName, Port, Weight, Zone};
 use serde::{Deserialize, Serialize};
 
-use crate::haproxy::{Command, Op as Cmd, ServerState, StatRow};
+use crate::haproxy::{self, Command, ServerState, StatRow};
 
 /// How many departed members are remembered per pool for generation checks. Late
 /// events arrive seconds to minutes late, and the reactor also checks the group's
@@ -734,11 +734,11 @@ pub fn commands(pool: &PoolName, action: &Action, check: bool) -> Vec<Vec<Comman
             slot,
             send: JoinSend::Ready,
             ..
-        } => vec![vec![Command::new(pool, *slot, Cmd::Ready)]],
+        } => vec![vec![Command::new(pool, *slot, haproxy::Op::Ready)]],
         Action::Drain { slot, .. } | Action::Evict { slot, .. } => {
-            vec![vec![Command::new(pool, *slot, Cmd::Drain)]]
+            vec![vec![Command::new(pool, *slot, haproxy::Op::Drain)]]
         }
-        Action::Release { slot, .. } => vec![vec![Command::new(pool, *slot, Cmd::Maint)]],
+        Action::Release { slot, .. } => vec![vec![Command::new(pool, *slot, haproxy::Op::Maint)]],
         Action::Done { .. } | Action::Pending { .. } | Action::Await { .. } => Vec::new(),
     }
 }
@@ -826,7 +826,8 @@ pub fn advance(
                         )),
                     );
                     if op.fresh {
-                        out.commands.push(Command::new(pool, e.slot, Cmd::Maint));
+                        out.commands
+                            .push(Command::new(pool, e.slot, haproxy::Op::Maint));
                         // Its generation stays known: a message no newer than the one
                         // that failed is stale, a newer one tries again.
                         let generation = e.generation;
@@ -847,14 +848,15 @@ pub fn advance(
                     None
                 } else if now_ms >= op.deadline_ms {
                     out.commands
-                        .push(Command::new(pool, e.slot, Cmd::ShutdownSessions));
+                        .push(Command::new(pool, e.slot, haproxy::Op::ShutdownSessions));
                     Some(format!(
                         "drain timeout ({allowed:?}): {scur} sessions were still open and were closed, {qcur} queued"
                     ))
                 } else {
                     continue;
                 };
-                out.commands.push(Command::new(pool, e.slot, Cmd::Maint));
+                out.commands
+                    .push(Command::new(pool, e.slot, haproxy::Op::Maint));
                 out.finished.push(finished(OutcomeStatus::Drained, reason));
                 table.retire(&id, op.change);
             }
@@ -884,7 +886,7 @@ fn advance_evictions(
                 Some(*slot)
             } else if now_ms >= ev.deadline_ms {
                 out.commands
-                    .push(Command::new(pool, *slot, Cmd::ShutdownSessions));
+                    .push(Command::new(pool, *slot, haproxy::Op::ShutdownSessions));
                 Some(*slot)
             } else {
                 None
@@ -892,7 +894,8 @@ fn advance_evictions(
         })
         .collect();
     for slot in done {
-        out.commands.push(Command::new(pool, slot, Cmd::Maint));
+        out.commands
+            .push(Command::new(pool, slot, haproxy::Op::Maint));
         table.evicting.remove(&slot);
     }
 }
@@ -1146,7 +1149,10 @@ mod tests {
         assert!(t.used().contains(&1), "an eviction holds its slot");
         // Once its sessions are gone it goes to maintenance and the slot is free.
         let a = advance_with(&mut t, &[row(1, "DRAIN", 0)], 10);
-        assert_eq!(a.commands, vec![Command::new(&web(), 1, Cmd::Maint)]);
+        assert_eq!(
+            a.commands,
+            vec![Command::new(&web(), 1, haproxy::Op::Maint)]
+        );
         assert!(!t.used().contains(&1));
     }
 
@@ -1195,7 +1201,10 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("slot was released"));
-        assert_eq!(a.commands, vec![Command::new(&web(), 2, Cmd::Maint)]);
+        assert_eq!(
+            a.commands,
+            vec![Command::new(&web(), 2, haproxy::Op::Maint)]
+        );
         assert!(!t.members.contains_key(&id("b")));
         // The failed join's generation is honoured: the same or an older message is
         // stale (a duplicate must not start it again), a newer one tries again.
@@ -1230,8 +1239,8 @@ mod tests {
         assert_eq!(
             a.commands,
             vec![
-                Command::new(&web(), 1, Cmd::ShutdownSessions),
-                Command::new(&web(), 1, Cmd::Maint)
+                Command::new(&web(), 1, haproxy::Op::ShutdownSessions),
+                Command::new(&web(), 1, haproxy::Op::Maint)
             ]
         );
         assert!(a.finished[0]
@@ -1302,7 +1311,7 @@ mod tests {
         assert_eq!(p.superseded[0].change, 4);
         assert_eq!(
             commands(&web(), &p.actions[0], true),
-            vec![vec![Command::new(&web(), 1, Cmd::Ready)]]
+            vec![vec![Command::new(&web(), 1, haproxy::Op::Ready)]]
         );
     }
 
