@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use infra::aws::{now_ms, AwsError};
 
+use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::join::join_all;
 use crate::ledger::{self, ActionKey, Decided, Decision, Item, Ledger as _, Opening, Verdict};
 use crate::lifecycle::{Completion, LifecycleApi, Transition};
 use crate::plan::PendingAction;
-use crate::reactor::{Boundaries, Reactor, ReactorError};
 use crate::summary::{ActionSummary, Summary};
 
 /// `CompleteLifecycleAction` calls in flight at once: a burst of decisions is completed

@@ -7,11 +7,11 @@ use infra::aws::{now_ms, Discovery, GroupState, Phase};
 use infra::{HostId, MemberId};
 
 use crate::dns::{batch_changes, plan_records, DnsApi, RecordChange};
+use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::input::activity::{Activity, ActivityEvent};
 use crate::input::lifecycle::LifecycleEvent;
 use crate::ledger::{self, ActionKey, Item, Ledger, Opening, Verdict};
 use crate::lifecycle::Transition;
-use crate::reactor::{Boundaries, Reactor, ReactorError};
 use crate::summary::{DnsSummary, Summary};
 
 impl<B: Boundaries> Reactor<B> {

@@ -33,13 +33,13 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{ActionKey, Opening, Verdict};
 use crate::lifecycle::Transition;
 use crate::outgoing::Outgoing;
 use crate::plan::{
     event_selection, hook_transition, pending_actions, plan_for_event, EventAction, Scope,
 };
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::{Summary, MIXED};
 
 /// The launch detail type.

@@ -27,10 +27,10 @@ use infra::{HostId, Pool};
 use serde_json::Value;
 
 use super::{check_source, Envelope, Input};
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey, Item, Ledger, Verdict};
 use crate::outgoing::Outgoing;
 use crate::plan::{merge_pool_changes, pending_actions, PendingAction};
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::{PendingSummary, Summary};
 
 /// The detail type.

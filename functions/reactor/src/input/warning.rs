@@ -27,10 +27,10 @@ use serde::Deserialize;
 
 use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
 use crate::config::Rebalance;
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::lifecycle::LifecycleApi;
 use crate::outgoing::Outgoing;
 use crate::plan::Scope;
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::Summary;
 
 /// The Spot interruption detail type.
