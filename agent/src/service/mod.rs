@@ -22,11 +22,11 @@
 
 mod error;
 mod files;
-mod grow;
 mod health;
 pub mod inbox;
 mod request;
 mod reread;
+mod resize;
 mod resume;
 mod runtime;
 mod scrape;

@@ -375,7 +375,7 @@ impl Service {
         let needs = self.add_missing(st, &wanted, lives)?;
         let reloads = u32::from(!needs.is_empty());
         if !needs.is_empty() {
-            self.grow(st, &needs)?;
+            self.resize_slots(st, &needs)?;
         }
         // The intent, before any command: a service killed from here on re-asserts it.
         let joins = !wanted.is_empty()

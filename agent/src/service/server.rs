@@ -84,7 +84,7 @@ pub fn run(cfg: AgentConfig, path: &Path) -> Result<(), StartError> {
     let _lock = take_lock(&cfg)?;
     // A candidate left by a service killed mid-validation goes before anyone is answered
     // (the resume removes it too, for a worker someone else started).
-    let _ = std::fs::remove_file(super::grow::candidate_path(cfg.haproxy.slots_file()));
+    let _ = std::fs::remove_file(super::resize::candidate_path(cfg.haproxy.slots_file()));
     let socket = cfg.service.control_socket.clone();
     let listener = listen(&socket)?;
     let on = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
