@@ -426,6 +426,31 @@ fn newer(id: &MemberId, e: &Entry, generation: u64) -> Action {
     )
 }
 
+/// What one change asks of a pool: the inputs of [`plan_change_by`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeInput<'a> {
+    /// Members to add (message order).
+    pub add: &'a [Member],
+    /// Members to remove (message order).
+    pub remove: &'a [MemberId],
+    /// Removals that must end their drain by a time of their own (ms since the epoch).
+    pub drain_by_ms: &'a BTreeMap<MemberId, u64>,
+    /// The change's generation.
+    pub generation: u64,
+}
+
+impl<'a> ChangeInput<'a> {
+    /// The part of a change message for one pool.
+    pub fn of(change: &'a infra::PoolChange, generation: u64) -> Self {
+        Self {
+            add: &change.add,
+            remove: &change.remove,
+            drain_by_ms: &change.drain_by_ms,
+            generation,
+        }
+    }
+}
+
 /// Plans adding `add` and removing `remove` at `generation`, updating `table` as if the
 /// actions succeed (the caller persists it before touching HAProxy, so a killed service
 /// leaves an accurate record of its intent).
@@ -437,15 +462,13 @@ pub fn plan_change(
     generation: u64,
     clock: Clock,
 ) -> PoolPlan {
-    plan_change_by(
-        table,
-        live,
+    let input = ChangeInput {
         add,
         remove,
-        &BTreeMap::new(),
+        drain_by_ms: &BTreeMap::new(),
         generation,
-        clock,
-    )
+    };
+    plan_change_by(table, live, input, clock)
 }
 
 /// [`plan_change`] where some removals must end their drain by a time of their own
@@ -456,12 +479,15 @@ pub fn plan_change(
 pub fn plan_change_by(
     table: &mut PoolSlots,
     live: &LiveSlots,
-    add: &[Member],
-    remove: &[MemberId],
-    drain_by_ms: &BTreeMap<MemberId, u64>,
-    generation: u64,
+    input: ChangeInput<'_>,
     clock: Clock,
 ) -> PoolPlan {
+    let ChangeInput {
+        add,
+        remove,
+        drain_by_ms,
+        generation,
+    } = input;
     let mut plan = PoolPlan {
         size_needed: live.size(),
         ..PoolPlan::default()
@@ -1079,7 +1105,13 @@ mod tests {
         serving(&mut l, 2, 2);
         // a must be drained by 5 s from now; b drains on the pool's timeout.
         let by = BTreeMap::from([(id("a"), 5_000)]);
-        plan_change_by(&mut t, &l, &[], &[id("a"), id("b")], &by, 2, at(0));
+        let removal = ChangeInput {
+            add: &[],
+            remove: &[id("a"), id("b")],
+            drain_by_ms: &by,
+            generation: 2,
+        };
+        plan_change_by(&mut t, &l, removal, at(0));
         let deadline = |t: &PoolSlots, who: &str| t.members[&id(who)].op.unwrap().deadline_ms;
         assert_eq!(deadline(&t, "a"), 5_000);
         assert!(deadline(&t, "b") > 5_000);
@@ -1092,7 +1124,13 @@ mod tests {
             .any(|c| c.to_string().contains("shutdown sessions server web/slot1")));
         // A later message with a sooner deadline holds a running drain to it.
         let by = BTreeMap::from([(id("b"), 7_000)]);
-        plan_change_by(&mut t, &l, &[], &[id("b")], &by, 3, at(6_000));
+        let removal = ChangeInput {
+            add: &[],
+            remove: &[id("b")],
+            drain_by_ms: &by,
+            generation: 3,
+        };
+        plan_change_by(&mut t, &l, removal, at(6_000));
         assert_eq!(deadline(&t, "b"), 7_000);
     }
 

@@ -710,15 +710,8 @@ impl Service {
                     let Some(pc) = by_pool.get(p) else {
                         return PoolPlan::default();
                     };
-                    slots::plan_change_by(
-                        t,
-                        live,
-                        &pc.add,
-                        &pc.remove,
-                        &pc.drain_by_ms,
-                        change.generation,
-                        clock,
-                    )
+                    let input = slots::ChangeInput::of(pc, change.generation);
+                    slots::plan_change_by(t, live, input, clock)
                 }),
             )?;
         Ok(self.finish(change.generation, started, wait, progress))
