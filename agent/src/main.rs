@@ -409,7 +409,7 @@ fn run(cli: Cli) -> Outcome {
         } => {
             let text = read_input(change, change_base64, file)?;
             check_size(&text)?;
-            let text = control::generation_now(&text, infra::aws::now_ms());
+            let text = control::generation_now(&text, infra::now_ms());
             let change = Change::from_json(&text)?;
             let cfg = cfg()?;
             let request = Request::Apply {
@@ -444,7 +444,7 @@ fn run(cli: Cli) -> Outcome {
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("cannot read desired state {}", p.display()))?;
                     check_size(&text)?;
-                    let text = control::generation_now(&text, infra::aws::now_ms());
+                    let text = control::generation_now(&text, infra::now_ms());
                     Ok(serde_json::to_value(Desired::from_json(&text)?)?)
                 })
                 .transpose()?;
@@ -956,7 +956,7 @@ fn print_status(s: &Status, json: bool) -> Outcome {
         ))?;
     }
     out("")?;
-    for line in s.footer(infra::aws::now_ms()) {
+    for line in s.footer(infra::now_ms()) {
         out(&line)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -129,7 +129,7 @@ pub struct Service {
 }
 
 fn now_ms() -> u64 {
-    infra::aws::now_ms()
+    infra::now_ms()
 }
 
 impl Service {

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{now_ms, AwsError};
+use infra::aws::AwsError;
+use infra::now_ms;
 
 use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::join::join_all;

@@ -3,7 +3,8 @@
 //! right: a proxy gates nothing), and the proxies that leave service, which are removed
 //! from every open action's quorum (their reports will never come).
 
-use infra::aws::{now_ms, Discovery, GroupState, Phase};
+use infra::aws::{Discovery, GroupState, Phase};
+use infra::now_ms;
 use infra::{HostId, MemberId};
 
 use crate::dns::{batch_changes, plan_records, DnsApi, RecordChange};

@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{now_ms, Phase, PlannedChange};
+use infra::aws::{Phase, PlannedChange};
+use infra::now_ms;
 use infra::{Change, HostId, MemberId, Pool, PoolName};
 
 use crate::dispatch::Dispatcher;

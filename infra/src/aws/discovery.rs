@@ -16,9 +16,9 @@ use aws_sdk_autoscaling::types::AutoScalingGroup;
 use crate::{MemberId, Zone};
 
 use super::group::{GroupMember, GroupState, Interruption, INTERRUPTED_TAG};
-use super::plan::now_ms;
 use super::pools::POOL_TAG;
 use super::{api_error, AwsError};
+use crate::now_ms;
 
 /// Reads groups and their members. Implemented for AWS by
 /// [`AwsDiscovery`]; fakes implement it in tests.

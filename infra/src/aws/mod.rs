@@ -29,15 +29,13 @@ pub use group::{
     phase_of, GroupMember, GroupState, Interruption, Phase, INTERRUPTED_TAG, PENDING_WAIT,
     REBALANCE_MARK, TERMINATING_WAIT,
 };
-pub use plan::{
-    desired_from_states, desired_pools, now_ms, plan_group_change, Generations, PlannedChange,
-};
+pub use plan::{desired_from_states, desired_pools, plan_group_change, Generations, PlannedChange};
 pub use pools::{
     resolve_pools, AllowedPool, GroupPools, GroupPoolsError, Resolved, TagRefused, POOL_TAG,
     PORT_TAG,
 };
 
-use crate::{Desired, Pool};
+use crate::{now_ms, Desired, Pool};
 
 /// Attempts per AWS call (the first one included) before an error is returned.
 pub const MAX_ATTEMPTS: u32 = 8;

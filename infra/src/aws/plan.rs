@@ -4,19 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{Change, Desired, Member, MemberId, Pool, PoolChange, PoolDesired, PoolName};
+use crate::{now_ms, Change, Desired, Member, MemberId, Pool, PoolChange, PoolDesired, PoolName};
 
 use super::group::{GroupMember, GroupState, Phase};
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// Hands out generations that only grow: the time of the read, or one more than the
 /// last generation handed out when the clock has not moved past it.

@@ -16,7 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infra::aws::{now_ms, Discovery};
+use infra::aws::Discovery;
+use infra::now_ms;
 use infra::{HealthReport, HostId, MemberId};
 
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::now_ms;
+use infra::now_ms;
 use infra::MemberId;
 use serde::{Deserialize, Serialize};
 

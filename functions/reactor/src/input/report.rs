@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::now_ms;
+use infra::now_ms;
 use infra::{HostId, HostReport, MemberReport};
 
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};

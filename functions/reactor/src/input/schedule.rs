@@ -22,7 +22,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infra::aws::{now_ms, plan_group_change, Discovery, GroupState, PlannedChange};
+use infra::aws::{plan_group_change, Discovery, GroupState, PlannedChange};
+use infra::now_ms;
 use infra::{HostId, Pool};
 use serde_json::Value;
 

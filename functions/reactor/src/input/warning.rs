@@ -21,7 +21,8 @@
 //! deadline that ends the drain before EC2 reclaims it. Its terminate action, when Auto
 //! Scaling starts one, is opened then: the hosts report it drained as soon as it is.
 
-use infra::aws::{now_ms, Discovery, GroupState, Interruption};
+use infra::aws::{Discovery, GroupState, Interruption};
+use infra::now_ms;
 use infra::HostId;
 use serde::Deserialize;
 
