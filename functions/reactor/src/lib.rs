@@ -7,6 +7,7 @@
 //!   and the answer naming the records to retry (pure).
 //! - [`input`]: one file per kind of input, each opening with AWS's own sample of it:
 //!   how it is read (pure) and what the reactor does with it.
+//! - [`group_change`]: from a group's truth to the change for its pools (pure).
 //! - [`plan`]: which members a change covers and which lifecycle actions it serves
 //!   (pure).
 //! - [`ledger`]: one item per lifecycle action: the hosts it waits for, what each
@@ -31,6 +32,7 @@ mod decide;
 pub mod dispatch;
 pub mod dns;
 pub mod fleet;
+pub mod group_change;
 pub mod handler;
 pub mod health;
 pub mod inbox;

@@ -10,11 +10,12 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{Phase, PlannedChange};
+use infra::aws::Phase;
 use infra::now_ms;
 use infra::{Change, HostId, MemberId, Pool, PoolName};
 
 use crate::dispatch::Dispatcher;
+use crate::group_change::PlannedChange;
 use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey, Item, Opening, Verdict};
 use crate::lifecycle::Transition;

@@ -22,12 +22,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infra::aws::{plan_group_change, Discovery, GroupState, PlannedChange};
+use infra::aws::{Discovery, GroupState};
 use infra::now_ms;
 use infra::{HostId, Pool};
 use serde_json::Value;
 
 use super::{check_source, Envelope, Input};
+use crate::group_change::{plan_group_change, PlannedChange};
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey, Item, Ledger, Verdict};
 use crate::outgoing::Outgoing;
