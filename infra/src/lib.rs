@@ -1,5 +1,5 @@
 //! The model both halves of the product share: pools, members, the change and report
-//! messages, and (feature `aws`) reading Auto Scaling groups.
+//! messages, and ([`aws`]) reading Auto Scaling groups.
 //!
 //! The reactor (a Lambda reacting to Auto Scaling events) and the agent (on every
 //! HAProxy host) never share memory, only messages. This crate is the one place those
@@ -41,7 +41,6 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(feature = "aws")]
 pub mod aws;
 mod change;
 mod clock;

@@ -1,5 +1,5 @@
-//! Reading the truth from AWS (feature `aws`): which pools a group feeds, which members
-//! it has and where they are in their life, and the desired state built from that.
+//! Reading the truth from AWS: which pools a group feeds, which members it has and where
+//! they are in their life, and the desired state built from that.
 //!
 //! - [`pools`]: the group -> pools mapping ([`GroupPools`], the `POOLS` configuration,
 //!   and the `haproxy:pool` / `haproxy:port` group tags). Pure.
