@@ -19,7 +19,7 @@ use crate::dns::{DnsApi, DnsError, Record, RecordChange};
 use crate::input::samples::sample;
 use crate::ledger::memory::MemoryLedger;
 use crate::ledger::ActionKey;
-use crate::lifecycle::{Completion, Hook, LifecycleApi, Transition};
+use crate::lifecycle::{ActionAnswer, Hook, LifecycleApi, Transition};
 use crate::summary::DnsSummary;
 
 const ROLE: &str = "AROAPROXYROLEEXAMPLE";
@@ -177,7 +177,7 @@ impl LifecycleApi for FakeLifecycle {
         instance: &str,
         _: Option<&str>,
         result: &'static str,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         *self.calls.lock().unwrap() += 1;
         {
             let mut f = self.in_flight.lock().unwrap();
@@ -193,10 +193,12 @@ impl LifecycleApi for FakeLifecycle {
             .iter()
             .any(|(g, h, i, _)| g == group && h == hook && i == instance)
         {
-            return Ok(Completion::NotPending("No active Lifecycle Action".into()));
+            return Ok(ActionAnswer::NotPending(
+                "No active Lifecycle Action".into(),
+            ));
         }
         done.push((group.into(), hook.into(), instance.into(), result));
-        Ok(Completion::Done)
+        Ok(ActionAnswer::Done)
     }
     async fn heartbeat(
         &self,
@@ -204,9 +206,9 @@ impl LifecycleApi for FakeLifecycle {
         _: &str,
         instance: &str,
         _: Option<&str>,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         self.heartbeats.lock().unwrap().push(instance.to_string());
-        Ok(Completion::Done)
+        Ok(ActionAnswer::Done)
     }
     async fn mark_interrupted(
         &self,
