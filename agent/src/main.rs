@@ -235,7 +235,7 @@ enum ConfigCmd {
 }
 
 /// How a command ended: its exit code, or an error (exit 2).
-type Outcome = anyhow::Result<ExitCode>;
+type CommandResult = anyhow::Result<ExitCode>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -392,7 +392,7 @@ fn say_on_interrupt(what: String) {
     }
 }
 
-fn run(cli: Cli) -> Outcome {
+fn run(cli: Cli) -> CommandResult {
     let cfg = || -> anyhow::Result<AgentConfig> { Ok(AgentConfig::load(&cli.config)?) };
     match cli.command {
         Cmd::Run => {
@@ -409,7 +409,7 @@ fn run(cli: Cli) -> Outcome {
         } => {
             let text = read_input(change, change_base64, file)?;
             check_size(&text)?;
-            let text = control::generation_now(&text, infra::aws::now_ms());
+            let text = control::generation_now(&text, infra::now_ms());
             let change = Change::from_json(&text)?;
             let cfg = cfg()?;
             let request = Request::Apply {
@@ -444,7 +444,7 @@ fn run(cli: Cli) -> Outcome {
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("cannot read desired state {}", p.display()))?;
                     check_size(&text)?;
-                    let text = control::generation_now(&text, infra::aws::now_ms());
+                    let text = control::generation_now(&text, infra::now_ms());
                     Ok(serde_json::to_value(Desired::from_json(&text)?)?)
                 })
                 .transpose()?;
@@ -585,7 +585,7 @@ fn ensure_instances_map(cfg: &AgentConfig) {
     }
 }
 
-fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
+fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> CommandResult {
     match c {
         ConfigCmd::Render { output: None } => {
             out(haproxy_cfg::render(cfg).trim_end())?;
@@ -623,7 +623,7 @@ fn config_cmd(cfg: &AgentConfig, c: ConfigCmd, file: &Path) -> Outcome {
 
 /// `agent config check`: haproxy.cfg (and the agent's own file of backends) against
 /// agent.toml and the slot table; exit 1 with each problem and its fix.
-fn config_check(cfg: &AgentConfig) -> Outcome {
+fn config_check(cfg: &AgentConfig) -> CommandResult {
     let path = &cfg.haproxy.config;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -718,7 +718,7 @@ fn exit_for(r: &Report, waited: bool) -> ExitCode {
     }
 }
 
-fn print_report(r: &Report, json: bool) -> Outcome {
+fn print_report(r: &Report, json: bool) -> CommandResult {
     if json {
         out(&serde_json::to_string(r)?)?;
         return Ok(exit_for(r, true));
@@ -752,7 +752,7 @@ fn print_report(r: &Report, json: bool) -> Outcome {
 
 /// What `agent apply` prints when it returns at once: the members as the service
 /// accepted them, and where their outcomes go.
-fn print_acceptance(r: &Report, json: bool, reporting: bool) -> Outcome {
+fn print_acceptance(r: &Report, json: bool, reporting: bool) -> CommandResult {
     if json {
         out(&serde_json::to_string(r)?)?;
         return Ok(exit_for(r, false));
@@ -788,7 +788,7 @@ fn print_acceptance(r: &Report, json: bool, reporting: bool) -> Outcome {
     Ok(exit_for(r, false))
 }
 
-fn print_sync(s: &SyncReply, json: bool, waited: bool) -> Outcome {
+fn print_sync(s: &SyncReply, json: bool, waited: bool) -> CommandResult {
     let code = s
         .report
         .as_ref()
@@ -825,7 +825,7 @@ fn print_diff(diff: &[DiffLine], dry_run: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_zones(z: &control::ZonesReply) -> Outcome {
+fn print_zones(z: &control::ZonesReply) -> CommandResult {
     let list = |v: &[String]| {
         if v.is_empty() {
             "none".to_string()
@@ -886,7 +886,7 @@ fn print_instance_maps(s: &Status) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_status(s: &Status, json: bool) -> Outcome {
+fn print_status(s: &Status, json: bool) -> CommandResult {
     if json {
         out(&serde_json::to_string(s)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -956,7 +956,7 @@ fn print_status(s: &Status, json: bool) -> Outcome {
         ))?;
     }
     out("")?;
-    for line in s.footer(infra::aws::now_ms()) {
+    for line in s.footer(infra::now_ms()) {
         out(&line)?;
     }
     Ok(ExitCode::SUCCESS)

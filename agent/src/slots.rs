@@ -31,7 +31,7 @@ use std::net::IpAddr;
 use infra::{Member, MemberId, OutcomeStatus, PoolName, Port, Weight, Zone};
 use serde::{Deserialize, Serialize};
 
-use crate::haproxy::{Command, Op as Cmd, ServerState, StatRow};
+use crate::haproxy::{self, Command, ServerState, StatRow};
 
 /// How many departed members are remembered per pool for generation checks. Late
 /// events arrive seconds to minutes late, and the reactor also checks the group's
@@ -284,7 +284,7 @@ pub enum Action {
         /// Its slot.
         slot: u32,
         /// What to send first.
-        send: Send,
+        send: JoinSend,
     },
     /// Drain `member` and wait for its sessions to end (the table holds its operation).
     Drain {
@@ -350,7 +350,7 @@ impl Action {
 
 /// What a join sends before waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Send {
+pub enum JoinSend {
     /// Address, ready, health down (one line: never UP before its checks pass).
     Join {
         /// The member's address.
@@ -426,6 +426,31 @@ fn newer(id: &MemberId, e: &Entry, generation: u64) -> Action {
     )
 }
 
+/// What one change asks of a pool: the inputs of [`plan_change_by`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeInput<'a> {
+    /// Members to add (message order).
+    pub add: &'a [Member],
+    /// Members to remove (message order).
+    pub remove: &'a [MemberId],
+    /// Removals that must end their drain by a time of their own (ms since the epoch).
+    pub drain_by_ms: &'a BTreeMap<MemberId, u64>,
+    /// The change's generation.
+    pub generation: u64,
+}
+
+impl<'a> ChangeInput<'a> {
+    /// The part of a change message for one pool.
+    pub fn of(change: &'a infra::PoolChange, generation: u64) -> Self {
+        Self {
+            add: &change.add,
+            remove: &change.remove,
+            drain_by_ms: &change.drain_by_ms,
+            generation,
+        }
+    }
+}
+
 /// Plans adding `add` and removing `remove` at `generation`, updating `table` as if the
 /// actions succeed (the caller persists it before touching HAProxy, so a killed service
 /// leaves an accurate record of its intent).
@@ -437,15 +462,13 @@ pub fn plan_change(
     generation: u64,
     clock: Clock,
 ) -> PoolPlan {
-    plan_change_by(
-        table,
-        live,
+    let input = ChangeInput {
         add,
         remove,
-        &BTreeMap::new(),
+        drain_by_ms: &BTreeMap::new(),
         generation,
-        clock,
-    )
+    };
+    plan_change_by(table, live, input, clock)
 }
 
 /// [`plan_change`] where some removals must end their drain by a time of their own
@@ -456,12 +479,15 @@ pub fn plan_change(
 pub fn plan_change_by(
     table: &mut PoolSlots,
     live: &LiveSlots,
-    add: &[Member],
-    remove: &[MemberId],
-    drain_by_ms: &BTreeMap<MemberId, u64>,
-    generation: u64,
+    input: ChangeInput<'_>,
     clock: Clock,
 ) -> PoolPlan {
+    let ChangeInput {
+        add,
+        remove,
+        drain_by_ms,
+        generation,
+    } = input;
     let mut plan = PoolPlan {
         size_needed: live.size(),
         ..PoolPlan::default()
@@ -513,7 +539,7 @@ pub fn plan_change_by(
         plan.actions.push(Action::Join {
             member: m.id.clone(),
             slot,
-            send: Send::Join {
+            send: JoinSend::Join {
                 addr: m.address,
                 port: m.port,
             },
@@ -567,7 +593,7 @@ fn join_existing(
         e.zone.clone_from(&m.zone);
     }
     let moved = e.address != m.address || e.port != m.port;
-    let join = |e: &mut Entry, send: Send, fresh: bool| {
+    let join = |e: &mut Entry, send: JoinSend, fresh: bool| {
         e.generation = generation;
         e.address = m.address;
         e.port = m.port;
@@ -580,7 +606,7 @@ fn join_existing(
             send,
         }
     };
-    let full = Send::Join {
+    let full = JoinSend::Join {
         addr: m.address,
         port: m.port,
     };
@@ -631,7 +657,7 @@ fn join_existing(
                     reason: format!("added again at generation {generation} while draining"),
                 });
             }
-            join(e, Send::Ready, false)
+            join(e, JoinSend::Ready, false)
         }
     }
 }
@@ -727,18 +753,18 @@ pub fn commands(pool: &PoolName, action: &Action, check: bool) -> Vec<Vec<Comman
     match action {
         Action::Join {
             slot,
-            send: Send::Join { addr, port },
+            send: JoinSend::Join { addr, port },
             ..
         } => vec![Command::join(pool, *slot, *addr, *port, check)],
         Action::Join {
             slot,
-            send: Send::Ready,
+            send: JoinSend::Ready,
             ..
-        } => vec![vec![Command::new(pool, *slot, Cmd::Ready)]],
+        } => vec![vec![Command::new(pool, *slot, haproxy::Op::Ready)]],
         Action::Drain { slot, .. } | Action::Evict { slot, .. } => {
-            vec![vec![Command::new(pool, *slot, Cmd::Drain)]]
+            vec![vec![Command::new(pool, *slot, haproxy::Op::Drain)]]
         }
-        Action::Release { slot, .. } => vec![vec![Command::new(pool, *slot, Cmd::Maint)]],
+        Action::Release { slot, .. } => vec![vec![Command::new(pool, *slot, haproxy::Op::Maint)]],
         Action::Done { .. } | Action::Pending { .. } | Action::Await { .. } => Vec::new(),
     }
 }
@@ -826,7 +852,8 @@ pub fn advance(
                         )),
                     );
                     if op.fresh {
-                        out.commands.push(Command::new(pool, e.slot, Cmd::Maint));
+                        out.commands
+                            .push(Command::new(pool, e.slot, haproxy::Op::Maint));
                         // Its generation stays known: a message no newer than the one
                         // that failed is stale, a newer one tries again.
                         let generation = e.generation;
@@ -847,14 +874,15 @@ pub fn advance(
                     None
                 } else if now_ms >= op.deadline_ms {
                     out.commands
-                        .push(Command::new(pool, e.slot, Cmd::ShutdownSessions));
+                        .push(Command::new(pool, e.slot, haproxy::Op::ShutdownSessions));
                     Some(format!(
                         "drain timeout ({allowed:?}): {scur} sessions were still open and were closed, {qcur} queued"
                     ))
                 } else {
                     continue;
                 };
-                out.commands.push(Command::new(pool, e.slot, Cmd::Maint));
+                out.commands
+                    .push(Command::new(pool, e.slot, haproxy::Op::Maint));
                 out.finished.push(finished(OutcomeStatus::Drained, reason));
                 table.retire(&id, op.change);
             }
@@ -884,7 +912,7 @@ fn advance_evictions(
                 Some(*slot)
             } else if now_ms >= ev.deadline_ms {
                 out.commands
-                    .push(Command::new(pool, *slot, Cmd::ShutdownSessions));
+                    .push(Command::new(pool, *slot, haproxy::Op::ShutdownSessions));
                 Some(*slot)
             } else {
                 None
@@ -892,7 +920,8 @@ fn advance_evictions(
         })
         .collect();
     for slot in done {
-        out.commands.push(Command::new(pool, slot, Cmd::Maint));
+        out.commands
+            .push(Command::new(pool, slot, haproxy::Op::Maint));
         table.evicting.remove(&slot);
     }
 }
@@ -1076,7 +1105,13 @@ mod tests {
         serving(&mut l, 2, 2);
         // a must be drained by 5 s from now; b drains on the pool's timeout.
         let by = BTreeMap::from([(id("a"), 5_000)]);
-        plan_change_by(&mut t, &l, &[], &[id("a"), id("b")], &by, 2, at(0));
+        let removal = ChangeInput {
+            add: &[],
+            remove: &[id("a"), id("b")],
+            drain_by_ms: &by,
+            generation: 2,
+        };
+        plan_change_by(&mut t, &l, removal, at(0));
         let deadline = |t: &PoolSlots, who: &str| t.members[&id(who)].op.unwrap().deadline_ms;
         assert_eq!(deadline(&t, "a"), 5_000);
         assert!(deadline(&t, "b") > 5_000);
@@ -1089,7 +1124,13 @@ mod tests {
             .any(|c| c.to_string().contains("shutdown sessions server web/slot1")));
         // A later message with a sooner deadline holds a running drain to it.
         let by = BTreeMap::from([(id("b"), 7_000)]);
-        plan_change_by(&mut t, &l, &[], &[id("b")], &by, 3, at(6_000));
+        let removal = ChangeInput {
+            add: &[],
+            remove: &[id("b")],
+            drain_by_ms: &by,
+            generation: 3,
+        };
+        plan_change_by(&mut t, &l, removal, at(6_000));
         assert_eq!(deadline(&t, "b"), 7_000);
     }
 
@@ -1146,7 +1187,10 @@ mod tests {
         assert!(t.used().contains(&1), "an eviction holds its slot");
         // Once its sessions are gone it goes to maintenance and the slot is free.
         let a = advance_with(&mut t, &[row(1, "DRAIN", 0)], 10);
-        assert_eq!(a.commands, vec![Command::new(&web(), 1, Cmd::Maint)]);
+        assert_eq!(
+            a.commands,
+            vec![Command::new(&web(), 1, haproxy::Op::Maint)]
+        );
         assert!(!t.used().contains(&1));
     }
 
@@ -1195,7 +1239,10 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("slot was released"));
-        assert_eq!(a.commands, vec![Command::new(&web(), 2, Cmd::Maint)]);
+        assert_eq!(
+            a.commands,
+            vec![Command::new(&web(), 2, haproxy::Op::Maint)]
+        );
         assert!(!t.members.contains_key(&id("b")));
         // The failed join's generation is honoured: the same or an older message is
         // stale (a duplicate must not start it again), a newer one tries again.
@@ -1230,8 +1277,8 @@ mod tests {
         assert_eq!(
             a.commands,
             vec![
-                Command::new(&web(), 1, Cmd::ShutdownSessions),
-                Command::new(&web(), 1, Cmd::Maint)
+                Command::new(&web(), 1, haproxy::Op::ShutdownSessions),
+                Command::new(&web(), 1, haproxy::Op::Maint)
             ]
         );
         assert!(a.finished[0]
@@ -1296,13 +1343,13 @@ mod tests {
             vec![Action::Join {
                 member: id("d"),
                 slot: 1,
-                send: Send::Ready
+                send: JoinSend::Ready
             }]
         );
         assert_eq!(p.superseded[0].change, 4);
         assert_eq!(
             commands(&web(), &p.actions[0], true),
-            vec![vec![Command::new(&web(), 1, Cmd::Ready)]]
+            vec![vec![Command::new(&web(), 1, haproxy::Op::Ready)]]
         );
     }
 

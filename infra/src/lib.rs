@@ -1,5 +1,5 @@
 //! The model both halves of the product share: pools, members, the change and report
-//! messages, and (feature `aws`) reading Auto Scaling groups.
+//! messages, and ([`aws`]) reading Auto Scaling groups.
 //!
 //! The reactor (a Lambda reacting to Auto Scaling events) and the agent (on every
 //! HAProxy host) never share memory, only messages. This crate is the one place those
@@ -16,6 +16,7 @@
 //! - [`Outcome`] / [`Report`]: what the agent answers, per member.
 //! - [`HostReport`]: what an agent service sends the reactor's inbox when members reach
 //!   their target on its host.
+//! - [`now_ms`]: the wall clock in the unit every message uses (ms since the epoch).
 //!
 //! Every message is versioned JSON ([`MESSAGE_VERSION`]) and is validated when parsed:
 //! bad input is refused whole, with an error naming the field and what to do.
@@ -40,9 +41,9 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(feature = "aws")]
 pub mod aws;
 mod change;
+mod clock;
 mod inbox;
 mod model;
 mod report;
@@ -51,6 +52,7 @@ pub use change::{
     Change, Desired, MessageError, PoolChange, PoolDesired, MAX_GENERATION_AHEAD_MS,
     MESSAGE_VERSION,
 };
+pub use clock::now_ms;
 pub use inbox::{
     HealthReport, HostReport, MemberReport, HOST_REPORT_KIND, HOST_REPORT_VERSION,
     MAX_MESSAGE_BYTES, MAX_REASON_CHARS,

@@ -22,11 +22,11 @@
 
 mod error;
 mod files;
-mod grow;
 mod health;
 pub mod inbox;
 mod request;
 mod reread;
+mod resize;
 mod resume;
 mod runtime;
 mod scrape;
@@ -129,7 +129,7 @@ pub struct Service {
 }
 
 fn now_ms() -> u64 {
-    infra::aws::now_ms()
+    infra::now_ms()
 }
 
 impl Service {

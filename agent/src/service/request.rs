@@ -163,7 +163,7 @@ pub(super) fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
             Action::Join {
                 member,
                 slot,
-                send: slots::Send::Join { addr, port },
+                send: slots::JoinSend::Join { addr, port },
             } => line(
                 '+',
                 member.as_str(),
@@ -173,7 +173,7 @@ pub(super) fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
             Action::Join {
                 member,
                 slot,
-                send: slots::Send::Ready,
+                send: slots::JoinSend::Ready,
             } => line(
                 '~',
                 member.as_str(),
@@ -375,7 +375,7 @@ impl Service {
         let needs = self.add_missing(st, &wanted, lives)?;
         let reloads = u32::from(!needs.is_empty());
         if !needs.is_empty() {
-            self.grow(st, &needs)?;
+            self.resize_slots(st, &needs)?;
         }
         // The intent, before any command: a service killed from here on re-asserts it.
         let joins = !wanted.is_empty()
@@ -710,15 +710,8 @@ impl Service {
                     let Some(pc) = by_pool.get(p) else {
                         return PoolPlan::default();
                     };
-                    slots::plan_change_by(
-                        t,
-                        live,
-                        &pc.add,
-                        &pc.remove,
-                        &pc.drain_by_ms,
-                        change.generation,
-                        clock,
-                    )
+                    let input = slots::ChangeInput::of(pc, change.generation);
+                    slots::plan_change_by(t, live, input, clock)
                 }),
             )?;
         Ok(self.finish(change.generation, started, wait, progress))

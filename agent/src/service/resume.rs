@@ -11,7 +11,7 @@ use infra::PoolName;
 use tracing::{error, info, warn};
 
 use super::runtime::Wanted;
-use super::{grow, now_ms, Service, ServiceError, State};
+use super::{now_ms, resize, Service, ServiceError, State};
 use crate::haproxy_cfg::slot_name;
 use crate::reassert;
 use crate::slots::LiveSlots;
@@ -30,7 +30,7 @@ impl Service {
         if st.resumed {
             return Ok(());
         }
-        let _ = std::fs::remove_file(grow::candidate_path(self.cfg.haproxy.slots_file()));
+        let _ = std::fs::remove_file(resize::candidate_path(self.cfg.haproxy.slots_file()));
         // The worker first: one that comes while we work is noticed by the next watch.
         if self.cfg.haproxy.master_socket.is_some() {
             st.worker = self
@@ -128,7 +128,7 @@ impl Service {
         }
         let needs = self.add_missing(st, &wanted, &lives)?;
         if !needs.is_empty() {
-            self.grow(st, &needs)?;
+            self.resize_slots(st, &needs)?;
         }
         lives.clear();
         for pc in &self.cfg.pools {

@@ -14,7 +14,7 @@
 //!   shrinks with it.
 //!
 //! Every other pool (HAProxy 2.6 and 2.8, a static balance algorithm, `add server`
-//! refused) grows its block with a hitless reload ([`super::grow`]).
+//! refused) grows its block with a hitless reload ([`super::resize`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 

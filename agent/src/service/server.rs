@@ -21,7 +21,7 @@ use super::zones::ZONE_LOOK;
 use super::{scrape, Service, ServiceError, TICK};
 use crate::config::AgentConfig;
 use crate::control::{self, Reply, Request, MAX_MESSAGE};
-use crate::metrics::ErrorKind as Failure;
+use crate::metrics;
 use crate::store;
 
 /// Requests served at once; more wait for a place (connections queue in the kernel).
@@ -84,7 +84,7 @@ pub fn run(cfg: AgentConfig, path: &Path) -> Result<(), StartError> {
     let _lock = take_lock(&cfg)?;
     // A candidate left by a service killed mid-validation goes before anyone is answered
     // (the resume removes it too, for a worker someone else started).
-    let _ = std::fs::remove_file(super::grow::candidate_path(cfg.haproxy.slots_file()));
+    let _ = std::fs::remove_file(super::resize::candidate_path(cfg.haproxy.slots_file()));
     let socket = cfg.service.control_socket.clone();
     let listener = listen(&socket)?;
     let on = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -374,12 +374,12 @@ fn aws_sync(service: &Service) {
                     info!(generation = desired.generation, changes, "synced from AWS");
                 }
                 Err(e) => {
-                    service.metric(|m| m.error(Failure::SyncFailed));
+                    service.metric(|m| m.error(metrics::ErrorKind::SyncFailed));
                     warn!(error = %e, "sync from AWS failed; next try in sync_interval_s")
                 }
             },
             Err(e) => {
-                service.metric(|m| m.error(Failure::SyncFailed));
+                service.metric(|m| m.error(metrics::ErrorKind::SyncFailed));
                 warn!(error = %e, "reading the groups from AWS failed; next try in sync_interval_s")
             }
         }
@@ -396,7 +396,7 @@ fn desired_from_aws(
     read: infra::aws::DesiredFromAws,
 ) -> Result<Desired, String> {
     for t in &read.refused {
-        if service.metric(|m| m.once(Failure::TagRefused, &t.to_string())) {
+        if service.metric(|m| m.once(metrics::ErrorKind::TagRefused, &t.to_string())) {
             warn!(group = %t.group, tag = t.tag, refused = %t, "a group tag was refused; counted in errors_total{{kind=\"tag_refused\"}}");
         }
     }
@@ -419,7 +419,7 @@ fn desired_from_aws(
         .collect();
     for s in crate::aws::keep_unmapped(&mut desired, strays, &service.cfg.aws_groups) {
         let what = format!("{}/{}", s.pool, s.member.id);
-        if service.metric(|m| m.once(Failure::UnmappedMember, &what)) {
+        if service.metric(|m| m.once(metrics::ErrorKind::UnmappedMember, &what)) {
             warn!(pool = %s.pool, instance = %s.member.id, group = s.group.as_deref().unwrap_or(""), "a member from a group agent.toml does not map is kept, not drained: add the group to [aws] groups (the reactor maps it); counted in errors_total{{kind=\"unmapped_member\"}}");
         }
     }
@@ -434,7 +434,7 @@ fn serve(service: &Service, stream: &UnixStream) {
         // A probe that only connected: nothing to answer or count.
         Err(control::RequestError::Empty) => return,
         Err(e) => {
-            service.metric(|m| m.error(Failure::RefusedMessage));
+            service.metric(|m| m.error(metrics::ErrorKind::RefusedMessage));
             warn!(error = %e, "a request was refused");
             control::send(stream, &Reply::Error(e.to_string()));
             return;
@@ -484,7 +484,7 @@ fn serve(service: &Service, stream: &UnixStream) {
                 .map(Reply::Sync);
             match (&reply, from_aws && !dry_run) {
                 (Ok(_), true) => service.synced_from_aws(),
-                (Err(_), true) => service.metric(|m| m.error(Failure::SyncFailed)),
+                (Err(_), true) => service.metric(|m| m.error(metrics::ErrorKind::SyncFailed)),
                 _ => {}
             }
             reply
@@ -521,7 +521,7 @@ fn message<T>(
         parse(&text).map_err(|e| e.to_string())
     };
     if parsed.is_err() {
-        service.metric(|m| m.error(Failure::RefusedMessage));
+        service.metric(|m| m.error(metrics::ErrorKind::RefusedMessage));
     }
     parsed
 }

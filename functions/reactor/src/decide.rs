@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{now_ms, AwsError};
+use infra::aws::AwsError;
+use infra::now_ms;
 
+use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::join::join_all;
 use crate::ledger::{self, ActionKey, Decided, Decision, Item, Ledger as _, Opening, Verdict};
-use crate::lifecycle::{Completion, LifecycleApi, Transition};
+use crate::lifecycle::{ActionAnswer, LifecycleApi, Transition};
 use crate::plan::PendingAction;
-use crate::reactor::{Boundaries, Reactor, ReactorError};
 use crate::summary::{ActionSummary, Summary};
 
 /// `CompleteLifecycleAction` calls in flight at once: a burst of decisions is completed
@@ -169,8 +170,8 @@ impl<B: Boundaries> Reactor<B> {
                 )
                 .await?;
             match done {
-                Completion::Done => completed = true,
-                Completion::NotPending(m) => {
+                ActionAnswer::Done => completed = true,
+                ActionAnswer::NotPending(m) => {
                     tracing::info!(instance = %item.instance, hook, reason = %m, "action no longer pending")
                 }
             }
@@ -227,13 +228,13 @@ impl<B: Boundaries> Reactor<B> {
                 )
                 .await;
             match r {
-                Ok(Completion::Done) => {
+                Ok(ActionAnswer::Done) => {
                     tracing::info!(instance = %item.instance, hook, "lifecycle heartbeat recorded");
                     summary
                         .heartbeats
                         .push(format!("{} {}", item.transition, item.instance));
                 }
-                Ok(Completion::NotPending(m)) => {
+                Ok(ActionAnswer::NotPending(m)) => {
                     tracing::info!(instance = %item.instance, hook, reason = %m, "no action to heartbeat")
                 }
                 Err(e) => {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_route53::types::{
-    Change as R53Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
 
 /// At most this many records per `ChangeResourceRecordSets` (an UPSERT counts twice).
@@ -171,7 +171,12 @@ impl Route53Dns {
         }
     }
 
-    fn to_sdk(&self, zone: &str, name: &str, c: &RecordChange) -> Result<R53Change, DnsError> {
+    fn to_sdk(
+        &self,
+        zone: &str,
+        name: &str,
+        c: &RecordChange,
+    ) -> Result<aws_sdk_route53::types::Change, DnsError> {
         let (action, r) = match c {
             RecordChange::Upsert(r) => (ChangeAction::Upsert, r),
             RecordChange::Delete(r) => (ChangeAction::Delete, r),
@@ -194,7 +199,7 @@ impl Route53Dns {
         for v in &r.values {
             set = set.resource_records(ResourceRecord::builder().value(v).build().map_err(bad)?);
         }
-        R53Change::builder()
+        aws_sdk_route53::types::Change::builder()
             .action(action)
             .resource_record_set(set.build().map_err(bad)?)
             .build()

@@ -3,15 +3,16 @@
 //! right: a proxy gates nothing), and the proxies that leave service, which are removed
 //! from every open action's quorum (their reports will never come).
 
-use infra::aws::{now_ms, Discovery, GroupState, Phase};
+use infra::aws::{Discovery, GroupState, Phase};
+use infra::now_ms;
 use infra::{HostId, MemberId};
 
 use crate::dns::{batch_changes, plan_records, DnsApi, RecordChange};
+use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::input::activity::{Activity, ActivityEvent};
 use crate::input::lifecycle::LifecycleEvent;
 use crate::ledger::{self, ActionKey, Item, Ledger, Opening, Verdict};
 use crate::lifecycle::Transition;
-use crate::reactor::{Boundaries, Reactor, ReactorError};
 use crate::summary::{DnsSummary, Summary};
 
 impl<B: Boundaries> Reactor<B> {

@@ -7,6 +7,7 @@
 //!   and the answer naming the records to retry (pure).
 //! - [`input`]: one file per kind of input, each opening with AWS's own sample of it:
 //!   how it is read (pure) and what the reactor does with it.
+//! - [`group_change`]: from a group's truth to the change for its pools (pure).
 //! - [`plan`]: which members a change covers and which lifecycle actions it serves
 //!   (pure).
 //! - [`ledger`]: one item per lifecycle action: the hosts it waits for, what each
@@ -20,8 +21,8 @@
 //! - [`remind`]: reminders the reactor sends itself through its inbox.
 //! - [`metrics`]: the invocation's metrics as CloudWatch Embedded Metric Format lines
 //!   (pure).
-//! - [`reactor`]: the flow, generic over those boundaries; [`summary`]: what an
-//!   invocation did.
+//! - [`handler`]: the [`Reactor`](handler::Reactor) handling one invocation (a batch of
+//!   the inbox), generic over those boundaries; [`summary`]: what an invocation did.
 //! - [`config`]: the environment; [`managed`]: `MANAGED_GROUPS`, the globs and the
 //!   pools each may feed (pure).
 #![warn(missing_docs)]
@@ -31,6 +32,8 @@ mod decide;
 pub mod dispatch;
 pub mod dns;
 pub mod fleet;
+pub mod group_change;
+pub mod handler;
 pub mod health;
 pub mod inbox;
 pub mod input;
@@ -41,7 +44,6 @@ pub mod managed;
 pub mod metrics;
 mod outgoing;
 pub mod plan;
-pub mod reactor;
 pub mod remind;
 pub mod summary;
 
@@ -50,9 +52,9 @@ use infra::aws::AwsDiscovery;
 use crate::config::Config;
 use crate::dispatch::SsmDispatcher;
 use crate::dns::Route53Dns;
+use crate::handler::{Boundaries, Parts, Reactor};
 use crate::ledger::DynamoLedger;
 use crate::lifecycle::AwsLifecycle;
-use crate::reactor::{Boundaries, Parts, Reactor};
 use crate::remind::SqsReminders;
 
 /// The reactor's boundaries on AWS.

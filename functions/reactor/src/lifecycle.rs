@@ -70,10 +70,11 @@ pub struct Hook {
     pub heartbeat_timeout: Duration,
 }
 
-/// What a completion or heartbeat found.
+/// What Auto Scaling answered a completion or a heartbeat of a lifecycle action (the
+/// word is not `Completion`: a heartbeat completes nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    /// Done.
+pub enum ActionAnswer {
+    /// Taken: the action completed, or its timeout restarted.
     Done,
     /// There was no such action pending (completed already, or timed out): the reason.
     NotPending(String),
@@ -92,7 +93,7 @@ pub trait LifecycleApi: Send + Sync {
         instance: &str,
         token: Option<&str>,
         result: &'static str,
-    ) -> impl Future<Output = Result<Completion, AwsError>> + Send;
+    ) -> impl Future<Output = Result<ActionAnswer, AwsError>> + Send;
 
     /// `RecordLifecycleActionHeartbeat`: restarts the hook's timeout.
     fn heartbeat(
@@ -101,7 +102,7 @@ pub trait LifecycleApi: Send + Sync {
         hook: &str,
         instance: &str,
         token: Option<&str>,
-    ) -> impl Future<Output = Result<Completion, AwsError>> + Send;
+    ) -> impl Future<Output = Result<ActionAnswer, AwsError>> + Send;
 
     /// Tags `instance` with [`INTERRUPTED_TAG`]: every later read of its group sees it
     /// leaving, so no event and no schedule adds it back while Auto Scaling still lists
@@ -153,14 +154,14 @@ fn not_pending<E: ProvideErrorMetadata>(e: &E) -> Option<String> {
 
 /// What a lifecycle call's answer means: done, already settled elsewhere, or an error
 /// naming the API and the group.
-fn settle<T, E>(r: Result<T, E>, api: &'static str, group: &str) -> Result<Completion, AwsError>
+fn settle<T, E>(r: Result<T, E>, api: &'static str, group: &str) -> Result<ActionAnswer, AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error,
 {
     match r {
-        Ok(_) => Ok(Completion::Done),
+        Ok(_) => Ok(ActionAnswer::Done),
         Err(e) => match not_pending(&e) {
-            Some(m) => Ok(Completion::NotPending(m)),
+            Some(m) => Ok(ActionAnswer::NotPending(m)),
             None => Err(infra::aws::api_error(api, &format!("group {group}"), &e)),
         },
     }
@@ -183,7 +184,7 @@ impl AwsLifecycle {
         instance: &str,
         token: Option<&str>,
         result: &'static str,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         let r = self
             .asg
             .complete_lifecycle_action()
@@ -203,7 +204,7 @@ impl AwsLifecycle {
         hook: &str,
         instance: &str,
         token: Option<&str>,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         let r = self
             .asg
             .record_lifecycle_action_heartbeat()
@@ -259,13 +260,13 @@ impl LifecycleApi for AwsLifecycle {
         instance: &str,
         token: Option<&str>,
         result: &'static str,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         let first = self
             .complete_once(group, hook, instance, token, result)
             .await?;
         match (first, token) {
             // A token from an old or duplicated event: the instance id finds the live one.
-            (Completion::NotPending(_), Some(_)) => {
+            (ActionAnswer::NotPending(_), Some(_)) => {
                 self.complete_once(group, hook, instance, None, result)
                     .await
             }
@@ -279,10 +280,10 @@ impl LifecycleApi for AwsLifecycle {
         hook: &str,
         instance: &str,
         token: Option<&str>,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         let first = self.heartbeat_once(group, hook, instance, token).await?;
         match (first, token) {
-            (Completion::NotPending(_), Some(_)) => {
+            (ActionAnswer::NotPending(_), Some(_)) => {
                 self.heartbeat_once(group, hook, instance, None).await
             }
             (c, _) => Ok(c),

@@ -65,7 +65,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 /// makes them metrics). A closed stdout loses them quietly.
 fn emit_metrics(function: &str, summary: &reactor::summary::Summary, ok: bool, started: Instant) {
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let lines = reactor::metrics::emf_lines(function, summary, ok, ms, infra::aws::now_ms());
+    let lines = reactor::metrics::emf_lines(function, summary, ok, ms, infra::now_ms());
     let mut out = std::io::stdout().lock();
     for l in lines {
         if writeln!(out, "{l}").is_err() {

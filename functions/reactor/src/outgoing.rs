@@ -10,14 +10,16 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{now_ms, Phase, PlannedChange};
+use infra::aws::Phase;
+use infra::now_ms;
 use infra::{Change, HostId, MemberId, Pool, PoolName};
 
 use crate::dispatch::Dispatcher;
+use crate::group_change::PlannedChange;
+use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey, Item, Opening, Verdict};
 use crate::lifecycle::Transition;
 use crate::plan::{merge_pool_changes, PendingAction};
-use crate::reactor::{Boundaries, Reactor, ReactorError};
 use crate::summary::{SentChange, Summary, MIXED};
 
 /// A decided item is replaced by a new one for the same instance and transition (a

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{plan_group_change, GroupMember, GroupState, Phase, PlannedChange};
+use infra::aws::{GroupMember, GroupState, Phase};
 use infra::{MemberId, Pool, PoolChange, PoolName};
 
+use crate::group_change::{plan_group_change, PlannedChange};
 use crate::lifecycle::Transition;
 
 /// What a lifecycle event said about its action (hook, token, start).

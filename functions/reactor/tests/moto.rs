@@ -1118,7 +1118,7 @@ async fn the_commands_of_one_change_are_sent_side_by_side() {
         .map(|i| infra::MemberId::new(format!("i-{i:017x}")).expect("member id"))
         .collect();
     let change = infra::Change::new(
-        infra::aws::now_ms(),
+        infra::now_ms(),
         vec![infra::PoolChange {
             pool: infra::PoolName::new("web").expect("pool"),
             add: Vec::new(),

@@ -11,15 +11,14 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
-use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter};
-use aws_sdk_ec2::types::Filter as Ec2Filter;
+use aws_sdk_autoscaling::types::AutoScalingGroup;
 
 use crate::{MemberId, Zone};
 
 use super::group::{GroupMember, GroupState, Interruption, INTERRUPTED_TAG};
-use super::plan::now_ms;
 use super::pools::POOL_TAG;
 use super::{api_error, AwsError};
+use crate::now_ms;
 
 /// Reads groups and their members. Implemented for AWS by
 /// [`AwsDiscovery`]; fakes implement it in tests.
@@ -207,7 +206,7 @@ impl AwsDiscovery {
             aws_sdk_ec2::operation::describe_instances::DescribeInstancesError,
         >,
     > {
-        let filter = Ec2Filter::builder()
+        let filter = aws_sdk_ec2::types::Filter::builder()
             .name("instance-id")
             .set_values(Some(ids.to_vec()))
             .build();
@@ -425,7 +424,7 @@ impl Discovery for AwsDiscovery {
             .asg
             .describe_auto_scaling_groups()
             .filters(
-                AsgFilter::builder()
+                aws_sdk_autoscaling::types::Filter::builder()
                     .name("tag-key")
                     .values(POOL_TAG)
                     .build(),

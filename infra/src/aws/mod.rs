@@ -1,5 +1,5 @@
-//! Reading the truth from AWS (feature `aws`): which pools a group feeds, which members
-//! it has and where they are in their life, and the desired state built from that.
+//! Reading the truth from AWS: which pools a group feeds, which members it has and where
+//! they are in their life, and the desired state built from that.
 //!
 //! - [`pools`]: the group -> pools mapping ([`GroupPools`], the `POOLS` configuration,
 //!   and the `haproxy:pool` / `haproxy:port` group tags). Pure.
@@ -7,9 +7,9 @@
 //! - [`discovery`]: reading groups ([`Discovery`]); [`AwsDiscovery`] is the AWS
 //!   implementation (one `DescribeAutoScalingGroups` plus one `DescribeInstances` per
 //!   1000 members).
-//! - [`plan`]: the pure step from a group's truth to an [`infra::Change`](crate::Change)
-//!   ([`plan_group_change`]) or [`infra::Desired`](crate::Desired) ([`desired_pools`]),
-//!   ordered by [`Generations`].
+//! - [`desired`]: the pure step from groups' truth to an
+//!   [`infra::Desired`](crate::Desired) ([`desired_pools`]), and the [`Generations`]
+//!   that order every message. (The change an event needs is planned by the reactor.)
 //! - [`desired_from_aws`]: what `agent sync` without `--desired` calls.
 //!
 //! The SDK configuration ([`sdk_config`]) honours `AWS_ENDPOINT_URL` (the emulator in
@@ -19,25 +19,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub mod desired;
 pub mod discovery;
 pub mod group;
-pub mod plan;
 pub mod pools;
 
+pub use desired::{desired_from_states, desired_pools, Generations};
 pub use discovery::{AwsDiscovery, Discovery, DESCRIBE_INSTANCES_BATCH};
 pub use group::{
     phase_of, GroupMember, GroupState, Interruption, Phase, INTERRUPTED_TAG, PENDING_WAIT,
     REBALANCE_MARK, TERMINATING_WAIT,
-};
-pub use plan::{
-    desired_from_states, desired_pools, now_ms, plan_group_change, Generations, PlannedChange,
 };
 pub use pools::{
     resolve_pools, AllowedPool, GroupPools, GroupPoolsError, Resolved, TagRefused, POOL_TAG,
     PORT_TAG,
 };
 
-use crate::{Desired, Pool};
+use crate::{now_ms, Desired, Pool};
 
 /// Attempts per AWS call (the first one included) before an error is returned.
 pub const MAX_ATTEMPTS: u32 = 8;

@@ -46,7 +46,7 @@ impl Invocations {
     fn invoke(&mut self, stream: &mut TcpStream, event: &Value, timeout_ms: u64) {
         self.issued += 1;
         let n = self.issued;
-        let deadline = infra::aws::now_ms() + timeout_ms;
+        let deadline = infra::now_ms() + timeout_ms;
         let headers = vec![
             (
                 "Lambda-Runtime-Aws-Request-Id".to_string(),

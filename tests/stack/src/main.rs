@@ -25,6 +25,7 @@ use harness::process::{alive, processes_matching};
 use harness::pump::Pump;
 use harness::world::{autoscaling_pattern, Blocking, DOCUMENT, PROXY_GROUP};
 use harness::{free_port, unix_ms, GroupSpec, Host, Load, LoadStats};
+use reactor::input::lifecycle::{LAUNCH_DETAIL_TYPE, TERMINATE_DETAIL_TYPE};
 use reactor::summary::Summary;
 use stack::control::{
     reactor_config, Handled, ReactorRun, Record, DOCUMENT_TIMEOUT_S, HOST_REPORT, RECHECK,
@@ -130,8 +131,8 @@ impl Stack {
             *t.events.entry(r.kind.clone()).or_default() += 1;
             let inst = r.instance.as_deref().unwrap_or("");
             let mark = match r.kind.as_str() {
-                LAUNCH_HOOK => Some(("launch-hook", format!("launch hook {inst}"))),
-                TERMINATE_HOOK => Some(("terminate-hook", format!("terminate hook {inst}"))),
+                LAUNCH_DETAIL_TYPE => Some(("launch-hook", format!("launch hook {inst}"))),
+                TERMINATE_DETAIL_TYPE => Some(("terminate-hook", format!("terminate hook {inst}"))),
                 HOST_REPORT => {
                     t.member_reports += r.reports.len() as u64;
                     let what: Vec<String> = r
@@ -255,9 +256,6 @@ fn up_on(host: &Host, ids: &BTreeSet<String>) -> bool {
         })
     })
 }
-
-const LAUNCH_HOOK: &str = "EC2 Instance-launch Lifecycle Action";
-const TERMINATE_HOOK: &str = "EC2 Instance-terminate Lifecycle Action";
 
 fn short_kind(kind: &str) -> &str {
     match kind {
@@ -975,7 +973,7 @@ fn print_stats(t: &Tally, f: &Figures, members: usize, page: &Path, checks_ok: b
             "reloads_by_host": reloads.iter().map(|(h, n)| (h.clone(), *n)).collect::<BTreeMap<_, _>>(),
             "event_to_serving_ms_p50": percentile(&f.latencies, 50.0),
             "event_to_serving_ms_p99": percentile(&f.latencies, 99.0),
-            "launch_hooks": hooks(LAUNCH_HOOK), "terminate_hooks": hooks(TERMINATE_HOOK),
+            "launch_hooks": hooks(LAUNCH_DETAIL_TYPE), "terminate_hooks": hooks(TERMINATE_DETAIL_TYPE),
             "final_members": members,
             "page": page.display().to_string(),
             "checks_ok": checks_ok,

@@ -29,10 +29,10 @@ use infra::aws::Discovery;
 use serde::Deserialize;
 
 use super::{check_source, ignored, non_empty, null_as_empty, parse_rfc3339_ms, Envelope, Input};
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::lifecycle::Transition;
 use crate::outgoing::Outgoing;
 use crate::plan::Scope;
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::Summary;
 
 /// The activity detail types.

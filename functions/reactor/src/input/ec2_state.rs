@@ -17,9 +17,9 @@ use infra::aws::Discovery;
 use serde::Deserialize;
 
 use super::{check_source, ignored, non_empty, Envelope, Input};
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::outgoing::Outgoing;
 use crate::plan::Scope;
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::Summary;
 
 /// The detail type.

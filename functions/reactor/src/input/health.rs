@@ -16,13 +16,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infra::aws::{now_ms, Discovery};
+use infra::aws::Discovery;
+use infra::now_ms;
 use infra::{HealthReport, HostId, MemberId};
 
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::health::{Marks, Watch};
 use crate::ledger::{Doc, Ledger, LedgerError};
 use crate::lifecycle::{InstanceOfGroup, LifecycleApi};
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::remind::Reminders;
 use crate::summary::Summary;
 

@@ -33,19 +33,19 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{ActionKey, Opening, Verdict};
 use crate::lifecycle::Transition;
 use crate::outgoing::Outgoing;
 use crate::plan::{
     event_selection, hook_transition, pending_actions, plan_for_event, EventAction, Scope,
 };
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::{Summary, MIXED};
 
 /// The launch detail type.
-pub const LAUNCH_ACTION: &str = "EC2 Instance-launch Lifecycle Action";
+pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
 /// The terminate detail type.
-pub const TERMINATE_ACTION: &str = "EC2 Instance-terminate Lifecycle Action";
+pub const TERMINATE_DETAIL_TYPE: &str = "EC2 Instance-terminate Lifecycle Action";
 
 /// The detail of a lifecycle action event.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,8 +135,8 @@ impl LifecycleEvent {
 /// Reads a lifecycle action event of `expected` transition.
 pub fn classify(env: Envelope<LifecycleActionDetail>, expected: Transition) -> Input {
     let detail_type = match expected {
-        Transition::Launch => LAUNCH_ACTION,
-        Transition::Terminate => TERMINATE_ACTION,
+        Transition::Launch => LAUNCH_DETAIL_TYPE,
+        Transition::Terminate => TERMINATE_DETAIL_TYPE,
     };
     if let Some(i) = check_source(&env.source, "aws.autoscaling", detail_type) {
         return i;

@@ -215,7 +215,7 @@ fn explain_other(v: &Value) -> String {
         return "not an EventBridge event: no \"detail-type\"".into();
     };
     let err = match dt {
-        lifecycle::LAUNCH_ACTION | lifecycle::TERMINATE_ACTION => {
+        lifecycle::LAUNCH_DETAIL_TYPE | lifecycle::TERMINATE_DETAIL_TYPE => {
             Envelope::<lifecycle::LifecycleActionDetail>::deserialize(v).err()
         }
         d if activity::DETAIL_TYPES.contains(&d) => {

@@ -13,13 +13,13 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::now_ms;
+use infra::now_ms;
 use infra::MemberId;
 use serde::{Deserialize, Serialize};
 
+use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey};
 use crate::lifecycle::Transition;
-use crate::reactor::{Boundaries, Reactor, ReactorError};
 use crate::summary::Summary;
 
 /// The `kind` of a reminder.

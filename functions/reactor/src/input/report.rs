@@ -25,11 +25,11 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::now_ms;
+use infra::now_ms;
 use infra::{HostId, HostReport, MemberReport};
 
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey, Applied};
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::remind::Reminders;
 use crate::summary::Summary;
 

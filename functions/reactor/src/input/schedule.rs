@@ -22,15 +22,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infra::aws::{now_ms, plan_group_change, Discovery, GroupState, PlannedChange};
+use infra::aws::{Discovery, GroupState};
+use infra::now_ms;
 use infra::{HostId, Pool};
 use serde_json::Value;
 
 use super::{check_source, Envelope, Input};
+use crate::group_change::{plan_group_change, PlannedChange};
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey, Item, Ledger, Verdict};
 use crate::outgoing::Outgoing;
 use crate::plan::{merge_pool_changes, pending_actions, PendingAction};
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::{PendingSummary, Summary};
 
 /// The detail type.

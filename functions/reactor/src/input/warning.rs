@@ -21,16 +21,17 @@
 //! deadline that ends the drain before EC2 reclaims it. Its terminate action, when Auto
 //! Scaling starts one, is opened then: the hosts report it drained as soon as it is.
 
-use infra::aws::{now_ms, Discovery, GroupState, Interruption};
+use infra::aws::{Discovery, GroupState, Interruption};
+use infra::now_ms;
 use infra::HostId;
 use serde::Deserialize;
 
 use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
 use crate::config::Rebalance;
+use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::lifecycle::LifecycleApi;
 use crate::outgoing::Outgoing;
 use crate::plan::Scope;
-use crate::reactor::{Batch, Boundaries, Reactor, ReactorError};
 use crate::summary::Summary;
 
 /// The Spot interruption detail type.

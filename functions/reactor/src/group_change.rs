@@ -1,57 +1,12 @@
-//! From a group's truth to a message: the change an event needs ([`plan_group_change`]),
-//! the full membership a sync needs ([`desired_pools`]), and the generations that order
-//! them ([`Generations`]). Pure.
+//! From a group's truth to the change an event needs: which members join or leave
+//! which pools ([`plan_group_change`]). Pure: no I/O here. What the events select is
+//! [`crate::plan`]'s; the full membership a sync needs is infra's
+//! ([`infra::aws::desired_pools`]), shared with the agent.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
 
-use crate::{Change, Desired, Member, MemberId, Pool, PoolChange, PoolDesired, PoolName};
-
-use super::group::{GroupMember, GroupState, Phase};
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Hands out generations that only grow: the time of the read, or one more than the
-/// last generation handed out when the clock has not moved past it.
-#[derive(Debug, Default)]
-pub struct Generations {
-    last: AtomicU64,
-}
-
-impl Generations {
-    /// A fresh counter.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The generation for a state read at `read_at_ms`: `max(read_at_ms, last + 1)`.
-    pub fn next(&self, read_at_ms: u64) -> u64 {
-        let mut prev = self.last.load(Ordering::Relaxed);
-        loop {
-            let next = read_at_ms.max(prev.saturating_add(1));
-            match self
-                .last
-                .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return next,
-                Err(seen) => prev = seen,
-            }
-        }
-    }
-
-    /// Notes a generation seen elsewhere (for example in a host's report), so the next
-    /// one is newer still.
-    pub fn observe(&self, generation: u64) {
-        self.last.fetch_max(generation, Ordering::Relaxed);
-    }
-}
+use infra::aws::{GroupMember, GroupState, Phase};
+use infra::{Change, Member, MemberId, Pool, PoolChange};
 
 /// A change planned from a group's truth.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -121,57 +76,10 @@ pub fn plan_group_change(
     PlannedChange { pools, unaddressed }
 }
 
-/// The full membership of the pools fed by some groups: every joining or serving
-/// member with an address. A pool fed by several groups gets all of their members.
-pub fn desired_pools<'a>(
-    groups: impl IntoIterator<Item = (&'a [Pool], &'a GroupState)>,
-) -> Vec<PoolDesired> {
-    let mut by_pool: BTreeMap<PoolName, (BTreeSet<MemberId>, Vec<Member>)> = BTreeMap::new();
-    for (pools, state) in groups {
-        for pool in pools {
-            let entry = by_pool.entry(pool.name.clone()).or_default();
-            for m in &state.members {
-                if m.phase == Phase::Leaving {
-                    continue;
-                }
-                let Some(addr) = m.address else { continue };
-                if !entry.0.insert(m.id.clone()) {
-                    continue;
-                }
-                if let Ok(member) = Member::new(m.id.clone(), addr, pool.port) {
-                    entry
-                        .1
-                        .push(member.with_zone(m.zone.clone()).with_weight(pool.weight));
-                }
-            }
-        }
-    }
-    by_pool
-        .into_iter()
-        .map(|(pool, (_, members))| PoolDesired { pool, members })
-        .collect()
-}
-
-/// The desired state of the pools fed by `groups`, with the generation taken from the
-/// latest read among them (through `generations`, so it only grows).
-pub fn desired_from_states(
-    groups: &[(Vec<Pool>, GroupState)],
-    generations: &Generations,
-) -> Desired {
-    let read = groups
-        .iter()
-        .map(|(_, s)| s.read_at_ms)
-        .max()
-        .unwrap_or_else(now_ms);
-    let pools = desired_pools(groups.iter().map(|(p, s)| (p.as_slice(), s)));
-    Desired::new(generations.next(read), pools)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::group::GroupMember;
-    use crate::Port;
+    use infra::{PoolName, Port};
 
     fn pool(name: &str, port: i64) -> Pool {
         Pool {
@@ -198,17 +106,6 @@ mod tests {
             members,
             read_at_ms: 1000,
         }
-    }
-
-    #[test]
-    fn generations_only_grow() {
-        let g = Generations::new();
-        assert_eq!(g.next(100), 100);
-        assert_eq!(g.next(100), 101);
-        assert_eq!(g.next(50), 102, "a clock going back never lowers it");
-        assert_eq!(g.next(500), 500);
-        g.observe(900);
-        assert_eq!(g.next(600), 901);
     }
 
     #[test]
@@ -242,8 +139,8 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_member_is_removed_with_its_deadline_and_never_desired() {
-        use super::super::group::Interruption;
+    fn an_interrupted_member_is_removed_with_its_deadline() {
+        use infra::aws::Interruption;
         let s = state(vec![
             member("i-1", "InService", Some("10.0.0.1")).interrupt(Interruption {
                 drain_by_ms: Some(90_000),
@@ -266,31 +163,5 @@ mod tests {
         );
         let change = plan.into_change(1);
         assert_eq!(Change::from_json(&change.to_json()).unwrap(), change);
-        let d = desired_from_states(&[(pools.to_vec(), s)], &Generations::new());
-        assert_eq!(d.pools[0].members.len(), 1);
-    }
-
-    #[test]
-    fn desired_merges_groups_feeding_one_pool() {
-        let a = state(vec![
-            member("i-1", "InService", Some("10.0.0.1")),
-            member("i-3", "Terminating", Some("10.0.0.3")),
-        ]);
-        let mut b = state(vec![member("i-2", "Pending:Wait", Some("10.0.0.2"))]);
-        b.read_at_ms = 2000;
-        let groups = vec![
-            (vec![pool("web", 80)], a),
-            (vec![pool("web", 81), pool("blue", 82)], b),
-        ];
-        let g = Generations::new();
-        let d = desired_from_states(&groups, &g);
-        assert_eq!(d.generation, 2000);
-        assert_eq!(d.pools.len(), 2);
-        let web = d.pools.iter().find(|p| p.pool.as_str() == "web").unwrap();
-        assert_eq!(web.members.len(), 2);
-        assert_eq!(web.members[1].port.get(), 81);
-        assert_eq!(Desired::from_json(&d.to_json()).unwrap(), d);
-        let d2 = desired_from_states(&groups, &g);
-        assert!(d2.generation > d.generation);
     }
 }

@@ -1,6 +1,8 @@
-//! Slot growth: a configuration with bigger slot blocks, validated with `haproxy -c`,
-//! installed, and a hitless reload through the master socket. Runs under the state's
-//! lock, so changes arriving meanwhile wait for it and reach the new worker.
+//! Resizing slot blocks: a configuration whose blocks are grown where a pool needs more
+//! slots (and shrunk where mostly free), validated with `haproxy -c`, installed, and a
+//! hitless reload through the master socket. Runs under the state's lock, so changes
+//! arriving meanwhile wait for it and reach the new worker. Called when a pool needs more
+//! slots than HAProxy has; mostly-free blocks shrink in the same reload.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +45,7 @@ struct Resized {
 impl Service {
     /// Resizes slot blocks (growing those in `needs` to at least the size given,
     /// shrinking mostly-free ones), validates the configuration and reloads HAProxy.
-    pub(super) fn grow(
+    pub(super) fn resize_slots(
         &self,
         st: &mut State,
         needs: &BTreeMap<PoolName, u32>,
@@ -57,7 +59,7 @@ impl Service {
             path: path.to_path_buf(),
             source,
         })?;
-        let resized = self.resize(st, &old, &states, needs)?;
+        let resized = self.resized_file(st, &old, &states, needs)?;
         if resized.text == old && !resized.short {
             return Ok(());
         }
@@ -104,7 +106,7 @@ impl Service {
 
     /// `text` (the file holding the slot blocks) with each pool's block at the size it
     /// needs: what `needs` asks, the table uses and HAProxy serves, within its limits.
-    fn resize(
+    fn resized_file(
         &self,
         st: &State,
         text: &str,

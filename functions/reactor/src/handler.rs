@@ -1,7 +1,8 @@
-//! The reactor: a batch of the inbox in (EventBridge events and host reports), changes
-//! out to every proxy host, lifecycle actions completed from the ledger. No invocation
-//! waits for a host: a change is sent and the invocation returns; the hosts' reports
-//! come back as messages, and the one that completes an action's picture decides it.
+//! The handler: the [`Reactor`] and one invocation of it. A batch of the inbox in
+//! (EventBridge events and host reports), changes out to every proxy host, lifecycle
+//! actions completed from the ledger. No invocation waits for a host: a change is sent
+//! and the invocation returns; the hosts' reports come back as messages, and the one
+//! that completes an action's picture decides it.
 //!
 //! Generic over its boundaries ([`Boundaries`]: discovery, dispatch, lifecycle API,
 //! DNS, ledger) so the whole flow runs against fakes in unit tests and against AWS (or
@@ -355,5 +356,5 @@ impl<B: Boundaries> Reactor<B> {
 }
 
 #[cfg(test)]
-#[path = "reactor_tests.rs"]
+#[path = "handler_tests.rs"]
 mod tests;

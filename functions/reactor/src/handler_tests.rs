@@ -19,7 +19,7 @@ use crate::dns::{DnsApi, DnsError, Record, RecordChange};
 use crate::input::samples::sample;
 use crate::ledger::memory::MemoryLedger;
 use crate::ledger::ActionKey;
-use crate::lifecycle::{Completion, Hook, LifecycleApi, Transition};
+use crate::lifecycle::{ActionAnswer, Hook, LifecycleApi, Transition};
 use crate::summary::DnsSummary;
 
 const ROLE: &str = "AROAPROXYROLEEXAMPLE";
@@ -177,7 +177,7 @@ impl LifecycleApi for FakeLifecycle {
         instance: &str,
         _: Option<&str>,
         result: &'static str,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         *self.calls.lock().unwrap() += 1;
         {
             let mut f = self.in_flight.lock().unwrap();
@@ -193,10 +193,12 @@ impl LifecycleApi for FakeLifecycle {
             .iter()
             .any(|(g, h, i, _)| g == group && h == hook && i == instance)
         {
-            return Ok(Completion::NotPending("No active Lifecycle Action".into()));
+            return Ok(ActionAnswer::NotPending(
+                "No active Lifecycle Action".into(),
+            ));
         }
         done.push((group.into(), hook.into(), instance.into(), result));
-        Ok(Completion::Done)
+        Ok(ActionAnswer::Done)
     }
     async fn heartbeat(
         &self,
@@ -204,9 +206,9 @@ impl LifecycleApi for FakeLifecycle {
         _: &str,
         instance: &str,
         _: Option<&str>,
-    ) -> Result<Completion, AwsError> {
+    ) -> Result<ActionAnswer, AwsError> {
         self.heartbeats.lock().unwrap().push(instance.to_string());
-        Ok(Completion::Done)
+        Ok(ActionAnswer::Done)
     }
     async fn mark_interrupted(
         &self,
@@ -396,14 +398,14 @@ fn rfc3339(ms: u64) -> String {
 
 #[test]
 fn times_written_here_read_back() {
-    let now = infra::aws::now_ms() / 1000 * 1000;
+    let now = infra::now_ms() / 1000 * 1000;
     assert_eq!(crate::input::parse_rfc3339_ms(&rfc3339(now)), Some(now));
 }
 
 /// AWS's sample of a lifecycle action event about `instance` of web-asg, happening now.
 fn lifecycle_event(kind: &str, instance: &str) -> Value {
     let mut e = sample(&format!("{kind}-lifecycle-action"));
-    e["time"] = json!(rfc3339(infra::aws::now_ms()));
+    e["time"] = json!(rfc3339(infra::now_ms()));
     e["detail"]["AutoScalingGroupName"] = json!("web-asg");
     e["detail"]["LifecycleHookName"] = json!(format!("{kind}-hook"));
     e["detail"]["EC2InstanceId"] = json!(instance);
@@ -1022,9 +1024,9 @@ async fn concurrent_invocations_complete_an_action_once_and_a_dead_claimant_is_r
             None,
             1,
         ),
-        infra::aws::now_ms(),
+        infra::now_ms(),
     );
-    assert!(dead.claim("dead", infra::aws::now_ms()));
+    assert!(dead.claim("dead", infra::now_ms()));
     assert!(r.ledger.put(&[dead]).await.unwrap().is_empty());
     deliver(&r, vec![report_record("i-p1", &[("i-3", Up, g)])]).await;
     r.handle(&sched()).await.unwrap();
@@ -1797,7 +1799,7 @@ fn set_unhealthy(r: &Fixture) -> Vec<String> {
 #[tokio::test]
 async fn a_member_a_quorum_of_proxies_sees_down_long_enough_is_set_unhealthy_once() {
     let r = health_fixture(&[]);
-    let now = infra::aws::now_ms();
+    let now = infra::now_ms();
     // One of three proxies: no quorum, however long.
     deliver(
         &r,
@@ -1859,7 +1861,7 @@ async fn a_member_a_quorum_of_proxies_sees_down_long_enough_is_set_unhealthy_onc
 #[tokio::test]
 async fn a_member_back_up_or_a_group_not_opted_in_is_never_set_unhealthy() {
     let r = health_fixture(&[("PROXY_HEALTH_GROUPS", "api-*")]);
-    let old = infra::aws::now_ms() - 120_000;
+    let old = infra::now_ms() - 120_000;
     let all: Vec<Value> = ["i-p0", "i-p1", "i-p2"]
         .iter()
         .map(|h| health_record(h, &["i-1"], false, old))
@@ -1888,7 +1890,7 @@ async fn a_member_back_up_or_a_group_not_opted_in_is_never_set_unhealthy() {
 #[tokio::test]
 async fn every_member_failing_at_once_sets_at_most_the_fraction_unhealthy() {
     let r = health_fixture(&[]);
-    let old = infra::aws::now_ms() - 120_000;
+    let old = infra::now_ms() - 120_000;
     let ids = ["i-1", "i-2", "i-3", "i-4"];
     let words: Vec<Value> = ["i-p0", "i-p1", "i-p2"]
         .iter()
