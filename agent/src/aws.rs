@@ -12,7 +12,7 @@ use infra::aws::{
     GroupState,
 };
 
-use infra::{Desired, Member, MemberId, PoolName};
+use infra::{Desired, GroupName, Member, MemberId, PoolName};
 
 use crate::config::AgentConfig;
 
@@ -34,11 +34,11 @@ pub enum SourceError {
 struct Strict(AwsDiscovery);
 
 impl Discovery for Strict {
-    async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
+    async fn group(&self, name: &GroupName) -> Result<Option<GroupState>, AwsError> {
         self.0.group(name).await
     }
 
-    async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
+    async fn groups(&self, names: &[GroupName]) -> Result<Vec<GroupState>, AwsError> {
         let found = self.0.groups(names).await?;
         for n in names {
             if !found.iter().any(|g| &g.name == n) {
@@ -52,11 +52,11 @@ impl Discovery for Strict {
         Ok(found)
     }
 
-    async fn group_of_instance(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+    async fn group_of_instance(&self, instance_id: &str) -> Result<Option<GroupName>, AwsError> {
         self.0.group_of_instance(instance_id).await
     }
 
-    async fn tagged_groups(&self) -> Result<Vec<String>, AwsError> {
+    async fn tagged_groups(&self) -> Result<Vec<GroupName>, AwsError> {
         self.0.tagged_groups().await
     }
 }
@@ -64,7 +64,7 @@ impl Discovery for Strict {
 /// The groups of agent.toml's `[aws]` section with the pools each may feed (and the
 /// ports a tag may choose for them, and the group's weight from `[aws] weights`): a
 /// group's tags only narrow these, as the reactor's do.
-pub fn groups(cfg: &AgentConfig) -> BTreeMap<String, Vec<AllowedPool>> {
+pub fn groups(cfg: &AgentConfig) -> BTreeMap<GroupName, Vec<AllowedPool>> {
     cfg.aws_groups
         .iter()
         .map(|(g, names)| {
@@ -111,14 +111,14 @@ pub struct Stray {
     /// The member, as this host serves it.
     pub member: Member,
     /// Its instance's group, if any.
-    pub group: Option<String>,
+    pub group: Option<GroupName>,
 }
 
 /// The Auto Scaling group of each of `instances` (`None`: in no group), read from AWS
 /// (`DescribeAutoScalingInstances`, one call per instance).
 pub fn groups_of(
     instances: &[MemberId],
-) -> Result<BTreeMap<MemberId, Option<String>>, SourceError> {
+) -> Result<BTreeMap<MemberId, Option<GroupName>>, SourceError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,7 +144,7 @@ pub fn groups_of(
 pub fn keep_unmapped(
     desired: &mut Desired,
     strays: Vec<Stray>,
-    mapped: &BTreeMap<String, Vec<PoolName>>,
+    mapped: &BTreeMap<GroupName, Vec<PoolName>>,
 ) -> Vec<Stray> {
     let kept: Vec<Stray> = strays
         .into_iter()
@@ -171,7 +171,7 @@ mod tests {
                 infra::Port::new(8080).unwrap(),
             )
             .unwrap(),
-            group: group.map(str::to_string),
+            group: group.map(|g| GroupName::new(g).unwrap()),
         }
     }
 
@@ -192,7 +192,10 @@ mod tests {
             r#"{"version":1,"generation":5,"pools":[{"pool":"web","members":[]}]}"#,
         )
         .unwrap();
-        let mapped = BTreeMap::from([("web-asg".to_string(), vec![PoolName::new("web").unwrap()])]);
+        let mapped = BTreeMap::from([(
+            GroupName::new("web-asg").unwrap(),
+            vec![PoolName::new("web").unwrap()],
+        )]);
         let kept = keep_unmapped(
             &mut desired,
             vec![

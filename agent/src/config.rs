@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use infra::{Pool, PoolName, Port, ServerOptions, Weight, Zone};
+use infra::{GroupName, Pool, PoolName, Port, ServerOptions, Weight, Zone};
 use serde::Deserialize;
 
 use crate::haproxy::{Endpoint, MapFile};
@@ -59,10 +59,10 @@ pub struct AgentConfig {
     /// The managed pools, in file order.
     pub pools: Vec<PoolConfig>,
     /// Auto Scaling group -> pools, for syncing from AWS.
-    pub aws_groups: BTreeMap<String, Vec<PoolName>>,
+    pub aws_groups: BTreeMap<GroupName, Vec<PoolName>>,
     /// Auto Scaling group -> the weight of its members in every pool it feeds
     /// (`[aws] weights`), for syncing from AWS.
-    pub aws_weights: BTreeMap<String, Weight>,
+    pub aws_weights: BTreeMap<GroupName, Weight>,
     /// How often the service syncs from AWS (with `[aws]` groups), besides at start.
     pub sync_interval: Duration,
     /// The networks members may be in (`member_networks`); empty: any unicast address
@@ -559,11 +559,11 @@ struct RawService {
 #[serde(deny_unknown_fields)]
 struct RawAws {
     #[serde(default)]
-    groups: BTreeMap<String, Vec<PoolName>>,
+    groups: BTreeMap<GroupName, Vec<PoolName>>,
     #[serde(default = "default_sync_interval")]
     sync_interval_s: f64,
     #[serde(default)]
-    weights: BTreeMap<String, Weight>,
+    weights: BTreeMap<GroupName, Weight>,
 }
 
 impl Default for RawAws {
@@ -1184,5 +1184,15 @@ groups = { "web-asg" = ["web"] }
         assert!(e.contains("aws.weights") && e.contains("api-asg"), "{e}");
         let e = with("{ \"web-asg\" = 300 }").unwrap_err();
         assert!(e.contains("invalid weight 300"), "{e}");
+    }
+
+    #[test]
+    fn aws_groups_are_auto_scaling_group_names() {
+        let e = AgentConfig::parse(&GOOD.replace(
+            "groups = { \"web-asg\" = [\"web\"] }",
+            "groups = { \"\" = [\"web\"] }",
+        ))
+        .unwrap_err();
+        assert!(e.contains("invalid Auto Scaling group name"), "{e}");
     }
 }

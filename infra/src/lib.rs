@@ -58,6 +58,7 @@ pub use inbox::{
     MAX_MESSAGE_BYTES, MAX_REASON_CHARS,
 };
 pub use model::{
-    HostId, Member, MemberId, ModelError, Pool, PoolName, Port, ServerOptions, Weight, Zone,
+    GroupName, HostId, Member, MemberId, ModelError, Pool, PoolName, Port, ServerOptions, Weight,
+    Zone,
 };
 pub use report::{Outcome, OutcomeStatus, Report};

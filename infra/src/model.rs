@@ -37,6 +37,9 @@ pub enum ModelError {
     /// A weight HAProxy would not take.
     #[error("invalid weight {0}: a weight is a number from 0 to 256 (HAProxy's range; 0 takes no new traffic)")]
     Weight(i64),
+    /// An Auto Scaling group name AWS would not have given.
+    #[error("invalid Auto Scaling group name {0:?}: a group name is 1-255 characters, without control characters")]
+    GroupName(String),
 }
 
 fn is_name_char(c: char) -> bool {
@@ -107,6 +110,91 @@ name_type!(
     /// session name of its instance profile (how the reactor knows who sent a report).
     HostId, 128, HostId
 );
+
+/// An Auto Scaling group's name: 1-255 characters (AWS's limit) without control
+/// characters; any other character AWS allows (spaces too). Reads as a `&str`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupName(String);
+
+impl GroupName {
+    /// Validates and wraps `s`.
+    pub fn new(s: impl Into<String>) -> Result<Self, ModelError> {
+        let s = s.into();
+        let n = s.chars().count();
+        if n == 0 || n > 255 || s.chars().any(char::is_control) {
+            return Err(ModelError::GroupName(s));
+        }
+        Ok(Self(s))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for GroupName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for GroupName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for GroupName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for GroupName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<GroupName> for String {
+    fn from(g: GroupName) -> String {
+        g.0
+    }
+}
+
+impl From<&GroupName> for String {
+    fn from(g: &GroupName) -> String {
+        g.0.clone()
+    }
+}
+
+impl FromStr for GroupName {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for GroupName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
 
 name_type!(
     /// An Availability Zone (its name, such as `us-east-1a`): where a member or a proxy
@@ -393,6 +481,25 @@ mod tests {
         assert!(ServerOptions::new("check;").is_err());
         assert!(ServerOptions::default().has_check());
         assert!(!ServerOptions::new("weight 10").unwrap().has_check());
+    }
+
+    #[test]
+    fn group_names_are_what_auto_scaling_gives() {
+        for ok in ["web-asg", "blue green (canary)", "ä", &"g".repeat(255)] {
+            assert_eq!(GroupName::new(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "a\nb", "tab\there", &"g".repeat(256)] {
+            let e = GroupName::new(bad).unwrap_err().to_string();
+            assert!(e.contains("1-255 characters"), "{e}");
+        }
+        let g: GroupName = serde_json::from_str("\"web-asg\"").unwrap();
+        assert_eq!(
+            serde_json::to_string(&g).unwrap(),
+            "\"web-asg\"",
+            "a plain string"
+        );
+        assert!(serde_json::from_str::<GroupName>("\"\"").is_err());
+        assert_eq!(&*g, "web-asg");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use infra::aws::{AllowedPool, GroupPools, GroupPoolsError};
+use infra::GroupName;
 
 use crate::managed::ManagedGroups;
 
@@ -70,7 +71,7 @@ pub struct Config {
     pub ssm: SsmSettings,
     /// `PROXY_GROUP`: the proxy fleet's own group; its in-service instances carrying the
     /// proxy tag are the proxies.
-    pub proxy_group: String,
+    pub proxy_group: GroupName,
     /// `PROXY_ROLE_ID`: the unique id (`AROA...`) of the proxies' instance role. A host
     /// report is believed only from a session of it named after the host it reports for.
     pub proxy_role_id: String,
@@ -287,6 +288,12 @@ impl Config {
             "the tag value marking the proxy fleet's instances",
         )?;
         let proxy_group = required("PROXY_GROUP", "the proxy fleet's Auto Scaling group: its in-service instances carrying the proxy tag are the proxies changes go to and reports are believed from")?;
+        let proxy_group =
+            GroupName::new(proxy_group.as_str()).map_err(|e| ConfigError::Invalid {
+                name: "PROXY_GROUP",
+                value: proxy_group.clone(),
+                reason: e.to_string(),
+            })?;
         let proxy_role_id = role_id(required("PROXY_ROLE_ID", "the unique id (AROA...) of the proxies' instance role: host reports are believed only from its sessions")?)?;
         let ledger_table = required(
             "LEDGER_TABLE",
@@ -538,6 +545,13 @@ mod tests {
         assert!(e.contains("DNS_RECORD_NAME"), "{e}");
         let e = cfg(&[("PROXY_GROUP", "")]).unwrap_err().to_string();
         assert!(e.contains("PROXY_GROUP is required"), "{e}");
+        let e = cfg(&[("PROXY_GROUP", "proxies\tb")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PROXY_GROUP") && e.contains("1-255 characters"),
+            "{e}"
+        );
         let e = cfg(&[("PROXY_ROLE_ID", "arn:aws:iam::1:role/p")])
             .unwrap_err()
             .to_string();

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use infra::aws::AwsError;
 use infra::now_ms;
+use infra::GroupName;
 
 use crate::handler::{Boundaries, Reactor, ReactorError};
 use crate::join::join_all;
@@ -282,8 +283,12 @@ impl<B: Boundaries> Reactor<B> {
     /// report: re-sending the member would change nothing anywhere and cost a command on
     /// every host. The proxy group's events are never covered (they keep its DNS
     /// records); a failure to read the hooks answers `None`, so the event re-sends.
-    pub(crate) async fn gating_hook(&self, group: &str, transition: Transition) -> Option<String> {
-        if self.config.proxy_group == group || !self.config.manages(group) {
+    pub(crate) async fn gating_hook(
+        &self,
+        group: &GroupName,
+        transition: Transition,
+    ) -> Option<String> {
+        if &self.config.proxy_group == group || !self.config.manages(group) {
             return None;
         }
         match self.lifecycle.hooks(group).await {

@@ -12,6 +12,7 @@ use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_route53::types::{
     ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
 };
+use infra::GroupName;
 
 /// At most this many records per `ChangeResourceRecordSets` (an UPSERT counts twice).
 pub const MAX_RECORDS_PER_REQUEST: usize = 1000;
@@ -113,7 +114,7 @@ pub struct DnsError {
     /// The hosted zone.
     pub zone: String,
     /// The proxy fleet's group.
-    pub group: String,
+    pub group: GroupName,
     /// The SDK's error.
     pub message: String,
 }
@@ -140,7 +141,7 @@ pub trait DnsApi: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct Route53Dns {
     r53: aws_sdk_route53::Client,
-    group: String,
+    group: GroupName,
 }
 
 /// `/hostedzone/Z123` -> `Z123`.
@@ -155,10 +156,10 @@ fn same_name(a: &str, b: &str) -> bool {
 
 impl Route53Dns {
     /// A client from `config`; `group` (the proxy group) names errors.
-    pub fn new(config: &aws_config::SdkConfig, group: impl Into<String>) -> Self {
+    pub fn new(config: &aws_config::SdkConfig, group: GroupName) -> Self {
         Self {
             r53: aws_sdk_route53::Client::new(config),
-            group: group.into(),
+            group,
         }
     }
 

@@ -5,6 +5,7 @@
 
 use infra::aws::{Discovery, GroupState, Phase};
 use infra::now_ms;
+use infra::GroupName;
 use infra::{HostId, MemberId};
 
 use crate::dns::{batch_changes, plan_records, DnsApi, RecordChange};
@@ -20,7 +21,7 @@ impl<B: Boundaries> Reactor<B> {
     /// proxy terminating leaves every open quorum.
     pub(crate) async fn proxy_lifecycle(
         &self,
-        group: &str,
+        group: &GroupName,
         events: Vec<LifecycleEvent>,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
@@ -49,7 +50,7 @@ impl<B: Boundaries> Reactor<B> {
                     instance,
                     transition: e.transition,
                 },
-                group: group.to_string(),
+                group: group.clone(),
                 hooks: vec![e.hook.clone()],
                 token: e.token.clone(),
                 pools: Vec::new(),
@@ -67,7 +68,7 @@ impl<B: Boundaries> Reactor<B> {
     /// leave every open quorum.
     pub(crate) async fn proxy_activity(
         &self,
-        group: &str,
+        group: &GroupName,
         events: &[ActivityEvent],
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
@@ -136,7 +137,7 @@ impl<B: Boundaries> Reactor<B> {
     /// Brings the fleet's Route 53 records to one per in-service proxy.
     pub(crate) async fn sync_dns(
         &self,
-        group: &str,
+        group: &GroupName,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
         let (Some(dns), Some(conf)) = (&self.dns, &self.config.dns) else {
@@ -163,7 +164,7 @@ impl<B: Boundaries> Reactor<B> {
             done.requests += 1;
         }
         tracing::info!(
-            group,
+            group = %group,
             proxies = proxies.len(),
             upserts = done.upserts,
             deletes = done.deletes,

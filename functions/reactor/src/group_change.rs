@@ -79,7 +79,7 @@ pub fn plan_group_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use infra::{PoolName, Port};
+    use infra::{GroupName, PoolName, Port};
 
     fn pool(name: &str, port: i64) -> Pool {
         Pool {
@@ -101,7 +101,7 @@ mod tests {
 
     fn state(members: Vec<GroupMember>) -> GroupState {
         GroupState {
-            name: "g".into(),
+            name: GroupName::new("g").unwrap(),
             tags: BTreeMap::new(),
             members,
             read_at_ms: 1000,

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use infra::aws::{resolve_pools, AwsError, Discovery, Generations, GroupState};
+use infra::GroupName;
 use infra::HostId;
 use infra::Pool;
 use serde_json::Value;
@@ -116,7 +117,7 @@ pub struct Invocation {
 #[derive(Default)]
 struct Work {
     lifecycle: LifecycleWork,
-    activity: BTreeMap<String, (Vec<String>, Vec<ActivityEvent>)>,
+    activity: BTreeMap<GroupName, (Vec<String>, Vec<ActivityEvent>)>,
     singles: Vec<(String, Input)>,
     reports: (Vec<String>, Vec<HostMessage>),
     rechecks: (Vec<String>, Vec<ActionKey>),

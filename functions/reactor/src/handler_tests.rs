@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use infra::aws::{AwsError, Discovery, GroupMember, GroupState};
+use infra::GroupName;
 use infra::{
     Change, HostId, HostReport, MemberId, MemberReport, OutcomeStatus, PoolName, MAX_MESSAGE_BYTES,
 };
@@ -34,8 +35,12 @@ struct FakeDiscovery {
 
 impl FakeDiscovery {
     /// A throttled read when one of `names` is broken.
-    fn read(&self, names: &[String]) -> Result<(), AwsError> {
-        match self.broken.iter().find(|b| names.contains(b)) {
+    fn read(&self, names: &[GroupName]) -> Result<(), AwsError> {
+        match self
+            .broken
+            .iter()
+            .find(|b| names.iter().any(|n| n.as_str() == b.as_str()))
+        {
             Some(b) => Err(AwsError::Api {
                 api: "DescribeAutoScalingGroups",
                 subject: format!("group {b}"),
@@ -53,17 +58,17 @@ impl FakeDiscovery {
 }
 
 impl Discovery for FakeDiscovery {
-    async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
-        self.read(&[name.to_string()])?;
+    async fn group(&self, name: &GroupName) -> Result<Option<GroupState>, AwsError> {
+        self.read(std::slice::from_ref(name))?;
         Ok(self
             .groups
             .lock()
             .unwrap()
             .iter()
-            .find(|g| g.name == name)
+            .find(|g| &g.name == name)
             .cloned())
     }
-    async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
+    async fn groups(&self, names: &[GroupName]) -> Result<Vec<GroupState>, AwsError> {
         self.read(names)?;
         Ok(self
             .groups
@@ -74,10 +79,13 @@ impl Discovery for FakeDiscovery {
             .cloned()
             .collect())
     }
-    async fn group_of_instance(&self, id: &str) -> Result<Option<String>, AwsError> {
-        Ok(self.instance_groups.get(id).cloned())
+    async fn group_of_instance(&self, id: &str) -> Result<Option<GroupName>, AwsError> {
+        Ok(self
+            .instance_groups
+            .get(id)
+            .map(|g| GroupName::new(g.as_str()).unwrap()))
     }
-    async fn tagged_groups(&self) -> Result<Vec<String>, AwsError> {
+    async fn tagged_groups(&self) -> Result<Vec<GroupName>, AwsError> {
         Ok(self
             .groups
             .lock()
@@ -156,7 +164,7 @@ struct FakeLifecycle {
 }
 
 impl LifecycleApi for FakeLifecycle {
-    async fn hooks(&self, _: &str) -> Result<Vec<Hook>, AwsError> {
+    async fn hooks(&self, _: &GroupName) -> Result<Vec<Hook>, AwsError> {
         let hook = |name: &str, transition| Hook {
             name: name.into(),
             transition,
@@ -172,7 +180,7 @@ impl LifecycleApi for FakeLifecycle {
     }
     async fn complete(
         &self,
-        group: &str,
+        group: &GroupName,
         hook: &str,
         instance: &str,
         _: Option<&str>,
@@ -191,7 +199,7 @@ impl LifecycleApi for FakeLifecycle {
         // An action is completed once; Auto Scaling refuses the second.
         if done
             .iter()
-            .any(|(g, h, i, _)| g == group && h == hook && i == instance)
+            .any(|(g, h, i, _)| g == group.as_str() && h == hook && i == instance)
         {
             return Ok(ActionAnswer::NotPending(
                 "No active Lifecycle Action".into(),
@@ -202,7 +210,7 @@ impl LifecycleApi for FakeLifecycle {
     }
     async fn heartbeat(
         &self,
-        _: &str,
+        _: &GroupName,
         _: &str,
         instance: &str,
         _: Option<&str>,
@@ -234,7 +242,7 @@ impl LifecycleApi for FakeLifecycle {
             .filter(|(i, _)| instances.contains(i))
             .map(|(i, g)| crate::lifecycle::InstanceOfGroup {
                 instance: i.clone(),
-                group: g.clone(),
+                group: GroupName::new(g.as_str()).unwrap(),
                 lifecycle_state: "InService".into(),
                 healthy: !unhealthy.contains(i),
             })
@@ -312,7 +320,7 @@ fn member(id: &str, state: &str, n: u8) -> GroupMember {
 
 fn group(name: &str, members: Vec<GroupMember>, read_at_ms: u64) -> GroupState {
     GroupState {
-        name: name.into(),
+        name: GroupName::new(name).unwrap(),
         tags: BTreeMap::new(),
         members,
         read_at_ms,

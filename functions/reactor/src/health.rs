@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use infra::GroupName;
 use infra::{HealthReport, HostId, MemberId, PoolName};
 use serde::{Deserialize, Serialize};
 
@@ -183,10 +184,10 @@ impl Watch {
 
 /// A group's members the reactor set unhealthy and that were still in it when last
 /// looked at (ledger record `unhealthy#<group>`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marks {
     /// The group.
-    pub group: String,
+    pub group: GroupName,
     /// Member -> when it was set unhealthy.
     pub marked: BTreeMap<MemberId, u64>,
     /// The stored version (optimistic writes); not part of the record's body.
@@ -204,6 +205,15 @@ pub struct Held {
 }
 
 impl Marks {
+    /// No member of `group` marked yet.
+    pub fn new(group: GroupName) -> Self {
+        Self {
+            group,
+            marked: BTreeMap::new(),
+            version: 0,
+        }
+    }
+
     /// Its ledger record id.
     pub fn id_of(group: &str) -> String {
         format!("unhealthy#{group}")
@@ -314,7 +324,7 @@ mod tests {
     fn marks_hold_the_group_to_its_fraction_and_forget_members_gone() {
         let id = |s: &str| MemberId::new(s).unwrap();
         let members: BTreeSet<MemberId> = ["i-1", "i-2", "i-3", "i-4"].map(id).into();
-        let mut m = Marks::default();
+        let mut m = Marks::new(GroupName::new("web-asg").unwrap());
         assert_eq!(m.admit(&id("i-1"), &members, 1, 1), Ok(()));
         assert_eq!(m.admit(&id("i-1"), &members, 1, 2), Ok(()), "already in");
         let held = m.admit(&id("i-2"), &members, 1, 3).unwrap_err();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use infra::aws::{AwsError, Interruption, INTERRUPTED_TAG};
+use infra::GroupName;
 
 use serde::{Deserialize, Serialize};
 
@@ -83,12 +84,12 @@ pub enum ActionAnswer {
 /// Lifecycle hooks and actions of Auto Scaling groups.
 pub trait LifecycleApi: Send + Sync {
     /// The group's hooks (read once per cold start and cached).
-    fn hooks(&self, group: &str) -> impl Future<Output = Result<Vec<Hook>, AwsError>> + Send;
+    fn hooks(&self, group: &GroupName) -> impl Future<Output = Result<Vec<Hook>, AwsError>> + Send;
 
     /// `CompleteLifecycleAction` with `result` (`CONTINUE` or `ABANDON`).
     fn complete(
         &self,
-        group: &str,
+        group: &GroupName,
         hook: &str,
         instance: &str,
         token: Option<&str>,
@@ -98,7 +99,7 @@ pub trait LifecycleApi: Send + Sync {
     /// `RecordLifecycleActionHeartbeat`: restarts the hook's timeout.
     fn heartbeat(
         &self,
-        group: &str,
+        group: &GroupName,
         hook: &str,
         instance: &str,
         token: Option<&str>,
@@ -131,7 +132,7 @@ pub struct InstanceOfGroup {
     /// The instance id.
     pub instance: String,
     /// Its group.
-    pub group: String,
+    pub group: GroupName,
     /// `InService`, `Terminating:Wait`, ...
     pub lifecycle_state: String,
     /// Whether Auto Scaling holds it healthy.
@@ -143,7 +144,7 @@ pub struct InstanceOfGroup {
 pub struct AwsLifecycle {
     asg: aws_sdk_autoscaling::Client,
     ec2: aws_sdk_ec2::Client,
-    hooks: Mutex<HashMap<String, Vec<Hook>>>,
+    hooks: Mutex<HashMap<GroupName, Vec<Hook>>>,
 }
 
 fn not_pending<E: ProvideErrorMetadata>(e: &E) -> Option<String> {
@@ -154,7 +155,11 @@ fn not_pending<E: ProvideErrorMetadata>(e: &E) -> Option<String> {
 
 /// What a lifecycle call's answer means: done, already settled elsewhere, or an error
 /// naming the API and the group.
-fn settle<T, E>(r: Result<T, E>, api: &'static str, group: &str) -> Result<ActionAnswer, AwsError>
+fn settle<T, E>(
+    r: Result<T, E>,
+    api: &'static str,
+    group: &GroupName,
+) -> Result<ActionAnswer, AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error,
 {
@@ -179,7 +184,7 @@ impl AwsLifecycle {
 
     async fn complete_once(
         &self,
-        group: &str,
+        group: &GroupName,
         hook: &str,
         instance: &str,
         token: Option<&str>,
@@ -200,7 +205,7 @@ impl AwsLifecycle {
 
     async fn heartbeat_once(
         &self,
-        group: &str,
+        group: &GroupName,
         hook: &str,
         instance: &str,
         token: Option<&str>,
@@ -219,7 +224,7 @@ impl AwsLifecycle {
 }
 
 impl LifecycleApi for AwsLifecycle {
-    async fn hooks(&self, group: &str) -> Result<Vec<Hook>, AwsError> {
+    async fn hooks(&self, group: &GroupName) -> Result<Vec<Hook>, AwsError> {
         if let Ok(cache) = self.hooks.lock() {
             if let Some(h) = cache.get(group) {
                 return Ok(h.clone());
@@ -248,14 +253,14 @@ impl LifecycleApi for AwsLifecycle {
             })
             .collect();
         if let Ok(mut cache) = self.hooks.lock() {
-            cache.insert(group.to_string(), hooks.clone());
+            cache.insert(group.clone(), hooks.clone());
         }
         Ok(hooks)
     }
 
     async fn complete(
         &self,
-        group: &str,
+        group: &GroupName,
         hook: &str,
         instance: &str,
         token: Option<&str>,
@@ -276,7 +281,7 @@ impl LifecycleApi for AwsLifecycle {
 
     async fn heartbeat(
         &self,
-        group: &str,
+        group: &GroupName,
         hook: &str,
         instance: &str,
         token: Option<&str>,
@@ -327,7 +332,7 @@ impl LifecycleApi for AwsLifecycle {
             out.extend(answer.auto_scaling_instances().iter().filter_map(|i| {
                 Some(InstanceOfGroup {
                     instance: i.instance_id()?.to_string(),
-                    group: i.auto_scaling_group_name()?.to_string(),
+                    group: GroupName::new(i.auto_scaling_group_name()?).ok()?,
                     lifecycle_state: i.lifecycle_state()?.to_string(),
                     healthy: i
                         .health_status()

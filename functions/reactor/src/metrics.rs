@@ -153,10 +153,11 @@ pub fn emf_lines(
 mod tests {
     use super::*;
     use crate::summary::{ActionSummary, PendingSummary, SentChange};
+    use infra::GroupName;
 
     fn action(decision: &str, completed: bool) -> ActionSummary {
         ActionSummary {
-            group: "web-asg".into(),
+            group: GroupName::new("web-asg").unwrap(),
             instance: "i-1".into(),
             transition: "launch".into(),
             decision: decision.into(),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use infra::aws::Phase;
 use infra::now_ms;
-use infra::{Change, HostId, MemberId, Pool, PoolName};
+use infra::{Change, GroupName, HostId, MemberId, Pool, PoolName};
 
 use crate::dispatch::Dispatcher;
 use crate::group_change::PlannedChange;
@@ -36,7 +36,7 @@ pub(crate) struct Outgoing {
     /// The proxies it goes to.
     pub hosts: Vec<HostId>,
     /// The pools of each group it covers.
-    pub groups: BTreeMap<String, Vec<Pool>>,
+    pub groups: BTreeMap<GroupName, Vec<Pool>>,
     /// When the groups were read (ms): the generation is at least this.
     pub read_at_ms: u64,
     /// What it is for (a group name, `(reconcile)`), for logs and Run Command.
@@ -298,7 +298,7 @@ fn replaces(item: &Item, o: &Opening, now: u64) -> bool {
 }
 
 /// The names of `group`'s pools.
-fn pool_names(groups: &BTreeMap<String, Vec<Pool>>, group: &str) -> Vec<PoolName> {
+fn pool_names(groups: &BTreeMap<GroupName, Vec<Pool>>, group: &str) -> Vec<PoolName> {
     groups
         .get(group)
         .map(|p| p.iter().map(|p| p.name.clone()).collect())

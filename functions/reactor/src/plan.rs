@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use infra::aws::{GroupMember, GroupState, Phase};
+use infra::GroupName;
 use infra::{MemberId, Pool, PoolChange, PoolName};
 
 use crate::group_change::{plan_group_change, PlannedChange};
@@ -31,7 +32,7 @@ pub struct EventAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingAction {
     /// The group.
-    pub group: String,
+    pub group: GroupName,
     /// The instance waiting.
     pub instance: MemberId,
     /// Which hook transition it waits on.
@@ -214,7 +215,7 @@ mod tests {
 
     fn group(members: Vec<GroupMember>) -> GroupState {
         GroupState {
-            name: "g".into(),
+            name: GroupName::new("g").unwrap(),
             tags: BTreeMap::new(),
             members,
             read_at_ms: 1,

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use infra::GroupName;
 use serde::Serialize;
 
 /// One lifecycle action's fate in this invocation.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ActionSummary {
     /// The group.
-    pub group: String,
+    pub group: GroupName,
     /// The instance.
     pub instance: String,
     /// `launch` or `terminate`.
@@ -89,7 +90,7 @@ pub struct Summary {
     pub ignored: Vec<String>,
     /// The groups it touched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
+    pub groups: Vec<GroupName>,
     /// The changes sent.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<SentChange>,

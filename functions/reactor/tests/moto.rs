@@ -1131,7 +1131,7 @@ async fn the_commands_of_one_change_are_sent_side_by_side() {
             document: harness::world::DOCUMENT.to_string(),
             tag_key: harness::world::PROXY_TAG.0.to_string(),
             tag_value: harness::world::PROXY_TAG.1.to_string(),
-            proxy_group: PROXY_GROUP.to_string(),
+            proxy_group: infra::GroupName::new(PROXY_GROUP).unwrap(),
         },
         &w.sdk,
     );

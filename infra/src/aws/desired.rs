@@ -94,7 +94,7 @@ pub fn desired_from_states(
 mod tests {
     use super::*;
     use crate::aws::group::GroupMember;
-    use crate::Port;
+    use crate::{GroupName, Port};
 
     fn pool(name: &str, port: i64) -> Pool {
         Pool {
@@ -116,7 +116,7 @@ mod tests {
 
     fn state(members: Vec<GroupMember>) -> GroupState {
         GroupState {
-            name: "g".into(),
+            name: GroupName::new("g").unwrap(),
             tags: BTreeMap::new(),
             members,
             read_at_ms: 1000,

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 
-use crate::{MemberId, Zone};
+use crate::{GroupName, MemberId, Zone};
 
 use super::group::{GroupMember, GroupState, Interruption, INTERRUPTED_TAG};
 use super::pools::POOL_TAG;
@@ -26,7 +26,7 @@ pub trait Discovery: Send + Sync {
     /// One group, or `None` when it does not exist.
     fn group(
         &self,
-        name: &str,
+        name: &GroupName,
     ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send;
 
     /// One group as events about `instances` need it: every member's lifecycle state,
@@ -36,12 +36,12 @@ pub trait Discovery: Send + Sync {
     /// [`Discovery::groups_for_events`].
     fn group_for_event(
         &self,
-        name: &str,
+        name: &GroupName,
         instances: &[String],
     ) -> impl Future<Output = Result<Option<GroupState>, AwsError>> + Send {
         async move {
             let mut states = self
-                .groups_for_events(&[name.to_string()], instances)
+                .groups_for_events(std::slice::from_ref(name), instances)
                 .await?;
             Ok(states.pop())
         }
@@ -56,7 +56,7 @@ pub trait Discovery: Send + Sync {
     /// default reads the whole groups with [`Discovery::groups`].
     fn groups_for_events(
         &self,
-        names: &[String],
+        names: &[GroupName],
         instances: &[String],
     ) -> impl Future<Output = Result<Vec<GroupState>, AwsError>> + Send {
         let _ = instances;
@@ -67,17 +67,17 @@ pub trait Discovery: Send + Sync {
     /// allows.
     fn groups(
         &self,
-        names: &[String],
+        names: &[GroupName],
     ) -> impl Future<Output = Result<Vec<GroupState>, AwsError>> + Send;
 
     /// The group an instance belongs to, or `None` when it is in no group.
     fn group_of_instance(
         &self,
         instance_id: &str,
-    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Option<GroupName>, AwsError>> + Send;
 
     /// Names of the groups carrying the `haproxy:pool` tag.
-    fn tagged_groups(&self) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn tagged_groups(&self) -> impl Future<Output = Result<Vec<GroupName>, AwsError>> + Send;
 }
 
 /// Instance ids per `DescribeInstances` call.
@@ -121,7 +121,7 @@ impl AwsDiscovery {
 
     async fn describe_groups(
         &self,
-        names: &[String],
+        names: &[GroupName],
         context: &str,
     ) -> Result<Vec<AutoScalingGroup>, AwsError> {
         let mut out = Vec::new();
@@ -129,7 +129,9 @@ impl AwsDiscovery {
             let mut pages = self
                 .asg
                 .describe_auto_scaling_groups()
-                .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                .set_auto_scaling_group_names(Some(
+                    chunk.iter().map(GroupName::to_string).collect(),
+                ))
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
@@ -252,11 +254,12 @@ fn collect_instances(
 }
 
 fn group_state(
+    name: &GroupName,
     g: &AutoScalingGroup,
     ec2: &HashMap<String, Ec2Facts>,
     read_at_ms: u64,
 ) -> GroupState {
-    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+    let name = name.clone();
     let tags: BTreeMap<String, String> = g
         .tags()
         .iter()
@@ -314,14 +317,15 @@ fn member(
     }
 }
 
-/// The groups of `groups` that `names` asked for (a filter may bring others).
+/// The groups of `groups` that `names` asked for (a filter may bring others), each with
+/// its name.
 fn named<'a>(
     groups: &'a [AutoScalingGroup],
-    names: &'a [String],
-) -> impl Iterator<Item = &'a AutoScalingGroup> {
-    groups.iter().filter(|g| {
-        g.auto_scaling_group_name()
-            .is_some_and(|n| names.iter().any(|x| x == n))
+    names: &'a [GroupName],
+) -> impl Iterator<Item = (&'a GroupName, &'a AutoScalingGroup)> {
+    groups.iter().filter_map(|g| {
+        let n = g.auto_scaling_group_name()?;
+        names.iter().find(|x| x.as_str() == n).map(|x| (x, g))
     })
 }
 
@@ -337,14 +341,14 @@ fn instance_ids(groups: &[AutoScalingGroup]) -> Vec<String> {
 }
 
 impl Discovery for AwsDiscovery {
-    async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
-        let mut states = self.groups(&[name.to_string()]).await?;
+    async fn group(&self, name: &GroupName) -> Result<Option<GroupState>, AwsError> {
+        let mut states = self.groups(std::slice::from_ref(name)).await?;
         Ok(states.pop())
     }
 
     async fn groups_for_events(
         &self,
-        names: &[String],
+        names: &[GroupName],
         instances: &[String],
     ) -> Result<Vec<GroupState>, AwsError> {
         if instances.is_empty() {
@@ -357,12 +361,12 @@ impl Discovery for AwsDiscovery {
             self.describe_instances(instances, &context)
         );
         let (groups, mut ec2) = (groups?, ec2?);
-        let groups: Vec<&AutoScalingGroup> = named(&groups, names).collect();
+        let groups: Vec<(&GroupName, &AutoScalingGroup)> = named(&groups, names).collect();
         // Other members the events' change names (a burst of launches or
         // terminations): one more call, only when there are some.
         let mut rest: Vec<String> = groups
             .iter()
-            .flat_map(|g| g.instances())
+            .flat_map(|(_, g)| g.instances())
             .filter(|i| i.lifecycle_state().map(|s| s.as_str()) != Some("InService"))
             .filter_map(|i| i.instance_id())
             .filter(|id| !ec2.contains_key(*id))
@@ -375,11 +379,11 @@ impl Discovery for AwsDiscovery {
         }
         Ok(groups
             .into_iter()
-            .map(|g| group_state(g, &ec2, read_at_ms))
+            .map(|(name, g)| group_state(name, g, &ec2, read_at_ms))
             .collect())
     }
 
-    async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
+    async fn groups(&self, names: &[GroupName]) -> Result<Vec<GroupState>, AwsError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -393,11 +397,11 @@ impl Discovery for AwsDiscovery {
             self.describe_instances(&ids, &context).await?
         };
         Ok(named(&groups, names)
-            .map(|g| group_state(g, &ec2, read_at_ms))
+            .map(|(name, g)| group_state(name, g, &ec2, read_at_ms))
             .collect())
     }
 
-    async fn group_of_instance(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+    async fn group_of_instance(&self, instance_id: &str) -> Result<Option<GroupName>, AwsError> {
         let out = self
             .asg
             .describe_auto_scaling_instances()
@@ -416,10 +420,10 @@ impl Discovery for AwsDiscovery {
             .iter()
             .find(|i| i.instance_id() == Some(instance_id))
             .and_then(|i| i.auto_scaling_group_name())
-            .map(str::to_string))
+            .and_then(|n| GroupName::new(n).ok()))
     }
 
-    async fn tagged_groups(&self) -> Result<Vec<String>, AwsError> {
+    async fn tagged_groups(&self) -> Result<Vec<GroupName>, AwsError> {
         let mut pages = self
             .asg
             .describe_auto_scaling_groups()
@@ -444,7 +448,7 @@ impl Discovery for AwsDiscovery {
                 page.auto_scaling_groups()
                     .iter()
                     .filter_map(|g| g.auto_scaling_group_name())
-                    .map(str::to_string),
+                    .filter_map(|n| GroupName::new(n).ok()),
             );
         }
         Ok(names)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::{MemberId, Zone};
+use crate::{GroupName, MemberId, Zone};
 
 /// Where a member is in its life, as far as the pools are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -201,7 +201,7 @@ impl GroupMember {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupState {
     /// The Auto Scaling group name.
-    pub name: String,
+    pub name: GroupName,
     /// Its tags (key -> value).
     pub tags: BTreeMap<String, String>,
     /// Its instances, in the order Auto Scaling listed them.

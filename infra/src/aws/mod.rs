@@ -35,7 +35,7 @@ pub use pools::{
     PORT_TAG,
 };
 
-use crate::{now_ms, Desired, Pool};
+use crate::{now_ms, Desired, GroupName, Pool};
 
 /// Attempts per AWS call (the first one included) before an error is returned.
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -108,7 +108,7 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
 /// Uses the environment's AWS configuration ([`sdk_config`]); see
 /// [`desired_from_discovery`] to supply another [`Discovery`].
 pub async fn desired_from_aws(
-    groups: &BTreeMap<String, Vec<AllowedPool>>,
+    groups: &BTreeMap<GroupName, Vec<AllowedPool>>,
 ) -> Result<DesiredFromAws, DesiredError> {
     let discovery = AwsDiscovery::from_env().await;
     desired_from_discovery(&discovery, groups, &Generations::new()).await
@@ -126,10 +126,10 @@ pub struct DesiredFromAws {
 /// [`desired_from_aws`] with any [`Discovery`] and generation counter.
 pub async fn desired_from_discovery<D: Discovery>(
     discovery: &D,
-    groups: &BTreeMap<String, Vec<AllowedPool>>,
+    groups: &BTreeMap<GroupName, Vec<AllowedPool>>,
     generations: &Generations,
 ) -> Result<DesiredFromAws, DesiredError> {
-    let names: Vec<String> = groups.keys().cloned().collect();
+    let names: Vec<GroupName> = groups.keys().cloned().collect();
     let states = discovery.groups(&names).await?;
     let mut resolved: Vec<(Vec<Pool>, GroupState)> = Vec::new();
     let mut refused = Vec::new();
@@ -175,10 +175,10 @@ mod tests {
     struct Fake(Vec<GroupState>);
 
     impl Discovery for Fake {
-        async fn group(&self, name: &str) -> Result<Option<GroupState>, AwsError> {
-            Ok(self.0.iter().find(|g| g.name == name).cloned())
+        async fn group(&self, name: &GroupName) -> Result<Option<GroupState>, AwsError> {
+            Ok(self.0.iter().find(|g| &g.name == name).cloned())
         }
-        async fn groups(&self, names: &[String]) -> Result<Vec<GroupState>, AwsError> {
+        async fn groups(&self, names: &[GroupName]) -> Result<Vec<GroupState>, AwsError> {
             Ok(self
                 .0
                 .iter()
@@ -186,10 +186,10 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        async fn group_of_instance(&self, _: &str) -> Result<Option<String>, AwsError> {
+        async fn group_of_instance(&self, _: &str) -> Result<Option<GroupName>, AwsError> {
             Ok(None)
         }
-        async fn tagged_groups(&self) -> Result<Vec<String>, AwsError> {
+        async fn tagged_groups(&self) -> Result<Vec<GroupName>, AwsError> {
             Ok(Vec::new())
         }
     }
@@ -208,7 +208,7 @@ mod tests {
         let mut tags = BTreeMap::new();
         tags.insert(PORT_TAG.to_string(), "9090".to_string());
         let fake = Fake(vec![GroupState {
-            name: "web-asg".into(),
+            name: GroupName::new("web-asg").unwrap(),
             tags,
             members: vec![
                 GroupMember::new(
@@ -228,9 +228,9 @@ mod tests {
         }]);
         let mut groups = BTreeMap::new();
         let web = AllowedPool::with_ports(pool("web", 8080), vec![Port::new(9090).unwrap()]);
-        groups.insert("web-asg".to_string(), vec![web]);
+        groups.insert(GroupName::new("web-asg").unwrap(), vec![web]);
         groups.insert(
-            "gone-asg".to_string(),
+            GroupName::new("gone-asg").unwrap(),
             vec![AllowedPool::only(pool("old", 80))],
         );
         let got = desired_from_discovery(&fake, &groups, &Generations::new())
@@ -256,7 +256,7 @@ mod tests {
         tags.insert(POOL_TAG.to_string(), "internal".to_string());
         tags.insert(PORT_TAG.to_string(), "22".to_string());
         let fake = Fake(vec![GroupState {
-            name: "web-asg".into(),
+            name: GroupName::new("web-asg").unwrap(),
             tags,
             members: vec![GroupMember::new(
                 MemberId::new("i-1").unwrap(),
@@ -268,7 +268,7 @@ mod tests {
         }]);
         let mut groups = BTreeMap::new();
         groups.insert(
-            "web-asg".to_string(),
+            GroupName::new("web-asg").unwrap(),
             vec![AllowedPool::only(pool("web", 8080))],
         );
         let got = desired_from_discovery(&fake, &groups, &Generations::new())

@@ -28,7 +28,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::{ModelError, Pool, PoolName, Port, ServerOptions, Weight};
+use crate::{GroupName, ModelError, Pool, PoolName, Port, ServerOptions, Weight};
 
 /// Tag naming the pools (comma-separated) a group feeds, among those allowed.
 pub const POOL_TAG: &str = "haproxy:pool";
@@ -71,7 +71,7 @@ impl AllowedPool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRefused {
     /// The Auto Scaling group.
-    pub group: String,
+    pub group: GroupName,
     /// The tag key.
     pub tag: &'static str,
     /// The tag's value.
@@ -116,12 +116,12 @@ struct PoolEntry {
 /// The `POOLS` configuration: Auto Scaling group name -> the pools it may feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupPools {
-    groups: BTreeMap<String, Vec<AllowedPool>>,
+    groups: BTreeMap<GroupName, Vec<AllowedPool>>,
 }
 
 impl GroupPools {
     /// Wraps an already-built mapping.
-    pub fn new(groups: BTreeMap<String, Vec<AllowedPool>>) -> Self {
+    pub fn new(groups: BTreeMap<GroupName, Vec<AllowedPool>>) -> Self {
         Self { groups }
     }
 
@@ -134,6 +134,8 @@ impl GroupPools {
             serde_json::from_str(text).map_err(|e| GroupPoolsError::Config(e.to_string()))?;
         let mut groups = BTreeMap::new();
         for (group, entries) in raw {
+            let group =
+                GroupName::new(group).map_err(|e| GroupPoolsError::Config(e.to_string()))?;
             if entries.is_empty() {
                 return Err(GroupPoolsError::Config(format!(
                     "group {group} has an empty pool list"
@@ -169,8 +171,8 @@ impl GroupPools {
     }
 
     /// The configured group names.
-    pub fn groups(&self) -> impl Iterator<Item = &str> {
-        self.groups.keys().map(String::as_str)
+    pub fn groups(&self) -> impl Iterator<Item = &GroupName> {
+        self.groups.keys()
     }
 
     /// The first definition of pool `name` (its port, options and ports), whichever
@@ -186,12 +188,12 @@ impl GroupPools {
 /// Works out the pools of `group` from the pools it may feed (`allowed`) and its tags:
 /// tags only narrow (see the module documentation).
 pub fn resolve_pools(
-    group: &str,
+    group: &GroupName,
     tags: &BTreeMap<String, String>,
     allowed: &[AllowedPool],
 ) -> Resolved {
     let refuse = |tag: &'static str, value: &str, reason: String| TagRefused {
-        group: group.to_string(),
+        group: group.clone(),
         tag,
         value: value.to_string(),
         reason,
@@ -303,7 +305,8 @@ mod tests {
 
     fn resolve(group: &str, kv: &[(&str, &str)]) -> Resolved {
         let c = conf();
-        resolve_pools(group, &tags(kv), c.get(group).unwrap())
+        let name = GroupName::new(group).unwrap();
+        resolve_pools(&name, &tags(kv), c.get(group).unwrap())
     }
 
     fn shape(r: &Resolved) -> Vec<(String, u16)> {
@@ -403,6 +406,11 @@ mod tests {
         );
         assert!(GroupPools::from_json(r#"{"g":[{"name":"a","port":1,"ports":[0]}]}"#).is_err());
         assert!(GroupPools::from_json("[1]").is_err());
+        let e = GroupPools::from_json(r#"{"":[{"name":"web","port":80}]}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("invalid Auto Scaling group name"),
+            "{e}"
+        );
     }
 
     #[test]

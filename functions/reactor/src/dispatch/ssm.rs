@@ -16,6 +16,7 @@
 
 use base64::Engine;
 use infra::aws::{api_error, AwsError};
+use infra::GroupName;
 use infra::{Change, HostId, MemberId, PoolChange};
 
 use super::{DispatchError, Dispatcher, Sent};
@@ -47,7 +48,7 @@ pub struct SsmSettings {
     /// The proxy fleet's tag value (`PROXY_TAG_VALUE`).
     pub tag_value: String,
     /// The proxy fleet's group (`PROXY_GROUP`).
-    pub proxy_group: String,
+    pub proxy_group: GroupName,
 }
 
 /// Sends changes through SSM Run Command.
@@ -193,7 +194,7 @@ impl SsmDispatcher {
         let out = self
             .asg
             .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
+            .auto_scaling_group_names(group.as_str())
             .send()
             .await
             .map_err(|e| {

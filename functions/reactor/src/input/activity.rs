@@ -26,9 +26,12 @@
 //! detached instance is no longer listed, so it leaves the pools drained.
 
 use infra::aws::Discovery;
+use infra::GroupName;
 use serde::Deserialize;
 
-use super::{check_source, ignored, non_empty, null_as_empty, parse_rfc3339_ms, Envelope, Input};
+use super::{
+    check_source, group_name, ignored, non_empty, null_as_empty, parse_rfc3339_ms, Envelope, Input,
+};
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::lifecycle::Transition;
 use crate::outgoing::Outgoing;
@@ -114,7 +117,7 @@ pub struct ActivityEvent {
     /// Which.
     pub activity: Activity,
     /// The group.
-    pub group: String,
+    pub group: GroupName,
     /// The instance, when there is one.
     pub instance: Option<String>,
     /// It went into the warm pool (`Destination: WarmPool`), not into the group.
@@ -129,7 +132,7 @@ pub fn classify(env: Envelope<ActivityDetail>, activity: Activity) -> Input {
     if let Some(i) = check_source(&env.source, "aws.autoscaling", dt) {
         return i;
     }
-    let Some(group) = non_empty(&env.detail.auto_scaling_group_name) else {
+    let Some(group) = group_name(&env.detail.auto_scaling_group_name) else {
         return ignored(format!("{dt} without a group name"));
     };
     Input::Activity(ActivityEvent {
@@ -147,12 +150,12 @@ impl<B: Boundaries> Reactor<B> {
     pub(crate) async fn activity_events(
         &self,
         batch: &Batch,
-        group: &str,
+        group: &GroupName,
         events: Vec<ActivityEvent>,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
-        summary.groups.push(group.to_string());
-        if self.config.proxy_group == group {
+        summary.groups.push(group.clone());
+        if &self.config.proxy_group == group {
             return self.proxy_activity(group, &events, summary).await;
         }
         if !self.config.manages(group) {
@@ -198,7 +201,7 @@ impl<B: Boundaries> Reactor<B> {
     /// The instance of `e` when sending it may change something on the hosts.
     async fn worth_sending(
         &self,
-        group: &str,
+        group: &GroupName,
         e: &ActivityEvent,
         summary: &mut Summary,
     ) -> Option<String> {
@@ -246,7 +249,7 @@ mod tests {
             e,
             ActivityEvent {
                 activity: Activity::LaunchSuccessful,
-                group: "my-asg".into(),
+                group: GroupName::new("my-asg").unwrap(),
                 instance: Some("i-1234567890abcdef0".into()),
                 into_warm_pool: false,
                 time_ms: parse_rfc3339_ms("2026-11-20T10:00:00Z"),

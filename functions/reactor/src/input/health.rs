@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use infra::aws::Discovery;
 use infra::now_ms;
+use infra::GroupName;
 use infra::{HealthReport, HostId, MemberId};
 
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
@@ -301,10 +302,10 @@ impl<B: Boundaries> Reactor<B> {
     /// A place for `instance` among the group's members set unhealthy (optimistic).
     async fn take_place(
         &self,
-        group: &str,
+        group: &GroupName,
         instance: &MemberId,
     ) -> Result<Result<(), crate::health::Held>, ReactorError> {
-        let state = self.discovery.groups(&[group.to_string()]).await?;
+        let state = self.discovery.groups(std::slice::from_ref(group)).await?;
         let members: BTreeSet<MemberId> = state
             .iter()
             .flat_map(|g| g.members.iter().map(|m| m.id.clone()))
@@ -317,12 +318,7 @@ impl<B: Boundaries> Reactor<B> {
         let allowed = self.config.health.allowed(serving.max(1));
         let id = Marks::id_of(group);
         for _ in 0..ROUNDS {
-            let (mut marks, version) = self
-                .read_doc(&id, || Marks {
-                    group: group.to_string(),
-                    ..Marks::default()
-                })
-                .await?;
+            let (mut marks, version) = self.read_doc(&id, || Marks::new(group.clone())).await?;
             if let Err(held) = marks.admit(instance, &members, allowed, now_ms()) {
                 return Ok(Err(held));
             }

@@ -28,11 +28,12 @@
 use std::collections::BTreeMap;
 
 use infra::aws::{Discovery, GroupState};
+use infra::GroupName;
 use infra::MemberId;
 use serde::Deserialize;
 use tracing::Instrument;
 
-use super::{check_source, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
+use super::{check_source, group_name, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{ActionKey, Opening, Verdict};
 use crate::lifecycle::Transition;
@@ -97,7 +98,7 @@ pub struct LifecycleEvent {
     /// Launch or terminate.
     pub transition: Transition,
     /// The group.
-    pub group: String,
+    pub group: GroupName,
     /// The instance.
     pub instance: String,
     /// The hook.
@@ -153,7 +154,7 @@ pub fn classify(env: Envelope<LifecycleActionDetail>, expected: Transition) -> I
         }
     };
     let (Some(group), Some(instance), Some(hook)) = (
-        non_empty(&d.auto_scaling_group_name),
+        group_name(&d.auto_scaling_group_name),
         non_empty(&d.ec2_instance_id),
         non_empty(&d.lifecycle_hook_name),
     ) else {
@@ -182,14 +183,14 @@ pub fn classify(env: Envelope<LifecycleActionDetail>, expected: Transition) -> I
 }
 
 /// A batch's lifecycle events by group, with the records each came from.
-pub(crate) type LifecycleWork = BTreeMap<String, (Vec<String>, Vec<LifecycleEvent>)>;
+pub(crate) type LifecycleWork = BTreeMap<GroupName, (Vec<String>, Vec<LifecycleEvent>)>;
 
 /// Records that failed, with why (they go back to the queue).
 pub(crate) type Failed = Vec<(Vec<String>, ReactorError)>;
 
 /// One group's events that go into the batch's change.
 struct Unit {
-    group: String,
+    group: GroupName,
     ids: Vec<String>,
     actions: Vec<LifecycleEvent>,
 }
@@ -223,9 +224,9 @@ impl<B: Boundaries> Reactor<B> {
             return failed;
         }
         for group in self.config.pools.groups() {
-            if group != self.config.proxy_group && !units.iter().any(|u| u.group == group) {
+            if *group != self.config.proxy_group && !units.iter().any(|u| &u.group == group) {
                 units.push(Unit {
-                    group: group.to_string(),
+                    group: group.clone(),
                     ids: Vec::new(),
                     actions: Vec::new(),
                 });
@@ -254,11 +255,11 @@ impl<B: Boundaries> Reactor<B> {
     /// moves into or out of a warm pool are handled here, other hooks' left alone.
     async fn group_actions(
         &self,
-        group: &str,
+        group: &GroupName,
         events: Vec<LifecycleEvent>,
         summary: &mut Summary,
     ) -> Result<Vec<LifecycleEvent>, ReactorError> {
-        if self.config.proxy_group == group {
+        if &self.config.proxy_group == group {
             self.proxy_lifecycle(group, events, summary).await?;
             return Ok(Vec::new());
         }
@@ -288,7 +289,7 @@ impl<B: Boundaries> Reactor<B> {
         units: &[Unit],
         summary: &mut Summary,
     ) -> (Option<(Outgoing, Vec<String>)>, Failed) {
-        let names: Vec<String> = units.iter().map(|u| u.group.clone()).collect();
+        let names: Vec<GroupName> = units.iter().map(|u| u.group.clone()).collect();
         let instances = sorted_instances(units.iter().flat_map(|u| &u.actions));
         let (states, hosts) = tokio::join!(
             self.discovery.groups_for_events(&names, &instances),
@@ -358,7 +359,7 @@ impl<B: Boundaries> Reactor<B> {
             plan,
             actions,
             hosts: Vec::new(),
-            groups: BTreeMap::from([(group.to_string(), pools)]),
+            groups: BTreeMap::from([(state.name.clone(), pools)]),
             read_at_ms: state.read_at_ms,
             label: group.to_string(),
             kind: "",
@@ -372,7 +373,7 @@ impl<B: Boundaries> Reactor<B> {
     /// pool goes on to be stopped there).
     async fn warm_pool_move(
         &self,
-        group: &str,
+        group: &GroupName,
         e: &LifecycleEvent,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
@@ -389,7 +390,7 @@ impl<B: Boundaries> Reactor<B> {
                 instance,
                 transition: e.transition,
             },
-            group: group.to_string(),
+            group: group.clone(),
             hooks: vec![e.hook.clone()],
             token: e.token.clone(),
             pools: Vec::new(),
@@ -450,7 +451,7 @@ mod tests {
             launch,
             LifecycleEvent {
                 transition: Transition::Launch,
-                group: "my-asg".into(),
+                group: GroupName::new("my-asg").unwrap(),
                 instance: "i-1234567890abcdef0".into(),
                 hook: "my-lifecycle-hook".into(),
                 token: Some("87654321-4321-4321-4321-210987654321".into()),

@@ -26,6 +26,7 @@ pub mod report;
 pub mod schedule;
 pub mod warning;
 
+use infra::GroupName;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -159,6 +160,11 @@ pub(crate) fn check_source(source: &str, expected: &str, detail_type: &str) -> O
 pub(crate) fn non_empty(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
+}
+
+/// An event's group name, if it has a usable one.
+pub(crate) fn group_name(s: &str) -> Option<GroupName> {
+    GroupName::new(s.trim()).ok()
 }
 
 /// A string field AWS may send as `null` (an activity that created no instance).

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use infra::aws::{Discovery, GroupState};
 use infra::now_ms;
-use infra::{HostId, Pool};
+use infra::{GroupName, HostId, Pool};
 use serde_json::Value;
 
 use super::{check_source, Envelope, Input};
@@ -54,7 +54,7 @@ pub fn classify(env: &Envelope<Value>) -> Input {
 struct Truth {
     plan: PlannedChange,
     pending: Vec<PendingAction>,
-    groups: BTreeMap<String, Vec<Pool>>,
+    groups: BTreeMap<GroupName, Vec<Pool>>,
     read_at_ms: u64,
 }
 
@@ -110,14 +110,14 @@ impl<B: Boundaries> Reactor<B> {
     }
 
     /// The groups the schedule reads: `POOLS`' and the tagged ones it manages.
-    async fn managed_groups(&self, summary: &mut Summary) -> Vec<String> {
-        let mut names: BTreeSet<String> = self.config.pools.groups().map(str::to_string).collect();
+    async fn managed_groups(&self, summary: &mut Summary) -> Vec<GroupName> {
+        let mut names: BTreeSet<GroupName> = self.config.pools.groups().cloned().collect();
         match self.discovery.tagged_groups().await {
             Ok(tagged) => {
                 for g in tagged {
                     if self.config.manages(&g) {
                         names.insert(g);
-                    } else if self.config.proxy_group != g {
+                    } else if self.config.proxy_group != *g {
                         tracing::warn!(group = %g, "group carries haproxy:pool but is not managed; ignored");
                         summary.note(format!("group {g} carries the haproxy:pool tag but is not managed (POOLS does not name it, it matches no MANAGED_GROUPS entry): its instances are never added"));
                     }

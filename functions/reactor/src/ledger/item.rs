@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 
+use infra::GroupName;
 use infra::{HostId, MemberId, MemberReport, OutcomeStatus, PoolName};
 use serde::{Deserialize, Serialize};
 
@@ -212,7 +213,7 @@ pub struct Item {
     /// Which transition it waits in.
     pub transition: Transition,
     /// Its Auto Scaling group.
-    pub group: String,
+    pub group: GroupName,
     /// The hooks to complete.
     pub hooks: Vec<String>,
     /// The token of the lifecycle event, when one came.
@@ -247,7 +248,7 @@ pub struct Opening {
     /// The action.
     pub key: ActionKey,
     /// Its group.
-    pub group: String,
+    pub group: GroupName,
     /// Its hooks.
     pub hooks: Vec<String>,
     /// The event's token, if any.
@@ -559,7 +560,7 @@ mod tests {
                     instance: MemberId::new("i-1").unwrap(),
                     transition: t,
                 },
-                group: "g".into(),
+                group: GroupName::new("g").unwrap(),
                 hooks: vec!["h".into()],
                 token: None,
                 pools: pools.iter().map(|p| PoolName::new(*p).unwrap()).collect(),
@@ -753,7 +754,7 @@ mod tests {
         let mut o = item(Transition::Launch, &["web"], &["h1"]);
         o.merge(&Opening {
             key: o.key(),
-            group: "g".into(),
+            group: GroupName::new("g").unwrap(),
             hooks: vec!["h".into(), "h2".into()],
             token: Some("t".into()),
             pools: Vec::new(),

@@ -174,7 +174,7 @@ mod tests {
     use super::memory::MemoryLedger;
     use super::*;
     use crate::lifecycle::Transition;
-    use infra::{HostId, MemberId, MemberReport, OutcomeStatus, PoolName};
+    use infra::{GroupName, HostId, MemberId, MemberReport, OutcomeStatus, PoolName};
 
     fn key(i: &str) -> ActionKey {
         ActionKey {
@@ -186,7 +186,7 @@ mod tests {
     fn opening(i: &str) -> Opening {
         Opening {
             key: key(i),
-            group: "g".into(),
+            group: GroupName::new("g").unwrap(),
             hooks: vec!["h".into()],
             token: None,
             pools: vec![PoolName::new("web").unwrap()],

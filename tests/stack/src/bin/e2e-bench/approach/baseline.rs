@@ -78,7 +78,11 @@ pub async fn serving_members(
     group: &str,
     who: &str,
 ) -> Option<BTreeMap<String, String>> {
-    let state = match discovery.group(group).await {
+    let Ok(name) = infra::GroupName::new(group) else {
+        eprintln!("{who}: {group:?} is not a group name");
+        return None;
+    };
+    let state = match discovery.group(&name).await {
         Ok(state) => state?,
         Err(e) => {
             eprintln!("{who}: reading the group {group}: {e}");
