@@ -516,15 +516,7 @@ fn apply_returns_once_accepted_and_wait_waits() {
     let h = host_with(pool);
     let t = Instant::now();
     let run = h
-        .agent(
-            &[
-                "apply",
-                "--json",
-                "--change",
-                &change(1, vec![member("i-acc", b.addr)], &[]).to_json(),
-            ],
-            None,
-        )
+        .apply_arg(&["--json"], &change(1, vec![member("i-acc", b.addr)], &[]))
         .expect("apply");
     let quick = t.elapsed();
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -544,14 +536,7 @@ fn apply_returns_once_accepted_and_wait_waits() {
     );
     // The human form says where the outcomes go.
     let run = h
-        .agent(
-            &[
-                "apply",
-                "--change",
-                &change(2, vec![], &["i-none"]).to_json(),
-            ],
-            None,
-        )
+        .apply_arg(&[], &change(2, vec![], &["i-none"]))
         .expect("apply");
     assert!(run.stdout.contains("accepted 1 members"), "{}", run.stdout);
     // --wait waits for the rise (another backend: one address, one member).
@@ -699,15 +684,9 @@ fn a_state_directory_that_cannot_be_written_still_drains() {
     std::fs::remove_file(&table).unwrap();
     std::fs::create_dir(&table).unwrap();
     let join = h
-        .agent(
-            &[
-                "apply",
-                "--wait",
-                "--json",
-                "--change",
-                &change(2, vec![member("i-ro-2", other.addr)], &[]).to_json(),
-            ],
-            None,
+        .apply_arg(
+            &["--wait", "--json"],
+            &change(2, vec![member("i-ro-2", other.addr)], &[]),
         )
         .unwrap();
     assert_eq!(
@@ -823,14 +802,7 @@ fn a_waiting_sync_waits_for_a_member_already_joining() {
     pool.server_options = "check inter 500ms fall 2 rise 6".into();
     let h = host_with(pool);
     let accepted = h
-        .agent(
-            &[
-                "apply",
-                "--change",
-                &change(1, vec![member("i-j", b.addr)], &[]).to_json(),
-            ],
-            None,
-        )
+        .apply_arg(&[], &change(1, vec![member("i-j", b.addr)], &[]))
         .expect("apply");
     assert_eq!(accepted.code, 0, "{}", accepted.stderr);
     wait_stage(&h, "i-j", "joining", Duration::from_secs(5));
@@ -891,14 +863,7 @@ fn sighup_rereads_agent_toml_and_refuses_what_cannot_change_in_place() {
     // (The command line reads the file too: put it back for `agent apply`.)
     std::fs::write(&h.config, &lowered).unwrap();
     let run = h
-        .agent(
-            &[
-                "apply",
-                "--change",
-                &change(2, vec![member("i-a", a.addr)], &[]).to_json(),
-            ],
-            None,
-        )
+        .apply_arg(&[], &change(2, vec![member("i-a", a.addr)], &[]))
         .unwrap();
     assert_eq!(run.code, 0, "{}", run.stderr);
     // A state directory the running process holds: refused by name.

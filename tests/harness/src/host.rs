@@ -530,6 +530,18 @@ impl Host {
         Ok((report, run))
     }
 
+    /// `agent apply <flags> --change <json>`: the change on the command line, as Run
+    /// Command's document passes it; it returns as soon as the service took the change,
+    /// unless `flags` holds `--wait`.
+    pub fn apply_arg(&self, flags: &[&str], change: &Change) -> anyhow::Result<AgentRun> {
+        let json = change.to_json();
+        let args: Vec<&str> = std::iter::once("apply")
+            .chain(flags.iter().copied())
+            .chain(["--change", json.as_str()])
+            .collect();
+        self.agent(&args, None)
+    }
+
     /// `agent status --json`: the slots.
     pub fn status(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         Ok(self.status_all()?["slots"]
