@@ -31,6 +31,18 @@ struct Applied {
     done: Instant,
 }
 
+impl Applied {
+    /// What a finished `agent apply --wait --json` said, now.
+    fn of(out: &std::process::Output) -> Self {
+        Applied {
+            report: Report::from_json(String::from_utf8_lossy(&out.stdout).trim()).ok(),
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            done: Instant::now(),
+        }
+    }
+}
+
 /// `agent apply --json` of `c` on its own thread.
 fn apply_async(h: &Host, c: &Change) -> JoinHandle<Applied> {
     let config = h.config.clone();
@@ -42,12 +54,7 @@ fn apply_async(h: &Host, c: &Change) -> JoinHandle<Applied> {
             .args(["apply", "--wait", "--json", "--change", &text])
             .output()
             .unwrap();
-        Applied {
-            report: Report::from_json(String::from_utf8_lossy(&out.stdout).trim()).ok(),
-            code: out.status.code().unwrap_or(-1),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            done: Instant::now(),
-        }
+        Applied::of(&out)
     })
 }
 
@@ -216,12 +223,7 @@ fn ten_separate_applies_at_once_all_come_up_within_the_rise() {
                     .args(["apply", "--wait", "--json", "--change", &c.to_json()])
                     .output()
                     .unwrap();
-                Applied {
-                    report: Report::from_json(String::from_utf8_lossy(&out.stdout).trim()).ok(),
-                    code: out.status.code().unwrap_or(-1),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                    done: Instant::now(),
-                }
+                Applied::of(&out)
             })
         })
         .collect();
