@@ -2,7 +2,7 @@
 //! server-state file, the outbox of reports) and when it writes it.
 
 use infra::{MemberId, OutcomeStatus, PoolName};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::*;
 
@@ -51,6 +51,14 @@ impl Service {
             Some(known) => Some(known.into_iter().collect()),
             None => match client.show_map(map) {
                 Ok(pairs) => Some(instances::parse_live(&pairs)),
+                Err(e) if e.is_unknown_map() => {
+                    // The running configuration does not load the map (an operator's
+                    // haproxy.cfg whose frontends do not log with it): nothing to keep
+                    // in step in this worker, and nothing to hold up what else is sent.
+                    // The file is still written for a configuration that loads it.
+                    debug!(map = %map, "HAProxy's configuration does not load the instance map: no map commands");
+                    return Vec::new();
+                }
                 Err(e) => {
                     warn!(error = %e, "cannot read the instance map; sending it whole");
                     None

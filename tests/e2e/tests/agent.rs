@@ -867,6 +867,22 @@ fn with_a_file_of_its_own_the_agent_never_rewrites_haproxy_cfg() {
     h.restart_haproxy_sf().unwrap();
     wait_for(Duration::from_secs(3), || every_member_serves(&h))
         .unwrap_or_else(|| panic!("after a restart: {:?}\n{}", h.status(), h.agent_log()));
+    // Each worker someone else started got what it lacked: the service resumed after
+    // both (at its start, after the reload, after the restart), instead of retrying for
+    // ever on the instance map the operator's configuration does not load.
+    wait_for(Duration::from_secs(10), || {
+        let log = h.agent_log();
+        let resumed = log
+            .matches("resumed: HAProxy matches the slot table")
+            .count();
+        (resumed >= 3).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no resume after the operator's reload and restart:\n{}",
+            h.agent_log()
+        )
+    });
 
     let served = load.completed();
     wait_for(Duration::from_secs(5), || {
