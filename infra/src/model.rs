@@ -152,12 +152,6 @@ impl PartialEq<str> for GroupName {
     }
 }
 
-impl PartialEq<&str> for GroupName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
 impl fmt::Display for GroupName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
