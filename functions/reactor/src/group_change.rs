@@ -79,33 +79,10 @@ pub fn plan_group_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use infra::{GroupName, PoolName, Port};
-
-    fn pool(name: &str, port: i64) -> Pool {
-        Pool {
-            name: PoolName::new(name).unwrap(),
-            port: Port::new(port).unwrap(),
-            server_options: Default::default(),
-            weight: None,
-        }
-    }
-
-    fn member(id: &str, state: &str, addr: Option<&str>) -> GroupMember {
-        GroupMember::new(
-            MemberId::new(id).unwrap(),
-            state,
-            Some("running".into()),
-            addr.map(|a| a.parse().unwrap()),
-        )
-    }
+    use crate::fixtures::{group, member, pool};
 
     fn state(members: Vec<GroupMember>) -> GroupState {
-        GroupState {
-            name: GroupName::new("g").unwrap(),
-            tags: BTreeMap::new(),
-            members,
-            read_at_ms: 1000,
-        }
+        group("g", members, 1000)
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::*;
 use crate::config::Config;
 use crate::dispatch::{DispatchError, Dispatcher, Sent};
 use crate::dns::{DnsApi, DnsError, Record, RecordChange};
+use crate::fixtures::group;
 use crate::input::samples::sample;
 use crate::ledger::memory::MemoryLedger;
 use crate::ledger::ActionKey;
@@ -316,15 +317,6 @@ fn member(id: &str, state: &str, n: u8) -> GroupMember {
         Some("running".into()),
         Some(format!("10.0.0.{n}").parse().unwrap()),
     )
-}
-
-fn group(name: &str, members: Vec<GroupMember>, read_at_ms: u64) -> GroupState {
-    GroupState {
-        name: GroupName::new(name).unwrap(),
-        tags: BTreeMap::new(),
-        members,
-        read_at_ms,
-    }
 }
 
 fn config(extra: &[(&str, &str)]) -> Config {

@@ -31,6 +31,8 @@ pub mod config;
 mod decide;
 pub mod dispatch;
 pub mod dns;
+#[cfg(test)]
+mod fixtures;
 pub mod fleet;
 pub mod group_change;
 pub mod handler;

@@ -202,33 +202,14 @@ pub fn pending_actions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use infra::Port;
-
-    fn member(id: &str, state: &str, addr: Option<&str>) -> GroupMember {
-        GroupMember::new(
-            MemberId::new(id).unwrap(),
-            state,
-            Some("running".into()),
-            addr.map(|a| a.parse().unwrap()),
-        )
-    }
+    use crate::fixtures::{self, member};
 
     fn group(members: Vec<GroupMember>) -> GroupState {
-        GroupState {
-            name: GroupName::new("g").unwrap(),
-            tags: BTreeMap::new(),
-            members,
-            read_at_ms: 1,
-        }
+        fixtures::group("g", members, 1)
     }
 
     fn pool(name: &str) -> Pool {
-        Pool {
-            name: PoolName::new(name).unwrap(),
-            port: Port::new(8080).unwrap(),
-            server_options: Default::default(),
-            weight: None,
-        }
+        fixtures::pool(name, 8080)
     }
 
     #[test]
