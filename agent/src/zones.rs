@@ -180,15 +180,15 @@ pub fn plan_pool(
     let members: Vec<(&MemberId, &crate::slots::Entry)> = t.members.iter().collect();
     let seen: Vec<Seen> = members
         .iter()
-        .map(|(_, e)| Seen {
-            zone: e.zone.as_ref(),
-            weight: e.weight,
-            initial: live.slots.get(&e.slot).map_or(1, |s| s.iweight),
-            up: live
-                .slots
-                .get(&e.slot)
-                .is_some_and(|s| s.running() && !s.in_maint() && !s.draining()),
-            leaving: e.state == EntryState::Draining,
+        .map(|(_, e)| {
+            let state = live.slots.get(&e.slot);
+            Seen {
+                zone: e.zone.as_ref(),
+                weight: e.weight,
+                initial: state.map_or(1, |s| s.iweight),
+                up: state.is_some_and(|s| s.running() && !s.in_maint() && !s.draining()),
+                leaving: e.state == EntryState::Draining,
+            }
         })
         .collect();
     let d = effective(policy, &seen);
