@@ -82,7 +82,7 @@ impl<B: Boundaries> Reactor<B> {
             self.ledger.put(&closed).await?
         };
         if !conflicts.is_empty() {
-            closed.retain(|i| conflicts.contains(&i.key()));
+            closed.retain(|i| conflicts.iter().any(|c| c.key == i.key()));
             self.close(&closed, now).await?;
         }
         if !failed.is_empty() {

@@ -685,7 +685,9 @@ async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaire
     .await;
     assert_eq!(adds(&r)[1], ["i-3"]);
     assert_eq!(i.summary.actions.len(), 1, "{:?}", i.summary.actions);
-    // i-1's own event arriving late: the change that opened its action carried it.
+    // i-1's own event arriving late: the change that opened its action carried it. It
+    // is done without a ledger write (which would race the hosts' reports).
+    let writes = r.ledger.writes();
     let i = deliver(
         &r,
         vec![event_record("e1", &lifecycle_event("launch", "i-1"))],
@@ -693,6 +695,19 @@ async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaire
     .await;
     assert_eq!(adds(&r).len(), 2, "sent again: {:?}", adds(&r));
     assert!(i.summary.changes.is_empty());
+    assert_eq!(
+        r.ledger.writes(),
+        writes,
+        "an event in flight writes nothing"
+    );
+    assert!(
+        i.summary
+            .notes
+            .iter()
+            .any(|n| n.contains("a change already carries")),
+        "{:?}",
+        i.summary.notes
+    );
     // An event redelivered for a member in flight (the batch that had it failed, so
     // its hosts may have missed it) sends it again, and nothing else.
     let mut again = event_record("e2", &lifecycle_event("launch", "i-2"));
@@ -700,6 +715,67 @@ async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaire
     deliver(&r, vec![again]).await;
     assert_eq!(adds(&r)[2], ["i-2"]);
     assert_eq!(r.ledger.open_items().len(), 3);
+}
+
+#[tokio::test]
+async fn a_lifecycle_event_reads_the_ledger_once() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-1", "Pending:Wait", 1)],
+        1000,
+    ));
+    let reads = r.ledger.reads();
+    let i = deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-1"))],
+    )
+    .await;
+    assert_eq!(i.summary.changes.len(), 1);
+    // The read that tells whether its member is in flight also serves the opening.
+    assert_eq!(r.ledger.reads(), reads + 1);
+}
+
+#[tokio::test]
+async fn a_member_a_concurrent_invocation_opened_at_a_newer_generation_is_left_to_it() {
+    let r = fixture();
+    r.discovery.set(group(
+        "web-asg",
+        vec![member("i-1", "Pending:Wait", 1)],
+        1000,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e1", &lifecycle_event("launch", "i-1"))],
+    )
+    .await;
+    // Another invocation, reading the group a moment later, opened i-1's action at a
+    // newer generation than this one is about to take: its change carries i-1 (and
+    // hosts would take it over this one's anyway).
+    let k1 = key("i-1", Transition::Launch);
+    let mut newer = r.ledger.item(&k1).unwrap();
+    newer.first_generation = infra::now_ms() + 60_000;
+    assert!(r.ledger.put(&[newer]).await.unwrap().is_empty());
+    r.discovery.set(group(
+        "web-asg",
+        vec![
+            member("i-1", "Pending:Wait", 1),
+            member("i-2", "Pending:Wait", 2),
+        ],
+        1001,
+    ));
+    deliver(
+        &r,
+        vec![event_record("e2", &lifecycle_event("launch", "i-2"))],
+    )
+    .await;
+    let changes = r.dispatcher.changes();
+    let adds: Vec<String> = changes[1].pools[0]
+        .add
+        .iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(adds, ["i-2"], "i-1 rides with the newer change only");
 }
 
 #[tokio::test]

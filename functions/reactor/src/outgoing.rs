@@ -49,6 +49,9 @@ pub(crate) struct Outgoing {
     /// carried) are to be left out: the ones to send all the same (the instances of
     /// events the inbox delivered again); `None` sends every member of the plan.
     pub resend: Option<Vec<String>>,
+    /// What the input read of its actions' ledger items already (`None`: none yet):
+    /// opening them does not read those again.
+    pub known: ledger::Known,
 }
 
 impl Outgoing {
@@ -82,6 +85,7 @@ impl Outgoing {
             }
             _ => None,
         };
+        self.known.extend(other.known);
         self
     }
 }
@@ -144,7 +148,7 @@ impl<B: Boundaries> Reactor<B> {
             o.generation = generation;
         }
         // The ledger first: a host may report before SendCommand has even answered.
-        let items = self.open(&openings).await?;
+        let items = self.open(&openings, out.known).await?;
         let (plan, items) = leave_in_flight(out.plan, items, out.resend.as_deref(), generation);
         if plan.is_empty() {
             summary.note(
@@ -222,8 +226,13 @@ impl<B: Boundaries> Reactor<B> {
         Ok(openings)
     }
 
-    /// Opens (or refreshes) the ledger items of `openings`; returns them as stored.
-    async fn open(&self, openings: &[Opening]) -> Result<Vec<Item>, ReactorError> {
+    /// Opens (or refreshes) the ledger items of `openings` (what `known` has of them is
+    /// not read again); returns them as stored.
+    async fn open(
+        &self,
+        openings: &[Opening],
+        known: ledger::Known,
+    ) -> Result<Vec<Item>, ReactorError> {
         if openings.is_empty() {
             return Ok(Vec::new());
         }
@@ -232,7 +241,7 @@ impl<B: Boundaries> Reactor<B> {
         let keys: Vec<ActionKey> = by_key.keys().cloned().collect();
         let timing = self.timing();
         let now = now_ms();
-        let items = ledger::update(&self.ledger, &keys, |k, existing| {
+        let items = ledger::update_from(&self.ledger, &keys, known, |k, existing| {
             let o = by_key.get(k)?;
             match existing {
                 Some(mut item) if item.is_open() => {
@@ -253,8 +262,8 @@ impl<B: Boundaries> Reactor<B> {
     }
 }
 
-/// With `resend`, `plan` and `items` without the members whose action an earlier change
-/// opened (and so carried), but those of `resend`.
+/// With `resend`, `plan` and `items` without the members whose action another change
+/// opened (and so carries), but those of `resend`.
 fn leave_in_flight(
     mut plan: PlannedChange,
     mut items: Vec<Item>,
@@ -264,9 +273,11 @@ fn leave_in_flight(
     let Some(resend) = resend else {
         return (plan, items);
     };
+    // Opened by another change: an earlier one, or a concurrent invocation's with a
+    // newer generation (which hosts apply over this one's anyway).
     let in_flight: Vec<MemberId> = items
         .iter()
-        .filter(|i| i.first_generation < generation)
+        .filter(|i| i.first_generation != generation)
         .filter(|i| !resend.iter().any(|n| n == i.instance.as_str()))
         .map(|i| i.instance.clone())
         .collect();

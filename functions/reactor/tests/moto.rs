@@ -1158,3 +1158,86 @@ async fn the_commands_of_one_change_are_sent_side_by_side() {
         "commands sent one after the other: {late:?} of {calls:?}"
     );
 }
+
+/// A ledger transaction is all or nothing in DynamoDB: when one item's condition fails
+/// (another invocation wrote it since it was read), none of its items is written and all
+/// of them come back, so the next round reads them again and writes them in one call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_transaction_with_one_stale_item_writes_none_and_the_next_round_writes_all() {
+    use reactor::ledger::{self, ActionKey, Item, Ledger, Opening, Timing};
+    use reactor::lifecycle::Transition;
+
+    let w = Fixture::new(1, Behaviour::default()).await;
+    let r = w.reactor(&[]);
+    let table = r.ledger();
+    let key = |i: &str| ActionKey {
+        instance: infra::MemberId::new(i).unwrap(),
+        transition: Transition::Launch,
+    };
+    let timing = Timing {
+        health_ms: 60_000,
+        drain_ms: 60_000,
+        host_report_ms: 10_000,
+    };
+    let keys: Vec<ActionKey> = ["i-1", "i-2", "i-3"].into_iter().map(key).collect();
+    let opened: Vec<Item> = keys
+        .iter()
+        .map(|k| {
+            let opening = Opening {
+                key: k.clone(),
+                group: infra::GroupName::new("web").unwrap(),
+                hooks: vec![LAUNCH_HOOK.to_string()],
+                token: None,
+                pools: vec![infra::PoolName::new("web").unwrap()],
+                started_ms: infra::now_ms(),
+                generation: 1,
+                hosts: vec![infra::HostId::new("i-p0").unwrap()],
+            };
+            Item::open(opening, timing)
+        })
+        .collect();
+    assert!(table.put(&opened).await.unwrap().is_empty());
+    let read = table.get(&keys).await.unwrap();
+    assert!(read.iter().all(|i| i.version == 1), "{read:?}");
+    // Another writer changes i-2 after this one read it.
+    let mut other = read.iter().find(|i| i.key() == keys[1]).unwrap().clone();
+    other.token = Some("other".into());
+    assert!(table.put(&[other]).await.unwrap().is_empty());
+    let mut stale = read.clone();
+    for i in &mut stale {
+        i.token = Some("mine".into());
+    }
+    let back = table.put(&stale).await.unwrap();
+    let mut back_keys: Vec<ActionKey> = back.iter().map(|u| u.key.clone()).collect();
+    back_keys.sort();
+    assert_eq!(back_keys, keys, "every item of the transaction comes back");
+    // The one whose condition failed comes back as stored (the other writer's).
+    for u in &back {
+        match &u.stored {
+            Some(i) => assert_eq!(
+                (&u.key, i.version, i.token.as_deref()),
+                (&keys[1], 2, Some("other"))
+            ),
+            None => assert_ne!(u.key, keys[1]),
+        }
+    }
+    let now = table.get(&keys).await.unwrap();
+    for i in &now {
+        let expected = if i.key() == keys[1] { 2 } else { 1 };
+        assert_eq!(i.version, expected, "nothing else was written: {i:?}");
+    }
+    // update() reads them again and writes all three in one transaction.
+    w.emulator
+        .control("POST", "/moto-ext/calls/reset", None)
+        .unwrap();
+    let after = ledger::update(table, &keys, |_, item| {
+        let mut item = item?;
+        item.hooks.push("seen".into());
+        Some(item)
+    })
+    .await
+    .unwrap();
+    assert_eq!(after.len(), 3);
+    assert_eq!(w.count("TransactWriteItems"), 1);
+    assert!(after.iter().all(|i| i.hooks.contains(&"seen".to_string())));
+}

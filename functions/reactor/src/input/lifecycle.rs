@@ -35,7 +35,7 @@ use tracing::Instrument;
 
 use super::{check_source, group_name, ignored, non_empty, parse_rfc3339_ms, Envelope, Input};
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
-use crate::ledger::{ActionKey, Opening, Verdict};
+use crate::ledger::{self, ActionKey, Item, Ledger, Opening, Verdict};
 use crate::lifecycle::Transition;
 use crate::outgoing::Outgoing;
 use crate::plan::{
@@ -119,6 +119,14 @@ impl LifecycleEvent {
     /// `launch-lifecycle-action` or `terminate-lifecycle-action`.
     pub fn kind(&self) -> &'static str {
         self.transition.event_kind()
+    }
+
+    /// Its action's ledger key (`None` for an instance id that is not one).
+    fn key(&self) -> Option<ActionKey> {
+        Some(ActionKey {
+            instance: MemberId::new(self.instance.as_str()).ok()?,
+            transition: self.transition,
+        })
     }
 
     fn action(&self) -> EventAction {
@@ -220,6 +228,7 @@ impl<B: Boundaries> Reactor<B> {
                 Err(e) => failed.push((ids, e)),
             }
         }
+        let (mut units, known) = self.without_in_flight(units, summary).await;
         if units.is_empty() {
             return failed;
         }
@@ -239,7 +248,7 @@ impl<B: Boundaries> Reactor<B> {
             generation = tracing::field::Empty
         );
         let (out, mut unplanned) = self
-            .lifecycle_change(batch, &units, summary)
+            .lifecycle_change(batch, &units, known, summary)
             .instrument(span.clone())
             .await;
         failed.append(&mut unplanned);
@@ -249,6 +258,70 @@ impl<B: Boundaries> Reactor<B> {
             }
         }
         failed
+    }
+
+    /// `units` without the events whose action an earlier change opened, and so
+    /// carried (the ledger has it open; the event was not delivered again and names no
+    /// other token): a burst's later events find their members sent by the first batch
+    /// that saw them, and are done without reading a group or writing the ledger. A
+    /// ledger that cannot be read leaves every event in (the change leaves out what is
+    /// in flight anyway). Also what was read of the events left (opening their actions
+    /// does not read them again).
+    async fn without_in_flight(
+        &self,
+        units: Vec<Unit>,
+        summary: &mut Summary,
+    ) -> (Vec<Unit>, ledger::Known) {
+        let keys: Vec<ActionKey> = units
+            .iter()
+            .flat_map(|u| &u.actions)
+            .filter(|e| !e.redelivered)
+            .filter_map(LifecycleEvent::key)
+            .collect();
+        if keys.is_empty() {
+            return (units, ledger::Known::new());
+        }
+        let read: BTreeMap<ActionKey, Item> = match self.ledger.get(&keys).await {
+            Ok(items) => items.into_iter().map(|i| (i.key(), i)).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot tell which events are in flight; each is planned");
+                return (units, ledger::Known::new());
+            }
+        };
+        let open: BTreeMap<&ActionKey, &Item> = read.iter().filter(|(_, i)| i.is_open()).collect();
+        let carried = |e: &LifecycleEvent| {
+            !e.redelivered
+                && e.key()
+                    .and_then(|k| open.get(&k).copied())
+                    .is_some_and(|item| {
+                        matches!((&item.token, &e.token), (Some(a), Some(b)) if a == b)
+                            || item.token.is_none()
+                            || e.token.is_none()
+                    })
+        };
+        let mut left = 0;
+        let units: Vec<Unit> = units
+            .into_iter()
+            .filter_map(|mut u| {
+                let before = u.actions.len();
+                u.actions.retain(|e| !carried(e));
+                left += before - u.actions.len();
+                (!u.actions.is_empty()).then_some(u)
+            })
+            .collect();
+        if left > 0 {
+            summary.note(format!(
+                "{left} event(s) of members a change already carries (their actions are open): nothing to send for them"
+            ));
+        }
+        let known = keys
+            .into_iter()
+            .map(|k| {
+                let item = read.get(&k).cloned();
+                (k, item)
+            })
+            .collect();
+        (units, known)
     }
 
     /// The events of `group` that go into the batch's change: the proxy group's and
@@ -287,6 +360,7 @@ impl<B: Boundaries> Reactor<B> {
         &self,
         batch: &Batch,
         units: &[Unit],
+        known: ledger::Known,
         summary: &mut Summary,
     ) -> (Option<(Outgoing, Vec<String>)>, Failed) {
         let names: Vec<GroupName> = units.iter().map(|u| u.group.clone()).collect();
@@ -332,7 +406,7 @@ impl<B: Boundaries> Reactor<B> {
                 Some(m) => m.merge(out),
             });
         }
-        let out = merged.map(|m| (Outgoing { hosts, ..m }, ids));
+        let out = merged.map(|m| (Outgoing { hosts, known, ..m }, ids));
         (out, Vec::new())
     }
 
@@ -365,6 +439,7 @@ impl<B: Boundaries> Reactor<B> {
             kind: "",
             event_ms: None,
             resend: None,
+            known: crate::ledger::Known::new(),
         })
     }
 

@@ -93,6 +93,7 @@ impl<B: Boundaries> Reactor<B> {
                         kind: "reconcile",
                         event_ms: None,
                         resend: None,
+                        known: crate::ledger::Known::new(),
                     },
                     summary,
                 )

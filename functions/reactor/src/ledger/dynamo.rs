@@ -15,15 +15,19 @@
 //!
 //! Reads are `BatchGetItem` (100 keys a call, strongly consistent); one item is written
 //! with a conditional `PutItem`, several with `TransactWriteItems` (100 a call): a
-//! transaction is all or nothing, so when some conditions fail their items are left out
-//! and the others are written by the next one.
+//! transaction is all or nothing, so when some conditions fail none of its items is
+//! written, and all of them go back to [`super::update`], which writes them again
+//! together. Each write asks for the stored item should its condition fail (`ALL_OLD`),
+//! so a conflict costs the next write without a read of what changed.
 
 use std::collections::{BTreeSet, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use infra::aws::{api_error, AwsError};
 
-use super::{ActionKey, Doc, Item, Ledger, LedgerError};
+use super::{ActionKey, Doc, Item, Ledger, LedgerError, Unwritten};
 
 /// The sparse index of undecided items.
 pub const OPEN_INDEX: &str = "open";
@@ -198,9 +202,10 @@ impl DynamoLedger {
         }
     }
 
-    /// Writes `items` in one transaction; the indexes of those whose condition failed
-    /// (nothing was written then), or none.
-    async fn put_many(&self, items: &[&Item]) -> Result<Vec<usize>, LedgerError> {
+    /// Writes `items` in one transaction; when a condition failed (nothing was written
+    /// then), every item, with the stored one where DynamoDB returned it (`ALL_OLD`:
+    /// those whose condition failed).
+    async fn put_many(&self, items: &[&Item]) -> Result<Vec<Unwritten>, LedgerError> {
         let mut ops = Vec::with_capacity(items.len());
         for item in items {
             let (condition, values) = Self::condition(item);
@@ -209,6 +214,9 @@ impl DynamoLedger {
                 .set_item(Some(self.attributes(item)))
                 .condition_expression(condition)
                 .set_expression_attribute_values(values)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .build()
                 .map_err(|e| api_error("TransactWriteItems", &self.subject(), &e))?;
             ops.push(TransactWriteItem::builder().put(put).build());
@@ -231,17 +239,24 @@ impl DynamoLedger {
         };
         // Each item has a reason: "None" where its condition held. A conflict with
         // another transaction in flight counts as a failed condition: re-read, retry.
-        let failed: Vec<usize> = canceled
-            .cancellation_reasons()
+        let reasons = canceled.cancellation_reasons();
+        if !reasons
             .iter()
-            .enumerate()
-            .filter(|(_, r)| r.code().is_some_and(|c| c != "None"))
-            .map(|(i, _)| i)
-            .collect();
-        if failed.is_empty() {
+            .any(|r| r.code().is_some_and(|c| c != "None"))
+        {
             return Err(api_error("TransactWriteItems", &self.subject(), &e).into());
         }
-        Ok(failed)
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| Unwritten {
+                key: item.key(),
+                stored: reasons
+                    .get(i)
+                    .and_then(|r| r.item())
+                    .and_then(|attrs| Self::read(attrs).ok()),
+            })
+            .collect())
     }
 }
 
@@ -261,34 +276,22 @@ impl Ledger for DynamoLedger {
         Ok(out)
     }
 
-    async fn put(&self, items: &[Item]) -> Result<Vec<ActionKey>, LedgerError> {
+    async fn put(&self, items: &[Item]) -> Result<Vec<Unwritten>, LedgerError> {
         let mut conflicts = Vec::new();
         for chunk in items.chunks(BATCH) {
             if let [one] = chunk {
                 if !self.put_one(one).await? {
-                    conflicts.push(one.key());
+                    conflicts.push(Unwritten {
+                        key: one.key(),
+                        stored: None,
+                    });
                 }
                 continue;
             }
-            let mut left: Vec<&Item> = chunk.iter().collect();
-            while !left.is_empty() {
-                let failed: BTreeSet<usize> = self.put_many(&left).await?.into_iter().collect();
-                if failed.is_empty() {
-                    break;
-                }
-                conflicts.extend(
-                    left.iter()
-                        .enumerate()
-                        .filter(|(i, _)| failed.contains(i))
-                        .map(|(_, item)| item.key()),
-                );
-                left = left
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| !failed.contains(i))
-                    .map(|(_, item)| item)
-                    .collect();
-            }
+            // Nothing of a failed transaction was written: the caller writes its items
+            // again together, reading only those DynamoDB did not return.
+            let chunk: Vec<&Item> = chunk.iter().collect();
+            conflicts.extend(self.put_many(&chunk).await?);
         }
         Ok(conflicts)
     }

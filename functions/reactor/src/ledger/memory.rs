@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{ActionKey, Doc, Item, Ledger, LedgerError};
+use super::{ActionKey, Doc, Item, Ledger, LedgerError, Unwritten};
 
 type Interference = Box<dyn FnMut(&mut Item) + Send>;
 
@@ -14,6 +14,7 @@ pub struct MemoryLedger {
     items: Mutex<BTreeMap<String, Item>>,
     docs: Mutex<BTreeMap<String, Doc>>,
     writes: Mutex<usize>,
+    reads: Mutex<usize>,
     interfere: Mutex<Option<(Interference, bool)>>,
 }
 
@@ -36,6 +37,11 @@ impl MemoryLedger {
     /// Items written so far.
     pub fn writes(&self) -> usize {
         *self.writes.lock().unwrap()
+    }
+
+    /// Reads ([`Ledger::get`] calls) so far.
+    pub fn reads(&self) -> usize {
+        *self.reads.lock().unwrap()
     }
 
     /// Makes every stored item `ms` older: its start, deadline and reports, as if that
@@ -71,6 +77,7 @@ impl MemoryLedger {
 
 impl Ledger for MemoryLedger {
     async fn get(&self, keys: &[ActionKey]) -> Result<Vec<Item>, LedgerError> {
+        *self.reads.lock().unwrap() += 1;
         let items = self.items.lock().unwrap();
         Ok(keys
             .iter()
@@ -78,7 +85,7 @@ impl Ledger for MemoryLedger {
             .collect())
     }
 
-    async fn put(&self, items: &[Item]) -> Result<Vec<ActionKey>, LedgerError> {
+    async fn put(&self, items: &[Item]) -> Result<Vec<Unwritten>, LedgerError> {
         let mut stored = self.items.lock().unwrap();
         let mut interfere = self.interfere.lock().unwrap();
         if let Some((f, always)) = interfere.as_mut() {
@@ -97,7 +104,10 @@ impl Ledger for MemoryLedger {
             let id = i.key().id();
             let current = stored.get(&id).map(|s| s.version).unwrap_or(0);
             if current != i.version {
-                conflicts.push(i.key());
+                conflicts.push(Unwritten {
+                    key: i.key(),
+                    stored: stored.get(&id).cloned(),
+                });
                 continue;
             }
             let mut written = i.clone();

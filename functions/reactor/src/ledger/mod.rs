@@ -62,12 +62,12 @@ pub trait Ledger: Send + Sync {
 
     /// Writes `items`: one whose version is 0 only if it does not exist, any other only
     /// if the stored version is still its version; the stored version becomes one more.
-    /// Returns the keys of the items not written because of that condition (the others
-    /// were written).
+    /// Returns the items not written because a condition failed (theirs, or that of an
+    /// item written with them all or nothing); the others were written.
     fn put(
         &self,
         items: &[Item],
-    ) -> impl Future<Output = Result<Vec<ActionKey>, LedgerError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Unwritten>, LedgerError>> + Send;
 
     /// Every undecided item.
     fn open(&self) -> impl Future<Output = Result<Vec<Item>, LedgerError>> + Send;
@@ -79,6 +79,16 @@ pub trait Ledger: Send + Sync {
     /// Writes `doc` only if the stored version is still its version (0: it does not
     /// exist); the stored version becomes one more. Returns whether it was written.
     fn put_doc(&self, doc: &Doc) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+}
+
+/// An item [`Ledger::put`] did not write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Its key.
+    pub key: ActionKey,
+    /// The item as stored, when the failed write's answer carried it (DynamoDB's
+    /// `ALL_OLD` on a failed condition); `None`: read it again.
+    pub stored: Option<Item>,
 }
 
 /// A record kept beside the actions: its id, version and JSON body.
@@ -100,11 +110,53 @@ pub const MAX_ROUNDS: u32 = 8;
 /// Reads the items of `keys`, lets `change` edit each (`None` for one that does not
 /// exist; it returns the item to store, or `None` to leave it alone), writes what
 /// changed, and repeats for the items another writer changed meanwhile (`change` is
-/// called again with the fresh item, so it must only depend on what it is given).
+/// called again with the fresh item, so it must only depend on what it is given; a
+/// failed write that returned the stored items spares the next read).
 /// Returns the items as they stand afterwards (missing ones left alone are left out).
 pub async fn update<L, F>(
     ledger: &L,
     keys: &[ActionKey],
+    change: F,
+) -> Result<Vec<Item>, LedgerError>
+where
+    L: Ledger + ?Sized,
+    F: FnMut(&ActionKey, Option<Item>) -> Option<Item>,
+{
+    update_from(ledger, keys, Known::new(), change).await
+}
+
+/// What a caller already read of some keys: the item, or `None` when there was none.
+pub type Known = BTreeMap<ActionKey, Option<Item>>;
+
+/// The stored items of `keys`: those of `known` as it has them, the others read.
+async fn stored<L: Ledger + ?Sized>(
+    ledger: &L,
+    keys: &[ActionKey],
+    known: Known,
+) -> Result<BTreeMap<ActionKey, Item>, LedgerError> {
+    let unknown: Vec<ActionKey> = keys
+        .iter()
+        .filter(|k| !known.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut items: BTreeMap<ActionKey, Item> = known
+        .into_iter()
+        .filter_map(|(k, i)| Some((k, i?)))
+        .collect();
+    if !unknown.is_empty() {
+        let read = ledger.get(&unknown).await?;
+        items.extend(read.into_iter().map(|i| (i.key(), i)));
+    }
+    Ok(items)
+}
+
+/// [`update`], starting from what the caller read of some keys already (`known`): those
+/// are not read again unless their write conflicts (the write's condition is the
+/// version read, so a read that aged is caught there).
+pub async fn update_from<L, F>(
+    ledger: &L,
+    keys: &[ActionKey],
+    mut known: Known,
     mut change: F,
 ) -> Result<Vec<Item>, LedgerError>
 where
@@ -118,16 +170,12 @@ where
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    known.retain(|k, _| todo.contains(k));
     for _ in 0..MAX_ROUNDS {
         if todo.is_empty() {
             break;
         }
-        let current: BTreeMap<ActionKey, Item> = ledger
-            .get(&todo)
-            .await?
-            .into_iter()
-            .map(|i| (i.key(), i))
-            .collect();
+        let current = stored(ledger, &todo, std::mem::take(&mut known)).await?;
         let mut writes = Vec::new();
         for k in &todo {
             let before = current.get(k);
@@ -147,13 +195,19 @@ where
             todo.clear();
             break;
         }
-        let conflicts: BTreeSet<ActionKey> = ledger.put(&writes).await?.into_iter().collect();
+        let unwritten = ledger.put(&writes).await?;
+        let conflicts: BTreeSet<ActionKey> = unwritten.iter().map(|u| u.key.clone()).collect();
         for mut w in writes {
             if !conflicts.contains(&w.key()) {
                 w.version += 1;
                 done.insert(w.key(), w);
             }
         }
+        // Items a failed write told us as stored: the next round need not read them.
+        known = unwritten
+            .into_iter()
+            .filter_map(|u| Some((u.key, Some(u.stored?))))
+            .collect();
         todo = conflicts.into_iter().collect();
     }
     if !todo.is_empty() {
@@ -264,9 +318,12 @@ mod tests {
                 3,
             );
         });
+        let reads = l.reads();
         let after = update(&l, &[key("i-1")], up("h1")).await.unwrap();
         assert_eq!(after[0].decide(0).label(), "CONTINUE", "both reports kept");
         assert_eq!(after[0].version, 3);
+        // The failed write said what is stored: no second read.
+        assert_eq!(l.reads(), reads + 1);
         // A writer that never lets go: a clear error after the bounded rounds.
         l.interfere_always();
         let e = update(&l, &[key("i-1")], |_, i| {
