@@ -34,9 +34,20 @@ impl SocketWatch {
     /// Polls `show stat` through `client` every `every` for at most `max`, for servers
     /// of `backend`. Addresses are keyed by IP (without the port).
     pub fn start(client: Client, backend: &str, every: Duration, max: Duration) -> Self {
+        Self::watch(client, Some(backend.to_string()), every, max)
+    }
+
+    /// As [`SocketWatch::start`], for the servers of every backend: one `show stat` a
+    /// tick for a host's pools together (a watch per pool would ask HAProxy for every
+    /// server once per pool, a load of its own on a host with many members). Addresses
+    /// must then be unique across the host's pools.
+    pub fn start_every_backend(client: Client, every: Duration, max: Duration) -> Self {
+        Self::watch(client, None, every, max)
+    }
+
+    fn watch(client: Client, backend: Option<String>, every: Duration, max: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let seen: Arc<Mutex<BTreeMap<String, Seen>>> = Arc::default();
-        let backend = backend.to_string();
         let thread = {
             let (stop, seen) = (stop.clone(), seen.clone());
             std::thread::spawn(move || {
@@ -45,7 +56,10 @@ impl SocketWatch {
                     if let Ok(rows) = client.stats() {
                         let now = unix_ms();
                         let mut map = seen.lock().unwrap_or_else(|e| e.into_inner());
-                        for r in rows.iter().filter(|r| r.backend == backend) {
+                        for r in rows
+                            .iter()
+                            .filter(|r| backend.as_ref().is_none_or(|b| r.backend == *b))
+                        {
                             let ip = r
                                 .addr
                                 .rsplit_once(':')

@@ -77,15 +77,18 @@ struct Args {
     #[arg(long, default_value_t = 10000)]
     interval_ms: u64,
     /// Batches the reactor handles at once (the module's `inbox_max_concurrency`; what
-    /// its README advises for a fleet of this size: fewer, larger batches).
+    /// its README advises for a fleet of this size: every proxy reports on the same
+    /// actions, so more batches at once mostly rewrite the same ledger items).
     #[arg(long, default_value_t = 2)]
     pollers: usize,
-    /// The most inbox messages per invocation (the reactor module's `inbox_batch_size`;
-    /// what the reactor module's README advises for a fleet of this size).
-    #[arg(long, default_value_t = 100)]
+    /// The most inbox messages per invocation (the reactor module's `inbox_batch_size`,
+    /// its default; above 10 needs a batching window, AWS's rule).
+    #[arg(long, default_value_t = 10)]
     batch_size: usize,
-    /// How long a poller gathers a batch, ms (the module's `inbox_batching_window_s`).
-    #[arg(long, default_value_t = 1000)]
+    /// How long a poller gathers a batch, ms (the module's `inbox_batching_window_s`,
+    /// its default 0: each batch is what one receive brings). A window of 1000 costs
+    /// fewer calls and up to a second on each of the two hops (event, reports).
+    #[arg(long, default_value_t = 0)]
     batching_window_ms: u64,
     /// The stand-ins' batching window (agent.toml `[report] batch_ms`): outcomes that end
     /// within it share a message. The agent's default, as the real hosts keep: a
@@ -105,9 +108,9 @@ struct Args {
     log: Option<std::path::PathBuf>,
     /// The real hosts' health check interval, ms (HAProxy's `inter`): a slot leaving
     /// maintenance is first checked at its next tick, so a join there takes up to this
-    /// long whatever else is fast. Every member of every pool is checked this often on
-    /// each real host.
-    #[arg(long, default_value_t = 2000)]
+    /// long whatever else is fast, and a launch's decision with it. Every member of
+    /// every pool is checked this often on each real host.
+    #[arg(long, default_value_t = 500)]
     check_inter_ms: u64,
     /// Give up a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
@@ -139,6 +142,11 @@ fn main() -> anyhow::Result<()> {
     ensure!(
         (1..=10_000).contains(&args.batch_size),
         "--batch-size must be 1 to 10000 (what an SQS event source mapping takes)"
+    );
+    ensure!(
+        args.batch_size <= 10 || args.batching_window_ms >= 1000,
+        "--batch-size {} needs --batching-window-ms 1000 or more: AWS takes a batch size above 10 only with a batching window of at least a second",
+        args.batch_size
     );
     ensure!(
         args.groups > 0 && args.members >= args.groups && args.step > 0,
@@ -305,20 +313,18 @@ async fn launch_base(w: &Arc<World>, args: &Args, groups: &[String]) -> anyhow::
     Ok(())
 }
 
-/// On each real host, per pool: a watch of its servers (when each member came UP) and
-/// a paced HTTP load through its frontend.
+/// On each real host: a watch of its servers (when each member came UP; the groups'
+/// addresses are apart, so one watch serves every pool) and, per pool, a paced HTTP
+/// load through its frontend.
 fn watch_and_load(hosts: &[Host], groups: &[String]) -> (Vec<SocketWatch>, Vec<Load>) {
     let watches = hosts
         .iter()
-        .flat_map(|h| {
-            groups.iter().map(|g| {
-                SocketWatch::start(
-                    h.client(),
-                    &pool(g),
-                    Duration::from_millis(50),
-                    Duration::from_secs(3600),
-                )
-            })
+        .map(|h| {
+            SocketWatch::start_every_backend(
+                h.client(),
+                Duration::from_millis(50),
+                Duration::from_secs(3600),
+            )
         })
         .collect();
     let loads = hosts
