@@ -464,6 +464,21 @@ async fn deliver(r: &Fixture, records: Vec<Value>) -> Invocation {
     r.invoke(&json!({ "Records": records })).await
 }
 
+/// `instance` (the group's `n`th address) alone in web-asg's launch hook, and its launch
+/// event delivered.
+async fn launch_alone(r: &Fixture, instance: &str, n: u8) -> Invocation {
+    r.discovery.set(group(
+        "web-asg",
+        vec![member(instance, "Pending:Wait", n)],
+        1000,
+    ));
+    deliver(
+        r,
+        vec![event_record("e1", &lifecycle_event("launch", instance))],
+    )
+    .await
+}
+
 /// The generation of the last change sent.
 fn last_generation(r: &Fixture) -> u64 {
     r.dispatcher.changes().last().map(|c| c.generation).unwrap()
@@ -538,16 +553,7 @@ async fn a_launch_is_sent_at_once_and_continued_when_every_host_reports_it_up() 
 #[tokio::test]
 async fn a_launch_failing_on_one_host_is_abandoned() {
     let r = fixture();
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    deliver(
-        &r,
-        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
-    )
-    .await;
+    launch_alone(&r, "i-2", 2).await;
     let g = last_generation(&r);
     let i = deliver(
         &r,
@@ -720,17 +726,8 @@ async fn a_member_in_flight_is_sent_once_and_one_whose_event_was_lost_is_repaire
 #[tokio::test]
 async fn a_lifecycle_event_reads_the_ledger_once() {
     let r = fixture();
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-1", "Pending:Wait", 1)],
-        1000,
-    ));
     let reads = r.ledger.reads();
-    let i = deliver(
-        &r,
-        vec![event_record("e1", &lifecycle_event("launch", "i-1"))],
-    )
-    .await;
+    let i = launch_alone(&r, "i-1", 1).await;
     assert_eq!(i.summary.changes.len(), 1);
     // The read that tells whether its member is in flight also serves the opening.
     assert_eq!(r.ledger.reads(), reads + 1);
@@ -739,16 +736,7 @@ async fn a_lifecycle_event_reads_the_ledger_once() {
 #[tokio::test]
 async fn a_member_a_concurrent_invocation_opened_at_a_newer_generation_is_left_to_it() {
     let r = fixture();
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-1", "Pending:Wait", 1)],
-        1000,
-    ));
-    deliver(
-        &r,
-        vec![event_record("e1", &lifecycle_event("launch", "i-1"))],
-    )
-    .await;
+    launch_alone(&r, "i-1", 1).await;
     // Another invocation, reading the group a moment later, opened i-1's action at a
     // newer generation than this one is about to take: its change carries i-1 (and
     // hosts would take it over this one's anyway).
@@ -1119,16 +1107,7 @@ async fn concurrent_invocations_complete_an_action_once_and_a_dead_claimant_is_r
 #[tokio::test]
 async fn a_forged_report_and_an_event_from_a_proxy_complete_nothing() {
     let r = fixture();
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    deliver(
-        &r,
-        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
-    )
-    .await;
+    launch_alone(&r, "i-2", 2).await;
     let g = last_generation(&r);
     let body = report_body("i-p0", &[("i-2", Up, g)]);
     let body1 = report_body("i-p1", &[("i-2", Up, g)]);
@@ -1164,16 +1143,7 @@ async fn a_forged_report_and_an_event_from_a_proxy_complete_nothing() {
 #[tokio::test]
 async fn a_silent_host_is_dropped_after_the_report_timeout_and_never_vetoes() {
     let r = fixture();
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    deliver(
-        &r,
-        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
-    )
-    .await;
+    launch_alone(&r, "i-2", 2).await;
     let g = last_generation(&r);
     deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
     assert!(completed(&r).is_empty());
@@ -1191,16 +1161,7 @@ async fn a_silent_host_is_dropped_after_the_report_timeout_and_never_vetoes() {
 #[tokio::test]
 async fn the_first_report_sets_a_reminder_that_drops_a_silent_host_when_it_comes() {
     let r = fixture();
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    deliver(
-        &r,
-        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
-    )
-    .await;
+    launch_alone(&r, "i-2", 2).await;
     let g = last_generation(&r);
     assert!(
         r.reminders.set.lock().unwrap().is_empty(),
@@ -1315,16 +1276,7 @@ async fn a_launch_of_a_leaving_instance_is_abandoned_and_no_proxy_means_continue
     assert_eq!(completed(&r), [("i-2".to_string(), "ABANDON")]);
 
     let r = build(config(&[]), FakeHosts::new(0), FakeLifecycle::default());
-    r.discovery.set(group(
-        "web-asg",
-        vec![member("i-2", "Pending:Wait", 2)],
-        1000,
-    ));
-    let i = deliver(
-        &r,
-        vec![event_record("e1", &lifecycle_event("launch", "i-2"))],
-    )
-    .await;
+    let i = launch_alone(&r, "i-2", 2).await;
     assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
     assert!(i.summary.actions[0].reason.contains("no proxy host"));
     assert!(r.dispatcher.changes().is_empty());
