@@ -9,8 +9,8 @@ use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use infra::{Change, Desired};
@@ -26,6 +26,9 @@ use crate::store;
 
 /// Requests served at once; more wait for a place (connections queue in the kernel).
 const MAX_CLIENTS: usize = 64;
+/// How long a stopping service waits for the requests it serves to be answered (a
+/// waiting `agent apply --wait` is told its members are pending within a tick).
+const CLIENTS_GRACE: Duration = Duration::from_secs(5);
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 /// A SIGHUP came: agent.toml is to be read again.
@@ -108,7 +111,8 @@ pub fn run(cfg: AgentConfig, path: &Path) -> Result<(), StartError> {
     loop {
         let service = Arc::new(Service::open(cfg.clone())?);
         let threads = start(&service, metrics.as_ref(), &socket)?;
-        let next = accept(&listener, &service, path);
+        let clients = Arc::new(Clients::default());
+        let next = accept(&listener, &service, &clients, path);
         match &next {
             None => info!("stopping: operations in flight stay in the slot table and resume at the next start"),
             Some(_) => info!("restarting in place with the re-read agent.toml: operations in flight stay in the slot table and resume at once"),
@@ -116,6 +120,12 @@ pub fn run(cfg: AgentConfig, path: &Path) -> Result<(), StartError> {
         service.shutdown();
         for t in threads {
             let _ = t.join();
+        }
+        // Every request in flight is answered before the process ends (a waiter told
+        // "pending" must not read a closed socket instead).
+        let unanswered = clients.wait_idle(CLIENTS_GRACE);
+        if unanswered > 0 {
+            warn!(unanswered, "stopping with requests still unanswered after {CLIENTS_GRACE:?}: their clients read a closed socket");
         }
         service.persist(&service.lock());
         match next {
@@ -227,8 +237,12 @@ fn start(
 
 /// Serves the control socket until SIGTERM or SIGINT (`None`) or a SIGHUP whose
 /// agent.toml is to be applied (`Some`, the new configuration).
-fn accept(listener: &UnixListener, service: &Arc<Service>, path: &Path) -> Option<AgentConfig> {
-    let clients = Arc::new(AtomicUsize::new(0));
+fn accept(
+    listener: &UnixListener,
+    service: &Arc<Service>,
+    clients: &Arc<Clients>,
+    path: &Path,
+) -> Option<AgentConfig> {
     while !SIGNALLED.load(Ordering::SeqCst) {
         if HANGUP.swap(false, Ordering::SeqCst) {
             if let Some(new) = super::reread::reread(path, &service.cfg) {
@@ -237,21 +251,20 @@ fn accept(listener: &UnixListener, service: &Arc<Service>, path: &Path) -> Optio
         }
         match listener.accept() {
             Ok((stream, _)) => {
-                if clients.load(Ordering::SeqCst) >= MAX_CLIENTS {
+                if !clients.enter(MAX_CLIENTS) {
                     let _ = stream.set_nonblocking(false);
                     control::send(&stream, &Reply::Error(format!("the agent service is busy: {MAX_CLIENTS} requests are in flight; try again")));
                     continue;
                 }
-                clients.fetch_add(1, Ordering::SeqCst);
                 let (s, c) = (service.clone(), clients.clone());
                 let spawned = std::thread::Builder::new()
                     .name("client".into())
                     .spawn(move || {
                         serve(&s, &stream);
-                        c.fetch_sub(1, Ordering::SeqCst);
+                        c.leave();
                     });
                 if let Err(e) = spawned {
-                    clients.fetch_sub(1, Ordering::SeqCst);
+                    clients.leave();
                     error!(error = %e, "cannot start a thread for a request");
                 }
             }
@@ -264,6 +277,42 @@ fn accept(listener: &UnixListener, service: &Arc<Service>, path: &Path) -> Optio
         }
     }
     None
+}
+
+/// The requests being served: bounded, and waited for when the service stops.
+#[derive(Default)]
+struct Clients {
+    count: Mutex<usize>,
+    left: Condvar,
+}
+
+impl Clients {
+    /// Counts one more request, unless `max` are in flight.
+    fn enter(&self, max: usize) -> bool {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// One request was answered (or never started).
+    fn leave(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        self.left.notify_all();
+    }
+
+    /// Waits until no request is in flight or `within` passed; how many still are.
+    fn wait_idle(&self, within: Duration) -> usize {
+        let n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let (n, _) = self
+            .left
+            .wait_timeout_while(n, within, |n| *n > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        *n
+    }
 }
 
 /// With `[report]`, the thread that sends members' outcomes to the reactor's inbox.
@@ -524,4 +573,33 @@ fn message<T>(
         service.metric(|m| m.error(metrics::ErrorKind::RefusedMessage));
     }
     parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_bounded_and_a_stop_waits_for_the_ones_in_flight() {
+        let clients = Arc::new(Clients::default());
+        assert!(clients.enter(2) && clients.enter(2));
+        assert!(
+            !clients.enter(2),
+            "a third request past the bound is refused"
+        );
+        clients.leave();
+        let c = clients.clone();
+        let answering = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            c.leave();
+        });
+        assert_eq!(clients.wait_idle(Duration::from_secs(10)), 0);
+        let _ = answering.join();
+        assert!(clients.enter(2));
+        assert_eq!(
+            clients.wait_idle(Duration::from_millis(20)),
+            1,
+            "one that never answers is counted, not waited for forever"
+        );
+    }
 }
