@@ -300,15 +300,20 @@ fn event_of(w: &World, detail_type: &str, instance: &str) -> Result<Value> {
 
 /// Scales to `desired`; the instance that came or went.
 async fn scale(w: &World, desired: i32) -> Result<String> {
-    let before: Vec<String> = w.members(GROUP).await?.into_iter().map(|m| m.id).collect();
+    let before = w.members(GROUP).await?;
     w.scale(GROUP, desired).await?;
     let after = w.members(GROUP).await?;
-    if let Some(new) = after.iter().find(|m| !before.contains(&m.id)) {
-        return Ok(new.id.clone());
-    }
+    // The instance that came, or the one that went into the terminate hook now (those
+    // of earlier terminations still wait there while they drain).
     after
         .iter()
-        .find(|m| m.state == "Terminating:Wait")
+        .find(|m| {
+            let was = before.iter().find(|b| b.id == m.id);
+            match was {
+                None => true,
+                Some(b) => m.state == "Terminating:Wait" && b.state != m.state,
+            }
+        })
         .map(|m| m.id.clone())
         .context("no instance came or went")
 }

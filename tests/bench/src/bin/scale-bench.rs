@@ -27,7 +27,8 @@
 //!   and deletes (`event_source_calls`). `aws_calls_by_api` splits them (`reactor:` /
 //!   `proxies:` prefixes).
 //! - `lambda_invocations`, `throttled_calls` (any caller, during the burst;
-//!   `throttled_by_api` splits them).
+//!   `throttled_by_api` splits them). `records_given_back`: inbox records the reactor
+//!   failed (back after the visibility timeout); the first reasons are printed.
 //! - `event_to_decision_ms_p50` / `_p99`: from an instance entering `Pending:Wait` or
 //!   `Terminating:Wait` to its action's completion by the reactor.
 //! - `event_to_serving_ms_p99`: from a launch's wait starting to the member UP on every
@@ -222,16 +223,15 @@ async fn run(args: &Args) -> anyhow::Result<Value> {
     }
     let up = up_times(&r);
     let ips = instance_ips(&r.w)?;
+    let handled = r.invocations.lock().map(|v| v.clone()).unwrap_or_default();
+    let given_back = records_given_back(&handled);
     Ok(figures(
         args,
         &calls,
         &lifecycle,
         &Serving { up, ips },
         (requests, failed),
-        r.invocations
-            .lock()
-            .map(|v| v.len() as u64)
-            .unwrap_or_default(),
+        (handled.len() as u64, given_back),
     ))
 }
 
@@ -409,6 +409,8 @@ async fn reactor(
                     "inputs": s.inputs,
                     "changes": s.changes.iter().map(|c| c.hosts).collect::<Vec<_>>(),
                     "decided": s.actions.iter().filter(|a| a.decision != "WAIT").count(),
+                    "failed": s.failed.len(),
+                    "errors": s.errors,
                 });
                 if let Ok(mut v) = handled.lock() {
                     v.push(done);
@@ -532,6 +534,23 @@ fn instance_ips(w: &World) -> anyhow::Result<BTreeMap<String, String>> {
         .collect())
 }
 
+/// The records the reactor gave back to the inbox (to be delivered again after the
+/// visibility timeout); says the first few reasons.
+fn records_given_back(handled: &[Value]) -> u64 {
+    let mut n = 0;
+    let mut said = 0;
+    for i in handled {
+        n += i["failed"].as_u64().unwrap_or_default();
+        for e in i["errors"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            if said < 5 {
+                eprintln!("scale-bench: the reactor gave records back: {e}");
+                said += 1;
+            }
+        }
+    }
+    n
+}
+
 /// The figures from the call log, the lifecycle log and the watches.
 fn figures(
     args: &Args,
@@ -539,7 +558,7 @@ fn figures(
     lifecycle: &[Value],
     served: &Serving,
     (requests, failed): (u64, u64),
-    invocations: u64,
+    (invocations, given_back): (u64, u64),
 ) -> Value {
     let calls = calls.as_array().map(Vec::as_slice).unwrap_or_default();
     let mut by_api: BTreeMap<String, u64> = BTreeMap::new();
@@ -605,7 +624,7 @@ fn figures(
         "report_messages_per_lifecycle_action": per(proxies),
         "all_calls_per_lifecycle_action": per(reactor + proxies + event_source),
         "aws_calls_by_api": by_api, "event_source_calls": event_source,
-        "lambda_invocations": invocations, "throttled_calls": throttled, "throttled_by_api": throttled_by_api,
+        "lambda_invocations": invocations, "records_given_back": given_back, "throttled_calls": throttled, "throttled_by_api": throttled_by_api,
         "event_to_decision_ms_p50": percentile(&decided, 50.0), "event_to_decision_ms_p99": percentile(&decided, 99.0),
         "event_to_serving_ms_p99": percentile(&serving, 99.0), "serving_measured": serving.len(),
         "requests": requests, "failed_requests": failed,
