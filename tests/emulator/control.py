@@ -4,7 +4,8 @@ Tests steer and observe the emulator over HTTP on the same port as the AWS APIs,
 ``/moto-ext/`` (moto keeps ``/moto-api/``). Every other request is an AWS call: it is
 classified (:mod:`faults`), logged, possibly answered with an injected fault, and otherwise
 served by moto while holding :data:`emulator.LOCK`, so moto's models never see a request and
-a lifecycle timer or an SSM result at the same time.
+a lifecycle timer or an SSM result at the same time (SQS and DynamoDB, which nothing else
+touches, each under a lock of its own).
 
 Control endpoints (JSON in and out):
   GET  /moto-ext/health                     {"ok": true}
@@ -36,6 +37,7 @@ Control endpoints (JSON in and out):
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Callable, Iterable
 
@@ -56,6 +58,9 @@ from . import (
 )
 
 _calls: list[dict[str, Any]] = []
+# The call log's own lock: logging a call (every SQS request too) must not wait for a
+# model call holding the emulator's lock.
+_calls_lock = threading.Lock()
 UNLOCKED_SERVICES = {"sqs"}
 
 
@@ -72,7 +77,8 @@ def reset_all() -> None:
         quotas.reset()
         replay.reset()
         sqs_queues.reset()
-        _calls.clear()
+        with _calls_lock:
+            _calls.clear()
         moto_api_backend.reset()
 
 
@@ -132,7 +138,7 @@ class ExtensionApp:
             # mutating call applied twice (a lost answer, a timeout) can be told apart.
             entry["attempt"] = attempt
             entry["invocation"] = environ.get("HTTP_AMZ_SDK_INVOCATION_ID", "")
-        with LOCK:
+        with _calls_lock:
             _calls.append(entry)
         fault = faults.take(service, action)
         if fault is not None and fault["delay_ms"]:
@@ -205,10 +211,10 @@ class ExtensionApp:
         if route == ("GET", "/moto-ext/health"):
             return 200, {"ok": True}
         if route == ("GET", "/moto-ext/calls"):
-            with LOCK:
+            with _calls_lock:
                 return 200, [dict(c) for c in _calls]
         if route == ("POST", "/moto-ext/calls/reset"):
-            with LOCK:
+            with _calls_lock:
                 _calls.clear()
             return 200, {"ok": True}
         if route == ("GET", "/moto-ext/faults"):

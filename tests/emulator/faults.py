@@ -17,12 +17,12 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from . import LOCK
 
 SIGNING_ALIASES = {"eventbridge": "events"}
 TARGET_PREFIXES = {"AmazonSSM": "ssm", "AWSEvents": "events", "AmazonSQS": "sqs"}
@@ -48,6 +48,8 @@ ROUTE53_ACTIONS = [
 ]
 
 _rules: list[dict[str, Any]] = []
+# The rules' own lock: every call looks here, SQS's too, so not the emulator's lock.
+_lock = threading.Lock()
 FORM_KEY = "moto_ext.form"  # environ: the parsed query-protocol parameters
 REGION_KEY = "moto_ext.region"  # environ: the region of the SigV4 credential scope
 
@@ -130,24 +132,24 @@ def add(rule: Any) -> dict[str, Any]:
     }
     if not 400 <= normalized["status"] <= 599:
         raise ValueError("status must be a 4xx or 5xx HTTP status")
-    with LOCK:
+    with _lock:
         _rules.append(normalized)
     return dict(normalized)
 
 
 def rules() -> list[dict[str, Any]]:
-    with LOCK:
+    with _lock:
         return [dict(r) for r in _rules]
 
 
 def clear() -> None:
-    with LOCK:
+    with _lock:
         _rules.clear()
 
 
 def take(service: str, action: str) -> dict[str, Any] | None:
     """The first rule matching this call, consuming one of its uses."""
-    with LOCK:
+    with _lock:
         for rule in _rules:
             if rule["service"] in ("*", service) and rule["action"] in ("*", action):
                 if rule["count"] > 0:

@@ -541,7 +541,11 @@ fn records_given_back(handled: &[Value]) -> u64 {
     let mut said = 0;
     for i in handled {
         n += i["failed"].as_u64().unwrap_or_default();
-        for e in i["errors"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        for e in i["errors"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             if said < 5 {
                 eprintln!("scale-bench: the reactor gave records back: {e}");
                 said += 1;
