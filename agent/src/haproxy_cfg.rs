@@ -574,8 +574,11 @@ pub fn render(cfg: &AgentConfig) -> String {
 
 fn render_global(cfg: &AgentConfig, s: &mut String, state_file: bool) {
     s.push_str("global\n");
+    // `expose-fd listeners`: a new HAProxy started by hand (`-sf <pid> -x <this socket>`)
+    // takes the listening sockets over instead of binding its own, so no connection
+    // waiting in the old one's accept queue is reset.
     s.push_str(&format!(
-        "    stats socket {} mode 600 level admin\n",
+        "    stats socket {} mode 600 level admin expose-fd listeners\n",
         socket_addr(&cfg.haproxy.admin_socket)
     ));
     s.push_str("    stats timeout 30s\n");

@@ -406,15 +406,19 @@ impl Host {
         self.spawn_haproxy(&[], None)
     }
 
-    /// Restarts HAProxy the way `haproxy -sf <pid>` does (an operator's script, an older
-    /// init system): a new master starts from the same files and tells the old one to
-    /// finish; returns once the new master's worker answers. The old master exits by
-    /// itself once its worker finished (its sessions closed).
+    /// Restarts HAProxy the way `haproxy -sf <pid> -x <admin socket>` does (an operator's
+    /// script, an older init system): a new master starts from the same files, takes the
+    /// listening sockets over from the old worker (HAProxy's seamless restart; without
+    /// `-x` a connection waiting in the old listener's queue is reset) and tells the old
+    /// one to finish; returns once the new master's worker answers. The old master exits
+    /// by itself once its worker finished (its sessions closed).
     pub fn restart_haproxy_sf(&mut self) -> anyhow::Result<()> {
         let old = self.haproxy.take().context("HAProxy is not running")?;
         let before = self.client().proc_info()?.current_worker();
         let pid = old.id().to_string();
-        self.spawn_haproxy(&["-sf", &pid], before)?;
+        let admin = self.dir.path().join("admin.sock");
+        let admin = admin.to_string_lossy().into_owned();
+        self.spawn_haproxy(&["-sf", &pid, "-x", &admin], before)?;
         // Reaped in the background: it ends once its worker's sessions are done.
         std::thread::spawn(move || {
             let mut old = old;
