@@ -173,6 +173,12 @@ pub struct Claim {
 /// A fresh claimant id: random, so concurrent invocations (in one process or many)
 /// never share one.
 pub fn claim_id() -> String {
+    format!("{:016x}", random_u64())
+}
+
+/// 64 random bits (a randomly keyed hash of the time and the process), different at
+/// every call and in every process.
+pub(super) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -181,7 +187,7 @@ pub fn claim_id() -> String {
             .map_or(0, |d| d.as_nanos()),
     );
     h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    h.finish()
 }
 
 /// The reactor's timeouts, in ms.

@@ -126,14 +126,7 @@ pub fn conflict_pause(conflicts: u32, jitter: f64) -> Duration {
 
 /// A number in [0, 1) that differs between invocations and calls.
 fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    (item::random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Reads the items of `keys`, lets `change` edit each (`None` for one that does not
