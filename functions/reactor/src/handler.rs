@@ -100,6 +100,24 @@ impl Batch {
             .await
             .cloned()
     }
+
+    /// Whether the proxies were listed already.
+    pub(crate) fn has_hosts(&self) -> bool {
+        self.hosts.initialized()
+    }
+
+    /// The proxies in service, among `in_service` (the proxy group's in-service
+    /// instances as the caller read them) when not listed yet.
+    pub(crate) async fn hosts_among<P: Dispatcher>(
+        &self,
+        dispatcher: &P,
+        in_service: Vec<String>,
+    ) -> Result<Vec<HostId>, DispatchError> {
+        self.hosts
+            .get_or_try_init(|| dispatcher.hosts_among(in_service))
+            .await
+            .cloned()
+    }
 }
 
 /// What one invocation did and what it answers.

@@ -25,6 +25,19 @@ pub const ACCOUNT: &str = "123456789012";
 
 /// The workspace root (the harness lives in `tests/harness`).
 pub fn workspace_root() -> PathBuf {
+    // Where cargo runs the program from (a test or `cargo run`: its package), else the
+    // working directory: the checkout being tested. The path built in comes last: a
+    // build cache shared with another checkout (~/.cache) bakes in that checkout's.
+    let runtime = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok());
+    if let Some(root) = runtime
+        .iter()
+        .flat_map(|p| p.ancestors())
+        .find(|d| d.join("tests/emulator/server.py").is_file())
+    {
+        return root.to_path_buf();
+    }
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.join("../..")
         .canonicalize()

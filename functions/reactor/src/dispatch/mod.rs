@@ -12,6 +12,7 @@ use infra::aws::AwsError;
 use infra::{Change, HostId};
 
 mod ssm;
+mod tags;
 
 pub use ssm::{split_change, SsmDispatcher, SsmSettings, PARAMETERS_BUDGET, SSM_INSTANCE_BATCH};
 
@@ -39,6 +40,17 @@ pub trait Dispatcher: Send + Sync {
     /// that carry the proxy tag. Listed apart from [`Dispatcher::send`] so that the
     /// reactor reads them while it reads a group, and once per batch.
     fn hosts(&self) -> impl Future<Output = Result<Vec<HostId>, DispatchError>> + Send;
+
+    /// The proxies among `in_service`, the in-service instances of the proxy group as
+    /// the caller read them with other groups (one read fewer). A dispatcher that cannot
+    /// tell lists them itself.
+    fn hosts_among(
+        &self,
+        in_service: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<HostId>, DispatchError>> + Send {
+        let _ = in_service;
+        self.hosts()
+    }
 
     /// Sends `change` (about `label`, for logs and the command's comment) to `hosts` and
     /// returns at once; no host means nothing is sent and the list is empty.

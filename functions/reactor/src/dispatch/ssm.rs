@@ -1,10 +1,11 @@
 //! SSM Run Command of the project's document on every proxy host.
 //!
 //! 1. The proxies are the in-service instances of the proxy group (`PROXY_GROUP`,
-//!    one `DescribeAutoScalingGroups`) that carry the proxy tag (`PROXY_TAG_KEY` =
-//!    `PROXY_TAG_VALUE`, one `DescribeTags` of those ids: the instances' tags without
-//!    the rest of what `DescribeInstances` renders): tagging another instance does not
-//!    make it a proxy, and a proxy leaving service gets nothing more.
+//!    one `DescribeAutoScalingGroups`, or the reactor's own read of the groups a change
+//!    is about, [`Dispatcher::hosts_among`]) that carry the proxy tag (`PROXY_TAG_KEY` =
+//!    `PROXY_TAG_VALUE`, one `DescribeTags` of the ids not seen with it in the last
+//!    minute, [`super::tags`]): tagging another instance does not make it a proxy, and a
+//!    proxy leaving service gets nothing more.
 //! 2. A change whose parameters would pass Run Command's 64 KB limit is split into parts
 //!    of the same generation ([`split_change`]).
 //! 3. `SendCommand` per part and per 50 instance ids (the API's limit), a few side by
@@ -14,11 +15,15 @@
 //!    (one broken host must not cancel the others). Nothing waits for the hosts and
 //!    nothing is read back.
 
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use base64::Engine;
 use infra::aws::{api_error, AwsError};
 use infra::GroupName;
 use infra::{Change, HostId, MemberId, PoolChange};
 
+use super::tags::TagMemory;
 use super::{DispatchError, Dispatcher, Sent};
 use crate::join::join_all;
 
@@ -58,6 +63,8 @@ pub struct SsmDispatcher {
     ssm: aws_sdk_ssm::Client,
     ec2: aws_sdk_ec2::Client,
     asg: aws_sdk_autoscaling::Client,
+    /// The proxies seen with the proxy tag lately (shared by clones).
+    tags: Arc<Mutex<TagMemory>>,
 }
 
 fn api<E: std::error::Error>(api: &'static str, subject: &str, e: &E) -> DispatchError {
@@ -147,6 +154,7 @@ impl SsmDispatcher {
             ssm: aws_sdk_ssm::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
             asg: aws_sdk_autoscaling::Client::new(config),
+            tags: Arc::default(),
         }
     }
 
@@ -188,6 +196,47 @@ impl SsmDispatcher {
             })
     }
 
+    /// The remembered tag verdicts (a poisoned lock is still a usable memory).
+    fn memory(&self) -> std::sync::MutexGuard<'_, TagMemory> {
+        self.tags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ids of `ids` that carry the proxy tag (`DescribeTags`).
+    async fn tagged(&self, ids: &[String]) -> Result<Vec<String>, DispatchError> {
+        use aws_sdk_ec2::types::Filter;
+        let subject = format!("the proxies of group {}", self.settings.proxy_group);
+        let mut tagged = Vec::new();
+        for chunk in ids.chunks(TAG_FILTER_VALUES) {
+            let filter = |name: &str, values: &[String]| {
+                Filter::builder()
+                    .name(name)
+                    .set_values(Some(values.to_vec()))
+                    .build()
+            };
+            let mut pages = self
+                .ec2
+                .describe_tags()
+                .filters(filter("resource-id", chunk))
+                .filters(filter("key", std::slice::from_ref(&self.settings.tag_key)))
+                .filters(filter(
+                    "value",
+                    std::slice::from_ref(&self.settings.tag_value),
+                ))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| api("DescribeTags", &subject, &e))?;
+                tagged.extend(
+                    page.tags()
+                        .iter()
+                        .filter_map(|t| t.resource_id())
+                        .map(str::to_string),
+                );
+            }
+        }
+        Ok(tagged)
+    }
+
     /// The in-service instances of the proxy group.
     async fn in_service(&self) -> Result<Vec<String>, DispatchError> {
         let group = &self.settings.proxy_group;
@@ -222,41 +271,23 @@ pub const DELIVERY_TIMEOUT_S: i32 = 60;
 
 impl Dispatcher for SsmDispatcher {
     async fn hosts(&self) -> Result<Vec<HostId>, DispatchError> {
-        use aws_sdk_ec2::types::Filter;
         let in_service = self.in_service().await?;
-        if in_service.is_empty() {
-            return Ok(Vec::new());
+        self.hosts_among(in_service).await
+    }
+
+    async fn hosts_among(&self, in_service: Vec<String>) -> Result<Vec<HostId>, DispatchError> {
+        let now = Instant::now();
+        let unknown = self.memory().unknown(&in_service, now);
+        if !unknown.is_empty() {
+            let tagged = self.tagged(&unknown).await?;
+            self.memory().record(&tagged, now);
         }
-        let subject = format!("the proxies of group {}", self.settings.proxy_group);
-        let mut ids = Vec::new();
-        for chunk in in_service.chunks(TAG_FILTER_VALUES) {
-            let filter = |name: &str, values: &[String]| {
-                Filter::builder()
-                    .name(name)
-                    .set_values(Some(values.to_vec()))
-                    .build()
-            };
-            let mut pages = self
-                .ec2
-                .describe_tags()
-                .filters(filter("resource-id", chunk))
-                .filters(filter("key", std::slice::from_ref(&self.settings.tag_key)))
-                .filters(filter(
-                    "value",
-                    std::slice::from_ref(&self.settings.tag_value),
-                ))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| api("DescribeTags", &subject, &e))?;
-                ids.extend(
-                    page.tags()
-                        .iter()
-                        .filter_map(|t| t.resource_id())
-                        .filter_map(|id| HostId::new(id).ok()),
-                );
-            }
-        }
+        let mut ids: Vec<HostId> = self
+            .memory()
+            .tagged(&in_service, now)
+            .into_iter()
+            .filter_map(|id| HostId::new(id).ok())
+            .collect();
         ids.sort();
         ids.dedup();
         Ok(ids)

@@ -363,17 +363,10 @@ impl<B: Boundaries> Reactor<B> {
         known: ledger::Known,
         summary: &mut Summary,
     ) -> (Option<(Outgoing, Vec<String>)>, Failed) {
-        let names: Vec<GroupName> = units.iter().map(|u| u.group.clone()).collect();
-        let instances = sorted_instances(units.iter().flat_map(|u| &u.actions));
-        let (states, hosts) = tokio::join!(
-            self.discovery.groups_for_events(&names, &instances),
-            batch.hosts(&self.dispatcher)
-        );
         let all = || units.iter().flat_map(|u| u.ids.iter().cloned()).collect();
-        let (states, hosts) = match (states, hosts) {
-            (Ok(s), Ok(h)) => (s, h),
-            (Err(e), _) => return (None, vec![(all(), e.into())]),
-            (_, Err(e)) => return (None, vec![(all(), e.into())]),
+        let (states, hosts) = match self.groups_and_hosts(batch, units).await {
+            Ok(read) => read,
+            Err(e) => return (None, vec![(all(), e)]),
         };
         let (mut merged, mut ids) = (None::<Outgoing>, Vec::new());
         for u in units {
@@ -408,6 +401,40 @@ impl<B: Boundaries> Reactor<B> {
         }
         let out = merged.map(|m| (Outgoing { hosts, known, ..m }, ids));
         (out, Vec::new())
+    }
+
+    /// The groups of `units` and the proxies, read at once: the proxy group is read
+    /// with the others (one `DescribeAutoScalingGroups`) unless the batch listed the
+    /// proxies already.
+    async fn groups_and_hosts(
+        &self,
+        batch: &Batch,
+        units: &[Unit],
+    ) -> Result<(Vec<GroupState>, Vec<infra::HostId>), ReactorError> {
+        let mut names: Vec<GroupName> = units.iter().map(|u| u.group.clone()).collect();
+        let instances = sorted_instances(units.iter().flat_map(|u| &u.actions));
+        let proxy = &self.config.proxy_group;
+        if batch.has_hosts() || names.contains(proxy) {
+            let (states, hosts) = tokio::join!(
+                self.discovery.groups_for_events(&names, &instances),
+                batch.hosts(&self.dispatcher)
+            );
+            return Ok((states?, hosts?));
+        }
+        names.push(proxy.clone());
+        let mut states = self.discovery.groups_for_events(&names, &instances).await?;
+        let in_service: Vec<String> = match states.iter().position(|s| &s.name == proxy) {
+            Some(i) => states
+                .swap_remove(i)
+                .members
+                .iter()
+                .filter(|m| m.lifecycle_state == "InService")
+                .map(|m| m.id.as_str().to_string())
+                .collect(),
+            None => Vec::new(),
+        };
+        let hosts = batch.hosts_among(&self.dispatcher, in_service).await?;
+        Ok((states, hosts))
     }
 
     /// The change for `scope` of a group's `state`, with the actions it serves (`None`

@@ -298,7 +298,10 @@ pub(crate) mod samples {
 
     /// The sample `name` (file name without `.json`).
     pub fn sample(name: &str) -> Value {
-        let path = format!("{}/tests/samples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        // cargo test's own (a build cache shared with another checkout bakes in its).
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let path = format!("{dir}/tests/samples/{name}.json");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     }

@@ -18,16 +18,18 @@
 //! transaction is all or nothing, so when some conditions fail none of its items is
 //! written, and all of them go back to [`super::update`], which writes them again
 //! together. Each write asks for the stored item should its condition fail (`ALL_OLD`),
-//! so a conflict costs the next write without a read of what changed.
+//! and an item whose own condition held is as it was read, so a conflict costs the next
+//! write without a read.
 
 use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, CancellationReason, KeysAndAttributes, Put,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use infra::aws::{api_error, AwsError};
 
-use super::{ActionKey, Doc, Item, Ledger, LedgerError, Unwritten};
+use super::{ActionKey, Doc, Item, Ledger, LedgerError, Stored, Unwritten};
 
 /// The sparse index of undecided items.
 pub const OPEN_INDEX: &str = "open";
@@ -251,12 +253,26 @@ impl DynamoLedger {
             .enumerate()
             .map(|(i, item)| Unwritten {
                 key: item.key(),
-                stored: reasons
-                    .get(i)
-                    .and_then(|r| r.item())
-                    .and_then(|attrs| Self::read(attrs).ok()),
+                stored: stored_after(reasons.get(i)),
             })
             .collect())
+    }
+}
+
+/// What a cancelled transaction's reason tells of its item: the item as stored where
+/// its condition failed (`ALL_OLD`), unchanged where its reason is `None` (its condition
+/// held; only another item failed), else nothing (`TransactionConflict`: another
+/// transaction was writing it).
+fn stored_after(reason: Option<&CancellationReason>) -> Stored {
+    let Some(reason) = reason else {
+        return Stored::Unknown;
+    };
+    if reason.code() == Some("None") {
+        return Stored::AsRead;
+    }
+    match reason.item().map(DynamoLedger::read) {
+        Some(Ok(item)) => Stored::Returned(item),
+        _ => Stored::Unknown,
     }
 }
 
@@ -283,7 +299,7 @@ impl Ledger for DynamoLedger {
                 if !self.put_one(one).await? {
                     conflicts.push(Unwritten {
                         key: one.key(),
-                        stored: None,
+                        stored: Stored::Unknown,
                     });
                 }
                 continue;

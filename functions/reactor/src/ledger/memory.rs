@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{ActionKey, Doc, Item, Ledger, LedgerError, Unwritten};
+use super::{ActionKey, Doc, Item, Ledger, LedgerError, Stored, Unwritten};
 
 type Interference = Box<dyn FnMut(&mut Item) + Send>;
 
@@ -15,7 +15,8 @@ pub struct MemoryLedger {
     docs: Mutex<BTreeMap<String, Doc>>,
     writes: Mutex<usize>,
     reads: Mutex<usize>,
-    interfere: Mutex<Option<(Interference, bool)>>,
+    /// Another writer: what it does, to which item (`None`: each), and whether always.
+    interfere: Mutex<Option<(Interference, Option<String>, bool)>>,
 }
 
 impl MemoryLedger {
@@ -64,14 +65,20 @@ impl MemoryLedger {
         }
     }
 
-    /// Before the next write, another writer applies `f` to the stored item.
+    /// Before the next write, another writer applies `f` to the stored items it writes.
     pub fn interfere_once(&self, f: impl FnMut(&mut Item) + Send + 'static) {
-        *self.interfere.lock().unwrap() = Some((Box::new(f), false));
+        *self.interfere.lock().unwrap() = Some((Box::new(f), None, false));
+    }
+
+    /// Before the next write, another writer applies `f` to the stored item of `key`
+    /// only.
+    pub fn interfere_once_with(&self, key: &ActionKey, f: impl FnMut(&mut Item) + Send + 'static) {
+        *self.interfere.lock().unwrap() = Some((Box::new(f), Some(key.id()), false));
     }
 
     /// Before every write, another writer bumps the stored item.
     pub fn interfere_always(&self) {
-        *self.interfere.lock().unwrap() = Some((Box::new(|_| {}), true));
+        *self.interfere.lock().unwrap() = Some((Box::new(|_| {}), None, true));
     }
 }
 
@@ -88,9 +95,13 @@ impl Ledger for MemoryLedger {
     async fn put(&self, items: &[Item]) -> Result<Vec<Unwritten>, LedgerError> {
         let mut stored = self.items.lock().unwrap();
         let mut interfere = self.interfere.lock().unwrap();
-        if let Some((f, always)) = interfere.as_mut() {
+        if let Some((f, target, always)) = interfere.as_mut() {
             for i in items {
-                if let Some(s) = stored.get_mut(&i.key().id()) {
+                let id = i.key().id();
+                if target.as_ref().is_some_and(|t| *t != id) {
+                    continue;
+                }
+                if let Some(s) = stored.get_mut(&id) {
                     f(s);
                     s.version += 1;
                 }
@@ -99,23 +110,29 @@ impl Ledger for MemoryLedger {
                 *interfere = None;
             }
         }
-        let mut conflicts = Vec::new();
-        for i in items {
-            let id = i.key().id();
-            let current = stored.get(&id).map(|s| s.version).unwrap_or(0);
-            if current != i.version {
-                conflicts.push(Unwritten {
+        // All or nothing, as a transaction: a failed condition leaves every item out,
+        // the failed ones returned as stored, the others as they were read.
+        let failed = |i: &Item| stored.get(&i.key().id()).map_or(0, |s| s.version) != i.version;
+        if items.iter().any(failed) {
+            return Ok(items
+                .iter()
+                .map(|i| Unwritten {
                     key: i.key(),
-                    stored: stored.get(&id).cloned(),
-                });
-                continue;
-            }
+                    stored: match stored.get(&i.key().id()) {
+                        Some(s) if failed(i) => Stored::Returned(s.clone()),
+                        None if failed(i) => Stored::Unknown,
+                        _ => Stored::AsRead,
+                    },
+                })
+                .collect());
+        }
+        for i in items {
             let mut written = i.clone();
             written.version += 1;
-            stored.insert(id, written);
+            stored.insert(i.key().id(), written);
             *self.writes.lock().unwrap() += 1;
         }
-        Ok(conflicts)
+        Ok(Vec::new())
     }
 
     async fn open(&self) -> Result<Vec<Item>, LedgerError> {

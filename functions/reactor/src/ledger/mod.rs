@@ -9,8 +9,9 @@
 //! Writes are optimistic: every item carries a version, a write succeeds only if the
 //! stored version is still the one read, and [`update`] re-reads and re-applies what
 //! conflicted (another invocation wrote the same item meanwhile): at once with what the
-//! refused write returned, then after a jittered pause with a fresh read
-//! ([`conflict_pause`]). Items of one batch go out together (up to 100 per DynamoDB
+//! refused write returned (and, for the items a cancelled transaction left out although
+//! their own condition held, with what was read of them), then after a jittered pause
+//! with a fresh read ([`conflict_pause`]). Items of one batch go out together (up to 100 per DynamoDB
 //! transaction), so a burst of reports costs a few calls, not one per host.
 
 mod dynamo;
@@ -88,9 +89,21 @@ pub trait Ledger: Send + Sync {
 pub struct Unwritten {
     /// Its key.
     pub key: ActionKey,
-    /// The item as stored, when the failed write's answer carried it (DynamoDB's
-    /// `ALL_OLD` on a failed condition); `None`: read it again.
-    pub stored: Option<Item>,
+    /// What the failed write told of the item as stored.
+    pub stored: Stored,
+}
+
+/// What a failed write told of an item it did not write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Its own condition failed and the answer carried the item as stored (DynamoDB's
+    /// `ALL_OLD`).
+    Returned(Item),
+    /// Its own condition held: it was left out only because another item of the same
+    /// transaction failed (all or nothing), so what was read of it is still stored.
+    AsRead,
+    /// Nothing: read it again.
+    Unknown,
 }
 
 /// A record kept beside the actions: its id, version and JSON body.
@@ -232,10 +245,18 @@ where
                 done.insert(w.key(), w);
             }
         }
-        // Items a failed write told us as stored: the next round need not read them.
+        // Items a failed write told us as stored, and those it left out unchanged (a
+        // transaction's other items): the next round need not read them.
         known = unwritten
             .into_iter()
-            .filter_map(|u| Some((u.key, Some(u.stored?))))
+            .filter_map(|u| match u.stored {
+                Stored::Returned(item) => Some((u.key, Some(item))),
+                Stored::AsRead => {
+                    let read = current.get(&u.key).cloned();
+                    Some((u.key, read))
+                }
+                Stored::Unknown => None,
+            })
             .collect();
         todo = conflicts.into_iter().collect();
     }
@@ -379,5 +400,46 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("i-1#launch"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_refused_for_one_item_reads_none_again() {
+        let l = MemoryLedger::default();
+        update(&l, &[key("i-1"), key("i-2")], |k, _| {
+            Some(Item::open(opening(k.instance.as_str()), T))
+        })
+        .await
+        .unwrap();
+        // Another writer records h2's report on i-1 only: the transaction of both is
+        // refused; i-1 comes back as stored, i-2 was not changed by anyone.
+        l.interfere_once_with(&key("i-1"), |item| {
+            let h2 = HostId::new("h2").unwrap();
+            let r = MemberReport::new(
+                PoolName::new("web").unwrap(),
+                item.instance.clone(),
+                1,
+                OutcomeStatus::Up,
+                None,
+                1,
+            );
+            item.apply(&h2, &r, 3);
+        });
+        let reads = l.reads();
+        let after = update(&l, &[key("i-1"), key("i-2")], up("h1"))
+            .await
+            .unwrap();
+        let version = |i: &str| after.iter().find(|a| a.key() == key(i)).map(|a| a.version);
+        assert_eq!((version("i-1"), version("i-2")), (Some(3), Some(2)));
+        let i1 = l.item(&key("i-1")).unwrap();
+        assert_eq!(
+            i1.decide(0).label(),
+            "CONTINUE",
+            "h2's report kept, h1's added"
+        );
+        assert_eq!(
+            l.reads(),
+            reads + 1,
+            "neither item is read again after the refused transaction"
+        );
     }
 }
