@@ -1192,6 +1192,42 @@ async fn the_first_report_sets_a_reminder_that_drops_a_silent_host_when_it_comes
 }
 
 #[tokio::test]
+async fn a_reminder_that_rides_with_reports_costs_no_read_of_its_own() {
+    let r = fixture();
+    launch_alone(&r, "i-2", 2).await;
+    let g = last_generation(&r);
+    deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
+    let set = r.reminders.set.lock().unwrap().clone();
+    r.ledger.age(31_000);
+    let body = crate::input::recheck::Recheck::messages(&set[0].0).remove(0);
+    let reads = r.ledger.reads();
+    // The reminder and a report (the same one again) in one batch: one pass.
+    let i = deliver(
+        &r,
+        vec![
+            report_record("i-p0", &[("i-2", Up, g)]),
+            record("m-recheck", "AROAREACTORROLE:reactor", &body),
+        ],
+    )
+    .await;
+    assert_eq!(completed(&r), [("i-2".to_string(), "CONTINUE")]);
+    assert_eq!(i.summary.reports.hosts_dropped.len(), 1, "{i:?}");
+    assert!(i.summary.failed.is_empty(), "{i:?}");
+    assert_eq!(r.ledger.reads(), reads + 1, "one read for both");
+    // A reminder of an action decided since changes nothing, with reports or alone.
+    let writes = r.ledger.writes();
+    deliver(
+        &r,
+        vec![
+            report_record("i-p0", &[("i-2", Up, g)]),
+            record("m-recheck-2", "AROAREACTORROLE:reactor", &body),
+        ],
+    )
+    .await;
+    assert_eq!(r.ledger.writes(), writes);
+}
+
+#[tokio::test]
 async fn a_proxy_leaving_service_is_removed_from_every_open_action() {
     let r = fixture();
     r.discovery.set(group(

@@ -43,14 +43,18 @@ pub struct HostMessage {
 }
 
 impl<B: Boundaries> Reactor<B> {
-    /// Applies a batch's reports to the ledger and decides what they complete.
+    /// Applies a batch's reports to the ledger and decides what they complete; the
+    /// batch's reminders (`rechecks`, [`crate::input::recheck`]) are looked at in the
+    /// same pass: their silent hosts dropped, what that decides completed.
     pub(crate) async fn host_reports(
         &self,
         batch: &Batch,
         messages: Vec<HostMessage>,
+        rechecks: Vec<ActionKey>,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
-        let mut by_key: BTreeMap<ActionKey, Vec<(HostId, MemberReport)>> = BTreeMap::new();
+        let mut by_key: BTreeMap<ActionKey, Vec<(HostId, MemberReport)>> =
+            rechecks.into_iter().map(|k| (k, Vec::new())).collect();
         let mut health = Vec::new();
         for m in messages {
             health.extend(m.report.health.into_iter().map(|h| (m.host.clone(), h)));
@@ -74,9 +78,13 @@ impl<B: Boundaries> Reactor<B> {
         let by = ledger::claim_id();
         let items = ledger::update(&self.ledger, &keys, |k, item| {
             let mut item = item?;
+            let reports = by_key.get(k).map(Vec::as_slice).unwrap_or_default();
+            if reports.is_empty() && !item.is_open() {
+                return Some(item); // a reminder of an action decided since: nothing to do
+            }
             let first = !item.hosts.values().any(|h| !h.pools.is_empty());
             let mut applied = 0;
-            for (host, r) in by_key.get(k).map(Vec::as_slice).unwrap_or_default() {
+            for (host, r) in reports {
                 match item.apply(host, r, now) {
                     Applied::Recorded => applied += 1,
                     Applied::Ignored(why) => {
