@@ -271,7 +271,7 @@ fn stored_after(reason: Option<&CancellationReason>) -> Stored {
         return Stored::AsRead;
     }
     match reason.item().map(DynamoLedger::read) {
-        Some(Ok(item)) => Stored::Returned(item),
+        Some(Ok(item)) => Stored::Returned(Box::new(item)),
         _ => Stored::Unknown,
     }
 }

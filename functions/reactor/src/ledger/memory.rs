@@ -119,7 +119,7 @@ impl Ledger for MemoryLedger {
                 .map(|i| Unwritten {
                     key: i.key(),
                     stored: match stored.get(&i.key().id()) {
-                        Some(s) if failed(i) => Stored::Returned(s.clone()),
+                        Some(s) if failed(i) => Stored::Returned(Box::new(s.clone())),
                         None if failed(i) => Stored::Unknown,
                         _ => Stored::AsRead,
                     },

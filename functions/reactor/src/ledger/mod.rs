@@ -98,7 +98,7 @@ pub struct Unwritten {
 pub enum Stored {
     /// Its own condition failed and the answer carried the item as stored (DynamoDB's
     /// `ALL_OLD`).
-    Returned(Item),
+    Returned(Box<Item>),
     /// Its own condition held: it was left out only because another item of the same
     /// transaction failed (all or nothing), so what was read of it is still stored.
     AsRead,
@@ -250,7 +250,7 @@ where
         known = unwritten
             .into_iter()
             .filter_map(|u| match u.stored {
-                Stored::Returned(item) => Some((u.key, Some(item))),
+                Stored::Returned(item) => Some((u.key, Some(*item))),
                 Stored::AsRead => {
                     let read = current.get(&u.key).cloned();
                     Some((u.key, read))
