@@ -42,15 +42,11 @@ pub trait Dispatcher: Send + Sync {
     fn hosts(&self) -> impl Future<Output = Result<Vec<HostId>, DispatchError>> + Send;
 
     /// The proxies among `in_service`, the in-service instances of the proxy group as
-    /// the caller read them with other groups (one read fewer). A dispatcher that cannot
-    /// tell lists them itself.
+    /// the caller read them with other groups (one read fewer than [`Self::hosts`]).
     fn hosts_among(
         &self,
         in_service: Vec<String>,
-    ) -> impl Future<Output = Result<Vec<HostId>, DispatchError>> + Send {
-        let _ = in_service;
-        self.hosts()
-    }
+    ) -> impl Future<Output = Result<Vec<HostId>, DispatchError>> + Send;
 
     /// Sends `change` (about `label`, for logs and the command's comment) to `hosts` and
     /// returns at once; no host means nothing is sent and the list is empty.

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 
 use infra::now_ms;
-use infra::{HostId, HostReport, MemberReport};
+use infra::{HealthReport, HostId, HostReport, MemberReport};
 
 use crate::handler::{Batch, Boundaries, Reactor, ReactorError};
 use crate::ledger::{self, ActionKey, Applied};
@@ -53,21 +53,7 @@ impl<B: Boundaries> Reactor<B> {
         rechecks: Vec<ActionKey>,
         summary: &mut Summary,
     ) -> Result<(), ReactorError> {
-        let mut by_key: BTreeMap<ActionKey, Vec<(HostId, MemberReport)>> =
-            rechecks.into_iter().map(|k| (k, Vec::new())).collect();
-        let mut health = Vec::new();
-        for m in messages {
-            health.extend(m.report.health.into_iter().map(|h| (m.host.clone(), h)));
-            for r in m.report.reports {
-                match ActionKey::of_report(&r.member, r.status) {
-                    Some(k) => by_key.entry(k).or_default().push((m.host.clone(), r)),
-                    None => {
-                        tracing::debug!(host = %m.host, pool = %r.pool, instance = %r.member, generation = r.generation, reason = r.reason.as_deref().unwrap_or(""), "stale report: a newer change rules the member");
-                        summary.reports.ignored += 1;
-                    }
-                }
-            }
-        }
+        let (by_key, health) = by_action(messages, rechecks, summary);
         let keys: Vec<ActionKey> = by_key.keys().cloned().collect();
         let now = now_ms();
         let timing = self.timing();
@@ -140,4 +126,31 @@ impl<B: Boundaries> Reactor<B> {
         }
         decided
     }
+}
+
+/// Member reports by the action each is about.
+type ByAction = BTreeMap<ActionKey, Vec<(HostId, MemberReport)>>;
+
+/// A batch's member reports by the action each is about (the reminders' actions with
+/// none), and the health words that rode along.
+fn by_action(
+    messages: Vec<HostMessage>,
+    rechecks: Vec<ActionKey>,
+    summary: &mut Summary,
+) -> (ByAction, Vec<(HostId, HealthReport)>) {
+    let mut by_key: ByAction = rechecks.into_iter().map(|k| (k, Vec::new())).collect();
+    let mut health = Vec::new();
+    for m in messages {
+        health.extend(m.report.health.into_iter().map(|h| (m.host.clone(), h)));
+        for r in m.report.reports {
+            match ActionKey::of_report(&r.member, r.status) {
+                Some(k) => by_key.entry(k).or_default().push((m.host.clone(), r)),
+                None => {
+                    tracing::debug!(host = %m.host, pool = %r.pool, instance = %r.member, generation = r.generation, reason = r.reason.as_deref().unwrap_or(""), "stale report: a newer change rules the member");
+                    summary.reports.ignored += 1;
+                }
+            }
+        }
+    }
+    (by_key, health)
 }
