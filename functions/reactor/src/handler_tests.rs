@@ -1145,12 +1145,18 @@ async fn a_forged_report_and_an_event_from_a_proxy_complete_nothing() {
     assert!(completed(&r).is_empty());
 }
 
+/// i-2 launched alone on the two proxies, and UP on i-p0 only; its generation.
+async fn up_on_one_of_two(r: &Fixture) -> u64 {
+    launch_alone(r, "i-2", 2).await;
+    let g = last_generation(r);
+    deliver(r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
+    g
+}
+
 #[tokio::test]
 async fn a_silent_host_is_dropped_after_the_report_timeout_and_never_vetoes() {
     let r = fixture();
-    launch_alone(&r, "i-2", 2).await;
-    let g = last_generation(&r);
-    deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
+    up_on_one_of_two(&r).await;
     assert!(completed(&r).is_empty());
     // 31 s later (HOST_REPORT_TIMEOUT_S 30), the schedule drops the silent host.
     r.ledger.age(31_000);
@@ -1199,12 +1205,11 @@ async fn the_first_report_sets_a_reminder_that_drops_a_silent_host_when_it_comes
 #[tokio::test]
 async fn a_reminder_that_rides_with_reports_costs_no_read_of_its_own() {
     let r = fixture();
-    launch_alone(&r, "i-2", 2).await;
-    let g = last_generation(&r);
-    deliver(&r, vec![report_record("i-p0", &[("i-2", Up, g)])]).await;
-    let set = r.reminders.set.lock().unwrap().clone();
+    let g = up_on_one_of_two(&r).await;
+    // Its reminder, once the other host's silence has lasted the timeout.
+    let (keys, _) = r.reminders.set.lock().unwrap()[0].clone();
+    let body = crate::input::recheck::Recheck::messages(&keys).remove(0);
     r.ledger.age(31_000);
-    let body = crate::input::recheck::Recheck::messages(&set[0].0).remove(0);
     let reads = r.ledger.reads();
     // The reminder and a report (the same one again) in one batch: one pass.
     let i = deliver(

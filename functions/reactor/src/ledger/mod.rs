@@ -322,19 +322,23 @@ mod tests {
         host_report_ms: 1_000,
     };
 
-    fn up(host: &str) -> impl FnMut(&ActionKey, Option<Item>) -> Option<Item> {
-        let host = HostId::new(host).unwrap();
-        move |k, item| {
+    /// `host` reports the member of `item` UP at generation 1 (at `at_ms`).
+    fn report_up(item: &mut Item, host: &str, at_ms: u64) {
+        let r = MemberReport::new(
+            PoolName::new("web").unwrap(),
+            item.instance.clone(),
+            1,
+            OutcomeStatus::Up,
+            None,
+            1,
+        );
+        item.apply(&HostId::new(host).unwrap(), &r, at_ms);
+    }
+
+    fn up(host: &str) -> impl FnMut(&ActionKey, Option<Item>) -> Option<Item> + '_ {
+        move |_, item| {
             let mut item = item?;
-            let r = MemberReport::new(
-                PoolName::new("web").unwrap(),
-                k.instance.clone(),
-                1,
-                OutcomeStatus::Up,
-                None,
-                1,
-            );
-            item.apply(&host, &r, 5);
+            report_up(&mut item, host, 5);
             Some(item)
         }
     }
@@ -370,20 +374,7 @@ mod tests {
         .await
         .unwrap();
         // Another writer records h2's report between our read and our write.
-        l.interfere_once(|item| {
-            item.apply(
-                &HostId::new("h2").unwrap(),
-                &MemberReport::new(
-                    PoolName::new("web").unwrap(),
-                    item.instance.clone(),
-                    1,
-                    OutcomeStatus::Up,
-                    None,
-                    1,
-                ),
-                3,
-            );
-        });
+        l.interfere_once(|item| report_up(item, "h2", 3));
         let reads = l.reads();
         let after = update(&l, &[key("i-1")], up("h1")).await.unwrap();
         assert_eq!(after[0].decide(0).label(), "CONTINUE", "both reports kept");
@@ -412,18 +403,7 @@ mod tests {
         .unwrap();
         // Another writer records h2's report on i-1 only: the transaction of both is
         // refused; i-1 comes back as stored, i-2 was not changed by anyone.
-        l.interfere_once_with(&key("i-1"), |item| {
-            let h2 = HostId::new("h2").unwrap();
-            let r = MemberReport::new(
-                PoolName::new("web").unwrap(),
-                item.instance.clone(),
-                1,
-                OutcomeStatus::Up,
-                None,
-                1,
-            );
-            item.apply(&h2, &r, 3);
-        });
+        l.interfere_once_with(&key("i-1"), |item| report_up(item, "h2", 3));
         let reads = l.reads();
         let after = update(&l, &[key("i-1"), key("i-2")], up("h1"))
             .await
