@@ -11,8 +11,9 @@
 //! conflicted (another invocation wrote the same item meanwhile): at once with what the
 //! refused write returned (and, for the items a cancelled transaction left out although
 //! their own condition held, with what was read of them), then after a jittered pause
-//! with a fresh read ([`conflict_pause`]). Items of one batch go out together (up to 100 per DynamoDB
-//! transaction), so a burst of reports costs a few calls, not one per host.
+//! with a fresh read ([`conflict_pause`]). Items of one batch go out together (up to
+//! 100 per DynamoDB transaction), so a burst of reports costs a few calls, not one per
+//! host.
 
 mod dynamo;
 mod item;
