@@ -4,8 +4,9 @@ Tests steer and observe the emulator over HTTP on the same port as the AWS APIs,
 ``/moto-ext/`` (moto keeps ``/moto-api/``). Every other request is an AWS call: it is
 classified (:mod:`faults`), logged, possibly answered with an injected fault, and otherwise
 served by moto while holding :data:`emulator.LOCK`, so moto's models never see a request and
-a lifecycle timer or an SSM result at the same time (SQS and DynamoDB, which nothing else
-touches, each under a lock of its own).
+a lifecycle timer or an SSM result at the same time. SQS, which nothing else touches, is
+served under a lock of its own (:data:`sqs_queues.LOCK`: a long poll must not hold every
+other call), and the call log and the fault rules have locks of their own too.
 
 Control endpoints (JSON in and out):
   GET  /moto-ext/health                     {"ok": true}

@@ -302,18 +302,13 @@ impl<B: Boundaries> Reactor<B> {
                     failed(&ids, e, &mut summary);
                 }
             }
+            // Reports and reminders in one pass (one read and one write of the ledger).
             let (mut ids, reports) = work.reports;
             let (recheck_ids, rechecks) = work.rechecks;
-            if !reports.is_empty() {
-                // Reminders that ride with reports are looked at in the same pass (one
-                // read and one write of the ledger for both).
+            if !reports.is_empty() || !rechecks.is_empty() {
                 ids.extend(recheck_ids);
                 if let Err(e) = self.host_reports(&batch, reports, rechecks, &mut summary).await {
                     failed(&ids, e, &mut summary);
-                }
-            } else if !rechecks.is_empty() {
-                if let Err(e) = self.recheck(rechecks, &mut summary).await {
-                    failed(&recheck_ids, e, &mut summary);
                 }
             }
             let (ids, members) = work.health;

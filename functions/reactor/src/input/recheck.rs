@@ -6,21 +6,17 @@
 //! {"kind": "haproxy-asg.recheck", "version": 1, "actions": ["i-0aaa#launch", "i-0bbb#terminate"]}
 //! ```
 //!
-//! Each action still open is looked at as the schedule would: hosts silent past
+//! Each action still open is looked at as the schedule would, in the pass that records
+//! the batch's host reports ([`crate::input::report`]): hosts silent past
 //! `HOST_REPORT_TIMEOUT_S` after another reported are dropped from its quorum, and what
 //! is decided then is completed. A reminder can only make the reactor look again, so its
 //! sender does not matter (a proxy's is refused all the same: proxies send reports only).
 
-use std::collections::BTreeMap;
-
-use infra::now_ms;
 use infra::MemberId;
 use serde::{Deserialize, Serialize};
 
-use crate::handler::{Boundaries, Reactor, ReactorError};
-use crate::ledger::{self, ActionKey};
+use crate::ledger::ActionKey;
 use crate::lifecycle::Transition;
-use crate::summary::Summary;
 
 /// The `kind` of a reminder.
 pub const RECHECK_KIND: &str = "haproxy-asg.recheck";
@@ -109,37 +105,6 @@ impl Recheck {
                 })
             })
             .collect()
-    }
-}
-
-impl<B: Boundaries> Reactor<B> {
-    /// Looks at `actions` again: silent hosts dropped, what that decides completed.
-    pub(crate) async fn recheck(
-        &self,
-        actions: Vec<ActionKey>,
-        summary: &mut Summary,
-    ) -> Result<(), ReactorError> {
-        let now = now_ms();
-        let timing = self.timing();
-        let mut dropped: BTreeMap<ActionKey, Vec<String>> = BTreeMap::new();
-        let by = ledger::claim_id();
-        let items = ledger::update(&self.ledger, &actions, |k, item| {
-            let mut item = item.filter(ledger::Item::is_open)?;
-            let gone = item
-                .drop_silent(now, timing)
-                .into_iter()
-                .map(|(h, why)| format!("{h} {k} ({why})"))
-                .collect();
-            dropped.insert(k.clone(), gone);
-            item.claim(&by, now);
-            Some(item)
-        })
-        .await?;
-        for d in dropped.into_values().flatten() {
-            tracing::warn!(dropped = %d, "a host dropped from an action's quorum");
-            summary.reports.hosts_dropped.push(d);
-        }
-        self.decide_items(&items, &by, false, summary).await
     }
 }
 
