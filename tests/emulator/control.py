@@ -16,6 +16,7 @@ Control endpoints (JSON in and out):
                                             + "replayed": true when a retry got the answer
                                               its call already had (see replay.py)
                                             + "throttled": true, "quota" when a quota answered
+                                            + "fast": true when sqs_fast.py answered it
   POST /moto-ext/calls/reset
   GET|POST|DELETE /moto-ext/faults          list / add one rule (or a list) / clear:
                                             {"service","action","code","status","count",
@@ -52,6 +53,7 @@ from . import (
     quotas,
     replay,
     speed,
+    sqs_fast,
     sqs_queues,
     ssm_exec,
     terraform_compat,
@@ -180,6 +182,10 @@ class ExtensionApp:
         try:
             if service in UNLOCKED_SERVICES:  # SQS long polls must not block the emulator
                 with sqs_queues.LOCK:  # but moto's queues take one request at a time
+                    fast = sqs_fast.answer(environ, recording_start_response)
+                    if fast is not None:
+                        entry["fast"] = True
+                        return list(fast)
                     return _materialize(self.moto_app(environ, recording_start_response))
             with LOCK:
                 entry["locked"] = time.time()

@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         help="request quotas from the start (token buckets; kept across POST /moto-ext/reset): "
         "a profile (aws-default) or a JSON file of rules as POST /moto-ext/quotas takes",
     )
+    parser.add_argument(
+        "--moto-sqs",
+        action="store_true",
+        help="answer every SQS request through moto's own request layer (sqs_fast.py answers "
+        "plain SendMessage, ReceiveMessage and DeleteMessageBatch requests itself; the "
+        "self-test compares both)",
+    )
     args = parser.parse_args(argv)
     if not _loopback(args.host):
         parser.error(f"refusing to bind {args.host}: the emulator binds loopback addresses only")
@@ -56,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import ThreadedWSGIServer
 
-    from emulator import control, lifecycle, quotas, ssm_exec, timers, workers
+    from emulator import control, lifecycle, quotas, sqs_fast, ssm_exec, timers, workers
+
+    sqs_fast.ENABLED = not args.moto_sqs
 
     class PooledWSGIServer(ThreadedWSGIServer):
         """Each accepted connection is served on a reused thread (workers.py), as a

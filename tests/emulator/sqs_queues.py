@@ -36,6 +36,12 @@ def reset() -> None:
         _sender_ids.clear()
 
 
+def set_sender(sender: str | None) -> None:
+    """The SenderId the messages this thread sends next get (None: moto's own), for a
+    SendMessage served without moto's request layer (:mod:`sqs_fast`)."""
+    _sending.sender = sender
+
+
 def sender_id(access_key: str) -> str | None:
     """The SenderId AWS gives a message sent with this access key, or None if the key is
     not one moto issued (an assumed role's or an IAM user's)."""

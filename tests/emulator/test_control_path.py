@@ -677,6 +677,94 @@ def _query_send(emu, url: str, access_key: str, body: str) -> None:
         assert resp.status == 200 and b"MessageId" in resp.read()
 
 
+def _sqs_json(emu, target: str, body: dict) -> tuple[int, dict]:
+    """An SQS request in the AWS JSON protocol (the Rust SDK's), its status and answer."""
+    req = urllib.request.Request(emu.url + "/", data=json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/x-amz-json-1.0")
+    req.add_header("X-Amz-Target", f"AmazonSQS.{target}")
+    req.add_header(
+        "Authorization",
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def _sqs_script(emu) -> tuple[list, list]:
+    """The same SQS requests on `emu`: what each answered, with what differs by nature
+    (ids, receipt handles, timestamps) replaced by its shape; and the call log's flags."""
+    emu.client("sqs").create_queue(QueueName="inbox")
+    url = emu.client("sqs").get_queue_url(QueueName="inbox")["QueueUrl"]
+    answers = []
+
+    def call(target: str, body: dict) -> dict:
+        status, got = _sqs_json(emu, target, body)
+        answers.append((target, status, _shape(got)))
+        return got
+
+    call("SendMessage", {"QueueUrl": url, "MessageBody": "one"})
+    call("SendMessage", {"QueueUrl": url, "MessageBody": "two", "DelaySeconds": 0})
+    got = call("ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0, "AttributeNames": ["All"]})
+    call("ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0, "MessageSystemAttributeNames": ["SenderId"]})
+    call("SendMessage", {"QueueUrl": url, "MessageBody": "three"})
+    call("ReceiveMessage", {"QueueUrl": url, "WaitTimeSeconds": 1, "MessageSystemAttributeNames": ["SenderId", "SentTimestamp"]})
+    handles = [m["ReceiptHandle"] for m in got.get("Messages", [])]
+    entries = [{"Id": f"e{i}", "ReceiptHandle": h} for i, h in enumerate(handles)]
+    call("DeleteMessageBatch", {"QueueUrl": url, "Entries": entries + [{"Id": "bad", "ReceiptHandle": "nope"}]})
+    call("SendMessage", {"QueueUrl": url + "-missing", "MessageBody": "lost"})
+    call("ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 11})
+    call("SendMessage", {"QueueUrl": url, "MessageBody": "x" * (1024 * 1024 + 1)})  # over the queue's 1 MiB
+    call("SendMessage", {"QueueUrl": url, "MessageBody": "late", "DelaySeconds": 901})
+    flags = [(c["action"], bool(c.get("fast"))) for c in emu.control("GET", "/moto-ext/calls") if c["service"] == "sqs" and c["action"] in ("SendMessage", "ReceiveMessage", "DeleteMessageBatch")]
+    return answers, flags
+
+
+def _shape(v):
+    """`v` with values that differ between two runs by nature (uuids, handles, times) as
+    their kind, the rest as it is."""
+    if isinstance(v, dict):
+        return {k: (_shape(x) if k not in ("MessageId", "ReceiptHandle", "SentTimestamp", "ApproximateFirstReceiveTimestamp") else type(x).__name__ + (":digits" if isinstance(x, str) and x.isdigit() else "")) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_shape(x) for x in v]
+    return v
+
+
+def test_sqs_plain_requests_are_answered_as_moto_answers_them(world):
+    # sqs_fast.py answers plain SendMessage, ReceiveMessage and DeleteMessageBatch
+    # requests itself; the same script on an emulator that sends everything through moto
+    # must get the same answers, errors included (those go to moto on both).
+    fast_answers, fast_flags = _sqs_script(world.emu)
+    slow = Emulator("--moto-sqs")
+    try:
+        slow_answers, slow_flags = _sqs_script(slow)
+    finally:
+        assert slow.stop() == 0
+    assert fast_answers == slow_answers
+    received = fast_answers[2][2]["Messages"]
+    assert [m["Body"] for m in received] == ["one", "two"]
+    assert set(received[0]["Attributes"]) == {"SenderId", "SentTimestamp", "ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp"}
+    assert fast_answers[6][2]["Failed"][0]["Code"] == "ReceiptHandleIsInvalid"
+    assert [s for _, s, _ in fast_answers[7:]] == [400, 400, 400, 400], fast_answers[7:]
+    # The plain ones went the fast way, the wrong ones to moto; never fast with --moto-sqs.
+    assert fast_flags == [
+        ("SendMessage", True),
+        ("SendMessage", True),
+        ("ReceiveMessage", True),
+        ("ReceiveMessage", True),
+        ("SendMessage", True),
+        ("ReceiveMessage", True),
+        ("DeleteMessageBatch", True),
+        ("SendMessage", False),
+        ("ReceiveMessage", False),
+        ("SendMessage", False),
+        ("SendMessage", False),
+    ]
+    assert [f for _, f in slow_flags] == [False] * len(fast_flags)
+
+
 # --------------------------------------------------------------------------- Auto Scaling events
 
 
