@@ -9,11 +9,11 @@ response serializer, per request. Under a fleet's burst that interpreter time is
 every other AWS call waits behind (one Python interpreter serves them all).
 
 For the AWS JSON protocol requests of ``SendMessage``, ``ReceiveMessage`` and
-``DeleteMessageBatch`` in their plain forms (what the agent, the reactor, the harness's
-event source mapping and EventBridge's deliveries use), :func:`answer` reads the JSON body,
+``DeleteMessageBatch`` in their plain forms (what the agent, the reactor and the
+harness's event source mapping send), :func:`answer` reads the JSON body,
 calls the same moto SQS backend methods moto's ``SQSResponse`` calls, with the same
 account, region and ``SenderId`` (:mod:`sqs_queues`), and writes the same JSON answer
-(``test_emulator.py`` compares both paths field by field). Everything else (FIFO queues,
+(``test_control_path.py`` compares both paths, answer by answer). Everything else (FIFO queues,
 message attributes, a missing queue, an invalid parameter, the query protocol, any other
 action) returns ``None`` before anything is changed and moto answers it as before, errors
 included. Called under :data:`sqs_queues.LOCK`, as moto's path is.
