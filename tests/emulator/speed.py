@@ -120,6 +120,7 @@ def install() -> None:
 
 def _no_request_id_scan_without_the_tag() -> None:
     from moto.core.responses import BaseResponse
+    from moto.utilities.aws_headers import gen_amzn_requestid_long
 
     original = BaseResponse._enrich_response
 
@@ -128,8 +129,6 @@ def _no_request_id_scan_without_the_tag() -> None:
             # What the original does, but the substitution that cannot match.
             if "status" in headers:
                 headers["status"] = str(headers["status"])
-            from moto.utilities.aws_headers import gen_amzn_requestid_long
-
             gen_amzn_requestid_long(headers)
             return headers, body
         return original(headers, body)

@@ -45,19 +45,9 @@ _KEYS = {
     },
     DELETE_BATCH: {"QueueUrl", "Entries"},
 }
-# moto's SQSResponse.receive_message, in its order.
+# The system attributes moto's ``SQSResponse.receive_message`` knows, in the order its
+# answer lists them.
 _SYSTEM_ATTRIBUTES = (
-    "AWSTraceHeader",
-    "ApproximateFirstReceiveTimestamp",
-    "ApproximateReceiveCount",
-    "MessageDeduplicationId",
-    "MessageGroupId",
-    "SenderId",
-    "SentTimestamp",
-    "SequenceNumber",
-)
-# The order moto's answer lists them in.
-_MOTO_ORDER = (
     "SenderId",
     "SentTimestamp",
     "ApproximateReceiveCount",
@@ -85,12 +75,13 @@ def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
         return None
     if not isinstance(request, dict) or not set(request) <= _KEYS[target]:
         return None
-    found = _queue(environ, request.get("QueueUrl"))
+    access_key = _access_key(environ)
+    found = _queue(environ, access_key, request.get("QueueUrl"))
     if found is None:
         return None
     backend, name, queue = found
     if target == SEND:
-        result = _send(environ, backend, name, request)
+        result = _send(access_key, backend, name, request)
     elif target == RECEIVE:
         result = _receive(backend, name, queue, request)
     else:
@@ -122,7 +113,17 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     return raw
 
 
-def _queue(environ: dict[str, Any], url: Any) -> tuple[Any, str, Any] | None:
+def _access_key(environ: dict[str, Any]) -> str:
+    """The request's access key as moto reads it (``BaseResponse.get_access_key``: from the
+    ``Authorization`` header, else moto's placeholder)."""
+    from moto.core.responses import BaseResponse
+
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    key = BaseResponse.access_key_regex.search(auth) if auth else None
+    return key.group(1) if key else "AKIAEXAMPLE"
+
+
+def _queue(environ: dict[str, Any], access_key: str, url: Any) -> tuple[Any, str, Any] | None:
     """The backend, name and queue a standard queue's URL names, for the request's account
     and region as moto finds them (``BaseResponse.get_current_account``,
     ``get_region_from_url``); None for anything else."""
@@ -134,13 +135,12 @@ def _queue(environ: dict[str, Any], url: Any) -> tuple[Any, str, Any] | None:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         return None
     auth = environ.get("HTTP_AUTHORIZATION", "")
-    key = BaseResponse.access_key_regex.search(auth) if auth else None
     if "MOTO_ACCOUNT_ID" in os.environ:
         account = os.environ["MOTO_ACCOUNT_ID"]
     elif "HTTP_X_MOTO_ACCOUNT_ID" in environ:
         account = environ["HTTP_X_MOTO_ACCOUNT_ID"]
     else:
-        account = get_account_id_from(key.group(1) if key else "AKIAEXAMPLE")
+        account = get_account_id_from(access_key)
     host = environ.get("HTTP_HOST", "") + environ.get("PATH_INFO", "")
     by_url = BaseResponse.region_regex.search(host)
     by_agent = BaseResponse.region_from_useragent_regex.search(environ.get("HTTP_USER_AGENT", ""))
@@ -163,17 +163,13 @@ def _queue(environ: dict[str, Any], url: Any) -> tuple[Any, str, Any] | None:
     return backend, name, queue
 
 
-def _send(environ: dict[str, Any], backend: Any, name: str, request: dict[str, Any]) -> dict[str, Any] | None:
+def _send(access_key: str, backend: Any, name: str, request: dict[str, Any]) -> dict[str, Any] | None:
     """moto's ``SQSResponse.send_message`` without attributes; None if moto should answer
     (its model refuses before it adds anything: size, delay, characters)."""
-    from moto.core.responses import BaseResponse
-
     body, delay = request.get("MessageBody"), request.get("DelaySeconds")
     if not isinstance(body, str) or not (delay is None or (isinstance(delay, int) and not isinstance(delay, bool))):
         return None
-    auth = environ.get("HTTP_AUTHORIZATION", "")
-    key = BaseResponse.access_key_regex.search(auth) if auth else None
-    sqs_queues.set_sender(sqs_queues.sender_id(key.group(1) if key else "AKIAEXAMPLE"))
+    sqs_queues.set_sender(sqs_queues.sender_id(access_key))
     try:
         message = backend.send_message(name, body, message_attributes={}, delay_seconds=delay)
     except Exception:  # moto's path raises it again and answers it as AWS would
@@ -218,9 +214,9 @@ def _receive(backend: Any, name: str, queue: Any, request: dict[str, Any]) -> di
 
 
 def _system_attributes(message: Any, wanted: list[str]) -> dict[str, str]:
-    """The message's system attributes of `wanted`, as moto gives them (in its order)."""
+    """The message's system attributes of `wanted` (in moto's order), as moto gives them."""
     attributes: dict[str, str] = {}
-    for a in sorted(wanted, key=_MOTO_ORDER.index):
+    for a in wanted:
         if a == "SenderId":
             attributes[a] = message.sender_id
         elif a == "SentTimestamp":
