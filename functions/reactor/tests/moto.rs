@@ -97,6 +97,25 @@ fn logged(w: &Fixture, action: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `calls` as round trips: each is the calls sent before the first of them was answered
+/// (the calls of one round go out at once), by action.
+fn round_trips<'a>(calls: &[&'a Value]) -> Vec<BTreeMap<&'a str, usize>> {
+    let mut left: Vec<&Value> = calls.to_vec();
+    let mut out = Vec::new();
+    while !left.is_empty() {
+        let first_end = left.iter().map(|c| at(c, "end")).fold(f64::MAX, f64::min);
+        let (wave, rest): (Vec<&Value>, Vec<&Value>) =
+            left.into_iter().partition(|c| at(c, "time") < first_end);
+        out.push(wave.iter().fold(BTreeMap::new(), |mut m, c| {
+            *m.entry(c["action"].as_str().unwrap_or_default())
+                .or_default() += 1;
+            m
+        }));
+        left = rest;
+    }
+    out
+}
+
 fn at(c: &Value, k: &str) -> f64 {
     c[k].as_f64().unwrap_or_else(|| panic!("no {k} in {c}"))
 }
@@ -187,41 +206,55 @@ async fn a_launch_event_reads_the_group_and_its_instance_in_one_round_trip() {
     let slow = json!([
         {"service":"autoscaling","action":"DescribeAutoScalingGroups","delay_ms":400,"count":-1},
         {"service":"ec2","action":"DescribeInstances","delay_ms":400,"count":-1},
-        {"service":"ec2","action":"DescribeTags","delay_ms":400,"count":-1}
+        {"service":"ec2","action":"DescribeTags","delay_ms":400,"count":-1},
+        {"service":"dynamodb","action":"BatchGetItem","delay_ms":400,"count":-1}
     ]);
     w.fresh_calls_with_faults(&slow);
     let summary = r.handle(&event).await.expect("handled");
     w.clear_faults();
 
-    // The reads: the backend group with the proxy group (the proxies are the proxy
-    // group's in-service instances) in one DescribeAutoScalingGroups; the event's
-    // instance, the other waiting member (one more call, only because there is one),
-    // and the proxies' tag (DescribeTags of the proxy group's ids: the first change of
-    // a warm reactor, then once a minute).
+    // The reads: the event's own ledger item (is its member sent already?); the backend
+    // group with the proxy group (the proxies are the proxy group's in-service
+    // instances) in one DescribeAutoScalingGroups, with the event's instance; then, at
+    // once, the other waiting member (one more call, only because there is one), the
+    // proxies' tag (DescribeTags of the proxy group's ids: the first change of a warm
+    // reactor, then once a minute) and the other member's ledger item.
     let groups = logged(&w, "DescribeAutoScalingGroups");
     let instances = logged(&w, "DescribeInstances");
     let tags = logged(&w, "DescribeTags");
+    let items = logged(&w, "BatchGetItem");
     assert_eq!(groups.len(), 1, "{groups:?}");
     assert_eq!(instances.len(), 2, "{instances:?}");
     assert_eq!(tags.len(), 1, "{tags:?}");
-    // The first round trip: both groups and the event's instance, at once.
-    let reads: Vec<&Value> = groups.iter().chain(&instances).chain(&tags).collect();
-    let first_end = reads.iter().map(|c| at(c, "end")).fold(f64::MAX, f64::min);
-    let wave: Vec<&&Value> = reads.iter().filter(|c| at(c, "time") < first_end).collect();
-    let wave_actions: BTreeMap<&str, usize> = wave.iter().fold(BTreeMap::new(), |mut m, c| {
-        *m.entry(c["action"].as_str().unwrap_or_default())
-            .or_default() += 1;
-        m
-    });
     assert_eq!(
-        wave_actions,
-        BTreeMap::from([("DescribeAutoScalingGroups", 1), ("DescribeInstances", 1)]),
-        "the groups and the event's instance were not read at once: {reads:?}"
+        items.len(),
+        2,
+        "its own item, then the other member's: {items:?}"
     );
-    // Three round trips of 400 ms at most (the other member, then the proxies' tags).
-    let span = reads.iter().map(|c| at(c, "end")).fold(0.0, f64::max)
-        - reads.iter().map(|c| at(c, "time")).fold(f64::MAX, f64::min);
-    assert!(span < 1.6, "the reads took {span:.3} s: {reads:?}");
+    let reads: Vec<&Value> = groups
+        .iter()
+        .chain(&instances)
+        .chain(&tags)
+        .chain(&items)
+        .collect();
+    let expected: [&[(&str, usize)]; 3] = [
+        &[("BatchGetItem", 1)],
+        &[("DescribeAutoScalingGroups", 1), ("DescribeInstances", 1)],
+        &[
+            ("BatchGetItem", 1),
+            ("DescribeInstances", 1),
+            ("DescribeTags", 1),
+        ],
+    ];
+    let waves: Vec<BTreeMap<&str, usize>> = round_trips(&reads);
+    assert_eq!(
+        waves,
+        expected
+            .iter()
+            .map(|w| w.iter().copied().collect::<BTreeMap<&str, usize>>())
+            .collect::<Vec<_>>(),
+        "the reads did not go out in three round trips: {reads:?}"
+    );
 
     let change = &summary.changes[0].change;
     let mut added: Vec<(String, String)> = change.pools[0]

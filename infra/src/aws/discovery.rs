@@ -63,6 +63,41 @@ pub trait Discovery: Send + Sync {
         self.groups(names)
     }
 
+    /// [`Discovery::groups_for_events`] in two steps: first the groups' members as Auto
+    /// Scaling lists them ([`Listing::listed`]), then, with
+    /// [`Discovery::finish_listing`], the states with EC2's facts about the other members
+    /// in transition. What the caller reads about the listed members elsewhere (their
+    /// ledger items, the proxies' tags) goes out at the same time as that second step:
+    /// one round trip less. The default reads the whole groups at once.
+    fn list_for_events(
+        &self,
+        names: &[GroupName],
+        instances: &[String],
+    ) -> impl Future<Output = Result<Listing, AwsError>> + Send {
+        async move {
+            Ok(Listing::read(
+                self.groups_for_events(names, instances).await?,
+            ))
+        }
+    }
+
+    /// The states of a [`Listing`], reading what it still lacks.
+    fn finish_listing(
+        &self,
+        listing: Listing,
+    ) -> impl Future<Output = Result<Vec<GroupState>, AwsError>> + Send {
+        async move {
+            match listing.rest {
+                Rest::Read(states) => Ok(states),
+                Rest::Ec2(_) => Err(AwsError::Api {
+                    api: "DescribeInstances",
+                    subject: "a listing".into(),
+                    message: "listed by another reader".into(),
+                }),
+            }
+        }
+    }
+
     /// Several groups at once (missing ones are left out), in as few calls as the API
     /// allows.
     fn groups(
@@ -78,6 +113,55 @@ pub trait Discovery: Send + Sync {
 
     /// Names of the groups carrying the `haproxy:pool` tag.
     fn tagged_groups(&self) -> impl Future<Output = Result<Vec<GroupName>, AwsError>> + Send;
+}
+
+/// A member as Auto Scaling lists it, before EC2's facts about it are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its group.
+    pub group: GroupName,
+    /// The instance.
+    pub id: MemberId,
+    /// The Auto Scaling lifecycle state (`InService`, `Pending:Wait`, ...).
+    pub lifecycle_state: String,
+}
+
+/// Groups read as far as Auto Scaling's answer ([`Discovery::list_for_events`]).
+#[derive(Debug)]
+pub struct Listing {
+    /// Their members as Auto Scaling lists them.
+    pub listed: Vec<Listed>,
+    rest: Rest,
+}
+
+impl Listing {
+    /// Groups read whole already.
+    pub fn read(states: Vec<GroupState>) -> Self {
+        Self {
+            listed: listed_states(&states),
+            rest: Rest::Read(states),
+        }
+    }
+}
+
+/// What a [`Listing`] still lacks.
+#[derive(Debug)]
+enum Rest {
+    /// Nothing: the states.
+    Read(Vec<GroupState>),
+    /// EC2's facts about some members.
+    Ec2(Box<Ec2Rest>),
+}
+
+/// Auto Scaling's answer, EC2's facts read so far, and the members still to ask EC2
+/// about.
+#[derive(Debug)]
+struct Ec2Rest {
+    groups: Vec<(GroupName, AutoScalingGroup)>,
+    ec2: HashMap<String, Ec2Facts>,
+    ids: Vec<String>,
+    context: String,
+    read_at_ms: u64,
 }
 
 /// Instance ids per `DescribeInstances` call.
@@ -329,6 +413,36 @@ fn named<'a>(
     })
 }
 
+/// The members of `groups` as Auto Scaling lists them.
+fn listed_groups(groups: &[(GroupName, AutoScalingGroup)]) -> Vec<Listed> {
+    groups
+        .iter()
+        .flat_map(|(name, g)| {
+            g.instances().iter().filter_map(|i| {
+                Some(Listed {
+                    group: name.clone(),
+                    id: MemberId::new(i.instance_id()?).ok()?,
+                    lifecycle_state: i.lifecycle_state()?.as_str().to_string(),
+                })
+            })
+        })
+        .collect()
+}
+
+/// The members of read `states`.
+fn listed_states(states: &[GroupState]) -> Vec<Listed> {
+    states
+        .iter()
+        .flat_map(|s| {
+            s.members.iter().map(|m| Listed {
+                group: s.name.clone(),
+                id: m.id.clone(),
+                lifecycle_state: m.lifecycle_state.clone(),
+            })
+        })
+        .collect()
+}
+
 fn instance_ids(groups: &[AutoScalingGroup]) -> Vec<String> {
     let mut ids: Vec<String> = groups
         .iter()
@@ -351,8 +465,17 @@ impl Discovery for AwsDiscovery {
         names: &[GroupName],
         instances: &[String],
     ) -> Result<Vec<GroupState>, AwsError> {
+        let listing = self.list_for_events(names, instances).await?;
+        self.finish_listing(listing).await
+    }
+
+    async fn list_for_events(
+        &self,
+        names: &[GroupName],
+        instances: &[String],
+    ) -> Result<Listing, AwsError> {
         if instances.is_empty() {
-            return self.groups(names).await;
+            return Ok(Listing::read(self.groups(names).await?));
         }
         let read_at_ms = now_ms();
         let context = format!("group {}", names.join(","));
@@ -360,11 +483,13 @@ impl Discovery for AwsDiscovery {
             self.describe_groups(names, &context),
             self.describe_instances(instances, &context)
         );
-        let (groups, mut ec2) = (groups?, ec2?);
-        let groups: Vec<(&GroupName, &AutoScalingGroup)> = named(&groups, names).collect();
+        let (groups, ec2) = (groups?, ec2?);
+        let groups: Vec<(GroupName, AutoScalingGroup)> = named(&groups, names)
+            .map(|(n, g)| (n.clone(), g.clone()))
+            .collect();
         // Other members the events' change names (a burst of launches or
         // terminations): one more call, only when there are some.
-        let mut rest: Vec<String> = groups
+        let mut ids: Vec<String> = groups
             .iter()
             .flat_map(|(_, g)| g.instances())
             .filter(|i| i.lifecycle_state().map(|s| s.as_str()) != Some("InService"))
@@ -372,13 +497,37 @@ impl Discovery for AwsDiscovery {
             .filter(|id| !ec2.contains_key(*id))
             .map(str::to_string)
             .collect();
-        rest.sort();
-        rest.dedup();
-        if !rest.is_empty() {
-            ec2.extend(self.describe_instances(&rest, &context).await?);
+        ids.sort();
+        ids.dedup();
+        Ok(Listing {
+            listed: listed_groups(&groups),
+            rest: Rest::Ec2(Box::new(Ec2Rest {
+                groups,
+                ec2,
+                ids,
+                context,
+                read_at_ms,
+            })),
+        })
+    }
+
+    async fn finish_listing(&self, listing: Listing) -> Result<Vec<GroupState>, AwsError> {
+        let rest = match listing.rest {
+            Rest::Read(states) => return Ok(states),
+            Rest::Ec2(rest) => *rest,
+        };
+        let Ec2Rest {
+            groups,
+            mut ec2,
+            ids,
+            context,
+            read_at_ms,
+        } = rest;
+        if !ids.is_empty() {
+            ec2.extend(self.describe_instances(&ids, &context).await?);
         }
         Ok(groups
-            .into_iter()
+            .iter()
             .map(|(name, g)| group_state(name, g, &ec2, read_at_ms))
             .collect())
     }

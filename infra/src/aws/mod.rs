@@ -25,7 +25,7 @@ pub mod group;
 pub mod pools;
 
 pub use desired::{desired_from_states, desired_pools, Generations};
-pub use discovery::{AwsDiscovery, Discovery, DESCRIBE_INSTANCES_BATCH};
+pub use discovery::{AwsDiscovery, Discovery, Listed, Listing, DESCRIBE_INSTANCES_BATCH};
 pub use group::{
     phase_of, GroupMember, GroupState, Interruption, Phase, INTERRUPTED_TAG, PENDING_WAIT,
     REBALANCE_MARK, TERMINATING_WAIT,

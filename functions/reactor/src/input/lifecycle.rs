@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use infra::aws::{Discovery, GroupState};
+use infra::aws::{Discovery, GroupState, Listed, PENDING_WAIT, TERMINATING_WAIT};
 use infra::GroupName;
 use infra::MemberId;
 use serde::Deserialize;
@@ -364,7 +364,8 @@ impl<B: Boundaries> Reactor<B> {
         summary: &mut Summary,
     ) -> (Option<(Outgoing, Vec<String>)>, Failed) {
         let all = || units.iter().flat_map(|u| u.ids.iter().cloned()).collect();
-        let (states, hosts) = match self.groups_and_hosts(batch, units).await {
+        let mut known = known;
+        let (states, hosts) = match self.groups_and_hosts(batch, units, &mut known).await {
             Ok(read) => read,
             Err(e) => return (None, vec![(all(), e)]),
         };
@@ -405,36 +406,71 @@ impl<B: Boundaries> Reactor<B> {
 
     /// The groups of `units` and the proxies, read at once: the proxy group is read
     /// with the others (one `DescribeAutoScalingGroups`) unless the batch listed the
-    /// proxies already.
+    /// proxies already. As soon as Auto Scaling has listed the members, the ledger items
+    /// of those in transition that `known` lacks (the change's other members) are read,
+    /// and the proxies' tags looked at, while EC2 is asked about those members: what
+    /// was read joins `known`, so opening the actions reads nothing again.
     async fn groups_and_hosts(
         &self,
         batch: &Batch,
         units: &[Unit],
+        known: &mut ledger::Known,
     ) -> Result<(Vec<GroupState>, Vec<infra::HostId>), ReactorError> {
         let mut names: Vec<GroupName> = units.iter().map(|u| u.group.clone()).collect();
         let instances = sorted_instances(units.iter().flat_map(|u| &u.actions));
         let proxy = &self.config.proxy_group;
-        if batch.has_hosts() || names.contains(proxy) {
-            let (states, hosts) = tokio::join!(
-                self.discovery.groups_for_events(&names, &instances),
-                batch.hosts(&self.dispatcher)
-            );
-            return Ok((states?, hosts?));
+        let listed_hosts = batch.has_hosts() || names.contains(proxy);
+        if !listed_hosts {
+            names.push(proxy.clone());
         }
-        names.push(proxy.clone());
-        let mut states = self.discovery.groups_for_events(&names, &instances).await?;
-        let in_service: Vec<String> = match states.iter().position(|s| &s.name == proxy) {
-            Some(i) => states
-                .swap_remove(i)
-                .members
-                .iter()
-                .filter(|m| m.lifecycle_state == "InService")
-                .map(|m| m.id.as_str().to_string())
-                .collect(),
-            None => Vec::new(),
+        let listing = self.discovery.list_for_events(&names, &instances).await?;
+        let already: Vec<ActionKey> = known.keys().cloned().collect();
+        let riders = riders_of(&listing.listed, proxy, &already);
+        let in_service: Vec<String> = listing
+            .listed
+            .iter()
+            .filter(|m| &m.group == proxy && m.lifecycle_state == "InService")
+            .map(|m| m.id.as_str().to_string())
+            .collect();
+        let hosts = async {
+            if listed_hosts {
+                batch.hosts(&self.dispatcher).await
+            } else {
+                batch.hosts_among(&self.dispatcher, in_service).await
+            }
         };
-        let hosts = batch.hosts_among(&self.dispatcher, in_service).await?;
-        Ok((states, hosts))
+        let (states, hosts, riders) = tokio::join!(
+            self.discovery.finish_listing(listing),
+            hosts,
+            self.read_riders(riders)
+        );
+        let mut states = states?;
+        if !listed_hosts {
+            states.retain(|s| &s.name != proxy);
+        }
+        known.extend(riders);
+        Ok((states, hosts?))
+    }
+
+    /// The ledger items of `keys` as read now, each key absent from the ledger with
+    /// `None`; nothing when they cannot be read (opening them reads them then).
+    async fn read_riders(&self, keys: Vec<ActionKey>) -> ledger::Known {
+        if keys.is_empty() {
+            return ledger::Known::new();
+        }
+        match self.ledger.get(&keys).await {
+            Ok(items) => {
+                let mut read: ledger::Known = keys.into_iter().map(|k| (k, None)).collect();
+                for item in items {
+                    read.insert(item.key(), Some(item));
+                }
+                read
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the ledger items of the change's other members failed; they are read when opened");
+                ledger::Known::new()
+            }
+        }
     }
 
     /// The change for `scope` of a group's `state`, with the actions it serves (`None`
@@ -522,6 +558,27 @@ fn kind_of(events: &[LifecycleEvent], state: &GroupState) -> &'static str {
         Some((first, rest)) if rest.iter().all(|k| k == first) => first,
         _ => MIXED,
     }
+}
+
+/// The lifecycle actions of the members `listed` in transition outside the proxy
+/// group, but those of `already`.
+fn riders_of(listed: &[Listed], proxy: &GroupName, already: &[ActionKey]) -> Vec<ActionKey> {
+    listed
+        .iter()
+        .filter(|m| &m.group != proxy)
+        .filter_map(|m| {
+            let transition = match m.lifecycle_state.as_str() {
+                PENDING_WAIT => Transition::Launch,
+                TERMINATING_WAIT => Transition::Terminate,
+                _ => return None,
+            };
+            Some(ActionKey {
+                instance: m.id.clone(),
+                transition,
+            })
+        })
+        .filter(|k| !already.contains(k))
+        .collect()
 }
 
 /// The instances `events` name, sorted, once each.
