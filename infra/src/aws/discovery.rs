@@ -407,10 +407,24 @@ fn named<'a>(
     groups: &'a [AutoScalingGroup],
     names: &'a [GroupName],
 ) -> impl Iterator<Item = (&'a GroupName, &'a AutoScalingGroup)> {
-    groups.iter().filter_map(|g| {
-        let n = g.auto_scaling_group_name()?;
-        names.iter().find(|x| x.as_str() == n).map(|x| (x, g))
-    })
+    groups.iter().filter_map(|g| Some((name_of(g, names)?, g)))
+}
+
+/// The name of `names` that `g` has, if any.
+fn name_of<'a>(g: &AutoScalingGroup, names: &'a [GroupName]) -> Option<&'a GroupName> {
+    let n = g.auto_scaling_group_name()?;
+    names.iter().find(|x| x.as_str() == n)
+}
+
+/// [`named`], keeping the groups (a [`Listing`] holds them until it is finished).
+fn named_owned(
+    groups: Vec<AutoScalingGroup>,
+    names: &[GroupName],
+) -> Vec<(GroupName, AutoScalingGroup)> {
+    groups
+        .into_iter()
+        .filter_map(|g| Some((name_of(&g, names)?.clone(), g)))
+        .collect()
 }
 
 /// The members of `groups` as Auto Scaling lists them.
@@ -484,9 +498,7 @@ impl Discovery for AwsDiscovery {
             self.describe_instances(instances, &context)
         );
         let (groups, ec2) = (groups?, ec2?);
-        let groups: Vec<(GroupName, AutoScalingGroup)> = named(&groups, names)
-            .map(|(n, g)| (n.clone(), g.clone()))
-            .collect();
+        let groups = named_owned(groups, names);
         // Other members the events' change names (a burst of launches or
         // terminations): one more call, only when there are some.
         let mut ids: Vec<String> = groups
