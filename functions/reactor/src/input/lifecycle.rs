@@ -281,14 +281,17 @@ impl<B: Boundaries> Reactor<B> {
         if keys.is_empty() {
             return (units, ledger::Known::new());
         }
-        let read: BTreeMap<ActionKey, Item> = match self.ledger.get(&keys).await {
-            Ok(items) => items.into_iter().map(|i| (i.key(), i)).collect(),
+        let known = match self.ledger.get(&keys).await {
+            Ok(items) => ledger::known_from(keys, items),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot tell which events are in flight; each is planned");
                 return (units, ledger::Known::new());
             }
         };
-        let open: BTreeMap<&ActionKey, &Item> = read.iter().filter(|(_, i)| i.is_open()).collect();
+        let open: BTreeMap<&ActionKey, &Item> = known
+            .iter()
+            .filter_map(|(k, i)| Some((k, i.as_ref().filter(|i| i.is_open())?)))
+            .collect();
         let carried = |e: &LifecycleEvent| {
             !e.redelivered
                 && e.key()
@@ -314,13 +317,6 @@ impl<B: Boundaries> Reactor<B> {
                 "{left} event(s) of members a change already carries (their actions are open): nothing to send for them"
             ));
         }
-        let known = keys
-            .into_iter()
-            .map(|k| {
-                let item = read.get(&k).cloned();
-                (k, item)
-            })
-            .collect();
         (units, known)
     }
 
@@ -459,13 +455,7 @@ impl<B: Boundaries> Reactor<B> {
             return ledger::Known::new();
         }
         match self.ledger.get(&keys).await {
-            Ok(items) => {
-                let mut read: ledger::Known = keys.into_iter().map(|k| (k, None)).collect();
-                for item in items {
-                    read.insert(item.key(), Some(item));
-                }
-                read
-            }
+            Ok(items) => ledger::known_from(keys, items),
             Err(e) => {
                 tracing::debug!(error = %e, "reading the ledger items of the change's other members failed; they are read when opened");
                 ledger::Known::new()

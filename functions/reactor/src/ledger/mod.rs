@@ -164,6 +164,15 @@ where
 /// What a caller already read of some keys: the item, or `None` when there was none.
 pub type Known = BTreeMap<ActionKey, Option<Item>>;
 
+/// What a read of `keys` that returned `items` knows: each key's item, or `None`.
+pub fn known_from(keys: impl IntoIterator<Item = ActionKey>, items: Vec<Item>) -> Known {
+    let mut known: Known = keys.into_iter().map(|k| (k, None)).collect();
+    for item in items {
+        known.insert(item.key(), Some(item));
+    }
+    known
+}
+
 /// The stored items of `keys`: those of `known` as it has them, the others read.
 async fn stored<L: Ledger + ?Sized>(
     ledger: &L,
