@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         "plain SendMessage, ReceiveMessage and DeleteMessageBatch requests itself; the "
         "self-test compares both)",
     )
+    parser.add_argument(
+        "--close",
+        action="store_true",
+        help="close every connection after its answer, as werkzeug's server does "
+        "(keepalive.py keeps them open as AWS does; for comparing the two)",
+    )
     args = parser.parse_args(argv)
     if not _loopback(args.host):
         parser.error(f"refusing to bind {args.host}: the emulator binds loopback addresses only")
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import ThreadedWSGIServer
 
-    from emulator import control, lifecycle, quotas, sqs_fast, ssm_exec, timers, workers
+    from emulator import control, keepalive, lifecycle, quotas, sqs_fast, ssm_exec, timers, workers
 
     sqs_fast.ENABLED = not args.moto_sqs
 
@@ -94,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     # default up to 5 ms per handoff, which is most of an AWS call's cost here on a busy
     # machine. Handing over every 0.5 ms costs the busy thread little.
     sys.setswitchinterval(0.0005)
-    server = PooledWSGIServer(args.host, args.port, app, MotoRequestHandler)
+    handler = MotoRequestHandler if args.close else keepalive.KeepAliveHandler
+    server = PooledWSGIServer(args.host, args.port, app, handler)
     port = server.server_port
     os.environ["MOTO_PORT"] = str(port)  # moto builds some self-URLs from it
 

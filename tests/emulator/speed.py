@@ -54,6 +54,15 @@ once for all its entries, and a single delete once. A long poll woken by a new m
 asked whether any message was visible by listing every visible one, from the oldest
 (the in-flight ones come first); it looks from the newest and stops at the first.
 
+A queue's visible messages (``Queue.messages``: what every ReceiveMessage walks, in flight
+ones included) were found by reading the clock twice per message, and moto's clock
+(``unix_time_millis``: datetimes built and subtracted) costs about 6 µs a read: a receive
+of 10 from an inbox holding 300 host reports took 3.3 ms, 9.9 ms at 1,000. The clock is
+read once per walk. Each message received gets a new receipt handle of 185 random
+letters, drawn one call at a time (about a third of the rest); they are drawn in one call
+from the same generator: 0.58 and 0.63 ms per receive (receives of 10 until the queue is
+drained, in one process).
+
 Every answer's body went through a regular expression with a look-behind (``_enrich_response``
 puts the request id between ``<RequestId>`` tags of an XML answer) that tries each position
 of the body: a BatchGetItem of a dozen ledger items (about 100 KB of JSON) spent about a
@@ -115,7 +124,36 @@ def install() -> None:
     _retention_from_the_queue()
     _no_counting_while_sending()
     _fewer_walks_of_the_queue()
+    _one_clock_read_per_queue_walk()
     _no_request_id_scan_without_the_tag()
+
+
+def _one_clock_read_per_queue_walk() -> None:
+    from moto.sqs import models
+
+    models.Queue.messages = property(visible_messages)  # type: ignore[method-assign,assignment]
+    models.generate_receipt_handle = receipt_handle
+
+
+def visible_messages(queue: Any) -> list[Any]:
+    """moto's ``Queue.messages`` (the messages neither in flight nor delayed, in order), the
+    clock read once."""
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+# moto's receipt handles: 185 lowercase letters (``moto.sqs.utils.generate_receipt_handle``).
+RECEIPT_HANDLE_LENGTH = 185
+RECEIPT_HANDLE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def receipt_handle() -> str:
+    """A receipt handle as moto makes one, from moto's (seedable) generator in one call."""
+    from moto.moto_api._internal import mock_random
+
+    return "".join(mock_random.choices(RECEIPT_HANDLE_LETTERS, k=RECEIPT_HANDLE_LENGTH))
 
 
 def _no_request_id_scan_without_the_tag() -> None:

@@ -385,3 +385,29 @@ def test_conditions_are_evaluated_with_each_request_s_names_and_values(emu):
         put(4, 3, name="other")  # the same expression and values, other names
     put(4, 7, name="other")
     assert ddb.get_item(TableName="ledger", Key={"id": {"S": "a"}})["Item"]["version"] == {"N": "4"}
+
+
+def test_a_queue_s_visible_messages_and_receipt_handles_are_moto_s():
+    import time
+
+    from moto.sqs.models import sqs_backends
+
+    backend = sqs_backends["123456789012"]["eu-west-3"]
+    backend.create_queue("walked", VisibilityTimeout="30")
+    for n in range(12):
+        backend.send_message("walked", f"m{n}", message_attributes={}, delay_seconds=60 if n % 5 == 4 else None)
+    received = backend.receive_message("walked", 4, 0, 30, [])
+    queue = backend.get_queue("walked")
+    # moto's own definition, through its per-message clock reads.
+    expected = [m for m in queue._messages if m.visible and not m.delayed]
+    assert [m.body for m in speed.visible_messages(queue)] == [m.body for m in expected]
+    assert len(expected) == 12 - 2 - len(received), "delayed and in-flight messages are left out"
+    for m in received:
+        m.change_visibility(0)  # visible again
+    time.sleep(0.002)
+    expected = [m for m in queue._messages if m.visible and not m.delayed]
+    assert [m.body for m in speed.visible_messages(queue)] == [m.body for m in expected]
+    handles = {speed.receipt_handle() for _ in range(50)}
+    assert len(handles) == 50
+    assert all(len(h) == 185 and h.isalpha() and h.islower() and h.isascii() for h in handles)
+    backend.delete_queue("walked")

@@ -75,6 +75,8 @@ pub struct Emulator {
     child: Option<Child>,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The connections its API calls go over, kept open between calls.
+    conns: http::KeepAlive,
 }
 
 impl Emulator {
@@ -113,9 +115,11 @@ impl Emulator {
         let mut me = Self {
             child: Some(child),
             addr: String::new(),
+            conns: http::KeepAlive::new(""),
         };
         match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(addr) => {
+                me.conns = http::KeepAlive::new(&addr);
                 me.addr = addr;
                 Ok(me)
             }
@@ -136,15 +140,16 @@ impl Emulator {
     /// A control call (`/moto-ext/...`); its JSON answer (`Null` when empty).
     pub fn control(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let text = body.map(Value::to_string).unwrap_or_default();
-        let r = http::request(
-            self.addr.as_str(),
-            method,
-            path,
-            &[("Content-Type", "application/json")],
-            &text,
-            Duration::from_secs(30),
-        )
-        .with_context(|| format!("{method} {path}"))?;
+        let r = self
+            .conns
+            .request(
+                method,
+                path,
+                &[("Content-Type", "application/json")],
+                &text,
+                Duration::from_secs(30),
+            )
+            .with_context(|| format!("{method} {path}"))?;
         if !(200..300).contains(&r.status) {
             bail!("{method} {path}: HTTP {}: {}", r.status, r.body);
         }
@@ -202,20 +207,21 @@ impl Emulator {
         } else {
             "application/x-amz-json-1.1"
         };
-        let r = http::request(
-            self.addr.as_str(),
-            "POST",
-            "/",
-            &[
-                ("Content-Type", content_type),
-                ("X-Amz-Target", target),
-                ("X-Amz-Date", "20260101T000000Z"),
-                ("Authorization", &auth),
-            ],
-            &body.to_string(),
-            timeout,
-        )
-        .with_context(|| target.to_string())?;
+        let r = self
+            .conns
+            .request(
+                "POST",
+                "/",
+                &[
+                    ("Content-Type", content_type),
+                    ("X-Amz-Target", target),
+                    ("X-Amz-Date", "20260101T000000Z"),
+                    ("Authorization", &auth),
+                ],
+                &body.to_string(),
+                timeout,
+            )
+            .with_context(|| target.to_string())?;
         if !(200..300).contains(&r.status) {
             bail!("{target}: HTTP {}: {}", r.status, r.body);
         }
@@ -243,22 +249,23 @@ impl Emulator {
             body.push('=');
             body.push_str(&form_encode(v));
         }
-        let r = http::request(
-            self.addr.as_str(),
-            "POST",
-            "/",
-            &[
-                (
-                    "Content-Type",
-                    "application/x-www-form-urlencoded; charset=utf-8",
-                ),
-                ("X-Amz-Date", "20260101T000000Z"),
-                ("Authorization", &auth),
-            ],
-            &body,
-            Duration::from_secs(30),
-        )
-        .with_context(|| format!("{service} {action}"))?;
+        let r = self
+            .conns
+            .request(
+                "POST",
+                "/",
+                &[
+                    (
+                        "Content-Type",
+                        "application/x-www-form-urlencoded; charset=utf-8",
+                    ),
+                    ("X-Amz-Date", "20260101T000000Z"),
+                    ("Authorization", &auth),
+                ],
+                &body,
+                Duration::from_secs(30),
+            )
+            .with_context(|| format!("{service} {action}"))?;
         if !(200..300).contains(&r.status) {
             bail!("{service} {action}: HTTP {}: {}", r.status, r.body);
         }

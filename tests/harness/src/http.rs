@@ -1,9 +1,11 @@
-//! A minimal HTTP/1.1 client for loopback: one request per connection, bounded in time.
-//! Used for the backends, HAProxy's frontends and the emulator's APIs alike.
+//! A minimal HTTP/1.1 client for loopback, bounded in time: one request per connection
+//! for the backends and HAProxy's frontends, connections kept open between requests
+//! ([`KeepAlive`]) for the emulator's APIs, as the AWS SDKs keep theirs.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// A response: status code and body.
 #[derive(Debug, Clone)]
@@ -81,16 +83,43 @@ fn exchange(
     body: &str,
     timeout: Duration,
 ) -> std::io::Result<Response> {
+    let mut s = connect(&addr, timeout)?;
+    // One write: split writes stall on Nagle + delayed ACK (~40 ms per request).
+    let mut bytes = preamble.to_vec();
+    bytes.extend_from_slice(&request_bytes(&addr, method, path, headers, body, true));
+    s.write_all(&bytes)?;
+    let (raw, _) = read_answer(&mut s)?;
+    abort_on_close(&s);
+    parse_answer(&raw)
+}
+
+fn connect(
+    addr: &(impl ToSocketAddrs + std::fmt::Display),
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
     let sock = addr
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("{addr} does not resolve")))?;
-    let mut s = TcpStream::connect_timeout(&sock, timeout)?;
+    let s = TcpStream::connect_timeout(&sock, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// The request as sent: `close` asks the server to close the connection after it.
+fn request_bytes(
+    host: &impl std::fmt::Display,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    close: bool,
+) -> Vec<u8> {
+    let connection = if close { "close" } else { "keep-alive" };
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: {connection}\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -98,13 +127,11 @@ fn exchange(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    // One write: split writes stall on Nagle + delayed ACK (~40 ms per request).
-    let mut bytes = preamble.to_vec();
-    bytes.extend_from_slice(req.as_bytes());
-    s.write_all(&bytes)?;
-    let raw = read_answer(&mut s)?;
-    abort_on_close(&s);
-    let text = String::from_utf8_lossy(&raw);
+    req.into_bytes()
+}
+
+fn parse_answer(raw: &[u8]) -> std::io::Result<Response> {
+    let text = String::from_utf8_lossy(raw);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
@@ -122,6 +149,89 @@ fn exchange(
         rest.to_string()
     };
     Ok(Response { status, body })
+}
+
+/// Connections to one server kept open between requests, as an AWS SDK's pool keeps
+/// them: a request takes an idle one (or opens one), and gives it back once its answer
+/// is read, unless the server said it closes it or the answer had no length to end it.
+pub struct KeepAlive {
+    addr: String,
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+/// An idle connection older than this is not used again: the emulator closes its idle
+/// connections after two minutes (`tests/emulator/keepalive.py`).
+const KEEP_IDLE: Duration = Duration::from_secs(60);
+
+impl KeepAlive {
+    /// A pool for the server at `addr` (`host:port`); no connection is opened yet.
+    pub fn new(addr: &str) -> Self {
+        Self {
+            addr: addr.to_string(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// [`request`] over a kept connection. A kept connection the server closed
+    /// meanwhile (no byte of an answer) is dropped and the request sent once more on a
+    /// new one: the server closes only idle connections, so it never read the request.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+        timeout: Duration,
+    ) -> std::io::Result<Response> {
+        let bytes = request_bytes(&self.addr, method, path, headers, body, false);
+        if let Some(mut s) = self.take() {
+            let kept = s.set_read_timeout(Some(timeout)).and_then(|()| {
+                s.set_write_timeout(Some(timeout))?;
+                s.write_all(&bytes)?;
+                read_answer(&mut s)
+            });
+            match kept {
+                Ok((raw, reusable)) if !raw.is_empty() => return self.finish(s, &raw, reusable),
+                Ok(_) => {}
+                Err(e) if is_closed(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut s = connect(&self.addr.as_str(), timeout)?;
+        s.write_all(&bytes)?;
+        let (raw, reusable) = read_answer(&mut s)?;
+        self.finish(s, &raw, reusable)
+    }
+
+    fn take(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((s, since)) = idle.pop() {
+            if since.elapsed() < KEEP_IDLE {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn finish(&self, s: TcpStream, raw: &[u8], reusable: bool) -> std::io::Result<Response> {
+        let answer = parse_answer(raw)?;
+        if reusable {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.push((s, Instant::now()));
+        } else {
+            abort_on_close(&s);
+        }
+        Ok(answer)
+    }
+}
+
+/// Whether `e` says the peer closed the connection (a kept connection gone stale).
+fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+    )
 }
 
 /// Makes dropping `s` reset the connection instead of closing it: the answer is read,
@@ -153,13 +263,15 @@ fn abort_on_close(s: &TcpStream) {
     }
 }
 
-fn read_answer(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+/// The answer's bytes, and whether the connection may carry another request: the
+/// answer ended at its Content-Length and the server did not say it closes.
+fn read_answer(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, bool)> {
     let mut raw = Vec::with_capacity(4096);
     let mut buf = [0u8; 16384];
     loop {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            return Ok(raw);
+            return Ok((raw, false));
         }
         raw.extend_from_slice(&buf[..n]);
         let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -172,16 +284,21 @@ fn read_answer(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
             .and_then(|v| v.trim().parse::<usize>().ok());
         let Some(length) = length else {
             s.read_to_end(&mut raw)?;
-            return Ok(raw);
+            return Ok((raw, false));
         };
         while raw.len() < end + 4 + length {
             let n = s.read(&mut buf)?;
             if n == 0 {
-                break;
+                return Ok((raw, false));
             }
             raw.extend_from_slice(&buf[..n]);
         }
-        return Ok(raw);
+        let closes = head.lines().any(|l| {
+            l.strip_prefix("connection:")
+                .is_some_and(|v| v.trim() == "close")
+        });
+        let exact = raw.len() == end + 4 + length;
+        return Ok((raw, !closes && exact));
     }
 }
 
@@ -199,4 +316,115 @@ fn dechunk(s: &str) -> String {
         rest = after[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// How a test server answers on each connection it accepts.
+    #[derive(Clone, Copy)]
+    enum Serve {
+        /// Every request of the connection, with its length, keeping it open.
+        KeepOpen,
+        /// One request, then closes the connection without saying so.
+        OneThenClose,
+        /// One request, answered with `Connection: close`.
+        SaysClose,
+    }
+
+    /// A loopback server answering each request with its own body; counts the
+    /// connections it accepted.
+    fn server(serve: Serve) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(8) {
+                let Ok(stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || answer_each(stream, serve));
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn answer_each(stream: TcpStream, serve: Serve) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut w = stream.try_clone().unwrap();
+        let mut r = BufReader::new(stream);
+        loop {
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let line = line.trim_end().to_ascii_lowercase();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let close = if matches!(serve, Serve::SaysClose) {
+                "Connection: close\r\n"
+            } else {
+                ""
+            };
+            let head = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: {len}\r\n\r\n");
+            w.write_all(&[head.as_bytes(), &body].concat()).unwrap();
+            if !matches!(serve, Serve::KeepOpen) {
+                return;
+            }
+        }
+    }
+
+    fn send(pool: &KeepAlive, body: &str) -> Response {
+        pool.request("POST", "/", &[], body, Duration::from_secs(5))
+            .unwrap()
+    }
+
+    #[test]
+    fn requests_share_one_kept_connection() {
+        let (addr, accepted) = server(Serve::KeepOpen);
+        let pool = KeepAlive::new(&addr);
+        for i in 0..5 {
+            let r = send(&pool, &format!("request {i}"));
+            assert_eq!((r.status, r.body), (200, format!("request {i}")));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_kept_connection_the_server_closed_is_replaced_and_the_request_sent_again() {
+        let (addr, accepted) = server(Serve::OneThenClose);
+        let pool = KeepAlive::new(&addr);
+        assert_eq!(send(&pool, "first").body, "first");
+        // The server closed it after its answer: the pooled connection is stale.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(send(&pool, "second").body, "second");
+        assert_eq!(send(&pool, "third").body, "third");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_connection_the_server_says_it_closes_is_not_kept() {
+        let (addr, accepted) = server(Serve::SaysClose);
+        let pool = KeepAlive::new(&addr);
+        assert_eq!(send(&pool, "a").body, "a");
+        assert_eq!(send(&pool, "b").body, "b");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert!(pool.idle.lock().unwrap().is_empty());
+    }
 }
