@@ -608,6 +608,37 @@ impl RawHaproxy {
 
 impl RawPool {
     fn check(self) -> Result<PoolConfig, String> {
+        self.validate()?;
+        let p = self;
+        Ok(PoolConfig {
+            health_timeout: seconds(
+                &format!("pool {}: health_timeout_s", p.name),
+                p.health_timeout_s,
+            )?,
+            drain_timeout: seconds(
+                &format!("pool {}: drain_timeout_s", p.name),
+                p.drain_timeout_s,
+            )?,
+            pool: Pool {
+                name: p.name,
+                port: p.port,
+                server_options: p.server_options,
+                weight: None,
+            },
+            ports: p.ports,
+            bind: p.bind,
+            slots: p.slots,
+            health_path: p.health_path,
+            max_members: p.max_members,
+            max_slots: p.max_slots,
+            balance: p.balance.split_whitespace().collect::<Vec<_>>().join(" "),
+            zone_affinity: p.zone_affinity,
+            min_zone_members: p.min_zone_members,
+        })
+    }
+
+    /// The pool's values in range, in the order a reader of agent.toml meets them.
+    fn validate(&self) -> Result<(), String> {
         let p = self;
         if !(1..=100_000).contains(&p.slots) {
             return Err(format!(
@@ -665,31 +696,7 @@ impl RawPool {
                 ));
             }
         }
-        Ok(PoolConfig {
-            health_timeout: seconds(
-                &format!("pool {}: health_timeout_s", p.name),
-                p.health_timeout_s,
-            )?,
-            drain_timeout: seconds(
-                &format!("pool {}: drain_timeout_s", p.name),
-                p.drain_timeout_s,
-            )?,
-            pool: Pool {
-                name: p.name,
-                port: p.port,
-                server_options: p.server_options,
-                weight: None,
-            },
-            ports: p.ports,
-            bind: p.bind,
-            slots: p.slots,
-            health_path: p.health_path,
-            max_members: p.max_members,
-            max_slots: p.max_slots,
-            balance: p.balance.split_whitespace().collect::<Vec<_>>().join(" "),
-            zone_affinity: p.zone_affinity,
-            min_zone_members: p.min_zone_members,
-        })
+        Ok(())
     }
 }
 

@@ -408,91 +408,122 @@ fn run(cli: Cli) -> CommandResult {
             json,
         } => {
             let text = read_input(change, change_base64, file)?;
-            check_size(&text)?;
-            let text = control::generation_now(&text, infra::now_ms());
-            let change = Change::from_json(&text)?;
-            let cfg = cfg()?;
-            let request = Request::Apply {
-                change: serde_json::to_value(&change)?,
-                wait,
-            };
-            if wait {
-                let goes = if cfg.report.is_some() {
-                    "their outcomes go to the reactor's inbox"
-                } else {
-                    "`agent status` shows them"
-                };
-                say_on_interrupt(format!(
-                    "the service carries change {} on: its members keep joining and draining, and {goes}",
-                    change.generation
-                ));
-            }
-            match call(&cfg, &request)? {
-                Reply::Report(r) if wait => print_report(&r, json),
-                Reply::Report(r) => print_acceptance(&r, json, cfg.report.is_some()),
-                other => bail!("unexpected answer from the agent service: {other:?}"),
-            }
+            apply_cmd(cfg, &text, wait, json)
         }
         Cmd::Sync {
             desired,
             dry_run,
             no_wait,
             json,
-        } => {
-            let desired = desired
-                .map(|p| -> anyhow::Result<serde_json::Value> {
-                    let text = std::fs::read_to_string(&p)
-                        .with_context(|| format!("cannot read desired state {}", p.display()))?;
-                    check_size(&text)?;
-                    let text = control::generation_now(&text, infra::now_ms());
-                    Ok(serde_json::to_value(Desired::from_json(&text)?)?)
-                })
-                .transpose()?;
-            let cfg = cfg()?;
-            let request = Request::Sync {
-                desired,
-                dry_run,
-                wait: !no_wait,
-            };
-            if !no_wait && !dry_run {
-                say_on_interrupt("the service carries the sync on: its members keep joining and draining, and `agent status` shows them".into());
-            }
-            match call(&cfg, &request)? {
-                Reply::Sync(s) => print_sync(&s, json, !no_wait),
-                other => bail!("unexpected answer from the agent service: {other:?}"),
-            }
-        }
-        Cmd::Status { json, pool, used } => {
-            let cfg = cfg()?;
-            if let Some(p) = &pool {
-                if cfg.pool(&infra::PoolName::new(p.as_str())?).is_none() {
-                    let names: Vec<String> =
-                        cfg.pools.iter().map(|c| c.name().to_string()).collect();
-                    bail!(
-                        "unknown pool {p}: {} defines no such [[pool]] (its pools: {})",
-                        cli.config.display(),
-                        names.join(", ")
-                    );
-                }
-            }
-            match call(&cfg, &Request::Status)? {
-                Reply::Status(s) => print_status(&s.only(pool.as_deref(), used), json),
-                other => bail!("unexpected answer from the agent service: {other:?}"),
-            }
-        }
-        Cmd::Zone { action } => {
-            let cfg = cfg()?;
-            let action = match action.unwrap_or(ZoneCmd::List) {
-                ZoneCmd::Away { zone } => Some(control::ZoneAction::Away(infra::Zone::new(zone)?)),
-                ZoneCmd::Back { zone } => Some(control::ZoneAction::Back(infra::Zone::new(zone)?)),
-                ZoneCmd::List => None,
-            };
-            match call(&cfg, &Request::Zone { action })? {
-                Reply::Zones(z) => print_zones(&z),
-                other => bail!("unexpected answer from the agent service: {other:?}"),
-            }
-        }
+        } => sync_cmd(cfg, desired, dry_run, no_wait, json),
+        Cmd::Status { json, pool, used } => status_cmd(&cfg()?, &cli.config, pool, used, json),
+        Cmd::Zone { action } => zone_cmd(&cfg()?, action),
         Cmd::Config(c) => config_cmd(&cfg()?, c, &cli.config),
+    }
+}
+
+/// `agent apply`: hands the change `text` to the service; with `wait`, until its members
+/// are there. The change is read before the configuration (`cfg` loads it): a bad change
+/// is what is said first.
+fn apply_cmd(
+    cfg: impl FnOnce() -> anyhow::Result<AgentConfig>,
+    text: &str,
+    wait: bool,
+    json: bool,
+) -> CommandResult {
+    check_size(text)?;
+    let text = control::generation_now(text, infra::now_ms());
+    let change = Change::from_json(&text)?;
+    let cfg = &cfg()?;
+    let request = Request::Apply {
+        change: serde_json::to_value(&change)?,
+        wait,
+    };
+    if wait {
+        let goes = if cfg.report.is_some() {
+            "their outcomes go to the reactor's inbox"
+        } else {
+            "`agent status` shows them"
+        };
+        say_on_interrupt(format!(
+            "the service carries change {} on: its members keep joining and draining, and {goes}",
+            change.generation
+        ));
+    }
+    match call(cfg, &request)? {
+        Reply::Report(r) if wait => print_report(&r, json),
+        Reply::Report(r) => print_acceptance(&r, json, cfg.report.is_some()),
+        other => bail!("unexpected answer from the agent service: {other:?}"),
+    }
+}
+
+/// `agent sync`: the service converges on `desired` (or its own view of the fleet), read
+/// before the configuration (`cfg` loads it).
+fn sync_cmd(
+    cfg: impl FnOnce() -> anyhow::Result<AgentConfig>,
+    desired: Option<PathBuf>,
+    dry_run: bool,
+    no_wait: bool,
+    json: bool,
+) -> CommandResult {
+    let desired = desired
+        .map(|p| -> anyhow::Result<serde_json::Value> {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read desired state {}", p.display()))?;
+            check_size(&text)?;
+            let text = control::generation_now(&text, infra::now_ms());
+            Ok(serde_json::to_value(Desired::from_json(&text)?)?)
+        })
+        .transpose()?;
+    let cfg = &cfg()?;
+    let request = Request::Sync {
+        desired,
+        dry_run,
+        wait: !no_wait,
+    };
+    if !no_wait && !dry_run {
+        say_on_interrupt("the service carries the sync on: its members keep joining and draining, and `agent status` shows them".into());
+    }
+    match call(cfg, &request)? {
+        Reply::Sync(s) => print_sync(&s, json, !no_wait),
+        other => bail!("unexpected answer from the agent service: {other:?}"),
+    }
+}
+
+/// `agent status`: the service's pools and members (of `pool` only, when named).
+fn status_cmd(
+    cfg: &AgentConfig,
+    path: &Path,
+    pool: Option<String>,
+    used: bool,
+    json: bool,
+) -> CommandResult {
+    if let Some(p) = &pool {
+        if cfg.pool(&infra::PoolName::new(p.as_str())?).is_none() {
+            let names: Vec<String> = cfg.pools.iter().map(|c| c.name().to_string()).collect();
+            bail!(
+                "unknown pool {p}: {} defines no such [[pool]] (its pools: {})",
+                path.display(),
+                names.join(", ")
+            );
+        }
+    }
+    match call(cfg, &Request::Status)? {
+        Reply::Status(s) => print_status(&s.only(pool.as_deref(), used), json),
+        other => bail!("unexpected answer from the agent service: {other:?}"),
+    }
+}
+
+/// `agent zone`: lists the zones taken away, or takes one away or back.
+fn zone_cmd(cfg: &AgentConfig, action: Option<ZoneCmd>) -> CommandResult {
+    let action = match action.unwrap_or(ZoneCmd::List) {
+        ZoneCmd::Away { zone } => Some(control::ZoneAction::Away(infra::Zone::new(zone)?)),
+        ZoneCmd::Back { zone } => Some(control::ZoneAction::Back(infra::Zone::new(zone)?)),
+        ZoneCmd::List => None,
+    };
+    match call(cfg, &Request::Zone { action })? {
+        Reply::Zones(z) => print_zones(&z),
+        other => bail!("unexpected answer from the agent service: {other:?}"),
     }
 }
 

@@ -289,6 +289,12 @@ impl Out {
         let _ = writeln!(self.0, "# TYPE {PREFIX}{name} {kind}");
     }
 
+    /// A family of one sample without labels.
+    fn single(&mut self, name: &str, kind: &str, help: &str, v: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], v);
+    }
+
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
         self.0.push_str(PREFIX);
         self.0.push_str(name);
@@ -538,44 +544,7 @@ impl Registry {
 
     /// Reloads, the version, errors, syncs and reports.
     fn render_counters(&self, o: &mut Out, snap: &Snapshot) {
-        o.family(
-            "reloads_total",
-            "counter",
-            "Hitless reloads of HAProxy this service did (slot growth only).",
-        );
-        o.sample("reloads_total", &[], snap.reloads as f64);
-        o.family(
-            "external_reloads_total",
-            "counter",
-            "HAProxy workers this service did not start: reloads or restarts by someone else, each followed by a restore of what HAProxy lacked.",
-        );
-        o.sample("external_reloads_total", &[], self.external_reloads as f64);
-        o.family(
-            "restored_total",
-            "counter",
-            "Members and drains re-sent to HAProxy because it lacked them (after a reload by someone else, or a restart of this service).",
-        );
-        o.sample("restored_total", &[], self.restored as f64);
-        o.family(
-            "servers_added_total",
-            "counter",
-            "Servers added at runtime past a pool's declared slots (HAProxy 3.0 and later): growth without a reload.",
-        );
-        o.sample("servers_added_total", &[], self.servers_added as f64);
-        o.family(
-            "servers_removed_total",
-            "counter",
-            "Empty servers past a pool's slots given back with del server once their drain ended.",
-        );
-        o.sample("servers_removed_total", &[], self.servers_removed as f64);
-        if let Some(version) = &snap.haproxy_version {
-            o.family(
-                "haproxy_info",
-                "gauge",
-                "The HAProxy this agent drives: 1, labelled with the version it reported (show info).",
-            );
-            o.sample("haproxy_info", &[("version", version)], 1.0);
-        }
+        self.render_haproxy_counters(o, snap);
         o.family(
             "errors_total",
             "counter",
@@ -584,52 +553,95 @@ impl Registry {
         for (k, n) in &self.errors {
             o.sample("errors_total", &[("kind", k.label())], *n as f64);
         }
-        o.family(
+        self.render_sync_and_report_counters(o, snap);
+    }
+
+    /// What this service did to HAProxy, and which HAProxy it drives.
+    fn render_haproxy_counters(&self, o: &mut Out, snap: &Snapshot) {
+        o.single(
+            "reloads_total",
+            "counter",
+            "Hitless reloads of HAProxy this service did (slot growth only).",
+            snap.reloads as f64,
+        );
+        o.single(
+            "external_reloads_total",
+            "counter",
+            "HAProxy workers this service did not start: reloads or restarts by someone else, each followed by a restore of what HAProxy lacked.",
+            self.external_reloads as f64,
+        );
+        o.single(
+            "restored_total",
+            "counter",
+            "Members and drains re-sent to HAProxy because it lacked them (after a reload by someone else, or a restart of this service).",
+            self.restored as f64,
+        );
+        o.single(
+            "servers_added_total",
+            "counter",
+            "Servers added at runtime past a pool's declared slots (HAProxy 3.0 and later): growth without a reload.",
+            self.servers_added as f64,
+        );
+        o.single(
+            "servers_removed_total",
+            "counter",
+            "Empty servers past a pool's slots given back with del server once their drain ended.",
+            self.servers_removed as f64,
+        );
+        if let Some(version) = &snap.haproxy_version {
+            o.family(
+                "haproxy_info",
+                "gauge",
+                "The HAProxy this agent drives: 1, labelled with the version it reported (show info).",
+            );
+            o.sample("haproxy_info", &[("version", version)], 1.0);
+        }
+    }
+
+    /// Syncs from AWS and the reports to the reactor's inbox.
+    fn render_sync_and_report_counters(&self, o: &mut Out, snap: &Snapshot) {
+        o.single(
             "aws_syncs_total",
             "counter",
             "Successful syncs from AWS (at start, every sync_interval_s, and agent sync without --desired).",
+            self.aws_syncs as f64,
         );
-        o.sample("aws_syncs_total", &[], self.aws_syncs as f64);
-        o.family(
+        o.single(
             "aws_last_sync_timestamp_seconds",
             "gauge",
             "Unix time of the last successful sync from AWS (0: none since the service started).",
+            self.aws_last_sync_s,
         );
-        o.sample("aws_last_sync_timestamp_seconds", &[], self.aws_last_sync_s);
-        o.family(
+        o.single(
             "start_time_seconds",
             "gauge",
             "Unix time the agent service started.",
+            self.start_time_s,
         );
-        o.sample("start_time_seconds", &[], self.start_time_s);
-        o.family(
+        o.single(
             "reports_sent_total",
             "counter",
             "Members' outcomes delivered to the reactor's inbox ([report] queue_url).",
+            self.reports_sent as f64,
         );
-        o.sample("reports_sent_total", &[], self.reports_sent as f64);
-        o.family(
+        o.single(
             "report_send_failures_total",
             "counter",
             "Attempts to send a batch of reports that failed; the reports stay in the outbox and are sent again after a backoff.",
-        );
-        o.sample(
-            "report_send_failures_total",
-            &[],
             self.report_failures as f64,
         );
-        o.family(
+        o.single(
             "reports_dropped_total",
             "counter",
             "Reports dropped because the outbox was full (100000 waiting): the reactor's schedule repairs what they would have said.",
+            self.reports_dropped as f64,
         );
-        o.sample("reports_dropped_total", &[], self.reports_dropped as f64);
-        o.family(
+        o.single(
             "reports_pending",
             "gauge",
             "Reports waiting in the outbox (persisted) for the reactor's inbox.",
+            snap.reports_pending as f64,
         );
-        o.sample("reports_pending", &[], snap.reports_pending as f64);
     }
 }
 

@@ -522,57 +522,85 @@ pub fn plan_change_by(
         let slot = cursor;
         taken.insert(slot);
         plan.size_needed = plan.size_needed.max(slot);
-        table.members.insert(
-            m.id.clone(),
-            Entry {
-                slot,
-                address: m.address,
-                port: m.port,
-                generation,
-                state: EntryState::Joining,
-                op: Some(clock.op(generation, clock.timeouts.health_ms, true)),
-                zone: m.zone.clone(),
-                weight: m.weight,
-                touched: clock.epoch,
-            },
-        );
-        plan.actions.push(Action::Join {
-            member: m.id.clone(),
-            slot,
-            send: JoinSend::Join {
-                addr: m.address,
-                port: m.port,
-            },
-        });
+        plan.actions
+            .push(join_new(table, m, slot, generation, clock));
     }
     for id in remove {
-        let action = match table.members.get_mut(id) {
-            Some(e) if e.generation > generation => newer(id, e, generation),
-            Some(e) => {
-                let action = leave_existing(id, e, live, generation, clock, &mut plan.superseded);
-                if let (Some(by), Some(op)) = (drain_by_ms.get(id), e.op.as_mut()) {
-                    if e.state == EntryState::Draining && *by < op.deadline_ms {
-                        op.deadline_ms = *by;
-                    }
-                }
-                action
-            }
-            None => {
-                table.retire(id, generation);
-                Action::Done {
-                    member: id.clone(),
-                    slot: None,
-                    status: OutcomeStatus::Drained,
-                    reason: Some("not in the pool on this host".into()),
-                }
-            }
-        };
-        if let Action::Release { member, .. } = &action {
-            table.retire(member, generation);
-        }
+        let drain_by = drain_by_ms.get(id).copied();
+        let action = leave(
+            table,
+            id,
+            live,
+            (generation, drain_by),
+            clock,
+            &mut plan.superseded,
+        );
         plan.actions.push(action);
     }
     plan
+}
+
+/// An add for a member the table does not hold: it joins in the free `slot`.
+fn join_new(table: &mut PoolSlots, m: &Member, slot: u32, generation: u64, clock: Clock) -> Action {
+    table.members.insert(
+        m.id.clone(),
+        Entry {
+            slot,
+            address: m.address,
+            port: m.port,
+            generation,
+            state: EntryState::Joining,
+            op: Some(clock.op(generation, clock.timeouts.health_ms, true)),
+            zone: m.zone.clone(),
+            weight: m.weight,
+            touched: clock.epoch,
+        },
+    );
+    Action::Join {
+        member: m.id.clone(),
+        slot,
+        send: JoinSend::Join {
+            addr: m.address,
+            port: m.port,
+        },
+    }
+}
+
+/// A remove of `id` at `generation` (its drain to end by `drain_by`, ms since the epoch,
+/// when the change says so); a member released leaves the table for good.
+fn leave(
+    table: &mut PoolSlots,
+    id: &MemberId,
+    live: &LiveSlots,
+    (generation, drain_by): (u64, Option<u64>),
+    clock: Clock,
+    superseded: &mut Vec<Superseded>,
+) -> Action {
+    let action = match table.members.get_mut(id) {
+        Some(e) if e.generation > generation => newer(id, e, generation),
+        Some(e) => {
+            let action = leave_existing(id, e, live, generation, clock, superseded);
+            if let (Some(by), Some(op)) = (drain_by, e.op.as_mut()) {
+                if e.state == EntryState::Draining && by < op.deadline_ms {
+                    op.deadline_ms = by;
+                }
+            }
+            action
+        }
+        None => {
+            table.retire(id, generation);
+            Action::Done {
+                member: id.clone(),
+                slot: None,
+                status: OutcomeStatus::Drained,
+                reason: Some("not in the pool on this host".into()),
+            }
+        }
+    };
+    if let Action::Release { member, .. } = &action {
+        table.retire(member, generation);
+    }
+    action
 }
 
 /// An add for a member the table already holds.
@@ -820,76 +848,115 @@ pub fn advance(
         };
         let Some(op) = e.op else { continue };
         let row = rows.get(&e.slot).copied();
-        let took = now_ms.saturating_sub(op.started_ms);
-        let allowed =
-            std::time::Duration::from_millis(op.deadline_ms.saturating_sub(op.started_ms));
-        let finished = |status, reason| Finished {
-            member: Some(id.clone()),
-            slot: e.slot,
-            change: op.change,
-            status,
-            reason,
-            ms: took,
+        let step = Step {
+            pool,
+            id: &id,
+            op,
+            row,
+            now_ms,
         };
-        match e.state {
-            EntryState::Joining | EntryState::Up => {
-                // Passing its checks: UP, or drained because its zone is away.
-                if row.is_some_and(StatRow::passes_checks) {
-                    e.state = EntryState::Up;
-                    e.op = None;
-                    out.finished.push(finished(OutcomeStatus::Up, None));
-                } else if now_ms >= op.deadline_ms {
-                    let last = row.map(StatRow::check_summary).unwrap_or_default();
-                    let released = if op.fresh {
-                        "; it took no traffic and its slot was released"
-                    } else {
-                        ""
-                    };
-                    let f = finished(
-                        OutcomeStatus::Failed,
-                        Some(format!(
-                            "did not pass health checks within {allowed:?} (last check: {last}){released}"
-                        )),
-                    );
-                    if op.fresh {
-                        out.commands
-                            .push(Command::new(pool, e.slot, haproxy::Op::Maint));
-                        // Its generation stays known: a message no newer than the one
-                        // that failed is stale, a newer one tries again.
-                        let generation = e.generation;
-                        out.finished.push(f);
-                        table.retire(&id, generation);
-                        continue;
-                    } else {
-                        // It stays the slot's owner; HAProxy's checks decide its traffic.
-                        e.state = EntryState::Up;
-                        e.op = None;
-                    }
-                    out.finished.push(f);
-                }
-            }
-            EntryState::Draining => {
-                let (scur, qcur) = row.map_or((0, 0), |r| (r.scur, r.qcur));
-                let reason = if scur == 0 && qcur == 0 {
-                    None
-                } else if now_ms >= op.deadline_ms {
-                    out.commands
-                        .push(Command::new(pool, e.slot, haproxy::Op::ShutdownSessions));
-                    Some(format!(
-                        "drain timeout ({allowed:?}): {scur} sessions were still open and were closed, {qcur} queued"
-                    ))
-                } else {
-                    continue;
-                };
-                out.commands
-                    .push(Command::new(pool, e.slot, haproxy::Op::Maint));
-                out.finished.push(finished(OutcomeStatus::Drained, reason));
-                table.retire(&id, op.change);
-            }
+        let retired = match e.state {
+            EntryState::Joining | EntryState::Up => step.join(e, &mut out),
+            EntryState::Draining => step.drain(e, &mut out),
+        };
+        if let Some(generation) = retired {
+            table.retire(&id, generation);
         }
     }
     advance_evictions(pool, table, rows, now_ms, seen, &mut out);
     out
+}
+
+/// One member's operation in flight, looked at against HAProxy's row for its slot.
+struct Step<'a> {
+    pool: &'a PoolName,
+    id: &'a MemberId,
+    op: Op,
+    row: Option<&'a StatRow>,
+    now_ms: u64,
+}
+
+impl Step<'_> {
+    fn finished(&self, slot: u32, status: OutcomeStatus, reason: Option<String>) -> Finished {
+        Finished {
+            member: Some(self.id.clone()),
+            slot,
+            change: self.op.change,
+            status,
+            reason,
+            ms: self.now_ms.saturating_sub(self.op.started_ms),
+        }
+    }
+
+    fn allowed(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.op.deadline_ms.saturating_sub(self.op.started_ms))
+    }
+
+    /// A join: UP once it passes its checks (or drained because its zone is away);
+    /// FAILED at its deadline. Returns the generation to retire it at, when it leaves.
+    fn join(&self, e: &mut Entry, out: &mut Advanced) -> Option<u64> {
+        if self.row.is_some_and(StatRow::passes_checks) {
+            e.state = EntryState::Up;
+            e.op = None;
+            out.finished
+                .push(self.finished(e.slot, OutcomeStatus::Up, None));
+            return None;
+        }
+        if self.now_ms < self.op.deadline_ms {
+            return None;
+        }
+        let last = self.row.map(StatRow::check_summary).unwrap_or_default();
+        let released = if self.op.fresh {
+            "; it took no traffic and its slot was released"
+        } else {
+            ""
+        };
+        let allowed = self.allowed();
+        out.finished.push(self.finished(
+            e.slot,
+            OutcomeStatus::Failed,
+            Some(format!(
+                "did not pass health checks within {allowed:?} (last check: {last}){released}"
+            )),
+        ));
+        if self.op.fresh {
+            out.commands
+                .push(Command::new(self.pool, e.slot, haproxy::Op::Maint));
+            // Its generation stays known: a message no newer than the one that failed
+            // is stale, a newer one tries again.
+            return Some(e.generation);
+        }
+        // It stays the slot's owner; HAProxy's checks decide its traffic.
+        e.state = EntryState::Up;
+        e.op = None;
+        None
+    }
+
+    /// A drain: DRAINED once its sessions ended, or at its deadline with the sessions
+    /// left closed. Returns the generation to retire it at, when it leaves.
+    fn drain(&self, e: &Entry, out: &mut Advanced) -> Option<u64> {
+        let (scur, qcur) = self.row.map_or((0, 0), |r| (r.scur, r.qcur));
+        let reason = if scur == 0 && qcur == 0 {
+            None
+        } else if self.now_ms >= self.op.deadline_ms {
+            out.commands.push(Command::new(
+                self.pool,
+                e.slot,
+                haproxy::Op::ShutdownSessions,
+            ));
+            let allowed = self.allowed();
+            Some(format!(
+                "drain timeout ({allowed:?}): {scur} sessions were still open and were closed, {qcur} queued"
+            ))
+        } else {
+            return None;
+        };
+        out.commands
+            .push(Command::new(self.pool, e.slot, haproxy::Op::Maint));
+        out.finished
+            .push(self.finished(e.slot, OutcomeStatus::Drained, reason));
+        Some(self.op.change)
+    }
 }
 
 /// Evictions (servers no member owns, being drained) that ended: put in maintenance,

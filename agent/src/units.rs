@@ -232,39 +232,8 @@ pub fn haproxy_dropin(cfg: &AgentConfig) -> Result<String, UnitError> {
         .ok_or(UnitError::NoMasterSocket)?;
     let master = master_arg(master)?;
     let config = unit_path("haproxy.config", &cfg.haproxy.config)?;
-    let binary = if cfg.haproxy.binary.is_absolute() {
-        unit_path("haproxy.binary", &cfg.haproxy.binary)?
-    } else {
-        // A bare name: systemd looks it up in /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin.
-        let name = cfg.haproxy.binary.to_str().unwrap_or_default();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(UnitError::Path {
-                what: "haproxy.binary",
-                path: cfg.haproxy.binary.clone(),
-            });
-        }
-        name.to_string()
-    };
-    // The pid file and, in Debian's layout, both sockets live in /run/haproxy, which
-    // Debian's tmpfiles.d creates (haproxy:haproxy 2775): writable as it is, not a
-    // RuntimeDirectory= that would take it over.
-    let mut writable = Writable::default();
-    writable.add_existing("/run/haproxy".into());
-    for ep in [
-        Some(&cfg.haproxy.admin_socket),
-        cfg.haproxy.master_socket.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Endpoint::Unix(p) = ep {
-            writable.add_existing(dir_of("a HAProxy socket's directory", p)?);
-        }
-    }
+    let binary = binary_arg(cfg)?;
+    let writable = haproxy_writable(cfg)?;
     let mut s = String::new();
     s.push_str(&format!("# {HAPROXY_DROPIN_PATH}\n"));
     s.push_str("# Written by `agent config haproxy-dropin` from agent.toml; paths follow it.\n");
@@ -310,6 +279,46 @@ pub fn haproxy_dropin(cfg: &AgentConfig) -> Result<String, UnitError> {
     s.push_str("SystemCallFilter=@system-service\n");
     s.push_str("SystemCallFilter=chroot\n");
     Ok(s)
+}
+
+/// HAProxy's binary as the unit names it: an absolute path, or a bare name systemd looks
+/// up in /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin.
+fn binary_arg(cfg: &AgentConfig) -> Result<String, UnitError> {
+    if cfg.haproxy.binary.is_absolute() {
+        return unit_path("haproxy.binary", &cfg.haproxy.binary);
+    }
+    let name = cfg.haproxy.binary.to_str().unwrap_or_default();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(UnitError::Path {
+            what: "haproxy.binary",
+            path: cfg.haproxy.binary.clone(),
+        });
+    }
+    Ok(name.to_string())
+}
+
+/// What HAProxy's unit may write: the pid file and, in Debian's layout, both sockets live
+/// in /run/haproxy, which Debian's tmpfiles.d creates (haproxy:haproxy 2775), writable as
+/// it is (not a RuntimeDirectory= that would take it over); and the sockets' directories.
+fn haproxy_writable(cfg: &AgentConfig) -> Result<Writable, UnitError> {
+    let mut writable = Writable::default();
+    writable.add_existing("/run/haproxy".into());
+    for ep in [
+        Some(&cfg.haproxy.admin_socket),
+        cfg.haproxy.master_socket.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Endpoint::Unix(p) = ep {
+            writable.add_existing(dir_of("a HAProxy socket's directory", p)?);
+        }
+    }
+    Ok(writable)
 }
 
 #[cfg(test)]

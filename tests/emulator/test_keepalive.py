@@ -116,3 +116,17 @@ def test_a_head_answer_has_no_body_and_the_connection_goes_on(emu):
     status, headers, body = c.answer()
     assert status == 200 and isinstance(json.loads(body), list)
     assert headers.get("connection") != "close"
+
+
+def test_with_close_every_answer_closes_its_connection():
+    from .conftest import Emulator
+
+    closing = Emulator("--close")
+    try:
+        c = Conn(closing)
+        c.send(_sqs("CreateQueue", {"QueueName": "closing"}))
+        status, headers, _ = c.answer()
+        assert status == 200 and headers.get("connection") == "close"
+        assert c.closed()
+    finally:
+        assert closing.stop() == 0

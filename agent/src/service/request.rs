@@ -150,89 +150,96 @@ pub(super) fn progress_line(pending: &[Wait], rows: &[StatRow]) -> String {
 }
 
 pub(super) fn diff_lines(pool: &PoolName, plan: &PoolPlan) -> Vec<DiffLine> {
-    let line = |op: char, member: &str, slot: Option<u32>, detail: String| DiffLine {
-        pool: pool.to_string(),
-        op,
-        member: member.to_string(),
-        slot: slot.map(slot_name),
-        detail,
-    };
     plan.actions
         .iter()
-        .map(|a| match a {
-            Action::Join {
-                member,
-                slot,
-                send: slots::JoinSend::Join { addr, port },
-            } => line(
-                '+',
-                member.as_str(),
-                Some(*slot),
-                format!("set {addr}:{port} ready, health-gated"),
-            ),
-            Action::Join {
-                member,
-                slot,
-                send: slots::JoinSend::Ready,
-            } => line(
-                '~',
-                member.as_str(),
-                Some(*slot),
-                "back to ready (was draining)".into(),
-            ),
-            Action::Drain { member, slot } => line(
-                '-',
-                member.as_str(),
-                Some(*slot),
-                "drain, then release the slot".into(),
-            ),
-            Action::Release { member, slot } => line(
-                '-',
-                member.as_str(),
-                Some(*slot),
-                "release the slot (never took traffic)".into(),
-            ),
-            Action::Evict { slot, addr } => line(
-                '!',
-                "-",
-                Some(*slot),
-                format!("{addr} is served but no member owns it: drain and release"),
-            ),
-            Action::Pending {
-                member,
-                slot,
-                change,
-            } => line(
-                '=',
-                member.as_str(),
-                Some(*slot),
-                format!("in flight under change {change}"),
-            ),
-            Action::Await { member, slot } => line(
-                '=',
-                member.as_str(),
-                Some(*slot),
-                "in flight under this change".into(),
-            ),
-            Action::Done {
-                member,
-                slot,
-                status,
-                reason,
-            } => line(
-                '=',
-                member.as_str(),
-                *slot,
-                format!(
-                    "{status}{}",
-                    reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ),
-            ),
+        .map(|a| {
+            let (op, member, slot, detail) = diff_of(a);
+            DiffLine {
+                pool: pool.to_string(),
+                op,
+                member: member.to_string(),
+                slot: slot.map(slot_name),
+                detail,
+            }
         })
         .collect()
+}
+
+/// One planned action as a diff line says it: its sign, member, slot and what is done.
+fn diff_of(a: &Action) -> (char, &str, Option<u32>, String) {
+    match a {
+        Action::Join {
+            member,
+            slot,
+            send: slots::JoinSend::Join { addr, port },
+        } => (
+            '+',
+            member.as_str(),
+            Some(*slot),
+            format!("set {addr}:{port} ready, health-gated"),
+        ),
+        Action::Join {
+            member,
+            slot,
+            send: slots::JoinSend::Ready,
+        } => (
+            '~',
+            member.as_str(),
+            Some(*slot),
+            "back to ready (was draining)".into(),
+        ),
+        Action::Drain { member, slot } => (
+            '-',
+            member.as_str(),
+            Some(*slot),
+            "drain, then release the slot".into(),
+        ),
+        Action::Release { member, slot } => (
+            '-',
+            member.as_str(),
+            Some(*slot),
+            "release the slot (never took traffic)".into(),
+        ),
+        Action::Evict { slot, addr } => (
+            '!',
+            "-",
+            Some(*slot),
+            format!("{addr} is served but no member owns it: drain and release"),
+        ),
+        Action::Pending {
+            member,
+            slot,
+            change,
+        } => (
+            '=',
+            member.as_str(),
+            Some(*slot),
+            format!("in flight under change {change}"),
+        ),
+        Action::Await { member, slot } => (
+            '=',
+            member.as_str(),
+            Some(*slot),
+            "in flight under this change".into(),
+        ),
+        Action::Done {
+            member,
+            slot,
+            status,
+            reason,
+        } => (
+            '=',
+            member.as_str(),
+            *slot,
+            format!(
+                "{status}{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
 }
 
 /// Per pool, the slots the plans join that HAProxy lacks and the slot count they need
