@@ -395,36 +395,36 @@ mod tests {
             .unwrap()
     }
 
+    /// Sends `bodies` one after the other through a pool to a server answering as
+    /// `serve` does, each answered with itself; the pool, and the connections accepted.
+    fn answered(serve: Serve, bodies: &[&str]) -> (KeepAlive, usize) {
+        let (addr, accepted) = server(serve);
+        let pool = KeepAlive::new(&addr);
+        for body in bodies {
+            let r = send(&pool, body);
+            assert_eq!((r.status, r.body.as_str()), (200, *body));
+        }
+        (pool, accepted.load(Ordering::SeqCst))
+    }
+
     #[test]
     fn requests_share_one_kept_connection() {
-        let (addr, accepted) = server(Serve::KeepOpen);
-        let pool = KeepAlive::new(&addr);
-        for i in 0..5 {
-            let r = send(&pool, &format!("request {i}"));
-            assert_eq!((r.status, r.body), (200, format!("request {i}")));
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let (_, accepted) = answered(Serve::KeepOpen, &["r0", "r1", "r2", "r3", "r4"]);
+        assert_eq!(accepted, 1);
     }
 
     #[test]
     fn a_kept_connection_the_server_closed_is_replaced_and_the_request_sent_again() {
-        let (addr, accepted) = server(Serve::OneThenClose);
-        let pool = KeepAlive::new(&addr);
-        assert_eq!(send(&pool, "first").body, "first");
-        // The server closed it after its answer: the pooled connection is stale.
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(send(&pool, "second").body, "second");
-        assert_eq!(send(&pool, "third").body, "third");
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // The server closes each connection after one answer: every kept one is stale
+        // when the next request goes out on it.
+        let (_, accepted) = answered(Serve::OneThenClose, &["first", "second", "third"]);
+        assert_eq!(accepted, 3);
     }
 
     #[test]
     fn a_connection_the_server_says_it_closes_is_not_kept() {
-        let (addr, accepted) = server(Serve::SaysClose);
-        let pool = KeepAlive::new(&addr);
-        assert_eq!(send(&pool, "a").body, "a");
-        assert_eq!(send(&pool, "b").body, "b");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let (pool, accepted) = answered(Serve::SaysClose, &["a", "b"]);
+        assert_eq!(accepted, 2);
         assert!(pool.idle.lock().unwrap().is_empty());
     }
 }
