@@ -89,10 +89,13 @@ pub trait Discovery: Send + Sync {
         async move {
             match listing.rest {
                 Rest::Read(states) => Ok(states),
+                // Only `AwsDiscovery::list_for_events` leaves EC2's reads to do, and it
+                // finishes its own listings: a reader that overrides `list_for_events`
+                // must override this too.
                 Rest::Ec2(_) => Err(AwsError::Api {
                     api: "DescribeInstances",
                     subject: "a listing".into(),
-                    message: "listed by another reader".into(),
+                    message: "its EC2 facts are read by the reader that listed it (AwsDiscovery); this reader implements list_for_events without finish_listing".into(),
                 }),
             }
         }
