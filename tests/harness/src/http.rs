@@ -278,10 +278,7 @@ fn read_answer(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, bool)> {
             continue;
         };
         let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-        let length = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok());
+        let length = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok());
         let Some(length) = length else {
             s.read_to_end(&mut raw)?;
             return Ok((raw, false));
@@ -293,13 +290,18 @@ fn read_answer(s: &mut TcpStream) -> std::io::Result<(Vec<u8>, bool)> {
             }
             raw.extend_from_slice(&buf[..n]);
         }
-        let closes = head.lines().any(|l| {
-            l.strip_prefix("connection:")
-                .is_some_and(|v| v.trim() == "close")
-        });
+        let closes = header(&head, "connection") == Some("close");
         let exact = raw.len() == end + 4 + length;
         return Ok((raw, !closes && exact));
     }
+}
+
+/// The value of the first header `name` (lower case) in `head` (lower-cased), trimmed.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim())
+    })
 }
 
 fn dechunk(s: &str) -> String {
